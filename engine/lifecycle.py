@@ -1,0 +1,130 @@
+"""The order lifecycle as one explicit state-transition table.
+
+The book only tracks open quantity; an order's *state* is derived here from the
+events the book emits about it. `OrderTracker` consumes event streams and raises
+`IllegalTransition` the moment an event does not fit the order's state, which
+makes it both the bookkeeping of a server and a conformance check on any book.
+
+Terminal states (FILLED, CANCELED, EXPIRED, REJECTED) accept no further event.
+"""
+
+from enum import Enum
+
+from engine.messages import (
+    CancelRejected,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReplaced,
+    ReplaceRejected,
+)
+from engine.types import RejectReason
+
+
+class OrderState(Enum):
+    PENDING = "pending"
+    """Submitted; the book has not answered yet."""
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+
+class Transition(Enum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+    FILL_PART = "fill_part"
+    FILL_ALL = "fill_all"
+    CANCEL = "cancel"
+    EXPIRE = "expire"
+    REPLACE = "replace"
+
+
+S, T = OrderState, Transition
+
+TRANSITIONS: dict[tuple[OrderState, Transition], OrderState] = {
+    (S.PENDING, T.ACCEPT): S.ACCEPTED,
+    (S.PENDING, T.REJECT): S.REJECTED,
+    (S.ACCEPTED, T.FILL_PART): S.PARTIALLY_FILLED,
+    (S.ACCEPTED, T.FILL_ALL): S.FILLED,
+    (S.ACCEPTED, T.CANCEL): S.CANCELED,
+    (S.ACCEPTED, T.EXPIRE): S.EXPIRED,
+    (S.ACCEPTED, T.REPLACE): S.ACCEPTED,
+    (S.PARTIALLY_FILLED, T.FILL_PART): S.PARTIALLY_FILLED,
+    (S.PARTIALLY_FILLED, T.FILL_ALL): S.FILLED,
+    (S.PARTIALLY_FILLED, T.CANCEL): S.CANCELED,
+    (S.PARTIALLY_FILLED, T.EXPIRE): S.EXPIRED,
+    (S.PARTIALLY_FILLED, T.REPLACE): S.PARTIALLY_FILLED,
+}
+"""Every legal (state, transition) pair; anything absent is illegal."""
+
+TERMINAL = frozenset({S.FILLED, S.CANCELED, S.EXPIRED, S.REJECTED})
+
+
+class IllegalTransition(RuntimeError):
+    """An event arrived that the order's current state does not allow."""
+
+
+def next_state(state: OrderState, transition: Transition) -> OrderState:
+    """Look up the state after ``transition``; raise IllegalTransition if there is none."""
+    try:
+        return TRANSITIONS[state, transition]
+    except KeyError:
+        raise IllegalTransition(f"{transition.value} is not allowed in state {state.value}") from None
+
+
+class OrderTracker:
+    """Follows every order's state through the events of one book.
+
+    Orders appear when submitted (`submitted`); events for an id the tracker
+    has never seen raise IllegalTransition, as do events that break the table.
+    """
+
+    def __init__(self) -> None:
+        self.states: dict[int, OrderState] = {}
+
+    def submitted(self, order_id: int) -> None:
+        """Record a new order awaiting the book's answer.
+
+        Reusing the id of an order that was accepted leaves that order alone: the
+        book answers the newcomer with OrderRejected(DUPLICATE_ORDER_ID).
+        """
+        if self.states.get(order_id, S.REJECTED) is S.REJECTED:
+            self.states[order_id] = S.PENDING
+
+    def _move(self, order_id: int, transition: Transition) -> None:
+        if order_id not in self.states:
+            raise IllegalTransition(f"{transition.value} for unknown order {order_id}")
+        self.states[order_id] = next_state(self.states[order_id], transition)
+
+    def apply(self, event) -> None:
+        """Advance the orders that ``event`` concerns."""
+        match event:
+            case OrderAccepted(order_id=oid):
+                self._move(oid, T.ACCEPT)
+            case OrderRejected(order_id=oid, reason=RejectReason.DUPLICATE_ORDER_ID) if (
+                self.states.get(oid) is not S.PENDING
+            ):
+                pass
+            case OrderRejected(order_id=oid):
+                self._move(oid, T.REJECT)
+            case OrderFilled(maker_id=maker, taker_id=taker, maker_leaves=ml, taker_leaves=tl):
+                self._move(maker, T.FILL_ALL if ml == 0 else T.FILL_PART)
+                self._move(taker, T.FILL_ALL if tl == 0 else T.FILL_PART)
+            case OrderCanceled(order_id=oid):
+                self._move(oid, T.CANCEL)
+            case OrderExpired(order_id=oid):
+                self._move(oid, T.EXPIRE)
+            case OrderReplaced(order_id=oid):
+                self._move(oid, T.REPLACE)
+            case CancelRejected() | ReplaceRejected():
+                pass
+            case _:
+                raise TypeError(f"not a book event: {event!r}")
+
+    def state(self, order_id: int) -> OrderState | None:
+        return self.states.get(order_id)

@@ -1,0 +1,142 @@
+"""Commands a book takes and events it returns, as frozen msgspec Structs.
+
+Commands are imperative (`SubmitOrder`), events past tense (`OrderFilled`). A book
+is per symbol, so none of these carry a symbol: the server that owns several
+books routes by symbol before a command reaches one.
+
+Which events each command produces, in this order:
+
+==================  ============================================================
+command             events
+==================  ============================================================
+SubmitOrder         OrderRejected; or OrderAccepted, then one OrderFilled per
+                    fill, then OrderCanceled(UNFILLED) for an IOC or market
+                    remainder. A GTC or DAY remainder rests silently.
+                    FOK that cannot fill completely: OrderRejected only.
+CancelOrder         OrderCanceled(REQUESTED); or CancelRejected.
+ReplaceOrder        OrderReplaced, then OrderFilled for each fill if the new
+                    price crosses; or ReplaceRejected.
+ExpireDayOrders     OrderExpired for every resting DAY order, bids best price
+                    first then asks best price first, FIFO within a level.
+==================  ============================================================
+"""
+
+import msgspec
+
+from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+
+
+class SubmitOrder(msgspec.Struct, frozen=True, gc=False, tag=True):
+    order_id: int
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: int
+    """Limit price in ticks; ignored (use 0) for a market order."""
+    quantity: int
+
+
+class CancelOrder(msgspec.Struct, frozen=True, gc=False, tag=True):
+    order_id: int
+
+
+class ReplaceOrder(msgspec.Struct, frozen=True, gc=False, tag=True):
+    order_id: int
+    price: int
+    quantity: int
+    """The new open quantity."""
+
+
+class ExpireDayOrders(msgspec.Struct, frozen=True, gc=False, tag=True):
+    pass
+
+
+class OrderAccepted(msgspec.Struct, frozen=True, gc=False, tag=True):
+    order_id: int
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: int
+    quantity: int
+
+
+class OrderRejected(msgspec.Struct, frozen=True, gc=False, tag=True):
+    order_id: int
+    reason: RejectReason
+    text: str
+
+
+class CancelRejected(msgspec.Struct, frozen=True, gc=False, tag=True):
+    order_id: int
+    reason: RejectReason
+    text: str
+
+
+class ReplaceRejected(msgspec.Struct, frozen=True, gc=False, tag=True):
+    order_id: int
+    reason: RejectReason
+    text: str
+
+
+class OrderFilled(msgspec.Struct, frozen=True, gc=False, tag=True):
+    """One trade between a resting maker and an incoming taker, at the maker's price."""
+
+    maker_id: int
+    taker_id: int
+    price: int
+    quantity: int
+    maker_leaves: int
+    """The maker's open quantity after this fill; 0 means it left the book."""
+    taker_leaves: int
+    """The taker's quantity still to trade after this fill."""
+    aggressor: Side
+    """The taker's side."""
+    sequence: int
+    """The book's trade number: 1 for its first fill, then consecutive."""
+
+
+class OrderCanceled(msgspec.Struct, frozen=True, gc=False, tag=True):
+    order_id: int
+    quantity: int
+    """The open quantity removed."""
+    reason: CancelReason
+
+
+class OrderReplaced(msgspec.Struct, frozen=True, gc=False, tag=True):
+    order_id: int
+    price: int
+    quantity: int
+    priority_kept: bool
+    """True only for a same-price reduction (or no change): the order kept its place."""
+
+
+class OrderExpired(msgspec.Struct, frozen=True, gc=False, tag=True):
+    order_id: int
+    quantity: int
+
+
+class PriceLevel(msgspec.Struct, frozen=True, gc=False):
+    price: int
+    quantity: int
+    orders: int
+
+
+class RestingOrder(msgspec.Struct, frozen=True, gc=False):
+    order_id: int
+    side: Side
+    price: int
+    quantity: int
+    time_in_force: TimeInForce
+
+
+Command = SubmitOrder | CancelOrder | ReplaceOrder | ExpireDayOrders
+Event = (
+    OrderAccepted
+    | OrderRejected
+    | CancelRejected
+    | ReplaceRejected
+    | OrderFilled
+    | OrderCanceled
+    | OrderReplaced
+    | OrderExpired
+)

@@ -1,0 +1,101 @@
+"""Enumerations and hard limits shared by every book, server and client.
+
+Prices are integers in ticks and quantities integers in lots from the wire to the
+core; decimals exist only at the edges (display). The numeric values of these
+enums are part of the wire and stream formats: never renumber a member.
+"""
+
+from enum import IntEnum
+
+MAX_QUANTITY = 1_000_000_000
+"""Largest quantity (lots) a book accepts on one order.
+
+It keeps every level total below 2**62 even with 2**31 orders on one level, so
+no sum in the book can overflow an int64.
+"""
+
+
+class Side(IntEnum):
+    BUY = 0
+    SELL = 1
+
+
+class OrderType(IntEnum):
+    LIMIT = 0
+    MARKET = 1
+
+
+class TimeInForce(IntEnum):
+    """How long an order may live.
+
+    GTC and DAY rest their remainder; DAY orders are expired by the explicit
+    end-of-day command. IOC discards its remainder; FOK trades its whole quantity
+    at once or nothing at all.
+    """
+
+    GTC = 0
+    IOC = 1
+    FOK = 2
+    DAY = 3
+
+
+class RejectReason(IntEnum):
+    """Why a command was refused, numbered in ranges by the subsystem that refuses.
+
+    1xxx: the book's own validation of a command's fields.
+    2xxx: the book's state (matching).
+    3xxx: instrument reference data (checked by the trading engine server).
+    """
+
+    UNKNOWN_ORDER_TYPE = 1001
+    UNKNOWN_SIDE = 1002
+    UNKNOWN_TIME_IN_FORCE = 1003
+    INVALID_QUANTITY = 1004
+    QUANTITY_TOO_LARGE = 1005
+    INVALID_PRICE = 1006
+    MARKET_ORDER_CANNOT_REST = 1007
+    DUPLICATE_ORDER_ID = 1008
+
+    UNKNOWN_ORDER = 2001
+    FOK_NOT_FILLABLE = 2002
+
+    UNKNOWN_SYMBOL = 3001
+    PRICE_OFF_TICK = 3002
+    QUANTITY_OFF_LOT = 3003
+    QUANTITY_BELOW_MINIMUM = 3004
+    QUANTITY_ABOVE_MAXIMUM = 3005
+    PRICE_OUTSIDE_BAND = 3006
+
+    @property
+    def text(self) -> str:
+        """The standard human-readable explanation sent with the code."""
+        return REJECT_TEXT[self]
+
+
+REJECT_TEXT = {
+    RejectReason.UNKNOWN_ORDER_TYPE: "unknown order type",
+    RejectReason.UNKNOWN_SIDE: "unknown side",
+    RejectReason.UNKNOWN_TIME_IN_FORCE: "unknown time in force",
+    RejectReason.INVALID_QUANTITY: "quantity must be positive",
+    RejectReason.QUANTITY_TOO_LARGE: f"quantity exceeds the book limit of {MAX_QUANTITY} lots",
+    RejectReason.INVALID_PRICE: "limit price must be positive",
+    RejectReason.MARKET_ORDER_CANNOT_REST: "a market order must be IOC or FOK",
+    RejectReason.DUPLICATE_ORDER_ID: "order id already used by an accepted order",
+    RejectReason.UNKNOWN_ORDER: "no live order with this id",
+    RejectReason.FOK_NOT_FILLABLE: "fill-or-kill quantity not available within the limit",
+    RejectReason.UNKNOWN_SYMBOL: "unknown symbol",
+    RejectReason.PRICE_OFF_TICK: "price is not a multiple of the tick size",
+    RejectReason.QUANTITY_OFF_LOT: "quantity is not a multiple of the lot size",
+    RejectReason.QUANTITY_BELOW_MINIMUM: "quantity below the instrument minimum",
+    RejectReason.QUANTITY_ABOVE_MAXIMUM: "quantity above the instrument maximum",
+    RejectReason.PRICE_OUTSIDE_BAND: "price outside the band around the reference price",
+}
+
+
+class CancelReason(IntEnum):
+    """Why an order's open quantity left the book without trading."""
+
+    REQUESTED = 0
+    """A cancel command named the order."""
+    UNFILLED = 1
+    """The remainder of an IOC or market order that could not trade at once."""
