@@ -59,7 +59,14 @@ from engine.messages import (
     SubmitOrder,
 )
 from engine.replay import replay_rows
-from engine.snapshot import MASK, ORDER_DTYPE, BookSnapshot, id_digest_term, state_hash
+from engine.snapshot import (
+    MASK,
+    ORDER_DTYPE,
+    BookSnapshot,
+    id_digest_term,
+    state_hash,
+    validate_snapshot,
+)
 from engine.stream import ReplayResult, check_stream
 from engine.types import MAX_QUANTITY, CancelReason, OrderType, RejectReason, Side, TimeInForce
 
@@ -217,7 +224,11 @@ class ReferenceBook:
 
     @classmethod
     def restore(cls, snapshot: BookSnapshot) -> "ReferenceBook":
-        """Rebuild a book in exactly the state ``snapshot`` was taken from."""
+        """Rebuild a book in exactly the state ``snapshot`` was taken from.
+
+        The snapshot is validated first (`engine.snapshot.validate_snapshot`).
+        """
+        validate_snapshot(snapshot)
         book = cls()
         book._trade_sequence = snapshot.trade_sequence
         for order_id in snapshot.id_array().tolist():

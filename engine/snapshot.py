@@ -19,6 +19,8 @@ every word is taken modulo 2**64.
 import msgspec
 import numpy as np
 
+from engine.types import MAX_QUANTITY, TimeInForce
+
 MASK = (1 << 64) - 1
 SEED = 0x9E3779B97F4A7C15
 ID_SALT = 0x5851F42D4C957F2D
@@ -76,3 +78,43 @@ class BookSnapshot(msgspec.Struct, frozen=True):
 
     def id_array(self) -> np.ndarray:
         return np.frombuffer(self.accepted_ids, dtype="<i8")
+
+
+def validate_snapshot(snapshot: BookSnapshot) -> None:
+    """Raise ValueError unless ``snapshot`` describes a consistent book.
+
+    Checked: array sizes; ids strictly ascending; every resting order valid (side,
+    resting time in force, 0 < quantity <= MAX_QUANTITY, price > 0), unique and
+    among the accepted ids; bids before asks, each side in price priority; not crossed.
+    """
+    if not isinstance(snapshot, BookSnapshot):
+        raise TypeError(f"expected a BookSnapshot, got {type(snapshot).__name__}")
+    if snapshot.trade_sequence < 0:
+        raise ValueError("negative trade sequence")
+    if len(snapshot.orders) % ORDER_DTYPE.itemsize or len(snapshot.accepted_ids) % 8:
+        raise ValueError("snapshot arrays have a truncated record")
+    orders, ids = snapshot.order_array(), snapshot.id_array()
+    if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
+        raise ValueError("accepted ids are not strictly ascending")
+    if not np.all(orders["side"] <= 1):
+        raise ValueError("resting order with an unknown side")
+    if not np.all(np.isin(orders["time_in_force"], (TimeInForce.GTC, TimeInForce.DAY))):
+        raise ValueError("resting order with a time in force that cannot rest")
+    if not np.all((orders["quantity"] > 0) & (orders["quantity"] <= MAX_QUANTITY)):
+        raise ValueError("resting order with a quantity out of range")
+    if not np.all(orders["price"] > 0):
+        raise ValueError("resting order with a non-positive price")
+    if len(np.unique(orders["order_id"])) != len(orders):
+        raise ValueError("two resting orders share an id")
+    if not np.all(np.isin(orders["order_id"], ids)):
+        raise ValueError("resting order whose id was never accepted")
+    if len(orders) > 1 and not np.all(np.diff(orders["side"].astype(np.int8)) >= 0):
+        raise ValueError("bids must come before asks")
+    bids = orders["price"][orders["side"] == 0]
+    asks = orders["price"][orders["side"] == 1]
+    if len(bids) > 1 and not np.all(bids[1:] <= bids[:-1]):
+        raise ValueError("bids are not in price priority")
+    if len(asks) > 1 and not np.all(asks[1:] >= asks[:-1]):
+        raise ValueError("asks are not in price priority")
+    if len(bids) and len(asks) and bids[0] >= asks[0]:
+        raise ValueError("crossed book")
