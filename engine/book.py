@@ -72,6 +72,9 @@ from engine.types import MAX_QUANTITY, CancelReason, OrderType, RejectReason, Si
 
 BUY, SELL = Side.BUY, Side.SELL
 RESTING_TIFS = (TimeInForce.GTC, TimeInForce.DAY)
+SIDES = tuple(Side)
+ORDER_TYPES = tuple(OrderType)
+TIFS = tuple(TimeInForce)
 
 
 class _Order:
@@ -110,7 +113,6 @@ class ReferenceBook:
         self._sides = (SortedDict(_negate), SortedDict())
         self._live: dict[int, _Order] = {}
         self._accepted_ids: set[int] = set()
-        self._id_digest = 0
         self._trade_sequence = 0
 
     # ------------------------------------------------------------------ commands
@@ -119,11 +121,10 @@ class ReferenceBook:
         reason = self._check_submit(order_id, side, order_type, time_in_force, price, quantity)
         if reason is not None:
             return [OrderRejected(order_id, reason, reason.text)]
-        side, order_type, tif = Side(side), OrderType(order_type), TimeInForce(time_in_force)
+        side, order_type, tif = SIDES[side], ORDER_TYPES[order_type], TIFS[time_in_force]
         is_limit = order_type is OrderType.LIMIT
         price = price if is_limit else 0
         self._accepted_ids.add(order_id)
-        self._id_digest = (self._id_digest + id_digest_term(order_id)) & MASK
         events = [OrderAccepted(order_id, side, order_type, tif, price, quantity)]
         leaves = self._match(order_id, side, price if is_limit else None, quantity, events)
         if leaves:
@@ -231,11 +232,9 @@ class ReferenceBook:
         validate_snapshot(snapshot)
         book = cls()
         book._trade_sequence = snapshot.trade_sequence
-        for order_id in snapshot.id_array().tolist():
-            book._accepted_ids.add(order_id)
-            book._id_digest = (book._id_digest + id_digest_term(order_id)) & MASK
+        book._accepted_ids.update(snapshot.id_array().tolist())
         for order_id, side, price, quantity, tif in snapshot.order_array().tolist():
-            book._rest(_Order(order_id, Side(side), price, quantity, TimeInForce(tif)))
+            book._rest(_Order(order_id, SIDES[side], price, quantity, TIFS[tif]))
         return book
 
     def state_hash(self) -> int:
@@ -243,7 +242,7 @@ class ReferenceBook:
             ((o.side, o.price, o.order_id, o.quantity, o.tif) for o in self._priority_order()),
             self._trade_sequence,
             len(self._accepted_ids),
-            self._id_digest,
+            sum(id_digest_term(order_id) for order_id in self._accepted_ids) & MASK,
         )
 
     def check_invariants(self) -> None:
@@ -264,8 +263,6 @@ class ReferenceBook:
         assert seen == len(self._live), "index holds orders that are not on a level"
         bid, ask = self.best_bid(), self.best_ask()
         assert bid is None or ask is None or bid < ask, f"crossed book: {bid} >= {ask}"
-        digest = sum(id_digest_term(i) for i in self._accepted_ids) & MASK
-        assert digest == self._id_digest, "accepted-id digest out of date"
 
     # ------------------------------------------------------------------ internals
 
@@ -321,7 +318,7 @@ class ReferenceBook:
     def _match(self, taker_id, side, limit, quantity, events) -> int:
         """Trade ``quantity`` against the opposite side; return what is left."""
         opposite = self._sides[1 - side]
-        aggressor = Side(side)
+        aggressor = SIDES[side]
         while quantity and opposite:
             price, level = opposite.peekitem(0)
             if not self._crosses(side, limit, price):

@@ -20,7 +20,6 @@ from engine.messages import (
     OrderReplaced,
     ReplaceRejected,
 )
-from engine.types import RejectReason
 
 
 class OrderState(Enum):
@@ -86,15 +85,19 @@ class OrderTracker:
 
     def __init__(self) -> None:
         self.states: dict[int, OrderState] = {}
+        self.duplicates: dict[int, int] = {}
+        """Unanswered submissions that reuse the id of an accepted order."""
 
     def submitted(self, order_id: int) -> None:
         """Record a new order awaiting the book's answer.
 
         Reusing the id of an order that was accepted leaves that order alone: the
-        book answers the newcomer with OrderRejected(DUPLICATE_ORDER_ID).
+        book must answer the newcomer with an OrderRejected.
         """
         if self.states.get(order_id, S.REJECTED) is S.REJECTED:
             self.states[order_id] = S.PENDING
+        else:
+            self.duplicates[order_id] = self.duplicates.get(order_id, 0) + 1
 
     def _move(self, order_id: int, transition: Transition) -> None:
         if order_id not in self.states:
@@ -106,10 +109,8 @@ class OrderTracker:
         match event:
             case OrderAccepted(order_id=oid):
                 self._move(oid, T.ACCEPT)
-            case OrderRejected(order_id=oid, reason=RejectReason.DUPLICATE_ORDER_ID) if (
-                self.states.get(oid) is not S.PENDING
-            ):
-                pass
+            case OrderRejected(order_id=oid) if self.duplicates.get(oid):
+                self.duplicates[oid] -= 1
             case OrderRejected(order_id=oid):
                 self._move(oid, T.REJECT)
             case OrderFilled(maker_id=maker, taker_id=taker, maker_leaves=ml, taker_leaves=tl):

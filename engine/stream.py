@@ -69,6 +69,8 @@ def load_stream(path: str | Path) -> np.ndarray:
         array = np.load(path, allow_pickle=False)
     except ValueError as exc:
         raise StreamError(f"{path} is not a plain .npy array (pickled data is refused): {exc}") from exc
+    except EOFError:
+        raise StreamError(f"{path} is empty or truncated, not a .npy array") from None
     except OSError as exc:
         raise StreamError(f"cannot read {path}: {exc}") from exc
     if isinstance(array, np.lib.npyio.NpzFile):

@@ -96,6 +96,7 @@ cdef class NativeBook:
     cdef uint64_t rng                # skip-list height generator state
 
     # ---- capacity: called before each command, so commands never allocate
+    cdef int _prepare(self) except -1
     cdef int _reserve(self, bint batch) noexcept nogil
     cdef int _grow_live(self) noexcept nogil
     cdef int _grow_ids(self) noexcept nogil

@@ -476,10 +476,11 @@ cdef class NativeBook:
 
     # ================================================================ internals: capacity
 
-    def _prepare(self):
+    cdef int _prepare(self) except -1:
         self.event_count = 0
         if self._reserve(False) != 0:
             raise MemoryError("order book out of memory")
+        return 0
 
     cdef int _reserve(self, bint batch) noexcept nogil:
         cdef int64_t need

@@ -1,0 +1,198 @@
+"""The exchange launcher: ``python main.py COMMAND ...``.
+
+Commands
+--------
+replay STREAM.npy --out FILLS.npy [--engine native|reference]
+    Replay an order stream through a book, write its fills and print the replay
+    summary as one JSON object on the last line of stdout.
+workload OUT.npy [--messages N] [--seed S] [--profile standard|deep]
+    Write a generated order stream and print a JSON summary of it on the last line.
+bench book [--messages N] [--repeats R]
+    Measure the matching core in one run (reference vs native per-message vs
+    native batch, deep book, memory) and print the table, then the figures as JSON.
+
+Every failure the user can fix (bad arguments, a missing, pickled, .npz or
+wrong-dtype stream, an unwritable output) is reported as one ``error: ...`` line
+on stderr with exit status 2, never a traceback. The logic lives in ``engine``;
+this module only parses arguments and wires the pieces together.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine import workload
+from engine.book import ReferenceBook
+from engine.replay import summarize, summary_line, timed_replay
+from engine.stream import StreamError, load_stream, save_array
+
+EXIT_ERROR = 2
+
+
+class CliError(Exception):
+    """A failure the user can fix; ``main`` prints it as one ``error:`` line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``error:`` line on stderr (exit 2)."""
+
+    def error(self, message):
+        self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
+
+
+def npy_output(text: str) -> Path:
+    """An output path: must end in .npy (NumPy would append it otherwise) and be in
+    an existing directory."""
+    path = Path(text)
+    if path.suffix != ".npy":
+        raise argparse.ArgumentTypeError(f"output file {text} must end in .npy")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: no directory {path.parent}")
+    return path
+
+
+def native_book():
+    """A NativeBook, imported only when asked for (it is a compiled extension)."""
+    try:
+        from native.book import NativeBook
+    except ImportError as exc:
+        raise CliError(
+            f"the native engine is not available ({exc}); build it or use --engine reference"
+        ) from None
+    return NativeBook()
+
+
+ENGINES = {"native": native_book, "reference": ReferenceBook}
+PROFILES = {"standard": workload.standard, "deep": workload.deep}
+
+
+def read_stream(path: str):
+    try:
+        return load_stream(path)
+    except StreamError as exc:
+        raise CliError(str(exc)) from None
+
+
+def write_array(path: Path, array) -> None:
+    try:
+        save_array(path, array)
+    except OSError as exc:
+        raise CliError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def run_replay(args: argparse.Namespace) -> None:
+    stream = read_stream(args.stream)
+    book = ENGINES[args.engine]()
+    result, seconds = timed_replay(book, stream)
+    write_array(args.out, result.fills)
+    print(summary_line(summarize(book, stream, result, seconds)))
+
+
+def run_workload(args: argparse.Namespace) -> None:
+    try:
+        stream = PROFILES[args.profile](args.messages, args.seed)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    write_array(args.output, stream)
+    summary = {"file": str(args.output), "profile": args.profile, "seed": args.seed}
+    print(json.dumps(summary | workload.describe(stream)))
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    from benchmarks import book as book_benchmark
+
+    report = book_benchmark.run(
+        messages=args.messages, repeats=args.repeats, deep_messages=args.messages, resting=args.resting
+    )
+    print(json.dumps(report))
+
+
+def add_bench_command(commands) -> None:
+    parser = commands.add_parser("bench", help="run a benchmark and print its table")
+    parser.add_argument("suite", choices=["book"], help="what to measure: book = the matching core")
+    parser.add_argument(
+        "--messages", type=positive_int, default=1_000_000, help="standard workload size (default: 1000000)"
+    )
+    parser.add_argument("--repeats", type=positive_int, default=3, help="runs per figure; medians are reported")
+    parser.add_argument(
+        "--resting", type=positive_int, default=1_000_000, help="resting orders for the memory figure"
+    )
+    parser.set_defaults(run=run_bench)
+
+
+def add_replay_command(commands) -> None:
+    parser = commands.add_parser("replay", help="replay an order stream through a book")
+    parser.add_argument("stream", help="order stream (.npy of STREAM_DTYPE)")
+    parser.add_argument("--out", required=True, type=npy_output, help="where to write the fills (.npy)")
+    parser.add_argument(
+        "--engine", choices=sorted(ENGINES), default="native", help="book implementation (default: native)"
+    )
+    parser.set_defaults(run=run_replay)
+
+
+def add_workload_command(commands) -> None:
+    parser = commands.add_parser("workload", help="generate an order stream")
+    parser.add_argument("output", type=npy_output, help="where to write the stream (.npy)")
+    parser.add_argument(
+        "--messages", type=positive_int, default=1_000_000, help="stream length (default: 1000000)"
+    )
+    parser.add_argument("--seed", type=non_negative_int, default=42, help="random seed (default: 42)")
+    parser.add_argument(
+        "--profile", choices=sorted(PROFILES), default="standard", help="workload profile (default: standard)"
+    )
+    parser.set_defaults(run=run_workload)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser: one subcommand per tool, each setting ``run``.
+
+    Options that start a server or client role belong on this top-level parser, so
+    argparse itself does not require a command: ``main`` does, when nothing else
+    was asked for.
+    """
+    parser = _Parser(prog="main.py", description="Exchange matching engine launcher.")
+    parser.set_defaults(run=None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_replay_command(commands)
+    add_workload_command(commands)
+    add_bench_command(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.run is None:
+        parser.error("missing COMMAND")
+    try:
+        args.run(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

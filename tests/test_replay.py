@@ -1,0 +1,84 @@
+"""Replaying whole streams: the standard 1M workload gives identical fills with both engines,
+and the replay/bench commands work on the native engine."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine import workload
+from engine.book import ReferenceBook
+from engine.replay import replay_rows
+from engine.stream import FILL_DTYPE, STREAM_DTYPE, save_array
+from native.book import NativeBook
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def standard_1m():
+    return workload.standard(1_000_000, seed=42)
+
+
+@pytest.mark.slow
+def test_standard_1m_workload_gives_identical_fills_and_state_with_both_engines(standard_1m):
+    native, reference = NativeBook(), ReferenceBook()
+    batch = native.replay(standard_1m)
+    expected = reference.replay(standard_1m)
+    assert len(expected.fills) > 250_000
+    assert expected.rejected == 0 and expected.accepted == len(standard_1m)
+    assert batch.fills.dtype == FILL_DTYPE
+    assert np.array_equal(batch.fills, expected.fills)
+    assert (batch.accepted, batch.rejected) == (expected.accepted, expected.rejected)
+    assert native.state_hash() == reference.state_hash()
+    assert native.snapshot() == reference.snapshot()
+    assert 1_000 < len(native) < 10_000
+    native.check_invariants()
+
+
+def test_native_batch_equals_native_per_message_on_a_deep_book():
+    stream = workload.deep(60_000, seed=3, resting=20_000, levels=3)
+    batch_book, message_book = NativeBook(), NativeBook()
+    batch = batch_book.replay(stream)
+    per_message = replay_rows(message_book, stream.tolist())
+    assert np.array_equal(batch.fills, per_message.fills)
+    assert batch_book.state_hash() == message_book.state_hash()
+    assert len(batch_book) > 15_000
+
+
+def test_replay_of_an_empty_stream_changes_nothing():
+    book = NativeBook()
+    result = book.replay(np.empty(0, dtype=STREAM_DTYPE))
+    assert (len(result.fills), result.accepted, result.rejected) == (0, 0, 0)
+    assert book.state_hash() == ReferenceBook().state_hash()
+
+
+def test_replay_command_on_the_native_engine_matches_the_reference(tmp_path):
+    stream = workload.standard(50_000, seed=5)
+    save_array(tmp_path / "s.npy", stream)
+    outputs = {}
+    for engine in ("native", "reference"):
+        out = tmp_path / f"{engine}.npy"
+        done = subprocess.run([sys.executable, "main.py", "replay", tmp_path / "s.npy", "--out", out,
+                               "--engine", engine], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        outputs[engine] = (np.load(out), {k: v for k, v in summary.items() if k not in ("seconds", "msgs_per_s")})
+        assert summary["msgs_per_s"] > 0
+    assert np.array_equal(outputs["native"][0], outputs["reference"][0])
+    assert outputs["native"][1] == outputs["reference"][1]
+
+
+def test_bench_book_command_runs_and_checks_the_engines_agree():
+    done = subprocess.run([sys.executable, "main.py", "bench", "book", "--messages", "20000", "--repeats", "1",
+                           "--resting", "20000"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| native book, batch replay |" in done.stdout
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["standard"]["messages"] == 20_000
+    assert report["standard"]["batch_vs_reference"] > 1
+    assert [row["resting_orders"] for row in report["memory"]] == [20_000] * 3
+    assert report["deep"]["rejected"] == 0
