@@ -15,6 +15,7 @@ Each figure is the median of several runs (the machine is shared and noisy);
 fills and final state hashes of all engines must agree, or the benchmark fails.
 """
 
+import gc
 import json
 import os
 import platform
@@ -48,12 +49,22 @@ def machine() -> dict:
 
 
 def timed(run, repeats: int) -> tuple[float, object]:
-    """Median seconds of ``repeats`` calls of ``run`` (each on a fresh book) and the last result."""
+    """Median seconds of ``repeats`` calls of ``run`` (each on a fresh book) and the last result.
+
+    The cyclic garbage collector is off while a call is timed, as in `timeit`: it
+    would otherwise walk the million-row input again and again, the same cost for
+    every engine, blurring their ratio.
+    """
     seconds, result = [], None
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        seconds.append(time.perf_counter() - start)
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.perf_counter()
+            result = run()
+            seconds.append(time.perf_counter() - start)
+        finally:
+            gc.enable()
     return statistics.median(seconds), result
 
 
@@ -72,7 +83,7 @@ def replay_engines(stream: np.ndarray, repeats: int) -> dict:
         books["native_batch"] = NativeBook()
         return books["native_batch"].replay(stream)
 
-    ref_s, ref = timed(per_message(ReferenceBook, "reference"), max(1, repeats // 2))
+    ref_s, ref = timed(per_message(ReferenceBook, "reference"), repeats)
     msg_s, msg = timed(per_message(NativeBook, "native_per_message"), repeats)
     bat_s, bat = timed(batch, repeats * 2)
     for name, result in (("native_per_message", msg), ("native_batch", bat)):
@@ -119,26 +130,28 @@ def resting_stream(orders: int, spread: str) -> np.ndarray:
     return stream
 
 
-def current_rss_kb() -> int:
-    """This process's resident set size now, in KiB (Linux)."""
+def rss_kb(field: str) -> int:
+    """A memory figure of this process from /proc (Linux), in KiB: VmRSS now, VmHWM its peak.
+
+    VmHWM, unlike getrusage's ru_maxrss, starts afresh at exec, so a child does not
+    inherit the peak of the process that started it.
+    """
     with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
 
 
 def memory_child(engine: str, orders: int, spread: str) -> dict:
     """Run in a fresh process: how far the peak RSS rose above the RSS before the book was built."""
-    import resource
-
     stream = resting_stream(orders, spread)
     rows = stream.tolist() if engine == "reference" else None
-    before = current_rss_kb()
+    before = rss_kb("VmRSS")
     if engine == "native":
         book = NativeBook()
         book.replay(stream)
     else:
         book = ReferenceBook()
         replay_rows(book, rows)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = rss_kb("VmHWM")
     levels = len(book.depth(0, 1 << 30)) + len(book.depth(1, 1 << 30))
     return {"engine": engine, "spread": spread, "resting_orders": len(book), "levels": levels,
             "peak_rss_growth_mb": (peak - before) / 1024, "peak_rss_mb": peak / 1024,

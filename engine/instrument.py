@@ -6,6 +6,7 @@ price the venue can express), quantities in quantity units. ``tick_size`` and
 is only for display (price units per currency unit, e.g. 100 for cents).
 """
 
+from decimal import Decimal
 from typing import Annotated
 
 import msgspec
@@ -57,9 +58,13 @@ class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return None
 
     def format_price(self, price: int) -> str:
-        """Render a price in currency units for people (the only place decimals appear)."""
+        """Render a price in currency units for people (the only place decimals appear).
+
+        Exact for every int64 price when ``price_scale`` is a power of ten (as many
+        decimals as it has zeros); otherwise rounded to 6 decimals.
+        """
         digits = len(str(self.price_scale)) - 1 if _is_power_of_ten(self.price_scale) else 6
-        return f"{price / self.price_scale:.{digits}f}"
+        return f"{Decimal(price) / Decimal(self.price_scale):.{digits}f}"
 
 
 def _is_power_of_ten(n: int) -> bool:

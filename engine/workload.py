@@ -32,7 +32,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from native.book import NativeBook
 from engine.messages import OrderFilled
 from engine.stream import (
     CANCEL,
@@ -45,6 +44,7 @@ from engine.stream import (
     check_stream,
 )
 from engine.types import OrderType, Side, TimeInForce
+from native.book import NativeBook
 
 CHUNK = 1 << 16
 """Messages per batch of random draws. Part of the output's definition: changing

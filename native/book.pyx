@@ -136,7 +136,7 @@ cdef tuple SIDES = (Side.BUY, Side.SELL)
 cdef tuple ORDER_TYPES = (OrderType.LIMIT, OrderType.MARKET)
 cdef tuple TIFS = (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY)
 cdef tuple CANCEL_REASONS = (CancelReason.REQUESTED, CancelReason.UNFILLED)
-cdef dict REASONS = {int(reason): reason for reason in RejectReason}
+cdef dict REASONS = {int(reason): (reason, reason.text) for reason in RejectReason}
 cdef object _OrderAccepted = OrderAccepted
 cdef object _OrderFilled = OrderFilled
 cdef object _OrderCanceled = OrderCanceled
@@ -940,8 +940,8 @@ cdef class NativeBook:
             elif e.kind == EV_EXPIRED:
                 out.append(_OrderExpired(e.order_id, e.quantity))
             else:
-                reason = REASONS[e.code]
-                out.append(REJECT_EVENTS[e.kind - EV_REJECTED](e.order_id, reason, reason.text))
+                reason, text = REASONS[e.code]
+                out.append(REJECT_EVENTS[e.kind - EV_REJECTED](e.order_id, reason, text))
         self.event_count = 0
         return out
 

@@ -1,0 +1,136 @@
+"""The `book` fixture: every book test runs against the reference and the native book.
+
+The harness forwards commands to the book and every event to an `OrderTracker`, so
+each test also checks that the book's events follow the order lifecycle. After each
+test, every book the test made must have answered every submission, pass
+`check_invariants()` and survive a snapshot/restore round trip with an equal
+snapshot and state hash.
+"""
+
+import pytest
+
+from engine.book import ReferenceBook
+from engine.lifecycle import OrderState, OrderTracker
+from engine.messages import SubmitOrder
+from engine.types import OrderType, Side, TimeInForce
+
+BUY, SELL = Side.BUY, Side.SELL
+LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
+GTC, IOC = TimeInForce.GTC, TimeInForce.IOC
+
+
+def _reference_class():
+    return ReferenceBook
+
+
+def _native_class():
+    from native.book import NativeBook
+
+    return NativeBook
+
+
+BOOK_CLASSES = {"reference": _reference_class, "native": _native_class}
+
+
+class Harness:
+    """A book plus the lifecycle tracker fed by its events; queries go straight to the book."""
+
+    def __init__(self, book, factory, tracker=None):
+        self.book = book
+        self.tracker = tracker or OrderTracker()
+        self._factory = factory
+
+    def __getattr__(self, name):
+        return getattr(self.book, name)
+
+    def __len__(self):
+        return len(self.book)
+
+    def _track(self, events):
+        for event in events:
+            self.tracker.apply(event)
+        return events
+
+    # commands
+
+    def submit(self, order_id, side, order_type, time_in_force, price, quantity):
+        self.tracker.submitted(order_id)
+        return self._track(self.book.submit(order_id, side, order_type, time_in_force, price, quantity))
+
+    def cancel(self, order_id):
+        return self._track(self.book.cancel(order_id))
+
+    def replace(self, order_id, price, quantity):
+        return self._track(self.book.replace(order_id, price, quantity))
+
+    def expire_day_orders(self):
+        return self._track(self.book.expire_day_orders())
+
+    def apply(self, command):
+        if isinstance(command, SubmitOrder):
+            self.tracker.submitted(command.order_id)
+        return self._track(self.book.apply(command))
+
+    # shortcuts
+
+    def buy(self, order_id, price, quantity, tif=GTC):
+        return self.submit(order_id, BUY, LIMIT, tif, price, quantity)
+
+    def sell(self, order_id, price, quantity, tif=GTC):
+        return self.submit(order_id, SELL, LIMIT, tif, price, quantity)
+
+    def market_buy(self, order_id, quantity, tif=IOC):
+        return self.submit(order_id, BUY, MARKET, tif, 0, quantity)
+
+    def market_sell(self, order_id, quantity, tif=IOC):
+        return self.submit(order_id, SELL, MARKET, tif, 0, quantity)
+
+    def depth(self, levels=1_000_000):
+        """Both sides as tables of (price, quantity, orders), best first."""
+        return {
+            "bids": [(lv.price, lv.quantity, lv.orders) for lv in self.book.depth(BUY, levels)],
+            "asks": [(lv.price, lv.quantity, lv.orders) for lv in self.book.depth(SELL, levels)],
+        }
+
+    def restored(self):
+        """A new harness on ``restore(snapshot())`` whose tracker knows this one's orders."""
+        tracker = OrderTracker()
+        tracker.states = dict(self.tracker.states)
+        return self._factory(self.book.snapshot(), tracker)
+
+
+def check_book(book):
+    book.check_invariants()
+    snapshot = book.snapshot()
+    restored = type(book).restore(snapshot)
+    restored.check_invariants()
+    assert restored.state_hash() == book.state_hash()
+    assert restored.snapshot() == snapshot
+
+
+@pytest.fixture(params=list(BOOK_CLASSES))
+def book_class(request):
+    return BOOK_CLASSES[request.param]()
+
+
+@pytest.fixture
+def make_book(book_class):
+    """Factory of harnesses (optionally restored from a snapshot), all checked after the test."""
+    made = []
+
+    def make(snapshot=None, tracker=None):
+        book = book_class() if snapshot is None else book_class.restore(snapshot)
+        harness = Harness(book, make, tracker)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        check_book(harness.book)
+        unanswered = [i for i, state in harness.tracker.states.items() if state is OrderState.PENDING]
+        assert not unanswered and not any(harness.tracker.duplicates.values()), "a submit got no answer"
+
+
+@pytest.fixture
+def book(make_book):
+    return make_book()

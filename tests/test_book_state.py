@@ -1,0 +1,478 @@
+"""Queries, snapshots, the state hash and `apply`."""
+
+import msgspec
+import numpy as np
+import pytest
+
+from engine.lifecycle import OrderState, OrderTracker
+from engine.messages import (
+    CancelOrder,
+    Command,
+    ExpireDayOrders,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReplaced,
+    PriceLevel,
+    ReplaceOrder,
+    RestingOrder,
+    SubmitOrder,
+)
+from engine.snapshot import MASK, ORDER_DTYPE, BookSnapshot, id_digest_term, state_hash
+from engine.types import MAX_QUANTITY, CancelReason, OrderType, RejectReason, Side, TimeInForce
+
+BUY, SELL = Side.BUY, Side.SELL
+LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
+GTC, IOC, FOK, DAY = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY
+
+
+def ladder(book):
+    """Bids 100 (ids 1, 2), 99, 98; asks 101, 102 (ids 5, 6), 103; DAY orders among them."""
+    book.buy(1, 100, 10)
+    book.buy(2, 100, 5, DAY)
+    book.buy(3, 99, 7)
+    book.buy(4, 98, 1, DAY)
+    book.sell(5, 102, 4)
+    book.sell(6, 102, 6, DAY)
+    book.sell(7, 101, 3)
+    book.sell(8, 103, 9)
+    return book
+
+
+def traded_book(book):
+    """A non-trivial state: several levels, partial fills, DAY orders, dead ids."""
+    ladder(book)
+    book.buy(9, 102, 4)
+    book.sell(10, 100, 16, IOC)
+    book.buy(11, 97, 3)
+    book.cancel(11)
+    book.sell(12, 104, 5, DAY)
+    book.replace(3, 99, 4)
+    return book
+
+
+# ---------------------------------------------------------------- depth and friends
+
+
+def test_depth_reports_levels_best_first_with_quantity_and_counts(book):
+    ladder(book)
+    assert book.depth() == {
+        "bids": [(100, 15, 2), (99, 7, 1), (98, 1, 1)],
+        "asks": [(101, 3, 1), (102, 10, 2), (103, 9, 1)],
+    }
+    assert book.book.depth(BUY, 3) == [PriceLevel(100, 15, 2), PriceLevel(99, 7, 1), PriceLevel(98, 1, 1)]
+
+
+@pytest.mark.parametrize(
+    ("levels", "bids", "asks"),
+    [
+        (1, [(100, 15, 2)], [(101, 3, 1)]),
+        (2, [(100, 15, 2), (99, 7, 1)], [(101, 3, 1), (102, 10, 2)]),
+        (3, [(100, 15, 2), (99, 7, 1), (98, 1, 1)], [(101, 3, 1), (102, 10, 2), (103, 9, 1)]),
+        (50, [(100, 15, 2), (99, 7, 1), (98, 1, 1)], [(101, 3, 1), (102, 10, 2), (103, 9, 1)]),
+        (0, [], []),
+        (-1, [], []),
+        (-(2**63), [], []),
+    ],
+)
+def test_depth_truncates_to_levels_argument(book, levels, bids, asks):
+    ladder(book)
+    assert book.depth(levels) == {"bids": bids, "asks": asks}
+
+
+def test_depth_after_fills_shows_open_quantities(book):
+    traded_book(book)
+    assert book.depth() == {
+        "bids": [(99, 4, 1), (98, 1, 1)],
+        "asks": [(102, 9, 2), (103, 9, 1), (104, 5, 1)],
+    }
+
+
+def test_top_of_book_is_best_level_of_each_side(book):
+    ladder(book)
+    assert book.top_of_book() == (PriceLevel(100, 15, 2), PriceLevel(101, 3, 1))
+    assert (book.best_bid(), book.best_ask()) == (100, 101)
+
+
+def test_top_of_book_one_sided_has_none_for_empty_side(book):
+    book.sell(1, 101, 3)
+    book.sell(2, 101, 4)
+    assert book.top_of_book() == (None, PriceLevel(101, 7, 2))
+    assert (book.best_bid(), book.best_ask()) == (None, 101)
+    book.cancel(1)
+    book.cancel(2)
+    book.buy(3, 7, 1)
+    assert book.top_of_book() == (PriceLevel(7, 1, 1), None)
+    assert (book.best_bid(), book.best_ask()) == (7, None)
+
+
+def test_order_returns_resting_order_with_open_quantity(book):
+    traded_book(book)
+    assert book.order(5) == RestingOrder(5, SELL, 102, 3, GTC)
+    assert book.order(6) == RestingOrder(6, SELL, 102, 6, DAY)
+    assert book.order(3) == RestingOrder(3, BUY, 99, 4, GTC)
+    assert book.order(12) == RestingOrder(12, SELL, 104, 5, DAY)
+
+
+@pytest.mark.parametrize("order_id", [1, 2, 7, 9, 10, 11, 13, -1])
+def test_order_of_filled_canceled_ioc_or_unknown_id_is_none(book, order_id):
+    traded_book(book)
+    assert book.order(order_id) is None
+
+
+def test_len_counts_resting_orders_through_every_command(book):
+    ladder(book)
+    assert len(book) == 8
+    book.buy(9, 102, 5)
+    assert len(book) == 7
+    book.sell(10, 90, 1, IOC)
+    assert len(book) == 7
+    book.cancel(3)
+    assert len(book) == 6
+    book.replace(4, 97, 1)
+    assert len(book) == 6
+    book.expire_day_orders()
+    assert len(book) == 3
+    book.buy(4, 1, 1)
+    assert len(book) == 3
+
+
+# ---------------------------------------------------------------- snapshot
+
+
+def test_snapshot_of_empty_book_equals_reference(book):
+    assert book.snapshot() == BookSnapshot(0, b"", b"")
+    assert book.state_hash() == state_hash([], 0, 0, 0)
+
+
+def test_snapshot_holds_orders_in_priority_order_and_all_accepted_ids(book):
+    traded_book(book)
+    snapshot = book.snapshot()
+    assert snapshot.trade_sequence == 4
+    assert snapshot.order_array().tolist() == [
+        (3, BUY, 99, 4, GTC),
+        (4, BUY, 98, 1, DAY),
+        (5, SELL, 102, 3, GTC),
+        (6, SELL, 102, 6, DAY),
+        (8, SELL, 103, 9, GTC),
+        (12, SELL, 104, 5, DAY),
+    ]
+    assert snapshot.id_array().tolist() == list(range(1, 13))
+
+
+def test_snapshot_restore_round_trip_then_books_continue_identically(book):
+    traded_book(book)
+    copy = book.restored()
+    assert copy.snapshot() == book.snapshot()
+    assert copy.state_hash() == book.state_hash()
+    assert copy.depth() == book.depth()
+    assert (len(copy), copy.trade_sequence, copy.top_of_book()) == (len(book), 4, book.top_of_book())
+    assert [copy.order(i) for i in range(14)] == [book.order(i) for i in range(14)]
+
+    def further(b):
+        return [
+            b.buy(1, 100, 5),
+            b.sell(13, 98, 6),
+            b.buy(14, 102, 5),
+            b.replace(6, 101, 6),
+            b.market_buy(15, 1),
+            b.cancel(8),
+            b.cancel(9),
+            b.expire_day_orders(),
+            b.buy(16, 103, 100, FOK),
+        ]
+
+    events = further(book)
+    assert further(copy) == events
+    duplicate = RejectReason.DUPLICATE_ORDER_ID
+    assert events[0] == [OrderRejected(1, duplicate, duplicate.text)]
+    assert events[1][1] == OrderFilled(3, 13, 99, 4, 0, 2, SELL, 5)
+    assert events[7] == [OrderExpired(6, 5), OrderExpired(12, 5)]
+    assert copy.snapshot() == book.snapshot()
+    assert copy.state_hash() == book.state_hash()
+
+
+def test_restore_of_snapshot_with_no_resting_orders_keeps_ids_and_sequence(make_book):
+    book = make_book()
+    book.buy(1, 100, 5)
+    book.sell(2, 100, 5)
+    copy = book.restored()
+    assert (len(copy), copy.trade_sequence, copy.depth()) == (0, 1, {"bids": [], "asks": []})
+    duplicate = RejectReason.DUPLICATE_ORDER_ID
+    assert copy.buy(2, 100, 1) == [OrderRejected(2, duplicate, duplicate.text)]
+    copy.sell(3, 100, 1)
+    assert copy.buy(4, 100, 1)[1] == OrderFilled(3, 4, 100, 1, 0, 0, BUY, 2)
+
+
+def test_snapshot_survives_msgpack_encoding(book):
+    traded_book(book)
+    snapshot = book.snapshot()
+    decoded = msgspec.msgpack.decode(msgspec.msgpack.encode(snapshot), type=BookSnapshot)
+    assert decoded == snapshot
+    assert type(book.book).restore(decoded).state_hash() == book.state_hash()
+
+
+# ---------------------------------------------------------------- state hash
+
+
+def expected_hash(orders, trade_sequence, ids):
+    """The documented hash of (side, price, id, quantity, tif) orders in priority order."""
+    digest = sum(id_digest_term(i) for i in ids) & MASK
+    return state_hash(orders, trade_sequence, len(ids), digest)
+
+
+def test_state_hash_matches_documented_definition(book):
+    traded_book(book)
+    assert book.state_hash() == expected_hash(
+        [
+            (BUY, 99, 3, 4, GTC),
+            (BUY, 98, 4, 1, DAY),
+            (SELL, 102, 5, 3, GTC),
+            (SELL, 102, 6, 6, DAY),
+            (SELL, 103, 8, 9, GTC),
+            (SELL, 104, 12, 5, DAY),
+        ],
+        4,
+        range(1, 13),
+    )
+
+
+def test_state_hash_of_extreme_values_matches_definition(book):
+    book.sell(-(2**63), 2**63 - 1, MAX_QUANTITY, DAY)
+    book.buy(2**63 - 1, 1, 1)
+    book.buy(0, 2, 2, IOC)
+    assert book.state_hash() == expected_hash(
+        [(BUY, 1, 2**63 - 1, 1, GTC), (SELL, 2**63 - 1, -(2**63), MAX_QUANTITY, DAY)],
+        0,
+        [-(2**63), 0, 2**63 - 1],
+    )
+
+
+def test_state_hash_changes_on_every_state_change(book):
+    hashes = [book.state_hash()]
+
+    def step(events):
+        assert events
+        hashes.append(book.state_hash())
+
+    step(book.buy(1, 100, 10))
+    step(book.buy(2, 100, 10, DAY))
+    step(book.sell(3, 105, 1, IOC))  # only the accepted id changes
+    step(book.sell(4, 100, 3))  # fill
+    step(book.replace(1, 100, 5))  # reduce in place
+    step(book.replace(1, 100, 5 + 1))  # loses priority
+    step(book.replace(1, 101, 6))  # moves
+    step(book.cancel(2))
+    step(book.sell(5, 110, 1, DAY))
+    step(book.expire_day_orders())
+    assert len(set(hashes)) == len(hashes)
+
+
+def test_state_hash_reflects_priority_within_a_level(make_book):
+    first, second = make_book(), make_book()
+    for b in (first, second):
+        b.buy(1, 100, 5)
+        b.buy(2, 100, 5)
+    second.replace(1, 99, 5)
+    second.replace(1, 100, 5)
+    assert first.depth() == second.depth()
+    assert first.state_hash() != second.state_hash()
+    assert first.snapshot() != second.snapshot()
+
+
+def test_state_hash_equal_for_equal_states_built_differently(make_book):
+    first, second = make_book(), make_book()
+    first.buy(1, 100, 10)
+    first.buy(2, 99, 4)
+    first.cancel(2)
+    first.sell(3, 105, 2)
+    second.sell(3, 106, 7)
+    second.buy(2, 98, 1)
+    second.buy(1, 100, 15)
+    second.replace(1, 100, 10)
+    second.cancel(2)
+    second.replace(3, 105, 2)
+    second.buy(1, 100, 1)
+    second.cancel(77)
+    second.replace(3, 0, 5)
+    assert first.snapshot() == second.snapshot()
+    assert first.state_hash() == second.state_hash()
+
+
+def test_state_hash_equal_after_fills_in_different_commands(make_book):
+    first, second = make_book(), make_book()
+    for b in (first, second):
+        b.sell(1, 100, 5)
+        b.sell(2, 101, 5)
+    first.buy(3, 101, 7)
+    second.buy(3, 100, 7)
+    second.replace(3, 101, 2)
+    assert first.snapshot() == second.snapshot()
+    assert first.state_hash() == second.state_hash()
+
+
+def test_state_hash_counts_rejected_ids_as_unused(make_book):
+    first, second = make_book(), make_book()
+    first.buy(1, 100, 5)
+    second.buy(1, 100, 5)
+    second.buy(2, 100, 0)
+    second.buy(3, 200, 1, FOK)
+    assert first.state_hash() == second.state_hash()
+    first.buy(2, 10, 1, IOC)
+    assert first.state_hash() != second.state_hash()
+
+
+# ---------------------------------------------------------------- apply
+
+COMMANDS = {
+    "limit": SubmitOrder(20, BUY, LIMIT, GTC, 102, 8),
+    "limit day": SubmitOrder(20, SELL, LIMIT, DAY, 99, 30),
+    "ioc": SubmitOrder(20, SELL, LIMIT, IOC, 100, 20),
+    "fok": SubmitOrder(20, BUY, LIMIT, FOK, 102, 7),
+    "market": SubmitOrder(20, SELL, MARKET, IOC, 0, 100),
+    "market fok": SubmitOrder(20, BUY, MARKET, FOK, 0, 1_000),
+    "bad side": SubmitOrder(20, 7, LIMIT, GTC, 100, 1),
+    "duplicate": SubmitOrder(1, BUY, LIMIT, GTC, 100, 1),
+    "cancel": CancelOrder(2),
+    "cancel unknown": CancelOrder(20),
+    "replace reduce": ReplaceOrder(1, 100, 3),
+    "replace cross": ReplaceOrder(3, 102, 20),
+    "replace bad": ReplaceOrder(1, -1, 3),
+    "expire": ExpireDayOrders(),
+}
+
+
+def direct_call(book, command):
+    match command:
+        case SubmitOrder(order_id, side, order_type, tif, price, quantity):
+            return book.submit(order_id, side, order_type, tif, price, quantity)
+        case CancelOrder(order_id):
+            return book.cancel(order_id)
+        case ReplaceOrder(order_id, price, quantity):
+            return book.replace(order_id, price, quantity)
+        case ExpireDayOrders():
+            return book.expire_day_orders()
+
+
+@pytest.mark.parametrize("command", COMMANDS.values(), ids=COMMANDS)
+def test_apply_equals_direct_method_call(make_book, command):
+    by_apply, by_call = ladder(make_book()), ladder(make_book())
+    events = by_apply.apply(command)
+    assert events == direct_call(by_call, command)
+    assert events
+    assert by_apply.snapshot() == by_call.snapshot()
+    assert by_apply.state_hash() == by_call.state_hash()
+
+
+def test_apply_decoded_wire_commands_equals_direct_calls(make_book):
+    decoder = msgspec.msgpack.Decoder(Command)
+    by_apply, by_call = ladder(make_book()), ladder(make_book())
+    for command in COMMANDS.values():
+        if isinstance(command, SubmitOrder) and command.side not in (BUY, SELL):
+            continue  # an out-of-range side cannot be decoded into Side
+        decoded = decoder.decode(msgspec.msgpack.encode(command))
+        assert by_apply.apply(decoded) == direct_call(by_call, command)
+    assert by_apply.state_hash() == by_call.state_hash()
+
+
+def test_apply_of_non_command_raises_type_error(book):
+    with pytest.raises(TypeError):
+        book.apply(OrderCanceled(1, 1, CancelReason.REQUESTED))
+    assert book.snapshot() == BookSnapshot(0, b"", b"")
+
+
+# ---------------------------------------------------------------- event types
+
+
+def test_events_carry_enum_members_and_bools(book):
+    """Equality alone would accept bare ints; the declared field types are part of the API."""
+    book.sell(1, 100, 5)
+    events = [
+        *book.buy(2, 101, 7, IOC),
+        *book.sell(3, 100, 0),
+        *book.sell(4, 100, 5, DAY),
+        *book.replace(4, 100, 4),
+        *book.cancel(4),
+        *book.cancel(4),
+        *book.replace(4, 100, 1),
+        *book.buy(5, 90, 1, DAY),
+        *book.expire_day_orders(),
+    ]
+    book.buy(6, 80, 1)
+    assert [type(e).__name__ for e in events] == [
+        "OrderAccepted", "OrderFilled", "OrderCanceled", "OrderRejected", "OrderAccepted",
+        "OrderReplaced", "OrderCanceled", "CancelRejected", "ReplaceRejected", "OrderAccepted",
+        "OrderExpired",
+    ]  # fmt: skip
+    accepted, filled, canceled, rejected = events[:4]
+    assert (type(accepted.side), type(accepted.order_type), type(accepted.time_in_force)) == (
+        Side, OrderType, TimeInForce,
+    )  # fmt: skip
+    assert type(filled.aggressor) is Side
+    assert type(canceled.reason) is CancelReason
+    assert all(type(e.reason) is RejectReason for e in (rejected, events[7], events[8]))
+    assert type(events[5].priority_kept) is bool
+    resting = book.order(6)
+    assert (type(resting.side), type(resting.time_in_force)) == (Side, TimeInForce)
+    assert events[5] == OrderReplaced(4, 100, 4, True)
+    assert events[2] == OrderCanceled(2, 2, CancelReason.UNFILLED)
+    assert accepted == OrderAccepted(2, BUY, LIMIT, IOC, 101, 7)
+
+
+# ---------------------------------------------------------------- restore validation
+
+
+def snapshot_of(orders, ids, trade_sequence=0):
+    orders, ids = np.array(orders, dtype=ORDER_DTYPE), np.array(ids, dtype="<i8")
+    return BookSnapshot.from_arrays(trade_sequence, orders, ids)
+
+
+BAD_SNAPSHOTS = {
+    "negative sequence": snapshot_of([], [], -1),
+    "truncated orders": BookSnapshot(0, b"\0" * (ORDER_DTYPE.itemsize - 1), b""),
+    "truncated ids": BookSnapshot(0, b"", b"\0" * 7),
+    "ids descending": snapshot_of([], [2, 1]),
+    "ids repeated": snapshot_of([], [1, 1]),
+    "unknown side": snapshot_of([(1, 2, 100, 1, GTC)], [1]),
+    "ioc resting": snapshot_of([(1, BUY, 100, 1, IOC)], [1]),
+    "fok resting": snapshot_of([(1, BUY, 100, 1, FOK)], [1]),
+    "zero quantity": snapshot_of([(1, BUY, 100, 0, GTC)], [1]),
+    "quantity too large": snapshot_of([(1, BUY, 100, MAX_QUANTITY + 1, GTC)], [1]),
+    "zero price": snapshot_of([(1, SELL, 0, 1, GTC)], [1]),
+    "negative price": snapshot_of([(1, SELL, -5, 1, DAY)], [1]),
+    "shared id": snapshot_of([(1, BUY, 100, 1, GTC), (1, BUY, 99, 1, GTC)], [1]),
+    "id never accepted": snapshot_of([(1, BUY, 100, 1, GTC)], [2]),
+    "asks before bids": snapshot_of([(1, SELL, 101, 1, GTC), (2, BUY, 100, 1, GTC)], [1, 2]),
+    "bids worst first": snapshot_of([(1, BUY, 99, 1, GTC), (2, BUY, 100, 1, GTC)], [1, 2]),
+    "asks worst first": snapshot_of([(1, SELL, 102, 1, GTC), (2, SELL, 101, 1, GTC)], [1, 2]),
+    "crossed": snapshot_of([(1, BUY, 100, 1, GTC), (2, SELL, 100, 1, GTC)], [1, 2]),
+}
+
+
+@pytest.mark.parametrize("snapshot", BAD_SNAPSHOTS.values(), ids=BAD_SNAPSHOTS)
+def test_restore_of_inconsistent_snapshot_raises_value_error(book_class, snapshot):
+    with pytest.raises(ValueError):
+        book_class.restore(snapshot)
+
+
+def test_restore_of_non_snapshot_raises_type_error(book_class):
+    with pytest.raises(TypeError):
+        book_class.restore((0, b"", b""))
+
+
+def test_restore_accepts_edge_of_valid_snapshot(make_book):
+    snapshot = snapshot_of(
+        [(5, BUY, 100, MAX_QUANTITY, DAY), (4, BUY, 100, 1, GTC), (-(2**63), SELL, 2**63 - 1, 1, GTC)],
+        [-(2**63), 1, 4, 5],
+        trade_sequence=10**15,
+    )
+    tracker = OrderTracker()
+    tracker.states = {order_id: OrderState.ACCEPTED for order_id in (5, 4, -(2**63))}
+    book = make_book(snapshot, tracker)
+    assert book.snapshot() == snapshot
+    assert book.depth() == {"bids": [(100, MAX_QUANTITY + 1, 2)], "asks": [(2**63 - 1, 1, 1)]}
+    assert book.sell(6, 100, 2)[1:] == [
+        OrderFilled(5, 6, 100, 2, MAX_QUANTITY - 2, 0, SELL, 10**15 + 1),
+    ]

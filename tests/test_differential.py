@@ -1,0 +1,252 @@
+"""Property tests: the native book must answer every command exactly as the reference book does.
+
+Events are compared by ``repr`` as well as by equality, so a native book that returns
+bare ints for enum fields, ``1`` for ``True`` or NumPy scalars for ints fails too.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+from engine.book import ReferenceBook
+from engine.lifecycle import OrderTracker
+from engine.messages import CancelOrder, ExpireDayOrders, ReplaceOrder, SubmitOrder
+from engine.stream import FILL_DTYPE, STREAM_DTYPE, StreamError
+from engine.types import MAX_QUANTITY, OrderType, Side, TimeInForce
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+SETTINGS = settings(max_examples=200, deadline=None)
+
+
+def native_book_class():
+    from native.book import NativeBook
+
+    return NativeBook
+
+
+def mostly(common, rare, weight=9):
+    """``common`` about ``weight`` times as often as ``rare`` (``one_of`` picks its branches evenly)."""
+    return st.sampled_from([True] * weight + [False]).flatmap(lambda pick: common if pick else rare)
+
+
+GTC, IOC, FOK, DAY = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY
+SIDES = mostly(st.sampled_from([Side.BUY, Side.SELL]), st.sampled_from([2, 255]), weight=30)
+TYPES = mostly(st.sampled_from([OrderType.LIMIT] * 4 + [OrderType.MARKET]), st.just(2), weight=30)
+LIMIT_TIFS = mostly(st.sampled_from([GTC, GTC, GTC, DAY, DAY, IOC, FOK]), st.sampled_from([4, -1]), weight=30)
+MARKET_TIFS = mostly(st.sampled_from([IOC, IOC, FOK]), st.sampled_from([GTC, DAY, 4]), weight=6)
+PRICES = mostly(st.integers(95, 105), st.sampled_from([0, -1, 1, 10**12, INT64_MAX]), weight=20)
+QUANTITIES = mostly(st.integers(1, 20), st.sampled_from([0, -1, MAX_QUANTITY, MAX_QUANTITY + 1]), weight=20)
+FRESH_IDS = mostly(st.integers(0, 10**6), st.sampled_from([-1, INT64_MIN, INT64_MAX]), weight=20)
+KINDS = ["submit"] * 12 + ["cancel"] * 2 + ["replace"] * 3 + ["expire"]
+
+
+@st.composite
+def commands(draw, used_ids, live_ids):
+    """One command; ids are mostly fresh for submits and mostly live for cancels and replaces,
+    with duplicates, dead ids and never-used ids mixed in."""
+    kind = draw(st.sampled_from(KINDS))
+    if kind == "expire":
+        return ExpireDayOrders()
+    target = FRESH_IDS
+    if used_ids:
+        target = mostly(st.sampled_from(sorted(used_ids)), target, weight=2)
+    if live_ids:
+        target = mostly(st.sampled_from(sorted(live_ids)), target, weight=3)
+    if kind == "cancel":
+        return CancelOrder(draw(target))
+    if kind == "replace":
+        return ReplaceOrder(draw(target), draw(PRICES), draw(QUANTITIES))
+    order_id = draw(mostly(FRESH_IDS, target))
+    side, order_type = draw(SIDES), draw(TYPES)
+    tif = draw(MARKET_TIFS if order_type == OrderType.MARKET else LIMIT_TIFS)
+    return SubmitOrder(order_id, side, order_type, tif, draw(PRICES), draw(QUANTITIES))
+
+
+def call(book, command):
+    """The direct method call that ``book.apply(command)`` stands for."""
+    match command:
+        case SubmitOrder(order_id, side, order_type, tif, price, quantity):
+            return book.submit(order_id, side, order_type, tif, price, quantity)
+        case CancelOrder(order_id):
+            return book.cancel(order_id)
+        case ReplaceOrder(order_id, price, quantity):
+            return book.replace(order_id, price, quantity)
+        case ExpireDayOrders():
+            return book.expire_day_orders()
+
+
+def random_session(data, book, on_command):
+    """Drive ``book`` with random commands; ``on_command(command, events)`` checks each step."""
+    used, live = set(), set()
+    for _ in range(data.draw(st.integers(0, 80), label="commands")):
+        command = data.draw(commands(used, live))
+        events = book.apply(command)
+        note(f"-> {events!r}")
+        on_command(command, events)
+        if isinstance(command, SubmitOrder):
+            used.add(command.order_id)
+        live = {order_id for order_id in used if book.order(order_id) is not None}
+    return used
+
+
+def assert_same_state(native, reference, ids):
+    assert native.snapshot() == reference.snapshot()
+    assert native.state_hash() == reference.state_hash()
+    assert (len(native), native.trade_sequence) == (len(reference), reference.trade_sequence)
+    assert (native.best_bid(), native.best_ask()) == (reference.best_bid(), reference.best_ask())
+    assert native.top_of_book() == reference.top_of_book()
+    for side in Side:
+        assert native.depth(side, 10**6) == reference.depth(side, 10**6)
+    assert [native.order(i) for i in sorted(ids)] == [reference.order(i) for i in sorted(ids)]
+
+
+@SETTINGS
+@given(data=st.data(), via_apply=st.booleans())
+def test_native_book_matches_events_and_state_on_random_commands(data, via_apply):
+    native_class = native_book_class()
+    reference, native = ReferenceBook(), native_class()
+
+    def compare(command, expected):
+        actual = native.apply(command) if via_apply else call(native, command)
+        assert isinstance(actual, list)
+        assert actual == expected, command
+        assert list(map(repr, actual)) == list(map(repr, expected)), command
+        assert native.state_hash() == reference.state_hash(), command
+
+    ids = random_session(data, reference, compare)
+    reference.check_invariants()
+    native.check_invariants()
+    assert_same_state(native, reference, ids)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_native_snapshots_restore_into_either_book(data):
+    native_class = native_book_class()
+    reference = ReferenceBook()
+    random_session(data, reference, lambda command, events: None)
+    snapshot = reference.snapshot()
+    native = native_class.restore(snapshot)
+    native.check_invariants()
+    assert native.snapshot() == snapshot
+    assert native.state_hash() == reference.state_hash()
+    back = ReferenceBook.restore(native.snapshot())
+    assert back.state_hash() == reference.state_hash()
+    follow_up = [SubmitOrder(10**7, Side.BUY, OrderType.MARKET, TimeInForce.IOC, 0, 25), ExpireDayOrders()]
+    assert [native.apply(c) for c in follow_up] == [reference.apply(c) for c in follow_up]
+    assert native.snapshot() == reference.snapshot()
+
+
+@settings(SETTINGS, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_events_follow_lifecycle_on_random_commands(book_class, data):
+    tracker = OrderTracker()
+
+    def track(command, events):
+        assert events or isinstance(command, ExpireDayOrders)
+        if isinstance(command, SubmitOrder):
+            tracker.submitted(command.order_id)
+        for event in events:
+            tracker.apply(event)
+
+    book = book_class()
+    random_session(data, book, track)
+    book.check_invariants()
+
+
+# ---------------------------------------------------------------- replay
+
+STREAM_ROW = st.tuples(
+    mostly(st.sampled_from([0, 0, 0, 1, 2, 2, 3, 4, 5]), st.sampled_from([6, 7, 255]), weight=12),
+    mostly(st.integers(0, 1), st.integers(2, 255)),
+    mostly(st.integers(95, 105), st.sampled_from([0, -1, 1, INT64_MAX])),
+    mostly(st.integers(1, 20), st.sampled_from([0, -1, MAX_QUANTITY, MAX_QUANTITY + 1])),
+    st.integers(0, 150),
+    st.integers(0, 150),
+)
+STREAM_ROWS = st.integers(0, 300).flatmap(lambda n: st.lists(STREAM_ROW, min_size=n, max_size=n))
+
+
+@SETTINGS
+@given(rows=STREAM_ROWS, stride=st.sampled_from([1, 1, 1, 2]))
+def test_native_replay_matches_on_random_streams(rows, stride):
+    """A strided view checks that replay copes with a non-contiguous stream."""
+    native_class = native_book_class()
+    stream = np.array(rows, dtype=STREAM_DTYPE)[::stride]
+    original = stream.copy()
+    reference, native = ReferenceBook(), native_class()
+    expected, actual = reference.replay(stream), native.replay(stream)
+    assert actual.fills.dtype == FILL_DTYPE
+    assert actual.fills.tolist() == expected.fills.tolist()
+    assert (actual.accepted, actual.rejected) == (expected.accepted, expected.rejected)
+    assert actual.accepted + actual.rejected == len(stream)
+    assert np.array_equal(stream, original)
+    native.check_invariants()
+    assert native.snapshot() == reference.snapshot()
+    assert native.state_hash() == reference.state_hash()
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        [(0, 0, 100, 1, 1, 0)],
+        np.zeros(3, dtype=[("kind", "u1"), ("side", "u1")]),
+        np.zeros((2, 2), dtype=STREAM_DTYPE),
+    ],
+    ids=["list", "wrong dtype", "two-dimensional"],
+)
+def test_native_replay_refuses_what_check_stream_refuses(stream):
+    native = native_book_class()()
+    with pytest.raises(StreamError):
+        ReferenceBook().replay(stream)
+    with pytest.raises(StreamError):
+        native.replay(stream)
+    assert len(native) == 0
+
+
+def test_native_replay_continues_from_current_state():
+    native = native_book_class()()
+    reference = ReferenceBook()
+    for book in (native, reference):
+        book.submit(1, Side.SELL, OrderType.LIMIT, TimeInForce.DAY, 100, 5)
+    stream = np.array([(1, 0, 0, 3, 2, 0), (0, 0, 100, 1, 1, 0), (3, 0, 99, 2, 0, 1)], dtype=STREAM_DTYPE)
+    expected, actual = reference.replay(stream), native.replay(stream)
+    assert expected.fills.tolist() == [(1, 2, 100, 3)]
+    assert (expected.accepted, expected.rejected) == (2, 1)
+    assert actual.fills.tolist() == expected.fills.tolist()
+    assert (actual.accepted, actual.rejected) == (2, 1)
+    assert native.snapshot() == reference.snapshot()
+    assert native.expire_day_orders() == reference.expire_day_orders()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_wide_books_with_thousands_of_levels_match(seed):
+    """Thousands of levels make tall skip lists; cancels and replaces remove levels deep in them."""
+    rng = np.random.default_rng(seed)
+    reference, native = ReferenceBook(), native_book_class()()
+    resting = []
+    for order_id in range(1, 20_001):
+        roll = rng.random()
+        if roll < 0.6 or not resting:
+            side = int(rng.integers(0, 2))
+            price = int(rng.integers(1, 3_000)) + (3_000 if side else 0)
+            tif = (GTC, DAY, IOC)[int(rng.integers(0, 3))]
+            args = (order_id, side, OrderType.LIMIT, tif, price, int(rng.integers(1, 50)))
+            events = [reference.submit(*args), native.submit(*args)]
+            resting.append(order_id)
+        elif roll < 0.85:
+            target = resting.pop(int(rng.integers(0, len(resting))))
+            events = [reference.cancel(target), native.cancel(target)]
+        elif roll < 0.99:
+            target = resting[int(rng.integers(0, len(resting)))]
+            args = (target, int(rng.integers(1, 6_000)), int(rng.integers(1, 50)))
+            events = [reference.replace(*args), native.replace(*args)]
+        else:
+            events = [reference.expire_day_orders(), native.expire_day_orders()]
+        assert events[0] == events[1], f"command {order_id}"
+    assert len(reference.depth(Side.BUY, 10**6)) + len(reference.depth(Side.SELL, 10**6)) > 1_000
+    assert native.snapshot() == reference.snapshot()
+    assert native.state_hash() == reference.state_hash()
+    native.check_invariants()
+    reference.check_invariants()
