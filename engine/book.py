@@ -43,9 +43,7 @@ import numpy as np
 from sortedcontainers import SortedDict
 
 from engine.messages import (
-    CancelOrder,
     CancelRejected,
-    ExpireDayOrders,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -53,10 +51,9 @@ from engine.messages import (
     OrderRejected,
     OrderReplaced,
     PriceLevel,
-    ReplaceOrder,
     ReplaceRejected,
     RestingOrder,
-    SubmitOrder,
+    dispatch,
 )
 from engine.replay import replay_rows
 from engine.snapshot import (
@@ -166,16 +163,7 @@ class ReferenceBook:
 
     def apply(self, command) -> list:
         """Dispatch one command Struct to its method."""
-        match command:
-            case SubmitOrder(order_id, side, order_type, tif, price, quantity):
-                return self.submit(order_id, side, order_type, tif, price, quantity)
-            case CancelOrder(order_id):
-                return self.cancel(order_id)
-            case ReplaceOrder(order_id, price, quantity):
-                return self.replace(order_id, price, quantity)
-            case ExpireDayOrders():
-                return self.expire_day_orders()
-        raise TypeError(f"not a book command: {command!r}")
+        return dispatch(self, command)
 
     def replay(self, stream) -> ReplayResult:
         """Replay a STREAM_DTYPE array message by message (see `engine.replay`)."""

@@ -140,3 +140,17 @@ Event = (
     | OrderReplaced
     | OrderExpired
 )
+
+
+def dispatch(book, command: Command) -> list:
+    """Call the method of ``book`` that ``command`` stands for; return its events."""
+    match command:
+        case SubmitOrder(order_id, side, order_type, tif, price, quantity):
+            return book.submit(order_id, side, order_type, tif, price, quantity)
+        case CancelOrder(order_id):
+            return book.cancel(order_id)
+        case ReplaceOrder(order_id, price, quantity):
+            return book.replace(order_id, price, quantity)
+        case ExpireDayOrders():
+            return book.expire_day_orders()
+    raise TypeError(f"not a book command: {command!r}")

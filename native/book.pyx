@@ -34,9 +34,7 @@ from libc.string cimport memcpy, memset
 import numpy as np
 
 from engine.messages import (
-    CancelOrder,
     CancelRejected,
-    ExpireDayOrders,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -44,10 +42,9 @@ from engine.messages import (
     OrderRejected,
     OrderReplaced,
     PriceLevel,
-    ReplaceOrder,
     ReplaceRejected,
     RestingOrder,
-    SubmitOrder,
+    dispatch,
 )
 from engine.snapshot import ORDER_DTYPE, BookSnapshot, validate_snapshot
 from engine.stream import FILL_DTYPE, ReplayResult, check_stream
@@ -241,16 +238,7 @@ cdef class NativeBook:
 
     def apply(self, command):
         """Dispatch one command Struct to its method."""
-        match command:
-            case SubmitOrder(order_id, side, order_type, tif, price, quantity):
-                return self.submit(order_id, side, order_type, tif, price, quantity)
-            case CancelOrder(order_id):
-                return self.cancel(order_id)
-            case ReplaceOrder(order_id, price, quantity):
-                return self.replace(order_id, price, quantity)
-            case ExpireDayOrders():
-                return self.expire_day_orders()
-        raise TypeError(f"not a book command: {command!r}")
+        return dispatch(self, command)
 
     def replay(self, stream):
         """Process a whole STREAM_DTYPE array in one call, the loop in C without the GIL.
@@ -354,8 +342,12 @@ cdef class NativeBook:
 
     def snapshot(self):
         """The book's logical state (see `engine.snapshot`)."""
-        orders = np.empty(self.live_count, dtype=ORDER_DTYPE)
-        cdef OrderRecord* out = <OrderRecord*><Py_ssize_t>orders.ctypes.data
+        return BookSnapshot.from_arrays(self.trade_seq, self._resting_records(), np.sort(self._accepted_ids()))
+
+    def _resting_records(self):
+        """Every resting order as an ORDER_DTYPE record, in priority order."""
+        records = np.empty(self.live_count, dtype=ORDER_DTYPE)
+        cdef OrderRecord* out = <OrderRecord*><Py_ssize_t>records.ctypes.data
         cdef int64_t n = 0
         cdef int side
         cdef int32_t lv, o
@@ -372,7 +364,7 @@ cdef class NativeBook:
                     n += 1
                     o = self.orders[o].next
                 lv = self.levels[lv].forward[0]
-        return BookSnapshot.from_arrays(self.trade_seq, orders, np.sort(self._accepted_ids()))
+        return records
 
     @classmethod
     def restore(cls, snapshot):
@@ -396,21 +388,16 @@ cdef class NativeBook:
 
     def state_hash(self):
         """The 64-bit hash of the logical state defined in `engine.snapshot`."""
+        records = self._resting_records()
+        cdef const OrderRecord* r = <const OrderRecord*><Py_ssize_t>records.ctypes.data
         cdef uint64_t h = HASH_SEED
-        cdef int side
-        cdef int32_t lv, o
-        for side in range(2):
-            lv = self.levels[side].forward[0]
-            while lv != -1:
-                o = self.levels[lv].head
-                while o != -1:
-                    h = mix64(h ^ <uint64_t>side)
-                    h = mix64(h ^ <uint64_t>self.levels[lv].price)
-                    h = mix64(h ^ <uint64_t>self.orders[o].order_id)
-                    h = mix64(h ^ <uint64_t>self.orders[o].quantity)
-                    h = mix64(h ^ <uint64_t>self.orders[o].tif)
-                    o = self.orders[o].next
-                lv = self.levels[lv].forward[0]
+        cdef Py_ssize_t i
+        for i in range(records.shape[0]):
+            h = mix64(h ^ <uint64_t>r[i].side)
+            h = mix64(h ^ <uint64_t>r[i].price)
+            h = mix64(h ^ <uint64_t>r[i].order_id)
+            h = mix64(h ^ <uint64_t>r[i].quantity)
+            h = mix64(h ^ <uint64_t>r[i].tif)
         h = mix64(h ^ <uint64_t>self.trade_seq)
         h = mix64(h ^ <uint64_t>self.ids_count)
         return mix64(h ^ self.ids_digest)

@@ -6,6 +6,7 @@ bare ints for enum fields, ``1`` for ``True`` or NumPy scalars for ints fails to
 
 import numpy as np
 import pytest
+from direct import call_directly
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -63,19 +64,6 @@ def commands(draw, used_ids, live_ids):
     return SubmitOrder(order_id, side, order_type, tif, draw(PRICES), draw(QUANTITIES))
 
 
-def call(book, command):
-    """The direct method call that ``book.apply(command)`` stands for."""
-    match command:
-        case SubmitOrder(order_id, side, order_type, tif, price, quantity):
-            return book.submit(order_id, side, order_type, tif, price, quantity)
-        case CancelOrder(order_id):
-            return book.cancel(order_id)
-        case ReplaceOrder(order_id, price, quantity):
-            return book.replace(order_id, price, quantity)
-        case ExpireDayOrders():
-            return book.expire_day_orders()
-
-
 def random_session(data, book, on_command):
     """Drive ``book`` with random commands; ``on_command(command, events)`` checks each step."""
     used, live = set(), set()
@@ -108,7 +96,7 @@ def test_native_book_matches_events_and_state_on_random_commands(data, via_apply
     reference, native = ReferenceBook(), native_class()
 
     def compare(command, expected):
-        actual = native.apply(command) if via_apply else call(native, command)
+        actual = native.apply(command) if via_apply else call_directly(native, command)
         assert isinstance(actual, list)
         assert actual == expected, command
         assert list(map(repr, actual)) == list(map(repr, expected)), command
