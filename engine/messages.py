@@ -4,7 +4,8 @@ Commands are imperative (`SubmitOrder`), events past tense (`OrderFilled`). A bo
 is per symbol, so none of these carry a symbol: the server that owns several
 books routes by symbol before a command reaches one.
 
-Which events each command produces, in this order:
+All are array-like on the wire (positional msgpack arrays led by the tag) because
+the servers pass them in bulk. Which events each command produces, in this order:
 
 ==================  ============================================================
 command             events
@@ -26,7 +27,7 @@ import msgspec
 from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
 
 
-class SubmitOrder(msgspec.Struct, frozen=True, gc=False, tag=True):
+class SubmitOrder(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
     side: Side
     order_type: OrderType
@@ -36,22 +37,22 @@ class SubmitOrder(msgspec.Struct, frozen=True, gc=False, tag=True):
     quantity: int
 
 
-class CancelOrder(msgspec.Struct, frozen=True, gc=False, tag=True):
+class CancelOrder(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
 
 
-class ReplaceOrder(msgspec.Struct, frozen=True, gc=False, tag=True):
+class ReplaceOrder(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
     price: int
     quantity: int
     """The new open quantity."""
 
 
-class ExpireDayOrders(msgspec.Struct, frozen=True, gc=False, tag=True):
+class ExpireDayOrders(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     pass
 
 
-class OrderAccepted(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderAccepted(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
     side: Side
     order_type: OrderType
@@ -60,25 +61,25 @@ class OrderAccepted(msgspec.Struct, frozen=True, gc=False, tag=True):
     quantity: int
 
 
-class OrderRejected(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderRejected(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
     reason: RejectReason
     text: str
 
 
-class CancelRejected(msgspec.Struct, frozen=True, gc=False, tag=True):
+class CancelRejected(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
     reason: RejectReason
     text: str
 
 
-class ReplaceRejected(msgspec.Struct, frozen=True, gc=False, tag=True):
+class ReplaceRejected(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
     reason: RejectReason
     text: str
 
 
-class OrderFilled(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderFilled(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     """One trade between a resting maker and an incoming taker, at the maker's price."""
 
     maker_id: int
@@ -95,14 +96,14 @@ class OrderFilled(msgspec.Struct, frozen=True, gc=False, tag=True):
     """The book's trade number: 1 for its first fill, then consecutive."""
 
 
-class OrderCanceled(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderCanceled(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
     quantity: int
     """The open quantity removed."""
     reason: CancelReason
 
 
-class OrderReplaced(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderReplaced(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
     price: int
     quantity: int
@@ -110,7 +111,7 @@ class OrderReplaced(msgspec.Struct, frozen=True, gc=False, tag=True):
     """True only for a same-price reduction (or no change): the order kept its place."""
 
 
-class OrderExpired(msgspec.Struct, frozen=True, gc=False, tag=True):
+class OrderExpired(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
     quantity: int
 

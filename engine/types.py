@@ -45,6 +45,9 @@ class RejectReason(IntEnum):
     1xxx: the book's own validation of a command's fields.
     2xxx: the book's state (matching).
     3xxx: instrument reference data (checked by the trading engine server).
+    4xxx: pre-trade risk limits of the trader (trading engine server).
+    5xxx: the client session (logon, framing, decoding).
+    6xxx: the exchange itself (routing, shutdown).
     """
 
     UNKNOWN_ORDER_TYPE = 1001
@@ -65,6 +68,22 @@ class RejectReason(IntEnum):
     QUANTITY_BELOW_MINIMUM = 3004
     QUANTITY_ABOVE_MAXIMUM = 3005
     PRICE_OUTSIDE_BAND = 3006
+
+    ORDER_QUANTITY_LIMIT = 4001
+    NOTIONAL_LIMIT = 4002
+    OPEN_ORDERS_LIMIT = 4003
+    MESSAGE_RATE_LIMIT = 4004
+    DUPLICATE_CLIENT_ORDER_ID = 4005
+
+    NOT_LOGGED_ON = 5001
+    BAD_CREDENTIALS = 5002
+    ALREADY_LOGGED_ON = 5003
+    MALFORMED_MESSAGE = 5004
+    FRAME_TOO_LARGE = 5005
+    SESSION_TIMED_OUT = 5006
+
+    BOOK_UNAVAILABLE = 6001
+    EXCHANGE_CLOSING = 6002
 
     @property
     def text(self) -> str:
@@ -89,6 +108,19 @@ REJECT_TEXT = {
     RejectReason.QUANTITY_BELOW_MINIMUM: "quantity below the instrument minimum",
     RejectReason.QUANTITY_ABOVE_MAXIMUM: "quantity above the instrument maximum",
     RejectReason.PRICE_OUTSIDE_BAND: "price outside the band around the reference price",
+    RejectReason.ORDER_QUANTITY_LIMIT: "quantity above the trader's per-order limit",
+    RejectReason.NOTIONAL_LIMIT: "notional above the trader's per-order limit",
+    RejectReason.OPEN_ORDERS_LIMIT: "the trader has the maximum number of open orders",
+    RejectReason.MESSAGE_RATE_LIMIT: "message rate limit exceeded",
+    RejectReason.DUPLICATE_CLIENT_ORDER_ID: "client order id already used in this session",
+    RejectReason.NOT_LOGGED_ON: "log on first",
+    RejectReason.BAD_CREDENTIALS: "unknown trader or wrong API key",
+    RejectReason.ALREADY_LOGGED_ON: "this session is already logged on",
+    RejectReason.MALFORMED_MESSAGE: "malformed message",
+    RejectReason.FRAME_TOO_LARGE: "frame larger than the protocol allows",
+    RejectReason.SESSION_TIMED_OUT: "no heartbeat within the session timeout",
+    RejectReason.BOOK_UNAVAILABLE: "the order book server for this symbol is not available",
+    RejectReason.EXCHANGE_CLOSING: "the exchange is shutting down",
 }
 
 
@@ -99,3 +131,7 @@ class CancelReason(IntEnum):
     """A cancel command named the order."""
     UNFILLED = 1
     """The remainder of an IOC or market order that could not trade at once."""
+    MASS_CANCEL = 2
+    """A mass-cancel command of the order's owner."""
+    DISCONNECTED = 3
+    """The owner's session ended with cancel-on-disconnect set."""

@@ -1,0 +1,207 @@
+"""Loading and validating the exchange configuration (TOML + environment overrides).
+
+`load_config` reads ``config/exchange.toml`` (or the file named by EXCHANGE_CONFIG),
+applies overrides from environment variables named ``EXCHANGE__SECTION__KEY`` (list
+items by index, e.g. ``EXCHANGE__SHARDS__0__JOURNAL_DIR``; values are read as TOML
+values, falling back to plain strings), and validates the result. Any problem
+raises `ConfigError` whose message names the offending key. Every endpoint, path
+and limit of every process comes from here, never from literals in code.
+"""
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+
+from engine.instrument import Instrument
+from servers.auth import parse_hash
+
+DEFAULT_PATH = Path(__file__).with_name("exchange.toml")
+ENV_FILE = "EXCHANGE_CONFIG"
+ENV_PREFIX = "EXCHANGE__"
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+Endpoint = Annotated[str, msgspec.Meta(pattern=r"^(tcp://[^\s]+:\d+|ipc://[^\s]+|inproc://[^\s]+)$")]
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the key and the problem."""
+
+
+class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+class TesConfig(Struct):
+    client_endpoint: Endpoint
+    tes_id: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1
+    heartbeat_ms: Positive = 1000
+    session_timeout_ms: Positive = 5000
+
+
+class JournalConfig(Struct):
+    fsync: Literal["batch", "interval", "never"] = "batch"
+    fsync_interval_ms: Positive = 10
+    snapshot_every: Positive = 200_000
+
+
+class ShardConfig(Struct):
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+    symbols: Annotated[list[str], msgspec.Meta(min_length=1)]
+    command_endpoint: Endpoint
+    market_data_endpoint: Endpoint
+    snapshot_endpoint: Endpoint
+    journal_dir: str
+
+
+class InstrumentConfig(Instrument, frozen=True, forbid_unknown_fields=True):
+    reference_price: Positive = 10_000
+    """Centre of the price band until the first trade."""
+
+
+class TraderConfig(Struct):
+    trader_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    api_key_hash: str
+    max_order_quantity: Positive = 10_000
+    max_notional: Positive = 100_000_000
+    """Largest price x quantity (ticks x lots) of one order."""
+    max_open_orders: Positive = 1_000
+    max_messages_per_second: Positive = 1_000
+
+
+class BotConfig(Struct):
+    kind: Literal["marketmaker", "random"]
+    trader_id: str
+    api_key: str
+    symbol: str
+
+
+class UpConfig(Struct):
+    bots: list[BotConfig] = []
+
+
+class Config(Struct):
+    tes: TesConfig
+    shards: Annotated[list[ShardConfig], msgspec.Meta(min_length=1)]
+    instruments: Annotated[list[InstrumentConfig], msgspec.Meta(min_length=1)]
+    journal: JournalConfig = JournalConfig()
+    traders: list[TraderConfig] = []
+    up: UpConfig = UpConfig()
+
+    def instrument(self, symbol: str) -> InstrumentConfig | None:
+        return next((i for i in self.instruments if i.symbol == symbol), None)
+
+    def shard(self, name: str) -> ShardConfig:
+        for shard in self.shards:
+            if shard.name == name:
+                return shard
+        raise ConfigError(f"shards: no shard named {name!r} (have {[s.name for s in self.shards]})")
+
+    def shard_of(self, symbol: str) -> ShardConfig | None:
+        return next((s for s in self.shards if symbol in s.symbols), None)
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Read, override and validate the configuration; raise ConfigError naming the bad key."""
+    environ = os.environ if environ is None else environ
+    path = Path(path or environ.get(ENV_FILE) or DEFAULT_PATH)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    for name, value in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX):
+            _override(raw, name, value)
+    try:
+        config = msgspec.convert(raw, Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:
+        raise ConfigError(f"instruments: {exc}") from None
+    check(config)
+    return config
+
+
+def _override(raw: dict, name: str, value: str) -> None:
+    keys = [key.lower() for key in name[len(ENV_PREFIX):].split("__")]
+    node = raw
+    for depth, key in enumerate(keys[:-1]):
+        node = _child(node, key, name, keys[: depth + 1])
+    last = keys[-1]
+    if isinstance(node, list):
+        index = _index(node, last, name)
+        node[index] = _parse_value(value)
+    else:
+        node[last] = _parse_value(value)
+
+
+def _child(node, key: str, name: str, path: list[str]):
+    if isinstance(node, list):
+        return node[_index(node, key, name)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"{name}: {'.'.join(path[:-1])} is not a table")
+    return node.setdefault(key, {})
+
+
+def _index(node: list, key: str, name: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise ConfigError(f"{name}: list index {key!r} out of range (the list has {len(node)} items)")
+    return int(key)
+
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    """Turn msgspec's '... - at `$.a[0].b`' into 'a[0].b: ...'."""
+    message = str(exc)
+    if " - at `$" in message:
+        text, _, where = message.rpartition(" - at `$")
+        return f"{where.rstrip('`').lstrip('.') or 'config'}: {text}"
+    return f"config: {message}"
+
+
+def check(config: Config) -> None:
+    """Cross-field rules that types alone cannot express."""
+    symbols = [i.symbol for i in config.instruments]
+    _unique(symbols, "instruments", "symbol")
+    _unique([s.name for s in config.shards], "shards", "name")
+    _unique([t.trader_id for t in config.traders], "traders", "trader_id")
+    owned = [symbol for shard in config.shards for symbol in shard.symbols]
+    for index, shard in enumerate(config.shards):
+        for symbol in shard.symbols:
+            if symbol not in symbols:
+                raise ConfigError(f"shards[{index}].symbols: {symbol!r} is not an instrument")
+    for symbol in symbols:
+        if owned.count(symbol) != 1:
+            raise ConfigError(f"instruments: {symbol!r} must be owned by exactly one shard, not {owned.count(symbol)}")
+    endpoints = [config.tes.client_endpoint] + [
+        endpoint
+        for shard in config.shards
+        for endpoint in (shard.command_endpoint, shard.market_data_endpoint, shard.snapshot_endpoint)
+    ]
+    _unique(endpoints, "endpoints", "address")
+    for index, trader in enumerate(config.traders):
+        try:
+            parse_hash(trader.api_key_hash)
+        except ValueError as exc:
+            raise ConfigError(f"traders[{index}].api_key_hash: {exc}") from None
+    for index, bot in enumerate(config.up.bots):
+        if bot.symbol not in symbols:
+            raise ConfigError(f"up.bots[{index}].symbol: {bot.symbol!r} is not an instrument")
+
+
+def _unique(values: list, section: str, field: str) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ConfigError(f"{section}: {field} {value!r} appears twice")
+        seen.add(value)

@@ -1,0 +1,480 @@
+"""Every message between processes: frozen msgspec Structs, one tagged union per direction.
+
+Frames
+------
+Every socket carries msgpack. One payload frame holds a *list* of messages of its
+direction's union, so a sender may batch many messages in one frame; a single
+message travels as a list of one. ROUTER sockets see ``[identity, payload]``,
+DEALER sockets ``[payload]``. Market data is ``[topic, payload]`` on PUB/SUB.
+
+=====================  ==================  =====================================
+socket pair            direction           union
+=====================  ==================  =====================================
+client DEALER -> TES   client requests     `ClientRequest`
+TES ROUTER -> client   replies, reports    `ClientMessage`
+TES DEALER -> OBS      book commands       `ObsRequest`
+OBS ROUTER -> TES      execution results   `ObsReply`
+OBS PUB -> subscriber  market data         `MarketData` (topic ``SYMBOL.K``)
+subscriber -> OBS      snapshot request    `SnapshotRequest` / `DepthSnapshot`
+=====================  ==================  =====================================
+
+Prices are integers in ticks, quantities integers in lots, everywhere. Every reject
+carries a numbered `RejectReason` code and its text. New fields get defaults and go
+last (the messages are positional arrays on the wire). Codecs are built once per
+process from `Codec`.
+"""
+
+from typing import Annotated
+
+import msgspec
+
+from engine.instrument import Instrument
+from engine.messages import Event
+from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 1 << 20
+"""A payload frame larger than this is refused unread."""
+MAX_BATCH = 10_000
+"""At most this many messages in one frame."""
+
+Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
+Text = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class Message(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=True):
+    """Base of every wire message: positional, tagged with its class name."""
+
+
+# ================================================================ client -> TES
+
+
+class Logon(Message):
+    trader_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    api_key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    cancel_on_disconnect: bool = False
+
+
+class Logout(Message):
+    pass
+
+
+class Heartbeat(Message):
+    pass
+
+
+class EnterOrder(Message):
+    client_order_id: Id
+    symbol: Symbol
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: Id
+    """Limit price in ticks; 0 for a market order."""
+    quantity: Id
+
+
+class CancelOrder(Message):
+    client_order_id: Id
+    order_id: Id
+    """The exchange order id to cancel."""
+
+
+class ReplaceOrder(Message):
+    client_order_id: Id
+    order_id: Id
+    price: Id
+    quantity: Id
+    """The new open quantity."""
+
+
+class MassCancel(Message):
+    symbol: str = ""
+    """Cancel every open order of this trader in ``symbol``; "" means all symbols."""
+
+
+class QueryOpenOrders(Message):
+    request_id: Id
+
+
+class QueryPositions(Message):
+    request_id: Id
+
+
+class QueryBook(Message):
+    request_id: Id
+    symbol: Symbol
+    levels: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+
+
+class QueryInstruments(Message):
+    request_id: Id
+
+
+ClientRequest = (
+    Logon
+    | Logout
+    | Heartbeat
+    | EnterOrder
+    | CancelOrder
+    | ReplaceOrder
+    | MassCancel
+    | QueryOpenOrders
+    | QueryPositions
+    | QueryBook
+    | QueryInstruments
+)
+
+
+# ================================================================ TES -> client
+
+
+class LogonAccepted(Message):
+    trader_id: str
+    heartbeat_ms: int
+    session_timeout_ms: int
+
+
+class LogonRejected(Message):
+    reason: RejectReason
+    text: str
+
+
+class SessionRejected(Message):
+    """A frame or request refused before it reached order handling (bad bytes, no logon...)."""
+
+    reason: RejectReason
+    text: str
+
+
+class LoggedOut(Message):
+    reason: str
+
+
+class OrderAccepted(Message):
+    client_order_id: int
+    order_id: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: int
+    quantity: int
+
+
+class OrderRejected(Message):
+    client_order_id: int
+    reason: RejectReason
+    text: str
+
+
+class OrderFilled(Message):
+    client_order_id: int
+    order_id: int
+    symbol: str
+    side: Side
+    price: int
+    quantity: int
+    leaves: int
+    """This order's open quantity after the fill."""
+    trade_id: int
+    """The book's trade sequence number; with the symbol it identifies the trade."""
+    aggressor: bool
+    """True if this order was the taker."""
+
+
+class OrderCanceled(Message):
+    client_order_id: int
+    order_id: int
+    symbol: str
+    quantity: int
+    reason: CancelReason
+
+
+class OrderReplaced(Message):
+    client_order_id: int
+    order_id: int
+    symbol: str
+    price: int
+    quantity: int
+    priority_kept: bool
+
+
+class OrderExpired(Message):
+    client_order_id: int
+    order_id: int
+    symbol: str
+    quantity: int
+
+
+class CancelRejected(Message):
+    client_order_id: int
+    order_id: int
+    reason: RejectReason
+    text: str
+
+
+class ReplaceRejected(Message):
+    client_order_id: int
+    order_id: int
+    reason: RejectReason
+    text: str
+
+
+class MassCancelDone(Message):
+    symbol: str
+    canceled: int
+    """Orders whose cancel was sent to the books; each is reported by its own OrderCanceled."""
+
+
+class OpenOrder(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    client_order_id: int
+    order_id: int
+    symbol: str
+    side: Side
+    time_in_force: TimeInForce
+    price: int
+    quantity: int
+    """Open quantity."""
+    filled: int
+
+
+class OpenOrders(Message):
+    request_id: int
+    orders: list[OpenOrder]
+
+
+class Position(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    symbol: str
+    quantity: int
+    """Signed: positive long, negative short."""
+    average_price: float
+    """Average entry price of the open position in ticks (0 when flat)."""
+    realized_pnl: int
+    """In ticks x lots."""
+    unrealized_pnl: int
+    """Marked to the symbol's last trade, in ticks x lots."""
+    last_price: int
+
+
+class Positions(Message):
+    request_id: int
+    cash: int
+    """Cash in ticks x lots: sales add price x quantity, purchases subtract it."""
+    positions: list[Position]
+
+
+class Book(Message):
+    request_id: int
+    symbol: str
+    bids: list[tuple[int, int, int]]
+    """(price, quantity, orders), best first."""
+    asks: list[tuple[int, int, int]]
+    last_price: int | None
+    sequence: int
+    """The symbol's market-data sequence number this view corresponds to."""
+
+
+class Instruments(Message):
+    request_id: int
+    instruments: list[Instrument]
+
+
+class QueryRejected(Message):
+    request_id: int
+    reason: RejectReason
+    text: str
+
+
+ClientMessage = (
+    LogonAccepted
+    | LogonRejected
+    | SessionRejected
+    | LoggedOut
+    | Heartbeat
+    | OrderAccepted
+    | OrderRejected
+    | OrderFilled
+    | OrderCanceled
+    | OrderReplaced
+    | OrderExpired
+    | CancelRejected
+    | ReplaceRejected
+    | MassCancelDone
+    | OpenOrders
+    | Positions
+    | Book
+    | Instruments
+    | QueryRejected
+)
+
+
+# ================================================================ TES <-> OBS
+
+
+class Hello(Message):
+    """A TES introduces itself; the OBS answers with HelloReply."""
+
+    tes_id: int
+
+
+class HelloReply(Message):
+    symbols: list[str]
+    max_order_id: int
+    """The largest order id the OBS ever accepted with this TES's id prefix (0 if none)."""
+    last_sequence: int
+
+
+class BookSubmit(Message):
+    symbol: str
+    order_id: int
+    side: int
+    order_type: int
+    time_in_force: int
+    price: int
+    quantity: int
+
+
+class BookCancel(Message):
+    symbol: str
+    order_id: int
+
+
+class BookReplace(Message):
+    symbol: str
+    order_id: int
+    price: int
+    quantity: int
+
+
+class BookExpireDay(Message):
+    symbol: str
+
+
+class BookQuery(Message):
+    """Ask for a depth view of a symbol's book (answered with BookView, not journaled)."""
+
+    request_id: int
+    symbol: str
+    levels: int
+
+
+ObsRequest = Hello | BookSubmit | BookCancel | BookReplace | BookExpireDay | BookQuery
+
+
+class Executed(Message):
+    """The result of one journaled command: its sequence number and the book's events."""
+
+    sequence: int
+    symbol: str
+    events: list[Event]
+
+
+class CommandRefused(Message):
+    """A command the OBS could not run at all (unknown symbol); nothing was journaled."""
+
+    symbol: str
+    order_id: int
+    reason: RejectReason
+    text: str
+
+
+class BookView(Message):
+    request_id: int
+    symbol: str
+    bids: list[tuple[int, int, int]]
+    asks: list[tuple[int, int, int]]
+    last_price: int | None
+    sequence: int
+
+
+ObsReply = HelloReply | Executed | CommandRefused | BookView
+
+
+# ================================================================ market data
+
+
+class Quote(Message):
+    """Top of book after a change (L1); 0 price and quantity for an empty side."""
+
+    symbol: str
+    sequence: int
+    bid_price: int
+    bid_quantity: int
+    ask_price: int
+    ask_quantity: int
+
+
+class DepthUpdate(Message):
+    """One price level's new state (L2 delta); quantity 0 means the level is gone."""
+
+    symbol: str
+    sequence: int
+    side: Side
+    price: int
+    quantity: int
+    orders: int
+
+
+class Trade(Message):
+    symbol: str
+    sequence: int
+    trade_id: int
+    price: int
+    quantity: int
+    aggressor: Side
+
+
+MarketData = Quote | DepthUpdate | Trade
+
+
+class SnapshotRequest(Message):
+    symbol: str
+
+
+class DepthSnapshot(Message):
+    """A symbol's whole book as of market-data ``sequence``: apply updates with a larger one."""
+
+    symbol: str
+    sequence: int
+    bids: list[tuple[int, int, int]]
+    asks: list[tuple[int, int, int]]
+    last_price: int | None
+
+
+SnapshotReply = DepthSnapshot | QueryRejected
+
+TOPIC_KINDS = {Quote: b"Q", DepthUpdate: b"D", Trade: b"T"}
+
+
+def topic(message: MarketData) -> bytes:
+    """The PUB topic of a market-data message: ``SYMBOL.K`` (subscribe to ``SYMBOL.`` for all)."""
+    return message.symbol.encode() + b"." + TOPIC_KINDS[type(message)]
+
+
+class Codec:
+    """Encoder and decoder of one direction's frames, built once per process.
+
+    ``decode`` raises `msgspec.DecodeError` or `msgspec.ValidationError` on any
+    malformed frame, and `FrameTooLarge` before reading an oversized one.
+    """
+
+    def __init__(self, union) -> None:
+        self.encoder = msgspec.msgpack.Encoder()
+        self.decoder = msgspec.msgpack.Decoder(list[union])
+
+    def encode(self, messages: list) -> bytes:
+        return self.encoder.encode(messages)
+
+    def decode(self, frame: bytes) -> list:
+        if len(frame) > MAX_FRAME_BYTES:
+            raise FrameTooLarge(f"{len(frame)} bytes > {MAX_FRAME_BYTES}")
+        messages = self.decoder.decode(frame)
+        if len(messages) > MAX_BATCH:
+            raise FrameTooLarge(f"{len(messages)} messages > {MAX_BATCH}")
+        return messages
+
+
+class FrameTooLarge(ValueError):
+    """A frame over MAX_FRAME_BYTES or MAX_BATCH messages."""
