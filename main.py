@@ -11,6 +11,14 @@ bench book [--messages N] [--repeats R]
     Measure the matching core in one run (reference vs native per-message vs
     native batch, deep book, memory) and print the table, then the figures as JSON.
 
+Roles (configuration from ``config/exchange.toml``, EXCHANGE__* overrides)
+---------------------------------------------------------------------------
+-s OBS [--shard NAME]     run an Order Book Server (the first shard by default)
+-s TES                    run the Trading Engine Server
+-c CLIENT [ARGS...]       run a client: trader, marketmaker, random, loadgen
+up                        OBS, TES and the configured bots together; Ctrl-C stops all
+hash-key KEY              print the stored form of an API key for the config
+
 Every failure the user can fix (bad arguments, a missing, pickled, .npz or
 wrong-dtype stream, an unwritable output) is reported as one ``error: ...`` line
 on stderr with exit status 2, never a traceback. The logic lives in ``engine``;
@@ -18,6 +26,7 @@ this module only parses arguments and wires the pieces together.
 """
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -178,20 +187,79 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_command(commands)
     add_workload_command(commands)
     add_bench_command(commands)
+    up = commands.add_parser("up", help="run OBS, TES and the configured bots until Ctrl-C")
+    up.set_defaults(run=run_up)
+    hash_key = commands.add_parser("hash-key", help="print the stored (hashed) form of an API key")
+    hash_key.add_argument("key")
+    hash_key.set_defaults(run=run_hash_key)
     return parser
 
 
+SERVERS = {"OBS": "servers.obs", "TES": "servers.tes"}
+CLIENTS = {"trader": "clients.trader", "marketmaker": "clients.marketmaker", "random": "clients.random_trader",
+           "loadgen": "clients.loadgen"}
+
+
+def load_settings():
+    from config.settings import ConfigError, load_config
+
+    try:
+        return load_config()
+    except ConfigError as exc:
+        raise CliError(f"configuration: {exc}") from None
+
+
+def run_server(args: argparse.Namespace) -> int:
+    """``-s OBS|TES``: ``servers.<role>.serve(config, args)`` runs until SIGINT/SIGTERM."""
+    module = importlib.import_module(SERVERS[args.server])
+    return module.serve(load_settings(), args)
+
+
+def run_client(args: argparse.Namespace) -> int:
+    """``-c NAME ARGS``: ``clients.<name>.main(config, argv)`` parses its own arguments."""
+    module = importlib.import_module(CLIENTS[args.client])
+    return module.main(load_settings(), args.client_args)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from servers.launcher import up
+
+    return up(load_settings())
+
+
+def run_hash_key(args: argparse.Namespace) -> None:
+    from servers.auth import hash_api_key
+
+    print(hash_api_key(args.key))
+
+
+def add_role_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-s", "--server", choices=sorted(SERVERS), help="run a server role")
+    parser.add_argument("--shard", help="with -s OBS: the shard to serve (default: the first configured)")
+    parser.add_argument("-c", "--client", choices=sorted(CLIENTS), help="run a client; its own arguments follow")
+    parser.add_argument("client_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-s", "--server", "-c", "--client"):
+        role_parser = _Parser(prog="main.py", description="Run one role of the exchange.")
+        add_role_options(role_parser)
+        args = role_parser.parse_args(argv)
+        try:
+            return run_server(args) if args.server else run_client(args)
+        except CliError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.run is None:
-        parser.error("missing COMMAND")
+        parser.error("missing COMMAND (or -s ROLE / -c CLIENT)")
     try:
-        args.run(args)
+        return args.run(args) or 0
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    return 0
 
 
 if __name__ == "__main__":
