@@ -10,6 +10,8 @@ workload OUT.npy [--messages N] [--seed S] [--profile standard|deep]
 bench book [--messages N] [--repeats R]
     Measure the matching core in one run (reference vs native per-message vs
     native batch, deep book, memory) and print the table, then the figures as JSON.
+bench e2e [--rates R1,R2,...] [--duration S] [--fsync batch|interval|never]
+    Throughput and ack latency through client -> TES -> OBS -> TES -> client.
 
 Roles (configuration from ``config/exchange.toml``, EXCHANGE__* overrides)
 ---------------------------------------------------------------------------
@@ -130,24 +132,42 @@ def run_workload(args: argparse.Namespace) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> None:
-    from benchmarks import book as book_benchmark
+    if args.suite == "e2e":
+        from benchmarks import e2e
 
-    report = book_benchmark.run(
-        messages=args.messages, repeats=args.repeats, deep_messages=args.messages, resting=args.resting
-    )
+        report = e2e.run(rates=args.rates, duration=args.duration, fsync=args.fsync)
+    else:
+        from benchmarks import book as book_benchmark
+
+        report = book_benchmark.run(
+            messages=args.messages, repeats=args.repeats, deep_messages=args.messages, resting=args.resting
+        )
     print(json.dumps(report))
+
+
+def rate_list(text: str) -> tuple[int, ...]:
+    return tuple(positive_int(part) for part in text.split(","))
 
 
 def add_bench_command(commands) -> None:
     parser = commands.add_parser("bench", help="run a benchmark and print its table")
-    parser.add_argument("suite", choices=["book"], help="what to measure: book = the matching core")
+    parser.add_argument(
+        "suite", choices=["book", "e2e"], help="book: the matching core; e2e: orders through TES and OBS"
+    )
     parser.add_argument(
         "--messages", type=positive_int, default=1_000_000, help="standard workload size (default: 1000000)"
     )
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per figure; medians are reported")
     parser.add_argument(
-        "--resting", type=positive_int, default=1_000_000, help="resting orders for the memory figure"
+        "--resting", type=positive_int, default=1_000_000, help="book: resting orders for the memory figure"
     )
+    parser.add_argument(
+        "--rates", type=rate_list, default=(10_000, 25_000, 50_000, 100_000, 150_000),
+        help="e2e: offered rates, comma-separated (default: 10000,25000,50000,100000,150000)",
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="e2e: seconds per rate (default: 5)")
+    parser.add_argument("--fsync", choices=["batch", "interval", "never"], default="batch",
+                        help="e2e: journal fsync policy (default: batch)")
     parser.set_defaults(run=run_bench)
 
 
@@ -245,7 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("-s", "--server", "-c", "--client"):
         role_parser = _Parser(prog="main.py", description="Run one role of the exchange.")
         add_role_options(role_parser)
-        args = role_parser.parse_args(argv)
+        if argv[0] in ("-c", "--client"):
+            # argparse's REMAINDER refuses a remainder that starts with an option
+            # (``-c trader --trader alice``), so the client's own arguments are split off here.
+            args = role_parser.parse_args(argv[:2])
+            args.client_args = argv[2:]
+        else:
+            args = role_parser.parse_args(argv)
         try:
             return run_server(args) if args.server else run_client(args)
         except CliError as exc:

@@ -1,0 +1,109 @@
+"""Running the real exchange processes, isolated on free loopback ports (tests and benchmarks).
+
+`exchange_env(tmp_path)` gives the environment of one isolated exchange: every
+endpoint on a free 127.0.0.1 port and every journal under ``tmp_path``.
+`Role` starts ``python main.py ARGS`` with it and waits for the process to print
+its ``READY`` line (every server prints ``READY <role> ...`` once its sockets are
+bound); `Role.stop()` sends SIGTERM and returns the exit code; `Role.kill()` is
+``kill -9``.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def exchange_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """Environment variables for an exchange isolated in ``tmp_path`` (plus ``overrides``)."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "EXCHANGE__TES__CLIENT_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+            "EXCHANGE__SHARDS__0__COMMAND_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+            "EXCHANGE__SHARDS__0__MARKET_DATA_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+            "EXCHANGE__SHARDS__0__SNAPSHOT_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+            "EXCHANGE__SHARDS__0__JOURNAL_DIR": str(tmp_path / "journal-A"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+def endpoint(env: dict[str, str], key: str) -> str:
+    """An endpoint from the environment, e.g. ``endpoint(env, "TES__CLIENT_ENDPOINT")``."""
+    return env[f"EXCHANGE__{key}"]
+
+
+class Role:
+    """One ``python main.py ...`` process; its output is collected in ``lines``."""
+
+    def __init__(self, args: list[str], env: dict[str, str], ready_timeout: float = 20.0) -> None:
+        self.args = args
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "main.py", *args],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.wait_for("READY", ready_timeout)
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        """The first output line containing ``text``; fail if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            if self.process.poll() is not None:
+                time.sleep(0.1)
+                raise AssertionError(f"{self.args} exited {self.process.returncode}: {self.output()}")
+            time.sleep(0.02)
+        raise AssertionError(f"{self.args}: no {text!r} within {timeout}s: {self.output()}")
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then wait; the exit code (a graceful server exits 0)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._reader.join(5)
+
+    def kill(self) -> None:
+        """kill -9: no chance to flush or clean up."""
+        self.process.kill()
+        self.process.wait(10)
+        self._reader.join(5)
+
+    def __enter__(self) -> "Role":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.process.poll() is None:
+            self.kill()
