@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine:
-#   make run   build everything, generate the standard workload and replay it
+#   make run   build everything and run the exchange (OBS, TES, bots) until Ctrl-C
 #   make test  build everything and run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +9,7 @@ EXT_SOURCES := $(wildcard native/*.pyx native/*.pxd) setup.py
 EXT_STAMP := native/.built
 WORKLOAD := data/standard-1m-seed42.npy
 
-.PHONY: run test bench build clean
+.PHONY: run replay test bench bench-e2e build clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,10 @@ $(WORKLOAD): $(EXT_STAMP)
 	mkdir -p data
 	$(PY) main.py workload $@ --messages 1000000 --seed 42
 
-run: $(WORKLOAD)
+run: $(EXT_STAMP)
+	$(PY) main.py up
+
+replay: $(WORKLOAD)
 	$(PY) main.py replay $(WORKLOAD) --out data/fills.npy
 
 test: $(EXT_STAMP)
@@ -36,6 +39,9 @@ test: $(EXT_STAMP)
 
 bench: $(EXT_STAMP)
 	$(PY) main.py bench book
+
+bench-e2e: $(EXT_STAMP)
+	$(PY) main.py bench e2e
 
 clean:
 	rm -rf $(VENV) build native/*.c native/*.so native/*.html $(EXT_STAMP) data

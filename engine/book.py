@@ -195,6 +195,11 @@ class ReferenceBook:
             for price, level in book_side.items()[: max(levels, 0)]
         ]
 
+    def level(self, side, price) -> PriceLevel | None:
+        """The price level at ``price`` on ``side``, or None if no order rests there."""
+        level = self._sides[Side(side)].get(price)
+        return None if level is None else PriceLevel(price, level.quantity, len(level.orders))
+
     def top_of_book(self) -> tuple[PriceLevel | None, PriceLevel | None]:
         bid, ask = self.depth(BUY, 1), self.depth(SELL, 1)
         return (bid[0] if bid else None, ask[0] if ask else None)

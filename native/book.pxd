@@ -118,6 +118,7 @@ cdef class NativeBook:
 
     # ---- price levels (skip list per side)
     cdef int32_t _find_level(self, int side, int64_t key, int32_t* update) noexcept nogil
+    cdef int32_t _level_at(self, int side, int64_t price) noexcept nogil
     cdef int32_t _insert_level(self, int side, int64_t price, int64_t key, int32_t* update) noexcept nogil
     cdef void _remove_level(self, int side, int32_t level) noexcept nogil
     cdef void _shrink(self, int side) noexcept nogil

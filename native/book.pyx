@@ -328,6 +328,15 @@ cdef class NativeBook:
             lv = self.levels[lv].forward[0]
         return out
 
+    def level(self, int side, int64_t price):
+        """The price level at ``price`` on ``side``, or None if no order rests there (O(log levels))."""
+        if side != BUY and side != SELL:
+            raise ValueError(f"{side!r} is not a valid Side")
+        cdef int32_t lv = self._level_at(side, price)
+        if lv == -1:
+            return None
+        return PriceLevel(price, self.levels[lv].quantity, self.levels[lv].count)
+
     def top_of_book(self):
         bid, ask = self.depth(Side.BUY, 1), self.depth(Side.SELL, 1)
         return (bid[0] if bid else None, ask[0] if ask else None)
@@ -768,6 +777,11 @@ cdef class NativeBook:
         if nxt != -1 and levels[nxt].key == key:
             return nxt
         return -1
+
+    cdef int32_t _level_at(self, int side, int64_t price) noexcept nogil:
+        """The level holding ``price`` on ``side``, or -1."""
+        cdef int32_t update[MAX_HEIGHT]
+        return self._find_level(side, side_key(side, price), update)
 
     cdef int32_t _insert_level(self, int side, int64_t price, int64_t key, int32_t* update) noexcept nogil:
         cdef int32_t lv

@@ -109,6 +109,45 @@ def test_top_of_book_one_sided_has_none_for_empty_side(book):
     assert (book.best_bid(), book.best_ask()) == (7, None)
 
 
+def test_level_reports_quantity_and_order_count_at_one_price(book):
+    ladder(book)
+    assert book.level(BUY, 100) == PriceLevel(100, 15, 2)
+    assert book.level(BUY, 98) == PriceLevel(98, 1, 1)
+    assert book.level(SELL, 102) == PriceLevel(102, 10, 2)
+    assert book.level(1, 103) == PriceLevel(103, 9, 1)
+
+
+@pytest.mark.parametrize(
+    ("side", "price"),
+    [(BUY, 101), (SELL, 100), (BUY, 97), (SELL, 104), (SELL, 2**63 - 1), (BUY, -(2**63))],
+)
+def test_level_of_price_without_orders_on_that_side_is_none(book, side, price):
+    ladder(book)
+    assert book.level(side, price) is None
+
+
+def test_level_agrees_with_depth_after_fills_replaces_and_cancels(book):
+    traded_book(book)
+    for side in (BUY, SELL):
+        levels = book.book.depth(side, 100)
+        assert [book.level(side, level.price) for level in levels] == levels
+    assert book.level(BUY, 100) is None  # emptied by fills
+    assert book.level(SELL, 101) is None  # its only order filled
+    book.cancel(8)
+    assert book.level(SELL, 103) is None
+    book.replace(5, 102, 1)
+    assert book.level(SELL, 102) == PriceLevel(102, 7, 2)
+    book.replace(5, 105, 1)
+    assert (book.level(SELL, 102), book.level(SELL, 105)) == (PriceLevel(102, 6, 1), PriceLevel(105, 1, 1))
+
+
+@pytest.mark.parametrize("side", [2, -1])
+def test_level_of_unknown_side_raises_value_error(book, side):
+    ladder(book)
+    with pytest.raises(ValueError):
+        book.level(side, 100)
+
+
 def test_order_returns_resting_order_with_open_quantity(book):
     traded_book(book)
     assert book.order(5) == RestingOrder(5, SELL, 102, 3, GTC)

@@ -1,0 +1,273 @@
+"""What the bots share: one session, one symbol's market data, their own orders, a timed loop.
+
+`Bot.run` logs the start with a ``READY <kind> <trader> <symbol>`` line, then
+alternates between reading reports and market data and calling `step` every
+``interval`` seconds, until the duration ends or SIGINT/SIGTERM arrives. It then
+mass-cancels the bot's orders in its symbol, logs out and prints a summary line.
+The session ending on the exchange's side (LoggedOut) stops the bot with exit
+status 1.
+
+Order bookkeeping (`BotOrder`) follows the execution reports: an order is
+*pending* until accepted or rejected, *busy* while a cancel or replace of it is
+unanswered, and *done* once the book holds none of it.
+"""
+
+import random
+import time
+
+from clients import runtime
+from clients.client import ExchangeClient, MarketDataClient
+from config.settings import Config, InstrumentConfig, TraderConfig
+from engine.types import OrderType, RejectReason, Side, TimeInForce
+from servers.protocol import (
+    CancelRejected,
+    LoggedOut,
+    MassCancelDone,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReplaced,
+    ReplaceRejected,
+    SessionRejected,
+)
+
+STATUS_EVERY_S = 10.0
+SHUTDOWN_WAIT_S = 2.0
+
+
+class BotOrder:
+    __slots__ = ("client_order_id", "order_id", "side", "order_type", "price", "quantity", "busy", "done")
+
+    def __init__(self, client_order_id: int, side: Side, order_type: OrderType, price: int, quantity: int) -> None:
+        self.client_order_id = client_order_id
+        self.order_id: int | None = None
+        self.side = side
+        self.order_type = order_type
+        self.price = price
+        self.quantity = quantity
+        """Open quantity."""
+        self.busy = True
+        """An answer is outstanding (to the entry, or to a cancel or replace)."""
+        self.done = False
+
+
+class Bot:
+    """Base of the bots; subclasses implement `step` (and may override `on_report`)."""
+
+    kind = "bot"
+
+    def __init__(
+        self,
+        client: ExchangeClient,
+        feed: MarketDataClient,
+        instrument: InstrumentConfig,
+        limits: TraderConfig | None,
+        interval: float,
+        seed: int | None = None,
+    ) -> None:
+        self.client = client
+        self.feed = feed
+        self.instrument = instrument
+        self.symbol = instrument.symbol
+        self.limits = limits
+        self.interval = interval
+        self.rng = random.Random(seed)
+        self.entered: dict[int, BotOrder] = {}
+        """Orders awaiting their acceptance, by client order id."""
+        self.live: dict[int, BotOrder] = {}
+        """Accepted orders the book still holds, by exchange order id."""
+        self.position = 0
+        self.fills = 0
+        self.volume = 0
+        self.orders_sent = 0
+        self.rejects: dict[str, int] = {}
+        self.ended_by_exchange = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    def run(self, duration: float | None, stop) -> int:
+        runtime.wait_until_tradable(self.client, self.symbol)
+        # Orders left by an earlier run of this trader are not tracked: clear them first.
+        self.client.mass_cancel(self.symbol)
+        self.position = self.initial_position()
+        print(f"READY {self.kind} {self.client.trader_id} {self.symbol}", flush=True)
+        start = time.monotonic()
+        next_step = start
+        next_status = start + STATUS_EVERY_S
+        while not stop() and not self.ended_by_exchange:
+            now = time.monotonic()
+            if duration is not None and now - start >= duration:
+                break
+            if now >= next_step:
+                self.on_market_data(self.feed.poll(0.0))
+                self.step()
+                next_step = max(next_step + self.interval, now)
+            if now >= next_status:
+                print(self.status(), flush=True)
+                next_status = now + STATUS_EVERY_S
+            self.handle(self.client.receive(max(0.0, min(next_step, next_status) - time.monotonic())))
+        self.shutdown()
+        print(f"{self.kind} {self.client.trader_id} {self.symbol} done: {self.status()}", flush=True)
+        return 1 if self.ended_by_exchange else 0
+
+    def initial_position(self) -> int:
+        positions = self.client.positions().positions
+        return next((p.quantity for p in positions if p.symbol == self.symbol), 0)
+
+    def shutdown(self) -> None:
+        if self.ended_by_exchange:
+            return
+        self.client.mass_cancel(self.symbol)
+        deadline = time.monotonic() + SHUTDOWN_WAIT_S
+        done = False
+        while time.monotonic() < deadline and not (done and not self.live):
+            messages = self.client.receive(deadline - time.monotonic())
+            self.handle(messages)
+            done = done or any(isinstance(m, MassCancelDone) for m in messages)
+
+    def status(self) -> str:
+        rejects = ", ".join(f"{name} {count}" for name, count in sorted(self.rejects.items())) or "none"
+        return (f"position {self.position}, fills {self.fills}, volume {self.volume}, orders sent "
+                f"{self.orders_sent}, open {len(self.live)}, rejects: {rejects}")
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def on_market_data(self, updates: list) -> None:
+        """Hook for subclasses: the market-data messages applied since the last step."""
+
+    # ------------------------------------------------------------ orders
+
+    def enter(self, side: Side, order_type: OrderType, tif: TimeInForce, price: int, quantity: int) -> BotOrder:
+        client_order_id = self.client.enter_order(self.symbol, side, order_type, tif, price, quantity)
+        order = BotOrder(client_order_id, side, order_type, price, quantity)
+        self.entered[client_order_id] = order
+        self.orders_sent += 1
+        return order
+
+    def cancel(self, order: BotOrder) -> None:
+        if order.order_id is not None and not order.busy and not order.done:
+            order.busy = True
+            self.client.cancel(order.order_id)
+
+    def replace(self, order: BotOrder, price: int, quantity: int) -> None:
+        if order.order_id is not None and not order.busy and not order.done:
+            order.busy = True
+            self.client.replace(order.order_id, price, quantity)
+
+    def fair_value(self) -> float:
+        """Mid of the book, else the last trade, else the instrument's reference price (ticks)."""
+        mid = self.feed.mid()
+        if mid is not None:
+            return mid
+        if self.feed.last_price is not None:
+            return float(self.feed.last_price)
+        return float(self.instrument.reference_price)
+
+    def max_quantity(self, price: int) -> int:
+        """The largest quantity the instrument and this trader's limits allow at ``price``."""
+        cap = self.instrument.max_quantity
+        if self.limits is not None:
+            cap = min(cap, self.limits.max_order_quantity, self.limits.max_notional // max(price, 1))
+        return cap - cap % self.instrument.lot_size
+
+    def round_quantity(self, quantity: int, price: int) -> int:
+        """``quantity`` rounded down to lots and clamped to what is allowed (0 if nothing is)."""
+        lot = self.instrument.lot_size
+        quantity = min(max(quantity - quantity % lot, self.instrument.min_quantity), self.max_quantity(price))
+        return quantity if quantity >= self.instrument.min_quantity else 0
+
+    def tick_below(self, price: float) -> int:
+        tick = self.instrument.tick_size
+        return max(tick, int(price // tick) * tick)
+
+    def tick_above(self, price: float) -> int:
+        tick = self.instrument.tick_size
+        return max(tick, -int(-price // tick) * tick)
+
+    # ------------------------------------------------------------ reports
+
+    def handle(self, messages: list) -> None:
+        for message in messages:
+            self.track(message)
+            self.on_report(message)
+
+    def on_report(self, message) -> None:
+        """Hook for subclasses, called after the bookkeeping of each report."""
+
+    def track(self, m) -> None:
+        match m:
+            case OrderAccepted():
+                order = self.entered.pop(m.client_order_id, None)
+                if order is not None:
+                    order.order_id, order.busy = m.order_id, False
+                    self.live[m.order_id] = order
+            case OrderRejected():
+                order = self.entered.pop(m.client_order_id, None)
+                if order is not None:
+                    order.busy, order.done = False, True
+                self.count_reject(m.reason)
+            case OrderFilled():
+                self.fills += 1
+                self.volume += m.quantity
+                self.position += m.quantity if m.side == Side.BUY else -m.quantity
+                order = self.live.get(m.order_id)
+                if order is not None:
+                    order.quantity = m.leaves
+                    if m.leaves == 0:
+                        self._gone(order)
+            case OrderCanceled() | OrderExpired():
+                order = self.live.get(m.order_id)
+                if order is not None:
+                    self._gone(order)
+            case OrderReplaced():
+                order = self.live.get(m.order_id)
+                if order is not None:
+                    order.price, order.quantity, order.busy = m.price, m.quantity, False
+            case CancelRejected() | ReplaceRejected():
+                order = self.live.get(m.order_id)
+                if order is not None:
+                    order.busy = False
+                if m.reason != RejectReason.UNKNOWN_ORDER:
+                    self.count_reject(m.reason)
+            case SessionRejected():
+                self.count_reject(m.reason)
+            case LoggedOut():
+                print(f"{self.kind} {self.client.trader_id}: logged out by the exchange: {m.reason}", flush=True)
+                self.ended_by_exchange = True
+
+    def _gone(self, order: BotOrder) -> None:
+        order.done, order.busy, order.quantity = True, False, 0
+        self.live.pop(order.order_id, None)
+
+    def count_reject(self, reason: RejectReason) -> None:
+        name = RejectReason(reason).name
+        self.rejects[name] = self.rejects.get(name, 0) + 1
+
+
+def bot_parser(kind: str, description: str) -> runtime.Parser:
+    """The arguments every bot takes; the caller adds its own."""
+    parser = runtime.Parser(prog=f"main.py -c {kind}", description=description)
+    runtime.add_credentials(parser)
+    parser.add_argument("--symbol", default="ACME", help="instrument to trade (default: ACME)")
+    parser.add_argument("--duration", type=runtime.positive_float,
+                        help="seconds to run (default: until SIGINT/SIGTERM)")
+    parser.add_argument("--seed", type=int, help="random seed (default: unpredictable)")
+    return parser
+
+
+def run_bot(config: Config, args, make_bot) -> int:
+    """Log on, sync the symbol's market data, build the bot with ``make_bot(client, feed,
+    instrument, limits)`` and run it; always log out and close."""
+    instrument = runtime.instrument(config, args.symbol)
+    limits = next((t for t in config.traders if t.trader_id == args.trader), None)
+    stop = runtime.StopFlag()
+    client = runtime.logged_on_client(config, args.trader, runtime.api_key(args))
+    try:
+        with runtime.market_data(config, args.symbol) as feed:
+            bot = make_bot(client, feed, instrument, limits)
+            return bot.run(args.duration, stop=lambda: bool(stop))
+    finally:
+        client.close()

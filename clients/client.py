@@ -1,0 +1,605 @@
+"""The client library: an order-entry session with the TES and a market-data view of one book.
+
+`ExchangeClient` speaks the client protocol of `servers.protocol` over one DEALER
+socket (frames ``[payload]``, each payload a msgpack list of `ClientRequest` /
+`ClientMessage`). Its guarantees:
+
+- **Order.** Messages come out of `receive` in the order the TES sent them. A
+  method that waits for its own answer (`logon`, the queries, `logout`) keeps
+  every other message it reads meanwhile, and `receive` returns those first.
+- **Identifiers.** `enter_order`, `cancel` and `replace` return the
+  ``client_order_id`` they used: 1, 2, 3, ... in this session, never reused
+  (the TES refuses a duplicate). The exchange order id arrives in `OrderAccepted`.
+- **Liveness.** After `LogonAccepted`, every call that touches the socket sends
+  a `Heartbeat` when nothing was sent for ``heartbeat_ms``; a long `receive`
+  wakes up to send them. A program that sits idle without calling the client
+  for ``session_timeout_ms`` is logged out by the TES, so idle loops call
+  `receive`. Incoming heartbeats are consumed, not returned.
+- **Shutdown.** Sockets use ``linger=0``: `close` first logs out and waits
+  (briefly) for `LoggedOut`, so the logout is delivered, then drops anything
+  unsent.
+
+`MarketDataClient` keeps a local copy of one symbol's book from an OBS's market
+data (PUB ``[topic, payload]``, topic ``SYMBOL.K``) and snapshot service, following
+the clone pattern (zguide ``clonesrv5``); the socket-free `BookSync` holds the
+logic (see its docstring for the guarantees). Neither class is thread-safe: ZeroMQ
+sockets belong to one thread.
+"""
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable
+
+import msgspec
+import zmq
+from sortedcontainers import SortedDict
+
+from engine.instrument import Instrument
+from engine.types import OrderType, RejectReason, Side, TimeInForce
+from servers.protocol import (
+    Book,
+    CancelOrder,
+    ClientMessage,
+    ClientRequest,
+    Codec,
+    DepthSnapshot,
+    DepthUpdate,
+    EnterOrder,
+    Heartbeat,
+    Instruments,
+    LoggedOut,
+    Logon,
+    LogonAccepted,
+    LogonRejected,
+    Logout,
+    MarketData,
+    MassCancel,
+    OpenOrder,
+    OpenOrders,
+    Positions,
+    QueryBook,
+    QueryInstruments,
+    QueryOpenOrders,
+    QueryPositions,
+    QueryRejected,
+    ReplaceOrder,
+    SessionRejected,
+    SnapshotReply,
+    SnapshotRequest,
+    Trade,
+)
+
+SEND_HWM = 100_000
+"""Frames queued for sending before a send blocks (the default 1,000 is too few for bursts)."""
+
+
+class ClientError(Exception):
+    """Base of the client library's errors."""
+
+
+class LogonError(ClientError):
+    """The TES refused the logon (``reason`` is its code) or did not answer (``reason`` None)."""
+
+    def __init__(self, message: str, reason: RejectReason | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RequestTimeout(ClientError):
+    """No answer to a request within its timeout."""
+
+
+class RequestRejected(ClientError):
+    """The TES answered a query with `QueryRejected` (or the session with `SessionRejected`)."""
+
+    def __init__(self, reason: RejectReason, text: str) -> None:
+        super().__init__(f"{text} ({int(reason)})")
+        self.reason = reason
+        self.text = text
+
+
+# ================================================================ order entry
+
+
+class ExchangeClient:
+    """One trading session with the TES.
+
+    Parameters
+    ----------
+    endpoint
+        The TES client endpoint (``config.tes.client_endpoint``).
+    trader_id, api_key
+        Credentials sent by `logon`.
+    cancel_on_disconnect
+        Ask the TES to cancel this session's open orders when it ends.
+    context
+        The ZeroMQ context; the process-wide instance by default.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        trader_id: str,
+        api_key: str,
+        cancel_on_disconnect: bool = False,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.trader_id = trader_id
+        self._api_key = api_key
+        self.cancel_on_disconnect = cancel_on_disconnect
+        self._requests = Codec(ClientRequest)
+        self._messages = Codec(ClientMessage)
+        self._next_order_id = 1
+        self._request_ids = itertools.count(1)
+        self._pending: deque = deque()
+        self.logged_on = False
+        self.heartbeat_s: float | None = None
+        self.session_timeout_s: float | None = None
+        self.last_sent = self.last_received = time.monotonic()
+        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
+        # Unlimited receive queue: the TES's ROUTER drops replies to a peer whose queue is full.
+        self.socket.setsockopt(zmq.RCVHWM, 0)
+        self.socket.connect(endpoint)
+
+    # ------------------------------------------------------------ session
+
+    def logon(self, timeout: float = 5.0) -> LogonAccepted:
+        """Log on and wait for the answer; raise `LogonError` if refused or unanswered."""
+        self.send_batch([Logon(self.trader_id, self._api_key, self.cancel_on_disconnect)])
+        try:
+            reply = self._wait_for(
+                lambda m: isinstance(m, LogonAccepted | LogonRejected | SessionRejected), timeout
+            )
+        except RequestTimeout:
+            raise LogonError(f"no answer to the logon from {self.endpoint} within {timeout}s") from None
+        if not isinstance(reply, LogonAccepted):
+            raise LogonError(f"logon of {self.trader_id!r} refused: {reply.text} ({int(reply.reason)})", reply.reason)
+        self.logged_on = True
+        self.heartbeat_s = reply.heartbeat_ms / 1000
+        self.session_timeout_s = reply.session_timeout_ms / 1000
+        return reply
+
+    def logout(self, timeout: float = 1.0) -> bool:
+        """Log out; True if the TES confirmed with `LoggedOut` within ``timeout``."""
+        if not self.logged_on:
+            return False
+        self.send_batch([Logout()])
+        self.logged_on = False
+        try:
+            self._wait_for(lambda m: isinstance(m, LoggedOut), timeout)
+        except RequestTimeout:
+            return False
+        return True
+
+    def close(self, logout_timeout: float = 0.5) -> None:
+        """Log out (waiting at most ``logout_timeout``) and close the socket."""
+        if self.socket.closed:
+            return
+        try:
+            self.logout(logout_timeout)
+        finally:
+            self.socket.close()
+
+    def __enter__(self) -> "ExchangeClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ orders
+
+    def reserve_client_order_ids(self, count: int = 1) -> int:
+        """Reserve ``count`` consecutive client order ids for requests built by the caller
+        (for `send_batch`); the first of them."""
+        first = self._next_order_id
+        self._next_order_id += count
+        return first
+
+    def enter_order(
+        self, symbol: str, side: Side, order_type: OrderType, tif: TimeInForce, price: int, quantity: int
+    ) -> int:
+        """Send a new order (price in ticks, 0 for market; quantity in lots); its client order id."""
+        client_order_id = self.reserve_client_order_ids()
+        self.send_batch([EnterOrder(client_order_id, symbol, side, order_type, tif, price, quantity)])
+        return client_order_id
+
+    def cancel(self, order_id: int) -> int:
+        """Ask to cancel exchange order ``order_id``; the client order id of the request."""
+        client_order_id = self.reserve_client_order_ids()
+        self.send_batch([CancelOrder(client_order_id, order_id)])
+        return client_order_id
+
+    def replace(self, order_id: int, price: int, quantity: int) -> int:
+        """Ask to change an order's price and open quantity; the client order id of the request."""
+        client_order_id = self.reserve_client_order_ids()
+        self.send_batch([ReplaceOrder(client_order_id, order_id, price, quantity)])
+        return client_order_id
+
+    def mass_cancel(self, symbol: str = "") -> None:
+        """Cancel every open order of this trader in ``symbol`` ("" for all); answered by MassCancelDone."""
+        self.send_batch([MassCancel(symbol)])
+
+    def send_batch(self, messages: list) -> None:
+        """Send many requests in one frame (they are handled in list order)."""
+        self.socket.send(self._requests.encode(messages))
+        self.last_sent = time.monotonic()
+
+    # ------------------------------------------------------------ queries
+
+    def open_orders(self, timeout: float = 5.0) -> list[OpenOrder]:
+        """This trader's open orders.
+
+        The TES answers a long list with several `OpenOrders` pages of one request
+        id, all sent at once; the pages that have arrived when the first is read
+        are joined (the protocol carries no last-page mark to wait for).
+        """
+        request_id = next(self._request_ids)
+        orders = list(self._query(QueryOpenOrders(request_id), OpenOrders, timeout).orders)
+        self._pending.extend(self._read(0.0))
+        pages = [m for m in self._pending if isinstance(m, OpenOrders) and m.request_id == request_id]
+        if pages:
+            self._pending = deque(m for m in self._pending if not any(m is page for page in pages))
+            for page in pages:
+                orders.extend(page.orders)
+        return orders
+
+    def positions(self, timeout: float = 5.0) -> Positions:
+        return self._query(QueryPositions(next(self._request_ids)), Positions, timeout)
+
+    def book(self, symbol: str, levels: int = 10, timeout: float = 5.0) -> Book:
+        return self._query(QueryBook(next(self._request_ids), symbol, levels), Book, timeout)
+
+    def instruments(self, timeout: float = 5.0) -> list[Instrument]:
+        return self._query(QueryInstruments(next(self._request_ids)), Instruments, timeout).instruments
+
+    def _query(self, request, answer_type, timeout: float):
+        request_id = request.request_id
+        self.send_batch([request])
+        try:
+            reply = self._wait_for(
+                lambda m: isinstance(m, answer_type | QueryRejected) and m.request_id == request_id, timeout
+            )
+        except RequestTimeout:
+            raise RequestTimeout(f"no answer to {type(request).__name__} within {timeout}s") from None
+        if isinstance(reply, QueryRejected):
+            raise RequestRejected(reply.reason, reply.text)
+        return reply
+
+    # ------------------------------------------------------------ receiving
+
+    def receive(self, timeout: float = 0.0) -> list:
+        """Every `ClientMessage` available, waiting up to ``timeout`` seconds for the first.
+
+        Returns the kept messages first; otherwise the first frame to arrive plus
+        every frame already queued behind it. Sends heartbeats while it waits.
+        """
+        self.keep_alive()
+        if self._pending:
+            messages = list(self._pending)
+            self._pending.clear()
+            return messages + self._read(0.0)
+        return self._read(timeout)
+
+    def keep_alive(self) -> None:
+        """Send a heartbeat if the session is logged on and nothing was sent for heartbeat_ms."""
+        if self.logged_on and time.monotonic() - self.last_sent >= self.heartbeat_s:
+            self.send_batch([Heartbeat()])
+
+    def _read(self, timeout: float) -> list:
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = deadline - time.monotonic()
+            if self.logged_on:
+                wait = min(wait, self.last_sent + self.heartbeat_s - time.monotonic())
+            if self.socket.poll(max(0, int(wait * 1000 + 0.999))):
+                messages = self._drain()
+                if messages:
+                    return messages
+            self.keep_alive()
+            if time.monotonic() >= deadline:
+                return []
+
+    def _drain(self) -> list:
+        """Decode every frame already queued (at least one is)."""
+        messages: list = []
+        while True:
+            try:
+                frame = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            messages.extend(self._decode(frame))
+        self.last_received = time.monotonic()
+        kinds = set(map(type, messages))
+        if LoggedOut in kinds:
+            self.logged_on = False
+        if Heartbeat in kinds:
+            messages = [m for m in messages if type(m) is not Heartbeat]
+        return messages
+
+    def _decode(self, frame: bytes) -> list:
+        try:
+            return self._messages.decode(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            raise ClientError(f"undecodable frame from the TES ({len(frame)} bytes): {exc}") from None
+
+    def _wait_for(self, matches: Callable[[object], bool], timeout: float):
+        """The first message (kept or new) that ``matches``; keep every other one for `receive`."""
+        for index, message in enumerate(self._pending):
+            if matches(message):
+                del self._pending[index]
+                return message
+        deadline = time.monotonic() + timeout
+        while True:
+            found = None
+            for message in self._read(max(0.0, deadline - time.monotonic())):
+                if found is None and matches(message):
+                    found = message
+                else:
+                    self._pending.append(message)
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                raise RequestTimeout(f"no answer within {timeout}s")
+
+
+# ================================================================ market data
+
+
+class BookSync:
+    """One symbol's book rebuilt from a snapshot plus sequenced deltas (no sockets).
+
+    Every market-data message of a symbol carries the next number of one per-symbol
+    sequence; a `DepthSnapshot` is the whole book as of its ``sequence``.
+
+    Guarantees
+    ----------
+    - Until a snapshot is applied, updates are buffered, never applied (``synced``
+      is False). After it, buffered and new updates with ``sequence <=`` the
+      book's are dropped as already contained in it.
+    - Updates are applied only in unbroken sequence order. A jump (a lost message,
+      or a snapshot older than the first buffered update) sets ``needs_snapshot``
+      and ``synced`` False; updates are buffered again and the book keeps its last
+      consistent state until the next snapshot. ``resyncs`` counts such recoveries.
+    - Quotes and trades advance the sequence too; trades set ``last_trade``.
+    """
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.bids: SortedDict = SortedDict()
+        self.asks: SortedDict = SortedDict()
+        """price -> (quantity, orders)."""
+        self.sequence = 0
+        self.synced = False
+        self.needs_snapshot = True
+        self.resyncs = 0
+        self.last_trade: Trade | None = None
+        self.last_price: int | None = None
+        self._buffer: list = []
+
+    def on_update(self, message) -> list:
+        """Take one market-data message; the messages applied because of it (in order)."""
+        if not self.synced:
+            self._buffer.append(message)
+            return []
+        return self._apply_in_order([message])
+
+    def on_snapshot(self, snapshot: DepthSnapshot) -> list:
+        """Rebuild the book from ``snapshot``, then apply the buffered updates it does not contain.
+
+        A snapshot older than the book already held is ignored (a late answer to an
+        earlier request). Returns the buffered messages applied.
+        """
+        if self.synced or snapshot.sequence < self.sequence:
+            return []
+        self.bids = SortedDict({price: (quantity, orders) for price, quantity, orders in snapshot.bids})
+        self.asks = SortedDict({price: (quantity, orders) for price, quantity, orders in snapshot.asks})
+        self.sequence = snapshot.sequence
+        self.last_price = snapshot.last_price
+        self.synced, self.needs_snapshot = True, False
+        buffered, self._buffer = self._buffer, []
+        return self._apply_in_order(buffered)
+
+    def _apply_in_order(self, messages: list) -> list:
+        applied = []
+        for message in messages:
+            if not self.synced:
+                self._buffer.append(message)
+            elif message.sequence <= self.sequence:
+                continue
+            elif message.sequence != self.sequence + 1:
+                self.synced, self.needs_snapshot = False, True
+                self.resyncs += 1
+                self._buffer.append(message)
+            else:
+                self._apply(message)
+                applied.append(message)
+        return applied
+
+    def _apply(self, message) -> None:
+        self.sequence = message.sequence
+        if type(message) is DepthUpdate:
+            side = self.bids if message.side == Side.BUY else self.asks
+            if message.quantity:
+                side[message.price] = (message.quantity, message.orders)
+            else:
+                side.pop(message.price, None)
+        elif type(message) is Trade:
+            self.last_trade = message
+            self.last_price = message.price
+
+    # ------------------------------------------------------------ views
+
+    def best_bid(self) -> tuple[int, int] | None:
+        """(price, quantity) of the best bid, or None."""
+        if not self.bids:
+            return None
+        price, (quantity, _) = self.bids.peekitem(-1)
+        return price, quantity
+
+    def best_ask(self) -> tuple[int, int] | None:
+        if not self.asks:
+            return None
+        price, (quantity, _) = self.asks.peekitem(0)
+        return price, quantity
+
+    def mid(self) -> float | None:
+        """Midpoint in ticks when both sides are present."""
+        bid, ask = self.best_bid(), self.best_ask()
+        return None if bid is None or ask is None else (bid[0] + ask[0]) / 2
+
+    def depth(self, levels: int = 10) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+        """(bids, asks) as (price, quantity, orders), best first."""
+        bids = [(p, q, n) for p, (q, n) in itertools.islice(reversed(self.bids.items()), levels)]
+        asks = [(p, q, n) for p, (q, n) in itertools.islice(self.asks.items(), levels)]
+        return bids, asks
+
+
+class MarketDataClient:
+    """A live local book of ``symbol`` from an OBS's PUB and snapshot endpoints.
+
+    `connect` subscribes first (topic ``SYMBOL.``), then asks for a snapshot on a
+    DEALER, so no update between the snapshot and the subscription is missed; the
+    sequencing rules are `BookSync`'s. `poll` reads waiting updates and, whenever
+    the stream broke, asks for a new snapshot (again after ``snapshot_retry_s``
+    if unanswered). Views (`best_bid`, `best_ask`, `depth`, `last_trade`...) are
+    of the last consistent book.
+    """
+
+    def __init__(
+        self,
+        md_endpoint: str,
+        snapshot_endpoint: str,
+        symbol: str,
+        context: zmq.Context | None = None,
+        snapshot_retry_s: float = 2.0,
+    ) -> None:
+        self.symbol = symbol
+        self.sync = BookSync(symbol)
+        self.snapshot_retry_s = snapshot_retry_s
+        self._updates = msgspec.msgpack.Decoder(list[MarketData])
+        self._snapshots = msgspec.msgpack.Decoder(list[SnapshotReply])
+        self._request = Codec(SnapshotRequest).encode([SnapshotRequest(symbol)])
+        self._requested_at: float | None = None
+        context = context or zmq.Context.instance()
+        self.subscriber = context.socket(zmq.SUB)
+        self.subscriber.setsockopt(zmq.LINGER, 0)
+        self.subscriber.setsockopt(zmq.RCVHWM, 0)
+        self.subscriber.setsockopt(zmq.SUBSCRIBE, symbol.encode() + b".")
+        self.subscriber.connect(md_endpoint)
+        self.snapshotter = context.socket(zmq.DEALER)
+        self.snapshotter.setsockopt(zmq.LINGER, 0)
+        self.snapshotter.connect(snapshot_endpoint)
+        self._poller = zmq.Poller()
+        self._poller.register(self.subscriber, zmq.POLLIN)
+        self._poller.register(self.snapshotter, zmq.POLLIN)
+
+    def connect(self, timeout: float = 5.0) -> None:
+        """Wait until the book is synced; raise `RequestTimeout` if no snapshot arrives."""
+        deadline = time.monotonic() + timeout
+        while not self.sync.synced:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RequestTimeout(f"no {self.symbol} snapshot within {timeout}s")
+            self.poll(min(remaining, 0.1))
+
+    def poll(self, timeout: float = 0.0) -> list:
+        """Apply every waiting message (waiting up to ``timeout`` for one); the updates applied."""
+        self._request_snapshot_if_needed()
+        applied: list = []
+        events = dict(self._poller.poll(max(0, int(timeout * 1000))))
+        if self.subscriber in events:
+            while True:
+                try:
+                    _topic, payload = self.subscriber.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                for message in self._decode(self._updates, payload):
+                    applied.extend(self.sync.on_update(message))
+        if self.snapshotter in events:
+            while True:
+                try:
+                    frame = self.snapshotter.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                for reply in self._decode(self._snapshots, frame):
+                    if isinstance(reply, QueryRejected):
+                        raise RequestRejected(reply.reason, reply.text)
+                    if reply.symbol == self.symbol:
+                        self._requested_at = None
+                        applied.extend(self.sync.on_snapshot(reply))
+        self._request_snapshot_if_needed()
+        return applied
+
+    @staticmethod
+    def _decode(decoder: msgspec.msgpack.Decoder, frame: bytes) -> list:
+        try:
+            return decoder.decode(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ClientError(f"undecodable market-data frame ({len(frame)} bytes): {exc}") from None
+
+    def _request_snapshot_if_needed(self) -> None:
+        if not self.sync.needs_snapshot:
+            return
+        now = time.monotonic()
+        if self._requested_at is None or now - self._requested_at >= self.snapshot_retry_s:
+            self.snapshotter.send(self._request)
+            self._requested_at = now
+
+    def close(self) -> None:
+        self.subscriber.close()
+        self.snapshotter.close()
+
+    def __enter__(self) -> "MarketDataClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ views
+
+    @property
+    def synced(self) -> bool:
+        return self.sync.synced
+
+    @property
+    def sequence(self) -> int:
+        return self.sync.sequence
+
+    @property
+    def resyncs(self) -> int:
+        return self.sync.resyncs
+
+    @property
+    def last_trade(self) -> Trade | None:
+        return self.sync.last_trade
+
+    @property
+    def last_price(self) -> int | None:
+        return self.sync.last_price
+
+    def best_bid(self) -> tuple[int, int] | None:
+        return self.sync.best_bid()
+
+    def best_ask(self) -> tuple[int, int] | None:
+        return self.sync.best_ask()
+
+    def mid(self) -> float | None:
+        return self.sync.mid()
+
+    def depth(self, levels: int = 10):
+        return self.sync.depth(levels)
+
+
+__all__ = [
+    "BookSync",
+    "ClientError",
+    "ExchangeClient",
+    "LogonError",
+    "MarketDataClient",
+    "RequestRejected",
+    "RequestTimeout",
+]

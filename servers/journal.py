@@ -1,0 +1,246 @@
+"""The OBS command journal and the shard snapshots, in the shard's ``journal_dir``.
+
+Journal file ``commands.log``
+-----------------------------
+Append-only; one record per sequenced command, little-endian::
+
+    offset  size  field
+    0       4     payload length n, u32 (1 .. MAX_RECORD_BYTES)
+    4       4     crc32 of bytes 8 .. 16+n (the sequence and the payload)
+    8       8     sequence, u64
+    16      n     payload: the msgpack bytes of the one command
+
+Invariants
+- Sequences are consecutive: the file's first record is sequence 1 and every
+  record is its predecessor's sequence + 1.
+- A group of records (`Journal.append`) reaches the file in one write before
+  the caller releases any of their results (journal before acknowledging); it
+  is fsynced at once ("batch"), at most ``fsync_interval_ms`` later
+  ("interval") or only by `Journal.flush` ("never"). Records that were written
+  survive a crash of the process under every policy; the policy decides what
+  survives a crash of the machine.
+- Reading stops at the first truncated, corrupt or out-of-sequence record (what
+  a crash mid-write leaves behind); opening a `Journal` truncates the file there,
+  so new records always follow the last good one.
+
+Snapshots ``snapshot-<sequence>.msgpack``
+-----------------------------------------
+A `ShardSnapshot`: the sequence, the journal byte offset where record
+``sequence + 1`` starts, and per symbol its `BookSnapshot`, market-data sequence
+and last trade price. The journal is flushed before a snapshot is written, so a
+snapshot never points past durable journal bytes. Each is written to a temporary
+name, fsynced, renamed and the directory fsynced, so a snapshot file is either
+complete or absent; the newest `KEEP_SNAPSHOTS` are kept.
+"""
+
+import logging
+import os
+import re
+import struct
+import time
+import zlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import msgspec
+
+from config.settings import JournalConfig
+from engine.snapshot import BookSnapshot
+
+log = logging.getLogger(__name__)
+
+JOURNAL_FILE = "commands.log"
+HEADER = struct.Struct("<IIQ")
+_BLANK_HEADER = bytes(HEADER.size)
+_CRC = struct.Struct("<I")
+MAX_RECORD_BYTES = 1 << 20
+"""A header announcing a larger payload is corrupt (no command is this big)."""
+KEEP_SNAPSHOTS = 2
+SNAPSHOT_NAME = re.compile(r"^snapshot-(\d+)\.msgpack$")
+TEMPORARY_SUFFIX = ".tmp"
+
+_sync = getattr(os, "fdatasync", os.fsync)
+
+
+class Record(NamedTuple):
+    sequence: int
+    payload: bytes
+    end: int
+    """The byte offset just after this record (where the next one starts)."""
+
+
+class Journal:
+    """The open journal file of one shard, appended to in groups.
+
+    Parameters
+    ----------
+    directory
+        The shard's journal directory (created if missing).
+    config
+        The fsync policy.
+    end
+        The byte offset just after the last good record (from `read_records`);
+        anything after it is cut off before the first append.
+    """
+
+    def __init__(self, directory: Path, config: JournalConfig, end: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / JOURNAL_FILE
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        if os.fstat(self._fd).st_size != end:
+            os.ftruncate(self._fd, end)
+            _sync(self._fd)
+        self.offset = end
+        """Bytes of good records in the file: where the next record starts."""
+        self._policy = config.fsync
+        self._interval = config.fsync_interval_ms / 1000
+        self._unsynced = False
+        self._synced_at = time.monotonic()
+        self._encoder = msgspec.msgpack.Encoder()
+        self._buffer = bytearray()
+
+    def append(self, records: Sequence[tuple[int, msgspec.Struct]]) -> None:
+        """Write a group of ``(sequence, command)`` records with one write, then fsync per policy."""
+        buffer = self._buffer
+        buffer.clear()
+        for sequence, command in records:
+            start = len(buffer)
+            buffer += _BLANK_HEADER
+            self._encoder.encode_into(command, buffer, -1)
+            HEADER.pack_into(buffer, start, len(buffer) - start - HEADER.size, 0, sequence)
+            _CRC.pack_into(buffer, start + 4, zlib.crc32(memoryview(buffer)[start + 8 :]))
+        written = os.write(self._fd, buffer)
+        while written < len(buffer):
+            written += os.write(self._fd, buffer[written:])
+        self.offset += written
+        self._unsynced = True
+        if self._policy == "batch":
+            self._fsync()
+        elif self._policy == "interval":
+            self.tick()
+
+    def tick(self) -> float | None:
+        """Under "interval", fsync if due; the seconds until the next due fsync (None: none waits)."""
+        if not self._unsynced or self._policy != "interval":
+            return None
+        wait = self._synced_at + self._interval - time.monotonic()
+        if wait > 0:
+            return wait
+        self._fsync()
+        return None
+
+    def flush(self) -> None:
+        """Make every appended record durable now (records are written at append; this fsyncs)."""
+        if self._unsynced:
+            self._fsync()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self.flush()
+            os.close(self._fd)
+            self._fd = -1
+
+    def _fsync(self) -> None:
+        _sync(self._fd)
+        self._unsynced = False
+        self._synced_at = time.monotonic()
+
+
+def read_records(directory: Path, offset: int = 0, sequence: int = 0) -> Iterator[Record]:
+    """The journal's records from byte ``offset``, whose predecessor had ``sequence``.
+
+    Stops silently at the end of the file or at the first truncated, corrupt or
+    out-of-sequence record; the last yielded ``end`` is where good data ends.
+    """
+    try:
+        file = open(directory / JOURNAL_FILE, "rb")
+    except FileNotFoundError:
+        return
+    with file:
+        file.seek(offset)
+        while True:
+            header = file.read(HEADER.size)
+            if len(header) < HEADER.size:
+                return
+            length, crc, record_sequence = HEADER.unpack(header)
+            if not 0 < length <= MAX_RECORD_BYTES or record_sequence != sequence + 1:
+                return
+            payload = file.read(length)
+            if len(payload) < length or zlib.crc32(payload, zlib.crc32(header[8:])) != crc:
+                return
+            offset += HEADER.size + length
+            sequence = record_sequence
+            yield Record(sequence, payload, offset)
+
+
+# ================================================================ snapshots
+
+
+class SymbolSnapshot(msgspec.Struct, frozen=True):
+    book: BookSnapshot
+    market_data_sequence: int
+    last_price: int | None
+
+
+class ShardSnapshot(msgspec.Struct, frozen=True):
+    """A shard's whole state after command ``sequence``; its journal continues at ``journal_offset``."""
+
+    sequence: int
+    journal_offset: int
+    symbols: dict[str, SymbolSnapshot]
+
+
+_snapshot_decoder = msgspec.msgpack.Decoder(ShardSnapshot)
+
+
+def write_snapshot(directory: Path, snapshot: ShardSnapshot) -> Path:
+    """Write ``snapshot`` atomically and durably; delete all but the newest `KEEP_SNAPSHOTS`."""
+    path = directory / f"snapshot-{snapshot.sequence}.msgpack"
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    with open(temporary, "wb") as file:
+        file.write(msgspec.msgpack.encode(snapshot))
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    _sync_directory(directory)
+    for old in _snapshot_paths(directory)[KEEP_SNAPSHOTS:]:
+        old.unlink()
+    return path
+
+
+def read_snapshots(directory: Path) -> Iterator[ShardSnapshot]:
+    """The readable snapshots, newest first (unreadable ones are logged and skipped).
+
+    Also removes temporary files a crash left behind mid-write.
+    """
+    for leftover in directory.glob(f"snapshot-*{TEMPORARY_SUFFIX}"):
+        leftover.unlink()
+    for path in _snapshot_paths(directory):
+        try:
+            snapshot = _snapshot_decoder.decode(path.read_bytes())
+        except (OSError, msgspec.DecodeError) as exc:
+            log.warning("skipping unreadable snapshot %s: %s", path, exc)
+            continue
+        if f"snapshot-{snapshot.sequence}.msgpack" != path.name:
+            log.warning("skipping snapshot %s: it holds sequence %d", path, snapshot.sequence)
+            continue
+        yield snapshot
+
+
+def _snapshot_paths(directory: Path) -> list[Path]:
+    """Snapshot files, newest (highest sequence) first."""
+    found = []
+    for path in directory.glob("snapshot-*.msgpack"):
+        match = SNAPSHOT_NAME.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

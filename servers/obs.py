@@ -1,0 +1,373 @@
+"""The Order Book Server (OBS): sequences, journals and matches the commands of one shard.
+
+Sockets and frames (every payload is a msgpack list of messages of `servers.protocol`)
+-------------------------------------------------------------------------------------
+command ROUTER   ``shard.command_endpoint``
+    in   [identity, list[ObsRequest]]     from TES DEALERs
+    out  [identity, list[ObsReply]]       one frame per destination per loop turn
+market-data PUB  ``shard.market_data_endpoint``
+    out  [topic, list[MarketData]]        a run of consecutive messages of one topic
+snapshot ROUTER  ``shard.snapshot_endpoint``
+    in   [identity, list[SnapshotRequest]]
+    out  [identity, list[DepthSnapshot | QueryRejected]]
+
+Outgoing lists are split only to stay within MAX_BATCH messages and MAX_FRAME_BYTES.
+
+Conversation with a TES
+-----------------------
+- ``Hello(tes_id)``: the OBS remembers the sender's identity for ``tes_id`` and answers
+  ``HelloReply(symbols, max_order_id, last_sequence)``. Commands before Hello are served.
+- BookSubmit, BookCancel, BookReplace and BookExpireDay on a symbol of the shard take the
+  next shard sequence, are journaled, run and answered with ``Executed(sequence, symbol,
+  events)``: to the sender and, once per command, to each TES (``order_id >> 48``) that
+  said Hello and owns a maker order of a fill or an expired order.
+- A command on a symbol the shard does not own: ``CommandRefused(symbol, order_id,
+  UNKNOWN_SYMBOL)`` (order_id 0 for BookExpireDay); ``BookQuery`` -> ``BookView``, or for
+  an unknown symbol ``CommandRefused`` carrying the request_id as ``order_id``. None of
+  these is journaled.
+- Malformed input (not exactly one payload frame, oversized, undecodable, unknown tags,
+  wrong field types, integers outside int64, a TES id outside 1..65535) is dropped and
+  counted, logged at most once per second; it never reaches the journal and the loop
+  keeps serving.
+"""
+
+import logging
+import signal
+import time
+from pathlib import Path
+
+import msgspec
+import zmq
+
+from config.settings import Config, ConfigError, ShardConfig
+from engine.types import RejectReason
+from servers.journal import write_snapshot
+from servers.protocol import (
+    MAX_BATCH,
+    MAX_FRAME_BYTES,
+    BookCancel,
+    BookQuery,
+    BookReplace,
+    BookSubmit,
+    Codec,
+    CommandRefused,
+    FrameTooLarge,
+    Hello,
+    HelloReply,
+    ObsRequest,
+    QueryRejected,
+    SnapshotRequest,
+    topic,
+)
+from servers.shard import JOURNALED, RecoveryError, recover
+
+log = logging.getLogger(__name__)
+
+MAX_FRAMES_PER_TURN = 256
+MAX_MESSAGES_PER_TURN = 4096
+"""Reading stops after a frame that brings a turn to this many messages (or after
+MAX_FRAMES_PER_TURN frames): bounds a turn's latency and its journal group."""
+MAX_TES_ID = 65535
+IDLE_WAIT_S = 0.1
+"""Longest poll wait: how soon a stop request is noticed when nothing arrives."""
+WARN_EVERY_S = 1.0
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+UNKNOWN_SYMBOL = RejectReason.UNKNOWN_SYMBOL
+SNDMORE = int(zmq.SNDMORE)
+"""A plain int: combining pyzmq's flag enums costs more than the send on this path."""
+
+
+class OrderBookServer:
+    """One shard's OBS: recovers its books, binds its sockets, then `run` serves until `stop`."""
+
+    def __init__(self, config: Config, shard: ShardConfig) -> None:
+        self.symbols = list(shard.symbols)
+        self.directory = Path(shard.journal_dir)
+        self.snapshot_every = config.journal.snapshot_every
+        self.state, self.journal = recover(self.directory, self.symbols, config.journal)
+        self.snapshot_sequence = self.state.restored_sequence
+        self.tes: dict[int, bytes] = {}
+        """tes_id -> the identity of the DEALER that said Hello with it."""
+        self.command_codec = Codec(ObsRequest)
+        """Decodes commands; its encoder (union-agnostic) encodes every outgoing frame."""
+        self.snapshot_codec = Codec(SnapshotRequest)
+        self.running = True
+        self.dropped = 0
+        self._warned_at = -WARN_EVERY_S
+        self._sockets: list[zmq.Socket] = []
+        self.context = zmq.Context()
+        try:
+            self.commands = self._bind(zmq.ROUTER, shard.command_endpoint)
+            self.market_data = self._bind(zmq.PUB, shard.market_data_endpoint)
+            self.snapshots = self._bind(zmq.ROUTER, shard.snapshot_endpoint)
+        except BaseException:
+            self.close()
+            raise
+
+    def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
+        socket = self.context.socket(kind)
+        socket.setsockopt(zmq.LINGER, 0)
+        self._sockets.append(socket)
+        socket.bind(endpoint)
+        return socket
+
+    def run(self) -> None:
+        """Serve until `stop`; the turn in hand is finished, then the journal is flushed."""
+        poller = zmq.Poller()
+        poller.register(self.commands, zmq.POLLIN)
+        poller.register(self.snapshots, zmq.POLLIN)
+        while self.running:
+            fsync_due = self.journal.tick()
+            wait = IDLE_WAIT_S if fsync_due is None else min(fsync_due, IDLE_WAIT_S)
+            ready = dict(poller.poll(wait * 1000))
+            if self.commands in ready:
+                self._serve_commands()
+            if self.snapshots in ready:
+                self._serve_snapshots()
+            if self.state.sequence - self.snapshot_sequence >= self.snapshot_every:
+                self._snapshot()
+        self.journal.flush()
+
+    def stop(self, *_signal) -> None:
+        """Stop intake after the current turn (safe in a signal handler)."""
+        self.running = False
+
+    def close(self) -> None:
+        """Flush and close the journal, close the sockets (linger 0)."""
+        try:
+            self.journal.close()
+        except OSError as exc:
+            log.error("closing the journal failed: %s", exc)
+        finally:
+            for socket in self._sockets:
+                socket.close(linger=0)
+            self.context.term()
+
+    # ---------------------------------------------------------------- the pipeline
+
+    def _serve_commands(self) -> None:
+        state, feeds = self.state, self.state.feeds
+        # 1. Read the frames already queued (within the per-turn bounds, never blocking) and
+        #    decode them with the codec built once; malformed input is dropped here.
+        # 2. Sequence: each book command on an owned symbol takes the next shard sequence.
+        #    Everything keeps its arrival order in `work` (sequence 0: not journaled).
+        work, group = [], []
+        sequence = state.sequence
+        for identity, messages in self._read(self.commands, self.command_codec):
+            for message in messages:
+                if type(message) in JOURNALED and message.symbol in feeds:
+                    if not fits_int64(message):
+                        self._drop(f"integer outside int64 in {message!r}")
+                        continue
+                    sequence += 1
+                    group.append((sequence, message))
+                    work.append((identity, message, sequence))
+                elif type(message) is Hello and not 0 < message.tes_id <= MAX_TES_ID:
+                    self._drop(f"TES id out of range in {message!r}")
+                else:
+                    work.append((identity, message, 0))
+            if len(work) >= MAX_MESSAGES_PER_TURN:
+                break
+        # 3. Journal the whole group with one write (fsync per policy) before anything is released.
+        if group:
+            self.journal.append(group)
+        # 4. Execute in arrival order: commands through the shard's handler (book, then market
+        #    data); Hello and queries see the state the commands before them left.
+        outbox: dict[bytes, list] = {}
+
+        def reply(destination: bytes, message) -> None:
+            replies = outbox.get(destination)
+            if replies is None:
+                outbox[destination] = replies = []
+            replies.append(message)
+
+        market_data: list = []
+        for identity, message, sequence in work:
+            if sequence:
+                executed, owners = state.execute(sequence, message, market_data)
+                reply(identity, executed)
+                if owners:
+                    sent = {identity}
+                    for tes_id in owners:
+                        destination = self.tes.get(tes_id)
+                        if destination is not None and destination not in sent:
+                            sent.add(destination)
+                            reply(destination, executed)
+            elif type(message) is Hello:
+                self.tes[message.tes_id] = identity
+                reply(identity, HelloReply(self.symbols, state.max_order_id(message.tes_id), state.sequence))
+            elif type(message) is BookQuery:
+                feed = feeds.get(message.symbol)
+                if feed is None:
+                    reply(
+                        identity,
+                        CommandRefused(message.symbol, message.request_id, UNKNOWN_SYMBOL, UNKNOWN_SYMBOL.text),
+                    )
+                else:
+                    reply(identity, feed.view(message.request_id, message.levels))
+            else:
+                order_id = getattr(message, "order_id", 0)
+                reply(identity, CommandRefused(message.symbol, order_id, UNKNOWN_SYMBOL, UNKNOWN_SYMBOL.text))
+        # 5. Reply: each destination's replies of this turn in one frame.
+        self._send(self.commands, outbox)
+        # 6. Publish the market data in sequence order, one frame per run of one topic.
+        self._publish(market_data)
+
+    def _serve_snapshots(self) -> None:
+        feeds = self.state.feeds
+        outbox: dict[bytes, list] = {}
+        for identity, requests in self._read(self.snapshots, self.snapshot_codec):
+            replies = outbox.setdefault(identity, [])
+            for request in requests:
+                feed = feeds.get(request.symbol)
+                if feed is None:
+                    replies.append(QueryRejected(0, UNKNOWN_SYMBOL, f"{UNKNOWN_SYMBOL.text}: {request.symbol!r}"))
+                else:
+                    replies.append(feed.snapshot())
+        self._send(self.snapshots, outbox)
+
+    def _read(self, socket: zmq.Socket, codec: Codec):
+        """(identity, messages) of up to MAX_FRAMES_PER_TURN queued frames; bad ones are dropped."""
+        for _ in range(MAX_FRAMES_PER_TURN):
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if len(frames) != 2:
+                self._drop(f"{len(frames) - 1} payload frames instead of 1")
+                continue
+            try:
+                messages = codec.decode(frames[1])
+            except (msgspec.DecodeError, FrameTooLarge) as exc:
+                self._drop(str(exc))
+                continue
+            yield frames[0], messages
+
+    def _send(self, socket: zmq.Socket, outbox: dict[bytes, list]) -> None:
+        encode = self.command_codec.encode
+        for identity, replies in outbox.items():
+            for frame in encode_frames(encode, replies):
+                socket.send(identity, SNDMORE)
+                socket.send(frame)
+
+    def _publish(self, market_data: list) -> None:
+        encode, send = self.command_codec.encode, self.market_data.send
+        run: list = []
+        run_topic = None
+        for message in market_data:
+            message_topic = topic(message)
+            if message_topic != run_topic:
+                for frame in encode_frames(encode, run):
+                    send(run_topic, SNDMORE)
+                    send(frame)
+                run, run_topic = [], message_topic
+            run.append(message)
+        for frame in encode_frames(encode, run):
+            send(run_topic, SNDMORE)
+            send(frame)
+
+    # ---------------------------------------------------------------- housekeeping
+
+    def _snapshot(self) -> None:
+        """Flush the journal, then write a snapshot of the shard as of its last command.
+
+        A snapshot that cannot be written is logged, not fatal: the journal alone
+        still recovers everything, only more slowly. (A journal that cannot be
+        flushed is fatal, as everywhere.)
+        """
+        self.snapshot_sequence = self.state.sequence
+        self.journal.flush()
+        try:
+            write_snapshot(self.directory, self.state.snapshot(self.journal.offset))
+        except OSError as exc:
+            log.error("snapshot at sequence %d failed: %s", self.state.sequence, exc)
+
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            log.warning("dropped malformed input (%d so far): %.200s", self.dropped, reason)
+
+
+def fits_int64(command) -> bool:
+    """Whether a book command's integers fit the book's int64 (msgpack carries up to 2**64-1)."""
+    kind = type(command)
+    if kind is BookSubmit:
+        values = (
+            command.order_id,
+            command.side,
+            command.order_type,
+            command.time_in_force,
+            command.price,
+            command.quantity,
+        )
+    elif kind is BookReplace:
+        values = (command.order_id, command.price, command.quantity)
+    elif kind is BookCancel:
+        return INT64_MIN <= command.order_id <= INT64_MAX
+    else:
+        return True
+    return INT64_MIN <= min(values) and max(values) <= INT64_MAX
+
+
+def encode_frames(encode, messages: list) -> list[bytes]:
+    """``messages`` as frames within MAX_BATCH messages and MAX_FRAME_BYTES each.
+
+    A list is split in halves only when it is too big; a single message over the
+    byte limit goes alone (its receiver will refuse it) and is logged. No messages,
+    no frames.
+    """
+    if not messages:
+        return []
+    if len(messages) > MAX_BATCH:
+        return [
+            frame
+            for start in range(0, len(messages), MAX_BATCH)
+            for frame in encode_frames(encode, messages[start : start + MAX_BATCH])
+        ]
+    frame = encode(messages)
+    if len(frame) <= MAX_FRAME_BYTES:
+        return [frame]
+    if len(messages) == 1:
+        log.warning(
+            "a %s of %d bytes exceeds the %d-byte frame limit", type(messages[0]).__name__, len(frame), MAX_FRAME_BYTES
+        )
+        return [frame]
+    half = len(messages) // 2
+    return encode_frames(encode, messages[:half]) + encode_frames(encode, messages[half:])
+
+
+def serve(config: Config, args) -> int:
+    """Run the OBS of ``args.shard`` (None: the first shard) until SIGINT/SIGTERM; the exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    name = getattr(args, "shard", None)
+    try:
+        shard = config.shard(name) if name else config.shards[0]
+    except ConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    try:
+        server = OrderBookServer(config, shard)
+    except (RecoveryError, OSError, zmq.ZMQError) as exc:
+        log.error("OBS %s cannot start: %s", shard.name, exc)
+        return 1
+    previous = {signum: signal.signal(signum, server.stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(
+            f"READY OBS {shard.name} sequence={server.state.sequence} commands={shard.command_endpoint} "
+            f"market_data={shard.market_data_endpoint} snapshots={shard.snapshot_endpoint}",
+            flush=True,
+        )
+        server.run()
+    except Exception:
+        log.exception("OBS %s failed at sequence %d", shard.name, server.state.sequence)
+        return 1
+    finally:
+        server.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info(
+        "OBS %s stopped at sequence %d (%d malformed inputs dropped)", shard.name, server.state.sequence, server.dropped
+    )
+    return 0

@@ -1,0 +1,240 @@
+"""The trading engine server's orders: who owns each one, and what the books say about it.
+
+Every order the server routes to a book is an `Order` here from the moment it is
+sent until the book has said its last word about it. `OrderRegistry.apply` turns
+the book events of an `Executed` into the client reports of the owning traders
+and the trades to book into portfolios.
+
+Client order ids in reports
+---------------------------
+An order keeps the client order id it was entered with; fills, acceptance,
+expiry and unfilled-remainder cancels carry it. A cancel or replace *request*
+carries its own client order id, and the report answering that request
+(OrderCanceled(REQUESTED), OrderReplaced, CancelRejected, ReplaceRejected) echoes
+it. A book answers the commands of one connection in the order it received them,
+so the requests in flight for an order form a FIFO queue (`Order.requests`).
+
+Cancels the server sends on the trader's behalf (mass cancel, cancel-on-
+disconnect) are reported with that reason (MASS_CANCEL, DISCONNECTED) and the
+order's own client order id; if the order was already gone, nothing is reported.
+"""
+
+from collections import deque
+
+from engine import messages as book
+from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from servers import protocol as p
+
+Report = tuple[str, object]
+"""(trader id, client message)."""
+Trade = tuple[str, int, int, str | None, str | None]
+"""(symbol, price, quantity, buying trader, selling trader); None for a side not ours."""
+
+
+class Request:
+    """A cancel or replace sent to the book and not yet answered."""
+
+    __slots__ = ("cancel", "client_order_id", "reason")
+
+    def __init__(self, cancel: bool, client_order_id: int, reason: CancelReason) -> None:
+        self.cancel = cancel
+        self.client_order_id = client_order_id
+        self.reason = reason
+
+
+class Order:
+    __slots__ = (
+        "order_id", "trader_id", "client_order_id", "symbol", "side", "order_type", "time_in_force",
+        "price", "quantity", "filled", "accepted", "closed", "requests",
+    )
+
+    def __init__(self, order_id: int, trader_id: str, client_order_id: int, symbol: str, side: Side,
+                 order_type: OrderType, time_in_force: TimeInForce, price: int, quantity: int) -> None:
+        self.order_id = order_id
+        self.trader_id = trader_id
+        self.client_order_id = client_order_id
+        self.symbol = symbol
+        self.side = side
+        self.order_type = order_type
+        self.time_in_force = time_in_force
+        self.price = price
+        self.quantity = quantity
+        """Open quantity."""
+        self.filled = 0
+        self.accepted = False
+        """The book has accepted it (until then, a refusal answers the submission)."""
+        self.closed = False
+        """The book holds none of it any more; kept only to answer requests in flight."""
+        self.requests: deque[Request] | None = None
+        """Cancels and replaces in flight, oldest first (None until the first: most orders get none)."""
+
+    def canceling(self) -> bool:
+        return bool(self.requests) and any(request.cancel for request in self.requests)
+
+    def open_order(self) -> p.OpenOrder:
+        return p.OpenOrder(self.client_order_id, self.order_id, self.symbol, self.side, self.time_in_force,
+                           self.price, self.quantity, self.filled)
+
+
+class OrderRegistry:
+    """Orders by exchange id, and each trader's open ones (in the order they were entered)."""
+
+    def __init__(self) -> None:
+        self.orders: dict[int, Order] = {}
+        self.open: dict[str, dict[int, Order]] = {}
+
+    # ---------------------------------------------------------------- queries
+
+    def open_count(self, trader_id: str) -> int:
+        orders = self.open.get(trader_id)
+        return len(orders) if orders else 0
+
+    def owned(self, trader_id: str, order_id: int) -> Order | None:
+        """The trader's open order with this id, or None (someone else's, finished, unknown)."""
+        orders = self.open.get(trader_id)
+        return orders.get(order_id) if orders else None
+
+    def open_orders(self, trader_id: str, symbol: str = "") -> list[Order]:
+        orders = self.open.get(trader_id)
+        if not orders:
+            return []
+        return [order for order in orders.values() if not symbol or order.symbol == symbol]
+
+    # ---------------------------------------------------------------- commands sent
+
+    def add(self, order: Order) -> None:
+        self.orders[order.order_id] = order
+        orders = self.open.get(order.trader_id)
+        if orders is None:
+            orders = self.open[order.trader_id] = {}
+        orders[order.order_id] = order
+
+    def request(self, order: Order, cancel: bool, client_order_id: int,
+                reason: CancelReason = CancelReason.REQUESTED) -> None:
+        if order.requests is None:
+            order.requests = deque()
+        order.requests.append(Request(cancel, client_order_id, reason))
+
+    def unsent(self, commands: list, reports: list[Report]) -> None:
+        """Undo commands that could not be sent to their book and report each as refused."""
+        undone = []
+        for command in reversed(commands):
+            order = self.orders.get(getattr(command, "order_id", None))
+            if order is None:
+                continue
+            reason = RejectReason.BOOK_UNAVAILABLE
+            if isinstance(command, p.BookSubmit):
+                undone.append((order.trader_id, p.OrderRejected(order.client_order_id, reason, reason.text)))
+                self._close(order)
+                continue
+            request = order.requests.pop()
+            if request.reason is CancelReason.REQUESTED:
+                kind = p.CancelRejected if request.cancel else p.ReplaceRejected
+                undone.append((order.trader_id, kind(request.client_order_id, order.order_id, reason, reason.text)))
+            self._forget_if_done(order)
+        reports.extend(reversed(undone))
+
+    # ---------------------------------------------------------------- answers from a book
+
+    def refused(self, refusal: p.CommandRefused, reports: list[Report]) -> None:
+        """A command the book could not run at all: the submission if not yet accepted,
+        else the oldest request in flight."""
+        order = self.orders.get(refusal.order_id)
+        if order is None:
+            return
+        if not order.accepted and not order.closed:
+            reports.append((order.trader_id, p.OrderRejected(order.client_order_id, refusal.reason, refusal.text)))
+            self._close(order)
+        elif order.requests:
+            self._answer(order, refusal.reason, refusal.text, reports)
+
+    def apply(self, symbol: str, events: list, reports: list[Report], trades: list[Trade]) -> None:
+        """Translate one `Executed`'s events; events about orders not ours are skipped.
+
+        Dispatch is on the exact event type, fills and acceptances first: this runs
+        for every order and is measurably faster than structural `match` patterns.
+        """
+        orders = self.orders
+        for event in events:
+            kind = type(event)
+            if kind is book.OrderFilled:
+                maker = orders.get(event.maker_id)
+                taker = orders.get(event.taker_id)
+                maker_trader = taker_trader = None
+                if maker is not None:
+                    maker_trader = maker.trader_id
+                    reports.append((maker_trader, self._fill(maker, event, event.maker_leaves, False)))
+                if taker is not None:
+                    taker_trader = taker.trader_id
+                    reports.append((taker_trader, self._fill(taker, event, event.taker_leaves, True)))
+                if event.aggressor == Side.BUY:
+                    trades.append((symbol, event.price, event.quantity, taker_trader, maker_trader))
+                else:
+                    trades.append((symbol, event.price, event.quantity, maker_trader, taker_trader))
+                continue
+            order = orders.get(event.order_id)
+            if order is None:
+                continue
+            if kind is book.OrderAccepted:
+                order.accepted = True
+                reports.append((order.trader_id, p.OrderAccepted(
+                    order.client_order_id, order.order_id, symbol, event.side, event.order_type,
+                    event.time_in_force, event.price, event.quantity)))
+            elif kind is book.OrderCanceled:
+                client_order_id, reason = order.client_order_id, event.reason
+                if reason == CancelReason.REQUESTED and order.requests:
+                    request = order.requests.popleft()
+                    reason = request.reason
+                    if reason is CancelReason.REQUESTED:
+                        client_order_id = request.client_order_id
+                reports.append((order.trader_id, p.OrderCanceled(client_order_id, order.order_id, symbol,
+                                                                 event.quantity, reason)))
+                self._close(order)
+            elif kind is book.OrderReplaced:
+                client_order_id = order.requests.popleft().client_order_id if order.requests \
+                    else order.client_order_id
+                order.price = event.price
+                order.quantity = event.quantity
+                reports.append((order.trader_id, p.OrderReplaced(client_order_id, order.order_id, symbol,
+                                                                 event.price, event.quantity, event.priority_kept)))
+            elif kind is book.OrderRejected:
+                reports.append((order.trader_id, p.OrderRejected(order.client_order_id, event.reason, event.text)))
+                self._close(order)
+            elif kind is book.CancelRejected or kind is book.ReplaceRejected:
+                if order.requests:
+                    self._answer(order, event.reason, event.text, reports)
+            elif kind is book.OrderExpired:
+                reports.append((order.trader_id, p.OrderExpired(order.client_order_id, order.order_id, symbol,
+                                                                event.quantity)))
+                self._close(order)
+
+    # ---------------------------------------------------------------- internals
+
+    def _fill(self, order: Order, fill: book.OrderFilled, leaves: int, aggressor: bool) -> p.OrderFilled:
+        order.quantity = leaves
+        order.filled += fill.quantity
+        if not leaves:
+            self._close(order)
+        return p.OrderFilled(order.client_order_id, order.order_id, order.symbol, order.side, fill.price,
+                             fill.quantity, leaves, fill.sequence, aggressor)
+
+    def _answer(self, order: Order, reason: RejectReason, text: str, reports: list[Report]) -> None:
+        """The oldest request in flight was refused: report it if the trader asked for it."""
+        request = order.requests.popleft()
+        if request.reason is CancelReason.REQUESTED:
+            kind = p.CancelRejected if request.cancel else p.ReplaceRejected
+            reports.append((order.trader_id, kind(request.client_order_id, order.order_id, reason, text)))
+        self._forget_if_done(order)
+
+    def _close(self, order: Order) -> None:
+        if order.closed:
+            return
+        order.closed = True
+        orders = self.open.get(order.trader_id)
+        if orders is not None:
+            orders.pop(order.order_id, None)
+        self._forget_if_done(order)
+
+    def _forget_if_done(self, order: Order) -> None:
+        if order.closed and not order.requests:
+            self.orders.pop(order.order_id, None)

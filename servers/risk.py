@@ -1,0 +1,93 @@
+"""Pre-trade risk: one trader's limits, checked before an order reaches a book.
+
+The limits come from the trader's `TraderConfig`. Everything here is pure: the
+caller passes the clock reading and the trader's current open-order count, so the
+checks are unit-testable without sockets or time.
+
+Checks, in this order (the first failing one gives the reason):
+
+========================  =============================================================
+limit                     rule
+========================  =============================================================
+message rate              a token bucket of ``max_messages_per_second`` tokens refilled
+                          continuously at that rate (bursts up to one second's worth)
+order quantity            quantity <= ``max_order_quantity``
+notional                  price x quantity <= ``max_notional`` (ticks x lots); a market
+                          order is valued at the last trade, else the reference price
+open orders               a new order needs open orders < ``max_open_orders``
+========================  =============================================================
+
+The message rate is checked first, in the session, for every trading and query
+request; the others only for orders (`check_order`) and replaces (`check_replace`).
+"""
+
+from engine.types import RejectReason
+
+
+class TokenBucket:
+    """At most ``rate`` messages per second on average, bursts up to ``rate`` at once.
+
+    Starts full. ``take(now)`` spends one token if there is one; ``now`` is any
+    monotonic clock in seconds.
+    """
+
+    __slots__ = ("rate", "tokens", "last")
+
+    def __init__(self, rate: int, now: float) -> None:
+        self.rate = rate
+        self.tokens = float(rate)
+        self.last = now
+
+    def take(self, now: float) -> bool:
+        tokens = self.tokens + (now - self.last) * self.rate
+        self.last = now
+        if tokens > self.rate:
+            tokens = self.rate
+        if tokens < 1.0:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1.0
+        return True
+
+
+class TraderRisk:
+    """One trader's limits and message-rate bucket (shared by all the trader's sessions)."""
+
+    __slots__ = ("max_order_quantity", "max_notional", "max_open_orders", "bucket")
+
+    def __init__(self, limits, now: float) -> None:
+        self.max_order_quantity = limits.max_order_quantity
+        self.max_notional = limits.max_notional
+        self.max_open_orders = limits.max_open_orders
+        self.bucket = TokenBucket(limits.max_messages_per_second, now)
+
+    def allow_message(self, now: float) -> bool:
+        return self.bucket.take(now)
+
+    def check_order(self, price: int, quantity: int, open_orders: int) -> RejectReason | None:
+        """The first limit a new order breaks, or None.
+
+        ``price`` is the limit price, or for a market order the price it is valued
+        at (`valuation_price`); ``open_orders`` counts the trader's orders already
+        open or on their way to a book.
+        """
+        reason = self.check_replace(price, quantity)
+        if reason is None and open_orders >= self.max_open_orders:
+            return RejectReason.OPEN_ORDERS_LIMIT
+        return reason
+
+    def check_replace(self, price: int, quantity: int) -> RejectReason | None:
+        """The first limit an order's new price and open quantity break, or None."""
+        if quantity > self.max_order_quantity:
+            return RejectReason.ORDER_QUANTITY_LIMIT
+        if price * quantity > self.max_notional:
+            return RejectReason.NOTIONAL_LIMIT
+        return None
+
+
+def valuation_price(limit_price: int, is_market: bool, last_price: int | None, reference_price: int) -> int:
+    """The price an order's notional is computed at: its limit, or for a market order
+    the last trade, else the instrument's reference price."""
+    if not is_market:
+        return limit_price
+    return reference_price if last_price is None else last_price

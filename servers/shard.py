@@ -1,0 +1,181 @@
+"""The books of one OBS shard and the one handler every sequenced command goes through.
+
+`Shard.execute` is the only code that changes a book. The live loop calls it for
+each command after journaling it; `recover` calls it for each journal record after
+the newest readable snapshot and discards what it returns. So after a restart the
+books, the market-data sequences, last prices and order-id high-water marks equal
+the ones before it: the handler reads no clock and no I/O.
+
+Order ids are ``(tes_id << 48) | counter``: the id's top bits name the TES that
+owns the order.
+"""
+
+import logging
+from pathlib import Path
+from typing import get_args
+
+import msgspec
+import numpy as np
+
+from config.settings import JournalConfig
+from engine.messages import OrderAccepted, OrderExpired, OrderFilled
+from native.book import NativeBook
+from servers.journal import JOURNAL_FILE, Journal, ShardSnapshot, SymbolSnapshot, read_records, read_snapshots
+from servers.marketdata import Feed
+from servers.protocol import BookCancel, BookExpireDay, BookReplace, BookSubmit, Executed
+
+log = logging.getLogger(__name__)
+
+TES_SHIFT = 48
+BookCommand = BookSubmit | BookCancel | BookReplace | BookExpireDay
+"""The commands that are sequenced and journaled."""
+JOURNALED = frozenset(get_args(BookCommand))
+
+
+class RecoveryError(RuntimeError):
+    """The journal directory cannot be used with this configuration."""
+
+
+class Shard:
+    """The symbols' books (`NativeBook`), their market-data feeds and the shard's sequence."""
+
+    def __init__(self, feeds: dict[str, Feed], sequence: int = 0, max_ids: dict[int, int] | None = None) -> None:
+        self.feeds = feeds
+        self.sequence = sequence
+        """The sequence of the last command executed (0 before any)."""
+        self.restored_sequence = sequence
+        """The sequence of the snapshot this shard was restored from (0: built empty)."""
+        self._max_ids = max_ids or {}
+
+    @classmethod
+    def empty(cls, symbols: list[str]) -> "Shard":
+        return cls({symbol: Feed(symbol, NativeBook()) for symbol in symbols})
+
+    def execute(self, sequence: int, command, market_data: list) -> tuple[Executed, set[int]]:
+        """Apply sequenced ``command`` to its symbol's book; append its market data to ``market_data``.
+
+        Returns the reply and the TES ids owning resting orders the command
+        touched (makers of its fills, expired orders), which get the reply too.
+        Raises KeyError for a symbol the shard does not own.
+        """
+        feed = self.feeds[command.symbol]
+        book = feed.book
+        before = feed.levels_before(command)
+        kind = type(command)
+        if kind is BookSubmit:
+            events = book.submit(
+                command.order_id,
+                command.side,
+                command.order_type,
+                command.time_in_force,
+                command.price,
+                command.quantity,
+            )
+            if type(events[0]) is OrderAccepted:
+                self._accepted(command.order_id)
+        elif kind is BookCancel:
+            events = book.cancel(command.order_id)
+        elif kind is BookReplace:
+            events = book.replace(command.order_id, command.price, command.quantity)
+        else:
+            events = book.expire_day_orders()
+        self.sequence = sequence
+        feed.update(events, before, market_data)
+        owners = {
+            (event.maker_id if type(event) is OrderFilled else event.order_id) >> TES_SHIFT
+            for event in events
+            if type(event) is OrderFilled or type(event) is OrderExpired
+        }
+        return Executed(sequence, command.symbol, events), owners
+
+    def max_order_id(self, tes_id: int) -> int:
+        """The largest order id any book accepted with ``tes_id``'s prefix (0 if none)."""
+        return self._max_ids.get(tes_id, 0)
+
+    def snapshot(self, journal_offset: int) -> ShardSnapshot:
+        symbols = {
+            symbol: SymbolSnapshot(feed.book.snapshot(), feed.sequence, feed.last_price)
+            for symbol, feed in self.feeds.items()
+        }
+        return ShardSnapshot(self.sequence, journal_offset, symbols)
+
+    @classmethod
+    def restore(cls, symbols: list[str], snapshot: ShardSnapshot) -> "Shard":
+        """The shard ``snapshot`` was taken of; ValueError if a book in it is damaged."""
+        unknown = sorted(set(snapshot.symbols) - set(symbols))
+        if unknown:
+            raise RecoveryError(f"snapshot {snapshot.sequence} holds books of symbols not in this shard: {unknown}")
+        feeds, max_ids = {}, {}
+        for symbol in symbols:
+            state = snapshot.symbols.get(symbol)
+            if state is None:
+                feeds[symbol] = Feed(symbol, NativeBook())
+                continue
+            feeds[symbol] = Feed(symbol, NativeBook.restore(state.book), state.market_data_sequence, state.last_price)
+            _merge_max_ids(max_ids, state.book.id_array())
+        return cls(feeds, snapshot.sequence, max_ids)
+
+    def _accepted(self, order_id: int) -> None:
+        tes_id = order_id >> TES_SHIFT
+        if order_id > self._max_ids.get(tes_id, 0):
+            self._max_ids[tes_id] = order_id
+
+
+def _merge_max_ids(max_ids: dict[int, int], ids: np.ndarray) -> None:
+    """Fold ascending accepted ``ids`` into ``max_ids`` (the last id of each prefix is its largest)."""
+    if not len(ids):
+        return
+    prefixes = ids >> TES_SHIFT
+    last = np.append(prefixes[1:] != prefixes[:-1], True)
+    for tes_id, order_id in zip(prefixes[last].tolist(), ids[last].tolist(), strict=True):
+        max_ids[tes_id] = max(max_ids.get(tes_id, 0), order_id)
+
+
+def recover(directory: Path, symbols: list[str], config: JournalConfig) -> tuple[Shard, Journal]:
+    """The shard as of its last journaled command, and its journal open for appending.
+
+    Starts from the newest snapshot that restores (falling back to older ones, then
+    to empty books) and replays the journal records after it through
+    `Shard.execute`; a torn or corrupt journal tail is cut off.
+    """
+    shard, offset = None, 0
+    if directory.is_dir():
+        for snapshot in read_snapshots(directory):
+            try:
+                shard = Shard.restore(symbols, snapshot)
+            except ValueError as exc:
+                log.warning("skipping snapshot %d: %s", snapshot.sequence, exc)
+                continue
+            if _journal_size(directory) < snapshot.journal_offset:
+                log.warning("skipping snapshot %d: the journal ends before its offset", snapshot.sequence)
+                shard = None
+                continue
+            offset = snapshot.journal_offset
+            break
+    shard = shard or Shard.empty(symbols)
+    decoder = msgspec.msgpack.Decoder(BookCommand)
+    discarded: list = []
+    end = offset
+    for record in read_records(directory, offset, shard.sequence):
+        try:
+            command = decoder.decode(record.payload)
+        except msgspec.DecodeError:
+            log.warning("journal record %d does not decode: the journal ends before it", record.sequence)
+            break
+        try:
+            shard.execute(record.sequence, command, discarded)
+        except KeyError:
+            raise RecoveryError(
+                f"journal record {record.sequence} is for symbol {command.symbol!r}, not owned by this shard"
+            ) from None
+        discarded.clear()
+        end = record.end
+    log.info("recovered sequence %d (journal replayed from byte %d to %d)", shard.sequence, offset, end)
+    return shard, Journal(directory, config, end)
+
+
+def _journal_size(directory: Path) -> int:
+    try:
+        return (directory / JOURNAL_FILE).stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,626 @@
+"""The Trading Engine Server: client sessions, validation, risk, routing, portfolios.
+
+Sockets
+-------
+=========================  ======  ===================================================
+socket                     type    frames
+=========================  ======  ===================================================
+``tes.client_endpoint``    ROUTER  in ``[identity, ClientRequest list]``,
+                                   out ``[identity, ClientMessage list]`` (bind)
+each shard's               DEALER  out ``[ObsRequest list]``, in ``[ObsReply list]``
+``command_endpoint``               (connect; ``Hello(tes_id)`` first)
+=========================  ======  ===================================================
+
+Each shard DEALER is monitored: on every (re)connection the server introduces
+itself with ``Hello`` and re-sends it until the ``HelloReply`` comes. Orders for
+a shard that has not answered are refused with BOOK_UNAVAILABLE. Exchange order
+ids are ``(tes_id << 48) | counter``; the counter continues after the largest
+``HelloReply.max_order_id`` of any shard, so ids never repeat across restarts.
+
+The pipeline of an EnterOrder, in this order (the first failing step answers):
+
+1. session: logged on (else SessionRejected NOT_LOGGED_ON);
+2. message rate of the trader (MESSAGE_RATE_LIMIT);
+3. client order id unused in this session (DUPLICATE_CLIENT_ORDER_ID);
+4. instrument: known symbol (UNKNOWN_SYMBOL), then `Instrument.check_order` with
+   the price band centred on the last trade, else the reference price;
+5. pre-trade risk (`servers.risk`): order quantity, notional, open orders;
+6. the owning shard is connected (BOOK_UNAVAILABLE);
+7. assign the exchange order id, remember the order (`servers.orders`), queue a
+   ``BookSubmit`` for the shard.
+
+On ``Executed`` the book events become client reports for the owners of both
+sides, fills are booked into portfolios (`servers.portfolio`) and the last trade
+price moves. Every loop iteration reads what is waiting (up to a budget), then
+sends one frame per client and per shard with everything it produced.
+
+State (sessions, open orders, portfolios) lives in memory: a restarted TES starts
+flat, and fills against orders it entered before the restart are not attributed.
+"""
+
+import logging
+import signal
+import time
+from collections import defaultdict
+
+import msgspec
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from config.settings import Config
+from engine.instrument import Instrument
+from engine.types import CancelReason, OrderType, RejectReason, Side
+from servers import protocol as p
+from servers.orders import Order, OrderRegistry, Report, Trade
+from servers.portfolio import Portfolio
+from servers.risk import TraderRisk, valuation_price
+from servers.sessions import Authenticator, EndReason, Session, Sessions, cancels_orders
+
+log = logging.getLogger("tes")
+
+ID_BITS = 48
+ID_MASK = (1 << ID_BITS) - 1
+READ_BUDGET = 512
+"""Frames read from one socket per loop iteration, so no socket starves the others."""
+FRAME_MESSAGES = 5_000
+"""Messages per outgoing frame (well under MAX_BATCH and, for our messages, MAX_FRAME_BYTES)."""
+OPEN_ORDERS_PAGE = 10_000
+"""A large QueryOpenOrders answer is several OpenOrders messages (same request id) of this size."""
+MAX_INBOUND_BYTES = 4 * p.MAX_FRAME_BYTES
+"""Larger frames make ZeroMQ drop the connection unread; up to this size they get FRAME_TOO_LARGE."""
+HELLO_RETRY_S = 0.1
+HELLO_WAIT_S = 1.0
+DRAIN_S = 2.0
+DRAIN_QUIET_S = 0.2
+TEXT_LIMIT = 200
+MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+
+
+class Shard:
+    """One order book server: its command socket, its monitor and what is queued for it."""
+
+    __slots__ = ("name", "socket", "monitor", "ready", "next_hello", "outbox")
+
+    def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket) -> None:
+        self.name = name
+        self.socket = socket
+        self.monitor = monitor
+        self.ready = False
+        """The shard answered our Hello on the current connection."""
+        self.next_hello = 0.0
+        self.outbox: list = []
+
+
+class Account:
+    __slots__ = ("risk", "portfolio")
+
+    def __init__(self, risk: TraderRisk) -> None:
+        self.risk = risk
+        self.portfolio = Portfolio()
+
+
+class TradingEngineServer:
+    """Owns its sockets; `run` loops until `stop` is called, then drains and closes them."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        settings = config.tes
+        self.tes_id = settings.tes_id
+        self.counter = 1
+        now = time.monotonic()
+
+        self.instruments = {i.symbol: i for i in config.instruments}
+        self.instrument_list = [Instrument(**{f: getattr(i, f) for f in Instrument.__struct_fields__})
+                                for i in config.instruments]
+        """Reference data as clients see it (without the server-side reference price)."""
+        self.last_prices: dict[str, int] = {}
+        self.last_sequence: dict[str, int] = {}
+        self.accounts = {t.trader_id: Account(TraderRisk(t, now)) for t in config.traders}
+        self.orders = OrderRegistry()
+        self.sessions = Sessions(
+            Authenticator({t.trader_id: t.api_key_hash for t in config.traders}),
+            settings.heartbeat_ms / 1000, settings.session_timeout_ms / 1000,
+        )
+        self.housekeeping_s = max(0.005, min(0.1, min(settings.heartbeat_ms, settings.session_timeout_ms) / 10_000))
+        self.next_housekeeping = now
+
+        self.requests = p.Codec(p.ClientRequest)
+        self.messages = p.Codec(p.ClientMessage)
+        self.book_requests = p.Codec(p.ObsRequest)
+        self.book_replies = p.Codec(p.ObsReply)
+
+        self.outbox: defaultdict[bytes, list] = defaultdict(list)
+        self.queries: dict[int, tuple[bytes, int]] = {}
+        self.next_query = 1
+        self.stopping = False
+        self.malformed = 0
+        self.entered = 0
+
+        self.context = zmq.Context()
+        self.poller = zmq.Poller()
+        self.shards: dict[str, Shard] = {}
+        self.shard_of: dict[str, Shard] = {}
+        try:
+            self.clients = self.context.socket(zmq.ROUTER)
+            self.clients.setsockopt(zmq.LINGER, 0)
+            self.clients.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
+            self.clients.bind(settings.client_endpoint)
+            self.poller.register(self.clients, zmq.POLLIN)
+            for shard_config in config.shards:
+                socket = self.context.socket(zmq.DEALER)
+                socket.setsockopt(zmq.LINGER, 0)
+                socket.setsockopt(zmq.IMMEDIATE, 1)
+                # Unbounded on our side: the shard's ROUTER would silently drop execution
+                # reports to a TES whose queue is full, and those must never be lost.
+                socket.setsockopt(zmq.RCVHWM, 0)
+                monitor = socket.get_monitor_socket(MONITOR_EVENTS)
+                socket.connect(shard_config.command_endpoint)
+                shard = Shard(shard_config.name, socket, monitor)
+                self.shards[shard.name] = shard
+                for symbol in shard_config.symbols:
+                    self.shard_of[symbol] = shard
+                self.poller.register(socket, zmq.POLLIN)
+                self.poller.register(monitor, zmq.POLLIN)
+        except BaseException:
+            self.close()
+            raise
+
+    # ================================================================ loop
+
+    def run(self) -> int:
+        """Serve until `stop`; then stop reading clients, drain the books' answers, close."""
+        print(f"READY TES tes_id={self.tes_id} clients={self.config.tes.client_endpoint} "
+              f"shards={','.join(self.shards)}", flush=True)
+        try:
+            while not self.stopping:
+                self._step(self._poll_timeout(), intake=True)
+            self._drain()
+        finally:
+            self.close()
+        log.info("stopped: %d orders entered, %d malformed frames", self.entered, self.malformed)
+        return 0
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def _poll_timeout(self) -> int:
+        if self.sessions.pending:
+            return 5
+        wait = self.next_housekeeping - time.monotonic()
+        return max(0, int(wait * 1000) + 1)
+
+    def _step(self, timeout_ms: int, intake: bool) -> bool:
+        """One iteration: poll, read, dispatch, housekeeping, send. True if a book answered."""
+        ready = dict(self.poller.poll(timeout_ms))
+        now = time.monotonic()
+        answered = False
+        for shard in self.shards.values():
+            if shard.monitor in ready:
+                self._read_monitor(shard, now)
+            if shard.socket in ready:
+                self._read_shard(shard)
+                answered = True
+        if intake and self.clients in ready:
+            self._read_clients(now)
+        if self.sessions.pending:
+            self._finish_logons(now)
+        if now >= self.next_housekeeping:
+            self._housekeeping(now)
+        self._flush(now)
+        return answered
+
+    def _drain(self) -> None:
+        """Relay the answers to commands already sent, until the books fall quiet; log everyone out."""
+        self._flush(time.monotonic())
+        deadline = time.monotonic() + DRAIN_S
+        quiet_since = time.monotonic()
+        while (now := time.monotonic()) < deadline and now - quiet_since < DRAIN_QUIET_S:
+            if self._step(int(DRAIN_QUIET_S * 500), intake=False):
+                quiet_since = time.monotonic()
+        for session in list(self.sessions.by_identity.values()):
+            self._end(session, EndReason.SHUTDOWN)
+        self._flush(time.monotonic())
+
+    def close(self) -> None:
+        self.sessions.authenticator.close()
+        for shard in self.shards.values():
+            try:
+                shard.socket.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            shard.monitor.close(linger=0)
+            shard.socket.close(linger=0)
+        if hasattr(self, "clients"):
+            self.clients.close(linger=0)
+        self.context.destroy(linger=0)
+
+    # ================================================================ clients
+
+    def _read_clients(self, now: float) -> None:
+        socket, sessions = self.clients, self.sessions.by_identity
+        for _ in range(READ_BUDGET):
+            try:
+                frames = socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            identity = frames[0]
+            session = sessions.get(identity)
+            if session is not None:
+                session.last_in = now
+            if len(frames) != 2:
+                text = f"expected 1 payload frame, got {len(frames) - 1}"
+                self._malformed(identity, RejectReason.MALFORMED_MESSAGE, text)
+                continue
+            try:
+                messages = self.requests.decode(frames[1])
+            except p.FrameTooLarge as exc:
+                self._malformed(identity, RejectReason.FRAME_TOO_LARGE, str(exc))
+                continue
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._malformed(identity, RejectReason.MALFORMED_MESSAGE, str(exc))
+                continue
+            for message in messages:
+                self._dispatch(identity, sessions.get(identity), message, now)
+
+    def _malformed(self, identity: bytes, reason: RejectReason, text: str) -> None:
+        self.malformed += 1
+        self.outbox[identity].append(p.SessionRejected(reason, f"{reason.text}: {text}"[:TEXT_LIMIT]))
+
+    def _dispatch(self, identity: bytes, session: Session | None, message, now: float) -> None:
+        if session is None:
+            if isinstance(message, p.Logon):
+                self._logon(identity, message, now)
+            else:
+                reason = RejectReason.NOT_LOGGED_ON
+                self.outbox[identity].append(p.SessionRejected(reason, reason.text))
+            return
+        match message:
+            case p.EnterOrder():
+                self._enter(session, message, now)
+            case p.CancelOrder():
+                self._cancel(session, message, now)
+            case p.ReplaceOrder():
+                self._replace(session, message, now)
+            case p.MassCancel(symbol):
+                canceled = self._cancel_all(session.trader_id, symbol, CancelReason.MASS_CANCEL)
+                self.outbox[identity].append(p.MassCancelDone(symbol, canceled))
+            case p.Heartbeat():
+                pass
+            case p.QueryOpenOrders() | p.QueryPositions() | p.QueryBook() | p.QueryInstruments():
+                self._query(session, message, now)
+            case p.Logout():
+                self._end(session, EndReason.LOGOUT)
+            case p.Logon():
+                reason = RejectReason.ALREADY_LOGGED_ON
+                self.outbox[identity].append(p.LogonRejected(reason, reason.text))
+
+    # ---------------------------------------------------------------- sessions
+
+    def _logon(self, identity: bytes, logon: p.Logon, now: float) -> None:
+        if self.sessions.busy(identity):
+            reason = RejectReason.ALREADY_LOGGED_ON
+            self.outbox[identity].append(p.LogonRejected(reason, reason.text))
+            return
+        verdict = self.sessions.check(identity, logon.trader_id, logon.api_key, logon.cancel_on_disconnect)
+        if verdict is not None:
+            self._logged_on(identity, logon.trader_id, logon.cancel_on_disconnect, verdict, now)
+
+    def _finish_logons(self, now: float) -> None:
+        for logon, verdict in self.sessions.finished():
+            self._logged_on(logon.identity, logon.trader_id, logon.cancel_on_disconnect, verdict, now)
+
+    def _logged_on(self, identity: bytes, trader_id: str, cancel_on_disconnect: bool, verdict: bool,
+                   now: float) -> None:
+        if not verdict:
+            reason = RejectReason.BAD_CREDENTIALS
+            self.outbox[identity].append(p.LogonRejected(reason, reason.text))
+            return
+        session, previous = self.sessions.open(identity, trader_id, cancel_on_disconnect, now)
+        if previous is not None:
+            self.outbox[previous.identity].append(p.LoggedOut(EndReason.REPLACED.value))
+        settings = self.config.tes
+        self.outbox[identity].append(p.LogonAccepted(trader_id, settings.heartbeat_ms, settings.session_timeout_ms))
+
+    def _end(self, session: Session, why: EndReason) -> None:
+        self.sessions.end(session)
+        self.outbox[session.identity].append(p.LoggedOut(why.value))
+        if cancels_orders(session, why):
+            self._cancel_all(session.trader_id, "", CancelReason.DISCONNECTED)
+
+    def _housekeeping(self, now: float) -> None:
+        self.next_housekeeping = now + self.housekeeping_s
+        for session in self.sessions.expired(now):
+            log.info("session of %s timed out", session.trader_id)
+            self._end(session, EndReason.TIMEOUT)
+        for session in self.sessions.idle(now):
+            self.outbox[session.identity].append(p.Heartbeat())
+        for shard in self.shards.values():
+            if not shard.ready and now >= shard.next_hello:
+                self._hello(shard, now)
+
+    # ---------------------------------------------------------------- orders
+
+    def _enter(self, session: Session, order: p.EnterOrder, now: float) -> None:
+        account = self.accounts[session.trader_id]
+        reason = self._check_order(session, account, order, now)
+        if reason is not None:
+            self.outbox[session.identity].append(p.OrderRejected(order.client_order_id, reason, reason.text))
+            return
+        order_id = (self.tes_id << ID_BITS) | self.counter
+        self.counter += 1
+        self.entered += 1
+        self.orders.add(Order(order_id, session.trader_id, order.client_order_id, order.symbol, order.side,
+                              order.order_type, order.time_in_force, order.price, order.quantity))
+        self.shard_of[order.symbol].outbox.append(p.BookSubmit(
+            order.symbol, order_id, order.side, order.order_type, order.time_in_force, order.price, order.quantity))
+
+    def _check_order(self, session: Session, account: Account, order: p.EnterOrder,
+                     now: float) -> RejectReason | None:
+        """Steps 2-6 of the pipeline (see the module docstring): the first refusal, or None."""
+        # 2. message rate
+        if not account.risk.allow_message(now):
+            return RejectReason.MESSAGE_RATE_LIMIT
+        # 3. client order id (used up even if a later step refuses the order)
+        if not session.client_order_ids.add(order.client_order_id):
+            return RejectReason.DUPLICATE_CLIENT_ORDER_ID
+        # 4. reference data, the band centred on the last trade or the reference price
+        instrument = self.instruments.get(order.symbol)
+        if instrument is None:
+            return RejectReason.UNKNOWN_SYMBOL
+        last = self.last_prices.get(order.symbol)
+        reason = instrument.check_order(order.order_type, order.price, order.quantity,
+                                        instrument.reference_price if last is None else last)
+        if reason is not None:
+            return reason
+        # 5. pre-trade risk
+        price = valuation_price(order.price, order.order_type == OrderType.MARKET, last, instrument.reference_price)
+        reason = account.risk.check_order(price, order.quantity, self.orders.open_count(session.trader_id))
+        if reason is not None:
+            return reason
+        # 6. routing
+        if not self.shard_of[order.symbol].ready:
+            return RejectReason.BOOK_UNAVAILABLE
+        return None
+
+    def _cancel(self, session: Session, cancel: p.CancelOrder, now: float) -> None:
+        order = self.orders.owned(session.trader_id, cancel.order_id)
+        if not self.accounts[session.trader_id].risk.allow_message(now):
+            reason = RejectReason.MESSAGE_RATE_LIMIT
+        elif order is None:
+            reason = RejectReason.UNKNOWN_ORDER
+        elif not self.shard_of[order.symbol].ready:
+            reason = RejectReason.BOOK_UNAVAILABLE
+        else:
+            self.orders.request(order, True, cancel.client_order_id)
+            self.shard_of[order.symbol].outbox.append(p.BookCancel(order.symbol, order.order_id))
+            return
+        self.outbox[session.identity].append(p.CancelRejected(cancel.client_order_id, cancel.order_id, reason,
+                                                              reason.text))
+
+    def _replace(self, session: Session, replace: p.ReplaceOrder, now: float) -> None:
+        account = self.accounts[session.trader_id]
+        order = self.orders.owned(session.trader_id, replace.order_id)
+        if not account.risk.allow_message(now):
+            reason = RejectReason.MESSAGE_RATE_LIMIT
+        elif order is None:
+            reason = RejectReason.UNKNOWN_ORDER
+        else:
+            instrument = self.instruments[order.symbol]
+            last = self.last_prices.get(order.symbol)
+            reason = (
+                instrument.check_order(OrderType.LIMIT, replace.price, replace.quantity,
+                                       instrument.reference_price if last is None else last)
+                or account.risk.check_replace(replace.price, replace.quantity)
+            )
+            if reason is None and not self.shard_of[order.symbol].ready:
+                reason = RejectReason.BOOK_UNAVAILABLE
+            if reason is None:
+                self.orders.request(order, False, replace.client_order_id)
+                self.shard_of[order.symbol].outbox.append(
+                    p.BookReplace(order.symbol, order.order_id, replace.price, replace.quantity))
+                return
+        self.outbox[session.identity].append(p.ReplaceRejected(replace.client_order_id, replace.order_id, reason,
+                                                               reason.text))
+
+    def _cancel_all(self, trader_id: str, symbol: str, reason: CancelReason) -> int:
+        """Send a cancel for each of the trader's open orders (in ``symbol``, or all) not
+        already being cancelled, on a connected shard; return how many."""
+        count = 0
+        for order in self.orders.open_orders(trader_id, symbol):
+            shard = self.shard_of[order.symbol]
+            if shard.ready and not order.canceling():
+                self.orders.request(order, True, order.client_order_id, reason)
+                shard.outbox.append(p.BookCancel(order.symbol, order.order_id))
+                count += 1
+        return count
+
+    # ---------------------------------------------------------------- queries
+
+    def _query(self, session: Session, query, now: float) -> None:
+        out = self.outbox[session.identity]
+        if not self.accounts[session.trader_id].risk.allow_message(now):
+            reason = RejectReason.MESSAGE_RATE_LIMIT
+            out.append(p.QueryRejected(query.request_id, reason, reason.text))
+            return
+        match query:
+            case p.QueryOpenOrders(request_id):
+                orders = [order.open_order() for order in self.orders.open_orders(session.trader_id)]
+                for start in range(0, max(len(orders), 1), OPEN_ORDERS_PAGE):
+                    out.append(p.OpenOrders(request_id, orders[start:start + OPEN_ORDERS_PAGE]))
+            case p.QueryPositions(request_id):
+                portfolio = self.accounts[session.trader_id].portfolio
+                out.append(p.Positions(request_id, portfolio.cash, portfolio.positions(self.last_prices)))
+            case p.QueryInstruments(request_id):
+                out.append(p.Instruments(request_id, self.instrument_list))
+            case p.QueryBook(request_id, symbol, levels):
+                shard = self.shard_of.get(symbol)
+                reason = RejectReason.UNKNOWN_SYMBOL if shard is None else (
+                    None if shard.ready else RejectReason.BOOK_UNAVAILABLE)
+                if reason is not None:
+                    out.append(p.QueryRejected(request_id, reason, reason.text))
+                    return
+                internal = self.next_query
+                self.next_query += 1
+                self.queries[internal] = (session.identity, request_id)
+                shard.outbox.append(p.BookQuery(internal, symbol, levels))
+
+    # ================================================================ shards
+
+    def _hello(self, shard: Shard, now: float) -> None:
+        try:
+            shard.socket.send(self.book_requests.encode([p.Hello(self.tes_id)]), zmq.NOBLOCK)
+            shard.next_hello = now + HELLO_WAIT_S
+        except zmq.Again:
+            shard.next_hello = now + HELLO_RETRY_S
+
+    def _read_monitor(self, shard: Shard, now: float) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(shard.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_CONNECTED:
+                log.info("shard %s connected; saying hello", shard.name)
+                shard.ready = False
+                self._hello(shard, now)
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                if shard.ready:
+                    log.warning("shard %s disconnected; its symbols are unavailable", shard.name)
+                shard.ready = False
+                shard.next_hello = now
+
+    def _read_shard(self, shard: Shard) -> None:
+        reports: list[Report] = []
+        trades: list[Trade] = []
+        for _ in range(READ_BUDGET):
+            try:
+                frames = shard.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                if len(frames) != 1:
+                    raise msgspec.DecodeError(f"expected 1 frame, got {len(frames)}")
+                replies = self.book_replies.decode(frames[0])
+            except (msgspec.DecodeError, msgspec.ValidationError, p.FrameTooLarge) as exc:
+                log.error("shard %s sent an undecodable frame (%s); dropped", shard.name, exc)
+                continue
+            for reply in replies:
+                self._book_reply(shard, reply, reports, trades)
+        self._book_trades(trades)
+        self._route(reports)
+
+    def _book_reply(self, shard: Shard, reply, reports: list[Report], trades: list[Trade]) -> None:
+        match reply:
+            case p.Executed(sequence, symbol, events):
+                if sequence <= self.last_sequence.get(symbol, -1):
+                    return
+                self.last_sequence[symbol] = sequence
+                self.orders.apply(symbol, events, reports, trades)
+            case p.CommandRefused(symbol, order_id, reason, text):
+                asker = self.queries.pop(order_id, None)
+                if asker is None:
+                    self.orders.refused(reply, reports)
+                else:
+                    self.outbox[asker[0]].append(p.QueryRejected(asker[1], reason, text))
+            case p.BookView(request_id, symbol, bids, asks, last_price, sequence):
+                asker = self.queries.pop(request_id, None)
+                if asker is not None:
+                    self.outbox[asker[0]].append(p.Book(asker[1], symbol, bids, asks, last_price, sequence))
+            case p.HelloReply(symbols, max_order_id, last_sequence):
+                self._hello_reply(shard, symbols, max_order_id, last_sequence)
+
+    def _hello_reply(self, shard: Shard, symbols: list[str], max_order_id: int, last_sequence: int) -> None:
+        self.counter = max(self.counter, (max_order_id & ID_MASK) + 1)
+        for symbol in symbols:
+            if symbol in self.last_sequence:
+                self.last_sequence[symbol] = min(self.last_sequence[symbol], last_sequence)
+        expected = {s for s, owner in self.shard_of.items() if owner is shard}
+        if set(symbols) != expected:
+            log.warning("shard %s serves %s, configured for %s", shard.name, sorted(symbols), sorted(expected))
+        if not shard.ready:
+            log.info("shard %s ready (last sequence %d, order ids continue at %d)", shard.name, last_sequence,
+                     self.counter)
+        shard.ready = True
+
+    def _book_trades(self, trades: list[Trade]) -> None:
+        accounts, last_prices = self.accounts, self.last_prices
+        for symbol, price, quantity, buyer, seller in trades:
+            last_prices[symbol] = price
+            if buyer is not None:
+                accounts[buyer].portfolio.fill(symbol, Side.BUY, price, quantity)
+            if seller is not None:
+                accounts[seller].portfolio.fill(symbol, Side.SELL, price, quantity)
+
+    def _route(self, reports: list[Report]) -> None:
+        """Queue each report for its trader's current session (dropped if not logged on)."""
+        by_trader, outbox = self.sessions.by_trader, self.outbox
+        for trader_id, message in reports:
+            session = by_trader.get(trader_id)
+            if session is not None:
+                outbox[session.identity].append(message)
+
+    # ================================================================ sending
+
+    def _flush(self, now: float) -> None:
+        """One frame (or a few, if large) per shard and per client for everything queued."""
+        for shard in self.shards.values():
+            if not shard.outbox:
+                continue
+            commands, shard.outbox = shard.outbox, []
+            for start in range(0, len(commands), FRAME_MESSAGES):
+                chunk = commands[start:start + FRAME_MESSAGES]
+                try:
+                    shard.socket.send(self.book_requests.encode(chunk), zmq.NOBLOCK)
+                except zmq.Again:
+                    self._unsent(shard, commands[start:])
+                    break
+        if not self.outbox:
+            return
+        sessions, socket, encode = self.sessions.by_identity, self.clients, self.messages.encode
+        for identity, messages in self.outbox.items():
+            for start in range(0, len(messages), FRAME_MESSAGES):
+                for frame in _frames(encode, messages[start:start + FRAME_MESSAGES]):
+                    try:
+                        socket.send_multipart((identity, frame), zmq.NOBLOCK)
+                    except zmq.Again:
+                        pass
+            session = sessions.get(identity)
+            if session is not None:
+                session.last_out = now
+        self.outbox.clear()
+
+    def _unsent(self, shard: Shard, commands: list) -> None:
+        """Commands the shard socket would not take (disconnected, or its queue is full
+        because the book server is not keeping up): refuse each to its client."""
+        log.warning("shard %s not accepting commands: %d refused", shard.name, len(commands))
+        reports: list[Report] = []
+        self.orders.unsent(commands, reports)
+        self._route(reports)
+        reason = RejectReason.BOOK_UNAVAILABLE
+        for command in commands:
+            if isinstance(command, p.BookQuery):
+                asker = self.queries.pop(command.request_id, None)
+                if asker is not None:
+                    self.outbox[asker[0]].append(p.QueryRejected(asker[1], reason, reason.text))
+
+
+def _frames(encode, messages: list) -> list[bytes]:
+    """Encode ``messages`` as one frame, or split it until every frame fits MAX_FRAME_BYTES."""
+    frame = encode(messages)
+    if len(frame) <= p.MAX_FRAME_BYTES or len(messages) == 1:
+        return [frame]
+    half = len(messages) // 2
+    return _frames(encode, messages[:half]) + _frames(encode, messages[half:])
+
+
+def serve(config: Config, args=None) -> int:
+    """``python main.py -s TES``: run until SIGINT/SIGTERM; the exit code."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = TradingEngineServer(config)
+    previous = {sig: signal.signal(sig, lambda *_: server.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

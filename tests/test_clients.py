@@ -1,0 +1,606 @@
+"""The client side: the client library, the trader CLI, the bots and the load generator.
+
+Three layers: the socket-free logic (market-data sequencing, the load generator's
+schedule and percentiles); `ExchangeClient` against a scripted ROUTER in the test
+(logon outcomes, kept messages, heartbeats); and every client against a real OBS
+and TES on free ports.
+"""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from clients import loadgen
+from clients.client import BookSync, ExchangeClient, LogonError, MarketDataClient, RequestRejected
+from clients.runtime import wait_until_tradable
+from engine.types import OrderType, RejectReason, Side, TimeInForce
+from servers import protocol as p
+from tests.procs import REPO, Role, endpoint, exchange_env
+
+BUY, SELL = Side.BUY, Side.SELL
+LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
+GTC, IOC = TimeInForce.GTC, TimeInForce.IOC
+
+
+# ================================================================ BookSync (no sockets)
+
+
+def depth(sequence, symbol="ACME", side=BUY, price=100, quantity=5, orders=1):
+    return p.DepthUpdate(symbol, sequence, side, price, quantity, orders)
+
+
+def snapshot(sequence, bids=(), asks=(), last_price=None):
+    return p.DepthSnapshot("ACME", sequence, list(bids), list(asks), last_price)
+
+
+def book_of(sync: BookSync) -> dict:
+    bids, asks = sync.depth(100)
+    return {"bids": bids, "asks": asks}
+
+
+def test_updates_before_the_snapshot_are_buffered_then_older_ones_dropped():
+    sync = BookSync("ACME")
+    assert sync.on_update(depth(4, price=101)) == []
+    assert sync.on_update(depth(5, price=102)) == []
+    assert sync.on_update(depth(6, price=103)) == []
+    assert not sync.synced and sync.best_bid() is None
+
+    applied = sync.on_snapshot(snapshot(5, bids=[(101, 5, 1), (102, 5, 1)]))
+
+    assert [m.sequence for m in applied] == [6]
+    assert sync.synced and sync.sequence == 6 and sync.resyncs == 0
+    assert book_of(sync) == {"bids": [(103, 5, 1), (102, 5, 1), (101, 5, 1)], "asks": []}
+
+
+def test_depth_updates_set_and_remove_levels_and_trades_set_last_trade():
+    sync = BookSync("ACME")
+    sync.on_snapshot(snapshot(0))
+    sync.on_update(depth(1, side=BUY, price=99, quantity=7, orders=2))
+    sync.on_update(depth(2, side=SELL, price=101, quantity=3))
+    sync.on_update(depth(3, side=SELL, price=102, quantity=4))
+    sync.on_update(p.Quote("ACME", 4, 99, 7, 101, 3))
+    sync.on_update(p.Trade("ACME", 5, 1, 101, 3, BUY))
+    sync.on_update(depth(6, side=SELL, price=101, quantity=0, orders=0))
+
+    assert book_of(sync) == {"bids": [(99, 7, 2)], "asks": [(102, 4, 1)]}
+    assert sync.best_bid() == (99, 7) and sync.best_ask() == (102, 4) and sync.mid() == 100.5
+    assert sync.last_trade == p.Trade("ACME", 5, 1, 101, 3, BUY) and sync.last_price == 101
+    assert sync.sequence == 6
+
+
+def test_a_sequence_gap_stops_applying_until_a_new_snapshot():
+    sync = BookSync("ACME")
+    sync.on_snapshot(snapshot(10, bids=[(100, 5, 1)]))
+    sync.on_update(depth(11, price=99))
+
+    assert sync.on_update(depth(13, price=98)) == []
+    assert not sync.synced and sync.needs_snapshot and sync.resyncs == 1
+    assert sync.on_update(depth(14, price=97)) == []
+    assert book_of(sync)["bids"] == [(100, 5, 1), (99, 5, 1)], "the last consistent book stays"
+
+    applied = sync.on_snapshot(snapshot(13, bids=[(100, 5, 1), (99, 5, 1), (98, 5, 1), (96, 1, 1)]))
+
+    assert [m.sequence for m in applied] == [14]
+    assert sync.synced and not sync.needs_snapshot and sync.sequence == 14
+    assert book_of(sync)["bids"] == [(100, 5, 1), (99, 5, 1), (98, 5, 1), (97, 5, 1), (96, 1, 1)]
+
+
+def test_a_snapshot_older_than_the_buffered_updates_asks_for_another():
+    sync = BookSync("ACME")
+    sync.on_update(depth(8, price=101))
+    sync.on_update(depth(9, price=102))
+
+    sync.on_snapshot(snapshot(6))
+
+    assert not sync.synced and sync.needs_snapshot and sync.resyncs == 1
+    applied = sync.on_snapshot(snapshot(7))
+    assert [m.sequence for m in applied] == [8, 9]
+    assert sync.synced and sync.sequence == 9
+
+
+def test_duplicates_and_late_snapshots_are_ignored():
+    sync = BookSync("ACME")
+    sync.on_snapshot(snapshot(3, bids=[(100, 5, 1)]))
+    sync.on_update(depth(4, price=99))
+
+    assert sync.on_update(depth(4, price=98)) == []
+    assert sync.on_update(depth(2, price=97)) == []
+    assert sync.on_snapshot(snapshot(1, bids=[(50, 1, 1)])) == []
+    assert book_of(sync)["bids"] == [(100, 5, 1), (99, 5, 1)] and sync.synced
+
+
+# ================================================================ load generator maths
+
+
+def test_schedule_releases_order_i_at_i_over_rate():
+    rate, total = 1000.0, 10
+    assert loadgen.due(-0.001, rate, total) == 0
+    assert loadgen.due(0.0, rate, total) == 1
+    assert loadgen.due(0.0009, rate, total) == 1
+    assert loadgen.due(0.001, rate, total) == 2
+    assert loadgen.due(0.0055, rate, total) == 6
+    assert loadgen.due(5.0, rate, total) == total
+
+
+def test_latency_is_measured_from_the_scheduled_send_time():
+    start, rate = 100.0, 1000.0
+    answered_at = np.array([100.002, np.nan, 100.0025, 100.013])
+
+    latency = loadgen.latencies_us(answered_at, start, rate)
+
+    np.testing.assert_allclose(latency, [2000.0, 500.0, 10000.0])
+
+
+def test_summary_counts_lost_orders_and_uses_numpy_percentiles():
+    start, rate, sent = 0.0, 100.0, 1000
+    answered_at = np.arange(sent) / rate + np.linspace(0.001, 0.010, sent)
+    answered_at[[3, 500]] = np.nan
+
+    result = loadgen.summarize(answered_at, rejected=2, fills=7, sent=sent, start=start, rate=rate, end=10.0)
+
+    latency = loadgen.latencies_us(answered_at, start, rate)
+    assert list(result) == list(loadgen.RESULT_KEYS)
+    assert result["sent"] == 1000 and result["lost"] == 2
+    assert result["acked"] == 996 and result["rejected"] == 2 and result["fills"] == 7
+    assert result["duration_s"] == pytest.approx(10.0, abs=0.001)
+    assert result["orders_per_s"] == pytest.approx(998 / 10.0, abs=0.1)
+    assert result["ack_p50_us"] == pytest.approx(np.percentile(latency, 50), abs=0.1)
+    assert result["ack_p99_us"] == pytest.approx(np.percentile(latency, 99), abs=0.1)
+    assert result["ack_p999_us"] == pytest.approx(np.percentile(latency, 99.9), abs=0.1)
+
+
+def test_summary_of_a_run_with_no_answers_has_null_percentiles():
+    result = loadgen.summarize(np.full(5, np.nan), 0, 0, 5, 0.0, 10.0, 0.5)
+    assert result["lost"] == 5 and result["ack_p50_us"] is None and result["orders_per_s"] == 0.0
+
+
+# ================================================================ ExchangeClient vs a scripted TES
+
+
+class ScriptedTes:
+    """A ROUTER the test drives by hand: read what the client sent, answer it."""
+
+    def __init__(self) -> None:
+        self.socket = zmq.Context.instance().socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self.requests = p.Codec(p.ClientRequest)
+        self.messages = p.Codec(p.ClientMessage)
+        self.identity = None
+
+    def read(self, timeout: float = 2.0) -> list:
+        assert self.socket.poll(int(timeout * 1000)), "the client sent nothing"
+        self.identity, frame = self.socket.recv_multipart()
+        return self.requests.decode(frame)
+
+    def send(self, *messages) -> None:
+        self.socket.send_multipart([self.identity, self.messages.encode(list(messages))])
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+@pytest.fixture
+def tes():
+    server = ScriptedTes()
+    yield server
+    server.close()
+
+
+def answer_in_thread(function):
+    thread = threading.Thread(target=function, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_logon_rejected_raises_logon_error_with_the_reason(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "wrong")
+
+    def server():
+        assert tes.read() == [p.Logon("alice", "wrong", False)]
+        tes.send(p.LogonRejected(RejectReason.BAD_CREDENTIALS, "unknown trader or wrong API key"))
+
+    answer_in_thread(server)
+    with pytest.raises(LogonError, match="wrong API key") as caught:
+        client.logon(5.0)
+    assert caught.value.reason == RejectReason.BAD_CREDENTIALS
+    client.close()
+
+
+def test_logon_unanswered_raises_logon_error_after_the_timeout(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    started = time.monotonic()
+    with pytest.raises(LogonError, match="no answer"):
+        client.logon(0.3)
+    assert 0.25 < time.monotonic() - started < 2.0
+    client.close()
+
+
+def test_a_query_keeps_other_messages_for_receive_in_order(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    fill = p.OrderFilled(1, 7, "ACME", BUY, 100, 5, 0, 1, False)
+    canceled = p.OrderCanceled(2, 8, "ACME", 3, 0)
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 1000, 5000))
+        [query] = tes.read()
+        tes.send(fill, p.Positions(query.request_id + 1, 0, []), p.Positions(query.request_id, 42, []), canceled)
+
+    answer_in_thread(server)
+    client.logon(5.0)
+    positions = client.positions(5.0)
+
+    assert positions.cash == 42
+    assert client.receive(1.0) == [fill, p.Positions(positions.request_id + 1, 0, []), canceled]
+    client.close()
+
+
+def test_open_orders_joins_the_pages_of_one_answer(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    orders = [p.OpenOrder(i, 100 + i, "ACME", BUY, GTC, 99, 1, 0) for i in range(5)]
+    other = p.OrderCanceled(9, 109, "ACME", 1, 0)
+
+    def server():
+        [query] = tes.read()
+        tes.send(p.OpenOrders(query.request_id, orders[:2]), other, p.OpenOrders(query.request_id, orders[2:4]),
+                 p.OpenOrders(query.request_id, orders[4:]))
+
+    answer_in_thread(server)
+    assert client.open_orders(5.0) == orders
+    assert client.receive(0.0) == [other]
+    client.close()
+
+
+def test_an_idle_receive_sends_heartbeats_and_drops_incoming_ones(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    order = p.OrderAccepted(1, 7, "ACME", BUY, LIMIT, GTC, 100, 5)
+    received = []
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 100, 500))
+        deadline = time.monotonic() + 0.45
+        while time.monotonic() < deadline:
+            if tes.socket.poll(20):
+                received.extend(tes.read())
+        tes.send(p.Heartbeat(), order)
+
+    thread = answer_in_thread(server)
+    client.logon(5.0)
+    messages = []
+    deadline = time.monotonic() + 2.0
+    while not messages and time.monotonic() < deadline:
+        messages = client.receive(2.0)
+    thread.join(2.0)
+
+    assert messages == [order]
+    assert 3 <= received.count(p.Heartbeat()) <= 6, received
+
+
+def test_enter_cancel_replace_use_fresh_client_order_ids_and_batch_shares_one_frame(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    assert client.enter_order("ACME", BUY, LIMIT, GTC, 100, 5) == 1
+    assert client.cancel(77) == 2
+    assert client.replace(77, 101, 4) == 3
+    first = client.reserve_client_order_ids(2)
+    client.send_batch([p.EnterOrder(first, "ACME", SELL, MARKET, IOC, 0, 1),
+                       p.EnterOrder(first + 1, "ACME", SELL, MARKET, IOC, 0, 1)])
+    client.mass_cancel("ACME")
+
+    frames = [tes.read() for _ in range(5)]
+
+    assert frames == [
+        [p.EnterOrder(1, "ACME", BUY, LIMIT, GTC, 100, 5)],
+        [p.CancelOrder(2, 77)],
+        [p.ReplaceOrder(3, 77, 101, 4)],
+        [p.EnterOrder(4, "ACME", SELL, MARKET, IOC, 0, 1), p.EnterOrder(5, "ACME", SELL, MARKET, IOC, 0, 1)],
+        [p.MassCancel("ACME")],
+    ]
+    assert client.enter_order("ACME", BUY, LIMIT, GTC, 100, 5) == 6
+    client.close()
+
+
+# ================================================================ against a real OBS and TES
+
+
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory):
+    """One OBS and one TES on free ports for the whole module; yields their environment."""
+    env = exchange_env(tmp_path_factory.mktemp("exchange"))
+    with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes:
+        yield env
+        assert tes.stop() == 0, tes.output()
+        assert obs.stop() == 0, obs.output()
+
+
+def logged_on(env, trader: str) -> ExchangeClient:
+    client = ExchangeClient(endpoint(env, "TES__CLIENT_ENDPOINT"), trader, f"{trader}-demo-key")
+    client.logon(10.0)
+    return client
+
+
+def feed_of(env, symbol: str = "ACME") -> MarketDataClient:
+    feed = MarketDataClient(
+        endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"), endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"), symbol
+    )
+    feed.connect(10.0)
+    return feed
+
+
+def collect(client: ExchangeClient, until, timeout: float = 5.0) -> list:
+    """Messages received until ``until(messages so far)`` holds."""
+    messages: list = []
+    deadline = time.monotonic() + timeout
+    while not until(messages):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out; received {messages}")
+        messages.extend(client.receive(0.1))
+    return messages
+
+
+def of_type(messages, kind) -> list:
+    return [m for m in messages if isinstance(m, kind)]
+
+
+def tradable(client: ExchangeClient, symbol: str = "ACME") -> None:
+    wait_until_tradable(client, symbol)
+
+
+def test_two_clients_trade_and_both_see_their_fills_and_positions(exchange):
+    with logged_on(exchange, "alice") as alice, logged_on(exchange, "bob") as bob:
+        tradable(alice)
+        buy = alice.enter_order("ACME", BUY, LIMIT, GTC, 10_050, 10)
+        accepted = of_type(collect(alice, lambda m: of_type(m, p.OrderAccepted)), p.OrderAccepted)[0]
+        assert (accepted.client_order_id, accepted.quantity, accepted.price) == (buy, 10, 10_050)
+
+        sell = bob.enter_order("ACME", SELL, LIMIT, GTC, 10_000, 4)
+        bob_fills = of_type(collect(bob, lambda m: of_type(m, p.OrderFilled)), p.OrderFilled)
+        alice_fills = of_type(collect(alice, lambda m: of_type(m, p.OrderFilled)), p.OrderFilled)
+
+        assert [(f.client_order_id, f.side, f.price, f.quantity, f.leaves, f.aggressor) for f in bob_fills] == [
+            (sell, SELL, 10_050, 4, 0, True)]
+        assert [(f.order_id, f.side, f.price, f.quantity, f.leaves, f.aggressor) for f in alice_fills] == [
+            (accepted.order_id, BUY, 10_050, 4, 6, False)]
+        assert alice_fills[0].trade_id == bob_fills[0].trade_id
+
+        [open_order] = alice.open_orders()
+        assert (open_order.order_id, open_order.quantity, open_order.filled) == (accepted.order_id, 6, 4)
+        acme = {pos.symbol: pos for pos in bob.positions().positions}["ACME"]
+        assert acme.quantity <= -4
+
+        alice.cancel(accepted.order_id)
+        canceled = of_type(collect(alice, lambda m: of_type(m, p.OrderCanceled)), p.OrderCanceled)
+        assert [(c.order_id, c.quantity) for c in canceled] == [(accepted.order_id, 6)]
+        assert alice.open_orders() == []
+
+
+def test_market_data_client_follows_the_book_and_trades(exchange):
+    with logged_on(exchange, "alice") as alice, logged_on(exchange, "bob") as bob, feed_of(exchange) as feed:
+        tradable(alice)
+        alice.enter_order("ACME", BUY, LIMIT, GTC, 9_990, 7)
+        alice.enter_order("ACME", SELL, LIMIT, GTC, 10_010, 5)
+        deadline = time.monotonic() + 5
+        while (feed.best_bid(), feed.best_ask()) != ((9_990, 7), (10_010, 5)) and time.monotonic() < deadline:
+            feed.poll(0.1)
+        assert (feed.best_bid(), feed.best_ask()) == ((9_990, 7), (10_010, 5))
+
+        bob.enter_order("ACME", BUY, MARKET, IOC, 0, 2)
+        while (feed.last_trade is None or feed.last_trade.price != 10_010) and time.monotonic() < deadline:
+            feed.poll(0.1)
+        assert feed.last_trade.price == 10_010 and feed.last_trade.quantity == 2
+        while feed.best_ask() != (10_010, 3) and time.monotonic() < deadline:
+            feed.poll(0.1)
+        assert feed.best_ask() == (10_010, 3)
+
+        # A late joiner gets the same book from the snapshot.
+        with feed_of(exchange) as late:
+            while feed.sequence < late.sequence and time.monotonic() < deadline:
+                feed.poll(0.1)
+            assert late.depth(5) == feed.depth(5) and late.sequence == feed.sequence
+            assert late.last_price == 10_010
+
+        alice.mass_cancel("ACME")
+        collect(alice, lambda m: len(of_type(m, p.OrderCanceled)) == 2)
+        assert alice.open_orders() == []
+        assert feed.resyncs == 0
+
+
+def test_wrong_api_key_is_refused_with_bad_credentials(exchange):
+    client = ExchangeClient(endpoint(exchange, "TES__CLIENT_ENDPOINT"), "alice", "not-the-key")
+    with pytest.raises(LogonError) as caught:
+        client.logon(10.0)
+    assert caught.value.reason == RejectReason.BAD_CREDENTIALS
+    client.close()
+
+
+def test_query_of_an_unknown_symbol_raises_request_rejected(exchange):
+    with logged_on(exchange, "alice") as alice:
+        with pytest.raises(RequestRejected) as caught:
+            alice.book("NOPE")
+        assert caught.value.reason == RejectReason.UNKNOWN_SYMBOL
+
+
+# ---------------------------------------------------------------- programs
+
+
+def run_client(env, *args, timeout: float = 60.0, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "main.py", "-c", *args], cwd=REPO, env=env, input=stdin,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+class Shell:
+    """The trader CLI with a pipe for stdin: send lines, wait for output."""
+
+    def __init__(self, env, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "main.py", "-c", "trader", *args], cwd=REPO, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def send(self, line: str) -> None:
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def wait_for(self, text: str, after: int = 0, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.lines[after:]:
+                if text in line:
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no {text!r} in {self.lines}")
+
+    def finish(self, timeout: float = 20.0) -> int:
+        self.process.stdin.close()
+        code = self.process.wait(timeout)
+        self._reader.join(5)
+        return code
+
+
+def test_trader_cli_places_fills_and_cancels_orders_from_piped_stdin(exchange):
+    with logged_on(exchange, "bob") as bob:
+        tradable(bob)
+        shell = Shell(exchange, "--trader", "alice", "--key", "alice-demo-key")
+        shell.wait_for("logged on")
+        shell.send("buy ACME 10 99.50")
+        accepted = shell.wait_for("accepted")
+        order_id = accepted.split()[2]
+        assert "BUY 10 ACME @ 99.50 GTC" in accepted
+
+        bob.enter_order("ACME", SELL, LIMIT, GTC, 9_950, 4)
+        shell.wait_for(f"filled    order {order_id}: bought 4 ACME @ 99.50, 6 left")
+
+        mark = len(shell.lines)
+        shell.send("orders")
+        row = shell.wait_for(f"{order_id}        1 ACME", after=mark)
+        assert row.split()[-2:] == ["6", "4"]
+        shell.send("book ACME 3")
+        assert shell.wait_for("99.50 |").split()[:2] == ["1", "6"]
+        shell.send("sell ACME 5 100.499")
+        shell.wait_for("error: price 100.499 is not a positive multiple of 0.01 for ACME")
+        shell.send(f"cancel {order_id}")
+        shell.wait_for(f"canceled  order {order_id}: 6 ACME (requested)")
+        shell.send("positions")
+        shell.wait_for("cash ")
+        shell.send("cancelall")
+        shell.wait_for("cancelall all symbols: 0 orders")
+        assert shell.finish() == 0
+        assert shell.lines[-1] == "logged out"
+        assert not any("Traceback" in line for line in shell.lines), shell.lines
+
+
+def test_trader_cli_script_runs_every_command_to_the_end(exchange):
+    script = "\n".join([
+        "help", "instruments", "buy ACME 3 99.00 --day", "sell ACME 2 --fok", "buy BOLT 10 250.00",
+        "replace 1 99.10 2", "bogus", "orders", "positions", "book BOLT", "cancelall ACME", "cancelall", "quit",
+        "buy ACME 1 99.00",
+    ]) + "\n"
+    done = run_client(exchange, "trader", "--trader", "alice", stdin=script)
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "BOLT         0.05     10       10" in out
+    assert "BUY 3 ACME @ 99.00 DAY" in out
+    assert "BUY 10 BOLT @ 250.00 GTC" in out
+    assert "error: no open order 1 (see orders)" in out
+    assert "error: unknown command 'bogus'" in out
+    assert "cancelall ACME: 1 orders" in out and "cancelall all symbols: 1 orders" in out
+    assert "SELL 2 ACME @ market FOK" in out and "sold 2 ACME @ 99.00, 0 left" in out
+    assert out.rstrip().endswith("logged out")
+    assert "Traceback" not in done.stderr
+
+
+def test_trader_cli_with_a_wrong_key_prints_one_error_and_exits_2(exchange):
+    done = run_client(exchange, "trader", "--trader", "alice", "--key", "nope", stdin="")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: logon of 'alice' refused: unknown trader or wrong API key (5002)"]
+
+
+def test_marketmaker_and_random_trader_run_without_errors_and_trade(exchange):
+    mm = subprocess.Popen(
+        [sys.executable, "main.py", "-c", "marketmaker", "--trader", "mm1", "--key", "mm1-demo-key",
+         "--symbol", "ACME", "--duration", "4", "--seed", "7", "--interval", "0.1"],
+        cwd=REPO, env=exchange, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        flow = run_client(exchange, "random", "--trader", "flow1", "--key", "flow1-demo-key", "--symbol", "ACME",
+                          "--rate", "40", "--duration", "3", "--seed", "3")
+        mm_out, mm_err = mm.communicate(timeout=30)
+    finally:
+        if mm.poll() is None:
+            mm.kill()
+    assert flow.returncode == 0 and mm.returncode == 0, (flow.stderr, mm_err)
+    assert flow.stderr == "" and mm_err == ""
+    assert flow.stdout.startswith("READY random flow1 ACME") and mm_out.startswith("READY marketmaker mm1 ACME")
+    mm_fills = int(mm_out.split("fills ")[1].split(",")[0])
+    flow_fills = int(flow.stdout.split("fills ")[1].split(",")[0])
+    assert mm_fills > 0 and flow_fills > 0, (mm_out, flow.stdout)
+    assert "open 0" in mm_out.splitlines()[-1] and "open 0" in flow.stdout.splitlines()[-1]
+    assert "rejects: none" in mm_out.splitlines()[-1], mm_out
+
+
+def test_loadgen_at_a_modest_rate_answers_every_order(exchange):
+    done = run_client(exchange, "loadgen", "--rate", "2000", "--duration", "2")
+
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert list(result) == list(loadgen.RESULT_KEYS)
+    assert result["sent"] == 4000 and result["lost"] == 0
+    assert result["acked"] == 4000 and result["rejected"] == 0
+    assert result["fills"] == 4000, "each sell fills the buy before it: two fills per pair"
+    assert 1.9 < result["duration_s"] < 4.0
+    assert result["orders_per_s"] > 1000
+    assert 0 < result["ack_p50_us"] <= result["ack_p99_us"] <= result["ack_p999_us"]
+
+
+def test_clients_report_unusable_arguments_as_one_error_line(exchange):
+    for args, phrase in [
+        (("loadgen", "--rate", "0", "--duration", "1"), "must be positive"),
+        (("marketmaker", "--trader", "mm1", "--symbol", "NOPE"), "unknown symbol 'NOPE'"),
+        (("random",), "the following arguments are required: --trader"),
+    ]:
+        done = run_client(exchange, *args)
+        assert done.returncode == 2, done
+        assert len(done.stderr.strip().splitlines()) == 1 and phrase in done.stderr, done.stderr
+
+
+def test_receive_without_a_logon_gets_session_rejected(exchange):
+    client = ExchangeClient(endpoint(exchange, "TES__CLIENT_ENDPOINT"), "alice", "alice-demo-key")
+    client.enter_order("ACME", BUY, LIMIT, GTC, 10_000, 1)
+    [rejected] = collect(client, lambda m: m)
+    assert isinstance(rejected, p.SessionRejected) and rejected.reason == RejectReason.NOT_LOGGED_ON
+    client.close()
+
+
+def test_idle_sessions_stay_logged_on_only_while_the_client_is_used(tmp_path):
+    env = exchange_env(tmp_path, EXCHANGE__TES__HEARTBEAT_MS="200", EXCHANGE__TES__SESSION_TIMEOUT_MS="700")
+    with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes:
+        shell = Shell(env, "--trader", "alice")
+        shell.wait_for("logged on")
+        with logged_on(env, "bob") as bob:
+            time.sleep(1.5)  # bob's client is not used: nothing keeps his session alive
+            [logged_out] = of_type(collect(bob, lambda m: of_type(m, p.LoggedOut)), p.LoggedOut)
+            assert logged_out.reason.startswith("session timed out") and not bob.logged_on
+        mark = len(shell.lines)
+        shell.send("orders")  # the shell kept alice's session alive while it waited for input
+        shell.wait_for("no open orders", after=mark)
+        assert shell.finish() == 0 and shell.lines[-1] == "logged out"
+        assert tes.stop() == 0 and obs.stop() == 0

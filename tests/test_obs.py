@@ -1,0 +1,452 @@
+"""The Order Book Server as a real process (``main.py -s OBS``), spoken to over raw ZeroMQ sockets."""
+
+import os
+import time
+
+import msgspec
+import pytest
+import zmq
+from obs_streams import commands
+from procs import Role, endpoint, exchange_env
+
+from engine.book import ReferenceBook
+from engine.messages import OrderAccepted, OrderExpired, OrderFilled
+from engine.types import RejectReason, Side
+from servers import protocol as p
+
+BUY, SELL = Side.BUY, Side.SELL
+OBS = ["-s", "OBS"]
+REQUESTS = p.Codec(p.ObsRequest)
+REPLIES = p.Codec(p.ObsReply)
+MARKET_DATA = p.Codec(p.MarketData)
+SNAPSHOTS = p.Codec(p.SnapshotReply)
+T1, T2 = 1 << 48, 2 << 48
+
+
+@pytest.fixture
+def context():
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+class Tes:
+    """A DEALER on the command endpoint speaking the TES side of the protocol."""
+
+    def __init__(self, context, env, tes_id=None):
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint(env, "SHARDS__0__COMMAND_ENDPOINT"))
+        if tes_id is not None:
+            self.hello(tes_id)
+
+    def send(self, *messages):
+        self.socket.send(REQUESTS.encode(list(messages)))
+
+    def receive(self, count, timeout=10.0):
+        """Exactly the next ``count`` messages (however they were batched in frames)."""
+        received, deadline = [], time.monotonic() + timeout
+        while len(received) < count:
+            left = deadline - time.monotonic()
+            assert left > 0 and self.socket.poll(int(left * 1000)), f"got {len(received)} of {count}: {received}"
+            received.extend(REPLIES.decode(self.socket.recv()))
+        assert len(received) == count, received
+        return received
+
+    def quiet(self, seconds=0.3):
+        """Assert nothing more arrives within ``seconds``."""
+        assert not self.socket.poll(int(seconds * 1000)), REPLIES.decode(self.socket.recv())
+
+    def hello(self, tes_id):
+        self.send(p.Hello(tes_id))
+        (reply,) = self.receive(1)
+        assert isinstance(reply, p.HelloReply)
+        return reply
+
+    def view(self, symbol, levels=1000):
+        self.send(p.BookQuery(9, symbol, levels))
+        (view,) = self.receive(1)
+        assert isinstance(view, p.BookView)
+        return view
+
+
+def apply(books, command):
+    """Run one book command on a ReferenceBook, the way the OBS runs it on a NativeBook."""
+    book = books.setdefault(command.symbol, ReferenceBook())
+    match command:
+        case p.BookSubmit(_, order_id, side, order_type, tif, price, quantity):
+            return book.submit(order_id, side, order_type, tif, price, quantity)
+        case p.BookCancel(_, order_id):
+            return book.cancel(order_id)
+        case p.BookReplace(_, order_id, price, quantity):
+            return book.replace(order_id, price, quantity)
+        case p.BookExpireDay():
+            return book.expire_day_orders()
+
+
+def depth(book):
+    return tuple([(lv.price, lv.quantity, lv.orders) for lv in book.depth(side, 1000)] for side in (BUY, SELL))
+
+
+def assert_books_equal(tes, books):
+    for symbol in ("ACME", "BOLT"):
+        view = tes.view(symbol)
+        assert (view.bids, view.asks) == depth(books.get(symbol, ReferenceBook())), symbol
+
+
+def max_id(books, prefix):
+    """The largest accepted id with ``prefix``'s TES id, as HelloReply reports it."""
+    ids = [i for book in books.values() for i in book.snapshot().id_array().tolist() if i >> 48 == prefix >> 48]
+    return max(ids, default=0)
+
+
+def stream_commands(tes, stream, frame=10):
+    """Send ``stream`` in frames of ``frame`` commands; every Executed, in order."""
+    executed = []
+    for start in range(0, len(stream), frame):
+        tes.send(*stream[start : start + frame])
+        executed += tes.receive(len(stream[start : start + frame]))
+    return executed
+
+
+# ---------------------------------------------------------------- commands and replies
+
+
+def test_hello_reply_names_the_symbols_and_nothing_accepted_yet(tmp_path, context):
+    env = exchange_env(tmp_path)
+    with Role(OBS, env) as obs:
+        assert obs.wait_for("READY", 1).startswith("READY OBS A sequence=0 ")
+        assert Tes(context, env).hello(1) == p.HelloReply(["ACME", "BOLT"], 0, 0)
+        assert obs.stop() == 0
+
+
+def test_commands_are_answered_with_exactly_the_books_events_in_sequence(tmp_path, context):
+    env = exchange_env(tmp_path)
+    stream = [
+        p.BookSubmit("ACME", T1 | 1, SELL, 0, 0, 101, 10),
+        p.BookSubmit("ACME", T1 | 2, SELL, 0, 3, 102, 5),
+        p.BookSubmit("BOLT", T1 | 3, BUY, 0, 0, 250, 10),
+        p.BookSubmit("ACME", T1 | 4, BUY, 0, 1, 102, 12),
+        p.BookSubmit("ACME", T1 | 4, BUY, 0, 0, 99, 1),
+        p.BookReplace("ACME", T1 | 2, 100, 5),
+        p.BookCancel("BOLT", T1 | 3),
+        p.BookCancel("BOLT", T1 | 3),
+        p.BookSubmit("ACME", T1 | 5, BUY, 1, 1, 0, 1),
+        p.BookExpireDay("ACME"),
+        p.BookSubmit("ACME", T1 | 6, SELL, 0, 0, -5, 1),
+        p.BookSubmit("ACME", T1 | 7, SELL, 0, 0, 105, 3),
+        p.BookSubmit("ACME", T1 | 8, SELL, 0, 0, 106, 1),
+    ]
+    books = {}
+    expected = [p.Executed(n, c.symbol, apply(books, c)) for n, c in enumerate(stream, 1)]
+    assert any(isinstance(e, OrderFilled) for x in expected for e in x.events)
+    assert any(isinstance(e, OrderExpired) for x in expected for e in x.events)
+    with Role(OBS, env) as obs:
+        tes = Tes(context, env, tes_id=1)
+        assert stream_commands(tes, stream[:4], frame=1) + stream_commands(tes, stream[4:], frame=7) == expected
+        assert tes.hello(1) == p.HelloReply(["ACME", "BOLT"], T1 | 8, len(stream))
+        assert_books_equal(tes, books)
+        view = tes.view("ACME", 1)
+        assert (view.bids, view.asks, view.last_price) == ([], [(105, 3, 1)], 100)
+        assert obs.stop() == 0
+
+
+def test_unknown_symbol_is_refused_and_takes_no_sequence(tmp_path, context):
+    env = exchange_env(tmp_path)
+    with Role(OBS, env) as obs:
+        tes = Tes(context, env, tes_id=1)
+        tes.send(
+            p.BookSubmit("NOPE", T1 | 1, BUY, 0, 0, 100, 1),
+            p.BookCancel("NOPE", T1 | 1),
+            p.BookExpireDay("NOPE"),
+            p.BookQuery(4, "NOPE", 5),
+            p.BookSubmit("ACME", T1 | 1, BUY, 0, 0, 100, 1),
+        )
+        text = RejectReason.UNKNOWN_SYMBOL.text
+        *refused, accepted = tes.receive(5)
+        assert refused == [
+            p.CommandRefused("NOPE", T1 | 1, RejectReason.UNKNOWN_SYMBOL, text),
+            p.CommandRefused("NOPE", T1 | 1, RejectReason.UNKNOWN_SYMBOL, text),
+            p.CommandRefused("NOPE", 0, RejectReason.UNKNOWN_SYMBOL, text),
+            p.CommandRefused("NOPE", 4, RejectReason.UNKNOWN_SYMBOL, text),
+        ]
+        assert accepted.sequence == 1 and isinstance(accepted.events[0], OrderAccepted)
+        assert obs.stop() == 0
+
+
+def test_maker_fills_and_expiries_reach_the_owning_tes_once(tmp_path, context):
+    env = exchange_env(tmp_path)
+    with Role(OBS, env) as obs:
+        first, second = Tes(context, env, tes_id=1), Tes(context, env, tes_id=2)
+        first.send(p.BookSubmit("ACME", T1 | 1, SELL, 0, 0, 101, 5), p.BookSubmit("ACME", T1 | 2, SELL, 0, 3, 102, 5))
+        first.receive(2)
+        second.send(p.BookSubmit("ACME", T2 | 1, BUY, 0, 1, 102, 7))
+        (taker,) = second.receive(1)
+        (maker,) = first.receive(1)
+        assert taker == maker and taker.sequence == 3
+        assert [(e.maker_id, e.quantity) for e in taker.events if isinstance(e, OrderFilled)] == [
+            (T1 | 1, 5),
+            (T1 | 2, 2),
+        ]
+        second.send(p.BookSubmit("ACME", T2 | 2, SELL, 0, 0, 101, 1), p.BookSubmit("ACME", T2 | 3, BUY, 0, 1, 101, 1))
+        assert [x.sequence for x in second.receive(2)] == [4, 5], "a self-trade is reported to its TES once"
+        second.send(p.BookExpireDay("ACME"))
+        (expired,) = second.receive(1)
+        assert first.receive(1) == [expired] and expired.events == [OrderExpired(T1 | 2, 3)]
+        first.quiet()
+        second.quiet()
+        assert obs.stop() == 0
+
+
+# ---------------------------------------------------------------- market data
+
+
+class Subscriber:
+    """A SUB on the market-data endpoint checking the frame layout of everything it reads."""
+
+    def __init__(self, context, env, prefix=b""):
+        self.socket = context.socket(zmq.SUB)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        self.socket.connect(endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"))
+
+    def read(self, timeout=0.5):
+        """Every message arriving until ``timeout`` passes without one."""
+        messages = []
+        while self.socket.poll(int(timeout * 1000)):
+            frame_topic, payload = self.socket.recv_multipart()
+            batch = MARKET_DATA.decode(payload)
+            assert batch and all(p.topic(m) == frame_topic for m in batch)
+            messages += batch
+        return messages
+
+    def wait_connected(self, tes, symbol, first_id):
+        """Rest tiny far-away orders until one is seen (a SUB joins asynchronously); their ids."""
+        for n in range(100):
+            tes.send(p.BookSubmit(symbol, first_id + n, BUY, 0, 0, 1 + n, 1))
+            tes.receive(1)
+            if self.socket.poll(100):
+                return list(range(first_id, first_id + n + 1))
+        raise AssertionError("the subscriber never received anything")
+
+
+def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_path, context):
+    env = exchange_env(tmp_path)
+    with Role(OBS, env) as obs:
+        tes = Tes(context, env, tes_id=1)
+        subscriber = Subscriber(context, env)
+        probes = subscriber.wait_connected(tes, "BOLT", T1 | 1000)
+        subscriber.read()
+        stream_commands(tes, [p.BookCancel("BOLT", order_id) for order_id in probes])
+        bolt = subscriber.read()[-1].sequence
+        stream_commands(
+            tes,
+            [
+                p.BookSubmit("ACME", T1 | 1, SELL, 0, 0, 101, 10),
+                p.BookSubmit("BOLT", T1 | 2, SELL, 0, 0, 255, 10),
+                p.BookSubmit("ACME", T1 | 3, BUY, 0, 0, 101, 4),
+            ],
+            frame=3,
+        )
+        assert subscriber.read() == [
+            p.DepthUpdate("ACME", 1, SELL, 101, 10, 1),
+            p.Quote("ACME", 2, 0, 0, 101, 10),
+            p.DepthUpdate("BOLT", bolt + 1, SELL, 255, 10, 1),
+            p.Quote("BOLT", bolt + 2, 0, 0, 255, 10),
+            p.Trade("ACME", 3, 1, 101, 4, BUY),
+            p.DepthUpdate("ACME", 4, SELL, 101, 6, 1),
+            p.Quote("ACME", 5, 0, 0, 101, 6),
+        ]
+        stream_commands(tes, commands(300, seed=11), frame=13)
+        sequences = {"ACME": 5, "BOLT": bolt + 2}
+        for message in subscriber.read():
+            assert message.sequence == sequences[message.symbol] + 1
+            sequences[message.symbol] = message.sequence
+        assert sequences["ACME"] > 100 and sequences["BOLT"] > 100
+        assert obs.stop() == 0
+
+
+def snapshot_of(context, env, symbol):
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"))
+    socket.send(SNAPSHOTS.encode([p.SnapshotRequest(symbol)]))
+    assert socket.poll(10_000)
+    (reply,) = SNAPSHOTS.decode(socket.recv())
+    socket.close()
+    return reply
+
+
+def test_late_subscriber_rebuilds_the_book_from_snapshot_and_updates(tmp_path, context):
+    env = exchange_env(tmp_path)
+    stream = [c for c in commands(800, seed=5) if c.symbol == "ACME"]
+    with Role(OBS, env) as obs:
+        tes = Tes(context, env, tes_id=1)
+        stream_commands(tes, stream[:300], frame=20)
+        subscriber = Subscriber(context, env, b"ACME.")
+        subscriber.wait_connected(tes, "ACME", T1 | 10_000)
+        tes.send(*stream[300:350])
+        snapshot = snapshot_of(context, env, "ACME")
+        tes.receive(50)
+        stream_commands(tes, stream[350:], frame=15)
+        updates = subscriber.read()
+        assert isinstance(snapshot, p.DepthSnapshot) and snapshot.sequence > 0
+        book = {BUY: {}, SELL: {}}
+        for price, quantity, orders in snapshot.bids:
+            book[BUY][price] = (quantity, orders)
+        for price, quantity, orders in snapshot.asks:
+            book[SELL][price] = (quantity, orders)
+        newer = [m for m in updates if m.sequence > snapshot.sequence]
+        assert newer, "the snapshot was taken before the last commands"
+        assert [m.sequence for m in newer] == list(range(snapshot.sequence + 1, snapshot.sequence + 1 + len(newer)))
+        last_price = snapshot.last_price
+        for message in newer:
+            if type(message) is p.DepthUpdate:
+                if message.quantity:
+                    book[message.side][message.price] = (message.quantity, message.orders)
+                else:
+                    del book[message.side][message.price]
+            elif type(message) is p.Trade:
+                last_price = message.price
+        view = tes.view("ACME")
+        assert sorted(((q, *v) for q, v in book[BUY].items()), reverse=True) == view.bids
+        assert sorted((q, *v) for q, v in book[SELL].items()) == view.asks
+        assert (last_price, newer[-1].sequence) == (view.last_price, view.sequence)
+        assert snapshot_of(context, env, "NOPE") == p.QueryRejected(
+            0, RejectReason.UNKNOWN_SYMBOL, "unknown symbol: 'NOPE'"
+        )
+        assert obs.stop() == 0
+
+
+# ---------------------------------------------------------------- restarts
+
+
+def observed(context, env):
+    """What a restart must preserve, as seen over the protocol."""
+    tes = Tes(context, env)
+    hellos = [tes.hello(tes_id) for tes_id in (1, 2, 3)]
+    views = [tes.view(symbol) for symbol in ("ACME", "BOLT")]
+    snapshots = [snapshot_of(context, env, symbol) for symbol in ("ACME", "BOLT")]
+    tes.socket.close()
+    return hellos, views, snapshots
+
+
+def test_sigterm_then_restart_recovers_identical_books(tmp_path, context):
+    env = exchange_env(tmp_path)
+    stream = commands(400, seed=8)
+    books = {}
+    for command in stream:
+        apply(books, command)
+    with Role(OBS, env) as obs:
+        stream_commands(Tes(context, env, tes_id=1), stream, frame=25)
+        before = observed(context, env)
+        assert obs.stop() == 0
+    assert "OBS A stopped at sequence 400" in obs.output()
+    with Role(OBS, env) as obs:
+        assert "READY OBS A sequence=400 " in obs.wait_for("READY", 1)
+        assert observed(context, env) == before
+        hellos, views, _ = before
+        assert [h.max_order_id for h in hellos] == [max_id(books, T1), max_id(books, T2), 0]
+        tes = Tes(context, env, tes_id=1)
+        assert_books_equal(tes, books)
+        tes.send(p.BookExpireDay("ACME"))
+        assert tes.receive(1)[0].sequence == 401
+        assert obs.stop() == 0
+
+
+@pytest.mark.parametrize("fsync", ["batch", "interval", "never"])
+def test_kill_9_mid_stream_loses_no_acknowledged_command(tmp_path, context, fsync):
+    env = exchange_env(tmp_path, EXCHANGE__JOURNAL__FSYNC=fsync)
+    stream = commands(4000, seed=9)
+    acknowledged = []
+    with Role(OBS, env) as obs:
+        tes = Tes(context, env, tes_id=1)
+        sent = 0
+        while len(acknowledged) < 1500:
+            if sent - len(acknowledged) < 200:
+                tes.send(*stream[sent : sent + 20])
+                sent += 20
+            if tes.socket.poll(1):
+                acknowledged += REPLIES.decode(tes.socket.recv())
+        tes.send(*stream[sent : sent + 100])
+        sent += 100
+        obs.kill()
+    assert [x.sequence for x in acknowledged] == list(range(1, len(acknowledged) + 1))
+    with Role(OBS, env) as obs:
+        tes = Tes(context, env)
+        last = tes.hello(1).last_sequence
+        assert len(acknowledged) <= last <= sent
+        books = {}
+        for number, command in enumerate(stream[:last], 1):
+            events = apply(books, command)
+            if number <= len(acknowledged):
+                assert acknowledged[number - 1].events == events
+        assert_books_equal(tes, books)
+        assert tes.hello(1).max_order_id == max_id(books, T1)
+        assert obs.stop() == 0
+
+
+def test_small_snapshot_interval_recovers_from_snapshot_and_journal_tail(tmp_path, context):
+    env = exchange_env(tmp_path, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="25")
+    stream = commands(310, seed=10)
+    books = {}
+    for command in stream:
+        apply(books, command)
+    with Role(OBS, env) as obs:
+        stream_commands(Tes(context, env, tes_id=1), stream[:300], frame=7)
+        before = observed(context, env)
+        obs.kill()
+    journal_dir = tmp_path / "journal-A"
+    snapshots = sorted(int(path.stem.split("-")[1]) for path in journal_dir.glob("snapshot-*.msgpack"))
+    assert len(snapshots) == 2 and 300 - 2 * 25 < snapshots[0] < snapshots[1] <= 300
+    with Role(OBS, env) as obs:
+        assert "replayed from byte 0 " not in obs.output()
+        assert observed(context, env) == before
+        tes = Tes(context, env, tes_id=1)
+        assert [x.sequence for x in stream_commands(tes, stream[300:], frame=5)] == list(range(301, 311))
+        assert_books_equal(tes, books)
+        assert obs.stop() == 0
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_malformed_input_is_dropped_and_serving_goes_on(tmp_path, context):
+    env = exchange_env(tmp_path)
+    with Role(OBS, env) as obs:
+        raw = context.socket(zmq.DEALER)
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.connect(endpoint(env, "SHARDS__0__COMMAND_ENDPOINT"))
+        submit = ["BookSubmit", "ACME", T1 | 1, 0, 0, 0, 100, 5]
+        garbage = [
+            [b""],
+            [os.urandom(100)],
+            [REQUESTS.encode([p.Hello(1)]), b"second payload"],
+            [b"\x91" + b"\xc4" * (p.MAX_FRAME_BYTES + 1)],
+            [msgspec.msgpack.encode([["NoSuchCommand", 1]])],
+            [msgspec.msgpack.encode([["BookSubmit", "ACME", "one", 0, 0, 0, 100, 5]])],
+            [msgspec.msgpack.encode([submit[:-1]])],
+            [msgspec.msgpack.encode([{"tes_id": 1}])],
+            [msgspec.msgpack.encode([["Hello", 1]] * (p.MAX_BATCH + 1))],
+            [msgspec.msgpack.encode([["BookSubmit", "ACME", 2**64 - 1, 0, 0, 0, 100, 5]])],
+            [msgspec.msgpack.encode([["BookReplace", "ACME", 1, 2**63, 5]])],
+            [REQUESTS.encode([p.Hello(70_000)])],
+        ]
+        for frames in garbage:
+            raw.send_multipart(frames)
+        snapshotter = context.socket(zmq.DEALER)
+        snapshotter.setsockopt(zmq.LINGER, 0)
+        snapshotter.connect(endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"))
+        for frames in ([os.urandom(10)], [b"a", b"b"], [msgspec.msgpack.encode([["SnapshotRequest", 5]])]):
+            snapshotter.send_multipart(frames)
+        tes = Tes(context, env)
+        assert tes.hello(1) == p.HelloReply(["ACME", "BOLT"], 0, 0), "nothing malformed was journaled"
+        raw.send(msgspec.msgpack.encode([submit]))
+        assert raw.poll(5000)
+        (executed,) = REPLIES.decode(raw.recv())
+        assert executed.sequence == 1 and isinstance(executed.events[0], OrderAccepted)
+        assert snapshot_of(context, env, "ACME").bids == [(100, 5, 1)]
+        assert not snapshotter.poll(200), "bad snapshot requests get no answer"
+        obs.wait_for("dropped malformed input", 5)
+        assert obs.stop() == 0
+    assert "OBS A stopped at sequence 1 (15 malformed inputs dropped)" in obs.output()

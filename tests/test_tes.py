@@ -1,0 +1,555 @@
+"""The Trading Engine Server end to end: real OBS and TES processes, raw DEALER clients.
+
+The exchange runs on the shipped configuration plus a few test traders (appended
+to a copy of ``config/exchange.toml``, their keys hashed with few iterations):
+``tight`` has small risk limits and ``slow`` a message rate of 3 a second. Tests
+that trade get a fresh exchange; the validation and query tests share one.
+"""
+
+import os
+import time
+
+import msgspec
+import pytest
+import zmq
+from procs import REPO, Role, endpoint, exchange_env
+
+from engine.instrument import Instrument
+from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from servers import protocol as p
+from servers.auth import hash_api_key
+
+BUY, SELL = Side.BUY, Side.SELL
+LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
+GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
+R = RejectReason
+REQUESTS = p.Codec(p.ClientRequest)
+MESSAGES = p.Codec(p.ClientMessage)
+TES_ID = 1
+
+TEST_TRADERS = f"""
+[[traders]]
+trader_id = "tight"
+api_key_hash = "{hash_api_key("tight-key", iterations=1000)}"
+max_order_quantity = 100
+max_notional = 1000000
+max_open_orders = 2
+max_messages_per_second = 1000
+
+[[traders]]
+trader_id = "slow"
+api_key_hash = "{hash_api_key("slow-key", iterations=1000)}"
+max_messages_per_second = 3
+"""
+KEYS = {"tight": "tight-key", "slow": "slow-key"}
+
+
+def config_env(tmp_path, **overrides):
+    config = tmp_path / "exchange.toml"
+    config.write_text((REPO / "config" / "exchange.toml").read_text() + TEST_TRADERS)
+    return exchange_env(tmp_path, EXCHANGE_CONFIG=str(config), **overrides)
+
+
+class Exchange:
+    """A running OBS + TES and the clients connected to it."""
+
+    def __init__(self, tmp_path, obs=True, **overrides):
+        self.env = config_env(tmp_path, **overrides)
+        self.context = zmq.Context()
+        self.obs = Role(["-s", "OBS"], self.env) if obs else None
+        self.start_tes()
+
+    def start_tes(self):
+        """Start the TES; with an OBS, wait until the TES has its HelloReply (READY only means bound)."""
+        self.tes = Role(["-s", "TES"], self.env)
+        if self.obs is not None:
+            self.tes.wait_for("shard A ready", 10)
+
+    def start_obs(self):
+        self.obs = Role(["-s", "OBS"], self.env)
+
+    def client(self, trader=None, cancel_on_disconnect=False):
+        client = Client(self.context, endpoint(self.env, "TES__CLIENT_ENDPOINT"))
+        if trader is not None:
+            client.logon(trader, cancel_on_disconnect)
+        return client
+
+    def close(self):
+        self.context.destroy(linger=0)
+        for role in (self.tes, self.obs):
+            if role is not None and role.process.poll() is None:
+                role.kill()
+
+
+class Client:
+    """A raw DEALER speaking the client protocol; heartbeats from the TES are set aside."""
+
+    def __init__(self, context, address):
+        self.socket = context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(address)
+        self.heartbeats = 0
+        self.next_id = 1
+
+    def send(self, *messages):
+        self.socket.send(REQUESTS.encode(list(messages)))
+
+    def send_raw(self, *frames):
+        self.socket.send_multipart(list(frames))
+
+    def read(self, count, timeout=5.0):
+        """The next ``count`` messages (heartbeats excluded); fail if they do not come."""
+        messages, deadline = [], time.monotonic() + timeout
+        while len(messages) < count:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.socket.poll(int(left * 1000) + 1):
+                raise AssertionError(f"got {len(messages)} of {count} messages: {messages}")
+            for message in MESSAGES.decode(self.socket.recv()):
+                if isinstance(message, p.Heartbeat):
+                    self.heartbeats += 1
+                else:
+                    messages.append(message)
+        assert len(messages) == count, f"more than {count} messages: {messages}"
+        return messages
+
+    def one(self, timeout=5.0):
+        return self.read(1, timeout)[0]
+
+    def quiet(self, seconds=0.3):
+        """Assert nothing but heartbeats arrives for ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.socket.poll(int(left * 1000) + 1):
+                extra = [m for m in MESSAGES.decode(self.socket.recv()) if not isinstance(m, p.Heartbeat)]
+                assert not extra, f"unexpected messages: {extra}"
+
+    def logon(self, trader, cancel_on_disconnect=False):
+        self.send(p.Logon(trader, KEYS.get(trader, f"{trader}-demo-key"), cancel_on_disconnect))
+        reply = self.one(10.0)
+        assert isinstance(reply, p.LogonAccepted), reply
+        return reply
+
+    def order(self, symbol, side, price, quantity, tif=GTC, order_type=LIMIT, client_order_id=None):
+        """Send an EnterOrder; its client order id."""
+        if client_order_id is None:
+            client_order_id = self.next_id
+            self.next_id += 1
+        self.send(p.EnterOrder(client_order_id, symbol, side, order_type, tif, price, quantity))
+        return client_order_id
+
+    def accepted(self, symbol, side, price, quantity, tif=GTC):
+        """Enter an order that must rest; its OrderAccepted."""
+        client_order_id = self.order(symbol, side, price, quantity, tif)
+        reply = self.one()
+        assert isinstance(reply, p.OrderAccepted) and reply.client_order_id == client_order_id, reply
+        return reply
+
+    def rejected(self, *args, **kwargs):
+        """Enter an order that must be rejected; the reason."""
+        client_order_id = self.order(*args, **kwargs)
+        reply = self.one()
+        assert isinstance(reply, p.OrderRejected) and reply.client_order_id == client_order_id, reply
+        assert reply.text == reply.reason.text or reply.reason < 3000, reply
+        return reply.reason
+
+    def open_orders(self):
+        self.send(p.QueryOpenOrders(77))
+        reply = self.one()
+        assert isinstance(reply, p.OpenOrders) and reply.request_id == 77, reply
+        return reply.orders
+
+    def positions(self):
+        self.send(p.QueryPositions(78))
+        reply = self.one()
+        assert isinstance(reply, p.Positions) and reply.request_id == 78, reply
+        return reply
+
+    def book(self, symbol="ACME"):
+        self.send(p.QueryBook(79, symbol, 10))
+        reply = self.one()
+        assert isinstance(reply, p.Book) and reply.request_id == 79, reply
+        return reply.bids, reply.asks
+
+
+@pytest.fixture
+def exchange(tmp_path):
+    """A fresh exchange for one test."""
+    exchange = Exchange(tmp_path)
+    yield exchange
+    exchange.close()
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One exchange for the tests that leave no resting orders behind."""
+    exchange = Exchange(tmp_path_factory.mktemp("shared"))
+    yield exchange
+    exchange.close()
+
+
+def is_exchange_id(order_id):
+    return order_id >> 48 == TES_ID and order_id & ((1 << 48) - 1) > 0
+
+
+# ================================================================ sessions
+
+
+def test_logon_with_the_right_key_is_accepted(shared):
+    client = shared.client()
+    assert client.logon("alice") == p.LogonAccepted("alice", 1000, 5000)
+
+
+@pytest.mark.parametrize("trader, key", [("alice", "bob-demo-key"), ("alice", "alice-demo-key "), ("nobody", "x")])
+def test_logon_with_a_wrong_key_or_trader_is_refused_bad_credentials(shared, trader, key):
+    client = shared.client()
+    client.send(p.Logon(trader, key))
+    assert client.one() == p.LogonRejected(R.BAD_CREDENTIALS, R.BAD_CREDENTIALS.text)
+    client.send(p.QueryPositions(1))
+    assert client.one().reason is R.NOT_LOGGED_ON
+
+
+def test_logon_with_an_empty_key_is_malformed(shared):
+    client = shared.client()
+    client.send_raw(msgspec.msgpack.encode([["Logon", "alice", "", False]]))
+    assert client.one().reason is R.MALFORMED_MESSAGE
+
+
+def test_requests_before_logon_are_refused_not_logged_on(shared):
+    client = shared.client()
+    client.send(p.EnterOrder(1, "ACME", BUY, LIMIT, GTC, 10_000, 1), p.QueryPositions(1), p.MassCancel(), p.Logout())
+    assert client.read(4) == [p.SessionRejected(R.NOT_LOGGED_ON, R.NOT_LOGGED_ON.text)] * 4
+
+
+def test_second_logon_on_a_session_is_refused_already_logged_on(shared):
+    client = shared.client("bob")
+    client.send(p.Logon("bob", "bob-demo-key"))
+    assert client.one() == p.LogonRejected(R.ALREADY_LOGGED_ON, R.ALREADY_LOGGED_ON.text)
+
+
+def test_logon_from_a_new_connection_takes_over_the_session(exchange):
+    old = exchange.client("alice")
+    new = exchange.client("alice")
+    assert isinstance(old.one(), p.LoggedOut)
+    accepted = new.accepted("ACME", BUY, 9_990, 1)
+    old.quiet(0.2)
+    new.send(p.CancelOrder(50, accepted.order_id))
+    assert new.one() == p.OrderCanceled(50, accepted.order_id, "ACME", 1, CancelReason.REQUESTED)
+
+
+def test_logout_answers_logged_out_and_ends_the_session(shared):
+    client = shared.client("mm1")
+    client.send(p.Logout())
+    assert client.one() == p.LoggedOut("logged out")
+    client.send(p.QueryPositions(1))
+    assert client.one().reason is R.NOT_LOGGED_ON
+
+
+# ================================================================ trading
+
+
+def test_trade_between_two_traders_reports_every_step_and_books_positions(exchange):
+    alice, bob = exchange.client("alice"), exchange.client("bob")
+
+    sell = alice.accepted("ACME", SELL, 10_050, 10)
+    assert sell == p.OrderAccepted(1, sell.order_id, "ACME", SELL, LIMIT, GTC, 10_050, 10)
+    assert is_exchange_id(sell.order_id)
+
+    bob.order("ACME", BUY, 10_060, 4)
+    accepted, filled = bob.read(2)
+    assert accepted == p.OrderAccepted(1, accepted.order_id, "ACME", BUY, LIMIT, GTC, 10_060, 4)
+    assert accepted.order_id > sell.order_id
+    assert filled == p.OrderFilled(1, accepted.order_id, "ACME", BUY, 10_050, 4, 0, 1, True)
+    assert alice.one() == p.OrderFilled(1, sell.order_id, "ACME", SELL, 10_050, 4, 6, 1, False)
+
+    bob.order("ACME", BUY, 10_050, 10, IOC)
+    accepted, filled, canceled = bob.read(3)
+    assert accepted == p.OrderAccepted(2, accepted.order_id, "ACME", BUY, LIMIT, IOC, 10_050, 10)
+    assert filled == p.OrderFilled(2, accepted.order_id, "ACME", BUY, 10_050, 6, 4, 2, True)
+    assert canceled == p.OrderCanceled(2, accepted.order_id, "ACME", 4, CancelReason.UNFILLED)
+    assert alice.one() == p.OrderFilled(1, sell.order_id, "ACME", SELL, 10_050, 6, 0, 2, False)
+
+    # alice buys half back higher: she realizes a loss, bob the same gain
+    resting = bob.accepted("ACME", SELL, 10_100, 5)
+    alice.order("ACME", BUY, 10_100, 5, IOC)
+    accepted, filled = alice.read(2)
+    assert filled == p.OrderFilled(2, accepted.order_id, "ACME", BUY, 10_100, 5, 0, 3, True)
+    assert bob.one() == p.OrderFilled(3, resting.order_id, "ACME", SELL, 10_100, 5, 0, 3, False)
+
+    assert alice.positions() == p.Positions(78, 50_000, [p.Position("ACME", -5, 10_050.0, -250, -250, 10_100)])
+    assert bob.positions() == p.Positions(78, -50_000, [p.Position("ACME", 5, 10_050.0, 250, 250, 10_100)])
+    assert alice.open_orders() == [] and bob.open_orders() == []
+    assert bob.book() == ([], [])
+    alice.quiet(0.2)
+    bob.quiet(0.0)
+
+
+def test_reports_reach_the_maker_only_once_when_both_sides_are_the_same_trader(exchange):
+    alice = exchange.client("alice")
+    sell = alice.accepted("ACME", SELL, 10_000, 3)
+    alice.order("ACME", BUY, 10_000, 3, IOC)
+    accepted, first, second = alice.read(3)
+    assert {(m.order_id, m.aggressor, m.leaves) for m in (first, second)} == {
+        (sell.order_id, False, 0), (accepted.order_id, True, 0)}
+    alice.quiet(0.2)
+    positions = alice.positions()
+    assert (positions.cash, positions.positions[0].quantity, positions.positions[0].realized_pnl) == (0, 0, 0)
+
+
+def test_cancel_replace_and_mass_cancel_of_own_orders(exchange):
+    alice, bob = exchange.client("alice"), exchange.client("bob")
+    first = alice.accepted("ACME", BUY, 9_990, 5)
+    second = alice.accepted("ACME", BUY, 9_980, 5)
+    third = alice.accepted("BOLT", SELL, 25_100, 20)
+
+    alice.send(p.CancelOrder(10, first.order_id))
+    assert alice.one() == p.OrderCanceled(10, first.order_id, "ACME", 5, CancelReason.REQUESTED)
+    alice.send(p.CancelOrder(11, first.order_id))
+    assert alice.one() == p.CancelRejected(11, first.order_id, R.UNKNOWN_ORDER, R.UNKNOWN_ORDER.text)
+
+    alice.send(p.ReplaceOrder(12, second.order_id, 9_980, 3))
+    assert alice.one() == p.OrderReplaced(12, second.order_id, "ACME", 9_980, 3, True)
+    alice.send(p.ReplaceOrder(13, second.order_id, 9_985, 4))
+    assert alice.one() == p.OrderReplaced(13, second.order_id, "ACME", 9_985, 4, False)
+    alice.send(p.ReplaceOrder(14, second.order_id, 9_985, 100_001))
+    assert alice.one() == p.ReplaceRejected(14, second.order_id, R.QUANTITY_ABOVE_MAXIMUM,
+                                            R.QUANTITY_ABOVE_MAXIMUM.text)
+    alice.send(p.ReplaceOrder(15, 12345, 9_985, 4))
+    assert alice.one() == p.ReplaceRejected(15, 12345, R.UNKNOWN_ORDER, R.UNKNOWN_ORDER.text)
+
+    # someone else's order is unknown to bob, and untouched
+    bob.send(p.CancelOrder(1, second.order_id), p.ReplaceOrder(2, third.order_id, 25_000, 10))
+    assert [(type(m), m.reason) for m in bob.read(2)] == [(p.CancelRejected, R.UNKNOWN_ORDER),
+                                                          (p.ReplaceRejected, R.UNKNOWN_ORDER)]
+    assert bob.book() == ([(9_985, 4, 1)], [])
+
+    assert alice.open_orders() == [p.OpenOrder(2, second.order_id, "ACME", BUY, GTC, 9_985, 4, 0),
+                                   p.OpenOrder(3, third.order_id, "BOLT", SELL, GTC, 25_100, 20, 0)]
+    alice.send(p.MassCancel("BOLT"))
+    assert alice.read(2) == [p.MassCancelDone("BOLT", 1),
+                             p.OrderCanceled(3, third.order_id, "BOLT", 20, CancelReason.MASS_CANCEL)]
+    alice.send(p.MassCancel())
+    assert alice.read(2) == [p.MassCancelDone("", 1),
+                             p.OrderCanceled(2, second.order_id, "ACME", 4, CancelReason.MASS_CANCEL)]
+    alice.send(p.MassCancel())
+    assert alice.one() == p.MassCancelDone("", 0)
+    assert alice.open_orders() == []
+
+
+def test_book_rejects_are_relayed_with_their_code(exchange):
+    alice = exchange.client("alice")
+    assert alice.rejected("ACME", BUY, 0, 5, GTC, MARKET) is R.MARKET_ORDER_CANNOT_REST
+    assert alice.rejected("ACME", BUY, 10_000, 5, FOK) is R.FOK_NOT_FILLABLE
+    alice.order("ACME", SELL, 0, 5, IOC, MARKET)
+    accepted, canceled = alice.read(2)
+    assert canceled == p.OrderCanceled(3, accepted.order_id, "ACME", 5, CancelReason.UNFILLED)
+
+
+def test_price_band_follows_the_last_trade(exchange):
+    alice, bob = exchange.client("alice"), exchange.client("bob")
+    assert alice.rejected("ACME", SELL, 11_001, 1) is R.PRICE_OUTSIDE_BAND  # reference 10,000 +- 10%
+    alice.accepted("ACME", SELL, 11_000, 1)
+    bob.order("ACME", BUY, 11_000, 1, IOC)
+    bob.read(2)
+    alice.one()
+    alice.accepted("ACME", SELL, 12_100, 1)  # now centred on 11,000
+    assert alice.rejected("ACME", SELL, 9_899, 1) is R.PRICE_OUTSIDE_BAND
+
+
+def test_open_orders_limit(exchange):
+    tight = exchange.client("tight")
+    tight.accepted("ACME", BUY, 9_000, 1)
+    second = tight.accepted("ACME", BUY, 9_001, 1)
+    assert tight.rejected("ACME", BUY, 9_002, 1) is R.OPEN_ORDERS_LIMIT
+    tight.send(p.CancelOrder(9, second.order_id))
+    tight.one()
+    tight.accepted("ACME", BUY, 9_002, 1)
+
+
+# ================================================================ validation (shared exchange)
+
+
+@pytest.mark.parametrize(
+    "trader, symbol, side, price, quantity, tif, order_type, reason",
+    [
+        ("alice", "NOPE", BUY, 10_000, 1, GTC, LIMIT, R.UNKNOWN_SYMBOL),
+        ("alice", "BOLT", BUY, 25_001, 10, GTC, LIMIT, R.PRICE_OFF_TICK),
+        ("alice", "BOLT", BUY, 25_000, 15, GTC, LIMIT, R.QUANTITY_OFF_LOT),
+        ("alice", "BOLT", BUY, 25_000, 0, GTC, LIMIT, R.QUANTITY_BELOW_MINIMUM),
+        ("alice", "ACME", BUY, 10_000, 100_001, GTC, LIMIT, R.QUANTITY_ABOVE_MAXIMUM),
+        ("alice", "ACME", BUY, 11_001, 1, GTC, LIMIT, R.PRICE_OUTSIDE_BAND),
+        ("alice", "ACME", SELL, 8_999, 1, GTC, LIMIT, R.PRICE_OUTSIDE_BAND),
+        ("tight", "ACME", BUY, 9_000, 101, GTC, LIMIT, R.ORDER_QUANTITY_LIMIT),
+        ("tight", "ACME", BUY, 10_001, 100, GTC, LIMIT, R.NOTIONAL_LIMIT),
+        ("tight", "BOLT", BUY, 0, 50, IOC, MARKET, R.NOTIONAL_LIMIT),  # valued at the reference 25,000
+    ],
+)
+def test_validation_and_risk_rejects_carry_their_code(shared, trader, symbol, side, price, quantity, tif,
+                                                      order_type, reason):
+    client = shared.client(trader)
+    assert client.rejected(symbol, side, price, quantity, tif, order_type) is reason
+
+
+def test_market_order_within_the_notional_limit_goes_to_the_book(shared):
+    tight = shared.client("tight")
+    tight.order("ACME", BUY, 0, 100, IOC, MARKET)  # 100 x reference 10,000 = the limit exactly
+    accepted, canceled = tight.read(2)
+    assert isinstance(accepted, p.OrderAccepted)
+    assert canceled == p.OrderCanceled(1, accepted.order_id, "ACME", 100, CancelReason.UNFILLED)
+
+
+def test_duplicate_client_order_id_in_a_session(shared):
+    client = shared.client("mm2")
+    client.send(p.EnterOrder(7, "NOPE", BUY, LIMIT, GTC, 1, 1), p.EnterOrder(7, "NOPE", BUY, LIMIT, GTC, 1, 1))
+    assert [m.reason for m in client.read(2)] == [R.UNKNOWN_SYMBOL, R.DUPLICATE_CLIENT_ORDER_ID]
+
+
+def test_message_rate_limit(shared):
+    client = shared.client("slow")
+    client.send(*[p.EnterOrder(i, "NOPE", BUY, LIMIT, GTC, 1, 1) for i in range(5)])
+    assert [m.reason for m in client.read(5)] == [R.UNKNOWN_SYMBOL] * 3 + [R.MESSAGE_RATE_LIMIT] * 2
+    client.send(p.CancelOrder(9, 1), p.QueryPositions(3))
+    assert [(type(m), m.reason) for m in client.read(2)] == [
+        (p.CancelRejected, R.MESSAGE_RATE_LIMIT), (p.QueryRejected, R.MESSAGE_RATE_LIMIT)]
+    time.sleep(0.4)
+    client.send(p.EnterOrder(10, "NOPE", BUY, LIMIT, GTC, 1, 1))
+    assert client.one().reason is R.UNKNOWN_SYMBOL
+
+
+# ================================================================ queries
+
+
+def test_queries(shared):
+    client = shared.client("flow1")
+    client.send(p.QueryInstruments(5))
+    instruments = client.one()
+    assert instruments.request_id == 5
+    assert [i.symbol for i in instruments.instruments] == ["ACME", "BOLT"]
+    assert instruments.instruments[1] == Instrument("BOLT", tick_size=5, lot_size=10, min_quantity=10,
+                                                    max_quantity=100_000, price_band_bps=1000, price_scale=100)
+    assert client.positions() == p.Positions(78, 0, [])
+    assert client.open_orders() == []
+    client.send(p.QueryBook(6, "NOPE", 5))
+    assert client.one() == p.QueryRejected(6, R.UNKNOWN_SYMBOL, R.UNKNOWN_SYMBOL.text)
+    resting = client.accepted("BOLT", BUY, 24_000, 30)
+    client.send(p.QueryBook(7, "BOLT", 5))
+    book = client.one()
+    assert (book.request_id, book.symbol, book.bids) == (7, "BOLT", [(24_000, 30, 1)])
+    client.send(p.CancelOrder(8, resting.order_id))
+    client.one()
+
+
+# ================================================================ bad input
+
+
+def garbage():
+    return [
+        [b""],
+        [os.urandom(64)],
+        [b"\x91"],
+        [msgspec.msgpack.encode({"a": 1})],
+        [msgspec.msgpack.encode([["NoSuchMessage", 1]])],
+        [msgspec.msgpack.encode([["EnterOrder", "x", "ACME", 0, 0, 0, 1, 1]])],
+        [msgspec.msgpack.encode([["EnterOrder", 1, "ACME", 7, 0, 0, 1, 1]])],
+        [REQUESTS.encode([p.Heartbeat()]), b"extra"],
+        [msgspec.msgpack.encode([["Heartbeat"]] * (p.MAX_BATCH + 1))],
+        [b"\x00" * (p.MAX_FRAME_BYTES + 1)],
+    ]
+
+
+def test_garbage_is_refused_per_frame_and_trading_goes_on(exchange):
+    stranger = exchange.client()
+    for frames in garbage():
+        stranger.send_raw(*frames)
+    replies = stranger.read(len(garbage()))
+    assert all(isinstance(m, p.SessionRejected) for m in replies)
+    assert [m.reason for m in replies] == [R.MALFORMED_MESSAGE] * 8 + [R.FRAME_TOO_LARGE] * 2
+
+    alice, bob = exchange.client("alice"), exchange.client("bob")
+    for frames in garbage():
+        alice.send_raw(*frames)
+    assert all(isinstance(m, p.SessionRejected) for m in alice.read(len(garbage())))
+    sell = alice.accepted("ACME", SELL, 10_000, 2)  # the session survived its own garbage
+    bob.order("ACME", BUY, 10_000, 2, IOC)
+    assert bob.read(2)[1].quantity == 2
+    assert alice.one().order_id == sell.order_id
+    assert exchange.tes.process.poll() is None
+
+
+def test_oversized_frame_drops_only_that_connection(exchange):
+    big = exchange.client()
+    big.send_raw(b"\x00" * (8 * p.MAX_FRAME_BYTES))
+    alice = exchange.client("alice")
+    alice.accepted("ACME", SELL, 10_000, 1)
+
+
+# ================================================================ liveness, availability, shutdown
+
+
+def test_heartbeats_and_cancel_on_disconnect_after_timeout(tmp_path):
+    exchange = Exchange(tmp_path, EXCHANGE__TES__HEARTBEAT_MS="100", EXCHANGE__TES__SESSION_TIMEOUT_MS="600")
+    try:
+        leaver = exchange.client("alice", cancel_on_disconnect=True)
+        keeper = exchange.client("bob")
+        leaver.accepted("ACME", BUY, 9_990, 5)
+        keeper.accepted("ACME", BUY, 9_980, 7)
+        deadline = time.monotonic() + 0.9  # bob keeps his session alive, alice goes silent
+        while time.monotonic() < deadline:
+            keeper.send(p.Heartbeat())
+            time.sleep(0.1)
+        assert leaver.one() == p.LoggedOut("session timed out: nothing received within the session timeout")
+        assert leaver.heartbeats >= 3
+        keeper.send(p.QueryBook(1, "ACME", 5))
+        assert keeper.one().bids == [(9_980, 7, 1)]
+        leaver.send(p.QueryOpenOrders(1))
+        assert leaver.one().reason is R.NOT_LOGGED_ON
+        again = exchange.client("alice")
+        assert again.open_orders() == []
+        assert exchange.tes.stop() == 0
+    finally:
+        exchange.close()
+
+
+def test_logout_with_cancel_on_disconnect_cancels_open_orders(exchange):
+    alice = exchange.client("alice", cancel_on_disconnect=True)
+    alice.accepted("ACME", BUY, 9_990, 5)
+    alice.send(p.Logout())
+    assert alice.one() == p.LoggedOut("logged out")
+    bob = exchange.client("bob")
+    assert bob.book() == ([], [])
+
+
+def test_orders_wait_for_the_book_server_then_trade(tmp_path):
+    exchange = Exchange(tmp_path, obs=False)
+    try:
+        alice = exchange.client("alice")
+        assert alice.rejected("ACME", BUY, 10_000, 1) is R.BOOK_UNAVAILABLE
+        alice.send(p.QueryBook(1, "ACME", 5))
+        assert alice.one() == p.QueryRejected(1, R.BOOK_UNAVAILABLE, R.BOOK_UNAVAILABLE.text)
+        exchange.start_obs()
+        deadline = time.monotonic() + 10
+        while True:
+            alice.order("ACME", BUY, 10_000, 1)
+            reply = alice.one()
+            if isinstance(reply, p.OrderAccepted):
+                break
+            assert reply.reason is R.BOOK_UNAVAILABLE and time.monotonic() < deadline
+            time.sleep(0.05)
+        assert is_exchange_id(reply.order_id)
+    finally:
+        exchange.close()
+
+
+def test_order_ids_continue_after_a_tes_restart(exchange):
+    alice = exchange.client("alice")
+    first = alice.accepted("ACME", BUY, 9_990, 1)
+    assert exchange.tes.stop() == 0
+    exchange.start_tes()
+    alice = exchange.client("alice")
+    assert alice.accepted("ACME", BUY, 9_980, 1).order_id == first.order_id + 1
+
+
+def test_sigterm_logs_everyone_out_and_exits_0(exchange):
+    alice = exchange.client("alice")
+    assert exchange.tes.stop() == 0
+    assert alice.one() == p.LoggedOut("the exchange is shutting down")
+    assert exchange.obs.stop() == 0
