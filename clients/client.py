@@ -20,7 +20,7 @@ socket (frames ``[payload]``, each payload a msgpack list of `ClientRequest` /
   unsent.
 
 `MarketDataClient` keeps a local copy of one symbol's book from an OBS's market
-data (PUB ``[topic, payload]``, topic ``SYMBOL.K``) and snapshot service, following
+data (PUB ``[topic, payload]``, topic ``SYMBOL.``) and snapshot service, following
 the clone pattern (zguide ``clonesrv5``); the socket-free `BookSync` holds the
 logic (see its docstring for the guarantees). Neither class is thread-safe: ZeroMQ
 sockets belong to one thread.

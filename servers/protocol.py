@@ -14,7 +14,7 @@ client DEALER -> TES   client requests     `ClientRequest`
 TES ROUTER -> client   replies, reports    `ClientMessage`
 TES DEALER -> OBS      book commands       `ObsRequest`
 OBS ROUTER -> TES      execution results   `ObsReply`
-OBS PUB -> subscriber  market data         `MarketData` (topic ``SYMBOL.K``)
+OBS PUB -> subscriber  market data         `MarketData` (topic ``SYMBOL.``)
 subscriber -> OBS      snapshot request    `SnapshotRequest` / `DepthSnapshot`
 =====================  ==================  =====================================
 
@@ -39,6 +39,7 @@ MAX_BATCH = 10_000
 """At most this many messages in one frame."""
 
 Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+"""Any int64: what the books take (msgpack itself carries integers up to 2**64 - 1)."""
 Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 
@@ -316,7 +317,7 @@ ClientMessage = (
 class Hello(Message):
     """A TES introduces itself; the OBS answers with HelloReply."""
 
-    tes_id: int
+    tes_id: Annotated[int, msgspec.Meta(ge=1, le=65535)]
 
 
 class HelloReply(Message):
@@ -328,24 +329,24 @@ class HelloReply(Message):
 
 class BookSubmit(Message):
     symbol: str
-    order_id: int
-    side: int
-    order_type: int
-    time_in_force: int
-    price: int
-    quantity: int
+    order_id: Id
+    side: Id
+    order_type: Id
+    time_in_force: Id
+    price: Id
+    quantity: Id
 
 
 class BookCancel(Message):
     symbol: str
-    order_id: int
+    order_id: Id
 
 
 class BookReplace(Message):
     symbol: str
-    order_id: int
-    price: int
-    quantity: int
+    order_id: Id
+    price: Id
+    quantity: Id
 
 
 class BookExpireDay(Message):
@@ -355,9 +356,9 @@ class BookExpireDay(Message):
 class BookQuery(Message):
     """Ask for a depth view of a symbol's book (answered with BookView, not journaled)."""
 
-    request_id: int
+    request_id: Id
     symbol: str
-    levels: int
+    levels: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 
 
 ObsRequest = Hello | BookSubmit | BookCancel | BookReplace | BookExpireDay | BookQuery
@@ -445,12 +446,13 @@ class DepthSnapshot(Message):
 
 SnapshotReply = DepthSnapshot | QueryRejected
 
-TOPIC_KINDS = {Quote: b"Q", DepthUpdate: b"D", Trade: b"T"}
-
-
 def topic(message: MarketData) -> bytes:
-    """The PUB topic of a market-data message: ``SYMBOL.K`` (subscribe to ``SYMBOL.`` for all)."""
-    return message.symbol.encode() + b"." + TOPIC_KINDS[type(message)]
+    """The PUB topic of a market-data message: ``SYMBOL.``, one sequenced stream per symbol.
+
+    Quotes, depth updates and trades share the topic because they share the symbol's
+    sequence numbers: a subscriber sees them all, in order, and can detect gaps.
+    """
+    return message.symbol.encode() + b"."
 
 
 class Codec:
