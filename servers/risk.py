@@ -17,8 +17,10 @@ notional                  price x quantity <= ``max_notional`` (ticks x lots); a
 open orders               a new order needs open orders < ``max_open_orders``
 ========================  =============================================================
 
-The message rate is checked first, in the session, for every trading and query
-request; the others only for orders (`check_order`) and replaces (`check_replace`).
+The message rate is checked first, for every order, cancel, replace and query of
+the trader (heartbeats, logon, logout and mass cancel are never throttled: a
+trader can always get out of the market); the other limits only for new orders
+(`check_order`) and replaces (`check_replace`, no open-order count).
 """
 
 from engine.types import RejectReason
