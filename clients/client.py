@@ -231,21 +231,24 @@ class ExchangeClient:
     # ------------------------------------------------------------ queries
 
     def open_orders(self, timeout: float = 5.0) -> list[OpenOrder]:
-        """This trader's open orders.
-
-        The TES answers a long list with several `OpenOrders` pages of one request
-        id, all sent at once; the pages that have arrived when the first is read
-        are joined (the protocol carries no last-page mark to wait for).
-        """
+        """This trader's open orders: every `OpenOrders` page of the answer, up to the ``last`` one."""
         request_id = next(self._request_ids)
-        orders = list(self._query(QueryOpenOrders(request_id), OpenOrders, timeout).orders)
-        self._pending.extend(self._read(0.0))
-        pages = [m for m in self._pending if isinstance(m, OpenOrders) and m.request_id == request_id]
-        if pages:
-            self._pending = deque(m for m in self._pending if not any(m is page for page in pages))
-            for page in pages:
-                orders.extend(page.orders)
-        return orders
+        self.send_batch([QueryOpenOrders(request_id)])
+        deadline = time.monotonic() + timeout
+        orders: list[OpenOrder] = []
+        while True:
+            try:
+                page = self._wait_for(
+                    lambda m: isinstance(m, OpenOrders | QueryRejected) and m.request_id == request_id,
+                    max(0.0, deadline - time.monotonic()),
+                )
+            except RequestTimeout:
+                raise RequestTimeout(f"open orders incomplete after {timeout}s ({len(orders)} received)") from None
+            if isinstance(page, QueryRejected):
+                raise RequestRejected(page.reason, page.text)
+            orders.extend(page.orders)
+            if page.last:
+                return orders
 
     def positions(self, timeout: float = 5.0) -> Positions:
         return self._query(QueryPositions(next(self._request_ids)), Positions, timeout)

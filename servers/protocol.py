@@ -242,8 +242,11 @@ class OpenOrder(msgspec.Struct, frozen=True, gc=False, array_like=True):
 
 
 class OpenOrders(Message):
+    """One page of a QueryOpenOrders answer; a long answer is several pages, the final one ``last``."""
+
     request_id: int
     orders: list[OpenOrder]
+    last: bool = True
 
 
 class Position(msgspec.Struct, frozen=True, gc=False, array_like=True):

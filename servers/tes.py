@@ -463,8 +463,10 @@ class TradingEngineServer:
         match query:
             case p.QueryOpenOrders(request_id):
                 orders = [order.open_order() for order in self.orders.open_orders(session.trader_id)]
-                for start in range(0, max(len(orders), 1), OPEN_ORDERS_PAGE):
-                    out.append(p.OpenOrders(request_id, orders[start:start + OPEN_ORDERS_PAGE]))
+                starts = range(0, max(len(orders), 1), OPEN_ORDERS_PAGE)
+                for start in starts:
+                    page = orders[start:start + OPEN_ORDERS_PAGE]
+                    out.append(p.OpenOrders(request_id, page, start == starts[-1]))
             case p.QueryPositions(request_id):
                 portfolio = self.accounts[session.trader_id].portfolio
                 out.append(p.Positions(request_id, portfolio.cash, portfolio.positions(self.last_prices)))

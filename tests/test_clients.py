@@ -243,15 +243,16 @@ def test_a_query_keeps_other_messages_for_receive_in_order(tes):
     client.close()
 
 
-def test_open_orders_joins_the_pages_of_one_answer(tes):
+def test_open_orders_waits_for_the_last_page_of_one_answer(tes):
     client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
     orders = [p.OpenOrder(i, 100 + i, "ACME", BUY, GTC, 99, 1, 0) for i in range(5)]
     other = p.OrderCanceled(9, 109, "ACME", 1, 0)
 
     def server():
         [query] = tes.read()
-        tes.send(p.OpenOrders(query.request_id, orders[:2]), other, p.OpenOrders(query.request_id, orders[2:4]),
-                 p.OpenOrders(query.request_id, orders[4:]))
+        tes.send(p.OpenOrders(query.request_id, orders[:2], False), other)
+        time.sleep(0.2)
+        tes.send(p.OpenOrders(query.request_id, orders[2:4], False), p.OpenOrders(query.request_id, orders[4:]))
 
     answer_in_thread(server)
     assert client.open_orders(5.0) == orders
