@@ -44,8 +44,6 @@ from config.settings import Config, ConfigError, ShardConfig
 from engine.types import RejectReason
 from servers.journal import write_snapshot
 from servers.protocol import (
-    MAX_BATCH,
-    MAX_FRAME_BYTES,
     BookQuery,
     Codec,
     CommandRefused,
@@ -55,6 +53,7 @@ from servers.protocol import (
     ObsRequest,
     QueryRejected,
     SnapshotRequest,
+    encode_frames,
     topic,
 )
 from servers.shard import JOURNALED, RecoveryError, recover
@@ -278,33 +277,6 @@ class OrderBookServer:
         if now - self._warned_at >= WARN_EVERY_S:
             self._warned_at = now
             log.warning("dropped malformed input (%d so far): %.200s", self.dropped, reason)
-
-
-def encode_frames(encode, messages: list) -> list[bytes]:
-    """``messages`` as frames within MAX_BATCH messages and MAX_FRAME_BYTES each.
-
-    A list is split in halves only when it is too big; a single message over the
-    byte limit goes alone (its receiver will refuse it) and is logged. No messages,
-    no frames.
-    """
-    if not messages:
-        return []
-    if len(messages) > MAX_BATCH:
-        return [
-            frame
-            for start in range(0, len(messages), MAX_BATCH)
-            for frame in encode_frames(encode, messages[start : start + MAX_BATCH])
-        ]
-    frame = encode(messages)
-    if len(frame) <= MAX_FRAME_BYTES:
-        return [frame]
-    if len(messages) == 1:
-        log.warning(
-            "a %s of %d bytes exceeds the %d-byte frame limit", type(messages[0]).__name__, len(frame), MAX_FRAME_BYTES
-        )
-        return [frame]
-    half = len(messages) // 2
-    return encode_frames(encode, messages[:half]) + encode_frames(encode, messages[half:])
 
 
 def serve(config: Config, args) -> int:

@@ -24,6 +24,7 @@ last (the messages are positional arrays on the wire). Codecs are built once per
 process from `Codec`.
 """
 
+import logging
 from typing import Annotated
 
 import msgspec
@@ -31,6 +32,8 @@ import msgspec
 from engine.instrument import Instrument
 from engine.messages import Event
 from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+
+log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
@@ -479,6 +482,33 @@ class Codec:
         if len(messages) > MAX_BATCH:
             raise FrameTooLarge(f"{len(messages)} messages > {MAX_BATCH}")
         return messages
+
+
+def encode_frames(encode, messages: list, max_messages: int = MAX_BATCH) -> list[bytes]:
+    """``messages`` as frames of at most ``max_messages`` (<= MAX_BATCH) and MAX_FRAME_BYTES each.
+
+    A list is split in halves only when it is too big; a single message over the
+    byte limit goes alone (its receiver will refuse it) and is logged. No messages,
+    no frames.
+    """
+    if not messages:
+        return []
+    if len(messages) > max_messages:
+        return [
+            frame
+            for start in range(0, len(messages), max_messages)
+            for frame in encode_frames(encode, messages[start : start + max_messages], max_messages)
+        ]
+    frame = encode(messages)
+    if len(frame) <= MAX_FRAME_BYTES:
+        return [frame]
+    if len(messages) == 1:
+        log.warning(
+            "a %s of %d bytes exceeds the %d-byte frame limit", type(messages[0]).__name__, len(frame), MAX_FRAME_BYTES
+        )
+        return [frame]
+    half = len(messages) // 2
+    return encode_frames(encode, messages[:half], max_messages) + encode_frames(encode, messages[half:], max_messages)
 
 
 class FrameTooLarge(ValueError):

@@ -594,12 +594,11 @@ class TradingEngineServer:
             return
         sessions, socket, encode = self.sessions.by_identity, self.clients, self.messages.encode
         for identity, messages in self.outbox.items():
-            for start in range(0, len(messages), FRAME_MESSAGES):
-                for frame in _frames(encode, messages[start:start + FRAME_MESSAGES]):
-                    try:
-                        socket.send_multipart((identity, frame), zmq.NOBLOCK)
-                    except zmq.ZMQError:
-                        self.undelivered += 1
+            for frame in p.encode_frames(encode, messages, FRAME_MESSAGES):
+                try:
+                    socket.send_multipart((identity, frame), zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    self.undelivered += 1
             session = sessions.get(identity)
             if session is not None:
                 session.last_out = now
@@ -639,15 +638,6 @@ def _waiting(socket: zmq.Socket):
             return
         if not get(zmq.EVENTS) & zmq.POLLIN:
             return
-
-
-def _frames(encode, messages: list) -> list[bytes]:
-    """Encode ``messages`` as one frame, or split it until every frame fits MAX_FRAME_BYTES."""
-    frame = encode(messages)
-    if len(frame) <= p.MAX_FRAME_BYTES or len(messages) == 1:
-        return [frame]
-    half = len(messages) // 2
-    return _frames(encode, messages[:half]) + _frames(encode, messages[half:])
 
 
 def serve(config: Config, args=None) -> int:
