@@ -33,6 +33,7 @@ import json
 import sys
 from pathlib import Path
 
+from config.arguments import non_negative_int, positive_int
 from engine import workload
 from engine.book import ReferenceBook
 from engine.replay import summarize, summary_line, timed_replay
@@ -50,27 +51,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
-
-
-def positive_int(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
 
 
 def npy_output(text: str) -> Path:

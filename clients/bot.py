@@ -17,6 +17,7 @@ import time
 
 from clients import runtime
 from clients.client import ExchangeClient, MarketDataClient
+from config.arguments import positive_float
 from config.settings import Config, InstrumentConfig, TraderConfig
 from engine.types import OrderType, RejectReason, Side, TimeInForce
 from servers.protocol import (
@@ -252,7 +253,7 @@ def bot_parser(kind: str, description: str) -> runtime.Parser:
     parser = runtime.Parser(prog=f"main.py -c {kind}", description=description)
     runtime.add_credentials(parser)
     parser.add_argument("--symbol", default="ACME", help="instrument to trade (default: ACME)")
-    parser.add_argument("--duration", type=runtime.positive_float,
+    parser.add_argument("--duration", type=positive_float,
                         help="seconds to run (default: until SIGINT/SIGTERM)")
     parser.add_argument("--seed", type=int, help="random seed (default: unpredictable)")
     return parser

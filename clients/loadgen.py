@@ -49,6 +49,7 @@ import zmq
 
 from clients import runtime
 from clients.client import ClientError, ExchangeClient
+from config.arguments import positive_float, positive_int
 from config.settings import Config
 from engine.types import OrderType, Side, TimeInForce
 from servers.protocol import MAX_BATCH, EnterOrder, LoggedOut, OrderAccepted, OrderFilled, OrderRejected
@@ -203,12 +204,12 @@ def main(config: Config, argv: list[str]) -> int:
 
 def _main(config: Config, argv: list[str]) -> int:
     parser = runtime.Parser(prog="main.py -c loadgen", description="Drive the exchange at a fixed offered rate.")
-    parser.add_argument("--rate", type=runtime.positive_float, required=True, help="offered orders per second")
-    parser.add_argument("--duration", type=runtime.positive_float, required=True, help="seconds of schedule")
-    parser.add_argument("--batch-max", type=runtime.positive_int, default=1000,
+    parser.add_argument("--rate", type=positive_float, required=True, help="offered orders per second")
+    parser.add_argument("--duration", type=positive_float, required=True, help="seconds of schedule")
+    parser.add_argument("--batch-max", type=positive_int, default=1000,
                         help=f"most orders in one frame (default: 1000, at most {MAX_BATCH})")
     parser.add_argument("--symbol", default="ACME", help="instrument (default: ACME)")
-    parser.add_argument("--drain", type=runtime.positive_float, default=5.0,
+    parser.add_argument("--drain", type=positive_float, default=5.0,
                         help="seconds to wait for outstanding answers after the schedule (default: 5)")
     runtime.add_credentials(parser, trader="load")
     args = parser.parse_args(argv)

@@ -24,7 +24,7 @@ entered again. Sizes respect the instrument and the trader's configured limits.
 
 from clients import runtime
 from clients.bot import Bot, BotOrder, bot_parser, run_bot
-from clients.runtime import positive_float, positive_int
+from config.arguments import positive_float, positive_int
 from config.settings import Config
 from engine.types import OrderType, Side, TimeInForce
 from servers.protocol import Trade

@@ -19,6 +19,7 @@ of adding; beyond ``--max-position`` either way it only trades back towards flat
 
 from clients import runtime
 from clients.bot import Bot, bot_parser, run_bot
+from config.arguments import positive_float, positive_int
 from config.settings import Config
 from engine.types import OrderType, Side, TimeInForce
 
@@ -82,11 +83,11 @@ def main(config: Config, argv: list[str]) -> int:
 
 def _main(config: Config, argv: list[str]) -> int:
     parser = bot_parser("random", "Send random limit, IOC and market orders and cancels.")
-    parser.add_argument("--rate", type=runtime.positive_float, default=2.0,
+    parser.add_argument("--rate", type=positive_float, default=2.0,
                         help="actions per second on average (default: 2)")
-    parser.add_argument("--max-open", type=runtime.positive_int, default=20,
+    parser.add_argument("--max-open", type=positive_int, default=20,
                         help="most open orders at once (default: 20)")
-    parser.add_argument("--max-position", type=runtime.positive_int,
+    parser.add_argument("--max-position", type=positive_int,
                         help="largest position either way (default: 100 times the lot size)")
     args = parser.parse_args(argv)
 
