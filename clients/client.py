@@ -38,6 +38,7 @@ from sortedcontainers import SortedDict
 from engine.instrument import Instrument
 from engine.types import OrderType, RejectReason, Side, TimeInForce
 from servers.protocol import (
+    MAX_SERVER_FRAME_BYTES,
     Book,
     CancelOrder,
     ClientMessage,
@@ -130,7 +131,7 @@ class ExchangeClient:
         self._api_key = api_key
         self.cancel_on_disconnect = cancel_on_disconnect
         self._requests = Codec(ClientRequest)
-        self._messages = Codec(ClientMessage)
+        self._messages = Codec(ClientMessage, MAX_SERVER_FRAME_BYTES)
         self._next_order_id = 1
         self._request_ids = itertools.count(1)
         self._pending: deque = deque()

@@ -24,7 +24,6 @@ last (the messages are positional arrays on the wire). Codecs are built once per
 process from `Codec`.
 """
 
-import logging
 from typing import Annotated
 
 import msgspec
@@ -33,11 +32,14 @@ from engine.instrument import Instrument
 from engine.messages import Event
 from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
 
-log = logging.getLogger(__name__)
-
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
-"""A payload frame larger than this is refused unread."""
+"""A payload frame from a client larger than this is refused unread; senders split
+their lists into frames of at most this size where they can (`encode_frames`)."""
+MAX_SERVER_FRAME_BYTES = 1 << 28
+"""The limit on frames a server sends (book replies, market data, snapshots, reports).
+One message can exceed MAX_FRAME_BYTES and cannot be split: a market order sweeping
+20,000 resting orders is one `Executed` of 20,000 fills, a deep book one snapshot."""
 MAX_BATCH = 10_000
 """At most this many messages in one frame."""
 
@@ -465,19 +467,21 @@ class Codec:
     """Encoder and decoder of one direction's frames, built once per process.
 
     ``decode`` raises `msgspec.DecodeError` or `msgspec.ValidationError` on any
-    malformed frame, and `FrameTooLarge` before reading an oversized one.
+    malformed frame, and `FrameTooLarge` before reading one over ``max_frame_bytes``
+    (MAX_FRAME_BYTES for what clients send, MAX_SERVER_FRAME_BYTES for what servers send).
     """
 
-    def __init__(self, union) -> None:
+    def __init__(self, union, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self.encoder = msgspec.msgpack.Encoder()
         self.decoder = msgspec.msgpack.Decoder(list[union])
+        self.max_frame_bytes = max_frame_bytes
 
     def encode(self, messages: list) -> bytes:
         return self.encoder.encode(messages)
 
     def decode(self, frame: bytes) -> list:
-        if len(frame) > MAX_FRAME_BYTES:
-            raise FrameTooLarge(f"{len(frame)} bytes > {MAX_FRAME_BYTES}")
+        if len(frame) > self.max_frame_bytes:
+            raise FrameTooLarge(f"{len(frame)} bytes > {self.max_frame_bytes}")
         messages = self.decoder.decode(frame)
         if len(messages) > MAX_BATCH:
             raise FrameTooLarge(f"{len(messages)} messages > {MAX_BATCH}")
@@ -488,8 +492,8 @@ def encode_frames(encode, messages: list, max_messages: int = MAX_BATCH) -> list
     """``messages`` as frames of at most ``max_messages`` (<= MAX_BATCH) and MAX_FRAME_BYTES each.
 
     A list is split in halves only when it is too big; a single message over the
-    byte limit goes alone (its receiver will refuse it) and is logged. No messages,
-    no frames.
+    byte limit goes alone (a server's receiver takes up to MAX_SERVER_FRAME_BYTES).
+    No messages, no frames.
     """
     if not messages:
         return []
@@ -503,13 +507,10 @@ def encode_frames(encode, messages: list, max_messages: int = MAX_BATCH) -> list
     if len(frame) <= MAX_FRAME_BYTES:
         return [frame]
     if len(messages) == 1:
-        log.warning(
-            "a %s of %d bytes exceeds the %d-byte frame limit", type(messages[0]).__name__, len(frame), MAX_FRAME_BYTES
-        )
         return [frame]
     half = len(messages) // 2
     return encode_frames(encode, messages[:half], max_messages) + encode_frames(encode, messages[half:], max_messages)
 
 
 class FrameTooLarge(ValueError):
-    """A frame over MAX_FRAME_BYTES or MAX_BATCH messages."""
+    """A frame over its codec's byte limit or MAX_BATCH messages."""

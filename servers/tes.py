@@ -131,7 +131,7 @@ class TradingEngineServer:
         self.requests = p.Codec(p.ClientRequest)
         self.messages = p.Codec(p.ClientMessage)
         self.book_requests = p.Codec(p.ObsRequest)
-        self.book_replies = p.Codec(p.ObsReply)
+        self.book_replies = p.Codec(p.ObsReply, p.MAX_SERVER_FRAME_BYTES)
 
         self.outbox: defaultdict[bytes, list] = defaultdict(list)
         self.queries: dict[int, tuple[bytes, int]] = {}

@@ -2,7 +2,8 @@
 
 The exchange runs on the shipped configuration plus a few test traders (appended
 to a copy of ``config/exchange.toml``, their keys hashed with few iterations):
-``tight`` has small risk limits and ``slow`` a message rate of 3 a second. Tests
+``tight`` has small risk limits, ``slow`` a message rate of 3 a second and ``deep``
+and ``sweeper`` limits high enough to build and sweep a book of tens of thousands of orders. Tests
 that trade get a fresh exchange; the validation and query tests share one.
 """
 
@@ -15,6 +16,7 @@ import zmq
 from procs import REPO, Role, endpoint, exchange_env
 
 from engine.instrument import Instrument
+from engine.messages import OrderFilled
 from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p
 from servers.auth import hash_api_key
@@ -37,11 +39,25 @@ max_open_orders = 2
 max_messages_per_second = 1000
 
 [[traders]]
+trader_id = "deep"
+api_key_hash = "{hash_api_key("deep-key", iterations=1000)}"
+max_order_quantity = 100000
+max_notional = 10000000000
+max_open_orders = 100000
+max_messages_per_second = 1000000
+
+[[traders]]
+trader_id = "sweeper"
+api_key_hash = "{hash_api_key("sweeper-key", iterations=1000)}"
+max_order_quantity = 100000
+max_notional = 10000000000
+
+[[traders]]
 trader_id = "slow"
 api_key_hash = "{hash_api_key("slow-key", iterations=1000)}"
 max_messages_per_second = 3
 """
-KEYS = {"tight": "tight-key", "slow": "slow-key"}
+KEYS = {"tight": "tight-key", "slow": "slow-key", "deep": "deep-key", "sweeper": "sweeper-key"}
 
 
 def config_env(tmp_path, **overrides):
@@ -293,6 +309,29 @@ def test_reports_reach_the_maker_only_once_when_both_sides_are_the_same_trader(e
     alice.quiet(0.2)
     positions = alice.positions()
     assert (positions.cash, positions.positions[0].quantity, positions.positions[0].realized_pnl) == (0, 0, 0)
+
+
+def test_a_sweep_whose_book_reply_exceeds_the_client_frame_limit_is_reported_in_full(exchange):
+    """One market order fills 25,000 makers: its one Executed is over MAX_FRAME_BYTES."""
+    makers, count = exchange.client("deep"), 25_000
+    for start in range(0, count, 5_000):
+        makers.send(*[p.EnterOrder(i + 1, "ACME", SELL, LIMIT, GTC, 10_000 + i % 500, 1)
+                      for i in range(start, start + 5_000)])
+    accepted = makers.read(count, timeout=60)
+    assert all(isinstance(m, p.OrderAccepted) for m in accepted)
+    fills = [OrderFilled(m.order_id, 2**48, m.price, 1, 0, count - i, BUY, i) for i, m in enumerate(accepted)]
+    assert len(p.Codec(p.ObsReply).encode([p.Executed(1, "ACME", fills)])) > p.MAX_FRAME_BYTES
+
+    taker = exchange.client("sweeper")
+    taker.order("ACME", BUY, 0, count, IOC, MARKET)
+    reports = taker.read(1 + count, timeout=60)
+    assert isinstance(reports[0], p.OrderAccepted)
+    assert [(m.price, m.quantity, m.leaves) for m in reports[1:]] == [
+        (price, 1, count - 1 - i) for i, price in enumerate(sorted(10_000 + i % 500 for i in range(count)))]
+    maker_fills = makers.read(count, timeout=60)
+    assert sorted(m.order_id for m in maker_fills) == sorted(m.order_id for m in accepted)
+    assert taker.positions().positions[0].quantity == count
+    assert makers.open_orders() == []
 
 
 def test_cancel_replace_and_mass_cancel_of_own_orders(exchange):
