@@ -15,8 +15,11 @@ Outgoing lists are split only to stay within MAX_BATCH messages and MAX_FRAME_BY
 
 Conversation with a TES
 -----------------------
-- ``Hello(tes_id)``: the OBS remembers the sender's identity for ``tes_id`` and answers
-  ``HelloReply(symbols, max_order_id, last_sequence)``. Commands before Hello are served.
+- ``Hello(tes_id, seen)``: the OBS remembers the sender's identity for ``tes_id``, sends
+  again the kept replies after sequence ``seen`` that concern the TES (`Shard.replay`:
+  what a broken connection or a crash of this OBS kept from it) and then answers
+  ``HelloReply(symbols, max_order_id, last_sequence, replay_complete)``. Commands before
+  Hello are served.
 - BookSubmit, BookCancel, BookReplace and BookExpireDay on a symbol of the shard take the
   next shard sequence, are journaled, run and answered with ``Executed(sequence, symbol,
   events)``: to the sender and, once per command, to each TES (``order_id >> 48``) that
@@ -174,18 +177,22 @@ class OrderBookServer:
         market_data: list = []
         for identity, message, sequence in work:
             if sequence:
-                executed, owners = state.execute(sequence, message, market_data)
+                executed, concerned = state.execute(sequence, message, market_data)
                 reply(identity, executed)
-                if owners:
-                    sent = {identity}
-                    for tes_id in owners:
-                        destination = self.tes.get(tes_id)
-                        if destination is not None and destination not in sent:
-                            sent.add(destination)
-                            reply(destination, executed)
+                sent = {identity}
+                for tes_id in concerned:
+                    destination = self.tes.get(tes_id)
+                    if destination is not None and destination not in sent:
+                        sent.add(destination)
+                        reply(destination, executed)
             elif type(message) is Hello:
                 self.tes[message.tes_id] = identity
-                reply(identity, HelloReply(self.symbols, state.max_order_id(message.tes_id), state.sequence))
+                complete = True
+                if message.seen is not None:
+                    replayed, complete = state.replay(message.tes_id, message.seen)
+                    for executed in replayed:
+                        reply(identity, executed)
+                reply(identity, HelloReply(self.symbols, state.max_order_id(message.tes_id), state.sequence, complete))
             elif type(message) is BookQuery:
                 feed = feeds.get(message.symbol)
                 if feed is None:

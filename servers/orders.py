@@ -134,6 +134,23 @@ class OrderRegistry:
             self._forget_if_done(order)
         reports.extend(reversed(undone))
 
+    def in_flight(self, symbols: set[str]) -> int:
+        """How many orders in ``symbols`` await the answer to a command (submission, cancel, replace)."""
+        return sum(1 for order in self.orders.values()
+                   if order.symbol in symbols and ((not order.accepted and not order.closed) or order.requests))
+
+    def abandon(self, symbols: set[str], reports: list[Report]) -> None:
+        """Refuse (BOOK_UNAVAILABLE) every command in flight on ``symbols``: their book will
+        never answer them (it restarted without them, and has replayed every answer it had)."""
+        reason = RejectReason.BOOK_UNAVAILABLE
+        for order in [order for order in self.orders.values() if order.symbol in symbols]:
+            if not order.accepted and not order.closed:
+                reports.append((order.trader_id, p.OrderRejected(order.client_order_id, reason, reason.text)))
+                order.requests = None
+                self._close(order)
+            while order.requests:
+                self._answer(order, reason, reason.text, reports)
+
     # ---------------------------------------------------------------- answers from a book
 
     def refused(self, refusal: p.CommandRefused, reports: list[Report]) -> None:

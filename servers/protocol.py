@@ -323,9 +323,12 @@ ClientMessage = (
 
 
 class Hello(Message):
-    """A TES introduces itself; the OBS answers with HelloReply."""
+    """A TES introduces itself; the OBS answers with the replies it missed, then HelloReply."""
 
     tes_id: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+    seen: Id | None = None
+    """The last shard sequence this TES received a reply for: the OBS first sends again
+    every reply after it that concerns the TES. None: a TES with nothing in flight."""
 
 
 class HelloReply(Message):
@@ -333,6 +336,9 @@ class HelloReply(Message):
     max_order_id: int
     """The largest order id the OBS ever accepted with this TES's id prefix (0 if none)."""
     last_sequence: int
+    replay_complete: bool = True
+    """Every reply after ``Hello.seen`` was sent again; False: the OBS's history did not
+    reach back that far, so some commands the TES sent have an unknown outcome."""
 
 
 class BookSubmit(Message):

@@ -7,10 +7,17 @@ books, the market-data sequences, last prices and order-id high-water marks equa
 the ones before it: the handler reads no clock and no I/O.
 
 Order ids are ``(tes_id << 48) | counter``: the id's top bits name the TES that
-owns the order.
+owns the order, and that sent every command naming it.
+
+The shard keeps its last `REPLAY_WINDOW` replies with the TES ids each concerns
+(`history`), built by the live loop and by recovery alike, so a TES that lost
+replies (its connection broke, or this OBS was killed and restarted) gets them
+again with `replay`.
 """
 
 import logging
+from collections import deque
+from itertools import islice
 from pathlib import Path
 from typing import get_args
 
@@ -30,6 +37,8 @@ TES_SHIFT = 48
 BookCommand = BookSubmit | BookCancel | BookReplace | BookExpireDay
 """The commands that are sequenced and journaled."""
 JOURNALED = frozenset(get_args(BookCommand))
+REPLAY_WINDOW = 65_536
+"""Replies kept for `Shard.replay`: well over any turn's worth of commands in flight."""
 
 
 class RecoveryError(RuntimeError):
@@ -45,6 +54,8 @@ class Shard:
         """The sequence of the last command executed (0 before any)."""
         self.restored_sequence = sequence
         """The sequence of the snapshot this shard was restored from (0: built empty)."""
+        self.history: deque[tuple[int, Executed, set[int]]] = deque(maxlen=REPLAY_WINDOW)
+        """(sequence, reply, concerned TES ids) of the latest commands executed, consecutive."""
         self._max_ids = max_ids or {}
 
     @classmethod
@@ -54,9 +65,10 @@ class Shard:
     def execute(self, sequence: int, command, market_data: list) -> tuple[Executed, set[int]]:
         """Apply sequenced ``command`` to its symbol's book; append its market data to ``market_data``.
 
-        Returns the reply and the TES ids owning resting orders the command
-        touched (makers of its fills, expired orders), which get the reply too.
-        Raises KeyError for a symbol the shard does not own.
+        Returns the reply and the TES ids it concerns: the sender (the owner of
+        the order it names) and the owners of resting orders it touched (makers
+        of its fills, expired orders). Raises KeyError for a symbol the shard
+        does not own.
         """
         feed = self.feeds[command.symbol]
         book = feed.book
@@ -81,12 +93,27 @@ class Shard:
             events = book.expire_day_orders()
         self.sequence = sequence
         feed.update(events, before, market_data)
-        owners = {
+        concerned = {
             (event.maker_id if type(event) is OrderFilled else event.order_id) >> TES_SHIFT
             for event in events
             if type(event) is OrderFilled or type(event) is OrderExpired
         }
-        return Executed(sequence, command.symbol, events), owners
+        if kind is not BookExpireDay:
+            concerned.add(command.order_id >> TES_SHIFT)
+        executed = Executed(sequence, command.symbol, events)
+        self.history.append((sequence, executed, concerned))
+        return executed, concerned
+
+    def replay(self, tes_id: int, seen: int) -> tuple[list[Executed], bool]:
+        """The kept replies after sequence ``seen`` that concern ``tes_id``, oldest first,
+        and whether they are all of them (False: the history no longer reaches back to ``seen``)."""
+        first = self.history[0][0] if self.history else self.sequence + 1
+        replies = [
+            executed
+            for _, executed, concerned in islice(self.history, max(0, seen + 1 - first), None)
+            if tes_id in concerned
+        ]
+        return replies, seen + 1 >= first
 
     def max_order_id(self, tes_id: int) -> int:
         """The largest order id any book accepted with ``tes_id``'s prefix (0 if none)."""

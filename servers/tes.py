@@ -82,7 +82,7 @@ MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
 class Shard:
     """One order book server: its command socket, its monitor and what is queued for it."""
 
-    __slots__ = ("name", "socket", "monitor", "connected", "ready", "next_hello", "outbox")
+    __slots__ = ("name", "socket", "monitor", "connected", "ready", "next_hello", "outbox", "seen")
 
     def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket) -> None:
         self.name = name
@@ -93,6 +93,9 @@ class Shard:
         """The shard answered our Hello on the current connection."""
         self.next_hello = 0.0
         self.outbox: list = []
+        self.seen: int | None = None
+        """The last shard sequence a reply came with (None before the first HelloReply):
+        a Hello on a new connection asks for the replies after it."""
 
 
 class Account:
@@ -134,7 +137,8 @@ class TradingEngineServer:
         self.book_replies = p.Codec(p.ObsReply, p.MAX_SERVER_FRAME_BYTES)
 
         self.outbox: defaultdict[bytes, list] = defaultdict(list)
-        self.queries: dict[int, tuple[bytes, int]] = {}
+        self.queries: dict[int, tuple[bytes, int, Shard]] = {}
+        """Internal request id of a BookQuery in flight -> (client identity, its request id, shard)."""
         self.next_query = 1
         self.stopping = False
         self.malformed = 0
@@ -481,14 +485,14 @@ class TradingEngineServer:
                     return
                 internal = self.next_query
                 self.next_query += 1
-                self.queries[internal] = (session.identity, request_id)
+                self.queries[internal] = (session.identity, request_id, shard)
                 shard.outbox.append(p.BookQuery(internal, symbol, levels))
 
     # ================================================================ shards
 
     def _hello(self, shard: Shard, now: float) -> None:
         try:
-            shard.socket.send(self.book_requests.encode([p.Hello(self.tes_id)]), zmq.NOBLOCK)
+            shard.socket.send(self.book_requests.encode([p.Hello(self.tes_id, shard.seen)]), zmq.NOBLOCK)
             shard.next_hello = now + HELLO_WAIT_S
         except zmq.Again:
             shard.next_hello = now + (HELLO_RETRY_S if shard.connected else HELLO_WAIT_S)
@@ -528,6 +532,8 @@ class TradingEngineServer:
     def _book_reply(self, shard: Shard, reply, reports: list[Report], trades: list[Trade]) -> None:
         match reply:
             case p.Executed(sequence, symbol, events):
+                if shard.seen is not None and sequence > shard.seen:
+                    shard.seen = sequence
                 if sequence <= self.last_sequence.get(symbol, -1):
                     return
                 self.last_sequence[symbol] = sequence
@@ -542,11 +548,19 @@ class TradingEngineServer:
                 asker = self.queries.pop(request_id, None)
                 if asker is not None:
                     self.outbox[asker[0]].append(p.Book(asker[1], symbol, bids, asks, last_price, sequence))
-            case p.HelloReply(symbols, max_order_id, last_sequence):
-                self._hello_reply(shard, symbols, max_order_id, last_sequence)
+            case p.HelloReply(symbols, max_order_id, last_sequence, replay_complete):
+                self._hello_reply(shard, symbols, max_order_id, last_sequence, replay_complete, reports)
 
-    def _hello_reply(self, shard: Shard, symbols: list[str], max_order_id: int, last_sequence: int) -> None:
+    def _hello_reply(self, shard: Shard, symbols: list[str], max_order_id: int, last_sequence: int,
+                     replay_complete: bool, reports: list[Report]) -> None:
+        """The shard is ready. The replies it sent again came before this, so a command sent
+        on an earlier connection and still unanswered never reached its journal: it is
+        refused now (BOOK_UNAVAILABLE), unless the replay was incomplete."""
         self.counter = max(self.counter, (max_order_id & ID_MASK) + 1)
+        if shard.seen is None or shard.seen > last_sequence:
+            shard.seen = last_sequence
+        if not shard.ready:
+            self._abandon(shard, replay_complete, reports)
         for symbol in symbols:
             if symbol in self.last_sequence:
                 self.last_sequence[symbol] = min(self.last_sequence[symbol], last_sequence)
@@ -557,6 +571,21 @@ class TradingEngineServer:
             log.info("shard %s ready (last sequence %d, order ids continue at %d)", shard.name, last_sequence,
                      self.counter)
         shard.ready = True
+
+    def _abandon(self, shard: Shard, replay_complete: bool, reports: list[Report]) -> None:
+        symbols = {symbol for symbol, owner in self.shard_of.items() if owner is shard}
+        if not replay_complete:
+            unknown = self.orders.in_flight(symbols)
+            if unknown:
+                log.error("shard %s could not replay its answers to %d orders in flight: their outcome is "
+                          "unknown", shard.name, unknown)
+            return
+        self.orders.abandon(symbols, reports)
+        reason = RejectReason.BOOK_UNAVAILABLE
+        for internal, (identity, request_id, asked) in list(self.queries.items()):
+            if asked is shard:
+                del self.queries[internal]
+                self.outbox[identity].append(p.QueryRejected(request_id, reason, reason.text))
 
     def _book_trades(self, trades: list[Trade]) -> None:
         accounts, last_prices = self.accounts, self.last_prices

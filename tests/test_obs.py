@@ -389,6 +389,64 @@ def test_kill_9_mid_stream_loses_no_acknowledged_command(tmp_path, context, fsyn
         assert obs.stop() == 0
 
 
+def concerns(tes_prefix, command, events):
+    """Whether a reply goes to the TES of ``tes_prefix``: it sent the command or owns a touched order."""
+    owners = {e.maker_id if isinstance(e, OrderFilled) else e.order_id for e in events
+              if isinstance(e, OrderFilled | OrderExpired)}
+    if not isinstance(command, p.BookExpireDay):
+        owners.add(command.order_id)
+    return any(order_id >> 48 == tes_prefix >> 48 for order_id in owners)
+
+
+def expected_replies(stream, seen, tes_prefix):
+    """The Executed a TES that saw up to sequence ``seen`` is owed, from the reference books."""
+    books, owed = {}, []
+    for sequence, command in enumerate(stream, 1):
+        events = apply(books, command)
+        if sequence > seen and concerns(tes_prefix, command, events):
+            owed.append(p.Executed(sequence, command.symbol, events))
+    return owed
+
+
+def test_hello_after_a_kill_9_replays_the_replies_the_tes_missed(tmp_path, context):
+    env = exchange_env(tmp_path)
+    stream = commands(600, seed=12)
+    with Role(OBS, env) as obs:
+        stream_commands(Tes(context, env, tes_id=1), stream[:400], frame=20)
+        Tes(context, env, tes_id=2).send(*stream[400:])
+        time.sleep(0.5)
+        obs.kill()
+    with Role(OBS, env) as obs:
+        tes = Tes(context, env)
+        for tes_id, seen in ((1, 350), (2, 400), (2, 600)):
+            owed = expected_replies(stream, seen, tes_id << 48)
+            tes.send(p.Hello(tes_id, seen))
+            replies = tes.receive(len(owed) + 1)
+            assert replies[:-1] == owed
+            assert replies[-1] == p.HelloReply(["ACME", "BOLT"], replies[-1].max_order_id, 600, True)
+        assert len(expected_replies(stream, 400, T2)) > 50
+        assert obs.stop() == 0
+
+
+def test_hello_from_before_the_replay_history_says_the_replay_is_incomplete(tmp_path, context):
+    env = exchange_env(tmp_path, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="100")
+    stream = commands(250, seed=13)
+    with Role(OBS, env) as obs:
+        stream_commands(Tes(context, env, tes_id=1), stream, frame=10)
+        obs.kill()
+    with Role(OBS, env) as obs:
+        tes = Tes(context, env)
+        tes.send(p.Hello(1, 150))
+        replies = tes.receive(len(expected_replies(stream, 200, T1)) + 1)
+        assert replies[:-1] == expected_replies(stream, 200, T1)
+        assert replies[-1].replay_complete is False
+        tes.send(p.Hello(1, 200))
+        assert tes.receive(len(replies))[-1].replay_complete is True
+        tes.send(p.Hello(1))
+        assert tes.receive(1)[0] == p.HelloReply(["ACME", "BOLT"], replies[-1].max_order_id, 250, True)
+        assert obs.stop() == 0
+
+
 def test_small_snapshot_interval_recovers_from_snapshot_and_journal_tail(tmp_path, context):
     env = exchange_env(tmp_path, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="25")
     stream = commands(310, seed=10)

@@ -169,3 +169,30 @@ def test_open_orders_by_symbol_and_ownership():
     assert [o.order_id for o in registry.open_orders("alice", "BOLT")] == [2]
     assert registry.owned("alice", 3) is None and registry.owned("bob", 3).client_order_id == 13
     assert registry.open_orders("carol") == []
+
+
+def test_abandon_refuses_every_command_in_flight_on_the_symbols_and_nothing_else():
+    registry = OrderRegistry()
+    pending, resting, other = order(1, "alice", 11), order(2, "bob", 21, SELL), order(3, "bob", 31, symbol="BOLT")
+    quiet = order(4, "alice", 41, price=99)
+    for o in (pending, resting, other, quiet):
+        registry.add(o)
+    apply(registry, accepted(resting), accepted(quiet))
+    apply(registry, accepted(other), symbol="BOLT")
+    registry.request(resting, False, 22)
+    registry.request(resting, True, 23)
+    registry.request(resting, True, 21, CancelReason.MASS_CANCEL)
+    registry.request(other, True, 32)
+    assert registry.in_flight({"ACME"}) == 2 and registry.in_flight({"BOLT"}) == 1
+
+    reports = []
+    registry.abandon({"ACME"}, reports)
+    unavailable = RejectReason.BOOK_UNAVAILABLE
+    assert reports == [
+        ("alice", p.OrderRejected(11, unavailable, unavailable.text)),
+        ("bob", p.ReplaceRejected(22, 2, unavailable, unavailable.text)),
+        ("bob", p.CancelRejected(23, 2, unavailable, unavailable.text)),
+    ]
+    assert registry.in_flight({"ACME"}) == 0 and registry.in_flight({"BOLT"}) == 1
+    assert 1 not in registry.orders and registry.owned("bob", 2) is resting and registry.owned("alice", 4) is quiet
+    assert [o.order_id for o in registry.open_orders("alice")] == [4]

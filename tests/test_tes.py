@@ -8,6 +8,7 @@ that trade get a fresh exchange; the validation and query tests share one.
 """
 
 import os
+import signal
 import time
 
 import msgspec
@@ -127,6 +128,12 @@ class Client:
                     messages.append(message)
         assert len(messages) == count, f"more than {count} messages: {messages}"
         return messages
+
+    def frame(self, timeout):
+        """The messages of the next frame (heartbeats excluded), [] if none comes within ``timeout``."""
+        if not self.socket.poll(int(timeout * 1000) + 1):
+            return []
+        return [m for m in MESSAGES.decode(self.socket.recv()) if not isinstance(m, p.Heartbeat)]
 
     def one(self, timeout=5.0):
         return self.read(1, timeout)[0]
@@ -578,6 +585,65 @@ def test_orders_wait_for_the_book_server_then_trade(tmp_path):
         assert is_exchange_id(reply.order_id)
     finally:
         exchange.close()
+
+
+def test_book_server_killed_mid_flow_every_order_is_answered_once_and_the_tes_agrees_with_the_book(exchange):
+    """kill -9 with thousands of orders in flight: after the restart the OBS replays the replies
+    the TES missed and the TES refuses what never reached the journal (the second half, sent
+    while the OBS was stopped), so no order is left unanswered and the trader's open orders
+    are exactly the book."""
+    trader, count = exchange.client("deep"), 6_000
+    orders = {i + 1: (BUY if i % 2 else SELL, 10_000 + (i * 7) % 11 - 5, 1 + i % 9) for i in range(count)}
+
+    def send(first, last):
+        for start in range(first, last, 500):
+            trader.send(*[p.EnterOrder(cid, "ACME", side, LIMIT, GTC, price, quantity)
+                          for cid, (side, price, quantity) in list(orders.items())[start:start + 500]])
+
+    first_answers, fills = {}, []
+
+    def read(messages):
+        for message in messages:
+            if isinstance(message, p.OrderAccepted | p.OrderRejected):
+                assert message.client_order_id not in first_answers, message
+                first_answers[message.client_order_id] = message
+            elif isinstance(message, p.OrderFilled):
+                fills.append(message)
+
+    send(0, count // 2)
+    while len(first_answers) < 1_000:
+        read(trader.frame(5.0))
+    exchange.obs.process.send_signal(signal.SIGSTOP)
+    send(count // 2, count)
+    time.sleep(0.3)
+    exchange.obs.kill()
+    exchange.start_obs()
+    deadline = time.monotonic() + 30
+    while len(first_answers) < count:
+        assert time.monotonic() < deadline, f"{count - len(first_answers)} orders never answered"
+        trader.send(p.Heartbeat())
+        read(trader.frame(0.5))
+    trader.quiet(0.5)
+    refused = [m for m in first_answers.values() if isinstance(m, p.OrderRejected)]
+    assert all(m.reason is R.BOOK_UNAVAILABLE for m in refused)
+    assert count // 2 <= len(refused) < count - 1_000
+
+    open_orders = trader.open_orders()
+    accepted = {m.order_id: m for m in first_answers.values() if isinstance(m, p.OrderAccepted)}
+    filled = {}
+    for fill in fills:
+        filled[fill.order_id] = filled.get(fill.order_id, 0) + fill.quantity
+    assert {o.order_id: o.quantity for o in open_orders} == {
+        order_id: m.quantity - filled.get(order_id, 0)
+        for order_id, m in accepted.items() if m.quantity > filled.get(order_id, 0)}
+    levels = {}
+    for order in open_orders:
+        key = (order.side, order.price)
+        levels[key] = levels.get(key, 0) + order.quantity
+    trader.send(p.QueryBook(5, "ACME", 1000))
+    book = trader.one()
+    assert {(BUY, price): quantity for price, quantity, _ in book.bids} | {
+        (SELL, price): quantity for price, quantity, _ in book.asks} == levels
 
 
 def test_order_ids_continue_after_a_tes_restart(exchange):
