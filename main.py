@@ -10,8 +10,9 @@ workload OUT.npy [--messages N] [--seed S] [--profile standard|deep]
 bench book [--messages N] [--repeats R]
     Measure the matching core in one run (reference vs native per-message vs
     native batch, deep book, memory) and print the table, then the figures as JSON.
-bench e2e [--rates R1,R2,...] [--duration S] [--fsync batch|interval|never]
-    Throughput and ack latency through client -> TES -> OBS -> TES -> client.
+bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never]
+    Throughput and ack latency through client -> TES -> OBS -> TES -> client,
+    median of R runs (default 3) per offered rate.
 
 Roles (configuration from ``config/exchange.toml``, EXCHANGE__* overrides)
 ---------------------------------------------------------------------------
@@ -115,7 +116,7 @@ def run_bench(args: argparse.Namespace) -> None:
     if args.suite == "e2e":
         from benchmarks import e2e
 
-        report = e2e.run(rates=args.rates, duration=args.duration, fsync=args.fsync)
+        report = e2e.run(rates=args.rates, duration=args.duration, fsync=args.fsync, repeats=args.repeats)
     else:
         from benchmarks import book as book_benchmark
 

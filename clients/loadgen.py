@@ -7,7 +7,7 @@ Measurement
 -----------
 Order ``i`` (0, 1, 2, ...) is *scheduled* at ``start + i / R``. The sender sends,
 in one frame, every order whose scheduled time has come (at most ``--batch-max``
-per frame), whatever the exchange is doing, so a slow exchange cannot slow the
+per frame; sends are `send_interval` apart), whatever the exchange is doing, so a slow exchange cannot slow the
 schedule down and hide its own latency (no coordinated omission). The latency
 of an order is the time its `OrderAccepted` or `OrderRejected` was read minus its
 scheduled send time: time spent queued in this process, in sockets, in the TES
@@ -55,9 +55,17 @@ from engine.types import OrderType, Side, TimeInForce
 from servers.protocol import MAX_BATCH, EnterOrder, LoggedOut, OrderAccepted, OrderFilled, OrderRejected
 
 MIN_SEND_INTERVAL_S = 50e-6
-"""Sends are at least this far apart, so at high rates the orders that fell due meanwhile
-share a frame (per-frame costs dominate otherwise); below 20,000/s orders are further
-apart than this anyway. Latency still counts from each order's scheduled time."""
+MAX_SEND_INTERVAL_S = 200e-6
+INTERVAL_PER_RATE_S = 2e-9
+"""Sends are `send_interval` apart, so at high rates the orders that fell due meanwhile
+share a frame (per-frame costs dominate otherwise)."""
+
+
+def send_interval(rate: float) -> float:
+    """Seconds between sends: 50 µs up to 25,000/s (about one order per frame), growing with
+    the rate to 200 µs from 100,000/s (20 orders per frame). Latency still counts from each
+    order's scheduled time, so the wait for a frame's send is part of what is measured."""
+    return min(MAX_SEND_INTERVAL_S, max(MIN_SEND_INTERVAL_S, rate * INTERVAL_PER_RATE_S))
 
 RESULT_KEYS = (
     "sent",
@@ -139,12 +147,13 @@ class LoadGenerator:
 
     def run(self, drain_s: float, stop=lambda: False) -> dict:
         rate, total, client = self.rate, self.total, self.client
+        interval = send_interval(rate)
         start = time.perf_counter()
         while self.sent < total and not stop():
             sent_at = time.perf_counter()
             self._send_until(due(sent_at - start, rate, total))
             self._handle(client.receive(0.0))
-            wait = max(start + self.sent / rate, sent_at + MIN_SEND_INTERVAL_S) - time.perf_counter()
+            wait = max(start + self.sent / rate, sent_at + interval) - time.perf_counter()
             if wait > 0 and self._wait_readable(wait):
                 self._handle(client.receive(0.0))
         end = time.perf_counter()

@@ -27,8 +27,9 @@ Snapshots ``snapshot-<sequence>.msgpack``
 -----------------------------------------
 A `ShardSnapshot`: the sequence, the journal byte offset where record
 ``sequence + 1`` starts, and per symbol its `BookSnapshot`, market-data sequence
-and last trade price. The journal is flushed before a snapshot is written, so a
-snapshot never points past durable journal bytes. Each is written to a temporary
+and last trade price. The journal is made durable up to that offset before the
+snapshot is written (`Journal.sync_to`), so a snapshot never points past durable
+journal bytes. Each is written to a temporary
 name, fsynced, renamed and the directory fsynced, so a snapshot file is either
 complete or absent; the newest `KEEP_SNAPSHOTS` are kept.
 """
@@ -97,6 +98,8 @@ class Journal:
         self._interval = config.fsync_interval_ms / 1000
         self._unsynced = False
         self._synced_at = time.monotonic()
+        self._synced_offset = 0
+        """Every byte before it was fsynced by this process's loop."""
         self._encoder = msgspec.msgpack.Encoder()
         self._buffer = bytearray()
 
@@ -135,6 +138,12 @@ class Journal:
         if self._unsynced:
             self._fsync()
 
+    def sync_to(self, offset: int) -> None:
+        """Make the records before byte ``offset`` durable. Safe from another thread: it only
+        fsyncs the file (and so may leave `flush` an fsync with nothing new to do)."""
+        if offset > self._synced_offset:
+            _sync(self._fd)
+
     def close(self) -> None:
         if self._fd >= 0:
             self.flush()
@@ -145,6 +154,7 @@ class Journal:
         _sync(self._fd)
         self._unsynced = False
         self._synced_at = time.monotonic()
+        self._synced_offset = self.offset
 
 
 def read_records(directory: Path, offset: int = 0, sequence: int = 0) -> Iterator[Record]:

@@ -39,6 +39,7 @@ BookCommand = BookSubmit | BookCancel | BookReplace | BookExpireDay
 JOURNALED = frozenset(get_args(BookCommand))
 REPLAY_WINDOW = 65_536
 """Replies kept for `Shard.replay`: well over any turn's worth of commands in flight."""
+_encode = msgspec.msgpack.Encoder().encode
 
 
 class RecoveryError(RuntimeError):
@@ -54,21 +55,22 @@ class Shard:
         """The sequence of the last command executed (0 before any)."""
         self.restored_sequence = sequence
         """The sequence of the snapshot this shard was restored from (0: built empty)."""
-        self.history: deque[tuple[int, Executed, set[int]]] = deque(maxlen=REPLAY_WINDOW)
-        """(sequence, reply, concerned TES ids) of the latest commands executed, consecutive."""
+        self.history: deque[tuple[int, msgspec.Raw, tuple[int, ...]]] = deque(maxlen=REPLAY_WINDOW)
+        """(sequence, encoded reply, concerned TES ids) of the latest commands executed, consecutive.
+        Bytes and int tuples only: the garbage collector does not track them."""
         self._max_ids = max_ids or {}
 
     @classmethod
     def empty(cls, symbols: list[str]) -> "Shard":
         return cls({symbol: Feed(symbol, NativeBook()) for symbol in symbols})
 
-    def execute(self, sequence: int, command, market_data: list) -> tuple[Executed, set[int]]:
+    def execute(self, sequence: int, command, market_data: list) -> tuple[msgspec.Raw, tuple[int, ...]]:
         """Apply sequenced ``command`` to its symbol's book; append its market data to ``market_data``.
 
-        Returns the reply and the TES ids it concerns: the sender (the owner of
-        the order it names) and the owners of resting orders it touched (makers
-        of its fills, expired orders). Raises KeyError for a symbol the shard
-        does not own.
+        Returns the reply, an `Executed` already encoded (outgoing frames splice it
+        in as is), and the TES ids it concerns: the sender (the owner of the order
+        it names) and the owners of resting orders it touched (makers of its
+        fills, expired orders). Raises KeyError for a symbol the shard does not own.
         """
         feed = self.feeds[command.symbol]
         book = feed.book
@@ -100,11 +102,12 @@ class Shard:
         }
         if kind is not BookExpireDay:
             concerned.add(command.order_id >> TES_SHIFT)
-        executed = Executed(sequence, command.symbol, events)
-        self.history.append((sequence, executed, concerned))
-        return executed, concerned
+        reply = msgspec.Raw(_encode(Executed(sequence, command.symbol, events)))
+        owners = tuple(concerned)
+        self.history.append((sequence, reply, owners))
+        return reply, owners
 
-    def replay(self, tes_id: int, seen: int) -> tuple[list[Executed], bool]:
+    def replay(self, tes_id: int, seen: int) -> tuple[list[msgspec.Raw], bool]:
         """The kept replies after sequence ``seen`` that concern ``tes_id``, oldest first,
         and whether they are all of them (False: the history no longer reaches back to ``seen``)."""
         first = self.history[0][0] if self.history else self.sequence + 1

@@ -1,11 +1,12 @@
 """Market data from the shard handler, in process (`servers.marketdata`): exact and replayed."""
 
+import msgspec
 import pytest
 from obs_streams import SYMBOLS, commands
 
 from engine.messages import OrderFilled
 from engine.types import Side
-from servers.protocol import BookCancel, BookExpireDay, BookReplace, BookSubmit, DepthUpdate, Quote, Trade
+from servers.protocol import BookCancel, BookExpireDay, BookReplace, BookSubmit, DepthUpdate, Executed, Quote, Trade
 from servers.shard import Shard
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -88,7 +89,8 @@ def test_deltas_applied_to_a_copy_rebuild_every_book_after_every_command(seed):
     sequences = dict.fromkeys(SYMBOLS, 0)
     for command in commands(600, seed):
         market_data = []
-        executed, _ = shard.execute(shard.sequence + 1, command, market_data)
+        reply, _ = shard.execute(shard.sequence + 1, command, market_data)
+        executed = msgspec.msgpack.decode(reply, type=Executed)
         fills = [e for e in executed.events if isinstance(e, OrderFilled)]
         assert [(m.trade_id, m.price, m.quantity) for m in market_data if type(m) is Trade] == [
             (f.sequence, f.price, f.quantity) for f in fills

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import e2e
 from engine import workload
 from engine.book import ReferenceBook
 from engine.replay import replay_rows
@@ -82,3 +83,27 @@ def test_bench_book_command_runs_and_checks_the_engines_agree():
     assert report["standard"]["batch_vs_reference"] > 1
     assert [row["resting_orders"] for row in report["memory"]] == [20_000] * 3
     assert report["deep"]["rejected"] == 0
+
+
+def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
+    done = subprocess.run([sys.executable, "main.py", "bench", "e2e", "--rates", "1000,3000", "--duration", "0.5",
+                           "--repeats", "2"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "median of 2 runs of 0.5 s per rate" in done.stdout
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["exit_codes"] == {"tes": 0, "obs": 0}
+    assert [row["offered_per_s"] for row in report["rates"]] == [1000, 3000]
+    for row in report["rates"]:
+        assert len(row["runs"]) == 2 and row["lost"] == 0
+        assert all(run["sent"] == run["acked"] == row["offered_per_s"] // 2 for run in row["runs"])
+        assert row["ack_p50_us"] <= row["ack_p99_us"]
+
+
+def test_median_run_takes_each_figure_s_median_and_the_worst_loss():
+    runs = [
+        {"orders_per_s": 10.0, "ack_p50_us": 5.0, "ack_p99_us": 90.0, "ack_p999_us": 99.0, "lost": 0, "sent": 1},
+        {"orders_per_s": 30.0, "ack_p50_us": 1.0, "ack_p99_us": 10.0, "ack_p999_us": 20.0, "lost": 2, "sent": 2},
+        {"orders_per_s": 20.0, "ack_p50_us": 3.0, "ack_p99_us": 50.0, "ack_p999_us": 70.0, "lost": 0, "sent": 3},
+    ]
+    assert e2e.median_run(runs) == {
+        "orders_per_s": 20.0, "ack_p50_us": 3.0, "ack_p99_us": 50.0, "ack_p999_us": 70.0, "lost": 2, "sent": 3}
