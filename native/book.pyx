@@ -338,8 +338,12 @@ cdef class NativeBook:
         return PriceLevel(price, self.levels[lv].quantity, self.levels[lv].count)
 
     def top_of_book(self):
-        bid, ask = self.depth(Side.BUY, 1), self.depth(Side.SELL, 1)
-        return (bid[0] if bid else None, ask[0] if ask else None)
+        cdef int32_t bid = self.levels[BUY].forward[0]
+        cdef int32_t ask = self.levels[SELL].forward[0]
+        return (
+            None if bid == -1 else PriceLevel(self.levels[bid].price, self.levels[bid].quantity, self.levels[bid].count),
+            None if ask == -1 else PriceLevel(self.levels[ask].price, self.levels[ask].quantity, self.levels[ask].count),
+        )
 
     def order(self, int64_t order_id):
         cdef int32_t o = self._live_get(order_id)

@@ -114,11 +114,10 @@ class Feed:
 
     def _top(self) -> tuple[int, int, int, int]:
         """(bid price, bid quantity, ask price, ask quantity), zeros for an empty side."""
-        book = self.book
-        bid, ask = book.best_bid(), book.best_ask()
+        bid, ask = self.book.top_of_book()
         return (
-            bid or 0,
-            book.level(Side.BUY, bid).quantity if bid is not None else 0,
-            ask or 0,
-            book.level(Side.SELL, ask).quantity if ask is not None else 0,
+            0 if bid is None else bid.price,
+            0 if bid is None else bid.quantity,
+            0 if ask is None else ask.price,
+            0 if ask is None else ask.quantity,
         )

@@ -95,17 +95,20 @@ class Shard:
             events = book.expire_day_orders()
         self.sequence = sequence
         feed.update(events, before, market_data)
-        concerned = {
-            (event.maker_id if type(event) is OrderFilled else event.order_id) >> TES_SHIFT
-            for event in events
-            if type(event) is OrderFilled or type(event) is OrderExpired
-        }
-        if kind is not BookExpireDay:
-            concerned.add(command.order_id >> TES_SHIFT)
+        if len(events) == 1 and kind is not BookExpireDay:
+            concerned = (command.order_id >> TES_SHIFT,)
+        else:
+            owners = {
+                (event.maker_id if type(event) is OrderFilled else event.order_id) >> TES_SHIFT
+                for event in events
+                if type(event) is OrderFilled or type(event) is OrderExpired
+            }
+            if kind is not BookExpireDay:
+                owners.add(command.order_id >> TES_SHIFT)
+            concerned = tuple(owners)
         reply = msgspec.Raw(_encode(Executed(sequence, command.symbol, events)))
-        owners = tuple(concerned)
-        self.history.append((sequence, reply, owners))
-        return reply, owners
+        self.history.append((sequence, reply, concerned))
+        return reply, concerned
 
     def replay(self, tes_id: int, seen: int) -> tuple[list[msgspec.Raw], bool]:
         """The kept replies after sequence ``seen`` that concern ``tes_id``, oldest first,

@@ -299,9 +299,10 @@ class TradingEngineServer:
                 reason = RejectReason.NOT_LOGGED_ON
                 self.outbox[identity].append(p.SessionRejected(reason, reason.text))
             return
+        if type(message) is p.EnterOrder:
+            self._enter(session, message, now)
+            return
         match message:
-            case p.EnterOrder():
-                self._enter(session, message, now)
             case p.CancelOrder():
                 self._cancel(session, message, now)
             case p.ReplaceOrder():
@@ -530,14 +531,15 @@ class TradingEngineServer:
         self._route(reports)
 
     def _book_reply(self, shard: Shard, reply, reports: list[Report], trades: list[Trade]) -> None:
-        match reply:
-            case p.Executed(sequence, symbol, events):
-                if shard.seen is not None and sequence > shard.seen:
-                    shard.seen = sequence
-                if sequence <= self.last_sequence.get(symbol, -1):
-                    return
+        if type(reply) is p.Executed:
+            sequence, symbol = reply.sequence, reply.symbol
+            if shard.seen is not None and sequence > shard.seen:
+                shard.seen = sequence
+            if sequence > self.last_sequence.get(symbol, -1):
                 self.last_sequence[symbol] = sequence
-                self.orders.apply(symbol, events, reports, trades)
+                self.orders.apply(symbol, reply.events, reports, trades)
+            return
+        match reply:
             case p.CommandRefused(symbol, order_id, reason, text):
                 asker = self.queries.pop(order_id, None)
                 if asker is None:
