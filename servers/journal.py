@@ -23,6 +23,16 @@ Invariants
   a crash mid-write leaves behind); opening a `Journal` truncates the file there,
   so new records always follow the last good one.
 
+Discarding ``discarded-before``
+------------------------------
+Once a snapshot is written, the records before the oldest kept snapshot's offset
+are never read again: `Journal.discard_before` frees their disk blocks (a hole
+punched in the file: its size and every offset stay the same), after recording
+that offset in ``discarded-before``, written atomically. Recovery then needs a
+readable snapshot at or after that offset, and refuses to start without one
+instead of replaying from the freed (zero) bytes and cutting the journal off.
+So a long run keeps at most about two snapshot intervals of journal on disk.
+
 Snapshots ``snapshot-<sequence>.msgpack``
 -----------------------------------------
 A `ShardSnapshot`: the sequence, the journal byte offset where record
@@ -34,6 +44,8 @@ name, fsynced, renamed and the directory fsynced, so a snapshot file is either
 complete or absent; the newest `KEEP_SNAPSHOTS` are kept.
 """
 
+import ctypes
+import errno
 import logging
 import os
 import re
@@ -52,6 +64,7 @@ from engine.snapshot import BookSnapshot
 log = logging.getLogger(__name__)
 
 JOURNAL_FILE = "commands.log"
+DISCARDED_FILE = "discarded-before"
 HEADER = struct.Struct("<IIQ")
 _BLANK_HEADER = bytes(HEADER.size)
 _CRC = struct.Struct("<I")
@@ -62,6 +75,9 @@ SNAPSHOT_NAME = re.compile(r"^snapshot-(\d+)\.msgpack$")
 TEMPORARY_SUFFIX = ".tmp"
 
 _sync = getattr(os, "fdatasync", os.fsync)
+_libc = ctypes.CDLL(None, use_errno=True)
+_PUNCH_HOLE = 0x02 | 0x01
+"""FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (linux/falloc.h)."""
 
 
 class Record(NamedTuple):
@@ -87,7 +103,10 @@ class Journal:
 
     def __init__(self, directory: Path, config: JournalConfig, end: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
         self.path = directory / JOURNAL_FILE
+        self.discarded = read_discarded(directory)
+        """Byte offset before which the records were discarded (0: none)."""
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         if os.fstat(self._fd).st_size != end:
             os.ftruncate(self._fd, end)
@@ -102,6 +121,7 @@ class Journal:
         """Every byte before it was fsynced by this process's loop."""
         self._encoder = msgspec.msgpack.Encoder()
         self._buffer = bytearray()
+        self._hole_warned = False
 
     def append(self, records: Sequence[tuple[int, msgspec.Struct]]) -> None:
         """Write a group of ``(sequence, command)`` records with one write, then fsync per policy."""
@@ -143,6 +163,22 @@ class Journal:
         fsyncs the file (and so may leave `flush` an fsync with nothing new to do)."""
         if offset > self._synced_offset:
             _sync(self._fd)
+
+    def discard_before(self, offset: int) -> None:
+        """Free the disk blocks of the records before byte ``offset``, which a durable
+        snapshot at or after it makes unnecessary. Safe from another thread than the one
+        appending. Where the file system cannot punch holes the blocks stay (logged once)."""
+        if offset <= self.discarded:
+            return
+        _write_atomically(self.directory / DISCARDED_FILE, f"{offset}\n".encode())
+        self.discarded = offset
+        if _libc.fallocate(self._fd, _PUNCH_HOLE, ctypes.c_long(0), ctypes.c_long(offset)) != 0:
+            error = ctypes.get_errno()
+            if error not in (errno.EOPNOTSUPP, errno.ENOSYS):
+                raise OSError(error, os.strerror(error), str(self.path))
+            if not self._hole_warned:
+                self._hole_warned = True
+                log.warning("%s: the file system cannot free discarded journal blocks", self.path)
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -207,16 +243,29 @@ _snapshot_decoder = msgspec.msgpack.Decoder(ShardSnapshot)
 def write_snapshot(directory: Path, snapshot: ShardSnapshot) -> Path:
     """Write ``snapshot`` atomically and durably; delete all but the newest `KEEP_SNAPSHOTS`."""
     path = directory / f"snapshot-{snapshot.sequence}.msgpack"
-    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
-    with open(temporary, "wb") as file:
-        file.write(msgspec.msgpack.encode(snapshot))
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-    _sync_directory(directory)
+    _write_atomically(path, msgspec.msgpack.encode(snapshot))
     for old in _snapshot_paths(directory)[KEEP_SNAPSHOTS:]:
         old.unlink()
     return path
+
+
+def read_discarded(directory: Path) -> int:
+    """The offset `Journal.discard_before` recorded (0 if it never ran)."""
+    try:
+        return int((directory / DISCARDED_FILE).read_text())
+    except FileNotFoundError:
+        return 0
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """``path`` holds ``data`` or what it held before, even after a crash; durable on return."""
+    temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
+    with open(temporary, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+    _sync_directory(path.parent)
 
 
 def read_snapshots(directory: Path) -> Iterator[ShardSnapshot]:
@@ -224,7 +273,7 @@ def read_snapshots(directory: Path) -> Iterator[ShardSnapshot]:
 
     Also removes temporary files a crash left behind mid-write.
     """
-    for leftover in directory.glob(f"snapshot-*{TEMPORARY_SUFFIX}"):
+    for leftover in directory.glob(f"*{TEMPORARY_SUFFIX}"):
         leftover.unlink()
     for path in _snapshot_paths(directory):
         try:

@@ -38,6 +38,7 @@ Conversation with a TES
 import logging
 import signal
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -46,7 +47,7 @@ import zmq
 
 from config.settings import Config, ConfigError, ShardConfig
 from engine.types import RejectReason
-from servers.journal import ShardSnapshot, write_snapshot
+from servers.journal import KEEP_SNAPSHOTS, ShardSnapshot, write_snapshot
 from servers.protocol import (
     BookQuery,
     Codec,
@@ -87,6 +88,10 @@ class OrderBookServer:
         self.snapshot_sequence = self.state.restored_sequence
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
         self._snapshot_written: Future | None = None
+        self._snapshot_offsets: deque[int] = deque(maxlen=KEEP_SNAPSHOTS)
+        """Journal offsets of the snapshots written (or restored from) by this process, oldest first."""
+        if self.state.restored_sequence:
+            self._snapshot_offsets.append(self.state.restored_offset)
         self.tes: dict[int, bytes] = {}
         """tes_id -> the identity of the DEALER that said Hello with it."""
         self.command_codec = Codec(ObsRequest)
@@ -281,11 +286,15 @@ class OrderBookServer:
         self._snapshot_written = self._writer.submit(self._write_snapshot, snapshot)
 
     def _write_snapshot(self, snapshot: ShardSnapshot) -> None:
-        """On the writer thread. A snapshot that cannot be written is logged, not fatal: the
-        journal alone still recovers everything, only more slowly."""
+        """On the writer thread; then the journal before the oldest kept snapshot is discarded.
+        A snapshot that cannot be written is logged, not fatal: the journal alone still
+        recovers everything, only more slowly."""
         try:
             self.journal.sync_to(snapshot.journal_offset)
             write_snapshot(self.directory, snapshot)
+            self._snapshot_offsets.append(snapshot.journal_offset)
+            if len(self._snapshot_offsets) == KEEP_SNAPSHOTS:
+                self.journal.discard_before(self._snapshot_offsets[0])
         except OSError as exc:
             log.error("snapshot at sequence %d failed: %s", snapshot.sequence, exc)
 

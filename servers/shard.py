@@ -27,7 +27,15 @@ import numpy as np
 from config.settings import JournalConfig
 from engine.messages import OrderAccepted, OrderExpired, OrderFilled
 from native.book import NativeBook
-from servers.journal import JOURNAL_FILE, Journal, ShardSnapshot, SymbolSnapshot, read_records, read_snapshots
+from servers.journal import (
+    JOURNAL_FILE,
+    Journal,
+    ShardSnapshot,
+    SymbolSnapshot,
+    read_discarded,
+    read_records,
+    read_snapshots,
+)
 from servers.marketdata import Feed
 from servers.protocol import BookCancel, BookExpireDay, BookReplace, BookSubmit, Executed
 
@@ -55,6 +63,8 @@ class Shard:
         """The sequence of the last command executed (0 before any)."""
         self.restored_sequence = sequence
         """The sequence of the snapshot this shard was restored from (0: built empty)."""
+        self.restored_offset = 0
+        """The journal offset where that snapshot's successor records start (0: built empty)."""
         self.history: deque[tuple[int, msgspec.Raw, tuple[int, ...]]] = deque(maxlen=REPLAY_WINDOW)
         """(sequence, encoded reply, concerned TES ids) of the latest commands executed, consecutive.
         Bytes and int tuples only: the garbage collector does not track them."""
@@ -169,7 +179,8 @@ def recover(directory: Path, symbols: list[str], config: JournalConfig) -> tuple
 
     Starts from the newest snapshot that restores (falling back to older ones, then
     to empty books) and replays the journal records after it through
-    `Shard.execute`; a torn or corrupt journal tail is cut off.
+    `Shard.execute`; a torn or corrupt journal tail is cut off. Raises
+    `RecoveryError` if the records it would need were discarded.
     """
     shard, offset = None, 0
     if directory.is_dir():
@@ -185,7 +196,14 @@ def recover(directory: Path, symbols: list[str], config: JournalConfig) -> tuple
                 continue
             offset = snapshot.journal_offset
             break
+    discarded = read_discarded(directory)
+    if offset < discarded:
+        raise RecoveryError(
+            f"the journal records before byte {discarded} were discarded after a snapshot, and no readable "
+            f"snapshot at or after that offset remains in {directory}"
+        )
     shard = shard or Shard.empty(symbols)
+    shard.restored_offset = offset
     decoder = msgspec.msgpack.Decoder(BookCommand)
     discarded: list = []
     end = offset

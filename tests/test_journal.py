@@ -239,3 +239,30 @@ def test_shard_built_empty_has_no_ids_and_sequence_zero(tmp_path):
     log.close()
     assert (shard.sequence, shard.restored_sequence, shard.max_order_id(1)) == (0, 0, 0)
     assert state(shard) == state(Shard.empty(SYMBOLS))
+
+
+def test_discarded_records_free_their_blocks_and_recovery_needs_a_snapshot_after_them(tmp_path):
+    live, _ = run(tmp_path, commands(3000), group=50, snapshot_every=1000)
+    newest, older = read_snapshots(tmp_path)
+    assert (newest.sequence, older.sequence) == (3000, 2000)
+    size = (tmp_path / JOURNAL_FILE).stat().st_size
+    log = Journal(tmp_path, JournalConfig(), size)
+    log.discard_before(older.journal_offset)
+    log.discard_before(older.journal_offset // 2)
+    log.close()
+    stat = (tmp_path / JOURNAL_FILE).stat()
+    assert stat.st_size == size and stat.st_blocks * 512 < size // 2
+    assert journal.read_discarded(tmp_path) == older.journal_offset
+    assert journal_bytes(tmp_path)[: older.journal_offset - 4096] == bytes(older.journal_offset - 4096)
+
+    recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
+    log.close()
+    assert recovered.restored_sequence == 3000 and state(recovered) == state(live)
+    (tmp_path / "snapshot-3000.msgpack").unlink()
+    recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
+    log.close()
+    assert recovered.restored_sequence == 2000 and state(recovered) == state(live)
+    (tmp_path / "snapshot-2000.msgpack").unlink()
+    with pytest.raises(RecoveryError, match=f"before byte {older.journal_offset} were discarded"):
+        recover(tmp_path, SYMBOLS, JournalConfig())
+    assert (tmp_path / JOURNAL_FILE).stat().st_size == size
