@@ -15,8 +15,9 @@ Invariants
   record is its predecessor's sequence + 1.
 - A group of records (`Journal.append`) reaches the file in one write before
   the caller releases any of their results (journal before acknowledging); it
-  is fsynced at once ("batch"), at most ``fsync_interval_ms`` later
-  ("interval") or only by `Journal.flush` ("never"). Records that were written
+  is fsynced at once ("batch"), by a background thread at most
+  ``fsync_interval_ms`` later ("interval", the loop never waits for it) or only
+  by `Journal.flush` ("never"). Records that were written
   survive a crash of the process under every policy; the policy decides what
   survives a crash of the machine.
 - Reading stops at the first truncated, corrupt or out-of-sequence record (what
@@ -50,6 +51,7 @@ import logging
 import os
 import re
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Iterator, Sequence
@@ -115,13 +117,19 @@ class Journal:
         """Bytes of good records in the file: where the next record starts."""
         self._policy = config.fsync
         self._interval = config.fsync_interval_ms / 1000
-        self._unsynced = False
-        self._synced_at = time.monotonic()
+        self._synced_at = float("-inf")
         self._synced_offset = 0
-        """Every byte before it was fsynced by this process's loop."""
+        """Every byte before it was fsynced by this process (possibly more: a stale lower
+        value, from two threads racing to set it, only costs an extra fsync)."""
         self._encoder = msgspec.msgpack.Encoder()
         self._buffer = bytearray()
         self._hole_warned = False
+        self._written = threading.Event()
+        self._closing = threading.Event()
+        self._syncer: threading.Thread | None = None
+        if self._policy == "interval":
+            self._syncer = threading.Thread(target=self._sync_at_intervals, name="journal-fsync", daemon=True)
+            self._syncer.start()
 
     def append(self, records: Sequence[tuple[int, msgspec.Struct]]) -> None:
         """Write a group of ``(sequence, command)`` records with one write, then fsync per policy."""
@@ -137,32 +145,32 @@ class Journal:
         while written < len(buffer):
             written += os.write(self._fd, buffer[written:])
         self.offset += written
-        self._unsynced = True
         if self._policy == "batch":
             self._fsync()
         elif self._policy == "interval":
-            self.tick()
+            self._written.set()
 
-    def tick(self) -> float | None:
-        """Under "interval", fsync if due; the seconds until the next due fsync (None: none waits)."""
-        if not self._unsynced or self._policy != "interval":
-            return None
-        wait = self._synced_at + self._interval - time.monotonic()
-        if wait > 0:
-            return wait
-        self._fsync()
-        return None
+    def _sync_at_intervals(self) -> None:
+        """The "interval" policy's thread: fsync what was written, at once after a quiet
+        spell, else `fsync_interval_ms` after the previous fsync. The appending loop never
+        waits for it."""
+        while True:
+            self._written.wait()
+            delay = self._synced_at + self._interval - time.monotonic()
+            if self._closing.is_set() or (delay > 0 and self._closing.wait(delay)):
+                return
+            self._written.clear()
+            self._fsync()
 
     def flush(self) -> None:
         """Make every appended record durable now (records are written at append; this fsyncs)."""
-        if self._unsynced:
+        if self.offset > self._synced_offset:
             self._fsync()
 
     def sync_to(self, offset: int) -> None:
-        """Make the records before byte ``offset`` durable. Safe from another thread: it only
-        fsyncs the file (and so may leave `flush` an fsync with nothing new to do)."""
+        """Make the records before byte ``offset`` durable (safe from another thread)."""
         if offset > self._synced_offset:
-            _sync(self._fd)
+            self._fsync()
 
     def discard_before(self, offset: int) -> None:
         """Free the disk blocks of the records before byte ``offset``, which a durable
@@ -181,16 +189,23 @@ class Journal:
                 log.warning("%s: the file system cannot free discarded journal blocks", self.path)
 
     def close(self) -> None:
+        """Stop the interval thread, fsync what is not yet durable, close the file."""
+        if self._syncer is not None:
+            self._closing.set()
+            self._written.set()
+            self._syncer.join()
+            self._syncer = None
         if self._fd >= 0:
             self.flush()
             os.close(self._fd)
             self._fd = -1
 
     def _fsync(self) -> None:
+        """fsync the file (from the loop, the interval thread or the snapshot writer)."""
+        target = self.offset
         _sync(self._fd)
-        self._unsynced = False
         self._synced_at = time.monotonic()
-        self._synced_offset = self.offset
+        self._synced_offset = max(self._synced_offset, target)
 
 
 def read_records(directory: Path, offset: int = 0, sequence: int = 0) -> Iterator[Record]:

@@ -123,9 +123,7 @@ class OrderBookServer:
         poller.register(self.commands, zmq.POLLIN)
         poller.register(self.snapshots, zmq.POLLIN)
         while self.running:
-            fsync_due = self.journal.tick()
-            wait = IDLE_WAIT_S if fsync_due is None else min(fsync_due, IDLE_WAIT_S)
-            ready = dict(poller.poll(wait * 1000))
+            ready = dict(poller.poll(IDLE_WAIT_S * 1000))
             if self.commands in ready:
                 self._serve_commands()
             if self.snapshots in ready:

@@ -91,23 +91,51 @@ def test_append_writes_a_group_in_one_write_and_fsyncs_per_policy(tmp_path, monk
     assert [r.sequence for r in read_records(tmp_path)] == list(range(1, 1001))
 
 
-def test_interval_policy_fsyncs_at_most_once_per_interval(tmp_path, monkeypatch):
+def test_interval_policy_fsyncs_on_its_own_thread_at_most_once_per_interval(tmp_path, monkeypatch):
+    syncs = []
+    monkeypatch.setattr(journal, "_sync", lambda fd: syncs.append(time.monotonic()))
+
+    def wait_for(count, within):
+        deadline = time.monotonic() + within
+        while len(syncs) < count:
+            assert time.monotonic() < deadline, f"{len(syncs)} fsyncs, expected {count}"
+            time.sleep(0.005)
+
+    log = Journal(tmp_path, JournalConfig(fsync="interval", fsync_interval_ms=200), 0)
+    stream = commands(4)
+    appended = time.monotonic()
+    log.append([(1, stream[0])])
+    wait_for(1, 0.15)
+    assert syncs[0] - appended < 0.15, "the first append after a quiet spell is fsynced at once"
+    log.append([(2, stream[1])])
+    log.append([(3, stream[2])])
+    time.sleep(0.1)
+    assert len(syncs) == 1, "appends within the interval wait for it"
+    wait_for(2, 0.3)
+    assert 0.19 <= syncs[1] - syncs[0] < 0.35
+    time.sleep(0.3)
+    assert len(syncs) == 2, "nothing written, nothing to fsync"
+    log.append([(4, stream[3])])
+    wait_for(3, 0.15)
+    log.close()
+    assert len(syncs) == 3, "close has nothing left to fsync"
+    assert [r.sequence for r in read_records(tmp_path)] == [1, 2, 3, 4]
+
+
+def test_close_fsyncs_what_the_interval_thread_has_not_yet(tmp_path, monkeypatch):
     syncs = []
     monkeypatch.setattr(journal, "_sync", syncs.append)
-    log = Journal(tmp_path, JournalConfig(fsync="interval", fsync_interval_ms=200), 0)
-    stream = commands(3)
+    log = Journal(tmp_path, JournalConfig(fsync="interval", fsync_interval_ms=10_000), 0)
+    stream = commands(2)
     log.append([(1, stream[0])])
+    deadline = time.monotonic() + 1
+    while not syncs:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
     log.append([(2, stream[1])])
-    assert syncs == []
-    assert 0 < log.tick() <= 0.2
-    time.sleep(0.25)
-    assert log.tick() is None
-    assert len(syncs) == 1
-    assert log.tick() is None, "nothing waits after the fsync"
-    time.sleep(0.25)
-    log.append([(3, stream[2])])
-    assert len(syncs) == 2, "an append after a quiet interval is fsynced at once"
+    started = time.monotonic()
     log.close()
+    assert len(syncs) == 2 and time.monotonic() - started < 1, "close does not wait out the interval"
 
 
 @pytest.mark.parametrize("cut", [1, HEADER.size - 1, HEADER.size, HEADER.size + 3])
