@@ -151,7 +151,7 @@ class OrderBookServer:
     # ---------------------------------------------------------------- the pipeline
 
     def _serve_commands(self) -> None:
-        state, feeds = self.state, self.state.feeds
+        state, feeds, tes = self.state, self.state.feeds, self.tes
         # 1. Read the frames already queued (within the per-turn bounds, never blocking) and
         #    decode them with the codec built once; malformed input is dropped here.
         # 2. Sequence: each book command on an owned symbol takes the next shard sequence.
@@ -186,12 +186,17 @@ class OrderBookServer:
             if sequence:
                 executed, concerned = state.execute(sequence, message, market_data)
                 reply(identity, executed)
-                sent = {identity}
-                for tes_id in concerned:
-                    destination = self.tes.get(tes_id)
-                    if destination is not None and destination not in sent:
-                        sent.add(destination)
+                if len(concerned) == 1:
+                    destination = tes.get(concerned[0])
+                    if destination is not None and destination != identity:
                         reply(destination, executed)
+                else:
+                    sent = {identity}
+                    for tes_id in concerned:
+                        destination = tes.get(tes_id)
+                        if destination is not None and destination not in sent:
+                            sent.add(destination)
+                            reply(destination, executed)
             elif type(message) is Hello:
                 self.tes[message.tes_id] = identity
                 complete = True
