@@ -20,6 +20,7 @@ Roles (configuration from ``config/exchange.toml``, EXCHANGE__* overrides)
 -s TES                    run the Trading Engine Server
 -c CLIENT [ARGS...]       run a client: trader, marketmaker, random, loadgen
 up                        OBS, TES and the configured bots together; Ctrl-C stops all
+end-of-day [--symbol S]   expire every resting DAY order (or those of S); prints the counts
 hash-key KEY              print the stored form of an API key for the config
 
 Every failure the user can fix (bad arguments, a missing, pickled, .npz or
@@ -190,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_command(commands)
     up = commands.add_parser("up", help="run OBS, TES and the configured bots until Ctrl-C")
     up.set_defaults(run=run_up)
+    end_of_day = commands.add_parser("end-of-day", help="expire every resting DAY order (or those of --symbol)")
+    end_of_day.add_argument("--symbol", action="append", help="only this symbol (repeatable; default: all)")
+    end_of_day.set_defaults(run=run_end_of_day)
     hash_key = commands.add_parser("hash-key", help="print the stored (hashed) form of an API key")
     hash_key.add_argument("key")
     hash_key.set_defaults(run=run_hash_key)
@@ -226,6 +230,16 @@ def run_up(args: argparse.Namespace) -> int:
     from servers.launcher import up
 
     return up(load_settings())
+
+
+def run_end_of_day(args: argparse.Namespace) -> None:
+    from servers.admin import AdminError, end_of_day
+
+    try:
+        expired = end_of_day(load_settings(), args.symbol)
+    except AdminError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps({"expired": expired}))
 
 
 def run_hash_key(args: argparse.Namespace) -> None:

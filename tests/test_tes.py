@@ -7,8 +7,11 @@ and ``sweeper`` limits high enough to build and sweep a book of tens of thousand
 that trade get a fresh exchange; the validation and query tests share one.
 """
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import msgspec
@@ -24,7 +27,7 @@ from servers.auth import hash_api_key
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
-GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
+GTC, IOC, FOK, DAY = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY
 R = RejectReason
 REQUESTS = p.Codec(p.ClientRequest)
 MESSAGES = p.Codec(p.ClientMessage)
@@ -644,6 +647,39 @@ def test_book_server_killed_mid_flow_every_order_is_answered_once_and_the_tes_ag
     book = trader.one()
     assert {(BUY, price): quantity for price, quantity, _ in book.bids} | {
         (SELL, price): quantity for price, quantity, _ in book.asks} == levels
+
+
+def end_of_day(env, *args):
+    return subprocess.run([sys.executable, "main.py", "end-of-day", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_end_of_day_expires_day_orders_reports_them_and_leaves_the_rest(exchange):
+    alice, bob = exchange.client("alice"), exchange.client("bob")
+    day = alice.accepted("ACME", BUY, 9_990, 5, DAY)
+    gtc = alice.accepted("ACME", BUY, 9_980, 7)
+    bolt = bob.accepted("BOLT", SELL, 25_100, 20, DAY)
+    partly = bob.accepted("ACME", SELL, 10_020, 9, DAY)
+    alice.order("ACME", BUY, 10_020, 4, IOC)
+    assert [type(m) for m in alice.read(2)] == [p.OrderAccepted, p.OrderFilled]
+    assert bob.one().leaves == 5
+
+    done = end_of_day(exchange.env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"expired": {"ACME": 2, "BOLT": 1}}
+    assert alice.one() == p.OrderExpired(day.client_order_id, day.order_id, "ACME", 5)
+    assert sorted(bob.read(2), key=lambda m: m.symbol) == [
+        p.OrderExpired(partly.client_order_id, partly.order_id, "ACME", 5),
+        p.OrderExpired(bolt.client_order_id, bolt.order_id, "BOLT", 20),
+    ]
+    assert [o.order_id for o in alice.open_orders()] == [gtc.order_id] and bob.open_orders() == []
+    assert alice.book() == ([(9_980, 7, 1)], [])
+
+    again = end_of_day(exchange.env, "--symbol", "ACME")
+    assert json.loads(again.stdout) == {"expired": {"ACME": 0}}
+    unknown = end_of_day(exchange.env, "--symbol", "NOPE")
+    assert unknown.returncode == 2 and unknown.stderr == "error: no shard serves NOPE\n"
+    alice.quiet(0.2)
 
 
 def test_order_ids_continue_after_a_tes_restart(exchange):
