@@ -236,7 +236,7 @@ class Bot:
             case SessionRejected():
                 self.count_reject(m.reason)
             case LoggedOut():
-                print(f"{self.kind} {self.client.trader_id}: logged out by the exchange: {m.reason}", flush=True)
+                print(f"{self.kind} {self.client.trader_id}: logged out by the exchange: {m.text}", flush=True)
                 self.ended_by_exchange = True
 
     def _gone(self, order: BotOrder) -> None:

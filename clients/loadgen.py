@@ -199,7 +199,7 @@ class LoadGenerator:
                 answered.append(message.client_order_id)
                 self.rejected += 1
             elif kind is LoggedOut:
-                raise ClientError(f"the TES ended the session: {message.reason}")
+                raise ClientError(f"the TES ended the session: {message.text}")
         if answered:
             index = np.asarray(answered, dtype=np.int64) - self.first_id
             index = index[(index >= 0) & (index < self.total)]

@@ -215,7 +215,7 @@ class TraderShell(cmd.Cmd):
             case SessionRejected():
                 return f"session rejected: {m.text} ({int(m.reason)})"
             case LoggedOut():
-                return f"logged out: {m.reason}"
+                return f"logged out: {m.text}"
         return repr(m)
 
     def instrument(self, symbol: str) -> Instrument:

@@ -80,7 +80,6 @@ class RejectReason(IntEnum):
     ALREADY_LOGGED_ON = 5003
     MALFORMED_MESSAGE = 5004
     FRAME_TOO_LARGE = 5005
-    SESSION_TIMED_OUT = 5006
 
     BOOK_UNAVAILABLE = 6001
     EXCHANGE_CLOSING = 6002
@@ -118,7 +117,6 @@ REJECT_TEXT = {
     RejectReason.ALREADY_LOGGED_ON: "this session is already logged on",
     RejectReason.MALFORMED_MESSAGE: "malformed message",
     RejectReason.FRAME_TOO_LARGE: "frame larger than the protocol allows",
-    RejectReason.SESSION_TIMED_OUT: "no heartbeat within the session timeout",
     RejectReason.BOOK_UNAVAILABLE: "the order book server for this symbol is not available",
     RejectReason.EXCHANGE_CLOSING: "the exchange is shutting down",
 }

@@ -24,6 +24,7 @@ last (the messages are positional arrays on the wire). Codecs are built once per
 process from `Codec`.
 """
 
+from enum import IntEnum
 from typing import Annotated
 
 import msgspec
@@ -154,8 +155,30 @@ class SessionRejected(Message):
     text: str
 
 
+class EndReason(IntEnum):
+    """Why the TES ended a session (`LoggedOut`)."""
+
+    LOGOUT = 1
+    TIMEOUT = 2
+    REPLACED = 3
+    SHUTDOWN = 4
+
+    @property
+    def text(self) -> str:
+        return END_TEXT[self]
+
+
+END_TEXT = {
+    EndReason.LOGOUT: "logged out",
+    EndReason.TIMEOUT: "session timed out: nothing received within the session timeout",
+    EndReason.REPLACED: "replaced by a new logon of the same trader",
+    EndReason.SHUTDOWN: "the exchange is shutting down",
+}
+
+
 class LoggedOut(Message):
-    reason: str
+    reason: EndReason
+    text: Text
 
 
 class OrderAccepted(Message):

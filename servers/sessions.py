@@ -23,9 +23,9 @@ classes decide.
 import hashlib
 import hmac
 from concurrent.futures import Future, ThreadPoolExecutor
-from enum import Enum
 
 from servers.auth import verify_api_key
+from servers.protocol import EndReason
 
 NEGATIVE_CACHE_SIZE = 10_000
 """Wrong keys remembered (so a client retrying one costs no PBKDF2); cleared when full."""
@@ -78,13 +78,6 @@ class Authenticator:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-class EndReason(Enum):
-    LOGOUT = "logged out"
-    TIMEOUT = "session timed out: nothing received within the session timeout"
-    REPLACED = "replaced by a new logon of the same trader"
-    SHUTDOWN = "the exchange is shutting down"
 
 
 def cancels_orders(session: "Session", why: EndReason) -> bool:

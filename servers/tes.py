@@ -54,7 +54,8 @@ from servers import protocol as p
 from servers.orders import Order, OrderRegistry, Report, Trade
 from servers.portfolio import Portfolio
 from servers.risk import TraderRisk, valuation_price
-from servers.sessions import Authenticator, EndReason, Session, Sessions, cancels_orders
+from servers.protocol import EndReason
+from servers.sessions import Authenticator, Session, Sessions, cancels_orders
 
 log = logging.getLogger("tes")
 
@@ -343,13 +344,13 @@ class TradingEngineServer:
             return
         session, previous = self.sessions.open(identity, trader_id, cancel_on_disconnect, now)
         if previous is not None:
-            self.outbox[previous.identity].append(p.LoggedOut(EndReason.REPLACED.value))
+            self.outbox[previous.identity].append(p.LoggedOut(EndReason.REPLACED, EndReason.REPLACED.text))
         settings = self.config.tes
         self.outbox[identity].append(p.LogonAccepted(trader_id, settings.heartbeat_ms, settings.session_timeout_ms))
 
     def _end(self, session: Session, why: EndReason) -> None:
         self.sessions.end(session)
-        self.outbox[session.identity].append(p.LoggedOut(why.value))
+        self.outbox[session.identity].append(p.LoggedOut(why, why.text))
         if cancels_orders(session, why):
             self._cancel_all(session.trader_id, "", CancelReason.DISCONNECTED)
 

@@ -4,7 +4,8 @@ import pytest
 
 from servers import sessions as sessions_module
 from servers.auth import hash_api_key
-from servers.sessions import Authenticator, ClientOrderIds, EndReason, Session, Sessions, cancels_orders
+from servers.protocol import EndReason
+from servers.sessions import Authenticator, ClientOrderIds, Session, Sessions, cancels_orders
 
 HASHES = {"alice": hash_api_key("alice-key", iterations=1_000), "bob": hash_api_key("bob-key", iterations=1_000)}
 

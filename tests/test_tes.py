@@ -255,7 +255,7 @@ def test_second_logon_on_a_session_is_refused_already_logged_on(shared):
 def test_logon_from_a_new_connection_takes_over_the_session(exchange):
     old = exchange.client("alice")
     new = exchange.client("alice")
-    assert isinstance(old.one(), p.LoggedOut)
+    assert old.one() == p.LoggedOut(p.EndReason.REPLACED, "replaced by a new logon of the same trader")
     accepted = new.accepted("ACME", BUY, 9_990, 1)
     old.quiet(0.2)
     new.send(p.CancelOrder(50, accepted.order_id))
@@ -265,7 +265,7 @@ def test_logon_from_a_new_connection_takes_over_the_session(exchange):
 def test_logout_answers_logged_out_and_ends_the_session(shared):
     client = shared.client("mm1")
     client.send(p.Logout())
-    assert client.one() == p.LoggedOut("logged out")
+    assert client.one() == p.LoggedOut(p.EndReason.LOGOUT, "logged out")
     client.send(p.QueryPositions(1))
     assert client.one().reason is R.NOT_LOGGED_ON
 
@@ -547,7 +547,7 @@ def test_heartbeats_and_cancel_on_disconnect_after_timeout(tmp_path):
         while time.monotonic() < deadline:
             keeper.send(p.Heartbeat())
             time.sleep(0.1)
-        assert leaver.one() == p.LoggedOut("session timed out: nothing received within the session timeout")
+        assert leaver.one() == p.LoggedOut(p.EndReason.TIMEOUT, p.EndReason.TIMEOUT.text)
         assert leaver.heartbeats >= 3
         keeper.send(p.QueryBook(1, "ACME", 5))
         assert keeper.one().bids == [(9_980, 7, 1)]
@@ -564,7 +564,7 @@ def test_logout_with_cancel_on_disconnect_cancels_open_orders(exchange):
     alice = exchange.client("alice", cancel_on_disconnect=True)
     alice.accepted("ACME", BUY, 9_990, 5)
     alice.send(p.Logout())
-    assert alice.one() == p.LoggedOut("logged out")
+    assert alice.one() == p.LoggedOut(p.EndReason.LOGOUT, "logged out")
     bob = exchange.client("bob")
     assert bob.book() == ([], [])
 
@@ -694,7 +694,7 @@ def test_order_ids_continue_after_a_tes_restart(exchange):
 def test_sigterm_logs_everyone_out_and_exits_0(exchange):
     alice = exchange.client("alice")
     assert exchange.tes.stop() == 0
-    assert alice.one() == p.LoggedOut("the exchange is shutting down")
+    assert alice.one() == p.LoggedOut(p.EndReason.SHUTDOWN, "the exchange is shutting down")
     assert exchange.obs.stop() == 0
 
 
