@@ -40,10 +40,10 @@ def end_of_day(config: Config, symbols: list[str] | None = None, timeout: float 
             socket.connect(shard.command_endpoint)
             socket.send(codec.encode([p.BookExpireDay(symbol) for symbol in mine]))
             deadline = time.monotonic() + timeout
-            while len([symbol for symbol in mine if symbol in expired]) < len(mine):
+            while not all(symbol in expired for symbol in mine):
                 left = deadline - time.monotonic()
                 if left <= 0 or not socket.poll(int(left * 1000) + 1):
-                    raise AdminError(f"shard {shard.name} ({shard.command_endpoint}) did not answer within {timeout:g} s")
+                    raise AdminError(f"shard {shard.name} ({shard.command_endpoint}) did not answer in {timeout:g} s")
                 for reply in codec.decode(socket.recv()):
                     if type(reply) is p.Executed:
                         expired[reply.symbol] = sum(type(event) is OrderExpired for event in reply.events)

@@ -54,7 +54,6 @@ from servers import protocol as p
 from servers.orders import Order, OrderRegistry, Report, Trade
 from servers.portfolio import Portfolio
 from servers.risk import TraderRisk, valuation_price
-from servers.protocol import EndReason
 from servers.sessions import Authenticator, Session, Sessions, cancels_orders
 
 log = logging.getLogger("tes")
@@ -243,7 +242,7 @@ class TradingEngineServer:
             if self._step(int(DRAIN_QUIET_S * 500)):
                 quiet_since = time.monotonic()
         for session in list(self.sessions.by_identity.values()):
-            self._end(session, EndReason.SHUTDOWN)
+            self._end(session, p.EndReason.SHUTDOWN)
         self._flush(time.monotonic())
 
     def close(self) -> None:
@@ -316,7 +315,7 @@ class TradingEngineServer:
             case p.QueryOpenOrders() | p.QueryPositions() | p.QueryBook() | p.QueryInstruments():
                 self._query(session, message, now)
             case p.Logout():
-                self._end(session, EndReason.LOGOUT)
+                self._end(session, p.EndReason.LOGOUT)
             case p.Logon():
                 reason = RejectReason.ALREADY_LOGGED_ON
                 self.outbox[identity].append(p.LogonRejected(reason, reason.text))
@@ -344,11 +343,11 @@ class TradingEngineServer:
             return
         session, previous = self.sessions.open(identity, trader_id, cancel_on_disconnect, now)
         if previous is not None:
-            self.outbox[previous.identity].append(p.LoggedOut(EndReason.REPLACED, EndReason.REPLACED.text))
+            self.outbox[previous.identity].append(p.LoggedOut(p.EndReason.REPLACED, p.EndReason.REPLACED.text))
         settings = self.config.tes
         self.outbox[identity].append(p.LogonAccepted(trader_id, settings.heartbeat_ms, settings.session_timeout_ms))
 
-    def _end(self, session: Session, why: EndReason) -> None:
+    def _end(self, session: Session, why: p.EndReason) -> None:
         self.sessions.end(session)
         self.outbox[session.identity].append(p.LoggedOut(why, why.text))
         if cancels_orders(session, why):
@@ -358,7 +357,7 @@ class TradingEngineServer:
         self.next_housekeeping = now + self.housekeeping_s
         for session in self.sessions.expired(now):
             log.info("session of %s timed out", session.trader_id)
-            self._end(session, EndReason.TIMEOUT)
+            self._end(session, p.EndReason.TIMEOUT)
         for session in self.sessions.idle(now):
             self.outbox[session.identity].append(p.Heartbeat())
 
