@@ -17,7 +17,7 @@ import time
 import msgspec
 import pytest
 import zmq
-from procs import REPO, Role, endpoint, exchange_env
+from procs import REPO, Role, endpoint, exchange_env, free_port
 
 from engine.instrument import Instrument
 from engine.messages import OrderFilled
@@ -680,6 +680,69 @@ def test_end_of_day_expires_day_orders_reports_them_and_leaves_the_rest(exchange
     unknown = end_of_day(exchange.env, "--symbol", "NOPE")
     assert unknown.returncode == 2 and unknown.stderr == "error: no shard serves NOPE\n"
     alice.quiet(0.2)
+
+
+def test_two_book_servers_split_the_symbols_and_one_failing_leaves_the_other_trading(tmp_path):
+    """Shard A owns ACME, shard B owns BOLT, one OBS process each, one TES routing by symbol."""
+    env = config_env(tmp_path)
+    config = tmp_path / "exchange.toml"
+    text = config.read_text()
+    shards = text[text.index("[[shards]]"):text.index("[[instruments]]")]
+    ports = [free_port() for _ in range(3)]
+    two = shards.replace('symbols = ["ACME", "BOLT"]', 'symbols = ["ACME"]') + f"""[[shards]]
+name = "B"
+symbols = ["BOLT"]
+command_endpoint = "tcp://127.0.0.1:{ports[0]}"
+market_data_endpoint = "tcp://127.0.0.1:{ports[1]}"
+snapshot_endpoint = "tcp://127.0.0.1:{ports[2]}"
+journal_dir = "{tmp_path / 'journal-B'}"
+
+"""
+    config.write_text(text.replace(shards, two))
+    context = zmq.Context()
+    with Role(["-s", "OBS"], env), Role(["-s", "OBS", "--shard", "B"], env) as obs_b, \
+            Role(["-s", "TES"], env) as tes:
+        try:
+            tes.wait_for("shard A ready", 10)
+            tes.wait_for("shard B ready", 10)
+            alice, bob = Client(context, endpoint(env, "TES__CLIENT_ENDPOINT")), \
+                Client(context, endpoint(env, "TES__CLIENT_ENDPOINT"))
+            alice.logon("alice")
+            bob.logon("bob")
+            rest = alice.accepted("BOLT", BUY, 24_900, 10)
+            day = alice.accepted("BOLT", BUY, 24_800, 10, DAY)
+            assert (rest.order_id >> 48, day.order_id) == (TES_ID, rest.order_id + 1)
+            bob.order("ACME", SELL, 10_000, 3)
+            alice.order("ACME", BUY, 10_000, 3, IOC)
+            assert [type(m) for m in alice.read(2)] == [p.OrderAccepted, p.OrderFilled]
+            assert [type(m) for m in bob.read(2)] == [p.OrderAccepted, p.OrderFilled]
+            assert alice.book("BOLT") == ([(24_900, 10, 1), (24_800, 10, 1)], [])
+
+            done = end_of_day(env)
+            assert json.loads(done.stdout) == {"expired": {"ACME": 0, "BOLT": 1}}
+            assert alice.one() == p.OrderExpired(day.client_order_id, day.order_id, "BOLT", 10)
+
+            obs_b.kill()
+            tes.wait_for("shard B disconnected", 10)
+            assert alice.rejected("BOLT", BUY, 24_900, 10) is R.BOOK_UNAVAILABLE
+            bob.order("ACME", SELL, 10_000, 1)
+            alice.order("ACME", BUY, 10_000, 1, IOC)
+            assert [type(m) for m in alice.read(2)] == [p.OrderAccepted, p.OrderFilled], "shard A trades on"
+            bob.read(2)
+
+            with Role(["-s", "OBS", "--shard", "B"], env) as restarted:
+                assert "READY OBS B sequence=3 " in restarted.wait_for("READY", 1)
+                deadline = time.monotonic() + 10
+                while "shard B ready" not in tes.output().split("shard B disconnected")[-1]:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+                assert alice.book("BOLT") == ([(24_900, 10, 1)], [])
+                bob.order("BOLT", SELL, 24_900, 10)
+                assert [type(m) for m in bob.read(2)] == [p.OrderAccepted, p.OrderFilled]
+                assert alice.one() == p.OrderFilled(rest.client_order_id, rest.order_id, "BOLT", BUY, 24_900, 10,
+                                                    0, 1, False)
+        finally:
+            context.destroy(linger=0)
 
 
 def test_order_ids_continue_after_a_tes_restart(exchange):
