@@ -146,20 +146,29 @@ class LoadGenerator:
         )
 
     def run(self, drain_s: float, stop=lambda: False) -> dict:
+        """Send on schedule, read answers as they come; then wait up to ``drain_s`` for the rest.
+
+        One iteration per wake-up: send what is due, read what is queued, wait on the
+        socket's descriptor until the next send or an answer. (This loop is as cheap as it
+        can be because it shares the machine with the exchange it measures.)
+        """
         rate, total, client = self.rate, self.total, self.client
         interval = send_interval(rate)
         start = time.perf_counter()
         while self.sent < total and not stop():
             sent_at = time.perf_counter()
             self._send_until(due(sent_at - start, rate, total))
-            self._handle(client.receive(0.0))
+            self._handle(client.receive_ready())
             wait = max(start + self.sent / rate, sent_at + interval) - time.perf_counter()
             if wait > 0 and self._wait_readable(wait):
-                self._handle(client.receive(0.0))
+                self._handle(client.receive_ready())
+            client.keep_alive()
         end = time.perf_counter()
         deadline = end + drain_s
-        while self.outstanding > 0 and time.perf_counter() < deadline:
-            self._handle(client.receive(min(0.1, max(0.0, deadline - time.perf_counter()))))
+        while self.outstanding > 0 and (left := deadline - time.perf_counter()) > 0:
+            if self._wait_readable(min(0.1, left)):
+                self._handle(client.receive_ready())
+            client.keep_alive()
         return summarize(self.answered_at, self.rejected, self.fills, self.sent, start, rate, end)
 
     def _wait_readable(self, timeout: float) -> bool:
@@ -171,10 +180,10 @@ class LoadGenerator:
         that is read before waiting (which re-arms it) and after.
         """
         socket = self.client.socket
-        if socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        if socket.get(zmq.EVENTS) & zmq.POLLIN:
             return True
         select.select([self._fd], [], [], timeout)
-        return bool(socket.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+        return bool(socket.get(zmq.EVENTS) & zmq.POLLIN)
 
     def _send_until(self, count: int) -> None:
         fields, first = self._fields, self.first_id
@@ -188,23 +197,20 @@ class LoadGenerator:
         if not messages:
             return
         now = time.perf_counter()
-        answered: list[int] = []
+        answered_at, first, total = self.answered_at, self.first_id, self.total
         for message in messages:
             kind = type(message)
-            if kind is OrderAccepted:
-                answered.append(message.client_order_id)
+            if kind is OrderAccepted or kind is OrderRejected:
+                index = message.client_order_id - first
+                if 0 <= index < total:
+                    answered_at[index] = now
+                    self.outstanding -= 1
+                if kind is OrderRejected:
+                    self.rejected += 1
             elif kind is OrderFilled:
                 self.fills += 1
-            elif kind is OrderRejected:
-                answered.append(message.client_order_id)
-                self.rejected += 1
             elif kind is LoggedOut:
                 raise ClientError(f"the TES ended the session: {message.text}")
-        if answered:
-            index = np.asarray(answered, dtype=np.int64) - self.first_id
-            index = index[(index >= 0) & (index < self.total)]
-            self.answered_at[index] = now
-            self.outstanding -= len(index)
 
 
 def main(config: Config, argv: list[str]) -> int:
