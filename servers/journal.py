@@ -11,21 +11,21 @@ Append-only; one record per sequenced command, little-endian::
     16      n     payload: the msgpack bytes of the one command
 
 Invariants
-- Sequences are consecutive: the file's first record is sequence 1 and every
-  record is its predecessor's sequence + 1.
+- Sequences are consecutive: the file's first record is sequence 1 (its bytes may
+  since have been discarded, below) and every record is its predecessor's + 1.
 - A group of records (`Journal.append`) reaches the file in one write before
   the caller releases any of their results (journal before acknowledging); it
   is fsynced at once ("batch"), by a background thread at most
   ``fsync_interval_ms`` later ("interval", the loop never waits for it) or only
-  by `Journal.flush` ("never"). Records that were written
-  survive a crash of the process under every policy; the policy decides what
-  survives a crash of the machine.
+  by `Journal.flush` ("never"). Records that were written survive a crash of the
+  process under every policy; the policy decides what survives a crash of the
+  machine.
 - Reading stops at the first truncated, corrupt or out-of-sequence record (what
   a crash mid-write leaves behind); opening a `Journal` truncates the file there,
   so new records always follow the last good one.
 
 Discarding ``discarded-before``
-------------------------------
+-------------------------------
 Once a snapshot is written, the records before the oldest kept snapshot's offset
 are never read again: `Journal.discard_before` frees their disk blocks (a hole
 punched in the file: its size and every offset stay the same), after recording
@@ -40,9 +40,9 @@ A `ShardSnapshot`: the sequence, the journal byte offset where record
 ``sequence + 1`` starts, and per symbol its `BookSnapshot`, market-data sequence
 and last trade price. The journal is made durable up to that offset before the
 snapshot is written (`Journal.sync_to`), so a snapshot never points past durable
-journal bytes. Each is written to a temporary
-name, fsynced, renamed and the directory fsynced, so a snapshot file is either
-complete or absent; the newest `KEEP_SNAPSHOTS` are kept.
+journal bytes. Each is written to a temporary name, fsynced, renamed and the
+directory fsynced, so a snapshot file is either complete or absent; the newest
+`KEEP_SNAPSHOTS` are kept.
 """
 
 import ctypes
