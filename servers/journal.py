@@ -123,7 +123,7 @@ class Journal:
         value, from two threads racing to set it, only costs an extra fsync)."""
         self._encoder = msgspec.msgpack.Encoder()
         self._buffer = bytearray()
-        self._hole_warned = False
+        self._can_punch = True
         self._written = threading.Event()
         self._closing = threading.Event()
         self._syncer: threading.Thread | None = None
@@ -175,18 +175,18 @@ class Journal:
     def discard_before(self, offset: int) -> None:
         """Free the disk blocks of the records before byte ``offset``, which a durable
         snapshot at or after it makes unnecessary. Safe from another thread than the one
-        appending. Where the file system cannot punch holes the blocks stay (logged once)."""
-        if offset <= self.discarded:
+        appending. The offset is recorded first, so a crash in between leaves records
+        that recovery will not use, never freed records it would. Where the file system
+        cannot punch holes, nothing is discarded (logged once) and the record is undone."""
+        if offset <= self.discarded or not self._can_punch:
             return
         _write_atomically(self.directory / DISCARDED_FILE, f"{offset}\n".encode())
-        self.discarded = offset
-        if _libc.fallocate(self._fd, _PUNCH_HOLE, ctypes.c_long(0), ctypes.c_long(offset)) != 0:
-            error = ctypes.get_errno()
-            if error not in (errno.EOPNOTSUPP, errno.ENOSYS):
-                raise OSError(error, os.strerror(error), str(self.path))
-            if not self._hole_warned:
-                self._hole_warned = True
-                log.warning("%s: the file system cannot free discarded journal blocks", self.path)
+        if _punch_hole(self._fd, offset):
+            self.discarded = offset
+            return
+        self._can_punch = False
+        _write_atomically(self.directory / DISCARDED_FILE, f"{self.discarded}\n".encode())
+        log.warning("%s: the file system cannot free discarded journal blocks; the journal keeps growing", self.path)
 
     def close(self) -> None:
         """Stop the interval thread, fsync what is not yet durable, close the file."""
@@ -262,6 +262,17 @@ def write_snapshot(directory: Path, snapshot: ShardSnapshot) -> Path:
     for old in _snapshot_paths(directory)[KEEP_SNAPSHOTS:]:
         old.unlink()
     return path
+
+
+def _punch_hole(fd: int, length: int) -> bool:
+    """Free the blocks of the file's first ``length`` bytes (they read as zeros, the size
+    stays); False if the file system cannot."""
+    if _libc.fallocate(fd, _PUNCH_HOLE, ctypes.c_long(0), ctypes.c_long(length)) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EOPNOTSUPP, errno.ENOSYS):
+        return False
+    raise OSError(error, os.strerror(error))
 
 
 def read_discarded(directory: Path) -> int:

@@ -294,3 +294,19 @@ def test_discarded_records_free_their_blocks_and_recovery_needs_a_snapshot_after
     with pytest.raises(RecoveryError, match=f"before byte {older.journal_offset} were discarded"):
         recover(tmp_path, SYMBOLS, JournalConfig())
     assert (tmp_path / JOURNAL_FILE).stat().st_size == size
+
+
+def test_where_holes_cannot_be_punched_nothing_is_discarded_and_full_replay_still_works(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal, "_punch_hole", lambda fd, length: False)
+    live, _ = run(tmp_path, commands(600), group=50, snapshot_every=200)
+    size = (tmp_path / JOURNAL_FILE).stat().st_size
+    log = Journal(tmp_path, JournalConfig(), size)
+    log.discard_before(size // 2)
+    log.discard_before(size // 2 + 1)
+    log.close()
+    assert journal.read_discarded(tmp_path) == 0 and log.discarded == 0
+    for snapshot in tmp_path.glob("snapshot-*"):
+        snapshot.unlink()
+    recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
+    log.close()
+    assert recovered.restored_sequence == 0 and state(recovered) == state(live)
