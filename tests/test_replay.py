@@ -97,6 +97,9 @@ def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
         assert len(row["runs"]) == 2 and row["lost"] == 0
         assert all(run["sent"] == run["acked"] == row["offered_per_s"] // 2 for run in row["runs"])
         assert row["ack_p50_us"] <= row["ack_p99_us"]
+        assert row["cpu_us_per_order"]["obs"] > 0 and row["cpu_us_per_order"]["tes"] > 0
+    assert report["targets"]["100,000 orders/s sustained"] == "not measured"
+    assert "target 100,000 orders/s sustained: not measured" in done.stdout
 
 
 def test_median_run_takes_each_figure_s_median_and_the_worst_loss():
@@ -107,3 +110,18 @@ def test_median_run_takes_each_figure_s_median_and_the_worst_loss():
     ]
     assert e2e.median_run(runs) == {
         "orders_per_s": 20.0, "ack_p50_us": 3.0, "ack_p99_us": 50.0, "ack_p999_us": 70.0, "lost": 2, "sent": 3}
+
+
+def test_targets_are_judged_from_the_median_rows():
+    def row(offered, answered, lost, p99):
+        return {"offered_per_s": offered, "orders_per_s": answered, "lost": lost, "ack_p99_us": p99}
+
+    assert e2e.verdicts([row(10_000, 9_998, 0, 999.0), row(100_000, 99_100, 0, 9e4)]) == {
+        "100,000 orders/s sustained": "met (99,100 answered/s, 0 lost)",
+        "ack p99 under 1 ms at 10,000/s": "met (p99 999 µs)",
+    }
+    assert e2e.verdicts([row(10_000, 9_998, 0, 1000.0), row(100_000, 98_900, 0, 9e4)]) == {
+        "100,000 orders/s sustained": "not met (98,900 answered/s, 0 lost)",
+        "ack p99 under 1 ms at 10,000/s": "not met (p99 1.0 ms)",
+    }
+    assert e2e.verdicts([row(100_000, 99_999, 3, 9e4)])["100,000 orders/s sustained"].startswith("not met")
