@@ -786,6 +786,7 @@ def test_random_flow_keeps_books_open_orders_and_portfolios_consistent(exchange)
     rng = random.Random(7)
     traders = {name: exchange.client(name) for name in ("alice", "bob", "mm1", "mm2")}
     live = {name: set() for name in traders}
+    seen = {"fills": 0, "peak_resting": 0}
 
     def collect(name, client, quiet_ms):
         """Read reports until none comes for ``quiet_ms``."""
@@ -795,6 +796,8 @@ def test_random_flow_keeps_books_open_orders_and_portfolios_consistent(exchange)
                     live[name].add(message.order_id)
                 elif isinstance(message, p.OrderCanceled | p.OrderFilled) and not getattr(message, "leaves", 0):
                     live[name].discard(message.order_id)
+                seen["fills"] += isinstance(message, p.OrderFilled)
+        seen["peak_resting"] = max(seen["peak_resting"], sum(map(len, live.values())))
 
     for _ in range(40):
         for name, client in traders.items():
@@ -842,4 +845,4 @@ def test_random_flow_keeps_books_open_orders_and_portfolios_consistent(exchange)
     expected_bids = sorted(((price, *levels[BUY, price]) for side, price in levels if side == BUY), reverse=True)
     expected_asks = sorted((price, *levels[SELL, price]) for side, price in levels if side == SELL)
     assert (book.bids, book.asks) == (expected_bids, expected_asks)
-    assert expected_bids or expected_asks
+    assert seen["fills"] > 100 and seen["peak_resting"] >= 3, "the flow both traded and rested orders"
