@@ -71,8 +71,7 @@ def median_run(runs: list[dict]) -> dict:
     ordered = sorted(runs, key=lambda r: float("inf") if r["ack_p99_us"] is None else r["ack_p99_us"])
     row = dict(ordered[(len(ordered) - 1) // 2])
     for key in MEDIAN_KEYS:
-        values = [r[key] for r in runs if r[key] is not None]
-        row[key] = statistics.median(values) if values else None
+        row[key] = _median([r[key] for r in runs])
     row["lost"] = max(r["lost"] for r in runs)
     if all("cpu_us_per_order" in r for r in runs):
         row["cpu_us_per_order"] = {
@@ -82,6 +81,7 @@ def median_run(runs: list[dict]) -> dict:
 
 
 def _median(values: list):
+    """The median of the values that are not None (None if none are)."""
     present = [value for value in values if value is not None]
     return statistics.median(present) if present else None
 

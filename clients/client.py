@@ -309,27 +309,20 @@ class ExchangeClient:
 
     def receive_ready(self) -> list:
         """The kept messages and every message already queued, without waiting: for hot
-        loops that wait on `fileno` themselves (no poll, no exception when nothing is there)."""
+        loops that wait on the socket's descriptor themselves."""
         messages = list(self._pending)
         self._pending.clear()
+        return messages + self._drain()
+
+    def _drain(self) -> list:
+        """Decode every frame already queued (none: []), asking ZMQ_EVENTS before each read
+        rather than reading until `zmq.Again` (an exception per call)."""
+        messages: list = []
         socket = self.socket
         while socket.get(zmq.EVENTS) & zmq.POLLIN:
             messages.extend(self._decode(socket.recv(zmq.NOBLOCK)))
-        return self._received(messages) if messages else messages
-
-    def _drain(self) -> list:
-        """Decode every frame already queued (at least one is)."""
-        messages: list = []
-        while True:
-            try:
-                frame = self.socket.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            messages.extend(self._decode(frame))
-        return self._received(messages)
-
-    def _received(self, messages: list) -> list:
-        """Note the session's state from newly received ``messages``; drop heartbeats."""
+        if not messages:
+            return messages
         self.last_received = time.monotonic()
         kinds = set(map(type, messages))
         if LoggedOut in kinds:

@@ -7,8 +7,9 @@ Measurement
 -----------
 Order ``i`` (0, 1, 2, ...) is *scheduled* at ``start + i / R``. The sender sends,
 in one frame, every order whose scheduled time has come (at most ``--batch-max``
-per frame; sends are `send_interval` apart), whatever the exchange is doing, so a slow exchange cannot slow the
-schedule down and hide its own latency (no coordinated omission). The latency
+per frame; sends are `send_interval` apart), whatever the exchange is doing, so a
+slow exchange cannot slow the schedule down and hide its own latency (no
+coordinated omission). The latency
 of an order is the time its `OrderAccepted` or `OrderRejected` was read minus its
 scheduled send time: time spent queued in this process, in sockets, in the TES
 and the OBS (including the journal) all counts.

@@ -164,8 +164,7 @@ class Journal:
 
     def flush(self) -> None:
         """Make every appended record durable now (records are written at append; this fsyncs)."""
-        if self.offset > self._synced_offset:
-            self._fsync()
+        self.sync_to(self.offset)
 
     def sync_to(self, offset: int) -> None:
         """Make the records before byte ``offset`` durable (safe from another thread)."""

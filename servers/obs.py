@@ -186,17 +186,12 @@ class OrderBookServer:
             if sequence:
                 executed, concerned = state.execute(sequence, message, market_data)
                 reply(identity, executed)
-                if len(concerned) == 1:
-                    destination = tes.get(concerned[0])
-                    if destination is not None and destination != identity:
+                sent = {identity}
+                for tes_id in concerned:
+                    destination = tes.get(tes_id)
+                    if destination is not None and destination not in sent:
+                        sent.add(destination)
                         reply(destination, executed)
-                else:
-                    sent = {identity}
-                    for tes_id in concerned:
-                        destination = tes.get(tes_id)
-                        if destination is not None and destination not in sent:
-                            sent.add(destination)
-                            reply(destination, executed)
             elif type(message) is Hello:
                 self.tes[message.tes_id] = identity
                 complete = True
