@@ -73,12 +73,17 @@ def test_replay_command_on_the_native_engine_matches_the_reference(tmp_path):
     assert outputs["native"][1] == outputs["reference"][1]
 
 
-def test_bench_book_command_runs_and_checks_the_engines_agree():
-    done = subprocess.run([sys.executable, "main.py", "bench", "book", "--messages", "20000", "--repeats", "1",
-                           "--resting", "20000"], cwd=REPO, capture_output=True, text=True, timeout=300)
+def bench(*args):
+    """``main.py bench ARGS``: its printed table and the JSON report of its last line."""
+    done = subprocess.run([sys.executable, "main.py", "bench", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "| native book, batch replay |" in done.stdout
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return done.stdout, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_bench_book_command_runs_and_checks_the_engines_agree():
+    table, report = bench("book", "--messages", "20000", "--repeats", "1", "--resting", "20000")
+    assert "| native book, batch replay |" in table
     assert report["standard"]["messages"] == 20_000
     assert report["standard"]["batch_vs_reference"] > 1
     assert [row["resting_orders"] for row in report["memory"]] == [20_000] * 3
@@ -86,11 +91,8 @@ def test_bench_book_command_runs_and_checks_the_engines_agree():
 
 
 def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
-    done = subprocess.run([sys.executable, "main.py", "bench", "e2e", "--rates", "1000,3000", "--duration", "0.5",
-                           "--repeats", "2"], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "median of 2 runs of 0.5 s per rate" in done.stdout
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    table, report = bench("e2e", "--rates", "1000,3000", "--duration", "0.5", "--repeats", "2")
+    assert "median of 2 runs of 0.5 s per rate" in table
     assert report["exit_codes"] == {"tes": 0, "obs": 0}
     assert [row["offered_per_s"] for row in report["rates"]] == [1000, 3000]
     for row in report["rates"]:
@@ -99,7 +101,7 @@ def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
         assert row["ack_p50_us"] <= row["ack_p99_us"]
         assert row["cpu_us_per_order"]["obs"] > 0 and row["cpu_us_per_order"]["tes"] > 0
     assert report["targets"]["100,000 orders/s sustained"] == "not measured"
-    assert "target 100,000 orders/s sustained: not measured" in done.stdout
+    assert "target 100,000 orders/s sustained: not measured" in table
 
 
 def test_median_run_takes_each_figure_s_median_and_the_worst_loss():
