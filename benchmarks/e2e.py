@@ -9,6 +9,10 @@ not as a quietly lower rate. Every order is individually acknowledged. Each rate
 runs several times and the table shows medians: the machines this runs on are
 noisy. Where ``/proc`` exists, the CPU time the OBS and the TES spent (all their
 threads) during each run is reported per order sent.
+
+Beside every run at every rate runs the transport floor (`benchmarks.floor`): the same
+schedule through the same four ZeroMQ hops with no exchange behind them, so each latency
+can be read against what ZeroMQ alone does on this machine in the same minutes.
 """
 
 import json
@@ -19,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks import floor
 from benchmarks.book import machine
 from servers.processes import REPO, Role, exchange_env
 
@@ -99,7 +104,10 @@ def verdicts(rows: list[dict]) -> dict[str, str]:
     tail = "not measured"
     if slow is not None and slow["ack_p99_us"] is not None:
         under = slow["ack_p99_us"] < TARGETS["p99_us_at_10k"]
-        tail = f"{'met' if under else 'not met'} (p99 {_us(slow['ack_p99_us'])})"
+        tail = f"{'met' if under else 'not met'} (p99 {_us(slow['ack_p99_us'])}"
+        if slow.get("floor") is not None:
+            tail += f"; ZeroMQ alone, no exchange behind it: p99 {_us(slow['floor']['ack_p99_us'])}"
+        tail += ")"
     return {"100,000 orders/s sustained": sustained, "ack p99 under 1 ms at 10,000/s": tail}
 
 
@@ -109,10 +117,16 @@ def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int =
     results = []
     with tempfile.TemporaryDirectory(prefix="exchange-e2e-") as tmp:
         env = exchange_env(Path(tmp), EXCHANGE__JOURNAL__FSYNC=fsync)
-        with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes:
+        with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes, floor.running() as bare:
             for rate in rates:
-                runs = [measured_run(env, rate, duration, {"obs": obs, "tes": tes}) for _ in range(repeats)]
-                results.append({"offered_per_s": rate, **median_run(runs), "runs": runs})
+                runs, floor_runs = [], []
+                for _ in range(repeats):
+                    runs.append(measured_run(env, rate, duration, {"obs": obs, "tes": tes}))
+                    floor_runs.append(bare.measure(rate, duration))
+                results.append({
+                    "offered_per_s": rate, **median_run(runs), "runs": runs,
+                    "floor": median_run(floor_runs), "floor_runs": floor_runs,
+                })
             codes = {"tes": tes.stop(), "obs": obs.stop()}
     report = {
         "machine": machine(), "fsync": fsync, "duration_s": duration, "repeats": repeats, "rates": results,
@@ -126,18 +140,21 @@ def format_report(report: dict) -> str:
     m = report["machine"]
     lines = [
         f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; journal fsync={report['fsync']}; "
-        f"median of {report['repeats']} runs of {report['duration_s']:g} s per rate (lost: the worst run)",
+        f"median of {report['repeats']} runs of {report['duration_s']:g} s per rate (lost: the worst run); "
+        "ZeroMQ alone: the same schedule and hops with no exchange behind them (benchmarks/floor.py)",
         "",
         "| offered orders/s | answered orders/s | acked | rejected | fills | lost | ack p50 | ack p99 | ack p99.9 "
-        "| CPU per order: OBS / TES |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU per order: OBS / TES | ZeroMQ alone: p50 / p99 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rates"]:
         cpu = r.get("cpu_us_per_order") or {}
+        bare = r["floor"]
         lines.append(
             f"| {r['offered_per_s']:,} | {r['orders_per_s']:,.0f} | {r['acked']:,} | {r['rejected']:,} | "
             f"{r['fills']:,} | {r['lost']:,} | {_us(r['ack_p50_us'])} | {_us(r['ack_p99_us'])} | "
-            f"{_us(r['ack_p999_us'])} | {_us(cpu.get('obs'))} / {_us(cpu.get('tes'))} |"
+            f"{_us(r['ack_p999_us'])} | {_us(cpu.get('obs'))} / {_us(cpu.get('tes'))} | "
+            f"{_us(bare['ack_p50_us'])} / {_us(bare['ack_p99_us'])} |"
         )
     lines.append("")
     lines.extend(f"target {name}: {verdict}" for name, verdict in report["targets"].items())

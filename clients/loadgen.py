@@ -122,29 +122,38 @@ def summarize(
     }
 
 
-class LoadGenerator:
-    """One run at a fixed offered rate over a logged-on client (see the module docstring)."""
+class Schedule:
+    """Orders ``0 .. total - 1`` sent over a ZeroMQ socket on a fixed schedule, and when each
+    was answered (see the module docstring). Subclasses say how a batch is sent and how the
+    answers queued on the socket are read; the loop and the measurement are shared, so the
+    transport floor (`benchmarks.floor`) is measured exactly as the exchange is.
 
-    def __init__(
-        self, client: ExchangeClient, symbol: str, price: int, quantity: int, rate: float, duration: float,
-        batch_max: int,
-    ) -> None:
-        self.client = client
+    Invariant: ``outstanding`` is the number of sent orders not yet answered, and
+    ``answered_at[i]`` is NaN until order ``i``'s first answer was read.
+    """
+
+    def __init__(self, socket: zmq.Socket, rate: float, duration: float, batch_max: int) -> None:
+        self.socket = socket
         self.rate = rate
         self.total = max(1, round(rate * duration))
         self.batch_max = batch_max
-        self.first_id = client.reserve_client_order_ids(self.total)
         self.answered_at = np.full(self.total, np.nan)
         self.rejected = 0
         self.fills = 0
         self.sent = 0
         self.outstanding = 0
-        self._fd = client.socket.getsockopt(zmq.FD)
-        # Two pre-built field tuples: only the client order id differs between orders.
-        self._fields = (
-            (symbol, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, quantity),
-            (symbol, Side.SELL, OrderType.LIMIT, TimeInForce.GTC, price, quantity),
-        )
+        self._fd = socket.getsockopt(zmq.FD)
+
+    def send(self, batch: range) -> None:
+        """Send orders ``batch`` (consecutive indices) in one frame."""
+        raise NotImplementedError
+
+    def read_ready(self) -> None:
+        """Read every answer already queued, without waiting, and record it."""
+        raise NotImplementedError
+
+    def keep_alive(self) -> None:
+        """Called once per wake-up (a session's heartbeat)."""
 
     def run(self, drain_s: float, stop=lambda: False) -> dict:
         """Send on schedule, read answers as they come; then wait up to ``drain_s`` for the rest.
@@ -153,23 +162,23 @@ class LoadGenerator:
         socket's descriptor until the next send or an answer. (This loop is as cheap as it
         can be because it shares the machine with the exchange it measures.)
         """
-        rate, total, client = self.rate, self.total, self.client
+        rate, total = self.rate, self.total
         interval = send_interval(rate)
         start = time.perf_counter()
         while self.sent < total and not stop():
             sent_at = time.perf_counter()
             self._send_until(due(sent_at - start, rate, total))
-            self._handle(client.receive_ready())
+            self.read_ready()
             wait = max(start + self.sent / rate, sent_at + interval) - time.perf_counter()
             if wait > 0 and self._wait_readable(wait):
-                self._handle(client.receive_ready())
-            client.keep_alive()
+                self.read_ready()
+            self.keep_alive()
         end = time.perf_counter()
         deadline = end + drain_s
         while self.outstanding > 0 and (left := deadline - time.perf_counter()) > 0:
             if self._wait_readable(min(0.1, left)):
-                self._handle(client.receive_ready())
-            client.keep_alive()
+                self.read_ready()
+            self.keep_alive()
         return summarize(self.answered_at, self.rejected, self.fills, self.sent, start, rate, end)
 
     def _wait_readable(self, timeout: float) -> bool:
@@ -180,21 +189,46 @@ class LoadGenerator:
         The ZeroMQ descriptor is edge-triggered: it only says "look at ZMQ_EVENTS", so
         that is read before waiting (which re-arms it) and after.
         """
-        socket = self.client.socket
+        socket = self.socket
         if socket.get(zmq.EVENTS) & zmq.POLLIN:
             return True
         select.select([self._fd], [], [], timeout)
         return bool(socket.get(zmq.EVENTS) & zmq.POLLIN)
 
     def _send_until(self, count: int) -> None:
-        fields, first = self._fields, self.first_id
         while self.sent < count:
             batch = range(self.sent, min(count, self.sent + self.batch_max))
-            self.client.send_batch([EnterOrder(first + i, *fields[i & 1]) for i in batch])
+            self.send(batch)
             self.outstanding += len(batch)
             self.sent = batch.stop
 
-    def _handle(self, messages: list) -> None:
+
+class LoadGenerator(Schedule):
+    """One run at a fixed offered rate over a logged-on client: GTC limit orders, alternating
+    buy and sell at one price; an order is answered by its `OrderAccepted` or `OrderRejected`."""
+
+    def __init__(
+        self, client: ExchangeClient, symbol: str, price: int, quantity: int, rate: float, duration: float,
+        batch_max: int,
+    ) -> None:
+        super().__init__(client.socket, rate, duration, batch_max)
+        self.client = client
+        self.first_id = client.reserve_client_order_ids(self.total)
+        # Two pre-built field tuples: only the client order id differs between orders.
+        self._fields = (
+            (symbol, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, quantity),
+            (symbol, Side.SELL, OrderType.LIMIT, TimeInForce.GTC, price, quantity),
+        )
+
+    def send(self, batch: range) -> None:
+        fields, first = self._fields, self.first_id
+        self.client.send_batch([EnterOrder(first + i, *fields[i & 1]) for i in batch])
+
+    def keep_alive(self) -> None:
+        self.client.keep_alive()
+
+    def read_ready(self) -> None:
+        messages = self.client.receive_ready()
         if not messages:
             return
         now = time.perf_counter()

@@ -100,6 +100,9 @@ def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
         assert all(run["sent"] == run["acked"] == row["offered_per_s"] // 2 for run in row["runs"])
         assert row["ack_p50_us"] <= row["ack_p99_us"]
         assert row["cpu_us_per_order"]["obs"] > 0 and row["cpu_us_per_order"]["tes"] > 0
+        assert len(row["floor_runs"]) == 2
+        assert all(run["sent"] == row["offered_per_s"] // 2 and run["lost"] == 0 for run in row["floor_runs"])
+        assert 0 < row["floor"]["ack_p50_us"] <= row["floor"]["ack_p99_us"]
     assert report["targets"]["100,000 orders/s sustained"] == "not measured"
     assert "target 100,000 orders/s sustained: not measured" in table
 
@@ -127,3 +130,6 @@ def test_targets_are_judged_from_the_median_rows():
         "ack p99 under 1 ms at 10,000/s": "not met (p99 1.0 ms)",
     }
     assert e2e.verdicts([row(100_000, 99_999, 3, 9e4)])["100,000 orders/s sustained"].startswith("not met")
+    with_floor = {**row(10_000, 10_000, 0, 2500.0), "floor": {"ack_p99_us": 1800.0}}
+    assert e2e.verdicts([with_floor])["ack p99 under 1 ms at 10,000/s"] == (
+        "not met (p99 2.5 ms; ZeroMQ alone, no exchange behind it: p99 1.8 ms)")

@@ -1,0 +1,135 @@
+"""The transport floor: the load generator's schedule through ZeroMQ alone, no exchange behind it.
+
+Three processes in the exchange's shape, each a fresh interpreter: a client running the
+load generator's own loop (`clients.loadgen.Schedule`), a *relay* standing in for the TES
+(ROUTER for the client, DEALER to the next hop) and an *echo* standing in for the OBS
+(a ROUTER answering every frame with itself). Relay and echo are libzmq's own proxy
+(``zmq.proxy``), a loop in C, so nothing here validates, matches, journals or even decodes:
+an order is a frame of int64 indices going client -> relay -> echo -> relay -> client, the
+same four hops over TCP loopback as client -> TES -> OBS -> TES -> client.
+
+What it measures is what ZeroMQ and the machine cost at a given rate (every hop hands each
+message between an application thread and an I/O thread, and waking a thread is what costs
+on a small VM); `benchmarks.e2e` runs it beside the exchange at every rate, so the exchange's
+latency can be read against the floor measured in the same benchmark.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import zmq
+
+from clients.loadgen import Schedule
+from servers.processes import REPO, free_port
+
+READY_TIMEOUT_S = 20.0
+
+
+class EchoSchedule(Schedule):
+    """The load generator's schedule with bare frames: a batch is its indices as int64."""
+
+    def send(self, batch: range) -> None:
+        self.socket.send(np.arange(batch.start, batch.stop, dtype=np.int64).tobytes(), copy=False)
+
+    def read_ready(self) -> None:
+        socket = self.socket
+        now = None
+        while socket.get(zmq.EVENTS) & zmq.POLLIN:
+            indices = np.frombuffer(socket.recv(zmq.NOBLOCK), dtype=np.int64)
+            now = now or time.perf_counter()
+            self.answered_at[indices] = now
+            self.outstanding -= len(indices)
+
+
+def echo(endpoint: str) -> None:
+    """Answer every frame with itself, forever (a ROUTER proxied to itself routes each reply
+    back to its sender)."""
+    socket = zmq.Context().socket(zmq.ROUTER)
+    socket.bind(endpoint)
+    zmq.proxy(socket, socket)
+
+
+def relay(front: str, back: str) -> None:
+    """Forward frames from ``front`` (clients) to ``back`` and the answers back, forever."""
+    context = zmq.Context()
+    clients = context.socket(zmq.ROUTER)
+    clients.bind(front)
+    server = context.socket(zmq.DEALER)
+    server.connect(back)
+    zmq.proxy(clients, server)
+
+
+def client(endpoint: str, rate: float, duration: float, drain_s: float) -> dict:
+    """One run of the schedule against ``endpoint`` (the load generator's result keys).
+
+    A first frame is echoed before the clock starts, so connecting is not measured."""
+    socket = zmq.Context().socket(zmq.DEALER)
+    socket.connect(endpoint)
+    socket.send(np.int64(-1).tobytes())
+    if not socket.poll(READY_TIMEOUT_S * 1000):
+        raise RuntimeError(f"no echo from {endpoint} within {READY_TIMEOUT_S:g} s")
+    socket.recv()
+    return EchoSchedule(socket, rate, duration, batch_max=1000).run(drain_s)
+
+
+class Floor:
+    """A running relay and echo (each its own ``python -m benchmarks.floor`` process) on free
+    loopback ports; `measure` runs one client process against them."""
+
+    def __init__(self) -> None:
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        back = f"tcp://127.0.0.1:{free_port()}"
+        self._servers = [_start("echo", back), _start("relay", self.endpoint, back)]
+
+    def measure(self, rate: float, duration: float, drain_s: float = 5.0) -> dict:
+        """The load generator's result keys (`clients.loadgen.RESULT_KEYS`) for one run."""
+        done = subprocess.run(
+            [*COMMAND, "client", self.endpoint, str(rate), str(duration), str(drain_s)],
+            cwd=REPO, capture_output=True, text=True, timeout=READY_TIMEOUT_S + duration + drain_s + 60,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"transport floor at {rate}/s failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def close(self) -> None:
+        for process in self._servers:
+            process.terminate()
+            process.wait(10)
+
+
+COMMAND = (sys.executable, "-m", "benchmarks.floor")
+
+
+def _start(role: str, *endpoints: str) -> subprocess.Popen:
+    return subprocess.Popen([*COMMAND, role, *endpoints], cwd=REPO)
+
+
+@contextmanager
+def running():
+    """A `Floor` for the duration of the block."""
+    floor = Floor()
+    try:
+        yield floor
+    finally:
+        floor.close()
+
+
+def main(argv: list[str]) -> None:
+    """``echo BIND``, ``relay BIND CONNECT`` or ``client CONNECT RATE DURATION DRAIN`` (prints
+    the result as one JSON line)."""
+    role, *args = argv
+    if role == "echo":
+        echo(*args)
+    elif role == "relay":
+        relay(*args)
+    else:
+        endpoint, rate, duration, drain_s = args
+        print(json.dumps(client(endpoint, float(rate), float(duration), float(drain_s))))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

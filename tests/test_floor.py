@@ -1,0 +1,28 @@
+"""The transport floor of `benchmarks.floor`: the load generator's schedule through two bare
+ZeroMQ proxies, as real processes."""
+
+import pytest
+
+from benchmarks import floor
+from clients.loadgen import RESULT_KEYS
+
+
+@pytest.fixture(scope="module")
+def bare():
+    with floor.running() as running:
+        yield running
+
+
+def test_every_order_goes_round_the_four_hops_and_is_timed(bare):
+    result = bare.measure(rate=2_000, duration=0.5, drain_s=5)
+    assert tuple(result) == RESULT_KEYS
+    assert result["sent"] == result["acked"] == 1_000
+    assert result["lost"] == result["rejected"] == result["fills"] == 0
+    assert 0 < result["ack_p50_us"] <= result["ack_p99_us"] <= result["ack_p999_us"]
+    assert result["duration_s"] >= 0.5 and result["orders_per_s"] > 1_500
+
+
+def test_orders_due_together_share_a_frame_and_each_is_answered(bare):
+    result = bare.measure(rate=200_000, duration=0.2, drain_s=5)
+    assert result["sent"] == result["acked"] == 40_000 and result["lost"] == 0
+
