@@ -24,6 +24,7 @@ import numpy as np
 import zmq
 
 from clients.loadgen import Schedule
+from servers import collector
 from servers.processes import REPO, free_port
 
 READY_TIMEOUT_S = 20.0
@@ -66,14 +67,17 @@ def relay(front: str, back: str) -> None:
 def client(endpoint: str, rate: float, duration: float, drain_s: float) -> dict:
     """One run of the schedule against ``endpoint`` (the load generator's result keys).
 
-    A first frame is echoed before the clock starts, so connecting is not measured."""
+    A first frame is echoed before the clock starts, so connecting is not measured; the
+    garbage collector is settled as in the load generator."""
     socket = zmq.Context().socket(zmq.DEALER)
     socket.connect(endpoint)
     socket.send(np.int64(-1).tobytes())
     if not socket.poll(READY_TIMEOUT_S * 1000):
         raise RuntimeError(f"no echo from {endpoint} within {READY_TIMEOUT_S:g} s")
     socket.recv()
-    return EchoSchedule(socket, rate, duration, batch_max=1000).run(drain_s)
+    schedule = EchoSchedule(socket, rate, duration, batch_max=1000)
+    collector.settle()
+    return schedule.run(drain_s)
 
 
 class Floor:

@@ -53,20 +53,26 @@ from clients.client import ClientError, ExchangeClient
 from config.arguments import positive_float, positive_int
 from config.settings import Config
 from engine.types import OrderType, Side, TimeInForce
+from servers import collector
 from servers.protocol import MAX_BATCH, EnterOrder, LoggedOut, OrderAccepted, OrderFilled, OrderRejected
 
 MIN_SEND_INTERVAL_S = 50e-6
-MAX_SEND_INTERVAL_S = 200e-6
-INTERVAL_PER_RATE_S = 2e-9
-"""Sends are `send_interval` apart, so at high rates the orders that fell due meanwhile
-share a frame (per-frame costs dominate otherwise)."""
+MAX_SEND_INTERVAL_S = 1e-3
+SINGLE_ORDER_RATE = 25_000
+"""Up to this rate, sends are the shortest interval apart (about one order per frame)."""
+BATCHED_RATE = 100_000
+"""From this rate, sends are the longest interval apart (100 orders per frame at 100,000/s)."""
 
 
 def send_interval(rate: float) -> float:
-    """Seconds between sends: 50 µs up to 25,000/s (about one order per frame), growing with
-    the rate to 200 µs from 100,000/s (20 orders per frame). Latency still counts from each
+    """Seconds between sends: 50 µs up to 25,000/s (about one order per frame), rising
+    linearly with the rate to 1 ms at 100,000/s and above, where the per-frame costs of
+    every process (a wake-up, a poll, a read, a decode, an encode, a write; and the
+    journal's group commit) would otherwise dominate. Latency still counts from each
     order's scheduled time, so the wait for a frame's send is part of what is measured."""
-    return min(MAX_SEND_INTERVAL_S, max(MIN_SEND_INTERVAL_S, rate * INTERVAL_PER_RATE_S))
+    share = (rate - SINGLE_ORDER_RATE) / (BATCHED_RATE - SINGLE_ORDER_RATE)
+    interval = MIN_SEND_INTERVAL_S + share * (MAX_SEND_INTERVAL_S - MIN_SEND_INTERVAL_S)
+    return min(MAX_SEND_INTERVAL_S, max(MIN_SEND_INTERVAL_S, interval))
 
 RESULT_KEYS = (
     "sent",
@@ -274,6 +280,7 @@ def _main(config: Config, argv: list[str]) -> int:
         generator = LoadGenerator(
             client, args.symbol, price, instrument.min_quantity, args.rate, args.duration, args.batch_max
         )
+        collector.settle()
         result = generator.run(args.drain, stop=lambda: bool(stop))
         client.mass_cancel(args.symbol)
     finally:

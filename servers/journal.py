@@ -68,8 +68,8 @@ log = logging.getLogger(__name__)
 JOURNAL_FILE = "commands.log"
 DISCARDED_FILE = "discarded-before"
 HEADER = struct.Struct("<IIQ")
-_BLANK_HEADER = bytes(HEADER.size)
-_CRC = struct.Struct("<I")
+_SEQUENCE = struct.Struct("<Q")
+"""The header's last field: the CRC covers it and the payload."""
 MAX_RECORD_BYTES = 1 << 20
 """A header announcing a larger payload is corrupt (no command is this big)."""
 KEEP_SNAPSHOTS = 2
@@ -135,12 +135,11 @@ class Journal:
         """Write a group of ``(sequence, command)`` records with one write, then fsync per policy."""
         buffer = self._buffer
         buffer.clear()
+        encode, pack, pack_sequence, crc32 = self._encoder.encode, HEADER.pack, _SEQUENCE.pack, zlib.crc32
         for sequence, command in records:
-            start = len(buffer)
-            buffer += _BLANK_HEADER
-            self._encoder.encode_into(command, buffer, -1)
-            HEADER.pack_into(buffer, start, len(buffer) - start - HEADER.size, 0, sequence)
-            _CRC.pack_into(buffer, start + 4, zlib.crc32(memoryview(buffer)[start + 8 :]))
+            payload = encode(command)
+            buffer += pack(len(payload), crc32(payload, crc32(pack_sequence(sequence))), sequence)
+            buffer += payload
         written = os.write(self._fd, buffer)
         while written < len(buffer):
             written += os.write(self._fd, buffer[written:])

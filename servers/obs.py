@@ -47,6 +47,7 @@ import zmq
 
 from config.settings import Config, ConfigError, ShardConfig
 from engine.types import RejectReason
+from servers import collector
 from servers.journal import KEEP_SNAPSHOTS, ShardSnapshot, write_snapshot
 from servers.protocol import (
     BookQuery,
@@ -319,6 +320,7 @@ def serve(config: Config, args) -> int:
         log.error("OBS %s cannot start: %s", shard.name, exc)
         return 1
     previous = {signum: signal.signal(signum, server.stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    collector.settle()
     try:
         print(
             f"READY OBS {shard.name} sequence={server.state.sequence} commands={shard.command_endpoint} "

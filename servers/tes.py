@@ -50,6 +50,7 @@ from zmq.utils.monitor import recv_monitor_message
 from config.settings import Config
 from engine.instrument import Instrument
 from engine.types import CancelReason, OrderType, RejectReason, Side
+from servers import collector
 from servers import protocol as p
 from servers.orders import Order, OrderRegistry, Report, Trade
 from servers.portfolio import Portfolio
@@ -681,6 +682,7 @@ def serve(config: Config, args=None) -> int:
         log.error("TES cannot start: %s", exc)
         return 1
     previous = {sig: signal.signal(sig, lambda *_: server.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    collector.settle()
     try:
         return server.run()
     except Exception:

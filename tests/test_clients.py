@@ -130,8 +130,8 @@ def test_schedule_releases_order_i_at_i_over_rate():
 
 def test_send_interval_keeps_single_orders_at_low_rates_and_batches_at_high_rates():
     assert loadgen.send_interval(1_000) == loadgen.send_interval(25_000) == 50e-6
-    assert loadgen.send_interval(50_000) == pytest.approx(100e-6)
-    assert loadgen.send_interval(100_000) == loadgen.send_interval(1_000_000) == 200e-6
+    assert loadgen.send_interval(50_000) == pytest.approx(50e-6 + 950e-6 / 3)
+    assert loadgen.send_interval(100_000) == loadgen.send_interval(1_000_000) == 1e-3
 
 
 def test_latency_is_measured_from_the_scheduled_send_time():
