@@ -78,9 +78,9 @@ class Shard:
         """Apply sequenced ``command`` to its symbol's book; append its market data to ``market_data``.
 
         Returns the reply, an `Executed` already encoded (outgoing frames splice it
-        in as is), and the TES ids it concerns: the sender (the owner of the order
-        it names) and the owners of resting orders it touched (makers of its
-        fills, expired orders). Raises KeyError for a symbol the shard does not own.
+        in as is), and the TES ids it concerns, each once: the sender (the owner of
+        the order it names) first, then the owners of resting orders it touched
+        (makers of its fills, expired orders). Raises KeyError for a symbol the shard does not own.
         """
         feed = self.feeds[command.symbol]
         book = feed.book
@@ -105,17 +105,18 @@ class Shard:
             events = book.expire_day_orders()
         self.sequence = sequence
         feed.update(events, before, market_data)
-        if len(events) == 1 and kind is not BookExpireDay:
-            concerned = (command.order_id >> TES_SHIFT,)
-        else:
-            owners = {
-                (event.maker_id if type(event) is OrderFilled else event.order_id) >> TES_SHIFT
-                for event in events
-                if type(event) is OrderFilled or type(event) is OrderExpired
-            }
-            if kind is not BookExpireDay:
-                owners.add(command.order_id >> TES_SHIFT)
-            concerned = tuple(owners)
+        concerned = () if kind is BookExpireDay else (command.order_id >> TES_SHIFT,)
+        if len(events) > 1 or kind is BookExpireDay:
+            for event in events:
+                event_kind = type(event)
+                if event_kind is OrderFilled:
+                    owner = event.maker_id >> TES_SHIFT
+                elif event_kind is OrderExpired:
+                    owner = event.order_id >> TES_SHIFT
+                else:
+                    continue
+                if owner not in concerned:
+                    concerned += (owner,)
         reply = msgspec.Raw(_encode(Executed(sequence, command.symbol, events)))
         self.history.append((sequence, reply, concerned))
         return reply, concerned
