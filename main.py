@@ -117,7 +117,7 @@ def run_bench(args: argparse.Namespace) -> None:
     if args.suite == "e2e":
         from benchmarks import e2e
 
-        report = e2e.run(rates=args.rates, duration=args.duration, fsync=args.fsync, repeats=args.repeats)
+        report = e2e.run(rates=args.rates or e2e.RATES, duration=args.duration, fsync=args.fsync, repeats=args.repeats)
     else:
         from benchmarks import book as book_benchmark
 
@@ -144,8 +144,8 @@ def add_bench_command(commands) -> None:
         "--resting", type=positive_int, default=1_000_000, help="book: resting orders for the memory figure"
     )
     parser.add_argument(
-        "--rates", type=rate_list, default=(1_000, 10_000, 25_000, 50_000, 100_000, 150_000),
-        help="e2e: offered rates, comma-separated (default: 1000,10000,25000,50000,100000,150000)",
+        "--rates", type=rate_list,
+        help="e2e: offered rates, comma-separated (default: benchmarks.e2e.RATES, 1000 to 150000)",
     )
     parser.add_argument("--duration", type=float, default=5.0, help="e2e: seconds per rate (default: 5)")
     parser.add_argument("--fsync", choices=["batch", "interval", "never"], default="batch",
