@@ -106,6 +106,7 @@ class Floor:
 
 
 COMMAND = (sys.executable, "-m", "benchmarks.floor")
+USAGE = "usage: python -m benchmarks.floor echo BIND | relay BIND CONNECT | client CONNECT RATE DURATION DRAIN"
 
 
 def _start(role: str, *endpoints: str) -> subprocess.Popen:
@@ -123,16 +124,17 @@ def running():
 
 
 def main(argv: list[str]) -> None:
-    """``echo BIND``, ``relay BIND CONNECT`` or ``client CONNECT RATE DURATION DRAIN`` (prints
-    the result as one JSON line)."""
-    role, *args = argv
-    if role == "echo":
+    """Run one role of `USAGE` (a client prints its result as one JSON line)."""
+    role, *args = argv or [""]
+    if role == "echo" and len(args) == 1:
         echo(*args)
-    elif role == "relay":
+    elif role == "relay" and len(args) == 2:
         relay(*args)
-    else:
+    elif role == "client" and len(args) == 4:
         endpoint, rate, duration, drain_s = args
         print(json.dumps(client(endpoint, float(rate), float(duration), float(drain_s))))
+    else:
+        raise SystemExit(USAGE)
 
 
 if __name__ == "__main__":
