@@ -16,11 +16,9 @@ fills and final state hashes of all engines must agree, or the benchmark fails.
 """
 
 import gc
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -31,6 +29,7 @@ from engine.book import ReferenceBook
 from engine.replay import replay_rows
 from engine.stream import LIMIT_GTC, STREAM_DTYPE
 from native.book import NativeBook
+from servers.processes import json_result
 
 TARGETS = {"batch_vs_reference": 25.0, "per_message_vs_reference": 4.0, "deep_msgs_per_s": 2_000_000,
            "memory_1m_mb": 300.0}
@@ -166,9 +165,7 @@ def memory_child(engine: str, orders: int, spread: str) -> dict:
 def measure_memory(engine: str, orders: int, spread: str) -> dict:
     code = ("import json, sys; from benchmarks.book import memory_child; "
             f"print(json.dumps(memory_child({engine!r}, {orders}, {spread!r})))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json_result([sys.executable, "-c", code], f"memory of the {engine} book")
 
 
 def run(messages: int = 1_000_000, seed: int = 42, repeats: int = 3, deep_messages: int = 1_000_000,

@@ -15,17 +15,15 @@ schedule through the same four ZeroMQ hops with no exchange behind them, so each
 can be read against what ZeroMQ alone does on this machine in the same minutes.
 """
 
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks import floor
 from benchmarks.book import machine
-from servers.processes import REPO, Role, exchange_env
+from servers.processes import Role, exchange_env, json_result
 
 RATES = (1_000, 10_000, 25_000, 50_000, 100_000, 150_000)
 TARGETS = {"orders_per_s": 100_000, "p99_us_at_10k": 1_000}
@@ -39,14 +37,11 @@ not answers that were merely late (a run ends as soon as every order is answered
 
 def loadgen(env: dict, rate: int, duration: float) -> dict:
     """One load-generator run; its last stdout line is the JSON result."""
-    done = subprocess.run(
+    return json_result(
         [sys.executable, "main.py", "-c", "loadgen", "--rate", str(rate), "--duration", str(duration),
          "--drain", str(DRAIN_S)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=duration + DRAIN_S + 120,
+        f"loadgen at {rate}/s", env=env, timeout=duration + DRAIN_S + 120,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"loadgen at {rate}/s failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -122,7 +117,7 @@ def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int =
     results = []
     with tempfile.TemporaryDirectory(prefix="exchange-e2e-") as tmp:
         env = exchange_env(Path(tmp), EXCHANGE__JOURNAL__FSYNC=fsync)
-        with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes, floor.running() as bare:
+        with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes, floor.Floor() as bare:
             for rate in rates:
                 runs, floor_runs = [], []
                 for _ in range(repeats):

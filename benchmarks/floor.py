@@ -18,14 +18,13 @@ import json
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 
 import numpy as np
 import zmq
 
 from clients.loadgen import Schedule
 from servers import collector
-from servers.processes import REPO, free_port
+from servers.processes import REPO, free_port, json_result
 
 READY_TIMEOUT_S = 20.0
 
@@ -82,7 +81,8 @@ def client(endpoint: str, rate: float, duration: float, drain_s: float) -> dict:
 
 class Floor:
     """A running relay and echo (each its own ``python -m benchmarks.floor`` process) on free
-    loopback ports; `measure` runs one client process against them."""
+    loopback ports; `measure` runs one client process against them. A context manager:
+    leaving the block stops both."""
 
     def __init__(self) -> None:
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
@@ -91,18 +91,21 @@ class Floor:
 
     def measure(self, rate: float, duration: float, drain_s: float = 5.0) -> dict:
         """The load generator's result keys (`clients.loadgen.RESULT_KEYS`) for one run."""
-        done = subprocess.run(
+        return json_result(
             [*COMMAND, "client", self.endpoint, str(rate), str(duration), str(drain_s)],
-            cwd=REPO, capture_output=True, text=True, timeout=READY_TIMEOUT_S + duration + drain_s + 60,
+            f"transport floor at {rate}/s", timeout=READY_TIMEOUT_S + duration + drain_s + 60,
         )
-        if done.returncode != 0:
-            raise RuntimeError(f"transport floor at {rate}/s failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
 
     def close(self) -> None:
         for process in self._servers:
             process.terminate()
             process.wait(10)
+
+    def __enter__(self) -> "Floor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 COMMAND = (sys.executable, "-m", "benchmarks.floor")
@@ -111,16 +114,6 @@ USAGE = "usage: python -m benchmarks.floor echo BIND | relay BIND CONNECT | clie
 
 def _start(role: str, *endpoints: str) -> subprocess.Popen:
     return subprocess.Popen([*COMMAND, role, *endpoints], cwd=REPO)
-
-
-@contextmanager
-def running():
-    """A `Floor` for the duration of the block."""
-    floor = Floor()
-    try:
-        yield floor
-    finally:
-        floor.close()
 
 
 def main(argv: list[str]) -> None:

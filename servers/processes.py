@@ -8,6 +8,7 @@ bound); `Role.stop()` sends SIGTERM and returns the exit code; `Role.kill()` is
 ``kill -9``.
 """
 
+import json
 import os
 import signal
 import socket
@@ -41,6 +42,16 @@ def exchange_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
+
+
+def json_result(command: list[str], what: str, env: dict[str, str] | None = None,
+                timeout: float | None = None) -> dict:
+    """Run ``command`` in the repository to its end; its last stdout line, a JSON object.
+    A non-zero exit raises RuntimeError naming ``what``, with the end of its stderr."""
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def endpoint(env: dict[str, str], key: str) -> str:

@@ -9,7 +9,7 @@ from clients.loadgen import RESULT_KEYS
 
 @pytest.fixture(scope="module")
 def bare():
-    with floor.running() as running:
+    with floor.Floor() as running:
         yield running
 
 
@@ -25,4 +25,3 @@ def test_every_order_goes_round_the_four_hops_and_is_timed(bare):
 def test_orders_due_together_share_a_frame_and_each_is_answered(bare):
     result = bare.measure(rate=200_000, duration=0.2, drain_s=5)
     assert result["sent"] == result["acked"] == 40_000 and result["lost"] == 0
-
