@@ -74,15 +74,20 @@ class RejectReason(IntEnum):
     OPEN_ORDERS_LIMIT = 4003
     MESSAGE_RATE_LIMIT = 4004
     DUPLICATE_CLIENT_ORDER_ID = 4005
+    QUERY_RATE_LIMIT = 4006
+    CLIENT_ORDER_IDS_OUT_OF_ORDER = 4007
 
     NOT_LOGGED_ON = 5001
     BAD_CREDENTIALS = 5002
     ALREADY_LOGGED_ON = 5003
     MALFORMED_MESSAGE = 5004
     FRAME_TOO_LARGE = 5005
+    LOGON_THROTTLED = 5006
+    NOT_AUTHORIZED = 5007
 
     BOOK_UNAVAILABLE = 6001
     EXCHANGE_CLOSING = 6002
+    JOURNAL_UNAVAILABLE = 6003
 
     @property
     def text(self) -> str:
@@ -112,13 +117,18 @@ REJECT_TEXT = {
     RejectReason.OPEN_ORDERS_LIMIT: "the trader has the maximum number of open orders",
     RejectReason.MESSAGE_RATE_LIMIT: "message rate limit exceeded",
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: "client order id already used in this session",
+    RejectReason.QUERY_RATE_LIMIT: "query rate limit exceeded",
+    RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER: "too many client order ids used out of order in this session",
     RejectReason.NOT_LOGGED_ON: "log on first",
     RejectReason.BAD_CREDENTIALS: "unknown trader or wrong API key",
     RejectReason.ALREADY_LOGGED_ON: "this session is already logged on",
     RejectReason.MALFORMED_MESSAGE: "malformed message",
     RejectReason.FRAME_TOO_LARGE: "frame larger than the protocol allows",
+    RejectReason.LOGON_THROTTLED: "too many logon attempts: try again later",
+    RejectReason.NOT_AUTHORIZED: "this peer is not authorized to send this command",
     RejectReason.BOOK_UNAVAILABLE: "the order book server for this symbol is not available",
     RejectReason.EXCHANGE_CLOSING: "the exchange is shutting down",
+    RejectReason.JOURNAL_UNAVAILABLE: "the order book server cannot write its journal",
 }
 
 

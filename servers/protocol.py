@@ -162,6 +162,7 @@ class EndReason(IntEnum):
     TIMEOUT = 2
     REPLACED = 3
     SHUTDOWN = 4
+    SLOW_CONSUMER = 5
 
     @property
     def text(self) -> str:
@@ -173,6 +174,7 @@ END_TEXT = {
     EndReason.TIMEOUT: "session timed out: nothing received within the session timeout",
     EndReason.REPLACED: "replaced by a new logon of the same trader",
     EndReason.SHUTDOWN: "the exchange is shutting down",
+    EndReason.SLOW_CONSUMER: "the session's output queue is full: the client is not reading what it is sent",
 }
 
 
