@@ -22,6 +22,12 @@ Roles (configuration from ``config/exchange.toml``, EXCHANGE__* overrides)
 up                        OBS, TES and the configured bots together; Ctrl-C stops all
 end-of-day [--symbol S]   expire every resting DAY order (or those of S); prints the counts
 hash-key KEY              print the stored form of an API key for the config
+keys [--replace]          write the CURVE key pairs the configuration needs (security.keys_dir)
+journal check [--shard S] read a shard's journal, snapshots and discarded-before (never changing
+                          them): a report, a JSON last line; exit 0 healthy or a warning, 1 damaged
+journal cut --shard S --at OFFSET
+                          with that OBS stopped: move the journal's bytes from OFFSET (where a
+                          good record ends) into commands.log.cut-OFFSET and cut it there
 
 Every failure the user can fix (bad arguments, a missing, pickled, .npz or
 wrong-dtype stream, an unwritable output) is reported as one ``error: ...`` line
@@ -197,7 +203,27 @@ def build_parser() -> argparse.ArgumentParser:
     hash_key = commands.add_parser("hash-key", help="print the stored (hashed) form of an API key")
     hash_key.add_argument("key")
     hash_key.set_defaults(run=run_hash_key)
+    keys = commands.add_parser("keys", help="write the missing CURVE key pairs of the TES, the shards and the operator")
+    keys.add_argument("--replace", action="store_true",
+                      help="write new pairs for every role (every process must then be restarted)")
+    keys.set_defaults(run=run_keys)
+    add_journal_command(commands)
     return parser
+
+
+def add_journal_command(commands) -> None:
+    parser = commands.add_parser("journal", help="check a shard's journal, or cut a damaged one (OBS stopped)")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = actions.add_parser("check", help="report on the journal directory, changing nothing (exit 1: damaged)")
+    check.add_argument("--shard", help="the shard (default: the first configured)")
+    check.set_defaults(run=run_journal_check)
+    cut = actions.add_parser(
+        "cut", help="stop the shard's OBS first: move the journal's bytes from OFFSET on aside and cut it there"
+    )
+    cut.add_argument("--shard", required=True, help="the shard")
+    cut.add_argument("--at", required=True, type=non_negative_int, metavar="OFFSET",
+                     help="where to cut: the end of a good record, as journal check or the OBS reported")
+    cut.set_defaults(run=run_journal_cut)
 
 
 SERVERS = {"OBS": "servers.obs", "TES": "servers.tes"}
@@ -240,6 +266,57 @@ def run_end_of_day(args: argparse.Namespace) -> None:
     except AdminError as exc:
         raise CliError(str(exc)) from None
     print(json.dumps({"expired": expired}))
+
+
+def shard_config(name: str | None):
+    from config.settings import ConfigError
+
+    config = load_settings()
+    try:
+        return config.shard(name) if name else config.shards[0]
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def run_journal_check(args: argparse.Namespace) -> int:
+    from servers.journal_admin import check
+
+    try:
+        lines, summary = check(shard_config(args.shard))
+    except OSError as exc:
+        raise CliError(f"cannot read the journal directory: {exc}") from None
+    print("\n".join(lines))
+    print(json.dumps(summary))
+    return 1 if summary["status"] == "damaged" else 0
+
+
+def run_journal_cut(args: argparse.Namespace) -> None:
+    from servers.journal_admin import CutRefused, cut
+
+    try:
+        lines, summary = cut(shard_config(args.shard), args.at)
+    except CutRefused as exc:
+        raise CliError(str(exc)) from None
+    except OSError as exc:
+        raise CliError(f"cannot cut the journal: {exc}") from None
+    print("\n".join(lines))
+    print(json.dumps(summary))
+
+
+def run_keys(args: argparse.Namespace) -> None:
+    from servers.security import write_missing_keys
+
+    config = load_settings()
+    if not config.security.keys_dir:
+        raise CliError("security.keys_dir is empty: CURVE authentication is off, there are no keys to write")
+    try:
+        written = write_missing_keys(config, replace=args.replace)
+    except OSError as exc:
+        raise CliError(f"cannot write keys in {config.security.keys_dir}: {exc.strerror or exc}") from None
+    directory = config.security.keys_dir
+    for name in written:
+        print(f"wrote {directory}/{name}.key (public) and {directory}/{name}.key_secret (secret, mode 0600)")
+    print(json.dumps({"keys_dir": directory, "written": written}))
 
 
 def run_hash_key(args: argparse.Namespace) -> None:

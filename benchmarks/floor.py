@@ -8,6 +8,9 @@ load generator's own loop (`clients.loadgen.Schedule`), a *relay* standing in fo
 an order is a frame of int64 indices going client -> relay -> echo -> relay -> client, the
 same four hops over TCP loopback as client -> TES -> OBS -> TES -> client.
 
+The relay -> echo hop is encrypted with CURVE, as the TES -> OBS hop is (`servers.security`),
+with a key pair made for the run and handed to both processes in their environment.
+
 What it measures is what ZeroMQ and the machine cost at a given rate (every hop hands each
 message between an application thread and an I/O thread, and waking a thread is what costs
 on a small VM); `benchmarks.e2e` runs it beside the exchange at every rate, so the exchange's
@@ -15,6 +18,7 @@ latency can be read against the floor measured in the same benchmark.
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -27,6 +31,8 @@ from servers import collector
 from servers.processes import REPO, free_port, json_result
 
 READY_TIMEOUT_S = 20.0
+SERVER_PUBLIC, SERVER_SECRET = "FLOOR_CURVE_PUBLIC", "FLOOR_CURVE_SECRET"
+"""The environment variables carrying the echo's key pair (the relay gets only the public key)."""
 
 
 class EchoSchedule(Schedule):
@@ -49,6 +55,9 @@ def echo(endpoint: str) -> None:
     """Answer every frame with itself, forever (a ROUTER proxied to itself routes each reply
     back to its sender)."""
     socket = zmq.Context().socket(zmq.ROUTER)
+    socket.curve_secretkey = os.environ[SERVER_SECRET].encode()
+    socket.curve_publickey = os.environ[SERVER_PUBLIC].encode()
+    socket.curve_server = True
     socket.bind(endpoint)
     zmq.proxy(socket, socket)
 
@@ -59,6 +68,8 @@ def relay(front: str, back: str) -> None:
     clients = context.socket(zmq.ROUTER)
     clients.bind(front)
     server = context.socket(zmq.DEALER)
+    server.curve_publickey, server.curve_secretkey = zmq.curve_keypair()
+    server.curve_serverkey = os.environ[SERVER_PUBLIC].encode()
     server.connect(back)
     zmq.proxy(clients, server)
 
@@ -87,7 +98,11 @@ class Floor:
     def __init__(self) -> None:
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         back = f"tcp://127.0.0.1:{free_port()}"
-        self._servers = [_start("echo", back), _start("relay", self.endpoint, back)]
+        public, secret = zmq.curve_keypair()
+        self._servers = [
+            _start({SERVER_PUBLIC: public.decode(), SERVER_SECRET: secret.decode()}, "echo", back),
+            _start({SERVER_PUBLIC: public.decode()}, "relay", self.endpoint, back),
+        ]
 
     def measure(self, rate: float, duration: float, drain_s: float = 5.0) -> dict:
         """The load generator's result keys (`clients.loadgen.RESULT_KEYS`) for one run."""
@@ -112,8 +127,8 @@ COMMAND = (sys.executable, "-m", "benchmarks.floor")
 USAGE = "usage: python -m benchmarks.floor echo BIND | relay BIND CONNECT | client CONNECT RATE DURATION DRAIN"
 
 
-def _start(role: str, *endpoints: str) -> subprocess.Popen:
-    return subprocess.Popen([*COMMAND, role, *endpoints], cwd=REPO)
+def _start(keys: dict[str, str], role: str, *endpoints: str) -> subprocess.Popen:
+    return subprocess.Popen([*COMMAND, role, *endpoints], cwd=REPO, env=dict(os.environ, **keys))
 
 
 def main(argv: list[str]) -> None:

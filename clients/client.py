@@ -15,6 +15,20 @@ socket (frames ``[payload]``, each payload a msgpack list of `ClientRequest` /
   wakes up to send them. A program that sits idle without calling the client
   for ``session_timeout_ms`` is logged out by the TES, so idle loops call
   `receive`. Incoming heartbeats are consumed, not returned.
+- **Session loss.** The client notices when the TES no longer has its session:
+  a `LoggedOut` (timeout, takeover, shutdown, slow consumer), or a
+  `SessionRejected(NOT_LOGGED_ON)` answering a request of a logged-on client (the
+  TES restarted and forgot it). ``logged_on`` turns False and ``ended`` says why;
+  a query waiting for its answer raises `SessionEnded` at once, and so does
+  every later call that needs a session. A client made with ``relogon=True``
+  logs on again instead, at the next call that needs a session, and asks a query
+  interrupted that way once more (orders are never re-sent: what happened to them
+  is for the caller to find out). Messages received meanwhile are kept for
+  `receive`, as always. `logon` may also be called again by hand.
+- **Encryption.** With ``server_key`` (the TES's public CURVE key, for a TES whose
+  ``security.clients`` is "curve") the connection is encrypted and only the TES
+  holding the matching secret key can answer; the client's own key pair is made
+  afresh for each client (traders authenticate with their API key).
 - **Shutdown.** Sockets use ``linger=0``: `close` first logs out and waits
   (briefly) for `LoggedOut`, so the logout is delivered, then drops anything
   unsent.
@@ -27,6 +41,7 @@ sockets belong to one thread.
 """
 
 import itertools
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -46,6 +61,7 @@ from servers.protocol import (
     Codec,
     DepthSnapshot,
     DepthUpdate,
+    EndReason,
     EnterOrder,
     Heartbeat,
     Instruments,
@@ -74,6 +90,8 @@ from servers.protocol import (
 SEND_HWM = 100_000
 """Frames queued for sending before a send blocks (the default 1,000 is too few for bursts)."""
 
+log = logging.getLogger(__name__)
+
 
 class ClientError(Exception):
     """Base of the client library's errors."""
@@ -89,6 +107,16 @@ class LogonError(ClientError):
 
 class RequestTimeout(ClientError):
     """No answer to a request within its timeout."""
+
+
+class SessionEnded(ClientError):
+    """The TES ended this client's session or no longer knows it; ``reason`` says why
+    (an `EndReason` from `LoggedOut`, or `RejectReason.NOT_LOGGED_ON` after a TES restart)."""
+
+    def __init__(self, reason: EndReason | RejectReason, text: str) -> None:
+        super().__init__(f"the session ended: {text} ({int(reason)}); log on again to continue")
+        self.reason = reason
+        self.text = text
 
 
 class RequestRejected(ClientError):
@@ -116,6 +144,10 @@ class ExchangeClient:
         Ask the TES to cancel this session's open orders when it ends.
     context
         The ZeroMQ context; the process-wide instance by default.
+    server_key
+        The TES's public CURVE key (Z85, 40 bytes) when its client port uses CURVE.
+    relogon
+        Log on again, at the next call that needs a session, when the session ended.
     """
 
     def __init__(
@@ -125,6 +157,8 @@ class ExchangeClient:
         api_key: str,
         cancel_on_disconnect: bool = False,
         context: zmq.Context | None = None,
+        server_key: bytes | None = None,
+        relogon: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.trader_id = trader_id
@@ -136,6 +170,9 @@ class ExchangeClient:
         self._request_ids = itertools.count(1)
         self._pending: deque = deque()
         self.logged_on = False
+        self.relogon = relogon
+        self.ended: LoggedOut | SessionRejected | None = None
+        """Why the last session ended (None: never logged on, or logged on now)."""
         self.heartbeat_s: float | None = None
         self.session_timeout_s: float | None = None
         self.last_sent = self.last_received = time.monotonic()
@@ -144,34 +181,35 @@ class ExchangeClient:
         self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         # Unlimited receive queue: the TES's ROUTER drops replies to a peer whose queue is full.
         self.socket.setsockopt(zmq.RCVHWM, 0)
+        if server_key is not None:
+            public, secret = zmq.curve_keypair()
+            self.socket.curve_secretkey = secret
+            self.socket.curve_publickey = public
+            self.socket.curve_serverkey = server_key
         self.socket.connect(endpoint)
 
     # ------------------------------------------------------------ session
 
     def logon(self, timeout: float = 5.0) -> LogonAccepted:
         """Log on and wait for the answer; raise `LogonError` if refused or unanswered."""
-        self.send_batch([Logon(self.trader_id, self._api_key, self.cancel_on_disconnect)])
+        self._send([Logon(self.trader_id, self._api_key, self.cancel_on_disconnect)])
         try:
-            reply = self._wait_for(
-                lambda m: isinstance(m, LogonAccepted | LogonRejected | SessionRejected), timeout
-            )
+            reply = self._wait_for(_answers_logon, timeout, in_session=False)
         except RequestTimeout:
             raise LogonError(f"no answer to the logon from {self.endpoint} within {timeout}s") from None
         if not isinstance(reply, LogonAccepted):
             raise LogonError(f"logon of {self.trader_id!r} refused: {reply.text} ({int(reply.reason)})", reply.reason)
-        self.logged_on = True
-        self.heartbeat_s = reply.heartbeat_ms / 1000
-        self.session_timeout_s = reply.session_timeout_ms / 1000
         return reply
 
     def logout(self, timeout: float = 1.0) -> bool:
         """Log out; True if the TES confirmed with `LoggedOut` within ``timeout``."""
         if not self.logged_on:
             return False
-        self.send_batch([Logout()])
+        self._send([Logout()])
         self.logged_on = False
+        self.ended = LoggedOut(EndReason.LOGOUT, EndReason.LOGOUT.text)
         try:
-            self._wait_for(lambda m: isinstance(m, LoggedOut), timeout)
+            self._wait_for(lambda m: isinstance(m, LoggedOut), timeout, in_session=False)
         except RequestTimeout:
             return False
         return True
@@ -225,14 +263,31 @@ class ExchangeClient:
         self.send_batch([MassCancel(symbol)])
 
     def send_batch(self, messages: list) -> None:
-        """Send many requests in one frame (they are handled in list order)."""
+        """Send many requests in one frame (they are handled in list order); `SessionEnded`
+        if the session ended (unless ``relogon``: then log on again first)."""
+        self._ensure_session()
+        self._send(messages)
+
+    def _send(self, messages: list) -> None:
         self.socket.send(self._requests.encode(messages))
         self.last_sent = time.monotonic()
+
+    def _ensure_session(self) -> None:
+        """Raise `SessionEnded` if a session this client had has ended, or with ``relogon`` log on again."""
+        if self.ended is None:
+            return
+        if not self.relogon:
+            raise SessionEnded(self.ended.reason, self.ended.text)
+        log.warning("%s: the session ended (%s); logging on again", self.trader_id, self.ended.text)
+        self.logon()
 
     # ------------------------------------------------------------ queries
 
     def open_orders(self, timeout: float = 5.0) -> list[OpenOrder]:
         """This trader's open orders: every `OpenOrders` page of the answer, up to the ``last`` one."""
+        return self._again_if_relogon(self._open_orders, timeout)
+
+    def _open_orders(self, timeout: float) -> list[OpenOrder]:
         request_id = next(self._request_ids)
         self.send_batch([QueryOpenOrders(request_id)])
         deadline = time.monotonic() + timeout
@@ -261,6 +316,19 @@ class ExchangeClient:
         return self._query(QueryInstruments(next(self._request_ids)), Instruments, timeout).instruments
 
     def _query(self, request, answer_type, timeout: float):
+        return self._again_if_relogon(lambda wait: self._ask(request, answer_type, wait), timeout)
+
+    def _again_if_relogon(self, ask: Callable[[float], object], timeout: float):
+        """``ask(timeout)``; if the session turns out to be gone and this client logs on
+        again by itself, log on and ask once more (queries change nothing, so asking twice is safe)."""
+        try:
+            return ask(timeout)
+        except SessionEnded:
+            if not self.relogon:
+                raise
+        return ask(timeout)
+
+    def _ask(self, request, answer_type, timeout: float):
         request_id = request.request_id
         self.send_batch([request])
         try:
@@ -291,7 +359,7 @@ class ExchangeClient:
     def keep_alive(self) -> None:
         """Send a heartbeat if the session is logged on and nothing was sent for heartbeat_ms."""
         if self.logged_on and time.monotonic() - self.last_sent >= self.heartbeat_s:
-            self.send_batch([Heartbeat()])
+            self._send([Heartbeat()])
 
     def _read(self, timeout: float) -> list:
         deadline = time.monotonic() + timeout
@@ -325,11 +393,28 @@ class ExchangeClient:
             return messages
         self.last_received = time.monotonic()
         kinds = set(map(type, messages))
-        if LoggedOut in kinds:
-            self.logged_on = False
+        if LogonAccepted in kinds or LoggedOut in kinds or SessionRejected in kinds:
+            self._follow_session(messages)
         if Heartbeat in kinds:
             messages = [m for m in messages if type(m) is not Heartbeat]
         return messages
+
+    def _follow_session(self, messages: list) -> None:
+        """Follow the session's state in arrival order: it begins with `LogonAccepted` and is
+        over when the TES says so (`LoggedOut`) or refuses a request because it does not know
+        it (`SessionRejected` NOT_LOGGED_ON while this client was logged on)."""
+        for message in messages:
+            kind = type(message)
+            if kind is LogonAccepted:
+                self.logged_on = True
+                self.ended = None
+                self.heartbeat_s = message.heartbeat_ms / 1000
+                self.session_timeout_s = message.session_timeout_ms / 1000
+            elif self.logged_on and (
+                kind is LoggedOut or (kind is SessionRejected and message.reason == RejectReason.NOT_LOGGED_ON)
+            ):
+                self.logged_on = False
+                self.ended = message
 
     def _decode(self, frame: bytes) -> list:
         try:
@@ -337,8 +422,9 @@ class ExchangeClient:
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             raise ClientError(f"undecodable frame from the TES ({len(frame)} bytes): {exc}") from None
 
-    def _wait_for(self, matches: Callable[[object], bool], timeout: float):
-        """The first message (kept or new) that ``matches``; keep every other one for `receive`."""
+    def _wait_for(self, matches: Callable[[object], bool], timeout: float, in_session: bool = True):
+        """The first message (kept or new) that ``matches``; keep every other one for `receive`.
+        ``in_session``: an answer within the session, so `SessionEnded` as soon as it ends."""
         for index, message in enumerate(self._pending):
             if matches(message):
                 del self._pending[index]
@@ -353,8 +439,18 @@ class ExchangeClient:
                     self._pending.append(message)
             if found is not None:
                 return found
+            if in_session and self.ended is not None:
+                raise SessionEnded(self.ended.reason, self.ended.text)
             if time.monotonic() >= deadline:
                 raise RequestTimeout(f"no answer within {timeout}s")
+
+
+def _answers_logon(message) -> bool:
+    """Whether ``message`` can be the answer to a Logon (a refusal of an earlier request for
+    want of a session, NOT_LOGGED_ON, cannot)."""
+    kind = type(message)
+    return kind is LogonAccepted or kind is LogonRejected or (
+        kind is SessionRejected and message.reason != RejectReason.NOT_LOGGED_ON)
 
 
 # ================================================================ market data
@@ -613,4 +709,5 @@ __all__ = [
     "MarketDataClient",
     "RequestRejected",
     "RequestTimeout",
+    "SessionEnded",
 ]

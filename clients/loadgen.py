@@ -49,12 +49,12 @@ import numpy as np
 import zmq
 
 from clients import runtime
-from clients.client import ClientError, ExchangeClient
+from clients.client import ExchangeClient, SessionEnded
 from config.arguments import positive_float, positive_int
 from config.settings import Config
 from engine.types import OrderType, Side, TimeInForce
 from servers import collector
-from servers.protocol import MAX_BATCH, EnterOrder, LoggedOut, OrderAccepted, OrderFilled, OrderRejected
+from servers.protocol import MAX_BATCH, EnterOrder, OrderAccepted, OrderFilled, OrderRejected
 
 MIN_SEND_INTERVAL_S = 50e-6
 MAX_SEND_INTERVAL_S = 1e-3
@@ -250,8 +250,9 @@ class LoadGenerator(Schedule):
                     self.rejected += 1
             elif kind is OrderFilled:
                 self.fills += 1
-            elif kind is LoggedOut:
-                raise ClientError(f"the TES ended the session: {message.text}")
+        ended = self.client.ended
+        if ended is not None:
+            raise SessionEnded(ended.reason, ended.text)
 
 
 def main(config: Config, argv: list[str]) -> int:

@@ -15,6 +15,7 @@ import time
 from clients.client import ClientError, ExchangeClient, LogonError, MarketDataClient, RequestRejected, RequestTimeout
 from config.settings import Config, InstrumentConfig
 from engine.types import RejectReason
+from servers.security import TES, KeyFileError, Keys
 
 EXIT_ERROR = 2
 
@@ -48,9 +49,20 @@ def instrument(config: Config, symbol: str) -> InstrumentConfig:
     return found
 
 
+def tes_server_key(config: Config) -> bytes | None:
+    """The TES's public CURVE key if its client port uses CURVE (``security.clients``), else None."""
+    if config.security.clients != "curve":
+        return None
+    try:
+        return Keys(config.security.keys_dir).public(TES)
+    except KeyFileError as exc:
+        raise UsageError(f"the TES's public key: {exc}") from None
+
+
 def logged_on_client(config: Config, trader_id: str, key: str, timeout: float = 10.0, **options) -> ExchangeClient:
-    """A client of the configured TES, logged on; `UsageError` if refused or unanswered."""
-    client = ExchangeClient(config.tes.client_endpoint, trader_id, key, **options)
+    """A client of the configured TES (with its CURVE key if it asks for one), logged on;
+    `UsageError` if refused or unanswered."""
+    client = ExchangeClient(config.tes.client_endpoint, trader_id, key, server_key=tes_server_key(config), **options)
     try:
         client.logon(timeout)
     except LogonError as exc:

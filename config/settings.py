@@ -17,6 +17,7 @@ import msgspec
 
 from engine.instrument import Instrument
 from servers.auth import parse_hash
+from servers.security import is_loopback
 
 DEFAULT_PATH = Path(__file__).with_name("exchange.toml")
 ENV_FILE = "EXCHANGE_CONFIG"
@@ -39,6 +40,18 @@ class TesConfig(Struct):
     tes_id: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1
     heartbeat_ms: Positive = 1000
     session_timeout_ms: Positive = 5000
+    logon_failures: Positive = 5
+    """Consecutive failed logons of one trader id, or on one connection, before it must wait."""
+    logon_backoff_ms: Positive = 1000
+    """The first wait; each further failure doubles it, up to ``logon_backoff_max_ms``."""
+    logon_backoff_max_ms: Positive = 60_000
+    logon_queue: Positive = 16
+    """Logons waiting for their key check (PBKDF2) at most; more are refused LOGON_THROTTLED at once."""
+
+    def __post_init__(self) -> None:
+        if self.logon_backoff_max_ms < self.logon_backoff_ms:
+            raise ValueError(f"logon_backoff_max_ms ({self.logon_backoff_max_ms}) must be at least "
+                             f"logon_backoff_ms ({self.logon_backoff_ms})")
 
 
 class JournalConfig(Struct):
@@ -69,6 +82,8 @@ class TraderConfig(Struct):
     """Largest price x quantity (ticks x lots) of one order."""
     max_open_orders: Positive = 1_000
     max_messages_per_second: Positive = 1_000
+    max_queries_per_second: Positive = 20
+    """Pages of query answers a second (an open-orders answer has one per 1,000 orders)."""
 
 
 class BotConfig(Struct):
@@ -82,6 +97,14 @@ class UpConfig(Struct):
     bots: list[BotConfig] = []
 
 
+class SecurityConfig(Struct):
+    """CURVE authentication (`servers.security`): key pairs in ``keys_dir``; "" turns it off."""
+
+    keys_dir: str = "data/keys"
+    clients: Literal["plain", "curve"] = "plain"
+    """"curve": the TES client endpoint is a CURVE server too (clients need ``keys_dir/tes.key``)."""
+
+
 class Config(Struct):
     tes: TesConfig
     shards: Annotated[list[ShardConfig], msgspec.Meta(min_length=1)]
@@ -89,6 +112,7 @@ class Config(Struct):
     journal: JournalConfig = JournalConfig()
     traders: list[TraderConfig] = []
     up: UpConfig = UpConfig()
+    security: SecurityConfig = SecurityConfig()
 
     def instrument(self, symbol: str) -> InstrumentConfig | None:
         return next((i for i in self.instruments if i.symbol == symbol), None)
@@ -197,6 +221,26 @@ def check(config: Config) -> None:
     for index, bot in enumerate(config.up.bots):
         if bot.symbol not in symbols:
             raise ConfigError(f"up.bots[{index}].symbol: {bot.symbol!r} is not an instrument")
+    _check_loopback(config)
+
+
+def _check_loopback(config: Config) -> None:
+    """Beyond loopback only with keys: the book servers' ports need CURVE (``security.keys_dir``),
+    the TES client port CURVE for clients too (API keys must not cross a network in clear)."""
+    bound = [("tes.client_endpoint", config.tes.client_endpoint)] + [
+        (f"shards[{index}].{field}", getattr(shard, field))
+        for index, shard in enumerate(config.shards)
+        for field in ("command_endpoint", "market_data_endpoint", "snapshot_endpoint")
+    ]
+    for key, endpoint in bound:
+        if is_loopback(endpoint):
+            continue
+        if not config.security.keys_dir:
+            raise ConfigError(f"{key}: {endpoint} is reachable beyond this host, which needs CURVE keys: set "
+                              "security.keys_dir and run python main.py keys")
+        if key == "tes.client_endpoint" and config.security.clients != "curve":
+            raise ConfigError(f"{key}: {endpoint} is reachable beyond this host, so clients must use CURVE: "
+                              'set security.clients = "curve"')
 
 
 def _unique(values: list, section: str, field: str) -> None:

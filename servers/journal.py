@@ -20,9 +20,27 @@ Invariants
   by `Journal.flush` ("never"). Records that were written survive a crash of the
   process under every policy; the policy decides what survives a crash of the
   machine.
-- Reading stops at the first truncated, corrupt or out-of-sequence record (what
-  a crash mid-write leaves behind); opening a `Journal` truncates the file there,
-  so new records always follow the last good one.
+- A write that fails (a full file system) leaves no partial record: the file is
+  cut back to where the group began, the group is reported unwritten and the
+  journal refuses groups without touching the disk until `RETRY_WRITE_S` have
+  passed. A failed fsync is never retried (after one, the page cache's state is
+  unknown: PostgreSQL's "fsyncgate"): `JournalFailed`, and the process must stop.
+
+Reading, torn tails and damage
+------------------------------
+`read_records` reads good records until the end of the file or a bad one (cut
+short, a length out of range, a CRC mismatch, out of sequence, or a CRC-valid
+payload that does not decode). What follows a bad record decides:
+
+- no valid record starts anywhere after it (`next_valid_record`: a length in
+  range, a later sequence, a payload that fits and a matching CRC): a **torn
+  tail**, what a crash in the middle of a write leaves. Opening a `Journal` at
+  the end of the good records moves those bytes to ``commands.log.torn-<offset>``
+  and cuts the file there (logged), so new records follow the last good one;
+- a valid record follows, or the bad record is itself CRC-valid (no torn write
+  makes one): **damage**. `JournalDamaged` is raised, nothing is changed, and the
+  operator restores a backup or cuts the journal at the damage (``python main.py
+  journal cut``, `move_tail`), giving up the records after it.
 
 Discarding ``discarded-before``
 -------------------------------
@@ -36,13 +54,24 @@ So a long run keeps at most about two snapshot intervals of journal on disk.
 
 Snapshots ``snapshot-<sequence>.msgpack``
 -----------------------------------------
-A `ShardSnapshot`: the sequence, the journal byte offset where record
+A `ShardSnapshot` (the sequence, the journal byte offset where record
 ``sequence + 1`` starts, and per symbol its `BookSnapshot`, market-data sequence
-and last trade price. The journal is made durable up to that offset before the
-snapshot is written (`Journal.sync_to`), so a snapshot never points past durable
-journal bytes. Each is written to a temporary name, fsynced, renamed and the
-directory fsynced, so a snapshot file is either complete or absent; the newest
-`KEEP_SNAPSHOTS` are kept.
+and last trade price) in msgpack, after a header, little-endian::
+
+    offset  size  field
+    0       4     magic b"OBSS"
+    4       4     format version, u32 (SNAPSHOT_VERSION)
+    8       8     payload length, u64
+    16      4     crc32 of the payload
+    20      n     payload
+
+A file whose header, length or CRC does not match, or whose payload does not
+decode, is skipped with a warning (`read_snapshots`): recovery falls back to an
+older snapshot or the journal. The journal is made durable up to a snapshot's
+offset before the snapshot is written (`Journal.sync_to`), so a snapshot never
+points past durable journal bytes. Each is written to a temporary name, fsynced,
+renamed and the directory fsynced, so a snapshot file is either complete or
+absent; the newest `KEEP_SNAPSHOTS` are kept.
 """
 
 import ctypes
@@ -50,15 +79,17 @@ import errno
 import logging
 import os
 import re
+import shutil
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import msgspec
+import numpy as np
 
 from config.settings import JournalConfig
 from engine.snapshot import BookSnapshot
@@ -72,8 +103,18 @@ _SEQUENCE = struct.Struct("<Q")
 """The header's last field: the CRC covers it and the payload."""
 MAX_RECORD_BYTES = 1 << 20
 """A header announcing a larger payload is corrupt (no command is this big)."""
+MAX_SEQUENCE = 1 << 40
+"""No journal holds more records (at 17 bytes or more each, that is 17 TiB): a larger
+sequence field is not a record's, which spares the search after damage most CRCs."""
+RETRY_WRITE_S = 1.0
+"""After a failed write, appends are refused without touching the disk for this long."""
+SCAN_BYTES = 1 << 20
+"""Bytes read at a time when looking for a valid record after a bad one (bounds its memory)."""
 KEEP_SNAPSHOTS = 2
 SNAPSHOT_NAME = re.compile(r"^snapshot-(\d+)\.msgpack$")
+SNAPSHOT_HEADER = struct.Struct("<4sIQI")
+SNAPSHOT_MAGIC = b"OBSS"
+SNAPSHOT_VERSION = 1
 TEMPORARY_SUFFIX = ".tmp"
 
 _sync = getattr(os, "fdatasync", os.fsync)
@@ -82,11 +123,59 @@ _PUNCH_HOLE = 0x02 | 0x01
 """FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (linux/falloc.h)."""
 
 
+class RecoveryError(RuntimeError):
+    """The journal directory cannot be used as it is: the OBS refuses to start, changing nothing."""
+
+
+class JournalDamaged(RecoveryError):
+    """A bad record that is not a torn tail: valid records follow it, or it is itself CRC-valid.
+
+    ``expected`` is the sequence expected at ``offset`` (None: the first after the discarded
+    records), ``good`` the records read intact from byte ``start`` before it, ``following``
+    the (offset, sequence) of the next valid record (None: none) and ``size`` the file's.
+    """
+
+    def __init__(self, path: Path, offset: int, expected: int | None, problem: str, good: int, start: int,
+                 following: tuple[int, int] | None, size: int) -> None:
+        self.path, self.offset, self.expected, self.problem = path, offset, expected, problem
+        self.good, self.start, self.following, self.size = good, start, following, size
+        super().__init__(self.message())
+
+    def message(self, shard: str = "SHARD") -> str:
+        """The diagnosis and the two ways on, naming the cut command for ``shard``."""
+        expected = "the first record after the discarded ones" if self.expected is None else (
+            f"sequence {self.expected}")
+        if self.following is None:
+            following = "no valid record follows, but a torn write never leaves a CRC-valid record"
+        else:
+            following = f"the next valid record is at byte {self.following[0]} (sequence {self.following[1]})"
+        return (
+            f"journal {self.path} is damaged at byte {self.offset}, where {expected} was expected: {self.problem}. "
+            f"{self.good} good records precede it (read from byte {self.start}); {following}; "
+            f"{self.size - self.offset} bytes follow from byte {self.offset} to the end of the file. Nothing was "
+            f"changed. Either restore the journal directory {self.path.parent} from a backup, or, accepting the "
+            f"loss of the acknowledged records from byte {self.offset} on, stop the OBS and run: "
+            f"python main.py journal cut --shard {shard} --at {self.offset}"
+        )
+
+
+class JournalFailed(RuntimeError):
+    """An fsync of the journal failed (or the truncation removing a partly written group did).
+    It is not retried: after a failed fsync the kernel may have dropped the unwritten pages and
+    a second fsync reports success (PostgreSQL's "fsyncgate"), so what reached the disk is
+    unknown and the process must stop."""
+
+    def __init__(self, path: Path, error: OSError, what: str = "fsync") -> None:
+        super().__init__(f"{what} of the journal {path} failed ({error.strerror or error}); it is not retried")
+
+
 class Record(NamedTuple):
     sequence: int
     payload: bytes
     end: int
     """The byte offset just after this record (where the next one starts)."""
+    command: object = None
+    """The decoded payload, when read with a ``decode`` function."""
 
 
 class Journal:
@@ -99,8 +188,9 @@ class Journal:
     config
         The fsync policy.
     end
-        The byte offset just after the last good record (from `read_records`);
-        anything after it is cut off before the first append.
+        The byte offset just after the last good record (from `read_records`). Anything
+        after it is a torn tail: it is moved to a side file and cut off before the first append.
+        Temporary files a crash left behind mid-write (snapshots) are removed.
     """
 
     def __init__(self, directory: Path, config: JournalConfig, end: int) -> None:
@@ -109,12 +199,22 @@ class Journal:
         self.path = directory / JOURNAL_FILE
         self.discarded = read_discarded(directory)
         """Byte offset before which the records were discarded (0: none)."""
+        for leftover in directory.glob(f"*{TEMPORARY_SUFFIX}"):
+            leftover.unlink()
+        if self.path.exists() and self.path.stat().st_size > end:
+            side, count = move_tail(self.path, end, "torn")
+            log.warning("%s: cut off a torn tail at byte %d (what a crash during a write leaves): %d bytes in "
+                        "which no valid record starts, kept in %s", self.path, end, count, side)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        if os.fstat(self._fd).st_size != end:
-            os.ftruncate(self._fd, end)
-            _sync(self._fd)
         self.offset = end
         """Bytes of good records in the file: where the next record starts."""
+        self.unwritable: OSError | None = None
+        """The error of the last write while writes fail (None once one succeeds); also set,
+        for good, by a failed fsync."""
+        self.unwritable_since = 0.0
+        self.failed: OSError | None = None
+        """The error of a failed fsync: every later append, flush and sync raises `JournalFailed`."""
+        self._retry_at = 0.0
         self._policy = config.fsync
         self._interval = config.fsync_interval_ms / 1000
         self._synced_at = float("-inf")
@@ -131,8 +231,15 @@ class Journal:
             self._syncer = threading.Thread(target=self._sync_at_intervals, name="journal-fsync", daemon=True)
             self._syncer.start()
 
-    def append(self, records: Sequence[tuple[int, msgspec.Struct]]) -> None:
-        """Write a group of ``(sequence, command)`` records with one write, then fsync per policy."""
+    def append(self, records: Sequence[tuple[int, msgspec.Struct]]) -> bool:
+        """Write a group of ``(sequence, command)`` records with one write, then fsync per policy.
+
+        False if the group was not written: the write failed (the file is cut back to where
+        the group began, ``unwritable`` says why), or an earlier one did less than
+        `RETRY_WRITE_S` ago (the disk is not touched). Raises `JournalFailed` after a failed fsync.
+        """
+        if self.unwritable is not None and not self._may_retry():
+            return False
         buffer = self._buffer
         buffer.clear()
         encode, pack, pack_sequence, crc32 = self._encoder.encode, HEADER.pack, _SEQUENCE.pack, zlib.crc32
@@ -140,26 +247,54 @@ class Journal:
             payload = encode(command)
             buffer += pack(len(payload), crc32(payload, crc32(pack_sequence(sequence))), sequence)
             buffer += payload
-        written = os.write(self._fd, buffer)
-        while written < len(buffer):
-            written += os.write(self._fd, buffer[written:])
+        try:
+            written = os.write(self._fd, buffer)
+            while written < len(buffer):
+                written += os.write(self._fd, buffer[written:])
+        except OSError as exc:
+            self._undo_write(exc)
+            return False
         self.offset += written
+        self.unwritable = self.failed
         if self._policy == "batch":
             self._fsync()
         elif self._policy == "interval":
             self._written.set()
+        return True
+
+    def _may_retry(self) -> bool:
+        """Whether a write may be tried again (raises `JournalFailed` if an fsync failed)."""
+        if self.failed is not None:
+            raise JournalFailed(self.path, self.failed)
+        return time.monotonic() >= self._retry_at
+
+    def _undo_write(self, error: OSError) -> None:
+        """Cut off what a failed write left of its group; writes pause for `RETRY_WRITE_S`."""
+        try:
+            os.ftruncate(self._fd, self.offset)
+        except OSError as exc:
+            self.failed = self.unwritable = exc
+            raise JournalFailed(self.path, exc, "the truncation removing a partly written group") from exc
+        now = time.monotonic()
+        if self.unwritable is None:
+            self.unwritable_since = now
+        self.unwritable = error
+        self._retry_at = now + RETRY_WRITE_S
 
     def _sync_at_intervals(self) -> None:
         """The "interval" policy's thread: fsync what was written, at once after a quiet
         spell, else `fsync_interval_ms` after the previous fsync. The appending loop never
-        waits for it."""
+        waits for it. A failed fsync ends it, leaving ``failed`` set for the loop to see."""
         while True:
             self._written.wait()
             delay = self._synced_at + self._interval - time.monotonic()
             if self._closing.is_set() or (delay > 0 and self._closing.wait(delay)):
                 return
             self._written.clear()
-            self._fsync()
+            try:
+                self._fsync()
+            except JournalFailed:
+                return
 
     def flush(self) -> None:
         """Make every appended record durable now (records are written at append; this fsyncs)."""
@@ -167,6 +302,8 @@ class Journal:
 
     def sync_to(self, offset: int) -> None:
         """Make the records before byte ``offset`` durable (safe from another thread)."""
+        if self.failed is not None:
+            raise JournalFailed(self.path, self.failed)
         if offset > self._synced_offset:
             self._fsync()
 
@@ -187,50 +324,149 @@ class Journal:
         log.warning("%s: the file system cannot free discarded journal blocks; the journal keeps growing", self.path)
 
     def close(self) -> None:
-        """Stop the interval thread, fsync what is not yet durable, close the file."""
+        """Stop the interval thread, fsync what is not yet durable (not after a failed fsync),
+        close the file."""
         if self._syncer is not None:
             self._closing.set()
             self._written.set()
             self._syncer.join()
             self._syncer = None
         if self._fd >= 0:
-            self.flush()
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                if self.failed is None:
+                    self.flush()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
     def _fsync(self) -> None:
-        """fsync the file (from the loop, the interval thread or the snapshot writer)."""
+        """fsync the file (from the loop, the interval thread or the snapshot writer); a
+        failure is recorded in ``failed`` and raised as `JournalFailed`."""
         target = self.offset
-        _sync(self._fd)
+        try:
+            _sync(self._fd)
+        except OSError as exc:
+            self.failed = self.unwritable = exc
+            raise JournalFailed(self.path, exc) from exc
         self._synced_at = time.monotonic()
         self._synced_offset = max(self._synced_offset, target)
 
 
-def read_records(directory: Path, offset: int = 0, sequence: int = 0) -> Iterator[Record]:
-    """The journal's records from byte ``offset``, whose predecessor had ``sequence``.
+def read_records(directory: Path, offset: int = 0, sequence: int | None = 0,
+                 decode: Callable[[bytes], object] | None = None) -> Iterator[Record]:
+    """The journal's good records from byte ``offset``, whose predecessor had ``sequence``
+    (None: whatever the first record's is, the records before it being discarded).
 
-    Stops silently at the end of the file or at the first truncated, corrupt or
-    out-of-sequence record; the last yielded ``end`` is where good data ends.
+    Each payload is passed to ``decode`` if given (its result is the record's ``command``;
+    a ValueError, which msgspec's DecodeError is, makes the record bad). Ends quietly at the
+    end of the file, or before a torn tail: then the last yielded ``end`` is where the good
+    records end. Raises `JournalDamaged` at a bad record that is not a torn tail.
     """
+    path = directory / JOURNAL_FILE
     try:
-        file = open(directory / JOURNAL_FILE, "rb")
+        file = open(path, "rb")
     except FileNotFoundError:
         return
     with file:
+        size = os.fstat(file.fileno()).st_size
         file.seek(offset)
-        while True:
-            header = file.read(HEADER.size)
-            if len(header) < HEADER.size:
+        read, crc32, start, good = file.read, zlib.crc32, offset, 0
+        while offset < size:
+            header = read(HEADER.size)
+            length, crc, found = HEADER.unpack(header) if len(header) == HEADER.size else (-1, 0, 0)
+            payload = read(length) if 0 < length <= MAX_RECORD_BYTES else b""
+            intact = len(payload) == length and crc32(payload, crc32(header[8:])) == crc
+            if intact and (sequence is None or found == sequence + 1):
+                try:
+                    command = decode(payload) if decode is not None else None
+                except ValueError as exc:
+                    problem = f"a CRC-valid payload that does not decode as a command ({exc})"
+                else:
+                    offset += HEADER.size + length
+                    sequence, good = found, good + 1
+                    yield Record(found, payload, offset, command)
+                    continue
+            else:
+                problem = _problem(len(header), length, len(payload), intact, found, sequence)
+            following = next_valid_record(file.fileno(), offset + 1, sequence or 0, size)
+            if following is None and not intact:
                 return
-            length, crc, record_sequence = HEADER.unpack(header)
-            if not 0 < length <= MAX_RECORD_BYTES or record_sequence != sequence + 1:
-                return
-            payload = file.read(length)
-            if len(payload) < length or zlib.crc32(payload, zlib.crc32(header[8:])) != crc:
-                return
-            offset += HEADER.size + length
-            sequence = record_sequence
-            yield Record(sequence, payload, offset)
+            expected = None if sequence is None else sequence + 1
+            raise JournalDamaged(path, offset, expected, problem, good, start, following, size)
+
+
+def _problem(header: int, length: int, payload: int, intact: bool, found: int, sequence: int | None) -> str:
+    """What is wrong with a record, from the sizes read of its header and payload."""
+    if header < HEADER.size:
+        return f"the file ends {header} bytes into a record header"
+    if not 0 < length <= MAX_RECORD_BYTES:
+        return f"length field {length} out of range 1..{MAX_RECORD_BYTES}"
+    if payload < length:
+        return f"the file ends {payload} bytes into its {length}-byte payload"
+    if not intact:
+        return "CRC mismatch"
+    return f"sequence {found} where {sequence + 1} was expected"
+
+
+def next_valid_record(fd: int, start: int, after: int, size: int) -> tuple[int, int] | None:
+    """(offset, sequence) of the first valid record at byte ``start`` or later of the first
+    ``size`` bytes of file ``fd``, None if there is none.
+
+    Valid: a length in 1..MAX_RECORD_BYTES, a sequence above ``after`` (and at most
+    `MAX_SEQUENCE`), a payload that fits and a matching CRC. Reads `SCAN_BYTES` at a time
+    (chunks overlapping by a header less one byte); numpy views the length and sequence
+    fields at every byte offset of a chunk at once (strided views over the bytes), so only
+    the few offsets where both are plausible get their CRC computed.
+    """
+    while start + HEADER.size < size:
+        chunk = os.pread(fd, min(SCAN_BYTES, size - start), start)
+        count = len(chunk) - HEADER.size + 1
+        lengths = np.ndarray((count,), "<u4", chunk, 0, (1,))
+        sequences = np.ndarray((count,), "<u8", chunk, 8, (1,))
+        plausible = (lengths >= 1) & (lengths <= MAX_RECORD_BYTES)
+        plausible &= (sequences > after) & (sequences <= MAX_SEQUENCE)
+        view = memoryview(chunk)
+        for index in np.flatnonzero(plausible).tolist():
+            length = int(lengths[index])
+            if start + index + HEADER.size + length > size:
+                continue
+            if index + HEADER.size + length <= len(chunk):
+                record = view[index : index + HEADER.size + length]
+            else:
+                record = memoryview(os.pread(fd, HEADER.size + length, start + index))
+            _, crc, sequence = HEADER.unpack_from(record)
+            if zlib.crc32(record[HEADER.size :], zlib.crc32(record[8 : HEADER.size])) == crc:
+                return start + index, sequence
+        start += count
+    return None
+
+
+def move_tail(path: Path, offset: int, kind: str) -> tuple[Path, int]:
+    """Move the bytes of ``path`` from ``offset`` on into a new side file ``<name>.<kind>-<offset>``
+    and cut ``path`` there; the side file and the cut are fsynced in that order, so a crash in
+    between leaves the bytes in both files, never in neither. Returns the side file and the
+    number of bytes moved."""
+    side = path.with_name(f"{path.name}.{kind}-{offset}")
+    copies = 1
+    while side.exists():
+        copies += 1
+        side = path.with_name(f"{path.name}.{kind}-{offset}.{copies}")
+    with open(path, "r+b") as source:
+        count = os.fstat(source.fileno()).st_size - offset
+        target = open(side, "xb")
+        try:
+            with target:
+                source.seek(offset)
+                shutil.copyfileobj(source, target, SCAN_BYTES)
+                target.flush()
+                os.fsync(target.fileno())
+            _sync_directory(path.parent)
+        except OSError:
+            side.unlink(missing_ok=True)
+            raise
+        source.truncate(offset)
+        os.fsync(source.fileno())
+    return side, count
 
 
 # ================================================================ snapshots
@@ -250,16 +486,90 @@ class ShardSnapshot(msgspec.Struct, frozen=True):
     symbols: dict[str, SymbolSnapshot]
 
 
+class SnapshotDamaged(ValueError):
+    """A snapshot file that does not read back as written; the message says what is wrong."""
+
+
 _snapshot_decoder = msgspec.msgpack.Decoder(ShardSnapshot)
 
 
 def write_snapshot(directory: Path, snapshot: ShardSnapshot) -> Path:
     """Write ``snapshot`` atomically and durably; delete all but the newest `KEEP_SNAPSHOTS`."""
     path = directory / f"snapshot-{snapshot.sequence}.msgpack"
-    _write_atomically(path, msgspec.msgpack.encode(snapshot))
-    for old in _snapshot_paths(directory)[KEEP_SNAPSHOTS:]:
+    payload = msgspec.msgpack.encode(snapshot)
+    header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, len(payload), zlib.crc32(payload))
+    _write_atomically(path, header, payload)
+    for old in snapshot_paths(directory)[KEEP_SNAPSHOTS:]:
         old.unlink()
     return path
+
+
+def read_snapshot(path: Path) -> ShardSnapshot:
+    """The snapshot in ``path``; `SnapshotDamaged` if its header, length, CRC, payload or name
+    is wrong, OSError if it cannot be read."""
+    data = path.read_bytes()
+    if len(data) < SNAPSHOT_HEADER.size:
+        raise SnapshotDamaged(f"{len(data)} bytes, shorter than the {SNAPSHOT_HEADER.size}-byte header")
+    magic, version, length, crc = SNAPSHOT_HEADER.unpack_from(data)
+    if magic != SNAPSHOT_MAGIC:
+        raise SnapshotDamaged(f"bad magic {magic!r}, not {SNAPSHOT_MAGIC!r}: not a snapshot of this format")
+    if version != SNAPSHOT_VERSION:
+        raise SnapshotDamaged(f"format version {version}; this build reads version {SNAPSHOT_VERSION}")
+    payload = memoryview(data)[SNAPSHOT_HEADER.size :]
+    if len(payload) != length:
+        raise SnapshotDamaged(f"the header announces {length} payload bytes, the file holds {len(payload)}")
+    if zlib.crc32(payload) != crc:
+        raise SnapshotDamaged("CRC mismatch")
+    try:
+        snapshot = _snapshot_decoder.decode(payload)
+    except msgspec.DecodeError as exc:
+        raise SnapshotDamaged(f"a CRC-valid payload that does not decode ({exc})") from None
+    if f"snapshot-{snapshot.sequence}.msgpack" != path.name:
+        raise SnapshotDamaged(f"it holds sequence {snapshot.sequence}")
+    return snapshot
+
+
+def read_snapshots(directory: Path) -> Iterator[ShardSnapshot]:
+    """The readable snapshots, newest first; damaged ones are logged and skipped."""
+    for path in snapshot_paths(directory):
+        try:
+            snapshot = read_snapshot(path)
+        except (OSError, SnapshotDamaged) as exc:
+            log.warning("skipping snapshot %s: %s; recovery falls back to an older snapshot or the journal", path, exc)
+            continue
+        yield snapshot
+
+
+def snapshot_paths(directory: Path) -> list[Path]:
+    """Snapshot files, newest (highest sequence) first."""
+    found = []
+    for path in directory.glob("snapshot-*.msgpack"):
+        match = SNAPSHOT_NAME.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+# ================================================================ files
+
+
+def read_discarded(directory: Path) -> int:
+    """The offset `Journal.discard_before` recorded (0 if it never ran); `RecoveryError` if
+    the file does not hold one."""
+    path = directory / DISCARDED_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    match = re.fullmatch(rb"\s*(\d{1,19})\s*", data)
+    if match is None:
+        raise RecoveryError(
+            f"{path} is damaged: {data[:40]!r} is not a byte offset. It records where the journal's "
+            "discarded (freed) records end, so that recovery never replays them. Restore the journal "
+            f"directory {directory} from a backup, or write into it the journal offset of the oldest "
+            "readable snapshot (python main.py journal check lists them)"
+        )
+    return int(match.group(1))
 
 
 def _punch_hole(fd: int, length: int) -> bool:
@@ -273,52 +583,21 @@ def _punch_hole(fd: int, length: int) -> bool:
     raise OSError(error, os.strerror(error))
 
 
-def read_discarded(directory: Path) -> int:
-    """The offset `Journal.discard_before` recorded (0 if it never ran)."""
-    try:
-        return int((directory / DISCARDED_FILE).read_text())
-    except FileNotFoundError:
-        return 0
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """``path`` holds ``data`` or what it held before, even after a crash; durable on return."""
+def _write_atomically(path: Path, *chunks: bytes) -> None:
+    """``path`` holds the ``chunks`` or what it held before, even after a crash; durable on
+    return. A temporary file that could not be completed (a full disk) is removed."""
     temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
-    with open(temporary, "wb") as file:
-        file.write(data)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as file:
+            for chunk in chunks:
+                file.write(chunk)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
     _sync_directory(path.parent)
-
-
-def read_snapshots(directory: Path) -> Iterator[ShardSnapshot]:
-    """The readable snapshots, newest first (unreadable ones are logged and skipped).
-
-    Also removes temporary files a crash left behind mid-write.
-    """
-    for leftover in directory.glob(f"*{TEMPORARY_SUFFIX}"):
-        leftover.unlink()
-    for path in _snapshot_paths(directory):
-        try:
-            snapshot = _snapshot_decoder.decode(path.read_bytes())
-        except (OSError, msgspec.DecodeError) as exc:
-            log.warning("skipping unreadable snapshot %s: %s", path, exc)
-            continue
-        if f"snapshot-{snapshot.sequence}.msgpack" != path.name:
-            log.warning("skipping snapshot %s: it holds sequence %d", path, snapshot.sequence)
-            continue
-        yield snapshot
-
-
-def _snapshot_paths(directory: Path) -> list[Path]:
-    """Snapshot files, newest (highest sequence) first."""
-    found = []
-    for path in directory.glob("snapshot-*.msgpack"):
-        match = SNAPSHOT_NAME.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return [path for _, path in sorted(found, reverse=True)]
 
 
 def _sync_directory(directory: Path) -> None:

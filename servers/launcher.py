@@ -4,6 +4,7 @@ Start, in this order, each step waiting for the ``READY`` line of every process
 it started (servers print it once their sockets are bound, bots once logged on
 and able to trade):
 
+0. write the CURVE key pairs the configuration lacks (``python main.py keys``);
 1. one ``main.py -s OBS --shard NAME`` per configured shard;
 2. ``main.py -s TES``;
 3. one ``main.py -c marketmaker|random ...`` per entry of ``up.bots``;
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 from config.settings import Config
+from servers.security import write_missing_keys
 
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
 READY_TIMEOUT_S = 30.0
@@ -209,7 +211,16 @@ class Launcher:
 
 
 def up(config: Config) -> int:
-    """Run the exchange until SIGINT/SIGTERM; 0 if it came up and every process stopped cleanly."""
+    """Write any missing CURVE key pairs, then run the exchange until SIGINT/SIGTERM; 0 if it
+    came up and every process stopped cleanly."""
+    if config.security.keys_dir:
+        try:
+            written = write_missing_keys(config)
+        except OSError as exc:
+            note(f"error: cannot write keys in {config.security.keys_dir}: {exc.strerror or exc}")
+            return 2
+        if written:
+            note(f"wrote CURVE key pairs {', '.join(written)} in {config.security.keys_dir}")
     launcher = Launcher(config)
     previous = {sig: signal.signal(sig, launcher.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

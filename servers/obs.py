@@ -13,6 +13,17 @@ snapshot ROUTER  ``shard.snapshot_endpoint``
 
 Outgoing lists are split only to stay within MAX_BATCH messages and MAX_FRAME_BYTES.
 
+Authentication (`servers.security`)
+-----------------------------------
+The command ROUTER is a CURVE server: only the TES's key and the operator's key
+complete the handshake (the ZAP handler checks them), so nothing from any other
+process reaches the loop. Each frame carries its sender's role, and a command the
+role may not send is answered ``CommandRefused(..., NOT_AUTHORIZED)`` and never
+journaled: ``Hello`` only as the TES id of the sender's key, BookSubmit, BookCancel
+and BookReplace only on order ids of that TES's prefix, BookExpireDay only from the
+operator. Market data and snapshots change nothing and are open to any local
+process. With ``security.keys_dir = ""`` (loopback only) every peer may do anything.
+
 Conversation with a TES
 -----------------------
 - ``Hello(tes_id, seen)``: the OBS remembers the sender's identity for ``tes_id``, sends
@@ -28,6 +39,11 @@ Conversation with a TES
   UNKNOWN_SYMBOL)`` (order_id 0 for BookExpireDay); ``BookQuery`` -> ``BookView``, or for
   an unknown symbol ``CommandRefused`` carrying the request_id as ``order_id``. None of
   these is journaled.
+- While the journal cannot be written (its file system is full), book commands are not
+  executed: each is answered ``CommandRefused(symbol, order_id, JOURNAL_UNAVAILABLE, text)``
+  (order_id 0 for BookExpireDay), the text naming the write's error, and the write is tried
+  again at most once a second with the commands then arriving (`Journal.append`). A failed
+  fsync is not retried: the OBS stops with exit status 1, to be restarted.
 - Malformed input (not exactly one payload frame, oversized, undecodable, unknown tags,
   wrong field types, integers outside int64, a TES id outside 1..65535: the protocol's
   types refuse all of these while decoding) is dropped and
@@ -47,9 +63,10 @@ import zmq
 
 from config.settings import Config, ConfigError, ShardConfig
 from engine.types import RejectReason
-from servers import collector
-from servers.journal import KEEP_SNAPSHOTS, ShardSnapshot, write_snapshot
+from servers import collector, security
+from servers.journal import KEEP_SNAPSHOTS, JournalDamaged, JournalFailed, ShardSnapshot, write_snapshot
 from servers.protocol import (
+    BookExpireDay,
     BookQuery,
     Codec,
     CommandRefused,
@@ -62,6 +79,7 @@ from servers.protocol import (
     encode_frames,
     topic,
 )
+from servers.security import ANYONE, NOBODY
 from servers.shard import JOURNALED, RecoveryError, recover
 
 log = logging.getLogger(__name__)
@@ -74,6 +92,13 @@ IDLE_WAIT_S = 0.1
 """Longest poll wait: how soon a stop request is noticed when nothing arrives."""
 WARN_EVERY_S = 1.0
 UNKNOWN_SYMBOL = RejectReason.UNKNOWN_SYMBOL
+NOT_AUTHORIZED = RejectReason.NOT_AUTHORIZED
+REFUSED = -1
+"""The sequence a command gets in a turn's work when its sender may not send it."""
+SNAPSHOT_HWM = 16
+"""Snapshot answers queued per requester; a requester that does not read loses the rest
+(it asks again), so a large book's snapshots cannot pile up in memory."""
+JOURNAL_UNAVAILABLE = RejectReason.JOURNAL_UNAVAILABLE
 SNDMORE = int(zmq.SNDMORE)
 """A plain int: combining pyzmq's flag enums costs more than the send on this path."""
 
@@ -100,30 +125,56 @@ class OrderBookServer:
         self.snapshot_codec = Codec(SnapshotRequest)
         self.running = True
         self.dropped = 0
+        self.unauthorized = 0
         self._warned_at = -WARN_EVERY_S
         self._sockets: list[zmq.Socket] = []
         self.context = zmq.Context()
+        self.authenticator: security.BookServerAuthenticator | None = None
+        self.peers: dict[str, security.Peer] = {}
+        """Role name (a message's ZAP User-Id) -> what that peer may do; empty with CURVE off."""
         try:
-            self.commands = self._bind(zmq.ROUTER, shard.command_endpoint)
+            own = self._authenticate(config, shard)
+            self.commands = self._bind(zmq.ROUTER, shard.command_endpoint, own)
             self.market_data = self._bind(zmq.PUB, shard.market_data_endpoint)
             self.snapshots = self._bind(zmq.ROUTER, shard.snapshot_endpoint)
+            self.snapshots.setsockopt(zmq.SNDHWM, SNAPSHOT_HWM)
         except BaseException:
             self.close()
             raise
 
-    def _bind(self, kind: int, endpoint: str) -> zmq.Socket:
+    def _authenticate(self, config: Config, shard: ShardConfig) -> security.KeyPair | None:
+        """Start the ZAP handler that admits only the TES's and the operator's keys; the
+        shard's own key pair (None with CURVE off, which is logged)."""
+        if not config.security.keys_dir:
+            log.warning("CURVE is off (security.keys_dir is empty): any local process can act as the TES")
+            return None
+        keys = security.Keys(config.security.keys_dir)
+        own = keys.own(security.shard_key_name(shard.name))
+        admitted, self.peers = security.book_server_peers(keys, config.tes.tes_id)
+        self.authenticator = security.BookServerAuthenticator(self.context, admitted)
+        self.authenticator.start()
+        return own
+
+    def _bind(self, kind: int, endpoint: str, own: security.KeyPair | None = None) -> zmq.Socket:
+        """A socket bound to ``endpoint``; with a key pair, a CURVE server whose peers the ZAP handler checks."""
         socket = self.context.socket(kind)
         socket.setsockopt(zmq.LINGER, 0)
         self._sockets.append(socket)
+        if own is not None:
+            security.serve_curve(socket, own, security.BOOK_DOMAIN)
         socket.bind(endpoint)
         return socket
 
     def run(self) -> None:
-        """Serve until `stop`; the turn in hand is finished, then the journal is flushed."""
+        """Serve until `stop`; the turn in hand is finished, then the journal is flushed.
+
+        Raises `JournalFailed` once an fsync of the journal failed (here, on the interval
+        thread or the snapshot writer): nothing more may be acknowledged.
+        """
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
         poller.register(self.snapshots, zmq.POLLIN)
-        while self.running:
+        while self.running and self.journal.failed is None:
             ready = dict(poller.poll(IDLE_WAIT_S * 1000))
             if self.commands in ready:
                 self._serve_commands()
@@ -142,11 +193,13 @@ class OrderBookServer:
         try:
             self._writer.shutdown(wait=True)
             self.journal.close()
-        except OSError as exc:
+        except (OSError, JournalFailed) as exc:
             log.error("closing the journal failed: %s", exc)
         finally:
             for socket in self._sockets:
                 socket.close(linger=0)
+            if self.authenticator is not None:
+                self.authenticator.stop()
             self.context.term()
 
     # ---------------------------------------------------------------- the pipeline
@@ -154,24 +207,39 @@ class OrderBookServer:
     def _serve_commands(self) -> None:
         state, feeds, tes = self.state, self.state.feeds, self.tes
         # 1. Read the frames already queued (within the per-turn bounds, never blocking) and
-        #    decode them with the codec built once; malformed input is dropped here.
-        # 2. Sequence: each book command on an owned symbol takes the next shard sequence.
-        #    Everything keeps its arrival order in `work` (sequence 0: not journaled).
+        #    decode them with the codec built once; malformed input is dropped here. With
+        #    CURVE, each frame comes with its sender's role (its key's ZAP User-Id).
+        # 2. Sequence: each book command on an owned symbol that its sender may send takes the
+        #    next shard sequence. Everything keeps its arrival order in `work` (sequence 0: not
+        #    journaled; REFUSED: the sender may not send it).
         work, group = [], []
         sequence = state.sequence
-        for identity, messages in self._read(self.commands, self.command_codec):
+        for identity, peer, messages in self._read(self.commands, self.command_codec, self.peers):
             for message in messages:
-                if type(message) in JOURNALED and message.symbol in feeds:
+                kind = type(message)
+                if kind in JOURNALED and message.symbol in feeds:
+                    if peer is not ANYONE and not _permits(peer, kind, message):
+                        work.append((identity, message, REFUSED))
+                        continue
                     sequence += 1
                     group.append((sequence, message))
                     work.append((identity, message, sequence))
+                elif kind is Hello and peer is not ANYONE and peer.tes_id != message.tes_id:
+                    work.append((identity, message, REFUSED))
                 else:
                     work.append((identity, message, 0))
             if len(work) >= MAX_MESSAGES_PER_TURN:
                 break
         # 3. Journal the whole group with one write (fsync per policy) before anything is released.
+        #    A group the journal cannot take (its file system is full) is not executed: its
+        #    commands are refused (JOURNAL_UNAVAILABLE) and the rest of the turn goes on.
         if group:
-            self.journal.append(group)
+            unwritable = self.journal.unwritable
+            if not self.journal.append(group):
+                work = self._refuse_unjournaled(work, unwritable is None)
+            elif unwritable is not None:
+                log.info("the journal is written again after %.1f s: intake resumed at sequence %d",
+                         time.monotonic() - self.journal.unwritable_since, group[0][0])
         # 4. Execute in arrival order: commands through the shard's handler (book, then market
         #    data); Hello and queries see the state the commands before them left.
         outbox: dict[bytes, list] = {}
@@ -184,7 +252,7 @@ class OrderBookServer:
 
         market_data: list = []
         for identity, message, sequence in work:
-            if sequence:
+            if sequence > 0:
                 executed, concerned = state.execute(sequence, message, market_data)
                 reply(identity, executed)
                 sent = {identity}
@@ -193,6 +261,8 @@ class OrderBookServer:
                     if destination is not None and destination not in sent:
                         sent.add(destination)
                         reply(destination, executed)
+            elif sequence == REFUSED:
+                reply(identity, self._refuse(message))
             elif type(message) is Hello:
                 self.tes[message.tes_id] = identity
                 complete = True
@@ -219,34 +289,56 @@ class OrderBookServer:
         self._publish(market_data)
 
     def _serve_snapshots(self) -> None:
+        """Answer each requester once per symbol per turn, each symbol's snapshot built once
+        per turn: a frame of 10,000 requests costs one snapshot, not 10,000."""
         feeds = self.state.feeds
+        built: dict[str, msgspec.Raw] = {}
         outbox: dict[bytes, list] = {}
-        for identity, requests in self._read(self.snapshots, self.snapshot_codec):
+        for identity, _, requests in self._read(self.snapshots, self.snapshot_codec):
             replies = outbox.setdefault(identity, [])
+            answered = set()
             for request in requests:
-                feed = feeds.get(request.symbol)
+                symbol = request.symbol
+                if symbol in answered:
+                    continue
+                answered.add(symbol)
+                feed = feeds.get(symbol)
                 if feed is None:
-                    replies.append(QueryRejected(0, UNKNOWN_SYMBOL, f"{UNKNOWN_SYMBOL.text}: {request.symbol!r}"))
-                else:
-                    replies.append(feed.snapshot())
+                    replies.append(QueryRejected(0, UNKNOWN_SYMBOL, f"{UNKNOWN_SYMBOL.text}: {symbol!r}"))
+                    continue
+                snapshot = built.get(symbol)
+                if snapshot is None:
+                    built[symbol] = snapshot = msgspec.Raw(self.command_codec.encode(feed.snapshot()))
+                replies.append(snapshot)
         self._send(self.snapshots, outbox)
 
-    def _read(self, socket: zmq.Socket, codec: Codec):
-        """(identity, messages) of up to MAX_FRAMES_PER_TURN queued frames; bad ones are dropped."""
+    def _read(self, socket: zmq.Socket, codec: Codec, peers: dict[str, security.Peer] | None = None):
+        """(identity, peer, messages) of up to MAX_FRAMES_PER_TURN queued frames; bad ones are dropped.
+
+        With ``peers`` (CURVE on), the peer is the one named by the frame's ZAP User-Id;
+        otherwise `ANYONE`.
+        """
+        recv, more = socket.recv, socket.get
         for _ in range(MAX_FRAMES_PER_TURN):
             try:
-                frames = socket.recv_multipart(zmq.NOBLOCK)
+                identity = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if len(frames) != 2:
-                self._drop(f"{len(frames) - 1} payload frames instead of 1")
+            parts = 0
+            payload = None
+            while more(zmq.RCVMORE):
+                payload = recv(0, copy=False)
+                parts += 1
+            if parts != 1:
+                self._drop(f"{parts} payload frames instead of 1")
                 continue
+            peer = peers.get(payload.get("User-Id"), NOBODY) if peers else ANYONE
             try:
-                messages = codec.decode(frames[1])
+                messages = codec.decode(payload.buffer)
             except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
                 self._drop(str(exc))
                 continue
-            yield frames[0], messages
+            yield identity, peer, messages
 
     def _send(self, socket: zmq.Socket, outbox: dict[bytes, list]) -> None:
         encode = self.command_codec.encode
@@ -291,11 +383,49 @@ class OrderBookServer:
         try:
             self.journal.sync_to(snapshot.journal_offset)
             write_snapshot(self.directory, snapshot)
-            self._snapshot_offsets.append(snapshot.journal_offset)
-            if len(self._snapshot_offsets) == KEEP_SNAPSHOTS:
+        except (OSError, JournalFailed) as exc:
+            log.error("snapshot at sequence %d not written: %s", snapshot.sequence, exc)
+            return
+        self._snapshot_offsets.append(snapshot.journal_offset)
+        if len(self._snapshot_offsets) == KEEP_SNAPSHOTS:
+            try:
                 self.journal.discard_before(self._snapshot_offsets[0])
-        except OSError as exc:
-            log.error("snapshot at sequence %d failed: %s", snapshot.sequence, exc)
+            except OSError as exc:
+                log.error("the journal before byte %d was not discarded: %s", self._snapshot_offsets[0], exc)
+
+    def _refuse_unjournaled(self, work: list, stopping: bool) -> list:
+        """Refuse the turn's book commands, which the journal could not take, at once
+        (CommandRefused JOURNAL_UNAVAILABLE, with the write's error); the rest of the turn
+        (Hello, queries, commands refused for their sender) is returned to be served.
+        ``stopping``: this turn stops intake (logged)."""
+        error = self.journal.unwritable
+        reason = f"{error.strerror or error}"
+        text = f"{JOURNAL_UNAVAILABLE.text}: {reason}"
+        if stopping:
+            log.error("cannot write the journal %s (%s): intake stopped, book commands are refused (%d) until a "
+                      "write succeeds, tried again at most once a second; queries and market data go on",
+                      self.journal.path, reason, JOURNAL_UNAVAILABLE)
+        outbox: dict[bytes, list] = {}
+        rest = []
+        for identity, message, sequence in work:
+            if sequence > 0:
+                refusal = CommandRefused(message.symbol, getattr(message, "order_id", 0), JOURNAL_UNAVAILABLE, text)
+                outbox.setdefault(identity, []).append(refusal)
+            else:
+                rest.append((identity, message, sequence))
+        self._send(self.commands, outbox)
+        return rest
+
+    def _refuse(self, message) -> CommandRefused:
+        """The answer to a command its sender may not send (counted, logged at most once a second)."""
+        self.unauthorized += 1
+        now = time.monotonic()
+        if now - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = now
+            log.warning("refused %s from a peer not authorized to send it (%d so far)", type(message).__name__,
+                        self.unauthorized)
+        return CommandRefused(getattr(message, "symbol", ""), getattr(message, "order_id", 0), NOT_AUTHORIZED,
+                              NOT_AUTHORIZED.text)
 
     def _drop(self, reason: str) -> None:
         self.dropped += 1
@@ -316,6 +446,12 @@ def serve(config: Config, args) -> int:
         return 2
     try:
         server = OrderBookServer(config, shard)
+    except security.KeyFileError as exc:
+        log.error("OBS %s cannot start: %s", shard.name, exc)
+        return 2
+    except JournalDamaged as exc:
+        log.error("OBS %s cannot start: %s", shard.name, exc.message(shard.name))
+        return 1
     except (RecoveryError, OSError, zmq.ZMQError) as exc:
         log.error("OBS %s cannot start: %s", shard.name, exc)
         return 1
@@ -328,6 +464,11 @@ def serve(config: Config, args) -> int:
             flush=True,
         )
         server.run()
+    except JournalFailed as exc:
+        log.error("OBS %s stopped at sequence %d: %s. Restart it: recovery replays what reached the journal "
+                  "file, and each TES's Hello gets the answers to the commands it had in flight",
+                  shard.name, server.state.sequence, exc)
+        return 1
     except Exception:
         log.exception("OBS %s failed at sequence %d", shard.name, server.state.sequence)
         return 1
@@ -339,3 +480,11 @@ def serve(config: Config, args) -> int:
         "OBS %s stopped at sequence %d (%d malformed inputs dropped)", shard.name, server.state.sequence, server.dropped
     )
     return 0
+
+
+def _permits(peer: security.Peer, kind: type, command) -> bool:
+    """Whether ``peer`` may send book ``command``: the operator ends the day; a TES acts on
+    the order ids of its own prefix only."""
+    if kind is BookExpireDay:
+        return peer.operator
+    return peer.may_name(command.order_id)

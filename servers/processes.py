@@ -18,6 +18,9 @@ import threading
 import time
 from pathlib import Path
 
+from config.settings import ConfigError, load_config
+from servers.security import write_missing_keys
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -28,7 +31,8 @@ def free_port() -> int:
 
 
 def exchange_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
-    """Environment variables for an exchange isolated in ``tmp_path`` (plus ``overrides``)."""
+    """Environment variables for an exchange isolated in ``tmp_path`` (plus ``overrides``),
+    with the CURVE key pairs its configuration needs written in ``tmp_path/keys``."""
     env = dict(os.environ)
     env.update(
         {
@@ -37,11 +41,24 @@ def exchange_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
             "EXCHANGE__SHARDS__0__MARKET_DATA_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
             "EXCHANGE__SHARDS__0__SNAPSHOT_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
             "EXCHANGE__SHARDS__0__JOURNAL_DIR": str(tmp_path / "journal-A"),
+            "EXCHANGE__SECURITY__KEYS_DIR": str(tmp_path / "keys"),
             "PYTHONUNBUFFERED": "1",
         }
     )
     env.update(overrides)
+    write_keys(env)
     return env
+
+
+def write_keys(env: dict[str, str]) -> None:
+    """Write the key pairs the configuration of ``env`` needs and lacks (nothing if it is invalid
+    or has CURVE off): call again after changing the configuration's shards."""
+    try:
+        config = load_config(environ=env)
+    except ConfigError:
+        return
+    if config.security.keys_dir:
+        write_missing_keys(config)
 
 
 def json_result(command: list[str], what: str, env: dict[str, str] | None = None,

@@ -45,7 +45,13 @@ MAX_BATCH = 10_000
 """At most this many messages in one frame."""
 
 Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
-"""Any int64: what the books take (msgpack itself carries integers up to 2**64 - 1)."""
+"""Any int64: what the books take (msgpack itself carries integers up to 2**64 - 1). Prices,
+quantities and exchange order ids are this wide, so that a bad value gets the numbered
+reject of the rule it breaks (quantity must be positive, no live order with this id...)."""
+ClientOrderId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+"""A client's own order and request ids: positive int64 (1, 2, 3... as the client library sends)."""
+RequestId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+"""A query's id, echoed in its answer."""
 Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 
@@ -72,7 +78,7 @@ class Heartbeat(Message):
 
 
 class EnterOrder(Message):
-    client_order_id: Id
+    client_order_id: ClientOrderId
     symbol: Symbol
     side: Side
     order_type: OrderType
@@ -83,13 +89,13 @@ class EnterOrder(Message):
 
 
 class CancelOrder(Message):
-    client_order_id: Id
+    client_order_id: ClientOrderId
     order_id: Id
     """The exchange order id to cancel."""
 
 
 class ReplaceOrder(Message):
-    client_order_id: Id
+    client_order_id: ClientOrderId
     order_id: Id
     price: Id
     quantity: Id
@@ -97,26 +103,26 @@ class ReplaceOrder(Message):
 
 
 class MassCancel(Message):
-    symbol: str = ""
+    symbol: Annotated[str, msgspec.Meta(max_length=16)] = ""
     """Cancel every open order of this trader in ``symbol``; "" means all symbols."""
 
 
 class QueryOpenOrders(Message):
-    request_id: Id
+    request_id: RequestId
 
 
 class QueryPositions(Message):
-    request_id: Id
+    request_id: RequestId
 
 
 class QueryBook(Message):
-    request_id: Id
+    request_id: RequestId
     symbol: Symbol
     levels: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
 
 
 class QueryInstruments(Message):
-    request_id: Id
+    request_id: RequestId
 
 
 ClientRequest = (
@@ -367,7 +373,7 @@ class HelloReply(Message):
 
 
 class BookSubmit(Message):
-    symbol: str
+    symbol: Symbol
     order_id: Id
     side: Id
     order_type: Id
@@ -377,26 +383,26 @@ class BookSubmit(Message):
 
 
 class BookCancel(Message):
-    symbol: str
+    symbol: Symbol
     order_id: Id
 
 
 class BookReplace(Message):
-    symbol: str
+    symbol: Symbol
     order_id: Id
     price: Id
     quantity: Id
 
 
 class BookExpireDay(Message):
-    symbol: str
+    symbol: Symbol
 
 
 class BookQuery(Message):
     """Ask for a depth view of a symbol's book (answered with BookView, not journaled)."""
 
-    request_id: Id
-    symbol: str
+    request_id: RequestId
+    symbol: Symbol
     levels: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 
 
@@ -470,7 +476,7 @@ MarketData = Quote | DepthUpdate | Trade
 
 
 class SnapshotRequest(Message):
-    symbol: str
+    symbol: Symbol
 
 
 class DepthSnapshot(Message):
@@ -519,8 +525,10 @@ class Codec:
         return messages
 
 
-def encode_frames(encode, messages: list, max_messages: int = MAX_BATCH) -> list[bytes]:
-    """``messages`` as frames of at most ``max_messages`` (<= MAX_BATCH) and MAX_FRAME_BYTES each.
+def encode_frames(encode, messages: list, max_messages: int = MAX_BATCH, max_bytes: int = MAX_FRAME_BYTES
+                  ) -> list[bytes]:
+    """``messages`` as frames of at most ``max_messages`` (<= MAX_BATCH) and ``max_bytes``
+    (<= MAX_FRAME_BYTES) each.
 
     A list is split in halves only when it is too big; a single message over the
     byte limit goes alone (a server's receiver takes up to MAX_SERVER_FRAME_BYTES).
@@ -532,15 +540,14 @@ def encode_frames(encode, messages: list, max_messages: int = MAX_BATCH) -> list
         return [
             frame
             for start in range(0, len(messages), max_messages)
-            for frame in encode_frames(encode, messages[start : start + max_messages], max_messages)
+            for frame in encode_frames(encode, messages[start : start + max_messages], max_messages, max_bytes)
         ]
     frame = encode(messages)
-    if len(frame) <= MAX_FRAME_BYTES:
-        return [frame]
-    if len(messages) == 1:
+    if len(frame) <= max_bytes or len(messages) == 1:
         return [frame]
     half = len(messages) // 2
-    return encode_frames(encode, messages[:half], max_messages) + encode_frames(encode, messages[half:], max_messages)
+    return (encode_frames(encode, messages[:half], max_messages, max_bytes)
+            + encode_frames(encode, messages[half:], max_messages, max_bytes))
 
 
 class FrameTooLarge(ValueError):

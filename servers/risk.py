@@ -15,6 +15,10 @@ order quantity            quantity <= ``max_order_quantity``
 notional                  price x quantity <= ``max_notional`` (ticks x lots); a market
                           order is valued at the last trade, else the reference price
 open orders               a new order needs open orders < ``max_open_orders``
+query rate                a second token bucket, of ``max_queries_per_second``: each
+                          query spends one token per page of its answer (an open-orders
+                          answer has a page per 1,000 orders), so what a trader can make
+                          the server build and send is bounded whatever it holds
 ========================  =============================================================
 
 The message rate is checked first, for every order, cancel, replace and query of
@@ -41,6 +45,11 @@ class TokenBucket:
         self.last = now
 
     def take(self, now: float) -> bool:
+        return self.spend(now, 1)
+
+    def spend(self, now: float, cost: int) -> bool:
+        """Spend ``cost`` tokens if at least one is there (the bucket may go into debt,
+        so a request dearer than a second's worth goes through, and later ones wait)."""
         tokens = self.tokens + (now - self.last) * self.rate
         self.last = now
         if tokens > self.rate:
@@ -48,23 +57,29 @@ class TokenBucket:
         if tokens < 1.0:
             self.tokens = tokens
             return False
-        self.tokens = tokens - 1.0
+        self.tokens = tokens - cost
         return True
 
 
 class TraderRisk:
     """One trader's limits and message-rate bucket (shared by all the trader's sessions)."""
 
-    __slots__ = ("max_order_quantity", "max_notional", "max_open_orders", "bucket")
+    __slots__ = ("max_order_quantity", "max_notional", "max_open_orders", "bucket", "queries")
 
     def __init__(self, limits, now: float) -> None:
         self.max_order_quantity = limits.max_order_quantity
         self.max_notional = limits.max_notional
         self.max_open_orders = limits.max_open_orders
         self.bucket = TokenBucket(limits.max_messages_per_second, now)
+        self.queries = TokenBucket(limits.max_queries_per_second, now)
 
     def allow_message(self, now: float) -> bool:
         return self.bucket.take(now)
+
+    def allow_query(self, now: float, pages: int) -> bool:
+        """A query answered in ``pages`` messages (an open-orders answer of 1,000 orders a page;
+        every other query 1), within ``max_queries_per_second`` pages."""
+        return self.queries.spend(now, pages)
 
     def check_order(self, price: int, quantity: int, open_orders: int) -> RejectReason | None:
         """The first limit a new order breaks, or None.

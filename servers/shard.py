@@ -30,6 +30,7 @@ from native.book import NativeBook
 from servers.journal import (
     JOURNAL_FILE,
     Journal,
+    RecoveryError,
     ShardSnapshot,
     SymbolSnapshot,
     read_discarded,
@@ -48,10 +49,6 @@ JOURNALED = frozenset(get_args(BookCommand))
 REPLAY_WINDOW = 65_536
 """Replies kept for `Shard.replay`: well over any turn's worth of commands in flight."""
 _encode = msgspec.msgpack.Encoder().encode
-
-
-class RecoveryError(RuntimeError):
-    """The journal directory cannot be used with this configuration."""
 
 
 class Shard:
@@ -178,10 +175,13 @@ def _merge_max_ids(max_ids: dict[int, int], ids: np.ndarray) -> None:
 def recover(directory: Path, symbols: list[str], config: JournalConfig) -> tuple[Shard, Journal]:
     """The shard as of its last journaled command, and its journal open for appending.
 
-    Starts from the newest snapshot that restores (falling back to older ones, then
-    to empty books) and replays the journal records after it through
-    `Shard.execute`; a torn or corrupt journal tail is cut off. Raises
-    `RecoveryError` if the records it would need were discarded.
+    Starts from the newest snapshot that restores (damaged ones are logged and skipped,
+    falling back to older ones, then to empty books) and replays the journal records after
+    it through `Shard.execute`. A torn tail (bytes after the last good record in which no
+    valid record starts) is moved to a side file and cut off by `Journal`. Raises
+    `JournalDamaged` (a `RecoveryError`), changing nothing, if valid records follow a bad
+    one or the bad one is CRC-valid; `RecoveryError` if the records it would need were
+    discarded, ``discarded-before`` is damaged or a record names a symbol not in ``symbols``.
     """
     shard, offset = None, 0
     if directory.is_dir():
@@ -206,21 +206,16 @@ def recover(directory: Path, symbols: list[str], config: JournalConfig) -> tuple
     shard = shard or Shard.empty(symbols)
     shard.restored_offset = offset
     decoder = msgspec.msgpack.Decoder(BookCommand)
-    discarded: list = []
+    market_data: list = []
     end = offset
-    for record in read_records(directory, offset, shard.sequence):
+    for record in read_records(directory, offset, shard.sequence, decoder.decode):
         try:
-            command = decoder.decode(record.payload)
-        except msgspec.DecodeError:
-            log.warning("journal record %d does not decode: the journal ends before it", record.sequence)
-            break
-        try:
-            shard.execute(record.sequence, command, discarded)
+            shard.execute(record.sequence, record.command, market_data)
         except KeyError:
             raise RecoveryError(
-                f"journal record {record.sequence} is for symbol {command.symbol!r}, not owned by this shard"
+                f"journal record {record.sequence} is for symbol {record.command.symbol!r}, not owned by this shard"
             ) from None
-        discarded.clear()
+        market_data.clear()
         end = record.end
     log.info("recovered sequence %d (journal replayed from byte %d to %d)", shard.sequence, offset, end)
     return shard, Journal(directory, config, end)

@@ -50,12 +50,13 @@ from zmq.utils.monitor import recv_monitor_message
 from config.settings import Config
 from engine.instrument import Instrument
 from engine.types import CancelReason, OrderType, RejectReason, Side
-from servers import collector
+from servers import collector, security
 from servers import protocol as p
+from servers.logons import Authenticator, Logons, Verdict
 from servers.orders import Order, OrderRegistry, Report, Trade
 from servers.portfolio import Portfolio
 from servers.risk import TraderRisk, valuation_price
-from servers.sessions import Authenticator, Session, Sessions, cancels_orders
+from servers.sessions import Session, Sessions, cancels_orders
 
 log = logging.getLogger("tes")
 
@@ -65,10 +66,22 @@ READ_BUDGET = 512
 """Frames read from one socket per loop iteration, so no socket starves the others."""
 FRAME_MESSAGES = 5_000
 """Messages per outgoing frame (well under MAX_BATCH and, for our messages, MAX_FRAME_BYTES)."""
-OPEN_ORDERS_PAGE = 10_000
-"""A large QueryOpenOrders answer is several OpenOrders messages (same request id) of this size."""
-MAX_INBOUND_BYTES = 4 * p.MAX_FRAME_BYTES
+OPEN_ORDERS_PAGE = 1_000
+"""A QueryOpenOrders answer is OpenOrders messages (same request id) of this many orders (about
+45 KiB); each page costs one token of the trader's query rate."""
+MAX_INBOUND_BYTES = p.MAX_FRAME_BYTES + 64 * 1024
 """Larger frames make ZeroMQ drop the connection unread; up to this size they get FRAME_TOO_LARGE."""
+CLIENT_INBOUND_FRAMES = 32
+"""Frames ZeroMQ queues from one client connection before it stops reading that connection
+(TCP then pushes back): at most 32 x MAX_INBOUND_BYTES (34 MiB) held per connection."""
+CLIENT_OUTBOUND_FRAMES = 256
+"""Frames queued to one client; a session whose queue is full is not reading and is ended
+(SLOW_CONSUMER): at most 256 x CLIENT_FRAME_BYTES (16 MiB) held per connection."""
+CLIENT_FRAME_BYTES = 64 * 1024
+"""Outgoing client frames are split to stay under this size (a single larger message goes alone)."""
+CLIENT_MESSAGES_PER_TURN = 20_000
+"""Reading client frames stops for the turn after this many messages, so the answers one turn
+builds (and the time it takes) stay bounded whatever the clients send."""
 HELLO_RETRY_S = 0.005
 """Just connected: the handshake may not be complete yet, so a Hello may not go out at once."""
 HELLO_WAIT_S = 1.0
@@ -125,9 +138,10 @@ class TradingEngineServer:
         self.last_sequence: dict[str, int] = {}
         self.accounts = {t.trader_id: Account(TraderRisk(t, now)) for t in config.traders}
         self.orders = OrderRegistry()
-        self.sessions = Sessions(
-            Authenticator({t.trader_id: t.api_key_hash for t in config.traders}),
-            settings.heartbeat_ms / 1000, settings.session_timeout_ms / 1000,
+        self.sessions = Sessions(settings.heartbeat_ms / 1000, settings.session_timeout_ms / 1000)
+        self.logons = Logons(
+            Authenticator({t.trader_id: t.api_key_hash for t in config.traders}), settings.logon_failures,
+            settings.logon_backoff_ms / 1000, settings.logon_backoff_max_ms / 1000, settings.logon_queue,
         )
         self.housekeeping_s = max(0.005, min(0.1, min(settings.heartbeat_ms, settings.session_timeout_ms) / 10_000))
         self.next_housekeeping = now
@@ -154,10 +168,18 @@ class TradingEngineServer:
         self.poller = zmq.Poller()
         self.shards: dict[str, Shard] = {}
         self.shard_of: dict[str, Shard] = {}
+        keys = security.Keys(config.security.keys_dir) if config.security.keys_dir else None
+        own = keys.own(security.TES) if keys is not None else None
+        if keys is None:
+            log.warning("CURVE is off (security.keys_dir is empty): the book servers do not authenticate this TES")
         try:
             self.clients = self.context.socket(zmq.ROUTER)
+            if config.security.clients == "curve":
+                security.serve_curve(self.clients, own)
             self.clients.setsockopt(zmq.LINGER, 0)
             self.clients.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
+            self.clients.setsockopt(zmq.RCVHWM, CLIENT_INBOUND_FRAMES)
+            self.clients.setsockopt(zmq.SNDHWM, CLIENT_OUTBOUND_FRAMES)
             # Report a frame ZeroMQ cannot deliver (client gone, or its queue full) instead
             # of dropping it silently, so it is counted.
             self.clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -170,6 +192,8 @@ class TradingEngineServer:
                 # Unbounded on our side: the shard's ROUTER would silently drop execution
                 # reports to a TES whose queue is full, and those must never be lost.
                 socket.setsockopt(zmq.RCVHWM, 0)
+                if keys is not None:
+                    security.connect_curve(socket, own, keys.public(security.shard_key_name(shard_config.name)))
                 monitor = socket.get_monitor_socket(MONITOR_EVENTS)
                 socket.connect(shard_config.command_endpoint)
                 shard = Shard(shard_config.name, socket, monitor)
@@ -203,7 +227,7 @@ class TradingEngineServer:
         self.stopping = True
 
     def _poll_timeout(self) -> int:
-        if self.sessions.pending:
+        if self.logons.pending:
             return 5
         wake = self.next_housekeeping
         for shard in self.shards.values():
@@ -224,7 +248,7 @@ class TradingEngineServer:
                 answered = True
         if self.clients in ready:
             self._read_clients(now)
-        if self.sessions.pending:
+        if self.logons.pending:
             self._finish_logons(now)
         for shard in self.shards.values():
             if not shard.ready and now >= shard.next_hello:
@@ -247,7 +271,7 @@ class TradingEngineServer:
         self._flush(time.monotonic())
 
     def close(self) -> None:
-        self.sessions.authenticator.close()
+        self.logons.close()
         for shard in self.shards.values():
             try:
                 shard.socket.disable_monitor()
@@ -263,6 +287,7 @@ class TradingEngineServer:
 
     def _read_clients(self, now: float) -> None:
         sessions = self.sessions.by_identity
+        budget = CLIENT_MESSAGES_PER_TURN
         for frames in _waiting(self.clients):
             identity = frames[0]
             session = sessions.get(identity)
@@ -282,6 +307,9 @@ class TradingEngineServer:
                 continue
             for message in messages:
                 self._dispatch(identity, sessions.get(identity), message, now)
+            budget -= len(messages)
+            if budget <= 0:
+                return
 
     def _malformed(self, identity: bytes, reason: RejectReason, text: str) -> None:
         self.malformed += 1
@@ -324,25 +352,24 @@ class TradingEngineServer:
     # ---------------------------------------------------------------- sessions
 
     def _logon(self, identity: bytes, logon: p.Logon, now: float) -> None:
-        if self.sessions.busy(identity):
-            reason = RejectReason.ALREADY_LOGGED_ON
-            self.outbox[identity].append(p.LogonRejected(reason, reason.text))
-            return
-        verdict = self.sessions.check(identity, logon.trader_id, logon.api_key, logon.cancel_on_disconnect)
+        verdict = self.logons.check(identity, logon.trader_id, logon.api_key, logon.cancel_on_disconnect, now)
         if verdict is not None:
-            self._logged_on(identity, logon.trader_id, logon.cancel_on_disconnect, verdict, now)
+            self._logged_on(verdict, now)
 
     def _finish_logons(self, now: float) -> None:
-        for logon, verdict in self.sessions.finished():
-            self._logged_on(logon.identity, logon.trader_id, logon.cancel_on_disconnect, verdict, now)
+        for verdict in self.logons.finished(now):
+            self._logged_on(verdict, now)
 
-    def _logged_on(self, identity: bytes, trader_id: str, cancel_on_disconnect: bool, verdict: bool,
-                   now: float) -> None:
-        if not verdict or self.stopping:
-            reason = RejectReason.EXCHANGE_CLOSING if verdict else RejectReason.BAD_CREDENTIALS
+    def _logged_on(self, verdict: Verdict, now: float) -> None:
+        identity, trader_id = verdict.identity, verdict.trader_id
+        if verdict.reason is not None:
+            self.outbox[identity].append(p.LogonRejected(verdict.reason, verdict.text))
+            return
+        if self.stopping:
+            reason = RejectReason.EXCHANGE_CLOSING
             self.outbox[identity].append(p.LogonRejected(reason, reason.text))
             return
-        session, previous = self.sessions.open(identity, trader_id, cancel_on_disconnect, now)
+        session, previous = self.sessions.open(identity, trader_id, verdict.cancel_on_disconnect, now)
         if previous is not None:
             self.outbox[previous.identity].append(p.LoggedOut(p.EndReason.REPLACED, p.EndReason.REPLACED.text))
         settings = self.config.tes
@@ -385,8 +412,9 @@ class TradingEngineServer:
         if not account.risk.allow_message(now):
             return RejectReason.MESSAGE_RATE_LIMIT
         # 3. client order id (used up even if a later step refuses the order)
-        if not session.client_order_ids.add(order.client_order_id):
-            return RejectReason.DUPLICATE_CLIENT_ORDER_ID
+        reason = session.client_order_ids.add(order.client_order_id)
+        if reason is not None:
+            return reason
         # 4. reference data, the band centred on the last trade or the reference price
         instrument = self.instruments.get(order.symbol)
         if instrument is None:
@@ -462,16 +490,23 @@ class TradingEngineServer:
 
     def _query(self, session: Session, query, now: float) -> None:
         out = self.outbox[session.identity]
-        if not self.accounts[session.trader_id].risk.allow_message(now):
+        risk = self.accounts[session.trader_id].risk
+        if not risk.allow_message(now):
             reason = RejectReason.MESSAGE_RATE_LIMIT
+            out.append(p.QueryRejected(query.request_id, reason, reason.text))
+            return
+        pages = -(-self.orders.open_count(session.trader_id) // OPEN_ORDERS_PAGE) if type(query) is p.QueryOpenOrders \
+            else 1
+        if not risk.allow_query(now, max(1, pages)):
+            reason = RejectReason.QUERY_RATE_LIMIT
             out.append(p.QueryRejected(query.request_id, reason, reason.text))
             return
         match query:
             case p.QueryOpenOrders(request_id):
-                orders = [order.open_order() for order in self.orders.open_orders(session.trader_id)]
-                starts = range(0, max(len(orders), 1), OPEN_ORDERS_PAGE)
+                open_orders = self.orders.open_orders(session.trader_id)
+                starts = range(0, max(len(open_orders), 1), OPEN_ORDERS_PAGE)
                 for start in starts:
-                    page = orders[start:start + OPEN_ORDERS_PAGE]
+                    page = [order.open_order() for order in open_orders[start:start + OPEN_ORDERS_PAGE]]
                     out.append(p.OpenOrders(request_id, page, start == starts[-1]))
             case p.QueryPositions(request_id):
                 portfolio = self.accounts[session.trader_id].portfolio
@@ -625,16 +660,25 @@ class TradingEngineServer:
         if not self.outbox:
             return
         sessions, socket, encode = self.sessions.by_identity, self.clients, self.messages.encode
+        slow = []
         for identity, messages in self.outbox.items():
-            for frame in p.encode_frames(encode, messages, FRAME_MESSAGES):
+            session = sessions.get(identity)
+            for frame in p.encode_frames(encode, messages, FRAME_MESSAGES, CLIENT_FRAME_BYTES):
                 try:
                     socket.send_multipart((identity, frame), zmq.NOBLOCK)
-                except zmq.ZMQError:
+                except zmq.ZMQError as exc:
+                    # The rest would be refused too: the peer is gone, or its queue is full.
                     self.undelivered += 1
-            session = sessions.get(identity)
+                    if exc.errno == zmq.EAGAIN and session is not None:
+                        slow.append(session)
+                    break
             if session is not None:
                 session.last_out = now
         self.outbox.clear()
+        for session in slow:
+            log.warning("session of %s ended: %d frames queued to it are unread (slow consumer)",
+                        session.trader_id, CLIENT_OUTBOUND_FRAMES)
+            self._end(session, p.EndReason.SLOW_CONSUMER)
 
     def _unsent(self, shard: Shard, commands: list) -> None:
         """Commands the shard socket would not take (disconnected, or its queue is full
@@ -678,6 +722,9 @@ def serve(config: Config, args=None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         server = TradingEngineServer(config)
+    except security.KeyFileError as exc:
+        log.error("TES cannot start: %s", exc)
+        return 2
     except (zmq.ZMQError, OSError) as exc:
         log.error("TES cannot start: %s", exc)
         return 1

@@ -1,5 +1,18 @@
-"""Real exchange processes for tests: see `servers.processes`."""
+"""Real exchange processes for tests: see `servers.processes`; and CURVE credentials for raw sockets."""
+
+import zmq
 
 from servers.processes import REPO, Role, endpoint, exchange_env, free_port
+from servers.security import Keys, connect_curve, shard_key_name
 
-__all__ = ["REPO", "Role", "endpoint", "exchange_env", "free_port"]
+__all__ = ["REPO", "Role", "as_role", "endpoint", "exchange_env", "free_port"]
+
+
+def as_role(socket: zmq.Socket, env: dict[str, str], role: str = "tes", shard: str = "A") -> zmq.Socket:
+    """``socket`` (not yet connected) given the key pair ``role`` ("tes", "operator") of the
+    exchange of ``env``, as a CURVE client of shard ``shard``'s command port (as it is with CURVE off)."""
+    if not env["EXCHANGE__SECURITY__KEYS_DIR"]:
+        return socket
+    keys = Keys(env["EXCHANGE__SECURITY__KEYS_DIR"])
+    connect_curve(socket, keys.own(role), keys.public(shard_key_name(shard)))
+    return socket

@@ -17,7 +17,15 @@ import pytest
 import zmq
 
 from clients import loadgen
-from clients.client import BookSync, ExchangeClient, LogonError, MarketDataClient, RequestRejected
+from clients.client import (
+    BookSync,
+    ClientError,
+    ExchangeClient,
+    LogonError,
+    MarketDataClient,
+    RequestRejected,
+    SessionEnded,
+)
 from clients.runtime import wait_until_tradable
 from engine.types import OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p
@@ -315,6 +323,89 @@ def test_enter_cancel_replace_use_fresh_client_order_ids_and_batch_shares_one_fr
     client.close()
 
 
+def test_a_request_refused_for_no_session_ends_the_session_at_once(tes):
+    """What a client sees after a TES restart: its requests refused NOT_LOGGED_ON."""
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    forgotten = p.SessionRejected(RejectReason.NOT_LOGGED_ON, RejectReason.NOT_LOGGED_ON.text)
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 1000, 5000))
+        tes.read()
+        tes.send(forgotten)
+
+    answer_in_thread(server)
+    client.logon(5.0)
+    started = time.monotonic()
+    with pytest.raises(SessionEnded, match=r"the session ended: log on first \(5001\); log on again") as caught:
+        client.positions(timeout=30.0)
+    assert time.monotonic() - started < 5.0, "raised when the refusal came, not after the timeout"
+    assert caught.value.reason is RejectReason.NOT_LOGGED_ON
+    assert (client.logged_on, client.ended) == (False, forgotten)
+    with pytest.raises(SessionEnded):
+        client.enter_order("ACME", BUY, LIMIT, GTC, 100, 5)
+    with pytest.raises(SessionEnded):
+        client.open_orders()
+    client.close()
+
+
+def test_logged_out_by_the_tes_ends_the_session_and_calls_say_why(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    timed_out = p.LoggedOut(p.EndReason.TIMEOUT, p.EndReason.TIMEOUT.text)
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 1000, 5000))
+        tes.send(timed_out)
+
+    answer_in_thread(server)
+    client.logon(5.0)
+    assert client.receive(2.0) == [timed_out], "the message itself is still delivered"
+    with pytest.raises(SessionEnded, match="session timed out") as caught:
+        client.cancel(7)
+    assert caught.value.reason is p.EndReason.TIMEOUT
+    client.close()
+
+
+def test_with_relogon_the_next_call_logs_on_again(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key", relogon=True)
+
+    def server():
+        assert tes.read() == [p.Logon("alice", "alice-demo-key", False)]
+        tes.send(p.LogonAccepted("alice", 1000, 5000))
+        tes.send(p.LoggedOut(p.EndReason.REPLACED, p.EndReason.REPLACED.text))
+        assert tes.read() == [p.Logon("alice", "alice-demo-key", False)]
+        tes.send(p.LogonAccepted("alice", 1000, 5000))
+        [query] = tes.read()
+        tes.send(p.Positions(query.request_id, 7, []))
+
+    answer_in_thread(server)
+    client.logon(5.0)
+    assert [type(m) for m in client.receive(2.0)] == [p.LoggedOut]
+    assert not client.logged_on
+    assert client.positions(5.0).cash == 7
+    assert client.logged_on and client.ended is None
+    client.close()
+
+
+def test_the_load_generator_stops_with_the_reason_when_its_session_ends(tes):
+    client = ExchangeClient(tes.endpoint, "load", "load-demo-key")
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("load", 1000, 5000))
+        tes.read()
+        tes.send(p.SessionRejected(RejectReason.NOT_LOGGED_ON, RejectReason.NOT_LOGGED_ON.text))
+
+    answer_in_thread(server)
+    client.logon(5.0)
+    generator = loadgen.LoadGenerator(client, "ACME", 100, 1, rate=10, duration=5.0, batch_max=10)
+    with pytest.raises(ClientError, match="the session ended: log on first"):
+        generator.run(drain_s=1.0)
+    assert generator.sent < generator.total, "it stopped, not counting the rest as lost"
+    client.close()
+
+
 # ================================================================ against a real OBS and TES
 
 
@@ -595,6 +686,29 @@ def test_receive_without_a_logon_gets_session_rejected(exchange):
     [rejected] = collect(client, lambda m: m)
     assert isinstance(rejected, p.SessionRejected) and rejected.reason == RejectReason.NOT_LOGGED_ON
     client.close()
+
+
+def test_a_client_notices_a_tes_restart_and_can_log_on_again(tmp_path):
+    env = exchange_env(tmp_path)
+    with Role(["-s", "OBS"], env), Role(["-s", "TES"], env) as tes:
+        tes.wait_for("shard A ready", 10)
+        plain, relogging = logged_on(env, "alice"), logged_on(env, "bob")
+        relogging.relogon = True
+        tes.kill()  # no LoggedOut: the clients learn it from the new TES
+        with Role(["-s", "TES"], env) as restarted:
+            restarted.wait_for("shard A ready", 10)
+            started = time.monotonic()
+            with pytest.raises(SessionEnded, match="log on first") as caught:
+                plain.positions(timeout=30.0)
+            assert time.monotonic() - started < 5.0
+            assert caught.value.reason is RejectReason.NOT_LOGGED_ON and not plain.logged_on
+            plain.logon()
+            assert plain.positions().cash == 0
+            assert isinstance(relogging.book("ACME"), p.Book), "bob's client logged on again by itself"
+            assert relogging.logged_on
+            plain.close()
+            relogging.close()
+            assert restarted.stop() == 0
 
 
 def test_idle_sessions_stay_logged_on_only_while_the_client_is_used(tmp_path):

@@ -3,8 +3,11 @@
 Random bytes, empty and multi-part frames, oversized frames, valid msgpack of the
 wrong shape and hypothesis-mutated versions of real messages are thrown at the
 TES client endpoint, the OBS command endpoint and the OBS snapshot endpoint. The
-servers must stay up, answer what can be answered with a reject, and afterwards
-run a normal trade end to end with exact reports and positions.
+OBS command port admits only the TES's and the operator's CURVE keys, so the
+fuzzer speaks to it with the TES's key (what a process without one can do is
+tested in test_security.py: nothing reaches the OBS). The servers must stay up,
+answer what can be answered with a reject, and afterwards run a normal trade end
+to end with exact reports and positions.
 """
 
 import os
@@ -15,7 +18,7 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from procs import Role, endpoint, exchange_env
+from procs import Role, as_role, endpoint, exchange_env
 
 from engine.types import OrderType, Side, TimeInForce
 from servers import protocol as p
@@ -39,6 +42,7 @@ VALID_OBS_MESSAGES = [
     p.BookReplace("ACME", 5, 10_000, 1),
     p.BookQuery(1, "ACME", 5),
 ]
+VALID_SNAPSHOT_MESSAGES = [p.SnapshotRequest("ACME")]
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.floats(allow_nan=True),
@@ -69,9 +73,12 @@ def exchange(tmp_path_factory):
         assert obs.stop() == 0, obs.output()
 
 
-def dealer(context, address):
+def dealer(context, address, env=None):
+    """A DEALER to ``address``; with ``env``, holding the TES's key (for the OBS command port)."""
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
+    if env is not None:
+        as_role(socket, env)
     socket.connect(address)
     return socket
 
@@ -111,7 +118,7 @@ def test_garbage_on_every_socket_leaves_both_servers_running(exchange):
     env, context, obs, tes = exchange
     targets = ["TES__CLIENT_ENDPOINT", "SHARDS__0__COMMAND_ENDPOINT", "SHARDS__0__SNAPSHOT_ENDPOINT"]
     for target in targets:
-        socket = dealer(context, endpoint(env, target))
+        socket = dealer(context, endpoint(env, target), env if target == "SHARDS__0__COMMAND_ENDPOINT" else None)
         throw(socket, garbage_frames())
         drain(socket, 0.2)
         socket.close()
@@ -126,8 +133,9 @@ def test_garbage_on_every_socket_leaves_both_servers_running(exchange):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(client=st.lists(mutated(VALID_CLIENT_MESSAGES), min_size=1, max_size=4),
-       book=st.lists(mutated(VALID_OBS_MESSAGES), min_size=1, max_size=4), raw=st.binary(max_size=200))
-def test_mutated_messages_are_rejected_not_fatal(exchange, client, book, raw):
+       book=st.lists(mutated(VALID_OBS_MESSAGES), min_size=1, max_size=4),
+       snapshot=st.lists(mutated(VALID_SNAPSHOT_MESSAGES), min_size=1, max_size=2), raw=st.binary(max_size=200))
+def test_mutated_messages_are_rejected_not_fatal(exchange, client, book, snapshot, raw):
     env, context, obs, tes = exchange
     frames = []
     for fields in client:
@@ -137,14 +145,17 @@ def test_mutated_messages_are_rejected_not_fatal(exchange, client, book, raw):
             continue
     socket = dealer(context, endpoint(env, "TES__CLIENT_ENDPOINT"))
     throw(socket, [[frame] for frame in frames] + [[raw]])
-    obs_socket = dealer(context, endpoint(env, "SHARDS__0__COMMAND_ENDPOINT"))
-    for fields in book:
-        try:
-            obs_socket.send(msgspec.msgpack.encode([fields]))
-        except (TypeError, OverflowError):
-            continue
+    obs_socket = dealer(context, endpoint(env, "SHARDS__0__COMMAND_ENDPOINT"), env)
+    snapshot_socket = dealer(context, endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"))
+    for target, messages in ((obs_socket, book), (snapshot_socket, snapshot)):
+        for fields in messages:
+            try:
+                target.send(msgspec.msgpack.encode([fields]))
+            except (TypeError, OverflowError):
+                continue
     socket.close()
     obs_socket.close()
+    snapshot_socket.close()
     assert obs.process.poll() is None and tes.process.poll() is None
 
 

@@ -1,16 +1,34 @@
-"""The OBS journal, snapshots and recovery, in process (`servers.journal`, `servers.shard`)."""
+"""The OBS journal, snapshots and recovery, in process (`servers.journal`, `servers.shard`), and the
+operator's ``journal check`` and ``journal cut`` (`servers.journal_admin`; run as ``main.py`` twice)."""
 
+import errno
+import json
+import os
 import struct
+import subprocess
+import sys
 import time
+import zlib
 
 import msgspec
 import pytest
 from obs_streams import SYMBOLS, commands
+from procs import REPO
 
-from config.settings import JournalConfig
-from engine.snapshot import BookSnapshot
+import main
+from config.settings import JournalConfig, ShardConfig
+from engine.snapshot import ORDER_DTYPE, BookSnapshot
 from servers import journal
-from servers.journal import HEADER, JOURNAL_FILE, Journal, read_records, read_snapshots, write_snapshot
+from servers.journal import (
+    HEADER,
+    JOURNAL_FILE,
+    Journal,
+    read_records,
+    read_snapshot,
+    read_snapshots,
+    write_snapshot,
+)
+from servers.journal_admin import CutRefused, check, cut
 from servers.shard import BookCommand, RecoveryError, Shard, recover
 
 DECODER = msgspec.msgpack.Decoder(BookCommand)
@@ -49,6 +67,10 @@ def state(shard):
 
 def journal_bytes(directory):
     return (directory / JOURNAL_FILE).read_bytes()
+
+
+def files(directory):
+    return {path.name: path.read_bytes() for path in directory.iterdir()}
 
 
 # ---------------------------------------------------------------- the journal file
@@ -139,15 +161,17 @@ def test_close_fsyncs_what_the_interval_thread_has_not_yet(tmp_path, monkeypatch
 
 
 @pytest.mark.parametrize("cut", [1, HEADER.size - 1, HEADER.size, HEADER.size + 3])
-def test_truncated_tail_is_cut_off_and_appending_continues_after_it(tmp_path, cut):
+def test_truncated_tail_is_cut_off_into_a_side_file_and_appending_continues_after_it(tmp_path, cut):
     stream = commands(30)
     run(tmp_path, stream[:20], group=5)
     records = list(read_records(tmp_path))
     data = journal_bytes(tmp_path)
-    torn = records[-2].end + min(cut, records[-1].end - records[-2].end - 1)
+    good = records[-2].end
+    torn = good + min(cut, records[-1].end - good - 1)
     (tmp_path / JOURNAL_FILE).write_bytes(data[:torn])
     assert [r.sequence for r in read_records(tmp_path)] == list(range(1, 20))
     shard, _ = run(tmp_path, stream[19:], group=5)
+    assert (tmp_path / f"{JOURNAL_FILE}.torn-{good}").read_bytes() == data[good:torn]
     records = list(read_records(tmp_path))
     assert [DECODER.decode(r.payload) for r in records] == stream
     assert records[-1].end == len(journal_bytes(tmp_path)), "no torn bytes left between records"
@@ -155,26 +179,178 @@ def test_truncated_tail_is_cut_off_and_appending_continues_after_it(tmp_path, cu
     assert state(shard) == state(fresh)
 
 
-@pytest.mark.parametrize("where", ["payload", "crc", "sequence", "length"])
-def test_corrupt_record_ends_the_journal_there(tmp_path, where):
-    run(tmp_path, commands(10))
+DAMAGE = {
+    "length": (3, 0x40, "length field 10"),
+    "crc": (4, 0x01, "CRC mismatch"),
+    "sequence": (8, 0x01, "CRC mismatch"),
+    "payload": (HEADER.size + 2, 0x40, "CRC mismatch"),
+}
+"""Field -> (its byte in the record, the bits flipped there, what recovery says is wrong)."""
+
+
+def damage(directory, stream, record, field, snapshot_every=None):
+    """Journal ``stream``, then flip one byte of ``field`` in record ``record`` (0-based).
+
+    Returns the offsets where the records start (and the last ends) and the damaged file's bytes.
+    """
+    run(directory, stream, group=5, snapshot_every=snapshot_every)
+    starts = [0] + [r.end for r in read_records(directory)]
+    data = bytearray(journal_bytes(directory))
+    byte, bits, _ = DAMAGE[field]
+    data[starts[record] + byte] ^= bits
+    (directory / JOURNAL_FILE).write_bytes(bytes(data))
+    return starts, bytes(data)
+
+
+@pytest.mark.parametrize("field", DAMAGE)
+@pytest.mark.parametrize("record", [0, 15, 28])
+def test_damage_followed_by_valid_records_stops_recovery_and_changes_nothing(tmp_path, field, record):
+    starts, data = damage(tmp_path, commands(30), record, field)
+    (tmp_path / "snapshot-7.msgpack.tmp").write_bytes(b"half written")
+    with pytest.raises(RecoveryError) as raised:
+        recover(tmp_path, SYMBOLS, JournalConfig())
+    message = str(raised.value)
+    offset = starts[record]
+    assert f"damaged at byte {offset}, where sequence {record + 1} was expected: {DAMAGE[field][2]}" in message
+    assert f"{record} good records precede it (read from byte 0)" in message
+    assert f"the next valid record is at byte {starts[record + 1]} (sequence {record + 2})" in message
+    assert f"{len(data) - offset} bytes follow from byte {offset}" in message
+    assert f"restore the journal directory {tmp_path} from a backup" in message
+    assert message.endswith(f"run: python main.py journal cut --shard SHARD --at {offset}")
+    assert files(tmp_path) == {JOURNAL_FILE: data, "snapshot-7.msgpack.tmp": b"half written"}, "nothing changed"
+
+
+@pytest.mark.parametrize("field", DAMAGE)
+def test_damaged_last_record_is_a_torn_tail_moved_aside_and_appending_continues(tmp_path, field, caplog):
+    stream = commands(40)
+    starts, data = damage(tmp_path, stream[:30], 29, field)
+    shard, _ = run(tmp_path, stream[29:])
     records = list(read_records(tmp_path))
-    data = bytearray(journal_bytes(tmp_path))
-    start = records[5].end
-    if where == "payload":
-        data[start + HEADER.size + 2] ^= 0x40
-    elif where == "crc":
-        data[start + 4] ^= 1
-    elif where == "sequence":
-        struct.pack_into("<Q", data, start + 8, 99)
-    else:
-        struct.pack_into("<I", data, start, 0xFFFFFFFF)
-    (tmp_path / JOURNAL_FILE).write_bytes(bytes(data))
-    assert [r.sequence for r in read_records(tmp_path)] == [1, 2, 3, 4, 5, 6]
-    shard, log = recover(tmp_path, SYMBOLS, JournalConfig())
+    assert [DECODER.decode(r.payload) for r in records] == stream
+    assert journal_bytes(tmp_path)[: starts[29]] == data[: starts[29]]
+    assert (tmp_path / f"{JOURNAL_FILE}.torn-{starts[29]}").read_bytes() == data[starts[29] :]
+    assert f"cut off a torn tail at byte {starts[29]}" in caplog.text
+    assert f"{len(data) - starts[29]} bytes" in caplog.text
+    fresh, _ = run(tmp_path / "again", stream)
+    assert state(shard) == state(fresh)
+
+
+def rewrite_last_record(directory, sequence, payload):
+    """Replace the journal's last record by a CRC-valid one: what no torn write leaves."""
+    *_, before, _ = [0] + [r.end for r in read_records(directory)]
+    crc = zlib.crc32(payload, zlib.crc32(struct.pack("<Q", sequence)))
+    data = journal_bytes(directory)[:before] + HEADER.pack(len(payload), crc, sequence) + payload
+    (directory / JOURNAL_FILE).write_bytes(data)
+    return before, data
+
+
+@pytest.mark.parametrize(
+    ("sequence", "payload", "problem"),
+    [
+        (99, msgspec.msgpack.encode(commands(1)[0]), "sequence 99 where 10 was expected"),
+        (10, msgspec.msgpack.encode(["NoSuchCommand", 1]), "a CRC-valid payload that does not decode as a command"),
+    ],
+    ids=["out-of-sequence", "undecodable"],
+)
+def test_crc_valid_bad_last_record_is_damage_not_a_torn_tail(tmp_path, sequence, payload, problem):
+    run(tmp_path, commands(10))
+    offset, data = rewrite_last_record(tmp_path, sequence, payload)
+    with pytest.raises(RecoveryError) as raised:
+        recover(tmp_path, SYMBOLS, JournalConfig())
+    assert f"damaged at byte {offset}, where sequence 10 was expected: {problem}" in str(raised.value)
+    assert "no valid record follows, but a torn write never leaves a CRC-valid record" in str(raised.value)
+    assert journal_bytes(tmp_path) == data
+
+
+@pytest.mark.parametrize("chunk", [HEADER.size + 1, 40, 97, journal.SCAN_BYTES])
+def test_next_valid_record_is_found_across_read_chunks(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(journal, "SCAN_BYTES", chunk)
+    run(tmp_path, commands(60))
+    records = list(read_records(tmp_path))
+    with open(tmp_path / JOURNAL_FILE, "rb") as file:
+        size = len(journal_bytes(tmp_path))
+        for before, record in zip(records, records[1:], strict=False):
+            found = journal.next_valid_record(file.fileno(), before.end - 7, before.sequence - 1, size)
+            assert found == (before.end, record.sequence)
+        assert journal.next_valid_record(file.fileno(), records[-2].end + 1, 0, size) is None
+        assert journal.next_valid_record(file.fileno(), 1, records[-1].sequence, size) is None
+
+
+class Clock:
+    """A monotonic clock the test moves (`servers.journal` reads only ``time.monotonic``)."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+
+def test_failed_write_leaves_no_partial_group_and_pauses_writes_for_a_second(tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(journal, "time", clock)
+    real_write = journal.os.write
+    writes = []
+
+    def disk_fills_half_way(fd, data):
+        writes.append(len(data))
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, bytes(data[: len(data) // 2]))
+
+    stream = commands(30)
+    log = Journal(tmp_path, JournalConfig(), 0)
+    assert log.append(list(enumerate(stream[:10], 1)))
+    good = log.offset
+    monkeypatch.setattr(journal.os, "write", disk_fills_half_way)
+    assert not log.append(list(enumerate(stream[10:20], 11)))
+    assert len(writes) == 2, "half the group was written, then the disk was full"
+    assert (log.offset, len(journal_bytes(tmp_path))) == (good, good), "the half-written group was cut off"
+    assert log.unwritable.errno == errno.ENOSPC
+    clock.now += journal.RETRY_WRITE_S - 0.01
+    assert not log.append(list(enumerate(stream[10:20], 11)))
+    assert len(writes) == 2, "refused without touching the disk"
+    monkeypatch.setattr(journal.os, "write", real_write)
+    clock.now += 0.01
+    assert log.append(list(enumerate(stream[10:20], 11)))
+    assert log.unwritable is None
+    assert log.append(list(enumerate(stream[20:], 21)))
     log.close()
-    assert shard.sequence == 6
-    assert journal_bytes(tmp_path) == bytes(data[:start])
+    records = list(read_records(tmp_path))
+    assert [DECODER.decode(r.payload) for r in records] == stream
+    assert records[-1].end == len(journal_bytes(tmp_path))
+
+
+@pytest.mark.parametrize("policy", ["batch", "interval"])
+def test_failed_fsync_is_never_retried_and_fails_every_later_append(tmp_path, monkeypatch, policy):
+    syncs = []
+
+    def failing_sync(fd):
+        syncs.append(fd)
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(journal, "_sync", failing_sync)
+    stream = commands(3)
+    log = Journal(tmp_path, JournalConfig(fsync=policy, fsync_interval_ms=1), 0)
+    if policy == "batch":
+        with pytest.raises(journal.JournalFailed, match="fsync of the journal .* failed .*it is not retried"):
+            log.append([(1, stream[0])])
+    else:
+        assert log.append([(1, stream[0])])
+        deadline = time.monotonic() + 5
+        while log.failed is None:
+            assert time.monotonic() < deadline, "the interval thread never fsynced"
+            time.sleep(0.005)
+        log._syncer.join(5)
+        assert not log._syncer.is_alive(), "the interval thread ended"
+    assert log.failed.errno == errno.EIO
+    with pytest.raises(journal.JournalFailed):
+        log.append([(2, stream[1])])
+    with pytest.raises(journal.JournalFailed):
+        log.flush()
+    log.close()
+    assert len(syncs) == 1
+    assert [r.sequence for r in read_records(tmp_path)] == [1]
 
 
 def test_reading_a_missing_journal_yields_nothing(tmp_path):
@@ -216,16 +392,63 @@ def test_recovery_continues_identically_after_a_snapshot(tmp_path):
     assert first_md + second_md == whole_md
 
 
-def test_unreadable_newest_snapshot_falls_back_to_the_older_one(tmp_path):
+def flip_a_price(data, snapshot):
+    """``data`` (a snapshot file's bytes) with one bit flipped in the first resting ACME order's price."""
+    orders = snapshot.symbols["ACME"].book.orders
+    assert orders, "the snapshot holds resting orders"
+    at = data.index(orders) + ORDER_DTYPE.fields["price"][1]
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+
+
+SNAPSHOT_DAMAGE = {
+    "price": (flip_a_price, "CRC mismatch"),
+    "truncated": (lambda data, _: data[:-10], "the header announces"),
+    "extended": (lambda data, _: data + b"\0", "the header announces"),
+    "magic": (lambda data, _: b"X" + data[1:], "bad magic"),
+    "version": (lambda data, _: data[:4] + struct.pack("<I", 2) + data[8:], "format version 2"),
+    "unframed": (lambda data, _: data[journal.SNAPSHOT_HEADER.size :], "bad magic"),
+    "empty": (lambda data, _: b"", "shorter than the 20-byte header"),
+}
+
+
+@pytest.mark.parametrize("kind", SNAPSHOT_DAMAGE)
+def test_damaged_newest_snapshot_is_skipped_with_a_warning_and_the_older_one_used(tmp_path, kind, caplog):
     live, _ = run(tmp_path, commands(200), snapshot_every=60)
-    newest, older = sorted(tmp_path.glob("snapshot-*"), key=lambda p: -int(p.stem.split("-")[1]))
-    newest.write_bytes(newest.read_bytes()[:-10])
+    newest = tmp_path / "snapshot-180.msgpack"
+    damaged, problem = SNAPSHOT_DAMAGE[kind]
+    newest.write_bytes(damaged(newest.read_bytes(), read_snapshot(newest)))
     (tmp_path / "snapshot-7.msgpack.tmp").write_bytes(b"half written")
     recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
     log.close()
-    assert recovered.restored_sequence == int(older.stem.split("-")[1]) == 120
+    assert recovered.restored_sequence == 120
     assert state(recovered) == state(live)
     assert not list(tmp_path.glob("*.tmp"))
+    assert f"skipping snapshot {newest}: " in caplog.text and problem in caplog.text
+    assert "falls back to an older snapshot or the journal" in caplog.text
+
+
+def test_flipped_price_bit_that_would_decode_into_a_wrong_book_is_caught_by_the_crc(tmp_path):
+    run(tmp_path, commands(100), snapshot_every=100)
+    path = tmp_path / "snapshot-100.msgpack"
+    snapshot = read_snapshot(path)
+    path.write_bytes(flip_a_price(path.read_bytes(), snapshot))
+    wrong = msgspec.msgpack.decode(path.read_bytes()[journal.SNAPSHOT_HEADER.size :], type=journal.ShardSnapshot)
+    prices = [s.symbols["ACME"].book.order_array()["price"][0] for s in (snapshot, wrong)]
+    assert prices[0] ^ prices[1] == 1
+    with pytest.raises(journal.SnapshotDamaged, match="CRC mismatch"):
+        read_snapshot(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"12x\n", b"\0\0\0\0", b"-5\n", b"\xff\xfe"],
+    ids=["empty", "letter", "zeros", "negative", "binary"],
+)
+def test_damaged_discarded_before_stops_recovery_with_a_clear_message(tmp_path, content):
+    run(tmp_path, commands(20))
+    (tmp_path / journal.DISCARDED_FILE).write_bytes(content)
+    with pytest.raises(RecoveryError, match=r"discarded-before is damaged: .* is not a byte offset"):
+        recover(tmp_path, SYMBOLS, JournalConfig())
 
 
 def test_snapshot_with_a_damaged_book_falls_back_to_empty_books_and_full_replay(tmp_path):
@@ -290,7 +513,8 @@ def test_discarded_records_free_their_blocks_and_recovery_needs_a_snapshot_after
     recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
     log.close()
     assert recovered.restored_sequence == 2000 and state(recovered) == state(live)
-    (tmp_path / "snapshot-2000.msgpack").unlink()
+    damaged = tmp_path / "snapshot-2000.msgpack"
+    damaged.write_bytes(flip_a_price(damaged.read_bytes(), older))
     with pytest.raises(RecoveryError, match=f"before byte {older.journal_offset} were discarded"):
         recover(tmp_path, SYMBOLS, JournalConfig())
     assert (tmp_path / JOURNAL_FILE).stat().st_size == size
@@ -310,3 +534,140 @@ def test_where_holes_cannot_be_punched_nothing_is_discarded_and_full_replay_stil
     recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
     log.close()
     assert recovered.restored_sequence == 0 and state(recovered) == state(live)
+
+
+# ---------------------------------------------------------------- operator commands: journal check, journal cut
+
+
+def shard_in(directory):
+    return ShardConfig("A", SYMBOLS, "tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "tcp://127.0.0.1:3", str(directory))
+
+
+def main_py(directory, *args):
+    """``python main.py ARGS`` with shard A's journal in ``directory``."""
+    env = dict(os.environ, EXCHANGE__SHARDS__0__JOURNAL_DIR=str(directory))
+    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_check_of_a_healthy_journal_reports_its_records_snapshots_and_recovery(tmp_path):
+    run(tmp_path, commands(300), snapshot_every=100)
+    lines, summary = check(shard_in(tmp_path))
+    assert (summary["status"], lines[-1]) == ("healthy", "status: healthy")
+    assert (summary["records"], summary["first_sequence"], summary["last_sequence"]) == (300, 1, 300)
+    assert summary["end"] == summary["size"] == len(journal_bytes(tmp_path))
+    assert [(s["sequence"], s["problem"]) for s in summary["snapshots"]] == [(300, None), (200, None)]
+    assert summary["recovery"] == {"snapshot": 300, "refuses": None}
+
+
+def test_check_reads_from_where_the_discarded_records_end(tmp_path):
+    run(tmp_path, commands(3000), group=50, snapshot_every=1000)
+    _, older = read_snapshots(tmp_path)
+    log = Journal(tmp_path, JournalConfig(), len(journal_bytes(tmp_path)))
+    log.discard_before(older.journal_offset)
+    log.close()
+    _, summary = check(shard_in(tmp_path))
+    assert (summary["status"], summary["discarded_before"], summary["start"]) == (
+        "healthy", older.journal_offset, older.journal_offset)
+    assert (summary["first_sequence"], summary["last_sequence"]) == (2001, 3000)
+    (tmp_path / "snapshot-2000.msgpack").unlink()
+    _, summary = check(shard_in(tmp_path))
+    assert (summary["status"], summary["first_sequence"]) == ("healthy", 2001), "the first record says its sequence"
+
+
+def test_check_reports_a_torn_tail_as_a_warning_and_changes_nothing(tmp_path):
+    run(tmp_path, commands(20))
+    records = list(read_records(tmp_path))
+    (tmp_path / JOURNAL_FILE).write_bytes(journal_bytes(tmp_path)[:-5])
+    before = files(tmp_path)
+    lines, summary = check(shard_in(tmp_path))
+    assert (summary["status"], summary["last_sequence"]) == ("warning", 19)
+    assert summary["torn_bytes"] == records[-1].end - records[-2].end - 5
+    torn = f"torn tail: {summary['torn_bytes']} bytes after byte {records[-2].end} "
+    assert any(line.startswith(torn) for line in lines)
+    assert files(tmp_path) == before
+
+
+def test_check_reports_damage_and_damaged_snapshots_and_changes_nothing(tmp_path):
+    starts, _ = damage(tmp_path, commands(200), 190, "payload", snapshot_every=60)
+    older = tmp_path / "snapshot-120.msgpack"
+    older.write_bytes(flip_a_price(older.read_bytes(), read_snapshot(older)))
+    before = files(tmp_path)
+    lines, summary = check(shard_in(tmp_path))
+    assert files(tmp_path) == before
+    assert summary["status"] == "damaged"
+    assert summary["damage"] == {
+        "offset": starts[190],
+        "expected_sequence": 191,
+        "problem": "CRC mismatch",
+        "good_records": 190,
+        "next_valid": {"offset": starts[191], "sequence": 192},
+        "bytes_after": starts[200] - starts[190],
+    }
+    assert f"DAMAGED: journal {tmp_path / JOURNAL_FILE} is damaged at byte {starts[190]}" in "\n".join(lines)
+    assert f"python main.py journal cut --shard A --at {starts[190]}" in "\n".join(lines)
+    assert "snapshot-120.msgpack: recovery skips it: CRC mismatch" in lines
+    assert summary["recovery"] == {"snapshot": None, "refuses": f"the journal is damaged at byte {starts[190]}"}
+
+
+def test_check_command_prints_the_report_and_json_and_exits_1_on_damage(tmp_path):
+    starts, _ = damage(tmp_path, commands(30), 10, "crc")
+    done = main_py(tmp_path, "journal", "check")
+    assert (done.returncode, done.stderr) == (1, "")
+    *report, last = done.stdout.strip().splitlines()
+    assert report[-1] == "status: damaged"
+    assert json.loads(last)["damage"]["offset"] == starts[10]
+
+
+def test_cut_at_the_damage_sets_the_rest_aside_and_recovery_serves_the_records_before_it(tmp_path):
+    stream = commands(200)
+    starts, data = damage(tmp_path, stream, 150, "length", snapshot_every=60)
+    lines, summary = cut(shard_in(tmp_path), starts[150])
+    assert summary["last_sequence"] == 150 and summary["bytes"] == len(data) - starts[150]
+    assert summary["snapshots_set_aside"] == ["snapshot-180.msgpack"], "it holds books of records given up"
+    assert (tmp_path / f"{JOURNAL_FILE}.cut-{starts[150]}").read_bytes() == data[starts[150] :]
+    assert (tmp_path / f"snapshot-180.msgpack.cut-{starts[150]}").exists()
+    assert journal_bytes(tmp_path) == data[: starts[150]]
+    assert lines[0].startswith(f"moved {len(data) - starts[150]} bytes")
+    recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
+    log.close()
+    assert (recovered.restored_sequence, recovered.sequence) == (120, 150)
+    assert state(recovered) == state(run(tmp_path / "fresh", stream[:150])[0])
+
+
+def test_cut_refuses_an_offset_that_is_not_the_end_of_a_good_record(tmp_path):
+    starts, data = damage(tmp_path, commands(20), 10, "crc")
+    for offset in (starts[3] + 1, starts[3] - 1, starts[12], len(data), len(data) + 7):
+        with pytest.raises(CutRefused):
+            cut(shard_in(tmp_path), offset)
+    with pytest.raises(CutRefused, match=f"not the end of a good record \\(the nearest: byte {starts[3]} or byte"):
+        cut(shard_in(tmp_path), starts[3] + 1)
+    assert files(tmp_path) == {JOURNAL_FILE: data}
+
+
+def test_cut_refuses_to_leave_discarded_records_without_a_snapshot(tmp_path):
+    run(tmp_path, commands(3000), group=50, snapshot_every=1000)
+    _, older = read_snapshots(tmp_path)
+    log = Journal(tmp_path, JournalConfig(), len(journal_bytes(tmp_path)))
+    log.discard_before(older.journal_offset)
+    log.close()
+    damaged = tmp_path / "snapshot-2000.msgpack"
+    damaged.write_bytes(flip_a_price(damaged.read_bytes(), older))
+    end = [r.end for r in read_records(tmp_path, older.journal_offset, 2000)][500]
+    with pytest.raises(CutRefused, match="no readable snapshot between"):
+        cut(shard_in(tmp_path), end)
+
+
+def test_cut_command_errors_are_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    run(tmp_path, commands(20))
+    done = main_py(tmp_path, "journal", "cut", "--shard", "A", "--at", "5")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"error: byte 5 of {tmp_path / JOURNAL_FILE} is not the end of a good record")
+    assert done.stderr.count("\n") == 1
+    monkeypatch.setenv("EXCHANGE__SHARDS__0__JOURNAL_DIR", str(tmp_path))
+    assert main.main(["journal", "cut", "--shard", "Z", "--at", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: shards: no shard named 'Z'")
+    with pytest.raises(SystemExit) as exited:
+        main.main(["journal", "cut", "--shard", "A"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.startswith("error: the following arguments are required: --at")

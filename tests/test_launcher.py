@@ -1,6 +1,7 @@
 """``python main.py up``: the whole exchange comes up, trades, and stops in order leaving nothing behind."""
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -48,9 +49,13 @@ def line_index(lines: list[str], text: str) -> int:
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_up_starts_everything_trades_and_stops_in_order_with_exit_0(tmp_path, stop_signal):
     env = exchange_env(tmp_path)
+    shutil.rmtree(tmp_path / "keys")  # up writes the pairs it lacks
     with Role(["up"], env, ready_timeout=60) as up:
         pids = started(up)
         lines = list(up.lines)
+        assert line_index(lines, "wrote CURVE key pairs tes, obs-A, operator in ") < line_index(lines, "READY OBS")
+        assert sorted(path.name for path in (tmp_path / "keys").iterdir()) == [
+            "obs-A.key", "obs-A.key_secret", "operator.key", "operator.key_secret", "tes.key", "tes.key_secret"]
         assert line_index(lines, "READY OBS") < line_index(lines, "READY TES") < line_index(lines, "READY marketmaker")
         summary = up.output()
         assert endpoint(env, "TES__CLIENT_ENDPOINT") in summary

@@ -1,18 +1,22 @@
 """The Order Book Server as a real process (``main.py -s OBS``), spoken to over raw ZeroMQ sockets."""
 
+import json
 import os
+import subprocess
+import sys
 import time
 
 import msgspec
 import pytest
 import zmq
 from obs_streams import commands
-from procs import Role, endpoint, exchange_env
+from procs import REPO, Role, as_role, endpoint, exchange_env
 
 from engine.book import ReferenceBook
 from engine.messages import OrderAccepted, OrderExpired, OrderFilled
 from engine.types import RejectReason, Side
 from servers import protocol as p
+from servers.journal import read_records
 
 BUY, SELL = Side.BUY, Side.SELL
 OBS = ["-s", "OBS"]
@@ -33,9 +37,10 @@ def context():
 class Tes:
     """A DEALER on the command endpoint speaking the TES side of the protocol."""
 
-    def __init__(self, context, env, tes_id=None):
+    def __init__(self, context, env, tes_id=None, role="tes"):
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
+        as_role(self.socket, env, role)
         self.socket.connect(endpoint(env, "SHARDS__0__COMMAND_ENDPOINT"))
         if tes_id is not None:
             self.hello(tes_id)
@@ -68,6 +73,12 @@ class Tes:
         (view,) = self.receive(1)
         assert isinstance(view, p.BookView)
         return view
+
+
+def open_env(tmp_path, **overrides):
+    """An exchange with CURVE off, for tests that play several TESes and the operator from
+    one socket (with CURVE on, each key may act only as its own role: see test_security)."""
+    return exchange_env(tmp_path, EXCHANGE__SECURITY__KEYS_DIR="", **overrides)
 
 
 def apply(books, command):
@@ -121,7 +132,7 @@ def test_hello_reply_names_the_symbols_and_nothing_accepted_yet(tmp_path, contex
 
 
 def test_commands_are_answered_with_exactly_the_books_events_in_sequence(tmp_path, context):
-    env = exchange_env(tmp_path)
+    env = open_env(tmp_path)
     stream = [
         p.BookSubmit("ACME", T1 | 1, SELL, 0, 0, 101, 10),
         p.BookSubmit("ACME", T1 | 2, SELL, 0, 3, 102, 5),
@@ -175,7 +186,7 @@ def test_unknown_symbol_is_refused_and_takes_no_sequence(tmp_path, context):
 
 
 def test_maker_fills_and_expiries_reach_the_owning_tes_once(tmp_path, context):
-    env = exchange_env(tmp_path)
+    env = open_env(tmp_path)
     with Role(OBS, env) as obs:
         first, second = Tes(context, env, tes_id=1), Tes(context, env, tes_id=2)
         first.send(p.BookSubmit("ACME", T1 | 1, SELL, 0, 0, 101, 5), p.BookSubmit("ACME", T1 | 2, SELL, 0, 3, 102, 5))
@@ -231,7 +242,7 @@ class Subscriber:
 
 
 def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_path, context):
-    env = exchange_env(tmp_path)
+    env = open_env(tmp_path)
     with Role(OBS, env) as obs:
         tes = Tes(context, env, tes_id=1)
         subscriber = Subscriber(context, env)
@@ -335,7 +346,7 @@ def observed(context, env):
 
 
 def test_sigterm_then_restart_recovers_identical_books(tmp_path, context):
-    env = exchange_env(tmp_path)
+    env = open_env(tmp_path)
     stream = commands(400, seed=8)
     books = {}
     for command in stream:
@@ -359,7 +370,7 @@ def test_sigterm_then_restart_recovers_identical_books(tmp_path, context):
 
 @pytest.mark.parametrize("fsync", ["batch", "interval", "never"])
 def test_kill_9_mid_stream_loses_no_acknowledged_command(tmp_path, context, fsync):
-    env = exchange_env(tmp_path, EXCHANGE__JOURNAL__FSYNC=fsync)
+    env = open_env(tmp_path, EXCHANGE__JOURNAL__FSYNC=fsync)
     stream = commands(4000, seed=9)
     acknowledged = []
     with Role(OBS, env) as obs:
@@ -409,7 +420,7 @@ def expected_replies(stream, seen, tes_prefix):
 
 
 def test_hello_after_a_kill_9_replays_the_replies_the_tes_missed(tmp_path, context):
-    env = exchange_env(tmp_path)
+    env = open_env(tmp_path)
     stream = commands(600, seed=12)
     with Role(OBS, env) as obs:
         stream_commands(Tes(context, env, tes_id=1), stream[:400], frame=20)
@@ -429,7 +440,7 @@ def test_hello_after_a_kill_9_replays_the_replies_the_tes_missed(tmp_path, conte
 
 
 def test_hello_from_before_the_replay_history_says_the_replay_is_incomplete(tmp_path, context):
-    env = exchange_env(tmp_path, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="100")
+    env = open_env(tmp_path, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="100")
     stream = commands(250, seed=13)
     with Role(OBS, env) as obs:
         stream_commands(Tes(context, env, tes_id=1), stream, frame=10)
@@ -448,7 +459,7 @@ def test_hello_from_before_the_replay_history_says_the_replay_is_incomplete(tmp_
 
 
 def test_small_snapshot_interval_recovers_from_snapshot_and_journal_tail(tmp_path, context):
-    env = exchange_env(tmp_path, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="25")
+    env = open_env(tmp_path, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="25")
     stream = commands(310, seed=10)
     books = {}
     for command in stream:
@@ -470,7 +481,7 @@ def test_small_snapshot_interval_recovers_from_snapshot_and_journal_tail(tmp_pat
 
 
 def test_journal_behind_the_older_snapshot_is_discarded_and_recovery_still_exact(tmp_path, context):
-    env = exchange_env(tmp_path, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="500")
+    env = open_env(tmp_path, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="500")
     stream = commands(4000, seed=14)
     journal_file = tmp_path / "journal-A" / "commands.log"
     with Role(OBS, env) as obs:
@@ -489,13 +500,55 @@ def test_journal_behind_the_older_snapshot_is_discarded_and_recovery_still_exact
         assert obs.stop() == 0
 
 
+def test_flipped_byte_mid_journal_stops_the_obs_until_the_journal_is_cut_there(tmp_path, context):
+    env = open_env(tmp_path)
+    stream = commands(3000, seed=15)
+    with Role(OBS, env) as obs:
+        stream_commands(Tes(context, env, tes_id=1), stream, frame=50)
+        assert obs.stop() == 0
+    journal_file = tmp_path / "journal-A" / "commands.log"
+    ends = [record.end for record in read_records(journal_file.parent)]
+    data = bytearray(journal_file.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    journal_file.write_bytes(data)
+    sequence, offset = next(
+        (n, start) for n, (start, end) in enumerate(zip([0, *ends], ends, strict=False), 1) if end > len(data) // 2
+    )
+
+    started = subprocess.run([sys.executable, "main.py", *OBS], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=60)
+    output = started.stdout + started.stderr
+    assert started.returncode == 1 and "Traceback" not in output and "READY" not in output, output
+    assert (f"OBS A cannot start: journal {journal_file} is damaged at byte {offset}, where sequence {sequence} "
+            f"was expected") in output
+    assert f"{sequence - 1} good records precede it" in output
+    assert f"the next valid record is at byte {ends[sequence - 1]} (sequence {sequence + 1})" in output
+    assert f"stop the OBS and run: python main.py journal cut --shard A --at {offset}\n" in output
+    assert journal_file.read_bytes() == data, "nothing was changed"
+
+    cut = subprocess.run([sys.executable, "main.py", "journal", "cut", "--shard", "A", "--at", str(offset)],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert cut.returncode == 0, cut.stderr
+    summary = json.loads(cut.stdout.splitlines()[-1])
+    assert (summary["last_sequence"], summary["bytes"]) == (sequence - 1, len(data) - offset)
+    books = {}
+    for command in stream[: sequence - 1]:
+        apply(books, command)
+    with Role(OBS, env) as obs:
+        assert f"READY OBS A sequence={sequence - 1} " in obs.wait_for("READY", 1)
+        tes = Tes(context, env, tes_id=1)
+        assert_books_equal(tes, books)
+        assert tes.hello(1).max_order_id == max_id(books, T1)
+        assert obs.stop() == 0
+
+
 # ---------------------------------------------------------------- bad input
 
 
 def test_malformed_input_is_dropped_and_serving_goes_on(tmp_path, context):
     env = exchange_env(tmp_path)
     with Role(OBS, env) as obs:
-        raw = context.socket(zmq.DEALER)
+        raw = as_role(context.socket(zmq.DEALER), env)
         raw.setsockopt(zmq.LINGER, 0)
         raw.connect(endpoint(env, "SHARDS__0__COMMAND_ENDPOINT"))
         submit = ["BookSubmit", "ACME", T1 | 1, 0, 0, 0, 100, 5]

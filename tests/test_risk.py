@@ -8,9 +8,9 @@ from engine.types import RejectReason
 from servers.risk import TokenBucket, TraderRisk, valuation_price
 
 
-def limits(quantity=100, notional=10_000, open_orders=3, rate=5):
+def limits(quantity=100, notional=10_000, open_orders=3, rate=5, queries=4):
     return SimpleNamespace(max_order_quantity=quantity, max_notional=notional, max_open_orders=open_orders,
-                           max_messages_per_second=rate)
+                           max_messages_per_second=rate, max_queries_per_second=queries)
 
 
 def test_token_bucket_allows_a_one_second_burst_then_refuses():
@@ -30,6 +30,21 @@ def test_token_bucket_refills_at_the_rate():
 def test_token_bucket_never_holds_more_than_one_second_of_tokens():
     bucket = TokenBucket(3, now=0.0)
     assert sum(bucket.take(100.0) for _ in range(10)) == 3
+
+
+def test_a_costly_spend_goes_through_on_one_token_and_leaves_a_debt():
+    bucket = TokenBucket(4, now=0.0)
+    assert bucket.spend(0.0, 10), "dearer than the whole bucket, yet possible"
+    assert bucket.tokens == -6
+    assert not bucket.spend(1.5, 1), "-6 + 6 tokens: still under one"
+    assert bucket.spend(1.75, 1)
+
+
+def test_query_pages_are_paced_by_the_query_rate():
+    risk = TraderRisk(limits(queries=4), now=0.0)
+    assert [risk.allow_query(0.0, pages) for pages in (1, 2, 1, 1)] == [True, True, True, False]
+    assert risk.allow_message(0.0), "queries have their own bucket"
+    assert not risk.allow_query(0.2, 1) and risk.allow_query(0.25, 1)
 
 
 def test_token_bucket_sustains_exactly_its_rate():

@@ -1,89 +1,17 @@
-"""Sessions of the trading engine server (`servers.sessions`): logon checks, liveness, cancel-on-disconnect."""
+"""Sessions of the trading engine server (`servers.sessions`): takeover, liveness, cancel-on-disconnect.
+
+The logon checks in front of them (`servers.logons`) are tested in test_logons.py.
+"""
 
 import pytest
 
-from servers import sessions as sessions_module
-from servers.auth import hash_api_key
+from engine.types import RejectReason
 from servers.protocol import EndReason
-from servers.sessions import Authenticator, ClientOrderIds, Session, Sessions, cancels_orders
-
-HASHES = {"alice": hash_api_key("alice-key", iterations=1_000), "bob": hash_api_key("bob-key", iterations=1_000)}
-
-
-@pytest.fixture
-def pbkdf2_calls(monkeypatch):
-    """Counts the real (slow) key verifications."""
-    calls = []
-    real = sessions_module.verify_api_key
-
-    def counting(api_key, stored):
-        calls.append(api_key)
-        return real(api_key, stored)
-
-    monkeypatch.setattr(sessions_module, "verify_api_key", counting)
-    return calls
-
-
-def test_right_key_is_accepted_and_remembered(pbkdf2_calls):
-    auth = Authenticator(HASHES)
-    assert auth.known("alice", "alice-key") is None
-    assert auth.verify("alice", "alice-key") is True
-    assert auth.known("alice", "alice-key") is True
-    assert auth.verify("alice", "alice-key") is True
-    assert pbkdf2_calls == ["alice-key"]
-
-
-def test_wrong_key_is_refused_and_remembered(pbkdf2_calls):
-    auth = Authenticator(HASHES)
-    assert auth.verify("alice", "bob-key") is False
-    assert auth.known("alice", "bob-key") is False
-    assert auth.verify("alice", "bob-key") is False
-    assert pbkdf2_calls == ["bob-key"]
-
-
-def test_a_remembered_good_key_does_not_admit_another_key(pbkdf2_calls):
-    auth = Authenticator(HASHES)
-    auth.verify("alice", "alice-key")
-    assert auth.known("alice", "alice-key ") is None
-    assert auth.verify("alice", "alice-key ") is False
-    assert auth.known("bob", "alice-key") is None
-
-
-def test_unknown_trader_is_refused_without_pbkdf2(pbkdf2_calls):
-    auth = Authenticator(HASHES)
-    assert auth.known("mallory", "x") is False
-    assert auth.verify("mallory", "x") is False
-    assert pbkdf2_calls == []
-
-
-def test_verification_on_the_worker_thread():
-    auth = Authenticator(HASHES)
-    try:
-        assert auth.verify_later("bob", "bob-key").result(10) is True
-        assert auth.verify_later("bob", "nope").result(10) is False
-    finally:
-        auth.close()
+from servers.sessions import ClientOrderIds, Session, Sessions, cancels_orders
 
 
 def make_sessions():
-    return Sessions(Authenticator(HASHES), heartbeat_s=1.0, timeout_s=5.0)
-
-
-def test_logon_known_at_once_or_answered_later():
-    sessions = make_sessions()
-    try:
-        assert sessions.check(b"c1", "mallory", "x", False) is False
-        assert not sessions.busy(b"c1")
-        assert sessions.check(b"c1", "alice", "alice-key", True) is None
-        assert sessions.busy(b"c1")
-        sessions.pending[b"c1"].answer.result(10)
-        [(logon, verdict)] = sessions.finished()
-        assert (logon.identity, logon.trader_id, logon.cancel_on_disconnect, verdict) == (b"c1", "alice", True, True)
-        assert not sessions.pending and sessions.finished() == []
-        # the reconnect is answered at once
-        assert sessions.check(b"c2", "alice", "alice-key", False) is True
-    finally:
-        sessions.authenticator.close()
+    return Sessions(heartbeat_s=1.0, timeout_s=5.0)
 
 
 def test_open_registers_by_identity_and_trader():
@@ -91,7 +19,6 @@ def test_open_registers_by_identity_and_trader():
     session, previous = sessions.open(b"c1", "alice", False, now=10.0)
     assert previous is None
     assert sessions.get(b"c1") is session and sessions.of_trader("alice") is session
-    assert sessions.busy(b"c1")
 
 
 def test_second_logon_of_a_trader_takes_over():
@@ -136,6 +63,7 @@ def test_session_expires_after_timeout_of_silence_from_the_client():
         (True, EndReason.LOGOUT, True),
         (True, EndReason.REPLACED, False),
         (True, EndReason.SHUTDOWN, False),
+        (True, EndReason.SLOW_CONSUMER, True),
         (False, EndReason.TIMEOUT, False),
         (False, EndReason.LOGOUT, False),
     ],
@@ -145,14 +73,26 @@ def test_cancel_on_disconnect_decision(cancel_on_disconnect, why, cancels):
 
 
 def test_client_order_ids_refuse_duplicates_in_any_order():
-    ids = ClientOrderIds()
-    assert [ids.add(i) for i in (1, 2, 5, 3, 2, 5, 4, 0, 0, -7, 6)] == [
-        True, True, True, True, False, False, True, True, False, True, True]
-    assert (ids.contiguous, ids.others, len(ids)) == (6, {0, -7}, 8)
+    ids, used = ClientOrderIds(), RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    assert [ids.add(i) for i in (1, 2, 5, 3, 2, 5, 4, 9, 9, 6)] == [
+        None, None, None, None, used, used, None, None, used, None]
+    assert (ids.contiguous, ids.others, len(ids)) == (6, {9}, 7)
 
 
 def test_client_order_ids_in_sequence_take_constant_memory():
     ids = ClientOrderIds()
-    assert all(ids.add(i) for i in range(1, 100_001))
+    assert all(ids.add(i) is None for i in range(1, 100_001))
     assert (ids.contiguous, ids.others) == (100_000, set())
-    assert not ids.add(50_000)
+    assert ids.add(50_000) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+
+
+def test_out_of_order_client_order_ids_are_bounded_in_order_ones_still_pass():
+    ids = ClientOrderIds()
+    sparse = range(10, 10 * (ClientOrderIds.MAX_OUT_OF_ORDER + 1), 10)
+    assert all(ids.add(i) is None for i in sparse)
+    assert len(ids.others) == ClientOrderIds.MAX_OUT_OF_ORDER
+    assert ids.add(5) is RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER
+    assert ids.add(20) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    assert [ids.add(i) for i in range(1, 10)] == [None] * 9, "in order: the counter passes 10 and absorbs it"
+    assert (ids.contiguous, len(ids.others)) == (10, ClientOrderIds.MAX_OUT_OF_ORDER - 1)
+    assert ids.add(5) is RejectReason.DUPLICATE_CLIENT_ORDER_ID

@@ -24,6 +24,7 @@ from engine.messages import OrderFilled
 from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p
 from servers.auth import hash_api_key
+from servers.processes import write_keys
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
@@ -454,7 +455,7 @@ def test_duplicate_client_order_id_in_a_session(shared):
 
 def test_message_rate_limit(shared):
     client = shared.client("slow")  # 3 a second; one frame is handled at one instant
-    orders = [p.EnterOrder(i, "NOPE", BUY, LIMIT, GTC, 1, 1) for i in range(4)]
+    orders = [p.EnterOrder(i, "NOPE", BUY, LIMIT, GTC, 1, 1) for i in range(1, 5)]
     client.send(*orders, p.CancelOrder(9, 1), p.QueryPositions(3), p.MassCancel(), p.Heartbeat())
     replies = client.read(7)
     assert [(type(m), m.reason) for m in replies[:6]] == [(p.OrderRejected, R.UNKNOWN_SYMBOL)] * 3 + [
@@ -699,6 +700,7 @@ journal_dir = "{tmp_path / 'journal-B'}"
 
 """
     config.write_text(text.replace(shards, two))
+    write_keys(env)
     context = zmq.Context()
     with Role(["-s", "OBS"], env), Role(["-s", "OBS", "--shard", "B"], env) as obs_b, \
             Role(["-s", "TES"], env) as tes:
