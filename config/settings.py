@@ -232,6 +232,8 @@ def _check_loopback(config: Config) -> None:
         for index, shard in enumerate(config.shards)
         for field in ("command_endpoint", "market_data_endpoint", "snapshot_endpoint")
     ]
+    if config.security.clients == "curve" and not config.security.keys_dir:
+        raise ConfigError('security.clients: "curve" needs keys: set security.keys_dir and run python main.py keys')
     for key, endpoint in bound:
         if is_loopback(endpoint):
             continue

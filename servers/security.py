@@ -38,6 +38,7 @@ import ipaddress
 import logging
 import os
 import stat
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,8 @@ BOOK_DOMAIN = "obs"
 SECRET_SUFFIX = ".key_secret"
 PUBLIC_SUFFIX = ".key"
 LOCAL_TRANSPORTS = ("ipc://", "inproc://")
+REFUSED_WARN_EVERY_S = 1.0
+"""Refused handshakes are logged at most this often (with a count), however fast they come."""
 
 
 class KeyFileError(Exception):
@@ -204,6 +207,8 @@ class BookServerAuthenticator(ThreadAuthenticator):
     def __init__(self, context: zmq.Context, peers: dict[bytes, str]) -> None:
         super().__init__(context, log=logging.getLogger(f"{__name__}.zap"))
         self.peers = dict(peers)
+        self.refused = 0
+        self._warned_at = -REFUSED_WARN_EVERY_S
 
     def start(self) -> None:
         super().start()
@@ -213,7 +218,12 @@ class BookServerAuthenticator(ThreadAuthenticator):
         """The credentials-provider hook: is this Z85 public key one of ours?"""
         admitted = key in self.peers
         if not admitted:
-            log.warning("refused a connection with an unknown CURVE key %s", key.decode(errors="replace"))
+            self.refused += 1
+            now = time.monotonic()
+            if now - self._warned_at >= REFUSED_WARN_EVERY_S:
+                self._warned_at = now
+                log.warning("refused a connection with an unknown CURVE key %s (%d refused so far)",
+                            key.decode(errors="replace"), self.refused)
         return admitted
 
     def curve_user_id(self, client_public_key: bytes) -> str:

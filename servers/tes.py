@@ -17,6 +17,12 @@ a shard that has not answered are refused with BOOK_UNAVAILABLE. Exchange order
 ids are ``(tes_id << 48) | counter``; the counter continues after the largest
 ``HelloReply.max_order_id`` of any shard, so ids never repeat across restarts.
 
+What a client can make the server hold is bounded (the constants below): frames queued
+from and to each connection, their sizes, the messages read in one loop iteration, the
+query answers a trader may ask for per second (`servers.risk`) and the client order ids a
+session keeps. A session whose outgoing queue is full is not reading: it is ended
+(SLOW_CONSUMER).
+
 The pipeline of an EnterOrder, in this order (the first failing step answers):
 
 1. session: logged on (else SessionRejected NOT_LOGGED_ON);
@@ -87,6 +93,7 @@ HELLO_RETRY_S = 0.005
 HELLO_WAIT_S = 1.0
 """Hello unanswered, or no connection yet: try again this often."""
 WARN_EVERY_S = 1.0
+LOGON_WARN_EVERY_S = 10.0
 DRAIN_S = 2.0
 DRAIN_QUIET_S = 0.2
 TEXT_LIMIT = 200
@@ -162,6 +169,8 @@ class TradingEngineServer:
         """Frames to clients ZeroMQ refused (the client is gone or does not read)."""
         self.refused = 0
         """Commands refused because a shard's socket would not take them."""
+        self.refused_logons = 0
+        self.logons_warned_at = -LOGON_WARN_EVERY_S
         self.warned_at = -WARN_EVERY_S
 
         self.context = zmq.Context()
@@ -364,6 +373,7 @@ class TradingEngineServer:
         identity, trader_id = verdict.identity, verdict.trader_id
         if verdict.reason is not None:
             self.outbox[identity].append(p.LogonRejected(verdict.reason, verdict.text))
+            self._count_refused_logon(verdict, now)
             return
         if self.stopping:
             reason = RejectReason.EXCHANGE_CLOSING
@@ -374,6 +384,15 @@ class TradingEngineServer:
             self.outbox[previous.identity].append(p.LoggedOut(p.EndReason.REPLACED, p.EndReason.REPLACED.text))
         settings = self.config.tes
         self.outbox[identity].append(p.LogonAccepted(trader_id, settings.heartbeat_ms, settings.session_timeout_ms))
+
+    def _count_refused_logon(self, verdict: Verdict, now: float) -> None:
+        """Count a refused logon; say so at most every `LOGON_WARN_EVERY_S` (the claimed id is
+        quoted with repr: it is whatever the client sent)."""
+        self.refused_logons += 1
+        if now - self.logons_warned_at >= LOGON_WARN_EVERY_S:
+            self.logons_warned_at = now
+            log.warning("%d logons refused so far; the latest: %r (%s)", self.refused_logons, verdict.trader_id,
+                        verdict.text)
 
     def _end(self, session: Session, why: p.EndReason) -> None:
         self.sessions.end(session)
@@ -495,9 +514,10 @@ class TradingEngineServer:
             reason = RejectReason.MESSAGE_RATE_LIMIT
             out.append(p.QueryRejected(query.request_id, reason, reason.text))
             return
-        pages = -(-self.orders.open_count(session.trader_id) // OPEN_ORDERS_PAGE) if type(query) is p.QueryOpenOrders \
-            else 1
-        if not risk.allow_query(now, max(1, pages)):
+        pages = 1
+        if type(query) is p.QueryOpenOrders:
+            pages = max(1, -(-self.orders.open_count(session.trader_id) // OPEN_ORDERS_PAGE))
+        if not risk.allow_query(now, pages):
             reason = RejectReason.QUERY_RATE_LIMIT
             out.append(p.QueryRejected(query.request_id, reason, reason.text))
             return

@@ -115,6 +115,8 @@ def test_binding_beyond_loopback_needs_keys_and_curve_clients():
     with pytest.raises(ConfigError, match='tes.client_endpoint: .* clients must use CURVE: set security.clients'):
         load_config(environ=clients)
     assert load_config(environ=clients | {"EXCHANGE__SECURITY__CLIENTS": "curve"}).security.clients == "curve"
+    with pytest.raises(ConfigError, match='security.clients: "curve" needs keys'):
+        load_config(environ={"EXCHANGE__SECURITY__CLIENTS": "curve", "EXCHANGE__SECURITY__KEYS_DIR": '""'})
 
 
 # ---------------------------------------------------------------- a rogue process on the OBS command port
