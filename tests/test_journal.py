@@ -560,12 +560,19 @@ def test_check_of_a_healthy_journal_reports_its_records_snapshots_and_recovery(t
     assert summary["recovery"] == {"snapshot": 300, "refuses": None}
 
 
-def test_check_reads_from_where_the_discarded_records_end(tmp_path):
-    run(tmp_path, commands(3000), group=50, snapshot_every=1000)
-    _, older = read_snapshots(tmp_path)
-    log = Journal(tmp_path, JournalConfig(), len(journal_bytes(tmp_path)))
+def discarded_run(directory):
+    """3,000 commands with snapshots at 2,000 and 3,000, the journal before the older one
+    discarded; that older snapshot."""
+    run(directory, commands(3000), group=50, snapshot_every=1000)
+    _, older = read_snapshots(directory)
+    log = Journal(directory, JournalConfig(), len(journal_bytes(directory)))
     log.discard_before(older.journal_offset)
     log.close()
+    return older
+
+
+def test_check_reads_from_where_the_discarded_records_end(tmp_path):
+    older = discarded_run(tmp_path)
     _, summary = check(shard_in(tmp_path))
     assert (summary["status"], summary["discarded_before"], summary["start"]) == (
         "healthy", older.journal_offset, older.journal_offset)
@@ -646,11 +653,7 @@ def test_cut_refuses_an_offset_that_is_not_the_end_of_a_good_record(tmp_path):
 
 
 def test_cut_refuses_to_leave_discarded_records_without_a_snapshot(tmp_path):
-    run(tmp_path, commands(3000), group=50, snapshot_every=1000)
-    _, older = read_snapshots(tmp_path)
-    log = Journal(tmp_path, JournalConfig(), len(journal_bytes(tmp_path)))
-    log.discard_before(older.journal_offset)
-    log.close()
+    older = discarded_run(tmp_path)
     damaged = tmp_path / "snapshot-2000.msgpack"
     damaged.write_bytes(flip_a_price(damaged.read_bytes(), older))
     end = [r.end for r in read_records(tmp_path, older.journal_offset, 2000)][500]
