@@ -24,7 +24,9 @@ ENV_FILE = "EXCHANGE_CONFIG"
 ENV_PREFIX = "EXCHANGE__"
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
-Endpoint = Annotated[str, msgspec.Meta(pattern=r"^(tcp://[^\s]+:\d+|ipc://[^\s]+|inproc://[^\s]+)$")]
+ENDPOINT = r"tcp://[^\s]+:\d+|ipc://[^\s]+|inproc://[^\s]+"
+Endpoint = Annotated[str, msgspec.Meta(pattern=rf"^({ENDPOINT})$")]
+OptionalEndpoint = Annotated[str, msgspec.Meta(pattern=rf"^({ENDPOINT})?$")]
 
 
 class ConfigError(ValueError):
@@ -58,6 +60,8 @@ class JournalConfig(Struct):
     fsync: Literal["batch", "interval", "never"] = "batch"
     fsync_interval_ms: Positive = 10
     snapshot_every: Positive = 200_000
+    max_consumer_lag_mb: Positive = 4096
+    """How much journal a stream consumer that stopped acknowledging may hold back (`servers.stream`)."""
 
 
 class ShardConfig(Struct):
@@ -67,6 +71,8 @@ class ShardConfig(Struct):
     market_data_endpoint: Endpoint
     snapshot_endpoint: Endpoint
     journal_dir: str
+    stream_endpoint: OptionalEndpoint = ""
+    """Where consumers (the recorder, a restarting TES) read the journal (`servers.stream`); "": nowhere."""
 
 
 class InstrumentConfig(Instrument, frozen=True, forbid_unknown_fields=True):
@@ -210,7 +216,9 @@ def check(config: Config) -> None:
     endpoints = [config.tes.client_endpoint] + [
         endpoint
         for shard in config.shards
-        for endpoint in (shard.command_endpoint, shard.market_data_endpoint, shard.snapshot_endpoint)
+        for endpoint in (shard.command_endpoint, shard.market_data_endpoint, shard.snapshot_endpoint,
+                         shard.stream_endpoint)
+        if endpoint
     ]
     _unique(endpoints, "endpoints", "address")
     for index, trader in enumerate(config.traders):
@@ -230,7 +238,8 @@ def _check_loopback(config: Config) -> None:
     bound = [("tes.client_endpoint", config.tes.client_endpoint)] + [
         (f"shards[{index}].{field}", getattr(shard, field))
         for index, shard in enumerate(config.shards)
-        for field in ("command_endpoint", "market_data_endpoint", "snapshot_endpoint")
+        for field in ("command_endpoint", "market_data_endpoint", "snapshot_endpoint", "stream_endpoint")
+        if getattr(shard, field)
     ]
     if config.security.clients == "curve" and not config.security.keys_dir:
         raise ConfigError('security.clients: "curve" needs keys: set security.keys_dir and run python main.py keys')

@@ -8,7 +8,9 @@ Append-only; one record per sequenced command, little-endian::
     0       4     payload length n, u32 (1 .. MAX_RECORD_BYTES)
     4       4     crc32 of bytes 8 .. 16+n (the sequence and the payload)
     8       8     sequence, u64
-    16      n     payload: the msgpack bytes of the one command
+    16      n     payload: a msgpack `servers.protocol.JournalEntry`: the command with its
+                  exchange time, the book's events and the market data it published
+                  (journals written before entries hold the bare command: `servers.shard.decode_entry`)
 
 Invariants
 - Sequences are consecutive: the file's first record is sequence 1 (its bytes may
@@ -101,8 +103,9 @@ DISCARDED_FILE = "discarded-before"
 HEADER = struct.Struct("<IIQ")
 _SEQUENCE = struct.Struct("<Q")
 """The header's last field: the CRC covers it and the payload."""
-MAX_RECORD_BYTES = 1 << 20
-"""A header announcing a larger payload is corrupt (no command is this big)."""
+MAX_RECORD_BYTES = 1 << 30
+"""A header announcing a larger payload is corrupt (a command sweeping a million resting orders
+makes an entry of about 100 MB)."""
 MAX_SEQUENCE = 1 << 40
 """No journal holds more records (at 17 bytes or more each, that is 17 TiB): a larger
 sequence field is not a record's, which spares the search after damage most CRCs."""
@@ -221,7 +224,6 @@ class Journal:
         self._synced_offset = 0
         """Every byte before it was fsynced by this process (possibly more: a stale lower
         value, from two threads racing to set it, only costs an extra fsync)."""
-        self._encoder = msgspec.msgpack.Encoder()
         self._buffer = bytearray()
         self._can_punch = True
         self._written = threading.Event()
@@ -231,8 +233,8 @@ class Journal:
             self._syncer = threading.Thread(target=self._sync_at_intervals, name="journal-fsync", daemon=True)
             self._syncer.start()
 
-    def append(self, records: Sequence[tuple[int, msgspec.Struct]]) -> bool:
-        """Write a group of ``(sequence, command)`` records with one write, then fsync per policy.
+    def append(self, records: Sequence[tuple[int, bytes]]) -> bool:
+        """Write a group of ``(sequence, payload)`` records with one write, then fsync per policy.
 
         False if the group was not written: the write failed (the file is cut back to where
         the group began, ``unwritable`` says why), or an earlier one did less than
@@ -242,9 +244,8 @@ class Journal:
             return False
         buffer = self._buffer
         buffer.clear()
-        encode, pack, pack_sequence, crc32 = self._encoder.encode, HEADER.pack, _SEQUENCE.pack, zlib.crc32
-        for sequence, command in records:
-            payload = encode(command)
+        pack, pack_sequence, crc32 = HEADER.pack, _SEQUENCE.pack, zlib.crc32
+        for sequence, payload in records:
             buffer += pack(len(payload), crc32(payload, crc32(pack_sequence(sequence))), sequence)
             buffer += payload
         try:
@@ -261,6 +262,11 @@ class Journal:
         elif self._policy == "interval":
             self._written.set()
         return True
+
+    def writable(self) -> bool:
+        """Whether `append` would try to write now (False while it refuses after a failed write);
+        raises `JournalFailed` after a failed fsync."""
+        return self.unwritable is None or self._may_retry()
 
     def _may_retry(self) -> bool:
         """Whether a write may be tried again (raises `JournalFailed` if an fsync failed)."""
@@ -395,6 +401,18 @@ def read_records(directory: Path, offset: int = 0, sequence: int | None = 0,
             raise JournalDamaged(path, offset, expected, problem, good, start, following, size)
 
 
+def first_record(directory: Path, offset: int) -> tuple[int, int]:
+    """(sequence, ``offset``) of the record at byte ``offset`` (where the discarded bytes end),
+    or (0, ``offset``) if the journal holds none there."""
+    try:
+        with open(directory / JOURNAL_FILE, "rb") as file:
+            file.seek(offset)
+            header = file.read(HEADER.size)
+    except FileNotFoundError:
+        return 0, offset
+    return (HEADER.unpack(header)[2] if len(header) == HEADER.size else 0), offset
+
+
 def _problem(header: int, length: int, payload: int, intact: bool, found: int, sequence: int | None) -> str:
     """What is wrong with a record, from the sizes read of its header and payload."""
     if header < HEADER.size:
@@ -484,6 +502,8 @@ class ShardSnapshot(msgspec.Struct, frozen=True):
     sequence: int
     journal_offset: int
     symbols: dict[str, SymbolSnapshot]
+    time: int = 0
+    """The exchange time of command ``sequence`` (so stamps never go back after a restore)."""
 
 
 class SnapshotDamaged(ValueError):

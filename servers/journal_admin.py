@@ -20,8 +20,6 @@ uses them.
 from pathlib import Path
 from typing import NamedTuple
 
-import msgspec
-
 from config.settings import ShardConfig
 from servers.journal import (
     JOURNAL_FILE,
@@ -33,7 +31,7 @@ from servers.journal import (
     read_snapshot,
     snapshot_paths,
 )
-from servers.shard import BookCommand, Shard
+from servers.shard import Shard, decode_entry
 
 
 class CutRefused(Exception):
@@ -149,7 +147,7 @@ class _Journal(NamedTuple):
 def _read_journal(directory: Path, start: int, sequence: int | None) -> _Journal:
     records, first, last, end = 0, None, None, start
     try:
-        for record in read_records(directory, start, sequence, _decoder().decode):
+        for record in read_records(directory, start, sequence, decode_entry):
             records, last, end = records + 1, record.sequence, record.end
             first = first or last
     except JournalDamaged as exc:
@@ -190,7 +188,7 @@ def cut(shard: ShardConfig, offset: int) -> tuple[list[str], dict]:
         raise CutRefused(f"byte {offset} is before byte {discarded}, where the records kept after a snapshot begin")
     kept, before, after = None, discarded, None
     try:
-        for record in read_records(directory, discarded, None if discarded else 0, _decoder().decode):
+        for record in read_records(directory, discarded, None if discarded else 0, decode_entry):
             if record.end > offset:
                 after = record.end
                 break
@@ -222,11 +220,6 @@ def cut(shard: ShardConfig, offset: int) -> tuple[list[str], dict]:
         "snapshots_set_aside": [s.path.name for s in stale],
     }
     return lines, summary
-
-
-def _decoder() -> msgspec.msgpack.Decoder:
-    """Decodes a record's payload as recovery does, so a record it cannot run is not good here either."""
-    return msgspec.msgpack.Decoder(BookCommand)
 
 
 def _snapshots(directory: Path, symbols: list[str], size: int) -> list[SnapshotFile]:

@@ -66,8 +66,9 @@ class Feed:
             return {(side, level.price): level for side in SIDES for level in book.depth(side, len(book))}
         return {key: book.level(*key) for key in keys}
 
-    def update(self, events: list, before: dict, out: list) -> None:
-        """Append the market data of one command's ``events`` to ``out``; ``before`` from `levels_before`."""
+    def update(self, events: list, before: dict, out: list, time: int) -> None:
+        """Append the market data of one command's ``events`` to ``out``, stamped with the
+        command's exchange ``time``; ``before`` from `levels_before`."""
         if not events or type(events[0]) in REJECTS:
             return
         book, symbol, sequence = self.book, self.symbol, self.sequence
@@ -75,7 +76,7 @@ class Feed:
         for event in events:
             if type(event) is OrderFilled:
                 sequence += 1
-                out.append(Trade(symbol, sequence, event.sequence, event.price, event.quantity, event.aggressor))
+                out.append(Trade(symbol, sequence, event.sequence, event.price, event.quantity, event.aggressor, time))
                 touched[(1 - event.aggressor, event.price)] = _FILLED
                 self.last_price = event.price
         touched.update(before)
@@ -86,15 +87,15 @@ class Feed:
                 depth_changed = True
                 sequence += 1
                 if new is None:
-                    out.append(DepthUpdate(symbol, sequence, SIDES[side], price, 0, 0))
+                    out.append(DepthUpdate(symbol, sequence, SIDES[side], price, 0, 0, time))
                 else:
-                    out.append(DepthUpdate(symbol, sequence, SIDES[side], price, new.quantity, new.orders))
+                    out.append(DepthUpdate(symbol, sequence, SIDES[side], price, new.quantity, new.orders, time))
         if depth_changed:
             quote = self._top()
             if quote != self._quote:
                 self._quote = quote
                 sequence += 1
-                out.append(Quote(symbol, sequence, *quote))
+                out.append(Quote(symbol, sequence, *quote, time))
         self.sequence = sequence
 
     def snapshot(self) -> DepthSnapshot:

@@ -40,9 +40,10 @@ Conversation with a TES
   an unknown symbol ``CommandRefused`` carrying the request_id as ``order_id``. None of
   these is journaled.
 - While the journal cannot be written (its file system is full), book commands are not
-  executed: each is answered ``CommandRefused(symbol, order_id, JOURNAL_UNAVAILABLE, text)``
+  executed (a turn whose write failed is undone by reloading the shard from the journal):
+  each is answered ``CommandRefused(symbol, order_id, JOURNAL_UNAVAILABLE, text)``
   (order_id 0 for BookExpireDay), the text naming the write's error, and the write is tried
-  again at most once a second with the commands then arriving (`Journal.append`). A failed
+  again at most once a second with the commands then arriving (`Journal.writable`). A failed
   fsync is not retried: the OBS stops with exit status 1, to be restarted.
 - Malformed input (not exactly one payload frame, oversized, undecodable, unknown tags,
   wrong field types, integers outside int64, a TES id outside 1..65535: the protocol's
@@ -57,6 +58,7 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from time import time_ns as clock
 
 import msgspec
 import zmq
@@ -64,7 +66,14 @@ import zmq
 from config.settings import Config, ConfigError, ShardConfig
 from engine.types import RejectReason
 from servers import collector, security
-from servers.journal import KEEP_SNAPSHOTS, JournalDamaged, JournalFailed, ShardSnapshot, write_snapshot
+from servers.journal import (
+    KEEP_SNAPSHOTS,
+    JournalDamaged,
+    JournalFailed,
+    ShardSnapshot,
+    first_record,
+    write_snapshot,
+)
 from servers.protocol import (
     BookExpireDay,
     BookQuery,
@@ -80,7 +89,8 @@ from servers.protocol import (
     topic,
 )
 from servers.security import ANYONE, NOBODY
-from servers.shard import JOURNALED, RecoveryError, recover
+from servers.shard import JOURNALED, RecoveryError, load, recover
+from servers.stream import Streamer
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +105,8 @@ UNKNOWN_SYMBOL = RejectReason.UNKNOWN_SYMBOL
 NOT_AUTHORIZED = RejectReason.NOT_AUTHORIZED
 REFUSED = -1
 """The sequence a command gets in a turn's work when its sender may not send it."""
+UNJOURNALED = -2
+"""The sequence a book command gets in a turn's work while the journal refuses writes."""
 SNAPSHOT_HWM = 16
 """Snapshot answers queued per requester; a requester that does not read loses the rest
 (it asks again), so a large book's snapshots cannot pile up in memory."""
@@ -132,12 +144,19 @@ class OrderBookServer:
         self.authenticator: security.BookServerAuthenticator | None = None
         self.peers: dict[str, security.Peer] = {}
         """Role name (a message's ZAP User-Id) -> what that peer may do; empty with CURVE off."""
+        self.streamer: Streamer | None = None
         try:
             own = self._authenticate(config, shard)
             self.commands = self._bind(zmq.ROUTER, shard.command_endpoint, own)
             self.market_data = self._bind(zmq.PUB, shard.market_data_endpoint)
             self.snapshots = self._bind(zmq.ROUTER, shard.snapshot_endpoint)
             self.snapshots.setsockopt(zmq.SNDHWM, SNAPSHOT_HWM)
+            if shard.stream_endpoint:
+                self.streamer = Streamer(
+                    self.directory, shard.stream_endpoint, self.context, own,
+                    first_record(self.directory, self.journal.discarded), (self.state.sequence, self.journal.offset),
+                    config.journal.max_consumer_lag_mb << 20,
+                )
         except BaseException:
             self.close()
             raise
@@ -150,8 +169,8 @@ class OrderBookServer:
             return None
         keys = security.Keys(config.security.keys_dir)
         own = keys.own(security.shard_key_name(shard.name))
-        admitted, self.peers = security.book_server_peers(keys, config.tes.tes_id)
-        self.authenticator = security.BookServerAuthenticator(self.context, admitted)
+        roles, admitted, self.peers = security.book_server_peers(keys, config.tes.tes_id)
+        self.authenticator = security.BookServerAuthenticator(self.context, roles, admitted)
         self.authenticator.start()
         return own
 
@@ -196,6 +215,8 @@ class OrderBookServer:
         except (OSError, JournalFailed) as exc:
             log.error("closing the journal failed: %s", exc)
         finally:
+            if self.streamer is not None:
+                self.streamer.close()
             for socket in self._sockets:
                 socket.close(linger=0)
             if self.authenticator is not None:
@@ -205,43 +226,63 @@ class OrderBookServer:
     # ---------------------------------------------------------------- the pipeline
 
     def _serve_commands(self) -> None:
-        state, feeds, tes = self.state, self.state.feeds, self.tes
         # 1. Read the frames already queued (within the per-turn bounds, never blocking) and
         #    decode them with the codec built once; malformed input is dropped here. With
         #    CURVE, each frame comes with its sender's role (its key's ZAP User-Id).
         # 2. Sequence: each book command on an owned symbol that its sender may send takes the
-        #    next shard sequence. Everything keeps its arrival order in `work` (sequence 0: not
-        #    journaled; REFUSED: the sender may not send it).
-        work, group = [], []
-        sequence = state.sequence
+        #    next shard sequence and the exchange time (nanoseconds, UTC, never going back).
+        #    Everything keeps its arrival order in `work`; a command that is not to run gets
+        #    sequence 0 (not a book command of this shard), REFUSED (its sender may not send
+        #    it) or UNJOURNALED (the journal refuses writes for now: its file system is full).
+        state, feeds = self.state, self.state.feeds
+        writable = self.journal.writable()
+        work = []
+        sequence, stamp = state.sequence, state.time
         for identity, peer, messages in self._read(self.commands, self.command_codec, self.peers):
             for message in messages:
                 kind = type(message)
                 if kind in JOURNALED and message.symbol in feeds:
                     if peer is not ANYONE and not _permits(peer, kind, message):
-                        work.append((identity, message, REFUSED))
-                        continue
-                    sequence += 1
-                    group.append((sequence, message))
-                    work.append((identity, message, sequence))
+                        work.append((identity, message, REFUSED, 0))
+                    elif not writable:
+                        work.append((identity, message, UNJOURNALED, 0))
+                    else:
+                        sequence += 1
+                        stamp = max(stamp, clock())
+                        work.append((identity, message, sequence, stamp))
                 elif kind is Hello and peer is not ANYONE and peer.tes_id != message.tes_id:
-                    work.append((identity, message, REFUSED))
+                    work.append((identity, message, REFUSED, 0))
                 else:
-                    work.append((identity, message, 0))
+                    work.append((identity, message, 0, 0))
             if len(work) >= MAX_MESSAGES_PER_TURN:
                 break
-        # 3. Journal the whole group with one write (fsync per policy) before anything is released.
-        #    A group the journal cannot take (its file system is full) is not executed: its
-        #    commands are refused (JOURNAL_UNAVAILABLE) and the rest of the turn goes on.
-        if group:
-            unwritable = self.journal.unwritable
-            if not self.journal.append(group):
-                work = self._refuse_unjournaled(work, unwritable is None)
-            elif unwritable is not None:
-                log.info("the journal is written again after %.1f s: intake resumed at sequence %d",
-                         time.monotonic() - self.journal.unwritable_since, group[0][0])
-        # 4. Execute in arrival order: commands through the shard's handler (book, then market
-        #    data); Hello and queries see the state the commands before them left.
+        # 3. Execute in arrival order: commands through the shard's handler (book, then market
+        #    data), each giving its journal entry; Hello and queries see the state the commands
+        #    before them left. Nothing leaves the process yet.
+        outbox, market_data, entries = self._execute(work)
+        # 4. Journal the turn's entries (each command with its time, events and market data) with
+        #    one write, fsynced per policy, before anything is released. If the journal cannot
+        #    take them (a full file system), the books are reloaded as the journal has them (the
+        #    turn undone), the turn's commands are refused and the rest of it is served again.
+        if entries:
+            unwritable, start = self.journal.unwritable, self.journal.offset
+            if not self.journal.append(entries):
+                outbox, market_data = self._undo_turn(work, unwritable is None)
+            else:
+                if unwritable is not None:
+                    log.info("the journal is written again after %.1f s: intake resumed at sequence %d",
+                             time.monotonic() - self.journal.unwritable_since, entries[0][0])
+                if self.streamer is not None:
+                    self.streamer.published(entries[0][0], start, entries[-1][0], self.journal.offset)
+        # 5. Reply: each destination's replies of this turn in one frame.
+        self._send(self.commands, outbox)
+        # 6. Publish the market data: per symbol, one frame in sequence order.
+        self._publish(market_data)
+
+    def _execute(self, work: list) -> tuple[dict[bytes, list], list, list[tuple[int, bytes]]]:
+        """Step 3 for ``work``: the replies by destination, the market data and the journal
+        entries ``(sequence, payload)`` of the commands run."""
+        state, feeds, tes = self.state, self.state.feeds, self.tes
         outbox: dict[bytes, list] = {}
 
         def reply(destination: bytes, message) -> None:
@@ -251,9 +292,11 @@ class OrderBookServer:
             replies.append(message)
 
         market_data: list = []
-        for identity, message, sequence in work:
+        entries: list[tuple[int, bytes]] = []
+        for identity, message, sequence, stamp in work:
             if sequence > 0:
-                executed, concerned = state.execute(sequence, message, market_data)
+                entry, executed, concerned = state.execute(sequence, stamp, message, market_data)
+                entries.append((sequence, entry))
                 reply(identity, executed)
                 sent = {identity}
                 for tes_id in concerned:
@@ -263,6 +306,8 @@ class OrderBookServer:
                         reply(destination, executed)
             elif sequence == REFUSED:
                 reply(identity, self._refuse(message))
+            elif sequence == UNJOURNALED:
+                reply(identity, self._unjournaled(message))
             elif type(message) is Hello:
                 self.tes[message.tes_id] = identity
                 complete = True
@@ -283,10 +328,7 @@ class OrderBookServer:
             else:
                 order_id = getattr(message, "order_id", 0)
                 reply(identity, CommandRefused(message.symbol, order_id, UNKNOWN_SYMBOL, UNKNOWN_SYMBOL.text))
-        # 5. Reply: each destination's replies of this turn in one frame.
-        self._send(self.commands, outbox)
-        # 6. Publish the market data: per symbol, one frame in sequence order.
-        self._publish(market_data)
+        return outbox, market_data, entries
 
     def _serve_snapshots(self) -> None:
         """Answer each requester once per symbol per turn, each symbol's snapshot built once
@@ -388,33 +430,40 @@ class OrderBookServer:
             return
         self._snapshot_offsets.append(snapshot.journal_offset)
         if len(self._snapshot_offsets) == KEEP_SNAPSHOTS:
+            floor = self._snapshot_offsets[0]
+            consumers = self.streamer.floor() if self.streamer is not None else None
+            if consumers is not None:
+                floor = min(floor, consumers)
             try:
-                self.journal.discard_before(self._snapshot_offsets[0])
+                self.journal.discard_before(floor)
             except OSError as exc:
-                log.error("the journal before byte %d was not discarded: %s", self._snapshot_offsets[0], exc)
+                log.error("the journal before byte %d was not discarded: %s", floor, exc)
+                return
+            if self.streamer is not None:
+                self.streamer.discarded(self.journal.discarded)
 
-    def _refuse_unjournaled(self, work: list, stopping: bool) -> list:
-        """Refuse the turn's book commands, which the journal could not take, at once
-        (CommandRefused JOURNAL_UNAVAILABLE, with the write's error); the rest of the turn
-        (Hello, queries, commands refused for their sender) is returned to be served.
-        ``stopping``: this turn stops intake (logged)."""
-        error = self.journal.unwritable
-        reason = f"{error.strerror or error}"
-        text = f"{JOURNAL_UNAVAILABLE.text}: {reason}"
+    def _undo_turn(self, work: list, stopping: bool) -> tuple[dict[bytes, list], list]:
+        """The journal did not take this turn's entries: reload the shard as the journal has it
+        (the turn's commands undone; nothing of them has left the process), refuse those
+        commands (JOURNAL_UNAVAILABLE, with the write's error) and serve the rest of the turn
+        (Hello, queries, refusals) again; its replies and market data. ``stopping``: this turn
+        stops intake (logged once)."""
         if stopping:
             log.error("cannot write the journal %s (%s): intake stopped, book commands are refused (%d) until a "
                       "write succeeds, tried again at most once a second; queries and market data go on",
-                      self.journal.path, reason, JOURNAL_UNAVAILABLE)
-        outbox: dict[bytes, list] = {}
-        rest = []
-        for identity, message, sequence in work:
-            if sequence > 0:
-                refusal = CommandRefused(message.symbol, getattr(message, "order_id", 0), JOURNAL_UNAVAILABLE, text)
-                outbox.setdefault(identity, []).append(refusal)
-            else:
-                rest.append((identity, message, sequence))
-        self._send(self.commands, outbox)
-        return rest
+                      self.journal.path, self._journal_error(), JOURNAL_UNAVAILABLE)
+        self.state, _ = load(self.directory, self.symbols)
+        return self._execute([(identity, message, UNJOURNALED if sequence > 0 else sequence, 0)
+                              for identity, message, sequence, _ in work])[:2]
+
+    def _unjournaled(self, message) -> CommandRefused:
+        """The answer to a book command the journal cannot take now."""
+        text = f"{JOURNAL_UNAVAILABLE.text}: {self._journal_error()}"
+        return CommandRefused(message.symbol, getattr(message, "order_id", 0), JOURNAL_UNAVAILABLE, text)
+
+    def _journal_error(self) -> str:
+        error = self.journal.unwritable
+        return f"{error.strerror or error}" if error is not None else "unknown error"
 
     def _refuse(self, message) -> CommandRefused:
         """The answer to a command its sender may not send (counted, logged at most once a second)."""

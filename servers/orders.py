@@ -115,8 +115,8 @@ class OrderRegistry:
             order.requests = deque()
         order.requests.append(Request(cancel, client_order_id, reason))
 
-    def unsent(self, commands: list, reports: list[Report]) -> None:
-        """Undo commands that could not be sent to their book and report each as refused."""
+    def unsent(self, commands: list, reports: list[Report], time: int) -> None:
+        """Undo commands that could not be sent to their book and report each as refused (at ``time``)."""
         undone = []
         for command in reversed(commands):
             order = self.orders.get(getattr(command, "order_id", None))
@@ -124,13 +124,14 @@ class OrderRegistry:
                 continue
             reason = RejectReason.BOOK_UNAVAILABLE
             if isinstance(command, p.BookSubmit):
-                undone.append((order.trader_id, p.OrderRejected(order.client_order_id, reason, reason.text)))
+                undone.append((order.trader_id, p.OrderRejected(order.client_order_id, reason, reason.text, time)))
                 self._close(order)
                 continue
             request = order.requests.pop()
             if request.reason is CancelReason.REQUESTED:
                 kind = p.CancelRejected if request.cancel else p.ReplaceRejected
-                undone.append((order.trader_id, kind(request.client_order_id, order.order_id, reason, reason.text)))
+                undone.append((order.trader_id, kind(request.client_order_id, order.order_id, reason, reason.text,
+                                                     time)))
             self._forget_if_done(order)
         reports.extend(reversed(undone))
 
@@ -139,34 +140,35 @@ class OrderRegistry:
         return sum(1 for order in self.orders.values()
                    if order.symbol in symbols and ((not order.accepted and not order.closed) or order.requests))
 
-    def abandon(self, symbols: set[str], reports: list[Report]) -> None:
+    def abandon(self, symbols: set[str], reports: list[Report], time: int) -> None:
         """Refuse (BOOK_UNAVAILABLE) every command in flight on ``symbols``: their book will
         never answer them (it restarted without them, and has replayed every answer it had)."""
         reason = RejectReason.BOOK_UNAVAILABLE
         for order in [order for order in self.orders.values() if order.symbol in symbols]:
             if not order.accepted and not order.closed:
-                reports.append((order.trader_id, p.OrderRejected(order.client_order_id, reason, reason.text)))
+                reports.append((order.trader_id, p.OrderRejected(order.client_order_id, reason, reason.text, time)))
                 order.requests = None
                 self._close(order)
             while order.requests:
-                self._answer(order, reason, reason.text, reports)
+                self._answer(order, reason, reason.text, reports, time)
 
     # ---------------------------------------------------------------- answers from a book
 
-    def refused(self, refusal: p.CommandRefused, reports: list[Report]) -> None:
+    def refused(self, refusal: p.CommandRefused, reports: list[Report], time: int) -> None:
         """A command the book could not run at all: the submission if not yet accepted,
         else the oldest request in flight."""
         order = self.orders.get(refusal.order_id)
         if order is None:
             return
         if not order.accepted and not order.closed:
-            reports.append((order.trader_id, p.OrderRejected(order.client_order_id, refusal.reason, refusal.text)))
+            reports.append((order.trader_id, p.OrderRejected(order.client_order_id, refusal.reason, refusal.text,
+                                                             time)))
             self._close(order)
         elif order.requests:
-            self._answer(order, refusal.reason, refusal.text, reports)
+            self._answer(order, refusal.reason, refusal.text, reports, time)
 
-    def apply(self, symbol: str, events: list, reports: list[Report], trades: list[Trade]) -> None:
-        """Translate one `Executed`'s events; events about orders not ours are skipped.
+    def apply(self, symbol: str, events: list, time: int, reports: list[Report], trades: list[Trade]) -> None:
+        """Translate one `Executed`'s events (of exchange ``time``); events about orders not ours are skipped.
 
         Dispatch is on the exact event type, fills and acceptances first: this runs
         for every order and is measurably faster than structural `match` patterns.
@@ -180,10 +182,10 @@ class OrderRegistry:
                 maker_trader = taker_trader = None
                 if maker is not None:
                     maker_trader = maker.trader_id
-                    reports.append((maker_trader, self._fill(maker, event, event.maker_leaves, False)))
+                    reports.append((maker_trader, self._fill(maker, event, event.maker_leaves, False, time)))
                 if taker is not None:
                     taker_trader = taker.trader_id
-                    reports.append((taker_trader, self._fill(taker, event, event.taker_leaves, True)))
+                    reports.append((taker_trader, self._fill(taker, event, event.taker_leaves, True, time)))
                 if event.aggressor == Side.BUY:
                     trades.append((symbol, event.price, event.quantity, taker_trader, maker_trader))
                 else:
@@ -196,7 +198,7 @@ class OrderRegistry:
                 order.accepted = True
                 reports.append((order.trader_id, p.OrderAccepted(
                     order.client_order_id, order.order_id, symbol, event.side, event.order_type,
-                    event.time_in_force, event.price, event.quantity)))
+                    event.time_in_force, event.price, event.quantity, time)))
             elif kind is book.OrderCanceled:
                 client_order_id, reason = order.client_order_id, event.reason
                 if reason == CancelReason.REQUESTED and order.requests:
@@ -205,7 +207,7 @@ class OrderRegistry:
                     if reason is CancelReason.REQUESTED:
                         client_order_id = request.client_order_id
                 reports.append((order.trader_id, p.OrderCanceled(client_order_id, order.order_id, symbol,
-                                                                 event.quantity, reason)))
+                                                                 event.quantity, reason, time)))
                 self._close(order)
             elif kind is book.OrderReplaced:
                 client_order_id = order.requests.popleft().client_order_id if order.requests \
@@ -213,34 +215,36 @@ class OrderRegistry:
                 order.price = event.price
                 order.quantity = event.quantity
                 reports.append((order.trader_id, p.OrderReplaced(client_order_id, order.order_id, symbol,
-                                                                 event.price, event.quantity, event.priority_kept)))
+                                                                 event.price, event.quantity, event.priority_kept,
+                                                                 time)))
             elif kind is book.OrderRejected:
-                reports.append((order.trader_id, p.OrderRejected(order.client_order_id, event.reason, event.text)))
+                reports.append((order.trader_id, p.OrderRejected(order.client_order_id, event.reason, event.text,
+                                                                 time)))
                 self._close(order)
             elif kind is book.CancelRejected or kind is book.ReplaceRejected:
                 if order.requests:
-                    self._answer(order, event.reason, event.text, reports)
+                    self._answer(order, event.reason, event.text, reports, time)
             elif kind is book.OrderExpired:
                 reports.append((order.trader_id, p.OrderExpired(order.client_order_id, order.order_id, symbol,
-                                                                event.quantity)))
+                                                                event.quantity, time)))
                 self._close(order)
 
     # ---------------------------------------------------------------- internals
 
-    def _fill(self, order: Order, fill: book.OrderFilled, leaves: int, aggressor: bool) -> p.OrderFilled:
+    def _fill(self, order: Order, fill: book.OrderFilled, leaves: int, aggressor: bool, time: int) -> p.OrderFilled:
         order.quantity = leaves
         order.filled += fill.quantity
         if not leaves:
             self._close(order)
         return p.OrderFilled(order.client_order_id, order.order_id, order.symbol, order.side, fill.price,
-                             fill.quantity, leaves, fill.sequence, aggressor)
+                             fill.quantity, leaves, fill.sequence, aggressor, time)
 
-    def _answer(self, order: Order, reason: RejectReason, text: str, reports: list[Report]) -> None:
+    def _answer(self, order: Order, reason: RejectReason, text: str, reports: list[Report], time: int) -> None:
         """The oldest request in flight was refused: report it if the trader asked for it."""
         request = order.requests.popleft()
         if request.reason is CancelReason.REQUESTED:
             kind = p.CancelRejected if request.cancel else p.ReplaceRejected
-            reports.append((order.trader_id, kind(request.client_order_id, order.order_id, reason, text)))
+            reports.append((order.trader_id, kind(request.client_order_id, order.order_id, reason, text, time)))
         self._forget_if_done(order)
 
     def _close(self, order: Order) -> None:

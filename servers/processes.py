@@ -40,6 +40,7 @@ def exchange_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
             "EXCHANGE__SHARDS__0__COMMAND_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
             "EXCHANGE__SHARDS__0__MARKET_DATA_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
             "EXCHANGE__SHARDS__0__SNAPSHOT_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
+            "EXCHANGE__SHARDS__0__STREAM_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
             "EXCHANGE__SHARDS__0__JOURNAL_DIR": str(tmp_path / "journal-A"),
             "EXCHANGE__SECURITY__KEYS_DIR": str(tmp_path / "keys"),
             "PYTHONUNBUFFERED": "1",

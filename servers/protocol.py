@@ -54,6 +54,11 @@ RequestId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 """A query's id, echoed in its answer."""
 Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
 Text = Annotated[str, msgspec.Meta(max_length=256)]
+Account = Annotated[str, msgspec.Meta(max_length=64)]
+"""The account an order belongs to: for this TES, the trader id of the session that entered it."""
+Time = int
+"""Exchange time: nanoseconds since the Unix epoch, UTC. The OBS stamps each command when it
+sequences it (`JournalEntry.time`); everything that command produced carries that stamp."""
 
 
 class Message(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=True):
@@ -198,12 +203,16 @@ class OrderAccepted(Message):
     time_in_force: TimeInForce
     price: int
     quantity: int
+    time: Time = 0
+    """When the book acted (the command's exchange time), or when the TES refused."""
 
 
 class OrderRejected(Message):
     client_order_id: int
     reason: RejectReason
     text: str
+    time: Time = 0
+    """When the book acted (the command's exchange time), or when the TES refused."""
 
 
 class OrderFilled(Message):
@@ -219,6 +228,8 @@ class OrderFilled(Message):
     """The book's trade sequence number; with the symbol it identifies the trade."""
     aggressor: bool
     """True if this order was the taker."""
+    time: Time = 0
+    """When the book acted (the command's exchange time), or when the TES refused."""
 
 
 class OrderCanceled(Message):
@@ -227,6 +238,8 @@ class OrderCanceled(Message):
     symbol: str
     quantity: int
     reason: CancelReason
+    time: Time = 0
+    """When the book acted (the command's exchange time), or when the TES refused."""
 
 
 class OrderReplaced(Message):
@@ -236,6 +249,8 @@ class OrderReplaced(Message):
     price: int
     quantity: int
     priority_kept: bool
+    time: Time = 0
+    """When the book acted (the command's exchange time), or when the TES refused."""
 
 
 class OrderExpired(Message):
@@ -243,6 +258,8 @@ class OrderExpired(Message):
     order_id: int
     symbol: str
     quantity: int
+    time: Time = 0
+    """When the book acted (the command's exchange time), or when the TES refused."""
 
 
 class CancelRejected(Message):
@@ -250,6 +267,8 @@ class CancelRejected(Message):
     order_id: int
     reason: RejectReason
     text: str
+    time: Time = 0
+    """When the book acted (the command's exchange time), or when the TES refused."""
 
 
 class ReplaceRejected(Message):
@@ -257,6 +276,8 @@ class ReplaceRejected(Message):
     order_id: int
     reason: RejectReason
     text: str
+    time: Time = 0
+    """When the book acted (the command's exchange time), or when the TES refused."""
 
 
 class MassCancelDone(Message):
@@ -380,6 +401,8 @@ class BookSubmit(Message):
     time_in_force: Id
     price: Id
     quantity: Id
+    account: Account = ""
+    """"" in journals written before orders carried their account."""
 
 
 class BookCancel(Message):
@@ -407,6 +430,8 @@ class BookQuery(Message):
 
 
 ObsRequest = Hello | BookSubmit | BookCancel | BookReplace | BookExpireDay | BookQuery
+BookCommand = BookSubmit | BookCancel | BookReplace | BookExpireDay
+"""The commands an OBS sequences and journals."""
 
 
 class Executed(Message):
@@ -415,6 +440,8 @@ class Executed(Message):
     sequence: int
     symbol: str
     events: list[Event]
+    time: Time = 0
+    """The command's exchange time: every event here happened then."""
 
 
 class CommandRefused(Message):
@@ -450,6 +477,8 @@ class Quote(Message):
     bid_quantity: int
     ask_price: int
     ask_quantity: int
+    time: Time = 0
+    """The exchange time of the command that changed the book."""
 
 
 class DepthUpdate(Message):
@@ -461,6 +490,8 @@ class DepthUpdate(Message):
     price: int
     quantity: int
     orders: int
+    time: Time = 0
+    """The exchange time of the command that changed the book."""
 
 
 class Trade(Message):
@@ -470,9 +501,22 @@ class Trade(Message):
     price: int
     quantity: int
     aggressor: Side
+    time: Time = 0
+    """The exchange time of the command that changed the book."""
 
 
 MarketData = Quote | DepthUpdate | Trade
+
+
+class JournalEntry(Message):
+    """One sequenced command as the journal holds it and consumers read it: when the OBS
+    sequenced it, the command, the book's events and the market data it published."""
+
+    sequence: int
+    time: Time
+    command: BookCommand
+    events: list[Event]
+    market_data: list[MarketData]
 
 
 class SnapshotRequest(Message):

@@ -53,8 +53,11 @@ log = logging.getLogger(__name__)
 
 TES = "tes"
 OPERATOR = "operator"
+RECORDER = "recorder"
 BOOK_DOMAIN = "obs"
-"""The ZAP domain of every OBS command port."""
+"""The ZAP domain of every OBS command port: the TES's and the operator's keys."""
+STREAM_DOMAIN = "stream"
+"""The ZAP domain of every OBS journal stream port: the TES's, the recorder's and the operator's keys."""
 SECRET_SUFFIX = ".key_secret"
 PUBLIC_SUFFIX = ".key"
 LOCAL_TRANSPORTS = ("ipc://", "inproc://")
@@ -77,8 +80,8 @@ def shard_key_name(shard_name: str) -> str:
 
 
 def role_names(shard_names: Iterable[str]) -> list[str]:
-    """Every key pair a configuration needs: the TES, each shard and the operator."""
-    return [TES, *(shard_key_name(name) for name in shard_names), OPERATOR]
+    """Every key pair a configuration needs: the TES, each shard, the operator and the recorder."""
+    return [TES, *(shard_key_name(name) for name in shard_names), OPERATOR, RECORDER]
 
 
 def write_missing_keys(config, replace: bool = False) -> list[str]:
@@ -198,32 +201,36 @@ def connect_curve(socket: zmq.Socket, own: KeyPair, server: bytes) -> None:
 
 
 class BookServerAuthenticator(ThreadAuthenticator):
-    """The OBS's ZAP handler: admits exactly the ``peers`` keys, each as its role name.
+    """The OBS's ZAP handler: admits exactly the keys ``admitted`` names for each ZAP domain,
+    each as its role name.
 
-    ``peers`` maps a Z85 public key to the role name every message from that peer
-    carries as ``User-Id`` (`Peer.of`). Runs on its own thread; handshakes are rare.
+    ``roles`` maps a Z85 public key to the role name every message from that peer carries
+    as ``User-Id``; ``admitted`` a domain to the keys it admits. Runs on its own thread;
+    handshakes are rare.
     """
 
-    def __init__(self, context: zmq.Context, peers: dict[bytes, str]) -> None:
+    def __init__(self, context: zmq.Context, roles: dict[bytes, str], admitted: dict[str, set[bytes]]) -> None:
         super().__init__(context, log=logging.getLogger(f"{__name__}.zap"))
-        self.peers = dict(peers)
+        self.peers = dict(roles)
+        self.admitted = {domain: set(keys) for domain, keys in admitted.items()}
         self.refused = 0
         self._warned_at = -REFUSED_WARN_EVERY_S
 
     def start(self) -> None:
         super().start()
-        self.configure_curve_callback(BOOK_DOMAIN, self)
+        for domain in self.admitted:
+            self.configure_curve_callback(domain, self)
 
     def callback(self, domain: str, key: bytes) -> bool:
-        """The credentials-provider hook: is this Z85 public key one of ours?"""
-        admitted = key in self.peers
+        """The credentials-provider hook: is this Z85 public key admitted to ``domain``?"""
+        admitted = key in self.admitted.get(domain, ())
         if not admitted:
             self.refused += 1
             now = time.monotonic()
             if now - self._warned_at >= REFUSED_WARN_EVERY_S:
                 self._warned_at = now
-                log.warning("refused a connection with an unknown CURVE key %s (%d refused so far)",
-                            key.decode(errors="replace"), self.refused)
+                log.warning("refused a connection to %s with an unknown CURVE key %s (%d refused so far)",
+                            domain, key.decode(errors="replace"), self.refused)
         return admitted
 
     def curve_user_id(self, client_public_key: bytes) -> str:
@@ -248,11 +255,14 @@ NOBODY = Peer(-1, False)
 """A peer whose role this OBS does not know (cannot happen with the ZAP handler above)."""
 
 
-def book_server_peers(keys: Keys, tes_id: int) -> tuple[dict[bytes, str], dict[str, Peer]]:
-    """The keys an OBS admits with their role names, and each role name's `Peer`."""
+def book_server_peers(keys: Keys, tes_id: int) -> tuple[dict[bytes, str], dict[str, set[bytes]], dict[str, Peer]]:
+    """What an OBS's ZAP handler needs: the keys it knows with their role names, the keys
+    each port (domain) admits, and what each role may do on the command port."""
+    tes, operator, recorder = keys.public(TES), keys.public(OPERATOR), keys.public(RECORDER)
     tes_role = f"{TES}:{tes_id}"
     return (
-        {keys.public(TES): tes_role, keys.public(OPERATOR): OPERATOR},
+        {tes: tes_role, operator: OPERATOR, recorder: RECORDER},
+        {BOOK_DOMAIN: {tes, operator}, STREAM_DOMAIN: {tes, operator, recorder}},
         {tes_role: Peer(tes_id, False), OPERATOR: Peer(-1, True)},
     )
 

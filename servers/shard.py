@@ -38,13 +38,19 @@ from servers.journal import (
     read_snapshots,
 )
 from servers.marketdata import Feed
-from servers.protocol import BookCancel, BookExpireDay, BookReplace, BookSubmit, Executed
+from servers.protocol import (
+    BookCancel,
+    BookCommand,
+    BookExpireDay,
+    BookReplace,
+    BookSubmit,
+    Executed,
+    JournalEntry,
+)
 
 log = logging.getLogger(__name__)
 
 TES_SHIFT = 48
-BookCommand = BookSubmit | BookCancel | BookReplace | BookExpireDay
-"""The commands that are sequenced and journaled."""
 JOURNALED = frozenset(get_args(BookCommand))
 REPLAY_WINDOW = 65_536
 """Replies kept for `Shard.replay`: well over any turn's worth of commands in flight."""
@@ -54,10 +60,13 @@ _encode = msgspec.msgpack.Encoder().encode
 class Shard:
     """The symbols' books (`NativeBook`), their market-data feeds and the shard's sequence."""
 
-    def __init__(self, feeds: dict[str, Feed], sequence: int = 0, max_ids: dict[int, int] | None = None) -> None:
+    def __init__(self, feeds: dict[str, Feed], sequence: int = 0, max_ids: dict[int, int] | None = None,
+                 time: int = 0) -> None:
         self.feeds = feeds
         self.sequence = sequence
         """The sequence of the last command executed (0 before any)."""
+        self.time = time
+        """The exchange time of the last command executed (0 before any)."""
         self.restored_sequence = sequence
         """The sequence of the snapshot this shard was restored from (0: built empty)."""
         self.restored_offset = 0
@@ -71,13 +80,17 @@ class Shard:
     def empty(cls, symbols: list[str]) -> "Shard":
         return cls({symbol: Feed(symbol, NativeBook()) for symbol in symbols})
 
-    def execute(self, sequence: int, command, market_data: list) -> tuple[msgspec.Raw, tuple[int, ...]]:
-        """Apply sequenced ``command`` to its symbol's book; append its market data to ``market_data``.
+    def execute(self, sequence: int, time: int, command, market_data: list
+                ) -> tuple[bytes, msgspec.Raw, tuple[int, ...]]:
+        """Apply ``command``, sequenced at exchange ``time``, to its symbol's book; append its
+        market data to ``market_data``.
 
-        Returns the reply, an `Executed` already encoded (outgoing frames splice it
-        in as is), and the TES ids it concerns, each once: the sender (the owner of
-        the order it names) first, then the owners of resting orders it touched
-        (makers of its fills, expired orders). Raises KeyError for a symbol the shard does not own.
+        Returns the journal record's payload (the encoded `JournalEntry`: the command with its
+        time, events and market data), the reply (an `Executed` already encoded: outgoing
+        frames splice it in as is) and the TES ids it concerns, each once: the sender (the
+        owner of the order it names) first, then the owners of resting orders it touched
+        (makers of its fills, expired orders). The same command at the same time from the same
+        state gives the same bytes. Raises KeyError for a symbol the shard does not own.
         """
         feed = self.feeds[command.symbol]
         book = feed.book
@@ -101,7 +114,9 @@ class Shard:
         else:
             events = book.expire_day_orders()
         self.sequence = sequence
-        feed.update(events, before, market_data)
+        self.time = time
+        first = len(market_data)
+        feed.update(events, before, market_data, time)
         concerned = () if kind is BookExpireDay else (command.order_id >> TES_SHIFT,)
         if len(events) > 1 or kind is BookExpireDay:
             for event in events:
@@ -114,9 +129,11 @@ class Shard:
                     continue
                 if owner not in concerned:
                     concerned += (owner,)
-        reply = msgspec.Raw(_encode(Executed(sequence, command.symbol, events)))
+        encoded_events = msgspec.Raw(_encode(events))
+        reply = msgspec.Raw(_encode(Executed(sequence, command.symbol, encoded_events, time)))
+        entry = _encode(JournalEntry(sequence, time, command, encoded_events, market_data[first:]))
         self.history.append((sequence, reply, concerned))
-        return reply, concerned
+        return entry, reply, concerned
 
     def replay(self, tes_id: int, seen: int) -> tuple[list[msgspec.Raw], bool]:
         """The kept replies after sequence ``seen`` that concern ``tes_id``, oldest first,
@@ -138,7 +155,7 @@ class Shard:
             symbol: SymbolSnapshot(feed.book.snapshot(), feed.sequence, feed.last_price)
             for symbol, feed in self.feeds.items()
         }
-        return ShardSnapshot(self.sequence, journal_offset, symbols)
+        return ShardSnapshot(self.sequence, journal_offset, symbols, self.time)
 
     @classmethod
     def restore(cls, symbols: list[str], snapshot: ShardSnapshot) -> "Shard":
@@ -154,7 +171,7 @@ class Shard:
                 continue
             feeds[symbol] = Feed(symbol, NativeBook.restore(state.book), state.market_data_sequence, state.last_price)
             _merge_max_ids(max_ids, state.book.id_array())
-        return cls(feeds, snapshot.sequence, max_ids)
+        return cls(feeds, snapshot.sequence, max_ids, snapshot.time)
 
     def _accepted(self, order_id: int) -> None:
         tes_id = order_id >> TES_SHIFT
@@ -173,7 +190,13 @@ def _merge_max_ids(max_ids: dict[int, int], ids: np.ndarray) -> None:
 
 
 def recover(directory: Path, symbols: list[str], config: JournalConfig) -> tuple[Shard, Journal]:
-    """The shard as of its last journaled command, and its journal open for appending.
+    """The shard as of its last journaled command (`load`), and its journal open for appending."""
+    shard, end = load(directory, symbols)
+    return shard, Journal(directory, config, end)
+
+
+def load(directory: Path, symbols: list[str]) -> tuple[Shard, int]:
+    """The shard as of its last journaled command, and the byte offset where its good records end.
 
     Starts from the newest snapshot that restores (damaged ones are logged and skipped,
     falling back to older ones, then to empty books) and replays the journal records after
@@ -205,20 +228,40 @@ def recover(directory: Path, symbols: list[str], config: JournalConfig) -> tuple
         )
     shard = shard or Shard.empty(symbols)
     shard.restored_offset = offset
-    decoder = msgspec.msgpack.Decoder(BookCommand)
     market_data: list = []
     end = offset
-    for record in read_records(directory, offset, shard.sequence, decoder.decode):
+    for record in read_records(directory, offset, shard.sequence, decode_entry):
+        entry = record.command
+        legacy = type(entry) is not JournalEntry
+        time, command = (0, entry) if legacy else (entry.time, entry.command)
         try:
-            shard.execute(record.sequence, record.command, market_data)
+            payload, _, _ = shard.execute(record.sequence, time, command, market_data)
         except KeyError:
             raise RecoveryError(
-                f"journal record {record.sequence} is for symbol {record.command.symbol!r}, not owned by this shard"
+                f"journal record {record.sequence} is for symbol {command.symbol!r}, not owned by this shard"
             ) from None
+        if not legacy and payload != record.payload:
+            raise RecoveryError(
+                f"journal record {record.sequence}: the book's events or market data differ from the journaled "
+                "ones (a journal written by another version of the matching rules?); nothing was changed"
+            )
         market_data.clear()
         end = record.end
     log.info("recovered sequence %d (journal replayed from byte %d to %d)", shard.sequence, offset, end)
-    return shard, Journal(directory, config, end)
+    return shard, end
+
+
+_entries = msgspec.msgpack.Decoder(JournalEntry)
+_legacy = msgspec.msgpack.Decoder(BookCommand)
+
+
+def decode_entry(payload: bytes) -> JournalEntry | BookSubmit | BookCancel | BookReplace | BookExpireDay:
+    """A journal record's payload: a `JournalEntry`, or the bare command of a journal written
+    before entries (no time, events or market data); ValueError (msgspec's DecodeError) if neither."""
+    try:
+        return _entries.decode(payload)
+    except msgspec.DecodeError:
+        return _legacy.decode(payload)
 
 
 def _journal_size(directory: Path) -> int:

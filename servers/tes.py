@@ -48,6 +48,7 @@ import logging
 import signal
 import time
 from collections import defaultdict
+from time import time_ns as clock
 
 import msgspec
 import zmq
@@ -414,7 +415,7 @@ class TradingEngineServer:
         account = self.accounts[session.trader_id]
         reason = self._check_order(session, account, order, now)
         if reason is not None:
-            self.outbox[session.identity].append(p.OrderRejected(order.client_order_id, reason, reason.text))
+            self.outbox[session.identity].append(p.OrderRejected(order.client_order_id, reason, reason.text, clock()))
             return
         order_id = (self.tes_id << ID_BITS) | self.counter
         self.counter += 1
@@ -422,7 +423,8 @@ class TradingEngineServer:
         self.orders.add(Order(order_id, session.trader_id, order.client_order_id, order.symbol, order.side,
                               order.order_type, order.time_in_force, order.price, order.quantity))
         self.shard_of[order.symbol].outbox.append(p.BookSubmit(
-            order.symbol, order_id, order.side, order.order_type, order.time_in_force, order.price, order.quantity))
+            order.symbol, order_id, order.side, order.order_type, order.time_in_force, order.price, order.quantity,
+            session.trader_id))
 
     def _check_order(self, session: Session, account: Account, order: p.EnterOrder,
                      now: float) -> RejectReason | None:
@@ -466,7 +468,7 @@ class TradingEngineServer:
             self.shard_of[order.symbol].outbox.append(p.BookCancel(order.symbol, order.order_id))
             return
         self.outbox[session.identity].append(p.CancelRejected(cancel.client_order_id, cancel.order_id, reason,
-                                                              reason.text))
+                                                              reason.text, clock()))
 
     def _replace(self, session: Session, replace: p.ReplaceOrder, now: float) -> None:
         account = self.accounts[session.trader_id]
@@ -491,7 +493,7 @@ class TradingEngineServer:
                     p.BookReplace(order.symbol, order.order_id, replace.price, replace.quantity))
                 return
         self.outbox[session.identity].append(p.ReplaceRejected(replace.client_order_id, replace.order_id, reason,
-                                                               reason.text))
+                                                               reason.text, clock()))
 
     def _cancel_all(self, trader_id: str, symbol: str, reason: CancelReason) -> int:
         """Send a cancel for each of the trader's open orders (in ``symbol``, or all) not
@@ -593,13 +595,13 @@ class TradingEngineServer:
                 shard.seen = sequence
             if sequence > self.last_sequence.get(symbol, -1):
                 self.last_sequence[symbol] = sequence
-                self.orders.apply(symbol, reply.events, reports, trades)
+                self.orders.apply(symbol, reply.events, reply.time, reports, trades)
             return
         match reply:
             case p.CommandRefused(symbol, order_id, reason, text):
                 asker = self.queries.pop(order_id, None)
                 if asker is None:
-                    self.orders.refused(reply, reports)
+                    self.orders.refused(reply, reports, clock())
                 else:
                     self.outbox[asker[0]].append(p.QueryRejected(asker[1], reason, text))
             case p.BookView(request_id, symbol, bids, asks, last_price, sequence):
@@ -638,7 +640,7 @@ class TradingEngineServer:
                 log.error("shard %s could not replay its answers to %d orders in flight: their outcome is "
                           "unknown", shard.name, unknown)
             return
-        self.orders.abandon(symbols, reports)
+        self.orders.abandon(symbols, reports, clock())
         reason = RejectReason.BOOK_UNAVAILABLE
         for internal, (identity, request_id, asked) in list(self.queries.items()):
             if asked is shard:
@@ -709,7 +711,7 @@ class TradingEngineServer:
             self.warned_at = now
             log.warning("shard %s is not taking commands (%d refused so far)", shard.name, self.refused)
         reports: list[Report] = []
-        self.orders.unsent(commands, reports)
+        self.orders.unsent(commands, reports, clock())
         self._route(reports)
         reason = RejectReason.BOOK_UNAVAILABLE
         for command in commands:

@@ -17,6 +17,7 @@ from procs import REPO
 
 import main
 from config.settings import JournalConfig, ShardConfig
+from engine.messages import OrderFilled
 from engine.snapshot import ORDER_DTYPE, BookSnapshot
 from servers import journal
 from servers.journal import (
@@ -29,14 +30,27 @@ from servers.journal import (
     write_snapshot,
 )
 from servers.journal_admin import CutRefused, check, cut
-from servers.shard import BookCommand, RecoveryError, Shard, recover
+from servers.protocol import Executed, JournalEntry
+from servers.shard import RecoveryError, Shard, decode_entry, recover
 
-DECODER = msgspec.msgpack.Decoder(BookCommand)
+ENCODE = msgspec.msgpack.Encoder().encode
+
+
+def payloads(commands, first):
+    """Journal records of bare ``commands`` from sequence ``first`` (what journals before entries hold)."""
+    return [(first + i, ENCODE(command)) for i, command in enumerate(commands)]
+
+
+def commands_in(records):
+    """The command of each record, whether it holds an entry or a bare command."""
+    decoded = [decode_entry(record.payload) for record in records]
+    return [entry.command if isinstance(entry, JournalEntry) else entry for entry in decoded]
 BATCH = JournalConfig()
 
 
 def run(directory, stream, config=BATCH, group=10, snapshot_every=None):
-    """Recover, then feed ``stream`` the way the OBS does: sequence, journal a group, execute.
+    """Recover, then feed ``stream`` the way the OBS does: sequence and stamp (time: the
+    sequence in microseconds), execute, journal the group's entries.
 
     Returns the shard and every market-data message emitted live.
     """
@@ -44,10 +58,12 @@ def run(directory, stream, config=BATCH, group=10, snapshot_every=None):
     market_data = []
     last_snapshot = shard.restored_sequence
     for start in range(0, len(stream), group):
-        batch = [(shard.sequence + 1 + i, command) for i, command in enumerate(stream[start : start + group])]
-        log.append(batch)
-        for sequence, command in batch:
-            shard.execute(sequence, command, market_data)
+        entries = []
+        for command in stream[start : start + group]:
+            sequence = shard.sequence + 1
+            entry, _, _ = shard.execute(sequence, sequence * 1000, command, market_data)
+            entries.append((sequence, entry))
+        log.append(entries)
         if snapshot_every and shard.sequence - last_snapshot >= snapshot_every:
             log.flush()
             write_snapshot(directory, shard.snapshot(log.offset))
@@ -81,7 +97,7 @@ def test_records_round_trip_with_consecutive_sequences(tmp_path):
     run(tmp_path, stream, group=7)
     records = list(read_records(tmp_path))
     assert [r.sequence for r in records] == list(range(1, 51))
-    assert [DECODER.decode(r.payload) for r in records] == stream
+    assert commands_in(records) == stream
     assert records[-1].end == len(journal_bytes(tmp_path))
     length, _, sequence = HEADER.unpack_from(journal_bytes(tmp_path))
     assert (sequence, journal_bytes(tmp_path)[HEADER.size : HEADER.size + length]) == (1, records[0].payload)
@@ -104,8 +120,8 @@ def test_append_writes_a_group_in_one_write_and_fsyncs_per_policy(tmp_path, monk
     monkeypatch.setattr(journal.os, "write", counting_write)
     monkeypatch.setattr(journal, "_sync", counting_sync)
     stream = commands(1000)
-    log.append(list(enumerate(stream[:500], 1)))
-    log.append(list(enumerate(stream[500:], 501)))
+    log.append(payloads(stream[:500], 1))
+    log.append(payloads(stream[500:], 501))
     assert calls == {"write": 2, "sync": 2 * syncs_per_group}
     log.flush()
     assert calls["sync"] == max(2 * syncs_per_group, 1)
@@ -126,18 +142,18 @@ def test_interval_policy_fsyncs_on_its_own_thread_at_most_once_per_interval(tmp_
     log = Journal(tmp_path, JournalConfig(fsync="interval", fsync_interval_ms=200), 0)
     stream = commands(4)
     appended = time.monotonic()
-    log.append([(1, stream[0])])
+    log.append(payloads([stream[0]], 1))
     wait_for(1, 0.15)
     assert syncs[0] - appended < 0.15, "the first append after a quiet spell is fsynced at once"
-    log.append([(2, stream[1])])
-    log.append([(3, stream[2])])
+    log.append(payloads([stream[1]], 2))
+    log.append(payloads([stream[2]], 3))
     time.sleep(0.1)
     assert len(syncs) == 1, "appends within the interval wait for it"
     wait_for(2, 0.3)
     assert 0.19 <= syncs[1] - syncs[0] < 0.35
     time.sleep(0.3)
     assert len(syncs) == 2, "nothing written, nothing to fsync"
-    log.append([(4, stream[3])])
+    log.append(payloads([stream[3]], 4))
     wait_for(3, 0.15)
     log.close()
     assert len(syncs) == 3, "close has nothing left to fsync"
@@ -149,12 +165,12 @@ def test_close_fsyncs_what_the_interval_thread_has_not_yet(tmp_path, monkeypatch
     monkeypatch.setattr(journal, "_sync", syncs.append)
     log = Journal(tmp_path, JournalConfig(fsync="interval", fsync_interval_ms=10_000), 0)
     stream = commands(2)
-    log.append([(1, stream[0])])
+    log.append(payloads([stream[0]], 1))
     deadline = time.monotonic() + 1
     while not syncs:
         assert time.monotonic() < deadline
         time.sleep(0.005)
-    log.append([(2, stream[1])])
+    log.append(payloads([stream[1]], 2))
     started = time.monotonic()
     log.close()
     assert len(syncs) == 2 and time.monotonic() - started < 1, "close does not wait out the interval"
@@ -173,7 +189,7 @@ def test_truncated_tail_is_cut_off_into_a_side_file_and_appending_continues_afte
     shard, _ = run(tmp_path, stream[19:], group=5)
     assert (tmp_path / f"{JOURNAL_FILE}.torn-{good}").read_bytes() == data[good:torn]
     records = list(read_records(tmp_path))
-    assert [DECODER.decode(r.payload) for r in records] == stream
+    assert commands_in(records) == stream
     assert records[-1].end == len(journal_bytes(tmp_path)), "no torn bytes left between records"
     fresh, _ = run(tmp_path / "again", stream)
     assert state(shard) == state(fresh)
@@ -226,7 +242,7 @@ def test_damaged_last_record_is_a_torn_tail_moved_aside_and_appending_continues(
     starts, data = damage(tmp_path, stream[:30], 29, field)
     shard, _ = run(tmp_path, stream[29:])
     records = list(read_records(tmp_path))
-    assert [DECODER.decode(r.payload) for r in records] == stream
+    assert commands_in(records) == stream
     assert journal_bytes(tmp_path)[: starts[29]] == data[: starts[29]]
     assert (tmp_path / f"{JOURNAL_FILE}.torn-{starts[29]}").read_bytes() == data[starts[29] :]
     assert f"cut off a torn tail at byte {starts[29]}" in caplog.text
@@ -300,24 +316,24 @@ def test_failed_write_leaves_no_partial_group_and_pauses_writes_for_a_second(tmp
 
     stream = commands(30)
     log = Journal(tmp_path, JournalConfig(), 0)
-    assert log.append(list(enumerate(stream[:10], 1)))
+    assert log.append(payloads(stream[:10], 1))
     good = log.offset
     monkeypatch.setattr(journal.os, "write", disk_fills_half_way)
-    assert not log.append(list(enumerate(stream[10:20], 11)))
+    assert not log.append(payloads(stream[10:20], 11))
     assert len(writes) == 2, "half the group was written, then the disk was full"
     assert (log.offset, len(journal_bytes(tmp_path))) == (good, good), "the half-written group was cut off"
     assert log.unwritable.errno == errno.ENOSPC
     clock.now += journal.RETRY_WRITE_S - 0.01
-    assert not log.append(list(enumerate(stream[10:20], 11)))
+    assert not log.append(payloads(stream[10:20], 11))
     assert len(writes) == 2, "refused without touching the disk"
     monkeypatch.setattr(journal.os, "write", real_write)
     clock.now += 0.01
-    assert log.append(list(enumerate(stream[10:20], 11)))
+    assert log.append(payloads(stream[10:20], 11))
     assert log.unwritable is None
-    assert log.append(list(enumerate(stream[20:], 21)))
+    assert log.append(payloads(stream[20:], 21))
     log.close()
     records = list(read_records(tmp_path))
-    assert [DECODER.decode(r.payload) for r in records] == stream
+    assert commands_in(records) == stream
     assert records[-1].end == len(journal_bytes(tmp_path))
 
 
@@ -334,9 +350,9 @@ def test_failed_fsync_is_never_retried_and_fails_every_later_append(tmp_path, mo
     log = Journal(tmp_path, JournalConfig(fsync=policy, fsync_interval_ms=1), 0)
     if policy == "batch":
         with pytest.raises(journal.JournalFailed, match="fsync of the journal .* failed .*it is not retried"):
-            log.append([(1, stream[0])])
+            log.append(payloads([stream[0]], 1))
     else:
-        assert log.append([(1, stream[0])])
+        assert log.append(payloads([stream[0]], 1))
         deadline = time.monotonic() + 5
         while log.failed is None:
             assert time.monotonic() < deadline, "the interval thread never fsynced"
@@ -345,7 +361,7 @@ def test_failed_fsync_is_never_retried_and_fails_every_later_append(tmp_path, mo
         assert not log._syncer.is_alive(), "the interval thread ended"
     assert log.failed.errno == errno.EIO
     with pytest.raises(journal.JournalFailed):
-        log.append([(2, stream[1])])
+        log.append(payloads([stream[1]], 2))
     with pytest.raises(journal.JournalFailed):
         log.flush()
     log.close()
@@ -366,6 +382,48 @@ def test_recovery_replays_the_whole_journal_to_the_live_state(tmp_path):
     log.close()
     assert state(recovered) == state(live)
     assert live.max_order_id(1) > 1 << 48 and live.max_order_id(2) > 2 << 48 and live.max_order_id(3) == 0
+
+
+def test_recovery_keeps_the_journaled_exchange_times_and_replies(tmp_path):
+    live, _ = run(tmp_path, commands(300))
+    recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
+    log.close()
+    assert (recovered.sequence, recovered.time) == (300, 300 * 1000)
+    replies = [msgspec.msgpack.decode(reply, type=Executed) for _, reply, _ in recovered.history]
+    assert [(r.sequence, r.time) for r in replies] == [(n, n * 1000) for n in range(1, 301)]
+    assert list(recovered.history) == list(live.history), "Hello replays what the live shard sent"
+    entries = [decode_entry(record.payload) for record in read_records(tmp_path)]
+    assert [(e.sequence, e.time) for e in entries] == [(n, n * 1000) for n in range(1, 301)]
+    assert any(e.events and e.market_data for e in entries)
+
+
+def test_a_journal_of_bare_commands_from_before_entries_still_recovers(tmp_path):
+    stream = commands(200)
+    log = Journal(tmp_path, JournalConfig(), 0)
+    log.append(payloads(stream, 1))
+    log.close()
+    recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
+    log.close()
+    assert state(recovered) == state(run(tmp_path / "entries", stream)[0])
+    assert recovered.time == 0, "no times were journaled"
+
+
+def test_an_entry_whose_events_differ_from_what_the_book_does_stops_recovery(tmp_path):
+    run(tmp_path, commands(100))
+    records = list(read_records(tmp_path))
+    victim = next(r for r in records if any(type(e) is OrderFilled for e in decode_entry(r.payload).events))
+    entry = decode_entry(victim.payload)
+    fill = next(e for e in entry.events if type(e) is OrderFilled)
+    forged = ENCODE(msgspec.structs.replace(entry, events=[
+        msgspec.structs.replace(e, quantity=e.quantity + 1) if e is fill else e for e in entry.events]))
+    data = bytearray(journal_bytes(tmp_path))
+    start = victim.end - HEADER.size - len(victim.payload)
+    header = HEADER.pack(len(forged), zlib.crc32(forged, zlib.crc32(struct.pack("<Q", victim.sequence))),
+                         victim.sequence)
+    data[start : victim.end] = header + forged
+    (tmp_path / JOURNAL_FILE).write_bytes(bytes(data))
+    with pytest.raises(RecoveryError, match=f"journal record {victim.sequence}: the book's events or market data"):
+        recover(tmp_path, SYMBOLS, JournalConfig())
 
 
 def test_recovery_from_snapshot_plus_tail_equals_full_replay(tmp_path):

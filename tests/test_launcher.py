@@ -53,9 +53,11 @@ def test_up_starts_everything_trades_and_stops_in_order_with_exit_0(tmp_path, st
     with Role(["up"], env, ready_timeout=60) as up:
         pids = started(up)
         lines = list(up.lines)
-        assert line_index(lines, "wrote CURVE key pairs tes, obs-A, operator in ") < line_index(lines, "READY OBS")
+        assert line_index(lines, "wrote CURVE key pairs tes, obs-A, operator, recorder in ") < line_index(
+            lines, "READY OBS")
         assert sorted(path.name for path in (tmp_path / "keys").iterdir()) == [
-            "obs-A.key", "obs-A.key_secret", "operator.key", "operator.key_secret", "tes.key", "tes.key_secret"]
+            "obs-A.key", "obs-A.key_secret", "operator.key", "operator.key_secret", "recorder.key",
+            "recorder.key_secret", "tes.key", "tes.key_secret"]
         assert line_index(lines, "READY OBS") < line_index(lines, "READY TES") < line_index(lines, "READY marketmaker")
         summary = up.output()
         assert endpoint(env, "TES__CLIENT_ENDPOINT") in summary

@@ -6,7 +6,17 @@ from obs_streams import SYMBOLS, commands
 
 from engine.messages import OrderFilled
 from engine.types import Side
-from servers.protocol import BookCancel, BookExpireDay, BookReplace, BookSubmit, DepthUpdate, Executed, Quote, Trade
+from servers.protocol import (
+    BookCancel,
+    BookExpireDay,
+    BookReplace,
+    BookSubmit,
+    DepthUpdate,
+    Executed,
+    JournalEntry,
+    Quote,
+    Trade,
+)
 from servers.shard import Shard
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -15,7 +25,7 @@ BUY, SELL = Side.BUY, Side.SELL
 def execute_all(shard, stream):
     market_data = []
     for command in stream:
-        shard.execute(shard.sequence + 1, command, market_data)
+        shard.execute(shard.sequence + 1, 0, command, market_data)
     return market_data
 
 
@@ -89,8 +99,12 @@ def test_deltas_applied_to_a_copy_rebuild_every_book_after_every_command(seed):
     sequences = dict.fromkeys(SYMBOLS, 0)
     for command in commands(600, seed):
         market_data = []
-        reply, _ = shard.execute(shard.sequence + 1, command, market_data)
+        sequence, stamp = shard.sequence + 1, 1_700_000_000_000_000_000 + shard.sequence
+        entry, reply, _ = shard.execute(sequence, stamp, command, market_data)
         executed = msgspec.msgpack.decode(reply, type=Executed)
+        assert msgspec.msgpack.decode(entry, type=JournalEntry) == JournalEntry(
+            sequence, stamp, command, executed.events, market_data), "the journal entry holds what was published"
+        assert executed.time == stamp and all(message.time == stamp for message in market_data)
         fills = [e for e in executed.events if isinstance(e, OrderFilled)]
         assert [(m.trade_id, m.price, m.quantity) for m in market_data if type(m) is Trade] == [
             (f.sequence, f.price, f.quantity) for f in fills
@@ -116,7 +130,7 @@ def test_deltas_applied_to_a_copy_rebuild_every_book_after_every_command(seed):
         if quotes:
             bid = snapshot.bids[0][:2] if snapshot.bids else (0, 0)
             ask = snapshot.asks[0][:2] if snapshot.asks else (0, 0)
-            assert quotes[-1] == Quote(command.symbol, quotes[-1].sequence, *bid, *ask)
+            assert quotes[-1] == Quote(command.symbol, quotes[-1].sequence, *bid, *ask, stamp)
     assert {s: f.sequence for s, f in shard.feeds.items()} == sequences
 
 

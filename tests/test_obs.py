@@ -10,7 +10,7 @@ import msgspec
 import pytest
 import zmq
 from obs_streams import commands
-from procs import REPO, Role, as_role, endpoint, exchange_env
+from procs import REPO, Role, as_role, endpoint, exchange_env, untimed
 
 from engine.book import ReferenceBook
 from engine.messages import OrderAccepted, OrderExpired, OrderFilled
@@ -48,15 +48,18 @@ class Tes:
     def send(self, *messages):
         self.socket.send(REQUESTS.encode(list(messages)))
 
-    def receive(self, count, timeout=10.0):
-        """Exactly the next ``count`` messages (however they were batched in frames)."""
+    def receive(self, count, timeout=10.0, keep_time=False):
+        """Exactly the next ``count`` messages (however they were batched in frames), each
+        `Executed` with its exchange time checked and, unless ``keep_time``, zeroed (`untimed`),
+        so that tests can compare replies with what a book computes."""
         received, deadline = [], time.monotonic() + timeout
         while len(received) < count:
             left = deadline - time.monotonic()
             assert left > 0 and self.socket.poll(int(left * 1000)), f"got {len(received)} of {count}: {received}"
             received.extend(REPLIES.decode(self.socket.recv()))
         assert len(received) == count, received
-        return received
+        checked = [untimed(message) for message in received]
+        return received if keep_time else checked
 
     def quiet(self, seconds=0.3):
         """Assert nothing more arrives within ``seconds``."""
@@ -250,26 +253,24 @@ def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_pat
         subscriber.read()
         stream_commands(tes, [p.BookCancel("BOLT", order_id) for order_id in probes])
         bolt = subscriber.read()[-1].sequence
-        stream_commands(
-            tes,
-            [
-                p.BookSubmit("ACME", T1 | 1, SELL, 0, 0, 101, 10),
-                p.BookSubmit("BOLT", T1 | 2, SELL, 0, 0, 255, 10),
-                p.BookSubmit("ACME", T1 | 3, BUY, 0, 0, 101, 4),
-            ],
-            frame=3,
+        tes.send(
+            p.BookSubmit("ACME", T1 | 1, SELL, 0, 0, 101, 10),
+            p.BookSubmit("BOLT", T1 | 2, SELL, 0, 0, 255, 10),
+            p.BookSubmit("ACME", T1 | 3, BUY, 0, 0, 101, 4),
         )
+        first, second, third = (executed.time for executed in tes.receive(3, keep_time=True))
+        assert first <= second <= third, "stamps never go back"
         received = subscriber.read()
         assert [m for m in received if m.symbol == "ACME"] == [
-            p.DepthUpdate("ACME", 1, SELL, 101, 10, 1),
-            p.Quote("ACME", 2, 0, 0, 101, 10),
-            p.Trade("ACME", 3, 1, 101, 4, BUY),
-            p.DepthUpdate("ACME", 4, SELL, 101, 6, 1),
-            p.Quote("ACME", 5, 0, 0, 101, 6),
+            p.DepthUpdate("ACME", 1, SELL, 101, 10, 1, first),
+            p.Quote("ACME", 2, 0, 0, 101, 10, first),
+            p.Trade("ACME", 3, 1, 101, 4, BUY, third),
+            p.DepthUpdate("ACME", 4, SELL, 101, 6, 1, third),
+            p.Quote("ACME", 5, 0, 0, 101, 6, third),
         ]
         assert [m for m in received if m.symbol == "BOLT"] == [
-            p.DepthUpdate("BOLT", bolt + 1, SELL, 255, 10, 1),
-            p.Quote("BOLT", bolt + 2, 0, 0, 255, 10),
+            p.DepthUpdate("BOLT", bolt + 1, SELL, 255, 10, 1, second),
+            p.Quote("BOLT", bolt + 2, 0, 0, 255, 10, second),
         ]
         stream_commands(tes, commands(300, seed=11), frame=13)
         sequences = {"ACME": 5, "BOLT": bolt + 2}

@@ -14,9 +14,13 @@ def order(order_id, trader, client_order_id, side=BUY, price=100, quantity=10, t
     return Order(order_id, trader, client_order_id, symbol, side, LIMIT, tif, price, quantity)
 
 
+TIME = 0
+"""The exchange time the reports of these tests carry (the default, so expected reports need none)."""
+
+
 def apply(registry, *events, symbol="ACME"):
     reports, trades = [], []
-    registry.apply(symbol, list(events), reports, trades)
+    registry.apply(symbol, list(events), TIME, reports, trades)
     return reports, trades
 
 
@@ -137,8 +141,8 @@ def test_refusal_answers_the_submission_first_then_requests():
     registry.request(o, True, 12)
     reason = RejectReason.UNKNOWN_SYMBOL
     reports = []
-    registry.refused(p.CommandRefused("ACME", 1, reason, "no"), reports)
-    registry.refused(p.CommandRefused("ACME", 1, reason, "no"), reports)
+    registry.refused(p.CommandRefused("ACME", 1, reason, "no"), reports, TIME)
+    registry.refused(p.CommandRefused("ACME", 1, reason, "no"), reports, TIME)
     assert reports == [("alice", p.OrderRejected(11, reason, "no")), ("alice", p.CancelRejected(12, 1, reason, "no"))]
     assert registry.orders == {}
 
@@ -153,7 +157,7 @@ def test_unsent_commands_are_undone_and_refused_in_order():
     commands = [p.BookReplace("ACME", 1, 101, 5), p.BookSubmit("ACME", 2, 0, 0, 0, 100, 10),
                 p.BookQuery(1, "ACME", 5)]
     reports = []
-    registry.unsent(commands, reports)
+    registry.unsent(commands, reports, TIME)
     reason = RejectReason.BOOK_UNAVAILABLE
     assert reports == [("alice", p.ReplaceRejected(12, 1, reason, reason.text)),
                        ("alice", p.OrderRejected(21, reason, reason.text))]
@@ -186,7 +190,7 @@ def test_abandon_refuses_every_command_in_flight_on_the_symbols_and_nothing_else
     assert registry.in_flight({"ACME"}) == 2 and registry.in_flight({"BOLT"}) == 1
 
     reports = []
-    registry.abandon({"ACME"}, reports)
+    registry.abandon({"ACME"}, reports, TIME)
     unavailable = RejectReason.BOOK_UNAVAILABLE
     assert reports == [
         ("alice", p.OrderRejected(11, unavailable, unavailable.text)),
@@ -196,3 +200,18 @@ def test_abandon_refuses_every_command_in_flight_on_the_symbols_and_nothing_else
     assert registry.in_flight({"ACME"}) == 0 and registry.in_flight({"BOLT"}) == 1
     assert 1 not in registry.orders and registry.owned("bob", 2) is resting and registry.owned("alice", 4) is quiet
     assert [o.order_id for o in registry.open_orders("alice")] == [4]
+
+
+def test_every_report_carries_the_time_it_is_given():
+    registry = OrderRegistry()
+    maker, taker = order(1, "alice", 11, SELL, 100, 10), order(2, "bob", 21, BUY, 101, 4)
+    registry.add(maker)
+    registry.add(taker)
+    reports, trades = [], []
+    registry.apply("ACME", [accepted(maker)], 5, reports, trades)
+    registry.apply("ACME", [accepted(taker), book.OrderFilled(1, 2, 100, 4, 6, 0, BUY, 7)], 9, reports, trades)
+    registry.request(maker, True, 12)
+    registry.refused(p.CommandRefused("ACME", 1, UNKNOWN, "no"), reports, 11)
+    assert [(trader, type(report).__name__, report.time) for trader, report in reports] == [
+        ("alice", "OrderAccepted", 5), ("bob", "OrderAccepted", 9), ("alice", "OrderFilled", 9),
+        ("bob", "OrderFilled", 9), ("alice", "CancelRejected", 11)]

@@ -7,6 +7,7 @@ with ``BookCancel``, and rests a sell of 1,000,000,000 lots at 1 tick with a
 made-up TES prefix. With keys configured (the default), nothing it sends arrives.
 """
 
+import json
 import os
 import shutil
 import socket as sockets
@@ -75,7 +76,8 @@ def test_keys_command_writes_what_the_configuration_needs(tmp_path):
     env = dict(os.environ, EXCHANGE__SECURITY__KEYS_DIR=str(tmp_path / "k"))
     run = subprocess.run([sys.executable, "main.py", "keys"], cwd=REPO, env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.splitlines()[-1] == f'{{"keys_dir": "{tmp_path / "k"}", "written": ["tes", "obs-A", "operator"]}}'
+    assert json.loads(run.stdout.splitlines()[-1]) == {
+        "keys_dir": str(tmp_path / "k"), "written": ["tes", "obs-A", "operator", "recorder"]}
     again = subprocess.run([sys.executable, "main.py", "keys"], cwd=REPO, env=env, capture_output=True, text=True)
     assert '"written": []' in again.stdout
     off = subprocess.run([sys.executable, "main.py", "keys"], cwd=REPO, capture_output=True, text=True,
@@ -171,7 +173,7 @@ def test_a_process_without_keys_gets_nothing_through(market):
     assert [o.order_id for o in alice.open_orders()] == [resting.order_id]
     bob = exchange.client("bob")
     assert bob.rejected("ACME", SELL, 5_000, 1) is RejectReason.PRICE_OUTSIDE_BAND, "the band did not move"
-    assert "refused a connection with an unknown CURVE key" in exchange.obs.output()
+    assert "refused a connection to obs with an unknown CURVE key" in exchange.obs.output()
     bob.socket.close()
 
 
@@ -275,7 +277,7 @@ def test_raw_bytes_on_a_curve_port_are_dropped_and_serving_goes_on(market):
 def test_the_shipped_configuration_authenticates():
     config = load_config(environ={})
     assert config.security.keys_dir and config.security.clients == "plain"
-    assert role_names(["A"]) == ["tes", "obs-A", "operator"]
+    assert role_names(["A"]) == ["tes", "obs-A", "operator", "recorder"]
 
 
 def test_raw_test_sockets_use_the_tes_key(tmp_path):
