@@ -61,6 +61,7 @@ from engine.snapshot import (
     ORDER_DTYPE,
     BookSnapshot,
     id_digest_term,
+    id_records,
     state_hash,
     validate_snapshot,
 )
@@ -212,9 +213,8 @@ class ReferenceBook:
 
     def snapshot(self) -> BookSnapshot:
         orders = [(o.order_id, o.side, o.price, o.quantity, o.tif) for o in self._priority_order()]
-        return BookSnapshot.from_arrays(
-            self._trade_sequence, _order_records(orders), sorted(self._accepted_ids)
-        )
+        ids = np.array(sorted(self._accepted_ids), dtype=np.int64)
+        return BookSnapshot.from_arrays(self._trade_sequence, _order_records(orders), *id_records(ids))
 
     @classmethod
     def restore(cls, snapshot: BookSnapshot) -> "ReferenceBook":

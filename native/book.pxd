@@ -49,6 +49,19 @@ ctypedef struct Fill:        # FILL_DTYPE
     int64_t qty
 
 
+cdef packed struct OrderRecord:   # engine.snapshot.ORDER_DTYPE: a resting order in a snapshot
+    int64_t order_id
+    uint8_t side
+    int64_t price
+    int64_t quantity
+    uint8_t tif
+
+
+ctypedef struct IdWord:      # a word of the accepted-id bitmap as a snapshot holds it: engine.snapshot.WORD_DTYPE
+    int64_t first            # the id of bit 0 (a multiple of 64), so words sort by id
+    uint64_t bits
+
+
 ctypedef struct LiveSlot:    # open-addressing slot: resting order id -> pool index
     int64_t order_id
     int32_t index            # -1: empty slot
@@ -99,7 +112,7 @@ cdef class NativeBook:
     cdef int _prepare(self) except -1
     cdef int _reserve(self, bint batch) noexcept nogil
     cdef int _grow_live(self) noexcept nogil
-    cdef int _grow_ids(self) noexcept nogil
+    cdef int _resize_ids(self, int64_t size) noexcept nogil
 
     # ---- commands
     cdef void _submit(self, int64_t order_id, int64_t side, int64_t order_type, int64_t tif,
@@ -124,14 +137,34 @@ cdef class NativeBook:
     cdef void _shrink(self, int side) noexcept nogil
     cdef int _random_height(self) noexcept nogil
 
+    # ---- snapshots: resting orders as ORDER_DTYPE records (engine.snapshot)
+    cdef bytes _resting_records(self)
+    cdef int _restore_orders(self, const OrderRecord* records, int64_t count) except -1
+
     # ---- id tables
     cdef int32_t _live_get(self, int64_t order_id) noexcept nogil
     cdef void _live_put(self, int64_t order_id, int32_t index) noexcept nogil
     cdef void _live_remove(self, int64_t order_id) noexcept nogil
     cdef bint _was_accepted(self, int64_t order_id) noexcept nogil
     cdef void _add_accepted(self, int64_t order_id) noexcept nogil
+    cdef IdBlock* _id_block(self, uint64_t block) noexcept nogil
+    cdef void _accept_word(self, int64_t first, uint64_t bits) noexcept nogil
+    cdef void _accept_full_words(self, int64_t first, int64_t last) noexcept nogil
+    cdef int _restore_ids(self, const int64_t* ranges, int64_t range_count, const IdWord* words,
+                          int64_t word_count, const int64_t* lone, int64_t lone_count) except -1
 
     # ---- events
     cdef Event* _emit(self, uint8_t kind) noexcept nogil
     cdef void _reject(self, uint8_t kind, int64_t order_id, int32_t code) noexcept nogil
     cdef list _drain(self)
+
+
+# ---------------------------------------------------------------- a snapshot in two steps
+
+cdef class BookCapture:
+    """`NativeBook.capture()`: what a snapshot needs, copied while the book stands still;
+    `finish()` builds the `BookSnapshot` from it on any thread (the OBS's snapshot writer)."""
+    cdef int64_t trade_seq
+    cdef bytes records               # resting orders, ORDER_DTYPE records in priority order
+    cdef IdWord* words               # the accepted-id bitmap's non-empty words, unordered
+    cdef int64_t word_count

@@ -15,7 +15,9 @@ Invariants
   sum of its orders' open quantities (each > 0) and its count their number.
 - ``live`` maps every resting order id to its pool slot and nothing else; cancel
   is O(1) whatever the level's length. ``ids`` is a bitmap per 64 consecutive ids
-  of every id ever accepted (dense ids cost about a bit each).
+  of every id ever accepted (dense ids cost about a bit each). A snapshot writes its
+  words as they are in `engine.snapshot` (in C: sorted by id, runs of full words
+  joined into ranges), and a restore sets it a word at a time: no Python object per id.
 - Memory: orders and levels live in pools that reuse freed slots, so memory is
   proportional to resting orders and occupied levels, never to the price range.
 - Capacity for one command (one order slot, one level, one id, events for every
@@ -27,8 +29,10 @@ the `engine.messages` Structs; the batch replay reads only the fills and keeps
 its loop in C without the GIL.
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
 import numpy as np
@@ -46,7 +50,7 @@ from engine.messages import (
     RestingOrder,
     dispatch,
 )
-from engine.snapshot import ORDER_DTYPE, BookSnapshot, validate_snapshot
+from engine.snapshot import BookSnapshot, validate_snapshot
 from engine.stream import FILL_DTYPE, ReplayResult, check_stream
 from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
 
@@ -60,10 +64,14 @@ cdef extern from *:
     }
     #define EXCHANGE_HASH_SEED 0x9E3779B97F4A7C15ULL
     #define EXCHANGE_ID_SALT 0x5851F42D4C957F2DULL
+    #define EXCHANGE_MAX_ID_BLOCKS (1LL << 40)
     """
     uint64_t mix64 "exchange_mix64"(uint64_t x) nogil
     uint64_t HASH_SEED "EXCHANGE_HASH_SEED"
     uint64_t ID_SALT "EXCHANGE_ID_SALT"
+    int64_t MAX_ID_BLOCKS "EXCHANGE_MAX_ID_BLOCKS"     # far beyond memory; keeps table sizes in range
+    int trailing_zeros "__builtin_ctzll"(unsigned long long x) nogil   # x != 0
+    int popcount "__builtin_popcountll"(unsigned long long x) nogil
 
 
 cdef packed struct StreamRecord:     # STREAM_DTYPE
@@ -73,14 +81,6 @@ cdef packed struct StreamRecord:     # STREAM_DTYPE
     int64_t qty
     int64_t order_id
     int64_t target_id
-
-
-cdef packed struct OrderRecord:      # engine.snapshot.ORDER_DTYPE
-    int64_t order_id
-    uint8_t side
-    int64_t price
-    int64_t quantity
-    uint8_t tif
 
 
 cdef enum:
@@ -129,6 +129,8 @@ cdef enum:
     INITIAL_TABLE = 1024
     INITIAL_EVENTS = 64
 
+cdef uint64_t FULL_WORD = ~(<uint64_t>0)   # a word of the accepted-id bitmap with all 64 ids
+
 cdef tuple SIDES = (Side.BUY, Side.SELL)
 cdef tuple ORDER_TYPES = (OrderType.LIMIT, OrderType.MARKET)
 cdef tuple TIFS = (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY)
@@ -158,6 +160,44 @@ cdef inline bint is_reject(uint8_t kind) noexcept nogil:
 cdef void* grow(void* block, int64_t count, size_t size) noexcept nogil:
     """Resize ``block`` to ``count`` items of ``size`` bytes; NULL (block intact) on failure."""
     return PyMem_RawRealloc(block, <size_t>count * size)
+
+
+cdef int compare_words(const void* a, const void* b) noexcept nogil:
+    cdef int64_t x = (<const IdWord*>a).first, y = (<const IdWord*>b).first
+    return (x > y) - (x < y)
+
+
+cdef void write_records(const IdWord* words, int64_t n, int64_t* ranges, IdWord* pairs, int64_t* lone,
+                        int64_t* counts) noexcept nogil:
+    """The accepted-id records (`engine.snapshot`) of the non-empty ``words``, sorted by ``first``:
+    runs of full words as (first, last) pairs into ``ranges``, words of 2 to 63 ids as they are
+    into ``pairs``, the ids alone in their word into ``lone``, unless those are NULL; how many
+    of each into ``counts[0..2]``."""
+    cdef int64_t i, r = 0, p = 0, k = 0
+    cdef uint64_t bits
+    cdef bint full_before = False
+    for i in range(n):
+        bits = words[i].bits
+        if bits == FULL_WORD:
+            # words[i] follows words[i - 1], so its first - 64 cannot overflow
+            if not (full_before and words[i].first - 64 == words[i - 1].first):
+                r += 1
+                if ranges != NULL:
+                    ranges[2 * r - 2] = words[i].first
+            if ranges != NULL:
+                ranges[2 * r - 1] = words[i].first + 63
+            full_before = True
+            continue
+        full_before = False
+        if bits & (bits - 1):
+            if pairs != NULL:
+                pairs[p] = words[i]
+            p += 1
+        else:
+            if lone != NULL:
+                lone[k] = words[i].first + trailing_zeros(bits)
+            k += 1
+    counts[0], counts[1], counts[2] = r, p, k
 
 
 cdef class NativeBook:
@@ -354,30 +394,29 @@ cdef class NativeBook:
                             order.quantity, TIFS[order.tif])
 
     def snapshot(self):
-        """The book's logical state (see `engine.snapshot`)."""
-        return BookSnapshot.from_arrays(self.trade_seq, self._resting_records(), np.sort(self._accepted_ids()))
+        """The book's logical state (see `engine.snapshot`), built in C: ``capture().finish()``."""
+        return self.capture().finish()
 
-    def _resting_records(self):
-        """Every resting order as an ORDER_DTYPE record, in priority order."""
-        records = np.empty(self.live_count, dtype=ORDER_DTYPE)
-        cdef OrderRecord* out = <OrderRecord*><Py_ssize_t>records.ctypes.data
-        cdef int64_t n = 0
-        cdef int side
-        cdef int32_t lv, o
-        for side in range(2):
-            lv = self.levels[side].forward[0]
-            while lv != -1:
-                o = self.levels[lv].head
-                while o != -1:
-                    out[n].order_id = self.orders[o].order_id
-                    out[n].side = side
-                    out[n].price = self.levels[lv].price
-                    out[n].quantity = self.orders[o].quantity
-                    out[n].tif = self.orders[o].tif
+    def capture(self):
+        """What a snapshot needs, copied out of the book: the resting orders as ORDER_DTYPE
+        records in priority order and the accepted-id bitmap's words. Its `BookCapture.finish`
+        builds the snapshot from the copy on any thread while the book trades on; the part
+        that grows with the accepted ids (sorting the words) is left to it."""
+        cdef BookCapture capture = BookCapture.__new__(BookCapture)
+        capture.trade_seq = self.trade_seq
+        capture.records = self._resting_records()
+        capture.words = <IdWord*>PyMem_RawMalloc(<size_t>max(self.ids_blocks, 1) * sizeof(IdWord))
+        if capture.words == NULL:
+            raise MemoryError("cannot allocate a snapshot of the accepted ids")
+        cdef int64_t i, n = 0
+        cdef IdWord* words = capture.words
+        with nogil:
+            for i in range(self.ids_mask + 1):
+                if self.ids[i].bits != 0:
+                    words[n].first, words[n].bits = <int64_t>(self.ids[i].block << 6), self.ids[i].bits
                     n += 1
-                    o = self.orders[o].next
-                lv = self.levels[lv].forward[0]
-        return records
+        capture.word_count = n
+        return capture
 
     @classmethod
     def restore(cls, snapshot):
@@ -389,23 +428,21 @@ cdef class NativeBook:
         validate_snapshot(snapshot)
         cdef NativeBook book = cls()
         book.trade_seq = snapshot.trade_sequence
-        cdef int64_t[:] ids = snapshot.id_array().astype(np.int64)
-        cdef Py_ssize_t i
-        for i in range(ids.shape[0]):
-            book._prepare()
-            book._add_accepted(ids[i])
-        for order_id, side, price, quantity, tif in snapshot.order_array().tolist():
-            book._prepare()
-            book._rest(order_id, side, price, quantity, tif)
+        cdef bytes ranges = snapshot.accepted_ranges, words = snapshot.accepted_words
+        cdef bytes lone = snapshot.accepted_lone, orders = snapshot.orders
+        book._restore_ids(<const int64_t*><const char*>ranges, len(ranges) // 16,
+                          <const IdWord*><const char*>words, len(words) // sizeof(IdWord),
+                          <const int64_t*><const char*>lone, len(lone) // 8)
+        book._restore_orders(<const OrderRecord*><const char*>orders, len(orders) // sizeof(OrderRecord))
         return book
 
     def state_hash(self):
         """The 64-bit hash of the logical state defined in `engine.snapshot`."""
-        records = self._resting_records()
-        cdef const OrderRecord* r = <const OrderRecord*><Py_ssize_t>records.ctypes.data
+        cdef bytes records = self._resting_records()
+        cdef const OrderRecord* r = <const OrderRecord*><const char*>records
         cdef uint64_t h = HASH_SEED
         cdef Py_ssize_t i
-        for i in range(records.shape[0]):
+        for i in range(self.live_count):
             h = mix64(h ^ <uint64_t>r[i].side)
             h = mix64(h ^ <uint64_t>r[i].price)
             h = mix64(h ^ <uint64_t>r[i].order_id)
@@ -465,13 +502,19 @@ cdef class NativeBook:
         _require(day == self.day_orders, "DAY order count out of date")
         bid, ask = self.best_bid(), self.best_ask()
         _require(bid is None or ask is None or bid < ask, f"crossed book: {bid} >= {ask}")
-        ids = self._accepted_ids()
-        _require(len(ids) == self.ids_count, "accepted-id count out of date")
-        cdef uint64_t digest = 0
-        cdef int64_t[:] view = ids
-        cdef Py_ssize_t i
-        for i in range(view.shape[0]):
-            digest += mix64(<uint64_t>view[i] ^ ID_SALT)
+        cdef uint64_t digest = 0, bits, base
+        cdef int64_t i, blocks = 0
+        count = 0
+        for i in range(self.ids_mask + 1):
+            bits = self.ids[i].bits
+            base = self.ids[i].block << 6
+            blocks += bits != 0
+            while bits:
+                digest += mix64((base | <uint64_t>trailing_zeros(bits)) ^ ID_SALT)
+                count += 1
+                bits &= bits - 1
+        _require(blocks == self.ids_blocks, "accepted-id block count out of date")
+        _require(count == self.ids_count, "accepted-id count out of date")
         _require(digest == self.ids_digest, "accepted-id digest out of date")
 
     # ================================================================ internals: capacity
@@ -501,7 +544,7 @@ cdef class NativeBook:
             self.levels, self.level_capacity = <Level*>p, 2 * self.level_capacity
         if 2 * (self.live_count + 1) > self.live_mask + 1 and self._grow_live() != 0:
             return -1
-        if 2 * (self.ids_blocks + 1) > self.ids_mask + 1 and self._grow_ids() != 0:
+        if 2 * (self.ids_blocks + 1) > self.ids_mask + 1 and self._resize_ids(2 * (self.ids_mask + 1)) != 0:
             return -1
         need = self.live_count + 4
         if self.event_capacity < need:
@@ -536,8 +579,9 @@ cdef class NativeBook:
         self.live, self.live_mask = table, size - 1
         return 0
 
-    cdef int _grow_ids(self) noexcept nogil:
-        cdef int64_t old_size = self.ids_mask + 1, size = 2 * old_size, i, j
+    cdef int _resize_ids(self, int64_t size) noexcept nogil:
+        """Rehash the id table into ``size`` slots (a power of two above twice the blocks)."""
+        cdef int64_t old_size = self.ids_mask + 1, i, j
         cdef IdBlock* table = <IdBlock*>PyMem_RawMalloc(<size_t>size * sizeof(IdBlock))
         if table == NULL:
             return -1
@@ -840,6 +884,46 @@ cdef class NativeBook:
             x >>= 2
         return height
 
+    # ================================================================ internals: snapshots
+
+    cdef bytes _resting_records(self):
+        """Every resting order as packed ORDER_DTYPE records, in priority order."""
+        cdef bytes records = PyBytes_FromStringAndSize(NULL, self.live_count * sizeof(OrderRecord))
+        cdef OrderRecord* out = <OrderRecord*>PyBytes_AS_STRING(records)
+        cdef int64_t n = 0
+        cdef int side
+        cdef int32_t lv, o
+        with nogil:
+            for side in range(2):
+                lv = self.levels[side].forward[0]
+                while lv != -1:
+                    o = self.levels[lv].head
+                    while o != -1:
+                        out[n].order_id = self.orders[o].order_id
+                        out[n].side = side
+                        out[n].price = self.levels[lv].price
+                        out[n].quantity = self.orders[o].quantity
+                        out[n].tif = self.orders[o].tif
+                        n += 1
+                        o = self.orders[o].next
+                    lv = self.levels[lv].forward[0]
+        return records
+
+    cdef int _restore_orders(self, const OrderRecord* records, int64_t count) except -1:
+        """Rest ``count`` validated records, in priority order, in a book that has accepted their ids."""
+        cdef int64_t i
+        cdef bint failed = False
+        with nogil:
+            for i in range(count):
+                if self._reserve(False) != 0:
+                    failed = True
+                    break
+                self._rest(records[i].order_id, records[i].side, records[i].price, records[i].quantity,
+                           records[i].tif)
+        if failed:
+            raise MemoryError("order book out of memory")
+        return 0
+
     # ================================================================ internals: id tables
 
     cdef int32_t _live_get(self, int64_t order_id) noexcept nogil:
@@ -887,31 +971,62 @@ cdef class NativeBook:
 
     cdef void _add_accepted(self, int64_t order_id) noexcept nogil:
         """Record a new accepted id (the caller has checked it is new)."""
-        cdef uint64_t u = <uint64_t>order_id, block = u >> 6
+        cdef uint64_t u = <uint64_t>order_id
+        self._id_block(u >> 6).bits |= (<uint64_t>1) << (u & 63)
+        self.ids_count += 1
+        self.ids_digest += mix64(u ^ ID_SALT)
+
+    cdef IdBlock* _id_block(self, uint64_t block) noexcept nogil:
+        """The slot of ``block`` (an id >> 6, unsigned), claimed if it had none: the caller
+        sets a bit in it and has reserved room."""
         cdef int64_t i = mix64(block) & self.ids_mask
         while self.ids[i].bits != 0 and self.ids[i].block != block:
             i = (i + 1) & self.ids_mask
         if self.ids[i].bits == 0:
             self.ids[i].block = block
             self.ids_blocks += 1
-        self.ids[i].bits |= (<uint64_t>1) << (u & 63)
-        self.ids_count += 1
-        self.ids_digest += mix64(u ^ ID_SALT)
+        return &self.ids[i]
 
-    def _accepted_ids(self):
-        """Every accepted id, unordered, as an int64 array."""
-        out = np.empty(self.ids_count, dtype=np.int64)
-        cdef int64_t[:] view = out
-        cdef int64_t i, n = 0
-        cdef uint64_t bits
-        cdef int bit
-        for i in range(self.ids_mask + 1):
-            bits = self.ids[i].bits
-            for bit in range(64):
-                if (bits >> bit) & 1:
-                    view[n] = <int64_t>((self.ids[i].block << 6) | <uint64_t>bit)
-                    n += 1
-        return out
+    cdef void _accept_word(self, int64_t first, uint64_t bits) noexcept nogil:
+        """Record the new ids ``first + i`` for each bit ``i`` set in ``bits``, ``first`` a
+        multiple of 64 (the table has room)."""
+        self._id_block(<uint64_t>first >> 6).bits |= bits
+        self.ids_count += popcount(bits)
+        while bits:
+            self.ids_digest += mix64((<uint64_t>first + <uint64_t>trailing_zeros(bits)) ^ ID_SALT)
+            bits &= bits - 1
+
+    cdef void _accept_full_words(self, int64_t first, int64_t last) noexcept nogil:
+        """Record the new ids ``first`` .. ``last``, whole words (the table has room). The words
+        are claimed before the digest visits the ids, so their table slots' cache misses overlap."""
+        cdef uint64_t k, span = <uint64_t>last - <uint64_t>first
+        for k in range(0, span, 64):
+            self._id_block((<uint64_t>first + k) >> 6).bits = FULL_WORD
+        self.ids_count += <int64_t>(span + 1)
+        for k in range(span + 1):
+            self.ids_digest += mix64((<uint64_t>first + k) ^ ID_SALT)
+
+    cdef int _restore_ids(self, const int64_t* ranges, int64_t range_count, const IdWord* words,
+                          int64_t word_count, const int64_t* lone, int64_t lone_count) except -1:
+        """Accept the ids of validated records (`engine.snapshot`: runs of full words as
+        (first, last) pairs, words of 2 to 63 ids, lone ids) into an empty book."""
+        cdef int64_t i, blocks = word_count + lone_count, size = self.ids_mask + 1
+        for i in range(range_count):
+            blocks += (ranges[2 * i + 1] >> 6) - (ranges[2 * i] >> 6) + 1
+            if blocks > MAX_ID_BLOCKS:
+                raise MemoryError(f"{blocks} words of accepted ids are more than an order book holds")
+        while size < 2 * (blocks + 1):
+            size *= 2
+        if size > self.ids_mask + 1 and self._resize_ids(size) != 0:
+            raise MemoryError("cannot allocate the accepted-id table")
+        with nogil:
+            for i in range(range_count):
+                self._accept_full_words(ranges[2 * i], ranges[2 * i + 1])
+            for i in range(word_count):
+                self._accept_word(words[i].first, words[i].bits)
+            for i in range(lone_count):
+                self._add_accepted(lone[i])
+        return 0
 
     # ================================================================ internals: events
 
@@ -949,6 +1064,31 @@ cdef class NativeBook:
                 out.append(REJECT_EVENTS[e.kind - EV_REJECTED](e.order_id, reason, text))
         self.event_count = 0
         return out
+
+
+cdef class BookCapture:
+    """A book's state as `NativeBook.capture` copied it out; `finish` makes the snapshot."""
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.words)
+
+    def finish(self):
+        """The `BookSnapshot` of the captured state. The accepted-id records come from the
+        bitmap's words sorted by id, runs of full words joined into ranges; that work runs
+        without the GIL, so a writer thread doing it does not hold up the loop."""
+        cdef int64_t counts[3]
+        with nogil:
+            qsort(self.words, <size_t>self.word_count, sizeof(IdWord), compare_words)
+            write_records(self.words, self.word_count, NULL, NULL, NULL, counts)
+        cdef bytes ranges = PyBytes_FromStringAndSize(NULL, counts[0] * 16)
+        cdef bytes words = PyBytes_FromStringAndSize(NULL, counts[1] * sizeof(IdWord))
+        cdef bytes lone = PyBytes_FromStringAndSize(NULL, counts[2] * 8)
+        cdef int64_t* range_out = <int64_t*>PyBytes_AS_STRING(ranges)
+        cdef IdWord* word_out = <IdWord*>PyBytes_AS_STRING(words)
+        cdef int64_t* lone_out = <int64_t*>PyBytes_AS_STRING(lone)
+        with nogil:
+            write_records(self.words, self.word_count, range_out, word_out, lone_out, counts)
+        return BookSnapshot(self.trade_seq, self.records, ranges, words, lone)
 
 
 def _require(bint condition, str message):

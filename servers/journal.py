@@ -67,6 +67,13 @@ and last trade price) in msgpack, after a header, little-endian::
     16      4     crc32 of the payload
     20      n     payload
 
+Format versions: 3 (written) holds each book's accepted ids by the words of 64 ids
+they fill, runs of full words as ranges, others as masks or lone ids
+(`engine.snapshot`); 2 held them as ranges of consecutive ids (16 bytes per run,
+however short); 1 listed every id (8 bytes each). Files of versions 1 and 2 are still
+read, converted on reading, so an upgrade finds its snapshots readable (an OBS whose
+journal before them was discarded could not start otherwise).
+
 A file whose header, length or CRC does not match, or whose payload does not
 decode, is skipped with a warning (`read_snapshots`): recovery falls back to an
 older snapshot or the journal. The journal is made durable up to a snapshot's
@@ -94,7 +101,7 @@ import msgspec
 import numpy as np
 
 from config.settings import JournalConfig
-from engine.snapshot import BookSnapshot
+from engine.snapshot import BookSnapshot, id_records, id_records_of_ranges
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +124,7 @@ KEEP_SNAPSHOTS = 2
 SNAPSHOT_NAME = re.compile(r"^snapshot-(\d+)\.msgpack$")
 SNAPSHOT_HEADER = struct.Struct("<4sIQI")
 SNAPSHOT_MAGIC = b"OBSS"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 3
 TEMPORARY_SUFFIX = ".tmp"
 
 _sync = getattr(os, "fdatasync", os.fsync)
@@ -510,7 +517,56 @@ class SnapshotDamaged(ValueError):
     """A snapshot file that does not read back as written; the message says what is wrong."""
 
 
+class _OldBookSnapshot(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`BookSnapshot` in format version 1 (``accepted_ids``: every accepted id, ascending int64)
+    or 2 (``accepted_ranges``: inclusive (first, last) int64 pairs of consecutive ids, ascending).
+    The header's version is outside the CRC: a current payload under a flipped version must not
+    read as version 2's ranges alone, so unknown fields are refused."""
+
+    trade_sequence: int
+    orders: bytes
+    accepted_ids: bytes | None = None
+    accepted_ranges: bytes | None = None
+
+
+class _OldSymbolSnapshot(msgspec.Struct, frozen=True):
+    book: _OldBookSnapshot
+    market_data_sequence: int
+    last_price: int | None
+
+
+class _OldShardSnapshot(msgspec.Struct, frozen=True):
+    sequence: int
+    journal_offset: int
+    symbols: dict[str, _OldSymbolSnapshot]
+    time: int = 0
+
+
+def _from_old_version(snapshot: _OldShardSnapshot, version: int) -> ShardSnapshot:
+    """The current form of a version-1 or version-2 snapshot: its books' id lists (1) or ranges
+    (2) become the records of `engine.snapshot`. ValueError if a book lacks its version's field
+    or it is not whole int64s in ascending order (ranges: ascending and disjoint)."""
+    symbols = {}
+    for symbol, state in snapshot.symbols.items():
+        ids = state.book.accepted_ids if version == 1 else state.book.accepted_ranges
+        if ids is None:
+            raise ValueError(f"book {symbol!r} has no accepted ids for format version {version}")
+        ids = np.frombuffer(ids, dtype="<i8")
+        ranges, words, lone = id_records(ids) if version == 1 else id_records_of_ranges(ids.reshape(-1, 2))
+        book = BookSnapshot(state.book.trade_sequence, state.book.orders, ranges.astype("<i8").tobytes(),
+                            words.tobytes(), lone.astype("<i8").tobytes())
+        symbols[symbol] = SymbolSnapshot(book, state.market_data_sequence, state.last_price)
+    return ShardSnapshot(snapshot.sequence, snapshot.journal_offset, symbols, snapshot.time)
+
+
 _snapshot_decoder = msgspec.msgpack.Decoder(ShardSnapshot)
+_old_decoder = msgspec.msgpack.Decoder(_OldShardSnapshot)
+_SNAPSHOT_READERS = {
+    1: lambda payload: _from_old_version(_old_decoder.decode(payload), 1),
+    2: lambda payload: _from_old_version(_old_decoder.decode(payload), 2),
+    SNAPSHOT_VERSION: _snapshot_decoder.decode,
+}
+"""Format version -> payload decoder giving the current `ShardSnapshot`."""
 
 
 def write_snapshot(directory: Path, snapshot: ShardSnapshot) -> Path:
@@ -533,16 +589,18 @@ def read_snapshot(path: Path) -> ShardSnapshot:
     magic, version, length, crc = SNAPSHOT_HEADER.unpack_from(data)
     if magic != SNAPSHOT_MAGIC:
         raise SnapshotDamaged(f"bad magic {magic!r}, not {SNAPSHOT_MAGIC!r}: not a snapshot of this format")
-    if version != SNAPSHOT_VERSION:
-        raise SnapshotDamaged(f"format version {version}; this build reads version {SNAPSHOT_VERSION}")
+    reader = _SNAPSHOT_READERS.get(version)
+    if reader is None:
+        versions = ", ".join(map(str, sorted(_SNAPSHOT_READERS)))
+        raise SnapshotDamaged(f"format version {version}; this build reads versions {versions}")
     payload = memoryview(data)[SNAPSHOT_HEADER.size :]
     if len(payload) != length:
         raise SnapshotDamaged(f"the header announces {length} payload bytes, the file holds {len(payload)}")
     if zlib.crc32(payload) != crc:
         raise SnapshotDamaged("CRC mismatch")
     try:
-        snapshot = _snapshot_decoder.decode(payload)
-    except msgspec.DecodeError as exc:
+        snapshot = reader(payload)
+    except ValueError as exc:  # msgspec's DecodeError, or old-version ids that do not convert
         raise SnapshotDamaged(f"a CRC-valid payload that does not decode ({exc})") from None
     if f"snapshot-{snapshot.sequence}.msgpack" != path.name:
         raise SnapshotDamaged(f"it holds sequence {snapshot.sequence}")

@@ -19,14 +19,15 @@ import logging
 from collections import deque
 from itertools import islice
 from pathlib import Path
-from typing import get_args
+from typing import NamedTuple, get_args
 
 import msgspec
 import numpy as np
 
 from config.settings import JournalConfig
 from engine.messages import OrderAccepted, OrderExpired, OrderFilled
-from native.book import NativeBook
+from engine.snapshot import BookSnapshot
+from native.book import BookCapture, NativeBook
 from servers.journal import (
     JOURNAL_FILE,
     Journal,
@@ -151,11 +152,14 @@ class Shard:
         return self._max_ids.get(tes_id, 0)
 
     def snapshot(self, journal_offset: int) -> ShardSnapshot:
-        symbols = {
-            symbol: SymbolSnapshot(feed.book.snapshot(), feed.sequence, feed.last_price)
-            for symbol, feed in self.feeds.items()
-        }
-        return ShardSnapshot(self.sequence, journal_offset, symbols, self.time)
+        return self.capture(journal_offset).finish()
+
+    def capture(self, journal_offset: int) -> "Capture":
+        """The shard's state now, as the loop must take it (`NativeBook.capture`: the resting
+        orders and the accepted-id words copied out); `Capture.finish` builds the snapshot on
+        any thread while the books trade on."""
+        books = {symbol: (feed.book.capture(), feed.sequence, feed.last_price) for symbol, feed in self.feeds.items()}
+        return Capture(self.sequence, journal_offset, self.time, books)
 
     @classmethod
     def restore(cls, symbols: list[str], snapshot: ShardSnapshot) -> "Shard":
@@ -170,7 +174,7 @@ class Shard:
                 feeds[symbol] = Feed(symbol, NativeBook())
                 continue
             feeds[symbol] = Feed(symbol, NativeBook.restore(state.book), state.market_data_sequence, state.last_price)
-            _merge_max_ids(max_ids, state.book.id_array())
+            _merge_max_ids(max_ids, state.book)
         return cls(feeds, snapshot.sequence, max_ids, snapshot.time)
 
     def _accepted(self, order_id: int) -> None:
@@ -179,13 +183,38 @@ class Shard:
             self._max_ids[tes_id] = order_id
 
 
-def _merge_max_ids(max_ids: dict[int, int], ids: np.ndarray) -> None:
-    """Fold ascending accepted ``ids`` into ``max_ids`` (the last id of each prefix is its largest)."""
-    if not len(ids):
+class Capture(NamedTuple):
+    """`Shard.capture`: the shard's state taken on the loop, before the work that grows with it."""
+
+    sequence: int
+    journal_offset: int
+    time: int
+    books: dict[str, tuple[BookCapture, int, int | None]]
+    """symbol -> (the book's capture, market-data sequence, last trade price)."""
+
+    def finish(self) -> ShardSnapshot:
+        symbols = {
+            symbol: SymbolSnapshot(book.finish(), market_data_sequence, last_price)
+            for symbol, (book, market_data_sequence, last_price) in self.books.items()
+        }
+        return ShardSnapshot(self.sequence, self.journal_offset, symbols, self.time)
+
+
+def _merge_max_ids(max_ids: dict[int, int], book: BookSnapshot) -> None:
+    """Fold a book's accepted ids into ``max_ids``: a prefix's largest id is the largest of its
+    records' last ids (`BookSnapshot.last_ids`), or the prefix's top id when a range runs on
+    past it (ids at a prefix's edge; a word never does, prefixes being whole words)."""
+    lasts = book.last_ids()
+    if not len(lasts):
         return
-    prefixes = ids >> TES_SHIFT
+    prefixes = lasts >> TES_SHIFT
     last = np.append(prefixes[1:] != prefixes[:-1], True)
-    for tes_id, order_id in zip(prefixes[last].tolist(), ids[last].tolist(), strict=True):
+    largest = dict(zip(prefixes[last].tolist(), lasts[last].tolist(), strict=True))
+    ranges = book.range_array()
+    for first, end in ranges[(ranges[:, 0] >> TES_SHIFT) != (ranges[:, 1] >> TES_SHIFT)].tolist():
+        for tes_id in range(first >> TES_SHIFT, end >> TES_SHIFT):
+            largest[tes_id] = ((tes_id + 1) << TES_SHIFT) - 1
+    for tes_id, order_id in largest.items():
         max_ids[tes_id] = max(max_ids.get(tes_id, 0), order_id)
 
 

@@ -21,11 +21,13 @@ from engine.messages import (
     RestingOrder,
     SubmitOrder,
 )
-from engine.snapshot import MASK, ORDER_DTYPE, BookSnapshot, id_digest_term, state_hash
+from engine.snapshot import MASK, ORDER_DTYPE, WORD_DTYPE, BookSnapshot, id_digest_term, state_hash
 from engine.types import MAX_QUANTITY, CancelReason, OrderType, RejectReason, Side, TimeInForce
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+FULL = 2**64 - 1
 GTC, IOC, FOK, DAY = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.DAY
 
 
@@ -183,11 +185,11 @@ def test_len_counts_resting_orders_through_every_command(book):
 
 
 def test_snapshot_of_empty_book_equals_reference(book):
-    assert book.snapshot() == BookSnapshot(0, b"", b"")
+    assert book.snapshot() == BookSnapshot(0, b"", b"", b"", b"")
     assert book.state_hash() == state_hash([], 0, 0, 0)
 
 
-def test_snapshot_holds_orders_in_priority_order_and_all_accepted_ids(book):
+def test_snapshot_holds_orders_in_priority_order_and_accepted_ids_by_word(book):
     traded_book(book)
     snapshot = book.snapshot()
     assert snapshot.trade_sequence == 4
@@ -199,7 +201,80 @@ def test_snapshot_holds_orders_in_priority_order_and_all_accepted_ids(book):
         (8, SELL, 103, 9, GTC),
         (12, SELL, 104, 5, DAY),
     ]
-    assert snapshot.id_array().tolist() == list(range(1, 13))
+    assert records(snapshot) == ([], [(0, 0b1_1111_1111_1110)], [])
+
+
+def records(snapshot):
+    """The accepted ids of ``snapshot`` as (ranges, (first, bits) words, lone ids) lists."""
+    words = [tuple(word) for word in snapshot.word_array().tolist()]
+    return snapshot.range_array().tolist(), words, snapshot.lone_array().tolist()
+
+
+def test_snapshot_writes_full_words_as_ranges_others_as_masks_or_lone_ids(book):
+    """Words of 64 ids: full ones join into ranges across 0 and split at a word that is not full."""
+    edge = 1 << 48
+    accepted = [*range(-64, 64), *range(64, 100), *range(128, 256), 300, *range(320, 384), edge, edge + 1, edge + 64]
+    for order_id in accepted:
+        book.buy(order_id, 1, 1, IOC)
+    book.buy(100, 1, 0)  # rejected orders' ids are not accepted: 100 does not extend 64..99
+    book.buy(384, 1, 1, FOK)  # nor 384 the range 320..383 (nothing to fill the FOK)
+    assert records(book.snapshot()) == (
+        [[-64, 63], [128, 255], [320, 383]],
+        [(64, 2**36 - 1), (edge, 0b11)],
+        [300, edge + 64],
+    )
+
+
+@pytest.mark.parametrize("stride", [2, 3, 4, 7, 64, 65])
+def test_snapshot_of_interleaved_ids_writes_a_mask_per_word(book, stride):
+    """A book sees every k-th id when k symbols trade in turn: 16 bytes per word of 64 ids."""
+    accepted = range(1 << 48, (1 << 48) + 1_000, stride)
+    for order_id in accepted:
+        book.buy(order_id, 1, 1, IOC)
+    expected = {}
+    for order_id in accepted:
+        expected[order_id & -64] = expected.get(order_id & -64, 0) | 1 << (order_id & 63)
+    snapshot = book.snapshot()
+    assert records(snapshot) == (
+        [],
+        [(first, bits) for first, bits in expected.items() if bits & (bits - 1)],
+        [first + bits.bit_length() - 1 for first, bits in expected.items() if not bits & (bits - 1)],
+    )
+    assert len(snapshot.accepted_words) + len(snapshot.accepted_lone) <= 16 * (1_000 // 64 + 1)
+
+
+def test_snapshot_records_reach_both_ends_of_int64(book):
+    for order_id in (INT64_MIN, INT64_MIN + 1, INT64_MAX - 1, INT64_MAX, -1, 0):
+        book.buy(order_id, 1, 1, IOC)
+    assert records(book.snapshot()) == ([], [(INT64_MIN, 0b11), (INT64_MAX - 63, 0b11 << 62)], [-1, 0])
+    for order_id in (*range(INT64_MIN + 2, INT64_MIN + 64), *range(INT64_MAX - 63, INT64_MAX - 1), INT64_MAX - 64):
+        book.buy(order_id, 1, 1, IOC)
+    assert records(book.snapshot()) == (
+        [[INT64_MIN, INT64_MIN + 63], [INT64_MAX - 63, INT64_MAX]], [], [-1, 0, INT64_MAX - 64],
+    )  # fmt: skip
+    for order_id in (INT64_MIN, INT64_MIN + 63, INT64_MAX - 64, INT64_MAX):
+        assert book.buy(order_id, 1, 1, IOC)[0].reason is RejectReason.DUPLICATE_ORDER_ID, order_id
+
+
+def test_restored_records_reject_every_id_in_them_and_accept_their_neighbours(make_book):
+    """The native book restores ranges and words a word at a time: their edges must be exact."""
+    low_mask = FULL ^ 0b11111  # ids 5..63
+    ids = {
+        "ranges": [[-128, -65], [64, 100_031], [INT64_MAX - 127, INT64_MAX]],
+        "words": [(0, low_mask), (100_032, 0b1111)],
+        "lone": [-200],
+    }
+    book = make_book(snapshot_of([(5_000, BUY, 10, 1, GTC)], **ids), tracker_with(5_000))
+    assert book.snapshot() == snapshot_of([(5_000, BUY, 10, 1, GTC)], **ids)
+    for order_id in (-200, -128, -65, 5, 63, 64, 50_000, 100_031, 100_035, INT64_MAX - 127, INT64_MAX):
+        assert book.sell(order_id, 20, 1)[0].reason is RejectReason.DUPLICATE_ORDER_ID, order_id
+    for order_id in (-201, -199, -129, -64, 4, 100_036, INT64_MAX - 128):
+        assert type(book.sell(order_id, 20, 1)[0]) is OrderAccepted, order_id
+    assert records(book.snapshot()) == (
+        ids["ranges"],
+        [(-256, 0b111 << 55), (0, low_mask | 0b10000), (100_032, 0b11111)],
+        [-129, -64, INT64_MAX - 128],
+    )
 
 
 def test_snapshot_restore_round_trip_then_books_continue_identically(book):
@@ -408,7 +483,7 @@ def test_apply_decoded_wire_commands_equals_direct_calls(make_book):
 def test_apply_of_non_command_raises_type_error(book):
     with pytest.raises(TypeError):
         book.apply(OrderCanceled(1, 1, CancelReason.REQUESTED))
-    assert book.snapshot() == BookSnapshot(0, b"", b"")
+    assert book.snapshot() == BookSnapshot(0, b"", b"", b"", b"")
 
 
 # ---------------------------------------------------------------- event types
@@ -452,30 +527,77 @@ def test_events_carry_enum_members_and_bools(book):
 # ---------------------------------------------------------------- restore validation
 
 
-def snapshot_of(orders, ids, trade_sequence=0):
-    orders, ids = np.array(orders, dtype=ORDER_DTYPE), np.array(ids, dtype="<i8")
-    return BookSnapshot.from_arrays(trade_sequence, orders, ids)
+def snapshot_of(orders, ranges=(), words=(), lone=(), trade_sequence=0):
+    """A snapshot of ``orders`` (records) with the accepted ids ``ranges`` ((first, last) pairs),
+    ``words`` ((first, bits) pairs) and ``lone``."""
+    return BookSnapshot.from_arrays(
+        trade_sequence,
+        np.array(orders, dtype=ORDER_DTYPE),
+        np.array(ranges, dtype="<i8").reshape(-1, 2),
+        np.array(list(words), dtype=WORD_DTYPE),
+        np.array(lone, dtype="<i8"),
+    )
 
 
+def tracker_with(*order_ids):
+    tracker = OrderTracker()
+    tracker.states = {order_id: OrderState.ACCEPTED for order_id in order_ids}
+    return tracker
+
+
+ONE_TWO = [(0, 0b110)]  # the word holding ids 1 and 2
 BAD_SNAPSHOTS = {
-    "negative sequence": snapshot_of([], [], -1),
-    "truncated orders": BookSnapshot(0, b"\0" * (ORDER_DTYPE.itemsize - 1), b""),
-    "truncated ids": BookSnapshot(0, b"", b"\0" * 7),
-    "ids descending": snapshot_of([], [2, 1]),
-    "ids repeated": snapshot_of([], [1, 1]),
-    "unknown side": snapshot_of([(1, 2, 100, 1, GTC)], [1]),
-    "ioc resting": snapshot_of([(1, BUY, 100, 1, IOC)], [1]),
-    "fok resting": snapshot_of([(1, BUY, 100, 1, FOK)], [1]),
-    "zero quantity": snapshot_of([(1, BUY, 100, 0, GTC)], [1]),
-    "quantity too large": snapshot_of([(1, BUY, 100, MAX_QUANTITY + 1, GTC)], [1]),
-    "zero price": snapshot_of([(1, SELL, 0, 1, GTC)], [1]),
-    "negative price": snapshot_of([(1, SELL, -5, 1, DAY)], [1]),
-    "shared id": snapshot_of([(1, BUY, 100, 1, GTC), (1, BUY, 99, 1, GTC)], [1]),
-    "id never accepted": snapshot_of([(1, BUY, 100, 1, GTC)], [2]),
-    "asks before bids": snapshot_of([(1, SELL, 101, 1, GTC), (2, BUY, 100, 1, GTC)], [1, 2]),
-    "bids worst first": snapshot_of([(1, BUY, 99, 1, GTC), (2, BUY, 100, 1, GTC)], [1, 2]),
-    "asks worst first": snapshot_of([(1, SELL, 102, 1, GTC), (2, SELL, 101, 1, GTC)], [1, 2]),
-    "crossed": snapshot_of([(1, BUY, 100, 1, GTC), (2, SELL, 100, 1, GTC)], [1, 2]),
+    "negative sequence": snapshot_of([], trade_sequence=-1),
+    "truncated orders": BookSnapshot(0, b"\0" * (ORDER_DTYPE.itemsize - 1), b"", b"", b""),
+    "truncated ranges": BookSnapshot(0, b"", b"\0" * 15, b"", b""),
+    "truncated words": BookSnapshot(0, b"", b"", b"\0" * 15, b""),
+    "truncated lone ids": BookSnapshot(0, b"", b"", b"", b"\0" * 7),
+    "range backwards": snapshot_of([], [[64, 63]]),
+    "range starting inside a word": snapshot_of([], [[1, 127]]),
+    "range ending inside a word": snapshot_of([], [[0, 126]]),
+    "range of part of a word": snapshot_of([], [[1, 2]]),
+    "ranges descending": snapshot_of([], [[128, 191], [0, 63]]),
+    "ranges overlapping": snapshot_of([], [[0, 127], [64, 191]]),
+    "ranges adjacent": snapshot_of([], [[0, 63], [64, 127]]),
+    "ranges repeated": snapshot_of([], [[0, 63], [0, 63]]),
+    "ranges adjacent across 0": snapshot_of([], [[INT64_MIN, -1], [0, 63]]),
+    "ranges adjacent at the top": snapshot_of([], [[INT64_MAX - 127, INT64_MAX - 64], [INT64_MAX - 63, INT64_MAX]]),
+    "every int64": snapshot_of([], [[INT64_MIN, INT64_MAX]]),
+    "2**63 ids": snapshot_of([], [[INT64_MIN, -65]], [(0, FULL >> 1)], [INT64_MAX]),
+    "empty word": snapshot_of([], words=[(0, 0)]),
+    "word of one id": snapshot_of([], words=[(0, 1)]),
+    "full word": snapshot_of([], words=[(0, FULL)]),
+    "word not on a multiple of 64": snapshot_of([], words=[(1, 0b11)]),
+    "words descending": snapshot_of([], words=[(64, 0b11), (0, 0b11)]),
+    "words repeated": snapshot_of([], words=[(0, 0b11), (0, 0b11)]),
+    "word in a range": snapshot_of([], [[0, 127]], [(64, 0b11)]),
+    "word in a range at the top": snapshot_of([], [[INT64_MAX - 127, INT64_MAX]], [(INT64_MAX - 63, 0b11)]),
+    "lone ids descending": snapshot_of([], lone=[70, 1]),
+    "lone ids repeated": snapshot_of([], lone=[1, 1]),
+    "two lone ids in a word": snapshot_of([], lone=[1, 2]),
+    "lone id in a word": snapshot_of([], words=ONE_TWO, lone=[9]),
+    "lone id in a range": snapshot_of([], [[0, 63]], lone=[5]),
+    "lone id in a range across 0": snapshot_of([], [[INT64_MIN, -1]], lone=[-1]),
+    "unknown side": snapshot_of([(1, 2, 100, 1, GTC)], lone=[1]),
+    "ioc resting": snapshot_of([(1, BUY, 100, 1, IOC)], lone=[1]),
+    "fok resting": snapshot_of([(1, BUY, 100, 1, FOK)], lone=[1]),
+    "zero quantity": snapshot_of([(1, BUY, 100, 0, GTC)], lone=[1]),
+    "quantity too large": snapshot_of([(1, BUY, 100, MAX_QUANTITY + 1, GTC)], lone=[1]),
+    "zero price": snapshot_of([(1, SELL, 0, 1, GTC)], lone=[1]),
+    "negative price": snapshot_of([(1, SELL, -5, 1, DAY)], lone=[1]),
+    "shared id": snapshot_of([(1, BUY, 100, 1, GTC), (1, BUY, 99, 1, GTC)], lone=[1]),
+    "id never accepted": snapshot_of([(1, BUY, 100, 1, GTC)], lone=[2]),
+    "id between ranges": snapshot_of([(100, BUY, 100, 1, GTC)], [[0, 63], [128, 191]]),
+    "id below the ranges": snapshot_of([(-1, BUY, 100, 1, GTC)], [[0, 63]]),
+    "id above the ranges": snapshot_of([(64, BUY, 100, 1, GTC)], [[0, 63]]),
+    "id not in its word": snapshot_of([(3, BUY, 100, 1, GTC)], words=ONE_TWO),
+    "id in no word": snapshot_of([(65, BUY, 100, 1, GTC)], words=ONE_TWO),
+    "id next to a lone id": snapshot_of([(3, BUY, 100, 1, GTC)], lone=[2]),
+    "id without accepted ids": snapshot_of([(1, BUY, 100, 1, GTC)]),
+    "asks before bids": snapshot_of([(1, SELL, 101, 1, GTC), (2, BUY, 100, 1, GTC)], words=ONE_TWO),
+    "bids worst first": snapshot_of([(1, BUY, 99, 1, GTC), (2, BUY, 100, 1, GTC)], words=ONE_TWO),
+    "asks worst first": snapshot_of([(1, SELL, 102, 1, GTC), (2, SELL, 101, 1, GTC)], words=ONE_TWO),
+    "crossed": snapshot_of([(1, BUY, 100, 1, GTC), (2, SELL, 100, 1, GTC)], words=ONE_TWO),
 }
 
 
@@ -492,13 +614,12 @@ def test_restore_of_non_snapshot_raises_type_error(book_class):
 
 def test_restore_accepts_edge_of_valid_snapshot(make_book):
     snapshot = snapshot_of(
-        [(5, BUY, 100, MAX_QUANTITY, DAY), (4, BUY, 100, 1, GTC), (-(2**63), SELL, 2**63 - 1, 1, GTC)],
-        [-(2**63), 1, 4, 5],
+        [(5, BUY, 100, MAX_QUANTITY, DAY), (4, BUY, 100, 1, GTC), (INT64_MIN, SELL, INT64_MAX, 1, GTC)],
+        words=[(0, 0b110010), (INT64_MAX - 63, 0b111 << 61)],
+        lone=[INT64_MIN],
         trade_sequence=10**15,
     )
-    tracker = OrderTracker()
-    tracker.states = {order_id: OrderState.ACCEPTED for order_id in (5, 4, -(2**63))}
-    book = make_book(snapshot, tracker)
+    book = make_book(snapshot, tracker_with(5, 4, INT64_MIN))
     assert book.snapshot() == snapshot
     assert book.depth() == {"bids": [(100, MAX_QUANTITY + 1, 2)], "asks": [(2**63 - 1, 1, 1)]}
     assert book.sell(6, 100, 2)[1:] == [

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from engine.book import ReferenceBook
 from engine.lifecycle import OrderTracker
 from engine.messages import CancelOrder, ExpireDayOrders, ReplaceOrder, SubmitOrder
+from engine.snapshot import id_records_of_ranges
 from engine.stream import FILL_DTYPE, STREAM_DTYPE, StreamError
 from engine.types import MAX_QUANTITY, OrderType, Side, TimeInForce
 
@@ -38,7 +39,8 @@ LIMIT_TIFS = mostly(st.sampled_from([GTC, GTC, GTC, DAY, DAY, IOC, FOK]), st.sam
 MARKET_TIFS = mostly(st.sampled_from([IOC, IOC, FOK]), st.sampled_from([GTC, DAY, 4]), weight=6)
 PRICES = mostly(st.integers(95, 105), st.sampled_from([0, -1, 1, 10**12, INT64_MAX]), weight=20)
 QUANTITIES = mostly(st.integers(1, 20), st.sampled_from([0, -1, MAX_QUANTITY, MAX_QUANTITY + 1]), weight=20)
-FRESH_IDS = mostly(st.integers(0, 10**6), st.sampled_from([-1, INT64_MIN, INT64_MAX]), weight=20)
+EDGE_IDS = st.sampled_from([-1, 0, 63, 64, -64, -65, INT64_MIN, INT64_MIN + 1, INT64_MAX - 1, INT64_MAX])
+FRESH_IDS = mostly(st.integers(0, 10**6), EDGE_IDS, weight=20)
 KINDS = ["submit"] * 12 + ["cancel"] * 2 + ["replace"] * 3 + ["expire"]
 
 
@@ -58,10 +60,17 @@ def commands(draw, used_ids, live_ids):
         return CancelOrder(draw(target))
     if kind == "replace":
         return ReplaceOrder(draw(target), draw(PRICES), draw(QUANTITIES))
-    order_id = draw(mostly(FRESH_IDS, target))
+    fresh = FRESH_IDS
+    if used_ids:  # half the time next to a used id, so runs of consecutive ids (ranges) form and join
+        fresh = mostly(fresh, st.sampled_from(sorted(used_ids)).flatmap(neighbour), weight=1)
+    order_id = draw(mostly(fresh, target))
     side, order_type = draw(SIDES), draw(TYPES)
     tif = draw(MARKET_TIFS if order_type == OrderType.MARKET else LIMIT_TIFS)
     return SubmitOrder(order_id, side, order_type, tif, draw(PRICES), draw(QUANTITIES))
+
+
+def neighbour(order_id):
+    return st.sampled_from([i for i in (order_id - 1, order_id + 1) if INT64_MIN <= i <= INT64_MAX])
 
 
 def random_session(data, book, on_command):
@@ -141,6 +150,87 @@ def test_events_follow_lifecycle_on_random_commands(book_class, data):
     book = book_class()
     random_session(data, book, track)
     book.check_invariants()
+
+
+# ---------------------------------------------------------------- accepted-id patterns
+
+ID_BASES = [0, -100, 64 * 1000 - 5, 1 << 48, 2 << 48, INT64_MAX - 150, INT64_MIN]
+ID_SEGMENT = st.tuples(st.sampled_from(ID_BASES), st.integers(1, 400), st.sampled_from([1, 1, 1, 2, 3, 4, 63, 64, 65]))
+ID_SCATTER = st.tuples(st.sampled_from(ID_BASES), st.sets(st.integers(0, 3_000), max_size=200))
+
+
+def ranges_of(ids):
+    """The runs of consecutive ids in ascending ``ids``, as inclusive (first, last) pairs."""
+    ranges = []
+    for order_id in ids:
+        if ranges and ranges[-1][1] == order_id - 1:
+            ranges[-1][1] = order_id
+        else:
+            ranges.append([order_id, order_id])
+    return ranges
+
+
+def records_of(ids):
+    """The snapshot records (ranges, (first, bits) words, lone ids) of ascending ``ids``, the
+    plain way (the test's own oracle)."""
+    words = {}
+    for order_id in ids:
+        words[order_id >> 6] = words.get(order_id >> 6, 0) | 1 << (order_id & 63)
+    ranges, masks, lone = [], [], []
+    for word, bits in words.items():  # ascending, as the ids are
+        first = word << 6
+        if bits == 2**64 - 1:
+            if ranges and ranges[-1][1] == first - 1:
+                ranges[-1][1] = first + 63
+            else:
+                ranges.append([first, first + 63])
+        elif bits & (bits - 1):
+            masks.append((first, bits))
+        else:
+            lone.append(first + bits.bit_length() - 1)
+    return ranges, masks, lone
+
+
+@SETTINGS
+@given(segments=st.lists(ID_SEGMENT, min_size=1, max_size=6), scattered=st.lists(ID_SCATTER, max_size=2),
+       rejected=st.sets(st.integers(0, 2_400), max_size=60), data=st.data())
+def test_accepted_id_patterns_give_equal_records_snapshots_and_hashes(segments, scattered, rejected, data):
+    """Dense runs (one TES's ids), several runs (several TESs), strides (k symbols traded in turn:
+    every k-th id), scattered ids (symbols traded in random order), gaps (rejected orders' ids),
+    both ends of int64 and 0, submitted in any order; restored, each book takes or rejects the
+    ids at the edges and around some accepted ones as the reference does."""
+    native_class = native_book_class()
+    ids = sorted({
+        base + stride * k for base, count, stride in segments for k in range(count)
+        if base + stride * k <= INT64_MAX
+    } | {base + offset for base, offsets in scattered for offset in offsets if base + offset <= INT64_MAX})
+    stream = np.zeros(len(ids), dtype=STREAM_DTYPE)
+    stream["order_id"] = data.draw(st.permutations(ids), label="submission order")
+    stream["kind"], stream["price"], stream["qty"] = 4, 1, 1  # limit IOC on an empty book: accepted
+    stream["qty"][[i for i in rejected if i < len(ids)]] = 0  # rejected: the id is not accepted
+    reference, native = ReferenceBook(), native_class()
+    reference.replay(stream)
+    native.replay(stream)
+    snapshot = native.snapshot()
+    words = [tuple(word) for word in snapshot.word_array().tolist()]
+    accepted = sorted(stream["order_id"][stream["qty"] == 1].tolist())
+    assert (snapshot.range_array().tolist(), words, snapshot.lone_array().tolist()) == records_of(accepted)
+    ranges, words, lone = id_records_of_ranges(ranges_of(accepted))  # a version-2 snapshot's, converted
+    assert (ranges.tolist(), [tuple(word) for word in words.tolist()], lone.tolist()) == records_of(accepted)
+    assert snapshot == reference.snapshot()
+    assert native.state_hash() == reference.state_hash()
+    native.check_invariants()
+    around = data.draw(st.lists(st.sampled_from(ids), max_size=10), label="ids probed with their neighbours")
+    probed = [i + d for i in (ids[0], ids[-1], *around) for d in (-1, 0, 1) if INT64_MIN <= i + d <= INT64_MAX]
+    probe = [SubmitOrder(i, Side.BUY, OrderType.LIMIT, IOC, 1, 1) for i in probed]
+    for book_class in (native_class, ReferenceBook):
+        restored = book_class.restore(snapshot)
+        restored.check_invariants()
+        assert restored.snapshot() == snapshot
+        assert restored.state_hash() == reference.state_hash()
+        assert [restored.apply(c) for c in probe] == [reference.apply(c) for c in probe]
+        assert restored.snapshot() == reference.snapshot()
+        reference = ReferenceBook.restore(snapshot)
 
 
 # ---------------------------------------------------------------- replay

@@ -11,6 +11,7 @@ import time
 import zlib
 
 import msgspec
+import numpy as np
 import pytest
 from obs_streams import SYMBOLS, commands
 from procs import REPO
@@ -18,12 +19,14 @@ from procs import REPO
 import main
 from config.settings import JournalConfig, ShardConfig
 from engine.messages import OrderFilled
-from engine.snapshot import ORDER_DTYPE, BookSnapshot
+from engine.snapshot import ORDER_DTYPE, BookSnapshot, id_records_of_ranges
 from servers import journal
 from servers.journal import (
     HEADER,
     JOURNAL_FILE,
     Journal,
+    ShardSnapshot,
+    SymbolSnapshot,
     read_records,
     read_snapshot,
     read_snapshots,
@@ -463,7 +466,8 @@ SNAPSHOT_DAMAGE = {
     "truncated": (lambda data, _: data[:-10], "the header announces"),
     "extended": (lambda data, _: data + b"\0", "the header announces"),
     "magic": (lambda data, _: b"X" + data[1:], "bad magic"),
-    "version": (lambda data, _: data[:4] + struct.pack("<I", 2) + data[8:], "format version 2"),
+    "version": (lambda data, _: data[:4] + struct.pack("<I", 4) + data[8:], "format version 4"),
+    "version flipped to 2": (lambda data, _: data[:4] + struct.pack("<I", 2) + data[8:], "does not decode"),
     "unframed": (lambda data, _: data[journal.SNAPSHOT_HEADER.size :], "bad magic"),
     "empty": (lambda data, _: b"", "shorter than the 20-byte header"),
 }
@@ -541,6 +545,92 @@ def test_snapshot_files_hold_their_sequence_offset_and_books(tmp_path):
         assert isinstance(entry.book, BookSnapshot)
         assert entry.book == live.feeds[symbol].book.snapshot()
         assert entry.market_data_sequence == live.feeds[symbol].sequence
+
+
+def test_snapshots_are_written_in_format_version_3_with_ids_by_word(tmp_path):
+    run(tmp_path, commands(100), snapshot_every=100)
+    data = (tmp_path / "snapshot-100.msgpack").read_bytes()
+    assert journal.SNAPSHOT_HEADER.unpack_from(data)[:2] == (b"OBSS", 3)
+    book = msgspec.msgpack.decode(data[journal.SNAPSHOT_HEADER.size :])["symbols"]["ACME"]["book"]
+    assert list(book) == ["trade_sequence", "orders", "accepted_ranges", "accepted_words", "accepted_lone"]
+
+
+def runs(ids):
+    """Inclusive (first, last) pairs of the runs of consecutive ids in ascending ``ids``."""
+    pairs = []
+    for order_id in ids:
+        if pairs and pairs[-1][1] == order_id - 1:
+            pairs[-1][1] = order_id
+        else:
+            pairs.append([order_id, order_id])
+    return pairs
+
+
+def old_version_file(snapshot, version, ids=None):
+    """``snapshot`` as format ``version`` wrote it: every accepted id listed (1) or the runs of
+    consecutive ids as ranges (2); ``ids``: these bytes instead."""
+    symbols = {}
+    for symbol, state in snapshot.symbols.items():
+        listed = state.book.id_array().tolist()
+        field, values = ("accepted_ids", listed) if version == 1 else ("accepted_ranges", runs(listed))
+        book = {
+            "trade_sequence": state.book.trade_sequence,
+            "orders": state.book.orders,
+            field: np.array(values, dtype="<i8").tobytes() if ids is None else ids,
+        }
+        symbols[symbol] = {"book": book, "market_data_sequence": state.market_data_sequence,
+                           "last_price": state.last_price}
+    payload = ENCODE({"sequence": snapshot.sequence, "journal_offset": snapshot.journal_offset,
+                      "symbols": symbols, "time": snapshot.time})
+    return journal.SNAPSHOT_HEADER.pack(journal.SNAPSHOT_MAGIC, version, len(payload), zlib.crc32(payload)) + payload
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_old_version_snapshots_are_read_with_their_ids_by_word_and_recover(tmp_path, version):
+    """After an upgrade the snapshots an older version wrote must still restore: with the journal
+    before them discarded, the OBS could not start otherwise."""
+    live, _ = run(tmp_path, commands(3000), group=50, snapshot_every=1000)
+    newest, older = read_snapshots(tmp_path)
+    assert len(runs(newest.symbols["ACME"].book.id_array().tolist())) > 100, "two TESs' ids split over two symbols"
+    for snapshot in (newest, older):
+        path = tmp_path / f"snapshot-{snapshot.sequence}.msgpack"
+        path.write_bytes(old_version_file(snapshot, version))
+        assert read_snapshot(path) == snapshot
+    log = Journal(tmp_path, JournalConfig(), len(journal_bytes(tmp_path)))
+    log.discard_before(older.journal_offset)
+    log.close()
+    recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
+    log.close()
+    assert recovered.restored_sequence == 3000 and state(recovered) == state(live)
+
+
+OLD_IDS_DAMAGE = {
+    (1, "a partial id"): b"\1" * 12,
+    (1, "ids out of order"): np.array([5, 3], dtype="<i8").tobytes(),
+    (1, "a repeated id"): np.array([3, 3], dtype="<i8").tobytes(),
+    (2, "a partial range"): b"\1" * 24,
+    (2, "overlapping ranges"): np.array([[1, 5], [5, 9]], dtype="<i8").tobytes(),
+    (2, "a range backwards"): np.array([[9, 5]], dtype="<i8").tobytes(),
+}
+
+
+@pytest.mark.parametrize(("version", "what"), OLD_IDS_DAMAGE)
+def test_old_version_snapshot_whose_ids_do_not_convert_is_damaged(tmp_path, version, what):
+    run(tmp_path, commands(100), snapshot_every=100)
+    path = tmp_path / "snapshot-100.msgpack"
+    path.write_bytes(old_version_file(read_snapshot(path), version, ids=OLD_IDS_DAMAGE[version, what]))
+    with pytest.raises(journal.SnapshotDamaged, match="a CRC-valid payload that does not decode"):
+        read_snapshot(path)
+
+
+def test_restored_shard_takes_each_tes_largest_id_from_ranges_words_and_lone_ids(tmp_path):
+    """Ids are ``(tes_id << 48) | n``: a range of whole words may run across the edge of a TES's ids."""
+    edge = 1 << 48
+    ranges = [[-20, -10], [5, 9], [edge - 130, edge + 70], [edge + 200, edge + 201], [(3 << 48) + 9, (3 << 48) + 9]]
+    book = BookSnapshot.from_arrays(0, np.empty(0, ORDER_DTYPE), *id_records_of_ranges(ranges))
+    assert book.range_array().tolist() == [[edge - 128, edge + 63]] and len(book.lone_array()) == 1
+    shard = Shard.restore(SYMBOLS, ShardSnapshot(1, 0, {"ACME": SymbolSnapshot(book, 0, None)}))
+    assert [shard.max_order_id(tes) for tes in (0, 1, 2, 3)] == [edge - 1, edge + 201, 0, (3 << 48) + 9]
 
 
 def test_shard_built_empty_has_no_ids_and_sequence_zero(tmp_path):
