@@ -13,11 +13,16 @@ bench book [--messages N] [--repeats R]
 bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never]
     Throughput and ack latency through client -> TES -> OBS -> TES -> client,
     median of R runs (default 3) per offered rate.
+bench soak [--orders N] [--rate R] [--round-s S]
+    The same path for N orders (default 10,000,000) at R/s in consecutive rounds of
+    S seconds: per round the ack latency, snapshot size and CPU per order, and
+    whether the p99 stays flat as the accepted ids grow.
 
 Roles (configuration from ``config/exchange.toml``, EXCHANGE__* overrides)
 ---------------------------------------------------------------------------
 -s OBS [--shard NAME]     run an Order Book Server (the first shard by default)
 -s TES                    run the Trading Engine Server
+-s recorder               record every shard's journal into the database and the tick store
 -c CLIENT [ARGS...]       run a client: trader, marketmaker, random, loadgen
 up                        OBS, TES and the configured bots together; Ctrl-C stops all
 end-of-day [--symbol S]   expire every resting DAY order (or those of S); prints the counts
@@ -28,6 +33,13 @@ journal check [--shard S] read a shard's journal, snapshots and discarded-before
 journal cut --shard S --at OFFSET
                           with that OBS stopped: move the journal's bytes from OFFSET (where a
                           good record ends) into commands.log.cut-OFFSET and cut it there
+history ACTION ...        query the tick store (ticks, bars, vwap, aj, daily) as a table or
+                          --csv, or compact a finished day: see database/ticks/cli.py
+history trader KIND TRADER
+                          a trader's orders, executions, daily P&L or positions from the
+                          transactional database: see database/history.py
+admin KIND ACTION ...     the reference data in the database: instruments, traders and their
+                          limits, API keys (add, rotate, revoke): see database/admin.py
 
 Every failure the user can fix (bad arguments, a missing, pickled, .npz or
 wrong-dtype stream, an unwritable output) is reported as one ``error: ...`` line
@@ -41,7 +53,7 @@ import json
 import sys
 from pathlib import Path
 
-from config.arguments import non_negative_int, positive_int
+from config.arguments import non_negative_int, positive_float, positive_int
 from engine import workload
 from engine.book import ReferenceBook
 from engine.replay import summarize, summary_line, timed_replay
@@ -124,6 +136,10 @@ def run_bench(args: argparse.Namespace) -> None:
         from benchmarks import e2e
 
         report = e2e.run(rates=args.rates or e2e.RATES, duration=args.duration, fsync=args.fsync, repeats=args.repeats)
+    elif args.suite == "soak":
+        from benchmarks import soak
+
+        report = soak.run(orders=args.orders, rate=args.rate, round_s=args.round_s)
     else:
         from benchmarks import book as book_benchmark
 
@@ -140,7 +156,8 @@ def rate_list(text: str) -> tuple[int, ...]:
 def add_bench_command(commands) -> None:
     parser = commands.add_parser("bench", help="run a benchmark and print its table")
     parser.add_argument(
-        "suite", choices=["book", "e2e"], help="book: the matching core; e2e: orders through TES and OBS"
+        "suite", choices=["book", "e2e", "soak"],
+        help="book: the matching core; e2e: orders through TES and OBS; soak: the same for millions of orders",
     )
     parser.add_argument(
         "--messages", type=positive_int, default=1_000_000, help="standard workload size (default: 1000000)"
@@ -156,6 +173,12 @@ def add_bench_command(commands) -> None:
     parser.add_argument("--duration", type=float, default=5.0, help="e2e: seconds per rate (default: 5)")
     parser.add_argument("--fsync", choices=["batch", "interval", "never"], default="batch",
                         help="e2e: journal fsync policy (default: batch)")
+    parser.add_argument("--orders", type=positive_int, default=10_000_000,
+                        help="soak: orders in all (default: 10000000)")
+    parser.add_argument("--rate", type=positive_float, default=50_000.0,
+                        help="soak: offered orders/s (default: 50000)")
+    parser.add_argument("--round-s", type=positive_float, default=20.0,
+                        help="soak: seconds per round (default: 20)")
     parser.set_defaults(run=run_bench)
 
 
@@ -208,7 +231,54 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write new pairs for every role (every process must then be restarted)")
     keys.set_defaults(run=run_keys)
     add_journal_command(commands)
+    add_history_command(commands)
+    add_admin_command(commands)
     return parser
+
+
+def add_history_command(commands) -> None:
+    from database import history
+    from database.ticks import cli
+
+    history.add_parser(cli.add_parser(commands, run_history), run_trader_history)
+
+
+def run_trader_history(args: argparse.Namespace) -> int:
+    """``history trader KIND ...``: a trader's records in the transactional database (`database.history`)."""
+    from database.history import run
+    from database.ticks.cli import HistoryError
+
+    try:
+        return run(args, load_settings())
+    except HistoryError as exc:
+        raise CliError(str(exc)) from None
+
+
+def add_admin_command(commands) -> None:
+    from database.admin import add_parser
+
+    add_parser(commands, run_admin)
+
+
+def run_admin(args: argparse.Namespace) -> None:
+    """``admin KIND ACTION ...``: the reference data in the database (`database.admin`)."""
+    from database.admin import AdminError, run
+
+    try:
+        lines = run(args, load_settings())
+    except AdminError as exc:
+        raise CliError(str(exc)) from None
+    print("\n".join(lines))
+
+
+def run_history(args: argparse.Namespace) -> int:
+    """``history ACTION ...``: the tick store's queries (`database.ticks.cli`)."""
+    from database.ticks.cli import HistoryError, run
+
+    try:
+        return run(args, load_settings())
+    except HistoryError as exc:
+        raise CliError(str(exc)) from None
 
 
 def add_journal_command(commands) -> None:
@@ -226,7 +296,7 @@ def add_journal_command(commands) -> None:
     cut.set_defaults(run=run_journal_cut)
 
 
-SERVERS = {"OBS": "servers.obs", "TES": "servers.tes"}
+SERVERS = {"OBS": "servers.obs", "TES": "servers.tes", "recorder": "servers.recorder"}
 CLIENTS = {"trader": "clients.trader", "marketmaker": "clients.marketmaker", "random": "clients.random_trader",
            "loadgen": "clients.loadgen"}
 

@@ -8,8 +8,13 @@ socket (frames ``[payload]``, each payload a msgpack list of `ClientRequest` /
   method that waits for its own answer (`logon`, the queries, `logout`) keeps
   every other message it reads meanwhile, and `receive` returns those first.
 - **Identifiers.** `enter_order`, `cancel` and `replace` return the
-  ``client_order_id`` they used: 1, 2, 3, ... in this session, never reused
-  (the TES refuses a duplicate). The exchange order id arrives in `OrderAccepted`.
+  ``client_order_id`` they used: consecutive, starting where the trader's last
+  session left off (`LogonAccepted.next_client_order_id`: client order ids are the
+  trader's, and the TES refuses a duplicate). The exchange order id arrives in
+  `OrderAccepted`.
+- **Reports missed.** Order reports are numbered per trader (``report``); a logon
+  asks for the ones after the latest this client received (a new client: the ones
+  made while the trader had no session), which arrive first, with their numbers.
 - **Liveness.** After `LogonAccepted`, every call that touches the socket sends
   a `Heartbeat` when nothing was sent for ``heartbeat_ms``; a long `receive`
   wakes up to send them. A program that sits idle without calling the client
@@ -173,6 +178,8 @@ class ExchangeClient:
         self.relogon = relogon
         self.ended: LoggedOut | SessionRejected | None = None
         """Why the last session ended (None: never logged on, or logged on now)."""
+        self.last_report = 0
+        """The number of the latest of the trader's reports received: a new logon asks for the ones after it."""
         self.heartbeat_s: float | None = None
         self.session_timeout_s: float | None = None
         self.last_sent = self.last_received = time.monotonic()
@@ -192,7 +199,8 @@ class ExchangeClient:
 
     def logon(self, timeout: float = 5.0) -> LogonAccepted:
         """Log on and wait for the answer; raise `LogonError` if refused or unanswered."""
-        self._send([Logon(self.trader_id, self._api_key, self.cancel_on_disconnect)])
+        self._send([Logon(self.trader_id, self._api_key, self.cancel_on_disconnect,
+                          self.last_report if self.last_report else -1)])
         try:
             reply = self._wait_for(_answers_logon, timeout, in_session=False)
         except RequestTimeout:
@@ -392,6 +400,12 @@ class ExchangeClient:
         if not messages:
             return messages
         self.last_received = time.monotonic()
+        for message in reversed(messages):
+            number = getattr(message, "report", 0)
+            if number:
+                if number > self.last_report:
+                    self.last_report = number
+                break
         kinds = set(map(type, messages))
         if LogonAccepted in kinds or LoggedOut in kinds or SessionRejected in kinds:
             self._follow_session(messages)
@@ -408,6 +422,7 @@ class ExchangeClient:
             if kind is LogonAccepted:
                 self.logged_on = True
                 self.ended = None
+                self._next_order_id = max(self._next_order_id, message.next_client_order_id)
                 self.heartbeat_s = message.heartbeat_ms / 1000
                 self.session_timeout_s = message.session_timeout_ms / 1000
             elif self.logged_on and (

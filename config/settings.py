@@ -40,6 +40,8 @@ class Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class TesConfig(Struct):
     client_endpoint: Endpoint
     tes_id: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 1
+    journal_dir: Annotated[str, msgspec.Meta(min_length=1)] = "data/tes"
+    """The ledger's journal (`servers.ledger`): what a restart of the TES must not forget."""
     heartbeat_ms: Positive = 1000
     session_timeout_ms: Positive = 5000
     logon_failures: Positive = 5
@@ -111,6 +113,45 @@ class SecurityConfig(Struct):
     """"curve": the TES client endpoint is a CURVE server too (clients need ``keys_dir/tes.key``)."""
 
 
+DATABASE_URL = r"^(|sqlite:///.+|postgresql(\+psycopg)?://.+)$"
+
+
+class DatabaseConfig(Struct):
+    """The transactional database (`database.store`): "" is SQLite in data/exchange.sqlite."""
+
+    url: Annotated[str, msgspec.Meta(pattern=DATABASE_URL)] = ""
+    """"", sqlite:///PATH or postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE (psycopg 3)."""
+
+
+class TicksConfig(Struct):
+    """The tick store (`database.ticks`): the embedded Parquet store in ``root``, or, with
+    ``kdb_host`` set, a kdb+ tickerplant (its confirmed watermarks are kept in ``root``)."""
+
+    root: Annotated[str, msgspec.Meta(min_length=1)] = "data/ticks"
+    kdb_host: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]*$")] = ""
+    """"": the embedded store; a host name or address: publish to the tickerplant there."""
+    kdb_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 5010
+    kdb_user: str = ""
+    kdb_password: str = ""
+    kdb_confirm_every: Positive = 8
+    """Batches between synchronous confirmations: the most a recorder crash sends again."""
+    kdb_timeout_ms: Positive = 10_000
+    """A connection, a send or a confirmation taking longer: the connection is taken as broken."""
+    kdb_backoff_max_ms: Positive = 30_000
+    """Reconnection waits start at 100 ms and double up to this."""
+
+    def __post_init__(self) -> None:
+        if self.kdb_password and not self.kdb_user:
+            raise ValueError("kdb_password is set without kdb_user")
+
+
+class RecorderConfig(Struct):
+    """The recorder (`servers.recorder`)."""
+
+    status_file: Annotated[str, msgspec.Meta(min_length=1)] = "data/recorder-status.json"
+    """Where the recorder keeps each shard's progress and lag for the dashboards (JSON)."""
+
+
 class Config(Struct):
     tes: TesConfig
     shards: Annotated[list[ShardConfig], msgspec.Meta(min_length=1)]
@@ -119,6 +160,9 @@ class Config(Struct):
     traders: list[TraderConfig] = []
     up: UpConfig = UpConfig()
     security: SecurityConfig = SecurityConfig()
+    ticks: TicksConfig = TicksConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    recorder: RecorderConfig = RecorderConfig()
 
     def instrument(self, symbol: str) -> InstrumentConfig | None:
         return next((i for i in self.instruments if i.symbol == symbol), None)

@@ -6,16 +6,18 @@ and able to trade):
 
 0. write the CURVE key pairs the configuration lacks (``python main.py keys``);
 1. one ``main.py -s OBS --shard NAME`` per configured shard;
-2. ``main.py -s TES``;
-3. one ``main.py -c marketmaker|random ...`` per entry of ``up.bots``;
+2. ``main.py -s recorder`` (the shards' journals into the database and the tick store);
+3. ``main.py -s TES``;
+4. one ``main.py -c marketmaker|random ...`` per entry of ``up.bots``;
 
 then print where everything listens and how to connect the trader CLI. Each
 child's output is relayed line by line, prefixed with its name.
 
-Stop, on SIGINT or SIGTERM: the bots, then the TES, then the OBS shards, so every
-client logs out before the TES drains and the TES drains before the books close
-their journals. Each is sent SIGTERM and waited for, and killed only if it does
-not exit within `STOP_WAIT_S`. `up` returns 0 if every child exited 0.
+Stop, on SIGINT or SIGTERM: the bots, then the TES, then the recorder, then the OBS
+shards, so every client logs out before the TES drains, the TES drains before the
+books close their journals, and the recorder has written what they journaled. Each
+is sent SIGTERM and waited for, and killed only if it does not exit within
+`STOP_WAIT_S`. `up` returns 0 if every child exited 0.
 
 A child that exits while the exchange is up (or starting) is reported, the rest
 are stopped in the same order, and `up` returns 1. Children run in their own
@@ -26,6 +28,7 @@ dies (``PR_SET_PDEATHSIG``), so none outlives it.
 
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,6 +158,7 @@ class Launcher:
         config = self.config
         up = (
             self.start([Child(f"OBS-{s.name}", ["-s", "OBS", "--shard", s.name]) for s in config.shards])
+            and self.start([Child("recorder", ["-s", "recorder"])])
             and self.start([Child("TES", ["-s", "TES"])])
             and self.start([
                 Child(f"{bot.kind}-{bot.trader_id}", ["-c", BOT_CLIENTS[bot.kind], "--trader", bot.trader_id,
@@ -170,7 +174,7 @@ class Launcher:
             clean = self.stopping
         elif self.stopping:
             clean = True
-        note("stopping: bots, then TES, then OBS")
+        note("stopping: bots, then TES, then recorder, then OBS")
         codes = self.stop_all()
         failed = {name: code for name, code in codes.items() if code != 0}
         if failed:
@@ -200,6 +204,9 @@ class Launcher:
         for shard in config.shards:
             lines.append(f"  OBS {shard.name:<19} {', '.join(shard.symbols)}: market data "
                          f"{shard.market_data_endpoint}, snapshots {shard.snapshot_endpoint}")
+        database = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", config.database.url) or "SQLite data/exchange.sqlite"
+        ticks = f"kdb+ {config.ticks.kdb_host}:{config.ticks.kdb_port}" if config.ticks.kdb_host else config.ticks.root
+        lines.append(f"  recorder                database {database}; ticks {ticks}")
         for bot in config.up.bots:
             lines.append(f"  bot                     {bot.kind} {bot.trader_id} on {bot.symbol}")
         lines += [

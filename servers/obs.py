@@ -70,7 +70,6 @@ from servers.journal import (
     KEEP_SNAPSHOTS,
     JournalDamaged,
     JournalFailed,
-    ShardSnapshot,
     first_record,
     write_snapshot,
 )
@@ -89,7 +88,7 @@ from servers.protocol import (
     topic,
 )
 from servers.security import ANYONE, NOBODY
-from servers.shard import JOURNALED, RecoveryError, load, recover
+from servers.shard import JOURNALED, Capture, RecoveryError, load, recover
 from servers.stream import Streamer
 
 log = logging.getLogger(__name__)
@@ -407,26 +406,28 @@ class OrderBookServer:
     # ---------------------------------------------------------------- housekeeping
 
     def _snapshot(self) -> None:
-        """Take a snapshot of the shard as of its last command and have the writer thread
-        make the journal durable up to it and then write it (fsyncing a new file costs tens
-        of milliseconds here, which the loop does not wait for). One at a time: while one is
-        being written, the next waits for a later turn.
+        """Capture the shard as of its last command (`Shard.capture`: copying out the resting
+        orders and the accepted-id words is all the loop does) and have the writer thread build
+        the snapshot from the capture, make the journal durable up to it and then write it
+        (fsyncing a new file costs tens of milliseconds here, which the loop does not wait
+        for). One at a time: while one is being written, the next waits for a later turn.
         """
         if self._snapshot_written is not None and not self._snapshot_written.done():
             return
         self.snapshot_sequence = self.state.sequence
-        snapshot = self.state.snapshot(self.journal.offset)
-        self._snapshot_written = self._writer.submit(self._write_snapshot, snapshot)
+        capture = self.state.capture(self.journal.offset)
+        self._snapshot_written = self._writer.submit(self._write_snapshot, capture)
 
-    def _write_snapshot(self, snapshot: ShardSnapshot) -> None:
+    def _write_snapshot(self, capture: Capture) -> None:
         """On the writer thread; then the journal before the oldest kept snapshot is discarded.
         A snapshot that cannot be written is logged, not fatal: the journal alone still
         recovers everything, only more slowly."""
         try:
+            snapshot = capture.finish()
             self.journal.sync_to(snapshot.journal_offset)
             write_snapshot(self.directory, snapshot)
-        except (OSError, JournalFailed) as exc:
-            log.error("snapshot at sequence %d not written: %s", snapshot.sequence, exc)
+        except (OSError, MemoryError, JournalFailed) as exc:
+            log.error("snapshot at sequence %d not written: %s", capture.sequence, exc)
             return
         self._snapshot_offsets.append(snapshot.journal_offset)
         if len(self._snapshot_offsets) == KEEP_SNAPSHOTS:

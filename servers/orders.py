@@ -5,6 +5,16 @@ sent until the book has said its last word about it. `OrderRegistry.apply` turns
 the book events of an `Executed` into the client reports of the owning traders
 and the trades to book into portfolios.
 
+State
+-----
+An order's state follows the exchange's one transition table (`engine.lifecycle`):
+PENDING until the book answers, then as its events say; a submission the server
+refuses after routing it (the book never answered: its server was unavailable) is
+REJECTED. Every order report carries the state after it, the cumulative filled
+quantity, the open quantity and the average price of the fills (what a FIX
+execution report needs), and the trader's next report number: reports are numbered
+1, 2, 3... per trader over the exchange's life (`numbers`; `servers.ledger` keeps them).
+
 Client order ids in reports
 ---------------------------
 An order keeps the client order id it was entered with; fills, acceptance,
@@ -22,6 +32,7 @@ order's own client order id; if the order was already gone, nothing is reported.
 from collections import deque
 
 from engine import messages as book
+from engine.lifecycle import TERMINAL, OrderState, Transition, next_state
 from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p
 
@@ -29,6 +40,7 @@ Report = tuple[str, object]
 """(trader id, client message)."""
 Trade = tuple[str, int, int, str | None, str | None]
 """(symbol, price, quantity, buying trader, selling trader); None for a side not ours."""
+PENDING, ACCEPTED, REJECTED = OrderState.PENDING, OrderState.ACCEPTED, OrderState.REJECTED
 
 
 class Request:
@@ -45,7 +57,7 @@ class Request:
 class Order:
     __slots__ = (
         "order_id", "trader_id", "client_order_id", "symbol", "side", "order_type", "time_in_force",
-        "price", "quantity", "filled", "accepted", "closed", "requests",
+        "price", "quantity", "filled", "notional", "state", "requests",
     )
 
     def __init__(self, order_id: int, trader_id: str, client_order_id: int, symbol: str, side: Side,
@@ -61,15 +73,27 @@ class Order:
         self.quantity = quantity
         """Open quantity."""
         self.filled = 0
-        self.accepted = False
-        """The book has accepted it (until then, a refusal answers the submission)."""
-        self.closed = False
-        """The book holds none of it any more; kept only to answer requests in flight."""
+        self.notional = 0
+        """Price x quantity of its fills (ticks x lots): average price = notional / filled."""
+        self.state = PENDING
         self.requests: deque[Request] | None = None
         """Cancels and replaces in flight, oldest first (None until the first: most orders get none)."""
 
+    @property
+    def accepted(self) -> bool:
+        """The book has accepted it (until then, a refusal answers the submission)."""
+        return self.state is not PENDING and self.state is not REJECTED
+
+    @property
+    def closed(self) -> bool:
+        """The book holds none of it any more; kept only to answer requests in flight."""
+        return self.state in TERMINAL
+
     def canceling(self) -> bool:
         return bool(self.requests) and any(request.cancel for request in self.requests)
+
+    def average_price(self) -> float:
+        return self.notional / self.filled if self.filled else 0.0
 
     def open_order(self) -> p.OpenOrder:
         return p.OpenOrder(self.client_order_id, self.order_id, self.symbol, self.side, self.time_in_force,
@@ -77,11 +101,15 @@ class Order:
 
 
 class OrderRegistry:
-    """Orders by exchange id, and each trader's open ones (in the order they were entered)."""
+    """Orders by exchange id, and each trader's open ones (in the order they were entered).
 
-    def __init__(self) -> None:
+    ``numbers`` holds each trader's last report number; every report made here takes the next.
+    """
+
+    def __init__(self, numbers: dict[str, int] | None = None) -> None:
         self.orders: dict[int, Order] = {}
         self.open: dict[str, dict[int, Order]] = {}
+        self.numbers = {} if numbers is None else numbers
 
     # ---------------------------------------------------------------- queries
 
@@ -100,6 +128,33 @@ class OrderRegistry:
             return []
         return [order for order in orders.values() if not symbol or order.symbol == symbol]
 
+    # ---------------------------------------------------------------- reports
+
+    def number(self, trader_id: str) -> int:
+        """The trader's next report number."""
+        number = self.numbers.get(trader_id, 0) + 1
+        self.numbers[trader_id] = number
+        return number
+
+    def rejected(self, trader_id: str, client_order_id: int, reason: RejectReason, text: str, time: int
+                 ) -> p.OrderRejected:
+        """The report of a submission refused before it became an order (by the server itself)."""
+        return self._refused_submission(trader_id, client_order_id, reason, text, time)
+
+    def request_rejected(self, kind: type, trader_id: str, client_order_id: int, order_id: int,
+                         reason: RejectReason, text: str, time: int) -> p.CancelRejected | p.ReplaceRejected:
+        """The report of a cancel or replace refused by the server itself (``kind`` says which);
+        the order it names, if the trader's and open, gives its status."""
+        order = self.owned(trader_id, order_id)
+        if order is None:
+            return kind(client_order_id, order_id, reason, text, time, self.number(trader_id))
+        return self._about(order, kind, client_order_id, order_id, reason, text, time)
+
+    def _about(self, order: Order, kind: type, *fields):
+        """A report ``kind(*fields, report, status, filled, leaves, average price)`` about ``order``."""
+        return kind(*fields, self.number(order.trader_id), order.state, order.filled, order.quantity,
+                    order.average_price())
+
     # ---------------------------------------------------------------- commands sent
 
     def add(self, order: Order) -> None:
@@ -117,38 +172,47 @@ class OrderRegistry:
 
     def unsent(self, commands: list, reports: list[Report], time: int) -> None:
         """Undo commands that could not be sent to their book and report each as refused (at ``time``)."""
-        undone = []
+        undone: list[tuple[Order, Request | None]] = []
         for command in reversed(commands):
             order = self.orders.get(getattr(command, "order_id", None))
             if order is None:
                 continue
-            reason = RejectReason.BOOK_UNAVAILABLE
             if isinstance(command, p.BookSubmit):
-                undone.append((order.trader_id, p.OrderRejected(order.client_order_id, reason, reason.text, time)))
-                self._close(order)
+                self._reject(order)
+                undone.append((order, None))
                 continue
             request = order.requests.pop()
-            if request.reason is CancelReason.REQUESTED:
-                kind = p.CancelRejected if request.cancel else p.ReplaceRejected
-                undone.append((order.trader_id, kind(request.client_order_id, order.order_id, reason, reason.text,
-                                                     time)))
             self._forget_if_done(order)
-        reports.extend(reversed(undone))
+            if request.reason is CancelReason.REQUESTED:
+                undone.append((order, request))
+        reason = RejectReason.BOOK_UNAVAILABLE
+        for order, request in reversed(undone):
+            if request is None:
+                report = self._refused_submission(order.trader_id, order.client_order_id, reason, reason.text, time)
+            else:
+                kind = p.CancelRejected if request.cancel else p.ReplaceRejected
+                report = self._about(order, kind, request.client_order_id, order.order_id, reason, reason.text, time)
+            reports.append((order.trader_id, report))
+
+    def _refused_submission(self, trader_id: str, client_order_id: int, reason: RejectReason, text: str,
+                            time: int) -> p.OrderRejected:
+        return p.OrderRejected(client_order_id, reason, text, time, self.number(trader_id), REJECTED)
 
     def in_flight(self, symbols: set[str]) -> int:
         """How many orders in ``symbols`` await the answer to a command (submission, cancel, replace)."""
         return sum(1 for order in self.orders.values()
-                   if order.symbol in symbols and ((not order.accepted and not order.closed) or order.requests))
+                   if order.symbol in symbols and (order.state is PENDING or order.requests))
 
     def abandon(self, symbols: set[str], reports: list[Report], time: int) -> None:
         """Refuse (BOOK_UNAVAILABLE) every command in flight on ``symbols``: their book will
         never answer them (it restarted without them, and has replayed every answer it had)."""
         reason = RejectReason.BOOK_UNAVAILABLE
         for order in [order for order in self.orders.values() if order.symbol in symbols]:
-            if not order.accepted and not order.closed:
-                reports.append((order.trader_id, p.OrderRejected(order.client_order_id, reason, reason.text, time)))
+            if order.state is PENDING:
                 order.requests = None
-                self._close(order)
+                self._reject(order)
+                reports.append((order.trader_id, self._refused_submission(
+                    order.trader_id, order.client_order_id, reason, reason.text, time)))
             while order.requests:
                 self._answer(order, reason, reason.text, reports, time)
 
@@ -160,10 +224,10 @@ class OrderRegistry:
         order = self.orders.get(refusal.order_id)
         if order is None:
             return
-        if not order.accepted and not order.closed:
-            reports.append((order.trader_id, p.OrderRejected(order.client_order_id, refusal.reason, refusal.text,
-                                                             time)))
-            self._close(order)
+        if order.state is PENDING:
+            self._reject(order)
+            reports.append((order.trader_id, self._refused_submission(
+                order.trader_id, order.client_order_id, refusal.reason, refusal.text, time)))
         elif order.requests:
             self._answer(order, refusal.reason, refusal.text, reports, time)
 
@@ -195,10 +259,10 @@ class OrderRegistry:
             if order is None:
                 continue
             if kind is book.OrderAccepted:
-                order.accepted = True
-                reports.append((order.trader_id, p.OrderAccepted(
-                    order.client_order_id, order.order_id, symbol, event.side, event.order_type,
-                    event.time_in_force, event.price, event.quantity, time)))
+                order.state = next_state(order.state, Transition.ACCEPT)
+                reports.append((order.trader_id, self._about(
+                    order, p.OrderAccepted, order.client_order_id, order.order_id, symbol, event.side,
+                    event.order_type, event.time_in_force, event.price, event.quantity, time)))
             elif kind is book.OrderCanceled:
                 client_order_id, reason = order.client_order_id, event.reason
                 if reason == CancelReason.REQUESTED and order.requests:
@@ -206,27 +270,34 @@ class OrderRegistry:
                     reason = request.reason
                     if reason is CancelReason.REQUESTED:
                         client_order_id = request.client_order_id
-                reports.append((order.trader_id, p.OrderCanceled(client_order_id, order.order_id, symbol,
-                                                                 event.quantity, reason, time)))
+                order.state = next_state(order.state, Transition.CANCEL)
+                order.quantity = 0
+                reports.append((order.trader_id, self._about(
+                    order, p.OrderCanceled, client_order_id, order.order_id, symbol, event.quantity, reason, time)))
                 self._close(order)
             elif kind is book.OrderReplaced:
                 client_order_id = order.requests.popleft().client_order_id if order.requests \
                     else order.client_order_id
+                order.state = next_state(order.state, Transition.REPLACE)
                 order.price = event.price
                 order.quantity = event.quantity
-                reports.append((order.trader_id, p.OrderReplaced(client_order_id, order.order_id, symbol,
-                                                                 event.price, event.quantity, event.priority_kept,
-                                                                 time)))
+                reports.append((order.trader_id, self._about(
+                    order, p.OrderReplaced, client_order_id, order.order_id, symbol, event.price, event.quantity,
+                    event.priority_kept, time)))
             elif kind is book.OrderRejected:
-                reports.append((order.trader_id, p.OrderRejected(order.client_order_id, event.reason, event.text,
-                                                                 time)))
+                order.state = next_state(order.state, Transition.REJECT)
+                order.quantity = 0
+                reports.append((order.trader_id, self._about(
+                    order, p.OrderRejected, order.client_order_id, event.reason, event.text, time)))
                 self._close(order)
             elif kind is book.CancelRejected or kind is book.ReplaceRejected:
                 if order.requests:
                     self._answer(order, event.reason, event.text, reports, time)
             elif kind is book.OrderExpired:
-                reports.append((order.trader_id, p.OrderExpired(order.client_order_id, order.order_id, symbol,
-                                                                event.quantity, time)))
+                order.state = next_state(order.state, Transition.EXPIRE)
+                order.quantity = 0
+                reports.append((order.trader_id, self._about(
+                    order, p.OrderExpired, order.client_order_id, order.order_id, symbol, event.quantity, time)))
                 self._close(order)
 
     # ---------------------------------------------------------------- internals
@@ -234,23 +305,31 @@ class OrderRegistry:
     def _fill(self, order: Order, fill: book.OrderFilled, leaves: int, aggressor: bool, time: int) -> p.OrderFilled:
         order.quantity = leaves
         order.filled += fill.quantity
+        order.notional += fill.price * fill.quantity
+        order.state = next_state(order.state, Transition.FILL_PART if leaves else Transition.FILL_ALL)
+        report = p.OrderFilled(order.client_order_id, order.order_id, order.symbol, order.side, fill.price,
+                               fill.quantity, leaves, fill.sequence, aggressor, time, self.number(order.trader_id),
+                               order.state, order.filled, order.average_price())
         if not leaves:
             self._close(order)
-        return p.OrderFilled(order.client_order_id, order.order_id, order.symbol, order.side, fill.price,
-                             fill.quantity, leaves, fill.sequence, aggressor, time)
+        return report
 
     def _answer(self, order: Order, reason: RejectReason, text: str, reports: list[Report], time: int) -> None:
         """The oldest request in flight was refused: report it if the trader asked for it."""
         request = order.requests.popleft()
         if request.reason is CancelReason.REQUESTED:
             kind = p.CancelRejected if request.cancel else p.ReplaceRejected
-            reports.append((order.trader_id, kind(request.client_order_id, order.order_id, reason, text, time)))
+            reports.append((order.trader_id, self._about(
+                order, kind, request.client_order_id, order.order_id, reason, text, time)))
         self._forget_if_done(order)
 
+    def _reject(self, order: Order) -> None:
+        """A submission that never reached (or was refused before) its book: REJECTED, closed."""
+        order.state = next_state(order.state, Transition.REJECT)
+        order.quantity = 0
+        self._close(order)
+
     def _close(self, order: Order) -> None:
-        if order.closed:
-            return
-        order.closed = True
         orders = self.open.get(order.trader_id)
         if orders is not None:
             orders.pop(order.order_id, None)

@@ -1,7 +1,8 @@
 """Running the real exchange processes, isolated on free loopback ports (tests and benchmarks).
 
 `exchange_env(tmp_path)` gives the environment of one isolated exchange: every
-endpoint on a free 127.0.0.1 port and every journal under ``tmp_path``.
+endpoint on a free 127.0.0.1 port and every journal, key, database and tick store
+under ``tmp_path``.
 `Role` starts ``python main.py ARGS`` with it and waits for the process to print
 its ``READY`` line (every server prints ``READY <role> ...`` once its sockets are
 bound); `Role.stop()` sends SIGTERM and returns the exit code; `Role.kill()` is
@@ -42,7 +43,11 @@ def exchange_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
             "EXCHANGE__SHARDS__0__SNAPSHOT_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
             "EXCHANGE__SHARDS__0__STREAM_ENDPOINT": f"tcp://127.0.0.1:{free_port()}",
             "EXCHANGE__SHARDS__0__JOURNAL_DIR": str(tmp_path / "journal-A"),
+            "EXCHANGE__TES__JOURNAL_DIR": str(tmp_path / "tes"),
             "EXCHANGE__SECURITY__KEYS_DIR": str(tmp_path / "keys"),
+            "EXCHANGE__TICKS__ROOT": str(tmp_path / "ticks"),
+            "EXCHANGE__DATABASE__URL": f"sqlite:///{tmp_path / 'exchange.sqlite'}",
+            "EXCHANGE__RECORDER__STATUS_FILE": str(tmp_path / "recorder-status.json"),
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -30,6 +30,7 @@ from typing import Annotated
 import msgspec
 
 from engine.instrument import Instrument
+from engine.lifecycle import OrderState
 from engine.messages import Event
 from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
 
@@ -72,6 +73,9 @@ class Logon(Message):
     trader_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     api_key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     cancel_on_disconnect: bool = False
+    after_report: Annotated[int, msgspec.Meta(ge=-1, le=2**63 - 1)] = -1
+    """Send again the kept reports numbered after this one; -1: those made while the trader
+    had no session (the server knows which)."""
 
 
 class Logout(Message):
@@ -152,6 +156,10 @@ class LogonAccepted(Message):
     trader_id: str
     heartbeat_ms: int
     session_timeout_ms: int
+    next_client_order_id: int = 1
+    """The trader's first client order id not used yet (ids are the trader's, across sessions)."""
+    last_report: int = 0
+    """The number of the trader's latest report."""
 
 
 class LogonRejected(Message):
@@ -205,6 +213,16 @@ class OrderAccepted(Message):
     quantity: int
     time: Time = 0
     """When the book acted (the command's exchange time), or when the TES refused."""
+    report: int = 0
+    """The trader's report number: 1, 2, 3... over the exchange's life (`servers.ledger`)."""
+    status: OrderState | None = None
+    """The order's state after this report (`engine.lifecycle`)."""
+    filled: int = 0
+    """The order's cumulative filled quantity."""
+    leaves: int = 0
+    """The order's open quantity."""
+    average_price: float = 0.0
+    """The average price of its fills, in ticks (0: none)."""
 
 
 class OrderRejected(Message):
@@ -213,6 +231,16 @@ class OrderRejected(Message):
     text: str
     time: Time = 0
     """When the book acted (the command's exchange time), or when the TES refused."""
+    report: int = 0
+    """The trader's report number: 1, 2, 3... over the exchange's life (`servers.ledger`)."""
+    status: OrderState | None = None
+    """The order's state after this report (`engine.lifecycle`)."""
+    filled: int = 0
+    """The order's cumulative filled quantity."""
+    leaves: int = 0
+    """The order's open quantity."""
+    average_price: float = 0.0
+    """The average price of its fills, in ticks (0: none)."""
 
 
 class OrderFilled(Message):
@@ -230,6 +258,14 @@ class OrderFilled(Message):
     """True if this order was the taker."""
     time: Time = 0
     """When the book acted (the command's exchange time), or when the TES refused."""
+    report: int = 0
+    """The trader's report number: 1, 2, 3... over the exchange's life (`servers.ledger`)."""
+    status: OrderState | None = None
+    """The order's state after this report (`engine.lifecycle`)."""
+    filled: int = 0
+    """The order's cumulative filled quantity."""
+    average_price: float = 0.0
+    """The average price of its fills, in ticks (0: none)."""
 
 
 class OrderCanceled(Message):
@@ -240,6 +276,16 @@ class OrderCanceled(Message):
     reason: CancelReason
     time: Time = 0
     """When the book acted (the command's exchange time), or when the TES refused."""
+    report: int = 0
+    """The trader's report number: 1, 2, 3... over the exchange's life (`servers.ledger`)."""
+    status: OrderState | None = None
+    """The order's state after this report (`engine.lifecycle`)."""
+    filled: int = 0
+    """The order's cumulative filled quantity."""
+    leaves: int = 0
+    """The order's open quantity."""
+    average_price: float = 0.0
+    """The average price of its fills, in ticks (0: none)."""
 
 
 class OrderReplaced(Message):
@@ -251,6 +297,16 @@ class OrderReplaced(Message):
     priority_kept: bool
     time: Time = 0
     """When the book acted (the command's exchange time), or when the TES refused."""
+    report: int = 0
+    """The trader's report number: 1, 2, 3... over the exchange's life (`servers.ledger`)."""
+    status: OrderState | None = None
+    """The order's state after this report (`engine.lifecycle`)."""
+    filled: int = 0
+    """The order's cumulative filled quantity."""
+    leaves: int = 0
+    """The order's open quantity."""
+    average_price: float = 0.0
+    """The average price of its fills, in ticks (0: none)."""
 
 
 class OrderExpired(Message):
@@ -260,6 +316,16 @@ class OrderExpired(Message):
     quantity: int
     time: Time = 0
     """When the book acted (the command's exchange time), or when the TES refused."""
+    report: int = 0
+    """The trader's report number: 1, 2, 3... over the exchange's life (`servers.ledger`)."""
+    status: OrderState | None = None
+    """The order's state after this report (`engine.lifecycle`)."""
+    filled: int = 0
+    """The order's cumulative filled quantity."""
+    leaves: int = 0
+    """The order's open quantity."""
+    average_price: float = 0.0
+    """The average price of its fills, in ticks (0: none)."""
 
 
 class CancelRejected(Message):
@@ -269,6 +335,16 @@ class CancelRejected(Message):
     text: str
     time: Time = 0
     """When the book acted (the command's exchange time), or when the TES refused."""
+    report: int = 0
+    """The trader's report number: 1, 2, 3... over the exchange's life (`servers.ledger`)."""
+    status: OrderState | None = None
+    """The order's state after this report (`engine.lifecycle`)."""
+    filled: int = 0
+    """The order's cumulative filled quantity."""
+    leaves: int = 0
+    """The order's open quantity."""
+    average_price: float = 0.0
+    """The average price of its fills, in ticks (0: none)."""
 
 
 class ReplaceRejected(Message):
@@ -278,6 +354,16 @@ class ReplaceRejected(Message):
     text: str
     time: Time = 0
     """When the book acted (the command's exchange time), or when the TES refused."""
+    report: int = 0
+    """The trader's report number: 1, 2, 3... over the exchange's life (`servers.ledger`)."""
+    status: OrderState | None = None
+    """The order's state after this report (`engine.lifecycle`)."""
+    filled: int = 0
+    """The order's cumulative filled quantity."""
+    leaves: int = 0
+    """The order's open quantity."""
+    average_price: float = 0.0
+    """The average price of its fills, in ticks (0: none)."""
 
 
 class MassCancelDone(Message):
@@ -403,11 +489,17 @@ class BookSubmit(Message):
     quantity: Id
     account: Account = ""
     """"" in journals written before orders carried their account."""
+    client_order_id: Id = 0
+    """The client's id for the order, so the journal says who asked what (0: not known)."""
 
 
 class BookCancel(Message):
     symbol: Symbol
     order_id: Id
+    client_order_id: Id = 0
+    """The client's id for this cancel request (0: none; the TES cancels on its own)."""
+    reason: CancelReason = CancelReason.REQUESTED
+    """Why the TES asks: the trader did, a mass cancel, or cancel-on-disconnect."""
 
 
 class BookReplace(Message):
@@ -415,6 +507,8 @@ class BookReplace(Message):
     order_id: Id
     price: Id
     quantity: Id
+    client_order_id: Id = 0
+    """The client's id for this replace request."""
 
 
 class BookExpireDay(Message):

@@ -34,12 +34,14 @@ def cancels_orders(session: "Session", why: EndReason) -> bool:
 
 
 class ClientOrderIds:
-    """The client order ids a session has used, in memory proportional to the out-of-order ones.
+    """The client order ids a trader has used, in memory proportional to the out-of-order ones.
 
     Ids 1, 2, 3, ... used in order (what clients normally send) collapse into one
     counter, ``1..contiguous``; any other id is kept in a set until the counter
-    reaches it. That set holds at most `MAX_OUT_OF_ORDER` ids (a few MB): a session
+    reaches it. That set holds at most `MAX_OUT_OF_ORDER` ids (a few MB): a trader
     that would need more is refused new out-of-order ids (in-order ones still pass).
+    `check` says whether an id may be used; `use` records it (the trading engine
+    server's ledger does, so that a restart keeps them).
     """
 
     __slots__ = ("contiguous", "others")
@@ -50,28 +52,36 @@ class ClientOrderIds:
         self.contiguous = 0
         self.others: set[int] = set()
 
-    def add(self, client_order_id: int) -> RejectReason | None:
-        """Record an id; the reason it cannot be used (already used, or too many out of order)."""
+    def check(self, client_order_id: int) -> RejectReason | None:
+        """Why the id cannot be used (already used, or too many out of order), or None."""
         if 0 < client_order_id <= self.contiguous or client_order_id in self.others:
             return RejectReason.DUPLICATE_CLIENT_ORDER_ID
+        if client_order_id != self.contiguous + 1 and len(self.others) >= self.MAX_OUT_OF_ORDER:
+            return RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER
+        return None
+
+    def use(self, client_order_id: int) -> None:
+        """Record the id as used (one `check` passed; using an id twice changes nothing)."""
         if client_order_id != self.contiguous + 1:
-            if len(self.others) >= self.MAX_OUT_OF_ORDER:
-                return RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER
-            self.others.add(client_order_id)
-            return None
+            if not 0 < client_order_id <= self.contiguous:
+                self.others.add(client_order_id)
+            return
         self.contiguous = client_order_id
         others = self.others
         while others and self.contiguous + 1 in others:
             others.remove(self.contiguous + 1)
             self.contiguous += 1
-        return None
+
+    def next(self) -> int:
+        """The first id after every one used in order: what a client should send next."""
+        return max(self.contiguous, max(self.others, default=0)) + 1
 
     def __len__(self) -> int:
         return self.contiguous + len(self.others)
 
 
 class Session:
-    __slots__ = ("identity", "trader_id", "cancel_on_disconnect", "last_in", "last_out", "client_order_ids")
+    __slots__ = ("identity", "trader_id", "cancel_on_disconnect", "last_in", "last_out", "last_report")
 
     def __init__(self, identity: bytes, trader_id: str, cancel_on_disconnect: bool, now: float) -> None:
         self.identity = identity
@@ -79,8 +89,8 @@ class Session:
         self.cancel_on_disconnect = cancel_on_disconnect
         self.last_in = now
         self.last_out = now
-        self.client_order_ids = ClientOrderIds()
-        """Client order ids of the orders entered in this session (duplicates are refused)."""
+        self.last_report = 0
+        """The number of the last of its trader's reports sent to this session."""
 
 
 class Sessions:

@@ -437,7 +437,9 @@ class JournalStream:
 
     `receive` returns the shard's `JournalEntry`s in sequence order, each once, checked
     (CRC, consecutive sequences); `ack` says what is committed (and grants the OBS credit).
-    Not thread-safe: a ZeroMQ socket belongs to one thread.
+    When the connection is made again (the OBS restarted), the subscription is renewed
+    after the last entry returned, so nothing is missed or returned twice. Not thread-safe:
+    a ZeroMQ socket belongs to one thread.
     """
 
     def __init__(self, endpoint: str, consumer: str, curve: tuple[security.KeyPair, bytes] | None = None,
@@ -449,10 +451,13 @@ class JournalStream:
         """The sequence of the last entry returned."""
         self._codec = msgspec.msgpack.Encoder()
         self._replies = msgspec.msgpack.Decoder(list[StreamReply])
+        self.subscribed = False
         self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         if curve is not None:
             security.connect_curve(self.socket, *curve)
+        self._monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._connections = 0
         self.socket.connect(endpoint)
 
     def subscribe(self, after: int, timeout: float = 10.0) -> Subscribed:
@@ -465,6 +470,8 @@ class JournalStream:
                 break
             for reply in self._replies.decode(self.socket.recv()):
                 if type(reply) is Subscribed:
+                    self.subscribed = True
+                    self._count_connections()
                     return reply
                 if type(reply) is SubscribeRefused:
                     raise StreamError(f"{self.endpoint} refused {self.consumer!r}: {reply.text} ({reply.reason}; "
@@ -473,6 +480,9 @@ class JournalStream:
 
     def receive(self, timeout: float = 0.0) -> list[JournalEntry]:
         """The entries that arrived (waiting up to ``timeout`` for the first), oldest first."""
+        if self.subscribed and self._count_connections():
+            log.info("%s reconnected: subscribing again after sequence %d", self.endpoint, self.last)
+            self.socket.send(self._codec.encode([Subscribe(self.consumer, self.last, self.window)]))
         entries: list[JournalEntry] = []
         wait = int(timeout * 1000)
         while self.socket.poll(wait):
@@ -487,14 +497,28 @@ class JournalStream:
         self.socket.send(self._codec.encode([Ack(self.consumer, sequence)]))
 
     def close(self) -> None:
+        self.socket.disable_monitor()
+        self._monitor.close(linger=0)
         self.socket.close(linger=0)
 
+    def _count_connections(self) -> bool:
+        """Count the handshakes since the last call; whether one was a new connection after the first."""
+        before = self._connections
+        while self._monitor.poll(0):
+            self._monitor.recv_multipart()
+            self._connections += 1
+        return before > 0 and self._connections > before
+
     def _entries(self, records: Records) -> list[JournalEntry]:
-        if records.first != self.last + 1:
+        """The entries of ``records`` not returned yet (a renewed subscription may repeat some)."""
+        if records.first > self.last + 1:
             raise StreamError(f"records {records.first}..{records.last} arrived after {self.last}: a gap")
         data, position, out = records.data, 0, []
         while position < len(data):
             length, crc, sequence = HEADER.unpack_from(data, position)
+            if sequence <= self.last:
+                position += HEADER.size + length
+                continue
             payload = data[position + HEADER.size : position + HEADER.size + length]
             if sequence != self.last + 1 or len(payload) != length or \
                     zlib.crc32(payload, zlib.crc32(data[position + 8 : position + HEADER.size])) != crc:
@@ -505,6 +529,6 @@ class JournalStream:
             out.append(entry)
             self.last = sequence
             position += HEADER.size + length
-        if self.last != records.last:
+        if self.last < records.last:
             raise StreamError(f"records said {records.first}..{records.last}, held up to {self.last}")
         return out

@@ -12,42 +12,50 @@ each shard's               DEALER  out ``[ObsRequest list]``, in ``[ObsReply lis
 =========================  ======  ===================================================
 
 Each shard DEALER is monitored: on every (re)connection the server introduces
-itself with ``Hello`` and re-sends it until the ``HelloReply`` comes. Orders for
-a shard that has not answered are refused with BOOK_UNAVAILABLE. Exchange order
-ids are ``(tes_id << 48) | counter``; the counter continues after the largest
-``HelloReply.max_order_id`` of any shard, so ids never repeat across restarts.
+itself with ``Hello`` (naming the last sequence its ledger holds) and re-sends it
+until the ``HelloReply`` comes. Orders for a shard that has not answered are
+refused with BOOK_UNAVAILABLE. Exchange order ids are ``(tes_id << 48) | counter``;
+the counter continues after the largest ``HelloReply.max_order_id`` of any shard
+and after the ledger's, so ids never repeat across restarts.
 
 What a client can make the server hold is bounded (the constants below): frames queued
 from and to each connection, their sizes, the messages read in one loop iteration, the
 query answers a trader may ask for per second (`servers.risk`) and the client order ids a
-session keeps. A session whose outgoing queue is full is not reading: it is ended
+trader keeps. A session whose outgoing queue is full is not reading: it is ended
 (SLOW_CONSUMER).
 
 The pipeline of an EnterOrder, in this order (the first failing step answers):
 
 1. session: logged on (else SessionRejected NOT_LOGGED_ON);
 2. message rate of the trader (MESSAGE_RATE_LIMIT);
-3. client order id unused in this session (DUPLICATE_CLIENT_ORDER_ID);
+3. client order id unused by this trader (DUPLICATE_CLIENT_ORDER_ID);
 4. instrument: known symbol (UNKNOWN_SYMBOL), then `Instrument.check_order` with
    the price band centred on the last trade, else the reference price;
 5. pre-trade risk (`servers.risk`): order quantity, notional, open orders;
 6. the owning shard is connected (BOOK_UNAVAILABLE);
-7. assign the exchange order id, remember the order (`servers.orders`), queue a
+7. assign the exchange order id, record the order in the ledger, queue a
    ``BookSubmit`` for the shard.
 
 On ``Executed`` the book events become client reports for the owners of both
 sides, fills are booked into portfolios (`servers.portfolio`) and the last trade
 price moves. Every loop iteration reads what is waiting (up to a budget), then
-sends one frame per client and per shard with everything it produced.
+writes the ledger's journal and sends one frame per client and per shard with
+everything it produced.
 
-State (sessions, open orders, portfolios) lives in memory: a restarted TES starts
-flat, and fills against orders it entered before the restart are not attributed.
+Durability
+----------
+Everything that must survive the server is in its `servers.ledger.Ledger` (orders,
+portfolios, client order ids, each trader's numbered reports), changed only by
+records the server journals before anything that follows from them leaves the process.
+A restarted TES replays its journal, then each book server's Hello brings the replies
+it missed. Sessions and rate limits start afresh: traders log on again, and are sent
+the reports they missed (`Logon.after_report`).
 """
 
 import logging
-import signal
 import time
 from collections import defaultdict
+from pathlib import Path
 from time import time_ns as clock
 
 import msgspec
@@ -56,19 +64,32 @@ from zmq.utils.monitor import recv_monitor_message
 
 from config.settings import Config
 from engine.instrument import Instrument
-from engine.types import CancelReason, OrderType, RejectReason, Side
-from servers import collector, security
+from engine.types import CancelReason, OrderType, RejectReason
 from servers import protocol as p
+from servers import security, service
+from servers.journal import JournalFailed, RecoveryError
+from servers.ledger import (
+    CANCEL,
+    REPLACE,
+    SUBMISSION,
+    Delivered,
+    Entered,
+    Greeted,
+    Ledger,
+    LedgerJournal,
+    Received,
+    Refused,
+    Requested,
+    Unsent,
+)
 from servers.logons import Authenticator, Logons, Verdict
-from servers.orders import Order, OrderRegistry, Report, Trade
-from servers.portfolio import Portfolio
+from servers.orders import Report
 from servers.risk import TraderRisk, valuation_price
+from servers.service import Occurrences
 from servers.sessions import Session, Sessions, cancels_orders
 
 log = logging.getLogger("tes")
 
-ID_BITS = 48
-ID_MASK = (1 << ID_BITS) - 1
 READ_BUDGET = 512
 """Frames read from one socket per loop iteration, so no socket starves the others."""
 FRAME_MESSAGES = 5_000
@@ -93,7 +114,6 @@ HELLO_RETRY_S = 0.005
 """Just connected: the handshake may not be complete yet, so a Hello may not go out at once."""
 HELLO_WAIT_S = 1.0
 """Hello unanswered, or no connection yet: try again this often."""
-WARN_EVERY_S = 1.0
 LOGON_WARN_EVERY_S = 10.0
 DRAIN_S = 2.0
 DRAIN_QUIET_S = 0.2
@@ -104,7 +124,7 @@ MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
 class Shard:
     """One order book server: its command socket, its monitor and what is queued for it."""
 
-    __slots__ = ("name", "socket", "monitor", "connected", "ready", "next_hello", "outbox", "seen")
+    __slots__ = ("name", "socket", "monitor", "connected", "ready", "next_hello", "outbox")
 
     def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket) -> None:
         self.name = name
@@ -115,17 +135,10 @@ class Shard:
         """The shard answered our Hello on the current connection."""
         self.next_hello = 0.0
         self.outbox: list = []
-        self.seen: int | None = None
-        """The last shard sequence a reply came with (None before the first HelloReply):
-        a Hello on a new connection asks for the replies after it."""
 
 
-class Account:
-    __slots__ = ("risk", "portfolio")
-
-    def __init__(self, risk: TraderRisk) -> None:
-        self.risk = risk
-        self.portfolio = Portfolio()
+class JournalUnavailable(RuntimeError):
+    """The ledger's journal cannot be written: the TES stops (nothing of the turn was sent)."""
 
 
 class TradingEngineServer:
@@ -135,17 +148,18 @@ class TradingEngineServer:
         self.config = config
         settings = config.tes
         self.tes_id = settings.tes_id
-        self.counter = 1
         now = time.monotonic()
 
         self.instruments = {i.symbol: i for i in config.instruments}
         self.instrument_list = [Instrument(**{f: getattr(i, f) for f in Instrument.__struct_fields__})
                                 for i in config.instruments]
         """Reference data as clients see it (without the server-side reference price)."""
-        self.last_prices: dict[str, int] = {}
-        self.last_sequence: dict[str, int] = {}
-        self.accounts = {t.trader_id: Account(TraderRisk(t, now)) for t in config.traders}
-        self.orders = OrderRegistry()
+        self.risks = {t.trader_id: TraderRisk(t, now) for t in config.traders}
+        self.ledger = Ledger(self.tes_id, {shard.name: list(shard.symbols) for shard in config.shards})
+        self.journal = LedgerJournal(Path(settings.journal_dir), config.journal, self.ledger)
+        self.orders = self.ledger.orders
+        self.after_reports: dict[bytes, int] = {}
+        """Logons being checked -> the report number they asked to be sent the reports after."""
         self.sessions = Sessions(settings.heartbeat_ms / 1000, settings.session_timeout_ms / 1000)
         self.logons = Logons(
             Authenticator({t.trader_id: t.api_key_hash for t in config.traders}), settings.logon_failures,
@@ -168,11 +182,9 @@ class TradingEngineServer:
         self.entered = 0
         self.undelivered = 0
         """Frames to clients ZeroMQ refused (the client is gone or does not read)."""
-        self.refused = 0
+        self.refused = Occurrences(log, "shard %s is not taking commands (%d refused so far)")
         """Commands refused because a shard's socket would not take them."""
-        self.refused_logons = 0
-        self.logons_warned_at = -LOGON_WARN_EVERY_S
-        self.warned_at = -WARN_EVERY_S
+        self.refused_logons = Occurrences(log, "logons refused: the latest %r (%s); %d so far", LOGON_WARN_EVERY_S)
 
         self.context = zmq.Context()
         self.poller = zmq.Poller()
@@ -218,23 +230,23 @@ class TradingEngineServer:
 
     # ================================================================ loop
 
-    def run(self) -> int:
-        """Serve until `stop`; then drain the books' answers (refusing new requests with
-        EXCHANGE_CLOSING), log every session out and close the sockets."""
-        print(f"READY TES tes_id={self.tes_id} clients={self.config.tes.client_endpoint} "
-              f"shards={','.join(self.shards)}", flush=True)
-        try:
-            while not self.stopping:
-                self._step(self._poll_timeout())
-            self._drain()
-        finally:
-            self.close()
-        log.info("stopped: %d orders entered, %d malformed frames, %d frames undeliverable, %d commands refused",
-                 self.entered, self.malformed, self.undelivered, self.refused)
-        return 0
+    def ready(self) -> str:
+        return (f"READY TES tes_id={self.tes_id} clients={self.config.tes.client_endpoint} "
+                f"shards={','.join(self.shards)}")
 
-    def stop(self) -> None:
+    def run(self) -> None:
+        """Serve until `stop`; then drain the books' answers (refusing new requests with
+        EXCHANGE_CLOSING) and log every session out."""
+        while not self.stopping:
+            self._step(self._poll_timeout())
+        self._drain()
+
+    def stop(self, *_signal) -> None:
         self.stopping = True
+
+    def stopped(self) -> str:
+        return (f"stopped: {self.entered} orders entered, {self.malformed} malformed frames, {self.undelivered} "
+                f"frames undeliverable, {self.refused.count} commands refused")
 
     def _poll_timeout(self) -> int:
         if self.logons.pending:
@@ -292,6 +304,7 @@ class TradingEngineServer:
         if hasattr(self, "clients"):
             self.clients.close(linger=0)
         self.context.destroy(linger=0)
+        self.journal.close()
 
     # ================================================================ clients
 
@@ -362,6 +375,7 @@ class TradingEngineServer:
     # ---------------------------------------------------------------- sessions
 
     def _logon(self, identity: bytes, logon: p.Logon, now: float) -> None:
+        self.after_reports[identity] = logon.after_report
         verdict = self.logons.check(identity, logon.trader_id, logon.api_key, logon.cancel_on_disconnect, now)
         if verdict is not None:
             self._logged_on(verdict, now)
@@ -372,9 +386,10 @@ class TradingEngineServer:
 
     def _logged_on(self, verdict: Verdict, now: float) -> None:
         identity, trader_id = verdict.identity, verdict.trader_id
+        after = self.after_reports.pop(identity, -1)
         if verdict.reason is not None:
             self.outbox[identity].append(p.LogonRejected(verdict.reason, verdict.text))
-            self._count_refused_logon(verdict, now)
+            self.refused_logons(verdict.trader_id, verdict.text)  # repr: whatever the client sent
             return
         if self.stopping:
             reason = RejectReason.EXCHANGE_CLOSING
@@ -382,21 +397,24 @@ class TradingEngineServer:
             return
         session, previous = self.sessions.open(identity, trader_id, verdict.cancel_on_disconnect, now)
         if previous is not None:
+            self._delivered(previous)
             self.outbox[previous.identity].append(p.LoggedOut(p.EndReason.REPLACED, p.EndReason.REPLACED.text))
-        settings = self.config.tes
-        self.outbox[identity].append(p.LogonAccepted(trader_id, settings.heartbeat_ms, settings.session_timeout_ms))
+        settings, ledger = self.config.tes, self.ledger
+        last = ledger.numbers.get(trader_id, 0)
+        self.outbox[identity].append(p.LogonAccepted(trader_id, settings.heartbeat_ms, settings.session_timeout_ms,
+                                                     ledger.ids(trader_id).next(), last))
+        missed = ledger.reports_after(trader_id, ledger.delivered.get(trader_id, 0) if after < 0 else after)
+        self.outbox[identity].extend(missed)
+        session.last_report = last
 
-    def _count_refused_logon(self, verdict: Verdict, now: float) -> None:
-        """Count a refused logon; say so at most every `LOGON_WARN_EVERY_S` (the claimed id is
-        quoted with repr: it is whatever the client sent)."""
-        self.refused_logons += 1
-        if now - self.logons_warned_at >= LOGON_WARN_EVERY_S:
-            self.logons_warned_at = now
-            log.warning("%d logons refused so far; the latest: %r (%s)", self.refused_logons, verdict.trader_id,
-                        verdict.text)
+    def _delivered(self, session: Session) -> None:
+        """The session is over: remember (in the ledger) which of its trader's reports it was sent."""
+        if session.last_report > self.ledger.delivered.get(session.trader_id, 0):
+            self._record(Delivered(session.trader_id, session.last_report))
 
     def _end(self, session: Session, why: p.EndReason) -> None:
         self.sessions.end(session)
+        self._delivered(session)
         self.outbox[session.identity].append(p.LoggedOut(why, why.text))
         if cancels_orders(session, why):
             self._cancel_all(session.trader_id, "", CancelReason.DISCONNECTED)
@@ -412,42 +430,42 @@ class TradingEngineServer:
     # ---------------------------------------------------------------- orders
 
     def _enter(self, session: Session, order: p.EnterOrder, now: float) -> None:
-        account = self.accounts[session.trader_id]
-        reason = self._check_order(session, account, order, now)
+        trader = session.trader_id
+        reason = self._check_order(session, self.risks[trader], order, now)
         if reason is not None:
-            self.outbox[session.identity].append(p.OrderRejected(order.client_order_id, reason, reason.text, clock()))
+            self._record(Refused(trader, SUBMISSION, order.client_order_id, 0, reason, reason.text, clock()))
             return
-        order_id = (self.tes_id << ID_BITS) | self.counter
-        self.counter += 1
+        order_id = self.ledger.next_order_id()
         self.entered += 1
-        self.orders.add(Order(order_id, session.trader_id, order.client_order_id, order.symbol, order.side,
-                              order.order_type, order.time_in_force, order.price, order.quantity))
+        self._record(Entered(trader, order.client_order_id, order_id, order.symbol, order.side, order.order_type,
+                             order.time_in_force, order.price, order.quantity))
         self.shard_of[order.symbol].outbox.append(p.BookSubmit(
             order.symbol, order_id, order.side, order.order_type, order.time_in_force, order.price, order.quantity,
-            session.trader_id))
+            session.trader_id, order.client_order_id))
 
-    def _check_order(self, session: Session, account: Account, order: p.EnterOrder,
+    def _check_order(self, session: Session, risk: TraderRisk, order: p.EnterOrder,
                      now: float) -> RejectReason | None:
         """Steps 2-6 of the pipeline (see the module docstring): the first refusal, or None."""
         # 2. message rate
-        if not account.risk.allow_message(now):
+        if not risk.allow_message(now):
             return RejectReason.MESSAGE_RATE_LIMIT
-        # 3. client order id (used up even if a later step refuses the order)
-        reason = session.client_order_ids.add(order.client_order_id)
+        # 3. client order id (used up even if a later step refuses the order: the ledger's
+        #    Entered or Refused record uses it)
+        reason = self.ledger.ids(session.trader_id).check(order.client_order_id)
         if reason is not None:
             return reason
         # 4. reference data, the band centred on the last trade or the reference price
         instrument = self.instruments.get(order.symbol)
         if instrument is None:
             return RejectReason.UNKNOWN_SYMBOL
-        last = self.last_prices.get(order.symbol)
+        last = self.ledger.last_prices.get(order.symbol)
         reason = instrument.check_order(order.order_type, order.price, order.quantity,
                                         instrument.reference_price if last is None else last)
         if reason is not None:
             return reason
         # 5. pre-trade risk
         price = valuation_price(order.price, order.order_type == OrderType.MARKET, last, instrument.reference_price)
-        reason = account.risk.check_order(price, order.quantity, self.orders.open_count(session.trader_id))
+        reason = risk.check_order(price, order.quantity, self.orders.open_count(session.trader_id))
         if reason is not None:
             return reason
         # 6. routing
@@ -457,43 +475,47 @@ class TradingEngineServer:
 
     def _cancel(self, session: Session, cancel: p.CancelOrder, now: float) -> None:
         order = self.orders.owned(session.trader_id, cancel.order_id)
-        if not self.accounts[session.trader_id].risk.allow_message(now):
+        if not self.risks[session.trader_id].allow_message(now):
             reason = RejectReason.MESSAGE_RATE_LIMIT
         elif order is None:
             reason = RejectReason.UNKNOWN_ORDER
         elif not self.shard_of[order.symbol].ready:
             reason = RejectReason.BOOK_UNAVAILABLE
         else:
-            self.orders.request(order, True, cancel.client_order_id)
-            self.shard_of[order.symbol].outbox.append(p.BookCancel(order.symbol, order.order_id))
+            self._record(Requested(session.trader_id, order.order_id, True, cancel.client_order_id,
+                                   CancelReason.REQUESTED))
+            self.shard_of[order.symbol].outbox.append(p.BookCancel(order.symbol, order.order_id,
+                                                                   cancel.client_order_id))
             return
-        self.outbox[session.identity].append(p.CancelRejected(cancel.client_order_id, cancel.order_id, reason,
-                                                              reason.text, clock()))
+        self._record(Refused(session.trader_id, CANCEL, cancel.client_order_id, cancel.order_id, reason, reason.text,
+                             clock()))
 
     def _replace(self, session: Session, replace: p.ReplaceOrder, now: float) -> None:
-        account = self.accounts[session.trader_id]
+        risk = self.risks[session.trader_id]
         order = self.orders.owned(session.trader_id, replace.order_id)
-        if not account.risk.allow_message(now):
+        if not risk.allow_message(now):
             reason = RejectReason.MESSAGE_RATE_LIMIT
         elif order is None:
             reason = RejectReason.UNKNOWN_ORDER
         else:
             instrument = self.instruments[order.symbol]
-            last = self.last_prices.get(order.symbol)
+            last = self.ledger.last_prices.get(order.symbol)
             reason = (
                 instrument.check_order(OrderType.LIMIT, replace.price, replace.quantity,
                                        instrument.reference_price if last is None else last)
-                or account.risk.check_replace(replace.price, replace.quantity)
+                or risk.check_replace(replace.price, replace.quantity)
             )
             if reason is None and not self.shard_of[order.symbol].ready:
                 reason = RejectReason.BOOK_UNAVAILABLE
             if reason is None:
-                self.orders.request(order, False, replace.client_order_id)
+                self._record(Requested(session.trader_id, order.order_id, False, replace.client_order_id,
+                                       CancelReason.REQUESTED))
                 self.shard_of[order.symbol].outbox.append(
-                    p.BookReplace(order.symbol, order.order_id, replace.price, replace.quantity))
+                    p.BookReplace(order.symbol, order.order_id, replace.price, replace.quantity,
+                                  replace.client_order_id))
                 return
-        self.outbox[session.identity].append(p.ReplaceRejected(replace.client_order_id, replace.order_id, reason,
-                                                               reason.text, clock()))
+        self._record(Refused(session.trader_id, REPLACE, replace.client_order_id, replace.order_id, reason,
+                             reason.text, clock()))
 
     def _cancel_all(self, trader_id: str, symbol: str, reason: CancelReason) -> int:
         """Send a cancel for each of the trader's open orders (in ``symbol``, or all) not
@@ -502,8 +524,8 @@ class TradingEngineServer:
         for order in self.orders.open_orders(trader_id, symbol):
             shard = self.shard_of[order.symbol]
             if shard.ready and not order.canceling():
-                self.orders.request(order, True, order.client_order_id, reason)
-                shard.outbox.append(p.BookCancel(order.symbol, order.order_id))
+                self._record(Requested(trader_id, order.order_id, True, order.client_order_id, reason))
+                shard.outbox.append(p.BookCancel(order.symbol, order.order_id, 0, reason))
                 count += 1
         return count
 
@@ -511,7 +533,7 @@ class TradingEngineServer:
 
     def _query(self, session: Session, query, now: float) -> None:
         out = self.outbox[session.identity]
-        risk = self.accounts[session.trader_id].risk
+        risk = self.risks[session.trader_id]
         if not risk.allow_message(now):
             reason = RejectReason.MESSAGE_RATE_LIMIT
             out.append(p.QueryRejected(query.request_id, reason, reason.text))
@@ -531,8 +553,8 @@ class TradingEngineServer:
                     page = [order.open_order() for order in open_orders[start:start + OPEN_ORDERS_PAGE]]
                     out.append(p.OpenOrders(request_id, page, start == starts[-1]))
             case p.QueryPositions(request_id):
-                portfolio = self.accounts[session.trader_id].portfolio
-                out.append(p.Positions(request_id, portfolio.cash, portfolio.positions(self.last_prices)))
+                portfolio = self.ledger.portfolio(session.trader_id)
+                out.append(p.Positions(request_id, portfolio.cash, portfolio.positions(self.ledger.last_prices)))
             case p.QueryInstruments(request_id):
                 out.append(p.Instruments(request_id, self.instrument_list))
             case p.QueryBook(request_id, symbol, levels):
@@ -551,7 +573,8 @@ class TradingEngineServer:
 
     def _hello(self, shard: Shard, now: float) -> None:
         try:
-            shard.socket.send(self.book_requests.encode([p.Hello(self.tes_id, shard.seen)]), zmq.NOBLOCK)
+            shard.socket.send(self.book_requests.encode([p.Hello(self.tes_id, self.ledger.seen[shard.name])]),
+                              zmq.NOBLOCK)
             shard.next_hello = now + HELLO_WAIT_S
         except zmq.Again:
             shard.next_hello = now + (HELLO_RETRY_S if shard.connected else HELLO_WAIT_S)
@@ -573,101 +596,76 @@ class TradingEngineServer:
                 shard.next_hello = now + HELLO_WAIT_S
 
     def _read_shard(self, shard: Shard) -> None:
-        reports: list[Report] = []
-        trades: list[Trade] = []
+        """Each frame from a book server is a ledger record; then its query answers and Hello
+        reply are the server's own business."""
         for frames in _waiting(shard.socket):
+            if len(frames) != 1 or len(frames[0]) > p.MAX_SERVER_FRAME_BYTES:
+                log.error("shard %s sent a malformed frame (%d parts); dropped", shard.name, len(frames))
+                continue
             try:
-                if len(frames) != 1:
-                    raise msgspec.DecodeError(f"expected 1 frame, got {len(frames)}")
-                replies = self.book_replies.decode(frames[0])
-            except (msgspec.DecodeError, msgspec.ValidationError, p.FrameTooLarge) as exc:
+                replies = self._record(Received(shard.name, frames[0], clock()))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 log.error("shard %s sent an undecodable frame (%s); dropped", shard.name, exc)
                 continue
             for reply in replies:
-                self._book_reply(shard, reply, reports, trades)
-        self._book_trades(trades)
-        self._route(reports)
+                kind = type(reply)
+                if kind is p.CommandRefused:
+                    asker = self.queries.pop(reply.order_id, None)
+                    if asker is not None:
+                        self.outbox[asker[0]].append(p.QueryRejected(asker[1], reply.reason, reply.text))
+                elif kind is p.BookView:
+                    asker = self.queries.pop(reply.request_id, None)
+                    if asker is not None:
+                        self.outbox[asker[0]].append(p.Book(asker[1], reply.symbol, reply.bids, reply.asks,
+                                                            reply.last_price, reply.sequence))
+                elif kind is p.HelloReply:
+                    self._hello_reply(shard, reply)
 
-    def _book_reply(self, shard: Shard, reply, reports: list[Report], trades: list[Trade]) -> None:
-        if type(reply) is p.Executed:
-            sequence, symbol = reply.sequence, reply.symbol
-            if shard.seen is not None and sequence > shard.seen:
-                shard.seen = sequence
-            if sequence > self.last_sequence.get(symbol, -1):
-                self.last_sequence[symbol] = sequence
-                self.orders.apply(symbol, reply.events, reply.time, reports, trades)
-            return
-        match reply:
-            case p.CommandRefused(symbol, order_id, reason, text):
-                asker = self.queries.pop(order_id, None)
-                if asker is None:
-                    self.orders.refused(reply, reports, clock())
-                else:
-                    self.outbox[asker[0]].append(p.QueryRejected(asker[1], reason, text))
-            case p.BookView(request_id, symbol, bids, asks, last_price, sequence):
-                asker = self.queries.pop(request_id, None)
-                if asker is not None:
-                    self.outbox[asker[0]].append(p.Book(asker[1], symbol, bids, asks, last_price, sequence))
-            case p.HelloReply(symbols, max_order_id, last_sequence, replay_complete):
-                self._hello_reply(shard, symbols, max_order_id, last_sequence, replay_complete, reports)
-
-    def _hello_reply(self, shard: Shard, symbols: list[str], max_order_id: int, last_sequence: int,
-                     replay_complete: bool, reports: list[Report]) -> None:
+    def _hello_reply(self, shard: Shard, reply: p.HelloReply) -> None:
         """The shard is ready. The replies it sent again came before this, so a command sent
-        on an earlier connection and still unanswered never reached its journal: it is
-        refused now (BOOK_UNAVAILABLE), unless the replay was incomplete."""
-        self.counter = max(self.counter, (max_order_id & ID_MASK) + 1)
-        if shard.seen is None or shard.seen > last_sequence:
-            shard.seen = last_sequence
-        if not shard.ready:
-            self._abandon(shard, replay_complete, reports)
-        for symbol in symbols:
-            if symbol in self.last_sequence:
-                self.last_sequence[symbol] = min(self.last_sequence[symbol], last_sequence)
+        on an earlier connection and still unanswered never reached its journal: the ledger
+        refuses it (BOOK_UNAVAILABLE), unless the replay was incomplete; so are queries."""
+        if shard.ready:
+            return
+        self._record(Greeted(shard.name, reply.symbols, reply.max_order_id, reply.last_sequence,
+                             reply.replay_complete, clock()))
+        if reply.replay_complete:
+            reason = RejectReason.BOOK_UNAVAILABLE
+            for internal, (identity, request_id, asked) in list(self.queries.items()):
+                if asked is shard:
+                    del self.queries[internal]
+                    self.outbox[identity].append(p.QueryRejected(request_id, reason, reason.text))
         expected = {s for s, owner in self.shard_of.items() if owner is shard}
-        if set(symbols) != expected:
-            log.warning("shard %s serves %s, configured for %s", shard.name, sorted(symbols), sorted(expected))
-        if not shard.ready:
-            log.info("shard %s ready (last sequence %d, order ids continue at %d)", shard.name, last_sequence,
-                     self.counter)
+        if set(reply.symbols) != expected:
+            log.warning("shard %s serves %s, configured for %s", shard.name, sorted(reply.symbols), sorted(expected))
+        log.info("shard %s ready (last sequence %d, order ids continue at %d)", shard.name, reply.last_sequence,
+                 self.ledger.counter)
         shard.ready = True
 
-    def _abandon(self, shard: Shard, replay_complete: bool, reports: list[Report]) -> None:
-        symbols = {symbol for symbol, owner in self.shard_of.items() if owner is shard}
-        if not replay_complete:
-            unknown = self.orders.in_flight(symbols)
-            if unknown:
-                log.error("shard %s could not replay its answers to %d orders in flight: their outcome is "
-                          "unknown", shard.name, unknown)
-            return
-        self.orders.abandon(symbols, reports, clock())
-        reason = RejectReason.BOOK_UNAVAILABLE
-        for internal, (identity, request_id, asked) in list(self.queries.items()):
-            if asked is shard:
-                del self.queries[internal]
-                self.outbox[identity].append(p.QueryRejected(request_id, reason, reason.text))
-
-    def _book_trades(self, trades: list[Trade]) -> None:
-        accounts, last_prices = self.accounts, self.last_prices
-        for symbol, price, quantity, buyer, seller in trades:
-            last_prices[symbol] = price
-            if buyer is not None:
-                accounts[buyer].portfolio.fill(symbol, Side.BUY, price, quantity)
-            if seller is not None:
-                accounts[seller].portfolio.fill(symbol, Side.SELL, price, quantity)
+    def _record(self, record) -> list:
+        """Apply ``record`` to the ledger, queue it for the journal and the reports it made for
+        their traders' sessions; the replies of a `Received` frame."""
+        reports, replies = self.ledger.apply(record)
+        self.journal.add(record)
+        if reports:
+            self._route(reports)
+        return replies
 
     def _route(self, reports: list[Report]) -> None:
-        """Queue each report for its trader's current session (dropped if not logged on)."""
+        """Queue each report for its trader's current session (kept in the ledger if not logged on)."""
         by_trader, outbox = self.sessions.by_trader, self.outbox
         for trader_id, message in reports:
             session = by_trader.get(trader_id)
             if session is not None:
                 outbox[session.identity].append(message)
+                session.last_report = message.report
 
     # ================================================================ sending
 
     def _flush(self, now: float) -> None:
-        """One frame (or a few, if large) per shard and per client for everything queued."""
+        """Write the ledger's journal, then send one frame (or a few, if large) per shard and
+        per client for everything queued: nothing leaves before the records it follows from."""
+        self._write_journal()
         for shard in self.shards.values():
             if not shard.outbox:
                 continue
@@ -679,6 +677,7 @@ class TradingEngineServer:
                 except zmq.Again:
                     self._unsent(shard, commands[start:])
                     break
+        self._write_journal()
         if not self.outbox:
             return
         sessions, socket, encode = self.sessions.by_identity, self.clients, self.messages.encode
@@ -705,20 +704,30 @@ class TradingEngineServer:
     def _unsent(self, shard: Shard, commands: list) -> None:
         """Commands the shard socket would not take (disconnected, or its queue is full
         because the book server is not keeping up): refuse each to its client."""
-        self.refused += len(commands)
-        now = time.monotonic()
-        if now - self.warned_at >= WARN_EVERY_S:
-            self.warned_at = now
-            log.warning("shard %s is not taking commands (%d refused so far)", shard.name, self.refused)
-        reports: list[Report] = []
-        self.orders.unsent(commands, reports, clock())
-        self._route(reports)
+        self.refused(shard.name, count=len(commands))
+        book_commands = [command for command in commands if not isinstance(command, p.BookQuery)]
+        if book_commands:
+            self._record(Unsent(book_commands, clock()))
         reason = RejectReason.BOOK_UNAVAILABLE
         for command in commands:
             if isinstance(command, p.BookQuery):
                 asker = self.queries.pop(command.request_id, None)
                 if asker is not None:
                     self.outbox[asker[0]].append(p.QueryRejected(asker[1], reason, reason.text))
+
+
+    def _write_journal(self) -> None:
+        """Write the records queued since the last write; a journal that cannot take them stops
+        the server (`JournalUnavailable`): nothing they led to was sent, a restart replays what
+        reached the file, and the book servers' Hello answers the rest."""
+        try:
+            written = self.journal.write()
+        except JournalFailed as exc:
+            raise JournalUnavailable(str(exc)) from None
+        if not written:
+            error = self.journal.journal.unwritable
+            raise JournalUnavailable(f"cannot write the ledger's journal in {self.journal.directory} "
+                                     f"({error.strerror if error is not None else 'unknown error'})")
 
 
 def _waiting(socket: zmq.Socket):
@@ -739,24 +748,7 @@ def _waiting(socket: zmq.Socket):
 
 
 def serve(config: Config, args=None) -> int:
-    """``python main.py -s TES``: run until SIGINT/SIGTERM; the exit code."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        server = TradingEngineServer(config)
-    except security.KeyFileError as exc:
-        log.error("TES cannot start: %s", exc)
-        return 2
-    except (zmq.ZMQError, OSError) as exc:
-        log.error("TES cannot start: %s", exc)
-        return 1
-    previous = {sig: signal.signal(sig, lambda *_: server.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    collector.settle()
-    try:
-        return server.run()
-    except Exception:
-        log.exception("TES failed")
-        return 1
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    """``python main.py -s TES``: run until SIGINT/SIGTERM; the exit status (`servers.service.serve`)."""
+    return service.serve(log, "TES", lambda: TradingEngineServer(config),
+                         {security.KeyFileError: 2, RecoveryError: 1, zmq.ZMQError: 1, OSError: 1},
+                         (JournalUnavailable,))

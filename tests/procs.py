@@ -8,21 +8,32 @@ import zmq
 from servers.processes import REPO, Role, endpoint, exchange_env, free_port
 from servers.security import Keys, connect_curve, shard_key_name
 
-__all__ = ["REPO", "Role", "as_role", "endpoint", "exchange_env", "free_port", "untimed"]
+__all__ = ["REPO", "Role", "as_role", "bare", "endpoint", "exchange_env", "free_port"]
 
 STARTED = time.time_ns()
 """No exchange time a test sees can be earlier than this."""
+STATUS_FIELDS = ("status", "filled", "leaves", "average_price")
+"""What every order report carries about its order (checked in test_orders)."""
 
 
-def untimed(message):
-    """``message`` with its exchange time checked and zeroed, so that a test can compare it with
-    a message it builds: a server's message (a report, an `Executed`, market data) must carry a
-    real time of this test run. Messages without a time pass unchanged."""
+def bare(message):
+    """``message`` without what servers add to every message they make, checked and then set to
+    the defaults, so that a test can compare it with a message it builds: the exchange time
+    (a real time of this test run), an order report's number (positive) and the order's status
+    fields (tested on their own in test_orders). Messages without them pass unchanged."""
     stamp = getattr(message, "time", None)
     if stamp is None:
         return message
     assert STARTED <= stamp <= time.time_ns(), message
-    return msgspec.structs.replace(message, time=0)
+    changes = {"time": 0}
+    if hasattr(message, "report"):
+        assert message.report > 0, message
+        changes["report"] = 0
+        defaults = {field: default for field, default in zip(
+            type(message).__struct_fields__[-len(type(message).__struct_defaults__):],
+            type(message).__struct_defaults__, strict=True)}
+        changes |= {field: defaults[field] for field in STATUS_FIELDS if field in defaults}
+    return msgspec.structs.replace(message, **changes)
 
 
 def as_role(socket: zmq.Socket, env: dict[str, str], role: str = "tes", shard: str = "A") -> zmq.Socket:

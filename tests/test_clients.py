@@ -579,7 +579,7 @@ def test_trader_cli_places_fills_and_cancels_orders_from_piped_stdin(exchange):
         shell.wait_for("logged on")
         shell.send("buy ACME 10 99.50")
         accepted = shell.wait_for("accepted")
-        order_id = accepted.split()[2]
+        order_id, client_id = accepted.split()[2], accepted.split()[4].rstrip("):")
         assert "BUY 10 ACME @ 99.50 GTC" in accepted
 
         bob.enter_order("ACME", SELL, LIMIT, GTC, 9_950, 4)
@@ -587,7 +587,7 @@ def test_trader_cli_places_fills_and_cancels_orders_from_piped_stdin(exchange):
 
         mark = len(shell.lines)
         shell.send("orders")
-        row = shell.wait_for(f"{order_id}        1 ACME", after=mark)
+        row = shell.wait_for(f"{order_id} {client_id:>8} ACME", after=mark)
         assert row.split()[-2:] == ["6", "4"]
         shell.send("book ACME 3")
         assert shell.wait_for("99.50 |").split()[:2] == ["1", "6"]

@@ -17,7 +17,7 @@ from itertools import cycle
 
 import pytest
 import zmq
-from procs import Role, endpoint, exchange_env, untimed
+from procs import Role, bare, endpoint, exchange_env
 
 from clients.client import ExchangeClient, RequestRejected
 from config.settings import JournalConfig, load_config
@@ -70,7 +70,7 @@ def answer(client, client_order_id, timeout=5.0):
     while (left := deadline - time.monotonic()) > 0:
         for message in client.receive(left):
             if getattr(message, "client_order_id", None) == client_order_id:
-                return untimed(message)
+                return bare(message)
     raise AssertionError(f"no answer to request {client_order_id} within {timeout}s")
 
 

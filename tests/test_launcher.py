@@ -38,7 +38,7 @@ def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
 def started(up: Role) -> list[int]:
     up.wait_for("exchange up", 60)
     pids = children_of(up.process.pid)
-    assert len(pids) == 2 + len(BOT_NAMES), up.output()
+    assert len(pids) == 3 + len(BOT_NAMES), up.output()  # OBS, recorder, TES and the bots
     return pids
 
 
@@ -82,7 +82,8 @@ def test_up_starts_everything_trades_and_stops_in_order_with_exit_0(tmp_path, st
     lines = up.lines
     last_bot_done = max(i for i, line in enumerate(lines) if " done: " in line)
     assert sum(" done: " in line for line in lines) == len(BOT_NAMES), up.output()
-    assert last_bot_done < line_index(lines, "tes INFO stopped") < line_index(lines, "OBS A stopped"), up.output()
+    assert last_bot_done < line_index(lines, "tes INFO stopped") < line_index(lines, "recorder stopped") < line_index(
+        lines, "OBS A stopped"), up.output()
     assert lines[-1].endswith("exchange down")
     assert "Traceback" not in up.output() and "error:" not in up.output(), up.output()
 

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 import zmq
 from obs_streams import commands
-from procs import REPO, Role, as_role, endpoint, exchange_env, untimed
+from procs import REPO, Role, as_role, bare, endpoint, exchange_env
 
 from engine.book import ReferenceBook
 from engine.messages import OrderAccepted, OrderExpired, OrderFilled
@@ -50,7 +50,7 @@ class Tes:
 
     def receive(self, count, timeout=10.0, keep_time=False):
         """Exactly the next ``count`` messages (however they were batched in frames), each
-        `Executed` with its exchange time checked and, unless ``keep_time``, zeroed (`untimed`),
+        `Executed` with its exchange time checked and, unless ``keep_time``, zeroed (`bare`),
         so that tests can compare replies with what a book computes."""
         received, deadline = [], time.monotonic() + timeout
         while len(received) < count:
@@ -58,7 +58,7 @@ class Tes:
             assert left > 0 and self.socket.poll(int(left * 1000)), f"got {len(received)} of {count}: {received}"
             received.extend(REPLIES.decode(self.socket.recv()))
         assert len(received) == count, received
-        checked = [untimed(message) for message in received]
+        checked = [bare(message) for message in received]
         return received if keep_time else checked
 
     def quiet(self, seconds=0.3):

@@ -72,27 +72,45 @@ def test_cancel_on_disconnect_decision(cancel_on_disconnect, why, cancels):
     assert cancels_orders(Session(b"c", "alice", cancel_on_disconnect, 0.0), why) is cancels
 
 
+def use_each(ids, *client_order_ids):
+    """Check each id and use it if allowed, as the TES does; the refusals (None: used)."""
+    answers = []
+    for client_order_id in client_order_ids:
+        answer = ids.check(client_order_id)
+        if answer is None:
+            ids.use(client_order_id)
+        answers.append(answer)
+    return answers
+
+
 def test_client_order_ids_refuse_duplicates_in_any_order():
     ids, used = ClientOrderIds(), RejectReason.DUPLICATE_CLIENT_ORDER_ID
-    assert [ids.add(i) for i in (1, 2, 5, 3, 2, 5, 4, 9, 9, 6)] == [
-        None, None, None, None, used, used, None, None, used, None]
-    assert (ids.contiguous, ids.others, len(ids)) == (6, {9}, 7)
+    assert use_each(ids, 1, 2, 5, 3, 2, 5, 4, 9, 9, 6) == [None, None, None, None, used, used, None, None, used, None]
+    assert (ids.contiguous, ids.others, len(ids), ids.next()) == (6, {9}, 7, 10)
 
 
 def test_client_order_ids_in_sequence_take_constant_memory():
     ids = ClientOrderIds()
-    assert all(ids.add(i) is None for i in range(1, 100_001))
-    assert (ids.contiguous, ids.others) == (100_000, set())
-    assert ids.add(50_000) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    assert use_each(ids, *range(1, 100_001)) == [None] * 100_000
+    assert (ids.contiguous, ids.others, ids.next()) == (100_000, set(), 100_001)
+    assert ids.check(50_000) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+
+
+def test_using_an_id_twice_changes_nothing():
+    ids = ClientOrderIds()
+    use_each(ids, 1, 7)
+    ids.use(1)
+    ids.use(7)
+    assert (ids.contiguous, ids.others) == (1, {7})
 
 
 def test_out_of_order_client_order_ids_are_bounded_in_order_ones_still_pass():
     ids = ClientOrderIds()
     sparse = range(10, 10 * (ClientOrderIds.MAX_OUT_OF_ORDER + 1), 10)
-    assert all(ids.add(i) is None for i in sparse)
+    assert all(answer is None for answer in use_each(ids, *sparse))
     assert len(ids.others) == ClientOrderIds.MAX_OUT_OF_ORDER
-    assert ids.add(5) is RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER
-    assert ids.add(20) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
-    assert [ids.add(i) for i in range(1, 10)] == [None] * 9, "in order: the counter passes 10 and absorbs it"
+    assert ids.check(5) is RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER
+    assert ids.check(20) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    assert use_each(ids, *range(1, 10)) == [None] * 9, "in order: the counter passes 10 and absorbs it"
     assert (ids.contiguous, len(ids.others)) == (10, ClientOrderIds.MAX_OUT_OF_ORDER - 1)
-    assert ids.add(5) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+    assert ids.check(5) is RejectReason.DUPLICATE_CLIENT_ORDER_ID

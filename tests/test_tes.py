@@ -17,7 +17,7 @@ import time
 import msgspec
 import pytest
 import zmq
-from procs import REPO, Role, endpoint, exchange_env, free_port, untimed
+from procs import REPO, Role, bare, endpoint, exchange_env, free_port
 
 from engine.instrument import Instrument
 from engine.messages import OrderFilled
@@ -111,6 +111,8 @@ class Client:
         self.socket.connect(address)
         self.heartbeats = 0
         self.next_id = 1
+        self.pending = []
+        """Messages read with an earlier frame and not asked for yet."""
 
     def send(self, *messages):
         self.socket.send(REQUESTS.encode(list(messages)))
@@ -119,31 +121,46 @@ class Client:
         self.socket.send_multipart(list(frames))
 
     def read(self, count, timeout=5.0):
-        """The next ``count`` messages (heartbeats excluded); fail if they do not come."""
-        messages, deadline = [], time.monotonic() + timeout
+        """The next ``count`` messages (heartbeats excluded; any more that came in the same frame
+        are kept for the next read); fail if they do not come."""
+        messages, self.pending = self.pending, []
+        deadline = time.monotonic() + timeout
         while len(messages) < count:
             left = deadline - time.monotonic()
             if left <= 0 or not self.socket.poll(int(left * 1000) + 1):
                 raise AssertionError(f"got {len(messages)} of {count} messages: {messages}")
-            for message in map(untimed, MESSAGES.decode(self.socket.recv())):
+            for message in map(bare, MESSAGES.decode(self.socket.recv())):
                 if isinstance(message, p.Heartbeat):
                     self.heartbeats += 1
                 else:
                     messages.append(message)
-        assert len(messages) == count, f"more than {count} messages: {messages}"
+        messages, self.pending = messages[:count], messages[count:]
         return messages
 
     def frame(self, timeout):
-        """The messages of the next frame (heartbeats excluded), [] if none comes within ``timeout``."""
+        """The messages kept from an earlier frame, or those of the next frame (heartbeats
+        excluded), [] if none comes within ``timeout``."""
+        if self.pending:
+            messages, self.pending = self.pending, []
+            return messages
         if not self.socket.poll(int(timeout * 1000) + 1):
             return []
-        return [untimed(m) for m in MESSAGES.decode(self.socket.recv()) if not isinstance(m, p.Heartbeat)]
+        return [bare(m) for m in MESSAGES.decode(self.socket.recv()) if not isinstance(m, p.Heartbeat)]
+
+    def raw_frame(self, timeout):
+        """The messages of the next frame as the TES sent them (times, report numbers and all;
+        heartbeats excluded), [] if none comes within ``timeout``."""
+        assert not self.pending, self.pending
+        if not self.socket.poll(int(timeout * 1000) + 1):
+            return []
+        return [m for m in MESSAGES.decode(self.socket.recv()) if not isinstance(m, p.Heartbeat)]
 
     def one(self, timeout=5.0):
         return self.read(1, timeout)[0]
 
     def quiet(self, seconds=0.3):
-        """Assert nothing but heartbeats arrives for ``seconds``."""
+        """Assert nothing but heartbeats is waiting or arrives for ``seconds``."""
+        assert not self.pending, f"unexpected messages: {self.pending}"
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             if self.socket.poll(int(left * 1000) + 1):
@@ -151,9 +168,11 @@ class Client:
                 assert not extra, f"unexpected messages: {extra}"
 
     def logon(self, trader, cancel_on_disconnect=False):
+        """Log on; client order ids continue where the trader's last session left off."""
         self.send(p.Logon(trader, KEYS.get(trader, f"{trader}-demo-key"), cancel_on_disconnect))
         reply = self.one(10.0)
         assert isinstance(reply, p.LogonAccepted), reply
+        self.next_id = reply.next_client_order_id
         return reply
 
     def order(self, symbol, side, price, quantity, tif=GTC, order_type=LIMIT, client_order_id=None):
@@ -444,7 +463,8 @@ def test_market_order_within_the_notional_limit_goes_to_the_book(shared):
     tight.order("ACME", BUY, 0, 100, IOC, MARKET)  # 100 x reference 10,000 = the limit exactly
     accepted, canceled = tight.read(2)
     assert isinstance(accepted, p.OrderAccepted)
-    assert canceled == p.OrderCanceled(1, accepted.order_id, "ACME", 100, CancelReason.UNFILLED)
+    assert canceled == p.OrderCanceled(accepted.client_order_id, accepted.order_id, "ACME", 100,
+                                       CancelReason.UNFILLED)
 
 
 def test_duplicate_client_order_id_in_a_session(shared):
@@ -542,7 +562,7 @@ def test_heartbeats_and_cancel_on_disconnect_after_timeout(tmp_path):
     try:
         leaver = exchange.client("alice", cancel_on_disconnect=True)
         keeper = exchange.client("bob")
-        leaver.accepted("ACME", BUY, 9_990, 5)
+        resting = leaver.accepted("ACME", BUY, 9_990, 5)
         keeper.accepted("ACME", BUY, 9_980, 7)
         deadline = time.monotonic() + 0.9  # bob keeps his session alive, alice goes silent
         while time.monotonic() < deadline:
@@ -555,6 +575,8 @@ def test_heartbeats_and_cancel_on_disconnect_after_timeout(tmp_path):
         leaver.send(p.QueryOpenOrders(1))
         assert leaver.one().reason is R.NOT_LOGGED_ON
         again = exchange.client("alice")
+        assert again.one() == p.OrderCanceled(resting.client_order_id, resting.order_id, "ACME", 5,
+                                              CancelReason.DISCONNECTED), "the report made while away, at logon"
         assert again.open_orders() == []
         assert exchange.tes.stop() == 0
     finally:

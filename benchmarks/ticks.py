@@ -1,0 +1,240 @@
+"""Tick store benchmarks: each function measures one thing in one run and returns a dict.
+
+- `write_store`: ticks/s written into the embedded store (`TickStore.upd`), batches of 10,000;
+- `capture`: journal entries/s turned into rows (`rows_from_entries`);
+- `write_ipc`: ticks/s published over kdb+ IPC (`KdbTickerplant`) to the loopback stand-in
+  until it confirmed them all, and the publisher's own CPU per tick (the stand-in decodes
+  in pure Python in another process: it, not the publisher, sets the rate);
+- `bars`: 1-minute OHLCV bars over 10 million trades, DuckDB on the store against pandas;
+- `asof_join`: 1 million trades joined to the prevailing quote among 10 million, DuckDB's
+  ASOF JOIN on the store against pandas ``merge_asof``.
+
+The data come from `synthetic_ticks` (a fixed seed: the same arguments give the same rows).
+pandas is timed on a DataFrame already in memory (its load from Parquet is reported apart),
+DuckDB from the Parquet files (in the page cache after writing) on its second run of the
+query, so the pandas figure is its best case.
+"""
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from database.ticks.schema import arrow_schema
+from servers.protocol import BookSubmit, JournalEntry, Quote, Trade
+
+START = 1_714_521_600 * 10**9
+"""2024-05-01 00:00 UTC: synthetic days start here."""
+SYMBOLS = ("ACME", "BOLT", "CRUX", "DYNE", "ECHO", "FLUX", "GRIT", "HALO")
+PRICE_SCALE = 100
+MINUTE = 60 * 10**9
+
+
+def synthetic_ticks(trades: int, quotes: int, seed: int = 42, symbols=SYMBOLS, shard: str = "A",
+                    start: int = START, seconds: float = 6.5 * 3600) -> dict[str, pa.Table]:
+    """``trades`` trade rows and ``quotes`` quote rows of one shard, as its journal would give them.
+
+    One command stream over ``seconds`` of one day from ``start``: each command a trade or
+    a quote (shuffled), on a random symbol, at a time that never goes back, with the next
+    shard sequence; prices a random walk in ticks per symbol (``PRICE_SCALE`` per unit),
+    quotes one to three ticks either side of it. Deterministic in ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    count = trades + quotes
+    is_trade = np.zeros(count, dtype=bool)
+    is_trade[rng.choice(count, size=trades, replace=False)] = True
+    stamps = start + np.sort(rng.integers(0, int(seconds * 1e9), size=count, dtype=np.int64))
+    sym_codes = rng.integers(0, len(symbols), size=count, dtype=np.int32)
+    steps = rng.choice(np.array([-1, 0, 0, 1], dtype=np.int64), size=count)
+    mid = np.empty(count, dtype=np.int64)
+    for code in range(len(symbols)):
+        mask = sym_codes == code
+        mid[mask] = 10_000 + np.cumsum(steps[mask])
+    sequences = np.arange(1, count + 1, dtype=np.int64)
+    dictionary = pa.array(list(symbols))
+    t, q = is_trade, ~is_trade
+    trade_ids = np.empty(trades, dtype=np.int64)
+    trade_codes = sym_codes[t]
+    for code in range(len(symbols)):
+        mask = trade_codes == code
+        trade_ids[mask] = np.arange(1, mask.sum() + 1)
+    half_spread = rng.integers(1, 4, size=quotes)
+
+    def symbol_column(codes):
+        return pa.DictionaryArray.from_arrays(pa.array(codes), dictionary)
+
+    def shard_column(length):
+        return pa.DictionaryArray.from_arrays(pa.array(np.zeros(length, dtype=np.int32)), pa.array([shard]))
+
+    def time_column(values):
+        return pa.array(values.view("datetime64[ns]"), arrow_schema("trade").field("time").type)
+
+    sides = np.where(rng.integers(0, 2, size=trades) == 0, "B", "S")
+    trade = pa.Table.from_arrays([
+        time_column(stamps[t]), symbol_column(trade_codes), pa.array(mid[t] / PRICE_SCALE),
+        pa.array(rng.integers(1, 100, size=trades, dtype=np.int64)), pa.array(trade_ids),
+        pa.array(sides, pa.string()), shard_column(trades), pa.array(sequences[t]),
+    ], schema=arrow_schema("trade"))
+    quote = pa.Table.from_arrays([
+        time_column(stamps[q]), symbol_column(sym_codes[q]), pa.array((mid[q] - half_spread) / PRICE_SCALE),
+        pa.array((mid[q] + half_spread) / PRICE_SCALE), pa.array(rng.integers(1, 500, size=quotes, dtype=np.int64)),
+        pa.array(rng.integers(1, 500, size=quotes, dtype=np.int64)), shard_column(quotes), pa.array(sequences[q]),
+    ], schema=arrow_schema("quote"))
+    return {"trade": trade, "quote": quote}
+
+
+def synthetic_entries(count: int, seed: int = 42, symbols=SYMBOLS) -> list[JournalEntry]:
+    """``count`` journal entries, each with one trade and the quote after it (for `capture`)."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, len(symbols), size=count).tolist()
+    prices = (10_000 + rng.integers(-50, 50, size=count)).tolist()
+    command = BookSubmit(symbols[0], 1, 0, 0, 0, 10_000, 1)
+    return [
+        JournalEntry(i + 1, START + i * 1000, command, [], [
+            Trade(symbols[code], 2 * i + 1, i + 1, price, 5, i % 2, START + i * 1000),
+            Quote(symbols[code], 2 * i + 2, price - 1, 10, price + 1, 10, START + i * 1000),
+        ])
+        for i, (code, price) in enumerate(zip(codes, prices, strict=True))
+    ]
+
+
+def _batches(rows: pa.Table, size: int):
+    for offset in range(0, len(rows), size):
+        batch = rows.slice(offset, size)
+        yield batch, batch.column("sequence")[-1].as_py()
+
+
+def write_store(ticks: int = 1_000_000, batch: int = 10_000, root: Path | None = None) -> dict:
+    """Trades written into a fresh embedded store in ``batch``-row `upd` calls (each fsynced)."""
+    from database.ticks.store import TickStore
+
+    rows = synthetic_ticks(ticks, 0)["trade"]
+    with tempfile.TemporaryDirectory(dir=root) as directory, TickStore(directory) as store:
+        began = time.perf_counter()
+        for part, through in _batches(rows, batch):
+            store.upd("trade", part, "A", through)
+        seconds = time.perf_counter() - began
+    return {"ticks": ticks, "batch": batch, "seconds": round(seconds, 3), "ticks_per_s": round(ticks / seconds)}
+
+
+def capture(entries: int = 100_000) -> dict:
+    """Journal entries (one trade and one quote each) turned into rows, 10,000 per call."""
+    from database.ticks.schema import rows_from_entries
+
+    stream = synthetic_entries(entries)
+    scales = dict.fromkeys(SYMBOLS, PRICE_SCALE)
+    began = time.perf_counter()
+    for offset in range(0, entries, 10_000):
+        rows_from_entries("A", stream[offset : offset + 10_000], scales)
+    seconds = time.perf_counter() - began
+    return {"entries": entries, "rows": 2 * entries, "seconds": round(seconds, 3),
+            "rows_per_s": round(2 * entries / seconds)}
+
+
+def write_ipc(ticks: int = 200_000, batch: int = 10_000, confirm_every: int = 8) -> dict:
+    """Trades published to the kdb+ IPC stand-in (a separate process) until it confirms them all."""
+    from database.ticks.kdb import KdbTickerplant
+    from database.ticks.standin import StandIn
+
+    rows = synthetic_ticks(ticks, 0)["trade"]
+    with tempfile.TemporaryDirectory() as directory, StandIn() as standin:
+        publisher = KdbTickerplant("127.0.0.1", standin.port, state_path=Path(directory) / "kdb.json",
+                                   confirm_every=confirm_every)
+        began, cpu = time.perf_counter(), time.process_time()
+        for part, through in _batches(rows, batch):
+            publisher.upd("trade", part, "A", through)
+        publisher.close()
+        seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+        received = standin.count("trade")
+    assert received == ticks, (received, ticks)
+    return {"ticks": ticks, "batch": batch, "confirm_every": confirm_every, "seconds": round(seconds, 3),
+            "ticks_per_s": round(ticks / seconds), "publisher_cpu_us_per_tick": round(cpu / ticks * 1e6, 2)}
+
+
+def _store_with(tables: dict[str, pa.Table], directory: str) -> None:
+    """``tables`` written through `upd` in parts of a million rows, then the day compacted."""
+    from database.ticks.store import TickStore, day_of
+
+    with TickStore(directory) as store:
+        for table, rows in tables.items():
+            for part, through in _batches(rows, 1_000_000):
+                store.upd(table, part, "A", through)
+        store.compact(day_of(START))
+
+
+def bars(ticks: int = 10_000_000, interval: int = MINUTE) -> dict:
+    """1-minute OHLCV bars of every symbol over ``ticks`` trades: DuckDB against pandas."""
+    import pandas as pd
+
+    from database.ticks.queries import TickHistory
+
+    rows = synthetic_ticks(ticks, 0)["trade"]
+    with tempfile.TemporaryDirectory() as directory:
+        _store_with({"trade": rows}, directory)
+        history = TickHistory(directory)
+        history.bars(None, interval)
+        began = time.perf_counter()
+        duck = history.bars(None, interval)
+        duck_seconds = time.perf_counter() - began
+        history.close()
+        began = time.perf_counter()
+        frame = pd.read_parquet(Path(directory) / "2024.05.01" / "trade")
+        load_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    frame = frame.sort_values(["sym", "trade_id"], kind="stable")
+    bucket = frame["time"].dt.floor(pd.Timedelta(interval, "ns"))
+    grouped = frame.groupby([frame["sym"].astype(str), bucket], sort=True)
+    panda = grouped.agg(open=("price", "first"), high=("price", "max"), low=("price", "min"),
+                        close=("price", "last"), volume=("size", "sum"), trades=("price", "size"))
+    pandas_seconds = time.perf_counter() - began
+    assert len(panda) == len(duck), (len(panda), len(duck))
+    assert np.array_equal(panda["close"].to_numpy(), duck.column("close").to_numpy())
+    return {"ticks": ticks, "bars": len(duck), "duckdb_s": round(duck_seconds, 3),
+            "pandas_s": round(pandas_seconds, 3), "pandas_load_s": round(load_seconds, 3)}
+
+
+def asof_join(trades: int = 1_000_000, quotes: int = 10_000_000) -> dict:
+    """Each trade with its prevailing quote: DuckDB ASOF JOIN against pandas ``merge_asof``."""
+    import pandas as pd
+
+    from database.ticks.queries import TickHistory
+
+    tables = synthetic_ticks(trades, quotes)
+    with tempfile.TemporaryDirectory() as directory:
+        _store_with(tables, directory)
+        history = TickHistory(directory)
+        history.trades_with_quotes(None)
+        began = time.perf_counter()
+        duck = history.trades_with_quotes(None)
+        duck_seconds = time.perf_counter() - began
+        history.close()
+        began = time.perf_counter()
+        trade = pd.read_parquet(Path(directory) / "2024.05.01" / "trade")
+        quote = pd.read_parquet(Path(directory) / "2024.05.01" / "quote", columns=["time", "sym", "bid", "ask",
+                                                                                  "bsize", "asize", "sequence"])
+        load_seconds = time.perf_counter() - began
+    began = time.perf_counter()
+    # One shard: its sequence orders rows as (time, sequence) does, the order the aj follows.
+    trade = trade.assign(sym=trade["sym"].astype(str)).sort_values("sequence")
+    quote = quote.assign(sym=quote["sym"].astype(str)).sort_values("sequence")
+    panda = pd.merge_asof(trade, quote.drop(columns="time"), on="sequence", by="sym", allow_exact_matches=True)
+    pandas_seconds = time.perf_counter() - began
+    assert len(panda) == len(duck) == trades
+    matched = duck.sort_by([("sym", "ascending"), ("time", "ascending"), ("trade_id", "ascending")])
+    expected = panda.sort_values(["sym", "time", "trade_id"], kind="stable")
+    assert np.array_equal(expected["bid"].to_numpy(), matched.column("bid").to_numpy(), equal_nan=True)
+    return {"trades": trades, "quotes": quotes, "duckdb_s": round(duck_seconds, 3),
+            "pandas_s": round(pandas_seconds, 3), "pandas_load_s": round(load_seconds, 3)}
+
+
+def run() -> dict:
+    """Every figure, in one run each (what ``python main.py bench store`` prints)."""
+    return {
+        "write_store": write_store(),
+        "capture": capture(),
+        "write_ipc": write_ipc(),
+        "bars": bars(),
+        "asof_join": asof_join(),
+    }

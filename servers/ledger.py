@@ -1,0 +1,503 @@
+"""The trading engine server's book of record, `Ledger`, and its journal: what a TES restart keeps.
+
+The ledger holds every order the TES routed and what the books said of it
+(`servers.orders.OrderRegistry`), each trader's portfolio (`servers.portfolio`), the last
+trade price and last answered sequence of every symbol, each trader's client order ids
+(`servers.sessions.ClientOrderIds`: a trader's, across sessions), each trader's reports
+(numbered 1, 2, 3... per trader; the last `REPORTS_KEPT` kept, to be sent again), the next
+exchange order id, and the last sequence each book server answered with.
+
+It changes only through `Ledger.apply(record)`. A record is a decision of the TES or
+something it received, in the order it made or received them:
+
+==============  ==============================================================
+record          what happened
+==============  ==============================================================
+`Entered`       an order passed every check and is sent to its book
+`Requested`     a cancel or replace is sent (the trader's, a mass cancel, or
+                cancel-on-disconnect)
+`Refused`       the TES itself refused a submission, cancel or replace
+`Received`      a frame of replies from a book server (the frame as it came)
+`Greeted`       a book server answered a Hello: commands it never journaled
+                are refused if its replay was complete
+`Unsent`        commands a book server's socket would not take: refused
+`Delivered`     a session ended having been sent the trader's reports up to a number
+==============  ==============================================================
+
+The live server builds each record, applies it (which gives the reports to send) and
+journals it; the group of a loop turn is written to the TES journal (``tes.journal_dir``,
+the OBS's format: `servers.journal`) before anything that follows from it leaves the
+process. Recovery applies the journaled records in order through the same `apply` (no
+clock is read: times are in the records): the same state, the same reports with the same
+numbers. Then each book server's Hello, naming the last sequence the ledger holds, brings
+the replies the TES missed while it was down, and the commands in flight are answered.
+"""
+
+import logging
+import re
+import struct
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import msgspec
+
+from config.settings import JournalConfig
+from engine.lifecycle import OrderState
+from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from servers import protocol as p
+from servers.journal import (
+    KEEP_SNAPSHOTS,
+    Journal,
+    JournalFailed,
+    RecoveryError,
+    _write_atomically,
+    read_discarded,
+    read_records,
+)
+from servers.orders import Order, OrderRegistry, Report, Request, Trade
+from servers.portfolio import Holding, Portfolio
+from servers.sessions import ClientOrderIds
+
+log = logging.getLogger(__name__)
+
+ID_BITS = 48
+ID_MASK = (1 << ID_BITS) - 1
+REPORTS_KEPT = 10_000
+"""Each trader's latest reports kept to be sent again at a logon (older ones are not)."""
+SUBMISSION, CANCEL, REPLACE = 0, 1, 2
+"""What a `Refused` refused."""
+CONSUMES_ID = frozenset(RejectReason) - {RejectReason.MESSAGE_RATE_LIMIT, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
+                                          RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER, RejectReason.NOT_LOGGED_ON,
+                                          RejectReason.EXCHANGE_CLOSING}
+"""The refusals of a submission that come after its client order id was checked: the id is used up."""
+
+
+class Record(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=True):
+    """Base of the TES journal's records."""
+
+
+class Entered(Record):
+    trader: str
+    client_order_id: int
+    order_id: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: int
+    quantity: int
+
+
+class Requested(Record):
+    trader: str
+    order_id: int
+    cancel: bool
+    client_order_id: int
+    reason: CancelReason
+
+
+class Refused(Record):
+    trader: str
+    what: int
+    """SUBMISSION, CANCEL or REPLACE."""
+    client_order_id: int
+    order_id: int
+    """The order a cancel or replace named (0 for a submission)."""
+    reason: RejectReason
+    text: str
+    time: int
+
+
+class Received(Record):
+    shard: str
+    frame: bytes
+    time: int
+    """When it came (the time of a refusal it carries)."""
+
+
+class Greeted(Record):
+    shard: str
+    symbols: list[str]
+    max_order_id: int
+    last_sequence: int
+    replay_complete: bool
+    time: int
+
+
+class Unsent(Record):
+    commands: list[p.BookSubmit | p.BookCancel | p.BookReplace]
+    time: int
+
+
+class Delivered(Record):
+    trader: str
+    report: int
+
+
+LedgerRecord = Entered | Requested | Refused | Received | Greeted | Unsent | Delivered
+
+
+# ================================================================ the ledger as it stands (snapshots)
+
+
+class OrderRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    order_id: int
+    trader: str
+    client_order_id: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: int
+    quantity: int
+    filled: int
+    notional: int
+    state: OrderState
+    requests: list[tuple[bool, int, CancelReason]]
+
+
+class HoldingRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    symbol: str
+    quantity: int
+    basis: int
+    realized: int
+
+
+class TraderRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    trader: str
+    cash: int
+    holdings: list[HoldingRow]
+    contiguous: int
+    """The trader's client order ids 1..contiguous were used, and ``others``."""
+    others: list[int]
+    number: int
+    delivered: int
+    kept: list[p.ClientMessage]
+
+
+class LedgerState(msgspec.Struct, frozen=True, array_like=True):
+    """The whole ledger after journal record ``sequence``, whose successor starts at ``journal_offset``."""
+
+    sequence: int
+    journal_offset: int
+    counter: int
+    seen: dict[str, int | None]
+    last_prices: dict[str, int]
+    last_sequence: dict[str, int]
+    orders: list[OrderRow]
+    traders: list[TraderRow]
+
+
+SNAPSHOT_NAME = re.compile(r"^ledger-(\d+)\.msgpack$")
+SNAPSHOT_HEADER = struct.Struct("<4sIQI")
+"""magic, format version, payload length, CRC-32 of the payload (as the OBS's snapshots)."""
+SNAPSHOT_MAGIC, SNAPSHOT_VERSION = b"TESL", 1
+
+
+class Ledger:
+    """The TES's state that must survive it (see the module docstring).
+
+    Parameters
+    ----------
+    tes_id
+        The TES's id: its exchange order ids are ``(tes_id << 48) | n``.
+    shards
+        Each book server's name and the symbols it owns.
+    """
+
+    def __init__(self, tes_id: int, shards: dict[str, list[str]]) -> None:
+        self.tes_id = tes_id
+        self.shard_symbols = {name: set(symbols) for name, symbols in shards.items()}
+        self.numbers: dict[str, int] = {}
+        """Each trader's last report number."""
+        self.orders = OrderRegistry(self.numbers)
+        self.portfolios: dict[str, Portfolio] = {}
+        self.last_prices: dict[str, int] = {}
+        self.last_sequence: dict[str, int] = {}
+        """Per symbol, the sequence of the last `Executed` applied (a book's replies sent again are skipped)."""
+        self.client_order_ids: dict[str, ClientOrderIds] = {}
+        self.kept: dict[str, deque[p.ClientMessage]] = {}
+        self.delivered: dict[str, int] = {}
+        """Per trader, the last report number a session that ended was sent."""
+        self.counter = 1
+        """The next exchange order id's counter."""
+        self.seen: dict[str, int | None] = dict.fromkeys(shards)
+        """Per book server, the last sequence it answered with (None before it first answered a Hello)."""
+        self._replies = msgspec.msgpack.Decoder(list[p.ObsReply])
+
+    # ---------------------------------------------------------------- queries
+
+    def portfolio(self, trader: str) -> Portfolio:
+        portfolio = self.portfolios.get(trader)
+        if portfolio is None:
+            portfolio = self.portfolios[trader] = Portfolio()
+        return portfolio
+
+    def ids(self, trader: str) -> ClientOrderIds:
+        ids = self.client_order_ids.get(trader)
+        if ids is None:
+            ids = self.client_order_ids[trader] = ClientOrderIds()
+        return ids
+
+    def next_order_id(self) -> int:
+        return (self.tes_id << ID_BITS) | self.counter
+
+    def state(self, sequence: int, journal_offset: int) -> LedgerState:
+        """The ledger as it stands (after journal record ``sequence``), for a snapshot."""
+        orders = [
+            OrderRow(o.order_id, o.trader_id, o.client_order_id, o.symbol, o.side, o.order_type, o.time_in_force,
+                     o.price, o.quantity, o.filled, o.notional, o.state,
+                     [(r.cancel, r.client_order_id, r.reason) for r in o.requests or ()])
+            for o in self.orders.orders.values()
+        ]
+        traders = []
+        for trader in sorted(set(self.portfolios) | set(self.client_order_ids) | set(self.numbers) | set(self.kept)):
+            portfolio, ids = self.portfolio(trader), self.ids(trader)
+            traders.append(TraderRow(
+                trader, portfolio.cash,
+                [HoldingRow(symbol, h.quantity, h.basis, h.realized) for symbol, h in portfolio.holdings.items()],
+                ids.contiguous, sorted(ids.others), self.numbers.get(trader, 0), self.delivered.get(trader, 0),
+                list(self.kept.get(trader, ())),
+            ))
+        return LedgerState(sequence, journal_offset, self.counter, dict(self.seen), dict(self.last_prices),
+                           dict(self.last_sequence), orders, traders)
+
+    def restore(self, state: LedgerState) -> None:
+        """Become the ledger ``state`` describes (an empty ledger's)."""
+        self.counter = state.counter
+        self.seen.update(state.seen)
+        self.last_prices.update(state.last_prices)
+        self.last_sequence.update(state.last_sequence)
+        for row in state.traders:
+            portfolio = self.portfolio(row.trader)
+            portfolio.cash = row.cash
+            for held in row.holdings:
+                holding = portfolio.holdings[held.symbol] = Holding()
+                holding.quantity, holding.basis, holding.realized = held.quantity, held.basis, held.realized
+            ids = self.ids(row.trader)
+            ids.contiguous, ids.others = row.contiguous, set(row.others)
+            self.numbers[row.trader] = row.number
+            self.delivered[row.trader] = row.delivered
+            self.kept[row.trader] = deque(row.kept, maxlen=REPORTS_KEPT)
+        for row in state.orders:
+            order = Order(row.order_id, row.trader, row.client_order_id, row.symbol, row.side, row.order_type,
+                          row.time_in_force, row.price, row.quantity)
+            order.filled, order.notional, order.state = row.filled, row.notional, row.state
+            if row.requests:
+                order.requests = deque(Request(*request) for request in row.requests)
+            self.orders.orders[order.order_id] = order
+            if not order.closed:
+                self.orders.open.setdefault(order.trader_id, {})[order.order_id] = order
+
+    def reports_after(self, trader: str, number: int) -> list:
+        """The trader's kept reports numbered after ``number``, oldest first."""
+        return [report for report in self.kept.get(trader, ()) if report.report > number]
+
+    # ---------------------------------------------------------------- the one way to change it
+
+    def apply(self, record) -> tuple[list[Report], list]:
+        """Apply ``record``; the reports it makes (each kept for its trader) and, for a
+        `Received`, the replies of its frame (for the server's own use: queries, Hello)."""
+        reports: list[Report] = []
+        replies: list = []
+        kind = type(record)
+        if kind is Received:
+            replies = self._receive(record, reports)
+        elif kind is Entered:
+            self.orders.add(Order(record.order_id, record.trader, record.client_order_id, record.symbol,
+                                  record.side, record.order_type, record.time_in_force, record.price,
+                                  record.quantity))
+            self.ids(record.trader).use(record.client_order_id)
+            self.counter = max(self.counter, (record.order_id & ID_MASK) + 1)
+        elif kind is Requested:
+            order = self.orders.orders.get(record.order_id)
+            if order is not None:
+                self.orders.request(order, record.cancel, record.client_order_id, record.reason)
+        elif kind is Refused:
+            reports.append((record.trader, self._refusal(record)))
+        elif kind is Greeted:
+            self._greeted(record, reports)
+        elif kind is Unsent:
+            self.orders.unsent(record.commands, reports, record.time)
+        elif kind is Delivered:
+            self.delivered[record.trader] = record.report
+        else:
+            raise TypeError(f"not a ledger record: {record!r}")
+        kept = self.kept
+        for trader, report in reports:
+            reports_of = kept.get(trader)
+            if reports_of is None:
+                reports_of = kept[trader] = deque(maxlen=REPORTS_KEPT)
+            reports_of.append(report)
+        return reports, replies
+
+    def _receive(self, record: Received, reports: list[Report]) -> list:
+        replies = self._replies.decode(record.frame)
+        trades: list[Trade] = []
+        seen = self.seen.get(record.shard)
+        for reply in replies:
+            kind = type(reply)
+            if kind is p.Executed:
+                sequence, symbol = reply.sequence, reply.symbol
+                if seen is not None and sequence > seen:
+                    seen = sequence
+                if sequence > self.last_sequence.get(symbol, -1):
+                    self.last_sequence[symbol] = sequence
+                    self.orders.apply(symbol, reply.events, reply.time, reports, trades)
+            elif kind is p.CommandRefused:
+                self.orders.refused(reply, reports, record.time)
+        self.seen[record.shard] = seen
+        for symbol, price, quantity, buyer, seller in trades:
+            self.last_prices[symbol] = price
+            if buyer is not None:
+                self.portfolio(buyer).fill(symbol, Side.BUY, price, quantity)
+            if seller is not None:
+                self.portfolio(seller).fill(symbol, Side.SELL, price, quantity)
+        return replies
+
+    def _refusal(self, record: Refused):
+        if record.what == SUBMISSION:
+            if record.reason in CONSUMES_ID:
+                self.ids(record.trader).use(record.client_order_id)
+            return self.orders.rejected(record.trader, record.client_order_id, record.reason, record.text,
+                                        record.time)
+        kind = p.CancelRejected if record.what == CANCEL else p.ReplaceRejected
+        return self.orders.request_rejected(kind, record.trader, record.client_order_id, record.order_id,
+                                            record.reason, record.text, record.time)
+
+    def _greeted(self, record: Greeted, reports: list[Report]) -> None:
+        """A book server answered a Hello after the replies it sent again: a command sent on an
+        earlier connection and still unanswered never reached its journal, and is refused
+        (BOOK_UNAVAILABLE) unless the replay was incomplete (then its outcome is unknown)."""
+        self.counter = max(self.counter, (record.max_order_id & ID_MASK) + 1)
+        seen = self.seen.get(record.shard)
+        if seen is None or seen > record.last_sequence:
+            self.seen[record.shard] = record.last_sequence
+        symbols = self.shard_symbols.get(record.shard, set())
+        if record.replay_complete:
+            self.orders.abandon(symbols, reports, record.time)
+        else:
+            unknown = self.orders.in_flight(symbols)
+            if unknown:
+                log.error("shard %s could not replay its answers to %d orders in flight: their outcome is unknown",
+                          record.shard, unknown)
+        for symbol in record.symbols:
+            if symbol in self.last_sequence:
+                self.last_sequence[symbol] = min(self.last_sequence[symbol], record.last_sequence)
+
+
+class LedgerJournal:
+    """The TES journal: records are appended in groups, the whole of a loop turn before
+    anything it led to is sent. Opening it rebuilds the ledger: from the newest readable
+    snapshot (``ledger-<sequence>.msgpack``, the newest `KEEP_SNAPSHOTS` kept), then the
+    records after it. Every ``snapshot_every`` records a snapshot is taken (on the loop: a
+    copy of the ledger's rows) and written by a writer thread, after which the journal before
+    the older kept snapshot is discarded (`servers.journal.Journal.discard_before`)."""
+
+    def __init__(self, directory: Path, config: JournalConfig, ledger: Ledger) -> None:
+        self.directory = directory
+        self.ledger = ledger
+        self.snapshot_every = config.snapshot_every
+        self._encode = msgspec.msgpack.Encoder().encode
+        decoder = msgspec.msgpack.Decoder(LedgerRecord)
+        self.sequence, offset = _restore_newest(directory, ledger)
+        discarded = read_discarded(directory)
+        if offset < discarded:
+            raise RecoveryError(f"the ledger's journal before byte {discarded} was discarded and no readable "
+                                f"snapshot at or after it remains in {directory}")
+        end, records = offset, 0
+        for record in read_records(directory, offset, self.sequence, decoder.decode):
+            ledger.apply(record.command)
+            self.sequence, end, records = record.sequence, record.end, records + 1
+        self.journal = Journal(directory, config, end)
+        self.snapshot_sequence = self.sequence
+        self._snapshot_offsets: deque[int] = deque([offset] if offset else [], maxlen=KEEP_SNAPSHOTS)
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-snapshot")
+        self._written: Future | None = None
+        self._pending: list[tuple[int, bytes]] = []
+        if records or offset:
+            log.info("ledger recovered at journal record %d (%d replayed after the snapshot, %s)", self.sequence,
+                     records, directory)
+
+    def add(self, record) -> None:
+        """Queue ``record`` (already applied) for the next `write`."""
+        self.sequence += 1
+        self._pending.append((self.sequence, self._encode(record)))
+
+    def write(self) -> bool:
+        """Write the queued records with one write (fsync per policy); False if the journal
+        cannot take them (raises `servers.journal.JournalFailed` after a failed fsync). Takes
+        a snapshot every ``snapshot_every`` records."""
+        if not self._pending:
+            return True
+        if not self.journal.append(self._pending):
+            return False
+        self._pending.clear()
+        if self.sequence - self.snapshot_sequence >= self.snapshot_every and (
+                self._written is None or self._written.done()):
+            self.snapshot_sequence = self.sequence
+            state = self.ledger.state(self.sequence, self.journal.offset)
+            self._written = self._writer.submit(self._write_snapshot, state)
+        return True
+
+    def _write_snapshot(self, state: LedgerState) -> None:
+        """On the writer thread: the journal durable up to the snapshot, the snapshot, then the
+        journal before the older kept one discarded. A failure is logged: the journal alone
+        still rebuilds the ledger."""
+        try:
+            self.journal.sync_to(state.journal_offset)
+            payload = self._encode(state)
+            header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, len(payload), zlib.crc32(payload))
+            _write_atomically(self.directory / f"ledger-{state.sequence}.msgpack", header, payload)
+            for old in _snapshot_paths(self.directory)[KEEP_SNAPSHOTS:]:
+                old.unlink()
+            self._snapshot_offsets.append(state.journal_offset)
+            if len(self._snapshot_offsets) == KEEP_SNAPSHOTS:
+                self.journal.discard_before(self._snapshot_offsets[0])
+        except (OSError, JournalFailed) as exc:
+            log.error("ledger snapshot at record %d not written: %s", state.sequence, exc)
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self.journal.close()
+
+
+def _snapshot_paths(directory: Path) -> list[Path]:
+    """The ledger snapshots, newest first."""
+    found = []
+    for path in directory.glob("ledger-*.msgpack") if directory.is_dir() else ():
+        match = SNAPSHOT_NAME.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found, reverse=True)]
+
+
+def _restore_newest(directory: Path, ledger: Ledger) -> tuple[int, int]:
+    """Restore ``ledger`` from the newest readable snapshot (damaged ones are logged and
+    skipped); (its journal sequence, where the journal continues), (0, 0) without one."""
+    decoder = msgspec.msgpack.Decoder(LedgerState)
+    for path in _snapshot_paths(directory):
+        data = path.read_bytes()
+        problem = None
+        if len(data) < SNAPSHOT_HEADER.size:
+            problem = "shorter than its header"
+        else:
+            magic, version, length, crc = SNAPSHOT_HEADER.unpack_from(data)
+            payload = memoryview(data)[SNAPSHOT_HEADER.size:]
+            if (magic, version) != (SNAPSHOT_MAGIC, SNAPSHOT_VERSION):
+                problem = f"not a ledger snapshot of version {SNAPSHOT_VERSION}"
+            elif len(payload) != length or zlib.crc32(payload) != crc:
+                problem = "its length or CRC does not match"
+        if problem is None:
+            try:
+                state = decoder.decode(payload)
+            except msgspec.DecodeError as exc:
+                problem = f"it does not decode ({exc})"
+        if problem is not None:
+            log.warning("skipping ledger snapshot %s: %s", path, problem)
+            continue
+        ledger.restore(state)
+        return state.sequence, state.journal_offset
+    return 0, 0

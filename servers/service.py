@@ -1,0 +1,105 @@
+"""What every server role shares: start, READY, signals, a clean stop, the exit code, counted warnings.
+
+A role (``python main.py -s OBS|TES|recorder``) is a class that builds its sockets and state
+in ``__init__`` and provides
+
+- ``ready() -> str``: the line printed (``READY <role> ...``) once it can serve;
+- ``run()``: serve until ``stop`` is called (from a signal handler: it only sets a flag);
+- ``stop(*signal)`` and ``close()`` (sockets and files; called whatever happened);
+- ``stopped() -> str``: the log line after a clean stop.
+
+`serve` runs one: SIGINT and SIGTERM stop it, the garbage collector is settled
+(`servers.collector`) before it serves, and every failure ends as one log line and an exit
+status, never a traceback, except a defect (an exception nobody foresaw), which is logged with
+its traceback so it can be fixed:
+
+====================================  ======  ==========================================
+what                                  status  line
+====================================  ======  ==========================================
+stopped by a signal                   0       ``stopped()``
+``refusals``: cannot start            the     ``<role> cannot start: <the exception>``
+(a key or configuration problem: 2;   given
+a damaged journal, a port in use: 1)
+``failures``: had to stop             1       ``<role> stopped: <the exception>``
+anything else                         1       ``<role> failed`` and the traceback
+====================================  ======  ==========================================
+"""
+
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from servers import collector
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+class Server(Protocol):
+    def ready(self) -> str: ...
+
+    def run(self) -> None: ...
+
+    def stop(self, *_signal) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stopped(self) -> str: ...
+
+
+def serve(log: logging.Logger, role: str, start: Callable[[], Server],
+          refusals: dict[type[BaseException], int], failures: tuple[type[BaseException], ...] = ()) -> int:
+    """Start a server with ``start()``, run it until SIGINT/SIGTERM, close it; the exit status (see
+    the module docstring). ``refusals`` maps what ``start`` may raise to the status to exit
+    with; ``failures`` are what ``run`` may raise to say it had to stop."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr)
+    try:
+        server = start()
+    except tuple(refusals) as exc:
+        log.error("%s cannot start: %s", role, exc)
+        return next(status for kind, status in refusals.items() if isinstance(exc, kind))
+    previous = {signum: signal.signal(signum, server.stop) for signum in SIGNALS}
+    collector.settle()
+    try:
+        print(server.ready(), flush=True)
+        server.run()
+    except failures as exc:
+        log.error("%s stopped: %s", role, exc)
+        return 1
+    except Exception:
+        log.exception("%s failed", role)
+        return 1
+    finally:
+        server.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log.info("%s", server.stopped())
+    return 0
+
+
+class Occurrences:
+    """One kind of trouble, counted, and logged at most every ``every`` seconds with the count so
+    far, however often it happens (a flood of bad input must not become a flood of log lines).
+
+    ``message`` is a logging format whose last placeholder is the count; calling the instance
+    with the other arguments counts ``count`` occurrences (one by default).
+    """
+
+    def __init__(self, log: logging.Logger, message: str, every: float = 1.0, level: int = logging.WARNING) -> None:
+        self.log = log
+        self.message = message
+        self.every = every
+        self.level = level
+        self.count = 0
+        self._logged_at = -every
+
+    def __call__(self, *args, count: int = 1) -> None:
+        self.count += count
+        now = time.monotonic()
+        if now - self._logged_at >= self.every:
+            self._logged_at = now
+            self.log.log(self.level, self.message, *args, self.count)

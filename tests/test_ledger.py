@@ -1,0 +1,191 @@
+"""The TES's ledger and its journal (`servers.ledger`): a snapshot plus the journal after it
+rebuilds exactly the ledger that the whole journal does, and exactly the live one.
+
+A market is simulated in process: the orders of three traders go to a `ReferenceBook`, whose
+events come back as the frames a book server sends (`Received`), mixed with the TES's own
+refusals, cancel requests and delivered reports, so every part of the ledger's state (orders
+open and closed, portfolios, client order ids, numbered and kept reports, last prices and
+sequences) is exercised.
+"""
+
+import random
+import shutil
+
+import msgspec
+import pytest
+
+from config.settings import JournalConfig
+from engine.book import ReferenceBook
+from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from servers import protocol as p
+from servers.journal import RecoveryError, read_discarded
+from servers.ledger import (
+    CANCEL,
+    SUBMISSION,
+    Delivered,
+    Entered,
+    Ledger,
+    LedgerJournal,
+    Received,
+    Refused,
+    Requested,
+)
+
+TES_ID = 3
+SHARDS = {"A": ["ACME"]}
+TRADERS = ("alice", "bob", "carol")
+REPLIES = msgspec.msgpack.Encoder()
+
+
+class Market:
+    """Feeds a ledger (and its journal) the records of a random trading session on ACME."""
+
+    def __init__(self, ledger: Ledger, journal: LedgerJournal | None, seed: int) -> None:
+        self.ledger, self.journal = ledger, journal
+        self.book = ReferenceBook()
+        self.random = random.Random(seed)
+        self.sequence = 0
+        self.time = 1_700_000_000_000_000_000
+
+    def record(self, record) -> list:
+        reports, _ = self.ledger.apply(record)
+        if self.journal is not None:
+            self.journal.add(record)
+            assert self.journal.write()
+        return reports
+
+    def step(self) -> None:
+        rng, ledger = self.random, self.ledger
+        trader = rng.choice(TRADERS)
+        self.time += rng.randrange(1, 10**6)
+        action = rng.random()
+        client_order_id = ledger.ids(trader).next()
+        open_orders = list(ledger.orders.open.get(trader, {}))
+        if action < 0.1:
+            self.record(Refused(trader, SUBMISSION, client_order_id, 0, RejectReason.PRICE_OUTSIDE_BAND,
+                                "price outside the band", self.time))
+        elif action < 0.25 and open_orders:
+            order_id = rng.choice(open_orders)
+            self.record(Requested(trader, order_id, True, client_order_id, CancelReason.REQUESTED))
+            self.executed(self.book.cancel(order_id))
+        elif action < 0.3 and open_orders:
+            self.record(Refused(trader, CANCEL, client_order_id, rng.choice(open_orders),
+                                RejectReason.UNKNOWN_ORDER, "no such order", self.time))
+        elif action < 0.35:
+            self.record(Delivered(trader, ledger.numbers.get(trader, 0)))
+        else:
+            side = rng.choice((Side.BUY, Side.SELL))
+            tif = rng.choice((TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.DAY))
+            price, quantity = rng.randrange(95, 106), rng.randrange(1, 30)
+            order_id = ledger.next_order_id()
+            self.record(Entered(trader, client_order_id, order_id, "ACME", side, OrderType.LIMIT, tif, price,
+                                quantity))
+            self.executed(self.book.submit(order_id, side, OrderType.LIMIT, tif, price, quantity))
+
+    def executed(self, events: list) -> None:
+        self.sequence += 1
+        frame = REPLIES.encode([p.Executed(self.sequence, "ACME", events, self.time)])
+        self.record(Received("A", frame, self.time))
+
+
+def ledger_state(ledger: Ledger) -> bytes:
+    """The ledger's whole state, encoded (so that equal ledgers compare equal)."""
+    return msgspec.msgpack.encode(ledger.state(0, 0))
+
+
+def open_journal(directory, snapshot_every: int) -> tuple[Ledger, LedgerJournal]:
+    ledger = Ledger(TES_ID, SHARDS)
+    return ledger, LedgerJournal(directory, JournalConfig(fsync="never", snapshot_every=snapshot_every), ledger)
+
+
+def trade(directory, steps: int, snapshot_every: int, seed: int = 7) -> Ledger:
+    """Run ``steps`` of a session into a new ledger journal in ``directory``, waiting for each
+    snapshot before going on (so which snapshots exist does not depend on the writer thread)."""
+    ledger, journal = open_journal(directory, snapshot_every)
+    market = Market(ledger, journal, seed)
+    for _ in range(steps):
+        market.step()
+        if journal._written is not None:
+            journal._written.result()
+    journal.close()
+    return ledger
+
+
+def test_the_simulated_session_exercises_every_part_of_the_ledger(tmp_path):
+    ledger = trade(tmp_path, 600, 10**9)
+    assert ledger.counter > 300 and any(ledger.orders.open.values()), "closed orders leave the registry"
+    assert all(ledger.portfolio(trader).holdings for trader in TRADERS)
+    assert ledger.last_prices["ACME"] and ledger.last_sequence["ACME"] > 100
+    assert all(ledger.numbers[trader] > 50 and ledger.delivered.get(trader) for trader in TRADERS)
+    assert not list(tmp_path.glob("ledger-*.msgpack")), "no snapshot was due"
+
+
+def test_a_ledger_replayed_from_its_journal_equals_the_live_one(tmp_path):
+    live = trade(tmp_path, 600, 10**9)
+    recovered, journal = open_journal(tmp_path, 10**9)
+    journal.close()
+    assert ledger_state(recovered) == ledger_state(live)
+    assert recovered.next_order_id() == live.next_order_id()
+
+
+def test_snapshot_and_tail_rebuild_the_ledger_the_whole_journal_does(tmp_path):
+    live = trade(tmp_path, 600, 700)  # one snapshot, near the middle: nothing is discarded
+    assert len(list(tmp_path.glob("ledger-*.msgpack"))) == 1 and read_discarded(tmp_path) == 0
+    whole = tmp_path / "whole"
+    shutil.copytree(tmp_path, whole, ignore=shutil.ignore_patterns("ledger-*", "whole"))
+
+    from_snapshot, journal = open_journal(tmp_path, 700)
+    journal.close()
+    from_journal, journal = open_journal(whole, 700)
+    journal.close()
+    assert ledger_state(from_snapshot) == ledger_state(from_journal) == ledger_state(live)
+
+
+def test_snapshots_let_the_journal_be_discarded_and_recovery_go_on_from_them(tmp_path):
+    live = trade(tmp_path, 900, 200)
+    snapshots = sorted(tmp_path.glob("ledger-*.msgpack"))
+    assert len(snapshots) == 2, "the newest two are kept"
+    assert read_discarded(tmp_path) > 0, "the journal before the older kept snapshot was discarded"
+
+    recovered, journal = open_journal(tmp_path, 200)
+    journal.close()
+    assert ledger_state(recovered) == ledger_state(live)
+
+
+def test_a_damaged_newest_snapshot_is_skipped_for_the_older_one(tmp_path, caplog):
+    live = trade(tmp_path, 900, 200)
+    newest = max(tmp_path.glob("ledger-*.msgpack"), key=lambda path: int(path.stem.split("-")[1]))
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0x20
+    newest.write_bytes(bytes(data))
+
+    recovered, journal = open_journal(tmp_path, 200)
+    journal.close()
+    assert ledger_state(recovered) == ledger_state(live)
+    assert f"skipping ledger snapshot {newest}: its length or CRC does not match" in caplog.text
+
+
+def test_recovery_continues_the_journal_and_a_second_recovery_sees_both_parts(tmp_path):
+    first = trade(tmp_path, 300, 200, seed=1)
+    ledger, journal = open_journal(tmp_path, 200)
+    assert ledger_state(ledger) == ledger_state(first)
+    market = Market(ledger, journal, seed=2)
+    market.book = None  # the resting orders of the first part are not in a new book: only add
+    for _ in range(200):
+        trader = market.random.choice(TRADERS)
+        market.record(Refused(trader, SUBMISSION, ledger.ids(trader).next(), 0, RejectReason.INVALID_QUANTITY,
+                              "quantity must be positive", 5))
+    journal.close()
+
+    again, journal = open_journal(tmp_path, 200)
+    journal.close()
+    assert ledger_state(again) == ledger_state(ledger)
+    assert sum(again.numbers.values()) == sum(first.numbers.values()) + 200
+
+
+def test_a_journal_discarded_past_every_snapshot_is_refused(tmp_path):
+    trade(tmp_path, 900, 200)
+    for snapshot in tmp_path.glob("ledger-*.msgpack"):
+        snapshot.unlink()
+    with pytest.raises(RecoveryError, match="was discarded and no readable snapshot"):
+        open_journal(tmp_path, 200)

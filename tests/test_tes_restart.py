@@ -1,0 +1,125 @@
+"""A durable TES: `kill -9` and a restart keep every trader's state exactly (`servers.ledger`).
+
+What a trader can see of the TES's state is compared before the kill and after the restart:
+positions, cash and realized P&L, open orders, the next client order id, and every report
+the trader was ever sent (numbers, times and all). With orders in flight at the kill, every
+order is answered exactly once and positions equal what the book server journaled.
+"""
+
+import signal
+import time
+
+from test_tes import BUY, DAY, GTC, IOC, SELL, Client, Exchange
+
+from engine.types import RejectReason
+from servers import protocol as p
+
+TRADERS = ("alice", "bob", "deep")
+
+
+def view(exchange, trader):
+    """Everything ``trader`` can learn of the TES's state: logon (with every report sent again),
+    positions, open orders."""
+    client = Client(exchange.context, exchange.env["EXCHANGE__TES__CLIENT_ENDPOINT"])
+    client.send(p.Logon(trader, "deep-key" if trader == "deep" else f"{trader}-demo-key", False, 0))
+    frames = []
+    deadline = time.monotonic() + 10
+    while not frames or not isinstance(frames[0], p.LogonAccepted):
+        assert time.monotonic() < deadline
+        frames = client.raw_frame(5.0)
+    accepted, history = frames[0], frames[1:]
+    while len(history) < accepted.last_report:
+        history += client.raw_frame(5.0)
+    client.send(p.QueryPositions(1))
+    positions = client.one()
+    client.send(p.QueryOpenOrders(2))
+    open_orders = client.one()
+    client.send(p.Logout())
+    client.one()
+    client.socket.close()
+    return {"next_client_order_id": accepted.next_client_order_id, "last_report": accepted.last_report,
+            "history": history, "cash": positions.cash,
+            "positions": [(x.symbol, x.quantity, x.average_price, x.realized_pnl) for x in positions.positions],
+            "open_orders": open_orders.orders}
+
+
+def restart_tes(exchange):
+    exchange.tes.kill()
+    exchange.start_tes()
+
+
+def test_a_killed_tes_restarts_with_every_traders_state_and_history_as_it_was(tmp_path):
+    exchange = Exchange(tmp_path, EXCHANGE__TES__SESSION_TIMEOUT_MS="60000")
+    try:
+        alice, bob = exchange.client("alice"), exchange.client("bob")
+        resting = alice.accepted("ACME", BUY, 9_990, 10)
+        alice.accepted("BOLT", SELL, 25_500, 20, DAY)
+        bob.order("ACME", SELL, 9_990, 4, IOC)
+        assert [type(m) for m in bob.read(2)] == [p.OrderAccepted, p.OrderFilled]
+        assert type(alice.one()) is p.OrderFilled
+        assert alice.rejected("ACME", BUY, 1, 10) is RejectReason.PRICE_OUTSIDE_BAND
+        bob.send(p.CancelOrder(bob.next_id, resting.order_id))
+        assert bob.one().reason is RejectReason.UNKNOWN_ORDER, "not bob's order"
+        for client in (alice, bob):
+            client.socket.close()
+        before = {trader: view(exchange, trader) for trader in TRADERS}
+        assert before["alice"]["last_report"] >= 4 and before["alice"]["open_orders"]
+
+        restart_tes(exchange)
+        after = {trader: view(exchange, trader) for trader in TRADERS}
+        assert after == before
+
+        alice = exchange.client("alice")
+        alice.send(p.CancelOrder(alice.next_id, resting.order_id))
+        canceled = alice.one()
+        assert (type(canceled), canceled.order_id, canceled.quantity) == (p.OrderCanceled, resting.order_id, 6)
+        assert exchange.tes.stop() == 0
+    finally:
+        exchange.close()
+
+
+def test_orders_in_flight_at_a_kill_are_each_answered_once_and_positions_follow_the_book(tmp_path):
+    exchange = Exchange(tmp_path, EXCHANGE__TES__SESSION_TIMEOUT_MS="60000")
+    try:
+        trader, count = exchange.client("deep"), 4_000
+        first_id = trader.next_id
+        orders = [p.EnterOrder(first_id + i, "ACME", BUY if i % 2 else SELL, 0, GTC, 10_000 + (i * 7) % 11 - 5,
+                               1 + i % 9) for i in range(count)]
+        answers, last_report = {}, 0
+
+        def read(messages):
+            nonlocal last_report
+            for message in messages:
+                last_report = max(last_report, getattr(message, "report", 0))
+                if isinstance(message, p.OrderAccepted | p.OrderRejected):
+                    assert message.client_order_id not in answers, f"answered twice: {message}"
+                    answers[message.client_order_id] = message
+
+        for start in range(0, count, 500):
+            trader.send(*orders[start:start + 500])
+        while len(answers) < 500:
+            read(trader.raw_frame(5.0))
+        exchange.tes.process.send_signal(signal.SIGKILL)
+        exchange.tes.process.wait(10)
+        exchange.start_tes()
+        again = Client(exchange.context, exchange.env["EXCHANGE__TES__CLIENT_ENDPOINT"])
+        again.send(p.Logon("deep", "deep-key", False, last_report))
+        deadline = time.monotonic() + 30
+        while len(answers) < count:
+            assert time.monotonic() < deadline, f"{count - len(answers)} orders never answered"
+            read(m for m in again.raw_frame(0.5) if not isinstance(m, p.LogonAccepted))
+            again.send(p.Heartbeat())
+        refused = [m for m in answers.values() if isinstance(m, p.OrderRejected)]
+        assert all(m.reason is RejectReason.BOOK_UNAVAILABLE for m in refused)
+        again.quiet(0.5)
+        again.send(p.QueryOpenOrders(1))
+        levels = {}
+        for order in again.one().orders:
+            levels[order.side, order.price] = levels.get((order.side, order.price), 0) + order.quantity
+        again.send(p.QueryBook(2, "ACME", 1000))
+        book = again.one()
+        assert levels and {(BUY, price): quantity for price, quantity, _ in book.bids} | {
+            (SELL, price): quantity for price, quantity, _ in book.asks} == levels, "the TES agrees with the book"
+        assert exchange.tes.stop() == 0
+    finally:
+        exchange.close()
