@@ -51,6 +51,8 @@ class TesConfig(Struct):
     logon_backoff_max_ms: Positive = 60_000
     logon_queue: Positive = 16
     """Logons waiting for their key check (PBKDF2) at most; more are refused LOGON_THROTTLED at once."""
+    reference_poll_ms: Positive = 1000
+    """How often the TES asks the database whether the reference data changed (`servers.database_link`)."""
 
     def __post_init__(self) -> None:
         if self.logon_backoff_max_ms < self.logon_backoff_ms:

@@ -328,12 +328,12 @@ class Journal:
         cannot punch holes, nothing is discarded (logged once) and the record is undone."""
         if offset <= self.discarded or not self._can_punch:
             return
-        _write_atomically(self.directory / DISCARDED_FILE, f"{offset}\n".encode())
+        write_atomically(self.directory / DISCARDED_FILE, f"{offset}\n".encode())
         if _punch_hole(self._fd, offset):
             self.discarded = offset
             return
         self._can_punch = False
-        _write_atomically(self.directory / DISCARDED_FILE, f"{self.discarded}\n".encode())
+        write_atomically(self.directory / DISCARDED_FILE, f"{self.discarded}\n".encode())
         log.warning("%s: the file system cannot free discarded journal blocks; the journal keeps growing", self.path)
 
     def close(self) -> None:
@@ -574,7 +574,7 @@ def write_snapshot(directory: Path, snapshot: ShardSnapshot) -> Path:
     path = directory / f"snapshot-{snapshot.sequence}.msgpack"
     payload = msgspec.msgpack.encode(snapshot)
     header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, len(payload), zlib.crc32(payload))
-    _write_atomically(path, header, payload)
+    write_atomically(path, header, payload)
     for old in snapshot_paths(directory)[KEEP_SNAPSHOTS:]:
         old.unlink()
     return path
@@ -661,7 +661,7 @@ def _punch_hole(fd: int, length: int) -> bool:
     raise OSError(error, os.strerror(error))
 
 
-def _write_atomically(path: Path, *chunks: bytes) -> None:
+def write_atomically(path: Path, *chunks: bytes) -> None:
     """``path`` holds the ``chunks`` or what it held before, even after a crash; durable on
     return. A temporary file that could not be completed (a full disk) is removed."""
     temporary = path.with_name(path.name + TEMPORARY_SUFFIX)

@@ -22,7 +22,15 @@ record          what happened
                 are refused if its replay was complete
 `Unsent`        commands a book server's socket would not take: refused
 `Delivered`     a session ended having been sent the trader's reports up to a number
+`Marked`        a book server's market data said what a symbol last traded at
 ==============  ==============================================================
+
+Last prices (which price bands and marks use) come from every trade of a symbol, not only
+this TES's: its own fills (`Received`), each book server's marks feed (`Marked`: the last
+trade of each symbol per loop turn of the book server, whoever traded) and the last prices a
+book server names in its Hello reply (`Greeted`). Each carries the sequence it is as of, and
+a price as of an older sequence than the one held is ignored, so the sources may arrive in
+any order and several TES processes agree.
 
 The live server builds each record, applies it (which gives the reports to send) and
 journals it; the group of a loop turn is written to the TES journal (``tes.journal_dir``,
@@ -52,9 +60,9 @@ from servers.journal import (
     Journal,
     JournalFailed,
     RecoveryError,
-    _write_atomically,
     read_discarded,
     read_records,
+    write_atomically,
 )
 from servers.orders import Order, OrderRegistry, Report, Request, Trade
 from servers.portfolio import Holding, Portfolio
@@ -124,6 +132,8 @@ class Greeted(Record):
     last_sequence: int
     replay_complete: bool
     time: int
+    last_prices: dict[str, int] = {}
+    """Each symbol's last trade price as of ``last_sequence`` (symbols that never traded are absent)."""
 
 
 class Unsent(Record):
@@ -136,7 +146,14 @@ class Delivered(Record):
     report: int
 
 
-LedgerRecord = Entered | Requested | Refused | Received | Greeted | Unsent | Delivered
+class Marked(Record):
+    symbol: str
+    sequence: int
+    price: int
+    """The symbol's last trade as of book sequence ``sequence``."""
+
+
+LedgerRecord = Entered | Requested | Refused | Received | Greeted | Unsent | Delivered | Marked
 
 
 # ================================================================ the ledger as it stands (snapshots)
@@ -188,6 +205,7 @@ class LedgerState(msgspec.Struct, frozen=True, array_like=True):
     last_sequence: dict[str, int]
     orders: list[OrderRow]
     traders: list[TraderRow]
+    marked: dict[str, int] = {}
 
 
 SNAPSHOT_NAME = re.compile(r"^ledger-(\d+)\.msgpack$")
@@ -215,6 +233,8 @@ class Ledger:
         self.orders = OrderRegistry(self.numbers)
         self.portfolios: dict[str, Portfolio] = {}
         self.last_prices: dict[str, int] = {}
+        self.marked: dict[str, int] = {}
+        """Per symbol, the book sequence its last price is as of."""
         self.last_sequence: dict[str, int] = {}
         """Per symbol, the sequence of the last `Executed` applied (a book's replies sent again are skipped)."""
         self.client_order_ids: dict[str, ClientOrderIds] = {}
@@ -262,13 +282,14 @@ class Ledger:
                 list(self.kept.get(trader, ())),
             ))
         return LedgerState(sequence, journal_offset, self.counter, dict(self.seen), dict(self.last_prices),
-                           dict(self.last_sequence), orders, traders)
+                           dict(self.last_sequence), orders, traders, dict(self.marked))
 
     def restore(self, state: LedgerState) -> None:
         """Become the ledger ``state`` describes (an empty ledger's)."""
         self.counter = state.counter
         self.seen.update(state.seen)
         self.last_prices.update(state.last_prices)
+        self.marked.update(state.marked)
         self.last_sequence.update(state.last_sequence)
         for row in state.traders:
             portfolio = self.portfolio(row.trader)
@@ -323,6 +344,8 @@ class Ledger:
             self.orders.unsent(record.commands, reports, record.time)
         elif kind is Delivered:
             self.delivered[record.trader] = record.report
+        elif kind is Marked:
+            self.mark(record.symbol, record.sequence, record.price)
         else:
             raise TypeError(f"not a ledger record: {record!r}")
         kept = self.kept
@@ -332,6 +355,12 @@ class Ledger:
                 reports_of = kept[trader] = deque(maxlen=REPORTS_KEPT)
             reports_of.append(report)
         return reports, replies
+
+    def mark(self, symbol: str, sequence: int, price: int) -> None:
+        """``symbol`` last traded at ``price`` as of book sequence ``sequence`` (older news is ignored)."""
+        if sequence > self.marked.get(symbol, -1):
+            self.marked[symbol] = sequence
+            self.last_prices[symbol] = price
 
     def _receive(self, record: Received, reports: list[Report]) -> list:
         replies = self._replies.decode(record.frame)
@@ -345,12 +374,14 @@ class Ledger:
                     seen = sequence
                 if sequence > self.last_sequence.get(symbol, -1):
                     self.last_sequence[symbol] = sequence
+                    traded = len(trades)
                     self.orders.apply(symbol, reply.events, reply.time, reports, trades)
+                    if len(trades) > traded:
+                        self.mark(symbol, sequence, trades[-1][1])
             elif kind is p.CommandRefused:
                 self.orders.refused(reply, reports, record.time)
         self.seen[record.shard] = seen
         for symbol, price, quantity, buyer, seller in trades:
-            self.last_prices[symbol] = price
             if buyer is not None:
                 self.portfolio(buyer).fill(symbol, Side.BUY, price, quantity)
             if seller is not None:
@@ -383,6 +414,8 @@ class Ledger:
             if unknown:
                 log.error("shard %s could not replay its answers to %d orders in flight: their outcome is unknown",
                           record.shard, unknown)
+        for symbol, price in record.last_prices.items():
+            self.mark(symbol, record.last_sequence, price)
         for symbol in record.symbols:
             if symbol in self.last_sequence:
                 self.last_sequence[symbol] = min(self.last_sequence[symbol], record.last_sequence)
@@ -450,7 +483,7 @@ class LedgerJournal:
             self.journal.sync_to(state.journal_offset)
             payload = self._encode(state)
             header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, len(payload), zlib.crc32(payload))
-            _write_atomically(self.directory / f"ledger-{state.sequence}.msgpack", header, payload)
+            write_atomically(self.directory / f"ledger-{state.sequence}.msgpack", header, payload)
             for old in _snapshot_paths(self.directory)[KEEP_SNAPSHOTS:]:
                 old.unlink()
             self._snapshot_offsets.append(state.journal_offset)

@@ -93,26 +93,40 @@ BUSY_TEXT = "logon checks busy"
 
 
 class Authenticator:
-    """Checks API keys against the configured hashes and remembers the answers.
+    """Checks API keys against each trader's active key hashes and remembers the answers.
 
     Only SHA-256 digests of keys are kept in memory, never the keys. A trader id
-    that is not configured is checked against a dummy hash (of a random key, then
+    that is not known is checked against a dummy hash (of a random key, then
     forgotten) with the iteration count most traders' hashes have, and refused
     whatever the result: the same work and the same answer as a wrong key.
+
+    `update` replaces the hashes (the reference data changed) and forgets every answer
+    remembered, so a revoked key is refused from the next check on; an answer found
+    against the old hashes while `update` ran is not remembered.
     """
 
-    def __init__(self, hashes: dict[str, str]) -> None:
-        self._hashes = dict(hashes)
+    def __init__(self, hashes: dict[str, list[str]]) -> None:
         self._good: dict[str, bytes] = {}
         self._bad: set[tuple[str, bytes]] = set()
         self._executor: ThreadPoolExecutor | None = None
-        counts = Counter(parse_hash(stored)[0] for stored in hashes.values())
-        iterations = counts.most_common(1)[0][0] if counts else ITERATIONS
-        started = time.perf_counter()
-        self.dummy = hash_api_key(secrets.token_urlsafe(32), iterations)
-        self.check_s = time.perf_counter() - started
+        self._generation = 0
+        self._iterations: int | None = None
+        self.check_s = 0.0
         """How long the last check took (for telling a client when to retry)."""
-        odd = sorted(trader for trader, stored in hashes.items() if parse_hash(stored)[0] != iterations)
+        self.update(hashes)
+
+    def update(self, hashes: dict[str, list[str]]) -> None:
+        counts = Counter(parse_hash(stored)[0] for keys in hashes.values() for stored in keys)
+        iterations = counts.most_common(1)[0][0] if counts else ITERATIONS
+        if self._iterations != iterations:
+            started = time.perf_counter()
+            self.dummy = hash_api_key(secrets.token_urlsafe(32), iterations)
+            self.check_s = time.perf_counter() - started
+            self._iterations = iterations
+        self._hashes = {trader: list(keys) for trader, keys in hashes.items() if keys}
+        self._generation += 1
+        self._good, self._bad = {}, set()
+        odd = sorted(trader for trader, keys in hashes.items() if any(parse_hash(k)[0] != iterations for k in keys))
         if odd:
             log.warning("API key hashes of %s do not have %d iterations like the others': logon timing tells "
                         "these trader ids from unknown ones (rehash their keys)", ", ".join(odd), iterations)
@@ -133,11 +147,16 @@ class Authenticator:
         answer = self.remembered(trader_id, api_key)
         if answer is not None:
             return answer
-        stored = self._hashes.get(trader_id)
+        generation, stored = self._generation, self._hashes.get(trader_id)
         started = time.perf_counter()
-        right = verify_api_key(api_key, self.dummy if stored is None else stored) and stored is not None
+        if stored is None:
+            right = verify_api_key(api_key, self.dummy) and False
+        else:
+            right = any([verify_api_key(api_key, key_hash) for key_hash in stored])  # each checked: no early out
         self.check_s = time.perf_counter() - started
         digest = hashlib.sha256(api_key.encode()).digest()
+        if generation != self._generation:
+            return right
         if right:
             self._good[trader_id] = digest
             return True

@@ -50,10 +50,12 @@ Conversation with a TES
   types refuse all of these while decoding) is dropped and
   counted, logged at most once per second; it never reaches the journal and the loop
   keeps serving.
+- A journal found damaged at start: the OBS refuses to start (exit status 1), in one line
+  naming the ``journal cut`` command for this shard. Exit statuses and log lines are those
+  of every role (`servers.service`).
 """
 
 import logging
-import signal
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -65,7 +67,7 @@ import zmq
 
 from config.settings import Config, ConfigError, ShardConfig
 from engine.types import RejectReason
-from servers import collector, security
+from servers import security, service
 from servers.journal import (
     KEEP_SNAPSHOTS,
     JournalDamaged,
@@ -74,6 +76,7 @@ from servers.journal import (
     write_snapshot,
 )
 from servers.protocol import (
+    MARKS_TOPIC,
     BookExpireDay,
     BookQuery,
     Codec,
@@ -81,6 +84,7 @@ from servers.protocol import (
     FrameTooLarge,
     Hello,
     HelloReply,
+    Mark,
     ObsRequest,
     QueryRejected,
     SnapshotRequest,
@@ -88,6 +92,7 @@ from servers.protocol import (
     topic,
 )
 from servers.security import ANYONE, NOBODY
+from servers.service import Occurrences
 from servers.shard import JOURNALED, Capture, RecoveryError, load, recover
 from servers.stream import Streamer
 
@@ -99,7 +104,6 @@ MAX_MESSAGES_PER_TURN = 4096
 MAX_FRAMES_PER_TURN frames): bounds a turn's latency and its journal group."""
 IDLE_WAIT_S = 0.1
 """Longest poll wait: how soon a stop request is noticed when nothing arrives."""
-WARN_EVERY_S = 1.0
 UNKNOWN_SYMBOL = RejectReason.UNKNOWN_SYMBOL
 NOT_AUTHORIZED = RejectReason.NOT_AUTHORIZED
 REFUSED = -1
@@ -114,14 +118,27 @@ SNDMORE = int(zmq.SNDMORE)
 """A plain int: combining pyzmq's flag enums costs more than the send on this path."""
 
 
+class BookServerHalted(Exception):
+    """The OBS had to stop (an fsync of its journal failed); the message says how to go on."""
+
+
 class OrderBookServer:
-    """One shard's OBS: recovers its books, binds its sockets, then `run` serves until `stop`."""
+    """One shard's OBS: recovers its books, binds its sockets, then `run` serves until `stop`
+    (a `servers.service.Server`).
+
+    Raises `RecoveryError` if the journal cannot be recovered (damaged: the message names the
+    cut command for this shard), `security.KeyFileError`, `OSError` or `zmq.ZMQError`.
+    """
 
     def __init__(self, config: Config, shard: ShardConfig) -> None:
+        self.shard = shard
         self.symbols = list(shard.symbols)
         self.directory = Path(shard.journal_dir)
         self.snapshot_every = config.journal.snapshot_every
-        self.state, self.journal = recover(self.directory, self.symbols, config.journal)
+        try:
+            self.state, self.journal = recover(self.directory, self.symbols, config.journal)
+        except JournalDamaged as exc:
+            raise RecoveryError(exc.message(shard.name)) from None
         self.snapshot_sequence = self.state.restored_sequence
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
         self._snapshot_written: Future | None = None
@@ -135,9 +152,8 @@ class OrderBookServer:
         """Decodes commands; its encoder (union-agnostic) encodes every outgoing frame."""
         self.snapshot_codec = Codec(SnapshotRequest)
         self.running = True
-        self.dropped = 0
-        self.unauthorized = 0
-        self._warned_at = -WARN_EVERY_S
+        self.dropped = Occurrences(log, "dropped malformed input: %.200s (%d so far)")
+        self.unauthorized = Occurrences(log, "refused %s from a peer not authorized to send it (%d so far)")
         self._sockets: list[zmq.Socket] = []
         self.context = zmq.Context()
         self.authenticator: security.BookServerAuthenticator | None = None
@@ -183,28 +199,42 @@ class OrderBookServer:
         socket.bind(endpoint)
         return socket
 
+    def ready(self) -> str:
+        shard = self.shard
+        return (f"READY OBS {shard.name} sequence={self.state.sequence} commands={shard.command_endpoint} "
+                f"market_data={shard.market_data_endpoint} snapshots={shard.snapshot_endpoint}")
+
     def run(self) -> None:
         """Serve until `stop`; the turn in hand is finished, then the journal is flushed.
 
-        Raises `JournalFailed` once an fsync of the journal failed (here, on the interval
+        Raises `BookServerHalted` once an fsync of the journal failed (here, on the interval
         thread or the snapshot writer): nothing more may be acknowledged.
         """
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
         poller.register(self.snapshots, zmq.POLLIN)
-        while self.running and self.journal.failed is None:
-            ready = dict(poller.poll(IDLE_WAIT_S * 1000))
-            if self.commands in ready:
-                self._serve_commands()
-            if self.snapshots in ready:
-                self._serve_snapshots()
-            if self.state.sequence - self.snapshot_sequence >= self.snapshot_every:
-                self._snapshot()
-        self.journal.flush()
+        try:
+            while self.running and self.journal.failed is None:
+                ready = dict(poller.poll(IDLE_WAIT_S * 1000))
+                if self.commands in ready:
+                    self._serve_commands()
+                if self.snapshots in ready:
+                    self._serve_snapshots()
+                if self.state.sequence - self.snapshot_sequence >= self.snapshot_every:
+                    self._snapshot()
+            self.journal.flush()
+        except JournalFailed as exc:
+            raise BookServerHalted(
+                f"{exc}. Restart it: recovery replays what reached the journal file, and each TES's Hello gets the "
+                "answers to the commands it had in flight") from exc
 
     def stop(self, *_signal) -> None:
         """Stop intake after the current turn (safe in a signal handler)."""
         self.running = False
+
+    def stopped(self) -> str:
+        return (f"OBS {self.shard.name} stopped at sequence {self.state.sequence} "
+                f"({self.dropped.count} malformed inputs dropped)")
 
     def close(self) -> None:
         """Finish the snapshot being written, flush and close the journal, close the sockets (linger 0)."""
@@ -275,8 +305,10 @@ class OrderBookServer:
                     self.streamer.published(entries[0][0], start, entries[-1][0], self.journal.offset)
         # 5. Reply: each destination's replies of this turn in one frame.
         self._send(self.commands, outbox)
-        # 6. Publish the market data: per symbol, one frame in sequence order.
+        # 6. Publish the market data: per symbol, one frame in sequence order; then the marks.
         self._publish(market_data)
+        if self.state.traded:
+            self._publish_marks(self.state.traded)
 
     def _execute(self, work: list) -> tuple[dict[bytes, list], list, list[tuple[int, bytes]]]:
         """Step 3 for ``work``: the replies by destination, the market data and the journal
@@ -314,7 +346,8 @@ class OrderBookServer:
                     replayed, complete = state.replay(message.tes_id, message.seen)
                     for executed in replayed:
                         reply(identity, executed)
-                reply(identity, HelloReply(self.symbols, state.max_order_id(message.tes_id), state.sequence, complete))
+                reply(identity, HelloReply(self.symbols, state.max_order_id(message.tes_id), state.sequence, complete,
+                                           state.last_prices()))
             elif type(message) is BookQuery:
                 feed = feeds.get(message.symbol)
                 if feed is None:
@@ -371,13 +404,13 @@ class OrderBookServer:
                 payload = recv(0, copy=False)
                 parts += 1
             if parts != 1:
-                self._drop(f"{parts} payload frames instead of 1")
+                self.dropped(f"{parts} payload frames instead of 1")
                 continue
             peer = peers.get(payload.get("User-Id"), NOBODY) if peers else ANYONE
             try:
                 messages = codec.decode(payload.buffer)
             except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
-                self._drop(str(exc))
+                self.dropped(exc)
                 continue
             yield identity, peer, messages
 
@@ -402,6 +435,13 @@ class OrderBookServer:
             for frame in encode_frames(encode, run):
                 send(message_topic, SNDMORE)
                 send(frame)
+
+    def _publish_marks(self, traded: dict[str, tuple[int, int]]) -> None:
+        """One frame on the marks topic: the last trade of each symbol that traded this turn."""
+        marks = [Mark(symbol, sequence, price) for symbol, (sequence, price) in traded.items()]
+        traded.clear()
+        self.market_data.send(MARKS_TOPIC, SNDMORE)
+        self.market_data.send(self.command_codec.encode(marks))
 
     # ---------------------------------------------------------------- housekeeping
 
@@ -468,68 +508,20 @@ class OrderBookServer:
 
     def _refuse(self, message) -> CommandRefused:
         """The answer to a command its sender may not send (counted, logged at most once a second)."""
-        self.unauthorized += 1
-        now = time.monotonic()
-        if now - self._warned_at >= WARN_EVERY_S:
-            self._warned_at = now
-            log.warning("refused %s from a peer not authorized to send it (%d so far)", type(message).__name__,
-                        self.unauthorized)
+        self.unauthorized(type(message).__name__)
         return CommandRefused(getattr(message, "symbol", ""), getattr(message, "order_id", 0), NOT_AUTHORIZED,
                               NOT_AUTHORIZED.text)
 
-    def _drop(self, reason: str) -> None:
-        self.dropped += 1
-        now = time.monotonic()
-        if now - self._warned_at >= WARN_EVERY_S:
-            self._warned_at = now
-            log.warning("dropped malformed input (%d so far): %.200s", self.dropped, reason)
 
-
-def serve(config: Config, args) -> int:
-    """Run the OBS of ``args.shard`` (None: the first shard) until SIGINT/SIGTERM; the exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    name = getattr(args, "shard", None)
-    try:
-        shard = config.shard(name) if name else config.shards[0]
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    try:
-        server = OrderBookServer(config, shard)
-    except security.KeyFileError as exc:
-        log.error("OBS %s cannot start: %s", shard.name, exc)
-        return 2
-    except JournalDamaged as exc:
-        log.error("OBS %s cannot start: %s", shard.name, exc.message(shard.name))
-        return 1
-    except (RecoveryError, OSError, zmq.ZMQError) as exc:
-        log.error("OBS %s cannot start: %s", shard.name, exc)
-        return 1
-    previous = {signum: signal.signal(signum, server.stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    collector.settle()
-    try:
-        print(
-            f"READY OBS {shard.name} sequence={server.state.sequence} commands={shard.command_endpoint} "
-            f"market_data={shard.market_data_endpoint} snapshots={shard.snapshot_endpoint}",
-            flush=True,
-        )
-        server.run()
-    except JournalFailed as exc:
-        log.error("OBS %s stopped at sequence %d: %s. Restart it: recovery replays what reached the journal "
-                  "file, and each TES's Hello gets the answers to the commands it had in flight",
-                  shard.name, server.state.sequence, exc)
-        return 1
-    except Exception:
-        log.exception("OBS %s failed at sequence %d", shard.name, server.state.sequence)
-        return 1
-    finally:
-        server.close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    log.info(
-        "OBS %s stopped at sequence %d (%d malformed inputs dropped)", shard.name, server.state.sequence, server.dropped
+def serve(config: Config, args=None) -> int:
+    """``python main.py -s OBS [--shard NAME]`` (the first shard by default): run until SIGINT/SIGTERM;
+    the exit status (`servers.service.serve`)."""
+    name = getattr(args, "shard", None) or config.shards[0].name
+    return service.serve(
+        log, f"OBS {name}", lambda: OrderBookServer(config, config.shard(name)),
+        {ConfigError: 2, security.KeyFileError: 2, RecoveryError: 1, zmq.ZMQError: 1, OSError: 1},
+        (BookServerHalted,), lambda server: f"at sequence {server.state.sequence}",
     )
-    return 0
 
 
 def _permits(peer: security.Peer, kind: type, command) -> bool:

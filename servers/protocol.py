@@ -182,6 +182,7 @@ class EndReason(IntEnum):
     REPLACED = 3
     SHUTDOWN = 4
     SLOW_CONSUMER = 5
+    ACCESS_REVOKED = 6
 
     @property
     def text(self) -> str:
@@ -194,6 +195,7 @@ END_TEXT = {
     EndReason.REPLACED: "replaced by a new logon of the same trader",
     EndReason.SHUTDOWN: "the exchange is shutting down",
     EndReason.SLOW_CONSUMER: "the session's output queue is full: the client is not reading what it is sent",
+    EndReason.ACCESS_REVOKED: "the trader's access was revoked (no active API key)",
 }
 
 
@@ -477,6 +479,8 @@ class HelloReply(Message):
     replay_complete: bool = True
     """Every reply after ``Hello.seen`` was sent again; False: the OBS's history did not
     reach back that far, so some commands the TES sent have an unknown outcome."""
+    last_prices: dict[str, int] = {}
+    """Each symbol's last trade price as of ``last_sequence`` (symbols that never traded are absent)."""
 
 
 class BookSubmit(Message):
@@ -600,6 +604,20 @@ class Trade(Message):
 
 
 MarketData = Quote | DepthUpdate | Trade
+
+
+class Mark(Message):
+    """A symbol's last trade price as of journal ``sequence`` (the command's, not market data's)."""
+
+    symbol: str
+    sequence: int
+    price: int
+
+
+MARKS_TOPIC = b"\x00marks"
+"""The PUB topic of the marks feed: after each loop turn in which something traded, one frame
+of `Mark`s, the last trade of each symbol that traded (whoever's orders they were), for
+the trading engine servers' price bands and marks. No symbol's topic starts with it."""
 
 
 class JournalEntry(Message):

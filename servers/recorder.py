@@ -42,7 +42,7 @@ from database.recording import Applier, RecordingError
 from database.store import StoreUnavailable, open_database
 from database.ticks import schema as ticks
 from servers import security, service
-from servers.journal import _write_atomically
+from servers.journal import write_atomically
 from servers.stream import JournalStream, StreamError
 
 log = logging.getLogger("recorder")
@@ -206,7 +206,7 @@ class Recorder:
                          feed.journal_last, f", the last recorded {age:.1f} s old" if age is not None else "")
         try:
             self.status_path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(self.status_path, json.dumps(status, sort_keys=True).encode())
+            write_atomically(self.status_path, json.dumps(status, sort_keys=True).encode())
         except OSError as exc:
             log.warning("cannot write %s: %s", self.status_path, exc)
 

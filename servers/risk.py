@@ -73,6 +73,18 @@ class TraderRisk:
         self.bucket = TokenBucket(limits.max_messages_per_second, now)
         self.queries = TokenBucket(limits.max_queries_per_second, now)
 
+    def limited_by(self, limits) -> "TraderRisk":
+        """This trader's risk under new ``limits``: the message and query buckets keep the
+        tokens they hold (at most a second's worth of the new rate)."""
+        self.max_order_quantity = limits.max_order_quantity
+        self.max_notional = limits.max_notional
+        self.max_open_orders = limits.max_open_orders
+        for bucket, rate in ((self.bucket, limits.max_messages_per_second),
+                             (self.queries, limits.max_queries_per_second)):
+            bucket.rate = rate
+            bucket.tokens = min(bucket.tokens, float(rate))
+        return self
+
     def allow_message(self, now: float) -> bool:
         return self.bucket.take(now)
 

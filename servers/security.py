@@ -38,7 +38,6 @@ import ipaddress
 import logging
 import os
 import stat
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +47,8 @@ import zmq
 from zmq.auth import load_certificate
 from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
+
+from servers.service import Occurrences
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,6 @@ STREAM_DOMAIN = "stream"
 SECRET_SUFFIX = ".key_secret"
 PUBLIC_SUFFIX = ".key"
 LOCAL_TRANSPORTS = ("ipc://", "inproc://")
-REFUSED_WARN_EVERY_S = 1.0
-"""Refused handshakes are logged at most this often (with a count), however fast they come."""
 
 
 class KeyFileError(Exception):
@@ -213,8 +212,7 @@ class BookServerAuthenticator(ThreadAuthenticator):
         super().__init__(context, log=logging.getLogger(f"{__name__}.zap"))
         self.peers = dict(roles)
         self.admitted = {domain: set(keys) for domain, keys in admitted.items()}
-        self.refused = 0
-        self._warned_at = -REFUSED_WARN_EVERY_S
+        self.refused = Occurrences(log, "refused a connection to %s with an unknown CURVE key %s (%d refused so far)")
 
     def start(self) -> None:
         super().start()
@@ -225,12 +223,7 @@ class BookServerAuthenticator(ThreadAuthenticator):
         """The credentials-provider hook: is this Z85 public key admitted to ``domain``?"""
         admitted = key in self.admitted.get(domain, ())
         if not admitted:
-            self.refused += 1
-            now = time.monotonic()
-            if now - self._warned_at >= REFUSED_WARN_EVERY_S:
-                self._warned_at = now
-                log.warning("refused a connection to %s with an unknown CURVE key %s (%d refused so far)",
-                            domain, key.decode(errors="replace"), self.refused)
+            self.refused(domain, key.decode(errors="replace"))
         return admitted
 
     def curve_user_id(self, client_public_key: bytes) -> str:

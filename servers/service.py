@@ -20,9 +20,12 @@ stopped by a signal                   0       ``stopped()``
 ``refusals``: cannot start            the     ``<role> cannot start: <the exception>``
 (a key or configuration problem: 2;   given
 a damaged journal, a port in use: 1)
-``failures``: had to stop             1       ``<role> stopped: <the exception>``
-anything else                         1       ``<role> failed`` and the traceback
+``failures``: had to stop             1       ``<role> stopped <where>: <the exception>``
+anything else                         1       ``<role> failed <where>`` and the traceback
 ====================================  ======  ==========================================
+
+``<where>`` is what ``where(server)`` says (``at sequence 400``, for the OBS); without
+``where``, nothing: ``<role> stopped: <the exception>``.
 """
 
 import logging
@@ -51,10 +54,12 @@ class Server(Protocol):
 
 
 def serve(log: logging.Logger, role: str, start: Callable[[], Server],
-          refusals: dict[type[BaseException], int], failures: tuple[type[BaseException], ...] = ()) -> int:
+          refusals: dict[type[BaseException], int], failures: tuple[type[BaseException], ...] = (),
+          where: Callable[[Server], str] | None = None) -> int:
     """Start a server with ``start()``, run it until SIGINT/SIGTERM, close it; the exit status (see
     the module docstring). ``refusals`` maps what ``start`` may raise to the status to exit
-    with; ``failures`` are what ``run`` may raise to say it had to stop."""
+    with; ``failures`` are what ``run`` may raise to say it had to stop; ``where`` says how
+    far the server got, for the lines of a failure."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr)
     try:
@@ -68,10 +73,10 @@ def serve(log: logging.Logger, role: str, start: Callable[[], Server],
         print(server.ready(), flush=True)
         server.run()
     except failures as exc:
-        log.error("%s stopped: %s", role, exc)
+        log.error("%s stopped%s: %s", role, _where(where, server), exc)
         return 1
     except Exception:
-        log.exception("%s failed", role)
+        log.exception("%s failed%s", role, _where(where, server))
         return 1
     finally:
         server.close()
@@ -79,6 +84,10 @@ def serve(log: logging.Logger, role: str, start: Callable[[], Server],
             signal.signal(signum, handler)
     log.info("%s", server.stopped())
     return 0
+
+
+def _where(where: Callable[[Server], str] | None, server: Server) -> str:
+    return f" {where(server)}" if where is not None else ""
 
 
 class Occurrences:

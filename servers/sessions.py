@@ -81,7 +81,7 @@ class ClientOrderIds:
 
 
 class Session:
-    __slots__ = ("identity", "trader_id", "cancel_on_disconnect", "last_in", "last_out", "last_report")
+    __slots__ = ("identity", "trader_id", "cancel_on_disconnect", "last_in", "last_out", "last_report", "record")
 
     def __init__(self, identity: bytes, trader_id: str, cancel_on_disconnect: bool, now: float) -> None:
         self.identity = identity
@@ -91,6 +91,8 @@ class Session:
         self.last_out = now
         self.last_report = 0
         """The number of the last of its trader's reports sent to this session."""
+        self.record = 0
+        """Its number in the database's session records (`servers.database_link`)."""
 
 
 class Sessions:

@@ -75,6 +75,9 @@ class Shard:
         self.history: deque[tuple[int, msgspec.Raw, tuple[int, ...]]] = deque(maxlen=REPLAY_WINDOW)
         """(sequence, encoded reply, concerned TES ids) of the latest commands executed, consecutive.
         Bytes and int tuples only: the garbage collector does not track them."""
+        self.traded: dict[str, tuple[int, int]] = {}
+        """Symbol -> (sequence, price) of its last trade since the server last published marks
+        (`servers.protocol.MARKS_TOPIC`) and cleared this."""
         self._max_ids = max_ids or {}
 
     @classmethod
@@ -124,6 +127,7 @@ class Shard:
                 event_kind = type(event)
                 if event_kind is OrderFilled:
                     owner = event.maker_id >> TES_SHIFT
+                    self.traded[command.symbol] = (sequence, event.price)
                 elif event_kind is OrderExpired:
                     owner = event.order_id >> TES_SHIFT
                 else:
@@ -146,6 +150,10 @@ class Shard:
             if tes_id in concerned
         ]
         return replies, seen + 1 >= first
+
+    def last_prices(self) -> dict[str, int]:
+        """Each symbol's last trade price (symbols that never traded are absent)."""
+        return {symbol: feed.last_price for symbol, feed in self.feeds.items() if feed.last_price is not None}
 
     def max_order_id(self, tes_id: int) -> int:
         """The largest order id any book accepted with ``tes_id``'s prefix (0 if none)."""

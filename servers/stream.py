@@ -52,8 +52,9 @@ import msgspec
 import zmq
 
 from servers import security
-from servers.journal import HEADER, JOURNAL_FILE, _write_atomically
+from servers.journal import HEADER, JOURNAL_FILE, RecoveryError, write_atomically
 from servers.protocol import JournalEntry, Message
+from servers.service import Occurrences
 from servers.shard import decode_entry
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ class Streamer:
         self.consumers = {name: Consumer(name, acked, offset) for name, (acked, offset) in _load(directory).items()}
         self._dirty = False
         self._saved_at = 0.0
+        self.malformed = Occurrences(log, "dropped a malformed stream request: %.200s (%d so far)")
         self._nudge_endpoint = f"inproc://stream-{id(self)}"
         self._nudge = context.socket(zmq.PUSH)
         self._nudge.setsockopt(zmq.LINGER, 0)
@@ -290,7 +292,7 @@ class Streamer:
                     raise ValueError(f"{len(frames)} payload frames")
                 messages = requests.decode(frames[0])
             except (ValueError, msgspec.ValidationError) as exc:
-                log.warning("dropped a malformed stream request: %.200s", exc)
+                self.malformed(exc)
                 continue
             for message in messages:
                 if type(message) is Subscribe:
@@ -379,7 +381,7 @@ class Streamer:
             self._dirty = False
         self._saved_at = now
         try:
-            _write_atomically(self.directory / CONSUMERS_FILE, json.dumps(state, sort_keys=True).encode())
+            write_atomically(self.directory / CONSUMERS_FILE, json.dumps(state, sort_keys=True).encode())
         except OSError as exc:
             log.error("cannot save the consumers' positions in %s: %s", self.directory, exc)
 
@@ -420,8 +422,8 @@ def _load(directory: Path) -> dict[str, tuple[int, int]]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise RuntimeError(f"{path} is damaged ({exc}): delete it to forget the consumers' positions "
-                           "(they then resubscribe from what they hold)") from None
+        raise RecoveryError(f"{path} is damaged ({exc}): delete it to forget the consumers' positions "
+                            "(they then resubscribe from what they hold)") from None
     return {name: (int(acked), int(offset)) for name, (acked, offset) in state.items()}
 
 

@@ -62,11 +62,12 @@ import msgspec
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from config.settings import Config
+from config.settings import Config, InstrumentConfig
 from engine.instrument import Instrument
 from engine.types import CancelReason, OrderType, RejectReason
 from servers import protocol as p
 from servers import security, service
+from servers.database_link import DatabaseLink, Reference, ReferenceUnavailable
 from servers.journal import JournalFailed, RecoveryError
 from servers.ledger import (
     CANCEL,
@@ -77,6 +78,7 @@ from servers.ledger import (
     Greeted,
     Ledger,
     LedgerJournal,
+    Marked,
     Received,
     Refused,
     Requested,
@@ -122,14 +124,16 @@ MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
 
 
 class Shard:
-    """One order book server: its command socket, its monitor and what is queued for it."""
+    """One order book server: its command socket, its monitor, its marks feed (a SUB on its
+    market data, `servers.protocol.MARKS_TOPIC` only) and what is queued for it."""
 
-    __slots__ = ("name", "socket", "monitor", "connected", "ready", "next_hello", "outbox")
+    __slots__ = ("name", "socket", "monitor", "marks", "connected", "ready", "next_hello", "outbox")
 
-    def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket) -> None:
+    def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket, marks: zmq.Socket) -> None:
         self.name = name
         self.socket = socket
         self.monitor = monitor
+        self.marks = marks
         self.connected = False
         self.ready = False
         """The shard answered our Hello on the current connection."""
@@ -150,21 +154,24 @@ class TradingEngineServer:
         self.tes_id = settings.tes_id
         now = time.monotonic()
 
-        self.instruments = {i.symbol: i for i in config.instruments}
-        self.instrument_list = [Instrument(**{f: getattr(i, f) for f in Instrument.__struct_fields__})
-                                for i in config.instruments]
-        """Reference data as clients see it (without the server-side reference price)."""
-        self.risks = {t.trader_id: TraderRisk(t, now) for t in config.traders}
         self.ledger = Ledger(self.tes_id, {shard.name: list(shard.symbols) for shard in config.shards})
         self.journal = LedgerJournal(Path(settings.journal_dir), config.journal, self.ledger)
         self.orders = self.ledger.orders
+        self.database = DatabaseLink(config, Path(settings.journal_dir))
+        self.served = {symbol for shard in config.shards for symbol in shard.symbols}
+        """The symbols some book server owns: only those can trade."""
+        self.instruments: dict[str, InstrumentConfig] = {}
+        self.instrument_list: list[Instrument] = []
+        """Reference data as clients see it (without the server-side reference price)."""
+        self.risks: dict[str, TraderRisk] = {}
         self.after_reports: dict[bytes, int] = {}
         """Logons being checked -> the report number they asked to be sent the reports after."""
         self.sessions = Sessions(settings.heartbeat_ms / 1000, settings.session_timeout_ms / 1000)
         self.logons = Logons(
-            Authenticator({t.trader_id: t.api_key_hash for t in config.traders}), settings.logon_failures,
+            Authenticator(self.database.reference.keys), settings.logon_failures,
             settings.logon_backoff_ms / 1000, settings.logon_backoff_max_ms / 1000, settings.logon_queue,
         )
+        self._use_reference(self.database.reference, now)
         self.housekeeping_s = max(0.005, min(0.1, min(settings.heartbeat_ms, settings.session_timeout_ms) / 10_000))
         self.next_housekeeping = now
 
@@ -172,6 +179,7 @@ class TradingEngineServer:
         self.messages = p.Codec(p.ClientMessage)
         self.book_requests = p.Codec(p.ObsRequest)
         self.book_replies = p.Codec(p.ObsReply, p.MAX_SERVER_FRAME_BYTES)
+        self.marks = msgspec.msgpack.Decoder(list[p.Mark])
 
         self.outbox: defaultdict[bytes, list] = defaultdict(list)
         self.queries: dict[int, tuple[bytes, int, Shard]] = {}
@@ -218,12 +226,18 @@ class TradingEngineServer:
                     security.connect_curve(socket, own, keys.public(security.shard_key_name(shard_config.name)))
                 monitor = socket.get_monitor_socket(MONITOR_EVENTS)
                 socket.connect(shard_config.command_endpoint)
-                shard = Shard(shard_config.name, socket, monitor)
+                marks = self.context.socket(zmq.SUB)
+                marks.setsockopt(zmq.LINGER, 0)
+                marks.setsockopt(zmq.MAXMSGSIZE, p.MAX_SERVER_FRAME_BYTES)
+                marks.setsockopt(zmq.SUBSCRIBE, p.MARKS_TOPIC)
+                marks.connect(shard_config.market_data_endpoint)
+                shard = Shard(shard_config.name, socket, monitor, marks)
                 self.shards[shard.name] = shard
                 for symbol in shard_config.symbols:
                     self.shard_of[symbol] = shard
                 self.poller.register(socket, zmq.POLLIN)
                 self.poller.register(monitor, zmq.POLLIN)
+                self.poller.register(marks, zmq.POLLIN)
         except BaseException:
             self.close()
             raise
@@ -268,6 +282,8 @@ class TradingEngineServer:
             if shard.socket in ready:
                 self._read_shard(shard)
                 answered = True
+            if shard.marks in ready:
+                self._read_marks(shard)
         if self.clients in ready:
             self._read_clients(now)
         if self.logons.pending:
@@ -301,10 +317,12 @@ class TradingEngineServer:
                 pass
             shard.monitor.close(linger=0)
             shard.socket.close(linger=0)
+            shard.marks.close(linger=0)
         if hasattr(self, "clients"):
             self.clients.close(linger=0)
         self.context.destroy(linger=0)
         self.journal.close()
+        self.database.close()
 
     # ================================================================ clients
 
@@ -380,6 +398,30 @@ class TradingEngineServer:
         if verdict is not None:
             self._logged_on(verdict, now)
 
+    def _use_reference(self, reference: Reference, now: float) -> None:
+        """Trade on ``reference`` from now on: instruments (those a book server owns), traders'
+        limits (their message-rate buckets kept), keys. A trader no longer there (no active key)
+        is logged off (ACCESS_REVOKED); its resting orders stay (cancel them with a mass cancel)."""
+        unserved = sorted(i.symbol for i in reference.instruments if i.symbol not in self.served)
+        if unserved:
+            log.warning("instruments %s are in the reference data but no book server owns them: not tradable",
+                        ", ".join(unserved))
+        self.instruments = {i.symbol: i for i in reference.instruments if i.symbol in self.served}
+        self.instrument_list = [Instrument(**{f: getattr(i, f) for f in Instrument.__struct_fields__})
+                                for i in self.instruments.values()]
+        risks = {}
+        for trader in reference.traders:
+            risk = self.risks.get(trader.trader_id)
+            risks[trader.trader_id] = TraderRisk(trader, now) if risk is None else risk.limited_by(trader)
+        self.risks = risks
+        self.logons.authenticator.update(reference.keys)
+        for session in list(self.sessions.by_identity.values()):
+            if session.trader_id not in risks:
+                log.info("session of %s ended: the trader can no longer log on", session.trader_id)
+                self._end(session, p.EndReason.ACCESS_REVOKED)
+        log.info("trading on reference data version %d from %s: %d instruments, %d traders", reference.version,
+                 reference.source, len(self.instruments), len(risks))
+
     def _finish_logons(self, now: float) -> None:
         for verdict in self.logons.finished(now):
             self._logged_on(verdict, now)
@@ -396,8 +438,10 @@ class TradingEngineServer:
             self.outbox[identity].append(p.LogonRejected(reason, reason.text))
             return
         session, previous = self.sessions.open(identity, trader_id, verdict.cancel_on_disconnect, now)
+        session.record = self.database.logged_on(trader_id, time.time_ns())
         if previous is not None:
             self._delivered(previous)
+            self.database.logged_off(previous.record, time.time_ns(), p.EndReason.REPLACED)
             self.outbox[previous.identity].append(p.LoggedOut(p.EndReason.REPLACED, p.EndReason.REPLACED.text))
         settings, ledger = self.config.tes, self.ledger
         last = ledger.numbers.get(trader_id, 0)
@@ -415,12 +459,16 @@ class TradingEngineServer:
     def _end(self, session: Session, why: p.EndReason) -> None:
         self.sessions.end(session)
         self._delivered(session)
+        self.database.logged_off(session.record, time.time_ns(), why)
         self.outbox[session.identity].append(p.LoggedOut(why, why.text))
         if cancels_orders(session, why):
             self._cancel_all(session.trader_id, "", CancelReason.DISCONNECTED)
 
     def _housekeeping(self, now: float) -> None:
         self.next_housekeeping = now + self.housekeeping_s
+        reference = self.database.latest()
+        if reference is not None:
+            self._use_reference(reference, now)
         for session in self.sessions.expired(now):
             log.info("session of %s timed out", session.trader_id)
             self._end(session, p.EndReason.TIMEOUT)
@@ -621,6 +669,21 @@ class TradingEngineServer:
                 elif kind is p.HelloReply:
                     self._hello_reply(shard, reply)
 
+    def _read_marks(self, shard: Shard) -> None:
+        """The book server's latest trade prices, whoever traded: each newer one is a ledger record."""
+        marked = self.ledger.marked
+        for frames in _waiting(shard.marks):
+            try:
+                marks = self.marks.decode(frames[-1]) if len(frames) == 2 else None
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                marks = None
+            if marks is None:
+                log.error("shard %s sent a malformed marks frame; dropped", shard.name)
+                continue
+            for mark in marks:
+                if mark.sequence > marked.get(mark.symbol, -1) and self.shard_of.get(mark.symbol) is shard:
+                    self._record(Marked(mark.symbol, mark.sequence, mark.price))
+
     def _hello_reply(self, shard: Shard, reply: p.HelloReply) -> None:
         """The shard is ready. The replies it sent again came before this, so a command sent
         on an earlier connection and still unanswered never reached its journal: the ledger
@@ -628,7 +691,7 @@ class TradingEngineServer:
         if shard.ready:
             return
         self._record(Greeted(shard.name, reply.symbols, reply.max_order_id, reply.last_sequence,
-                             reply.replay_complete, clock()))
+                             reply.replay_complete, clock(), reply.last_prices))
         if reply.replay_complete:
             reason = RejectReason.BOOK_UNAVAILABLE
             for internal, (identity, request_id, asked) in list(self.queries.items()):
@@ -750,5 +813,6 @@ def _waiting(socket: zmq.Socket):
 def serve(config: Config, args=None) -> int:
     """``python main.py -s TES``: run until SIGINT/SIGTERM; the exit status (`servers.service.serve`)."""
     return service.serve(log, "TES", lambda: TradingEngineServer(config),
-                         {security.KeyFileError: 2, RecoveryError: 1, zmq.ZMQError: 1, OSError: 1},
+                         {security.KeyFileError: 2, RecoveryError: 1, ReferenceUnavailable: 1, zmq.ZMQError: 1,
+                          OSError: 1},
                          (JournalUnavailable,))

@@ -22,7 +22,7 @@ from procs import Role, bare, endpoint, exchange_env
 from clients.client import ExchangeClient, RequestRejected
 from config.settings import JournalConfig, load_config
 from engine.types import OrderType, RejectReason, Side, TimeInForce
-from servers import journal, obs
+from servers import collector, journal, obs
 from servers import protocol as p
 from servers.journal import read_records
 from servers.shard import recover
@@ -154,7 +154,7 @@ def test_failed_fsync_stops_the_obs_with_exit_1_and_no_traceback(tmp_path, monke
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
     monkeypatch.setattr(journal, "_sync", failing_sync)
-    monkeypatch.setattr(obs.collector, "settle", lambda: None)
+    monkeypatch.setattr(collector, "settle", lambda: None)
     context = zmq.Context()
     tes = context.socket(zmq.DEALER)
     tes.setsockopt(zmq.LINGER, 0)

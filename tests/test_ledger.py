@@ -24,8 +24,10 @@ from servers.ledger import (
     SUBMISSION,
     Delivered,
     Entered,
+    Greeted,
     Ledger,
     LedgerJournal,
+    Marked,
     Received,
     Refused,
     Requested,
@@ -189,3 +191,22 @@ def test_a_journal_discarded_past_every_snapshot_is_refused(tmp_path):
         snapshot.unlink()
     with pytest.raises(RecoveryError, match="was discarded and no readable snapshot"):
         open_journal(tmp_path, 200)
+
+
+def test_last_prices_keep_the_newest_sequence_whatever_the_order_news_arrives_in():
+    ledger = Ledger(TES_ID, SHARDS)
+    ledger.apply(Marked("ACME", 10, 101))
+    ledger.apply(Marked("ACME", 8, 99))  # older: ignored
+    assert ledger.last_prices == {"ACME": 101}
+    ledger.apply(Greeted("A", ["ACME"], 0, 12, True, 0, {"ACME": 103}))
+    assert (ledger.last_prices, ledger.marked) == ({"ACME": 103}, {"ACME": 12})
+    # An own fill as of an older sequence (a reply sent again) does not move the price back.
+    book = ReferenceBook()
+    book.submit(1, Side.SELL, OrderType.LIMIT, TimeInForce.GTC, 100, 1)
+    fill = book.submit(2, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, 100, 1)
+    ledger.apply(Received("A", REPLIES.encode([p.Executed(11, "ACME", fill, 0)]), 0))
+    assert ledger.last_prices == {"ACME": 103}
+    ledger.apply(Marked("ACME", 13, 104))
+    assert ledger.last_prices == {"ACME": 104}
+    ledger.apply(Received("A", REPLIES.encode([p.Executed(14, "ACME", fill, 0)]), 0))
+    assert (ledger.last_prices, ledger.marked) == ({"ACME": 100}, {"ACME": 14})

@@ -22,7 +22,7 @@ from servers.auth import hash_api_key, parse_hash
 from servers.logons import Authenticator, Backoff, Logons, Verdict
 
 R = RejectReason
-HASHES = {"alice": hash_api_key("alice-key", iterations=1_000), "bob": hash_api_key("bob-key", iterations=1_000)}
+HASHES = {"alice": [hash_api_key("alice-key", iterations=1_000)], "bob": [hash_api_key("bob-key", iterations=1_000)]}
 ACCEPTED = (None, "")
 BAD = (R.BAD_CREDENTIALS, R.BAD_CREDENTIALS.text)
 THROTTLED = re.compile(r"too many logon attempts: try again in \d+\.\d s")
@@ -87,7 +87,7 @@ def test_unknown_trader_costs_one_pbkdf2_with_a_known_traders_parameters_and_is_
 
 
 def test_dummy_hash_has_the_most_common_iteration_count_and_the_other_traders_are_named(caplog):
-    hashes = {name: hash_api_key(name, iterations=n) for name, n in (("a", 1_000), ("b", 1_000), ("c", 2_000))}
+    hashes = {name: [hash_api_key(name, iterations=n)] for name, n in (("a", 1_000), ("b", 1_000), ("c", 2_000))}
     with caplog.at_level(logging.WARNING, logger="servers.logons"):
         auth = Authenticator(hashes)
     assert parse_hash(auth.dummy)[0] == 1_000

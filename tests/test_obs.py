@@ -1,6 +1,8 @@
 """The Order Book Server as a real process (``main.py -s OBS``), spoken to over raw ZeroMQ sockets."""
 
+import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -12,17 +14,21 @@ import zmq
 from obs_streams import commands
 from procs import REPO, Role, as_role, bare, endpoint, exchange_env
 
+from config.settings import load_config
 from engine.book import ReferenceBook
 from engine.messages import OrderAccepted, OrderExpired, OrderFilled
 from engine.types import RejectReason, Side
+from servers import obs
 from servers import protocol as p
 from servers.journal import read_records
+from servers.stream import CONSUMERS_FILE
 
 BUY, SELL = Side.BUY, Side.SELL
 OBS = ["-s", "OBS"]
 REQUESTS = p.Codec(p.ObsRequest)
 REPLIES = p.Codec(p.ObsReply)
 MARKET_DATA = p.Codec(p.MarketData)
+MARKS = msgspec.msgpack.Decoder(list[p.Mark])
 SNAPSHOTS = p.Codec(p.SnapshotReply)
 T1, T2 = 1 << 48, 2 << 48
 
@@ -158,7 +164,7 @@ def test_commands_are_answered_with_exactly_the_books_events_in_sequence(tmp_pat
     with Role(OBS, env) as obs:
         tes = Tes(context, env, tes_id=1)
         assert stream_commands(tes, stream[:4], frame=1) + stream_commands(tes, stream[4:], frame=7) == expected
-        assert tes.hello(1) == p.HelloReply(["ACME", "BOLT"], T1 | 8, len(stream))
+        assert tes.hello(1) == p.HelloReply(["ACME", "BOLT"], T1 | 8, len(stream), True, {"ACME": 100})
         assert_books_equal(tes, books)
         view = tes.view("ACME", 1)
         assert (view.bids, view.asks, view.last_price) == ([], [(105, 3, 1)], 100)
@@ -216,9 +222,11 @@ def test_maker_fills_and_expiries_reach_the_owning_tes_once(tmp_path, context):
 
 
 class Subscriber:
-    """A SUB on the market-data endpoint checking the frame layout of everything it reads."""
+    """A SUB on the market-data endpoint checking the frame layout of everything it reads;
+    frames of the marks feed are set aside in ``marks``."""
 
     def __init__(self, context, env, prefix=b""):
+        self.marks = []
         self.socket = context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
@@ -229,6 +237,9 @@ class Subscriber:
         messages = []
         while self.socket.poll(int(timeout * 1000)):
             frame_topic, payload = self.socket.recv_multipart()
+            if frame_topic == p.MARKS_TOPIC:
+                self.marks.append(MARKS.decode(payload))
+                continue
             batch = MARKET_DATA.decode(payload)
             assert batch and all(p.topic(m) == frame_topic for m in batch)
             messages += batch
@@ -258,9 +269,11 @@ def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_pat
             p.BookSubmit("BOLT", T1 | 2, SELL, 0, 0, 255, 10),
             p.BookSubmit("ACME", T1 | 3, BUY, 0, 0, 101, 4),
         )
-        first, second, third = (executed.time for executed in tes.receive(3, keep_time=True))
+        executed = tes.receive(3, keep_time=True)
+        first, second, third = (answer.time for answer in executed)
         assert first <= second <= third, "stamps never go back"
         received = subscriber.read()
+        assert subscriber.marks == [[p.Mark("ACME", executed[2].sequence, 101)]], "the last trade, as of its command"
         assert [m for m in received if m.symbol == "ACME"] == [
             p.DepthUpdate("ACME", 1, SELL, 101, 10, 1, first),
             p.Quote("ACME", 2, 0, 0, 101, 10, first),
@@ -435,7 +448,8 @@ def test_hello_after_a_kill_9_replays_the_replies_the_tes_missed(tmp_path, conte
             tes.send(p.Hello(tes_id, seen))
             replies = tes.receive(len(owed) + 1)
             assert replies[:-1] == owed
-            assert replies[-1] == p.HelloReply(["ACME", "BOLT"], replies[-1].max_order_id, 600, True)
+            assert replies[-1] == p.HelloReply(["ACME", "BOLT"], replies[-1].max_order_id, 600, True,
+                                               replies[-1].last_prices)
         assert len(expected_replies(stream, 400, T2)) > 50
         assert obs.stop() == 0
 
@@ -455,7 +469,8 @@ def test_hello_from_before_the_replay_history_says_the_replay_is_incomplete(tmp_
         tes.send(p.Hello(1, 200))
         assert tes.receive(len(replies))[-1].replay_complete is True
         tes.send(p.Hello(1))
-        assert tes.receive(1)[0] == p.HelloReply(["ACME", "BOLT"], replies[-1].max_order_id, 250, True)
+        assert tes.receive(1)[0] == p.HelloReply(["ACME", "BOLT"], replies[-1].max_order_id, 250, True,
+                                                 replies[-1].last_prices)
         assert obs.stop() == 0
 
 
@@ -541,6 +556,32 @@ def test_flipped_byte_mid_journal_stops_the_obs_until_the_journal_is_cut_there(t
         assert_books_equal(tes, books)
         assert tes.hello(1).max_order_id == max_id(books, T1)
         assert obs.stop() == 0
+
+
+def refusal(env, caplog, shard=None):
+    """``obs.serve`` in this process, for a start that must be refused: its exit status and log lines."""
+    with caplog.at_level(logging.INFO):
+        status = obs.serve(load_config(environ=env), argparse.Namespace(shard=shard))
+    return status, [(record.levelno, record.getMessage(), record.exc_info) for record in caplog.records]
+
+
+def test_unknown_shard_refuses_to_start_with_exit_2_in_one_line(tmp_path, caplog):
+    status, lines = refusal(open_env(tmp_path), caplog, shard="Z")
+    assert (status, lines) == (2, [(logging.ERROR, "OBS Z cannot start: shards: no shard named 'Z' (have ['A'])",
+                                    None)])
+
+
+def test_damaged_consumers_file_refuses_to_start_with_exit_1_in_one_line(tmp_path, caplog):
+    env = open_env(tmp_path)
+    consumers = tmp_path / "journal-A" / CONSUMERS_FILE
+    consumers.parent.mkdir()
+    consumers.write_text("{not json")
+    status, lines = refusal(env, caplog)
+    errors = [line for line in lines if line[0] >= logging.ERROR]
+    assert status == 1 and len(errors) == 1 and errors[0][2] is None, lines
+    assert errors[0][1].startswith(f"OBS A cannot start: {consumers} is damaged (")
+    assert errors[0][1].endswith("delete it to forget the consumers' positions (they then resubscribe from what they "
+                                 "hold)")
 
 
 # ---------------------------------------------------------------- bad input

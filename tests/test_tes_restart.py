@@ -9,10 +9,12 @@ order is answered exactly once and positions equal what the book server journale
 import signal
 import time
 
+import pytest
 from test_tes import BUY, DAY, GTC, IOC, SELL, Client, Exchange
 
 from engine.types import RejectReason
 from servers import protocol as p
+from servers.journal import read_discarded
 
 TRADERS = ("alice", "bob", "deep")
 
@@ -48,8 +50,11 @@ def restart_tes(exchange):
     exchange.start_tes()
 
 
-def test_a_killed_tes_restarts_with_every_traders_state_and_history_as_it_was(tmp_path):
-    exchange = Exchange(tmp_path, EXCHANGE__TES__SESSION_TIMEOUT_MS="60000")
+@pytest.mark.parametrize("snapshot_every", [200_000, 3], ids=["journal", "snapshots"])
+def test_a_killed_tes_restarts_with_every_traders_state_and_history_as_it_was(tmp_path, snapshot_every):
+    """From its journal alone, or (a snapshot every 3 records) from a snapshot and the records after it."""
+    exchange = Exchange(tmp_path, EXCHANGE__TES__SESSION_TIMEOUT_MS="60000",
+                        EXCHANGE__JOURNAL__SNAPSHOT_EVERY=str(snapshot_every))
     try:
         alice, bob = exchange.client("alice"), exchange.client("bob")
         resting = alice.accepted("ACME", BUY, 9_990, 10)
@@ -65,6 +70,10 @@ def test_a_killed_tes_restarts_with_every_traders_state_and_history_as_it_was(tm
         before = {trader: view(exchange, trader) for trader in TRADERS}
         assert before["alice"]["last_report"] >= 4 and before["alice"]["open_orders"]
 
+        snapshots = list((tmp_path / "tes").glob("ledger-*.msgpack"))
+        # the newest two are kept (a third for a moment, while the writer thread replaces one)
+        assert len(snapshots) in ((2, 3) if snapshot_every == 3 else (0,))
+        assert (read_discarded(tmp_path / "tes") > 0) == (snapshot_every == 3)
         restart_tes(exchange)
         after = {trader: view(exchange, trader) for trader in TRADERS}
         assert after == before
