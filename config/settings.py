@@ -65,6 +65,9 @@ class JournalConfig(Struct):
     fsync_interval_ms: Positive = 10
     snapshot_every: Positive = 200_000
     max_consumer_lag_mb: Positive = 4096
+    replies_kept: Positive = 65_536
+    """Replies an OBS keeps to send again to a TES that says Hello after missing them; a TES
+    that missed more catches up from the journal stream (`servers.tes`)."""
     """How much journal a stream consumer that stopped acknowledging may hold back (`servers.stream`)."""
 
 

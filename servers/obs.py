@@ -28,9 +28,11 @@ Conversation with a TES
 -----------------------
 - ``Hello(tes_id, seen)``: the OBS remembers the sender's identity for ``tes_id``, sends
   again the kept replies after sequence ``seen`` that concern the TES (`Shard.replay`:
-  what a broken connection or a crash of this OBS kept from it) and then answers
-  ``HelloReply(symbols, max_order_id, last_sequence, replay_complete)``. Commands before
-  Hello are served.
+  what a broken connection or a crash of this OBS kept from it; the last
+  ``journal.replies_kept`` are kept, and if they do not reach back to ``seen`` none is sent)
+  and then answers ``HelloReply(symbols, max_order_id, last_sequence, replay_complete,
+  last_prices)``; with ``replay_complete`` False the TES catches up from the journal stream.
+  Commands before Hello are served.
 - BookSubmit, BookCancel, BookReplace and BookExpireDay on a symbol of the shard take the
   next shard sequence, are journaled, run and answered with ``Executed(sequence, symbol,
   events)``: to the sender and, once per command, to each TES (``order_id >> 48``) that
@@ -137,6 +139,7 @@ class OrderBookServer:
         self.snapshot_every = config.journal.snapshot_every
         try:
             self.state, self.journal = recover(self.directory, self.symbols, config.journal)
+            self.state.keep_replies(config.journal.replies_kept)
         except JournalDamaged as exc:
             raise RecoveryError(exc.message(shard.name)) from None
         self.snapshot_sequence = self.state.restored_sequence
@@ -493,7 +496,9 @@ class OrderBookServer:
             log.error("cannot write the journal %s (%s): intake stopped, book commands are refused (%d) until a "
                       "write succeeds, tried again at most once a second; queries and market data go on",
                       self.journal.path, self._journal_error(), JOURNAL_UNAVAILABLE)
+        kept = self.state.history.maxlen
         self.state, _ = load(self.directory, self.symbols)
+        self.state.keep_replies(kept)
         return self._execute([(identity, message, UNJOURNALED if sequence > 0 else sequence, 0)
                               for identity, message, sequence, _ in work])[:2]
 

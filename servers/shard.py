@@ -141,15 +141,18 @@ class Shard:
         return entry, reply, concerned
 
     def replay(self, tes_id: int, seen: int) -> tuple[list[msgspec.Raw], bool]:
-        """The kept replies after sequence ``seen`` that concern ``tes_id``, oldest first,
-        and whether they are all of them (False: the history no longer reaches back to ``seen``)."""
+        """The kept replies after sequence ``seen`` that concern ``tes_id``, oldest first, and
+        True; or no replies and False if the history no longer reaches back to ``seen`` (none
+        then: a TES that catches up from the journal must see the replies in sequence order)."""
         first = self.history[0][0] if self.history else self.sequence + 1
-        replies = [
-            executed
-            for _, executed, concerned in islice(self.history, max(0, seen + 1 - first), None)
-            if tes_id in concerned
-        ]
-        return replies, seen + 1 >= first
+        if seen + 1 < first:
+            return [], False
+        return [executed for _, executed, concerned in islice(self.history, seen + 1 - first, None)
+                if tes_id in concerned], True
+
+    def keep_replies(self, count: int) -> None:
+        """Keep the latest ``count`` replies for `replay` from now on."""
+        self.history = deque(self.history, maxlen=count)
 
     def last_prices(self) -> dict[str, int]:
         """Each symbol's last trade price (symbols that never traded are absent)."""

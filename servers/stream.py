@@ -18,6 +18,9 @@ OBS -> consumer   ``Records(first, last, data)``: records ``first .. last`` exac
 consumer -> OBS   ``Ack(consumer, sequence)``: everything through ``sequence`` is committed
                   downstream. It also grants credit: the OBS sends records up to ``window``
                   past the last ack, so neither side's memory grows with the lag.
+consumer -> OBS   ``Release(consumer)``: the subscription ends and the name is forgotten
+                  (it holds no journal back): a consumer that reads only now and then, such
+                  as a TES catching up after missing replies.
 
 A consumer name is registered by its first Subscribe and kept in ``consumers`` (JSON, in the
 journal directory) with the last sequence it acknowledged, so retention survives a restart:
@@ -87,6 +90,10 @@ class Ack(Message):
     sequence: Sequence
 
 
+class Release(Message):
+    consumer: ConsumerName
+
+
 class Subscribed(Message):
     consumer: str
     first: int
@@ -107,7 +114,7 @@ class Records(Message):
     data: bytes
 
 
-StreamRequest = Subscribe | Ack
+StreamRequest = Subscribe | Ack | Release
 StreamReply = Subscribed | SubscribeRefused | Records
 
 
@@ -297,8 +304,10 @@ class Streamer:
             for message in messages:
                 if type(message) is Subscribe:
                     _send(socket, identity, encode([self._subscribe(identity, message, fd)]))
-                else:
+                elif type(message) is Ack:
                     self._ack(identity, message)
+                else:
+                    self._release(identity, message)
 
     def _subscribe(self, identity: bytes, request: Subscribe, fd: int) -> Subscribed | SubscribeRefused:
         with self._lock:
@@ -339,6 +348,15 @@ class Streamer:
                 chunks.popleft()
             consumer.acked_offset = chunks[0][1][acked + 1 - chunks[0][0]] if chunks else consumer.offset
             self._dirty = True
+
+    def _release(self, identity: bytes, release: Release) -> None:
+        with self._lock:
+            consumer = self.consumers.get(release.consumer)
+            if consumer is None or consumer.identity != identity:
+                return
+            del self.consumers[release.consumer]
+            self._dirty = True
+        log.info("consumer %s released its subscription", release.consumer)
 
     def _locate(self, sequence: int, fd: int) -> int:
         """Where record ``sequence`` starts (the end of the file, if it is the next one)."""
@@ -462,6 +480,17 @@ class JournalStream:
         self._connections = 0
         self.socket.connect(endpoint)
 
+    def request(self, after: int) -> None:
+        """Ask for the records after sequence ``after`` without waiting for the answer: `receive`
+        returns them, and raises `StreamError` if the subscription is refused."""
+        self.last = after
+        self.socket.send(self._codec.encode([Subscribe(self.consumer, after, self.window)]))
+
+    def release(self) -> None:
+        """End the subscription and have the OBS forget this consumer (it holds no journal back)."""
+        self.socket.send(self._codec.encode([Release(self.consumer)]))
+        self.subscribed = False
+
     def subscribe(self, after: int, timeout: float = 10.0) -> Subscribed:
         """Ask for the records after sequence ``after``; `StreamError` if refused or unanswered."""
         self.last = after
@@ -476,8 +505,7 @@ class JournalStream:
                     self._count_connections()
                     return reply
                 if type(reply) is SubscribeRefused:
-                    raise StreamError(f"{self.endpoint} refused {self.consumer!r}: {reply.text} ({reply.reason}; "
-                                      f"the journal now starts at sequence {reply.first})")
+                    raise self._refusal(reply)
         raise StreamError(f"no answer from {self.endpoint} to the subscription within {timeout:g} s")
 
     def receive(self, timeout: float = 0.0) -> list[JournalEntry]:
@@ -492,6 +520,11 @@ class JournalStream:
             for reply in self._replies.decode(self.socket.recv()):
                 if type(reply) is Records:
                     entries.extend(self._entries(reply))
+                elif type(reply) is Subscribed:
+                    self.subscribed = True
+                    self._count_connections()
+                else:
+                    raise self._refusal(reply)
         return entries
 
     def ack(self, sequence: int) -> None:
@@ -502,6 +535,10 @@ class JournalStream:
         self.socket.disable_monitor()
         self._monitor.close(linger=0)
         self.socket.close(linger=0)
+
+    def _refusal(self, reply: SubscribeRefused) -> StreamError:
+        return StreamError(f"{self.endpoint} refused {self.consumer!r}: {reply.text} ({reply.reason}; "
+                           f"the journal now starts at sequence {reply.first})")
 
     def _count_connections(self) -> bool:
         """Count the handshakes since the last call; whether one was a new connection after the first."""

@@ -64,6 +64,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from config.settings import Config, InstrumentConfig
 from engine.instrument import Instrument
+from engine.messages import OrderExpired, OrderFilled
 from engine.types import CancelReason, OrderType, RejectReason
 from servers import protocol as p
 from servers import security, service
@@ -71,6 +72,7 @@ from servers.database_link import DatabaseLink, Reference, ReferenceUnavailable
 from servers.journal import JournalFailed, RecoveryError
 from servers.ledger import (
     CANCEL,
+    ID_BITS,
     REPLACE,
     SUBMISSION,
     Delivered,
@@ -89,6 +91,7 @@ from servers.orders import Report
 from servers.risk import TraderRisk, valuation_price
 from servers.service import Occurrences
 from servers.sessions import Session, Sessions, cancels_orders
+from servers.stream import JournalStream, StreamError
 
 log = logging.getLogger("tes")
 
@@ -121,24 +124,46 @@ DRAIN_S = 2.0
 DRAIN_QUIET_S = 0.2
 TEXT_LIMIT = 200
 MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+CATCH_UP_WINDOW = 20_000
+"""Journal records a catch-up has in flight from the book server at most."""
+CATCH_UP_STALL_S = 10.0
+"""A catch-up that receives nothing for this long is given up (the outcome of orders in flight is unknown)."""
 
 
 class Shard:
     """One order book server: its command socket, its monitor, its marks feed (a SUB on its
     market data, `servers.protocol.MARKS_TOPIC` only) and what is queued for it."""
 
-    __slots__ = ("name", "socket", "monitor", "marks", "connected", "ready", "next_hello", "outbox")
+    __slots__ = ("name", "socket", "monitor", "marks", "stream_endpoint", "catch_up", "connected", "ready",
+                 "next_hello", "outbox")
 
-    def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket, marks: zmq.Socket) -> None:
+    def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket, marks: zmq.Socket,
+                 stream_endpoint: str) -> None:
         self.name = name
         self.socket = socket
         self.monitor = monitor
         self.marks = marks
+        self.stream_endpoint = stream_endpoint
+        self.catch_up: CatchUp | None = None
         self.connected = False
         self.ready = False
         """The shard answered our Hello on the current connection."""
         self.next_hello = 0.0
         self.outbox: list = []
+
+
+class CatchUp:
+    """A book server could not send again every reply this TES missed: they are read from its
+    journal stream up to ``reply.last_sequence``, while the live frames it sends meanwhile are
+    held, to be applied after them (the ledger applies a symbol's replies in sequence order)."""
+
+    __slots__ = ("stream", "reply", "held", "progress_at")
+
+    def __init__(self, stream: JournalStream, reply: p.HelloReply, now: float) -> None:
+        self.stream = stream
+        self.reply = reply
+        self.held: list[bytes] = []
+        self.progress_at = now
 
 
 class JournalUnavailable(RuntimeError):
@@ -200,6 +225,7 @@ class TradingEngineServer:
         self.shard_of: dict[str, Shard] = {}
         keys = security.Keys(config.security.keys_dir) if config.security.keys_dir else None
         own = keys.own(security.TES) if keys is not None else None
+        self.keys = (keys, own)
         if keys is None:
             log.warning("CURVE is off (security.keys_dir is empty): the book servers do not authenticate this TES")
         try:
@@ -231,7 +257,7 @@ class TradingEngineServer:
                 marks.setsockopt(zmq.MAXMSGSIZE, p.MAX_SERVER_FRAME_BYTES)
                 marks.setsockopt(zmq.SUBSCRIBE, p.MARKS_TOPIC)
                 marks.connect(shard_config.market_data_endpoint)
-                shard = Shard(shard_config.name, socket, monitor, marks)
+                shard = Shard(shard_config.name, socket, monitor, marks, shard_config.stream_endpoint)
                 self.shards[shard.name] = shard
                 for symbol in shard_config.symbols:
                     self.shard_of[symbol] = shard
@@ -267,7 +293,7 @@ class TradingEngineServer:
             return 5
         wake = self.next_housekeeping
         for shard in self.shards.values():
-            if not shard.ready and shard.next_hello < wake:
+            if not shard.ready and shard.catch_up is None and shard.next_hello < wake:
                 wake = shard.next_hello
         return max(0, int((wake - time.monotonic()) * 1000) + 1)
 
@@ -284,12 +310,14 @@ class TradingEngineServer:
                 answered = True
             if shard.marks in ready:
                 self._read_marks(shard)
+            if shard.catch_up is not None:
+                self._catch_up(shard, shard.catch_up.stream.socket in ready, now)
         if self.clients in ready:
             self._read_clients(now)
         if self.logons.pending:
             self._finish_logons(now)
         for shard in self.shards.values():
-            if not shard.ready and now >= shard.next_hello:
+            if not shard.ready and shard.catch_up is None and now >= shard.next_hello:
                 self._hello(shard, now)
         if now >= self.next_housekeeping:
             self._housekeeping(now)
@@ -318,6 +346,8 @@ class TradingEngineServer:
             shard.monitor.close(linger=0)
             shard.socket.close(linger=0)
             shard.marks.close(linger=0)
+            if shard.catch_up is not None:
+                shard.catch_up.stream.close()
         if hasattr(self, "clients"):
             self.clients.close(linger=0)
         self.context.destroy(linger=0)
@@ -650,24 +680,30 @@ class TradingEngineServer:
             if len(frames) != 1 or len(frames[0]) > p.MAX_SERVER_FRAME_BYTES:
                 log.error("shard %s sent a malformed frame (%d parts); dropped", shard.name, len(frames))
                 continue
-            try:
-                replies = self._record(Received(shard.name, frames[0], clock()))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                log.error("shard %s sent an undecodable frame (%s); dropped", shard.name, exc)
+            if shard.catch_up is not None:
+                shard.catch_up.held.append(frames[0])
                 continue
-            for reply in replies:
-                kind = type(reply)
-                if kind is p.CommandRefused:
-                    asker = self.queries.pop(reply.order_id, None)
-                    if asker is not None:
-                        self.outbox[asker[0]].append(p.QueryRejected(asker[1], reply.reason, reply.text))
-                elif kind is p.BookView:
-                    asker = self.queries.pop(reply.request_id, None)
-                    if asker is not None:
-                        self.outbox[asker[0]].append(p.Book(asker[1], reply.symbol, reply.bids, reply.asks,
-                                                            reply.last_price, reply.sequence))
-                elif kind is p.HelloReply:
-                    self._hello_reply(shard, reply)
+            self._received(shard, frames[0])
+
+    def _received(self, shard: Shard, frame: bytes) -> None:
+        try:
+            replies = self._record(Received(shard.name, frame, clock()))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.error("shard %s sent an undecodable frame (%s); dropped", shard.name, exc)
+            return
+        for reply in replies:
+            kind = type(reply)
+            if kind is p.CommandRefused:
+                asker = self.queries.pop(reply.order_id, None)
+                if asker is not None:
+                    self.outbox[asker[0]].append(p.QueryRejected(asker[1], reply.reason, reply.text))
+            elif kind is p.BookView:
+                asker = self.queries.pop(reply.request_id, None)
+                if asker is not None:
+                    self.outbox[asker[0]].append(p.Book(asker[1], reply.symbol, reply.bids, reply.asks,
+                                                        reply.last_price, reply.sequence))
+            elif kind is p.HelloReply:
+                self._hello_reply(shard, reply)
 
     def _read_marks(self, shard: Shard) -> None:
         """The book server's latest trade prices, whoever traded: each newer one is a ledger record."""
@@ -687,9 +723,63 @@ class TradingEngineServer:
     def _hello_reply(self, shard: Shard, reply: p.HelloReply) -> None:
         """The shard is ready. The replies it sent again came before this, so a command sent
         on an earlier connection and still unanswered never reached its journal: the ledger
-        refuses it (BOOK_UNAVAILABLE), unless the replay was incomplete; so are queries."""
-        if shard.ready:
+        refuses it (BOOK_UNAVAILABLE), unless the replay was incomplete; so are queries.
+
+        If the shard could not send again every reply after the sequence the ledger holds, and
+        has a journal stream, the TES first catches up from the journal (`_catch_up`)."""
+        if shard.ready or shard.catch_up is not None:
             return
+        seen = self.ledger.seen[shard.name]
+        if not reply.replay_complete and shard.stream_endpoint and seen is not None:
+            keys, own = self.keys
+            curve = None if keys is None else (own, keys.public(security.shard_key_name(shard.name)))
+            stream = JournalStream(shard.stream_endpoint, f"tes-{self.tes_id}", curve, CATCH_UP_WINDOW,
+                                   self.context)
+            stream.request(seen)
+            self.poller.register(stream.socket, zmq.POLLIN)
+            shard.catch_up = CatchUp(stream, reply, time.monotonic())
+            log.info("shard %s no longer holds the replies after sequence %d: catching up from its journal to "
+                     "sequence %d", shard.name, seen, reply.last_sequence)
+            return
+        self._greeted(shard, reply)
+
+    def _catch_up(self, shard: Shard, readable: bool, now: float) -> None:
+        """Apply the journal entries that concern this TES, as the replies it missed; when the
+        stream reaches the Hello reply's sequence, the held frames, then the greeting. A stream
+        that refuses (the journal was discarded that far back) or stalls ends the catch-up: the
+        outcome of the orders in flight is then unknown (logged by the ledger)."""
+        catch_up = shard.catch_up
+        target, stream = catch_up.reply.last_sequence, catch_up.stream
+        complete = False
+        try:
+            if readable:
+                entries = stream.receive(0)
+                if entries:
+                    catch_up.progress_at = now
+                    missed = [p.Executed(e.sequence, e.command.symbol, e.events, e.time)
+                              for e in entries if e.sequence <= target and _concerns(e, self.tes_id)]
+                    for start in range(0, len(missed), FRAME_MESSAGES):
+                        self._record(Received(shard.name, self.book_requests.encode(
+                            missed[start:start + FRAME_MESSAGES]), clock()))
+            complete = stream.last >= target
+            if not complete and now - catch_up.progress_at > CATCH_UP_STALL_S:
+                raise StreamError(f"nothing arrived for {CATCH_UP_STALL_S:g} s")
+        except StreamError as exc:
+            log.error("shard %s: catching up from its journal failed: %s", shard.name, exc)
+        else:
+            if not complete:
+                return
+            log.info("shard %s: caught up from its journal to sequence %d", shard.name, target)
+        if complete:
+            stream.release()
+        self.poller.unregister(stream.socket)
+        stream.close()
+        shard.catch_up = None
+        for frame in catch_up.held:
+            self._received(shard, frame)
+        self._greeted(shard, msgspec.structs.replace(catch_up.reply, replay_complete=complete))
+
+    def _greeted(self, shard: Shard, reply: p.HelloReply) -> None:
         self._record(Greeted(shard.name, reply.symbols, reply.max_order_id, reply.last_sequence,
                              reply.replay_complete, clock(), reply.last_prices))
         if reply.replay_complete:
@@ -791,6 +881,18 @@ class TradingEngineServer:
             error = self.journal.journal.unwritable
             raise JournalUnavailable(f"cannot write the ledger's journal in {self.journal.directory} "
                                      f"({error.strerror if error is not None else 'unknown error'})")
+
+
+def _concerns(entry: p.JournalEntry, tes_id: int) -> bool:
+    """Whether the journaled command or one of its fills or expiries is about an order of ``tes_id``."""
+    if getattr(entry.command, "order_id", 0) >> ID_BITS == tes_id:
+        return True
+    for event in entry.events:
+        kind = type(event)
+        if (kind is OrderFilled and event.maker_id >> ID_BITS == tes_id) or (
+                kind is OrderExpired and event.order_id >> ID_BITS == tes_id):
+            return True
+    return False
 
 
 def _waiting(socket: zmq.Socket):

@@ -10,6 +10,7 @@ import signal
 import time
 
 import pytest
+from procs import Role, free_port
 from test_tes import BUY, DAY, GTC, IOC, SELL, Client, Exchange
 
 from engine.types import RejectReason
@@ -131,4 +132,48 @@ def test_orders_in_flight_at_a_kill_are_each_answered_once_and_positions_follow_
             (SELL, price): quantity for price, quantity, _ in book.asks} == levels, "the TES agrees with the book"
         assert exchange.tes.stop() == 0
     finally:
+        exchange.close()
+
+
+def test_a_tes_that_missed_more_replies_than_the_book_server_keeps_catches_up_from_its_journal(tmp_path):
+    """TES 1 is down while a second TES trades against its traders' resting orders, for more
+    commands than the book server keeps replies (20 here): at the restart the Hello reply says
+    the replay is incomplete and the TES reads the fills it missed from the journal stream."""
+    exchange = Exchange(tmp_path, EXCHANGE__SECURITY__KEYS_DIR="", EXCHANGE__JOURNAL__REPLIES_KEPT="20",
+                        EXCHANGE__TES__SESSION_TIMEOUT_MS="60000")
+    second = None
+    try:
+        alice = exchange.client("alice")
+        resting = [alice.accepted("ACME", SELL, 10_010 + n, 5) for n in range(3)]
+        alice.socket.close()
+        before = view(exchange, "alice")
+        exchange.tes.kill()
+
+        env = {**exchange.env, "EXCHANGE__TES__TES_ID": "2", "EXCHANGE__TES__JOURNAL_DIR": str(tmp_path / "tes2"),
+               "EXCHANGE__TES__CLIENT_ENDPOINT": f"tcp://127.0.0.1:{free_port()}"}
+        second = Role(["-s", "TES"], env)
+        second.wait_for("shard A ready", 10)
+        flow = Client(exchange.context, env["EXCHANGE__TES__CLIENT_ENDPOINT"])
+        flow.logon("flow1")
+        for n in range(30):  # commands that do not concern TES 1, pushing its fills out of the kept replies
+            flow.accepted("BOLT", BUY, 24_000 + 5 * n, 10)
+        flow.order("ACME", BUY, 10_011, 8, IOC)  # takes 5 at 10,010 and 3 at 10,011 from alice
+        assert [type(m) for m in flow.read(3)] == [p.OrderAccepted, p.OrderFilled, p.OrderFilled]
+        for n in range(30):
+            flow.accepted("BOLT", BUY, 23_000 + 5 * n, 10)
+
+        exchange.start_tes()
+        exchange.tes.wait_for("catching up from its journal", 10)
+        exchange.tes.wait_for("caught up from its journal", 10)
+        after = view(exchange, "alice")
+        missed = after["history"][len(before["history"]):]
+        assert [(type(m), m.order_id, m.price, m.quantity, m.leaves) for m in missed] == [
+            (p.OrderFilled, resting[0].order_id, 10_010, 5, 0), (p.OrderFilled, resting[1].order_id, 10_011, 3, 2)]
+        assert after["positions"] == [("ACME", -8, 10_010.375, 0)]
+        assert [(o.order_id, o.quantity) for o in after["open_orders"]] == [
+            (resting[1].order_id, 2), (resting[2].order_id, 5)]
+        assert second.stop() == 0 and exchange.tes.stop() == 0
+    finally:
+        if second is not None and second.process.poll() is None:
+            second.kill()
         exchange.close()
