@@ -180,11 +180,8 @@ def _iso(nanoseconds: int | None) -> str:
 
 def table(names: list[str], rows: list[list[str]]) -> list[str]:
     """Aligned columns (numbers to the right) and a closing ``(N rows)`` line."""
-    widths = [max([len(name)] + [len(row[index]) for row in rows]) for index, name in enumerate(names)]
+    from database.tables import aligned
+
     numeric = [bool(rows) and all(row[index].lstrip("-").isdigit() for row in rows if row[index])
                for index in range(len(names))]
-
-    def line(cells):
-        return "  ".join(cell.rjust(width) if right else cell.ljust(width)
-                         for cell, width, right in zip(cells, widths, numeric, strict=True)).rstrip()
-    return [line(names), *(line(row) for row in rows), f"({len(rows)} rows)"]
+    return aligned(names, rows, numeric)

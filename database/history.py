@@ -23,6 +23,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from database.tables import aligned
 from database.ticks.cli import HistoryError, timestamp
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -140,17 +141,9 @@ def write(names: list[str], rows: list[list[Cell]], out, as_csv: bool) -> None:
         writer.writerows([[cell[1] for cell in row] for row in rows])
         return
     cells = [[cell[0] for cell in row] for row in rows]
-    widths = [max([len(name)] + [len(row[index]) for row in cells]) for index, name in enumerate(names)]
     numeric = [bool(cells) and all(_is_number(row[index]) for row in cells if row[index])
                for index in range(len(names))]
-
-    def line(values):
-        return "  ".join(value.rjust(width) if right else value.ljust(width)
-                         for value, width, right in zip(values, widths, numeric, strict=True)).rstrip()
-    print(line(names), file=out)
-    for row in cells:
-        print(line(row), file=out)
-    print(f"({len(rows)} rows)", file=out)
+    print("\n".join(aligned(names, cells, numeric)), file=out)
 
 
 def _text(value) -> Cell:

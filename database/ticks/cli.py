@@ -24,6 +24,8 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from database.tables import aligned
+
 UNITS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9, "d": 86_400 * 10**9}
 _INTERVAL = re.compile(r"^(\d+)(ns|us|ms|s|m|h|d)$")
 _FRACTION = re.compile(r"^(?P<head>.*?\d{2}:\d{2}:\d{2})\.(?P<digits>\d+)(?P<zone>.*)$")
@@ -159,16 +161,8 @@ def write(result, out, decimals: dict[str, int], as_csv: bool = False) -> None:
         writer.writerow(names)
         writer.writerows(rows)
         return
-    widths = [max([len(name)] + [len(cell) for cell in column]) for name, column in zip(names, columns, strict=True)]
     numeric = [_is_number(result.schema.field(name).type) for name in names]
-
-    def line(cells):
-        return "  ".join(cell.rjust(width) if right else cell.ljust(width)
-                         for cell, width, right in zip(cells, widths, numeric, strict=True)).rstrip()
-    print(line(names), file=out)
-    for row in rows:
-        print(line(row), file=out)
-    print(f"({len(rows)} rows)", file=out)
+    print("\n".join(aligned(names, rows, numeric)), file=out)
 
 
 def _compact(root: str, when: date) -> int:
