@@ -17,6 +17,9 @@ bench soak [--orders N] [--rate R] [--round-s S]
     The same path for N orders (default 10,000,000) at R/s in consecutive rounds of
     S seconds: per round the ack latency, snapshot size and CPU per order, and
     whether the p99 stays flat as the accepted ids grow.
+bench store [--ticks N] [--trades N] [--repeats R] [--postgres URL]
+    Trades/s recorded into SQLite and PostgreSQL (beside each one's floor), the tick
+    store's write rates, OHLCV bars and an as-of join beside pandas; targets judged.
 
 Roles (configuration from ``config/exchange.toml``, EXCHANGE__* overrides)
 ---------------------------------------------------------------------------
@@ -140,6 +143,11 @@ def run_bench(args: argparse.Namespace) -> None:
         from benchmarks import soak
 
         report = soak.run(orders=args.orders, rate=args.rate, round_s=args.round_s)
+    elif args.suite == "store":
+        from benchmarks import store
+
+        report = store.run(ticks_count=args.ticks, trades=args.trades, repeats=args.repeats,
+                           server=args.postgres or store.POSTGRES_URL)
     else:
         from benchmarks import book as book_benchmark
 
@@ -156,8 +164,9 @@ def rate_list(text: str) -> tuple[int, ...]:
 def add_bench_command(commands) -> None:
     parser = commands.add_parser("bench", help="run a benchmark and print its table")
     parser.add_argument(
-        "suite", choices=["book", "e2e", "soak"],
-        help="book: the matching core; e2e: orders through TES and OBS; soak: the same for millions of orders",
+        "suite", choices=["book", "e2e", "soak", "store"],
+        help="book: the matching core; e2e: orders through TES and OBS; soak: the same for millions of orders; "
+        "store: the recorder's databases and tick store, and the tick queries beside pandas",
     )
     parser.add_argument(
         "--messages", type=positive_int, default=1_000_000, help="standard workload size (default: 1000000)"
@@ -179,6 +188,14 @@ def add_bench_command(commands) -> None:
                         help="soak: offered orders/s (default: 50000)")
     parser.add_argument("--round-s", type=positive_float, default=20.0,
                         help="soak: seconds per round (default: 20)")
+    parser.add_argument("--ticks", type=positive_int, default=10_000_000,
+                        help="store: ticks for the bars and quotes for the as-of join (default: 10000000; a "
+                        "tenth as many trades joined, fills recorded and ticks written, a fiftieth over IPC)")
+    parser.add_argument("--trades", type=positive_int, default=100_000,
+                        help="store: trades into each database (default: 100000)")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="store: the PostgreSQL server to make and drop its databases on "
+                        "(default: postgresql://postgres@127.0.0.1:5432/test; skipped if none answers)")
     parser.set_defaults(run=run_bench)
 
 

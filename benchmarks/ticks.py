@@ -1,7 +1,10 @@
-"""Tick store benchmarks: each function measures one thing in one run and returns a dict.
+"""Tick store benchmarks: each function measures one thing and returns a dict.
 
-- `write_store`: ticks/s written into the embedded store (`TickStore.upd`), batches of 10,000;
-- `capture`: journal entries/s turned into rows (`rows_from_entries`);
+- `record_store`: fills/s through the recorder's own path into the embedded store
+  (`database.ticks.schema.record`: journal entries captured into rows and written with
+  `TickStore.upd`, in the recorder's batches of `servers.recorder.BATCH` entries, each
+  fsynced), one trade and the quote after it per entry;
+- `write_store`: ticks/s written into the embedded store (`TickStore.upd` alone), batches of 10,000;
 - `write_ipc`: ticks/s published over kdb+ IPC (`KdbTickerplant`) to the loopback stand-in
   until it confirmed them all, and the publisher's own CPU per tick (the stand-in decodes
   in pure Python in another process: it, not the publisher, sets the rate);
@@ -10,20 +13,25 @@
   ASOF JOIN on the store against pandas ``merge_asof``.
 
 The data come from `synthetic_ticks` (a fixed seed: the same arguments give the same rows).
-pandas is timed on a DataFrame already in memory (its load from Parquet is reported apart),
-DuckDB from the Parquet files (in the page cache after writing) on its second run of the
-query, so the pandas figure is its best case.
+Every function checks what it wrote or computed (the rows the store or the stand-in holds,
+DuckDB's answer against pandas') and fails if it differs. pandas is timed on a DataFrame
+already in memory (its load from Parquet is reported apart), DuckDB from the Parquet files
+(in the page cache after writing) after a first run of the query, so the pandas figure is
+its best case; each query's figure is the median of ``repeats`` runs.
 """
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from database.ticks.schema import arrow_schema
 from servers.protocol import BookSubmit, JournalEntry, Quote, Trade
+from servers.recorder import BATCH
 
 START = 1_714_521_600 * 10**9
 """2024-05-01 00:00 UTC: synthetic days start here."""
@@ -106,31 +114,45 @@ def _batches(rows: pa.Table, size: int):
         yield batch, batch.column("sequence")[-1].as_py()
 
 
-def write_store(ticks: int = 1_000_000, batch: int = 10_000, root: Path | None = None) -> dict:
+def write_store(ticks: int = 1_000_000, batch: int = 10_000) -> dict:
     """Trades written into a fresh embedded store in ``batch``-row `upd` calls (each fsynced)."""
-    from database.ticks.store import TickStore
+    from database.ticks.store import TickStore, table_files
 
     rows = synthetic_ticks(ticks, 0)["trade"]
-    with tempfile.TemporaryDirectory(dir=root) as directory, TickStore(directory) as store:
+    with tempfile.TemporaryDirectory() as directory, TickStore(directory) as store:
         began = time.perf_counter()
         for part, through in _batches(rows, batch):
             store.upd("trade", part, "A", through)
         seconds = time.perf_counter() - began
+        held = sum(pq.read_metadata(path).num_rows for path in table_files(Path(directory), "trade"))
+    if held != ticks:
+        raise AssertionError(f"the store holds {held} trades, {ticks} were written")
     return {"ticks": ticks, "batch": batch, "seconds": round(seconds, 3), "ticks_per_s": round(ticks / seconds)}
 
 
-def capture(entries: int = 100_000) -> dict:
-    """Journal entries (one trade and one quote each) turned into rows, 10,000 per call."""
-    from database.ticks.schema import rows_from_entries
+def record_store(fills: int = 1_000_000, batch: int = BATCH) -> dict:
+    """Journal entries (one trade and one quote each) recorded into a fresh embedded store the
+    way the recorder does, ``batch`` entries a call; the store must then hold every row."""
+    from database.ticks.schema import record
+    from database.ticks.store import TickStore, table_files
 
-    stream = synthetic_entries(entries)
+    stream = synthetic_entries(fills)
     scales = dict.fromkeys(SYMBOLS, PRICE_SCALE)
-    began = time.perf_counter()
-    for offset in range(0, entries, 10_000):
-        rows_from_entries("A", stream[offset : offset + 10_000], scales)
-    seconds = time.perf_counter() - began
-    return {"entries": entries, "rows": 2 * entries, "seconds": round(seconds, 3),
-            "rows_per_s": round(2 * entries / seconds)}
+    with tempfile.TemporaryDirectory() as directory:
+        with TickStore(Path(directory) / "warm-up") as store:
+            record(store, "A", stream[:batch], scales)  # the first call's one-off set-up, untimed
+        root = Path(directory) / "store"
+        with TickStore(root) as store:
+            began = time.perf_counter()
+            for offset in range(0, fills, batch):
+                record(store, "A", stream[offset:offset + batch], scales)
+            seconds = time.perf_counter() - began
+        held = {table: sum(pq.read_metadata(path).num_rows for path in table_files(root, table))
+                for table in ("trade", "quote")}
+    if held != {"trade": fills, "quote": fills}:
+        raise AssertionError(f"the store holds {held} rows, {fills} of each were recorded")
+    return {"fills": fills, "batch": batch, "seconds": round(seconds, 3), "fills_per_s": round(fills / seconds),
+            "rows": held}
 
 
 def write_ipc(ticks: int = 200_000, batch: int = 10_000, confirm_every: int = 8) -> dict:
@@ -148,7 +170,8 @@ def write_ipc(ticks: int = 200_000, batch: int = 10_000, confirm_every: int = 8)
         publisher.close()
         seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
         received = standin.count("trade")
-    assert received == ticks, (received, ticks)
+    if received != ticks:
+        raise AssertionError(f"the stand-in received {received} trades, {ticks} were published")
     return {"ticks": ticks, "batch": batch, "confirm_every": confirm_every, "seconds": round(seconds, 3),
             "ticks_per_s": round(ticks / seconds), "publisher_cpu_us_per_tick": round(cpu / ticks * 1e6, 2)}
 
@@ -164,7 +187,17 @@ def _store_with(tables: dict[str, pa.Table], directory: str) -> None:
         store.compact(day_of(START))
 
 
-def bars(ticks: int = 10_000_000, interval: int = MINUTE) -> dict:
+def _timed(query, repeats: int) -> tuple[float, object]:
+    """The median seconds of ``repeats`` calls of ``query`` and its last answer."""
+    seconds, answer = [], None
+    for _ in range(repeats):
+        began = time.perf_counter()
+        answer = query()
+        seconds.append(time.perf_counter() - began)
+    return statistics.median(seconds), answer
+
+
+def bars(ticks: int = 10_000_000, interval: int = MINUTE, repeats: int = 3) -> dict:
     """1-minute OHLCV bars of every symbol over ``ticks`` trades: DuckDB against pandas."""
     import pandas as pd
 
@@ -175,27 +208,29 @@ def bars(ticks: int = 10_000_000, interval: int = MINUTE) -> dict:
         _store_with({"trade": rows}, directory)
         history = TickHistory(directory)
         history.bars(None, interval)
-        began = time.perf_counter()
-        duck = history.bars(None, interval)
-        duck_seconds = time.perf_counter() - began
+        duck_seconds, duck = _timed(lambda: history.bars(None, interval), repeats)
         history.close()
         began = time.perf_counter()
         frame = pd.read_parquet(Path(directory) / "2024.05.01" / "trade")
         load_seconds = time.perf_counter() - began
-    began = time.perf_counter()
-    frame = frame.sort_values(["sym", "trade_id"], kind="stable")
-    bucket = frame["time"].dt.floor(pd.Timedelta(interval, "ns"))
-    grouped = frame.groupby([frame["sym"].astype(str), bucket], sort=True)
-    panda = grouped.agg(open=("price", "first"), high=("price", "max"), low=("price", "min"),
-                        close=("price", "last"), volume=("size", "sum"), trades=("price", "size"))
-    pandas_seconds = time.perf_counter() - began
-    assert len(panda) == len(duck), (len(panda), len(duck))
-    assert np.array_equal(panda["close"].to_numpy(), duck.column("close").to_numpy())
+
+    def panda_bars():
+        ordered = frame.sort_values(["sym", "trade_id"], kind="stable")
+        bucket = ordered["time"].dt.floor(pd.Timedelta(interval, "ns"))
+        grouped = ordered.groupby([ordered["sym"].astype(str), bucket], sort=True)
+        return grouped.agg(open=("price", "first"), high=("price", "max"), low=("price", "min"),
+                           close=("price", "last"), volume=("size", "sum"), trades=("price", "size"))
+
+    pandas_seconds, panda = _timed(panda_bars, repeats)
+    if len(panda) != len(duck) or not np.array_equal(panda["close"].to_numpy(), duck.column("close").to_numpy()):
+        raise AssertionError(f"DuckDB made {len(duck)} bars and pandas {len(panda)}, or their closes differ")
+    if sum(duck.column("trades").to_pylist()) != ticks:
+        raise AssertionError(f"the bars count {sum(duck.column('trades').to_pylist())} trades of {ticks}")
     return {"ticks": ticks, "bars": len(duck), "duckdb_s": round(duck_seconds, 3),
             "pandas_s": round(pandas_seconds, 3), "pandas_load_s": round(load_seconds, 3)}
 
 
-def asof_join(trades: int = 1_000_000, quotes: int = 10_000_000) -> dict:
+def asof_join(trades: int = 1_000_000, quotes: int = 10_000_000, repeats: int = 3) -> dict:
     """Each trade with its prevailing quote: DuckDB ASOF JOIN against pandas ``merge_asof``."""
     import pandas as pd
 
@@ -206,35 +241,39 @@ def asof_join(trades: int = 1_000_000, quotes: int = 10_000_000) -> dict:
         _store_with(tables, directory)
         history = TickHistory(directory)
         history.trades_with_quotes(None)
-        began = time.perf_counter()
-        duck = history.trades_with_quotes(None)
-        duck_seconds = time.perf_counter() - began
+        duck_seconds, duck = _timed(lambda: history.trades_with_quotes(None), repeats)
         history.close()
         began = time.perf_counter()
         trade = pd.read_parquet(Path(directory) / "2024.05.01" / "trade")
         quote = pd.read_parquet(Path(directory) / "2024.05.01" / "quote", columns=["time", "sym", "bid", "ask",
                                                                                   "bsize", "asize", "sequence"])
         load_seconds = time.perf_counter() - began
-    began = time.perf_counter()
-    # One shard: its sequence orders rows as (time, sequence) does, the order the aj follows.
-    trade = trade.assign(sym=trade["sym"].astype(str)).sort_values("sequence")
-    quote = quote.assign(sym=quote["sym"].astype(str)).sort_values("sequence")
-    panda = pd.merge_asof(trade, quote.drop(columns="time"), on="sequence", by="sym", allow_exact_matches=True)
-    pandas_seconds = time.perf_counter() - began
-    assert len(panda) == len(duck) == trades
+
+    def panda_join():
+        # One shard: its sequence orders rows as (time, sequence) does, the order the aj follows.
+        left = trade.assign(sym=trade["sym"].astype(str)).sort_values("sequence")
+        right = quote.assign(sym=quote["sym"].astype(str)).sort_values("sequence")
+        return pd.merge_asof(left, right.drop(columns="time"), on="sequence", by="sym", allow_exact_matches=True)
+
+    pandas_seconds, panda = _timed(panda_join, repeats)
     matched = duck.sort_by([("sym", "ascending"), ("time", "ascending"), ("trade_id", "ascending")])
     expected = panda.sort_values(["sym", "time", "trade_id"], kind="stable")
-    assert np.array_equal(expected["bid"].to_numpy(), matched.column("bid").to_numpy(), equal_nan=True)
+    if not len(panda) == len(duck) == trades or not np.array_equal(
+            expected["bid"].to_numpy(), matched.column("bid").to_numpy(), equal_nan=True):
+        raise AssertionError(f"DuckDB joined {len(duck)} trades and pandas {len(panda)} of {trades}, "
+                             "or their prevailing bids differ")
     return {"trades": trades, "quotes": quotes, "duckdb_s": round(duck_seconds, 3),
             "pandas_s": round(pandas_seconds, 3), "pandas_load_s": round(load_seconds, 3)}
 
 
-def run() -> dict:
-    """Every figure, in one run each (what ``python main.py bench store`` prints)."""
+def run(ticks: int = 10_000_000, repeats: int = 3) -> dict:
+    """Every figure at ``ticks`` ticks: the bars over ``ticks`` trades, the as-of join of a tenth as
+    many trades to ``ticks`` quotes, a tenth as many fills recorded and ticks written into the
+    store, a fiftieth as many over IPC."""
     return {
-        "write_store": write_store(),
-        "capture": capture(),
-        "write_ipc": write_ipc(),
-        "bars": bars(),
-        "asof_join": asof_join(),
+        "record_store": record_store(max(1, ticks // 10)),
+        "write_store": write_store(max(1, ticks // 10)),
+        "write_ipc": write_ipc(max(1, ticks // 50)),
+        "bars": bars(ticks, repeats=repeats),
+        "asof_join": asof_join(max(1, ticks // 10), ticks, repeats=repeats),
     }

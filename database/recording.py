@@ -33,18 +33,32 @@ applier keeps the live orders (leaves > 0) in memory, at most ``live_orders`` of
 oldest are forgotten first), and before translating a batch reads, in one query, every
 order the batch's events name that it neither has nor submits. So after a restart (or a
 failure, which drops the caches) the cache is rebuilt from what was committed, batch by
-batch, as the entries need it. Positions are cached too, each read once when first needed.
+batch, as the entries need it. Positions are cached too: those a batch's executions need and
+the cache lacks are read in one query before they are booked.
+
+Speed
+-----
+`apply` writes down the order of the steps. The two big append-only tables (the order history
+and the executions) go to the writer a row at a time while Python makes them, so PostgreSQL
+takes them in on the other core meanwhile (`database.writing`); the orders go after the batch,
+with their final states. The cyclic garbage collector is paused while a batch is applied: a
+batch makes some hundred thousand short-lived objects, none in a cycle, and each collection
+they set off would walk the live orders and the recorder's pending entries again (measured
+with ``python main.py bench store``, whose process holds all its entries: a fifth of the
+applier's CPU time into PostgreSQL); whatever is left for the collector is collected after the
+batch.
 
 One applier (one recorder) writes a shard at a time: a second one on the same shard
 waits for the first's transaction (the progress row is read FOR UPDATE) and then skips
 what it committed, but the two caches would then disagree; don't run two.
 """
 
+import gc
 from collections.abc import Sequence
 from datetime import date, timedelta
 from itertools import islice
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, tuple_
 
 from database import writing
 from database.models import Order, Position, RecorderProgress
@@ -127,21 +141,32 @@ class LiveOrder:
 
 
 ORDER_COLUMNS = LiveOrder.__slots__
+SYMBOL, BUYER, SELLER = (writing.EXECUTION_COLUMNS.index(name) for name in ("symbol", "buy_account", "sell_account"))
+"""Where an `Execution` row (as `Applier.translate` makes it) holds its symbol and its two accounts."""
 
 
 class DayTotals:
-    """An account's fills of a symbol on one day in this batch, and its position after the last."""
+    """An account's fills of a symbol on one day in this batch, and its position after the last
+    (taken from its portfolio by `close`)."""
 
-    __slots__ = ("trades", "bought", "sold", "bought_notional", "sold_notional", "quantity", "basis", "cash",
-                 "realized")
+    __slots__ = ("portfolio", "symbol", "day", "time", "trades", "bought", "sold", "bought_notional",
+                 "sold_notional", "quantity", "basis", "cash", "realized")
 
-    def __init__(self) -> None:
-        self.trades = self.bought = self.sold = self.bought_notional = self.sold_notional = 0
+    def __init__(self, portfolio: Portfolio, symbol: str, day: date) -> None:
+        self.portfolio, self.symbol, self.day = portfolio, symbol, day
+        self.time = self.trades = self.bought = self.sold = self.bought_notional = self.sold_notional = 0
         self.quantity = self.basis = self.cash = self.realized = 0
+
+    def close(self) -> None:
+        """Take the position as the day's last fill left it."""
+        holding = self.portfolio.holdings[self.symbol]
+        self.quantity, self.basis, self.realized = holding.quantity, holding.basis, holding.realized
+        self.cash = self.portfolio.cash
 
 
 class Batch:
-    """The rows one batch of entries becomes (`database.writing` writes them)."""
+    """The rows one batch of entries becomes (`database.writing` writes them; the `OrderEvent` rows
+    went to the writer as `Applier.translate` made them)."""
 
     def __init__(self, shard: str) -> None:
         self.shard = shard
@@ -149,8 +174,6 @@ class Batch:
         """Orders the batch submitted (the last submission of an id wins)."""
         self.updated: dict[int, LiveOrder] = {}
         """Orders from earlier batches that this one changed."""
-        self.events: list[tuple] = []
-        """`OrderEvent` rows, in column order."""
         self.executions: list[tuple] = []
         """`Execution` rows, in column order."""
         self.positions: dict[tuple[str, str], tuple[Portfolio, int]] = {}
@@ -186,33 +209,73 @@ class Applier:
         the same entries again later) and `RecordingError` if the entries do not continue what
         the database holds.
         """
+        collecting = gc.isenabled()
+        gc.disable()  # see the module's docstring, "Speed"
         try:
             with transaction(self.engine) as connection:
+                # 1. lock the shard's progress and skip what it covers
                 committed = _committed(connection, shard, lock=True)
                 fresh = _after(shard, committed, entries)
                 if not fresh:
                     return 0
-                self.writer.write(connection, self.translate(connection, shard, fresh))
+                # 2. read the orders the batch changes, then translate it, its order history
+                #    going to the database meanwhile
+                self.read_orders(connection, fresh)
+                with self.writer.rows(connection, "order_events") as history:
+                    batch = self.translate(shard, fresh, history)
+                # 3. read the positions its executions change, then book them, the executions
+                #    going to the database meanwhile
+                self.read_positions(connection, batch)
+                with self.writer.rows(connection, "executions") as record:
+                    self.book(batch, record)
+                # 4. the orders in their final states, positions, day tables, progress
+                self.writer.write(connection, batch)
         except BaseException:
             self._forget()
             raise
+        finally:
+            if collecting:
+                gc.enable()
         self._trim()
         return len(fresh)
 
     # ---------------------------------------------------------------- translation
 
-    def translate(self, connection: Connection, shard: str, entries: Sequence[JournalEntry]) -> Batch:
-        """The rows ``entries`` (consecutive, not yet written) become; `apply` writes them.
+    def read_orders(self, connection: Connection, entries: Sequence[JournalEntry]) -> None:
+        """Cache the orders from earlier batches that ``entries`` change and the cache lacks."""
+        cached = self._orders
+        wanted, submitted = set(), set()
+        for entry in entries:
+            if type(entry.command) is BookSubmit:
+                submitted.add(entry.command.order_id)
+            for event in entry.events:
+                kind = type(event)
+                if kind is OrderFilled:
+                    order_id = event.maker_id
+                elif kind is OrderCanceled or kind is OrderExpired or kind is OrderReplaced:
+                    order_id = event.order_id
+                else:
+                    continue
+                if order_id not in cached and order_id not in submitted:
+                    wanted.add(order_id)
+        wanted = sorted(wanted)
+        for start in range(0, len(wanted), READ_CHUNK):
+            chosen = wanted[start:start + READ_CHUNK]
+            for row in connection.execute(select(*ORDER_TABLE.c).where(ORDER_TABLE.c.order_id.in_(chosen))):
+                cached[row.order_id] = _live_order(row)
 
-        Updates the caches as it goes (reading what they lack through ``connection``), so
-        the batch must then be written and committed, or the applier's caches dropped.
-        Dispatch is on the exact event type, fills first (most events are fills and acceptances).
+    def translate(self, shard: str, entries: Sequence[JournalEntry], history: writing.Sink) -> Batch:
+        """The orders and executions ``entries`` (consecutive, not yet written) change; each
+        `OrderEvent` row goes to ``history`` as it is made.
+
+        Needs the orders `read_orders` cached, and touches the database no more. Updates the
+        order cache as it goes, so the batch must then be written and committed, or the
+        applier's caches dropped. Dispatch is on the exact event type, fills first (most events
+        are fills and acceptances).
         """
-        self._read_orders(connection, shard, entries)
         batch = Batch(shard)
         live = self._orders
         inserted = batch.inserted
-        history = batch.events.append
         executions = batch.executions.append
         entry = None
         try:
@@ -223,7 +286,6 @@ class Applier:
                     submitted = LiveOrder(command.order_id, command.account, command.symbol, command.side,
                                           command.order_type, command.time_in_force, command.price,
                                           command.quantity, PENDING, 0, 0, 0, time, time, shard, sequence)
-                symbol = command.symbol
                 step = 0
                 for event in entry.events:
                     kind = type(event)
@@ -232,7 +294,7 @@ class Applier:
                         maker = self._order(batch, event.maker_id)
                         taker = self._order(batch, event.taker_id)
                         for order, leaves in ((maker, event.maker_leaves), (taker, event.taker_leaves)):
-                            transition = FILL_ALL if leaves == 0 else FILL_PART
+                            transition = FILL_PART if leaves else FILL_ALL
                             status = order.step(transition)
                             order.filled += quantity
                             order.leaves = leaves
@@ -244,18 +306,9 @@ class Applier:
                             if not leaves:
                                 live.pop(order.order_id, None)
                         buyer, seller = (taker, maker) if event.aggressor == BUY else (maker, taker)
-                        executions((symbol, trade_id, time, shard, sequence, price, quantity, int(event.aggressor),
-                                    buyer.order_id, buyer.account, seller.order_id, seller.account))
-                        day = self._day(time)
-                        self._fill(connection, batch, buyer.account, symbol, BUY, price, quantity, time, day)
-                        self._fill(connection, batch, seller.account, symbol, SELL, price, quantity, time, day)
-                        close = batch.closes.get((symbol, day))
-                        if close is None:
-                            batch.closes[symbol, day] = [price, quantity, 1]
-                        else:
-                            close[0] = price
-                            close[1] += quantity
-                            close[2] += 1
+                        executions((command.symbol, trade_id, time, shard, sequence, price, quantity,
+                                    int(event.aggressor), buyer.order_id, buyer.account, seller.order_id,
+                                    seller.account))
                         continue
                     if kind is OrderAccepted:
                         order = submitted
@@ -307,66 +360,71 @@ class Applier:
             batch.updated[order_id] = order
         return order
 
-    def _read_orders(self, connection: Connection, shard: str, entries: Sequence[JournalEntry]) -> None:
-        """Cache the orders from earlier batches that ``entries`` change and the cache lacks."""
-        cached = self._orders
-        wanted, submitted = set(), set()
-        for entry in entries:
-            if type(entry.command) is BookSubmit:
-                submitted.add(entry.command.order_id)
-            for event in entry.events:
-                kind = type(event)
-                if kind is OrderFilled:
-                    order_id = event.maker_id
-                elif kind is OrderCanceled or kind is OrderExpired or kind is OrderReplaced:
-                    order_id = event.order_id
-                else:
-                    continue
-                if order_id not in cached and order_id not in submitted:
-                    wanted.add(order_id)
-        wanted = sorted(wanted)
-        for start in range(0, len(wanted), READ_CHUNK):
-            chosen = wanted[start:start + READ_CHUNK]
-            for row in connection.execute(select(*ORDER_TABLE.c).where(ORDER_TABLE.c.order_id.in_(chosen))):
-                cached[row.order_id] = _live_order(row)
+    # ---------------------------------------------------------------- positions
 
-    def _fill(self, connection: Connection, batch: Batch, account: str, symbol: str, side: Side, price: int,
-              quantity: int, time: int, day: date) -> None:
-        """Book one side of a fill into the account's position and its totals of the day."""
-        key = (account, symbol)
-        portfolio = self._positions.get(key) or self._read_position(connection, key)
-        portfolio.fill(symbol, side, price, quantity)
-        batch.positions[key] = (portfolio, time)
-        totals = batch.days.get((account, symbol, day))
-        if totals is None:
-            totals = batch.days[account, symbol, day] = DayTotals()
-        totals.trades += 1
-        if side is BUY:
-            totals.bought += quantity
-            totals.bought_notional += price * quantity
-        else:
-            totals.sold += quantity
-            totals.sold_notional += price * quantity
-        holding = portfolio.holdings[symbol]
-        totals.quantity, totals.basis, totals.realized = holding.quantity, holding.basis, holding.realized
-        totals.cash = portfolio.cash
-
-    def _read_position(self, connection: Connection, key: tuple[str, str]) -> Portfolio:
-        account, symbol = key
+    def read_positions(self, connection: Connection, batch: Batch) -> None:
+        """Cache the portfolios of the accounts and symbols of ``batch``'s executions that the cache
+        lacks: as the database has them, or empty if it has none."""
+        executions = batch.executions
+        keys = {(row[BUYER], row[SYMBOL]) for row in executions} | {(row[SELLER], row[SYMBOL]) for row in executions}
+        missing = sorted(keys - self._positions.keys())
         table = Position.__table__
-        row = connection.execute(
-            select(table.c.quantity, table.c.basis, table.c.cash, table.c.realized)
-            .where(table.c.account == account, table.c.symbol == symbol)
-        ).first()
-        portfolio = Portfolio()
-        if row is not None:
-            holding = portfolio.holdings[symbol] = Holding()
-            holding.quantity, holding.basis, portfolio.cash, holding.realized = row
-        self._positions[key] = portfolio
-        return portfolio
+        for start in range(0, len(missing), READ_CHUNK):
+            chosen = missing[start:start + READ_CHUNK]
+            for key in chosen:
+                self._positions[key] = Portfolio()
+            query = select(table.c.account, table.c.symbol, table.c.quantity, table.c.basis, table.c.cash,
+                           table.c.realized).where(tuple_(table.c.account, table.c.symbol).in_(chosen))
+            for account, symbol, quantity, basis, cash, realized in connection.execute(query):
+                portfolio = self._positions[account, symbol]
+                holding = portfolio.holdings[symbol] = Holding()
+                holding.quantity, holding.basis, portfolio.cash, holding.realized = quantity, basis, cash, realized
 
-    def _day(self, time: int) -> date:
-        number = time // NS_PER_DAY
+    def book(self, batch: Batch, record: writing.Sink) -> None:
+        """Pass each of the batch's executions to ``record`` and book both its sides into the
+        accounts' positions (`read_positions` cached them), their totals of the day and the
+        symbol's close."""
+        latest: dict[tuple[str, str], DayTotals] = {}  # (account, symbol) -> its totals of its latest day so far
+        closes = batch.closes
+        number = day = None
+        for execution in batch.executions:
+            record(execution)
+            symbol, _, time, _, _, price, quantity, _, _, buyer, _, seller = execution
+            if time // NS_PER_DAY != number:
+                number = time // NS_PER_DAY
+                day = self._day(number)
+            close = closes.get((symbol, day))
+            if close is None:
+                closes[symbol, day] = [price, quantity, 1]
+            else:
+                close[0] = price
+                close[1] += quantity
+                close[2] += 1
+            for account, side in ((buyer, BUY), (seller, SELL)):
+                totals = latest.get((account, symbol))
+                if totals is None or totals.day is not day:
+                    if totals is not None:
+                        totals.close()
+                    totals = batch.days.get((account, symbol, day))
+                    if totals is None:
+                        totals = batch.days[account, symbol, day] = DayTotals(self._positions[account, symbol],
+                                                                              symbol, day)
+                    latest[account, symbol] = totals
+                totals.portfolio.fill(symbol, side, price, quantity)
+                totals.time = time
+                totals.trades += 1
+                if side is BUY:
+                    totals.bought += quantity
+                    totals.bought_notional += price * quantity
+                else:
+                    totals.sold += quantity
+                    totals.sold_notional += price * quantity
+        for (account, symbol), totals in latest.items():
+            totals.close()
+            batch.positions[account, symbol] = (totals.portfolio, totals.time)
+
+    def _day(self, number: int) -> date:
+        """The date of day ``number`` since the epoch."""
         day = self._days.get(number)
         if day is None:
             day = self._days[number] = EPOCH + timedelta(days=number)

@@ -4,6 +4,7 @@ and a database that is down, goes away or is full: one `StoreUnavailable`, nothi
 import socket
 import subprocess
 import threading
+from contextlib import contextmanager
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -88,12 +89,14 @@ def test_server_going_away_is_one_store_unavailable_and_nothing_half_written(pos
 
 def test_server_going_away_in_the_middle_of_a_copy_is_one_store_unavailable(postgres_url, monkeypatch):
     entries = mixed_entries(200)
-    copy = writing._copy
+    copying = writing._copying
 
-    def copy_then_vanish(cursor, table, columns, rows):
-        if table == "order_events":
-            proxy.stop()
-        copy(cursor, table, columns, rows)
+    @contextmanager
+    def copying_then_vanishing(cursor, table, columns):
+        with copying(cursor, table, columns) as copy:
+            if table == "order_events":  # open while the batch is translated
+                proxy.stop()
+            yield copy
 
     with Proxy(postgres_url.port or 5432) as proxy:
         engine = open_store(postgres_url.set(host="127.0.0.1", port=proxy.port))
@@ -101,7 +104,7 @@ def test_server_going_away_in_the_middle_of_a_copy_is_one_store_unavailable(post
         applier = Applier(engine)
         applier.apply("A", entries[:100])
         with monkeypatch.context() as patch:
-            patch.setattr(writing, "_copy", copy_then_vanish)
+            patch.setattr(writing, "_copying", copying_then_vanishing)
             with pytest.raises(StoreUnavailable, match="is unavailable: "):
                 applier.apply("A", entries[100:])
         proxy.start()
