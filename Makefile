@@ -1,15 +1,21 @@
 # Two commands do all set-up on a fresh machine:
-#   make run   build everything and run the exchange (OBS, TES, bots) until Ctrl-C
-#   make test  build everything and run the test suite
+#   make run        build everything and run the exchange (OBS, TES, bots) until Ctrl-C
+#   make test       build everything and run the test suite
+# Cleaning up:
+#   make clean      delete what the build made (.venv, build/, the compiled extension); never data
+#   make wipe-data  delete the exchange's state in data/ (or DATA=DIR): journals, database, tick
+#                   store, keys, workloads, saying so first; refused while a server holds a
+#                   directory in it. The exchange then starts afresh.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXT_SOURCES := $(wildcard native/*.pyx native/*.pxd) setup.py
 EXT_STAMP := native/.built
-WORKLOAD := data/standard-1m-seed42.npy
+DATA ?= data
+WORKLOAD := $(DATA)/standard-1m-seed42.npy
 
-.PHONY: run replay test bench bench-e2e build clean
+.PHONY: run replay test bench bench-e2e build clean wipe-data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,14 +31,14 @@ $(EXT_STAMP): $(STAMP) $(EXT_SOURCES)
 build: $(EXT_STAMP)
 
 $(WORKLOAD): $(EXT_STAMP)
-	mkdir -p data
+	mkdir -p $(DATA)
 	$(PY) main.py workload $@ --messages 1000000 --seed 42
 
 run: $(EXT_STAMP)
 	$(PY) main.py up
 
 replay: $(WORKLOAD)
-	$(PY) main.py replay $(WORKLOAD) --out data/fills.npy
+	$(PY) main.py replay $(WORKLOAD) --out $(DATA)/fills.npy
 
 test: $(EXT_STAMP)
 	$(PY) -m pytest
@@ -44,4 +50,15 @@ bench-e2e: $(EXT_STAMP)
 	$(PY) main.py bench e2e
 
 clean:
-	rm -rf $(VENV) build native/*.c native/*.so native/*.html $(EXT_STAMP) data
+	rm -rf $(VENV) build native/*.c native/*.so native/*.html $(EXT_STAMP)
+
+# A running server holds an flock on its directory (servers/journal.py DirectoryLock).
+wipe-data:
+	@if command -v flock >/dev/null; then for dir in $(DATA)/*/; do \
+	    [ ! -d "$$dir" ] || flock -n "$$dir" true || { \
+	        echo "wipe-data: $$dir is in use by a running server: stop the exchange first; nothing deleted"; exit 1; }; \
+	done; fi
+	@echo "wipe-data: deleting $(DATA)/, the exchange's state: the order book and TES journals and"
+	@echo "snapshots, the database (exchange.sqlite), the tick store, the recorder's status, the CURVE"
+	@echo "keys and generated workloads. The next start begins with empty books and no history."
+	rm -rf $(DATA)

@@ -7,9 +7,11 @@ replay STREAM.npy --out FILLS.npy [--engine native|reference]
     summary as one JSON object on the last line of stdout.
 workload OUT.npy [--messages N] [--seed S] [--profile standard|deep]
     Write a generated order stream and print a JSON summary of it on the last line.
-bench book [--messages N] [--repeats R]
+bench book [--messages M] [--repeats R] [--resting N]
     Measure the matching core in one run (reference vs native per-message vs
-    native batch, deep book, memory) and print the table, then the figures as JSON.
+    native batch, deep book, memory of N resting orders) and print the table, then
+    the figures as JSON. M is the size of the standard and of the deep stream (30%
+    of the deep one, at most 300,000, are preloaded resting orders): at least 4.
 bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never]
     Throughput and ack latency through client -> TES -> OBS -> TES -> client,
     median of R runs (default 3) per offered rate.
@@ -26,7 +28,7 @@ Roles (configuration from ``config/exchange.toml``, EXCHANGE__* overrides)
 -s OBS [--shard NAME]     run an Order Book Server (the first shard by default)
 -s TES                    run the Trading Engine Server
 -s recorder               record every shard's journal into the database and the tick store
--c CLIENT [ARGS...]       run a client: trader, marketmaker, random, loadgen
+-c CLIENT [ARGS...]       run a client: trader, tape, book, marketmaker, random, loadgen
 up                        OBS, TES and the configured bots together; Ctrl-C stops all
 end-of-day [--symbol S]   expire every resting DAY order (or those of S); prints the counts
 hash-key KEY              print the stored form of an API key for the config
@@ -43,6 +45,9 @@ history trader KIND TRADER
                           transactional database: see database/history.py
 admin KIND ACTION ...     the reference data in the database: instruments, traders and their
                           limits, API keys (add, rotate, revoke): see database/admin.py
+
+``python main.py --help`` lists every role and command, one line each; ``-s --help``
+and ``-c --help`` the servers and the clients; ``COMMAND --help`` a command's options.
 
 Every failure the user can fix (bad arguments, a missing, pickled, .npz or
 wrong-dtype stream, an unwritable output) is reported as one ``error: ...`` line
@@ -69,11 +74,42 @@ class CliError(Exception):
     """A failure the user can fix; ``main`` prints it as one ``error:`` line."""
 
 
+class _Commands(argparse._SubParsersAction):
+    """Subcommands that keep their one-line help for a listing (``summaries``) and
+    give it to the subcommand's own ``--help`` as its description unless it has one."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.summaries: dict[str, str] = {}
+
+    def add_parser(self, name, **kwargs):
+        summary = kwargs.get("help") or ""
+        self.summaries[name] = summary
+        if summary and not kwargs.get("description"):
+            kwargs["description"] = summary[0].upper() + summary[1:] + "."
+        return super().add_parser(name, **kwargs)
+
+
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one ``error:`` line on stderr (exit 2)."""
+    """An argument parser whose errors are one ``error:`` line on stderr (exit 2) and whose
+    subcommands (at every level) each have a description (`_Commands`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Commands)
 
     def error(self, message):
         self.exit(EXIT_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
+def listing(sections: dict[str, dict[str, str]]) -> str:
+    """Each section's title and one line per entry under it, names and help texts in two
+    columns shared by all sections (for a raw description)."""
+    width = max(len(name) for entries in sections.values() for name in entries) + 2
+    return "\n\n".join(
+        "\n".join([f"{title}:", *(f"  {name:<{width}}{text}".rstrip() for name, text in entries.items())])
+        for title, entries in sections.items()
+    )
 
 
 def npy_output(text: str) -> Path:
@@ -162,14 +198,19 @@ def rate_list(text: str) -> tuple[int, ...]:
 
 
 def add_bench_command(commands) -> None:
-    parser = commands.add_parser("bench", help="run a benchmark and print its table")
+    parser = commands.add_parser(
+        "bench", help="run a benchmark and print its table",
+        description="Run a benchmark, print its table and then its figures as JSON on the last line.",
+    )
     parser.add_argument(
         "suite", choices=["book", "e2e", "soak", "store"],
         help="book: the matching core; e2e: orders through TES and OBS; soak: the same for millions of orders; "
         "store: the recorder's databases and tick store, and the tick queries beside pandas",
     )
     parser.add_argument(
-        "--messages", type=positive_int, default=1_000_000, help="standard workload size (default: 1000000)"
+        "--messages", type=positive_int, default=1_000_000,
+        help="book: the standard and the deep stream's size, at least 4 (the deep stream preloads 30%% of it, "
+        "at most 300000, as resting orders; default: 1000000)",
     )
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per figure; medians are reported")
     parser.add_argument(
@@ -200,7 +241,11 @@ def add_bench_command(commands) -> None:
 
 
 def add_replay_command(commands) -> None:
-    parser = commands.add_parser("replay", help="replay an order stream through a book")
+    parser = commands.add_parser(
+        "replay", help="replay an order stream through a book",
+        description="Replay an order stream through a book, write its fills and print the replay summary "
+        "as one JSON object on the last line.",
+    )
     parser.add_argument("stream", help="order stream (.npy of STREAM_DTYPE)")
     parser.add_argument("--out", required=True, type=npy_output, help="where to write the fills (.npy)")
     parser.add_argument(
@@ -210,7 +255,12 @@ def add_replay_command(commands) -> None:
 
 
 def add_workload_command(commands) -> None:
-    parser = commands.add_parser("workload", help="generate an order stream")
+    parser = commands.add_parser(
+        "workload", help="generate an order stream",
+        description="Write a generated order stream (the same arguments always give the same file) and print "
+        "a JSON summary of it on the last line. The deep profile preloads 300000 resting orders, so it needs "
+        "more messages than that.",
+    )
     parser.add_argument("output", type=npy_output, help="where to write the stream (.npy)")
     parser.add_argument(
         "--messages", type=positive_int, default=1_000_000, help="stream length (default: 1000000)"
@@ -225,13 +275,13 @@ def add_workload_command(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser: one subcommand per tool, each setting ``run``.
 
-    Options that start a server or client role belong on this top-level parser, so
-    argparse itself does not require a command: ``main`` does, when nothing else
-    was asked for.
+    Its help lists the servers and clients too, one line each, although ``-s`` and
+    ``-c`` are parsed by `build_role_parser`; argparse itself does not require a
+    command: ``main`` does, when nothing else was asked for.
     """
-    parser = _Parser(prog="main.py", description="Exchange matching engine launcher.")
+    parser = _Parser(prog="main.py", usage=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(run=None)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", help=argparse.SUPPRESS, prog="main.py")
     add_replay_command(commands)
     add_workload_command(commands)
     add_bench_command(commands)
@@ -241,15 +291,22 @@ def build_parser() -> argparse.ArgumentParser:
     end_of_day.add_argument("--symbol", action="append", help="only this symbol (repeatable; default: all)")
     end_of_day.set_defaults(run=run_end_of_day)
     hash_key = commands.add_parser("hash-key", help="print the stored (hashed) form of an API key")
-    hash_key.add_argument("key")
+    hash_key.add_argument("key", help="the API key in clear")
     hash_key.set_defaults(run=run_hash_key)
-    keys = commands.add_parser("keys", help="write the missing CURVE key pairs of the TES, the shards and the operator")
+    keys = commands.add_parser("keys", help="write the missing CURVE key pairs (TES, shards, operator)")
     keys.add_argument("--replace", action="store_true",
                       help="write new pairs for every role (every process must then be restarted)")
     keys.set_defaults(run=run_keys)
     add_journal_command(commands)
     add_history_command(commands)
     add_admin_command(commands)
+    parser.description = DESCRIPTION + "\n\n" + listing({
+        "servers (main.py -s SERVER; SIGINT or SIGTERM stops one)":
+            {f"-s {name}": SERVER_HELP.get(name, "") for name in SERVERS},
+        "clients (main.py -c CLIENT --help for a client's own options)":
+            {f"-c {name}": CLIENT_HELP.get(name, "") for name in CLIENTS},
+        "commands (main.py COMMAND --help for a command's own options)": commands.summaries,
+    })
     return parser
 
 
@@ -313,9 +370,26 @@ def add_journal_command(commands) -> None:
     cut.set_defaults(run=run_journal_cut)
 
 
+USAGE = "main.py COMMAND [ARGS...]\n       main.py -s SERVER [--shard NAME]\n       main.py -c CLIENT [ARGS...]"
+DESCRIPTION = ("Run the exchange's servers and clients, and its tools. The configuration is\n"
+               "config/exchange.toml (or the file EXCHANGE_CONFIG names), any key overridden by\n"
+               "an environment variable EXCHANGE__SECTION__KEY.")
 SERVERS = {"OBS": "servers.obs", "TES": "servers.tes", "recorder": "servers.recorder"}
 CLIENTS = {"trader": "clients.trader", "marketmaker": "clients.marketmaker", "random": "clients.random_trader",
-           "loadgen": "clients.loadgen"}
+           "loadgen": "clients.loadgen", "tape": "clients.tape", "book": "clients.book_view"}
+SERVER_HELP = {
+    "OBS": "an Order Book Server: one shard's books (--shard NAME; default: the first)",
+    "TES": "the Trading Engine Server: sessions, validation, risk, portfolios",
+    "recorder": "every shard's journal into the database and the tick store",
+}
+CLIENT_HELP = {
+    "trader": "an interactive trading shell (--trader ID)",
+    "marketmaker": "a bot quoting both sides around a fair value",
+    "random": "a bot sending random order flow",
+    "loadgen": "load at a fixed rate; its result as JSON on the last line",
+    "tape": "trades and top-of-book changes as they happen, one line each",
+    "book": "one symbol's depth ladder, redrawn in place",
+}
 
 
 def load_settings():
@@ -412,18 +486,42 @@ def run_hash_key(args: argparse.Namespace) -> None:
     print(hash_api_key(args.key))
 
 
-def add_role_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-s", "--server", choices=sorted(SERVERS), help="run a server role")
-    parser.add_argument("--shard", help="with -s OBS: the shard to serve (default: the first configured)")
-    parser.add_argument("-c", "--client", choices=sorted(CLIENTS), help="run a client; its own arguments follow")
+def build_role_parser(option: str) -> argparse.ArgumentParser:
+    """The parser of ``main.py -s SERVER ...`` or ``main.py -c CLIENT ...`` (``option`` is the first
+    argument): both parse the same options; the help of each lists its own choices."""
+    server = option in ("-s", "--server")
+    if server:
+        usage = "main.py -s SERVER [--shard NAME]"
+        about = ("Run one server of the exchange until SIGINT or SIGTERM; it prints one READY line\n"
+                 "once its sockets are bound.")
+        choices = {"servers": {name: SERVER_HELP.get(name, "") for name in SERVERS}}
+    else:
+        usage = "main.py -c CLIENT [ARGS...]"
+        about = ("Run one client of the exchange; the arguments after its name are its own\n"
+                 "(main.py -c CLIENT --help lists them).")
+        choices = {"clients": {name: CLIENT_HELP.get(name, "") for name in CLIENTS}}
+    parser = _Parser(prog="main.py", usage=usage, description=f"{about}\n\n{listing(choices)}",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    def shown(text: str, when: bool) -> str:
+        return text if when else argparse.SUPPRESS
+
+    parser.add_argument("-s", "--server", choices=sorted(SERVERS), metavar="SERVER",
+                        help=shown("the server to run", server))
+    parser.add_argument("--shard", metavar="NAME",
+                        help=shown("with -s OBS: the shard to serve (default: the first configured)", server))
+    parser.add_argument("-c", "--client", choices=sorted(CLIENTS), metavar="CLIENT",
+                        help=shown("the client to run; its own arguments follow", not server))
     parser.add_argument("client_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("-s", "--server", "-c", "--client"):
-        role_parser = _Parser(prog="main.py", description="Run one role of the exchange.")
-        add_role_options(role_parser)
+        role_parser = build_role_parser(argv[0])
+        if argv[1:2] in (["-h"], ["--help"]):
+            role_parser.print_help()
+            return 0
         if argv[0] in ("-c", "--client"):
             # argparse's REMAINDER refuses a remainder that starts with an option
             # (``-c trader --trader alice``), so the client's own arguments are split off here.
@@ -439,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.run is None:
-        parser.error("missing COMMAND (or -s ROLE / -c CLIENT)")
+        parser.error("missing COMMAND (or -s SERVER / -c CLIENT)")
     try:
         return args.run(args) or 0
     except CliError as exc:

@@ -4,8 +4,10 @@
 alternates between reading reports and market data and calling `step` every
 ``interval`` seconds, until the duration ends or SIGINT/SIGTERM arrives. It then
 mass-cancels the bot's orders in its symbol, logs out and prints a summary line.
-The session ending on the exchange's side (LoggedOut) stops the bot with exit
-status 1.
+The session ending on the exchange's side (a `LoggedOut` read, or `SessionEnded`
+from a call: say, someone else logged on as the bot's trader) stops the bot with a
+line saying why and exit status 1; ``python main.py up`` then starts it again
+after a back-off (`servers.launcher`).
 
 Order bookkeeping (`BotOrder`) follows the execution reports: an order is
 *pending* until accepted or rejected, *busy* while a cancel or replace of it is
@@ -16,7 +18,7 @@ import random
 import time
 
 from clients import runtime
-from clients.client import ExchangeClient, MarketDataClient
+from clients.client import ExchangeClient, MarketDataClient, SessionEnded
 from config.arguments import positive_float
 from config.settings import Config, InstrumentConfig, TraderConfig
 from engine.types import OrderType, RejectReason, Side, TimeInForce
@@ -97,18 +99,21 @@ class Bot:
         start = time.monotonic()
         next_step = start
         next_status = start + STATUS_EVERY_S
-        while not stop() and not self.ended_by_exchange:
-            now = time.monotonic()
-            if duration is not None and now - start >= duration:
-                break
-            if now >= next_step:
-                self.on_market_data(self.feed.poll(0.0))
-                self.step()
-                next_step = max(next_step + self.interval, now)
-            if now >= next_status:
-                print(self.status(), flush=True)
-                next_status = now + STATUS_EVERY_S
-            self.handle(self.client.receive(max(0.0, min(next_step, next_status) - time.monotonic())))
+        try:
+            while not stop() and not self.ended_by_exchange:
+                now = time.monotonic()
+                if duration is not None and now - start >= duration:
+                    break
+                if now >= next_step:
+                    self.on_market_data(self.feed.poll(0.0))
+                    self.step()
+                    next_step = max(next_step + self.interval, now)
+                if now >= next_status:
+                    print(self.status(), flush=True)
+                    next_status = now + STATUS_EVERY_S
+                self.handle(self.client.receive(max(0.0, min(next_step, next_status) - time.monotonic())))
+        except SessionEnded as exc:
+            self.session_lost(exc.text)
         self.shutdown()
         print(f"{self.kind} {self.client.trader_id} {self.symbol} done: {self.status()}", flush=True)
         return 1 if self.ended_by_exchange else 0
@@ -236,8 +241,13 @@ class Bot:
             case SessionRejected():
                 self.count_reject(m.reason)
             case LoggedOut():
-                print(f"{self.kind} {self.client.trader_id}: logged out by the exchange: {m.text}", flush=True)
-                self.ended_by_exchange = True
+                self.session_lost(m.text)
+
+    def session_lost(self, why: str) -> None:
+        """The exchange ended the session: say why, once; the loop ends."""
+        if not self.ended_by_exchange:
+            print(f"{self.kind} {self.client.trader_id}: logged out by the exchange: {why}", flush=True)
+            self.ended_by_exchange = True
 
     def _gone(self, order: BotOrder) -> None:
         order.done, order.busy, order.quantity = True, False, 0

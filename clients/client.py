@@ -15,17 +15,24 @@ socket (frames ``[payload]``, each payload a msgpack list of `ClientRequest` /
 - **Reports missed.** Order reports are numbered per trader (``report``); a logon
   asks for the ones after the latest this client received (a new client: the ones
   made while the trader had no session), which arrive first, with their numbers.
-- **Liveness.** After `LogonAccepted`, every call that touches the socket sends
-  a `Heartbeat` when nothing was sent for ``heartbeat_ms``; a long `receive`
-  wakes up to send them. A program that sits idle without calling the client
-  for ``session_timeout_ms`` is logged out by the TES, so idle loops call
-  `receive`. Incoming heartbeats are consumed, not returned.
+- **Liveness.** The session stays alive however long the program leaves the
+  client alone: after `LogonAccepted` a keeper thread of the client's own wakes
+  every half ``heartbeat_ms``, takes in what arrived (so ``logged_on`` and
+  ``ended`` are current, and a session that ended gets no more heartbeats) and
+  sends a `Heartbeat` when nothing was sent for ``heartbeat_ms``. A ZeroMQ socket
+  must not be used by two threads at once: every method holds the client's lock
+  while it uses the socket, and the keeper acts only when it gets the lock at
+  once (a call that waits, a query or `receive`, sends the heartbeats itself). A
+  program that waits on `socket` in its own loop takes the socket over: the
+  keeper stops for good and the program calls `keep_alive` (see `socket`).
+  Incoming heartbeats are consumed, not returned.
 - **Session loss.** The client notices when the TES no longer has its session:
   a `LoggedOut` (timeout, takeover, shutdown, slow consumer), or a
   `SessionRejected(NOT_LOGGED_ON)` answering a request of a logged-on client (the
   TES restarted and forgot it). ``logged_on`` turns False and ``ended`` says why;
   a query waiting for its answer raises `SessionEnded` at once, and so does
-  every later call that needs a session. A client made with ``relogon=True``
+  every later call that needs a session, without sending anything: it first takes
+  in what already arrived, so an end nobody has read yet counts. A client made with ``relogon=True``
   logs on again instead, at the next call that needs a session, and asks a query
   interrupted that way once more (orders are never re-sent: what happened to them
   is for the caller to find out). Messages received meanwhile are kept for
@@ -41,13 +48,16 @@ socket (frames ``[payload]``, each payload a msgpack list of `ClientRequest` /
 `MarketDataClient` keeps a local copy of one symbol's book from an OBS's market
 data (PUB ``[topic, payload]``, topic ``SYMBOL.``) and snapshot service, following
 the clone pattern (zguide ``clonesrv5``); the socket-free `BookSync` holds the
-logic (see its docstring for the guarantees). Neither class is thread-safe: ZeroMQ
-sockets belong to one thread.
+logic (see its docstring for the guarantees). An `ExchangeClient` is used from one
+thread of the program (beside its keeper); a `MarketDataClient` is not thread-safe.
 """
 
+import functools
 import itertools
 import logging
+import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -136,6 +146,31 @@ class RequestRejected(ClientError):
 # ================================================================ order entry
 
 
+def _locked(method):
+    """``method`` run holding the client's lock: the socket and the session state are the
+    caller's thread's or the keeper's, never both at once."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
+def _keep_session(client_ref: weakref.ref, stop: threading.Event) -> None:
+    """The keeper thread of a client: `ExchangeClient._tend` every half heartbeat interval
+    until ``stop``. It holds the client only weakly, so a client nobody holds any more is
+    collected (its session then times out) and the thread ends."""
+    wait = 0.0
+    while not stop.wait(wait):
+        client = client_ref()
+        if client is None or not client._tend():
+            return
+        wait = client.heartbeat_s / 2
+        del client
+
+
 class ExchangeClient:
     """One trading session with the TES.
 
@@ -183,20 +218,43 @@ class ExchangeClient:
         self.heartbeat_s: float | None = None
         self.session_timeout_s: float | None = None
         self.last_sent = self.last_received = time.monotonic()
-        self.socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.SNDHWM, SEND_HWM)
+        self._lock = threading.RLock()
+        """Held by every method while it uses the socket or the session state, and by the keeper."""
+        self._keeper: threading.Thread | None = None
+        self._keeper_stop = threading.Event()
+        """Set when the client closes or the caller takes `socket` over: the keeper ends for good."""
+        self._failure: ClientError | None = None
+        """An undecodable frame the keeper read: every later read raises it."""
+        socket = self._socket = (context or zmq.Context.instance()).socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         # Unlimited receive queue: the TES's ROUTER drops replies to a peer whose queue is full.
-        self.socket.setsockopt(zmq.RCVHWM, 0)
+        socket.setsockopt(zmq.RCVHWM, 0)
         if server_key is not None:
             public, secret = zmq.curve_keypair()
-            self.socket.curve_secretkey = secret
-            self.socket.curve_publickey = public
-            self.socket.curve_serverkey = server_key
-        self.socket.connect(endpoint)
+            socket.curve_secretkey = secret
+            socket.curve_publickey = public
+            socket.curve_serverkey = server_key
+        socket.connect(endpoint)
+
+    @property
+    def socket(self) -> zmq.Socket:
+        """The session's socket, for a program that waits on it in its own loop (a
+        `zmq.Poller`, or its descriptor and ``ZMQ_EVENTS``).
+
+        Taking it hands the session's upkeep to the caller for good, because a ZeroMQ socket
+        must not be used by two threads at once: the keeper thread stops, and the caller
+        calls `keep_alive` (or any other method) at least every ``heartbeat_ms`` while it
+        waits, and `receive_ready` after a call that may have kept messages (a query, a send
+        that took in what had arrived): kept messages do not make the socket readable.
+        """
+        with self._lock:
+            self._keeper_stop.set()
+        return self._socket
 
     # ------------------------------------------------------------ session
 
+    @_locked
     def logon(self, timeout: float = 5.0) -> LogonAccepted:
         """Log on and wait for the answer; raise `LogonError` if refused or unanswered."""
         self._send([Logon(self.trader_id, self._api_key, self.cancel_on_disconnect,
@@ -209,6 +267,7 @@ class ExchangeClient:
             raise LogonError(f"logon of {self.trader_id!r} refused: {reply.text} ({int(reply.reason)})", reply.reason)
         return reply
 
+    @_locked
     def logout(self, timeout: float = 1.0) -> bool:
         """Log out; True if the TES confirmed with `LoggedOut` within ``timeout``."""
         if not self.logged_on:
@@ -222,14 +281,21 @@ class ExchangeClient:
             return False
         return True
 
+    @_locked
     def close(self, logout_timeout: float = 0.5) -> None:
-        """Log out (waiting at most ``logout_timeout``) and close the socket."""
-        if self.socket.closed:
+        """Stop the keeper, log out (waiting at most ``logout_timeout``) and close the socket; a
+        client whose stream broke (an undecodable frame) closes without the logout, logging why."""
+        if self._socket.closed:
             return
+        self._keeper_stop.set()
+        if self._keeper is not None:
+            self._keeper.join()  # it never waits for the lock: at most one turn of it
         try:
             self.logout(logout_timeout)
+        except ClientError as exc:
+            log.warning("%s: closed without a confirmed logout: %s", self.trader_id, exc)
         finally:
-            self.socket.close()
+            self._socket.close()
 
     def __enter__(self) -> "ExchangeClient":
         return self
@@ -239,6 +305,7 @@ class ExchangeClient:
 
     # ------------------------------------------------------------ orders
 
+    @_locked
     def reserve_client_order_ids(self, count: int = 1) -> int:
         """Reserve ``count`` consecutive client order ids for requests built by the caller
         (for `send_batch`); the first of them."""
@@ -270,6 +337,7 @@ class ExchangeClient:
         """Cancel every open order of this trader in ``symbol`` ("" for all); answered by MassCancelDone."""
         self.send_batch([MassCancel(symbol)])
 
+    @_locked
     def send_batch(self, messages: list) -> None:
         """Send many requests in one frame (they are handled in list order); `SessionEnded`
         if the session ended (unless ``relogon``: then log on again first)."""
@@ -277,11 +345,15 @@ class ExchangeClient:
         self._send(messages)
 
     def _send(self, messages: list) -> None:
-        self.socket.send(self._requests.encode(messages))
+        self._socket.send(self._requests.encode(messages))
         self.last_sent = time.monotonic()
 
     def _ensure_session(self) -> None:
-        """Raise `SessionEnded` if a session this client had has ended, or with ``relogon`` log on again."""
+        """Raise `SessionEnded` if a session this client had has ended, or with ``relogon`` log on
+        again. What already arrived is taken in first (and kept for `receive`), so that an end
+        queued but not yet read counts."""
+        if self.logged_on:
+            self._pending.extend(self._drain())
         if self.ended is None:
             return
         if not self.relogon:
@@ -351,6 +423,7 @@ class ExchangeClient:
 
     # ------------------------------------------------------------ receiving
 
+    @_locked
     def receive(self, timeout: float = 0.0) -> list:
         """Every `ClientMessage` available, waiting up to ``timeout`` seconds for the first.
 
@@ -364,18 +437,21 @@ class ExchangeClient:
             return messages + self._read(0.0)
         return self._read(timeout)
 
+    @_locked
     def keep_alive(self) -> None:
         """Send a heartbeat if the session is logged on and nothing was sent for heartbeat_ms."""
         if self.logged_on and time.monotonic() - self.last_sent >= self.heartbeat_s:
             self._send([Heartbeat()])
 
     def _read(self, timeout: float) -> list:
+        """The first frame to arrive within ``timeout`` and every one queued behind it, sending
+        heartbeats meanwhile (the caller holds the lock, as for `_drain`)."""
         deadline = time.monotonic() + timeout
         while True:
             wait = deadline - time.monotonic()
             if self.logged_on:
                 wait = min(wait, self.last_sent + self.heartbeat_s - time.monotonic())
-            if self.socket.poll(max(0, int(wait * 1000 + 0.999))):
+            if self._socket.poll(max(0, int(wait * 1000 + 0.999))):
                 messages = self._drain()
                 if messages:
                     return messages
@@ -383,6 +459,7 @@ class ExchangeClient:
             if time.monotonic() >= deadline:
                 return []
 
+    @_locked
     def receive_ready(self) -> list:
         """The kept messages and every message already queued, without waiting: for hot
         loops that wait on the socket's descriptor themselves."""
@@ -392,9 +469,11 @@ class ExchangeClient:
 
     def _drain(self) -> list:
         """Decode every frame already queued (none: []), asking ZMQ_EVENTS before each read
-        rather than reading until `zmq.Again` (an exception per call)."""
+        rather than reading until `zmq.Again` (an exception per call). The caller holds the lock."""
+        if self._failure is not None:
+            raise ClientError(str(self._failure))
         messages: list = []
-        socket = self.socket
+        socket = self._socket
         while socket.get(zmq.EVENTS) & zmq.POLLIN:
             messages.extend(self._decode(socket.recv(zmq.NOBLOCK)))
         if not messages:
@@ -425,11 +504,41 @@ class ExchangeClient:
                 self._next_order_id = max(self._next_order_id, message.next_client_order_id)
                 self.heartbeat_s = message.heartbeat_ms / 1000
                 self.session_timeout_s = message.session_timeout_ms / 1000
+                self._start_keeper()
             elif self.logged_on and (
                 kind is LoggedOut or (kind is SessionRejected and message.reason == RejectReason.NOT_LOGGED_ON)
             ):
                 self.logged_on = False
                 self.ended = message
+
+    def _start_keeper(self) -> None:
+        """Start the keeper thread, unless it runs or it was stopped for good."""
+        if self._keeper_stop.is_set() or (self._keeper is not None and self._keeper.is_alive()):
+            return
+        self._keeper = threading.Thread(target=_keep_session, args=(weakref.ref(self), self._keeper_stop),
+                                        name=f"session-{self.trader_id}", daemon=True)
+        self._keeper.start()
+
+    def _tend(self) -> bool:
+        """One turn of the keeper, unless a call holds the lock (it keeps the session itself):
+        take in what arrived, then `keep_alive`. False once the keeper is to end: stopped, an
+        undecodable frame (kept for the caller's next read), or a socket ZeroMQ refuses to use
+        (the caller's next call meets the same error)."""
+        if not self._lock.acquire(blocking=False):
+            return True
+        try:
+            if self._keeper_stop.is_set():
+                return False
+            self._pending.extend(self._drain())
+            self.keep_alive()
+            return True
+        except ClientError as exc:
+            self._failure = exc
+            return False
+        except zmq.ZMQError:
+            return False
+        finally:
+            self._lock.release()
 
     def _decode(self, frame: bytes) -> list:
         try:
@@ -437,6 +546,7 @@ class ExchangeClient:
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
             raise ClientError(f"undecodable frame from the TES ({len(frame)} bytes): {exc}") from None
 
+    @_locked
     def _wait_for(self, matches: Callable[[object], bool], timeout: float, in_session: bool = True):
         """The first message (kept or new) that ``matches``; keep every other one for `receive`.
         ``in_session``: an answer within the session, so `SessionEnded` as soon as it ends."""

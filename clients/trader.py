@@ -1,35 +1,64 @@
-"""The interactive trader: ``python main.py -c trader --trader alice [--key alice-demo-key]``.
+"""The interactive trader: ``python main.py -c trader --trader alice [--key KEY] [--endpoint TES]``.
 
-A `cmd.Cmd` shell over one `ExchangeClient` session. Each order command waits
-for its own answer (accepted/rejected, canceled, replaced...) and prints every
+A command line over one `ExchangeClient` session. Each order command waits for
+its own answer (accepted or rejected, canceled, replaced...) and prints every
 report that arrives meanwhile; while the shell waits for the next line it keeps
 the session alive and prints reports as they come (fills of resting orders,
-cancels by others). Prices are typed and shown in currency units
-(`Instrument.format_price`), quantities in lots.
+cancels by others). Prices are typed and shown in currency units, quantities in
+lots; a reject names the rule broken and its values, in decimals
+(`clients.terminal.reject_text`). Every command parses its arguments with its
+own `argparse` parser, so a bad flag or argument is named in the error, and
+``help COMMAND`` shows the command's usage.
 
-It reads stdin itself (``os.read`` on the descriptor, polled together with the
-socket), so piped input works the same as a terminal: one command per line,
-end of input logs out and exits 0.
+Input
+-----
+On a terminal (stdin and stdout), lines are read with prompt_toolkit: line
+editing, a history kept across runs in a file (``--history``, default
+`HISTORY_FILE`), and tab completion of commands, symbols, flags and the ids of
+the open orders the shell has seen. prompt_toolkit rather than the standard
+library's readline because the shell must serve its session while a line is
+being typed (heartbeats, and fills printed above the line being edited):
+readline's ``input()`` holds the thread with no way to also wait on the session's
+socket, so it would take a second thread, which ZeroMQ sockets do not allow, and
+escape codes to redraw the line. prompt_toolkit runs the prompt on an event loop
+that also runs the session's pump (`_pump_while_prompting`) and redraws the
+prompt below whatever is printed. Anything else on stdin (a pipe, a file) is read
+as it comes, polled together with the socket (`LineReader`): one command per line,
+no prompt, no history.
+
+Sessions
+--------
+When the exchange ends the session (logged out, replaced by a new logon of the
+same trader, timed out, shut down, or forgotten by a restarted TES), the shell
+says so and why at once, stops waiting for any answer, and refuses the commands
+that need a session until ``logon`` logs on again; ``quit`` or the end of input
+(Ctrl-D) leaves. Leaving is exit status 0, however the session ended.
 """
 
-import cmd
+import argparse
+import asyncio
 import os
 import shlex
 import sys
 import time
-from decimal import Decimal, InvalidOperation
 
 import zmq
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import Completer, Completion
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.patch_stdout import patch_stdout
 
 from clients import runtime
-from clients.client import ClientError, ExchangeClient, RequestRejected, RequestTimeout
+from clients.client import ClientError, ExchangeClient, LogonError, RequestRejected, RequestTimeout, SessionEnded
+from clients.terminal import PriceError, parse_price, reject_text
 from config.settings import Config
 from engine.instrument import Instrument
-from engine.types import CancelReason, OrderType, Side, TimeInForce
+from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
 from servers.protocol import (
     CancelRejected,
     LoggedOut,
     MassCancelDone,
+    OpenOrder,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -41,134 +70,218 @@ from servers.protocol import (
 )
 
 ANSWER_TIMEOUT_S = 5.0
+LOGON_TIMEOUT_S = 10.0
 SETTLE_S = 0.05
 """After an answer, how long to keep printing reports that follow it (e.g. the fills of an order)."""
 IDLE_POLL_MS = 200
+HISTORY_FILE = "~/.exchange_history"
 TIF_FLAGS = {"--gtc": TimeInForce.GTC, "--ioc": TimeInForce.IOC, "--fok": TimeInForce.FOK, "--day": TimeInForce.DAY}
+TIF_HELP = {
+    "--gtc": "good till canceled (a limit order's default)",
+    "--ioc": "immediate or cancel: what does not trade at once is canceled (a market order's default)",
+    "--fok": "fill or kill: the whole quantity at once, or nothing",
+    "--day": "rests until the end of the trading day",
+}
 CANCEL_WORDS = {
     CancelReason.REQUESTED: "requested",
     CancelReason.UNFILLED: "unfilled remainder",
     CancelReason.MASS_CANCEL: "mass cancel",
     CancelReason.DISCONNECTED: "disconnected",
 }
+ALIASES = {"exit": "quit", "?": "help"}
+OFFLINE_COMMANDS = frozenset({"help", "logon", "quit"})
+"""The commands that need no session."""
 
 
 class CommandError(Exception):
-    """A command line the shell cannot run; printed, and the shell goes on."""
+    """A command line the shell cannot run; printed as ``error: ...``, and the shell goes on."""
 
 
-class LineReader:
-    """``readline()`` for `cmd.Cmd` that waits on stdin and the session socket together.
-
-    While no full line is available it calls ``on_socket`` when the socket has
-    messages and ``on_idle`` at least every `IDLE_POLL_MS`.
-    """
-
-    def __init__(self, fd: int, socket: zmq.Socket, on_socket, on_idle) -> None:
-        self.fd = fd
-        self._buffer = b""
-        self._eof = False
-        self._on_socket = on_socket
-        self._on_idle = on_idle
-        self._poller = zmq.Poller()
-        self._poller.register(fd, zmq.POLLIN)
-        self._poller.register(socket, zmq.POLLIN)
-        self._socket = socket
-
-    def readline(self) -> str:
-        while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
-                return line.decode(errors="replace")
-            if self._eof:
-                line, self._buffer = self._buffer, b""
-                return line.decode(errors="replace")
-            ready = dict(self._poller.poll(IDLE_POLL_MS))
-            if self._socket in ready:
-                self._on_socket()
-            if self.fd in ready:
-                chunk = os.read(self.fd, 65536)
-                if chunk:
-                    self._buffer += chunk
-                else:
-                    self._eof = True
-            self._on_idle()
+# ================================================================ commands and their arguments
 
 
-class TraderShell(cmd.Cmd):
-    intro = "Type help for the commands, quit to leave."
+class CommandParser(argparse.ArgumentParser):
+    """One command's arguments; a bad one raises `CommandError` naming the command and the argument."""
 
-    def __init__(self, client: ExchangeClient, instruments: list[Instrument], interactive: bool) -> None:
+    def __init__(self, name: str, arguments: str, summary: str, description: str = "") -> None:
+        super().__init__(prog=name, usage=f"{name} {arguments}".rstrip(), description=description or summary,
+                         add_help=False, allow_abbrev=False)
+        self.summary = summary
+
+    def error(self, message: str):
+        raise CommandError(f"{self.prog}: {message} (usage: {self.usage})")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def build_parsers() -> dict[str, CommandParser]:
+    """Every command's parser, by name, in the order `help` lists them."""
+    parsers: dict[str, CommandParser] = {}
+
+    def add(name: str, arguments: str, summary: str, description: str = "") -> CommandParser:
+        parsers[name] = parser = CommandParser(name, arguments, summary, description)
+        return parser
+
+    for side in ("buy", "sell"):
+        parser = add(side, "SYMBOL QTY [PRICE] [--gtc|--ioc|--fok|--day]",
+                     f"{side} at a limit price, or at market",
+                     f"{side.capitalize()} QTY lots of SYMBOL: a limit order at PRICE (currency units, e.g. 99.50), "
+                     "or without PRICE a market order.")
+        parser.add_argument("symbol", metavar="SYMBOL", help="the instrument (see instruments)")
+        parser.add_argument("quantity", metavar="QTY", type=_count, help="lots")
+        parser.add_argument("price", metavar="PRICE", nargs="?", help="the limit price; none: a market order")
+        tifs = parser.add_mutually_exclusive_group()
+        for flag, tif in TIF_FLAGS.items():
+            tifs.add_argument(flag, dest="tif", action="store_const", const=tif, help=TIF_HELP[flag])
+    parser = add("cancel", "ORDER_ID", "cancel one of your open orders")
+    parser.add_argument("order_id", metavar="ORDER_ID", type=_count, help="the exchange order id (see orders)")
+    parser = add("replace", "ORDER_ID PRICE QTY", "give an open order a new price and open quantity",
+                 "Give an open order a new price and open quantity: it keeps its time priority only if the "
+                 "price is the same and the quantity smaller.")
+    parser.add_argument("order_id", metavar="ORDER_ID", type=_count, help="the exchange order id (see orders)")
+    parser.add_argument("price", metavar="PRICE", help="the new limit price")
+    parser.add_argument("quantity", metavar="QTY", type=_count, help="the new open quantity, lots")
+    parser = add("cancelall", "[SYMBOL]", "cancel all your open orders (in SYMBOL only, if given)")
+    parser.add_argument("symbol", metavar="SYMBOL", nargs="?", help="only this instrument's orders")
+    add("orders", "", "your open orders")
+    add("positions", "", "positions, cash and P&L (realized; unrealized marked to the last trade)")
+    parser = add("book", "SYMBOL [LEVELS]", "the order book now, best prices first",
+                 "The order book now, best prices first (python main.py -c book SYMBOL follows it live).")
+    parser.add_argument("symbol", metavar="SYMBOL", help="the instrument")
+    parser.add_argument("levels", metavar="LEVELS", nargs="?", type=_count, default=10,
+                        help="price levels a side (default: 10)")
+    add("instruments", "", "the tradable instruments and their reference data")
+    add("logon", "", "log on again, after the exchange ended the session")
+    parser = add("help", "[COMMAND]", "the commands, or one command's arguments")
+    parser.add_argument("command", metavar="COMMAND", nargs="?", help="the command")
+    add("quit", "", "log out and leave (also: exit, or Ctrl-D)")
+    return parsers
+
+
+COMMANDS = tuple(build_parsers())
+
+
+def complete(text: str, symbols, order_ids) -> list[str]:
+    """The words that can complete the last word of ``text`` (the line up to the cursor):
+    command names first, then per command its symbols, flags, order ids or command names."""
+    words = text.split()
+    if not words or text[-1].isspace():
+        words.append("")
+    current, position = words[-1], len(words) - 1
+    command = ALIASES.get(words[0], words[0])
+    if position == 0:
+        candidates = COMMANDS
+    elif command in ("buy", "sell") and current.startswith("-"):
+        candidates = () if any(word in TIF_FLAGS for word in words[:-1]) else tuple(TIF_FLAGS)
+    elif position == 1 and command in ("buy", "sell", "book", "cancelall"):
+        candidates = sorted(symbols)
+    elif position == 1 and command in ("cancel", "replace"):
+        candidates = [str(order_id) for order_id in sorted(order_ids)]
+    elif position == 1 and command == "help":
+        candidates = COMMANDS
+    else:
+        candidates = ()
+    return [word for word in candidates if word.lower().startswith(current.lower())]
+
+
+# ================================================================ the shell
+
+
+class TraderShell:
+    """The commands over one session; `run` takes one line, `pump` prints what arrived meanwhile."""
+
+    def __init__(self, client: ExchangeClient, instruments: list[Instrument]) -> None:
         self.client = client
         self.instruments = {i.symbol: i for i in instruments}
-        self.interactive = interactive
-        self.waiting_for_input = False
-        self.session_ended = False
-        reader = LineReader(sys.stdin.fileno(), client.socket, self.pump, self.client.keep_alive)
-        super().__init__(stdin=reader)
-        self.use_rawinput = False
-        self.prompt = f"{client.trader_id}> " if interactive else ""
-        if not interactive:
-            self.intro = None
+        self.parsers = build_parsers()
+        self.symbols_of: dict[int, str] = {}
+        """The symbol of each order and replace this shell sent, by client order id (to show rejects)."""
+        self.open_ids: set[int] = set()
+        """The open orders seen in reports since the shell started (for completion)."""
+        self.told_end = False
+        self.leaving = False
 
-    # ------------------------------------------------------------ loop plumbing
+    @property
+    def prompt(self) -> str:
+        return f"{self.client.trader_id}> " if self.client.logged_on else f"{self.client.trader_id} (logged out)> "
 
-    def preloop(self) -> None:
-        self.waiting_for_input = True
+    def completions(self, text: str) -> list[str]:
+        return complete(text, self.instruments, self.open_ids)
 
-    def precmd(self, line: str) -> str:
-        self.waiting_for_input = False
-        return line
+    # ------------------------------------------------------------ running a line
 
-    def postcmd(self, stop: bool, line: str) -> bool:
-        self.waiting_for_input = True
-        sys.stdout.flush()
-        return stop or self.session_ended
-
-    def onecmd(self, line: str) -> bool:
+    def run(self, line: str) -> bool:
+        """Run one command line; True when the shell should end."""
         try:
-            return super().onecmd(line)
+            words = shlex.split(line)
+        except ValueError as exc:
+            self.say(f"error: {exc}")
+            return False
+        if not words:
+            return False
+        name = ALIASES.get(words[0], words[0])
+        try:
+            parser = self.parsers.get(name)
+            if parser is None:
+                raise CommandError(f"unknown command {words[0]!r} (type help)")
+            args = parser.parse_args(words[1:])
+            if name not in OFFLINE_COMMANDS and not self.client.logged_on:
+                raise CommandError(f"{name}: not logged on ({self.why_ended()}); type logon to log on again, "
+                                   "or quit")
+            return bool(getattr(self, f"do_{name}")(args))
         except CommandError as exc:
             self.say(f"error: {exc}")
+        except SessionEnded:
+            pass  # told by tell_end, below
         except RequestRejected as exc:
             self.say(f"rejected: {exc}")
         except ClientError as exc:
-            self.say(f"error: {exc}")
-        return False
-
-    def emptyline(self) -> bool:
-        return False
-
-    def get_names(self) -> list[str]:
-        """The commands `help` lists: not the aliases."""
-        return [name for name in super().get_names() if name not in ("do_EOF", "do_exit")]
-
-    def default(self, line: str) -> bool:
-        self.say(f"error: unknown command {line.split()[0]!r} (type help)")
+            self.say(f"error: {name}: {exc}")
+        finally:
+            self.tell_end()
+            sys.stdout.flush()
         return False
 
     def say(self, text: str) -> None:
         print(text, flush=True)
 
     def pump(self) -> None:
-        """Print whatever reports are waiting (called while waiting for input)."""
-        messages = self.client.receive(0.0)
-        if messages:
-            if self.interactive and self.waiting_for_input:
-                print()
-            self.show(messages)
-            if self.interactive and self.waiting_for_input:
-                print(self.prompt, end="", flush=True)
+        """Print the reports waiting, and send a heartbeat if one is due (called while waiting for input)."""
+        self.show(self.client.receive(0.0))
 
     def show(self, messages: list) -> None:
         for message in messages:
-            self.say(self.describe(message))
-            if isinstance(message, LoggedOut):
-                self.session_ended = True
+            self._follow(message)
+            text = self.describe(message)
+            if text is not None:
+                self.say(text)
+        self.tell_end()
+
+    def tell_end(self) -> None:
+        """Say, once, that the exchange ended the session, why, and what can be done."""
+        if self.client.logged_on or self.client.ended is None or self.told_end or self.leaving:
+            return
+        self.told_end = True
+        self.say(f"session ended: {self.why_ended()}; type logon to log on again, or quit")
+
+    def why_ended(self) -> str:
+        ended = self.client.ended
+        if isinstance(ended, LoggedOut):
+            return ended.text
+        if isinstance(ended, SessionRejected) and ended.reason == RejectReason.NOT_LOGGED_ON:
+            return "the exchange no longer knows this session (the trading engine server restarted)"
+        return "never logged on" if ended is None else ended.text
 
     def wait_for(self, matches) -> None:
-        """Print reports until one ``matches`` (then the few that follow it at once)."""
+        """Print reports until one ``matches`` (then the few that follow it at once), or the session ends."""
         deadline = time.monotonic() + ANSWER_TIMEOUT_S
         while time.monotonic() < deadline:
             messages = self.client.receive(deadline - time.monotonic())
@@ -176,7 +289,18 @@ class TraderShell(cmd.Cmd):
             if any(matches(m) for m in messages):
                 self.show(self.client.receive(SETTLE_S))
                 return
-        raise RequestTimeout(f"no answer within {ANSWER_TIMEOUT_S}s")
+            if not self.client.logged_on:
+                return
+        raise RequestTimeout(f"no answer within {ANSWER_TIMEOUT_S:g}s")
+
+    def _follow(self, message) -> None:
+        """Keep the ids of open orders (for completion) from the reports."""
+        kind = type(message)
+        if kind is OrderAccepted:
+            if message.time_in_force in (TimeInForce.GTC, TimeInForce.DAY) and message.order_type == OrderType.LIMIT:
+                self.open_ids.add(message.order_id)
+        elif kind is OrderCanceled or kind is OrderExpired or (kind is OrderFilled and message.leaves == 0):
+            self.open_ids.discard(message.order_id)
 
     # ------------------------------------------------------------ formatting
 
@@ -184,14 +308,19 @@ class TraderShell(cmd.Cmd):
         instrument = self.instruments.get(symbol)
         return instrument.format_price(ticks) if instrument else f"{ticks} ticks"
 
-    def describe(self, m) -> str:
+    def reject(self, client_order_id: int, reason: RejectReason, text: str) -> str:
+        """A reject's text in decimals when the order's instrument is known, and its code."""
+        instrument = self.instruments.get(self.symbols_of.get(client_order_id, ""))
+        return f"{reject_text(reason, text, instrument)} ({int(reason)})"
+
+    def describe(self, m) -> str | None:
         match m:
             case OrderAccepted():
                 price = "market" if m.order_type == OrderType.MARKET else self.price(m.symbol, m.price)
                 return (f"accepted  order {m.order_id} (client {m.client_order_id}): {m.side.name} {m.quantity} "
                         f"{m.symbol} @ {price} {m.time_in_force.name}")
             case OrderRejected():
-                return f"rejected  client {m.client_order_id}: {m.text} ({int(m.reason)})"
+                return f"rejected  client {m.client_order_id}: {self.reject(m.client_order_id, m.reason, m.text)}"
             case OrderFilled():
                 verb = "bought" if m.side == Side.BUY else "sold"
                 role = "taker" if m.aggressor else "maker"
@@ -207,111 +336,92 @@ class TraderShell(cmd.Cmd):
             case OrderExpired():
                 return f"expired   order {m.order_id}: {m.quantity} {m.symbol}"
             case CancelRejected():
-                return f"cancel rejected  order {m.order_id}: {m.text} ({int(m.reason)})"
+                return f"cancel rejected  order {m.order_id}: {self.reject(m.client_order_id, m.reason, m.text)}"
             case ReplaceRejected():
-                return f"replace rejected  order {m.order_id}: {m.text} ({int(m.reason)})"
+                return f"replace rejected  order {m.order_id}: {self.reject(m.client_order_id, m.reason, m.text)}"
             case MassCancelDone():
                 return f"cancelall {m.symbol or 'all symbols'}: {m.canceled} orders"
-            case SessionRejected():
-                return f"session rejected: {m.text} ({int(m.reason)})"
             case LoggedOut():
-                return f"logged out: {m.text}"
+                return None  # tell_end says it
+            case SessionRejected():
+                if m.reason == RejectReason.NOT_LOGGED_ON and not self.client.logged_on:
+                    return None  # the end of the session is told once, by tell_end
+                return f"session rejected: {m.text} ({int(m.reason)})"
         return repr(m)
 
-    def instrument(self, symbol: str) -> Instrument:
+    def instrument(self, command: str, symbol: str) -> Instrument:
         instrument = self.instruments.get(symbol.upper())
         if instrument is None:
-            raise CommandError(f"unknown symbol {symbol!r} (have {', '.join(self.instruments)})")
+            raise CommandError(f"{command}: argument SYMBOL: unknown symbol {symbol!r} "
+                               f"(have {', '.join(self.instruments)})")
         return instrument
 
-    def parse_price(self, instrument: Instrument, text: str) -> int:
+    def parse_price(self, command: str, instrument: Instrument, text: str) -> int:
         try:
-            ticks = Decimal(text) * instrument.price_scale
-        except InvalidOperation:
-            raise CommandError(f"not a price: {text}") from None
-        if ticks != ticks.to_integral_value() or ticks <= 0:
-            raise CommandError(
-                f"price {text} is not a positive multiple of {instrument.format_price(1)} for {instrument.symbol}"
-            )
-        return int(ticks)
+            return parse_price(instrument, text)
+        except PriceError as exc:
+            raise CommandError(f"{command}: argument PRICE: {exc}") from None
+
+    def open_order(self, command: str, order_id: int) -> OpenOrder:
+        """One of the trader's open orders, as the exchange has it; `CommandError` if there is none."""
+        orders = self.client.open_orders()
+        self.pump()
+        for order in orders:
+            if order.order_id == order_id:
+                return order
+        raise CommandError(f"{command}: no open order {order_id} (see orders)")
 
     # ------------------------------------------------------------ commands
 
-    def do_buy(self, line: str) -> None:
-        """buy SYMBOL QTY [PRICE] [--gtc|--ioc|--fok|--day]: buy QTY lots; no PRICE = market (IOC unless --fok)."""
-        self.order(Side.BUY, line)
+    def do_buy(self, args: argparse.Namespace) -> None:
+        self.order(Side.BUY, "buy", args)
 
-    def do_sell(self, line: str) -> None:
-        """sell SYMBOL QTY [PRICE] [--gtc|--ioc|--fok|--day]: sell QTY lots; no PRICE = market (IOC unless --fok)."""
-        self.order(Side.SELL, line)
+    def do_sell(self, args: argparse.Namespace) -> None:
+        self.order(Side.SELL, "sell", args)
 
-    def order(self, side: Side, line: str) -> None:
-        words = shlex.split(line)
-        flags = [w for w in words if w.startswith("--")]
-        words = [w for w in words if not w.startswith("--")]
-        if len(words) not in (2, 3) or len(flags) > 1 or any(f not in TIF_FLAGS for f in flags):
-            raise CommandError(f"usage: {side.name.lower()} SYMBOL QTY [PRICE] [--gtc|--ioc|--fok|--day]")
-        instrument = self.instrument(words[0])
-        quantity = _int(words[1], "quantity")
-        if len(words) == 3:
-            order_type, price = OrderType.LIMIT, self.parse_price(instrument, words[2])
-            tif = TIF_FLAGS[flags[0]] if flags else TimeInForce.GTC
-        else:
+    def order(self, side: Side, command: str, args: argparse.Namespace) -> None:
+        instrument = self.instrument(command, args.symbol)
+        if args.price is None:
             order_type, price = OrderType.MARKET, 0
-            tif = TIF_FLAGS[flags[0]] if flags else TimeInForce.IOC
+            tif = TimeInForce.IOC if args.tif is None else args.tif
             if tif not in (TimeInForce.IOC, TimeInForce.FOK):
-                raise CommandError("a market order is --ioc or --fok")
-        client_order_id = self.client.enter_order(instrument.symbol, side, order_type, tif, price, quantity)
+                raise CommandError(f"{command}: a market order (no PRICE) is --ioc or --fok, not --{tif.name.lower()}")
+        else:
+            order_type, price = OrderType.LIMIT, self.parse_price(command, instrument, args.price)
+            tif = TimeInForce.GTC if args.tif is None else args.tif
+        client_order_id = self.client.enter_order(instrument.symbol, side, order_type, tif, price, args.quantity)
+        self.symbols_of[client_order_id] = instrument.symbol
         self.wait_for(
             lambda m: isinstance(m, OrderAccepted | OrderRejected) and m.client_order_id == client_order_id
         )
 
-    def do_cancel(self, line: str) -> None:
-        """cancel ORDER_ID: cancel one of your open orders (the exchange order id)."""
-        words = line.split()
-        if len(words) != 1:
-            raise CommandError("usage: cancel ORDER_ID")
-        order_id = _int(words[0], "order id")
+    def do_cancel(self, args: argparse.Namespace) -> None:
+        order_id = self.open_order("cancel", args.order_id).order_id
         client_order_id = self.client.cancel(order_id)
         self.wait_for(
             lambda m: (isinstance(m, OrderCanceled) and m.order_id == order_id)
             or (isinstance(m, CancelRejected) and m.client_order_id == client_order_id)
         )
 
-    def do_replace(self, line: str) -> None:
-        """replace ORDER_ID PRICE QTY: give an open order a new price and open quantity."""
-        words = line.split()
-        if len(words) != 3:
-            raise CommandError("usage: replace ORDER_ID PRICE QTY")
-        order_id = _int(words[0], "order id")
-        symbol = self.symbol_of(order_id)
-        price = self.parse_price(self.instrument(symbol), words[1])
-        quantity = _int(words[2], "quantity")
-        client_order_id = self.client.replace(order_id, price, quantity)
+    def do_replace(self, args: argparse.Namespace) -> None:
+        order = self.open_order("replace", args.order_id)
+        price = self.parse_price("replace", self.instrument("replace", order.symbol), args.price)
+        client_order_id = self.client.replace(order.order_id, price, args.quantity)
+        self.symbols_of[client_order_id] = order.symbol
         self.wait_for(
-            lambda m: (isinstance(m, OrderReplaced) and m.order_id == order_id)
+            lambda m: (isinstance(m, OrderReplaced) and m.order_id == order.order_id)
             or (isinstance(m, ReplaceRejected) and m.client_order_id == client_order_id)
         )
 
-    def symbol_of(self, order_id: int) -> str:
-        for order in self.client.open_orders():
-            if order.order_id == order_id:
-                return order.symbol
-        raise CommandError(f"no open order {order_id} (see orders)")
-
-    def do_cancelall(self, line: str) -> None:
-        """cancelall [SYMBOL]: cancel all your open orders (in SYMBOL only, if given)."""
-        words = line.split()
-        if len(words) > 1:
-            raise CommandError("usage: cancelall [SYMBOL]")
-        symbol = self.instrument(words[0]).symbol if words else ""
+    def do_cancelall(self, args: argparse.Namespace) -> None:
+        symbol = self.instrument("cancelall", args.symbol).symbol if args.symbol else ""
         self.client.mass_cancel(symbol)
         self.wait_for(lambda m: isinstance(m, MassCancelDone))
 
-    def do_orders(self, line: str) -> None:
-        """orders: your open orders."""
+    def do_orders(self, args: argparse.Namespace) -> None:
         orders = self.client.open_orders()
         self.pump()
+        self.open_ids = {o.order_id for o in orders}
         if not orders:
             self.say("no open orders")
             return
@@ -321,8 +431,7 @@ class TraderShell(cmd.Cmd):
             self.say(f"{o.order_id:>16} {o.client_order_id:>8} {o.symbol:<8} {o.side.name:<4} "
                      f"{o.time_in_force.name:<3} {self.price(o.symbol, o.price):>12} {o.quantity:>8} {o.filled:>8}")
 
-    def do_positions(self, line: str) -> None:
-        """positions: positions, cash and P&L (realized; unrealized marked to the last trade)."""
+    def do_positions(self, args: argparse.Namespace) -> None:
         report = self.client.positions()
         self.pump()
         self.say(f"cash {self.money(report.cash)}")
@@ -344,14 +453,9 @@ class TraderShell(cmd.Cmd):
             return next(iter(self.instruments.values())).format_price(value)
         return f"{value} ticks x lots"
 
-    def do_book(self, line: str) -> None:
-        """book SYMBOL [LEVELS]: the order book, best prices first (10 levels by default)."""
-        words = line.split()
-        if len(words) not in (1, 2):
-            raise CommandError("usage: book SYMBOL [LEVELS]")
-        instrument = self.instrument(words[0])
-        levels = _int(words[1], "levels") if len(words) == 2 else 10
-        book = self.client.book(instrument.symbol, levels)
+    def do_book(self, args: argparse.Namespace) -> None:
+        instrument = self.instrument("book", args.symbol)
+        book = self.client.book(instrument.symbol, args.levels)
         self.pump()
         last = "none" if book.last_price is None else instrument.format_price(book.last_price)
         self.say(f"{book.symbol}  last {last}  (market-data sequence {book.sequence})")
@@ -365,8 +469,7 @@ class TraderShell(cmd.Cmd):
         if not book.bids and not book.asks:
             self.say("(empty)")
 
-    def do_instruments(self, line: str) -> None:
-        """instruments: the tradable instruments and their reference data."""
+    def do_instruments(self, args: argparse.Namespace) -> None:
         instruments = self.client.instruments()
         self.pump()
         self.instruments = {i.symbol: i for i in instruments}
@@ -375,27 +478,126 @@ class TraderShell(cmd.Cmd):
             self.say(f"{i.symbol:<8} {i.format_price(i.tick_size):>8} {i.lot_size:>6} {i.min_quantity:>8} "
                      f"{i.max_quantity:>9} {i.price_band_bps:>9}")
 
-    def do_quit(self, line: str) -> bool:
-        """quit: log out and leave."""
+    def do_logon(self, args: argparse.Namespace) -> None:
+        if self.client.logged_on:
+            raise CommandError(f"logon: already logged on as {self.client.trader_id}")
+        try:
+            self.client.logon(LOGON_TIMEOUT_S)
+        except LogonError as exc:
+            raise CommandError(f"logon: {exc}") from None
+        self.told_end = False
+        self.say(f"logged on to {self.client.endpoint} as {self.client.trader_id}")
+        self.show(self.client.receive(SETTLE_S))
+
+    def do_help(self, args: argparse.Namespace) -> None:
+        if args.command is None:
+            self.say("commands (help COMMAND for its arguments):")
+            for name, parser in self.parsers.items():
+                self.say(f"  {name:<12} {parser.summary}")
+            return
+        parser = self.parsers.get(ALIASES.get(args.command, args.command))
+        if parser is None:
+            raise CommandError(f"help: no command {args.command!r} (type help)")
+        self.say(parser.format_help().rstrip())
+
+    def do_quit(self, args: argparse.Namespace) -> bool:
         return True
 
-    do_exit = do_quit
 
-    def do_EOF(self, line: str) -> bool:
-        """End of input: log out and leave."""
-        if self.interactive:
-            print()
-        return True
+# ================================================================ reading lines
 
 
-def _int(text: str, what: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise CommandError(f"{what} must be an integer, got {text!r}") from None
-    if value <= 0:
-        raise CommandError(f"{what} must be positive, got {text}")
-    return value
+class LineReader:
+    """``readline()`` of a non-terminal stdin that waits on it and the session socket together.
+
+    While no full line is available it calls ``serve`` after every wait: when the socket
+    has messages, when stdin gave something, and at least every `IDLE_POLL_MS`.
+    """
+
+    def __init__(self, fd: int, socket: zmq.Socket, serve) -> None:
+        self.fd = fd
+        self._buffer = b""
+        self._eof = False
+        self._serve = serve
+        self._poller = zmq.Poller()
+        self._poller.register(fd, zmq.POLLIN)
+        self._poller.register(socket, zmq.POLLIN)
+
+    def readline(self) -> str:
+        """The next line with its newline; "" at the end of input."""
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line, self._buffer = self._buffer[: end + 1], self._buffer[end + 1 :]
+                return line.decode(errors="replace")
+            if self._eof:
+                line, self._buffer = self._buffer, b""
+                return line.decode(errors="replace")
+            if self.fd in dict(self._poller.poll(IDLE_POLL_MS)):
+                chunk = os.read(self.fd, 65536)
+                if chunk:
+                    self._buffer += chunk
+                else:
+                    self._eof = True
+            self._serve()
+
+
+def read_piped(shell: TraderShell) -> None:
+    """Run the lines of a non-terminal stdin until ``quit`` or its end.
+
+    The reader waits on the session's socket itself, which takes the session's upkeep over
+    from the client's keeper thread: `TraderShell.pump` sends the heartbeats (and shows what
+    the client kept before)."""
+    reader = LineReader(sys.stdin.fileno(), shell.client.socket, shell.pump)
+    shell.pump()
+    while line := reader.readline():
+        if shell.run(line):
+            return
+
+
+class _ShellCompleter(Completer):
+    def __init__(self, shell: TraderShell) -> None:
+        self.shell = shell
+
+    def get_completions(self, document, complete_event):
+        text = document.text_before_cursor
+        current = "" if not text or text[-1].isspace() else text.split()[-1]
+        for word in self.shell.completions(text):
+            yield Completion(word, start_position=-len(current))
+
+
+def read_terminal(shell: TraderShell, history: str) -> None:
+    """Run the lines typed at the terminal until ``quit`` or Ctrl-D; Ctrl-C clears the line
+    (while a command waits, it stops waiting)."""
+    session = PromptSession(
+        history=FileHistory(os.path.expanduser(history)) if history else InMemoryHistory(),
+        completer=_ShellCompleter(shell), complete_while_typing=False,
+    )
+    print("Type help for the commands, quit to leave.", flush=True)
+    while True:
+        with patch_stdout():
+            try:
+                line = session.prompt(lambda: shell.prompt,
+                                      pre_run=lambda: session.app.create_background_task(_pump_while_prompting(shell)))
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return
+        try:
+            if shell.run(line):
+                return
+        except KeyboardInterrupt:
+            shell.say("interrupted")
+
+
+async def _pump_while_prompting(shell: TraderShell) -> None:
+    """Serve the session while a line is being typed: reports printed above it, heartbeats sent."""
+    while True:
+        shell.pump()
+        await asyncio.sleep(IDLE_POLL_MS / 1000)
+
+
+# ================================================================ the program
 
 
 def main(config: Config, argv: list[str]) -> int:
@@ -405,19 +607,29 @@ def main(config: Config, argv: list[str]) -> int:
 def _main(config: Config, argv: list[str]) -> int:
     parser = runtime.Parser(prog="main.py -c trader", description="Interactive trading session.")
     runtime.add_credentials(parser)
+    parser.add_argument("--endpoint", help="the TES's client endpoint (default: tes.client_endpoint of the config)")
+    parser.add_argument("--history", default=HISTORY_FILE,
+                        help=f"where a terminal session keeps its command history (default: {HISTORY_FILE}; "
+                        "'' keeps none)")
+    parser.add_argument("--timeout", type=float, default=LOGON_TIMEOUT_S,
+                        help=f"seconds to wait for the logon (default: {LOGON_TIMEOUT_S:g})")
     parser.add_argument("--cancel-on-disconnect", action="store_true",
                         help="have the exchange cancel your open orders when the session ends")
     args = parser.parse_args(argv)
-    client = runtime.logged_on_client(
-        config, args.trader, runtime.api_key(args), cancel_on_disconnect=args.cancel_on_disconnect
-    )
-    ended_by_exchange = False
+    endpoint = args.endpoint or config.tes.client_endpoint
+    terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    if terminal and args.history and not os.path.isdir(os.path.dirname(os.path.expanduser(args.history)) or "."):
+        raise runtime.UsageError(f"--history {args.history}: no such directory")
+    client = _logged_on(config, endpoint, args)
     try:
-        shell = TraderShell(client, client.instruments(), interactive=sys.stdin.isatty())
-        print(f"logged on to {config.tes.client_endpoint} as {args.trader}", flush=True)
-        shell.cmdloop()
-        ended_by_exchange = shell.session_ended
-        if not ended_by_exchange:
+        shell = TraderShell(client, client.instruments())
+        print(f"logged on to {endpoint} as {args.trader}", flush=True)
+        if terminal:
+            read_terminal(shell, args.history)
+        else:
+            read_piped(shell)
+        shell.leaving = True
+        if client.logged_on:
             client.logout(ANSWER_TIMEOUT_S)
             shell.show(client.receive(0.0))
             print("logged out", flush=True)
@@ -425,4 +637,20 @@ def _main(config: Config, argv: list[str]) -> int:
         print()
     finally:
         client.close()
-    return 1 if ended_by_exchange else 0
+    return 0
+
+
+def _logged_on(config: Config, endpoint: str, args: argparse.Namespace) -> ExchangeClient:
+    try:
+        client = ExchangeClient(endpoint, args.trader, runtime.api_key(args), args.cancel_on_disconnect,
+                                server_key=runtime.tes_server_key(config))
+    except zmq.ZMQError as exc:
+        raise runtime.UsageError(f"--endpoint {endpoint!r}: {exc}") from None
+    try:
+        client.logon(args.timeout)
+    except LogonError as exc:
+        client.close()
+        if exc.reason is None:
+            raise runtime.UsageError(f"the exchange is not reachable: {exc}; is it running?") from None
+        raise runtime.UsageError(str(exc)) from None
+    return client

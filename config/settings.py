@@ -8,6 +8,7 @@ raises `ConfigError` whose message names the offending key. Every endpoint, path
 and limit of every process comes from here, never from literals in code.
 """
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -15,9 +16,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from config.api_keys import parse_hash
 from engine.instrument import Instrument
-from servers.auth import parse_hash
-from servers.security import is_loopback
 
 DEFAULT_PATH = Path(__file__).with_name("exchange.toml")
 ENV_FILE = "EXCHANGE_CONFIG"
@@ -27,6 +27,7 @@ Positive = Annotated[int, msgspec.Meta(gt=0)]
 ENDPOINT = r"tcp://[^\s]+:\d+|ipc://[^\s]+|inproc://[^\s]+"
 Endpoint = Annotated[str, msgspec.Meta(pattern=rf"^({ENDPOINT})$")]
 OptionalEndpoint = Annotated[str, msgspec.Meta(pattern=rf"^({ENDPOINT})?$")]
+LOCAL_TRANSPORTS = ("ipc://", "inproc://")
 
 
 class ConfigError(ValueError):
@@ -150,6 +151,11 @@ class TicksConfig(Struct):
             raise ValueError("kdb_password is set without kdb_user")
 
 
+class LoggingConfig(Struct):
+    format: Literal["text", "json"] = "text"
+    """How every server process logs (`servers.logs`): a line of text, or a JSON object, per record."""
+
+
 class RecorderConfig(Struct):
     """The recorder (`servers.recorder`)."""
 
@@ -168,6 +174,7 @@ class Config(Struct):
     ticks: TicksConfig = TicksConfig()
     database: DatabaseConfig = DatabaseConfig()
     recorder: RecorderConfig = RecorderConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     def instrument(self, symbol: str) -> InstrumentConfig | None:
         return next((i for i in self.instruments if i.symbol == symbol), None)
@@ -301,6 +308,19 @@ def _check_loopback(config: Config) -> None:
         if key == "tes.client_endpoint" and config.security.clients != "curve":
             raise ConfigError(f"{key}: {endpoint} is reachable beyond this host, so clients must use CURVE: "
                               'set security.clients = "curve"')
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether binding ``endpoint`` exposes it to this host only (ipc and inproc count as local)."""
+    if endpoint.startswith(LOCAL_TRANSPORTS):
+        return True
+    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _unique(values: list, section: str, field: str) -> None:

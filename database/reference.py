@@ -22,9 +22,9 @@ import time
 import msgspec
 from sqlalchemy import Connection, func, select, update
 
+from config.api_keys import parse_hash
 from config.settings import Config, InstrumentConfig, TraderConfig
 from database.models import ApiKey, Instrument, ReferenceVersion, RiskLimits, Trader
-from servers.auth import parse_hash
 
 LIMITS = ("max_order_quantity", "max_notional", "max_open_orders", "max_messages_per_second",
           "max_queries_per_second")

@@ -15,11 +15,12 @@ Two profiles, both single-symbol:
 
 Both are deterministic: the same arguments give a byte-identical array, whichever
 book implementation simulates the book (every book must produce the reference
-book's events). Random numbers come from ``numpy.random.Generator(PCG64(seed))``
-(``random`` and ``integers`` only), drawn in batches of CHUNK messages; only
-correctly rounded IEEE arithmetic turns them into prices (no transcendental
-functions, no pairwise sums), so the output does not depend on the platform's
-maths library.
+book's events). By default it is the native book if the extension is built, the
+reference book otherwise (`fastest_book`): `engine` never needs `native`. Random
+numbers come from ``numpy.random.Generator(PCG64(seed))`` (``random`` and
+``integers`` only), drawn in batches of CHUNK messages; only correctly rounded
+IEEE arithmetic turns them into prices (no transcendental functions, no pairwise
+sums), so the output does not depend on the platform's maths library.
 
 Both generators simulate the book while generating, so every cancel targets an
 order that is resting at that moment: replaying a generated stream through any
@@ -32,6 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from engine.book import ReferenceBook
 from engine.messages import OrderFilled
 from engine.stream import (
     CANCEL,
@@ -44,7 +46,6 @@ from engine.stream import (
     check_stream,
 )
 from engine.types import OrderType, Side, TimeInForce
-from native.book import NativeBook
 
 CHUNK = 1 << 16
 """Messages per batch of random draws. Part of the output's definition: changing
@@ -138,6 +139,15 @@ LIMIT, MARKET_TYPE = int(OrderType.LIMIT), int(OrderType.MARKET)
 GTC, IOC = int(TimeInForce.GTC), int(TimeInForce.IOC)
 
 BookFactory = Callable[[], object]
+
+
+def fastest_book():
+    """A new native book if the extension is built, else a reference book (slower, same stream)."""
+    try:
+        from native.book import NativeBook
+    except ImportError:
+        return ReferenceBook()
+    return NativeBook()
 
 
 class _LiveOrders:
@@ -306,7 +316,7 @@ def _standard_chunk(sim: _Simulation, shares: list, rng, first_id: int, count: i
     return deviation
 
 
-def standard(messages: int, seed: int, book: BookFactory = NativeBook) -> np.ndarray:
+def standard(messages: int, seed: int, book: BookFactory = fastest_book) -> np.ndarray:
     """The standard workload: ``messages`` STREAM_DTYPE records from ``seed``.
 
     ``book`` builds the book that is simulated to know the live orders and best
@@ -361,7 +371,7 @@ def _deep_chunk(sim: _Simulation, shares: list, rng, first_id: int, count: int, 
 
 
 def deep(
-    messages: int, seed: int, resting: int = 300_000, levels: int = 5, book: BookFactory = NativeBook
+    messages: int, seed: int, resting: int = 300_000, levels: int = 5, book: BookFactory = fastest_book
 ) -> np.ndarray:
     """A deep-queue stream: ``messages`` records, the first ``resting`` of them a preload.
 

@@ -81,10 +81,20 @@ offset before the snapshot is written (`Journal.sync_to`), so a snapshot never
 points past durable journal bytes. Each is written to a temporary name, fsynced,
 renamed and the directory fsynced, so a snapshot file is either complete or
 absent; the newest `KEEP_SNAPSHOTS` are kept.
+
+One process per directory
+-------------------------
+A journal directory belongs to one process: `Journal` takes its `DirectoryLock` (an
+exclusive ``flock`` of the directory) before it changes anything there, unless its caller
+took it before reading the directory, and keeps it until `Journal.close`. A second process
+gets `DirectoryInUse`, naming the holder's pid, instead of appending to a live journal. The
+kernel drops the lock with its process, even after ``kill -9``, so nothing left behind ever
+blocks a restart.
 """
 
 import ctypes
 import errno
+import fcntl
 import logging
 import os
 import re
@@ -131,6 +141,65 @@ _sync = getattr(os, "fdatasync", os.fsync)
 _libc = ctypes.CDLL(None, use_errno=True)
 _PUNCH_HOLE = 0x02 | 0x01
 """FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE (linux/falloc.h)."""
+
+
+class DirectoryInUse(OSError):
+    """Another process holds a data directory's `DirectoryLock`: this one refuses to start.
+    (An `OSError`, so every server role already maps it to exit status 1.)"""
+
+    def __init__(self, what: str, directory: Path, pid: int | None) -> None:
+        holder = "another process" if pid is None else f"process {pid}"
+        super().__init__(f"{what} {directory} is in use by {holder}: one process at a time may use it")
+        self.directory = directory
+        self.pid = pid
+
+
+class DirectoryLock:
+    """An exclusive ``fcntl.flock`` of a data directory itself (created if missing), so that
+    one process at a time uses it; held until `release` or the end of the process.
+
+    Raises `DirectoryInUse` (naming ``what``, the directory and, where ``/proc/locks`` tells,
+    the holder's pid) if another process holds it; nothing in the directory is read or
+    changed first. Locking the directory rather than a file in it adds no file: its
+    listing stays what the role wrote.
+    """
+
+    def __init__(self, directory: Path, what: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(os.fstat(fd))
+            os.close(fd)
+            raise DirectoryInUse(what, directory, holder) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        """Give the directory up (closing it drops the lock); again: nothing."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _lock_holder(stat: os.stat_result) -> int | None:
+    """The pid holding a flock of the file ``stat`` describes, from Linux's ``/proc/locks``
+    (lines such as ``2: FLOCK  ADVISORY  WRITE 2873 fe:00:2148249 0 EOF``); None elsewhere."""
+    device = (os.major(stat.st_dev), os.minor(stat.st_dev), stat.st_ino)
+    try:
+        with open("/proc/locks") as locks:
+            for line in locks:
+                fields = line.split()
+                if len(fields) > 5 and fields[1] == "FLOCK":
+                    major, minor, inode = fields[5].split(":")
+                    if (int(major, 16), int(minor, 16), int(inode)) == device:
+                        return int(fields[4])
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 class RecoveryError(RuntimeError):
@@ -201,21 +270,29 @@ class Journal:
         The byte offset just after the last good record (from `read_records`). Anything
         after it is a torn tail: it is moved to a side file and cut off before the first append.
         Temporary files a crash left behind mid-write (snapshots) are removed.
+    lock
+        The directory's lock, if the caller took it before reading the directory; else
+        `Journal` takes it first (`DirectoryInUse` if another process holds it). Either
+        way `close` releases it.
     """
 
-    def __init__(self, directory: Path, config: JournalConfig, end: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Path, config: JournalConfig, end: int, lock: DirectoryLock | None = None) -> None:
+        self._lock = lock or DirectoryLock(directory, "the journal directory")
         self.directory = directory
         self.path = directory / JOURNAL_FILE
-        self.discarded = read_discarded(directory)
-        """Byte offset before which the records were discarded (0: none)."""
-        for leftover in directory.glob(f"*{TEMPORARY_SUFFIX}"):
-            leftover.unlink()
-        if self.path.exists() and self.path.stat().st_size > end:
-            side, count = move_tail(self.path, end, "torn")
-            log.warning("%s: cut off a torn tail at byte %d (what a crash during a write leaves): %d bytes in "
-                        "which no valid record starts, kept in %s", self.path, end, count, side)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            self.discarded = read_discarded(directory)
+            """Byte offset before which the records were discarded (0: none)."""
+            for leftover in directory.glob(f"*{TEMPORARY_SUFFIX}"):
+                leftover.unlink()
+            if self.path.exists() and self.path.stat().st_size > end:
+                side, count = move_tail(self.path, end, "torn")
+                log.warning("%s: cut off a torn tail at byte %d (what a crash during a write leaves): %d bytes in "
+                            "which no valid record starts, kept in %s", self.path, end, count, side)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except BaseException:
+            self._lock.release()
+            raise
         self.offset = end
         """Bytes of good records in the file: where the next record starts."""
         self.unwritable: OSError | None = None
@@ -338,7 +415,7 @@ class Journal:
 
     def close(self) -> None:
         """Stop the interval thread, fsync what is not yet durable (not after a failed fsync),
-        close the file."""
+        close the file and release the directory's lock."""
         if self._syncer is not None:
             self._closing.set()
             self._written.set()
@@ -351,6 +428,7 @@ class Journal:
             finally:
                 os.close(self._fd)
                 self._fd = -1
+                self._lock.release()
 
     def _fsync(self) -> None:
         """fsync the file (from the loop, the interval thread or the snapshot writer); a

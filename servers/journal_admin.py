@@ -23,6 +23,8 @@ from typing import NamedTuple
 from config.settings import ShardConfig
 from servers.journal import (
     JOURNAL_FILE,
+    DirectoryInUse,
+    DirectoryLock,
     JournalDamaged,
     RecoveryError,
     move_tail,
@@ -172,11 +174,23 @@ def _refusal(chosen: "SnapshotFile | None", discarded: int | None, damage: Journ
 def cut(shard: ShardConfig, offset: int) -> tuple[list[str], dict]:
     """Move ``shard``'s journal bytes from ``offset`` on to ``commands.log.cut-<offset>`` and cut
     the journal there; the report's lines and summary. `CutRefused` unless ``offset`` is where a
-    good record ends (or where the readable records start) and the cut journal can be recovered."""
+    good record ends (or where the readable records start) and the cut journal can be recovered,
+    and unless no process (an OBS) holds the journal directory."""
     directory = Path(shard.journal_dir)
     path = directory / JOURNAL_FILE
     if not path.exists():
         raise CutRefused(f"no journal {path}")
+    try:
+        lock = DirectoryLock(directory, "the journal directory")
+    except DirectoryInUse as exc:
+        raise CutRefused(f"{exc}: stop the OBS first") from None
+    try:
+        return _cut(shard, directory, path, offset)
+    finally:
+        lock.release()
+
+
+def _cut(shard: ShardConfig, directory: Path, path: Path, offset: int) -> tuple[list[str], dict]:
     size = path.stat().st_size
     if offset >= size:
         raise CutRefused(f"byte {offset} is not before the end of {path} ({size} bytes): nothing to cut")

@@ -8,7 +8,8 @@ and able to trade):
 1. one ``main.py -s OBS --shard NAME`` per configured shard;
 2. ``main.py -s recorder`` (the shards' journals into the database and the tick store);
 3. ``main.py -s TES``;
-4. one ``main.py -c marketmaker|random ...`` per entry of ``up.bots``;
+4. one ``main.py -c marketmaker|random ...`` per entry of ``up.bots`` (waiting for each
+   to be READY or to have exited, at most `READY_TIMEOUT_S`);
 
 then print where everything listens and how to connect the trader CLI. Each
 child's output is relayed line by line, prefixed with its name.
@@ -17,13 +18,23 @@ Stop, on SIGINT or SIGTERM: the bots, then the TES, then the recorder, then the 
 shards, so every client logs out before the TES drains, the TES drains before the
 books close their journals, and the recorder has written what they journaled. Each
 is sent SIGTERM and waited for, and killed only if it does not exit within
-`STOP_WAIT_S`. `up` returns 0 if every child exited 0.
+`STOP_WAIT_S`. `up` returns 0 if every child running then exited 0.
 
-A child that exits while the exchange is up (or starting) is reported, the rest
-are stopped in the same order, and `up` returns 1. Children run in their own
-process group, so a terminal's Ctrl-C reaches only the launcher, which stops them
-in order; on Linux each child is also sent SIGTERM by the kernel if the launcher
-dies (``PR_SET_PDEATHSIG``), so none outlives it.
+The exchange is the servers; the bots are its guests:
+
+- A **server** that exits while the exchange is up (or starting) is reported, the
+  rest are stopped in the same order, and `up` returns 1.
+- A **bot** that exits never stops the exchange (a bot exits 1 when its session is
+  taken over by a logon of its trader, 2 when its configuration is wrong). One that
+  failed (a non-zero status) is started again after a back-off (`RestartPolicy`: 1 s,
+  doubling to 30 s; a run of 60 s starts the doubling afresh), unless that was its 7th
+  failure in a row with no run of 60 s between them: then it is left down. One that
+  exited 0 had been asked to stop (a SIGTERM sent to it alone) and is left down.
+  Each decision is one log line.
+
+Children run in their own process group, so a terminal's Ctrl-C reaches only the
+launcher, which stops them in order; on Linux each child is also sent SIGTERM by the
+kernel if the launcher dies (``PR_SET_PDEATHSIG``), so none outlives it.
 """
 
 import ctypes
@@ -35,8 +46,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
-from config.settings import Config
+from config.settings import BotConfig, Config
 from servers.security import write_missing_keys
 
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
@@ -120,19 +132,98 @@ def _die_with_parent(parent: int):
     return preexec
 
 
+class RestartPolicy(NamedTuple):
+    """When a bot that failed is started again: after ``first_s``, doubled by each further
+    failure in a row up to ``max_s``; a run of ``steady_s`` or more ends the row, so its
+    failure waits ``first_s`` again. The ``give_up_after``-th failure of a row leaves it down."""
+
+    first_s: float = 1.0
+    max_s: float = 30.0
+    steady_s: float = 60.0
+    give_up_after: int = 7
+
+
+RESTARTS = RestartPolicy()
+"""``up``'s policy."""
+
+
+class BotProcess:
+    """One entry of ``up.bots``: its current process, and when to start it again.
+
+    Invariant: ``child`` is None exactly while the bot is down, and then ``restart_at`` is
+    when to start it again (None: left down); ``failures`` counts its failures in a row (a
+    run of ``policy.steady_s`` or more ends a row).
+    """
+
+    def __init__(self, config: BotConfig, policy: RestartPolicy) -> None:
+        self.name = f"{config.kind}-{config.trader_id}"
+        self.args = ["-c", BOT_CLIENTS[config.kind], "--trader", config.trader_id, "--key", config.api_key,
+                     "--symbol", config.symbol]
+        self.policy = policy
+        self.child: Child | None = None
+        self.started_at = 0.0
+        self.restart_at: float | None = None
+        self.failures = 0
+
+    def start(self) -> None:
+        self.child = Child(self.name, self.args)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    def settled(self) -> bool:
+        """READY, or exited."""
+        return self.child is None or self.child.ready.is_set() or self.child.exited() is not None
+
+    def tend(self, now: float) -> None:
+        """Notice that the bot exited and decide (and say) what happens next; start it again when due."""
+        if self.child is None:
+            if self.restart_at is not None and now >= self.restart_at:
+                note(f"starting {self.name} again")
+                self.start()
+            return
+        code = self.child.exited()
+        if code is None:
+            return
+        self.child.wait(STOP_WAIT_S)
+        self.child = None
+        ran = now - self.started_at
+        if code == 0:
+            note(f"{self.name} exited with status 0 after {ran:.1f}s (asked to stop): left down")
+            return
+        delay = self.after_failure(ran)
+        if delay is None:
+            note(f"error: {self.name} exited with status {code} after {ran:.1f}s, {self.failures} failures in a "
+                 f"row, none after a run of {self.policy.steady_s:g}s: left down (the exchange runs on)")
+        else:
+            note(f"{self.name} exited with status {code} after {ran:.1f}s: starting it again in {delay:g}s "
+                 "(the exchange runs on)")
+            self.restart_at = now + delay
+
+    def after_failure(self, ran: float) -> float | None:
+        """Seconds to wait before starting the bot again after a failed run of ``ran`` seconds;
+        None: leave it down."""
+        policy = self.policy
+        self.failures = 1 if ran >= policy.steady_s else self.failures + 1
+        if self.failures >= policy.give_up_after:
+            return None
+        return min(policy.first_s * 2 ** (self.failures - 1), policy.max_s)
+
+
 class Launcher:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, policy: RestartPolicy = RESTARTS) -> None:
         self.config = config
-        self.groups: list[list[Child]] = []
-        """Started children, in start order (stopped in reverse)."""
+        self.servers: list[list[Child]] = []
+        """Started server processes, in start order (stopped in reverse)."""
+        self.bots = [BotProcess(bot, policy) for bot in config.up.bots]
         self.stopping = False
 
     def request_stop(self, signum, frame) -> None:
         self.stopping = True
 
     def start(self, children: list[Child]) -> bool:
-        """Record ``children`` and wait for all their READY lines; False if stopped or one died."""
-        self.groups.append(children)
+        """Record server processes ``children`` and wait for all their READY lines; False if
+        stopped or a server died."""
+        self.servers.append(children)
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not all(child.ready.is_set() for child in children):
             if self.stopping or self.failed() is not None:
@@ -144,9 +235,30 @@ class Launcher:
             time.sleep(POLL_S / 5)
         return True
 
+    def start_bots(self) -> bool:
+        """Start every bot and wait until each is READY or has exited (at most `READY_TIMEOUT_S`;
+        the bots that exited are tended afterwards); False if stopped or a server died meanwhile."""
+        for bot in self.bots:
+            bot.start()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not all(bot.settled() for bot in self.bots):
+            if self.stopping or self.failed() is not None:
+                return False
+            if time.monotonic() > deadline:
+                late = [bot.name for bot in self.bots if not bot.settled()]
+                note(f"no READY from {', '.join(late)} within {READY_TIMEOUT_S:g}s; going on without waiting")
+                return True
+            time.sleep(POLL_S / 5)
+        return True
+
+    def tend_bots(self) -> None:
+        now = time.monotonic()
+        for bot in self.bots:
+            bot.tend(now)
+
     def failed(self) -> Child | None:
-        """The first child that has exited (while it should be running), reported once."""
-        for group in self.groups:
+        """The first server that has exited (while it should be running), reported once."""
+        for group in self.servers:
             for child in group:
                 code = child.exited()
                 if code is not None:
@@ -160,16 +272,13 @@ class Launcher:
             self.start([Child(f"OBS-{s.name}", ["-s", "OBS", "--shard", s.name]) for s in config.shards])
             and self.start([Child("recorder", ["-s", "recorder"])])
             and self.start([Child("TES", ["-s", "TES"])])
-            and self.start([
-                Child(f"{bot.kind}-{bot.trader_id}", ["-c", BOT_CLIENTS[bot.kind], "--trader", bot.trader_id,
-                                                     "--key", bot.api_key, "--symbol", bot.symbol])
-                for bot in config.up.bots
-            ])
+            and self.start_bots()
         )
         clean = False
         if up:
             say(self.summary())
             while not self.stopping and self.failed() is None:
+                self.tend_bots()
                 time.sleep(POLL_S)
             clean = self.stopping
         elif self.stopping:
@@ -183,9 +292,11 @@ class Launcher:
         return 0 if clean and not failed else 1
 
     def stop_all(self) -> dict[str, int | None]:
-        """SIGTERM each group, newest first, and wait for it before the next; every exit status."""
+        """SIGTERM the running bots, then each server group, newest first, waiting for each
+        group before the next; every exit status."""
+        groups = [[bot.child for bot in self.bots if bot.child is not None], *reversed(self.servers)]
         codes = {}
-        for group in reversed(self.groups):
+        for group in groups:
             for child in group:
                 child.terminate()
             for child in group:
@@ -217,9 +328,10 @@ class Launcher:
         return "\n".join(lines)
 
 
-def up(config: Config) -> int:
-    """Write any missing CURVE key pairs, then run the exchange until SIGINT/SIGTERM; 0 if it
-    came up and every process stopped cleanly."""
+def up(config: Config, policy: RestartPolicy = RESTARTS) -> int:
+    """Write any missing CURVE key pairs, then run the exchange until SIGINT/SIGTERM (bots
+    that fail are started again by ``policy``); 0 if it came up and every process running
+    then stopped cleanly."""
     if config.security.keys_dir:
         try:
             written = write_missing_keys(config)
@@ -228,7 +340,7 @@ def up(config: Config) -> int:
             return 2
         if written:
             note(f"wrote CURVE key pairs {', '.join(written)} in {config.security.keys_dir}")
-    launcher = Launcher(config)
+    launcher = Launcher(config, policy)
     previous = {sig: signal.signal(sig, launcher.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return launcher.run()

@@ -57,6 +57,7 @@ from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForc
 from servers import protocol as p
 from servers.journal import (
     KEEP_SNAPSHOTS,
+    DirectoryLock,
     Journal,
     JournalFailed,
     RecoveryError,
@@ -427,7 +428,10 @@ class LedgerJournal:
     snapshot (``ledger-<sequence>.msgpack``, the newest `KEEP_SNAPSHOTS` kept), then the
     records after it. Every ``snapshot_every`` records a snapshot is taken (on the loop: a
     copy of the ledger's rows) and written by a writer thread, after which the journal before
-    the older kept snapshot is discarded (`servers.journal.Journal.discard_before`)."""
+    the older kept snapshot is discarded (`servers.journal.Journal.discard_before`).
+
+    The directory's lock is taken before anything in it is read (`servers.journal.DirectoryInUse`
+    if another TES holds it) and released by `close`."""
 
     def __init__(self, directory: Path, config: JournalConfig, ledger: Ledger) -> None:
         self.directory = directory
@@ -435,16 +439,21 @@ class LedgerJournal:
         self.snapshot_every = config.snapshot_every
         self._encode = msgspec.msgpack.Encoder().encode
         decoder = msgspec.msgpack.Decoder(LedgerRecord)
-        self.sequence, offset = _restore_newest(directory, ledger)
-        discarded = read_discarded(directory)
-        if offset < discarded:
-            raise RecoveryError(f"the ledger's journal before byte {discarded} was discarded and no readable "
-                                f"snapshot at or after it remains in {directory}")
-        end, records = offset, 0
-        for record in read_records(directory, offset, self.sequence, decoder.decode):
-            ledger.apply(record.command)
-            self.sequence, end, records = record.sequence, record.end, records + 1
-        self.journal = Journal(directory, config, end)
+        lock = DirectoryLock(directory, "the TES journal directory")
+        try:
+            self.sequence, offset = _restore_newest(directory, ledger)
+            discarded = read_discarded(directory)
+            if offset < discarded:
+                raise RecoveryError(f"the ledger's journal before byte {discarded} was discarded and no readable "
+                                    f"snapshot at or after it remains in {directory}")
+            end, records = offset, 0
+            for record in read_records(directory, offset, self.sequence, decoder.decode):
+                ledger.apply(record.command)
+                self.sequence, end, records = record.sequence, record.end, records + 1
+        except BaseException:
+            lock.release()
+            raise
+        self.journal = Journal(directory, config, end, lock)
         self.snapshot_sequence = self.sequence
         self._snapshot_offsets: deque[int] = deque([offset] if offset else [], maxlen=KEEP_SNAPSHOTS)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-snapshot")

@@ -79,8 +79,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import NamedTuple
 
+from config.api_keys import parse_hash
 from engine.types import RejectReason
-from servers.auth import ITERATIONS, hash_api_key, parse_hash, verify_api_key
+from servers.auth import ITERATIONS, hash_api_key, verify_api_key
 
 log = logging.getLogger(__name__)
 

@@ -525,7 +525,7 @@ def serve(config: Config, args=None) -> int:
     return service.serve(
         log, f"OBS {name}", lambda: OrderBookServer(config, config.shard(name)),
         {ConfigError: 2, security.KeyFileError: 2, RecoveryError: 1, zmq.ZMQError: 1, OSError: 1},
-        (BookServerHalted,), lambda server: f"at sequence {server.state.sequence}",
+        (BookServerHalted,), lambda server: f"at sequence {server.state.sequence}", config.logging.format,
     )
 
 

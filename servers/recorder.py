@@ -42,7 +42,7 @@ from database.recording import Applier, RecordingError
 from database.store import StoreUnavailable, open_database
 from database.ticks import schema as ticks
 from servers import security, service
-from servers.journal import write_atomically
+from servers.journal import DirectoryLock, write_atomically
 from servers.stream import JournalStream, StreamError
 
 log = logging.getLogger("recorder")
@@ -89,14 +89,24 @@ class ShardFeed:
 
 
 class Recorder:
-    """Owns the streams and the stores; `run` loops until `stop`."""
+    """Owns the streams and the stores; `run` loops until `stop`.
+
+    The tick store's root (``ticks.root``: the embedded store, or the watermarks a kdb+
+    backend confirmed) is the recorder's own: its `DirectoryLock` is taken before anything
+    is opened (`servers.journal.DirectoryInUse` if another recorder holds it) and released
+    by `close`."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.running = True
-        self.engine = open_database(config)
-        self.applier = Applier(self.engine)
-        self.ticks = ticks.open_backend(config.ticks)
+        self._lock = DirectoryLock(Path(config.ticks.root), "the tick store")
+        try:
+            self.engine = open_database(config)
+            self.applier = Applier(self.engine)
+            self.ticks = ticks.open_backend(config.ticks)
+        except BaseException:
+            self._lock.release()
+            raise
         self.price_scales = {instrument.symbol: instrument.price_scale for instrument in config.instruments}
         self.feeds: list[ShardFeed] = []
         self.status_path = Path(config.recorder.status_file)
@@ -215,6 +225,7 @@ class Recorder:
             feed.stream.close()
         self.ticks.close()
         self.engine.dispose()
+        self._lock.release()
 
 
 def serve(config: Config, args=None) -> int:
@@ -222,5 +233,5 @@ def serve(config: Config, args=None) -> int:
     return service.serve(
         log, "recorder", lambda: Recorder(config),
         {security.KeyFileError: 2, StoreUnavailable: 1, StreamError: 1, ticks.BackendUnavailable: 1, OSError: 1},
-        (StreamError, RecorderHalted),
+        (StreamError, RecorderHalted), log_format=config.logging.format,
     )

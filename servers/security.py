@@ -1,4 +1,4 @@
-"""CURVE keys, the ZAP authenticator of the book servers, and the loopback rule.
+"""CURVE keys and the ZAP authenticator of the book servers.
 
 Who authenticates whom
 ----------------------
@@ -31,10 +31,10 @@ own secret file and the public files of the servers it connects to.
 
 With ``security.keys_dir = ""`` nothing is authenticated: any local process can
 act as the TES. That is allowed only while every server binds loopback
-(`check_loopback`), and the servers log a warning.
+(`config.settings.is_loopback`, checked when the configuration is loaded), and the
+servers log a warning.
 """
 
-import ipaddress
 import logging
 import os
 import stat
@@ -61,7 +61,6 @@ STREAM_DOMAIN = "stream"
 """The ZAP domain of every OBS journal stream port: the TES's, the recorder's and the operator's keys."""
 SECRET_SUFFIX = ".key_secret"
 PUBLIC_SUFFIX = ".key"
-LOCAL_TRANSPORTS = ("ipc://", "inproc://")
 
 
 class KeyFileError(Exception):
@@ -258,19 +257,3 @@ def book_server_peers(keys: Keys, tes_id: int) -> tuple[dict[bytes, str], dict[s
         {BOOK_DOMAIN: {tes, operator}, STREAM_DOMAIN: {tes, operator, recorder}},
         {tes_role: Peer(tes_id, False), OPERATOR: Peer(-1, True)},
     )
-
-
-# ================================================================ the loopback rule
-
-
-def is_loopback(endpoint: str) -> bool:
-    """Whether binding ``endpoint`` exposes it to this host only (ipc and inproc count as local)."""
-    if endpoint.startswith(LOCAL_TRANSPORTS):
-        return True
-    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -30,15 +30,13 @@ anything else                         1       ``<role> failed <where>`` and the 
 
 import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import Protocol
 
-from servers import collector
+from servers import collector, logs
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 
 
 class Server(Protocol):
@@ -55,13 +53,12 @@ class Server(Protocol):
 
 def serve(log: logging.Logger, role: str, start: Callable[[], Server],
           refusals: dict[type[BaseException], int], failures: tuple[type[BaseException], ...] = (),
-          where: Callable[[Server], str] | None = None) -> int:
+          where: Callable[[Server], str] | None = None, log_format: str = "text") -> int:
     """Start a server with ``start()``, run it until SIGINT/SIGTERM, close it; the exit status (see
-    the module docstring). ``refusals`` maps what ``start`` may raise to the status to exit
-    with; ``failures`` are what ``run`` may raise to say it had to stop; ``where`` says how
-    far the server got, for the lines of a failure."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format=FORMAT, stream=sys.stderr)
+    the module docstring). It logs as ``role`` in ``log_format`` (`servers.logs`). ``refusals``
+    maps what ``start`` may raise to the status to exit with; ``failures`` are what ``run`` may
+    raise to say it had to stop; ``where`` says how far the server got, for the lines of a failure."""
+    logs.configure(role, log_format)
     try:
         server = start()
     except tuple(refusals) as exc:

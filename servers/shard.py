@@ -30,6 +30,7 @@ from engine.snapshot import BookSnapshot
 from native.book import BookCapture, NativeBook
 from servers.journal import (
     JOURNAL_FILE,
+    DirectoryLock,
     Journal,
     RecoveryError,
     ShardSnapshot,
@@ -230,9 +231,16 @@ def _merge_max_ids(max_ids: dict[int, int], book: BookSnapshot) -> None:
 
 
 def recover(directory: Path, symbols: list[str], config: JournalConfig) -> tuple[Shard, Journal]:
-    """The shard as of its last journaled command (`load`), and its journal open for appending."""
-    shard, end = load(directory, symbols)
-    return shard, Journal(directory, config, end)
+    """The shard as of its last journaled command (`load`), and its journal open for appending.
+    The directory's lock is taken before anything in it is read (`servers.journal.DirectoryInUse`
+    if another process holds it); the journal releases it when closed."""
+    lock = DirectoryLock(directory, "the journal directory")
+    try:
+        shard, end = load(directory, symbols)
+    except BaseException:
+        lock.release()
+        raise
+    return shard, Journal(directory, config, end, lock)
 
 
 def load(directory: Path, symbols: list[str]) -> tuple[Shard, int]:

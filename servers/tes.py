@@ -509,9 +509,9 @@ class TradingEngineServer:
 
     def _enter(self, session: Session, order: p.EnterOrder, now: float) -> None:
         trader = session.trader_id
-        reason = self._check_order(session, self.risks[trader], order, now)
-        if reason is not None:
-            self._record(Refused(trader, SUBMISSION, order.client_order_id, 0, reason, reason.text, clock()))
+        refusal = self._check_order(session, self.risks[trader], order, now)
+        if refusal is not None:
+            self._record(Refused(trader, SUBMISSION, order.client_order_id, 0, *refusal, clock()))
             return
         order_id = self.ledger.next_order_id()
         self.entered += 1
@@ -522,69 +522,75 @@ class TradingEngineServer:
             session.trader_id, order.client_order_id))
 
     def _check_order(self, session: Session, risk: TraderRisk, order: p.EnterOrder,
-                     now: float) -> RejectReason | None:
-        """Steps 2-6 of the pipeline (see the module docstring): the first refusal, or None."""
+                     now: float) -> tuple[RejectReason, str] | None:
+        """Steps 2-6 of the pipeline (see the module docstring): the first refusal and its
+        text, which names the values that broke the rule (see "reject texts" below), or None."""
         # 2. message rate
         if not risk.allow_message(now):
-            return RejectReason.MESSAGE_RATE_LIMIT
+            return _rate_refusal(risk)
         # 3. client order id (used up even if a later step refuses the order: the ledger's
         #    Entered or Refused record uses it)
         reason = self.ledger.ids(session.trader_id).check(order.client_order_id)
+        if reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID:
+            return reason, f"client order id {order.client_order_id} is already used"
         if reason is not None:
-            return reason
+            return reason, f"{reason.text}: client order id {order.client_order_id}"
         # 4. reference data, the band centred on the last trade or the reference price
         instrument = self.instruments.get(order.symbol)
         if instrument is None:
-            return RejectReason.UNKNOWN_SYMBOL
+            return RejectReason.UNKNOWN_SYMBOL, f"unknown symbol {order.symbol!r}"
         last = self.ledger.last_prices.get(order.symbol)
-        reason = instrument.check_order(order.order_type, order.price, order.quantity,
-                                        instrument.reference_price if last is None else last)
+        centre = instrument.reference_price if last is None else last
+        reason = instrument.check_order(order.order_type, order.price, order.quantity, centre)
         if reason is not None:
-            return reason
+            return reason, _rule_text(reason, instrument, order.price, order.quantity, centre)
         # 5. pre-trade risk
         price = valuation_price(order.price, order.order_type == OrderType.MARKET, last, instrument.reference_price)
         reason = risk.check_order(price, order.quantity, self.orders.open_count(session.trader_id))
         if reason is not None:
-            return reason
+            return reason, _limit_text(reason, risk, price, order.quantity)
         # 6. routing
         if not self.shard_of[order.symbol].ready:
-            return RejectReason.BOOK_UNAVAILABLE
+            return RejectReason.BOOK_UNAVAILABLE, RejectReason.BOOK_UNAVAILABLE.text
         return None
 
     def _cancel(self, session: Session, cancel: p.CancelOrder, now: float) -> None:
+        risk = self.risks[session.trader_id]
         order = self.orders.owned(session.trader_id, cancel.order_id)
-        if not self.risks[session.trader_id].allow_message(now):
-            reason = RejectReason.MESSAGE_RATE_LIMIT
+        if not risk.allow_message(now):
+            reason, text = _rate_refusal(risk)
         elif order is None:
-            reason = RejectReason.UNKNOWN_ORDER
+            reason, text = RejectReason.UNKNOWN_ORDER, _unknown_order_text(cancel.order_id)
         elif not self.shard_of[order.symbol].ready:
-            reason = RejectReason.BOOK_UNAVAILABLE
+            reason, text = RejectReason.BOOK_UNAVAILABLE, RejectReason.BOOK_UNAVAILABLE.text
         else:
             self._record(Requested(session.trader_id, order.order_id, True, cancel.client_order_id,
                                    CancelReason.REQUESTED))
             self.shard_of[order.symbol].outbox.append(p.BookCancel(order.symbol, order.order_id,
                                                                    cancel.client_order_id))
             return
-        self._record(Refused(session.trader_id, CANCEL, cancel.client_order_id, cancel.order_id, reason, reason.text,
+        self._record(Refused(session.trader_id, CANCEL, cancel.client_order_id, cancel.order_id, reason, text,
                              clock()))
 
     def _replace(self, session: Session, replace: p.ReplaceOrder, now: float) -> None:
         risk = self.risks[session.trader_id]
         order = self.orders.owned(session.trader_id, replace.order_id)
         if not risk.allow_message(now):
-            reason = RejectReason.MESSAGE_RATE_LIMIT
+            reason, text = _rate_refusal(risk)
         elif order is None:
-            reason = RejectReason.UNKNOWN_ORDER
+            reason, text = RejectReason.UNKNOWN_ORDER, _unknown_order_text(replace.order_id)
         else:
             instrument = self.instruments[order.symbol]
             last = self.ledger.last_prices.get(order.symbol)
-            reason = (
-                instrument.check_order(OrderType.LIMIT, replace.price, replace.quantity,
-                                       instrument.reference_price if last is None else last)
-                or risk.check_replace(replace.price, replace.quantity)
-            )
+            centre = instrument.reference_price if last is None else last
+            reason = instrument.check_order(OrderType.LIMIT, replace.price, replace.quantity, centre)
+            if reason is not None:
+                text = _rule_text(reason, instrument, replace.price, replace.quantity, centre)
+            else:
+                reason = risk.check_replace(replace.price, replace.quantity)
+                text = None if reason is None else _limit_text(reason, risk, replace.price, replace.quantity)
             if reason is None and not self.shard_of[order.symbol].ready:
-                reason = RejectReason.BOOK_UNAVAILABLE
+                reason, text = RejectReason.BOOK_UNAVAILABLE, RejectReason.BOOK_UNAVAILABLE.text
             if reason is None:
                 self._record(Requested(session.trader_id, order.order_id, False, replace.client_order_id,
                                        CancelReason.REQUESTED))
@@ -593,7 +599,7 @@ class TradingEngineServer:
                                   replace.client_order_id))
                 return
         self._record(Refused(session.trader_id, REPLACE, replace.client_order_id, replace.order_id, reason,
-                             reason.text, clock()))
+                             text, clock()))
 
     def _cancel_all(self, trader_id: str, symbol: str, reason: CancelReason) -> int:
         """Send a cancel for each of the trader's open orders (in ``symbol``, or all) not
@@ -883,6 +889,62 @@ class TradingEngineServer:
                                      f"({error.strerror if error is not None else 'unknown error'})")
 
 
+# ---------------------------------------------------------------- reject texts
+#
+# The text of a refused order, cancel or replace names the rule and its values, in the wire's
+# units (prices in ticks, quantities in lots), so that a client or a gateway shows the trader
+# what to change. The texts of the price rules (PRICE_OFF_TICK, PRICE_OUTSIDE_BAND,
+# NOTIONAL_LIMIT) hold prices in ticks and notionals in ticks x lots and no other number: a
+# client holding the instrument shows them in currency units by scaling every number by its
+# price_scale (`clients.terminal.reject_text`).
+
+
+def _rule_text(reason: RejectReason, instrument: Instrument, price: int, quantity: int, centre: int) -> str:
+    """The text of an `Instrument.check_order` refusal (band centred on ``centre``)."""
+    match reason:
+        case RejectReason.QUANTITY_OFF_LOT:
+            return f"quantity {quantity} is not a multiple of the lot {instrument.lot_size}"
+        case RejectReason.QUANTITY_BELOW_MINIMUM:
+            return f"quantity {quantity} is below the minimum {instrument.min_quantity}"
+        case RejectReason.QUANTITY_ABOVE_MAXIMUM:
+            return f"quantity {quantity} is above the maximum {instrument.max_quantity}"
+        case RejectReason.PRICE_OFF_TICK:
+            return f"price {price} is not a multiple of the tick {instrument.tick_size}"
+        case RejectReason.PRICE_OUTSIDE_BAND:
+            low, high = _band(instrument, centre)
+            return f"price {price} is outside the band {low}..{high}"
+    return reason.text
+
+
+def _band(instrument: Instrument, centre: int) -> tuple[int, int]:
+    """The lowest and highest prices on the tick that `Instrument.check_order` lets through
+    with the band centred on ``centre``: ``|price - centre| * 10_000 <= centre * bps``."""
+    reach = centre * instrument.price_band_bps // 10_000
+    tick = instrument.tick_size
+    return -(-(centre - reach) // tick) * tick, (centre + reach) // tick * tick
+
+
+def _limit_text(reason: RejectReason, risk: TraderRisk, price: int, quantity: int) -> str:
+    """The text of a `TraderRisk.check_order` refusal; ``price`` is the order's valuation price."""
+    match reason:
+        case RejectReason.ORDER_QUANTITY_LIMIT:
+            return f"quantity {quantity} is above the trader's order limit {risk.max_order_quantity}"
+        case RejectReason.NOTIONAL_LIMIT:
+            return f"notional {price * quantity} at price {price} is above the trader's limit {risk.max_notional}"
+        case RejectReason.OPEN_ORDERS_LIMIT:
+            return f"the trader has the maximum of {risk.max_open_orders} open orders"
+    return reason.text
+
+
+def _rate_refusal(risk: TraderRisk) -> tuple[RejectReason, str]:
+    reason = RejectReason.MESSAGE_RATE_LIMIT
+    return reason, f"{reason.text}: at most {risk.bucket.rate} messages a second"
+
+
+def _unknown_order_text(order_id: int) -> str:
+    return f"no open order {order_id}"
+
+
 def _concerns(entry: p.JournalEntry, tes_id: int) -> bool:
     """Whether the journaled command or one of its fills or expiries is about an order of ``tes_id``."""
     if getattr(entry.command, "order_id", 0) >> ID_BITS == tes_id:
@@ -917,4 +979,4 @@ def serve(config: Config, args=None) -> int:
     return service.serve(log, "TES", lambda: TradingEngineServer(config),
                          {security.KeyFileError: 2, RecoveryError: 1, ReferenceUnavailable: 1, zmq.ZMQError: 1,
                           OSError: 1},
-                         (JournalUnavailable,))
+                         (JournalUnavailable,), log_format=config.logging.format)

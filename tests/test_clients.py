@@ -6,6 +6,7 @@ schedule and percentiles); `ExchangeClient` against a scripted ROUTER in the tes
 and TES on free ports.
 """
 
+import gc
 import json
 import subprocess
 import sys
@@ -388,6 +389,92 @@ def test_with_relogon_the_next_call_logs_on_again(tes):
     client.close()
 
 
+def test_the_keeper_heartbeats_a_client_left_alone_and_stops_when_its_session_ends(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    replaced = p.LoggedOut(p.EndReason.REPLACED, p.EndReason.REPLACED.text)
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 100, 500))
+
+    answer_in_thread(server)
+    client.logon(5.0)
+    heartbeats = [tes.read() for _ in range(3)]  # the caller makes no call meanwhile
+    assert heartbeats == [[p.Heartbeat()]] * 3
+
+    tes.send(replaced)
+    deadline = time.monotonic() + 5.0
+    while client.logged_on and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert client.ended == replaced, "the keeper took in the LoggedOut while the caller did nothing"
+    later, quiet_until = [], time.monotonic() + 0.5  # five heartbeat intervals
+    while tes.socket.poll(max(0, int((quiet_until - time.monotonic()) * 1000))):
+        later.extend(tes.read())
+    assert later in ([], [p.Heartbeat()]), "none after the end (one may have crossed the LoggedOut)"
+    with pytest.raises(SessionEnded, match=r"replaced by a new logon of the same trader \(3\)"):
+        client.enter_order("ACME", BUY, LIMIT, GTC, 100, 5)
+    assert client.receive(0.0) == [replaced], "the LoggedOut itself is kept for receive"
+    client.close()
+
+
+def test_a_session_end_already_queued_makes_the_next_call_raise_without_sending(tes):
+    """A program waiting on the socket itself (the trader CLI) has no keeper: the call takes in
+    what arrived before it sends."""
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    replaced = p.LoggedOut(p.EndReason.REPLACED, p.EndReason.REPLACED.text)
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 1000, 5000))
+
+    answer_in_thread(server)
+    client.logon(5.0)
+    socket = client.socket
+    tes.send(replaced)
+    assert socket.poll(5000), "the LoggedOut arrived"
+
+    with pytest.raises(SessionEnded) as caught:
+        client.enter_order("ACME", BUY, LIMIT, GTC, 100, 5)
+    assert caught.value.reason is p.EndReason.REPLACED and not client.logged_on
+    assert tes.socket.poll(200) == 0, "the order was not sent"
+    assert client.receive_ready() == [replaced]
+    client.close()
+
+
+def test_an_undecodable_frame_the_keeper_read_is_raised_by_the_next_call(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 100, 500))
+
+    answer_in_thread(server)
+    client.logon(5.0)
+    tes.socket.send_multipart([tes.identity, b"\xc1 not msgpack"])
+    client._keeper.join(5.0)  # it ends once it has read the frame
+    assert not client._keeper.is_alive()
+    with pytest.raises(ClientError, match=r"undecodable frame from the TES \(13 bytes\)"):
+        client.positions()
+    client.close()
+
+
+def test_a_client_nobody_holds_is_collected_and_its_keeper_ends(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 100, 500))
+
+    answer_in_thread(server)
+    client.logon(5.0)
+    keeper = client._keeper
+    assert keeper.is_alive()
+    del client
+    gc.collect()
+    keeper.join(2.0)
+    assert not keeper.is_alive()
+
+
 def test_the_load_generator_stops_with_the_reason_when_its_session_ends(tes):
     client = ExchangeClient(tes.endpoint, "load", "load-demo-key")
 
@@ -592,7 +679,7 @@ def test_trader_cli_places_fills_and_cancels_orders_from_piped_stdin(exchange):
         shell.send("book ACME 3")
         assert shell.wait_for("99.50 |").split()[:2] == ["1", "6"]
         shell.send("sell ACME 5 100.499")
-        shell.wait_for("error: price 100.499 is not a positive multiple of 0.01 for ACME")
+        shell.wait_for("error: sell: argument PRICE: price 100.499 is not a multiple of the tick 0.01")
         shell.send(f"cancel {order_id}")
         shell.wait_for(f"canceled  order {order_id}: 6 ACME (requested)")
         shell.send("positions")
@@ -617,7 +704,7 @@ def test_trader_cli_script_runs_every_command_to_the_end(exchange):
     assert "BOLT         0.05     10       10" in out
     assert "BUY 3 ACME @ 99.00 DAY" in out
     assert "BUY 10 BOLT @ 250.00 GTC" in out
-    assert "error: no open order 1 (see orders)" in out
+    assert "error: replace: no open order 1 (see orders)" in out
     assert "error: unknown command 'bogus'" in out
     assert "cancelall ACME: 1 orders" in out and "cancelall all symbols: 1 orders" in out
     assert "SELL 2 ACME @ market FOK" in out and "sold 2 ACME @ 99.00, 0 left" in out
@@ -711,17 +798,39 @@ def test_a_client_notices_a_tes_restart_and_can_log_on_again(tmp_path):
             assert restarted.stop() == 0
 
 
-def test_idle_sessions_stay_logged_on_only_while_the_client_is_used(tmp_path):
+def test_a_client_left_alone_past_the_session_timeout_stays_logged_on_and_trades(tmp_path):
     env = exchange_env(tmp_path, EXCHANGE__TES__HEARTBEAT_MS="200", EXCHANGE__TES__SESSION_TIMEOUT_MS="700")
     with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes:
         shell = Shell(env, "--trader", "alice")
         shell.wait_for("logged on")
         with logged_on(env, "bob") as bob:
-            time.sleep(1.5)  # bob's client is not used: nothing keeps his session alive
-            [logged_out] = of_type(collect(bob, lambda m: of_type(m, p.LoggedOut)), p.LoggedOut)
-            assert logged_out.reason is p.EndReason.TIMEOUT and not bob.logged_on
+            tradable(bob)
+            time.sleep(1.5)  # the scenario: no call for twice the session timeout
+            assert bob.logged_on
+            order = bob.enter_order("ACME", BUY, LIMIT, GTC, 9_000, 1)
+            messages = collect(bob, lambda m: of_type(m, p.OrderAccepted))
+            assert [m.client_order_id for m in of_type(messages, p.OrderAccepted)] == [order]
+            assert not of_type(messages, p.LoggedOut | p.SessionRejected), messages
         mark = len(shell.lines)
-        shell.send("orders")  # the shell kept alice's session alive while it waited for input
+        shell.send("orders")  # the shell, which waits on the socket itself, kept alice's session alive
         shell.wait_for("no open orders", after=mark)
         assert shell.finish() == 0 and shell.lines[-1] == "logged out"
         assert tes.stop() == 0 and obs.stop() == 0
+
+
+def test_a_call_on_a_session_taken_over_raises_at_once_with_the_reason(exchange):
+    first = logged_on(exchange, "flow2")
+    with logged_on(exchange, "flow2") as second:
+        deadline = time.monotonic() + 5.0
+        while first.logged_on and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first client's keeper takes in its LoggedOut
+        started = time.monotonic()
+        with pytest.raises(SessionEnded, match=r"the session ended: replaced by a new logon of the same trader "
+                                               r"\(3\); log on again to continue") as caught:
+            first.positions(timeout=30.0)
+        assert time.monotonic() - started < 1.0, "raised without asking the TES"
+        assert caught.value.reason is p.EndReason.REPLACED
+        with pytest.raises(SessionEnded):
+            first.enter_order("ACME", BUY, LIMIT, GTC, 9_000, 1)
+        assert second.positions().cash == 0, "the new session is the trader's"
+    first.close()

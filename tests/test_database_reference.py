@@ -158,7 +158,7 @@ def test_admin_lists_print_tables(capsys, config, monkeypatch):
     assert lines[0].split() == ["trader", "max_order_quantity", "max_notional", "max_open_orders",
                                 "max_messages_per_second", "max_queries_per_second", "active_keys"]
     assert lines[1].split() == ["alice", "10000", "100000000", "1000", "1000", "20", "1"]
-    assert lines[-1] == "(7 rows)"
+    assert lines[-1] == "(9 rows)"
     status, lines, _ = admin(capsys, config, monkeypatch, "key", "list", "bob")
     assert lines[0].split() == ["key_id", "trader", "state", "created", "revoked"]
     assert lines[1].split()[:3] == ["2", "bob", "active"] and lines[-1] == "(1 rows)"
@@ -167,7 +167,7 @@ def test_admin_lists_print_tables(capsys, config, monkeypatch):
 def test_admin_key_from_stdin_is_stored_as_its_hash_only(capsys, config, monkeypatch, seeded):
     status, lines, _ = admin(capsys, config, monkeypatch, "key", "rotate", "alice", "--stdin",
                              stdin="alice-new-key\n")
-    assert (status, lines) == (0, ["key 8 added for alice; revoked 1 (reference version 2)"])
+    assert (status, lines) == (0, ["key 10 added for alice; revoked 1 (reference version 2)"])
     with transaction(seeded, write=False) as connection:
         stored = reference.active_key_hashes(connection)["alice"]
     assert len(stored) == 1 and verify_api_key("alice-new-key", stored[0])
@@ -206,7 +206,7 @@ def test_admin_key_add_prints_a_key_once_that_logs_on(tmp_path):
     added = run_main("admin", "key", "add", "bob", env_url=url)
     assert added.returncode == 0 and added.stderr == ""
     line = added.stdout.strip()
-    assert line.startswith("key 8 added for bob: ") and line.endswith(
+    assert line.startswith("key 10 added for bob: ") and line.endswith(
         " (shown once: only its hash is stored) (reference version 2)")
     key = line.split(": ")[1].split(" ")[0]
     engine = open_store(url)

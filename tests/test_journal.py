@@ -24,6 +24,7 @@ from servers import journal
 from servers.journal import (
     HEADER,
     JOURNAL_FILE,
+    DirectoryLock,
     Journal,
     ShardSnapshot,
     SymbolSnapshot,
@@ -798,6 +799,19 @@ def test_cut_refuses_an_offset_that_is_not_the_end_of_a_good_record(tmp_path):
     with pytest.raises(CutRefused, match=f"not the end of a good record \\(the nearest: byte {starts[3]} or byte"):
         cut(shard_in(tmp_path), starts[3] + 1)
     assert files(tmp_path) == {JOURNAL_FILE: data}
+
+
+def test_cut_refuses_while_a_process_holds_the_journal_directory(tmp_path):
+    starts, data = damage(tmp_path, commands(20), 10, "crc")
+    held = DirectoryLock(tmp_path, "the journal directory")
+    try:
+        with pytest.raises(CutRefused, match=f"the journal directory {tmp_path} is in use by process {os.getpid()}"
+                           ": one process at a time may use it: stop the OBS first"):
+            cut(shard_in(tmp_path), starts[10])
+    finally:
+        held.release()
+    assert files(tmp_path) == {JOURNAL_FILE: data}
+    cut(shard_in(tmp_path), starts[10])
 
 
 def test_cut_refuses_to_leave_discarded_records_without_a_snapshot(tmp_path):

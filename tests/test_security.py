@@ -22,10 +22,10 @@ import zmq
 from procs import REPO, Role, as_role, endpoint, exchange_env
 from test_tes import BUY, SELL, Client, Exchange
 
-from config.settings import ConfigError, load_config
+from config.settings import ConfigError, is_loopback, load_config
 from engine.types import RejectReason
 from servers import protocol as p
-from servers.security import KeyFileError, KeyPair, Keys, connect_curve, is_loopback, role_names
+from servers.security import KeyFileError, KeyPair, Keys, connect_curve, role_names
 
 REQUESTS = p.Codec(p.ObsRequest)
 REPLIES = p.Codec(p.ObsReply)

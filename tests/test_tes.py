@@ -9,6 +9,7 @@ that trade get a fresh exchange; the validation and query tests share one.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,32 @@ api_key_hash = "{hash_api_key("slow-key", iterations=1000)}"
 max_messages_per_second = 3
 """
 KEYS = {"tight": "tight-key", "slow": "slow-key", "deep": "deep-key", "sweeper": "sweeper-key"}
+VALUED_TEXTS = {
+    R.UNKNOWN_SYMBOL: r"unknown symbol '[A-Z]+'",
+    R.PRICE_OFF_TICK: r"price -?\d+ is not a multiple of the tick \d+",
+    R.QUANTITY_OFF_LOT: r"quantity -?\d+ is not a multiple of the lot \d+",
+    R.QUANTITY_BELOW_MINIMUM: r"quantity -?\d+ is below the minimum \d+",
+    R.QUANTITY_ABOVE_MAXIMUM: r"quantity \d+ is above the maximum \d+",
+    R.PRICE_OUTSIDE_BAND: r"price -?\d+ is outside the band \d+\.\.\d+",
+    R.ORDER_QUANTITY_LIMIT: r"quantity \d+ is above the trader's order limit \d+",
+    R.NOTIONAL_LIMIT: r"notional -?\d+ at price -?\d+ is above the trader's limit \d+",
+    R.OPEN_ORDERS_LIMIT: r"the trader has the maximum of \d+ open orders",
+    R.MESSAGE_RATE_LIMIT: r"message rate limit exceeded: at most \d+ messages a second",
+    R.DUPLICATE_CLIENT_ORDER_ID: r"client order id \d+ is already used",
+    R.UNKNOWN_ORDER: r"no open order -?\d+",
+}
+"""The TES's texts for its refusals that name the values of the rule broken (the book's own
+rejects, below 3000, and the other refusals carry their reason's standard text)."""
+
+
+def text_fits(reply) -> bool:
+    """Whether a reject's text is its reason's: the valued form for the TES's own checks, the
+    standard text for the book's rejects (an UNKNOWN_ORDER from the book: the order was gone
+    by the time the cancel reached it) and every other refusal."""
+    if reply.reason is R.UNKNOWN_ORDER and reply.text == reply.reason.text:
+        return True
+    pattern = VALUED_TEXTS.get(reply.reason)
+    return re.fullmatch(pattern, reply.text) is not None if pattern else reply.text == reply.reason.text
 
 
 def config_env(tmp_path, **overrides):
@@ -191,12 +218,17 @@ class Client:
         return reply
 
     def rejected(self, *args, **kwargs):
-        """Enter an order that must be rejected; the reason."""
+        """Enter an order that must be rejected; the reason (its text checked by `text_fits`)."""
+        reason, text = self.refusal(*args, **kwargs)
+        return reason
+
+    def refusal(self, *args, **kwargs):
+        """Enter an order that must be rejected; its reason and text."""
         client_order_id = self.order(*args, **kwargs)
         reply = self.one()
         assert isinstance(reply, p.OrderRejected) and reply.client_order_id == client_order_id, reply
-        assert reply.text == reply.reason.text or reply.reason < 3000, reply
-        return reply.reason
+        assert text_fits(reply), reply
+        return reply.reason, reply.text
 
     def open_orders(self):
         self.send(p.QueryOpenOrders(77))
@@ -373,7 +405,7 @@ def test_cancel_replace_and_mass_cancel_of_own_orders(exchange):
     alice.send(p.CancelOrder(10, first.order_id))
     assert alice.one() == p.OrderCanceled(10, first.order_id, "ACME", 5, CancelReason.REQUESTED)
     alice.send(p.CancelOrder(11, first.order_id))
-    assert alice.one() == p.CancelRejected(11, first.order_id, R.UNKNOWN_ORDER, R.UNKNOWN_ORDER.text)
+    assert alice.one() == p.CancelRejected(11, first.order_id, R.UNKNOWN_ORDER, f"no open order {first.order_id}")
 
     alice.send(p.ReplaceOrder(12, second.order_id, 9_980, 3))
     assert alice.one() == p.OrderReplaced(12, second.order_id, "ACME", 9_980, 3, True)
@@ -381,14 +413,18 @@ def test_cancel_replace_and_mass_cancel_of_own_orders(exchange):
     assert alice.one() == p.OrderReplaced(13, second.order_id, "ACME", 9_985, 4, False)
     alice.send(p.ReplaceOrder(14, second.order_id, 9_985, 100_001))
     assert alice.one() == p.ReplaceRejected(14, second.order_id, R.QUANTITY_ABOVE_MAXIMUM,
-                                            R.QUANTITY_ABOVE_MAXIMUM.text)
+                                            "quantity 100001 is above the maximum 100000")
     alice.send(p.ReplaceOrder(15, 12345, 9_985, 4))
-    assert alice.one() == p.ReplaceRejected(15, 12345, R.UNKNOWN_ORDER, R.UNKNOWN_ORDER.text)
+    assert alice.one() == p.ReplaceRejected(15, 12345, R.UNKNOWN_ORDER, "no open order 12345")
+    alice.send(p.ReplaceOrder(16, second.order_id, 12_000, 4), p.ReplaceOrder(17, third.order_id, 25_102, 20))
+    assert alice.read(2) == [
+        p.ReplaceRejected(16, second.order_id, R.PRICE_OUTSIDE_BAND, "price 12000 is outside the band 9000..11000"),
+        p.ReplaceRejected(17, third.order_id, R.PRICE_OFF_TICK, "price 25102 is not a multiple of the tick 5")]
 
     # someone else's order is unknown to bob, and untouched
     bob.send(p.CancelOrder(1, second.order_id), p.ReplaceOrder(2, third.order_id, 25_000, 10))
-    assert [(type(m), m.reason) for m in bob.read(2)] == [(p.CancelRejected, R.UNKNOWN_ORDER),
-                                                          (p.ReplaceRejected, R.UNKNOWN_ORDER)]
+    assert bob.read(2) == [p.CancelRejected(1, second.order_id, R.UNKNOWN_ORDER, f"no open order {second.order_id}"),
+                           p.ReplaceRejected(2, third.order_id, R.UNKNOWN_ORDER, f"no open order {third.order_id}")]
     assert bob.book() == ([(9_985, 4, 1)], [])
 
     assert alice.open_orders() == [p.OpenOrder(2, second.order_id, "ACME", BUY, GTC, 9_985, 4, 0),
@@ -428,7 +464,7 @@ def test_open_orders_limit(exchange):
     tight = exchange.client("tight")
     tight.accepted("ACME", BUY, 9_000, 1)
     second = tight.accepted("ACME", BUY, 9_001, 1)
-    assert tight.rejected("ACME", BUY, 9_002, 1) is R.OPEN_ORDERS_LIMIT
+    assert tight.refusal("ACME", BUY, 9_002, 1) == (R.OPEN_ORDERS_LIMIT, "the trader has the maximum of 2 open orders")
     tight.send(p.CancelOrder(9, second.order_id))
     tight.one()
     tight.accepted("ACME", BUY, 9_002, 1)
@@ -438,24 +474,33 @@ def test_open_orders_limit(exchange):
 
 
 @pytest.mark.parametrize(
-    "trader, symbol, side, price, quantity, tif, order_type, reason",
+    "trader, symbol, side, price, quantity, tif, order_type, reason, text",
     [
-        ("alice", "NOPE", BUY, 10_000, 1, GTC, LIMIT, R.UNKNOWN_SYMBOL),
-        ("alice", "BOLT", BUY, 25_001, 10, GTC, LIMIT, R.PRICE_OFF_TICK),
-        ("alice", "BOLT", BUY, 25_000, 15, GTC, LIMIT, R.QUANTITY_OFF_LOT),
-        ("alice", "BOLT", BUY, 25_000, 0, GTC, LIMIT, R.QUANTITY_BELOW_MINIMUM),
-        ("alice", "ACME", BUY, 10_000, 100_001, GTC, LIMIT, R.QUANTITY_ABOVE_MAXIMUM),
-        ("alice", "ACME", BUY, 11_001, 1, GTC, LIMIT, R.PRICE_OUTSIDE_BAND),
-        ("alice", "ACME", SELL, 8_999, 1, GTC, LIMIT, R.PRICE_OUTSIDE_BAND),
-        ("tight", "ACME", BUY, 9_000, 101, GTC, LIMIT, R.ORDER_QUANTITY_LIMIT),
-        ("tight", "ACME", BUY, 10_001, 100, GTC, LIMIT, R.NOTIONAL_LIMIT),
-        ("tight", "BOLT", BUY, 0, 50, IOC, MARKET, R.NOTIONAL_LIMIT),  # valued at the reference 25,000
+        ("alice", "NOPE", BUY, 10_000, 1, GTC, LIMIT, R.UNKNOWN_SYMBOL, "unknown symbol 'NOPE'"),
+        ("alice", "BOLT", BUY, 25_001, 10, GTC, LIMIT, R.PRICE_OFF_TICK, "price 25001 is not a multiple of the tick 5"),
+        ("alice", "BOLT", BUY, 25_000, 15, GTC, LIMIT, R.QUANTITY_OFF_LOT,
+         "quantity 15 is not a multiple of the lot 10"),
+        ("alice", "BOLT", BUY, 25_000, 0, GTC, LIMIT, R.QUANTITY_BELOW_MINIMUM, "quantity 0 is below the minimum 10"),
+        ("alice", "ACME", BUY, 10_000, 100_001, GTC, LIMIT, R.QUANTITY_ABOVE_MAXIMUM,
+         "quantity 100001 is above the maximum 100000"),
+        ("alice", "ACME", BUY, 11_001, 1, GTC, LIMIT, R.PRICE_OUTSIDE_BAND,
+         "price 11001 is outside the band 9000..11000"),
+        ("alice", "ACME", SELL, 8_999, 1, GTC, LIMIT, R.PRICE_OUTSIDE_BAND,
+         "price 8999 is outside the band 9000..11000"),
+        ("alice", "BOLT", SELL, 27_505, 10, GTC, LIMIT, R.PRICE_OUTSIDE_BAND,
+         "price 27505 is outside the band 22500..27500"),
+        ("tight", "ACME", BUY, 9_000, 101, GTC, LIMIT, R.ORDER_QUANTITY_LIMIT,
+         "quantity 101 is above the trader's order limit 100"),
+        ("tight", "ACME", BUY, 10_001, 100, GTC, LIMIT, R.NOTIONAL_LIMIT,
+         "notional 1000100 at price 10001 is above the trader's limit 1000000"),
+        ("tight", "BOLT", BUY, 0, 50, IOC, MARKET, R.NOTIONAL_LIMIT,  # valued at the reference 25,000
+         "notional 1250000 at price 25000 is above the trader's limit 1000000"),
     ],
 )
-def test_validation_and_risk_rejects_carry_their_code(shared, trader, symbol, side, price, quantity, tif,
-                                                      order_type, reason):
+def test_validation_and_risk_rejects_name_the_rule_and_its_values(shared, trader, symbol, side, price, quantity, tif,
+                                                                  order_type, reason, text):
     client = shared.client(trader)
-    assert client.rejected(symbol, side, price, quantity, tif, order_type) is reason
+    assert client.refusal(symbol, side, price, quantity, tif, order_type) == (reason, text)
 
 
 def test_market_order_within_the_notional_limit_goes_to_the_book(shared):
@@ -470,7 +515,8 @@ def test_market_order_within_the_notional_limit_goes_to_the_book(shared):
 def test_duplicate_client_order_id_in_a_session(shared):
     client = shared.client("mm2")
     client.send(p.EnterOrder(7, "NOPE", BUY, LIMIT, GTC, 1, 1), p.EnterOrder(7, "NOPE", BUY, LIMIT, GTC, 1, 1))
-    assert [m.reason for m in client.read(2)] == [R.UNKNOWN_SYMBOL, R.DUPLICATE_CLIENT_ORDER_ID]
+    assert [(m.reason, m.text) for m in client.read(2)] == [
+        (R.UNKNOWN_SYMBOL, "unknown symbol 'NOPE'"), (R.DUPLICATE_CLIENT_ORDER_ID, "client order id 7 is already used")]
 
 
 def test_message_rate_limit(shared):
@@ -481,6 +527,7 @@ def test_message_rate_limit(shared):
     assert [(type(m), m.reason) for m in replies[:6]] == [(p.OrderRejected, R.UNKNOWN_SYMBOL)] * 3 + [
         (p.OrderRejected, R.MESSAGE_RATE_LIMIT), (p.CancelRejected, R.MESSAGE_RATE_LIMIT),
         (p.QueryRejected, R.MESSAGE_RATE_LIMIT)]
+    assert [m.text for m in replies[3:5]] == ["message rate limit exceeded: at most 3 messages a second"] * 2
     assert replies[6] == p.MassCancelDone("", 0)  # mass cancel (and heartbeats) are never throttled
     time.sleep(0.4)  # 1.2 tokens
     client.send(p.EnterOrder(10, "NOPE", BUY, LIMIT, GTC, 1, 1))

@@ -1,0 +1,111 @@
+"""The book ladder: ``python main.py -c book SYMBOL [--levels N]``, one symbol's depth, live.
+
+A price ladder, asks above bids, best prices in the middle::
+
+    ACME  last 100.10  spread 0.10  sequence 57
+     orders   bid qty    price   ask qty   orders
+    ──────────────────────────────────────────────
+                        100.50        10        2
+                        100.30         5        1
+                         99.90         7        1
+          2        12    99.80
+
+The book is a `MarketDataClient`'s: a depth snapshot, then the sequenced updates;
+on a gap in the sequence it keeps the last consistent book, says so under the
+ladder and asks for a new snapshot. On a terminal the ladder is redrawn in place
+(`rich.live.Live`, at most `MAX_FPS` times a second); otherwise each change
+prints the whole ladder again, followed by an empty line, so the output can be
+read by a program. Ctrl-C or SIGTERM stops it, exit status 0.
+"""
+
+import time
+
+from rich import box
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from clients import runtime
+from clients.client import BookSync, MarketDataClient
+from clients.terminal import open_feeds, until_interrupted
+from config.settings import Config
+from engine.instrument import Instrument
+
+POLL_S = 0.2
+MAX_FPS = 20
+
+
+def ladder(instrument: Instrument, book: BookSync | MarketDataClient, levels: int) -> Group:
+    """The ladder of ``book`` (its ``levels`` best prices a side): a title line, the table and,
+    when there is something to say about the book, a status line."""
+    price = instrument.format_price
+    bids, asks = book.depth(levels)
+    title = [instrument.symbol, f"last {'--' if book.last_price is None else price(book.last_price)}"]
+    if bids and asks:
+        title.append(f"spread {price(asks[0][0] - bids[0][0])}")
+    title.append(f"sequence {book.sequence}")
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for header in ("orders", "bid qty", "price", "ask qty", "orders"):
+        table.add_column(header, justify="right")
+    for level_price, quantity, orders in reversed(asks):
+        table.add_row("", "", price(level_price), str(quantity), str(orders), style="red")
+    for level_price, quantity, orders in bids:
+        table.add_row(str(orders), str(quantity), price(level_price), "", "", style="green")
+    lines = [Text("  ".join(title), style="bold"), table]
+    if not book.synced:
+        lines.append(Text(f"market data gap after sequence {book.sequence}: resyncing from a snapshot",
+                          style="yellow"))
+    elif not bids and not asks:
+        lines.append(Text("(empty book)"))
+    return Group(*lines)
+
+
+def main(config: Config, argv: list[str]) -> int:
+    return runtime.run(lambda args: _main(config, args), argv)
+
+
+def _main(config: Config, argv: list[str]) -> int:
+    parser = runtime.Parser(prog="main.py -c book", description="One symbol's order book, live.")
+    parser.add_argument("symbol", metavar="SYMBOL")
+    parser.add_argument("--levels", type=int, default=10, help="price levels shown per side (default: 10)")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="seconds to wait for the order book server's snapshot (default: 5)")
+    args = parser.parse_args(argv)
+    if args.levels < 1:
+        raise runtime.UsageError(f"--levels must be positive, got {args.levels}")
+    instrument = runtime.instrument(config, args.symbol.upper())
+    return until_interrupted(lambda: _follow(config, instrument, args.levels, args.timeout))
+
+
+def _follow(config: Config, instrument: Instrument, levels: int, timeout: float) -> None:
+    [feed] = open_feeds(config, [instrument.symbol], timeout)
+    try:
+        console = Console()
+        if console.is_terminal:
+            with Live(ladder(instrument, feed, levels), console=console, auto_refresh=False) as live:
+                _watch(feed, lambda: live.update(ladder(instrument, feed, levels), refresh=True), 1 / MAX_FPS)
+        else:
+            def draw() -> None:
+                with console.capture() as captured:
+                    console.print(ladder(instrument, feed, levels))
+                print("\n".join(line.rstrip() for line in captured.get().splitlines()) + "\n", flush=True)
+
+            draw()
+            _watch(feed, draw, 0.0)
+    finally:
+        feed.close()
+
+
+def _watch(feed: MarketDataClient, draw, min_interval: float) -> None:
+    """Call ``draw`` after each change of ``feed`` (applied updates, or losing or regaining
+    sync), at most once per ``min_interval`` seconds."""
+    drawn_at, changed = time.monotonic(), False
+    while True:
+        wait = POLL_S if not changed else max(0.0, drawn_at + min_interval - time.monotonic())
+        synced = feed.synced
+        if feed.poll(wait) or feed.synced != synced:
+            changed = True
+        if changed and time.monotonic() - drawn_at >= min_interval:
+            draw()
+            drawn_at, changed = time.monotonic(), False
