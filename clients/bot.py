@@ -36,7 +36,7 @@ from servers.protocol import (
     SessionRejected,
 )
 
-STATUS_EVERY_S = 10.0
+STATUS_EVERY_S = 30.0
 SHUTDOWN_WAIT_S = 2.0
 
 

@@ -40,6 +40,7 @@ kernel if the launcher dies (``PR_SET_PDEATHSIG``), so none outlives it.
 import ctypes
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -321,7 +322,7 @@ class Launcher:
         for bot in config.up.bots:
             lines.append(f"  bot                     {bot.kind} {bot.trader_id} on {bot.symbol}")
         lines += [
-            f"  trade                   python main.py -c trader --trader {trader} --key {trader}-demo-key",
+            f"  trade                   {main_command()} -c trader --trader {trader} --key {trader}-demo-key",
             "  stop                    Ctrl-C",
             "",
         ]
@@ -347,3 +348,17 @@ def up(config: Config, policy: RestartPolicy = RESTARTS) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def main_command() -> str:
+    """How to run ``main.py`` from the current directory with this process's Python (the one
+    with the dependencies: a virtual environment's, not whatever ``python`` is on the PATH)."""
+    return f"{shlex.quote(_shown(Path(sys.executable)))} {shlex.quote(_shown(MAIN))}"
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current directory if it lies below it, else as it is."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

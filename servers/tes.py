@@ -124,6 +124,8 @@ DRAIN_S = 2.0
 DRAIN_QUIET_S = 0.2
 TEXT_LIMIT = 200
 MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
+WAITING_WARN_S = 10.0
+"""A shard not ready is logged after this long, and again every this long."""
 CATCH_UP_WINDOW = 20_000
 """Journal records a catch-up has in flight from the book server at most."""
 CATCH_UP_STALL_S = 10.0
@@ -135,7 +137,7 @@ class Shard:
     market data, `servers.protocol.MARKS_TOPIC` only) and what is queued for it."""
 
     __slots__ = ("name", "socket", "monitor", "marks", "stream_endpoint", "catch_up", "connected", "ready",
-                 "next_hello", "outbox")
+                 "next_hello", "outbox", "unready_since", "warnings")
 
     def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket, marks: zmq.Socket,
                  stream_endpoint: str) -> None:
@@ -150,6 +152,10 @@ class Shard:
         """The shard answered our Hello on the current connection."""
         self.next_hello = 0.0
         self.outbox: list = []
+        self.unready_since = time.monotonic()
+        """When the shard last stopped being ready (or the TES started)."""
+        self.warnings = 0
+        """How long it has been waited for, in WAITING_WARN_S, logged (`_housekeeping`)."""
 
 
 class CatchUp:
@@ -447,7 +453,6 @@ class TradingEngineServer:
         self.logons.authenticator.update(reference.keys)
         for session in list(self.sessions.by_identity.values()):
             if session.trader_id not in risks:
-                log.info("session of %s ended: the trader can no longer log on", session.trader_id)
                 self._end(session, p.EndReason.ACCESS_REVOKED)
         log.info("trading on reference data version %d from %s: %d instruments, %d traders", reference.version,
                  reference.source, len(self.instruments), len(risks))
@@ -473,6 +478,7 @@ class TradingEngineServer:
             self._delivered(previous)
             self.database.logged_off(previous.record, time.time_ns(), p.EndReason.REPLACED)
             self.outbox[previous.identity].append(p.LoggedOut(p.EndReason.REPLACED, p.EndReason.REPLACED.text))
+            log.info("session of %s ended: %s", trader_id, p.EndReason.REPLACED.text)
         settings, ledger = self.config.tes, self.ledger
         last = ledger.numbers.get(trader_id, 0)
         self.outbox[identity].append(p.LogonAccepted(trader_id, settings.heartbeat_ms, settings.session_timeout_ms,
@@ -480,6 +486,8 @@ class TradingEngineServer:
         missed = ledger.reports_after(trader_id, ledger.delivered.get(trader_id, 0) if after < 0 else after)
         self.outbox[identity].extend(missed)
         session.last_report = last
+        log.info("%s logged on%s; %d reports it missed sent", trader_id,
+                 " (cancel on disconnect)" if verdict.cancel_on_disconnect else "", len(missed))
 
     def _delivered(self, session: Session) -> None:
         """The session is over: remember (in the ledger) which of its trader's reports it was sent."""
@@ -487,6 +495,7 @@ class TradingEngineServer:
             self._record(Delivered(session.trader_id, session.last_report))
 
     def _end(self, session: Session, why: p.EndReason) -> None:
+        log.info("session of %s ended: %s", session.trader_id, why.text)
         self.sessions.end(session)
         self._delivered(session)
         self.database.logged_off(session.record, time.time_ns(), why)
@@ -500,8 +509,14 @@ class TradingEngineServer:
         if reference is not None:
             self._use_reference(reference, now)
         for session in self.sessions.expired(now):
-            log.info("session of %s timed out", session.trader_id)
             self._end(session, p.EndReason.TIMEOUT)
+        for shard in self.shards.values():
+            if not shard.ready and now - shard.unready_since >= WAITING_WARN_S * shard.warnings:
+                shard.warnings += 1
+                if shard.warnings > 1:
+                    log.warning("waiting for shard %s for %.0f s (%s): its symbols cannot trade", shard.name,
+                                now - shard.unready_since, "catching up from its journal" if shard.catch_up else
+                                "connected, no answer to Hello yet" if shard.connected else "not connected")
         for session in self.sessions.idle(now):
             self.outbox[session.identity].append(p.Heartbeat())
 
@@ -676,6 +691,7 @@ class TradingEngineServer:
             elif event["event"] == zmq.EVENT_DISCONNECTED:
                 if shard.ready:
                     log.warning("shard %s disconnected; its symbols are unavailable", shard.name)
+                    shard.unready_since, shard.warnings = now, 0
                 shard.connected = shard.ready = False
                 shard.next_hello = now + HELLO_WAIT_S
 

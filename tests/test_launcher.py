@@ -72,7 +72,12 @@ def test_up_starts_everything_trades_and_stops_in_order_with_exit_0(tmp_path, st
         assert line_index(lines, "READY OBS") < line_index(lines, "READY TES") < line_index(lines, "READY marketmaker")
         summary = up.output()
         assert endpoint(env, "TES__CLIENT_ENDPOINT") in summary
-        assert "python main.py -c trader --trader alice --key alice-demo-key" in summary
+        python = os.path.relpath(sys.executable, REPO) if sys.executable.startswith(str(REPO)) else sys.executable
+        (printed,) = [line.split(None, 1)[1] for line in summary.splitlines() if line.split()[:1] == ["trade"]]
+        assert printed == f"{python} main.py -c trader --trader alice --key alice-demo-key", "the environment's Python"
+        shown = subprocess.run([*printed.split()[:2], "-c", "trader", "--help"], cwd=REPO, capture_output=True,
+                               text=True, timeout=60)
+        assert shown.returncode == 0 and "--trader" in shown.stdout, "the command works as printed"
 
         feed = MarketDataClient(
             endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"), endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"), "ACME"

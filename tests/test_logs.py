@@ -52,3 +52,22 @@ def test_every_server_logs_in_the_configured_format(tmp_path):
                 else:
                     fields = json.loads(line)
                     assert fields["role"] == tag and set(fields) >= {"time", "level", "logger", "message"}, line
+
+
+def test_the_tes_logs_what_an_operator_needs(tmp_path):
+    """Logons, how sessions ended, and a shard it has been waiting for (every 10 s)."""
+    from clients.client import ExchangeClient
+
+    env = exchange_env(tmp_path)
+    tes = Role(["-s", "TES"], env)
+    try:
+        tes.wait_for("waiting for shard A for 10 s (not connected): its symbols cannot trade", 15)
+        obs = Role(["-s", "OBS"], env)
+        tes.wait_for("shard A ready", 10)
+        with ExchangeClient(env["EXCHANGE__TES__CLIENT_ENDPOINT"], "alice", "alice-demo-key") as client:
+            client.logon()
+            tes.wait_for("alice logged on; 0 reports it missed sent", 5)
+        tes.wait_for("session of alice ended: logged out", 5)
+        assert tes.stop() == 0 and obs.stop() == 0
+    finally:
+        tes.kill()

@@ -181,7 +181,7 @@ def test_a_timed_out_session_is_told_at_once_and_the_shell_quits_cleanly(tmp_pat
         try:
             shell.wait_for("logged on to")
             shell.process.send_signal(signal.SIGSTOP)  # the shell cannot keep its session alive
-            tes.wait_for("session of alice timed out", 10)
+            tes.wait_for("session of alice ended: session timed out", 10)
             shell.send("buy ACME 1 99.00")
             shell.send("positions")
             shell.send("quit")
