@@ -62,7 +62,7 @@ import sys
 from pathlib import Path
 
 from config.arguments import non_negative_int, positive_float, positive_int
-from engine import workload
+from engine import progress, workload
 from engine.book import ReferenceBook
 from engine.replay import summarize, summary_line, timed_replay
 from engine.stream import StreamError, load_stream, save_array
@@ -155,14 +155,16 @@ def write_array(path: Path, array) -> None:
 def run_replay(args: argparse.Namespace) -> None:
     stream = read_stream(args.stream)
     book = ENGINES[args.engine]()
-    result, seconds = timed_replay(book, stream)
+    with progress.task("replay", len(stream), "messages") as shown:
+        result, seconds = timed_replay(book, stream, shown.update)
     write_array(args.out, result.fills)
     print(summary_line(summarize(book, stream, result, seconds)))
 
 
 def run_workload(args: argparse.Namespace) -> None:
     try:
-        stream = PROFILES[args.profile](args.messages, args.seed)
+        with progress.task("workload", args.messages, "messages") as shown:
+            stream = PROFILES[args.profile](args.messages, args.seed, progress=shown.update)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     write_array(args.output, stream)

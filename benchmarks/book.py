@@ -24,8 +24,9 @@ import time
 
 import numpy as np
 
-from engine import workload
+from engine import progress, workload
 from engine.book import ReferenceBook
+from engine.progress import Task
 from engine.replay import replay_rows
 from engine.stream import LIMIT_GTC, STREAM_DTYPE
 from native.book import NativeBook
@@ -47,8 +48,9 @@ def machine() -> dict:
             "numpy": np.__version__, "platform": platform.platform()}
 
 
-def timed(run, repeats: int) -> tuple[float, object]:
-    """Median seconds of ``repeats`` calls of ``run`` (each on a fresh book) and the last result.
+def timed(run, repeats: int, shown: Task) -> tuple[float, object]:
+    """Median seconds of ``repeats`` calls of ``run`` (each on a fresh book) and the last result;
+    ``shown`` advances by one after each call, outside the timed part.
 
     The cyclic garbage collector is off while a call is timed, as in `timeit`: it
     would otherwise walk the million-row input again and again, the same cost for
@@ -64,11 +66,13 @@ def timed(run, repeats: int) -> tuple[float, object]:
             seconds.append(time.perf_counter() - start)
         finally:
             gc.enable()
+        shown.advance()
     return statistics.median(seconds), result
 
 
-def replay_engines(stream: np.ndarray, repeats: int) -> dict:
-    """Time the three engines on ``stream``; check they agree on fills and final state."""
+def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
+    """Time the three engines on ``stream`` (``shown`` advancing by one per run: 4 * ``repeats``);
+    check they agree on fills and final state."""
     rows = stream.tolist()
     books = {}
 
@@ -82,9 +86,12 @@ def replay_engines(stream: np.ndarray, repeats: int) -> dict:
         books["native_batch"] = NativeBook()
         return books["native_batch"].replay(stream)
 
-    ref_s, ref = timed(per_message(ReferenceBook, "reference"), repeats)
-    msg_s, msg = timed(per_message(NativeBook, "native_per_message"), repeats)
-    bat_s, bat = timed(batch, repeats * 2)
+    shown.note("reference book, per-message API")
+    ref_s, ref = timed(per_message(ReferenceBook, "reference"), repeats, shown)
+    shown.note("native book, per-message API")
+    msg_s, msg = timed(per_message(NativeBook, "native_per_message"), repeats, shown)
+    shown.note("native book, batch replay")
+    bat_s, bat = timed(batch, repeats * 2, shown)
     for name, result in (("native_per_message", msg), ("native_batch", bat)):
         if not np.array_equal(result.fills, ref.fills) or result.rejected != ref.rejected:
             raise AssertionError(f"{name} fills differ from the reference book")
@@ -100,16 +107,20 @@ def replay_engines(stream: np.ndarray, repeats: int) -> dict:
     }
 
 
-def deep_batch(messages: int, repeats: int) -> dict:
-    """Native batch replay on the deep profile: 300,000 resting orders at 1,000,000 messages."""
+def deep_batch(messages: int, repeats: int, shown: Task) -> dict:
+    """Native batch replay on the deep profile: 300,000 resting orders at 1,000,000 messages
+    (``shown`` advancing by one for the stream made, then per run: 1 + ``repeats``)."""
+    shown.note("the deep workload")
     stream = workload.deep(messages, seed=7, resting=min(300_000, messages * 3 // 10))
+    shown.advance()
+    shown.note("deep book, native batch replay")
     books = [None]
 
     def run():
         books[0] = NativeBook()
         return books[0].replay(stream)
 
-    seconds, result = timed(run, repeats)
+    seconds, result = timed(run, repeats, shown)
     book = books[0]
     return {"messages": messages, "fills": len(result.fills), "rejected": result.rejected,
             "resting_orders": len(book), "levels": len(book.depth(0, 1 << 30)) + len(book.depth(1, 1 << 30)),
@@ -171,11 +182,17 @@ def measure_memory(engine: str, orders: int, spread: str) -> dict:
 def run(messages: int = 1_000_000, seed: int = 42, repeats: int = 3, deep_messages: int = 1_000_000,
         resting: int = 1_000_000) -> dict:
     """Measure everything, print the table, return the figures."""
-    stream = workload.standard(messages, seed)
-    report = {"machine": machine(), "standard": replay_engines(stream, repeats),
-              "deep": deep_batch(deep_messages, repeats),
-              "memory": [measure_memory("native", resting, "levels"), measure_memory("native", resting, "prices"),
-                         measure_memory("reference", resting, "levels")]}
+    memory = [("native", "levels"), ("native", "prices"), ("reference", "levels")]
+    with progress.task("bench book", 2 + 5 * repeats + len(memory), "steps") as shown:
+        shown.note("the standard workload")
+        stream = workload.standard(messages, seed)
+        shown.advance()
+        report = {"machine": machine(), "standard": replay_engines(stream, repeats, shown),
+                  "deep": deep_batch(deep_messages, repeats, shown), "memory": []}
+        for engine, spread in memory:
+            shown.note(f"memory of the {engine} book, {spread}")
+            report["memory"].append(measure_memory(engine, resting, spread))
+            shown.advance()
     print(format_report(report))
     return report
 

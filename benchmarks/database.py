@@ -42,6 +42,7 @@ from database.models import Execution, Order, OrderEvent
 from database.recording import Applier, Batch
 from database.store import database_url, open_store, transaction
 from engine.messages import CancelRejected, OrderFilled, OrderRejected, ReplaceRejected
+from engine.progress import Task
 from engine.types import OrderType, RejectReason, Side, TimeInForce
 from servers.protocol import BookSubmit, JournalEntry
 from servers.recorder import BATCH
@@ -252,16 +253,19 @@ def _conninfo(url: URL) -> str:
 
 
 def engine_figures(kind: str, server: str, warm_up: list[JournalEntry], timed: list[JournalEntry],
-                   made: tuple[Made, Made], batch: int, repeats: int) -> dict:
+                   made: tuple[Made, Made], batch: int, repeats: int, shown: Task) -> dict:
     """``repeats`` runs of `apply_run` and of `writer_run` into ``kind``'s databases, alternating: the
-    medians, and every run."""
+    medians, and every run. ``shown`` advances by one per run."""
     applied, written = [], []
-    for _ in range(repeats):
+    for number in range(1, repeats + 1):
+        shown.note(f"{kind}, run {number} of {repeats}")
         with fresh_database(kind, server) as engine:
             applied.append(apply_run(engine, warm_up, timed, batch))
             version = _version(engine)
+        shown.advance()
         with fresh_database(kind, server) as engine:
             written.append(writer_run(engine, *made, warm_up, timed))
+        shown.advance()
     rate = statistics.median(run["trades_per_s"] for run in applied)
     floor = statistics.median(run["trades_per_s"] for run in written)
     return {"engine": kind, "version": version, "trades_per_s": round(rate),
@@ -277,18 +281,23 @@ def _version(engine: Engine) -> str:
         return "PostgreSQL " + connection.execute(text("SHOW server_version")).scalar().split()[0]
 
 
-def run(trades: int = 100_000, repeats: int = 3, server: str = POSTGRES_URL, batch: int = BATCH) -> dict:
+def run(trades: int, repeats: int, server: str, shown: Task, batch: int = BATCH) -> dict:
     """``trades`` trades (twice as many entries) into SQLite and, if a server answers at ``server``,
-    PostgreSQL: `engine_figures` of each, and Python's part alone (`translation`)."""
+    PostgreSQL: `engine_figures` of each, and Python's part alone (`translation`). ``shown`` advances
+    by 1 + 4 * ``repeats``: the entries made and timed alone, then each database's runs."""
+    shown.note("journal entries")
     warm_up, timed = flow(2 * trades, depth=min(DEPTH, max(1, trades // 50)))
     seconds, *made = translation(warm_up, timed, batch)
     trades = expected_rows(timed)["executions"]
+    shown.advance()
     report = {"trades": trades, "entries": len(timed), "batch": batch, "repeats": repeats,
               "target_trades_per_s": TARGET_TRADES_PER_S,
               "translation": {"seconds": round(seconds, 3), "trades_per_s": round(trades / seconds)},
-              "sqlite": engine_figures("sqlite", server, warm_up, timed, made, batch, repeats)}
+              "sqlite": engine_figures("sqlite", server, warm_up, timed, made, batch, repeats, shown)}
+    done = shown.done
     try:
-        report["postgresql"] = engine_figures("postgresql", server, warm_up, timed, made, batch, repeats)
+        report["postgresql"] = engine_figures("postgresql", server, warm_up, timed, made, batch, repeats, shown)
     except psycopg.OperationalError as exc:
         report["postgresql"] = {"skipped": f"no server at {server}: {' '.join(str(exc).split())}"}
+        shown.update(done + 2 * repeats)
     return report

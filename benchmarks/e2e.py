@@ -23,6 +23,7 @@ from pathlib import Path
 
 from benchmarks import floor
 from benchmarks.book import machine
+from engine import progress
 from servers.processes import Role, exchange_env, json_result
 
 RATES = (1_000, 10_000, 25_000, 50_000, 100_000, 150_000)
@@ -115,14 +116,17 @@ def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int =
     """Measure each offered rate ``repeats`` times against one running exchange; print the table
     of medians; return the figures (every run included)."""
     results = []
-    with tempfile.TemporaryDirectory(prefix="exchange-e2e-") as tmp:
+    with (tempfile.TemporaryDirectory(prefix="exchange-e2e-") as tmp,
+          progress.task("bench e2e", len(rates) * repeats, "runs") as shown):
         env = exchange_env(Path(tmp), EXCHANGE__JOURNAL__FSYNC=fsync)
         with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes, floor.Floor() as bare:
             for rate in rates:
                 runs, floor_runs = [], []
-                for _ in range(repeats):
+                for number in range(1, repeats + 1):
+                    shown.note(f"{rate:,} orders/s, run {number} of {repeats}")
                     runs.append(measured_run(env, rate, duration, {"obs": obs, "tes": tes}))
                     floor_runs.append(bare.measure(rate, duration, DRAIN_S))
+                    shown.advance()
                 results.append({
                     "offered_per_s": rate, **median_run(runs), "runs": runs,
                     "floor": median_run(floor_runs), "floor_runs": floor_runs,

@@ -38,6 +38,7 @@ from benchmarks import e2e
 from benchmarks.book import machine
 from benchmarks.e2e import _us
 from config.settings import load_config
+from engine import progress
 from engine.snapshot import BookSnapshot
 from servers.journal import SnapshotDamaged, read_snapshot, snapshot_paths
 from servers.processes import Role, exchange_env
@@ -122,19 +123,23 @@ def judge(rows: list[dict], rate: float) -> dict:
 
 def run(orders: int = ORDERS, rate: float = RATE, round_s: float = ROUND_S) -> dict:
     """Run the rounds against one OBS and TES, print the table and verdict, return the figures."""
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="exchange-soak-") as tmp:
+    rows, sizes = [], round_sizes(orders, rate, round_s)
+    with (tempfile.TemporaryDirectory(prefix="exchange-soak-") as tmp,
+          progress.task("bench soak", orders, "orders") as shown):
         env = exchange_env(Path(tmp))
         directory = Path(env["EXCHANGE__SHARDS__0__JOURNAL_DIR"])
         with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes:
             sent = 0
-            for number, size in enumerate(round_sizes(orders, rate, round_s), 1):
+            for number, size in enumerate(sizes, 1):
+                shown.note(f"round {number} of {len(sizes)}")
                 result = e2e.measured_run(env, rate, size / rate, {"obs": obs, "tes": tes})
                 sent += result["sent"]
                 rows.append({"round": number, "orders_so_far": sent, **result,
                              "snapshot": newest_snapshot(directory)})
                 print(format_row(rows[-1]), file=sys.stderr, flush=True)
+                shown.update(sent)
             codes = {"tes": tes.stop(), "obs": obs.stop()}
+        shown.note("recovering the shard")
         final = recovered_state(directory, load_config(environ=env).shards[0].symbols)
     acked = sum(row["acked"] for row in rows)
     lost = sum(row["lost"] for row in rows)

@@ -13,11 +13,10 @@ with 100,000 fills/s into the tick store and 50,000 trades/s into PostgreSQL; th
 with ``--ticks`` below 10 million the bars figure is reported, not judged.
 """
 
-import sys
-
 from benchmarks import database, ticks
 from benchmarks.book import machine
 from benchmarks.database import POSTGRES_URL
+from engine import progress
 
 TARGETS = {"postgresql_trades_per_s": database.TARGET_TRADES_PER_S, "tick_store_fills_per_s": 100_000,
            "bars_s": 0.5, "bars_ticks": 10_000_000}
@@ -27,10 +26,9 @@ TRADES = 100_000
 
 def run(ticks_count: int = TICKS, trades: int = TRADES, repeats: int = 3, server: str = POSTGRES_URL) -> dict:
     """Measure everything, print the table, return the figures."""
-    print(f"bench store: {trades:,} trades into each database, {repeats} run(s) each", file=sys.stderr, flush=True)
-    databases = database.run(trades, repeats, server)
-    print(f"bench store: the tick store at {ticks_count:,} ticks", file=sys.stderr, flush=True)
-    report = {"machine": machine(), "database": databases, "ticks": ticks.run(ticks_count, repeats)}
+    with progress.task("bench store", 1 + 4 * repeats + len(ticks.FIGURES), "steps") as shown:
+        report = {"machine": machine(), "database": database.run(trades, repeats, server, shown),
+                  "ticks": ticks.run(ticks_count, repeats, shown)}
     report["targets"] = verdicts(report)
     print(format_report(report))
     return report

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from database.ticks.schema import arrow_schema
+from engine.progress import Task
 from servers.protocol import BookSubmit, JournalEntry, Quote, Trade
 from servers.recorder import BATCH
 
@@ -38,6 +39,8 @@ START = 1_714_521_600 * 10**9
 SYMBOLS = ("ACME", "BOLT", "CRUX", "DYNE", "ECHO", "FLUX", "GRIT", "HALO")
 PRICE_SCALE = 100
 MINUTE = 60 * 10**9
+FIGURES = ("record_store", "write_store", "write_ipc", "bars", "asof_join")
+"""What `run` measures, in this order."""
 
 
 def synthetic_ticks(trades: int, quotes: int, seed: int = 42, symbols=SYMBOLS, shard: str = "A",
@@ -266,14 +269,20 @@ def asof_join(trades: int = 1_000_000, quotes: int = 10_000_000, repeats: int = 
             "pandas_s": round(pandas_seconds, 3), "pandas_load_s": round(load_seconds, 3)}
 
 
-def run(ticks: int = 10_000_000, repeats: int = 3) -> dict:
+def run(ticks: int, repeats: int, shown: Task) -> dict:
     """Every figure at ``ticks`` ticks: the bars over ``ticks`` trades, the as-of join of a tenth as
     many trades to ``ticks`` quotes, a tenth as many fills recorded and ticks written into the
-    store, a fiftieth as many over IPC."""
-    return {
-        "record_store": record_store(max(1, ticks // 10)),
-        "write_store": write_store(max(1, ticks // 10)),
-        "write_ipc": write_ipc(max(1, ticks // 50)),
-        "bars": bars(ticks, repeats=repeats),
-        "asof_join": asof_join(max(1, ticks // 10), ticks, repeats=repeats),
+    store, a fiftieth as many over IPC. ``shown`` advances by one per figure."""
+    measures = {
+        "record_store": lambda: record_store(max(1, ticks // 10)),
+        "write_store": lambda: write_store(max(1, ticks // 10)),
+        "write_ipc": lambda: write_ipc(max(1, ticks // 50)),
+        "bars": lambda: bars(ticks, repeats=repeats),
+        "asof_join": lambda: asof_join(max(1, ticks // 10), ticks, repeats=repeats),
     }
+    report = {}
+    for name in FIGURES:
+        shown.note(f"tick store: {name.replace('_', ' ')}")
+        report[name] = measures[name]()
+        shown.advance()
+    return report

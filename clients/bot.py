@@ -3,7 +3,8 @@
 `Bot.run` logs the start with a ``READY <kind> <trader> <symbol>`` line, then
 alternates between reading reports and market data and calling `step` every
 ``interval`` seconds, until the duration ends or SIGINT/SIGTERM arrives. It then
-mass-cancels the bot's orders in its symbol, logs out and prints a summary line.
+mass-cancels the bot's orders in its symbol, logs out and logs a summary line (`servers.logs`, on
+standard output, as `<kind>-<trader>`).
 The session ending on the exchange's side (a `LoggedOut` read, or `SessionEnded`
 from a call: say, someone else logged on as the bot's trader) stops the bot with a
 line saying why and exit status 1; ``python main.py up`` then starts it again
@@ -14,7 +15,9 @@ Order bookkeeping (`BotOrder`) follows the execution reports: an order is
 unanswered, and *done* once the book holds none of it.
 """
 
+import logging
 import random
+import sys
 import time
 
 from clients import runtime
@@ -22,6 +25,7 @@ from clients.client import ExchangeClient, MarketDataClient, SessionEnded
 from config.arguments import positive_float
 from config.settings import Config, InstrumentConfig, TraderConfig
 from engine.types import OrderType, RejectReason, Side, TimeInForce
+from servers import logs
 from servers.protocol import (
     CancelRejected,
     LoggedOut,
@@ -36,6 +40,7 @@ from servers.protocol import (
     SessionRejected,
 )
 
+log = logging.getLogger("bot")
 STATUS_EVERY_S = 30.0
 SHUTDOWN_WAIT_S = 2.0
 
@@ -109,13 +114,13 @@ class Bot:
                     self.step()
                     next_step = max(next_step + self.interval, now)
                 if now >= next_status:
-                    print(self.status(), flush=True)
+                    log.info("%s", self.status())
                     next_status = now + STATUS_EVERY_S
                 self.handle(self.client.receive(max(0.0, min(next_step, next_status) - time.monotonic())))
         except SessionEnded as exc:
             self.session_lost(exc.text)
         self.shutdown()
-        print(f"{self.kind} {self.client.trader_id} {self.symbol} done: {self.status()}", flush=True)
+        log.info("%s %s %s done: %s", self.kind, self.client.trader_id, self.symbol, self.status())
         return 1 if self.ended_by_exchange else 0
 
     def initial_position(self) -> int:
@@ -246,7 +251,7 @@ class Bot:
     def session_lost(self, why: str) -> None:
         """The exchange ended the session: say why, once; the loop ends."""
         if not self.ended_by_exchange:
-            print(f"{self.kind} {self.client.trader_id}: logged out by the exchange: {why}", flush=True)
+            log.info("%s %s: logged out by the exchange: %s", self.kind, self.client.trader_id, why)
             self.ended_by_exchange = True
 
     def _gone(self, order: BotOrder) -> None:
@@ -279,6 +284,7 @@ def run_bot(config: Config, args, make_bot) -> int:
     try:
         with runtime.market_data(config, args.symbol) as feed:
             bot = make_bot(client, feed, instrument, limits)
+            logs.configure(f"{bot.kind}-{args.trader}", config.logging.format, sys.stdout)
             return bot.run(args.duration, stop=lambda: bool(stop))
     finally:
         client.close()

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from engine.messages import CancelRejected, OrderFilled, OrderRejected, ReplaceRejected
+from engine.progress import Report
 from engine.stream import (
     CANCEL,
     FILL_DTYPE,
@@ -27,6 +28,9 @@ from engine.types import OrderType, TimeInForce
 LIMIT, MARKET_TYPE = OrderType.LIMIT, OrderType.MARKET
 GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
 REJECTIONS = (OrderRejected, CancelRejected, ReplaceRejected)
+REPLAY_CHUNK = 1 << 18
+"""Messages per call of ``book.replay`` in `timed_replay`: about 30 ms of the native book's
+batch replay, half a second of the reference book's, so the calls between cost nothing."""
 
 
 def replay_rows(book, rows) -> ReplayResult:
@@ -80,12 +84,26 @@ def summarize(book, stream: np.ndarray, result: ReplayResult, seconds: float) ->
     }
 
 
-def timed_replay(book, stream: np.ndarray) -> tuple[ReplayResult, float]:
-    """Replay ``stream`` through ``book``; return the result and the matching time in seconds."""
+def timed_replay(book, stream: np.ndarray, progress: Report | None = None) -> tuple[ReplayResult, float]:
+    """Replay ``stream`` through ``book``; return the result and the matching time in seconds.
+
+    The stream goes to ``book.replay`` in slices of REPLAY_CHUNK messages, the book keeping its
+    state from one to the next, so the result is that of one call; ``progress``, if given, is
+    called with the messages replayed so far after each slice, outside the timed calls.
+    """
     stream = check_stream(stream)
-    start = time.perf_counter()
-    result = book.replay(stream)
-    return result, time.perf_counter() - start
+    fills, accepted, rejected, seconds = [], 0, 0, 0.0
+    for start in range(0, len(stream), REPLAY_CHUNK):
+        part = stream[start : start + REPLAY_CHUNK]
+        began = time.perf_counter()
+        result = book.replay(part)
+        seconds += time.perf_counter() - began
+        fills.append(result.fills)
+        accepted, rejected = accepted + result.accepted, rejected + result.rejected
+        if progress is not None:
+            progress(start + len(part))
+    fills = np.concatenate(fills) if fills else np.zeros(0, dtype=FILL_DTYPE)
+    return ReplayResult(fills, accepted, rejected), seconds
 
 
 def summary_line(summary: dict) -> str:

@@ -35,6 +35,7 @@ import numpy as np
 
 from engine.book import ReferenceBook
 from engine.messages import OrderFilled
+from engine.progress import Report
 from engine.stream import (
     CANCEL,
     LIMIT_FOK,
@@ -316,11 +317,14 @@ def _standard_chunk(sim: _Simulation, shares: list, rng, first_id: int, count: i
     return deviation
 
 
-def standard(messages: int, seed: int, book: BookFactory = fastest_book) -> np.ndarray:
+def standard(
+    messages: int, seed: int, book: BookFactory = fastest_book, progress: Report | None = None
+) -> np.ndarray:
     """The standard workload: ``messages`` STREAM_DTYPE records from ``seed``.
 
     ``book`` builds the book that is simulated to know the live orders and best
-    prices; any correct book gives the same output. Guaranteed: order_id is
+    prices; any correct book gives the same output. ``progress``, if given, is
+    called with the messages made so far after each CHUNK. Guaranteed: order_id is
     1..messages; only kinds LIMIT_GTC, MARKET and CANCEL occur; new orders have
     quantities in MIN_QTY..MAX_QTY and limit prices > 0; every cancel targets an
     order resting at that point, so a replay rejects nothing.
@@ -333,6 +337,8 @@ def standard(messages: int, seed: int, book: BookFactory = fastest_book) -> np.n
     for start in range(0, messages, CHUNK):
         count = min(CHUNK, messages - start)
         deviation = _standard_chunk(sim, shares, rng, start + 1, count, deviation)
+        if progress is not None:
+            progress(start + count)
     return sim.stream()
 
 
@@ -371,7 +377,8 @@ def _deep_chunk(sim: _Simulation, shares: list, rng, first_id: int, count: int, 
 
 
 def deep(
-    messages: int, seed: int, resting: int = 300_000, levels: int = 5, book: BookFactory = fastest_book
+    messages: int, seed: int, resting: int = 300_000, levels: int = 5, book: BookFactory = fastest_book,
+    progress: Report | None = None,
 ) -> np.ndarray:
     """A deep-queue stream: ``messages`` records, the first ``resting`` of them a preload.
 
@@ -383,6 +390,8 @@ def deep(
     price is one of those 2 * ``levels`` prices, so the book never crosses and a
     market order trades only at the front of the best level; every cancel
     targets a resting order. Needs ``levels`` < CENTRE and ``messages`` > ``resting``.
+    ``progress``, if given, is called with the messages made so far after the
+    preload and after each CHUNK.
     """
     messages, seed = _integer("messages", messages, 1), _integer("seed", seed, 0)
     resting, levels = _integer("resting", resting, 1), _integer("levels", levels, 1)
@@ -394,10 +403,14 @@ def deep(
     preload = _deep_preload(rng, resting, levels)
     sim = _Simulation(book(), _LiveOrders(range(1, resting + 1)))
     sim.book.replay(preload)
+    if progress is not None:
+        progress(resting)
     shares = _share_table(resting, DEEP_CANCEL_SHARE, DEEP_CANCEL_GAIN, DEEP_CANCEL_SHARE_RANGE)
     for start in range(resting, messages, CHUNK):
         count = min(CHUNK, messages - start)
         _deep_chunk(sim, shares, rng, start + 1, count, levels)
+        if progress is not None:
+            progress(start + count)
     return np.concatenate([preload, sim.stream()])
 
 

@@ -53,9 +53,11 @@ import msgspec
 
 from config.settings import JournalConfig
 from engine.lifecycle import OrderState
+from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p
 from servers.journal import (
+    JOURNAL_FILE,
     KEEP_SNAPSHOTS,
     DirectoryLock,
     Journal,
@@ -431,9 +433,10 @@ class LedgerJournal:
     the older kept snapshot is discarded (`servers.journal.Journal.discard_before`).
 
     The directory's lock is taken before anything in it is read (`servers.journal.DirectoryInUse`
-    if another TES holds it) and released by `close`."""
+    if another TES holds it) and released by `close`. While the records are replayed, how far
+    it has got is logged at most every ``progress_s`` seconds."""
 
-    def __init__(self, directory: Path, config: JournalConfig, ledger: Ledger) -> None:
+    def __init__(self, directory: Path, config: JournalConfig, ledger: Ledger, progress_s: float = INTERVAL_S) -> None:
         self.directory = directory
         self.ledger = ledger
         self.snapshot_every = config.snapshot_every
@@ -446,10 +449,14 @@ class LedgerJournal:
             if offset < discarded:
                 raise RecoveryError(f"the ledger's journal before byte {discarded} was discarded and no readable "
                                     f"snapshot at or after it remains in {directory}")
-            end, records = offset, 0
+            end, records, throttle = offset, 0, Throttle(progress_s)
             for record in read_records(directory, offset, self.sequence, decoder.decode):
                 ledger.apply(record.command)
                 self.sequence, end, records = record.sequence, record.end, records + 1
+                if not records % RECORDS_PER_CHECK and throttle.due():
+                    size = (directory / JOURNAL_FILE).stat().st_size
+                    log.info("recovering the ledger: sequence %d, journal byte %d of %d (%d%% of the records to "
+                             "replay)", self.sequence, end, size, percent(end - offset, size - offset))
         except BaseException:
             lock.release()
             raise

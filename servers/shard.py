@@ -26,6 +26,7 @@ import numpy as np
 
 from config.settings import JournalConfig
 from engine.messages import OrderAccepted, OrderExpired, OrderFilled
+from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.snapshot import BookSnapshot
 from native.book import BookCapture, NativeBook
 from servers.journal import (
@@ -243,16 +244,18 @@ def recover(directory: Path, symbols: list[str], config: JournalConfig) -> tuple
     return shard, Journal(directory, config, end, lock)
 
 
-def load(directory: Path, symbols: list[str]) -> tuple[Shard, int]:
+def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S) -> tuple[Shard, int]:
     """The shard as of its last journaled command, and the byte offset where its good records end.
 
     Starts from the newest snapshot that restores (damaged ones are logged and skipped,
     falling back to older ones, then to empty books) and replays the journal records after
-    it through `Shard.execute`. A torn tail (bytes after the last good record in which no
-    valid record starts) is moved to a side file and cut off by `Journal`. Raises
-    `JournalDamaged` (a `RecoveryError`), changing nothing, if valid records follow a bad
-    one or the bad one is CRC-valid; `RecoveryError` if the records it would need were
-    discarded, ``discarded-before`` is damaged or a record names a symbol not in ``symbols``.
+    it through `Shard.execute`, logging how far it has got at most every ``progress_s``
+    seconds (looking at the clock every `RECORDS_PER_CHECK` records). A torn tail (bytes after
+    the last good record in which no valid record starts) is moved to a side file and cut
+    off by `Journal`. Raises `JournalDamaged` (a `RecoveryError`), changing nothing, if valid
+    records follow a bad one or the bad one is CRC-valid; `RecoveryError` if the records it
+    would need were discarded, ``discarded-before`` is damaged or a record names a symbol
+    not in ``symbols``.
     """
     shard, offset = None, 0
     if directory.is_dir():
@@ -277,7 +280,7 @@ def load(directory: Path, symbols: list[str]) -> tuple[Shard, int]:
     shard = shard or Shard.empty(symbols)
     shard.restored_offset = offset
     market_data: list = []
-    end = offset
+    end, size, throttle = offset, _journal_size(directory), Throttle(progress_s)
     for record in read_records(directory, offset, shard.sequence, decode_entry):
         entry = record.command
         legacy = type(entry) is not JournalEntry
@@ -295,6 +298,9 @@ def load(directory: Path, symbols: list[str]) -> tuple[Shard, int]:
             )
         market_data.clear()
         end = record.end
+        if not record.sequence % RECORDS_PER_CHECK and throttle.due():
+            log.info("recovering: sequence %d, journal byte %d of %d (%d%% of the records to replay)",
+                     record.sequence, end, size, percent(end - offset, size - offset))
     log.info("recovered sequence %d (journal replayed from byte %d to %d)", shard.sequence, offset, end)
     return shard, end
 
