@@ -215,6 +215,19 @@ def answer_in_thread(function):
     return thread
 
 
+def logged_on_fake(tes) -> ExchangeClient:
+    """alice's client, logged on to the fake TES (heartbeats every 100 ms, timeout 500 ms)."""
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 100, 500))
+
+    answer_in_thread(server)
+    client.logon(5.0)
+    return client
+
+
 def test_logon_rejected_raises_logon_error_with_the_reason(tes):
     client = ExchangeClient(tes.endpoint, "alice", "wrong")
 
@@ -390,15 +403,8 @@ def test_with_relogon_the_next_call_logs_on_again(tes):
 
 
 def test_the_keeper_heartbeats_a_client_left_alone_and_stops_when_its_session_ends(tes):
-    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    client = logged_on_fake(tes)
     replaced = p.LoggedOut(p.EndReason.REPLACED, p.EndReason.REPLACED.text)
-
-    def server():
-        tes.read()
-        tes.send(p.LogonAccepted("alice", 100, 500))
-
-    answer_in_thread(server)
-    client.logon(5.0)
     heartbeats = [tes.read() for _ in range(3)]  # the caller makes no call meanwhile
     assert heartbeats == [[p.Heartbeat()]] * 3
 
@@ -442,14 +448,7 @@ def test_a_session_end_already_queued_makes_the_next_call_raise_without_sending(
 
 
 def test_an_undecodable_frame_the_keeper_read_is_raised_by_the_next_call(tes):
-    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
-
-    def server():
-        tes.read()
-        tes.send(p.LogonAccepted("alice", 100, 500))
-
-    answer_in_thread(server)
-    client.logon(5.0)
+    client = logged_on_fake(tes)
     tes.socket.send_multipart([tes.identity, b"\xc1 not msgpack"])
     client._keeper.join(5.0)  # it ends once it has read the frame
     assert not client._keeper.is_alive()
@@ -459,14 +458,7 @@ def test_an_undecodable_frame_the_keeper_read_is_raised_by_the_next_call(tes):
 
 
 def test_a_client_nobody_holds_is_collected_and_its_keeper_ends(tes):
-    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
-
-    def server():
-        tes.read()
-        tes.send(p.LogonAccepted("alice", 100, 500))
-
-    answer_in_thread(server)
-    client.logon(5.0)
+    client = logged_on_fake(tes)
     keeper = client._keeper
     assert keeper.is_alive()
     del client
