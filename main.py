@@ -61,7 +61,7 @@ import json
 import sys
 from pathlib import Path
 
-from config.arguments import non_negative_int, positive_float, positive_int
+from config.arguments import at_least, non_negative_int, positive_float, positive_int
 from engine import progress, workload
 from engine.book import ReferenceBook
 from engine.replay import summarize, summary_line, timed_replay
@@ -210,7 +210,7 @@ def add_bench_command(commands) -> None:
         "store: the recorder's databases and tick store, and the tick queries beside pandas",
     )
     parser.add_argument(
-        "--messages", type=positive_int, default=1_000_000,
+        "--messages", type=at_least(4), default=1_000_000,
         help="book: the standard and the deep stream's size, at least 4 (the deep stream preloads 30%% of it, "
         "at most 300000, as resting orders; default: 1000000)",
     )

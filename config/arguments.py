@@ -21,6 +21,19 @@ def positive_int(text: str) -> int:
     return value
 
 
+def at_least(least: int):
+    """The argparse ``type`` of an integer of at least ``least``."""
+
+    def integer(text: str) -> int:
+        value = _integer(text)
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {text}")
+        return value
+
+    integer.__name__ = f"integer of at least {least}"
+    return integer
+
+
 def non_negative_int(text: str) -> int:
     value = _integer(text)
     if value < 0:
