@@ -30,7 +30,6 @@ whose text names the database (never its password) and the cause, in one line. N
 the transaction it interrupted was committed. Callers log it and try again later.
 """
 
-import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -163,9 +162,7 @@ def unavailable(url: URL, exc: Exception) -> StoreUnavailable:
 
 
 def migrate(engine: Engine) -> None:
-    """Upgrade the schema to the newest migration (nothing if it is there already). Alembic's
-    own progress lines are not logged: a server's log says what it did, not how."""
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    """Upgrade the schema to the newest migration (nothing if it is there already)."""
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     with transaction(engine) as connection:

@@ -15,6 +15,9 @@ import logging
 import sys
 import time
 
+QUIET = ("alembic",)
+"""Libraries whose INFO lines say how they work, not what the server did: only their warnings are logged."""
+
 
 class TextFormatter(logging.Formatter):
     def __init__(self, role: str) -> None:
@@ -52,6 +55,8 @@ def configure(role: str, kind: str = "text", stream=None) -> None:
     handler.setFormatter(JsonFormatter(tag) if kind == "json" else TextFormatter(tag))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _utc(created: float) -> str:

@@ -71,3 +71,12 @@ def test_the_tes_logs_what_an_operator_needs(tmp_path):
         assert tes.stop() == 0 and obs.stop() == 0
     finally:
         tes.kill()
+
+
+def test_a_library_s_chatter_is_not_logged(tmp_path):
+    """Alembic logs a line per plugin when it is imported (the TES opens the database)."""
+    env = exchange_env(tmp_path)
+    tes = Role(["-s", "TES"], env)
+    assert tes.stop() == 0
+    assert "trading on reference data version 1 from the database" in tes.output()
+    assert "alembic" not in tes.output()
