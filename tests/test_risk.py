@@ -1,61 +1,102 @@
-"""The risk figures of the analytics dashboard (`frontend.risk`), against values worked out by hand."""
+"""Pre-trade risk limits (`servers.risk`): exact thresholds and the order of the checks."""
 
-import math
-from statistics import NormalDist
+from types import SimpleNamespace
 
 import pytest
 
-from frontend.risk import Drawdown, figures, historical_var, max_drawdown, parametric_var, sharpe, sortino
-
-PNL = [10, -5, 20, -15, 5]
-"""Mean 3; deviations 7, -8, 17, -18, 2 (squares sum to 730: sample variance 182.5); shortfalls
-below 0: 5 and 15 (mean square over the 5 days: 50); cumulative 10, 5, 25, 10, 15."""
-STD = math.sqrt(182.5)
-YEAR = math.sqrt(252)
+from engine.types import RejectReason
+from servers.risk import TokenBucket, TraderRisk, valuation_price
 
 
-def test_sharpe_and_sortino_on_daily_pnl_annualised():
-    assert sharpe(PNL) == pytest.approx(3 / STD * YEAR)
-    assert sortino(PNL) == pytest.approx(3 / math.sqrt(50) * YEAR)
-    assert sharpe(PNL) == pytest.approx(3.52525, abs=1e-5) and sortino(PNL) == pytest.approx(6.73498, abs=1e-5)
+def limits(quantity=100, notional=10_000, open_orders=3, rate=5, queries=4):
+    return SimpleNamespace(max_order_quantity=quantity, max_notional=notional, max_open_orders=open_orders,
+                           max_messages_per_second=rate, max_queries_per_second=queries)
 
 
-def test_maximum_drawdown_from_the_running_peak_with_its_days():
-    assert max_drawdown(PNL) == Drawdown(15.0, 2, 3), "from 25 after day 2 down to 10 after day 3"
-    assert max_drawdown([-4, -1, 3]) == Drawdown(5.0, -1, 1), "a fall from the start counts from 0"
-    assert max_drawdown([1, 2, 3]) == Drawdown(0.0, -1, -1)
-    assert max_drawdown([5, -5, 5, -5]) == Drawdown(5.0, 0, 1), "the first of equal falls"
+def test_token_bucket_allows_a_one_second_burst_then_refuses():
+    bucket = TokenBucket(3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
 
 
-def test_historical_var_interpolates_the_empirical_quantile():
-    # sorted -15, -5, 5, 10, 20: the 5% quantile lies 0.2 of the way from -15 to -5, the 1% 0.04
-    assert historical_var(PNL, 0.95) == pytest.approx(13.0)
-    assert historical_var(PNL, 0.99) == pytest.approx(14.6)
-    assert historical_var([1, 2, 3], 0.95) == 0.0, "even the worst days are gains"
+def test_token_bucket_refills_at_the_rate():
+    bucket = TokenBucket(3, now=0.0)
+    for _ in range(3):
+        bucket.take(0.0)
+    assert not bucket.take(0.33)  # 0.99 tokens
+    assert bucket.take(0.34)  # 1.02 tokens
+    assert not bucket.take(0.34)
 
 
-def test_parametric_var_from_the_normal_with_the_days_mean_and_spread():
-    for confidence, z in ((0.95, 1.6448536), (0.99, 2.3263479)):
-        assert parametric_var(PNL, confidence) == pytest.approx(z * STD - 3, rel=1e-6)
-    assert parametric_var(PNL, 0.95) == pytest.approx(-(3 + NormalDist().inv_cdf(0.05) * STD))
+def test_token_bucket_never_holds_more_than_one_second_of_tokens():
+    bucket = TokenBucket(3, now=0.0)
+    assert sum(bucket.take(100.0) for _ in range(10)) == 3
 
 
-@pytest.mark.parametrize("pnl", [[], [7.0]])
-def test_too_few_days_leave_the_figures_undefined_not_wrong(pnl):
-    result = figures(pnl)
-    assert (result.sharpe, result.sortino) == (None, None)
-    assert result.parametric_var == {0.95: None, 0.99: None}
-    assert result.historical_var == ({0.95: None, 0.99: None} if not pnl else {0.95: 0.0, 0.99: 0.0})
-    assert result.drawdown == Drawdown(0.0, -1, -1) and result.days == len(pnl)
+def test_a_costly_spend_goes_through_on_one_token_and_leaves_a_debt():
+    bucket = TokenBucket(4, now=0.0)
+    assert bucket.spend(0.0, 10), "dearer than the whole bucket, yet possible"
+    assert bucket.tokens == -6
+    assert not bucket.spend(1.5, 1), "-6 + 6 tokens: still under one"
+    assert bucket.spend(1.75, 1)
 
 
-def test_no_dispersion_or_no_losing_day_leaves_a_ratio_undefined():
-    assert sharpe([2, 2, 2]) is None and sortino([2, 2, 2]) is None
-    assert sharpe([1, 3]) == pytest.approx(2 / math.sqrt(2) * YEAR) and sortino([1, 3]) is None
+def test_query_pages_are_paced_by_the_query_rate():
+    risk = TraderRisk(limits(queries=4), now=0.0)
+    assert [risk.allow_query(0.0, pages) for pages in (1, 2, 1, 1)] == [True, True, True, False]
+    assert risk.allow_message(0.0), "queries have their own bucket"
+    assert not risk.allow_query(0.2, 1) and risk.allow_query(0.25, 1)
 
 
-def test_figures_gathers_them_all():
-    result = figures(PNL)
-    assert (result.days, result.total, result.drawdown) == (5, 15.0, Drawdown(15.0, 2, 3))
-    assert result.historical_var[0.95] == pytest.approx(13.0)
-    assert result.parametric_var[0.99] == pytest.approx(2.3263479 * STD - 3, rel=1e-6)
+def test_token_bucket_sustains_exactly_its_rate():
+    bucket = TokenBucket(100, now=0.0)
+    allowed = sum(bucket.take(i / 1000) for i in range(10_000))  # 1,000 tries a second for 9.999 s
+    assert allowed == 100 + 999  # the initial burst, then 100 a second
+
+
+def test_order_within_every_limit_passes():
+    assert TraderRisk(limits(), 0.0).check_order(price=100, quantity=100, open_orders=2) is None
+
+
+@pytest.mark.parametrize(
+    "price, quantity, open_orders, reason",
+    [
+        (1, 101, 0, RejectReason.ORDER_QUANTITY_LIMIT),
+        (101, 100, 0, RejectReason.NOTIONAL_LIMIT),
+        (100, 100, 3, RejectReason.OPEN_ORDERS_LIMIT),
+        (1_000, 101, 3, RejectReason.ORDER_QUANTITY_LIMIT),  # the quantity limit is checked first
+        (1_000, 50, 3, RejectReason.NOTIONAL_LIMIT),  # then the notional
+    ],
+)
+def test_order_breaking_a_limit_is_refused_with_its_code(price, quantity, open_orders, reason):
+    assert TraderRisk(limits(), 0.0).check_order(price, quantity, open_orders) is reason
+
+
+def test_notional_limit_is_inclusive():
+    risk = TraderRisk(limits(), 0.0)
+    assert risk.check_order(100, 100, 0) is None  # exactly 10,000
+    assert risk.check_order(10_001, 1, 0) is RejectReason.NOTIONAL_LIMIT
+
+
+def test_replace_ignores_the_open_order_count():
+    risk = TraderRisk(limits(), 0.0)
+    assert risk.check_replace(100, 100) is None
+    assert risk.check_replace(100, 101) is RejectReason.ORDER_QUANTITY_LIMIT
+    assert risk.check_replace(200, 51) is RejectReason.NOTIONAL_LIMIT
+
+
+def test_message_rate_is_per_trader_bucket():
+    risk = TraderRisk(limits(rate=2), 0.0)
+    assert [risk.allow_message(0.0) for _ in range(3)] == [True, True, False]
+    assert risk.allow_message(0.5)
+
+
+@pytest.mark.parametrize(
+    "limit_price, is_market, last, reference, expected",
+    [
+        (10_050, False, 10_000, 9_000, 10_050),  # a limit order: its own price
+        (0, True, 10_020, 9_000, 10_020),  # market: the last trade
+        (0, True, None, 9_000, 9_000),  # market before any trade: the reference price
+    ],
+)
+def test_valuation_price(limit_price, is_market, last, reference, expected):
+    assert valuation_price(limit_price, is_market, last, reference) == expected
