@@ -116,6 +116,15 @@ class Exchange:
     def start_obs(self):
         self.obs = Role(["-s", "OBS"], self.env)
 
+    def start_second_tes(self, tmp_path):
+        """Start TES 2 (its own journal and client port) on the same book server, once it is
+        ready; (the role, its environment). Needs CURVE off: only TES 1's key is admitted."""
+        env = {**self.env, "EXCHANGE__TES__TES_ID": "2", "EXCHANGE__TES__JOURNAL_DIR": str(tmp_path / "tes2"),
+               "EXCHANGE__TES__CLIENT_ENDPOINT": f"tcp://127.0.0.1:{free_port()}"}
+        second = Role(["-s", "TES"], env)
+        second.wait_for("shard A ready", 10)
+        return second, env
+
     def client(self, trader=None, cancel_on_disconnect=False):
         client = Client(self.context, endpoint(self.env, "TES__CLIENT_ENDPOINT"))
         if trader is not None:

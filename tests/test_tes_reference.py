@@ -163,10 +163,7 @@ def test_several_tes_processes_agree_on_the_last_price(tmp_path):
     exchange = Exchange(tmp_path, EXCHANGE__SECURITY__KEYS_DIR="")
     second = None
     try:
-        env = {**exchange.env, "EXCHANGE__TES__TES_ID": "2", "EXCHANGE__TES__JOURNAL_DIR": str(tmp_path / "tes2"),
-               "EXCHANGE__TES__CLIENT_ENDPOINT": f"tcp://127.0.0.1:{free_port()}"}
-        second = Role(["-s", "TES"], env)
-        second.wait_for("shard A ready", 10)
+        second, env = exchange.start_second_tes(tmp_path)
         context = zmq.Context.instance()
         alice = exchange.client("alice")
         flow1, flow2 = (Client(context, env["EXCHANGE__TES__CLIENT_ENDPOINT"]) for _ in range(2))

@@ -10,7 +10,6 @@ import signal
 import time
 
 import pytest
-from procs import Role, free_port
 from test_tes import BUY, DAY, GTC, IOC, SELL, Client, Exchange
 
 from engine.types import RejectReason
@@ -149,10 +148,7 @@ def test_a_tes_that_missed_more_replies_than_the_book_server_keeps_catches_up_fr
         before = view(exchange, "alice")
         exchange.tes.kill()
 
-        env = {**exchange.env, "EXCHANGE__TES__TES_ID": "2", "EXCHANGE__TES__JOURNAL_DIR": str(tmp_path / "tes2"),
-               "EXCHANGE__TES__CLIENT_ENDPOINT": f"tcp://127.0.0.1:{free_port()}"}
-        second = Role(["-s", "TES"], env)
-        second.wait_for("shard A ready", 10)
+        second, env = exchange.start_second_tes(tmp_path)
         flow = Client(exchange.context, env["EXCHANGE__TES__CLIENT_ENDPOINT"])
         flow.logon("flow1")
         for n in range(30):  # commands that do not concern TES 1, pushing its fills out of the kept replies
