@@ -15,7 +15,7 @@ EXT_STAMP := native/.built
 DATA ?= data
 WORKLOAD := $(DATA)/standard-1m-seed42.npy
 
-.PHONY: run replay test bench bench-e2e build clean wipe-data
+.PHONY: run replay test bench bench-e2e build browser screenshots clean wipe-data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +40,23 @@ run: $(EXT_STAMP)
 replay: $(WORKLOAD)
 	$(PY) main.py replay $(WORKLOAD) --out $(DATA)/fills.npy
 
-test: $(EXT_STAMP)
+# The browser tests drive Debian's Chromium (Playwright cannot download its own browser here):
+# installed when missing, where apt-get and root are available; otherwise those tests skip, saying why.
+browser:
+	@command -v chromium >/dev/null || { \
+	    if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	        echo "installing Debian's chromium for the browser tests"; \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+	        || echo "could not install chromium: the browser tests will skip"; \
+	    else echo "no chromium, and no apt-get as root to install it: the browser tests will skip"; fi; }
+
+test: $(EXT_STAMP) browser
 	$(PY) -m pytest
+
+# The README's pictures of the web apps, taken by the browser tests.
+screenshots: $(EXT_STAMP) browser
+	EXCHANGE_SCREENSHOTS=docs $(PY) -m pytest -q tests/test_browser.py
 
 bench: $(EXT_STAMP)
 	$(PY) main.py bench book

@@ -307,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
             {f"-s {name}": SERVER_HELP.get(name, "") for name in SERVERS},
         "clients (main.py -c CLIENT --help for a client's own options)":
             {f"-c {name}": CLIENT_HELP.get(name, "") for name in CLIENTS},
+        "web apps (main.py --frontend APP; python main.py up starts both)":
+            {f"--frontend {name}": text for name, text in FRONTEND_HELP.items()},
         "commands (main.py COMMAND --help for a command's own options)": commands.summaries,
     })
     return parser
@@ -372,7 +374,8 @@ def add_journal_command(commands) -> None:
     cut.set_defaults(run=run_journal_cut)
 
 
-USAGE = "main.py COMMAND [ARGS...]\n       main.py -s SERVER [--shard NAME]\n       main.py -c CLIENT [ARGS...]"
+USAGE = ("main.py COMMAND [ARGS...]\n       main.py -s SERVER [--shard NAME]\n       main.py -c CLIENT [ARGS...]\n"
+         "       main.py --frontend APP")
 DESCRIPTION = ("Run the exchange's servers and clients, and its tools. The configuration is\n"
                "config/exchange.toml (or the file EXCHANGE_CONFIG names), any key overridden by\n"
                "an environment variable EXCHANGE__SECTION__KEY.")
@@ -383,6 +386,10 @@ SERVER_HELP = {
     "OBS": "an Order Book Server: one shard's books (--shard NAME; default: the first)",
     "TES": "the Trading Engine Server: sessions, validation, risk, portfolios",
     "recorder": "every shard's journal into the database and the tick store",
+}
+FRONTEND_HELP = {
+    "trader": "the trader portal: log on, trade, see the book, your orders, fills and positions",
+    "analytics": "the analytics dashboard: health, market overview, traders' P&L and risk figures",
 }
 CLIENT_HELP = {
     "trader": "an interactive trading shell (--trader ID)",
@@ -517,8 +524,39 @@ def build_role_parser(option: str) -> argparse.ArgumentParser:
     return parser
 
 
+def build_frontend_parser() -> argparse.ArgumentParser:
+    """The parser of ``main.py --frontend APP``."""
+    from frontend.apps import APPS
+
+    parser = _Parser(prog="main.py", usage="main.py --frontend APP",
+                     description="Serve one web app of the exchange (Streamlit) until SIGINT or SIGTERM, on the "
+                                 "address and port of\nthe configuration's [frontend]; it prints one READY line "
+                                 "with its URL once it answers.\n\n"
+                                 + listing({"apps": {name: FRONTEND_HELP[name] for name in APPS}}),
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frontend", required=True, choices=sorted(APPS), metavar="APP", help="the app to serve")
+    return parser
+
+
+def run_frontend(args: argparse.Namespace) -> int:
+    from frontend.apps import serve
+
+    return serve(load_settings(), args.frontend)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--frontend":
+        frontend_parser = build_frontend_parser()
+        if argv[1:2] in (["-h"], ["--help"]):
+            frontend_parser.print_help()
+            return 0
+        args = frontend_parser.parse_args(argv)
+        try:
+            return run_frontend(args)
+        except CliError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
     if argv and argv[0] in ("-s", "--server", "-c", "--client"):
         role_parser = build_role_parser(argv[0])
         if argv[1:2] in (["-h"], ["--help"]):

@@ -50,10 +50,11 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from clients import runtime
 from clients.client import ClientError, ExchangeClient, LogonError, RequestRejected, RequestTimeout, SessionEnded
-from clients.terminal import PriceError, parse_price, reject_text
+from clients.reports import ReportWords
+from clients.terminal import PriceError, parse_price
 from config.settings import Config
 from engine.instrument import Instrument
-from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from engine.types import OrderType, RejectReason, Side, TimeInForce
 from servers.protocol import (
     CancelRejected,
     LoggedOut,
@@ -81,12 +82,6 @@ TIF_HELP = {
     "--ioc": "immediate or cancel: what does not trade at once is canceled (a market order's default)",
     "--fok": "fill or kill: the whole quantity at once, or nothing",
     "--day": "rests until the end of the trading day",
-}
-CANCEL_WORDS = {
-    CancelReason.REQUESTED: "requested",
-    CancelReason.UNFILLED: "unfilled remainder",
-    CancelReason.MASS_CANCEL: "mass cancel",
-    CancelReason.DISCONNECTED: "disconnected",
 }
 ALIASES = {"exit": "quit", "?": "help"}
 OFFLINE_COMMANDS = frozenset({"help", "logon", "quit"})
@@ -202,8 +197,8 @@ class TraderShell:
         self.client = client
         self.instruments = {i.symbol: i for i in instruments}
         self.parsers = build_parsers()
-        self.symbols_of: dict[int, str] = {}
-        """The symbol of each order and replace this shell sent, by client order id (to show rejects)."""
+        self.words = ReportWords(self.instruments)
+        self.symbols_of = self.words.symbols_of
         self.open_ids: set[int] = set()
         """The open orders seen in reports since the shell started (for completion)."""
         self.told_end = False
@@ -305,49 +300,14 @@ class TraderShell:
     # ------------------------------------------------------------ formatting
 
     def price(self, symbol: str, ticks: int) -> str:
-        instrument = self.instruments.get(symbol)
-        return instrument.format_price(ticks) if instrument else f"{ticks} ticks"
-
-    def reject(self, client_order_id: int, reason: RejectReason, text: str) -> str:
-        """A reject's text in decimals when the order's instrument is known, and its code."""
-        instrument = self.instruments.get(self.symbols_of.get(client_order_id, ""))
-        return f"{reject_text(reason, text, instrument)} ({int(reason)})"
+        return self.words.price(symbol, ticks)
 
     def describe(self, m) -> str | None:
-        match m:
-            case OrderAccepted():
-                price = "market" if m.order_type == OrderType.MARKET else self.price(m.symbol, m.price)
-                return (f"accepted  order {m.order_id} (client {m.client_order_id}): {m.side.name} {m.quantity} "
-                        f"{m.symbol} @ {price} {m.time_in_force.name}")
-            case OrderRejected():
-                return f"rejected  client {m.client_order_id}: {self.reject(m.client_order_id, m.reason, m.text)}"
-            case OrderFilled():
-                verb = "bought" if m.side == Side.BUY else "sold"
-                role = "taker" if m.aggressor else "maker"
-                return (f"filled    order {m.order_id}: {verb} {m.quantity} {m.symbol} @ "
-                        f"{self.price(m.symbol, m.price)}, {m.leaves} left (trade {m.trade_id}, {role})")
-            case OrderCanceled():
-                why = CANCEL_WORDS.get(m.reason, m.reason.name)
-                return f"canceled  order {m.order_id}: {m.quantity} {m.symbol} ({why})"
-            case OrderReplaced():
-                kept = "priority kept" if m.priority_kept else "priority lost"
-                return (f"replaced  order {m.order_id}: {m.quantity} {m.symbol} @ "
-                        f"{self.price(m.symbol, m.price)} ({kept})")
-            case OrderExpired():
-                return f"expired   order {m.order_id}: {m.quantity} {m.symbol}"
-            case CancelRejected():
-                return f"cancel rejected  order {m.order_id}: {self.reject(m.client_order_id, m.reason, m.text)}"
-            case ReplaceRejected():
-                return f"replace rejected  order {m.order_id}: {self.reject(m.client_order_id, m.reason, m.text)}"
-            case MassCancelDone():
-                return f"cancelall {m.symbol or 'all symbols'}: {m.canceled} orders"
-            case LoggedOut():
-                return None  # tell_end says it
-            case SessionRejected():
-                if m.reason == RejectReason.NOT_LOGGED_ON and not self.client.logged_on:
-                    return None  # the end of the session is told once, by tell_end
-                return f"session rejected: {m.text} ({int(m.reason)})"
-        return repr(m)
+        if type(m) is LoggedOut:
+            return None  # tell_end says it
+        if type(m) is SessionRejected and m.reason == RejectReason.NOT_LOGGED_ON and not self.client.logged_on:
+            return None  # the end of the session is told once, by tell_end
+        return self.words.describe(m)
 
     def instrument(self, command: str, symbol: str) -> Instrument:
         instrument = self.instruments.get(symbol.upper())

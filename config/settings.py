@@ -109,6 +109,30 @@ class BotConfig(Struct):
 
 class UpConfig(Struct):
     bots: list[BotConfig] = []
+    frontends: list[Literal["trader", "analytics"]] = msgspec.field(default_factory=lambda: ["trader", "analytics"])
+    """The web apps ``python main.py up`` starts next to the exchange."""
+
+
+class FrontendConfig(Struct):
+    """The web apps (`frontend`): ``python main.py --frontend trader|analytics``."""
+
+    address: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
+    """The address both apps listen on: loopback unless TLS is configured (API keys are typed into
+    the trader portal, and the dashboard shows every trader's P&L)."""
+    trader_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8501
+    analytics_port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8502
+    tls_cert: str = ""
+    """A PEM certificate (chain) file: with ``tls_key``, the apps serve HTTPS only."""
+    tls_key: str = ""
+    session_grace_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    """How long a browser session of the trader portal may be gone (a closed tab, a lost
+    connection) before its exchange session is logged out."""
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be set together")
+        if self.trader_port == self.analytics_port:
+            raise ValueError(f"trader_port and analytics_port are both {self.trader_port}")
 
 
 class SecurityConfig(Struct):
@@ -175,6 +199,7 @@ class Config(Struct):
     database: DatabaseConfig = DatabaseConfig()
     recorder: RecorderConfig = RecorderConfig()
     logging: LoggingConfig = LoggingConfig()
+    frontend: FrontendConfig = FrontendConfig()
 
     def instrument(self, symbol: str) -> InstrumentConfig | None:
         return next((i for i in self.instruments if i.symbol == symbol), None)
@@ -297,6 +322,11 @@ def _check_loopback(config: Config) -> None:
         for field in ("command_endpoint", "market_data_endpoint", "snapshot_endpoint", "stream_endpoint")
         if getattr(shard, field)
     ]
+    frontend = config.frontend
+    if not frontend.tls_cert and not is_loopback(f"tcp://{frontend.address}:{frontend.trader_port}"):
+        raise ConfigError(f"frontend.address: {frontend.address} is reachable beyond this host, so the apps must "
+                          "serve HTTPS (API keys are typed into the trader portal): set frontend.tls_cert and "
+                          "frontend.tls_key, or reach them through an SSH tunnel (see the README)")
     if config.security.clients == "curve" and not config.security.keys_dir:
         raise ConfigError('security.clients: "curve" needs keys: set security.keys_dir and run python main.py keys')
     for key, endpoint in bound:

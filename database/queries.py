@@ -13,16 +13,29 @@ every day the symbol traded from the account's first fill in it on, whether or n
 account traded that day. ``cash + quantity x close`` is what the account has made in the
 symbol so far (realized + unrealized, exactly, by `servers.portfolio`'s identity); a day's
 ``pnl`` is its change since the symbol's previous close (the first day: since nothing).
+
+The dashboard's figures
+-----------------------
+`closes` lists a symbol's trading days. `top_traders` ranks the accounts of one symbol over
+a range of days by the same marking: an account's P&L over days ``first`` to ``last`` is the
+change of ``cash + quantity x close`` from the close before ``first`` to the close of
+``last``, the sum of its `daily` ``pnl`` over those days (a position carried into the range
+earns or loses with it, without a fill). `holdings` is where an account stood at a moment:
+the start of a P&L curve within a day.
 """
 
-from datetime import date
+from datetime import date, timedelta
+from typing import Literal
 
 import msgspec
-from sqlalchemy import Connection, literal, select, union_all
+from sqlalchemy import Connection, func, literal, select, union_all
 
 from database.models import DailyClose, DailyPnl, Execution, Order, OrderEvent, Position
 from engine.lifecycle import OrderState, Transition
 from engine.types import OrderType, Side, TimeInForce
+
+EPOCH = date(1970, 1, 1)
+NS_PER_DAY = 86_400 * 10**9
 
 
 class OrderRecord(msgspec.Struct, frozen=True):
@@ -102,6 +115,49 @@ class DayRecord(msgspec.Struct, frozen=True):
     """The open position marked to the day's close."""
     pnl: int
     """The day's P&L: the change of realized + unrealized since the symbol's previous close."""
+
+
+class CloseRecord(msgspec.Struct, frozen=True):
+    """A symbol's UTC day with trades (`database.models.DailyClose`)."""
+
+    day: date
+    symbol: str
+    price: int
+    """The day's last trade."""
+    volume: int
+    trades: int
+
+
+class TraderRecord(msgspec.Struct, frozen=True):
+    """An account's trading of one symbol over a range of days; money in its ticks x lots."""
+
+    account: str
+    trades: int
+    """Its fills in the range."""
+    bought: int
+    sold: int
+    notional: int
+    """Price x quantity of its fills in the range, both sides."""
+    position: int
+    """Its position at the end of the range."""
+    pnl: int
+    """The change of ``cash + position x close`` over the range (see the module)."""
+
+    @property
+    def volume(self) -> int:
+        return self.bought + self.sold
+
+
+class HoldingRecord(msgspec.Struct, frozen=True):
+    """An account's position and cash in one symbol at a moment, from its fills before it, and the
+    symbol's last trade price before it."""
+
+    symbol: str
+    quantity: int
+    cash: int
+    """Sales add price x quantity, purchases subtract it (`database.models.Position`'s cash)."""
+    price: int | None
+    """The symbol's last trade before the moment (None: none)."""
 
 
 def orders(connection: Connection, account: str, start: int, end: int, symbol: str | None = None
@@ -202,3 +258,92 @@ def _last_prices(connection: Connection, symbols: list[str]) -> dict[str, int]:
     latest = (select(DailyClose.symbol, DailyClose.price)
               .where(DailyClose.symbol.in_(symbols)).order_by(DailyClose.symbol, DailyClose.day))
     return dict(connection.execute(latest).all())
+
+
+def closes(connection: Connection, first: date, last: date, symbol: str | None = None) -> list[CloseRecord]:
+    """The days from ``first`` to ``last`` (inclusive) each symbol traded, by day, then symbol."""
+    query = select(DailyClose).where(DailyClose.day >= first, DailyClose.day <= last)
+    if symbol is not None:
+        query = query.where(DailyClose.symbol == symbol)
+    return [CloseRecord(row.day, row.symbol, row.price, row.volume, row.trades)
+            for row in connection.execute(query.order_by(DailyClose.day, DailyClose.symbol))]
+
+
+def top_traders(connection: Connection, symbol: str, first: date, last: date,
+                by: Literal["volume", "pnl"] = "volume", limit: int = 10) -> list[TraderRecord]:
+    """The ``limit`` accounts with the largest volume (bought + sold) or P&L in ``symbol`` from
+    ``first`` to ``last`` (inclusive), largest first, ties by account.
+
+    Every account that traded the symbol in the range or held a position in it at its start
+    takes part. One symbol at a time: money is in the symbol's ticks x lots.
+    """
+    traded = {row.account: row for row in connection.execute(
+        select(DailyPnl.account, func.sum(DailyPnl.trades).label("trades"), func.sum(DailyPnl.bought).label("bought"),
+               func.sum(DailyPnl.sold).label("sold"),
+               func.sum(DailyPnl.bought_notional + DailyPnl.sold_notional).label("notional"))
+        .where(DailyPnl.symbol == symbol, DailyPnl.day >= first, DailyPnl.day <= last)
+        .group_by(DailyPnl.account)
+    )}
+    opening = _states(connection, symbol, DailyPnl.day < first)
+    closing = _states(connection, symbol, DailyPnl.day <= last)
+    before = _close(connection, symbol, DailyClose.day < first)
+    after = _close(connection, symbol, DailyClose.day <= last)
+    records = []
+    for account, (quantity, cash) in closing.items():
+        start_quantity, start_cash = opening.get(account, (0, 0))
+        row = traded.get(account)
+        if row is None and start_quantity == 0:
+            continue
+        made = cash + quantity * after - (start_cash + start_quantity * (before or 0))
+        trading = (0, 0, 0, 0) if row is None else (row.trades, row.bought, row.sold, row.notional)
+        records.append(TraderRecord(account, *(int(value) for value in trading), quantity, made))
+    if by == "volume":
+        records.sort(key=lambda record: (-record.volume, record.account))
+    else:
+        records.sort(key=lambda record: (-record.pnl, record.account))
+    return records[:limit]
+
+
+def holdings(connection: Connection, account: str, time: int) -> list[HoldingRecord]:
+    """The account's holding of every symbol it traded before ``time`` (ns), by symbol.
+
+    The state at the end of its last day of trading before ``time``'s UTC day (`DailyPnl`),
+    then its fills of that day before ``time``.
+    """
+    day = EPOCH + timedelta(days=time // NS_PER_DAY)
+    day_start = time // NS_PER_DAY * NS_PER_DAY
+    state = {row.symbol: (row.quantity, row.cash) for row in connection.execute(
+        select(DailyPnl.symbol, DailyPnl.quantity, DailyPnl.cash)
+        .where(DailyPnl.account == account, DailyPnl.day < day).order_by(DailyPnl.day)
+    )}
+    prices = dict(connection.execute(
+        select(DailyClose.symbol, DailyClose.price).where(DailyClose.day < day).order_by(DailyClose.day)
+    ).all())
+    for fill in executions(connection, account, day_start, time):
+        quantity, cash = state.get(fill.symbol, (0, 0))
+        sign = 1 if fill.side == Side.BUY else -1
+        state[fill.symbol] = (quantity + sign * fill.quantity, cash - sign * fill.price * fill.quantity)
+    for symbol in state:
+        last = connection.execute(
+            select(Execution.price).where(Execution.symbol == symbol, Execution.time >= day_start,
+                                          Execution.time < time)
+            .order_by(Execution.time.desc(), Execution.trade_id.desc()).limit(1)
+        ).scalar()
+        if last is not None:
+            prices[symbol] = last
+    return [HoldingRecord(symbol, quantity, cash, prices.get(symbol))
+            for symbol, (quantity, cash) in sorted(state.items())]
+
+
+def _states(connection: Connection, symbol: str, days) -> dict[str, tuple[int, int]]:
+    """Per account: (quantity, cash) in ``symbol`` at the end of its last day of trading within ``days``."""
+    rows = connection.execute(select(DailyPnl.account, DailyPnl.quantity, DailyPnl.cash)
+                              .where(DailyPnl.symbol == symbol, days).order_by(DailyPnl.day))
+    return {row.account: (row.quantity, row.cash) for row in rows}
+
+
+def _close(connection: Connection, symbol: str, days) -> int | None:
+    """The symbol's close of its last trading day within ``days`` (None: none)."""
+    return connection.execute(
+        select(DailyClose.price).where(DailyClose.symbol == symbol, days).order_by(DailyClose.day.desc()).limit(1)
+    ).scalar()

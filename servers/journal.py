@@ -739,21 +739,26 @@ def _punch_hole(fd: int, length: int) -> bool:
     raise OSError(error, os.strerror(error))
 
 
-def write_atomically(path: Path, *chunks: bytes) -> None:
+def write_atomically(path: Path, *chunks: bytes, durable: bool = True) -> None:
     """``path`` holds the ``chunks`` or what it held before, even after a crash; durable on
-    return. A temporary file that could not be completed (a full disk) is removed."""
+    return unless ``durable`` is False (then a reader sees the old or the new file, never half
+    of one, but a crash may lose the new one: for files rewritten every second, whose fsyncs
+    would stall the writer for milliseconds). A temporary file that could not be completed (a
+    full disk) is removed."""
     temporary = path.with_name(path.name + TEMPORARY_SUFFIX)
     try:
         with open(temporary, "wb") as file:
             for chunk in chunks:
                 file.write(chunk)
-            file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     except OSError:
         temporary.unlink(missing_ok=True)
         raise
-    _sync_directory(path.parent)
+    if durable:
+        _sync_directory(path.parent)
 
 
 def _sync_directory(directory: Path) -> None:

@@ -8,24 +8,26 @@ and able to trade):
 1. one ``main.py -s OBS --shard NAME`` per configured shard;
 2. ``main.py -s recorder`` (the shards' journals into the database and the tick store);
 3. ``main.py -s TES``;
-4. one ``main.py -c marketmaker|random ...`` per entry of ``up.bots`` (waiting for each
-   to be READY or to have exited, at most `READY_TIMEOUT_S`);
+4. one ``main.py -c marketmaker|random ...`` per entry of ``up.bots`` and one
+   ``main.py --frontend APP`` per entry of ``up.frontends`` (the web apps), waiting for each
+   to be READY or to have exited, at most `READY_TIMEOUT_S`;
 
-then print where everything listens and how to connect the trader CLI. Each
+then print where everything listens (the apps' URLs among it) and how to connect the trader CLI. Each
 child's output is relayed line by line, prefixed with its name.
 
-Stop, on SIGINT or SIGTERM: the bots, then the TES, then the recorder, then the OBS
+Stop, on SIGINT or SIGTERM: the bots and the web apps, then the TES, then the recorder, then the OBS
 shards, so every client logs out before the TES drains, the TES drains before the
 books close their journals, and the recorder has written what they journaled. Each
 is sent SIGTERM and waited for, and killed only if it does not exit within
 `STOP_WAIT_S`. `up` returns 0 if every child running then exited 0.
 
-The exchange is the servers; the bots are its guests:
+The exchange is the servers; the bots and the web apps are its guests:
 
 - A **server** that exits while the exchange is up (or starting) is reported, the
   rest are stopped in the same order, and `up` returns 1.
-- A **bot** that exits never stops the exchange (a bot exits 1 when its session is
-  taken over by a logon of its trader, 2 when its configuration is wrong). One that
+- A **guest** that exits never stops the exchange (a bot exits 1 when its session is
+  taken over by a logon of its trader, 2 when its configuration is wrong; a web app 1 when its
+  port is taken). One that
   failed (a non-zero status) is started again after a back-off (`RestartPolicy`: 1 s,
   doubling to 30 s; a run of 60 s starts the doubling afresh), unless that was its 7th
   failure in a row with no run of 60 s between them: then it is left down. One that
@@ -37,7 +39,6 @@ launcher, which stops them in order; on Linux each child is also sent SIGTERM by
 kernel if the launcher dies (``PR_SET_PDEATHSIG``), so none outlives it.
 """
 
-import ctypes
 import os
 import re
 import shlex
@@ -50,6 +51,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from config.settings import BotConfig, Config
+from frontend.apps import APPS, url
+from servers.children import die_with_parent
 from servers.security import write_missing_keys
 
 MAIN = Path(__file__).resolve().parent.parent / "main.py"
@@ -57,7 +60,6 @@ READY_TIMEOUT_S = 30.0
 STOP_WAIT_S = 10.0
 POLL_S = 0.1
 NAME_WIDTH = 16
-PR_SET_PDEATHSIG = 1
 BOT_CLIENTS = {"marketmaker": "marketmaker", "random": "random"}
 
 _print_lock = threading.Lock()
@@ -87,7 +89,7 @@ class Child:
             text=True,
             env=env,
             process_group=0,
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid()),
         )
         self._relay = threading.Thread(target=self._read, name=f"relay-{name}", daemon=True)
         self._relay.start()
@@ -119,20 +121,6 @@ class Child:
         return code
 
 
-def _die_with_parent(parent: int):
-    """A ``preexec_fn`` asking the kernel to SIGTERM the child when the launcher dies (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-
-    def preexec() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return preexec
-
-
 class RestartPolicy(NamedTuple):
     """When a bot that failed is started again: after ``first_s``, doubled by each further
     failure in a row up to ``max_s``; a run of ``steady_s`` or more ends the row, so its
@@ -148,18 +136,18 @@ RESTARTS = RestartPolicy()
 """``up``'s policy."""
 
 
-class BotProcess:
-    """One entry of ``up.bots``: its current process, and when to start it again.
+class GuestProcess:
+    """One bot of ``up.bots`` or web app of ``up.frontends``: its current process, and when to
+    start it again.
 
-    Invariant: ``child`` is None exactly while the bot is down, and then ``restart_at`` is
+    Invariant: ``child`` is None exactly while the guest is down, and then ``restart_at`` is
     when to start it again (None: left down); ``failures`` counts its failures in a row (a
     run of ``policy.steady_s`` or more ends a row).
     """
 
-    def __init__(self, config: BotConfig, policy: RestartPolicy) -> None:
-        self.name = f"{config.kind}-{config.trader_id}"
-        self.args = ["-c", BOT_CLIENTS[config.kind], "--trader", config.trader_id, "--key", config.api_key,
-                     "--symbol", config.symbol]
+    def __init__(self, name: str, args: list[str], policy: RestartPolicy) -> None:
+        self.name = name
+        self.args = args
         self.policy = policy
         self.child: Child | None = None
         self.started_at = 0.0
@@ -176,7 +164,7 @@ class BotProcess:
         return self.child is None or self.child.ready.is_set() or self.child.exited() is not None
 
     def tend(self, now: float) -> None:
-        """Notice that the bot exited and decide (and say) what happens next; start it again when due."""
+        """Notice that the guest exited and decide (and say) what happens next; start it again when due."""
         if self.child is None:
             if self.restart_at is not None and now >= self.restart_at:
                 note(f"starting {self.name} again")
@@ -201,7 +189,7 @@ class BotProcess:
             self.restart_at = now + delay
 
     def after_failure(self, ran: float) -> float | None:
-        """Seconds to wait before starting the bot again after a failed run of ``ran`` seconds;
+        """Seconds to wait before starting the guest again after a failed run of ``ran`` seconds;
         None: leave it down."""
         policy = self.policy
         self.failures = 1 if ran >= policy.steady_s else self.failures + 1
@@ -210,12 +198,24 @@ class BotProcess:
         return min(policy.first_s * 2 ** (self.failures - 1), policy.max_s)
 
 
+def bot_process(config: BotConfig, policy: RestartPolicy) -> GuestProcess:
+    return GuestProcess(f"{config.kind}-{config.trader_id}",
+                        ["-c", BOT_CLIENTS[config.kind], "--trader", config.trader_id, "--key", config.api_key,
+                         "--symbol", config.symbol], policy)
+
+
+def frontend_process(app: str, policy: RestartPolicy) -> GuestProcess:
+    return GuestProcess(f"app-{app}", ["--frontend", app], policy)
+
+
 class Launcher:
     def __init__(self, config: Config, policy: RestartPolicy = RESTARTS) -> None:
         self.config = config
         self.servers: list[list[Child]] = []
         """Started server processes, in start order (stopped in reverse)."""
-        self.bots = [BotProcess(bot, policy) for bot in config.up.bots]
+        self.guests = [bot_process(bot, policy) for bot in config.up.bots] + [
+            frontend_process(app, policy) for app in config.up.frontends]
+        """The guests: bots, then web apps."""
         self.stopping = False
 
     def request_stop(self, signum, frame) -> None:
@@ -236,26 +236,26 @@ class Launcher:
             time.sleep(POLL_S / 5)
         return True
 
-    def start_bots(self) -> bool:
-        """Start every bot and wait until each is READY or has exited (at most `READY_TIMEOUT_S`;
-        the bots that exited are tended afterwards); False if stopped or a server died meanwhile."""
-        for bot in self.bots:
-            bot.start()
+    def start_guests(self) -> bool:
+        """Start every guest and wait until each is READY or has exited (at most `READY_TIMEOUT_S`;
+        the guests that exited are tended afterwards); False if stopped or a server died meanwhile."""
+        for guest in self.guests:
+            guest.start()
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not all(bot.settled() for bot in self.bots):
+        while not all(guest.settled() for guest in self.guests):
             if self.stopping or self.failed() is not None:
                 return False
             if time.monotonic() > deadline:
-                late = [bot.name for bot in self.bots if not bot.settled()]
+                late = [guest.name for guest in self.guests if not guest.settled()]
                 note(f"no READY from {', '.join(late)} within {READY_TIMEOUT_S:g}s; going on without waiting")
                 return True
             time.sleep(POLL_S / 5)
         return True
 
-    def tend_bots(self) -> None:
+    def tend_guests(self) -> None:
         now = time.monotonic()
-        for bot in self.bots:
-            bot.tend(now)
+        for guest in self.guests:
+            guest.tend(now)
 
     def failed(self) -> Child | None:
         """The first server that has exited (while it should be running), reported once."""
@@ -273,18 +273,18 @@ class Launcher:
             self.start([Child(f"OBS-{s.name}", ["-s", "OBS", "--shard", s.name]) for s in config.shards])
             and self.start([Child("recorder", ["-s", "recorder"])])
             and self.start([Child("TES", ["-s", "TES"])])
-            and self.start_bots()
+            and self.start_guests()
         )
         clean = False
         if up:
             say(self.summary())
             while not self.stopping and self.failed() is None:
-                self.tend_bots()
+                self.tend_guests()
                 time.sleep(POLL_S)
             clean = self.stopping
         elif self.stopping:
             clean = True
-        note("stopping: bots, then TES, then recorder, then OBS")
+        note("stopping: bots and web apps, then TES, then recorder, then OBS")
         codes = self.stop_all()
         failed = {name: code for name, code in codes.items() if code != 0}
         if failed:
@@ -295,7 +295,7 @@ class Launcher:
     def stop_all(self) -> dict[str, int | None]:
         """SIGTERM the running bots, then each server group, newest first, waiting for each
         group before the next; every exit status."""
-        groups = [[bot.child for bot in self.bots if bot.child is not None], *reversed(self.servers)]
+        groups = [[guest.child for guest in self.guests if guest.child is not None], *reversed(self.servers)]
         codes = {}
         for group in groups:
             for child in group:
@@ -321,6 +321,8 @@ class Launcher:
         lines.append(f"  recorder                database {database}; ticks {ticks}")
         for bot in config.up.bots:
             lines.append(f"  bot                     {bot.kind} {bot.trader_id} on {bot.symbol}")
+        for app in config.up.frontends:
+            lines.append(f"  {APPS[app].title:<23} {url(config, app)}")
         lines += [
             f"  trade                   {main_command()} -c trader --trader {trader} --key {trader}-demo-key",
             "  stop                    Ctrl-C",

@@ -96,6 +96,7 @@ from servers.protocol import (
 from servers.security import ANYONE, NOBODY
 from servers.service import Occurrences
 from servers.shard import JOURNALED, Capture, RecoveryError, load, recover
+from servers.status import STATUS_FILE, StatusFile
 from servers.stream import Streamer
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,13 @@ class OrderBookServer:
         self.running = True
         self.dropped = Occurrences(log, "dropped malformed input: %.200s (%d so far)")
         self.unauthorized = Occurrences(log, "refused %s from a peer not authorized to send it (%d so far)")
+        self.status = StatusFile(self.directory / STATUS_FILE, "OBS", shard.name, log, time.monotonic())
+        self.received = 0
+        """Messages read from the command socket (each frame's count: not per message)."""
+        self.executed = 0
+        """Commands journaled and executed."""
+        self.trades_before = self._trades()
+        """The books' trades before this process started (restored from the journal)."""
         self._sockets: list[zmq.Socket] = []
         self.context = zmq.Context()
         self.authenticator: security.BookServerAuthenticator | None = None
@@ -225,7 +233,11 @@ class OrderBookServer:
                     self._serve_snapshots()
                 if self.state.sequence - self.snapshot_sequence >= self.snapshot_every:
                     self._snapshot()
+                now = time.monotonic()
+                if self.status.due(now):
+                    self._publish_status(now)
             self.journal.flush()
+            self._publish_status(time.monotonic(), stopped=True)
         except JournalFailed as exc:
             raise BookServerHalted(
                 f"{exc}. Restart it: recovery replays what reached the journal file, and each TES's Hello gets the "
@@ -288,6 +300,7 @@ class OrderBookServer:
                     work.append((identity, message, 0, 0))
             if len(work) >= MAX_MESSAGES_PER_TURN:
                 break
+        self.received += len(work)
         # 3. Execute in arrival order: commands through the shard's handler (book, then market
         #    data), each giving its journal entry; Hello and queries see the state the commands
         #    before them left. Nothing leaves the process yet.
@@ -301,6 +314,7 @@ class OrderBookServer:
             if not self.journal.append(entries):
                 outbox, market_data = self._undo_turn(work, unwritable is None)
             else:
+                self.executed += len(entries)
                 if unwritable is not None:
                     log.info("the journal is written again after %.1f s: intake resumed at sequence %d",
                              time.monotonic() - self.journal.unwritable_since, entries[0][0])
@@ -447,6 +461,41 @@ class OrderBookServer:
         self.market_data.send(self.command_codec.encode(marks))
 
     # ---------------------------------------------------------------- housekeeping
+
+    def _trades(self) -> int:
+        """The books' trades since they began (their trade sequences)."""
+        return sum(feed.book.trade_sequence for feed in self.state.feeds.values())
+
+    def _publish_status(self, now: float, stopped: bool = False) -> None:
+        """Write the status file (`servers.status`): counts since the start; the journal (its last
+        sequence, bytes written, bytes not yet fsynced, whether it takes writes) and how far
+        behind it each stream consumer is, in entries not yet acknowledged."""
+        journal, streamer = self.journal, self.streamer
+        counters = {"received": self.received, "executed": self.executed,
+                    "trades": self._trades() - self.trades_before, "dropped": self.dropped.count,
+                    "unauthorized": self.unauthorized.count}
+        unwritable = journal.unwritable
+        figures = {
+            "sequence": self.state.sequence,
+            "journal": {
+                "bytes": journal.offset,
+                # `Journal` keeps how far it fsynced to itself: only read here.
+                "unsynced_bytes": max(0, journal.offset - journal._synced_offset),
+                "discarded_bytes": journal.discarded,
+                "unwritable": None if unwritable is None else str(unwritable.strerror or unwritable),
+            },
+            "tes": sorted(self.tes),
+            "consumers": [],
+        }
+        if streamer is not None:
+            # A copy of the registry, made at once (the streamer's thread may add to it); the
+            # figures of each consumer are plain ints, read as they stand.
+            figures["consumers"] = [
+                {"name": consumer.name, "acked": consumer.acked, "behind": max(0, streamer.last - consumer.acked),
+                 "connected": consumer.identity is not None, "left_behind": consumer.left_behind}
+                for consumer in list(streamer.consumers.values())
+            ]
+        self.status.publish(now, counters, figures, stopped=stopped)
 
     def _snapshot(self) -> None:
         """Capture the shard as of its last command (`Shard.capture`: copying out the resting

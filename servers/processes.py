@@ -58,6 +58,8 @@ def exchange_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
             "EXCHANGE__TICKS__ROOT": str(tmp_path / "ticks"),
             "EXCHANGE__DATABASE__URL": f"sqlite:///{tmp_path / 'exchange.sqlite'}",
             "EXCHANGE__RECORDER__STATUS_FILE": str(tmp_path / "recorder-status.json"),
+            "EXCHANGE__FRONTEND__TRADER_PORT": str(free_port()),
+            "EXCHANGE__FRONTEND__ANALYTICS_PORT": str(free_port()),
             "PYTHONUNBUFFERED": "1",
         }
     )

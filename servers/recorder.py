@@ -28,11 +28,13 @@ Lag
 ---
 Per shard: how many journaled entries are not yet in both stores (the journal's last
 sequence as the stream reports it, minus the committed one) and how old the newest committed
-entry's exchange time is. Logged every `LAG_LOG_S` and written (atomically) to
-``recorder.status_file`` for the dashboards.
+entry's exchange time is. Logged every `LAG_LOG_S` (for a shard behind) and written every
+`servers.status.PERIOD_S` to ``recorder.status_file`` for the dashboards: the keys every server's
+status file has (`servers.status`: role, pid, started, updated, counters ``recorded`` and
+``refusals``...) and, under each shard's name, ``{"committed", "journal_last", "behind",
+"seconds", "pending"}`` (sequences; entries; s, null before the first entry; entries held).
 """
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -42,7 +44,8 @@ from database.recording import Applier, RecordingError
 from database.store import StoreUnavailable, open_database
 from database.ticks import schema as ticks
 from servers import security, service
-from servers.journal import DirectoryLock, write_atomically
+from servers.journal import DirectoryLock
+from servers.status import StatusFile
 from servers.stream import JournalStream, StreamError
 
 log = logging.getLogger("recorder")
@@ -109,8 +112,12 @@ class Recorder:
             raise
         self.price_scales = {instrument.symbol: instrument.price_scale for instrument in config.instruments}
         self.feeds: list[ShardFeed] = []
-        self.status_path = Path(config.recorder.status_file)
         self._logged_at = time.monotonic()
+        self.status = StatusFile(Path(config.recorder.status_file), "recorder", "recorder", log, self._logged_at)
+        self.recorded = 0
+        """Entries written to both stores since the start."""
+        self.refusals = 0
+        """Batches a store refused since the start."""
         try:
             for shard in config.shards:
                 if not shard.stream_endpoint:
@@ -166,11 +173,14 @@ class Recorder:
                         len(feed.pending) >= BATCH or now - feed.oldest >= FLUSH_S or not self.running):
                     self._write(feed, now)
             if now - self._logged_at >= LAG_LOG_S:
-                self._report(now)
+                self._log_lag(now)
+            if self.status.due(now):
+                self._publish_status(now)
         for feed in self.feeds:
             if feed.pending:
                 self._write(feed, time.monotonic())
-        self._report(time.monotonic())
+        self._log_lag(time.monotonic())
+        self._publish_status(time.monotonic(), stopped=True)
 
     def stop(self, *_signal) -> None:
         self.running = False
@@ -185,6 +195,7 @@ class Recorder:
                 ticks.record(self.ticks, feed.name, batch, self.price_scales)
             except (StoreUnavailable, ticks.BackendUnavailable, OSError) as exc:
                 feed.failures += 1
+                self.refusals += 1
                 wait = min(RETRY_S[1], RETRY_S[0] * 2 ** (feed.failures - 1))
                 feed.retry_at = now + wait
                 if feed.failures == 1 or wait == RETRY_S[1]:
@@ -195,6 +206,7 @@ class Recorder:
                 log.info("shard %s: recording again after %d refusals", feed.name, feed.failures)
                 feed.failures = 0
             del feed.pending[: len(batch)]
+            self.recorded += len(batch)
             feed.committed, feed.last_time = batch[-1].sequence, batch[-1].time
             durable = min(feed.committed, *(self.ticks.watermark(table, feed.name) for table in ticks.TABLES))
             if durable > feed.acked:
@@ -202,23 +214,23 @@ class Recorder:
                 feed.acked = durable
             feed.oldest = now
 
-    def _report(self, now: float) -> None:
-        """Log each shard's lag and write the status file."""
+    def _log_lag(self, now: float) -> None:
+        """Log the lag of each shard that is behind."""
         self._logged_at = now
-        status = {}
         for feed in self.feeds:
             behind = feed.journal_last - feed.committed
-            age = (time.time_ns() - feed.last_time) / 1e9 if feed.last_time else None
-            status[feed.name] = {"committed": feed.committed, "journal_last": feed.journal_last,
-                                 "behind": behind, "seconds": age, "pending": len(feed.pending)}
             if behind or feed.failures:
+                age = _age(feed)
                 log.info("shard %s: %d entries behind (committed %d of %d)%s", feed.name, behind, feed.committed,
                          feed.journal_last, f", the last recorded {age:.1f} s old" if age is not None else "")
-        try:
-            self.status_path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(self.status_path, json.dumps(status, sort_keys=True).encode())
-        except OSError as exc:
-            log.warning("cannot write %s: %s", self.status_path, exc)
+
+    def _publish_status(self, now: float, stopped: bool = False) -> None:
+        """Write the status file: the counts since the start and each shard's progress (the module docstring)."""
+        shards = {feed.name: {"committed": feed.committed, "journal_last": feed.journal_last,
+                              "behind": feed.journal_last - feed.committed, "seconds": _age(feed),
+                              "pending": len(feed.pending)}
+                  for feed in self.feeds}
+        self.status.publish(now, {"recorded": self.recorded, "refusals": self.refusals}, shards, stopped=stopped)
 
     def close(self) -> None:
         for feed in self.feeds:
@@ -226,6 +238,11 @@ class Recorder:
         self.ticks.close()
         self.engine.dispose()
         self._lock.release()
+
+
+def _age(feed: ShardFeed) -> float | None:
+    """How old the exchange time of the shard's newest recorded entry is, s (None: none recorded)."""
+    return (time.time_ns() - feed.last_time) / 1e9 if feed.last_time else None
 
 
 def serve(config: Config, args=None) -> int:

@@ -56,7 +56,9 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
+from time import perf_counter_ns
 from time import time_ns as clock
+from typing import get_args
 
 import msgspec
 import zmq
@@ -91,6 +93,7 @@ from servers.orders import Report
 from servers.risk import TraderRisk, valuation_price
 from servers.service import Occurrences
 from servers.sessions import Session, Sessions, cancels_orders
+from servers.status import STATUS_FILE, LatencyHistogram, StatusFile
 from servers.stream import JournalStream, StreamError
 
 log = logging.getLogger("tes")
@@ -130,6 +133,8 @@ CATCH_UP_WINDOW = 20_000
 """Journal records a catch-up has in flight from the book server at most."""
 CATCH_UP_STALL_S = 10.0
 """A catch-up that receives nothing for this long is given up (the outcome of orders in flight is unknown)."""
+ANSWERS = frozenset({p.OrderAccepted, p.OrderRejected, p.CancelRejected, p.ReplaceRejected})
+"""Reports that answer a request: the first two an order's first answer, the last three rejects."""
 
 
 class Shard:
@@ -225,6 +230,30 @@ class TradingEngineServer:
         """Commands refused because a shard's socket would not take them."""
         self.refused_logons = Occurrences(log, "logons refused: the latest %r (%s); %d so far", LOGON_WARN_EVERY_S)
 
+        # What the status file publishes (`servers.status`, `_publish_status`): counts since the start.
+        self.status = StatusFile(Path(settings.journal_dir) / STATUS_FILE, "TES", "TES", log, now)
+        self.received = 0
+        """Client messages decoded."""
+        self.submitted = 0
+        self.cancels = 0
+        self.replaces = 0
+        """EnterOrder, CancelOrder and ReplaceOrder requests of logged-on sessions, refused or not."""
+        self.accepted_logons = 0
+        """Sessions opened (refused logons: ``refused_logons.count``)."""
+        self.reported: dict[type, int] = dict.fromkeys(get_args(p.ClientMessage), 0)
+        """Reports made for traders (`_route`), by message type."""
+        self.rejects: dict[RejectReason, int] = dict.fromkeys(RejectReason, 0)
+        """Every reject made for a client (its own checks', relayed book refusals), by reason."""
+        self.ack_latency = LatencyHistogram()
+        """From reading the client frame carrying an order to sending its first answer."""
+        self.frame_read = 0
+        """When the client frame being handled was read (`perf_counter_ns`)."""
+        self.awaiting: dict[str, dict[int, int]] = {}
+        """Trader -> client order id -> when its frame was read, of the orders routed to a book and
+        not yet answered (the ledger's own client order id check keeps the ids unique)."""
+        self.answered: list[int] = []
+        """When the frames were read of the orders answered this turn (their latency ends at `_flush`)."""
+
         self.context = zmq.Context()
         self.poller = zmq.Poller()
         self.shards: dict[str, Shard] = {}
@@ -286,6 +315,7 @@ class TradingEngineServer:
         while not self.stopping:
             self._step(self._poll_timeout())
         self._drain()
+        self._publish_status(time.monotonic(), stopped=True)
 
     def stop(self, *_signal) -> None:
         self.stopping = True
@@ -366,6 +396,7 @@ class TradingEngineServer:
         sessions = self.sessions.by_identity
         budget = CLIENT_MESSAGES_PER_TURN
         for frames in _waiting(self.clients):
+            self.frame_read = perf_counter_ns()
             identity = frames[0]
             session = sessions.get(identity)
             if session is not None:
@@ -384,26 +415,32 @@ class TradingEngineServer:
                 continue
             for message in messages:
                 self._dispatch(identity, sessions.get(identity), message, now)
+            self.received += len(messages)
             budget -= len(messages)
             if budget <= 0:
                 return
 
+    def _reject(self, identity: bytes, message) -> None:
+        """Queue a SessionRejected, LogonRejected or QueryRejected for ``identity``, counted by its reason."""
+        self.rejects[message.reason] += 1
+        self.outbox[identity].append(message)
+
     def _malformed(self, identity: bytes, reason: RejectReason, text: str) -> None:
         self.malformed += 1
-        self.outbox[identity].append(p.SessionRejected(reason, f"{reason.text}: {text}"[:TEXT_LIMIT]))
+        self._reject(identity, p.SessionRejected(reason, f"{reason.text}: {text}"[:TEXT_LIMIT]))
 
     def _dispatch(self, identity: bytes, session: Session | None, message, now: float) -> None:
         if self.stopping:
             if type(message) is not p.Heartbeat:
                 reason = RejectReason.EXCHANGE_CLOSING
-                self.outbox[identity].append(p.SessionRejected(reason, reason.text))
+                self._reject(identity, p.SessionRejected(reason, reason.text))
             return
         if session is None:
             if isinstance(message, p.Logon):
                 self._logon(identity, message, now)
             else:
                 reason = RejectReason.NOT_LOGGED_ON
-                self.outbox[identity].append(p.SessionRejected(reason, reason.text))
+                self._reject(identity, p.SessionRejected(reason, reason.text))
             return
         if type(message) is p.EnterOrder:
             self._enter(session, message, now)
@@ -424,7 +461,7 @@ class TradingEngineServer:
                 self._end(session, p.EndReason.LOGOUT)
             case p.Logon():
                 reason = RejectReason.ALREADY_LOGGED_ON
-                self.outbox[identity].append(p.LogonRejected(reason, reason.text))
+                self._reject(identity, p.LogonRejected(reason, reason.text))
 
     # ---------------------------------------------------------------- sessions
 
@@ -465,14 +502,15 @@ class TradingEngineServer:
         identity, trader_id = verdict.identity, verdict.trader_id
         after = self.after_reports.pop(identity, -1)
         if verdict.reason is not None:
-            self.outbox[identity].append(p.LogonRejected(verdict.reason, verdict.text))
+            self._reject(identity, p.LogonRejected(verdict.reason, verdict.text))
             self.refused_logons(verdict.trader_id, verdict.text)  # repr: whatever the client sent
             return
         if self.stopping:
             reason = RejectReason.EXCHANGE_CLOSING
-            self.outbox[identity].append(p.LogonRejected(reason, reason.text))
+            self._reject(identity, p.LogonRejected(reason, reason.text))
             return
         session, previous = self.sessions.open(identity, trader_id, verdict.cancel_on_disconnect, now)
+        self.accepted_logons += 1
         session.record = self.database.logged_on(trader_id, time.time_ns())
         if previous is not None:
             self._delivered(previous)
@@ -519,19 +557,49 @@ class TradingEngineServer:
                                 "connected, no answer to Hello yet" if shard.connected else "not connected")
         for session in self.sessions.idle(now):
             self.outbox[session.identity].append(p.Heartbeat())
+        if self.status.due(now):
+            self._publish_status(now)
+
+    def _publish_status(self, now: float, stopped: bool = False) -> None:
+        """Write the status file (`servers.status`): counts since the start, rejects by reason,
+        the ack latency; the sessions, the orders awaiting their book's answer, each shard's link."""
+        reported = self.reported
+        accepted, rejected = reported[p.OrderAccepted], reported[p.OrderRejected]
+        counters = {
+            "messages": self.received, "orders": self.submitted, "entered": self.entered, "cancels": self.cancels,
+            "replaces": self.replaces, "acks": accepted + rejected, "accepted": accepted, "rejected": rejected,
+            "fills": reported[p.OrderFilled], "logons": self.accepted_logons,
+            "logons_refused": self.refused_logons.count, "malformed": self.malformed,
+            "undelivered": self.undelivered, "unsent": self.refused.count,
+        }
+        figures = {
+            "sessions": len(self.sessions.by_identity),
+            "awaiting": sum(len(orders) for orders in self.awaiting.values()),
+            "shards": {name: {"connected": shard.connected, "ready": shard.ready}
+                       for name, shard in self.shards.items()},
+        }
+        self.status.publish(now, counters, figures, self.rejects, {"ack": self.ack_latency}, stopped)
 
     # ---------------------------------------------------------------- orders
 
     def _enter(self, session: Session, order: p.EnterOrder, now: float) -> None:
+        """Check the order (refused: its answer goes out this turn), else route it to its book,
+        remembering when its frame was read until the answer comes (`_answered`)."""
         trader = session.trader_id
+        self.submitted += 1
         refusal = self._check_order(session, self.risks[trader], order, now)
         if refusal is not None:
             self._record(Refused(trader, SUBMISSION, order.client_order_id, 0, *refusal, clock()))
+            self.answered.append(self.frame_read)
             return
         order_id = self.ledger.next_order_id()
         self.entered += 1
         self._record(Entered(trader, order.client_order_id, order_id, order.symbol, order.side, order.order_type,
                              order.time_in_force, order.price, order.quantity))
+        awaiting = self.awaiting.get(trader)
+        if awaiting is None:
+            awaiting = self.awaiting[trader] = {}
+        awaiting[order.client_order_id] = self.frame_read
         self.shard_of[order.symbol].outbox.append(p.BookSubmit(
             order.symbol, order_id, order.side, order.order_type, order.time_in_force, order.price, order.quantity,
             session.trader_id, order.client_order_id))
@@ -570,6 +638,7 @@ class TradingEngineServer:
         return None
 
     def _cancel(self, session: Session, cancel: p.CancelOrder, now: float) -> None:
+        self.cancels += 1
         risk = self.risks[session.trader_id]
         order = self.orders.owned(session.trader_id, cancel.order_id)
         if not risk.allow_message(now):
@@ -588,6 +657,7 @@ class TradingEngineServer:
                              clock()))
 
     def _replace(self, session: Session, replace: p.ReplaceOrder, now: float) -> None:
+        self.replaces += 1
         risk = self.risks[session.trader_id]
         order = self.orders.owned(session.trader_id, replace.order_id)
         if not risk.allow_message(now):
@@ -635,14 +705,14 @@ class TradingEngineServer:
         risk = self.risks[session.trader_id]
         if not risk.allow_message(now):
             reason = RejectReason.MESSAGE_RATE_LIMIT
-            out.append(p.QueryRejected(query.request_id, reason, reason.text))
+            self._reject(session.identity, p.QueryRejected(query.request_id, reason, reason.text))
             return
         pages = 1
         if type(query) is p.QueryOpenOrders:
             pages = max(1, -(-self.orders.open_count(session.trader_id) // OPEN_ORDERS_PAGE))
         if not risk.allow_query(now, pages):
             reason = RejectReason.QUERY_RATE_LIMIT
-            out.append(p.QueryRejected(query.request_id, reason, reason.text))
+            self._reject(session.identity, p.QueryRejected(query.request_id, reason, reason.text))
             return
         match query:
             case p.QueryOpenOrders(request_id):
@@ -661,7 +731,7 @@ class TradingEngineServer:
                 reason = RejectReason.UNKNOWN_SYMBOL if shard is None else (
                     None if shard.ready else RejectReason.BOOK_UNAVAILABLE)
                 if reason is not None:
-                    out.append(p.QueryRejected(request_id, reason, reason.text))
+                    self._reject(session.identity, p.QueryRejected(request_id, reason, reason.text))
                     return
                 internal = self.next_query
                 self.next_query += 1
@@ -718,7 +788,7 @@ class TradingEngineServer:
             if kind is p.CommandRefused:
                 asker = self.queries.pop(reply.order_id, None)
                 if asker is not None:
-                    self.outbox[asker[0]].append(p.QueryRejected(asker[1], reply.reason, reply.text))
+                    self._reject(asker[0], p.QueryRejected(asker[1], reply.reason, reply.text))
             elif kind is p.BookView:
                 asker = self.queries.pop(reply.request_id, None)
                 if asker is not None:
@@ -809,7 +879,7 @@ class TradingEngineServer:
             for internal, (identity, request_id, asked) in list(self.queries.items()):
                 if asked is shard:
                     del self.queries[internal]
-                    self.outbox[identity].append(p.QueryRejected(request_id, reason, reason.text))
+                    self._reject(identity, p.QueryRejected(request_id, reason, reason.text))
         expected = {s for s, owner in self.shard_of.items() if owner is shard}
         if set(reply.symbols) != expected:
             log.warning("shard %s serves %s, configured for %s", shard.name, sorted(reply.symbols), sorted(expected))
@@ -823,17 +893,37 @@ class TradingEngineServer:
         reports, replies = self.ledger.apply(record)
         self.journal.add(record)
         if reports:
-            self._route(reports)
+            self._route(reports, type(record) is not Refused)
         return replies
 
-    def _route(self, reports: list[Report]) -> None:
-        """Queue each report for its trader's current session (kept in the ledger if not logged on)."""
-        by_trader, outbox = self.sessions.by_trader, self.outbox
+    def _route(self, reports: list[Report], routed: bool) -> None:
+        """Queue each report for its trader's current session (kept in the ledger if not logged
+        on), counted by type; answers go by `_answered` (``routed``: they may answer orders routed
+        to a book, which the TES's own refusals never do)."""
+        by_trader, outbox, reported = self.sessions.by_trader, self.outbox, self.reported
         for trader_id, message in reports:
+            kind = type(message)
+            reported[kind] += 1
             session = by_trader.get(trader_id)
+            if kind in ANSWERS:
+                self._answered(trader_id, session, message, kind, routed)
             if session is not None:
                 outbox[session.identity].append(message)
                 session.last_report = message.report
+
+    def _answered(self, trader_id: str, session: Session | None, message, kind: type, routed: bool) -> None:
+        """Count a reject by its reason; the first answer to an order routed to a book (accepted,
+        or rejected by the book, its server, or for want of one) ends its wait, and its latency
+        if it goes to a session."""
+        if kind is not p.OrderAccepted:
+            self.rejects[message.reason] += 1
+            if kind is not p.OrderRejected:
+                return
+        awaiting = self.awaiting.get(trader_id) if routed else None
+        if awaiting:
+            read = awaiting.pop(message.client_order_id, None)
+            if read is not None and session is not None:
+                self.answered.append(read)
 
     # ================================================================ sending
 
@@ -871,6 +961,9 @@ class TradingEngineServer:
             if session is not None:
                 session.last_out = now
         self.outbox.clear()
+        if self.answered:
+            self.ack_latency.add_since(self.answered, perf_counter_ns())
+            self.answered.clear()
         for session in slow:
             log.warning("session of %s ended: %d frames queued to it are unread (slow consumer)",
                         session.trader_id, CLIENT_OUTBOUND_FRAMES)
@@ -888,7 +981,7 @@ class TradingEngineServer:
             if isinstance(command, p.BookQuery):
                 asker = self.queries.pop(command.request_id, None)
                 if asker is not None:
-                    self.outbox[asker[0]].append(p.QueryRejected(asker[1], reason, reason.text))
+                    self._reject(asker[0], p.QueryRejected(asker[1], reason, reason.text))
 
 
     def _write_journal(self) -> None:

@@ -134,3 +134,13 @@ def make_book(book_class):
 @pytest.fixture
 def book(make_book):
     return make_book()
+
+
+@pytest.fixture(scope="module")
+def live_exchange(tmp_path_factory):
+    """A running OBS, recorder and TES (`live_exchange.LiveExchange`), shared by a test module."""
+    from live_exchange import LiveExchange
+
+    exchange = LiveExchange(tmp_path_factory.mktemp("exchange"))
+    yield exchange
+    exchange.close()

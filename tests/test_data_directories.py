@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from servers.journal import DirectoryInUse, DirectoryLock
+from servers.status import STATUS_FILE
 from tests.procs import REPO, Role, exchange_env, free_port
 
 ENDPOINTS = ["TES__CLIENT_ENDPOINT", "SHARDS__0__COMMAND_ENDPOINT", "SHARDS__0__MARKET_DATA_ENDPOINT",
@@ -19,7 +20,9 @@ def on_other_ports(env: dict[str, str]) -> dict[str, str]:
 
 
 def files(directory) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
+    """The directory's files and their bytes, but the status file the running server rewrites every second."""
+    return {path.name: path.read_bytes() for path in sorted(directory.rglob("*"))
+            if path.is_file() and not path.name.startswith(STATUS_FILE)}
 
 
 def second(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:

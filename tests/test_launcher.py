@@ -8,16 +8,19 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
 from clients.client import ExchangeClient, MarketDataClient
 from config.settings import BotConfig
 from servers import protocol as p
-from servers.launcher import BotProcess, RestartPolicy
+from servers.launcher import RestartPolicy, bot_process
 from tests.procs import REPO, Role, endpoint, exchange_env
 
 BOT_NAMES = ["marketmaker-mm1", "marketmaker-mm2", "random-flow1", "random-flow2"]
+NO_APPS = {"EXCHANGE__UP__FRONTENDS": "[]"}
+"""For the tests about servers and bots: ``up`` without its web apps."""
 
 
 def children_of(pid: int) -> list[int]:
@@ -41,10 +44,10 @@ def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
     return [pid for pid in pids if alive(pid)]
 
 
-def started(up: Role) -> list[int]:
+def started(up: Role, apps: int = 0) -> list[int]:
     up.wait_for("exchange up", 60)
     pids = children_of(up.process.pid)
-    assert len(pids) == 3 + len(BOT_NAMES), up.output()  # OBS, recorder, TES and the bots
+    assert len(pids) == 3 + len(BOT_NAMES) + apps, up.output()  # OBS, recorder, TES, the bots and the web apps
     return pids
 
 
@@ -62,7 +65,7 @@ def test_up_starts_everything_trades_and_stops_in_order_with_exit_0(tmp_path, st
     env = exchange_env(tmp_path)
     shutil.rmtree(tmp_path / "keys")  # up writes the pairs it lacks
     with Role(["up"], env, ready_timeout=60) as up:
-        pids = started(up)
+        pids = started(up, apps=2)
         lines = list(up.lines)
         assert line_index(lines, "wrote CURVE key pairs tes, obs-A, operator, recorder in ") < line_index(
             lines, "READY OBS")
@@ -72,6 +75,12 @@ def test_up_starts_everything_trades_and_stops_in_order_with_exit_0(tmp_path, st
         assert line_index(lines, "READY OBS") < line_index(lines, "READY TES") < line_index(lines, "READY marketmaker")
         summary = up.output()
         assert endpoint(env, "TES__CLIENT_ENDPOINT") in summary
+        for app, port in (("trader portal", "TRADER_PORT"), ("analytics dashboard", "ANALYTICS_PORT")):
+            url = f"http://127.0.0.1:{env[f'EXCHANGE__FRONTEND__{port}']}"
+            assert f"READY {app} {url}" in summary and any(
+                line.split() == [*app.split(), url] for line in summary.splitlines()), summary
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=10) as answer:
+                assert answer.read() == b"ok"
         python = os.path.relpath(sys.executable, REPO) if sys.executable.startswith(str(REPO)) else sys.executable
         (printed,) = [line.split(None, 1)[1] for line in summary.splitlines() if line.split()[:1] == ["trade"]]
         assert printed == f"{python} main.py -c trader --trader alice --key alice-demo-key", "the environment's Python"
@@ -105,7 +114,7 @@ def test_up_starts_everything_trades_and_stops_in_order_with_exit_0(tmp_path, st
 
 
 def test_up_stops_everything_with_exit_1_when_a_server_dies(tmp_path):
-    env = exchange_env(tmp_path)
+    env = exchange_env(tmp_path, **NO_APPS)
     with Role(["up"], env, ready_timeout=60) as up:
         pids = started(up)
         tes = next(pid for pid in pids if "-s\x00TES" in open(f"/proc/{pid}/cmdline").read())
@@ -119,7 +128,7 @@ def test_up_stops_everything_with_exit_1_when_a_server_dies(tmp_path):
 
 
 def test_up_children_die_with_a_killed_launcher(tmp_path):
-    env = exchange_env(tmp_path)
+    env = exchange_env(tmp_path, **NO_APPS)
     with Role(["up"], env, ready_timeout=60) as up:
         pids = started(up)
         up.process.kill()
@@ -131,11 +140,11 @@ def test_up_children_die_with_a_killed_launcher(tmp_path):
 
 
 def test_restart_waits_double_up_to_the_cap_and_a_long_run_starts_them_afresh():
-    bot = BotProcess(BotConfig("random", "flow1", "flow1-demo-key", "ACME"), RestartPolicy())
+    bot = bot_process(BotConfig("random", "flow1", "flow1-demo-key", "ACME"), RestartPolicy())
     assert [bot.after_failure(2.0) for _ in range(6)] == [1, 2, 4, 8, 16, 30]
     assert bot.after_failure(2.0) is None, "the 7th failure in a row leaves it down"
 
-    bot = BotProcess(BotConfig("random", "flow1", "flow1-demo-key", "ACME"), RestartPolicy())
+    bot = bot_process(BotConfig("random", "flow1", "flow1-demo-key", "ACME"), RestartPolicy())
     assert [bot.after_failure(2.0) for _ in range(5)] == [1, 2, 4, 8, 16]
     assert bot.after_failure(60.0) == 1, "a run of steady_s ends the row"
     assert [bot.after_failure(0.5) for _ in range(6)] == [2, 4, 8, 16, 30, None]
@@ -143,7 +152,7 @@ def test_restart_waits_double_up_to_the_cap_and_a_long_run_starts_them_afresh():
 
 def test_up_starts_a_bot_again_whose_session_was_taken_over_and_the_exchange_stays_up(tmp_path):
     """The README's old bot example: logging on as a bot's trader."""
-    env = exchange_env(tmp_path)
+    env = exchange_env(tmp_path, **NO_APPS)
     with Role(["up"], env, ready_timeout=60) as up:
         servers = servers_of(started(up))
         with ExchangeClient(endpoint(env, "TES__CLIENT_ENDPOINT"), "mm1", "mm1-demo-key") as intruder:
@@ -187,7 +196,7 @@ sys.exit(up(msgspec.structs.replace(config, up=UpConfig([bot])), policy))
 
 
 def test_a_bot_that_keeps_failing_is_left_down_and_the_exchange_stays_up(tmp_path):
-    env = exchange_env(tmp_path)
+    env = exchange_env(tmp_path, **NO_APPS)
     launcher = subprocess.Popen([sys.executable, "-c", LAUNCH_WITH_A_BAD_BOT], cwd=REPO, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

@@ -67,6 +67,7 @@ SKIPPED = {
     "make run": "make run serves until Ctrl-C (up is tested in test_launcher.py), make test is the whole suite",
     "launcher        | ": "an excerpt of up's log, not a command",
     "data/ticks/": "the tick store's files, not a command",
+    "app-trader      | ": "an excerpt of up's log, not a command (the apps' lines are tested in test_launcher.py)",
 }
 """A block's first line (its start) -> why it is not run."""
 

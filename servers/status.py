@@ -1,0 +1,229 @@
+"""What a server publishes about itself: its status file, read by the dashboards (`frontend.health`).
+
+Every server role writes one JSON document, whole and atomically (`servers.journal.write_atomically`:
+a reader sees the previous document or the new one, never half of one; not fsynced, which would
+stall the server's loop for milliseconds every second, and a document lost in a crash says
+nothing a reader needs), from its housekeeping
+at most once every `PERIOD_S`, never per message. The TES writes ``<tes.journal_dir>/status.json``,
+each OBS ``<shard.journal_dir>/status.json``, the recorder ``recorder.status_file``.
+
+Layout (the keys every role writes; a role adds its own figures beside them)::
+
+    role       "TES" | "OBS" | "recorder"
+    name       "TES", the shard's name, "recorder"
+    pid        the server's process id
+    started    when the server started, ns since the epoch (UTC)
+    updated    when this document was written, ns since the epoch (UTC)
+    stopped    when the server stopped cleanly, ns since the epoch (its last document); null while it runs
+    period     s: how often the server writes the document (a reader that sees no new one for a
+               few periods can call it down)
+    interval   s: the time the rates are over (since the previous document; since the start for the first)
+    counters   {name: int}: counts since the server started, never decreasing
+    rates      {name: float}: per second over ``interval``, the change of each counter divided by it
+    latency    {name: {"window": P, "total": P}}: a `LatencyHistogram`'s percentiles over the last
+               `WINDOW` periods (about a minute) and since the start, each P
+               {"count", "p50", "p90", "p99", "p999", "max"}: integers, microseconds (count: samples),
+               or null without samples
+    rejects    [{"reason": name, "code": int, "count": int, "rate": float}]: rejects sent, by
+               `RejectReason`, those counted at least once, by code
+
+Counting costs the hot path an increment of a plain int (a counter, a histogram bucket); the
+document is built, and the rates and percentiles worked out, only when it is written.
+
+A write that fails (a full disk, a directory gone) is logged once, and once more when a write
+works again; the server goes on serving either way.
+"""
+
+import json
+import logging
+import os
+import time
+from bisect import bisect_left
+from collections import deque
+from enum import IntEnum
+from pathlib import Path
+
+import numpy as np
+
+from servers.journal import write_atomically
+
+STATUS_FILE = "status.json"
+"""The name of the TES's and the OBS's status file in their journal directory."""
+PERIOD_S = 1.0
+WINDOW = 60
+"""The recent percentiles are over the last this many periods' samples."""
+QUANTILES = {"p50": (1, 2), "p90": (9, 10), "p99": (99, 100), "p999": (999, 1000)}
+"""Percentile name -> the fraction of the samples at or below it, as (numerator, denominator)."""
+
+
+def _bounds_us() -> list[int]:
+    """Bucket upper bounds, µs: 1, 2, ... 20, then each the previous + 5% (rounded down), to 100 s."""
+    bounds = [1]
+    while bounds[-1] < 100_000_000:
+        bounds.append(max(bounds[-1] + 1, bounds[-1] * 21 // 20))
+    return bounds
+
+
+BOUNDS_US = _bounds_us()
+"""Upper bounds of a `LatencyHistogram`'s buckets, µs, ascending; a last bucket holds what is above them."""
+BOUNDS_NS = [bound * 1000 for bound in BOUNDS_US]
+
+
+class LatencyHistogram:
+    """Durations counted in log-spaced buckets: bucket ``i`` holds the durations above
+    ``BOUNDS_US[i - 1]`` µs and up to ``BOUNDS_US[i]`` µs (bucket 0 from 0), the last one
+    those above every bound. A percentile is the upper bound of the bucket holding the
+    nearest-rank sample (the ``ceil(q * n)``-th smallest), capped at the exact maximum: it is
+    never below the true value and at most 5% (or 1 µs) above it.
+
+    `add` and `add_since` count into the current period; `roll` (once a period, from the
+    status writer) closes it into a ring of the last `WINDOW` periods and the totals since
+    the start."""
+
+    __slots__ = ("counts", "maximum", "_ring", "_window", "_total", "_total_max")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(BOUNDS_NS) + 1)
+        """The current period's count per bucket."""
+        self.maximum = 0
+        """The current period's longest duration, ns."""
+        self._ring: deque[tuple[np.ndarray, int]] = deque()
+        self._window = np.zeros(len(self.counts), dtype=np.int64)
+        self._total = np.zeros(len(self.counts), dtype=np.int64)
+        self._total_max = 0
+
+    def add(self, nanoseconds: int) -> None:
+        """Count one duration."""
+        self.counts[bisect_left(BOUNDS_NS, nanoseconds)] += 1
+        if nanoseconds > self.maximum:
+            self.maximum = nanoseconds
+
+    def add_since(self, starts: list[int], now: int) -> None:
+        """Count the durations from each of ``starts`` to ``now`` (the same clock, ns)."""
+        counts = self.counts
+        for start in starts:
+            counts[bisect_left(BOUNDS_NS, now - start)] += 1
+        longest = now - min(starts) if starts else 0
+        if longest > self.maximum:
+            self.maximum = longest
+
+    def roll(self) -> None:
+        """Close the current period: into the window (dropping the period that leaves it) and the totals."""
+        counts = np.array(self.counts, dtype=np.int64)
+        self._ring.append((counts, self.maximum))
+        self._window += counts
+        if len(self._ring) > WINDOW:
+            self._window -= self._ring.popleft()[0]
+        self._total += counts
+        self._total_max = max(self._total_max, self.maximum)
+        self.counts = [0] * len(self.counts)
+        self.maximum = 0
+
+    def window(self) -> dict | None:
+        """The percentiles of the last `WINDOW` rolled periods (see `percentiles`)."""
+        return percentiles(self._window, max((maximum for _, maximum in self._ring), default=0))
+
+    def total(self) -> dict | None:
+        """The percentiles of every rolled period since the start."""
+        return percentiles(self._total, self._total_max)
+
+
+def percentiles(counts: np.ndarray, maximum_ns: int) -> dict | None:
+    """``{"count", "p50", "p90", "p99", "p999", "max"}`` of bucket counts (`LatencyHistogram`)
+    whose longest duration was ``maximum_ns``: µs, integers; None without samples."""
+    count = int(counts.sum())
+    if not count:
+        return None
+    maximum = -(-maximum_ns // 1000)
+    cumulative = np.cumsum(counts)
+    figures = {"count": count}
+    for name, (numerator, denominator) in QUANTILES.items():
+        rank = max(1, -(-count * numerator // denominator))
+        bucket = int(np.searchsorted(cumulative, rank))
+        figures[name] = min(BOUNDS_US[bucket], maximum) if bucket < len(BOUNDS_US) else maximum
+    figures["max"] = maximum
+    return figures
+
+
+class StatusFile:
+    """One server's status file (see the module docstring): `publish` writes it, when `due`.
+
+    Parameters
+    ----------
+    path
+        The file (its directory is made if missing).
+    role, name
+        What the document says the server is.
+    log
+        The server's logger: a failed write is said there once, and its recovery once.
+    now
+        The monotonic clock (s) at the server's start: the first rates are since then.
+    """
+
+    def __init__(self, path: Path, role: str, name: str, log: logging.Logger, now: float) -> None:
+        self.path = path
+        self.role = role
+        self.name = name
+        self.log = log
+        self.pid = os.getpid()
+        self.started = time.time_ns()
+        self.next_at = now + PERIOD_S
+        """When the next document is due (monotonic, s)."""
+        self._written_at = now
+        self._counters: dict[str, int] = {}
+        self._rejects: dict[IntEnum, int] = {}
+        self._failure: OSError | None = None
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def publish(self, now: float, counters: dict[str, int], figures: dict | None = None,
+                rejects: dict[IntEnum, int] | None = None, latency: dict[str, LatencyHistogram] | None = None,
+                stopped: bool = False) -> bool:
+        """Write the document as of ``now`` (monotonic, s): ``counters`` (since the start) and their
+        rates, the ``rejects`` by reason (counts since the start) and their rates, each
+        ``latency`` histogram's percentiles (rolling its period), the role's ``figures`` beside
+        them; ``stopped``: the server's last document. Whether it was written (a failure is
+        logged once, not raised)."""
+        seconds = max(now - self._written_at, 1e-9)
+        self.next_at = now + PERIOD_S
+        self._written_at = now
+        previous, self._counters = self._counters, dict(counters)
+        rates = {name: round((count - previous.get(name, 0)) / seconds, 3) for name, count in counters.items()}
+        document = {"role": self.role, "name": self.name, "pid": self.pid, "started": self.started,
+                    "updated": time.time_ns(), "stopped": None, "period": PERIOD_S, "interval": round(seconds, 6),
+                    "counters": counters, "rates": rates}
+        if stopped:
+            document["stopped"] = document["updated"]
+        if rejects is not None:
+            before, self._rejects = self._rejects, dict(rejects)
+            document["rejects"] = [
+                {"reason": reason.name, "code": int(reason), "count": count,
+                 "rate": round((count - before.get(reason, 0)) / seconds, 3)}
+                for reason, count in sorted(rejects.items()) if count
+            ]
+        if latency is not None:
+            summaries = {}
+            for name, histogram in latency.items():
+                histogram.roll()
+                summaries[name] = {"window": histogram.window(), "total": histogram.total()}
+            document["latency"] = summaries
+        if figures:
+            document.update(figures)
+        return self._write(json.dumps(document, sort_keys=True).encode())
+
+    def _write(self, data: bytes) -> bool:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.path, data, durable=False)
+        except OSError as exc:
+            if self._failure is None:
+                self.log.warning("cannot write the status file %s (%s): the dashboards will see this server as "
+                                 "not responding; it is tried again every %g s, and said again once it works",
+                                 self.path, exc.strerror or exc, PERIOD_S)
+            self._failure = exc
+            return False
+        if self._failure is not None:
+            self.log.info("the status file %s is written again", self.path)
+            self._failure = None
+        return True
