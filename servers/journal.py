@@ -386,6 +386,11 @@ class Journal:
             except JournalFailed:
                 return
 
+    @property
+    def unsynced_bytes(self) -> int:
+        """Bytes written to the file that this process has not fsynced yet."""
+        return max(0, self.offset - self._synced_offset)
+
     def flush(self) -> None:
         """Make every appended record durable now (records are written at append; this fsyncs)."""
         self.sync_to(self.offset)

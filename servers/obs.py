@@ -479,8 +479,7 @@ class OrderBookServer:
             "sequence": self.state.sequence,
             "journal": {
                 "bytes": journal.offset,
-                # `Journal` keeps how far it fsynced to itself: only read here.
-                "unsynced_bytes": max(0, journal.offset - journal._synced_offset),
+                "unsynced_bytes": journal.unsynced_bytes,
                 "discarded_bytes": journal.discarded,
                 "unwritable": None if unwritable is None else str(unwritable.strerror or unwritable),
             },

@@ -54,8 +54,8 @@ def page(browser):
     context.close()
 
 
-def served(live_exchange, app: str) -> tuple[Role, str]:
-    role = Role(["--frontend", app], live_exchange.env, ready_timeout=60)
+def served(live_exchange, app: str, **overrides: str) -> tuple[Role, str]:
+    role = Role(["--frontend", app], {**live_exchange.env, **overrides}, ready_timeout=60)
     return role, role.wait_for("READY", 1).split()[-1]
 
 
@@ -101,6 +101,25 @@ def test_the_trader_portal_logs_on_takes_an_order_and_shows_it(live_exchange, pa
         page.wait_for_timeout(2500)  # a refresh of the live parts, so the picture shows them
         screenshot(page, "trader-portal", tmp_path)
         assert "Traceback" not in page.content()
+        assert portal.stop() == 0, portal.output()
+
+
+def test_closing_the_browser_logs_its_exchange_session_out(live_exchange, browser):
+    portal, url = served(live_exchange, "trader", EXCHANGE__FRONTEND__SESSION_GRACE_S="2")
+    with portal:
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.get_by_role("textbox", name="Trader id").fill("demo1")
+        page.get_by_role("textbox", name="API key").fill("demo1-demo-key")
+        page.get_by_role("button", name="Log on").click()
+        sync_api.expect(page.get_by_text("Logged on as demo1")).to_be_visible()
+        live_exchange.tes.wait_for("demo1 logged on", 5)
+        assert not any("session of demo1 ended" in line for line in live_exchange.tes.lines)
+
+        context.close()  # the tab, and with it the browser session, is gone
+        live_exchange.tes.wait_for("session of demo1 ended: logged out", 15)
         assert portal.stop() == 0, portal.output()
 
 
