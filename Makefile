@@ -10,7 +10,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXT_SOURCES := $(wildcard native/*.pyx native/*.pxd) setup.py
+# what feeds the extension: setup.py generates native/constants.pxd from the engine's constants
+EXT_SOURCES := $(wildcard native/*.pyx native/*.pxd) setup.py engine/types.py engine/stream.py engine/snapshot.py
 EXT_STAMP := native/.built
 DATA ?= data
 WORKLOAD := $(DATA)/standard-1m-seed42.npy
@@ -65,7 +66,7 @@ bench-e2e: $(EXT_STAMP)
 	$(PY) main.py bench e2e
 
 clean:
-	rm -rf $(VENV) build native/*.c native/*.so native/*.html $(EXT_STAMP)
+	rm -rf $(VENV) build native/*.c native/*.so native/*.html native/constants.pxd $(EXT_STAMP)
 
 # A running server holds an flock on its directory (servers/journal.py DirectoryLock).
 wipe-data:

@@ -18,6 +18,7 @@ Invariants
 
 Validation, in this order (the first failing rule gives the reason)
 -------------------------------------------------------------------
+every command: each integer it takes is an int64 (VALUE_OUT_OF_RANGE otherwise).
 submit:  order type, side, time in force known; 0 < quantity <= MAX_QUANTITY;
          limit price > 0; a market order is IOC or FOK; id not yet accepted;
          FOK: enough quantity at prices within the limit (market: at any price).
@@ -44,6 +45,7 @@ from sortedcontainers import SortedDict
 
 from engine.messages import (
     CancelRejected,
+    LevelChanged,
     OrderAccepted,
     OrderCanceled,
     OrderExpired,
@@ -66,7 +68,7 @@ from engine.snapshot import (
     validate_snapshot,
 )
 from engine.stream import ReplayResult, check_stream
-from engine.types import MAX_QUANTITY, CancelReason, OrderType, RejectReason, Side, TimeInForce
+from engine.types import INT64_MAX, INT64_MIN, MAX_QUANTITY, CancelReason, OrderType, RejectReason, Side, TimeInForce
 
 BUY, SELL = Side.BUY, Side.SELL
 RESTING_TIFS = (TimeInForce.GTC, TimeInForce.DAY)
@@ -112,10 +114,14 @@ class ReferenceBook:
         self._live: dict[int, _Order] = {}
         self._accepted_ids: set[int] = set()
         self._trade_sequence = 0
+        self._touched: dict[tuple[int, int], tuple[int, int]] = {}
+        """The levels the last command touched, in the order it first did: (side, price) ->
+        (quantity, orders) before it (see `level_changes`)."""
 
     # ------------------------------------------------------------------ commands
 
     def submit(self, order_id, side, order_type, time_in_force, price, quantity) -> list:
+        self._touched = {}
         reason = self._check_submit(order_id, side, order_type, time_in_force, price, quantity)
         if reason is not None:
             return [OrderRejected(order_id, reason, reason.text)]
@@ -133,19 +139,22 @@ class ReferenceBook:
         return events
 
     def cancel(self, order_id) -> list:
+        self._touched = {}
         order = self._live.get(order_id)
         if order is None:
-            reason = RejectReason.UNKNOWN_ORDER
+            reason = RejectReason.UNKNOWN_ORDER if _in_range(order_id) else RejectReason.VALUE_OUT_OF_RANGE
             return [CancelRejected(order_id, reason, reason.text)]
         self._unlink(order)
         return [OrderCanceled(order_id, order.quantity, CancelReason.REQUESTED)]
 
     def replace(self, order_id, price, quantity) -> list:
+        self._touched = {}
         reason = self._check_replace(order_id, price, quantity)
         if reason is not None:
             return [ReplaceRejected(order_id, reason, reason.text)]
         order = self._live[order_id]
         if price == order.price and quantity <= order.quantity:
+            self._touch(order.side, price)
             self._level_of(order).quantity -= order.quantity - quantity
             order.quantity = quantity
             return [OrderReplaced(order_id, price, quantity, True)]
@@ -157,6 +166,7 @@ class ReferenceBook:
         return events
 
     def expire_day_orders(self) -> list:
+        self._touched = {}
         expiring = [order for order in self._priority_order() if order.tif is TimeInForce.DAY]
         for order in expiring:
             self._unlink(order)
@@ -201,6 +211,17 @@ class ReferenceBook:
         level = self._sides[Side(side)].get(price)
         return None if level is None else PriceLevel(price, level.quantity, len(level.orders))
 
+    def level_changes(self) -> list[LevelChanged]:
+        """The levels the last command changed, as it left them, in the order it first touched
+        them (see `engine.messages`)."""
+        changes = []
+        for (side, price), before in self._touched.items():
+            level = self._sides[side].get(price)
+            after = (0, 0) if level is None else (level.quantity, len(level.orders))
+            if after != before:
+                changes.append(LevelChanged(SIDES[side], price, *after))
+        return changes
+
     def top_of_book(self) -> tuple[PriceLevel | None, PriceLevel | None]:
         bid, ask = self.depth(BUY, 1), self.depth(SELL, 1)
         return (bid[0] if bid else None, ask[0] if ask else None)
@@ -228,6 +249,7 @@ class ReferenceBook:
         book._accepted_ids.update(snapshot.id_array().tolist())
         for order_id, side, price, quantity, tif in snapshot.order_array().tolist():
             book._rest(_Order(order_id, SIDES[side], price, quantity, TIFS[tif]))
+        book._touched = {}
         return book
 
     def state_hash(self) -> int:
@@ -260,6 +282,8 @@ class ReferenceBook:
     # ------------------------------------------------------------------ internals
 
     def _check_submit(self, order_id, side, order_type, tif, price, quantity) -> RejectReason | None:
+        if not _in_range(order_id, side, order_type, tif, price, quantity):
+            return RejectReason.VALUE_OUT_OF_RANGE
         if order_type not in (0, 1):
             return RejectReason.UNKNOWN_ORDER_TYPE
         if side not in (0, 1):
@@ -282,6 +306,8 @@ class ReferenceBook:
         return None
 
     def _check_replace(self, order_id, price, quantity) -> RejectReason | None:
+        if not _in_range(order_id, price, quantity):
+            return RejectReason.VALUE_OUT_OF_RANGE
         if quantity <= 0:
             return RejectReason.INVALID_QUANTITY
         if quantity > MAX_QUANTITY:
@@ -316,6 +342,7 @@ class ReferenceBook:
             price, level = opposite.peekitem(0)
             if not self._crosses(side, limit, price):
                 break
+            self._touch(1 - side, price)
             while quantity and level.orders:
                 maker = next(iter(level.orders.values()))
                 traded = min(quantity, maker.quantity)
@@ -336,7 +363,15 @@ class ReferenceBook:
                 del opposite[price]
         return quantity
 
+    def _touch(self, side, price) -> None:
+        """Note the level's state before the command changes it (once per command)."""
+        key = (side, price)
+        if key not in self._touched:
+            level = self._sides[side].get(price)
+            self._touched[key] = (0, 0) if level is None else (level.quantity, len(level.orders))
+
     def _rest(self, order: _Order) -> None:
+        self._touch(order.side, order.price)
         book_side = self._sides[order.side]
         level = book_side.get(order.price)
         if level is None:
@@ -349,6 +384,7 @@ class ReferenceBook:
         return self._sides[order.side][order.price]
 
     def _unlink(self, order: _Order) -> None:
+        self._touch(order.side, order.price)
         book_side = self._sides[order.side]
         level = book_side[order.price]
         del level.orders[order.order_id]
@@ -361,6 +397,11 @@ class ReferenceBook:
         for book_side in self._sides:
             for level in book_side.values():
                 yield from level.orders.values()
+
+
+def _in_range(*values) -> bool:
+    """Whether every one of ``values`` is an int64."""
+    return all(INT64_MIN <= value <= INT64_MAX for value in values)
 
 
 def _order_records(orders):

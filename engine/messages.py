@@ -20,6 +20,13 @@ ReplaceOrder        OrderReplaced, then OrderFilled for each fill if the new
 ExpireDayOrders     OrderExpired for every resting DAY order, bids best price
                     first then asks best price first, FIFO within a level.
 ==================  ============================================================
+
+Besides its events, every command changes price levels: ``book.level_changes()``, asked after
+the command, gives one `LevelChanged` per price level whose quantity or order count the command
+changed (the level's state after it; quantity 0 and no orders: the level is gone), in the order
+the command first touched them. A level touched and left as it was is not among them, nor is any
+level of a rejected command. They are not events of an order's lifecycle, so they are kept
+apart from the events: market data (`servers.marketdata`) is built from them.
 """
 
 import msgspec
@@ -114,6 +121,16 @@ class OrderReplaced(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=
 class OrderExpired(msgspec.Struct, frozen=True, gc=False, tag=True, array_like=True):
     order_id: int
     quantity: int
+
+
+class LevelChanged(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """A price level as a command left it (see the module docstring)."""
+
+    side: Side
+    price: int
+    quantity: int
+    """0: the level is gone."""
+    orders: int
 
 
 class PriceLevel(msgspec.Struct, frozen=True, gc=False):

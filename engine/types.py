@@ -7,6 +7,10 @@ enums are part of the wire and stream formats: never renumber a member.
 
 from enum import IntEnum
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""Every integer a book takes (ids, prices, quantities, codes) is an int64; one outside is refused
+(`RejectReason.VALUE_OUT_OF_RANGE`) before any other rule, by both books alike."""
+
 MAX_QUANTITY = 1_000_000_000
 """Largest quantity (lots) a book accepts on one order.
 
@@ -58,6 +62,7 @@ class RejectReason(IntEnum):
     INVALID_PRICE = 1006
     MARKET_ORDER_CANNOT_REST = 1007
     DUPLICATE_ORDER_ID = 1008
+    VALUE_OUT_OF_RANGE = 1009
 
     UNKNOWN_ORDER = 2001
     FOK_NOT_FILLABLE = 2002
@@ -104,6 +109,7 @@ REJECT_TEXT = {
     RejectReason.INVALID_PRICE: "limit price must be positive",
     RejectReason.MARKET_ORDER_CANNOT_REST: "a market order must be IOC or FOK",
     RejectReason.DUPLICATE_ORDER_ID: "order id already used by an accepted order",
+    RejectReason.VALUE_OUT_OF_RANGE: "a value is outside the book's 64-bit integer range",
     RejectReason.UNKNOWN_ORDER: "no live order with this id",
     RejectReason.FOK_NOT_FILLABLE: "fill-or-kill quantity not available within the limit",
     RejectReason.UNKNOWN_SYMBOL: "unknown symbol",

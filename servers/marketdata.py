@@ -6,27 +6,23 @@ consecutive numbers and can tell a gap. Per command, in this order:
 
 - a `Trade` per fill (``trade_id`` is the book's trade sequence, ``aggressor`` the
   taker's side);
-- a `DepthUpdate` per price level whose quantity or order count changed (quantity
-  0: the level is gone): the fills' levels first, then the levels the command
-  named (a cancelled or replaced order's level, a replace's new level, a limit
-  order's own level; for the end-of-day expiry every level);
+- a `DepthUpdate` per price level the command changed (quantity 0: the level is
+  gone), as the book reports them (``book.level_changes()``, `engine.messages`):
+  in the order the command first touched them, whatever touched them (a fill, a
+  cancel, a replace, an order resting, an expiry, and the order kinds to come);
 - a `Quote` if the top of book (best price and quantity of each side) changed.
 
-A rejected command emits nothing. The levels a command names are read before it
-runs (`levels_before`) so that a change can be told from no change; a fill always
-changes its level. `snapshot` is the full depth as of the current sequence: a late
-subscriber subscribes, buffers, requests it, drops buffered updates with a
-sequence <= the snapshot's and applies the rest.
+A rejected command emits nothing. `snapshot` is the full depth as of the current
+sequence: a late subscriber subscribes, buffers, requests it, drops buffered updates
+with a sequence <= the snapshot's and applies the rest.
 """
 
 from engine.messages import CancelRejected, OrderFilled, OrderRejected, ReplaceRejected
-from engine.types import OrderType, Side
-from servers.protocol import BookCancel, BookReplace, BookSubmit, BookView, DepthSnapshot, DepthUpdate, Quote, Trade
+from engine.types import Side
+from servers.protocol import BookView, DepthSnapshot, DepthUpdate, Quote, Trade
 
 SIDES = (Side.BUY, Side.SELL)
 REJECTS = frozenset({OrderRejected, CancelRejected, ReplaceRejected})
-_FILLED = object()
-"""Stands for the unknown earlier state of a level a fill touched (it always changed)."""
 
 
 class Feed:
@@ -47,50 +43,22 @@ class Feed:
         """The price of the last trade, None before any."""
         self._quote = self._top()
 
-    def levels_before(self, command) -> dict:
-        """The levels ``command`` names, ``(side, price) -> PriceLevel | None``, as they are now."""
-        book = self.book
-        kind = type(command)
-        if kind is BookSubmit:
-            if command.order_type != OrderType.LIMIT or command.side not in SIDES:
-                return {}
-            return {(command.side, command.price): book.level(command.side, command.price)}
-        elif kind is BookCancel or kind is BookReplace:
-            order = book.order(command.order_id)
-            if order is None:
-                return {}
-            keys = ((order.side, order.price),)
-            if kind is BookReplace:
-                keys += ((order.side, command.price),)
-        else:
-            return {(side, level.price): level for side in SIDES for level in book.depth(side, len(book))}
-        return {key: book.level(*key) for key in keys}
-
-    def update(self, events: list, before: dict, out: list, time: int) -> None:
-        """Append the market data of one command's ``events`` to ``out``, stamped with the
-        command's exchange ``time``; ``before`` from `levels_before`."""
+    def update(self, events: list, out: list, time: int) -> None:
+        """Append the market data of the command the book just ran (its ``events``, and the
+        book's `level_changes`) to ``out``, stamped with the command's exchange ``time``."""
         if not events or type(events[0]) in REJECTS:
             return
-        book, symbol, sequence = self.book, self.symbol, self.sequence
-        touched = {}
+        symbol, sequence = self.symbol, self.sequence
         for event in events:
             if type(event) is OrderFilled:
                 sequence += 1
                 out.append(Trade(symbol, sequence, event.sequence, event.price, event.quantity, event.aggressor, time))
-                touched[(1 - event.aggressor, event.price)] = _FILLED
                 self.last_price = event.price
-        touched.update(before)
-        depth_changed = False
-        for (side, price), old in touched.items():
-            new = book.level(side, price)
-            if new != old:
-                depth_changed = True
-                sequence += 1
-                if new is None:
-                    out.append(DepthUpdate(symbol, sequence, SIDES[side], price, 0, 0, time))
-                else:
-                    out.append(DepthUpdate(symbol, sequence, SIDES[side], price, new.quantity, new.orders, time))
-        if depth_changed:
+        changes = self.book.level_changes()
+        for change in changes:
+            sequence += 1
+            out.append(DepthUpdate(symbol, sequence, change.side, change.price, change.quantity, change.orders, time))
+        if changes:
             quote = self._top()
             if quote != self._quote:
                 self._quote = quote

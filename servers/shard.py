@@ -100,7 +100,6 @@ class Shard:
         """
         feed = self.feeds[command.symbol]
         book = feed.book
-        before = feed.levels_before(command)
         kind = type(command)
         if kind is BookSubmit:
             events = book.submit(
@@ -122,7 +121,7 @@ class Shard:
         self.sequence = sequence
         self.time = time
         first = len(market_data)
-        feed.update(events, before, market_data, time)
+        feed.update(events, market_data, time)
         concerned = () if kind is BookExpireDay else (command.order_id >> TES_SHIFT,)
         if len(events) > 1 or kind is BookExpireDay:
             for event in events:

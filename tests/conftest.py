@@ -46,30 +46,50 @@ class Harness:
     def __len__(self):
         return len(self.book)
 
-    def _track(self, events):
+    def _track(self, events, before):
         for event in events:
             self.tracker.apply(event)
+        self._check_level_changes(before)
         return events
+
+    def _levels(self) -> dict:
+        """(side, price) -> (quantity, orders) of every level."""
+        return {(side, level.price): (level.quantity, level.orders)
+                for side in (BUY, SELL) for level in self.book.depth(side, 1_000_000)}
+
+    def _check_level_changes(self, before: dict) -> None:
+        """The book's `level_changes` are exactly the levels whose state the command changed, once each."""
+        after = self._levels()
+        changed = {key: after.get(key, (0, 0)) for key in before.keys() | after.keys()
+                   if before.get(key) != after.get(key)}
+        reported = [((change.side, change.price), (change.quantity, change.orders))
+                    for change in self.book.level_changes()]
+        assert dict(reported) == changed and len(reported) == len(changed), (reported, changed)
 
     # commands
 
     def submit(self, order_id, side, order_type, time_in_force, price, quantity):
         self.tracker.submitted(order_id)
-        return self._track(self.book.submit(order_id, side, order_type, time_in_force, price, quantity))
+        before = self._levels()
+        return self._track(self.book.submit(order_id, side, order_type, time_in_force, price, quantity), before)
 
     def cancel(self, order_id):
-        return self._track(self.book.cancel(order_id))
+        before = self._levels()
+        return self._track(self.book.cancel(order_id), before)
 
     def replace(self, order_id, price, quantity):
-        return self._track(self.book.replace(order_id, price, quantity))
+        before = self._levels()
+        return self._track(self.book.replace(order_id, price, quantity), before)
 
     def expire_day_orders(self):
-        return self._track(self.book.expire_day_orders())
+        before = self._levels()
+        return self._track(self.book.expire_day_orders(), before)
 
     def apply(self, command):
         if isinstance(command, SubmitOrder):
             self.tracker.submitted(command.order_id)
-        return self._track(self.book.apply(command))
+        before = self._levels()
+        return self._track(self.book.apply(command), before)
 
     # shortcuts
 

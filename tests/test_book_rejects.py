@@ -65,6 +65,8 @@ SUBMIT_REJECTS = {
     "fok limit short": ((10, BUY, LIMIT, FOK, 102, 21), R.FOK_NOT_FILLABLE),
     "fok limit off market": ((10, SELL, LIMIT, FOK, 101, 1), R.FOK_NOT_FILLABLE),
     "fok market short": ((10, SELL, MARKET, FOK, 0, 21), R.FOK_NOT_FILLABLE),
+    "price 2**63": ((10, BUY, LIMIT, GTC, INT64_MAX + 1, 1), R.VALUE_OUT_OF_RANGE),
+    "id 2**63 before a bad type": ((INT64_MAX + 1, BUY, 2, GTC, 100, 1), R.VALUE_OUT_OF_RANGE),
 }
 
 
@@ -282,3 +284,40 @@ def test_thousands_of_orders_at_one_price_cancel_middle_keeps_fifo(book):
     left = total - (middle % 7 + 1) - wanted
     assert book.depth() == {"bids": [], "asks": [(100, left, count - 2 - middle)]}
     assert len(book) == count - 2 - middle
+
+
+# ------------------------------------------------------------------ integers beyond int64
+
+OUT = (2**63, -(2**63) - 1, 2**64 + 5)
+
+
+@pytest.mark.parametrize("value", OUT)
+@pytest.mark.parametrize("field", range(6))
+def test_an_integer_beyond_int64_is_refused_first_and_the_book_is_untouched(book, field, value):
+    seeded(book)
+    before = book.snapshot()
+    args = [7, BUY, LIMIT, GTC, 100, 10]
+    args[field] = value
+    assert book.submit(*args) == rejected(args[0], R.VALUE_OUT_OF_RANGE)
+    assert book.snapshot() == before and book.level_changes() == []
+    book.check_invariants()
+
+
+@pytest.mark.parametrize("value", OUT)
+@pytest.mark.parametrize("field", range(3))
+def test_a_replace_or_cancel_beyond_int64_is_refused(book, field, value):
+    seeded(book)
+    before = book.snapshot()
+    args = [1, 101, 5]
+    args[field] = value
+    assert book.replace(*args) == [ReplaceRejected(args[0], R.VALUE_OUT_OF_RANGE, R.VALUE_OUT_OF_RANGE.text)]
+    if field == 0:
+        assert book.cancel(value) == [CancelRejected(value, R.VALUE_OUT_OF_RANGE, R.VALUE_OUT_OF_RANGE.text)]
+    assert book.snapshot() == before
+    book.check_invariants()
+
+
+def test_the_extremes_of_int64_are_in_range(book):
+    assert book.submit(INT64_MAX, SELL, LIMIT, GTC, INT64_MAX, 1)[0] == OrderAccepted(
+        INT64_MAX, SELL, LIMIT, GTC, INT64_MAX, 1)
+    assert book.cancel(INT64_MIN) == [CancelRejected(INT64_MIN, R.UNKNOWN_ORDER, R.UNKNOWN_ORDER.text)]

@@ -109,6 +109,7 @@ def test_native_book_matches_events_and_state_on_random_commands(data, via_apply
         assert isinstance(actual, list)
         assert actual == expected, command
         assert list(map(repr, actual)) == list(map(repr, expected)), command
+        assert native.level_changes() == reference.level_changes(), command
         assert native.state_hash() == reference.state_hash(), command
 
     ids = random_session(data, reference, compare)
