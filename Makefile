@@ -16,7 +16,7 @@ EXT_STAMP := native/.built
 DATA ?= data
 WORKLOAD := $(DATA)/standard-1m-seed42.npy
 
-.PHONY: run replay test bench bench-e2e build browser screenshots clean wipe-data
+.PHONY: run replay test bench bench-e2e build browser quickfix screenshots clean wipe-data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,18 @@ browser:
 	        || echo "could not install chromium: the browser tests will skip"; \
 	    else echo "no chromium, and no apt-get as root to install it: the browser tests will skip"; fi; }
 
-test: $(EXT_STAMP) browser
+# The FIX interoperability test builds an initiator against Debian's QuickFIX (libquickfix-dev):
+# installed when missing, where apt-get and root are available; otherwise that test skips, saying why.
+quickfix:
+	@[ -e /usr/include/quickfix/Session.h ] || { \
+	    if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	        echo "installing Debian's QuickFIX (libquickfix-dev) for the FIX interoperability test"; \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -q libquickfix-dev >/dev/null \
+	        || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libquickfix-dev >/dev/null; } \
+	        || echo "could not install QuickFIX: the FIX interoperability test will skip"; \
+	    else echo "no QuickFIX, and no apt-get as root to install it: the FIX interoperability test will skip"; fi; }
+
+test: $(EXT_STAMP) browser quickfix
 	$(PY) -m pytest
 
 # The README's pictures of the web apps, taken by the browser tests.

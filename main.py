@@ -28,6 +28,7 @@ Roles (configuration from ``config/exchange.toml``, EXCHANGE__* overrides)
 -s OBS [--shard NAME]     run an Order Book Server (the first shard by default)
 -s TES                    run the Trading Engine Server
 -s recorder               record every shard's journal into the database and the tick store
+-s FIX                    the FIX 4.4 gateway (config [fix]): FIX sessions as clients of the TES
 -c CLIENT [ARGS...]       run a client: trader, tape, book, marketmaker, random, loadgen
 up                        OBS, TES and the configured bots together; Ctrl-C stops all
 end-of-day [--symbol S]   expire every resting DAY order (or those of S); prints the counts
@@ -379,13 +380,14 @@ USAGE = ("main.py COMMAND [ARGS...]\n       main.py -s SERVER [--shard NAME]\n  
 DESCRIPTION = ("Run the exchange's servers and clients, and its tools. The configuration is\n"
                "config/exchange.toml (or the file EXCHANGE_CONFIG names), any key overridden by\n"
                "an environment variable EXCHANGE__SECTION__KEY.")
-SERVERS = {"OBS": "servers.obs", "TES": "servers.tes", "recorder": "servers.recorder"}
+SERVERS = {"OBS": "servers.obs", "TES": "servers.tes", "recorder": "servers.recorder", "FIX": "gateways.fix.server"}
 CLIENTS = {"trader": "clients.trader", "marketmaker": "clients.marketmaker", "random": "clients.random_trader",
            "loadgen": "clients.loadgen", "tape": "clients.tape", "book": "clients.book_view"}
 SERVER_HELP = {
     "OBS": "an Order Book Server: one shard's books (--shard NAME; default: the first)",
     "TES": "the Trading Engine Server: sessions, validation, risk, portfolios",
     "recorder": "every shard's journal into the database and the tick store",
+    "FIX": "the FIX 4.4 gateway: order entry, execution reports and market data over FIX",
 }
 FRONTEND_HELP = {
     "trader": "the trader portal: log on, trade, see the book, your orders, fills and positions",
@@ -411,7 +413,7 @@ def load_settings():
 
 
 def run_server(args: argparse.Namespace) -> int:
-    """``-s OBS|TES``: ``servers.<role>.serve(config, args)`` runs until SIGINT/SIGTERM."""
+    """``-s OBS|TES|recorder|FIX``: ``<module>.serve(config, args)`` runs until SIGINT/SIGTERM."""
     module = importlib.import_module(SERVERS[args.server])
     return module.serve(load_settings(), args)
 

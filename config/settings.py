@@ -135,6 +135,58 @@ class FrontendConfig(Struct):
             raise ValueError(f"trader_port and analytics_port are both {self.trader_port}")
 
 
+CompId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+
+
+class FixSessionConfig(Struct):
+    """One FIX session of the gateway: a CompID pair and the trader it trades as."""
+
+    sender_comp_id: CompId
+    """The gateway's CompID in this session (the peer's TargetCompID, 56)."""
+    target_comp_id: CompId
+    """The peer's CompID (its SenderCompID, 49)."""
+    trader_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    """The trader: the Logon's Username (553) must name it, and its Password (554) is the API key."""
+    cancel_on_disconnect: bool = False
+    """Ask the TES to cancel the trader's open orders when the FIX session ends."""
+
+
+class FixConfig(Struct):
+    """The FIX 4.4 gateway (`gateways.fix`): ``python main.py -s FIX``."""
+
+    enabled: bool = True
+    """Whether ``python main.py up`` starts it."""
+    address: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
+    """Loopback only: FIX carries the traders' passwords in clear (remote peers: an SSH tunnel or stunnel)."""
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 7300
+    data_dir: Annotated[str, msgspec.Meta(min_length=1)] = "data/fix"
+    """Each session's sequence numbers, sent messages and order records (`gateways.fix.store`)."""
+    fsync: bool = False
+    """Force the session stores to disk before anything leaves the gateway (else the page cache)."""
+    max_connections: Positive = 64
+    logon_timeout_ms: Positive = 10_000
+    """A connection that has not logged on within this is closed."""
+    min_heartbeat_s: Positive = 1
+    max_heartbeat_s: Positive = 300
+    """The HeartBtInt (108) a Logon may ask for."""
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 20)] = 65536
+    """A larger message ends the connection (found from its BodyLength before it is read)."""
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=65536)] = 16 << 20
+    """Bytes queued to a peer that does not read: more, and the connection is closed (a slow consumer)."""
+    sending_time_tolerance_s: Positive = 120
+    """A SendingTime (52) further than this from the gateway's clock is rejected (reason 10)."""
+    sessions: list[FixSessionConfig] = []
+
+    def __post_init__(self) -> None:
+        if self.min_heartbeat_s > self.max_heartbeat_s:
+            raise ValueError(f"min_heartbeat_s ({self.min_heartbeat_s}) is above max_heartbeat_s "
+                             f"({self.max_heartbeat_s})")
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp://{self.address}:{self.port}"
+
+
 class SecurityConfig(Struct):
     """CURVE authentication (`servers.security`): key pairs in ``keys_dir``; "" turns it off."""
 
@@ -200,6 +252,7 @@ class Config(Struct):
     recorder: RecorderConfig = RecorderConfig()
     logging: LoggingConfig = LoggingConfig()
     frontend: FrontendConfig = FrontendConfig()
+    fix: FixConfig = FixConfig()
 
     def instrument(self, symbol: str) -> InstrumentConfig | None:
         return next((i for i in self.instruments if i.symbol == symbol), None)
@@ -301,7 +354,10 @@ def check(config: Config) -> None:
                          shard.stream_endpoint)
         if endpoint
     ]
-    _unique(endpoints, "endpoints", "address")
+    _unique(endpoints + [config.fix.endpoint], "endpoints", "address")
+    _unique([(s.sender_comp_id, s.target_comp_id) for s in config.fix.sessions], "fix.sessions",
+            "(sender_comp_id, target_comp_id)")
+    _unique([s.trader_id for s in config.fix.sessions], "fix.sessions", "trader_id")
     for index, trader in enumerate(config.traders):
         try:
             parse_hash(trader.api_key_hash)
@@ -327,6 +383,10 @@ def _check_loopback(config: Config) -> None:
         raise ConfigError(f"frontend.address: {frontend.address} is reachable beyond this host, so the apps must "
                           "serve HTTPS (API keys are typed into the trader portal): set frontend.tls_cert and "
                           "frontend.tls_key, or reach them through an SSH tunnel (see the README)")
+    if not is_loopback(config.fix.endpoint):
+        raise ConfigError(f"fix.address: {config.fix.address} is reachable beyond this host, but FIX over plain TCP "
+                          "carries the traders' passwords: keep the gateway on loopback and reach it through an SSH "
+                          "tunnel or stunnel (see the README)")
     if config.security.clients == "curve" and not config.security.keys_dir:
         raise ConfigError('security.clients: "curve" needs keys: set security.keys_dir and run python main.py keys')
     for key, endpoint in bound:

@@ -8,9 +8,10 @@ and able to trade):
 1. one ``main.py -s OBS --shard NAME`` per configured shard;
 2. ``main.py -s recorder`` (the shards' journals into the database and the tick store);
 3. ``main.py -s TES``;
-4. one ``main.py -c marketmaker|random ...`` per entry of ``up.bots`` and one
-   ``main.py --frontend APP`` per entry of ``up.frontends`` (the web apps), waiting for each
-   to be READY or to have exited, at most `READY_TIMEOUT_S`;
+4. one ``main.py -c marketmaker|random ...`` per entry of ``up.bots``, one
+   ``main.py --frontend APP`` per entry of ``up.frontends`` (the web apps) and, with
+   ``fix.enabled``, ``main.py -s FIX`` (the FIX gateway, a client of the TES like the bots),
+   waiting for each to be READY or to have exited, at most `READY_TIMEOUT_S`;
 
 then print where everything listens (the apps' URLs among it) and how to connect the trader CLI. Each
 child's output is relayed line by line, prefixed with its name.
@@ -214,8 +215,9 @@ class Launcher:
         self.servers: list[list[Child]] = []
         """Started server processes, in start order (stopped in reverse)."""
         self.guests = [bot_process(bot, policy) for bot in config.up.bots] + [
-            frontend_process(app, policy) for app in config.up.frontends]
-        """The guests: bots, then web apps."""
+            frontend_process(app, policy) for app in config.up.frontends] + (
+            [GuestProcess("fix-gateway", ["-s", "FIX"], policy)] if config.fix.enabled else [])
+        """The guests: bots, then web apps, then the FIX gateway."""
         self.stopping = False
 
     def request_stop(self, signum, frame) -> None:
@@ -284,7 +286,7 @@ class Launcher:
             clean = self.stopping
         elif self.stopping:
             clean = True
-        note("stopping: bots and web apps, then TES, then recorder, then OBS")
+        note("stopping: bots, web apps and the FIX gateway, then TES, then recorder, then OBS")
         codes = self.stop_all()
         failed = {name: code for name, code in codes.items() if code != 0}
         if failed:
@@ -323,6 +325,11 @@ class Launcher:
             lines.append(f"  bot                     {bot.kind} {bot.trader_id} on {bot.symbol}")
         for app in config.up.frontends:
             lines.append(f"  {APPS[app].title:<23} {url(config, app)}")
+        if config.fix.enabled:
+            comp_ids = ", ".join(f"{s.target_comp_id} ({s.trader_id})" for s in config.fix.sessions) or "none"
+            lines.append(f"  FIX 4.4 gateway         {config.fix.address}:{config.fix.port}, TargetCompID "
+                         f"{config.fix.sessions[0].sender_comp_id if config.fix.sessions else '-'}; "
+                         f"SenderCompIDs {comp_ids}")
         lines += [
             f"  trade                   {main_command()} -c trader --trader {trader} --key {trader}-demo-key",
             "  stop                    Ctrl-C",

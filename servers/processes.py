@@ -60,6 +60,10 @@ def exchange_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
             "EXCHANGE__RECORDER__STATUS_FILE": str(tmp_path / "recorder-status.json"),
             "EXCHANGE__FRONTEND__TRADER_PORT": str(free_port()),
             "EXCHANGE__FRONTEND__ANALYTICS_PORT": str(free_port()),
+            "EXCHANGE__FIX__PORT": str(free_port()),
+            "EXCHANGE__FIX__DATA_DIR": str(tmp_path / "fix"),
+            # up starts the FIX gateway only in the tests that ask for it (EXCHANGE__FIX__ENABLED=true)
+            "EXCHANGE__FIX__ENABLED": "false",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -1,0 +1,1 @@
+"""Gateways: other protocols into the exchange, each a client of the TES like any other."""

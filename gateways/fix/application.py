@@ -1,0 +1,970 @@
+"""FIX application messages onto the TES and back: order entry, reports, market data, instruments.
+
+Each logged-on FIX session is a `TraderLink`: one `clients.client.ExchangeClient` session of
+the CompID pair's trader (Password = API key), so the TES does every check it does for any
+client (credentials, rate, instrument, risk) and its numbered rejects reach the FIX peer as
+they are: the code and text in Text (58), the code mapped to OrdRejReason (103) or CxlRejReason
+(102) (`ORD_REJ_REASON`, `CXL_REJ_REASON`).
+
+======================================  ===================================================
+FIX in                                  TES
+======================================  ===================================================
+NewOrderSingle (D)                      EnterOrder
+OrderCancelRequest (F)                  CancelOrder (of the exchange order OrigClOrdID names)
+OrderCancelReplaceRequest (G)           ReplaceOrder (open quantity = OrderQty - CumQty)
+OrderMassCancelRequest (q)              MassCancel (one symbol, or all: MassCancelRequestType 1, 7)
+MarketDataRequest (V)                   the OBS's market data (`MarketData`), not the TES
+SecurityListRequest (x)                 the instruments the TES gave at logon
+======================================  ===================================================
+
+=============================  =========================================================
+TES report                     FIX out
+=============================  =========================================================
+OrderAccepted                  ExecutionReport ExecType 0 (new)
+OrderFilled                    ExecutionReport ExecType F (trade): LastPx, LastQty,
+                               TrdMatchID, LastLiquidityInd (851) and AggressorIndicator (1057)
+OrderCanceled                  ExecutionReport ExecType 4 (canceled)
+OrderReplaced                  ExecutionReport ExecType 5 (replaced)
+OrderExpired                   ExecutionReport ExecType C (expired)
+OrderRejected                  ExecutionReport ExecType 8 (rejected), OrdRejReason
+CancelRejected/ReplaceRejected OrderCancelReject (9), CxlRejResponseTo 1 / 2, CxlRejReason
+MassCancelDone                 OrderMassCancelReport (r)
+=============================  =========================================================
+
+Every ExecutionReport carries OrdStatus, CumQty, LeavesQty and AvgPx from the report's order
+status, and ExecID is the trader's report number (unique over the exchange's life). Prices are
+decimals on the wire (``Instrument.price_scale`` ticks per unit, exact: a price finer than the
+instrument's price unit is refused by the gateway, as the trader shell does), quantities whole
+lots.
+
+ClOrdIDs are the peer's strings; the TES's client order ids are the trader's integers. The link
+keeps which is which (and each order's exchange id and current ClOrdID) in the session store's
+order records, so a restarted gateway still knows them; after a logon the trader's open orders
+(asked of the TES) refresh each order's filled and open quantity.
+"""
+
+import itertools
+import logging
+from decimal import Decimal, InvalidOperation
+
+from clients.client import ClientError, ExchangeClient, MarketDataClient, SessionEnded
+from config.settings import Config
+from engine.instrument import Instrument
+from engine.lifecycle import OrderState
+from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from gateways.fix import messages as m
+from servers import protocol as p
+from servers.service import Occurrences
+
+log = logging.getLogger(__name__)
+
+INT64_MAX = 2**63 - 1
+MAX_TRACKED = 500_000
+"""Requests whose ClOrdIDs a session keeps in memory; beyond, the oldest of finished orders go."""
+COMPACT_AFTER = 200_000
+"""Order records at load beyond which the store's file is rewritten without finished orders."""
+MAX_MD_ENTRIES = 500
+"""Entries per market-data message (a longer refresh is split)."""
+
+SIDES = {"1": Side.BUY, "2": Side.SELL}
+FIX_SIDE = {Side.BUY: "1", Side.SELL: "2"}
+ORD_TYPES = {"1": OrderType.MARKET, "2": OrderType.LIMIT}
+FIX_ORD_TYPE = {OrderType.MARKET: "1", OrderType.LIMIT: "2"}
+TIFS = {"0": TimeInForce.DAY, "1": TimeInForce.GTC, "3": TimeInForce.IOC, "4": TimeInForce.FOK}
+FIX_TIF = {TimeInForce.DAY: "0", TimeInForce.GTC: "1", TimeInForce.IOC: "3", TimeInForce.FOK: "4"}
+ORD_STATUS = {OrderState.PENDING: "A", OrderState.ACCEPTED: "0", OrderState.PARTIALLY_FILLED: "1",
+              OrderState.FILLED: "2", OrderState.CANCELED: "4", OrderState.EXPIRED: "C", OrderState.REJECTED: "8"}
+TERMINAL_STATUS = frozenset({"2", "4", "C", "8"})
+
+ORD_REJ_REASON = {
+    1001: 11, 1002: 11, 1003: 11, 1007: 11,       # unsupported order characteristic
+    1004: 13, 1005: 13, 3003: 13, 3004: 13, 3005: 13,  # incorrect quantity
+    1008: 6, 4005: 6,                             # duplicate order
+    2001: 5,                                      # unknown order
+    3001: 1,                                      # unknown symbol
+    4001: 3, 4002: 3, 4003: 3,                    # order exceeds limit
+    6002: 2,                                      # exchange closed
+}
+"""The TES's RejectReason code -> OrdRejReason (103); any other: 99 (other). The code itself is in Text (58)."""
+CXL_REJ_REASON = {2001: 1, 4005: 6}
+"""RejectReason -> CxlRejReason (102): unknown order, duplicate ClOrdID; too late (0) for a finished order; else 99."""
+CANCEL_TEXT = {
+    CancelReason.REQUESTED: "canceled on request",
+    CancelReason.UNFILLED: "the unfilled remainder of an IOC, FOK or market order",
+    CancelReason.MASS_CANCEL: "canceled by a mass cancel",
+    CancelReason.DISCONNECTED: "canceled: the session ended (cancel on disconnect)",
+}
+
+
+class GatewayReject(Exception):
+    """An order request the gateway itself refuses (OrdRejReason or CxlRejReason, and a text)."""
+
+    def __init__(self, reason: int, text: str) -> None:
+        super().__init__(text)
+        self.reason = reason
+        self.text = text
+
+
+def decimal_text(value: Decimal) -> str:
+    """A Decimal in plain notation without trailing zeros (``100``, ``99.5``)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def price_text(ticks: int, scale: int) -> str:
+    return decimal_text(Decimal(ticks) / scale)
+
+
+def average_text(average: float, scale: int) -> str:
+    """An average price in ticks (a float) in currency units, to 10 decimals at most."""
+    if not average:
+        return "0"
+    return decimal_text((Decimal(repr(average)) / scale).quantize(Decimal("1e-10")))
+
+
+def to_ticks(text: str, instrument: Instrument) -> int:
+    """A FIX price in ticks; `GatewayReject` if finer than the instrument's price unit."""
+    try:
+        ticks = Decimal(text) * instrument.price_scale
+    except InvalidOperation:
+        raise GatewayReject(99, f"price {text!r} is not a number") from None
+    if ticks != ticks.to_integral_value():
+        raise GatewayReject(99, f"price {text} is not a multiple of the tick "
+                                f"{instrument.format_price(instrument.tick_size)}")
+    if abs(ticks) > INT64_MAX:
+        raise GatewayReject(99, f"price {text} is out of range")
+    return int(ticks)
+
+
+def to_lots(text: str, tag: int = 38) -> int:
+    quantity = Decimal(text)
+    if quantity != quantity.to_integral_value():
+        raise GatewayReject(13, f"quantity {text} ({tag}) is not a whole number of lots")
+    if abs(quantity) > INT64_MAX:
+        raise GatewayReject(13, f"quantity {text} ({tag}) is out of range")
+    return int(quantity)
+
+
+class Order:
+    """What the gateway knows of one order of the session."""
+
+    __slots__ = ("coid", "clordid", "order_id", "symbol", "side", "ord_type", "tif", "price", "order_qty", "filled",
+                 "average", "status", "waiting")
+
+    def __init__(self, coid: int, clordid: str, symbol: str, side: Side, ord_type: OrderType, tif: TimeInForce,
+                 quantity: int, price: int) -> None:
+        self.coid = coid
+        self.clordid = clordid
+        self.order_id: int | None = None
+        self.symbol = symbol
+        self.side = side
+        self.ord_type = ord_type
+        self.tif = tif
+        self.price = price
+        self.order_qty = quantity
+        self.filled = 0
+        self.average = 0.0
+        self.status = "A"
+        self.waiting: list = []
+        """Cancel and replace requests made before the exchange order id was known."""
+
+
+class Request:
+    """A request the gateway sent to the TES: a new order, a cancel or a replace."""
+
+    __slots__ = ("coid", "kind", "clordid", "order_coid", "orig_clordid", "quantity", "price")
+
+    def __init__(self, coid: int, kind: str, clordid: str, order_coid: int, orig_clordid: str | None = None,
+                 quantity: int = 0, price: int = 0) -> None:
+        self.coid = coid
+        self.kind = kind
+        self.clordid = clordid
+        self.order_coid = order_coid
+        self.orig_clordid = orig_clordid
+        self.quantity = quantity
+        self.price = price
+
+
+class SessionOrders:
+    """What a CompID pair's sessions know of their orders, kept across its connections (the
+    gateway holds one per pair; the store's records rebuild it when the gateway starts)."""
+
+    def __init__(self) -> None:
+        self.orders: dict[int, Order] = {}
+        """By the TES client order id the order was entered with."""
+        self.requests: dict[int, Request] = {}
+        """By TES client order id: every request still remembered."""
+        self.by_clordid: dict[str, int] = {}
+        """ClOrdID -> the TES client order id of its request."""
+        self.loaded = False
+
+
+class TraderLink:
+    """One logged-on FIX session's trader at the TES (see the module docstring)."""
+
+    def __init__(self, gateway, session, known: SessionOrders) -> None:
+        self.gateway = gateway
+        self.session = session
+        self.store = session.store
+        self.client: ExchangeClient | None = None
+        self.instruments: dict[str, Instrument] = {}
+        self.orders = known.orders
+        self.requests = known.requests
+        self.by_clordid = known.by_clordid
+        self.outbox: list = []
+        """TES requests made this loop turn (sent by `flush` once the store has them)."""
+        self.mass_cancels: list[tuple[str, str, str]] = []
+        """(ClOrdID, MassCancelRequestType, symbol) of the mass cancels not yet answered, in order."""
+        self.closed = False
+        if not known.loaded:
+            self._replay(self.store.order_records)
+            known.loaded = True
+
+    # ------------------------------------------------------------ order records
+
+    def _replay(self, records: list[list]) -> None:
+        """Rebuild the orders and requests from the store's records (at logon)."""
+        done: set[int] = set()
+        for record in records:
+            kind = record[0]
+            if kind == "N":
+                _, coid, clordid, symbol, side, ord_type, tif, quantity, price = record
+                self.orders[coid] = Order(coid, clordid, symbol, Side(side), OrderType(ord_type), TimeInForce(tif),
+                                          quantity, price)
+                self._remember(Request(coid, "N", clordid, coid))
+            elif kind in ("C", "R"):
+                _, coid, clordid, order_coid, quantity, price = record
+                order = self.orders.get(order_coid)
+                self._remember(Request(coid, kind, clordid, order_coid, order.clordid if order else None, quantity,
+                                       price))
+            elif kind == "A":
+                order = self.orders.get(record[1])
+                if order is not None:
+                    order.order_id = record[2]
+                    order.status = "0"
+            elif kind == "X":
+                order = self.orders.get(record[1])
+                if order is not None:
+                    order.clordid = record[2]
+            elif kind == "D":
+                done.add(record[1])
+                order = self.orders.get(record[1])
+                if order is not None:
+                    order.status = record[2] if len(record) > 2 else "4"
+        if len(records) > COMPACT_AFTER:
+            kept = [record for record in records if _order_of(record) not in done]
+            self.store.rewrite_orders(kept)
+            for coid in done:
+                self._forget_order(coid)
+            log.info("%s: order records compacted from %d to %d", self.session.name, len(records), len(kept))
+        self.store.order_records = []
+
+    def _remember(self, request: Request) -> None:
+        self.requests[request.coid] = request
+        self.by_clordid[request.clordid] = request.coid
+        if len(self.requests) > MAX_TRACKED:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Forget the oldest requests of finished orders (a tenth of the limit)."""
+        budget = MAX_TRACKED // 10
+        for coid in list(itertools.islice(self.requests, MAX_TRACKED // 2)):
+            request = self.requests[coid]
+            order = self.orders.get(request.order_coid)
+            if order is None or order.status in TERMINAL_STATUS:
+                del self.requests[coid]
+                if self.by_clordid.get(request.clordid) == coid:
+                    del self.by_clordid[request.clordid]
+                if order is not None and request.kind == "N":
+                    del self.orders[request.order_coid]
+                budget -= 1
+                if not budget:
+                    return
+
+    def _forget_order(self, coid: int) -> None:
+        self.orders.pop(coid, None)
+        for request_coid in [c for c, r in self.requests.items() if r.order_coid == coid]:
+            request = self.requests.pop(request_coid)
+            if self.by_clordid.get(request.clordid) == request_coid:
+                del self.by_clordid[request.clordid]
+
+    def has_open_orders(self) -> bool:
+        """Whether any order of the session may still be open (its state is then asked of the TES at logon)."""
+        return any(order.status not in TERMINAL_STATUS for order in self.orders.values())
+
+    def refresh(self, open_orders: list[p.OpenOrder]) -> None:
+        """The trader's open orders as the TES has them now (after a logon)."""
+        for entry in open_orders:
+            order = self.orders.get(entry.client_order_id)
+            if order is None:
+                continue
+            order.order_id = entry.order_id
+            order.filled = max(order.filled, entry.filled)
+            order.order_qty = order.filled + entry.quantity
+            order.price = entry.price
+            if order.status in ("A", "0", "1"):
+                order.status = "1" if order.filled else "0"
+
+    # ------------------------------------------------------------ FIX in
+
+    def on_message(self, message: m.Message) -> None:
+        kind = message.msg_type
+        if kind == m.NEW_ORDER_SINGLE:
+            self._new_order(message)
+        elif kind == m.ORDER_CANCEL_REQUEST:
+            self._cancel(message)
+        elif kind == m.ORDER_CANCEL_REPLACE_REQUEST:
+            self._replace(message)
+        elif kind == m.ORDER_MASS_CANCEL_REQUEST:
+            self._mass_cancel(message)
+        elif kind == m.MARKET_DATA_REQUEST:
+            self.gateway.market_data.request(self.session, message)
+        elif kind == m.SECURITY_LIST_REQUEST:
+            self._security_list(message)
+        else:
+            self.business_reject(message, 3, f"MsgType {kind} is not supported by this gateway")
+
+    def business_reject(self, message: m.Message, reason: int, text: str, ref_id_tag: int | None = None) -> None:
+        fields: list = [(45, message.seq), (372, message.msg_type)]
+        if ref_id_tag is not None and ref_id_tag in message:
+            fields.append((379, message.get(ref_id_tag)))
+        fields += [(380, reason), (58, m.clean_text(text))]
+        self.session.send(m.BUSINESS_MESSAGE_REJECT, fields)
+
+    def _duplicate(self, message: m.Message, clordid: str) -> bool:
+        """Whether ``clordid`` was used before: a resent message (PossDupFlag=Y) is then ignored."""
+        if clordid not in self.by_clordid:
+            return False
+        if message.flag(m.POSS_DUP_FLAG):
+            log.info("%s: ClOrdID %s sent again (PossDupFlag=Y): already handled", self.session.name, clordid)
+            return True
+        raise GatewayReject(6, f"ClOrdID {clordid} was used before")
+
+    def _new_order(self, message: m.Message) -> None:
+        message.require(11, 55, 54, 60, 38, 40)
+        clordid, symbol = message.get(11), message.get(55)
+        try:
+            if self._duplicate(message, clordid):
+                return
+            side = SIDES.get(message.get(54))
+            if side is None:
+                raise GatewayReject(11, f"Side (54) {message.get(54)} is not supported: 1 (buy) or 2 (sell)")
+            ord_type = ORD_TYPES.get(message.get(40))
+            if ord_type is None:
+                raise GatewayReject(11, f"OrdType (40) {message.get(40)} is not supported: 1 (market) or 2 (limit)")
+            tif_code = message.get(59)
+            if tif_code is None:
+                tif = TimeInForce.IOC if ord_type == OrderType.MARKET else TimeInForce.DAY
+            else:
+                tif = TIFS.get(tif_code)
+                if tif is None:
+                    raise GatewayReject(11, f"TimeInForce (59) {tif_code} is not supported: 0 (day), 1 (GTC), "
+                                            "3 (IOC) or 4 (FOK)")
+            quantity = to_lots(message.get(38))
+            price = 0
+            if ord_type == OrderType.LIMIT:
+                if 44 not in message:
+                    raise m.FieldError(m.REQUIRED_TAG_MISSING, "Price (44) is required for a limit order", 44)
+                instrument = self.instruments.get(symbol)
+                if instrument is not None:
+                    price = to_ticks(message.get(44), instrument)
+        except GatewayReject as exc:
+            self._refuse_order(message, exc.reason, exc.text)
+            return
+        coid = self.client.reserve_client_order_ids()
+        order = Order(coid, clordid, symbol, side, ord_type, tif, quantity, price)
+        self.orders[coid] = order
+        self._remember(Request(coid, "N", clordid, coid))
+        self.store.add_order_record(["N", coid, clordid, symbol, int(side), int(ord_type), int(tif), quantity, price])
+        self.outbox.append(p.EnterOrder(coid, symbol, side, ord_type, tif, price, quantity))
+
+    def _refuse_order(self, message: m.Message, reason: int, text: str) -> None:
+        """An ExecutionReport rejecting a NewOrderSingle the gateway refused itself."""
+        fields = [(37, "NONE"), (11, message.get(11)), (17, self._gateway_exec_id()), (150, "8"), (39, "8"),
+                  (103, reason), (55, message.get(55)), (54, message.get(54)), (38, message.get(38)),
+                  (40, message.get(40))]
+        if 44 in message:
+            fields.append((44, message.get(44)))
+        if 59 in message:
+            fields.append((59, message.get(59)))
+        fields += [(151, 0), (14, 0), (6, 0), (60, m.timestamp()), (58, m.clean_text(text))]
+        self.session.send(m.EXECUTION_REPORT, fields)
+
+    def _gateway_exec_id(self) -> str:
+        return f"G{self.store.next_out}"
+
+    def _find(self, message: m.Message) -> Order | None:
+        coid = self.by_clordid.get(message.get(41))
+        order = self.orders.get(self.requests[coid].order_coid) if coid is not None else None
+        if order is None and 37 in message:
+            wanted = message.get(37)
+            order = next((o for o in self.orders.values() if str(o.order_id) == wanted), None)
+        return order
+
+    def _cancel(self, message: m.Message) -> None:
+        message.require(41, 11, 55, 54, 60)
+        clordid = message.get(11)
+        try:
+            if self._duplicate(message, clordid):
+                return
+            order = self._order_to_change(message)
+        except GatewayReject as exc:
+            self._refuse_change(message, "1", exc.reason, exc.text)
+            return
+        coid = self.client.reserve_client_order_ids()
+        self._remember(Request(coid, "C", clordid, order.coid, order.clordid))
+        self.store.add_order_record(["C", coid, clordid, order.coid, 0, 0])
+        self._to_book(order, p.CancelOrder(coid, order.order_id or 0))
+
+    def _order_to_change(self, message: m.Message) -> Order:
+        order = self._find(message)
+        if order is None:
+            raise GatewayReject(1, f"no order with OrigClOrdID {message.get(41)}")
+        if order.status in TERMINAL_STATUS:
+            raise GatewayReject(0, f"order {order.clordid} is already {STATUS_WORDS[order.status]}")
+        if message.get(55) != order.symbol or SIDES.get(message.get(54)) != order.side:
+            raise GatewayReject(99, f"Symbol (55) and Side (54) must be the order's: {order.symbol} "
+                                    f"{FIX_SIDE[order.side]}")
+        return order
+
+    def _to_book(self, order: Order, request) -> None:
+        """Send a cancel or replace of ``order`` now, or once its exchange id is known."""
+        if order.order_id is None:
+            order.waiting.append(request)
+        else:
+            self.outbox.append(request)
+
+    def _replace(self, message: m.Message) -> None:
+        message.require(41, 11, 55, 54, 60, 38, 40)
+        clordid = message.get(11)
+        try:
+            if self._duplicate(message, clordid):
+                return
+            order = self._order_to_change(message)
+            if ORD_TYPES.get(message.get(40)) != order.ord_type:
+                raise GatewayReject(99, f"OrdType (40) cannot change: the order's is {FIX_ORD_TYPE[order.ord_type]}")
+            if 59 in message and TIFS.get(message.get(59)) != order.tif:
+                raise GatewayReject(99, f"TimeInForce (59) cannot change: the order's is {FIX_TIF[order.tif]}")
+            quantity = to_lots(message.get(38))
+            open_quantity = quantity - order.filled
+            if open_quantity <= 0:
+                raise GatewayReject(99, f"OrderQty {quantity} is not above the quantity already filled, "
+                                        f"{order.filled}")
+            price = order.price
+            if order.ord_type == OrderType.LIMIT:
+                if 44 not in message:
+                    raise m.FieldError(m.REQUIRED_TAG_MISSING, "Price (44) is required for a limit order", 44)
+                instrument = self.instruments.get(order.symbol)
+                if instrument is not None:
+                    price = to_ticks(message.get(44), instrument)
+        except GatewayReject as exc:
+            self._refuse_change(message, "2", exc.reason, exc.text)
+            return
+        coid = self.client.reserve_client_order_ids()
+        self._remember(Request(coid, "R", clordid, order.coid, order.clordid, quantity, price))
+        self.store.add_order_record(["R", coid, clordid, order.coid, quantity, price])
+        self._to_book(order, p.ReplaceOrder(coid, order.order_id or 0, price, open_quantity))
+
+    def _refuse_change(self, message: m.Message, response_to: str, reason: int, text: str) -> None:
+        order = self._find(message)
+        self.session.send(m.ORDER_CANCEL_REJECT, [
+            (37, order.order_id if order is not None and order.order_id is not None else "NONE"),
+            (11, message.get(11)), (41, message.get(41)), (39, order.status if order is not None else "8"),
+            (434, response_to), (102, reason), (58, m.clean_text(text))])
+
+    def _mass_cancel(self, message: m.Message) -> None:
+        message.require(11, 530, 60)
+        kind, symbol = message.get(530), message.get(55, "")
+        if kind == "1" and not symbol:
+            raise m.FieldError(m.REQUIRED_TAG_MISSING, "Symbol (55) is required to cancel one security's orders", 55)
+        if kind not in ("1", "7"):
+            self.session.send(m.ORDER_MASS_CANCEL_REPORT, [
+                (37, "NONE"), (11, message.get(11)), (530, kind), (531, "0"), (532, 99),
+                (58, f"MassCancelRequestType {kind} is not supported: 1 (one security) or 7 (all orders)")])
+            return
+        if kind == "7":
+            symbol = ""
+        self.mass_cancels.append((message.get(11), kind, symbol))
+        self.outbox.append(p.MassCancel(symbol))
+
+    def _security_list(self, message: m.Message) -> None:
+        message.require(320, 559)
+        kind, symbol = message.get(559), message.get(55)
+        if kind == "0":
+            if symbol is None:
+                raise m.FieldError(m.REQUIRED_TAG_MISSING, "Symbol (55) is required for SecurityListRequestType 0",
+                                   55)
+            listed = [self.instruments[symbol]] if symbol in self.instruments else []
+        elif kind == "4":
+            listed = list(self.instruments.values())
+        else:
+            self.session.send(m.SECURITY_LIST, [(320, message.get(320)), (322, f"SL{self.store.next_out}"),
+                                                (560, 1), (58, f"SecurityListRequestType {kind} is not supported: "
+                                                               "0 (one symbol) or 4 (all)")])
+            return
+        fields: list = [(320, message.get(320)), (322, f"SL{self.store.next_out}"), (560, 0 if listed else 2)]
+        if listed:
+            fields += [(393, len(listed)), (893, "Y"), (146, len(listed))]
+            for instrument in listed:
+                fields += [(55, instrument.symbol), (561, instrument.lot_size), (562, instrument.min_quantity),
+                           (969, price_text(instrument.tick_size, instrument.price_scale))]
+        self.session.send(m.SECURITY_LIST, fields)
+
+    # ------------------------------------------------------------ to the TES
+
+    def flush(self) -> None:
+        """Send this turn's requests to the TES in one frame (the store already holds their records)."""
+        if not self.outbox or self.client is None:
+            return
+        batch, self.outbox = self.outbox, []
+        try:
+            self.client.send_batch(batch)
+        except (SessionEnded, ClientError) as exc:
+            self._lost(batch, str(exc))
+
+    def _lost(self, batch: list, text: str) -> None:
+        """The TES session is gone: every request of ``batch`` is refused, and the FIX session ends."""
+        for request in batch:
+            if isinstance(request, p.EnterOrder):
+                self.on_report(p.OrderRejected(request.client_order_id, RejectReason.NOT_LOGGED_ON, text,
+                                               status=OrderState.REJECTED))
+            elif isinstance(request, p.CancelOrder | p.ReplaceOrder):
+                kind = p.CancelRejected if isinstance(request, p.CancelOrder) else p.ReplaceRejected
+                self.on_report(kind(request.client_order_id, request.order_id, RejectReason.NOT_LOGGED_ON, text))
+        self.session.logout(f"the exchange session ended: {text}")
+
+    def pump(self) -> None:
+        """Turn every TES message that arrived into FIX messages."""
+        client = self.client
+        if client is None or self.closed:
+            return
+        try:
+            messages = client.receive_ready()
+        except ClientError as exc:
+            self.session.logout(f"the exchange connection failed: {exc}")
+            return
+        for message in messages:
+            self.on_report(message)
+
+    def on_report(self, message) -> None:
+        kind = type(message)
+        handler = REPORT_HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, message)
+            number = getattr(message, "report", 0)
+            if number:
+                self.store.set_last_report(number)
+        elif kind is p.LoggedOut:
+            self.session.logout(f"the exchange ended the session: {message.text} ({int(message.reason)})")
+        elif kind is p.SessionRejected:
+            if message.reason == RejectReason.NOT_LOGGED_ON:
+                self.session.logout(f"the exchange no longer knows the session: {message.text} "
+                                    f"({int(message.reason)})")
+            else:
+                log.warning("%s: the TES refused a request of the gateway: %s (%d)", self.session.name, message.text,
+                            int(message.reason))
+        elif kind is p.MassCancelDone:
+            self._mass_cancel_done(message)
+
+    def _scale(self, symbol: str) -> int:
+        instrument = self.instruments.get(symbol)
+        return instrument.price_scale if instrument is not None else 1
+
+    def _status(self, message, order: Order | None) -> str:
+        status = ORD_STATUS.get(message.status) if message.status is not None else None
+        if status is None:
+            status = order.status if order is not None else "0"
+        if order is not None:
+            order.status = status
+        return status
+
+    def _report(self, order: Order, exec_type: str, message, clordid: str, orig_clordid: str | None,
+                extra: list | None = None, text: str | None = None) -> None:
+        status = self._status(message, order)
+        order.filled = max(order.filled, message.filled)
+        order.average = message.average_price or order.average
+        leaves = getattr(message, "leaves", 0)
+        if status not in TERMINAL_STATUS:
+            order.order_qty = order.filled + leaves
+        scale = self._scale(order.symbol)
+        fields = [(37, order.order_id if order.order_id is not None else "NONE"), (11, clordid)]
+        if orig_clordid is not None:
+            fields.append((41, orig_clordid))
+        fields += [(17, message.report or self._gateway_exec_id()), (150, exec_type), (39, status)]
+        if extra:
+            fields += extra
+        fields += [(55, order.symbol), (54, FIX_SIDE[order.side]), (38, order.order_qty),
+                   (40, FIX_ORD_TYPE[order.ord_type])]
+        if order.ord_type == OrderType.LIMIT and order.symbol in self.instruments:
+            fields.append((44, price_text(order.price, scale)))
+        fields += [(59, FIX_TIF[order.tif])]
+        if exec_type == "F":
+            fields += [(31, price_text(message.price, scale)), (32, message.quantity), (880, message.trade_id)]
+        fields += [(151, leaves if status not in TERMINAL_STATUS else 0), (14, order.filled),
+                   (6, average_text(order.average, scale)),
+                   (60, m.nanos_timestamp(message.time) if message.time else m.timestamp())]
+        if exec_type == "F":
+            fields += [(851, 2 if message.aggressor else 1), (1057, "Y" if message.aggressor else "N")]
+        if text:
+            fields.append((58, m.clean_text(text)))
+        self.session.send(m.EXECUTION_REPORT, fields)
+        if status in TERMINAL_STATUS:
+            self.store.add_order_record(["D", order.coid, status])
+
+    def _order_of_request(self, coid: int) -> tuple[Request | None, Order | None]:
+        request = self.requests.get(coid)
+        order = self.orders.get(request.order_coid) if request is not None else self.orders.get(coid)
+        return request, order
+
+    def _accepted(self, message: p.OrderAccepted) -> None:
+        order = self.orders.get(message.client_order_id)
+        if order is None:
+            return self._unknown(message)
+        order.order_id = message.order_id
+        order.price = message.price
+        self.store.add_order_record(["A", order.coid, message.order_id])
+        self._report(order, "0", message, order.clordid, None)
+        waiting, order.waiting = order.waiting, []
+        for request in waiting:
+            self.outbox.append(type(request)(request.client_order_id, order.order_id, *_rest(request)))
+
+    def _rejected(self, message: p.OrderRejected) -> None:
+        order = self.orders.get(message.client_order_id)
+        if order is None:
+            return self._unknown(message)
+        code = int(message.reason)
+        self._report(order, "8", message, order.clordid, None, [(103, ORD_REJ_REASON.get(code, 99))],
+                     f"{message.text} ({code})")
+        for request in order.waiting:
+            kind = p.CancelRejected if isinstance(request, p.CancelOrder) else p.ReplaceRejected
+            self.on_report(kind(request.client_order_id, 0, RejectReason.UNKNOWN_ORDER, "the order was rejected",
+                                status=OrderState.REJECTED))
+        order.waiting = []
+
+    def _filled(self, message: p.OrderFilled) -> None:
+        order = self.orders.get(message.client_order_id)
+        if order is None:
+            return self._unknown(message)
+        self._report(order, "F", message, order.clordid, None)
+
+    def _canceled(self, message: p.OrderCanceled) -> None:
+        request, order = self._order_of_request(message.client_order_id)
+        if order is None:
+            return self._unknown(message)
+        if request is not None and request.kind == "C":
+            self._report(order, "4", message, request.clordid, order.clordid, text=CANCEL_TEXT[message.reason])
+        else:
+            self._report(order, "4", message, order.clordid, None, text=CANCEL_TEXT.get(message.reason))
+
+    def _replaced(self, message: p.OrderReplaced) -> None:
+        request, order = self._order_of_request(message.client_order_id)
+        if order is None:
+            return self._unknown(message)
+        previous = order.clordid
+        if request is not None and request.kind == "R":
+            order.clordid = request.clordid
+            self.store.add_order_record(["X", order.coid, request.clordid])
+        order.price = message.price
+        self._report(order, "5", message, order.clordid, previous if previous != order.clordid else None)
+
+    def _expired(self, message: p.OrderExpired) -> None:
+        order = self.orders.get(message.client_order_id)
+        if order is None:
+            return self._unknown(message)
+        self._report(order, "C", message, order.clordid, None, text="expired at the end of the day")
+
+    def _change_rejected(self, message) -> None:
+        request, order = self._order_of_request(message.client_order_id)
+        if request is None:
+            return self._unknown(message)
+        code = int(message.reason)
+        status = self._status(message, order) if message.status is not None else (order.status if order else "8")
+        if order is not None and status in TERMINAL_STATUS and code == 2001:
+            reason = 0
+        else:
+            reason = CXL_REJ_REASON.get(code, 99)
+        order_id = message.order_id or (order.order_id if order is not None else None)
+        self.session.send(m.ORDER_CANCEL_REJECT, [
+            (37, order_id if order_id else "NONE"), (11, request.clordid),
+            (41, request.orig_clordid or (order.clordid if order else "NONE")), (39, status),
+            (434, "1" if type(message) is p.CancelRejected else "2"), (102, reason),
+            (58, m.clean_text(f"{message.text} ({code})"))])
+
+    def _mass_cancel_done(self, message: p.MassCancelDone) -> None:
+        if not self.mass_cancels:
+            return
+        clordid, kind, symbol = self.mass_cancels.pop(0)
+        fields = [(37, f"MC{self.store.next_out}"), (11, clordid), (530, kind), (531, kind), (533, message.canceled)]
+        if symbol:
+            fields.append((55, symbol))
+        self.session.send(m.ORDER_MASS_CANCEL_REPORT, fields)
+
+    def _unknown(self, message) -> None:
+        self.gateway.unknown_reports(self.session.name, type(message).__name__, message.client_order_id)
+
+    def close(self) -> ExchangeClient | None:
+        """The FIX session ended: the client to log out of the TES (the caller closes it)."""
+        self.closed = True
+        self.gateway.market_data.drop(self.session)
+        client, self.client = self.client, None
+        return client
+
+
+STATUS_WORDS = {"2": "filled", "4": "canceled", "C": "expired", "8": "rejected"}
+
+
+def _rest(request) -> tuple:
+    """The fields of a waiting cancel or replace after its client order id and order id."""
+    if isinstance(request, p.ReplaceOrder):
+        return request.price, request.quantity
+    return ()
+
+
+def _order_of(record: list) -> int:
+    kind = record[0]
+    if kind == "N":
+        return record[1]
+    if kind in ("C", "R"):
+        return record[3]
+    return record[1]
+
+
+REPORT_HANDLERS = {
+    p.OrderAccepted: TraderLink._accepted,
+    p.OrderRejected: TraderLink._rejected,
+    p.OrderFilled: TraderLink._filled,
+    p.OrderCanceled: TraderLink._canceled,
+    p.OrderReplaced: TraderLink._replaced,
+    p.OrderExpired: TraderLink._expired,
+    p.CancelRejected: TraderLink._change_rejected,
+    p.ReplaceRejected: TraderLink._change_rejected,
+}
+
+
+# ================================================================ market data
+
+
+class Subscription:
+    __slots__ = ("session", "request_id", "depth", "incremental", "types")
+
+    def __init__(self, session, request_id: str, depth: int, incremental: bool, types: frozenset[str]) -> None:
+        self.session = session
+        self.request_id = request_id
+        self.depth = depth
+        self.incremental = incremental
+        self.types = types
+
+
+class Feed:
+    """One symbol's book from its OBS (`MarketDataClient`) and the sessions subscribed to it."""
+
+    def __init__(self, market_data: "MarketData", symbol: str, instrument: Instrument, md: MarketDataClient) -> None:
+        self.market_data = market_data
+        self.symbol = symbol
+        self.scale = instrument.price_scale
+        self.md = md
+        self.subscribers: list[Subscription] = []
+        self.waiting: list[Subscription] = []
+        """Subscriptions whose snapshot waits for the book to be synced."""
+        self.levels: set[tuple[int, int]] = set()
+        """(side, price) of the levels the subscribers have been told of."""
+
+    def add(self, subscription: Subscription, updates: bool) -> None:
+        if self.md.synced and not self.waiting:
+            self.snapshot(subscription)
+            if updates:
+                self.subscribers.append(subscription)
+        else:
+            self.waiting.append(subscription if updates else Subscription(
+                subscription.session, subscription.request_id, subscription.depth, None, subscription.types))
+
+    def poll(self) -> None:
+        md = self.md
+        was_synced, resyncs = md.synced, md.resyncs
+        try:
+            applied = md.poll(0)
+        except ClientError as exc:
+            self.market_data.trouble(self.symbol, str(exc))
+            return
+        if not md.synced:
+            return
+        if not was_synced or md.resyncs != resyncs:
+            bids, asks = md.depth(1_000_000)
+            self.levels = {(Side.BUY, price) for price, _, _ in bids} | {(Side.SELL, price) for price, _, _ in asks}
+            for subscription in self.subscribers:
+                self.snapshot(subscription)
+            waiting, self.waiting = self.waiting, []
+            for subscription in waiting:
+                self.snapshot(subscription)
+                if subscription.incremental is not None:
+                    self.subscribers.append(subscription)
+            return
+        if not applied or not self.subscribers:
+            self._track(applied)
+            return
+        entries = []
+        for message in applied:
+            kind = type(message)
+            if kind is p.DepthUpdate:
+                key = (message.side, message.price)
+                entry_type = "0" if message.side == Side.BUY else "1"
+                if message.quantity == 0:
+                    self.levels.discard(key)
+                    entries.append((entry_type, [(279, 2), (269, entry_type), (55, self.symbol),
+                                                 (270, price_text(message.price, self.scale)), (83, message.sequence)]))
+                else:
+                    action = 1 if key in self.levels else 0
+                    self.levels.add(key)
+                    entries.append((entry_type, [(279, action), (269, entry_type), (55, self.symbol),
+                                                 (270, price_text(message.price, self.scale)),
+                                                 (271, message.quantity), (346, message.orders),
+                                                 (83, message.sequence)]))
+            elif kind is p.Trade:
+                entries.append(("2", [(279, 0), (269, "2"), (55, self.symbol),
+                                      (270, price_text(message.price, self.scale)), (271, message.quantity),
+                                      (83, message.sequence)]))
+        for subscription in list(self.subscribers):
+            if subscription.session.state.name != "ACTIVE":
+                continue
+            if not subscription.incremental:
+                self.snapshot(subscription)
+                continue
+            mine = [fields for entry_type, fields in entries if entry_type in subscription.types]
+            for start in range(0, len(mine), MAX_MD_ENTRIES):
+                chunk = mine[start:start + MAX_MD_ENTRIES]
+                body: list = [(262, subscription.request_id), (268, len(chunk))]
+                for fields in chunk:
+                    body += fields
+                subscription.session.send(m.MARKET_DATA_INCREMENTAL, body)
+
+    def _track(self, applied: list) -> None:
+        for message in applied:
+            if type(message) is p.DepthUpdate:
+                key = (message.side, message.price)
+                if message.quantity:
+                    self.levels.add(key)
+                else:
+                    self.levels.discard(key)
+
+    def snapshot(self, subscription: Subscription) -> None:
+        session = subscription.session
+        if session.state.name != "ACTIVE":
+            return
+        depth = subscription.depth or 1_000_000
+        bids, asks = self.md.depth(depth)
+        entries = []
+        if "0" in subscription.types:
+            entries += [[(269, "0"), (270, price_text(price, self.scale)), (271, quantity), (346, orders)]
+                        for price, quantity, orders in bids]
+        if "1" in subscription.types:
+            entries += [[(269, "1"), (270, price_text(price, self.scale)), (271, quantity), (346, orders)]
+                        for price, quantity, orders in asks]
+        if "2" in subscription.types and self.md.last_price is not None:
+            entries.append([(269, "2"), (270, price_text(self.md.last_price, self.scale))])
+        chunks = [entries[start:start + MAX_MD_ENTRIES] for start in range(0, len(entries), MAX_MD_ENTRIES)] or [[]]
+        for chunk in chunks:
+            body: list = [(262, subscription.request_id), (55, self.symbol), (83, self.md.sequence),
+                          (268, len(chunk))]
+            for fields in chunk:
+                body += fields
+            session.send(m.MARKET_DATA_SNAPSHOT, body)
+
+    def drop(self, session, request_id: str | None = None) -> None:
+        def keep(subscription: Subscription) -> bool:
+            return subscription.session is not session or (request_id is not None
+                                                            and subscription.request_id != request_id)
+
+        self.subscribers = [s for s in self.subscribers if keep(s)]
+        self.waiting = [s for s in self.waiting if keep(s)]
+
+
+MD_ENTRY_TYPES = frozenset({"0", "1", "2"})
+
+
+class MarketData:
+    """The gateway's market-data feeds, one per symbol subscribed to, shared by every session."""
+
+    def __init__(self, config: Config, register, unregister) -> None:
+        self.config = config
+        self.register = register
+        self.unregister = unregister
+        self.feeds: dict[str, Feed] = {}
+        self.by_socket: dict = {}
+        self.troubles = Occurrences(log, "market data of %s: %s (%d so far)")
+
+    def feed(self, symbol: str) -> Feed | None:
+        feed = self.feeds.get(symbol)
+        if feed is not None:
+            return feed
+        instrument, shard = self.config.instrument(symbol), self.config.shard_of(symbol)
+        if instrument is None or shard is None:
+            return None
+        md = MarketDataClient(shard.market_data_endpoint, shard.snapshot_endpoint, symbol)
+        feed = self.feeds[symbol] = Feed(self, symbol, instrument, md)
+        for socket in (md.subscriber, md.snapshotter):
+            self.by_socket[socket] = feed
+            self.register(socket)
+        return feed
+
+    def request(self, session, message: m.Message) -> None:
+        message.require(262, 263)
+        request_id, kind = message.get(262), message.get(263)
+        if kind == "2":
+            for feed in self.feeds.values():
+                feed.drop(session, request_id)
+            return
+        message.require(264, 267, 146)
+        types = {entry[269] for entry in message.groups(267, 269, frozenset({269}))}
+        symbols = [entry[55] for entry in message.groups(146, 55, m.REPEATABLE[m.MARKET_DATA_REQUEST] - {269})]
+        depth = message.integer(264)
+        incremental = message.get(265, "1") == "1"
+
+        def refuse(reason: str, text: str) -> None:
+            session.send(m.MARKET_DATA_REQUEST_REJECT, [(262, request_id), (281, reason), (58, m.clean_text(text))])
+
+        if not types <= MD_ENTRY_TYPES or not types:
+            refuse("8", "MDEntryType (269) must be 0 (bid), 1 (offer) or 2 (trade)")
+            return
+        if depth < 0:
+            refuse("5", f"MarketDepth (264) {depth} is negative")
+            return
+        if kind == "1" and any(s.request_id == request_id and s.session is session
+                               for feed in self.feeds.values() for s in feed.subscribers + feed.waiting):
+            refuse("1", f"MDReqID {request_id} is already subscribed")
+            return
+        feeds = []
+        for symbol in symbols:
+            feed = self.feed(symbol)
+            if feed is None:
+                refuse("0", f"unknown symbol {symbol}")
+                return
+            feeds.append(feed)
+        for feed in feeds:
+            feed.add(Subscription(session, request_id, depth, incremental, frozenset(types)), updates=kind == "1")
+            feed.poll()
+
+    def on_socket(self, socket) -> None:
+        feed = self.by_socket.get(socket)
+        if feed is not None:
+            feed.poll()
+
+    def tick(self) -> None:
+        for feed in self.feeds.values():
+            if not feed.md.synced:
+                feed.poll()
+
+    def drop(self, session) -> None:
+        for feed in self.feeds.values():
+            feed.drop(session)
+
+    def trouble(self, symbol: str, text: str) -> None:
+        self.troubles(symbol, text)
+
+    def close(self) -> None:
+        for feed in self.feeds.values():
+            for socket in (feed.md.subscriber, feed.md.snapshotter):
+                self.unregister(socket)
+            feed.md.close()
+        self.feeds.clear()

@@ -1,0 +1,219 @@
+"""The FIX gateway's wire format (`gateways.fix.messages`): framing, strict decoding, encoding,
+checked against simplefix (an independent implementation) both ways and against random input."""
+
+import re
+
+import pytest
+import simplefix
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateways.fix import messages as m
+
+
+def simple(msg_type: str, fields, seq: int = 1, sender: str = "ALICE", target: str = "EXCHANGE") -> bytes:
+    message = simplefix.FixMessage()
+    message.append_pair(8, "FIX.4.4", header=True)
+    message.append_pair(35, msg_type, header=True)
+    message.append_pair(49, sender, header=True)
+    message.append_pair(56, target, header=True)
+    message.append_pair(34, seq, header=True)
+    message.append_pair(52, "20260101-12:00:00.000", header=True)
+    for tag, value in fields:
+        message.append_pair(tag, value)
+    return message.encode()
+
+
+def framed(data: bytes, max_bytes: int = 65536) -> list[bytes]:
+    framer = m.Framer(max_bytes)
+    framer.feed(data)
+    frames = []
+    while (frame := framer.next()) is not None:
+        frames.append(frame)
+    return frames
+
+
+ORDER = [(11, "o1"), (55, "ACME"), (54, "1"), (60, "20260101-12:00:00"), (38, "10"), (40, "2"), (44, "99.5")]
+
+
+def test_a_simplefix_message_is_framed_and_decoded_field_for_field():
+    frame = simple("D", ORDER, seq=7)
+    assert framed(frame) == [frame]
+    message = m.decode(frame)
+    assert message.msg_type == "D" and message.seq == 7
+    assert [(tag, value) for tag, value in message.fields if tag not in (49, 56, 34, 52)] == \
+        [(tag, str(value)) for tag, value in ORDER]
+    assert message.get(44) == "99.5" and 999 not in message
+
+
+def test_what_the_gateway_encodes_simplefix_parses_with_the_same_checksum():
+    frame = m.encode("8", "EXCHANGE", "ALICE", 12, "20260101-12:00:00.123", [(37, 5), (11, "o1"), (58, "a b=c")])
+    parser = simplefix.FixParser()
+    parser.append_buffer(frame)
+    parsed = parser.get_message()
+    assert parsed.get(35) == b"8" and parsed.get(34) == b"12" and parsed.get(58) == b"a b=c"
+    body = frame[: frame.rindex(b"10=")]
+    assert parsed.get(10) == b"%03d" % (sum(body) % 256)
+    assert parsed.get(9) == str(len(body) - len(b"8=FIX.4.4\x019=") - len(parsed.get(9)) - 1).encode()
+    assert m.decode(frame).get(58) == "a b=c"
+
+
+def test_a_resent_message_carries_possdup_and_its_original_sending_time():
+    frame = m.encode("8", "EXCHANGE", "ALICE", 3, "20260101-12:00:05.000", [(11, "x")],
+                     orig_sending_time="20260101-12:00:00.000")
+    message = m.decode(frame)
+    assert message.get(43) == "Y" and message.get(122) == "20260101-12:00:00.000"
+    assert m.body_fields(message) == [(11, "x")]
+
+
+def test_frames_arriving_byte_by_byte_and_several_at_once():
+    frames = [simple("0", [], seq=n) for n in range(1, 4)]
+    stream = b"".join(frames)
+    framer = m.Framer(65536)
+    out = []
+    for byte in stream:
+        framer.feed(bytes([byte]))
+        while (frame := framer.next()) is not None:
+            out.append(frame)
+    assert out == frames
+    assert framed(stream) == frames
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"hello world", "expected a message beginning 8=FIX.4.4"),
+    (b"8=FIX.4.2\x019=5\x01", "expected a message beginning 8=FIX.4.4"),
+    (b"8=FIX.4.4\x019=abc\x01", "BodyLength(9) is not a positive number"),
+    (b"8=FIX.4.4\x019=123456789012", "BodyLength(9) is not a number"),
+    (b"8=FIX.4.4\x019=007\x01", "BodyLength(9) is not a positive number"),
+])
+def test_garbage_before_or_instead_of_a_header_is_garbled(data, words):
+    with pytest.raises(m.Garbled, match=re.escape(words)):
+        framed(data)
+
+
+def test_a_wrong_checksum_is_garbled_and_names_both_sums():
+    frame = simple("0", [])
+    wrong = frame[:-4] + (b"%03d" % ((int(frame[-4:-1]) + 1) % 256)) + b"\x01"
+    with pytest.raises(m.Garbled, match=r"CheckSum\(10\) is \d{3} but the message sums to \d{3}"):
+        framed(wrong)
+
+
+def test_a_wrong_body_length_is_garbled():
+    frame = simple("0", [(112, "abc")])
+    longer = frame.replace(b"\x019=", b"\x019=1", 1)  # BodyLength 10x too long: the trailer is not where it says
+    with pytest.raises(m.Garbled):
+        framed(longer + b"x" * 2000, max_bytes=1 << 20)
+    start = frame.index(b"9=") + 2
+    end = frame.index(b"\x01", start)
+    shorter = frame[:start] + str(int(frame[start:end]) - 3).encode() + frame[end:]
+    with pytest.raises(m.Garbled, match="does not end where CheckSum"):
+        framed(shorter)
+
+
+def test_a_message_over_the_limit_is_refused_from_its_body_length_before_its_body_arrives():
+    framer = m.Framer(1024)
+    framer.feed(b"8=FIX.4.4\x019=99999999\x0135=D\x01")
+    with pytest.raises(m.TooLarge, match="over the limit of 1024"):
+        framer.next()
+
+
+@pytest.mark.parametrize("field, reason, tag", [
+    ((38, "ten"), m.INCORRECT_DATA_FORMAT, 38),
+    ((44, "1e5"), m.INCORRECT_DATA_FORMAT, 44),
+    ((60, "2026-01-01 12:00"), m.INCORRECT_DATA_FORMAT, 60),
+    ((54, "Z"), m.VALUE_OUT_OF_RANGE, 54),
+    ((59, "9"), m.VALUE_OUT_OF_RANGE, 59),
+    ((40, "22"), m.INCORRECT_DATA_FORMAT, 40),
+    ((11, ""), m.TAG_WITHOUT_VALUE, 11),
+    ((55, "BOLT"), m.TAG_APPEARS_TWICE, 55),
+])
+def test_fields_of_the_wrong_type_or_value_are_field_errors_with_the_reject_reason(field, reason, tag):
+    fields = [field if old == field[0] and reason != m.TAG_APPEARS_TWICE else (old, value) for old, value in ORDER]
+    if field not in fields:
+        fields.append(field)
+    frame = simple("D", fields)
+    with pytest.raises(m.FieldError) as caught:
+        m.decode(frame)
+    assert (caught.value.reason, caught.value.tag) == (reason, tag)
+    assert caught.value.message.seq == 1 and caught.value.message.msg_type == "D"
+
+
+def test_a_tag_that_is_not_a_number_is_an_invalid_tag_number():
+    frame = simple("D", ORDER)
+    bad = frame.replace(b"\x0111=o1", b"\x0111=o1\x01x9=1")
+    bad = bad.replace(b"\x019=%d" % (len(frame) - 0), b"")  # re-frame by hand below
+    body = bad[bad.index(b"35="): bad.rindex(b"10=")]
+    head = b"8=FIX.4.4\x019=%d\x01" % len(body) + body
+    fixed = head + b"10=%03d\x01" % (sum(head) % 256)
+    with pytest.raises(m.FieldError) as caught:
+        m.decode(fixed)
+    assert caught.value.reason == m.INVALID_TAG_NUMBER
+
+
+def test_required_tags_and_repeating_groups():
+    frame = simple("V", [(262, "r1"), (263, "1"), (264, 0), (267, 2), (269, "0"), (269, "1"), (146, 2), (55, "ACME"),
+                         (55, "BOLT")])
+    message = m.decode(frame)
+    assert message.groups(267, 269, frozenset({269})) == [{269: "0"}, {269: "1"}]
+    assert message.groups(146, 55, frozenset({55})) == [{55: "ACME"}, {55: "BOLT"}]
+    with pytest.raises(m.FieldError) as caught:
+        message.require(262, 265)
+    assert (caught.value.reason, caught.value.tag) == (m.REQUIRED_TAG_MISSING, 265)
+    wrong = m.decode(simple("V", [(262, "r1"), (263, "1"), (264, 0), (267, 3), (269, "0"), (269, "1"), (146, 1),
+                                  (55, "ACME")]))
+    with pytest.raises(m.FieldError) as caught:
+        wrong.groups(267, 269, frozenset({269}))
+    assert caught.value.reason == m.INCORRECT_NUM_IN_GROUP
+    twice = m.decode(simple("D", ORDER))
+    with pytest.raises(m.FieldError):
+        m.check_fields(m.Message("D", twice.fields + [(38, "5")]))
+
+
+def test_a_data_field_may_hold_soh_by_its_length():
+    frame = simple("A", [(98, 0), (108, 30), (95, 5), (96, "a\x01b\x01c")])
+    message = m.decode(frame)
+    assert message.get(96) == "a\x01b\x01c" and message.get(108) == "30"
+
+
+def test_timestamps():
+    assert m.parse_timestamp("20260101-00:00:00") == 1767225600
+    assert m.parse_timestamp("20260101-00:00:00.5") == 1767225600.5
+    assert m.parse_timestamp("20261301-00:00:00") is None
+    assert m.parse_timestamp("20260101-24:00:00") is None
+    assert m.parse_timestamp(m.timestamp(1767225600.25)) == 1767225600.25
+
+
+def test_text_for_the_wire_has_no_soh():
+    assert m.clean_text("a\x01b\nc" + "x" * 500) == "a?b?c" + "x" * 395
+
+
+tags = st.integers(1, 9999).filter(lambda tag: tag not in (8, 9, 10, 35) and tag not in m.TYPES
+                                    and tag not in m.HEADER_TAGS
+                                    and tag not in m.DATA_FIELDS and tag not in m.DATA_FIELDS.values())
+values = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(tags, values), max_size=20, unique_by=lambda pair: pair[0]))
+def test_any_fields_round_trip(fields):
+    frame = m.encode("D", "A", "B", 5, "20260101-00:00:00.000", fields)
+    assert framed(frame) == [frame]
+    message = m.decode(frame)
+    assert m.body_fields(message) == [(tag, value) for tag, value in fields]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 3))
+def test_random_bytes_are_garbled_or_field_errors_never_anything_else(data, where):
+    good = simple("D", ORDER)
+    stream = [data, good + data, data + good, good[:40] + data + good[40:]][where]
+    framer = m.Framer(4096)
+    framer.feed(stream)
+    try:
+        while (frame := framer.next()) is not None:
+            try:
+                m.decode(frame)
+            except m.FieldError:
+                pass
+    except m.Garbled:
+        pass
