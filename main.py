@@ -15,6 +15,9 @@ bench book [--messages M] [--repeats R] [--resting N]
 bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never]
     Throughput and ack latency through client -> TES -> OBS -> TES -> client,
     median of R runs (default 3) per offered rate.
+bench gateways [--rates R1,R2,...] [--duration S] [--repeats R]
+    Orders/s and ack latency p50/p90/p99 through the FIX gateway beside the project's
+    ZeroMQ client in the same run, and their ratios, median of R runs per rate.
 bench soak [--orders N] [--rate R] [--round-s S]
     The same path for N orders (default 10,000,000) at R/s in consecutive rounds of
     S seconds: per round the ack latency, snapshot size and CPU per order, and
@@ -178,6 +181,10 @@ def run_bench(args: argparse.Namespace) -> None:
         from benchmarks import e2e
 
         report = e2e.run(rates=args.rates or e2e.RATES, duration=args.duration, fsync=args.fsync, repeats=args.repeats)
+    elif args.suite == "gateways":
+        from benchmarks import gateways
+
+        report = gateways.run(rates=args.rates or gateways.RATES, duration=args.duration, repeats=args.repeats)
     elif args.suite == "soak":
         from benchmarks import soak
 
@@ -206,9 +213,10 @@ def add_bench_command(commands) -> None:
         description="Run a benchmark, print its table and then its figures as JSON on the last line.",
     )
     parser.add_argument(
-        "suite", choices=["book", "e2e", "soak", "store"],
+        "suite", choices=["book", "e2e", "gateways", "soak", "store"],
         help="book: the matching core; e2e: orders through TES and OBS; soak: the same for millions of orders; "
-        "store: the recorder's databases and tick store, and the tick queries beside pandas",
+        "store: the recorder's databases and tick store, and the tick queries beside pandas; gateways: orders "
+        "through the FIX gateway beside the ZeroMQ client",
     )
     parser.add_argument(
         "--messages", type=at_least(4), default=1_000_000,
@@ -221,9 +229,11 @@ def add_bench_command(commands) -> None:
     )
     parser.add_argument(
         "--rates", type=rate_list,
-        help="e2e: offered rates, comma-separated (default: benchmarks.e2e.RATES, 1000 to 150000)",
+        help="e2e, gateways: offered rates, comma-separated (default: benchmarks.e2e.RATES, 1000 to 150000; "
+        "benchmarks.gateways.RATES, 1000,20000,50000)",
     )
-    parser.add_argument("--duration", type=float, default=5.0, help="e2e: seconds per rate (default: 5)")
+    parser.add_argument("--duration", type=float, default=5.0,
+                        help="e2e, gateways: seconds per rate (default: 5)")
     parser.add_argument("--fsync", choices=["batch", "interval", "never"], default="batch",
                         help="e2e: journal fsync policy (default: batch)")
     parser.add_argument("--orders", type=positive_int, default=10_000_000,
@@ -380,7 +390,8 @@ USAGE = ("main.py COMMAND [ARGS...]\n       main.py -s SERVER [--shard NAME]\n  
 DESCRIPTION = ("Run the exchange's servers and clients, and its tools. The configuration is\n"
                "config/exchange.toml (or the file EXCHANGE_CONFIG names), any key overridden by\n"
                "an environment variable EXCHANGE__SECTION__KEY.")
-SERVERS = {"OBS": "servers.obs", "TES": "servers.tes", "recorder": "servers.recorder", "FIX": "gateways.fix.server"}
+SERVERS = {"OBS": "servers.obs", "TES": "servers.tes", "recorder": "servers.recorder", "FIX": "gateways.fix.server",
+           "API": "gateways.api.server"}
 CLIENTS = {"trader": "clients.trader", "marketmaker": "clients.marketmaker", "random": "clients.random_trader",
            "loadgen": "clients.loadgen", "tape": "clients.tape", "book": "clients.book_view"}
 SERVER_HELP = {
@@ -388,6 +399,7 @@ SERVER_HELP = {
     "TES": "the Trading Engine Server: sessions, validation, risk, portfolios",
     "recorder": "every shard's journal into the database and the tick store",
     "FIX": "the FIX 4.4 gateway: order entry, execution reports and market data over FIX",
+    "API": "the REST and WebSocket gateway (config [api]): signed HTTP requests, OpenAPI docs at /docs",
 }
 FRONTEND_HELP = {
     "trader": "the trader portal: log on, trade, see the book, your orders, fills and positions",

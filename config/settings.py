@@ -187,6 +187,51 @@ class FixConfig(Struct):
         return f"tcp://{self.address}:{self.port}"
 
 
+class ApiKeyConfig(Struct):
+    """One key of the REST gateway: its id (sent with every request), the trader it acts for, and
+    the trader's exchange API key, with which the gateway opens the trader's TES session. The HMAC
+    secret the client signs with is in ``<api.secrets_dir>/<key_id>.secret`` (made on first start)."""
+
+    key_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    trader_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    exchange_key: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class ApiConfig(Struct):
+    """The REST and WebSocket gateway (`gateways.api`): ``python main.py -s API``."""
+
+    enabled: bool = True
+    """Whether ``python main.py up`` starts it."""
+    address: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"
+    """Loopback unless TLS is configured (``tls_cert`` and ``tls_key``)."""
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8600
+    tls_cert: str = ""
+    tls_key: str = ""
+    secrets_dir: Annotated[str, msgspec.Meta(min_length=1)] = "data/api"
+    """Each key's HMAC secret, ``<key_id>.secret`` (mode 0600; made on first start when missing)."""
+    recv_window_ms: Positive = 5000
+    """A signed request whose timestamp is further than this from the gateway's clock is refused."""
+    rate_limit_per_s: Positive = 20
+    """Requests a second per key (a token bucket of ``rate_limit_burst``); more get 429 and Retry-After."""
+    rate_limit_burst: Positive = 40
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 20)] = 65536
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    """How long a request waits for the TES's answer (then 504)."""
+    stream_queue: Positive = 1000
+    """Messages queued to a WebSocket that does not read; more, and it is closed (a slow consumer)."""
+    max_connections: Positive = 1000
+    """Connections (WebSockets included) and requests in flight at once; beyond, HTTP 503."""
+    keys: list[ApiKeyConfig] = []
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key must be set together")
+
+    @property
+    def endpoint(self) -> str:
+        return f"tcp://{self.address}:{self.port}"
+
+
 class SecurityConfig(Struct):
     """CURVE authentication (`servers.security`): key pairs in ``keys_dir``; "" turns it off."""
 
@@ -253,6 +298,7 @@ class Config(Struct):
     logging: LoggingConfig = LoggingConfig()
     frontend: FrontendConfig = FrontendConfig()
     fix: FixConfig = FixConfig()
+    api: ApiConfig = ApiConfig()
 
     def instrument(self, symbol: str) -> InstrumentConfig | None:
         return next((i for i in self.instruments if i.symbol == symbol), None)
@@ -354,7 +400,8 @@ def check(config: Config) -> None:
                          shard.stream_endpoint)
         if endpoint
     ]
-    _unique(endpoints + [config.fix.endpoint], "endpoints", "address")
+    _unique(endpoints + [config.fix.endpoint, config.api.endpoint], "endpoints", "address")
+    _unique([k.key_id for k in config.api.keys], "api.keys", "key_id")
     _unique([(s.sender_comp_id, s.target_comp_id) for s in config.fix.sessions], "fix.sessions",
             "(sender_comp_id, target_comp_id)")
     _unique([s.trader_id for s in config.fix.sessions], "fix.sessions", "trader_id")
@@ -387,6 +434,10 @@ def _check_loopback(config: Config) -> None:
         raise ConfigError(f"fix.address: {config.fix.address} is reachable beyond this host, but FIX over plain TCP "
                           "carries the traders' passwords: keep the gateway on loopback and reach it through an SSH "
                           "tunnel or stunnel (see the README)")
+    if not config.api.tls_cert and not is_loopback(config.api.endpoint):
+        raise ConfigError(f"api.address: {config.api.address} is reachable beyond this host, so the REST gateway "
+                          "must serve HTTPS: set api.tls_cert and api.tls_key, or reach it through an SSH tunnel "
+                          "(see the README)")
     if config.security.clients == "curve" and not config.security.keys_dir:
         raise ConfigError('security.clients: "curve" needs keys: set security.keys_dir and run python main.py keys')
     for key, endpoint in bound:

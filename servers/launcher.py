@@ -10,7 +10,8 @@ and able to trade):
 3. ``main.py -s TES``;
 4. one ``main.py -c marketmaker|random ...`` per entry of ``up.bots``, one
    ``main.py --frontend APP`` per entry of ``up.frontends`` (the web apps) and, with
-   ``fix.enabled``, ``main.py -s FIX`` (the FIX gateway, a client of the TES like the bots),
+   ``fix.enabled``, ``main.py -s FIX`` (the FIX gateway, a client of the TES like the bots) and,
+   with ``api.enabled``, ``main.py -s API`` (the REST and WebSocket gateway, another client),
    waiting for each to be READY or to have exited, at most `READY_TIMEOUT_S`;
 
 then print where everything listens (the apps' URLs among it) and how to connect the trader CLI. Each
@@ -216,8 +217,9 @@ class Launcher:
         """Started server processes, in start order (stopped in reverse)."""
         self.guests = [bot_process(bot, policy) for bot in config.up.bots] + [
             frontend_process(app, policy) for app in config.up.frontends] + (
-            [GuestProcess("fix-gateway", ["-s", "FIX"], policy)] if config.fix.enabled else [])
-        """The guests: bots, then web apps, then the FIX gateway."""
+            [GuestProcess("fix-gateway", ["-s", "FIX"], policy)] if config.fix.enabled else []) + (
+            [GuestProcess("api-gateway", ["-s", "API"], policy)] if config.api.enabled else [])
+        """The guests: bots, then web apps, then the FIX gateway, then the REST gateway."""
         self.stopping = False
 
     def request_stop(self, signum, frame) -> None:
@@ -286,7 +288,7 @@ class Launcher:
             clean = self.stopping
         elif self.stopping:
             clean = True
-        note("stopping: bots, web apps and the FIX gateway, then TES, then recorder, then OBS")
+        note("stopping: bots, web apps and the gateways, then TES, then recorder, then OBS")
         codes = self.stop_all()
         failed = {name: code for name, code in codes.items() if code != 0}
         if failed:
@@ -330,6 +332,11 @@ class Launcher:
             lines.append(f"  FIX 4.4 gateway         {config.fix.address}:{config.fix.port}, TargetCompID "
                          f"{config.fix.sessions[0].sender_comp_id if config.fix.sessions else '-'}; "
                          f"SenderCompIDs {comp_ids}")
+        if config.api.enabled:
+            scheme = "https" if config.api.tls_cert else "http"
+            lines.append(f"  REST/WebSocket gateway  {scheme}://{config.api.address}:{config.api.port}/docs; keys "
+                         f"{', '.join(k.key_id for k in config.api.keys) or 'none'} (secrets in "
+                         f"{config.api.secrets_dir})")
         lines += [
             f"  trade                   {main_command()} -c trader --trader {trader} --key {trader}-demo-key",
             "  stop                    Ctrl-C",

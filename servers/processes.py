@@ -64,6 +64,10 @@ def exchange_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
             "EXCHANGE__FIX__DATA_DIR": str(tmp_path / "fix"),
             # up starts the FIX gateway only in the tests that ask for it (EXCHANGE__FIX__ENABLED=true)
             "EXCHANGE__FIX__ENABLED": "false",
+            "EXCHANGE__API__PORT": str(free_port()),
+            "EXCHANGE__API__SECRETS_DIR": str(tmp_path / "api"),
+            # likewise the REST gateway (EXCHANGE__API__ENABLED=true)
+            "EXCHANGE__API__ENABLED": "false",
             "PYTHONUNBUFFERED": "1",
         }
     )

@@ -1,0 +1,283 @@
+"""The gateway's WebSocket streams at ``/v1/ws``: public market data and, after an authenticated
+subscribe, the trader's own order reports and fills.
+
+A client sends JSON commands and receives JSON events::
+
+    {"op": "subscribe", "channel": "depth" | "trades" | "quotes", "symbol": "ACME"}
+    {"op": "auth", "key": KEY_ID, "timestamp": MS, "signature": HEX}   # HMAC of timestamp + "GET" + "/v1/ws"
+    {"op": "subscribe", "channel": "orders"}                            # after auth: my reports
+    {"op": "unsubscribe", "channel": ..., "symbol": ...}
+
+- ``depth``: a ``snapshot`` event (the whole book with its market-data ``sequence``) on
+  subscribe and after any gap the gateway's feed had to repair, then ``depth`` events, one per
+  changed level, each with its ``sequence``: apply those above the snapshot's, in order.
+- ``trades``, ``quotes``: each trade, each change of the top of book.
+- ``orders``: every report of the trader's TES session (accepted, filled, canceled, replaced,
+  rejected, expired, mass cancel done), as ``{"channel": "orders", "type": ..., ...}``.
+
+One thread per subscribed symbol reads the book server's feed (`MarketDataClient`) and hands each
+event to the subscribers' queues on the event loop. A subscriber whose queue holds more than
+``api.stream_queue`` events (it does not read) is closed with code 1008 and the reason "slow
+consumer"; a bad command is answered with an ``error`` event (through the same bounded queue, so
+a client that floods bad commands and reads nothing is closed as a slow consumer); a command over
+``MAX_COMMAND_BYTES`` closes with 1009. Nobody else notices.
+"""
+
+import asyncio
+import json
+import logging
+import threading
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+from clients.client import ClientError, MarketDataClient
+from engine.types import RejectReason
+from gateways.api.auth import AuthError
+from servers.protocol import DepthUpdate, Quote, Trade
+
+log = logging.getLogger("api")
+
+WS_PATH = "/v1/ws"
+POLL_S = 0.1
+MAX_COMMAND_BYTES = 4096
+
+
+def error(reason: RejectReason, message: str) -> dict:
+    """An ``error`` event: the exchange's reject code and a sentence."""
+    return {"type": "error", "code": int(reason), "message": message}
+
+
+def _plain(message) -> dict:
+    """A protocol message as a JSON-ready dict: ``type`` its snake-case class name, enums by name."""
+    name = type(message).__name__
+    kind = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+    fields = {}
+    for field in message.__struct_fields__:
+        value = getattr(message, field)
+        if hasattr(value, "name") and hasattr(value, "value"):
+            value = value.value if isinstance(value.value, str) else value.name.lower()
+        fields[field] = value
+    return {"type": kind, **fields}
+
+
+class Subscriber:
+    """One WebSocket: its queue of outgoing events and what it subscribed to."""
+
+    def __init__(self, websocket: WebSocket, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.websocket = websocket
+        self.loop = loop
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.limit = limit
+        self.trader_id: str | None = None
+        self.orders = False
+        self.closing: str | None = None
+
+    def push(self, event: dict) -> None:
+        """Queue an event (any thread)."""
+        self.loop.call_soon_threadsafe(self._push, event)
+
+    def _push(self, event: dict) -> None:
+        if self.closing is not None:
+            return
+        if self.queue.qsize() >= self.limit:
+            self.closing = f"slow consumer: more than {self.limit} events queued"
+            log.warning("a WebSocket subscriber (%s): %s; closing it", self.trader_id or "public", self.closing)
+            self.queue.put_nowait(None)
+            return
+        self.queue.put_nowait(event)
+
+
+class Feed:
+    """One symbol's market data for the streams, on its own thread."""
+
+    def __init__(self, streams: "Streams", symbol: str, md_endpoint: str, snapshot_endpoint: str) -> None:
+        self.streams = streams
+        self.symbol = symbol
+        self.endpoints = (md_endpoint, snapshot_endpoint)
+        self.subscribers: dict[str, set[Subscriber]] = {"depth": set(), "trades": set(), "quotes": set()}
+        self.joining: list[tuple[str, Subscriber]] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"api-feed-{symbol}", daemon=True)
+        self.thread.start()
+
+    def add(self, channel: str, subscriber: Subscriber) -> None:
+        with self.lock:
+            self.joining.append((channel, subscriber))
+
+    def remove(self, subscriber: Subscriber, channel: str | None = None) -> None:
+        with self.lock:
+            for name, members in self.subscribers.items():
+                if channel is None or channel == name:
+                    members.discard(subscriber)
+            self.joining = [(c, s) for c, s in self.joining if s is not subscriber or (channel and c != channel)]
+
+    def _snapshot(self, feed: MarketDataClient) -> dict:
+        bids, asks = feed.depth(1000)
+        return {"channel": "depth", "type": "snapshot", "symbol": self.symbol, "sequence": feed.sequence,
+                "bids": [list(level) for level in bids], "asks": [list(level) for level in asks],
+                "last_price": feed.last_price}
+
+    def _run(self) -> None:
+        try:
+            feed = MarketDataClient(*self.endpoints, self.symbol)
+        except Exception as exc:  # noqa: BLE001 - one line, the feed is simply not there
+            log.warning("%s: market data unavailable: %s", self.symbol, exc)
+            return
+        resyncs = feed.resyncs
+        try:
+            while not self.stop.is_set():
+                try:
+                    applied = feed.poll(POLL_S)
+                except ClientError as exc:
+                    log.warning("%s: market data: %s", self.symbol, exc)
+                    continue
+                with self.lock:
+                    if feed.synced:
+                        for channel, subscriber in self.joining:
+                            if channel == "depth":
+                                subscriber.push(self._snapshot(feed))
+                            self.subscribers[channel].add(subscriber)
+                        self.joining.clear()
+                    if feed.resyncs != resyncs and feed.synced:
+                        resyncs = feed.resyncs
+                        snapshot = self._snapshot(feed)
+                        for subscriber in self.subscribers["depth"]:
+                            subscriber.push(snapshot)
+                        continue
+                    for message in applied:
+                        channel = ("depth" if isinstance(message, DepthUpdate) else "trades"
+                                   if isinstance(message, Trade) else "quotes" if isinstance(message, Quote) else None)
+                        if channel is None or not self.subscribers[channel]:
+                            continue
+                        event = {"channel": channel, **_plain(message)}
+                        for subscriber in self.subscribers[channel]:
+                            subscriber.push(event)
+        finally:
+            feed.close()
+
+
+class Streams:
+    """Every WebSocket of the gateway, the symbols' feeds, and the private reports' fan-out."""
+
+    def __init__(self, gateway) -> None:
+        self.gateway = gateway
+        self.config = gateway.config
+        self.feeds: dict[str, Feed] = {}
+        self.private: set[Subscriber] = set()
+        self._lock = threading.Lock()
+        gateway.listeners.append(self._report)
+
+    def _report(self, trader_id: str, report) -> None:
+        event = None
+        for subscriber in list(self.private):
+            if subscriber.orders and subscriber.trader_id == trader_id:
+                event = event or {"channel": "orders", **_plain(report)}
+                subscriber.push(event)
+
+    def feed(self, symbol: str) -> Feed:
+        with self._lock:
+            feed = self.feeds.get(symbol)
+            if feed is None:
+                shard = next(s for s in self.config.shards if symbol in s.symbols)
+                feed = self.feeds[symbol] = Feed(self, symbol, shard.market_data_endpoint, shard.snapshot_endpoint)
+            return feed
+
+    def close(self) -> None:
+        for feed in self.feeds.values():
+            feed.stop.set()
+        for feed in self.feeds.values():
+            feed.thread.join(1.0)
+
+    def mount(self, app: FastAPI) -> None:
+        @app.websocket(WS_PATH)
+        async def stream(websocket: WebSocket) -> None:
+            await websocket.accept()
+            subscriber = Subscriber(websocket, asyncio.get_running_loop(), self.gateway.api.stream_queue)
+            sender = asyncio.create_task(self._send(subscriber))
+            try:
+                await self._receive(subscriber)
+            except WebSocketDisconnect:
+                pass
+            finally:
+                sender.cancel()
+                self.private.discard(subscriber)
+                for feed in list(self.feeds.values()):
+                    feed.remove(subscriber)
+
+    async def _send(self, subscriber: Subscriber) -> None:
+        websocket = subscriber.websocket
+        try:
+            while True:
+                event = await subscriber.queue.get()
+                if event is None:
+                    await websocket.close(1008, subscriber.closing or "closed")
+                    return
+                await websocket.send_text(json.dumps(event))
+        except (WebSocketDisconnect, RuntimeError):
+            return
+
+    async def _receive(self, subscriber: Subscriber) -> None:
+        websocket = subscriber.websocket
+        while subscriber.closing is None:
+            text = await websocket.receive_text()
+            if len(text) > MAX_COMMAND_BYTES:
+                await websocket.close(1009, f"a command may have at most {MAX_COMMAND_BYTES} bytes")
+                return
+            try:
+                command = json.loads(text)
+                if not isinstance(command, dict):
+                    raise ValueError("a command is a JSON object")
+            except ValueError as exc:
+                subscriber.push(error(RejectReason.MALFORMED_MESSAGE, f"malformed command: {exc}"))
+                continue
+            if command.get("op") == "auth":
+                await asyncio.to_thread(self._auth, subscriber, command)
+            else:
+                self._command(subscriber, command)
+
+    def _auth(self, subscriber: Subscriber, command: dict) -> None:
+        """Check an ``auth`` command (a signed ``GET /v1/ws``) and open the trader's TES session."""
+        try:
+            key = self.gateway.auth.check(command.get("key"), str(command.get("timestamp", "")),
+                                          command.get("signature"), "GET", WS_PATH, b"")
+            self.gateway.session(key).start()
+        except AuthError as exc:
+            self.gateway.bad_requests(exc.title.lower())
+            subscriber.push({"type": "error", "code": exc.code, "message": f"{exc.title}: {exc.detail}"})
+            return
+        except ClientError as exc:
+            subscriber.push(error(RejectReason.BOOK_UNAVAILABLE, f"the exchange session: {exc}"))
+            return
+        subscriber.trader_id = key.trader_id
+        subscriber.push({"type": "authenticated", "trader_id": key.trader_id})
+
+    def _command(self, subscriber: Subscriber, command: dict) -> None:
+        op, channel, symbol = command.get("op"), command.get("channel"), command.get("symbol")
+        if op not in ("subscribe", "unsubscribe"):
+            subscriber.push(error(RejectReason.MALFORMED_MESSAGE, f"unknown op {op!r}"))
+            return
+        if channel == "orders":
+            if subscriber.trader_id is None:
+                subscriber.push(error(RejectReason.NOT_LOGGED_ON, "the orders channel needs an auth first"))
+                return
+            subscriber.orders = op == "subscribe"
+            (self.private.add if subscriber.orders else self.private.discard)(subscriber)
+            subscriber.push({"type": f"{op}d", "channel": "orders"})
+            return
+        if channel not in ("depth", "trades", "quotes"):
+            subscriber.push(error(RejectReason.MALFORMED_MESSAGE, f"unknown channel {channel!r}"))
+            return
+        if not isinstance(symbol, str) or self.config.instrument(symbol) is None:
+            subscriber.push(error(RejectReason.UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}"))
+            return
+        feed = self.feed(symbol)
+        if op == "subscribe":
+            subscriber.push({"type": "subscribed", "channel": channel, "symbol": symbol})
+            feed.add(channel, subscriber)
+        else:
+            feed.remove(subscriber, channel)
+            subscriber.push({"type": "unsubscribed", "channel": channel, "symbol": symbol})
+
+
+__all__ = ["Streams", "WS_PATH"]
