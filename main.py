@@ -3,10 +3,11 @@
 Commands
 --------
 replay STREAM.npy --out FILLS.npy [--engine native|reference]
-    Replay an order stream through a book, write its fills and print the replay
-    summary as one JSON object on the last line of stdout.
-workload OUT.npy [--messages N] [--seed S] [--profile standard|deep]
-    Write a generated order stream and print a JSON summary of it on the last line.
+    Replay an order stream (format version 1 or 2) through a book, write its fills and
+    print the replay summary as one JSON object on the last line of stdout.
+workload OUT.npy [--messages N] [--seed S] [--profile standard|deep|advanced]
+    Write a generated order stream and print a JSON summary of it on the last line
+    (advanced: a version-2 stream with every advanced order and phase).
 bench book [--messages M] [--repeats R] [--resting N]
     Measure the matching core in one run (reference vs native per-message vs
     native batch, deep book, memory of N resting orders) and print the table, then
@@ -66,7 +67,7 @@ import sys
 from pathlib import Path
 
 from config.arguments import at_least, non_negative_int, positive_float, positive_int
-from engine import progress, workload
+from engine import advanced_workload, progress, workload
 from engine.book import ReferenceBook
 from engine.replay import summarize, summary_line, timed_replay
 from engine.stream import StreamError, load_stream, save_array
@@ -139,7 +140,7 @@ def native_book():
 
 
 ENGINES = {"native": native_book, "reference": ReferenceBook}
-PROFILES = {"standard": workload.standard, "deep": workload.deep}
+PROFILES = {"standard": workload.standard, "deep": workload.deep, "advanced": advanced_workload.advanced}
 
 
 def read_stream(path: str):
@@ -259,7 +260,7 @@ def add_replay_command(commands) -> None:
         description="Replay an order stream through a book, write its fills and print the replay summary "
         "as one JSON object on the last line.",
     )
-    parser.add_argument("stream", help="order stream (.npy of STREAM_DTYPE)")
+    parser.add_argument("stream", help="order stream (.npy of STREAM_DTYPE or STREAM_V2_DTYPE)")
     parser.add_argument("--out", required=True, type=npy_output, help="where to write the fills (.npy)")
     parser.add_argument(
         "--engine", choices=sorted(ENGINES), default="native", help="book implementation (default: native)"
@@ -272,7 +273,8 @@ def add_workload_command(commands) -> None:
         "workload", help="generate an order stream",
         description="Write a generated order stream (the same arguments always give the same file) and print "
         "a JSON summary of it on the last line. The deep profile preloads 300000 resting orders, so it needs "
-        "more messages than that.",
+        "more messages than that; the advanced profile writes a version-2 stream (stops, icebergs, post-only, "
+        "self-trade prevention, GTD on a clock, call auctions and halts).",
     )
     parser.add_argument("output", type=npy_output, help="where to write the stream (.npy)")
     parser.add_argument(

@@ -1,7 +1,7 @@
 """`python main.py bench gateways`: orders/s and ack latency through each way into the exchange.
 
-Starts a real OBS, TES and FIX gateway (`python main.py -s FIX`) on free loopback ports in a
-temporary directory, then, at each offered rate in turn, drives each *transport* for a fixed
+Starts a real OBS, TES, FIX gateway (`python main.py -s FIX`) and REST gateway (``-s API``) on free
+loopback ports in a temporary directory, then, at each offered rate in turn, drives each *transport* for a fixed
 duration from this process with the same schedule (`clients.loadgen`'s: order ``i`` is due at
 ``start + i / rate``, whatever is due is sent at once, each latency counts from the order's
 *scheduled* time, so a saturated path shows up as latency, not as a quietly lower rate):
@@ -15,16 +15,20 @@ duration from this process with the same schedule (`clients.loadgen`'s: order ``
     (New) or 8 (Rejected). The messages are built from a template and the reports read with
     three regular expressions, so the peer costs little (about 12 µs of CPU per order at
     20,000/s, send and receive; a FIX engine would cost more, and is not what is measured).
-
-REST is not measured yet: a transport is one subclass of `Transport`, and the REST column is
-one more (the REST gateway, ``gateways/api/``, is being written beside this).
+``rest``
+    signed ``POST /v1/orders`` requests (key ``demo2-rest``, trader ``demo2`` with the load trader's
+    limits, the gateway's per-key rate limit raised out of reach) to the REST gateway (``python
+    main.py -s API``, started beside the FIX one) over `REST_CONNECTIONS` keep-alive HTTP/1.1
+    connections of raw sockets, requests built from a template (an HMAC each) and answers read
+    with two regular expressions; an order is answered by its response (``201``, or an error
+    status counted as rejected).
 
 Every order is the same: an IOC limit buy of ACME's minimum quantity 1% below the reference
 price, on an empty book, so it goes all the way to the OBS and back, is accepted and then
 canceled unfilled; nothing ever rests or trades, whatever the rate. Each rate runs
 ``repeats`` times per transport, the transports interleaved, and the table shows medians (the
-machine is noisy). Where ``/proc`` exists, the CPU time of every process (OBS, TES, the FIX
-gateway, and this load generator) during each run is reported per order and as the share of
+machine is noisy). Where ``/proc`` exists, the CPU time of every process (OBS, TES, the FIX or
+REST gateway, and this load generator) during each run is reported per order and as the share of
 one core, so the process that bounds a rate can be named; and so is the CPU everything else on
 the machine took meanwhile, so a run that shared the machine with other work can be told.
 """
@@ -36,7 +40,7 @@ import socket
 import statistics
 import tempfile
 import time
-from importlib.util import find_spec
+from collections import Counter, deque
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +54,7 @@ from clients.loadgen import due, latencies_us, send_interval
 from config.settings import load_config
 from engine import progress
 from engine.types import OrderType, Side, TimeInForce
+from gateways.api.auth import signature
 from gateways.fix import messages as fix_messages
 from servers import collector
 from servers.processes import Role, endpoint, exchange_env
@@ -64,21 +69,33 @@ ZEROMQ_TRADER = "load"
 FIX_TRADER, FIX_COMP_ID = "demo1", "DEMO1"
 """The FIX session (of the default configuration's ``[[fix.sessions]]``, the third) and its trader,
 given the load trader's limits for the benchmark (`environment`)."""
+FIX_MAX_OUTPUT_BYTES = 1 << 30
+"""The gateway's bound on what waits for a peer that does not read (``fix.max_output_bytes``, 16 MiB by
+default), raised: at 20,000 orders/s it writes 9 MB/s of reports, and a load generator starved of CPU
+for two seconds on a busy machine would otherwise be dropped as a slow consumer."""
+REST_TRADER, REST_KEY = "demo2", "demo2-rest"
+"""The REST gateway's key (of the default configuration's ``[[api.keys]]``) and its trader, given the
+load trader's limits and a rate limit no benchmark reaches (`environment`)."""
+REST_RATE_LIMIT = 10_000_000
 BATCH_MAX = 1000
 PERCENTILES = (50, 90, 99)
 
 
 def environment(tmp: Path) -> dict[str, str]:
-    """The isolated exchange's environment, with ``demo1`` given the ``load`` trader's limits so that
-    neither transport is throttled by the risk checks."""
-    env = exchange_env(tmp, EXCHANGE__FIX__ENABLED="true")
+    """The isolated exchange's environment, with ``demo1`` (FIX) and ``demo2`` (REST) given the ``load``
+    trader's limits, and the REST gateway's per-key rate limit raised, so that no transport is
+    throttled by the risk checks or the gateway."""
+    env = exchange_env(tmp, EXCHANGE__FIX__ENABLED="true", EXCHANGE__FIX__MAX_OUTPUT_BYTES=str(FIX_MAX_OUTPUT_BYTES),
+                       EXCHANGE__API__RATE_LIMIT_PER_S=str(REST_RATE_LIMIT),
+                       EXCHANGE__API__RATE_LIMIT_BURST=str(REST_RATE_LIMIT))
     traders = load_config(environ=env).traders
-    index = next(i for i, trader in enumerate(traders) if trader.trader_id == FIX_TRADER)
     load = next(trader for trader in traders if trader.trader_id == ZEROMQ_TRADER)
-    env.update({
-        f"EXCHANGE__TRADERS__{index}__MAX_MESSAGES_PER_SECOND": str(load.max_messages_per_second),
-        f"EXCHANGE__TRADERS__{index}__MAX_OPEN_ORDERS": str(load.max_open_orders),
-    })
+    for trader_id in (FIX_TRADER, REST_TRADER):
+        index = next(i for i, trader in enumerate(traders) if trader.trader_id == trader_id)
+        env.update({
+            f"EXCHANGE__TRADERS__{index}__MAX_MESSAGES_PER_SECOND": str(load.max_messages_per_second),
+            f"EXCHANGE__TRADERS__{index}__MAX_OPEN_ORDERS": str(load.max_open_orders),
+        })
     return env
 
 
@@ -314,6 +331,144 @@ class FixTransport(Transport):
             self.sock.close()
 
 
+REST_CONNECTIONS = 64
+"""Keep-alive HTTP/1.1 connections of the REST transport. REST is request/response: the gateway
+serves one request of a connection at a time, so the orders in flight at once are at most the
+connections; 64 covers rate x latency up to 20,000/s x 3 ms. Orders beyond that are pipelined
+behind the earlier ones on their connection (round robin), and that wait counts in their latency."""
+STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
+CONTENT_LENGTH = re.compile(rb"\r\n[Cc]ontent-[Ll]ength: *(\d+)\r\n")
+
+
+class RestTransport(Transport):
+    """Signed ``POST /v1/orders`` requests (`gateways.api.auth.signature`) over `REST_CONNECTIONS`
+    keep-alive HTTP/1.1 connections of raw non-blocking sockets: requests built from a template,
+    answers read in order per connection (HTTP/1.1 answers pipelined requests in order); an order is
+    answered by its response, ``201`` accepted, any other status rejected (counted in ``statuses``)."""
+
+    name = "rest"
+    server = "api"
+
+    def __init__(self, env: dict[str, str], price: int, quantity: int, connections: int = REST_CONNECTIONS) -> None:
+        self.port = int(env["EXCHANGE__API__PORT"])
+        self.secrets_dir = Path(env["EXCHANGE__API__SECRETS_DIR"])
+        self.price, self.quantity, self.connections = price, quantity, connections
+        self.base = 0
+
+    def begin(self, total: int) -> None:
+        self.secret = (self.secrets_dir / f"{REST_KEY}.secret").read_text().strip()
+        self.head = (b"POST /v1/orders HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                     b"X-API-KEY: %s\r\n" % (self.port, REST_KEY.encode()))
+        self.body = (b'{"symbol":"%s","side":"buy","type":"limit","time_in_force":"ioc","price":%d,"quantity":%d,'
+                     % (SYMBOL.encode(), self.price, self.quantity)) + b'"tag":"%d"}'
+        self.socks = [socket.create_connection(("127.0.0.1", self.port), timeout=10) for _ in range(self.connections)]
+        # the first request opens the trader's TES session in the gateway: before the clock starts
+        status = self._signed_blocking(self.socks[0], "GET", "/v1/positions")
+        if status != 200:
+            raise RuntimeError(f"the REST gateway answered {status} to a signed GET /v1/positions")
+        self.poller = select.poll()
+        self.by_fd = {}
+        for sock in self.socks:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            self.poller.register(sock, select.POLLIN)
+            self.by_fd[sock.fileno()] = sock
+        self.waiting = {sock: deque() for sock in self.socks}
+        """Per connection, the indexes of the orders sent on it and not answered yet, oldest first."""
+        self.inbox = {sock: bytearray() for sock in self.socks}
+        self.out = {sock: bytearray() for sock in self.socks}
+        self.writing: set = set()
+        self.statuses: dict[int, int] = {}
+        self.events: list = []
+        self.next_socket = 0
+        # tags unique across the runs of one benchmark: two identical signed requests would be replays
+        self.base += 10**9
+        self.total = total
+
+    def _signed_blocking(self, sock: socket.socket, method: str, path: str) -> int:
+        stamp = str(time.time_ns() // 1_000_000)
+        sock.sendall(b"%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-API-KEY: %s\r\nX-API-TIMESTAMP: %s\r\n"
+                     b"X-API-SIGNATURE: %s\r\nContent-Length: 0\r\n\r\n" % (
+                         method.encode(), path.encode(), self.port, REST_KEY.encode(), stamp.encode(),
+                         signature(self.secret, stamp, method, path, b"").encode()))
+        answer = bytearray()
+        while (end := answer.find(b"\r\n\r\n")) < 0 or len(answer) < end + 4 + int(
+                CONTENT_LENGTH.search(bytes(answer[:end + 2])).group(1)):
+            data = sock.recv(65536)
+            if not data:
+                raise RuntimeError("the REST gateway closed the connection")
+            answer += data
+        return int(STATUS_LINE.match(answer).group(1))
+
+    def send(self, batch: range) -> None:
+        stamp = str(time.time_ns() // 1_000_000)
+        stamp_bytes = stamp.encode()
+        head, template, secret, base = self.head, self.body, self.secret, self.base
+        socks, count, waiting, out = self.socks, self.connections, self.waiting, self.out
+        turn = self.next_socket
+        touched = set()
+        for i in batch:
+            body = template % (base + i)
+            sock = socks[turn]
+            turn = turn + 1 if turn + 1 < count else 0
+            out[sock] += b"%sX-API-TIMESTAMP: %s\r\nX-API-SIGNATURE: %s\r\nContent-Length: %d\r\n\r\n%s" % (
+                head, stamp_bytes, signature(secret, stamp, "POST", "/v1/orders", body).encode(), len(body), body)
+            waiting[sock].append(i)
+            touched.add(sock)
+        self.next_socket = turn
+        for sock in touched:
+            self._flush(sock)
+
+    def _flush(self, sock: socket.socket) -> None:
+        out = self.out[sock]
+        if out:
+            try:
+                sent = sock.send(out)
+            except BlockingIOError:
+                sent = 0
+            del out[:sent]
+        if out and sock not in self.writing:
+            self.writing.add(sock)
+            self.poller.modify(sock, select.POLLIN | select.POLLOUT)
+        elif not out and sock in self.writing:
+            self.writing.discard(sock)
+            self.poller.modify(sock, select.POLLIN)
+
+    def read_ready(self) -> list[tuple[int, bool]]:
+        events, self.events = self.events or self.poller.poll(0), []
+        answers = []
+        for fd, event in events:
+            sock = self.by_fd[fd]
+            if event & select.POLLOUT:
+                self._flush(sock)
+            if not event & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                continue
+            inbox = self.inbox[sock]
+            data = sock.recv(1 << 20)
+            if not data:
+                raise RuntimeError("the REST gateway closed a connection")
+            inbox += data
+            start, waiting, statuses = 0, self.waiting[sock], self.statuses
+            while (end := inbox.find(b"\r\n\r\n", start)) >= 0:
+                length = CONTENT_LENGTH.search(inbox, start, end + 2)
+                stop = end + 4 + (int(length.group(1)) if length else 0)
+                if stop > len(inbox):
+                    break
+                status = int(inbox[start + 9:start + 12])
+                statuses[status] = statuses.get(status, 0) + 1
+                answers.append((waiting.popleft(), status != 201))
+                start = stop
+            del inbox[:start]
+        return answers
+
+    def wait(self, timeout: float) -> None:
+        self.events = self.poller.poll(timeout * 1000)
+
+    def end(self) -> None:
+        for sock in self.socks:
+            sock.close()
+
+
 def run_schedule(transport: Transport, rate: float, duration: float, drain_s: float = DRAIN_S) -> dict:
     """One run: the load generator's schedule (`clients.loadgen.Schedule`) over ``transport``."""
     total = max(1, round(rate * duration))
@@ -400,6 +555,8 @@ def measured_run(transport: Transport, rate: int, duration: float, servers: dict
         transport.end()
     if isinstance(transport, FixTransport):
         result["unexpected_messages"] = transport.unexpected
+    if isinstance(transport, RestTransport):
+        result["http_statuses"] = {str(status): count for status, count in sorted(transport.statuses.items())}
     spent = {name: None if before[name] is None or after[name] is None else after[name] - before[name]
              for name in before}
     result["cpu_us_per_order"] = {name: None if value is None else round(value / result["sent"] * 1e6, 1)
@@ -472,12 +629,6 @@ def verdicts(rows: dict[int, dict[str, dict]], fix_ratios: dict) -> dict[str, st
             "FIX sustains 20,000 orders/s": sustained}
 
 
-def rest_note() -> str:
-    if find_spec("gateways.api") is None:
-        return "REST: not measured (no REST gateway, gateways/api/, in this tree yet)"
-    return "REST: not measured (gateways/api/ exists, but this benchmark has no REST transport yet)"
-
-
 def run(rates=RATES, duration: float = 5.0, repeats: int = 3) -> dict:
     """Measure each transport at each offered rate ``repeats`` times against one running exchange and
     FIX gateway; print the table of medians; return the figures (every run included)."""
@@ -490,13 +641,14 @@ def run(rates=RATES, duration: float = 5.0, repeats: int = 3) -> dict:
     results: dict[int, dict[str, dict]] = {}
     runs: dict[int, dict[str, list]] = {}
     with (tempfile.TemporaryDirectory(prefix="exchange-gateways-") as tmp,
-          progress.task("bench gateways", len(rates) * repeats * 2, "runs") as shown):
+          progress.task("bench gateways", len(rates) * repeats * 3, "runs") as shown):
         env = environment(Path(tmp))
         with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes:
             tes.wait_for("shard A ready", 20)
-            with Role(["-s", "FIX"], env) as fix:
-                servers = {"obs": obs, "tes": tes, "fix": fix}
-                transports = [ZeroMQTransport(env, price, quantity), FixTransport(env, price_text, quantity)]
+            with Role(["-s", "FIX"], env) as fix, Role(["-s", "API"], env) as api:
+                servers = {"obs": obs, "tes": tes, "fix": fix, "api": api}
+                transports = [ZeroMQTransport(env, price, quantity), FixTransport(env, price_text, quantity),
+                              RestTransport(env, price, quantity)]
                 collector.settle()
                 for rate in rates:
                     runs[rate] = {transport.name: [] for transport in transports}
@@ -506,14 +658,15 @@ def run(rates=RATES, duration: float = 5.0, repeats: int = 3) -> dict:
                             runs[rate][transport.name].append(measured_run(transport, rate, duration, servers))
                             shown.advance()
                     results[rate] = {name: median_run(done) for name, done in runs[rate].items()}
-                codes = {"fix": fix.stop()}
+                codes = {"api": api.stop(), "fix": fix.stop()}
             codes |= {"tes": tes.stop(), "obs": obs.stop()}
-    fix_ratios = ratios(results, "fix")
+    fix_ratios, rest_ratios = ratios(results, "fix"), ratios(results, "rest")
     report = {
-        "machine": machine(), "duration_s": duration, "repeats": repeats, "transports": ["zeromq", "fix"],
-        "rest": rest_note(), "order": f"IOC limit buy {quantity} {SYMBOL} at {price_text} on an empty book",
+        "machine": machine(), "duration_s": duration, "repeats": repeats, "transports": ["zeromq", "fix", "rest"],
+        "rest_connections": REST_CONNECTIONS,
+        "order": f"IOC limit buy {quantity} {SYMBOL} at {price_text} on an empty book",
         "rates": [{"offered_per_s": rate, **results[rate], "fix_over_zeromq": fix_ratios.get(rate),
-                   "runs": runs[rate]} for rate in rates],
+                   "rest_over_zeromq": rest_ratios.get(rate), "runs": runs[rate]} for rate in rates],
         "targets": verdicts(results, fix_ratios), "exit_codes": codes,
     }
     print(format_report(report))
@@ -527,11 +680,12 @@ def format_report(report: dict) -> str:
         f"{report['duration_s']:g} s per transport and rate (lost: the worst run, answers awaited up to "
         f"{DRAIN_S:g} s after the schedule); every order: {report['order']}",
         "zeromq: the project's client straight to the TES (answer: OrderAccepted); fix: a FIX 4.4 session "
-        "through the gateway (answer: the first ExecutionReport, ExecType 0 or 8)",
-        report["rest"],
+        "through the gateway (answer: the first ExecutionReport, ExecType 0 or 8); rest: signed POST /v1/orders "
+        f"through the REST gateway on {report['rest_connections']} keep-alive connections (answer: the response)",
         "",
         "| transport | offered orders/s | answered orders/s | lost | ack p50 | ack p90 | ack p99 "
-        "| CPU per order: OBS / TES / FIX / load generator | busiest process (cores) | everything else (cores) |",
+        "| CPU per order: OBS / TES / gateway (FIX or API) / load generator | busiest process (cores) "
+        "| everything else (cores) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for row in report["rates"]:
@@ -541,14 +695,21 @@ def format_report(report: dict) -> str:
             lines.append(
                 f"| {name} | {row['offered_per_s']:,} | {r['orders_per_s']:,.0f} | {r['lost']:,} | "
                 f"{_us(r['ack_p50_us'])} | {_us(r['ack_p90_us'])} | {_us(r['ack_p99_us'])} | "
-                f"{_us(cpu.get('obs'))} / {_us(cpu.get('tes'))} / {_us(cpu.get('fix'))} / {_us(cpu.get('load'))} | "
+                f"{_us(cpu.get('obs'))} / {_us(cpu.get('tes'))} / {_us(cpu.get('fix', cpu.get('api')))} / "
+                f"{_us(cpu.get('load'))} | "
                 f"{busiest(r)} | {_cores(r['other_cores'])} |"
             )
-    lines += ["", "| offered orders/s | FIX / ZeroMQ: answered orders/s | p50 | p90 | p99 |",
-              "|---:|---:|---:|---:|---:|"]
-    for row in report["rates"]:
-        ratio = row["fix_over_zeromq"] or {}
-        lines.append(f"| {row['offered_per_s']:,} | " + " | ".join(_x(ratio.get(key)) for key in MEDIAN_KEYS) + " |")
+    for label, key in (("FIX", "fix_over_zeromq"), ("REST", "rest_over_zeromq")):
+        lines += ["", f"| offered orders/s | {label} / ZeroMQ: answered orders/s | p50 | p90 | p99 |",
+                  "|---:|---:|---:|---:|---:|"]
+        for row in report["rates"]:
+            ratio = row[key] or {}
+            lines.append(f"| {row['offered_per_s']:,} | " + " | ".join(_x(ratio.get(k)) for k in MEDIAN_KEYS) + " |")
+    lines += ["", "rest, HTTP statuses of every run (401 at saturation: the signed timestamp was older than the "
+              "gateway's receive window, 5 s, when the request's turn came): " + "; ".join(
+                  f"{row['offered_per_s']:,}/s: " + ", ".join(f"{status} x {count:,}" for status, count in sorted(
+                      sum((Counter(run["http_statuses"]) for run in row["runs"]["rest"]), Counter()).items()))
+                  for row in report["rates"])]
     lines.append("")
     lines.extend(f"target {name}: {verdict}" for name, verdict in report["targets"].items())
     return "\n".join(lines)

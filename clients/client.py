@@ -66,7 +66,7 @@ import zmq
 from sortedcontainers import SortedDict
 
 from engine.instrument import Instrument
-from engine.types import OrderType, RejectReason, Side, TimeInForce
+from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers.protocol import (
     MAX_SERVER_FRAME_BYTES,
     Book,
@@ -314,11 +314,22 @@ class ExchangeClient:
         return first
 
     def enter_order(
-        self, symbol: str, side: Side, order_type: OrderType, tif: TimeInForce, price: int, quantity: int
+        self, symbol: str, side: Side, order_type: OrderType, tif: TimeInForce, price: int, quantity: int, *,
+        stop_price: int = 0, display_quantity: int = 0, post_only: bool = False,
+        stp: SelfTradePrevention | None = None, expire_at: int = 0,
     ) -> int:
-        """Send a new order (price in ticks, 0 for market; quantity in lots); its client order id."""
+        """Send a new order; its client order id.
+
+        ``price`` is the limit in ticks (LIMIT, STOP_LIMIT; 0 for MARKET and STOP), ``quantity`` in
+        lots. ``stop_price`` (ticks) is a STOP or STOP_LIMIT order's trigger; ``display_quantity``
+        makes a LIMIT order an iceberg showing at most that many lots; ``post_only`` refuses it if it
+        would trade on arrival; ``stp`` overrides the trader's default self-trade prevention mode;
+        ``expire_at`` is a GTD order's expiry (ns since the epoch, UTC: ``time.time_ns()`` units).
+        """
         client_order_id = self.reserve_client_order_ids()
-        self.send_batch([EnterOrder(client_order_id, symbol, side, order_type, tif, price, quantity)])
+        flags = int(OrderFlags.POST_ONLY) if post_only else 0
+        self.send_batch([EnterOrder(client_order_id, symbol, side, order_type, tif, price, quantity, stop_price,
+                                    display_quantity, flags, stp, expire_at)])
         return client_order_id
 
     def cancel(self, order_id: int) -> int:

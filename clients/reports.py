@@ -4,20 +4,23 @@ Prices in the instrument's decimals (`Instrument.format_price`), a reject's text
 in decimals and its code (`clients.terminal.reject_text`), one line per report.
 """
 
-from clients.terminal import reject_text
+from clients.terminal import local_time, reject_text
 from engine.instrument import Instrument
-from engine.types import CancelReason, OrderType, RejectReason, Side
+from engine.types import CancelReason, OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers.protocol import (
     CancelRejected,
     MassCancelDone,
+    OpenOrder,
     OrderAccepted,
     OrderCanceled,
+    OrderDecremented,
     OrderExpired,
     OrderFilled,
     OrderRejected,
     OrderReplaced,
     ReplaceRejected,
     SessionRejected,
+    StopTriggered,
 )
 
 CANCEL_WORDS = {
@@ -25,7 +28,9 @@ CANCEL_WORDS = {
     CancelReason.UNFILLED: "unfilled remainder",
     CancelReason.MASS_CANCEL: "mass cancel",
     CancelReason.DISCONNECTED: "disconnected",
+    CancelReason.SELF_TRADE: "self-trade prevention",
 }
+STOPS = (OrderType.STOP, OrderType.STOP_LIMIT)
 
 
 class ReportWords:
@@ -46,13 +51,34 @@ class ReportWords:
         instrument = self.instruments.get(self.symbols_of.get(client_order_id, ""))
         return f"{reject_text(reason, text, instrument)} ({int(reason)})"
 
+    def features(self, m: OrderAccepted | OpenOrder) -> str:
+        """What an order is beyond side, quantity, price and time in force, as words (or ""): its
+        stop price (and whether it is still held), iceberg display quantity, post-only, expiry and
+        self-trade prevention mode (when not none)."""
+        words = []
+        if m.order_type in STOPS:
+            words.append(f"stop {self.price(m.symbol, m.stop_price)}")
+            if getattr(m, "held", False):
+                words.append("held")
+        if m.display_quantity:
+            words.append(f"iceberg {m.display_quantity}")
+        if m.flags & OrderFlags.POST_ONLY:
+            words.append("post-only")
+        if m.time_in_force == TimeInForce.GTD:
+            words.append(f"until {local_time(m.expire_at)}")
+        if m.stp != SelfTradePrevention.NONE:
+            words.append(f"stp {m.stp.name.lower().replace('_', '-')}")
+        return ", ".join(words)
+
     def describe(self, m) -> str:
         """One line for report ``m`` (any other message: its repr)."""
         match m:
             case OrderAccepted():
-                price = "market" if m.order_type == OrderType.MARKET else self.price(m.symbol, m.price)
+                market = m.order_type == OrderType.MARKET or m.order_type == OrderType.STOP
+                price = "market" if market else self.price(m.symbol, m.price)
+                features = self.features(m)
                 return (f"accepted  order {m.order_id} (client {m.client_order_id}): {m.side.name} {m.quantity} "
-                        f"{m.symbol} @ {price} {m.time_in_force.name}")
+                        f"{m.symbol} @ {price} {m.time_in_force.name}{f' ({features})' if features else ''}")
             case OrderRejected():
                 return f"rejected  client {m.client_order_id}: {self.reject(m.client_order_id, m.reason, m.text)}"
             case OrderFilled():
@@ -69,6 +95,12 @@ class ReportWords:
                         f"{self.price(m.symbol, m.price)} ({kept})")
             case OrderExpired():
                 return f"expired   order {m.order_id}: {m.quantity} {m.symbol}"
+            case StopTriggered():
+                return (f"triggered order {m.order_id}: a trade at {self.price(m.symbol, m.last_price)} reached its "
+                        f"stop, {m.leaves} {m.symbol} now trading")
+            case OrderDecremented():
+                return (f"decremented order {m.order_id}: {m.quantity} {m.symbol} removed by self-trade prevention, "
+                        f"{m.leaves} left")
             case CancelRejected():
                 return f"cancel rejected  order {m.order_id}: {self.reject(m.client_order_id, m.reason, m.text)}"
             case ReplaceRejected():

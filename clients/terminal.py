@@ -24,6 +24,8 @@ import re
 import signal
 import sys
 import time
+from datetime import datetime
+from datetime import time as dt_time
 from decimal import Decimal, InvalidOperation
 
 import zmq
@@ -34,13 +36,49 @@ from config.settings import Config
 from engine.instrument import Instrument
 from engine.types import RejectReason
 
-PRICE_REASONS = frozenset({RejectReason.PRICE_OFF_TICK, RejectReason.PRICE_OUTSIDE_BAND, RejectReason.NOTIONAL_LIMIT})
+PRICE_REASONS = frozenset({RejectReason.PRICE_OFF_TICK, RejectReason.PRICE_OUTSIDE_BAND, RejectReason.NOTIONAL_LIMIT,
+                           RejectReason.STOP_PRICE_TOO_FAR, RejectReason.STOP_WOULD_TRIGGER})
 """The reasons whose texts hold only prices (ticks) and notionals (ticks x lots)."""
 _NUMBER = re.compile(r"-?\d+")
+_TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?")
 
 
 class PriceError(ValueError):
     """A typed price that is not a price of the instrument; the message says why."""
+
+
+class TimeError(ValueError):
+    """A typed time that is not one; the message says why."""
+
+
+def parse_time(text: str, now: datetime | None = None) -> int:
+    """A typed expiry in nanoseconds since the epoch, UTC: ``HH:MM`` or ``HH:MM:SS`` is that time
+    of day today (``now``'s day, local time), anything else an ISO 8601 date and time
+    (``2026-12-09T16:00``; local time unless it names its offset, ``...Z`` or ``...+01:00``).
+    `TimeError` if it is neither. Whether it is still to come is for the caller to say."""
+    now = now or datetime.now().astimezone()
+    try:
+        of_day = _TIME_OF_DAY.fullmatch(text)
+        if of_day:
+            hour, minute, second, fraction = of_day.groups()
+            moment = datetime.combine(now.date(), dt_time(int(hour), int(minute), int(second or 0),
+                                                          int((fraction or "").ljust(6, "0"))))
+        else:
+            moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise TimeError(f"{text!r} is not a time (HH:MM, HH:MM:SS, or an ISO date and time such as "
+                        "2026-12-09T16:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # naive: local time
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+
+
+def local_time(nanoseconds: int) -> str:
+    """An exchange time (nanoseconds since the epoch, UTC) as ``YYYY-MM-DD HH:MM:SS`` local time."""
+    try:
+        return datetime.fromtimestamp(nanoseconds // 1_000_000_000).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return f"{nanoseconds} ns"
 
 
 def parse_price(instrument: Instrument, text: str) -> int:

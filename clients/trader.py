@@ -10,6 +10,14 @@ lots; a reject names the rule broken and its values, in decimals
 own `argparse` parser, so a bad flag or argument is named in the error, and
 ``help COMMAND`` shows the command's usage.
 
+``buy`` and ``sell`` enter every kind of order (`order_terms` reads the flags): a stop
+(``--stop PRICE``: with a limit PRICE a stop-limit, without a stop-market, which takes no time
+in force), an iceberg (``--iceberg QTY``, the display quantity), ``--post-only``, a self-trade
+prevention mode (``--stp MODE``) and good-till-date (``--gtd TIME``: ``HH:MM[:SS]`` today, local
+time, or an ISO date and time; `clients.terminal.parse_time`), which replaces the other time in
+force flags. Flags that do not go together, or a GTD time already past, are refused before
+anything is sent.
+
 Input
 -----
 On a terminal (stdin and stdout), lines are read with prompt_toolkit: line
@@ -41,6 +49,7 @@ import os
 import shlex
 import sys
 import time
+from datetime import datetime
 
 import zmq
 from prompt_toolkit import PromptSession
@@ -51,8 +60,8 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from clients import runtime
 from clients.client import ClientError, ExchangeClient, LogonError, RequestRejected, RequestTimeout, SessionEnded
 from clients.reports import ReportWords
-from clients.terminal import PriceError, parse_price
-from config.settings import Config
+from clients.terminal import PriceError, TimeError, local_time, parse_price, parse_time
+from config.settings import STP_MODES, Config, stp_mode
 from engine.instrument import Instrument
 from engine.types import OrderType, RejectReason, Side, TimeInForce
 from servers.protocol import (
@@ -62,6 +71,7 @@ from servers.protocol import (
     OpenOrder,
     OrderAccepted,
     OrderCanceled,
+    OrderDecremented,
     OrderExpired,
     OrderFilled,
     OrderRejected,
@@ -83,6 +93,9 @@ TIF_HELP = {
     "--fok": "fill or kill: the whole quantity at once, or nothing",
     "--day": "rests until the end of the trading day",
 }
+GTD_FLAG = "--gtd"
+ORDER_FLAGS = ("--stop", "--iceberg", "--post-only", "--stp")
+"""The order flags beside the time in force ones (each at most once)."""
 ALIASES = {"exit": "quit", "?": "help"}
 OFFLINE_COMMANDS = frozenset({"help", "logon", "quit"})
 """The commands that need no session."""
@@ -126,16 +139,31 @@ def build_parsers() -> dict[str, CommandParser]:
         return parser
 
     for side in ("buy", "sell"):
-        parser = add(side, "SYMBOL QTY [PRICE] [--gtc|--ioc|--fok|--day]",
-                     f"{side} at a limit price, or at market",
+        parser = add(side, "SYMBOL QTY [PRICE] [--gtc|--ioc|--fok|--day|--gtd TIME] [--stop PRICE] [--iceberg QTY] "
+                     "[--post-only] [--stp MODE]",
+                     f"{side} at a limit price, or at market; stops, icebergs, post-only, GTD",
                      f"{side.capitalize()} QTY lots of SYMBOL: a limit order at PRICE (currency units, e.g. 99.50), "
-                     "or without PRICE a market order.")
+                     "or without PRICE a market order. With --stop, a stop order held until a trade prints at "
+                     f"the stop price or {'above' if side == 'buy' else 'below'}: then a limit order at PRICE "
+                     "(stop-limit), or without PRICE a market order (stop-market, which has no time in force).")
         parser.add_argument("symbol", metavar="SYMBOL", help="the instrument (see instruments)")
         parser.add_argument("quantity", metavar="QTY", type=_count, help="lots")
         parser.add_argument("price", metavar="PRICE", nargs="?", help="the limit price; none: a market order")
         tifs = parser.add_mutually_exclusive_group()
         for flag, tif in TIF_FLAGS.items():
             tifs.add_argument(flag, dest="tif", action="store_const", const=tif, help=TIF_HELP[flag])
+        tifs.add_argument(GTD_FLAG, dest="gtd", metavar="TIME",
+                          help="good till TIME: HH:MM[:SS] today (local time), or an ISO date and time "
+                               "(2026-12-09T16:00, local time unless it ends in Z or an offset)")
+        parser.add_argument("--stop", metavar="PRICE", help="the stop price: a stop-limit order (with PRICE) or "
+                                                            "a stop-market order (without)")
+        parser.add_argument("--iceberg", metavar="QTY", type=_count,
+                            help="show at most QTY lots at a time (a limit order: an iceberg)")
+        parser.add_argument("--post-only", action="store_true",
+                            help="only ever rest in the book: refused if it would trade on arrival")
+        parser.add_argument("--stp", metavar="MODE", choices=STP_MODES,
+                            help=f"self-trade prevention against your account's resting orders: {', '.join(STP_MODES)} "
+                                 "(default: the trader's)")
     parser = add("cancel", "ORDER_ID", "cancel one of your open orders")
     parser.add_argument("order_id", metavar="ORDER_ID", type=_count, help="the exchange order id (see orders)")
     parser = add("replace", "ORDER_ID PRICE QTY", "give an open order a new price and open quantity",
@@ -164,6 +192,39 @@ def build_parsers() -> dict[str, CommandParser]:
 COMMANDS = tuple(build_parsers())
 
 
+def order_terms(command: str, args: argparse.Namespace, now: datetime | None = None
+                ) -> tuple[OrderType, TimeInForce, int]:
+    """What a buy or sell's arguments make of it: (order type, time in force, GTD expiry in ns or 0);
+    `CommandError` for flags that do not go together, or a GTD time that is not one or has passed
+    (at ``now``, by default the clock now, local time)."""
+    stop, limit = args.stop is not None, args.price is not None
+    expire_at = 0
+    if args.gtd is not None:
+        now = now or datetime.now().astimezone()
+        try:
+            expire_at = parse_time(args.gtd, now)
+        except TimeError as exc:
+            raise CommandError(f"{command}: argument --gtd: {exc}") from None
+        if expire_at <= int(now.timestamp() * 1_000_000) * 1_000:
+            raise CommandError(f"{command}: argument --gtd: {local_time(expire_at)} has passed")
+    tif = TimeInForce.GTD if expire_at else args.tif
+    if stop and not limit:
+        if tif is not None:
+            raise CommandError(f"{command}: a stop-market order (--stop without PRICE) has no time in force: it "
+                               f"never expires and trades immediate-or-cancel once triggered; not {_flag(tif)}")
+        return OrderType.STOP, TimeInForce.GTC, 0
+    if not limit:
+        tif = TimeInForce.IOC if tif is None else tif
+        if tif not in (TimeInForce.IOC, TimeInForce.FOK):
+            raise CommandError(f"{command}: a market order (no PRICE) is --ioc or --fok, not {_flag(tif)}")
+        return OrderType.MARKET, tif, 0
+    return OrderType.STOP_LIMIT if stop else OrderType.LIMIT, TimeInForce.GTC if tif is None else tif, expire_at
+
+
+def _flag(tif: TimeInForce) -> str:
+    return f"--{tif.name.lower()}"
+
+
 def complete(text: str, symbols, order_ids) -> list[str]:
     """The words that can complete the last word of ``text`` (the line up to the cursor):
     command names first, then per command its symbols, flags, order ids or command names."""
@@ -175,7 +236,11 @@ def complete(text: str, symbols, order_ids) -> list[str]:
     if position == 0:
         candidates = COMMANDS
     elif command in ("buy", "sell") and current.startswith("-"):
-        candidates = () if any(word in TIF_FLAGS for word in words[:-1]) else tuple(TIF_FLAGS)
+        used = set(words[:-1])
+        tifs = () if used & {*TIF_FLAGS, GTD_FLAG} else (*TIF_FLAGS, GTD_FLAG)
+        candidates = (*tifs, *(flag for flag in ORDER_FLAGS if flag not in used))
+    elif command in ("buy", "sell") and len(words) > 1 and words[-2] == "--stp":
+        candidates = STP_MODES
     elif position == 1 and command in ("buy", "sell", "book", "cancelall"):
         candidates = sorted(symbols)
     elif position == 1 and command in ("cancel", "replace"):
@@ -292,9 +357,12 @@ class TraderShell:
         """Keep the ids of open orders (for completion) from the reports."""
         kind = type(message)
         if kind is OrderAccepted:
-            if message.time_in_force in (TimeInForce.GTC, TimeInForce.DAY) and message.order_type == OrderType.LIMIT:
+            if message.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) or (
+                    message.order_type == OrderType.LIMIT and message.time_in_force not in (TimeInForce.IOC,
+                                                                                             TimeInForce.FOK)):
                 self.open_ids.add(message.order_id)
-        elif kind is OrderCanceled or kind is OrderExpired or (kind is OrderFilled and message.leaves == 0):
+        elif kind is OrderCanceled or kind is OrderExpired or (
+                (kind is OrderFilled or kind is OrderDecremented) and message.leaves == 0):
             self.open_ids.discard(message.order_id)
 
     # ------------------------------------------------------------ formatting
@@ -316,11 +384,11 @@ class TraderShell:
                                f"(have {', '.join(self.instruments)})")
         return instrument
 
-    def parse_price(self, command: str, instrument: Instrument, text: str) -> int:
+    def parse_price(self, command: str, instrument: Instrument, text: str, argument: str = "PRICE") -> int:
         try:
             return parse_price(instrument, text)
         except PriceError as exc:
-            raise CommandError(f"{command}: argument PRICE: {exc}") from None
+            raise CommandError(f"{command}: argument {argument}: {exc}") from None
 
     def open_order(self, command: str, order_id: int) -> OpenOrder:
         """One of the trader's open orders, as the exchange has it; `CommandError` if there is none."""
@@ -341,15 +409,16 @@ class TraderShell:
 
     def order(self, side: Side, command: str, args: argparse.Namespace) -> None:
         instrument = self.instrument(command, args.symbol)
-        if args.price is None:
-            order_type, price = OrderType.MARKET, 0
-            tif = TimeInForce.IOC if args.tif is None else args.tif
-            if tif not in (TimeInForce.IOC, TimeInForce.FOK):
-                raise CommandError(f"{command}: a market order (no PRICE) is --ioc or --fok, not --{tif.name.lower()}")
-        else:
-            order_type, price = OrderType.LIMIT, self.parse_price(command, instrument, args.price)
-            tif = TimeInForce.GTC if args.tif is None else args.tif
-        client_order_id = self.client.enter_order(instrument.symbol, side, order_type, tif, price, args.quantity)
+        order_type, tif, expire_at = order_terms(command, args)
+        price = stop_price = 0
+        if order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+            price = self.parse_price(command, instrument, args.price)
+        if order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
+            stop_price = self.parse_price(command, instrument, args.stop, "--stop")
+        stp = None if args.stp is None else stp_mode(args.stp)
+        client_order_id = self.client.enter_order(
+            instrument.symbol, side, order_type, tif, price, args.quantity, stop_price=stop_price,
+            display_quantity=args.iceberg or 0, post_only=args.post_only, stp=stp, expire_at=expire_at)
         self.symbols_of[client_order_id] = instrument.symbol
         self.wait_for(
             lambda m: isinstance(m, OrderAccepted | OrderRejected) and m.client_order_id == client_order_id
@@ -386,10 +455,12 @@ class TraderShell:
             self.say("no open orders")
             return
         self.say(f"{'order':>16} {'client':>8} {'symbol':<8} {'side':<4} {'tif':<3} {'price':>12} {'open':>8} "
-                 f"{'filled':>8}")
+                 f"{'filled':>8}  details")
         for o in sorted(orders, key=lambda o: o.order_id):
+            price = "market" if o.order_type in (OrderType.MARKET, OrderType.STOP) else self.price(o.symbol, o.price)
             self.say(f"{o.order_id:>16} {o.client_order_id:>8} {o.symbol:<8} {o.side.name:<4} "
-                     f"{o.time_in_force.name:<3} {self.price(o.symbol, o.price):>12} {o.quantity:>8} {o.filled:>8}")
+                     f"{o.time_in_force.name:<3} {price:>12} {o.quantity:>8} {o.filled:>8}  "
+                     f"{self.words.features(o)}".rstrip())
 
     def do_positions(self, args: argparse.Namespace) -> None:
         report = self.client.positions()

@@ -12,12 +12,13 @@ import ipaddress
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
 from config.api_keys import parse_hash
 from engine.instrument import Instrument
+from engine.types import SelfTradePrevention
 
 DEFAULT_PATH = Path(__file__).with_name("exchange.toml")
 ENV_FILE = "EXCHANGE_CONFIG"
@@ -88,9 +89,26 @@ class InstrumentConfig(Instrument, frozen=True, forbid_unknown_fields=True):
     """Centre of the price band until the first trade."""
 
 
+StpMode = Literal["none", "cancel-taker", "cancel-maker", "cancel-both", "decrement"]
+"""Self-trade prevention modes by name (`engine.types.SelfTradePrevention`, in its order), as the
+configuration, ``admin`` and the trader CLI (``--stp``) spell them."""
+STP_MODES: tuple[str, ...] = get_args(StpMode)
+
+
+def stp_mode(name: str) -> SelfTradePrevention:
+    """The `SelfTradePrevention` mode named ``name`` (one of `STP_MODES`, e.g. ``cancel-maker``)."""
+    return SelfTradePrevention[name.upper().replace("-", "_")]
+
+
 class TraderConfig(Struct):
     trader_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     api_key_hash: str
+    account: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    """The account the trader trades for; left out (or ""): its own, named like the trader (what the
+    field then holds). Self-trade prevention works per account: it acts when an order meets a
+    resting order of any trader of the same account (`servers.protocol.owner_of`)."""
+    stp_default: StpMode = "none"
+    """The self-trade prevention mode of the trader's orders that do not name one."""
     max_order_quantity: Positive = 10_000
     max_notional: Positive = 100_000_000
     """Largest price x quantity (ticks x lots) of one order."""
@@ -98,6 +116,10 @@ class TraderConfig(Struct):
     max_messages_per_second: Positive = 1_000
     max_queries_per_second: Positive = 20
     """Pages of query answers a second (an open-orders answer has one per 1,000 orders)."""
+
+    def __post_init__(self) -> None:
+        if not self.account:
+            msgspec.structs.force_setattr(self, "account", self.trader_id)
 
 
 class BotConfig(Struct):
@@ -212,8 +234,12 @@ class ApiConfig(Struct):
     recv_window_ms: Positive = 5000
     """A signed request whose timestamp is further than this from the gateway's clock is refused."""
     rate_limit_per_s: Positive = 20
-    """Requests a second per key (a token bucket of ``rate_limit_burst``); more get 429 and Retry-After."""
+    """Requests a second per key, and per client address for the public market data (a token bucket
+    of ``rate_limit_burst``); more get 429 and Retry-After."""
     rate_limit_burst: Positive = 40
+    rate_limit_addresses: Positive = 10_000
+    """Client addresses whose public rate-limit buckets are kept; a new one beyond evicts the least
+    recently seen."""
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 20)] = 65536
     request_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     """How long a request waits for the TES's answer (then 504)."""

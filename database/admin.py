@@ -4,8 +4,11 @@ Actions::
 
     admin instrument set SYMBOL [--tick-size N] [--lot-size N] [--min-quantity N] [--max-quantity N]
                                 [--price-band-bps N] [--price-scale N] [--reference-price N]
+                                [--order-types KINDS] [--max-iceberg-slices N] [--max-stop-distance-bps N]
+                                [--allow-marketable-stops | --no-allow-marketable-stops]
     admin instrument list
-    admin trader set TRADER [--max-order-quantity N] [--max-notional N] [--max-open-orders N]
+    admin trader set TRADER [--account NAME] [--stp-default MODE]
+                            [--max-order-quantity N] [--max-notional N] [--max-open-orders N]
                             [--max-messages-per-second N] [--max-queries-per-second N]
     admin trader list
     admin key add TRADER [--stdin]        a new active key; printed once (--stdin: read it instead)
@@ -15,14 +18,17 @@ Actions::
     admin version
 
 ``set`` adds what does not exist (unnamed fields take the configuration's defaults) and
-changes only the named fields of what does. Each change prints one line ending with the new
+changes only the named fields of what does. KINDS is a comma-separated list of the kinds of
+order the instrument takes (``limit,market,stop,stop-limit,iceberg,post-only,gtd``; "" for
+none); MODE a self-trade prevention mode (``none``, ``cancel-taker``, ``cancel-maker``,
+``cancel-both``, ``decrement``). Each change prints one line ending with the new
 reference version; a listing prints a table. Only API-key hashes are stored: a generated key
 (32 random bytes, URL-safe base64) is shown once, in that line. Anything wrong (an unknown
 trader or key, a value the configuration would refuse, an unreachable database) raises
 `AdminError`, which ``main`` prints as one ``error: ...`` line with exit status 2, and
 changes nothing. The database is the configured one (``[database] url``), made, upgraded
 and seeded from the configuration if need be. This module imports only the standard
-library and `config` at load time: SQLAlchemy is imported when an action runs.
+library, `config` and `engine.instrument` at load time: SQLAlchemy is imported when an action runs.
 """
 
 import argparse
@@ -31,10 +37,26 @@ import sys
 from datetime import UTC, datetime
 
 from config.arguments import non_negative_int, positive_int
+from config.settings import STP_MODES
+from engine.instrument import ORDER_KINDS
+
+
+def order_kinds(text: str) -> list[str]:
+    """The argparse ``type`` of ``--order-types``: comma-separated `ORDER_KINDS` ("" for none)."""
+    kinds = [kind.strip() for kind in text.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in ORDER_KINDS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown kind of order {', '.join(unknown)} (kinds: {','.join(ORDER_KINDS)})")
+    return kinds
+
 
 INSTRUMENT_OPTIONS = {"tick_size": positive_int, "lot_size": positive_int, "min_quantity": positive_int,
                       "max_quantity": positive_int, "price_band_bps": non_negative_int,
-                      "price_scale": positive_int, "reference_price": positive_int}
+                      "price_scale": positive_int, "reference_price": positive_int, "order_types": order_kinds,
+                      "max_iceberg_slices": non_negative_int, "max_stop_distance_bps": non_negative_int,
+                      "allow_marketable_stops": bool}
+"""Each instrument field and its argparse type (bool: a --NAME / --no-NAME switch)."""
+TRADER_FIELDS = ("account", "stp_default")
 TRADER_OPTIONS = ("max_order_quantity", "max_notional", "max_open_orders", "max_messages_per_second",
                   "max_queries_per_second")
 MAX_KEY_LENGTH = 256
@@ -56,13 +78,22 @@ def add_parser(commands, run) -> None:
     put = actions.add_parser("set", help="add an instrument, or change the fields given")
     put.add_argument("symbol")
     for name, kind in INSTRUMENT_OPTIONS.items():
-        put.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, metavar="N")
+        flag = f"--{name.replace('_', '-')}"
+        if kind is bool:
+            put.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            put.add_argument(flag, dest=name, type=kind, metavar="KINDS" if kind is order_kinds else "N")
     actions.add_parser("list", help="every instrument")
 
     trader = kinds.add_parser("trader", help="add, change or list traders and their risk limits")
     actions = trader.add_subparsers(dest="action", metavar="ACTION", required=True)
-    put = actions.add_parser("set", help="add a trader (without a key: see admin key add), or change its limits")
+    put = actions.add_parser("set", help="add a trader (without a key: see admin key add), or change its account, "
+                                         "self-trade prevention default or limits")
     put.add_argument("trader")
+    put.add_argument("--account", metavar="NAME", help="the account it trades for (self-trade prevention acts "
+                                                        "between the traders of one account); default: its own")
+    put.add_argument("--stp-default", choices=STP_MODES, metavar="MODE",
+                     help=f"self-trade prevention of its orders that name none ({', '.join(STP_MODES)})")
     for name in TRADER_OPTIONS:
         put.add_argument(f"--{name.replace('_', '-')}", dest=name, type=positive_int, metavar="N")
     actions.add_parser("list", help="every trader, its limits and how many active keys it has")
@@ -104,24 +135,33 @@ def _instrument(connection, args, _key) -> list[str]:
     from database import reference
 
     if args.action == "list":
-        rows = [[instrument.symbol, *(str(getattr(instrument, name)) for name in INSTRUMENT_OPTIONS)]
+        rows = [[instrument.symbol, *(_shown(instrument, name) for name in INSTRUMENT_OPTIONS)]
                 for instrument in reference.instruments(connection)]
         return table(["symbol", *INSTRUMENT_OPTIONS], rows)
     fields = {name: getattr(args, name) for name in INSTRUMENT_OPTIONS if getattr(args, name) is not None}
     instrument, added = reference.put_instrument(connection, args.symbol, **fields)
-    values = ", ".join(f"{name} {getattr(instrument, name)}" for name in INSTRUMENT_OPTIONS)
+    values = ", ".join(f"{name} {_shown(instrument, name)}" for name in INSTRUMENT_OPTIONS)
     return [f"instrument {instrument.symbol} {'added' if added else 'changed'}: {values}{_version(connection)}"]
+
+
+def _shown(instrument, name: str) -> str:
+    """An instrument field as admin prints it: kinds of order comma-separated ("none" for none), switches yes/no."""
+    if name == "order_types":
+        return instrument.kinds_text() or "none"
+    value = getattr(instrument, name)
+    return ("yes" if value else "no") if isinstance(value, bool) else str(value)
 
 
 def _trader(connection, args, _key) -> list[str]:
     from database import reference
 
     if args.action == "list":
-        rows = [[trader_id, *(str(limits[name]) for name in TRADER_OPTIONS), str(keys)]
-                for trader_id, limits, keys in reference.traders(connection)]
-        return table(["trader", *TRADER_OPTIONS, "active_keys"], rows)
-    limits = {name: getattr(args, name) for name in TRADER_OPTIONS if getattr(args, name) is not None}
-    values, added = reference.put_trader(connection, args.trader, **limits)
+        rows = [[trader_id, *(str(fields[name]) for name in (*TRADER_FIELDS, *TRADER_OPTIONS)), str(keys)]
+                for trader_id, fields, keys in reference.traders(connection)]
+        return table(["trader", *TRADER_FIELDS, *TRADER_OPTIONS, "active_keys"], rows)
+    names = (*TRADER_FIELDS, *TRADER_OPTIONS)
+    fields = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    values, added = reference.put_trader(connection, args.trader, **fields)
     text = ", ".join(f"{name} {value}" for name, value in values.items())
     return [f"trader {args.trader} {'added' if added else 'changed'}: {text}{_version(connection)}"]
 

@@ -55,6 +55,8 @@ NAMING = {
 SYMBOL = 16
 TRADER = 64
 SHARD = 32
+ORDER_TYPES = 64
+STP_MODE = 16
 
 
 def _values(enum) -> list[str]:
@@ -86,7 +88,8 @@ class ReferenceVersion(Base):
 
 
 class Instrument(Base):
-    """`config.settings.InstrumentConfig` as a row."""
+    """`config.settings.InstrumentConfig` as a row; ``order_types`` the enabled kinds of order,
+    comma-separated (`engine.instrument.ORDER_KINDS`)."""
 
     __tablename__ = "instruments"
 
@@ -98,15 +101,23 @@ class Instrument(Base):
     price_band_bps: Mapped[int]
     price_scale: Mapped[int]
     reference_price: Mapped[int]
+    order_types: Mapped[str] = mapped_column(String(ORDER_TYPES))
+    max_iceberg_slices: Mapped[int]
+    max_stop_distance_bps: Mapped[int]
+    allow_marketable_stops: Mapped[bool] = mapped_column(Boolean)
 
 
 class Trader(Base):
-    """An account: a trader id, its risk limits and its API keys."""
+    """A trader: its id, the account it trades for (its self-trade prevention group; several
+    traders may share one), its default self-trade prevention mode (`config.settings.STP_MODES`),
+    and through the tables below its risk limits and API keys."""
 
     __tablename__ = "traders"
 
     trader_id: Mapped[str] = mapped_column(String(TRADER), primary_key=True)
     created_time: Mapped[int]
+    account: Mapped[str] = mapped_column(String(TRADER))
+    stp_default: Mapped[str] = mapped_column(String(STP_MODE))
 
 
 class RiskLimits(Base):

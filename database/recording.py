@@ -21,8 +21,10 @@ What an entry becomes
   not consume rejected ids) the new order replaces the rejected one's row;
 - every event that changes an order an `OrderEvent` (a fill, one for each of its orders),
   with the order's state after it by `engine.lifecycle.next_state`: the exchange's one
-  transition table. An event the table does not allow raises `RecordingError`;
-  CancelRejected and ReplaceRejected change nothing and are not recorded;
+  transition table (a stop triggered, and a self-trade prevention decrement, are steps of
+  their own). An event the table does not allow raises `RecordingError`;
+  CancelRejected, ReplaceRejected and the events about no order (the clock, phases) change
+  nothing and are not recorded;
 - a fill an `Execution` with both orders' ids and accounts, and a fill of each account in
   its `Position` (by `servers.portfolio`'s arithmetic: `Portfolio.fill`), its `DailyPnl`
   and the symbol's `DailyClose`.
@@ -67,10 +69,12 @@ from engine.lifecycle import TRANSITIONS, IllegalTransition, OrderState, Transit
 from engine.messages import (
     OrderAccepted,
     OrderCanceled,
+    OrderDecremented,
     OrderExpired,
     OrderFilled,
     OrderRejected,
     OrderReplaced,
+    StopTriggered,
 )
 from engine.types import RejectReason, Side
 from servers.portfolio import Holding, Portfolio
@@ -85,7 +89,10 @@ EPOCH = date(1970, 1, 1)
 
 STEPS = {(state.value, transition.value): after.value for (state, transition), after in TRANSITIONS.items()}
 """`engine.lifecycle.TRANSITIONS` by the values of its states and transitions (as the rows hold them)."""
-ACCEPT, REJECT, FILL_PART, FILL_ALL, CANCEL, EXPIRE, REPLACE = (transition.value for transition in Transition)
+ACCEPT, REJECT, FILL_PART, FILL_ALL, CANCEL, EXPIRE, REPLACE, TRIGGER, DECREMENT = (
+    transition.value for transition in Transition)
+NAMED = frozenset({OrderCanceled, OrderExpired, OrderReplaced, OrderDecremented, StopTriggered})
+"""Events about one earlier order, by ``order_id``."""
 PENDING = OrderState.PENDING.value
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -251,13 +258,15 @@ class Applier:
             for event in entry.events:
                 kind = type(event)
                 if kind is OrderFilled:
-                    order_id = event.maker_id
-                elif kind is OrderCanceled or kind is OrderExpired or kind is OrderReplaced:
-                    order_id = event.order_id
+                    # the taker too: a triggered stop or a re-entered replace is an earlier order
+                    order_ids = (event.maker_id, event.taker_id)
+                elif kind in NAMED:
+                    order_ids = (event.order_id,)
                 else:
                     continue
-                if order_id not in cached and order_id not in submitted:
-                    wanted.add(order_id)
+                for order_id in order_ids:
+                    if order_id not in cached and order_id not in submitted:
+                        wanted.add(order_id)
         wanted = sorted(wanted)
         for start in range(0, len(wanted), READ_CHUNK):
             chosen = wanted[start:start + READ_CHUNK]
@@ -339,8 +348,19 @@ class Applier:
                         order.leaves = quantity = event.quantity
                         order.quantity = order.filled + quantity
                         transition, reason = REPLACE, None
+                    elif kind is OrderDecremented:
+                        order = self._order(batch, event.order_id)
+                        transition = DECREMENT if event.leaves else CANCEL
+                        status = order.step(transition)
+                        order.leaves, quantity, reason = event.leaves, event.quantity, None
+                        if not event.leaves:
+                            live.pop(order.order_id, None)
+                    elif kind is StopTriggered:
+                        order = self._order(batch, event.order_id)
+                        status = order.step(TRIGGER)
+                        transition, quantity, reason = TRIGGER, order.leaves, None
                     else:
-                        continue  # CancelRejected, ReplaceRejected: the order is unchanged
+                        continue  # CancelRejected, ReplaceRejected, the clock, phases: no order changed
                     order.updated_time = time
                     history((order.order_id, sequence, step, shard, time, transition, status, order.price, quantity,
                              order.filled, order.leaves, None, reason))

@@ -29,6 +29,8 @@ from database.models import ApiKey, Instrument, ReferenceVersion, RiskLimits, Tr
 LIMITS = ("max_order_quantity", "max_notional", "max_open_orders", "max_messages_per_second",
           "max_queries_per_second")
 """The risk limits of `TraderConfig`, as `RiskLimits` columns."""
+TRADER_FIELDS = ("account", "stp_default")
+"""The other fields of `TraderConfig` but its key hash, as `Trader` columns."""
 INSTRUMENT_FIELDS = tuple(field for field in InstrumentConfig.__struct_fields__ if field != "symbol")
 
 
@@ -44,14 +46,14 @@ def reference_version(connection: Connection) -> int:
 def load_reference(connection: Connection) -> tuple[list[InstrumentConfig], list[TraderConfig]]:
     """The instruments and the traders that can log on (an active key; the newest one's hash), by id."""
     instruments = [
-        InstrumentConfig(symbol=row.symbol, **{field: getattr(row, field) for field in INSTRUMENT_FIELDS})
+        msgspec.convert({"symbol": row.symbol, **_instrument_values(row)}, InstrumentConfig)
         for row in connection.execute(select(Instrument).order_by(Instrument.symbol))
     ]
     hashes = active_key_hashes(connection)
     traders = [
         TraderConfig(trader_id=row.trader_id, api_key_hash=hashes[row.trader_id][0],
-                     **{limit: getattr(row, limit) for limit in LIMITS})
-        for row in connection.execute(select(RiskLimits).order_by(RiskLimits.trader_id))
+                     **{field: getattr(row, field) for field in (*TRADER_FIELDS, *LIMITS)})
+        for row in connection.execute(_trader_rows())
         if row.trader_id in hashes
     ]
     return instruments, traders
@@ -75,7 +77,8 @@ def seed(connection: Connection, config: Config) -> bool:
         connection.execute(Instrument.__table__.insert(), _instrument_row(instrument))
     now = time.time_ns()
     for trader in config.traders:
-        _insert_trader(connection, trader.trader_id, {limit: getattr(trader, limit) for limit in LIMITS}, now)
+        _insert_trader(connection, trader.trader_id, {field: getattr(trader, field) for field in TRADER_FIELDS},
+                       {limit: getattr(trader, limit) for limit in LIMITS}, now)
         _insert_key(connection, trader.trader_id, trader.api_key_hash, now)
     _bump(connection)
     return True
@@ -84,14 +87,15 @@ def seed(connection: Connection, config: Config) -> bool:
 # ================================================================ changes (each bumps the version)
 
 
-def put_instrument(connection: Connection, symbol: str, **fields: int) -> tuple[InstrumentConfig, bool]:
+def put_instrument(connection: Connection, symbol: str, **fields) -> tuple[InstrumentConfig, bool]:
     """Add instrument ``symbol`` (fields not given take `InstrumentConfig`'s defaults) or change the
-    given fields of an existing one; return it and whether it was added."""
+    given fields of an existing one; return it and whether it was added. ``order_types`` is a
+    collection of `engine.instrument.ORDER_KINDS`."""
     unknown = sorted(set(fields) - set(INSTRUMENT_FIELDS))
     if unknown:
         raise ReferenceError(f"instruments have no field {', '.join(unknown)}")
     row = connection.execute(select(Instrument).where(Instrument.symbol == symbol)).first()
-    current = {} if row is None else {field: getattr(row, field) for field in INSTRUMENT_FIELDS}
+    current = {} if row is None else _instrument_values(row)
     instrument = _valid(InstrumentConfig, {"symbol": symbol, **current, **fields})
     values = _instrument_row(instrument)
     if row is None:
@@ -102,23 +106,26 @@ def put_instrument(connection: Connection, symbol: str, **fields: int) -> tuple[
     return instrument, row is None
 
 
-def put_trader(connection: Connection, trader_id: str, **limits: int) -> tuple[dict[str, int], bool]:
-    """Add trader ``trader_id`` (limits not given take `TraderConfig`'s defaults) or change the given
-    limits of an existing one; return its limits and whether it was added. A new trader has no
-    API key yet: `add_key` gives it one."""
-    unknown = sorted(set(limits) - set(LIMITS))
+def put_trader(connection: Connection, trader_id: str, **fields) -> tuple[dict, bool]:
+    """Add trader ``trader_id`` (fields not given take `TraderConfig`'s defaults: its own account,
+    no self-trade prevention) or change the given fields of an existing one: its account, its
+    default self-trade prevention mode (`TRADER_FIELDS`) and its limits (`LIMITS`); return all of
+    them and whether it was added. A new trader has no API key yet: `add_key` gives it one."""
+    unknown = sorted(set(fields) - set(TRADER_FIELDS) - set(LIMITS))
     if unknown:
-        raise ReferenceError(f"traders have no limit {', '.join(unknown)}")
-    row = connection.execute(select(RiskLimits).where(RiskLimits.trader_id == trader_id)).first()
-    current = {} if row is None else {limit: getattr(row, limit) for limit in LIMITS}
-    checked = _valid(TraderConfig, {"trader_id": trader_id, "api_key_hash": "", **current, **limits})
-    values = {limit: getattr(checked, limit) for limit in LIMITS}
+        raise ReferenceError(f"traders have no field {', '.join(unknown)}")
+    row = connection.execute(_trader_rows().where(RiskLimits.trader_id == trader_id)).first()
+    current = {} if row is None else {field: getattr(row, field) for field in (*TRADER_FIELDS, *LIMITS)}
+    checked = _valid(TraderConfig, {"trader_id": trader_id, "api_key_hash": "", **current, **fields})
+    own = {field: getattr(checked, field) for field in TRADER_FIELDS}
+    limits = {limit: getattr(checked, limit) for limit in LIMITS}
     if row is None:
-        _insert_trader(connection, trader_id, values, time.time_ns())
+        _insert_trader(connection, trader_id, own, limits, time.time_ns())
     else:
-        connection.execute(update(RiskLimits).where(RiskLimits.trader_id == trader_id).values(values))
+        connection.execute(update(Trader).where(Trader.trader_id == trader_id).values(own))
+        connection.execute(update(RiskLimits).where(RiskLimits.trader_id == trader_id).values(limits))
     _bump(connection)
-    return values, row is None
+    return own | limits, row is None
 
 
 def add_key(connection: Connection, trader_id: str, key_hash: str) -> int:
@@ -161,14 +168,15 @@ def instruments(connection: Connection) -> list[InstrumentConfig]:
     return load_reference(connection)[0]
 
 
-def traders(connection: Connection) -> list[tuple[str, dict[str, int], int]]:
-    """Every trader with its limits and how many active keys it has, by id."""
+def traders(connection: Connection) -> list[tuple[str, dict, int]]:
+    """Every trader with its fields (`TRADER_FIELDS`, then `LIMITS`) and how many active keys it has, by id."""
     active = dict(connection.execute(
         select(ApiKey.trader_id, func.count()).where(ApiKey.active).group_by(ApiKey.trader_id)
     ).all())
     return [
-        (row.trader_id, {limit: getattr(row, limit) for limit in LIMITS}, active.get(row.trader_id, 0))
-        for row in connection.execute(select(RiskLimits).order_by(RiskLimits.trader_id))
+        (row.trader_id, {field: getattr(row, field) for field in (*TRADER_FIELDS, *LIMITS)},
+         active.get(row.trader_id, 0))
+        for row in connection.execute(_trader_rows())
     ]
 
 
@@ -192,11 +200,26 @@ def _bump(connection: Connection) -> None:
 
 
 def _instrument_row(instrument: InstrumentConfig) -> dict:
-    return {field: getattr(instrument, field) for field in ("symbol", *INSTRUMENT_FIELDS)}
+    row = {field: getattr(instrument, field) for field in ("symbol", *INSTRUMENT_FIELDS)}
+    row["order_types"] = instrument.kinds_text()
+    return row
 
 
-def _insert_trader(connection: Connection, trader_id: str, limits: dict[str, int], now: int) -> None:
-    connection.execute(Trader.__table__.insert(), {"trader_id": trader_id, "created_time": now})
+def _instrument_values(row) -> dict:
+    """An `Instrument` row's fields as `InstrumentConfig` takes them (the kinds of order as a list)."""
+    values = {field: getattr(row, field) for field in INSTRUMENT_FIELDS}
+    values["order_types"] = [kind for kind in row.order_types.split(",") if kind]
+    return values
+
+
+def _trader_rows():
+    """Each trader's `Trader` and `RiskLimits` columns, by id."""
+    return (select(RiskLimits, Trader.account, Trader.stp_default)
+            .join(Trader, Trader.trader_id == RiskLimits.trader_id).order_by(RiskLimits.trader_id))
+
+
+def _insert_trader(connection: Connection, trader_id: str, own: dict, limits: dict[str, int], now: int) -> None:
+    connection.execute(Trader.__table__.insert(), {"trader_id": trader_id, "created_time": now, **own})
     connection.execute(RiskLimits.__table__.insert(), {"trader_id": trader_id, **limits})
 
 

@@ -6,19 +6,31 @@ events the book emits about it. `OrderTracker` consumes event streams and raises
 makes it both the bookkeeping of a server and a conformance check on any book.
 
 Terminal states (FILLED, CANCELED, EXPIRED, REJECTED) accept no further event.
+
+The advanced orders add: StopTriggered (a held stop released: it stays ACCEPTED, as it
+never trades while held); OrderDecremented (self-trade prevention's decrement: leaves 0
+ends the order as CANCELED, more keeps its state); OrderCanceled with reason SELF_TRADE
+(CANCELED, as any cancel); OrderExpired also for GTD orders, resting or held. ClockAdvanced,
+PhaseChanged, AuctionUncrossed and CommandRejected concern no order.
 """
 
 from enum import Enum
 
 from engine.messages import (
+    AuctionUncrossed,
     CancelRejected,
+    ClockAdvanced,
+    CommandRejected,
     OrderAccepted,
     OrderCanceled,
+    OrderDecremented,
     OrderExpired,
     OrderFilled,
     OrderRejected,
     OrderReplaced,
+    PhaseChanged,
     ReplaceRejected,
+    StopTriggered,
 )
 
 
@@ -41,6 +53,10 @@ class Transition(Enum):
     CANCEL = "cancel"
     EXPIRE = "expire"
     REPLACE = "replace"
+    TRIGGER = "trigger"
+    """A held stop released (StopTriggered)."""
+    DECREMENT = "decrement"
+    """Self-trade prevention shrank the order and some of it is left (OrderDecremented, leaves > 0)."""
 
 
 S, T = OrderState, Transition
@@ -53,11 +69,14 @@ TRANSITIONS: dict[tuple[OrderState, Transition], OrderState] = {
     (S.ACCEPTED, T.CANCEL): S.CANCELED,
     (S.ACCEPTED, T.EXPIRE): S.EXPIRED,
     (S.ACCEPTED, T.REPLACE): S.ACCEPTED,
+    (S.ACCEPTED, T.TRIGGER): S.ACCEPTED,
+    (S.ACCEPTED, T.DECREMENT): S.ACCEPTED,
     (S.PARTIALLY_FILLED, T.FILL_PART): S.PARTIALLY_FILLED,
     (S.PARTIALLY_FILLED, T.FILL_ALL): S.FILLED,
     (S.PARTIALLY_FILLED, T.CANCEL): S.CANCELED,
     (S.PARTIALLY_FILLED, T.EXPIRE): S.EXPIRED,
     (S.PARTIALLY_FILLED, T.REPLACE): S.PARTIALLY_FILLED,
+    (S.PARTIALLY_FILLED, T.DECREMENT): S.PARTIALLY_FILLED,
 }
 """Every legal (state, transition) pair; anything absent is illegal."""
 
@@ -122,7 +141,12 @@ class OrderTracker:
                 self._move(oid, T.EXPIRE)
             case OrderReplaced(order_id=oid):
                 self._move(oid, T.REPLACE)
-            case CancelRejected() | ReplaceRejected():
+            case StopTriggered(order_id=oid):
+                self._move(oid, T.TRIGGER)
+            case OrderDecremented(order_id=oid, leaves=leaves):
+                self._move(oid, T.DECREMENT if leaves else T.CANCEL)
+            case CancelRejected() | ReplaceRejected() | CommandRejected() | ClockAdvanced() | PhaseChanged() | \
+                    AuctionUncrossed():
                 pass
             case _:
                 raise TypeError(f"not a book event: {event!r}")

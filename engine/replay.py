@@ -1,8 +1,13 @@
 """Driving a book with stream messages one at a time, and the replay summary.
 
-`replay_rows` is the per-message path: each stream record becomes one call to
-the book's Python API. The reference book replays this way; for the native book
+`replay_rows` (version 1) and `replay_rows_v2` (version 2) are the per-message path:
+each stream record becomes one call to the book's Python API. The reference book
+replays this way (`replay_stream` picks the version by the dtype); for the native book
 it is the "per-message API" that the benchmarks compare with its batch replay.
+
+A message counts as rejected when the book answers it with a rejection event, or when
+its kind is unknown (it never reaches the book); every other message is accepted,
+including an order that self-trade prevention or its FOK release later cancels.
 """
 
 import json
@@ -10,24 +15,35 @@ import time
 
 import numpy as np
 
-from engine.messages import CancelRejected, OrderFilled, OrderRejected, ReplaceRejected
+from engine.messages import CancelRejected, CommandRejected, OrderFilled, OrderRejected, ReplaceRejected
 from engine.progress import Report
 from engine.stream import (
     CANCEL,
+    CLOCK,
     FILL_DTYPE,
     LIMIT_FOK,
     LIMIT_GTC,
     LIMIT_IOC,
     MARKET,
+    PHASE,
     REPLACE,
+    STOP,
+    STOP_LIMIT,
     ReplayResult,
     check_stream,
+    is_v2,
 )
 from engine.types import OrderType, TimeInForce
 
 LIMIT, MARKET_TYPE = OrderType.LIMIT, OrderType.MARKET
+STOP_TYPE, STOP_LIMIT_TYPE = OrderType.STOP, OrderType.STOP_LIMIT
 GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
-REJECTIONS = (OrderRejected, CancelRejected, ReplaceRejected)
+V2_TIFS = (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK, TimeInForce.GTD)
+"""Version 2's ``tif`` field 0..3 as the API's TimeInForce (3 is GTD)."""
+UNKNOWN_TIF = 255
+"""What a version-2 ``tif`` above 3 becomes for the API: no TimeInForce (so it is refused as
+unknown), never the API's own 4 (GTD)."""
+REJECTIONS = (OrderRejected, CancelRejected, ReplaceRejected, CommandRejected)
 REPLAY_CHUNK = 1 << 18
 """Messages per call of ``book.replay`` in `timed_replay`: about 30 ms of the native book's
 batch replay, half a second of the reference book's, so the calls between cost nothing."""
@@ -65,6 +81,62 @@ def replay_rows(book, rows) -> ReplayResult:
             if type(event) is OrderFilled:
                 fills.append((event.maker_id, event.taker_id, event.price, event.quantity))
     return ReplayResult(np.array(fills, dtype=FILL_DTYPE), accepted, rejected)
+
+
+def apply_row_v2(book, row) -> list:
+    """Send one STREAM_V2_DTYPE record (a tuple in field order) to ``book``; return its events, or
+    None for an unknown kind (4 and 5 included), which never reaches the book.
+
+    Each kind passes the book only the fields it reads (the others are ignored, never
+    validated), except ``display_qty``, which every new order passes.
+    """
+    kind, side, tif, flags, stp, price, qty, order_id, target_id, stop_price, display, owner, expire_at = row
+    if kind == CANCEL:
+        return book.cancel(target_id)
+    if kind == REPLACE:
+        return book.replace(target_id, price, qty)
+    if kind == PHASE:
+        return book.set_phase(qty)
+    if kind == CLOCK:
+        return book.set_clock(price)
+    tif = V2_TIFS[tif] if tif < 4 else UNKNOWN_TIF
+    if kind == LIMIT_GTC:
+        return book.submit(order_id, side, LIMIT, tif, price, qty, display_quantity=display, flags=flags,
+                           owner=owner, stp=stp, expire_at=expire_at)
+    if kind == MARKET:
+        return book.submit(order_id, side, MARKET_TYPE, tif, 0, qty, display_quantity=display, flags=flags,
+                           owner=owner, stp=stp)
+    if kind == STOP:
+        return book.submit(order_id, side, STOP_TYPE, GTC, 0, qty, stop_price=stop_price,
+                           display_quantity=display, flags=flags, owner=owner, stp=stp)
+    if kind == STOP_LIMIT:
+        return book.submit(order_id, side, STOP_LIMIT_TYPE, tif, price, qty, stop_price=stop_price,
+                           display_quantity=display, flags=flags, owner=owner, stp=stp, expire_at=expire_at)
+    return None
+
+
+def replay_rows_v2(book, rows) -> ReplayResult:
+    """Feed ``rows`` (tuples in STREAM_V2_DTYPE field order) to ``book`` one call each (`apply_row_v2`);
+    an unknown kind is counted as rejected."""
+    fills = []
+    accepted = rejected = 0
+    for row in rows:
+        events = apply_row_v2(book, row)
+        if events is None or type(events[0]) in REJECTIONS:
+            rejected += 1
+            continue
+        accepted += 1
+        for event in events:
+            if type(event) is OrderFilled:
+                fills.append((event.maker_id, event.taker_id, event.price, event.quantity))
+    return ReplayResult(np.array(fills, dtype=FILL_DTYPE), accepted, rejected)
+
+
+def replay_stream(book, stream) -> ReplayResult:
+    """Replay a version 1 or 2 stream through ``book`` message by message (StreamError if it is
+    neither)."""
+    stream = check_stream(stream)
+    return (replay_rows_v2 if is_v2(stream) else replay_rows)(book, stream.tolist())
 
 
 def summarize(book, stream: np.ndarray, result: ReplayResult, seconds: float) -> dict:

@@ -1,9 +1,44 @@
 """Book snapshots and the state hash: one definition that every book implementation meets.
 
 A book's logical state is (1) its resting orders in priority order, (2) its trade
-sequence number and (3) the set of order ids it has ever accepted (a later order
-reusing one is rejected). Two books in the same logical state produce byte-equal
-snapshots and equal state hashes, whatever their internal layout.
+sequence number, (3) the set of order ids it has ever accepted (a later order
+reusing one is rejected) and (4) the state of the advanced orders and phases: each
+resting order's details, the held stops, the market orders waiting for the call
+auction, the trading phase, the logical clock and the last trade price. Two books in
+the same logical state produce byte-equal snapshots and equal state hashes, whatever
+their internal layout.
+
+Advanced state (the fields after ``accepted_lone``)
+---------------------------------------------------
+These fields were added with the advanced orders; each defaults to what a book without
+them is in, so a snapshot written before them (five fields) still decodes and restores
+(continuous phase, clock 0, no last trade price, no detail, held or waiting order).
+
+- ``order_details``: DETAIL_DTYPE records, one for each resting order that is not a plain
+  one, in the order of ``orders`` (priority order). A plain order has display quantity 0,
+  no flags, owner 0, stp 0, is not GTD and carries no auction time; its visible quantity
+  is its open quantity. A detail holds ``display_quantity``, ``visible`` (the slice shown
+  in the depth: at most the open quantity, and at most the display quantity of an
+  iceberg), ``flags``, ``stp``, ``owner``, ``expire_at`` (GTD; 0 otherwise), ``accepted``
+  and ``time`` (below).
+- ``held_stops``: HELD_DTYPE records, every held stop in acceptance order. ``order_type`` is
+  STOP or STOP_LIMIT, ``price`` the stop-limit's limit price (0 for STOP), ``time_in_force``
+  the stop-limit's (GTC, written 0, for STOP, which ignores it), ``expire_at`` the GTD
+  stop-limit's (0 otherwise). Held stops never have flags or a display quantity.
+- ``waiting_orders``: WAITING_DTYPE records, the market orders waiting for the uncross, in
+  arrival order (only in the CALL and HALTED phases).
+- ``phase`` (`engine.types.Phase`), ``clock`` (the logical time) and ``last_price`` (the
+  last trade price; 0 before the first trade, as prices are positive).
+
+``accepted`` is the rank (1, 2, ... in acceptance order) of an order among the resting GTD
+orders and the held stops together, the orders whose acceptance order decides what happens
+to them (expiry at one clock step, the trigger loop); every other resting order has 0.
+``time`` is, in the CALL and HALTED phases, the rank (1, 2, ...) of a resting or waiting
+order by the auction's time counter, which decides the maker of each uncross fill; it is 0
+in the CONTINUOUS phase, where the counter is never read: a book leaving CONTINUOUS numbers
+its resting orders' times 1..n in priority order (they can never be matched against each
+other in the uncross, as the book is not crossed then), and counts on from there. Ranks,
+not raw counters, so the snapshot does not depend on how many orders came and went.
 
 Accepted ids
 ------------
@@ -31,7 +66,10 @@ Priority order: bids from the best (highest) price down, then asks from the best
 
 State hash (64-bit): ``h = SEED``; for each resting order in priority order absorb
 the words ``side, price, order_id, quantity, time_in_force``; then absorb
-``trade_sequence``, the number of accepted ids and their digest, where
+``trade_sequence``, the number of accepted ids and their digest; then the number of
+detail records and each one's fields in DETAIL_DTYPE order, the number of held stops
+and each one's fields in HELD_DTYPE order, the number of waiting orders and each one's
+fields in WAITING_DTYPE order; then ``phase``, ``clock`` and ``last_price``. Here
 ``absorb(h, w) = mix(h ^ w)`` and the digest is ``sum(mix(id ^ ID_SALT)) mod 2**64``
 (order-free, so it can be kept incrementally). ``mix`` is the splitmix64 finaliser;
 every word is taken modulo 2**64.
@@ -40,7 +78,7 @@ every word is taken modulo 2**64.
 import msgspec
 import numpy as np
 
-from engine.types import MAX_QUANTITY, TimeInForce
+from engine.types import MAX_QUANTITY, OrderType, Phase, TimeInForce
 
 MASK = (1 << 64) - 1
 SEED = 0x9E3779B97F4A7C15
@@ -49,6 +87,22 @@ ID_SALT = 0x5851F42D4C957F2D
 ORDER_DTYPE = np.dtype(
     [("order_id", "<i8"), ("side", "u1"), ("price", "<i8"), ("quantity", "<i8"), ("time_in_force", "u1")]
 )
+DETAIL_DTYPE = np.dtype(
+    [("order_id", "<i8"), ("display_quantity", "<i8"), ("visible", "<i8"), ("flags", "u1"), ("stp", "u1"),
+     ("owner", "<i8"), ("expire_at", "<i8"), ("accepted", "<i8"), ("time", "<i8")]
+)
+"""A resting order's advanced fields (see "Advanced state" above)."""
+HELD_DTYPE = np.dtype(
+    [("order_id", "<i8"), ("side", "u1"), ("order_type", "u1"), ("time_in_force", "u1"), ("stp", "u1"),
+     ("price", "<i8"), ("quantity", "<i8"), ("stop_price", "<i8"), ("owner", "<i8"), ("expire_at", "<i8"),
+     ("accepted", "<i8")]
+)
+"""A held stop or stop-limit order."""
+WAITING_DTYPE = np.dtype(
+    [("order_id", "<i8"), ("side", "u1"), ("time_in_force", "u1"), ("stp", "u1"), ("quantity", "<i8"),
+     ("owner", "<i8"), ("time", "<i8")]
+)
+"""A market order waiting for the call auction's uncross."""
 WORD_DTYPE = np.dtype([("first", "<i8"), ("bits", "<u8")])
 """A word of 2 to 63 accepted ids: its first id (a multiple of 64) and the mask of the accepted ones."""
 _FULL, _ONE = np.uint64(MASK), np.uint64(1)
@@ -67,13 +121,23 @@ def id_digest_term(order_id: int) -> int:
     return mix((order_id & MASK) ^ ID_SALT)
 
 
-def state_hash(orders, trade_sequence: int, id_count: int, id_digest: int) -> int:
-    """Hash a book state; ``orders`` yields (side, price, order_id, quantity, tif) in priority order."""
+def state_hash(orders, trade_sequence: int, id_count: int, id_digest: int, details=(), held=(), waiting=(),
+               phase: int = 0, clock: int = 0, last_price: int = 0) -> int:
+    """Hash a book state; ``orders`` yields (side, price, order_id, quantity, tif) in priority order,
+    ``details``, ``held`` and ``waiting`` are sequences of tuples in DETAIL_DTYPE, HELD_DTYPE and
+    WAITING_DTYPE field order (see the module docstring)."""
     h = SEED
     for side, price, order_id, quantity, tif in orders:
         for word in (side, price, order_id, quantity, tif):
             h = mix(h ^ (word & MASK))
     for word in (trade_sequence, id_count, id_digest):
+        h = mix(h ^ (word & MASK))
+    for records in (details, held, waiting):
+        h = mix(h ^ len(records))
+        for record in records:
+            for word in record:
+                h = mix(h ^ (word & MASK))
+    for word in (phase, clock, last_price):
         h = mix(h ^ (word & MASK))
     return h
 
@@ -83,7 +147,9 @@ class BookSnapshot(msgspec.Struct, frozen=True):
 
     ``orders`` holds ORDER_DTYPE records in priority order; ``accepted_ranges``,
     ``accepted_words`` and ``accepted_lone`` the accepted ids (resting or not) by the
-    words of 64 ids they fill: all, 2 to 63, one (see the module docstring).
+    words of 64 ids they fill: all, 2 to 63, one (see the module docstring). The fields
+    after them hold the advanced orders and phases ("Advanced state" in the module
+    docstring) and default to a book that has none.
     """
 
     trade_sequence: int
@@ -91,20 +157,43 @@ class BookSnapshot(msgspec.Struct, frozen=True):
     accepted_ranges: bytes
     accepted_words: bytes
     accepted_lone: bytes
+    order_details: bytes = b""
+    held_stops: bytes = b""
+    waiting_orders: bytes = b""
+    phase: int = 0
+    clock: int = 0
+    last_price: int = 0
 
     @classmethod
     def from_arrays(cls, trade_sequence: int, orders: np.ndarray, ranges: np.ndarray, words: np.ndarray,
-                    lone: np.ndarray) -> "BookSnapshot":
+                    lone: np.ndarray, details=(), held=(), waiting=(), phase: int = 0, clock: int = 0,
+                    last_price: int = 0) -> "BookSnapshot":
+        """A snapshot of arrays (or, for the advanced records, sequences of tuples) of the dtypes above."""
         return cls(
             trade_sequence,
             np.ascontiguousarray(orders, dtype=ORDER_DTYPE).tobytes(),
             np.ascontiguousarray(ranges, dtype="<i8").tobytes(),
             np.ascontiguousarray(words, dtype=WORD_DTYPE).tobytes(),
             np.ascontiguousarray(lone, dtype="<i8").tobytes(),
+            _records_bytes(details, DETAIL_DTYPE),
+            _records_bytes(held, HELD_DTYPE),
+            _records_bytes(waiting, WAITING_DTYPE),
+            int(phase),
+            clock,
+            last_price,
         )
 
     def order_array(self) -> np.ndarray:
         return np.frombuffer(self.orders, dtype=ORDER_DTYPE)
+
+    def detail_array(self) -> np.ndarray:
+        return np.frombuffer(self.order_details, dtype=DETAIL_DTYPE)
+
+    def held_array(self) -> np.ndarray:
+        return np.frombuffer(self.held_stops, dtype=HELD_DTYPE)
+
+    def waiting_array(self) -> np.ndarray:
+        return np.frombuffer(self.waiting_orders, dtype=WAITING_DTYPE)
 
     def range_array(self) -> np.ndarray:
         """The runs of full words as an (n, 2) int64 array of inclusive (first, last) ids."""
@@ -135,6 +224,12 @@ class BookSnapshot(msgspec.Struct, frozen=True):
         words = self.word_array()
         return np.sort(np.concatenate([self.range_array()[:, 1], words["first"] + _highest_bit(words["bits"]),
                                        self.lone_array()]))
+
+
+def _records_bytes(records, dtype: np.dtype) -> bytes:
+    if isinstance(records, np.ndarray):
+        return np.ascontiguousarray(records, dtype=dtype).tobytes()
+    return np.array(list(records), dtype=dtype).tobytes() if len(records) else b""
 
 
 def id_records(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -261,32 +356,36 @@ def validate_snapshot(snapshot: BookSnapshot) -> None:
 
     Checked: array sizes; accepted ids in their one form (module docstring) and fewer than
     2**63; every resting order valid (side, resting time in force, 0 < quantity <=
-    MAX_QUANTITY, price > 0), unique and among the accepted ids; bids before asks, each
-    side in price priority; not crossed.
+    MAX_QUANTITY, price > 0), and every live order's id (resting, held, waiting) unique and
+    among the accepted ids; bids before asks, each side in price priority; not crossed in
+    the continuous phase; the advanced state in its one form (`_check_advanced`).
     """
     if not isinstance(snapshot, BookSnapshot):
         raise TypeError(f"expected a BookSnapshot, got {type(snapshot).__name__}")
     if snapshot.trade_sequence < 0:
         raise ValueError("negative trade sequence")
     if (len(snapshot.orders) % ORDER_DTYPE.itemsize or len(snapshot.accepted_ranges) % 16
-            or len(snapshot.accepted_words) % WORD_DTYPE.itemsize or len(snapshot.accepted_lone) % 8):
+            or len(snapshot.accepted_words) % WORD_DTYPE.itemsize or len(snapshot.accepted_lone) % 8
+            or len(snapshot.order_details) % DETAIL_DTYPE.itemsize or len(snapshot.held_stops) % HELD_DTYPE.itemsize
+            or len(snapshot.waiting_orders) % WAITING_DTYPE.itemsize):
         raise ValueError("snapshot arrays have a truncated record")
     orders = snapshot.order_array()
     ranges, words, lone = snapshot.range_array(), snapshot.word_array(), snapshot.lone_array()
     _check_ids(ranges, words, lone)
     if not np.all(orders["side"] <= 1):
         raise ValueError("resting order with an unknown side")
-    if not np.all(np.isin(orders["time_in_force"], (TimeInForce.GTC, TimeInForce.DAY))):
+    if not np.all(np.isin(orders["time_in_force"], _RESTING_TIFS)):
         raise ValueError("resting order with a time in force that cannot rest")
     if not np.all((orders["quantity"] > 0) & (orders["quantity"] <= MAX_QUANTITY)):
         raise ValueError("resting order with a quantity out of range")
     if not np.all(orders["price"] > 0):
         raise ValueError("resting order with a non-positive price")
-    resting = np.sort(orders["order_id"])  # (np.unique takes 30 times as long on 300,000 ids)
-    if len(resting) > 1 and not np.all(resting[1:] > resting[:-1]):
-        raise ValueError("two resting orders share an id")
-    if not np.all(_contains(ranges, words, lone, resting)):
-        raise ValueError("resting order whose id was never accepted")
+    held, waiting = snapshot.held_array(), snapshot.waiting_array()
+    live = np.sort(np.concatenate([orders["order_id"], held["order_id"], waiting["order_id"]]))
+    if len(live) > 1 and not np.all(live[1:] > live[:-1]):  # (np.unique takes 30 times as long on 300,000 ids)
+        raise ValueError("two live orders share an id")
+    if not np.all(_contains(ranges, words, lone, live)):
+        raise ValueError("live order whose id was never accepted")
     if len(orders) > 1 and not np.all(np.diff(orders["side"].astype(np.int8)) >= 0):
         raise ValueError("bids must come before asks")
     bids = orders["price"][orders["side"] == 0]
@@ -295,5 +394,79 @@ def validate_snapshot(snapshot: BookSnapshot) -> None:
         raise ValueError("bids are not in price priority")
     if len(asks) > 1 and not np.all(asks[1:] >= asks[:-1]):
         raise ValueError("asks are not in price priority")
-    if len(bids) and len(asks) and bids[0] >= asks[0]:
+    if snapshot.phase == Phase.CONTINUOUS and len(bids) and len(asks) and bids[0] >= asks[0]:
         raise ValueError("crossed book")
+    _check_advanced(snapshot, orders, snapshot.detail_array(), held, waiting)
+
+
+_RESTING_TIFS = (TimeInForce.GTC, TimeInForce.DAY, TimeInForce.GTD)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _check_advanced(snapshot: BookSnapshot, orders: np.ndarray, details: np.ndarray, held: np.ndarray,
+                    waiting: np.ndarray) -> None:
+    """ValueError unless the advanced state is in its one form ("Advanced state" above)."""
+    phase, clock, last_price = snapshot.phase, snapshot.clock, snapshot.last_price
+    if phase not in (0, 1, 2):
+        raise ValueError(f"unknown phase {phase}")
+    if not (_INT64_MIN <= clock <= _INT64_MAX and 0 <= last_price <= _INT64_MAX):
+        raise ValueError("clock or last trade price out of range")
+    # details: of resting orders, in their order, not plain, each field in range
+    position = np.argsort(orders["order_id"], kind="stable")
+    at = np.searchsorted(orders["order_id"][position], details["order_id"])
+    at = np.minimum(at, max(len(orders) - 1, 0))
+    if len(details) and (not len(orders) or np.any(orders["order_id"][position][at] != details["order_id"])):
+        raise ValueError("order details of an order that does not rest")
+    index = position[at] if len(details) else np.empty(0, np.intp)
+    if len(index) > 1 and not np.all(index[1:] > index[:-1]):
+        raise ValueError("order details not in the order of the resting orders")
+    quantity, tif = orders["quantity"][index], orders["time_in_force"][index]
+    display, visible = details["display_quantity"], details["visible"]
+    if not np.all((display >= 0) & (visible > 0) & (visible <= quantity)
+                  & np.where(display > 0, visible <= display, visible == quantity)):
+        raise ValueError("order details with a display or visible quantity out of range")
+    if not np.all((details["flags"] <= 1) & (details["stp"] <= 4)):
+        raise ValueError("order details with unknown flags or stp")
+    gtd = tif == TimeInForce.GTD
+    if not np.all(np.where(gtd, (details["expire_at"] > clock) & (details["accepted"] > 0),
+                           (details["expire_at"] == 0) & (details["accepted"] == 0))):
+        raise ValueError("order details with an expiry or acceptance rank that does not fit the order")
+    if np.count_nonzero(orders["time_in_force"] == TimeInForce.GTD) != np.count_nonzero(gtd):
+        raise ValueError("a GTD order without details")
+    plain = ((display == 0) & (details["flags"] == 0) & (details["owner"] == 0) & (details["stp"] == 0)
+             & (details["accepted"] == 0) & (details["time"] == 0))
+    if np.any(plain):
+        raise ValueError("order details of a plain order")
+    # held stops
+    stop = held["order_type"] == OrderType.STOP
+    if not np.all((held["side"] <= 1) & (stop | (held["order_type"] == OrderType.STOP_LIMIT))):
+        raise ValueError("held stop with an unknown side or type")
+    held_gtd = held["time_in_force"] == TimeInForce.GTD
+    if not np.all(np.where(stop, (held["time_in_force"] == 0) & (held["price"] == 0),
+                           (held["time_in_force"] <= TimeInForce.GTD) & (held["price"] > 0))):
+        raise ValueError("held stop with a price or time in force that does not fit its type")
+    if not np.all((held["quantity"] > 0) & (held["quantity"] <= MAX_QUANTITY) & (held["stop_price"] > 0)
+                  & (held["stp"] <= 4) & np.where(held_gtd, held["expire_at"] > clock, held["expire_at"] == 0)):
+        raise ValueError("held stop with a quantity, stop price, stp or expiry out of range")
+    if phase == Phase.CONTINUOUS and last_price and np.any(
+            np.where(held["side"] == 0, held["stop_price"] <= last_price, held["stop_price"] >= last_price)):
+        raise ValueError("a held stop qualifies at the last trade price in the continuous phase")
+    ranks = np.sort(np.concatenate([details["accepted"][gtd], held["accepted"]]))
+    if not np.array_equal(ranks, np.arange(1, len(ranks) + 1)) or np.any(np.diff(held["accepted"]) <= 0):
+        raise ValueError("acceptance ranks are not 1..n, or held stops not in acceptance order")
+    # waiting market orders and auction times
+    if not np.all((waiting["side"] <= 1) & np.isin(waiting["time_in_force"], (TimeInForce.IOC, TimeInForce.FOK))
+                  & (waiting["quantity"] > 0) & (waiting["quantity"] <= MAX_QUANTITY) & (waiting["stp"] <= 4)):
+        raise ValueError("waiting market order with a field out of range")
+    if phase == Phase.CONTINUOUS:
+        if len(waiting) or np.any(details["time"] != 0):
+            raise ValueError("auction times or waiting market orders in the continuous phase")
+        return
+    if len(details) != len(orders):
+        raise ValueError("a resting order without its auction time outside the continuous phase")
+    times = np.sort(np.concatenate([details["time"], waiting["time"]]))
+    if not np.array_equal(times, np.arange(1, len(times) + 1)) or np.any(np.diff(waiting["time"]) <= 0):
+        raise ValueError("auction times are not 1..n, or waiting orders not in arrival order")
+    same_level = (orders["side"][1:] == orders["side"][:-1]) & (orders["price"][1:] == orders["price"][:-1])
+    if np.any(same_level & (details["time"][1:] <= details["time"][:-1])):
+        raise ValueError("a level's orders are not in auction time order")

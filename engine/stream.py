@@ -1,9 +1,17 @@
 """The order stream and fill file formats (single symbol, NumPy ``.npy``, no pickle).
 
-A stream record is one message; a new order (kinds LIMIT_GTC, MARKET, LIMIT_IOC,
-LIMIT_FOK) takes the message's ``order_id`` as its id, cancel and replace act on
-``target_id``. A market message is a market IOC order. Fills are written in the
-order they happen, one record each, at the maker's price.
+A stream record is one message; a new order takes the message's ``order_id`` as its
+id, cancel and replace act on ``target_id``. Fills are written in the order they
+happen, one record each, at the maker's price (the uncross: at its one price).
+
+Two versions, told apart by the dtype alone:
+
+- version 1 (STREAM_DTYPE): kinds LIMIT_GTC, MARKET (a market IOC order), CANCEL,
+  REPLACE, LIMIT_IOC, LIMIT_FOK;
+- version 2 (STREAM_V2_DTYPE): kinds LIMIT, MARKET, CANCEL, REPLACE, STOP, STOP_LIMIT,
+  PHASE (``qty`` is the new phase) and CLOCK (``price`` is the new time), with the time in
+  force, flags, self-trade prevention, stop price, display quantity, owner and expiry of
+  each new order in fields of their own (the README's "Order streams and fills").
 """
 
 from pathlib import Path
@@ -26,12 +34,43 @@ FILL_DTYPE = np.dtype(
     [("maker_id", "<i8"), ("taker_id", "<i8"), ("price", "<i8"), ("qty", "<i8")]
 )
 
+STREAM_V2_DTYPE = np.dtype(
+    [
+        ("kind", "u1"),
+        ("side", "u1"),
+        ("tif", "u1"),
+        ("flags", "u1"),
+        ("stp", "u1"),
+        ("price", "<i8"),
+        ("qty", "<i8"),
+        ("order_id", "<i8"),
+        ("target_id", "<i8"),
+        ("stop_price", "<i8"),
+        ("display_qty", "<i8"),
+        ("owner", "<i8"),
+        ("expire_at", "<i8"),
+    ]
+)
+"""Version 2 (advanced orders and phases): told apart from version 1 by the dtype alone."""
+
 LIMIT_GTC = 0
 MARKET = 1
 CANCEL = 2
 REPLACE = 3
 LIMIT_IOC = 4
 LIMIT_FOK = 5
+"""Version 1's kinds."""
+
+LIMIT = 0
+STOP = 6
+STOP_LIMIT = 7
+PHASE = 8
+CLOCK = 9
+"""Version 2's kinds besides MARKET, CANCEL and REPLACE (kinds 4 and 5 do not exist in v2)."""
+
+TIF_V2_GTD = 3
+"""Version 2's ``tif`` field: 0 GTC, 1 IOC, 2 FOK as `engine.types.TimeInForce`, and 3 is GTD
+(`TimeInForce.GTD`); v2 has no DAY."""
 
 
 class StreamError(ValueError):
@@ -50,18 +89,20 @@ class ReplayResult(msgspec.Struct, frozen=True):
 
 
 def check_stream(stream: np.ndarray) -> np.ndarray:
-    """Return ``stream`` as a C-contiguous STREAM_DTYPE array, or raise StreamError."""
+    """Return ``stream`` as a C-contiguous STREAM_DTYPE or STREAM_V2_DTYPE array (its own
+    version), or raise StreamError."""
     if not isinstance(stream, np.ndarray):
         raise StreamError(f"expected a NumPy array, got {type(stream).__name__}")
-    if stream.dtype != STREAM_DTYPE:
-        raise StreamError(f"wrong dtype {stream.dtype}; a stream needs {STREAM_DTYPE}")
+    if stream.dtype != STREAM_DTYPE and stream.dtype != STREAM_V2_DTYPE:
+        raise StreamError(f"wrong dtype {stream.dtype}; a stream needs {STREAM_DTYPE} (version 1) or "
+                          f"{STREAM_V2_DTYPE} (version 2)")
     if stream.ndim != 1:
         raise StreamError(f"a stream is one-dimensional, this array has shape {stream.shape}")
     return np.ascontiguousarray(stream)
 
 
 def load_stream(path: str | Path) -> np.ndarray:
-    """Read a stream file, refusing pickles and anything not of STREAM_DTYPE."""
+    """Read a stream file, refusing pickles and anything not of STREAM_DTYPE or STREAM_V2_DTYPE."""
     path = Path(path)
     if not path.is_file():
         raise StreamError(f"no such stream file: {path}")
@@ -77,6 +118,11 @@ def load_stream(path: str | Path) -> np.ndarray:
         array.close()
         raise StreamError(f"{path} is an .npz archive; a stream is a single .npy array")
     return check_stream(array)
+
+
+def is_v2(stream: np.ndarray) -> bool:
+    """Whether a checked stream is of version 2."""
+    return stream.dtype == STREAM_V2_DTYPE
 
 
 def save_array(path: str | Path, array: np.ndarray) -> None:

@@ -5,7 +5,7 @@ core; decimals exist only at the edges (display). The numeric values of these
 enums are part of the wire and stream formats: never renumber a member.
 """
 
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 """Every integer a book takes (ids, prices, quantities, codes) is an int64; one outside is refused
@@ -27,6 +27,10 @@ class Side(IntEnum):
 class OrderType(IntEnum):
     LIMIT = 0
     MARKET = 1
+    STOP = 2
+    """Held outside the book until the last trade price reaches its stop price, then a market IOC."""
+    STOP_LIMIT = 3
+    """Held likewise, then a limit order with its price, time in force and expiry."""
 
 
 class TimeInForce(IntEnum):
@@ -41,6 +45,41 @@ class TimeInForce(IntEnum):
     IOC = 1
     FOK = 2
     DAY = 3
+    GTD = 4
+    """Good till date: rests until the book's logical clock reaches its ``expire_at``."""
+
+
+class OrderFlags(IntFlag):
+    """Bits of a new order's ``flags``; any other bit is refused (`RejectReason.UNKNOWN_FLAGS`)."""
+
+    POST_ONLY = 1
+    """Only ever a maker: refused (`RejectReason.POST_ONLY_WOULD_TAKE`) if it would trade on arrival."""
+
+
+class SelfTradePrevention(IntEnum):
+    """What happens when a taker meets a resting order of the same non-zero owner (the taker's mode)."""
+
+    NONE = 0
+    """They trade as usual."""
+    CANCEL_TAKER = 1
+    """The taker's remainder is canceled; the resting order is untouched."""
+    CANCEL_MAKER = 2
+    """The resting order is canceled (its whole open quantity) and the taker goes on."""
+    CANCEL_BOTH = 3
+    """The resting order and the taker's remainder are canceled."""
+    DECREMENT = 4
+    """Both shrink by the smaller open quantity with no trade; an order left at 0 is gone."""
+
+
+class Phase(IntEnum):
+    """A book's trading phase."""
+
+    CONTINUOUS = 0
+    """Orders match on arrival."""
+    CALL = 1
+    """A call auction: orders rest without matching (the book may cross) until the uncross."""
+    HALTED = 2
+    """No new orders; cancels, reductions in place, clock and phase commands only."""
 
 
 class RejectReason(IntEnum):
@@ -63,9 +102,20 @@ class RejectReason(IntEnum):
     MARKET_ORDER_CANNOT_REST = 1007
     DUPLICATE_ORDER_ID = 1008
     VALUE_OUT_OF_RANGE = 1009
+    UNKNOWN_FLAGS = 1010
+    UNKNOWN_STP_MODE = 1011
+    INVALID_STOP_PRICE = 1012
+    INVALID_DISPLAY_QUANTITY = 1013
+    POST_ONLY_NOT_ALLOWED = 1014
+    EXPIRE_TIME_PASSED = 1015
+    CLOCK_BACKWARDS = 1016
+    UNKNOWN_PHASE = 1017
 
     UNKNOWN_ORDER = 2001
     FOK_NOT_FILLABLE = 2002
+    POST_ONLY_WOULD_TAKE = 2003
+    NOT_ALLOWED_IN_PHASE = 2004
+    NOT_REPLACEABLE = 2005
 
     UNKNOWN_SYMBOL = 3001
     PRICE_OFF_TICK = 3002
@@ -73,6 +123,10 @@ class RejectReason(IntEnum):
     QUANTITY_BELOW_MINIMUM = 3004
     QUANTITY_ABOVE_MAXIMUM = 3005
     PRICE_OUTSIDE_BAND = 3006
+    ORDER_TYPE_DISABLED = 3007
+    ICEBERG_TOO_MANY_SLICES = 3008
+    STOP_PRICE_TOO_FAR = 3009
+    STOP_WOULD_TRIGGER = 3010
 
     ORDER_QUANTITY_LIMIT = 4001
     NOTIONAL_LIMIT = 4002
@@ -110,14 +164,31 @@ REJECT_TEXT = {
     RejectReason.MARKET_ORDER_CANNOT_REST: "a market order must be IOC or FOK",
     RejectReason.DUPLICATE_ORDER_ID: "order id already used by an accepted order",
     RejectReason.VALUE_OUT_OF_RANGE: "a value is outside the book's 64-bit integer range",
+    RejectReason.UNKNOWN_FLAGS: "unknown order flags: only post-only (bit 0) is defined",
+    RejectReason.UNKNOWN_STP_MODE: "unknown self-trade prevention mode",
+    RejectReason.INVALID_STOP_PRICE: "stop price must be positive",
+    RejectReason.INVALID_DISPLAY_QUANTITY: "display quantity must be 0 (all visible) or at most the quantity, on a "
+    "limit order that is neither IOC nor FOK",
+    RejectReason.POST_ONLY_NOT_ALLOWED: "post-only applies to limit orders that are neither IOC nor FOK",
+    RejectReason.EXPIRE_TIME_PASSED: "good-till-date expiry is not after the book's current time",
+    RejectReason.CLOCK_BACKWARDS: "the clock cannot go back",
+    RejectReason.UNKNOWN_PHASE: "unknown trading phase",
     RejectReason.UNKNOWN_ORDER: "no live order with this id",
     RejectReason.FOK_NOT_FILLABLE: "fill-or-kill quantity not available within the limit",
+    RejectReason.POST_ONLY_WOULD_TAKE: "post-only order would trade on arrival",
+    RejectReason.NOT_ALLOWED_IN_PHASE: "not allowed in the book's current trading phase",
+    RejectReason.NOT_REPLACEABLE: "held stops and waiting auction market orders cannot be replaced",
     RejectReason.UNKNOWN_SYMBOL: "unknown symbol",
     RejectReason.PRICE_OFF_TICK: "price is not a multiple of the tick size",
     RejectReason.QUANTITY_OFF_LOT: "quantity is not a multiple of the lot size",
     RejectReason.QUANTITY_BELOW_MINIMUM: "quantity below the instrument minimum",
     RejectReason.QUANTITY_ABOVE_MAXIMUM: "quantity above the instrument maximum",
     RejectReason.PRICE_OUTSIDE_BAND: "price outside the band around the reference price",
+    RejectReason.ORDER_TYPE_DISABLED: "this kind of order is not enabled for the instrument",
+    RejectReason.ICEBERG_TOO_MANY_SLICES: "iceberg needs more display slices (quantity / display quantity) than the "
+    "instrument allows",
+    RejectReason.STOP_PRICE_TOO_FAR: "stop price further from the last trade price than the instrument allows",
+    RejectReason.STOP_WOULD_TRIGGER: "stop price on the wrong side of the last trade price: it would trigger at once",
     RejectReason.ORDER_QUANTITY_LIMIT: "quantity above the trader's per-order limit",
     RejectReason.NOTIONAL_LIMIT: "notional above the trader's per-order limit",
     RejectReason.OPEN_ORDERS_LIMIT: "the trader has the maximum number of open orders",
@@ -149,3 +220,5 @@ class CancelReason(IntEnum):
     """A mass-cancel command of the order's owner."""
     DISCONNECTED = 3
     """The owner's session ended with cancel-on-disconnect set."""
+    SELF_TRADE = 4
+    """Self-trade prevention canceled it (cancel taker, cancel maker or cancel both)."""

@@ -1,6 +1,7 @@
 """Synthetic order streams (STREAM_DTYPE) for the replay command and the benchmarks.
 
-Two profiles, both single-symbol:
+Two profiles here, both single-symbol (the third, `advanced`, writes version-2 streams:
+`engine.advanced_workload`):
 
 - `standard`: the standard workload of the stream format. A fair value wanders
   around CENTRE as a mean-reverting random walk; about 60% of the messages are
@@ -38,13 +39,18 @@ from engine.messages import OrderFilled
 from engine.progress import Report
 from engine.stream import (
     CANCEL,
+    CLOCK,
     LIMIT_FOK,
     LIMIT_GTC,
     LIMIT_IOC,
     MARKET,
+    PHASE,
     REPLACE,
+    STOP,
+    STOP_LIMIT,
     STREAM_DTYPE,
     check_stream,
+    is_v2,
 )
 from engine.types import OrderType, Side, TimeInForce
 
@@ -134,6 +140,17 @@ KIND_NAMES = {
     LIMIT_IOC: "limit_ioc",
     LIMIT_FOK: "limit_fok",
 }
+KIND_NAMES_V2 = {
+    LIMIT_GTC: "limit",
+    MARKET: "market",
+    CANCEL: "cancel",
+    REPLACE: "replace",
+    STOP: "stop",
+    STOP_LIMIT: "stop_limit",
+    PHASE: "phase",
+    CLOCK: "clock",
+}
+"""Version 2's kind names (its kind 0 is a limit order of any time in force)."""
 
 BUY, SELL = int(Side.BUY), int(Side.SELL)
 LIMIT, MARKET_TYPE = int(OrderType.LIMIT), int(OrderType.MARKET)
@@ -417,20 +434,26 @@ def deep(
 def describe(stream: np.ndarray) -> dict:
     """Counts and shares per kind, and the ranges of quantities, prices and ids.
 
-    Keys: messages; kinds (count per kind name, every known kind listed, plus
-    "unknown" only when some record has an unknown kind); shares (the same keys,
-    fractions rounded to 4 places); qty_min/qty_max over new orders; price_min/
-    price_max over limit orders; order_id_min/order_id_max. A range is None when
-    nothing qualifies. Every value is a plain int, float, None or dict (JSON-ready).
+    Keys: messages; kinds (count per kind name of the stream's version, every known
+    kind listed, plus "unknown" only when some record has an unknown kind); shares
+    (the same keys, fractions rounded to 4 places); qty_min/qty_max over new orders;
+    price_min/price_max over limit-priced orders (version 2: limits and stop-limits);
+    order_id_min/order_id_max. A range is None when nothing qualifies. Every value is a
+    plain int, float, None or dict (JSON-ready).
     """
     stream = check_stream(stream)
     kinds = stream["kind"]
-    counts = {name: int(np.count_nonzero(kinds == kind)) for kind, name in KIND_NAMES.items()}
+    names = KIND_NAMES_V2 if is_v2(stream) else KIND_NAMES
+    counts = {name: int(np.count_nonzero(kinds == kind)) for kind, name in names.items()}
     unknown = len(stream) - sum(counts.values())
     if unknown:
         counts["unknown"] = unknown
-    new_orders = np.isin(kinds, (LIMIT_GTC, MARKET, LIMIT_IOC, LIMIT_FOK))
-    limits = np.isin(kinds, (LIMIT_GTC, LIMIT_IOC, LIMIT_FOK))
+    if is_v2(stream):
+        new_orders = np.isin(kinds, (LIMIT_GTC, MARKET, STOP, STOP_LIMIT))
+        limits = np.isin(kinds, (LIMIT_GTC, STOP_LIMIT))
+    else:
+        new_orders = np.isin(kinds, (LIMIT_GTC, MARKET, LIMIT_IOC, LIMIT_FOK))
+        limits = np.isin(kinds, (LIMIT_GTC, LIMIT_IOC, LIMIT_FOK))
     return {
         "messages": len(stream),
         "kinds": counts,

@@ -1,47 +1,81 @@
 # The native order book: `NativeBook`, its event buffer and snapshot records (book.pyx).
 #
-# The book is built from three structures, each with its own header and invariants:
-#   native/orders.pxd   the resting orders' records and their pool of slots
+# The book is built from these structures, each with its own header and invariants:
+#   native/orders.pxd   the orders' records (what matching reads, and the rest beside it) and their pool
 #   native/ladder.pxd   the price levels of both sides: a skip list per side, their pool
-#   native/ids.pxd      the resting-id table (id -> pool slot) and the accepted-id bitmap
-# and the engine's constants (sides, order types, times in force, reject and cancel codes,
-# stream message kinds, hash seeds) from native/constants.pxd, which setup.py generates from
-# engine/types.py, engine/stream.py and engine/snapshot.py. book.pyx keeps what ties them
-# together: the Python API, validation, matching, resting and unlinking orders (a level's FIFO
-# of orders and its totals), events, snapshots and restore, the batch replay.
+#   native/stops.pxd    the held stops: a skip list of stop prices per side that finds the earliest
+#                       qualifying stop in one descent, and the stops in acceptance order
+#   native/expiry.pxd   the GTD orders in a heap by expiry time
+#   native/auction.pxd  the call auction's uncross price, in one pass over the levels
+#   native/ids.pxd      the live-id table (id -> pool slot) and the accepted-id bitmap
+# with snapshots (records.pxd: the state as `engine.snapshot` records, their hash, restore) and the
+# invariant checks (checks.pxd) in headers of their own, and the engine's constants (sides, order types, times in force, flags, self-trade prevention
+# modes, phases, reject and cancel codes, stream message kinds, hash seeds) from
+# native/constants.pxd, which setup.py generates from engine/types.py, engine/stream.py and
+# engine/snapshot.py. book.pyx keeps what ties them together: the Python API, validation,
+# matching (self-trade prevention, icebergs' refreshes), resting and unlinking orders (a level's
+# FIFO of orders and its totals), the trigger loop, the clock, the phases and the uncross,
+# events, snapshots and restore, the batch replay of both stream versions.
 
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+cimport cython
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 
+from native.auction cimport Auction
+from native.expiry cimport ExpiryHeap
 from native.ids cimport AcceptedIds, IdWord, LiveIds
-from native.ladder cimport Ladder
-from native.orders cimport OrderPool
+from native.ladder cimport Ladder, Level
+from native.orders cimport Order, OrderPool
+from native.stops cimport StopBook
 
 cdef enum:                   # Event.kind: the event Structs of engine.messages, in C
     EV_ACCEPTED = 0
-    EV_REJECTED = 1          # the three rejects are consecutive: REJECT_EVENTS[kind - EV_REJECTED]
+    EV_REJECTED = 1          # the three order rejects are consecutive: REJECT_EVENTS[kind - EV_REJECTED]
     EV_CANCEL_REJECTED = 2
     EV_REPLACE_REJECTED = 3
-    EV_FILLED = 4
-    EV_CANCELED = 5
-    EV_REPLACED = 6
-    EV_EXPIRED = 7
+    EV_COMMAND_REJECTED = 4
+    EV_FILLED = 5
+    EV_CANCELED = 6
+    EV_REPLACED = 7
+    EV_EXPIRED = 8
+    EV_DECREMENTED = 9
+    EV_TRIGGERED = 10
+    EV_CLOCK = 11
+    EV_PHASE = 12
+    EV_UNCROSSED = 13
 
 
 # ---------------------------------------------------------------- records
 
 ctypedef struct Event:
     int64_t order_id         # fills: the maker
-    int64_t other_id         # fills: the taker
-    int64_t price
+    int64_t other_id         # fills: the taker; decrements: the counterparty; accepted: the owner
+    int64_t price            # triggered: the last price; clock: the time
     int64_t quantity
-    int64_t leaves           # fills: maker leaves
-    int64_t other_leaves     # fills: taker leaves
-    int64_t sequence
-    int32_t code             # reject reason, cancel reason or priority-kept flag
+    int64_t leaves           # fills: maker leaves; accepted: the stop price; phase: the previous phase
+    int64_t other_leaves     # fills: taker leaves; accepted: the display quantity
+    int64_t sequence         # fills: the trade number; accepted: expire_at
+    int16_t code             # reject reason (< 2**15), cancel reason, priority-kept flag or phase
     uint8_t kind
     uint8_t side
     uint8_t order_type
     uint8_t tif
+    uint8_t flags
+    uint8_t stp
+
+
+ctypedef struct NewOrder:    # a new order as submitted (SubmitOrder's fields), each an int64 until validated
+    int64_t order_id
+    int64_t side
+    int64_t order_type
+    int64_t tif
+    int64_t price
+    int64_t quantity
+    int64_t stop_price
+    int64_t display
+    int64_t flags
+    int64_t owner
+    int64_t stp
+    int64_t expire_at
 
 
 ctypedef struct Touch:       # a level as it was before the command being processed first changed it
@@ -58,20 +92,41 @@ ctypedef struct Fill:        # FILL_DTYPE
     int64_t qty
 
 
-cdef packed struct OrderRecord:   # engine.snapshot.ORDER_DTYPE: a resting order in a snapshot
-    int64_t order_id
+cdef packed struct StreamRecord:     # STREAM_DTYPE (version 1)
+    uint8_t kind
     uint8_t side
     int64_t price
-    int64_t quantity
+    int64_t qty
+    int64_t order_id
+    int64_t target_id
+
+
+cdef packed struct StreamRecordV2:   # STREAM_V2_DTYPE
+    uint8_t kind
+    uint8_t side
     uint8_t tif
+    uint8_t flags
+    uint8_t stp
+    int64_t price
+    int64_t qty
+    int64_t order_id
+    int64_t target_id
+    int64_t stop_price
+    int64_t display_qty
+    int64_t owner
+    int64_t expire_at
 
 
 # ---------------------------------------------------------------- the book
 
+@cython.final                # no subclass overrides a cdef method: calls are direct, and C can inline them
 cdef class NativeBook:
-    cdef OrderPool orders            # resting orders (orders.pxd)
+    cdef OrderPool orders            # live orders: resting, held or waiting (orders.pxd)
     cdef Ladder ladder               # price levels of both sides (ladder.pxd)
-    cdef LiveIds live                # resting id -> order slot (ids.pxd)
+    cdef StopBook stops              # held stops (stops.pxd)
+    cdef ExpiryHeap expiries         # GTD orders by expiry (expiry.pxd)
+    cdef Auction auction             # the uncross's scratch (auction.pxd)
+    cdef LiveIds live                # live id -> order slot, held stops and waiting orders included (ids.pxd)
     cdef AcceptedIds ids             # every id ever accepted (ids.pxd)
 
     cdef Event* events               # events of the command being processed
@@ -82,42 +137,88 @@ cdef class NativeBook:
     cdef int64_t touch_capacity
     cdef int64_t touch_count
     cdef uint64_t command            # number of the command being processed (Level.touched compares to it)
-    cdef bint tracking               # note touched levels (the per-message API; not the batch replay)
+    cdef bint tracking               # the per-message API: note touched levels, fill in every event
+                                     # (the batch replay reads only the kinds and the fills)
 
-    cdef Fill* fills                 # fills of a batch replay
+    cdef Fill* fills                 # fills of a batch replay (written instead of OrderFilled events)
     cdef int64_t fill_capacity
     cdef int64_t fill_count
 
     cdef int64_t trade_seq
     cdef int64_t day_orders          # resting DAY orders
+    cdef int64_t refreshes           # icebergs' slices yet to show: sum of ceil(hidden / display)
+    cdef int64_t guarded_stops       # held stops with an owner and a prevention mode
+    cdef int32_t waiting_first       # market orders waiting for the uncross, in arrival order
+    cdef int32_t waiting_last
+    cdef int64_t waiting_count
+    cdef int64_t waiting_quantity[2] # their open quantity per side
+    cdef int64_t last_trade          # the last trade price; 0 before the first trade (prices are positive)
+    cdef int64_t logical_time        # the clock
+    cdef int64_t accepted            # acceptance numbers given (OrderInfo.accepted)
+    cdef int64_t auction_time        # the auction time counter (OrderInfo.time), CALL and HALTED only
+    cdef uint8_t trading             # the phase
 
     # ---- capacity: called before each command, so commands never allocate
-    cdef int _prepare(self) except -1
-    cdef int _reserve(self, bint batch) noexcept nogil
+    cdef int _prepare(self, int64_t taking, int64_t slices, bint guarded) except -1
+    cdef int _reserve(self, bint batch, int64_t taking, int64_t slices, bint guarded) noexcept nogil
+    cdef int _grow(self, int64_t held) noexcept nogil
+    cdef int _grow_buffers(self, int64_t events, int64_t fills) noexcept nogil
+    cdef int64_t _replace_slices(self, int64_t order_id, int64_t quantity, bint* guarded) noexcept nogil
+
+    # ---- the batch replay: how many messages it did (fewer than n only when out of memory)
+    cdef int64_t _replay_v1(self, const StreamRecord* records, int64_t n, int64_t* counts) noexcept nogil
+    cdef int64_t _replay_v2(self, const StreamRecordV2* records, int64_t n, int64_t* counts) noexcept nogil
 
     # ---- commands
-    cdef void _submit(self, int64_t order_id, int64_t side, int64_t order_type, int64_t tif,
-                      int64_t price, int64_t quantity) noexcept nogil
+    cdef void _submit(self, NewOrder* n) noexcept nogil
+    cdef inline int32_t _check_submit(self, const NewOrder* n) noexcept nogil
     cdef void _cancel(self, int64_t order_id) noexcept nogil
     cdef void _replace(self, int64_t order_id, int64_t price, int64_t quantity) noexcept nogil
     cdef void _expire_day_orders(self) noexcept nogil
+    cdef void _set_clock(self, int64_t time) noexcept nogil
+    cdef void _set_phase(self, int64_t phase) noexcept nogil
 
-    # ---- matching and resting
-    cdef int64_t _available(self, int side, bint market, int64_t limit, int64_t wanted) noexcept nogil
-    cdef int64_t _match(self, int64_t taker_id, int side, bint market, int64_t limit,
-                        int64_t quantity) noexcept nogil
-    cdef void _rest(self, int64_t order_id, int side, int64_t price, int64_t quantity, int tif) noexcept nogil
-    cdef void _unlink(self, int32_t o) noexcept nogil
-    cdef void _touch(self, int side, int32_t lv) noexcept nogil
+    # ---- matching
+    cdef bint _would_take(self, int side, int64_t price) noexcept nogil
+    cdef bint _fillable(self, int side, bint market, int64_t limit, int64_t wanted, int64_t owner,
+                        int stp) noexcept nogil
+    cdef int64_t _match(self, int64_t taker_id, int side, bint market, int64_t limit, int64_t quantity,
+                        int64_t owner, int stp) noexcept nogil
+    cdef int64_t _prevent(self, int64_t taker_id, int64_t quantity, int stp, int32_t o) noexcept nogil
+    cdef int32_t _refresh(self, int32_t o, Level* level) noexcept nogil
+    cdef void _execute(self, int32_t o, bint market) noexcept nogil
+    cdef void _trigger(self) noexcept nogil
+    cdef void _uncross(self) noexcept nogil
+    cdef void _auction_trade(self, int32_t o, int64_t quantity) noexcept nogil
+    cdef int32_t _auction_first(self, int side, int64_t price) noexcept nogil
+    cdef int32_t _auction_next(self, int32_t o, int64_t price) noexcept nogil
+    cdef void _number_times(self) noexcept nogil
+
+    # ---- orders: taking a slot, placing on a level, holding, waiting, and back
+    cdef inline int32_t _new_order(self, const NewOrder* n, int64_t quantity, int64_t accepted) noexcept nogil
+    cdef void _materialize(self, int32_t o) noexcept nogil
+    cdef inline int64_t _display(self, int32_t o) noexcept nogil
+    cdef inline bint _owned_by(self, int32_t o, int64_t owner) noexcept nogil
+    cdef inline void _place(self, int32_t o, int64_t price) noexcept nogil
+    cdef void _resize(self, Order* order, Level* level, int64_t quantity, int64_t visible,
+                      int64_t display) noexcept nogil
+    cdef inline void _detach(self, int32_t o, Level* level) noexcept nogil
+    cdef inline void _unplace(self, int32_t o) noexcept nogil
+    cdef void _expire_later(self, int32_t o) noexcept nogil
+    cdef void _unexpire(self, int32_t o) noexcept nogil
+    cdef void _hold(self, int32_t o) noexcept nogil
+    cdef void _unhold(self, int32_t o) noexcept nogil
+    cdef void _wait(self, int32_t o) noexcept nogil
+    cdef void _unwait(self, int32_t o) noexcept nogil
+    cdef inline void _drop(self, int32_t o) noexcept nogil
+    cdef inline void _touch(self, int side, int32_t lv) noexcept nogil
     cdef void _touch_new(self, int side, int32_t lv) noexcept nogil
-
-    # ---- snapshots: resting orders as ORDER_DTYPE records (engine.snapshot)
-    cdef bytes _resting_records(self)
-    cdef int _restore_orders(self, const OrderRecord* records, int64_t count) except -1
 
     # ---- events
     cdef Event* _emit(self, uint8_t kind) noexcept nogil
-    cdef void _reject(self, uint8_t kind, int64_t order_id, int32_t code) noexcept nogil
+    cdef inline void _fill(self, int64_t maker_id, int64_t taker_id, int64_t price, int64_t quantity,
+                           int64_t maker_leaves, int64_t taker_leaves, int aggressor) noexcept nogil
+    cdef void _reject(self, uint8_t kind, int64_t order_id, int16_t code) noexcept nogil
     cdef list _drain(self)
 
 
@@ -128,5 +229,6 @@ cdef class BookCapture:
     `finish()` builds the `BookSnapshot` from it on any thread (the OBS's snapshot writer)."""
     cdef int64_t trade_seq
     cdef bytes records               # resting orders, ORDER_DTYPE records in priority order
+    cdef tuple advanced              # details, held stops, waiting orders, phase, clock, last price
     cdef IdWord* words               # the accepted-id bitmap's non-empty words, unordered
     cdef int64_t word_count

@@ -4,14 +4,19 @@
 `NativeBook` has the Python API of `engine.book.ReferenceBook` and must produce
 identical events, snapshots and state hashes for every command sequence (the
 differential tests hold it to that); the reference book's docstring is the
-specification of matching, validation order and replace.
+specification of matching, validation order and replace, and `engine.messages`
+tables the events of each command.
 
 The structures live in their own headers, each stating its invariants:
 ``orders.pxd`` (the order pool), ``ladder.pxd`` (the price levels: a skip list per
-side), ``ids.pxd`` (the resting-id table and the accepted-id bitmap); the engine's
-constants come from ``constants.pxd``, which setup.py generates from `engine.types`,
-`engine.stream` and `engine.snapshot`. Their functions are ``cdef inline`` and
-compile into this module.
+side), ``stops.pxd`` (the held stops and the trigger loop's index), ``expiry.pxd``
+(GTD orders by expiry), ``auction.pxd`` (the uncross price), ``ids.pxd`` (the
+live-id table and the accepted-id bitmap); so do the book's snapshots
+(``records.pxd``: its state as `engine.snapshot` records, their hash, restore) and
+its invariant checks (``checks.pxd``). The engine's constants come from
+``constants.pxd``, which setup.py generates from `engine.types`, `engine.stream`
+and `engine.snapshot`. Their functions are ``cdef inline`` and compile into this
+module.
 
 Invariants
 ----------
@@ -19,79 +24,127 @@ Invariants
   for bids), so the first level is the best price and a walk along ``forward[0]``
   visits prices from best to worst. A level exists iff it holds an order.
 - Within a level, orders form a doubly linked FIFO list; a level's quantity is the
-  sum of its orders' open quantities (each > 0) and its count their number. This
-  module keeps the lists and the totals (`_rest`, `_unlink`, `_match`).
-- ``live`` maps every resting order id to its pool slot and nothing else; cancel
-  is O(1) whatever the level's length. ``ids`` is a bitmap per 64 consecutive ids
-  of every id ever accepted (dense ids cost about a bit each). A snapshot writes its
-  words as they are in `engine.snapshot` (in C: sorted by id, runs of full words
-  joined into ranges), and a restore sets it a word at a time: no Python object per id.
-- Memory: orders and levels live in pools that reuse freed slots, so memory is
-  proportional to resting orders and occupied levels, never to the price range.
-- Capacity for one command (one order slot, one level, one id, events for every
-  resting order) is reserved before the command runs, so matching never
+  sum of its orders' visible slices (what depth shows), its ``hidden`` the sum of
+  the rest of their open quantities (icebergs'), its count their number. This
+  module keeps the lists and the totals (`_place`, `_detach`, `_match`, `_resize`).
+- ``live`` maps every live order id (resting, held stop, waiting market order) to
+  its pool slot and nothing else: cancel is O(1) whatever the queue's length.
+  ``ids`` is a bitmap per 64 consecutive ids of every id ever accepted.
+- In the CONTINUOUS phase, after every command, the book is not crossed, no market
+  order waits and no held stop qualifies at the last trade price. The auction time
+  (`OrderInfo.time`) is kept only in CALL and HALTED: leaving CONTINUOUS numbers the
+  resting orders in priority order, and every order taking a place or arriving at the
+  auction after that takes the next number.
+- ``refreshes`` is the number of slices icebergs have yet to show, sum of
+  ceil(hidden / display): with the live orders it bounds the fills of a command.
+- Memory: orders, levels and stop prices live in pools that reuse freed slots, so
+  memory is proportional to live orders and occupied prices, never to the price range.
+- Capacity for one command (one order slot, a level for each order it can rest, one
+  stop price, one id, one GTD entry, events and fills for the most the command can
+  produce) is reserved before the command runs (`_reserve`), so matching never
   allocates, never fails half-way and never touches a Python object.
 
 Commands return events through a C buffer: the per-message API turns them into
-the `engine.messages` Structs; the batch replay reads only the fills and keeps
-its loop in C without the GIL.
+the `engine.messages` Structs. The batch replay has each trade written straight
+into its fill buffer instead of an OrderFilled event, reads no more of the other
+events than whether the first is a rejection, and keeps its loop in C without the
+GIL, for both stream versions.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport qsort
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
+from native.auction cimport Uncross, Volume, auction_init, auction_reserve, uncross_price
+from native.checks cimport check_book
 from native.constants cimport (
     BUY,
+    CALL,
+    CANCEL_BOTH,
+    CANCEL_MAKER,
+    CANCEL_TAKER,
+    CLOCK_BACKWARDS,
+    CONTINUOUS,
     DAY,
+    DECREMENT,
     DUPLICATE_ORDER_ID,
+    EXPIRE_TIME_PASSED,
     FOK,
     FOK_NOT_FILLABLE,
     GTC,
-    HASH_SEED,
-    ID_SALT,
+    GTD,
+    HALTED,
+    INVALID_DISPLAY_QUANTITY,
     INVALID_PRICE,
     INVALID_QUANTITY,
+    INVALID_STOP_PRICE,
     IOC,
     LIMIT,
     MARKET,
     MARKET_ORDER_CANNOT_REST,
     MAX_QUANTITY,
+    NONE,
+    NOT_ALLOWED_IN_PHASE,
+    NOT_REPLACEABLE,
+    POST_ONLY,
+    POST_ONLY_NOT_ALLOWED,
+    POST_ONLY_WOULD_TAKE,
     QUANTITY_TOO_LARGE,
     REQUESTED,
+    SELF_TRADE,
     SELL,
+    STOP,
+    STOP_LIMIT,
     STREAM_CANCEL,
+    STREAM_CLOCK,
+    STREAM_LIMIT,
     STREAM_LIMIT_FOK,
     STREAM_LIMIT_GTC,
     STREAM_LIMIT_IOC,
     STREAM_MARKET,
+    STREAM_PHASE,
     STREAM_REPLACE,
+    STREAM_STOP,
+    STREAM_STOP_LIMIT,
+    STREAM_TIF_V2_GTD,
     UNFILLED,
+    UNKNOWN_FLAGS,
     UNKNOWN_ORDER,
     UNKNOWN_ORDER_TYPE,
+    UNKNOWN_PHASE,
     UNKNOWN_SIDE,
+    UNKNOWN_STP_MODE,
     UNKNOWN_TIME_IN_FORCE,
+)
+from native.expiry cimport (
+    Keyed,
+    expiry_add,
+    expiry_full,
+    expiry_init,
+    expiry_remove,
+    expiry_reserve,
+    take_due,
 )
 from native.ids cimport (
     IdBlock,
     IdWord,
     LiveSlot,
+    accepted_full,
     accepted_init,
     accepted_reserve,
     accepted_words,
     add_accepted,
     compare_words,
     live_get,
+    live_full,
     live_init,
     live_put,
     live_remove,
     live_reserve,
-    mix64,
     restore_accepted,
-    trailing_zeros,
     was_accepted,
     write_records,
 )
@@ -101,42 +154,72 @@ from native.ladder cimport (
     find_level,
     insert_level,
     ladder_init,
+    ladder_levels,
     ladder_reserve,
+    ladder_room,
     level_at,
     remove_best_level,
     remove_level,
     side_key,
 )
-from native.orders cimport Order, order_pool_init, order_pool_reserve, order_release, order_take
+from native.orders cimport (
+    HELD,
+    RESTING,
+    WAITING,
+    Order,
+    OrderInfo,
+    iceberg_slices,
+    order_pool_full,
+    order_pool_init,
+    order_pool_reserve,
+    order_release,
+    order_take,
+)
+from native.records cimport (
+    DetailRecord,
+    HeldRecord,
+    OrderRecord,
+    WaitingRecord,
+    advanced_records,
+    resting_records,
+    restore_orders,
+    state_hash_of,
+)
+from native.stops cimport (
+    StopLevel,
+    hold_stop,
+    next_triggered,
+    stops_full,
+    stops_init,
+    stops_reserve,
+    unhold_stop,
+)
 
 import numpy as np
 
 from engine.messages import (
+    AuctionUncrossed,
     CancelRejected,
+    ClockAdvanced,
+    CommandRejected,
+    LevelChanged,
     OrderAccepted,
     OrderCanceled,
+    OrderDecremented,
     OrderExpired,
     OrderFilled,
     OrderRejected,
     OrderReplaced,
-    LevelChanged,
+    PhaseChanged,
     PriceLevel,
     ReplaceRejected,
     RestingOrder,
+    StopTriggered,
     dispatch,
 )
-from engine.snapshot import BookSnapshot, validate_snapshot
-from engine.stream import FILL_DTYPE, ReplayResult, check_stream
-from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
-
-cdef packed struct StreamRecord:     # STREAM_DTYPE
-    uint8_t kind
-    uint8_t side
-    int64_t price
-    int64_t qty
-    int64_t order_id
-    int64_t target_id
-
+from engine.snapshot import DETAIL_DTYPE, HELD_DTYPE, ORDER_DTYPE, WAITING_DTYPE, BookSnapshot, validate_snapshot
+from engine.stream import FILL_DTYPE, STREAM_DTYPE, ReplayResult, check_stream
+from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTradePrevention, Side, TimeInForce
 
 cdef enum:
     INITIAL_EVENTS = 64
@@ -150,10 +233,24 @@ def _by_value(enum):
     return members
 
 
+def _same_layout(name, dtype, size):
+    """The packed C record and the engine's dtype agree (sizes; the fields are read by name in tests)."""
+    if dtype.itemsize != size:
+        raise ImportError(f"{name}: the native record has {size} bytes, engine.snapshot's dtype {dtype.itemsize}")
+
+
+_same_layout("ORDER_DTYPE", ORDER_DTYPE, sizeof(OrderRecord))
+_same_layout("DETAIL_DTYPE", DETAIL_DTYPE, sizeof(DetailRecord))
+_same_layout("HELD_DTYPE", HELD_DTYPE, sizeof(HeldRecord))
+_same_layout("WAITING_DTYPE", WAITING_DTYPE, sizeof(WaitingRecord))
+_same_layout("STREAM_DTYPE", STREAM_DTYPE, sizeof(StreamRecord))
+
 cdef tuple SIDES = _by_value(Side)
 cdef tuple ORDER_TYPES = _by_value(OrderType)
 cdef tuple TIFS = _by_value(TimeInForce)
 cdef tuple CANCEL_REASONS = _by_value(CancelReason)
+cdef tuple STPS = _by_value(SelfTradePrevention)
+cdef tuple PHASES = _by_value(Phase)
 cdef dict REASONS = {int(reason): (reason, reason.text) for reason in RejectReason}
 cdef object OUT_OF_RANGE = RejectReason.VALUE_OUT_OF_RANGE
 cdef object _OrderAccepted = OrderAccepted
@@ -170,7 +267,25 @@ cdef inline bint within(int side, int64_t limit, int64_t price) noexcept nogil:
 
 
 cdef inline bint is_reject(uint8_t kind) noexcept nogil:
-    return kind == EV_REJECTED or kind == EV_CANCEL_REJECTED or kind == EV_REPLACE_REJECTED
+    return EV_REJECTED <= kind <= EV_COMMAND_REJECTED
+
+
+cdef inline int64_t new_slices(const NewOrder* n) noexcept nogil:
+    """How many slices new order ``n`` could show if it rests (`NativeBook._reserve`)."""
+    return iceberg_slices(n.quantity, n.display) if 0 < n.display <= n.quantity <= MAX_QUANTITY else 1
+
+
+cdef inline int64_t v2_order_type(uint8_t kind) noexcept nogil:
+    """The order type of a version-2 message kind; -1 if it is not a new order."""
+    if kind == STREAM_LIMIT:
+        return LIMIT
+    if kind == STREAM_MARKET:
+        return MARKET
+    if kind == STREAM_STOP:
+        return STOP
+    if kind == STREAM_STOP_LIMIT:
+        return STOP_LIMIT
+    return -1
 
 
 cdef inline int as_int64(object value, int64_t* out) except -1:
@@ -203,6 +318,9 @@ cdef class NativeBook:
         # each init leaves its pointer NULL or allocated, so __dealloc__ frees whatever it got
         cdef bint failed = order_pool_init(&self.orders) != 0
         failed |= ladder_init(&self.ladder) != 0
+        failed |= stops_init(&self.stops) != 0
+        failed |= expiry_init(&self.expiries) != 0
+        failed |= auction_init(&self.auction) != 0
         failed |= live_init(&self.live) != 0
         failed |= accepted_init(&self.ids) != 0
         self.events = <Event*>PyMem_RawMalloc(INITIAL_EVENTS * sizeof(Event))
@@ -213,12 +331,21 @@ cdef class NativeBook:
         self.touch_capacity, self.touch_count, self.command, self.tracking = INITIAL_EVENTS, 0, 0, False
         self.event_capacity, self.event_count = INITIAL_EVENTS, 0
         self.fill_capacity, self.fill_count = INITIAL_EVENTS, 0
-        self.trade_seq = 0
-        self.day_orders = 0
+        self.trade_seq = self.day_orders = self.refreshes = self.guarded_stops = 0
+        self.waiting_first = self.waiting_last = -1
+        self.waiting_count = 0
+        self.waiting_quantity[BUY] = self.waiting_quantity[SELL] = 0
+        self.last_trade = self.logical_time = self.accepted = self.auction_time = 0
+        self.trading = CONTINUOUS
 
     def __dealloc__(self):
         PyMem_RawFree(self.orders.slots)
+        PyMem_RawFree(self.orders.infos)
         PyMem_RawFree(self.ladder.levels)
+        PyMem_RawFree(self.stops.levels)
+        PyMem_RawFree(self.expiries.slots)
+        PyMem_RawFree(self.expiries.due)
+        PyMem_RawFree(self.auction.asks)
         PyMem_RawFree(self.live.slots)
         PyMem_RawFree(self.ids.slots)
         PyMem_RawFree(self.events)
@@ -227,20 +354,25 @@ cdef class NativeBook:
 
     # ================================================================ commands (Python API)
 
-    def submit(self, order_id, side, order_type, time_in_force, price, quantity):
-        """Enter a new order; return its events."""
-        cdef int64_t o, s, t, f, p, q
-        self._prepare()
-        if (as_int64(order_id, &o) | as_int64(side, &s) | as_int64(order_type, &t) | as_int64(time_in_force, &f)
-                | as_int64(price, &p) | as_int64(quantity, &q)):
+    def submit(self, order_id, side, order_type, time_in_force, price, quantity, *, stop_price=0,
+               display_quantity=0, flags=0, owner=0, stp=0, expire_at=0):
+        """Enter a new order (limit, market, stop or stop-limit); return its events."""
+        cdef NewOrder n
+        if (as_int64(order_id, &n.order_id) | as_int64(side, &n.side) | as_int64(order_type, &n.order_type)
+                | as_int64(time_in_force, &n.tif) | as_int64(price, &n.price) | as_int64(quantity, &n.quantity)
+                | as_int64(stop_price, &n.stop_price) | as_int64(display_quantity, &n.display)
+                | as_int64(flags, &n.flags) | as_int64(owner, &n.owner) | as_int64(stp, &n.stp)
+                | as_int64(expire_at, &n.expire_at)):
+            self._prepare(0, 1, False)
             return [OrderRejected(order_id, OUT_OF_RANGE, OUT_OF_RANGE.text)]
-        self._submit(o, s, t, f, p, q)
+        self._prepare(min(max(n.quantity, 0), MAX_QUANTITY), new_slices(&n), n.owner != 0 and n.stp != NONE)
+        self._submit(&n)
         return self._drain()
 
     def cancel(self, order_id):
-        """Remove a resting order; return its events."""
+        """Remove a resting order, a held stop or a waiting market order; return its events."""
         cdef int64_t o
-        self._prepare()
+        self._prepare(0, 1, False)
         if as_int64(order_id, &o):
             return [CancelRejected(order_id, OUT_OF_RANGE, OUT_OF_RANGE.text)]
         self._cancel(o)
@@ -249,16 +381,40 @@ cdef class NativeBook:
     def replace(self, order_id, price, quantity):
         """Change a resting order's price and open quantity; return its events."""
         cdef int64_t o, p, q
-        self._prepare()
+        cdef bint guarded = False
         if as_int64(order_id, &o) | as_int64(price, &p) | as_int64(quantity, &q):
+            self._prepare(0, 1, False)
             return [ReplaceRejected(order_id, OUT_OF_RANGE, OUT_OF_RANGE.text)]
+        self._prepare(min(max(q, 0), MAX_QUANTITY), self._replace_slices(o, q, &guarded), guarded)
         self._replace(o, p, q)
         return self._drain()
 
     def expire_day_orders(self):
-        """Expire every resting DAY order (the end-of-day command); return the events."""
-        self._prepare()
+        """Expire every resting DAY order, then every held DAY stop-limit (the end-of-day
+        command); return the events."""
+        self._prepare(0, 1, False)
         self._expire_day_orders()
+        return self._drain()
+
+    def set_clock(self, time):
+        """Set the logical time (never back); GTD orders due by then expire. Return the events."""
+        cdef int64_t t
+        self._prepare(0, 1, False)
+        if as_int64(time, &t):
+            return [CommandRejected(OUT_OF_RANGE, OUT_OF_RANGE.text)]
+        self._set_clock(t)
+        return self._drain()
+
+    def set_phase(self, phase):
+        """Change the trading phase; into CONTINUOUS from CALL or HALTED the book uncrosses.
+        Return the events."""
+        cdef int64_t p
+        self._prepare(self.live.count, 1, False)
+        if auction_reserve(&self.auction, ladder_levels(&self.ladder)) != 0:
+            raise MemoryError("order book out of memory")
+        if as_int64(phase, &p):
+            return [CommandRejected(OUT_OF_RANGE, OUT_OF_RANGE.text)]
+        self._set_phase(p)
         return self._drain()
 
     def apply(self, command):
@@ -266,75 +422,64 @@ cdef class NativeBook:
         return dispatch(self, command)
 
     def replay(self, stream):
-        """Process a whole STREAM_DTYPE array in one call, the loop in C without the GIL.
+        """Process a whole stream (STREAM_DTYPE or STREAM_V2_DTYPE, told apart by the dtype) in one
+        call, the loop in C without the GIL.
 
         Returns the fills as a FILL_DTYPE array with the accepted/rejected counts.
         """
         stream = check_stream(stream)
-        cdef Py_ssize_t n = stream.shape[0], i
+        cdef Py_ssize_t n = stream.shape[0]
         cdef const uint8_t[::1] raw
-        cdef const StreamRecord* records = NULL
+        cdef const uint8_t* records = NULL
         if n:
             raw = stream.view(np.uint8)
-            records = <const StreamRecord*>&raw[0]
-        cdef int64_t accepted = 0, rejected = 0, j
-        cdef bint failed = False
-        self.tracking, self.touch_count = False, 0
-        cdef const StreamRecord* r
-        cdef Event* e
-        cdef Fill* f
-        self.fill_count = 0
+            records = &raw[0]
+        cdef int64_t counts[2]
+        cdef int64_t done
+        cdef bint v1 = stream.dtype == STREAM_DTYPE
+        self.tracking, self.touch_count, self.fill_count = False, 0, 0
         with nogil:
-            for i in range(n):
-                if self._reserve(True) != 0:
-                    failed = True
-                    break
-                self.event_count = 0
-                r = &records[i]
-                if r.kind == STREAM_LIMIT_GTC:
-                    self._submit(r.order_id, r.side, LIMIT, GTC, r.price, r.qty)
-                elif r.kind == STREAM_CANCEL:
-                    self._cancel(r.target_id)
-                elif r.kind == STREAM_MARKET:
-                    self._submit(r.order_id, r.side, MARKET, IOC, 0, r.qty)
-                elif r.kind == STREAM_LIMIT_IOC:
-                    self._submit(r.order_id, r.side, LIMIT, IOC, r.price, r.qty)
-                elif r.kind == STREAM_LIMIT_FOK:
-                    self._submit(r.order_id, r.side, LIMIT, FOK, r.price, r.qty)
-                elif r.kind == STREAM_REPLACE:
-                    self._replace(r.target_id, r.price, r.qty)
-                else:
-                    rejected += 1
-                    continue
-                if is_reject(self.events[0].kind):
-                    rejected += 1
-                    continue
-                accepted += 1
-                for j in range(self.event_count):
-                    e = &self.events[j]
-                    if e.kind == EV_FILLED:
-                        f = &self.fills[self.fill_count]
-                        f.maker_id, f.taker_id, f.price, f.qty = e.order_id, e.other_id, e.price, e.quantity
-                        self.fill_count += 1
+            if v1:
+                done = self._replay_v1(<const StreamRecord*>records, n, counts)
+            else:
+                done = self._replay_v2(<const StreamRecordV2*>records, n, counts)
         self.event_count = 0
-        if failed:
+        if done < n:
             self.fill_count = 0
-            raise MemoryError(f"out of memory after {accepted + rejected} of {n} messages")
+            raise MemoryError(f"out of memory after {done} of {n} messages")
+        if self.fill_count > self.fill_capacity:
+            raise SystemError(f"{self.fill_count} fills, more than the {self.fill_capacity} reserved: a bug in "
+                              f"NativeBook._reserve")
         fills = np.empty(self.fill_count, dtype=FILL_DTYPE)
         if self.fill_count:
             memcpy(<void*><Py_ssize_t>fills.ctypes.data, self.fills, self.fill_count * sizeof(Fill))
         self.fill_count = 0
-        return ReplayResult(fills, accepted, rejected)
+        return ReplayResult(fills, counts[0], counts[1])
 
     # ================================================================ queries
 
     def __len__(self):
-        return self.live.count
+        """Orders in the book: resting, and waiting for the uncross (held stops are not)."""
+        return self.live.count - self.stops.count
 
     @property
     def trade_sequence(self):
         """The sequence number of the last fill (0 before any)."""
         return self.trade_seq
+
+    @property
+    def phase(self):
+        return PHASES[self.trading]
+
+    @property
+    def clock(self):
+        """The logical time (`set_clock`)."""
+        return self.logical_time
+
+    @property
+    def last_price(self):
+        """The price of the last fill, None before any."""
+        return self.last_trade if self.last_trade else None
 
     def best_bid(self):
         cdef int32_t best = self.ladder.levels[BUY].forward[0]
@@ -345,7 +490,7 @@ cdef class NativeBook:
         return None if best == -1 else self.ladder.levels[best].price
 
     def depth(self, side, Py_ssize_t levels):
-        """Up to ``levels`` price levels of ``side``, best first."""
+        """Up to ``levels`` price levels of ``side``, best first (icebergs count their visible slices)."""
         cdef int s = Side(side)
         cdef list out = []
         cdef int32_t lv = self.ladder.levels[s].forward[0]
@@ -393,12 +538,18 @@ cdef class NativeBook:
         )
 
     def order(self, int64_t order_id):
+        """A resting order, a held stop or a waiting market order; None for any other id."""
         cdef int32_t o = live_get(&self.live, order_id)
         if o == -1:
             return None
         cdef Order* order = &self.orders.slots[o]
-        return RestingOrder(order.order_id, SIDES[order.side], self.ladder.levels[order.level].price,
-                            order.quantity, TIFS[order.tif])
+        cdef OrderInfo* info = &self.orders.infos[o]
+        cdef int64_t price = self.ladder.levels[order.level].price if order.state == RESTING else info.price
+        if not order.detail:
+            return RestingOrder(order.order_id, SIDES[order.side], price, order.quantity, TIFS[order.tif])
+        return RestingOrder(order.order_id, SIDES[order.side], price, order.quantity, TIFS[order.tif],
+                            ORDER_TYPES[info.order_type], info.stop_price, info.display,
+                            order.quantity - order.visible, info.flags, info.owner, STPS[info.stp], info.expire_at)
 
     def snapshot(self):
         """The book's logical state (see `engine.snapshot`), built in C: ``capture().finish()``."""
@@ -406,12 +557,14 @@ cdef class NativeBook:
 
     def capture(self):
         """What a snapshot needs, copied out of the book: the resting orders as ORDER_DTYPE
-        records in priority order and the accepted-id bitmap's words. Its `BookCapture.finish`
-        builds the snapshot from the copy on any thread while the book trades on; the part
-        that grows with the accepted ids (sorting the words) is left to it."""
+        records in priority order, the advanced records (details, held stops, waiting orders)
+        and the accepted-id bitmap's words. Its `BookCapture.finish` builds the snapshot from
+        the copy on any thread while the book trades on; the part that grows with the accepted
+        ids (sorting the words) is left to it."""
         cdef BookCapture capture = BookCapture.__new__(BookCapture)
         capture.trade_seq = self.trade_seq
-        capture.records = self._resting_records()
+        capture.records = resting_records(self)
+        capture.advanced = advanced_records(self)
         capture.words = <IdWord*>PyMem_RawMalloc(<size_t>max(self.ids.blocks, 1) * sizeof(IdWord))
         if capture.words == NULL:
             raise MemoryError("cannot allocate a snapshot of the accepted ids")
@@ -430,109 +583,51 @@ cdef class NativeBook:
         cdef NativeBook book = cls()
         book.trade_seq = snapshot.trade_sequence
         cdef bytes ranges = snapshot.accepted_ranges, words = snapshot.accepted_words
-        cdef bytes lone = snapshot.accepted_lone, orders = snapshot.orders
+        cdef bytes lone = snapshot.accepted_lone
         restore_accepted(&book.ids, <const int64_t*><const char*>ranges, len(ranges) // 16,
                          <const IdWord*><const char*>words, len(words) // sizeof(IdWord),
                          <const int64_t*><const char*>lone, len(lone) // 8)
-        book._restore_orders(<const OrderRecord*><const char*>orders, len(orders) // sizeof(OrderRecord))
+        restore_orders(book, snapshot)
         return book
 
     def state_hash(self):
         """The 64-bit hash of the logical state defined in `engine.snapshot`."""
-        cdef bytes records = self._resting_records()
-        cdef const OrderRecord* r = <const OrderRecord*><const char*>records
-        cdef uint64_t h = HASH_SEED
-        cdef Py_ssize_t i
-        for i in range(self.live.count):
-            h = mix64(h ^ <uint64_t>r[i].side)
-            h = mix64(h ^ <uint64_t>r[i].price)
-            h = mix64(h ^ <uint64_t>r[i].order_id)
-            h = mix64(h ^ <uint64_t>r[i].quantity)
-            h = mix64(h ^ <uint64_t>r[i].tif)
-        h = mix64(h ^ <uint64_t>self.trade_seq)
-        h = mix64(h ^ <uint64_t>self.ids.count)
-        return mix64(h ^ self.ids.digest)
+        return state_hash_of(self)
+
+    @property
+    def stop_index_repairs(self):
+        """How many times the held stops' index recomputed its ``earliest`` spans along a search
+        path, O(log stop prices) each (stops.pxd): holding a stop at a new price, releasing or
+        canceling a stop first at its price. Canceling any other held stop never does."""
+        return self.stops.repairs
 
     def memory_bytes(self):
         """Bytes held by the book's pools, tables and buffers."""
-        return (self.orders.capacity * sizeof(Order) + self.ladder.capacity * sizeof(Level)
+        return (self.orders.capacity * (sizeof(Order) + sizeof(OrderInfo)) + self.ladder.capacity * sizeof(Level)
+                + self.stops.capacity * sizeof(StopLevel) + self.expiries.capacity * (sizeof(int32_t) + sizeof(Keyed))
+                + self.auction.capacity * sizeof(Volume)
                 + (self.live.mask + 1) * sizeof(LiveSlot) + (self.ids.mask + 1) * sizeof(IdBlock)
                 + self.event_capacity * sizeof(Event) + self.fill_capacity * sizeof(Fill))
 
     def check_invariants(self):
-        """Walk every structure; raise AssertionError naming the first broken invariant."""
-        cdef int side, h
-        cdef int32_t lv, nxt, o, prev
-        cdef int64_t total, count, price, resting = 0, day = 0
-        cdef Order* order
-        cdef Level* levels = self.ladder.levels
-        for side in range(2):
-            for h in range(MAX_HEIGHT):
-                lv = levels[side].forward[h]
-                while lv != -1:
-                    nxt = levels[lv].forward[h]
-                    _require(nxt == -1 or levels[lv].key < levels[nxt].key,
-                             f"skip list out of order at height {h} on side {side}")
-                    _require(h < levels[lv].height, f"level {levels[lv].price} linked above its height")
-                    lv = nxt
-            lv = levels[side].forward[0]
-            while lv != -1:
-                price = levels[lv].price
-                _require(levels[lv].key == side_key(side, price), f"level {price} has a wrong key")
-                _require(levels[lv].count > 0, f"empty level {price} on side {side}")
-                total = count = 0
-                prev = -1
-                o = levels[lv].head
-                while o != -1:
-                    order = &self.orders.slots[o]
-                    _require(order.prev == prev, f"broken FIFO links at order {order.order_id}")
-                    _require(order.quantity > 0, f"order {order.order_id} rests with quantity {order.quantity}")
-                    _require(order.level == lv and order.side == side, f"order {order.order_id} misfiled")
-                    _require(live_get(&self.live, order.order_id) == o, f"order {order.order_id} not indexed")
-                    _require(was_accepted(&self.ids, order.order_id), f"order {order.order_id} never accepted")
-                    total += order.quantity
-                    count += 1
-                    day += order.tif == DAY
-                    prev = o
-                    o = order.next
-                _require(levels[lv].tail == prev, f"level {price} tail is not its last order")
-                _require(total == levels[lv].quantity, f"level {price} quantity is not the sum of its orders")
-                _require(count == levels[lv].count, f"level {price} count is wrong")
-                resting += count
-                lv = levels[lv].forward[0]
-        _require(resting == self.live.count, "index holds orders that are not on a level")
-        _require(day == self.day_orders, "DAY order count out of date")
-        bid, ask = self.best_bid(), self.best_ask()
-        _require(bid is None or ask is None or bid < ask, f"crossed book: {bid} >= {ask}")
-        cdef uint64_t digest = 0, bits, base
-        cdef int64_t i, blocks = 0
-        count = 0
-        for i in range(self.ids.mask + 1):
-            bits = self.ids.slots[i].bits
-            base = self.ids.slots[i].block << 6
-            blocks += bits != 0
-            while bits:
-                digest += mix64((base | <uint64_t>trailing_zeros(bits)) ^ ID_SALT)
-                count += 1
-                bits &= bits - 1
-        _require(blocks == self.ids.blocks, "accepted-id block count out of date")
-        _require(count == self.ids.count, "accepted-id count out of date")
-        _require(digest == self.ids.digest, "accepted-id digest out of date")
+        """Walk every structure; raise AssertionError naming the first broken invariant (checks.pxd)."""
+        check_book(self)
 
     # ================================================================ internals: capacity
 
-    cdef int _prepare(self) except -1:
+    cdef int _prepare(self, int64_t taking, int64_t slices, bint guarded) except -1:
         """Ready the book for one command of the per-message API: buffers emptied and large
-        enough (a command touches at most every level plus one new one), touches noted."""
+        enough (`_reserve`; a command touches at most every level plus one new one per order it
+        can rest), touches noted."""
         cdef int64_t need
         cdef void* p
         self.event_count = 0
         self.touch_count = 0
         self.command += 1
         self.tracking = True
-        if self._reserve(False) != 0:
+        if self._reserve(False, taking, slices, guarded) != 0:
             raise MemoryError("order book out of memory")
-        need = self.ladder.capacity + 2
+        need = self.ladder.capacity + self.stops.count + 2
         if self.touch_capacity < need:
             p = grow(self.touches, need, sizeof(Touch))
             if p == NULL:
@@ -540,68 +635,245 @@ cdef class NativeBook:
             self.touches, self.touch_capacity = <Touch*>p, need
         return 0
 
-    cdef int _reserve(self, bint batch) noexcept nogil:
-        cdef int64_t need
-        cdef void* p
-        if (order_pool_reserve(&self.orders) != 0 or ladder_reserve(&self.ladder) != 0
-                or live_reserve(&self.live) != 0 or accepted_reserve(&self.ids) != 0):
-            return -1
-        need = self.live.count + 4
-        if self.event_capacity < need:
-            need = max(need, 2 * self.event_capacity)
-            p = grow(self.events, need, sizeof(Event))
-            if p == NULL:
+    cdef int _reserve(self, bint batch, int64_t taking, int64_t slices, bint guarded) noexcept nogil:
+        """Make room for any one command: a new order, a new level for each order it can rest (itself
+        and every held stop), a new stop price, a GTD entry, an id, and events (and, ``batch``,
+        fills) for the most it can produce. ``taking``: the quantity the command's own order can
+        trade (0 if none; a phase command: the live orders, the most pairs an uncross makes);
+        ``slices``: how many slices that order could show if it rests (an iceberg's
+        ceil(quantity / display), else 1); ``guarded``: it has an owner and a prevention mode.
+
+        Fills: each either takes a whole visible slice or ends its taker, and trades a lot at
+        least, so the command's own matching makes at most min(every live order's slices + 1,
+        ``taking``), and the released stops at most their quantity, and at most the slices then
+        in the book (the order's own among them) plus one each. Self-trade prevention makes at
+        most two events per order it removes or taker it ends. (A pathological command, a huge
+        taker against a huge iceberg in one-lot slices, can need more memory than there is: it
+        is refused with MemoryError before it runs, the book untouched.)"""
+        cdef int64_t held = self.stops.count, fills, events, base
+        if (order_pool_full(&self.orders) or live_full(&self.live) or accepted_full(&self.ids)
+                or ladder_room(&self.ladder) <= held or stops_full(&self.stops) or expiry_full(&self.expiries)):
+            if self._grow(held) != 0:
                 return -1
-            self.events, self.event_capacity = <Event*>p, need
-        need = self.fill_count + self.live.count + 1
-        if batch and self.fill_capacity < need:
-            need = max(need, 2 * self.fill_capacity)
-            p = grow(self.fills, need, sizeof(Fill))
-            if p == NULL:
-                return -1
-            self.fills, self.fill_capacity = <Fill*>p, need
+        base = self.live.count + self.refreshes + 1
+        fills = min(base, taking)
+        events = fills + self.waiting_count
+        if held:
+            fills += min(self.stops.quantity, base + slices + held) + held
+            events = fills + self.waiting_count + 4 * held
+        if guarded or self.guarded_stops:
+            events += 2 * (self.live.count + held + 1)
+        events = max(events, self.expiries.count, self.day_orders + held) + 8
+        fills += self.fill_count
+        if self.event_capacity < events or (batch and self.fill_capacity < fills):
+            return self._grow_buffers(events, fills if batch else 0)
         return 0
+
+    cdef int _grow(self, int64_t held) noexcept nogil:
+        """`_reserve`'s slow part: grow the structures short of room for one command."""
+        if (order_pool_reserve(&self.orders) != 0 or live_reserve(&self.live) != 0
+                or accepted_reserve(&self.ids) != 0 or ladder_reserve(&self.ladder, held + 1) != 0
+                or stops_reserve(&self.stops) != 0 or expiry_reserve(&self.expiries) != 0):
+            return -1
+        return 0
+
+    cdef int _grow_buffers(self, int64_t events, int64_t fills) noexcept nogil:
+        """`_reserve`'s slow part: room for ``events`` events and ``fills`` fills (at least doubling)."""
+        cdef void* p
+        if self.event_capacity < events:
+            events = max(events, 2 * self.event_capacity)
+            p = grow(self.events, events, sizeof(Event))
+            if p == NULL:
+                return -1
+            self.events, self.event_capacity = <Event*>p, events
+        if self.fill_capacity < fills:
+            fills = max(fills, 2 * self.fill_capacity)
+            p = grow(self.fills, fills, sizeof(Fill))
+            if p == NULL:
+                return -1
+            self.fills, self.fill_capacity = <Fill*>p, fills
+        return 0
+
+    cdef int64_t _replace_slices(self, int64_t order_id, int64_t quantity, bint* guarded) noexcept nogil:
+        """`_reserve`'s ``slices`` and ``guarded`` for a replace of ``order_id`` to ``quantity``."""
+        cdef int32_t o = live_get(&self.live, order_id)
+        guarded[0] = False
+        if o == -1 or not 0 < quantity <= MAX_QUANTITY:
+            return 1
+        if not self.orders.slots[o].detail:
+            return 1
+        guarded[0] = self.orders.infos[o].owner != 0 and self.orders.infos[o].stp != NONE
+        return iceberg_slices(quantity, self.orders.infos[o].display)
+
+    # ================================================================ internals: the batch replay
+
+    cdef int64_t _replay_v1(self, const StreamRecord* records, int64_t n, int64_t* counts) noexcept nogil:
+        cdef int64_t i, accepted = 0, rejected = 0
+        cdef const StreamRecord* r
+        cdef NewOrder order
+        memset(&order, 0, sizeof(NewOrder))
+        for i in range(n):
+            r = &records[i]
+            if self._reserve(True, min(max(r.qty, 0), MAX_QUANTITY), 1, False) != 0:
+                counts[0], counts[1] = accepted, rejected
+                return i
+            self.event_count = 0
+            if r.kind == STREAM_CANCEL:
+                self._cancel(r.target_id)
+            elif r.kind == STREAM_REPLACE:
+                self._replace(r.target_id, r.price, r.qty)
+            elif (r.kind == STREAM_LIMIT_GTC or r.kind == STREAM_MARKET or r.kind == STREAM_LIMIT_IOC
+                    or r.kind == STREAM_LIMIT_FOK):
+                order.order_id, order.side, order.price, order.quantity = r.order_id, r.side, r.price, r.qty
+                order.order_type = MARKET if r.kind == STREAM_MARKET else LIMIT
+                order.tif = GTC if r.kind == STREAM_LIMIT_GTC else (FOK if r.kind == STREAM_LIMIT_FOK else IOC)
+                self._submit(&order)
+            else:
+                rejected += 1
+                continue
+            if is_reject(self.events[0].kind):
+                rejected += 1
+                continue
+            accepted += 1
+        counts[0], counts[1] = accepted, rejected
+        return n
+
+    cdef int64_t _replay_v2(self, const StreamRecordV2* records, int64_t n, int64_t* counts) noexcept nogil:
+        """Each kind reads only its fields (the stream format's rule): a new order's others are 0."""
+        cdef int64_t i, accepted = 0, rejected = 0, own, taking
+        cdef bint guarded, priced, stopped
+        cdef const StreamRecordV2* r
+        cdef NewOrder order
+        for i in range(n):
+            r = &records[i]
+            order.order_type = v2_order_type(r.kind)
+            priced = order.order_type == LIMIT or order.order_type == STOP_LIMIT
+            stopped = order.order_type == STOP or order.order_type == STOP_LIMIT
+            order.order_id, order.side, order.quantity, order.display = r.order_id, r.side, r.qty, r.display_qty
+            order.flags, order.owner, order.stp = r.flags, r.owner, r.stp
+            order.tif = r.tif if r.tif < STREAM_TIF_V2_GTD else (GTD if r.tif == STREAM_TIF_V2_GTD else 255)
+            order.price = r.price if priced else 0
+            order.stop_price = r.stop_price if stopped else 0
+            order.expire_at = r.expire_at if priced else 0
+            guarded = r.owner != 0 and r.stp != NONE
+            own = new_slices(&order)
+            if r.kind == STREAM_REPLACE:
+                own = self._replace_slices(r.target_id, r.qty, &guarded)
+            taking = self.live.count if r.kind == STREAM_PHASE else min(max(r.qty, 0), MAX_QUANTITY)
+            if (self._reserve(True, taking, own, guarded) != 0
+                    or (r.kind == STREAM_PHASE and auction_reserve(&self.auction, ladder_levels(&self.ladder)) != 0)):
+                counts[0], counts[1] = accepted, rejected
+                return i
+            self.event_count = 0
+            if order.order_type != -1:
+                self._submit(&order)
+            elif r.kind == STREAM_CANCEL:
+                self._cancel(r.target_id)
+            elif r.kind == STREAM_REPLACE:
+                self._replace(r.target_id, r.price, r.qty)
+            elif r.kind == STREAM_PHASE:
+                self._set_phase(r.qty)
+            elif r.kind == STREAM_CLOCK:
+                self._set_clock(r.price)
+            else:
+                rejected += 1
+                continue
+            if is_reject(self.events[0].kind):
+                rejected += 1
+                continue
+            accepted += 1
+        counts[0], counts[1] = accepted, rejected
+        return n
 
     # ================================================================ internals: commands
 
-    cdef void _submit(self, int64_t order_id, int64_t side, int64_t order_type, int64_t tif,
-                      int64_t price, int64_t quantity) noexcept nogil:
-        cdef int32_t code = 0
-        cdef bint market = order_type == MARKET
-        if order_type != LIMIT and order_type != MARKET:
-            code = UNKNOWN_ORDER_TYPE
-        elif side != BUY and side != SELL:
-            code = UNKNOWN_SIDE
-        elif tif < GTC or tif > DAY:
-            code = UNKNOWN_TIME_IN_FORCE
-        elif quantity <= 0:
-            code = INVALID_QUANTITY
-        elif quantity > MAX_QUANTITY:
-            code = QUANTITY_TOO_LARGE
-        elif not market and price <= 0:
-            code = INVALID_PRICE
-        elif market and (tif == GTC or tif == DAY):
-            code = MARKET_ORDER_CANNOT_REST
-        elif was_accepted(&self.ids, order_id):
-            code = DUPLICATE_ORDER_ID
-        elif tif == FOK and self._available(<int>side, market, price, quantity) < quantity:
-            code = FOK_NOT_FILLABLE
+    cdef void _submit(self, NewOrder* n) noexcept nogil:
+        """Validate and enter new order ``n`` (its ignored fields set to 0 in place, as kept)."""
+        cdef int32_t code = self._check_submit(n)
         if code:
-            self._reject(EV_REJECTED, order_id, code)
+            self._reject(EV_REJECTED, n.order_id, code)
             return
+        cdef bint market = n.order_type == MARKET or n.order_type == STOP
+        if n.order_type == STOP:
+            n.tif = GTC
         if market:
-            price = 0
-        add_accepted(&self.ids, order_id)
+            n.price = 0
+        if n.stop_price and n.order_type != STOP and n.order_type != STOP_LIMIT:
+            n.stop_price = 0
+        if n.expire_at and n.tif != GTD:
+            n.expire_at = 0
+        add_accepted(&self.ids, n.order_id)
+        self.accepted += 1
         cdef Event* e = self._emit(EV_ACCEPTED)
-        e.order_id, e.side, e.order_type, e.tif = order_id, <uint8_t>side, <uint8_t>order_type, <uint8_t>tif
-        e.price, e.quantity = price, quantity
-        cdef int64_t leaves = self._match(order_id, <int>side, market, price, quantity)
-        if leaves:
-            if not market and (tif == GTC or tif == DAY):
-                self._rest(order_id, <int>side, price, leaves, <int>tif)
+        if self.tracking:   # the batch replay reads no more of it than its kind
+            e.order_id, e.side, e.order_type, e.tif = n.order_id, <uint8_t>n.side, <uint8_t>n.order_type, <uint8_t>n.tif
+            e.price, e.quantity, e.leaves, e.other_leaves = n.price, n.quantity, n.stop_price, n.display
+            e.flags, e.other_id, e.stp, e.sequence = <uint8_t>n.flags, n.owner, <uint8_t>n.stp, n.expire_at
+        cdef int32_t o
+        cdef int64_t leaves
+        if n.order_type == STOP or n.order_type == STOP_LIMIT:
+            self._hold(self._new_order(n, n.quantity, self.accepted))
+        elif self.trading == CALL:
+            o = self._new_order(n, n.quantity, self.accepted)
+            if market:
+                self._wait(o)
             else:
-                e = self._emit(EV_CANCELED)
-                e.order_id, e.quantity, e.code = order_id, leaves, UNFILLED
+                self._place(o, n.price)
+        else:
+            leaves = self._match(n.order_id, <int>n.side, market, n.price, n.quantity, n.owner, <int>n.stp)
+            if leaves:
+                if not market and (n.tif == GTC or n.tif == DAY or n.tif == GTD):
+                    self._place(self._new_order(n, leaves, self.accepted), n.price)
+                else:
+                    e = self._emit(EV_CANCELED)
+                    e.order_id, e.quantity, e.code = n.order_id, leaves, UNFILLED
+        if self.stops.count:
+            self._trigger()
+
+    cdef inline int32_t _check_submit(self, const NewOrder* n) noexcept nogil:
+        """The reject code of the first rule new order ``n`` breaks (`engine.book`'s order), or 0.
+        (Unsigned compares test 0 <= x <= top at once.)"""
+        if <uint64_t>n.order_type > STOP_LIMIT:
+            return UNKNOWN_ORDER_TYPE
+        if <uint64_t>n.side > SELL:
+            return UNKNOWN_SIDE
+        if <uint64_t>n.tif > GTD and n.order_type != STOP:
+            return UNKNOWN_TIME_IN_FORCE
+        if <uint64_t>n.flags > POST_ONLY:
+            return UNKNOWN_FLAGS
+        if <uint64_t>n.stp > DECREMENT:
+            return UNKNOWN_STP_MODE
+        if n.quantity <= 0:
+            return INVALID_QUANTITY
+        if n.quantity > MAX_QUANTITY:
+            return QUANTITY_TOO_LARGE
+        if was_accepted(&self.ids, n.order_id):
+            return DUPLICATE_ORDER_ID
+        cdef bint priced = n.order_type == LIMIT or n.order_type == STOP_LIMIT
+        cdef bint stopped = n.order_type == STOP or n.order_type == STOP_LIMIT
+        if priced and n.price <= 0:
+            return INVALID_PRICE
+        if stopped and n.stop_price <= 0:
+            return INVALID_STOP_PRICE
+        if n.order_type == MARKET and n.tif != IOC and n.tif != FOK:
+            return MARKET_ORDER_CANNOT_REST
+        cdef bint at_once = n.order_type != STOP and (n.tif == IOC or n.tif == FOK)
+        if n.display and (<uint64_t>n.display > <uint64_t>n.quantity or n.order_type != LIMIT or at_once):
+            return INVALID_DISPLAY_QUANTITY
+        if n.flags and (n.order_type != LIMIT or at_once):
+            return POST_ONLY_NOT_ALLOWED
+        if n.tif == GTD and priced and n.expire_at <= self.logical_time:
+            return EXPIRE_TIME_PASSED
+        if self.trading != CONTINUOUS:
+            if self.trading == HALTED or stopped or (n.order_type == LIMIT and at_once):
+                return NOT_ALLOWED_IN_PHASE
+            return 0
+        if n.flags and self._would_take(<int>n.side, n.price):
+            return POST_ONLY_WOULD_TAKE
+        if (n.tif == FOK and (n.order_type == LIMIT or n.order_type == MARKET)
+                and not self._fillable(<int>n.side, n.order_type == MARKET, n.price, n.quantity, n.owner, <int>n.stp)):
+            return FOK_NOT_FILLABLE
+        return 0
 
     cdef void _cancel(self, int64_t order_id) noexcept nogil:
         cdef int32_t o = live_get(&self.live, order_id)
@@ -610,10 +882,17 @@ cdef class NativeBook:
             return
         cdef Event* e = self._emit(EV_CANCELED)
         e.order_id, e.quantity, e.code = order_id, self.orders.slots[o].quantity, REQUESTED
-        self._unlink(o)
+        if self.orders.slots[o].state == RESTING:
+            self._unplace(o)
+        elif self.orders.slots[o].state == HELD:
+            self._unhold(o)
+        else:
+            self._unwait(o)
+        self._drop(o)
 
     cdef void _replace(self, int64_t order_id, int64_t price, int64_t quantity) noexcept nogil:
         cdef int32_t code = 0, o = -1
+        cdef bint in_place = False
         if quantity <= 0:
             code = INVALID_QUANTITY
         elif quantity > MAX_QUANTITY:
@@ -624,25 +903,38 @@ cdef class NativeBook:
             o = live_get(&self.live, order_id)
             if o == -1:
                 code = UNKNOWN_ORDER
+            elif self.orders.slots[o].state != RESTING:
+                code = NOT_REPLACEABLE
+            else:
+                in_place = (price == self.ladder.levels[self.orders.slots[o].level].price
+                            and quantity <= self.orders.slots[o].quantity)
+                if not in_place and self.trading == HALTED:
+                    code = NOT_ALLOWED_IN_PHASE
+                elif (not in_place and self.trading == CONTINUOUS and self.orders.slots[o].detail
+                        and self.orders.infos[o].flags & POST_ONLY and self._would_take(self.orders.slots[o].side, price)):
+                    code = POST_ONLY_WOULD_TAKE
         if code:
             self._reject(EV_REPLACE_REJECTED, order_id, code)
             return
         cdef Order* order = &self.orders.slots[o]
-        cdef Level* level = &self.ladder.levels[order.level]
         cdef Event* e = self._emit(EV_REPLACED)
-        e.order_id, e.price, e.quantity = order_id, price, quantity
-        if price == level.price and quantity <= order.quantity:
+        e.order_id, e.price, e.quantity, e.code = order_id, price, quantity, in_place
+        cdef Level* level
+        if in_place:
             self._touch(order.side, order.level)
-            level.quantity -= order.quantity - quantity
-            order.quantity = quantity
-            e.code = 1
+            level = &self.ladder.levels[order.level]
+            self._resize(order, level, quantity, min(order.visible, quantity), self._display(o))
             return
-        e.code = 0
-        cdef int side = order.side, tif = order.tif
-        self._unlink(o)
-        cdef int64_t leaves = self._match(order_id, side, False, price, quantity)
-        if leaves:
-            self._rest(order_id, side, price, leaves, tif)
+        self._materialize(o)
+        self._unplace(o)
+        order.quantity = quantity
+        self.orders.infos[o].price = price
+        if self.trading == CALL:
+            self._place(o, price)
+        else:
+            self._execute(o, False)
+        if self.stops.count:
+            self._trigger()
 
     cdef void _expire_day_orders(self) noexcept nogil:
         cdef int side
@@ -658,30 +950,112 @@ cdef class NativeBook:
                     if self.orders.slots[o].tif == DAY:
                         e = self._emit(EV_EXPIRED)
                         e.order_id, e.quantity = self.orders.slots[o].order_id, self.orders.slots[o].quantity
-                        self._unlink(o)
+                        self._unplace(o)
+                        self._drop(o)
                     o = next_o
                 lv = next_lv
+        o = self.stops.oldest
+        while o != -1:
+            next_o = self.orders.infos[o].newer
+            if self.orders.slots[o].tif == DAY:
+                e = self._emit(EV_EXPIRED)
+                e.order_id, e.quantity = self.orders.slots[o].order_id, self.orders.slots[o].quantity
+                self._unhold(o)
+                self._drop(o)
+            o = next_o
+
+    cdef void _set_clock(self, int64_t time) noexcept nogil:
+        cdef Event* e
+        if time < self.logical_time:
+            e = self._emit(EV_COMMAND_REJECTED)
+            e.code = CLOCK_BACKWARDS
+            return
+        e = self._emit(EV_CLOCK)
+        e.price = time
+        self.logical_time = time
+        cdef int64_t i, n = take_due(&self.expiries, self.orders.infos, time)
+        cdef int32_t o
+        for i in range(n):
+            o = self.expiries.due[i].slot
+            e = self._emit(EV_EXPIRED)
+            e.order_id, e.quantity = self.orders.slots[o].order_id, self.orders.slots[o].quantity
+            if self.orders.slots[o].state == RESTING:
+                self._unplace(o)
+            else:
+                self._unhold(o)
+            self._drop(o)
+
+    cdef void _set_phase(self, int64_t phase) noexcept nogil:
+        cdef Event* e
+        if phase < CONTINUOUS or phase > HALTED:
+            e = self._emit(EV_COMMAND_REJECTED)
+            e.code = UNKNOWN_PHASE
+            return
+        e = self._emit(EV_PHASE)
+        e.code, e.leaves = <int16_t>phase, self.trading
+        cdef uint8_t previous = self.trading
+        self.trading = <uint8_t>phase
+        if previous == CONTINUOUS and phase != CONTINUOUS:
+            self._number_times()
+        elif previous != CONTINUOUS and phase == CONTINUOUS:
+            self._uncross()
+            if self.stops.count:
+                self._trigger()
 
     # ================================================================ internals: matching
 
-    cdef int64_t _available(self, int side, bint market, int64_t limit, int64_t wanted) noexcept nogil:
-        cdef int64_t total = 0
-        cdef int32_t lv = self.ladder.levels[1 - side].forward[0]
-        while lv != -1 and total < wanted:
-            if not market and not within(side, limit, self.ladder.levels[lv].price):
-                break
-            total += self.ladder.levels[lv].quantity
-            lv = self.ladder.levels[lv].forward[0]
-        return total
+    cdef bint _would_take(self, int side, int64_t price) noexcept nogil:
+        """Whether a ``side`` limit at ``price`` is at or through the best opposite price."""
+        cdef int32_t best = self.ladder.levels[1 - side].forward[0]
+        return best != -1 and within(side, price, self.ladder.levels[best].price)
 
-    cdef int64_t _match(self, int64_t taker_id, int side, bint market, int64_t limit,
-                        int64_t quantity) noexcept nogil:
+    cdef bint _fillable(self, int side, bint market, int64_t limit, int64_t wanted, int64_t owner,
+                        int stp) noexcept nogil:
+        """Whether a taker would fill ``wanted`` completely, self-trade prevention applied, without
+        changing anything. Icebergs refresh, so a level without an order of the owner gives all
+        its open quantity. With CANCEL_MAKER the owner's orders would be canceled and the rest
+        trades; with the other modes the taker stops at the first order of its owner at the front
+        of a level, having taken the visible slices ahead of it (an iceberg refreshing goes behind it)."""
+        cdef bint prevent = owner != 0 and stp != NONE
+        cdef int64_t total = 0, ahead
+        cdef int32_t o, lv = self.ladder.levels[1 - side].forward[0]
+        cdef Level* level
+        while lv != -1 and total < wanted:
+            level = &self.ladder.levels[lv]
+            if not market and not within(side, limit, level.price):
+                break
+            if not prevent:
+                total += level.quantity + level.hidden
+            elif stp == CANCEL_MAKER:
+                o = level.head
+                while o != -1 and total < wanted:
+                    if not self._owned_by(o, owner):
+                        total += self.orders.slots[o].quantity
+                    o = self.orders.slots[o].next
+            else:
+                ahead = 0
+                o = level.head
+                while o != -1:
+                    if self._owned_by(o, owner):
+                        return total + ahead >= wanted
+                    ahead += self.orders.slots[o].visible
+                    if total + ahead >= wanted:
+                        return True
+                    o = self.orders.slots[o].next
+                total += level.quantity + level.hidden
+            lv = level.forward[0]
+        return total >= wanted
+
+    cdef int64_t _match(self, int64_t taker_id, int side, bint market, int64_t limit, int64_t quantity,
+                        int64_t owner, int stp) noexcept nogil:
+        """Trade ``quantity`` against the opposite side; return what is left to rest or cancel (0
+        also when self-trade prevention canceled the taker or decremented it to nothing)."""
         cdef int opposite = 1 - side
+        cdef bint prevent = owner != 0 and stp != NONE
         cdef int32_t lv, o, filled
         cdef Level* level
         cdef Order* maker
         cdef int64_t traded
-        cdef Event* e
         while quantity:
             lv = self.ladder.levels[opposite].forward[0]
             if lv == -1:
@@ -692,32 +1066,299 @@ cdef class NativeBook:
             self._touch(opposite, lv)
             o = level.head
             while quantity and o != -1:
+                if prevent and self._owned_by(o, owner):
+                    quantity = self._prevent(taker_id, quantity, stp, o)
+                    o = level.head
+                    continue
                 maker = &self.orders.slots[o]
-                traded = min(quantity, maker.quantity)
+                traded = min(quantity, maker.visible)
+                maker.visible -= traded
                 maker.quantity -= traded
                 level.quantity -= traded
                 quantity -= traded
-                self.trade_seq += 1
-                e = self._emit(EV_FILLED)
-                e.order_id, e.other_id, e.price, e.quantity = maker.order_id, taker_id, level.price, traded
-                e.leaves, e.other_leaves, e.side, e.sequence = maker.quantity, quantity, side, self.trade_seq
-                if maker.quantity == 0:
-                    level.count -= 1
-                    live_remove(&self.live, maker.order_id)
-                    if maker.tif == DAY:
-                        self.day_orders -= 1
-                    filled, o = o, maker.next
-                    order_release(&self.orders, filled)
-                    level.head = o
-                    if o != -1:
-                        self.orders.slots[o].prev = -1
+                self.last_trade = level.price
+                self._fill(maker.order_id, taker_id, level.price, traded, maker.quantity, quantity, side)
+                if maker.visible:
+                    continue
+                if maker.quantity:
+                    o = self._refresh(o, level)
+                    continue
+                level.count -= 1
+                live_remove(&self.live, maker.order_id)
+                if maker.tif == DAY:
+                    self.day_orders -= 1
+                elif maker.tif == GTD:
+                    self._unexpire(o)
+                filled, o = o, maker.next
+                order_release(&self.orders, filled)
+                level.head = o
+                if o != -1:
+                    self.orders.slots[o].prev = -1
             if level.head == -1:
                 level.tail = -1
                 remove_best_level(&self.ladder, opposite)
         return quantity
 
-    cdef void _rest(self, int64_t order_id, int side, int64_t price, int64_t quantity, int tif) noexcept nogil:
+    cdef int64_t _prevent(self, int64_t taker_id, int64_t quantity, int stp, int32_t o) noexcept nogil:
+        """Self-trade prevention between a taker with ``quantity`` left and maker ``o`` of its
+        owner, first in its level (which stays, empty or not, for `_match` to remove); return the
+        taker's quantity still to match (0: it is done)."""
+        cdef Order* maker = &self.orders.slots[o]
+        cdef Level* level = &self.ladder.levels[maker.level]
+        cdef int64_t both
+        cdef Event* e
+        if stp == CANCEL_TAKER:
+            e = self._emit(EV_CANCELED)
+            e.order_id, e.quantity, e.code = taker_id, quantity, SELF_TRADE
+            return 0
+        if stp == DECREMENT:
+            both = min(quantity, maker.quantity)
+            e = self._emit(EV_DECREMENTED)
+            e.order_id, e.quantity, e.leaves, e.other_id = maker.order_id, both, maker.quantity - both, taker_id
+            e = self._emit(EV_DECREMENTED)
+            e.order_id, e.quantity, e.leaves, e.other_id = taker_id, both, quantity - both, maker.order_id
+            if both == maker.quantity:
+                self._detach(o, level)
+                self._drop(o)
+            else:
+                self._resize(maker, level, maker.quantity - both, min(maker.visible, maker.quantity - both),
+                             self._display(o))
+            return quantity - both
+        e = self._emit(EV_CANCELED)
+        e.order_id, e.quantity, e.code = maker.order_id, maker.quantity, SELF_TRADE
+        self._detach(o, level)
+        self._drop(o)
+        if stp == CANCEL_BOTH:
+            e = self._emit(EV_CANCELED)
+            e.order_id, e.quantity, e.code = taker_id, quantity, SELF_TRADE
+            return 0
+        return quantity
+
+    cdef int32_t _refresh(self, int32_t o, Level* level) noexcept nogil:
+        """Iceberg ``o``, first in ``level``, traded its whole slice and has quantity left: show a new
+        slice and move it to the back of the level. Return the level's first order."""
+        cdef Order* order = &self.orders.slots[o]
+        self._resize(order, level, order.quantity, min(self.orders.infos[o].display, order.quantity),
+                     self.orders.infos[o].display)
+        if order.next != -1:
+            level.head = order.next
+            self.orders.slots[order.next].prev = -1
+            order.prev, order.next = level.tail, -1
+            self.orders.slots[level.tail].next = o
+            level.tail = o
+        return level.head
+
+    cdef void _execute(self, int32_t o, bint market) noexcept nogil:
+        """Trade order ``o`` (a re-entry or a released stop, in no queue, its ``quantity`` to trade)
+        as a taker, then rest its remainder (a GTC, DAY or GTD limit) or cancel it."""
+        cdef Order* order = &self.orders.slots[o]
+        cdef OrderInfo* info = &self.orders.infos[o]
+        cdef int64_t leaves = self._match(order.order_id, order.side, market, info.price, order.quantity, info.owner,
+                                          info.stp)
+        cdef Event* e
+        if not leaves:
+            self._drop(o)
+        elif not market and (order.tif == GTC or order.tif == DAY or order.tif == GTD):
+            order = &self.orders.slots[o]
+            order.quantity = leaves
+            self._place(o, info.price)
+        else:
+            e = self._emit(EV_CANCELED)
+            e.order_id, e.quantity, e.code = order.order_id, leaves, UNFILLED
+            self._drop(o)
+
+    cdef void _trigger(self) noexcept nogil:
+        """The trigger loop: in CONTINUOUS, release the earliest-accepted stop qualifying at the last
+        trade price and execute it, as long as one qualifies."""
+        cdef int32_t o
+        cdef Order* order
+        cdef OrderInfo* info
+        cdef Event* e
+        while self.trading == CONTINUOUS and self.last_trade:
+            o = next_triggered(&self.stops, self.last_trade)
+            if o == -1:
+                return
+            self._unhold(o)
+            order, info = &self.orders.slots[o], &self.orders.infos[o]
+            e = self._emit(EV_TRIGGERED)
+            e.order_id, e.price = order.order_id, self.last_trade
+            if info.order_type == STOP:
+                self._execute(o, True)
+                continue
+            info.order_type, info.stop_price = LIMIT, 0
+            if order.tif == FOK and not self._fillable(order.side, False, info.price, order.quantity, info.owner,
+                                                       info.stp):
+                e = self._emit(EV_CANCELED)
+                e.order_id, e.quantity, e.code = order.order_id, order.quantity, UNFILLED
+                self._drop(o)
+                continue
+            self._execute(o, False)
+
+    cdef void _uncross(self) noexcept nogil:
+        """The call auction's uncross (auction.pxd for the price): pair buys and sells in priority
+        order at the one price until one side has none left, the maker of each fill the one with
+        the earlier auction time; icebergs trade their whole open quantity and keep their place,
+        showing min(display, open) after. Then cancel what the waiting market orders have left, in
+        arrival order."""
+        cdef Uncross found
+        uncross_price(&self.auction, &self.ladder, self.waiting_quantity[BUY], self.waiting_quantity[SELL],
+                      self.last_trade != 0, self.last_trade, &found)
+        cdef int32_t buy, sell, maker, taker, o, next_o
+        cdef int64_t quantity
+        cdef Event* e
+        if found.volume:
+            e = self._emit(EV_UNCROSSED)
+            e.price, e.quantity = found.price, found.volume
+            buy, sell = self._auction_first(BUY, found.price), self._auction_first(SELL, found.price)
+            while buy != -1 and sell != -1:
+                if self.orders.slots[buy].state == RESTING:
+                    self._touch(BUY, self.orders.slots[buy].level)
+                if self.orders.slots[sell].state == RESTING:
+                    self._touch(SELL, self.orders.slots[sell].level)
+                quantity = min(self.orders.slots[buy].quantity, self.orders.slots[sell].quantity)
+                self._auction_trade(buy, quantity)
+                self._auction_trade(sell, quantity)
+                if self.orders.infos[buy].time < self.orders.infos[sell].time:
+                    maker, taker = buy, sell
+                else:
+                    maker, taker = sell, buy
+                self._fill(self.orders.slots[maker].order_id, self.orders.slots[taker].order_id, found.price, quantity,
+                           self.orders.slots[maker].quantity, self.orders.slots[taker].quantity,
+                           self.orders.slots[taker].side)
+                if not self.orders.slots[buy].quantity:
+                    buy = self._auction_next(buy, found.price)
+                if not self.orders.slots[sell].quantity:
+                    sell = self._auction_next(sell, found.price)
+            self.last_trade = found.price
+        o = self.waiting_first
+        while o != -1:
+            next_o = self.orders.slots[o].next
+            if self.orders.slots[o].quantity:
+                e = self._emit(EV_CANCELED)
+                e.order_id, e.quantity, e.code = self.orders.slots[o].order_id, self.orders.slots[o].quantity, UNFILLED
+            self._drop(o)
+            o = next_o
+        self.waiting_first = self.waiting_last = -1
+        self.waiting_count = 0
+        self.waiting_quantity[BUY] = self.waiting_quantity[SELL] = 0
+
+    cdef void _auction_trade(self, int32_t o, int64_t quantity) noexcept nogil:
+        """Take ``quantity`` off order ``o`` in the uncross: a waiting market order, or a resting one
+        that keeps its place showing min(display, open)."""
+        cdef Order* order = &self.orders.slots[o]
+        cdef int64_t display
+        if order.state == WAITING:
+            order.quantity -= quantity
+            self.waiting_quantity[order.side] -= quantity
+            return
+        display = self._display(o)
+        self._resize(order, &self.ladder.levels[order.level], order.quantity - quantity,
+                     min(display, order.quantity - quantity) if display else order.quantity - quantity, display)
+
+    cdef int32_t _auction_first(self, int side, int64_t price) noexcept nogil:
+        """The first ``side`` order taking part in the uncross at ``price``: the earliest waiting
+        market order, else the first order of the best level if priced at or through ``price``."""
+        cdef int32_t o = self.waiting_first
+        while o != -1 and self.orders.slots[o].side != side:
+            o = self.orders.slots[o].next
+        if o != -1:
+            return o
+        cdef int32_t lv = self.ladder.levels[side].forward[0]
+        if lv == -1 or not within(side, self.ladder.levels[lv].price, price):
+            return -1
+        return self.ladder.levels[lv].head
+
+    cdef int32_t _auction_next(self, int32_t o, int64_t price) noexcept nogil:
+        """The order after ``o`` (fully traded) in the uncross's priority order; a resting ``o`` leaves
+        the book (a waiting one stays in the auction, at 0, until the uncross ends)."""
+        cdef Order* order = &self.orders.slots[o]
+        cdef int side = order.side
+        cdef int32_t n, lv
+        if order.state == WAITING:
+            n = order.next
+            while n != -1 and self.orders.slots[n].side != side:
+                n = self.orders.slots[n].next
+            if n != -1:
+                return n
+            lv = self.ladder.levels[side].forward[0]
+        else:
+            n = order.next
+            lv = order.level
+            self._detach(o, &self.ladder.levels[lv])
+            self._drop(o)
+            if n != -1:
+                return n
+            if self.ladder.levels[lv].count == 0:
+                remove_best_level(&self.ladder, side)
+            lv = self.ladder.levels[side].forward[0]
+        if lv == -1 or not within(side, self.ladder.levels[lv].price, price):
+            return -1
+        return self.ladder.levels[lv].head
+
+    cdef void _number_times(self) noexcept nogil:
+        """Leaving CONTINUOUS: give the resting orders auction times 1..n in priority order."""
+        cdef int side
+        cdef int32_t lv, o
+        self.auction_time = 0
+        for side in range(2):
+            lv = self.ladder.levels[side].forward[0]
+            while lv != -1:
+                o = self.ladder.levels[lv].head
+                while o != -1:
+                    self.auction_time += 1
+                    self.orders.infos[o].time = self.auction_time
+                    o = self.orders.slots[o].next
+                lv = self.ladder.levels[lv].forward[0]
+
+    # ================================================================ internals: orders
+
+    cdef inline int32_t _new_order(self, const NewOrder* n, int64_t quantity, int64_t accepted) noexcept nogil:
+        """A pool slot for new order ``n`` (accepted and normalized) with ``quantity`` open, about to
+        rest, be held or wait, indexed by id; a GTD one enters the expiry heap. A plain order's
+        `OrderInfo` is left unset (orders.pxd)."""
+        cdef int32_t o = order_take(&self.orders)
+        cdef Order* order = &self.orders.slots[o]
+        cdef OrderInfo* info
+        order.order_id, order.quantity, order.visible = n.order_id, <int32_t>quantity, <int32_t>quantity
+        order.side, order.tif = <uint8_t>n.side, <uint8_t>n.tif
+        order.detail = (n.display | n.flags | n.owner | n.stp) != 0 or n.order_type != LIMIT or n.tif == GTD
+        if order.detail:
+            info = &self.orders.infos[o]
+            info.price, info.stop_price, info.display, info.owner = n.price, n.stop_price, n.display, n.owner
+            info.expire_at, info.accepted, info.time, info.due = n.expire_at, accepted, 0, -1
+            info.order_type, info.flags, info.stp = <uint8_t>n.order_type, <uint8_t>n.flags, <uint8_t>n.stp
+        live_put(&self.live, n.order_id, o)
+        if n.tif == GTD:
+            self._expire_later(o)
+        return o
+
+    cdef void _materialize(self, int32_t o) noexcept nogil:
+        """Write resting plain order ``o``'s `OrderInfo` as its defaults (orders.pxd), before it is
+        read or changed field by field."""
+        cdef Order* order = &self.orders.slots[o]
+        if order.detail:
+            return
+        cdef OrderInfo* info = &self.orders.infos[o]
+        info.price = self.ladder.levels[order.level].price
+        info.stop_price = info.display = info.owner = info.expire_at = info.accepted = 0
+        info.older = info.newer = info.due = -1
+        info.order_type, info.flags, info.stp = LIMIT, 0, NONE
+        order.detail = 1
+
+    cdef inline int64_t _display(self, int32_t o) noexcept nogil:
+        """Order ``o``'s display quantity (0 for a plain order)."""
+        return self.orders.infos[o].display if self.orders.slots[o].detail else 0
+
+    cdef inline bint _owned_by(self, int32_t o, int64_t owner) noexcept nogil:
+        """Whether order ``o`` belongs to ``owner`` (not 0; a plain order has no owner)."""
+        return self.orders.slots[o].detail and self.orders.infos[o].owner == owner
+
+    cdef inline void _place(self, int32_t o, int64_t price) noexcept nogil:
+        """Give order ``o`` (in no queue, ``quantity`` open) a place at the back of ``price``'s level
+        with a fresh slice (and, in CALL and HALTED, the next auction time)."""
         cdef int32_t update[MAX_HEIGHT]
+        cdef Order* order = &self.orders.slots[o]
+        cdef int side = order.side
         cdef int64_t key = side_key(side, price)
         cdef int32_t lv = find_level(&self.ladder, side, key, update)
         if lv == -1:
@@ -725,11 +1366,10 @@ cdef class NativeBook:
             self._touch_new(side, lv)
         else:
             self._touch(side, lv)
-        cdef int32_t o = order_take(&self.orders)
         cdef Level* level = &self.ladder.levels[lv]
-        cdef Order* order = &self.orders.slots[o]
-        order.order_id, order.quantity, order.level = order_id, quantity, lv
-        order.side, order.tif = <uint8_t>side, <uint8_t>tif
+        cdef int64_t display = self._display(o)
+        order.visible = min(display, order.quantity) if display else order.quantity
+        order.state, order.level = RESTING, lv
         order.prev, order.next = level.tail, -1
         if level.tail != -1:
             self.orders.slots[level.tail].next = o
@@ -737,17 +1377,31 @@ cdef class NativeBook:
             level.head = o
         level.tail = o
         level.count += 1
-        level.quantity += quantity
-        live_put(&self.live, order_id, o)
-        if tif == DAY:
+        level.quantity += order.visible
+        if order.quantity != order.visible:
+            level.hidden += order.quantity - order.visible
+            self.refreshes += iceberg_slices(order.quantity - order.visible, display)
+        if order.tif == DAY:
             self.day_orders += 1
+        if self.trading != CONTINUOUS:
+            self.auction_time += 1
+            self.orders.infos[o].time = self.auction_time
 
-    cdef void _unlink(self, int32_t o) noexcept nogil:
-        """Take resting order ``o`` off its level and out of the index, freeing its slot."""
+    cdef void _resize(self, Order* order, Level* level, int64_t quantity, int64_t visible,
+                      int64_t display) noexcept nogil:
+        """Set a resting order's open quantity and visible slice in place, ``level``'s totals and the
+        icebergs' refresh count with them (``display``: the order's)."""
+        level.quantity += visible - order.visible
+        level.hidden += (quantity - visible) - (order.quantity - order.visible)
+        if display:
+            self.refreshes += (iceberg_slices(quantity - visible, display)
+                               - iceberg_slices(order.quantity - order.visible, display))
+        order.quantity, order.visible = quantity, visible
+
+    cdef inline void _detach(self, int32_t o, Level* level) noexcept nogil:
+        """Take resting order ``o`` off ``level``'s FIFO and totals, leaving the level (even empty) and
+        the order's slot and id."""
         cdef Order* order = &self.orders.slots[o]
-        cdef int32_t lv = order.level
-        cdef Level* level = &self.ladder.levels[lv]
-        self._touch(order.side, lv)
         if order.prev != -1:
             self.orders.slots[order.prev].next = order.next
         else:
@@ -757,15 +1411,75 @@ cdef class NativeBook:
         else:
             level.tail = order.prev
         level.count -= 1
-        level.quantity -= order.quantity
-        live_remove(&self.live, order.order_id)
+        level.quantity -= order.visible
+        if order.quantity != order.visible:
+            level.hidden -= order.quantity - order.visible
+            self.refreshes -= iceberg_slices(order.quantity - order.visible, self.orders.infos[o].display)
         if order.tif == DAY:
             self.day_orders -= 1
-        if level.count == 0:
-            remove_level(&self.ladder, order.side, lv)
+
+    cdef inline void _unplace(self, int32_t o) noexcept nogil:
+        """Take resting order ``o`` off its level (gone if it was the last), keeping its slot and id."""
+        cdef int32_t lv = self.orders.slots[o].level
+        cdef int side = self.orders.slots[o].side
+        self._touch(side, lv)
+        self._detach(o, &self.ladder.levels[lv])
+        if self.ladder.levels[lv].count == 0:
+            remove_level(&self.ladder, side, lv)
+
+    cdef void _expire_later(self, int32_t o) noexcept nogil:
+        """Enter GTD order ``o`` in the expiry heap (out of line: the plain orders' path stays short)."""
+        expiry_add(&self.expiries, self.orders.infos, o)
+
+    cdef void _unexpire(self, int32_t o) noexcept nogil:
+        """Take GTD order ``o`` out of the expiry heap (out of line, as `_expire_later`)."""
+        expiry_remove(&self.expiries, self.orders.infos, o)
+
+    cdef void _hold(self, int32_t o) noexcept nogil:
+        hold_stop(&self.stops, &self.orders, o, self.orders.infos[o].stop_price)
+        self.guarded_stops += self.orders.infos[o].owner != 0 and self.orders.infos[o].stp != NONE
+
+    cdef void _unhold(self, int32_t o) noexcept nogil:
+        unhold_stop(&self.stops, &self.orders, o)
+        self.guarded_stops -= self.orders.infos[o].owner != 0 and self.orders.infos[o].stp != NONE
+
+    cdef void _wait(self, int32_t o) noexcept nogil:
+        """Queue market order ``o`` for the uncross, last in arrival order, with the next auction time."""
+        cdef Order* order = &self.orders.slots[o]
+        order.state, order.level = WAITING, -1
+        order.prev, order.next = self.waiting_last, -1
+        if self.waiting_last != -1:
+            self.orders.slots[self.waiting_last].next = o
+        else:
+            self.waiting_first = o
+        self.waiting_last = o
+        self.waiting_count += 1
+        self.waiting_quantity[order.side] += order.quantity
+        self.auction_time += 1
+        self.orders.infos[o].time = self.auction_time
+
+    cdef void _unwait(self, int32_t o) noexcept nogil:
+        cdef Order* order = &self.orders.slots[o]
+        if order.prev != -1:
+            self.orders.slots[order.prev].next = order.next
+        else:
+            self.waiting_first = order.next
+        if order.next != -1:
+            self.orders.slots[order.next].prev = order.prev
+        else:
+            self.waiting_last = order.prev
+        self.waiting_count -= 1
+        self.waiting_quantity[order.side] -= order.quantity
+
+    cdef inline void _drop(self, int32_t o) noexcept nogil:
+        """Forget order ``o``, in no queue any more: its id leaves the index (and the expiry heap),
+        its slot is freed."""
+        live_remove(&self.live, self.orders.slots[o].order_id)
+        if self.orders.slots[o].tif == GTD and self.orders.infos[o].due != -1:
+            self._unexpire(o)
         order_release(&self.orders, o)
 
-    cdef void _touch(self, int side, int32_t lv) noexcept nogil:
+    cdef inline void _touch(self, int side, int32_t lv) noexcept nogil:
         """Note existing level ``lv``'s state before the command first changes it (see
         `level_changes`): once per level and command, by its stamp."""
         cdef Level* level = &self.ladder.levels[lv]
@@ -778,7 +1492,7 @@ cdef class NativeBook:
 
     cdef void _touch_new(self, int side, int32_t lv) noexcept nogil:
         """Note level ``lv``, just inserted, as absent before the command, unless the command
-        already noted its price on this side (a replace that emptied the level and re-enters)."""
+        already noted its price on this side (a level emptied and filled again)."""
         if not self.tracking:
             return
         cdef Level* level = &self.ladder.levels[lv]
@@ -791,46 +1505,6 @@ cdef class NativeBook:
         self.touch_count += 1
         t.side, t.price, t.quantity, t.count = <uint8_t>side, level.price, 0, 0
 
-    # ================================================================ internals: snapshots
-
-    cdef bytes _resting_records(self):
-        """Every resting order as packed ORDER_DTYPE records, in priority order."""
-        cdef bytes records = PyBytes_FromStringAndSize(NULL, self.live.count * sizeof(OrderRecord))
-        cdef OrderRecord* out = <OrderRecord*>PyBytes_AS_STRING(records)
-        cdef int64_t n = 0
-        cdef int side
-        cdef int32_t lv, o
-        with nogil:
-            for side in range(2):
-                lv = self.ladder.levels[side].forward[0]
-                while lv != -1:
-                    o = self.ladder.levels[lv].head
-                    while o != -1:
-                        out[n].order_id = self.orders.slots[o].order_id
-                        out[n].side = side
-                        out[n].price = self.ladder.levels[lv].price
-                        out[n].quantity = self.orders.slots[o].quantity
-                        out[n].tif = self.orders.slots[o].tif
-                        n += 1
-                        o = self.orders.slots[o].next
-                    lv = self.ladder.levels[lv].forward[0]
-        return records
-
-    cdef int _restore_orders(self, const OrderRecord* records, int64_t count) except -1:
-        """Rest ``count`` validated records, in priority order, in a book that has accepted their ids."""
-        cdef int64_t i
-        cdef bint failed = False
-        with nogil:
-            for i in range(count):
-                if self._reserve(False) != 0:
-                    failed = True
-                    break
-                self._rest(records[i].order_id, records[i].side, records[i].price, records[i].quantity,
-                           records[i].tif)
-        if failed:
-            raise MemoryError("order book out of memory")
-        return 0
-
     # ================================================================ internals: events
 
     cdef Event* _emit(self, uint8_t kind) noexcept nogil:
@@ -839,7 +1513,23 @@ cdef class NativeBook:
         e.kind = kind
         return e
 
-    cdef void _reject(self, uint8_t kind, int64_t order_id, int32_t code) noexcept nogil:
+    cdef inline void _fill(self, int64_t maker_id, int64_t taker_id, int64_t price, int64_t quantity,
+                           int64_t maker_leaves, int64_t taker_leaves, int aggressor) noexcept nogil:
+        """A trade: the book's next trade number, then an OrderFilled event (the per-message API)
+        or a fill record of the batch (the batch replay reads only those)."""
+        self.trade_seq += 1
+        cdef Event* e
+        cdef Fill* f
+        if self.tracking:
+            e = self._emit(EV_FILLED)
+            e.order_id, e.other_id, e.price, e.quantity = maker_id, taker_id, price, quantity
+            e.leaves, e.other_leaves, e.side, e.sequence = maker_leaves, taker_leaves, aggressor, self.trade_seq
+        else:
+            f = &self.fills[self.fill_count]
+            f.maker_id, f.taker_id, f.price, f.qty = maker_id, taker_id, price, quantity
+            self.fill_count += 1
+
+    cdef void _reject(self, uint8_t kind, int64_t order_id, int16_t code) noexcept nogil:
         cdef Event* e = self._emit(kind)
         e.order_id, e.code = order_id, code
 
@@ -848,20 +1538,37 @@ cdef class NativeBook:
         cdef list out = []
         cdef Event* e
         cdef int64_t i
+        if self.event_count > self.event_capacity:
+            raise SystemError(f"a command made {self.event_count} events, more than the "
+                              f"{self.event_capacity} reserved for it: a bug in NativeBook._reserve")
         for i in range(self.event_count):
             e = &self.events[i]
             if e.kind == EV_FILLED:
                 out.append(_OrderFilled(e.order_id, e.other_id, e.price, e.quantity, e.leaves,
                                         e.other_leaves, SIDES[e.side], e.sequence))
             elif e.kind == EV_ACCEPTED:
-                out.append(_OrderAccepted(e.order_id, SIDES[e.side], ORDER_TYPES[e.order_type],
-                                          TIFS[e.tif], e.price, e.quantity))
+                out.append(_OrderAccepted(e.order_id, SIDES[e.side], ORDER_TYPES[e.order_type], TIFS[e.tif], e.price,
+                                          e.quantity, e.leaves, e.other_leaves, e.flags, e.other_id, STPS[e.stp],
+                                          e.sequence))
             elif e.kind == EV_CANCELED:
                 out.append(_OrderCanceled(e.order_id, e.quantity, CANCEL_REASONS[e.code]))
             elif e.kind == EV_REPLACED:
                 out.append(_OrderReplaced(e.order_id, e.price, e.quantity, e.code == 1))
             elif e.kind == EV_EXPIRED:
                 out.append(_OrderExpired(e.order_id, e.quantity))
+            elif e.kind == EV_DECREMENTED:
+                out.append(OrderDecremented(e.order_id, e.quantity, e.leaves, e.other_id))
+            elif e.kind == EV_TRIGGERED:
+                out.append(StopTriggered(e.order_id, e.price))
+            elif e.kind == EV_CLOCK:
+                out.append(ClockAdvanced(e.price))
+            elif e.kind == EV_PHASE:
+                out.append(PhaseChanged(PHASES[e.code], PHASES[e.leaves]))
+            elif e.kind == EV_UNCROSSED:
+                out.append(AuctionUncrossed(e.price, e.quantity))
+            elif e.kind == EV_COMMAND_REJECTED:
+                reason, text = REASONS[e.code]
+                out.append(CommandRejected(reason, text))
             else:
                 reason, text = REASONS[e.code]
                 out.append(REJECT_EVENTS[e.kind - EV_REJECTED](e.order_id, reason, text))
@@ -891,9 +1598,5 @@ cdef class BookCapture:
         cdef int64_t* lone_out = <int64_t*>PyBytes_AS_STRING(lone)
         with nogil:
             write_records(self.words, self.word_count, range_out, word_out, lone_out, counts)
-        return BookSnapshot(self.trade_seq, self.records, ranges, words, lone)
+        return BookSnapshot(self.trade_seq, self.records, ranges, words, lone, *self.advanced)
 
-
-def _require(bint condition, str message):
-    if not condition:
-        raise AssertionError(message)

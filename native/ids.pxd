@@ -110,9 +110,14 @@ cdef inline int live_grow(LiveIds* live) noexcept nogil:
     return 0
 
 
+cdef inline bint live_full(const LiveIds* live) noexcept nogil:
+    """Whether one more id would make the table more than half full."""
+    return 2 * (live.count + 1) > live.mask + 1
+
+
 cdef inline int live_reserve(LiveIds* live) noexcept nogil:
-    """Make room for one more resting id; -1 if out of memory."""
-    if 2 * (live.count + 1) > live.mask + 1 and live_grow(live) != 0:
+    """Make room for one more live id; -1 if out of memory."""
+    if live_full(live) and live_grow(live) != 0:
         return -1
     return 0
 
@@ -187,9 +192,14 @@ cdef inline int accepted_resize(AcceptedIds* ids, int64_t size) noexcept nogil:
     return 0
 
 
+cdef inline bint accepted_full(const AcceptedIds* ids) noexcept nogil:
+    """Whether one more block would make the table more than half full."""
+    return 2 * (ids.blocks + 1) > ids.mask + 1
+
+
 cdef inline int accepted_reserve(AcceptedIds* ids) noexcept nogil:
     """Make room for one more block (so any one new id); -1 if out of memory."""
-    if 2 * (ids.blocks + 1) > ids.mask + 1 and accepted_resize(ids, 2 * (ids.mask + 1)) != 0:
+    if accepted_full(ids) and accepted_resize(ids, 2 * (ids.mask + 1)) != 0:
         return -1
     return 0
 

@@ -11,12 +11,14 @@
 #   ``side`` (1 at least, no list empty below it but at height 0, see `shrink`).
 # - A level exists iff it holds an order: the book removes it when its last order leaves. The
 #   level's FIFO of orders (``head``..``tail``, through `Order.next`/``prev``) and its totals
-#   (``quantity``: the sum of its orders' open quantities, ``count``: their number) are kept by
-#   the book; the ladder only links levels.
-# - Free level slots are linked through ``forward[0]``; ``free`` is the head, -1 if empty, and
-#   ``top`` the first never-used slot. Memory is proportional to occupied levels, never to the
-#   price range. `ladder_reserve` is the only allocation: it runs before each command, so a
-#   command inserts at most one level without allocating.
+#   (``quantity``: the sum of its orders' visible slices, what depth shows; ``hidden``: the sum
+#   of their hidden quantities, icebergs' only; ``count``: their number) are kept by the book;
+#   the ladder only links levels.
+# - Free level slots are linked through ``forward[0]``; ``free`` is the head, -1 if empty,
+#   ``free_count`` their number, and ``top`` the first never-used slot. Memory is proportional
+#   to occupied levels, never to the price range. `ladder_reserve` is the only allocation: it
+#   runs before each command with the most levels the command can insert, so inserting never
+#   allocates.
 # - Heights come from a xorshift generator (``rng``) with p = 1/4 per extra height, so the
 #   ladder's shape is the same for the same commands.
 #
@@ -36,7 +38,8 @@ cdef enum:
 ctypedef struct Level:
     int64_t price
     int64_t key              # price for asks, -price for bids: a smaller key is a better price
-    int64_t quantity         # sum of the open quantities of its orders
+    int64_t quantity         # sum of its orders' visible slices (depth)
+    int64_t hidden           # sum of its orders' hidden quantities (icebergs' beyond their slice)
     int32_t count
     int32_t head             # oldest order (first to trade)
     int32_t tail             # newest order
@@ -50,6 +53,7 @@ ctypedef struct Ladder:
     int32_t capacity
     int32_t top              # slots [0, top) have been used at least once
     int32_t free             # head of the free list (through forward[0]), -1 if empty
+    int32_t free_count       # slots on the free list
     int32_t height[2]        # skip-list height in use per side
     uint64_t rng             # skip-list height generator state
 
@@ -62,7 +66,7 @@ cdef inline int ladder_init(Ladder* ladder) noexcept nogil:
     """Both sides empty in a pool of INITIAL_LEVELS slots; -1 if out of memory (free ``levels``
     either way)."""
     ladder.levels = <Level*>PyMem_RawMalloc(INITIAL_LEVELS * sizeof(Level))
-    ladder.capacity, ladder.top, ladder.free = INITIAL_LEVELS, 2, -1
+    ladder.capacity, ladder.top, ladder.free, ladder.free_count = INITIAL_LEVELS, 2, -1, 0
     ladder.rng = 0x2545F4914F6CDD1D
     if ladder.levels == NULL:
         return -1
@@ -77,17 +81,30 @@ cdef inline int ladder_init(Ladder* ladder) noexcept nogil:
     return 0
 
 
-cdef inline int ladder_reserve(Ladder* ladder) noexcept nogil:
-    """Make room for one more level (doubling the pool when full); -1 if out of memory."""
-    cdef void* p
-    if ladder.free == -1 and ladder.top == ladder.capacity:
-        if ladder.capacity > 0x3FFFFFFF:
-            return -1
-        p = PyMem_RawRealloc(ladder.levels, <size_t>(2 * <int64_t>ladder.capacity) * sizeof(Level))
-        if p == NULL:
-            return -1
-        ladder.levels, ladder.capacity = <Level*>p, 2 * ladder.capacity
+cdef inline int64_t ladder_room(const Ladder* ladder) noexcept nogil:
+    """How many new levels fit without growing the pool."""
+    return ladder.free_count + ladder.capacity - ladder.top
+
+
+cdef inline int ladder_reserve(Ladder* ladder, int64_t more) noexcept nogil:
+    """Make room for ``more`` new levels (doubling the pool until they fit); -1 if out of memory."""
+    if ladder_room(ladder) >= more:
+        return 0
+    cdef int64_t capacity = 2 * <int64_t>ladder.capacity
+    while ladder.free_count + capacity - ladder.top < more:
+        capacity *= 2
+    if capacity > 0x7FFFFFFF:
+        return -1
+    cdef void* p = PyMem_RawRealloc(ladder.levels, <size_t>capacity * sizeof(Level))
+    if p == NULL:
+        return -1
+    ladder.levels, ladder.capacity = <Level*>p, <int32_t>capacity
     return 0
+
+
+cdef inline int64_t ladder_levels(const Ladder* ladder) noexcept nogil:
+    """The number of price levels of both sides."""
+    return ladder.top - 2 - ladder.free_count
 
 
 cdef inline int32_t find_level(Ladder* ladder, int side, int64_t key, int32_t* update) noexcept nogil:
@@ -113,12 +130,13 @@ cdef inline int32_t level_at(Ladder* ladder, int side, int64_t price) noexcept n
     return find_level(ladder, side, side_key(side, price), update)
 
 
-cdef inline int random_height(Ladder* ladder) noexcept nogil:
-    cdef uint64_t x = ladder.rng
+cdef inline int random_height(uint64_t* rng) noexcept nogil:
+    """A skip-list height, 1 to MAX_HEIGHT, with p = 1/4 per extra height, from the xorshift state ``rng``."""
+    cdef uint64_t x = rng[0]
     x ^= x >> 12
     x ^= x << 25
     x ^= x >> 27
-    ladder.rng = x
+    rng[0] = x
     x *= <uint64_t>2685821657736338717
     cdef int height = 1
     while height < MAX_HEIGHT and (x & 3) == 0:
@@ -135,16 +153,17 @@ cdef inline int32_t insert_level(Ladder* ladder, int side, int64_t price, int64_
     if ladder.free != -1:
         lv = ladder.free
         ladder.free = ladder.levels[lv].forward[0]
+        ladder.free_count -= 1
     else:
         lv = ladder.top
         ladder.top += 1
-    cdef int h, height = random_height(ladder)
+    cdef int h, height = random_height(&ladder.rng)
     if height > ladder.height[side]:
         for h in range(ladder.height[side], height):
             update[h] = side
         ladder.height[side] = height
     cdef Level* level = &ladder.levels[lv]
-    level.price, level.key, level.quantity = price, key, 0
+    level.price, level.key, level.quantity, level.hidden = price, key, 0, 0
     level.count, level.head, level.tail, level.height, level.touched = 0, -1, -1, height, 0
     for h in range(height):
         level.forward[h] = ladder.levels[update[h]].forward[h]
@@ -162,6 +181,7 @@ cdef inline void free_level(Ladder* ladder, int32_t lv) noexcept nogil:
     """Put unlinked level ``lv`` on the free list."""
     ladder.levels[lv].forward[0] = ladder.free
     ladder.free = lv
+    ladder.free_count += 1
 
 
 cdef inline void remove_best_level(Ladder* ladder, int side) noexcept nogil:

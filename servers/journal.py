@@ -67,12 +67,15 @@ and last trade price) in msgpack, after a header, little-endian::
     16      4     crc32 of the payload
     20      n     payload
 
-Format versions: 3 (written) holds each book's accepted ids by the words of 64 ids
-they fill, runs of full words as ranges, others as masks or lone ids
-(`engine.snapshot`); 2 held them as ranges of consecutive ids (16 bytes per run,
-however short); 1 listed every id (8 bytes each). Files of versions 1 and 2 are still
-read, converted on reading, so an upgrade finds its snapshots readable (an OBS whose
-journal before them was discarded could not start otherwise).
+Format versions: 4 (written) adds to each book the state of the advanced orders and
+phases (`engine.snapshot`: resting orders' details, held stops, waiting auction market
+orders, the phase, the logical clock, the last trade price); 3 holds each book's accepted
+ids by the words of 64 ids they fill, runs of full words as ranges, others as masks or
+lone ids; 2 held them as ranges of consecutive ids (16 bytes per run, however short); 1
+listed every id (8 bytes each). Files of versions 1 to 3 are still read, converted on
+reading (their books had none of the advanced state but the last trade price, which is
+the symbol's), so an upgrade finds its snapshots readable (an OBS whose journal before
+them was discarded could not start otherwise).
 
 A file whose header, length or CRC does not match, or whose payload does not
 decode, is skipped with a warning (`read_snapshots`): recovery falls back to an
@@ -134,7 +137,7 @@ KEEP_SNAPSHOTS = 2
 SNAPSHOT_NAME = re.compile(r"^snapshot-(\d+)\.msgpack$")
 SNAPSHOT_HEADER = struct.Struct("<4sIQI")
 SNAPSHOT_MAGIC = b"OBSS"
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
 TEMPORARY_SUFFIX = ".tmp"
 
 _sync = getattr(os, "fdatasync", os.fsync)
@@ -639,7 +642,16 @@ def _from_old_version(snapshot: _OldShardSnapshot, version: int) -> ShardSnapsho
         book = BookSnapshot(state.book.trade_sequence, state.book.orders, ranges.astype("<i8").tobytes(),
                             words.tobytes(), lone.astype("<i8").tobytes())
         symbols[symbol] = SymbolSnapshot(book, state.market_data_sequence, state.last_price)
-    return ShardSnapshot(snapshot.sequence, snapshot.journal_offset, symbols, snapshot.time)
+    return _with_last_prices(ShardSnapshot(snapshot.sequence, snapshot.journal_offset, symbols, snapshot.time))
+
+
+def _with_last_prices(snapshot: ShardSnapshot) -> ShardSnapshot:
+    """A snapshot of a version before 4, whose books did not hold their last trade price (the stop
+    orders' trigger), with each book's set to its symbol's (0, none, before the first trade)."""
+    symbols = {symbol: msgspec.structs.replace(state, book=msgspec.structs.replace(
+                   state.book, last_price=0 if state.last_price is None else state.last_price))
+               for symbol, state in snapshot.symbols.items()}
+    return msgspec.structs.replace(snapshot, symbols=symbols)
 
 
 _snapshot_decoder = msgspec.msgpack.Decoder(ShardSnapshot)
@@ -647,6 +659,7 @@ _old_decoder = msgspec.msgpack.Decoder(_OldShardSnapshot)
 _SNAPSHOT_READERS = {
     1: lambda payload: _from_old_version(_old_decoder.decode(payload), 1),
     2: lambda payload: _from_old_version(_old_decoder.decode(payload), 2),
+    3: lambda payload: _with_last_prices(_snapshot_decoder.decode(payload)),
     SNAPSHOT_VERSION: _snapshot_decoder.decode,
 }
 """Format version -> payload decoder giving the current `ShardSnapshot`."""

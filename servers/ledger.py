@@ -54,7 +54,7 @@ import msgspec
 from config.settings import JournalConfig
 from engine.lifecycle import OrderState
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
-from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers import protocol as p
 from servers.journal import (
     JOURNAL_FILE,
@@ -99,6 +99,12 @@ class Entered(Record):
     time_in_force: TimeInForce
     price: int
     quantity: int
+    stop_price: int = 0
+    display_quantity: int = 0
+    flags: int = 0
+    stp: SelfTradePrevention = SelfTradePrevention.NONE
+    """The mode sent to the book (the order's, else the trader's default)."""
+    expire_at: int = 0
 
 
 class Requested(Record):
@@ -176,6 +182,12 @@ class OrderRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
     notional: int
     state: OrderState
     requests: list[tuple[bool, int, CancelReason]]
+    stop_price: int = 0
+    display_quantity: int = 0
+    flags: int = 0
+    stp: SelfTradePrevention = SelfTradePrevention.NONE
+    expire_at: int = 0
+    held: bool = False
 
 
 class HoldingRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
@@ -272,7 +284,8 @@ class Ledger:
         orders = [
             OrderRow(o.order_id, o.trader_id, o.client_order_id, o.symbol, o.side, o.order_type, o.time_in_force,
                      o.price, o.quantity, o.filled, o.notional, o.state,
-                     [(r.cancel, r.client_order_id, r.reason) for r in o.requests or ()])
+                     [(r.cancel, r.client_order_id, r.reason) for r in o.requests or ()], o.stop_price,
+                     o.display_quantity, o.flags, o.stp, o.expire_at, o.held)
             for o in self.orders.orders.values()
         ]
         traders = []
@@ -307,8 +320,9 @@ class Ledger:
             self.kept[row.trader] = deque(row.kept, maxlen=REPORTS_KEPT)
         for row in state.orders:
             order = Order(row.order_id, row.trader, row.client_order_id, row.symbol, row.side, row.order_type,
-                          row.time_in_force, row.price, row.quantity)
-            order.filled, order.notional, order.state = row.filled, row.notional, row.state
+                          row.time_in_force, row.price, row.quantity, row.stop_price, row.display_quantity,
+                          row.flags, row.stp, row.expire_at)
+            order.filled, order.notional, order.state, order.held = row.filled, row.notional, row.state, row.held
             if row.requests:
                 order.requests = deque(Request(*request) for request in row.requests)
             self.orders.orders[order.order_id] = order
@@ -332,7 +346,8 @@ class Ledger:
         elif kind is Entered:
             self.orders.add(Order(record.order_id, record.trader, record.client_order_id, record.symbol,
                                   record.side, record.order_type, record.time_in_force, record.price,
-                                  record.quantity))
+                                  record.quantity, record.stop_price, record.display_quantity, record.flags,
+                                  record.stp, record.expire_at))
             self.ids(record.trader).use(record.client_order_id)
             self.counter = max(self.counter, (record.order_id & ID_MASK) + 1)
         elif kind is Requested:

@@ -9,7 +9,8 @@ consecutive numbers and can tell a gap. Per command, in this order:
 - a `DepthUpdate` per price level the command changed (quantity 0: the level is
   gone), as the book reports them (``book.level_changes()``, `engine.messages`):
   in the order the command first touched them, whatever touched them (a fill, a
-  cancel, a replace, an order resting, an expiry, and the order kinds to come);
+  cancel, a replace, an order resting, an expiry, a triggered stop's fills, an
+  iceberg's new slice, self-trade prevention);
 - a `Quote` if the top of book (best price and quantity of each side) changed.
 
 A rejected command emits nothing. `snapshot` is the full depth as of the current
@@ -17,12 +18,12 @@ sequence: a late subscriber subscribes, buffers, requests it, drops buffered upd
 with a sequence <= the snapshot's and applies the rest.
 """
 
-from engine.messages import CancelRejected, OrderFilled, OrderRejected, ReplaceRejected
+from engine.messages import CancelRejected, CommandRejected, OrderFilled, OrderRejected, ReplaceRejected
 from engine.types import Side
 from servers.protocol import BookView, DepthSnapshot, DepthUpdate, Quote, Trade
 
 SIDES = (Side.BUY, Side.SELL)
-REJECTS = frozenset({OrderRejected, CancelRejected, ReplaceRejected})
+REJECTS = frozenset({OrderRejected, CancelRejected, ReplaceRejected, CommandRejected})
 
 
 class Feed:

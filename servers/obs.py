@@ -36,7 +36,14 @@ Conversation with a TES
 - BookSubmit, BookCancel, BookReplace and BookExpireDay on a symbol of the shard take the
   next shard sequence, are journaled, run and answered with ``Executed(sequence, symbol,
   events)``: to the sender and, once per command, to each TES (``order_id >> 48``) that
-  said Hello and owns a maker order of a fill or an expired order.
+  said Hello and owns another order the command touched (either order of a fill, an order
+  expired, canceled or decremented by self-trade prevention, a stop triggered).
+- Good-till-date expiries: no TES sends a clock command. When the earliest expiry of a
+  live GTD order in a book is due by the wall clock, the OBS sequences and journals
+  ``BookSetClock(symbol, time)`` itself (exchange time, ns: the books' logical time), at the
+  start of a loop turn, and sends its ``Executed`` to the TES of every order it expired.
+  The first turn after recovery does so at once for every order whose expiry passed while
+  the OBS was down. Nothing is issued for a book without a live GTD order.
 - A command on a symbol the shard does not own: ``CommandRefused(symbol, order_id,
   UNKNOWN_SYMBOL)`` (order_id 0 for BookExpireDay); ``BookQuery`` -> ``BookView``, or for
   an unknown symbol ``CommandRefused`` carrying the request_id as ``order_id``. None of
@@ -81,6 +88,7 @@ from servers.protocol import (
     MARKS_TOPIC,
     BookExpireDay,
     BookQuery,
+    BookSetClock,
     Codec,
     CommandRefused,
     FrameTooLarge,
@@ -226,7 +234,10 @@ class OrderBookServer:
         poller.register(self.snapshots, zmq.POLLIN)
         try:
             while self.running and self.journal.failed is None:
-                ready = dict(poller.poll(IDLE_WAIT_S * 1000))
+                # GTD expiries due first: their clock commands are a turn of their own (`_expire_due`),
+                # and the wait for input ends in time for the next one.
+                self._expire_due()
+                ready = dict(poller.poll(self._wait_ms()))
                 if self.commands in ready:
                     self._serve_commands()
                 if self.snapshots in ready:
@@ -269,6 +280,32 @@ class OrderBookServer:
 
     # ---------------------------------------------------------------- the pipeline
 
+    def _wait_ms(self) -> int:
+        """How long the loop may wait for input: `IDLE_WAIT_S`, or less when a GTD order expires
+        sooner (while the journal takes writes: else expiries wait for it like any command)."""
+        wait = IDLE_WAIT_S * 1000
+        expiry = self.state.next_expiry()
+        if expiry is not None and self.journal.unwritable is None:
+            wait = min(wait, max(0, (expiry - clock()) // 1_000_000 + 1))
+        return int(wait)
+
+    def _expire_due(self) -> None:
+        """Sequence a `BookSetClock` to the exchange time for each book with a GTD order due by
+        then, and run them as a turn of their own (steps 3 to 6 below); nothing while the journal
+        refuses writes (they are due again when it takes them)."""
+        state = self.state
+        expiry = state.next_expiry()
+        if expiry is None or expiry > clock() or not self.journal.writable():
+            return
+        stamp = max(state.time, clock())
+        sequence = state.sequence
+        work = []
+        for symbol in state.due(stamp):
+            sequence += 1
+            work.append((None, BookSetClock(symbol, stamp), sequence, stamp))
+        if work:
+            self._finish_turn(work)
+
     def _serve_commands(self) -> None:
         # 1. Read the frames already queued (within the per-turn bounds, never blocking) and
         #    decode them with the codec built once; malformed input is dropped here. With
@@ -301,6 +338,11 @@ class OrderBookServer:
             if len(work) >= MAX_MESSAGES_PER_TURN:
                 break
         self.received += len(work)
+        self._finish_turn(work)
+
+    def _finish_turn(self, work: list) -> None:
+        """Steps 3 to 6 of a turn for ``work``: (identity, message, sequence, stamp) in order, the
+        identity None for the OBS's own commands (`_expire_due`), which nobody is answered for."""
         # 3. Execute in arrival order: commands through the shard's handler (book, then market
         #    data), each giving its journal entry; Hello and queries see the state the commands
         #    before them left. Nothing leaves the process yet.
@@ -333,7 +375,9 @@ class OrderBookServer:
         state, feeds, tes = self.state, self.state.feeds, self.tes
         outbox: dict[bytes, list] = {}
 
-        def reply(destination: bytes, message) -> None:
+        def reply(destination: bytes | None, message) -> None:
+            if destination is None:
+                return
             replies = outbox.get(destination)
             if replies is None:
                 outbox[destination] = replies = []

@@ -27,13 +27,22 @@ so the requests in flight for an order form a FIFO queue (`Order.requests`).
 Cancels the server sends on the trader's behalf (mass cancel, cancel-on-
 disconnect) are reported with that reason (MASS_CANCEL, DISCONNECTED) and the
 order's own client order id; if the order was already gone, nothing is reported.
+
+Advanced orders
+---------------
+A stop or stop-limit order is open from its acceptance, ``held`` outside the book until
+`StopTriggered` (reported as such), then trades as its type says. Self-trade prevention
+cancels an order (`OrderCanceled` with reason SELF_TRADE, the order's own client order id)
+or shrinks it without a trade (`OrderDecremented`; leaves 0: CANCELED and closed). A GTD
+order expires (`OrderExpired`) when the OBS's clock passes its expiry. Book events about no
+order (the clock, phases, an uncross's summary) make no report.
 """
 
 from collections import deque
 
 from engine import messages as book
 from engine.lifecycle import TERMINAL, OrderState, Transition, next_state
-from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers import protocol as p
 
 Report = tuple[str, object]
@@ -41,6 +50,8 @@ Report = tuple[str, object]
 Trade = tuple[str, int, int, str | None, str | None]
 """(symbol, price, quantity, buying trader, selling trader); None for a side not ours."""
 PENDING, ACCEPTED, REJECTED = OrderState.PENDING, OrderState.ACCEPTED, OrderState.REJECTED
+ORDERLESS = frozenset({book.ClockAdvanced, book.PhaseChanged, book.AuctionUncrossed, book.CommandRejected})
+"""Book events about no order."""
 
 
 class Request:
@@ -57,11 +68,14 @@ class Request:
 class Order:
     __slots__ = (
         "order_id", "trader_id", "client_order_id", "symbol", "side", "order_type", "time_in_force",
-        "price", "quantity", "filled", "notional", "state", "requests",
+        "price", "quantity", "filled", "notional", "state", "requests", "stop_price", "display_quantity", "flags",
+        "stp", "expire_at", "held",
     )
 
     def __init__(self, order_id: int, trader_id: str, client_order_id: int, symbol: str, side: Side,
-                 order_type: OrderType, time_in_force: TimeInForce, price: int, quantity: int) -> None:
+                 order_type: OrderType, time_in_force: TimeInForce, price: int, quantity: int, stop_price: int = 0,
+                 display_quantity: int = 0, flags: int = 0, stp: SelfTradePrevention = SelfTradePrevention.NONE,
+                 expire_at: int = 0) -> None:
         self.order_id = order_id
         self.trader_id = trader_id
         self.client_order_id = client_order_id
@@ -78,6 +92,13 @@ class Order:
         self.state = PENDING
         self.requests: deque[Request] | None = None
         """Cancels and replaces in flight, oldest first (None until the first: most orders get none)."""
+        self.stop_price = stop_price
+        self.display_quantity = display_quantity
+        self.flags = flags
+        self.stp = stp
+        self.expire_at = expire_at
+        self.held = order_type == OrderType.STOP or order_type == OrderType.STOP_LIMIT
+        """A stop not triggered yet (until its StopTriggered, or its end)."""
 
     @property
     def accepted(self) -> bool:
@@ -97,7 +118,8 @@ class Order:
 
     def open_order(self) -> p.OpenOrder:
         return p.OpenOrder(self.client_order_id, self.order_id, self.symbol, self.side, self.time_in_force,
-                           self.price, self.quantity, self.filled)
+                           self.price, self.quantity, self.filled, self.order_type, self.stop_price,
+                           self.display_quantity, self.flags, self.stp, self.expire_at, self.held)
 
 
 class OrderRegistry:
@@ -150,10 +172,10 @@ class OrderRegistry:
             return kind(client_order_id, order_id, reason, text, time, self.number(trader_id))
         return self._about(order, kind, client_order_id, order_id, reason, text, time)
 
-    def _about(self, order: Order, kind: type, *fields):
-        """A report ``kind(*fields, report, status, filled, leaves, average price)`` about ``order``."""
+    def _about(self, order: Order, kind: type, *fields, **more):
+        """A report ``kind(*fields, report, status, filled, leaves, average price, **more)`` about ``order``."""
         return kind(*fields, self.number(order.trader_id), order.state, order.filled, order.quantity,
-                    order.average_price())
+                    order.average_price(), **more)
 
     # ---------------------------------------------------------------- commands sent
 
@@ -255,14 +277,21 @@ class OrderRegistry:
                 else:
                     trades.append((symbol, event.price, event.quantity, maker_trader, taker_trader))
                 continue
+            if kind in ORDERLESS:
+                continue
             order = orders.get(event.order_id)
             if order is None:
                 continue
             if kind is book.OrderAccepted:
                 order.state = next_state(order.state, Transition.ACCEPT)
+                order.time_in_force = event.time_in_force
+                order.expire_at = event.expire_at
+                order.stp = event.stp
                 reports.append((order.trader_id, self._about(
                     order, p.OrderAccepted, order.client_order_id, order.order_id, symbol, event.side,
-                    event.order_type, event.time_in_force, event.price, event.quantity, time)))
+                    event.order_type, event.time_in_force, event.price, event.quantity, time,
+                    stop_price=event.stop_price, display_quantity=event.display_quantity, flags=event.flags,
+                    stp=event.stp, expire_at=event.expire_at)))
             elif kind is book.OrderCanceled:
                 client_order_id, reason = order.client_order_id, event.reason
                 if reason == CancelReason.REQUESTED and order.requests:
@@ -299,6 +328,19 @@ class OrderRegistry:
                 reports.append((order.trader_id, self._about(
                     order, p.OrderExpired, order.client_order_id, order.order_id, symbol, event.quantity, time)))
                 self._close(order)
+            elif kind is book.StopTriggered:
+                order.state = next_state(order.state, Transition.TRIGGER)
+                order.held = False
+                reports.append((order.trader_id, self._about(
+                    order, p.StopTriggered, order.client_order_id, order.order_id, symbol, event.last_price, time)))
+            elif kind is book.OrderDecremented:
+                order.state = next_state(order.state, Transition.DECREMENT if event.leaves else Transition.CANCEL)
+                order.quantity = event.leaves
+                reports.append((order.trader_id, self._about(
+                    order, p.OrderDecremented, order.client_order_id, order.order_id, symbol, event.quantity,
+                    time)))
+                if not event.leaves:
+                    self._close(order)
 
     # ---------------------------------------------------------------- internals
 

@@ -24,6 +24,7 @@ last (the messages are positional arrays on the wire). Codecs are built once per
 process from `Codec`.
 """
 
+import hashlib
 from enum import IntEnum
 from typing import Annotated
 
@@ -32,7 +33,7 @@ import msgspec
 from engine.instrument import Instrument
 from engine.lifecycle import OrderState
 from engine.messages import Event
-from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
@@ -56,7 +57,7 @@ RequestId = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Symbol = Annotated[str, msgspec.Meta(min_length=1, max_length=16)]
 Text = Annotated[str, msgspec.Meta(max_length=256)]
 Account = Annotated[str, msgspec.Meta(max_length=64)]
-"""The account an order belongs to: for this TES, the trader id of the session that entered it."""
+"""Who entered an order, as the journal and the recorder name it: the trader id of its session."""
 Time = int
 """Exchange time: nanoseconds since the Unix epoch, UTC. The OBS stamps each command when it
 sequences it (`JournalEntry.time`); everything that command produced carries that stamp."""
@@ -93,8 +94,19 @@ class EnterOrder(Message):
     order_type: OrderType
     time_in_force: TimeInForce
     price: Id
-    """Limit price in ticks; 0 for a market order."""
+    """Limit price in ticks (LIMIT, STOP_LIMIT); 0 for a market or stop order."""
     quantity: Id
+    stop_price: Id = 0
+    """STOP and STOP_LIMIT: the trigger price in ticks (a buy stop triggers when a trade prints at
+    or above it, a sell stop at or below it)."""
+    display_quantity: Id = 0
+    """An iceberg (LIMIT): the most of it shown in the book at once; 0 shows all of it."""
+    flags: Id = 0
+    """`engine.types.OrderFlags` bits: POST_ONLY (1), a limit order refused if it would trade on arrival."""
+    stp: SelfTradePrevention | None = None
+    """Self-trade prevention against resting orders of the trader's account; None: the trader's default."""
+    expire_at: Id = 0
+    """Time in force GTD: when the order expires, in nanoseconds since the Unix epoch, UTC (exchange time)."""
 
 
 class CancelOrder(Message):
@@ -225,6 +237,14 @@ class OrderAccepted(Message):
     """The order's open quantity."""
     average_price: float = 0.0
     """The average price of its fills, in ticks (0: none)."""
+    stop_price: int = 0
+    display_quantity: int = 0
+    flags: int = 0
+    stp: SelfTradePrevention = SelfTradePrevention.NONE
+    expire_at: Time = 0
+    """The advanced fields as the book keeps them (0 where the order type ignores one; a STOP's
+    time in force is GTC: it never expires); ``stp`` is the mode in force (the trader's default
+    when the order named none)."""
 
 
 class OrderRejected(Message):
@@ -330,6 +350,52 @@ class OrderExpired(Message):
     """The average price of its fills, in ticks (0: none)."""
 
 
+class StopTriggered(Message):
+    """A held stop order was released: a trade printed at ``last_price``, reaching its stop price.
+    It now trades as a market order (STOP, immediate or cancel) or a limit order (STOP_LIMIT), with
+    time priority from now; its fills and its remainder's fate follow."""
+
+    client_order_id: int
+    order_id: int
+    symbol: str
+    last_price: int
+    time: Time = 0
+    """When the book acted (the command's exchange time), or when the TES refused."""
+    report: int = 0
+    """The trader's report number: 1, 2, 3... over the exchange's life (`servers.ledger`)."""
+    status: OrderState | None = None
+    """The order's state after this report (`engine.lifecycle`)."""
+    filled: int = 0
+    """The order's cumulative filled quantity."""
+    leaves: int = 0
+    """The order's open quantity."""
+    average_price: float = 0.0
+    """The average price of its fills, in ticks (0: none)."""
+
+
+class OrderDecremented(Message):
+    """Self-trade prevention (DECREMENT) met this order and one of the same account: both shrank
+    by ``quantity`` without a trade. ``leaves`` 0: the order is gone (its status CANCELED)."""
+
+    client_order_id: int
+    order_id: int
+    symbol: str
+    quantity: int
+    """The quantity removed."""
+    time: Time = 0
+    """When the book acted (the command's exchange time), or when the TES refused."""
+    report: int = 0
+    """The trader's report number: 1, 2, 3... over the exchange's life (`servers.ledger`)."""
+    status: OrderState | None = None
+    """The order's state after this report (`engine.lifecycle`)."""
+    filled: int = 0
+    """The order's cumulative filled quantity."""
+    leaves: int = 0
+    """The order's open quantity."""
+    average_price: float = 0.0
+    """The average price of its fills, in ticks (0: none)."""
+
+
 class CancelRejected(Message):
     client_order_id: int
     order_id: int
@@ -382,8 +448,16 @@ class OpenOrder(msgspec.Struct, frozen=True, gc=False, array_like=True):
     time_in_force: TimeInForce
     price: int
     quantity: int
-    """Open quantity."""
+    """Open quantity (an iceberg's hidden part included)."""
     filled: int
+    order_type: OrderType = OrderType.LIMIT
+    stop_price: int = 0
+    display_quantity: int = 0
+    flags: int = 0
+    stp: SelfTradePrevention = SelfTradePrevention.NONE
+    expire_at: Time = 0
+    held: bool = False
+    """A stop or stop-limit order not triggered yet (outside the book, waiting for its stop price)."""
 
 
 class OpenOrders(Message):
@@ -448,6 +522,8 @@ ClientMessage = (
     | OrderCanceled
     | OrderReplaced
     | OrderExpired
+    | StopTriggered
+    | OrderDecremented
     | CancelRejected
     | ReplaceRejected
     | MassCancelDone
@@ -495,6 +571,27 @@ class BookSubmit(Message):
     """"" in journals written before orders carried their account."""
     client_order_id: Id = 0
     """The client's id for the order, so the journal says who asked what (0: not known)."""
+    stop_price: Id = 0
+    display_quantity: Id = 0
+    flags: Id = 0
+    owner: Id = 0
+    """The book's self-trade prevention owner: `owner_of` the trader's account (0: none, as in
+    journals written before it)."""
+    stp: Id = 0
+    """The `SelfTradePrevention` mode in force: the order's, else its trader's default."""
+    expire_at: Id = 0
+    """GTD: exchange time (ns since the epoch, UTC), which is the book's logical clock."""
+
+
+def owner_of(account: str) -> int:
+    """The book's self-trade prevention owner of ``account``: 63 bits of its BLAKE2b hash, never 0.
+
+    Stable across processes, restarts and versions (it is journaled and compared on recovery), so
+    every TES gives the traders of one account the same owner. Two distinct accounts share an
+    owner with probability about 2**-63 per pair.
+    """
+    digest = hashlib.blake2b(account.encode(), digest_size=8, person=b"exchange-stp").digest()
+    return (int.from_bytes(digest, "big") >> 1) or 1
 
 
 class BookCancel(Message):
@@ -519,6 +616,14 @@ class BookExpireDay(Message):
     symbol: Symbol
 
 
+class BookSetClock(Message):
+    """The book's logical clock moves to ``time`` (exchange time, ns), expiring the GTD orders due
+    by then. The OBS makes these itself (`servers.shard.Shard.due`), never a TES; journaled."""
+
+    symbol: Symbol
+    time: Id
+
+
 class BookQuery(Message):
     """Ask for a depth view of a symbol's book (answered with BookView, not journaled)."""
 
@@ -528,8 +633,8 @@ class BookQuery(Message):
 
 
 ObsRequest = Hello | BookSubmit | BookCancel | BookReplace | BookExpireDay | BookQuery
-BookCommand = BookSubmit | BookCancel | BookReplace | BookExpireDay
-"""The commands an OBS sequences and journals."""
+BookCommand = BookSubmit | BookCancel | BookReplace | BookExpireDay | BookSetClock
+"""The commands an OBS sequences and journals (all but BookSetClock from a TES or the operator)."""
 
 
 class Executed(Message):

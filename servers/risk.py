@@ -13,8 +13,10 @@ message rate              a token bucket of ``max_messages_per_second`` tokens r
                           continuously at that rate (bursts up to one second's worth)
 order quantity            quantity <= ``max_order_quantity``
 notional                  price x quantity <= ``max_notional`` (ticks x lots); a market
-                          order is valued at the last trade, else the reference price
-open orders               a new order needs open orders < ``max_open_orders``
+                          order is valued at the last trade, else the reference price,
+                          a stop (market) order at its stop price
+open orders               a new order needs open orders < ``max_open_orders`` (held stops
+                          count: they are open orders)
 query rate                a second token bucket, of ``max_queries_per_second``: each
                           query spends one token per page of its answer (an open-orders
                           answer has a page per 1,000 orders), so what a trader can make
@@ -114,9 +116,13 @@ class TraderRisk:
         return None
 
 
-def valuation_price(limit_price: int, is_market: bool, last_price: int | None, reference_price: int) -> int:
-    """The price an order's notional is computed at: its limit, or for a market order
-    the last trade, else the instrument's reference price."""
+def valuation_price(limit_price: int, is_market: bool, last_price: int | None, reference_price: int,
+                    stop_price: int = 0) -> int:
+    """The price an order's notional is computed at: its limit; for a stop (market) order, given
+    its positive ``stop_price``, that (where the market is when the stop is released); for a
+    market order the last trade, else the instrument's reference price."""
     if not is_market:
         return limit_price
+    if stop_price > 0:
+        return stop_price
     return reference_price if last_price is None else last_price

@@ -13,10 +13,21 @@ The shard keeps its last `REPLAY_WINDOW` replies with the TES ids each concerns
 (`history`), built by the live loop and by recovery alike, so a TES that lost
 replies (its connection broke, or this OBS was killed and restarted) gets them
 again with `replay`.
+
+Good-till-date orders
+---------------------
+A book's logical clock is exchange time: it moves only by a journaled `BookSetClock`,
+which the OBS sequences like any command when a GTD order is due (`due`), so recovery
+replays every expiry at the time it happened. The shard keeps a heap of the expiries of
+the GTD orders its books accepted (from their OrderAccepted events, and from a restored
+snapshot's resting orders and held stops); an order gone before its expiry is dropped
+from the heap when it comes up (or when the heap is compacted), so no clock command is
+ever made for a book without a live GTD order due.
 """
 
 import logging
 from collections import deque
+from heapq import heapify, heappop, heappush
 from itertools import islice
 from pathlib import Path
 from typing import NamedTuple, get_args
@@ -25,9 +36,17 @@ import msgspec
 import numpy as np
 
 from config.settings import JournalConfig
-from engine.messages import OrderAccepted, OrderExpired, OrderFilled
+from engine.messages import (
+    OrderAccepted,
+    OrderCanceled,
+    OrderDecremented,
+    OrderExpired,
+    OrderFilled,
+    StopTriggered,
+)
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.snapshot import BookSnapshot
+from engine.types import TimeInForce
 from native.book import BookCapture, NativeBook
 from servers.journal import (
     JOURNAL_FILE,
@@ -46,6 +65,7 @@ from servers.protocol import (
     BookCommand,
     BookExpireDay,
     BookReplace,
+    BookSetClock,
     BookSubmit,
     Executed,
     JournalEntry,
@@ -57,6 +77,14 @@ TES_SHIFT = 48
 JOURNALED = frozenset(get_args(BookCommand))
 REPLAY_WINDOW = 65_536
 """Replies kept for `Shard.replay`: well over any turn's worth of commands in flight."""
+ORDER_EVENTS = frozenset({OrderExpired, OrderCanceled, OrderDecremented, StopTriggered})
+"""Events about one order (``order_id``) that may be another TES's than the command's sender's."""
+GTD = TimeInForce.GTD
+UNORDERED = frozenset({BookExpireDay, BookSetClock})
+"""Commands that name no order: no TES sent them for an order of its own."""
+COMPACT_AT = 65_536
+"""The expiry heap is compacted (entries of orders gone dropped) when it grows past this, or past
+twice its size after the last compaction."""
 _encode = msgspec.msgpack.Encoder().encode
 
 
@@ -80,6 +108,10 @@ class Shard:
         self.traded: dict[str, tuple[int, int]] = {}
         """Symbol -> (sequence, price) of its last trade since the server last published marks
         (`servers.protocol.MARKS_TOPIC`) and cleared this."""
+        self.expiries: list[tuple[int, str, int]] = []
+        """A heap of (expire_at, symbol, order_id) of the GTD orders accepted, earliest first; some
+        may be gone (`due` and `_compact` drop them)."""
+        self._compact_at = COMPACT_AT
         self._max_ids = max_ids or {}
 
     @classmethod
@@ -94,9 +126,10 @@ class Shard:
         Returns the journal record's payload (the encoded `JournalEntry`: the command with its
         time, events and market data), the reply (an `Executed` already encoded: outgoing
         frames splice it in as is) and the TES ids it concerns, each once: the sender (the
-        owner of the order it names) first, then the owners of resting orders it touched
-        (makers of its fills, expired orders). The same command at the same time from the same
-        state gives the same bytes. Raises KeyError for a symbol the shard does not own.
+        owner of the order it names) first, then the owners of the other orders it touched
+        (both orders of its fills, orders expired, canceled or decremented by self-trade
+        prevention, stops triggered). The same command at the same time from the same state
+        gives the same bytes. Raises KeyError for a symbol the shard does not own.
         """
         feed = self.feeds[command.symbol]
         book = feed.book
@@ -109,27 +142,42 @@ class Shard:
                 command.time_in_force,
                 command.price,
                 command.quantity,
+                stop_price=command.stop_price,
+                display_quantity=command.display_quantity,
+                flags=command.flags,
+                owner=command.owner,
+                stp=command.stp,
+                expire_at=command.expire_at,
             )
-            if type(events[0]) is OrderAccepted:
+            accepted = events[0]
+            if type(accepted) is OrderAccepted:
                 self._accepted(command.order_id)
+                if accepted.time_in_force == GTD:
+                    self._expires(accepted.expire_at, command.symbol, command.order_id)
         elif kind is BookCancel:
             events = book.cancel(command.order_id)
         elif kind is BookReplace:
             events = book.replace(command.order_id, command.price, command.quantity)
+        elif kind is BookSetClock:
+            events = book.set_clock(command.time)
         else:
             events = book.expire_day_orders()
         self.sequence = sequence
         self.time = time
         first = len(market_data)
         feed.update(events, market_data, time)
-        concerned = () if kind is BookExpireDay else (command.order_id >> TES_SHIFT,)
-        if len(events) > 1 or kind is BookExpireDay:
+        unordered = kind in UNORDERED
+        concerned = () if unordered else (command.order_id >> TES_SHIFT,)
+        if len(events) > 1 or unordered:
             for event in events:
                 event_kind = type(event)
                 if event_kind is OrderFilled:
                     owner = event.maker_id >> TES_SHIFT
                     self.traded[command.symbol] = (sequence, event.price)
-                elif event_kind is OrderExpired:
+                    taker = event.taker_id >> TES_SHIFT
+                    if taker not in concerned:
+                        concerned += (taker,)
+                elif event_kind in ORDER_EVENTS:
                     owner = event.order_id >> TES_SHIFT
                 else:
                     continue
@@ -140,6 +188,35 @@ class Shard:
         entry = _encode(JournalEntry(sequence, time, command, encoded_events, market_data[first:]))
         self.history.append((sequence, reply, concerned))
         return entry, reply, concerned
+
+    def due(self, now: int) -> list[str]:
+        """The symbols whose books hold a live GTD order (resting or a held stop-limit) expiring
+        by exchange time ``now``: each is to get a `BookSetClock` to ``now``. Their heap
+        entries, and those of orders already gone, are dropped."""
+        expiries, feeds = self.expiries, self.feeds
+        symbols: list[str] = []
+        while expiries and expiries[0][0] <= now:
+            _, symbol, order_id = heappop(expiries)
+            if symbol not in symbols and feeds[symbol].book.order(order_id) is not None:
+                symbols.append(symbol)
+        return symbols
+
+    def next_expiry(self) -> int | None:
+        """The earliest expiry in the heap (its order may be gone), or None."""
+        return self.expiries[0][0] if self.expiries else None
+
+    def _expires(self, expire_at: int, symbol: str, order_id: int) -> None:
+        heappush(self.expiries, (expire_at, symbol, order_id))
+        if len(self.expiries) > self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop the entries of orders gone (filled, canceled, expired): the heap stays within twice
+        the live GTD orders (or `COMPACT_AT`), in amortized constant time per order."""
+        feeds = self.feeds
+        self.expiries = [entry for entry in self.expiries if feeds[entry[1]].book.order(entry[2]) is not None]
+        heapify(self.expiries)
+        self._compact_at = max(COMPACT_AT, 2 * len(self.expiries))
 
     def replay(self, tes_id: int, seen: int) -> tuple[list[msgspec.Raw], bool]:
         """The kept replies after sequence ``seen`` that concern ``tes_id``, oldest first, and
@@ -179,7 +256,7 @@ class Shard:
         unknown = sorted(set(snapshot.symbols) - set(symbols))
         if unknown:
             raise RecoveryError(f"snapshot {snapshot.sequence} holds books of symbols not in this shard: {unknown}")
-        feeds, max_ids = {}, {}
+        feeds, max_ids, expiries = {}, {}, []
         for symbol in symbols:
             state = snapshot.symbols.get(symbol)
             if state is None:
@@ -187,7 +264,14 @@ class Shard:
                 continue
             feeds[symbol] = Feed(symbol, NativeBook.restore(state.book), state.market_data_sequence, state.last_price)
             _merge_max_ids(max_ids, state.book)
-        return cls(feeds, snapshot.sequence, max_ids, snapshot.time)
+            for records in (state.book.detail_array(), state.book.held_array()):
+                gtd = records[records["expire_at"] != 0]
+                expiries += zip(gtd["expire_at"].tolist(), [symbol] * len(gtd), gtd["order_id"].tolist(), strict=True)
+        shard = cls(feeds, snapshot.sequence, max_ids, snapshot.time)
+        heapify(expiries)
+        shard.expiries = expiries
+        shard._compact_at = max(COMPACT_AT, 2 * len(expiries))
+        return shard
 
     def _accepted(self, order_id: int) -> None:
         tes_id = order_id >> TES_SHIFT
@@ -248,8 +332,10 @@ def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S) ->
 
     Starts from the newest snapshot that restores (damaged ones are logged and skipped,
     falling back to older ones, then to empty books) and replays the journal records after
-    it through `Shard.execute`, logging how far it has got at most every ``progress_s``
-    seconds (looking at the clock every `RECORDS_PER_CHECK` records). A torn tail (bytes after
+    it through `Shard.execute`, checking that each gives the journaled entry (byte for byte,
+    or, for a journal of an older version whose messages had fewer fields, once decoded),
+    logging how far it has got at most every ``progress_s`` seconds (looking at the clock
+    every `RECORDS_PER_CHECK` records). A torn tail (bytes after
     the last good record in which no valid record starts) is moved to a side file and cut
     off by `Journal`. Raises `JournalDamaged` (a `RecoveryError`), changing nothing, if valid
     records follow a bad one or the bad one is CRC-valid; `RecoveryError` if the records it
@@ -290,7 +376,7 @@ def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S) ->
             raise RecoveryError(
                 f"journal record {record.sequence} is for symbol {command.symbol!r}, not owned by this shard"
             ) from None
-        if not legacy and payload != record.payload:
+        if not legacy and payload != record.payload and not _same_entry(payload, record.payload):
             raise RecoveryError(
                 f"journal record {record.sequence}: the book's events or market data differ from the journaled "
                 "ones (a journal written by another version of the matching rules?); nothing was changed"
@@ -308,7 +394,14 @@ _entries = msgspec.msgpack.Decoder(JournalEntry)
 _legacy = msgspec.msgpack.Decoder(BookCommand)
 
 
-def decode_entry(payload: bytes) -> JournalEntry | BookSubmit | BookCancel | BookReplace | BookExpireDay:
+def _same_entry(produced: bytes, journaled: bytes) -> bool:
+    """Whether two journal entries say the same once decoded: a journal written before messages
+    gained trailing fields (the advanced orders') holds shorter arrays, which decode with the new
+    fields' defaults (what the book gives for orders without them). Only asked when the bytes differ."""
+    return _entries.decode(produced) == _entries.decode(journaled)
+
+
+def decode_entry(payload: bytes) -> JournalEntry | BookSubmit | BookCancel | BookReplace | BookExpireDay | BookSetClock:
     """A journal record's payload: a `JournalEntry`, or the bare command of a journal written
     before entries (no time, events or market data); ValueError (msgspec's DecodeError) if neither."""
     try:

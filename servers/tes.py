@@ -29,12 +29,17 @@ The pipeline of an EnterOrder, in this order (the first failing step answers):
 1. session: logged on (else SessionRejected NOT_LOGGED_ON);
 2. message rate of the trader (MESSAGE_RATE_LIMIT);
 3. client order id unused by this trader (DUPLICATE_CLIENT_ORDER_ID);
-4. instrument: known symbol (UNKNOWN_SYMBOL), then `Instrument.check_order` with
-   the price band centred on the last trade, else the reference price;
+4. instrument: known symbol (UNKNOWN_SYMBOL), the kind of order enabled
+   (ORDER_TYPE_DISABLED), then `Instrument.check_order` with the price band centred on
+   the last trade, else the reference price, `Instrument.check_iceberg`,
+   `Instrument.check_stop` (distance from the same centre, the side of the last
+   trade), and a GTD expiry after the TES's clock (EXPIRE_TIME_PASSED);
 5. pre-trade risk (`servers.risk`): order quantity, notional, open orders;
 6. the owning shard is connected (BOOK_UNAVAILABLE);
 7. assign the exchange order id, record the order in the ledger, queue a
-   ``BookSubmit`` for the shard.
+   ``BookSubmit`` for the shard, with the trader's account as the book's self-trade
+   prevention owner (`servers.protocol.owner_of`) and the order's mode, else the
+   trader's default (``stp_default``).
 
 On ``Executed`` the book events become client reports for the owners of both
 sides, fills are booked into portfolios (`servers.portfolio`) and the last trade
@@ -55,6 +60,7 @@ the reports they missed (`Logon.after_report`).
 import logging
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter_ns
 from time import time_ns as clock
@@ -64,10 +70,10 @@ import msgspec
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from config.settings import Config, InstrumentConfig
+from config.settings import Config, InstrumentConfig, stp_mode
 from engine.instrument import Instrument
-from engine.messages import OrderExpired, OrderFilled
-from engine.types import CancelReason, OrderType, RejectReason
+from engine.messages import OrderFilled
+from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers import protocol as p
 from servers import security, service
 from servers.database_link import DatabaseLink, Reference, ReferenceUnavailable
@@ -135,6 +141,9 @@ CATCH_UP_STALL_S = 10.0
 """A catch-up that receives nothing for this long is given up (the outcome of orders in flight is unknown)."""
 ANSWERS = frozenset({p.OrderAccepted, p.OrderRejected, p.CancelRejected, p.ReplaceRejected})
 """Reports that answer a request: the first two an order's first answer, the last three rejects."""
+MARKET, STOP, STOP_LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.STOP_LIMIT
+GTD = TimeInForce.GTD
+"""Module constants: an enum member's lookup on its class costs more than the comparison."""
 
 
 class Shard:
@@ -200,6 +209,8 @@ class TradingEngineServer:
         self.instrument_list: list[Instrument] = []
         """Reference data as clients see it (without the server-side reference price)."""
         self.risks: dict[str, TraderRisk] = {}
+        self.owners: dict[str, tuple[int, SelfTradePrevention]] = {}
+        """Trader -> its account's self-trade prevention owner and its default mode."""
         self.after_reports: dict[bytes, int] = {}
         """Logons being checked -> the report number they asked to be sent the reports after."""
         self.sessions = Sessions(settings.heartbeat_ms / 1000, settings.session_timeout_ms / 1000)
@@ -487,6 +498,8 @@ class TradingEngineServer:
             risk = self.risks.get(trader.trader_id)
             risks[trader.trader_id] = TraderRisk(trader, now) if risk is None else risk.limited_by(trader)
         self.risks = risks
+        self.owners = {trader.trader_id: (p.owner_of(trader.account), stp_mode(trader.stp_default))
+                       for trader in reference.traders}
         self.logons.authenticator.update(reference.keys)
         for session in list(self.sessions.by_identity.values()):
             if session.trader_id not in risks:
@@ -594,15 +607,20 @@ class TradingEngineServer:
             return
         order_id = self.ledger.next_order_id()
         self.entered += 1
+        owner, stp = self.owners[trader]
+        if order.stp is not None:
+            stp = order.stp
         self._record(Entered(trader, order.client_order_id, order_id, order.symbol, order.side, order.order_type,
-                             order.time_in_force, order.price, order.quantity))
+                             order.time_in_force, order.price, order.quantity, order.stop_price,
+                             order.display_quantity, order.flags, stp, order.expire_at))
         awaiting = self.awaiting.get(trader)
         if awaiting is None:
             awaiting = self.awaiting[trader] = {}
         awaiting[order.client_order_id] = self.frame_read
         self.shard_of[order.symbol].outbox.append(p.BookSubmit(
             order.symbol, order_id, order.side, order.order_type, order.time_in_force, order.price, order.quantity,
-            session.trader_id, order.client_order_id))
+            session.trader_id, order.client_order_id, order.stop_price, order.display_quantity, order.flags, owner,
+            stp, order.expire_at))
 
     def _check_order(self, session: Session, risk: TraderRisk, order: p.EnterOrder,
                      now: float) -> tuple[RejectReason, str] | None:
@@ -618,17 +636,39 @@ class TradingEngineServer:
             return reason, f"client order id {order.client_order_id} is already used"
         if reason is not None:
             return reason, f"{reason.text}: client order id {order.client_order_id}"
-        # 4. reference data, the band centred on the last trade or the reference price
+        # 4. reference data: the kind of order enabled; quantity and limit price, the band centred
+        #    on the last trade or the reference price; an iceberg's slices; a stop's price; a GTD
+        #    expiry still to come
         instrument = self.instruments.get(order.symbol)
         if instrument is None:
             return RejectReason.UNKNOWN_SYMBOL, f"unknown symbol {order.symbol!r}"
+        order_type = order.order_type
+        kind = instrument.disabled_kind(order_type, order.time_in_force, order.display_quantity, order.flags)
+        if kind is not None:
+            return RejectReason.ORDER_TYPE_DISABLED, f"{kind} orders are not enabled for {order.symbol}"
         last = self.ledger.last_prices.get(order.symbol)
         centre = instrument.reference_price if last is None else last
-        reason = instrument.check_order(order.order_type, order.price, order.quantity, centre)
+        reason = instrument.check_order(order_type, order.price, order.quantity, centre)
         if reason is not None:
             return reason, _rule_text(reason, instrument, order.price, order.quantity, centre)
+        if order.display_quantity:
+            reason = instrument.check_iceberg(order.quantity, order.display_quantity)
+            if reason is not None:
+                return reason, _iceberg_text(reason, instrument, order.quantity, order.display_quantity)
+        stop_price = 0
+        if order_type == STOP or order_type == STOP_LIMIT:
+            stop_price = order.stop_price
+            reason = instrument.check_stop(order.side, stop_price, centre, last)
+            if reason is not None:
+                return reason, _stop_text(reason, instrument, order.side, stop_price, centre, last)
+        if order.time_in_force == GTD and order_type != STOP and order_type != MARKET:
+            stamp = clock()
+            if order.expire_at <= stamp:
+                return RejectReason.EXPIRE_TIME_PASSED, (f"good-till-date expiry {_utc(order.expire_at)} is not after "
+                                                         f"the exchange time {_utc(stamp)}")
         # 5. pre-trade risk
-        price = valuation_price(order.price, order.order_type == OrderType.MARKET, last, instrument.reference_price)
+        price = valuation_price(order.price, order_type == MARKET or order_type == STOP, last,
+                                instrument.reference_price, stop_price)
         reason = risk.check_order(price, order.quantity, self.orders.open_count(session.trader_id))
         if reason is not None:
             return reason, _limit_text(reason, risk, price, order.quantity)
@@ -671,6 +711,8 @@ class TradingEngineServer:
             reason = instrument.check_order(OrderType.LIMIT, replace.price, replace.quantity, centre)
             if reason is not None:
                 text = _rule_text(reason, instrument, replace.price, replace.quantity, centre)
+            elif (reason := instrument.check_iceberg(replace.quantity, order.display_quantity)) is not None:
+                text = _iceberg_text(reason, instrument, replace.quantity, order.display_quantity)
             else:
                 reason = risk.check_replace(replace.price, replace.quantity)
                 text = None if reason is None else _limit_text(reason, risk, replace.price, replace.quantity)
@@ -1025,12 +1067,44 @@ def _rule_text(reason: RejectReason, instrument: Instrument, price: int, quantit
     return reason.text
 
 
-def _band(instrument: Instrument, centre: int) -> tuple[int, int]:
+def _band(instrument: Instrument, centre: int, bps: int | None = None) -> tuple[int, int]:
     """The lowest and highest prices on the tick that `Instrument.check_order` lets through
-    with the band centred on ``centre``: ``|price - centre| * 10_000 <= centre * bps``."""
-    reach = centre * instrument.price_band_bps // 10_000
+    with the band centred on ``centre``: ``|price - centre| * 10_000 <= centre * bps`` (the
+    instrument's price band, or ``bps``)."""
+    reach = centre * (instrument.price_band_bps if bps is None else bps) // 10_000
     tick = instrument.tick_size
     return -(-(centre - reach) // tick) * tick, (centre + reach) // tick * tick
+
+
+def _iceberg_text(reason: RejectReason, instrument: Instrument, quantity: int, display: int) -> str:
+    """The text of an `Instrument.check_iceberg` refusal."""
+    if reason is RejectReason.QUANTITY_OFF_LOT:
+        return f"display quantity {display} is not a multiple of the lot {instrument.lot_size}"
+    return (f"display quantity {display} cuts quantity {quantity} into {-(-quantity // display)} slices, more than "
+            f"the maximum {instrument.max_iceberg_slices}")
+
+
+def _stop_text(reason: RejectReason, instrument: Instrument, side: int, stop_price: int, centre: int,
+               last: int | None) -> str:
+    """The text of an `Instrument.check_stop` refusal: prices only, in ticks (as the price rules' texts)."""
+    match reason:
+        case RejectReason.PRICE_OFF_TICK:
+            return f"stop price {stop_price} is not a multiple of the tick {instrument.tick_size}"
+        case RejectReason.STOP_PRICE_TOO_FAR:
+            low, high = _band(instrument, centre, instrument.max_stop_distance_bps)
+            return f"stop price {stop_price} is outside {low}..{high}"
+    where = "at or below" if side == Side.BUY else "at or above"
+    return (f"{'buy' if side == Side.BUY else 'sell'} stop price {stop_price} is {where} the last trade price {last}: "
+            "it would trigger at once")
+
+
+def _utc(nanoseconds: int) -> str:
+    """An exchange time as ISO 8601 UTC to the millisecond (a time outside datetime's years: the integer)."""
+    try:
+        moment = datetime.fromtimestamp(nanoseconds / 1e9, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{nanoseconds} ns"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _limit_text(reason: RejectReason, risk: TraderRisk, price: int, quantity: int) -> str:
@@ -1055,13 +1129,15 @@ def _unknown_order_text(order_id: int) -> str:
 
 
 def _concerns(entry: p.JournalEntry, tes_id: int) -> bool:
-    """Whether the journaled command or one of its fills or expiries is about an order of ``tes_id``."""
+    """Whether the journaled command or one of its events is about an order of ``tes_id`` (the
+    owners `servers.shard.Shard.execute` sends an `Executed` to)."""
     if getattr(entry.command, "order_id", 0) >> ID_BITS == tes_id:
         return True
     for event in entry.events:
-        kind = type(event)
-        if (kind is OrderFilled and event.maker_id >> ID_BITS == tes_id) or (
-                kind is OrderExpired and event.order_id >> ID_BITS == tes_id):
+        if type(event) is OrderFilled:
+            if event.maker_id >> ID_BITS == tes_id or event.taker_id >> ID_BITS == tes_id:
+                return True
+        elif getattr(event, "order_id", 0) >> ID_BITS == tes_id:
             return True
     return False
 

@@ -68,10 +68,13 @@ class Harness:
 
     # commands
 
-    def submit(self, order_id, side, order_type, time_in_force, price, quantity):
+    def submit(self, order_id, side, order_type, time_in_force, price, quantity, **fields):
+        """``fields``: the advanced orders' keyword arguments (stop_price, display_quantity, flags,
+        owner, stp, expire_at), passed only when given."""
         self.tracker.submitted(order_id)
         before = self._levels()
-        return self._track(self.book.submit(order_id, side, order_type, time_in_force, price, quantity), before)
+        return self._track(self.book.submit(order_id, side, order_type, time_in_force, price, quantity, **fields),
+                           before)
 
     def cancel(self, order_id):
         before = self._levels()
@@ -85,6 +88,14 @@ class Harness:
         before = self._levels()
         return self._track(self.book.expire_day_orders(), before)
 
+    def set_clock(self, time):
+        before = self._levels()
+        return self._track(self.book.set_clock(time), before)
+
+    def set_phase(self, phase):
+        before = self._levels()
+        return self._track(self.book.set_phase(phase), before)
+
     def apply(self, command):
         if isinstance(command, SubmitOrder):
             self.tracker.submitted(command.order_id)
@@ -93,17 +104,17 @@ class Harness:
 
     # shortcuts
 
-    def buy(self, order_id, price, quantity, tif=GTC):
-        return self.submit(order_id, BUY, LIMIT, tif, price, quantity)
+    def buy(self, order_id, price, quantity, tif=GTC, **fields):
+        return self.submit(order_id, BUY, LIMIT, tif, price, quantity, **fields)
 
-    def sell(self, order_id, price, quantity, tif=GTC):
-        return self.submit(order_id, SELL, LIMIT, tif, price, quantity)
+    def sell(self, order_id, price, quantity, tif=GTC, **fields):
+        return self.submit(order_id, SELL, LIMIT, tif, price, quantity, **fields)
 
-    def market_buy(self, order_id, quantity, tif=IOC):
-        return self.submit(order_id, BUY, MARKET, tif, 0, quantity)
+    def market_buy(self, order_id, quantity, tif=IOC, **fields):
+        return self.submit(order_id, BUY, MARKET, tif, 0, quantity, **fields)
 
-    def market_sell(self, order_id, quantity, tif=IOC):
-        return self.submit(order_id, SELL, MARKET, tif, 0, quantity)
+    def market_sell(self, order_id, quantity, tif=IOC, **fields):
+        return self.submit(order_id, SELL, MARKET, tif, 0, quantity, **fields)
 
     def depth(self, levels=1_000_000):
         """Both sides as tables of (price, quantity, orders), best first."""

@@ -1,16 +1,20 @@
 """The REST gateway (``python main.py -s API``) end to end: a real OBS, recorder and TES
 (`live_exchange`), the gateway as its own process, signed HTTP requests from here."""
 
+import base64
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gateways.api.auth import signature
+from engine.types import OrderType, Side, TimeInForce
+from gateways.api.auth import RateLimiter, signature
 from servers.processes import Role
+from servers.protocol import EnterOrder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -66,6 +70,41 @@ def test_openapi_and_docs_are_served(gateway):
     assert {"/v1/orders", "/v1/orders/{order_id}", "/v1/fills", "/v1/positions", "/v1/book/{symbol}",
             "/v1/instruments", "/v1/trades/{symbol}", "/v1/bars/{symbol}"} <= set(spec["paths"])
     assert "swagger" in httpx.get(f"{base}/docs").text.lower()
+    signed = [{"key": [], "timestamp": [], "signature": []}]
+    assert {scheme["name"] for scheme in spec["components"]["securitySchemes"].values()} == \
+        {"X-API-KEY", "X-API-TIMESTAMP", "X-API-SIGNATURE"}
+    security = {(path, method): operation.get("security") for path, operations in spec["paths"].items()
+                for method, operation in operations.items()}
+    for private in (("/v1/orders", "post"), ("/v1/orders", "get"), ("/v1/orders", "delete"),
+                    ("/v1/orders/{order_id}", "put"), ("/v1/orders/{order_id}", "delete"), ("/v1/fills", "get"),
+                    ("/v1/positions", "get")):
+        assert security[private] == signed, private
+    for public in ("/v1/instruments", "/v1/book/{symbol}", "/v1/trades/{symbol}", "/v1/bars/{symbol}",
+                   "/v1/health", "/v1/reject-codes"):
+        assert security[(public, "get")] is None, public
+
+
+def test_market_data_is_public_and_the_book_comes_from_the_market_data(gateway, live_exchange):
+    _, base, _ = gateway
+    instruments = httpx.get(f"{base}/v1/instruments")
+    assert instruments.status_code == 200, instruments.text
+    acme = {i["symbol"]: i for i in instruments.json()}["ACME"]
+    assert (acme["tick_size"], acme["min_quantity"], acme["price_scale"]) == (1, 1, 100)
+    assert httpx.get(f"{base}/v1/trades/ACME").status_code == 200
+    assert httpx.get(f"{base}/v1/bars/ACME").status_code == 200
+    assert httpx.get(f"{base}/v1/book/NOPE").json()["code"] == 3001
+
+    first = httpx.get(f"{base}/v1/book/BOLT?levels=3")
+    assert first.status_code == 200, first.text
+    before = first.json()["sequence"]
+    bob = live_exchange.client("bob")
+    bob.enter_order("BOLT", Side.SELL, OrderType.LIMIT, TimeInForce.GTC, 26_015, 30)
+    deadline = time.monotonic() + 5
+    while [26_015, 30, 1] not in (book := httpx.get(f"{base}/v1/book/BOLT?levels=3").json())["asks"]:
+        assert time.monotonic() < deadline, book
+        time.sleep(0.02)
+    assert book["symbol"] == "BOLT" and book["sequence"] > before
+    bob.mass_cancel("BOLT")
 
 
 def test_orders_fills_and_positions_agree_with_the_tes(gateway, live_exchange):
@@ -82,8 +121,10 @@ def test_orders_fills_and_positions_agree_with_the_tes(gateway, live_exchange):
     assert listed.status_code == 200, listed.text
     open_orders = listed.json()
     assert resting["order_id"] in [o["order_id"] for o in open_orders]
-    book = alice.request("GET", "/v1/book/ACME?levels=5").json()
-    assert [10_050, 7, 1] in book["asks"]
+    deadline = time.monotonic() + 5  # the book is the market data's, which may trail the acknowledgment
+    while [10_050, 7, 1] not in (book := alice.request("GET", "/v1/book/ACME?levels=5").json())["asks"]:
+        assert time.monotonic() < deadline, book
+        time.sleep(0.02)
 
     amended = alice.request("PUT", f"/v1/orders/{resting['order_id']}", {"price": 10_040, "quantity": 5})
     assert amended.status_code == 200, amended.text
@@ -208,16 +249,49 @@ def test_rate_limit_answers_429_with_retry_after(live_exchange, tmp_path):
         base = f"http://127.0.0.1:{env['EXCHANGE__API__PORT']}"
         demo = Signed(base, "demo1-rest", (tmp_path / "api" / "demo1-rest.secret").read_text().strip())
         answers = [demo.request("GET", "/v1/reject-codes") for _ in range(2)]
-        statuses = [demo.request("GET", "/v1/positions").status_code for _ in range(5)]
         assert all(a.status_code == 200 for a in answers)
-        assert statuses[:3] == [200, 200, 200] and 429 in statuses[3:]
-        limited = demo.request("GET", "/v1/positions")
-        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
-        assert limited.json()["code"] == 4004
+        assert [demo.request("GET", "/v1/positions").status_code for _ in range(3)] == [200, 200, 200]
+        limited = _first_429(lambda n: demo.request("GET", "/v1/positions"))
+        assert int(limited.headers["Retry-After"]) >= 1 and limited.json()["code"] == 4004
         other = Signed(base, "demo2-rest", (tmp_path / "api" / "demo2-rest.secret").read_text().strip())
+        assert other.request("GET", "/v1/positions").status_code == 200
+
+        # public market data: no key, the same bucket per client address (127.0.0.2 is another one)
+        assert [httpx.get(f"{base}/v1/instruments").status_code for _ in range(3)] == [200, 200, 200]
+        limited = _first_429(lambda n: httpx.get(f"{base}/v1/book/ACME"))
+        assert limited.json()["code"] == 4004 and int(limited.headers["Retry-After"]) >= 1
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as elsewhere:
+            assert elsewhere.get(f"{base}/v1/instruments").status_code == 200
+        # a forwarded-for header does not make another address: ten "different" ones share a bucket
+        _first_429(lambda n: httpx.get(f"{base}/v1/instruments", headers={"X-Forwarded-For": f"10.9.8.{n}"}))
         assert other.request("GET", "/v1/positions").status_code == 200
     finally:
         assert role.stop() == 0, role.output()
+
+
+def _first_429(send, attempts: int = 10) -> httpx.Response:
+    """The first 429 of ``send(n)`` for n = 0, 1...: a bucket of 3 refilled at 1 a second runs dry
+    within 10 quick requests (they would need 10 s to be all served)."""
+    statuses = []
+    for n in range(attempts):
+        answer = send(n)
+        if answer.status_code == 429:
+            return answer
+        statuses.append(answer.status_code)
+    raise AssertionError(f"no 429 in {attempts} requests: {statuses}")
+
+
+def test_the_per_address_table_is_bounded_and_forgets_the_least_recently_seen():
+    now = [0.0]
+    limiter = RateLimiter(1.0, 2, clock=lambda: now[0], max_keys=3)
+    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 1.0]
+    assert limiter.take("b") == limiter.take("c") == 0.0
+    limiter.take("a")  # seen again: "b" is now the least recently seen
+    assert limiter.take("d") == 0.0 and len(limiter) == 3
+    assert limiter.take("a") == 1.0  # kept, still empty
+    assert limiter.take("b") == 0.0  # forgotten: a full bucket again
+    now[0] += 1.0
+    assert limiter.take("a") == 0.0
 
 
 def test_connections_beyond_the_limit_get_503_and_the_others_are_served(live_exchange, tmp_path):
@@ -319,21 +393,131 @@ def test_private_stream_after_an_authenticated_subscribe(gateway):
         assert _until(ws, lambda e: e.get("type") == "order_canceled")["order_id"] == placed.json()["order_id"]
 
 
-def test_a_slow_consumer_is_closed_with_a_reason():
+class RawWebSocket:
+    """A WebSocket client on a plain socket with a receive buffer of ``rcvbuf`` bytes: nothing reads
+    it behind the test's back, so while the test does not read, the gateway's sends back up."""
+
+    def __init__(self, base: str, rcvbuf: int) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: the window
+        self.sock.settimeout(10)
+        self.sock.connect((host, int(port)))
+        key = base64.b64encode(os.urandom(16))
+        self.sock.sendall(b"GET /v1/ws HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                          % (host.encode(), port.encode(), key))
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the gateway closed the connection")
+        return data
+
+    def _take(self, count: int) -> bytes:
+        while len(self.buffer) < count:
+            self.buffer += self._recv()
+        taken, self.buffer = self.buffer[:count], self.buffer[count:]
+        return taken
+
+    def send(self, text: str) -> None:
+        payload, mask = text.encode(), os.urandom(4)
+        assert len(payload) < 126
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+
+    def frame(self) -> tuple[int, bytes]:
+        """The next frame's opcode and payload (the server's frames are not masked)."""
+        first, second = self._take(2)
+        length = second & 0x7F
+        if length == 126:
+            length = int.from_bytes(self._take(2), "big")
+        elif length == 127:
+            length = int.from_bytes(self._take(8), "big")
+        return first & 0x0F, self._take(length)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_subscriber_that_stops_reading_is_closed_1008_and_the_others_keep_receiving(live_exchange, tmp_path):
+    """A real slow consumer: a depth subscriber with a 4 KB receive buffer stops reading while a burst
+    of orders changes the book. The gateway's sends to it back up (its receive window, the kernel's
+    send buffer, the transport's 64 KiB, then more than ``stream_queue`` events wait), so
+    it is closed with 1008, which it finds after everything queued when it reads again; another
+    subscriber gets every update of the burst in sequence."""
+    from websockets.sync.client import connect
+
+    # 10,000 depth events of about 150 bytes, 1.5 MB: twice what the buffers hold (the slow client's
+    # 4 KB, the gateway's kernel send buffer, 2 x 256 KiB, the transport's 64 KiB)
+    burst, queue = 10_000, 20
+    env = dict(live_exchange.env)
+    env.update({"EXCHANGE__API__PORT": str(_port()), "EXCHANGE__API__SECRETS_DIR": str(tmp_path / "api"),
+                "EXCHANGE__API__STREAM_QUEUE": str(queue)})
+    role = Role(["-s", "API"], env)
+    base = f"http://127.0.0.1:{env['EXCHANGE__API__PORT']}"
+    subscribe = json.dumps({"op": "subscribe", "channel": "depth", "symbol": "ACME"})
+    load = live_exchange.client("load")
+    slow = RawWebSocket(base, rcvbuf=4096)
+    try:
+        slow.send(subscribe)
+        assert json.loads(slow.frame()[1])["type"] == "subscribed"
+        assert json.loads(slow.frame()[1])["type"] == "snapshot"
+        with connect(base.replace("http", "ws") + "/v1/ws", open_timeout=5, max_queue=None) as fast:
+            fast.send(subscribe)
+            _until(fast, lambda e: e["type"] == "snapshot")
+            first = load.reserve_client_order_ids(burst)
+            # inside the price band around the last trade of the tests before (10,040)
+            load.send_batch([EnterOrder(first + i, "ACME", Side.BUY, OrderType.LIMIT, TimeInForce.GTC, 9_703, 1)
+                             for i in range(burst)])
+            updates = []
+            while len(updates) < burst:
+                event = _until(fast, lambda e: e.get("channel") == "depth" and e.get("price") == 9_703, timeout=30)
+                updates.append(event)
+            assert [e["quantity"] for e in updates] == list(range(1, burst + 1)), updates[:3]
+            assert all(b["sequence"] > a["sequence"] for a, b in zip(updates, updates[1:], strict=False))
+            role.wait_for("slow consumer", 10)
+
+        # reading again: what was queued before the close, then the close frame with its reason
+        slow.sock.settimeout(30)
+        events = 0
+        while True:
+            opcode, payload = slow.frame()
+            if opcode == 0x8:
+                break
+            assert opcode == 0x1 and json.loads(payload)["channel"] == "depth"
+            events += 1
+        code, reason = int.from_bytes(payload[:2], "big"), payload[2:].decode()
+        assert code == 1008 and reason.startswith("slow consumer"), (code, reason)
+        assert 0 < events < burst
+    finally:
+        slow.close()
+        load.mass_cancel("ACME")
+        assert role.stop() == 0, role.output()
+
+
+def test_a_long_queue_is_sent_on_and_closed_only_while_the_connection_takes_nothing():
     import asyncio
 
     from gateways.api.streams import Subscriber
 
     async def flood():
         subscriber = Subscriber(None, asyncio.get_running_loop(), limit=3)
-        for n in range(10):
-            subscriber._push({"n": n})
+        subscriber._push([{"n": n} for n in range(5)])  # a burst, the sender not stuck: sent on
+        assert subscriber.closing is None
+        subscriber.sending = True  # the sender waits for the connection to drain
+        subscriber._push([{"n": 5}])
+        subscriber._push([{"n": 6}])
         return subscriber
 
     subscriber = asyncio.run(flood())
     assert subscriber.closing.startswith("slow consumer")
-    queued = [subscriber.queue.get_nowait() for _ in range(subscriber.queue.qsize())]
-    assert queued == [{"n": 0}, {"n": 1}, {"n": 2}, None]
+    assert [subscriber.queue.get_nowait() for _ in range(subscriber.queue.qsize())] == [None]  # dropped, then the close
 
 
 def test_up_starts_the_gateway_when_enabled_and_stops_it_in_order(tmp_path):
@@ -387,6 +571,19 @@ def test_fuzzing_the_gateway_from_its_own_openapi_never_fails_it(gateway):
     assert any(200 <= status < 300 for status in seen), seen
     assert demo.request("DELETE", "/v1/orders").status_code == 200
     assert client(gateway, "bob").request("GET", "/v1/positions").status_code == 200
+
+
+def test_a_tag_is_echoed_and_tells_identical_orders_in_one_millisecond_apart(gateway):
+    bob = client(gateway, "bob")
+    stamp = time.time_ns() // 1_000_000
+    answers = [bob.request("POST", "/v1/orders", {"symbol": "ACME", "side": "buy", "price": 9_050, "quantity": 1,
+                                                  "tag": tag}, timestamp=stamp) for tag in ("one", "two", "two")]
+    assert [a.status_code for a in answers] == [201, 201, 401], [a.text for a in answers]
+    assert [a.json()["tag"] for a in answers[:2]] == ["one", "two"]
+    assert answers[2].json()["title"] == "Replayed request"
+    assert bob.request("POST", "/v1/orders", {"symbol": "ACME", "side": "buy", "price": 9_050, "quantity": 1,
+                                              "tag": "no spaces"}).status_code == 422
+    assert bob.request("DELETE", "/v1/orders?symbol=ACME").json()["canceled"] == 2
 
 
 def test_concurrent_requests_of_one_trader_keep_their_client_order_ids_in_order(gateway):

@@ -1,6 +1,7 @@
-"""`python main.py bench gateways` (`benchmarks.gateways`): a tiny run through the FIX gateway and the
-ZeroMQ client against a real exchange, its table and JSON shape, every order answered; the FIX frames
-the load generator builds, checked by the gateway's own strict framer; the verdicts on made-up figures."""
+"""`python main.py bench gateways` (`benchmarks.gateways`): a tiny run through the FIX gateway, the REST
+gateway and the ZeroMQ client against a real exchange, its table and JSON shape, every order answered;
+the FIX frames the load generator builds, checked by the gateway's own strict framer; the verdicts on
+made-up figures."""
 
 import json
 import subprocess
@@ -14,7 +15,7 @@ from gateways.fix import messages as m
 RATE, DURATION = 200, 0.5
 
 
-def test_bench_gateways_runs_both_transports_and_fix_answers_every_order():
+def test_bench_gateways_runs_every_transport_and_each_answers_every_order():
     done = subprocess.run(
         [sys.executable, "main.py", "bench", "gateways", "--rates", str(RATE), "--duration", str(DURATION),
          "--repeats", "1"],
@@ -24,12 +25,14 @@ def test_bench_gateways_runs_both_transports_and_fix_answers_every_order():
     lines = done.stdout.strip().splitlines()
     report = json.loads(lines[-1])
     table = "\n".join(lines[:-1])
-    assert "| zeromq | 200 |" in table and "| fix | 200 |" in table and "REST: not measured" in table
-    assert report["transports"] == ["zeromq", "fix"] and report["exit_codes"] == {"fix": 0, "tes": 0, "obs": 0}
+    assert "| zeromq | 200 |" in table and "| fix | 200 |" in table and "| rest | 200 |" in table
+    assert "REST / ZeroMQ" in table and "not measured" not in table.split("target")[0]
+    assert report["transports"] == ["zeromq", "fix", "rest"]
+    assert report["exit_codes"] == {"api": 0, "fix": 0, "tes": 0, "obs": 0}
     [row] = report["rates"]
     assert row["offered_per_s"] == RATE
     orders = round(RATE * DURATION)
-    for name in ("zeromq", "fix"):
+    for name in ("zeromq", "fix", "rest"):
         [run] = row["runs"][name]
         assert (run["sent"], run["answered"], run["lost"], run["rejected"]) == (orders, orders, 0, 0), run
         assert 0 < run["ack_p50_us"] <= run["ack_p90_us"] <= run["ack_p99_us"], run
@@ -38,6 +41,9 @@ def test_bench_gateways_runs_both_transports_and_fix_answers_every_order():
     assert row["runs"]["fix"][0]["unexpected_messages"] == 0
     assert set(row["fix"]["cpu_us_per_order"]) == {"obs", "tes", "fix", "load"}
     assert row["fix_over_zeromq"]["ack_p50_us"] == round(row["fix"]["ack_p50_us"] / row["zeromq"]["ack_p50_us"], 2)
+    assert row["runs"]["rest"][0]["http_statuses"] == {"201": orders}
+    assert set(row["rest"]["cpu_us_per_order"]) == {"obs", "tes", "api", "load"}
+    assert row["rest_over_zeromq"]["ack_p50_us"] == round(row["rest"]["ack_p50_us"] / row["zeromq"]["ack_p50_us"], 2)
     assert set(report["targets"].values()) == {"not measured"}
     assert row["fix"]["other_cores"] >= 0
 

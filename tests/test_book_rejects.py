@@ -1,6 +1,7 @@
 """Submission validation: every book reject reason, the documented rule order, ids, extremes."""
 
 import pytest
+from test_book_v2_rejects import V2_COVERED
 
 from engine.lifecycle import OrderState
 from engine.messages import (
@@ -44,11 +45,11 @@ def assert_untouched(book, command):
 
 # (order_id, side, order_type, tif, price, quantity) -> reason, on the seeded book
 SUBMIT_REJECTS = {
-    "type 2": ((10, BUY, 2, GTC, 100, 1), R.UNKNOWN_ORDER_TYPE),
+    "type 4": ((10, BUY, 4, GTC, 100, 1), R.UNKNOWN_ORDER_TYPE),
     "type -1": ((10, BUY, -1, GTC, 100, 1), R.UNKNOWN_ORDER_TYPE),
     "side 2": ((10, 2, LIMIT, GTC, 100, 1), R.UNKNOWN_SIDE),
     "side -1": ((10, -1, LIMIT, GTC, 100, 1), R.UNKNOWN_SIDE),
-    "tif 4": ((10, BUY, LIMIT, 4, 100, 1), R.UNKNOWN_TIME_IN_FORCE),
+    "tif 5": ((10, BUY, LIMIT, 5, 100, 1), R.UNKNOWN_TIME_IN_FORCE),
     "tif -1": ((10, SELL, MARKET, -1, 0, 1), R.UNKNOWN_TIME_IN_FORCE),
     "qty 0": ((10, BUY, LIMIT, GTC, 100, 0), R.INVALID_QUANTITY),
     "qty -1": ((10, SELL, MARKET, IOC, 0, -1), R.INVALID_QUANTITY),
@@ -77,8 +78,9 @@ def test_invalid_submit_rejected_book_untouched(book, command, reason):
 
 
 def test_every_book_reject_reason_is_covered():
-    """The 1xxx/2xxx reasons are the book's own; each must appear in a test above."""
-    covered = {reason for _, reason in SUBMIT_REJECTS.values()} | {R.UNKNOWN_ORDER}
+    """The 1xxx/2xxx reasons are the book's own; each must appear in a test above or, for the
+    advanced orders' and phases' reasons, in test_book_v2_rejects."""
+    covered = {reason for _, reason in SUBMIT_REJECTS.values()} | {R.UNKNOWN_ORDER} | V2_COVERED
     assert covered == {reason for reason in RejectReason if reason < 3000}
 
 
@@ -104,9 +106,9 @@ RULE_ORDER = {
     "too large before price": ((10, BUY, LIMIT, GTC, -5, MAX_QUANTITY + 1), R.QUANTITY_TOO_LARGE),
     "quantity before market rest": ((10, SELL, MARKET, GTC, 0, 0), R.INVALID_QUANTITY),
     "quantity before duplicate": ((1, BUY, LIMIT, GTC, 100, 0), R.INVALID_QUANTITY),
-    "price before duplicate": ((1, BUY, LIMIT, GTC, 0, 1), R.INVALID_PRICE),
+    "duplicate before price": ((1, BUY, LIMIT, GTC, 0, 1), R.DUPLICATE_ORDER_ID),
     "price before fok": ((10, BUY, LIMIT, FOK, 0, 1_000), R.INVALID_PRICE),
-    "market rest before duplicate": ((1, BUY, MARKET, DAY, 0, 1), R.MARKET_ORDER_CANNOT_REST),
+    "duplicate before market rest": ((1, BUY, MARKET, DAY, 0, 1), R.DUPLICATE_ORDER_ID),
     "duplicate before fok": ((1, BUY, LIMIT, FOK, 102, 1_000), R.DUPLICATE_ORDER_ID),
     "duplicate before market fok": ((3, SELL, MARKET, FOK, 0, 1_000), R.DUPLICATE_ORDER_ID),
 }

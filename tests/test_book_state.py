@@ -332,10 +332,11 @@ def test_snapshot_survives_msgpack_encoding(book):
 # ---------------------------------------------------------------- state hash
 
 
-def expected_hash(orders, trade_sequence, ids):
-    """The documented hash of (side, price, id, quantity, tif) orders in priority order."""
+def expected_hash(orders, trade_sequence, ids, last_price=0):
+    """The documented hash of (side, price, id, quantity, tif) orders in priority order (plain
+    orders in the continuous phase at time 0)."""
     digest = sum(id_digest_term(i) for i in ids) & MASK
-    return state_hash(orders, trade_sequence, len(ids), digest)
+    return state_hash(orders, trade_sequence, len(ids), digest, last_price=last_price)
 
 
 def test_state_hash_matches_documented_definition(book):
@@ -351,6 +352,7 @@ def test_state_hash_matches_documented_definition(book):
         ],
         4,
         range(1, 13),
+        last_price=100,
     )
 
 

@@ -84,6 +84,8 @@ def test_set_adds_with_defaults_then_changes_only_the_given_fields(seeded):
     (lambda c: reference.put_instrument(c, "acme!"), "symbol: Expected `str` matching regex"),
     (lambda c: reference.put_trader(c, "bob", max_notional=0), "max_notional: Expected `int` >= 1"),
     (lambda c: reference.put_trader(c, "x" * 65), "trader_id: Expected `str` of length <= 64"),
+    (lambda c: reference.put_trader(c, "bob", stp_default="sometimes"), "stp_default: Invalid enum value .sometimes."),
+    (lambda c: reference.put_instrument(c, "ACME", order_types=["limit", "twap"]), "order_types"),
     (lambda c: reference.add_key(c, "nobody", hash_api_key("k", FAST)), "no trader 'nobody'"),
     (lambda c: reference.add_key(c, "bob", "plain-text-key"), "not an API key hash"),
     (lambda c: reference.revoke_key(c, 99), "no active API key 99"),
@@ -130,16 +132,27 @@ def admin(capsys, config, monkeypatch, *argv, stdin=None) -> tuple[int, list[str
     (["version"], "reference version 1"),
     (["instrument", "set", "ZED", "--tick-size", "5", "--lot-size", "10", "--min-quantity", "10"],
      "instrument ZED added: tick_size 5, lot_size 10, min_quantity 10, max_quantity 1000000, price_band_bps 1000, "
-     "price_scale 100, reference_price 10000 (reference version 2)"),
+     "price_scale 100, reference_price 10000, order_types limit,market,stop,stop-limit,iceberg,post-only,gtd, "
+     "max_iceberg_slices 0, max_stop_distance_bps 0, allow_marketable_stops no (reference version 2)"),
     (["instrument", "set", "ACME", "--reference-price", "9000"],
      "instrument ACME changed: tick_size 1, lot_size 1, min_quantity 1, max_quantity 100000, price_band_bps 1000, "
-     "price_scale 100, reference_price 9000 (reference version 2)"),
+     "price_scale 100, reference_price 9000, order_types limit,market,stop,stop-limit,iceberg,post-only,gtd, "
+     "max_iceberg_slices 100, max_stop_distance_bps 1000, allow_marketable_stops no (reference version 2)"),
+    (["instrument", "set", "ACME", "--order-types", "limit,gtd", "--max-iceberg-slices", "0",
+      "--allow-marketable-stops"],
+     "instrument ACME changed: tick_size 1, lot_size 1, min_quantity 1, max_quantity 100000, price_band_bps 1000, "
+     "price_scale 100, reference_price 10000, order_types limit,gtd, max_iceberg_slices 0, "
+     "max_stop_distance_bps 1000, allow_marketable_stops yes (reference version 2)"),
     (["trader", "set", "zoe", "--max-notional", "500"],
-     "trader zoe added: max_order_quantity 10000, max_notional 500, max_open_orders 1000, "
-     "max_messages_per_second 1000, max_queries_per_second 20 (reference version 2)"),
+     "trader zoe added: account zoe, stp_default none, max_order_quantity 10000, max_notional 500, "
+     "max_open_orders 1000, max_messages_per_second 1000, max_queries_per_second 20 (reference version 2)"),
     (["trader", "set", "alice", "--max-open-orders", "5"],
-     "trader alice changed: max_order_quantity 10000, max_notional 100000000, max_open_orders 5, "
-     "max_messages_per_second 1000, max_queries_per_second 20 (reference version 2)"),
+     "trader alice changed: account alice, stp_default none, max_order_quantity 10000, max_notional 100000000, "
+     "max_open_orders 5, max_messages_per_second 1000, max_queries_per_second 20 (reference version 2)"),
+    (["trader", "set", "alice", "--account", "desk", "--stp-default", "cancel-maker"],
+     "trader alice changed: account desk, stp_default cancel-maker, max_order_quantity 10000, "
+     "max_notional 100000000, max_open_orders 1000, max_messages_per_second 1000, max_queries_per_second 20 "
+     "(reference version 2)"),
     (["key", "revoke", "2"], "key 2 of bob revoked (reference version 2)"),
 ])
 def test_admin_change_prints_one_line(capsys, config, monkeypatch, argv, line):
@@ -149,15 +162,19 @@ def test_admin_change_prints_one_line(capsys, config, monkeypatch, argv, line):
 def test_admin_lists_print_tables(capsys, config, monkeypatch):
     status, lines, _ = admin(capsys, config, monkeypatch, "instrument", "list")
     assert (status, lines) == (0, [
-        "symbol  tick_size  lot_size  min_quantity  max_quantity  price_band_bps  price_scale  reference_price",
-        "ACME            1         1             1        100000            1000          100            10000",
-        "BOLT            5        10            10        100000            1000          100            25000",
+        "symbol  tick_size  lot_size  min_quantity  max_quantity  price_band_bps  price_scale  reference_price  "
+        "order_types                                         max_iceberg_slices  max_stop_distance_bps  "
+        "allow_marketable_stops",
+        "ACME            1         1             1        100000            1000          100            10000  "
+        "limit,market,stop,stop-limit,iceberg,post-only,gtd                 100                   1000  no",
+        "BOLT            5        10            10        100000            1000          100            25000  "
+        "limit,market,stop,stop-limit,iceberg,post-only,gtd                  50                   1000  no",
         "(2 rows)",
     ])
     status, lines, _ = admin(capsys, config, monkeypatch, "trader", "list")
-    assert lines[0].split() == ["trader", "max_order_quantity", "max_notional", "max_open_orders",
-                                "max_messages_per_second", "max_queries_per_second", "active_keys"]
-    assert lines[1].split() == ["alice", "10000", "100000000", "1000", "1000", "20", "1"]
+    assert lines[0].split() == ["trader", "account", "stp_default", "max_order_quantity", "max_notional",
+                                "max_open_orders", "max_messages_per_second", "max_queries_per_second", "active_keys"]
+    assert lines[1].split() == ["alice", "alice", "none", "10000", "100000000", "1000", "1000", "20", "1"]
     assert lines[-1] == "(9 rows)"
     status, lines, _ = admin(capsys, config, monkeypatch, "key", "list", "bob")
     assert lines[0].split() == ["key_id", "trader", "state", "created", "revoked"]

@@ -164,6 +164,40 @@ def test_cancel_replace_and_their_rejects(gateway):
     alice.close()
 
 
+def status(peer: FixPeer, clordid: str, **extra) -> m.Message:
+    """An OrderStatusRequest for ``clordid`` (ACME, buy) and its answer, an ExecutionReport ExecType I."""
+    peer.send("H", [(11, clordid), (55, "ACME"), (54, "1"), *extra.items()])
+    return peer.wait_for(lambda message: message.msg_type == "8" and message.get(150) == "I")
+
+
+def test_order_status_requests_answer_with_each_orders_state(gateway):
+    buyer, seller = logged_on(gateway, "demo1"), logged_on(gateway, "demo2")  # alice and bob keep their positions
+    buyer.order("os-1", "ACME", "1", 10, "97", tif="1")
+    order_id = report(buyer, "os-1", "0").get(37)
+    expect(status(buyer, "os-1"), t37=order_id, t11="os-1", t39="0", t55="ACME", t54="1", t38="10", t44="97",
+           t59="1", t151="10", t14="0", t6="0")
+    seller.order("os-x", "ACME", "2", 4, "97", tif="3")
+    report(buyer, "os-1", "F")
+    answer = status(buyer, "os-1", **{"790": "req-7"})
+    expect(answer, t37=order_id, t39="1", t151="6", t14="4", t6="97", t790="req-7")
+    assert answer.get(17).startswith("G") and answer.get(17) != status(buyer, "os-1").get(17)  # ExecIDs unique
+    buyer.send("G", [(41, "os-1"), (11, "os-2"), (55, "ACME"), (54, "1"), (60, fix_time()), (38, 12), (40, "2"),
+                     (44, "96.5")])
+    report(buyer, "os-2", "5")
+    for asked in ("os-1", "os-2"):  # by the first ClOrdID or the current one: the order as it is now
+        expect(status(buyer, asked), t37=order_id, t11="os-2", t39="1", t38="12", t44="96.5", t151="8", t14="4")
+    buyer.send("F", [(41, "os-2"), (11, "os-3"), (55, "ACME"), (54, "1"), (60, fix_time())])
+    report(buyer, "os-3", "4")
+    expect(status(buyer, "os-2"), t39="4", t151="0", t14="4")
+    expect(status(buyer, "nope"), t11="nope", t39="8", t103="5", t37="NONE", t58="no order with ClOrdID nope")
+    expect(status(seller, "os-1"), t39="8", t103="5")  # another session's order is not known to this one
+    expect(status(buyer, "nope", **{"37": order_id}), t11="os-2", t37=order_id, t39="4")  # found by OrderID
+    buyer.send("H", [(11, "os-1"), (54, "1")])
+    expect(buyer.wait_for("3"), t371="55", t373="1")  # Symbol is required: a session Reject
+    for peer in (buyer, seller):
+        peer.close()
+
+
 def test_an_order_of_one_connection_is_canceled_in_the_next(gateway):
     alice = logged_on(gateway, "alice")
     alice.order("k-1", "ACME", "1", 3, "96")
@@ -202,8 +236,8 @@ def test_market_data_snapshot_and_incremental_refresh_and_the_instruments(gatewa
     expect(listing, t320="sec-1", t560="0", t146="2")
     assert [(s, lot, tick) for s, lot, tick in _entries(listing, 55, 561, 969)] == [("ACME", "1", "0.01"),
                                                                                      ("BOLT", "10", "0.05")]
-    demo1.send("H", [(11, "md-1"), (54, "1"), (55, "BOLT")])  # OrderStatusRequest: not offered
-    expect(demo1.wait_for("j"), t372="H", t380="3")
+    demo1.send("AF", [(584, "ms-1"), (585, 7)])  # OrderMassStatusRequest: not offered
+    expect(demo1.wait_for("j"), t372="AF", t380="3")
     bob.send("q", [(11, "mc"), (530, "7"), (60, fix_time())])
     bob.wait_for("r")
     for peer in (demo1, bob):

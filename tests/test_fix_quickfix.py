@@ -1,15 +1,18 @@
 """The FIX gateway against an independent FIX engine: QuickFIX (Debian's libquickfix-dev), through a
 small initiator written against it (tests/quickfix/initiator.cpp, built here with g++ and cached by
-its source's hash in ~/.cache/exchange-quickfix/). It logs on, sends orders of each kind, cancels,
-replaces and mass-cancels; the gateway is killed mid-session
-and started again: QuickFIX's numbers and the gateway's resume, the order QuickFIX sent while the
-gateway was down arrives through QuickFIX's own gap recovery, and a gap QuickFIX finds in the
-gateway's numbers is filled by the gateway's resend. Skipped, saying why, only where QuickFIX or a
-C++ compiler is not installed (``make test`` installs QuickFIX where apt-get and root are available).
+its source's hash in ~/.cache/exchange-quickfix/). It logs on, asks for the security list and
+subscribes to market data, sends orders of each kind, replaces, asks an order's status, cancels and
+mass-cancels; the gateway is killed mid-session and started again: QuickFIX's numbers and the
+gateway's resume, the order QuickFIX sent while the gateway was down arrives through QuickFIX's own
+gap recovery, and a gap QuickFIX finds in the gateway's numbers is filled by the gateway's resend.
+Skipped, saying why, only where QuickFIX or a C++ compiler is not installed (``make test`` installs
+QuickFIX where apt-get and root are available).
 
-Market data and the security list are not asked through QuickFIX: their answers carry repeating
-groups, which QuickFIX reads only with a FIX 4.4 data dictionary, and Debian ships none (QuickFIX
-without one rejects a repeated tag). tests/test_fix_gateway.py checks them field by field.
+QuickFIX reads with a data dictionary (tests/quickfix/FIX44-gateway.xml: the part of FIX 4.4 the
+gateway speaks, written for this project, since Debian ships none), so it parses the repeating groups
+of market data and the security list itself, and checks every message the gateway sends (required
+fields, types, values, no field the message does not define): a message it finds wrong it answers with
+a Reject, and the test fails on any.
 """
 
 import hashlib
@@ -25,10 +28,12 @@ import pytest
 from clients.client import ExchangeClient
 from engine.types import OrderType, Side, TimeInForce
 from servers.processes import Role, endpoint
+from servers.protocol import OrderAccepted
 
 SOURCE = Path(__file__).resolve().parent / "quickfix" / "initiator.cpp"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "exchange-quickfix"
 HEADER = Path("/usr/include/quickfix/Session.h")
+DICTIONARY = SOURCE.parent / "FIX44-gateway.xml"
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +59,18 @@ def initiator_binary(tmp_path_factory) -> Path:
     return binary
 
 
+def entries(line: str, first: int) -> list[dict[int, str]]:
+    """The repeating-group entries of a printed message that begin with tag ``first`` (each up to the next)."""
+    found: list[dict[int, str]] = []
+    for part in line.split(" ", 1)[1].split("|"):
+        tag, _, value = part.partition("=")
+        if tag == str(first):
+            found.append({})
+        if found and tag.isdigit():
+            found[-1][int(tag)] = value
+    return found
+
+
 def fields_of(line: str) -> dict[int, str]:
     """``IN-APP 8=FIX.4.4|9=..|35=8|...`` as {tag: value} (the first value of each tag)."""
     found: dict[int, str] = {}
@@ -72,7 +89,7 @@ class Initiator:
         settings = directory / "initiator.cfg"
         settings.write_text(
             "[DEFAULT]\nConnectionType=initiator\nReconnectInterval=1\nStartTime=00:00:00\nEndTime=00:00:00\n"
-            f"FileStorePath={directory / 'store'}\nUseDataDictionary=N\nHeartBtInt=5\n"
+            f"FileStorePath={directory / 'store'}\nUseDataDictionary=Y\nDataDictionary={DICTIONARY}\nHeartBtInt=5\n"
             f"SocketConnectHost=127.0.0.1\nSocketConnectPort={port}\n\n"
             f"[SESSION]\nBeginString=FIX.4.4\nSenderCompID={sender}\nTargetCompID=EXCHANGE\n")
         self.process = subprocess.Popen([str(binary), str(settings), username, password], stdin=subprocess.PIPE,
@@ -111,6 +128,18 @@ class Initiator:
             return fields.get(35) == msg_type and all(fields.get(int(k[1:])) == v for k, v in tags.items())
         return fields_of(self.wait_for(matches, timeout))
 
+    def received(self, msg_type: str, matches=lambda line: True, timeout: float = 10.0) -> str:
+        """The first application message of ``msg_type`` received so far, or within ``timeout``, for
+        which ``matches`` (a predicate on its line); the cursor of `wait_for` does not move."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if line.startswith("IN-APP ") and fields_of(line).get(35) == msg_type and matches(line):
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no {msg_type} received within {timeout}s; the initiator printed:\n"
+                             + "\n".join(self.lines[-60:]))
+
     def stop(self) -> None:
         if self.process.poll() is None:
             try:
@@ -121,6 +150,16 @@ class Initiator:
                 self.process.wait(5)
 
 
+def accepted(client: ExchangeClient, client_order_id: int, timeout: float = 10.0) -> None:
+    """Wait for the TES to accept ``client``'s order (so that what QuickFIX sends next finds it resting)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(type(message) is OrderAccepted and message.client_order_id == client_order_id
+               for message in client.receive(0.2)):
+            return
+    raise AssertionError(f"order {client_order_id} not accepted within {timeout}s")
+
+
 def test_quickfix_trades_through_the_gateway_across_a_restart(initiator_binary, live_exchange, tmp_path):
     env = live_exchange.env
     port = int(env["EXCHANGE__FIX__PORT"])
@@ -129,19 +168,39 @@ def test_quickfix_trades_through_the_gateway_across_a_restart(initiator_binary, 
     bob = ExchangeClient(endpoint(env, "TES__CLIENT_ENDPOINT"), "bob", "bob-demo-key")
     try:
         quickfix.wait_for(lambda line: line == "LOGON")
+        # the instruments and ACME's market data, their repeating groups read by QuickFIX
+        quickfix.command("seclist sl1")
+        listing = quickfix.received("y", lambda line: "|320=sl1|" in line)
+        assert [(entry[55], entry[561], entry[969]) for entry in entries(listing, 55)] == [("ACME", "1", "0.01"),
+                                                                                          ("BOLT", "10", "0.05")]
+        quickfix.command("md md1 ACME")
+        assert fields_of(quickfix.received("W", lambda line: "|262=md1|" in line))[55] == "ACME"
+
+        def update(**tags: str):  # an incremental refresh with an entry of these tags
+            return lambda line: any(all(entry.get(int(k[1:])) == v for k, v in tags.items())
+                                    for entry in entries(line, 279))
+
         # a limit GTC order, partly filled by bob, then replaced, then the rest filled
         quickfix.command("order q1 ACME 1 10 100.5 2 1")
         new = quickfix.app("8", t11="q1", t150="0")
         assert (new[39], new[151], new[44], new[59]) == ("0", "10", "100.5", "1")
+        quickfix.received("X", update(t279="0", t269="0", t270="100.5", t271="10", t346="1"))
         bob.logon()
         bob.enter_order("ACME", Side.SELL, OrderType.LIMIT, TimeInForce.IOC, 10_050, 4)
         fill = quickfix.app("8", t11="q1", t150="F")
         assert (fill[31], fill[32], fill[39], fill[151], fill[14], fill[6], fill[1057]) == \
             ("100.5", "4", "1", "6", "4", "100.5", "N")
+        quickfix.received("X", update(t269="2", t270="100.5", t271="4"))  # the trade
+        quickfix.received("X", update(t279="1", t269="0", t270="100.5", t271="6"))  # what rests of the bid
         quickfix.command("replace q2 q1 ACME 1 8 100.25 2")
         replaced = quickfix.app("8", t11="q2", t150="5")
         assert (replaced[41], replaced[38], replaced[44], replaced[151], replaced[14]) == ("q1", "8", "100.25", "4",
                                                                                            "4")
+        quickfix.command("statusreq q2 ACME 1 st1")
+        status = quickfix.app("8", t150="I")
+        assert (status[11], status[790], status[39], status[38], status[151], status[14]) == ("q2", "st1", "1", "8",
+                                                                                              "4", "4")
+        quickfix.command("md md1 ACME 2")  # unsubscribed: no more market data from here on
         # DAY, IOC and FOK limit orders and a market order
         quickfix.command("order q3 ACME 1 5 99 2 0")
         assert quickfix.app("8", t11="q3", t150="0")[59] == "0"
@@ -150,7 +209,7 @@ def test_quickfix_trades_through_the_gateway_across_a_restart(initiator_binary, 
         quickfix.command("order q5 ACME 2 50 100 2 4")  # FOK: 50 are not there
         rejected = quickfix.app("8", t11="q5", t150="8")
         assert rejected[39] == "8" and "(2002)" in rejected[58]
-        bob.enter_order("ACME", Side.SELL, OrderType.LIMIT, TimeInForce.GTC, 10_100, 2)
+        accepted(bob, bob.enter_order("ACME", Side.SELL, OrderType.LIMIT, TimeInForce.GTC, 10_100, 2))
         quickfix.command("order q6 ACME 1 2 - 1 3")  # market IOC: buys bob's 2 at 101
         market = quickfix.app("8", t11="q6", t150="F")
         assert (market[31], market[40], market[39], market[1057]) == ("101", "1", "2", "Y")
@@ -190,6 +249,8 @@ def test_quickfix_trades_through_the_gateway_across_a_restart(initiator_binary, 
         quickfix.command("logout")
         quickfix.wait_for(lambda line: line == "LOGOUT")
         assert "ERROR" not in "\n".join(quickfix.lines)
+        rejected = [line for line in quickfix.lines if line.startswith("OUT-ADMIN") and "|35=3|" in line]
+        assert not rejected, rejected  # QuickFIX found nothing wrong in any message of the gateway
     finally:
         quickfix.stop()
         bob.close()

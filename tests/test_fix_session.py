@@ -4,6 +4,7 @@ logon rules, sequence numbers and recovery, heartbeats, rejects, and numbers sur
 import os
 import time
 
+import msgspec
 import pytest
 
 from config.settings import FixConfig, FixSessionConfig
@@ -290,6 +291,38 @@ def test_numbers_and_sent_messages_survive_a_restart(tmp_path):
     again.reset()
     assert (again.next_out, again.next_in, again.stored(1, 10)) == (1, 1, [])
     again.close()
+
+
+def test_order_records_are_written_as_one_array_per_flush_and_a_torn_last_array_is_cut(tmp_path):
+    directory = tmp_path / "s"
+    store = SequenceStore(directory)
+    records = [["N", 1, "o1", "ACME", 1, 2, 3, 10, 100], ["A", 1, 77], ["D", 1, "4"]]
+    store.add_order_record(records[0])
+    store.add_order_record(records[1])
+    store.flush()
+    store.add_order_record(records[2])
+    store.flush()
+    store.close()
+    data = (directory / "orders").read_bytes()
+    first = 4 + int.from_bytes(data[:4], "little")
+    assert msgspec.msgpack.decode(data[4:first]) == records[:2] and len(data) > first  # two arrays, two flushes
+    with open(directory / "orders", "ab") as file:
+        file.write(b"\x20\x00\x00\x00\x91\x93")  # a third, torn by a crash mid-write
+    again = SequenceStore(directory)
+    assert again.order_records == records
+    assert (directory / "orders").read_bytes() == data
+    again.close()
+
+
+def test_order_records_of_a_store_written_one_record_at_a_time_are_read(tmp_path):
+    directory = tmp_path / "s"
+    directory.mkdir()
+    records = [["N", 1, "o1", "ACME", 1, 2, 3, 10, 100], ["A", 1, 77]]
+    encoded = [msgspec.msgpack.encode(record) for record in records]
+    (directory / "orders").write_bytes(b"".join(len(data).to_bytes(4, "little") + data for data in encoded))
+    store = SequenceStore(directory)
+    assert store.order_records == records
+    store.close()
 
 
 def test_a_torn_last_message_is_cut_and_the_numbers_follow_the_messages(tmp_path):

@@ -467,7 +467,7 @@ SNAPSHOT_DAMAGE = {
     "truncated": (lambda data, _: data[:-10], "the header announces"),
     "extended": (lambda data, _: data + b"\0", "the header announces"),
     "magic": (lambda data, _: b"X" + data[1:], "bad magic"),
-    "version": (lambda data, _: data[:4] + struct.pack("<I", 4) + data[8:], "format version 4"),
+    "version": (lambda data, _: data[:4] + struct.pack("<I", 5) + data[8:], "format version 5"),
     "version flipped to 2": (lambda data, _: data[:4] + struct.pack("<I", 2) + data[8:], "does not decode"),
     "unframed": (lambda data, _: data[journal.SNAPSHOT_HEADER.size :], "bad magic"),
     "empty": (lambda data, _: b"", "shorter than the 20-byte header"),
@@ -548,12 +548,27 @@ def test_snapshot_files_hold_their_sequence_offset_and_books(tmp_path):
         assert entry.market_data_sequence == live.feeds[symbol].sequence
 
 
-def test_snapshots_are_written_in_format_version_3_with_ids_by_word(tmp_path):
+def test_snapshots_are_written_in_format_version_4_with_ids_by_word_and_the_advanced_state(tmp_path):
     run(tmp_path, commands(100), snapshot_every=100)
     data = (tmp_path / "snapshot-100.msgpack").read_bytes()
-    assert journal.SNAPSHOT_HEADER.unpack_from(data)[:2] == (b"OBSS", 3)
+    assert journal.SNAPSHOT_HEADER.unpack_from(data)[:2] == (b"OBSS", 4)
     book = msgspec.msgpack.decode(data[journal.SNAPSHOT_HEADER.size :])["symbols"]["ACME"]["book"]
-    assert list(book) == ["trade_sequence", "orders", "accepted_ranges", "accepted_words", "accepted_lone"]
+    assert list(book) == ["trade_sequence", "orders", "accepted_ranges", "accepted_words", "accepted_lone",
+                          "order_details", "held_stops", "waiting_orders", "phase", "clock", "last_price"]
+
+
+def test_a_version_3_snapshot_restores_its_books_last_trade_price_from_the_symbols(tmp_path):
+    """Version 3 books had no last trade price (stops did not exist): it is the symbol's."""
+    run(tmp_path, commands(100), snapshot_every=100)
+    path = tmp_path / "snapshot-100.msgpack"
+    written = read_snapshot(path)
+    assert written.symbols["ACME"].book.last_price == written.symbols["ACME"].last_price > 0
+    plain = {symbol: msgspec.structs.replace(state, book=msgspec.structs.replace(state.book, last_price=0))
+             for symbol, state in written.symbols.items()}
+    payload = ENCODE(msgspec.structs.replace(written, symbols=plain))
+    path.write_bytes(journal.SNAPSHOT_HEADER.pack(journal.SNAPSHOT_MAGIC, 3, len(payload), zlib.crc32(payload))
+                     + payload)
+    assert read_snapshot(path) == written
 
 
 def runs(ids):

@@ -5,7 +5,9 @@ A market is simulated in process: the orders of three traders go to a `Reference
 events come back as the frames a book server sends (`Received`), mixed with the TES's own
 refusals, cancel requests and delivered reports, so every part of the ledger's state (orders
 open and closed, portfolios, client order ids, numbered and kept reports, last prices and
-sequences) is exercised.
+sequences) is exercised. Among the orders are the advanced ones (stops held and triggered,
+icebergs, post-only, GTD orders expired by clock commands) and alice and bob share an account,
+so self-trade prevention cancels and decrements their orders.
 """
 
 import random
@@ -16,7 +18,7 @@ import pytest
 
 from config.settings import JournalConfig
 from engine.book import ReferenceBook
-from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers import protocol as p
 from servers.journal import RecoveryError, read_discarded
 from servers.ledger import (
@@ -36,6 +38,7 @@ from servers.ledger import (
 TES_ID = 3
 SHARDS = {"A": ["ACME"]}
 TRADERS = ("alice", "bob", "carol")
+OWNERS = {"alice": p.owner_of("desk"), "bob": p.owner_of("desk"), "carol": p.owner_of("carol")}
 REPLIES = msgspec.msgpack.Encoder()
 
 
@@ -75,6 +78,10 @@ class Market:
                                 RejectReason.UNKNOWN_ORDER, "no such order", self.time))
         elif action < 0.35:
             self.record(Delivered(trader, ledger.numbers.get(trader, 0)))
+        elif action < 0.38:
+            self.executed(self.book.set_clock(self.time))
+        elif action < 0.55:
+            self.advanced(trader, client_order_id)
         else:
             side = rng.choice((Side.BUY, Side.SELL))
             tif = rng.choice((TimeInForce.GTC, TimeInForce.GTC, TimeInForce.IOC, TimeInForce.DAY))
@@ -83,6 +90,30 @@ class Market:
             self.record(Entered(trader, client_order_id, order_id, "ACME", side, OrderType.LIMIT, tif, price,
                                 quantity))
             self.executed(self.book.submit(order_id, side, OrderType.LIMIT, tif, price, quantity))
+
+    def advanced(self, trader: str, client_order_id: int) -> None:
+        """An order of the advanced kinds: a stop or stop-limit (some GTD), an iceberg, a post-only
+        or GTD limit order, each with a self-trade prevention mode."""
+        rng, order_id = self.random, self.ledger.next_order_id()
+        side = rng.choice((Side.BUY, Side.SELL))
+        price, quantity = rng.randrange(95, 106), rng.randrange(1, 30)
+        order_type, tif, fields = OrderType.LIMIT, TimeInForce.GTC, {}
+        match rng.randrange(4):
+            case 0:
+                order_type = rng.choice((OrderType.STOP, OrderType.STOP_LIMIT))
+                price = 0 if order_type == OrderType.STOP else price
+                fields["stop_price"] = rng.randrange(95, 106)
+            case 1:
+                fields["display_quantity"] = rng.randrange(1, quantity + 1)
+            case 2:
+                fields["flags"] = 1
+        if order_type != OrderType.STOP and rng.random() < 0.4:
+            tif, fields["expire_at"] = TimeInForce.GTD, self.time + rng.randrange(10**6, 10**8)
+        fields["stp"] = rng.choice(list(SelfTradePrevention))
+        self.record(Entered(trader, client_order_id, order_id, "ACME", side, order_type, tif, price, quantity,
+                            **fields))
+        self.executed(self.book.submit(order_id, side, order_type, tif, price, quantity, owner=OWNERS[trader],
+                                       **fields))
 
     def executed(self, events: list) -> None:
         self.sequence += 1
@@ -120,6 +151,11 @@ def test_the_simulated_session_exercises_every_part_of_the_ledger(tmp_path):
     assert ledger.last_prices["ACME"] and ledger.last_sequence["ACME"] > 100
     assert all(ledger.numbers[trader] > 50 and ledger.delivered.get(trader) for trader in TRADERS)
     assert not list(tmp_path.glob("ledger-*.msgpack")), "no snapshot was due"
+    reported = [report for kept in ledger.kept.values() for report in kept]
+    assert {p.StopTriggered, p.OrderDecremented, p.OrderExpired} <= {type(report) for report in reported}
+    assert CancelReason.SELF_TRADE in {report.reason for report in reported if type(report) is p.OrderCanceled}
+    held = [order for orders in ledger.orders.open.values() for order in orders.values() if order.held]
+    assert held and all(order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT) for order in held)
 
 
 def test_a_ledger_replayed_from_its_journal_equals_the_live_one(tmp_path):

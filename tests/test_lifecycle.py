@@ -14,16 +14,22 @@ from engine.lifecycle import (
     next_state,
 )
 from engine.messages import (
+    AuctionUncrossed,
     CancelRejected,
+    ClockAdvanced,
+    CommandRejected,
     OrderAccepted,
     OrderCanceled,
+    OrderDecremented,
     OrderExpired,
     OrderFilled,
     OrderRejected,
     OrderReplaced,
+    PhaseChanged,
     ReplaceRejected,
+    StopTriggered,
 )
-from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTradePrevention, Side, TimeInForce
 
 S, T = OrderState, Transition
 BUY, SELL = Side.BUY, Side.SELL
@@ -37,11 +43,14 @@ LEGAL = {
     (S.ACCEPTED, T.CANCEL): S.CANCELED,
     (S.ACCEPTED, T.EXPIRE): S.EXPIRED,
     (S.ACCEPTED, T.REPLACE): S.ACCEPTED,
+    (S.ACCEPTED, T.TRIGGER): S.ACCEPTED,
+    (S.ACCEPTED, T.DECREMENT): S.ACCEPTED,
     (S.PARTIALLY_FILLED, T.FILL_PART): S.PARTIALLY_FILLED,
     (S.PARTIALLY_FILLED, T.FILL_ALL): S.FILLED,
     (S.PARTIALLY_FILLED, T.CANCEL): S.CANCELED,
     (S.PARTIALLY_FILLED, T.EXPIRE): S.EXPIRED,
     (S.PARTIALLY_FILLED, T.REPLACE): S.PARTIALLY_FILLED,
+    (S.PARTIALLY_FILLED, T.DECREMENT): S.PARTIALLY_FILLED,
 }
 ILLEGAL = [pair for pair in itertools.product(OrderState, Transition) if pair not in LEGAL]
 
@@ -215,6 +224,74 @@ def test_tracker_rejected_id_may_be_submitted_again():
 def test_tracker_duplicate_rejection_of_pending_order_rejects_it():
     tracker = tracked(7, rejected(7, RejectReason.DUPLICATE_ORDER_ID))
     assert tracker.state(7) is S.REJECTED
+
+
+# ---------------------------------------------------------------- advanced orders
+
+
+def test_tracker_keeps_a_triggered_stop_accepted_until_it_trades():
+    tracker = tracked(1, OrderAccepted(1, BUY, OrderType.STOP, GTC, 0, 5, 100), StopTriggered(1, 100))
+    assert tracker.state(1) is S.ACCEPTED
+    tracker.apply(OrderCanceled(1, 5, CancelReason.UNFILLED))
+    assert tracker.state(1) is S.CANCELED
+
+
+def test_tracker_decrement_keeps_the_state_while_some_is_left_and_cancels_at_zero():
+    tracker = tracked(1, accepted(1, SELL, quantity=10), 2, accepted(2, quantity=3), 3, accepted(3, quantity=9))
+    tracker.apply(OrderFilled(1, 2, 100, 2, 8, 1, BUY, 1))
+    tracker.apply(OrderDecremented(1, 1, 7, 2))
+    tracker.apply(OrderDecremented(2, 1, 0, 1))
+    assert (tracker.state(1), tracker.state(2)) == (S.PARTIALLY_FILLED, S.CANCELED)
+    tracker.apply(OrderDecremented(1, 7, 0, 3))
+    tracker.apply(OrderDecremented(3, 7, 2, 1))
+    assert (tracker.state(1), tracker.state(3)) == (S.CANCELED, S.ACCEPTED)
+
+
+def test_tracker_self_trade_cancel_and_gtd_expiry_end_orders():
+    tracker = tracked(1, accepted(1), 2, accepted(2, tif=TimeInForce.GTD))
+    tracker.apply(OrderCanceled(1, 10, CancelReason.SELF_TRADE))
+    tracker.apply(OrderExpired(2, 10))
+    assert tracker.states == {1: S.CANCELED, 2: S.EXPIRED}
+
+
+def test_tracker_ignores_events_that_concern_no_order():
+    tracker = tracked(1, accepted(1))
+    for event in (ClockAdvanced(5), PhaseChanged(Phase.CALL, Phase.CONTINUOUS), AuctionUncrossed(100, 0),
+                  CommandRejected(RejectReason.CLOCK_BACKWARDS, RejectReason.CLOCK_BACKWARDS.text)):
+        tracker.apply(event)
+    assert tracker.states == {1: S.ACCEPTED}
+
+
+@pytest.mark.parametrize("event", [StopTriggered(1, 100), OrderDecremented(1, 1, 0, 2)], ids=["trigger", "decrement"])
+def test_tracker_advanced_event_after_filled_raises(event):
+    tracker = tracked(1, accepted(1, quantity=1), 2, accepted(2, SELL, quantity=1))
+    tracker.apply(OrderFilled(1, 2, 100, 1, 0, 0, SELL, 1))
+    with pytest.raises(IllegalTransition):
+        tracker.apply(event)
+
+
+def test_advanced_book_events_drive_tracker_to_expected_states(book):
+    """Stops, prevention, GTD and the uncross through the harness's tracker."""
+    book.sell(1, 100, 3, owner=9)
+    book.submit(2, BUY, OrderType.STOP, GTC, 0, 2, stop_price=100)
+    book.buy(3, 100, 1)  # triggers 2, which takes the rest of 1
+    book.sell(4, 101, 5, owner=9)
+    book.buy(5, 101, 2, owner=9, stp=SelfTradePrevention.DECREMENT)
+    book.set_clock(1)
+    book.buy(6, 90, 1, TimeInForce.GTD, expire_at=2)
+    book.set_clock(2)
+    book.set_phase(1)
+    book.buy(7, 101, 1)
+    book.set_phase(0)
+    assert book.tracker.states == {
+        1: S.FILLED,
+        2: S.FILLED,
+        3: S.FILLED,
+        4: S.PARTIALLY_FILLED,
+        5: S.CANCELED,
+        6: S.EXPIRED,
+        7: S.FILLED,
+    }
 
 
 # ---------------------------------------------------------------- with a book

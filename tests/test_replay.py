@@ -1,6 +1,7 @@
 """Replaying whole streams: the standard 1M workload gives identical fills with both engines,
 and the replay/bench commands work on the native engine."""
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -10,10 +11,10 @@ import numpy as np
 import pytest
 
 from benchmarks import e2e
-from engine import workload
+from engine import advanced_workload, workload
 from engine.book import ReferenceBook
 from engine.replay import replay_rows
-from engine.stream import FILL_DTYPE, STREAM_DTYPE, save_array
+from engine.stream import FILL_DTYPE, STREAM_DTYPE, STREAM_V2_DTYPE, save_array
 from native.book import NativeBook
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,6 +72,102 @@ def test_replay_command_on_the_native_engine_matches_the_reference(tmp_path):
         assert summary["msgs_per_s"] > 0
     assert np.array_equal(outputs["native"][0], outputs["reference"][0])
     assert outputs["native"][1] == outputs["reference"][1]
+
+
+# ---------------------------------------------------------------- version 1 unchanged, version 2 of v1-like messages
+
+
+def v1_mixed(messages, seed):
+    """A version-1 stream of every kind, unknown kinds and invalid values included."""
+    rng = np.random.default_rng(seed)
+    stream = np.zeros(messages, STREAM_DTYPE)
+    stream["kind"] = rng.choice([0, 0, 0, 1, 2, 2, 3, 4, 5, 6], messages)
+    stream["side"] = rng.integers(0, 2, messages)
+    stream["price"] = rng.integers(95, 106, messages)
+    stream["qty"] = rng.integers(0, 30, messages)
+    stream["order_id"] = np.arange(1, messages + 1)
+    stream["target_id"] = rng.integers(1, messages + 1, messages)
+    return stream
+
+
+V1_PINNED = {
+    # stream sha256 prefix: (fills sha256 prefix, accepted, rejected, fills, sha256 prefix of the snapshot's
+    # orders and accepted ids), as the reference book replayed them before the advanced orders existed
+    "standard": ("ff7040c8fb3db340", "f9a7bf091ed121a3", 30_000, 0, 8_981, "d7a729765f3fb969"),
+    "mixed": ("cde60bd60dc84a50", "0ae2a91773b9a78d", 10_196, 9_804, 7_922, "c930a14109f15f96"),
+}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", V1_PINNED)
+def test_reference_replay_of_v1_streams_is_unchanged(name):
+    stream = workload.standard(30_000, seed=5, book=ReferenceBook) if name == "standard" else v1_mixed(20_000, 11)
+    stream_sha, fills_sha, accepted, rejected, fills, state_sha = V1_PINNED[name]
+    assert sha(stream.tobytes()) == stream_sha
+    book = ReferenceBook()
+    result = book.replay(stream)
+    assert (sha(result.fills.tobytes()), result.accepted, result.rejected, len(result.fills)) == (
+        fills_sha, accepted, rejected, fills)
+    snapshot = book.snapshot()
+    assert sha(snapshot.orders + snapshot.accepted_ranges + snapshot.accepted_words + snapshot.accepted_lone) == (
+        state_sha)
+    assert (snapshot.order_details, snapshot.held_stops, snapshot.waiting_orders) == (b"", b"", b"")
+
+
+def as_v2(stream):
+    """A version-1 stream written in version 2: limit IOC and FOK become kind 0 with their tif;
+    v1's kind 6 (unknown there) becomes 10 (unknown in v2 too)."""
+    v2 = np.zeros(len(stream), STREAM_V2_DTYPE)
+    for field in ("side", "price", "qty", "order_id", "target_id"):
+        v2[field] = stream[field]
+    kinds = stream["kind"]
+    v2["kind"] = np.select([kinds == 4, kinds == 5, kinds >= 6], [0, 0, 10], kinds.astype(np.int64))
+    v2["tif"] = np.select([kinds == 1, kinds == 4, kinds == 5], [1, 1, 2], 0)
+    return v2
+
+
+@pytest.mark.parametrize("name", V1_PINNED)
+def test_a_v2_stream_of_v1_like_messages_gives_v1s_fills_and_state(name):
+    stream = workload.standard(30_000, seed=5, book=ReferenceBook) if name == "standard" else v1_mixed(20_000, 11)
+    v1_book, v2_book = ReferenceBook(), ReferenceBook()
+    expected, actual = v1_book.replay(stream), v2_book.replay(as_v2(stream))
+    assert np.array_equal(actual.fills, expected.fills)
+    assert (actual.accepted, actual.rejected) == (expected.accepted, expected.rejected)
+    assert v2_book.snapshot() == v1_book.snapshot()
+
+
+def run_replay(path, out, engine):
+    done = subprocess.run([sys.executable, "main.py", "replay", path, "--out", out, "--engine", engine], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_replay_command_takes_a_v2_stream(tmp_path):
+    stream = advanced_workload.advanced(20_000, seed=3)
+    save_array(tmp_path / "v2.npy", stream)
+    summary = run_replay(tmp_path / "v2.npy", tmp_path / "fills.npy", "reference")
+    book = ReferenceBook()
+    result = book.replay(stream)
+    assert {k: v for k, v in summary.items() if k not in ("seconds", "msgs_per_s")} == {
+        "messages": 20_000, "accepted": result.accepted, "rejected": result.rejected, "fills": len(result.fills),
+        "filled_qty": int(result.fills["qty"].sum()), "resting_orders": len(book), "best_bid": book.best_bid(),
+        "best_ask": book.best_ask(),
+    }
+    assert summary["accepted"] + summary["rejected"] == 20_000 and summary["rejected"] > 0
+    assert np.array_equal(np.load(tmp_path / "fills.npy"), result.fills)
+
+
+def test_replay_command_on_the_native_engine_matches_the_reference_on_a_v2_stream(tmp_path):
+    save_array(tmp_path / "v2.npy", advanced_workload.advanced(20_000, seed=4))
+    native = run_replay(tmp_path / "v2.npy", tmp_path / "native.npy", "native")
+    reference = run_replay(tmp_path / "v2.npy", tmp_path / "reference.npy", "reference")
+    assert np.array_equal(np.load(tmp_path / "native.npy"), np.load(tmp_path / "reference.npy"))
+    assert {k: v for k, v in native.items() if k not in ("seconds", "msgs_per_s")} == {
+        k: v for k, v in reference.items() if k not in ("seconds", "msgs_per_s")}
 
 
 def bench(*args):

@@ -553,7 +553,8 @@ def test_queries(shared):
     assert instruments.request_id == 5
     assert [i.symbol for i in instruments.instruments] == ["ACME", "BOLT"]
     assert instruments.instruments[1] == Instrument("BOLT", tick_size=5, lot_size=10, min_quantity=10,
-                                                    max_quantity=100_000, price_band_bps=1000, price_scale=100)
+                                                    max_quantity=100_000, price_band_bps=1000, price_scale=100,
+                                                    max_iceberg_slices=50, max_stop_distance_bps=1000)
     assert client.positions() == p.Positions(78, 0, [])
     assert client.open_orders() == []
     client.send(p.QueryBook(6, "NOPE", 5))

@@ -26,6 +26,8 @@ from clients.client import ExchangeClient
 from clients.trader import COMMANDS, complete
 
 SYMBOLS = ("ACME", "BOLT")
+USAGE = ("(usage: buy SYMBOL QTY [PRICE] [--gtc|--ioc|--fok|--day|--gtd TIME] [--stop PRICE] [--iceberg QTY] "
+         "[--post-only] [--stp MODE])")
 
 
 # ================================================================ completion
@@ -39,9 +41,12 @@ SYMBOLS = ("ACME", "BOLT")
     ("sell b", ["BOLT"]),
     ("book AC", ["ACME"]),
     ("cancelall ", ["ACME", "BOLT"]),
-    ("buy ACME 10 99.50 --", ["--gtc", "--ioc", "--fok", "--day"]),
+    ("buy ACME 10 99.50 --", ["--gtc", "--ioc", "--fok", "--day", "--gtd", "--stop", "--iceberg", "--post-only",
+                              "--stp"]),
     ("buy ACME 10 --f", ["--fok"]),
-    ("buy ACME 10 99.50 --day --", []),
+    ("buy ACME 10 99.50 --day --", ["--stop", "--iceberg", "--post-only", "--stp"]),
+    ("buy ACME 10 99.50 --gtd 16:00 --stop 99 --post-only --", ["--iceberg", "--stp"]),
+    ("sell ACME 10 99.50 --stp cancel-", ["cancel-taker", "cancel-maker", "cancel-both"]),
     ("buy ACME 1", []),
     ("cancel ", ["281474976710657", "281474976710699"]),
     ("replace 2814749767106", ["281474976710657", "281474976710699"]),
@@ -87,7 +92,7 @@ def test_rejects_name_the_rule_broken_and_its_values_in_decimals(exchange):
     assert out[1:7] == [
         "rejected  client 1: price 250.01 is not a multiple of the tick 0.05 (3002)",
         "rejected  client 2: quantity 15 is not a multiple of the lot 10 (3003)",
-        "error: buy: argument QTY: must be positive, got 0 (usage: buy SYMBOL QTY [PRICE] [--gtc|--ioc|--fok|--day])",
+        f"error: buy: argument QTY: must be positive, got 0 {USAGE}",
         "rejected  client 3: quantity 100001 is above the maximum 100000 (3005)",
         "rejected  client 4: price 120.00 is outside the band 90.00..110.00 (3006)",
         "rejected  client 5: price 89.99 is outside the band 90.00..110.00 (3006)",
@@ -119,7 +124,7 @@ def test_a_price_finer_than_the_tick_unit_is_refused_before_sending(exchange):
 def test_bad_flags_and_arguments_are_named_in_the_error(exchange):
     out = script(exchange, "buy ACME 10 99.00 --gtx", "buy ACME ten", "sell ACME 10 99.00 --ioc --fok",
                  "sell ACME 10 --day", "buy NOPE 1", "book", "orders now", "cancel abc", "bogus 1", "buy 'ACME")
-    usage = "(usage: buy SYMBOL QTY [PRICE] [--gtc|--ioc|--fok|--day])"
+    usage = USAGE
     assert out[1:-1] == [
         f"error: buy: unrecognized arguments: --gtx {usage}",
         f"error: buy: argument QTY: not a whole number: 'ten' {usage}",

@@ -5,14 +5,41 @@ through the reference book message by message and observing the events and the
 book itself (not by trusting the generator's own bookkeeping).
 """
 
+import collections
+
 import numpy as np
 import pytest
 
-from engine import workload
+from engine import advanced_workload, workload
 from engine.book import ReferenceBook
-from engine.messages import CancelRejected, OrderFilled, OrderRejected
-from engine.stream import CANCEL, LIMIT_GTC, MARKET, STREAM_DTYPE, save_array
-from engine.types import OrderType, Side, TimeInForce
+from engine.messages import (
+    AuctionUncrossed,
+    CancelRejected,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDecremented,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReplaced,
+    PhaseChanged,
+    StopTriggered,
+)
+from engine.replay import REJECTIONS, apply_row_v2
+from engine.stream import (
+    CANCEL,
+    CLOCK,
+    LIMIT_GTC,
+    MARKET,
+    PHASE,
+    STOP,
+    STOP_LIMIT,
+    STREAM_DTYPE,
+    STREAM_V2_DTYPE,
+    load_stream,
+    save_array,
+)
+from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 
 STANDARD_MESSAGES = 200_000
 SAMPLE_EVERY = 500
@@ -228,3 +255,175 @@ def test_describe_empty_stream():
     summary = workload.describe(np.zeros(0, dtype=STREAM_DTYPE))
     assert summary["messages"] == 0 and "unknown" not in summary["kinds"]
     assert summary["qty_min"] is None and summary["price_max"] is None
+
+
+# ------------------------------------------------------------------ advanced profile (stream format v2)
+
+ADVANCED_MESSAGES = 4 * advanced_workload.CYCLE + 2_000
+"""Every plan of the cycle once: two calls, a halt then a call, a halt back to continuous."""
+
+
+class AdvancedTrace:
+    """What replaying an advanced stream through a ReferenceBook showed, message by message."""
+
+    def __init__(self):
+        self.book = ReferenceBook()
+        self.accepted = self.rejected = 0
+        self.reasons = collections.Counter()
+        self.triggered_kinds = collections.Counter()
+        self.prevented_modes = collections.Counter()
+        self.phase_changes = collections.Counter()
+        self.uncrosses = 0
+        self.gtd_expired = 0
+        self.refreshes = 0
+        self.post_only_accepted = 0
+        self.resting = []
+
+
+def _prevention_mode(order_id, stp, canceled, decremented):
+    """The mode that the events of a new order ``order_id`` show: its remainder canceled (1),
+    another order canceled (2), both (3), itself decremented (4); None if none of these."""
+    others = canceled - {order_id}
+    shape = {
+        1: order_id in canceled and not others,
+        2: others and order_id not in canceled,
+        3: order_id in canceled and others,
+        4: order_id in decremented,
+    }
+    return stp if shape.get(stp) else None
+
+
+def advanced_trace(stream) -> AdvancedTrace:
+    """Replay ``stream`` message by message, recording what each advanced feature did."""
+    result = AdvancedTrace()
+    book = result.book
+    kinds, displays, hidden = {}, {}, {}
+    for index, row in enumerate(stream.tolist()):
+        kind, flags, stp, order_id, display = row[0], row[3], row[4], row[7], row[10]
+        events = apply_row_v2(book, row)
+        if events is None or type(events[0]) in REJECTIONS:
+            result.rejected += 1
+            result.reasons[events[0].reason if events else "unknown kind"] += 1
+            continue
+        result.accepted += 1
+        if type(events[0]) is OrderAccepted:
+            kinds[order_id], displays[order_id] = kind, display
+            result.post_only_accepted += flags == 1
+        canceled, decremented, icebergs = set(), set(), collections.defaultdict(set)
+        for event in events:
+            match event:
+                case StopTriggered(order_id=triggered):
+                    result.triggered_kinds[kinds[triggered]] += 1
+                case OrderDecremented(order_id=shrunk):
+                    decremented.add(shrunk)
+                    icebergs[shrunk].add("other")
+                case OrderCanceled(order_id=gone, reason=CancelReason.SELF_TRADE):
+                    canceled.add(gone)
+                case PhaseChanged(phase=phase, previous=previous):
+                    result.phase_changes[(int(previous), int(phase))] += 1
+                case AuctionUncrossed():
+                    result.uncrosses += 1
+                case OrderExpired() if kind == CLOCK:
+                    result.gtd_expired += 1
+                case OrderFilled(maker_id=maker):
+                    icebergs[maker].add("fill")
+                case OrderAccepted(order_id=new) | OrderReplaced(order_id=new):
+                    icebergs[new].add("other")
+        if kind in (LIMIT_GTC, MARKET) and (canceled or decremented):
+            result.prevented_modes[_prevention_mode(order_id, stp, canceled, decremented)] += 1
+        for iceberg, what in icebergs.items():
+            if not displays.get(iceberg):
+                continue
+            order = book.order(iceberg)
+            if order is None:
+                hidden.pop(iceberg, None)
+                continue
+            # only a refresh lowers the hidden part in a command where the iceberg only made fills
+            result.refreshes += what == {"fill"} and kind != PHASE and order.hidden_quantity < hidden[iceberg]
+            hidden[iceberg] = order.hidden_quantity
+        if index % SAMPLE_EVERY == 0:
+            result.resting.append(len(book))
+    book.check_invariants()
+    return result
+
+
+@pytest.fixture(scope="module")
+def advanced_stream():
+    return advanced_workload.advanced(ADVANCED_MESSAGES, 11)
+
+
+@pytest.fixture(scope="module")
+def traced(advanced_stream):
+    return advanced_trace(advanced_stream)
+
+
+def test_advanced_same_arguments_give_identical_bytes(advanced_stream, tmp_path):
+    again = advanced_workload.advanced(ADVANCED_MESSAGES, 11)
+    assert again.tobytes() == advanced_stream.tobytes()
+    save_array(tmp_path / "a.npy", again)
+    assert load_stream(tmp_path / "a.npy").tobytes() == advanced_stream.tobytes()
+    assert advanced_workload.advanced(5_000, 12).tobytes() != advanced_stream[:5_000].tobytes()
+
+
+def test_advanced_layout(advanced_stream):
+    assert advanced_stream.dtype == STREAM_V2_DTYPE
+    assert len(advanced_stream) == ADVANCED_MESSAGES
+    ids = advanced_stream["order_id"]
+    repeated = ids[ids != np.arange(1, ADVANCED_MESSAGES + 1)]  # the duplicate-id template's rows
+    assert 0 < len(repeated) < 100 and len(set(repeated.tolist())) == 1
+    described = workload.describe(advanced_stream)
+    assert set(described["kinds"]) == {"limit", "market", "cancel", "replace", "stop", "stop_limit", "phase",
+                                       "clock", "unknown"}
+    assert described["kinds"]["limit"] > ADVANCED_MESSAGES * 0.4
+    assert described["kinds"]["unknown"] > 0  # kind 4, which version 2 does not have
+
+
+def test_advanced_replay_counts_every_message(advanced_stream, traced):
+    result = ReferenceBook().replay(advanced_stream)
+    assert (result.accepted, result.rejected) == (traced.accepted, traced.rejected)
+    assert result.accepted + result.rejected == ADVANCED_MESSAGES
+    assert traced.rejected < ADVANCED_MESSAGES * 0.1
+
+
+def test_advanced_triggers_stops_of_both_kinds(traced):
+    assert traced.triggered_kinds[STOP] > 50 and traced.triggered_kinds[STOP_LIMIT] > 50
+
+
+def test_advanced_refreshes_icebergs_and_takes_post_only_orders(traced):
+    assert traced.refreshes > 20
+    assert traced.post_only_accepted > 100
+    assert traced.reasons[RejectReason.POST_ONLY_WOULD_TAKE] > 20
+
+
+def test_advanced_exercises_every_self_trade_prevention_mode(traced):
+    for mode in SelfTradePrevention:
+        if mode is not SelfTradePrevention.NONE:
+            assert traced.prevented_modes[int(mode)] > 5, mode
+
+
+def test_advanced_expires_gtd_orders_on_its_clock(traced):
+    assert traced.gtd_expired > 100
+
+
+def test_advanced_runs_call_auctions_with_real_uncrosses_and_halts(traced):
+    """Cycles: call, call, halt then call, halt, and the next cycle's call."""
+    assert traced.phase_changes == {(0, 1): 3, (1, 0): 4, (0, 2): 2, (2, 1): 1, (2, 0): 1}
+    assert traced.uncrosses == 4
+
+
+def test_advanced_sends_invalid_messages_of_every_rule(traced):
+    expected = {
+        RejectReason.UNKNOWN_SIDE, RejectReason.UNKNOWN_TIME_IN_FORCE, RejectReason.UNKNOWN_FLAGS,
+        RejectReason.UNKNOWN_STP_MODE, RejectReason.INVALID_QUANTITY, RejectReason.QUANTITY_TOO_LARGE,
+        RejectReason.DUPLICATE_ORDER_ID, RejectReason.INVALID_PRICE, RejectReason.INVALID_STOP_PRICE,
+        RejectReason.MARKET_ORDER_CANNOT_REST, RejectReason.INVALID_DISPLAY_QUANTITY,
+        RejectReason.POST_ONLY_NOT_ALLOWED, RejectReason.EXPIRE_TIME_PASSED, RejectReason.NOT_ALLOWED_IN_PHASE,
+        RejectReason.POST_ONLY_WOULD_TAKE, RejectReason.FOK_NOT_FILLABLE, RejectReason.UNKNOWN_ORDER,
+        RejectReason.NOT_REPLACEABLE, RejectReason.CLOCK_BACKWARDS, RejectReason.UNKNOWN_PHASE, "unknown kind",
+    }  # fmt: skip
+    assert set(traced.reasons) == expected
+
+
+def test_advanced_book_keeps_a_working_size(traced):
+    working = traced.resting[len(traced.resting) // 4:]
+    assert 300 < min(working) and max(working) < 6_000

@@ -1,26 +1,31 @@
 """The REST gateway's FastAPI application: endpoints, signed-request authentication, rate limits
 and RFC 9457 problem details carrying the exchange's numbered reject codes.
 
-`Gateway` holds what the requests share (the authenticator, the rate limiter, one
-`TraderSession` per trader, the tick store); `build_app(gateway)` makes the ASGI app. The
-endpoints that talk to the TES are plain ``def`` functions: FastAPI runs them on its thread pool,
-where they block on the trader's session (at most ``api.request_timeout_s``).
+`Gateway` holds what the requests share (the authenticator, the rate limiters, one
+`TraderSession` per trader, the reference data, the tick store); `build_app(gateway, books)` makes
+the ASGI app. Orders and account endpoints are signed (`authenticated`, per-key rate limit); market
+data is public (`public`, rate-limited per client address). The order commands (place, cancel,
+replace, mass cancel) and the account queries are ``async``: they hand the command to the trader's
+session on the event loop and await its answer (at most ``api.request_timeout_s``), so no thread
+waits for the TES and any number of orders can be in flight. The endpoints that read files or the
+database (instruments, trades, bars) are plain ``def``: FastAPI runs them on its thread pool.
 """
 
+import asyncio
 import logging
 import threading
 import time
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, Path, Query, Request, Security
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clients.client import ClientError, RequestRejected, RequestTimeout, SessionEnded
-from config.settings import ApiKeyConfig, Config
+from config.settings import ApiKeyConfig, Config, InstrumentConfig
 from engine.types import OrderType, RejectReason, Side, TimeInForce
 from gateways.api.auth import Authenticator, AuthError, RateLimiter, retry_after
 from gateways.api.traders import RequestTimedOut, TraderSession
@@ -29,6 +34,7 @@ from servers.protocol import (
     CancelOrder,
     CancelRejected,
     EnterOrder,
+    MassCancel,
     OrderAccepted,
     OrderRejected,
     OrderReplaced,
@@ -42,6 +48,9 @@ PROBLEM = "application/problem+json"
 REJECT_CODES_PATH = "/v1/reject-codes"
 MAX_INT = 2**63 - 1
 SYMBOL = r"^[A-Za-z0-9._-]{1,16}$"
+INSTRUMENTS_TTL_S = 5.0
+"""How long the public instrument list is served before the reference data is read again."""
+TAG = r"^[A-Za-z0-9._:-]{1,36}$"
 
 
 # ------------------------------------------------------------------ problems (RFC 9457)
@@ -108,6 +117,9 @@ class NewOrder(BaseModel):
     time_in_force: TifName = "gtc"
     price: int = Field(0, ge=0, le=MAX_INT, description="In ticks; 0 for a market order")
     quantity: int = Field(ge=1, le=MAX_INT, description="In lots")
+    tag: str | None = Field(None, pattern=TAG, description=(
+        "The client's own text, echoed in the answer: to match answers to orders, and to tell two "
+        "otherwise identical orders signed in the same millisecond apart (else the second is a replay)"))
 
 
 class Amend(BaseModel):
@@ -131,6 +143,7 @@ class Order(BaseModel):
     leaves: int = 0
     average_price: float = 0.0
     time: int = 0
+    tag: str | None = None
 
 
 class CancelResult(BaseModel):
@@ -240,12 +253,12 @@ def _side(side: Side) -> str:
     return side.name.lower()
 
 
-def _order(report: OrderAccepted) -> Order:
+def _order(report: OrderAccepted, tag: str | None = None) -> Order:
     return Order(order_id=report.order_id, client_order_id=report.client_order_id, symbol=report.symbol,
                  side=_side(report.side), type=report.order_type.name.lower(),
                  time_in_force=report.time_in_force.name.lower(), price=report.price, quantity=report.quantity,
                  status=report.status.value if report.status else None, filled=report.filled, leaves=report.leaves,
-                 average_price=report.average_price, time=report.time)
+                 average_price=report.average_price, time=report.time, tag=tag)
 
 
 # ------------------------------------------------------------------ the gateway's shared state
@@ -259,6 +272,11 @@ class Gateway:
         self.api = config.api
         self.auth = Authenticator(self.api, secrets_by_key)
         self.limiter = RateLimiter(self.api.rate_limit_per_s, self.api.rate_limit_burst)
+        self.public_limiter = RateLimiter(self.api.rate_limit_per_s, self.api.rate_limit_burst,
+                                          max_keys=self.api.rate_limit_addresses)
+        """Public requests, per client address."""
+        self._instruments: tuple[float, list[InstrumentConfig]] | None = None
+        self._instruments_lock = threading.Lock()
         self.server_key = server_key
         self.sessions: dict[str, TraderSession] = {}
         self._lock = threading.Lock()
@@ -268,6 +286,9 @@ class Gateway:
         self.listeners: list = []
         """Callables ``(trader_id, report)`` told of every report (the private streams)."""
         self.bad_requests = service.Occurrences(log, "refused requests: %s (%d so far)", every=5.0)
+        self.reference_unread = service.Occurrences(
+            log, "instruments served from the configuration: the database's reference data cannot be read (%s; "
+            "%d times so far)", every=30.0)
 
     def session(self, key: ApiKeyConfig) -> TraderSession:
         with self._lock:
@@ -287,6 +308,27 @@ class Gateway:
 
             self._database = open_database(self.config)
         return self._database
+
+    def instruments(self) -> list[InstrumentConfig]:
+        """The tradable instruments as the TES has them: the transactional database's reference data
+        (the configuration's if it cannot be read), those a book server owns, read again after
+        ``INSTRUMENTS_TTL_S``."""
+        with self._instruments_lock:
+            if self._instruments is not None and time.monotonic() - self._instruments[0] < INSTRUMENTS_TTL_S:
+                return self._instruments[1]
+            try:
+                from database.reference import load_reference
+                from database.store import transaction
+
+                with transaction(self.database(), write=False) as connection:
+                    found, _traders = load_reference(connection)
+            except Exception as exc:  # noqa: BLE001 - the configuration's reference data stands in
+                self.reference_unread(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+                found = list(self.config.instruments)
+            served = {symbol for shard in self.config.shards for symbol in shard.symbols}
+            listed = [instrument for instrument in found if instrument.symbol in served]
+            self._instruments = (time.monotonic(), listed)
+            return listed
 
     def tick_query(self, ask):
         with self._ticks_lock:
@@ -311,20 +353,24 @@ class Gateway:
 # ------------------------------------------------------------------ the application
 
 
-def build_app(gateway: Gateway) -> FastAPI:
+def build_app(gateway: Gateway, books) -> FastAPI:
+    """The ASGI app of ``gateway``; ``books`` serves the public book (`gateways.api.streams.Streams.book`)."""
     api = gateway.api
     app = FastAPI(
         title="Exchange REST gateway",
         version="1.0",
         description=(
-            "Order entry, account queries and market data of the exchange. Private endpoints are signed: "
+            "Order entry, account queries and market data of the exchange. Market data (instruments, book, "
+            "trades, bars) is public, rate-limited per client address. Orders and account endpoints are signed: "
             "`X-API-KEY` (the key id), `X-API-TIMESTAMP` (ms since the epoch) and `X-API-SIGNATURE` = hex "
             "HMAC-SHA256(secret, timestamp + METHOD + path?query + body). Errors are RFC 9457 problem details "
             f"whose `code` is the exchange's reject code (see `{REJECT_CODES_PATH}`). Prices are in ticks, "
             "quantities in lots. WebSocket streams: `/v1/ws`."
         ),
     )
-    errors = {status: {"model": ProblemModel, "content": {PROBLEM: {}}} for status in (400, 401, 404, 422, 429)}
+    problem = {"model": ProblemModel, "content": {PROBLEM: {}}}
+    errors = {status: problem for status in (400, 401, 404, 422, 429)}
+    public_errors = {status: answer for status, answer in errors.items() if status != 401}
 
     @app.exception_handler(ApiProblem)
     async def _problem(request: Request, exc: ApiProblem):
@@ -367,17 +413,15 @@ def build_app(gateway: Gateway) -> FastAPI:
     async def _timed_out(request: Request, exc: RequestTimedOut):
         return problem_response(request, 504, "Exchange timeout", str(exc))
 
-    key_header = APIKeyHeader(name="X-API-KEY", scheme_name="key", auto_error=False, description="The key id")
-    timestamp_header = APIKeyHeader(name="X-API-TIMESTAMP", scheme_name="timestamp", auto_error=False,
-                                    description="Milliseconds since the epoch")
-    signature_header = APIKeyHeader(name="X-API-SIGNATURE", scheme_name="signature", auto_error=False,
-                                    description="hex HMAC-SHA256(secret, timestamp + METHOD + path?query + body)")
+    signed_headers = {
+        "key": ("X-API-KEY", "The key id"),
+        "timestamp": ("X-API-TIMESTAMP", "Milliseconds since the epoch"),
+        "signature": ("X-API-SIGNATURE", "hex HMAC-SHA256(secret, timestamp + METHOD + path?query + body)"),
+    }
 
-    async def authenticated(request: Request, _key: Annotated[str | None, Security(key_header)],
-                            _timestamp: Annotated[str | None, Security(timestamp_header)],
-                            _signature: Annotated[str | None, Security(signature_header)]) -> ApiKeyConfig:
-        """The signed request's key (the three headers are declared for the OpenAPI document and
-        the docs' Authorize dialog; they are read, with the raw body, from the request itself)."""
+    async def authenticated(request: Request) -> ApiKeyConfig:
+        """The signed request's key (the three headers are read, with the raw body, from the request;
+        `openapi` declares them, rather than three sub-dependencies that each request would solve)."""
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > api.max_body_bytes):
             raise ApiProblem(413, "Body too large", f"a body may have at most {api.max_body_bytes} bytes",
@@ -403,6 +447,18 @@ def build_app(gateway: Gateway) -> FastAPI:
         return key
 
     Key = Annotated[ApiKeyConfig, Depends(authenticated)]
+
+    async def public(request: Request) -> None:
+        """A public request: rate-limited per client address (as the gateway sees it)."""
+        address = request.client.host if request.client is not None else ""
+        wait = gateway.public_limiter.take(address)
+        if wait > 0:
+            gateway.bad_requests("rate limited (public)")
+            raise ApiProblem(429, "Too many requests", f"more than {api.rate_limit_per_s} public requests a second "
+                             f"from this address (bursts of {api.rate_limit_burst})",
+                             int(RejectReason.MESSAGE_RATE_LIMIT), {"Retry-After": retry_after(wait)})
+
+    Public = Depends(public)
     SymbolPath = Annotated[str, Path(pattern=SYMBOL)]
 
     @app.get("/v1/health", tags=["public"], summary="Liveness")
@@ -416,30 +472,31 @@ def build_app(gateway: Gateway) -> FastAPI:
     # -------------------------------------------------------------- orders
 
     @app.post("/v1/orders", tags=["orders"], status_code=201, responses=errors, summary="Place an order")
-    def place(order: NewOrder, key: Key) -> Order:
+    async def place(order: NewOrder, key: Key) -> Order:
         kind = OrderType[order.type.upper()]
         if kind == OrderType.MARKET and order.price != 0:
             raise ApiProblem(422, "Invalid price", "a market order has price 0", int(RejectReason.INVALID_PRICE))
-        report = gateway.session(key).request(lambda cid: EnterOrder(
+        report = await gateway.session(key).submit(lambda cid: EnterOrder(
             cid, order.symbol, Side[order.side.upper()], kind, TimeInForce[order.time_in_force.upper()],
             order.price, order.quantity))
         if isinstance(report, OrderRejected):
             raise rejected(report.reason, report.text)
         if not isinstance(report, OrderAccepted):
             raise ApiProblem(502, "Unexpected answer", f"the exchange answered {type(report).__name__}")
-        return _order(report)
+        return _order(report, order.tag)
 
     @app.get("/v1/orders", tags=["orders"], responses=errors, summary="My open orders")
-    def open_orders(key: Key, symbol: Annotated[str | None, Query(pattern=SYMBOL)] = None) -> list[OpenOrderModel]:
-        orders = gateway.session(key).query(lambda client, timeout: client.open_orders(timeout))
+    async def open_orders(key: Key,
+                          symbol: Annotated[str | None, Query(pattern=SYMBOL)] = None) -> list[OpenOrderModel]:
+        orders = await gateway.session(key).query(lambda client, timeout: client.open_orders(timeout))
         return [OpenOrderModel(order_id=o.order_id, client_order_id=o.client_order_id, symbol=o.symbol,
                                side=_side(o.side), time_in_force=o.time_in_force.name.lower(), price=o.price,
                                quantity=o.quantity, filled=o.filled)
                 for o in orders if symbol is None or o.symbol == symbol]
 
     @app.delete("/v1/orders/{order_id}", tags=["orders"], responses=errors, summary="Cancel an order")
-    def cancel(order_id: Annotated[int, Path(ge=1, le=MAX_INT)], key: Key) -> CancelResult:
-        report = gateway.session(key).request(lambda cid: CancelOrder(cid, order_id))
+    async def cancel(order_id: Annotated[int, Path(ge=1, le=MAX_INT)], key: Key) -> CancelResult:
+        report = await gateway.session(key).submit(lambda cid: CancelOrder(cid, order_id))
         if isinstance(report, CancelRejected):
             raise rejected(report.reason, report.text)
         return CancelResult(order_id=report.order_id, client_order_id=report.client_order_id,
@@ -448,8 +505,9 @@ def build_app(gateway: Gateway) -> FastAPI:
 
     @app.put("/v1/orders/{order_id}", tags=["orders"], responses=errors,
              summary="Replace an order: a new price and open quantity")
-    def replace(order_id: Annotated[int, Path(ge=1, le=MAX_INT)], amend: Amend, key: Key) -> Order:
-        report = gateway.session(key).request(lambda cid: ReplaceOrder(cid, order_id, amend.price, amend.quantity))
+    async def replace(order_id: Annotated[int, Path(ge=1, le=MAX_INT)], amend: Amend, key: Key) -> Order:
+        report = await gateway.session(key).submit(
+            lambda cid: ReplaceOrder(cid, order_id, amend.price, amend.quantity))
         if isinstance(report, ReplaceRejected):
             raise rejected(report.reason, report.text)
         if not isinstance(report, OrderReplaced):
@@ -461,30 +519,36 @@ def build_app(gateway: Gateway) -> FastAPI:
 
     @app.delete("/v1/orders", tags=["orders"], responses=errors,
                 summary="Mass cancel: every open order of mine (in one symbol, or all)")
-    def mass_cancel(key: Key, symbol: Annotated[str | None, Query(pattern=SYMBOL)] = None) -> MassCancelResult:
-        done = gateway.session(key).mass_cancel(symbol or "")
+    async def mass_cancel(key: Key, symbol: Annotated[str | None, Query(pattern=SYMBOL)] = None) -> MassCancelResult:
+        done = await gateway.session(key).submit(MassCancel(symbol or ""))
         return MassCancelResult(symbol=done.symbol, canceled=done.canceled)
 
     # -------------------------------------------------------------- account
 
-    @app.get("/v1/fills", tags=["account"], responses=errors,
-             summary="My fills: the database's history plus this gateway's session, oldest first")
-    def fills(key: Key, symbol: Annotated[str | None, Query(pattern=SYMBOL)] = None,
-              limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[FillModel]:
-        session = gateway.session(key)
-        session.start()
+    def recorded_fills(trader_id: str, symbol: str | None) -> dict[tuple[int, int], FillModel]:
+        """The trader's executions in the transactional database (none if it cannot be read)."""
         found: dict[tuple[int, int], FillModel] = {}
         try:
             from database import queries
 
             with gateway.database().connect() as connection:
-                for record in queries.executions(connection, key.trader_id, 0, MAX_INT, symbol):
+                for record in queries.executions(connection, trader_id, 0, MAX_INT, symbol):
                     found[(record.trade_id, record.order_id)] = FillModel(
                         time=record.time, symbol=record.symbol, trade_id=record.trade_id, order_id=record.order_id,
                         side=_side(record.side), price=record.price, quantity=record.quantity,
                         aggressor=record.aggressor)
         except Exception as exc:  # noqa: BLE001 - the database is optional here: the session's fills still count
-            log.warning("fills of %s: the database is unavailable (%s); the session's fills only", key.trader_id, exc)
+            log.warning("fills of %s: the database is unavailable (%s); the session's fills only", trader_id, exc)
+        return found
+
+    @app.get("/v1/fills", tags=["account"], responses=errors,
+             summary="My fills: the database's history plus this gateway's session, oldest first")
+    async def fills(key: Key, symbol: Annotated[str | None, Query(pattern=SYMBOL)] = None,
+                    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> list[FillModel]:
+        session = gateway.session(key)
+        if not session.started:
+            await session.start()
+        found = await asyncio.to_thread(recorded_fills, key.trader_id, symbol)
         for fill in list(session.fills):
             if symbol is None or fill.symbol == symbol:
                 found.setdefault((fill.trade_id, fill.order_id), FillModel(
@@ -494,8 +558,8 @@ def build_app(gateway: Gateway) -> FastAPI:
         return ordered[-limit:]
 
     @app.get("/v1/positions", tags=["account"], responses=errors, summary="My positions and cash")
-    def positions(key: Key) -> PositionsModel:
-        answer = gateway.session(key).query(lambda client, timeout: client.positions(timeout))
+    async def positions(key: Key) -> PositionsModel:
+        answer = await gateway.session(key).query(lambda client, timeout: client.positions(timeout))
         return PositionsModel(cash=answer.cash, positions=[
             PositionModel(symbol=p.symbol, quantity=p.quantity, average_price=p.average_price,
                           realized_pnl=p.realized_pnl, unrealized_pnl=p.unrealized_pnl, last_price=p.last_price)
@@ -507,21 +571,25 @@ def build_app(gateway: Gateway) -> FastAPI:
         if gateway.config.instrument(symbol) is None:
             raise ApiProblem(404, "Unknown symbol", f"no instrument {symbol!r}", int(RejectReason.UNKNOWN_SYMBOL))
 
-    @app.get("/v1/instruments", tags=["market data"], responses=errors, summary="The instruments")
-    def instruments(key: Key) -> list[InstrumentModel]:
-        found = gateway.session(key).query(lambda client, timeout: client.instruments(timeout))
-        return [InstrumentModel(**{name: getattr(i, name) for name in InstrumentModel.model_fields}) for i in found]
+    @app.get("/v1/instruments", tags=["market data"], responses=public_errors, dependencies=[Public],
+             summary="The instruments (public)")
+    def instruments() -> list[InstrumentModel]:
+        return [InstrumentModel(**{name: getattr(i, name) for name in InstrumentModel.model_fields})
+                for i in gateway.instruments()]
 
-    @app.get("/v1/book/{symbol}", tags=["market data"], responses=errors, summary="The book's depth")
-    def book(symbol: SymbolPath, key: Key, levels: Annotated[int, Query(ge=1, le=1000)] = 10) -> BookModel:
+    @app.get("/v1/book/{symbol}", tags=["market data"], responses=public_errors | {504: problem},
+             dependencies=[Public], summary="The book's depth (public), from the book server's market data")
+    async def book(symbol: SymbolPath, levels: Annotated[int, Query(ge=1, le=1000)] = 10) -> BookModel:
         _known(symbol)
-        answer = gateway.session(key).query(lambda client, timeout: client.book(symbol, levels, timeout))
-        return BookModel(symbol=answer.symbol, bids=answer.bids, asks=answer.asks, last_price=answer.last_price,
-                         sequence=answer.sequence)
+        found = await books.book(symbol, levels, api.request_timeout_s)
+        if found is None:
+            raise ApiProblem(504, "No market data", f"the book server's market data for {symbol} did not answer "
+                             f"within {api.request_timeout_s:g}s", int(RejectReason.BOOK_UNAVAILABLE))
+        return BookModel(**found)
 
-    @app.get("/v1/trades/{symbol}", tags=["market data"], responses=errors,
-             summary="Recent trades, from the tick store (latest last)")
-    def trades(symbol: SymbolPath, key: Key, limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    @app.get("/v1/trades/{symbol}", tags=["market data"], responses=public_errors, dependencies=[Public],
+             summary="Recent trades, from the tick store (latest last; public)")
+    def trades(symbol: SymbolPath, limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
                start: Annotated[int | None, Query(ge=0, le=MAX_INT, description="ns since the epoch")] = None,
                end: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None) -> list[TradeModel]:
         _known(symbol)
@@ -529,9 +597,9 @@ def build_app(gateway: Gateway) -> FastAPI:
         return [TradeModel(time=_ns(row["time"]), symbol=row["sym"], price=row["price"], size=row["size"],
                            trade_id=row["trade_id"], side=row["side"]) for row in rows[-limit:]]
 
-    @app.get("/v1/bars/{symbol}", tags=["market data"], responses=errors,
-             summary="OHLCV bars from the tick store (intervals with trades only)")
-    def bars(symbol: SymbolPath, key: Key, interval_s: Annotated[int, Query(ge=1, le=86_400)] = 60,
+    @app.get("/v1/bars/{symbol}", tags=["market data"], responses=public_errors, dependencies=[Public],
+             summary="OHLCV bars from the tick store (intervals with trades only; public)")
+    def bars(symbol: SymbolPath, interval_s: Annotated[int, Query(ge=1, le=86_400)] = 60,
              limit: Annotated[int, Query(ge=1, le=10_000)] = 500,
              start: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
              end: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None) -> list[BarModel]:
@@ -544,13 +612,18 @@ def build_app(gateway: Gateway) -> FastAPI:
     plain_openapi = app.openapi
 
     def openapi() -> dict:
-        """FastAPI lists the three headers as alternatives (OR); a signed request needs all three (AND)."""
+        """FastAPI's document, plus the signature's three headers as security schemes that every private
+        operation (those depending on `authenticated`) requires together; public ones require none."""
         if app.openapi_schema is None:
             schema = plain_openapi()
-            for operations in schema.get("paths", {}).values():
-                for operation in operations.values():
-                    if isinstance(operation, dict) and operation.get("security"):
-                        operation["security"] = [{name: [] for entry in operation["security"] for name in entry}]
+            schema.setdefault("components", {})["securitySchemes"] = {
+                name: {"type": "apiKey", "in": "header", "name": header, "description": description}
+                for name, (header, description) in signed_headers.items()}
+            for route in app.routes:
+                if isinstance(route, APIRoute) and any(d.call is authenticated for d in route.dependant.dependencies):
+                    for method in route.methods:
+                        schema["paths"][route.path_format][method.lower()]["security"] = [
+                            {name: [] for name in signed_headers}]
         return app.openapi_schema
 
     app.openapi = openapi

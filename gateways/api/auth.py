@@ -112,26 +112,43 @@ class Authenticator:
 
 
 class RateLimiter:
-    """A token bucket per key: ``rate`` a second, at most ``burst`` saved (thread-safe)."""
+    """A token bucket per key: ``rate`` a second, at most ``burst`` saved (thread-safe).
 
-    def __init__(self, rate: float, burst: int, clock=time.monotonic) -> None:
+    With ``max_keys`` the table is bounded (keys are client addresses, which anyone can vary): a new
+    key beyond it evicts the one used least recently, which starts again with a full bucket if it
+    comes back.
+    """
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic, max_keys: int | None = None) -> None:
         self.rate = rate
         self.burst = burst
+        self.max_keys = max_keys
         self._clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        """key -> (tokens, when counted), least recently used first."""
         self._lock = threading.Lock()
 
     def take(self, key: str) -> float:
         """0 if ``key`` may make a request now (one token taken), else the seconds until it may."""
         with self._lock:
             now = self._clock()
-            tokens, then = self._buckets.get(key, (float(self.burst), now))
-            tokens = min(float(self.burst), tokens + (now - then) * self.rate)
+            buckets = self._buckets
+            found = buckets.get(key)
+            if found is None:
+                tokens = float(self.burst)
+                if self.max_keys is not None and len(buckets) >= self.max_keys:
+                    buckets.popitem(last=False)
+            else:
+                tokens = min(float(self.burst), found[0] + (now - found[1]) * self.rate)
+                buckets.move_to_end(key)
             if tokens >= 1.0:
-                self._buckets[key] = (tokens - 1.0, now)
+                buckets[key] = (tokens - 1.0, now)
                 return 0.0
-            self._buckets[key] = (tokens, now)
+            buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 def retry_after(seconds: float) -> str:

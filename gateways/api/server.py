@@ -24,6 +24,11 @@ from servers import security, service
 log = logging.getLogger("api")
 
 SHUTDOWN_GRACE_S = 3
+SEND_BUFFER_BYTES = 256 * 1024
+"""The kernel's send buffer of every connection (inherited from the listening socket; Linux doubles
+it). Fixed rather than autotuned (up to ``net.ipv4.tcp_wmem``'s maximum, 4 MB and more): it bounds
+the kernel memory a client that stops reading holds, and how much is sent to it before its
+WebSocket counts as a slow consumer."""
 
 
 class QuietServer(uvicorn.Server):
@@ -52,14 +57,17 @@ class ApiGateway:
         server_key = tes_server_key(config) if config.security.clients == "curve" else None
         self.gateway = Gateway(config, secrets_by_key, server_key)
         self.streams = Streams(self.gateway)
-        self.app = build_app(self.gateway)
+        self.app = build_app(self.gateway, self.streams)
         self.streams.mount(self.app)
         self.listener = socket.create_server((api.address, api.port), backlog=512)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self.listener.setblocking(False)
         options = {"ssl_certfile": api.tls_cert, "ssl_keyfile": api.tls_key} if api.tls_cert else {}
         self.server = QuietServer(uvicorn.Config(
-            self.app, log_config=None, access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-            ws_max_size=api.max_body_bytes,
+            # proxy_headers off: the public rate limit is per client address, which a client must not
+            # choose (with them on, any local client could name its own in X-Forwarded-For)
+            self.app, log_config=None, access_log=False, proxy_headers=False,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S, ws_max_size=api.max_body_bytes,
             limit_concurrency=api.max_connections + 1, **options))  # uvicorn counts the one it refuses
 
     def ready(self) -> str:

@@ -15,12 +15,13 @@ A client sends JSON commands and receives JSON events::
 - ``orders``: every report of the trader's TES session (accepted, filled, canceled, replaced,
   rejected, expired, mass cancel done), as ``{"channel": "orders", "type": ..., ...}``.
 
-One thread per subscribed symbol reads the book server's feed (`MarketDataClient`) and hands each
-event to the subscribers' queues on the event loop. A subscriber whose queue holds more than
-``api.stream_queue`` events (it does not read) is closed with code 1008 and the reason "slow
-consumer"; a bad command is answered with an ``error`` event (through the same bounded queue, so
-a client that floods bad commands and reads nothing is closed as a slow consumer); a command over
-``MAX_COMMAND_BYTES`` closes with 1009. Nobody else notices.
+One thread per subscribed symbol reads the book server's feed (`MarketDataClient`) and hands what
+each read brought to the subscribers' queues on the event loop (it also serves the public ``GET
+/v1/book``). A subscriber whose connection does not take what is sent while more than
+``api.stream_queue`` events wait behind it (it does not read: see `Subscriber`) is closed with
+code 1008 and the reason "slow consumer"; a bad command is answered with an ``error`` event
+(through the same queue, so a client that floods bad commands and reads nothing is closed as a
+slow consumer); a command over ``MAX_COMMAND_BYTES`` closes with 1009. Nobody else notices.
 """
 
 import asyncio
@@ -28,6 +29,7 @@ import json
 import logging
 import threading
 
+import zmq
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from clients.client import ClientError, MarketDataClient
@@ -61,7 +63,14 @@ def _plain(message) -> dict:
 
 
 class Subscriber:
-    """One WebSocket: its queue of outgoing events and what it subscribed to."""
+    """One WebSocket: its queue of outgoing events and what it subscribed to.
+
+    A slow consumer is one whose connection does not take what is sent: the sender is waiting for
+    the connection to drain (its receive window, the kernel's buffers and the transport's are full)
+    while more than ``limit`` events wait behind it. A queue that is merely long, because a burst
+    of market data (a sweep, a mass cancel) arrived faster than the event loop turns, is no fault
+    of the client's and is sent on.
+    """
 
     def __init__(self, websocket: WebSocket, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self.websocket = websocket
@@ -71,24 +80,42 @@ class Subscriber:
         self.trader_id: str | None = None
         self.orders = False
         self.closing: str | None = None
+        self.sending = False
+        """True while a send waits for the connection to take it (a send that goes out at once never
+        yields to the loop, so nothing else sees it True)."""
 
     def push(self, event: dict) -> None:
         """Queue an event (any thread)."""
-        self.loop.call_soon_threadsafe(self._push, event)
+        self.loop.call_soon_threadsafe(self._push, [event])
 
-    def _push(self, event: dict) -> None:
+    def push_all(self, events: list[dict]) -> None:
+        """Queue events, in order (any thread; one wake-up of the loop)."""
+        self.loop.call_soon_threadsafe(self._push, events)
+
+    def _push(self, events: list[dict]) -> None:
         if self.closing is not None:
             return
-        if self.queue.qsize() >= self.limit:
+        for event in events:
+            self.queue.put_nowait(event)
+        self.check()
+
+    def check(self) -> None:
+        """Close a slow consumer: its queue is dropped, the close (1008) goes after what the
+        connection already holds."""
+        if self.sending and self.closing is None and self.queue.qsize() > self.limit:
             self.closing = f"slow consumer: more than {self.limit} events queued"
             log.warning("a WebSocket subscriber (%s): %s; closing it", self.trader_id or "public", self.closing)
+            while not self.queue.empty():
+                self.queue.get_nowait()
             self.queue.put_nowait(None)
-            return
-        self.queue.put_nowait(event)
 
 
 class Feed:
-    """One symbol's market data for the streams, on its own thread."""
+    """One symbol's market data for the streams and the public ``book`` endpoint, on its own thread.
+
+    The thread waits on the feed's sockets without the lock, then applies what arrived and hands
+    it to the subscribers holding ``lock``: whoever holds ``lock`` sees a consistent book.
+    """
 
     def __init__(self, streams: "Streams", symbol: str, md_endpoint: str, snapshot_endpoint: str) -> None:
         self.streams = streams
@@ -98,6 +125,9 @@ class Feed:
         self.joining: list[tuple[str, Subscriber]] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.synced = threading.Event()
+        """Set once the book is first synced (and ``market_data`` readable)."""
+        self.market_data: MarketDataClient | None = None
         self.thread = threading.Thread(target=self._run, name=f"api-feed-{symbol}", daemon=True)
         self.thread.start()
 
@@ -112,6 +142,16 @@ class Feed:
                     members.discard(subscriber)
             self.joining = [(c, s) for c, s in self.joining if s is not subscriber or (channel and c != channel)]
 
+    def book(self, levels: int) -> dict | None:
+        """The book now, ``levels`` a side (None while it is not synced)."""
+        with self.lock:
+            feed = self.market_data
+            if feed is None or not feed.synced:
+                return None
+            bids, asks = feed.depth(levels)
+            return {"symbol": self.symbol, "bids": bids, "asks": asks, "last_price": feed.last_price,
+                    "sequence": feed.sequence}
+
     def _snapshot(self, feed: MarketDataClient) -> dict:
         bids, asks = feed.depth(1000)
         return {"channel": "depth", "type": "snapshot", "symbol": self.symbol, "sequence": feed.sequence,
@@ -125,15 +165,21 @@ class Feed:
             log.warning("%s: market data unavailable: %s", self.symbol, exc)
             return
         resyncs = feed.resyncs
+        poller = zmq.Poller()
+        poller.register(feed.subscriber, zmq.POLLIN)
+        poller.register(feed.snapshotter, zmq.POLLIN)
+        self.market_data = feed
         try:
             while not self.stop.is_set():
-                try:
-                    applied = feed.poll(POLL_S)
-                except ClientError as exc:
-                    log.warning("%s: market data: %s", self.symbol, exc)
-                    continue
+                poller.poll(POLL_S * 1000)
                 with self.lock:
+                    try:
+                        applied = feed.poll(0)
+                    except ClientError as exc:
+                        log.warning("%s: market data: %s", self.symbol, exc)
+                        continue
                     if feed.synced:
+                        self.synced.set()
                         for channel, subscriber in self.joining:
                             if channel == "depth":
                                 subscriber.push(self._snapshot(feed))
@@ -145,6 +191,7 @@ class Feed:
                         for subscriber in self.subscribers["depth"]:
                             subscriber.push(snapshot)
                         continue
+                    events: dict[Subscriber, list[dict]] = {}
                     for message in applied:
                         channel = ("depth" if isinstance(message, DepthUpdate) else "trades"
                                    if isinstance(message, Trade) else "quotes" if isinstance(message, Quote) else None)
@@ -152,8 +199,12 @@ class Feed:
                             continue
                         event = {"channel": channel, **_plain(message)}
                         for subscriber in self.subscribers[channel]:
-                            subscriber.push(event)
+                            events.setdefault(subscriber, []).append(event)
+                    for subscriber, batch in events.items():
+                        subscriber.push_all(batch)
         finally:
+            with self.lock:
+                self.market_data = None
             feed.close()
 
 
@@ -182,6 +233,14 @@ class Streams:
                 shard = next(s for s in self.config.shards if symbol in s.symbols)
                 feed = self.feeds[symbol] = Feed(self, symbol, shard.market_data_endpoint, shard.snapshot_endpoint)
             return feed
+
+    async def book(self, symbol: str, levels: int, timeout: float) -> dict | None:
+        """``symbol``'s book from its feed (started by the first request), or None if the feed does
+        not sync within ``timeout`` seconds."""
+        feed = self.feed(symbol)
+        if not feed.synced.is_set():
+            await asyncio.to_thread(feed.synced.wait, timeout)
+        return feed.book(levels)
 
     def close(self) -> None:
         for feed in self.feeds.values():
@@ -213,7 +272,14 @@ class Streams:
                 if event is None:
                     await websocket.close(1008, subscriber.closing or "closed")
                     return
-                await websocket.send_text(json.dumps(event))
+                subscriber.sending = True
+                if subscriber.queue.qsize() > subscriber.limit:
+                    # runs only if this send waits for the connection (else sending is False again)
+                    asyncio.get_running_loop().call_soon(subscriber.check)
+                try:
+                    await websocket.send_text(json.dumps(event))
+                finally:
+                    subscriber.sending = False
         except (WebSocketDisconnect, RuntimeError):
             return
 
@@ -232,16 +298,18 @@ class Streams:
                 subscriber.push(error(RejectReason.MALFORMED_MESSAGE, f"malformed command: {exc}"))
                 continue
             if command.get("op") == "auth":
-                await asyncio.to_thread(self._auth, subscriber, command)
+                await self._auth(subscriber, command)
             else:
                 self._command(subscriber, command)
 
-    def _auth(self, subscriber: Subscriber, command: dict) -> None:
+    async def _auth(self, subscriber: Subscriber, command: dict) -> None:
         """Check an ``auth`` command (a signed ``GET /v1/ws``) and open the trader's TES session."""
         try:
             key = self.gateway.auth.check(command.get("key"), str(command.get("timestamp", "")),
                                           command.get("signature"), "GET", WS_PATH, b"")
-            self.gateway.session(key).start()
+            session = self.gateway.session(key)
+            if not session.started:
+                await session.start()
         except AuthError as exc:
             self.gateway.bad_requests(exc.title.lower())
             subscriber.push({"type": "error", "code": exc.code, "message": f"{exc.title}: {exc.detail}"})

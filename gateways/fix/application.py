@@ -13,6 +13,7 @@ NewOrderSingle (D)                      EnterOrder
 OrderCancelRequest (F)                  CancelOrder (of the exchange order OrigClOrdID names)
 OrderCancelReplaceRequest (G)           ReplaceOrder (open quantity = OrderQty - CumQty)
 OrderMassCancelRequest (q)              MassCancel (one symbol, or all: MassCancelRequestType 1, 7)
+OrderStatusRequest (H)                  none: the gateway answers from what the TES last reported
 MarketDataRequest (V)                   the OBS's market data (`MarketData`), not the TES
 SecurityListRequest (x)                 the instruments the TES gave at logon
 ======================================  ===================================================
@@ -29,6 +30,8 @@ OrderExpired                   ExecutionReport ExecType C (expired)
 OrderRejected                  ExecutionReport ExecType 8 (rejected), OrdRejReason
 CancelRejected/ReplaceRejected OrderCancelReject (9), CxlRejResponseTo 1 / 2, CxlRejReason
 MassCancelDone                 OrderMassCancelReport (r)
+(OrderStatusRequest)           ExecutionReport ExecType I (order status); an unknown order:
+                               OrdStatus 8, OrdRejReason 5
 =============================  =========================================================
 
 Every ExecutionReport carries OrdStatus, CumQty, LeavesQty and AvgPx from the report's order
@@ -43,6 +46,7 @@ order records, so a restarted gateway still knows them; after a logon the trader
 (asked of the TES) refresh each order's filled and open quantity.
 """
 
+import functools
 import itertools
 import logging
 from decimal import Decimal, InvalidOperation
@@ -65,7 +69,11 @@ COMPACT_AFTER = 200_000
 """Order records at load beyond which the store's file is rewritten without finished orders."""
 MAX_MD_ENTRIES = 500
 """Entries per market-data message (a longer refresh is split)."""
+CLIENT_ORDER_IDS = 256
+"""TES client order ids a link reserves of its client at a time (the TES wants them unused, not
+consecutive: those left when the session ends are never sent)."""
 
+SOH = "\x01"
 SIDES = {"1": Side.BUY, "2": Side.SELL}
 FIX_SIDE = {Side.BUY: "1", Side.SELL: "2"}
 ORD_TYPES = {"1": OrderType.MARKET, "2": OrderType.LIMIT}
@@ -74,6 +82,7 @@ TIFS = {"0": TimeInForce.DAY, "1": TimeInForce.GTC, "3": TimeInForce.IOC, "4": T
 FIX_TIF = {TimeInForce.DAY: "0", TimeInForce.GTC: "1", TimeInForce.IOC: "3", TimeInForce.FOK: "4"}
 ORD_STATUS = {OrderState.PENDING: "A", OrderState.ACCEPTED: "0", OrderState.PARTIALLY_FILLED: "1",
               OrderState.FILLED: "2", OrderState.CANCELED: "4", OrderState.EXPIRED: "C", OrderState.REJECTED: "8"}
+ORD_STATUS_BY_VALUE = {state.value: status for state, status in ORD_STATUS.items()}
 TERMINAL_STATUS = frozenset({"2", "4", "C", "8"})
 
 ORD_REJ_REASON = {
@@ -113,10 +122,12 @@ def decimal_text(value: Decimal) -> str:
     return text or "0"
 
 
+@functools.lru_cache(maxsize=4096)
 def price_text(ticks: int, scale: int) -> str:
     return decimal_text(Decimal(ticks) / scale)
 
 
+@functools.lru_cache(maxsize=4096)
 def average_text(average: float, scale: int) -> str:
     """An average price in ticks (a float) in currency units, to 10 decimals at most."""
     if not average:
@@ -124,8 +135,23 @@ def average_text(average: float, scale: int) -> str:
     return decimal_text((Decimal(repr(average)) / scale).quantize(Decimal("1e-10")))
 
 
+@functools.lru_cache(maxsize=4096)
+def _exact_ticks(text: str, scale: int) -> int | None:
+    """``text`` (a FIX price) in ticks of ``1 / scale``, or None if not exact or out of range."""
+    try:
+        ticks = Decimal(text) * scale
+    except InvalidOperation:
+        return None
+    if ticks != ticks.to_integral_value() or abs(ticks) > INT64_MAX:
+        return None
+    return int(ticks)
+
+
 def to_ticks(text: str, instrument: Instrument) -> int:
     """A FIX price in ticks; `GatewayReject` if finer than the instrument's price unit."""
+    ticks = _exact_ticks(text, instrument.price_scale)
+    if ticks is not None:
+        return ticks
     try:
         ticks = Decimal(text) * instrument.price_scale
     except InvalidOperation:
@@ -139,6 +165,8 @@ def to_ticks(text: str, instrument: Instrument) -> int:
 
 
 def to_lots(text: str, tag: int = 38) -> int:
+    if len(text) < 19 and text.isdigit() and text.isascii():
+        return int(text)
     quantity = Decimal(text)
     if quantity != quantity.to_integral_value():
         raise GatewayReject(13, f"quantity {text} ({tag}) is not a whole number of lots")
@@ -151,7 +179,7 @@ class Order:
     """What the gateway knows of one order of the session."""
 
     __slots__ = ("coid", "clordid", "order_id", "symbol", "side", "ord_type", "tif", "price", "order_qty", "filled",
-                 "average", "status", "waiting")
+                 "average", "status", "waiting", "wire", "wire_of")
 
     def __init__(self, coid: int, clordid: str, symbol: str, side: Side, ord_type: OrderType, tif: TimeInForce,
                  quantity: int, price: int) -> None:
@@ -169,6 +197,10 @@ class Order:
         self.status = "A"
         self.waiting: list = []
         """Cancel and replace requests made before the exchange order id was known."""
+        self.wire = ""
+        """The Symbol-to-TimeInForce fields of its ExecutionReports, written out (`_order_wire`)..."""
+        self.wire_of: tuple | None = None
+        """...for this (OrderQty, price, price scale): written again when one of them changes."""
 
 
 class Request:
@@ -218,6 +250,8 @@ class TraderLink:
         self.mass_cancels: list[tuple[str, str, str]] = []
         """(ClOrdID, MassCancelRequestType, symbol) of the mass cancels not yet answered, in order."""
         self.closed = False
+        self._client_order_ids = iter(())
+        """The rest of the client order ids reserved (`_client_order_id`)."""
         if not known.loaded:
             self._replay(self.store.order_records)
             known.loaded = True
@@ -317,6 +351,8 @@ class TraderLink:
             self._cancel(message)
         elif kind == m.ORDER_CANCEL_REPLACE_REQUEST:
             self._replace(message)
+        elif kind == m.ORDER_STATUS_REQUEST:
+            self._order_status(message)
         elif kind == m.ORDER_MASS_CANCEL_REQUEST:
             self._mass_cancel(message)
         elif kind == m.MARKET_DATA_REQUEST:
@@ -344,17 +380,18 @@ class TraderLink:
 
     def _new_order(self, message: m.Message) -> None:
         message.require(11, 55, 54, 60, 38, 40)
-        clordid, symbol = message.get(11), message.get(55)
+        values = message.values
+        clordid, symbol = values[11], values[55]
         try:
-            if self._duplicate(message, clordid):
+            if clordid in self.by_clordid and self._duplicate(message, clordid):
                 return
-            side = SIDES.get(message.get(54))
+            side = SIDES.get(values[54])
             if side is None:
-                raise GatewayReject(11, f"Side (54) {message.get(54)} is not supported: 1 (buy) or 2 (sell)")
-            ord_type = ORD_TYPES.get(message.get(40))
+                raise GatewayReject(11, f"Side (54) {values[54]} is not supported: 1 (buy) or 2 (sell)")
+            ord_type = ORD_TYPES.get(values[40])
             if ord_type is None:
-                raise GatewayReject(11, f"OrdType (40) {message.get(40)} is not supported: 1 (market) or 2 (limit)")
-            tif_code = message.get(59)
+                raise GatewayReject(11, f"OrdType (40) {values[40]} is not supported: 1 (market) or 2 (limit)")
+            tif_code = values.get(59)
             if tif_code is None:
                 tif = TimeInForce.IOC if ord_type == OrderType.MARKET else TimeInForce.DAY
             else:
@@ -362,23 +399,31 @@ class TraderLink:
                 if tif is None:
                     raise GatewayReject(11, f"TimeInForce (59) {tif_code} is not supported: 0 (day), 1 (GTC), "
                                             "3 (IOC) or 4 (FOK)")
-            quantity = to_lots(message.get(38))
+            quantity = to_lots(values[38])
             price = 0
             if ord_type == OrderType.LIMIT:
-                if 44 not in message:
+                if 44 not in values:
                     raise m.FieldError(m.REQUIRED_TAG_MISSING, "Price (44) is required for a limit order", 44)
                 instrument = self.instruments.get(symbol)
                 if instrument is not None:
-                    price = to_ticks(message.get(44), instrument)
+                    price = to_ticks(values[44], instrument)
         except GatewayReject as exc:
             self._refuse_order(message, exc.reason, exc.text)
             return
-        coid = self.client.reserve_client_order_ids()
+        coid = self._client_order_id()
         order = Order(coid, clordid, symbol, side, ord_type, tif, quantity, price)
         self.orders[coid] = order
         self._remember(Request(coid, "N", clordid, coid))
         self.store.add_order_record(["N", coid, clordid, symbol, int(side), int(ord_type), int(tif), quantity, price])
         self.outbox.append(p.EnterOrder(coid, symbol, side, ord_type, tif, price, quantity))
+
+    def _client_order_id(self) -> int:
+        """A TES client order id for a new request, of a block reserved of the client at a time."""
+        coid = next(self._client_order_ids, None)
+        if coid is None:
+            coid = self.client.reserve_client_order_ids(CLIENT_ORDER_IDS)
+            self._client_order_ids = iter(range(coid + 1, coid + CLIENT_ORDER_IDS))
+        return coid
 
     def _refuse_order(self, message: m.Message, reason: int, text: str) -> None:
         """An ExecutionReport rejecting a NewOrderSingle the gateway refused itself."""
@@ -413,7 +458,7 @@ class TraderLink:
         except GatewayReject as exc:
             self._refuse_change(message, "1", exc.reason, exc.text)
             return
-        coid = self.client.reserve_client_order_ids()
+        coid = self._client_order_id()
         self._remember(Request(coid, "C", clordid, order.coid, order.clordid))
         self.store.add_order_record(["C", coid, clordid, order.coid, 0, 0])
         self._to_book(order, p.CancelOrder(coid, order.order_id or 0))
@@ -462,7 +507,7 @@ class TraderLink:
         except GatewayReject as exc:
             self._refuse_change(message, "2", exc.reason, exc.text)
             return
-        coid = self.client.reserve_client_order_ids()
+        coid = self._client_order_id()
         self._remember(Request(coid, "R", clordid, order.coid, order.clordid, quantity, price))
         self.store.add_order_record(["R", coid, clordid, order.coid, quantity, price])
         self._to_book(order, p.ReplaceOrder(coid, order.order_id or 0, price, open_quantity))
@@ -473,6 +518,34 @@ class TraderLink:
             (37, order.order_id if order is not None and order.order_id is not None else "NONE"),
             (11, message.get(11)), (41, message.get(41)), (39, order.status if order is not None else "8"),
             (434, response_to), (102, reason), (58, m.clean_text(text))])
+
+    def _order_status(self, message: m.Message) -> None:
+        """An OrderStatusRequest: an ExecutionReport with ExecType I (order status) and the order's
+        state as the gateway last heard it from the TES (every report is handled in order, so it is
+        the TES's as of the last report that arrived); an order the session does not know (or no
+        longer remembers: `MAX_TRACKED`), OrdStatus 8 with OrdRejReason 5 (unknown order)."""
+        message.require(11, 55, 54)
+        values = message.values
+        clordid = values[11]
+        coid = self.by_clordid.get(clordid)
+        order = self.orders.get(self.requests[coid].order_coid) if coid is not None else None
+        if order is None and 37 in values:
+            order = next((o for o in self.orders.values() if str(o.order_id) == values[37]), None)
+        request_id = f"790={values[790]}\x01" if 790 in values else ""
+        now = m.timestamp()
+        if order is None:
+            self.session.send_text(m.EXECUTION_REPORT, (
+                f"37={values.get(37, 'NONE')}\x0111={clordid}\x01{request_id}17={self._gateway_exec_id()}\x01"
+                f"150=I\x0139=8\x01103=5\x0155={values[55]}\x0154={values[54]}\x01151=0\x0114=0\x016=0\x01"
+                f"60={now}\x0158={m.clean_text(f'no order with ClOrdID {clordid}')}\x01"))
+            return
+        instrument = self.instruments.get(order.symbol)
+        scale = instrument.price_scale if instrument is not None else 0
+        leaves = 0 if order.status in TERMINAL_STATUS else max(0, order.order_qty - order.filled)
+        self.session.send_text(m.EXECUTION_REPORT, (
+            f"37={'NONE' if order.order_id is None else order.order_id}\x0111={order.clordid}\x01{request_id}"
+            f"17={self._gateway_exec_id()}\x01150=I\x0139={order.status}\x01{_order_wire(order, scale)}"
+            f"151={leaves}\x0114={order.filled}\x016={average_text(order.average, scale or 1)}\x0160={now}\x01"))
 
     def _mass_cancel(self, message: m.Message) -> None:
         message.require(11, 530, 60)
@@ -568,12 +641,9 @@ class TraderLink:
         elif kind is p.MassCancelDone:
             self._mass_cancel_done(message)
 
-    def _scale(self, symbol: str) -> int:
-        instrument = self.instruments.get(symbol)
-        return instrument.price_scale if instrument is not None else 1
-
     def _status(self, message, order: Order | None) -> str:
-        status = ORD_STATUS.get(message.status) if message.status is not None else None
+        state = message.status
+        status = ORD_STATUS_BY_VALUE.get(state._value_) if state is not None else None
         if status is None:
             status = order.status if order is not None else "0"
         if order is not None:
@@ -582,36 +652,43 @@ class TraderLink:
 
     def _report(self, order: Order, exec_type: str, message, clordid: str, orig_clordid: str | None,
                 extra: list | None = None, text: str | None = None) -> None:
-        status = self._status(message, order)
-        order.filled = max(order.filled, message.filled)
+        """An ExecutionReport of ``order`` from a TES report (its fields written straight into the
+        message's text: this runs twice for every order)."""
+        state = message.status
+        # by the member's value: a plain Enum's hash is a Python call, and this runs twice an order
+        status = ORD_STATUS_BY_VALUE.get(state._value_, order.status) if state is not None else order.status
+        order.status = status
+        filled = message.filled
+        if filled < order.filled:
+            filled = order.filled
+        order.filled = filled
         order.average = message.average_price or order.average
-        leaves = getattr(message, "leaves", 0)
-        if status not in TERMINAL_STATUS:
-            order.order_qty = order.filled + leaves
-        scale = self._scale(order.symbol)
-        fields = [(37, order.order_id if order.order_id is not None else "NONE"), (11, clordid)]
-        if orig_clordid is not None:
-            fields.append((41, orig_clordid))
-        fields += [(17, message.report or self._gateway_exec_id()), (150, exec_type), (39, status)]
-        if extra:
-            fields += extra
-        fields += [(55, order.symbol), (54, FIX_SIDE[order.side]), (38, order.order_qty),
-                   (40, FIX_ORD_TYPE[order.ord_type])]
-        if order.ord_type == OrderType.LIMIT and order.symbol in self.instruments:
-            fields.append((44, price_text(order.price, scale)))
-        fields += [(59, FIX_TIF[order.tif])]
-        if exec_type == "F":
-            fields += [(31, price_text(message.price, scale)), (32, message.quantity), (880, message.trade_id)]
-        fields += [(151, leaves if status not in TERMINAL_STATUS else 0), (14, order.filled),
-                   (6, average_text(order.average, scale)),
-                   (60, m.nanos_timestamp(message.time) if message.time else m.timestamp())]
-        if exec_type == "F":
-            fields += [(851, 2 if message.aggressor else 1), (1057, "Y" if message.aggressor else "N")]
-        if text:
-            fields.append((58, m.clean_text(text)))
-        self.session.send(m.EXECUTION_REPORT, fields)
         if status in TERMINAL_STATUS:
+            leaves = 0
             self.store.add_order_record(["D", order.coid, status])
+        else:
+            leaves = getattr(message, "leaves", 0)
+            order.order_qty = filled + leaves
+        instrument = self.instruments.get(order.symbol)
+        scale = instrument.price_scale if instrument is not None else 0
+        wire_of = (order.order_qty, order.price, scale)
+        if order.wire_of != wire_of:
+            order.wire, order.wire_of = _order_wire(order, scale), wire_of
+        scale = scale or 1
+        if exec_type == "F":
+            trade = f"31={price_text(message.price, scale)}\x0132={message.quantity}\x01880={message.trade_id}\x01"
+            side = "851=2\x011057=Y\x01" if message.aggressor else "851=1\x011057=N\x01"
+        else:
+            trade = side = ""
+        order_id = order.order_id
+        out = (f"37={'NONE' if order_id is None else order_id}\x0111={clordid}\x01"
+               f"{'' if orig_clordid is None else f'41={orig_clordid}{SOH}'}"
+               f"17={message.report or self._gateway_exec_id()}\x01150={exec_type}\x0139={status}\x01"
+               f"{m.fields_text(extra) if extra else ''}{order.wire}{trade}151={leaves}\x0114={filled}\x01"
+               f"6={average_text(order.average, scale) if order.average else '0'}\x01"
+               f"60={m.nanos_timestamp(message.time) if message.time else m.timestamp()}\x01{side}"
+               f"{f'58={m.clean_text(text)}{SOH}' if text else ''}")
+        self.session.send_text(m.EXECUTION_REPORT, out)
 
     def _order_of_request(self, coid: int) -> tuple[Request | None, Order | None]:
         request = self.requests.get(coid)
@@ -713,6 +790,16 @@ class TraderLink:
 
 
 STATUS_WORDS = {"2": "filled", "4": "canceled", "C": "expired", "8": "rejected"}
+
+
+def _order_wire(order: Order, scale: int) -> str:
+    """Symbol, Side, OrderQty, OrdType, Price (of a limit order whose instrument is known: ``scale``
+    not 0) and TimeInForce, as in an ExecutionReport."""
+    out = (f"55={order.symbol}\x0154={FIX_SIDE[order.side]}\x0138={order.order_qty}\x01"
+           f"40={FIX_ORD_TYPE[order.ord_type]}\x01")
+    if order.ord_type == OrderType.LIMIT and scale:
+        out += f"44={price_text(order.price, scale)}\x01"
+    return out + f"59={FIX_TIF[order.tif]}\x01"
 
 
 def _rest(request) -> tuple:

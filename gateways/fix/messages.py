@@ -22,8 +22,13 @@ Decoding (`decode`)
 -------------------
 A delimited frame is split into fields (``tag=value``; data fields such as RawData(96) by the
 length their length field gives). The header must be BeginString, BodyLength, MsgType in that
-order. Problems a session can answer with a Reject(3) raise `FieldError` with the
-SessionRejectReason(373) code and the tag: a tag that is not a positive number (0), a tag
+order. The common message (every field well-formed, every typed value of a form no check would
+refuse, no data field, no tag twice) is read by two regular expressions, one to split it and one
+(`_SUSPECT`) to find any field that needs a closer look; anything else is read field by field and
+checked in order, so both ways raise the same error for the same message.
+
+Problems a session can answer with a Reject(3) raise `FieldError` with the SessionRejectReason(373)
+code and the tag: a tag that is not a positive number (0), a tag
 without a value (4), a field of the wrong type (6) or an enumerated value FIX 4.4 does not
 define (5), a tag twice outside a repeating group (13). `Message.require` raises `FieldError`
 (1, required tag missing). Tags this module does not know are kept and ignored.
@@ -33,12 +38,15 @@ Encoding (`encode`)
 ``encode(msg_type, sender, target, seq, sending_time, fields)`` writes the header (BeginString,
 BodyLength, MsgType, SenderCompID, TargetCompID, MsgSeqNum, SendingTime, and PossDupFlag with
 OrigSendingTime for a resent message), the fields in the order given, and the CheckSum.
+`framed` wraps a body already written out (the session's hot path: `fields_text`, or text the
+application writes directly). CheckSums are summed by zlib's Adler-32 (`byte_sum`).
 """
 
 import calendar
 import functools
 import re
 import time
+import zlib
 from decimal import Decimal, InvalidOperation
 
 SOH = b"\x01"
@@ -46,12 +54,14 @@ BEGIN_STRING = "FIX.4.4"
 PREFIX = b"8=FIX.4.4\x019="
 TRAILER_BYTES = 7
 """``10=NNN|``."""
+_HEADER = re.compile(rb"8=FIX\.4\.4\x019=([1-9][0-9]{0,8})\x01")
+"""BeginString and a well-formed BodyLength (anything else: `Framer` says what is wrong)."""
 
 # ---------------------------------------------------------------- message types
 
 LOGON, HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, REJECT = "A", "0", "1", "2", "3"
 SEQUENCE_RESET, LOGOUT = "4", "5"
-NEW_ORDER_SINGLE, ORDER_CANCEL_REQUEST, ORDER_CANCEL_REPLACE_REQUEST = "D", "F", "G"
+NEW_ORDER_SINGLE, ORDER_CANCEL_REQUEST, ORDER_CANCEL_REPLACE_REQUEST, ORDER_STATUS_REQUEST = "D", "F", "G", "H"
 EXECUTION_REPORT, ORDER_CANCEL_REJECT = "8", "9"
 ORDER_MASS_CANCEL_REQUEST, ORDER_MASS_CANCEL_REPORT = "q", "r"
 BUSINESS_MESSAGE_REJECT = "j"
@@ -123,11 +133,13 @@ ENUMS = {
     559: frozenset({"0", "1", "2", "3", "4"}),             # SecurityListRequestType
 }
 
-_INT = re.compile(r"-?\d+")
-_FLOAT = re.compile(r"-?(\d+\.?\d*|\.\d+)")
 _DATA_LENGTH = re.compile(rb"\x01(?:%s)=" % b"|".join(str(tag).encode() for tag in DATA_FIELDS))
 """A length field of a data field: the message must then be read field by field."""
-_TIMESTAMP = re.compile(r"(\d{4})(\d{2})(\d{2})-(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?")
+_FIELD = re.compile(r"\x01([1-9][0-9]*)=([^\x01]+)(?=\x01)")
+"""A well-formed field and the SOH before it: when there are as many as SOHs (less the last), every
+field is well-formed."""
+TAG_NUMBERS = {str(tag): tag for tag in range(1, 10_000)}
+_SECONDS = re.compile(r"(\d{4})(\d{2})(\d{2})-(\d{2}):(\d{2}):(\d{2})")
 
 
 class Garbled(Exception):
@@ -157,9 +169,12 @@ class Message:
     def __init__(self, msg_type: str, fields: list[tuple[int, str]], frame: bytes = b"") -> None:
         self.msg_type = msg_type
         self.fields = fields
-        self.values: dict[int, str] = {}
-        for tag, value in fields:
-            self.values.setdefault(tag, value)
+        values = dict(fields)
+        if len(values) != len(fields):  # a tag twice: the first value counts
+            values = {}
+            for tag, value in fields:
+                values.setdefault(tag, value)
+        self.values: dict[int, str] = values
         self.frame = frame
 
     def get(self, tag: int, default: str | None = None) -> str | None:
@@ -244,40 +259,92 @@ class Framer:
     def next(self) -> bytes | None:
         """The next complete frame (BodyLength and CheckSum checked), or None if it has not all
         arrived; `Garbled` (or `TooLarge`) if the stream is not FIX 4.4 frames."""
+        frames = self._cut(1)
+        return frames[0] if frames else None
+
+    def frames(self) -> list[bytes]:
+        """Every complete frame in the buffer, in order (`next` until None, in one pass over it);
+        `Garbled` if the stream goes wrong before the first of them (after it: at the next call)."""
+        return self._cut(0)
+
+    def _cut(self, limit: int) -> list[bytes]:
+        """Up to ``limit`` complete frames (0: all) off the front of the buffer."""
         buffer = self.buffer
         have = len(buffer)
-        if not have:
+        frames: list[bytes] = []
+        pos = 0
+        try:
+            while pos < have:
+                frame = self._frame_at(pos, have)
+                if frame is None:
+                    break
+                frames.append(frame)
+                pos += len(frame)
+                if len(frames) == limit:
+                    break
+        except Garbled:
+            if not frames:
+                raise
+        if pos:
+            del buffer[:pos]
+        return frames
+
+    def _frame_at(self, pos: int, have: int) -> bytes | None:
+        """The frame at ``pos``, its CheckSum checked (None: not all arrived)."""
+        buffer = self.buffer
+        if have - pos < len(PREFIX):
+            if buffer[pos:] != PREFIX[:have - pos]:
+                raise Garbled(f"expected a message beginning 8=FIX.4.4|9=, got {_shown(bytes(buffer[pos:pos + 24]))}")
             return None
-        head = min(have, len(PREFIX))
-        if buffer[:head] != PREFIX[:head]:
-            raise Garbled(f"expected a message beginning 8=FIX.4.4|9=, got {_shown(bytes(buffer[:24]))}")
-        if have == head:
-            return None
-        end = buffer.find(SOH, len(PREFIX), len(PREFIX) + 10)
-        if end < 0:
-            if have >= len(PREFIX) + 10:
-                raise Garbled(f"BodyLength(9) is not a number: {_shown(bytes(buffer[len(PREFIX):len(PREFIX) + 10]))}")
-            return None
-        digits = bytes(buffer[len(PREFIX):end])
-        if not digits.isdigit() or (digits[0] == 48 and len(digits) > 1) or digits == b"0":
-            raise Garbled(f"BodyLength(9) is not a positive number: {_shown(digits)}")
-        body_length = int(digits)
-        total = end + 1 + body_length + TRAILER_BYTES
-        if total > self.max_bytes:
-            raise TooLarge(f"message of {total} bytes is over the limit of {self.max_bytes}")
+        header = _HEADER.match(buffer, pos)
+        if header is not None:  # the common case
+            body_end = header.end() + int(header.group(1))
+        else:
+            body_end = self._body_end(pos, have)
+            if body_end is None:
+                return None
+        total = body_end + TRAILER_BYTES
+        if total - pos > self.max_bytes:
+            raise TooLarge(f"message of {total - pos} bytes is over the limit of {self.max_bytes}")
         if have < total:
             return None
-        body_end = end + 1 + body_length
-        trailer = bytes(buffer[body_end:total])
-        if buffer[body_end - 1] != 1 or trailer[:3] != b"10=" or trailer[6] != 1 or not trailer[3:6].isdigit():
-            raise Garbled(f"BodyLength(9) {body_length} does not end where CheckSum(10) begins: found "
-                          f"{_shown(trailer)}")
-        checksum = sum(memoryview(buffer)[:body_end]) % 256
+        frame = bytes(buffer[pos:total])
+        trailer = frame[-TRAILER_BYTES:]
+        if frame[-TRAILER_BYTES - 1] != 1 or trailer[:3] != b"10=" or trailer[6] != 1 or not trailer[3:6].isdigit():
+            raise Garbled(f"BodyLength(9) {body_end - frame.index(SOH, len(PREFIX)) - 1 - pos} does not end where "
+                          f"CheckSum(10) begins: found {_shown(trailer)}")
+        checksum = (byte_sum(frame) - sum(trailer)) & 255
         if int(trailer[3:6]) != checksum:
             raise Garbled(f"CheckSum(10) is {trailer[3:6].decode()} but the message sums to {checksum:03d}")
-        frame = bytes(buffer[:total])
-        del buffer[:total]
         return frame
+
+    def _body_end(self, pos: int, have: int) -> int | None:
+        """Where the body of the frame at ``pos`` ends, from its BodyLength (None: not all arrived);
+        `Garbled` saying what is wrong with its beginning."""
+        buffer = self.buffer
+        if not buffer.startswith(PREFIX, pos):
+            raise Garbled(f"expected a message beginning 8=FIX.4.4|9=, got {_shown(bytes(buffer[pos:pos + 24]))}")
+        digits_at = pos + len(PREFIX)
+        end = buffer.find(SOH, digits_at, digits_at + 10)
+        if end < 0:
+            if have >= digits_at + 10:
+                raise Garbled(f"BodyLength(9) is not a number: {_shown(bytes(buffer[digits_at:digits_at + 10]))}")
+            return None
+        digits = bytes(buffer[digits_at:end])
+        if not digits.isdigit() or (digits[0] == 48 and len(digits) > 1) or digits == b"0":
+            raise Garbled(f"BodyLength(9) is not a positive number: {_shown(digits)}")
+        return end + 1 + int(digits)
+
+
+def byte_sum(data: bytes | bytearray) -> int:
+    """The sum of the bytes of ``data``. Adler-32's low half is 1 + that sum modulo 65521, so it is
+    the sum itself while the sum stays below 65520: for any 256 bytes, or 512 ASCII ones (a FIX
+    message is ASCII but for its free text). zlib adds in C what ``sum`` would add one Python int
+    at a time, five times slower."""
+    if len(data) <= 256 or (len(data) <= 512 and data.isascii()):
+        return (zlib.adler32(data) & 0xFFFF) - 1
+    view = memoryview(data)
+    return sum([zlib.adler32(view[i:i + 256]) & 0xFFFF for i in range(0, len(view), 256)]) - (len(view) + 255) // 256
 
 
 def _shown(data: bytes) -> str:
@@ -290,9 +357,29 @@ def decode(frame: bytes) -> Message:
     `Garbled` if even MsgType cannot be read."""
     start = frame.index(SOH, len(PREFIX)) + 1
     end = len(frame) - TRAILER_BYTES
+    text = frame[start - 1:end].decode("latin-1")  # from the SOH before MsgType
+    found = _FIELD.findall(text)
+    if found and len(found) == text.count("\x01") - 1 and found[0][0] == "35" and _SUSPECT.search(text) is None:
+        # the common case: every field tag=value, every typed value well-formed, no data field
+        try:
+            fields = [(TAG_NUMBERS[tag], value) for tag, value in found]
+        except KeyError:
+            fields = [(int(tag), value) for tag, value in found]
+        message = Message(found[0][1], fields[1:], frame)
+        if len(message.values) != len(message.fields):  # a tag twice: a repeating group, or wrong
+            try:
+                check_fields(message)
+            except FieldError as exc:
+                raise _with(exc, message) from None
+        return message
+    return _decode_field_by_field(frame, start, end)
+
+
+def _decode_field_by_field(frame: bytes, start: int, end: int) -> Message:
+    """`decode` of a frame with a data field (whose value may hold SOH) or a malformed field."""
     fields: list[tuple[int, str]] = []
     problem: FieldError | None = None
-    if _DATA_LENGTH.search(frame, start - 1, end) is None:  # the common case: split at every SOH
+    if _DATA_LENGTH.search(frame, start - 1, end) is None:  # no data field: split at every SOH
         for part in frame[start:end - 1].split(SOH):
             tag_text, equals, value = part.partition(b"=")
             if not equals:
@@ -330,7 +417,7 @@ def decode(frame: bytes) -> Message:
         if not value:
             problem = problem or FieldError(TAG_WITHOUT_VALUE, f"tag {tag} has no value", tag)
             continue
-        if tag in DATA_FIELDS and value.isdigit():
+        if tag in DATA_FIELDS and value.isdigit() and value.isascii():  # "²".isdigit(), but int("²") fails
             pending_data[DATA_FIELDS[tag]] = int(value)
         fields.append((tag, value))
     return _message(fields, frame, problem)
@@ -357,6 +444,20 @@ def _with(error: FieldError, message: Message) -> FieldError:
 
 def check_fields(message: Message) -> None:
     """Types and enumerated values of the known tags; tags repeated outside a repeating group."""
+    fields = message.fields
+    if len(message.values) == len(fields):  # no tag twice: check the typed tags, in one pass
+        checks = CHECKS
+        for tag, value in fields:
+            check = checks.get(tag)
+            if check is not None and not check(value):
+                break
+        else:
+            return
+    _check_in_order(message)
+
+
+def _check_in_order(message: Message) -> None:
+    """`check_fields` field by field: the first problem in the message's order is the one raised."""
     repeatable = REPEATABLE.get(message.msg_type, frozenset())
     seen: set[int] = set()
     for tag, value in message.fields:
@@ -378,34 +479,126 @@ NAMES = {INT: "integer", SEQNUM: "sequence number", LENGTH: "length", NUMINGROUP
 MAX_INT = 2**63 - 1
 
 
+def _digits_in_range(digits: str) -> bool:
+    """ASCII digits of a number at most `MAX_INT` (str.isdigit alone also takes ² and other digits)."""
+    return digits.isdigit() and digits.isascii() and (len(digits) < 19 or int(digits) <= MAX_INT)
+
+
+def _is_int(value: str) -> bool:
+    return _digits_in_range(value[1:] if value[:1] == "-" else value)
+
+
+def _is_count(value: str) -> bool:
+    return _digits_in_range(value)
+
+
+def _is_seqnum(value: str) -> bool:
+    return _digits_in_range(value) and (value[0] != "0" or value == "0" or int(value) > 0)
+
+
+def _is_char(value: str) -> bool:
+    return len(value) == 1 and value != " "
+
+
+def _is_boolean(value: str) -> bool:
+    return value == "Y" or value == "N"
+
+
+def _is_float(value: str) -> bool:
+    digits = (value[1:] if value[:1] == "-" else value).replace(".", "", 1)
+    return len(value) <= 32 and digits.isdigit() and digits.isascii()
+
+
+def _is_timestamp(value: str) -> bool:
+    return parse_timestamp(value) is not None
+
+
+VALIDATORS = {INT: _is_int, SEQNUM: _is_seqnum, LENGTH: _is_count, NUMINGROUP: _is_count, CHAR: _is_char,
+              BOOLEAN: _is_boolean, FLOAT: _is_float, TIMESTAMP: _is_timestamp}
+
+
 def valid(kind: str, value: str) -> bool:
-    if kind == INT:
-        return _INT.fullmatch(value) is not None and abs(int(value)) <= MAX_INT
-    if kind in (SEQNUM, LENGTH, NUMINGROUP):
-        return value.isdigit() and value.isascii() and 0 <= int(value) <= MAX_INT and \
-            (kind != SEQNUM or int(value) > 0 or value == "0")
-    if kind == CHAR:
-        return len(value) == 1 and value != " "
-    if kind == BOOLEAN:
-        return value in ("Y", "N")
-    if kind == FLOAT:
-        return len(value) <= 32 and _FLOAT.fullmatch(value) is not None
-    if kind == TIMESTAMP:
-        return parse_timestamp(value) is not None
-    return True
+    """Whether ``value`` is of the FIX type ``kind``."""
+    return VALIDATORS[kind](value)
 
 
-@functools.lru_cache(maxsize=4096)
-def parse_timestamp(value: str) -> float | None:
-    """A UTCTimestamp as seconds since the epoch, or None if it is not one."""
-    match = _TIMESTAMP.fullmatch(value)
+def _check_of(tag: int):
+    kind_ok = VALIDATORS[TYPES[tag]]
+    allowed = ENUMS.get(tag)
+    if allowed is None:
+        return kind_ok
+    return lambda value: kind_ok(value) and value in allowed
+
+
+CHECKS = {tag: _check_of(tag) for tag in TYPES}
+"""Tag -> whether a value is of its type (and one of its enumerated values): `check_fields`' fast pass."""
+
+_STRICT = {
+    SEQNUM: "0|[1-9][0-9]{0,17}",
+    INT: "-?(?:0|[1-9][0-9]{0,17})",
+    LENGTH: "[0-9]{1,18}",
+    NUMINGROUP: "[0-9]{1,18}",
+    CHAR: "[^ \x01]",
+    BOOLEAN: "[YN]",
+    FLOAT: "(?=[^\x01]{1,32}\x01)-?(?:[0-9]+\\.?[0-9]*|\\.[0-9]+)",
+    TIMESTAMP: "[0-9]{4}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01])-(?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)"
+               "(?:\\.[0-9]{1,9})?",
+}
+"""A value pattern per type, narrower than `valid` (it leaves out some valid values, e.g. ``007``, never
+takes an invalid one)."""
+
+
+def _suspect_pattern() -> re.Pattern:
+    """``SOH tag=`` then, for a typed tag, a value `_STRICT` does not take; for a data field's
+    length tag, anything. The tags are spelled as a trie (``1(?:08=...|6=...)``): the regular
+    expression engine then tries a few branches at each SOH rather than every tag."""
+    branches: dict[str, str] = {str(tag): "=" for tag in DATA_FIELDS}
+    for tag, kind in TYPES.items():
+        allowed = ENUMS.get(tag)
+        pattern = _STRICT[kind] if allowed is None else "|".join(
+            re.escape(value) for value in sorted(allowed, key=len, reverse=True))
+        branches.setdefault(str(tag), f"=(?!(?:{pattern})\x01)")
+    return re.compile("\x01" + _trie(branches))
+
+
+def _trie(branches: dict[str, str]) -> str:
+    """A pattern matching each key of ``branches`` followed by its value (a pattern)."""
+    by_first: dict[str, dict[str, str]] = {}
+    for key, pattern in branches.items():
+        by_first.setdefault(key[:1], {})[key[1:]] = pattern
+    alternatives = [rest[""] if first == "" else re.escape(first) + _trie(rest) for first, rest in by_first.items()]
+    return alternatives[0] if len(alternatives) == 1 else f"(?:{'|'.join(alternatives)})"
+
+
+_SUSPECT = _suspect_pattern()
+"""A typed field whose value may be wrong, or the length of a data field (whose value may hold SOH):
+`decode` then reads the message field by field and checks it in order (`check_fields`)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _epoch_second(text: str) -> int | None:
+    """``YYYYMMDD-HH:MM:SS`` as seconds since the epoch, or None."""
+    match = _SECONDS.fullmatch(text)
     if match is None:
         return None
-    year, month, day, hour, minute, second = (int(group) for group in match.groups()[:6])
+    year, month, day, hour, minute, second = (int(group) for group in match.groups())
     if not (1 <= month <= 12 and 1 <= day <= 31 and hour <= 23 and minute <= 59 and second <= 60):
         return None
-    fraction = float(match.group(7)) if match.group(7) else 0.0
-    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) + fraction
+    return calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0))
+
+
+def parse_timestamp(value: str) -> float | None:
+    """A UTCTimestamp (``YYYYMMDD-HH:MM:SS`` and up to 9 decimals of a second) as seconds since the
+    epoch, or None if it is not one."""
+    second = _epoch_second(value[:17])
+    if second is None:
+        return None
+    fraction = value[17:]
+    if not fraction:
+        return float(second)
+    if fraction[0] != "." or not 2 <= len(fraction) <= 10 or not fraction[1:].isdigit() or not fraction.isascii():
+        return None
+    return second + float(fraction)
 
 
 def decimal(value: str) -> Decimal:
@@ -418,40 +611,60 @@ def decimal(value: str) -> Decimal:
 
 # ---------------------------------------------------------------- encoding
 
-_stamp_second = -1
-_stamp_text = ""
+_stamp_second = _stamp_milli = -1
+_stamp_text = _stamp_milli_text = ""
 
 
 def timestamp(now: float | None = None) -> str:
     """``now`` (default: the clock) as a UTCTimestamp with milliseconds."""
-    global _stamp_second, _stamp_text
-    now = time.time() if now is None else now
-    second = int(now)
-    if second != _stamp_second:
-        _stamp_second, _stamp_text = second, time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(second))
-    return f"{_stamp_text}.{int((now - second) * 1000):03d}"
+    global _stamp_second, _stamp_text, _stamp_milli, _stamp_milli_text
+    milli = int((time.time() if now is None else now) * 1000)
+    if milli != _stamp_milli:
+        second, rest = divmod(milli, 1000)
+        if second != _stamp_second:
+            _stamp_second, _stamp_text = second, time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(second))
+        _stamp_milli, _stamp_milli_text = milli, f"{_stamp_text}.{rest:03d}"
+    return _stamp_milli_text
+
+
+_nanos_second = _nanos_milli = -1
+_nanos_text = _nanos_milli_text = ""
 
 
 def nanos_timestamp(nanoseconds: int) -> str:
     """An exchange time (ns since the epoch) as a UTCTimestamp with milliseconds."""
-    seconds, rest = divmod(nanoseconds, 1_000_000_000)
-    return f"{time.strftime('%Y%m%d-%H:%M:%S', time.gmtime(seconds))}.{rest // 1_000_000:03d}"
+    global _nanos_second, _nanos_text, _nanos_milli, _nanos_milli_text
+    milli = nanoseconds // 1_000_000
+    if milli != _nanos_milli:
+        seconds, rest = divmod(milli, 1000)
+        if seconds != _nanos_second:
+            _nanos_second, _nanos_text = seconds, time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(seconds))
+        _nanos_milli, _nanos_milli_text = milli, f"{_nanos_text}.{rest:03d}"
+    return _nanos_milli_text
 
 
 def encode(msg_type: str, sender: str, target: str, seq: int, sending_time: str,
            fields: list[tuple[int, object]] | tuple = (), orig_sending_time: str | None = None) -> bytes:
     """A whole frame: header, ``fields`` in order, CheckSum; with ``orig_sending_time`` a
     possible duplicate (PossDupFlag=Y, OrigSendingTime) of a message sent before."""
-    parts = [f"35={msg_type}\x0149={sender}\x0156={target}\x0134={seq}\x01"]
     if orig_sending_time is not None:
-        parts.append(f"43=Y\x0152={sending_time}\x01122={orig_sending_time}\x01")
+        stamp = f"43=Y\x0152={sending_time}\x01122={orig_sending_time}\x01"
     else:
-        parts.append(f"52={sending_time}\x01")
-    for tag, value in fields:
-        parts.append(f"{tag}={value}\x01")
-    body = "".join(parts).encode("latin-1")
+        stamp = f"52={sending_time}\x01"
+    return framed(f"35={msg_type}\x0149={sender}\x0156={target}\x0134={seq}\x01{stamp}{fields_text(fields)}"
+                  .encode("latin-1"))
+
+
+def fields_text(fields: list[tuple[int, object]] | tuple) -> str:
+    """``tag=value|`` of each field, in order."""
+    return "".join([f"{tag}={value}\x01" for tag, value in fields])
+
+
+def framed(body: bytes) -> bytes:
+    """A whole frame around ``body`` (the fields from MsgType on, each ending in SOH): BeginString
+    and BodyLength before it, CheckSum after it."""
     head = b"%s%d\x01%s" % (PREFIX, len(body), body)
-    return b"%s10=%03d\x01" % (head, sum(head) % 256)
+    return b"%s10=%03d\x01" % (head, byte_sum(head) & 255)
 
 
 def body_fields(message: Message) -> list[tuple[int, str]]:
@@ -461,5 +674,6 @@ def body_fields(message: Message) -> list[tuple[int, str]]:
 
 def clean_text(text: str, limit: int = 400) -> str:
     """Text for a Text(58) field: no SOH, printable ASCII, at most ``limit`` characters."""
-    cleaned = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
-    return cleaned[:limit]
+    if text.isascii() and text.isprintable():
+        return text[:limit]
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text)[:limit]

@@ -46,6 +46,8 @@ from servers.journal import DirectoryLock
 
 log = logging.getLogger("fix")
 
+POLLIN = int(zmq.POLLIN)
+"""As a plain int: ``&`` on zmq's flag enum is a Python call, and the loop does it for every event."""
 READ_BYTES = 65536
 TICK_S = 0.1
 LOGON_TIMEOUT_S = 10.0
@@ -175,7 +177,7 @@ class FixGateway:
                 self._woken()
             elif isinstance(event_socket, int):
                 connection = self.connections.get(event_socket)
-                if connection is not None and events & zmq.POLLIN:
+                if connection is not None and events & POLLIN:
                     self._read(connection)
             else:
                 link = self.by_client_socket.get(event_socket)
@@ -235,13 +237,16 @@ class FixGateway:
         now = time.monotonic()
         while session.state is not State.CLOSED and connection.closing is None:
             try:
-                frame = framer.next()
+                frames = framer.frames()
             except m.Garbled as exc:
                 session.fail(f"garbled message: {exc}")
-                break
-            if frame is None:
-                break
-            session.on_frame(frame, now)
+                return
+            if not frames:
+                return
+            for frame in frames:
+                if session.state is State.CLOSED or connection.closing is not None:
+                    return
+                session.on_frame(frame, now)
 
     def _tick(self, now: float) -> None:
         for connection in list(self.connections.values()):

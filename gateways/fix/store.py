@@ -11,14 +11,18 @@ One directory per CompID pair (``fix.data_dir/SENDER-TARGET``), three files:
     ResendRequest is answered from it. A torn last record (a crash mid-write) is cut off at
     load. A Logon with ResetSeqNumFlag=Y starts it afresh.
 ``orders``
-    The session's order entry records (msgpack, length-prefixed), so that after a restart the
-    gateway still knows which ClOrdID each exchange order and each TES client order id belongs
-    to (`gateways.fix.application`). Compacted at load once it holds many finished orders.
+    The session's order entry records, so that after a restart the gateway still knows which
+    ClOrdID each exchange order and each TES client order id belongs to
+    (`gateways.fix.application`): one length-prefixed msgpack array of records per `flush`. A
+    torn last array (a crash mid-write) is cut off at load. Compacted at load once it holds many
+    finished orders.
 
 Writes are buffered during a loop turn and written by `flush` (messages and orders first,
 then the state), before anything of that turn leaves the gateway: to the TES or to the FIX
-peer. They reach the kernel's page cache at once (a ``kill -9`` loses nothing);
-``fix.fsync`` also forces them to the disk (a power loss loses nothing).
+peer. A turn costs at most three writes (one per file), however many messages it sent: at
+20,000 orders/s a turn holds tens of orders. They reach the kernel's page cache at once (a
+``kill -9`` loses nothing); ``fix.fsync`` also forces them to the disk (a power loss loses
+nothing), once per turn and file: the messages and orders before the state that counts them.
 """
 
 import os
@@ -64,7 +68,7 @@ class SequenceStore:
         self._size = 0
         self._pending_messages: list[bytes] = []
         self._pending_bytes = 0
-        self._pending_orders: list[bytes] = []
+        self._pending_orders: list[list] = []
         self._dirty = False
         self.order_records: list[list] = []
         """The order records read at load (`gateways.fix.application` replays them)."""
@@ -119,9 +123,13 @@ class SequenceStore:
             if end > len(data):
                 break
             try:
-                self.order_records.append(decoder.decode(data[offset + ORDER_RECORD.size:end]))
+                records = decoder.decode(data[offset + ORDER_RECORD.size:end])
             except msgspec.DecodeError:
                 break
+            if records and isinstance(records[0], str):  # one record alone: a store written before the arrays
+                self.order_records.append(records)
+            else:
+                self.order_records.extend(records)
             offset = end
         if offset < len(data):
             os.ftruncate(self._orders_fd, offset)
@@ -131,7 +139,7 @@ class SequenceStore:
         path = self.directory / "orders"
         temporary = self.directory / "orders.new"
         with open(temporary, "wb") as file:
-            file.write(b"".join(_order_frame(record) for record in records))
+            file.write(_order_frame(records))
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
@@ -142,14 +150,14 @@ class SequenceStore:
 
     def sent(self, seq: int, frame: bytes) -> None:
         """Keep a message sent with MsgSeqNum ``seq`` (the next one: `next_out` moves past it)."""
-        if not self._offsets:
+        offsets = self._offsets
+        if seq != self._first_seq + len(offsets):
+            if offsets:
+                raise ValueError(f"message {seq} is not the next to store ({self._first_seq + len(offsets)})")
             self._first_seq = seq
-        elif seq != self._first_seq + len(self._offsets):
-            raise ValueError(f"message {seq} is not the next to store ({self._first_seq + len(self._offsets)})")
-        self._offsets.append(self._size + self._pending_bytes)
-        record = RECORD.pack(len(frame), seq) + frame
-        self._pending_messages.append(record)
-        self._pending_bytes += len(record)
+        offsets.append(self._size + self._pending_bytes)
+        self._pending_messages += (RECORD.pack(len(frame), seq), frame)
+        self._pending_bytes += RECORD.size + len(frame)
         self.next_out = seq + 1
         self._dirty = True
 
@@ -168,7 +176,7 @@ class SequenceStore:
             self._dirty = True
 
     def add_order_record(self, record: list) -> None:
-        self._pending_orders.append(_order_frame(record))
+        self._pending_orders.append(record)
 
     def reset(self) -> None:
         """Sequence numbers back to 1 and no sent messages (a Logon with ResetSeqNumFlag=Y)."""
@@ -194,7 +202,7 @@ class SequenceStore:
             self._pending_messages.clear()
             self._pending_bytes = 0
         if self._pending_orders:
-            _write_all(self._orders_fd, b"".join(self._pending_orders))
+            _write_all(self._orders_fd, _order_frame(self._pending_orders))
             self._pending_orders.clear()
             if self.fsync:
                 os.fsync(self._orders_fd)
@@ -232,8 +240,8 @@ class SequenceStore:
                 pass
 
 
-def _order_frame(record: list) -> bytes:
-    data = msgspec.msgpack.encode(record)
+def _order_frame(records: list[list]) -> bytes:
+    data = msgspec.msgpack.encode(records)
     return ORDER_RECORD.pack(len(data)) + data
 
 

@@ -11,8 +11,10 @@
 //   replace CLORDID ORIGCLORDID SYMBOL SIDE QTY PRICE ORDTYPE
 //                                                          OrderCancelReplaceRequest
 //   masscancel CLORDID [SYMBOL]                            OrderMassCancelRequest (7: all, 1: SYMBOL)
-//   md MDREQID SYMBOL                                      MarketDataRequest (snapshot + updates)
+//   md MDREQID SYMBOL [TYPE]                               MarketDataRequest (TYPE: SubscriptionRequestType,
+//                                                          1 snapshot + updates by default, 2 unsubscribe)
 //   seclist REQID                                          SecurityListRequest (all)
+//   statusreq CLORDID SYMBOL SIDE [REQID]                  OrderStatusRequest (OrdStatusReqID REQID)
 //   expect_target N                                        none: QuickFIX now expects MsgSeqNum N from
 //                                                          the gateway (below the real one: it asks for
 //                                                          a resend when the next message comes)
@@ -20,7 +22,8 @@
 //   logout                                                 Logout
 //   quit                                                   stops the initiator and exits
 // Lines printed: READY, LOGON, LOGOUT, IN-APP <msg>, IN-ADMIN <msg>, OUT-APP <msg>, OUT-ADMIN <msg>,
-// STATUS ..., ERROR <text>.
+// STATUS ..., ERROR <text>. With a data dictionary in the settings (UseDataDictionary=Y), QuickFIX
+// checks every message received against it and answers one it finds wrong with a Reject (OUT-ADMIN 35=3).
 
 #include "quickfix/Application.h"
 #include "quickfix/FileStore.h"
@@ -32,6 +35,7 @@
 #include "quickfix/fix44/OrderCancelReplaceRequest.h"
 #include "quickfix/fix44/OrderCancelRequest.h"
 #include "quickfix/fix44/OrderMassCancelRequest.h"
+#include "quickfix/fix44/OrderStatusRequest.h"
 #include "quickfix/fix44/SecurityListRequest.h"
 
 #include <algorithm>
@@ -120,7 +124,8 @@ static void run(Peer& peer, const std::vector<std::string>& words) {
     if (one) mass.set(FIX::Symbol(words.at(2)));
     FIX::Session::sendToTarget(mass, peer.session);
   } else if (command == "md") {
-    FIX44::MarketDataRequest request(FIX::MDReqID(words.at(1)), FIX::SubscriptionRequestType('1'),
+    FIX44::MarketDataRequest request(FIX::MDReqID(words.at(1)),
+                                     FIX::SubscriptionRequestType(words.size() > 3 ? words.at(3).at(0) : '1'),
                                      FIX::MarketDepth(0));
     request.set(FIX::MDUpdateType(1));
     FIX44::MarketDataRequest::NoMDEntryTypes types;
@@ -136,6 +141,11 @@ static void run(Peer& peer, const std::vector<std::string>& words) {
     FIX::Session::sendToTarget(request, peer.session);
   } else if (command == "seclist") {
     FIX44::SecurityListRequest request(FIX::SecurityReqID(words.at(1)), FIX::SecurityListRequestType(4));
+    FIX::Session::sendToTarget(request, peer.session);
+  } else if (command == "statusreq") {
+    FIX44::OrderStatusRequest request(FIX::ClOrdID(words.at(1)), FIX::Side(side_of(words.at(3))));
+    request.set(FIX::Symbol(words.at(2)));
+    if (words.size() > 4) request.set(FIX::OrdStatusReqID(words.at(4)));
     FIX::Session::sendToTarget(request, peer.session);
   } else if (command == "expect_target") {
     FIX::Session::lookupSession(peer.session)->setNextTargetMsgSeqNum(std::stoi(words.at(1)));
