@@ -349,6 +349,12 @@ class ReferenceBook(OrderRules):
         """The logical time (`set_clock`)."""
         return self._clock
 
+    def indicative_uncross(self) -> tuple[int, int] | None:
+        """(price, volume) the book would uncross at if the call ended now (`engine.auction`), or
+        None when nothing would trade. Any phase: in CONTINUOUS the book never crosses, so None
+        unless waiting market orders meet the other side (they wait only in CALL or HALTED)."""
+        return self._uncross_price()
+
     @property
     def last_price(self) -> int | None:
         """The price of the last fill, None before any."""
@@ -594,12 +600,7 @@ class ReferenceBook(OrderRules):
         """The call auction's uncross: trade at the one price, then cancel what the waiting
         market orders have left."""
         waiting = self._waiting.values()
-        found = uncross_price(
-            [(price, level.open) for price, level in self._sides[BUY].items()],
-            [(price, level.open) for price, level in self._sides[SELL].items()],
-            sum(o.quantity for o in waiting if o.side == BUY), sum(o.quantity for o in waiting if o.side == SELL),
-            self._last_price,
-        )
+        found = self._uncross_price()
         if found is not None:
             price, volume = found
             events.append(AuctionUncrossed(price, volume))
@@ -609,6 +610,15 @@ class ReferenceBook(OrderRules):
             if order.quantity:
                 events.append(OrderCanceled(order.order_id, order.quantity, CancelReason.UNFILLED))
         self._waiting = {}
+
+    def _uncross_price(self) -> tuple[int, int] | None:
+        waiting = self._waiting.values()
+        return uncross_price(
+            [(price, level.open) for price, level in self._sides[BUY].items()],
+            [(price, level.open) for price, level in self._sides[SELL].items()],
+            sum(o.quantity for o in waiting if o.side == BUY), sum(o.quantity for o in waiting if o.side == SELL),
+            self._last_price,
+        )
 
     def _auction_trades(self, price, events) -> None:
         """Pair buys and sells in priority order at ``price`` until one side has none left; the

@@ -481,6 +481,17 @@ cdef class NativeBook:
         """The price of the last fill, None before any."""
         return self.last_trade if self.last_trade else None
 
+    def indicative_uncross(self):
+        """(price, volume) the book would uncross at if the call ended now (``auction.pxd``), or None
+        when nothing would trade. Any phase: in CONTINUOUS the book never crosses, so None unless
+        waiting market orders meet the other side (they wait only in CALL or HALTED)."""
+        cdef Uncross found
+        if auction_reserve(&self.auction, ladder_levels(&self.ladder)) != 0:
+            raise MemoryError("order book out of memory")
+        uncross_price(&self.auction, &self.ladder, self.waiting_quantity[BUY], self.waiting_quantity[SELL],
+                      self.last_trade != 0, self.last_trade, &found)
+        return (found.price, found.volume) if found.volume else None
+
     def best_bid(self):
         cdef int32_t best = self.ladder.levels[BUY].forward[0]
         return None if best == -1 else self.ladder.levels[best].price

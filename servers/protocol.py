@@ -33,7 +33,7 @@ import msgspec
 from engine.instrument import Instrument
 from engine.lifecycle import OrderState
 from engine.messages import Event
-from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
+from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTradePrevention, Side, TimeInForce
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
@@ -497,6 +497,10 @@ class Book(Message):
     last_price: int | None
     sequence: int
     """The symbol's market-data sequence number this view corresponds to."""
+    phase: Phase = Phase.CONTINUOUS
+    indicative_price: int = 0
+    indicative_volume: int = 0
+    """The indicative uncross in a call or a halt (0 and 0: none)."""
 
 
 class Instruments(Message):
@@ -624,6 +628,30 @@ class BookSetClock(Message):
     time: Id
 
 
+class PhaseReason(IntEnum):
+    """Why a book's trading phase changed (`BookSetPhase`, `PhaseUpdate`)."""
+
+    OPERATOR = 0
+    """``python main.py phase``, ``halt --all`` or ``resume --all``."""
+    SCHEDULE = 1
+    """The instrument's trading schedule in the configuration."""
+    VOLATILITY = 2
+    """A volatility interruption: into a call when a trade printed outside the instrument's band,
+    and back to continuous trading (uncrossing) when the interruption's time is up."""
+
+
+class BookSetPhase(Message):
+    """The book's trading phase becomes ``phase`` (`engine.types.Phase`); into CONTINUOUS from a call
+    or a halt the book uncrosses. From the operator, or made by the OBS itself (its schedule, a
+    volatility interruption); journaled, so recovery replays every change where it happened."""
+
+    symbol: Symbol
+    phase: Id
+    reason: PhaseReason = PhaseReason.OPERATOR
+    until: Id = 0
+    """A volatility interruption's call: the exchange time (ns) it ends at; 0 otherwise."""
+
+
 class BookQuery(Message):
     """Ask for a depth view of a symbol's book (answered with BookView, not journaled)."""
 
@@ -632,9 +660,11 @@ class BookQuery(Message):
     levels: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 
 
-ObsRequest = Hello | BookSubmit | BookCancel | BookReplace | BookExpireDay | BookQuery
-BookCommand = BookSubmit | BookCancel | BookReplace | BookExpireDay | BookSetClock
-"""The commands an OBS sequences and journals (all but BookSetClock from a TES or the operator)."""
+ObsRequest = Hello | BookSubmit | BookCancel | BookReplace | BookExpireDay | BookSetPhase | BookQuery
+BookCommand = BookSubmit | BookCancel | BookReplace | BookExpireDay | BookSetClock | BookSetPhase
+"""The commands an OBS sequences and journals: BookSubmit, BookCancel and BookReplace from a TES;
+BookExpireDay and BookSetPhase from the operator; BookSetClock, and BookSetPhase by schedule or
+volatility interruption, made by the OBS itself."""
 
 
 class Executed(Message):
@@ -663,6 +693,9 @@ class BookView(Message):
     asks: list[tuple[int, int, int]]
     last_price: int | None
     sequence: int
+    phase: Phase = Phase.CONTINUOUS
+    indicative_price: int = 0
+    indicative_volume: int = 0
 
 
 ObsReply = HelloReply | Executed | CommandRefused | BookView
@@ -708,7 +741,40 @@ class Trade(Message):
     """The exchange time of the command that changed the book."""
 
 
-MarketData = Quote | DepthUpdate | Trade
+class PhaseUpdate(Message):
+    """The symbol's trading phase changed (published before the uncross's summary and trades)."""
+
+    symbol: str
+    sequence: int
+    phase: Phase
+    reason: PhaseReason
+    until: Time = 0
+    """A volatility interruption's call: when it ends; 0 otherwise."""
+    time: Time = 0
+
+
+class Indicative(Message):
+    """In a call or a halt: the price and volume the book would uncross at now
+    (``book.indicative_uncross()``), published whenever either changes; 0 and 0: nothing would trade."""
+
+    symbol: str
+    sequence: int
+    price: int
+    volume: int
+    time: Time = 0
+
+
+class AuctionSummary(Message):
+    """An uncross: its one price and the volume traded, published once, before its `Trade`s."""
+
+    symbol: str
+    sequence: int
+    price: int
+    volume: int
+    time: Time = 0
+
+
+MarketData = Quote | DepthUpdate | Trade | PhaseUpdate | Indicative | AuctionSummary
 
 
 class Mark(Message):
@@ -748,6 +814,10 @@ class DepthSnapshot(Message):
     bids: list[tuple[int, int, int]]
     asks: list[tuple[int, int, int]]
     last_price: int | None
+    phase: Phase = Phase.CONTINUOUS
+    indicative_price: int = 0
+    indicative_volume: int = 0
+    """The `Indicative` uncross as of ``sequence`` (0 and 0: none, or continuous trading)."""
 
 
 SnapshotReply = DepthSnapshot | QueryRejected

@@ -277,3 +277,37 @@ MIXED = ([(102, 1), (100, 1)], [(99, 1), (101, 1)])
 )
 def test_uncross_price_rules(bids, asks, market_buy, market_sell, last, expected):
     assert uncross_price(bids, asks, market_buy, market_sell, last) == expected
+
+
+# ---------------------------------------------------------------- the indicative uncross
+
+
+def test_the_indicative_uncross_is_what_the_uncross_then_does(book):
+    """In a call the book tells, after every order, the (price, volume) it would uncross at now;
+    ending the call uncrosses at exactly the last one told."""
+    assert book.indicative_uncross() is None
+    book.set_phase(CALL)
+    book.submit(1, SELL, LIMIT, GTC, 101, 10)
+    assert book.indicative_uncross() is None
+    book.submit(2, BUY, LIMIT, GTC, 99, 5)
+    assert book.indicative_uncross() is None
+    book.submit(3, BUY, LIMIT, GTC, 102, 4)
+    assert book.indicative_uncross() == (101, 4)  # a tie of selling pressure: the lowest
+    book.submit(4, BUY, MARKET, IOC, 0, 3)
+    assert book.indicative_uncross() == (101, 7)
+    book.submit(5, SELL, LIMIT, GTC, 99, 6)
+    assert book.indicative_uncross() == (101, 7)
+    assert len(book) == 5
+    events = book.set_phase(CONTINUOUS)
+    assert events[1] == AuctionUncrossed(101, 7)
+    assert book.indicative_uncross() is None
+
+
+def test_the_indicative_uncross_changes_nothing(book):
+    book.set_phase(CALL)
+    book.submit(1, SELL, LIMIT, GTC, 100, 10)
+    book.submit(2, BUY, LIMIT, GTC, 100, 10)
+    before = book.state_hash()
+    assert book.indicative_uncross() == (100, 10)
+    assert book.indicative_uncross() == (100, 10)
+    assert book.state_hash() == before
