@@ -36,6 +36,10 @@ Roles (configuration from ``config/exchange.toml``, EXCHANGE__* overrides)
 -c CLIENT [ARGS...]       run a client: trader, tape, book, marketmaker, random, loadgen
 up                        OBS, TES and the configured bots together; Ctrl-C stops all
 end-of-day [--symbol S]   expire every resting DAY order (or those of S); prints the counts
+phase SYMBOL call|continuous|halt
+                          set a symbol's trading phase; prints it, and the uncross if one happened
+halt --all                halt every symbol (the kill switch): new orders refused, cancels work
+resume --all              every symbol back to the phase its schedule says now (continuous if none)
 hash-key KEY              print the stored form of an API key for the config
 keys [--replace]          write the CURVE key pairs the configuration needs (security.keys_dir)
 journal check [--shard S] read a shard's journal, snapshots and discarded-before (never changing
@@ -221,8 +225,9 @@ def add_bench_command(commands) -> None:
     )
     parser.add_argument(
         "--messages", type=at_least(4), default=1_000_000,
-        help="book: the standard and the deep stream's size, at least 4 (the deep stream preloads 30%% of it, "
-        "at most 300000, as resting orders; default: 1000000)",
+        help="book: the standard, advanced and deep streams' size, at least 4 (the deep stream preloads 30%% of "
+        "it, at most 300000, as resting orders; the uncross's call book has as many orders, at most 100000; "
+        "default: 1000000)",
     )
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per figure; medians are reported")
     parser.add_argument(
@@ -305,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     end_of_day = commands.add_parser("end-of-day", help="expire every resting DAY order (or those of --symbol)")
     end_of_day.add_argument("--symbol", action="append", help="only this symbol (repeatable; default: all)")
     end_of_day.set_defaults(run=run_end_of_day)
+    add_phase_commands(commands)
     hash_key = commands.add_parser("hash-key", help="print the stored (hashed) form of an API key")
     hash_key.add_argument("key", help="the API key in clear")
     hash_key.set_defaults(run=run_hash_key)
@@ -452,6 +458,52 @@ def run_end_of_day(args: argparse.Namespace) -> None:
     except AdminError as exc:
         raise CliError(str(exc)) from None
     print(json.dumps({"expired": expired}))
+
+
+def add_phase_commands(commands) -> None:
+    from servers.admin import PHASES
+
+    phase = commands.add_parser("phase", help="set a symbol's trading phase (prints the uncross, if one happened)")
+    phase.add_argument("symbol", help="the symbol")
+    phase.add_argument("phase", choices=list(PHASES), help="call: orders rest without matching; continuous: "
+                       "matching (from a call or a halt, the book uncrosses first); halt: no new orders")
+    phase.set_defaults(run=run_phase)
+    halt = commands.add_parser("halt", help="halt every symbol of every shard (the kill switch)")
+    halt.add_argument("--all", action="store_true", required=True, help="every symbol (required: it stops the venue)")
+    halt.set_defaults(run=run_halt)
+    resume = commands.add_parser("resume", help="every symbol back to its schedule's phase now (continuous if none)")
+    resume.add_argument("--all", action="store_true", required=True, help="every symbol")
+    resume.set_defaults(run=run_resume)
+
+
+def run_phase(args: argparse.Namespace) -> None:
+    from servers.admin import PHASES, set_phase
+
+    _print_phases(lambda config: set_phase(config, args.symbol, PHASES[args.phase]))
+
+
+def run_halt(args: argparse.Namespace) -> None:
+    from servers.admin import halt_all
+
+    _print_phases(halt_all)
+
+
+def run_resume(args: argparse.Namespace) -> None:
+    from servers.admin import resume_all
+
+    _print_phases(resume_all)
+
+
+def _print_phases(command) -> None:
+    """Run an operator phase command on the configuration; print each symbol's outcome as one
+    JSON object: ``{"phases": {symbol: {"phase", "previous", "sequence", "uncross"}}}``."""
+    from servers.admin import AdminError
+
+    try:
+        phases = command(load_settings())
+    except AdminError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps({"phases": phases}))
 
 
 def shard_config(name: str | None):

@@ -1,18 +1,23 @@
 """`python main.py bench book`: the matching core's figures, every ratio from one run.
 
-Measured, on the standard workload (1,000,000 messages, seed 42):
+Measured, on the standard workload (version 1, 1,000,000 messages, seed 42) and on the
+advanced workload (version 2: stops, icebergs, post-only, self-trade prevention, GTD and the
+clock, call auctions and halts; as many messages, the same seed; `engine.advanced_workload`),
+both generated in the run:
 
 1. reference book, per-message API (the executable specification);
 2. native book, per-message API (one Python call per message, event Structs back);
 3. native book, batch replay (one call, loop in C without the GIL);
 
 then native batch replay on the deep stream (about 300,000 orders on a handful of
-levels), and peak memory of a process holding 1,000,000 resting orders, both on
-a few hundred levels and on a million distinct prices spread over 1..10**12
-(the reference book's figure alongside).
+levels); the uncross of a call book of 100,000 orders (`call_book`): the time of the one
+``set_phase(CONTINUOUS)`` call, events included, on the native and the reference book; and
+peak memory of a process holding 1,000,000 resting orders, both on a few hundred levels and
+on a million distinct prices spread over 1..10**12 (the reference book's figure alongside).
 
-Each figure is the median of several runs (the machine is shared and noisy);
-fills and final state hashes of all engines must agree, or the benchmark fails.
+Each figure is the median of several runs (the machine is shared and noisy); fills and final
+state hashes of all engines must agree (the uncross: events and state hashes), or the
+benchmark fails. `verdicts` judges each of TARGETS from the medians: met or not met.
 """
 
 import gc
@@ -24,16 +29,36 @@ import time
 
 import numpy as np
 
-from engine import progress, workload
+from engine import advanced_workload, progress, workload
 from engine.book import ReferenceBook
+from engine.messages import AuctionUncrossed, OrderFilled
 from engine.progress import Task
-from engine.replay import replay_rows
-from engine.stream import LIMIT_GTC, STREAM_DTYPE
+from engine.replay import replay_rows, replay_rows_v2
+from engine.stream import LIMIT, LIMIT_GTC, MARKET, PHASE, STREAM_DTYPE, STREAM_V2_DTYPE, is_v2
+from engine.types import Phase, Side, TimeInForce
 from native.book import NativeBook
 from servers.processes import json_result
 
-TARGETS = {"batch_vs_reference": 25.0, "per_message_vs_reference": 4.0, "deep_msgs_per_s": 2_000_000,
-           "memory_1m_mb": 300.0}
+TARGETS = {"batch_vs_reference": 35.0, "per_message_vs_reference": 4.0,
+           "advanced_batch_vs_reference": 20.0, "advanced_per_message_vs_reference": 4.0,
+           "uncross_ms": 20.0, "deep_msgs_per_s": 2_000_000, "memory_1m_mb": 300.0}
+"""Ratios to the reference book (medians of runs), the native uncross of a call book of
+UNCROSS_ORDERS orders in ms, the deep book's batch replay in msgs/s, and the native book's peak RSS
+growth holding 1,000,000 resting orders in MB (every layout of the memory table)."""
+
+UNCROSS_ORDERS = 100_000
+"""Orders in the call book of the uncross figure (fewer when ``--messages`` is smaller)."""
+
+CALL_WIDTH, CALL_OVERLAP = 40, 10
+"""A call book's buy limits are priced CENTRE + CALL_OVERLAP plus a triangular offset of at most
+CALL_WIDTH ticks either way, its sell limits likewise around CENTRE - CALL_OVERLAP: the highest bid
+is 2 * (CALL_WIDTH + CALL_OVERLAP) ticks above the lowest ask, the sides share 2 * (CALL_WIDTH -
+CALL_OVERLAP) ticks of prices, and the uncross trades a lot."""
+
+CALL_MARKET_SHARE, CALL_ICEBERG_SHARE, CALL_OWNED_SHARE = 0.02, 0.10, 0.5
+"""Shares of a call book's orders: market orders (waiting for the uncross; a fifth of them FOK),
+icebergs (a display of a quarter of the quantity), orders of one of 4 owners (with a
+self-trade prevention mode, which the uncross does not apply)."""
 
 
 def machine() -> dict:
@@ -71,15 +96,16 @@ def timed(run, repeats: int, shown: Task) -> tuple[float, object]:
 
 
 def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
-    """Time the three engines on ``stream`` (``shown`` advancing by one per run: 4 * ``repeats``);
-    check they agree on fills and final state."""
+    """Time the three engines on ``stream``, version 1 or 2 (``shown`` advancing by one per run:
+    4 * ``repeats``); check they agree on fills, rejects and final state."""
     rows = stream.tolist()
+    feed = replay_rows_v2 if is_v2(stream) else replay_rows
     books = {}
 
     def per_message(factory, name):
         def run():
             books[name] = factory()
-            return replay_rows(books[name], rows)
+            return feed(books[name], rows)
         return run
 
     def batch():
@@ -100,7 +126,7 @@ def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
         raise AssertionError(f"final states differ: {hashes}")
     n = len(stream)
     return {
-        "messages": n, "fills": len(ref.fills), "resting_orders": len(books["reference"]),
+        "messages": n, "fills": len(ref.fills), "rejected": ref.rejected, "resting_orders": len(books["reference"]),
         "reference_msgs_per_s": n / ref_s, "native_per_message_msgs_per_s": n / msg_s,
         "native_batch_msgs_per_s": n / bat_s,
         "per_message_vs_reference": ref_s / msg_s, "batch_vs_reference": ref_s / bat_s,
@@ -125,6 +151,89 @@ def deep_batch(messages: int, repeats: int, shown: Task) -> dict:
     return {"messages": messages, "fills": len(result.fills), "rejected": result.rejected,
             "resting_orders": len(book), "levels": len(book.depth(0, 1 << 30)) + len(book.depth(1, 1 << 30)),
             "msgs_per_s": messages / seconds}
+
+
+def call_book(orders: int, seed: int = 11) -> np.ndarray:
+    """A version-2 stream that builds a call book: the phase command into CALL (id 1), then
+    ``orders`` new orders (ids 2..orders + 1), both sides overlapping (CALL_WIDTH, CALL_OVERLAP),
+    quantities 1..100, with waiting market orders, icebergs and owners (CALL_*_SHARE)."""
+    rng = np.random.default_rng(seed)
+    stream = np.zeros(orders + 1, dtype=STREAM_V2_DTYPE)
+    stream[0]["kind"], stream[0]["qty"], stream[0]["order_id"] = PHASE, Phase.CALL, 1
+    new = stream[1:]
+    new["order_id"] = np.arange(2, orders + 2)
+    side = rng.integers(0, 2, orders)
+    new["side"] = side
+    offset = rng.integers(0, CALL_WIDTH + 1, orders) + rng.integers(0, CALL_WIDTH + 1, orders) - CALL_WIDTH
+    centre = np.where(side == Side.BUY, workload.CENTRE + CALL_OVERLAP, workload.CENTRE - CALL_OVERLAP)
+    new["qty"] = rng.integers(workload.MIN_QTY, workload.MAX_QTY + 1, orders)
+    u_kind, u_fok, u_owner = rng.random(orders), rng.random(orders), rng.random(orders)
+    market = u_kind < CALL_MARKET_SHARE
+    new["kind"] = np.where(market, MARKET, LIMIT)
+    new["price"] = np.where(market, 0, centre + offset)
+    new["tif"] = np.where(market, np.where(u_fok < 0.2, TimeInForce.FOK, TimeInForce.IOC), TimeInForce.GTC)
+    iceberg = ~market & (u_kind < CALL_MARKET_SHARE + CALL_ICEBERG_SHARE)
+    new["display_qty"] = np.where(iceberg, np.maximum(1, new["qty"] // 4), 0)
+    owned = u_owner < CALL_OWNED_SHARE
+    new["owner"] = np.where(owned, 1 + (u_owner / CALL_OWNED_SHARE * 4).astype(np.int64), 0)
+    new["stp"] = np.where(owned, rng.integers(0, 5, orders), 0)
+    return stream
+
+
+def uncross(orders: int, repeats: int, shown: Task) -> dict:
+    """Time ``set_phase(CONTINUOUS)`` on a call book of ``orders`` orders (`call_book`), built afresh
+    for each run outside the timed part: on the native book 3 * ``repeats`` times, on the reference
+    book ``repeats`` times (``shown`` advancing by one for the stream made, then per run). Both
+    books' events and final states must agree."""
+    shown.note("the call book")
+    stream = call_book(orders)
+    rows = stream.tolist()
+    shown.advance()
+
+    def build_native():
+        book = NativeBook()
+        book.replay(stream)
+        return book
+
+    def build_reference():
+        book = ReferenceBook()
+        replay_rows_v2(book, rows)
+        return book
+
+    runs = {}
+    for name, build, count in (("native", build_native, 3 * repeats), ("reference", build_reference, repeats)):
+        shown.note(f"uncross, {name} book")
+        seconds = []
+        for _ in range(count):
+            book, events = build(), None   # the last run's events are freed here, not in the timed call
+            gc.collect()
+            gc.disable()
+            try:
+                start = time.perf_counter()
+                events = book.set_phase(Phase.CONTINUOUS)
+                seconds.append(time.perf_counter() - start)
+            finally:
+                gc.enable()
+            shown.advance()
+        runs[name] = (seconds, events, book)
+    (native_s, events, native), (reference_s, reference_events, reference) = runs["native"], runs["reference"]
+    if events != reference_events:
+        raise AssertionError("the native book's uncross events differ from the reference book's")
+    if native.state_hash() != reference.state_hash():
+        raise AssertionError("the books' states after the uncross differ")
+    uncrossed = [event for event in events if type(event) is AuctionUncrossed]
+    limits = stream[1:][stream["kind"][1:] == LIMIT]
+    return {
+        "orders": orders, "waiting_market_orders": int(np.count_nonzero(stream["kind"][1:] == MARKET)),
+        "icebergs": int(np.count_nonzero(stream["display_qty"])),
+        "levels": len(np.unique(limits["price"] * 2 + limits["side"])),
+        "price": uncrossed[0].price if uncrossed else None, "volume": uncrossed[0].volume if uncrossed else 0,
+        "fills": sum(type(event) is OrderFilled for event in events), "events": len(events),
+        "resting_after": len(native),
+        "native_ms": statistics.median(native_s) * 1e3, "native_ms_min": min(native_s) * 1e3,
+        "native_ms_max": max(native_s) * 1e3, "native_runs": len(native_s),
+        "reference_ms": statistics.median(reference_s) * 1e3, "reference_runs": len(reference_s),
+    }
 
 
 def resting_stream(orders: int, spread: str) -> np.ndarray:
@@ -181,40 +290,103 @@ def measure_memory(engine: str, orders: int, spread: str) -> dict:
 
 def run(messages: int = 1_000_000, seed: int = 42, repeats: int = 3, deep_messages: int = 1_000_000,
         resting: int = 1_000_000) -> dict:
-    """Measure everything, print the table, return the figures."""
+    """Measure everything, print the table, return the figures.
+
+    The advanced stream has ``messages`` messages like the standard one; the call book of the
+    uncross min(UNCROSS_ORDERS, ``messages``) orders.
+    """
     memory = [("native", "levels"), ("native", "prices"), ("reference", "levels")]
-    with progress.task("bench book", 2 + 5 * repeats + len(memory), "steps") as shown:
+    steps = 4 + 13 * repeats + len(memory)   # streams: 4; runs: 4 + 4 + 1 + (3 + 1) per repeat
+    with progress.task("bench book", steps, "steps") as shown:
         shown.note("the standard workload")
         stream = workload.standard(messages, seed)
         shown.advance()
-        report = {"machine": machine(), "standard": replay_engines(stream, repeats, shown),
-                  "deep": deep_batch(deep_messages, repeats, shown), "memory": []}
+        report = {"machine": machine(), "standard": replay_engines(stream, repeats, shown)}
+        shown.note("the advanced workload")
+        stream = advanced_workload.advanced(messages, seed)
+        shown.advance()
+        report["advanced"] = replay_engines(stream, repeats, shown)
+        del stream
+        report["deep"] = deep_batch(deep_messages, repeats, shown)
+        report["uncross"] = uncross(min(UNCROSS_ORDERS, messages), repeats, shown)
+        report["memory"] = []
         for engine, spread in memory:
             shown.note(f"memory of the {engine} book, {spread}")
             report["memory"].append(measure_memory(engine, resting, spread))
             shown.advance()
+    report["targets"] = verdicts(report)
     print(format_report(report))
     return report
 
 
+def _judged(met: bool, figure: str) -> str:
+    return f"{'met' if met else 'not met'} ({figure})"
+
+
+def verdicts(report: dict) -> dict[str, str]:
+    """Each of TARGETS judged from the report's medians: "met (figure)" or "not met (figure)"; a size
+    target measured at another size is "not judged (why)"."""
+    std, adv, deep, cross = report["standard"], report["advanced"], report["deep"], report["uncross"]
+    out = {}
+    for name, figures in (("standard", std), ("advanced", adv)):
+        for key, what in (("batch_vs_reference", "batch replay"), ("per_message_vs_reference", "per-message API")):
+            target = TARGETS[key if name == "standard" else f"advanced_{key}"]
+            ratio = figures[key]
+            out[f"{name} stream, native {what} at least {target:.0f}x the reference book"] = _judged(
+                ratio >= target, f"{ratio:.2f}x")
+    label = f"uncross of a {UNCROSS_ORDERS:,}-order call book under {TARGETS['uncross_ms']:.0f} ms (native)"
+    if cross["orders"] != UNCROSS_ORDERS:
+        out[label] = f"not judged (a call book of {cross['orders']:,} orders: {cross['native_ms']:.2f} ms)"
+    else:
+        out[label] = _judged(cross["native_ms"] < TARGETS["uncross_ms"], f"{cross['native_ms']:.1f} ms")
+    deep_target = TARGETS["deep_msgs_per_s"]
+    out[f"deep book, native batch replay at least {deep_target:,} msgs/s"] = _judged(
+        deep["msgs_per_s"] >= deep_target, f"{deep['msgs_per_s']:,.0f} msgs/s")
+    native = [row for row in report["memory"] if row["engine"] == "native"]
+    label = f"native book holding 1,000,000 resting orders, peak RSS growth at most {TARGETS['memory_1m_mb']:.0f} MB"
+    if native:
+        worst = max(row["peak_rss_growth_mb"] for row in native)
+        if any(row["resting_orders"] != 1_000_000 for row in native):
+            out[label] = f"not judged ({native[0]['resting_orders']:,} resting orders: at most {worst:.0f} MB)"
+        else:
+            out[label] = _judged(worst <= TARGETS["memory_1m_mb"], f"at most {worst:.0f} MB")
+    return out
+
+
 def format_report(report: dict) -> str:
-    std, deep, mem = report["standard"], report["deep"], report["memory"]
+    std, adv, deep, cross, mem = (report[key] for key in ("standard", "advanced", "deep", "uncross", "memory"))
     m = report["machine"]
     lines = [
         f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, numpy {m['numpy']}",
-        f"standard workload: {std['messages']:,} messages, {std['fills']:,} fills, "
-        f"{std['resting_orders']:,} resting at the end (median of runs)",
+        f"standard workload (version 1): {std['messages']:,} messages, {std['fills']:,} fills, "
+        f"{std['resting_orders']:,} resting at the end",
+        f"advanced workload (version 2): {adv['messages']:,} messages, {adv['fills']:,} fills, "
+        f"{adv['rejected']:,} rejected, {adv['resting_orders']:,} resting at the end (medians of runs)",
         "",
-        "| engine | msgs/s | vs reference |",
-        "|---|---:|---:|",
-        f"| reference book, per-message API | {std['reference_msgs_per_s']:,.0f} | 1.0x |",
-        f"| native book, per-message API | {std['native_per_message_msgs_per_s']:,.0f} | "
-        f"{std['per_message_vs_reference']:.1f}x (target {TARGETS['per_message_vs_reference']:.0f}x) |",
-        f"| native book, batch replay | {std['native_batch_msgs_per_s']:,.0f} | "
-        f"{std['batch_vs_reference']:.1f}x (target {TARGETS['batch_vs_reference']:.0f}x) |",
+        "| engine | standard msgs/s | vs reference | advanced msgs/s | vs reference |",
+        "|---|---:|---:|---:|---:|",
+        f"| reference book, per-message API | {std['reference_msgs_per_s']:,.0f} | 1.0x | "
+        f"{adv['reference_msgs_per_s']:,.0f} | 1.0x |",
+    ]
+    for engine, key in (("per-message API", "per_message"), ("batch replay", "batch")):
+        lines.append(
+            f"| native book, {engine} | {std[f'native_{key}_msgs_per_s']:,.0f} | "
+            f"{std[f'{key}_vs_reference']:.1f}x (target {TARGETS[f'{key}_vs_reference']:.0f}x) | "
+            f"{adv[f'native_{key}_msgs_per_s']:,.0f} | "
+            f"{adv[f'{key}_vs_reference']:.1f}x (target {TARGETS[f'advanced_{key}_vs_reference']:.0f}x) |")
+    price = "nothing traded" if cross["price"] is None else f"{cross['volume']:,} lots at {cross['price']:,}"
+    lines += [
         "",
         f"deep book: {deep['messages']:,} messages, {deep['resting_orders']:,} resting on {deep['levels']} levels: "
         f"native batch {deep['msgs_per_s']:,.0f} msgs/s (target {TARGETS['deep_msgs_per_s']:,})",
+        "",
+        f"uncross of a call book of {cross['orders']:,} orders on {cross['levels']:,} levels "
+        f"({cross['waiting_market_orders']:,} waiting market orders, {cross['icebergs']:,} icebergs): {price}, "
+        f"{cross['fills']:,} fills, {cross['resting_after']:,} orders left",
+        f"set_phase(CONTINUOUS), events included: native {cross['native_ms']:.2f} ms (median of "
+        f"{cross['native_runs']}; {cross['native_ms_min']:.2f}-{cross['native_ms_max']:.2f}; target "
+        f"{TARGETS['uncross_ms']:.0f} ms), reference {cross['reference_ms']:.1f} ms "
+        f"(median of {cross['reference_runs']})",
         "",
         f"| {mem[0]['resting_orders']:,} resting orders | levels | peak RSS growth | process peak RSS | "
         "book's own buffers |",
@@ -224,4 +396,6 @@ def format_report(report: dict) -> str:
         own = f"{row['book_bytes_mb']:.0f} MB" if row["book_bytes_mb"] is not None else "n/a"
         lines.append(f"| {row['engine']}, {row['spread']} | {row['levels']:,} | {row['peak_rss_growth_mb']:.0f} MB | "
                      f"{row['peak_rss_mb']:.0f} MB | {own} |")
+    lines.append("")
+    lines.extend(f"target {name}: {verdict}" for name, verdict in report["targets"].items())
     return "\n".join(lines)

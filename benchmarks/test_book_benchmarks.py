@@ -1,15 +1,19 @@
 """pytest-benchmark suites for the matching core: `make bench-suite` (or `pytest benchmarks`).
 
-Each benchmark replays the same stream on a fresh book per round and then checks
-the final state against the reference book's, so a fast wrong engine fails.
+Each benchmark replays the same stream (standard, advanced or deep) on a fresh book per
+round and then checks the final state against the reference book's, so a fast wrong engine
+fails; the uncross benchmark times ``set_phase(CONTINUOUS)`` on a call book built afresh per
+round (`benchmarks.book.call_book`) and checks its events against the reference book's.
 The one-run comparison table with ratios is `python main.py bench book`.
 """
 
 import pytest
 
-from engine import workload
+from benchmarks.book import UNCROSS_ORDERS, call_book
+from engine import advanced_workload, workload
 from engine.book import ReferenceBook
-from engine.replay import replay_rows
+from engine.replay import replay_rows, replay_rows_v2
+from engine.types import Phase
 from native.book import NativeBook
 
 MESSAGES = 200_000
@@ -24,6 +28,14 @@ def standard():
 
 
 @pytest.fixture(scope="module")
+def advanced():
+    stream = advanced_workload.advanced(MESSAGES, seed=42)
+    reference = ReferenceBook()
+    replay_rows_v2(reference, stream.tolist())
+    return stream, stream.tolist(), reference.state_hash()
+
+
+@pytest.fixture(scope="module")
 def deep():
     stream = workload.deep(MESSAGES, seed=7, resting=100_000)
     book = NativeBook()
@@ -31,12 +43,12 @@ def deep():
     return stream, book.state_hash()
 
 
-def _per_message(benchmark, factory, rows):
+def _per_message(benchmark, factory, rows, feed=replay_rows):
     books = []
 
     def run():
         books.append(factory())
-        replay_rows(books[-1], rows)
+        feed(books[-1], rows)
 
     benchmark.pedantic(run, rounds=3, iterations=1)
     return books[-1]
@@ -75,3 +87,45 @@ def test_native_batch_deep_book(benchmark, deep):
     benchmark.pedantic(run, rounds=5, iterations=1)
     assert books[-1].state_hash() == expected
     assert len(books[-1]) > 50_000
+
+
+def test_reference_per_message_advanced(benchmark, advanced):
+    _, rows, expected = advanced
+    assert _per_message(benchmark, ReferenceBook, rows, replay_rows_v2).state_hash() == expected
+
+
+def test_native_per_message_advanced(benchmark, advanced):
+    _, rows, expected = advanced
+    assert _per_message(benchmark, NativeBook, rows, replay_rows_v2).state_hash() == expected
+
+
+def test_native_batch_advanced(benchmark, advanced):
+    stream, _, expected = advanced
+    books = []
+
+    def run():
+        books.append(NativeBook())
+        books[-1].replay(stream)
+
+    benchmark.pedantic(run, rounds=10, iterations=1)
+    assert books[-1].state_hash() == expected
+
+
+def test_native_uncross_of_a_call_book(benchmark):
+    stream = call_book(UNCROSS_ORDERS)
+    reference = ReferenceBook()
+    replay_rows_v2(reference, stream.tolist())
+    expected = reference.set_phase(Phase.CONTINUOUS)
+
+    def build():
+        events.clear()   # the last round's events are freed here, not in the timed call
+        book = NativeBook()
+        book.replay(stream)
+        return (book,), {}
+
+    def uncross(book):
+        events.append(book.set_phase(Phase.CONTINUOUS))
+
+    events = []
+    benchmark.pedantic(uncross, setup=build, rounds=10, iterations=1)
+    assert events[-1] == expected

@@ -2,13 +2,22 @@
 
 A price ladder, asks above bids, best prices in the middle::
 
-    ACME  last 100.10  spread 0.10  sequence 57
+    ACME  continuous  last 100.10  spread 0.10  sequence 57
      orders   bid qty    price   ask qty   orders
     ──────────────────────────────────────────────
                         100.50        10        2
                         100.30         5        1
                          99.90         7        1
           2        12    99.80
+
+The title names the trading phase. In a call or a halt the book may be crossed (orders
+rest without matching): the title says ``crossed`` instead of a spread, and a line under
+the ladder says why the book is in that phase (and, for a volatility interruption, until
+when; known once the feed has seen the change, as a snapshot carries only the phase),
+``call (volatility interruption until 14:02:05.000000)``, and one more the indicative
+uncross, the price and volume the call would uncross at now: ``indicative uncross 40 @
+100.05`` (``none``: nothing would trade). The last auction the feed has seen is shown in every
+phase: ``last auction 40 @ 100.05 at 14:02:05.000000`` (UTC).
 
 The book is a `MarketDataClient`'s: a depth snapshot, then the sequenced updates;
 on a gap in the sequence it keeps the last consistent book, says so under the
@@ -28,22 +37,25 @@ from rich.text import Text
 
 from clients import runtime
 from clients.client import BookSync, MarketDataClient
-from clients.terminal import open_feeds, until_interrupted
+from clients.terminal import clock, open_feeds, phase_text, uncross_text, until_interrupted
 from config.settings import Config
 from engine.instrument import Instrument
+from engine.types import Phase
 
 POLL_S = 0.2
 MAX_FPS = 20
 
 
 def ladder(instrument: Instrument, book: BookSync | MarketDataClient, levels: int) -> Group:
-    """The ladder of ``book`` (its ``levels`` best prices a side): a title line, the table and,
-    when there is something to say about the book, a status line."""
+    """The ladder of ``book`` (its ``levels`` best prices a side): a title line, the table and the
+    lines there is something to say in: the phase and its indicative uncross outside continuous
+    trading, the last auction, and the state of the book."""
     price = instrument.format_price
     bids, asks = book.depth(levels)
-    title = [instrument.symbol, f"last {'--' if book.last_price is None else price(book.last_price)}"]
+    last = "--" if book.last_price is None else price(book.last_price)
+    title = [instrument.symbol, phase_text(book.phase), f"last {last}"]
     if bids and asks:
-        title.append(f"spread {price(asks[0][0] - bids[0][0])}")
+        title.append(f"spread {price(asks[0][0] - bids[0][0])}" if asks[0][0] > bids[0][0] else "crossed")
     title.append(f"sequence {book.sequence}")
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)
     for header in ("orders", "bid qty", "price", "ask qty", "orders"):
@@ -53,6 +65,14 @@ def ladder(instrument: Instrument, book: BookSync | MarketDataClient, levels: in
     for level_price, quantity, orders in bids:
         table.add_row(str(orders), str(quantity), price(level_price), "", "", style="green")
     lines = [Text("  ".join(title), style="bold"), table]
+    if book.phase != Phase.CONTINUOUS:
+        uncross = uncross_text(instrument, book.indicative_price, book.indicative_volume)
+        lines.append(Text(phase_text(book.phase, book.phase_reason, book.phase_until), style="cyan"))
+        lines.append(Text(f"indicative uncross {uncross}", style="cyan"))
+    auction = book.last_auction
+    if auction is not None:
+        lines.append(Text(f"last auction {uncross_text(instrument, auction.price, auction.volume)} "
+                          f"at {clock(auction.time)}"))
     if not book.synced:
         lines.append(Text(f"market data gap after sequence {book.sequence}: resyncing from a snapshot",
                           style="yellow"))

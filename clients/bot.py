@@ -13,6 +13,20 @@ after a back-off (`servers.launcher`).
 Order bookkeeping (`BotOrder`) follows the execution reports: an order is
 *pending* until accepted or rejected, *busy* while a cancel or replace of it is
 unanswered, and *done* once the book holds none of it.
+
+Trading phases
+--------------
+A bot follows its symbol's phase on the market data (`MarketDataClient.phase`, read
+before each step) and sends only what the phase takes (`phase_takes`, the book's
+rule): in a halt no new order and no replace but a reduction in place (its cancels
+still go); in a call no stop and no IOC or FOK limit order (GTC limits rest, market
+orders wait for the uncross); in continuous trading everything, as before. `enter`
+returns None for an order it holds back (counted as ``held back``). A book in a call
+may be crossed: `fair_value` then ignores its mid (no one can trade at it) and takes
+the last trade, else the reference price. A refusal for the phase (NOT_ALLOWED_IN_PHASE,
+2004: the book changed phase before the market data said so) pauses new orders for
+`PHASE_PAUSE_S`, or until the feed shows the phase changing, so a bot never retries
+into a refusing book.
 """
 
 import logging
@@ -22,9 +36,10 @@ import time
 
 from clients import runtime
 from clients.client import ExchangeClient, MarketDataClient, SessionEnded
+from clients.terminal import phase_text
 from config.arguments import positive_float
 from config.settings import Config, InstrumentConfig, TraderConfig
-from engine.types import OrderType, RejectReason, Side, TimeInForce
+from engine.types import OrderType, Phase, RejectReason, Side, TimeInForce
 from servers import logs
 from servers.protocol import (
     CancelRejected,
@@ -43,6 +58,23 @@ from servers.protocol import (
 log = logging.getLogger("bot")
 STATUS_EVERY_S = 30.0
 SHUTDOWN_WAIT_S = 2.0
+PHASE_PAUSE_S = 1.0
+"""New orders wait this long after a NOT_ALLOWED_IN_PHASE refusal, unless the phase is seen changing first."""
+CONDUCT = {Phase.CONTINUOUS: "trading normally", Phase.CALL: "sending only what the call takes",
+           Phase.HALTED: "sending no new orders"}
+
+
+def phase_takes(phase: Phase, order_type: OrderType, tif: TimeInForce) -> bool:
+    """Whether a book in ``phase`` takes a new order of ``order_type`` and ``tif`` (`engine.rules`,
+    step 8): a halt takes none; a call takes no stop and no IOC or FOK limit order (a market
+    order waits there for the uncross); continuous trading takes all."""
+    if phase == Phase.HALTED:
+        return False
+    if phase == Phase.CALL:
+        if order_type == OrderType.STOP or order_type == OrderType.STOP_LIMIT:
+            return False
+        return not (order_type == OrderType.LIMIT and tif in (TimeInForce.IOC, TimeInForce.FOK))
+    return True
 
 
 class BotOrder:
@@ -92,6 +124,12 @@ class Bot:
         self.orders_sent = 0
         self.rejects: dict[str, int] = {}
         self.ended_by_exchange = False
+        self.phase = Phase.CONTINUOUS
+        """The symbol's phase as of the last step (`follow_phase`; the first step logs any other)."""
+        self.paused_until = 0.0
+        """No new orders before this `time.monotonic` (after a refusal for the phase)."""
+        self.held_back = 0
+        """Orders and replaces not sent because the phase (or a pause) would refuse them."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -111,6 +149,7 @@ class Bot:
                     break
                 if now >= next_step:
                     self.on_market_data(self.feed.poll(0.0))
+                    self.follow_phase()
                     self.step()
                     next_step = max(next_step + self.interval, now)
                 if now >= next_status:
@@ -140,8 +179,9 @@ class Bot:
 
     def status(self) -> str:
         rejects = ", ".join(f"{name} {count}" for name, count in sorted(self.rejects.items())) or "none"
-        return (f"position {self.position}, fills {self.fills}, volume {self.volume}, orders sent "
-                f"{self.orders_sent}, open {len(self.live)}, rejects: {rejects}")
+        return (f"phase {phase_text(self.phase)}, position {self.position}, fills {self.fills}, volume "
+                f"{self.volume}, orders sent {self.orders_sent}, held back {self.held_back}, open {len(self.live)}, "
+                f"rejects: {rejects}")
 
     def step(self) -> None:
         raise NotImplementedError
@@ -149,9 +189,26 @@ class Bot:
     def on_market_data(self, updates: list) -> None:
         """Hook for subclasses: the market-data messages applied since the last step."""
 
+    def follow_phase(self) -> None:
+        """Take the feed's phase; on a change, log it and end a pause (the refusal is explained)."""
+        phase = self.feed.phase
+        if phase != self.phase:
+            self.phase, self.paused_until = phase, 0.0
+            log.info("%s %s %s: phase %s: %s", self.kind, self.client.trader_id, self.symbol,
+                     phase_text(phase, self.feed.phase_reason, self.feed.phase_until), CONDUCT[phase])
+
+    def may_enter(self, order_type: OrderType, tif: TimeInForce) -> bool:
+        """Whether a new order of this kind is to be sent now: the phase takes it and no pause holds."""
+        return phase_takes(self.phase, order_type, tif) and time.monotonic() >= self.paused_until
+
     # ------------------------------------------------------------ orders
 
-    def enter(self, side: Side, order_type: OrderType, tif: TimeInForce, price: int, quantity: int) -> BotOrder:
+    def enter(self, side: Side, order_type: OrderType, tif: TimeInForce, price: int, quantity: int
+              ) -> BotOrder | None:
+        """Send a new order and track it; None (sending nothing) when `may_enter` says no."""
+        if not self.may_enter(order_type, tif):
+            self.held_back += 1
+            return None
         client_order_id = self.client.enter_order(self.symbol, side, order_type, tif, price, quantity)
         order = BotOrder(client_order_id, side, order_type, price, quantity)
         self.entered[client_order_id] = order
@@ -164,14 +221,21 @@ class Bot:
             self.client.cancel(order.order_id)
 
     def replace(self, order: BotOrder, price: int, quantity: int) -> None:
-        if order.order_id is not None and not order.busy and not order.done:
-            order.busy = True
-            self.client.replace(order.order_id, price, quantity)
+        """Ask to move or resize ``order``; in a halt (or a pause) only a reduction in place is sent."""
+        if order.order_id is None or order.busy or order.done:
+            return
+        in_place = price == order.price and quantity <= order.quantity
+        if not in_place and (self.phase == Phase.HALTED or time.monotonic() < self.paused_until):
+            self.held_back += 1
+            return
+        order.busy = True
+        self.client.replace(order.order_id, price, quantity)
 
     def fair_value(self) -> float:
-        """Mid of the book, else the last trade, else the instrument's reference price (ticks)."""
+        """Mid of the book (unless it is crossed), else the last trade, else the instrument's
+        reference price (ticks)."""
         mid = self.feed.mid()
-        if mid is not None:
+        if mid is not None and not self.feed.crossed():
             return mid
         if self.feed.last_price is not None:
             return float(self.feed.last_price)
@@ -220,6 +284,7 @@ class Bot:
                 if order is not None:
                     order.busy, order.done = False, True
                 self.count_reject(m.reason)
+                self.pause_if_phase(m.reason)
             case OrderFilled():
                 self.fills += 1
                 self.volume += m.quantity
@@ -243,6 +308,7 @@ class Bot:
                     order.busy = False
                 if m.reason != RejectReason.UNKNOWN_ORDER:
                     self.count_reject(m.reason)
+                self.pause_if_phase(m.reason)
             case SessionRejected():
                 self.count_reject(m.reason)
             case LoggedOut():
@@ -257,6 +323,11 @@ class Bot:
     def _gone(self, order: BotOrder) -> None:
         order.done, order.busy, order.quantity = True, False, 0
         self.live.pop(order.order_id, None)
+
+    def pause_if_phase(self, reason: RejectReason) -> None:
+        """After a refusal for the phase, send no new order for `PHASE_PAUSE_S` (see the module docstring)."""
+        if reason == RejectReason.NOT_ALLOWED_IN_PHASE:
+            self.paused_until = time.monotonic() + PHASE_PAUSE_S
 
     def count_reject(self, reason: RejectReason) -> None:
         name = RejectReason(reason).name

@@ -66,9 +66,10 @@ import zmq
 from sortedcontainers import SortedDict
 
 from engine.instrument import Instrument
-from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
+from engine.types import OrderFlags, OrderType, Phase, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers.protocol import (
     MAX_SERVER_FRAME_BYTES,
+    AuctionSummary,
     Book,
     CancelOrder,
     ClientMessage,
@@ -79,6 +80,7 @@ from servers.protocol import (
     EndReason,
     EnterOrder,
     Heartbeat,
+    Indicative,
     Instruments,
     LoggedOut,
     Logon,
@@ -89,6 +91,8 @@ from servers.protocol import (
     MassCancel,
     OpenOrder,
     OpenOrders,
+    PhaseReason,
+    PhaseUpdate,
     Positions,
     QueryBook,
     QueryInstruments,
@@ -608,6 +612,14 @@ class BookSync:
       and ``synced`` False; updates are buffered again and the book keeps its last
       consistent state until the next snapshot. ``resyncs`` counts such recoveries.
     - Quotes and trades advance the sequence too; trades set ``last_trade``.
+    - The trading phase follows the same sequence: a snapshot sets ``phase`` and the
+      indicative uncross (a snapshot from before phases existed decodes as CONTINUOUS,
+      0 and 0) with ``phase_reason`` and ``phase_until`` (those of the last `PhaseUpdate`; None
+      and 0 before any);
+      a `PhaseUpdate` sets all three, and into CONTINUOUS also clears
+      the indicative uncross; an `Indicative` sets ``indicative_price`` and
+      ``indicative_volume`` (0 and 0: nothing would trade); an `AuctionSummary` sets
+      ``last_auction``, which is only ever learnt from the stream (a snapshot does not carry it).
     """
 
     def __init__(self, symbol: str) -> None:
@@ -621,6 +633,16 @@ class BookSync:
         self.resyncs = 0
         self.last_trade: Trade | None = None
         self.last_price: int | None = None
+        self.phase = Phase.CONTINUOUS
+        self.phase_reason: PhaseReason | None = None
+        """Why the book is in ``phase`` (None: no phase command yet, or a snapshot from an OBS before
+        snapshots carried it)."""
+        self.phase_until = 0
+        """A volatility interruption's end (exchange time, ns); 0 otherwise or unknown."""
+        self.indicative_price = 0
+        self.indicative_volume = 0
+        """The price and volume a call (or a halt) would uncross at now; 0 and 0: none."""
+        self.last_auction: AuctionSummary | None = None
         self._buffer: list = []
 
     def on_update(self, message) -> list:
@@ -642,6 +664,8 @@ class BookSync:
         self.asks = SortedDict({price: (quantity, orders) for price, quantity, orders in snapshot.asks})
         self.sequence = snapshot.sequence
         self.last_price = snapshot.last_price
+        self.phase, self.phase_reason, self.phase_until = snapshot.phase, snapshot.phase_reason, snapshot.phase_until
+        self.indicative_price, self.indicative_volume = snapshot.indicative_price, snapshot.indicative_volume
         self.synced, self.needs_snapshot = True, False
         buffered, self._buffer = self._buffer, []
         return self._apply_in_order(buffered)
@@ -664,15 +688,24 @@ class BookSync:
 
     def _apply(self, message) -> None:
         self.sequence = message.sequence
-        if type(message) is DepthUpdate:
+        kind = type(message)
+        if kind is DepthUpdate:
             side = self.bids if message.side == Side.BUY else self.asks
             if message.quantity:
                 side[message.price] = (message.quantity, message.orders)
             else:
                 side.pop(message.price, None)
-        elif type(message) is Trade:
+        elif kind is Trade:
             self.last_trade = message
             self.last_price = message.price
+        elif kind is PhaseUpdate:
+            self.phase, self.phase_reason, self.phase_until = message.phase, message.reason, message.until
+            if message.phase == Phase.CONTINUOUS:
+                self.indicative_price = self.indicative_volume = 0
+        elif kind is Indicative:
+            self.indicative_price, self.indicative_volume = message.price, message.volume
+        elif kind is AuctionSummary:
+            self.last_auction = message
 
     # ------------------------------------------------------------ views
 
@@ -694,6 +727,12 @@ class BookSync:
         bid, ask = self.best_bid(), self.best_ask()
         return None if bid is None or ask is None else (bid[0] + ask[0]) / 2
 
+    def crossed(self) -> bool:
+        """Whether the best bid is at or above the best ask: only ever in a call or a halt, where
+        orders rest without matching; such a book is not a market anyone can trade against now."""
+        bid, ask = self.best_bid(), self.best_ask()
+        return bid is not None and ask is not None and bid[0] >= ask[0]
+
     def depth(self, levels: int = 10) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
         """(bids, asks) as (price, quantity, orders), best first."""
         bids = [(p, q, n) for p, (q, n) in itertools.islice(reversed(self.bids.items()), levels)]
@@ -708,8 +747,8 @@ class MarketDataClient:
     DEALER, so no update between the snapshot and the subscription is missed; the
     sequencing rules are `BookSync`'s. `poll` reads waiting updates and, whenever
     the stream broke, asks for a new snapshot (again after ``snapshot_retry_s``
-    if unanswered). Views (`best_bid`, `best_ask`, `depth`, `last_trade`...) are
-    of the last consistent book.
+    if unanswered). Views (`best_bid`, `best_ask`, `depth`, `last_trade`, `phase`,
+    `indicative_price`, `last_auction`...) are of the last consistent book.
     """
 
     def __init__(
@@ -823,6 +862,33 @@ class MarketDataClient:
     @property
     def last_price(self) -> int | None:
         return self.sync.last_price
+
+    @property
+    def phase(self) -> Phase:
+        return self.sync.phase
+
+    @property
+    def phase_reason(self) -> PhaseReason | None:
+        return self.sync.phase_reason
+
+    @property
+    def phase_until(self) -> int:
+        return self.sync.phase_until
+
+    @property
+    def indicative_price(self) -> int:
+        return self.sync.indicative_price
+
+    @property
+    def indicative_volume(self) -> int:
+        return self.sync.indicative_volume
+
+    @property
+    def last_auction(self) -> AuctionSummary | None:
+        return self.sync.last_auction
+
+    def crossed(self) -> bool:
+        return self.sync.crossed()
 
     def best_bid(self) -> tuple[int, int] | None:
         return self.sync.best_bid()

@@ -10,7 +10,10 @@ reference price). At every step it takes a small random step (``--walk-bps``),
 moves a fifth of the way towards each trade printed since the last step (so
 flow that lifts its offers moves its price up), and a hundredth of the way back
 to the reference price, which keeps a long demo inside the price band. The book's
-own mid is not re-read: it is mostly this bot's own quotes.
+own mid is not re-read: it is mostly this bot's own quotes. An uncross counts as one
+print at its price (`AuctionSummary`), pulled half the way (``AUCTION_PULL``: the price
+the whole call agreed on); the trades right behind it (the uncross's fills) are not
+counted again.
 
 Quotes
 ------
@@ -20,6 +23,17 @@ to half the spread at ``--max-position``; at the limit it quotes only the side
 that reduces the position. When the fair value moves a quote's price, the quote
 is *replaced* (one request in flight per quote); a quote that was filled is
 entered again. Sizes respect the instrument and the trader's configured limits.
+
+Phases
+------
+In a call it keeps quoting GTC limits around its own fair value, as in continuous
+trading: they rest and take part in the uncross (its bid stays below its ask, so it
+never crosses itself). It does not lean on the indicative uncross price: that moves
+with every order of the call, this bot's own included, and nothing trades at it until
+the uncross, whose price then pulls the fair value like a print. A crossed book is
+never read as a market (`Bot.fair_value`). In a halt it sends nothing new and moves
+no quote (the book would refuse both); its resting quotes stay, and so do its cancels
+(at the position limit, or on shutdown). Back in continuous trading it quotes as before.
 """
 
 from clients import runtime
@@ -27,9 +41,10 @@ from clients.bot import Bot, BotOrder, bot_parser, run_bot
 from config.arguments import positive_float, positive_int
 from config.settings import Config
 from engine.types import OrderType, Side, TimeInForce
-from servers.protocol import Trade
+from servers.protocol import AuctionSummary, Trade
 
 TRADE_PULL = 0.2
+AUCTION_PULL = 0.5
 REFERENCE_PULL = 0.01
 
 
@@ -44,11 +59,23 @@ class MarketMaker(Bot):
         self.max_position = max(max_position, self.size)
         self.walk = reference * walk_bps / 10_000
         self.fair: float | None = None
-        self.trades: list[Trade] = []
+        self.prints: list[tuple[int, float]] = []
+        """(price, pull) of each print since the last step: a trade, or an uncross as a whole."""
+        self.after_auction = False
+        """The last message was an `AuctionSummary` or one of the trades right behind it."""
         self.quotes: dict[Side, BotOrder | None] = {Side.BUY: None, Side.SELL: None}
 
     def on_market_data(self, updates: list) -> None:
-        self.trades.extend(m for m in updates if type(m) is Trade)
+        for message in updates:
+            kind = type(message)
+            if kind is AuctionSummary:
+                self.prints.append((message.price, AUCTION_PULL))
+                self.after_auction = True
+            elif kind is Trade:
+                if not self.after_auction:
+                    self.prints.append((message.price, TRADE_PULL))
+            else:
+                self.after_auction = False
 
     def step(self) -> None:
         self.move_fair_value()
@@ -60,9 +87,9 @@ class MarketMaker(Bot):
         if self.fair is None:
             self.fair = self.fair_value()
         fair = self.fair + self.rng.gauss(0.0, self.walk)
-        for trade in self.trades:
-            fair += TRADE_PULL * (trade.price - fair)
-        self.trades.clear()
+        for price, pull in self.prints:
+            fair += pull * (price - fair)
+        self.prints.clear()
         self.fair = fair + REFERENCE_PULL * (self.instrument.reference_price - fair)
 
     def quote_prices(self) -> tuple[int | None, int | None]:

@@ -13,8 +13,13 @@ market IOC         15 %    none
 =================  ======  ===============================================================
 
 The fair value is the mid of the book, else the last trade, else the reference
-price. Quantities are 1-5 lots. With ``--max-open`` orders open it cancels instead
-of adding; beyond ``--max-position`` either way it only trades back towards flat.
+price (a crossed book's mid is not used). Quantities are 1-5 lots. With ``--max-open``
+orders open it cancels instead of adding; beyond ``--max-position`` either way it only
+trades back towards flat.
+
+In a call it sends its passive limits and market orders (which wait for the uncross) and
+its cancels; its aggressive IOC orders are held back (the call refuses IOC limits). In a
+halt it only cancels. The actions it holds back are counted (``held back``), not sent.
 """
 
 from clients import runtime

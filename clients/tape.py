@@ -4,9 +4,16 @@ One line each, in every symbol's market-data order (all symbols when none is nam
 
     14:02:03.123456  ACME  trade   4 @ 100.50  aggressor BUY
     14:02:03.123456  ACME  quote   bid 99.50 x 10  ask 100.50 x 1
+    14:02:04.000000  ACME  phase   call (operator)
+    14:02:04.500000  ACME  phase   indicative uncross 40 @ 100.05
+    14:02:09.000000  ACME  phase   continuous (operator)
+    14:02:09.000000  ACME  auction 40 @ 100.05 uncrossed
 
-The time is the exchange's (UTC), prices are decimals (the instrument's
-``price_scale`` in the configuration), quantities lots; ``--`` is an empty side.
+Phase changes, indicative uncrosses (in a call or a halt: the price and volume the book
+would uncross at now, ``none`` when nothing would) and the summary of each uncross, which
+comes before its trades, have lines too. The time is the exchange's (UTC), prices are
+decimals (the instrument's ``price_scale`` in the configuration), quantities lots; ``--``
+is an empty side.
 Each symbol is followed by a `MarketDataClient` (a snapshot, then the sequenced
 updates): a break in the sequence prints a ``gap`` line, and once the book is
 rebuilt from a new snapshot a ``resync`` line gives its top of book (the trades
@@ -20,10 +27,10 @@ import zmq
 
 from clients import runtime
 from clients.client import MarketDataClient
-from clients.terminal import clock, open_feeds, side_text, until_interrupted
+from clients.terminal import clock, open_feeds, phase_text, side_text, uncross_text, until_interrupted
 from config.settings import Config
 from engine.instrument import Instrument
-from servers.protocol import Quote, Trade
+from servers.protocol import AuctionSummary, Indicative, PhaseUpdate, Quote, Trade
 
 POLL_MS = 200
 """How long the tape waits for market data before it looks again (snapshot retries need a turn)."""
@@ -51,13 +58,23 @@ class SymbolTape:
         return lines
 
     def line(self, message) -> str | None:
-        """A trade's or a quote's line; None for what the tape does not show (depth updates)."""
-        if type(message) is Trade:
+        """The line of a trade, a quote, a phase change, an indicative uncross or an auction; None
+        for what the tape does not show (depth updates)."""
+        kind = type(message)
+        if kind is Trade:
             text = f"{message.quantity} @ {self.instrument.format_price(message.price)}"
             return self._line(message.time, "trade", f"{text}  aggressor {message.aggressor.name}")
-        if type(message) is Quote:
+        if kind is Quote:
             return self._line(message.time, "quote", self.quote(message.bid_price, message.bid_quantity,
                                                                 message.ask_price, message.ask_quantity))
+        if kind is PhaseUpdate:
+            return self._line(message.time, "phase", phase_text(message.phase, message.reason, message.until))
+        if kind is Indicative:
+            uncross = uncross_text(self.instrument, message.price, message.volume)
+            return self._line(message.time, "phase", f"indicative uncross {uncross}")
+        if kind is AuctionSummary:
+            uncross = uncross_text(self.instrument, message.price, message.volume)
+            return self._line(message.time, "auction", f"{uncross} uncrossed")
         return None
 
     def quote(self, bid_price: int, bid_quantity: int, ask_price: int, ask_quantity: int) -> str:
@@ -70,7 +87,7 @@ class SymbolTape:
         return self.quote(*bid, *ask)
 
     def _line(self, nanoseconds: int, kind: str, text: str) -> str:
-        return f"{clock(nanoseconds)}  {self.instrument.symbol:<{self.width}}  {kind:<6}  {text}"
+        return f"{clock(nanoseconds)}  {self.instrument.symbol:<{self.width}}  {kind:<7} {text}"
 
 
 def main(config: Config, argv: list[str]) -> int:

@@ -3,9 +3,9 @@
 Prices and quantities are integers (ticks, lots) from the wire to the core; this
 module is where they meet people: prices typed and shown as decimals in currency
 units (`Instrument.price_scale` ticks per unit), exchange times as times of day,
-and the TES's reject texts, which name the rule broken and its values in ticks,
-shown in decimals. It also opens the market-data feeds, saying clearly when no
-order book server answers.
+trading phases and uncrosses in words (`phase_text`, `uncross_text`), and the TES's
+reject texts, which name the rule broken and its values in ticks, shown in decimals.
+It also opens the market-data feeds, saying clearly when no order book server answers.
 
 Reject texts
 ------------
@@ -34,11 +34,15 @@ from clients.client import MarketDataClient, RequestTimeout
 from clients.runtime import UsageError
 from config.settings import Config
 from engine.instrument import Instrument
-from engine.types import RejectReason
+from engine.types import Phase, RejectReason
+from servers.protocol import PhaseReason
 
 PRICE_REASONS = frozenset({RejectReason.PRICE_OFF_TICK, RejectReason.PRICE_OUTSIDE_BAND, RejectReason.NOTIONAL_LIMIT,
                            RejectReason.STOP_PRICE_TOO_FAR, RejectReason.STOP_WOULD_TRIGGER})
 """The reasons whose texts hold only prices (ticks) and notionals (ticks x lots)."""
+PHASE_WORDS = {Phase.CONTINUOUS: "continuous", Phase.CALL: "call", Phase.HALTED: "halted"}
+REASON_WORDS = {PhaseReason.OPERATOR: "operator", PhaseReason.SCHEDULE: "schedule",
+                PhaseReason.VOLATILITY: "volatility interruption"}
 _NUMBER = re.compile(r"-?\d+")
 _TIME_OF_DAY = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?")
 
@@ -108,6 +112,21 @@ def clock(nanoseconds: int) -> str:
     """An exchange time (nanoseconds since the epoch, UTC) as ``HH:MM:SS.ffffff``, UTC."""
     seconds, rest = divmod(nanoseconds, 1_000_000_000)
     return f"{time.strftime('%H:%M:%S', time.gmtime(seconds))}.{rest // 1000:06d}"
+
+
+def phase_text(phase: Phase, reason: PhaseReason | None = None, until: int = 0) -> str:
+    """A trading phase in words, with why when known: ``continuous``, ``halted (operator)``,
+    ``call (volatility interruption until 14:02:05.000000)`` (``until`` UTC, as `clock`)."""
+    words = PHASE_WORDS[Phase(phase)]
+    if reason is None:
+        return words
+    why = REASON_WORDS[PhaseReason(reason)]
+    return f"{words} ({why} until {clock(until)})" if until else f"{words} ({why})"
+
+
+def uncross_text(instrument: Instrument, price: int, volume: int) -> str:
+    """An uncross, indicative or done: ``40 @ 100.05``, or ``none`` when nothing would trade (volume 0)."""
+    return "none" if volume == 0 else f"{volume} @ {instrument.format_price(price)}"
 
 
 def side_text(instrument: Instrument, price: int, quantity: int) -> str:

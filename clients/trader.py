@@ -18,6 +18,13 @@ time, or an ISO date and time; `clients.terminal.parse_time`), which replaces th
 force flags. Flags that do not go together, or a GTD time already past, are refused before
 anything is sent.
 
+``book SYMBOL`` shows the TES's view of the book: its trading phase in the title
+(``ACME  call  last 99.87  (market-data sequence 153)``) and, in a call or a halt, the
+indicative uncross (``indicative uncross 40 @ 100.05``, ``none`` when nothing would
+trade; the book may be crossed then), with why the phase changed (``call (volatility
+interruption until 14:02:05.000000)``). The last auction comes with the market data only: the
+live ladder (``python main.py -c book``) and the tape show it.
+
 Input
 -----
 On a terminal (stdin and stdout), lines are read with prompt_toolkit: line
@@ -60,10 +67,10 @@ from prompt_toolkit.patch_stdout import patch_stdout
 from clients import runtime
 from clients.client import ClientError, ExchangeClient, LogonError, RequestRejected, RequestTimeout, SessionEnded
 from clients.reports import ReportWords
-from clients.terminal import PriceError, TimeError, local_time, parse_price, parse_time
+from clients.terminal import PriceError, TimeError, local_time, parse_price, parse_time, phase_text, uncross_text
 from config.settings import STP_MODES, Config, stp_mode
 from engine.instrument import Instrument
-from engine.types import OrderType, RejectReason, Side, TimeInForce
+from engine.types import OrderType, Phase, RejectReason, Side, TimeInForce
 from servers.protocol import (
     CancelRejected,
     LoggedOut,
@@ -489,7 +496,10 @@ class TraderShell:
         book = self.client.book(instrument.symbol, args.levels)
         self.pump()
         last = "none" if book.last_price is None else instrument.format_price(book.last_price)
-        self.say(f"{book.symbol}  last {last}  (market-data sequence {book.sequence})")
+        phase = phase_text(book.phase, book.phase_reason, book.phase_until)
+        self.say(f"{book.symbol}  {phase}  last {last}  (market-data sequence {book.sequence})")
+        if book.phase != Phase.CONTINUOUS:
+            self.say(f"indicative uncross {uncross_text(instrument, book.indicative_price, book.indicative_volume)}")
         self.say(f"{'orders':>7} {'bid qty':>9} {'bid':>10} | {'ask':<10} {'ask qty':<9} {'orders':<7}")
         for row in range(max(len(book.bids), len(book.asks))):
             bid = book.bids[row] if row < len(book.bids) else None

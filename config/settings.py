@@ -11,6 +11,7 @@ and limit of every process comes from here, never from literals in code.
 import ipaddress
 import os
 import tomllib
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
@@ -18,7 +19,7 @@ import msgspec
 
 from config.api_keys import parse_hash
 from engine.instrument import Instrument
-from engine.types import SelfTradePrevention
+from engine.types import Phase, SelfTradePrevention
 
 DEFAULT_PATH = Path(__file__).with_name("exchange.toml")
 ENV_FILE = "EXCHANGE_CONFIG"
@@ -87,6 +88,65 @@ class ShardConfig(Struct):
 class InstrumentConfig(Instrument, frozen=True, forbid_unknown_fields=True):
     reference_price: Positive = 10_000
     """Centre of the price band until the first trade."""
+
+
+PhaseName = Literal["call", "continuous", "closed"]
+"""The phases a schedule names; "closed" is the book's HALTED phase (`engine.types.Phase`)."""
+SCHEDULED_PHASES: dict[str, Phase] = {"call": Phase.CALL, "continuous": Phase.CONTINUOUS, "closed": Phase.HALTED}
+TIME_OF_DAY = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$"
+NonNegative = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class ScheduleEntry(Struct):
+    """From ``at`` (a local time of day in ``phases.time_zone``, HH:MM or HH:MM:SS) on, every day,
+    the instrument trades in ``phase``, until the schedule's next entry (after the last: the first's
+    of the next day)."""
+
+    at: Annotated[str, msgspec.Meta(pattern=TIME_OF_DAY)]
+    phase: PhaseName
+
+    @property
+    def seconds(self) -> int:
+        """``at`` in seconds after midnight."""
+        hours, minutes, *seconds = (int(part) for part in self.at.split(":"))
+        return hours * 3600 + minutes * 60 + (seconds[0] if seconds else 0)
+
+
+class InstrumentPhasesConfig(Struct):
+    """One instrument's trading schedule and volatility interruption (`servers.phases`)."""
+
+    symbol: str
+    schedule: list[ScheduleEntry] = []
+    """Empty: continuous trading at all times (phases change only by the operator or a volatility
+    interruption)."""
+    static_band_bps: NonNegative = 0
+    """A trade further than this from the previous close (the last trade price when the previous
+    trading day ended, before that ``reference_price``) interrupts continuous trading; 0: no band."""
+    dynamic_band_bps: NonNegative = 0
+    """A trade further than this from the last trade before its command interrupts; 0: no band."""
+    volatility_call_s: NonNegative = 0
+    """How long an interruption's call lasts (seconds); needed with either band."""
+
+    def __post_init__(self) -> None:
+        times = [entry.seconds for entry in self.schedule]
+        if any(later <= earlier for earlier, later in zip(times, times[1:], strict=False)):
+            raise ValueError(f"the schedule of {self.symbol} must list its times of day in increasing order, each "
+                             f"once: {', '.join(entry.at for entry in self.schedule)}")
+        if (self.static_band_bps or self.dynamic_band_bps) and not self.volatility_call_s:
+            raise ValueError(f"{self.symbol} has a volatility band but volatility_call_s is 0: set how long an "
+                             "interruption's call lasts")
+
+
+class PhasesConfig(Struct):
+    """Trading phases (`servers.phases`): schedules and volatility interruptions per instrument."""
+
+    time_zone: Annotated[str, msgspec.Meta(min_length=1)] = "UTC"
+    """The IANA time zone of the schedules' times of day (e.g. Europe/London)."""
+    instruments: list[InstrumentPhasesConfig] = []
+    """Instruments not listed trade continuously, with no volatility interruption."""
+
+    def of(self, symbol: str) -> "InstrumentPhasesConfig | None":
+        return next((i for i in self.instruments if i.symbol == symbol), None)
 
 
 StpMode = Literal["none", "cancel-taker", "cancel-maker", "cancel-both", "decrement"]
@@ -325,6 +385,7 @@ class Config(Struct):
     frontend: FrontendConfig = FrontendConfig()
     fix: FixConfig = FixConfig()
     api: ApiConfig = ApiConfig()
+    phases: PhasesConfig = PhasesConfig()
 
     def instrument(self, symbol: str) -> InstrumentConfig | None:
         return next((i for i in self.instruments if i.symbol == symbol), None)
@@ -436,10 +497,23 @@ def check(config: Config) -> None:
             parse_hash(trader.api_key_hash)
         except ValueError as exc:
             raise ConfigError(f"traders[{index}].api_key_hash: {exc}") from None
+    _check_phases(config.phases, symbols)
     for index, bot in enumerate(config.up.bots):
         if bot.symbol not in symbols:
             raise ConfigError(f"up.bots[{index}].symbol: {bot.symbol!r} is not an instrument")
     _check_loopback(config)
+
+
+def _check_phases(phases: PhasesConfig, symbols: list[str]) -> None:
+    try:
+        zoneinfo.ZoneInfo(phases.time_zone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        raise ConfigError(f"phases.time_zone: {phases.time_zone!r} is not a known IANA time zone (e.g. UTC, "
+                          "Europe/London)") from None
+    _unique([i.symbol for i in phases.instruments], "phases.instruments", "symbol")
+    for index, instrument in enumerate(phases.instruments):
+        if instrument.symbol not in symbols:
+            raise ConfigError(f"phases.instruments[{index}].symbol: {instrument.symbol!r} is not an instrument")
 
 
 def _check_loopback(config: Config) -> None:

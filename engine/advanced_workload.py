@@ -1,7 +1,9 @@
 """The `advanced` workload: a version-2 stream (STREAM_V2_DTYPE) exercising every advanced order and phase.
 
 Single-symbol and deterministic like the other profiles (`engine.workload`): the same
-arguments give a byte-identical array, whichever correct book simulates it. The fair value
+arguments give a byte-identical array, whichever correct book simulates it (the native book
+if it is built, `engine.workload.fastest_book`; the books are event for event identical,
+and the generator reads only their events, best prices, ``len`` and ``order(id)``). The fair value
 walks as in `standard` (same random walk around CENTRE), and limit orders are placed around
 it as there (a fifth of them through the opposite best). On top of that:
 
@@ -40,7 +42,6 @@ whatever its kind, in batches of CHUNK, so the output depends only on the argume
 
 import numpy as np
 
-from engine.book import ReferenceBook
 from engine.messages import ClockAdvanced, OrderAccepted, PhaseChanged
 from engine.progress import Report
 from engine.replay import apply_row_v2
@@ -57,6 +58,7 @@ from engine.workload import (
     _integer,
     _limit_order,
     _share_table,
+    fastest_book,
 )
 
 CYCLE = 8_000
@@ -386,12 +388,13 @@ def _chunk(sim, shares, rng, first: int, count: int, deviation: float) -> float:
 
 
 def advanced(
-    messages: int, seed: int, book: BookFactory = ReferenceBook, progress: Report | None = None
+    messages: int, seed: int, book: BookFactory = fastest_book, progress: Report | None = None
 ) -> np.ndarray:
     """The advanced workload: ``messages`` STREAM_V2_DTYPE records from ``seed`` (module docstring).
 
     ``book`` builds the book simulated to know live orders and best prices (any correct
-    book gives the same output; the reference book by default). ``progress``, if given, is
+    book gives the same output; by default the native book if it is built, else the reference
+    book). ``progress``, if given, is
     called with the messages made so far after each CHUNK.
     """
     messages, seed = _integer("messages", messages, 1), _integer("seed", seed, 0)

@@ -2,7 +2,8 @@
 
 One exchange session per browser session (`frontend.portal`), logged out when the trader logs
 out or the browser session has been gone for ``frontend.session_grace_s``. The live parts (the
-top of book, the ladder, the tape, orders, fills, positions, the chart) are fragments that
+top of book with, outside continuous trading, the phase and its indicative uncross, the ladder,
+the tape, orders, fills, positions, the chart) are fragments that
 rerun on their own, so the page stays usable while they refresh. Whatever goes wrong is a
 message on the page, never a traceback: `shown_errors` wraps every part.
 """
@@ -20,11 +21,12 @@ from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from clients.client import LogonError
+from clients.terminal import phase_text, uncross_text
 from config.settings import Config, ConfigError, load_config
 from database import queries
 from database.store import StoreUnavailable, database_url, make_engine, transaction
 from database.ticks.queries import TickHistory
-from engine.types import OrderType, Side, TimeInForce
+from engine.types import OrderType, Phase, Side, TimeInForce
 from frontend import charts, views
 from frontend.portal import ExchangeUnavailable, InputError, PortalSession, PortalSessions
 from servers.protocol import CancelRejected, OrderRejected, ReplaceRejected
@@ -145,6 +147,10 @@ def market(session: PortalSession, symbol: str) -> None:
         columns[1].metric("Best offer", views.side_quote(instrument, ask))
         columns[2].metric("Spread", views.spread_text(instrument, bid, ask))
         columns[3].metric("Last", "--" if last is None else instrument.format_price(last))
+        if feed.phase != Phase.CONTINUOUS:
+            uncross = uncross_text(instrument, feed.indicative_price, feed.indicative_volume)
+            st.warning(f"{symbol} trading phase: {phase_text(feed.phase, feed.phase_reason, feed.phase_until)}; "
+                       f"indicative uncross {uncross}", icon=":material/pause_circle:")
         left, right = st.columns([3, 2])
         bids, asks = feed.depth(LEVELS)
         ladder = views.ladder(instrument, bids, asks)

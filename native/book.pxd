@@ -164,6 +164,8 @@ cdef class NativeBook:
     cdef int _grow(self, int64_t held) noexcept nogil
     cdef int _grow_buffers(self, int64_t events, int64_t fills) noexcept nogil
     cdef int64_t _replace_slices(self, int64_t order_id, int64_t quantity, bint* guarded) noexcept nogil
+    cdef int64_t _taking(self, const NewOrder* n) noexcept nogil
+    cdef int64_t _replace_taking(self, int64_t order_id, int64_t price, int64_t quantity) noexcept nogil
 
     # ---- the batch replay: how many messages it did (fewer than n only when out of memory)
     cdef int64_t _replay_v1(self, const StreamRecord* records, int64_t n, int64_t* counts) noexcept nogil

@@ -300,6 +300,16 @@ cdef inline object price_level(const Level* level):
     return PriceLevel(level.price, level.quantity, level.count)
 
 
+cdef inline object recent_int(int64_t value, int64_t first_value, object first, int64_t second_value,
+                              object second):
+    """``value`` as a Python int: ``first`` or ``second`` if it is one of them (None: none yet), else new."""
+    if first is not None and value == first_value:
+        return first
+    if second is not None and value == second_value:
+        return second
+    return value
+
+
 cdef void* grow(void* block, int64_t count, size_t size) noexcept nogil:
     """Resize ``block`` to ``count`` items of ``size`` bytes; NULL (block intact) on failure."""
     return PyMem_RawRealloc(block, <size_t>count * size)
@@ -365,7 +375,7 @@ cdef class NativeBook:
                 | as_int64(expire_at, &n.expire_at)):
             self._prepare(0, 1, False)
             return [OrderRejected(order_id, OUT_OF_RANGE, OUT_OF_RANGE.text)]
-        self._prepare(min(max(n.quantity, 0), MAX_QUANTITY), new_slices(&n), n.owner != 0 and n.stp != NONE)
+        self._prepare(self._taking(&n), new_slices(&n), n.owner != 0 and n.stp != NONE)
         self._submit(&n)
         return self._drain()
 
@@ -385,7 +395,7 @@ cdef class NativeBook:
         if as_int64(order_id, &o) | as_int64(price, &p) | as_int64(quantity, &q):
             self._prepare(0, 1, False)
             return [ReplaceRejected(order_id, OUT_OF_RANGE, OUT_OF_RANGE.text)]
-        self._prepare(min(max(q, 0), MAX_QUANTITY), self._replace_slices(o, q, &guarded), guarded)
+        self._prepare(self._replace_taking(o, p, q), self._replace_slices(o, q, &guarded), guarded)
         self._replace(o, p, q)
         return self._drain()
 
@@ -716,6 +726,26 @@ cdef class NativeBook:
         guarded[0] = self.orders.infos[o].owner != 0 and self.orders.infos[o].stp != NONE
         return iceberg_slices(quantity, self.orders.infos[o].display)
 
+    cdef int64_t _taking(self, const NewOrder* n) noexcept nogil:
+        """`_reserve`'s ``taking`` for new order ``n`` (fields not yet validated): nothing for a limit
+        order that cannot trade on arrival (outside continuous trading, or short of the best opposite
+        price: reserving for its quantity beside an iceberg of many slices could ask for more memory
+        than there is), else its quantity."""
+        if (n.order_type == LIMIT and (n.side == BUY or n.side == SELL)
+                and (self.trading != CONTINUOUS or not self._would_take(<int>n.side, n.price))):
+            return 0
+        return min(max(n.quantity, 0), MAX_QUANTITY)
+
+    cdef int64_t _replace_taking(self, int64_t order_id, int64_t price, int64_t quantity) noexcept nogil:
+        """`_reserve`'s ``taking`` for a replace of ``order_id`` to ``price`` and ``quantity`` (not yet
+        validated): nothing when it cannot trade (refused, outside continuous trading, or re-entering
+        short of the best opposite price, a reduction in place included), else the new quantity."""
+        cdef int32_t o = live_get(&self.live, order_id)
+        if (o == -1 or not 0 < quantity <= MAX_QUANTITY or self.trading != CONTINUOUS
+                or self.orders.slots[o].state != RESTING or not self._would_take(self.orders.slots[o].side, price)):
+            return 0
+        return quantity
+
     # ================================================================ internals: the batch replay
 
     cdef int64_t _replay_v1(self, const StreamRecord* records, int64_t n, int64_t* counts) noexcept nogil:
@@ -770,7 +800,14 @@ cdef class NativeBook:
             own = new_slices(&order)
             if r.kind == STREAM_REPLACE:
                 own = self._replace_slices(r.target_id, r.qty, &guarded)
-            taking = self.live.count if r.kind == STREAM_PHASE else min(max(r.qty, 0), MAX_QUANTITY)
+            if r.kind == STREAM_PHASE:
+                taking = self.live.count
+            elif order.order_type != -1:
+                taking = self._taking(&order)
+            elif r.kind == STREAM_REPLACE:
+                taking = self._replace_taking(r.target_id, r.price, r.qty)
+            else:
+                taking = min(max(r.qty, 0), MAX_QUANTITY)
             if (self._reserve(True, taking, own, guarded) != 0
                     or (r.kind == STREAM_PHASE and auction_reserve(&self.auction, ladder_levels(&self.ladder)) != 0)):
                 counts[0], counts[1] = accepted, rejected
@@ -1545,18 +1582,29 @@ cdef class NativeBook:
         e.order_id, e.code = order_id, code
 
     cdef list _drain(self):
-        """Turn the buffered events of the last command into event Structs."""
+        """Turn the buffered events of the last command into event Structs.
+
+        A fill's ids and price mostly repeat the fill's before it (a taker sweeping a level, an
+        uncross pairing one order with several), so those of the previous fill are reused rather
+        than made again: a third of what a fill costs here is making Python ints."""
         cdef list out = []
         cdef Event* e
         cdef int64_t i
+        cdef int64_t maker_id = 0, taker_id = 0, price = 0
+        cdef object maker = None, taker = None, price_int = None, new_maker
         if self.event_count > self.event_capacity:
             raise SystemError(f"a command made {self.event_count} events, more than the "
                               f"{self.event_capacity} reserved for it: a bug in NativeBook._reserve")
         for i in range(self.event_count):
             e = &self.events[i]
             if e.kind == EV_FILLED:
-                out.append(_OrderFilled(e.order_id, e.other_id, e.price, e.quantity, e.leaves,
-                                        e.other_leaves, SIDES[e.side], e.sequence))
+                new_maker = recent_int(e.order_id, maker_id, maker, taker_id, taker)
+                taker = recent_int(e.other_id, maker_id, maker, taker_id, taker)
+                maker, maker_id, taker_id = new_maker, e.order_id, e.other_id
+                if price_int is None or e.price != price:
+                    price_int, price = e.price, e.price
+                out.append(_OrderFilled(maker, taker, price_int, e.quantity, e.leaves, e.other_leaves,
+                                        SIDES[e.side], e.sequence))
             elif e.kind == EV_ACCEPTED:
                 out.append(_OrderAccepted(e.order_id, SIDES[e.side], ORDER_TYPES[e.order_type], TIFS[e.tif], e.price,
                                           e.quantity, e.leaves, e.other_leaves, e.flags, e.other_id, STPS[e.stp],

@@ -67,15 +67,18 @@ and last trade price) in msgpack, after a header, little-endian::
     16      4     crc32 of the payload
     20      n     payload
 
-Format versions: 4 (written) adds to each book the state of the advanced orders and
-phases (`engine.snapshot`: resting orders' details, held stops, waiting auction market
-orders, the phase, the logical clock, the last trade price); 3 holds each book's accepted
-ids by the words of 64 ids they fill, runs of full words as ranges, others as masks or
-lone ids; 2 held them as ranges of consecutive ids (16 bytes per run, however short); 1
-listed every id (8 bytes each). Files of versions 1 to 3 are still read, converted on
-reading (their books had none of the advanced state but the last trade price, which is
-the symbol's), so an upgrade finds its snapshots readable (an OBS whose journal before
-them was discarded could not start otherwise).
+Format versions: 5 (written) adds to each symbol its `servers.phases.PhaseState` (the last
+phase command's reason and time, a volatility interruption's end, the previous close, an
+interruption owed; version 4 files read with none of these: no phase command yet); 4 adds
+to each book the state of the advanced orders and phases (`engine.snapshot`: resting
+orders' details, held stops, waiting auction market orders, the phase, the logical clock,
+the last trade price); 3 holds each book's accepted ids by the words of 64 ids they fill,
+runs of full words as ranges, others as masks or lone ids; 2 held them as ranges of
+consecutive ids (16 bytes per run, however short); 1 listed every id (8 bytes each). Files
+of versions 1 to 4 are still read, those of 1 to 3 converted on reading (their books had none of the
+advanced state but the last trade price, which is the symbol's), so an upgrade finds its
+snapshots readable (an OBS whose journal before them was discarded could not start
+otherwise).
 
 A file whose header, length or CRC does not match, or whose payload does not
 decode, is skipped with a warning (`read_snapshots`): recovery falls back to an
@@ -115,6 +118,7 @@ import numpy as np
 
 from config.settings import JournalConfig
 from engine.snapshot import BookSnapshot, id_records, id_records_of_ranges
+from servers.phases import PhaseState
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +141,7 @@ KEEP_SNAPSHOTS = 2
 SNAPSHOT_NAME = re.compile(r"^snapshot-(\d+)\.msgpack$")
 SNAPSHOT_HEADER = struct.Struct("<4sIQI")
 SNAPSHOT_MAGIC = b"OBSS"
-SNAPSHOT_VERSION = 4
+SNAPSHOT_VERSION = 5
 TEMPORARY_SUFFIX = ".tmp"
 
 _sync = getattr(os, "fdatasync", os.fsync)
@@ -587,6 +591,7 @@ class SymbolSnapshot(msgspec.Struct, frozen=True):
     book: BookSnapshot
     market_data_sequence: int
     last_price: int | None
+    phases: PhaseState = PhaseState()
 
 
 class ShardSnapshot(msgspec.Struct, frozen=True):
@@ -660,6 +665,7 @@ _SNAPSHOT_READERS = {
     1: lambda payload: _from_old_version(_old_decoder.decode(payload), 1),
     2: lambda payload: _from_old_version(_old_decoder.decode(payload), 2),
     3: lambda payload: _with_last_prices(_snapshot_decoder.decode(payload)),
+    4: _snapshot_decoder.decode,
     SNAPSHOT_VERSION: _snapshot_decoder.decode,
 }
 """Format version -> payload decoder giving the current `ShardSnapshot`."""

@@ -20,9 +20,11 @@ complete the handshake (the ZAP handler checks them), so nothing from any other
 process reaches the loop. Each frame carries its sender's role, and a command the
 role may not send is answered ``CommandRefused(..., NOT_AUTHORIZED)`` and never
 journaled: ``Hello`` only as the TES id of the sender's key, BookSubmit, BookCancel
-and BookReplace only on order ids of that TES's prefix, BookExpireDay only from the
-operator. Market data and snapshots change nothing and are open to any local
-process. With ``security.keys_dir = ""`` (loopback only) every peer may do anything.
+and BookReplace only on order ids of that TES's prefix, BookExpireDay and BookSetPhase
+only from the operator. A BookSetPhase with reason VOLATILITY or a non-zero ``until`` is
+refused from every peer, CURVE on or off: only this OBS makes volatility interruptions.
+Market data and snapshots change nothing and are open to any local process. With
+``security.keys_dir = ""`` (loopback only) every peer may do anything else.
 
 Conversation with a TES
 -----------------------
@@ -33,8 +35,8 @@ Conversation with a TES
   and then answers ``HelloReply(symbols, max_order_id, last_sequence, replay_complete,
   last_prices)``; with ``replay_complete`` False the TES catches up from the journal stream.
   Commands before Hello are served.
-- BookSubmit, BookCancel, BookReplace and BookExpireDay on a symbol of the shard take the
-  next shard sequence, are journaled, run and answered with ``Executed(sequence, symbol,
+- BookSubmit, BookCancel, BookReplace, BookExpireDay and BookSetPhase on a symbol of the
+  shard take the next shard sequence, are journaled, run and answered with ``Executed(sequence, symbol,
   events)``: to the sender and, once per command, to each TES (``order_id >> 48``) that
   said Hello and owns another order the command touched (either order of a fill, an order
   expired, canceled or decremented by self-trade prevention, a stop triggered).
@@ -44,6 +46,16 @@ Conversation with a TES
   start of a loop turn, and sends its ``Executed`` to the TES of every order it expired.
   The first turn after recovery does so at once for every order whose expiry passed while
   the OBS was down. Nothing is issued for a book without a live GTD order.
+- Trading phases (`servers.phases`): at the start of a loop turn, when an instrument's
+  schedule has a change due, or a volatility interruption's call has run its time, the OBS
+  sequences and journals ``BookSetPhase(symbol, phase, SCHEDULE | VOLATILITY)`` itself, as a
+  turn of its own; the first turn after recovery does so for a change missed while it was
+  down, and for an interruption owed by the last command before a crash. A command whose
+  fills printed outside a volatility band is followed, at the next sequence in the same turn,
+  by the ``BookSetPhase(symbol, CALL, VOLATILITY, until)`` of its interruption. An uncross's
+  ``Executed`` goes to the TES of every order it filled or canceled. A BookSetPhase with an
+  unknown phase is journaled and answered with the book's ``CommandRejected``
+  (UNKNOWN_PHASE), like a clock command going back: every operator command is in the journal.
 - A command on a symbol the shard does not own: ``CommandRefused(symbol, order_id,
   UNKNOWN_SYMBOL)`` (order_id 0 for BookExpireDay); ``BookQuery`` -> ``BookView``, or for
   an unknown symbol ``CommandRefused`` carrying the request_id as ``order_id``. None of
@@ -84,11 +96,13 @@ from servers.journal import (
     first_record,
     write_snapshot,
 )
+from servers.phases import Planner, guards, schedules
 from servers.protocol import (
     MARKS_TOPIC,
     BookExpireDay,
     BookQuery,
     BookSetClock,
+    BookSetPhase,
     Codec,
     CommandRefused,
     FrameTooLarge,
@@ -96,6 +110,7 @@ from servers.protocol import (
     HelloReply,
     Mark,
     ObsRequest,
+    PhaseReason,
     QueryRejected,
     SnapshotRequest,
     encode_frames,
@@ -146,8 +161,12 @@ class OrderBookServer:
         self.symbols = list(shard.symbols)
         self.directory = Path(shard.journal_dir)
         self.snapshot_every = config.journal.snapshot_every
+        self.guards = guards(config, self.symbols)
+        self.planner = Planner(self.symbols, schedules(config, self.symbols), self.guards)
+        self.phases_at = 0
+        """The wall time (ns) at or after which a phase command of the OBS's own may be due (0: at once)."""
         try:
-            self.state, self.journal = recover(self.directory, self.symbols, config.journal)
+            self.state, self.journal = recover(self.directory, self.symbols, config.journal, self.guards)
             self.state.keep_replies(config.journal.replies_kept)
         except JournalDamaged as exc:
             raise RecoveryError(exc.message(shard.name)) from None
@@ -234,9 +253,10 @@ class OrderBookServer:
         poller.register(self.snapshots, zmq.POLLIN)
         try:
             while self.running and self.journal.failed is None:
-                # GTD expiries due first: their clock commands are a turn of their own (`_expire_due`),
-                # and the wait for input ends in time for the next one.
+                # GTD expiries and phase changes due first: their commands are turns of their own
+                # (`_expire_due`, `_phases_due`), and the wait for input ends in time for the next.
                 self._expire_due()
+                self._phases_due()
                 ready = dict(poller.poll(self._wait_ms()))
                 if self.commands in ready:
                     self._serve_commands()
@@ -282,11 +302,14 @@ class OrderBookServer:
 
     def _wait_ms(self) -> int:
         """How long the loop may wait for input: `IDLE_WAIT_S`, or less when a GTD order expires
-        sooner (while the journal takes writes: else expiries wait for it like any command)."""
+        or a phase command may be due sooner (while the journal takes writes: else they wait for it
+        like any command)."""
         wait = IDLE_WAIT_S * 1000
-        expiry = self.state.next_expiry()
-        if expiry is not None and self.journal.unwritable is None:
-            wait = min(wait, max(0, (expiry - clock()) // 1_000_000 + 1))
+        if self.journal.unwritable is None:
+            due, expiry = self.phases_at, self.state.next_expiry()
+            if expiry is not None:
+                due = min(due, expiry)
+            wait = min(wait, max(0, (due - clock()) // 1_000_000 + 1))
         return int(wait)
 
     def _expire_due(self) -> None:
@@ -303,6 +326,23 @@ class OrderBookServer:
         for symbol in state.due(stamp):
             sequence += 1
             work.append((None, BookSetClock(symbol, stamp), sequence, stamp))
+        if work:
+            self._finish_turn(work)
+
+    def _phases_due(self) -> None:
+        """Sequence the phase commands of the OBS's own now due (`servers.phases.Planner`) and run them as
+        a turn of their own; nothing while the journal refuses writes. Looks no further until
+        `phases_at`: the next scheduled change or interruption's end (sooner after a phase command)."""
+        now = clock()
+        if now < self.phases_at or not self.journal.writable():
+            return
+        stamp = max(self.state.time, now)
+        commands, self.phases_at = self.planner.due(self.state, stamp)
+        sequence = self.state.sequence
+        work = []
+        for command in commands:
+            sequence += 1
+            work.append((None, command, sequence, stamp))
         if work:
             self._finish_turn(work)
 
@@ -323,7 +363,7 @@ class OrderBookServer:
             for message in messages:
                 kind = type(message)
                 if kind in JOURNALED and message.symbol in feeds:
-                    if peer is not ANYONE and not _permits(peer, kind, message):
+                    if (peer is not ANYONE or kind is BookSetPhase) and not _permits(peer, kind, message):
                         work.append((identity, message, REFUSED, 0))
                     elif not writable:
                         work.append((identity, message, UNJOURNALED, 0))
@@ -385,17 +425,30 @@ class OrderBookServer:
 
         market_data: list = []
         entries: list[tuple[int, bytes]] = []
+
+        def execute(identity: bytes | None, command, stamp: int) -> None:
+            sequence = state.sequence + 1
+            entry, executed, concerned = state.execute(sequence, stamp, command, market_data)
+            entries.append((sequence, entry))
+            reply(identity, executed)
+            sent = {identity}
+            for tes_id in concerned:
+                destination = tes.get(tes_id)
+                if destination is not None and destination not in sent:
+                    sent.add(destination)
+                    reply(destination, executed)
+
         for identity, message, sequence, stamp in work:
             if sequence > 0:
-                entry, executed, concerned = state.execute(sequence, stamp, message, market_data)
-                entries.append((sequence, entry))
-                reply(identity, executed)
-                sent = {identity}
-                for tes_id in concerned:
-                    destination = tes.get(tes_id)
-                    if destination is not None and destination not in sent:
-                        sent.add(destination)
-                        reply(destination, executed)
+                # Sequenced in `work` in arrival order; a volatility interruption inserted after a
+                # command takes the next sequence, and those after it move up by one.
+                execute(identity, message, stamp)
+                if type(message) is BookSetPhase:
+                    self.phases_at = 0
+                if state.owed:
+                    for symbol in sorted(state.owed):
+                        execute(None, self.guards[symbol].interruption(symbol, stamp), stamp)
+                    self.phases_at = 0
             elif sequence == REFUSED:
                 reply(identity, self._refuse(message))
             elif sequence == UNJOURNALED:
@@ -589,7 +642,7 @@ class OrderBookServer:
                       "write succeeds, tried again at most once a second; queries and market data go on",
                       self.journal.path, self._journal_error(), JOURNAL_UNAVAILABLE)
         kept = self.state.history.maxlen
-        self.state, _ = load(self.directory, self.symbols)
+        self.state, _ = load(self.directory, self.symbols, guards=self.guards)
         self.state.keep_replies(kept)
         return self._execute([(identity, message, UNJOURNALED if sequence > 0 else sequence, 0)
                               for identity, message, sequence, _ in work])[:2]
@@ -622,8 +675,11 @@ def serve(config: Config, args=None) -> int:
 
 
 def _permits(peer: security.Peer, kind: type, command) -> bool:
-    """Whether ``peer`` may send book ``command``: the operator ends the day; a TES acts on
-    the order ids of its own prefix only."""
+    """Whether ``peer`` may send book ``command``: the operator ends the day and sets phases
+    (never a volatility interruption's: the OBS's own); a TES acts on the order ids of its own
+    prefix only."""
     if kind is BookExpireDay:
         return peer.operator
+    if kind is BookSetPhase:
+        return peer.operator and command.reason != PhaseReason.VOLATILITY and not command.until
     return peer.may_name(command.order_id)

@@ -488,6 +488,18 @@ class Positions(Message):
     positions: list[Position]
 
 
+class PhaseReason(IntEnum):
+    """Why a book's trading phase changed (`BookSetPhase`, `PhaseUpdate`)."""
+
+    OPERATOR = 0
+    """``python main.py phase``, ``halt --all`` or ``resume --all``."""
+    SCHEDULE = 1
+    """The instrument's trading schedule in the configuration."""
+    VOLATILITY = 2
+    """A volatility interruption: into a call when a trade printed outside the instrument's band,
+    and back to continuous trading (uncrossing) when the interruption's time is up."""
+
+
 class Book(Message):
     request_id: int
     symbol: str
@@ -501,6 +513,10 @@ class Book(Message):
     indicative_price: int = 0
     indicative_volume: int = 0
     """The indicative uncross in a call or a halt (0 and 0: none)."""
+    phase_reason: PhaseReason | None = None
+    phase_until: Time = 0
+    """Why the book is in ``phase`` (None: no phase command yet) and, in a volatility
+    interruption's call, when it ends."""
 
 
 class Instruments(Message):
@@ -628,18 +644,6 @@ class BookSetClock(Message):
     time: Id
 
 
-class PhaseReason(IntEnum):
-    """Why a book's trading phase changed (`BookSetPhase`, `PhaseUpdate`)."""
-
-    OPERATOR = 0
-    """``python main.py phase``, ``halt --all`` or ``resume --all``."""
-    SCHEDULE = 1
-    """The instrument's trading schedule in the configuration."""
-    VOLATILITY = 2
-    """A volatility interruption: into a call when a trade printed outside the instrument's band,
-    and back to continuous trading (uncrossing) when the interruption's time is up."""
-
-
 class BookSetPhase(Message):
     """The book's trading phase becomes ``phase`` (`engine.types.Phase`); into CONTINUOUS from a call
     or a halt the book uncrosses. From the operator, or made by the OBS itself (its schedule, a
@@ -696,6 +700,8 @@ class BookView(Message):
     phase: Phase = Phase.CONTINUOUS
     indicative_price: int = 0
     indicative_volume: int = 0
+    phase_reason: PhaseReason | None = None
+    phase_until: Time = 0
 
 
 ObsReply = HelloReply | Executed | CommandRefused | BookView
@@ -818,6 +824,9 @@ class DepthSnapshot(Message):
     indicative_price: int = 0
     indicative_volume: int = 0
     """The `Indicative` uncross as of ``sequence`` (0 and 0: none, or continuous trading)."""
+    phase_reason: PhaseReason | None = None
+    phase_until: Time = 0
+    """The reason and ``until`` of the last `PhaseUpdate` (None and 0 before any)."""
 
 
 SnapshotReply = DepthSnapshot | QueryRejected

@@ -23,6 +23,16 @@ the GTD orders its books accepted (from their OrderAccepted events, and from a r
 snapshot's resting orders and held stops); an order gone before its expiry is dropped
 from the heap when it comes up (or when the heap is compacted), so no clock command is
 ever made for a book without a live GTD order due.
+
+Trading phases
+--------------
+A `BookSetPhase` runs ``book.set_phase`` like any command (journaled, replayed). The shard
+keeps per symbol the `servers.phases.PhaseState` the OBS's own phase commands need (the
+last phase command's reason and time, a volatility interruption's end, the previous close,
+an interruption owed), derived here from the commands alone, live and in recovery alike, and
+kept in snapshots. A command other than a phase command whose fills printed outside a band of
+its symbol's `servers.phases.Guard` while CONTINUOUS owes an interruption (`owed`): the OBS
+sequences it next (`Guard.interruption`), and the phase command clears it.
 """
 
 import logging
@@ -37,6 +47,7 @@ import numpy as np
 
 from config.settings import JournalConfig
 from engine.messages import (
+    CommandRejected,
     OrderAccepted,
     OrderCanceled,
     OrderDecremented,
@@ -46,7 +57,7 @@ from engine.messages import (
 )
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.snapshot import BookSnapshot
-from engine.types import TimeInForce
+from engine.types import Phase, TimeInForce
 from native.book import BookCapture, NativeBook
 from servers.journal import (
     JOURNAL_FILE,
@@ -60,15 +71,18 @@ from servers.journal import (
     read_snapshots,
 )
 from servers.marketdata import Feed
+from servers.phases import Guard, PhaseState
 from servers.protocol import (
     BookCancel,
     BookCommand,
     BookExpireDay,
     BookReplace,
     BookSetClock,
+    BookSetPhase,
     BookSubmit,
     Executed,
     JournalEntry,
+    PhaseReason,
 )
 
 log = logging.getLogger(__name__)
@@ -80,11 +94,14 @@ REPLAY_WINDOW = 65_536
 ORDER_EVENTS = frozenset({OrderExpired, OrderCanceled, OrderDecremented, StopTriggered})
 """Events about one order (``order_id``) that may be another TES's than the command's sender's."""
 GTD = TimeInForce.GTD
-UNORDERED = frozenset({BookExpireDay, BookSetClock})
+UNORDERED = frozenset({BookExpireDay, BookSetClock, BookSetPhase})
 """Commands that name no order: no TES sent them for an order of its own."""
 COMPACT_AT = 65_536
 """The expiry heap is compacted (entries of orders gone dropped) when it grows past this, or past
 twice its size after the last compaction."""
+CONTINUOUS, CALL = Phase.CONTINUOUS, Phase.CALL
+VOLATILITY = PhaseReason.VOLATILITY
+NO_PHASES = PhaseState()
 _encode = msgspec.msgpack.Encoder().encode
 
 
@@ -92,7 +109,8 @@ class Shard:
     """The symbols' books (`NativeBook`), their market-data feeds and the shard's sequence."""
 
     def __init__(self, feeds: dict[str, Feed], sequence: int = 0, max_ids: dict[int, int] | None = None,
-                 time: int = 0) -> None:
+                 time: int = 0, guards: dict[str, Guard] | None = None,
+                 phases: dict[str, PhaseState] | None = None) -> None:
         self.feeds = feeds
         self.sequence = sequence
         """The sequence of the last command executed (0 before any)."""
@@ -113,10 +131,17 @@ class Shard:
         may be gone (`due` and `_compact` drop them)."""
         self._compact_at = COMPACT_AT
         self._max_ids = max_ids or {}
+        self.guards = guards or {}
+        """Symbol -> its volatility bands (symbols without are absent)."""
+        self.phases = {symbol: NO_PHASES for symbol in feeds} | (phases or {})
+        """Symbol -> its `PhaseState`."""
+        self.owed: set[str] = {symbol for symbol, state in self.phases.items() if state.owed and symbol in self.guards}
+        """The symbols owing a volatility interruption (`PhaseState.owed`; one whose band has since
+        left the configuration owes none)."""
 
     @classmethod
-    def empty(cls, symbols: list[str]) -> "Shard":
-        return cls({symbol: Feed(symbol, NativeBook()) for symbol in symbols})
+    def empty(cls, symbols: list[str], guards: dict[str, Guard] | None = None) -> "Shard":
+        return cls({symbol: Feed(symbol, NativeBook()) for symbol in symbols}, guards=guards)
 
     def execute(self, sequence: int, time: int, command, market_data: list
                 ) -> tuple[bytes, msgspec.Raw, tuple[int, ...]]:
@@ -160,12 +185,26 @@ class Shard:
             events = book.replace(command.order_id, command.price, command.quantity)
         elif kind is BookSetClock:
             events = book.set_clock(command.time)
+        elif kind is BookSetPhase:
+            events = book.set_phase(command.phase)
         else:
             events = book.expire_day_orders()
+            if feed.last_price is not None:
+                self._phase_state(command.symbol, close=feed.last_price)
         self.sequence = sequence
         self.time = time
         first = len(market_data)
-        feed.update(events, market_data, time)
+        if kind is BookSetPhase:
+            feed.update(events, market_data, time, command.reason, command.until)
+            if type(events[0]) is not CommandRejected:
+                self._phase_state(command.symbol, reason=command.reason, since=time, owed=False,
+                                  until=command.until if command.reason == VOLATILITY and command.phase == CALL else 0)
+        else:
+            last_price = feed.last_price
+            feed.update(events, market_data, time)
+            guard = self.guards.get(command.symbol)
+            if guard is not None and feed.last_price is not None and len(events) > 1:
+                self._guard(command.symbol, guard, events, last_price)
         unordered = kind in UNORDERED
         concerned = () if unordered else (command.order_id >> TES_SHIFT,)
         if len(events) > 1 or unordered:
@@ -188,6 +227,22 @@ class Shard:
         entry = _encode(JournalEntry(sequence, time, command, encoded_events, market_data[first:]))
         self.history.append((sequence, reply, concerned))
         return entry, reply, concerned
+
+    def _guard(self, symbol: str, guard: Guard, events: list, last_price: int | None) -> None:
+        """Owe an interruption if the command's fills printed outside ``guard``'s bands in CONTINUOUS."""
+        if self.feeds[symbol].book.phase is not CONTINUOUS or symbol in self.owed:
+            return
+        prices = [event.price for event in events if type(event) is OrderFilled]
+        if prices and guard.breached(prices, last_price, self.phases[symbol].close):
+            self._phase_state(symbol, owed=True)
+
+    def _phase_state(self, symbol: str, **changes) -> None:
+        state = msgspec.structs.replace(self.phases[symbol], **changes)
+        self.phases[symbol] = state
+        if state.owed:
+            self.owed.add(symbol)
+        else:
+            self.owed.discard(symbol)
 
     def due(self, now: int) -> list[str]:
         """The symbols whose books hold a live GTD order (resting or a held stop-limit) expiring
@@ -247,27 +302,31 @@ class Shard:
         """The shard's state now, as the loop must take it (`NativeBook.capture`: the resting
         orders and the accepted-id words copied out); `Capture.finish` builds the snapshot on
         any thread while the books trade on."""
-        books = {symbol: (feed.book.capture(), feed.sequence, feed.last_price) for symbol, feed in self.feeds.items()}
+        books = {symbol: (feed.book.capture(), feed.sequence, feed.last_price, self.phases[symbol])
+                 for symbol, feed in self.feeds.items()}
         return Capture(self.sequence, journal_offset, self.time, books)
 
     @classmethod
-    def restore(cls, symbols: list[str], snapshot: ShardSnapshot) -> "Shard":
+    def restore(cls, symbols: list[str], snapshot: ShardSnapshot, guards: dict[str, Guard] | None = None
+                ) -> "Shard":
         """The shard ``snapshot`` was taken of; ValueError if a book in it is damaged."""
         unknown = sorted(set(snapshot.symbols) - set(symbols))
         if unknown:
             raise RecoveryError(f"snapshot {snapshot.sequence} holds books of symbols not in this shard: {unknown}")
-        feeds, max_ids, expiries = {}, {}, []
+        feeds, max_ids, expiries, phases = {}, {}, [], {}
         for symbol in symbols:
             state = snapshot.symbols.get(symbol)
             if state is None:
                 feeds[symbol] = Feed(symbol, NativeBook())
                 continue
-            feeds[symbol] = Feed(symbol, NativeBook.restore(state.book), state.market_data_sequence, state.last_price)
+            feeds[symbol] = Feed(symbol, NativeBook.restore(state.book), state.market_data_sequence, state.last_price,
+                                 state.phases.reason if state.phases.since else None, state.phases.until)
+            phases[symbol] = state.phases
             _merge_max_ids(max_ids, state.book)
             for records in (state.book.detail_array(), state.book.held_array()):
                 gtd = records[records["expire_at"] != 0]
                 expiries += zip(gtd["expire_at"].tolist(), [symbol] * len(gtd), gtd["order_id"].tolist(), strict=True)
-        shard = cls(feeds, snapshot.sequence, max_ids, snapshot.time)
+        shard = cls(feeds, snapshot.sequence, max_ids, snapshot.time, guards, phases)
         heapify(expiries)
         shard.expiries = expiries
         shard._compact_at = max(COMPACT_AT, 2 * len(expiries))
@@ -285,13 +344,13 @@ class Capture(NamedTuple):
     sequence: int
     journal_offset: int
     time: int
-    books: dict[str, tuple[BookCapture, int, int | None]]
-    """symbol -> (the book's capture, market-data sequence, last trade price)."""
+    books: dict[str, tuple[BookCapture, int, int | None, PhaseState]]
+    """symbol -> (the book's capture, market-data sequence, last trade price, phase state)."""
 
     def finish(self) -> ShardSnapshot:
         symbols = {
-            symbol: SymbolSnapshot(book.finish(), market_data_sequence, last_price)
-            for symbol, (book, market_data_sequence, last_price) in self.books.items()
+            symbol: SymbolSnapshot(book.finish(), market_data_sequence, last_price, phases)
+            for symbol, (book, market_data_sequence, last_price, phases) in self.books.items()
         }
         return ShardSnapshot(self.sequence, self.journal_offset, symbols, self.time)
 
@@ -314,20 +373,22 @@ def _merge_max_ids(max_ids: dict[int, int], book: BookSnapshot) -> None:
         max_ids[tes_id] = max(max_ids.get(tes_id, 0), order_id)
 
 
-def recover(directory: Path, symbols: list[str], config: JournalConfig) -> tuple[Shard, Journal]:
+def recover(directory: Path, symbols: list[str], config: JournalConfig, guards: dict[str, Guard] | None = None
+            ) -> tuple[Shard, Journal]:
     """The shard as of its last journaled command (`load`), and its journal open for appending.
     The directory's lock is taken before anything in it is read (`servers.journal.DirectoryInUse`
     if another process holds it); the journal releases it when closed."""
     lock = DirectoryLock(directory, "the journal directory")
     try:
-        shard, end = load(directory, symbols)
+        shard, end = load(directory, symbols, guards=guards)
     except BaseException:
         lock.release()
         raise
     return shard, Journal(directory, config, end, lock)
 
 
-def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S) -> tuple[Shard, int]:
+def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S, guards: dict[str, Guard] | None = None
+         ) -> tuple[Shard, int]:
     """The shard as of its last journaled command, and the byte offset where its good records end.
 
     Starts from the newest snapshot that restores (damaged ones are logged and skipped,
@@ -346,7 +407,7 @@ def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S) ->
     if directory.is_dir():
         for snapshot in read_snapshots(directory):
             try:
-                shard = Shard.restore(symbols, snapshot)
+                shard = Shard.restore(symbols, snapshot, guards)
             except ValueError as exc:
                 log.warning("skipping snapshot %d: %s", snapshot.sequence, exc)
                 continue
@@ -362,7 +423,7 @@ def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S) ->
             f"the journal records before byte {discarded} were discarded after a snapshot, and no readable "
             f"snapshot at or after that offset remains in {directory}"
         )
-    shard = shard or Shard.empty(symbols)
+    shard = shard or Shard.empty(symbols, guards)
     shard.restored_offset = offset
     market_data: list = []
     end, size, throttle = offset, _journal_size(directory), Throttle(progress_s)
@@ -401,7 +462,7 @@ def _same_entry(produced: bytes, journaled: bytes) -> bool:
     return _entries.decode(produced) == _entries.decode(journaled)
 
 
-def decode_entry(payload: bytes) -> JournalEntry | BookSubmit | BookCancel | BookReplace | BookExpireDay | BookSetClock:
+def decode_entry(payload: bytes) -> JournalEntry | BookCommand:
     """A journal record's payload: a `JournalEntry`, or the bare command of a journal written
     before entries (no time, events or market data); ValueError (msgspec's DecodeError) if neither."""
     try:

@@ -835,7 +835,9 @@ class TradingEngineServer:
                 asker = self.queries.pop(reply.request_id, None)
                 if asker is not None:
                     self.outbox[asker[0]].append(p.Book(asker[1], reply.symbol, reply.bids, reply.asks,
-                                                        reply.last_price, reply.sequence))
+                                                        reply.last_price, reply.sequence, reply.phase,
+                                                        reply.indicative_price, reply.indicative_volume,
+                                                        reply.phase_reason, reply.phase_until))
             elif kind is p.HelloReply:
                 self._hello_reply(shard, reply)
 

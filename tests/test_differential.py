@@ -390,7 +390,10 @@ def v2_commands(draw, used_ids, live_ids, clock):
     if kind == "cancel":
         return CancelOrder(pick_id(draw, draw(TARGET_SOURCES), used_ids, live_ids))
     if kind == "replace":
-        return ReplaceOrder(pick_id(draw, draw(TARGET_SOURCES), used_ids, live_ids), draw(PRICES), draw(QUANTITIES))
+        # never to MAX_QUANTITY: an iceberg keeps its display, so 10**9 lots shown one at a time
+        # would let the next taker print 10**9 fills (more memory than the machine has)
+        return ReplaceOrder(pick_id(draw, draw(TARGET_SOURCES), used_ids, live_ids), draw(PRICES),
+                            draw(QUANTITIES.filter(lambda quantity: quantity != MAX_QUANTITY)))
     order_id = pick_id(draw, draw(ID_SOURCES), used_ids, live_ids)
     order_type = draw(V2_TYPES)
     tif = draw(V2_MARKET_TIFS if order_type == OrderType.MARKET else V2_TIFS)

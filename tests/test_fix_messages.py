@@ -274,3 +274,24 @@ def test_frames_takes_every_whole_frame_and_garbage_after_them_is_garbled_at_the
     assert framer.frames() == [frames[0]]
     with pytest.raises(m.Garbled, match="expected a message beginning"):
         framer.frames()
+
+
+def test_the_order_kinds_tags_decode_and_their_values_are_checked():
+    kinds = ORDER + [(18, "6 E"), (99, "98.75"), (111, "2"), (126, "20261203-10:00:00.123456789"), (2964, "4")]
+    message = m.decode(simple("D", kinds))
+    assert (message.get(18), message.get(126), message.get(2964)) == ("6 E", "20261203-10:00:00.123456789", "4")
+    with pytest.raises(m.FieldError) as raised:
+        m.decode(simple("D", ORDER + [(2964, "5")]))
+    assert (raised.value.reason, raised.value.tag) == (m.VALUE_OUT_OF_RANGE, 2964)
+    with pytest.raises(m.FieldError) as raised:
+        m.decode(simple("D", ORDER + [(126, "20261203-25:00:00")]))
+    assert (raised.value.reason, raised.value.tag) == (m.INCORRECT_DATA_FORMAT, 126)
+
+
+def test_expiry_times_are_exact_nanoseconds():
+    second = 1_796_292_000  # 2026-12-03 10:00:00 UTC
+    assert m.timestamp_nanos("20261203-10:00:00") == second * 10**9
+    assert m.timestamp_nanos("20261203-10:00:00.5") == second * 10**9 + 500_000_000
+    assert m.timestamp_nanos("20261203-10:00:00.123456789") == second * 10**9 + 123_456_789
+    assert m.expire_date_nanos("20261203") == (second - 10 * 3600 + 86_400) * 10**9  # the midnight after it
+    assert m.expire_date_nanos("20261340") is None and m.expire_date_nanos("2026123") is None

@@ -1,10 +1,11 @@
 """The FIX gateway against an independent FIX engine: QuickFIX (Debian's libquickfix-dev), through a
 small initiator written against it (tests/quickfix/initiator.cpp, built here with g++ and cached by
 its source's hash in ~/.cache/exchange-quickfix/). It logs on, asks for the security list and
-subscribes to market data, sends orders of each kind, replaces, asks an order's status, cancels and
-mass-cancels; the gateway is killed mid-session and started again: QuickFIX's numbers and the
-gateway's resume, the order QuickFIX sent while the gateway was down arrives through QuickFIX's own
-gap recovery, and a gap QuickFIX finds in the gateway's numbers is filled by the gateway's resend.
+subscribes to market data (with the book's SecurityStatus), sends orders of each kind (a stop limit
+and an iceberg among them), replaces, asks an order's status, cancels and mass-cancels; the gateway
+is killed mid-session and started again: QuickFIX's numbers and the gateway's resume, the order
+QuickFIX sent while the gateway was down arrives through QuickFIX's own gap recovery, and a gap
+QuickFIX finds in the gateway's numbers is filled by the gateway's resend.
 Skipped, saying why, only where QuickFIX or a C++ compiler is not installed (``make test`` installs
 QuickFIX where apt-get and root are available).
 
@@ -175,6 +176,8 @@ def test_quickfix_trades_through_the_gateway_across_a_restart(initiator_binary, 
                                                                                           ("BOLT", "10", "0.05")]
         quickfix.command("md md1 ACME")
         assert fields_of(quickfix.received("W", lambda line: "|262=md1|" in line))[55] == "ACME"
+        status = fields_of(quickfix.received("f"))  # the book's trading phase, after the snapshot
+        assert (status[55], status[326], status[325]) == ("ACME", "17", "Y")
 
         def update(**tags: str):  # an incremental refresh with an entry of these tags
             return lambda line: any(all(entry.get(int(k[1:])) == v for k, v in tags.items())
@@ -213,6 +216,13 @@ def test_quickfix_trades_through_the_gateway_across_a_restart(initiator_binary, 
         quickfix.command("order q6 ACME 1 2 - 1 3")  # market IOC: buys bob's 2 at 101
         market = quickfix.app("8", t11="q6", t150="F")
         assert (market[31], market[40], market[39], market[1057]) == ("101", "1", "2", "Y")
+        # a stop-limit order (StopPx) and an iceberg (MaxFloor), echoed back as QuickFIX's dictionary declares them
+        quickfix.command("order q10 ACME 2 3 99 4 1 99=99.5")
+        stop = quickfix.app("8", t11="q10", t150="0")
+        assert (stop[40], stop[44], stop[99], stop[59]) == ("4", "99", "99.5", "1")
+        quickfix.command("order q11 ACME 2 10 105 2 1 111=2")
+        iceberg = quickfix.app("8", t11="q11", t150="0")
+        assert (iceberg[111], iceberg[151]) == ("2", "10")
         quickfix.command("cancel q7 q3 ACME 1")
         assert quickfix.app("8", t11="q7", t150="4")[41] == "q3"
 

@@ -1,5 +1,9 @@
 """The native book's constants come from the engine: native/constants.pxd, which setup.py generates
-before cythonizing, holds the engine's values, and no other native source restates one."""
+before cythonizing, holds the engine's values (version 1's and version 2's: order types, times in
+force, flags, self-trade prevention, phases, every reject and cancel code, both streams' kinds), and
+no other native source restates one. The one thing the native sources do restate, the layouts of
+the records they share with NumPy (streams, fills, snapshots), matches the engine's dtypes field
+for field (by position and type: the records are copied as bytes)."""
 
 import re
 from pathlib import Path
@@ -7,12 +11,33 @@ from pathlib import Path
 import pytest
 
 from engine import snapshot, stream
-from engine.types import MAX_QUANTITY, CancelReason, OrderType, RejectReason, Side, TimeInForce
+from engine.types import (
+    MAX_QUANTITY,
+    CancelReason,
+    OrderFlags,
+    OrderType,
+    Phase,
+    RejectReason,
+    SelfTradePrevention,
+    Side,
+    TimeInForce,
+)
 
 NATIVE = Path(__file__).resolve().parent.parent / "native"
 CONSTANTS = NATIVE / "constants.pxd"
-ENUMS = (Side, OrderType, TimeInForce, RejectReason, CancelReason)
-STREAM_KINDS = ("LIMIT_GTC", "MARKET", "CANCEL", "REPLACE", "LIMIT_IOC", "LIMIT_FOK")
+ENUMS = (Side, OrderType, TimeInForce, OrderFlags, SelfTradePrevention, Phase, RejectReason, CancelReason)
+STREAM_KINDS = ("LIMIT_GTC", "MARKET", "CANCEL", "REPLACE", "LIMIT_IOC", "LIMIT_FOK",  # version 1
+                "LIMIT", "STOP", "STOP_LIMIT", "PHASE", "CLOCK", "TIF_V2_GTD")  # version 2
+V2_MEMBERS = {OrderType.STOP, OrderType.STOP_LIMIT, TimeInForce.GTD, OrderFlags.POST_ONLY, Phase.CALL,
+              SelfTradePrevention.DECREMENT, RejectReason.UNKNOWN_PHASE, RejectReason.NOT_REPLACEABLE,
+              CancelReason.SELF_TRADE}
+"""A few members version 2 added, named so that a shrunken ENUMS fails the test."""
+RECORDS = {"STREAM_DTYPE": stream.STREAM_DTYPE, "STREAM_V2_DTYPE": stream.STREAM_V2_DTYPE,
+           "FILL_DTYPE": stream.FILL_DTYPE, "ORDER_DTYPE": snapshot.ORDER_DTYPE,
+           "DETAIL_DTYPE": snapshot.DETAIL_DTYPE, "HELD_DTYPE": snapshot.HELD_DTYPE,
+           "WAITING_DTYPE": snapshot.WAITING_DTYPE}
+"""The engine's dtypes that a native struct lays out (its comment names the dtype)."""
+C_TYPES = {"uint8_t": "u1", "int64_t": "<i8"}
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +65,17 @@ def test_the_generated_header_says_so_and_has_every_engine_value(generated):
     assert generated["HASH_SEED"] == snapshot.SEED and generated["ID_SALT"] == snapshot.ID_SALT
 
 
+def test_the_version_2_members_are_checked_and_generated(generated):
+    checked = {member for enum in ENUMS for member in enum}
+    assert V2_MEMBERS <= checked
+    assert {name: generated[name] for name in ("STOP", "STOP_LIMIT", "GTD", "POST_ONLY", "CALL", "HALTED",
+                                                "DECREMENT", "SELF_TRADE", "STREAM_CLOCK", "STREAM_TIF_V2_GTD")} \
+        == {"STOP": 2, "STOP_LIMIT": 3, "GTD": 4, "POST_ONLY": 1, "CALL": 1, "HALTED": 2, "DECREMENT": 4,
+            "SELF_TRADE": 4, "STREAM_CLOCK": 9, "STREAM_TIF_V2_GTD": 3}
+    assert {generated[reason.name] for reason in RejectReason if 1010 <= reason <= 1017 or 2003 <= reason <= 2005} \
+        == {1010, 1011, 1012, 1013, 1014, 1015, 1016, 1017, 2003, 2004, 2005}
+
+
 def test_no_other_native_source_restates_an_engine_constant():
     names = {member.name for enum in ENUMS for member in enum} | {"MAX_QUANTITY", "HASH_SEED", "ID_SALT", "SEED"}
     names |= {f"STREAM_{kind}" for kind in STREAM_KINDS}
@@ -53,3 +89,24 @@ def test_no_other_native_source_restates_an_engine_constant():
             defined = re.search(r"#define\s+\w*?(" + "|".join(sorted(names)) + r")\b", line)
             assert not (assigned and assigned.group(1) in names), f"{path.name}:{number} restates {line.strip()!r}"
             assert not defined, f"{path.name}:{number} restates {line.strip()!r}"
+
+
+def native_records() -> dict[str, list[tuple[str, str]]]:
+    """dtype name -> the fields' dtype codes of the native struct whose opening line names it."""
+    records = {}
+    for path in sorted(NATIVE.glob("*.pxd")):
+        blocks = re.findall(r"^(?:cdef packed struct|ctypedef struct) \w+:\s+# (?:engine\.\w+\.)?(\w+_DTYPE)[^\n]*\n"
+                            r"((?:    \w+ \w+[^\n]*\n)+)", path.read_text(), re.M)
+        for dtype_name, body in blocks:
+            fields = re.findall(r"^    (\w+) (\w+)", body, re.M)
+            records[dtype_name] = [C_TYPES[c_type] for c_type, _ in fields]
+    return records
+
+
+def test_native_records_have_the_engines_dtype_layouts():
+    records = native_records()
+    assert records.keys() == RECORDS.keys()
+    for dtype_name, dtype in RECORDS.items():
+        expected = [dtype.fields[name][0].str.replace("|", "") for name in dtype.names]
+        assert not dtype.isalignedstruct
+        assert records[dtype_name] == expected, f"{dtype_name}: native/ lays it out as {records[dtype_name]}"

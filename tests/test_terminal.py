@@ -127,7 +127,7 @@ def test_ladder_shows_asks_over_bids_and_says_when_the_book_lost_its_sequence():
     sync.on_snapshot(p.DepthSnapshot("ACME", 10, [(9_950, 10, 2), (9_900, 4, 1)],
                                      [(10_050, 5, 1), (10_100, 7, 3), (10_200, 1, 1)], 10_000))
     assert [line.split() for line in render(ladder(ACME, sync, 2))] == [
-        ["ACME", "last", "100.00", "spread", "1.00", "sequence", "10"],
+        ["ACME", "continuous", "last", "100.00", "spread", "1.00", "sequence", "10"],
         ["orders", "bid", "qty", "price", "ask", "qty", "orders"],
         ["101.00", "7", "3"],
         ["100.50", "5", "1"],
@@ -139,7 +139,7 @@ def test_ladder_shows_asks_over_bids_and_says_when_the_book_lost_its_sequence():
     empty = BookSync("ACME")
     empty.on_snapshot(p.DepthSnapshot("ACME", 0, [], [], None))
     assert render(ladder(ACME, empty, 2)) == [
-        "ACME  last --  sequence 0", " orders   bid qty   price   ask qty   orders", "(empty book)"]
+        "ACME  continuous  last --  sequence 0", " orders   bid qty   price   ask qty   orders", "(empty book)"]
 
 
 # ================================================================ the programs against a real exchange
@@ -235,7 +235,7 @@ def test_book_prints_the_ladder_after_each_change_and_stops_on_ctrl_c(exchange):
     alice, bob = Trader(exchange, "alice"), Trader(exchange, "bob")
     try:
         book.wait_for("(empty book)")
-        assert ladders(book.lines)[0][0] == ["BOLT", "last", "--", "sequence", "0"]
+        assert ladders(book.lines)[0][0] == ["BOLT", "continuous", "last", "--", "sequence", "0"]
         alice.order("BOLT", BUY, 24_900, 20)
         alice.order("BOLT", BUY, 24_950, 10)
         alice.order("BOLT", BUY, 24_800, 10)
@@ -245,7 +245,7 @@ def test_book_prints_the_ladder_after_each_change_and_stops_on_ctrl_c(exchange):
                  ["251.00", "20", "1"], ["1", "10", "249.50"], ["1", "20", "249.00"]]
         last = book.wait_until(
             lambda lines: next((ladder for ladder in ladders(lines) if ladder[1:] == final), None), "the final ladder")
-        assert last[0][:5] == ["BOLT", "last", "251.00", "spread", "1.50"]
+        assert last[0][:6] == ["BOLT", "continuous", "last", "251.00", "spread", "1.50"]
         assert book.interrupt() == 0 and book.errors == []
     finally:
         book.close()

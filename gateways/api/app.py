@@ -12,6 +12,7 @@ database (instruments, trades, bars) are plain ``def``: FastAPI runs them on its
 """
 
 import asyncio
+import datetime
 import logging
 import threading
 import time
@@ -21,12 +22,12 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clients.client import ClientError, RequestRejected, RequestTimeout, SessionEnded
-from config.settings import ApiKeyConfig, Config, InstrumentConfig
-from engine.types import OrderType, RejectReason, Side, TimeInForce
+from config.settings import ApiKeyConfig, Config, InstrumentConfig, StpMode, stp_mode
+from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from gateways.api.auth import Authenticator, AuthError, RateLimiter, retry_after
 from gateways.api.traders import RequestTimedOut, TraderSession
 from servers import service
@@ -104,8 +105,21 @@ def rejected(reason: RejectReason, text: str) -> ApiProblem:
 
 
 SideName = Literal["buy", "sell"]
-TypeName = Literal["limit", "market"]
-TifName = Literal["gtc", "ioc", "fok", "day"]
+TypeName = Literal["limit", "market", "stop", "stop_limit"]
+TifName = Literal["gtc", "ioc", "fok", "day", "gtd"]
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def nanoseconds(moment: int | datetime.datetime) -> int:
+    """An ``expire_at`` as ns since the epoch: as given (an int), or an ISO 8601 time with its offset."""
+    if isinstance(moment, int):
+        return moment
+    return (moment - EPOCH) // datetime.timedelta(microseconds=1) * 1000
+
+
+def stp_name(mode: SelfTradePrevention) -> str:
+    """A self-trade prevention mode as the configuration and the trader CLI spell it (``cancel-maker``)."""
+    return mode.name.lower().replace("_", "-")
 
 
 class NewOrder(BaseModel):
@@ -113,16 +127,31 @@ class NewOrder(BaseModel):
 
     symbol: str = Field(pattern=SYMBOL, examples=["ACME"])
     side: SideName
-    type: TypeName = "limit"
-    time_in_force: TifName = "gtc"
-    price: int = Field(0, ge=0, le=MAX_INT, description="In ticks; 0 for a market order")
+    type: TypeName = Field("limit", description=(
+        "stop: held until a trade prints at stop_price (a buy at or above it, a sell at or below it), then a "
+        "market order (immediate or cancel); stop_limit: then a limit order at price"))
+    time_in_force: TifName = Field("gtc", description="gtd: good till expire_at (a stop's is always gtc)")
+    price: int = Field(0, ge=0, le=MAX_INT, description="In ticks; 0 for a market or stop order")
     quantity: int = Field(ge=1, le=MAX_INT, description="In lots")
+    stop_price: int = Field(0, ge=0, le=MAX_INT, description="stop and stop_limit: the trigger price, in ticks")
+    display_quantity: int = Field(0, ge=0, le=MAX_INT, description=(
+        "An iceberg (a limit order): the most of it shown in the book at once, in lots; 0 shows all of it"))
+    post_only: bool = Field(False, description="Refused (2003) if it would trade on arrival: only ever a maker")
+    stp: StpMode | None = Field(None, description=(
+        "Self-trade prevention against the resting orders of the trader's account; absent: the trader's default"))
+    expire_at: Annotated[int, Field(ge=1, le=MAX_INT)] | AwareDatetime | None = Field(None, description=(
+        "time_in_force gtd: when the order expires, as nanoseconds since the epoch (UTC) or an ISO 8601 time "
+        "with its offset (2026-12-03T17:30:00Z)"), examples=[1_796_000_000_000_000_000, "2026-12-03T17:30:00Z"])
     tag: str | None = Field(None, pattern=TAG, description=(
         "The client's own text, echoed in the answer: to match answers to orders, and to tell two "
         "otherwise identical orders signed in the same millisecond apart (else the second is a replay)"))
 
 
 class Amend(BaseModel):
+    """A replace changes an order's price and open quantity only (the TES's ReplaceOrder): its type,
+    stop price, display quantity, post-only, self-trade prevention and expiry stay; a held stop
+    cannot be replaced (2005)."""
+
     model_config = {"extra": "forbid"}
 
     price: int = Field(ge=0, le=MAX_INT, description="The new price, in ticks")
@@ -143,6 +172,11 @@ class Order(BaseModel):
     leaves: int = 0
     average_price: float = 0.0
     time: int = 0
+    stop_price: int = 0
+    display_quantity: int = 0
+    post_only: bool = False
+    stp: StpMode | None = Field(None, description="The self-trade prevention mode in force")
+    expire_at: int = Field(0, description="GTD: the expiry, nanoseconds since the epoch (0: none)")
     tag: str | None = None
 
 
@@ -165,10 +199,17 @@ class OpenOrderModel(BaseModel):
     client_order_id: int
     symbol: str
     side: SideName
+    type: TypeName
     time_in_force: TifName
     price: int
-    quantity: int
+    quantity: int = Field(description="Open quantity (an iceberg's hidden part included)")
     filled: int
+    stop_price: int = 0
+    display_quantity: int = 0
+    post_only: bool = False
+    stp: StpMode
+    expire_at: int = 0
+    held: bool = Field(False, description="A stop not triggered yet (outside the book, waiting for its stop price)")
 
 
 class FillModel(BaseModel):
@@ -196,12 +237,18 @@ class PositionsModel(BaseModel):
     positions: list[PositionModel]
 
 
+PhaseName = Literal["continuous", "call", "halted"]
+
+
 class BookModel(BaseModel):
     symbol: str
     bids: list[tuple[int, int, int]] = Field(description="[price, quantity, orders], best first")
     asks: list[tuple[int, int, int]]
     last_price: int | None
     sequence: int
+    phase: PhaseName = "continuous"
+    indicative_price: int = Field(0, description="In a call or a halt: the price the book would uncross at now")
+    indicative_volume: int = Field(0, description="...and the volume (0 and 0: nothing would trade)")
 
 
 class InstrumentModel(BaseModel):
@@ -258,7 +305,9 @@ def _order(report: OrderAccepted, tag: str | None = None) -> Order:
                  side=_side(report.side), type=report.order_type.name.lower(),
                  time_in_force=report.time_in_force.name.lower(), price=report.price, quantity=report.quantity,
                  status=report.status.value if report.status else None, filled=report.filled, leaves=report.leaves,
-                 average_price=report.average_price, time=report.time, tag=tag)
+                 average_price=report.average_price, time=report.time, stop_price=report.stop_price,
+                 display_quantity=report.display_quantity, post_only=bool(report.flags & OrderFlags.POST_ONLY),
+                 stp=stp_name(report.stp), expire_at=report.expire_at, tag=tag)
 
 
 # ------------------------------------------------------------------ the gateway's shared state
@@ -474,11 +523,27 @@ def build_app(gateway: Gateway, books) -> FastAPI:
     @app.post("/v1/orders", tags=["orders"], status_code=201, responses=errors, summary="Place an order")
     async def place(order: NewOrder, key: Key) -> Order:
         kind = OrderType[order.type.upper()]
-        if kind == OrderType.MARKET and order.price != 0:
-            raise ApiProblem(422, "Invalid price", "a market order has price 0", int(RejectReason.INVALID_PRICE))
+        tif = TimeInForce[order.time_in_force.upper()]
+        if kind in (OrderType.MARKET, OrderType.STOP) and order.price != 0:
+            raise ApiProblem(422, "Invalid price", f"a {order.type} order has price 0", int(RejectReason.INVALID_PRICE))
+        if kind not in (OrderType.STOP, OrderType.STOP_LIMIT) and order.stop_price != 0:
+            raise ApiProblem(422, "Invalid stop price", "only stop and stop_limit orders have a stop price",
+                             int(RejectReason.INVALID_STOP_PRICE))
+        if tif == TimeInForce.GTD and order.expire_at is None:
+            raise ApiProblem(422, "Invalid expiry", "time in force gtd needs expire_at",
+                             int(RejectReason.EXPIRE_TIME_PASSED))
+        if tif != TimeInForce.GTD and order.expire_at is not None:
+            raise ApiProblem(422, "Invalid expiry", "expire_at is for time in force gtd only",
+                             int(RejectReason.MALFORMED_MESSAGE))
+        expire_at = nanoseconds(order.expire_at) if order.expire_at is not None else 0
+        if not -MAX_INT <= expire_at <= MAX_INT:
+            raise ApiProblem(422, "Invalid expiry", "expire_at is beyond the 64-bit nanosecond range (year 2262)",
+                             int(RejectReason.VALUE_OUT_OF_RANGE))
+        stp = stp_mode(order.stp) if order.stp is not None else None
+        flags = int(OrderFlags.POST_ONLY) if order.post_only else 0
         report = await gateway.session(key).submit(lambda cid: EnterOrder(
-            cid, order.symbol, Side[order.side.upper()], kind, TimeInForce[order.time_in_force.upper()],
-            order.price, order.quantity))
+            cid, order.symbol, Side[order.side.upper()], kind, tif, order.price, order.quantity, order.stop_price,
+            order.display_quantity, flags, stp, expire_at))
         if isinstance(report, OrderRejected):
             raise rejected(report.reason, report.text)
         if not isinstance(report, OrderAccepted):
@@ -490,8 +555,11 @@ def build_app(gateway: Gateway, books) -> FastAPI:
                           symbol: Annotated[str | None, Query(pattern=SYMBOL)] = None) -> list[OpenOrderModel]:
         orders = await gateway.session(key).query(lambda client, timeout: client.open_orders(timeout))
         return [OpenOrderModel(order_id=o.order_id, client_order_id=o.client_order_id, symbol=o.symbol,
-                               side=_side(o.side), time_in_force=o.time_in_force.name.lower(), price=o.price,
-                               quantity=o.quantity, filled=o.filled)
+                               side=_side(o.side), type=o.order_type.name.lower(),
+                               time_in_force=o.time_in_force.name.lower(), price=o.price, quantity=o.quantity,
+                               filled=o.filled, stop_price=o.stop_price, display_quantity=o.display_quantity,
+                               post_only=bool(o.flags & OrderFlags.POST_ONLY), stp=stp_name(o.stp),
+                               expire_at=o.expire_at, held=o.held)
                 for o in orders if symbol is None or o.symbol == symbol]
 
     @app.delete("/v1/orders/{order_id}", tags=["orders"], responses=errors, summary="Cancel an order")

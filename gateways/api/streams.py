@@ -3,7 +3,7 @@ subscribe, the trader's own order reports and fills.
 
 A client sends JSON commands and receives JSON events::
 
-    {"op": "subscribe", "channel": "depth" | "trades" | "quotes", "symbol": "ACME"}
+    {"op": "subscribe", "channel": "depth" | "trades" | "quotes" | "phase", "symbol": "ACME"}
     {"op": "auth", "key": KEY_ID, "timestamp": MS, "signature": HEX}   # HMAC of timestamp + "GET" + "/v1/ws"
     {"op": "subscribe", "channel": "orders"}                            # after auth: my reports
     {"op": "unsubscribe", "channel": ..., "symbol": ...}
@@ -11,9 +11,19 @@ A client sends JSON commands and receives JSON events::
 - ``depth``: a ``snapshot`` event (the whole book with its market-data ``sequence``) on
   subscribe and after any gap the gateway's feed had to repair, then ``depth`` events, one per
   changed level, each with its ``sequence``: apply those above the snapshot's, in order.
+  The snapshot carries the book's trading ``phase`` (continuous, call, halted) and its indicative
+  uncross (``indicative_price``, ``indicative_volume``: 0 and 0 when nothing would trade).
 - ``trades``, ``quotes``: each trade, each change of the top of book.
+- ``phase``: a ``phase`` event with the book's phase and indicative uncross on subscribe (and after
+  any gap), then ``phase_update`` (the phase changed: ``phase``, ``reason`` operator, schedule or
+  volatility, ``until`` a volatility call's end in ns), ``indicative`` (in a call or a halt, the
+  uncross ``price`` and ``volume`` as they change) and ``auction_summary`` (an uncross: its price
+  and volume, before its trades), each with its ``sequence``.
 - ``orders``: every report of the trader's TES session (accepted, filled, canceled, replaced,
-  rejected, expired, mass cancel done), as ``{"channel": "orders", "type": ..., ...}``.
+  rejected, expired, stop triggered, decremented by self-trade prevention, mass cancel done), as
+  ``{"channel": "orders", "type": ..., ...}`` (``order_accepted`` with the order's stop price,
+  display quantity, flags, ``stp`` mode and ``expire_at``; ``stop_triggered`` with the trade's
+  ``last_price``; ``order_decremented`` with the ``quantity`` removed).
 
 One thread per subscribed symbol reads the book server's feed (`MarketDataClient`) and hands what
 each read brought to the subscribers' queues on the event loop (it also serves the public ``GET
@@ -33,9 +43,9 @@ import zmq
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
 from clients.client import ClientError, MarketDataClient
-from engine.types import RejectReason
+from engine.types import Phase, RejectReason, SelfTradePrevention
 from gateways.api.auth import AuthError
-from servers.protocol import DepthUpdate, Quote, Trade
+from servers.protocol import AuctionSummary, DepthUpdate, Indicative, PhaseUpdate, Quote, Trade
 
 log = logging.getLogger("api")
 
@@ -49,14 +59,22 @@ def error(reason: RejectReason, message: str) -> dict:
     return {"type": "error", "code": int(reason), "message": message}
 
 
+CHANNELS = {DepthUpdate: "depth", Trade: "trades", Quote: "quotes", PhaseUpdate: "phase", Indicative: "phase",
+            AuctionSummary: "phase"}
+"""The public channel of each market-data message (any other is not streamed)."""
+
+
 def _plain(message) -> dict:
-    """A protocol message as a JSON-ready dict: ``type`` its snake-case class name, enums by name."""
+    """A protocol message as a JSON-ready dict: ``type`` its snake-case class name, enums by name
+    (self-trade prevention modes as the configuration spells them: ``cancel-maker``)."""
     name = type(message).__name__
     kind = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
     fields = {}
     for field in message.__struct_fields__:
         value = getattr(message, field)
-        if hasattr(value, "name") and hasattr(value, "value"):
+        if isinstance(value, SelfTradePrevention):
+            value = value.name.lower().replace("_", "-")
+        elif hasattr(value, "name") and hasattr(value, "value"):
             value = value.value if isinstance(value.value, str) else value.name.lower()
         fields[field] = value
     return {"type": kind, **fields}
@@ -121,7 +139,8 @@ class Feed:
         self.streams = streams
         self.symbol = symbol
         self.endpoints = (md_endpoint, snapshot_endpoint)
-        self.subscribers: dict[str, set[Subscriber]] = {"depth": set(), "trades": set(), "quotes": set()}
+        self.subscribers: dict[str, set[Subscriber]] = {"depth": set(), "trades": set(), "quotes": set(),
+                                                        "phase": set()}
         self.joining: list[tuple[str, Subscriber]] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -150,13 +169,28 @@ class Feed:
                 return None
             bids, asks = feed.depth(levels)
             return {"symbol": self.symbol, "bids": bids, "asks": asks, "last_price": feed.last_price,
-                    "sequence": feed.sequence}
+                    "sequence": feed.sequence, **_phase_fields(feed)}
 
     def _snapshot(self, feed: MarketDataClient) -> dict:
         bids, asks = feed.depth(1000)
         return {"channel": "depth", "type": "snapshot", "symbol": self.symbol, "sequence": feed.sequence,
                 "bids": [list(level) for level in bids], "asks": [list(level) for level in asks],
-                "last_price": feed.last_price}
+                "last_price": feed.last_price, **_phase_fields(feed)}
+
+    def _phase(self, feed: MarketDataClient) -> dict:
+        """The ``phase`` event: the book's phase and indicative uncross now (as of ``sequence``)."""
+        book = feed.sync
+        reason = book.phase_reason
+        return {"channel": "phase", "type": "phase", "symbol": self.symbol, "sequence": feed.sequence,
+                **_phase_fields(feed), "reason": reason.name.lower() if reason is not None else None,
+                "until": book.phase_until}
+
+    def _joined(self, channel: str, subscriber: Subscriber, feed: MarketDataClient) -> None:
+        """What a subscriber gets first on ``channel`` (the state its events apply to), if anything."""
+        if channel == "depth":
+            subscriber.push(self._snapshot(feed))
+        elif channel == "phase":
+            subscriber.push(self._phase(feed))
 
     def _run(self) -> None:
         try:
@@ -181,20 +215,18 @@ class Feed:
                     if feed.synced:
                         self.synced.set()
                         for channel, subscriber in self.joining:
-                            if channel == "depth":
-                                subscriber.push(self._snapshot(feed))
+                            self._joined(channel, subscriber, feed)
                             self.subscribers[channel].add(subscriber)
                         self.joining.clear()
                     if feed.resyncs != resyncs and feed.synced:
                         resyncs = feed.resyncs
-                        snapshot = self._snapshot(feed)
-                        for subscriber in self.subscribers["depth"]:
-                            subscriber.push(snapshot)
+                        for channel in ("depth", "phase"):
+                            for subscriber in self.subscribers[channel]:
+                                self._joined(channel, subscriber, feed)
                         continue
                     events: dict[Subscriber, list[dict]] = {}
                     for message in applied:
-                        channel = ("depth" if isinstance(message, DepthUpdate) else "trades"
-                                   if isinstance(message, Trade) else "quotes" if isinstance(message, Quote) else None)
+                        channel = CHANNELS.get(type(message))
                         if channel is None or not self.subscribers[channel]:
                             continue
                         event = {"channel": channel, **_plain(message)}
@@ -206,6 +238,12 @@ class Feed:
             with self.lock:
                 self.market_data = None
             feed.close()
+
+
+def _phase_fields(feed: MarketDataClient) -> dict:
+    book = feed.sync
+    return {"phase": Phase(book.phase).name.lower(), "indicative_price": book.indicative_price,
+            "indicative_volume": book.indicative_volume}
 
 
 class Streams:
@@ -333,7 +371,7 @@ class Streams:
             (self.private.add if subscriber.orders else self.private.discard)(subscriber)
             subscriber.push({"type": f"{op}d", "channel": "orders"})
             return
-        if channel not in ("depth", "trades", "quotes"):
+        if channel not in ("depth", "trades", "quotes", "phase"):
             subscriber.push(error(RejectReason.MALFORMED_MESSAGE, f"unknown channel {channel!r}"))
             return
         if not isinstance(symbol, str) or self.config.instrument(symbol) is None:

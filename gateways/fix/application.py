@@ -14,7 +14,7 @@ OrderCancelRequest (F)                  CancelOrder (of the exchange order OrigC
 OrderCancelReplaceRequest (G)           ReplaceOrder (open quantity = OrderQty - CumQty)
 OrderMassCancelRequest (q)              MassCancel (one symbol, or all: MassCancelRequestType 1, 7)
 OrderStatusRequest (H)                  none: the gateway answers from what the TES last reported
-MarketDataRequest (V)                   the OBS's market data (`MarketData`), not the TES
+MarketDataRequest (V)                   the OBS's market data (`gateways.fix.market_data`)
 SecurityListRequest (x)                 the instruments the TES gave at logon
 ======================================  ===================================================
 
@@ -27,12 +27,24 @@ OrderFilled                    ExecutionReport ExecType F (trade): LastPx, LastQ
 OrderCanceled                  ExecutionReport ExecType 4 (canceled)
 OrderReplaced                  ExecutionReport ExecType 5 (replaced)
 OrderExpired                   ExecutionReport ExecType C (expired)
+StopTriggered                  ExecutionReport ExecType L (triggered or activated by system)
+OrderDecremented               ExecutionReport ExecType D (restated), ExecRestatementReason 8
+                               (market option), the quantity removed in Text (58)
 OrderRejected                  ExecutionReport ExecType 8 (rejected), OrdRejReason
 CancelRejected/ReplaceRejected OrderCancelReject (9), CxlRejResponseTo 1 / 2, CxlRejReason
 MassCancelDone                 OrderMassCancelReport (r)
 (OrderStatusRequest)           ExecutionReport ExecType I (order status); an unknown order:
                                OrdStatus 8, OrdRejReason 5
 =============================  =========================================================
+
+Order kinds (NewOrderSingle, echoed in every ExecutionReport of the order): OrdType 1 market, 2
+limit, 3 stop (StopPx 99), 4 stop limit (Price 44 and StopPx 99); MaxFloor (111) an iceberg's
+display quantity; ExecInst (18) 6 (participate don't initiate) post-only; TimeInForce 0 day, 1 GTC,
+3 IOC, 4 FOK, 6 GTD with ExpireTime (126) or ExpireDate (432: the end of that day, UTC);
+SelfMatchPreventionInstruction (2964, `STP_TAG`) the self-trade prevention mode. A missing StopPx,
+expiry or an ExecInst other than 6 is refused by the gateway (ExecutionReport rejected, the exchange's
+reject code in Text as the TES's rejects have it); every other rule (MaxFloor above OrderQty, post-only
+that would take, an expiry past...) is the TES's. A replace changes price and quantity only.
 
 Every ExecutionReport carries OrdStatus, CumQty, LeavesQty and AvgPx from the report's order
 status, and ExecID is the trader's report number (unique over the exchange's life). Prices are
@@ -49,16 +61,15 @@ order records, so a restarted gateway still knows them; after a logon the trader
 import functools
 import itertools
 import logging
+import time
 from decimal import Decimal, InvalidOperation
 
-from clients.client import ClientError, ExchangeClient, MarketDataClient, SessionEnded
-from config.settings import Config
+from clients.client import ClientError, ExchangeClient, SessionEnded
 from engine.instrument import Instrument
 from engine.lifecycle import OrderState
-from engine.types import CancelReason, OrderType, RejectReason, Side, TimeInForce
+from engine.types import CancelReason, OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from gateways.fix import messages as m
 from servers import protocol as p
-from servers.service import Occurrences
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +78,6 @@ MAX_TRACKED = 500_000
 """Requests whose ClOrdIDs a session keeps in memory; beyond, the oldest of finished orders go."""
 COMPACT_AFTER = 200_000
 """Order records at load beyond which the store's file is rewritten without finished orders."""
-MAX_MD_ENTRIES = 500
-"""Entries per market-data message (a longer refresh is split)."""
 CLIENT_ORDER_IDS = 256
 """TES client order ids a link reserves of its client at a time (the TES wants them unused, not
 consecutive: those left when the session ends are never sent)."""
@@ -76,10 +85,26 @@ consecutive: those left when the session ends are never sent)."""
 SOH = "\x01"
 SIDES = {"1": Side.BUY, "2": Side.SELL}
 FIX_SIDE = {Side.BUY: "1", Side.SELL: "2"}
-ORD_TYPES = {"1": OrderType.MARKET, "2": OrderType.LIMIT}
-FIX_ORD_TYPE = {OrderType.MARKET: "1", OrderType.LIMIT: "2"}
-TIFS = {"0": TimeInForce.DAY, "1": TimeInForce.GTC, "3": TimeInForce.IOC, "4": TimeInForce.FOK}
-FIX_TIF = {TimeInForce.DAY: "0", TimeInForce.GTC: "1", TimeInForce.IOC: "3", TimeInForce.FOK: "4"}
+ORD_TYPES = {"1": OrderType.MARKET, "2": OrderType.LIMIT, "3": OrderType.STOP, "4": OrderType.STOP_LIMIT}
+FIX_ORD_TYPE = {kind: code for code, kind in ORD_TYPES.items()}
+PRICED = frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT})
+"""Order types with a limit price (Price, 44)."""
+STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
+"""Order types with a stop price (StopPx, 99)."""
+TIFS = {"0": TimeInForce.DAY, "1": TimeInForce.GTC, "3": TimeInForce.IOC, "4": TimeInForce.FOK, "6": TimeInForce.GTD}
+FIX_TIF = {tif: code for code, tif in TIFS.items()}
+GTD = TimeInForce.GTD
+POST_ONLY = int(OrderFlags.POST_ONLY)
+"""As a plain int: ``&`` on an IntFlag is a Python call, and every ExecutionReport tests it."""
+NO_STP = SelfTradePrevention.NONE
+POST_ONLY_EXEC_INST = "6"
+"""ExecInst (18) 6, participate don't initiate: a post-only order."""
+STP_TAG = 2964
+"""SelfMatchPreventionInstruction (FIX 5.0 SP2's tag, declared in the gateway's dictionary): 1 cancel
+the aggressor, 2 the passive order, 3 both, as FIX defines them; this gateway adds 0 (no prevention)
+and 4 (decrement both): the value is `SelfTradePrevention`'s. Absent: the trader's default."""
+RESTATED_BY_EXCHANGE = 8
+"""ExecRestatementReason (378) of a decrement by self-trade prevention: market (exchange) option."""
 ORD_STATUS = {OrderState.PENDING: "A", OrderState.ACCEPTED: "0", OrderState.PARTIALLY_FILLED: "1",
               OrderState.FILLED: "2", OrderState.CANCELED: "4", OrderState.EXPIRED: "C", OrderState.REJECTED: "8"}
 ORD_STATUS_BY_VALUE = {state.value: status for state, status in ORD_STATUS.items()}
@@ -89,6 +114,8 @@ ORD_REJ_REASON = {
     1001: 11, 1002: 11, 1003: 11, 1007: 11,       # unsupported order characteristic
     1004: 13, 1005: 13, 3003: 13, 3004: 13, 3005: 13,  # incorrect quantity
     1008: 6, 4005: 6,                             # duplicate order
+    1010: 11, 1011: 11, 1014: 11, 3007: 11,       # unsupported order characteristic
+    1013: 13, 3008: 13,                           # incorrect quantity (an iceberg's display quantity)
     2001: 5,                                      # unknown order
     3001: 1,                                      # unknown symbol
     4001: 3, 4002: 3, 4003: 3,                    # order exceeds limit
@@ -102,6 +129,7 @@ CANCEL_TEXT = {
     CancelReason.UNFILLED: "the unfilled remainder of an IOC, FOK or market order",
     CancelReason.MASS_CANCEL: "canceled by a mass cancel",
     CancelReason.DISCONNECTED: "canceled: the session ended (cancel on disconnect)",
+    CancelReason.SELF_TRADE: "canceled by self-trade prevention",
 }
 
 
@@ -112,6 +140,12 @@ class GatewayReject(Exception):
         super().__init__(text)
         self.reason = reason
         self.text = text
+
+
+def refused(code: RejectReason, text: str) -> GatewayReject:
+    """A `GatewayReject` for a rule with an exchange reject code: the code's OrdRejReason, and the
+    code after the text, as the TES's rejects have it."""
+    return GatewayReject(ORD_REJ_REASON.get(int(code), 99), f"{text} ({int(code)})")
 
 
 def decimal_text(value: Decimal) -> str:
@@ -164,6 +198,48 @@ def to_ticks(text: str, instrument: Instrument) -> int:
     return int(ticks)
 
 
+DEFAULT_TIF = {OrderType.MARKET: TimeInForce.IOC, OrderType.STOP: TimeInForce.GTC}
+"""TimeInForce (59) when absent: DAY (FIX's default), but IOC for a market order and GTC for a stop
+(a stop order never expires: the TES takes it as GTC whatever it says)."""
+ECHOED = (44, 99, 111, 18, 59, 126, 432, STP_TAG)
+"""The order's tags after OrdType that an ExecutionReport refusing it echoes, as the peer sent them."""
+
+
+def _flags(exec_inst: str) -> int:
+    """The `OrderFlags` of an ExecInst (18): each of its space-separated values one FIX 4.4 defines
+    (else `FieldError`, value out of range), and only 6 (participate don't initiate: post-only) taken."""
+    flags = 0
+    for value in exec_inst.split(" "):
+        if value not in m.EXEC_INST_VALUES:
+            raise m.FieldError(m.VALUE_OUT_OF_RANGE, f"tag 18: {value!r} is not an ExecInst value FIX 4.4 defines", 18)
+        if value != POST_ONLY_EXEC_INST:
+            raise refused(RejectReason.UNKNOWN_FLAGS, f"ExecInst (18) {value} is not supported: only 6 "
+                                                      "(participate don't initiate: post-only)")
+        flags |= POST_ONLY
+    return flags
+
+
+def _expiry(values: dict[int, str]) -> int:
+    """A GTD order's expiry in ns since the epoch: ExpireTime (126), else the end (UTC) of ExpireDate
+    (432); `GatewayReject` (1015) if neither is there."""
+    if 126 in values:
+        return m.timestamp_nanos(values[126])
+    if 432 in values:
+        expire_at = m.expire_date_nanos(values[432])
+        if expire_at is None:
+            raise m.FieldError(m.INCORRECT_DATA_FORMAT, f"tag 432: {values[432]!r} is not a date (YYYYMMDD)", 432)
+        return expire_at
+    raise refused(RejectReason.EXPIRE_TIME_PASSED,
+                  "ExpireTime (126) or ExpireDate (432) is required for TimeInForce 6 (GTD)")
+
+
+def expire_text(nanoseconds: int) -> str:
+    """An expiry as a UTCTimestamp: to the millisecond, or to the nanosecond if it is not a whole one."""
+    seconds, rest = divmod(nanoseconds, 1_000_000_000)
+    day = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(seconds))
+    return f"{day}.{rest // 1_000_000:03d}" if rest % 1_000_000 == 0 else f"{day}.{rest:09d}"
+
+
 def to_lots(text: str, tag: int = 38) -> int:
     if len(text) < 19 and text.isdigit() and text.isascii():
         return int(text)
@@ -179,10 +255,12 @@ class Order:
     """What the gateway knows of one order of the session."""
 
     __slots__ = ("coid", "clordid", "order_id", "symbol", "side", "ord_type", "tif", "price", "order_qty", "filled",
-                 "average", "status", "waiting", "wire", "wire_of")
+                 "average", "status", "waiting", "wire", "wire_of", "stop_price", "display", "flags", "stp",
+                 "expire_at")
 
     def __init__(self, coid: int, clordid: str, symbol: str, side: Side, ord_type: OrderType, tif: TimeInForce,
-                 quantity: int, price: int) -> None:
+                 quantity: int, price: int, stop_price: int = 0, display: int = 0, flags: int = 0,
+                 stp: SelfTradePrevention | None = None, expire_at: int = 0) -> None:
         self.coid = coid
         self.clordid = clordid
         self.order_id: int | None = None
@@ -198,9 +276,26 @@ class Order:
         self.waiting: list = []
         """Cancel and replace requests made before the exchange order id was known."""
         self.wire = ""
-        """The Symbol-to-TimeInForce fields of its ExecutionReports, written out (`_order_wire`)..."""
+        """The order's fields of its ExecutionReports (Symbol to SelfMatchPreventionInstruction), written
+        out (`_order_wire`)..."""
         self.wire_of: tuple | None = None
-        """...for this (OrderQty, price, price scale): written again when one of them changes."""
+        """...for this (OrderQty, price, price scale, TimeInForce): written again when one of them changes
+        (None: written again at the next report, after the TES told the order's fields)."""
+        self.stop_price = stop_price
+        self.display = display
+        """MaxFloor (111): an iceberg's display quantity (0: all shown)."""
+        self.flags = flags
+        self.stp = stp
+        """The self-trade prevention mode the order named (None: the trader's default), then the one in
+        force as the TES accepted it; echoed in SelfMatchPreventionInstruction when named or not NONE."""
+        self.expire_at = expire_at
+        """GTD: the expiry, ns since the epoch (ExpireTime, 126)."""
+
+    def record(self) -> list:
+        """The store's record of the new order (`TraderLink._replay` reads it back)."""
+        return ["N", self.coid, self.clordid, self.symbol, int(self.side), int(self.ord_type), int(self.tif),
+                self.order_qty, self.price, self.stop_price, self.display, self.flags,
+                -1 if self.stp is None else int(self.stp), self.expire_at]
 
 
 class Request:
@@ -264,9 +359,11 @@ class TraderLink:
         for record in records:
             kind = record[0]
             if kind == "N":
-                _, coid, clordid, symbol, side, ord_type, tif, quantity, price = record
+                _, coid, clordid, symbol, side, ord_type, tif, quantity, price, *kinds = record
+                stop_price, display, flags, stp, expire_at = kinds or (0, 0, 0, -1, 0)
                 self.orders[coid] = Order(coid, clordid, symbol, Side(side), OrderType(ord_type), TimeInForce(tif),
-                                          quantity, price)
+                                          quantity, price, stop_price, display, flags,
+                                          None if stp < 0 else SelfTradePrevention(stp), expire_at)
                 self._remember(Request(coid, "N", clordid, coid))
             elif kind in ("C", "R"):
                 _, coid, clordid, order_coid, quantity, price = record
@@ -278,6 +375,9 @@ class TraderLink:
                 if order is not None:
                     order.order_id = record[2]
                     order.status = "0"
+                    if len(record) > 3:  # the time in force and self-trade prevention the TES took
+                        order.tif = TimeInForce(record[3])
+                        order.stp = None if record[4] < 0 else SelfTradePrevention(record[4])
             elif kind == "X":
                 order = self.orders.get(record[1])
                 if order is not None:
@@ -338,6 +438,9 @@ class TraderLink:
             order.filled = max(order.filled, entry.filled)
             order.order_qty = order.filled + entry.quantity
             order.price = entry.price
+            order.stop_price, order.display, order.flags = entry.stop_price, entry.display_quantity, entry.flags
+            order.expire_at = entry.expire_at
+            order.wire_of = None
             if order.status in ("A", "0", "1"):
                 order.status = "1" if order.filled else "0"
 
@@ -390,32 +493,45 @@ class TraderLink:
                 raise GatewayReject(11, f"Side (54) {values[54]} is not supported: 1 (buy) or 2 (sell)")
             ord_type = ORD_TYPES.get(values[40])
             if ord_type is None:
-                raise GatewayReject(11, f"OrdType (40) {values[40]} is not supported: 1 (market) or 2 (limit)")
+                raise GatewayReject(11, f"OrdType (40) {values[40]} is not supported: 1 (market), 2 (limit), "
+                                        "3 (stop) or 4 (stop limit)")
             tif_code = values.get(59)
             if tif_code is None:
-                tif = TimeInForce.IOC if ord_type == OrderType.MARKET else TimeInForce.DAY
+                tif = DEFAULT_TIF.get(ord_type, TimeInForce.DAY)
             else:
                 tif = TIFS.get(tif_code)
                 if tif is None:
                     raise GatewayReject(11, f"TimeInForce (59) {tif_code} is not supported: 0 (day), 1 (GTC), "
-                                            "3 (IOC) or 4 (FOK)")
+                                            "3 (IOC), 4 (FOK) or 6 (GTD)")
             quantity = to_lots(values[38])
-            price = 0
-            if ord_type == OrderType.LIMIT:
+            instrument = self.instruments.get(symbol)
+            price = stop_price = 0
+            if ord_type in PRICED:
                 if 44 not in values:
                     raise m.FieldError(m.REQUIRED_TAG_MISSING, "Price (44) is required for a limit order", 44)
-                instrument = self.instruments.get(symbol)
                 if instrument is not None:
                     price = to_ticks(values[44], instrument)
+            if ord_type in STOPS:
+                if 99 not in values:
+                    raise refused(RejectReason.INVALID_STOP_PRICE,
+                                  "StopPx (99) is required for OrdType 3 (stop) and 4 (stop limit)")
+                if instrument is not None:
+                    stop_price = to_ticks(values[99], instrument)
+            display = to_lots(values[111], 111) if 111 in values else 0
+            flags = _flags(values[18]) if 18 in values else 0
+            expire_at = _expiry(values) if tif == GTD else 0
+            stp = SelfTradePrevention(int(values[STP_TAG])) if STP_TAG in values else None
         except GatewayReject as exc:
             self._refuse_order(message, exc.reason, exc.text)
             return
         coid = self._client_order_id()
-        order = Order(coid, clordid, symbol, side, ord_type, tif, quantity, price)
+        order = Order(coid, clordid, symbol, side, ord_type, tif, quantity, price, stop_price, display, flags, stp,
+                      expire_at)
         self.orders[coid] = order
         self._remember(Request(coid, "N", clordid, coid))
-        self.store.add_order_record(["N", coid, clordid, symbol, int(side), int(ord_type), int(tif), quantity, price])
-        self.outbox.append(p.EnterOrder(coid, symbol, side, ord_type, tif, price, quantity))
+        self.store.add_order_record(order.record())
+        self.outbox.append(p.EnterOrder(coid, symbol, side, ord_type, tif, price, quantity, stop_price, display,
+                                        flags, stp, expire_at))
 
     def _client_order_id(self) -> int:
         """A TES client order id for a new request, of a block reserved of the client at a time."""
@@ -430,10 +546,7 @@ class TraderLink:
         fields = [(37, "NONE"), (11, message.get(11)), (17, self._gateway_exec_id()), (150, "8"), (39, "8"),
                   (103, reason), (55, message.get(55)), (54, message.get(54)), (38, message.get(38)),
                   (40, message.get(40))]
-        if 44 in message:
-            fields.append((44, message.get(44)))
-        if 59 in message:
-            fields.append((59, message.get(59)))
+        fields += [(tag, message.get(tag)) for tag in ECHOED if tag in message]
         fields += [(151, 0), (14, 0), (6, 0), (60, m.timestamp()), (58, m.clean_text(text))]
         self.session.send(m.EXECUTION_REPORT, fields)
 
@@ -498,12 +611,13 @@ class TraderLink:
                 raise GatewayReject(99, f"OrderQty {quantity} is not above the quantity already filled, "
                                         f"{order.filled}")
             price = order.price
-            if order.ord_type == OrderType.LIMIT:
+            instrument = self.instruments.get(order.symbol)
+            if order.ord_type in PRICED:
                 if 44 not in message:
                     raise m.FieldError(m.REQUIRED_TAG_MISSING, "Price (44) is required for a limit order", 44)
-                instrument = self.instruments.get(order.symbol)
                 if instrument is not None:
                     price = to_ticks(message.get(44), instrument)
+            self._unchanged(message, order, instrument)
         except GatewayReject as exc:
             self._refuse_change(message, "2", exc.reason, exc.text)
             return
@@ -511,6 +625,24 @@ class TraderLink:
         self._remember(Request(coid, "R", clordid, order.coid, order.clordid, quantity, price))
         self.store.add_order_record(["R", coid, clordid, order.coid, quantity, price])
         self._to_book(order, p.ReplaceOrder(coid, order.order_id or 0, price, open_quantity))
+
+    @staticmethod
+    def _unchanged(message: m.Message, order: Order, instrument: Instrument | None) -> None:
+        """`GatewayReject` if a replace changes what a replace cannot (the TES's ReplaceOrder carries a
+        price and a quantity only): StopPx, MaxFloor, ExecInst, ExpireTime, SelfMatchPreventionInstruction."""
+        values = message.values
+        scale = instrument.price_scale if instrument is not None else 0
+        if 99 in values and scale and to_ticks(values[99], instrument) != order.stop_price:
+            raise GatewayReject(99, f"StopPx (99) cannot change: the order's is {price_text(order.stop_price, scale)}")
+        if 111 in values and to_lots(values[111], 111) != order.display:
+            raise GatewayReject(99, f"MaxFloor (111) cannot change: the order's is {order.display}")
+        if 18 in values and _flags(values[18]) != order.flags:
+            raise GatewayReject(99, "ExecInst (18) cannot change")
+        if order.tif == GTD and (126 in values or 432 in values) and _expiry(values) != order.expire_at:
+            raise GatewayReject(99, f"the expiry cannot change: the order's is {expire_text(order.expire_at)}")
+        if STP_TAG in values and order.stp is not None and int(values[STP_TAG]) != order.stp:
+            raise GatewayReject(99, f"SelfMatchPreventionInstruction ({STP_TAG}) cannot change: the order's is "
+                                    f"{int(order.stp)}")
 
     def _refuse_change(self, message: m.Message, response_to: str, reason: int, text: str) -> None:
         order = self._find(message)
@@ -671,7 +803,7 @@ class TraderLink:
             order.order_qty = filled + leaves
         instrument = self.instruments.get(order.symbol)
         scale = instrument.price_scale if instrument is not None else 0
-        wire_of = (order.order_qty, order.price, scale)
+        wire_of = (order.order_qty, order.price, scale, order.tif)
         if order.wire_of != wire_of:
             order.wire, order.wire_of = _order_wire(order, scale), wire_of
         scale = scale or 1
@@ -701,7 +833,15 @@ class TraderLink:
             return self._unknown(message)
         order.order_id = message.order_id
         order.price = message.price
-        self.store.add_order_record(["A", order.coid, message.order_id])
+        order.tif = message.time_in_force
+        order.stop_price = message.stop_price
+        order.display = message.display_quantity
+        order.flags = message.flags
+        order.expire_at = message.expire_at
+        if order.stp is not None or message.stp != NO_STP:
+            order.stp = message.stp
+        self.store.add_order_record(["A", order.coid, message.order_id, int(order.tif),
+                                     -1 if order.stp is None else int(order.stp)])
         self._report(order, "0", message, order.clordid, None)
         waiting, order.waiting = order.waiting, []
         for request in waiting:
@@ -750,7 +890,23 @@ class TraderLink:
         order = self.orders.get(message.client_order_id)
         if order is None:
             return self._unknown(message)
-        self._report(order, "C", message, order.clordid, None, text="expired at the end of the day")
+        self._report(order, "C", message, order.clordid, None, text="expired: good till date"
+                     if order.tif == GTD else "expired at the end of the day")
+
+    def _triggered(self, message: p.StopTriggered) -> None:
+        order = self.orders.get(message.client_order_id)
+        if order is None:
+            return self._unknown(message)
+        instrument = self.instruments.get(order.symbol)
+        last = price_text(message.last_price, instrument.price_scale) if instrument is not None else message.last_price
+        self._report(order, "L", message, order.clordid, None, text=f"stop triggered: a trade printed at {last}")
+
+    def _decremented(self, message: p.OrderDecremented) -> None:
+        order = self.orders.get(message.client_order_id)
+        if order is None:
+            return self._unknown(message)
+        self._report(order, "D", message, order.clordid, None, [(378, RESTATED_BY_EXCHANGE)],
+                     f"decremented by {message.quantity} by self-trade prevention")
 
     def _change_rejected(self, message) -> None:
         request, order = self._order_of_request(message.client_order_id)
@@ -793,13 +949,25 @@ STATUS_WORDS = {"2": "filled", "4": "canceled", "C": "expired", "8": "rejected"}
 
 
 def _order_wire(order: Order, scale: int) -> str:
-    """Symbol, Side, OrderQty, OrdType, Price (of a limit order whose instrument is known: ``scale``
-    not 0) and TimeInForce, as in an ExecutionReport."""
+    """Symbol, Side, OrderQty, OrdType, Price and StopPx (where the order type has them and its
+    instrument is known: ``scale`` not 0), MaxFloor (an iceberg), ExecInst (post-only), TimeInForce,
+    ExpireTime (GTD) and SelfMatchPreventionInstruction, as in an ExecutionReport."""
     out = (f"55={order.symbol}\x0154={FIX_SIDE[order.side]}\x0138={order.order_qty}\x01"
            f"40={FIX_ORD_TYPE[order.ord_type]}\x01")
-    if order.ord_type == OrderType.LIMIT and scale:
+    if scale and order.ord_type in PRICED:
         out += f"44={price_text(order.price, scale)}\x01"
-    return out + f"59={FIX_TIF[order.tif]}\x01"
+    if scale and order.ord_type in STOPS:
+        out += f"99={price_text(order.stop_price, scale)}\x01"
+    if order.display:
+        out += f"111={order.display}\x01"
+    if order.flags & POST_ONLY:
+        out += f"18={POST_ONLY_EXEC_INST}\x01"
+    out += f"59={FIX_TIF[order.tif]}\x01"
+    if order.tif == GTD and order.expire_at:
+        out += f"126={expire_text(order.expire_at)}\x01"
+    if order.stp is not None:
+        out += f"{STP_TAG}={int(order.stp)}\x01"
+    return out
 
 
 def _rest(request) -> tuple:
@@ -825,233 +993,8 @@ REPORT_HANDLERS = {
     p.OrderCanceled: TraderLink._canceled,
     p.OrderReplaced: TraderLink._replaced,
     p.OrderExpired: TraderLink._expired,
+    p.StopTriggered: TraderLink._triggered,
+    p.OrderDecremented: TraderLink._decremented,
     p.CancelRejected: TraderLink._change_rejected,
     p.ReplaceRejected: TraderLink._change_rejected,
 }
-
-
-# ================================================================ market data
-
-
-class Subscription:
-    __slots__ = ("session", "request_id", "depth", "incremental", "types")
-
-    def __init__(self, session, request_id: str, depth: int, incremental: bool, types: frozenset[str]) -> None:
-        self.session = session
-        self.request_id = request_id
-        self.depth = depth
-        self.incremental = incremental
-        self.types = types
-
-
-class Feed:
-    """One symbol's book from its OBS (`MarketDataClient`) and the sessions subscribed to it."""
-
-    def __init__(self, market_data: "MarketData", symbol: str, instrument: Instrument, md: MarketDataClient) -> None:
-        self.market_data = market_data
-        self.symbol = symbol
-        self.scale = instrument.price_scale
-        self.md = md
-        self.subscribers: list[Subscription] = []
-        self.waiting: list[Subscription] = []
-        """Subscriptions whose snapshot waits for the book to be synced."""
-        self.levels: set[tuple[int, int]] = set()
-        """(side, price) of the levels the subscribers have been told of."""
-
-    def add(self, subscription: Subscription, updates: bool) -> None:
-        if self.md.synced and not self.waiting:
-            self.snapshot(subscription)
-            if updates:
-                self.subscribers.append(subscription)
-        else:
-            self.waiting.append(subscription if updates else Subscription(
-                subscription.session, subscription.request_id, subscription.depth, None, subscription.types))
-
-    def poll(self) -> None:
-        md = self.md
-        was_synced, resyncs = md.synced, md.resyncs
-        try:
-            applied = md.poll(0)
-        except ClientError as exc:
-            self.market_data.trouble(self.symbol, str(exc))
-            return
-        if not md.synced:
-            return
-        if not was_synced or md.resyncs != resyncs:
-            bids, asks = md.depth(1_000_000)
-            self.levels = {(Side.BUY, price) for price, _, _ in bids} | {(Side.SELL, price) for price, _, _ in asks}
-            for subscription in self.subscribers:
-                self.snapshot(subscription)
-            waiting, self.waiting = self.waiting, []
-            for subscription in waiting:
-                self.snapshot(subscription)
-                if subscription.incremental is not None:
-                    self.subscribers.append(subscription)
-            return
-        if not applied or not self.subscribers:
-            self._track(applied)
-            return
-        entries = []
-        for message in applied:
-            kind = type(message)
-            if kind is p.DepthUpdate:
-                key = (message.side, message.price)
-                entry_type = "0" if message.side == Side.BUY else "1"
-                if message.quantity == 0:
-                    self.levels.discard(key)
-                    entries.append((entry_type, [(279, 2), (269, entry_type), (55, self.symbol),
-                                                 (270, price_text(message.price, self.scale)), (83, message.sequence)]))
-                else:
-                    action = 1 if key in self.levels else 0
-                    self.levels.add(key)
-                    entries.append((entry_type, [(279, action), (269, entry_type), (55, self.symbol),
-                                                 (270, price_text(message.price, self.scale)),
-                                                 (271, message.quantity), (346, message.orders),
-                                                 (83, message.sequence)]))
-            elif kind is p.Trade:
-                entries.append(("2", [(279, 0), (269, "2"), (55, self.symbol),
-                                      (270, price_text(message.price, self.scale)), (271, message.quantity),
-                                      (83, message.sequence)]))
-        for subscription in list(self.subscribers):
-            if subscription.session.state.name != "ACTIVE":
-                continue
-            if not subscription.incremental:
-                self.snapshot(subscription)
-                continue
-            mine = [fields for entry_type, fields in entries if entry_type in subscription.types]
-            for start in range(0, len(mine), MAX_MD_ENTRIES):
-                chunk = mine[start:start + MAX_MD_ENTRIES]
-                body: list = [(262, subscription.request_id), (268, len(chunk))]
-                for fields in chunk:
-                    body += fields
-                subscription.session.send(m.MARKET_DATA_INCREMENTAL, body)
-
-    def _track(self, applied: list) -> None:
-        for message in applied:
-            if type(message) is p.DepthUpdate:
-                key = (message.side, message.price)
-                if message.quantity:
-                    self.levels.add(key)
-                else:
-                    self.levels.discard(key)
-
-    def snapshot(self, subscription: Subscription) -> None:
-        session = subscription.session
-        if session.state.name != "ACTIVE":
-            return
-        depth = subscription.depth or 1_000_000
-        bids, asks = self.md.depth(depth)
-        entries = []
-        if "0" in subscription.types:
-            entries += [[(269, "0"), (270, price_text(price, self.scale)), (271, quantity), (346, orders)]
-                        for price, quantity, orders in bids]
-        if "1" in subscription.types:
-            entries += [[(269, "1"), (270, price_text(price, self.scale)), (271, quantity), (346, orders)]
-                        for price, quantity, orders in asks]
-        if "2" in subscription.types and self.md.last_price is not None:
-            entries.append([(269, "2"), (270, price_text(self.md.last_price, self.scale))])
-        chunks = [entries[start:start + MAX_MD_ENTRIES] for start in range(0, len(entries), MAX_MD_ENTRIES)] or [[]]
-        for chunk in chunks:
-            body: list = [(262, subscription.request_id), (55, self.symbol), (83, self.md.sequence),
-                          (268, len(chunk))]
-            for fields in chunk:
-                body += fields
-            session.send(m.MARKET_DATA_SNAPSHOT, body)
-
-    def drop(self, session, request_id: str | None = None) -> None:
-        def keep(subscription: Subscription) -> bool:
-            return subscription.session is not session or (request_id is not None
-                                                            and subscription.request_id != request_id)
-
-        self.subscribers = [s for s in self.subscribers if keep(s)]
-        self.waiting = [s for s in self.waiting if keep(s)]
-
-
-MD_ENTRY_TYPES = frozenset({"0", "1", "2"})
-
-
-class MarketData:
-    """The gateway's market-data feeds, one per symbol subscribed to, shared by every session."""
-
-    def __init__(self, config: Config, register, unregister) -> None:
-        self.config = config
-        self.register = register
-        self.unregister = unregister
-        self.feeds: dict[str, Feed] = {}
-        self.by_socket: dict = {}
-        self.troubles = Occurrences(log, "market data of %s: %s (%d so far)")
-
-    def feed(self, symbol: str) -> Feed | None:
-        feed = self.feeds.get(symbol)
-        if feed is not None:
-            return feed
-        instrument, shard = self.config.instrument(symbol), self.config.shard_of(symbol)
-        if instrument is None or shard is None:
-            return None
-        md = MarketDataClient(shard.market_data_endpoint, shard.snapshot_endpoint, symbol)
-        feed = self.feeds[symbol] = Feed(self, symbol, instrument, md)
-        for socket in (md.subscriber, md.snapshotter):
-            self.by_socket[socket] = feed
-            self.register(socket)
-        return feed
-
-    def request(self, session, message: m.Message) -> None:
-        message.require(262, 263)
-        request_id, kind = message.get(262), message.get(263)
-        if kind == "2":
-            for feed in self.feeds.values():
-                feed.drop(session, request_id)
-            return
-        message.require(264, 267, 146)
-        types = {entry[269] for entry in message.groups(267, 269, frozenset({269}))}
-        symbols = [entry[55] for entry in message.groups(146, 55, m.REPEATABLE[m.MARKET_DATA_REQUEST] - {269})]
-        depth = message.integer(264)
-        incremental = message.get(265, "1") == "1"
-
-        def refuse(reason: str, text: str) -> None:
-            session.send(m.MARKET_DATA_REQUEST_REJECT, [(262, request_id), (281, reason), (58, m.clean_text(text))])
-
-        if not types <= MD_ENTRY_TYPES or not types:
-            refuse("8", "MDEntryType (269) must be 0 (bid), 1 (offer) or 2 (trade)")
-            return
-        if depth < 0:
-            refuse("5", f"MarketDepth (264) {depth} is negative")
-            return
-        if kind == "1" and any(s.request_id == request_id and s.session is session
-                               for feed in self.feeds.values() for s in feed.subscribers + feed.waiting):
-            refuse("1", f"MDReqID {request_id} is already subscribed")
-            return
-        feeds = []
-        for symbol in symbols:
-            feed = self.feed(symbol)
-            if feed is None:
-                refuse("0", f"unknown symbol {symbol}")
-                return
-            feeds.append(feed)
-        for feed in feeds:
-            feed.add(Subscription(session, request_id, depth, incremental, frozenset(types)), updates=kind == "1")
-            feed.poll()
-
-    def on_socket(self, socket) -> None:
-        feed = self.by_socket.get(socket)
-        if feed is not None:
-            feed.poll()
-
-    def tick(self) -> None:
-        for feed in self.feeds.values():
-            if not feed.md.synced:
-                feed.poll()
-
-    def drop(self, session) -> None:
-        for feed in self.feeds.values():
-            feed.drop(session)
-
-    def trouble(self, symbol: str, text: str) -> None:
-        self.troubles(symbol, text)
-
-    def close(self) -> None:
-        for feed in self.feeds.values():
-            for socket in (feed.md.subscriber, feed.md.snapshotter):
-                self.unregister(socket)
-            feed.md.close()
-        self.feeds.clear()

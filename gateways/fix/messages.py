@@ -43,6 +43,7 @@ application writes directly). CheckSums are summed by zlib's Adler-32 (`byte_sum
 """
 
 import calendar
+import datetime
 import functools
 import re
 import time
@@ -67,6 +68,7 @@ ORDER_MASS_CANCEL_REQUEST, ORDER_MASS_CANCEL_REPORT = "q", "r"
 BUSINESS_MESSAGE_REJECT = "j"
 MARKET_DATA_REQUEST, MARKET_DATA_SNAPSHOT, MARKET_DATA_INCREMENTAL, MARKET_DATA_REQUEST_REJECT = "V", "W", "X", "Y"
 SECURITY_LIST_REQUEST, SECURITY_LIST = "x", "y"
+SECURITY_STATUS = "f"
 
 ADMIN_TYPES = frozenset({LOGON, HEARTBEAT, TEST_REQUEST, RESEND_REQUEST, REJECT, SEQUENCE_RESET, LOGOUT})
 """Session-level messages: never resent (a ResendRequest gets a SequenceReset-GapFill for them)."""
@@ -113,11 +115,14 @@ TYPES = {
     108: INT, 98: INT, 264: INT, 265: INT, 559: INT, 383: LENGTH,
     9: LENGTH, 95: LENGTH, 93: LENGTH, 90: LENGTH, 354: LENGTH, 212: LENGTH,
     146: NUMINGROUP, 267: NUMINGROUP, 268: NUMINGROUP,
-    54: CHAR, 40: CHAR, 59: CHAR, 263: CHAR, 269: CHAR, 530: CHAR, 18: CHAR,
+    54: CHAR, 40: CHAR, 59: CHAR, 263: CHAR, 269: CHAR, 530: CHAR,
     43: BOOLEAN, 97: BOOLEAN, 141: BOOLEAN, 123: BOOLEAN, 464: BOOLEAN,
     38: FLOAT, 44: FLOAT, 99: FLOAT, 110: FLOAT, 111: FLOAT,
-    52: TIMESTAMP, 122: TIMESTAMP, 60: TIMESTAMP,
+    52: TIMESTAMP, 122: TIMESTAMP, 60: TIMESTAMP, 126: TIMESTAMP,
+    2964: INT,
 }
+"""ExecInst (18) is a MultipleValueString (``6``, ``6 E``...): the application checks its values
+(`EXEC_INST_VALUES`); ExpireDate (432), a LocalMktDate, likewise (`expire_date_nanos`)."""
 DATA_FIELDS = {95: 96, 93: 89, 90: 91, 354: 355, 212: 213, 348: 349, 350: 351, 352: 353, 618: 619, 621: 622}
 """Length field -> data field: the data field's value is that many bytes, SOH included."""
 
@@ -131,7 +136,10 @@ ENUMS = {
     269: frozenset("0123456789ABCJKLMNOPQ"),               # MDEntryType
     530: frozenset("1234567"),                             # MassCancelRequestType
     559: frozenset({"0", "1", "2", "3", "4"}),             # SecurityListRequestType
+    2964: frozenset({"0", "1", "2", "3", "4"}),            # SelfMatchPreventionInstruction (this gateway's values)
 }
+EXEC_INST_VALUES = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcd")
+"""Every ExecInst (18) value FIX 4.4 defines (``6``: participate don't initiate, the one the gateway takes)."""
 
 _DATA_LENGTH = re.compile(rb"\x01(?:%s)=" % b"|".join(str(tag).encode() for tag in DATA_FIELDS))
 """A length field of a data field: the message must then be read field by field."""
@@ -599,6 +607,31 @@ def parse_timestamp(value: str) -> float | None:
     if fraction[0] != "." or not 2 <= len(fraction) <= 10 or not fraction[1:].isdigit() or not fraction.isascii():
         return None
     return second + float(fraction)
+
+
+def timestamp_nanos(value: str) -> int | None:
+    """A UTCTimestamp (checked by `valid`) as nanoseconds since the epoch, exactly (no float)."""
+    second = _epoch_second(value[:17])
+    if second is None:
+        return None
+    fraction = value[18:]
+    return second * 1_000_000_000 + (int(fraction.ljust(9, "0")) if fraction else 0)
+
+
+_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})")
+
+
+def expire_date_nanos(value: str) -> int | None:
+    """An ExpireDate (432), a LocalMktDate ``YYYYMMDD``, as the end of that day in UTC (midnight
+    after it) in nanoseconds since the epoch; None if it is not a date."""
+    match = _DATE.fullmatch(value)
+    if match is None or not value.isascii():
+        return None
+    year, month, day = (int(group) for group in match.groups())
+    try:
+        return (calendar.timegm(datetime.date(year, month, day).timetuple()) + 86_400) * 1_000_000_000
+    except ValueError:
+        return None
 
 
 def decimal(value: str) -> Decimal:

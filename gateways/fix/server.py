@@ -38,7 +38,8 @@ from clients.client import ClientError, ExchangeClient, RequestRejected
 from clients.runtime import UsageError, tes_server_key
 from config.settings import Config
 from gateways.fix import messages as m
-from gateways.fix.application import MarketData, SessionOrders, TraderLink
+from gateways.fix.application import SessionOrders, TraderLink
+from gateways.fix.market_data import MarketData
 from gateways.fix.session import FixSession, Sessions, State
 from gateways.fix.store import SequenceStore, StoreDamaged
 from servers import security, service

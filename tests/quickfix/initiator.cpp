@@ -6,7 +6,9 @@
 // usage: initiator SETTINGS_FILE USERNAME PASSWORD
 //
 // Commands                                               FIX sent
-//   order CLORDID SYMBOL SIDE QTY PRICE|- ORDTYPE TIF      NewOrderSingle (PRICE - for none)
+//   order CLORDID SYMBOL SIDE QTY PRICE|- ORDTYPE TIF [TAG=VALUE...]
+//                                                          NewOrderSingle (PRICE - for none; more fields:
+//                                                          StopPx 99=..., MaxFloor 111=...)
 //   cancel CLORDID ORIGCLORDID SYMBOL SIDE                 OrderCancelRequest
 //   replace CLORDID ORIGCLORDID SYMBOL SIDE QTY PRICE ORDTYPE
 //                                                          OrderCancelReplaceRequest
@@ -103,6 +105,10 @@ static void run(Peer& peer, const std::vector<std::string>& words) {
     order.set(FIX::OrderQty(std::stod(words.at(4))));
     if (words.at(5) != "-") order.setField(FIX::StringField(FIX::FIELD::Price, words.at(5)));
     order.set(FIX::TimeInForce(words.at(7).at(0)));
+    for (size_t i = 8; i < words.size(); ++i) {  // TAG=VALUE: StopPx, MaxFloor, ExecInst...
+      size_t equals = words[i].find('=');
+      order.setField(FIX::StringField(std::stoi(words[i].substr(0, equals)), words[i].substr(equals + 1)));
+    }
     FIX::Session::sendToTarget(order, peer.session);
   } else if (command == "cancel") {
     FIX44::OrderCancelRequest cancel(FIX::OrigClOrdID(words.at(2)), FIX::ClOrdID(words.at(1)),

@@ -1,0 +1,75 @@
+"""A symbol's market data published by the test, in the OBS's place, for the gateways' phase tests.
+
+`PhaseFeed` binds a publisher (XPUB) and a snapshot ROUTER on free loopback ports, as a shard's
+``market_data_endpoint`` and ``snapshot_endpoint``: a gateway started with `endpoints` in its
+environment reads its market data from here (its orders still go to the real TES). The test sets the
+book's snapshot (with its phase and indicative uncross), answers the gateway's snapshot requests
+(`serve`) and publishes the phase messages (`publish`), each with the next sequence number, exactly
+as the OBS frames them (``[topic, msgpack list]``). A snapshot request is answered only once the
+gateway's subscription has reached the publisher (XPUB tells), so nothing published after it is lost.
+"""
+
+import time
+
+import zmq
+
+from engine.types import Phase
+from servers.processes import free_port
+from servers.protocol import Codec, DepthSnapshot, MarketData, SnapshotReply, SnapshotRequest, topic
+
+
+class PhaseFeed:
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.sequence = 0
+        self.snapshot = DepthSnapshot(symbol, 0, [], [], None)
+        context = zmq.Context.instance()
+        self.publisher = context.socket(zmq.XPUB)
+        self.publisher.setsockopt(zmq.LINGER, 0)
+        self.market_data = f"tcp://127.0.0.1:{free_port()}"
+        self.publisher.bind(self.market_data)
+        self.router = context.socket(zmq.ROUTER)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.snapshots = f"tcp://127.0.0.1:{free_port()}"
+        self.router.bind(self.snapshots)
+        self._updates = Codec(MarketData)
+        self._replies = Codec(SnapshotReply)
+        self._requests = Codec(SnapshotRequest)
+        self.subscribed = False
+
+    def endpoints(self) -> dict[str, str]:
+        """The environment that points a gateway's market data (shard A) here."""
+        return {"EXCHANGE__SHARDS__0__MARKET_DATA_ENDPOINT": self.market_data,
+                "EXCHANGE__SHARDS__0__SNAPSHOT_ENDPOINT": self.snapshots}
+
+    def set_book(self, bids: list, asks: list, phase: Phase = Phase.CONTINUOUS, indicative: tuple = (0, 0)) -> None:
+        """The book as the next snapshot tells it (as of the current sequence)."""
+        self.snapshot = DepthSnapshot(self.symbol, self.sequence, bids, asks, None, phase, *indicative)
+
+    def serve(self, timeout: float = 10.0) -> None:
+        """Answer the next snapshot request (within ``timeout``) once the subscription to the symbol
+        has arrived."""
+        deadline = time.monotonic() + timeout
+        while not self.subscribed:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.publisher.poll(int(left * 1000)):
+                raise AssertionError(f"no subscription to {self.symbol} within {timeout}s")
+            self.subscribed = self.publisher.recv() == b"\x01" + self.symbol.encode() + b"."
+        left = deadline - time.monotonic()
+        if left <= 0 or not self.router.poll(int(left * 1000)):
+            raise AssertionError(f"no snapshot request for {self.symbol} within {timeout}s")
+        identity, frame = self.router.recv_multipart()
+        (request,) = self._requests.decode(frame)
+        assert request.symbol == self.symbol, request
+        self.router.send_multipart([identity, self._replies.encode([self.snapshot])])
+
+    def publish(self, make) -> object:
+        """Publish ``make(sequence)`` (a `MarketData` message) with the next sequence number; the message."""
+        self.sequence += 1
+        message = make(self.sequence)
+        self.publisher.send_multipart([topic(message), self._updates.encode([message])])
+        return message
+
+    def close(self) -> None:
+        self.publisher.close()
+        self.router.close()

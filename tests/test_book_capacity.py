@@ -1,0 +1,56 @@
+"""What a book reserves before a command never refuses one that cannot trade: beside an iceberg of a
+billion one-lot slices (a billion possible fills for a taker), a limit order of a billion lots short of
+the best opposite price, or entered in a call auction, is accepted by both books, and so is a replace
+moving an order short of it; a replace asking for too much is refused as too large. Through the Python
+API and the batch replay alike. (The native book reserves events for the most a command can produce:
+for a new order or a replace, the fills it could make on arrival, none for these.)"""
+
+import numpy as np
+import pytest
+
+from engine.book import ReferenceBook
+from engine.messages import OrderAccepted, OrderReplaced, PhaseChanged, ReplaceRejected
+from engine.stream import LIMIT, PHASE, REPLACE, STREAM_V2_DTYPE
+from engine.types import MAX_QUANTITY, OrderType, Phase, RejectReason, Side, TimeInForce
+
+native = pytest.importorskip("native.book", reason="the native book is not built: run `make build`")
+BOOKS = {"reference": ReferenceBook, "native": native.NativeBook}
+GTC = TimeInForce.GTC
+
+
+def iceberg_book(make):
+    book = make()
+    assert [type(e) for e in book.submit(1, Side.SELL, OrderType.LIMIT, GTC, 103, MAX_QUANTITY,
+                                         display_quantity=1)] == [OrderAccepted]
+    return book
+
+
+@pytest.mark.parametrize("name", sorted(BOOKS))
+def test_limit_orders_that_cannot_trade_beside_a_billion_slice_iceberg_are_accepted(name):
+    book = iceberg_book(BOOKS[name])
+    assert [type(e) for e in book.submit(2, Side.BUY, OrderType.LIMIT, GTC, 102, MAX_QUANTITY)] == [OrderAccepted]
+    events = book.submit(3, Side.BUY, OrderType.LIMIT, TimeInForce.IOC, 95, MAX_QUANTITY)
+    assert [type(e).__name__ for e in events] == ["OrderAccepted", "OrderCanceled"]
+    assert book.replace(2, 101, MAX_QUANTITY) == [OrderReplaced(2, 101, MAX_QUANTITY, False)]
+    refused = book.replace(1, 95, MAX_QUANTITY + 1)
+    assert [(type(e), e.reason) for e in refused] == [(ReplaceRejected, RejectReason.QUANTITY_TOO_LARGE)]
+    assert book.set_phase(Phase.CALL) == [PhaseChanged(Phase.CALL, Phase.CONTINUOUS)]
+    assert [type(e) for e in book.submit(4, Side.BUY, OrderType.LIMIT, GTC, 110, MAX_QUANTITY)] == [OrderAccepted]
+    assert len(book) == 3 and book.best_bid() == 110 and book.best_ask() == 103   # crossed, in the call
+
+
+def test_batch_replay_accepts_the_same_orders_as_the_reference_book():
+    stream = np.zeros(7, dtype=STREAM_V2_DTYPE)
+    stream["kind"] = [LIMIT, LIMIT, LIMIT, REPLACE, REPLACE, PHASE, LIMIT]
+    stream["order_id"] = [1, 2, 3, 4, 5, 6, 7]
+    stream["target_id"] = [0, 0, 0, 2, 1, 0, 0]
+    stream["side"] = [Side.SELL, Side.BUY, Side.BUY, 0, 0, 0, Side.BUY]
+    stream["tif"] = [0, 0, 1, 0, 0, 0, 0]
+    stream["price"] = [103, 102, 95, 101, 95, 0, 110]
+    stream["qty"] = [MAX_QUANTITY] * 4 + [MAX_QUANTITY + 1, Phase.CALL, MAX_QUANTITY]
+    stream["display_qty"] = [1, 0, 0, 0, 0, 0, 0]
+    book, reference = native.NativeBook(), ReferenceBook()
+    result, expected = book.replay(stream), reference.replay(stream)
+    assert (result.accepted, result.rejected, len(result.fills)) == (expected.accepted, expected.rejected, 0) == (
+        6, 1, 0)
+    assert book.state_hash() == reference.state_hash()
