@@ -8,6 +8,9 @@ both generated in the run:
 1. reference book, per-message API (the executable specification);
 2. native book, per-message API (one Python call per message, event Structs back);
 3. native book, batch replay (one call, loop in C without the GIL);
+4. on the standard stream only (it is version 1), the baseline book
+   (`benchmarks.baseline_book`: a careful pure-Python book, one replay loop, no event
+   objects), the yardstick of the native batch replay's ``batch_vs_baseline`` ratio;
 
 then native batch replay on the deep stream (about 300,000 orders on a handful of
 levels); the uncross of a call book of 100,000 orders (`call_book`): the time of the one
@@ -29,6 +32,7 @@ import time
 
 import numpy as np
 
+from benchmarks.baseline_book import BaselineBook
 from engine import advanced_workload, progress, workload
 from engine.book import ReferenceBook
 from engine.messages import AuctionUncrossed, OrderFilled
@@ -41,8 +45,9 @@ from servers.processes import json_result
 
 TARGETS = {"batch_vs_reference": 35.0, "per_message_vs_reference": 4.0,
            "advanced_batch_vs_reference": 20.0, "advanced_per_message_vs_reference": 4.0,
-           "uncross_ms": 20.0, "deep_msgs_per_s": 2_000_000, "memory_1m_mb": 300.0}
-"""Ratios to the reference book (medians of runs), the native uncross of a call book of
+           "uncross_ms": 20.0, "deep_msgs_per_s": 2_000_000, "memory_1m_mb": 300.0, "batch_vs_baseline": 25.0}
+"""Ratios to the reference book and (``batch_vs_baseline``, the standard stream's native batch replay)
+to the baseline book (medians of runs), the native uncross of a call book of
 UNCROSS_ORDERS orders in ms, the deep book's batch replay in msgs/s, and the native book's peak RSS
 growth holding 1,000,000 resting orders in MB (every layout of the memory table)."""
 
@@ -96,8 +101,12 @@ def timed(run, repeats: int, shown: Task) -> tuple[float, object]:
 
 
 def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
-    """Time the three engines on ``stream``, version 1 or 2 (``shown`` advancing by one per run:
-    4 * ``repeats``); check they agree on fills, rejects and final state."""
+    """Time the three engines on ``stream``, version 1 or 2, and on version 1 the baseline book too
+    (``shown`` advancing by one per run: 4 * ``repeats``, 5 * ``repeats`` on version 1); check they
+    agree on fills, rejects and final state.
+
+    The reference and the baseline book read the rows as Python tuples made before timing
+    (``stream.tolist()``), the native batch replay the array itself."""
     rows = stream.tolist()
     feed = replay_rows_v2 if is_v2(stream) else replay_rows
     books = {}
@@ -118,19 +127,31 @@ def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
     msg_s, msg = timed(per_message(NativeBook, "native_per_message"), repeats, shown)
     shown.note("native book, batch replay")
     bat_s, bat = timed(batch, repeats * 2, shown)
-    for name, result in (("native_per_message", msg), ("native_batch", bat)):
+    results = {"native_per_message": msg, "native_batch": bat}
+    if not is_v2(stream):
+        def baseline():
+            books["baseline"] = BaselineBook()
+            return books["baseline"].replay_rows(rows)
+
+        shown.note("baseline book, replay")
+        base_s, results["baseline"] = timed(baseline, repeats, shown)
+    for name, result in results.items():
         if not np.array_equal(result.fills, ref.fills) or result.rejected != ref.rejected:
             raise AssertionError(f"{name} fills differ from the reference book")
     hashes = {name: book.state_hash() for name, book in books.items()}
     if len(set(hashes.values())) != 1:
         raise AssertionError(f"final states differ: {hashes}")
     n = len(stream)
-    return {
+    figures = {
         "messages": n, "fills": len(ref.fills), "rejected": ref.rejected, "resting_orders": len(books["reference"]),
         "reference_msgs_per_s": n / ref_s, "native_per_message_msgs_per_s": n / msg_s,
         "native_batch_msgs_per_s": n / bat_s,
         "per_message_vs_reference": ref_s / msg_s, "batch_vs_reference": ref_s / bat_s,
     }
+    if "baseline" in results:
+        figures.update(baseline_msgs_per_s=n / base_s, baseline_vs_reference=ref_s / base_s,
+                       batch_vs_baseline=base_s / bat_s)
+    return figures
 
 
 def deep_batch(messages: int, repeats: int, shown: Task) -> dict:
@@ -296,7 +317,7 @@ def run(messages: int = 1_000_000, seed: int = 42, repeats: int = 3, deep_messag
     uncross min(UNCROSS_ORDERS, ``messages``) orders.
     """
     memory = [("native", "levels"), ("native", "prices"), ("reference", "levels")]
-    steps = 4 + 13 * repeats + len(memory)   # streams: 4; runs: 4 + 4 + 1 + (3 + 1) per repeat
+    steps = 4 + 14 * repeats + len(memory)   # streams: 4; runs: 5 + 4 + 1 + (3 + 1) per repeat
     with progress.task("bench book", steps, "steps") as shown:
         shown.note("the standard workload")
         stream = workload.standard(messages, seed)
@@ -339,6 +360,9 @@ def verdicts(report: dict) -> dict[str, str]:
         out[label] = f"not judged (a call book of {cross['orders']:,} orders: {cross['native_ms']:.2f} ms)"
     else:
         out[label] = _judged(cross["native_ms"] < TARGETS["uncross_ms"], f"{cross['native_ms']:.1f} ms")
+    ratio, target = std["batch_vs_baseline"], TARGETS["batch_vs_baseline"]
+    out[f"standard stream, native batch replay at least {target:.0f}x the baseline book"] = _judged(
+        ratio >= target, f"{ratio:.2f}x")
     deep_target = TARGETS["deep_msgs_per_s"]
     out[f"deep book, native batch replay at least {deep_target:,} msgs/s"] = _judged(
         deep["msgs_per_s"] >= deep_target, f"{deep['msgs_per_s']:,.0f} msgs/s")
@@ -367,6 +391,8 @@ def format_report(report: dict) -> str:
         "|---|---:|---:|---:|---:|",
         f"| reference book, per-message API | {std['reference_msgs_per_s']:,.0f} | 1.0x | "
         f"{adv['reference_msgs_per_s']:,.0f} | 1.0x |",
+        f"| baseline book (careful pure Python), replay | {std['baseline_msgs_per_s']:,.0f} | "
+        f"{std['baseline_vs_reference']:.1f}x | n/a (version 1 only) | n/a |",
     ]
     for engine, key in (("per-message API", "per_message"), ("batch replay", "batch")):
         lines.append(
@@ -376,6 +402,9 @@ def format_report(report: dict) -> str:
             f"{adv[f'{key}_vs_reference']:.1f}x (target {TARGETS[f'advanced_{key}_vs_reference']:.0f}x) |")
     price = "nothing traded" if cross["price"] is None else f"{cross['volume']:,} lots at {cross['price']:,}"
     lines += [
+        "",
+        f"standard stream, native batch replay vs the baseline book: {std['batch_vs_baseline']:.1f}x "
+        f"(target {TARGETS['batch_vs_baseline']:.0f}x)",
         "",
         f"deep book: {deep['messages']:,} messages, {deep['resting_orders']:,} resting on {deep['levels']} levels: "
         f"native batch {deep['msgs_per_s']:,.0f} msgs/s (target {TARGETS['deep_msgs_per_s']:,})",

@@ -8,7 +8,8 @@ the order's *scheduled* send time, so a saturated exchange shows up as latency,
 not as a quietly lower rate. Every order is individually acknowledged. Each rate
 runs several times and the table shows medians: the machines this runs on are
 noisy. Where ``/proc`` exists, the CPU time the OBS and the TES spent (all their
-threads) during each run is reported per order sent.
+threads) during each run is reported per order sent, and where it goes in each server's loop,
+stage by stage (`benchmarks.stages`: the servers' status files carry the totals).
 
 Beside every run at every rate runs the transport floor (`benchmarks.floor`): the same
 schedule through the same four ZeroMQ hops with no exchange behind them, so each latency
@@ -21,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import floor
+from benchmarks import floor, stages
 from benchmarks.book import machine
 from engine import progress
 from servers.processes import Role, exchange_env, json_result
@@ -56,7 +57,10 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def measured_run(env: dict, rate: int, duration: float, servers: dict[str, Role]) -> dict:
-    """One load-generator run, plus ``cpu_us_per_order``: each server's CPU time during it per order sent."""
+    """One load-generator run, plus ``cpu_us_per_order``: each server's CPU time during it per order
+    sent, and ``stages``: where each server's loop spent it (`benchmarks.stages.per_order`)."""
+    paths = stages.status_paths(env)
+    stages_before = stages.read(paths)
     before = {name: cpu_seconds(role.process.pid) for name, role in servers.items()}
     result = loadgen(env, rate, duration)
     after = {name: cpu_seconds(role.process.pid) for name, role in servers.items()}
@@ -65,6 +69,7 @@ def measured_run(env: dict, rate: int, duration: float, servers: dict[str, Role]
         else round((after[name] - before[name]) / result["sent"] * 1e6, 1)
         for name in servers
     }
+    result["stages"] = stages.per_order(stages_before, stages.read(paths), result["sent"]) if result["sent"] else None
     return result
 
 
@@ -83,6 +88,9 @@ def median_run(runs: list[dict]) -> dict:
         row["cpu_us_per_order"] = {
             name: _median([r["cpu_us_per_order"][name] for r in runs]) for name in runs[0]["cpu_us_per_order"]
         }
+    measured = [r["stages"] for r in runs if r.get("stages")]
+    if measured:
+        row["stages"] = stages.median(measured)
     return row
 
 
@@ -161,6 +169,9 @@ def format_report(report: dict) -> str:
             f"{_us(r['ack_p999_us'])} | {_us(cpu.get('obs'))} / {_us(cpu.get('tes'))} | "
             f"{_us(bare['ack_p50_us'])} / {_us(bare['ack_p99_us'])} |"
         )
+    table = stages.format_table(report["rates"])
+    if table:
+        lines.extend(["", *table])
     lines.append("")
     lines.extend(f"target {name}: {verdict}" for name, verdict in report["targets"].items())
     return "\n".join(lines)

@@ -2,13 +2,15 @@
 
 Each benchmark replays the same stream (standard, advanced or deep) on a fresh book per
 round and then checks the final state against the reference book's, so a fast wrong engine
-fails; the uncross benchmark times ``set_phase(CONTINUOUS)`` on a call book built afresh per
-round (`benchmarks.book.call_book`) and checks its events against the reference book's.
+fails (the baseline book, `benchmarks.baseline_book`, replays the standard stream only: it
+reads version 1); the uncross benchmark times ``set_phase(CONTINUOUS)`` on a call book built
+afresh per round (`benchmarks.book.call_book`) and checks its events against the reference book's.
 The one-run comparison table with ratios is `python main.py bench book`.
 """
 
 import pytest
 
+from benchmarks.baseline_book import BaselineBook
 from benchmarks.book import UNCROSS_ORDERS, call_book
 from engine import advanced_workload, workload
 from engine.book import ReferenceBook
@@ -62,6 +64,18 @@ def test_reference_per_message(benchmark, standard):
 def test_native_per_message(benchmark, standard):
     _, rows, expected = standard
     assert _per_message(benchmark, NativeBook, rows).state_hash() == expected
+
+
+def test_baseline_replay(benchmark, standard):
+    _, rows, expected = standard
+    books = []
+
+    def run():
+        books.append(BaselineBook())
+        books[-1].replay_rows(rows)
+
+    benchmark.pedantic(run, rounds=3, iterations=1)
+    assert books[-1].state_hash() == expected
 
 
 def test_native_batch(benchmark, standard):

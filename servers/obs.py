@@ -119,7 +119,7 @@ from servers.protocol import (
 from servers.security import ANYONE, NOBODY
 from servers.service import Occurrences
 from servers.shard import JOURNALED, Capture, RecoveryError, load, recover
-from servers.status import STATUS_FILE, StatusFile
+from servers.status import STATUS_FILE, Stages, StatusFile
 from servers.stream import Streamer
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,13 @@ SNAPSHOT_HWM = 16
 """Snapshot answers queued per requester; a requester that does not read loses the rest
 (it asks again), so a large book's snapshots cannot pile up in memory."""
 JOURNAL_UNAVAILABLE = RejectReason.JOURNAL_UNAVAILABLE
+STAGES = ("idle", "receive", "match", "journal", "reply", "publish", "other")
+"""The loop's stages (`servers.status.Stages`), in its order: waiting for input; reading, decoding
+and sequencing a turn's frames; running them (`Shard.execute`); the journal's write (and its
+fsync with the ``batch`` policy); encoding and sending the replies; encoding and publishing the
+market data and marks; the rest of the busy time (snapshot requests and captures, the status
+file, GTD and phase checks)."""
+IDLE, RECEIVE, MATCH, JOURNAL, REPLY, PUBLISH, OTHER = range(len(STAGES))
 SNDMORE = int(zmq.SNDMORE)
 """A plain int: combining pyzmq's flag enums costs more than the send on this path."""
 
@@ -190,6 +197,7 @@ class OrderBookServer:
         """Messages read from the command socket (each frame's count: not per message)."""
         self.executed = 0
         """Commands journaled and executed."""
+        self.stages = Stages(STAGES)
         self.trades_before = self._trades()
         """The books' trades before this process started (restored from the journal)."""
         self._sockets: list[zmq.Socket] = []
@@ -251,13 +259,18 @@ class OrderBookServer:
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
         poller.register(self.snapshots, zmq.POLLIN)
+        lap = self.stages.lap
+        self.stages.start()
         try:
             while self.running and self.journal.failed is None:
                 # GTD expiries and phase changes due first: their commands are turns of their own
                 # (`_expire_due`, `_phases_due`), and the wait for input ends in time for the next.
                 self._expire_due()
                 self._phases_due()
-                ready = dict(poller.poll(self._wait_ms()))
+                wait_ms = self._wait_ms()
+                lap(OTHER)
+                ready = dict(poller.poll(wait_ms))
+                lap(IDLE)
                 if self.commands in ready:
                     self._serve_commands()
                 if self.snapshots in ready:
@@ -327,6 +340,7 @@ class OrderBookServer:
             sequence += 1
             work.append((None, BookSetClock(symbol, stamp), sequence, stamp))
         if work:
+            self.stages.lap(OTHER)
             self._finish_turn(work)
 
     def _phases_due(self) -> None:
@@ -344,6 +358,7 @@ class OrderBookServer:
             sequence += 1
             work.append((None, command, sequence, stamp))
         if work:
+            self.stages.lap(OTHER)
             self._finish_turn(work)
 
     def _serve_commands(self) -> None:
@@ -378,6 +393,7 @@ class OrderBookServer:
             if len(work) >= MAX_MESSAGES_PER_TURN:
                 break
         self.received += len(work)
+        self.stages.lap(RECEIVE)
         self._finish_turn(work)
 
     def _finish_turn(self, work: list) -> None:
@@ -386,7 +402,9 @@ class OrderBookServer:
         # 3. Execute in arrival order: commands through the shard's handler (book, then market
         #    data), each giving its journal entry; Hello and queries see the state the commands
         #    before them left. Nothing leaves the process yet.
+        lap = self.stages.lap
         outbox, market_data, entries = self._execute(work)
+        lap(MATCH)
         # 4. Journal the turn's entries (each command with its time, events and market data) with
         #    one write, fsynced per policy, before anything is released. If the journal cannot
         #    take them (a full file system), the books are reloaded as the journal has them (the
@@ -402,12 +420,15 @@ class OrderBookServer:
                              time.monotonic() - self.journal.unwritable_since, entries[0][0])
                 if self.streamer is not None:
                     self.streamer.published(entries[0][0], start, entries[-1][0], self.journal.offset)
+        lap(JOURNAL)
         # 5. Reply: each destination's replies of this turn in one frame.
         self._send(self.commands, outbox)
+        lap(REPLY)
         # 6. Publish the market data: per symbol, one frame in sequence order; then the marks.
         self._publish(market_data)
         if self.state.traded:
             self._publish_marks(self.state.traded)
+        lap(PUBLISH)
 
     def _execute(self, work: list) -> tuple[dict[bytes, list], list, list[tuple[int, bytes]]]:
         """Step 3 for ``work``: the replies by destination, the market data and the journal
@@ -591,7 +612,7 @@ class OrderBookServer:
                  "connected": consumer.identity is not None, "left_behind": consumer.left_behind}
                 for consumer in list(streamer.consumers.values())
             ]
-        self.status.publish(now, counters, figures, stopped=stopped)
+        self.status.publish(now, counters, figures, stopped=stopped, stages=self.stages)
 
     def _snapshot(self) -> None:
         """Capture the shard as of its last command (`Shard.capture`: copying out the resting

@@ -26,9 +26,14 @@ Layout (the keys every role writes; a role adds its own figures beside them)::
                or null without samples
     rejects    [{"reason": name, "code": int, "count": int, "rate": float}]: rejects sent, by
                `RejectReason`, those counted at least once, by code
+    stages     {"clock": "wall" | "cpu" | "off", "names": [str], "wall_ns": [int],
+               "cpu_ns": [int] | null, "laps": [int]}: a `Stages`' totals since the start (the
+               TES and the OBS), one item per stage in the loop's order; ``cpu_ns`` null
+               unless the clock is "cpu"
 
 Counting costs the hot path an increment of a plain int (a counter, a histogram bucket); the
-document is built, and the rates and percentiles worked out, only when it is written.
+document is built, and the rates and percentiles worked out, only when it is written. Stage
+timing costs a clock reading per stage per loop turn, never per message (`Stages`).
 
 A write that fails (a full disk, a directory gone) is logged once, and once more when a write
 works again; the server goes on serving either way.
@@ -42,9 +47,11 @@ from bisect import bisect_left
 from collections import deque
 from enum import IntEnum
 from pathlib import Path
+from time import perf_counter_ns, thread_time_ns
 
 import numpy as np
 
+from config.settings import ConfigError
 from servers.journal import write_atomically
 
 STATUS_FILE = "status.json"
@@ -145,6 +152,79 @@ def percentiles(counts: np.ndarray, maximum_ns: int) -> dict | None:
     return figures
 
 
+STAGES_ENV = "EXCHANGE_STAGES"
+"""The environment variable choosing the clock of a server's `Stages`: "cpu" (wall and thread
+time, the default), "wall" or "off"."""
+IDLE = "idle"
+OTHER = "other"
+"""The stages every loop has: waiting for input (``idle``), and the busy time no named stage took (``other``)."""
+
+
+class Stages:
+    """Where a server's loop spends its time, stage by stage: a stopwatch read once at each stage
+    boundary of a loop turn (never per message), its laps added to plain ints.
+
+    ``lap(stage)`` gives the time since the previous lap to ``stage`` (an index into ``names``)
+    and counts one lap of it. The loop laps at the end of every stage it runs, ``other`` before
+    it waits and ``idle`` when the wait ends, so every nanosecond since the start is in exactly
+    one stage: the stages sum to the time since the start, and the busy time is all but
+    ``idle``. With the "cpu" clock each lap also reads the thread's CPU time (a system call:
+    a lap costs about 0.4 µs here, 0.12 µs with the wall clock alone); with "off", `lap` does
+    nothing. A turn has 7 (OBS) to 10 (TES) laps; against the servers' CPU per order the cost
+    is below the noise at 10,000/s and 100,000/s (README, "Stage by stage"), hence "cpu" by default.
+
+    Parameters
+    ----------
+    names
+        The stages in the loop's order; they must include `IDLE` and `OTHER`.
+    clock
+        "cpu", "wall" or "off" (default: the `STAGES_ENV` environment variable, else "cpu").
+    """
+
+    __slots__ = ("names", "clock", "wall_ns", "cpu_ns", "laps", "lap", "_wall", "_cpu")
+
+    def __init__(self, names: tuple[str, ...], clock: str | None = None) -> None:
+        if IDLE not in names or OTHER not in names:
+            raise ValueError(f"stages {names}: they must include {IDLE!r} and {OTHER!r}")
+        clock = clock or os.environ.get(STAGES_ENV) or "cpu"
+        if clock not in ("wall", "cpu", "off"):
+            raise ConfigError(f"{STAGES_ENV}={clock!r}: the stages' clock is cpu, wall or off")
+        self.names = names
+        self.clock = clock
+        self.wall_ns = [0] * len(names)
+        self.cpu_ns = [0] * len(names)
+        self.laps = [0] * len(names)
+        self._wall = self._cpu = 0
+        self.start()
+        self.lap = {"wall": self._lap_wall, "cpu": self._lap_cpu, "off": self._lap_off}[clock]
+
+    def start(self) -> None:
+        """Start the stopwatch again (when the loop starts: what came before it is no stage's)."""
+        self._wall = perf_counter_ns()
+        self._cpu = thread_time_ns()
+
+    def _lap_wall(self, stage: int) -> None:
+        now = perf_counter_ns()
+        self.wall_ns[stage] += now - self._wall
+        self._wall = now
+        self.laps[stage] += 1
+
+    def _lap_cpu(self, stage: int) -> None:
+        now, cpu = perf_counter_ns(), thread_time_ns()
+        self.wall_ns[stage] += now - self._wall
+        self.cpu_ns[stage] += cpu - self._cpu
+        self._wall, self._cpu = now, cpu
+        self.laps[stage] += 1
+
+    def _lap_off(self, stage: int) -> None:
+        pass
+
+    def totals(self) -> dict:
+        """The ``stages`` of the status document (see the module docstring)."""
+        return {"clock": self.clock, "names": list(self.names), "wall_ns": list(self.wall_ns),
+                "cpu_ns": list(self.cpu_ns) if self.clock == "cpu" else None, "laps": list(self.laps)}
+
+
 class StatusFile:
     """One server's status file (see the module docstring): `publish` writes it, when `due`.
 
@@ -179,12 +259,12 @@ class StatusFile:
 
     def publish(self, now: float, counters: dict[str, int], figures: dict | None = None,
                 rejects: dict[IntEnum, int] | None = None, latency: dict[str, LatencyHistogram] | None = None,
-                stopped: bool = False) -> bool:
+                stopped: bool = False, stages: Stages | None = None) -> bool:
         """Write the document as of ``now`` (monotonic, s): ``counters`` (since the start) and their
         rates, the ``rejects`` by reason (counts since the start) and their rates, each
-        ``latency`` histogram's percentiles (rolling its period), the role's ``figures`` beside
-        them; ``stopped``: the server's last document. Whether it was written (a failure is
-        logged once, not raised)."""
+        ``latency`` histogram's percentiles (rolling its period), the ``stages``' totals, the
+        role's ``figures`` beside them; ``stopped``: the server's last document. Whether it was
+        written (a failure is logged once, not raised)."""
         seconds = max(now - self._written_at, 1e-9)
         self.next_at = now + PERIOD_S
         self._written_at = now
@@ -208,6 +288,8 @@ class StatusFile:
                 histogram.roll()
                 summaries[name] = {"window": histogram.window(), "total": histogram.total()}
             document["latency"] = summaries
+        if stages is not None:
+            document["stages"] = stages.totals()
         if figures:
             document.update(figures)
         return self._write(json.dumps(document, sort_keys=True).encode())

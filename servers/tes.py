@@ -70,7 +70,7 @@ import msgspec
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from config.settings import Config, InstrumentConfig, stp_mode
+from config.settings import Config, ConfigError, InstrumentConfig, stp_mode
 from engine.instrument import Instrument
 from engine.messages import OrderFilled
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
@@ -99,7 +99,7 @@ from servers.orders import Report
 from servers.risk import TraderRisk, valuation_price
 from servers.service import Occurrences
 from servers.sessions import Session, Sessions, cancels_orders
-from servers.status import STATUS_FILE, LatencyHistogram, StatusFile
+from servers.status import STATUS_FILE, LatencyHistogram, Stages, StatusFile
 from servers.stream import JournalStream, StreamError
 
 log = logging.getLogger("tes")
@@ -141,6 +141,13 @@ CATCH_UP_STALL_S = 10.0
 """A catch-up that receives nothing for this long is given up (the outcome of orders in flight is unknown)."""
 ANSWERS = frozenset({p.OrderAccepted, p.OrderRejected, p.CancelRejected, p.ReplaceRejected})
 """Reports that answer a request: the first two an order's first answer, the last three rejects."""
+STAGES = ("idle", "replies", "receive", "validate", "journal", "send", "reports", "other")
+"""The loop's stages (`servers.status.Stages`), in its order: waiting for input; the book servers'
+frames (decoded, applied to the ledger, reports queued) and marks; reading and decoding the
+clients' frames; dispatching their messages (the order checks, pre-trade risk, routing); writing
+the ledger's journal; encoding and sending the commands to the book servers; encoding and sending
+the clients' frames; the rest of the busy time (logons, Hello, housekeeping, the status file)."""
+IDLE, REPLIES, RECEIVE, VALIDATE, JOURNAL, SEND, REPORTS, OTHER = range(len(STAGES))
 MARKET, STOP, STOP_LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.STOP_LIMIT
 GTD = TimeInForce.GTD
 """Module constants: an enum member's lookup on its class costs more than the comparison."""
@@ -264,6 +271,7 @@ class TradingEngineServer:
         not yet answered (the ledger's own client order id check keeps the ids unique)."""
         self.answered: list[int] = []
         """When the frames were read of the orders answered this turn (their latency ends at `_flush`)."""
+        self.stages = Stages(STAGES)
 
         self.context = zmq.Context()
         self.poller = zmq.Poller()
@@ -323,6 +331,7 @@ class TradingEngineServer:
     def run(self) -> None:
         """Serve until `stop`; then drain the books' answers (refusing new requests with
         EXCHANGE_CLOSING) and log every session out."""
+        self.stages.start()
         while not self.stopping:
             self._step(self._poll_timeout())
         self._drain()
@@ -346,7 +355,10 @@ class TradingEngineServer:
 
     def _step(self, timeout_ms: int) -> bool:
         """One iteration: poll, read, dispatch, housekeeping, send. True if a book answered."""
+        lap = self.stages.lap
+        lap(OTHER)
         ready = dict(self.poller.poll(timeout_ms))
+        lap(IDLE)
         now = time.monotonic()
         answered = False
         for shard in self.shards.values():
@@ -359,6 +371,7 @@ class TradingEngineServer:
                 self._read_marks(shard)
             if shard.catch_up is not None:
                 self._catch_up(shard, shard.catch_up.stream.socket in ready, now)
+        lap(REPLIES)
         if self.clients in ready:
             self._read_clients(now)
         if self.logons.pending:
@@ -368,6 +381,7 @@ class TradingEngineServer:
                 self._hello(shard, now)
         if now >= self.next_housekeeping:
             self._housekeeping(now)
+        lap(OTHER)
         self._flush(now)
         return answered
 
@@ -404,32 +418,44 @@ class TradingEngineServer:
     # ================================================================ clients
 
     def _read_clients(self, now: float) -> None:
+        """Read and decode the queued client frames (up to CLIENT_MESSAGES_PER_TURN messages),
+        then handle them in arrival order: two stages (`STAGES`), timed once each per turn."""
         sessions = self.sessions.by_identity
         budget = CLIENT_MESSAGES_PER_TURN
+        # Per frame: identity, when it was read, its messages (None if malformed), why it is malformed (or None).
+        read: list[tuple[bytes, int, list | None, tuple[RejectReason, str] | None]] = []
         for frames in _waiting(self.clients):
-            self.frame_read = perf_counter_ns()
+            frame_read = perf_counter_ns()
             identity = frames[0]
-            session = sessions.get(identity)
-            if session is not None:
-                session.last_in = now
             if len(frames) != 2:
                 text = f"expected 1 payload frame, got {len(frames) - 1}"
-                self._malformed(identity, RejectReason.MALFORMED_MESSAGE, text)
+                read.append((identity, 0, None, (RejectReason.MALFORMED_MESSAGE, text)))
                 continue
             try:
                 messages = self.requests.decode(frames[1])
             except p.FrameTooLarge as exc:
-                self._malformed(identity, RejectReason.FRAME_TOO_LARGE, str(exc))
+                read.append((identity, 0, None, (RejectReason.FRAME_TOO_LARGE, str(exc))))
                 continue
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self._malformed(identity, RejectReason.MALFORMED_MESSAGE, str(exc))
+                read.append((identity, 0, None, (RejectReason.MALFORMED_MESSAGE, str(exc))))
                 continue
-            for message in messages:
-                self._dispatch(identity, sessions.get(identity), message, now)
+            read.append((identity, frame_read, messages, None))
             self.received += len(messages)
             budget -= len(messages)
             if budget <= 0:
-                return
+                break
+        self.stages.lap(RECEIVE)
+        for identity, frame_read, messages, malformed in read:
+            session = sessions.get(identity)
+            if session is not None:
+                session.last_in = now
+            if malformed is not None:
+                self._malformed(identity, *malformed)
+                continue
+            self.frame_read = frame_read
+            for message in messages:
+                self._dispatch(identity, sessions.get(identity), message, now)
+        self.stages.lap(VALIDATE)
 
     def _reject(self, identity: bytes, message) -> None:
         """Queue a SessionRejected, LogonRejected or QueryRejected for ``identity``, counted by its reason."""
@@ -591,7 +617,7 @@ class TradingEngineServer:
             "shards": {name: {"connected": shard.connected, "ready": shard.ready}
                        for name, shard in self.shards.items()},
         }
-        self.status.publish(now, counters, figures, self.rejects, {"ack": self.ack_latency}, stopped)
+        self.status.publish(now, counters, figures, self.rejects, {"ack": self.ack_latency}, stopped, self.stages)
 
     # ---------------------------------------------------------------- orders
 
@@ -974,7 +1000,9 @@ class TradingEngineServer:
     def _flush(self, now: float) -> None:
         """Write the ledger's journal, then send one frame (or a few, if large) per shard and
         per client for everything queued: nothing leaves before the records it follows from."""
+        lap = self.stages.lap
         self._write_journal()
+        lap(JOURNAL)
         for shard in self.shards.values():
             if not shard.outbox:
                 continue
@@ -986,8 +1014,10 @@ class TradingEngineServer:
                 except zmq.Again:
                     self._unsent(shard, commands[start:])
                     break
+        lap(SEND)
         self._write_journal()
         if not self.outbox:
+            lap(REPORTS)
             return
         sessions, socket, encode = self.sessions.by_identity, self.clients, self.messages.encode
         slow = []
@@ -1012,6 +1042,7 @@ class TradingEngineServer:
             log.warning("session of %s ended: %d frames queued to it are unread (slow consumer)",
                         session.trader_id, CLIENT_OUTBOUND_FRAMES)
             self._end(session, p.EndReason.SLOW_CONSUMER)
+        lap(REPORTS)
 
     def _unsent(self, shard: Shard, commands: list) -> None:
         """Commands the shard socket would not take (disconnected, or its queue is full
@@ -1164,6 +1195,6 @@ def _waiting(socket: zmq.Socket):
 def serve(config: Config, args=None) -> int:
     """``python main.py -s TES``: run until SIGINT/SIGTERM; the exit status (`servers.service.serve`)."""
     return service.serve(log, "TES", lambda: TradingEngineServer(config),
-                         {security.KeyFileError: 2, RecoveryError: 1, ReferenceUnavailable: 1, zmq.ZMQError: 1,
-                          OSError: 1},
+                         {ConfigError: 2, security.KeyFileError: 2, RecoveryError: 1, ReferenceUnavailable: 1,
+                          zmq.ZMQError: 1, OSError: 1},
                          (JournalUnavailable,), log_format=config.logging.format)

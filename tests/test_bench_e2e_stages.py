@@ -1,0 +1,213 @@
+"""Where `bench e2e`'s orders spend their time, stage by stage: the stopwatch the servers' loops
+lap (`servers.status.Stages`), the totals a real OBS publishes for the turns it served, the
+per-order arithmetic of `benchmarks.stages`, and the stage table of a tiny `bench e2e`."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import zmq
+from procs import REPO, Role, as_role, endpoint, exchange_env
+
+from benchmarks import stages
+from config.settings import ConfigError
+from engine.types import Side
+from servers import obs, tes
+from servers import protocol as p
+from servers.status import STATUS_FILE, Stages
+
+T1 = 1 << 48
+NAMES = ("idle", "receive", "other")
+IDLE, RECEIVE, OTHER = range(3)
+
+
+# ================================================================ the stopwatch
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_laps_add_up_to_the_time_since_the_start_and_count_each_stage(clock):
+    watch = Stages(NAMES, clock)
+    begun = time.perf_counter_ns()
+    watch.start()
+    for stage in (IDLE, RECEIVE, OTHER, IDLE, RECEIVE, OTHER, IDLE):
+        sum(range(2000))
+        watch.lap(stage)
+    ended = time.perf_counter_ns()
+
+    assert watch.laps == [3, 2, 2]
+    assert all(ns > 0 for ns in watch.wall_ns)
+    assert sum(watch.wall_ns) <= ended - begun
+    totals = watch.totals()
+    assert totals["clock"] == clock and totals["names"] == list(NAMES) and totals["laps"] == [3, 2, 2]
+    assert totals["wall_ns"] == watch.wall_ns
+    if clock == "cpu":
+        assert all(ns >= 0 for ns in totals["cpu_ns"]) and sum(totals["cpu_ns"]) > 0
+    else:
+        assert totals["cpu_ns"] is None
+
+
+def test_the_off_clock_counts_nothing_and_the_environment_chooses_the_clock(monkeypatch):
+    watch = Stages(NAMES, "off")
+    watch.lap(RECEIVE)
+    assert watch.totals() == {"clock": "off", "names": list(NAMES), "wall_ns": [0, 0, 0], "cpu_ns": None,
+                              "laps": [0, 0, 0]}
+    monkeypatch.setenv("EXCHANGE_STAGES", "wall")
+    assert Stages(NAMES).clock == "wall"
+    monkeypatch.delenv("EXCHANGE_STAGES")
+    assert Stages(NAMES).clock == "cpu"
+
+
+def test_an_unknown_clock_or_stages_without_idle_and_other_are_refused():
+    with pytest.raises(ConfigError, match="EXCHANGE_STAGES='tsc': the stages' clock is cpu, wall or off"):
+        Stages(NAMES, "tsc")
+    with pytest.raises(ValueError, match="include 'idle' and 'other'"):
+        Stages(("receive", "other"), "wall")
+
+
+@pytest.mark.parametrize("role", ["OBS", "TES"])
+def test_a_server_with_an_unknown_stages_clock_refuses_to_start_in_one_line(tmp_path, role):
+    env = dict(exchange_env(tmp_path), EXCHANGE_STAGES="bogus")
+    done = subprocess.run([sys.executable, "main.py", "-s", role], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "cannot start: EXCHANGE_STAGES='bogus': the stages' clock is cpu, wall or off" in output
+    assert "Traceback" not in output
+
+
+def test_the_servers_stages_are_named_in_their_loops_order():
+    assert obs.STAGES == ("idle", "receive", "match", "journal", "reply", "publish", "other")
+    assert tes.STAGES == ("idle", "replies", "receive", "validate", "journal", "send", "reports", "other")
+    Stages(obs.STAGES, "wall")
+    Stages(tes.STAGES, "wall")
+
+
+# ================================================================ a real OBS
+
+
+def test_the_obs_status_file_has_one_lap_of_each_stage_per_turn_served(tmp_path):
+    env = exchange_env(tmp_path)
+    frames = 5
+    with Role(["-s", "OBS"], env) as server:
+        context = zmq.Context()
+        try:
+            socket = as_role(context.socket(zmq.DEALER), env, "tes")
+            socket.setsockopt(zmq.LINGER, 0)
+            socket.connect(endpoint(env, "SHARDS__0__COMMAND_ENDPOINT"))
+            codec = p.Codec(p.ObsRequest)
+            replies = p.Codec(p.ObsReply)
+            # A Hello, then frames of two orders, each answered before the next is sent: a turn each.
+            turns = [[p.Hello(1)]] + [
+                [p.BookSubmit("ACME", T1 | 2 * n + 1, Side.BUY, 0, 0, 100, 1),
+                 p.BookSubmit("ACME", T1 | 2 * n + 2, Side.SELL, 0, 0, 100, 1)] for n in range(frames)]
+            for messages in turns:
+                socket.send(codec.encode(messages))
+                answered = 0
+                while answered < len(messages):
+                    assert socket.poll(10_000), "no answer"
+                    answered += len(replies.decode(socket.recv()))
+        finally:
+            context.destroy(linger=0)
+        assert server.stop() == 0
+    document = json.loads((tmp_path / "journal-A" / STATUS_FILE).read_text())
+
+    figures = document["stages"]
+    assert figures["clock"] == "cpu"
+    assert figures["names"] == list(obs.STAGES)
+    laps = dict(zip(figures["names"], figures["laps"], strict=True))
+    wall = dict(zip(figures["names"], figures["wall_ns"], strict=True))
+    assert document["counters"]["executed"] == 2 * frames
+    for stage in ("receive", "match", "journal", "reply", "publish"):
+        assert laps[stage] == frames + 1, stage
+    assert laps["idle"] == laps["other"] >= frames + 1
+    assert all(ns >= 0 for ns in wall.values()) and wall["match"] > 0 and wall["journal"] > 0
+    assert sum(wall.values()) <= document["updated"] - document["started"]
+    assert all(ns >= 0 for ns in figures["cpu_ns"]) and 0 < sum(figures["cpu_ns"]) <= sum(wall.values())
+
+
+# ================================================================ per order, and the table
+
+
+def totals(clock, wall, laps, cpu=None):
+    return {"clock": clock, "names": ["idle", "receive", "other"], "wall_ns": wall, "cpu_ns": cpu, "laps": laps}
+
+
+def test_per_order_divides_the_change_by_the_orders_and_shares_out_the_busy_time():
+    before = {"obs": totals("cpu", [1000, 500, 500], [1, 1, 1], [10, 20, 30])}
+    after = {"obs": totals("cpu", [9000, 6500, 2500], [5, 3, 5], [50, 4020, 1030])}
+
+    figures = stages.per_order(before, after, orders=4)
+
+    assert figures == {"obs": {
+        "clock": "cpu", "busy_us": 2.0, "busy_cpu_us": 1.25, "orders_per_turn": 2.0,
+        "stages": {
+            "idle": {"wall_us": 2.0, "share": None, "cpu_us": 0.01, "laps": 4},
+            "receive": {"wall_us": 1.5, "share": 0.75, "cpu_us": 1.0, "laps": 2},
+            "other": {"wall_us": 0.5, "share": 0.25, "cpu_us": 0.25, "laps": 4},
+        }}}
+    wall_only = stages.per_order({"tes": totals("wall", [0, 0, 0], [0, 0, 0])},
+                                 {"tes": totals("wall", [100, 0, 0], [1, 0, 1])}, orders=1)
+    assert wall_only["tes"]["busy_us"] == 0 and wall_only["tes"]["orders_per_turn"] is None
+    assert wall_only["tes"]["stages"]["receive"] == {"wall_us": 0.0, "share": None, "cpu_us": None, "laps": 0}
+
+
+def test_the_table_has_a_line_per_server_and_stage_in_loop_order_and_a_column_per_rate():
+    before = {"obs": totals("wall", [0, 0, 0], [0, 0, 0])}
+    rows = [
+        {"offered_per_s": 1000, "stages": stages.median([
+            stages.per_order(before, {"obs": totals("wall", [5000, 3000, 1000], [2, 2, 2])}, 1),
+            stages.per_order(before, {"obs": totals("wall", [7000, 1000, 1000], [2, 1, 2])}, 1),
+        ])},
+        {"offered_per_s": 10_000,
+         "stages": stages.per_order(before, {"obs": totals("wall", [0, 750, 250], [1, 1, 1])}, 1)},
+    ]
+
+    lines = stages.format_table(rows)
+
+    assert lines[2:] == [
+        "| server: stage | 1,000/s | 10,000/s |",
+        "|---|---:|---:|",
+        "| OBS: idle | 6.00 µs | 0.00 µs |",
+        "| OBS: receive | 2.00 µs (62%) | 0.75 µs (75%) |",
+        "| OBS: other | 1.00 µs (38%) | 0.25 µs (25%) |",
+        "| OBS: busy | 3.00 µs | 1.00 µs |",
+        "| OBS: orders per turn | 0.8 | 1.0 |",
+    ]
+    assert stages.format_table([{"offered_per_s": 1000}]) == []
+
+
+def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
+    done = subprocess.run(
+        [sys.executable, "main.py", "bench", "e2e", "--rates", "2000", "--duration", "0.3", "--repeats", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={k: v for k, v in os.environ.items()
+                                                                    if k != "EXCHANGE_STAGES"},
+    )
+    assert done.returncode == 0, done.stderr
+    table = done.stdout
+    report = json.loads(table.strip().splitlines()[-1])
+
+    assert "| server: stage | 2,000/s |" in table
+    for server, names in (("OBS", obs.STAGES), ("TES", tes.STAGES)):
+        for name in (*names, "busy", "orders per turn"):
+            assert f"| {server}: {name} | " in table
+    (row,) = report["rates"]
+    (run,) = row["runs"]
+    assert row["stages"] == run["stages"]
+    for server, names in (("obs", obs.STAGES), ("tes", tes.STAGES)):
+        figures = run["stages"][server]
+        assert figures["clock"] == "cpu" and list(figures["stages"]) == list(names)
+        busy = [stage for name, stage in figures["stages"].items() if name != "idle"]
+        assert all(stage["wall_us"] >= 0 and stage["cpu_us"] >= 0 for stage in figures["stages"].values())
+        assert sum(stage["share"] for stage in busy) == pytest.approx(1, abs=0.01)
+        assert figures["busy_us"] == pytest.approx(sum(stage["wall_us"] for stage in busy), abs=0.01)
+        # the loop's work fits in the run, and its CPU in its wall time
+        assert 0 < figures["busy_us"] * run["sent"] / 1e6 < run["duration_s"] + stages.FRESH_TIMEOUT_S
+        assert figures["busy_cpu_us"] <= figures["busy_us"] * 1.05
+        assert 0 < figures["stages"]["receive"]["laps"] <= run["sent"]
+    tes_stages = run["stages"]["tes"]["stages"]
+    assert tes_stages["receive"]["laps"] == tes_stages["validate"]["laps"]
+    obs_stages = run["stages"]["obs"]["stages"]
+    assert obs_stages["match"]["laps"] == obs_stages["journal"]["laps"] >= obs_stages["receive"]["laps"]
