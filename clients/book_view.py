@@ -36,7 +36,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clients import runtime
-from clients.client import BookSync, MarketDataClient
+from clients.market_data import BookSync, MarketDataClient
 from clients.terminal import clock, open_feeds, phase_text, uncross_text, until_interrupted
 from config.settings import Config
 from engine.instrument import Instrument

@@ -35,7 +35,8 @@ import sys
 import time
 
 from clients import runtime
-from clients.client import ExchangeClient, MarketDataClient, SessionEnded
+from clients.client import ExchangeClient, SessionEnded
+from clients.market_data import MarketDataClient
 from clients.terminal import phase_text
 from config.arguments import positive_float
 from config.settings import Config, InstrumentConfig, TraderConfig

@@ -1,4 +1,4 @@
-"""The client library: an order-entry session with the TES and a market-data view of one book.
+"""The client library: an order-entry session with the TES.
 
 `ExchangeClient` speaks the client protocol of `servers.protocol` over one DEALER
 socket (frames ``[payload]``, each payload a msgpack list of `ClientRequest` /
@@ -45,11 +45,8 @@ socket (frames ``[payload]``, each payload a msgpack list of `ClientRequest` /
   (briefly) for `LoggedOut`, so the logout is delivered, then drops anything
   unsent.
 
-`MarketDataClient` keeps a local copy of one symbol's book from an OBS's market
-data (PUB ``[topic, payload]``, topic ``SYMBOL.``) and snapshot service, following
-the clone pattern (zguide ``clonesrv5``); the socket-free `BookSync` holds the
-logic (see its docstring for the guarantees). An `ExchangeClient` is used from one
-thread of the program (beside its keeper); a `MarketDataClient` is not thread-safe.
+An `ExchangeClient` is used from one thread of the program (beside its keeper). The
+market-data view of a book is `clients.market_data`.
 """
 
 import functools
@@ -63,36 +60,28 @@ from collections.abc import Callable
 
 import msgspec
 import zmq
-from sortedcontainers import SortedDict
 
 from engine.instrument import Instrument
-from engine.types import OrderFlags, OrderType, Phase, RejectReason, SelfTradePrevention, Side, TimeInForce
+from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers.protocol import (
     MAX_SERVER_FRAME_BYTES,
-    AuctionSummary,
     Book,
     CancelOrder,
     ClientMessage,
     ClientRequest,
     Codec,
-    DepthSnapshot,
-    DepthUpdate,
     EndReason,
     EnterOrder,
     Heartbeat,
-    Indicative,
     Instruments,
     LoggedOut,
     Logon,
     LogonAccepted,
     LogonRejected,
     Logout,
-    MarketData,
     MassCancel,
     OpenOrder,
     OpenOrders,
-    PhaseReason,
-    PhaseUpdate,
     Positions,
     QueryBook,
     QueryInstruments,
@@ -101,9 +90,6 @@ from servers.protocol import (
     QueryRejected,
     ReplaceOrder,
     SessionRejected,
-    SnapshotReply,
-    SnapshotRequest,
-    Trade,
 )
 
 SEND_HWM = 100_000
@@ -593,322 +579,10 @@ def _answers_logon(message) -> bool:
         kind is SessionRejected and message.reason != RejectReason.NOT_LOGGED_ON)
 
 
-# ================================================================ market data
-
-
-class BookSync:
-    """One symbol's book rebuilt from a snapshot plus sequenced deltas (no sockets).
-
-    Every market-data message of a symbol carries the next number of one per-symbol
-    sequence; a `DepthSnapshot` is the whole book as of its ``sequence``.
-
-    Guarantees
-    ----------
-    - Until a snapshot is applied, updates are buffered, never applied (``synced``
-      is False). After it, buffered and new updates with ``sequence <=`` the
-      book's are dropped as already contained in it.
-    - Updates are applied only in unbroken sequence order. A jump (a lost message,
-      or a snapshot older than the first buffered update) sets ``needs_snapshot``
-      and ``synced`` False; updates are buffered again and the book keeps its last
-      consistent state until the next snapshot. ``resyncs`` counts such recoveries.
-    - Quotes and trades advance the sequence too; trades set ``last_trade``.
-    - The trading phase follows the same sequence: a snapshot sets ``phase`` and the
-      indicative uncross (a snapshot from before phases existed decodes as CONTINUOUS,
-      0 and 0) with ``phase_reason`` and ``phase_until`` (those of the last `PhaseUpdate`; None
-      and 0 before any);
-      a `PhaseUpdate` sets all three, and into CONTINUOUS also clears
-      the indicative uncross; an `Indicative` sets ``indicative_price`` and
-      ``indicative_volume`` (0 and 0: nothing would trade); an `AuctionSummary` sets
-      ``last_auction``, which is only ever learnt from the stream (a snapshot does not carry it).
-    """
-
-    def __init__(self, symbol: str) -> None:
-        self.symbol = symbol
-        self.bids: SortedDict = SortedDict()
-        self.asks: SortedDict = SortedDict()
-        """price -> (quantity, orders)."""
-        self.sequence = 0
-        self.synced = False
-        self.needs_snapshot = True
-        self.resyncs = 0
-        self.last_trade: Trade | None = None
-        self.last_price: int | None = None
-        self.phase = Phase.CONTINUOUS
-        self.phase_reason: PhaseReason | None = None
-        """Why the book is in ``phase`` (None: no phase command yet, or a snapshot from an OBS before
-        snapshots carried it)."""
-        self.phase_until = 0
-        """A volatility interruption's end (exchange time, ns); 0 otherwise or unknown."""
-        self.indicative_price = 0
-        self.indicative_volume = 0
-        """The price and volume a call (or a halt) would uncross at now; 0 and 0: none."""
-        self.last_auction: AuctionSummary | None = None
-        self._buffer: list = []
-
-    def on_update(self, message) -> list:
-        """Take one market-data message; the messages applied because of it (in order)."""
-        if not self.synced:
-            self._buffer.append(message)
-            return []
-        return self._apply_in_order([message])
-
-    def on_snapshot(self, snapshot: DepthSnapshot) -> list:
-        """Rebuild the book from ``snapshot``, then apply the buffered updates it does not contain.
-
-        A snapshot older than the book already held is ignored (a late answer to an
-        earlier request). Returns the buffered messages applied.
-        """
-        if self.synced or snapshot.sequence < self.sequence:
-            return []
-        self.bids = SortedDict({price: (quantity, orders) for price, quantity, orders in snapshot.bids})
-        self.asks = SortedDict({price: (quantity, orders) for price, quantity, orders in snapshot.asks})
-        self.sequence = snapshot.sequence
-        self.last_price = snapshot.last_price
-        self.phase, self.phase_reason, self.phase_until = snapshot.phase, snapshot.phase_reason, snapshot.phase_until
-        self.indicative_price, self.indicative_volume = snapshot.indicative_price, snapshot.indicative_volume
-        self.synced, self.needs_snapshot = True, False
-        buffered, self._buffer = self._buffer, []
-        return self._apply_in_order(buffered)
-
-    def _apply_in_order(self, messages: list) -> list:
-        applied = []
-        for message in messages:
-            if not self.synced:
-                self._buffer.append(message)
-            elif message.sequence <= self.sequence:
-                continue
-            elif message.sequence != self.sequence + 1:
-                self.synced, self.needs_snapshot = False, True
-                self.resyncs += 1
-                self._buffer.append(message)
-            else:
-                self._apply(message)
-                applied.append(message)
-        return applied
-
-    def _apply(self, message) -> None:
-        self.sequence = message.sequence
-        kind = type(message)
-        if kind is DepthUpdate:
-            side = self.bids if message.side == Side.BUY else self.asks
-            if message.quantity:
-                side[message.price] = (message.quantity, message.orders)
-            else:
-                side.pop(message.price, None)
-        elif kind is Trade:
-            self.last_trade = message
-            self.last_price = message.price
-        elif kind is PhaseUpdate:
-            self.phase, self.phase_reason, self.phase_until = message.phase, message.reason, message.until
-            if message.phase == Phase.CONTINUOUS:
-                self.indicative_price = self.indicative_volume = 0
-        elif kind is Indicative:
-            self.indicative_price, self.indicative_volume = message.price, message.volume
-        elif kind is AuctionSummary:
-            self.last_auction = message
-
-    # ------------------------------------------------------------ views
-
-    def best_bid(self) -> tuple[int, int] | None:
-        """(price, quantity) of the best bid, or None."""
-        if not self.bids:
-            return None
-        price, (quantity, _) = self.bids.peekitem(-1)
-        return price, quantity
-
-    def best_ask(self) -> tuple[int, int] | None:
-        if not self.asks:
-            return None
-        price, (quantity, _) = self.asks.peekitem(0)
-        return price, quantity
-
-    def mid(self) -> float | None:
-        """Midpoint in ticks when both sides are present."""
-        bid, ask = self.best_bid(), self.best_ask()
-        return None if bid is None or ask is None else (bid[0] + ask[0]) / 2
-
-    def crossed(self) -> bool:
-        """Whether the best bid is at or above the best ask: only ever in a call or a halt, where
-        orders rest without matching; such a book is not a market anyone can trade against now."""
-        bid, ask = self.best_bid(), self.best_ask()
-        return bid is not None and ask is not None and bid[0] >= ask[0]
-
-    def depth(self, levels: int = 10) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
-        """(bids, asks) as (price, quantity, orders), best first."""
-        bids = [(p, q, n) for p, (q, n) in itertools.islice(reversed(self.bids.items()), levels)]
-        asks = [(p, q, n) for p, (q, n) in itertools.islice(self.asks.items(), levels)]
-        return bids, asks
-
-
-class MarketDataClient:
-    """A live local book of ``symbol`` from an OBS's PUB and snapshot endpoints.
-
-    `connect` subscribes first (topic ``SYMBOL.``), then asks for a snapshot on a
-    DEALER, so no update between the snapshot and the subscription is missed; the
-    sequencing rules are `BookSync`'s. `poll` reads waiting updates and, whenever
-    the stream broke, asks for a new snapshot (again after ``snapshot_retry_s``
-    if unanswered). Views (`best_bid`, `best_ask`, `depth`, `last_trade`, `phase`,
-    `indicative_price`, `last_auction`...) are of the last consistent book.
-    """
-
-    def __init__(
-        self,
-        md_endpoint: str,
-        snapshot_endpoint: str,
-        symbol: str,
-        context: zmq.Context | None = None,
-        snapshot_retry_s: float = 2.0,
-    ) -> None:
-        self.symbol = symbol
-        self.sync = BookSync(symbol)
-        self.snapshot_retry_s = snapshot_retry_s
-        self._updates = msgspec.msgpack.Decoder(list[MarketData])
-        self._snapshots = msgspec.msgpack.Decoder(list[SnapshotReply])
-        self._request = Codec(SnapshotRequest).encode([SnapshotRequest(symbol)])
-        self._requested_at: float | None = None
-        context = context or zmq.Context.instance()
-        self.subscriber = context.socket(zmq.SUB)
-        self.subscriber.setsockopt(zmq.LINGER, 0)
-        self.subscriber.setsockopt(zmq.RCVHWM, 0)
-        self.subscriber.setsockopt(zmq.SUBSCRIBE, symbol.encode() + b".")
-        self.subscriber.connect(md_endpoint)
-        self.snapshotter = context.socket(zmq.DEALER)
-        self.snapshotter.setsockopt(zmq.LINGER, 0)
-        self.snapshotter.connect(snapshot_endpoint)
-        self._poller = zmq.Poller()
-        self._poller.register(self.subscriber, zmq.POLLIN)
-        self._poller.register(self.snapshotter, zmq.POLLIN)
-
-    def connect(self, timeout: float = 5.0) -> None:
-        """Wait until the book is synced; raise `RequestTimeout` if no snapshot arrives."""
-        deadline = time.monotonic() + timeout
-        while not self.sync.synced:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RequestTimeout(f"no {self.symbol} snapshot within {timeout}s")
-            self.poll(min(remaining, 0.1))
-
-    def poll(self, timeout: float = 0.0) -> list:
-        """Apply every waiting message (waiting up to ``timeout`` for one); the updates applied."""
-        self._request_snapshot_if_needed()
-        applied: list = []
-        events = dict(self._poller.poll(max(0, int(timeout * 1000))))
-        if self.subscriber in events:
-            while True:
-                try:
-                    _topic, payload = self.subscriber.recv_multipart(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                for message in self._decode(self._updates, payload):
-                    applied.extend(self.sync.on_update(message))
-        if self.snapshotter in events:
-            while True:
-                try:
-                    frame = self.snapshotter.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                for reply in self._decode(self._snapshots, frame):
-                    if isinstance(reply, QueryRejected):
-                        raise RequestRejected(reply.reason, reply.text)
-                    if reply.symbol == self.symbol:
-                        self._requested_at = None
-                        applied.extend(self.sync.on_snapshot(reply))
-        self._request_snapshot_if_needed()
-        return applied
-
-    @staticmethod
-    def _decode(decoder: msgspec.msgpack.Decoder, frame: bytes) -> list:
-        try:
-            return decoder.decode(frame)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ClientError(f"undecodable market-data frame ({len(frame)} bytes): {exc}") from None
-
-    def _request_snapshot_if_needed(self) -> None:
-        if not self.sync.needs_snapshot:
-            return
-        now = time.monotonic()
-        if self._requested_at is None or now - self._requested_at >= self.snapshot_retry_s:
-            self.snapshotter.send(self._request)
-            self._requested_at = now
-
-    def close(self) -> None:
-        self.subscriber.close()
-        self.snapshotter.close()
-
-    def __enter__(self) -> "MarketDataClient":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    # ------------------------------------------------------------ views
-
-    @property
-    def synced(self) -> bool:
-        return self.sync.synced
-
-    @property
-    def sequence(self) -> int:
-        return self.sync.sequence
-
-    @property
-    def resyncs(self) -> int:
-        return self.sync.resyncs
-
-    @property
-    def last_trade(self) -> Trade | None:
-        return self.sync.last_trade
-
-    @property
-    def last_price(self) -> int | None:
-        return self.sync.last_price
-
-    @property
-    def phase(self) -> Phase:
-        return self.sync.phase
-
-    @property
-    def phase_reason(self) -> PhaseReason | None:
-        return self.sync.phase_reason
-
-    @property
-    def phase_until(self) -> int:
-        return self.sync.phase_until
-
-    @property
-    def indicative_price(self) -> int:
-        return self.sync.indicative_price
-
-    @property
-    def indicative_volume(self) -> int:
-        return self.sync.indicative_volume
-
-    @property
-    def last_auction(self) -> AuctionSummary | None:
-        return self.sync.last_auction
-
-    def crossed(self) -> bool:
-        return self.sync.crossed()
-
-    def best_bid(self) -> tuple[int, int] | None:
-        return self.sync.best_bid()
-
-    def best_ask(self) -> tuple[int, int] | None:
-        return self.sync.best_ask()
-
-    def mid(self) -> float | None:
-        return self.sync.mid()
-
-    def depth(self, levels: int = 10):
-        return self.sync.depth(levels)
-
-
 __all__ = [
-    "BookSync",
     "ClientError",
     "ExchangeClient",
     "LogonError",
-    "MarketDataClient",
     "RequestRejected",
     "RequestTimeout",
     "SessionEnded",

@@ -12,7 +12,8 @@ import signal
 import sys
 import time
 
-from clients.client import ClientError, ExchangeClient, LogonError, MarketDataClient, RequestRejected, RequestTimeout
+from clients.client import ClientError, ExchangeClient, LogonError, RequestRejected, RequestTimeout
+from clients.market_data import MarketDataClient
 from config.settings import Config, InstrumentConfig
 from engine.types import RejectReason
 from servers.security import TES, KeyFileError, Keys

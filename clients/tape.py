@@ -26,7 +26,7 @@ import time
 import zmq
 
 from clients import runtime
-from clients.client import MarketDataClient
+from clients.market_data import MarketDataClient
 from clients.terminal import clock, open_feeds, phase_text, side_text, uncross_text, until_interrupted
 from config.settings import Config
 from engine.instrument import Instrument

@@ -30,7 +30,8 @@ from decimal import Decimal, InvalidOperation
 
 import zmq
 
-from clients.client import MarketDataClient, RequestTimeout
+from clients.client import RequestTimeout
+from clients.market_data import MarketDataClient
 from clients.runtime import UsageError
 from config.settings import Config
 from engine.instrument import Instrument

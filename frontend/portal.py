@@ -27,15 +27,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from clients.client import (
-    ClientError,
-    ExchangeClient,
-    LogonError,
-    MarketDataClient,
-    RequestRejected,
-    RequestTimeout,
-    SessionEnded,
-)
+from clients.client import ClientError, ExchangeClient, LogonError, RequestRejected, RequestTimeout, SessionEnded
+from clients.market_data import MarketDataClient
 from clients.reports import ReportWords
 from clients.runtime import tes_server_key
 from clients.terminal import PriceError, parse_price

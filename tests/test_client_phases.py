@@ -21,7 +21,8 @@ from test_terminal import ScriptedFeed, bodies, ladders, render
 
 from clients.book_view import ladder
 from clients.bot import Bot, phase_takes
-from clients.client import BookSync, ExchangeClient, MarketDataClient
+from clients.client import ExchangeClient
+from clients.market_data import BookSync, MarketDataClient
 from clients.marketmaker import AUCTION_PULL, TRADE_PULL, MarketMaker
 from clients.random_trader import RandomTrader
 from clients.runtime import wait_until_tradable

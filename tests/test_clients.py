@@ -18,15 +18,8 @@ import pytest
 import zmq
 
 from clients import loadgen
-from clients.client import (
-    BookSync,
-    ClientError,
-    ExchangeClient,
-    LogonError,
-    MarketDataClient,
-    RequestRejected,
-    SessionEnded,
-)
+from clients.client import ClientError, ExchangeClient, LogonError, RequestRejected, SessionEnded
+from clients.market_data import BookSync, MarketDataClient
 from clients.runtime import wait_until_tradable
 from engine.types import OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p

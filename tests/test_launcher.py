@@ -12,7 +12,8 @@ import urllib.request
 
 import pytest
 
-from clients.client import ExchangeClient, MarketDataClient
+from clients.client import ExchangeClient
+from clients.market_data import MarketDataClient
 from config.settings import BotConfig
 from servers import protocol as p
 from servers.launcher import RestartPolicy, bot_process

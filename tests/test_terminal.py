@@ -15,7 +15,8 @@ from programs import Program
 from rich.console import Console
 
 from clients.book_view import ladder
-from clients.client import BookSync, ExchangeClient
+from clients.client import ExchangeClient
+from clients.market_data import BookSync
 from clients.runtime import wait_until_tradable
 from clients.tape import SymbolTape
 from clients.terminal import PriceError, parse_price, reject_text

@@ -42,7 +42,8 @@ import threading
 import zmq
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
-from clients.client import ClientError, MarketDataClient
+from clients.client import ClientError
+from clients.market_data import MarketDataClient
 from engine.types import Phase, RejectReason, SelfTradePrevention
 from gateways.api.auth import AuthError
 from servers.protocol import AuctionSummary, DepthUpdate, Indicative, PhaseUpdate, Quote, Trade

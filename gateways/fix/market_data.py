@@ -1,7 +1,7 @@
 """FIX market data from the OBS's feed: MarketDataRequest (V) answered with snapshots (W),
 incremental refreshes (X) and, for the trading phase, SecurityStatus (f).
 
-One `Feed` per symbol subscribed to (a `clients.client.MarketDataClient`), shared by every session.
+One `Feed` per symbol subscribed to (a `clients.market_data.MarketDataClient`), shared by every session.
 
 =====================================  ====================================================
 OBS market data                        FIX out (to the symbol's subscribers)
@@ -29,7 +29,8 @@ SecurityStatus. Any other market-data message is ignored.
 
 import logging
 
-from clients.client import ClientError, MarketDataClient
+from clients.client import ClientError
+from clients.market_data import MarketDataClient
 from config.settings import Config
 from engine.instrument import Instrument
 from engine.types import Phase, Side
@@ -177,7 +178,7 @@ class Feed:
                 session.send(m.MARKET_DATA_INCREMENTAL, body)
 
     def _phase_from_book(self) -> None:
-        """The phase and indicative uncross as the (re)synced book has them (`clients.client.BookSync`)."""
+        """The phase and indicative uncross as the (re)synced book has them (`clients.market_data.BookSync`)."""
         book = self.md.sync
         if book.phase != self.phase:
             self.phase, self.status_time = Phase(book.phase), 0
