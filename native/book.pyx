@@ -169,11 +169,13 @@ from native.orders cimport (
     Order,
     OrderInfo,
     iceberg_slices,
+    order_append,
     order_pool_full,
     order_pool_init,
     order_pool_reserve,
     order_release,
     order_take,
+    order_unlink,
 )
 from native.records cimport (
     DetailRecord,
@@ -1418,12 +1420,7 @@ cdef class NativeBook:
         cdef int64_t display = self._display(o)
         order.visible = min(display, order.quantity) if display else order.quantity
         order.state, order.level = RESTING, lv
-        order.prev, order.next = level.tail, -1
-        if level.tail != -1:
-            self.orders.slots[level.tail].next = o
-        else:
-            level.head = o
-        level.tail = o
+        order_append(self.orders.slots, o, &level.head, &level.tail)
         level.count += 1
         level.quantity += order.visible
         if order.quantity != order.visible:
@@ -1450,14 +1447,7 @@ cdef class NativeBook:
         """Take resting order ``o`` off ``level``'s FIFO and totals, leaving the level (even empty) and
         the order's slot and id."""
         cdef Order* order = &self.orders.slots[o]
-        if order.prev != -1:
-            self.orders.slots[order.prev].next = order.next
-        else:
-            level.head = order.next
-        if order.next != -1:
-            self.orders.slots[order.next].prev = order.prev
-        else:
-            level.tail = order.prev
+        order_unlink(self.orders.slots, o, &level.head, &level.tail)
         level.count -= 1
         level.quantity -= order.visible
         if order.quantity != order.visible:
@@ -1495,12 +1485,7 @@ cdef class NativeBook:
         """Queue market order ``o`` for the uncross, last in arrival order, with the next auction time."""
         cdef Order* order = &self.orders.slots[o]
         order.state, order.level = WAITING, -1
-        order.prev, order.next = self.waiting_last, -1
-        if self.waiting_last != -1:
-            self.orders.slots[self.waiting_last].next = o
-        else:
-            self.waiting_first = o
-        self.waiting_last = o
+        order_append(self.orders.slots, o, &self.waiting_first, &self.waiting_last)
         self.waiting_count += 1
         self.waiting_quantity[order.side] += order.quantity
         self.auction_time += 1
@@ -1508,14 +1493,7 @@ cdef class NativeBook:
 
     cdef void _unwait(self, int32_t o) noexcept nogil:
         cdef Order* order = &self.orders.slots[o]
-        if order.prev != -1:
-            self.orders.slots[order.prev].next = order.next
-        else:
-            self.waiting_first = order.next
-        if order.next != -1:
-            self.orders.slots[order.next].prev = order.prev
-        else:
-            self.waiting_last = order.prev
+        order_unlink(self.orders.slots, o, &self.waiting_first, &self.waiting_last)
         self.waiting_count -= 1
         self.waiting_quantity[order.side] -= order.quantity
 

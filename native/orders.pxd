@@ -126,3 +126,26 @@ cdef inline int32_t order_take(OrderPool* pool) noexcept nogil:
 cdef inline void order_release(OrderPool* pool, int32_t o) noexcept nogil:
     pool.slots[o].next = pool.free
     pool.free = o
+
+
+cdef inline void order_append(Order* slots, int32_t o, int32_t* head, int32_t* tail) noexcept nogil:
+    """Put order ``o`` last in the queue ``head``..``tail`` (linked through ``prev``/``next``; -1 ends:
+    a price level's FIFO, a stop level's, the orders waiting for the uncross)."""
+    slots[o].prev, slots[o].next = tail[0], -1
+    if tail[0] != -1:
+        slots[tail[0]].next = o
+    else:
+        head[0] = o
+    tail[0] = o
+
+
+cdef inline void order_unlink(Order* slots, int32_t o, int32_t* head, int32_t* tail) noexcept nogil:
+    """Take order ``o`` out of the queue ``head``..``tail`` (see `order_append`); its own links stay."""
+    if slots[o].prev != -1:
+        slots[slots[o].prev].next = slots[o].next
+    else:
+        head[0] = slots[o].next
+    if slots[o].next != -1:
+        slots[slots[o].next].prev = slots[o].prev
+    else:
+        tail[0] = slots[o].prev

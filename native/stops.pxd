@@ -35,7 +35,7 @@ from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint64_t
 
 from native.constants cimport BUY, SELL
 from native.ladder cimport MAX_HEIGHT, random_height
-from native.orders cimport HELD, OrderPool
+from native.orders cimport HELD, OrderPool, order_append, order_unlink
 
 cdef enum:
     INITIAL_STOP_LEVELS = 64
@@ -232,12 +232,7 @@ cdef inline void hold_stop(StopBook* book, OrderPool* pool, int32_t o, int64_t s
         n = insert_stop_level(book, side, stop_price, key, pool.infos[o].accepted, update)
     cdef StopLevel* level = &book.levels[n]
     pool.slots[o].state, pool.slots[o].level = HELD, n
-    pool.slots[o].prev, pool.slots[o].next = level.tail, -1
-    if level.tail != -1:
-        pool.slots[level.tail].next = o
-    else:
-        level.head = o
-    level.tail = o
+    order_append(pool.slots, o, &level.head, &level.tail)
     level.count += 1
     pool.infos[o].older, pool.infos[o].newer = book.newest, -1
     if book.newest != -1:
@@ -256,14 +251,7 @@ cdef inline void unhold_stop(StopBook* book, OrderPool* pool, int32_t o) noexcep
     cdef StopLevel* level = &book.levels[n]
     cdef int side = pool.slots[o].side
     cdef bint first = level.head == o
-    if pool.slots[o].prev != -1:
-        pool.slots[pool.slots[o].prev].next = pool.slots[o].next
-    else:
-        level.head = pool.slots[o].next
-    if pool.slots[o].next != -1:
-        pool.slots[pool.slots[o].next].prev = pool.slots[o].prev
-    else:
-        level.tail = pool.slots[o].prev
+    order_unlink(pool.slots, o, &level.head, &level.tail)
     level.count -= 1
     if pool.infos[o].older != -1:
         pool.infos[pool.infos[o].older].newer = pool.infos[o].newer
