@@ -149,18 +149,16 @@ from native.ids cimport (
     write_records,
 )
 from native.ladder cimport (
-    MAX_HEIGHT,
+    NEAR_SLOTS,
     Level,
-    find_level,
-    insert_level,
     ladder_init,
     ladder_levels,
     ladder_reserve,
     ladder_room,
     level_at,
+    place_level,
     remove_best_level,
     remove_level,
-    side_key,
 )
 from native.orders cimport (
     HELD,
@@ -354,6 +352,7 @@ cdef class NativeBook:
         PyMem_RawFree(self.orders.slots)
         PyMem_RawFree(self.orders.infos)
         PyMem_RawFree(self.ladder.levels)
+        PyMem_RawFree(self.ladder.near)
         PyMem_RawFree(self.stops.levels)
         PyMem_RawFree(self.expiries.slots)
         PyMem_RawFree(self.expiries.due)
@@ -627,6 +626,7 @@ cdef class NativeBook:
     def memory_bytes(self):
         """Bytes held by the book's pools, tables and buffers."""
         return (self.orders.capacity * (sizeof(Order) + sizeof(OrderInfo)) + self.ladder.capacity * sizeof(Level)
+                + 2 * NEAR_SLOTS * sizeof(int32_t)
                 + self.stops.capacity * sizeof(StopLevel) + self.expiries.capacity * (sizeof(int32_t) + sizeof(Keyed))
                 + self.auction.capacity * sizeof(Volume)
                 + (self.live.mask + 1) * sizeof(LiveSlot) + (self.ids.mask + 1) * sizeof(IdBlock)
@@ -1406,13 +1406,11 @@ cdef class NativeBook:
     cdef inline void _place(self, int32_t o, int64_t price) noexcept nogil:
         """Give order ``o`` (in no queue, ``quantity`` open) a place at the back of ``price``'s level
         with a fresh slice (and, in CALL and HALTED, the next auction time)."""
-        cdef int32_t update[MAX_HEIGHT]
+        cdef bint created
         cdef Order* order = &self.orders.slots[o]
         cdef int side = order.side
-        cdef int64_t key = side_key(side, price)
-        cdef int32_t lv = find_level(&self.ladder, side, key, update)
-        if lv == -1:
-            lv = insert_level(&self.ladder, side, price, key, update)
+        cdef int32_t lv = place_level(&self.ladder, side, price, &created)
+        if created:
             self._touch_new(side, lv)
         else:
             self._touch(side, lv)

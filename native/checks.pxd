@@ -14,7 +14,7 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 from native.book cimport NativeBook
 from native.constants cimport BUY, DAY, GTD, ID_SALT, LIMIT, MARKET, NONE, SELL, CONTINUOUS
 from native.ids cimport live_get, mix64, trailing_zeros, was_accepted
-from native.ladder cimport MAX_HEIGHT, Level, side_key
+from native.ladder cimport MAX_HEIGHT, NEAR_MASK, NEAR_SLOTS, Level, side_key
 from native.orders cimport HELD, RESTING, WAITING, Order, OrderInfo, iceberg_slices
 from native.stops cimport StopLevel, next_triggered, stop_key
 
@@ -86,6 +86,21 @@ cdef inline int64_t check_stops(NativeBook book) except -1:
     return gtd
 
 
+cdef inline int check_near(NativeBook book, int side) except -1:
+    """Check that every ``near`` entry of ``side`` is empty or names a level of ``side`` whose price
+    maps to it (ladder.pxd invariants)."""
+    cdef set linked = set()
+    cdef int32_t lv = book.ladder.levels[side].forward[0], i
+    while lv != -1:
+        linked.add(lv)
+        lv = book.ladder.levels[lv].forward[0]
+    for i in range(NEAR_SLOTS):
+        lv = book.ladder.near[side * NEAR_SLOTS + i]
+        require(lv == -1 or (lv in linked and (<uint64_t>book.ladder.levels[lv].price & NEAR_MASK) == i),
+                f"near-touch entry {i} of side {side} names level {lv}, not a level of its price")
+    return 0
+
+
 cdef inline int check_book(NativeBook book) except -1:
     """Walk every structure of ``book``; raise AssertionError naming the first broken invariant."""
     cdef int side, h
@@ -103,6 +118,7 @@ cdef inline int check_book(NativeBook book) except -1:
                         f"skip list out of order at height {h} on side {side}")
                 require(h < levels[lv].height, f"level {levels[lv].price} linked above its height")
                 lv = nxt
+        check_near(book, side)
         lv = levels[side].forward[0]
         while lv != -1:
             price = levels[lv].price

@@ -12,6 +12,8 @@
 #   (a block is only stored with a bit set, and bits are never cleared). It stays at most half
 #   full. ``blocks`` counts the used slots, ``count`` the ids, and ``digest`` is the sum mod
 #   2**64 of ``mix64(id ^ ID_SALT)`` over them: the order-free id digest of `engine.snapshot`.
+#   ``last`` is -1 or a used slot (slots never move but in a rehash, which resets it), so ids
+#   accepted in sequence find their block without hashing.
 # - Both tables grow only in `live_reserve` / `accepted_reserve`, run before each command, so a
 #   command adds an id without allocating.
 # - Snapshots write the bitmap's words as `engine.snapshot` records (sorted by id, runs of full
@@ -67,6 +69,7 @@ ctypedef struct IdBlock:     # open-addressing slot: 64 consecutive ids -> accep
 ctypedef struct AcceptedIds:
     IdBlock* slots
     int64_t mask             # slots - 1, a power of two minus one
+    int64_t last             # the slot last looked up or claimed, -1 after a rehash: consecutive ids share a block
     int64_t blocks           # slots in use
     int64_t count            # ids ever accepted
     uint64_t digest
@@ -166,7 +169,7 @@ cdef inline void live_remove(LiveIds* live, int64_t order_id) noexcept nogil:
 cdef inline int accepted_init(AcceptedIds* ids) noexcept nogil:
     """No id accepted, INITIAL_TABLE slots; -1 if out of memory (free ``slots`` either way)."""
     ids.slots = <IdBlock*>PyMem_RawMalloc(INITIAL_TABLE * sizeof(IdBlock))
-    ids.mask, ids.blocks, ids.count, ids.digest = INITIAL_TABLE - 1, 0, 0, 0
+    ids.mask, ids.blocks, ids.count, ids.digest, ids.last = INITIAL_TABLE - 1, 0, 0, 0, -1
     if ids.slots == NULL:
         return -1
     memset(ids.slots, 0, INITIAL_TABLE * sizeof(IdBlock))
@@ -188,7 +191,7 @@ cdef inline int accepted_resize(AcceptedIds* ids, int64_t size) noexcept nogil:
                 j = (j + 1) & (size - 1)
             table[j] = ids.slots[i]
     PyMem_RawFree(ids.slots)
-    ids.slots, ids.mask = table, size - 1
+    ids.slots, ids.mask, ids.last = table, size - 1, -1
     return 0
 
 
@@ -206,9 +209,12 @@ cdef inline int accepted_reserve(AcceptedIds* ids) noexcept nogil:
 
 cdef inline bint was_accepted(AcceptedIds* ids, int64_t order_id) noexcept nogil:
     cdef uint64_t u = <uint64_t>order_id, block = u >> 6
+    if ids.last != -1 and ids.slots[ids.last].block == block:
+        return (ids.slots[ids.last].bits >> (u & 63)) & 1
     cdef int64_t i = mix64(block) & ids.mask
     while ids.slots[i].bits != 0:
         if ids.slots[i].block == block:
+            ids.last = i
             return (ids.slots[i].bits >> (u & 63)) & 1
         i = (i + 1) & ids.mask
     return False
@@ -217,12 +223,15 @@ cdef inline bint was_accepted(AcceptedIds* ids, int64_t order_id) noexcept nogil
 cdef inline IdBlock* id_block(AcceptedIds* ids, uint64_t block) noexcept nogil:
     """The slot of ``block`` (an id >> 6, unsigned), claimed if it had none: the caller
     sets a bit in it and has reserved room."""
+    if ids.last != -1 and ids.slots[ids.last].block == block:
+        return &ids.slots[ids.last]
     cdef int64_t i = mix64(block) & ids.mask
     while ids.slots[i].bits != 0 and ids.slots[i].block != block:
         i = (i + 1) & ids.mask
     if ids.slots[i].bits == 0:
         ids.slots[i].block = block
         ids.blocks += 1
+    ids.last = i
     return &ids.slots[i]
 
 

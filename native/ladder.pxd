@@ -21,18 +21,27 @@
 #   allocates.
 # - Heights come from a xorshift generator (``rng``) with p = 1/4 per extra height, so the
 #   ladder's shape is the same for the same commands.
+# - ``near`` finds the prices near the touch without a descent: a direct-mapped table per side,
+#   ``near[side * NEAR_SLOTS + (price & NEAR_MASK)]``, each entry -1 or a level of that side whose
+#   price maps to that entry (the level last inserted or found there). A level's entry is cleared
+#   when it is removed, so an entry never names a freed slot; two prices NEAR_SLOTS apart share an
+#   entry and the one not in it is found by the descent. It is a cache: the skip list alone
+#   orders the levels.
 #
 # Everything here is `cdef inline`: cimported by book.pyx, compiled into its C file and inlined
 # there (Cython calls a cdef function of another extension module through a pointer table).
 
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint64_t
+from libc.string cimport memset
 
 from native.constants cimport BUY
 
 cdef enum:
     MAX_HEIGHT = 16          # skip-list height limit (p = 1/4: ample for 4**16 levels)
     INITIAL_LEVELS = 256
+    NEAR_SLOTS = 4096        # `near` entries per side (a power of two): 4,096 ticks find their level at once
+    NEAR_MASK = NEAR_SLOTS - 1
 
 
 ctypedef struct Level:
@@ -56,6 +65,7 @@ ctypedef struct Ladder:
     int32_t free_count       # slots on the free list
     int32_t height[2]        # skip-list height in use per side
     uint64_t rng             # skip-list height generator state
+    int32_t* near            # 2 * NEAR_SLOTS entries: price -> level near the touch (see the invariants)
 
 
 cdef inline int64_t side_key(int side, int64_t price) noexcept nogil:
@@ -64,12 +74,14 @@ cdef inline int64_t side_key(int side, int64_t price) noexcept nogil:
 
 cdef inline int ladder_init(Ladder* ladder) noexcept nogil:
     """Both sides empty in a pool of INITIAL_LEVELS slots; -1 if out of memory (free ``levels``
-    either way)."""
+    and ``near`` either way)."""
     ladder.levels = <Level*>PyMem_RawMalloc(INITIAL_LEVELS * sizeof(Level))
+    ladder.near = <int32_t*>PyMem_RawMalloc(2 * NEAR_SLOTS * sizeof(int32_t))
     ladder.capacity, ladder.top, ladder.free, ladder.free_count = INITIAL_LEVELS, 2, -1, 0
     ladder.rng = 0x2545F4914F6CDD1D
-    if ladder.levels == NULL:
+    if ladder.levels == NULL or ladder.near == NULL:
         return -1
+    memset(ladder.near, 0xFF, 2 * NEAR_SLOTS * sizeof(int32_t))
     cdef int side, h
     for side in range(2):
         ladder.levels[side].price = 0
@@ -124,10 +136,21 @@ cdef inline int32_t find_level(Ladder* ladder, int side, int64_t key, int32_t* u
     return -1
 
 
+cdef inline int32_t* near_entry(Ladder* ladder, int side, int64_t price) noexcept nogil:
+    """``price``'s entry of ``side`` in ``near``."""
+    return &ladder.near[side * NEAR_SLOTS + (<uint64_t>price & NEAR_MASK)]
+
+
 cdef inline int32_t level_at(Ladder* ladder, int side, int64_t price) noexcept nogil:
     """The level holding ``price`` on ``side``, or -1."""
+    cdef int32_t* entry = near_entry(ladder, side, price)
+    if entry[0] != -1 and ladder.levels[entry[0]].price == price:
+        return entry[0]
     cdef int32_t update[MAX_HEIGHT]
-    return find_level(ladder, side, side_key(side, price), update)
+    cdef int32_t lv = find_level(ladder, side, side_key(side, price), update)
+    if lv != -1:
+        entry[0] = lv
+    return lv
 
 
 cdef inline int random_height(uint64_t* rng) noexcept nogil:
@@ -168,7 +191,25 @@ cdef inline int32_t insert_level(Ladder* ladder, int side, int64_t price, int64_
     for h in range(height):
         level.forward[h] = ladder.levels[update[h]].forward[h]
         ladder.levels[update[h]].forward[h] = lv
+    near_entry(ladder, side, price)[0] = lv
     return lv
+
+
+cdef inline int32_t place_level(Ladder* ladder, int side, int64_t price, bint* created) noexcept nogil:
+    """The level of ``price`` on ``side``, a new empty one if it had none (``created`` set; the pool
+    has room, `ladder_reserve`)."""
+    cdef int32_t* entry = near_entry(ladder, side, price)
+    created[0] = False
+    if entry[0] != -1 and ladder.levels[entry[0]].price == price:
+        return entry[0]
+    cdef int32_t update[MAX_HEIGHT]
+    cdef int64_t key = side_key(side, price)
+    cdef int32_t lv = find_level(ladder, side, key, update)
+    if lv != -1:
+        entry[0] = lv
+        return lv
+    created[0] = True
+    return insert_level(ladder, side, price, key, update)
 
 
 cdef inline void shrink(Ladder* ladder, int side) noexcept nogil:
@@ -177,8 +218,11 @@ cdef inline void shrink(Ladder* ladder, int side) noexcept nogil:
         ladder.height[side] -= 1
 
 
-cdef inline void free_level(Ladder* ladder, int32_t lv) noexcept nogil:
-    """Put unlinked level ``lv`` on the free list."""
+cdef inline void free_level(Ladder* ladder, int side, int32_t lv) noexcept nogil:
+    """Put unlinked level ``lv`` of ``side`` on the free list, out of ``near``."""
+    cdef int32_t* entry = near_entry(ladder, side, ladder.levels[lv].price)
+    if entry[0] == lv:
+        entry[0] = -1
     ladder.levels[lv].forward[0] = ladder.free
     ladder.free = lv
     ladder.free_count += 1
@@ -192,7 +236,7 @@ cdef inline void remove_best_level(Ladder* ladder, int side) noexcept nogil:
     for h in range(level.height):
         ladder.levels[side].forward[h] = level.forward[h]
     shrink(ladder, side)
-    free_level(ladder, lv)
+    free_level(ladder, side, lv)
 
 
 cdef inline void remove_level(Ladder* ladder, int side, int32_t lv) noexcept nogil:
@@ -207,4 +251,4 @@ cdef inline void remove_level(Ladder* ladder, int side, int32_t lv) noexcept nog
     for h in range(level.height):
         ladder.levels[update[h]].forward[h] = level.forward[h]
     shrink(ladder, side)
-    free_level(ladder, lv)
+    free_level(ladder, side, lv)

@@ -341,6 +341,43 @@ def test_wide_books_with_thousands_of_levels_match(seed):
     reference.check_invariants()
 
 
+
+@pytest.mark.parametrize("seed", range(3))
+def test_prices_sharing_a_near_touch_entry_match(seed):
+    """Prices a multiple of 4,096 ticks apart share an entry of the native ladder's near-touch
+    table (ladder.pxd ``near``): the levels it does not name are found by the skip list, and
+    removing one never forgets the other."""
+    rng = np.random.default_rng(seed)
+    reference, native = ReferenceBook(), native_book_class()()
+    prices = [base + k * 4_096 + offset for base in (1, 10**12) for k in range(4) for offset in (0, 1)]
+    resting = []
+    for order_id in range(1, 3_001):
+        roll = rng.random()
+        if roll < 0.55 or not resting:
+            side = int(rng.integers(0, 2))
+            price = prices[int(rng.integers(0, len(prices)))]
+            tif = (GTC, GTC, IOC)[int(rng.integers(0, 3))]
+            args = (order_id, side, OrderType.LIMIT, tif, price, int(rng.integers(1, 30)))
+            events = [reference.submit(*args), native.submit(*args)]
+            resting.append(order_id)
+        elif roll < 0.8:
+            target = resting.pop(int(rng.integers(0, len(resting))))
+            events = [reference.cancel(target), native.cancel(target)]
+        else:
+            target = resting[int(rng.integers(0, len(resting)))]
+            args = (target, prices[int(rng.integers(0, len(prices)))], int(rng.integers(1, 30)))
+            events = [reference.replace(*args), native.replace(*args)]
+        assert events[0] == events[1], f"command {order_id}"
+        assert native.level_changes() == reference.level_changes(), f"command {order_id}"
+        if order_id % 250 == 0:
+            native.check_invariants()
+            for side in Side:
+                for price in prices:
+                    assert native.level(side, price) == reference.level(side, price)
+    assert native.snapshot() == reference.snapshot()
+    assert native.state_hash() == reference.state_hash()
+    native.check_invariants()
+
 # ---------------------------------------------------------------- the advanced orders and phases (stream format v2)
 
 GTD = TimeInForce.GTD
