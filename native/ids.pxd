@@ -5,7 +5,10 @@
 # - `LiveIds` maps every resting order id to its order pool slot and nothing else: open
 #   addressing with linear probing from ``mix64(id)``, ``index`` -1 marking an empty slot,
 #   deletion by backward shift (no tombstones), so a lookup ends at the first empty slot and a
-#   cancel is O(1) whatever the level's length. It stays at most half full.
+#   cancel is O(1) whatever the level's length. It stays at most half full. Each used slot keeps
+#   its id's hash (``home``: the low 32 bits of ``mix64(id)``; tables stay below 2**32 slots), so
+#   shifting and rehashing never hash again; ``found`` is the slot `live_get` last found, which
+#   `live_remove` tries first (a cancel looks its order up, then removes it).
 # - `AcceptedIds` holds every id ever accepted, as a bitmap per 64 consecutive ids: slot
 #   ``block`` (``id >> 6``, unsigned) has bit ``id & 63`` set per accepted id, so dense ids
 #   cost about a bit each. Open addressing from ``mix64(block)``; ``bits`` 0 marks an empty slot
@@ -24,7 +27,7 @@
 # there (Cython calls a cdef function of another extension module through a pointer table).
 
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 from native.constants cimport ID_SALT
@@ -38,10 +41,12 @@ cdef extern from *:
         return x ^ (x >> 31);
     }
     #define EXCHANGE_MAX_ID_BLOCKS (1LL << 40)
+    #define EXCHANGE_MAX_LIVE_SLOTS (1LL << 32)
     #define EXCHANGE_FULL_WORD (~(uint64_t)0)
     """
     uint64_t mix64 "exchange_mix64"(uint64_t x) nogil   # engine.snapshot.mix, the splitmix64 finaliser
     int64_t MAX_ID_BLOCKS "EXCHANGE_MAX_ID_BLOCKS"     # far beyond memory; keeps table sizes in range
+    int64_t MAX_LIVE_SLOTS "EXCHANGE_MAX_LIVE_SLOTS"   # LiveSlot.home holds 32 bits of hash
     uint64_t FULL_WORD "EXCHANGE_FULL_WORD"            # a word of the accepted-id bitmap with all 64 ids
     int trailing_zeros "__builtin_ctzll"(unsigned long long x) nogil   # x != 0
     int popcount "__builtin_popcountll"(unsigned long long x) nogil
@@ -53,12 +58,14 @@ cdef enum:
 ctypedef struct LiveSlot:    # open-addressing slot: resting order id -> pool index
     int64_t order_id
     int32_t index            # -1: empty slot
+    uint32_t home            # the low 32 bits of mix64(order_id): its first slot is home & mask
 
 
 ctypedef struct LiveIds:
     LiveSlot* slots
-    int64_t mask             # slots - 1, a power of two minus one
+    int64_t mask             # slots - 1, a power of two minus one (below 2**32)
     int64_t count            # resting orders
+    int64_t found            # the slot live_get last found (a hint: check it still holds the id)
 
 
 ctypedef struct IdBlock:     # open-addressing slot: 64 consecutive ids -> accepted bitmap
@@ -85,7 +92,7 @@ ctypedef struct IdWord:      # a word of the accepted-id bitmap as a snapshot ho
 cdef inline int live_init(LiveIds* live) noexcept nogil:
     """An empty table of INITIAL_TABLE slots; -1 if out of memory (free ``slots`` either way)."""
     live.slots = <LiveSlot*>PyMem_RawMalloc(INITIAL_TABLE * sizeof(LiveSlot))
-    live.mask, live.count = INITIAL_TABLE - 1, 0
+    live.mask, live.count, live.found = INITIAL_TABLE - 1, 0, 0
     if live.slots == NULL:
         return -1
     cdef int64_t i
@@ -97,14 +104,16 @@ cdef inline int live_init(LiveIds* live) noexcept nogil:
 cdef inline int live_grow(LiveIds* live) noexcept nogil:
     """Rehash into twice the slots; -1 (table intact) if out of memory."""
     cdef int64_t old_size = live.mask + 1, size = 2 * old_size, i, j
-    cdef LiveSlot* table = <LiveSlot*>PyMem_RawMalloc(<size_t>size * sizeof(LiveSlot))
+    cdef LiveSlot* table = NULL
+    if size <= MAX_LIVE_SLOTS:
+        table = <LiveSlot*>PyMem_RawMalloc(<size_t>size * sizeof(LiveSlot))
     if table == NULL:
         return -1
     for i in range(size):
         table[i].index = -1
     for i in range(old_size):
         if live.slots[i].index != -1:
-            j = mix64(<uint64_t>live.slots[i].order_id) & (size - 1)
+            j = live.slots[i].home & (size - 1)
             while table[j].index != -1:
                 j = (j + 1) & (size - 1)
             table[j] = live.slots[i]
@@ -130,6 +139,7 @@ cdef inline int32_t live_get(LiveIds* live, int64_t order_id) noexcept nogil:
     cdef int64_t i = mix64(<uint64_t>order_id) & live.mask
     while live.slots[i].index != -1:
         if live.slots[i].order_id == order_id:
+            live.found = i
             return live.slots[i].index
         i = (i + 1) & live.mask
     return -1
@@ -137,25 +147,28 @@ cdef inline int32_t live_get(LiveIds* live, int64_t order_id) noexcept nogil:
 
 cdef inline void live_put(LiveIds* live, int64_t order_id, int32_t index) noexcept nogil:
     """Add ``order_id`` (not present; the table has room) at pool slot ``index``."""
-    cdef int64_t i = mix64(<uint64_t>order_id) & live.mask
+    cdef uint32_t home = <uint32_t>mix64(<uint64_t>order_id)
+    cdef int64_t i = home & live.mask
     while live.slots[i].index != -1:
         i = (i + 1) & live.mask
-    live.slots[i].order_id, live.slots[i].index = order_id, index
+    live.slots[i].order_id, live.slots[i].index, live.slots[i].home = order_id, index, home
     live.count += 1
 
 
 cdef inline void live_remove(LiveIds* live, int64_t order_id) noexcept nogil:
     """Delete a present key with backward-shift deletion (no tombstones)."""
     cdef int64_t mask = live.mask
-    cdef int64_t i = mix64(<uint64_t>order_id) & mask, j, home
-    while live.slots[i].order_id != order_id or live.slots[i].index == -1:
-        i = (i + 1) & mask
+    cdef int64_t i = live.found, j, home
+    if live.slots[i].order_id != order_id or live.slots[i].index == -1:
+        i = mix64(<uint64_t>order_id) & mask
+        while live.slots[i].order_id != order_id or live.slots[i].index == -1:
+            i = (i + 1) & mask
     j = i
     while True:
         j = (j + 1) & mask
         if live.slots[j].index == -1:
             break
-        home = mix64(<uint64_t>live.slots[j].order_id) & mask
+        home = live.slots[j].home & mask
         if (i <= j and (i < home <= j)) or (i > j and (home > i or home <= j)):
             continue
         live.slots[i] = live.slots[j]
