@@ -868,26 +868,38 @@ class Codec:
 def encode_frames(encode, messages: list, max_messages: int = MAX_BATCH, max_bytes: int = MAX_FRAME_BYTES
                   ) -> list[bytes]:
     """``messages`` as frames of at most ``max_messages`` (<= MAX_BATCH) and ``max_bytes``
-    (<= MAX_FRAME_BYTES) each.
+    (<= MAX_FRAME_BYTES) each, in order.
 
-    A list is split in halves only when it is too big; a single message over the
-    byte limit goes alone (a server's receiver takes up to MAX_SERVER_FRAME_BYTES).
-    No messages, no frames.
+    Runs of ``max_messages`` are encoded whole; a run over the byte limit is cut into as many
+    equal parts as its size says it needs (its messages' sizes vary little), and only a part
+    still too big is cut again, in halves, so a large list is encoded about twice, not once per
+    halving. A single message over the byte limit goes alone (a server's receiver takes up to
+    MAX_SERVER_FRAME_BYTES). No messages, no frames.
     """
-    if not messages:
-        return []
-    if len(messages) > max_messages:
-        return [
-            frame
-            for start in range(0, len(messages), max_messages)
-            for frame in encode_frames(encode, messages[start : start + max_messages], max_messages, max_bytes)
-        ]
+    frames: list[bytes] = []
+    for start in range(0, len(messages), max_messages):
+        run = messages[start:start + max_messages]
+        frame = encode(run)
+        if len(frame) <= max_bytes or len(run) == 1:
+            frames.append(frame)
+            continue
+        parts = min(len(run), -(-len(frame) * 9 // (max_bytes * 8)))
+        size = -(-len(run) // parts)
+        for first in range(0, len(run), size):
+            _encode_within(encode, run[first:first + size], max_bytes, frames)
+    return frames
+
+
+def _encode_within(encode, messages: list, max_bytes: int, frames: list[bytes]) -> None:
+    """Append ``messages`` to ``frames`` as frames of at most ``max_bytes``, halving as needed
+    (a single message goes alone, whatever its size)."""
     frame = encode(messages)
     if len(frame) <= max_bytes or len(messages) == 1:
-        return [frame]
+        frames.append(frame)
+        return
     half = len(messages) // 2
-    return (encode_frames(encode, messages[:half], max_messages, max_bytes)
-            + encode_frames(encode, messages[half:], max_messages, max_bytes))
+    _encode_within(encode, messages[:half], max_bytes, frames)
+    _encode_within(encode, messages[half:], max_bytes, frames)
 
 
 class FrameTooLarge(ValueError):

@@ -1,0 +1,59 @@
+"""`servers.protocol.encode_frames`: lists of messages cut into frames under a count and a byte limit."""
+
+import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from servers import protocol as p
+
+TEXTS = st.text(alphabet="abcdefghij", max_size=300)
+
+
+class Counting:
+    """A Codec's encode that counts the messages it encodes."""
+
+    def __init__(self) -> None:
+        self.codec = p.Codec(p.ClientMessage, p.MAX_SERVER_FRAME_BYTES)
+        self.encoded = 0
+
+    def __call__(self, messages: list) -> bytes:
+        self.encoded += len(messages)
+        return self.codec.encode(messages)
+
+
+def notices(texts: list[str]) -> list:
+    return [p.SessionRejected(p.RejectReason.MALFORMED_MESSAGE, text) for text in texts]
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=st.lists(TEXTS, max_size=400), max_messages=st.integers(1, 60), max_bytes=st.integers(1, 4_000))
+def test_frames_hold_every_message_in_order_within_the_limits(texts, max_messages, max_bytes):
+    encode = Counting()
+    messages = notices(texts)
+    frames = p.encode_frames(encode, messages, max_messages, max_bytes)
+    decoded = [encode.codec.decode(frame) for frame in frames]
+    assert [m for frame in decoded for m in frame] == messages
+    for frame, contents in zip(frames, decoded, strict=True):
+        assert 1 <= len(contents) <= max_messages
+        assert len(frame) <= max_bytes or len(contents) == 1
+
+
+def test_no_messages_make_no_frames():
+    assert p.encode_frames(Counting(), [], 10, 100) == []
+
+
+def test_a_large_list_of_like_messages_is_encoded_about_twice():
+    """The halving alone encoded 10,000 messages over 64 KB once per level (five times here)."""
+    encode = Counting()
+    messages = notices([f"notice {i:06d} " + "x" * 80 for i in range(5_000)])
+    frames = p.encode_frames(encode, messages, 5_000, 64 * 1024)
+    assert len(frames) > 4
+    assert all(len(frame) <= 64 * 1024 for frame in frames)
+    assert encode.encoded <= 2.2 * len(messages)
+
+
+def test_a_message_over_the_byte_limit_goes_alone():
+    encode = Counting()
+    messages = notices(["a", "b" * 500, "c"])
+    frames = p.encode_frames(encode, messages, 10, 200)
+    assert [len(msgspec.msgpack.decode(frame)) for frame in frames] == [1, 1, 1]
