@@ -157,6 +157,7 @@ cdef class NativeBook:
     cdef int64_t accepted            # acceptance numbers given (OrderInfo.accepted)
     cdef int64_t auction_time        # the auction time counter (OrderInfo.time), CALL and HALTED only
     cdef uint8_t trading             # the phase
+    cdef int32_t ahead[16]           # the batch replay's look-ahead: slots of the orders targeted ahead (book.pyx)
 
     # ---- capacity: called before each command, so commands never allocate
     cdef int _prepare(self, int64_t taking, int64_t slices, bint guarded) except -1
@@ -170,6 +171,8 @@ cdef class NativeBook:
     # ---- the batch replay: how many messages it did (fewer than n only when out of memory)
     cdef int64_t _replay_v1(self, const StreamRecord* records, int64_t n, int64_t* counts) noexcept nogil
     cdef int64_t _replay_v2(self, const StreamRecordV2* records, int64_t n, int64_t* counts) noexcept nogil
+    cdef inline void _look_ahead(self, int64_t i, uint8_t id_kind, int64_t order_id, int64_t id_target,
+                                 uint8_t order_kind, int64_t order_target) noexcept nogil
 
     # ---- commands
     cdef void _submit(self, NewOrder* n) noexcept nogil

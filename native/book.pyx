@@ -139,11 +139,14 @@ from native.ids cimport (
     add_accepted,
     compare_words,
     live_get,
+    live_peek,
+    live_prefetch,
     live_full,
     live_init,
     live_put,
     live_remove,
     live_reserve,
+    prefetch,
     restore_accepted,
     was_accepted,
     write_records,
@@ -223,6 +226,11 @@ from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTrade
 
 cdef enum:
     INITIAL_EVENTS = 64
+    LOOK_AHEAD_FROM = 1 << 16   # the batch replay loads ahead (`_look_ahead`) once the id table is this large
+    AHEAD_ID = 16            # (1 MB: by then misses cost more than looking ahead): a message's id-table slot
+    AHEAD_ORDER = 8          # this many messages ahead, the order it targets this many ahead,
+    AHEAD_LINKS = 4          # that order's neighbours in its queue this many ahead
+    AHEAD_MASK = 15          # ``NativeBook.ahead`` holds the orders of the AHEAD_ORDER messages ahead
 
 
 def _by_value(enum):
@@ -347,6 +355,7 @@ cdef class NativeBook:
         self.waiting_quantity[BUY] = self.waiting_quantity[SELL] = 0
         self.last_trade = self.logical_time = self.accepted = self.auction_time = 0
         self.trading = CONTINUOUS
+        memset(self.ahead, 0xFF, sizeof(self.ahead))
 
     def __dealloc__(self):
         PyMem_RawFree(self.orders.slots)
@@ -756,6 +765,10 @@ cdef class NativeBook:
         cdef NewOrder order
         memset(&order, 0, sizeof(NewOrder))
         for i in range(n):
+            if self.live.mask >= LOOK_AHEAD_FROM and i + AHEAD_ID < n:
+                self._look_ahead(i, records[i + AHEAD_ID].kind, records[i + AHEAD_ID].order_id,
+                                 records[i + AHEAD_ID].target_id, records[i + AHEAD_ORDER].kind,
+                                 records[i + AHEAD_ORDER].target_id)
             r = &records[i]
             if self._reserve(True, min(max(r.qty, 0), MAX_QUANTITY), 1, False) != 0:
                 counts[0], counts[1] = accepted, rejected
@@ -781,6 +794,32 @@ cdef class NativeBook:
         counts[0], counts[1] = accepted, rejected
         return n
 
+    cdef inline void _look_ahead(self, int64_t i, uint8_t id_kind, int64_t order_id, int64_t id_target,
+                                 uint8_t order_kind, int64_t order_target) noexcept nogil:
+        """The batch replay of a book too large for the cache, at message ``i``: start loading what
+        later messages will read, in three steps, so that each finds it there. AHEAD_ID messages
+        ahead (``id_kind``, ``order_id``, ``id_target``), the id-table slot it looks up (its target's
+        for a cancel or a replace, else its own order's); AHEAD_ORDER ahead (``order_kind``,
+        ``order_target``), the order a cancel or a replace targets (its slot noted in ``ahead``);
+        AHEAD_LINKS ahead, that order's neighbours in its queue, and the free slot the next new
+        order takes. Only the cache changes: a slot noted may have moved on by then, any slot
+        loaded is a valid one."""
+        live_prefetch(&self.live, id_target if id_kind == STREAM_CANCEL or id_kind == STREAM_REPLACE else order_id)
+        cdef int32_t o = -1
+        if order_kind == STREAM_CANCEL or order_kind == STREAM_REPLACE:
+            o = live_peek(&self.live, order_target)
+            if o != -1:
+                prefetch(&self.orders.slots[o])
+        self.ahead[(i + AHEAD_ORDER) & AHEAD_MASK] = o
+        o = self.ahead[(i + AHEAD_LINKS) & AHEAD_MASK]
+        if o != -1:
+            if self.orders.slots[o].prev != -1:
+                prefetch(&self.orders.slots[self.orders.slots[o].prev])
+            if self.orders.slots[o].next != -1:
+                prefetch(&self.orders.slots[self.orders.slots[o].next])
+        if self.orders.free != -1:
+            prefetch(&self.orders.slots[self.orders.free])
+
     cdef int64_t _replay_v2(self, const StreamRecordV2* records, int64_t n, int64_t* counts) noexcept nogil:
         """Each kind reads only its fields (the stream format's rule): a new order's others are 0."""
         cdef int64_t i, accepted = 0, rejected = 0, own, taking
@@ -788,6 +827,10 @@ cdef class NativeBook:
         cdef const StreamRecordV2* r
         cdef NewOrder order
         for i in range(n):
+            if self.live.mask >= LOOK_AHEAD_FROM and i + AHEAD_ID < n:
+                self._look_ahead(i, records[i + AHEAD_ID].kind, records[i + AHEAD_ID].order_id,
+                                 records[i + AHEAD_ID].target_id, records[i + AHEAD_ORDER].kind,
+                                 records[i + AHEAD_ORDER].target_id)
             r = &records[i]
             order.order_type = v2_order_type(r.kind)
             priced = order.order_type == LIMIT or order.order_type == STOP_LIMIT

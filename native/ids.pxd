@@ -40,6 +40,13 @@ cdef extern from *:
         x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
         return x ^ (x >> 31);
     }
+    #include <sys/mman.h>
+    static inline void exchange_advise_huge(void* block, size_t bytes) {
+        uintptr_t start = ((uintptr_t)block + 4095) & ~(uintptr_t)4095;
+        uintptr_t end = ((uintptr_t)block + bytes) & ~(uintptr_t)4095;
+        if (bytes >= (4u << 20) && end > start)
+            madvise((void*)start, end - start, MADV_HUGEPAGE);
+    }
     #define EXCHANGE_MAX_ID_BLOCKS (1LL << 40)
     #define EXCHANGE_MAX_LIVE_SLOTS (1LL << 32)
     #define EXCHANGE_FULL_WORD (~(uint64_t)0)
@@ -50,6 +57,8 @@ cdef extern from *:
     uint64_t FULL_WORD "EXCHANGE_FULL_WORD"            # a word of the accepted-id bitmap with all 64 ids
     int trailing_zeros "__builtin_ctzll"(unsigned long long x) nogil   # x != 0
     int popcount "__builtin_popcountll"(unsigned long long x) nogil
+    void prefetch "__builtin_prefetch"(const void* address) nogil   # a hint: no effect but on the cache
+    void advise_huge "exchange_advise_huge"(void* block, size_t bytes) nogil   # THP for a large block: a hint
 
 cdef enum:
     INITIAL_TABLE = 1024
@@ -109,6 +118,7 @@ cdef inline int live_grow(LiveIds* live) noexcept nogil:
         table = <LiveSlot*>PyMem_RawMalloc(<size_t>size * sizeof(LiveSlot))
     if table == NULL:
         return -1
+    advise_huge(table, <size_t>size * sizeof(LiveSlot))
     for i in range(size):
         table[i].index = -1
     for i in range(old_size):
@@ -140,6 +150,21 @@ cdef inline int32_t live_get(LiveIds* live, int64_t order_id) noexcept nogil:
     while live.slots[i].index != -1:
         if live.slots[i].order_id == order_id:
             live.found = i
+            return live.slots[i].index
+        i = (i + 1) & live.mask
+    return -1
+
+
+cdef inline void live_prefetch(const LiveIds* live, int64_t order_id) noexcept nogil:
+    """Start loading ``order_id``'s first slot into the cache (the batch replay, messages ahead)."""
+    prefetch(&live.slots[mix64(<uint64_t>order_id) & live.mask])
+
+
+cdef inline int32_t live_peek(const LiveIds* live, int64_t order_id) noexcept nogil:
+    """`live_get` without noting the slot found (a look ahead, which must not move the hint)."""
+    cdef int64_t i = mix64(<uint64_t>order_id) & live.mask
+    while live.slots[i].index != -1:
+        if live.slots[i].order_id == order_id:
             return live.slots[i].index
         i = (i + 1) & live.mask
     return -1

@@ -378,6 +378,67 @@ def test_prices_sharing_a_near_touch_entry_match(seed):
     assert native.state_hash() == reference.state_hash()
     native.check_invariants()
 
+
+def large_book_stream(seed: int, resting: int = 40_000, messages: int = 30_000) -> np.ndarray:
+    """``resting`` limit orders on 60 prices a side, then cancels (of live, dead and unknown ids),
+    replaces and crossing orders of every version-1 kind: a book whose id table is large enough
+    for the native batch replay to look ahead (`NativeBook._look_ahead`)."""
+    rng = np.random.default_rng(seed)
+    total = resting + messages
+    stream = np.zeros(total, dtype=STREAM_DTYPE)
+    stream["order_id"] = np.arange(1, total + 1)
+    side = rng.integers(0, 2, total)
+    stream["side"] = side
+    stream["qty"] = rng.integers(1, 40, total)
+    stream["price"][:resting] = np.where(side[:resting] == 0, 1_000 - rng.integers(1, 61, resting),
+                                         1_000 + rng.integers(1, 61, resting))
+    tail = slice(resting, total)
+    kind = rng.choice([0, 1, 2, 2, 2, 3, 4, 5], messages)
+    stream["kind"][tail] = kind
+    stream["price"][tail] = 1_000 + rng.integers(-70, 71, messages)
+    targets = rng.integers(1, total, messages)
+    stream["target_id"][tail] = np.where(np.isin(kind, (2, 3)), targets, 0)
+    return stream
+
+
+def as_v2(stream: np.ndarray) -> np.ndarray:
+    """A version-1 stream in version 2: LIMIT_IOC and LIMIT_FOK become limits with tif IOC and FOK
+    (version 2's market orders are IOC)."""
+    out = np.zeros(len(stream), dtype=STREAM_V2_DTYPE)
+    for field in ("side", "price", "qty", "order_id", "target_id"):
+        out[field] = stream[field]
+    kind = stream["kind"]
+    out["kind"] = np.where((kind == 4) | (kind == 5), 0, kind)
+    out["tif"] = np.select([kind == 4, kind == 5, kind == 1], [IOC, FOK, IOC], 0)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("version", [1, 2])
+def test_native_replay_of_a_large_book_looking_ahead_matches(seed, version):
+    """The batch replay loads what later messages read once the book outgrows the cache; fills,
+    counts and state equal the reference book's, the stream replayed in pieces so the look-ahead
+    starts over at each call."""
+    from engine.replay import replay_stream
+
+    stream = large_book_stream(seed)
+    if version == 2:
+        stream = as_v2(stream)
+    reference, native = ReferenceBook(), native_book_class()()
+    expected = replay_stream(reference, stream)
+    fills, rejected, sizes = [], 0, []
+    for piece in np.array_split(stream, [40_005, 40_010, 52_000]):
+        result = native.replay(piece)
+        fills.append(result.fills)
+        rejected += result.rejected
+        sizes.append(len(native))
+    assert sizes[0] > 32_768, "the id table never grew to where the replay looks ahead"
+    assert len(expected.fills) > 1_000
+    assert np.array_equal(np.concatenate(fills), expected.fills)
+    assert rejected == expected.rejected
+    assert native.state_hash() == reference.state_hash()
+    native.check_invariants()
+
 # ---------------------------------------------------------------- the advanced orders and phases (stream format v2)
 
 GTD = TimeInForce.GTD
