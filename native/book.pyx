@@ -227,9 +227,9 @@ from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTrade
 cdef enum:
     INITIAL_EVENTS = 64
     LOOK_AHEAD_FROM = 1 << 16   # the batch replay loads ahead (`_look_ahead`) once the id table is this large
-    AHEAD_ID = 16            # (1 MB: by then misses cost more than looking ahead): a message's id-table slot
-    AHEAD_ORDER = 8          # this many messages ahead, the order it targets this many ahead,
-    AHEAD_LINKS = 4          # that order's neighbours in its queue this many ahead
+    AHEAD_ID = 24            # (1 MB: by then misses cost more than looking ahead): a message's id-table slot
+    AHEAD_ORDER = 12         # this many messages ahead, the order it targets this many ahead,
+    AHEAD_LINKS = 6          # that order's neighbours in its queue this many ahead
     AHEAD_MASK = 15          # ``NativeBook.ahead`` holds the orders of the AHEAD_ORDER messages ahead
 
 
