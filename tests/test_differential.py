@@ -309,37 +309,47 @@ def test_native_replay_continues_from_current_state():
     assert native.expire_day_orders() == reference.expire_day_orders()
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_wide_books_with_thousands_of_levels_match(seed):
-    """Thousands of levels make tall skip lists; cancels and replaces remove levels deep in them."""
-    rng = np.random.default_rng(seed)
-    reference, native = ReferenceBook(), native_book_class()()
+def drive_both(reference, native, rng, commands: int, price_of, tifs: tuple, shares: tuple[float, float, float],
+               check=None) -> None:
+    """Random limit orders, cancels of resting ones, replaces and end-of-day expiries (``shares``:
+    the cumulative chances of a submit, a cancel and a replace; the rest expire) sent to
+    ``reference`` and ``native`` in step, each command's events equal on both, and their final
+    states equal; ``price_of(side)`` prices an order, ``check(order_id)`` runs after each command."""
     resting = []
-    for order_id in range(1, 20_001):
+    for order_id in range(1, commands + 1):
         roll = rng.random()
-        if roll < 0.6 or not resting:
+        if roll < shares[0] or not resting:
             side = int(rng.integers(0, 2))
-            price = int(rng.integers(1, 3_000)) + (3_000 if side else 0)
-            tif = (GTC, DAY, IOC)[int(rng.integers(0, 3))]
-            args = (order_id, side, OrderType.LIMIT, tif, price, int(rng.integers(1, 50)))
+            tif = tifs[int(rng.integers(0, len(tifs)))]
+            args = (order_id, side, OrderType.LIMIT, tif, price_of(side), int(rng.integers(1, 50)))
             events = [reference.submit(*args), native.submit(*args)]
             resting.append(order_id)
-        elif roll < 0.85:
+        elif roll < shares[1]:
             target = resting.pop(int(rng.integers(0, len(resting))))
             events = [reference.cancel(target), native.cancel(target)]
-        elif roll < 0.99:
+        elif roll < shares[2]:
             target = resting[int(rng.integers(0, len(resting)))]
-            args = (target, int(rng.integers(1, 6_000)), int(rng.integers(1, 50)))
+            args = (target, price_of(int(rng.integers(0, 2))), int(rng.integers(1, 50)))
             events = [reference.replace(*args), native.replace(*args)]
         else:
             events = [reference.expire_day_orders(), native.expire_day_orders()]
         assert events[0] == events[1], f"command {order_id}"
-    assert len(reference.depth(Side.BUY, 10**6)) + len(reference.depth(Side.SELL, 10**6)) > 1_000
+        if check is not None:
+            check(order_id)
     assert native.snapshot() == reference.snapshot()
     assert native.state_hash() == reference.state_hash()
     native.check_invariants()
     reference.check_invariants()
 
+
+@pytest.mark.parametrize("seed", range(4))
+def test_wide_books_with_thousands_of_levels_match(seed):
+    """Thousands of levels make tall skip lists; cancels and replaces remove levels deep in them."""
+    rng = np.random.default_rng(seed)
+    reference = ReferenceBook()
+    drive_both(reference, native_book_class()(), rng, 20_000,
+               lambda side: int(rng.integers(1, 3_000)) + (3_000 if side else 0), (GTC, DAY, IOC), (0.6, 0.85, 0.99))
+    assert len(reference.depth(Side.BUY, 10**6)) + len(reference.depth(Side.SELL, 10**6)) > 1_000
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -348,35 +358,19 @@ def test_prices_sharing_a_near_touch_entry_match(seed):
     table (ladder.pxd ``near``): the levels it does not name are found by the skip list, and
     removing one never forgets the other."""
     rng = np.random.default_rng(seed)
-    reference, native = ReferenceBook(), native_book_class()()
     prices = [base + k * 4_096 + offset for base in (1, 10**12) for k in range(4) for offset in (0, 1)]
-    resting = []
-    for order_id in range(1, 3_001):
-        roll = rng.random()
-        if roll < 0.55 or not resting:
-            side = int(rng.integers(0, 2))
-            price = prices[int(rng.integers(0, len(prices)))]
-            tif = (GTC, GTC, IOC)[int(rng.integers(0, 3))]
-            args = (order_id, side, OrderType.LIMIT, tif, price, int(rng.integers(1, 30)))
-            events = [reference.submit(*args), native.submit(*args)]
-            resting.append(order_id)
-        elif roll < 0.8:
-            target = resting.pop(int(rng.integers(0, len(resting))))
-            events = [reference.cancel(target), native.cancel(target)]
-        else:
-            target = resting[int(rng.integers(0, len(resting)))]
-            args = (target, prices[int(rng.integers(0, len(prices)))], int(rng.integers(1, 30)))
-            events = [reference.replace(*args), native.replace(*args)]
-        assert events[0] == events[1], f"command {order_id}"
+    reference, native = ReferenceBook(), native_book_class()()
+
+    def check(order_id):
         assert native.level_changes() == reference.level_changes(), f"command {order_id}"
         if order_id % 250 == 0:
             native.check_invariants()
             for side in Side:
                 for price in prices:
                     assert native.level(side, price) == reference.level(side, price)
-    assert native.snapshot() == reference.snapshot()
-    assert native.state_hash() == reference.state_hash()
-    native.check_invariants()
+
+    drive_both(reference, native, rng, 3_000, lambda side: prices[int(rng.integers(0, len(prices)))],
+               (GTC, GTC, IOC), (0.55, 0.8, 1.0), check)
 
 
 def large_book_stream(seed: int, resting: int = 40_000, messages: int = 30_000) -> np.ndarray:
