@@ -913,7 +913,9 @@ cdef class NativeBook:
             else:
                 self._place(o, n.price)
         else:
-            leaves = self._match(n.order_id, <int>n.side, market, n.price, n.quantity, n.owner, <int>n.stp)
+            leaves = n.quantity
+            if market or self._would_take(<int>n.side, n.price):   # most limit orders only rest
+                leaves = self._match(n.order_id, <int>n.side, market, n.price, n.quantity, n.owner, <int>n.stp)
             if leaves:
                 if not market and (n.tif == GTC or n.tif == DAY or n.tif == GTD):
                     self._place(self._new_order(n, leaves, self.accepted), n.price)
