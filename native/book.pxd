@@ -230,6 +230,13 @@ cdef class NativeBook:
     cdef int64_t _record(self) except -1
 
 
+# ---------------------------------------------------------------- an event log handed over
+
+cdef class EventBlock:
+    cdef Event* events               # records, owned: freed with the block
+    cdef Py_ssize_t size             # bytes
+
+
 # ---------------------------------------------------------------- a snapshot in two steps
 
 cdef class BookCapture:

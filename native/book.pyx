@@ -54,6 +54,7 @@ events than whether the first is a rejection, and keeps its loop in C without th
 GIL, for both stream versions.
 """
 
+from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
@@ -229,7 +230,7 @@ from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTrade
 
 cdef enum:
     INITIAL_EVENTS = 64
-    LOG_KEPT = 1 << 16       # records: an event log no larger keeps its memory after take_events
+    LOG_COPIED = 1 << 16     # records: take_events copies a log no larger, hands a larger one over
 
 
 def _by_value(enum):
@@ -677,15 +678,24 @@ cdef class NativeBook:
     def take_events(self):
         """The event log, every record_* command's events since the last call in order, as an
         EVENT_DTYPE array (`engine.stream` tables the fields of each kind); the log is left empty.
-        A log of more than LOG_KEPT records gives its memory back."""
-        out = np.empty(self.log_count, dtype=EVENT_DTYPE)
-        if self.log_count:
-            memcpy(<void*><Py_ssize_t>out.ctypes.data, self.log, self.log_count * sizeof(Event))
-        if self.log_capacity > LOG_KEPT:
-            PyMem_RawFree(self.log)
-            self.log, self.log_capacity = NULL, 0
-        self.log_count = 0
-        return out
+
+        A log of up to LOG_COPIED records is copied out and its buffer kept for the next ones; a
+        larger one is handed over as it is, shrunk to fit (copying a million records costs as much
+        as a tenth of the commands that made them), and the book starts a new buffer."""
+        cdef EventBlock block
+        cdef void* p
+        if self.log_count <= LOG_COPIED:
+            out = np.empty(self.log_count, dtype=EVENT_DTYPE)
+            if self.log_count:
+                memcpy(<void*><Py_ssize_t>out.ctypes.data, self.log, self.log_count * sizeof(Event))
+            self.log_count = 0
+            return out
+        p = grow(self.log, self.log_count, sizeof(Event))
+        block = EventBlock.__new__(EventBlock)
+        block.events = self.log if p == NULL else <Event*>p
+        block.size = self.log_count * sizeof(Event)
+        self.log, self.log_capacity, self.log_count = NULL, 0, 0
+        return np.frombuffer(block, dtype=EVENT_DTYPE)
 
     def replay(self, stream):
         """Process a whole stream (STREAM_DTYPE or STREAM_V2_DTYPE, told apart by the dtype) in one
@@ -1851,6 +1861,17 @@ cdef class NativeBook:
         self.log_count += count
         self.event_count = 0
         return count
+
+
+cdef class EventBlock:
+    """An event log's buffer that `NativeBook.take_events` handed to NumPy without copying: the
+    array's base, freed when the last view of it goes."""
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.events)
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        PyBuffer_FillInfo(view, self, self.events, self.size, 0, flags)
 
 
 cdef class BookCapture:

@@ -257,15 +257,31 @@ def test_the_classic_methods_and_the_batch_replay_leave_the_log_alone():
     assert book.take_events()["kind"].tolist() == [EventKind.ACCEPTED]
 
 
-def test_a_large_log_gives_its_memory_back_when_taken():
+@pytest.mark.parametrize("orders", [100, 100_000])
+def test_a_taken_log_outlives_the_book_and_a_large_one_leaves_with_its_memory(orders):
+    """Up to 65,536 records are copied out (the buffer kept), more are handed over uncopied."""
     book = NativeBook()
-    for i in range(1, 100_001):
+    for i in range(1, orders + 1):
         book.record_submit(i, BUY, LIMIT, GTC, 100, 1)
     holding = book.memory_bytes()
-    assert len(book.take_events()) == 100_000
-    assert book.memory_bytes() <= holding - 100_000 * 64
-    book.record_submit(100_001, BUY, LIMIT, GTC, 100, 1)
-    assert len(book.take_events()) == 1
+    records = book.take_events()
+    assert (book.memory_bytes() <= holding - orders * 64) == (orders > 65_536)
+    del book
+    assert records.flags.writeable and records["order_id"].tolist() == list(range(1, orders + 1))
+    records["price"] += 1
+    assert (records["price"] == 101).all() and (records["kind"] == EventKind.ACCEPTED).all()
+
+
+def test_a_book_records_on_after_handing_its_log_over():
+    book = NativeBook()
+    for i in range(1, 70_001):
+        book.record_submit(i, BUY, LIMIT, GTC, 100, 1)
+    first = book.take_events()
+    assert book.record_submit(70_001, SELL, LIMIT, GTC, 100, 70_001) == 1 + 70_000
+    second = book.take_events()
+    assert (len(first), len(second)) == (70_000, 70_001)
+    assert first["order_id"].tolist() == list(range(1, 70_001))
+    assert second["other_id"][1:].tolist() == [70_001] * 70_000
 
 
 @pytest.mark.parametrize("field, value", [("kind", 14), ("kind", 255), ("side", 2), ("tif", 9), ("code", 9999)])
