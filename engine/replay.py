@@ -120,7 +120,7 @@ def records_result(records: np.ndarray, messages: int, unknown: int) -> ReplayRe
     """The ReplayResult of ``messages`` messages whose commands recorded ``records`` (EVENT_DTYPE),
     ``unknown`` of them of an unknown kind: the FILLED records as fills, one rejected message per
     reject record."""
-    kinds = records["kind"]
+    kinds = np.ascontiguousarray(records["kind"])   # one pass over the records, then over bytes
     at = np.flatnonzero(kinds == EventKind.FILLED)
     fills = np.empty(len(at), dtype=FILL_DTYPE)   # field by field: no copy of the whole FILLED records
     for field, source in (("maker_id", "order_id"), ("taker_id", "other_id"), ("price", "price"), ("qty", "quantity")):
