@@ -1,4 +1,5 @@
-# The native order book: `NativeBook`, its event buffer and snapshot records (book.pyx).
+# The native order book: `NativeBook`, its event buffer, the record API's event log and snapshot records
+# (book.pyx).
 #
 # The book is built from these structures, each with its own header and invariants:
 #   native/orders.pxd   the orders' records (what matching reads, and the rest beside it) and their pool

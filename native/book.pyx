@@ -45,10 +45,11 @@ Invariants
   allocates, never fails half-way and never touches a Python object.
 
 Commands return events through a C buffer: the per-message API turns them into
-the `engine.messages` Structs; its record API (``record_submit`` ... ``record_expire_day_orders``)
-instead appends them, as C ``Event`` records, to an event log in the book that ``take_events``
-hands over as one EVENT_DTYPE array (`engine.stream` tables the fields of each kind), and
-`events_from_records` turns such records into the same Structs. The batch replay has each trade written straight
+the `engine.messages` Structs. Its record API (``record_submit`` ...
+``record_expire_day_orders``) appends them instead, as the C ``Event`` records, to an
+event log in the book that ``take_events`` hands over as one EVENT_DTYPE array
+(`engine.stream` tables the fields of each kind); `events_from_records` makes the same
+Structs from such records. The batch replay has each trade written straight
 into its fill buffer instead of an OrderFilled event, reads no more of the other
 events than whether the first is a rejection, and keeps its loop in C without the
 GIL, for both stream versions.
@@ -589,7 +590,9 @@ cdef class NativeBook:
     def record_submit(self, order_id, side, order_type, time_in_force, price, quantity, stop_price=0,
                       display_quantity=0, flags=0, owner=0, stp=0, expire_at=0):
         """`submit`, its events recorded; return their number. Ints take the typed conversion
-        at once; anything else, or an int beyond int64, goes the way `submit` reads it."""
+        at once; anything else, or an int beyond int64, goes the way `submit` reads it (typed
+        parameters would be cheaper still, but would truncate a float where `submit` refuses it
+        with TypeError, and raise OverflowError where it rejects)."""
         cdef NewOrder n
         cdef bint typed = (PyLong_Check(order_id) & PyLong_Check(side) & PyLong_Check(order_type)
                            & PyLong_Check(time_in_force) & PyLong_Check(price) & PyLong_Check(quantity)
