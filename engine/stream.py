@@ -63,8 +63,8 @@ kind               fields (the Struct's field they carry)
 ACCEPTED           order_id, side, order_type, tif, price, quantity, leaves (stop_price),
                    other_leaves (display_quantity), flags, other_id (owner), stp,
                    sequence (expire_at)
-REJECTED           order_id, code (reason: a `RejectReason`; the text is the reason's);
-CANCEL_REJECTED    an order id beyond int64 (VALUE_OUT_OF_RANGE) is recorded as 0
+REJECTED,          order_id, code (reason: a `RejectReason`; the text is the reason's); an
+CANCEL_REJECTED,   order id beyond int64 (a VALUE_OUT_OF_RANGE reject) is recorded as 0
 REPLACE_REJECTED
 COMMAND_REJECTED   code (reason)
 FILLED             order_id (maker_id), other_id (taker_id), price, quantity,
