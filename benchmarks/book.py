@@ -8,7 +8,11 @@ both generated in the run:
 1. reference book, per-message API (the executable specification);
 2. native book, per-message API (one Python call per message, event Structs back);
 3. native book, batch replay (one call, loop in C without the GIL);
-4. on the standard stream only (it is version 1), the baseline book
+4. native book, per-message API, event records (`engine.replay.replay_rows_records` and
+   `replay_rows_v2_records`: one Python call per message, the events appended to the book's
+   event log as C records and taken as one array at the end), judged on the standard stream
+   against an absolute rate (``records_msgs_per_s``);
+5. on the standard stream only (it is version 1), the baseline book
    (`benchmarks.baseline_book`: a careful pure-Python book, one replay loop, no event
    objects), the yardstick of the native batch replay's ``batch_vs_baseline`` ratio;
 
@@ -37,7 +41,7 @@ from engine import advanced_workload, progress, workload
 from engine.book import ReferenceBook
 from engine.messages import AuctionUncrossed, OrderFilled
 from engine.progress import Task
-from engine.replay import replay_rows, replay_rows_v2
+from engine.replay import replay_rows, replay_rows_records, replay_rows_v2, replay_rows_v2_records
 from engine.stream import LIMIT, LIMIT_GTC, MARKET, PHASE, STREAM_DTYPE, STREAM_V2_DTYPE, is_v2
 from engine.types import Phase, Side, TimeInForce
 from native.book import NativeBook
@@ -45,11 +49,14 @@ from servers.processes import json_result
 
 TARGETS = {"batch_vs_reference": 35.0, "per_message_vs_reference": 4.0,
            "advanced_batch_vs_reference": 20.0, "advanced_per_message_vs_reference": 4.0,
-           "uncross_ms": 20.0, "deep_msgs_per_s": 2_000_000, "memory_1m_mb": 300.0, "batch_vs_baseline": 25.0}
+           "uncross_ms": 20.0, "deep_msgs_per_s": 2_000_000, "memory_1m_mb": 300.0, "batch_vs_baseline": 25.0,
+           "records_msgs_per_s": 2_150_000}
 """Ratios to the reference book and (``batch_vs_baseline``, the standard stream's native batch replay)
 to the baseline book (medians of runs), the native uncross of a call book of
-UNCROSS_ORDERS orders in ms, the deep book's batch replay in msgs/s, and the native book's peak RSS
-growth holding 1,000,000 resting orders in MB (every layout of the memory table)."""
+UNCROSS_ORDERS orders in ms, the deep book's batch replay in msgs/s, the native book's peak RSS
+growth holding 1,000,000 resting orders in MB (every layout of the memory table), and the standard
+stream's native per-message API with event records in msgs/s: Liquibook's per-message rate as
+issue 15 measured it on this machine."""
 
 UNCROSS_ORDERS = 100_000
 """Orders in the call book of the uncross figure (fewer when ``--messages`` is smaller)."""
@@ -101,14 +108,15 @@ def timed(run, repeats: int, shown: Task) -> tuple[float, object]:
 
 
 def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
-    """Time the three engines on ``stream``, version 1 or 2, and on version 1 the baseline book too
-    (``shown`` advancing by one per run: 4 * ``repeats``, 5 * ``repeats`` on version 1); check they
+    """Time the engines on ``stream``, version 1 or 2, and on version 1 the baseline book too
+    (``shown`` advancing by one per run: 5 * ``repeats``, 6 * ``repeats`` on version 1); check they
     agree on fills, rejects and final state.
 
-    The reference and the baseline book read the rows as Python tuples made before timing
+    The per-message paths and the baseline book read the rows as Python tuples made before timing
     (``stream.tolist()``), the native batch replay the array itself."""
     rows = stream.tolist()
     feed = replay_rows_v2 if is_v2(stream) else replay_rows
+    feed_records = replay_rows_v2_records if is_v2(stream) else replay_rows_records
     books = {}
 
     def per_message(factory, name):
@@ -121,13 +129,19 @@ def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
         books["native_batch"] = NativeBook()
         return books["native_batch"].replay(stream)
 
+    def per_message_records():
+        books["native_records"] = NativeBook()
+        return feed_records(books["native_records"], rows)
+
     shown.note("reference book, per-message API")
     ref_s, ref = timed(per_message(ReferenceBook, "reference"), repeats, shown)
     shown.note("native book, per-message API")
     msg_s, msg = timed(per_message(NativeBook, "native_per_message"), repeats, shown)
     shown.note("native book, batch replay")
     bat_s, bat = timed(batch, repeats * 2, shown)
-    results = {"native_per_message": msg, "native_batch": bat}
+    shown.note("native book, per-message API, event records")
+    rec_s, rec = timed(per_message_records, repeats, shown)
+    results = {"native_per_message": msg, "native_batch": bat, "native_records": rec}
     if not is_v2(stream):
         def baseline():
             books["baseline"] = BaselineBook()
@@ -145,8 +159,9 @@ def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
     figures = {
         "messages": n, "fills": len(ref.fills), "rejected": ref.rejected, "resting_orders": len(books["reference"]),
         "reference_msgs_per_s": n / ref_s, "native_per_message_msgs_per_s": n / msg_s,
-        "native_batch_msgs_per_s": n / bat_s,
+        "native_batch_msgs_per_s": n / bat_s, "native_records_msgs_per_s": n / rec_s,
         "per_message_vs_reference": ref_s / msg_s, "batch_vs_reference": ref_s / bat_s,
+        "records_vs_reference": ref_s / rec_s,
     }
     if "baseline" in results:
         figures.update(baseline_msgs_per_s=n / base_s, baseline_vs_reference=ref_s / base_s,
@@ -317,7 +332,7 @@ def run(messages: int = 1_000_000, seed: int = 42, repeats: int = 3, deep_messag
     uncross min(UNCROSS_ORDERS, ``messages``) orders.
     """
     memory = [("native", "levels"), ("native", "prices"), ("reference", "levels")]
-    steps = 4 + 14 * repeats + len(memory)   # streams: 4; runs: 5 + 4 + 1 + (3 + 1) per repeat
+    steps = 4 + 16 * repeats + len(memory)   # streams: 4; runs: 6 + 5 + 1 + (3 + 1) per repeat
     with progress.task("bench book", steps, "steps") as shown:
         shown.note("the standard workload")
         stream = workload.standard(messages, seed)
@@ -374,6 +389,10 @@ def verdicts(report: dict) -> dict[str, str]:
             out[label] = f"not judged ({native[0]['resting_orders']:,} resting orders: at most {worst:.0f} MB)"
         else:
             out[label] = _judged(worst <= TARGETS["memory_1m_mb"], f"at most {worst:.0f} MB")
+    rate, target = std["native_records_msgs_per_s"], TARGETS["records_msgs_per_s"]
+    out[f"standard stream, native per-message API with event records at least {target:,} msgs/s "
+        "(Liquibook's per-message rate as the issue measured it on this machine)"] = _judged(
+        rate >= target, f"{rate:,.0f} msgs/s")
     return out
 
 
@@ -400,6 +419,10 @@ def format_report(report: dict) -> str:
             f"{std[f'{key}_vs_reference']:.1f}x (target {TARGETS[f'{key}_vs_reference']:.0f}x) | "
             f"{adv[f'native_{key}_msgs_per_s']:,.0f} | "
             f"{adv[f'{key}_vs_reference']:.1f}x (target {TARGETS[f'advanced_{key}_vs_reference']:.0f}x) |")
+    lines.append(
+        f"| native book, per-message API, event records | {std['native_records_msgs_per_s']:,.0f} "
+        f"(target {TARGETS['records_msgs_per_s']:,}) | {std['records_vs_reference']:.1f}x | "
+        f"{adv['native_records_msgs_per_s']:,.0f} | {adv['records_vs_reference']:.1f}x |")
     price = "nothing traded" if cross["price"] is None else f"{cross['volume']:,} lots at {cross['price']:,}"
     lines += [
         "",

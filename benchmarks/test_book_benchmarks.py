@@ -14,7 +14,7 @@ from benchmarks.baseline_book import BaselineBook
 from benchmarks.book import UNCROSS_ORDERS, call_book
 from engine import advanced_workload, workload
 from engine.book import ReferenceBook
-from engine.replay import replay_rows, replay_rows_v2
+from engine.replay import replay_rows, replay_rows_records, replay_rows_v2, replay_rows_v2_records
 from engine.types import Phase
 from native.book import NativeBook
 
@@ -66,6 +66,11 @@ def test_native_per_message(benchmark, standard):
     assert _per_message(benchmark, NativeBook, rows).state_hash() == expected
 
 
+def test_native_per_message_records(benchmark, standard):
+    _, rows, expected = standard
+    assert _per_message(benchmark, NativeBook, rows, replay_rows_records).state_hash() == expected
+
+
 def test_baseline_replay(benchmark, standard):
     _, rows, expected = standard
     books = []
@@ -111,6 +116,11 @@ def test_reference_per_message_advanced(benchmark, advanced):
 def test_native_per_message_advanced(benchmark, advanced):
     _, rows, expected = advanced
     assert _per_message(benchmark, NativeBook, rows, replay_rows_v2).state_hash() == expected
+
+
+def test_native_per_message_records_advanced(benchmark, advanced):
+    _, rows, expected = advanced
+    assert _per_message(benchmark, NativeBook, rows, replay_rows_v2_records).state_hash() == expected
 
 
 def test_native_batch_advanced(benchmark, advanced):

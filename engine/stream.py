@@ -14,6 +14,7 @@ Two versions, told apart by the dtype alone:
   each new order in fields of their own (the README's "Order streams and fills").
 """
 
+from enum import IntEnum
 from pathlib import Path
 
 import msgspec
@@ -33,6 +34,74 @@ STREAM_DTYPE = np.dtype(
 FILL_DTYPE = np.dtype(
     [("maker_id", "<i8"), ("taker_id", "<i8"), ("price", "<i8"), ("qty", "<i8")]
 )
+
+EVENT_DTYPE = np.dtype(
+    [
+        ("order_id", "<i8"),
+        ("other_id", "<i8"),
+        ("price", "<i8"),
+        ("quantity", "<i8"),
+        ("leaves", "<i8"),
+        ("other_leaves", "<i8"),
+        ("sequence", "<i8"),
+        ("code", "<i2"),
+        ("kind", "u1"),
+        ("side", "u1"),
+        ("order_type", "u1"),
+        ("tif", "u1"),
+        ("flags", "u1"),
+        ("stp", "u1"),
+    ]
+)
+"""The native book's event records (`NativeBook.take_events`): its C ``Event`` struct (book.pxd),
+64 bytes, one record per event Struct of `engine.messages` (`native.book.events_from_records`
+makes the Structs). ``kind`` is an `EventKind`; each kind uses these fields, every other is 0:
+
+=================  =============================================================================
+kind               fields (the Struct's field they carry)
+=================  =============================================================================
+ACCEPTED           order_id, side, order_type, tif, price, quantity, leaves (stop_price),
+                   other_leaves (display_quantity), flags, other_id (owner), stp,
+                   sequence (expire_at)
+REJECTED,          order_id, code (reason: a `RejectReason`; the text is the reason's); an
+CANCEL_REJECTED,   order id beyond int64 (a VALUE_OUT_OF_RANGE reject) is recorded as 0
+REPLACE_REJECTED
+COMMAND_REJECTED   code (reason)
+FILLED             order_id (maker_id), other_id (taker_id), price, quantity,
+                   leaves (maker_leaves), other_leaves (taker_leaves), side (aggressor),
+                   sequence (the trade number)
+CANCELED           order_id, quantity, code (reason: a `CancelReason`)
+REPLACED           order_id, price, quantity, code (priority_kept: 1 or 0)
+EXPIRED            order_id, quantity
+DECREMENTED        order_id, quantity, leaves, other_id (counterparty_id)
+TRIGGERED          order_id, price (last_price)
+CLOCK              price (time): ClockAdvanced
+PHASE              code (phase), leaves (previous): PhaseChanged
+UNCROSSED          price, quantity (volume): AuctionUncrossed
+=================  =============================================================================
+"""
+
+
+class EventKind(IntEnum):
+    """An event record's ``kind`` (EVENT_DTYPE): book.pxd's ``EV_*`` numbers, which the native book
+    checks at import. A rejected command makes one event, its reject (REJECTED..COMMAND_REJECTED),
+    and no accepted command makes one."""
+
+    ACCEPTED = 0
+    REJECTED = 1
+    CANCEL_REJECTED = 2
+    REPLACE_REJECTED = 3
+    COMMAND_REJECTED = 4
+    FILLED = 5
+    CANCELED = 6
+    REPLACED = 7
+    EXPIRED = 8
+    DECREMENTED = 9
+    TRIGGERED = 10
+    CLOCK = 11
+    PHASE = 12
+    UNCROSSED = 13
+
 
 STREAM_V2_DTYPE = np.dtype(
     [

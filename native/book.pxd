@@ -1,4 +1,5 @@
-# The native order book: `NativeBook`, its event buffer and snapshot records (book.pyx).
+# The native order book: `NativeBook`, its event buffer, the record API's event log and snapshot records
+# (book.pyx).
 #
 # The book is built from these structures, each with its own header and invariants:
 #   native/orders.pxd   the orders' records (what matching reads, and the rest beside it) and their pool
@@ -133,6 +134,10 @@ cdef class NativeBook:
     cdef int64_t event_capacity
     cdef int64_t event_count
 
+    cdef Event* log                  # the record API's event log: the events of every record_* command
+    cdef int64_t log_capacity        # since the last take_events, in order (NULL and 0 before the first)
+    cdef int64_t log_count
+
     cdef Touch* touches              # levels the command being processed touched, in first-touch order
     cdef int64_t touch_capacity
     cdef int64_t touch_count
@@ -225,6 +230,15 @@ cdef class NativeBook:
                            int64_t maker_leaves, int64_t taker_leaves, int aggressor) noexcept nogil
     cdef void _reject(self, uint8_t kind, int64_t order_id, int16_t code) noexcept nogil
     cdef list _drain(self)
+    cdef int _reserve_log(self) except -1
+    cdef int64_t _record(self) except -1
+
+
+# ---------------------------------------------------------------- an event log handed over
+
+cdef class EventBlock:
+    cdef Event* events               # records, owned: freed with the block
+    cdef Py_ssize_t size             # bytes
 
 
 # ---------------------------------------------------------------- a snapshot in two steps

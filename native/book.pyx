@@ -45,14 +45,19 @@ Invariants
   allocates, never fails half-way and never touches a Python object.
 
 Commands return events through a C buffer: the per-message API turns them into
-the `engine.messages` Structs. The batch replay has each trade written straight
+the `engine.messages` Structs. Its record API (``record_submit`` ...
+``record_expire_day_orders``) appends them instead, as the C ``Event`` records, to an
+event log in the book that ``take_events`` hands over as one EVENT_DTYPE array
+(`engine.stream` tables the fields of each kind); `events_from_records` makes the same
+Structs from such records. The batch replay has each trade written straight
 into its fill buffer instead of an OrderFilled event, reads no more of the other
 events than whether the first is a rejection, and keeps its loop in C without the
 GIL, for both stream versions.
 """
 
+from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport qsort
@@ -118,6 +123,7 @@ from native.constants cimport (
     UNKNOWN_SIDE,
     UNKNOWN_STP_MODE,
     UNKNOWN_TIME_IN_FORCE,
+    VALUE_OUT_OF_RANGE,
 )
 from native.expiry cimport (
     Keyed,
@@ -221,11 +227,12 @@ from engine.messages import (
     dispatch,
 )
 from engine.snapshot import DETAIL_DTYPE, HELD_DTYPE, ORDER_DTYPE, WAITING_DTYPE, BookSnapshot, validate_snapshot
-from engine.stream import FILL_DTYPE, STREAM_DTYPE, ReplayResult, check_stream
+from engine.stream import EVENT_DTYPE, FILL_DTYPE, STREAM_DTYPE, EventKind, ReplayResult, check_stream
 from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTradePrevention, Side, TimeInForce
 
 cdef enum:
     INITIAL_EVENTS = 64
+    LOG_COPIED = 1 << 16     # records: take_events copies a log no larger, hands a larger one over
     LOOK_AHEAD_FROM = 1 << 16   # the batch replay loads ahead (`_look_ahead`) once the id table is this large
     AHEAD_ID = 24            # (1 MB: by then misses cost more than looking ahead): a message's id-table slot
     AHEAD_ORDER = 12         # this many messages ahead, the order it targets this many ahead,
@@ -252,6 +259,32 @@ _same_layout("DETAIL_DTYPE", DETAIL_DTYPE, sizeof(DetailRecord))
 _same_layout("HELD_DTYPE", HELD_DTYPE, sizeof(HeldRecord))
 _same_layout("WAITING_DTYPE", WAITING_DTYPE, sizeof(WaitingRecord))
 _same_layout("STREAM_DTYPE", STREAM_DTYPE, sizeof(StreamRecord))
+_same_layout("EVENT_DTYPE", EVENT_DTYPE, sizeof(Event))
+
+
+def _same_events():
+    """EVENT_DTYPE's fields lie where the C ``Event``'s do, and `EventKind` numbers the kinds as
+    book.pxd does (the record API hands the C records over as they are)."""
+    cdef Event e
+    cdef char* at = <char*>&e
+    offsets = {"order_id": <char*>&e.order_id - at, "other_id": <char*>&e.other_id - at,
+               "price": <char*>&e.price - at, "quantity": <char*>&e.quantity - at, "leaves": <char*>&e.leaves - at,
+               "other_leaves": <char*>&e.other_leaves - at, "sequence": <char*>&e.sequence - at,
+               "code": <char*>&e.code - at, "kind": <char*>&e.kind - at, "side": <char*>&e.side - at,
+               "order_type": <char*>&e.order_type - at, "tif": <char*>&e.tif - at, "flags": <char*>&e.flags - at,
+               "stp": <char*>&e.stp - at}
+    if offsets != {name: EVENT_DTYPE.fields[name][1] for name in EVENT_DTYPE.names}:
+        raise ImportError(f"EVENT_DTYPE: the native Event's fields lie at {offsets}")
+    kinds = {"ACCEPTED": EV_ACCEPTED, "REJECTED": EV_REJECTED, "CANCEL_REJECTED": EV_CANCEL_REJECTED,
+             "REPLACE_REJECTED": EV_REPLACE_REJECTED, "COMMAND_REJECTED": EV_COMMAND_REJECTED,
+             "FILLED": EV_FILLED, "CANCELED": EV_CANCELED, "REPLACED": EV_REPLACED, "EXPIRED": EV_EXPIRED,
+             "DECREMENTED": EV_DECREMENTED, "TRIGGERED": EV_TRIGGERED, "CLOCK": EV_CLOCK, "PHASE": EV_PHASE,
+             "UNCROSSED": EV_UNCROSSED}
+    if kinds != {kind.name: int(kind) for kind in EventKind}:
+        raise ImportError(f"EventKind: the native book numbers the event kinds {kinds}")
+
+
+_same_events()
 
 cdef tuple SIDES = _by_value(Side)
 cdef tuple ORDER_TYPES = _by_value(OrderType)
@@ -304,6 +337,121 @@ cdef inline int as_int64(object value, int64_t* out) except -1:
     return overflow != 0
 
 
+cdef inline int read_int64(object value, int64_t* out) except -1:
+    """`as_int64`, by the typed conversion when ``value`` is an int (as_int64's C API call costs
+    more); a float still goes to as_int64, which refuses it as the reference book does."""
+    if PyLong_Check(value):
+        try:
+            out[0] = value
+            return 0
+        except OverflowError:
+            return 1
+    return as_int64(value, out)
+
+
+cdef int read_new_order(NewOrder* n, object order_id, object side, object order_type, object tif, object price,
+                        object quantity, object stop_price, object display, object flags, object owner, object stp,
+                        object expire_at) except -1:
+    """SubmitOrder's fields into ``n`` (`as_int64` each, all of them, so a wrong type raises
+    TypeError whatever the others hold): 0, or 1 if one lies beyond int64; then an order id
+    beyond int64 reads as 0, the order id of the reject record."""
+    if (as_int64(order_id, &n.order_id) | as_int64(side, &n.side) | as_int64(order_type, &n.order_type)
+            | as_int64(tif, &n.tif) | as_int64(price, &n.price) | as_int64(quantity, &n.quantity)
+            | as_int64(stop_price, &n.stop_price) | as_int64(display, &n.display) | as_int64(flags, &n.flags)
+            | as_int64(owner, &n.owner) | as_int64(stp, &n.stp) | as_int64(expire_at, &n.expire_at)):
+        if as_int64(order_id, &n.order_id):
+            n.order_id = 0
+        return 1
+    return 0
+
+
+cdef list events_of(const Event* events, int64_t count):
+    """The event Structs of ``count`` C events (fields as EVENT_DTYPE tables them).
+
+    A fill's ids and price mostly repeat the fill's before it (a taker sweeping a level, an
+    uncross pairing one order with several), so those of the previous fill are reused rather
+    than made again: a third of what a fill costs here is making Python ints."""
+    cdef list out = []
+    cdef const Event* e
+    cdef int64_t i
+    cdef int64_t maker_id = 0, taker_id = 0, price = 0
+    cdef object maker = None, taker = None, price_int = None, new_maker
+    for i in range(count):
+        e = &events[i]
+        if e.kind == EV_FILLED:
+            new_maker = recent_int(e.order_id, maker_id, maker, taker_id, taker)
+            taker = recent_int(e.other_id, maker_id, maker, taker_id, taker)
+            maker, maker_id, taker_id = new_maker, e.order_id, e.other_id
+            if price_int is None or e.price != price:
+                price_int, price = e.price, e.price
+            out.append(_OrderFilled(maker, taker, price_int, e.quantity, e.leaves, e.other_leaves,
+                                    SIDES[e.side], e.sequence))
+        elif e.kind == EV_ACCEPTED:
+            out.append(_OrderAccepted(e.order_id, SIDES[e.side], ORDER_TYPES[e.order_type], TIFS[e.tif], e.price,
+                                      e.quantity, e.leaves, e.other_leaves, e.flags, e.other_id, STPS[e.stp],
+                                      e.sequence))
+        elif e.kind == EV_CANCELED:
+            out.append(_OrderCanceled(e.order_id, e.quantity, CANCEL_REASONS[e.code]))
+        elif e.kind == EV_REPLACED:
+            out.append(_OrderReplaced(e.order_id, e.price, e.quantity, e.code == 1))
+        elif e.kind == EV_EXPIRED:
+            out.append(_OrderExpired(e.order_id, e.quantity))
+        elif e.kind == EV_DECREMENTED:
+            out.append(OrderDecremented(e.order_id, e.quantity, e.leaves, e.other_id))
+        elif e.kind == EV_TRIGGERED:
+            out.append(StopTriggered(e.order_id, e.price))
+        elif e.kind == EV_CLOCK:
+            out.append(ClockAdvanced(e.price))
+        elif e.kind == EV_PHASE:
+            out.append(PhaseChanged(PHASES[e.code], PHASES[e.leaves]))
+        elif e.kind == EV_UNCROSSED:
+            out.append(AuctionUncrossed(e.price, e.quantity))
+        elif e.kind == EV_COMMAND_REJECTED:
+            reason, text = REASONS[e.code]
+            out.append(CommandRejected(reason, text))
+        else:
+            reason, text = REASONS[e.code]
+            out.append(REJECT_EVENTS[e.kind - EV_REJECTED](e.order_id, reason, text))
+    return out
+
+
+def _check_records(records):
+    """Raise ValueError unless every record of ``records`` (EVENT_DTYPE) has a known kind and, for
+    the fields its kind reads as an enum, a known value: `events_of` indexes tuples by them unchecked."""
+    kind = records["kind"]
+    problems = [kind > EV_UNCROSSED]
+    fills_or_accepted = (kind == EV_FILLED) | (kind == EV_ACCEPTED)
+    problems.append(fills_or_accepted & (records["side"] >= len(SIDES)))
+    accepted = kind == EV_ACCEPTED
+    for field, values in (("order_type", ORDER_TYPES), ("tif", TIFS), ("stp", STPS)):
+        problems.append(accepted & (records[field] >= len(values)))
+    code = records["code"]
+    problems.append((kind == EV_CANCELED) & ((code < 0) | (code >= len(CANCEL_REASONS))))
+    phases = len(PHASES)
+    problems.append((kind == EV_PHASE) & ((code < 0) | (code >= phases) | (records["leaves"] < 0)
+                                          | (records["leaves"] >= phases)))
+    problems.append((kind >= EV_REJECTED) & (kind <= EV_COMMAND_REJECTED) & ~np.isin(code, list(REASONS)))
+    bad = np.flatnonzero(np.logical_or.reduce(problems))
+    if len(bad):
+        raise ValueError(f"record {bad[0]} is no event the native book makes: {records[bad[0]]}")
+
+
+def events_from_records(records):
+    """The event Structs of ``records`` (an EVENT_DTYPE array, `NativeBook.take_events`), in order:
+    exactly what the classic methods returned for the commands that recorded them (but for an
+    order id beyond int64 in a VALUE_OUT_OF_RANGE reject, recorded as 0). ValueError for a record
+    the book does not make."""
+    records = np.ascontiguousarray(records)
+    if records.dtype != EVENT_DTYPE or records.ndim != 1:
+        raise ValueError(f"expected a 1-d EVENT_DTYPE array, got {records.ndim}-d {records.dtype}")
+    _check_records(records)
+    cdef const uint8_t[::1] raw
+    if not len(records):
+        return []
+    raw = records.view(np.uint8)
+    return events_of(<const Event*>&raw[0], len(records))
+
+
 cdef inline object price_level(const Level* level):
     return PriceLevel(level.price, level.quantity, level.count)
 
@@ -348,6 +496,7 @@ cdef class NativeBook:
             raise MemoryError("cannot allocate an order book")
         self.touch_capacity, self.touch_count, self.command, self.tracking = INITIAL_EVENTS, 0, 0, False
         self.event_capacity, self.event_count = INITIAL_EVENTS, 0
+        self.log, self.log_capacity, self.log_count = NULL, 0, 0
         self.fill_capacity, self.fill_count = INITIAL_EVENTS, 0
         self.trade_seq = self.day_orders = self.refreshes = self.guarded_stops = 0
         self.waiting_first = self.waiting_last = -1
@@ -369,6 +518,7 @@ cdef class NativeBook:
         PyMem_RawFree(self.live.slots)
         PyMem_RawFree(self.ids.slots)
         PyMem_RawFree(self.events)
+        PyMem_RawFree(self.log)
         PyMem_RawFree(self.fills)
         PyMem_RawFree(self.touches)
 
@@ -378,11 +528,8 @@ cdef class NativeBook:
                display_quantity=0, flags=0, owner=0, stp=0, expire_at=0):
         """Enter a new order (limit, market, stop or stop-limit); return its events."""
         cdef NewOrder n
-        if (as_int64(order_id, &n.order_id) | as_int64(side, &n.side) | as_int64(order_type, &n.order_type)
-                | as_int64(time_in_force, &n.tif) | as_int64(price, &n.price) | as_int64(quantity, &n.quantity)
-                | as_int64(stop_price, &n.stop_price) | as_int64(display_quantity, &n.display)
-                | as_int64(flags, &n.flags) | as_int64(owner, &n.owner) | as_int64(stp, &n.stp)
-                | as_int64(expire_at, &n.expire_at)):
+        if read_new_order(&n, order_id, side, order_type, time_in_force, price, quantity, stop_price,
+                          display_quantity, flags, owner, stp, expire_at):
             self._prepare(0, 1, False)
             return [OrderRejected(order_id, OUT_OF_RANGE, OUT_OF_RANGE.text)]
         self._prepare(self._taking(&n), new_slices(&n), n.owner != 0 and n.stp != NONE)
@@ -440,6 +587,126 @@ cdef class NativeBook:
     def apply(self, command):
         """Dispatch one command Struct to its method."""
         return dispatch(self, command)
+
+    # ================================================================ commands (record API)
+    #
+    # Each does exactly what its namesake above does, out-of-range arguments included, but
+    # appends the command's events to the book's event log as C records (EVENT_DTYPE) instead
+    # of returning Structs, and returns how many it appended. A rejected command appends one
+    # record, its reject. `take_events` hands the log over.
+
+    def record_submit(self, order_id, side, order_type, time_in_force, price, quantity, stop_price=0,
+                      display_quantity=0, flags=0, owner=0, stp=0, expire_at=0):
+        """`submit`, its events recorded; return their number. Ints take the typed conversion
+        at once; anything else, or an int beyond int64, goes the way `submit` reads it (typed
+        parameters would be cheaper still, but would truncate a float where `submit` refuses it
+        with TypeError, and raise OverflowError where it rejects)."""
+        cdef NewOrder n
+        cdef bint typed = (PyLong_Check(order_id) & PyLong_Check(side) & PyLong_Check(order_type)
+                           & PyLong_Check(time_in_force) & PyLong_Check(price) & PyLong_Check(quantity)
+                           & PyLong_Check(stop_price) & PyLong_Check(display_quantity) & PyLong_Check(flags)
+                           & PyLong_Check(owner) & PyLong_Check(stp) & PyLong_Check(expire_at))
+        if typed:
+            try:
+                (n.order_id, n.side, n.order_type, n.tif, n.price, n.quantity, n.stop_price, n.display, n.flags,
+                 n.owner, n.stp, n.expire_at) = (order_id, side, order_type, time_in_force, price, quantity,
+                                                 stop_price, display_quantity, flags, owner, stp, expire_at)
+            except OverflowError:
+                typed = False
+        if not typed and read_new_order(&n, order_id, side, order_type, time_in_force, price, quantity,
+                                        stop_price, display_quantity, flags, owner, stp, expire_at):
+            self._prepare(0, 1, False)
+            self._reserve_log()
+            self._reject(EV_REJECTED, n.order_id, VALUE_OUT_OF_RANGE)
+            return self._record()
+        self._prepare(self._taking(&n), new_slices(&n), n.owner != 0 and n.stp != NONE)
+        self._reserve_log()
+        self._submit(&n)
+        return self._record()
+
+    def record_cancel(self, order_id):
+        """`cancel`, its events recorded; return their number."""
+        cdef int64_t o
+        self._prepare(0, 1, False)
+        self._reserve_log()
+        if read_int64(order_id, &o):
+            self._reject(EV_CANCEL_REJECTED, 0, VALUE_OUT_OF_RANGE)
+        else:
+            self._cancel(o)
+        return self._record()
+
+    def record_replace(self, order_id, price, quantity):
+        """`replace`, its events recorded; return their number."""
+        cdef int64_t o, p, q
+        cdef bint guarded = False
+        cdef bint typed = PyLong_Check(order_id) & PyLong_Check(price) & PyLong_Check(quantity)
+        if typed:
+            try:
+                o, p, q = order_id, price, quantity
+            except OverflowError:
+                typed = False
+        if not typed and as_int64(order_id, &o) | as_int64(price, &p) | as_int64(quantity, &q):
+            self._prepare(0, 1, False)
+            self._reserve_log()
+            self._reject(EV_REPLACE_REJECTED, 0 if as_int64(order_id, &o) else o, VALUE_OUT_OF_RANGE)
+            return self._record()
+        self._prepare(self._replace_taking(o, p, q), self._replace_slices(o, q, &guarded), guarded)
+        self._reserve_log()
+        self._replace(o, p, q)
+        return self._record()
+
+    def record_expire_day_orders(self):
+        """`expire_day_orders`, its events recorded; return their number."""
+        self._prepare(0, 1, False)
+        self._reserve_log()
+        self._expire_day_orders()
+        return self._record()
+
+    def record_set_clock(self, time):
+        """`set_clock`, its events recorded; return their number."""
+        cdef int64_t t
+        self._prepare(0, 1, False)
+        self._reserve_log()
+        if read_int64(time, &t):
+            self._reject(EV_COMMAND_REJECTED, 0, VALUE_OUT_OF_RANGE)
+        else:
+            self._set_clock(t)
+        return self._record()
+
+    def record_set_phase(self, phase):
+        """`set_phase`, its events recorded; return their number."""
+        cdef int64_t p
+        self._prepare(self.live.count, 1, False)
+        if auction_reserve(&self.auction, ladder_levels(&self.ladder)) != 0:
+            raise MemoryError("order book out of memory")
+        self._reserve_log()
+        if read_int64(phase, &p):
+            self._reject(EV_COMMAND_REJECTED, 0, VALUE_OUT_OF_RANGE)
+        else:
+            self._set_phase(p)
+        return self._record()
+
+    def take_events(self):
+        """The event log, every record_* command's events since the last call in order, as an
+        EVENT_DTYPE array (`engine.stream` tables the fields of each kind); the log is left empty.
+
+        A log of up to LOG_COPIED records is copied out and its buffer kept for the next ones; a
+        larger one is handed over as it is, shrunk to fit (copying a million records costs as much
+        as a tenth of the commands that made them), and the book starts a new buffer."""
+        cdef EventBlock block
+        cdef void* p
+        if self.log_count <= LOG_COPIED:
+            out = np.empty(self.log_count, dtype=EVENT_DTYPE)
+            if self.log_count:
+                memcpy(<void*><Py_ssize_t>out.ctypes.data, self.log, self.log_count * sizeof(Event))
+            self.log_count = 0
+            return out
+        p = grow(self.log, self.log_count, sizeof(Event))
+        block = EventBlock.__new__(EventBlock)
+        block.events = self.log if p == NULL else <Event*>p
+        block.size = self.log_count * sizeof(Event)
+        self.log, self.log_capacity, self.log_count = NULL, 0, 0
+        return np.frombuffer(block, dtype=EVENT_DTYPE)
 
     def replay(self, stream):
         """Process a whole stream (STREAM_DTYPE or STREAM_V2_DTYPE, told apart by the dtype) in one
@@ -639,7 +906,7 @@ cdef class NativeBook:
                 + self.stops.capacity * sizeof(StopLevel) + self.expiries.capacity * (sizeof(int32_t) + sizeof(Keyed))
                 + self.auction.capacity * sizeof(Volume)
                 + (self.live.mask + 1) * sizeof(LiveSlot) + (self.ids.mask + 1) * sizeof(IdBlock)
-                + self.event_capacity * sizeof(Event) + self.fill_capacity * sizeof(Fill))
+                + (self.event_capacity + self.log_capacity) * sizeof(Event) + self.fill_capacity * sizeof(Fill))
 
     def check_invariants(self):
         """Walk every structure; raise AssertionError naming the first broken invariant (checks.pxd)."""
@@ -1577,8 +1844,12 @@ cdef class NativeBook:
     # ================================================================ internals: events
 
     cdef Event* _emit(self, uint8_t kind) noexcept nogil:
+        """The next event of the command, of ``kind``; in the per-message API its other fields are 0
+        (the record API hands them over as they are)."""
         cdef Event* e = &self.events[self.event_count]
         self.event_count += 1
+        if self.tracking:
+            memset(e, 0, sizeof(Event))
         e.kind = kind
         return e
 
@@ -1603,57 +1874,50 @@ cdef class NativeBook:
         e.order_id, e.code = order_id, code
 
     cdef list _drain(self):
-        """Turn the buffered events of the last command into event Structs.
-
-        A fill's ids and price mostly repeat the fill's before it (a taker sweeping a level, an
-        uncross pairing one order with several), so those of the previous fill are reused rather
-        than made again: a third of what a fill costs here is making Python ints."""
-        cdef list out = []
-        cdef Event* e
-        cdef int64_t i
-        cdef int64_t maker_id = 0, taker_id = 0, price = 0
-        cdef object maker = None, taker = None, price_int = None, new_maker
+        """The buffered events of the last command as event Structs (`events_of`), the buffer emptied."""
         if self.event_count > self.event_capacity:
             raise SystemError(f"a command made {self.event_count} events, more than the "
                               f"{self.event_capacity} reserved for it: a bug in NativeBook._reserve")
-        for i in range(self.event_count):
-            e = &self.events[i]
-            if e.kind == EV_FILLED:
-                new_maker = recent_int(e.order_id, maker_id, maker, taker_id, taker)
-                taker = recent_int(e.other_id, maker_id, maker, taker_id, taker)
-                maker, maker_id, taker_id = new_maker, e.order_id, e.other_id
-                if price_int is None or e.price != price:
-                    price_int, price = e.price, e.price
-                out.append(_OrderFilled(maker, taker, price_int, e.quantity, e.leaves, e.other_leaves,
-                                        SIDES[e.side], e.sequence))
-            elif e.kind == EV_ACCEPTED:
-                out.append(_OrderAccepted(e.order_id, SIDES[e.side], ORDER_TYPES[e.order_type], TIFS[e.tif], e.price,
-                                          e.quantity, e.leaves, e.other_leaves, e.flags, e.other_id, STPS[e.stp],
-                                          e.sequence))
-            elif e.kind == EV_CANCELED:
-                out.append(_OrderCanceled(e.order_id, e.quantity, CANCEL_REASONS[e.code]))
-            elif e.kind == EV_REPLACED:
-                out.append(_OrderReplaced(e.order_id, e.price, e.quantity, e.code == 1))
-            elif e.kind == EV_EXPIRED:
-                out.append(_OrderExpired(e.order_id, e.quantity))
-            elif e.kind == EV_DECREMENTED:
-                out.append(OrderDecremented(e.order_id, e.quantity, e.leaves, e.other_id))
-            elif e.kind == EV_TRIGGERED:
-                out.append(StopTriggered(e.order_id, e.price))
-            elif e.kind == EV_CLOCK:
-                out.append(ClockAdvanced(e.price))
-            elif e.kind == EV_PHASE:
-                out.append(PhaseChanged(PHASES[e.code], PHASES[e.leaves]))
-            elif e.kind == EV_UNCROSSED:
-                out.append(AuctionUncrossed(e.price, e.quantity))
-            elif e.kind == EV_COMMAND_REJECTED:
-                reason, text = REASONS[e.code]
-                out.append(CommandRejected(reason, text))
-            else:
-                reason, text = REASONS[e.code]
-                out.append(REJECT_EVENTS[e.kind - EV_REJECTED](e.order_id, reason, text))
+        cdef list out = events_of(self.events, self.event_count)
         self.event_count = 0
         return out
+
+    cdef int _reserve_log(self) except -1:
+        """Room in the event log for the most events the command `_prepare` readied can make (its
+        event buffer's capacity), so a recorded command never fails half-way."""
+        cdef int64_t need = self.log_count + self.event_capacity, capacity
+        cdef void* p
+        if need <= self.log_capacity:
+            return 0
+        capacity = max(need, 2 * self.log_capacity, INITIAL_EVENTS)
+        p = grow(self.log, capacity, sizeof(Event))
+        if p == NULL:
+            raise MemoryError("order book out of memory (event log)")
+        self.log, self.log_capacity = <Event*>p, capacity
+        return 0
+
+    cdef int64_t _record(self) except -1:
+        """Append the buffered events of the last command to the event log (`_reserve_log` made
+        room); return their number, the buffer emptied."""
+        cdef int64_t count = self.event_count
+        if count > self.event_capacity:
+            raise SystemError(f"a command made {count} events, more than the "
+                              f"{self.event_capacity} reserved for it: a bug in NativeBook._reserve")
+        memcpy(&self.log[self.log_count], self.events, count * sizeof(Event))
+        self.log_count += count
+        self.event_count = 0
+        return count
+
+
+cdef class EventBlock:
+    """An event log's buffer that `NativeBook.take_events` handed to NumPy without copying: the
+    array's base, freed when the last view of it goes."""
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.events)
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        PyBuffer_FillInfo(view, self, self.events, self.size, 0, flags)
 
 
 cdef class BookCapture:
