@@ -203,7 +203,8 @@ def run_bench(args: argparse.Namespace) -> None:
         from benchmarks import book as book_benchmark
 
         report = book_benchmark.run(
-            messages=args.messages, repeats=args.repeats, deep_messages=args.messages, resting=args.resting
+            messages=args.messages, repeats=args.repeats, deep_messages=args.messages, resting=args.resting,
+            liquibook=args.liquibook,
         )
     print(json.dumps(report))
 
@@ -232,6 +233,11 @@ def add_bench_command(commands) -> None:
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per figure; medians are reported")
     parser.add_argument(
         "--resting", type=positive_int, default=1_000_000, help="book: resting orders for the memory figure"
+    )
+    parser.add_argument(
+        "--liquibook", type=Path, metavar="DIR",
+        help="book: a Liquibook checkout to measure beside the native book (default: $LIQUIBOOK_DIR; without "
+        "either, Liquibook is skipped)",
     )
     parser.add_argument(
         "--rates", type=rate_list,

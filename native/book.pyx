@@ -349,12 +349,38 @@ cdef inline int read_int64(object value, int64_t* out) except -1:
     return as_int64(value, out)
 
 
+cdef int read_replace(int64_t* o, int64_t* p, int64_t* q, object order_id, object price,
+                      object quantity) except -1:
+    """ReplaceOrder's fields into ``o``, ``p`` and ``q`` as `read_new_order` reads an order's: 0, or
+    1 if one lies beyond int64."""
+    if PyLong_Check(order_id) & PyLong_Check(price) & PyLong_Check(quantity):
+        try:
+            o[0], p[0], q[0] = order_id, price, quantity
+            return 0
+        except OverflowError:
+            pass
+    return as_int64(order_id, o) | as_int64(price, p) | as_int64(quantity, q)
+
+
 cdef int read_new_order(NewOrder* n, object order_id, object side, object order_type, object tif, object price,
                         object quantity, object stop_price, object display, object flags, object owner, object stp,
                         object expire_at) except -1:
-    """SubmitOrder's fields into ``n`` (`as_int64` each, all of them, so a wrong type raises
-    TypeError whatever the others hold): 0, or 1 if one lies beyond int64; then an order id
-    beyond int64 reads as 0, the order id of the reject record."""
+    """SubmitOrder's fields into ``n``: 0, or 1 if one lies beyond int64; then an order id beyond
+    int64 reads as 0, the order id of the reject record. Ints take the typed conversion at once;
+    anything else, or an int beyond int64, goes through `as_int64` for each field, all of them, so
+    a wrong type raises TypeError whatever the others hold (typed parameters would be cheaper
+    still, but would truncate a float where the reference book refuses it, and raise
+    OverflowError where it rejects)."""
+    if (PyLong_Check(order_id) & PyLong_Check(side) & PyLong_Check(order_type) & PyLong_Check(tif)
+            & PyLong_Check(price) & PyLong_Check(quantity) & PyLong_Check(stop_price) & PyLong_Check(display)
+            & PyLong_Check(flags) & PyLong_Check(owner) & PyLong_Check(stp) & PyLong_Check(expire_at)):
+        try:
+            (n.order_id, n.side, n.order_type, n.tif, n.price, n.quantity, n.stop_price, n.display, n.flags,
+             n.owner, n.stp, n.expire_at) = (order_id, side, order_type, tif, price, quantity, stop_price, display,
+                                             flags, owner, stp, expire_at)
+            return 0
+        except OverflowError:
+            pass
     if (as_int64(order_id, &n.order_id) | as_int64(side, &n.side) | as_int64(order_type, &n.order_type)
             | as_int64(tif, &n.tif) | as_int64(price, &n.price) | as_int64(quantity, &n.quantity)
             | as_int64(stop_price, &n.stop_price) | as_int64(display, &n.display) | as_int64(flags, &n.flags)
@@ -540,7 +566,7 @@ cdef class NativeBook:
         """Remove a resting order, a held stop or a waiting market order; return its events."""
         cdef int64_t o
         self._prepare(0, 1, False)
-        if as_int64(order_id, &o):
+        if read_int64(order_id, &o):
             return [CancelRejected(order_id, OUT_OF_RANGE, OUT_OF_RANGE.text)]
         self._cancel(o)
         return self._drain()
@@ -549,7 +575,7 @@ cdef class NativeBook:
         """Change a resting order's price and open quantity; return its events."""
         cdef int64_t o, p, q
         cdef bint guarded = False
-        if as_int64(order_id, &o) | as_int64(price, &p) | as_int64(quantity, &q):
+        if read_replace(&o, &p, &q, order_id, price, quantity):
             self._prepare(0, 1, False)
             return [ReplaceRejected(order_id, OUT_OF_RANGE, OUT_OF_RANGE.text)]
         self._prepare(self._replace_taking(o, p, q), self._replace_slices(o, q, &guarded), guarded)
@@ -567,7 +593,7 @@ cdef class NativeBook:
         """Set the logical time (never back); GTD orders due by then expire. Return the events."""
         cdef int64_t t
         self._prepare(0, 1, False)
-        if as_int64(time, &t):
+        if read_int64(time, &t):
             return [CommandRejected(OUT_OF_RANGE, OUT_OF_RANGE.text)]
         self._set_clock(t)
         return self._drain()
@@ -579,7 +605,7 @@ cdef class NativeBook:
         self._prepare(self.live.count, 1, False)
         if auction_reserve(&self.auction, ladder_levels(&self.ladder)) != 0:
             raise MemoryError("order book out of memory")
-        if as_int64(phase, &p):
+        if read_int64(phase, &p):
             return [CommandRejected(OUT_OF_RANGE, OUT_OF_RANGE.text)]
         self._set_phase(p)
         return self._drain()
@@ -597,24 +623,10 @@ cdef class NativeBook:
 
     def record_submit(self, order_id, side, order_type, time_in_force, price, quantity, stop_price=0,
                       display_quantity=0, flags=0, owner=0, stp=0, expire_at=0):
-        """`submit`, its events recorded; return their number. Ints take the typed conversion
-        at once; anything else, or an int beyond int64, goes the way `submit` reads it (typed
-        parameters would be cheaper still, but would truncate a float where `submit` refuses it
-        with TypeError, and raise OverflowError where it rejects)."""
+        """`submit`, its events recorded; return their number."""
         cdef NewOrder n
-        cdef bint typed = (PyLong_Check(order_id) & PyLong_Check(side) & PyLong_Check(order_type)
-                           & PyLong_Check(time_in_force) & PyLong_Check(price) & PyLong_Check(quantity)
-                           & PyLong_Check(stop_price) & PyLong_Check(display_quantity) & PyLong_Check(flags)
-                           & PyLong_Check(owner) & PyLong_Check(stp) & PyLong_Check(expire_at))
-        if typed:
-            try:
-                (n.order_id, n.side, n.order_type, n.tif, n.price, n.quantity, n.stop_price, n.display, n.flags,
-                 n.owner, n.stp, n.expire_at) = (order_id, side, order_type, time_in_force, price, quantity,
-                                                 stop_price, display_quantity, flags, owner, stp, expire_at)
-            except OverflowError:
-                typed = False
-        if not typed and read_new_order(&n, order_id, side, order_type, time_in_force, price, quantity,
-                                        stop_price, display_quantity, flags, owner, stp, expire_at):
+        if read_new_order(&n, order_id, side, order_type, time_in_force, price, quantity, stop_price,
+                          display_quantity, flags, owner, stp, expire_at):
             self._prepare(0, 1, False)
             self._reserve_log()
             self._reject(EV_REJECTED, n.order_id, VALUE_OUT_OF_RANGE)
@@ -639,13 +651,7 @@ cdef class NativeBook:
         """`replace`, its events recorded; return their number."""
         cdef int64_t o, p, q
         cdef bint guarded = False
-        cdef bint typed = PyLong_Check(order_id) & PyLong_Check(price) & PyLong_Check(quantity)
-        if typed:
-            try:
-                o, p, q = order_id, price, quantity
-            except OverflowError:
-                typed = False
-        if not typed and as_int64(order_id, &o) | as_int64(price, &p) | as_int64(quantity, &q):
+        if read_replace(&o, &p, &q, order_id, price, quantity):
             self._prepare(0, 1, False)
             self._reserve_log()
             self._reject(EV_REPLACE_REJECTED, 0 if as_int64(order_id, &o) else o, VALUE_OUT_OF_RANGE)

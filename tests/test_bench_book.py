@@ -4,6 +4,7 @@ the call book of the uncross is what its docstring says; the verdicts follow the
 made-up figures, never on timings)."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,9 +26,10 @@ ENGINE_ROWS = ("reference book, per-message API", "baseline book (careful pure P
 
 @pytest.fixture(scope="module")
 def smallest():
+    env = {name: value for name, value in os.environ.items() if name != "LIQUIBOOK_DIR"}
     done = subprocess.run(
         [sys.executable, "main.py", "bench", "book", "--messages", "4", "--repeats", "1", "--resting", "1234"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=env,
     )
     assert (done.returncode, done.stderr) == (0, ""), done.stderr
     lines = done.stdout.splitlines()
@@ -87,13 +89,17 @@ def test_smallest_run_uncrosses_a_call_book_of_as_many_orders_as_messages(smalle
 
 def test_smallest_run_prints_every_target_with_its_verdict(smallest):
     lines, report = smallest
-    assert len(report["targets"]) == 9
+    assert len(report["targets"]) == 10
     printed = [line for line in lines if line.startswith("target ")]
     assert printed == [f"target {name}: {verdict}" for name, verdict in report["targets"].items()]
     assert all(re.fullmatch(r"(met|not met|not judged) \(.+\)", verdict) for verdict in report["targets"].values())
     judged = {name: verdict.split(" (")[0] for name, verdict in report["targets"].items()}
     assert judged["uncross of a 100,000-order call book under 20 ms (native)"] == "not judged"
+    assert judged["deep book of 1,000,000 messages, native batch replay at least 10,000,000 msgs/s"] == "not judged"
     assert [verdict for name, verdict in judged.items() if name.startswith("native book holding")] == ["not judged"]
+    assert report["liquibook"] == {"skipped": "Liquibook skipped: no source directory (set LIQUIBOOK_DIR or pass "
+                                              "--liquibook DIR)"}
+    assert report["liquibook"]["skipped"] in lines
 
 
 def test_bench_book_refuses_fewer_than_4_messages_in_one_line():
@@ -140,15 +146,17 @@ def test_call_book_uncross_trades_most_of_the_overlap_and_both_books_agree():
 
 
 def report(batch=35.0, per_message=4.0, advanced_batch=20.0, advanced_per_message=4.0, uncross_ms=19.9,
-           orders=100_000, deep=2_000_000, memory=(300.0, 167.0), resting=1_000_000, baseline=25.0,
-           records=2_150_000):
+           orders=100_000, deep=10_000_000, memory=(300.0, 167.0), resting=1_000_000, baseline=25.0,
+           records=2_150_000, liquibook=6.0, deep_messages=1_000_000):
     """A made-up report with the figures the verdicts read."""
     return {
         "standard": {"batch_vs_reference": batch, "per_message_vs_reference": per_message,
                      "batch_vs_baseline": baseline, "native_records_msgs_per_s": records},
         "advanced": {"batch_vs_reference": advanced_batch, "per_message_vs_reference": advanced_per_message},
         "uncross": {"orders": orders, "native_ms": uncross_ms},
-        "deep": {"msgs_per_s": deep},
+        "deep": {"messages": deep_messages, "msgs_per_s": deep},
+        "liquibook": {"skipped": "Liquibook skipped: no source"} if liquibook is None
+        else {"batch_vs_liquibook": liquibook},
         "memory": [{"engine": "native", "resting_orders": resting, "peak_rss_growth_mb": mb} for mb in memory]
         + [{"engine": "reference", "resting_orders": resting, "peak_rss_growth_mb": 999.0}],
     }
@@ -159,22 +167,22 @@ def outcomes(figures: dict) -> list[str]:
 
 
 def test_verdicts_at_exactly_the_targets_are_met_but_the_uncross_must_be_under():
-    assert outcomes(report()) == ["met"] * 9
-    assert outcomes(report(uncross_ms=20.0)) == ["met"] * 4 + ["not met"] + ["met"] * 4
+    assert outcomes(report()) == ["met"] * 10
+    assert outcomes(report(uncross_ms=20.0)) == ["met"] * 4 + ["not met"] + ["met"] * 5
 
 
 @pytest.mark.parametrize("field, index", [("batch", 0), ("per_message", 1), ("advanced_batch", 2),
                                           ("advanced_per_message", 3)])
 def test_verdicts_a_ratio_below_its_target_is_not_met_alone(field, index):
     target = {"batch": 35.0, "advanced_batch": 20.0}.get(field, 4.0)
-    expected = ["met"] * 9
+    expected = ["met"] * 10
     expected[index] = "not met"
     assert outcomes(report(**{field: target - 0.01})) == expected
 
 
 def test_verdicts_of_the_uncross_deep_book_and_memory():
-    assert outcomes(report(uncross_ms=35.0, deep=1_999_999, memory=(120.0, 300.5))) == (
-        ["met"] * 4 + ["not met", "met", "not met", "not met", "met"])
+    assert outcomes(report(uncross_ms=35.0, deep=9_999_999, memory=(120.0, 300.5))) == (
+        ["met"] * 4 + ["not met", "met", "not met", "not met", "met", "met"])
     verdicts = bench.verdicts(report(uncross_ms=12.34, batch=38.456))
     assert verdicts["uncross of a 100,000-order call book under 20 ms (native)"] == "met (12.3 ms)"
     assert verdicts["standard stream, native batch replay at least 35x the reference book"] == "met (38.46x)"
@@ -183,8 +191,8 @@ def test_verdicts_of_the_uncross_deep_book_and_memory():
 def test_verdicts_of_the_baseline_ratio_at_and_below_its_target():
     verdicts = bench.verdicts(report(baseline=10.456))
     assert verdicts["standard stream, native batch replay at least 25x the baseline book"] == "not met (10.46x)"
-    assert outcomes(report(baseline=24.99)) == ["met"] * 5 + ["not met"] + ["met"] * 3
-    assert outcomes(report(baseline=25.0)) == ["met"] * 9
+    assert outcomes(report(baseline=24.99)) == ["met"] * 5 + ["not met"] + ["met"] * 4
+    assert outcomes(report(baseline=25.0)) == ["met"] * 10
 
 
 def test_verdicts_of_the_event_records_rate_against_liquibooks():
@@ -192,13 +200,21 @@ def test_verdicts_of_the_event_records_rate_against_liquibooks():
     name = ("standard stream, native per-message API with event records at least 2,150,000 msgs/s "
             "(Liquibook's per-message rate as the issue measured it on this machine)")
     assert verdicts[name] == "not met (2,149,999 msgs/s)"
-    assert outcomes(report(records=2_149_999)) == ["met"] * 8 + ["not met"]
+    assert outcomes(report(records=2_149_999)) == ["met"] * 9 + ["not met"]
     assert bench.verdicts(report(records=2_345_678.9))[name] == "met (2,345,679 msgs/s)"
+
+
+def test_verdicts_of_the_liquibook_ratio_and_without_liquibook():
+    name = "standard stream, native batch replay at least 6x Liquibook's book alone (measured in this run)"
+    assert bench.verdicts(report(liquibook=4.256))[name] == "not met (4.26x)"
+    assert outcomes(report(liquibook=5.99)) == ["met"] * 8 + ["not met", "met"]
+    assert bench.verdicts(report(liquibook=None))[name] == "not judged (Liquibook skipped: no source)"
 
 
 def test_verdicts_of_size_targets_measured_at_another_size_are_not_judged():
     verdicts = bench.verdicts(report(orders=4, uncross_ms=0.01, resting=1234, memory=(0.2, 0.4)))
-    assert outcomes(report(orders=4, resting=1234)) == ["met"] * 4 + ["not judged", "met", "met", "not judged", "met"]
+    assert outcomes(report(orders=4, resting=1234, deep_messages=20_000)) == (
+        ["met"] * 4 + ["not judged", "met", "not judged", "not judged", "met", "met"])
     assert verdicts["uncross of a 100,000-order call book under 20 ms (native)"] == (
         "not judged (a call book of 4 orders: 0.01 ms)")
     assert np.isclose(bench.TARGETS["uncross_ms"], 20.0)
