@@ -8,11 +8,12 @@ replay STREAM.npy --out FILLS.npy [--engine native|reference]
 workload OUT.npy [--messages N] [--seed S] [--profile standard|deep|advanced]
     Write a generated order stream and print a JSON summary of it on the last line
     (advanced: a version-2 stream with every advanced order and phase).
-bench book [--messages M] [--repeats R] [--resting N]
+bench book [--messages M] [--repeats R] [--resting N] [--liquibook DIR]
     Measure the matching core in one run (reference vs native per-message vs
     native batch, deep book, memory of N resting orders) and print the table, then
     the figures as JSON. M is the size of the standard and of the deep stream (30%
     of the deep one, at most 300,000, are preloaded resting orders): at least 4.
+    DIR (default $LIQUIBOOK_DIR) is a Liquibook checkout to measure beside it.
 bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never]
     Throughput and ack latency through client -> TES -> OBS -> TES -> client,
     median of R runs (default 3) per offered rate.

@@ -17,7 +17,7 @@
 // every fill as engine.stream.FILL_DTYPE records (maker_id, taker_id, price, qty), collected in
 // the timed loop (so a run that records is not a figure to quote).
 //
-// Mapping of our kinds onto Liquibook (engine/stream.py, /work/shared/workload/FORMAT.md):
+// Mapping of our kinds onto Liquibook (engine/stream.py; the README's "Order streams and fills"):
 //   0 limit GTC  add(order, oc_no_conditions)
 //   1 market     price 0 (Liquibook's MARKET_ORDER_PRICE) and oc_immediate_or_cancel
 //   2 cancel     cancel(order), the order found through a live id -> order map kept here
