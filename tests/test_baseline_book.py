@@ -110,7 +110,7 @@ STREAM_ROW = st.tuples(
 reused, unknown, negative), its target ``back`` positions before it (0: itself, or nothing at the start)."""
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(rows=st.integers(0, 300).flatmap(lambda n: st.lists(STREAM_ROW, min_size=n, max_size=n)),
        chunks=st.sampled_from([1, 1, 3]))
 def test_random_v1_streams_give_the_reference_fills_counts_and_state(rows, chunks):

@@ -29,6 +29,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 SETTINGS = settings(max_examples=200, deadline=None)
 V2_SETTINGS = settings(max_examples=100, deadline=None)
 """For the reference-only v2 property tests (two sessions, or invariants after every command)."""
+REPLAY_V2_SETTINGS = settings(max_examples=120, deadline=None)
+"""The v2 batch replay against the reference book: streams of up to 300 rows, the suite's
+costliest property test (the per-command v2 tests above hold the same rules command by command)."""
 
 
 def native_book_class():
@@ -605,7 +608,7 @@ V2_STREAM_ROW = st.tuples(
 V2_STREAM_ROWS = st.integers(0, 300).flatmap(lambda n: st.lists(V2_STREAM_ROW, min_size=n, max_size=n))
 
 
-@SETTINGS
+@REPLAY_V2_SETTINGS
 @given(rows=V2_STREAM_ROWS, stride=st.sampled_from([1, 1, 2]))
 def test_native_replay_matches_on_random_v2_streams(rows, stride):
     """Phase and clock rows included (their ``qty`` and ``price``); a strided view too."""
