@@ -229,6 +229,7 @@ cdef class NativeBook:
     cdef inline void _fill(self, int64_t maker_id, int64_t taker_id, int64_t price, int64_t quantity,
                            int64_t maker_leaves, int64_t taker_leaves, int aggressor) noexcept nogil
     cdef void _reject(self, uint8_t kind, int64_t order_id, int16_t code) noexcept nogil
+    cdef int64_t _events_made(self) except -1
     cdef list _drain(self)
     cdef int _reserve_log(self) except -1
     cdef int64_t _record(self) except -1

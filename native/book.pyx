@@ -1879,12 +1879,16 @@ cdef class NativeBook:
         cdef Event* e = self._emit(kind)
         e.order_id, e.code = order_id, code
 
-    cdef list _drain(self):
-        """The buffered events of the last command as event Structs (`events_of`), the buffer emptied."""
+    cdef int64_t _events_made(self) except -1:
+        """How many events the last command buffered; SystemError if more than `_reserve` made room for."""
         if self.event_count > self.event_capacity:
             raise SystemError(f"a command made {self.event_count} events, more than the "
                               f"{self.event_capacity} reserved for it: a bug in NativeBook._reserve")
-        cdef list out = events_of(self.events, self.event_count)
+        return self.event_count
+
+    cdef list _drain(self):
+        """The buffered events of the last command as event Structs (`events_of`), the buffer emptied."""
+        cdef list out = events_of(self.events, self._events_made())
         self.event_count = 0
         return out
 
@@ -1905,10 +1909,7 @@ cdef class NativeBook:
     cdef int64_t _record(self) except -1:
         """Append the buffered events of the last command to the event log (`_reserve_log` made
         room); return their number, the buffer emptied."""
-        cdef int64_t count = self.event_count
-        if count > self.event_capacity:
-            raise SystemError(f"a command made {count} events, more than the "
-                              f"{self.event_capacity} reserved for it: a bug in NativeBook._reserve")
+        cdef int64_t count = self._events_made()
         memcpy(&self.log[self.log_count], self.events, count * sizeof(Event))
         self.log_count += count
         self.event_count = 0

@@ -144,15 +144,23 @@ cdef inline int live_reserve(LiveIds* live) noexcept nogil:
     return 0
 
 
-cdef inline int32_t live_get(LiveIds* live, int64_t order_id) noexcept nogil:
-    """The pool slot of resting order ``order_id``, or -1."""
+cdef inline int64_t live_find(const LiveIds* live, int64_t order_id) noexcept nogil:
+    """The table slot holding ``order_id``, or -1."""
     cdef int64_t i = mix64(<uint64_t>order_id) & live.mask
     while live.slots[i].index != -1:
         if live.slots[i].order_id == order_id:
-            live.found = i
-            return live.slots[i].index
+            return i
         i = (i + 1) & live.mask
     return -1
+
+
+cdef inline int32_t live_get(LiveIds* live, int64_t order_id) noexcept nogil:
+    """The pool slot of resting order ``order_id``, or -1; the table slot found is noted in ``found``."""
+    cdef int64_t i = live_find(live, order_id)
+    if i == -1:
+        return -1
+    live.found = i
+    return live.slots[i].index
 
 
 cdef inline void live_prefetch(const LiveIds* live, int64_t order_id) noexcept nogil:
@@ -162,12 +170,8 @@ cdef inline void live_prefetch(const LiveIds* live, int64_t order_id) noexcept n
 
 cdef inline int32_t live_peek(const LiveIds* live, int64_t order_id) noexcept nogil:
     """`live_get` without noting the slot found (a look ahead, which must not move the hint)."""
-    cdef int64_t i = mix64(<uint64_t>order_id) & live.mask
-    while live.slots[i].index != -1:
-        if live.slots[i].order_id == order_id:
-            return live.slots[i].index
-        i = (i + 1) & live.mask
-    return -1
+    cdef int64_t i = live_find(live, order_id)
+    return -1 if i == -1 else live.slots[i].index
 
 
 cdef inline void live_put(LiveIds* live, int64_t order_id, int32_t index) noexcept nogil:
@@ -185,9 +189,7 @@ cdef inline void live_remove(LiveIds* live, int64_t order_id) noexcept nogil:
     cdef int64_t mask = live.mask
     cdef int64_t i = live.found, j, home
     if live.slots[i].order_id != order_id or live.slots[i].index == -1:
-        i = mix64(<uint64_t>order_id) & mask
-        while live.slots[i].order_id != order_id or live.slots[i].index == -1:
-            i = (i + 1) & mask
+        i = live_find(live, order_id)
     j = i
     while True:
         j = (j + 1) & mask

@@ -141,16 +141,22 @@ cdef inline int32_t* near_entry(Ladder* ladder, int side, int64_t price) noexcep
     return &ladder.near[side * NEAR_SLOTS + (<uint64_t>price & NEAR_MASK)]
 
 
-cdef inline int32_t level_at(Ladder* ladder, int side, int64_t price) noexcept nogil:
-    """The level holding ``price`` on ``side``, or -1."""
+cdef inline int32_t lookup_level(Ladder* ladder, int side, int64_t price, int32_t* update) noexcept nogil:
+    """The level holding ``price`` on ``side`` (from ``near``, else by a descent that then notes it
+    there), or -1, and then ``update`` holds its predecessors for `insert_level`."""
     cdef int32_t* entry = near_entry(ladder, side, price)
     if entry[0] != -1 and ladder.levels[entry[0]].price == price:
         return entry[0]
-    cdef int32_t update[MAX_HEIGHT]
     cdef int32_t lv = find_level(ladder, side, side_key(side, price), update)
     if lv != -1:
         entry[0] = lv
     return lv
+
+
+cdef inline int32_t level_at(Ladder* ladder, int side, int64_t price) noexcept nogil:
+    """The level holding ``price`` on ``side``, or -1."""
+    cdef int32_t update[MAX_HEIGHT]
+    return lookup_level(ladder, side, price, update)
 
 
 cdef inline int random_height(uint64_t* rng) noexcept nogil:
@@ -198,18 +204,12 @@ cdef inline int32_t insert_level(Ladder* ladder, int side, int64_t price, int64_
 cdef inline int32_t place_level(Ladder* ladder, int side, int64_t price, bint* created) noexcept nogil:
     """The level of ``price`` on ``side``, a new empty one if it had none (``created`` set; the pool
     has room, `ladder_reserve`)."""
-    cdef int32_t* entry = near_entry(ladder, side, price)
-    created[0] = False
-    if entry[0] != -1 and ladder.levels[entry[0]].price == price:
-        return entry[0]
     cdef int32_t update[MAX_HEIGHT]
-    cdef int64_t key = side_key(side, price)
-    cdef int32_t lv = find_level(ladder, side, key, update)
-    if lv != -1:
-        entry[0] = lv
-        return lv
-    created[0] = True
-    return insert_level(ladder, side, price, key, update)
+    cdef int32_t lv = lookup_level(ladder, side, price, update)
+    created[0] = lv == -1
+    if created[0]:
+        lv = insert_level(ladder, side, price, side_key(side, price), update)
+    return lv
 
 
 cdef inline void shrink(Ladder* ladder, int side) noexcept nogil:
