@@ -12,33 +12,17 @@ bound); `Role.stop()` sends SIGTERM and returns the exit code; `Role.kill()` is
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from config.ports import free_port
 from config.settings import ConfigError, load_config
 from servers.security import write_missing_keys
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now, never one this process handed out before (the
-    kernel may offer a port again once its probe socket is closed: two endpoints of one
-    configuration must not get the same one)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
 
 
 def exchange_env(tmp_path: Path, **overrides: str) -> dict[str, str]:

@@ -172,7 +172,12 @@ def test_summary_of_a_run_with_no_answers_has_null_percentiles():
 
 
 class ScriptedTes:
-    """A ROUTER the test drives by hand: read what the client sent, answer it."""
+    """A ROUTER the test drives by hand: read what the client sent, answer it.
+
+    A script may run in a thread of its own (`answer`), while the test's thread drives the
+    client; a ZeroMQ socket must never be used by two threads at once, so the test's thread
+    waits for the script to end before it reads, sends or closes.
+    """
 
     def __init__(self) -> None:
         self.socket = zmq.Context.instance().socket(zmq.ROUTER)
@@ -182,16 +187,34 @@ class ScriptedTes:
         self.requests = p.Codec(p.ClientRequest)
         self.messages = p.Codec(p.ClientMessage)
         self.identity = None
+        self.script: threading.Thread | None = None
+
+    def answer(self, function) -> threading.Thread:
+        """Run ``function`` (which reads and sends) in a thread of its own; the thread."""
+        self._own()
+        self.script = threading.Thread(target=function, daemon=True)
+        self.script.start()
+        return self.script
+
+    def _own(self) -> None:
+        script = self.script
+        if script is not None and script is not threading.current_thread():
+            script.join(10.0)
+            assert not script.is_alive(), "the scripted TES's thread did not end"
+            self.script = None
 
     def read(self, timeout: float = 2.0) -> list:
+        self._own()
         assert self.socket.poll(int(timeout * 1000)), "the client sent nothing"
         self.identity, frame = self.socket.recv_multipart()
         return self.requests.decode(frame)
 
     def send(self, *messages) -> None:
+        self._own()
         self.socket.send_multipart([self.identity, self.messages.encode(list(messages))])
 
     def close(self) -> None:
+        self._own()
         self.socket.close()
 
 
@@ -202,12 +225,6 @@ def tes():
     server.close()
 
 
-def answer_in_thread(function):
-    thread = threading.Thread(target=function, daemon=True)
-    thread.start()
-    return thread
-
-
 def logged_on_fake(tes) -> ExchangeClient:
     """alice's client, logged on to the fake TES (heartbeats every 100 ms, timeout 500 ms)."""
     client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
@@ -216,7 +233,7 @@ def logged_on_fake(tes) -> ExchangeClient:
         tes.read()
         tes.send(p.LogonAccepted("alice", 100, 500))
 
-    answer_in_thread(server)
+    tes.answer(server)
     client.logon(5.0)
     return client
 
@@ -228,7 +245,7 @@ def test_logon_rejected_raises_logon_error_with_the_reason(tes):
         assert tes.read() == [p.Logon("alice", "wrong", False)]
         tes.send(p.LogonRejected(RejectReason.BAD_CREDENTIALS, "unknown trader or wrong API key"))
 
-    answer_in_thread(server)
+    tes.answer(server)
     with pytest.raises(LogonError, match="wrong API key") as caught:
         client.logon(5.0)
     assert caught.value.reason == RejectReason.BAD_CREDENTIALS
@@ -255,7 +272,7 @@ def test_a_query_keeps_other_messages_for_receive_in_order(tes):
         [query] = tes.read()
         tes.send(fill, p.Positions(query.request_id + 1, 0, []), p.Positions(query.request_id, 42, []), canceled)
 
-    answer_in_thread(server)
+    tes.answer(server)
     client.logon(5.0)
     positions = client.positions(5.0)
 
@@ -275,7 +292,7 @@ def test_open_orders_waits_for_the_last_page_of_one_answer(tes):
         time.sleep(0.2)
         tes.send(p.OpenOrders(query.request_id, orders[2:4], False), p.OpenOrders(query.request_id, orders[4:]))
 
-    answer_in_thread(server)
+    tes.answer(server)
     assert client.open_orders(5.0) == orders
     assert client.receive(0.0) == [other]
     client.close()
@@ -295,7 +312,7 @@ def test_an_idle_receive_sends_heartbeats_and_drops_incoming_ones(tes):
                 received.extend(tes.read())
         tes.send(p.Heartbeat(), order)
 
-    thread = answer_in_thread(server)
+    thread = tes.answer(server)
     client.logon(5.0)
     messages = []
     deadline = time.monotonic() + 2.0
@@ -341,7 +358,7 @@ def test_a_request_refused_for_no_session_ends_the_session_at_once(tes):
         tes.read()
         tes.send(forgotten)
 
-    answer_in_thread(server)
+    tes.answer(server)
     client.logon(5.0)
     started = time.monotonic()
     with pytest.raises(SessionEnded, match=r"the session ended: log on first \(5001\); log on again") as caught:
@@ -365,7 +382,7 @@ def test_logged_out_by_the_tes_ends_the_session_and_calls_say_why(tes):
         tes.send(p.LogonAccepted("alice", 1000, 5000))
         tes.send(timed_out)
 
-    answer_in_thread(server)
+    tes.answer(server)
     client.logon(5.0)
     assert client.receive(2.0) == [timed_out], "the message itself is still delivered"
     with pytest.raises(SessionEnded, match="session timed out") as caught:
@@ -386,7 +403,7 @@ def test_with_relogon_the_next_call_logs_on_again(tes):
         [query] = tes.read()
         tes.send(p.Positions(query.request_id, 7, []))
 
-    answer_in_thread(server)
+    tes.answer(server)
     client.logon(5.0)
     assert [type(m) for m in client.receive(2.0)] == [p.LoggedOut]
     assert not client.logged_on
@@ -426,7 +443,7 @@ def test_a_session_end_already_queued_makes_the_next_call_raise_without_sending(
         tes.read()
         tes.send(p.LogonAccepted("alice", 1000, 5000))
 
-    answer_in_thread(server)
+    tes.answer(server)
     client.logon(5.0)
     socket = client.socket
     tes.send(replaced)
@@ -469,7 +486,7 @@ def test_the_load_generator_stops_with_the_reason_when_its_session_ends(tes):
         tes.read()
         tes.send(p.SessionRejected(RejectReason.NOT_LOGGED_ON, RejectReason.NOT_LOGGED_ON.text))
 
-    answer_in_thread(server)
+    tes.answer(server)
     client.logon(5.0)
     generator = loadgen.LoadGenerator(client, "ACME", 100, 1, rate=10, duration=5.0, batch_max=10)
     with pytest.raises(ClientError, match="the session ended: log on first"):

@@ -105,7 +105,7 @@ def test_a_logon_is_checked_by_the_application_and_answered(stores):
     (frame("A", [(98, 0), (108, 30), (554, "k")]), "needs the trader in Username (553)"),
     (frame("A", [(98, 0), (108, 30), (553, "bob"), (554, "k")]), "Username (553) 'bob' is not the trader"),
     (frame("A", LOGON, sending_time="20000101-00:00:00"), "is more than 120s from the gateway's clock"),
-])
+], ids=["not-a-logon", "unknown-sender", "encrypted", "no-heartbeat", "no-username", "another-trader", "stale-clock"])
 def test_a_bad_first_message_gets_a_logout_saying_why_and_the_connection_closes(stores, first, words):
     transport, app = Transport(), App()
     session = FixSession(Sessions(CONFIG, stores), transport, app, "peer", time.monotonic())

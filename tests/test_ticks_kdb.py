@@ -13,9 +13,10 @@ import pyarrow as pa
 import pytest
 from test_ticks_queries import ENTRIES, SCALES
 
+from config.ports import free_port
 from database.ticks.kdb import KdbTickerplant, TickerplantRefused, TickerplantUnavailable
 from database.ticks.schema import DAY_NS, TABLES, record, rows_from_entries
-from database.ticks.standin import StandIn, _free_port
+from database.ticks.standin import StandIn
 
 TRADES = rows_from_entries("A", ENTRIES, SCALES)["trade"]
 
@@ -112,7 +113,7 @@ def test_while_the_tickerplant_is_down_upd_raises_unavailable_and_a_later_call_s
 
 
 def test_after_a_failed_connection_the_next_attempt_waits_for_the_back_off(tmp_path):
-    tickerplant = publisher(_free_port(), tmp_path, backoff_initial=60.0)
+    tickerplant = publisher(free_port(), tmp_path, backoff_initial=60.0)
     with pytest.raises(TickerplantUnavailable, match=r"cannot reach .*; next attempt in 60.0 s"):
         tickerplant.upd("trade", *_args(1, 10))
     with pytest.raises(TickerplantUnavailable, match=r"cannot be reached; next attempt in (59|60)\.\d s"):

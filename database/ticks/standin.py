@@ -28,7 +28,6 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import sys
 from functools import partial
@@ -38,6 +37,8 @@ import numpy as np
 from aiokdb import TypeEnum, kj, kk, kNil, krr, ktn, xd, xt
 from aiokdb.extras import ktns
 from aiokdb.server import ServerContext, handle_connection
+
+from config.ports import free_port
 
 SCHEMA_Q = Path(__file__).with_name("schema.q")
 TYPES = {"n": TypeEnum.KN, "s": TypeEnum.KS, "f": TypeEnum.KF, "j": TypeEnum.KJ, "c": TypeEnum.KC}
@@ -178,7 +179,7 @@ class StandIn:
 
     def __init__(self, password: str | None = None, port: int | None = None) -> None:
         self.password = password
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen | None = None
         self.start()
 
@@ -230,12 +231,6 @@ class StandIn:
 
     def errors(self) -> list[str]:
         return self.query(".standin.errors[]").py()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

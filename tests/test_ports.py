@@ -1,0 +1,36 @@
+"""`free_port`: under pytest-xdist two workers never hand out the same port."""
+
+import json
+import os
+import subprocess
+import sys
+
+from servers.processes import REPO
+
+HAND_OUT = "import json; from config.ports import free_port; print(json.dumps([free_port() for _ in range(300)]))"
+
+
+def ports_of(worker: str, workers: int) -> list[int]:
+    env = dict(os.environ, PYTEST_XDIST_WORKER=worker, PYTEST_XDIST_WORKER_COUNT=str(workers))
+    done = subprocess.run([sys.executable, "-c", HAND_OUT], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_each_worker_hands_out_distinct_ports_of_its_own_stripe_only():
+    for workers in (2, 3):
+        handed = {f"gw{n}": ports_of(f"gw{n}", workers) for n in range(workers)}
+        for n, ports in enumerate(handed.values()):
+            assert len(set(ports)) == len(ports), "a port handed out twice by one process"
+            assert {port // 2 % workers for port in ports} == {n}
+        everyone = [port for ports in handed.values() for port in ports]
+        assert len(set(everyone)) == len(everyone), "two workers handed out the same port"
+
+
+def test_without_workers_any_free_port_is_handed_out():
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST")}
+    done = subprocess.run([sys.executable, "-c", HAND_OUT], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+    ports = json.loads(done.stdout)
+    assert len(set(ports)) == 300 and {port // 2 % 2 for port in ports} == {0, 1}
