@@ -34,7 +34,15 @@ from engine.messages import (
 )
 
 
-class OrderState(Enum):
+class IdentityEnum(Enum):
+    """An Enum whose members hash by identity, in C: Enum's own ``__hash__`` hashes the member's
+    name in Python, and the trading engine looks states and transitions up for every report.
+    Members are singletons compared by identity, so equal members still hash equal."""
+
+    __hash__ = object.__hash__
+
+
+class OrderState(IdentityEnum):
     PENDING = "pending"
     """Submitted; the book has not answered yet."""
     ACCEPTED = "accepted"
@@ -45,7 +53,7 @@ class OrderState(Enum):
     REJECTED = "rejected"
 
 
-class Transition(Enum):
+class Transition(IdentityEnum):
     ACCEPT = "accept"
     REJECT = "reject"
     FILL_PART = "fill_part"
