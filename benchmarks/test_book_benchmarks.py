@@ -1,4 +1,5 @@
-"""pytest-benchmark suites for the matching core: `make bench-suite` (or `pytest benchmarks`).
+"""pytest-benchmark suites for the matching core: `pytest -n 0 benchmarks` (pytest-benchmark times
+nothing in pytest-xdist's workers, which the project's pytest options start).
 
 Each benchmark replays the same stream (standard, advanced or deep) on a fresh book per
 round and then checks the final state against the reference book's, so a fast wrong engine
@@ -45,94 +46,69 @@ def deep():
     return stream, book.state_hash()
 
 
-def _per_message(benchmark, factory, rows, feed=replay_rows):
+def _replayed(benchmark, factory, feed, data, rounds=3):
+    """The last of ``rounds`` fresh books from ``factory``, each fed ``data`` by ``feed(book, data)``
+    under the benchmark's clock."""
     books = []
 
     def run():
         books.append(factory())
-        feed(books[-1], rows)
+        feed(books[-1], data)
 
-    benchmark.pedantic(run, rounds=3, iterations=1)
+    benchmark.pedantic(run, rounds=rounds, iterations=1)
     return books[-1]
 
 
 def test_reference_per_message(benchmark, standard):
     _, rows, expected = standard
-    assert _per_message(benchmark, ReferenceBook, rows).state_hash() == expected
+    assert _replayed(benchmark, ReferenceBook, replay_rows, rows).state_hash() == expected
 
 
 def test_native_per_message(benchmark, standard):
     _, rows, expected = standard
-    assert _per_message(benchmark, NativeBook, rows).state_hash() == expected
+    assert _replayed(benchmark, NativeBook, replay_rows, rows).state_hash() == expected
 
 
 def test_native_per_message_records(benchmark, standard):
     _, rows, expected = standard
-    assert _per_message(benchmark, NativeBook, rows, replay_rows_records).state_hash() == expected
+    assert _replayed(benchmark, NativeBook, replay_rows_records, rows).state_hash() == expected
 
 
 def test_baseline_replay(benchmark, standard):
     _, rows, expected = standard
-    books = []
-
-    def run():
-        books.append(BaselineBook())
-        books[-1].replay_rows(rows)
-
-    benchmark.pedantic(run, rounds=3, iterations=1)
-    assert books[-1].state_hash() == expected
+    assert _replayed(benchmark, BaselineBook, BaselineBook.replay_rows, rows).state_hash() == expected
 
 
 def test_native_batch(benchmark, standard):
     stream, _, expected = standard
-    books = []
-
-    def run():
-        books.append(NativeBook())
-        books[-1].replay(stream)
-
-    benchmark.pedantic(run, rounds=10, iterations=1)
-    assert books[-1].state_hash() == expected
+    assert _replayed(benchmark, NativeBook, NativeBook.replay, stream, rounds=10).state_hash() == expected
 
 
 def test_native_batch_deep_book(benchmark, deep):
     stream, expected = deep
-    books = []
-
-    def run():
-        books.append(NativeBook())
-        books[-1].replay(stream)
-
-    benchmark.pedantic(run, rounds=5, iterations=1)
-    assert books[-1].state_hash() == expected
-    assert len(books[-1]) > 50_000
+    book = _replayed(benchmark, NativeBook, NativeBook.replay, stream, rounds=5)
+    assert book.state_hash() == expected
+    assert len(book) > 50_000
 
 
 def test_reference_per_message_advanced(benchmark, advanced):
     _, rows, expected = advanced
-    assert _per_message(benchmark, ReferenceBook, rows, replay_rows_v2).state_hash() == expected
+    assert _replayed(benchmark, ReferenceBook, replay_rows_v2, rows).state_hash() == expected
 
 
 def test_native_per_message_advanced(benchmark, advanced):
     _, rows, expected = advanced
-    assert _per_message(benchmark, NativeBook, rows, replay_rows_v2).state_hash() == expected
+    assert _replayed(benchmark, NativeBook, replay_rows_v2, rows).state_hash() == expected
 
 
 def test_native_per_message_records_advanced(benchmark, advanced):
     _, rows, expected = advanced
-    assert _per_message(benchmark, NativeBook, rows, replay_rows_v2_records).state_hash() == expected
+    assert _replayed(benchmark, NativeBook, replay_rows_v2_records, rows).state_hash() == expected
 
 
 def test_native_batch_advanced(benchmark, advanced):
     stream, _, expected = advanced
-    books = []
-
-    def run():
-        books.append(NativeBook())
-        books[-1].replay(stream)
-
-    benchmark.pedantic(run, rounds=10, iterations=1)
-    assert books[-1].state_hash() == expected
+    assert _replayed(benchmark, NativeBook, NativeBook.replay, stream, rounds=10).state_hash() == expected
 
 
 def test_native_uncross_of_a_call_book(benchmark):
