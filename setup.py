@@ -195,6 +195,9 @@ def write_constants() -> None:
 
 write_constants()
 
+LIBRARIES = {"framing": ["z"]}
+"""The C libraries an extension links: the journal's framing computes zlib's CRC-32."""
+
 extensions = [
     Extension(
         f"native.{path.stem}",
@@ -203,6 +206,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
         + ([("CYTHON_TRACE_NOGIL", "1")] if PROFILE else []),
         extra_compile_args=["-O3"] + (GCC_INLINING if _compiler_is_gcc() else []),
+        libraries=LIBRARIES.get(path.stem, []),
     )
     for path in sorted(Path("native").glob("*.pyx"))
 ]

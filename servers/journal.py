@@ -118,6 +118,7 @@ import numpy as np
 
 from config.settings import JournalConfig
 from engine.snapshot import BookSnapshot, id_records, id_records_of_ranges
+from native.framing import frame_records
 from servers.phases import PhaseState
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,8 @@ log = logging.getLogger(__name__)
 JOURNAL_FILE = "commands.log"
 DISCARDED_FILE = "discarded-before"
 HEADER = struct.Struct("<IIQ")
-_SEQUENCE = struct.Struct("<Q")
-"""The header's last field: the CRC covers it and the payload."""
+"""A record's header: its payload's length, the CRC-32 of the sequence's 8 bytes (the header's
+last field) and the payload, the sequence. `native.framing.frame_records` writes it."""
 MAX_RECORD_BYTES = 1 << 30
 """A header announcing a larger payload is corrupt (a command sweeping a million resting orders
 makes an entry of about 100 MB)."""
@@ -335,10 +336,7 @@ class Journal:
             return False
         buffer = self._buffer
         buffer.clear()
-        pack, pack_sequence, crc32 = HEADER.pack, _SEQUENCE.pack, zlib.crc32
-        for sequence, payload in records:
-            buffer += pack(len(payload), crc32(payload, crc32(pack_sequence(sequence))), sequence)
-            buffer += payload
+        frame_records(records, buffer)
         try:
             written = os.write(self._fd, buffer)
             while written < len(buffer):

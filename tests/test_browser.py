@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.types import OrderType, Side, TimeInForce
-from servers.processes import Role
+from servers.processes import Role, free_port
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TIMEOUT_MS = 30_000
@@ -22,6 +22,9 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright for Pyt
                                                              "installs it)")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on this machine: make test installs Debian's "
                                 "chromium package where it can (it needs apt-get and root)")
+# Assertions wait as long as actions do: on a busy machine (the suite on every core) a page can take
+# longer than Playwright's default 5 s to show what a click led to.
+sync_api.expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,7 +58,10 @@ def page(browser):
 
 
 def served(live_exchange, app: str, **overrides: str) -> tuple[Role, str]:
-    role = Role(["--frontend", app], {**live_exchange.env, **overrides}, ready_timeout=60)
+    """App ``app`` (trader or analytics) serving ``live_exchange``, and its URL: on a port of its
+    own, since the app a test before stopped may not have let go of the last one yet."""
+    port = {f"EXCHANGE__FRONTEND__{app.upper()}_PORT": str(free_port())}
+    role = Role(["--frontend", app], {**live_exchange.env, **port, **overrides}, ready_timeout=60)
     return role, role.wait_for("READY", 1).split()[-1]
 
 

@@ -1,0 +1,61 @@
+# cython: boundscheck=False, wraparound=False
+"""Journal records framed in C (`servers.journal.Journal.append`, the servers' hot path).
+
+A record is a 16-byte header, then its payload: the payload's length (uint32), the CRC-32
+(zlib's) of the sequence's 8 bytes followed by the payload (uint32), and the sequence
+(uint64), all little-endian: ``struct.Struct("<IIQ")`` with the CRC computed as
+``zlib.crc32(payload, zlib.crc32(sequence.to_bytes(8, "little")))``.
+"""
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+
+cdef extern from "zlib.h" nogil:
+    unsigned long crc32(unsigned long crc, const unsigned char *buf, unsigned int length)
+
+
+cdef enum:
+    HEADER_BYTES = 16
+
+
+cdef inline void _put_le(uint8_t *out, uint64_t value, int count) noexcept nogil:
+    cdef int i
+    for i in range(count):
+        out[i] = <uint8_t>(value >> (8 * i))
+
+
+def frame_records(records, bytearray buffer) -> None:
+    """Append each ``(sequence, payload)`` of ``records`` to ``buffer``, framed (see the module
+    docstring). ``payload`` is bytes shorter than 2**32 bytes and ``sequence`` an int from 0 to
+    2**64 - 1 (TypeError, ValueError or OverflowError otherwise, ``buffer`` then unchanged)."""
+    cdef list items = records if type(records) is list else list(records)
+    cdef Py_ssize_t start = PyByteArray_GET_SIZE(buffer), total = start, size
+    cdef uint64_t sequence
+    cdef uint8_t sequence_bytes[8]
+    cdef uint8_t *out
+    cdef unsigned long crc
+    cdef bytes payload
+    for _, payload in items:
+        size = PyBytes_GET_SIZE(payload)
+        if size >= (<Py_ssize_t>1 << 32):
+            raise ValueError(f"a journal record of {size} bytes is too large to frame")
+        total += HEADER_BYTES + size
+    PyByteArray_Resize(buffer, total)
+    out = <uint8_t *>PyByteArray_AS_STRING(buffer) + start
+    try:
+        for sequence, payload in items:
+            size = PyBytes_GET_SIZE(payload)
+            _put_le(sequence_bytes, sequence, 8)
+            crc = crc32(0, sequence_bytes, 8)
+            crc = crc32(crc, <const unsigned char *>PyBytes_AS_STRING(payload), <unsigned int>size)
+            _put_le(out, <uint64_t>size, 4)
+            _put_le(out + 4, <uint64_t>crc, 4)
+            memcpy(out + 8, sequence_bytes, 8)
+            memcpy(out + HEADER_BYTES, PyBytes_AS_STRING(payload), size)
+            out += HEADER_BYTES + size
+    except BaseException:
+        PyByteArray_Resize(buffer, start)
+        raise
