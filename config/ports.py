@@ -12,9 +12,9 @@ def _stripe() -> tuple[int, int]:
     worker (and each process a worker starts) takes the ports ``p`` with ``p // 2`` of its own
     residue modulo the number of workers, so that two workers never hand out the same port;
     otherwise (0, 1). Halved, since Linux gives ``bind`` odd ports only while it has any."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    return (int(worker) if worker.isdigit() else 0) % max(workers, 1), max(workers, 1)
+    return (int(worker) if worker.isdigit() else 0) % workers, workers
 
 
 def free_port() -> int:

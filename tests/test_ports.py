@@ -10,8 +10,9 @@ from servers.processes import REPO
 HAND_OUT = "import json; from config.ports import free_port; print(json.dumps([free_port() for _ in range(300)]))"
 
 
-def ports_of(worker: str, workers: int) -> list[int]:
-    env = dict(os.environ, PYTEST_XDIST_WORKER=worker, PYTEST_XDIST_WORKER_COUNT=str(workers))
+def handed_out(**workers: str) -> list[int]:
+    """The ports a fresh process hands out, with the pytest-xdist variables ``workers`` (none: no worker)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST")} | workers
     done = subprocess.run([sys.executable, "-c", HAND_OUT], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
@@ -20,7 +21,8 @@ def ports_of(worker: str, workers: int) -> list[int]:
 
 def test_each_worker_hands_out_distinct_ports_of_its_own_stripe_only():
     for workers in (2, 3):
-        handed = {f"gw{n}": ports_of(f"gw{n}", workers) for n in range(workers)}
+        handed = {f"gw{n}": handed_out(PYTEST_XDIST_WORKER=f"gw{n}", PYTEST_XDIST_WORKER_COUNT=str(workers))
+                  for n in range(workers)}
         for n, ports in enumerate(handed.values()):
             assert len(set(ports)) == len(ports), "a port handed out twice by one process"
             assert {port // 2 % workers for port in ports} == {n}
@@ -29,8 +31,5 @@ def test_each_worker_hands_out_distinct_ports_of_its_own_stripe_only():
 
 
 def test_without_workers_any_free_port_is_handed_out():
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST")}
-    done = subprocess.run([sys.executable, "-c", HAND_OUT], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=60)
-    ports = json.loads(done.stdout)
+    ports = handed_out()
     assert len(set(ports)) == 300 and {port // 2 % 2 for port in ports} == {0, 1}
