@@ -225,12 +225,23 @@ class Subscriber:
     """A SUB on the market-data endpoint checking the frame layout of everything it reads;
     frames of the marks feed are set aside in ``marks``."""
 
-    def __init__(self, context, env, prefix=b""):
+    def __init__(self, context, env, prefix=b"", joined=False):
+        """``joined``: return once the connection's handshake with the OBS is done (its
+        subscription goes out right after), without sending the book anything, for a test whose
+        sequences must stay as they are (`wait_connected` rests orders): a SUB joins
+        asynchronously and misses what is published before."""
         self.marks = []
         self.socket = context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
+        monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED) if joined else None
         self.socket.connect(endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"))
+        if monitor is not None:
+            try:
+                assert monitor.poll(10_000), "the subscriber never connected to the OBS"
+            finally:
+                self.socket.disable_monitor()
+                monitor.close(linger=0)
 
     def read(self, timeout=0.5):
         """Every message arriving until ``timeout`` passes without one."""
