@@ -8,6 +8,7 @@ import of `native` (the compiled book stays where it is); `without_native` check
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -87,7 +88,10 @@ def test_workload_and_reference_replay_work_without_the_extension(without_native
 def test_deep_workload_works_without_the_extension(without_native, tmp_path):
     stream = tmp_path / "deep.npy"
     done = run(["main.py", "workload", str(stream), "--profile", "deep", "--messages", "300100"], without_native)
-    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    # on a busy machine this takes longer than engine.progress.INTERVAL_S: progress lines, and nothing else
+    errors = [line for line in done.stderr.splitlines()
+              if not re.fullmatch(r"workload: [\d,]+ of 300,100 messages \(\d+%\)(, .*)?", line)]
+    assert (done.returncode, errors) == (0, []), done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["messages"] == 300_100
 
 
