@@ -45,6 +45,8 @@ One message can exceed MAX_FRAME_BYTES and cannot be split: a market order sweep
 20,000 resting orders is one `Executed` of 20,000 fills, a deep book one snapshot."""
 MAX_BATCH = 10_000
 """At most this many messages in one frame."""
+PROBE_MESSAGES = 64
+"""`encode_frames` sizes the frames of a longer list by the encoded size of its first this many messages."""
 
 Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 """Any int64: what the books take (msgpack itself carries integers up to 2**64 - 1). Prices,
@@ -870,15 +872,23 @@ def encode_frames(encode, messages: list, max_messages: int = MAX_BATCH, max_byt
     """``messages`` as frames of at most ``max_messages`` (<= MAX_BATCH) and ``max_bytes``
     (<= MAX_FRAME_BYTES) each, in order.
 
-    Runs of ``max_messages`` are encoded whole; a run over the byte limit is cut into as many
-    equal parts as its size says it needs (its messages' sizes vary little), and only a part
-    still too big is cut again, in halves, so a large list is encoded about twice, not once per
-    halving. A single message over the byte limit goes alone (a server's receiver takes up to
-    MAX_SERVER_FRAME_BYTES). No messages, no frames.
+    A list longer than `PROBE_MESSAGES` is sized first: its first `PROBE_MESSAGES` messages are
+    encoded alone, and runs are cut to fill about 7/8 of ``max_bytes`` at that size per message
+    (its messages' sizes vary little), so each message is encoded about once. A run still over
+    the byte limit is cut into as many equal parts as its size says it needs, later runs take
+    that part's size, and only a part still too big is cut again, in halves. A single message
+    over the byte limit goes alone (a server's receiver takes up to MAX_SERVER_FRAME_BYTES).
+    No messages, no frames.
     """
     frames: list[bytes] = []
-    for start in range(0, len(messages), max_messages):
-        run = messages[start:start + max_messages]
+    size = max_messages
+    if len(messages) > PROBE_MESSAGES:
+        probe = len(encode(messages[:PROBE_MESSAGES]))
+        size = max(1, min(max_messages, max_bytes * 7 * PROBE_MESSAGES // (8 * probe)))
+    start = 0
+    while start < len(messages):
+        run = messages[start:start + size]
+        start += len(run)
         frame = encode(run)
         if len(frame) <= max_bytes or len(run) == 1:
             frames.append(frame)

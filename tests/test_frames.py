@@ -1,6 +1,7 @@
 """`servers.protocol.encode_frames`: lists of messages cut into frames under a count and a byte limit."""
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -42,14 +43,29 @@ def test_no_messages_make_no_frames():
     assert p.encode_frames(Counting(), [], 10, 100) == []
 
 
-def test_a_large_list_of_like_messages_is_encoded_about_twice():
-    """The halving alone encoded 10,000 messages over 64 KB once per level (five times here)."""
+@pytest.mark.parametrize("count", [5_000, 25_000])
+def test_a_large_list_of_like_messages_is_encoded_about_once(count):
+    """The halving alone encoded 5,000 messages over 64 KB once per level (five times here); cutting
+    by the whole run's size, about twice: a turn's reports to one client were encoded twice."""
     encode = Counting()
-    messages = notices([f"notice {i:06d} " + "x" * 80 for i in range(5_000)])
+    messages = notices([f"notice {i:06d} " + "x" * 80 for i in range(count)])
     frames = p.encode_frames(encode, messages, 5_000, 64 * 1024)
-    assert len(frames) > 4
+    assert len(frames) > count // 1_000
     assert all(len(frame) <= 64 * 1024 for frame in frames)
-    assert encode.encoded <= 2.2 * len(messages)
+    assert all(len(frame) > 48 * 1024 for frame in frames[:-1])
+    assert encode.encoded <= len(messages) + p.PROBE_MESSAGES
+
+
+def test_messages_larger_than_the_probe_says_are_cut_again_and_size_the_runs_after():
+    """The first messages are short, the rest three times longer: the first run over the limit
+    is cut by its size, and the runs after it take the cut's size."""
+    encode = Counting()
+    messages = notices(["s" * 30] * p.PROBE_MESSAGES + ["l" * 100] * 6_000)
+    frames = p.encode_frames(encode, messages, 5_000, 16 * 1024)
+    decoded = [m for frame in frames for m in encode.codec.decode(frame)]
+    assert decoded == messages
+    assert all(len(frame) <= 16 * 1024 for frame in frames)
+    assert encode.encoded <= 1.2 * len(messages)
 
 
 def test_a_message_over_the_byte_limit_goes_alone():
