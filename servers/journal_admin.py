@@ -32,6 +32,7 @@ from servers.journal import (
     read_records,
     read_snapshot,
     snapshot_paths,
+    zeros_after,
 )
 from servers.shard import Shard, decode_entry
 
@@ -85,6 +86,10 @@ def check(shard: ShardConfig) -> tuple[list[str], dict]:
                      f"ending at byte {journal.end}")
     damage = journal.damage
     torn = size - journal.end if damage is None and journal.end is not None else 0
+    if torn and zeros_after(path, journal.end):
+        lines.append(f"room written ahead: {torn} zero bytes after byte {journal.end} (an OBS that did not stop "
+                     "cleanly left them; the next one writes its records there)")
+        torn = 0
     if torn:
         lines.append(f"torn tail: {torn} bytes after byte {journal.end} in which no valid record starts (what a "
                      f"crash during a write leaves); the OBS moves them to {JOURNAL_FILE}.torn-{journal.end} and "
@@ -194,6 +199,8 @@ def _cut(shard: ShardConfig, directory: Path, path: Path, offset: int) -> tuple[
     size = path.stat().st_size
     if offset >= size:
         raise CutRefused(f"byte {offset} is not before the end of {path} ({size} bytes): nothing to cut")
+    if zeros_after(path, offset):
+        raise CutRefused(f"only zeros follow byte {offset} of {path} (room written ahead): nothing to cut")
     try:
         discarded = read_discarded(directory)
     except RecoveryError as exc:

@@ -3,6 +3,7 @@ the holder, having read and changed nothing), and only ``make wipe-data`` delete
 
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -23,6 +24,20 @@ def files(directory) -> dict[str, bytes]:
     """The directory's files and their bytes, but the status file the running server rewrites every second."""
     return {path.name: path.read_bytes() for path in sorted(directory.rglob("*"))
             if path.is_file() and not path.name.startswith(STATUS_FILE)}
+
+
+def settled(directory, timeout: float = 10.0) -> dict[str, bytes]:
+    """`files` once two reads 0.2 s apart agree: a server logs "shard A ready" in the loop turn
+    that writes its journal record of it, so the write may follow the line."""
+    deadline = time.monotonic() + timeout
+    previous = files(directory)
+    while True:
+        time.sleep(0.2)
+        current = files(directory)
+        if current == previous:
+            return current
+        assert time.monotonic() < deadline, f"{directory} kept changing"
+        previous = current
 
 
 def second(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -48,7 +63,7 @@ def test_a_second_server_on_a_journal_directory_in_use_refuses_naming_the_holder
     with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes:
         tes.wait_for("shard A ready", 10)
         holder = {"OBS": obs, "TES": tes}[role].process.pid
-        before = files(tmp_path / directory)
+        before = settled(tmp_path / directory)
 
         done = second(["-s", role], on_other_ports(env))
 

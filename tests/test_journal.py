@@ -110,24 +110,27 @@ def test_records_round_trip_with_consecutive_sequences(tmp_path):
 
 @pytest.mark.parametrize(("policy", "syncs_per_group"), [("batch", 1), ("never", 0)])
 def test_append_writes_a_group_in_one_write_and_fsyncs_per_policy(tmp_path, monkeypatch, policy, syncs_per_group):
-    calls = {"write": 0, "sync": 0}
-    real_write, real_sync = journal.os.write, journal._sync
+    """One write per group, into room written ahead once (ROOM_BYTES of zeros past the group)."""
+    calls = {"write": 0, "room": 0, "sync": 0}
+    real_pwrite, real_sync = journal.os.pwrite, journal._sync
 
-    def counting_write(fd, data):
-        calls["write"] += 1
-        return real_write(fd, data)
+    def counting_pwrite(fd, data, offset):
+        calls["room" if zeros(data) else "write"] += 1
+        return real_pwrite(fd, data, offset)
 
     def counting_sync(fd):
         calls["sync"] += 1
         real_sync(fd)
 
     log = Journal(tmp_path, JournalConfig(fsync=policy), 0)
-    monkeypatch.setattr(journal.os, "write", counting_write)
+    monkeypatch.setattr(journal.os, "pwrite", counting_pwrite)
     monkeypatch.setattr(journal, "_sync", counting_sync)
     stream = commands(1000)
     log.append(payloads(stream[:500], 1))
+    room = calls["room"]
+    assert room >= 1 and calls == {"write": 1, "room": room, "sync": syncs_per_group}
     log.append(payloads(stream[500:], 501))
-    assert calls == {"write": 2, "sync": 2 * syncs_per_group}
+    assert calls == {"write": 2, "room": room, "sync": 2 * syncs_per_group}, "the second group fits in the room"
     log.flush()
     assert calls["sync"] == max(2 * syncs_per_group, 1)
     log.close()
@@ -198,6 +201,101 @@ def test_truncated_tail_is_cut_off_into_a_side_file_and_appending_continues_afte
     assert records[-1].end == len(journal_bytes(tmp_path)), "no torn bytes left between records"
     fresh, _ = run(tmp_path / "again", stream)
     assert state(shard) == state(fresh)
+
+
+def crashed_with_room(directory, stream, group=5):
+    """Journal ``stream`` and leave the file as a process killed with the journal open does:
+    its records, then the room written ahead (the lock goes with the process). The bytes."""
+    shard, log = recover(directory, SYMBOLS, BATCH)
+    market_data = []
+    for start in range(0, len(stream), group):
+        entries = []
+        for command in stream[start : start + group]:
+            sequence = shard.sequence + 1
+            entry, _, _ = shard.execute(sequence, sequence * 1000, command, market_data)
+            entries.append((sequence, entry))
+        log.append(entries)
+    data = journal_bytes(directory)
+    assert len(data) > log.offset and zeros(data[log.offset:]), "room written ahead"
+    assert [r.end for r in read_records(directory)][-1] == log.offset, "the room ends the records"
+    os.close(log._fd)
+    log._lock.release()
+    return data
+
+
+def test_close_cuts_off_the_room_written_ahead(tmp_path):
+    data = crashed_with_room(tmp_path / "crashed", commands(20))
+    run(tmp_path, commands(20))
+    assert journal_bytes(tmp_path) == data[: len(journal_bytes(tmp_path))]
+    assert list(read_records(tmp_path))[-1].end == len(journal_bytes(tmp_path))
+
+
+def test_room_left_by_a_crash_is_kept_and_the_next_records_go_into_it(tmp_path, caplog):
+    stream = commands(40)
+    data = crashed_with_room(tmp_path, stream[:20])
+    shard, _ = run(tmp_path, stream[20:])
+    assert "torn" not in caplog.text and not list(tmp_path.glob(f"{JOURNAL_FILE}.*"))
+    records = list(read_records(tmp_path))
+    assert commands_in(records) == stream
+    assert journal_bytes(tmp_path)[: records[19].end] == data[: records[19].end]
+    assert records[-1].end == len(journal_bytes(tmp_path))
+    fresh, _ = run(tmp_path / "again", stream)
+    assert state(shard) == state(fresh)
+
+
+def test_a_torn_group_in_the_room_is_cut_off_with_it_into_a_side_file(tmp_path):
+    stream = commands(30)
+    data = crashed_with_room(tmp_path, stream[:20])
+    good = list(read_records(tmp_path))[-1].end
+    torn = bytearray(data)
+    torn[good : good + 7] = b"\x40torn!!"
+    (tmp_path / JOURNAL_FILE).write_bytes(bytes(torn))
+    shard, _ = run(tmp_path, stream[20:])
+    assert (tmp_path / f"{JOURNAL_FILE}.torn-{good}").read_bytes() == bytes(torn[good:])
+    records = list(read_records(tmp_path))
+    assert commands_in(records) == stream and records[-1].end == len(journal_bytes(tmp_path))
+    fresh, _ = run(tmp_path / "again", stream)
+    assert state(shard) == state(fresh)
+
+
+class Statvfs:
+    """`os.fstatvfs` of a file system with ``free`` bytes available."""
+
+    def __init__(self, free):
+        self.f_bavail, self.f_frsize = free // 4096, 4096
+
+
+@pytest.mark.parametrize("free", [journal.ROOM_FREE_BYTES - 4096, journal.ROOM_FREE_BYTES])
+def test_no_room_is_written_on_a_file_system_short_of_space(tmp_path, monkeypatch, free):
+    monkeypatch.setattr(journal.os, "fstatvfs", lambda fd: Statvfs(free))
+    log = Journal(tmp_path, BATCH, 0)
+    assert log.append(payloads(commands(10), 1))
+    size = len(journal_bytes(tmp_path))
+    assert size == log.offset if free < journal.ROOM_FREE_BYTES else size >= log.offset + journal.ROOM_BYTES
+    log.close()
+    assert commands_in(read_records(tmp_path)) == commands(10)
+
+
+@pytest.mark.parametrize("written", [0, 4096, None])
+def test_room_that_cannot_be_written_leaves_the_group_written_past_it(tmp_path, monkeypatch, written):
+    """The room's write writes ``written`` bytes, or fails (None): the group goes in all the same."""
+    real_pwrite = journal.os.pwrite
+
+    def short_room(fd, data, offset):
+        if not zeros(data):
+            return real_pwrite(fd, data, offset)
+        if written is None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_pwrite(fd, data[:written], offset)
+
+    monkeypatch.setattr(journal.os, "pwrite", short_room)
+    log = Journal(tmp_path, BATCH, 0)
+    stream = commands(40)
+    for first in range(0, 40, 10):
+        assert log.append(payloads(stream[first : first + 10], first + 1))
+    log.close()
+    assert commands_in(read_records(tmp_path)) == stream
+    assert list(read_records(tmp_path))[-1].end == len(journal_bytes(tmp_path))
 
 
 DAMAGE = {
@@ -297,6 +395,10 @@ def test_next_valid_record_is_found_across_read_chunks(tmp_path, monkeypatch, ch
         assert journal.next_valid_record(file.fileno(), 1, records[-1].sequence, size) is None
 
 
+def zeros(data) -> bool:
+    return bytes(data).count(0) == len(data)
+
+
 class Clock:
     """A monotonic clock the test moves (`servers.journal` reads only ``time.monotonic``)."""
 
@@ -310,20 +412,22 @@ class Clock:
 def test_failed_write_leaves_no_partial_group_and_pauses_writes_for_a_second(tmp_path, monkeypatch):
     clock = Clock()
     monkeypatch.setattr(journal, "time", clock)
-    real_write = journal.os.write
+    real_pwrite = journal.os.pwrite
     writes = []
 
-    def disk_fills_half_way(fd, data):
+    def disk_fills_half_way(fd, data, offset):
+        if zeros(data):
+            return real_pwrite(fd, data, offset)
         writes.append(len(data))
         if len(writes) > 1:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_write(fd, bytes(data[: len(data) // 2]))
+        return real_pwrite(fd, bytes(data[: len(data) // 2]), offset)
 
     stream = commands(30)
     log = Journal(tmp_path, JournalConfig(), 0)
     assert log.append(payloads(stream[:10], 1))
     good = log.offset
-    monkeypatch.setattr(journal.os, "write", disk_fills_half_way)
+    monkeypatch.setattr(journal.os, "pwrite", disk_fills_half_way)
     assert not log.append(payloads(stream[10:20], 11))
     assert len(writes) == 2, "half the group was written, then the disk was full"
     assert (log.offset, len(journal_bytes(tmp_path))) == (good, good), "the half-written group was cut off"
@@ -331,7 +435,7 @@ def test_failed_write_leaves_no_partial_group_and_pauses_writes_for_a_second(tmp
     clock.now += journal.RETRY_WRITE_S - 0.01
     assert not log.append(payloads(stream[10:20], 11))
     assert len(writes) == 2, "refused without touching the disk"
-    monkeypatch.setattr(journal.os, "write", real_write)
+    monkeypatch.setattr(journal.os, "pwrite", real_pwrite)
     clock.now += 0.01
     assert log.append(payloads(stream[10:20], 11))
     assert log.unwritable is None
@@ -759,6 +863,25 @@ def test_check_reports_a_torn_tail_as_a_warning_and_changes_nothing(tmp_path):
     assert summary["torn_bytes"] == records[-1].end - records[-2].end - 5
     torn = f"torn tail: {summary['torn_bytes']} bytes after byte {records[-2].end} "
     assert any(line.startswith(torn) for line in lines)
+    assert files(tmp_path) == before
+
+
+def test_check_reports_room_left_by_a_crash_as_healthy_and_changes_nothing(tmp_path):
+    data = crashed_with_room(tmp_path, commands(20))
+    end = list(read_records(tmp_path))[-1].end
+    before = files(tmp_path)
+    lines, summary = check(shard_in(tmp_path))
+    assert (summary["status"], summary["last_sequence"], summary["torn_bytes"]) == ("healthy", 20, 0)
+    assert f"room written ahead: {len(data) - end} zero bytes after byte {end} " in "\n".join(lines)
+    assert files(tmp_path) == before
+
+
+def test_cut_refuses_to_cut_off_only_the_room_written_ahead(tmp_path):
+    crashed_with_room(tmp_path, commands(20))
+    end = list(read_records(tmp_path))[-1].end
+    before = files(tmp_path)
+    with pytest.raises(CutRefused, match=f"only zeros follow byte {end} .*: nothing to cut"):
+        cut(shard_in(tmp_path), end)
     assert files(tmp_path) == before
 
 

@@ -107,7 +107,8 @@ def test_full_journal_file_system_refuses_commands_with_6003_until_space_returns
         assert client.book("ACME", 1000).bids == bids(resting), "queries are answered"
         assert book_server.process.poll() is None
         records = list(read_records(small_journal_fs))
-        assert records[-1].end == (small_journal_fs / journal.JOURNAL_FILE).stat().st_size, "no partial record"
+        assert records[-1].end == (small_journal_fs / journal.JOURNAL_FILE).stat().st_size, \
+            "no partial record, and no room written ahead on a file system this short of space"
         assert book_server.output().count("intake stopped") == 1
 
         filler.unlink()
