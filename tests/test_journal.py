@@ -62,6 +62,17 @@ def run(directory, stream, config=BATCH, group=10, snapshot_every=None):
     shard, log = recover(directory, SYMBOLS, config)
     market_data = []
     last_snapshot = shard.restored_sequence
+    for _ in journaled(shard, log, stream, group, market_data):
+        if snapshot_every and shard.sequence - last_snapshot >= snapshot_every:
+            log.flush()
+            write_snapshot(directory, shard.snapshot(log.offset))
+            last_snapshot = shard.sequence
+    log.close()
+    return shard, market_data
+
+
+def journaled(shard, log, stream, group, market_data):
+    """Execute ``stream`` on ``shard`` and journal it ``group`` commands at a time; yields after each group."""
     for start in range(0, len(stream), group):
         entries = []
         for command in stream[start : start + group]:
@@ -69,12 +80,7 @@ def run(directory, stream, config=BATCH, group=10, snapshot_every=None):
             entry, _, _ = shard.execute(sequence, sequence * 1000, command, market_data)
             entries.append((sequence, entry))
         log.append(entries)
-        if snapshot_every and shard.sequence - last_snapshot >= snapshot_every:
-            log.flush()
-            write_snapshot(directory, shard.snapshot(log.offset))
-            last_snapshot = shard.sequence
-    log.close()
-    return shard, market_data
+        yield
 
 
 def state(shard):
@@ -207,14 +213,8 @@ def crashed_with_room(directory, stream, group=5):
     """Journal ``stream`` and leave the file as a process killed with the journal open does:
     its records, then the room written ahead (the lock goes with the process). The bytes."""
     shard, log = recover(directory, SYMBOLS, BATCH)
-    market_data = []
-    for start in range(0, len(stream), group):
-        entries = []
-        for command in stream[start : start + group]:
-            sequence = shard.sequence + 1
-            entry, _, _ = shard.execute(sequence, sequence * 1000, command, market_data)
-            entries.append((sequence, entry))
-        log.append(entries)
+    for _ in journaled(shard, log, stream, group, []):
+        pass
     data = journal_bytes(directory)
     assert len(data) > log.offset and zeros(data[log.offset:]), "room written ahead"
     assert [r.end for r in read_records(directory)][-1] == log.offset, "the room ends the records"
