@@ -13,7 +13,9 @@ stage by stage (`benchmarks.stages`: the servers' status files carry the totals)
 
 Beside every run at every rate runs the transport floor (`benchmarks.floor`): the same
 schedule through the same four ZeroMQ hops with no exchange behind them, so each latency
-can be read against what ZeroMQ alone does on this machine in the same minutes.
+can be read against what ZeroMQ alone does on this machine in the same minutes. After each
+rate's runs, the disk floor (`benchmarks.disk`): one journal group commit alone, with the run's
+fsync policy in the run's file system; an order waits for three of them in turn.
 """
 
 import os
@@ -22,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import floor, stages
+from benchmarks import disk, floor, stages
 from benchmarks.book import machine
 from engine import progress
 from servers.processes import Role, exchange_env, json_result
@@ -138,6 +140,7 @@ def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int =
                 results.append({
                     "offered_per_s": rate, **median_run(runs), "runs": runs,
                     "floor": median_run(floor_runs), "floor_runs": floor_runs,
+                    "journal": disk.measure(Path(tmp) / f"journal-alone-{rate}", fsync),
                 })
             codes = {"tes": tes.stop(), "obs": obs.stop()}
     report = {
@@ -154,20 +157,24 @@ def format_report(report: dict) -> str:
         f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; journal fsync={report['fsync']}; "
         f"median of {report['repeats']} runs of {report['duration_s']:g} s per rate (lost: the worst run, "
         f"answers awaited up to {DRAIN_S:g} s after the schedule); "
-        "ZeroMQ alone: the same schedule and hops with no exchange behind them (benchmarks/floor.py)",
+        "ZeroMQ alone: the same schedule and hops with no exchange behind them (benchmarks/floor.py); "
+        "one group commit alone: a one-record append to a journal with the same fsync policy, in the same file "
+        "system, which an order waits for three times (benchmarks/disk.py)",
         "",
         "| offered orders/s | answered orders/s | acked | rejected | fills | lost | ack p50 | ack p99 | ack p99.9 "
-        "| CPU per order: OBS / TES | ZeroMQ alone: p50 / p99 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU per order: OBS / TES | ZeroMQ alone: p50 / p99 | one group commit alone: p50 / p99 |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rates"]:
         cpu = r.get("cpu_us_per_order") or {}
         bare = r["floor"]
+        journal = r.get("journal") or {}
         lines.append(
             f"| {r['offered_per_s']:,} | {r['orders_per_s']:,.0f} | {r['acked']:,} | {r['rejected']:,} | "
             f"{r['fills']:,} | {r['lost']:,} | {_us(r['ack_p50_us'])} | {_us(r['ack_p99_us'])} | "
             f"{_us(r['ack_p999_us'])} | {_us(cpu.get('obs'))} / {_us(cpu.get('tes'))} | "
-            f"{_us(bare['ack_p50_us'])} / {_us(bare['ack_p99_us'])} |"
+            f"{_us(bare['ack_p50_us'])} / {_us(bare['ack_p99_us'])} | "
+            f"{_us(journal.get('append_p50_us'))} / {_us(journal.get('append_p99_us'))} |"
         )
     table = stages.format_table(report["rates"])
     if table:

@@ -200,8 +200,11 @@ def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
         assert len(row["floor_runs"]) == 2
         assert all(run["sent"] == row["offered_per_s"] // 2 and run["lost"] == 0 for run in row["floor_runs"])
         assert 0 < row["floor"]["ack_p50_us"] <= row["floor"]["ack_p99_us"]
+        journal = row["journal"]
+        assert journal["groups"] == 1_000 and 0 < journal["append_p50_us"] <= journal["append_p99_us"]
     assert report["targets"]["100,000 orders/s sustained"] == "not measured"
     assert "target 100,000 orders/s sustained: not measured" in table
+    assert "| one group commit alone: p50 / p99 |" in table
 
 
 def test_median_run_takes_each_figure_s_median_and_the_worst_loss():

@@ -1,0 +1,43 @@
+"""The disk floor: what the journal's group commit alone costs on this machine.
+
+`measure` appends one record of `RECORD_BYTES` (about a journal entry's size) per group to a
+fresh `servers.journal.Journal`, `GAP_S` apart, and times each append. With the ``batch`` fsync
+policy an append is a write and an fdatasync: what each loop turn of the OBS and of the TES waits
+for before it releases anything. An order waits for three in turn (the TES's record of it, the
+OBS's journal entry, the TES's record of the reply), so at low rates three of these are in every
+acknowledgement, however fast the rest. `benchmarks.e2e` measures it beside every rate, in the
+file system of the exchange's own journals.
+"""
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from config.settings import JournalConfig
+from servers.journal import Journal
+
+RECORD_BYTES = 200
+GROUPS = 1_000
+GAP_S = 0.000_5
+"""The pause between appends: groups a few hundred microseconds apart, as at 10,000 orders/s."""
+
+
+def measure(directory: Path, fsync: str, groups: int = GROUPS, gap_s: float = GAP_S) -> dict:
+    """Time ``groups`` appends of one record each to a journal made in ``directory`` (removed
+    afterwards) with fsync policy ``fsync``: their p50 and p99 in µs."""
+    times = np.empty(groups)
+    payload = bytes(range(256))[:RECORD_BYTES]
+    journal = Journal(directory, JournalConfig(fsync=fsync), 0)
+    try:
+        for sequence in range(1, groups + 1):
+            start = time.perf_counter_ns()
+            journal.append([(sequence, payload)])
+            times[sequence - 1] = time.perf_counter_ns() - start
+            time.sleep(gap_s)
+    finally:
+        journal.close()
+        shutil.rmtree(directory)
+    p50, p99 = np.percentile(times, [50, 99]) / 1000
+    return {"groups": groups, "append_p50_us": round(float(p50), 1), "append_p99_us": round(float(p99), 1)}
