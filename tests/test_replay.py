@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import e2e
+from benchmarks import disk, e2e
 from engine import advanced_workload, workload
 from engine.book import ReferenceBook
 from engine.replay import replay_rows
@@ -205,6 +205,12 @@ def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
     assert report["targets"]["100,000 orders/s sustained"] == "not measured"
     assert "target 100,000 orders/s sustained: not measured" in table
     assert "| one group commit alone: p50 / p99 |" in table
+
+
+def test_disk_floor_times_each_group_commit_and_removes_its_journal(tmp_path):
+    figures = disk.measure(tmp_path / "journal", "batch", groups=50, gap_s=0)
+    assert figures["groups"] == 50 and 0 < figures["append_p50_us"] <= figures["append_p99_us"]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_median_run_takes_each_figure_s_median_and_the_worst_loss():
