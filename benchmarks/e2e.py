@@ -118,6 +118,8 @@ def verdicts(rows: list[dict]) -> dict[str, str]:
         tail = f"{'met' if under else 'not met'} (p99 {_us(slow['ack_p99_us'])}"
         if slow.get("floor") is not None:
             tail += f"; ZeroMQ alone, no exchange behind it: p99 {_us(slow['floor']['ack_p99_us'])}"
+        if slow.get("journal") is not None:
+            tail += f"; one group commit alone, three per order: p99 {_us(slow['journal']['append_p99_us'])}"
         tail += ")"
     return {"100,000 orders/s sustained": sustained, "ack p99 under 1 ms at 10,000/s": tail}
 

@@ -25,10 +25,11 @@ Invariants
 - Records are written into **room written ahead**: zeros the journal writes past its last
   record, `ROOM_BYTES` at a time, and overwrites in place. An fdatasync then has data to
   flush and no file size to commit, which on ext4 spares it a metadata journal commit (one
-  fdatasync alone here: 0.24-0.34 ms appending, 0.18 ms in place). A zero length is no record's, so the room ends the records like
-  the end of the file; `Journal.close` cuts it off, and a journal opened after a crash keeps
-  the room it finds (`Journal`). On a file system short of space (`ROOM_FREE_BYTES`), or
-  where the room cannot be written, records are written past the end of the file.
+  fdatasync alone here: 0.24-0.34 ms appending, 0.18 ms in place). A zero length is no
+  record's, so the room ends the records like the end of the file; `Journal.close` cuts it
+  off, and a journal opened after a crash keeps the room it finds (`Journal`). On a file
+  system short of space (`ROOM_FREE_BYTES`), or where the room cannot be written, records
+  are written past the end of the file.
 - A write that fails (a full file system) leaves no partial record: the file is
   cut back to where the group began, the group is reported unwritten and the
   journal refuses groups without touching the disk until `RETRY_WRITE_S` have
