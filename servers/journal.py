@@ -150,7 +150,8 @@ ROOM_BYTES = 1 << 20
 ROOM_FREE_BYTES = 64 * ROOM_BYTES
 """No room is written on a file system with less free space than this: the last of it is left
 to the records themselves and to the snapshots."""
-_ZEROS = bytes(ROOM_BYTES)
+_ZEROS = memoryview(bytes(ROOM_BYTES))
+"""The room's zeros, sliced without copying them."""
 SCAN_BYTES = 1 << 20
 """Bytes read at a time when looking for a valid record after a bad one (bounds its memory)."""
 KEEP_SNAPSHOTS = 2
