@@ -49,7 +49,9 @@ the `engine.messages` Structs. Its record API (``record_submit`` ...
 ``record_expire_day_orders``) appends them instead, as the C ``Event`` records, to an
 event log in the book that ``take_events`` hands over as one EVENT_DTYPE array
 (`engine.stream` tables the fields of each kind); `events_from_records` makes the same
-Structs from such records. The batch replay has each trade written straight
+Structs from such records. Its encoded API (``execute_encoded``, the OBS's order path)
+writes them as msgpack instead (``wire.pxd``), with the market data the OBS publishes for
+them, byte for byte as msgspec encodes the Structs. The batch replay has each trade written straight
 into its fill buffer instead of an OrderFilled event, reads no more of the other
 events than whether the first is a rejection, and keeps its loop in C without the
 GIL, for both stream versions.
@@ -202,6 +204,17 @@ from native.stops cimport (
     stops_init,
     stops_reserve,
     unhold_stop,
+)
+from native.wire cimport (
+    MAX_HEADER,
+    Writer,
+    wire_array,
+    wire_bool,
+    wire_bytes,
+    wire_int,
+    wire_room,
+    wire_str,
+    wire_tagged,
 )
 
 import numpy as np
@@ -389,6 +402,181 @@ cdef int read_new_order(NewOrder* n, object order_id, object side, object order_
             n.order_id = 0
         return 1
     return 0
+
+
+cdef Writer _wire                    # `NativeBook.execute_encoded`'s buffer (the GIL guards it), grown once
+cdef dict REASON_TEXTS = {int(reason): reason.text.encode() for reason in RejectReason}
+cdef const char* REJECT_TAGS[3]
+REJECT_TAGS[:] = [b"OrderRejected", b"CancelRejected", b"ReplaceRejected"]
+
+
+cdef tuple concerned_of(int64_t order_id, const Event* events, int64_t count, int shift):
+    """The owners (order id >> ``shift``) ``count`` events of a command naming ``order_id``
+    concern, each once, as `servers.shard.Shard.execute` lists them: the command's first, then,
+    if there is more than one event, per fill its taker's and its maker's, per expiry, cancel,
+    decrement or trigger its order's."""
+    cdef list out = [order_id >> shift]
+    cdef const Event* e
+    cdef int64_t i
+    if count > 1:
+        for i in range(count):
+            e = &events[i]
+            if e.kind == EV_FILLED:
+                if e.other_id >> shift not in out:
+                    out.append(e.other_id >> shift)
+            elif not (e.kind == EV_EXPIRED or e.kind == EV_CANCELED or e.kind == EV_DECREMENTED
+                      or e.kind == EV_TRIGGERED):
+                continue
+            if e.order_id >> shift not in out:
+                out.append(e.order_id >> shift)
+    return tuple(out)
+
+
+cdef int wire_events(Writer* w, const Event* events, int64_t count) except -1:
+    """The msgpack of ``count`` C events as msgspec encodes the list of their Structs (`events_of`)."""
+    cdef const Event* e
+    cdef int64_t i
+    cdef bytes text
+    wire_room(w, MAX_HEADER)
+    wire_array(w, count)
+    for i in range(count):
+        e = &events[i]
+        wire_room(w, 13 * MAX_HEADER + 32)
+        if e.kind == EV_FILLED:
+            wire_tagged(w, b"OrderFilled", 8)
+            wire_int(w, e.order_id)
+            wire_int(w, e.other_id)
+            wire_int(w, e.price)
+            wire_int(w, e.quantity)
+            wire_int(w, e.leaves)
+            wire_int(w, e.other_leaves)
+            wire_int(w, e.side)
+            wire_int(w, e.sequence)
+        elif e.kind == EV_ACCEPTED:
+            wire_tagged(w, b"OrderAccepted", 12)
+            wire_int(w, e.order_id)
+            wire_int(w, e.side)
+            wire_int(w, e.order_type)
+            wire_int(w, e.tif)
+            wire_int(w, e.price)
+            wire_int(w, e.quantity)
+            wire_int(w, e.leaves)
+            wire_int(w, e.other_leaves)
+            wire_int(w, e.flags)
+            wire_int(w, e.other_id)
+            wire_int(w, e.stp)
+            wire_int(w, e.sequence)
+        elif e.kind == EV_CANCELED:
+            wire_tagged(w, b"OrderCanceled", 3)
+            wire_int(w, e.order_id)
+            wire_int(w, e.quantity)
+            wire_int(w, e.code)
+        elif e.kind == EV_REPLACED:
+            wire_tagged(w, b"OrderReplaced", 4)
+            wire_int(w, e.order_id)
+            wire_int(w, e.price)
+            wire_int(w, e.quantity)
+            wire_bool(w, e.code == 1)
+        elif e.kind == EV_EXPIRED:
+            wire_tagged(w, b"OrderExpired", 2)
+            wire_int(w, e.order_id)
+            wire_int(w, e.quantity)
+        elif e.kind == EV_DECREMENTED:
+            wire_tagged(w, b"OrderDecremented", 4)
+            wire_int(w, e.order_id)
+            wire_int(w, e.quantity)
+            wire_int(w, e.leaves)
+            wire_int(w, e.other_id)
+        elif e.kind == EV_TRIGGERED:
+            wire_tagged(w, b"StopTriggered", 2)
+            wire_int(w, e.order_id)
+            wire_int(w, e.price)
+        elif e.kind == EV_CLOCK:
+            wire_tagged(w, b"ClockAdvanced", 1)
+            wire_int(w, e.price)
+        elif e.kind == EV_PHASE:
+            wire_tagged(w, b"PhaseChanged", 2)
+            wire_int(w, e.code)
+            wire_int(w, e.leaves)
+        elif e.kind == EV_UNCROSSED:
+            wire_tagged(w, b"AuctionUncrossed", 2)
+            wire_int(w, e.price)
+            wire_int(w, e.quantity)
+        else:
+            text = REASON_TEXTS[e.code]
+            wire_room(w, len(text))
+            if e.kind == EV_COMMAND_REJECTED:
+                wire_tagged(w, b"CommandRejected", 2)
+            else:
+                wire_tagged(w, REJECT_TAGS[e.kind - EV_REJECTED], 3)
+                wire_int(w, e.order_id)
+            wire_int(w, e.code)
+            wire_str(w, PyBytes_AS_STRING(text), len(text))
+    return 0
+
+
+cdef inline void wire_market_data(Writer* w, const char* tag, Py_ssize_t fields, bytes symbol,
+                                  int64_t sequence) noexcept:
+    """A market-data message's head: its tag, symbol and sequence (room made for its fields)."""
+    wire_tagged(w, tag, fields)
+    wire_bytes(w, PyBytes_AS_STRING(symbol), len(symbol))
+    wire_int(w, sequence)
+
+
+cdef tuple wire_levels(NativeBook book, bytes symbol, int64_t time, int64_t* sequence, int64_t* messages,
+                       tuple quote, list market_data):
+    """Append to ``market_data`` a DepthUpdate per level the last command changed (as
+    `NativeBook.level_changes` lists them), then a Quote if any did and the top of book is no
+    longer ``quote``, each encoded and numbered from ``sequence`` on (moved to the last;
+    ``messages`` counts them); return the top of book as a quote tuple (``quote`` if unchanged)."""
+    cdef const Touch* t
+    cdef const Level* level
+    cdef int32_t lv, orders, bid, ask
+    cdef int64_t i, quantity
+    cdef int64_t top[4]
+    cdef bint changed = False
+    cdef Py_ssize_t start
+    for i in range(book.touch_count):
+        t = &book.touches[i]
+        lv = level_at(&book.ladder, t.side, t.price)
+        if lv == -1:
+            quantity, orders = 0, 0
+        else:
+            level = &book.ladder.levels[lv]
+            quantity, orders = level.quantity, level.count
+        if quantity == t.quantity and orders == t.count:
+            continue
+        changed = True
+        sequence[0] += 1
+        start = _wire.size
+        wire_room(&_wire, 7 * MAX_HEADER + 32 + len(symbol))
+        wire_market_data(&_wire, b"DepthUpdate", 7, symbol, sequence[0])
+        wire_int(&_wire, t.side)
+        wire_int(&_wire, t.price)
+        wire_int(&_wire, quantity)
+        wire_int(&_wire, orders)
+        wire_int(&_wire, time)
+        market_data.append(PyBytes_FromStringAndSize(<char*>&_wire.data[start], _wire.size - start))
+        messages[0] += 1
+    if not changed:
+        return quote
+    bid, ask = book.ladder.levels[BUY].forward[0], book.ladder.levels[SELL].forward[0]
+    top[0] = 0 if bid == -1 else book.ladder.levels[bid].price
+    top[1] = 0 if bid == -1 else book.ladder.levels[bid].quantity
+    top[2] = 0 if ask == -1 else book.ladder.levels[ask].price
+    top[3] = 0 if ask == -1 else book.ladder.levels[ask].quantity
+    if top[0] == quote[0] and top[1] == quote[1] and top[2] == quote[2] and top[3] == quote[3]:
+        return quote
+    sequence[0] += 1
+    start = _wire.size
+    wire_room(&_wire, 8 * MAX_HEADER + 32 + len(symbol))
+    wire_market_data(&_wire, b"Quote", 7, symbol, sequence[0])
+    for i in range(4):
+        wire_int(&_wire, top[i])
+    wire_int(&_wire, time)
+    market_data.append(PyBytes_FromStringAndSize(<char*>&_wire.data[start], _wire.size - start))
+    messages[0] += 1
+    return (top[0], top[1], top[2], top[3])
 
 
 cdef list events_of(const Event* events, int64_t count):
@@ -613,6 +801,109 @@ cdef class NativeBook:
     def apply(self, command):
         """Dispatch one command Struct to its method."""
         return dispatch(self, command)
+
+    # ================================================================ commands (encoded API)
+
+    def execute_encoded(self, command, int kind, int64_t sequence, int64_t time, bytes symbol,
+                        bytes encoded_command, int64_t md_sequence, tuple quote, list market_data, int shift):
+        """Run one order command in CONTINUOUS and encode what the OBS makes of it in C, with no
+        event object (`servers.shard.Shard.execute_encoded`, the OBS's order path).
+
+        ``command`` is a `servers.protocol` BookSubmit (``kind`` 0), BookCancel (1) or BookReplace
+        (2), ``encoded_command`` its msgpack, ``symbol`` its symbol's msgpack; ``md_sequence`` and
+        ``quote`` are its feed's market-data sequence and last quote (`servers.marketdata.Feed`).
+        Appends each market-data message the feed emits for it (a Trade per fill, a DepthUpdate
+        per level changed, a Quote if the top of book changed; none for a rejected command) to
+        ``market_data``, encoded, and returns ``(entry, reply, concerned, md_sequence, quote,
+        accepted, expire_at, fills, low, high, last)``: the journal entry's and the Executed
+        reply's msgpack; the TES ids (order id >> ``shift``) the command concerns, in
+        `Shard.execute`'s order; the feed's
+        new market-data sequence and quote (``quote`` itself if unchanged); 1 if a submit was
+        accepted, 2 if as GTD (``expire_at`` its expiry), else 0; the fills' number and their
+        lowest, highest and last price. Every byte equals what `Shard.execute` makes with
+        msgspec (the differential tests hold it to that). Returns None, the book untouched,
+        outside CONTINUOUS or for a field beyond int64: `Shard.execute` runs the command then.
+        """
+        cdef NewOrder n
+        cdef int64_t o, p, q, count, i, fills = 0, low = 0, high = 0, last = 0, accepted = 0, expire_at = 0
+        cdef int64_t md_count = 0
+        cdef Py_ssize_t events_end, md_end, start, reply_start, entry_start, size = len(symbol)
+        cdef bint guarded = False
+        cdef const Event* e
+        cdef object concerned
+        if self.trading != CONTINUOUS:
+            return None
+        if kind == 0:
+            if read_new_order(&n, command.order_id, command.side, command.order_type, command.time_in_force,
+                              command.price, command.quantity, command.stop_price, command.display_quantity,
+                              command.flags, command.owner, command.stp, command.expire_at):
+                return None
+            self._prepare(self._taking(&n), new_slices(&n), n.owner != 0 and n.stp != NONE)
+            self._submit(&n)
+            o = n.order_id
+        elif kind == 1:
+            if read_int64(command.order_id, &o):
+                return None
+            self._prepare(0, 1, False)
+            self._cancel(o)
+        else:
+            if read_replace(&o, &p, &q, command.order_id, command.price, command.quantity):
+                return None
+            self._prepare(self._replace_taking(o, p, q), self._replace_slices(o, q, &guarded), guarded)
+            self._replace(o, p, q)
+        count = self._events_made()
+        self.event_count = 0
+        if kind == 0 and self.events[0].kind == EV_ACCEPTED:
+            accepted = 2 if self.events[0].tif == GTD else 1
+            expire_at = self.events[0].sequence
+        concerned = concerned_of(o, self.events, count, shift)
+        _wire.size = 0
+        wire_events(&_wire, self.events, count)
+        events_end = _wire.size
+        if not is_reject(self.events[0].kind):
+            for i in range(count):
+                e = &self.events[i]
+                if e.kind != EV_FILLED:
+                    continue
+                last = e.price
+                if fills == 0 or e.price < low:
+                    low = e.price
+                if fills == 0 or e.price > high:
+                    high = e.price
+                fills += 1
+                md_sequence += 1
+                start = _wire.size
+                wire_room(&_wire, 7 * MAX_HEADER + 32 + size)
+                wire_tagged(&_wire, b"Trade", 7)
+                wire_bytes(&_wire, PyBytes_AS_STRING(symbol), size)
+                wire_int(&_wire, md_sequence)
+                wire_int(&_wire, e.sequence)
+                wire_int(&_wire, e.price)
+                wire_int(&_wire, e.quantity)
+                wire_int(&_wire, e.side)
+                wire_int(&_wire, time)
+                market_data.append(PyBytes_FromStringAndSize(<char*>&_wire.data[start], _wire.size - start))
+                md_count += 1
+            quote = wire_levels(self, symbol, time, &md_sequence, &md_count, quote, market_data)
+        md_end = _wire.size
+        wire_room(&_wire, 2 * (md_end + len(encoded_command) + size) + 16 * MAX_HEADER + 64)
+        reply_start = _wire.size
+        wire_tagged(&_wire, b"Executed", 4)
+        wire_int(&_wire, sequence)
+        wire_bytes(&_wire, PyBytes_AS_STRING(symbol), size)
+        wire_bytes(&_wire, _wire.data, events_end)
+        wire_int(&_wire, time)
+        entry_start = _wire.size
+        wire_tagged(&_wire, b"JournalEntry", 5)
+        wire_int(&_wire, sequence)
+        wire_int(&_wire, time)
+        wire_bytes(&_wire, PyBytes_AS_STRING(encoded_command), len(encoded_command))
+        wire_bytes(&_wire, _wire.data, events_end)
+        wire_array(&_wire, md_count)
+        wire_bytes(&_wire, &_wire.data[events_end], md_end - events_end)
+        return (PyBytes_FromStringAndSize(<char*>&_wire.data[entry_start], _wire.size - entry_start),
+                PyBytes_FromStringAndSize(<char*>&_wire.data[reply_start], entry_start - reply_start),
+                concerned, md_sequence, quote, accepted, expire_at, fills, low, high, last)
 
     # ================================================================ commands (record API)
     #

@@ -62,7 +62,7 @@ class Feed:
     CONTINUOUS), so a feed rebuilt from a restored book continues identically.
     """
 
-    __slots__ = ("symbol", "book", "sequence", "last_price", "phase_reason", "phase_until", "_quote", "_indicative")
+    __slots__ = ("symbol", "book", "sequence", "last_price", "phase_reason", "phase_until", "quote", "_indicative")
 
     def __init__(self, symbol: str, book, sequence: int = 0, last_price: int | None = None,
                  phase_reason: PhaseReason | None = None, phase_until: int = 0) -> None:
@@ -75,7 +75,8 @@ class Feed:
         self.phase_reason = phase_reason
         self.phase_until = phase_until
         """The reason and ``until`` of the last `PhaseUpdate` (None and 0 before any)."""
-        self._quote = self._top()
+        self.quote = self._top()
+        """The last Quote emitted, as (bid price, bid quantity, ask price, ask quantity)."""
         self._indicative = self._uncross()
 
     def update(self, events: list, out: list, time: int, reason: PhaseReason = PhaseReason.OPERATOR,
@@ -105,8 +106,8 @@ class Feed:
             out.append(DepthUpdate(symbol, sequence, change.side, change.price, change.quantity, change.orders, time))
         if changes:
             quote = self._top()
-            if quote != self._quote:
-                self._quote = quote
+            if quote != self.quote:
+                self.quote = quote
                 sequence += 1
                 out.append(Quote(symbol, sequence, *quote, time))
         if self.book.phase is not CONTINUOUS:

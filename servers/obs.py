@@ -114,7 +114,8 @@ from servers.protocol import (
     QueryRejected,
     SnapshotRequest,
     encode_frames,
-    topic,
+    join_frames,
+    symbol_topic,
 )
 from servers.security import ANYONE, NOBODY
 from servers.service import Occurrences
@@ -430,9 +431,9 @@ class OrderBookServer:
             self._publish_marks(self.state.traded)
         lap(PUBLISH)
 
-    def _execute(self, work: list) -> tuple[dict[bytes, list], list, list[tuple[int, bytes]]]:
-        """Step 3 for ``work``: the replies by destination, the market data and the journal
-        entries ``(sequence, payload)`` of the commands run."""
+    def _execute(self, work: list) -> tuple[dict[bytes, list], dict[str, list[bytes]], list[tuple[int, bytes]]]:
+        """Step 3 for ``work``: the replies by destination, the market data (each symbol's
+        messages, encoded) and the journal entries ``(sequence, payload)`` of the commands run."""
         state, feeds, tes = self.state, self.state.feeds, self.tes
         outbox: dict[bytes, list] = {}
 
@@ -444,12 +445,15 @@ class OrderBookServer:
                 outbox[destination] = replies = []
             replies.append(message)
 
-        market_data: list = []
+        market_data: dict[str, list[bytes]] = {}
         entries: list[tuple[int, bytes]] = []
 
         def execute(identity: bytes | None, command, stamp: int) -> None:
             sequence = state.sequence + 1
-            entry, executed, concerned = state.execute(sequence, stamp, command, market_data)
+            published = market_data.get(command.symbol)
+            if published is None:
+                market_data[command.symbol] = published = []
+            entry, executed, concerned = state.execute_encoded(sequence, stamp, command, published)
             entries.append((sequence, entry))
             reply(identity, executed)
             sent = {identity}
@@ -556,19 +560,13 @@ class OrderBookServer:
                 socket.send(identity, SNDMORE)
                 socket.send(frame)
 
-    def _publish(self, market_data: list) -> None:
-        """One frame (or more, if large) per symbol per turn; order within a symbol is kept."""
-        encode, send = self.command_codec.encode, self.market_data.send
-        by_topic: dict[bytes, list] = {}
-        for message in market_data:
-            message_topic = topic(message)
-            run = by_topic.get(message_topic)
-            if run is None:
-                by_topic[message_topic] = run = []
-            run.append(message)
-        for message_topic, run in by_topic.items():
-            for frame in encode_frames(encode, run):
-                send(message_topic, SNDMORE)
+    def _publish(self, market_data: dict[str, list[bytes]]) -> None:
+        """One frame (or more, if large) per symbol per turn, its messages (encoded) in order."""
+        send = self.market_data.send
+        for symbol, messages in market_data.items():
+            name = symbol_topic(symbol)
+            for frame in join_frames(messages):
+                send(name, SNDMORE)
                 send(frame)
 
     def _publish_marks(self, traded: dict[str, tuple[int, int]]) -> None:
@@ -652,7 +650,7 @@ class OrderBookServer:
             if self.streamer is not None:
                 self.streamer.discarded(self.journal.discarded)
 
-    def _undo_turn(self, work: list, stopping: bool) -> tuple[dict[bytes, list], list]:
+    def _undo_turn(self, work: list, stopping: bool) -> tuple[dict[bytes, list], dict[str, list[bytes]]]:
         """The journal did not take this turn's entries: reload the shard as the journal has it
         (the turn's commands undone; nothing of them has left the process), refuse those
         commands (JOURNAL_UNAVAILABLE, with the write's error) and serve the rest of the turn

@@ -839,7 +839,12 @@ def topic(message: MarketData) -> bytes:
     Quotes, depth updates and trades share the topic because they share the symbol's
     sequence numbers: a subscriber sees them all, in order, and can detect gaps.
     """
-    return message.symbol.encode() + b"."
+    return symbol_topic(message.symbol)
+
+
+def symbol_topic(symbol: str) -> bytes:
+    """The PUB topic of ``symbol``'s market data (`topic`)."""
+    return symbol.encode() + b"."
 
 
 class Codec:
@@ -910,6 +915,39 @@ def _encode_within(encode, messages: list, max_bytes: int, frames: list[bytes]) 
     half = len(messages) // 2
     _encode_within(encode, messages[:half], max_bytes, frames)
     _encode_within(encode, messages[half:], max_bytes, frames)
+
+
+def join_frames(messages: list[bytes], max_messages: int = MAX_BATCH, max_bytes: int = MAX_FRAME_BYTES
+                ) -> list[bytes]:
+    """``messages``, each already encoded (msgpack), as frames that decode as `encode_frames`'
+    do: msgpack arrays of at most ``max_messages`` (<= MAX_BATCH) messages and ``max_bytes``
+    bytes each, in order, with no message encoded again. A single message over the byte limit
+    goes alone. No messages, no frames."""
+    frames: list[bytes] = []
+    run: list[bytes] = []
+    size = ARRAY_HEADER_BYTES
+    for message in messages:
+        if run and (len(run) == max_messages or size + len(message) > max_bytes):
+            frames.append(_array_header(len(run)) + b"".join(run))
+            run, size = [], ARRAY_HEADER_BYTES
+        run.append(message)
+        size += len(message)
+    if run:
+        frames.append(_array_header(len(run)) + b"".join(run))
+    return frames
+
+
+ARRAY_HEADER_BYTES = 5
+"""The most a msgpack array's header takes (array32); `join_frames` counts it whatever its form."""
+
+
+def _array_header(count: int) -> bytes:
+    """The msgpack header of an array of ``count`` items, as msgspec writes it."""
+    if count < 16:
+        return bytes((0x90 | count,))
+    if count < 1 << 16:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
 
 
 class FrameTooLarge(ValueError):

@@ -103,6 +103,10 @@ CONTINUOUS, CALL = Phase.CONTINUOUS, Phase.CALL
 VOLATILITY = PhaseReason.VOLATILITY
 NO_PHASES = PhaseState()
 _encode = msgspec.msgpack.Encoder().encode
+_ORDER_KINDS = {BookSubmit: 0, BookCancel: 1, BookReplace: 2}
+"""The commands `NativeBook.execute_encoded` runs, by its ``kind``."""
+GTD_ACCEPTED = 2
+"""`NativeBook.execute_encoded`'s ``accepted`` for an order accepted as GTD."""
 
 
 class Shard:
@@ -131,6 +135,8 @@ class Shard:
         may be gone (`due` and `_compact` drop them)."""
         self._compact_at = COMPACT_AT
         self._max_ids = max_ids or {}
+        self._symbols: dict[str, bytes] = {}
+        """Symbol -> its msgpack (`execute_encoded`)."""
         self.guards = guards or {}
         """Symbol -> its volatility bands (symbols without are absent)."""
         self.phases = {symbol: NO_PHASES for symbol in feeds} | (phases or {})
@@ -226,6 +232,46 @@ class Shard:
         reply = msgspec.Raw(_encode(Executed(sequence, command.symbol, encoded_events, time)))
         entry = _encode(JournalEntry(sequence, time, command, encoded_events, market_data[first:]))
         self.history.append((sequence, reply, concerned))
+        return entry, reply, concerned
+
+    def execute_encoded(self, sequence: int, time: int, command, market_data: list[bytes]
+                        ) -> tuple[bytes, msgspec.Raw, tuple[int, ...]]:
+        """`execute`, with the market data appended to ``market_data`` each message encoded
+        (msgpack, as `execute`'s Structs encode), and the same bytes returned: an order command in
+        CONTINUOUS runs in C (`NativeBook.execute_encoded`) with no event or market-data object,
+        anything else through `execute`. The OBS's live loop and recovery run every command here.
+        """
+        kind = _ORDER_KINDS.get(type(command))
+        if kind is not None:
+            feed = self.feeds[command.symbol]
+            symbol = feed.symbol
+            packed = self._symbols.get(symbol)
+            if packed is None:
+                self._symbols[symbol] = packed = _encode(symbol)
+            last_price = feed.last_price
+            done = feed.book.execute_encoded(command, kind, sequence, time, packed, _encode(command), feed.sequence,
+                                             feed.quote, market_data, TES_SHIFT)
+            if done is not None:
+                entry, reply, concerned, feed.sequence, feed.quote, accepted, expire_at, fills, low, high, last = done
+                if accepted:
+                    self._accepted(command.order_id)
+                    if accepted == GTD_ACCEPTED:
+                        self._expires(expire_at, symbol, command.order_id)
+                if fills:
+                    feed.last_price = last
+                    self.traded[symbol] = (sequence, last)
+                    guard = self.guards.get(symbol)
+                    if (guard is not None and symbol not in self.owed
+                            and guard.breached((low, high), last_price, self.phases[symbol].close)):
+                        self._phase_state(symbol, owed=True)
+                self.sequence = sequence
+                self.time = time
+                reply = msgspec.Raw(reply)
+                self.history.append((sequence, reply, concerned))
+                return entry, reply, concerned
+        published: list = []
+        entry, reply, concerned = self.execute(sequence, time, command, published)
+        market_data += map(_encode, published)
         return entry, reply, concerned
 
     def _guard(self, symbol: str, guard: Guard, events: list, last_price: int | None) -> None:
@@ -432,7 +478,7 @@ def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S, gu
         legacy = type(entry) is not JournalEntry
         time, command = (0, entry) if legacy else (entry.time, entry.command)
         try:
-            payload, _, _ = shard.execute(record.sequence, time, command, market_data)
+            payload, _, _ = shard.execute_encoded(record.sequence, time, command, market_data)
         except KeyError:
             raise RecoveryError(
                 f"journal record {record.sequence} is for symbol {command.symbol!r}, not owned by this shard"

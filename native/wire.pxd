@@ -1,0 +1,124 @@
+# MessagePack written in C, byte for byte as msgspec encodes the same values (book.pyx's
+# `NativeBook.execute_encoded`: the OBS's order path without an event object).
+#
+# A `Writer` is a growable buffer: `wire_room` makes room for ``n`` more bytes (MemoryError if it
+# cannot), and every other function writes into room already made, so a caller reserves once per
+# message (`MAX_HEADER` bytes per integer or header, plus a string's length). Integers take the
+# smallest form msgspec takes: a positive or negative fixint, else the smallest unsigned form for a
+# non-negative value and the smallest signed form for a negative one. Strings shorter than 32 bytes
+# are fixstr, then str8, str16 and str32; arrays fixarray below 16 items, then array16 and array32.
+# msgspec encodes an ``array_like`` tagged Struct as an array of its tag (the class name) and its
+# fields in order, and an IntEnum as its value: `wire_tagged` writes that header.
+#
+# Everything here is `cdef inline`: cimported by book.pyx, compiled into its C file.
+
+from cpython.mem cimport PyMem_RawRealloc
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.string cimport memcpy
+
+
+cdef enum:
+    MAX_HEADER = 9           # the longest integer or header: a marker and 8 bytes
+
+
+ctypedef struct Writer:
+    uint8_t* data
+    Py_ssize_t size          # bytes written
+    Py_ssize_t capacity      # bytes allocated
+
+
+cdef inline int wire_room(Writer* w, Py_ssize_t n) except -1:
+    """Room for ``n`` more bytes (the buffer at least doubles when it grows)."""
+    cdef Py_ssize_t need = w.size + n, capacity
+    cdef void* p
+    if need <= w.capacity:
+        return 0
+    capacity = max(need, 2 * w.capacity, 4096)
+    p = PyMem_RawRealloc(w.data, <size_t>capacity)
+    if p == NULL:
+        raise MemoryError("out of memory encoding a message")
+    w.data, w.capacity = <uint8_t*>p, capacity
+    return 0
+
+
+cdef inline void _big_endian(uint8_t* out, uint64_t value, int count) noexcept nogil:
+    cdef int i
+    for i in range(count):
+        out[i] = <uint8_t>(value >> (8 * (count - 1 - i)))
+
+
+cdef inline void _marked(Writer* w, uint8_t marker, uint64_t value, int count) noexcept nogil:
+    w.data[w.size] = marker
+    _big_endian(&w.data[w.size + 1], value, count)
+    w.size += 1 + count
+
+
+cdef inline void wire_int(Writer* w, int64_t value) noexcept nogil:
+    """An integer (`MAX_HEADER` bytes of room)."""
+    if 0 <= value < 128 or -32 <= value < 0:
+        w.data[w.size] = <uint8_t>value
+        w.size += 1
+    elif value > 0:
+        if value <= 0xFF:
+            _marked(w, 0xCC, <uint64_t>value, 1)
+        elif value <= 0xFFFF:
+            _marked(w, 0xCD, <uint64_t>value, 2)
+        elif value < (<int64_t>1 << 32):
+            _marked(w, 0xCE, <uint64_t>value, 4)
+        else:
+            _marked(w, 0xCF, <uint64_t>value, 8)
+    elif value >= -128:
+        _marked(w, 0xD0, <uint64_t>value, 1)
+    elif value >= -32768:
+        _marked(w, 0xD1, <uint64_t>value, 2)
+    elif value >= -(<int64_t>1 << 31):
+        _marked(w, 0xD2, <uint64_t>value, 4)
+    else:
+        _marked(w, 0xD3, <uint64_t>value, 8)
+
+
+cdef inline void wire_array(Writer* w, Py_ssize_t count) noexcept nogil:
+    """An array's header (`MAX_HEADER` bytes of room); its ``count`` items follow."""
+    if count < 16:
+        w.data[w.size] = <uint8_t>(0x90 | count)
+        w.size += 1
+    elif count <= 0xFFFF:
+        _marked(w, 0xDC, <uint64_t>count, 2)
+    else:
+        _marked(w, 0xDD, <uint64_t>count, 4)
+
+
+cdef inline void wire_str(Writer* w, const char* text, Py_ssize_t size) noexcept nogil:
+    """A UTF-8 string of ``size`` bytes (`MAX_HEADER` + ``size`` bytes of room)."""
+    if size < 32:
+        w.data[w.size] = <uint8_t>(0xA0 | size)
+        w.size += 1
+    elif size <= 0xFF:
+        _marked(w, 0xD9, <uint64_t>size, 1)
+    elif size <= 0xFFFF:
+        _marked(w, 0xDA, <uint64_t>size, 2)
+    else:
+        _marked(w, 0xDB, <uint64_t>size, 4)
+    memcpy(&w.data[w.size], text, <size_t>size)
+    w.size += size
+
+
+cdef inline void wire_bool(Writer* w, bint value) noexcept nogil:
+    w.data[w.size] = 0xC3 if value else 0xC2
+    w.size += 1
+
+
+cdef inline void wire_bytes(Writer* w, const void* data, Py_ssize_t size) noexcept nogil:
+    """``size`` bytes already encoded (``size`` bytes of room)."""
+    memcpy(&w.data[w.size], data, <size_t>size)
+    w.size += size
+
+
+cdef inline void wire_tagged(Writer* w, const char* tag, Py_ssize_t fields) noexcept nogil:
+    """The header of an ``array_like`` tagged Struct with ``fields`` fields: the array and the tag
+    (an ASCII class name shorter than 32 bytes; `MAX_HEADER` + 32 bytes of room)."""
+    cdef Py_ssize_t size = 0
+    while tag[size] != 0:
+        size += 1
+    wire_array(w, fields + 1)
+    wire_str(w, tag, size)
