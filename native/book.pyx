@@ -404,6 +404,14 @@ cdef int read_new_order(NewOrder* n, object order_id, object side, object order_
     return 0
 
 
+ENCODED_FIELDS = (
+    (None, "order_id", "side", "order_type", "time_in_force", "price", "quantity", None, None, "stop_price",
+     "display_quantity", "flags", "owner", "stp", "expire_at"),
+    (None, "order_id"),
+    (None, "order_id", "price", "quantity"),
+)
+"""The fields `NativeBook.execute_encoded` reads of each kind of command, by position (None: not
+read); `servers.shard` checks them against the protocol's Structs at import."""
 cdef Writer _wire                    # `NativeBook.execute_encoded`'s buffer (the GIL guards it), grown once
 cdef dict REASON_TEXTS = {int(reason): reason.text.encode() for reason in RejectReason}
 cdef const char* REJECT_TAGS[3]
@@ -804,13 +812,14 @@ cdef class NativeBook:
 
     # ================================================================ commands (encoded API)
 
-    def execute_encoded(self, command, int kind, int64_t sequence, int64_t time, bytes symbol,
+    def execute_encoded(self, tuple command, int kind, int64_t sequence, int64_t time, bytes symbol,
                         bytes encoded_command, int64_t md_sequence, tuple quote, list market_data, int shift):
         """Run one order command in CONTINUOUS and encode what the OBS makes of it in C, with no
         event object (`servers.shard.Shard.execute_encoded`, the OBS's order path).
 
-        ``command`` is a `servers.protocol` BookSubmit (``kind`` 0), BookCancel (1) or BookReplace
-        (2), ``encoded_command`` its msgpack, ``symbol`` its symbol's msgpack; ``md_sequence`` and
+        ``command`` is the fields of a `servers.protocol` BookSubmit (``kind`` 0), BookCancel (1) or
+        BookReplace (2), in their order (`ENCODED_FIELDS` names the ones read), ``encoded_command``
+        its msgpack, ``symbol`` its symbol's msgpack; ``md_sequence`` and
         ``quote`` are its feed's market-data sequence and last quote (`servers.marketdata.Feed`).
         Appends each market-data message the feed emits for it (a Trade per fill, a DepthUpdate
         per level changed, a Quote if the top of book changed; none for a rejected command) to
@@ -834,20 +843,19 @@ cdef class NativeBook:
         if self.trading != CONTINUOUS:
             return None
         if kind == 0:
-            if read_new_order(&n, command.order_id, command.side, command.order_type, command.time_in_force,
-                              command.price, command.quantity, command.stop_price, command.display_quantity,
-                              command.flags, command.owner, command.stp, command.expire_at):
+            if read_new_order(&n, command[1], command[2], command[3], command[4], command[5], command[6],
+                              command[9], command[10], command[11], command[12], command[13], command[14]):
                 return None
             self._prepare(self._taking(&n), new_slices(&n), n.owner != 0 and n.stp != NONE)
             self._submit(&n)
             o = n.order_id
         elif kind == 1:
-            if read_int64(command.order_id, &o):
+            if read_int64(command[1], &o):
                 return None
             self._prepare(0, 1, False)
             self._cancel(o)
         else:
-            if read_replace(&o, &p, &q, command.order_id, command.price, command.quantity):
+            if read_replace(&o, &p, &q, command[1], command[2], command[3]):
                 return None
             self._prepare(self._replace_taking(o, p, q), self._replace_slices(o, q, &guarded), guarded)
             self._replace(o, p, q)

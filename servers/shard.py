@@ -58,7 +58,7 @@ from engine.messages import (
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.snapshot import BookSnapshot
 from engine.types import Phase, TimeInForce
-from native.book import BookCapture, NativeBook
+from native.book import ENCODED_FIELDS, BookCapture, NativeBook
 from servers.journal import (
     JOURNAL_FILE,
     DirectoryLock,
@@ -105,6 +105,19 @@ NO_PHASES = PhaseState()
 _encode = msgspec.msgpack.Encoder().encode
 _ORDER_KINDS = {BookSubmit: 0, BookCancel: 1, BookReplace: 2}
 """The commands `NativeBook.execute_encoded` runs, by its ``kind``."""
+_fields = msgspec.structs.astuple
+
+
+def _check_encoded_fields() -> None:
+    """`NativeBook.execute_encoded` reads each command's fields by position: they must lie where
+    `ENCODED_FIELDS` says (ImportError otherwise)."""
+    for command, kind in _ORDER_KINDS.items():
+        for position, name in enumerate(ENCODED_FIELDS[kind]):
+            if name is not None and command.__struct_fields__[position] != name:
+                raise ImportError(f"{command.__name__}.{name} is not field {position}, where NativeBook reads it")
+
+
+_check_encoded_fields()
 GTD_ACCEPTED = 2
 """`NativeBook.execute_encoded`'s ``accepted`` for an order accepted as GTD."""
 
@@ -249,8 +262,8 @@ class Shard:
             if packed is None:
                 self._symbols[symbol] = packed = _encode(symbol)
             last_price = feed.last_price
-            done = feed.book.execute_encoded(command, kind, sequence, time, packed, _encode(command), feed.sequence,
-                                             feed.quote, market_data, TES_SHIFT)
+            done = feed.book.execute_encoded(_fields(command), kind, sequence, time, packed, _encode(command),
+                                             feed.sequence, feed.quote, market_data, TES_SHIFT)
             if done is not None:
                 entry, reply, concerned, feed.sequence, feed.quote, accepted, expire_at, fills, low, high, last = done
                 if accepted:

@@ -7,6 +7,7 @@ import pytest
 
 from engine.advanced_workload import advanced
 from engine.replay import send_row_v2
+from servers import shard as shard_module
 from servers.phases import Guard
 from servers.protocol import (
     BookCancel,
@@ -144,3 +145,15 @@ def test_a_sweep_publishes_thousands_of_messages_in_frames_within_the_limits():
     assert [message for frame in decoded for message in frame] == [msgspec.msgpack.decode(m) for m in published]
     assert max(map(len, decoded)) <= 1_000
     assert join_frames([]) == [] and join_frames([b"\xc0" * 50], max_bytes=10) == [b"\x91" + b"\xc0" * 50]
+
+
+def test_a_command_whose_fields_moved_is_refused_at_import(monkeypatch):
+    """`NativeBook.execute_encoded` reads fields by position: a Struct that moved one is caught."""
+    class Moved(msgspec.Struct):
+        symbol: str
+        side: int
+        order_id: int
+
+    monkeypatch.setattr(shard_module, "_ORDER_KINDS", {Moved: 1})
+    with pytest.raises(ImportError, match="Moved.order_id is not field 1"):
+        shard_module._check_encoded_fields()
