@@ -25,7 +25,9 @@ process from `Codec`.
 """
 
 import hashlib
+from bisect import bisect_right
 from enum import IntEnum
+from itertools import accumulate
 from typing import Annotated
 
 import msgspec
@@ -921,19 +923,18 @@ def join_frames(messages: list[bytes], max_messages: int = MAX_BATCH, max_bytes:
                 ) -> list[bytes]:
     """``messages``, each already encoded (msgpack), as frames that decode as `encode_frames`'
     do: msgpack arrays of at most ``max_messages`` (<= MAX_BATCH) messages and ``max_bytes``
-    bytes each, in order, with no message encoded again. A single message over the byte limit
-    goes alone. No messages, no frames."""
+    bytes each, in order, each frame as full as the limits let it be before the next begins,
+    with no message encoded again. A single message over the byte limit goes alone. No
+    messages, no frames."""
+    ends = list(accumulate(map(len, messages)))
     frames: list[bytes] = []
-    run: list[bytes] = []
-    size = ARRAY_HEADER_BYTES
-    for message in messages:
-        if run and (len(run) == max_messages or size + len(message) > max_bytes):
-            frames.append(_array_header(len(run)) + b"".join(run))
-            run, size = [], ARRAY_HEADER_BYTES
-        run.append(message)
-        size += len(message)
-    if run:
-        frames.append(_array_header(len(run)) + b"".join(run))
+    start, before = 0, 0
+    while start < len(messages):
+        stop = bisect_right(ends, before + max_bytes - ARRAY_HEADER_BYTES, start,
+                            min(len(messages), start + max_messages))
+        stop = max(stop, start + 1)
+        frames.append(_array_header(stop - start) + b"".join(messages[start:stop]))
+        start, before = stop, ends[stop - 1]
     return frames
 
 

@@ -1,4 +1,4 @@
-"""`servers.protocol.encode_frames`: lists of messages cut into frames under a count and a byte limit."""
+"""`servers.protocol.encode_frames` and `join_frames`: messages cut into frames under a count and a byte limit."""
 
 import msgspec
 import pytest
@@ -73,3 +73,25 @@ def test_a_message_over_the_byte_limit_goes_alone():
     messages = notices(["a", "b" * 500, "c"])
     frames = p.encode_frames(encode, messages, 10, 200)
     assert [len(msgspec.msgpack.decode(frame)) for frame in frames] == [1, 1, 1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts=st.lists(TEXTS, max_size=400), max_messages=st.integers(1, 60), max_bytes=st.integers(1, 4_000))
+def test_joined_frames_hold_the_messages_in_order_each_as_full_as_the_limits_allow(texts, max_messages, max_bytes):
+    """Encoded messages joined: each frame decodes to its messages; none is over a limit unless it
+    holds one message; and the next frame's first message would not have fitted in it."""
+    encoded = [msgspec.msgpack.encode(message) for message in notices(texts)]
+    frames = p.join_frames(encoded, max_messages, max_bytes)
+    runs = [msgspec.msgpack.decode(frame) for frame in frames]
+    assert [message for run in runs for message in run] == [msgspec.msgpack.decode(m) for m in encoded]
+    assert all(run for run in runs)
+    for frame, run in zip(frames, runs, strict=True):
+        assert len(run) <= max_messages
+        assert len(frame) <= max_bytes or len(run) == 1
+    sizes = [sum(len(m) for m in encoded[:i]) for i in range(len(encoded) + 1)]
+    first = 0
+    for run in runs[:-1]:
+        last = first + len(run)
+        assert len(run) == max_messages or sizes[last + 1] - sizes[first] + p.ARRAY_HEADER_BYTES > max_bytes
+        first = last
+    assert bool(frames) == bool(texts)
