@@ -143,10 +143,10 @@ SNAPSHOT_HWM = 16
 JOURNAL_UNAVAILABLE = RejectReason.JOURNAL_UNAVAILABLE
 STAGES = ("idle", "receive", "match", "journal", "reply", "publish", "other")
 """The loop's stages (`servers.status.Stages`), in its order: waiting for input; reading, decoding
-and sequencing a turn's frames; running them (`Shard.execute`); the journal's write (and its
-fsync with the ``batch`` policy); encoding and sending the replies; encoding and publishing the
-market data and marks; the rest of the busy time (snapshot requests and captures, the status
-file, GTD and phase checks)."""
+and sequencing a turn's frames; running them (`Shard.execute_encoded`); the journal's write (and
+its fsync with the ``batch`` policy); encoding and sending the replies; joining the encoded market
+data into frames and publishing them and the marks; the rest of the busy time (snapshot requests
+and captures, the status file, GTD and phase checks)."""
 IDLE, RECEIVE, MATCH, JOURNAL, REPLY, PUBLISH, OTHER = range(len(STAGES))
 SNDMORE = int(zmq.SNDMORE)
 """A plain int: combining pyzmq's flag enums costs more than the send on this path."""

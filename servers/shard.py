@@ -1,10 +1,13 @@
 """The books of one OBS shard and the one handler every sequenced command goes through.
 
-`Shard.execute` is the only code that changes a book. The live loop calls it for
-each command after journaling it; `recover` calls it for each journal record after
-the newest readable snapshot and discards what it returns. So after a restart the
-books, the market-data sequences, last prices and order-id high-water marks equal
-the ones before it: the handler reads no clock and no I/O.
+`Shard.execute_encoded` is the only code that changes a book. The live loop calls it for
+each command before journaling what it returns; `recover` calls it for each journal record
+after the newest readable snapshot and checks what it returns against the record. So after a
+restart the books, the market-data sequences, last prices and order-id high-water marks equal
+the ones before it: the handler reads no clock and no I/O. It runs an order command in
+CONTINUOUS in C (`NativeBook.execute_encoded`: no event or market-data object), everything else
+through `Shard.execute`, which builds the Structs, is the specification of both, and gives the
+same bytes and the same state (the differential tests compare them command by command).
 
 Order ids are ``(tes_id << 48) | counter``: the id's top bits name the TES that
 owns the order, and that sent every command naming it.
@@ -106,6 +109,8 @@ _encode = msgspec.msgpack.Encoder().encode
 _ORDER_KINDS = {BookSubmit: 0, BookCancel: 1, BookReplace: 2}
 """The commands `NativeBook.execute_encoded` runs, by its ``kind``."""
 _fields = msgspec.structs.astuple
+GTD_ACCEPTED = 2
+"""`NativeBook.execute_encoded`'s ``accepted`` for an order accepted as GTD."""
 
 
 def _check_encoded_fields() -> None:
@@ -118,8 +123,6 @@ def _check_encoded_fields() -> None:
 
 
 _check_encoded_fields()
-GTD_ACCEPTED = 2
-"""`NativeBook.execute_encoded`'s ``accepted`` for an order accepted as GTD."""
 
 
 class Shard:
@@ -452,7 +455,7 @@ def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S, gu
 
     Starts from the newest snapshot that restores (damaged ones are logged and skipped,
     falling back to older ones, then to empty books) and replays the journal records after
-    it through `Shard.execute`, checking that each gives the journaled entry (byte for byte,
+    it through `Shard.execute_encoded`, checking that each gives the journaled entry (byte for byte,
     or, for a journal of an older version whose messages had fewer fields, once decoded),
     logging how far it has got at most every ``progress_s`` seconds (looking at the clock
     every `RECORDS_PER_CHECK` records). A torn tail (bytes after
