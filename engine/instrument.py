@@ -31,6 +31,9 @@ order types, then the features an order may add to its type (a display quantity,
 TYPE_KINDS = ("limit", "market", "stop", "stop-limit")
 """The kind of each `OrderType`, by its value (a tuple: indexing it with an enum costs no hashing)."""
 POST_ONLY = int(OrderFlags.POST_ONLY)
+MARKET, STOP, GTD = OrderType.MARKET, OrderType.STOP, TimeInForce.GTD
+"""As plain names, read per order: on Python 3.11 ``Enum.MEMBER`` costs about 0.1 µs
+(``EnumType.__getattr__``)."""
 """A plain int: ``&`` with an IntFlag member builds a new member, which costs a microsecond per order."""
 
 
@@ -80,7 +83,7 @@ class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             return RejectReason.QUANTITY_BELOW_MINIMUM
         if quantity > self.max_quantity:
             return RejectReason.QUANTITY_ABOVE_MAXIMUM
-        if order_type == OrderType.MARKET or order_type == OrderType.STOP:
+        if order_type == MARKET or order_type == STOP:
             return None
         if price % self.tick_size:
             return RejectReason.PRICE_OFF_TICK
@@ -102,7 +105,7 @@ class Instrument(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             return "iceberg"
         if flags & POST_ONLY and "post-only" not in kinds:
             return "post-only"
-        if time_in_force == TimeInForce.GTD and order_type != OrderType.STOP and "gtd" not in kinds:
+        if time_in_force == GTD and order_type != STOP and "gtd" not in kinds:
             return "gtd"
         return None
 

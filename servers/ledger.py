@@ -77,6 +77,8 @@ ID_BITS = 48
 ID_MASK = (1 << ID_BITS) - 1
 REPORTS_KEPT = 10_000
 """Each trader's latest reports kept to be sent again at a logon (older ones are not)."""
+BUY, SELL = Side.BUY, Side.SELL
+"""As plain names: on Python 3.11 ``Enum.MEMBER`` costs about 0.1 µs (``EnumType.__getattr__``)."""
 SUBMISSION, CANCEL, REPLACE = 0, 1, 2
 """What a `Refused` refused."""
 CONSUMES_ID = frozenset(RejectReason) - {RejectReason.MESSAGE_RATE_LIMIT, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
@@ -401,9 +403,9 @@ class Ledger:
         self.seen[record.shard] = seen
         for symbol, price, quantity, buyer, seller in trades:
             if buyer is not None:
-                self.portfolio(buyer).fill(symbol, Side.BUY, price, quantity)
+                self.portfolio(buyer).fill(symbol, BUY, price, quantity)
             if seller is not None:
-                self.portfolio(seller).fill(symbol, Side.SELL, price, quantity)
+                self.portfolio(seller).fill(symbol, SELL, price, quantity)
         return replies
 
     def _refusal(self, record: Refused):

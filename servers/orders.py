@@ -50,6 +50,14 @@ Report = tuple[str, object]
 Trade = tuple[str, int, int, str | None, str | None]
 """(symbol, price, quantity, buying trader, selling trader); None for a side not ours."""
 PENDING, ACCEPTED, REJECTED = OrderState.PENDING, OrderState.ACCEPTED, OrderState.REJECTED
+BUY = Side.BUY
+STOP, STOP_LIMIT = OrderType.STOP, OrderType.STOP_LIMIT
+REQUESTED = CancelReason.REQUESTED
+ACCEPT, CANCEL, REPLACE, REJECT, EXPIRE, TRIGGER, DECREMENT, FILL_PART, FILL_ALL = (
+    Transition.ACCEPT, Transition.CANCEL, Transition.REPLACE, Transition.REJECT, Transition.EXPIRE,
+    Transition.TRIGGER, Transition.DECREMENT, Transition.FILL_PART, Transition.FILL_ALL)
+"""Members used per order, as plain names: on Python 3.11 ``Enum.MEMBER`` goes through
+``EnumType.__getattr__`` and costs about 0.1 µs each time."""
 ORDERLESS = frozenset({book.ClockAdvanced, book.PhaseChanged, book.AuctionUncrossed, book.CommandRejected})
 """Book events about no order."""
 
@@ -97,7 +105,7 @@ class Order:
         self.flags = flags
         self.stp = stp
         self.expire_at = expire_at
-        self.held = order_type == OrderType.STOP or order_type == OrderType.STOP_LIMIT
+        self.held = order_type == STOP or order_type == STOP_LIMIT
         """A stop not triggered yet (until its StopTriggered, or its end)."""
 
     @property
@@ -205,7 +213,7 @@ class OrderRegistry:
                 continue
             request = order.requests.pop()
             self._forget_if_done(order)
-            if request.reason is CancelReason.REQUESTED:
+            if request.reason is REQUESTED:
                 undone.append((order, request))
         reason = RejectReason.BOOK_UNAVAILABLE
         for order, request in reversed(undone):
@@ -272,7 +280,7 @@ class OrderRegistry:
                 if taker is not None:
                     taker_trader = taker.trader_id
                     reports.append((taker_trader, self._fill(taker, event, event.taker_leaves, True, time)))
-                if event.aggressor == Side.BUY:
+                if event.aggressor == BUY:
                     trades.append((symbol, event.price, event.quantity, taker_trader, maker_trader))
                 else:
                     trades.append((symbol, event.price, event.quantity, maker_trader, taker_trader))
@@ -283,23 +291,23 @@ class OrderRegistry:
             if order is None:
                 continue
             if kind is book.OrderAccepted:
-                order.state = next_state(order.state, Transition.ACCEPT)
+                order.state = next_state(order.state, ACCEPT)
                 order.time_in_force = event.time_in_force
                 order.expire_at = event.expire_at
                 order.stp = event.stp
-                reports.append((order.trader_id, self._about(
-                    order, p.OrderAccepted, order.client_order_id, order.order_id, symbol, event.side,
-                    event.order_type, event.time_in_force, event.price, event.quantity, time,
-                    stop_price=event.stop_price, display_quantity=event.display_quantity, flags=event.flags,
-                    stp=event.stp, expire_at=event.expire_at)))
+                reports.append((order.trader_id, p.OrderAccepted(
+                    order.client_order_id, order.order_id, symbol, event.side, event.order_type,
+                    event.time_in_force, event.price, event.quantity, time, self.number(order.trader_id),
+                    order.state, order.filled, order.quantity, order.average_price(), event.stop_price,
+                    event.display_quantity, event.flags, event.stp, event.expire_at)))
             elif kind is book.OrderCanceled:
                 client_order_id, reason = order.client_order_id, event.reason
-                if reason == CancelReason.REQUESTED and order.requests:
+                if reason == REQUESTED and order.requests:
                     request = order.requests.popleft()
                     reason = request.reason
-                    if reason is CancelReason.REQUESTED:
+                    if reason is REQUESTED:
                         client_order_id = request.client_order_id
-                order.state = next_state(order.state, Transition.CANCEL)
+                order.state = next_state(order.state, CANCEL)
                 order.quantity = 0
                 reports.append((order.trader_id, self._about(
                     order, p.OrderCanceled, client_order_id, order.order_id, symbol, event.quantity, reason, time)))
@@ -307,14 +315,14 @@ class OrderRegistry:
             elif kind is book.OrderReplaced:
                 client_order_id = order.requests.popleft().client_order_id if order.requests \
                     else order.client_order_id
-                order.state = next_state(order.state, Transition.REPLACE)
+                order.state = next_state(order.state, REPLACE)
                 order.price = event.price
                 order.quantity = event.quantity
                 reports.append((order.trader_id, self._about(
                     order, p.OrderReplaced, client_order_id, order.order_id, symbol, event.price, event.quantity,
                     event.priority_kept, time)))
             elif kind is book.OrderRejected:
-                order.state = next_state(order.state, Transition.REJECT)
+                order.state = next_state(order.state, REJECT)
                 order.quantity = 0
                 reports.append((order.trader_id, self._about(
                     order, p.OrderRejected, order.client_order_id, event.reason, event.text, time)))
@@ -323,18 +331,18 @@ class OrderRegistry:
                 if order.requests:
                     self._answer(order, event.reason, event.text, reports, time)
             elif kind is book.OrderExpired:
-                order.state = next_state(order.state, Transition.EXPIRE)
+                order.state = next_state(order.state, EXPIRE)
                 order.quantity = 0
                 reports.append((order.trader_id, self._about(
                     order, p.OrderExpired, order.client_order_id, order.order_id, symbol, event.quantity, time)))
                 self._close(order)
             elif kind is book.StopTriggered:
-                order.state = next_state(order.state, Transition.TRIGGER)
+                order.state = next_state(order.state, TRIGGER)
                 order.held = False
                 reports.append((order.trader_id, self._about(
                     order, p.StopTriggered, order.client_order_id, order.order_id, symbol, event.last_price, time)))
             elif kind is book.OrderDecremented:
-                order.state = next_state(order.state, Transition.DECREMENT if event.leaves else Transition.CANCEL)
+                order.state = next_state(order.state, DECREMENT if event.leaves else CANCEL)
                 order.quantity = event.leaves
                 reports.append((order.trader_id, self._about(
                     order, p.OrderDecremented, order.client_order_id, order.order_id, symbol, event.quantity,
@@ -348,7 +356,7 @@ class OrderRegistry:
         order.quantity = leaves
         order.filled += fill.quantity
         order.notional += fill.price * fill.quantity
-        order.state = next_state(order.state, Transition.FILL_PART if leaves else Transition.FILL_ALL)
+        order.state = next_state(order.state, FILL_PART if leaves else FILL_ALL)
         report = p.OrderFilled(order.client_order_id, order.order_id, order.symbol, order.side, fill.price,
                                fill.quantity, leaves, fill.sequence, aggressor, time, self.number(order.trader_id),
                                order.state, order.filled, order.average_price())
@@ -359,7 +367,7 @@ class OrderRegistry:
     def _answer(self, order: Order, reason: RejectReason, text: str, reports: list[Report], time: int) -> None:
         """The oldest request in flight was refused: report it if the trader asked for it."""
         request = order.requests.popleft()
-        if request.reason is CancelReason.REQUESTED:
+        if request.reason is REQUESTED:
             kind = p.CancelRejected if request.cancel else p.ReplaceRejected
             reports.append((order.trader_id, self._about(
                 order, kind, request.client_order_id, order.order_id, reason, text, time)))
@@ -367,7 +375,7 @@ class OrderRegistry:
 
     def _reject(self, order: Order) -> None:
         """A submission that never reached (or was refused before) its book: REJECTED, closed."""
-        order.state = next_state(order.state, Transition.REJECT)
+        order.state = next_state(order.state, REJECT)
         order.quantity = 0
         self._close(order)
 

@@ -27,6 +27,9 @@ hold exactly, in integers, for every sequence of fills:
 from engine.types import Side
 from servers.protocol import Position
 
+BUY = Side.BUY
+"""As a plain name: on Python 3.11 ``Side.BUY`` costs about 0.1 µs (``EnumType.__getattr__``)."""
+
 
 class Holding:
     """One symbol's open position, its cost basis and the P&L realized on it."""
@@ -83,7 +86,7 @@ class Portfolio:
         holding = self.holdings.get(symbol)
         if holding is None:
             holding = self.holdings[symbol] = Holding()
-        buy = side == Side.BUY
+        buy = side == BUY
         self.cash += -price * quantity if buy else price * quantity
         holding.fill(buy, price, quantity)
 

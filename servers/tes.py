@@ -658,9 +658,9 @@ class TradingEngineServer:
         # 3. client order id (used up even if a later step refuses the order: the ledger's
         #    Entered or Refused record uses it)
         reason = self.ledger.ids(session.trader_id).check(order.client_order_id)
-        if reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID:
-            return reason, f"client order id {order.client_order_id} is already used"
         if reason is not None:
+            if reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID:
+                return reason, f"client order id {order.client_order_id} is already used"
             return reason, f"{reason.text}: client order id {order.client_order_id}"
         # 4. reference data: the kind of order enabled; quantity and limit price, the band centred
         #    on the last trade or the reference price; an iceberg's slices; a stop's price; a GTD
