@@ -28,6 +28,7 @@ from servers.protocol import (
     SnapshotReply,
     SnapshotRequest,
     Trade,
+    symbol_topic,
 )
 
 
@@ -205,7 +206,7 @@ class MarketDataClient:
         self.subscriber = context.socket(zmq.SUB)
         self.subscriber.setsockopt(zmq.LINGER, 0)
         self.subscriber.setsockopt(zmq.RCVHWM, 0)
-        self.subscriber.setsockopt(zmq.SUBSCRIBE, symbol.encode() + b".")
+        self.subscriber.setsockopt(zmq.SUBSCRIBE, symbol_topic(symbol))
         self.subscriber.connect(md_endpoint)
         self.snapshotter = context.socket(zmq.DEALER)
         self.snapshotter.setsockopt(zmq.LINGER, 0)

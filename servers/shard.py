@@ -151,7 +151,7 @@ class Shard:
         may be gone (`due` and `_compact` drop them)."""
         self._compact_at = COMPACT_AT
         self._max_ids = max_ids or {}
-        self._symbols: dict[str, bytes] = {}
+        self._symbols = {symbol: _encode(symbol) for symbol in feeds}
         """Symbol -> its msgpack (`execute_encoded`)."""
         self.guards = guards or {}
         """Symbol -> its volatility bands (symbols without are absent)."""
@@ -261,12 +261,9 @@ class Shard:
         if kind is not None:
             feed = self.feeds[command.symbol]
             symbol = feed.symbol
-            packed = self._symbols.get(symbol)
-            if packed is None:
-                self._symbols[symbol] = packed = _encode(symbol)
             last_price = feed.last_price
-            done = feed.book.execute_encoded(_fields(command), kind, sequence, time, packed, _encode(command),
-                                             feed.sequence, feed.quote, market_data, TES_SHIFT)
+            done = feed.book.execute_encoded(_fields(command), kind, sequence, time, self._symbols[symbol],
+                                             _encode(command), feed.sequence, feed.quote, market_data, TES_SHIFT)
             if done is not None:
                 entry, reply, concerned, feed.sequence, feed.quote, accepted, expire_at, fills, low, high, last = done
                 if accepted:
