@@ -21,9 +21,9 @@
 # Everything here is `cdef inline`: cimported by book.pyx, compiled into its C file and inlined
 # there (Cython calls a cdef function of another extension module through a pointer table).
 
-from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc
 from libc.stdint cimport int32_t, int64_t
 
+from native.blocks cimport block_new, block_resize
 from native.constants cimport BUY, SELL
 from native.ladder cimport Ladder, Level
 
@@ -47,7 +47,7 @@ ctypedef struct Uncross:
 
 
 cdef inline int auction_init(Auction* auction) noexcept nogil:
-    auction.asks = <Volume*>PyMem_RawMalloc(INITIAL_AUCTION_LEVELS * sizeof(Volume))
+    auction.asks = <Volume*>block_new(INITIAL_AUCTION_LEVELS * sizeof(Volume))
     auction.capacity = INITIAL_AUCTION_LEVELS
     return -1 if auction.asks == NULL else 0
 
@@ -60,7 +60,7 @@ cdef inline int auction_reserve(Auction* auction, int64_t levels) noexcept nogil
         capacity *= 2
     if capacity == auction.capacity:
         return 0
-    p = PyMem_RawRealloc(auction.asks, <size_t>capacity * sizeof(Volume))
+    p = block_resize(auction.asks, <size_t>capacity * sizeof(Volume))
     if p == NULL:
         return -1
     auction.asks, auction.capacity = <Volume*>p, capacity

@@ -238,8 +238,8 @@ cdef class NativeBook:
 
 # ---------------------------------------------------------------- an event log handed over
 
-cdef class EventBlock:
-    cdef Event* events               # records, owned: freed with the block
+cdef class HandedBlock:
+    cdef void* data                  # records, owned: freed with the block
     cdef Py_ssize_t size             # bytes
 
 

@@ -60,11 +60,11 @@ GIL, for both stream versions.
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
-from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
+from native.blocks cimport block_free, block_new, block_resize
 from native.auction cimport Uncross, Volume, auction_init, auction_reserve, uncross_price
 from native.checks cimport check_book
 from native.constants cimport (
@@ -245,7 +245,7 @@ from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTrade
 
 cdef enum:
     INITIAL_EVENTS = 64
-    LOG_COPIED = 1 << 16     # records: take_events copies a log no larger, hands a larger one over
+    LOG_COPIED = 1 << 16     # records: `records_out` copies no more (an event log, a replay's fills), hands more over
     LOOK_AHEAD_FROM = 1 << 16   # the batch replay loads ahead (`_look_ahead`) once the id table is this large
     AHEAD_ID = 24            # (1 MB: by then misses cost more than looking ahead): a message's id-table slot
     AHEAD_ORDER = 12         # this many messages ahead, the order it targets this many ahead,
@@ -690,7 +690,26 @@ cdef inline object recent_int(int64_t value, int64_t first_value, object first, 
 
 cdef void* grow(void* block, int64_t count, size_t size) noexcept nogil:
     """Resize ``block`` to ``count`` items of ``size`` bytes; NULL (block intact) on failure."""
-    return PyMem_RawRealloc(block, <size_t>count * size)
+    return block_resize(block, <size_t>count * size)
+
+
+cdef object records_out(void* block, int64_t count, size_t size, object dtype):
+    """The ``count`` records of ``size`` bytes in ``block`` as a ``dtype`` array: up to LOG_COPIED
+    copied out, the block kept by its owner; more handed over as they are, the block shrunk to fit
+    and owned by the array from then on (copying a million records costs as much as a tenth of the
+    commands that made them, and touches as many new pages again)."""
+    cdef HandedBlock handed
+    cdef void* p
+    if count <= LOG_COPIED:
+        out = np.empty(count, dtype=dtype)
+        if count:
+            memcpy(<void*><Py_ssize_t>out.ctypes.data, block, count * size)
+        return out
+    p = grow(block, count, size)
+    handed = HandedBlock.__new__(HandedBlock)
+    handed.data = block if p == NULL else p
+    handed.size = count * size
+    return np.frombuffer(handed, dtype=dtype)
 
 
 cdef class NativeBook:
@@ -711,9 +730,9 @@ cdef class NativeBook:
         failed |= auction_init(&self.auction) != 0
         failed |= live_init(&self.live) != 0
         failed |= accepted_init(&self.ids) != 0
-        self.events = <Event*>PyMem_RawMalloc(INITIAL_EVENTS * sizeof(Event))
-        self.fills = <Fill*>PyMem_RawMalloc(INITIAL_EVENTS * sizeof(Fill))
-        self.touches = <Touch*>PyMem_RawMalloc(INITIAL_EVENTS * sizeof(Touch))
+        self.events = <Event*>block_new(INITIAL_EVENTS * sizeof(Event))
+        self.fills = <Fill*>block_new(INITIAL_EVENTS * sizeof(Fill))
+        self.touches = <Touch*>block_new(INITIAL_EVENTS * sizeof(Touch))
         if failed or self.events == NULL or self.fills == NULL or self.touches == NULL:
             raise MemoryError("cannot allocate an order book")
         self.touch_capacity, self.touch_count, self.command, self.tracking = INITIAL_EVENTS, 0, 0, False
@@ -729,20 +748,20 @@ cdef class NativeBook:
         memset(self.ahead, 0xFF, sizeof(self.ahead))
 
     def __dealloc__(self):
-        PyMem_RawFree(self.orders.slots)
-        PyMem_RawFree(self.orders.infos)
-        PyMem_RawFree(self.ladder.levels)
-        PyMem_RawFree(self.ladder.near)
-        PyMem_RawFree(self.stops.levels)
-        PyMem_RawFree(self.expiries.slots)
-        PyMem_RawFree(self.expiries.due)
-        PyMem_RawFree(self.auction.asks)
-        PyMem_RawFree(self.live.slots)
-        PyMem_RawFree(self.ids.slots)
-        PyMem_RawFree(self.events)
-        PyMem_RawFree(self.log)
-        PyMem_RawFree(self.fills)
-        PyMem_RawFree(self.touches)
+        block_free(self.orders.slots)
+        block_free(self.orders.infos)
+        block_free(self.ladder.levels)
+        block_free(self.ladder.near)
+        block_free(self.stops.levels)
+        block_free(self.expiries.slots)
+        block_free(self.expiries.due)
+        block_free(self.auction.asks)
+        block_free(self.live.slots)
+        block_free(self.ids.slots)
+        block_free(self.events)
+        block_free(self.log)
+        block_free(self.fills)
+        block_free(self.touches)
 
     # ================================================================ commands (Python API)
 
@@ -998,20 +1017,11 @@ cdef class NativeBook:
         A log of up to LOG_COPIED records is copied out and its buffer kept for the next ones; a
         larger one is handed over as it is, shrunk to fit (copying a million records costs as much
         as a tenth of the commands that made them), and the book starts a new buffer."""
-        cdef EventBlock block
-        cdef void* p
-        if self.log_count <= LOG_COPIED:
-            out = np.empty(self.log_count, dtype=EVENT_DTYPE)
-            if self.log_count:
-                memcpy(<void*><Py_ssize_t>out.ctypes.data, self.log, self.log_count * sizeof(Event))
-            self.log_count = 0
-            return out
-        p = grow(self.log, self.log_count, sizeof(Event))
-        block = EventBlock.__new__(EventBlock)
-        block.events = self.log if p == NULL else <Event*>p
-        block.size = self.log_count * sizeof(Event)
-        self.log, self.log_capacity, self.log_count = NULL, 0, 0
-        return np.frombuffer(block, dtype=EVENT_DTYPE)
+        out = records_out(self.log, self.log_count, sizeof(Event), EVENT_DTYPE)
+        if self.log_count > LOG_COPIED:
+            self.log, self.log_capacity = NULL, 0
+        self.log_count = 0
+        return out
 
     def replay(self, stream):
         """Process a whole stream (STREAM_DTYPE or STREAM_V2_DTYPE, told apart by the dtype) in one
@@ -1042,9 +1052,9 @@ cdef class NativeBook:
         if self.fill_count > self.fill_capacity:
             raise SystemError(f"{self.fill_count} fills, more than the {self.fill_capacity} reserved: a bug in "
                               f"NativeBook._reserve")
-        fills = np.empty(self.fill_count, dtype=FILL_DTYPE)
-        if self.fill_count:
-            memcpy(<void*><Py_ssize_t>fills.ctypes.data, self.fills, self.fill_count * sizeof(Fill))
+        fills = records_out(self.fills, self.fill_count, sizeof(Fill), FILL_DTYPE)
+        if self.fill_count > LOG_COPIED:
+            self.fills, self.fill_capacity = NULL, 0
         self.fill_count = 0
         return ReplayResult(fills, counts[0], counts[1])
 
@@ -1168,7 +1178,7 @@ cdef class NativeBook:
         capture.trade_seq = self.trade_seq
         capture.records = resting_records(self)
         capture.advanced = advanced_records(self)
-        capture.words = <IdWord*>PyMem_RawMalloc(<size_t>max(self.ids.blocks, 1) * sizeof(IdWord))
+        capture.words = <IdWord*>block_new(<size_t>max(self.ids.blocks, 1) * sizeof(IdWord))
         if capture.words == NULL:
             raise MemoryError("cannot allocate a snapshot of the accepted ids")
         with nogil:
@@ -2215,22 +2225,22 @@ cdef class NativeBook:
         return count
 
 
-cdef class EventBlock:
-    """An event log's buffer that `NativeBook.take_events` handed to NumPy without copying: the
-    array's base, freed when the last view of it goes."""
+cdef class HandedBlock:
+    """A block of records `records_out` handed to NumPy without copying (an event log, a batch
+    replay's fills): the array's base, freed when the last view of it goes."""
 
     def __dealloc__(self):
-        PyMem_RawFree(self.events)
+        block_free(self.data)
 
     def __getbuffer__(self, Py_buffer* view, int flags):
-        PyBuffer_FillInfo(view, self, self.events, self.size, 0, flags)
+        PyBuffer_FillInfo(view, self, self.data, self.size, 0, flags)
 
 
 cdef class BookCapture:
     """A book's state as `NativeBook.capture` copied it out; `finish` makes the snapshot."""
 
     def __dealloc__(self):
-        PyMem_RawFree(self.words)
+        block_free(self.words)
 
     def finish(self):
         """The `BookSnapshot` of the captured state. The accepted-id records come from the

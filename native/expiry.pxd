@@ -14,10 +14,10 @@
 # Everything here is `cdef inline`: cimported by book.pyx, compiled into its C file and inlined
 # there (Cython calls a cdef function of another extension module through a pointer table).
 
-from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport qsort
 
+from native.blocks cimport block_new, block_resize
 from native.orders cimport OrderInfo
 
 cdef enum:
@@ -38,8 +38,8 @@ ctypedef struct ExpiryHeap:
 
 cdef inline int expiry_init(ExpiryHeap* heap) noexcept nogil:
     """An empty heap; -1 if out of memory (free ``slots`` and ``due`` either way)."""
-    heap.slots = <int32_t*>PyMem_RawMalloc(INITIAL_EXPIRIES * sizeof(int32_t))
-    heap.due = <Keyed*>PyMem_RawMalloc(INITIAL_EXPIRIES * sizeof(Keyed))
+    heap.slots = <int32_t*>block_new(INITIAL_EXPIRIES * sizeof(int32_t))
+    heap.due = <Keyed*>block_new(INITIAL_EXPIRIES * sizeof(Keyed))
     heap.count, heap.capacity = 0, INITIAL_EXPIRIES
     return -1 if heap.slots == NULL or heap.due == NULL else 0
 
@@ -53,11 +53,11 @@ cdef inline int expiry_reserve(ExpiryHeap* heap) noexcept nogil:
     cdef void* p
     if not expiry_full(heap):
         return 0
-    p = PyMem_RawRealloc(heap.slots, <size_t>(2 * heap.capacity) * sizeof(int32_t))
+    p = block_resize(heap.slots, <size_t>(2 * heap.capacity) * sizeof(int32_t))
     if p == NULL:
         return -1
     heap.slots = <int32_t*>p
-    p = PyMem_RawRealloc(heap.due, <size_t>(2 * heap.capacity) * sizeof(Keyed))
+    p = block_resize(heap.due, <size_t>(2 * heap.capacity) * sizeof(Keyed))
     if p == NULL:
         return -1
     heap.due, heap.capacity = <Keyed*>p, 2 * heap.capacity

@@ -26,10 +26,9 @@
 # Everything here is `cdef inline`: cimported by book.pyx, compiled into its C file and inlined
 # there (Cython calls a cdef function of another extension module through a pointer table).
 
-from cpython.mem cimport PyMem_RawFree, PyMem_RawMalloc
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
-from libc.string cimport memset
 
+from native.blocks cimport block_free, block_new, block_zeroed
 from native.constants cimport ID_SALT
 
 cdef extern from *:
@@ -39,13 +38,6 @@ cdef extern from *:
         x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
         x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
         return x ^ (x >> 31);
-    }
-    #include <sys/mman.h>
-    static inline void exchange_advise_huge(void* block, size_t bytes) {
-        uintptr_t start = ((uintptr_t)block + 4095) & ~(uintptr_t)4095;
-        uintptr_t end = ((uintptr_t)block + bytes) & ~(uintptr_t)4095;
-        if (bytes >= (4u << 20) && end > start)
-            madvise((void*)start, end - start, MADV_HUGEPAGE);
     }
     #define EXCHANGE_MAX_ID_BLOCKS (1LL << 40)
     #define EXCHANGE_MAX_LIVE_SLOTS (1LL << 32)
@@ -58,7 +50,6 @@ cdef extern from *:
     int trailing_zeros "__builtin_ctzll"(unsigned long long x) nogil   # x != 0
     int popcount "__builtin_popcountll"(unsigned long long x) nogil
     void prefetch "__builtin_prefetch"(const void* address) nogil   # a hint: no effect but on the cache
-    void advise_huge "exchange_advise_huge"(void* block, size_t bytes) nogil   # THP for a large block: a hint
 
 cdef enum:
     INITIAL_TABLE = 1024
@@ -100,7 +91,7 @@ ctypedef struct IdWord:      # a word of the accepted-id bitmap as a snapshot ho
 
 cdef inline int live_init(LiveIds* live) noexcept nogil:
     """An empty table of INITIAL_TABLE slots; -1 if out of memory (free ``slots`` either way)."""
-    live.slots = <LiveSlot*>PyMem_RawMalloc(INITIAL_TABLE * sizeof(LiveSlot))
+    live.slots = <LiveSlot*>block_new(INITIAL_TABLE * sizeof(LiveSlot))
     live.mask, live.count, live.found = INITIAL_TABLE - 1, 0, 0
     if live.slots == NULL:
         return -1
@@ -115,10 +106,9 @@ cdef inline int live_grow(LiveIds* live) noexcept nogil:
     cdef int64_t old_size = live.mask + 1, size = 2 * old_size, i, j
     cdef LiveSlot* table = NULL
     if size <= MAX_LIVE_SLOTS:
-        table = <LiveSlot*>PyMem_RawMalloc(<size_t>size * sizeof(LiveSlot))
+        table = <LiveSlot*>block_new(<size_t>size * sizeof(LiveSlot))
     if table == NULL:
         return -1
-    advise_huge(table, <size_t>size * sizeof(LiveSlot))
     for i in range(size):
         table[i].index = -1
     for i in range(old_size):
@@ -127,7 +117,7 @@ cdef inline int live_grow(LiveIds* live) noexcept nogil:
             while table[j].index != -1:
                 j = (j + 1) & (size - 1)
             table[j] = live.slots[i]
-    PyMem_RawFree(live.slots)
+    block_free(live.slots)
     live.slots, live.mask = table, size - 1
     return 0
 
@@ -208,29 +198,25 @@ cdef inline void live_remove(LiveIds* live, int64_t order_id) noexcept nogil:
 
 cdef inline int accepted_init(AcceptedIds* ids) noexcept nogil:
     """No id accepted, INITIAL_TABLE slots; -1 if out of memory (free ``slots`` either way)."""
-    ids.slots = <IdBlock*>PyMem_RawMalloc(INITIAL_TABLE * sizeof(IdBlock))
+    ids.slots = <IdBlock*>block_zeroed(INITIAL_TABLE * sizeof(IdBlock))
     ids.mask, ids.blocks, ids.count, ids.digest, ids.last = INITIAL_TABLE - 1, 0, 0, 0, -1
-    if ids.slots == NULL:
-        return -1
-    memset(ids.slots, 0, INITIAL_TABLE * sizeof(IdBlock))
-    return 0
+    return -1 if ids.slots == NULL else 0
 
 
 cdef inline int accepted_resize(AcceptedIds* ids, int64_t size) noexcept nogil:
     """Rehash the id table into ``size`` slots (a power of two above twice the blocks); -1
     (table intact) if out of memory."""
     cdef int64_t old_size = ids.mask + 1, i, j
-    cdef IdBlock* table = <IdBlock*>PyMem_RawMalloc(<size_t>size * sizeof(IdBlock))
+    cdef IdBlock* table = <IdBlock*>block_zeroed(<size_t>size * sizeof(IdBlock))
     if table == NULL:
         return -1
-    memset(table, 0, <size_t>size * sizeof(IdBlock))
     for i in range(old_size):
         if ids.slots[i].bits != 0:
             j = mix64(ids.slots[i].block) & (size - 1)
             while table[j].bits != 0:
                 j = (j + 1) & (size - 1)
             table[j] = ids.slots[i]
-    PyMem_RawFree(ids.slots)
+    block_free(ids.slots)
     ids.slots, ids.mask, ids.last = table, size - 1, -1
     return 0
 

@@ -31,10 +31,10 @@
 # Everything here is `cdef inline`: cimported by book.pyx, compiled into its C file and inlined
 # there (Cython calls a cdef function of another extension module through a pointer table).
 
-from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint64_t
 from libc.string cimport memset
 
+from native.blocks cimport block_new, block_resize
 from native.constants cimport BUY
 
 cdef enum:
@@ -75,8 +75,8 @@ cdef inline int64_t side_key(int side, int64_t price) noexcept nogil:
 cdef inline int ladder_init(Ladder* ladder) noexcept nogil:
     """Both sides empty in a pool of INITIAL_LEVELS slots; -1 if out of memory (free ``levels``
     and ``near`` either way)."""
-    ladder.levels = <Level*>PyMem_RawMalloc(INITIAL_LEVELS * sizeof(Level))
-    ladder.near = <int32_t*>PyMem_RawMalloc(2 * NEAR_SLOTS * sizeof(int32_t))
+    ladder.levels = <Level*>block_new(INITIAL_LEVELS * sizeof(Level))
+    ladder.near = <int32_t*>block_new(2 * NEAR_SLOTS * sizeof(int32_t))
     ladder.capacity, ladder.top, ladder.free, ladder.free_count = INITIAL_LEVELS, 2, -1, 0
     ladder.rng = 0x2545F4914F6CDD1D
     if ladder.levels == NULL or ladder.near == NULL:
@@ -107,7 +107,7 @@ cdef inline int ladder_reserve(Ladder* ladder, int64_t more) noexcept nogil:
         capacity *= 2
     if capacity > 0x7FFFFFFF:
         return -1
-    cdef void* p = PyMem_RawRealloc(ladder.levels, <size_t>capacity * sizeof(Level))
+    cdef void* p = block_resize(ladder.levels, <size_t>capacity * sizeof(Level))
     if p == NULL:
         return -1
     ladder.levels, ladder.capacity = <Level*>p, <int32_t>capacity

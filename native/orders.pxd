@@ -27,8 +27,9 @@
 # Everything here is `cdef inline`: cimported by book.pyx, compiled into its C file and inlined
 # there (Cython calls a cdef function of another extension module through a pointer table).
 
-from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc
 from libc.stdint cimport int32_t, int64_t, uint8_t
+
+from native.blocks cimport block_new, block_resize
 
 cdef enum:
     INITIAL_ORDERS = 1024
@@ -82,8 +83,8 @@ cdef inline int64_t iceberg_slices(int64_t quantity, int64_t display) noexcept n
 cdef inline int order_pool_init(OrderPool* pool) noexcept nogil:
     """An empty pool of INITIAL_ORDERS slots; -1 if out of memory (free ``slots`` and ``infos``
     either way)."""
-    pool.slots = <Order*>PyMem_RawMalloc(INITIAL_ORDERS * sizeof(Order))
-    pool.infos = <OrderInfo*>PyMem_RawMalloc(INITIAL_ORDERS * sizeof(OrderInfo))
+    pool.slots = <Order*>block_new(INITIAL_ORDERS * sizeof(Order))
+    pool.infos = <OrderInfo*>block_new(INITIAL_ORDERS * sizeof(OrderInfo))
     pool.capacity, pool.top, pool.free = INITIAL_ORDERS, 0, -1
     return -1 if pool.slots == NULL or pool.infos == NULL else 0
 
@@ -100,11 +101,11 @@ cdef inline int order_pool_reserve(OrderPool* pool) noexcept nogil:
         if pool.capacity > 0x3FFFFFFF:
             return -1
         size = <size_t>(2 * <int64_t>pool.capacity)
-        p = PyMem_RawRealloc(pool.slots, size * sizeof(Order))
+        p = block_resize(pool.slots, size * sizeof(Order))
         if p == NULL:
             return -1
         pool.slots = <Order*>p
-        p = PyMem_RawRealloc(pool.infos, size * sizeof(OrderInfo))
+        p = block_resize(pool.infos, size * sizeof(OrderInfo))
         if p == NULL:
             return -1
         pool.infos, pool.capacity = <OrderInfo*>p, 2 * pool.capacity

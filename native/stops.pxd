@@ -30,9 +30,9 @@
 # Everything here is `cdef inline`: cimported by book.pyx, compiled into its C file and inlined
 # there (Cython calls a cdef function of another extension module through a pointer table).
 
-from cpython.mem cimport PyMem_RawMalloc, PyMem_RawRealloc
 from libc.stdint cimport INT64_MIN, int32_t, int64_t, uint64_t
 
+from native.blocks cimport block_new, block_resize
 from native.constants cimport BUY, SELL
 from native.ladder cimport MAX_HEIGHT, random_height
 from native.orders cimport HELD, OrderPool, order_append, order_unlink
@@ -78,7 +78,7 @@ cdef inline int64_t stop_limit_key(int side, int64_t last_price) noexcept nogil:
 
 cdef inline int stops_init(StopBook* book) noexcept nogil:
     """No held stops, INITIAL_STOP_LEVELS slots; -1 if out of memory (free ``levels`` either way)."""
-    book.levels = <StopLevel*>PyMem_RawMalloc(INITIAL_STOP_LEVELS * sizeof(StopLevel))
+    book.levels = <StopLevel*>block_new(INITIAL_STOP_LEVELS * sizeof(StopLevel))
     book.capacity, book.top, book.free = INITIAL_STOP_LEVELS, 2, -1
     book.rng = 0x9E3779B97F4A7C15
     book.oldest, book.newest, book.count, book.quantity, book.repairs = -1, -1, 0, 0, 0
@@ -106,7 +106,7 @@ cdef inline int stops_reserve(StopBook* book) noexcept nogil:
     if stops_full(book):
         if book.capacity > 0x3FFFFFFF:
             return -1
-        p = PyMem_RawRealloc(book.levels, <size_t>(2 * <int64_t>book.capacity) * sizeof(StopLevel))
+        p = block_resize(book.levels, <size_t>(2 * <int64_t>book.capacity) * sizeof(StopLevel))
         if p == NULL:
             return -1
         book.levels, book.capacity = <StopLevel*>p, 2 * book.capacity

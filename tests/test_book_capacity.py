@@ -3,14 +3,15 @@ billion one-lot slices (a billion possible fills for a taker), a limit order of 
 the best opposite price, or entered in a call auction, is accepted by both books, and so is a replace
 moving an order short of it; a replace asking for too much is refused as too large. Through the Python
 API and the batch replay alike. (The native book reserves events for the most a command can produce:
-for a new order or a replace, the fills it could make on arrival, none for these.)"""
+for a new order or a replace, the fills it could make on arrival, none for these.) And a book grown
+past its heap blocks into mapped ones still matches the reference book."""
 
 import numpy as np
 import pytest
 
 from engine.book import ReferenceBook
 from engine.messages import OrderAccepted, OrderReplaced, PhaseChanged, ReplaceRejected
-from engine.stream import LIMIT, PHASE, REPLACE, STREAM_V2_DTYPE
+from engine.stream import CANCEL, LIMIT, LIMIT_GTC, MARKET, PHASE, REPLACE, STREAM_DTYPE, STREAM_V2_DTYPE
 from engine.types import MAX_QUANTITY, OrderType, Phase, RejectReason, Side, TimeInForce
 
 native = pytest.importorskip("native.book", reason="the native book is not built: run `make build`")
@@ -54,3 +55,41 @@ def test_batch_replay_accepts_the_same_orders_as_the_reference_book():
     assert (result.accepted, result.rejected, len(result.fills)) == (expected.accepted, expected.rejected, 0) == (
         6, 1, 0)
     assert book.state_hash() == reference.state_hash()
+
+
+def large_stream(orders: int) -> np.ndarray:
+    """``orders`` one-lot limit orders on as many prices (buys below 1,000,000, sells above), a
+    cancel of every third, then a market order each way of 35,000 lots (as many fills), then a buy
+    of 5 lots crossing the best ask."""
+    half = orders // 2
+    rests = np.zeros(orders, dtype=STREAM_DTYPE)
+    rests["kind"], rests["order_id"], rests["qty"] = LIMIT_GTC, np.arange(1, orders + 1), 1
+    rests["side"][:half], rests["price"][:half] = Side.BUY, 1_000_000 - np.arange(1, half + 1)
+    rests["side"][half:], rests["price"][half:] = Side.SELL, 1_000_000 + np.arange(1, orders - half + 1)
+    cancels = np.zeros(orders // 3, dtype=STREAM_DTYPE)
+    cancels["kind"], cancels["target_id"] = CANCEL, np.arange(1, orders + 1, 3)[: orders // 3]
+    cancels["order_id"] = orders + 1 + np.arange(orders // 3)
+    takers = np.zeros(3, dtype=STREAM_DTYPE)
+    takers["kind"], takers["side"] = [MARKET, MARKET, LIMIT_GTC], [Side.SELL, Side.BUY, Side.BUY]
+    takers["qty"], takers["price"] = [35_000, 35_000, 5], [0, 0, 2_000_000]
+    takers["order_id"] = 2 * orders + np.arange(3)
+    return np.concatenate([rests, cancels, takers])
+
+
+def test_a_book_grown_past_its_heap_blocks_matches_the_reference_book():
+    """200,000 orders on as many prices take the pool, the id tables and the ladder past 2 MiB,
+    where each lives in its own mapping grown without copying (native/blocks.pxd); a replay's
+    fills, more than 65,536 of them handed to NumPy uncopied, outlive the book, which replays on
+    after handing them over."""
+    stream = large_stream(200_000)
+    reference = ReferenceBook()
+    expected = reference.replay(stream)
+    book = native.NativeBook()
+    first, second = book.replay(stream[:-1]), book.replay(stream[-1:])
+    assert book.state_hash() == reference.state_hash() and len(book) == len(reference)
+    assert book.memory_bytes() > 200_000 * 32 + 4 * 2**20
+    del book
+    assert (len(first.fills), len(second.fills)) == (70_000, 5)
+    assert np.array_equal(np.concatenate([first.fills, second.fills]), expected.fills)
+    first.fills["qty"] += 1
+    assert first.fills.flags.writeable and (first.fills["qty"] == 2).all()
