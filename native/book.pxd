@@ -202,7 +202,7 @@ cdef class NativeBook:
     cdef void _uncross(self) noexcept nogil
     cdef void _auction_trade(self, int32_t o, int64_t quantity) noexcept nogil
     cdef int32_t _auction_first(self, int side, int64_t price) noexcept nogil
-    cdef int32_t _auction_next(self, int32_t o, int64_t price) noexcept nogil
+    cdef int32_t _auction_next(self, int32_t o, int64_t price, uint64_t* marked) noexcept nogil
     cdef void _number_times(self) noexcept nogil
 
     # ---- orders: taking a slot, placing on a level, holding, waiting, and back
@@ -222,6 +222,9 @@ cdef class NativeBook:
     cdef void _wait(self, int32_t o) noexcept nogil
     cdef void _unwait(self, int32_t o) noexcept nogil
     cdef inline void _drop(self, int32_t o) noexcept nogil
+    cdef inline void _free(self, int32_t o) noexcept nogil
+    cdef inline void _drop_marked(self, int32_t o, uint64_t* marked) noexcept nogil
+    cdef void _forget(self, const uint64_t* marked, int64_t words) noexcept nogil
     cdef inline void _touch(self, int side, int32_t lv) noexcept nogil
     cdef void _touch_new(self, int side, int32_t lv) noexcept nogil
 

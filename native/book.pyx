@@ -64,7 +64,7 @@ from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
-from native.blocks cimport block_free, block_new, block_resize
+from native.blocks cimport block_free, block_new, block_resize, block_zeroed
 from native.auction cimport Uncross, Volume, auction_init, auction_reserve, uncross_price
 from native.checks cimport check_book
 from native.constants cimport (
@@ -154,8 +154,11 @@ from native.ids cimport (
     live_put,
     live_remove,
     live_reserve,
+    live_sweep,
+    popcount,
     prefetch,
     restore_accepted,
+    trailing_zeros,
     was_accepted,
     write_records,
 )
@@ -245,6 +248,7 @@ from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTrade
 
 cdef enum:
     INITIAL_EVENTS = 64
+    SWEEP_SLOTS = 32         # `_forget` sweeps the id table for one id freed per this many slots or more
     LOG_COPIED = 1 << 16     # records: `records_out` copies no more (an event log, a replay's fills), hands more over
     LOOK_AHEAD_FROM = 1 << 16   # the batch replay loads ahead (`_look_ahead`) once the id table is this large
     AHEAD_ID = 24            # (1 MB: by then misses cost more than looking ahead): a message's id-table slot
@@ -1881,8 +1885,9 @@ cdef class NativeBook:
         uncross_price(&self.auction, &self.ladder, self.waiting_quantity[BUY], self.waiting_quantity[SELL],
                       self.last_trade != 0, self.last_trade, &found)
         cdef int32_t buy, sell, maker, taker, o, next_o
-        cdef int64_t quantity
+        cdef int64_t quantity, words = (self.orders.capacity + 63) >> 6
         cdef Event* e
+        cdef uint64_t* marked = <uint64_t*>block_zeroed(<size_t>words * sizeof(uint64_t))
         if found.volume:
             e = self._emit(EV_UNCROSSED)
             e.price, e.quantity = found.price, found.volume
@@ -1903,9 +1908,9 @@ cdef class NativeBook:
                            self.orders.slots[maker].quantity, self.orders.slots[taker].quantity,
                            self.orders.slots[taker].side)
                 if not self.orders.slots[buy].quantity:
-                    buy = self._auction_next(buy, found.price)
+                    buy = self._auction_next(buy, found.price, marked)
                 if not self.orders.slots[sell].quantity:
-                    sell = self._auction_next(sell, found.price)
+                    sell = self._auction_next(sell, found.price, marked)
             self.last_trade = found.price
         o = self.waiting_first
         while o != -1:
@@ -1913,8 +1918,11 @@ cdef class NativeBook:
             if self.orders.slots[o].quantity:
                 e = self._emit(EV_CANCELED)
                 e.order_id, e.quantity, e.code = self.orders.slots[o].order_id, self.orders.slots[o].quantity, UNFILLED
-            self._drop(o)
+            self._drop_marked(o, marked)
             o = next_o
+        if marked != NULL:
+            self._forget(marked, words)
+            block_free(marked)
         self.waiting_first = self.waiting_last = -1
         self.waiting_count = 0
         self.waiting_quantity[BUY] = self.waiting_quantity[SELL] = 0
@@ -1945,9 +1953,10 @@ cdef class NativeBook:
             return -1
         return self.ladder.levels[lv].head
 
-    cdef int32_t _auction_next(self, int32_t o, int64_t price) noexcept nogil:
+    cdef int32_t _auction_next(self, int32_t o, int64_t price, uint64_t* marked) noexcept nogil:
         """The order after ``o`` (fully traded) in the uncross's priority order; a resting ``o`` leaves
-        the book (a waiting one stays in the auction, at 0, until the uncross ends)."""
+        the book (a waiting one stays in the auction, at 0, until the uncross ends), its id left to
+        `_forget` (`_drop_marked`)."""
         cdef Order* order = &self.orders.slots[o]
         cdef int side = order.side
         cdef int32_t n, lv
@@ -1962,7 +1971,7 @@ cdef class NativeBook:
             n = order.next
             lv = order.level
             self._detach(o, &self.ladder.levels[lv])
-            self._drop(o)
+            self._drop_marked(o, marked)
             if n != -1:
                 return n
             if self.ladder.levels[lv].count == 0:
@@ -2126,9 +2135,41 @@ cdef class NativeBook:
         """Forget order ``o``, in no queue any more: its id leaves the index (and the expiry heap),
         its slot is freed."""
         live_remove(&self.live, self.orders.slots[o].order_id)
+        self._free(o)
+
+    cdef inline void _free(self, int32_t o) noexcept nogil:
+        """`_drop` but for the id: ``o`` leaves the expiry heap, its slot is freed (its ``order_id``
+        stays readable until the slot is taken again)."""
         if self.orders.slots[o].tif == GTD and self.orders.infos[o].due != -1:
             self._unexpire(o)
         order_release(&self.orders, o)
+
+    cdef inline void _drop_marked(self, int32_t o, uint64_t* marked) noexcept nogil:
+        """`_drop`, the id's removal left to `_forget` (``o``'s bit set in ``marked``, a bitmap over
+        pool slots); done at once without a bitmap (NULL: none could be allocated). Until then the
+        index still maps the id to the freed slot: nothing may look it up, nor take a slot."""
+        if marked == NULL:
+            self._drop(o)
+            return
+        marked[o >> 6] |= (<uint64_t>1) << (o & 63)
+        self._free(o)
+
+    cdef void _forget(self, const uint64_t* marked, int64_t words) noexcept nogil:
+        """Remove from the index the ids of the slots `_drop_marked` set in ``marked`` (``words``
+        words): in one pass over the table (`live_sweep`) when there are enough of them that it
+        costs less, about one for each SWEEP_SLOTS slots, else one by one."""
+        cdef int64_t w, count = 0
+        cdef uint64_t bits
+        for w in range(words):
+            count += popcount(marked[w])
+        if count * SWEEP_SLOTS >= self.live.mask + 1:
+            live_sweep(&self.live, marked)
+            return
+        for w in range(words):
+            bits = marked[w]
+            while bits:
+                live_remove(&self.live, self.orders.slots[64 * w + trailing_zeros(bits)].order_id)
+                bits &= bits - 1
 
     cdef inline void _touch(self, int side, int32_t lv) noexcept nogil:
         """Note existing level ``lv``'s state before the command first changes it (see

@@ -194,6 +194,38 @@ cdef inline void live_remove(LiveIds* live, int64_t order_id) noexcept nogil:
     live.count -= 1
 
 
+
+cdef inline void live_sweep(LiveIds* live, const uint64_t* marked) noexcept nogil:
+    """Delete every id whose pool slot is set in ``marked`` (a bitmap over pool slots) in one pass
+    over the table, for a command that frees orders by the ten thousand (the uncross): each
+    marked entry emptied, and each entry after it in its run (up to the next empty slot) put
+    again from its home, so every lookup still ends at the first empty slot. The pass reads the
+    table in order and the bitmap, where removing the ids one by one would miss the cache on
+    each. Starts after an empty slot (there is one: the table is at most half full), so a run
+    never wraps past the start."""
+    cdef int64_t mask = live.mask, start = 0, k, i, j
+    cdef int32_t o
+    cdef bint emptied = False         # an entry of the current run was emptied
+    cdef LiveSlot entry
+    while live.slots[start].index != -1:
+        start += 1
+    for k in range(1, mask + 2):
+        i = (start + k) & mask
+        o = live.slots[i].index
+        if o == -1:                    # the pass writes only at or before i: an empty slot ends a run
+            emptied = False
+        elif (marked[o >> 6] >> (o & 63)) & 1:
+            live.slots[i].index = -1
+            live.count -= 1
+            emptied = True
+        elif emptied:
+            entry = live.slots[i]
+            live.slots[i].index = -1
+            j = entry.home & mask
+            while live.slots[j].index != -1:
+                j = (j + 1) & mask
+            live.slots[j] = entry
+
 # ---------------------------------------------------------------- accepted ids
 
 cdef inline int accepted_init(AcceptedIds* ids) noexcept nogil:

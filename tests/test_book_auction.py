@@ -1,5 +1,6 @@
 """Trading phases (continuous, call auction, halted) and the uncross."""
 
+import numpy as np
 import pytest
 
 from engine.auction import uncross_price
@@ -311,3 +312,33 @@ def test_the_indicative_uncross_changes_nothing(book):
     assert book.indicative_uncross() == (100, 10)
     assert book.indicative_uncross() == (100, 10)
     assert book.state_hash() == before
+
+
+@pytest.mark.parametrize(("crossing", "far"), [(3_000, 0), (300, 20_000)], ids=["sweep", "one-by-one"])
+def test_an_uncross_freeing_many_or_few_of_the_books_orders_leaves_its_id_index_exact(crossing, far):
+    """The native book takes the ids an uncross frees out of its index in one pass over the table
+    when they are many beside its size (3,000 orders in the call), one by one when they are few (300
+    beside 20,000 resting far from the price): either way every id after it is found exactly when
+    the reference book finds it (a cancel of each succeeds or is refused alike), and the states
+    agree."""
+    from benchmarks.book import call_book
+    from engine.book import ReferenceBook
+    from engine.stream import LIMIT as STREAM_LIMIT, STREAM_V2_DTYPE
+    from native.book import NativeBook
+
+    rests = np.zeros(far, dtype=STREAM_V2_DTYPE)
+    rests["kind"], rests["tif"], rests["qty"] = STREAM_LIMIT, GTC, 1
+    rests["order_id"] = 10**6 + np.arange(far)
+    rests["side"] = np.arange(far) % 2
+    rests["price"] = np.where(rests["side"] == BUY, 1_000 - np.arange(far) % 500, 100_000 + np.arange(far) % 500)
+    stream = np.concatenate([rests, call_book(crossing)])
+    native, reference = NativeBook(), ReferenceBook()
+    native.replay(stream)
+    reference.replay(stream)
+    uncrossed = native.set_phase(CONTINUOUS)
+    assert uncrossed == reference.set_phase(CONTINUOUS)
+    assert sum(type(event) is OrderFilled for event in uncrossed) > crossing // 2
+    assert native.state_hash() == reference.state_hash()
+    for order_id in stream["order_id"].tolist():
+        assert native.cancel(order_id) == reference.cancel(order_id)
+    assert len(native) == len(reference) == 0
