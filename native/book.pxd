@@ -203,6 +203,7 @@ cdef class NativeBook:
     cdef void _auction_trade(self, int32_t o, int64_t quantity) noexcept nogil
     cdef int32_t _auction_first(self, int side, int64_t price) noexcept nogil
     cdef int32_t _auction_next(self, int32_t o, int64_t price, uint64_t* marked) noexcept nogil
+    cdef inline void _prefetch_next(self, int32_t o) noexcept nogil
     cdef void _number_times(self) noexcept nogil
 
     # ---- orders: taking a slot, placing on a level, holding, waiting, and back

@@ -1893,6 +1893,8 @@ cdef class NativeBook:
             e.price, e.quantity = found.price, found.volume
             buy, sell = self._auction_first(BUY, found.price), self._auction_first(SELL, found.price)
             while buy != -1 and sell != -1:
+                self._prefetch_next(buy)
+                self._prefetch_next(sell)
                 if self.orders.slots[buy].state == RESTING:
                     self._touch(BUY, self.orders.slots[buy].level)
                 if self.orders.slots[sell].state == RESTING:
@@ -1926,6 +1928,16 @@ cdef class NativeBook:
         self.waiting_first = self.waiting_last = -1
         self.waiting_count = 0
         self.waiting_quantity[BUY] = self.waiting_quantity[SELL] = 0
+
+    cdef inline void _prefetch_next(self, int32_t o) noexcept nogil:
+        """Start loading what the uncross reads of the order after ``o`` in its queue (its slot, its
+        display and auction time), while it trades ``o``: walking a queue of orders scattered over
+        the pool otherwise waits on memory at each."""
+        cdef int32_t n = self.orders.slots[o].next
+        if n != -1:
+            prefetch(&self.orders.slots[n])
+            prefetch(&self.orders.infos[n].display)
+            prefetch(&self.orders.infos[n].time)
 
     cdef void _auction_trade(self, int32_t o, int64_t quantity) noexcept nogil:
         """Take ``quantity`` off order ``o`` in the uncross: a waiting market order, or a resting one
