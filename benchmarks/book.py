@@ -95,26 +95,29 @@ def machine() -> dict:
             "numpy": np.__version__, "platform": platform.platform()}
 
 
-def timed(run, repeats: int, shown: Task) -> tuple[float, object]:
-    """Median seconds of ``repeats`` calls of ``run`` (each on a fresh book) and the last result;
-    ``shown`` advances by one after each call, outside the timed part.
+def timed(make, run, repeats: int, shown: Task) -> tuple[float, object, object]:
+    """Median seconds of ``repeats`` calls of ``run(book)``, each on a fresh ``make()``, with the last
+    book and result; ``shown`` advances by one after each call. Making a book and freeing the last
+    one and its result are outside the timed part.
 
     The cyclic garbage collector is off while a call is timed, as in `timeit`: it
     would otherwise walk the million-row input again and again, the same cost for
     every engine, blurring their ratio.
     """
-    seconds, result = [], None
+    seconds, book, result = [], None, None
     for _ in range(repeats):
+        book = result = None
+        book = make()
         gc.collect()
         gc.disable()
         try:
             start = time.perf_counter()
-            result = run()
+            result = run(book)
             seconds.append(time.perf_counter() - start)
         finally:
             gc.enable()
         shown.advance()
-    return statistics.median(seconds), result
+    return statistics.median(seconds), book, result
 
 
 def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
@@ -128,37 +131,19 @@ def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
     feed = replay_rows_v2 if is_v2(stream) else replay_rows
     feed_records = replay_rows_v2_records if is_v2(stream) else replay_rows_records
     books = {}
-
-    def per_message(factory, name):
-        def run():
-            books[name] = factory()
-            return feed(books[name], rows)
-        return run
-
-    def batch():
-        books["native_batch"] = NativeBook()
-        return books["native_batch"].replay(stream)
-
-    def per_message_records():
-        books["native_records"] = NativeBook()
-        return feed_records(books["native_records"], rows)
-
     shown.note("reference book, per-message API")
-    ref_s, ref = timed(per_message(ReferenceBook, "reference"), repeats, shown)
+    ref_s, books["reference"], ref = timed(ReferenceBook, lambda book: feed(book, rows), repeats, shown)
     shown.note("native book, per-message API")
-    msg_s, msg = timed(per_message(NativeBook, "native_per_message"), repeats, shown)
+    msg_s, books["native_per_message"], msg = timed(NativeBook, lambda book: feed(book, rows), repeats, shown)
     shown.note("native book, batch replay")
-    bat_s, bat = timed(batch, repeats * 2, shown)
+    bat_s, books["native_batch"], bat = timed(NativeBook, lambda book: book.replay(stream), repeats * 2, shown)
     shown.note("native book, per-message API, event records")
-    rec_s, rec = timed(per_message_records, repeats, shown)
+    rec_s, books["native_records"], rec = timed(NativeBook, lambda book: feed_records(book, rows), repeats, shown)
     results = {"native_per_message": msg, "native_batch": bat, "native_records": rec}
     if not is_v2(stream):
-        def baseline():
-            books["baseline"] = BaselineBook()
-            return books["baseline"].replay_rows(rows)
-
         shown.note("baseline book, replay")
-        base_s, results["baseline"] = timed(baseline, repeats, shown)
+        base_s, books["baseline"], results["baseline"] = timed(
+            BaselineBook, lambda book: book.replay_rows(rows), repeats, shown)
     for name, result in results.items():
         if not np.array_equal(result.fills, ref.fills) or result.rejected != ref.rejected:
             raise AssertionError(f"{name} fills differ from the reference book")
@@ -186,14 +171,7 @@ def deep_batch(messages: int, repeats: int, shown: Task) -> dict:
     stream = workload.deep(messages, seed=7, resting=min(300_000, messages * 3 // 10))
     shown.advance()
     shown.note("deep book, native batch replay")
-    books = [None]
-
-    def run():
-        books[0] = NativeBook()
-        return books[0].replay(stream)
-
-    seconds, result = timed(run, repeats, shown)
-    book = books[0]
+    seconds, book, result = timed(NativeBook, lambda book: book.replay(stream), repeats, shown)
     return {"messages": messages, "fills": len(result.fills), "rejected": result.rejected,
             "resting_orders": len(book), "levels": len(book.depth(0, 1 << 30)) + len(book.depth(1, 1 << 30)),
             "msgs_per_s": messages / seconds}

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from engine.auction import uncross_price
+from engine.book import ReferenceBook
 from engine.messages import (
     AuctionUncrossed,
     ClockAdvanced,
@@ -18,6 +19,8 @@ from engine.messages import (
     ReplaceRejected,
     RestingOrder,
 )
+from engine.stream import LIMIT as STREAM_LIMIT
+from engine.stream import STREAM_V2_DTYPE
 from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTradePrevention, Side, TimeInForce
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -321,18 +324,15 @@ def test_an_uncross_freeing_many_or_few_of_the_books_orders_leaves_its_id_index_
     beside 20,000 resting far from the price): either way every id after it is found exactly when
     the reference book finds it (a cancel of each succeeds or is refused alike), and the states
     agree."""
-    from benchmarks.book import call_book
-    from engine.book import ReferenceBook
-    from engine.stream import LIMIT as STREAM_LIMIT, STREAM_V2_DTYPE
-    from native.book import NativeBook
-
+    native = pytest.importorskip("native.book", reason="the native book is not built: run `make build`")
+    from benchmarks.book import call_book   # imports the native book
     rests = np.zeros(far, dtype=STREAM_V2_DTYPE)
     rests["kind"], rests["tif"], rests["qty"] = STREAM_LIMIT, GTC, 1
     rests["order_id"] = 10**6 + np.arange(far)
     rests["side"] = np.arange(far) % 2
     rests["price"] = np.where(rests["side"] == BUY, 1_000 - np.arange(far) % 500, 100_000 + np.arange(far) % 500)
     stream = np.concatenate([rests, call_book(crossing)])
-    native, reference = NativeBook(), ReferenceBook()
+    native, reference = native.NativeBook(), ReferenceBook()
     native.replay(stream)
     reference.replay(stream)
     uncrossed = native.set_phase(CONTINUOUS)
