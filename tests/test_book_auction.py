@@ -325,7 +325,8 @@ def test_an_uncross_freeing_many_or_few_of_the_books_orders_leaves_its_id_index_
     the reference book finds it (a cancel of each succeeds or is refused alike), and the states
     agree."""
     native = pytest.importorskip("native.book", reason="the native book is not built: run `make build`")
-    from benchmarks.book import call_book   # imports the native book
+    from benchmarks.book import call_book  # imports the native book
+
     rests = np.zeros(far, dtype=STREAM_V2_DTYPE)
     rests["kind"], rests["tif"], rests["qty"] = STREAM_LIMIT, GTC, 1
     rests["order_id"] = 10**6 + np.arange(far)
