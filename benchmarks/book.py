@@ -25,9 +25,10 @@ levels); the uncross of a call book of 100,000 orders (`call_book`): the time of
 peak memory of a process holding 1,000,000 resting orders, both on a few hundred levels and
 on a million distinct prices spread over 1..10**12 (the reference book's figure alongside).
 
-Each figure is the median of several runs (the machine is shared and noisy); fills and final
-state hashes of all engines must agree (the uncross: events and state hashes), or the
-benchmark fails. `verdicts` judges each of TARGETS from the medians: met or not met.
+Each figure is the median of several runs (the machine is shared and noisy); on the two
+workloads the engines take turns in rounds and each ratio is the median of the ratios within a
+round (`replay_engines`). Fills and final state hashes of all engines must agree (the uncross:
+events and state hashes), or the benchmark fails. `verdicts` judges each of TARGETS from the medians: met or not met.
 """
 
 import gc
@@ -95,29 +96,47 @@ def machine() -> dict:
             "numpy": np.__version__, "platform": platform.platform()}
 
 
-def timed(make, run, repeats: int, shown: Task) -> tuple[float, object, object]:
-    """Median seconds of ``repeats`` calls of ``run(book)``, each on a fresh ``make()``, with the last
-    book and result; ``shown`` advances by one after each call. Making a book and freeing the last
-    one and its result are outside the timed part.
+def timed(make, run, shown: Task) -> tuple[float, object, object]:
+    """Seconds of one call of ``run(book)`` on a fresh ``make()``, with the book and the result;
+    ``shown`` advances by one after it. Making the book is outside the timed part.
 
-    The cyclic garbage collector is off while a call is timed, as in `timeit`: it
+    The cyclic garbage collector is off while the call is timed, as in `timeit`: it
     would otherwise walk the million-row input again and again, the same cost for
     every engine, blurring their ratio.
     """
-    seconds, book, result = [], None, None
-    for _ in range(repeats):
-        book = result = None
-        book = make()
-        gc.collect()
-        gc.disable()
-        try:
-            start = time.perf_counter()
-            result = run(book)
-            seconds.append(time.perf_counter() - start)
-        finally:
-            gc.enable()
-        shown.advance()
-    return statistics.median(seconds), book, result
+    book = make()
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        result = run(book)
+        seconds = time.perf_counter() - start
+    finally:
+        gc.enable()
+    shown.advance()
+    return seconds, book, result
+
+
+def timed_rounds(engines: dict, schedule: list[str], rounds: int, shown: Task) -> tuple[dict, dict, dict]:
+    """Run ``engines`` (name: (make, run), as `timed` takes them) in ``rounds`` rounds, each running
+    them in the order of ``schedule`` (a name may come more than once); return per engine the
+    median seconds of its runs in each round, and its last book and result. The last book and
+    result are freed before the next run, outside the timed part."""
+    seconds = {name: [[] for _ in range(rounds)] for name in engines}
+    books, results = {}, {}
+    for turn in range(rounds):
+        for name in schedule:
+            books[name] = results[name] = None
+            make, run = engines[name]
+            taken, books[name], results[name] = timed(make, run, shown)
+            seconds[name][turn].append(taken)
+    medians = {name: [statistics.median(runs) for runs in per_round] for name, per_round in seconds.items()}
+    return medians, books, results
+
+
+def in_rounds(numerator: list[float], denominator: list[float]) -> float:
+    """The median over rounds of the ratio of two engines' seconds within a round."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
 
 
 def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
@@ -125,42 +144,49 @@ def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
     (``shown`` advancing by one per run: 5 * ``repeats``, 6 * ``repeats`` on version 1); check they
     agree on fills, rejects and final state.
 
+    The engines take turns in ``repeats`` rounds (`timed_rounds`; the native batch replay, the
+    shortest run, twice a round, either side of the baseline book), and each ratio is the median
+    over the rounds of the ratio within a round: the host's speed drifts by half over minutes,
+    so engines timed one after another in blocks would each meet a different spell of it. Each
+    rate is the median of the engine's rounds.
+
     The per-message paths and the baseline book read the rows as Python tuples made before timing
     (``stream.tolist()``), the native batch replay the array itself."""
     rows = stream.tolist()
     feed = replay_rows_v2 if is_v2(stream) else replay_rows
     feed_records = replay_rows_v2_records if is_v2(stream) else replay_rows_records
-    books = {}
-    shown.note("reference book, per-message API")
-    ref_s, books["reference"], ref = timed(ReferenceBook, lambda book: feed(book, rows), repeats, shown)
-    shown.note("native book, per-message API")
-    msg_s, books["native_per_message"], msg = timed(NativeBook, lambda book: feed(book, rows), repeats, shown)
-    shown.note("native book, batch replay")
-    bat_s, books["native_batch"], bat = timed(NativeBook, lambda book: book.replay(stream), repeats * 2, shown)
-    shown.note("native book, per-message API, event records")
-    rec_s, books["native_records"], rec = timed(NativeBook, lambda book: feed_records(book, rows), repeats, shown)
-    results = {"native_per_message": msg, "native_batch": bat, "native_records": rec}
+    engines = {
+        "reference": (ReferenceBook, lambda book: feed(book, rows)),
+        "native_per_message": (NativeBook, lambda book: feed(book, rows)),
+        "native_records": (NativeBook, lambda book: feed_records(book, rows)),
+        "native_batch": (NativeBook, lambda book: book.replay(stream)),
+    }
+    schedule = ["reference", "native_per_message", "native_records", "native_batch", "native_batch"]
     if not is_v2(stream):
-        shown.note("baseline book, replay")
-        base_s, books["baseline"], results["baseline"] = timed(
-            BaselineBook, lambda book: book.replay_rows(rows), repeats, shown)
+        engines["baseline"] = (BaselineBook, lambda book: book.replay_rows(rows))
+        schedule.insert(-1, "baseline")
+    seconds, books, results = timed_rounds(engines, schedule, repeats, shown)
+    ref = results.pop("reference")
     for name, result in results.items():
         if not np.array_equal(result.fills, ref.fills) or result.rejected != ref.rejected:
             raise AssertionError(f"{name} fills differ from the reference book")
     hashes = {name: book.state_hash() for name, book in books.items()}
     if len(set(hashes.values())) != 1:
         raise AssertionError(f"final states differ: {hashes}")
-    n = len(stream)
+    n, rate = len(stream), {name: len(stream) / statistics.median(runs) for name, runs in seconds.items()}
+    ref_s = seconds["reference"]
     figures = {
         "messages": n, "fills": len(ref.fills), "rejected": ref.rejected, "resting_orders": len(books["reference"]),
-        "reference_msgs_per_s": n / ref_s, "native_per_message_msgs_per_s": n / msg_s,
-        "native_batch_msgs_per_s": n / bat_s, "native_records_msgs_per_s": n / rec_s,
-        "per_message_vs_reference": ref_s / msg_s, "batch_vs_reference": ref_s / bat_s,
-        "records_vs_reference": ref_s / rec_s,
+        "reference_msgs_per_s": rate["reference"], "native_per_message_msgs_per_s": rate["native_per_message"],
+        "native_batch_msgs_per_s": rate["native_batch"], "native_records_msgs_per_s": rate["native_records"],
+        "per_message_vs_reference": in_rounds(ref_s, seconds["native_per_message"]),
+        "batch_vs_reference": in_rounds(ref_s, seconds["native_batch"]),
+        "records_vs_reference": in_rounds(ref_s, seconds["native_records"]),
     }
     if "baseline" in results:
-        figures.update(baseline_msgs_per_s=n / base_s, baseline_vs_reference=ref_s / base_s,
-                       batch_vs_baseline=base_s / bat_s)
+        figures.update(baseline_msgs_per_s=rate["baseline"],
+                       baseline_vs_reference=in_rounds(ref_s, seconds["baseline"]),
+                       batch_vs_baseline=in_rounds(seconds["baseline"], seconds["native_batch"]))
     return figures
 
 
@@ -171,7 +197,9 @@ def deep_batch(messages: int, repeats: int, shown: Task) -> dict:
     stream = workload.deep(messages, seed=7, resting=min(300_000, messages * 3 // 10))
     shown.advance()
     shown.note("deep book, native batch replay")
-    seconds, book, result = timed(NativeBook, lambda book: book.replay(stream), repeats, shown)
+    seconds, books, results = timed_rounds({"deep": (NativeBook, lambda book: book.replay(stream))}, ["deep"],
+                                           repeats, shown)
+    seconds, book, result = statistics.median(seconds["deep"]), books["deep"], results["deep"]
     return {"messages": messages, "fills": len(result.fills), "rejected": result.rejected,
             "resting_orders": len(book), "levels": len(book.depth(0, 1 << 30)) + len(book.depth(1, 1 << 30)),
             "msgs_per_s": messages / seconds}
