@@ -1156,7 +1156,7 @@ cdef class NativeBook:
 
     def order(self, int64_t order_id):
         """A resting order, a held stop or a waiting market order; None for any other id."""
-        cdef int32_t o = live_get(&self.live, order_id)
+        cdef int32_t o = live_get(&self.live, self.orders.slots, order_id)
         if o == -1:
             return None
         cdef Order* order = &self.orders.slots[o]
@@ -1314,7 +1314,7 @@ cdef class NativeBook:
 
     cdef int64_t _replace_slices(self, int64_t order_id, int64_t quantity, bint* guarded) noexcept nogil:
         """`_reserve`'s ``slices`` and ``guarded`` for a replace of ``order_id`` to ``quantity``."""
-        cdef int32_t o = live_get(&self.live, order_id)
+        cdef int32_t o = live_get(&self.live, self.orders.slots, order_id)
         guarded[0] = False
         if o == -1 or not 0 < quantity <= MAX_QUANTITY:
             return 1
@@ -1337,7 +1337,7 @@ cdef class NativeBook:
         """`_reserve`'s ``taking`` for a replace of ``order_id`` to ``price`` and ``quantity`` (not yet
         validated): nothing when it cannot trade (refused, outside continuous trading, or re-entering
         short of the best opposite price, a reduction in place included), else the new quantity."""
-        cdef int32_t o = live_get(&self.live, order_id)
+        cdef int32_t o = live_get(&self.live, self.orders.slots, order_id)
         if (o == -1 or not 0 < quantity <= MAX_QUANTITY or self.trading != CONTINUOUS
                 or self.orders.slots[o].state != RESTING or not self._would_take(self.orders.slots[o].side, price)):
             return 0
@@ -1557,7 +1557,7 @@ cdef class NativeBook:
         return 0
 
     cdef void _cancel(self, int64_t order_id) noexcept nogil:
-        cdef int32_t o = live_get(&self.live, order_id)
+        cdef int32_t o = live_get(&self.live, self.orders.slots, order_id)
         if o == -1:
             self._reject(EV_CANCEL_REJECTED, order_id, UNKNOWN_ORDER)
             return
@@ -1581,7 +1581,7 @@ cdef class NativeBook:
         elif price <= 0:
             code = INVALID_PRICE
         else:
-            o = live_get(&self.live, order_id)
+            o = live_get(&self.live, self.orders.slots, order_id)
             if o == -1:
                 code = UNKNOWN_ORDER
             elif self.orders.slots[o].state != RESTING:
@@ -1765,7 +1765,7 @@ cdef class NativeBook:
                     o = self._refresh(o, level)
                     continue
                 level.count -= 1
-                live_remove(&self.live, maker.order_id)
+                live_remove(&self.live, maker.order_id, o)
                 if maker.tif == DAY:
                     self.day_orders -= 1
                 elif maker.tif == GTD:
@@ -2146,7 +2146,7 @@ cdef class NativeBook:
     cdef inline void _drop(self, int32_t o) noexcept nogil:
         """Forget order ``o``, in no queue any more: its id leaves the index (and the expiry heap),
         its slot is freed."""
-        live_remove(&self.live, self.orders.slots[o].order_id)
+        live_remove(&self.live, self.orders.slots[o].order_id, o)
         self._free(o)
 
     cdef inline void _free(self, int32_t o) noexcept nogil:
@@ -2171,6 +2171,7 @@ cdef class NativeBook:
         words): in one pass over the table (`live_sweep`) when there are enough of them that it
         costs less, about one for each SWEEP_SLOTS slots, else one by one."""
         cdef int64_t w, count = 0
+        cdef int32_t o
         cdef uint64_t bits
         for w in range(words):
             count += popcount(marked[w])
@@ -2180,7 +2181,8 @@ cdef class NativeBook:
         for w in range(words):
             bits = marked[w]
             while bits:
-                live_remove(&self.live, self.orders.slots[64 * w + trailing_zeros(bits)].order_id)
+                o = 64 * w + trailing_zeros(bits)
+                live_remove(&self.live, self.orders.slots[o].order_id, o)
                 bits &= bits - 1
 
     cdef inline void _touch(self, int side, int32_t lv) noexcept nogil:

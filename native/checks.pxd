@@ -64,7 +64,8 @@ cdef inline int64_t check_stops(NativeBook book) except -1:
                         f"held stop {order.order_id} misfiled")
                 require(prev == -1 or book.orders.infos[prev].accepted < info.accepted,
                         f"held stops at {levels[n].price} out of acceptance order")
-                require(live_get(&book.live, order.order_id) == o, f"held stop {order.order_id} not indexed")
+                require(live_get(&book.live, book.orders.slots, order.order_id) == o,
+                        f"held stop {order.order_id} not indexed")
                 held += 1
                 quantity += order.quantity
                 guarded += info.owner != 0 and info.stp != NONE
@@ -139,7 +140,8 @@ cdef inline int check_book(NativeBook book) except -1:
                 require(not order.detail or (info.price == price and info.order_type == LIMIT),
                         f"order {order.order_id} misfiled")
                 require(order.detail or order.tif != GTD, f"GTD order {order.order_id} has no details")
-                require(live_get(&book.live, order.order_id) == o, f"order {order.order_id} not indexed")
+                require(live_get(&book.live, book.orders.slots, order.order_id) == o,
+                        f"order {order.order_id} not indexed")
                 require(was_accepted(&book.ids, order.order_id), f"order {order.order_id} never accepted")
                 total += order.visible
                 hidden += order.quantity - order.visible
@@ -168,7 +170,7 @@ cdef inline int check_book(NativeBook book) except -1:
         order, info = &book.orders.slots[o], &book.orders.infos[o]
         require(order.state == WAITING and order.prev == prev and order.quantity > 0 and info.order_type == MARKET,
                 f"waiting order {order.order_id} misfiled")
-        require(live_get(&book.live, order.order_id) == o, f"order {order.order_id} not indexed")
+        require(live_get(&book.live, book.orders.slots, order.order_id) == o, f"order {order.order_id} not indexed")
         require(info.time > last_time, "waiting orders out of arrival order")
         last_time = info.time
         waiting_quantity[order.side] += order.quantity

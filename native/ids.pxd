@@ -5,10 +5,13 @@
 # - `LiveIds` maps every resting order id to its order pool slot and nothing else: open
 #   addressing with linear probing from ``mix64(id)``, ``index`` -1 marking an empty slot,
 #   deletion by backward shift (no tombstones), so a lookup ends at the first empty slot and a
-#   cancel is O(1) whatever the level's length. It stays at most half full. Each used slot keeps
-#   its id's hash (``home``: the low 32 bits of ``mix64(id)``; tables stay below 2**32 slots), so
-#   shifting and rehashing never hash again; ``found`` is the slot `live_get` last found, which
-#   `live_remove` tries first (a cancel looks its order up, then removes it).
+#   cancel is O(1) whatever the level's length. It stays at most half full. A used slot holds
+#   the pool slot and its id's hash (``home``: the low 32 bits of ``mix64(id)``; tables stay
+#   below 2**32 slots), 8 bytes, not the id: the pool has it (``Order.order_id``), and a lookup
+#   reads it there only where ``home`` matches, in the order it is about to use. Shifting and
+#   rehashing never hash again, and removing an order finds its slot by pool slot alone.
+#   ``found`` is the slot `live_get` last found, which `live_remove` tries first (a cancel
+#   looks its order up, then removes it).
 # - `AcceptedIds` holds every id ever accepted, as a bitmap per 64 consecutive ids: slot
 #   ``block`` (``id >> 6``, unsigned) has bit ``id & 63`` set per accepted id, so dense ids
 #   cost about a bit each. Open addressing from ``mix64(block)``; ``bits`` 0 marks an empty slot
@@ -30,6 +33,7 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
 from native.blocks cimport block_free, block_new, block_zeroed
 from native.constants cimport ID_SALT
+from native.orders cimport Order
 
 cdef extern from *:
     """
@@ -55,8 +59,7 @@ cdef enum:
     INITIAL_TABLE = 1024
 
 
-ctypedef struct LiveSlot:    # open-addressing slot: resting order id -> pool index
-    int64_t order_id
+ctypedef struct LiveSlot:    # open-addressing slot: resting order id -> pool index (the id is the pool's)
     int32_t index            # -1: empty slot
     uint32_t home            # the low 32 bits of mix64(order_id): its first slot is home & mask
 
@@ -134,19 +137,20 @@ cdef inline int live_reserve(LiveIds* live) noexcept nogil:
     return 0
 
 
-cdef inline int64_t live_find(const LiveIds* live, int64_t order_id) noexcept nogil:
-    """The table slot holding ``order_id``, or -1."""
-    cdef int64_t i = mix64(<uint64_t>order_id) & live.mask
+cdef inline int64_t live_find(const LiveIds* live, const Order* orders, int64_t order_id) noexcept nogil:
+    """The table slot holding ``order_id`` (``orders``: the pool's slots, which hold the ids), or -1."""
+    cdef uint32_t home = <uint32_t>mix64(<uint64_t>order_id)
+    cdef int64_t i = home & live.mask
     while live.slots[i].index != -1:
-        if live.slots[i].order_id == order_id:
+        if live.slots[i].home == home and orders[live.slots[i].index].order_id == order_id:
             return i
         i = (i + 1) & live.mask
     return -1
 
 
-cdef inline int32_t live_get(LiveIds* live, int64_t order_id) noexcept nogil:
+cdef inline int32_t live_get(LiveIds* live, const Order* orders, int64_t order_id) noexcept nogil:
     """The pool slot of resting order ``order_id``, or -1; the table slot found is noted in ``found``."""
-    cdef int64_t i = live_find(live, order_id)
+    cdef int64_t i = live_find(live, orders, order_id)
     if i == -1:
         return -1
     live.found = i
@@ -159,9 +163,15 @@ cdef inline void live_prefetch(const LiveIds* live, int64_t order_id) noexcept n
 
 
 cdef inline int32_t live_peek(const LiveIds* live, int64_t order_id) noexcept nogil:
-    """`live_get` without noting the slot found (a look ahead, which must not move the hint)."""
-    cdef int64_t i = live_find(live, order_id)
-    return -1 if i == -1 else live.slots[i].index
+    """The pool slot of the first entry with ``order_id``'s hash, or -1: usually the order's, but
+    unconfirmed (it reads no pool slot). Only for loading ahead, which a wrong slot cannot harm."""
+    cdef uint32_t home = <uint32_t>mix64(<uint64_t>order_id)
+    cdef int64_t i = home & live.mask
+    while live.slots[i].index != -1:
+        if live.slots[i].home == home:
+            return live.slots[i].index
+        i = (i + 1) & live.mask
+    return -1
 
 
 cdef inline void live_put(LiveIds* live, int64_t order_id, int32_t index) noexcept nogil:
@@ -170,16 +180,19 @@ cdef inline void live_put(LiveIds* live, int64_t order_id, int32_t index) noexce
     cdef int64_t i = home & live.mask
     while live.slots[i].index != -1:
         i = (i + 1) & live.mask
-    live.slots[i].order_id, live.slots[i].index, live.slots[i].home = order_id, index, home
+    live.slots[i].index, live.slots[i].home = index, home
     live.count += 1
 
 
-cdef inline void live_remove(LiveIds* live, int64_t order_id) noexcept nogil:
-    """Delete a present key with backward-shift deletion (no tombstones)."""
+cdef inline void live_remove(LiveIds* live, int64_t order_id, int32_t index) noexcept nogil:
+    """Delete present id ``order_id``, at pool slot ``index``, with backward-shift deletion (no
+    tombstones)."""
     cdef int64_t mask = live.mask
     cdef int64_t i = live.found, j, home
-    if live.slots[i].order_id != order_id or live.slots[i].index == -1:
-        i = live_find(live, order_id)
+    if live.slots[i].index != index:
+        i = mix64(<uint64_t>order_id) & mask
+        while live.slots[i].index != index:
+            i = (i + 1) & mask
     j = i
     while True:
         j = (j + 1) & mask
@@ -192,7 +205,6 @@ cdef inline void live_remove(LiveIds* live, int64_t order_id) noexcept nogil:
         i = j
     live.slots[i].index = -1
     live.count -= 1
-
 
 
 cdef inline void live_sweep(LiveIds* live, const uint64_t* marked) noexcept nogil:
