@@ -499,7 +499,9 @@ def test_small_snapshot_interval_recovers_from_snapshot_and_journal_tail(tmp_pat
         obs.kill()
     journal_dir = tmp_path / "journal-A"
     snapshots = sorted(int(path.stem.split("-")[1]) for path in journal_dir.glob("snapshot-*.msgpack"))
-    assert len(snapshots) == 2 and 25 <= snapshots[0] < snapshots[1] <= 300, "written in the background, so maybe late"
+    # written in the background, so maybe late; and a kill between a snapshot's rename and the
+    # deletion of the oldest (servers.journal.write_snapshot) leaves one more than KEEP_SNAPSHOTS
+    assert 2 <= len(snapshots) <= 3 and 25 <= snapshots[0] and snapshots[-1] <= 300, snapshots
     with Role(OBS, env) as obs:
         assert "replayed from byte 0 " not in obs.output()
         assert observed(context, env) == before
