@@ -2272,9 +2272,18 @@ cdef class NativeBook:
 
     cdef int64_t _record(self) except -1:
         """Append the buffered events of the last command to the event log (`_reserve_log` made
-        room); return their number, the buffer emptied."""
-        cdef int64_t count = self._events_made()
-        memcpy(&self.log[self.log_count], self.events, count * sizeof(Event))
+        room); return their number, the buffer emptied. More than LOG_COPIED events into an empty
+        log (an uncross) trade places with it instead of being copied: the log becomes the event
+        buffer, at least as large (`_reserve_log` sized it for the buffer's capacity), so the
+        events are not written twice, nor fresh pages touched for them."""
+        cdef int64_t count = self._events_made(), capacity
+        cdef Event* log
+        if self.log_count == 0 and count > LOG_COPIED:
+            log, capacity = self.log, self.log_capacity
+            self.log, self.log_capacity = self.events, self.event_capacity
+            self.events, self.event_capacity = log, capacity
+        else:
+            memcpy(&self.log[self.log_count], self.events, count * sizeof(Event))
         self.log_count += count
         self.event_count = 0
         return count

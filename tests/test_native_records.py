@@ -25,7 +25,7 @@ from engine.replay import (
     send_row_v2,
 )
 from engine.stream import EVENT_DTYPE, STREAM_DTYPE, EventKind
-from engine.types import OrderType, RejectReason, Side, TimeInForce
+from engine.types import OrderType, Phase, RejectReason, Side, TimeInForce
 from native import book as native_book
 from native.book import NativeBook, events_from_records
 
@@ -287,6 +287,24 @@ def test_a_book_records_on_after_handing_its_log_over():
     assert (len(first), len(second)) == (70_000, 70_001)
     assert first["order_id"].tolist() == list(range(1, 70_001))
     assert second["other_id"][1:].tolist() == [70_001] * 70_000
+
+
+def test_an_uncross_of_many_events_is_recorded_as_the_classic_call_makes_them_and_the_book_records_on():
+    """An uncross of 71,843 events into an empty log: the event buffer and the log trade places
+    rather than copy (`_record`); the records give the classic events, and later commands record
+    after them as usual."""
+    from benchmarks.book import call_book
+
+    stream = call_book(100_000)
+    recorded, classic = NativeBook(), NativeBook()
+    recorded.replay(stream)
+    classic.replay(stream)
+    assert recorded.record_set_phase(Phase.CONTINUOUS) == 71_843
+    assert recorded.record_cancel(10**9) == 1
+    expected = classic.set_phase(Phase.CONTINUOUS) + classic.cancel(10**9)
+    assert events_from_records(recorded.take_events()) == expected
+    assert recorded.record_cancel(10**9 + 1) == 1 and len(recorded.take_events()) == 1
+    assert recorded.state_hash() == classic.state_hash()
 
 
 @pytest.mark.parametrize("field, value", [("kind", 14), ("kind", 255), ("side", 2), ("tif", 9), ("code", 9999)])
