@@ -28,7 +28,8 @@ on a million distinct prices spread over 1..10**12 (the reference book's figure 
 Each figure is the median of several runs (the machine is shared and noisy); on the two
 workloads the engines take turns in rounds and each ratio is the median of the ratios within a
 round (`replay_engines`). Fills and final state hashes of all engines must agree (the uncross:
-events and state hashes), or the benchmark fails. `verdicts` judges each of TARGETS from the medians: met or not met.
+events and state hashes), or the benchmark fails. `verdicts` judges each of TARGETS from the
+medians: met or not met.
 """
 
 import gc
@@ -119,16 +120,18 @@ def timed(make, run, shown: Task | None) -> tuple[float, object, object]:
 
 
 def timed_rounds(engines: dict, schedule: list[str], rounds: int, shown: Task) -> tuple[dict, dict, dict]:
-    """Run ``engines`` (name: (make, run), as `timed` takes them) in ``rounds`` rounds, each running
-    them in the order of ``schedule`` (a name may come more than once); return per engine the
-    median seconds of its runs in each round, and its last book and result. The last book and
-    result are freed before the next run, outside the timed part."""
+    """Run ``engines`` (name: (what ``shown`` notes while it runs, make, run), the last two as
+    `timed` takes them) in ``rounds`` rounds, each running them in the order of ``schedule`` (a
+    name may come more than once); return per engine the median seconds of its runs in each
+    round, and its last book and result. The last book and result are freed before the next run,
+    outside the timed part."""
     seconds = {name: [[] for _ in range(rounds)] for name in engines}
     books, results = {}, {}
     for turn in range(rounds):
         for name in schedule:
             books[name] = results[name] = None
-            make, run = engines[name]
+            label, make, run = engines[name]
+            shown.note(label)
             taken, books[name], results[name] = timed(make, run, shown)
             seconds[name][turn].append(taken)
     medians = {name: [statistics.median(runs) for runs in per_round] for name, per_round in seconds.items()}
@@ -157,14 +160,15 @@ def replay_engines(stream: np.ndarray, repeats: int, shown: Task) -> dict:
     feed = replay_rows_v2 if is_v2(stream) else replay_rows
     feed_records = replay_rows_v2_records if is_v2(stream) else replay_rows_records
     engines = {
-        "reference": (ReferenceBook, lambda book: feed(book, rows)),
-        "native_per_message": (NativeBook, lambda book: feed(book, rows)),
-        "native_records": (NativeBook, lambda book: feed_records(book, rows)),
-        "native_batch": (NativeBook, lambda book: book.replay(stream)),
+        "reference": ("reference book, per-message API", ReferenceBook, lambda book: feed(book, rows)),
+        "native_per_message": ("native book, per-message API", NativeBook, lambda book: feed(book, rows)),
+        "native_records": ("native book, per-message API, event records", NativeBook,
+                           lambda book: feed_records(book, rows)),
+        "native_batch": ("native book, batch replay", NativeBook, lambda book: book.replay(stream)),
     }
     schedule = ["reference", "native_per_message", "native_records", "native_batch", "native_batch"]
     if not is_v2(stream):
-        engines["baseline"] = (BaselineBook, lambda book: book.replay_rows(rows))
+        engines["baseline"] = ("baseline book, replay", BaselineBook, lambda book: book.replay_rows(rows))
         schedule.insert(-1, "baseline")
     seconds, books, results = timed_rounds(engines, schedule, repeats, shown)
     ref = results.pop("reference")
@@ -197,10 +201,9 @@ def deep_batch(messages: int, repeats: int, shown: Task) -> dict:
     shown.note("the deep workload")
     stream = workload.deep(messages, seed=7, resting=min(300_000, messages * 3 // 10))
     shown.advance()
-    shown.note("deep book, native batch replay")
-    seconds, books, results = timed_rounds({"deep": (NativeBook, lambda book: book.replay(stream))}, ["deep"],
-                                           repeats, shown)
-    seconds, book, result = statistics.median(seconds["deep"]), books["deep"], results["deep"]
+    engines = {"deep": ("deep book, native batch replay", NativeBook, lambda book: book.replay(stream))}
+    medians, books, results = timed_rounds(engines, ["deep"], repeats, shown)
+    seconds, book, result = statistics.median(medians["deep"]), books["deep"], results["deep"]
     return {"messages": messages, "fills": len(result.fills), "rejected": result.rejected,
             "resting_orders": len(book), "levels": len(book.depth(0, 1 << 30)) + len(book.depth(1, 1 << 30)),
             "msgs_per_s": messages / seconds}

@@ -697,22 +697,24 @@ cdef void* grow(void* block, int64_t count, size_t size) noexcept nogil:
     return block_resize(block, <size_t>count * size)
 
 
-cdef object records_out(void* block, int64_t count, size_t size, object dtype):
-    """The ``count`` records of ``size`` bytes in ``block`` as a ``dtype`` array: up to LOG_COPIED
-    copied out, the block kept by its owner; more handed over as they are, the block shrunk to fit
-    and owned by the array from then on (copying a million records costs as much as a tenth of the
-    commands that made them, and touches as many new pages again)."""
+cdef object records_out(void** block, int64_t* capacity, int64_t count, size_t size, object dtype):
+    """The first ``count`` records of ``size`` bytes in ``block[0]`` (``capacity[0]`` of them) as a
+    ``dtype`` array: up to LOG_COPIED copied out, the block kept by its owner; more handed over as
+    they are, the block shrunk to fit and owned by the array from then on, the owner's pointer and
+    capacity set to NULL and 0 (copying a million records costs as much as a tenth of the commands
+    that made them, and touches as many new pages again)."""
     cdef HandedBlock handed
     cdef void* p
     if count <= LOG_COPIED:
         out = np.empty(count, dtype=dtype)
         if count:
-            memcpy(<void*><Py_ssize_t>out.ctypes.data, block, count * size)
+            memcpy(<void*><Py_ssize_t>out.ctypes.data, block[0], count * size)
         return out
-    p = grow(block, count, size)
+    p = grow(block[0], count, size)
     handed = HandedBlock.__new__(HandedBlock)
-    handed.data = block if p == NULL else p
+    handed.data = block[0] if p == NULL else p
     handed.size = count * size
+    block[0], capacity[0] = NULL, 0
     return np.frombuffer(handed, dtype=dtype)
 
 
@@ -1021,9 +1023,7 @@ cdef class NativeBook:
         A log of up to LOG_COPIED records is copied out and its buffer kept for the next ones; a
         larger one is handed over as it is, shrunk to fit (copying a million records costs as much
         as a tenth of the commands that made them), and the book starts a new buffer."""
-        out = records_out(self.log, self.log_count, sizeof(Event), EVENT_DTYPE)
-        if self.log_count > LOG_COPIED:
-            self.log, self.log_capacity = NULL, 0
+        out = records_out(<void**>&self.log, &self.log_capacity, self.log_count, sizeof(Event), EVENT_DTYPE)
         self.log_count = 0
         return out
 
@@ -1056,9 +1056,7 @@ cdef class NativeBook:
         if self.fill_count > self.fill_capacity:
             raise SystemError(f"{self.fill_count} fills, more than the {self.fill_capacity} reserved: a bug in "
                               f"NativeBook._reserve")
-        fills = records_out(self.fills, self.fill_count, sizeof(Fill), FILL_DTYPE)
-        if self.fill_count > LOG_COPIED:
-            self.fills, self.fill_capacity = NULL, 0
+        fills = records_out(<void**>&self.fills, &self.fill_capacity, self.fill_count, sizeof(Fill), FILL_DTYPE)
         self.fill_count = 0
         return ReplayResult(fills, counts[0], counts[1])
 

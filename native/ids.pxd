@@ -137,9 +137,14 @@ cdef inline int live_reserve(LiveIds* live) noexcept nogil:
     return 0
 
 
+cdef inline uint32_t live_home(int64_t order_id) noexcept nogil:
+    """``order_id``'s hash as a slot keeps it (``home``): its first slot is ``home & mask``."""
+    return <uint32_t>mix64(<uint64_t>order_id)
+
+
 cdef inline int64_t live_find(const LiveIds* live, const Order* orders, int64_t order_id) noexcept nogil:
     """The table slot holding ``order_id`` (``orders``: the pool's slots, which hold the ids), or -1."""
-    cdef uint32_t home = <uint32_t>mix64(<uint64_t>order_id)
+    cdef uint32_t home = live_home(order_id)
     cdef int64_t i = home & live.mask
     while live.slots[i].index != -1:
         if live.slots[i].home == home and orders[live.slots[i].index].order_id == order_id:
@@ -159,13 +164,13 @@ cdef inline int32_t live_get(LiveIds* live, const Order* orders, int64_t order_i
 
 cdef inline void live_prefetch(const LiveIds* live, int64_t order_id) noexcept nogil:
     """Start loading ``order_id``'s first slot into the cache (the batch replay, messages ahead)."""
-    prefetch(&live.slots[mix64(<uint64_t>order_id) & live.mask])
+    prefetch(&live.slots[live_home(order_id) & live.mask])
 
 
 cdef inline int32_t live_peek(const LiveIds* live, int64_t order_id) noexcept nogil:
     """The pool slot of the first entry with ``order_id``'s hash, or -1: usually the order's, but
     unconfirmed (it reads no pool slot). Only for loading ahead, which a wrong slot cannot harm."""
-    cdef uint32_t home = <uint32_t>mix64(<uint64_t>order_id)
+    cdef uint32_t home = live_home(order_id)
     cdef int64_t i = home & live.mask
     while live.slots[i].index != -1:
         if live.slots[i].home == home:
@@ -176,7 +181,7 @@ cdef inline int32_t live_peek(const LiveIds* live, int64_t order_id) noexcept no
 
 cdef inline void live_put(LiveIds* live, int64_t order_id, int32_t index) noexcept nogil:
     """Add ``order_id`` (not present; the table has room) at pool slot ``index``."""
-    cdef uint32_t home = <uint32_t>mix64(<uint64_t>order_id)
+    cdef uint32_t home = live_home(order_id)
     cdef int64_t i = home & live.mask
     while live.slots[i].index != -1:
         i = (i + 1) & live.mask
@@ -190,7 +195,7 @@ cdef inline void live_remove(LiveIds* live, int64_t order_id, int32_t index) noe
     cdef int64_t mask = live.mask
     cdef int64_t i = live.found, j, home
     if live.slots[i].index != index:
-        i = mix64(<uint64_t>order_id) & mask
+        i = live_home(order_id) & mask
         while live.slots[i].index != index:
             i = (i + 1) & mask
     j = i
