@@ -67,7 +67,7 @@ from servers.journal import (
     read_records,
     write_atomically,
 )
-from servers.orders import Order, OrderRegistry, Report, Request, Trade
+from servers.orders import STOPS, Order, OrderRegistry, Report, Request, Trade
 from servers.portfolio import Holding, Portfolio
 from servers.sessions import ClientOrderIds
 
@@ -85,6 +85,8 @@ CONSUMES_ID = frozenset(RejectReason) - {RejectReason.MESSAGE_RATE_LIMIT, Reject
                                           RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER, RejectReason.NOT_LOGGED_ON,
                                           RejectReason.EXCHANGE_CLOSING}
 """The refusals of a submission that come after its client order id was checked: the id is used up."""
+NOTHING: tuple[tuple, tuple] = ((), ())
+"""`Ledger.apply`'s answer to a record that makes no report and carries no reply."""
 
 
 class Record(msgspec.Struct, frozen=True, gc=False, array_like=True, tag=True):
@@ -323,8 +325,7 @@ class Ledger:
         for row in state.orders:
             order = Order(row.order_id, row.trader, row.client_order_id, row.symbol, row.side, row.order_type,
                           row.time_in_force, row.price, row.quantity, row.stop_price, row.display_quantity,
-                          row.flags, row.stp, row.expire_at)
-            order.filled, order.notional, order.state, order.held = row.filled, row.notional, row.state, row.held
+                          row.flags, row.stp, row.expire_at, row.held, row.filled, row.notional, row.state)
             if row.requests:
                 order.requests = deque(Request(*request) for request in row.requests)
             self.orders.orders[order.order_id] = order
@@ -339,19 +340,24 @@ class Ledger:
 
     def apply(self, record) -> tuple[list[Report], list]:
         """Apply ``record``; the reports it makes (each kept for its trader) and, for a
-        `Received`, the replies of its frame (for the server's own use: queries, Hello)."""
-        reports: list[Report] = []
-        replies: list = []
+        `Received`, the replies of its frame (for the server's own use: queries, Hello).
+        An `Entered`, the record of every order, makes neither: it gets `NOTHING`."""
         kind = type(record)
-        if kind is Received:
-            replies = self._receive(record, reports)
-        elif kind is Entered:
+        if kind is Entered:
             self.orders.add(Order(record.order_id, record.trader, record.client_order_id, record.symbol,
                                   record.side, record.order_type, record.time_in_force, record.price,
                                   record.quantity, record.stop_price, record.display_quantity, record.flags,
-                                  record.stp, record.expire_at))
-            self.ids(record.trader).use(record.client_order_id)
-            self.counter = max(self.counter, (record.order_id & ID_MASK) + 1)
+                                  record.stp, record.expire_at, record.order_type in STOPS))
+            ids = self.client_order_ids.get(record.trader)
+            (self.ids(record.trader) if ids is None else ids).use(record.client_order_id)
+            counter = (record.order_id & ID_MASK) + 1
+            if counter > self.counter:
+                self.counter = counter
+            return NOTHING
+        reports: list[Report] = []
+        replies: list = []
+        if kind is Received:
+            replies = self._receive(record, reports)
         elif kind is Requested:
             order = self.orders.orders.get(record.order_id)
             if order is not None:
@@ -386,26 +392,31 @@ class Ledger:
         replies = self._replies.decode(record.frame)
         trades: list[Trade] = []
         seen = self.seen.get(record.shard)
+        last_sequence, apply = self.last_sequence, self.orders.apply
+        marked: dict[str, tuple[int, int]] = {}
         for reply in replies:
             kind = type(reply)
             if kind is p.Executed:
                 sequence, symbol = reply.sequence, reply.symbol
                 if seen is not None and sequence > seen:
                     seen = sequence
-                if sequence > self.last_sequence.get(symbol, -1):
-                    self.last_sequence[symbol] = sequence
+                if sequence > last_sequence.get(symbol, -1):
+                    last_sequence[symbol] = sequence
                     traded = len(trades)
-                    self.orders.apply(symbol, reply.events, reply.time, reports, trades)
+                    apply(symbol, reply.events, reply.time, reports, trades)
                     if len(trades) > traded:
-                        self.mark(symbol, sequence, trades[-1][1])
+                        marked[symbol] = (sequence, trades[-1][1])
             elif kind is p.CommandRefused:
                 self.orders.refused(reply, reports, record.time)
         self.seen[record.shard] = seen
+        for symbol, (sequence, price) in marked.items():
+            self.mark(symbol, sequence, price)
+        portfolios = self.portfolios
         for symbol, price, quantity, buyer, seller in trades:
             if buyer is not None:
-                self.portfolio(buyer).fill(symbol, BUY, price, quantity)
+                (portfolios.get(buyer) or self.portfolio(buyer)).fill(symbol, BUY, price, quantity)
             if seller is not None:
-                self.portfolio(seller).fill(symbol, SELL, price, quantity)
+                (portfolios.get(seller) or self.portfolio(seller)).fill(symbol, SELL, price, quantity)
         return replies
 
     def _refusal(self, record: Refused):

@@ -40,8 +40,10 @@ order (the clock, phases, an uncross's summary) make no report.
 
 from collections import deque
 
+import msgspec
+
 from engine import messages as book
-from engine.lifecycle import TERMINAL, OrderState, Transition, next_state
+from engine.lifecycle import TERMINAL, TRANSITIONS, OrderState, Transition, next_state
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers import protocol as p
 
@@ -51,7 +53,8 @@ Trade = tuple[str, int, int, str | None, str | None]
 """(symbol, price, quantity, buying trader, selling trader); None for a side not ours."""
 PENDING, ACCEPTED, REJECTED = OrderState.PENDING, OrderState.ACCEPTED, OrderState.REJECTED
 BUY = Side.BUY
-STOP, STOP_LIMIT = OrderType.STOP, OrderType.STOP_LIMIT
+STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
+"""The order types held outside the book until triggered."""
 REQUESTED = CancelReason.REQUESTED
 ACCEPT, CANCEL, REPLACE, REJECT, EXPIRE, TRIGGER, DECREMENT, FILL_PART, FILL_ALL = (
     Transition.ACCEPT, Transition.CANCEL, Transition.REPLACE, Transition.REJECT, Transition.EXPIRE,
@@ -73,40 +76,34 @@ class Request:
         self.reason = reason
 
 
-class Order:
-    __slots__ = (
-        "order_id", "trader_id", "client_order_id", "symbol", "side", "order_type", "time_in_force",
-        "price", "quantity", "filled", "notional", "state", "requests", "stop_price", "display_quantity", "flags",
-        "stp", "expire_at", "held",
-    )
+class Order(msgspec.Struct, gc=False):
+    """An order routed to a book (a Struct: made once per order, in C, with no ``__init__`` to run).
 
-    def __init__(self, order_id: int, trader_id: str, client_order_id: int, symbol: str, side: Side,
-                 order_type: OrderType, time_in_force: TimeInForce, price: int, quantity: int, stop_price: int = 0,
-                 display_quantity: int = 0, flags: int = 0, stp: SelfTradePrevention = SelfTradePrevention.NONE,
-                 expire_at: int = 0) -> None:
-        self.order_id = order_id
-        self.trader_id = trader_id
-        self.client_order_id = client_order_id
-        self.symbol = symbol
-        self.side = side
-        self.order_type = order_type
-        self.time_in_force = time_in_force
-        self.price = price
-        self.quantity = quantity
-        """Open quantity."""
-        self.filled = 0
-        self.notional = 0
-        """Price x quantity of its fills (ticks x lots): average price = notional / filled."""
-        self.state = PENDING
-        self.requests: deque[Request] | None = None
-        """Cancels and replaces in flight, oldest first (None until the first: most orders get none)."""
-        self.stop_price = stop_price
-        self.display_quantity = display_quantity
-        self.flags = flags
-        self.stp = stp
-        self.expire_at = expire_at
-        self.held = order_type == STOP or order_type == STOP_LIMIT
-        """A stop not triggered yet (until its StopTriggered, or its end)."""
+    ``held`` is True for a stop not triggered yet: its maker passes ``order_type in STOPS``."""
+
+    order_id: int
+    trader_id: str
+    client_order_id: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    time_in_force: TimeInForce
+    price: int
+    quantity: int
+    """Open quantity."""
+    stop_price: int = 0
+    display_quantity: int = 0
+    flags: int = 0
+    stp: SelfTradePrevention = SelfTradePrevention.NONE
+    expire_at: int = 0
+    held: bool = False
+    """A stop not triggered yet (until its StopTriggered, or its end)."""
+    filled: int = 0
+    notional: int = 0
+    """Price x quantity of its fills (ticks x lots): average price = notional / filled."""
+    state: OrderState = OrderState.PENDING
+    requests: deque | None = None
+    """Cancels and replaces in flight, oldest first (`Request`s; None until the first: most orders get none)."""
 
     @property
     def accepted(self) -> bool:
@@ -267,7 +264,7 @@ class OrderRegistry:
         Dispatch is on the exact event type, fills and acceptances first: this runs
         for every order and is measurably faster than structural `match` patterns.
         """
-        orders = self.orders
+        orders, numbers = self.orders, self.numbers
         for event in events:
             kind = type(event)
             if kind is book.OrderFilled:
@@ -291,15 +288,19 @@ class OrderRegistry:
             if order is None:
                 continue
             if kind is book.OrderAccepted:
-                order.state = next_state(order.state, ACCEPT)
-                order.time_in_force = event.time_in_force
-                order.expire_at = event.expire_at
-                order.stp = event.stp
-                reports.append((order.trader_id, p.OrderAccepted(
-                    order.client_order_id, order.order_id, symbol, event.side, event.order_type,
-                    event.time_in_force, event.price, event.quantity, time, self.number(order.trader_id),
-                    order.state, order.filled, order.quantity, order.average_price(), event.stop_price,
-                    event.display_quantity, event.flags, event.stp, event.expire_at)))
+                state = TRANSITIONS.get((order.state, ACCEPT)) or next_state(order.state, ACCEPT)
+                order.state = state
+                order.time_in_force = tif = event.time_in_force
+                order.expire_at = expire_at = event.expire_at
+                order.stp = stp = event.stp
+                trader = order.trader_id
+                numbers[trader] = number = numbers.get(trader, 0) + 1
+                filled = order.filled
+                reports.append((trader, p.OrderAccepted(
+                    order.client_order_id, order.order_id, symbol, event.side, event.order_type, tif, event.price,
+                    event.quantity, time, number, state, filled, order.quantity,
+                    order.notional / filled if filled else 0.0, event.stop_price, event.display_quantity,
+                    event.flags, stp, expire_at)))
             elif kind is book.OrderCanceled:
                 client_order_id, reason = order.client_order_id, event.reason
                 if reason == REQUESTED and order.requests:
@@ -353,15 +354,23 @@ class OrderRegistry:
     # ---------------------------------------------------------------- internals
 
     def _fill(self, order: Order, fill: book.OrderFilled, leaves: int, aggressor: bool, time: int) -> p.OrderFilled:
+        price, quantity = fill.price, fill.quantity
         order.quantity = leaves
-        order.filled += fill.quantity
-        order.notional += fill.price * fill.quantity
-        order.state = next_state(order.state, FILL_PART if leaves else FILL_ALL)
-        report = p.OrderFilled(order.client_order_id, order.order_id, order.symbol, order.side, fill.price,
-                               fill.quantity, leaves, fill.sequence, aggressor, time, self.number(order.trader_id),
-                               order.state, order.filled, order.average_price())
-        if not leaves:
-            self._close(order)
+        order.filled = filled = order.filled + quantity
+        order.notional = notional = order.notional + price * quantity
+        transition = FILL_PART if leaves else FILL_ALL
+        order.state = state = TRANSITIONS.get((order.state, transition)) or next_state(order.state, transition)
+        trader, numbers = order.trader_id, self.numbers
+        numbers[trader] = number = numbers.get(trader, 0) + 1
+        order_id = order.order_id
+        report = p.OrderFilled(order.client_order_id, order_id, order.symbol, order.side, price, quantity, leaves,
+                               fill.sequence, aggressor, time, number, state, filled, notional / filled)
+        if not leaves:  # `_close`, inline: every order ends here or in a cancel
+            open_orders = self.open.get(trader)
+            if open_orders is not None:
+                open_orders.pop(order_id, None)
+            if not order.requests:
+                self.orders.pop(order_id, None)
         return report
 
     def _answer(self, order: Order, reason: RejectReason, text: str, reports: list[Report], time: int) -> None:

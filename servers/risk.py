@@ -88,7 +88,7 @@ class TraderRisk:
         return self
 
     def allow_message(self, now: float) -> bool:
-        return self.bucket.take(now)
+        return self.bucket.spend(now, 1)
 
     def allow_query(self, now: float, pages: int) -> bool:
         """A query answered in ``pages`` messages (an open-orders answer of 1,000 orders a page;
