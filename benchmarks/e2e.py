@@ -8,7 +8,8 @@ the order's *scheduled* send time, so a saturated exchange shows up as latency,
 not as a quietly lower rate. Every order is individually acknowledged. Each rate
 runs several times and the table shows medians: the machines this runs on are
 noisy. Where ``/proc`` exists, the CPU time the OBS and the TES spent (all their
-threads) during each run is reported per order sent, and where it goes in each server's loop,
+threads) during each run is reported per order sent, beside the load generator's (the three
+share the machine's cores), and where it goes in each server's loop,
 stage by stage (`benchmarks.stages`: the servers' status files carry the totals).
 
 Beside every run at every rate runs the transport floor (`benchmarks.floor`): the same
@@ -19,6 +20,7 @@ fsync policy in the run's file system; an order waits for three of them in turn.
 """
 
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -58,18 +60,28 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds() -> float:
+    """User + system CPU time of this process's children that ended and were waited for: a
+    load-generator run's, read before and after it (the servers are still running)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measured_run(env: dict, rate: int, duration: float, servers: dict[str, Role]) -> dict:
     """One load-generator run, plus ``cpu_us_per_order``: each server's CPU time during it per order
-    sent, and ``stages``: where each server's loop spent it (`benchmarks.stages.per_order`)."""
+    sent, and the load generator's (``load``: the machine's cores carry all three), and ``stages``:
+    where each server's loop spent it (`benchmarks.stages.per_order`)."""
     paths = stages.status_paths(env)
     stages_before = stages.read(paths)
     before = {name: cpu_seconds(role.process.pid) for name, role in servers.items()}
+    before["load"] = children_cpu_seconds()
     result = loadgen(env, rate, duration)
     after = {name: cpu_seconds(role.process.pid) for name, role in servers.items()}
+    after["load"] = children_cpu_seconds()
     result["cpu_us_per_order"] = {
         name: None if before[name] is None or after[name] is None or not result["sent"]
         else round((after[name] - before[name]) / result["sent"] * 1e6, 1)
-        for name in servers
+        for name in before
     }
     result["stages"] = stages.per_order(stages_before, stages.read(paths), result["sent"]) if result["sent"] else None
     return result
@@ -164,7 +176,7 @@ def format_report(report: dict) -> str:
         "system, which an order waits for three times (benchmarks/disk.py)",
         "",
         "| offered orders/s | answered orders/s | acked | rejected | fills | lost | ack p50 | ack p99 | ack p99.9 "
-        "| CPU per order: OBS / TES | ZeroMQ alone: p50 / p99 | one group commit alone: p50 / p99 |",
+        "| CPU per order: OBS / TES / load generator | ZeroMQ alone: p50 / p99 | one group commit alone: p50 / p99 |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rates"]:
@@ -174,7 +186,7 @@ def format_report(report: dict) -> str:
         lines.append(
             f"| {r['offered_per_s']:,} | {r['orders_per_s']:,.0f} | {r['acked']:,} | {r['rejected']:,} | "
             f"{r['fills']:,} | {r['lost']:,} | {_us(r['ack_p50_us'])} | {_us(r['ack_p99_us'])} | "
-            f"{_us(r['ack_p999_us'])} | {_us(cpu.get('obs'))} / {_us(cpu.get('tes'))} | "
+            f"{_us(r['ack_p999_us'])} | {_us(cpu.get('obs'))} / {_us(cpu.get('tes'))} / {_us(cpu.get('load'))} | "
             f"{_us(bare['ack_p50_us'])} / {_us(bare['ack_p99_us'])} | "
             f"{_us(journal.get('append_p50_us'))} / {_us(journal.get('append_p99_us'))} |"
         )
