@@ -348,11 +348,8 @@ class Ledger:
                                   record.side, record.order_type, record.time_in_force, record.price,
                                   record.quantity, record.stop_price, record.display_quantity, record.flags,
                                   record.stp, record.expire_at, record.order_type in STOPS))
-            ids = self.client_order_ids.get(record.trader)
-            (self.ids(record.trader) if ids is None else ids).use(record.client_order_id)
-            counter = (record.order_id & ID_MASK) + 1
-            if counter > self.counter:
-                self.counter = counter
+            self.ids(record.trader).use(record.client_order_id)
+            self.counter = max(self.counter, (record.order_id & ID_MASK) + 1)
             return NOTHING
         reports: list[Report] = []
         replies: list = []
@@ -411,12 +408,11 @@ class Ledger:
         self.seen[record.shard] = seen
         for symbol, (sequence, price) in marked.items():
             self.mark(symbol, sequence, price)
-        portfolios = self.portfolios
         for symbol, price, quantity, buyer, seller in trades:
             if buyer is not None:
-                (portfolios.get(buyer) or self.portfolio(buyer)).fill(symbol, BUY, price, quantity)
+                self.portfolio(buyer).fill(symbol, BUY, price, quantity)
             if seller is not None:
-                (portfolios.get(seller) or self.portfolio(seller)).fill(symbol, SELL, price, quantity)
+                self.portfolio(seller).fill(symbol, SELL, price, quantity)
         return replies
 
     def _refusal(self, record: Refused):

@@ -43,7 +43,7 @@ from collections import deque
 import msgspec
 
 from engine import messages as book
-from engine.lifecycle import TERMINAL, TRANSITIONS, OrderState, Transition, next_state
+from engine.lifecycle import TERMINAL, OrderState, Transition, next_state
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers import protocol as p
 
@@ -264,7 +264,7 @@ class OrderRegistry:
         Dispatch is on the exact event type, fills and acceptances first: this runs
         for every order and is measurably faster than structural `match` patterns.
         """
-        orders, numbers = self.orders, self.numbers
+        orders = self.orders
         for event in events:
             kind = type(event)
             if kind is book.OrderFilled:
@@ -288,19 +288,15 @@ class OrderRegistry:
             if order is None:
                 continue
             if kind is book.OrderAccepted:
-                state = TRANSITIONS.get((order.state, ACCEPT)) or next_state(order.state, ACCEPT)
-                order.state = state
-                order.time_in_force = tif = event.time_in_force
-                order.expire_at = expire_at = event.expire_at
-                order.stp = stp = event.stp
-                trader = order.trader_id
-                numbers[trader] = number = numbers.get(trader, 0) + 1
-                filled = order.filled
-                reports.append((trader, p.OrderAccepted(
-                    order.client_order_id, order.order_id, symbol, event.side, event.order_type, tif, event.price,
-                    event.quantity, time, number, state, filled, order.quantity,
-                    order.notional / filled if filled else 0.0, event.stop_price, event.display_quantity,
-                    event.flags, stp, expire_at)))
+                order.state = next_state(order.state, ACCEPT)
+                order.time_in_force = event.time_in_force
+                order.expire_at = event.expire_at
+                order.stp = event.stp
+                reports.append((order.trader_id, p.OrderAccepted(
+                    order.client_order_id, order.order_id, symbol, event.side, event.order_type,
+                    event.time_in_force, event.price, event.quantity, time, self.number(order.trader_id),
+                    order.state, order.filled, order.quantity, order.average_price(), event.stop_price,
+                    event.display_quantity, event.flags, event.stp, event.expire_at)))
             elif kind is book.OrderCanceled:
                 client_order_id, reason = order.client_order_id, event.reason
                 if reason == REQUESTED and order.requests:
@@ -354,23 +350,15 @@ class OrderRegistry:
     # ---------------------------------------------------------------- internals
 
     def _fill(self, order: Order, fill: book.OrderFilled, leaves: int, aggressor: bool, time: int) -> p.OrderFilled:
-        price, quantity = fill.price, fill.quantity
         order.quantity = leaves
-        order.filled = filled = order.filled + quantity
-        order.notional = notional = order.notional + price * quantity
-        transition = FILL_PART if leaves else FILL_ALL
-        order.state = state = TRANSITIONS.get((order.state, transition)) or next_state(order.state, transition)
-        trader, numbers = order.trader_id, self.numbers
-        numbers[trader] = number = numbers.get(trader, 0) + 1
-        order_id = order.order_id
-        report = p.OrderFilled(order.client_order_id, order_id, order.symbol, order.side, price, quantity, leaves,
-                               fill.sequence, aggressor, time, number, state, filled, notional / filled)
-        if not leaves:  # `_close`, inline: every order ends here or in a cancel
-            open_orders = self.open.get(trader)
-            if open_orders is not None:
-                open_orders.pop(order_id, None)
-            if not order.requests:
-                self.orders.pop(order_id, None)
+        order.filled += fill.quantity
+        order.notional += fill.price * fill.quantity
+        order.state = next_state(order.state, FILL_PART if leaves else FILL_ALL)
+        report = p.OrderFilled(order.client_order_id, order.order_id, order.symbol, order.side, fill.price,
+                               fill.quantity, leaves, fill.sequence, aggressor, time, self.number(order.trader_id),
+                               order.state, order.filled, order.average_price())
+        if not leaves:
+            self._close(order)
         return report
 
     def _answer(self, order: Order, reason: RejectReason, text: str, reports: list[Report], time: int) -> None:

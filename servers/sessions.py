@@ -53,10 +53,13 @@ class ClientOrderIds:
         self.others: set[int] = set()
 
     def check(self, client_order_id: int) -> RejectReason | None:
-        """Why the id cannot be used (already used, or too many out of order), or None."""
+        """Why the id cannot be used (already used, or too many out of order), or None. The next
+        id in order is always free: `use` never leaves ``contiguous + 1`` in ``others``."""
+        if client_order_id == self.contiguous + 1:
+            return None
         if 0 < client_order_id <= self.contiguous or client_order_id in self.others:
             return RejectReason.DUPLICATE_CLIENT_ORDER_ID
-        if client_order_id != self.contiguous + 1 and len(self.others) >= self.MAX_OUT_OF_ORDER:
+        if len(self.others) >= self.MAX_OUT_OF_ORDER:
             return RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER
         return None
 

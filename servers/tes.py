@@ -631,27 +631,22 @@ class TradingEngineServer:
             self._record(Refused(trader, SUBMISSION, order.client_order_id, 0, *refusal, clock()))
             self.answered.append(self.frame_read)
             return
-        ledger = self.ledger
-        order_id = ledger.next_order_id()
+        order_id = self.ledger.next_order_id()
         self.entered += 1
         owner, stp = self.owners[trader]
         if order.stp is not None:
             stp = order.stp
-        client_order_id, symbol, side, order_type, time_in_force, price, quantity, stop_price, display, flags, \
-            expire_at = (order.client_order_id, order.symbol, order.side, order.order_type, order.time_in_force,
-                         order.price, order.quantity, order.stop_price, order.display_quantity, order.flags,
-                         order.expire_at)
-        entered = Entered(trader, client_order_id, order_id, symbol, side, order_type, time_in_force, price,
-                          quantity, stop_price, display, flags, stp, expire_at)
-        ledger.apply(entered)  # an Entered makes no report
-        self.journal.add(entered)
+        self._record(Entered(trader, order.client_order_id, order_id, order.symbol, order.side, order.order_type,
+                             order.time_in_force, order.price, order.quantity, order.stop_price,
+                             order.display_quantity, order.flags, stp, order.expire_at))
         awaiting = self.awaiting.get(trader)
         if awaiting is None:
             awaiting = self.awaiting[trader] = {}
-        awaiting[client_order_id] = self.frame_read
-        self.shard_of[symbol].outbox.append(p.BookSubmit(
-            symbol, order_id, side, order_type, time_in_force, price, quantity, trader, client_order_id, stop_price,
-            display, flags, owner, stp, expire_at))
+        awaiting[order.client_order_id] = self.frame_read
+        self.shard_of[order.symbol].outbox.append(p.BookSubmit(
+            order.symbol, order_id, order.side, order.order_type, order.time_in_force, order.price, order.quantity,
+            session.trader_id, order.client_order_id, order.stop_price, order.display_quantity, order.flags, owner,
+            stp, order.expire_at))
 
     def _check_order(self, session: Session, risk: TraderRisk, order: p.EnterOrder,
                      now: float) -> tuple[RejectReason, str] | None:
@@ -661,12 +656,8 @@ class TradingEngineServer:
         if not risk.allow_message(now):
             return _rate_refusal(risk)
         # 3. client order id (used up even if a later step refuses the order: the ledger's
-        #    Entered or Refused record uses it). The next id in order is always free.
-        ids = self.ledger.client_order_ids.get(session.trader_id)
-        if ids is None or order.client_order_id != ids.contiguous + 1:
-            reason = self.ledger.ids(session.trader_id).check(order.client_order_id)
-        else:
-            reason = None
+        #    Entered or Refused record uses it)
+        reason = self.ledger.ids(session.trader_id).check(order.client_order_id)
         if reason is not None:
             if reason is RejectReason.DUPLICATE_CLIENT_ORDER_ID:
                 return reason, f"client order id {order.client_order_id} is already used"
