@@ -65,6 +65,16 @@ ctypedef struct Event:
     uint8_t stp
 
 
+ctypedef struct Outcome:     # what `NativeBook.execute_encoded` says of a command besides its bytes
+    int64_t md_sequence      # in: the feed's market-data sequence; out: after the command's market data
+    int64_t accepted         # 1 if a submit was accepted, 2 if as GTD, else 0
+    int64_t expire_at        # a GTD order's expiry
+    int64_t fills            # the command's fills, and their lowest, highest and last price
+    int64_t low
+    int64_t high
+    int64_t last
+
+
 ctypedef struct NewOrder:    # a new order as submitted (SubmitOrder's fields), each an int64 until validated
     int64_t order_id
     int64_t side
@@ -228,6 +238,10 @@ cdef class NativeBook:
     cdef void _forget(self, const uint64_t* marked, int64_t words) noexcept nogil
     cdef inline void _touch(self, int side, int32_t lv) noexcept nogil
     cdef void _touch_new(self, int side, int32_t lv) noexcept nogil
+
+    # ---- the encoded API (the OBS's order path: native/orderpath.pyx)
+    cdef tuple execute_encoded(self, tuple command, int kind, int64_t sequence, int64_t time, bytes symbol,
+                               tuple quote, list market_data, int shift, Outcome* out)
 
     # ---- events
     cdef Event* _emit(self, uint8_t kind) noexcept nogil

@@ -59,7 +59,9 @@ GIL, for both stream versions.
 
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bool cimport PyBool_Check
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_Check
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
@@ -420,6 +422,38 @@ cdef Writer _wire                    # `NativeBook.execute_encoded`'s buffer (th
 cdef dict REASON_TEXTS = {int(reason): reason.text.encode() for reason in RejectReason}
 cdef const char* REJECT_TAGS[3]
 REJECT_TAGS[:] = [b"OrderRejected", b"CancelRejected", b"ReplaceRejected"]
+
+
+ENCODED_TAGS = ("BookSubmit", "BookCancel", "BookReplace")
+"""The tag (class name) of each kind of command `NativeBook.execute_encoded` runs, which it writes
+in the journal entry; `servers.shard` checks them against the protocol's Structs at import."""
+cdef const char* COMMAND_TAGS[3]
+COMMAND_TAGS[:] = [b"BookSubmit", b"BookCancel", b"BookReplace"]
+
+
+cdef int wire_command(Writer* w, int kind, tuple fields) except -1:
+    """The msgpack of the command of ``kind`` whose fields are ``fields``, as msgspec encodes its
+    Struct (tagged, ``array_like``), and 0; or 1, nothing written, unless each field is an int
+    (not a bool) within int64 or a str."""
+    cdef Py_ssize_t size, start = w.size, count = len(fields)
+    cdef int64_t value
+    cdef const char* text
+    wire_room(w, MAX_HEADER + 32 + count * MAX_HEADER)
+    wire_tagged(w, COMMAND_TAGS[kind], count)
+    for field in fields:
+        if PyLong_Check(field) and not PyBool_Check(field):
+            if read_int64(field, &value):
+                w.size = start
+                return 1
+            wire_int(w, value)
+        elif PyUnicode_Check(field):
+            text = PyUnicode_AsUTF8AndSize(field, &size)
+            wire_room(w, size + count * MAX_HEADER)
+            wire_str(w, text, size)
+        else:
+            w.size = start
+            return 1
+    return 0
 
 
 cdef tuple concerned_of(int64_t order_id, const Event* events, int64_t count, int shift):
@@ -837,36 +871,41 @@ cdef class NativeBook:
 
     # ================================================================ commands (encoded API)
 
-    def execute_encoded(self, tuple command, int kind, int64_t sequence, int64_t time, bytes symbol,
-                        bytes encoded_command, int64_t md_sequence, tuple quote, list market_data, int shift):
+    cdef tuple execute_encoded(self, tuple command, int kind, int64_t sequence, int64_t time, bytes symbol,
+                               tuple quote, list market_data, int shift, Outcome* out):
         """Run one order command in CONTINUOUS and encode what the OBS makes of it in C, with no
-        event object (`servers.shard.Shard.execute_encoded`, the OBS's order path).
+        event object (the OBS's order path: `native.orderpath.OrderPath`, which
+        `servers.shard.Shard.execute_encoded` goes through too).
 
         ``command`` is the fields of a `servers.protocol` BookSubmit (``kind`` 0), BookCancel (1) or
-        BookReplace (2), in their order (`ENCODED_FIELDS` names the ones read), ``encoded_command``
-        its msgpack, ``symbol`` its symbol's msgpack; ``md_sequence`` and
-        ``quote`` are its feed's market-data sequence and last quote (`servers.marketdata.Feed`).
+        BookReplace (2), in their order (`ENCODED_FIELDS` names the ones read, `ENCODED_TAGS` the
+        commands), ``symbol`` its symbol's msgpack; ``out.md_sequence`` and ``quote`` are its
+        feed's market-data sequence and last quote (`servers.marketdata.Feed`).
         Appends each market-data message the feed emits for it (a Trade per fill, a DepthUpdate
         per level changed, a Quote if the top of book changed; none for a rejected command) to
-        ``market_data``, encoded, and returns ``(entry, reply, concerned, md_sequence, quote,
-        accepted, expire_at, fills, low, high, last)``: the journal entry's and the Executed
-        reply's msgpack; the TES ids (order id >> ``shift``) the command concerns, in
-        `Shard.execute`'s order; the feed's
-        new market-data sequence and quote (``quote`` itself if unchanged); 1 if a submit was
-        accepted, 2 if as GTD (``expire_at`` its expiry), else 0; the fills' number and their
-        lowest, highest and last price. Every byte equals what `Shard.execute` makes with
-        msgspec (the differential tests hold it to that). Returns None, the book untouched,
-        outside CONTINUOUS or for a field beyond int64: `Shard.execute` runs the command then.
+        ``market_data``, encoded, and returns ``(entry, reply, concerned, quote)``: the journal
+        entry's and the Executed reply's msgpack; the TES ids (order id >> ``shift``) the command
+        concerns, in `Shard.execute`'s order; the feed's new quote (``quote`` itself if
+        unchanged). ``out`` gets the feed's new market-data sequence; 1 in ``accepted`` if a
+        submit was accepted, 2 if as GTD (``expire_at`` its expiry), else 0; the fills' number
+        and their lowest, highest and last price. Every byte equals what `Shard.execute` makes
+        with msgspec (the differential tests hold it to that). Returns None, the book and
+        ``out`` untouched, outside CONTINUOUS or for a field beyond int64 (or neither an int nor
+        a str): `Shard.execute` runs the command then.
         """
         cdef NewOrder n
         cdef int64_t o, p, q, count, i, fills = 0, low = 0, high = 0, last = 0, accepted = 0, expire_at = 0
-        cdef int64_t md_count = 0
-        cdef Py_ssize_t events_end, md_end, start, reply_start, entry_start, size = len(symbol)
+        cdef int64_t md_count = 0, md_sequence = out.md_sequence
+        cdef Py_ssize_t command_end, events_end, md_end, start, reply_start, entry_start, size = len(symbol)
         cdef bint guarded = False
         cdef const Event* e
         cdef object concerned
         if self.trading != CONTINUOUS:
             return None
+        _wire.size = 0
+        if wire_command(&_wire, kind, command):
+            return None
+        command_end = _wire.size
         if kind == 0:
             if read_new_order(&n, command[1], command[2], command[3], command[4], command[5], command[6],
                               command[9], command[10], command[11], command[12], command[13], command[14]):
@@ -890,7 +929,6 @@ cdef class NativeBook:
             accepted = 2 if self.events[0].tif == GTD else 1
             expire_at = self.events[0].sequence
         concerned = concerned_of(o, self.events, count, shift)
-        _wire.size = 0
         wire_events(&_wire, self.events, count)
         events_end = _wire.size
         if not is_reject(self.events[0].kind):
@@ -919,24 +957,26 @@ cdef class NativeBook:
                 md_count += 1
             quote = wire_levels(self, symbol, time, &md_sequence, &md_count, quote, market_data)
         md_end = _wire.size
-        wire_room(&_wire, 2 * (md_end + len(encoded_command) + size) + 16 * MAX_HEADER + 64)
+        wire_room(&_wire, 2 * (md_end + size) + 16 * MAX_HEADER + 64)
         reply_start = _wire.size
         wire_tagged(&_wire, b"Executed", 4)
         wire_int(&_wire, sequence)
         wire_bytes(&_wire, PyBytes_AS_STRING(symbol), size)
-        wire_bytes(&_wire, _wire.data, events_end)
+        wire_bytes(&_wire, &_wire.data[command_end], events_end - command_end)
         wire_int(&_wire, time)
         entry_start = _wire.size
         wire_tagged(&_wire, b"JournalEntry", 5)
         wire_int(&_wire, sequence)
         wire_int(&_wire, time)
-        wire_bytes(&_wire, PyBytes_AS_STRING(encoded_command), len(encoded_command))
-        wire_bytes(&_wire, _wire.data, events_end)
+        wire_bytes(&_wire, _wire.data, command_end)
+        wire_bytes(&_wire, &_wire.data[command_end], events_end - command_end)
         wire_array(&_wire, md_count)
         wire_bytes(&_wire, &_wire.data[events_end], md_end - events_end)
+        out.md_sequence, out.accepted, out.expire_at = md_sequence, accepted, expire_at
+        out.fills, out.low, out.high, out.last = fills, low, high, last
         return (PyBytes_FromStringAndSize(<char*>&_wire.data[entry_start], _wire.size - entry_start),
                 PyBytes_FromStringAndSize(<char*>&_wire.data[reply_start], entry_start - reply_start),
-                concerned, md_sequence, quote, accepted, expire_at, fills, low, high, last)
+                concerned, quote)
 
     # ================================================================ commands (record API)
     #

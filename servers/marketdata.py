@@ -36,6 +36,7 @@ from engine.messages import (
     ReplaceRejected,
 )
 from engine.types import Phase, Side
+from native.orderpath import FeedState
 from servers.protocol import (
     AuctionSummary,
     BookView,
@@ -54,15 +55,16 @@ CONTINUOUS = Phase.CONTINUOUS
 NO_UNCROSS = (0, 0)
 
 
-class Feed:
-    """One symbol's book with its market-data sequence, last trade price and last quote.
+class Feed(FeedState):
+    """One symbol's book with its market-data sequence, last trade price and last quote (the
+    fields the OBS's order path changes per command in C, `native.orderpath.FeedState`).
 
     Invariant: after every command the last quote emitted equals the book's top
     of book, and the last indicative emitted its indicative uncross (0 and 0 in
     CONTINUOUS), so a feed rebuilt from a restored book continues identically.
     """
 
-    __slots__ = ("symbol", "book", "sequence", "last_price", "phase_reason", "phase_until", "quote", "_indicative")
+    __slots__ = ("symbol", "phase_reason", "phase_until", "_indicative")
 
     def __init__(self, symbol: str, book, sequence: int = 0, last_price: int | None = None,
                  phase_reason: PhaseReason | None = None, phase_until: int = 0) -> None:

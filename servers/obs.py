@@ -113,7 +113,6 @@ from servers.protocol import (
     PhaseReason,
     QueryRejected,
     SnapshotRequest,
-    encode_frames,
     join_frames,
     symbol_topic,
 )
@@ -143,10 +142,11 @@ SNAPSHOT_HWM = 16
 JOURNAL_UNAVAILABLE = RejectReason.JOURNAL_UNAVAILABLE
 STAGES = ("idle", "receive", "match", "journal", "reply", "publish", "other")
 """The loop's stages (`servers.status.Stages`), in its order: waiting for input; reading, decoding
-and sequencing a turn's frames; running them (`Shard.execute_encoded`); the journal's write (and
-its fsync with the ``batch`` policy); encoding and sending the replies; joining the encoded market
-data into frames and publishing them and the marks; the rest of the busy time (snapshot requests
-and captures, the status file, GTD and phase checks)."""
+and sequencing a turn's frames; running them (`native.orderpath.OrderPath.run`, the rest through
+`Shard.execute_encoded`); the journal's write (and its fsync with the ``batch`` policy); encoding
+and sending the replies; joining the encoded market data into frames and publishing them and the
+marks; the rest of the busy time (snapshot requests and captures, the status file, GTD and phase
+checks)."""
 IDLE, RECEIVE, MATCH, JOURNAL, REPLY, PUBLISH, OTHER = range(len(STAGES))
 SNDMORE = int(zmq.SNDMORE)
 """A plain int: combining pyzmq's flag enums costs more than the send on this path."""
@@ -371,12 +371,23 @@ class OrderBookServer:
         #    Everything keeps its arrival order in `work`; a command that is not to run gets
         #    sequence 0 (not a book command of this shard), REFUSED (its sender may not send
         #    it) or UNJOURNALED (the journal refuses writes for now: its file system is full).
+        #    The shard's order path (`native.orderpath.OrderPath.sequence`) sequences each run of
+        #    order commands its sender may send, in C; the message it stops at is handled here.
         state, feeds = self.state, self.state.feeds
         writable = self.journal.writable()
+        sequence_orders = state.order_path.sequence
         work = []
         sequence, stamp = state.sequence, state.time
         for identity, peer, messages in self._read(self.commands, self.command_codec, self.peers):
-            for message in messages:
+            position, count = 0, len(messages)
+            while position < count:
+                if writable:
+                    position, sequence, stamp = sequence_orders(work, identity, messages, position, peer.tes_id,
+                                                                sequence, stamp)
+                    if position == count:
+                        break
+                message = messages[position]
+                position += 1
                 kind = type(message)
                 if kind in JOURNALED and message.symbol in feeds:
                     if (peer is not ANYONE or kind is BookSetPhase) and not _permits(peer, kind, message):
@@ -463,17 +474,30 @@ class OrderBookServer:
                     sent.add(destination)
                     reply(destination, executed)
 
-        for identity, message, sequence, stamp in work:
+        def interrupt(stamp: int) -> None:
+            for symbol in sorted(state.owed):
+                execute(None, self.guards[symbol].interruption(symbol, stamp), stamp)
+            self.phases_at = 0
+
+        # Each run of order commands goes through the shard's order path in C (as `execute` would
+        # run them); the item it stops at is handled here. Sequenced in `work` in arrival order; a
+        # volatility interruption inserted after a command takes the next sequence, and those
+        # after it move up by one.
+        run_orders, position, count = state.order_path.run, 0, len(work)
+        while True:
+            ran_from, position = position, run_orders(work, position, outbox, market_data, entries, tes)
+            if position > ran_from and state.owed:
+                interrupt(work[position - 1][3])
+            if position == count:
+                break
+            identity, message, sequence, stamp = work[position]
+            position += 1
             if sequence > 0:
-                # Sequenced in `work` in arrival order; a volatility interruption inserted after a
-                # command takes the next sequence, and those after it move up by one.
                 execute(identity, message, stamp)
                 if type(message) is BookSetPhase:
                     self.phases_at = 0
                 if state.owed:
-                    for symbol in sorted(state.owed):
-                        execute(None, self.guards[symbol].interruption(symbol, stamp), stamp)
-                    self.phases_at = 0
+                    interrupt(stamp)
             elif sequence == REFUSED:
                 reply(identity, self._refuse(message))
             elif sequence == UNJOURNALED:
@@ -505,7 +529,7 @@ class OrderBookServer:
         """Answer each requester once per symbol per turn, each symbol's snapshot built once
         per turn: a frame of 10,000 requests costs one snapshot, not 10,000."""
         feeds = self.state.feeds
-        built: dict[str, msgspec.Raw] = {}
+        built: dict[str, bytes] = {}
         outbox: dict[bytes, list] = {}
         for identity, _, requests in self._read(self.snapshots, self.snapshot_codec):
             replies = outbox.setdefault(identity, [])
@@ -521,7 +545,7 @@ class OrderBookServer:
                     continue
                 snapshot = built.get(symbol)
                 if snapshot is None:
-                    built[symbol] = snapshot = msgspec.Raw(self.command_codec.encode(feed.snapshot()))
+                    built[symbol] = snapshot = self.command_codec.encode(feed.snapshot())
                 replies.append(snapshot)
         self._send(self.snapshots, outbox)
 
@@ -554,9 +578,12 @@ class OrderBookServer:
             yield identity, peer, messages
 
     def _send(self, socket: zmq.Socket, outbox: dict[bytes, list]) -> None:
-        encode = self.command_codec.encode
+        """Each destination's replies (Structs, or bytes already encoded: the books' `Executed`)
+        in frames within the protocol's limits."""
+        encode = self.command_codec.encoder.encode
         for identity, replies in outbox.items():
-            for frame in encode_frames(encode, replies):
+            encoded = [reply if type(reply) is bytes else encode(reply) for reply in replies]
+            for frame in join_frames(encoded):
                 socket.send(identity, SNDMORE)
                 socket.send(frame)
 

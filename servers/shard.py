@@ -61,7 +61,8 @@ from engine.messages import (
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.snapshot import BookSnapshot
 from engine.types import Phase, TimeInForce
-from native.book import ENCODED_FIELDS, BookCapture, NativeBook
+from native.book import ENCODED_FIELDS, ENCODED_TAGS, BookCapture, NativeBook
+from native.orderpath import OrderPath
 from servers.journal import (
     JOURNAL_FILE,
     DirectoryLock,
@@ -109,14 +110,15 @@ _encode = msgspec.msgpack.Encoder().encode
 _ORDER_KINDS = {BookSubmit: 0, BookCancel: 1, BookReplace: 2}
 """The commands `NativeBook.execute_encoded` runs, by its ``kind``."""
 _fields = msgspec.structs.astuple
-GTD_ACCEPTED = 2
-"""`NativeBook.execute_encoded`'s ``accepted`` for an order accepted as GTD."""
 
 
 def _check_encoded_fields() -> None:
-    """`NativeBook.execute_encoded` reads each command's fields by position: they must lie where
-    `ENCODED_FIELDS` says (ImportError otherwise)."""
+    """`NativeBook.execute_encoded` reads each command's fields by position and writes its tag:
+    they must be what `ENCODED_FIELDS` and `ENCODED_TAGS` say (ImportError otherwise)."""
     for command, kind in _ORDER_KINDS.items():
+        if command.__struct_config__.tag != ENCODED_TAGS[kind]:
+            raise ImportError(f"{command.__name__} is tagged {command.__struct_config__.tag!r}, not "
+                              f"{ENCODED_TAGS[kind]!r} as NativeBook writes it")
         for position, name in enumerate(ENCODED_FIELDS[kind]):
             if name is not None and command.__struct_fields__[position] != name:
                 raise ImportError(f"{command.__name__}.{name} is not field {position}, where NativeBook reads it")
@@ -140,7 +142,7 @@ class Shard:
         """The sequence of the snapshot this shard was restored from (0: built empty)."""
         self.restored_offset = 0
         """The journal offset where that snapshot's successor records start (0: built empty)."""
-        self.history: deque[tuple[int, msgspec.Raw, tuple[int, ...]]] = deque(maxlen=REPLAY_WINDOW)
+        self.history: deque[tuple[int, bytes, tuple[int, ...]]] = deque(maxlen=REPLAY_WINDOW)
         """(sequence, encoded reply, concerned TES ids) of the latest commands executed, consecutive.
         Bytes and int tuples only: the garbage collector does not track them."""
         self.traded: dict[str, tuple[int, int]] = {}
@@ -160,13 +162,16 @@ class Shard:
         self.owed: set[str] = {symbol for symbol, state in self.phases.items() if state.owed and symbol in self.guards}
         """The symbols owing a volatility interruption (`PhaseState.owed`; one whose band has since
         left the configuration owes none)."""
+        self.order_path = OrderPath(self, _ORDER_KINDS, _fields, TES_SHIFT)
+        """The order commands in C (`execute_encoded`'s and the OBS loop's): it holds the containers
+        above, so none of them is ever replaced, only changed."""
 
     @classmethod
     def empty(cls, symbols: list[str], guards: dict[str, Guard] | None = None) -> "Shard":
         return cls({symbol: Feed(symbol, NativeBook()) for symbol in symbols}, guards=guards)
 
     def execute(self, sequence: int, time: int, command, market_data: list
-                ) -> tuple[bytes, msgspec.Raw, tuple[int, ...]]:
+                ) -> tuple[bytes, bytes, tuple[int, ...]]:
         """Apply ``command``, sequenced at exchange ``time``, to its symbol's book; append its
         market data to ``market_data``.
 
@@ -245,43 +250,25 @@ class Shard:
                 if owner not in concerned:
                     concerned += (owner,)
         encoded_events = msgspec.Raw(_encode(events))
-        reply = msgspec.Raw(_encode(Executed(sequence, command.symbol, encoded_events, time)))
+        reply = _encode(Executed(sequence, command.symbol, encoded_events, time))
         entry = _encode(JournalEntry(sequence, time, command, encoded_events, market_data[first:]))
         self.history.append((sequence, reply, concerned))
         return entry, reply, concerned
 
     def execute_encoded(self, sequence: int, time: int, command, market_data: list[bytes]
-                        ) -> tuple[bytes, msgspec.Raw, tuple[int, ...]]:
+                        ) -> tuple[bytes, bytes, tuple[int, ...]]:
         """`execute`, with the market data appended to ``market_data`` each message encoded
         (msgpack, as `execute`'s Structs encode), and the same bytes returned: an order command in
         CONTINUOUS runs in C (`NativeBook.execute_encoded`) with no event or market-data object,
-        anything else through `execute`. The OBS's live loop and recovery run every command here.
+        anything else through `execute`. Recovery runs every command here, and the OBS's live loop
+        every command its `order_path` (`native.orderpath.OrderPath.run`) leaves to it; that path
+        runs an order command exactly as this does (this calls its `OrderPath.execute`).
         """
         kind = _ORDER_KINDS.get(type(command))
         if kind is not None:
-            feed = self.feeds[command.symbol]
-            symbol = feed.symbol
-            last_price = feed.last_price
-            done = feed.book.execute_encoded(_fields(command), kind, sequence, time, self._symbols[symbol],
-                                             _encode(command), feed.sequence, feed.quote, market_data, TES_SHIFT)
+            done = self.order_path.execute(command, kind, sequence, time, market_data)
             if done is not None:
-                entry, reply, concerned, feed.sequence, feed.quote, accepted, expire_at, fills, low, high, last = done
-                if accepted:
-                    self._accepted(command.order_id)
-                    if accepted == GTD_ACCEPTED:
-                        self._expires(expire_at, symbol, command.order_id)
-                if fills:
-                    feed.last_price = last
-                    self.traded[symbol] = (sequence, last)
-                    guard = self.guards.get(symbol)
-                    if (guard is not None and symbol not in self.owed
-                            and guard.breached((low, high), last_price, self.phases[symbol].close)):
-                        self._phase_state(symbol, owed=True)
-                self.sequence = sequence
-                self.time = time
-                reply = msgspec.Raw(reply)
-                self.history.append((sequence, reply, concerned))
-                return entry, reply, concerned
+                return done
         published: list = []
         entry, reply, concerned = self.execute(sequence, time, command, published)
         market_data += map(_encode, published)
@@ -332,7 +319,7 @@ class Shard:
         heapify(self.expiries)
         self._compact_at = max(COMPACT_AT, 2 * len(self.expiries))
 
-    def replay(self, tes_id: int, seen: int) -> tuple[list[msgspec.Raw], bool]:
+    def replay(self, tes_id: int, seen: int) -> tuple[list[bytes], bool]:
         """The kept replies after sequence ``seen`` that concern ``tes_id``, oldest first, and
         True; or no replies and False if the history no longer reaches back to ``seen`` (none
         then: a TES that catches up from the journal must see the replies in sequence order)."""

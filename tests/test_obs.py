@@ -470,6 +470,12 @@ def test_hello_from_before_the_replay_history_says_the_replay_is_incomplete_and_
     stream = commands(250, seed=13)
     with Role(OBS, env) as obs:
         stream_commands(Tes(context, env, tes_id=1), stream, frame=10)
+        # the snapshot near sequence 200 is written in the background: killed before it is,
+        # the OBS would recover from the one near 100, and its history would reach back to 150
+        deadline, snapshots = time.monotonic() + 30, tmp_path / "journal-A"
+        while not any(int(path.stem.split("-")[1]) > 151 for path in snapshots.glob("snapshot-*.msgpack")):
+            assert time.monotonic() < deadline, "no snapshot after sequence 151 was written"
+            time.sleep(0.05)
         obs.kill()
     with Role(OBS, env) as obs:
         tes = Tes(context, env)

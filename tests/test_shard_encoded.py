@@ -7,6 +7,7 @@ import pytest
 
 from engine.advanced_workload import advanced
 from engine.replay import send_row_v2
+from engine.types import OrderType, Side, TimeInForce
 from servers import shard as shard_module
 from servers.phases import Guard
 from servers.protocol import (
@@ -119,10 +120,15 @@ def test_the_encoded_path_owes_the_same_volatility_interruptions():
     BookSubmit("ACME", (2 << TES_SHIFT) | 9, 1, 0, 0, -3, 1),
     BookSubmit("ACME", (3 << TES_SHIFT) | 9, 7, 0, 0, 101, 1),
     BookCancel("ACME", 12345),
+    BookSubmit("ACME", (1 << TES_SHIFT) | 9, Side.SELL, OrderType.LIMIT, TimeInForce.IOC, 99, 2, "désk-ü" * 9,
+               (1 << 63) - 1),
+    BookSubmit("ACME", (1 << TES_SHIFT) | 9, 0, 0, 0, 99, 2, "", 1 << 63),
 ])
 def test_rejects_and_fields_beyond_int64_answer_alike(command):
     """Beyond int64, `NativeBook.execute_encoded` declines and `Shard.execute` rejects; other
-    rejects are encoded in C; either way the bytes match."""
+    rejects are encoded in C; either way the bytes match, a command's own included (written in C
+    from its fields: enum members, a long non-ASCII account, a client order id beyond int64 that
+    only the journal carries)."""
     setup = [BookSubmit("ACME", (1 << TES_SHIFT) | 1, 1, 0, 0, 101, 5),
              BookSubmit("ACME", (1 << TES_SHIFT) | 2, 0, 0, 0, 99, 5)]
     run_both(setup + [command] + setup[:1])
@@ -149,11 +155,23 @@ def test_a_sweep_publishes_thousands_of_messages_in_frames_within_the_limits():
 
 def test_a_command_whose_fields_moved_is_refused_at_import(monkeypatch):
     """`NativeBook.execute_encoded` reads fields by position: a Struct that moved one is caught."""
-    class Moved(msgspec.Struct):
+    class Moved(msgspec.Struct, tag="BookCancel"):
         symbol: str
         side: int
         order_id: int
 
     monkeypatch.setattr(shard_module, "_ORDER_KINDS", {Moved: 1})
     with pytest.raises(ImportError, match="Moved.order_id is not field 1"):
+        shard_module._check_encoded_fields()
+
+
+def test_a_command_tagged_otherwise_is_refused_at_import(monkeypatch):
+    """`NativeBook.execute_encoded` writes the command's tag into its journal entry: a Struct
+    tagged otherwise than it writes is caught."""
+    class Renamed(msgspec.Struct, tag=True):
+        symbol: str
+        order_id: int
+
+    monkeypatch.setattr(shard_module, "_ORDER_KINDS", {Renamed: 1})
+    with pytest.raises(ImportError, match="Renamed is tagged 'Renamed', not 'BookCancel'"):
         shard_module._check_encoded_fields()

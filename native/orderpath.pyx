@@ -1,0 +1,216 @@
+# cython: boundscheck=False, wraparound=False
+"""The OBS's order path: a turn's order commands run, journaled and answered in C.
+
+`OrderPath.run` takes a run of a turn's work (`servers.obs.OrderBookServer._execute`) off the
+interpreter: each BookSubmit, BookCancel or BookReplace sequenced for a book in CONTINUOUS goes
+straight to the book's encoded core (`NativeBook.execute_encoded`: matching, then the journal
+entry, the Executed reply and the market data written as msgpack), and the shard's state and the
+turn's outputs change as `servers.shard.Shard.execute_encoded` and the OBS's Python loop change
+them. It stops at the first item it does not run (another command, a refusal, a Hello, a
+query, a book in another phase, a field beyond int64) and after a command whose fills owe a
+volatility interruption, and says where: the Python loop handles that item and calls it again.
+`OrderPath.execute` is one command of the path, for `Shard.execute_encoded` (the live loop's
+other commands and recovery go through it too), so the state each command leaves is made here
+once, for both.
+
+Invariant: after each command it runs, the shard is as `Shard.execute_encoded` leaves it (its
+sequence and time, the feed's market-data sequence, quote and last price, the order-id high-water
+mark, the GTD expiry heap, the symbols traded, an interruption owed, the replies kept for
+`Shard.replay`) and the turn's outputs hold what the Python loop puts there: the journal entry,
+the reply to the sender, and the same reply once to each other TES the command concerns.
+"""
+
+from cpython.long cimport PyLong_Check
+from libc.stdint cimport int64_t
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+
+from native.book cimport NativeBook, Outcome
+
+cdef int64_t GTD_ACCEPTED = 2          # `Outcome.accepted` of an order accepted as GTD
+
+
+cdef int read_order_id(object value, int64_t* out) except -1:
+    """An int ``value`` into ``out``: 0, or 1 if it lies beyond int64."""
+    try:
+        out[0] = value
+        return 0
+    except OverflowError:
+        return 1
+
+
+cdef class FeedState:
+    """What the order path reads and changes of a symbol's feed per command, as C fields: the
+    base of `servers.marketdata.Feed`, which says what each is."""
+
+    cdef public NativeBook book
+    cdef public int64_t sequence
+    cdef public object quote, last_price
+
+
+cdef class OrderPath:
+    """The order path of one `servers.shard.Shard`: its containers, fixed for the shard's life,
+    are held here; its scalar state (sequence, time, the replies kept) is read and written on it.
+
+    ``kinds`` maps each order command's type to `NativeBook.execute_encoded`'s ``kind``,
+    ``fields`` gives a command's fields as a tuple; an order id's top bits above ``shift`` name
+    its TES."""
+
+    cdef object shard
+    cdef dict feeds, symbols, max_ids, traded, guards, kinds
+    cdef set owed
+    cdef object fields
+    cdef int shift
+
+    def __init__(self, shard, dict kinds, fields, int shift):
+        self.shard = shard
+        self.feeds = shard.feeds
+        self.symbols = shard._symbols
+        self.max_ids = shard._max_ids
+        self.traded = shard.traded
+        self.guards = shard.guards
+        self.owed = shard.owed
+        self.kinds = kinds
+        self.fields = fields
+        self.shift = shift
+
+    def sequence(self, list work, identity, list messages, Py_ssize_t start, tes_id, int64_t sequence,
+                 int64_t stamp):
+        """Sequence ``messages[start:]``, one frame's from ``identity``, into ``work`` as the OBS
+        does (`servers.obs.OrderBookServer._serve_commands`), while each is an order command on
+        a symbol of the shard that its sender may send: ``(identity, command, sequence, stamp)``
+        at the next ``sequence`` and the exchange time, the wall clock's nanoseconds never
+        going back from ``stamp``. ``tes_id`` is the sender's `servers.security.Peer.tes_id`:
+        None may name any order, a positive id the orders of its prefix, anything else none.
+        Returns ``(index, sequence, stamp)``: the first message not sequenced
+        (``len(messages)`` if none is left), the last sequence and stamp given."""
+        cdef Py_ssize_t i, count = len(messages)
+        cdef int64_t order_id, now, own = 0
+        cdef timespec clock
+        cdef bint anyone = tes_id is None
+        if not anyone:
+            own = tes_id
+            if own <= 0:
+                return start, sequence, stamp
+        for i in range(start, count):
+            message = messages[i]
+            if type(message) not in self.kinds or message.symbol not in self.feeds:
+                return i, sequence, stamp
+            if not anyone:
+                field = message.order_id
+                if not PyLong_Check(field) or read_order_id(field, &order_id) or order_id >> self.shift != own:
+                    return i, sequence, stamp
+            clock_gettime(CLOCK_REALTIME, &clock)
+            now = clock.tv_sec * 1_000_000_000 + clock.tv_nsec
+            if now > stamp:
+                stamp = now
+            sequence += 1
+            work.append((identity, message, sequence, stamp))
+        return count, sequence, stamp
+
+    def execute(self, command, int kind, int64_t sequence, int64_t time, list market_data):
+        """Run ``command`` (of ``kinds[type(command)]``) as `Shard.execute_encoded` does:
+        ``(entry, reply, concerned)``, or None, nothing changed, if its book is not in
+        CONTINUOUS or a field is beyond int64 (`Shard.execute` runs it then). KeyError for a
+        symbol the shard does not own."""
+        done = self._execute(command, kind, sequence, time, market_data, self.shard.history)
+        if done is not None:
+            shard = self.shard
+            shard.sequence = sequence
+            shard.time = time
+        return done
+
+    cdef tuple _execute(self, command, int kind, int64_t sequence, int64_t time, list market_data, history):
+        cdef Outcome out
+        cdef FeedState feed
+        cdef tuple done
+        symbol = command.symbol
+        feed = self.feeds[symbol]
+        out.md_sequence = feed.sequence
+        done = feed.book.execute_encoded(self.fields(command), kind, sequence, time, self.symbols[symbol], feed.quote,
+                                         market_data, self.shift, &out)
+        if done is None:
+            return None
+        entry, reply, concerned, feed.quote = done
+        feed.sequence = out.md_sequence
+        if out.accepted:
+            order_id = command.order_id
+            tes_id = order_id >> self.shift
+            if order_id > self.max_ids.get(tes_id, 0):
+                self.max_ids[tes_id] = order_id
+            if out.accepted == GTD_ACCEPTED:
+                self.shard._expires(out.expire_at, symbol, order_id)
+        if out.fills:
+            last_price = feed.last_price
+            feed.last_price = out.last
+            self.traded[symbol] = (sequence, out.last)
+            guard = self.guards.get(symbol)
+            if (guard is not None and symbol not in self.owed
+                    and guard.breached((out.low, out.high), last_price, self.shard.phases[symbol].close)):
+                self.shard._phase_state(symbol, owed=True)
+        history.append((sequence, reply, concerned))
+        return (entry, reply, concerned)
+
+    def run(self, list work, Py_ssize_t start, dict outbox, dict market_data, list entries, dict tes):
+        """Run ``work[start:]`` (items ``(identity, command, sequence, stamp)`` of a turn, in
+        arrival order) while each is an order command sequenced to run (``sequence`` > 0) that
+        its book takes in C: each at the shard's next sequence and its stamp, its journal entry
+        ``(sequence, payload)`` appended to ``entries``, its market data to
+        ``market_data[symbol]``, its reply to ``outbox[identity]`` (unless the identity is None)
+        and to ``outbox[tes[id]]`` for each other TES id it concerns, each destination once.
+        Returns the index of the first item not run (``len(work)`` if none is left); after a
+        command that leaves an interruption owed (`Shard.owed`), the index after it."""
+        cdef Py_ssize_t i = start, count = len(work)
+        cdef int64_t sequence = self.shard.sequence
+        history = self.shard.history
+        while i < count:
+            if self._run_one(<tuple>work[i], sequence + 1, outbox, market_data, entries, tes, history) is None:
+                break
+            sequence += 1
+            i += 1
+            if self.owed:
+                break
+        if i > start:
+            shard = self.shard
+            shard.sequence = sequence
+            shard.time = (<tuple>work[i - 1])[3]
+        return i
+
+    cdef object _run_one(self, tuple item, int64_t sequence, dict outbox, dict market_data, list entries,
+                         dict tes, history):
+        """`run`'s step for one item: its stamp if it ran, else None (nothing changed)."""
+        cdef tuple done, concerned
+        cdef list published, replies, sent = None
+        kind = self.kinds.get(type(item[1]))
+        if kind is None or item[2] <= 0:
+            return None
+        identity, command, stamp = item[0], item[1], item[3]
+        symbol = command.symbol
+        published = market_data.get(symbol)
+        if published is None:
+            published = market_data[symbol] = []
+        done = self._execute(command, kind, sequence, stamp, published, history)
+        if done is None:
+            return None
+        entries.append((sequence, done[0]))
+        reply = done[1]
+        if identity is not None:
+            replies = outbox.get(identity)
+            if replies is None:
+                replies = outbox[identity] = []
+            replies.append(reply)
+        concerned = done[2]
+        for tes_id in concerned:
+            destination = tes.get(tes_id)
+            if destination is None or destination == identity:
+                continue
+            if sent is None:
+                sent = [destination]
+            elif destination in sent:
+                continue
+            else:
+                sent.append(destination)
+            replies = outbox.get(destination)
+            if replies is None:
+                replies = outbox[destination] = []
+            replies.append(reply)
+        return stamp

@@ -1,0 +1,182 @@
+"""The OBS's order path in C (`native.orderpath.OrderPath`) against the OBS's turn as Python
+runs it: the same journal entries, replies per destination, market data and shard state for a
+turn of mixed work, and the same sequencing of a frame's commands."""
+
+import types
+
+import msgspec
+import pytest
+
+from servers.obs import REFUSED, UNJOURNALED, UNKNOWN_SYMBOL, OrderBookServer
+from servers.phases import Guard
+from servers.protocol import (
+    BookCancel,
+    BookQuery,
+    BookSetClock,
+    BookSetPhase,
+    BookSubmit,
+    CommandRefused,
+    Hello,
+    HelloReply,
+)
+from servers.shard import TES_SHIFT, Shard
+from tests.test_shard_encoded import SYMBOLS, interleaved, state
+
+_encode = msgspec.msgpack.encode
+IDENTITIES = {tes_id: f"tes-{tes_id}".encode() for tes_id in (1, 2, 3)}
+"""The DEALER identity of each TES that said Hello (the workload's order ids name TES 1 to 3)."""
+
+
+def refused(message) -> CommandRefused:
+    return CommandRefused(message.symbol, getattr(message, "order_id", 0), 0, "refused")
+
+
+def obs(shard: Shard, guards: dict) -> types.SimpleNamespace:
+    """What `OrderBookServer._execute` reads of its server."""
+    return types.SimpleNamespace(state=shard, tes=dict(IDENTITIES), guards=guards, symbols=SYMBOLS, phases_at=1,
+                                 _refuse=refused, _unjournaled=refused)
+
+
+def spec_turn(server, work: list) -> tuple[dict, dict, list, int]:
+    """The turn as the OBS ran it before its order path went to C: each sequenced command
+    through `Shard.execute` (the Structs, then msgspec), in the same order, with the same
+    routing; and how many volatility interruptions it made."""
+    shard, outbox, market_data, entries = server.state, {}, {}, []
+    interruptions = 0
+
+    def reply(destination, message):
+        if destination is not None:
+            outbox.setdefault(destination, []).append(message)
+
+    def execute(identity, command, stamp):
+        sequence = shard.sequence + 1
+        published = []
+        entry, executed, concerned = shard.execute(sequence, stamp, command, published)
+        market_data.setdefault(command.symbol, []).extend(map(_encode, published))
+        entries.append((sequence, entry))
+        reply(identity, executed)
+        sent = {identity}
+        for tes_id in concerned:
+            destination = server.tes.get(tes_id)
+            if destination is not None and destination not in sent:
+                sent.add(destination)
+                reply(destination, executed)
+
+    for identity, message, sequence, stamp in work:
+        if sequence > 0:
+            execute(identity, message, stamp)
+            for symbol in sorted(shard.owed):
+                execute(None, server.guards[symbol].interruption(symbol, stamp), stamp)
+                interruptions += 1
+        elif sequence in (REFUSED, UNJOURNALED):
+            reply(identity, refused(message))
+        elif type(message) is Hello:
+            reply(identity, HelloReply(SYMBOLS, shard.max_order_id(message.tes_id), shard.sequence, True,
+                                       shard.last_prices()))
+        elif type(message) is BookQuery:
+            reply(identity, shard.feeds[message.symbol].view(message.request_id, message.levels))
+        else:
+            reply(identity, CommandRefused(message.symbol, message.order_id, UNKNOWN_SYMBOL, UNKNOWN_SYMBOL.text))
+    return outbox, market_data, entries, interruptions
+
+
+def encoded(outbox: dict) -> dict:
+    return {destination: [message if type(message) is bytes else _encode(message) for message in messages]
+            for destination, messages in outbox.items()}
+
+
+def turns(commands: list, size: int) -> list[list]:
+    """``commands`` as turns of work, with what the order path stops at mixed in: refusals,
+    commands the journal could not take, Hellos, queries, unknown symbols, the OBS's own clock."""
+    work, turns_made, sequence = [], [], 0
+    for number, command in enumerate(commands):
+        order_id = getattr(command, "order_id", 0)
+        identity = IDENTITIES.get(order_id >> TES_SHIFT, IDENTITIES[1])
+        sequence += 1
+        stamp = 1_700_000_000_000_000_000 + number * 1_000
+        if type(command) is BookSetClock:
+            identity = None
+        work.append((identity, command, sequence, stamp))
+        if number % 211 == 0:
+            work.append((identity or IDENTITIES[2], command, REFUSED, 0))
+        if number % 307 == 0:
+            work.append((IDENTITIES[3], command, UNJOURNALED, 0))
+        if number % 401 == 0:
+            work.append((IDENTITIES[2], Hello(2, None), 0, 0))
+            work.append((IDENTITIES[1], BookQuery(number, SYMBOLS[number % 2], 5), 0, 0))
+            work.append((IDENTITIES[1], BookCancel("ZZZZ", 1 << TES_SHIFT | 1), 0, 0))
+        if len(work) >= size:
+            turns_made.append(work)
+            work = []
+    return turns_made + [work]
+
+
+@pytest.mark.parametrize(("seed", "banded"), [(4, False), (5, True)])
+def test_a_turn_through_the_order_path_equals_the_python_turn(seed, banded):
+    """Turns of mixed work (every kind of item the order path stops at; with bands tight enough
+    that fills owe volatility interruptions) give the same bytes and the same shard."""
+    guards = {"ACME": Guard(0, 20, 5, 10_000), "BOLT": Guard(0, 5, 5, 10_000)} if banded else {}
+    live, spec = obs(Shard.empty(SYMBOLS, guards), guards), obs(Shard.empty(SYMBOLS, guards), guards)
+    interruptions = 0
+    for work in turns(interleaved(3_000, seed), 500):
+        outbox, market_data, entries = OrderBookServer._execute(live, work)
+        expected = spec_turn(spec, work)
+        assert (encoded(outbox), market_data, entries) == (encoded(expected[0]), expected[1], expected[2])
+        assert state(live.state) == state(spec.state)
+        interruptions += expected[3]
+    assert live.state.sequence > 5_000
+    assert (interruptions > 0) == banded
+
+
+def test_the_order_path_runs_orders_and_stops_where_python_must_take_over():
+    shard = Shard.empty(SYMBOLS)
+    submit = [(IDENTITIES[1], BookSubmit("ACME", 1 << TES_SHIFT | i, i % 2, 0, 0, 100, 5), i, i) for i in (1, 2)]
+    work = [*submit, (IDENTITIES[1], Hello(1, None), 0, 0), (IDENTITIES[1], BookSetPhase("ACME", 1), 3, 3), *submit]
+    outbox, market_data, entries = {}, {}, []
+    assert shard.order_path.run(work, 0, outbox, market_data, entries, IDENTITIES) == 2
+    assert [sequence for sequence, _ in entries] == [1, 2] and (shard.sequence, shard.time) == (2, 2)
+    assert len(outbox[IDENTITIES[1]]) == 2 and len(market_data["ACME"]) > 0
+    assert shard.order_path.run(work, 2, outbox, market_data, entries, IDENTITIES) == 2, "a Hello is Python's"
+    assert shard.order_path.run(work, 3, outbox, market_data, entries, IDENTITIES) == 3, "so is a phase command"
+    shard.execute_encoded(3, 3, work[3][1], [])
+    assert shard.feeds["ACME"].book.phase == 1
+    assert shard.order_path.run(work, 4, outbox, market_data, entries, IDENTITIES) == 4, "a book in CALL is too"
+    assert len(entries) == 2 and shard.sequence == 3
+
+
+def expected_sequencing(messages: list, start: int, tes_id, feeds) -> int:
+    """Where `OrderPath.sequence` must stop: the first message that is not an order command on
+    an owned symbol that a peer of ``tes_id`` may send (the OBS's `_permits`)."""
+    for index in range(start, len(messages)):
+        message = messages[index]
+        if type(message) not in (BookSubmit, BookCancel) or message.symbol not in feeds:
+            return index
+        if tes_id is not None and not (tes_id > 0 and message.order_id >> TES_SHIFT == tes_id):
+            return index
+    return len(messages)
+
+
+@pytest.mark.parametrize("tes_id", [None, 1, 2, -1, 0])
+@pytest.mark.parametrize("since", [0, 4_000_000_000_000_000_000])
+def test_sequencing_a_frame_in_c_follows_the_obs_rules(tes_id, since):
+    """Which messages are sequenced, in order, at consecutive sequences, stamped by the wall clock
+    and never before the stamp given (``since``: the past, or a stamp ahead of the clock)."""
+    shard = Shard.empty(SYMBOLS)
+    messages = [BookSubmit("ACME", 1 << TES_SHIFT | 1, 0, 0, 0, 100, 5), BookCancel("BOLT", 1 << TES_SHIFT | 2),
+                BookSubmit("ACME", 2 << TES_SHIFT | 3, 0, 0, 0, 100, 5), BookSubmit("ZZZZ", 1 << TES_SHIFT | 4, 0, 0,
+                                                                                    0, 100, 5),
+                Hello(1, None), BookCancel("ACME", (1 << 64) - 1), BookCancel("ACME", 1 << TES_SHIFT | 5)]
+    start, sequence, stamp = 0, 40, since
+    while start < len(messages):
+        work = []
+        stop, last, stamped = shard.order_path.sequence(work, b"peer", messages, start, tes_id, sequence, stamp)
+        assert stop == expected_sequencing(messages, start, tes_id, shard.feeds)
+        assert [item[1] for item in work] == messages[start:stop]
+        assert [item[2] for item in work] == list(range(sequence + 1, last + 1))
+        assert all(item[0] == b"peer" for item in work)
+        assert [item[3] for item in work] == sorted(item[3] for item in work)
+        assert all(item[3] >= stamp for item in work) and stamped >= stamp
+        assert all(item[3] == since for item in work) if since else all(item[3] > 1.7e18 for item in work)
+        if not work:
+            assert (last, stamped) == (sequence, stamp)
+        start, sequence, stamp = max(stop, start + 1), last, stamped
