@@ -357,14 +357,12 @@ cdef inline int as_int64(object value, int64_t* out) except -1:
 
 
 cdef inline int read_int64(object value, int64_t* out) except -1:
-    """`as_int64`, by the typed conversion when ``value`` is an int (as_int64's C API call costs
-    more); a float still goes to as_int64, which refuses it as the reference book does."""
+    """`as_int64`, called straight for an int (no ``__index__`` to look up); a float still goes to
+    as_int64, which refuses it as the reference book does."""
+    cdef int overflow = 0
     if PyLong_Check(value):
-        try:
-            out[0] = value
-            return 0
-        except OverflowError:
-            return 1
+        out[0] = PyLong_AsLongLongAndOverflow(value, &overflow)
+        return overflow != 0
     return as_int64(value, out)
 
 
@@ -456,26 +454,62 @@ cdef int wire_command(Writer* w, int kind, tuple fields) except -1:
     return 0
 
 
+cdef enum:
+    FEW_OWNERS = 16          # `concerned_of` keeps this many owners on the stack, more in a list
+
+
+cdef object _sole = None     # `concerned_of`'s last one-owner tuple, and its owner
+cdef int64_t _sole_owner = -1
+
+
+cdef inline list add_owner(int64_t* owners, int64_t* n, list more, int64_t owner):
+    """Add ``owner`` to `concerned_of`'s owners unless there: the first `FEW_OWNERS` in
+    ``owners`` (``n`` of them), all of them in the list ``more`` once there are more; returns
+    ``more``."""
+    cdef int64_t j
+    for j in range(n[0]):
+        if owners[j] == owner:
+            return more
+    if more is not None:
+        if owner not in more:
+            more.append(owner)
+    elif n[0] < FEW_OWNERS:
+        owners[n[0]] = owner
+        n[0] += 1
+    else:
+        more = [owners[j] for j in range(n[0])]
+        more.append(owner)
+    return more
+
+
 cdef tuple concerned_of(int64_t order_id, const Event* events, int64_t count, int shift):
     """The owners (order id >> ``shift``) ``count`` events of a command naming ``order_id``
     concern, each once, as `servers.shard.Shard.execute` lists them: the command's first, then,
     if there is more than one event, per fill its taker's and its maker's, per expiry, cancel,
-    decrement or trigger its order's."""
-    cdef list out = [order_id >> shift]
+    decrement or trigger its order's. A command that concerns its owner alone, nearly every
+    one, gets the tuple the command before it got if that one had the same owner."""
+    global _sole, _sole_owner
+    cdef int64_t owners[FEW_OWNERS]
+    cdef int64_t i, n = 1
     cdef const Event* e
-    cdef int64_t i
+    cdef list more = None
+    owners[0] = order_id >> shift
     if count > 1:
         for i in range(count):
             e = &events[i]
             if e.kind == EV_FILLED:
-                if e.other_id >> shift not in out:
-                    out.append(e.other_id >> shift)
+                more = add_owner(owners, &n, more, e.other_id >> shift)
             elif not (e.kind == EV_EXPIRED or e.kind == EV_CANCELED or e.kind == EV_DECREMENTED
                       or e.kind == EV_TRIGGERED):
                 continue
-            if e.order_id >> shift not in out:
-                out.append(e.order_id >> shift)
-    return tuple(out)
+            more = add_owner(owners, &n, more, e.order_id >> shift)
+    if more is not None:
+        return tuple(more)
+    if n > 1:
+        return tuple([owners[i] for i in range(n)])
+    if owners[0] != _sole_owner:
+        _sole, _sole_owner = (owners[0],), owners[0]
+    return _sole
 
 
 cdef int wire_events(Writer* w, const Event* events, int64_t count) except -1:

@@ -20,7 +20,7 @@ mark, the GTD expiry heap, the symbols traded, an interruption owed, the replies
 the reply to the sender, and the same reply once to each other TES the command concerns.
 """
 
-from cpython.long cimport PyLong_Check
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from libc.stdint cimport int64_t
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
@@ -31,11 +31,9 @@ cdef int64_t GTD_ACCEPTED = 2          # `Outcome.accepted` of an order accepted
 
 cdef int read_order_id(object value, int64_t* out) except -1:
     """An int ``value`` into ``out``: 0, or 1 if it lies beyond int64."""
-    try:
-        out[0] = value
-        return 0
-    except OverflowError:
-        return 1
+    cdef int overflow = 0
+    out[0] = PyLong_AsLongLongAndOverflow(value, &overflow)
+    return overflow != 0
 
 
 cdef class FeedState:

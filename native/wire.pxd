@@ -14,7 +14,7 @@
 
 from cpython.mem cimport PyMem_RawRealloc
 from libc.stdint cimport int64_t, uint8_t, uint64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, strlen
 
 
 cdef enum:
@@ -41,10 +41,21 @@ cdef inline int wire_room(Writer* w, Py_ssize_t n) except -1:
     return 0
 
 
-cdef inline void _big_endian(uint8_t* out, uint64_t value, int count) noexcept nogil:
-    cdef int i
-    for i in range(count):
-        out[i] = <uint8_t>(value >> (8 * (count - 1 - i)))
+cdef extern from *:
+    """
+    /* The low `count` (1..8) bytes of `value`, most significant first. On a little-endian GCC or
+       Clang build it stores all 8 bytes of one byte-swapped word: the bytes past `count` lie in
+       the MAX_HEADER bytes of room made for the header, and what follows overwrites them. */
+    static inline void wire_big_endian(uint8_t* out, uint64_t value, int count) {
+    #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint64_t word = __builtin_bswap64(value << (8 * (8 - count)));
+        memcpy(out, &word, 8);
+    #else
+        for (int i = 0; i < count; i++) out[i] = (uint8_t)(value >> (8 * (count - 1 - i)));
+    #endif
+    }
+    """
+    void _big_endian "wire_big_endian"(uint8_t* out, uint64_t value, int count) noexcept nogil
 
 
 cdef inline void _marked(Writer* w, uint8_t marker, uint64_t value, int count) noexcept nogil:
@@ -117,8 +128,5 @@ cdef inline void wire_bytes(Writer* w, const void* data, Py_ssize_t size) noexce
 cdef inline void wire_tagged(Writer* w, const char* tag, Py_ssize_t fields) noexcept nogil:
     """The header of an ``array_like`` tagged Struct with ``fields`` fields: the array and the tag
     (an ASCII class name shorter than 32 bytes; `MAX_HEADER` + 32 bytes of room)."""
-    cdef Py_ssize_t size = 0
-    while tag[size] != 0:
-        size += 1
     wire_array(w, fields + 1)
-    wire_str(w, tag, size)
+    wire_str(w, tag, <Py_ssize_t>strlen(tag))

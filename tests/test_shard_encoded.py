@@ -175,3 +175,18 @@ def test_a_command_tagged_otherwise_is_refused_at_import(monkeypatch):
     monkeypatch.setattr(shard_module, "_ORDER_KINDS", {Renamed: 1})
     with pytest.raises(ImportError, match="Renamed is tagged 'Renamed', not 'BookCancel'"):
         shard_module._check_encoded_fields()
+
+
+def test_a_sweep_through_the_orders_of_many_tes_concerns_each_once_in_order():
+    """A market order through resting orders of 40 TES (three of them holding two), then a cancel:
+    the TES ids each concerns, in the spec's order, beyond the 16 the native path keeps on its stack."""
+    owners = [*range(1, 41), 3, 17, 33]
+    resting = [BookSubmit("ACME", (tes_id << TES_SHIFT) | index, 1, 0, 0, 100 + tes_id % 7, 2)
+               for index, tes_id in enumerate(owners, 1)]
+    sweep = BookSubmit("ACME", (41 << TES_SHIFT) | 1, 0, 1, 1, 0, 1_000)
+    run_both([*resting, sweep, BookCancel("ACME", resting[0].order_id)])
+    spec = Shard.empty(SYMBOLS)
+    for sequence, command in enumerate(resting, 1):
+        spec.execute(sequence, sequence, command, [])
+    _, _, concerned = spec.execute(len(resting) + 1, 0, sweep, [])
+    assert concerned[0] == 41 and sorted(concerned) == list(range(1, 42))
