@@ -45,6 +45,28 @@ cdef class FeedState:
     cdef public object quote, last_price
 
 
+cdef class Run:
+    """`OrderPath.run`'s turn: its outputs, and what the command before looked up (a turn's
+    commands come in runs of one symbol from one sender): its symbol with that symbol's feed,
+    msgpack, volatility bands and market data so far, and its sender with its replies so far."""
+
+    cdef dict outbox, market_data, tes
+    cdef list entries, published, replies
+    cdef object history, symbol, guard, identity
+    cdef FeedState feed
+    cdef bytes packed
+
+    def __cinit__(self, dict outbox, dict market_data, list entries, dict tes, history):
+        self.outbox, self.market_data, self.entries, self.tes, self.history = outbox, market_data, entries, tes, history
+
+    cdef list destination(self, identity):
+        """The replies so far to ``identity`` (a new list in the outbox for the first)."""
+        cdef list replies = self.outbox.get(identity)
+        if replies is None:
+            replies = self.outbox[identity] = []
+        return replies
+
+
 cdef class OrderPath:
     """The order path of one `servers.shard.Shard`: its containers, fixed for the shard's life,
     are held here; its scalar state (sequence, time, the replies kept) is read and written on it.
@@ -110,22 +132,25 @@ cdef class OrderPath:
         ``(entry, reply, concerned)``, or None, nothing changed, if its book is not in
         CONTINUOUS or a field is beyond int64 (`Shard.execute` runs it then). KeyError for a
         symbol the shard does not own."""
-        done = self._execute(command, kind, sequence, time, market_data, self.shard.history)
+        symbol = command.symbol
+        done = self._execute(command, symbol, self.feeds[symbol], self.symbols[symbol], self.guards.get(symbol), kind,
+                             sequence, time, market_data, self.shard.history)
         if done is not None:
             shard = self.shard
             shard.sequence = sequence
             shard.time = time
         return done
 
-    cdef tuple _execute(self, command, int kind, int64_t sequence, int64_t time, list market_data, history):
+    cdef tuple _execute(self, command, symbol, FeedState feed, bytes packed, guard, int kind, int64_t sequence,
+                        int64_t time, list market_data, history):
+        """`execute` for ``command`` on ``symbol``, whose feed, msgpack and volatility bands
+        (None: none) are ``feed``, ``packed`` and ``guard``; the shard's sequence and time are
+        the caller's to set."""
         cdef Outcome out
-        cdef FeedState feed
         cdef tuple done
-        symbol = command.symbol
-        feed = self.feeds[symbol]
         out.md_sequence = feed.sequence
-        done = feed.book.execute_encoded(self.fields(command), kind, sequence, time, self.symbols[symbol], feed.quote,
-                                         market_data, self.shift, &out)
+        done = feed.book.execute_encoded(self.fields(command), kind, sequence, time, packed, feed.quote, market_data,
+                                         self.shift, &out)
         if done is None:
             return None
         entry, reply, concerned, feed.quote = done
@@ -141,7 +166,6 @@ cdef class OrderPath:
             last_price = feed.last_price
             feed.last_price = out.last
             self.traded[symbol] = (sequence, out.last)
-            guard = self.guards.get(symbol)
             if (guard is not None and symbol not in self.owed
                     and guard.breached((out.low, out.high), last_price, self.shard.phases[symbol].close)):
                 self.shard._phase_state(symbol, owed=True)
@@ -159,9 +183,9 @@ cdef class OrderPath:
         command that leaves an interruption owed (`Shard.owed`), the index after it."""
         cdef Py_ssize_t i = start, count = len(work)
         cdef int64_t sequence = self.shard.sequence
-        history = self.shard.history
+        cdef Run run = Run(outbox, market_data, entries, tes, self.shard.history)
         while i < count:
-            if self._run_one(<tuple>work[i], sequence + 1, outbox, market_data, entries, tes, history) is None:
+            if self._run_one(run, <tuple>work[i], sequence + 1) is None:
                 break
             sequence += 1
             i += 1
@@ -173,32 +197,35 @@ cdef class OrderPath:
             shard.time = (<tuple>work[i - 1])[3]
         return i
 
-    cdef object _run_one(self, tuple item, int64_t sequence, dict outbox, dict market_data, list entries,
-                         dict tes, history):
+    cdef object _run_one(self, Run run, tuple item, int64_t sequence):
         """`run`'s step for one item: its stamp if it ran, else None (nothing changed)."""
         cdef tuple done, concerned
-        cdef list published, replies, sent = None
+        cdef list replies, sent = None
         kind = self.kinds.get(type(item[1]))
         if kind is None or item[2] <= 0:
             return None
         identity, command, stamp = item[0], item[1], item[3]
         symbol = command.symbol
-        published = market_data.get(symbol)
-        if published is None:
-            published = market_data[symbol] = []
-        done = self._execute(command, kind, sequence, stamp, published, history)
+        if symbol is not run.symbol and symbol != run.symbol:
+            run.feed, run.packed, run.guard = self.feeds[symbol], self.symbols[symbol], self.guards.get(symbol)
+            run.published = run.market_data.get(symbol)
+            if run.published is None:
+                run.published = run.market_data[symbol] = []
+            run.symbol = symbol
+        done = self._execute(command, symbol, run.feed, run.packed, run.guard, kind, sequence, stamp, run.published,
+                             run.history)
         if done is None:
             return None
-        entries.append((sequence, done[0]))
+        run.entries.append((sequence, done[0]))
         reply = done[1]
         if identity is not None:
-            replies = outbox.get(identity)
-            if replies is None:
-                replies = outbox[identity] = []
-            replies.append(reply)
+            if identity is not run.identity:
+                run.replies = run.destination(identity)
+                run.identity = identity
+            run.replies.append(reply)
         concerned = done[2]
         for tes_id in concerned:
-            destination = tes.get(tes_id)
+            destination = run.tes.get(tes_id)
             if destination is None or destination == identity:
                 continue
             if sent is None:
@@ -207,8 +234,6 @@ cdef class OrderPath:
                 continue
             else:
                 sent.append(destination)
-            replies = outbox.get(destination)
-            if replies is None:
-                replies = outbox[destination] = []
-            replies.append(reply)
+            run.destination(destination).append(reply)
         return stamp
+
