@@ -14,6 +14,10 @@ bench book [--messages M] [--repeats R] [--resting N] [--liquibook DIR]
     the figures as JSON. M is the size of the standard and of the deep stream (30%
     of the deep one, at most 300,000, are preloaded resting orders): at least 4.
     DIR (default $LIQUIBOOK_DIR) is a Liquibook checkout to measure beside it.
+bench obs [--messages M] [--repeats R]
+    The OBS's execute step in one process: turns of the standard workload's first M
+    commands (default 200,000) through the order path in C beside `Shard.execute`, the
+    specification, in the same run; CPU per command and the ratio.
 bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never]
     Throughput and ack latency through client -> TES -> OBS -> TES -> client,
     median of R runs (default 3) per offered rate.
@@ -195,6 +199,10 @@ def run_bench(args: argparse.Namespace) -> None:
         from benchmarks import soak
 
         report = soak.run(orders=args.orders, rate=args.rate, round_s=args.round_s)
+    elif args.suite == "obs":
+        from benchmarks import obs
+
+        report = obs.run(messages=args.messages or obs.MESSAGES, repeats=args.repeats)
     elif args.suite == "store":
         from benchmarks import store
 
@@ -203,8 +211,9 @@ def run_bench(args: argparse.Namespace) -> None:
     else:
         from benchmarks import book as book_benchmark
 
+        messages = args.messages or book_benchmark.MESSAGES
         report = book_benchmark.run(
-            messages=args.messages, repeats=args.repeats, deep_messages=args.messages, resting=args.resting,
+            messages=messages, repeats=args.repeats, deep_messages=messages, resting=args.resting,
             liquibook=args.liquibook,
         )
     print(json.dumps(report))
@@ -220,16 +229,17 @@ def add_bench_command(commands) -> None:
         description="Run a benchmark, print its table and then its figures as JSON on the last line.",
     )
     parser.add_argument(
-        "suite", choices=["book", "e2e", "gateways", "soak", "store"],
-        help="book: the matching core; e2e: orders through TES and OBS; soak: the same for millions of orders; "
+        "suite", choices=["book", "obs", "e2e", "gateways", "soak", "store"],
+        help="book: the matching core; obs: the OBS's execute step in one process, the order path in C beside "
+        "the specification; e2e: orders through TES and OBS; soak: the same for millions of orders; "
         "store: the recorder's databases and tick store, and the tick queries beside pandas; gateways: orders "
         "through the FIX gateway beside the ZeroMQ client",
     )
     parser.add_argument(
-        "--messages", type=at_least(4), default=1_000_000,
+        "--messages", type=at_least(4),
         help="book: the standard, advanced and deep streams' size, at least 4 (the deep stream preloads 30%% of "
         "it, at most 300000, as resting orders; the uncross's call book has as many orders, at most 100000; "
-        "default: 1000000)",
+        "default: 1000000); obs: the standard stream's commands (default: 200000)",
     )
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per figure; medians are reported")
     parser.add_argument(

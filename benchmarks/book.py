@@ -85,6 +85,10 @@ icebergs (a display of a quarter of the quantity), orders of one of 4 owners (wi
 self-trade prevention mode, which the uncross does not apply)."""
 
 
+MESSAGES = 1_000_000
+"""The standard and deep streams' size by default."""
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     model = platform.processor() or "unknown"
@@ -371,7 +375,7 @@ def liquibook_figures(stream: np.ndarray, source, repeats: int, standard: dict, 
     return figures
 
 
-def run(messages: int = 1_000_000, seed: int = 42, repeats: int = 3, deep_messages: int = 1_000_000,
+def run(messages: int = MESSAGES, seed: int = 42, repeats: int = 3, deep_messages: int = MESSAGES,
         resting: int = 1_000_000, liquibook: Path | None = None) -> dict:
     """Measure everything, print the table, return the figures.
 

@@ -210,8 +210,13 @@ class ScriptedTes:
         return self.requests.decode(frame)
 
     def send(self, *messages) -> None:
+        self.send_frame(self.messages.encode(list(messages)))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send ``frame`` as it is, once the script's thread (if another) is done with the socket:
+        a ZeroMQ socket used by two threads at once aborts the process."""
         self._own()
-        self.socket.send_multipart([self.identity, self.messages.encode(list(messages))])
+        self.socket.send_multipart([self.identity, frame])
 
     def close(self) -> None:
         self._own()
@@ -459,7 +464,7 @@ def test_a_session_end_already_queued_makes_the_next_call_raise_without_sending(
 
 def test_an_undecodable_frame_the_keeper_read_is_raised_by_the_next_call(tes):
     client = logged_on_fake(tes)
-    tes.socket.send_multipart([tes.identity, b"\xc1 not msgpack"])
+    tes.send_frame(b"\xc1 not msgpack")
     client._keeper.join(5.0)  # it ends once it has read the frame
     assert not client._keeper.is_alive()
     with pytest.raises(ClientError, match=r"undecodable frame from the TES \(13 bytes\)"):

@@ -1,0 +1,159 @@
+"""The OBS's execute step in one process (``python main.py bench obs``): turns of order commands
+through the order path in C, as the live loop runs them, beside the same commands through
+`servers.shard.Shard.execute`, the specification, in the same run.
+
+The commands are the standard workload's (version 1: limit, market, IOC and FOK orders, cancels,
+replaces) as one TES's BookSubmit, BookCancel and BookReplace on one symbol, in turns of the
+OBS's `MAX_MESSAGES_PER_TURN`:
+
+- the order path: `OrderBookServer._execute`, the OBS loop's step 3 (`native.orderpath` runs
+  every command here), for each turn;
+- the specification: each command through `Shard.execute` (the book's event Structs, then
+  msgspec) with its market data encoded, what the order path must equal byte for byte.
+
+Both start from an empty book; the benchmark checks that they wrote the same journal entries
+(a digest of every entry) and raises if not. Figures are this process's CPU time per command
+(the garbage collector off, as the servers make its passes rare), medians of the runs, and
+their ratio; no socket, journal write or decoding is in them (`bench e2e` has those).
+"""
+
+import gc
+import hashlib
+import statistics
+import time
+from types import SimpleNamespace
+
+import msgspec
+
+from benchmarks.book import machine
+from engine import workload
+from engine.progress import task
+from engine.stream import CANCEL, LIMIT_FOK, LIMIT_GTC, LIMIT_IOC, MARKET, REPLACE
+from engine.types import OrderType, TimeInForce
+from servers.obs import MAX_MESSAGES_PER_TURN, OrderBookServer
+from servers.protocol import BookCancel, BookReplace, BookSubmit
+from servers.shard import TES_SHIFT, Shard
+
+SYMBOL = "ACME"
+IDENTITY = b"tes-1"
+"""The one TES's DEALER identity (its order ids carry TES id 1)."""
+OWNER = 1 << TES_SHIFT
+MESSAGES = 200_000
+"""The standard stream's commands measured by default."""
+START = 1_800_000_000_000_000_000
+"""The exchange time of the first command (ns); each next one is 1 µs later."""
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def commands(messages: int, seed: int = 42) -> list:
+    """The standard workload's first ``messages`` rows as the OBS's commands (unknown kinds skipped)."""
+    made = []
+    for kind, side, price, quantity, order_id, target_id in workload.standard(messages, seed).tolist():
+        if kind == LIMIT_GTC:
+            made.append(BookSubmit(SYMBOL, OWNER | order_id, side, OrderType.LIMIT, TimeInForce.GTC, price, quantity))
+        elif kind == MARKET:
+            made.append(BookSubmit(SYMBOL, OWNER | order_id, side, OrderType.MARKET, TimeInForce.IOC, 0, quantity))
+        elif kind == LIMIT_IOC:
+            made.append(BookSubmit(SYMBOL, OWNER | order_id, side, OrderType.LIMIT, TimeInForce.IOC, price, quantity))
+        elif kind == LIMIT_FOK:
+            made.append(BookSubmit(SYMBOL, OWNER | order_id, side, OrderType.LIMIT, TimeInForce.FOK, price, quantity))
+        elif kind == CANCEL:
+            made.append(BookCancel(SYMBOL, OWNER | target_id))
+        elif kind == REPLACE:
+            made.append(BookReplace(SYMBOL, OWNER | target_id, price, quantity))
+    return made
+
+
+def turns(made: list) -> list[list]:
+    """``made`` as the OBS's turns of work: ``(identity, command, sequence, stamp)``."""
+    work = [(IDENTITY, command, number, START + number * 1_000) for number, command in enumerate(made, 1)]
+    return [work[start:start + MAX_MESSAGES_PER_TURN] for start in range(0, len(work), MAX_MESSAGES_PER_TURN)]
+
+
+def order_path(work: list[list]) -> tuple[float, str]:
+    """CPU seconds of `OrderBookServer._execute` over every turn, and the digest of its entries."""
+    shard = Shard.empty([SYMBOL])
+    server = SimpleNamespace(state=shard, tes={1: IDENTITY}, guards={}, symbols=[SYMBOL], phases_at=0)
+    digest, seconds = hashlib.blake2b(), 0.0
+    for turn in work:
+        started = time.process_time()
+        _, _, entries = OrderBookServer._execute(server, turn)
+        seconds += time.process_time() - started
+        for _, entry in entries:
+            digest.update(entry)
+    return seconds, digest.hexdigest()
+
+
+def specification(work: list[list]) -> tuple[float, str]:
+    """CPU seconds of `Shard.execute` over every command, its market data encoded, and the digest
+    of its entries."""
+    shard = Shard.empty([SYMBOL])
+    digest, seconds = hashlib.blake2b(), 0.0
+    for turn in work:
+        started = time.process_time()
+        entries, market_data = [], []
+        for _, command, sequence, stamp in turn:
+            published = []
+            entry, _, _ = shard.execute(sequence, stamp, command, published)
+            entries.append((sequence, entry))
+            market_data += map(_encode, published)
+        seconds += time.process_time() - started
+        for _, entry in entries:
+            digest.update(entry)
+    return seconds, digest.hexdigest()
+
+
+def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
+    """Measure both paths ``repeats`` times each, alternating; print the table; return the figures."""
+    with task("bench obs", 2 * repeats + 1, "steps") as shown:
+        shown.note("making the commands")
+        work = turns(commands(messages))
+        count = sum(map(len, work))
+        shown.advance()
+        runs: dict[str, list[float]] = {"specification": [], "order_path": []}
+        digests = set()
+        for _ in range(repeats):
+            for name, measure in (("specification", specification), ("order_path", order_path)):
+                shown.note(name.replace("_", " "))
+                seconds, digest = _without_gc(measure, work)
+                runs[name].append(seconds / count * 1e6)
+                digests.add(digest)
+                shown.advance()
+    if len(digests) != 1:
+        raise RuntimeError("the order path and the specification wrote different journal entries")
+    figures = {name: statistics.median(values) for name, values in runs.items()}
+    report = {"machine": machine(), "commands": count, "turn": MAX_MESSAGES_PER_TURN, "repeats": repeats,
+              "us_per_command": figures, "runs": runs,
+              "ratio": round(figures["specification"] / figures["order_path"], 2)}
+    print(format_report(report))
+    return report
+
+
+def _without_gc(measure, work: list[list]) -> tuple[float, str]:
+    gc.collect()
+    gc.disable()
+    try:
+        return measure(work)
+    finally:
+        gc.enable()
+
+
+def format_report(report: dict) -> str:
+    figures, runs = report["us_per_command"], report["runs"]
+    machine_ = report["machine"]
+    lines = [
+        f"machine: {machine_['cpu']}, {machine_['cores']} cores, Python {machine_['python']}",
+        f"{report['commands']:,} commands of the standard workload on one symbol, in turns of {report['turn']:,}; "
+        f"CPU µs per command, median of {report['repeats']} runs (range); both paths wrote the same journal entries",
+        "",
+        "| execute step | µs per command | commands/s | vs the specification |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, label in (("specification", "`Shard.execute`, command by command (the specification)"),
+                        ("order_path", "the order path in C (the OBS's loop)")):
+        low, high = min(runs[name]), max(runs[name])
+        ratio = figures["specification"] / figures[name]
+        lines.append(f"| {label} | {figures[name]:.2f} ({low:.2f}-{high:.2f}) | {1e6 / figures[name]:,.0f} | "
+                     f"{ratio:.1f}x |")
+    return "\n".join(lines)
+
