@@ -10,7 +10,8 @@
 #   native/auction.pxd  the call auction's uncross price, in one pass over the levels
 #   native/ids.pxd      the live-id table (id -> pool slot) and the accepted-id bitmap
 # with snapshots (records.pxd: the state as `engine.snapshot` records, their hash, restore), msgpack
-# written in C (wire.pxd: `NativeBook.execute_encoded`'s events and market data) and the
+# written in C (wire.pxd: `NativeBook.execute_encoded`'s events and market data), Python ints read
+# as int64 (int64.pxd, shared with orderpath.pyx) and the
 # invariant checks (checks.pxd) in headers of their own, and the engine's constants (sides, order types, times in force, flags, self-trade prevention
 # modes, phases, reject and cancel codes, stream message kinds, hash seeds) from
 # native/constants.pxd, which setup.py generates from engine/types.py, engine/stream.py and

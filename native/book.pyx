@@ -60,7 +60,7 @@ GIL, for both stream versions.
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.bool cimport PyBool_Check
-from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
+from cpython.long cimport PyLong_Check
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_Check
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 from libc.stdlib cimport qsort
@@ -164,6 +164,7 @@ from native.ids cimport (
     was_accepted,
     write_records,
 )
+from native.int64 cimport as_int64
 from native.ladder cimport (
     NEAR_SLOTS,
     Level,
@@ -348,24 +349,6 @@ cdef inline int64_t v2_order_type(uint8_t kind) noexcept nogil:
     return -1
 
 
-cdef inline int as_int64(object value, int64_t* out) except -1:
-    """``value`` (an int, or anything with ``__index__``) into ``out``: 0, or 1 if it lies beyond
-    int64 (the command is then refused VALUE_OUT_OF_RANGE, as the reference book does)."""
-    cdef int overflow = 0
-    out[0] = PyLong_AsLongLongAndOverflow(value, &overflow)
-    return overflow != 0
-
-
-cdef inline int read_int64(object value, int64_t* out) except -1:
-    """`as_int64`, called straight for an int (no ``__index__`` to look up); a float still goes to
-    as_int64, which refuses it as the reference book does."""
-    cdef int overflow = 0
-    if PyLong_Check(value):
-        out[0] = PyLong_AsLongLongAndOverflow(value, &overflow)
-        return overflow != 0
-    return as_int64(value, out)
-
-
 cdef int read_replace(int64_t* o, int64_t* p, int64_t* q, object order_id, object price,
                       object quantity) except -1:
     """ReplaceOrder's fields into ``o``, ``p`` and ``q`` as `read_new_order` reads an order's: 0, or
@@ -440,7 +423,7 @@ cdef int wire_command(Writer* w, int kind, tuple fields) except -1:
     wire_tagged(w, COMMAND_TAGS[kind], count)
     for field in fields:
         if PyLong_Check(field) and not PyBool_Check(field):
-            if read_int64(field, &value):
+            if as_int64(field, &value):
                 w.size = start
                 return 1
             wire_int(w, value)
@@ -855,7 +838,7 @@ cdef class NativeBook:
         """Remove a resting order, a held stop or a waiting market order; return its events."""
         cdef int64_t o
         self._prepare(0, 1, False)
-        if read_int64(order_id, &o):
+        if as_int64(order_id, &o):
             return [CancelRejected(order_id, OUT_OF_RANGE, OUT_OF_RANGE.text)]
         self._cancel(o)
         return self._drain()
@@ -882,7 +865,7 @@ cdef class NativeBook:
         """Set the logical time (never back); GTD orders due by then expire. Return the events."""
         cdef int64_t t
         self._prepare(0, 1, False)
-        if read_int64(time, &t):
+        if as_int64(time, &t):
             return [CommandRejected(OUT_OF_RANGE, OUT_OF_RANGE.text)]
         self._set_clock(t)
         return self._drain()
@@ -894,7 +877,7 @@ cdef class NativeBook:
         self._prepare(self.live.count, 1, False)
         if auction_reserve(&self.auction, ladder_levels(&self.ladder)) != 0:
             raise MemoryError("order book out of memory")
-        if read_int64(phase, &p):
+        if as_int64(phase, &p):
             return [CommandRejected(OUT_OF_RANGE, OUT_OF_RANGE.text)]
         self._set_phase(p)
         return self._drain()
@@ -948,7 +931,7 @@ cdef class NativeBook:
             self._submit(&n)
             o = n.order_id
         elif kind == 1:
-            if read_int64(command[1], &o):
+            if as_int64(command[1], &o):
                 return None
             self._prepare(0, 1, False)
             self._cancel(o)
@@ -1039,7 +1022,7 @@ cdef class NativeBook:
         cdef int64_t o
         self._prepare(0, 1, False)
         self._reserve_log()
-        if read_int64(order_id, &o):
+        if as_int64(order_id, &o):
             self._reject(EV_CANCEL_REJECTED, 0, VALUE_OUT_OF_RANGE)
         else:
             self._cancel(o)
@@ -1071,7 +1054,7 @@ cdef class NativeBook:
         cdef int64_t t
         self._prepare(0, 1, False)
         self._reserve_log()
-        if read_int64(time, &t):
+        if as_int64(time, &t):
             self._reject(EV_COMMAND_REJECTED, 0, VALUE_OUT_OF_RANGE)
         else:
             self._set_clock(t)
@@ -1084,7 +1067,7 @@ cdef class NativeBook:
         if auction_reserve(&self.auction, ladder_levels(&self.ladder)) != 0:
             raise MemoryError("order book out of memory")
         self._reserve_log()
-        if read_int64(phase, &p):
+        if as_int64(phase, &p):
             self._reject(EV_COMMAND_REJECTED, 0, VALUE_OUT_OF_RANGE)
         else:
             self._set_phase(p)

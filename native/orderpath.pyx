@@ -20,20 +20,14 @@ mark, the GTD expiry heap, the symbols traded, an interruption owed, the replies
 the reply to the sender, and the same reply once to each other TES the command concerns.
 """
 
-from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
+from cpython.long cimport PyLong_Check
 from libc.stdint cimport int64_t
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 from native.book cimport NativeBook, Outcome
+from native.int64 cimport as_int64
 
 cdef int64_t GTD_ACCEPTED = 2          # `Outcome.accepted` of an order accepted as GTD
-
-
-cdef int read_order_id(object value, int64_t* out) except -1:
-    """An int ``value`` into ``out``: 0, or 1 if it lies beyond int64."""
-    cdef int overflow = 0
-    out[0] = PyLong_AsLongLongAndOverflow(value, &overflow)
-    return overflow != 0
 
 
 cdef class FeedState:
@@ -59,12 +53,31 @@ cdef class Run:
     def __cinit__(self, dict outbox, dict market_data, list entries, dict tes, history):
         self.outbox, self.market_data, self.entries, self.tes, self.history = outbox, market_data, entries, tes, history
 
-    cdef list destination(self, identity):
-        """The replies so far to ``identity`` (a new list in the outbox for the first)."""
-        cdef list replies = self.outbox.get(identity)
-        if replies is None:
-            replies = self.outbox[identity] = []
-        return replies
+
+cdef list replies_to(dict outbox, identity):
+    """The replies so far to ``identity`` in ``outbox`` (a new list there for the first)."""
+    cdef list replies = outbox.get(identity)
+    if replies is None:
+        replies = outbox[identity] = []
+    return replies
+
+
+cpdef void route(dict outbox, dict tes, identity, reply, tuple concerned) except *:
+    """Queue ``reply`` once to each TES (``tes``: id -> the identity of its Hello) among the ids
+    ``concerned`` other than its sender ``identity`` (whose copy the caller queues): the rest of
+    a command's routing, for the order path and the OBS's other commands alike."""
+    cdef list sent = None
+    for tes_id in concerned:
+        destination = tes.get(tes_id)
+        if destination is None or destination == identity:
+            continue
+        if sent is None:
+            sent = [destination]
+        elif destination in sent:
+            continue
+        else:
+            sent.append(destination)
+        replies_to(outbox, destination).append(reply)
 
 
 cdef class OrderPath:
@@ -117,7 +130,7 @@ cdef class OrderPath:
                 return i, sequence, stamp
             if not anyone:
                 field = message.order_id
-                if not PyLong_Check(field) or read_order_id(field, &order_id) or order_id >> self.shift != own:
+                if not PyLong_Check(field) or as_int64(field, &order_id) or order_id >> self.shift != own:
                     return i, sequence, stamp
             clock_gettime(CLOCK_REALTIME, &clock)
             now = clock.tv_sec * 1_000_000_000 + clock.tv_nsec
@@ -199,8 +212,7 @@ cdef class OrderPath:
 
     cdef object _run_one(self, Run run, tuple item, int64_t sequence):
         """`run`'s step for one item: its stamp if it ran, else None (nothing changed)."""
-        cdef tuple done, concerned
-        cdef list replies, sent = None
+        cdef tuple done
         kind = self.kinds.get(type(item[1]))
         if kind is None or item[2] <= 0:
             return None
@@ -220,20 +232,9 @@ cdef class OrderPath:
         reply = done[1]
         if identity is not None:
             if identity is not run.identity:
-                run.replies = run.destination(identity)
+                run.replies = replies_to(run.outbox, identity)
                 run.identity = identity
             run.replies.append(reply)
-        concerned = done[2]
-        for tes_id in concerned:
-            destination = run.tes.get(tes_id)
-            if destination is None or destination == identity:
-                continue
-            if sent is None:
-                sent = [destination]
-            elif destination in sent:
-                continue
-            else:
-                sent.append(destination)
-            run.destination(destination).append(reply)
+        route(run.outbox, run.tes, identity, reply, done[2])
         return stamp
 

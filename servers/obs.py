@@ -88,6 +88,7 @@ import zmq
 
 from config.settings import Config, ConfigError, ShardConfig
 from engine.types import RejectReason
+from native.orderpath import route
 from servers import security, service
 from servers.journal import (
     KEEP_SNAPSHOTS,
@@ -467,12 +468,7 @@ class OrderBookServer:
             entry, executed, concerned = state.execute_encoded(sequence, stamp, command, published)
             entries.append((sequence, entry))
             reply(identity, executed)
-            sent = {identity}
-            for tes_id in concerned:
-                destination = tes.get(tes_id)
-                if destination is not None and destination not in sent:
-                    sent.add(destination)
-                    reply(destination, executed)
+            route(outbox, tes, identity, executed, concerned)
 
         def interrupt(stamp: int) -> None:
             for symbol in sorted(state.owed):
