@@ -81,10 +81,12 @@ BUY, SELL = Side.BUY, Side.SELL
 """As plain names: on Python 3.11 ``Enum.MEMBER`` costs about 0.1 µs (``EnumType.__getattr__``)."""
 SUBMISSION, CANCEL, REPLACE = 0, 1, 2
 """What a `Refused` refused."""
+REQUESTED = CancelReason.REQUESTED
 CONSUMES_ID = frozenset(RejectReason) - {RejectReason.MESSAGE_RATE_LIMIT, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
                                           RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER, RejectReason.NOT_LOGGED_ON,
                                           RejectReason.EXCHANGE_CLOSING}
-"""The refusals of a submission that come after its client order id was checked: the id is used up."""
+"""The refusals of a submission that come after its client order id was checked: the id is used up
+(and a refused cancel's or replace's, as its `Requested` would: `ClientOrderIds.note`)."""
 NOTHING: tuple[tuple, tuple] = ((), ())
 """`Ledger.apply`'s answer to a record that makes no report and carries no reply."""
 
@@ -356,6 +358,8 @@ class Ledger:
         if kind is Received:
             replies = self._receive(record, reports)
         elif kind is Requested:
+            if record.reason == REQUESTED:
+                self.ids(record.trader).note(record.client_order_id)
             order = self.orders.orders.get(record.order_id)
             if order is not None:
                 self.orders.request(order, record.cancel, record.client_order_id, record.reason)
@@ -421,6 +425,8 @@ class Ledger:
                 self.ids(record.trader).use(record.client_order_id)
             return self.orders.rejected(record.trader, record.client_order_id, record.reason, record.text,
                                         record.time)
+        if record.reason in CONSUMES_ID:
+            self.ids(record.trader).note(record.client_order_id)
         kind = p.CancelRejected if record.what == CANCEL else p.ReplaceRejected
         return self.orders.request_rejected(kind, record.trader, record.client_order_id, record.order_id,
                                             record.reason, record.text, record.time)

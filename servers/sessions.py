@@ -75,6 +75,14 @@ class ClientOrderIds:
             others.remove(self.contiguous + 1)
             self.contiguous += 1
 
+    def note(self, client_order_id: int) -> None:
+        """Use the id of a cancel or replace request if an order could use it now: a request is
+        never refused for its id, but uses it up, so that a client numbering all its requests
+        from one counter (as `clients.client` does) keeps its order ids in order. Any other id
+        (used already, or one more out of order than the bound allows) changes nothing."""
+        if self.check(client_order_id) is None:
+            self.use(client_order_id)
+
     def next(self) -> int:
         """The first id after every one used in order: what a client should send next."""
         return max(self.contiguous, max(self.others, default=0)) + 1

@@ -246,3 +246,29 @@ def test_last_prices_keep_the_newest_sequence_whatever_the_order_news_arrives_in
     assert ledger.last_prices == {"ACME": 104}
     ledger.apply(Received("A", REPLIES.encode([p.Executed(14, "ACME", fill, 0)]), 0))
     assert (ledger.last_prices, ledger.marked) == ({"ACME": 100}, {"ACME": 14})
+
+
+def test_a_trader_numbering_every_request_from_one_counter_keeps_its_ids_in_order(tmp_path):
+    """The client library numbers orders, cancels and replaces from one counter: the requests'
+    ids are used up too (refused ones as a refused order's would be), so the trader's ids stay
+    one counter and never run into the out-of-order bound. Recovery rebuilds the same."""
+    ledger, journal = open_journal(tmp_path, 10**9)
+    market = Market(ledger, journal, seed=1)
+    ids = ledger.ids("alice")
+    market.record(Entered("alice", 1, ledger.next_order_id(), "ACME", Side.BUY, OrderType.LIMIT, TimeInForce.GTC,
+                          100, 5))
+    order_id = ledger.next_order_id() - 1
+    market.record(Requested("alice", order_id, False, 2, CancelReason.REQUESTED))
+    market.record(Refused("alice", CANCEL, 3, 999, RejectReason.UNKNOWN_ORDER, "no such order", 0))
+    market.record(Requested("alice", order_id, True, 4, CancelReason.REQUESTED))
+    market.record(Entered("alice", 5, ledger.next_order_id(), "ACME", Side.BUY, OrderType.LIMIT, TimeInForce.GTC,
+                          100, 5))
+    assert (ids.contiguous, ids.others, ids.next()) == (5, set(), 6)
+    # Refused for its rate (its id not checked), or sent on the trader's behalf: no id of the trader's used.
+    market.record(Refused("alice", CANCEL, 6, order_id, RejectReason.MESSAGE_RATE_LIMIT, "too fast", 0))
+    market.record(Requested("alice", order_id, True, 1, CancelReason.DISCONNECTED))
+    assert (ids.contiguous, ids.others) == (5, set())
+    journal.close()
+    recovered, again = open_journal(tmp_path, 10**9)
+    again.close()
+    assert ledger_state(recovered) == ledger_state(ledger)

@@ -114,3 +114,16 @@ def test_out_of_order_client_order_ids_are_bounded_in_order_ones_still_pass():
     assert use_each(ids, *range(1, 10)) == [None] * 9, "in order: the counter passes 10 and absorbs it"
     assert (ids.contiguous, len(ids.others)) == (10, ClientOrderIds.MAX_OUT_OF_ORDER - 1)
     assert ids.check(5) is RejectReason.DUPLICATE_CLIENT_ORDER_ID
+
+
+def test_a_request_notes_the_id_an_order_could_use_and_nothing_else():
+    ids = ClientOrderIds()
+    use_each(ids, 1, 3)
+    ids.note(2)
+    assert (ids.contiguous, ids.others) == (3, set()), "the gap a cancel's id left is closed"
+    ids.note(2)
+    ids.note(9)
+    assert (ids.contiguous, ids.others) == (3, {9})
+    ids.others = set(range(100, 100 + ClientOrderIds.MAX_OUT_OF_ORDER))
+    ids.note(50)
+    assert 50 not in ids.others, "beyond the bound, a request's id is not kept"
