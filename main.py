@@ -18,6 +18,11 @@ bench obs [--messages M] [--repeats R]
     The OBS's execute step in one process: turns of the standard workload's first M
     commands (default 200,000) through the order path in C beside `Shard.execute`, the
     specification, in the same run; CPU per command and the ratio.
+bench tes [--messages M] [--repeats R]
+    The TES's work in one process: the standard workload's first M requests (default
+    200,000) through a real TES, its sockets replaced by queues and its book server by
+    the OBS's execute step; CPU per request, stage by stage, beside msgspec alone on
+    the same frames (the codec floor) and the OBS, in the same run.
 bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never]
     Throughput and ack latency through client -> TES -> OBS -> TES -> client,
     median of R runs (default 3) per offered rate.
@@ -203,6 +208,10 @@ def run_bench(args: argparse.Namespace) -> None:
         from benchmarks import obs
 
         report = obs.run(messages=args.messages or obs.MESSAGES, repeats=args.repeats)
+    elif args.suite == "tes":
+        from benchmarks import tes
+
+        report = tes.run(messages=args.messages or tes.MESSAGES, repeats=args.repeats)
     elif args.suite == "store":
         from benchmarks import store
 
@@ -229,9 +238,10 @@ def add_bench_command(commands) -> None:
         description="Run a benchmark, print its table and then its figures as JSON on the last line.",
     )
     parser.add_argument(
-        "suite", choices=["book", "obs", "e2e", "gateways", "soak", "store"],
+        "suite", choices=["book", "obs", "tes", "e2e", "gateways", "soak", "store"],
         help="book: the matching core; obs: the OBS's execute step in one process, the order path in C beside "
-        "the specification; e2e: orders through TES and OBS; soak: the same for millions of orders; "
+        "the specification; tes: the TES's work in one process, beside the codec floor; e2e: orders through "
+        "TES and OBS; soak: the same for millions of orders; "
         "store: the recorder's databases and tick store, and the tick queries beside pandas; gateways: orders "
         "through the FIX gateway beside the ZeroMQ client",
     )
@@ -239,7 +249,7 @@ def add_bench_command(commands) -> None:
         "--messages", type=at_least(4),
         help="book: the standard, advanced and deep streams' size, at least 4 (the deep stream preloads 30%% of "
         "it, at most 300000, as resting orders; the uncross's call book has as many orders, at most 100000; "
-        "default: 1000000); obs: the standard stream's commands (default: 200000)",
+        "default: 1000000); obs, tes: the standard stream's commands or requests (default: 200000)",
     )
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per figure; medians are reported")
     parser.add_argument(

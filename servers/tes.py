@@ -354,12 +354,17 @@ class TradingEngineServer:
         return max(0, int((wake - time.monotonic()) * 1000) + 1)
 
     def _step(self, timeout_ms: int) -> bool:
-        """One iteration: poll, read, dispatch, housekeeping, send. True if a book answered."""
+        """One iteration: poll, then `_turn`. True if a book answered."""
         lap = self.stages.lap
         lap(OTHER)
         ready = dict(self.poller.poll(timeout_ms))
         lap(IDLE)
-        now = time.monotonic()
+        return self._turn(ready, time.monotonic())
+
+    def _turn(self, ready, now: float) -> bool:
+        """The work of one iteration on the sockets in ``ready``: read, dispatch, housekeeping,
+        send. True if a book answered."""
+        lap = self.stages.lap
         answered = False
         for shard in self.shards.values():
             if shard.monitor in ready:

@@ -1,0 +1,270 @@
+"""The TES's work per message in one process (``python main.py bench tes``): the standard
+workload through a real `servers.tes.TradingEngineServer`, turn by turn, with its sockets
+replaced by queues and its book server by the OBS's execute step in the same process.
+
+The stream is the standard workload's first ``messages`` rows (limit GTC and market orders,
+cancels) as one logged-on trader's EnterOrder and CancelOrder requests on one symbol, `TURN`
+requests per client frame. Each turn the TES reads the book server's answers to the previous
+turn's commands and one client frame, checks, journals (fsync off: this measures CPU) and sends,
+exactly as its loop's `TradingEngineServer._turn` does after a poll; then the OBS's order path
+(`servers.obs.OrderBookServer._execute`) runs the commands the TES sent, and its replies are the
+next turn's frame from the book server. Every request must be answered as on the live exchange
+(nothing refused, every order accepted and every cancel done), else the run raises.
+
+Measured in the same run, each as process CPU time per message of the stream:
+
+- the TES's turns, and within them its loop's stages (`servers.status.Stages`, as in `bench e2e`);
+- the codec floor: msgspec alone decoding and encoding the very frames the TES read and sent
+  (client requests in, commands out, book replies in, reports out), what any TES written in
+  Python must at least do;
+- the OBS's execute step on the same commands (decoding its frames not included).
+
+The servers' collector settings apply (`servers.collector.settle`). Figures are medians of the
+runs, each run on a fresh TES and book.
+"""
+
+import gc
+import statistics
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from types import SimpleNamespace
+
+import msgspec
+import zmq
+
+from benchmarks.book import machine
+from config.settings import load_config
+from engine import workload
+from engine.progress import task
+from engine.stream import CANCEL, LIMIT_GTC, MARKET
+from engine.types import OrderType, Side, TimeInForce
+from servers import collector
+from servers import protocol as p
+from servers.logons import Verdict
+from servers.obs import OrderBookServer
+from servers.processes import exchange_env
+from servers.shard import Shard
+from servers.tes import STAGES, TradingEngineServer
+
+SYMBOL = "ACME"
+TRADER = "load"
+"""The configuration's load-test trader: limits no standard stream reaches."""
+CLIENT = b"client-1"
+TES_IDENTITY = b"tes-1"
+TURN = 100
+"""Client requests per frame, one frame per TES turn (about a loop turn's worth at 100,000/s)."""
+MESSAGES = 200_000
+THRESHOLDS = gc.get_threshold()
+"""The collector's thresholds as the process started (restored after each run)."""
+LIMIT, MARKET_ORDER, GTC, IOC = OrderType.LIMIT, OrderType.MARKET, TimeInForce.GTC, TimeInForce.IOC
+
+
+class Queue:
+    """A socket's stand-in: frames queued here are read (`recv_multipart`), frames sent are kept."""
+
+    def __init__(self) -> None:
+        self.queued: deque[list[bytes]] = deque()
+        self.sent: list[bytes] = []
+
+    def recv_multipart(self, flags: int = 0) -> list[bytes]:
+        if not self.queued:
+            raise zmq.Again()
+        return self.queued.popleft()
+
+    def get(self, option: int) -> int:
+        return zmq.POLLIN if self.queued else 0
+
+    def send(self, frame: bytes, flags: int = 0) -> None:
+        self.sent.append(frame)
+
+    def send_multipart(self, frames, flags: int = 0) -> None:
+        self.sent.append(frames[-1])
+
+
+def requests(messages: int, seed: int = 42) -> list[list]:
+    """The standard workload's first ``messages`` rows as the trader's requests, in frames of
+    `TURN`. The n-th order entered gets exchange id ``(1 << 48) | n`` (TES 1, nothing refused),
+    which is what a cancel of it names."""
+    made, exchange_ids, entered = [], {}, 0
+    for number, (kind, side, price, quantity, order_id, target_id) in enumerate(
+            workload.standard(messages, seed).tolist(), 1):
+        if kind == CANCEL:
+            made.append(p.CancelOrder(number, exchange_ids.pop(target_id)))
+            continue
+        entered += 1
+        exchange_ids[order_id] = (1 << 48) | entered
+        if kind == LIMIT_GTC:
+            made.append(p.EnterOrder(number, SYMBOL, Side(side), LIMIT, GTC, price, quantity))
+        elif kind == MARKET:
+            made.append(p.EnterOrder(number, SYMBOL, Side(side), MARKET_ORDER, IOC, 0, quantity))
+        else:
+            raise ValueError(f"row {number}: kind {kind} is not in the standard workload")
+    return [made[start:start + TURN] for start in range(0, len(made), TURN)]
+
+
+class Exchange:
+    """A TES in ``directory`` with its sockets replaced by `Queue`s, the trader logged on and
+    the book server greeted; the OBS's state for its one shard; what each measured part cost."""
+
+    def __init__(self, directory: Path) -> None:
+        env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC="never", EXCHANGE_STAGES="cpu")
+        self.tes = tes = TradingEngineServer(load_config(environ=env))
+        (self.shard,) = tes.shards.values()
+        self.sockets = tes.clients, self.shard.socket
+        tes.clients = self.clients = Queue()
+        self.shard.socket = self.book = Queue()
+        now = time.monotonic()
+        tes._logged_on(Verdict(CLIENT, TRADER, False), now)
+        tes._greeted(self.shard, p.HelloReply(sorted(tes.shard_of), 0, 0))
+        tes._flush(now)
+        self.clients.sent.clear()
+        self.obs = SimpleNamespace(state=Shard.empty(sorted(tes.shard_of)), tes={tes.tes_id: TES_IDENTITY},
+                                   guards={}, symbols=sorted(tes.shard_of), phases_at=0)
+        self.commands = p.Codec(p.ObsRequest)
+        self.sequence = 0
+        self.commands_out: list[bytes] = []
+        self.replies_in: list[bytes] = []
+        self.tes_seconds = self.obs_seconds = 0.0
+
+    def turn(self, frame: bytes | None) -> None:
+        """One TES turn on ``frame`` (if any) and the replies queued; then the book server's turn."""
+        tes, ready = self.tes, {}
+        if frame is not None:
+            self.clients.queued.append([CLIENT, frame])
+            ready[self.clients] = zmq.POLLIN
+        if self.book.queued:
+            ready[self.book] = zmq.POLLIN
+        tes.stages.lap(STAGES.index("idle"))
+        started = time.process_time()
+        tes._turn(ready, time.monotonic())
+        self.tes_seconds += time.process_time() - started
+        self.serve_book()
+
+    def serve_book(self) -> None:
+        """The OBS's execute step on what the TES sent; its replies queued for the TES."""
+        work, stamp = [], time.time_ns()
+        self.commands_out += self.book.sent
+        for frame in self.book.sent:
+            for command in self.commands.decode(frame):
+                self.sequence += 1
+                work.append((TES_IDENTITY, command, self.sequence, stamp))
+        self.book.sent.clear()
+        if not work:
+            return
+        started = time.process_time()
+        outbox, _, _ = OrderBookServer._execute(self.obs, work)
+        self.obs_seconds += time.process_time() - started
+        for frame in p.join_frames(outbox.get(TES_IDENTITY, [])):
+            self.book.queued.append([frame])
+            self.replies_in.append(frame)
+
+    def close(self) -> None:
+        """Close the TES, with its own sockets back."""
+        self.tes.clients, self.shard.socket = self.sockets
+        self.tes.close()
+
+
+def one_run(frames: list[bytes], count: int) -> dict:
+    """Every frame through a fresh exchange; the figures of the run (µs per message)."""
+    with tempfile.TemporaryDirectory(prefix="bench-tes-") as tmp:
+        exchange = Exchange(Path(tmp))
+        try:
+            collector.settle()
+            try:
+                for frame in frames:
+                    exchange.turn(frame)
+                while exchange.book.queued:
+                    exchange.turn(None)
+            finally:
+                gc.unfreeze()
+                gc.set_threshold(*THRESHOLDS)
+            tes = exchange.tes
+            check(tes, frames)
+            stages = {name: tes.stages.cpu_ns[index] / 1e3 / count for index, name in enumerate(STAGES)
+                      if name != "idle"}
+            floor = codec_floor(frames, exchange.commands_out, exchange.replies_in, exchange.clients.sent)
+            return {"tes": exchange.tes_seconds / count * 1e6, "stages": stages, "floor": floor / count * 1e6,
+                    "obs": exchange.obs_seconds / count * 1e6}
+        finally:
+            exchange.close()
+
+
+def check(tes: TradingEngineServer, frames: list[bytes]) -> None:
+    """Raise unless every request was answered as on the live exchange: nothing refused, every
+    order accepted, every cancel done, nothing left awaiting its book."""
+    sent = [type(request) for frame in frames for request in msgspec.msgpack.decode(frame, type=list[p.ClientRequest])]
+    orders, cancels = sent.count(p.EnterOrder), sent.count(p.CancelOrder)
+    refused = {reason.name: count for reason, count in tes.rejects.items() if count}
+    if refused or tes.reported[p.OrderAccepted] != orders or tes.reported[p.OrderCanceled] < cancels or any(
+            tes.awaiting.values()) or tes.orders.in_flight({SYMBOL}):
+        raise RuntimeError(f"the TES did not answer the stream as expected: {orders} orders, {cancels} cancels; "
+                           f"refused {refused}, reported {({k.__name__: v for k, v in tes.reported.items() if v})}")
+
+
+def codec_floor(client_in: list[bytes], commands_out: list[bytes], replies_in: list[bytes],
+                reports_out: list[bytes]) -> float:
+    """CPU seconds msgspec alone takes to decode the frames the TES read and encode the messages
+    of the frames it sent."""
+    requests = msgspec.msgpack.Decoder(list[p.ClientRequest])
+    replies = msgspec.msgpack.Decoder(list[p.ObsReply])
+    commands = [msgspec.msgpack.decode(frame, type=list[p.ObsRequest]) for frame in commands_out]
+    reports = [msgspec.msgpack.decode(frame, type=list[p.ClientMessage]) for frame in reports_out]
+    encode = msgspec.msgpack.Encoder().encode
+    started = time.process_time()
+    for frame in client_in:
+        requests.decode(frame)
+    for messages in commands:
+        encode(messages)
+    for frame in replies_in:
+        replies.decode(frame)
+    for messages in reports:
+        encode(messages)
+    return time.process_time() - started
+
+
+def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
+    """Run the stream ``repeats`` times, each on a fresh exchange; print the table; return the figures."""
+    with task("bench tes", repeats + 1, "steps") as shown:
+        shown.note("making the requests")
+        turns = requests(messages)
+        encode = msgspec.msgpack.Encoder().encode
+        frames = [encode(turn) for turn in turns]
+        count = sum(map(len, turns))
+        shown.advance()
+        runs = []
+        for _ in range(repeats):
+            shown.note("a run")
+            runs.append(one_run(frames, count))
+            shown.advance()
+    figures = {part: statistics.median(run_[part] for run_ in runs) for part in ("tes", "floor", "obs")}
+    stages = {name: statistics.median(run_["stages"][name] for run_ in runs) for name in runs[0]["stages"]}
+    report = {"machine": machine(), "messages": count, "turn": TURN, "repeats": repeats,
+              "us_per_message": figures, "stages": stages, "runs": runs,
+              "ratio": {"tes_vs_floor": round(figures["tes"] / figures["floor"], 2),
+                        "tes_vs_obs": round(figures["tes"] / figures["obs"], 2)}}
+    print(format_report(report))
+    return report
+
+
+def format_report(report: dict) -> str:
+    figures, runs, machine_ = report["us_per_message"], report["runs"], report["machine"]
+    lines = [
+        f"machine: {machine_['cpu']}, {machine_['cores']} cores, Python {machine_['python']}",
+        f"{report['messages']:,} requests of the standard workload (one trader, one symbol) in client frames of "
+        f"{report['turn']}; CPU µs per request, median of {report['repeats']} runs (range)",
+        "",
+        "| part | µs per request | vs the codec floor |",
+        "|---|---:|---:|",
+    ]
+    for part, label in (("tes", "the TES's turns"), ("floor", "the codec floor: msgspec on the TES's frames"),
+                        ("obs", "the OBS's execute step on the same commands")):
+        values = [run_[part] for run_ in runs]
+        lines.append(f"| {label} | {figures[part]:.2f} ({min(values):.2f}-{max(values):.2f}) | "
+                     f"{figures[part] / figures['floor']:.1f}x |")
+    lines += ["", "| TES stage | µs per request | share |", "|---|---:|---:|"]
+    busy = sum(report["stages"].values())
+    for name, value in report["stages"].items():
+        lines.append(f"| {name} | {value:.2f} | {value / busy:.0%} |")
+    return "\n".join(lines)

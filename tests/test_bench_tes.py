@@ -1,0 +1,59 @@
+"""`bench tes`: the TES's work in one process, beside the codec floor and the OBS."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import tes
+from servers import protocol as p
+from servers.processes import REPO
+
+
+def test_the_requests_are_the_standard_workload_as_one_trader_sends_them():
+    turns = tes.requests(5_000)
+    made = [request for turn in turns for request in turn]
+    assert len(made) == 5_000 and [len(turn) for turn in turns] == [tes.TURN] * (5_000 // tes.TURN)
+    assert [request.client_order_id for request in made] == list(range(1, 5_001))
+    orders = [request for request in made if type(request) is p.EnterOrder]
+    cancels = [request for request in made if type(request) is p.CancelOrder]
+    assert len(orders) + len(cancels) == 5_000 and cancels
+    assert {(order.order_type, order.time_in_force) for order in orders} == {(0, 0), (1, 1)}
+    entered = [(1 << 48) | n for n in range(1, len(orders) + 1)]
+    assert {cancel.order_id for cancel in cancels} <= set(entered), "a cancel names an order entered before it"
+
+
+def test_a_run_answers_every_request_and_reports_each_part(capsys):
+    report = tes.run(messages=3_000, repeats=2)
+    assert report["messages"] == 3_000 and len(report["runs"]) == 2
+    figures = report["us_per_message"]
+    assert all(figures[part] > 0 for part in ("tes", "floor", "obs"))
+    assert report["ratio"]["tes_vs_floor"] == round(figures["tes"] / figures["floor"], 2)
+    assert set(report["stages"]) == {"replies", "receive", "validate", "journal", "send", "reports", "other"}
+    assert 0 < sum(report["stages"].values()) <= figures["tes"] * 1.5
+    table = capsys.readouterr().out
+    assert "| the TES's turns |" in table and "| validate |" in table
+
+
+def test_a_tes_that_refuses_part_of_the_stream_is_an_error(monkeypatch):
+    made = tes.requests
+
+    def with_a_duplicate(messages, seed=42):
+        turns = made(messages, seed)
+        first = turns[0][0]
+        turns[0].append(p.EnterOrder(first.client_order_id, first.symbol, first.side, first.order_type,
+                                     first.time_in_force, first.price, first.quantity))
+        return turns
+
+    monkeypatch.setattr(tes, "requests", with_a_duplicate)
+    with pytest.raises(RuntimeError, match="DUPLICATE_CLIENT_ORDER_ID"):
+        tes.run(messages=1_000, repeats=1)
+
+
+def test_bench_tes_from_the_command_line():
+    done = subprocess.run([sys.executable, "main.py", "bench", "tes", "--messages", "3000", "--repeats", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["messages"] == 3_000 and set(report["us_per_message"]) == {"tes", "floor", "obs"}
