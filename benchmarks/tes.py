@@ -46,7 +46,7 @@ from servers.logons import Verdict
 from servers.obs import OrderBookServer
 from servers.processes import exchange_env
 from servers.shard import Shard
-from servers.tes import STAGES, TradingEngineServer
+from servers.tes import POLLIN, STAGES, TradingEngineServer
 
 SYMBOL = "ACME"
 TRADER = "load"
@@ -74,7 +74,7 @@ class Queue:
         return self.queued.popleft()
 
     def get(self, option: int) -> int:
-        return zmq.POLLIN if self.queued else 0
+        return POLLIN if self.queued else 0
 
     def send(self, frame: bytes, flags: int = 0) -> None:
         self.sent.append(frame)

@@ -92,6 +92,8 @@ from servers.protocol import (
     SessionRejected,
 )
 
+POLLIN = int(zmq.POLLIN)
+"""As a plain int: ``events & zmq.POLLIN`` goes through `enum.Flag` in Python (about 0.5 µs)."""
 SEND_HWM = 100_000
 """Frames queued for sending before a send blocks (the default 1,000 is too few for bursts)."""
 
@@ -475,7 +477,7 @@ class ExchangeClient:
             raise ClientError(str(self._failure))
         messages: list = []
         socket = self._socket
-        while socket.get(zmq.EVENTS) & zmq.POLLIN:
+        while socket.get(zmq.EVENTS) & POLLIN:
             messages.extend(self._decode(socket.recv(zmq.NOBLOCK)))
         if not messages:
             return messages

@@ -78,6 +78,8 @@ from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePreventio
 from servers import collector
 from servers.protocol import MAX_BATCH, EnterOrder, OrderAccepted, OrderFilled, OrderRejected, StopTriggered
 
+POLLIN = int(zmq.POLLIN)
+"""As a plain int: ``events & zmq.POLLIN`` goes through `enum.Flag` in Python (about 0.5 µs)."""
 MIN_SEND_INTERVAL_S = 50e-6
 MAX_SEND_INTERVAL_S = 1e-3
 SINGLE_ORDER_RATE = 25_000
@@ -298,10 +300,10 @@ class Schedule:
         that is read before waiting (which re-arms it) and after.
         """
         socket = self.socket
-        if socket.get(zmq.EVENTS) & zmq.POLLIN:
+        if socket.get(zmq.EVENTS) & POLLIN:
             return True
         select.select([self._fd], [], [], timeout)
-        return bool(socket.get(zmq.EVENTS) & zmq.POLLIN)
+        return bool(socket.get(zmq.EVENTS) & POLLIN)
 
     def _send_until(self, count: int) -> None:
         count = self.split_point(count)
