@@ -19,10 +19,10 @@ bench obs [--messages M] [--repeats R]
     commands (default 200,000) through the order path in C beside `Shard.execute`, the
     specification, in the same run; CPU per command and the ratio.
 bench tes [--messages M] [--repeats R]
-    The TES's work in one process: the standard workload's first M requests (default
-    200,000) through a real TES, its sockets replaced by queues and its book server by
-    the OBS's execute step; CPU per request, stage by stage, beside msgspec alone on
-    the same frames (the codec floor) and the OBS, in the same run.
+    The TES's work in one process: M requests (default 200,000) of the standard workload
+    and of the load generator's flow through a real TES, its sockets replaced by queues
+    and its book server by the OBS's execute step; CPU per request, stage by stage,
+    beside msgspec alone on the same frames (the codec floor) and the OBS, in the same run.
 bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never]
     Throughput and ack latency through client -> TES -> OBS -> TES -> client,
     median of R runs (default 3) per offered rate.
@@ -249,7 +249,7 @@ def add_bench_command(commands) -> None:
         "--messages", type=at_least(4),
         help="book: the standard, advanced and deep streams' size, at least 4 (the deep stream preloads 30%% of "
         "it, at most 300000, as resting orders; the uncross's call book has as many orders, at most 100000; "
-        "default: 1000000); obs, tes: the standard stream's commands or requests (default: 200000)",
+        "default: 1000000); obs: the standard stream's commands; tes: each stream's requests (default: 200000)",
     )
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs per figure; medians are reported")
     parser.add_argument(

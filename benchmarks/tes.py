@@ -1,17 +1,24 @@
-"""The TES's work per message in one process (``python main.py bench tes``): the standard
-workload through a real `servers.tes.TradingEngineServer`, turn by turn, with its sockets
-replaced by queues and its book server by the OBS's execute step in the same process.
+"""The TES's work per request in one process (``python main.py bench tes``): two streams through a
+real `servers.tes.TradingEngineServer`, turn by turn, with its sockets replaced by queues and its
+book server by the OBS's execute step in the same process.
 
-The stream is the standard workload's first ``messages`` rows (limit GTC and market orders,
-cancels) as one logged-on trader's EnterOrder and CancelOrder requests on one symbol, `TURN`
-requests per client frame. Each turn the TES reads the book server's answers to the previous
-turn's commands and one client frame, checks, journals (fsync off: this measures CPU) and sends,
-exactly as its loop's `TradingEngineServer._turn` does after a poll; then the OBS's order path
+The streams, each ``messages`` requests of one logged-on trader on one symbol, `TURN` per client
+frame:
+
+- ``standard``: the standard workload's first rows (limit GTC and market orders, cancels) as
+  EnterOrder and CancelOrder requests;
+- ``load``: the load generator's flow, what `bench e2e` sends (GTC limit orders at one price,
+  alternating buy and sell: every other order trades), so the TES's CPU per order in `bench
+  e2e` can be read against its own work.
+
+Each turn the TES reads the book server's answers to the previous turn's commands and one client
+frame, checks, journals (fsync off: this measures CPU) and sends, exactly as its loop's
+`TradingEngineServer._turn` does after a poll; then the OBS's order path
 (`servers.obs.OrderBookServer._execute`) runs the commands the TES sent, and its replies are the
 next turn's frame from the book server. Every request must be answered as on the live exchange
 (nothing refused, every order accepted and every cancel done), else the run raises.
 
-Measured in the same run, each as process CPU time per message of the stream:
+Measured in the same run, each as process CPU time per request:
 
 - the TES's turns, and within them its loop's stages (`servers.status.Stages`, as in `bench e2e`);
 - the codec floor: msgspec alone decoding and encoding the very frames the TES read and sent
@@ -20,7 +27,7 @@ Measured in the same run, each as process CPU time per message of the stream:
 - the OBS's execute step on the same commands (decoding its frames not included).
 
 The servers' collector settings apply (`servers.collector.settle`). Figures are medians of the
-runs, each run on a fresh TES and book.
+runs, each run on a fresh TES and book, the streams alternating.
 """
 
 import gc
@@ -59,6 +66,7 @@ MESSAGES = 200_000
 THRESHOLDS = gc.get_threshold()
 """The collector's thresholds as the process started (restored after each run)."""
 LIMIT, MARKET_ORDER, GTC, IOC = OrderType.LIMIT, OrderType.MARKET, TimeInForce.GTC, TimeInForce.IOC
+BUY, SELL = Side.BUY, Side.SELL
 
 
 class Queue:
@@ -167,7 +175,7 @@ class Exchange:
 
 
 def one_run(frames: list[bytes], count: int) -> dict:
-    """Every frame through a fresh exchange; the figures of the run (µs per message)."""
+    """Every frame (``count`` requests) through a fresh exchange; the figures of the run (µs per request)."""
     with tempfile.TemporaryDirectory(prefix="bench-tes-") as tmp:
         exchange = Exchange(Path(tmp))
         try:
@@ -224,47 +232,74 @@ def codec_floor(client_in: list[bytes], commands_out: list[bytes], replies_in: l
     return time.process_time() - started
 
 
+def load_flow(messages: int) -> list[list]:
+    """The load generator's flow (`clients.loadgen`, ``--mix limit``, what `bench e2e` sends):
+    GTC limit orders of the instrument's minimum quantity at its reference price, alternating buy
+    and sell, so every sell fills the buy before it; in frames of `TURN`."""
+    instrument = load_config(environ={}).instrument(SYMBOL)
+    made = [p.EnterOrder(number, SYMBOL, BUY if number % 2 else SELL, LIMIT, GTC, instrument.reference_price,
+                         instrument.min_quantity) for number in range(1, messages + 1)]
+    return [made[start:start + TURN] for start in range(0, len(made), TURN)]
+
+
+STREAMS = {"standard": requests, "load": load_flow}
+"""The streams measured, by name: the standard workload, and the load generator's flow."""
+PARTS = ("tes", "floor", "obs")
+
+
 def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
-    """Run the stream ``repeats`` times, each on a fresh exchange; print the table; return the figures."""
-    with task("bench tes", repeats + 1, "steps") as shown:
-        shown.note("making the requests")
-        turns = requests(messages)
-        encode = msgspec.msgpack.Encoder().encode
-        frames = [encode(turn) for turn in turns]
-        count = sum(map(len, turns))
-        shown.advance()
-        runs = []
-        for _ in range(repeats):
-            shown.note("a run")
-            runs.append(one_run(frames, count))
+    """Run each stream ``repeats`` times, each run on a fresh exchange, the streams alternating;
+    print the tables; return the figures."""
+    encode = msgspec.msgpack.Encoder().encode
+    with task("bench tes", len(STREAMS) * (repeats + 1), "steps") as shown:
+        frames = {}
+        for name, make in STREAMS.items():
+            shown.note(f"making the {name} stream")
+            frames[name] = [encode(turn) for turn in make(messages)]
             shown.advance()
-    figures = {part: statistics.median(run_[part] for run_ in runs) for part in ("tes", "floor", "obs")}
-    stages = {name: statistics.median(run_["stages"][name] for run_ in runs) for name in runs[0]["stages"]}
-    report = {"machine": machine(), "messages": count, "turn": TURN, "repeats": repeats,
-              "us_per_message": figures, "stages": stages, "runs": runs,
-              "ratio": {"tes_vs_floor": round(figures["tes"] / figures["floor"], 2),
-                        "tes_vs_obs": round(figures["tes"] / figures["obs"], 2)}}
+        runs: dict[str, list[dict]] = {name: [] for name in STREAMS}
+        for _ in range(repeats):
+            for name in STREAMS:
+                shown.note(f"the {name} stream")
+                runs[name].append(one_run(frames[name], messages))
+                shown.advance()
+    streams = {}
+    for name, measured in runs.items():
+        figures = {part: statistics.median(run_[part] for run_ in measured) for part in PARTS}
+        streams[name] = {
+            "us_per_message": figures, "runs": measured,
+            "stages": {stage: statistics.median(run_["stages"][stage] for run_ in measured)
+                       for stage in measured[0]["stages"]},
+            "ratio": {"tes_vs_floor": round(figures["tes"] / figures["floor"], 2),
+                      "tes_vs_obs": round(figures["tes"] / figures["obs"], 2)}}
+    report = {"machine": machine(), "messages": messages, "turn": TURN, "repeats": repeats, "streams": streams}
     print(format_report(report))
     return report
 
 
 def format_report(report: dict) -> str:
-    figures, runs, machine_ = report["us_per_message"], report["runs"], report["machine"]
+    machine_, streams = report["machine"], report["streams"]
     lines = [
         f"machine: {machine_['cpu']}, {machine_['cores']} cores, Python {machine_['python']}",
-        f"{report['messages']:,} requests of the standard workload (one trader, one symbol) in client frames of "
-        f"{report['turn']}; CPU µs per request, median of {report['repeats']} runs (range)",
+        f"{report['messages']:,} requests per stream from one trader on one symbol, in client frames of "
+        f"{report['turn']}: the standard workload, and the load generator's flow (what bench e2e sends); "
+        f"CPU µs per request, median of {report['repeats']} runs (range)",
         "",
-        "| part | µs per request | vs the codec floor |",
-        "|---|---:|---:|",
+        "| stream | the TES's turns | the codec floor (msgspec on the TES's frames) | TES vs floor | "
+        "the OBS's execute step on the same commands |",
+        "|---|---:|---:|---:|---:|",
     ]
-    for part, label in (("tes", "the TES's turns"), ("floor", "the codec floor: msgspec on the TES's frames"),
-                        ("obs", "the OBS's execute step on the same commands")):
-        values = [run_[part] for run_ in runs]
-        lines.append(f"| {label} | {figures[part]:.2f} ({min(values):.2f}-{max(values):.2f}) | "
-                     f"{figures[part] / figures['floor']:.1f}x |")
-    lines += ["", "| TES stage | µs per request | share |", "|---|---:|---:|"]
-    busy = sum(report["stages"].values())
-    for name, value in report["stages"].items():
-        lines.append(f"| {name} | {value:.2f} | {value / busy:.0%} |")
+    for name, stream in streams.items():
+        figures, cells = stream["us_per_message"], []
+        for part in PARTS:
+            values = [run_[part] for run_ in stream["runs"]]
+            cells.append(f"{figures[part]:.2f} ({min(values):.2f}-{max(values):.2f})")
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {stream['ratio']['tes_vs_floor']:.1f}x | {cells[2]} |")
+    lines += ["", "| TES stage | " + " | ".join(streams) + " |", "|---|" + "---:|" * len(streams)]
+    for stage in next(iter(streams.values()))["stages"]:
+        cells = []
+        for stream in streams.values():
+            value = stream["stages"][stage]
+            cells.append(f"{value:.2f} ({value / sum(stream['stages'].values()):.0%})")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -24,16 +24,28 @@ def test_the_requests_are_the_standard_workload_as_one_trader_sends_them():
     assert {cancel.order_id for cancel in cancels} <= set(entered), "a cancel names an order entered before it"
 
 
+def test_the_load_flow_is_the_load_generators():
+    turns = tes.load_flow(250)
+    made = [request for turn in turns for request in turn]
+    assert [len(turn) for turn in turns] == [tes.TURN, tes.TURN, 50]
+    assert [request.client_order_id for request in made] == list(range(1, 251))
+    assert [request.side for request in made[:4]] == [p.Side.BUY, p.Side.SELL, p.Side.BUY, p.Side.SELL]
+    assert {(request.symbol, request.order_type, request.time_in_force, request.price, request.quantity)
+            for request in made} == {(tes.SYMBOL, p.OrderType.LIMIT, p.TimeInForce.GTC, 10_000, 1)}
+
+
 def test_a_run_answers_every_request_and_reports_each_part(capsys):
     report = tes.run(messages=3_000, repeats=2)
-    assert report["messages"] == 3_000 and len(report["runs"]) == 2
-    figures = report["us_per_message"]
-    assert all(figures[part] > 0 for part in ("tes", "floor", "obs"))
-    assert report["ratio"]["tes_vs_floor"] == round(figures["tes"] / figures["floor"], 2)
-    assert set(report["stages"]) == {"replies", "receive", "validate", "journal", "send", "reports", "other"}
-    assert 0 < sum(report["stages"].values()) <= figures["tes"] * 1.5
+    assert report["messages"] == 3_000 and set(report["streams"]) == {"standard", "load"}
+    for stream in report["streams"].values():
+        assert len(stream["runs"]) == 2
+        figures = stream["us_per_message"]
+        assert all(figures[part] > 0 for part in ("tes", "floor", "obs"))
+        assert stream["ratio"]["tes_vs_floor"] == round(figures["tes"] / figures["floor"], 2)
+        assert set(stream["stages"]) == {"replies", "receive", "validate", "journal", "send", "reports", "other"}
+        assert 0 < sum(stream["stages"].values()) <= figures["tes"] * 1.5
     table = capsys.readouterr().out
-    assert "| the TES's turns |" in table and "| validate |" in table
+    assert "| standard |" in table and "| load |" in table and "| validate |" in table
 
 
 def test_a_tes_that_refuses_part_of_the_stream_is_an_error(monkeypatch):
@@ -46,7 +58,7 @@ def test_a_tes_that_refuses_part_of_the_stream_is_an_error(monkeypatch):
                                      first.time_in_force, first.price, first.quantity))
         return turns
 
-    monkeypatch.setattr(tes, "requests", with_a_duplicate)
+    monkeypatch.setitem(tes.STREAMS, "standard", with_a_duplicate)
     with pytest.raises(RuntimeError, match="DUPLICATE_CLIENT_ORDER_ID"):
         tes.run(messages=1_000, repeats=1)
 
@@ -56,4 +68,6 @@ def test_bench_tes_from_the_command_line():
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
-    assert report["messages"] == 3_000 and set(report["us_per_message"]) == {"tes", "floor", "obs"}
+    assert report["messages"] == 3_000
+    assert {name: set(stream["us_per_message"]) for name, stream in report["streams"].items()} == {
+        "standard": {"tes", "floor", "obs"}, "load": {"tes", "floor", "obs"}}
