@@ -1,14 +1,12 @@
 """`bench obs`: the OBS's execute step in one process, the order path beside the specification."""
 
-import json
-import subprocess
 import sys
 
 import pytest
 
 from benchmarks import obs
 from servers.obs import MAX_MESSAGES_PER_TURN
-from servers.processes import REPO
+from servers.processes import json_result
 from servers.protocol import BookCancel, BookReplace, BookSubmit
 from servers.shard import TES_SHIFT
 
@@ -47,8 +45,6 @@ def test_paths_that_disagree_are_an_error(monkeypatch):
 
 
 def test_bench_obs_from_the_command_line():
-    done = subprocess.run([sys.executable, "main.py", "bench", "obs", "--messages", "3000", "--repeats", "1"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.splitlines()[-1])
+    report = json_result([sys.executable, "main.py", "bench", "obs", "--messages", "3000", "--repeats", "1"],
+                         "bench obs", timeout=120)
     assert report["commands"] == 3_000 and set(report["us_per_command"]) == {"specification", "order_path"}

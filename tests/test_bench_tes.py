@@ -1,14 +1,12 @@
 """`bench tes`: the TES's work in one process, beside the codec floor and the OBS."""
 
-import json
-import subprocess
 import sys
 
 import pytest
 
 from benchmarks import tes
 from servers import protocol as p
-from servers.processes import REPO
+from servers.processes import json_result
 
 
 def test_the_requests_are_the_standard_workload_as_one_trader_sends_them():
@@ -64,10 +62,8 @@ def test_a_tes_that_refuses_part_of_the_stream_is_an_error(monkeypatch):
 
 
 def test_bench_tes_from_the_command_line():
-    done = subprocess.run([sys.executable, "main.py", "bench", "tes", "--messages", "3000", "--repeats", "1"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.splitlines()[-1])
+    report = json_result([sys.executable, "main.py", "bench", "tes", "--messages", "3000", "--repeats", "1"],
+                         "bench tes", timeout=120)
     assert report["messages"] == 3_000
     assert {name: set(stream["us_per_message"]) for name, stream in report["streams"].items()} == {
         "standard": {"tes", "floor", "obs"}, "load": {"tes", "floor", "obs"}}
