@@ -9,7 +9,9 @@ frame:
   EnterOrder and CancelOrder requests;
 - ``load``: the load generator's flow, what `bench e2e` sends (GTC limit orders at one price,
   alternating buy and sell: every other order trades), so the TES's CPU per order in `bench
-  e2e` can be read against its own work.
+  e2e` can be read against its own work;
+- ``load, 1 per frame``: the same flow one request per frame (at most `SINGLES` requests), as a
+  client sends at low rates: beside ``load`` it gives what a loop turn itself costs.
 
 Each turn the TES reads the book server's answers to the previous turn's commands and one client
 frame, checks, journals (fsync off: this measures CPU) and sends, exactly as its loop's
@@ -91,9 +93,9 @@ class Queue:
         self.sent.append(frames[-1])
 
 
-def requests(messages: int, seed: int = 42) -> list[list]:
+def requests(messages: int, turn: int = TURN, seed: int = 42) -> list[list]:
     """The standard workload's first ``messages`` rows as the trader's requests, in frames of
-    `TURN`. The n-th order entered gets exchange id ``(1 << 48) | n`` (TES 1, nothing refused),
+    ``turn``. The n-th order entered gets exchange id ``(1 << 48) | n`` (TES 1, nothing refused),
     which is what a cancel of it names."""
     made, exchange_ids, entered = [], {}, 0
     for number, (kind, side, price, quantity, order_id, target_id) in enumerate(
@@ -109,7 +111,7 @@ def requests(messages: int, seed: int = 42) -> list[list]:
             made.append(p.EnterOrder(number, SYMBOL, Side(side), MARKET_ORDER, IOC, 0, quantity))
         else:
             raise ValueError(f"row {number}: kind {kind} is not in the standard workload")
-    return [made[start:start + TURN] for start in range(0, len(made), TURN)]
+    return [made[start:start + turn] for start in range(0, len(made), turn)]
 
 
 class Exchange:
@@ -232,47 +234,54 @@ def codec_floor(client_in: list[bytes], commands_out: list[bytes], replies_in: l
     return time.process_time() - started
 
 
-def load_flow(messages: int) -> list[list]:
+def load_flow(messages: int, turn: int = TURN) -> list[list]:
     """The load generator's flow (`clients.loadgen`, ``--mix limit``, what `bench e2e` sends):
     GTC limit orders of the instrument's minimum quantity at its reference price, alternating buy
-    and sell, so every sell fills the buy before it; in frames of `TURN`."""
+    and sell, so every sell fills the buy before it; in frames of ``turn``."""
     instrument = load_config(environ={}).instrument(SYMBOL)
     made = [p.EnterOrder(number, SYMBOL, BUY if number % 2 else SELL, LIMIT, GTC, instrument.reference_price,
                          instrument.min_quantity) for number in range(1, messages + 1)]
-    return [made[start:start + TURN] for start in range(0, len(made), TURN)]
+    return [made[start:start + turn] for start in range(0, len(made), turn)]
 
 
-STREAMS = {"standard": requests, "load": load_flow}
-"""The streams measured, by name: the standard workload, and the load generator's flow."""
+SINGLES = 20_000
+"""Requests of the one-request-per-frame stream at most (its turns are many times dearer)."""
+STREAMS = {"standard": (requests, TURN), "load": (load_flow, TURN), "load, 1 per frame": (load_flow, 1)}
+"""The streams measured, by name: how each is made, and its requests per client frame."""
 PARTS = ("tes", "floor", "obs")
 
 
 def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
     """Run each stream ``repeats`` times, each run on a fresh exchange, the streams alternating;
-    print the tables; return the figures."""
+    print the tables; return the figures. The one-request-per-frame stream has at most `SINGLES`
+    requests; ``turn_us`` is what a loop turn costs beyond its requests' own work: that stream's
+    TES µs per request less the load stream's."""
     encode = msgspec.msgpack.Encoder().encode
     with task("bench tes", len(STREAMS) * (repeats + 1), "steps") as shown:
-        frames = {}
-        for name, make in STREAMS.items():
+        frames, sizes = {}, {}
+        for name, (make, turn) in STREAMS.items():
             shown.note(f"making the {name} stream")
-            frames[name] = [encode(turn) for turn in make(messages)]
+            sizes[name] = messages if turn > 1 else min(messages, SINGLES)
+            frames[name] = [encode(requests_) for requests_ in make(sizes[name], turn)]
             shown.advance()
         runs: dict[str, list[dict]] = {name: [] for name in STREAMS}
         for _ in range(repeats):
             for name in STREAMS:
                 shown.note(f"the {name} stream")
-                runs[name].append(one_run(frames[name], messages))
+                runs[name].append(one_run(frames[name], sizes[name]))
                 shown.advance()
     streams = {}
     for name, measured in runs.items():
         figures = {part: statistics.median(run_[part] for run_ in measured) for part in PARTS}
         streams[name] = {
-            "us_per_message": figures, "runs": measured,
+            "requests": sizes[name], "turn": STREAMS[name][1], "us_per_message": figures, "runs": measured,
             "stages": {stage: statistics.median(run_["stages"][stage] for run_ in measured)
                        for stage in measured[0]["stages"]},
             "ratio": {"tes_vs_floor": round(figures["tes"] / figures["floor"], 2),
                       "tes_vs_obs": round(figures["tes"] / figures["obs"], 2)}}
-    report = {"machine": machine(), "messages": messages, "turn": TURN, "repeats": repeats, "streams": streams}
+    turn_us = streams["load, 1 per frame"]["us_per_message"]["tes"] - streams["load"]["us_per_message"]["tes"]
+    report = {"machine": machine(), "messages": messages, "repeats": repeats, "streams": streams,
+              "turn_us": round(turn_us, 2)}
     print(format_report(report))
     return report
 
@@ -281,20 +290,22 @@ def format_report(report: dict) -> str:
     machine_, streams = report["machine"], report["streams"]
     lines = [
         f"machine: {machine_['cpu']}, {machine_['cores']} cores, Python {machine_['python']}",
-        f"{report['messages']:,} requests per stream from one trader on one symbol, in client frames of "
-        f"{report['turn']}: the standard workload, and the load generator's flow (what bench e2e sends); "
+        "one trader on one symbol: the standard workload, and the load generator's flow (what bench e2e sends); "
         f"CPU µs per request, median of {report['repeats']} runs (range)",
         "",
-        "| stream | the TES's turns | the codec floor (msgspec on the TES's frames) | TES vs floor | "
-        "the OBS's execute step on the same commands |",
-        "|---|---:|---:|---:|---:|",
+        "| stream | requests | per frame | the TES's turns | the codec floor (msgspec on the TES's frames) | "
+        "TES vs floor | the OBS's execute step on the same commands |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, stream in streams.items():
         figures, cells = stream["us_per_message"], []
         for part in PARTS:
             values = [run_[part] for run_ in stream["runs"]]
             cells.append(f"{figures[part]:.2f} ({min(values):.2f}-{max(values):.2f})")
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {stream['ratio']['tes_vs_floor']:.1f}x | {cells[2]} |")
+        lines.append(f"| {name} | {stream['requests']:,} | {stream['turn']} | {cells[0]} | {cells[1]} | "
+                     f"{stream['ratio']['tes_vs_floor']:.1f}x | {cells[2]} |")
+    lines += ["", f"a TES loop turn costs {report['turn_us']:.2f} µs beyond its requests' own work (the load flow "
+              "one request per frame, less the same flow in frames of 100)"]
     lines += ["", "| TES stage | " + " | ".join(streams) + " |", "|---|" + "---:|" * len(streams)]
     for stage in next(iter(streams.values()))["stages"]:
         cells = []

@@ -32,9 +32,12 @@ def test_the_load_flow_is_the_load_generators():
             for request in made} == {(tes.SYMBOL, p.OrderType.LIMIT, p.TimeInForce.GTC, 10_000, 1)}
 
 
-def test_a_run_answers_every_request_and_reports_each_part(capsys):
+def test_a_run_answers_every_request_and_reports_each_part(capsys, monkeypatch):
+    monkeypatch.setattr(tes, "SINGLES", 500)
     report = tes.run(messages=3_000, repeats=2)
-    assert report["messages"] == 3_000 and set(report["streams"]) == {"standard", "load"}
+    assert report["messages"] == 3_000 and set(report["streams"]) == {"standard", "load", "load, 1 per frame"}
+    assert [(stream["requests"], stream["turn"]) for stream in report["streams"].values()] == [
+        (3_000, tes.TURN), (3_000, tes.TURN), (500, 1)]
     for stream in report["streams"].values():
         assert len(stream["runs"]) == 2
         figures = stream["us_per_message"]
@@ -42,21 +45,24 @@ def test_a_run_answers_every_request_and_reports_each_part(capsys):
         assert stream["ratio"]["tes_vs_floor"] == round(figures["tes"] / figures["floor"], 2)
         assert set(stream["stages"]) == {"replies", "receive", "validate", "journal", "send", "reports", "other"}
         assert 0 < sum(stream["stages"].values()) <= figures["tes"] * 1.5
+    single, load = (report["streams"][name]["us_per_message"]["tes"] for name in ("load, 1 per frame", "load"))
+    assert report["turn_us"] == round(single - load, 2)
     table = capsys.readouterr().out
-    assert "| standard |" in table and "| load |" in table and "| validate |" in table
+    assert "| standard | 3,000 | 100 |" in table and "| load, 1 per frame | 500 | 1 |" in table
+    assert "a TES loop turn costs" in table and "| validate |" in table
 
 
 def test_a_tes_that_refuses_part_of_the_stream_is_an_error(monkeypatch):
     made = tes.requests
 
-    def with_a_duplicate(messages, seed=42):
-        turns = made(messages, seed)
+    def with_a_duplicate(messages, turn):
+        turns = made(messages, turn)
         first = turns[0][0]
         turns[0].append(p.EnterOrder(first.client_order_id, first.symbol, first.side, first.order_type,
                                      first.time_in_force, first.price, first.quantity))
         return turns
 
-    monkeypatch.setitem(tes.STREAMS, "standard", with_a_duplicate)
+    monkeypatch.setitem(tes.STREAMS, "standard", (with_a_duplicate, tes.TURN))
     with pytest.raises(RuntimeError, match="DUPLICATE_CLIENT_ORDER_ID"):
         tes.run(messages=1_000, repeats=1)
 
@@ -65,5 +71,5 @@ def test_bench_tes_from_the_command_line():
     report = json_result([sys.executable, "main.py", "bench", "tes", "--messages", "3000", "--repeats", "1"],
                          "bench tes", timeout=120)
     assert report["messages"] == 3_000
-    assert {name: set(stream["us_per_message"]) for name, stream in report["streams"].items()} == {
-        "standard": {"tes", "floor", "obs"}, "load": {"tes", "floor", "obs"}}
+    assert {name: set(stream["us_per_message"]) for name, stream in report["streams"].items()} == dict.fromkeys(
+        ("standard", "load", "load, 1 per frame"), {"tes", "floor", "obs"})
