@@ -20,9 +20,10 @@ bench obs [--messages M] [--repeats R]
     specification, in the same run; CPU per command and the ratio.
 bench tes [--messages M] [--repeats R]
     The TES's work in one process: M requests (default 200,000) of the standard workload
-    and of the load generator's flow through a real TES, its sockets replaced by queues
-    and its book server by the OBS's execute step; CPU per request, stage by stage,
-    beside msgspec alone on the same frames (the codec floor) and the OBS, in the same run.
+    and of the load generator's flow (and that flow one request per frame) through a real
+    TES, its sockets replaced by queues and its book server by the OBS's execute step; CPU
+    per request, stage by stage, beside msgspec alone on the same frames (the codec floor)
+    and the OBS, in the same run, and what a loop turn itself costs.
 bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never]
     Throughput and ack latency through client -> TES -> OBS -> TES -> client,
     median of R runs (default 3) per offered rate.
