@@ -26,6 +26,9 @@ Measured in the same run, each as process CPU time per request:
 - the codec floor: msgspec alone decoding and encoding the very frames the TES read and sent
   (client requests in, commands out, book replies in, reports out), what any TES written in
   Python must at least do;
+- the ledger alone: a fresh `servers.ledger.Ledger` applying the run's TES journal, as a restart
+  replays it (it must end equal to the live ledger), which is the part of the TES's work that
+  keeps its book of record (orders, reports, portfolios);
 - the OBS's execute step on the same commands (decoding its frames not included).
 
 The servers' collector settings apply (`servers.collector.settle`). Figures are medians of the
@@ -51,6 +54,8 @@ from engine.stream import CANCEL, LIMIT_GTC, MARKET
 from engine.types import OrderType, Side, TimeInForce
 from servers import collector
 from servers import protocol as p
+from servers.journal import read_records
+from servers.ledger import Ledger, LedgerRecord
 from servers.logons import Verdict
 from servers.obs import OrderBookServer
 from servers.processes import exchange_env
@@ -195,10 +200,30 @@ def one_run(frames: list[bytes], count: int) -> dict:
             stages = {name: tes.stages.cpu_ns[index] / 1e3 / count for index, name in enumerate(STAGES)
                       if name != "idle"}
             floor = codec_floor(frames, exchange.commands_out, exchange.replies_in, exchange.clients.sent)
+            ledger = ledger_alone(tes)
             return {"tes": exchange.tes_seconds / count * 1e6, "stages": stages, "floor": floor / count * 1e6,
-                    "obs": exchange.obs_seconds / count * 1e6}
+                    "ledger": ledger / count * 1e6, "obs": exchange.obs_seconds / count * 1e6}
         finally:
             exchange.close()
+
+
+def ledger_alone(tes: TradingEngineServer) -> float:
+    """CPU seconds a fresh ledger takes to apply the run's TES journal (its records decoded
+    beforehand), as a restart replays it; raises unless it ends equal to the live ledger."""
+    tes.journal.write()
+    decode = msgspec.msgpack.Decoder(LedgerRecord).decode
+    records = [record.command for record in read_records(tes.journal.directory, 0, 0, decode)]
+    live = tes.ledger
+    ledger = Ledger(live.tes_id, {name: sorted(symbols) for name, symbols in live.shard_symbols.items()})
+    apply = ledger.apply
+    started = time.process_time()
+    for record in records:
+        apply(record)
+    seconds = time.process_time() - started
+    encode = msgspec.msgpack.encode
+    if encode(ledger.state(0, 0)) != encode(live.state(0, 0)):
+        raise RuntimeError("the ledger replayed from the TES journal differs from the live one")
+    return seconds
 
 
 def check(tes: TradingEngineServer, frames: list[bytes]) -> None:
@@ -248,7 +273,7 @@ SINGLES = 20_000
 """Requests of the one-request-per-frame stream at most (its turns are many times dearer)."""
 STREAMS = {"standard": (requests, TURN), "load": (load_flow, TURN), "load, 1 per frame": (load_flow, 1)}
 """The streams measured, by name: how each is made, and its requests per client frame."""
-PARTS = ("tes", "floor", "obs")
+PARTS = ("tes", "floor", "ledger", "obs")
 
 
 def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
@@ -294,8 +319,8 @@ def format_report(report: dict) -> str:
         f"CPU µs per request, median of {report['repeats']} runs (range)",
         "",
         "| stream | requests | per frame | the TES's turns | the codec floor (msgspec on the TES's frames) | "
-        "TES vs floor | the OBS's execute step on the same commands |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "TES vs floor | the ledger alone (its journal replayed) | the OBS's execute step on the same commands |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, stream in streams.items():
         figures, cells = stream["us_per_message"], []
@@ -303,7 +328,7 @@ def format_report(report: dict) -> str:
             values = [run_[part] for run_ in stream["runs"]]
             cells.append(f"{figures[part]:.2f} ({min(values):.2f}-{max(values):.2f})")
         lines.append(f"| {name} | {stream['requests']:,} | {stream['turn']} | {cells[0]} | {cells[1]} | "
-                     f"{stream['ratio']['tes_vs_floor']:.1f}x | {cells[2]} |")
+                     f"{stream['ratio']['tes_vs_floor']:.1f}x | {cells[2]} | {cells[3]} |")
     lines += ["", f"a TES loop turn costs {report['turn_us']:.2f} µs beyond its requests' own work (the load flow "
               "one request per frame, less the same flow in frames of 100)"]
     lines += ["", "| TES stage | " + " | ".join(streams) + " |", "|---|" + "---:|" * len(streams)]

@@ -6,6 +6,7 @@ import pytest
 
 from benchmarks import tes
 from servers import protocol as p
+from servers.ledger import Ledger, Received
 from servers.processes import json_result
 
 
@@ -41,7 +42,8 @@ def test_a_run_answers_every_request_and_reports_each_part(capsys, monkeypatch):
     for stream in report["streams"].values():
         assert len(stream["runs"]) == 2
         figures = stream["us_per_message"]
-        assert all(figures[part] > 0 for part in ("tes", "floor", "obs"))
+        assert all(figures[part] > 0 for part in ("tes", "floor", "ledger", "obs"))
+        assert figures["ledger"] < figures["tes"]
         assert stream["ratio"]["tes_vs_floor"] == round(figures["tes"] / figures["floor"], 2)
         assert set(stream["stages"]) == {"replies", "receive", "validate", "journal", "send", "reports", "other"}
         assert 0 < sum(stream["stages"].values()) <= figures["tes"] * 1.5
@@ -50,6 +52,18 @@ def test_a_run_answers_every_request_and_reports_each_part(capsys, monkeypatch):
     table = capsys.readouterr().out
     assert "| standard | 3,000 | 100 |" in table and "| load, 1 per frame | 500 | 1 |" in table
     assert "a TES loop turn costs" in table and "| validate |" in table
+
+
+def test_a_ledger_replayed_unlike_the_live_one_is_an_error(monkeypatch):
+    class Forgetful(Ledger):
+        """Loses the book's replies on replay."""
+
+        def apply(self, record):
+            return ((), ()) if type(record) is Received else super().apply(record)
+
+    monkeypatch.setattr(tes, "Ledger", Forgetful)
+    with pytest.raises(RuntimeError, match="differs from the live one"):
+        tes.run(messages=1_000, repeats=1)
 
 
 def test_a_tes_that_refuses_part_of_the_stream_is_an_error(monkeypatch):
@@ -72,4 +86,4 @@ def test_bench_tes_from_the_command_line():
                          "bench tes", timeout=120)
     assert report["messages"] == 3_000
     assert {name: set(stream["us_per_message"]) for name, stream in report["streams"].items()} == dict.fromkeys(
-        ("standard", "load", "load, 1 per frame"), {"tes", "floor", "obs"})
+        ("standard", "load", "load, 1 per frame"), {"tes", "floor", "ledger", "obs"})
