@@ -55,17 +55,19 @@ from engine.types import OrderType, Side, TimeInForce
 from servers import collector
 from servers import protocol as p
 from servers.journal import read_records
-from servers.ledger import Ledger, LedgerRecord
+from servers.ledger import ID_BITS, Ledger, LedgerRecord
 from servers.logons import Verdict
 from servers.obs import OrderBookServer
 from servers.processes import exchange_env
 from servers.shard import Shard
+from servers.status import Stages
 from servers.tes import POLLIN, STAGES, TradingEngineServer
 
 SYMBOL = "ACME"
 TRADER = "load"
 """The configuration's load-test trader: limits no standard stream reaches."""
 CLIENT = b"client-1"
+TES_ID = 1
 TES_IDENTITY = b"tes-1"
 TURN = 100
 """Client requests per frame, one frame per TES turn (about a loop turn's worth at 100,000/s)."""
@@ -100,8 +102,8 @@ class Queue:
 
 def requests(messages: int, turn: int = TURN, seed: int = 42) -> list[list]:
     """The standard workload's first ``messages`` rows as the trader's requests, in frames of
-    ``turn``. The n-th order entered gets exchange id ``(1 << 48) | n`` (TES 1, nothing refused),
-    which is what a cancel of it names."""
+    ``turn``. The n-th order entered gets exchange id ``(TES_ID << ID_BITS) | n`` (nothing is
+    refused), which is what a cancel of it names."""
     made, exchange_ids, entered = [], {}, 0
     for number, (kind, side, price, quantity, order_id, target_id) in enumerate(
             workload.standard(messages, seed).tolist(), 1):
@@ -109,7 +111,7 @@ def requests(messages: int, turn: int = TURN, seed: int = 42) -> list[list]:
             made.append(p.CancelOrder(number, exchange_ids.pop(target_id)))
             continue
         entered += 1
-        exchange_ids[order_id] = (1 << 48) | entered
+        exchange_ids[order_id] = (TES_ID << ID_BITS) | entered
         if kind == LIMIT_GTC:
             made.append(p.EnterOrder(number, SYMBOL, Side(side), LIMIT, GTC, price, quantity))
         elif kind == MARKET:
@@ -124,8 +126,9 @@ class Exchange:
     the book server greeted; the OBS's state for its one shard; what each measured part cost."""
 
     def __init__(self, directory: Path) -> None:
-        env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC="never", EXCHANGE_STAGES="cpu")
+        env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC="never", EXCHANGE__TES__TES_ID=str(TES_ID))
         self.tes = tes = TradingEngineServer(load_config(environ=env))
+        tes.stages = Stages(STAGES, "cpu")
         (self.shard,) = tes.shards.values()
         self.sockets = tes.clients, self.shard.socket
         tes.clients = self.clients = Queue()
