@@ -32,7 +32,6 @@ events and state hashes), or the benchmark fails. `verdicts` judges each of TARG
 medians: met or not met.
 """
 
-import gc
 import os
 import platform
 import statistics
@@ -53,6 +52,7 @@ from engine.replay import replay_rows, replay_rows_records, replay_rows_v2, repl
 from engine.stream import FILL_DTYPE, LIMIT, LIMIT_GTC, MARKET, PHASE, STREAM_DTYPE, STREAM_V2_DTYPE, is_v2
 from engine.types import Phase, Side, TimeInForce
 from native.book import NativeBook
+from servers import collector
 from servers.processes import json_result
 
 DEEP_MESSAGES = 1_000_000
@@ -110,14 +110,10 @@ def timed(make, run, shown: Task | None) -> tuple[float, object, object]:
     every engine, blurring their ratio.
     """
     book = make()
-    gc.collect()
-    gc.disable()
-    try:
+    with collector.paused():
         start = time.perf_counter()
         result = run(book)
         seconds = time.perf_counter() - start
-    finally:
-        gc.enable()
     if shown is not None:
         shown.advance()
     return seconds, book, result
@@ -266,14 +262,10 @@ def uncross(orders: int, repeats: int, shown: Task) -> dict:
         seconds = []
         for _ in range(count):
             book, events = build(), None   # the last run's events are freed here, not in the timed call
-            gc.collect()
-            gc.disable()
-            try:
+            with collector.paused():
                 start = time.perf_counter()
                 events = book.set_phase(Phase.CONTINUOUS)
                 seconds.append(time.perf_counter() - start)
-            finally:
-                gc.enable()
             shown.advance()
         runs[name] = (seconds, events, book)
     (native_s, events, native), (reference_s, reference_events, reference) = runs["native"], runs["reference"]

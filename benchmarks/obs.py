@@ -17,7 +17,6 @@ Both start from an empty book; the benchmark checks that they wrote the same jou
 their ratio; no socket, journal write or decoding is in them (`bench e2e` has those).
 """
 
-import gc
 import hashlib
 import statistics
 import time
@@ -30,6 +29,7 @@ from engine import workload
 from engine.progress import task
 from engine.stream import CANCEL, LIMIT_FOK, LIMIT_GTC, LIMIT_IOC, MARKET, REPLACE
 from engine.types import OrderType, TimeInForce
+from servers import collector
 from servers.obs import MAX_MESSAGES_PER_TURN, OrderBookServer
 from servers.protocol import BookCancel, BookReplace, BookSubmit
 from servers.shard import TES_SHIFT, Shard
@@ -115,7 +115,8 @@ def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
         for _ in range(repeats):
             for name, measure in (("specification", specification), ("order_path", order_path)):
                 shown.note(name.replace("_", " "))
-                seconds, digest = _without_gc(measure, work)
+                with collector.paused():
+                    seconds, digest = measure(work)
                 runs[name].append(seconds / count * 1e6)
                 digests.add(digest)
                 shown.advance()
@@ -127,15 +128,6 @@ def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
               "ratio": round(figures["specification"] / figures["order_path"], 2)}
     print(format_report(report))
     return report
-
-
-def _without_gc(measure, work: list[list]) -> tuple[float, str]:
-    gc.collect()
-    gc.disable()
-    try:
-        return measure(work)
-    finally:
-        gc.enable()
 
 
 def format_report(report: dict) -> str:

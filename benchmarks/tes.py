@@ -35,7 +35,6 @@ The servers' collector settings apply (`servers.collector.settle`). Figures are 
 runs, each run on a fresh TES and book, the streams alternating.
 """
 
-import gc
 import statistics
 import tempfile
 import time
@@ -72,8 +71,6 @@ TES_IDENTITY = b"tes-1"
 TURN = 100
 """Client requests per frame, one frame per TES turn (about a loop turn's worth at 100,000/s)."""
 MESSAGES = 200_000
-THRESHOLDS = gc.get_threshold()
-"""The collector's thresholds as the process started (restored after each run)."""
 LIMIT, MARKET_ORDER, GTC, IOC = OrderType.LIMIT, OrderType.MARKET, TimeInForce.GTC, TimeInForce.IOC
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -189,15 +186,11 @@ def one_run(frames: list[bytes], count: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-tes-") as tmp:
         exchange = Exchange(Path(tmp))
         try:
-            collector.settle()
-            try:
+            with collector.settled():
                 for frame in frames:
                     exchange.turn(frame)
                 while exchange.book.queued:
                     exchange.turn(None)
-            finally:
-                gc.unfreeze()
-                gc.set_threshold(*THRESHOLDS)
             tes = exchange.tes
             check(tes, frames)
             stages = {name: tes.stages.cpu_ns[index] / 1e3 / count for index, name in enumerate(STAGES)

@@ -10,6 +10,8 @@ passes rare and keeps what start-up built out of every pass.
 """
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 YOUNG_THRESHOLD = 100_000
 """Net container allocations between young-generation passes (Python's default: 700).
@@ -25,3 +27,28 @@ def settle() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+
+
+@contextmanager
+def settled() -> Iterator[None]:
+    """`settle` for the block, then the collector's thresholds as they were and nothing frozen:
+    a benchmark measuring a server's work as the server does it."""
+    thresholds = gc.get_threshold()
+    settle()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """Collect, then no cyclic collection until the block ends, as `timeit` times: a benchmark
+    comparing engines, which a pass over their shared input would cost alike and blur."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -21,7 +21,6 @@ compares the fills record for record.
 """
 
 import argparse
-import gc
 import json
 import os
 import shutil
@@ -37,6 +36,7 @@ import numpy as np
 
 from engine import workload
 from engine.stream import FILL_DTYPE, STREAM_DTYPE
+from servers import collector
 from servers.processes import json_result
 
 ENV_VAR = "LIQUIBOOK_DIR"
@@ -163,14 +163,10 @@ def _native_rounds(stream: np.ndarray) -> tuple[Callable[[], None], list[float],
 
     def round_():
         book = NativeBook()
-        gc.collect()
-        gc.disable()
-        try:
+        with collector.paused():
             start = time.perf_counter()
             last[0] = book.replay(stream)
             seconds.append(time.perf_counter() - start)
-        finally:
-            gc.enable()
 
     return round_, seconds, last
 
