@@ -80,6 +80,15 @@ cpdef void route(dict outbox, dict tes, identity, reply, tuple concerned) except
         replies_to(outbox, destination).append(reply)
 
 
+cpdef void note_accepted(dict max_ids, order_id, int shift) except *:
+    """An order was accepted: ``max_ids`` keeps, per TES id (``order_id >> shift``), the largest
+    order id accepted with it (what a Hello reply names), for the order path and
+    `servers.shard.Shard.execute` alike."""
+    tes_id = order_id >> shift
+    if order_id > max_ids.get(tes_id, 0):
+        max_ids[tes_id] = order_id
+
+
 cdef class OrderPath:
     """The order path of one `servers.shard.Shard`: its containers, fixed for the shard's life,
     are held here; its scalar state (sequence, time, the replies kept) is read and written on it.
@@ -170,9 +179,7 @@ cdef class OrderPath:
         feed.sequence = out.md_sequence
         if out.accepted:
             order_id = command.order_id
-            tes_id = order_id >> self.shift
-            if order_id > self.max_ids.get(tes_id, 0):
-                self.max_ids[tes_id] = order_id
+            note_accepted(self.max_ids, order_id, self.shift)
             if out.accepted == GTD_ACCEPTED:
                 self.shard._expires(out.expire_at, symbol, order_id)
         if out.fills:

@@ -62,7 +62,7 @@ from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.snapshot import BookSnapshot
 from engine.types import Phase, TimeInForce
 from native.book import ENCODED_FIELDS, ENCODED_TAGS, BookCapture, NativeBook
-from native.orderpath import OrderPath
+from native.orderpath import OrderPath, note_accepted
 from servers.journal import (
     JOURNAL_FILE,
     DirectoryLock,
@@ -203,7 +203,7 @@ class Shard:
             )
             accepted = events[0]
             if type(accepted) is OrderAccepted:
-                self._accepted(command.order_id)
+                note_accepted(self._max_ids, command.order_id, TES_SHIFT)
                 if accepted.time_in_force == GTD:
                     self._expires(accepted.expire_at, command.symbol, command.order_id)
         elif kind is BookCancel:
@@ -377,11 +377,6 @@ class Shard:
         shard.expiries = expiries
         shard._compact_at = max(COMPACT_AT, 2 * len(expiries))
         return shard
-
-    def _accepted(self, order_id: int) -> None:
-        tes_id = order_id >> TES_SHIFT
-        if order_id > self._max_ids.get(tes_id, 0):
-            self._max_ids[tes_id] = order_id
 
 
 class Capture(NamedTuple):
