@@ -60,7 +60,7 @@ from servers.obs import OrderBookServer
 from servers.processes import exchange_env
 from servers.shard import Shard
 from servers.status import Stages
-from servers.tes import POLLIN, STAGES, TradingEngineServer
+from servers.tes import STAGES, TradingEngineServer
 
 SYMBOL = "ACME"
 TRADER = "load"
@@ -88,7 +88,7 @@ class Queue:
         return self.queued.popleft()
 
     def get(self, option: int) -> int:
-        return POLLIN if self.queued else 0
+        return p.POLLIN if self.queued else 0
 
     def send(self, frame: bytes, flags: int = 0) -> None:
         self.sent.append(frame)

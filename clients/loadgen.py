@@ -76,10 +76,16 @@ from config.arguments import positive_float, positive_int
 from config.settings import Config
 from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from servers import collector
-from servers.protocol import MAX_BATCH, EnterOrder, OrderAccepted, OrderFilled, OrderRejected, StopTriggered
+from servers.protocol import (
+    MAX_BATCH,
+    POLLIN,
+    EnterOrder,
+    OrderAccepted,
+    OrderFilled,
+    OrderRejected,
+    StopTriggered,
+)
 
-POLLIN = int(zmq.POLLIN)
-"""As a plain int: ``events & zmq.POLLIN`` goes through `enum.Flag` in Python (about 0.5 µs)."""
 MIN_SEND_INTERVAL_S = 50e-6
 MAX_SEND_INTERVAL_S = 1e-3
 SINGLE_ORDER_RATE = 25_000

@@ -104,8 +104,6 @@ from servers.stream import JournalStream, StreamError
 
 log = logging.getLogger("tes")
 
-POLLIN = int(zmq.POLLIN)
-"""As a plain int: ``events & zmq.POLLIN`` goes through `enum.Flag` in Python (about 0.5 µs)."""
 READ_BUDGET = 512
 """Frames read from one socket per loop iteration, so no socket starves the others."""
 FRAME_MESSAGES = 5_000
@@ -1198,7 +1196,7 @@ def _waiting(socket: zmq.Socket):
             yield socket.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
             return
-        if not get(zmq.EVENTS) & POLLIN:
+        if not get(zmq.EVENTS) & p.POLLIN:
             return
 
 
