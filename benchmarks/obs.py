@@ -70,10 +70,16 @@ def turns(made: list) -> list[list]:
     return [work[start:start + MAX_MESSAGES_PER_TURN] for start in range(0, len(work), MAX_MESSAGES_PER_TURN)]
 
 
+def stand_in(shard: Shard, tes: dict[int, bytes]) -> SimpleNamespace:
+    """What `OrderBookServer._execute` reads of its server, for ``shard`` answering the TESs
+    ``tes`` (id -> identity), with no socket or journal behind it: no volatility bands, no
+    phase change due."""
+    return SimpleNamespace(state=shard, tes=tes, guards={}, symbols=sorted(shard.feeds), phases_at=0)
+
+
 def order_path(work: list[list]) -> tuple[float, str]:
     """CPU seconds of `OrderBookServer._execute` over every turn, and the digest of its entries."""
-    shard = Shard.empty([SYMBOL])
-    server = SimpleNamespace(state=shard, tes={1: IDENTITY}, guards={}, symbols=[SYMBOL], phases_at=0)
+    server = stand_in(Shard.empty([SYMBOL]), {1: IDENTITY})
     digest, seconds = hashlib.blake2b(), 0.0
     for turn in work:
         started = time.process_time()

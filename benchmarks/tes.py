@@ -40,11 +40,11 @@ import tempfile
 import time
 from collections import deque
 from pathlib import Path
-from types import SimpleNamespace
 
 import msgspec
 import zmq
 
+from benchmarks import obs
 from benchmarks.book import machine
 from config.settings import load_config
 from engine import workload
@@ -60,7 +60,7 @@ from servers.obs import OrderBookServer
 from servers.processes import exchange_env
 from servers.shard import Shard
 from servers.status import Stages
-from servers.tes import STAGES, TradingEngineServer
+from servers.tes import IDLE, STAGES, TradingEngineServer
 
 SYMBOL = "ACME"
 TRADER = "load"
@@ -135,8 +135,7 @@ class Exchange:
         tes._greeted(self.shard, p.HelloReply(sorted(tes.shard_of), 0, 0))
         tes._flush(now)
         self.clients.sent.clear()
-        self.obs = SimpleNamespace(state=Shard.empty(sorted(tes.shard_of)), tes={tes.tes_id: TES_IDENTITY},
-                                   guards={}, symbols=sorted(tes.shard_of), phases_at=0)
+        self.obs = obs.stand_in(Shard.empty(sorted(tes.shard_of)), {tes.tes_id: TES_IDENTITY})
         self.commands = p.Codec(p.ObsRequest)
         self.sequence = 0
         self.commands_out: list[bytes] = []
@@ -151,7 +150,7 @@ class Exchange:
             ready[self.clients] = zmq.POLLIN
         if self.book.queued:
             ready[self.book] = zmq.POLLIN
-        tes.stages.lap(STAGES.index("idle"))
+        tes.stages.lap(IDLE)
         started = time.process_time()
         tes._turn(ready, time.monotonic())
         self.tes_seconds += time.process_time() - started
