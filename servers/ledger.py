@@ -67,7 +67,7 @@ from servers.journal import (
     read_records,
     write_atomically,
 )
-from servers.orders import STOPS, Order, OrderRegistry, Report, Request, Trade
+from servers.orders import REQUESTED, STOPS, Order, OrderRegistry, Report, Request, Trade
 from servers.portfolio import Holding, Portfolio
 from servers.sessions import ClientOrderIds
 
@@ -81,7 +81,6 @@ BUY, SELL = Side.BUY, Side.SELL
 """As plain names: on Python 3.11 ``Enum.MEMBER`` costs about 0.1 µs (``EnumType.__getattr__``)."""
 SUBMISSION, CANCEL, REPLACE = 0, 1, 2
 """What a `Refused` refused."""
-REQUESTED = CancelReason.REQUESTED
 CONSUMES_ID = frozenset(RejectReason) - {RejectReason.MESSAGE_RATE_LIMIT, RejectReason.DUPLICATE_CLIENT_ORDER_ID,
                                           RejectReason.CLIENT_ORDER_IDS_OUT_OF_ORDER, RejectReason.NOT_LOGGED_ON,
                                           RejectReason.EXCHANGE_CLOSING}
