@@ -142,8 +142,9 @@ class Exchange:
         self.replies_in: list[bytes] = []
         self.tes_seconds = self.obs_seconds = 0.0
 
-    def turn(self, frame: bytes | None) -> None:
-        """One TES turn on ``frame`` (if any) and the replies queued; then the book server's turn."""
+    def turn(self, frame: bytes | None, now: float | None = None, stamp: int | None = None) -> None:
+        """One TES turn on ``frame`` (if any) and the replies queued, at the monotonic time ``now``;
+        then the book server's turn, at the exchange time ``stamp`` (the clocks', unless given)."""
         tes, ready = self.tes, {}
         if frame is not None:
             self.clients.queued.append([CLIENT, frame])
@@ -152,13 +153,13 @@ class Exchange:
             ready[self.book] = zmq.POLLIN
         tes.stages.lap(IDLE)
         started = time.process_time()
-        tes._turn(ready, time.monotonic())
+        tes._turn(ready, time.monotonic() if now is None else now)
         self.tes_seconds += time.process_time() - started
-        self.serve_book()
+        self.serve_book(time.time_ns() if stamp is None else stamp)
 
-    def serve_book(self) -> None:
-        """The OBS's execute step on what the TES sent; its replies queued for the TES."""
-        work, stamp = [], time.time_ns()
+    def serve_book(self, stamp: int) -> None:
+        """The OBS's execute step on what the TES sent, at ``stamp``; its replies queued for the TES."""
+        work = []
         self.commands_out += self.book.sent
         for frame in self.book.sent:
             for command in self.commands.decode(frame):

@@ -494,7 +494,9 @@ class LedgerJournal:
         self._snapshot_offsets: deque[int] = deque([offset] if offset else [], maxlen=KEEP_SNAPSHOTS)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-snapshot")
         self._written: Future | None = None
-        self._pending: list[tuple[int, bytes]] = []
+        self.pending: list[tuple[int, bytes]] = []
+        """The records queued for the next `write`, ``(sequence, msgpack)``: `add` queues them, and the
+        TES's order entry in C (`native.entry`) queues its `Entered` records here, the list kept."""
         if records or offset:
             log.info("ledger recovered at journal record %d (%d replayed after the snapshot, %s)", self.sequence,
                      records, directory)
@@ -502,17 +504,17 @@ class LedgerJournal:
     def add(self, record) -> None:
         """Queue ``record`` (already applied) for the next `write`."""
         self.sequence += 1
-        self._pending.append((self.sequence, self._encode(record)))
+        self.pending.append((self.sequence, self._encode(record)))
 
     def write(self) -> bool:
         """Write the queued records with one write (fsync per policy); False if the journal
         cannot take them (raises `servers.journal.JournalFailed` after a failed fsync). Takes
         a snapshot every ``snapshot_every`` records."""
-        if not self._pending:
+        if not self.pending:
             return True
-        if not self.journal.append(self._pending):
+        if not self.journal.append(self.pending):
             return False
-        self._pending.clear()
+        self.pending.clear()
         if self.sequence - self.snapshot_sequence >= self.snapshot_every and (
                 self._written is None or self._written.done()):
             self.snapshot_sequence = self.sequence

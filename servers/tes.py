@@ -41,6 +41,11 @@ The pipeline of an EnterOrder, in this order (the first failing step answers):
    prevention owner (`servers.protocol.owner_of`) and the order's mode, else the
    trader's default (``stp_default``).
 
+A logged-on session's common orders (limit and market, no display quantity, stop or expiry,
+their client order ids in order) that pass every step run through the order entry in C
+(`native.entry.EntryPath`), a frame's run of them in one call, with the same effect; every
+other message, and every refusal, goes through `_dispatch` here, which is the specification.
+
 On ``Executed`` the book events become client reports for the owners of both
 sides, fills are booked into portfolios (`servers.portfolio`) and the last trade
 price moves. Every loop iteration reads what is waiting (up to a budget), then
@@ -74,6 +79,7 @@ from config.settings import Config, ConfigError, InstrumentConfig, stp_mode
 from engine.instrument import Instrument
 from engine.messages import OrderFilled
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
+from native.entry import EntryPath
 from servers import protocol as p
 from servers import security, service
 from servers.database_link import DatabaseLink, Reference, ReferenceUnavailable
@@ -95,7 +101,7 @@ from servers.ledger import (
     Unsent,
 )
 from servers.logons import Authenticator, Logons, Verdict
-from servers.orders import Report
+from servers.orders import Order, Report
 from servers.risk import TraderRisk, valuation_price
 from servers.service import Occurrences
 from servers.sessions import Session, Sessions, cancels_orders
@@ -272,6 +278,9 @@ class TradingEngineServer:
         self.answered: list[int] = []
         """When the frames were read of the orders answered this turn (their latency ends at `_flush`)."""
         self.stages = Stages(STAGES)
+        self.entry: EntryPath | None = EntryPath(self, p.EnterOrder, Order, msgspec.Raw, ID_BITS)
+        """The order entry in C (`native.entry`): each logged-on session's run of orders it takes;
+        None sends every message through `_dispatch` (the tests compare the two)."""
 
         self.context = zmq.Context()
         self.poller = zmq.Poller()
@@ -458,8 +467,15 @@ class TradingEngineServer:
                 self._malformed(identity, *malformed)
                 continue
             self.frame_read = frame_read
-            for message in messages:
-                self._dispatch(identity, sessions.get(identity), message, now)
+            position, count = 0, len(messages)
+            while position < count:
+                session = sessions.get(identity)
+                if session is not None and self.entry is not None and not self.stopping:
+                    position = self.entry.enter(session, messages, position, now, frame_read)
+                    if position == count:
+                        break
+                self._dispatch(identity, session, messages[position], now)
+                position += 1
         self.stages.lap(VALIDATE)
 
     def _reject(self, identity: bytes, message) -> None:
@@ -1054,8 +1070,10 @@ class TradingEngineServer:
 
     def _unsent(self, shard: Shard, commands: list) -> None:
         """Commands the shard socket would not take (disconnected, or its queue is full
-        because the book server is not keeping up): refuse each to its client."""
+        because the book server is not keeping up): refuse each to its client. The submissions
+        of the order entry in C, queued encoded (`msgspec.Raw`), are decoded first."""
         self.refused(shard.name, count=len(commands))
+        commands = self.book_requests.decoder.decode(self.book_requests.encode(commands))
         book_commands = [command for command in commands if not isinstance(command, p.BookQuery)]
         if book_commands:
             self._record(Unsent(book_commands, clock()))
@@ -1065,7 +1083,6 @@ class TradingEngineServer:
                 asker = self.queries.pop(command.request_id, None)
                 if asker is not None:
                     self._reject(asker[0], p.QueryRejected(asker[1], reason, reason.text))
-
 
     def _write_journal(self) -> None:
         """Write the records queued since the last write; a journal that cannot take them stops

@@ -1,0 +1,285 @@
+# cython: boundscheck=False, wraparound=False
+"""The TES's order entry in C: a frame's orders checked, recorded and routed off the interpreter.
+
+`EntryPath.enter` runs a logged-on session's decoded messages from a position while each is an
+EnterOrder that the TES's pipeline (`servers.tes`'s module docstring, steps 2 to 7) takes on its
+common path: a LIMIT or MARKET order with no display quantity, stop price or expiry, flags 0 or
+post-only, not GTD, whose client order id is the next in order, within the message rate, the
+instrument's rules and the trader's limits, for a book that is ready. Each one it takes changes
+the server exactly as `servers.tes.TradingEngineServer._enter` does: the message-rate bucket, the
+client order ids, the next exchange order id, the ledger's `Order` and the trader's open orders
+(`servers.ledger.Ledger.apply` of its `Entered`), the `Entered` record queued for the journal
+(msgpack written here, byte for byte as msgspec encodes the record), the order awaiting its
+answer, and the `BookSubmit` queued for its book (written likewise, as a `msgspec.Raw`).
+
+It stops at the first message it does not take, whatever the reason (another request, any
+refusal, a rarer kind of order, a value beyond the ranges it computes in), having changed
+nothing for it: the Python path (`TradingEngineServer._dispatch`) handles that message, a
+refusal with its text, and calls it again for the next. So every refusal, and every order of a
+kind not listed above, goes through the Python path, which stays the specification; the tests
+hold the two paths to the same journal, frames and ledger on random streams.
+
+Invariant: between calls, everything it changed is written back to the server's objects.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.float cimport PyFloat_AsDouble
+from cpython.long cimport PyLong_Check
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdint cimport int64_t
+
+from native.constants cimport GTD, LIMIT, MARKET, POST_ONLY
+from native.int64 cimport as_int64
+from native.wire cimport MAX_HEADER, Writer, wire_int, wire_room, wire_str, wire_tagged
+
+cdef enum:
+    ENTERED_FIELDS = 14      # servers.ledger.Entered
+    SUBMIT_FIELDS = 15       # servers.protocol.BookSubmit
+
+cdef int64_t BOUND = (<int64_t>1) << 31
+"""Prices, quantities and the centre of a price band the path computes with lie in 1..BOUND - 1,
+so that every product it forms fits an int64; an order beyond goes through the Python path."""
+cdef int64_t RATE_BOUND = (<int64_t>1) << 53
+"""Message rates below this are exact as doubles, as the bucket's arithmetic needs."""
+cdef int64_t BAND_BOUND = (<int64_t>1) << 20
+cdef Writer _wire                    # the records' buffer (the GIL guards it), grown once
+
+
+cdef inline bint within(object value, int64_t* out) except -1:
+    """``value`` (an int) into ``out`` if it lies in 1..BOUND - 1."""
+    if as_int64(value, out):
+        return False
+    return 0 < out[0] < BOUND
+
+
+cdef class EntryPath:
+    """The order entry of one `servers.tes.TradingEngineServer` (``tes``), whose containers it
+    reads at each call (reference data replaces some of them). ``enter_order``, ``order`` and
+    ``raw`` are `servers.protocol.EnterOrder`, `servers.orders.Order` and `msgspec.Raw`; an
+    exchange order id is ``(tes_id << id_bits) | counter``.
+
+    The last instrument seen is kept as C fields (an `InstrumentConfig` is frozen: the same
+    object has the same rules)."""
+
+    cdef object tes, ledger, registry, journal, enter_order, order, raw
+    cdef int64_t tes_id, id_bits
+    cdef object instrument
+    cdef bint usable, limit_enabled, market_enabled, post_only_enabled
+    cdef int64_t tick, lot, min_quantity, max_quantity, band_bps, reference_price
+
+    def __init__(self, tes, enter_order, order, raw, int id_bits):
+        self.tes = tes
+        self.ledger = tes.ledger
+        self.registry = tes.ledger.orders
+        self.journal = tes.journal
+        self.enter_order, self.order, self.raw = enter_order, order, raw
+        self.tes_id = tes.tes_id
+        self.id_bits = id_bits
+
+    cdef void _learn(self, instrument) except *:
+        """Keep ``instrument``'s rules as C fields; unusable if one lies beyond what the path
+        computes with (its orders then go through the Python path)."""
+        cdef int64_t value
+        self.instrument = instrument
+        self.usable = (within(instrument.tick_size, &self.tick) and within(instrument.lot_size, &self.lot)
+                       and within(instrument.min_quantity, &self.min_quantity)
+                       and within(instrument.reference_price, &self.reference_price)
+                       and not as_int64(instrument.max_quantity, &self.max_quantity)
+                       and not as_int64(instrument.price_band_bps, &self.band_bps)
+                       and 0 <= self.band_bps < BAND_BOUND)
+        kinds = instrument.order_types
+        self.limit_enabled = "limit" in kinds
+        self.market_enabled = "market" in kinds
+        self.post_only_enabled = "post-only" in kinds
+
+    def enter(self, session, list messages, Py_ssize_t start, now, frame_read):
+        """Take ``messages[start:]``, one frame's from ``session`` (logged on; the server not
+        stopping), while each is an EnterOrder the path takes (see the module docstring), at the
+        monotonic time ``now`` (s), its frame read at ``frame_read`` (`time.perf_counter_ns`).
+        Returns the index of the first message not taken (``len(messages)`` if none is left)."""
+        cdef Py_ssize_t i = start, count = len(messages), taken = 0
+        cdef int64_t rate, max_order_quantity, max_notional, max_open_orders, contiguous, counter, sequence
+        cdef int64_t client_order_id, order_type, price, quantity, flags, value, centre, valued, order_id, owner
+        cdef int64_t side, time_in_force, stp
+        cdef double tokens, last, moment = PyFloat_AsDouble(now), refilled
+        cdef const char* trader_text
+        cdef const char* symbol_text = NULL
+        cdef Py_ssize_t trader_size, symbol_size = 0
+        cdef dict open_orders, awaiting
+        tes, ledger = self.tes, self.ledger
+        trader = session.trader_id
+        risk = tes.risks.get(trader)
+        ids = ledger.client_order_ids.get(trader)
+        if risk is None or i >= count:
+            return start
+        bucket = risk.bucket
+        if (as_int64(bucket.rate, &rate) or not 0 <= rate < RATE_BOUND
+                or as_int64(risk.max_order_quantity, &max_order_quantity)
+                or as_int64(risk.max_notional, &max_notional) or as_int64(risk.max_open_orders, &max_open_orders)
+                or ids is not None and as_int64(ids.contiguous, &contiguous) or as_int64(ledger.counter, &counter)
+                or not 0 < counter < ((<int64_t>1) << self.id_bits) - 1 or not 0 < self.tes_id < (1 << 14)):
+            return start
+        tokens, last = PyFloat_AsDouble(bucket.tokens), PyFloat_AsDouble(bucket.last)
+        owner_obj, default_stp = tes.owners[trader]
+        owner = owner_obj
+        trader_text = PyUnicode_AsUTF8AndSize(trader, &trader_size)
+        instruments, last_prices, shard_of = tes.instruments, ledger.last_prices, tes.shard_of
+        orders, open_orders, awaiting = self.registry.orders, self.registry.open.get(trader), tes.awaiting.get(trader)
+        pending, sequence = self.journal.pending, self.journal.sequence
+        others = None if ids is None else ids.others
+        symbol = outbox = None
+        try:
+            while i < count:
+                message = messages[i]
+                if type(message) is not self.enter_order:
+                    break
+                # 2. message rate (`servers.risk.TokenBucket.spend`, the same double arithmetic)
+                refilled = tokens + (moment - last) * <double>rate
+                if refilled > <double>rate:
+                    refilled = <double>rate
+                if refilled < 1.0:
+                    break
+                # 3. the next client order id in order (a trader's first order makes its ids, as `Ledger.ids`)
+                if ids is None:
+                    ids = ledger.ids(trader)
+                    others = ids.others
+                    if as_int64(ids.contiguous, &contiguous):
+                        break
+                if as_int64(message.client_order_id, &client_order_id) or client_order_id != contiguous + 1:
+                    break
+                # 4. reference data; 6. routing (the shard of a symbol is ready all the turn or not)
+                message_symbol = message.symbol
+                if symbol is None or message_symbol != symbol:
+                    instrument = instruments.get(message_symbol)
+                    if instrument is None:
+                        break
+                    if instrument is not self.instrument:
+                        self._learn(instrument)
+                    shard = shard_of.get(message_symbol)
+                    if not self.usable or shard is None or not shard.ready:
+                        break
+                    symbol, outbox = message_symbol, shard.outbox
+                    symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
+                order_type, time_in_force = message.order_type, message.time_in_force
+                if not (order_type == LIMIT and self.limit_enabled or order_type == MARKET and self.market_enabled):
+                    break
+                if time_in_force == GTD or message.display_quantity != 0 or message.stop_price != 0 \
+                        or message.expire_at != 0:
+                    break
+                if as_int64(message.flags, &flags) or not (flags == 0 or flags == POST_ONLY and self.post_only_enabled):
+                    break
+                if not within(message.quantity, &quantity) or quantity % self.lot or quantity < self.min_quantity \
+                        or quantity > self.max_quantity:
+                    break
+                last_price = last_prices.get(symbol)
+                if last_price is None:
+                    centre = self.reference_price
+                elif not within(last_price, &centre):
+                    break
+                if as_int64(message.price, &price):
+                    break
+                if order_type == LIMIT:
+                    if not 0 < price < BOUND or price % self.tick:
+                        break
+                    if self.band_bps and (price - centre if price > centre else centre - price) * 10_000 \
+                            > centre * self.band_bps:
+                        break
+                    valued = price
+                else:
+                    valued = centre
+                # 5. pre-trade risk
+                if quantity > max_order_quantity or valued * quantity > max_notional:
+                    break
+                if (0 if open_orders is None else len(open_orders)) >= max_open_orders:
+                    break
+                # 7. taken: every check passed
+                tokens, last = refilled - 1.0, moment
+                contiguous = client_order_id
+                while others and contiguous + 1 in others:
+                    others.remove(contiguous + 1)
+                    contiguous += 1
+                order_id = (self.tes_id << self.id_bits) | counter
+                counter += 1
+                stp_obj = message.stp
+                if stp_obj is None:
+                    stp_obj = default_stp
+                side, stp = message.side, stp_obj
+                sequence += 1
+                pending.append((sequence, _entered(trader_text, trader_size, client_order_id, order_id, symbol_text,
+                                                   symbol_size, side, order_type, time_in_force, price, quantity,
+                                                   flags, stp)))
+                order_id_obj = order_id
+                order = self.order(order_id_obj, trader, message.client_order_id, message_symbol, message.side,
+                                   message.order_type, message.time_in_force, message.price, message.quantity,
+                                   message.stop_price, message.display_quantity, message.flags, stp_obj,
+                                   message.expire_at, False)
+                orders[order_id_obj] = order
+                if open_orders is None:
+                    open_orders = self.registry.open[trader] = {}
+                open_orders[order_id_obj] = order
+                if awaiting is None:
+                    awaiting = tes.awaiting[trader] = {}
+                awaiting[message.client_order_id] = frame_read
+                outbox.append(self.raw(_submit(symbol_text, symbol_size, order_id, side, order_type, time_in_force,
+                                               price, quantity, trader_text, trader_size, client_order_id, flags,
+                                               owner, stp)))
+                taken += 1
+                i += 1
+        finally:
+            if taken:
+                bucket.tokens, bucket.last = tokens, now
+                ids.contiguous, ledger.counter, self.journal.sequence = contiguous, counter, sequence
+                tes.submitted += taken
+                tes.entered += taken
+        return i
+
+
+cdef bytes _entered(const char* trader, Py_ssize_t trader_size, int64_t client_order_id, int64_t order_id,
+                    const char* symbol, Py_ssize_t symbol_size, int64_t side, int64_t order_type,
+                    int64_t time_in_force, int64_t price, int64_t quantity, int64_t flags, int64_t stp):
+    """The msgpack of `servers.ledger.Entered` (no stop price, display quantity or expiry)."""
+    cdef Writer* w = &_wire
+    w.size = 0
+    wire_room(w, MAX_HEADER + 32 + ENTERED_FIELDS * MAX_HEADER + trader_size + symbol_size)
+    wire_tagged(w, b"Entered", ENTERED_FIELDS)
+    wire_str(w, trader, trader_size)
+    wire_int(w, client_order_id)
+    wire_int(w, order_id)
+    wire_str(w, symbol, symbol_size)
+    wire_int(w, side)
+    wire_int(w, order_type)
+    wire_int(w, time_in_force)
+    wire_int(w, price)
+    wire_int(w, quantity)
+    wire_int(w, 0)
+    wire_int(w, 0)
+    wire_int(w, flags)
+    wire_int(w, stp)
+    wire_int(w, 0)
+    return PyBytes_FromStringAndSize(<char*>w.data, w.size)
+
+
+cdef bytes _submit(const char* symbol, Py_ssize_t symbol_size, int64_t order_id, int64_t side, int64_t order_type,
+                   int64_t time_in_force, int64_t price, int64_t quantity, const char* account,
+                   Py_ssize_t account_size, int64_t client_order_id, int64_t flags, int64_t owner, int64_t stp):
+    """The msgpack of `servers.protocol.BookSubmit` (no stop price, display quantity or expiry)."""
+    cdef Writer* w = &_wire
+    w.size = 0
+    wire_room(w, MAX_HEADER + 32 + SUBMIT_FIELDS * MAX_HEADER + symbol_size + account_size)
+    wire_tagged(w, b"BookSubmit", SUBMIT_FIELDS)
+    wire_str(w, symbol, symbol_size)
+    wire_int(w, order_id)
+    wire_int(w, side)
+    wire_int(w, order_type)
+    wire_int(w, time_in_force)
+    wire_int(w, price)
+    wire_int(w, quantity)
+    wire_str(w, account, account_size)
+    wire_int(w, client_order_id)
+    wire_int(w, 0)
+    wire_int(w, 0)
+    wire_int(w, flags)
+    wire_int(w, owner)
+    wire_int(w, stp)
+    wire_int(w, 0)
+    return PyBytes_FromStringAndSize(<char*>w.data, w.size)
