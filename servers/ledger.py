@@ -55,6 +55,7 @@ from config.settings import JournalConfig
 from engine.lifecycle import OrderState
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
+from native.reports import Reporter
 from servers import protocol as p
 from servers.journal import (
     JOURNAL_FILE,
@@ -67,7 +68,7 @@ from servers.journal import (
     read_records,
     write_atomically,
 )
-from servers.orders import REQUESTED, STOPS, Order, OrderRegistry, Report, Request, Trade
+from servers.orders import ORDERLESS, REQUESTED, STOPS, Order, OrderRegistry, Report, Request, Trade
 from servers.portfolio import Holding, Portfolio
 from servers.sessions import ClientOrderIds
 
@@ -251,6 +252,10 @@ class Ledger:
         self.numbers: dict[str, int] = {}
         """Each trader's last report number."""
         self.orders = OrderRegistry(self.numbers)
+        reporter = Reporter(self.orders, Order, ORDERLESS, p.OrderAccepted, p.OrderFilled, p.OrderCanceled)
+        self.apply_events = reporter.apply
+        """`OrderRegistry.apply` made in C (`native.reports`); the tests give some ledgers the
+        registry's own, the specification, and compare."""
         self.portfolios: dict[str, Portfolio] = {}
         self.last_prices: dict[str, int] = {}
         self.marked: dict[str, int] = {}
@@ -392,7 +397,7 @@ class Ledger:
         replies = self._replies.decode(record.frame)
         trades: list[Trade] = []
         seen = self.seen.get(record.shard)
-        last_sequence, apply = self.last_sequence, self.orders.apply
+        last_sequence, apply = self.last_sequence, self.apply_events
         marked: dict[str, tuple[int, int]] = {}
         for reply in replies:
             kind = type(reply)

@@ -1,0 +1,250 @@
+"""The TES's paths in C, its order entry (`native.entry`) and its reports of the books' events
+(`native.reports`), against its Python, the specification.
+
+Two in-process TES (`benchmarks.tes.Exchange`: real servers, sockets replaced by queues, the OBS's
+execute step behind them), one with the paths in C and one with the Python alone, take the same random
+streams at the same clock readings: orders of every kind, valid and not (ids out of order and
+repeated, prices off the tick and outside the band, quantities off the lot and beyond the limits,
+kinds the instrument disables, unknown symbols), cancels, replaces, queries, mass cancels, in
+frames of random sizes, under tight message-rate and risk limits. The journals must be equal byte
+for byte, and so must every frame sent to the client and to the book, the ledgers and the counts.
+"""
+
+import random
+import tempfile
+from pathlib import Path
+
+import msgspec
+import pytest
+
+import servers.tes as tes_module
+from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange
+from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
+from servers import protocol as p
+from servers.journal import JOURNAL_FILE
+from servers.ledger import ID_BITS
+from servers.orders import OrderRegistry
+
+START_NS = 1_800_000_000_000_000_000
+"""The exchange clock at the start of a stream (each turn moves it on by `TURN_NS`)."""
+TURN_NS = 1_000_000
+TURN_S = 0.0173
+"""The monotonic clock's step per turn (from the moment the trader's buckets were made): at a rate
+of 300 messages a second a turn refills 5.19, so frames of a few dozen run the trader's bucket
+dry, and what is left in it takes fractional values."""
+REFERENCE = 10_000
+
+INSTRUMENTS = {
+    "default": {},
+    "strict": {"tick_size": 5, "lot_size": 10, "min_quantity": 20, "max_quantity": 500, "price_band_bps": 200,
+               "order_types": frozenset({"limit", "stop", "iceberg", "gtd"})},
+    "market only": {"order_types": frozenset({"market", "post-only"}), "price_band_bps": 0},
+}
+
+
+def random_specs(seed: int, count: int) -> list[tuple]:
+    """``count`` requests, as specs `make_stream` turns into messages (ids depend on what came
+    before): mostly orders that can trade (prices near the reference, small quantities), some of
+    every other kind and value."""
+    rng = random.Random(seed)
+    choice = rng.choice
+
+    def price() -> int:
+        roll = rng.random()
+        if roll < 0.8:
+            return rng.randint(REFERENCE - 30, REFERENCE + 30)
+        return rng.randint(REFERENCE - 1_200, REFERENCE + 1_200) if roll < 0.95 else choice([0, -5, 2**31, 2**40])
+
+    def quantity() -> int:
+        roll = rng.random()
+        if roll < 0.85:
+            return rng.randint(1, 12) * 10
+        return rng.randint(-3, 700) if roll < 0.97 else choice([2**31, 10**9])
+
+    specs = []
+    for _ in range(count):
+        specs.append((
+            choice(["enter"] * 12 + ["cancel", "cancel", "replace", "heartbeat", "open orders", "mass cancel"]),
+            choice(["next"] * 20 + ["repeat", "skip"]),
+            choice([SYMBOL] * 20 + ["NOPE"]),
+            choice(list(Side)),
+            choice([OrderType.LIMIT] * 8 + [OrderType.MARKET] * 3 + [OrderType.STOP, OrderType.STOP_LIMIT]),
+            choice([TimeInForce.GTC] * 4 + [TimeInForce.IOC] * 3 + list(TimeInForce)),
+            price(), quantity(),
+            choice([0] * 10 + [REFERENCE + 20, REFERENCE - 20]),                    # stop price
+            choice([0] * 12 + [10, 7]),                                             # display quantity
+            choice([0] * 10 + [1, 2]),                                              # flags
+            choice([None] * 6 + list(SelfTradePrevention)),
+            choice([0] * 10 + [START_NS + 10**12, START_NS - 1]),                   # expire at
+            rng.randint(1, 60),                                                     # the order canceled
+        ))
+    return specs
+
+
+def make_stream(specs: list, cuts: list[int]) -> list[bytes]:
+    """The frames of requests ``specs``, cut after the positions in ``cuts``; client order ids
+    from one counter, as a client library numbers them."""
+    messages, number, used = [], 0, []
+    for kind, how, symbol, side, order_type, tif, price, quantity, stop, display, flags, stp, expire, target in specs:
+        if kind == "enter":
+            number += 1
+            coid = number
+            if how == "repeat" and used:
+                coid = used[len(used) // 2]
+            elif how == "skip":
+                coid = number = number + 3
+            used.append(coid)
+            messages.append(p.EnterOrder(coid, symbol, side, order_type, tif, price, quantity, stop, display, flags,
+                                         stp, expire))
+        elif kind == "cancel":
+            number += 1
+            messages.append(p.CancelOrder(number, (TES_ID << ID_BITS) | target))
+        elif kind == "replace":
+            number += 1
+            messages.append(p.ReplaceOrder(number, (TES_ID << ID_BITS) | target, price, quantity))
+        elif kind == "heartbeat":
+            messages.append(p.Heartbeat())
+        elif kind == "open orders":
+            messages.append(p.QueryOpenOrders(number))
+        else:
+            messages.append(p.MassCancel(SYMBOL))
+    encode = msgspec.msgpack.Encoder().encode
+    frames, start = [], 0
+    for cut in sorted(set(cuts)) + [len(messages)]:
+        if cut > start:
+            frames.append(encode(messages[start:cut]))
+            start = cut
+    return frames
+
+
+def run(frames: list[bytes], instrument: dict, native: bool, monkeypatch, tight: bool = True) -> dict:
+    """``frames`` through a fresh exchange (its paths in C or its Python alone) at fixed clocks, under tight
+    limits or the load trader's own: what it made."""
+    ticks = iter(range(START_NS, START_NS + 10**15, 1_000))
+    monkeypatch.setattr(tes_module, "clock", lambda: next(ticks))
+    with tempfile.TemporaryDirectory(prefix="entry-path-") as tmp:
+        exchange = Exchange(Path(tmp))
+        try:
+            tes = exchange.tes
+            if not native:
+                tes.entry = None
+                tes.ledger.apply_events = tes.ledger.orders.apply
+            tes.instruments[SYMBOL] = msgspec.structs.replace(tes.instruments[SYMBOL], **instrument)
+            now, stamp = tes.risks[TRADER].bucket.last, START_NS
+            risk = tes.risks[TRADER]
+            risk.queries.last = now
+            if tight:
+                risk.max_order_quantity, risk.max_notional, risk.max_open_orders = 400, 3_000_000, 8
+                risk.bucket.rate, risk.bucket.tokens = 300, 100.0
+            for frame in [*frames, None, None]:
+                now, stamp = now + TURN_S, stamp + TURN_NS
+                exchange.turn(frame, now, stamp)
+            tes.journal.write()
+            ledger = tes.ledger
+            return {
+                "journal": (Path(tes.journal.directory) / JOURNAL_FILE).read_bytes()[:tes.journal.journal.offset],
+                "client": list(exchange.clients.sent), "book": list(exchange.commands_out),
+                "ledger": ledger.state(0, 0), "awaiting": tes.awaiting,
+                "counts": (tes.submitted, tes.entered, tes.cancels, tes.replaces, dict(tes.rejects)),
+            }
+        finally:
+            exchange.close()
+
+
+@pytest.mark.parametrize("variant", sorted(INSTRUMENTS))
+@pytest.mark.parametrize("seed", range(5))
+def test_the_paths_in_c_do_what_the_python_does(seed, variant, monkeypatch):
+    specs = random_specs(seed, 400)
+    cuts = random.Random(-seed).sample(range(400), 40)
+    frames = make_stream(specs, cuts)
+    fast = run(frames, INSTRUMENTS[variant], True, monkeypatch)
+    spec = run(frames, INSTRUMENTS[variant], False, monkeypatch)
+    assert fast["journal"] == spec["journal"]
+    assert fast["client"] == spec["client"]
+    assert fast["book"] == spec["book"]
+    assert fast["ledger"] == spec["ledger"]
+    assert fast["awaiting"].keys() == spec["awaiting"].keys()
+    assert fast["counts"] == spec["counts"]
+
+
+def test_the_entry_path_takes_the_common_orders(monkeypatch):
+    """Plain limit and market orders go through the C path: the Python path's `_enter` never runs."""
+    specs = [("enter", "next", SYMBOL, Side(n % 2), OrderType.LIMIT if n % 3 else OrderType.MARKET, TimeInForce.GTC,
+              REFERENCE, 10, 0, 0, n % 2, None, 0, 0) for n in range(30)]
+    frames = make_stream(specs, [10, 20])
+    entered = []
+    monkeypatch.setattr(tes_module.TradingEngineServer, "_enter", lambda self, *args: entered.append(args))
+    made = run(frames, {}, True, monkeypatch, tight=False)
+    assert entered == []
+    assert made["counts"][:2] == (30, 30)
+    commands = msgspec.msgpack.Decoder(list[p.ObsRequest]).decode(b"".join(made["book"][:1]))
+    assert [type(command) for command in commands] == [p.BookSubmit] * 10
+    assert [command.client_order_id for command in commands] == list(range(1, 11))
+
+
+def test_the_reports_of_common_events_are_made_in_c(monkeypatch):
+    """Acceptances, fills and the cancel of an IOC's remainder never reach the registry's Python."""
+    specs = [("enter", "next", SYMBOL, Side(n % 2), OrderType.LIMIT, TimeInForce.GTC if n % 2 == 0 else TimeInForce.IOC,
+              REFERENCE, 10 if n % 2 == 0 else 15, 0, 0, 0, None, 0, 0) for n in range(20)]
+    fallback = []
+    monkeypatch.setattr(OrderRegistry, "apply", lambda self, *args: fallback.append(args))
+    made = run(make_stream(specs, [5]), {}, True, monkeypatch, tight=False)
+    decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
+    reports = [message for frame in made["client"] for message in decode(frame)]
+    kinds = [type(report) for report in reports]
+    assert kinds.count(p.OrderAccepted) == 20
+    assert kinds.count(p.OrderFilled) == 20        # each IOC sell of 15 fills the buy of 10 before it...
+    assert kinds.count(p.OrderCanceled) == 10      # ...and its remainder of 5 is canceled
+    assert fallback == []
+
+
+LIMIT_ORDER = dict(symbol=SYMBOL, side=Side.BUY, order_type=OrderType.LIMIT, time_in_force=TimeInForce.GTC,
+                   price=REFERENCE, quantity=10)
+
+
+def edge(tokens=50.0, open_orders=0, ready=True, **fields):
+    """Whether the entry path takes one order (``fields`` over a plain limit order, client order id
+    1) with the trader's bucket holding ``tokens`` and ``open_orders`` resting; it must change
+    nothing when it does not."""
+    with tempfile.TemporaryDirectory(prefix="entry-edge-") as tmp:
+        exchange = Exchange(Path(tmp))
+        try:
+            tes = exchange.tes
+            session = tes.sessions.by_trader[TRADER]
+            risk = tes.risks[TRADER]
+            risk.max_order_quantity, risk.max_notional, risk.max_open_orders = 50, 400_000, 3
+            risk.bucket.tokens, now = tokens, risk.bucket.last
+            tes.ledger.orders.open[TRADER] = dict.fromkeys(range(open_orders))
+            exchange.shard.ready = ready
+            order = p.EnterOrder(**{"client_order_id": 1, **LIMIT_ORDER, **fields})
+            before = (risk.bucket.tokens, risk.bucket.last, tes.ledger.counter, list(tes.journal.pending),
+                      tes.submitted)
+            taken = tes.entry.enter(session, [order], 0, now, 0)
+            if not taken:
+                assert (risk.bucket.tokens, risk.bucket.last, tes.ledger.counter, list(tes.journal.pending),
+                        tes.submitted) == before
+                assert tes.ledger.orders.orders == {} and exchange.shard.outbox == []
+            return bool(taken)
+        finally:
+            exchange.close()
+
+
+@pytest.mark.parametrize(("taken", "case"), [
+    (True, {}),
+    (True, {"tokens": 1.0}), (False, {"tokens": 0.99}),
+    (True, {"open_orders": 2}), (False, {"open_orders": 3}),
+    (True, {"quantity": 40}), (False, {"quantity": 51}),
+    (True, {"price": 10_000, "quantity": 40}), (False, {"price": 10_001, "quantity": 40}),   # notional 400,000
+    (True, {"price": 11_000, "quantity": 1}), (False, {"price": 11_001, "quantity": 1}),     # the band: 1,000 bps
+    (True, {"price": 9_000, "quantity": 1}), (False, {"price": 8_999, "quantity": 1}),
+    (True, {"order_type": OrderType.MARKET, "price": 0, "quantity": 40}),
+    (False, {"order_type": OrderType.MARKET, "price": 0, "quantity": 41}),   # valued at the reference price
+    (False, {"client_order_id": 2}), (False, {"ready": False}),
+    (False, {"display_quantity": 5}), (False, {"stop_price": 9_990}), (False, {"expire_at": 1}),
+    (False, {"time_in_force": TimeInForce.GTD}), (False, {"flags": 2}), (True, {"flags": 1}),
+    (False, {"order_type": OrderType.STOP}), (False, {"symbol": "NOPE"}),
+])
+def test_the_entry_path_takes_an_order_only_within_every_rule(taken, case):
+    """At each rule's edge the entry path takes the order on the side the rule allows, and on the
+    other side leaves it, unchanged, to the Python path (which refuses it)."""
+    assert edge(**case) is taken
