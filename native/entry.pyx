@@ -30,6 +30,7 @@ from libc.stdint cimport int64_t
 
 from native.constants cimport GTD, LIMIT, MARKET, POST_ONLY
 from native.int64 cimport as_int64
+from native.structs cimport field, field_offset
 from native.wire cimport MAX_HEADER, Writer, wire_int, wire_room, wire_str, wire_tagged
 
 cdef enum:
@@ -63,6 +64,8 @@ cdef class EntryPath:
 
     cdef object tes, ledger, registry, journal, enter_order, order, raw
     cdef int64_t tes_id, id_bits
+    cdef Py_ssize_t e_client, e_symbol, e_side, e_type, e_tif, e_price, e_quantity, e_stop, e_display, e_flags
+    cdef Py_ssize_t e_stp, e_expire                   # an EnterOrder's fields, read at their offsets
     cdef object instrument
     cdef bint usable, limit_enabled, market_enabled, post_only_enabled
     cdef int64_t tick, lot, min_quantity, max_quantity, band_bps, reference_price
@@ -75,6 +78,13 @@ cdef class EntryPath:
         self.enter_order, self.order, self.raw = enter_order, order, raw
         self.tes_id = tes.tes_id
         self.id_bits = id_bits
+        self.e_client, self.e_symbol = field_offset(enter_order, "client_order_id"), field_offset(enter_order, "symbol")
+        self.e_side, self.e_type = field_offset(enter_order, "side"), field_offset(enter_order, "order_type")
+        self.e_tif, self.e_price = field_offset(enter_order, "time_in_force"), field_offset(enter_order, "price")
+        self.e_quantity, self.e_stop = field_offset(enter_order, "quantity"), field_offset(enter_order, "stop_price")
+        self.e_display = field_offset(enter_order, "display_quantity")
+        self.e_flags, self.e_stp = field_offset(enter_order, "flags"), field_offset(enter_order, "stp")
+        self.e_expire = field_offset(enter_order, "expire_at")
 
     cdef void _learn(self, instrument) except *:
         """Keep ``instrument``'s rules as C fields; unusable if one lies beyond what the path
@@ -145,10 +155,11 @@ cdef class EntryPath:
                     others = ids.others
                     if as_int64(ids.contiguous, &contiguous):
                         break
-                if as_int64(message.client_order_id, &client_order_id) or client_order_id != contiguous + 1:
+                client = field(message, self.e_client)
+                if as_int64(client, &client_order_id) or client_order_id != contiguous + 1:
                     break
                 # 4. reference data; 6. routing (the shard of a symbol is ready all the turn or not)
-                message_symbol = message.symbol
+                message_symbol = field(message, self.e_symbol)
                 if symbol is None or message_symbol != symbol:
                     instrument = instruments.get(message_symbol)
                     if instrument is None:
@@ -160,15 +171,17 @@ cdef class EntryPath:
                         break
                     symbol, outbox = message_symbol, shard.outbox
                     symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
-                order_type, time_in_force = message.order_type, message.time_in_force
+                type_obj, tif_obj = field(message, self.e_type), field(message, self.e_tif)
+                order_type, time_in_force = type_obj, tif_obj
                 if not (order_type == LIMIT and self.limit_enabled or order_type == MARKET and self.market_enabled):
                     break
-                if time_in_force == GTD or message.display_quantity != 0 or message.stop_price != 0 \
-                        or message.expire_at != 0:
+                if time_in_force == GTD or field(message, self.e_display) != 0 or field(message, self.e_stop) != 0 \
+                        or field(message, self.e_expire) != 0:
                     break
-                if as_int64(message.flags, &flags) or not (flags == 0 or flags == POST_ONLY and self.post_only_enabled):
+                flags_obj, quantity_obj = field(message, self.e_flags), field(message, self.e_quantity)
+                if as_int64(flags_obj, &flags) or not (flags == 0 or flags == POST_ONLY and self.post_only_enabled):
                     break
-                if not within(message.quantity, &quantity) or quantity % self.lot or quantity < self.min_quantity \
+                if not within(quantity_obj, &quantity) or quantity % self.lot or quantity < self.min_quantity \
                         or quantity > self.max_quantity:
                     break
                 last_price = last_prices.get(symbol)
@@ -176,7 +189,8 @@ cdef class EntryPath:
                     centre = self.reference_price
                 elif not within(last_price, &centre):
                     break
-                if as_int64(message.price, &price):
+                price_obj = field(message, self.e_price)
+                if as_int64(price_obj, &price):
                     break
                 if order_type == LIMIT:
                     if not 0 < price < BOUND or price % self.tick:
@@ -200,26 +214,26 @@ cdef class EntryPath:
                     contiguous += 1
                 order_id = (self.tes_id << self.id_bits) | counter
                 counter += 1
-                stp_obj = message.stp
+                stp_obj = field(message, self.e_stp)
                 if stp_obj is None:
                     stp_obj = default_stp
-                side, stp = message.side, stp_obj
+                side_obj = field(message, self.e_side)
+                side, stp = side_obj, stp_obj
                 sequence += 1
                 pending.append((sequence, _entered(trader_text, trader_size, client_order_id, order_id, symbol_text,
                                                    symbol_size, side, order_type, time_in_force, price, quantity,
                                                    flags, stp)))
                 order_id_obj = order_id
-                order = self.order(order_id_obj, trader, message.client_order_id, message_symbol, message.side,
-                                   message.order_type, message.time_in_force, message.price, message.quantity,
-                                   message.stop_price, message.display_quantity, message.flags, stp_obj,
-                                   message.expire_at, False)
+                order = self.order(order_id_obj, trader, client, message_symbol, side_obj, type_obj, tif_obj, price_obj,
+                                   quantity_obj, field(message, self.e_stop), field(message, self.e_display), flags_obj,
+                                   stp_obj, field(message, self.e_expire), False)
                 orders[order_id_obj] = order
                 if open_orders is None:
                     open_orders = self.registry.open[trader] = {}
                 open_orders[order_id_obj] = order
                 if awaiting is None:
                     awaiting = tes.awaiting[trader] = {}
-                awaiting[message.client_order_id] = frame_read
+                awaiting[client] = frame_read
                 outbox.append(self.raw(_submit(symbol_text, symbol_size, order_id, side, order_type, time_in_force,
                                                price, quantity, trader_text, trader_size, client_order_id, flags,
                                                owner, stp)))
