@@ -12,14 +12,13 @@ same streams through both and compare the reports, the trades and the ledgers.
 
 from engine import messages as book
 from engine.lifecycle import TERMINAL, Transition, next_state
-from engine.types import Side
 
+from native.constants cimport BUY
 from native.structs cimport field, field_offset, set_field
 
 cdef object FILLED = book.OrderFilled, ACCEPTED = book.OrderAccepted, CANCELED = book.OrderCanceled
-cdef object ACCEPT = Transition.ACCEPT, CANCEL = Transition.CANCEL
-cdef object FILL_PART = Transition.FILL_PART, FILL_ALL = Transition.FILL_ALL
-cdef object BUY = Side.BUY
+cdef object TO_ACCEPT = Transition.ACCEPT, TO_CANCEL = Transition.CANCEL
+cdef object TO_FILL_PART = Transition.FILL_PART, TO_FILL_ALL = Transition.FILL_ALL
 
 # The events' fields read, by offset (`native.structs`).
 cdef Py_ssize_t F_MAKER = field_offset(FILLED, "maker_id"), F_TAKER = field_offset(FILLED, "taker_id")
@@ -121,7 +120,7 @@ cdef class Reporter:
         set_field(order, self.o_quantity, leaves)
         filled = field(order, self.o_filled) + quantity
         notional = field(order, self.o_notional) + price * quantity
-        state = next_state(field(order, self.o_state), FILL_PART if leaves else FILL_ALL)
+        state = next_state(field(order, self.o_state), TO_FILL_PART if leaves else TO_FILL_ALL)
         set_field(order, self.o_filled, filled)
         set_field(order, self.o_notional, notional)
         set_field(order, self.o_state, state)
@@ -134,7 +133,7 @@ cdef class Reporter:
         return report
 
     cdef void _accepted(self, order, symbol, event, time, list reports) except *:
-        state = next_state(field(order, self.o_state), ACCEPT)
+        state = next_state(field(order, self.o_state), TO_ACCEPT)
         set_field(order, self.o_state, state)
         set_field(order, self.o_tif, field(event, A_TIF))
         set_field(order, self.o_expire, field(event, A_EXPIRE))
@@ -149,7 +148,7 @@ cdef class Reporter:
 
     cdef void _canceled(self, order, symbol, event, time, list reports) except *:
         """An order with no request in flight canceled (its reason and client order id its own)."""
-        state = next_state(field(order, self.o_state), CANCEL)
+        state = next_state(field(order, self.o_state), TO_CANCEL)
         set_field(order, self.o_state, state)
         set_field(order, self.o_quantity, 0)
         trader, filled = field(order, self.o_trader), field(order, self.o_filled)
@@ -167,3 +166,114 @@ cdef class Reporter:
             trader_orders.pop(order_id, None)
         if field(order, self.o_state) in TERMINAL and not field(order, self.o_requests):
             self.orders.pop(order_id, None)
+
+
+cpdef void keep(dict kept, list reports, deque, int most) except *:
+    """`servers.ledger.Ledger.apply`'s last step: each of ``reports`` (``(trader, report)``) kept
+    for its trader, in ``kept`` (trader -> a ``deque`` of the latest ``most``)."""
+    for trader, report in reports:
+        reports_of = kept.get(trader)
+        if reports_of is None:
+            reports_of = kept[trader] = deque(maxlen=most)
+        reports_of.append(report)
+
+
+cdef class Books:
+    """`servers.ledger.Ledger`'s portfolios fed the trades of a frame (`book`), as
+    `servers.portfolio.Portfolio.fill` and `Holding.fill` do, those objects' fields read and
+    written at their offsets. ``portfolio`` and ``holding`` are the two classes."""
+
+    cdef dict portfolios
+    cdef object portfolio, holding
+    cdef Py_ssize_t p_cash, p_holdings, h_quantity, h_basis, h_realized
+
+    def __init__(self, dict portfolios, portfolio, holding):
+        self.portfolios, self.portfolio, self.holding = portfolios, portfolio, holding
+        self.p_cash, self.p_holdings = field_offset(portfolio, "cash"), field_offset(portfolio, "holdings")
+        self.h_quantity, self.h_basis = field_offset(holding, "quantity"), field_offset(holding, "basis")
+        self.h_realized = field_offset(holding, "realized")
+
+    def book(self, list trades):
+        """Each trade ``(symbol, price, quantity, buyer, seller)`` into the portfolios of its buyer
+        and its seller (None: a side not this TES's), in order."""
+        for symbol, price, quantity, buyer, seller in trades:
+            if buyer is not None:
+                self._fill(buyer, symbol, True, price, quantity)
+            if seller is not None:
+                self._fill(seller, symbol, False, price, quantity)
+
+    cdef void _fill(self, trader, symbol, bint buy, price, quantity) except *:
+        """`Portfolio.fill` of the trader's portfolio (made if new), then `Holding.fill`."""
+        portfolio = self.portfolios.get(trader)
+        if portfolio is None:
+            portfolio = self.portfolios[trader] = self.portfolio()
+        elif type(portfolio) is not self.portfolio:
+            raise TypeError(f"the portfolio of {trader!r} is a {type(portfolio).__name__}")
+        holdings = field(portfolio, self.p_holdings)
+        holding = holdings.get(symbol)
+        if holding is None:
+            holding = holdings[symbol] = self.holding()
+        elif type(holding) is not self.holding:
+            raise TypeError(f"the holding of {trader!r} in {symbol!r} is a {type(holding).__name__}")
+        amount = price * quantity
+        set_field(portfolio, self.p_cash, field(portfolio, self.p_cash) + (-amount if buy else amount))
+        position = field(holding, self.h_quantity)
+        signed = quantity if buy else -quantity
+        if position == 0 or (position > 0) == buy:
+            set_field(holding, self.h_quantity, position + signed)
+            set_field(holding, self.h_basis, field(holding, self.h_basis) + signed * price)
+            return
+        size = abs(position)
+        closed = quantity if quantity < size else size
+        basis = field(holding, self.h_basis)
+        share = abs(basis) * closed // size
+        if position > 0:
+            set_field(holding, self.h_realized, field(holding, self.h_realized) + (price * closed - share))
+            set_field(holding, self.h_basis, basis - share)
+            set_field(holding, self.h_quantity, position - closed)
+        else:
+            set_field(holding, self.h_realized, field(holding, self.h_realized) + (share - price * closed))
+            set_field(holding, self.h_basis, basis + share)
+            set_field(holding, self.h_quantity, position + closed)
+        opened = quantity - closed
+        if opened:
+            opened_position = opened if buy else -opened
+            set_field(holding, self.h_quantity, opened_position)
+            set_field(holding, self.h_basis, opened_position * price)
+
+
+cdef class Routing:
+    """`servers.tes.TradingEngineServer._route` in C, for ``tes``: ``answers`` is its set of the
+    report types that answer a request, ``accepted`` and ``rejected`` `servers.protocol`'s
+    `OrderAccepted` and `OrderRejected`."""
+
+    cdef object tes, answers, accepted, rejected
+
+    def __init__(self, tes, answers, accepted, rejected):
+        self.tes, self.answers, self.accepted, self.rejected = tes, answers, accepted, rejected
+
+    def route(self, list reports, bint routed):
+        """Queue each of ``reports`` for its trader's session, counted by type (see `_route`)."""
+        tes = self.tes
+        cdef dict by_trader = tes.sessions.by_trader, reported = tes.reported, rejects = tes.rejects
+        cdef dict awaiting_of = tes.awaiting
+        cdef list answered = tes.answered
+        outbox = tes.outbox
+        trader_id = session = box = awaiting = None
+        for trader, message in reports:
+            kind = type(message)
+            reported[kind] += 1
+            if trader is not trader_id:
+                trader_id, session = trader, by_trader.get(trader)
+                box = None if session is None else outbox[session.identity]
+                awaiting = awaiting_of.get(trader) if routed else None
+            if kind in self.answers:
+                if kind is not self.accepted:
+                    rejects[message.reason] += 1
+                if (kind is self.accepted or kind is self.rejected) and awaiting:
+                    read = awaiting.pop(message.client_order_id, None)
+                    if read is not None and session is not None:
+                        answered.append(read)
+            if box is not None:
+                box.append(message)
+                session.last_report = message.report

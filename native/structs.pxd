@@ -1,12 +1,14 @@
-# msgspec Struct fields read and written in place, by their offsets (native/entry.pyx, reports.pyx).
+# msgspec Struct and ``__slots__`` fields read and written in place, by their offsets (native/entry.pyx,
+# reports.pyx).
 #
 # A msgspec Struct keeps each field in an object slot, as ``__slots__`` does, described on its class
 # by a member descriptor: reading one through the attribute protocol looks the name up in the type
 # first, about 50 ns from C; read at its offset it is a load. `field_offset` finds the offset once,
 # from the descriptor, and refuses anything else. The callers read and write only instances of the
 # exact class whose offsets they took (``type(obj) is cls``), of classes made with ``gc=False``
-# (writing a field then needs no GC bookkeeping, as msgspec's own setter does none), and write only
-# fields of classes that are not frozen.
+# (writing a field then needs no GC bookkeeping, as msgspec's own setter does none) or plain
+# classes with ``__slots__`` (whose fields are the same object slots), and write only fields of
+# classes that are not frozen.
 #
 # Everything here is `cdef inline`: compiled into each module that cimports it.
 

@@ -55,7 +55,7 @@ from config.settings import JournalConfig
 from engine.lifecycle import OrderState
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
-from native.reports import Reporter
+from native.reports import Books, Reporter, keep
 from servers import protocol as p
 from servers.journal import (
     JOURNAL_FILE,
@@ -257,6 +257,9 @@ class Ledger:
         """`OrderRegistry.apply` made in C (`native.reports`); the tests give some ledgers the
         registry's own, the specification, and compare."""
         self.portfolios: dict[str, Portfolio] = {}
+        self.book_trades = Books(self.portfolios, Portfolio, Holding).book
+        """`book` made in C (`native.reports.Books`); the tests give some ledgers `book`, the
+        specification, and compare."""
         self.last_prices: dict[str, int] = {}
         self.marked: dict[str, int] = {}
         """Per symbol, the book sequence its last price is as of."""
@@ -379,12 +382,7 @@ class Ledger:
             self.mark(record.symbol, record.sequence, record.price)
         else:
             raise TypeError(f"not a ledger record: {record!r}")
-        kept = self.kept
-        for trader, report in reports:
-            reports_of = kept.get(trader)
-            if reports_of is None:
-                reports_of = kept[trader] = deque(maxlen=REPORTS_KEPT)
-            reports_of.append(report)
+        keep(self.kept, reports, deque, REPORTS_KEPT)
         return reports, replies
 
     def mark(self, symbol: str, sequence: int, price: int) -> None:
@@ -416,12 +414,16 @@ class Ledger:
         self.seen[record.shard] = seen
         for symbol, (sequence, price) in marked.items():
             self.mark(symbol, sequence, price)
+        self.book_trades(trades)
+        return replies
+
+    def book(self, trades: list[Trade]) -> None:
+        """Book each trade into the portfolios of its buyer and seller (None: not this TES's)."""
         for symbol, price, quantity, buyer, seller in trades:
             if buyer is not None:
                 self.portfolio(buyer).fill(symbol, BUY, price, quantity)
             if seller is not None:
                 self.portfolio(seller).fill(symbol, SELL, price, quantity)
-        return replies
 
     def _refusal(self, record: Refused):
         if record.what == SUBMISSION:

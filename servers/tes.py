@@ -80,6 +80,7 @@ from engine.instrument import Instrument
 from engine.messages import OrderFilled
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
+from native.reports import Routing
 from servers import protocol as p
 from servers import security, service
 from servers.database_link import DatabaseLink, Reference, ReferenceUnavailable
@@ -101,7 +102,7 @@ from servers.ledger import (
     Unsent,
 )
 from servers.logons import Authenticator, Logons, Verdict
-from servers.orders import Order, Report
+from servers.orders import Order
 from servers.risk import TraderRisk, valuation_price
 from servers.service import Occurrences
 from servers.sessions import Session, Sessions, cancels_orders
@@ -265,7 +266,7 @@ class TradingEngineServer:
         self.accepted_logons = 0
         """Sessions opened (refused logons: ``refused_logons.count``)."""
         self.reported: dict[type, int] = dict.fromkeys(get_args(p.ClientMessage), 0)
-        """Reports made for traders (`_route`), by message type."""
+        """Reports made for traders (`route`), by message type."""
         self.rejects: dict[RejectReason, int] = dict.fromkeys(RejectReason, 0)
         """Every reject made for a client (its own checks', relayed book refusals), by reason."""
         self.ack_latency = LatencyHistogram()
@@ -278,6 +279,11 @@ class TradingEngineServer:
         self.answered: list[int] = []
         """When the frames were read of the orders answered this turn (their latency ends at `_flush`)."""
         self.stages = Stages(STAGES)
+        self.route = Routing(self, ANSWERS, p.OrderAccepted, p.OrderRejected).route
+        """Queue each report ``(trader, report)`` of a list for its trader's current session (kept in the
+        ledger if not logged on), counted by type; an answer to an order routed to a book (``routed``:
+        the TES's own refusals never are; accepted, or rejected by the book, its server or for want
+        of one) ends its wait, and its latency if it goes to a session; rejects are counted by reason."""
         self.entry: EntryPath | None = EntryPath(self, p.EnterOrder, Order, msgspec.Raw, ID_BITS)
         """The order entry in C (`native.entry`): each logged-on session's run of orders it takes;
         None sends every message through `_dispatch` (the tests compare the two)."""
@@ -644,7 +650,7 @@ class TradingEngineServer:
 
     def _enter(self, session: Session, order: p.EnterOrder, now: float) -> None:
         """Check the order (refused: its answer goes out this turn), else route it to its book,
-        remembering when its frame was read until the answer comes (`_answered`)."""
+        remembering when its frame was read until the answer comes (`route`)."""
         trader = session.trader_id
         self.submitted += 1
         refusal = self._check_order(session, self.risks[trader], order, now)
@@ -984,40 +990,8 @@ class TradingEngineServer:
         reports, replies = self.ledger.apply(record)
         self.journal.add(record)
         if reports:
-            self._route(reports, type(record) is not Refused)
+            self.route(reports, type(record) is not Refused)
         return replies
-
-    def _route(self, reports: list[Report], routed: bool) -> None:
-        """Queue each report for its trader's current session (kept in the ledger if not logged
-        on), counted by type; answers go by `_answered` (``routed``: they may answer orders routed
-        to a book, which the TES's own refusals never do)."""
-        by_trader, outbox, reported = self.sessions.by_trader, self.outbox, self.reported
-        trader_id = session = box = None
-        for trader, message in reports:
-            kind = type(message)
-            reported[kind] += 1
-            if trader is not trader_id:  # a frame's reports come in runs of one trader's
-                trader_id, session = trader, by_trader.get(trader)
-                box = None if session is None else outbox[session.identity]
-            if kind in ANSWERS:
-                self._answered(trader_id, session, message, kind, routed)
-            if box is not None:
-                box.append(message)
-                session.last_report = message.report
-
-    def _answered(self, trader_id: str, session: Session | None, message, kind: type, routed: bool) -> None:
-        """Count a reject by its reason; the first answer to an order routed to a book (accepted,
-        or rejected by the book, its server, or for want of one) ends its wait, and its latency
-        if it goes to a session."""
-        if kind is not p.OrderAccepted:
-            self.rejects[message.reason] += 1
-            if kind is not p.OrderRejected:
-                return
-        awaiting = self.awaiting.get(trader_id) if routed else None
-        if awaiting:
-            read = awaiting.pop(message.client_order_id, None)
-            if read is not None and session is not None:
-                self.answered.append(read)
 
     # ================================================================ sending
 

@@ -1,5 +1,5 @@
-"""The TES's paths in C, its order entry (`native.entry`) and its reports of the books' events
-(`native.reports`), against its Python, the specification.
+"""The TES's paths in C, its order entry (`native.entry`), its reports of the books' events and
+the portfolios they feed (`native.reports`), against its Python, the specification.
 
 Two in-process TES (`benchmarks.tes.Exchange`: real servers, sockets replaced by queues, the OBS's
 execute step behind them), one with the paths in C and one with the Python alone, take the same random
@@ -22,7 +22,7 @@ from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE
-from servers.ledger import ID_BITS
+from servers.ledger import ID_BITS, Ledger
 from servers.orders import OrderRegistry
 
 START_NS = 1_800_000_000_000_000_000
@@ -129,6 +129,7 @@ def run(frames: list[bytes], instrument: dict, native: bool, monkeypatch, tight:
             if not native:
                 tes.entry = None
                 tes.ledger.apply_events = tes.ledger.orders.apply
+                tes.ledger.book_trades = tes.ledger.book
             tes.instruments[SYMBOL] = msgspec.structs.replace(tes.instruments[SYMBOL], **instrument)
             now, stamp = tes.risks[TRADER].bucket.last, START_NS
             risk = tes.risks[TRADER]
@@ -248,3 +249,30 @@ def test_the_entry_path_takes_an_order_only_within_every_rule(taken, case):
     """At each rule's edge the entry path takes the order on the side the rule allows, and on the
     other side leaves it, unchanged, to the Python path (which refuses it)."""
     assert edge(**case) is taken
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_portfolios_booked_in_c_are_the_pythons(seed):
+    """`native.reports.Books` against `Portfolio.fill`: random trades between three traders in two
+    symbols (positions long, short, flat, flipped; quantities large enough to need big ints)."""
+    rng = random.Random(seed)
+    traders, symbols = ["a", "b", None], ["ACME", "BETA"]
+    trades = []
+    for _ in range(3_000):
+        buyer, seller = rng.sample(traders, 2)
+        quantity = rng.choice([rng.randint(1, 50), rng.randint(1, 10**6), 10**19 + rng.randint(0, 9)])
+        trades.append((rng.choice(symbols), rng.randint(1, 20_000), quantity, buyer, seller))
+    fast, spec = Ledger(TES_ID, {}), Ledger(TES_ID, {})
+    signs = set()
+    for start in range(0, len(trades), 100):
+        fast.book_trades(trades[start:start + 100])
+        spec.book(trades[start:start + 100])
+        assert fast.portfolios.keys() == spec.portfolios.keys()
+        for trader, portfolio in spec.portfolios.items():
+            assert fast.portfolios[trader].cash == portfolio.cash
+            for symbol, holding in portfolio.holdings.items():
+                booked = fast.portfolios[trader].holdings[symbol]
+                assert (booked.quantity, booked.basis, booked.realized) == (holding.quantity, holding.basis,
+                                                                            holding.realized)
+                signs.add((holding.quantity > 0) - (holding.quantity < 0))
+    assert {-1, 1} <= signs
