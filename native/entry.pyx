@@ -12,6 +12,11 @@ client order ids, the next exchange order id, the ledger's `Order` and the trade
 (msgpack written here, byte for byte as msgspec encodes the record), the order awaiting its
 answer, and the `BookSubmit` queued for its book (written likewise, as a `msgspec.Raw`).
 
+It takes a CancelOrder likewise, as `TradingEngineServer._cancel` does, when it is within the
+message rate, its client order id is the next in order, and it names an open order of the trader
+whose book is ready: the `Requested` record (journaled and applied: the id used up, the request
+queued on the order) and the `BookCancel` for the book.
+
 It stops at the first message it does not take, whatever the reason (another request, any
 refusal, a rarer kind of order, a value beyond the ranges it computes in), having changed
 nothing for it: the Python path (`TradingEngineServer._dispatch`) handles that message, a
@@ -30,12 +35,14 @@ from libc.stdint cimport int64_t
 
 from native.constants cimport GTD, LIMIT, MARKET, POST_ONLY
 from native.int64 cimport as_int64
-from native.structs cimport field, field_offset
-from native.wire cimport MAX_HEADER, Writer, wire_int, wire_room, wire_str, wire_tagged
+from native.structs cimport field, field_offset, set_field
+from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_int, wire_room, wire_str, wire_tagged
 
 cdef enum:
     ENTERED_FIELDS = 14      # servers.ledger.Entered
     SUBMIT_FIELDS = 15       # servers.protocol.BookSubmit
+    REQUESTED_FIELDS = 5     # servers.ledger.Requested
+    CANCEL_FIELDS = 4        # servers.protocol.BookCancel
 
 cdef int64_t BOUND = (<int64_t>1) << 31
 """Prices, quantities and the centre of a price band the path computes with lie in 1..BOUND - 1,
@@ -55,27 +62,32 @@ cdef inline bint within(object value, int64_t* out) except -1:
 
 cdef class EntryPath:
     """The order entry of one `servers.tes.TradingEngineServer` (``tes``), whose containers it
-    reads at each call (reference data replaces some of them). ``enter_order``, ``order`` and
-    ``raw`` are `servers.protocol.EnterOrder`, `servers.orders.Order` and `msgspec.Raw`; an
-    exchange order id is ``(tes_id << id_bits) | counter``.
+    reads at each call (reference data replaces some of them). ``enter_order``, ``cancel_order``,
+    ``order``, ``request``, ``raw`` and ``deque`` are `servers.protocol.EnterOrder` and
+    `CancelOrder`, `servers.orders.Order` and `Request`, `msgspec.Raw` and `collections.deque`;
+    ``requested`` is `CancelReason.REQUESTED`; an exchange order id is ``(tes_id << id_bits) | counter``.
 
     The last instrument seen is kept as C fields (an `InstrumentConfig` is frozen: the same
     object has the same rules)."""
 
-    cdef object tes, ledger, registry, journal, enter_order, order, raw
-    cdef int64_t tes_id, id_bits
+    cdef object tes, ledger, registry, journal, enter_order, cancel_order, order, request, raw, deque, requested
+    cdef int64_t tes_id, id_bits, requested_value
+    cdef Py_ssize_t c_client, c_order, o_symbol, o_requests
     cdef Py_ssize_t e_client, e_symbol, e_side, e_type, e_tif, e_price, e_quantity, e_stop, e_display, e_flags
     cdef Py_ssize_t e_stp, e_expire                   # an EnterOrder's fields, read at their offsets
     cdef object instrument
     cdef bint usable, limit_enabled, market_enabled, post_only_enabled
     cdef int64_t tick, lot, min_quantity, max_quantity, band_bps, reference_price
 
-    def __init__(self, tes, enter_order, order, raw, int id_bits):
+    def __init__(self, tes, enter_order, cancel_order, order, request, raw, deque, requested, int id_bits):
         self.tes = tes
         self.ledger = tes.ledger
         self.registry = tes.ledger.orders
         self.journal = tes.journal
-        self.enter_order, self.order, self.raw = enter_order, order, raw
+        self.enter_order, self.cancel_order, self.order, self.raw = enter_order, cancel_order, order, raw
+        self.request, self.deque, self.requested, self.requested_value = request, deque, requested, requested
+        self.c_client, self.c_order = field_offset(cancel_order, "client_order_id"), field_offset(cancel_order, "order_id")
+        self.o_symbol, self.o_requests = field_offset(order, "symbol"), field_offset(order, "requests")
         self.tes_id = tes.tes_id
         self.id_bits = id_bits
         self.e_client, self.e_symbol = field_offset(enter_order, "client_order_id"), field_offset(enter_order, "symbol")
@@ -107,14 +119,15 @@ cdef class EntryPath:
         stopping), while each is an EnterOrder the path takes (see the module docstring), at the
         monotonic time ``now`` (s), its frame read at ``frame_read`` (`time.perf_counter_ns`).
         Returns the index of the first message not taken (``len(messages)`` if none is left)."""
-        cdef Py_ssize_t i = start, count = len(messages), taken = 0
+        cdef Py_ssize_t i = start, count = len(messages), taken = 0, canceled = 0
         cdef int64_t rate, max_order_quantity, max_notional, max_open_orders, contiguous, counter, sequence
         cdef int64_t client_order_id, order_type, price, quantity, flags, value, centre, valued, order_id, owner
         cdef int64_t side, time_in_force, stp
         cdef double tokens, last, moment = PyFloat_AsDouble(now), refilled
         cdef const char* trader_text
         cdef const char* symbol_text = NULL
-        cdef Py_ssize_t trader_size, symbol_size = 0
+        cdef const char* cancel_text
+        cdef Py_ssize_t trader_size, symbol_size = 0, cancel_size
         cdef dict open_orders, awaiting
         tes, ledger = self.tes, self.ledger
         trader = session.trader_id
@@ -141,7 +154,8 @@ cdef class EntryPath:
         try:
             while i < count:
                 message = messages[i]
-                if type(message) is not self.enter_order:
+                kind = type(message)
+                if kind is not self.enter_order and kind is not self.cancel_order:
                     break
                 # 2. message rate (`servers.risk.TokenBucket.spend`, the same double arithmetic)
                 refilled = tokens + (moment - last) * <double>rate
@@ -155,9 +169,38 @@ cdef class EntryPath:
                     others = ids.others
                     if as_int64(ids.contiguous, &contiguous):
                         break
-                client = field(message, self.e_client)
+                client = field(message, self.c_client if kind is self.cancel_order else self.e_client)
                 if as_int64(client, &client_order_id) or client_order_id != contiguous + 1:
                     break
+                if kind is self.cancel_order:
+                    # a cancel of one of the trader's open orders, whose book is ready
+                    target = field(message, self.c_order)
+                    order = None if open_orders is None else open_orders.get(target)
+                    if type(order) is not self.order:
+                        break
+                    order_symbol = field(order, self.o_symbol)
+                    shard = shard_of.get(order_symbol)
+                    if shard is None or not shard.ready or as_int64(target, &order_id):
+                        break
+                    tokens, last = refilled - 1.0, moment
+                    contiguous = client_order_id
+                    while others and contiguous + 1 in others:
+                        others.remove(contiguous + 1)
+                        contiguous += 1
+                    sequence += 1
+                    pending.append((sequence, _requested(trader_text, trader_size, order_id, client_order_id,
+                                                         self.requested_value)))
+                    requests = field(order, self.o_requests)
+                    if requests is None:
+                        requests = self.deque()
+                        set_field(order, self.o_requests, requests)
+                    requests.append(self.request(True, client, self.requested))
+                    cancel_text = PyUnicode_AsUTF8AndSize(order_symbol, &cancel_size)
+                    shard.outbox.append(self.raw(_cancel(cancel_text, cancel_size, order_id, client_order_id,
+                                                         self.requested_value)))
+                    canceled += 1
+                    i += 1
+                    continue
                 # 4. reference data; 6. routing (the shard of a symbol is ready all the turn or not)
                 message_symbol = field(message, self.e_symbol)
                 if symbol is None or message_symbol != symbol:
@@ -240,11 +283,12 @@ cdef class EntryPath:
                 taken += 1
                 i += 1
         finally:
-            if taken:
+            if taken or canceled:
                 bucket.tokens, bucket.last = tokens, now
                 ids.contiguous, ledger.counter, self.journal.sequence = contiguous, counter, sequence
                 tes.submitted += taken
                 tes.entered += taken
+                tes.cancels += canceled
         return i
 
 
@@ -296,4 +340,33 @@ cdef bytes _submit(const char* symbol, Py_ssize_t symbol_size, int64_t order_id,
     wire_int(w, owner)
     wire_int(w, stp)
     wire_int(w, 0)
+    return PyBytes_FromStringAndSize(<char*>w.data, w.size)
+
+
+cdef bytes _requested(const char* trader, Py_ssize_t trader_size, int64_t order_id, int64_t client_order_id,
+                      int64_t reason):
+    """The msgpack of `servers.ledger.Requested` of a cancel."""
+    cdef Writer* w = &_wire
+    w.size = 0
+    wire_room(w, MAX_HEADER + 32 + REQUESTED_FIELDS * MAX_HEADER + trader_size)
+    wire_tagged(w, b"Requested", REQUESTED_FIELDS)
+    wire_str(w, trader, trader_size)
+    wire_int(w, order_id)
+    wire_bool(w, True)
+    wire_int(w, client_order_id)
+    wire_int(w, reason)
+    return PyBytes_FromStringAndSize(<char*>w.data, w.size)
+
+
+cdef bytes _cancel(const char* symbol, Py_ssize_t symbol_size, int64_t order_id, int64_t client_order_id,
+                   int64_t reason):
+    """The msgpack of `servers.protocol.BookCancel`."""
+    cdef Writer* w = &_wire
+    w.size = 0
+    wire_room(w, MAX_HEADER + 32 + CANCEL_FIELDS * MAX_HEADER + symbol_size)
+    wire_tagged(w, b"BookCancel", CANCEL_FIELDS)
+    wire_str(w, symbol, symbol_size)
+    wire_int(w, order_id)
+    wire_int(w, client_order_id)
+    wire_int(w, reason)
     return PyBytes_FromStringAndSize(<char*>w.data, w.size)

@@ -2,9 +2,9 @@
 """The TES's reports of a book's events, made in C: `Reporter.apply` is
 `servers.orders.OrderRegistry.apply` off the interpreter for the events of nearly every order.
 
-A fill, an acceptance and a cancel of an order with no request in flight (an IOC's remainder, a
-self-trade prevention's) change the registry's orders and make their reports here, as the
-registry's Python does; any other event goes to that Python, one event at a time, in its place
+A fill, an acceptance and a cancel (an IOC's remainder, a self-trade prevention's, the answer to
+a cancel in flight) change the registry's orders and make their reports here, as the registry's
+Python does; any other event goes to that Python, one event at a time, in its place
 in the stream (the registry's `apply` keeps no state from one event to the next, so an event
 applied alone has the same effect). The Python stays the specification: the tests replay the
 same streams through both and compare the reports, the trades and the ledgers.
@@ -13,7 +13,7 @@ same streams through both and compare the reports, the trades and the ledgers.
 from engine import messages as book
 from engine.lifecycle import TERMINAL, Transition, next_state
 
-from native.constants cimport BUY
+from native.constants cimport BUY, REQUESTED
 from native.structs cimport field, field_offset, set_field
 
 cdef object FILLED = book.OrderFilled, ACCEPTED = book.OrderAccepted, CANCELED = book.OrderCanceled
@@ -90,7 +90,7 @@ cdef class Reporter:
                 self.fallback(symbol, [event], time, reports, trades)
             elif kind is ACCEPTED:
                 self._accepted(order, symbol, event, time, reports)
-            elif kind is CANCELED and not field(order, self.o_requests):
+            elif kind is CANCELED:
                 self._canceled(order, symbol, event, time, reports)
             else:
                 self.fallback(symbol, [event], time, reports, trades)
@@ -147,15 +147,22 @@ cdef class Reporter:
             field(event, A_EXPIRE))))
 
     cdef void _canceled(self, order, symbol, event, time, list reports) except *:
-        """An order with no request in flight canceled (its reason and client order id its own)."""
+        """An order canceled: at its trader's request, the oldest request in flight answered (its
+        reason, and the request's client order id if the trader's own); else its own."""
+        client_order_id, reason = field(order, self.o_client), field(event, C_REASON)
+        requests = field(order, self.o_requests)
+        if reason == REQUESTED and requests:
+            request = requests.popleft()
+            reason = request.reason
+            if reason == REQUESTED:
+                client_order_id = request.client_order_id
         state = next_state(field(order, self.o_state), TO_CANCEL)
         set_field(order, self.o_state, state)
         set_field(order, self.o_quantity, 0)
         trader, filled = field(order, self.o_trader), field(order, self.o_filled)
         reports.append((trader, self.canceled(
-            field(order, self.o_client), field(order, self.o_id), symbol, field(event, C_QUANTITY),
-            field(event, C_REASON), time, self._number(trader), state, filled, 0,
-            field(order, self.o_notional) / filled if filled else 0.0)))
+            client_order_id, field(order, self.o_id), symbol, field(event, C_QUANTITY), reason, time,
+            self._number(trader), state, filled, 0, field(order, self.o_notional) / filled if filled else 0.0)))
         self._close(order)
 
     cdef void _close(self, order) except *:

@@ -42,9 +42,10 @@ The pipeline of an EnterOrder, in this order (the first failing step answers):
    trader's default (``stp_default``).
 
 A logged-on session's common orders (limit and market, no display quantity, stop or expiry,
-their client order ids in order) that pass every step run through the order entry in C
-(`native.entry.EntryPath`), a frame's run of them in one call, with the same effect; every
-other message, and every refusal, goes through `_dispatch` here, which is the specification.
+their client order ids in order) that pass every step, and its cancels of its open orders, run
+through the order entry in C (`native.entry.EntryPath`), a frame's run of them in one call, with
+the same effect; every other message, and every refusal, goes through `_dispatch` here, which
+is the specification.
 
 On ``Executed`` the book events become client reports for the owners of both
 sides, fills are booked into portfolios (`servers.portfolio`) and the last trade
@@ -64,7 +65,7 @@ the reports they missed (`Logon.after_report`).
 
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter_ns
@@ -102,7 +103,7 @@ from servers.ledger import (
     Unsent,
 )
 from servers.logons import Authenticator, Logons, Verdict
-from servers.orders import Order
+from servers.orders import Order, Request
 from servers.risk import TraderRisk, valuation_price
 from servers.service import Occurrences
 from servers.sessions import Session, Sessions, cancels_orders
@@ -284,7 +285,8 @@ class TradingEngineServer:
         ledger if not logged on), counted by type; an answer to an order routed to a book (``routed``:
         the TES's own refusals never are; accepted, or rejected by the book, its server or for want
         of one) ends its wait, and its latency if it goes to a session; rejects are counted by reason."""
-        self.entry: EntryPath | None = EntryPath(self, p.EnterOrder, Order, msgspec.Raw, ID_BITS)
+        self.entry: EntryPath | None = EntryPath(self, p.EnterOrder, p.CancelOrder, Order, Request, msgspec.Raw, deque,
+                                                 CancelReason.REQUESTED, ID_BITS)
         """The order entry in C (`native.entry`): each logged-on session's run of orders it takes;
         None sends every message through `_dispatch` (the tests compare the two)."""
 

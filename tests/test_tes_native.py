@@ -83,25 +83,33 @@ def random_specs(seed: int, count: int) -> list[tuple]:
 
 def make_stream(specs: list, cuts: list[int]) -> list[bytes]:
     """The frames of requests ``specs``, cut after the positions in ``cuts``; client order ids
-    from one counter, as a client library numbers them."""
+    from one counter, as a client library numbers them, but for an order now and then that
+    repeats an id already used or takes one three ahead of the counter (which the counter
+    then reaches: ids out of order, then used up, then repeated)."""
     messages, number, used = [], 0, []
     for kind, how, symbol, side, order_type, tif, price, quantity, stop, display, flags, stp, expire, target in specs:
+        # a cancel or replace names one of the latest exchange ids (or, for a ``target`` from 40, that
+        # id; above 100, ``target - 100``): the n-th order entered has id n, and most are entered
+        recent = (TES_ID << ID_BITS) | max(1, len(used) - target % 12)
         if kind == "enter":
-            number += 1
-            coid = number
             if how == "repeat" and used:
                 coid = used[len(used) // 2]
             elif how == "skip":
-                coid = number = number + 3
+                coid = number + 3
+            else:
+                number += 1
+                coid = number
             used.append(coid)
             messages.append(p.EnterOrder(coid, symbol, side, order_type, tif, price, quantity, stop, display, flags,
                                          stp, expire))
         elif kind == "cancel":
             number += 1
-            messages.append(p.CancelOrder(number, (TES_ID << ID_BITS) | target))
+            named = target - 100 if target > 100 else target
+            messages.append(p.CancelOrder(number, recent if target < 40 else (TES_ID << ID_BITS) | named))
         elif kind == "replace":
             number += 1
-            messages.append(p.ReplaceOrder(number, (TES_ID << ID_BITS) | target, price, quantity))
+            messages.append(p.ReplaceOrder(number, recent if target < 40 else (TES_ID << ID_BITS) | target, price,
+                                           quantity))
         elif kind == "heartbeat":
             messages.append(p.Heartbeat())
         elif kind == "open orders":
@@ -152,14 +160,15 @@ def run(frames: list[bytes], instrument: dict, native: bool, monkeypatch, tight:
             exchange.close()
 
 
+@pytest.mark.parametrize("tight", [True, False], ids=["tight limits", "the load trader's limits"])
 @pytest.mark.parametrize("variant", sorted(INSTRUMENTS))
-@pytest.mark.parametrize("seed", range(5))
-def test_the_paths_in_c_do_what_the_python_does(seed, variant, monkeypatch):
+@pytest.mark.parametrize("seed", range(4))
+def test_the_paths_in_c_do_what_the_python_does(seed, variant, tight, monkeypatch):
     specs = random_specs(seed, 400)
     cuts = random.Random(-seed).sample(range(400), 40)
     frames = make_stream(specs, cuts)
-    fast = run(frames, INSTRUMENTS[variant], True, monkeypatch)
-    spec = run(frames, INSTRUMENTS[variant], False, monkeypatch)
+    fast = run(frames, INSTRUMENTS[variant], True, monkeypatch, tight)
+    spec = run(frames, INSTRUMENTS[variant], False, monkeypatch, tight)
     assert fast["journal"] == spec["journal"]
     assert fast["client"] == spec["client"]
     assert fast["book"] == spec["book"]
@@ -276,3 +285,33 @@ def test_the_portfolios_booked_in_c_are_the_pythons(seed):
                                                                             holding.realized)
                 signs.add((holding.quantity > 0) - (holding.quantity < 0))
     assert {-1, 1} <= signs
+
+
+def test_cancels_of_resting_orders_go_through_c_as_through_the_python(monkeypatch):
+    """Resting orders, then cancels of them interleaved with more orders (and a cancel of an
+    order already gone, which the Python refuses): the same journal, frames and ledger, and
+    only that refusal goes through the Python's `_cancel`."""
+    rest = [("enter", "next", SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, REFERENCE - 10 - n % 5, 10, 0, 0,
+             0, None, 0, 0) for n in range(30)]
+    cancels = []
+    for n in range(1, 31):
+        cancels.append(("cancel", "next", SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, 0, 0, 0, 0, 0, None, 0,
+                        100 + n))
+        cancels.append(("enter", "next", SYMBOL, Side.SELL, OrderType.LIMIT, TimeInForce.GTC, REFERENCE + 10, 10, 0,
+                        0, 0, None, 0, 0))
+    cancels.append(cancels[0])
+    frames = make_stream(rest + cancels, [7, 30, 45])
+    fast = run(frames, {}, True, monkeypatch, tight=False)
+    spec = run(frames, {}, False, monkeypatch, tight=False)
+    assert fast["journal"] == spec["journal"] and fast["client"] == spec["client"] and fast["book"] == spec["book"]
+    assert fast["ledger"] == spec["ledger"] and fast["counts"] == spec["counts"]
+    python_cancels = []
+    original = tes_module.TradingEngineServer._cancel
+    monkeypatch.setattr(tes_module.TradingEngineServer, "_cancel",
+                        lambda self, *args: python_cancels.append(args) or original(self, *args))
+    made = run(frames, {}, True, monkeypatch, tight=False)
+    assert made["journal"] == spec["journal"]
+    assert len(python_cancels) == 1
+    decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
+    kinds = [type(report) for frame in made["client"] for report in decode(frame)]
+    assert kinds.count(p.OrderCanceled) == 30 and kinds.count(p.CancelRejected) == 1
