@@ -86,7 +86,8 @@ cdef class EntryPath:
         self.journal = tes.journal
         self.enter_order, self.cancel_order, self.order, self.raw = enter_order, cancel_order, order, raw
         self.request, self.deque, self.requested, self.requested_value = request, deque, requested, requested
-        self.c_client, self.c_order = field_offset(cancel_order, "client_order_id"), field_offset(cancel_order, "order_id")
+        self.c_client = field_offset(cancel_order, "client_order_id")
+        self.c_order = field_offset(cancel_order, "order_id")
         self.o_symbol, self.o_requests = field_offset(order, "symbol"), field_offset(order, "requests")
         self.tes_id = tes.tes_id
         self.id_bits = id_bits
