@@ -60,6 +60,16 @@ cdef inline bint within(object value, int64_t* out) except -1:
     return 0 < out[0] < BOUND
 
 
+cdef int64_t used_up(others, int64_t client_order_id) except? -1:
+    """`servers.sessions.ClientOrderIds.use` of the next id in order: the new count of ids used in
+    order, the ids after it already used (``others``) moved into it."""
+    cdef int64_t contiguous = client_order_id
+    while others and contiguous + 1 in others:
+        others.remove(contiguous + 1)
+        contiguous += 1
+    return contiguous
+
+
 cdef class EntryPath:
     """The order entry of one `servers.tes.TradingEngineServer` (``tes``), whose containers it
     reads at each call (reference data replaces some of them). ``enter_order``, ``cancel_order``,
@@ -184,21 +194,18 @@ cdef class EntryPath:
                     if shard is None or not shard.ready or as_int64(target, &order_id):
                         break
                     tokens, last = refilled - 1.0, moment
-                    contiguous = client_order_id
-                    while others and contiguous + 1 in others:
-                        others.remove(contiguous + 1)
-                        contiguous += 1
+                    contiguous = used_up(others, client_order_id)
                     sequence += 1
-                    pending.append((sequence, _requested(trader_text, trader_size, order_id, client_order_id,
-                                                         self.requested_value)))
+                    pending.append((sequence, _cancel_message(b"Requested", True, trader_text, trader_size, order_id,
+                                                              client_order_id, self.requested_value)))
                     requests = field(order, self.o_requests)
                     if requests is None:
                         requests = self.deque()
                         set_field(order, self.o_requests, requests)
                     requests.append(self.request(True, client, self.requested))
                     cancel_text = PyUnicode_AsUTF8AndSize(order_symbol, &cancel_size)
-                    shard.outbox.append(self.raw(_cancel(cancel_text, cancel_size, order_id, client_order_id,
-                                                         self.requested_value)))
+                    shard.outbox.append(self.raw(_cancel_message(b"BookCancel", False, cancel_text, cancel_size,
+                                                                 order_id, client_order_id, self.requested_value)))
                     canceled += 1
                     i += 1
                     continue
@@ -252,10 +259,7 @@ cdef class EntryPath:
                     break
                 # 7. taken: every check passed
                 tokens, last = refilled - 1.0, moment
-                contiguous = client_order_id
-                while others and contiguous + 1 in others:
-                    others.remove(contiguous + 1)
-                    contiguous += 1
+                contiguous = used_up(others, client_order_id)
                 order_id = (self.tes_id << self.id_bits) | counter
                 counter += 1
                 stp_obj = field(message, self.e_stp)
@@ -293,81 +297,60 @@ cdef class EntryPath:
         return i
 
 
+cdef bytes _message(const char* tag, Py_ssize_t fields, const char* first, Py_ssize_t first_size,
+                    const int64_t* ints, int count, const char* second, Py_ssize_t second_size,
+                    const int64_t* more, int more_count):
+    """The msgpack of a tagged message whose ``fields`` fields are a string, ``count`` integers, a
+    string and ``more_count`` integers."""
+    cdef Writer* w = &_wire
+    cdef int j
+    w.size = 0
+    wire_room(w, MAX_HEADER + 32 + fields * MAX_HEADER + first_size + second_size)
+    wire_tagged(w, tag, fields)
+    wire_str(w, first, first_size)
+    for j in range(count):
+        wire_int(w, ints[j])
+    wire_str(w, second, second_size)
+    for j in range(more_count):
+        wire_int(w, more[j])
+    return PyBytes_FromStringAndSize(<char*>w.data, w.size)
+
+
 cdef bytes _entered(const char* trader, Py_ssize_t trader_size, int64_t client_order_id, int64_t order_id,
                     const char* symbol, Py_ssize_t symbol_size, int64_t side, int64_t order_type,
                     int64_t time_in_force, int64_t price, int64_t quantity, int64_t flags, int64_t stp):
     """The msgpack of `servers.ledger.Entered` (no stop price, display quantity or expiry)."""
-    cdef Writer* w = &_wire
-    w.size = 0
-    wire_room(w, MAX_HEADER + 32 + ENTERED_FIELDS * MAX_HEADER + trader_size + symbol_size)
-    wire_tagged(w, b"Entered", ENTERED_FIELDS)
-    wire_str(w, trader, trader_size)
-    wire_int(w, client_order_id)
-    wire_int(w, order_id)
-    wire_str(w, symbol, symbol_size)
-    wire_int(w, side)
-    wire_int(w, order_type)
-    wire_int(w, time_in_force)
-    wire_int(w, price)
-    wire_int(w, quantity)
-    wire_int(w, 0)
-    wire_int(w, 0)
-    wire_int(w, flags)
-    wire_int(w, stp)
-    wire_int(w, 0)
-    return PyBytes_FromStringAndSize(<char*>w.data, w.size)
+    cdef int64_t ids[2]
+    cdef int64_t order[10]
+    ids[:] = [client_order_id, order_id]
+    order[:] = [side, order_type, time_in_force, price, quantity, 0, 0, flags, stp, 0]
+    return _message(b"Entered", ENTERED_FIELDS, trader, trader_size, ids, 2, symbol, symbol_size, order, 10)
 
 
 cdef bytes _submit(const char* symbol, Py_ssize_t symbol_size, int64_t order_id, int64_t side, int64_t order_type,
                    int64_t time_in_force, int64_t price, int64_t quantity, const char* account,
                    Py_ssize_t account_size, int64_t client_order_id, int64_t flags, int64_t owner, int64_t stp):
     """The msgpack of `servers.protocol.BookSubmit` (no stop price, display quantity or expiry)."""
+    cdef int64_t order[6]
+    cdef int64_t rest[7]
+    order[:] = [order_id, side, order_type, time_in_force, price, quantity]
+    rest[:] = [client_order_id, 0, 0, flags, owner, stp, 0]
+    return _message(b"BookSubmit", SUBMIT_FIELDS, symbol, symbol_size, order, 6, account, account_size, rest, 7)
+
+
+cdef bytes _cancel_message(const char* tag, bint request, const char* text, Py_ssize_t size, int64_t order_id,
+                           int64_t client_order_id, int64_t reason):
+    """The msgpack of a cancel: `servers.ledger.Requested` (``request``: its trader's id ``text``)
+    or `servers.protocol.BookCancel` (its symbol ``text``), tagged ``tag``."""
     cdef Writer* w = &_wire
+    cdef Py_ssize_t fields = REQUESTED_FIELDS if request else CANCEL_FIELDS
     w.size = 0
-    wire_room(w, MAX_HEADER + 32 + SUBMIT_FIELDS * MAX_HEADER + symbol_size + account_size)
-    wire_tagged(w, b"BookSubmit", SUBMIT_FIELDS)
-    wire_str(w, symbol, symbol_size)
+    wire_room(w, MAX_HEADER + 32 + fields * MAX_HEADER + size)
+    wire_tagged(w, tag, fields)
+    wire_str(w, text, size)
     wire_int(w, order_id)
-    wire_int(w, side)
-    wire_int(w, order_type)
-    wire_int(w, time_in_force)
-    wire_int(w, price)
-    wire_int(w, quantity)
-    wire_str(w, account, account_size)
-    wire_int(w, client_order_id)
-    wire_int(w, 0)
-    wire_int(w, 0)
-    wire_int(w, flags)
-    wire_int(w, owner)
-    wire_int(w, stp)
-    wire_int(w, 0)
-    return PyBytes_FromStringAndSize(<char*>w.data, w.size)
-
-
-cdef bytes _requested(const char* trader, Py_ssize_t trader_size, int64_t order_id, int64_t client_order_id,
-                      int64_t reason):
-    """The msgpack of `servers.ledger.Requested` of a cancel."""
-    cdef Writer* w = &_wire
-    w.size = 0
-    wire_room(w, MAX_HEADER + 32 + REQUESTED_FIELDS * MAX_HEADER + trader_size)
-    wire_tagged(w, b"Requested", REQUESTED_FIELDS)
-    wire_str(w, trader, trader_size)
-    wire_int(w, order_id)
-    wire_bool(w, True)
-    wire_int(w, client_order_id)
-    wire_int(w, reason)
-    return PyBytes_FromStringAndSize(<char*>w.data, w.size)
-
-
-cdef bytes _cancel(const char* symbol, Py_ssize_t symbol_size, int64_t order_id, int64_t client_order_id,
-                   int64_t reason):
-    """The msgpack of `servers.protocol.BookCancel`."""
-    cdef Writer* w = &_wire
-    w.size = 0
-    wire_room(w, MAX_HEADER + 32 + CANCEL_FIELDS * MAX_HEADER + symbol_size)
-    wire_tagged(w, b"BookCancel", CANCEL_FIELDS)
-    wire_str(w, symbol, symbol_size)
-    wire_int(w, order_id)
+    if request:
+        wire_bool(w, True)
     wire_int(w, client_order_id)
     wire_int(w, reason)
     return PyBytes_FromStringAndSize(<char*>w.data, w.size)
