@@ -112,7 +112,6 @@ cdef class EntryPath:
     cdef void _learn(self, instrument) except *:
         """Keep ``instrument``'s rules as C fields; unusable if one lies beyond what the path
         computes with (its orders then go through the Python path)."""
-        cdef int64_t value
         self.instrument = instrument
         self.usable = (within(instrument.tick_size, &self.tick) and within(instrument.lot_size, &self.lot)
                        and within(instrument.min_quantity, &self.min_quantity)
@@ -127,12 +126,13 @@ cdef class EntryPath:
 
     def enter(self, session, list messages, Py_ssize_t start, now, frame_read):
         """Take ``messages[start:]``, one frame's from ``session`` (logged on; the server not
-        stopping), while each is an EnterOrder the path takes (see the module docstring), at the
-        monotonic time ``now`` (s), its frame read at ``frame_read`` (`time.perf_counter_ns`).
-        Returns the index of the first message not taken (``len(messages)`` if none is left)."""
+        stopping), while each is an EnterOrder or a CancelOrder the path takes (see the module
+        docstring), at the monotonic time ``now`` (s), its frame read at ``frame_read``
+        (`time.perf_counter_ns`). Returns the index of the first message not taken
+        (``len(messages)`` if none is left)."""
         cdef Py_ssize_t i = start, count = len(messages), taken = 0, canceled = 0
         cdef int64_t rate, max_order_quantity, max_notional, max_open_orders, contiguous, counter, sequence
-        cdef int64_t client_order_id, order_type, price, quantity, flags, value, centre, valued, order_id, owner
+        cdef int64_t client_order_id, order_type, price, quantity, flags, centre, valued, order_id, owner
         cdef int64_t side, time_in_force, stp
         cdef double tokens, last, moment = PyFloat_AsDouble(now), refilled
         cdef const char* trader_text
