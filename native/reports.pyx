@@ -36,6 +36,11 @@ cdef Py_ssize_t C_ORDER = field_offset(CANCELED, "order_id"), C_QUANTITY = field
 cdef Py_ssize_t C_REASON = field_offset(CANCELED, "reason")
 
 
+cdef inline object average_price(notional, filled):
+    """`servers.orders.Order.average_price` of an order's ``notional`` and ``filled``."""
+    return notional / filled if filled else 0.0
+
+
 cdef class Reporter:
     """The reports of ``registry`` (a `servers.orders.OrderRegistry`) made in C. ``order`` is its
     order class (`servers.orders.Order`), ``orderless`` the set of event types about no order
@@ -43,13 +48,13 @@ cdef class Reporter:
     `servers.protocol.OrderAccepted`, `OrderFilled` and `OrderCanceled`. An order's fields are
     read and written at their offsets."""
 
-    cdef object registry, fallback, order, orderless, accepted, filled, canceled
-    cdef dict orders, open, numbers
+    cdef object fallback, order, orderless, accepted, filled, canceled
+    cdef dict orders, open, numbers                  # the registry's, fixed for its life
     cdef Py_ssize_t o_id, o_trader, o_client, o_symbol, o_side, o_tif, o_quantity, o_stp, o_expire, o_filled
     cdef Py_ssize_t o_notional, o_state, o_requests
 
     def __init__(self, registry, order, orderless, accepted, filled, canceled):
-        self.registry = registry
+        self.orders, self.open, self.numbers = registry.orders, registry.open, registry.numbers
         self.fallback = registry.apply
         self.order, self.orderless = order, orderless
         self.accepted, self.filled, self.canceled = accepted, filled, canceled
@@ -64,8 +69,6 @@ cdef class Reporter:
     def apply(self, symbol, list events, time, list reports, list trades):
         """`OrderRegistry.apply`: one `Executed`'s ``events`` (of exchange ``time``) on ``symbol``
         as the traders' reports, appended to ``reports``, and its trades, to ``trades``."""
-        registry = self.registry
-        self.orders, self.open, self.numbers = registry.orders, registry.open, registry.numbers
         for event in events:
             kind = type(event)
             if kind is FILLED:
@@ -127,7 +130,7 @@ cdef class Reporter:
         report = self.filled(field(order, self.o_client), field(order, self.o_id), field(order, self.o_symbol),
                              field(order, self.o_side), price, quantity, leaves, field(event, F_SEQUENCE), aggressor,
                              time, self._number(field(order, self.o_trader)), state, filled,
-                             notional / filled if filled else 0.0)
+                             average_price(notional, filled))
         if not leaves:
             self._close(order)
         return report
@@ -142,7 +145,7 @@ cdef class Reporter:
         reports.append((trader, self.accepted(
             field(order, self.o_client), field(order, self.o_id), symbol, field(event, A_SIDE), field(event, A_TYPE),
             field(event, A_TIF), field(event, A_PRICE), field(event, A_QUANTITY), time, self._number(trader), state,
-            filled, field(order, self.o_quantity), field(order, self.o_notional) / filled if filled else 0.0,
+            filled, field(order, self.o_quantity), average_price(field(order, self.o_notional), filled),
             field(event, A_STOP), field(event, A_DISPLAY), field(event, A_FLAGS), field(event, A_STP),
             field(event, A_EXPIRE))))
 
@@ -162,7 +165,7 @@ cdef class Reporter:
         trader, filled = field(order, self.o_trader), field(order, self.o_filled)
         reports.append((trader, self.canceled(
             client_order_id, field(order, self.o_id), symbol, field(event, C_QUANTITY), reason, time,
-            self._number(trader), state, filled, 0, field(order, self.o_notional) / filled if filled else 0.0)))
+            self._number(trader), state, filled, 0, average_price(field(order, self.o_notional), filled))))
         self._close(order)
 
     cdef void _close(self, order) except *:
@@ -250,9 +253,9 @@ cdef class Books:
 
 
 cdef class Routing:
-    """`servers.tes.TradingEngineServer._route` in C, for ``tes``: ``answers`` is its set of the
-    report types that answer a request, ``accepted`` and ``rejected`` `servers.protocol`'s
-    `OrderAccepted` and `OrderRejected`."""
+    """The routing of reports to sessions (`servers.tes.TradingEngineServer.route`, which says
+    what it does), for ``tes``: ``answers`` is its set of the report types that answer a request,
+    ``accepted`` and ``rejected`` `servers.protocol`'s `OrderAccepted` and `OrderRejected`."""
 
     cdef object tes, answers, accepted, rejected
 
@@ -260,7 +263,8 @@ cdef class Routing:
         self.tes, self.answers, self.accepted, self.rejected = tes, answers, accepted, rejected
 
     def route(self, list reports, bint routed):
-        """Queue each of ``reports`` for its trader's session, counted by type (see `_route`)."""
+        """Queue each of ``reports`` (``(trader, report)``) for its trader's session, counted by type;
+        ``routed``: they may answer orders routed to a book."""
         tes = self.tes
         cdef dict by_trader = tes.sessions.by_trader, reported = tes.reported, rejects = tes.rejects
         cdef dict awaiting_of = tes.awaiting
