@@ -1,39 +1,108 @@
 # cython: boundscheck=False, wraparound=False
-"""The TES's reports of a book's events, made in C: `Reporter.apply` is
-`servers.orders.OrderRegistry.apply` off the interpreter for the events of nearly every order.
+"""The TES's reports of a book's replies, made in C: `Reporter.receive` is the ledger's
+`servers.ledger.Ledger._receive` off the interpreter for a frame of replies that holds what nearly
+every order brings.
 
-A fill, an acceptance and a cancel (an IOC's remainder, a self-trade prevention's, the answer to
-a cancel in flight) change the registry's orders and make their reports here, as the registry's
-Python does; any other event goes to that Python, one event at a time, in its place
-in the stream (the registry's `apply` keeps no state from one event to the next, so an event
-applied alone has the same effect). The Python stays the specification: the tests replay the
-same streams through both and compare the reports, the trades and the ledgers.
+It reads the frame's msgpack itself (`native.reader`) instead of having msgspec make an object of
+each reply and event, in two passes. The first reads the whole frame into C records and checks it:
+each `Executed` with every field, each event an acceptance, a fill or a cancel read field by field
+and every other event or reply decoded alone by msgspec. A frame it cannot read so, whatever the
+reason, goes whole to the Python (`Ledger._receive`), which decodes it as before and raises for one
+that is malformed: nothing is changed before the frame has been read to its end. The second pass
+applies the records in order, as the Python does. An acceptance, a fill or a cancel of one of the
+registry's orders changes the order and makes its report here, written as msgpack, byte for byte
+as msgspec writes the report Struct, and kept as a `msgspec.Raw` (`report_number` and
+`Routing.route` read what they need of it); any other event goes to the registry's Python
+(`servers.orders.OrderRegistry.apply`), one event at a time, in its place in the stream (it keeps
+no state from one event to the next, so an event applied alone has the same effect).
+
+The Python stays the specification: the tests replay the same streams through both and compare
+the journals, the frames sent and the ledgers, byte for byte.
 """
 
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsLongLong, PyLong_FromLongLong
+from cpython.mem cimport PyMem_Free, PyMem_RawFree, PyMem_Realloc
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
+from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.string cimport memcmp, memcpy
+
+import msgspec
+
 from engine import messages as book
-from engine.lifecycle import TERMINAL, Transition, next_state
+from engine.lifecycle import TERMINAL, TRANSITIONS, OrderState, Transition, next_state
+from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
 
 from native.constants cimport BUY, REQUESTED
+from native.int64 cimport as_int64
+from native.reader cimport Reader, read_array, read_int, read_str, read_tag, skip
 from native.structs cimport field, field_offset, set_field
+from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_int, wire_room, wire_str, wire_tagged
 
 cdef object FILLED = book.OrderFilled, ACCEPTED = book.OrderAccepted, CANCELED = book.OrderCanceled
+cdef object RAW = msgspec.Raw
 cdef object TO_ACCEPT = Transition.ACCEPT, TO_CANCEL = Transition.CANCEL
 cdef object TO_FILL_PART = Transition.FILL_PART, TO_FILL_ALL = Transition.FILL_ALL
+cdef object EVENT_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
-# The events' fields read, by offset (`native.structs`).
-cdef Py_ssize_t F_MAKER = field_offset(FILLED, "maker_id"), F_TAKER = field_offset(FILLED, "taker_id")
-cdef Py_ssize_t F_MAKER_LEAVES = field_offset(FILLED, "maker_leaves")
-cdef Py_ssize_t F_TAKER_LEAVES = field_offset(FILLED, "taker_leaves")
-cdef Py_ssize_t F_AGGRESSOR = field_offset(FILLED, "aggressor"), F_PRICE = field_offset(FILLED, "price")
-cdef Py_ssize_t F_QUANTITY = field_offset(FILLED, "quantity"), F_SEQUENCE = field_offset(FILLED, "sequence")
-cdef Py_ssize_t A_ORDER = field_offset(ACCEPTED, "order_id"), A_SIDE = field_offset(ACCEPTED, "side")
-cdef Py_ssize_t A_TYPE = field_offset(ACCEPTED, "order_type"), A_TIF = field_offset(ACCEPTED, "time_in_force")
-cdef Py_ssize_t A_PRICE = field_offset(ACCEPTED, "price"), A_QUANTITY = field_offset(ACCEPTED, "quantity")
-cdef Py_ssize_t A_STOP = field_offset(ACCEPTED, "stop_price"), A_DISPLAY = field_offset(ACCEPTED, "display_quantity")
-cdef Py_ssize_t A_FLAGS = field_offset(ACCEPTED, "flags"), A_STP = field_offset(ACCEPTED, "stp")
-cdef Py_ssize_t A_EXPIRE = field_offset(ACCEPTED, "expire_at")
-cdef Py_ssize_t C_ORDER = field_offset(CANCELED, "order_id"), C_QUANTITY = field_offset(CANCELED, "quantity")
-cdef Py_ssize_t C_REASON = field_offset(CANCELED, "reason")
+
+cdef tuple members(enum):
+    """``enum``'s members indexed by value (its values must be 0, 1, 2...)."""
+    made = tuple(sorted(enum, key=int))
+    if [int(member) for member in made] != list(range(len(made))):
+        raise TypeError(f"{enum.__name__}'s values are not 0, 1, 2...")
+    return made
+
+
+cdef tuple SIDES = members(Side), ORDER_TYPES = members(OrderType), TIFS = members(TimeInForce)
+cdef tuple STPS = members(SelfTradePrevention), CANCEL_REASONS = members(CancelReason)
+
+
+cdef enum:
+    # what a record of the first pass holds
+    OTHER = 0                # an event or reply decoded by msgspec
+    IS_ACCEPTED = 1
+    IS_FILLED = 2
+    IS_CANCELED = 3
+    IS_EXECUTED = 4
+    FIELDS = 12              # the most fields of an event read in C (OrderAccepted's)
+
+# The fields of each message read or written here, in order: the import fails if one changes.
+EVENT_FIELDS = {
+    FILLED: ("maker_id", "taker_id", "price", "quantity", "maker_leaves", "taker_leaves", "aggressor", "sequence"),
+    ACCEPTED: ("order_id", "side", "order_type", "time_in_force", "price", "quantity", "stop_price",
+               "display_quantity", "flags", "owner", "stp", "expire_at"),
+    CANCELED: ("order_id", "quantity", "reason"),
+}
+REPORT_FIELDS = {
+    "OrderAccepted": ("client_order_id", "order_id", "symbol", "side", "order_type", "time_in_force", "price",
+                      "quantity", "time", "report", "status", "filled", "leaves", "average_price", "stop_price",
+                      "display_quantity", "flags", "stp", "expire_at"),
+    "OrderFilled": ("client_order_id", "order_id", "symbol", "side", "price", "quantity", "leaves", "trade_id",
+                    "aggressor", "time", "report", "status", "filled", "average_price"),
+    "OrderCanceled": ("client_order_id", "order_id", "symbol", "quantity", "reason", "time", "report", "status",
+                      "filled", "leaves", "average_price"),
+}
+EXECUTED_FIELDS = ("sequence", "symbol", "events", "time")
+
+
+cdef void check_fields(cls, str tag, tuple names) except *:
+    if cls.__struct_fields__ != names or cls.__struct_config__.tag != tag:
+        raise TypeError(f"{cls.__name__} is not the message native/reports.pyx reads or writes: rebuild it")
+
+
+ctypedef struct Record:
+    int kind                 # OTHER, IS_ACCEPTED, IS_FILLED, IS_CANCELED or IS_EXECUTED
+    int64_t f[FIELDS]        # an event's fields in order; an Executed's sequence and time
+    Py_ssize_t index         # OTHER: its object in `others`; IS_EXECUTED: its symbol in `symbols`
+    Py_ssize_t events        # IS_EXECUTED: how many event records follow
+
+
+cdef inline bint read_enum(Reader* r, tuple values, int64_t* out) noexcept:
+    """An int that is one of ``values``' (an enum's members, by value)."""
+    return read_int(r, out) and 0 <= out[0] < len(values)
 
 
 cdef inline object average_price(notional, filled):
@@ -41,23 +110,69 @@ cdef inline object average_price(notional, filled):
     return notional / filled if filled else 0.0
 
 
-cdef class Reporter:
-    """The reports of ``registry`` (a `servers.orders.OrderRegistry`) made in C. ``order`` is its
-    order class (`servers.orders.Order`), ``orderless`` the set of event types about no order
-    (`servers.orders.ORDERLESS`); ``accepted``, ``filled`` and ``canceled`` are the report types
-    `servers.protocol.OrderAccepted`, `OrderFilled` and `OrderCanceled`. An order's fields are
-    read and written at their offsets."""
+cdef inline void wire_float(Writer* w, double value) noexcept:
+    """A float, as msgspec writes every float: float 64 (`MAX_HEADER` bytes of room)."""
+    cdef uint64_t word
+    cdef int i
+    memcpy(&word, &value, 8)
+    w.data[w.size] = 0xCB
+    for i in range(8):
+        w.data[w.size + 1 + i] = <uint8_t>(word >> (8 * (7 - i)))
+    w.size += 9
 
-    cdef object fallback, order, orderless, accepted, filled, canceled
-    cdef dict orders, open, numbers                  # the registry's, fixed for its life
+
+cdef inline void wire_text(Writer* w, text) except *:
+    """A str (``MAX_HEADER`` + its UTF-8 size of room made first)."""
+    cdef Py_ssize_t size
+    cdef const char* data = PyUnicode_AsUTF8AndSize(text, &size)
+    wire_room(w, MAX_HEADER + size)
+    wire_str(w, data, size)
+
+
+cdef inline void wire_object(Writer* w, value) except *:
+    """A Python int (or IntEnum) within int64 (`MAX_HEADER` bytes of room)."""
+    cdef int64_t number
+    if as_int64(value, &number):
+        raise OverflowError(f"{value} lies beyond int64 in a report")
+    wire_int(w, number)
+
+
+cdef class Reporter:
+    """`servers.ledger.Ledger._receive` made in C for ``ledger`` (see the module docstring).
+
+    ``order`` is the registry's order class (`servers.orders.Order`), ``reply`` the type of one of
+    a book server's replies (`servers.protocol.ObsReply`), ``executed`` the `Executed` reply's
+    class, ``refused`` `CommandRefused`'s, and ``accepted``, ``filled`` and ``canceled`` the
+    classes of the reports written here (`servers.protocol.OrderAccepted`, `OrderFilled` and
+    `OrderCanceled`), whose fields it checks. An order's fields are read and written at their
+    offsets."""
+
+    cdef object ledger, registry, order, executed, refused, decode_event, decode_reply, fallback
+    cdef dict orders, open, numbers, last_sequence, seen, states, accept, cancel, fill_part, fill_all
     cdef Py_ssize_t o_id, o_trader, o_client, o_symbol, o_side, o_tif, o_quantity, o_stp, o_expire, o_filled
     cdef Py_ssize_t o_notional, o_state, o_requests
+    cdef Record* records
+    cdef Py_ssize_t capacity, count
+    cdef list symbols, others
+    cdef Writer wire
 
-    def __init__(self, registry, order, orderless, accepted, filled, canceled):
+    def __init__(self, ledger, order, reply, executed, refused, accepted, filled, canceled):
+        registry = ledger.orders
+        self.ledger, self.registry = ledger, registry
         self.orders, self.open, self.numbers = registry.orders, registry.open, registry.numbers
+        self.last_sequence, self.seen = ledger.last_sequence, ledger.seen
+        self.order, self.executed, self.refused = order, executed, refused
         self.fallback = registry.apply
-        self.order, self.orderless = order, orderless
-        self.accepted, self.filled, self.canceled = accepted, filled, canceled
+        self.decode_event = msgspec.msgpack.Decoder(book.Event).decode
+        self.decode_reply = msgspec.msgpack.Decoder(reply).decode
+        for cls, names in EVENT_FIELDS.items():
+            check_fields(cls, cls.__name__, names)
+        for cls in (accepted, filled, canceled):
+            check_fields(cls, cls.__name__, REPORT_FIELDS[cls.__name__])
+        check_fields(executed, "Executed", EXECUTED_FIELDS)
+        self.states = {state: state.value.encode() for state in OrderState}
+        self.accept, self.cancel = self._after(TO_ACCEPT), self._after(TO_CANCEL)
+        self.fill_part, self.fill_all = self._after(TO_FILL_PART), self._after(TO_FILL_ALL)
         self.o_id, self.o_trader = field_offset(order, "order_id"), field_offset(order, "trader_id")
         self.o_client, self.o_symbol = field_offset(order, "client_order_id"), field_offset(order, "symbol")
         self.o_side, self.o_tif = field_offset(order, "side"), field_offset(order, "time_in_force")
@@ -65,38 +180,224 @@ cdef class Reporter:
         self.o_expire, self.o_filled = field_offset(order, "expire_at"), field_offset(order, "filled")
         self.o_notional, self.o_state = field_offset(order, "notional"), field_offset(order, "state")
         self.o_requests = field_offset(order, "requests")
+        self.symbols, self.others = [], []
 
-    def apply(self, symbol, list events, time, list reports, list trades):
-        """`OrderRegistry.apply`: one `Executed`'s ``events`` (of exchange ``time``) on ``symbol``
-        as the traders' reports, appended to ``reports``, and its trades, to ``trades``."""
-        for event in events:
-            kind = type(event)
-            if kind is FILLED:
-                maker = self.orders.get(field(event, F_MAKER))
-                taker = self.orders.get(field(event, F_TAKER))
-                if (maker is None or type(maker) is self.order) and (taker is None or type(taker) is self.order):
-                    self._filled(maker, taker, symbol, event, time, reports, trades)
-                else:
-                    self.fallback(symbol, [event], time, reports, trades)
+    def __dealloc__(self):
+        PyMem_Free(self.records)
+        PyMem_RawFree(self.wire.data)
+
+    cdef dict _after(self, transition):
+        """Each state's next state after ``transition``, where the lifecycle allows it."""
+        return {state: after for (state, moved), after in TRANSITIONS.items() if moved is transition}
+
+    cdef object _next(self, dict after, state, transition):
+        """`engine.lifecycle.next_state`, from ``after`` (`_after`'s table for ``transition``)."""
+        found = after.get(state)
+        return next_state(state, transition) if found is None else found
+
+    def receive(self, record, list reports):
+        """`Ledger._receive` of ``record`` (a `servers.ledger.Received`): the reports appended to
+        ``reports``; returns the frame's replies other than `Executed` (which only the ledger
+        reads), decoded. A frame not of the common shape goes whole to the Python."""
+        frame = record.frame
+        if type(frame) is not bytes or not self._read(frame):
+            self.symbols.clear()
+            self.others.clear()
+            return self.ledger._receive(record, reports)
+        try:
+            return self._apply(record, reports)
+        finally:
+            self.symbols.clear()
+            self.others.clear()
+
+    # ---------------------------------------------------------------- the first pass
+
+    cdef Record* _next_record(self) except NULL:
+        cdef void* grown
+        cdef Py_ssize_t capacity
+        if self.count == self.capacity:
+            capacity = max(256, 2 * self.capacity)
+            grown = PyMem_Realloc(self.records, capacity * sizeof(Record))
+            if grown == NULL:
+                raise MemoryError("out of memory reading a frame of replies")
+            self.records, self.capacity = <Record*>grown, capacity
+        self.count += 1
+        return &self.records[self.count - 1]
+
+    cdef bint _read(self, bytes frame) except -1:
+        """The first pass: ``frame`` into `records`, `symbols` and `others`; False if it is not
+        of the common shape (some of it may have been read then)."""
+        cdef Reader r
+        cdef Py_ssize_t replies, fields, i, start
+        cdef Record* other
+        r.data, r.size, r.pos = <const uint8_t*>PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), 0
+        self.count = 0
+        if not read_array(&r, &replies):
+            return False
+        for i in range(replies):
+            start = r.pos
+            if read_array(&r, &fields) and fields == 5 and read_tag(&r, b"Executed", 8):
+                if not self._executed(&r):
+                    return False
                 continue
-            if kind in self.orderless:
+            r.pos = start
+            if not skip(&r, 0):
+                return False
+            other = self._next_record()
+            other.kind, other.index = OTHER, len(self.others)
+            try:
+                reply = self.decode_reply(<bytes>PyBytes_FromStringAndSize(<const char*>&r.data[start], r.pos - start))
+            except EVENT_ERRORS:
+                return False
+            if type(reply) is self.executed:
+                return False
+            self.others.append(reply)
+        return r.pos == r.size
+
+    cdef bint _executed(self, Reader* r) except -1:
+        """An `Executed` after its tag: its sequence, symbol, events and time."""
+        cdef Record* executed
+        cdef Py_ssize_t events, j, at
+        cdef int64_t sequence, time
+        cdef const char* text
+        cdef Py_ssize_t size
+        if not (read_int(r, &sequence) and read_str(r, &text, &size) and read_array(r, &events)):
+            return False
+        at = self.count
+        executed = self._next_record()
+        executed.kind, executed.f[0], executed.events = IS_EXECUTED, sequence, events
+        executed.index = self._symbol(text, size)
+        if executed.index < 0:
+            return False
+        for j in range(events):
+            if not self._read_event(r):
+                return False
+        if not read_int(r, &time):
+            return False
+        self.records[at].f[1] = time
+        return True
+
+    cdef Py_ssize_t _symbol(self, const char* text, Py_ssize_t size) except -2:
+        """The index in `symbols` of the str of ``text`` (the last one's again if the same); -1
+        if it is not UTF-8."""
+        cdef Py_ssize_t n
+        cdef const char* last
+        if self.symbols:
+            last = PyUnicode_AsUTF8AndSize(self.symbols[len(self.symbols) - 1], &n)
+            if n == size and memcmp(last, text, <size_t>size) == 0:
+                return len(self.symbols) - 1
+        try:
+            self.symbols.append(PyUnicode_DecodeUTF8(text, size, NULL))
+        except UnicodeDecodeError:
+            return -1
+        return len(self.symbols) - 1
+
+    cdef bint _read_event(self, Reader* r) except -1:
+        """One event: read in C if an acceptance, a fill or a cancel, else decoded by msgspec."""
+        cdef Py_ssize_t start = r.pos, count
+        cdef Record* event
+        cdef int64_t* f
+        if not read_array(r, &count):
+            return False
+        event = self._next_record()
+        f = event.f
+        if count == 13 and read_tag(r, b"OrderAccepted", 13):
+            event.kind = IS_ACCEPTED
+            return (read_int(r, &f[0]) and read_enum(r, SIDES, &f[1]) and read_enum(r, ORDER_TYPES, &f[2])
+                    and read_enum(r, TIFS, &f[3]) and read_int(r, &f[4]) and read_int(r, &f[5])
+                    and read_int(r, &f[6]) and read_int(r, &f[7]) and read_int(r, &f[8]) and read_int(r, &f[9])
+                    and read_enum(r, STPS, &f[10]) and read_int(r, &f[11]))
+        if count == 9 and read_tag(r, b"OrderFilled", 11):
+            event.kind = IS_FILLED
+            return (read_int(r, &f[0]) and read_int(r, &f[1]) and read_int(r, &f[2]) and read_int(r, &f[3])
+                    and read_int(r, &f[4]) and read_int(r, &f[5]) and read_enum(r, SIDES, &f[6])
+                    and read_int(r, &f[7]))
+        if count == 4 and read_tag(r, b"OrderCanceled", 13):
+            event.kind = IS_CANCELED
+            return read_int(r, &f[0]) and read_int(r, &f[1]) and read_enum(r, CANCEL_REASONS, &f[2])
+        r.pos = start
+        if not skip(r, 0):
+            return False
+        event.kind = OTHER
+        event.index = len(self.others)
+        try:
+            self.others.append(self.decode_event(<bytes>PyBytes_FromStringAndSize(
+                <const char*>&r.data[start], r.pos - start)))
+        except EVENT_ERRORS:
+            return False
+        return True
+
+    # ---------------------------------------------------------------- the second pass
+
+    cdef list _apply(self, record, list reports):
+        """The second pass: the records read, applied in order as `Ledger._receive` applies the
+        decoded frame."""
+        cdef Py_ssize_t i = 0, j
+        cdef Record* executed
+        cdef list trades = [], replies = []
+        cdef dict marked = {}, last_sequence = self.last_sequence
+        shard = record.shard
+        seen = self.seen.get(shard)
+        while i < self.count:
+            executed = &self.records[i]
+            if executed.kind == OTHER:
+                reply = self.others[executed.index]
+                replies.append(reply)
+                if type(reply) is self.refused:
+                    self.registry.refused(reply, reports, record.time)
+                i += 1
                 continue
-            if kind is ACCEPTED:
-                order = self.orders.get(field(event, A_ORDER))
-            elif kind is CANCELED:
-                order = self.orders.get(field(event, C_ORDER))
+            sequence, symbol = executed.f[0], self.symbols[executed.index]
+            if seen is not None and sequence > seen:
+                seen = sequence
+            if sequence > last_sequence.get(symbol, -1):
+                last_sequence[symbol] = sequence
+                traded = len(trades)
+                time = executed.f[1]
+                for j in range(i + 1, i + 1 + executed.events):
+                    self._event(&self.records[j], symbol, executed.f[1], time, reports, trades)
+                if len(trades) > traded:
+                    marked[symbol] = (sequence, (<tuple>trades[len(trades) - 1])[1])
+            i += 1 + executed.events
+        self.seen[shard] = seen
+        for symbol, (sequence, price) in marked.items():
+            self.ledger.mark(symbol, sequence, price)
+        self.ledger.book_trades(trades)
+        return replies
+
+    cdef void _event(self, Record* event, symbol, int64_t at, time, list reports, list trades) except *:
+        """`OrderRegistry.apply` of one event of an `Executed` on ``symbol`` at exchange time ``at``
+        (``time``, the same as an int)."""
+        cdef int64_t* f = event.f
+        if event.kind == OTHER:
+            self.fallback(symbol, [self.others[event.index]], time, reports, trades)
+            return
+        if event.kind == IS_FILLED:
+            maker, taker = self.orders.get(f[0]), self.orders.get(f[1])
+            if (maker is None or type(maker) is self.order) and (taker is None or type(taker) is self.order):
+                self._filled(maker, taker, symbol, f, at, reports, trades)
             else:
-                order = self.orders.get(event.order_id)
-            if order is None:
-                continue
-            if type(order) is not self.order:
-                self.fallback(symbol, [event], time, reports, trades)
-            elif kind is ACCEPTED:
-                self._accepted(order, symbol, event, time, reports)
-            elif kind is CANCELED:
-                self._canceled(order, symbol, event, time, reports)
-            else:
-                self.fallback(symbol, [event], time, reports, trades)
+                self.fallback(symbol, [self._event_object(event)], time, reports, trades)
+            return
+        order = self.orders.get(f[0])
+        if order is None:
+            return
+        if type(order) is not self.order:
+            self.fallback(symbol, [self._event_object(event)], time, reports, trades)
+        elif event.kind == IS_ACCEPTED:
+            self._accepted(order, symbol, f, at, reports)
+        else:
+            self._canceled(order, symbol, f, at, reports)
+
+    cdef object _event_object(self, Record* event):
+        """The event Struct of a record read in C, for the registry's Python."""
+        cdef int64_t* f = event.f
+        if event.kind == IS_FILLED:
+            return FILLED(f[0], f[1], f[2], f[3], f[4], f[5], SIDES[f[6]], f[7])
+        if event.kind == IS_ACCEPTED:
+            return ACCEPTED(f[0], SIDES[f[1]], ORDER_TYPES[f[2]], TIFS[f[3]], f[4], f[5], f[6], f[7], f[8], f[9],
+                            STPS[f[10]], f[11])
+        return CANCELED(f[0], f[1], CANCEL_REASONS[f[2]])
 
     cdef object _number(self, trader):
         """The trader's next report number (`OrderRegistry.number`)."""
@@ -104,68 +405,130 @@ cdef class Reporter:
         self.numbers[trader] = number
         return number
 
-    cdef void _filled(self, maker, taker, symbol, event, time, list reports, list trades) except *:
+    cdef void _filled(self, maker, taker, symbol, int64_t* f, int64_t at, list reports, list trades) except *:
+        """A fill (``f``: `engine.messages.OrderFilled`'s fields) of ``maker`` and ``taker``
+        (None: not an order of this TES)."""
         maker_trader = taker_trader = None
+        price, quantity = f[2], f[3]
         if maker is not None:
             maker_trader = field(maker, self.o_trader)
-            reports.append((maker_trader, self._fill(maker, event, field(event, F_MAKER_LEAVES), False, time)))
+            reports.append((maker_trader, self._fill(maker, f, f[4], False, at, price, quantity)))
         if taker is not None:
             taker_trader = field(taker, self.o_trader)
-            reports.append((taker_trader, self._fill(taker, event, field(event, F_TAKER_LEAVES), True, time)))
-        if field(event, F_AGGRESSOR) == BUY:
-            trades.append((symbol, field(event, F_PRICE), field(event, F_QUANTITY), taker_trader, maker_trader))
+            reports.append((taker_trader, self._fill(taker, f, f[5], True, at, price, quantity)))
+        if f[6] == BUY:
+            trades.append((symbol, price, quantity, taker_trader, maker_trader))
         else:
-            trades.append((symbol, field(event, F_PRICE), field(event, F_QUANTITY), maker_trader, taker_trader))
+            trades.append((symbol, price, quantity, maker_trader, taker_trader))
 
-    cdef object _fill(self, order, event, leaves, bint aggressor, time):
-        """`OrderRegistry._fill`."""
-        price, quantity = field(event, F_PRICE), field(event, F_QUANTITY)
+    cdef object _fill(self, order, int64_t* f, int64_t leaves, bint aggressor, int64_t at, price, quantity):
+        """`OrderRegistry._fill`: the order changed, its report."""
+        cdef Writer* w = &self.wire
+        cdef Py_ssize_t symbol_size, status_size
         set_field(order, self.o_quantity, leaves)
         filled = field(order, self.o_filled) + quantity
-        notional = field(order, self.o_notional) + price * quantity
-        state = next_state(field(order, self.o_state), TO_FILL_PART if leaves else TO_FILL_ALL)
         set_field(order, self.o_filled, filled)
+        notional = field(order, self.o_notional) + price * quantity
         set_field(order, self.o_notional, notional)
+        if leaves:
+            state = self._next(self.fill_part, field(order, self.o_state), TO_FILL_PART)
+        else:
+            state = self._next(self.fill_all, field(order, self.o_state), TO_FILL_ALL)
         set_field(order, self.o_state, state)
-        report = self.filled(field(order, self.o_client), field(order, self.o_id), field(order, self.o_symbol),
-                             field(order, self.o_side), price, quantity, leaves, field(event, F_SEQUENCE), aggressor,
-                             time, self._number(field(order, self.o_trader)), state, filled,
-                             average_price(notional, filled))
+        symbol = field(order, self.o_symbol)
+        cdef const char* symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
+        cdef bytes status = self.states[state]
+        status_size = PyBytes_GET_SIZE(status)
+        w.size = 0
+        wire_room(w, MAX_HEADER + 32 + 14 * MAX_HEADER + symbol_size + status_size)
+        wire_tagged(w, b"OrderFilled", 14)
+        wire_object(w, field(order, self.o_client))
+        wire_object(w, field(order, self.o_id))
+        wire_str(w, symbol_text, symbol_size)
+        wire_object(w, field(order, self.o_side))
+        wire_int(w, f[2])
+        wire_int(w, f[3])
+        wire_int(w, leaves)
+        wire_int(w, f[7])
+        wire_bool(w, aggressor)
+        wire_int(w, at)
+        wire_object(w, self._number(field(order, self.o_trader)))
+        wire_str(w, PyBytes_AS_STRING(status), status_size)
+        wire_object(w, filled)
+        wire_float(w, PyFloat_AS_DOUBLE(average_price(notional, filled)))
         if not leaves:
             self._close(order)
-        return report
+        return RAW(PyBytes_FromStringAndSize(<char*>w.data, w.size))
 
-    cdef void _accepted(self, order, symbol, event, time, list reports) except *:
-        state = next_state(field(order, self.o_state), TO_ACCEPT)
+    cdef void _accepted(self, order, symbol, int64_t* f, int64_t at, list reports) except *:
+        """An acceptance (``f``: `engine.messages.OrderAccepted`'s fields)."""
+        cdef Writer* w = &self.wire
+        cdef Py_ssize_t symbol_size, status_size
+        state = self._next(self.accept, field(order, self.o_state), TO_ACCEPT)
         set_field(order, self.o_state, state)
-        set_field(order, self.o_tif, field(event, A_TIF))
-        set_field(order, self.o_expire, field(event, A_EXPIRE))
-        set_field(order, self.o_stp, field(event, A_STP))
+        set_field(order, self.o_tif, TIFS[f[3]])
+        set_field(order, self.o_expire, f[11])
+        set_field(order, self.o_stp, STPS[f[10]])
         trader, filled = field(order, self.o_trader), field(order, self.o_filled)
-        reports.append((trader, self.accepted(
-            field(order, self.o_client), field(order, self.o_id), symbol, field(event, A_SIDE), field(event, A_TYPE),
-            field(event, A_TIF), field(event, A_PRICE), field(event, A_QUANTITY), time, self._number(trader), state,
-            filled, field(order, self.o_quantity), average_price(field(order, self.o_notional), filled),
-            field(event, A_STOP), field(event, A_DISPLAY), field(event, A_FLAGS), field(event, A_STP),
-            field(event, A_EXPIRE))))
+        cdef const char* symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
+        cdef bytes status = self.states[state]
+        status_size = PyBytes_GET_SIZE(status)
+        w.size = 0
+        wire_room(w, MAX_HEADER + 32 + 19 * MAX_HEADER + symbol_size + status_size)
+        wire_tagged(w, b"OrderAccepted", 19)
+        wire_object(w, field(order, self.o_client))
+        wire_object(w, field(order, self.o_id))
+        wire_str(w, symbol_text, symbol_size)
+        for i in range(1, 6):
+            wire_int(w, f[i])
+        wire_int(w, at)
+        wire_object(w, self._number(trader))
+        wire_str(w, PyBytes_AS_STRING(status), status_size)
+        wire_object(w, filled)
+        wire_object(w, field(order, self.o_quantity))
+        wire_float(w, PyFloat_AS_DOUBLE(average_price(field(order, self.o_notional), filled)))
+        wire_int(w, f[6])
+        wire_int(w, f[7])
+        wire_int(w, f[8])
+        wire_int(w, f[10])
+        wire_int(w, f[11])
+        reports.append((trader, RAW(PyBytes_FromStringAndSize(<char*>w.data, w.size))))
 
-    cdef void _canceled(self, order, symbol, event, time, list reports) except *:
-        """An order canceled: at its trader's request, the oldest request in flight answered (its
-        reason, and the request's client order id if the trader's own); else its own."""
-        client_order_id, reason = field(order, self.o_client), field(event, C_REASON)
+    cdef void _canceled(self, order, symbol, int64_t* f, int64_t at, list reports) except *:
+        """An order canceled (``f``: `engine.messages.OrderCanceled`'s fields): at its trader's
+        request, the oldest request in flight answered (its reason, and the request's client
+        order id if the trader's own); else its own."""
+        cdef Writer* w = &self.wire
+        cdef Py_ssize_t symbol_size, status_size
+        client_order_id, reason = field(order, self.o_client), CANCEL_REASONS[f[2]]
         requests = field(order, self.o_requests)
-        if reason == REQUESTED and requests:
+        if f[2] == REQUESTED and requests:
             request = requests.popleft()
             reason = request.reason
-            if reason == REQUESTED:
+            if reason is CANCEL_REASONS[REQUESTED]:
                 client_order_id = request.client_order_id
-        state = next_state(field(order, self.o_state), TO_CANCEL)
+        state = self._next(self.cancel, field(order, self.o_state), TO_CANCEL)
         set_field(order, self.o_state, state)
         set_field(order, self.o_quantity, 0)
         trader, filled = field(order, self.o_trader), field(order, self.o_filled)
-        reports.append((trader, self.canceled(
-            client_order_id, field(order, self.o_id), symbol, field(event, C_QUANTITY), reason, time,
-            self._number(trader), state, filled, 0, average_price(field(order, self.o_notional), filled))))
+        cdef const char* symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
+        cdef bytes status = self.states[state]
+        status_size = PyBytes_GET_SIZE(status)
+        w.size = 0
+        wire_room(w, MAX_HEADER + 32 + 11 * MAX_HEADER + symbol_size + status_size)
+        wire_tagged(w, b"OrderCanceled", 11)
+        wire_object(w, client_order_id)
+        wire_object(w, field(order, self.o_id))
+        wire_str(w, symbol_text, symbol_size)
+        wire_int(w, f[1])
+        wire_object(w, reason)
+        wire_int(w, at)
+        wire_object(w, self._number(trader))
+        wire_str(w, PyBytes_AS_STRING(status), status_size)
+        wire_object(w, filled)
+        wire_int(w, 0)
+        wire_float(w, PyFloat_AS_DOUBLE(average_price(field(order, self.o_notional), filled)))
+        reports.append((trader, RAW(PyBytes_FromStringAndSize(<char*>w.data, w.size))))
         self._close(order)
 
     cdef void _close(self, order) except *:
@@ -176,6 +539,49 @@ cdef class Reporter:
             trader_orders.pop(order_id, None)
         if field(order, self.o_state) in TERMINAL and not field(order, self.o_requests):
             self.orders.pop(order_id, None)
+
+
+cdef const char* TAGS[3]
+TAGS[:] = [b"OrderAccepted", b"OrderFilled", b"OrderCanceled"]
+cdef Py_ssize_t TAG_SIZES[3]
+TAG_SIZES[:] = [13, 11, 13]
+cdef Py_ssize_t NUMBER_AT[3]
+"""Where each report's number lies in its array (the tag first)."""
+NUMBER_AT[:] = [REPORT_FIELDS[name].index("report") + 1 for name in ("OrderAccepted", "OrderFilled", "OrderCanceled")]
+
+
+cdef int peek(message, int64_t* client_order_id, int64_t* number) except -1:
+    """Which report written here (0: OrderAccepted, 1: OrderFilled, 2: OrderCanceled) the
+    `msgspec.Raw` ``message`` holds, with its client order id and report number."""
+    cdef Py_buffer view
+    cdef Reader r
+    cdef Py_ssize_t fields, k, at
+    PyObject_GetBuffer(message, &view, PyBUF_SIMPLE)
+    try:
+        r.data, r.size, r.pos = <const uint8_t*>view.buf, view.len, 0
+        if read_array(&r, &fields):
+            for k in range(3):
+                if read_tag(&r, TAGS[k], TAG_SIZES[k]):
+                    if not read_int(&r, client_order_id):
+                        break
+                    for at in range(2, NUMBER_AT[k]):
+                        if not skip(&r, 0):
+                            break
+                    if read_int(&r, number):
+                        return k
+                    break
+        raise ValueError("not a report written by native.reports")
+    finally:
+        PyBuffer_Release(&view)
+
+
+cpdef object report_number(message):
+    """A report's number, whether a Struct or a report written here (a `msgspec.Raw`)."""
+    cdef int64_t client_order_id, number
+    if type(message) is not RAW:
+        return message.report
+    peek(message, &client_order_id, &number)
+    return number
 
 
 cpdef void keep(dict kept, list reports, deque, int most) except *:
@@ -255,16 +661,21 @@ cdef class Books:
 cdef class Routing:
     """The routing of reports to sessions (`servers.tes.TradingEngineServer.route`, which says
     what it does), for ``tes``: ``answers`` is its set of the report types that answer a request,
-    ``accepted`` and ``rejected`` `servers.protocol`'s `OrderAccepted` and `OrderRejected`."""
+    ``accepted`` and ``rejected`` `servers.protocol`'s `OrderAccepted` and `OrderRejected`,
+    ``written`` the types of the reports `Reporter` writes, in the order `peek` names them
+    (`OrderAccepted`, `OrderFilled`, `OrderCanceled`)."""
 
     cdef object tes, answers, accepted, rejected
+    cdef tuple written
 
-    def __init__(self, tes, answers, accepted, rejected):
+    def __init__(self, tes, answers, accepted, rejected, tuple written):
         self.tes, self.answers, self.accepted, self.rejected = tes, answers, accepted, rejected
+        self.written = written
 
     def route(self, list reports, bint routed):
         """Queue each of ``reports`` (``(trader, report)``) for its trader's session, counted by type;
         ``routed``: they may answer orders routed to a book."""
+        cdef int64_t client_order_id, number
         tes = self.tes
         cdef dict by_trader = tes.sessions.by_trader, reported = tes.reported, rejects = tes.rejects
         cdef dict awaiting_of = tes.awaiting
@@ -273,11 +684,22 @@ cdef class Routing:
         trader_id = session = box = awaiting = None
         for trader, message in reports:
             kind = type(message)
-            reported[kind] += 1
+            if kind is RAW:
+                kind = self.written[peek(message, &client_order_id, &number)]
             if trader is not trader_id:
                 trader_id, session = trader, by_trader.get(trader)
                 box = None if session is None else outbox[session.identity]
                 awaiting = awaiting_of.get(trader) if routed else None
+            reported[kind] += 1
+            if type(message) is RAW:
+                if kind is self.accepted and awaiting:
+                    read = awaiting.pop(client_order_id, None)
+                    if read is not None and session is not None:
+                        answered.append(read)
+                if box is not None:
+                    box.append(message)
+                    session.last_report = number
+                continue
             if kind in self.answers:
                 if kind is not self.accepted:
                     rejects[message.reason] += 1

@@ -55,7 +55,7 @@ from config.settings import JournalConfig
 from engine.lifecycle import OrderState
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
-from native.reports import Books, Reporter, keep
+from native.reports import Books, Reporter, keep, report_number
 from servers import protocol as p
 from servers.journal import (
     JOURNAL_FILE,
@@ -68,7 +68,7 @@ from servers.journal import (
     read_records,
     write_atomically,
 )
-from servers.orders import ORDERLESS, REQUESTED, STOPS, Order, OrderRegistry, Report, Request, Trade
+from servers.orders import REQUESTED, STOPS, Order, OrderRegistry, Report, Request, Trade
 from servers.portfolio import Holding, Portfolio
 from servers.sessions import ClientOrderIds
 
@@ -252,10 +252,6 @@ class Ledger:
         self.numbers: dict[str, int] = {}
         """Each trader's last report number."""
         self.orders = OrderRegistry(self.numbers)
-        reporter = Reporter(self.orders, Order, ORDERLESS, p.OrderAccepted, p.OrderFilled, p.OrderCanceled)
-        self.apply_events = reporter.apply
-        """`OrderRegistry.apply` made in C (`native.reports`); the tests give some ledgers the
-        registry's own, the specification, and compare."""
         self.portfolios: dict[str, Portfolio] = {}
         self.book_trades = Books(self.portfolios, Portfolio, Holding).book
         """`book` made in C (`native.reports.Books`); the tests give some ledgers `book`, the
@@ -266,13 +262,19 @@ class Ledger:
         self.last_sequence: dict[str, int] = {}
         """Per symbol, the sequence of the last `Executed` applied (a book's replies sent again are skipped)."""
         self.client_order_ids: dict[str, ClientOrderIds] = {}
-        self.kept: dict[str, deque[p.ClientMessage]] = {}
+        self.kept: dict[str, deque[p.ClientMessage | msgspec.Raw]] = {}
+        """Per trader, the latest reports: those made in C (`native.reports`) as their msgpack
+        (`msgspec.Raw`, which encodes as the Struct would), the rest as Structs."""
         self.delivered: dict[str, int] = {}
         """Per trader, the last report number a session that ended was sent."""
         self.counter = 1
         """The next exchange order id's counter."""
         self.seen: dict[str, int | None] = dict.fromkeys(shards)
         """Per book server, the last sequence it answered with (None before it first answered a Hello)."""
+        self.receive = Reporter(self, Order, p.ObsReply, p.Executed, p.CommandRefused, p.OrderAccepted,
+                                p.OrderFilled, p.OrderCanceled).receive
+        """`_receive` made in C (`native.reports`); the tests give some ledgers `_receive`, the
+        specification, and compare."""
         self._replies = msgspec.msgpack.Decoder(list[p.ObsReply])
 
     # ---------------------------------------------------------------- queries
@@ -343,7 +345,7 @@ class Ledger:
 
     def reports_after(self, trader: str, number: int) -> list:
         """The trader's kept reports numbered after ``number``, oldest first."""
-        return [report for report in self.kept.get(trader, ()) if report.report > number]
+        return [report for report in self.kept.get(trader, ()) if report_number(report) > number]
 
     # ---------------------------------------------------------------- the one way to change it
 
@@ -363,7 +365,7 @@ class Ledger:
         reports: list[Report] = []
         replies: list = []
         if kind is Received:
-            replies = self._receive(record, reports)
+            replies = self.receive(record, reports)
         elif kind is Requested:
             if record.reason == REQUESTED:
                 self.ids(record.trader).note(record.client_order_id)
@@ -392,10 +394,13 @@ class Ledger:
             self.last_prices[symbol] = price
 
     def _receive(self, record: Received, reports: list[Report]) -> list:
+        """A frame of replies applied: its reports appended to ``reports``; its replies other than
+        `Executed` returned. The specification of `receive`, which hands it the frames it does not
+        read itself."""
         replies = self._replies.decode(record.frame)
         trades: list[Trade] = []
         seen = self.seen.get(record.shard)
-        last_sequence, apply = self.last_sequence, self.apply_events
+        last_sequence, apply = self.last_sequence, self.orders.apply
         marked: dict[str, tuple[int, int]] = {}
         for reply in replies:
             kind = type(reply)
@@ -415,7 +420,7 @@ class Ledger:
         for symbol, (sequence, price) in marked.items():
             self.mark(symbol, sequence, price)
         self.book_trades(trades)
-        return replies
+        return [reply for reply in replies if type(reply) is not p.Executed]
 
     def book(self, trades: list[Trade]) -> None:
         """Book each trade into the portfolios of its buyer and seller (None: not this TES's)."""

@@ -263,8 +263,8 @@ class OrderRegistry:
 
         Dispatch is on the exact event type, fills and acceptances first: this runs
         for every order and is measurably faster than structural `match` patterns.
-        The ledger applies events through its copy in C (`native.reports.Reporter`), which
-        sends here, one at a time, the events it does not make reports of itself: this
+        The ledger reads its frames of replies through its copy in C (`native.reports.Reporter`),
+        which sends here, one at a time, the events it does not make reports of itself: this
         method is that copy's specification.
         """
         orders = self.orders

@@ -280,7 +280,8 @@ class TradingEngineServer:
         self.answered: list[int] = []
         """When the frames were read of the orders answered this turn (their latency ends at `_flush`)."""
         self.stages = Stages(STAGES)
-        self.route = Routing(self, ANSWERS, p.OrderAccepted, p.OrderRejected).route
+        self.route = Routing(self, ANSWERS, p.OrderAccepted, p.OrderRejected,
+                             (p.OrderAccepted, p.OrderFilled, p.OrderCanceled)).route
         """Queue each report ``(trader, report)`` of a list for its trader's current session (kept in the
         ledger if not logged on), counted by type; an answer to an order routed to a book (``routed``:
         the TES's own refusals never are; accepted, or rejected by the book, its server or for want
