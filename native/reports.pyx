@@ -105,9 +105,20 @@ cdef inline bint read_enum(Reader* r, tuple values, int64_t* out) noexcept:
     return read_int(r, out) and 0 <= out[0] < len(values)
 
 
-cdef inline object average_price(notional, filled):
-    """`servers.orders.Order.average_price` of an order's ``notional`` and ``filled``."""
-    return notional / filled if filled else 0.0
+cdef int64_t SMALL = (<int64_t>1) << 31, LARGE = (<int64_t>1) << 62
+"""A fill's price and quantity below `SMALL` and an order's filled quantity and notional below
+`LARGE` are summed and multiplied in C (every result fits an int64); others as Python ints."""
+cdef int64_t EXACT = (<int64_t>1) << 53
+"""Integers of magnitude up to this are exact as doubles."""
+
+
+cdef inline double average_price(notional, filled) except? -1.0:
+    """`servers.orders.Order.average_price` of an order's ``notional`` and ``filled``: where both are
+    exact as doubles, their quotient in C, as Python's int division computes it then."""
+    cdef int64_t n, f
+    if not as_int64(notional, &n) and not as_int64(filled, &f) and -EXACT <= n <= EXACT and 0 < f <= EXACT:
+        return <double>n / <double>f
+    return PyFloat_AS_DOUBLE(notional / filled if filled else 0.0)
 
 
 cdef inline void wire_float(Writer* w, double value) noexcept:
@@ -353,9 +364,8 @@ cdef class Reporter:
             if sequence > last_sequence.get(symbol, -1):
                 last_sequence[symbol] = sequence
                 traded = len(trades)
-                time = executed.f[1]
                 for j in range(i + 1, i + 1 + executed.events):
-                    self._event(&self.records[j], symbol, executed.f[1], time, reports, trades)
+                    self._event(&self.records[j], symbol, executed.f[1], reports, trades)
                 if len(trades) > traded:
                     marked[symbol] = (sequence, (<tuple>trades[len(trades) - 1])[1])
             i += 1 + executed.events
@@ -365,25 +375,24 @@ cdef class Reporter:
         self.ledger.book_trades(trades)
         return replies
 
-    cdef void _event(self, Record* event, symbol, int64_t at, time, list reports, list trades) except *:
-        """`OrderRegistry.apply` of one event of an `Executed` on ``symbol`` at exchange time ``at``
-        (``time``, the same as an int)."""
+    cdef void _event(self, Record* event, symbol, int64_t at, list reports, list trades) except *:
+        """`OrderRegistry.apply` of one event of an `Executed` on ``symbol`` at exchange time ``at``."""
         cdef int64_t* f = event.f
         if event.kind == OTHER:
-            self.fallback(symbol, [self.others[event.index]], time, reports, trades)
+            self.fallback(symbol, [self.others[event.index]], at, reports, trades)
             return
         if event.kind == IS_FILLED:
             maker, taker = self.orders.get(f[0]), self.orders.get(f[1])
             if (maker is None or type(maker) is self.order) and (taker is None or type(taker) is self.order):
                 self._filled(maker, taker, symbol, f, at, reports, trades)
             else:
-                self.fallback(symbol, [self._event_object(event)], time, reports, trades)
+                self.fallback(symbol, [self._event_object(event)], at, reports, trades)
             return
         order = self.orders.get(f[0])
         if order is None:
             return
         if type(order) is not self.order:
-            self.fallback(symbol, [self._event_object(event)], time, reports, trades)
+            self.fallback(symbol, [self._event_object(event)], at, reports, trades)
         elif event.kind == IS_ACCEPTED:
             self._accepted(order, symbol, f, at, reports)
         else:
@@ -425,10 +434,20 @@ cdef class Reporter:
         """`OrderRegistry._fill`: the order changed, its report."""
         cdef Writer* w = &self.wire
         cdef Py_ssize_t symbol_size, status_size
+        cdef int64_t before_filled, before_notional
         set_field(order, self.o_quantity, leaves)
-        filled = field(order, self.o_filled) + quantity
+        before = field(order, self.o_filled)
+        if not as_int64(before, &before_filled) and 0 <= before_filled < LARGE and 0 <= f[3] < SMALL:
+            filled = before_filled + f[3]
+        else:
+            filled = before + quantity
         set_field(order, self.o_filled, filled)
-        notional = field(order, self.o_notional) + price * quantity
+        before = field(order, self.o_notional)
+        if (not as_int64(before, &before_notional) and -LARGE < before_notional < LARGE
+                and -SMALL < f[2] < SMALL and 0 <= f[3] < SMALL):
+            notional = before_notional + f[2] * f[3]
+        else:
+            notional = before + price * quantity
         set_field(order, self.o_notional, notional)
         if leaves:
             state = self._next(self.fill_part, field(order, self.o_state), TO_FILL_PART)
@@ -455,7 +474,7 @@ cdef class Reporter:
         wire_object(w, self._number(field(order, self.o_trader)))
         wire_str(w, PyBytes_AS_STRING(status), status_size)
         wire_object(w, filled)
-        wire_float(w, PyFloat_AS_DOUBLE(average_price(notional, filled)))
+        wire_float(w, average_price(notional, filled))
         if not leaves:
             self._close(order)
         return RAW(PyBytes_FromStringAndSize(<char*>w.data, w.size))
@@ -486,7 +505,7 @@ cdef class Reporter:
         wire_str(w, PyBytes_AS_STRING(status), status_size)
         wire_object(w, filled)
         wire_object(w, field(order, self.o_quantity))
-        wire_float(w, PyFloat_AS_DOUBLE(average_price(field(order, self.o_notional), filled)))
+        wire_float(w, average_price(field(order, self.o_notional), filled))
         wire_int(w, f[6])
         wire_int(w, f[7])
         wire_int(w, f[8])
@@ -527,7 +546,7 @@ cdef class Reporter:
         wire_str(w, PyBytes_AS_STRING(status), status_size)
         wire_object(w, filled)
         wire_int(w, 0)
-        wire_float(w, PyFloat_AS_DOUBLE(average_price(field(order, self.o_notional), filled)))
+        wire_float(w, average_price(field(order, self.o_notional), filled))
         reports.append((trader, RAW(PyBytes_FromStringAndSize(<char*>w.data, w.size))))
         self._close(order)
 

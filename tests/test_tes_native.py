@@ -22,7 +22,7 @@ from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange
 from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, read_records
-from servers.ledger import ID_BITS, Ledger, LedgerRecord, Received
+from servers.ledger import ID_BITS, Entered, Ledger, LedgerRecord, Received
 from servers.orders import OrderRegistry
 
 START_NS = 1_800_000_000_000_000_000
@@ -383,3 +383,36 @@ def test_frames_of_replies_read_in_c_as_by_the_python_damaged_or_not(seed):
     assert errors > 50
     assert intact > 30 and len([record for record in handed_over if record in records]) == 0, \
         "every frame as it came is read in C"
+
+
+@pytest.mark.parametrize(("price", "quantity"), [(1, 1), (2**31 - 1, 2**30), (2**31 - 1, 2**31 - 1), (2**31, 2**20),
+                                               (2**20, 2**31)])
+def test_fills_beyond_the_c_arithmetic_are_reported_as_by_the_python(price, quantity):
+    """Fills whose price or quantity, or an order's running totals, leave the range the reporter
+    sums in C make the same reports and order as the Python's: the second case's notional
+    passes 2**62 (and its average price's terms 2**53), the third's int64."""
+    from engine import messages as book
+    order_id = (TES_ID << ID_BITS) | 1
+    fast, spec = (Ledger(TES_ID, {"A": [SYMBOL]}) for _ in range(2))
+    spec.receive, spec.book_trades = spec._receive, spec.book
+    total = 3 * quantity
+    records = [Entered(TRADER, 1, order_id, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, total)]
+    events = [[book.OrderAccepted(order_id, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, total)]]
+    events += [[book.OrderFilled(order_id, 99, price, quantity, total - n * quantity, 0, Side.SELL, n)]
+               for n in range(1, 4)]
+    for sequence, made in enumerate(events, 1):
+        frame = msgspec.msgpack.encode([p.Executed(sequence, SYMBOL, made, START_NS + sequence)])
+        records.append(Received("A", frame, START_NS))
+    orders = []
+    for record in records:
+        encoded = [msgspec.msgpack.encode(ledger.apply(record)) for ledger in (fast, spec)]
+        assert encoded[0] == encoded[1]
+        held = [ledger.orders.orders.get(order_id) for ledger in (fast, spec)]
+        if held[0] is not None:
+            orders.append(msgspec.structs.asdict(held[0]))
+            assert orders[-1] == msgspec.structs.asdict(held[1])
+    assert len(orders) == 4 and spec.orders.orders.get(order_id) is None
+    assert orders[-1]["filled"] == 2 * quantity and orders[-1]["notional"] == 2 * quantity * price
+    holdings = [ledger.portfolio(TRADER).holdings[SYMBOL] for ledger in (fast, spec)]
+    assert [(h.quantity, h.basis, h.realized) for h in holdings] == [(total, total * price, 0)] * 2
+    assert fast.orders.orders.get(order_id) is None, "filled, it left the registry"
