@@ -416,3 +416,45 @@ def test_fills_beyond_the_c_arithmetic_are_reported_as_by_the_python(price, quan
     holdings = [ledger.portfolio(TRADER).holdings[SYMBOL] for ledger in (fast, spec)]
     assert [(h.quantity, h.basis, h.realized) for h in holdings] == [(total, total * price, 0)] * 2
     assert fast.orders.orders.get(order_id) is None, "filled, it left the registry"
+
+
+def test_a_frame_of_every_kind_of_reply_and_event_is_read_in_c_as_by_the_python():
+    """One frame with a Hello reply (a map), a book view (nested arrays, nil), a refusal, and
+    `Executed` replies whose events the reporter reads itself (acceptances, a fill, a cancel) and
+    hands to the Python (a clock, a self-trade decrement, an expiry, a book's rejection): read in C,
+    it makes what the Python makes, and its replies other than `Executed` come back decoded."""
+    from engine import messages as book
+    from engine.types import CancelReason, Phase, RejectReason
+    ids = [(TES_ID << ID_BITS) | n for n in range(1, 5)]
+    fast, spec = (Ledger(TES_ID, {"A": [SYMBOL]}) for _ in range(2))
+    spec.receive, spec.book_trades = spec._receive, spec.book
+    handed_over = []
+    fast._receive = lambda record, reports: handed_over.append(record) or Ledger._receive(fast, record, reports)
+    records = [Entered(TRADER, n, order_id, SYMBOL, Side(n % 2), OrderType.LIMIT, TimeInForce.GTC, 100, 50)
+               for n, order_id in enumerate(ids, 1)]
+    accepted = [book.OrderAccepted(order_id, Side(n % 2), OrderType.LIMIT, TimeInForce.GTC, 100, 50)
+                for n, order_id in enumerate(ids[:3], 1)]
+    replies = [
+        p.HelloReply([SYMBOL], ids[0], 7, True, {SYMBOL: 100}),
+        p.Executed(8, SYMBOL, [book.ClockAdvanced(START_NS), *accepted], START_NS),
+        p.BookView(1, SYMBOL, [(100, 50, 1)], [], None, 8, Phase.CONTINUOUS),
+        p.CommandRefused(SYMBOL, ids[3], RejectReason.UNKNOWN_SYMBOL, "unknown symbol"),
+        p.Executed(9, SYMBOL, [book.OrderFilled(ids[0], ids[1], 100, 20, 30, 30, Side.BUY, 1),
+                               book.OrderDecremented(ids[0], 10, 20, ids[1]),
+                               book.OrderExpired(ids[0], 20),
+                               book.OrderCanceled(ids[1], 30, CancelReason.UNFILLED),
+                               book.OrderRejected(ids[2] + 10, RejectReason.UNKNOWN_ORDER, "no such order")],
+                   START_NS + 1),
+        p.Executed(8, SYMBOL, [book.OrderCanceled(ids[2], 50, CancelReason.REQUESTED)], START_NS + 2),
+    ]
+    records.append(Received("A", msgspec.msgpack.encode(replies), START_NS + 3))
+    made = [outcome(fast, record) for record in records]
+    assert made == [outcome(spec, record) for record in records]
+    assert handed_over == [], "the frame was read in C"
+    reports, returned = msgspec.msgpack.decode(made[-1][0], type=tuple[list[tuple[str, p.ClientMessage]], list])
+    assert [type(report) for _, report in reports] == [
+        p.OrderAccepted, p.OrderAccepted, p.OrderAccepted, p.OrderRejected, p.OrderFilled, p.OrderFilled,
+        p.OrderDecremented, p.OrderExpired, p.OrderCanceled]
+    assert [reply[0] for reply in returned] == ["HelloReply", "BookView", "CommandRefused"]
+    assert fast.last_sequence[SYMBOL] == 9, "the replay of sequence 8 after 9 is skipped"
+    assert fast.orders.orders[ids[2]].state.value == "accepted"
