@@ -154,7 +154,8 @@ def run(frames: list[bytes], instrument: dict, native: bool, monkeypatch, tight:
                 "journal": (Path(tes.journal.directory) / JOURNAL_FILE).read_bytes()[:tes.journal.journal.offset],
                 "client": list(exchange.clients.sent), "book": list(exchange.commands_out),
                 "ledger": ledger.state(0, 0), "awaiting": tes.awaiting,
-                "counts": (tes.submitted, tes.entered, tes.cancels, tes.replaces, dict(tes.rejects)),
+                "counts": (tes.submitted, tes.entered, tes.cancels, tes.replaces, dict(tes.rejects),
+                           dict(tes.reported), tes.sessions.by_trader[TRADER].last_report),
             }
         finally:
             exchange.close()
@@ -175,6 +176,13 @@ def test_the_paths_in_c_do_what_the_python_does(seed, variant, tight, monkeypatc
     assert msgspec.msgpack.encode(fast["ledger"]) == msgspec.msgpack.encode(spec["ledger"])
     assert fast["awaiting"].keys() == spec["awaiting"].keys()
     assert fast["counts"] == spec["counts"]
+    decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
+    sent = [message for frame in fast["client"] for message in decode(frame)]
+    reported, last_report = fast["counts"][5:]
+    written = (p.OrderAccepted, p.OrderFilled, p.OrderCanceled)
+    assert [reported[kind] for kind in written] == [sum(type(message) is kind for message in sent) for kind in written]
+    assert sum(reported[kind] for kind in written) > 0
+    assert last_report == max(getattr(message, "report", 0) for message in sent) > 0
 
 
 def test_the_entry_path_takes_the_common_orders(monkeypatch):
