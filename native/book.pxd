@@ -21,6 +21,7 @@
 # events, snapshots and restore, the batch replay of both stream versions.
 
 cimport cython
+from cpython.object cimport PyObject
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
 
 from native.auction cimport Auction
@@ -241,8 +242,8 @@ cdef class NativeBook:
     cdef void _touch_new(self, int side, int32_t lv) noexcept nogil
 
     # ---- the encoded API (the OBS's order path: native/orderpath.pyx)
-    cdef tuple execute_encoded(self, tuple command, int kind, int64_t sequence, int64_t time, bytes symbol,
-                               tuple quote, list market_data, int shift, Outcome* out)
+    cdef tuple execute_encoded(self, PyObject** command, Py_ssize_t fields, int kind, int64_t sequence,
+                               int64_t time, bytes symbol, tuple quote, list market_data, int shift, Outcome* out)
 
     # ---- events
     cdef Event* _emit(self, uint8_t kind) noexcept nogil

@@ -412,16 +412,17 @@ cdef const char* COMMAND_TAGS[3]
 COMMAND_TAGS[:] = [b"BookSubmit", b"BookCancel", b"BookReplace"]
 
 
-cdef int wire_command(Writer* w, int kind, tuple fields) except -1:
-    """The msgpack of the command of ``kind`` whose fields are ``fields``, as msgspec encodes its
-    Struct (tagged, ``array_like``), and 0; or 1, nothing written, unless each field is an int
-    (not a bool) within int64 or a str."""
-    cdef Py_ssize_t size, start = w.size, count = len(fields)
+cdef int wire_command(Writer* w, int kind, PyObject** fields, Py_ssize_t count) except -1:
+    """The msgpack of the command of ``kind`` whose ``count`` fields are ``fields``, as msgspec
+    encodes its Struct (tagged, ``array_like``), and 0; or 1, nothing written, unless each field is
+    an int (not a bool) within int64 or a str."""
+    cdef Py_ssize_t size, start = w.size, i
     cdef int64_t value
     cdef const char* text
     wire_room(w, MAX_HEADER + 32 + count * MAX_HEADER)
     wire_tagged(w, COMMAND_TAGS[kind], count)
-    for field in fields:
+    for i in range(count):
+        field = <object>fields[i]
         if PyLong_Check(field) and not PyBool_Check(field):
             if as_int64(field, &value):
                 w.size = start
@@ -888,15 +889,15 @@ cdef class NativeBook:
 
     # ================================================================ commands (encoded API)
 
-    cdef tuple execute_encoded(self, tuple command, int kind, int64_t sequence, int64_t time, bytes symbol,
-                               tuple quote, list market_data, int shift, Outcome* out):
+    cdef tuple execute_encoded(self, PyObject** command, Py_ssize_t fields, int kind, int64_t sequence,
+                               int64_t time, bytes symbol, tuple quote, list market_data, int shift, Outcome* out):
         """Run one order command in CONTINUOUS and encode what the OBS makes of it in C, with no
         event object (the OBS's order path: `native.orderpath.OrderPath`, which
         `servers.shard.Shard.execute_encoded` goes through too).
 
-        ``command`` is the fields of a `servers.protocol` BookSubmit (``kind`` 0), BookCancel (1) or
-        BookReplace (2), in their order (`ENCODED_FIELDS` names the ones read, `ENCODED_TAGS` the
-        commands), ``symbol`` its symbol's msgpack; ``out.md_sequence`` and ``quote`` are its
+        ``command`` is the ``fields`` fields (borrowed) of a `servers.protocol` BookSubmit (``kind``
+        0), BookCancel (1) or BookReplace (2), in their order (`ENCODED_FIELDS` names the ones read,
+        `ENCODED_TAGS` the commands), ``symbol`` its symbol's msgpack; ``out.md_sequence`` and ``quote`` are its
         feed's market-data sequence and last quote (`servers.marketdata.Feed`).
         Appends each market-data message the feed emits for it (a Trade per fill, a DepthUpdate
         per level changed, a Quote if the top of book changed; none for a rejected command) to
@@ -920,23 +921,24 @@ cdef class NativeBook:
         if self.trading != CONTINUOUS:
             return None
         _wire.size = 0
-        if wire_command(&_wire, kind, command):
+        if wire_command(&_wire, kind, command, fields):
             return None
         command_end = _wire.size
         if kind == 0:
-            if read_new_order(&n, command[1], command[2], command[3], command[4], command[5], command[6],
-                              command[9], command[10], command[11], command[12], command[13], command[14]):
+            if read_new_order(&n, <object>command[1], <object>command[2], <object>command[3], <object>command[4],
+                              <object>command[5], <object>command[6], <object>command[9], <object>command[10],
+                              <object>command[11], <object>command[12], <object>command[13], <object>command[14]):
                 return None
             self._prepare(self._taking(&n), new_slices(&n), n.owner != 0 and n.stp != NONE)
             self._submit(&n)
             o = n.order_id
         elif kind == 1:
-            if as_int64(command[1], &o):
+            if as_int64(<object>command[1], &o):
                 return None
             self._prepare(0, 1, False)
             self._cancel(o)
         else:
-            if read_replace(&o, &p, &q, command[1], command[2], command[3]):
+            if read_replace(&o, &p, &q, <object>command[1], <object>command[2], <object>command[3]):
                 return None
             self._prepare(self._replace_taking(o, p, q), self._replace_slices(o, q, &guarded), guarded)
             self._replace(o, p, q)

@@ -21,13 +21,19 @@ the reply to the sender, and the same reply once to each other TES the command c
 """
 
 from cpython.long cimport PyLong_Check
+from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 from native.book cimport NativeBook, Outcome
 from native.int64 cimport as_int64
+from native.structs cimport field, field_offset
 
 cdef int64_t GTD_ACCEPTED = 2          # `Outcome.accepted` of an order accepted as GTD
+
+cdef enum:
+    KINDS = 3                # the order commands: `NativeBook.execute_encoded`'s kinds 0, 1, 2
+    MAX_FIELDS = 16          # the most fields of one (BookSubmit has 15)
 
 
 cdef class FeedState:
@@ -93,17 +99,20 @@ cdef class OrderPath:
     """The order path of one `servers.shard.Shard`: its containers, fixed for the shard's life,
     are held here; its scalar state (sequence, time, the replies kept) is read and written on it.
 
-    ``kinds`` maps each order command's type to `NativeBook.execute_encoded`'s ``kind``,
-    ``fields`` gives a command's fields as a tuple; an order id's top bits above ``shift`` name
-    its TES."""
+    ``kinds`` maps each order command's type (a msgspec Struct class) to
+    `NativeBook.execute_encoded`'s ``kind``, which reads its fields in place, at their offsets
+    (`native.structs`); an order id's top bits above ``shift`` name its TES."""
 
     cdef object shard
     cdef dict feeds, symbols, max_ids, traded, guards, kinds
     cdef set owed
-    cdef object fields
     cdef int shift
+    cdef Py_ssize_t offsets[KINDS][MAX_FIELDS]
+    cdef Py_ssize_t counts[KINDS]
+    cdef Py_ssize_t symbol_at[KINDS]
+    cdef Py_ssize_t order_id_at[KINDS]
 
-    def __init__(self, shard, dict kinds, fields, int shift):
+    def __init__(self, shard, dict kinds, int shift):
         self.shard = shard
         self.feeds = shard.feeds
         self.symbols = shard._symbols
@@ -112,8 +121,16 @@ cdef class OrderPath:
         self.guards = shard.guards
         self.owed = shard.owed
         self.kinds = kinds
-        self.fields = fields
         self.shift = shift
+        for command, kind in kinds.items():
+            names = command.__struct_fields__
+            if not 0 <= kind < KINDS or len(names) > MAX_FIELDS:
+                raise ValueError(f"{command.__name__}: not an order command of the path")
+            self.counts[kind] = len(names)
+            for i, name in enumerate(names):
+                self.offsets[kind][i] = field_offset(command, name)
+            self.symbol_at[kind] = field_offset(command, "symbol")
+            self.order_id_at[kind] = field_offset(command, "order_id")
 
     def sequence(self, list work, identity, list messages, Py_ssize_t start, tes_id, int64_t sequence,
                  int64_t stamp):
@@ -127,6 +144,7 @@ cdef class OrderPath:
         (``len(messages)`` if none is left), the last sequence and stamp given."""
         cdef Py_ssize_t i, count = len(messages)
         cdef int64_t order_id, now, own = 0
+        cdef int kind
         cdef timespec clock
         cdef bint anyone = tes_id is None
         if not anyone:
@@ -135,11 +153,15 @@ cdef class OrderPath:
                 return start, sequence, stamp
         for i in range(start, count):
             message = messages[i]
-            if type(message) not in self.kinds or message.symbol not in self.feeds:
+            found = self.kinds.get(type(message))
+            if found is None:
+                return i, sequence, stamp
+            kind = found
+            if field(message, self.symbol_at[kind]) not in self.feeds:
                 return i, sequence, stamp
             if not anyone:
-                field = message.order_id
-                if not PyLong_Check(field) or as_int64(field, &order_id) or order_id >> self.shift != own:
+                value = field(message, self.order_id_at[kind])
+                if not PyLong_Check(value) or as_int64(value, &order_id) or order_id >> self.shift != own:
                     return i, sequence, stamp
             clock_gettime(CLOCK_REALTIME, &clock)
             now = clock.tv_sec * 1_000_000_000 + clock.tv_nsec
@@ -170,15 +192,21 @@ cdef class OrderPath:
         the caller's to set."""
         cdef Outcome out
         cdef tuple done
+        cdef PyObject* fields[MAX_FIELDS]
+        cdef Py_ssize_t i, count = self.counts[kind]
+        for i in range(count):
+            fields[i] = (<PyObject**>(<char*><PyObject*>command + self.offsets[kind][i]))[0]
+            if fields[i] == NULL:
+                raise AttributeError(f"{type(command).__name__} field {i} is not set")
         out.md_sequence = feed.sequence
-        done = feed.book.execute_encoded(self.fields(command), kind, sequence, time, packed, feed.quote, market_data,
+        done = feed.book.execute_encoded(fields, count, kind, sequence, time, packed, feed.quote, market_data,
                                          self.shift, &out)
         if done is None:
             return None
         entry, reply, concerned, feed.quote = done
         feed.sequence = out.md_sequence
         if out.accepted:
-            order_id = command.order_id
+            order_id = field(command, self.order_id_at[kind])
             note_accepted(self.max_ids, order_id, self.shift)
             if out.accepted == GTD_ACCEPTED:
                 self.shard._expires(out.expire_at, symbol, order_id)
@@ -220,11 +248,12 @@ cdef class OrderPath:
     cdef object _run_one(self, Run run, tuple item, int64_t sequence):
         """`run`'s step for one item: its stamp if it ran, else None (nothing changed)."""
         cdef tuple done
-        kind = self.kinds.get(type(item[1]))
-        if kind is None or item[2] <= 0:
+        found = self.kinds.get(type(item[1]))
+        if found is None or item[2] <= 0:
             return None
+        cdef int kind = found
         identity, command, stamp = item[0], item[1], item[3]
-        symbol = command.symbol
+        symbol = field(command, self.symbol_at[kind])
         if symbol is not run.symbol and symbol != run.symbol:
             run.feed, run.packed, run.guard = self.feeds[symbol], self.symbols[symbol], self.guards.get(symbol)
             run.published = run.market_data.get(symbol)

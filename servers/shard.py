@@ -109,7 +109,6 @@ NO_PHASES = PhaseState()
 _encode = msgspec.msgpack.Encoder().encode
 _ORDER_KINDS = {BookSubmit: 0, BookCancel: 1, BookReplace: 2}
 """The commands `NativeBook.execute_encoded` runs, by its ``kind``."""
-_fields = msgspec.structs.astuple
 
 
 def _check_encoded_fields() -> None:
@@ -162,7 +161,7 @@ class Shard:
         self.owed: set[str] = {symbol for symbol, state in self.phases.items() if state.owed and symbol in self.guards}
         """The symbols owing a volatility interruption (`PhaseState.owed`; one whose band has since
         left the configuration owes none)."""
-        self.order_path = OrderPath(self, _ORDER_KINDS, _fields, TES_SHIFT)
+        self.order_path = OrderPath(self, _ORDER_KINDS, TES_SHIFT)
         """The order commands in C (`execute_encoded`'s and the OBS loop's): it holds the containers
         above, so none of them is ever replaced, only changed."""
 
