@@ -132,14 +132,6 @@ cdef inline bint read_tag(Reader* r, const char* tag, Py_ssize_t size) noexcept 
     return True
 
 
-cdef inline bint read_bool(Reader* r, bint* out) noexcept nogil:
-    if not _room(r, 1) or (r.data[r.pos] != 0xC2 and r.data[r.pos] != 0xC3):
-        return False
-    out[0] = r.data[r.pos] == 0xC3
-    r.pos += 1
-    return True
-
-
 cdef inline bint skip(Reader* r, int depth) noexcept nogil:
     """Move past one value of any kind (False, the position somewhere inside it, if it is not one
     whole value or nests deeper than `MAX_DEPTH` from ``depth``)."""
