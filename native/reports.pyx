@@ -131,12 +131,9 @@ cdef inline void wire_float(Writer* w, double value) noexcept:
     w.size += 9
 
 
-cdef inline void wire_text(Writer* w, text) except *:
-    """A str (``MAX_HEADER`` + its UTF-8 size of room made first)."""
-    cdef Py_ssize_t size
-    cdef const char* data = PyUnicode_AsUTF8AndSize(text, &size)
-    wire_room(w, MAX_HEADER + size)
-    wire_str(w, data, size)
+cdef inline void wire_status(Writer* w, bytes status) noexcept:
+    """A status, ``status`` its UTF-8 (room made by `Reporter._begin`)."""
+    wire_str(w, PyBytes_AS_STRING(status), PyBytes_GET_SIZE(status))
 
 
 cdef inline void wire_object(Writer* w, value) except *:
@@ -432,7 +429,6 @@ cdef class Reporter:
     cdef object _fill(self, order, int64_t* f, int64_t leaves, bint aggressor, int64_t at, price, quantity):
         """`OrderRegistry._fill`: the order changed, its report."""
         cdef Writer* w = &self.wire
-        cdef Py_ssize_t symbol_size, status_size
         cdef int64_t before_filled, before_notional
         set_field(order, self.o_quantity, leaves)
         before = field(order, self.o_filled)
@@ -453,16 +449,7 @@ cdef class Reporter:
         else:
             state = self._next(self.fill_all, field(order, self.o_state), TO_FILL_ALL)
         set_field(order, self.o_state, state)
-        symbol = field(order, self.o_symbol)
-        cdef const char* symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
-        cdef bytes status = self.states[state]
-        status_size = PyBytes_GET_SIZE(status)
-        w.size = 0
-        wire_room(w, MAX_HEADER + 32 + 14 * MAX_HEADER + symbol_size + status_size)
-        wire_tagged(w, b"OrderFilled", 14)
-        wire_object(w, field(order, self.o_client))
-        wire_object(w, field(order, self.o_id))
-        wire_str(w, symbol_text, symbol_size)
+        status = self._begin(b"OrderFilled", 14, field(order, self.o_client), order, field(order, self.o_symbol), state)
         wire_object(w, field(order, self.o_side))
         wire_int(w, f[2])
         wire_int(w, f[3])
@@ -471,37 +458,28 @@ cdef class Reporter:
         wire_bool(w, aggressor)
         wire_int(w, at)
         wire_object(w, self._number(field(order, self.o_trader)))
-        wire_str(w, PyBytes_AS_STRING(status), status_size)
+        wire_status(w, status)
         wire_object(w, filled)
         wire_float(w, average_price(notional, filled))
         if not leaves:
             self._close(order)
-        return RAW(PyBytes_FromStringAndSize(<char*>w.data, w.size))
+        return self._written()
 
     cdef void _accepted(self, order, symbol, int64_t* f, int64_t at, list reports) except *:
         """An acceptance (``f``: `engine.messages.OrderAccepted`'s fields)."""
         cdef Writer* w = &self.wire
-        cdef Py_ssize_t symbol_size, status_size
         state = self._next(self.accept, field(order, self.o_state), TO_ACCEPT)
         set_field(order, self.o_state, state)
         set_field(order, self.o_tif, TIFS[f[3]])
         set_field(order, self.o_expire, f[11])
         set_field(order, self.o_stp, STPS[f[10]])
         trader, filled = field(order, self.o_trader), field(order, self.o_filled)
-        cdef const char* symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
-        cdef bytes status = self.states[state]
-        status_size = PyBytes_GET_SIZE(status)
-        w.size = 0
-        wire_room(w, MAX_HEADER + 32 + 19 * MAX_HEADER + symbol_size + status_size)
-        wire_tagged(w, b"OrderAccepted", 19)
-        wire_object(w, field(order, self.o_client))
-        wire_object(w, field(order, self.o_id))
-        wire_str(w, symbol_text, symbol_size)
+        status = self._begin(b"OrderAccepted", 19, field(order, self.o_client), order, symbol, state)
         for i in range(1, 6):
             wire_int(w, f[i])
         wire_int(w, at)
         wire_object(w, self._number(trader))
-        wire_str(w, PyBytes_AS_STRING(status), status_size)
+        wire_status(w, status)
         wire_object(w, filled)
         wire_object(w, field(order, self.o_quantity))
         wire_float(w, average_price(field(order, self.o_notional), filled))
@@ -510,14 +488,13 @@ cdef class Reporter:
         wire_int(w, f[8])
         wire_int(w, f[10])
         wire_int(w, f[11])
-        reports.append((trader, RAW(PyBytes_FromStringAndSize(<char*>w.data, w.size))))
+        reports.append((trader, self._written()))
 
     cdef void _canceled(self, order, symbol, int64_t* f, int64_t at, list reports) except *:
         """An order canceled (``f``: `engine.messages.OrderCanceled`'s fields): at its trader's
         request, the oldest request in flight answered (its reason, and the request's client
         order id if the trader's own); else its own."""
         cdef Writer* w = &self.wire
-        cdef Py_ssize_t symbol_size, status_size
         client_order_id, reason = field(order, self.o_client), CANCEL_REASONS[f[2]]
         requests = field(order, self.o_requests)
         if f[2] == REQUESTED and requests:
@@ -529,25 +506,38 @@ cdef class Reporter:
         set_field(order, self.o_state, state)
         set_field(order, self.o_quantity, 0)
         trader, filled = field(order, self.o_trader), field(order, self.o_filled)
-        cdef const char* symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
-        cdef bytes status = self.states[state]
-        status_size = PyBytes_GET_SIZE(status)
-        w.size = 0
-        wire_room(w, MAX_HEADER + 32 + 11 * MAX_HEADER + symbol_size + status_size)
-        wire_tagged(w, b"OrderCanceled", 11)
-        wire_object(w, client_order_id)
-        wire_object(w, field(order, self.o_id))
-        wire_str(w, symbol_text, symbol_size)
+        status = self._begin(b"OrderCanceled", 11, client_order_id, order, symbol, state)
         wire_int(w, f[1])
         wire_object(w, reason)
         wire_int(w, at)
         wire_object(w, self._number(trader))
-        wire_str(w, PyBytes_AS_STRING(status), status_size)
+        wire_status(w, status)
         wire_object(w, filled)
         wire_int(w, 0)
         wire_float(w, average_price(field(order, self.o_notional), filled))
-        reports.append((trader, RAW(PyBytes_FromStringAndSize(<char*>w.data, w.size))))
+        reports.append((trader, self._written()))
         self._close(order)
+
+    cdef bytes _begin(self, const char* tag, Py_ssize_t fields, client_order_id, order, symbol, state):
+        """Begin a report in `wire`, emptied, with room made for all of it: the array and ``tag``
+        of a report of ``fields`` fields, then its client order id, ``order``'s id and ``symbol``.
+        Returns the msgpack text of ``state``, the status, which the caller writes in its place
+        (`wire_status`)."""
+        cdef Writer* w = &self.wire
+        cdef Py_ssize_t symbol_size
+        cdef const char* symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
+        cdef bytes status = self.states[state]
+        w.size = 0
+        wire_room(w, MAX_HEADER + 32 + fields * MAX_HEADER + symbol_size + PyBytes_GET_SIZE(status))
+        wire_tagged(w, tag, fields)
+        wire_object(w, client_order_id)
+        wire_object(w, field(order, self.o_id))
+        wire_str(w, symbol_text, symbol_size)
+        return status
+
+    cdef object _written(self):
+        """The report in `wire`, as a `msgspec.Raw`."""
+        return RAW(PyBytes_FromStringAndSize(<char*>self.wire.data, self.wire.size))
 
     cdef void _close(self, order) except *:
         """`OrderRegistry._close`: no longer open; forgotten unless a request awaits its answer."""
