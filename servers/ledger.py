@@ -537,7 +537,8 @@ class LedgerJournal:
     def _write_snapshot(self, state: LedgerState) -> None:
         """On the writer thread: the journal durable up to the snapshot, the snapshot, then the
         journal before the older kept one discarded. A failure is logged: the journal alone
-        still rebuilds the ledger."""
+        still rebuilds the ledger. So is a state msgpack cannot carry (a portfolio's cash or
+        P&L beyond 64 bits, which Python's ints allow and the journal's records never hold)."""
         try:
             self.journal.sync_to(state.journal_offset)
             payload = self._encode(state)
@@ -550,6 +551,9 @@ class LedgerJournal:
                 self.journal.discard_before(self._snapshot_offsets[0])
         except (OSError, JournalFailed) as exc:
             log.error("ledger snapshot at record %d not written: %s", state.sequence, exc)
+        except OverflowError as exc:
+            log.error("ledger snapshot at record %d not written: %s (a value beyond 64 bits in the ledger; the "
+                      "journal alone rebuilds it)", state.sequence, exc)
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)

@@ -273,3 +273,33 @@ def test_a_trader_numbering_every_request_from_one_counter_keeps_its_ids_in_orde
     recovered, again = open_journal(tmp_path, 10**9)
     again.close()
     assert ledger_state(recovered) == ledger_state(ledger)
+
+
+def test_a_ledger_beyond_64_bits_is_not_snapshotted_says_so_and_recovers_from_its_journal(tmp_path, caplog):
+    """Three fills of 2**31 - 1 lots at 2**31 - 1 take a buyer's cash past -2**63, which Python's
+    ints hold and msgpack cannot: the snapshot due is not written and the error is logged (it used
+    to vanish in the writer thread's future), and the journal alone rebuilds the same ledger."""
+    from engine import messages as book
+    big = 2**31 - 1
+    order_id = (TES_ID << 48) | 1
+    ledger, journal = open_journal(tmp_path, 5)
+    records = [Entered("alice", 1, order_id, "ACME", Side.BUY, OrderType.LIMIT, TimeInForce.GTC, big, 3 * big)]
+    events = [[book.OrderAccepted(order_id, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, big, 3 * big)]]
+    events += [[book.OrderFilled(order_id, 99, big, big, 3 * big - n * big, 0, Side.SELL, n)] for n in range(1, 4)]
+    for sequence, made in enumerate(events, 1):
+        records.append(Received("A", REPLIES.encode([p.Executed(sequence, "ACME", made, sequence)]), sequence))
+    for record in records:
+        ledger.apply(record)
+        journal.add(record)
+        assert journal.write()
+        if journal._written is not None:
+            journal._written.result()
+    journal.close()
+    cash = ledger.portfolio("alice").cash
+    assert cash == -3 * big * big < -(2**63)
+    assert "ledger snapshot at record 5 not written" in caplog.text and "beyond 64 bits" in caplog.text
+    assert not list(tmp_path.glob("ledger-*.msgpack"))
+    recovered, journal = open_journal(tmp_path, 5)
+    journal.close()
+    assert recovered.portfolio("alice").cash == cash
+    assert recovered.portfolio("alice").holdings["ACME"].quantity == 3 * big
