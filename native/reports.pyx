@@ -68,7 +68,7 @@ cdef enum:
     IS_EXECUTED = 4
     FIELDS = 12              # the most fields of an event read in C (OrderAccepted's)
 
-# The fields of each message read or written here, in order: the import fails if one changes.
+# The fields of each message read or written here, in order: a Reporter is not made if one changes.
 EVENT_FIELDS = {
     FILLED: ("maker_id", "taker_id", "price", "quantity", "maker_leaves", "taker_leaves", "aggressor", "sequence"),
     ACCEPTED: ("order_id", "side", "order_type", "time_in_force", "price", "quantity", "stop_price",
