@@ -260,8 +260,9 @@ cdef enum:
     AHEAD_MASK = 15          # ``NativeBook.ahead`` holds the orders of the AHEAD_ORDER messages ahead
 
 
-def _by_value(enum):
-    """The members of an IntEnum numbered 0, 1, ... as a tuple indexed by value (a C code)."""
+def by_value(enum):
+    """The members of an IntEnum numbered 0, 1, ... as a tuple indexed by value (a C code): the
+    native book's tables, and `native.reports`'."""
     members = tuple(sorted(enum))
     if [int(member) for member in members] != list(range(len(members))):
         raise ImportError(f"{enum.__name__} is not numbered 0, 1, ...: the native book indexes it by value")
@@ -306,12 +307,12 @@ def _same_events():
 
 _same_events()
 
-cdef tuple SIDES = _by_value(Side)
-cdef tuple ORDER_TYPES = _by_value(OrderType)
-cdef tuple TIFS = _by_value(TimeInForce)
-cdef tuple CANCEL_REASONS = _by_value(CancelReason)
-cdef tuple STPS = _by_value(SelfTradePrevention)
-cdef tuple PHASES = _by_value(Phase)
+cdef tuple SIDES = by_value(Side)
+cdef tuple ORDER_TYPES = by_value(OrderType)
+cdef tuple TIFS = by_value(TimeInForce)
+cdef tuple CANCEL_REASONS = by_value(CancelReason)
+cdef tuple STPS = by_value(SelfTradePrevention)
+cdef tuple PHASES = by_value(Phase)
 cdef dict REASONS = {int(reason): (reason, reason.text) for reason in RejectReason}
 cdef object OUT_OF_RANGE = RejectReason.VALUE_OUT_OF_RANGE
 cdef object _OrderAccepted = OrderAccepted

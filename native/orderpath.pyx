@@ -27,7 +27,7 @@ from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 from native.book cimport NativeBook, Outcome
 from native.int64 cimport as_int64
-from native.structs cimport field, field_offset
+from native.structs cimport borrowed_field, field, field_offset
 
 cdef int64_t GTD_ACCEPTED = 2          # `Outcome.accepted` of an order accepted as GTD
 
@@ -195,9 +195,7 @@ cdef class OrderPath:
         cdef PyObject* fields[MAX_FIELDS]
         cdef Py_ssize_t i, count = self.counts[kind]
         for i in range(count):
-            fields[i] = (<PyObject**>(<char*><PyObject*>command + self.offsets[kind][i]))[0]
-            if fields[i] == NULL:
-                raise AttributeError(f"{type(command).__name__} field {i} is not set")
+            fields[i] = borrowed_field(command, self.offsets[kind][i])
         out.md_sequence = feed.sequence
         done = feed.book.execute_encoded(fields, count, kind, sequence, time, packed, feed.quote, market_data,
                                          self.shift, &out)

@@ -25,20 +25,21 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Free, PyMem_RawFree, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
-from libc.stdint cimport int64_t, uint8_t, uint64_t
-from libc.string cimport memcmp, memcpy
+from libc.stdint cimport int64_t, uint8_t
+from libc.string cimport memcmp
 
 import msgspec
 
 from engine import messages as book
 from engine.lifecycle import TERMINAL, TRANSITIONS, OrderState, Transition, next_state
 from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
+from native.book import by_value
 
 from native.constants cimport BUY, REQUESTED
 from native.int64 cimport as_int64
 from native.reader cimport Reader, read_array, read_int, read_str, read_tag, skip
 from native.structs cimport field, field_offset, set_field
-from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_int, wire_room, wire_str, wire_tagged
+from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_float, wire_int, wire_room, wire_str, wire_tagged
 
 cdef object FILLED = book.OrderFilled, ACCEPTED = book.OrderAccepted, CANCELED = book.OrderCanceled
 cdef object RAW = msgspec.Raw
@@ -47,16 +48,8 @@ cdef object TO_FILL_PART = Transition.FILL_PART, TO_FILL_ALL = Transition.FILL_A
 cdef object EVENT_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 
 
-cdef tuple members(enum):
-    """``enum``'s members indexed by value (its values must be 0, 1, 2...)."""
-    made = tuple(sorted(enum, key=int))
-    if [int(member) for member in made] != list(range(len(made))):
-        raise TypeError(f"{enum.__name__}'s values are not 0, 1, 2...")
-    return made
-
-
-cdef tuple SIDES = members(Side), ORDER_TYPES = members(OrderType), TIFS = members(TimeInForce)
-cdef tuple STPS = members(SelfTradePrevention), CANCEL_REASONS = members(CancelReason)
+cdef tuple SIDES = by_value(Side), ORDER_TYPES = by_value(OrderType), TIFS = by_value(TimeInForce)
+cdef tuple STPS = by_value(SelfTradePrevention), CANCEL_REASONS = by_value(CancelReason)
 
 
 cdef enum:
@@ -118,17 +111,6 @@ cdef inline double average_price(notional, filled) except? -1.0:
     if not as_int64(notional, &n) and not as_int64(filled, &f) and -EXACT <= n <= EXACT and 0 < f <= EXACT:
         return <double>n / <double>f
     return PyFloat_AS_DOUBLE(notional / filled if filled else 0.0)
-
-
-cdef inline void wire_float(Writer* w, double value) noexcept:
-    """A float, as msgspec writes every float: float 64 (`MAX_HEADER` bytes of room)."""
-    cdef uint64_t word
-    cdef int i
-    memcpy(&word, &value, 8)
-    w.data[w.size] = 0xCB
-    for i in range(8):
-        w.data[w.size + 1 + i] = <uint8_t>(word >> (8 * (7 - i)))
-    w.size += 9
 
 
 cdef inline void wire_status(Writer* w, bytes status) noexcept:
@@ -564,18 +546,19 @@ cdef int peek(message, int64_t* client_order_id, int64_t* number) except -1:
     cdef Py_buffer view
     cdef Reader r
     cdef Py_ssize_t fields, k, at
+    cdef bint read
     PyObject_GetBuffer(message, &view, PyBUF_SIMPLE)
     try:
         r.data, r.size, r.pos = <const uint8_t*>view.buf, view.len, 0
         if read_array(&r, &fields):
             for k in range(3):
                 if read_tag(&r, TAGS[k], TAG_SIZES[k]):
-                    if not read_int(&r, client_order_id):
-                        break
-                    for at in range(2, NUMBER_AT[k]):
-                        if not skip(&r, 0):
-                            break
-                    if read_int(&r, number):
+                    read = read_int(&r, client_order_id)
+                    at = 2
+                    while read and at < NUMBER_AT[k]:
+                        read = skip(&r, 0)
+                        at += 1
+                    if read and read_int(&r, number):
                         return k
                     break
         raise ValueError("not a report written by native.reports")

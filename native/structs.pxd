@@ -1,5 +1,5 @@
 # msgspec Struct and ``__slots__`` fields read and written in place, by their offsets (native/entry.pyx,
-# reports.pyx).
+# reports.pyx, orderpath.pyx).
 #
 # A msgspec Struct keeps each field in an object slot, as ``__slots__`` does, described on its class
 # by a member descriptor: reading one through the attribute protocol looks the name up in the type
@@ -42,12 +42,18 @@ cdef inline Py_ssize_t field_offset(object cls, str name) except -1:
     return (<MemberDescr*>descriptor).d_member.offset
 
 
-cdef inline object field(object instance, Py_ssize_t offset):
-    """The field at ``offset`` of ``instance`` (AttributeError if it was never set)."""
+cdef inline PyObject* borrowed_field(object instance, Py_ssize_t offset) except NULL:
+    """The field at ``offset`` of ``instance``, borrowed: valid while ``instance`` holds it
+    (AttributeError if it was never set)."""
     cdef PyObject* value = (<PyObject**>(<char*><PyObject*>instance + offset))[0]
     if value == NULL:
         raise AttributeError(f"{type(instance).__name__} field at offset {offset} is not set")
-    return <object>value
+    return value
+
+
+cdef inline object field(object instance, Py_ssize_t offset):
+    """The field at ``offset`` of ``instance`` (AttributeError if it was never set)."""
+    return <object>borrowed_field(instance, offset)
 
 
 cdef inline void set_field(object instance, Py_ssize_t offset, object value) noexcept:

@@ -8,9 +8,10 @@
 # non-negative value and the smallest signed form for a negative one. Strings shorter than 32 bytes
 # are fixstr, then str8, str16 and str32; arrays fixarray below 16 items, then array16 and array32.
 # msgspec encodes an ``array_like`` tagged Struct as an array of its tag (the class name) and its
-# fields in order, and an IntEnum as its value: `wire_tagged` writes that header.
+# fields in order, and an IntEnum as its value: `wire_tagged` writes that header. Every float is a
+# float 64.
 #
-# Everything here is `cdef inline`: cimported by book.pyx, compiled into its C file.
+# Everything here is `cdef inline`: cimported by book.pyx, entry.pyx and reports.pyx, compiled into each.
 
 from cpython.mem cimport PyMem_RawRealloc
 from libc.stdint cimport int64_t, uint8_t, uint64_t
@@ -112,6 +113,13 @@ cdef inline void wire_str(Writer* w, const char* text, Py_ssize_t size) noexcept
         _marked(w, 0xDB, <uint64_t>size, 4)
     memcpy(&w.data[w.size], text, <size_t>size)
     w.size += size
+
+
+cdef inline void wire_float(Writer* w, double value) noexcept nogil:
+    """A float, as msgspec writes every float: float 64 (`MAX_HEADER` bytes of room)."""
+    cdef uint64_t word
+    memcpy(&word, &value, 8)
+    _marked(w, 0xCB, word, 8)
 
 
 cdef inline void wire_bool(Writer* w, bint value) noexcept nogil:
