@@ -35,7 +35,7 @@ from libc.stdint cimport int64_t
 
 from native.constants cimport GTD, LIMIT, MARKET, POST_ONLY
 from native.int64 cimport as_int64
-from native.structs cimport field, field_offset, set_field
+from native.structs cimport check_fields, field, field_offset, set_field
 from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_int, wire_room, wire_str, wire_tagged
 
 cdef enum:
@@ -43,6 +43,19 @@ cdef enum:
     SUBMIT_FIELDS = 15       # servers.protocol.BookSubmit
     REQUESTED_FIELDS = 5     # servers.ledger.Requested
     CANCEL_FIELDS = 4        # servers.protocol.BookCancel
+
+# The fields of each message written here, in order (their counts above): an EntryPath is not made
+# if one changes.
+WRITTEN_FIELDS = {
+    "Entered": ("trader", "client_order_id", "order_id", "symbol", "side", "order_type", "time_in_force", "price",
+                "quantity", "stop_price", "display_quantity", "flags", "stp", "expire_at"),
+    "Requested": ("trader", "order_id", "cancel", "client_order_id", "reason"),
+    "BookSubmit": ("symbol", "order_id", "side", "order_type", "time_in_force", "price", "quantity", "account",
+                   "client_order_id", "stop_price", "display_quantity", "flags", "owner", "stp", "expire_at"),
+    "BookCancel": ("symbol", "order_id", "client_order_id", "reason"),
+}
+assert [len(names) for names in WRITTEN_FIELDS.values()] == [ENTERED_FIELDS, REQUESTED_FIELDS, SUBMIT_FIELDS,
+                                                             CANCEL_FIELDS]
 
 cdef int64_t BOUND = (<int64_t>1) << 31
 """Prices, quantities and the centre of a price band the path computes with lie in 1..BOUND - 1,
@@ -76,6 +89,8 @@ cdef class EntryPath:
     ``order``, ``request``, ``raw`` and ``deque`` are `servers.protocol.EnterOrder` and
     `CancelOrder`, `servers.orders.Order` and `Request`, `msgspec.Raw` and `collections.deque`;
     ``requested`` is `CancelReason.REQUESTED`; an exchange order id is ``(tes_id << id_bits) | counter``.
+    ``written`` holds the classes of the messages it writes: `servers.ledger.Entered` and `Requested`,
+    `servers.protocol.BookSubmit` and `BookCancel`, whose fields it checks.
 
     The last instrument seen is kept as C fields (an `InstrumentConfig` is frozen: the same
     object has the same rules)."""
@@ -89,7 +104,12 @@ cdef class EntryPath:
     cdef bint usable, limit_enabled, market_enabled, post_only_enabled
     cdef int64_t tick, lot, min_quantity, max_quantity, band_bps, reference_price
 
-    def __init__(self, tes, enter_order, cancel_order, order, request, raw, deque, requested, int id_bits):
+    def __init__(self, tes, enter_order, cancel_order, order, request, raw, deque, requested, int id_bits,
+                 tuple written):
+        for cls in written:
+            check_fields(cls, cls.__name__, WRITTEN_FIELDS.get(cls.__name__), "entry.pyx")
+        if sorted(cls.__name__ for cls in written) != sorted(WRITTEN_FIELDS):
+            raise TypeError(f"EntryPath writes {sorted(WRITTEN_FIELDS)}: give their classes")
         self.tes = tes
         self.ledger = tes.ledger
         self.registry = tes.ledger.orders

@@ -38,7 +38,7 @@ from native.book import by_value
 from native.constants cimport BUY, REQUESTED
 from native.int64 cimport as_int64
 from native.reader cimport Reader, read_array, read_int, read_str, read_tag, skip
-from native.structs cimport field, field_offset, set_field
+from native.structs cimport check_fields, field, field_offset, set_field
 from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_float, wire_int, wire_room, wire_str, wire_tagged
 
 cdef object FILLED = book.OrderFilled, ACCEPTED = book.OrderAccepted, CANCELED = book.OrderCanceled
@@ -78,11 +78,6 @@ REPORT_FIELDS = {
                       "filled", "leaves", "average_price"),
 }
 EXECUTED_FIELDS = ("sequence", "symbol", "events", "time")
-
-
-cdef void check_fields(cls, str tag, tuple names) except *:
-    if cls.__struct_fields__ != names or cls.__struct_config__.tag != tag:
-        raise TypeError(f"{cls.__name__} is not the message native/reports.pyx reads or writes: rebuild it")
 
 
 ctypedef struct Record:
@@ -155,10 +150,10 @@ cdef class Reporter:
         self.decode_event = msgspec.msgpack.Decoder(book.Event).decode
         self.decode_reply = msgspec.msgpack.Decoder(reply).decode
         for cls, names in EVENT_FIELDS.items():
-            check_fields(cls, cls.__name__, names)
+            check_fields(cls, cls.__name__, names, "reports.pyx")
         for cls in (accepted, filled, canceled):
-            check_fields(cls, cls.__name__, REPORT_FIELDS[cls.__name__])
-        check_fields(executed, "Executed", EXECUTED_FIELDS)
+            check_fields(cls, cls.__name__, REPORT_FIELDS[cls.__name__], "reports.pyx")
+        check_fields(executed, "Executed", EXECUTED_FIELDS, "reports.pyx")
         self.states = {state: state.value.encode() for state in OrderState}
         self.accept, self.cancel = self._after(TO_ACCEPT), self._after(TO_CANCEL)
         self.fill_part, self.fill_all = self._after(TO_FILL_PART), self._after(TO_FILL_ALL)

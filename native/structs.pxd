@@ -42,6 +42,13 @@ cdef inline Py_ssize_t field_offset(object cls, str name) except -1:
     return (<MemberDescr*>descriptor).d_member.offset
 
 
+cdef inline void check_fields(object cls, str tag, tuple names, str module) except *:
+    """TypeError unless ``cls`` (a msgspec Struct class) is tagged ``tag`` and has the fields
+    ``names`` in order: the message ``module`` reads or writes by position was changed."""
+    if cls.__struct_fields__ != names or cls.__struct_config__.tag != tag:
+        raise TypeError(f"{cls.__name__} is not the message native/{module} reads or writes: rebuild it")
+
+
 cdef inline PyObject* borrowed_field(object instance, Py_ssize_t offset) except NULL:
     """The field at ``offset`` of ``instance``, borrowed: valid while ``instance`` holds it
     (AttributeError if it was never set)."""

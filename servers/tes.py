@@ -287,7 +287,8 @@ class TradingEngineServer:
         the TES's own refusals never are; accepted, or rejected by the book, its server or for want
         of one) ends its wait, and its latency if it goes to a session; rejects are counted by reason."""
         self.entry: EntryPath | None = EntryPath(self, p.EnterOrder, p.CancelOrder, Order, Request, msgspec.Raw, deque,
-                                                 CancelReason.REQUESTED, ID_BITS)
+                                                 CancelReason.REQUESTED, ID_BITS,
+                                                 (Entered, Requested, p.BookSubmit, p.BookCancel))
         """The order entry in C (`native.entry`): each logged-on session's run of orders it takes;
         None sends every message through `_dispatch` (the tests compare the two)."""
 

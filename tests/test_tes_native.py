@@ -12,6 +12,7 @@ for byte, and so must every frame sent to the client and to the book, the ledger
 
 import random
 import tempfile
+from collections import deque
 from pathlib import Path
 
 import msgspec
@@ -19,11 +20,13 @@ import pytest
 
 import servers.tes as tes_module
 from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange
-from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
+from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
+from native.entry import EntryPath
+from native.reports import Reporter
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, read_records
-from servers.ledger import ID_BITS, Entered, Ledger, LedgerRecord, Received
-from servers.orders import OrderRegistry
+from servers.ledger import ID_BITS, Entered, Ledger, LedgerRecord, Received, Requested
+from servers.orders import Order, OrderRegistry, Request
 
 START_NS = 1_800_000_000_000_000_000
 """The exchange clock at the start of a stream (each turn moves it on by `TURN_NS`)."""
@@ -466,3 +469,32 @@ def test_a_frame_of_every_kind_of_reply_and_event_is_read_in_c_as_by_the_python(
     assert [reply[0] for reply in returned] == ["HelloReply", "BookView", "CommandRefused"]
     assert fast.last_sequence[SYMBOL] == 9, "the replay of sequence 8 after 9 is skipped"
     assert fast.orders.orders[ids[2]].state.value == "accepted"
+
+
+def without_last_field(cls):
+    """A message class named and tagged as ``cls``, its last field left out."""
+    return msgspec.defstruct(cls.__name__, list(cls.__struct_fields__[:-1]), tag=True)
+
+
+@pytest.mark.parametrize("changed", range(4))
+def test_the_order_entry_in_c_refuses_a_message_it_would_write_wrongly(changed):
+    written = [Entered, Requested, p.BookSubmit, p.BookCancel]
+    name = written[changed].__name__
+    written[changed] = without_last_field(written[changed])
+    with pytest.raises(TypeError, match=f"^{name} is not the message native/entry.pyx reads or writes: rebuild it"):
+        EntryPath(None, p.EnterOrder, p.CancelOrder, Order, Request, msgspec.Raw, deque, CancelReason.REQUESTED,
+                  ID_BITS, tuple(written))
+    with pytest.raises(TypeError, match="give their classes"):
+        EntryPath(None, p.EnterOrder, p.CancelOrder, Order, Request, msgspec.Raw, deque, CancelReason.REQUESTED,
+                  ID_BITS, (Entered, Requested, p.BookSubmit))
+
+
+@pytest.mark.parametrize("changed", ["Executed", "OrderAccepted", "OrderFilled", "OrderCanceled"])
+def test_the_reports_in_c_refuse_a_message_they_would_read_or_write_wrongly(changed):
+    messages = {"Executed": p.Executed, "OrderAccepted": p.OrderAccepted, "OrderFilled": p.OrderFilled,
+                "OrderCanceled": p.OrderCanceled}
+    messages[changed] = without_last_field(messages[changed])
+    ledger = Ledger(TES_ID, {"A": [SYMBOL]})
+    with pytest.raises(TypeError, match=f"^{changed} is not the message native/reports.pyx reads or writes"):
+        Reporter(ledger, Order, p.ObsReply, messages["Executed"], p.CommandRefused, messages["OrderAccepted"],
+                 messages["OrderFilled"], messages["OrderCanceled"])
