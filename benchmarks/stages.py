@@ -7,7 +7,8 @@ asked for, so no second of the run is missed) and divides the difference by the 
 
     per server, per stage: µs of wall time per order, its share of the busy time (every stage
     but ``idle``), the loop thread's CPU µs per order (unless the servers run with
-    ``EXCHANGE_STAGES=wall``) and the stage's laps (its loop turns) in the run
+    ``EXCHANGE_STAGES=wall``: by default estimated from the turns sampled, see `Stages`) and the
+    stage's laps (its loop turns) in the run
 
 The stages of a loop add up to its time, so ``busy`` is the loop thread's working time per
 order; the process's CPU per order (`benchmarks.e2e`) also holds ZeroMQ's I/O threads and the
@@ -19,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from servers.status import IDLE, STATUS_FILE
+from servers.status import IDLE, STATUS_FILE, estimated_cpu_ns
 
 FRESH_TIMEOUT_S = 10.0
 """How long to wait for a server to write a status document newer than asked for."""
@@ -55,9 +56,10 @@ def read(paths: dict[str, Path]) -> dict[str, dict]:
 
 
 def per_order(before: dict[str, dict], after: dict[str, dict], orders: int) -> dict[str, dict]:
-    """Per server: ``{"clock", "busy_us", "busy_cpu_us", "orders_per_turn", "stages": {name:
+    """Per server: ``{"clock", "cpu_turns", "busy_us", "busy_cpu_us", "orders_per_turn", "stages": {name:
     {"wall_us", "share", "cpu_us", "laps"}}}``, the change between two `read`s per order
-    (``busy_us``: all stages but idle, ``busy_cpu_us`` their CPU; ``share``: of ``busy_us``;
+    (``busy_us``: all stages but idle, ``busy_cpu_us`` their CPU, estimated from the ``cpu_turns``
+    turns whose CPU time was read; ``share``: of ``busy_us``;
     ``orders_per_turn``: orders per lap of ``receive``, the turns that read input; None without one)."""
     figures = {}
     for server, totals in after.items():
@@ -66,7 +68,9 @@ def per_order(before: dict[str, dict], after: dict[str, dict], orders: int) -> d
         wall = [now - then for now, then in zip(totals["wall_ns"], first["wall_ns"], strict=True)]
         cpu = None
         if totals["cpu_ns"] is not None and first["cpu_ns"] is not None:
-            cpu = [now - then for now, then in zip(totals["cpu_ns"], first["cpu_ns"], strict=True)]
+            cpu = estimated_cpu_ns([now - then for now, then in zip(totals["cpu_ns"], first["cpu_ns"], strict=True)],
+                                   totals["cpu_turns"] - first["cpu_turns"],
+                                   totals["laps"][names.index(IDLE)] - first["laps"][names.index(IDLE)])
         busy = sum(ns for name, ns in zip(names, wall, strict=True) if name != IDLE)
         stages = {}
         for stage, name in enumerate(names):
@@ -78,14 +82,16 @@ def per_order(before: dict[str, dict], after: dict[str, dict], orders: int) -> d
             }
         turns = stages["receive"]["laps"]
         busy_cpu = None if cpu is None else sum(ns for name, ns in zip(names, cpu, strict=True) if name != IDLE)
-        figures[server] = {"clock": totals["clock"], "busy_us": round(busy / orders / 1000, 3),
+        cpu_turns = None if cpu is None else totals["cpu_turns"] - first["cpu_turns"]
+        figures[server] = {"clock": totals["clock"], "cpu_turns": cpu_turns, "busy_us": round(busy / orders / 1000, 3),
                            "busy_cpu_us": None if busy_cpu is None else round(busy_cpu / orders / 1000, 3),
                            "orders_per_turn": round(orders / turns, 2) if turns else None, "stages": stages}
     return figures
 
 
 def median(runs: list[dict[str, dict]]) -> dict[str, dict]:
-    """One `per_order` from several runs' (each figure's median; the laps of the run in the middle)."""
+    """One `per_order` from several runs' (each figure's median; the laps and the turns sampled of
+    the run in the middle)."""
     middle = runs[(len(runs) - 1) // 2]
     figures = {}
     for server, first in middle.items():
@@ -94,7 +100,7 @@ def median(runs: list[dict[str, dict]]) -> dict[str, dict]:
             stages[name] = {key: _median([run[server]["stages"][name][key] for run in runs])
                             for key in ("wall_us", "share", "cpu_us")}
             stages[name]["laps"] = stage["laps"]
-        figures[server] = {"clock": first["clock"], "stages": stages, **{
+        figures[server] = {"clock": first["clock"], "cpu_turns": first["cpu_turns"], "stages": stages, **{
             key: _median([run[server][key] for run in runs]) for key in ("busy_us", "busy_cpu_us", "orders_per_turn")}}
     return figures
 
@@ -102,14 +108,16 @@ def median(runs: list[dict[str, dict]]) -> dict[str, dict]:
 def format_table(rows: list[dict]) -> list[str]:
     """The stage table of the rows of `benchmarks.e2e` (each with ``stages`` from `median`):
     a line per server and stage, a column per offered rate: µs per order and share of the busy
-    time, and the loop thread's CPU µs per order where measured."""
+    time, and the loop thread's CPU µs per order where measured (and in how many turns of the
+    run in the middle it was read)."""
     rows = [row for row in rows if row.get("stages")]
     if not rows:
         return []
     lines = [
         "Where each order's time goes, per server and stage (µs of the loop's wall time per order sent, and its "
-        "share of the loop's busy time, then the loop thread's CPU µs per order; `idle`: waiting for input; "
-        "`orders per turn`: per loop turn that read input; benchmarks/stages.py):",
+        "share of the loop's busy time, then the loop thread's CPU µs per order, estimated from the turns whose "
+        "CPU time was read; `idle`: waiting for input; `orders per turn`: per loop turn that read input; "
+        "benchmarks/stages.py):",
         "",
         "| server: stage | " + " | ".join(f"{row['offered_per_s']:,}/s" for row in rows) + " |",
         "|---|" + "---:|" * len(rows),
@@ -126,6 +134,10 @@ def format_table(rows: list[dict]) -> list[str]:
         lines.append(f"| {LABELS[server]}: busy | " + " | ".join(cells) + " |")
         turns = [_number(row["stages"][server]["orders_per_turn"]) for row in rows]
         lines.append(f"| {LABELS[server]}: orders per turn | " + " | ".join(turns) + " |")
+        sampled = [row["stages"][server].get("cpu_turns") for row in rows]
+        if any(count is not None for count in sampled):
+            cells = ["n/a" if count is None else f"{count:,}" for count in sampled]
+            lines.append(f"| {LABELS[server]}: turns whose CPU was read | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -22,7 +22,9 @@ next turn's frame from the book server. Every request must be answered as on the
 
 Measured in the same run, each as process CPU time per request:
 
-- the TES's turns, and within them its loop's stages (`servers.status.Stages`, as in `bench e2e`);
+- the TES's turns, and within them its loop's stages (`servers.status.Stages` with the servers'
+  clock, `EXCHANGE_STAGES`: by default each stage's CPU time read in one turn in about 16 and
+  scaled, as in `bench e2e`; ``cpu`` reads it in every turn, exact, and costs the turns more);
 - the codec floor: msgspec alone decoding and encoding the very frames the TES read and sent
   (client requests in, commands out, book replies in, reports out), what any TES written in
   Python must at least do;
@@ -46,7 +48,7 @@ import zmq
 
 from benchmarks import obs
 from benchmarks.book import machine
-from config.settings import load_config
+from config.settings import ConfigError, load_config
 from engine import workload
 from engine.progress import task
 from engine.stream import CANCEL, LIMIT_GTC, MARKET
@@ -59,7 +61,7 @@ from servers.logons import Verdict
 from servers.obs import OrderBookServer
 from servers.processes import exchange_env
 from servers.shard import Shard
-from servers.status import Stages
+from servers.status import SAMPLE_TURNS, STAGES_ENV, Stages, estimated_cpu_ns
 from servers.tes import IDLE, STAGES, TradingEngineServer
 
 SYMBOL = "ACME"
@@ -123,9 +125,12 @@ class Exchange:
     the book server greeted; the OBS's state for its one shard; what each measured part cost."""
 
     def __init__(self, directory: Path) -> None:
+        clock = Stages(STAGES).clock
+        if clock not in ("sampled", "cpu"):
+            raise ConfigError(f"bench tes times the TES's stages' CPU: {STAGES_ENV}={clock!r} reads none "
+                              "(sampled, the default, or cpu)")
         env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC="never", EXCHANGE__TES__TES_ID=str(TES_ID))
         self.tes = tes = TradingEngineServer(load_config(environ=env))
-        tes.stages = Stages(STAGES, "cpu")
         (self.shard,) = tes.shards.values()
         self.sockets = tes.clients, self.shard.socket
         tes.clients = self.clients = Queue()
@@ -193,8 +198,10 @@ def one_run(frames: list[bytes], count: int) -> dict:
                     exchange.turn(None)
             tes = exchange.tes
             check(tes, frames)
-            stages = {name: tes.stages.cpu_ns[index] / 1e3 / count for index, name in enumerate(STAGES)
-                      if name != "idle"}
+            watch = tes.stages
+            cpu = estimated_cpu_ns(watch.cpu_ns, watch.cpu_turns, watch.laps[IDLE])
+            stages = {name: None if cpu is None else cpu[index] / 1e3 / count
+                      for index, name in enumerate(STAGES) if index != IDLE}
             floor = codec_floor(frames, exchange.commands_out, exchange.replies_in, exchange.clients.sent)
             ledger = ledger_alone(tes)
             return {"tes": exchange.tes_seconds / count * 1e6, "stages": stages, "floor": floor / count * 1e6,
@@ -296,7 +303,7 @@ def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
         figures = {part: statistics.median(run_[part] for run_ in measured) for part in PARTS}
         streams[name] = {
             "requests": sizes[name], "turn": STREAMS[name][1], "us_per_message": figures, "runs": measured,
-            "stages": {stage: statistics.median(run_["stages"][stage] for run_ in measured)
+            "stages": {stage: _median([run_["stages"][stage] for run_ in measured if run_["stages"][stage] is not None])
                        for stage in measured[0]["stages"]},
             "ratio": {"tes_vs_floor": round(figures["tes"] / figures["floor"], 2),
                       "tes_vs_obs": round(figures["tes"] / figures["obs"], 2)}}
@@ -332,6 +339,13 @@ def format_report(report: dict) -> str:
         cells = []
         for stream in streams.values():
             value = stream["stages"][stage]
-            cells.append(f"{value:.2f} ({value / sum(stream['stages'].values()):.0%})")
+            total = sum(cpu for cpu in stream["stages"].values() if cpu is not None)
+            cells.append("n/a" if value is None else f"{value:.2f} ({value / total:.0%})")
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    lines += ["", f"(a stage's CPU is read in one turn in about {SAMPLE_TURNS}, chosen at random, and scaled, as the "
+              f"servers do by default; n/a: no turn was chosen; {STAGES_ENV}=cpu reads it in every turn)"]
     return "\n".join(lines)
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None

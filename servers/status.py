@@ -26,14 +26,17 @@ Layout (the keys every role writes; a role adds its own figures beside them)::
                or null without samples
     rejects    [{"reason": name, "code": int, "count": int, "rate": float}]: rejects sent, by
                `RejectReason`, those counted at least once, by code
-    stages     {"clock": "wall" | "cpu" | "off", "names": [str], "wall_ns": [int],
-               "cpu_ns": [int] | null, "laps": [int]}: a `Stages`' totals since the start (the
-               TES and the OBS), one item per stage in the loop's order; ``cpu_ns`` null
-               unless the clock is "cpu"
+    stages     {"clock": "sampled" | "cpu" | "wall" | "off", "names": [str], "wall_ns": [int],
+               "cpu_ns": [int] | null, "cpu_turns": int | null, "laps": [int]}: a `Stages`' totals
+               since the start (the TES and the OBS), one item per stage in the loop's order;
+               ``cpu_ns`` the CPU time of the ``cpu_turns`` turns whose CPU time was read (all of
+               them with "cpu", about one in `SAMPLE_TURNS` with "sampled": `estimated_cpu_ns`
+               scales it to all the turns, the ``idle`` laps); both null with "wall" and "off"
 
 Counting costs the hot path an increment of a plain int (a counter, a histogram bucket); the
 document is built, and the rates and percentiles worked out, only when it is written. Stage
-timing costs a clock reading per stage per loop turn, never per message (`Stages`).
+timing costs a wall-clock reading per stage per loop turn, never per message, and the thread's
+CPU time only in the turns sampled (`Stages`).
 
 A write that fails (a full disk, a directory gone) is logged once, and once more when a write
 works again; the server goes on serving either way.
@@ -42,6 +45,7 @@ works again; the server goes on serving either way.
 import json
 import logging
 import os
+import random
 import time
 from bisect import bisect_left
 from collections import deque
@@ -153,8 +157,12 @@ def percentiles(counts: np.ndarray, maximum_ns: int) -> dict | None:
 
 
 STAGES_ENV = "EXCHANGE_STAGES"
-"""The environment variable choosing the clock of a server's `Stages`: "cpu" (wall and thread
-time, the default), "wall" or "off"."""
+"""The environment variable choosing the clock of a server's `Stages`: "sampled" (the wall clock at
+every lap, the thread's CPU time in one turn of about `SAMPLE_TURNS`: the default), "cpu" (both
+at every lap), "wall" or "off"."""
+CLOCKS = ("sampled", "cpu", "wall", "off")
+SAMPLE_TURNS = 16
+"""With the "sampled" clock, one loop turn in this many on average, chosen at random, reads the thread's CPU time."""
 IDLE = "idle"
 OTHER = "other"
 """The stages every loop has: waiting for input (``idle``), and the busy time no named stage took (``other``)."""
@@ -168,40 +176,69 @@ class Stages:
     and counts one lap of it. The loop laps at the end of every stage it runs, ``other`` before
     it waits and ``idle`` when the wait ends, so every nanosecond since the start is in exactly
     one stage: the stages sum to the time since the start, and the busy time is all but
-    ``idle``. With the "cpu" clock each lap also reads the thread's CPU time (a system call:
-    a lap costs about 0.4 µs here, 0.12 µs with the wall clock alone); with "off", `lap` does
-    nothing. A turn has 7 (OBS) to 10 (TES) laps; against the servers' CPU per order the cost
-    is below the noise at 10,000/s and 100,000/s (README, "Stage by stage"), hence "cpu" by default.
+    ``idle``. A *turn* here runs from one ``idle`` lap to the next: a loop turn's work, then its
+    wait for input.
+
+    The wall clock (`time.perf_counter_ns`, about 0.05 µs) is read at every lap. The thread's
+    CPU time (`time.thread_time_ns`) is a system call, about 0.45 µs here: read at every lap of
+    every turn (the "cpu" clock) it cost the TES about 8 µs of a 23 µs turn in `bench tes`. So by
+    default (the "sampled" clock) only the turns chosen at random, one in `SAMPLE_TURNS` on
+    average (the gaps between them uniform in 1 .. 2 x `SAMPLE_TURNS` - 1, so no periodic pattern
+    of the loop's turns can line up with them), read it at each of their laps: ``cpu_ns`` holds
+    the chosen turns' CPU time per stage, ``cpu_turns`` how many turns were chosen, and
+    `estimated_cpu_ns` scales the first by the turns over the chosen ones, an unbiased estimate.
+    The "cpu" clock chooses every turn. With "wall", no CPU time; with "off", `lap` does nothing.
+    The time between two readings holds one reading's own cost, so that cost (``read_ns``,
+    measured when the stopwatch is made) is taken off each lap's CPU time; the wall time of a
+    chosen turn still holds it, about 0.45 µs a lap in one turn of `SAMPLE_TURNS`.
 
     Parameters
     ----------
     names
         The stages in the loop's order; they must include `IDLE` and `OTHER`.
     clock
-        "cpu", "wall" or "off" (default: the `STAGES_ENV` environment variable, else "cpu").
+        One of `CLOCKS` (default: the `STAGES_ENV` environment variable, else "sampled").
+    rng
+        The random numbers choosing the turns ("sampled"; default: a fresh `random.Random`).
     """
 
-    __slots__ = ("names", "clock", "wall_ns", "cpu_ns", "laps", "lap", "_wall", "_cpu")
+    __slots__ = ("names", "clock", "wall_ns", "cpu_ns", "laps", "cpu_turns", "read_ns", "lap", "_wall", "_cpu", "_idle",
+                 "_sampling", "_countdown", "_every", "_gap")
 
-    def __init__(self, names: tuple[str, ...], clock: str | None = None) -> None:
+    def __init__(self, names: tuple[str, ...], clock: str | None = None, rng: random.Random | None = None) -> None:
         if IDLE not in names or OTHER not in names:
             raise ValueError(f"stages {names}: they must include {IDLE!r} and {OTHER!r}")
-        clock = clock or os.environ.get(STAGES_ENV) or "cpu"
-        if clock not in ("wall", "cpu", "off"):
-            raise ConfigError(f"{STAGES_ENV}={clock!r}: the stages' clock is cpu, wall or off")
+        clock = clock or os.environ.get(STAGES_ENV) or "sampled"
+        if clock not in CLOCKS:
+            raise ConfigError(f"{STAGES_ENV}={clock!r}: the stages' clock is {', '.join(CLOCKS[:-1])} or off")
         self.names = names
         self.clock = clock
         self.wall_ns = [0] * len(names)
         self.cpu_ns = [0] * len(names)
         self.laps = [0] * len(names)
+        self.cpu_turns = 0
+        """The turns ended whose CPU time ``cpu_ns`` holds (it also holds the turn in hand's so far, if chosen)."""
+        self.read_ns = read_cost_ns() if clock in ("cpu", "sampled") else 0
+        """What one reading of the thread's CPU time costs in CPU time, taken off each stage's
+        time between two readings (which holds one reading's cost)."""
+        self._idle = names.index(IDLE)
+        self._every = SAMPLE_TURNS if clock == "sampled" else 1
+        self._gap = (rng or random.Random()).randrange
         self._wall = self._cpu = 0
+        self._sampling = False
+        self._countdown = 0
         self.start()
-        self.lap = {"wall": self._lap_wall, "cpu": self._lap_cpu, "off": self._lap_off}[clock]
+        self.lap = {"wall": self._lap_wall, "cpu": self._lap_cpu, "sampled": self._lap_cpu,
+                    "off": self._lap_off}[clock]
 
     def start(self) -> None:
-        """Start the stopwatch again (when the loop starts: what came before it is no stage's)."""
+        """Start the stopwatch again (when the loop starts: what came before it is no stage's),
+        and a turn, chosen like any other (the first turns are no likelier to be chosen than the rest)."""
         self._wall = perf_counter_ns()
-        self._cpu = thread_time_ns()
+        self._sampling = False
+        self._countdown = self._gap(1, 2 * self._every)
+        if self.clock in ("cpu", "sampled"):
+            self._choose()
 
     def _lap_wall(self, stage: int) -> None:
         now = perf_counter_ns()
@@ -210,19 +247,62 @@ class Stages:
         self.laps[stage] += 1
 
     def _lap_cpu(self, stage: int) -> None:
-        now, cpu = perf_counter_ns(), thread_time_ns()
+        now = perf_counter_ns()
         self.wall_ns[stage] += now - self._wall
-        self.cpu_ns[stage] += cpu - self._cpu
-        self._wall, self._cpu = now, cpu
+        self._wall = now
         self.laps[stage] += 1
+        if self._sampling:
+            cpu = thread_time_ns()
+            spent = cpu - self._cpu - self.read_ns
+            if spent > 0:
+                self.cpu_ns[stage] += spent
+            self._cpu = cpu
+        if stage == self._idle:
+            self.cpu_turns += self._sampling
+            self._choose()
+
+    def _choose(self) -> None:
+        """A turn begins: read the CPU clock through it if it is the one chosen next."""
+        self._countdown -= 1
+        if self._countdown:
+            self._sampling = False
+            return
+        self._countdown = self._gap(1, 2 * self._every)
+        if not self._sampling:
+            self._cpu = thread_time_ns()
+            self._sampling = True
 
     def _lap_off(self, stage: int) -> None:
         pass
 
     def totals(self) -> dict:
         """The ``stages`` of the status document (see the module docstring)."""
+        timed = self.clock in ("cpu", "sampled")
         return {"clock": self.clock, "names": list(self.names), "wall_ns": list(self.wall_ns),
-                "cpu_ns": list(self.cpu_ns) if self.clock == "cpu" else None, "laps": list(self.laps)}
+                "cpu_ns": list(self.cpu_ns) if timed else None, "cpu_turns": self.cpu_turns if timed else None,
+                "laps": list(self.laps)}
+
+
+def read_cost_ns(reads: int = 100, runs: int = 5) -> int:
+    """The CPU time one `time.thread_time_ns` costs, ns: the least over ``runs`` of the CPU time
+    ``reads`` readings in a row took, per reading."""
+    least = None
+    for _ in range(runs):
+        first = last = thread_time_ns()
+        for _ in range(reads):
+            last = thread_time_ns()
+        per_read = (last - first) // reads
+        least = per_read if least is None else min(least, per_read)
+    return least
+
+
+def estimated_cpu_ns(cpu_ns: list[int], cpu_turns: int, turns: int) -> list[float] | None:
+    """Each stage's CPU time over ``turns`` turns (ns), from ``cpu_ns`` measured in ``cpu_turns``
+    of them chosen at random (`Stages`): scaled by ``turns / cpu_turns``; None if none was chosen."""
+    if cpu_turns <= 0:
+        return None
+    scale = turns / cpu_turns
+    return [ns * scale for ns in cpu_ns]
 
 
 class StatusFile:

@@ -4,6 +4,7 @@ per-order arithmetic of `benchmarks.stages`, and the stage table of a tiny `benc
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from config.settings import ConfigError
 from engine.types import Side
 from servers import obs, tes
 from servers import protocol as p
-from servers.status import STATUS_FILE, Stages
+from servers.status import SAMPLE_TURNS, STATUS_FILE, Stages, estimated_cpu_ns
 
 T1 = 1 << 48
 NAMES = ("idle", "receive", "other")
@@ -27,7 +28,7 @@ IDLE, RECEIVE, OTHER = range(3)
 # ================================================================ the stopwatch
 
 
-@pytest.mark.parametrize("clock", ["wall", "cpu"])
+@pytest.mark.parametrize("clock", ["wall", "cpu", "sampled"])
 def test_laps_add_up_to_the_time_since_the_start_and_count_each_stage(clock):
     watch = Stages(NAMES, clock)
     begun = time.perf_counter_ns()
@@ -45,23 +46,79 @@ def test_laps_add_up_to_the_time_since_the_start_and_count_each_stage(clock):
     assert totals["wall_ns"] == watch.wall_ns
     if clock == "cpu":
         assert all(ns >= 0 for ns in totals["cpu_ns"]) and sum(totals["cpu_ns"]) > 0
+        assert totals["cpu_turns"] == 3
+    elif clock == "sampled":
+        assert all(ns >= 0 for ns in totals["cpu_ns"]) and 0 <= totals["cpu_turns"] <= 3
     else:
-        assert totals["cpu_ns"] is None
+        assert totals["cpu_ns"] is None and totals["cpu_turns"] is None
+
+
+def busy_turns(watch: Stages, turns: int, spins: int = 3000) -> int:
+    """``turns`` loop turns of a receive and an other stage, each spinning; their CPU time (ns)
+    measured around them."""
+    started = time.thread_time_ns()
+    for _ in range(turns):
+        sum(range(spins))
+        watch.lap(RECEIVE)
+        sum(range(spins // 3))
+        watch.lap(OTHER)
+        watch.lap(IDLE)
+    return time.thread_time_ns() - started
+
+
+def test_the_sampled_clock_reads_the_cpu_time_in_one_turn_in_about_sample_turns_at_random():
+    watch = Stages(NAMES, "sampled", random.Random(7))
+    busy_turns(watch, 8000, spins=10)
+    assert watch.laps == [8000, 8000, 8000]
+    assert 8000 / SAMPLE_TURNS * 0.8 < watch.cpu_turns < 8000 / SAMPLE_TURNS * 1.2
+    # the gaps between the turns chosen are random: which turns they are differs with the seed
+    chosen = []
+    for seed in (1, 2):
+        other = Stages(NAMES, "sampled", random.Random(seed))
+        picks = []
+        for _ in range(400):
+            other.lap(RECEIVE)
+            other.lap(OTHER)
+            before = other.cpu_turns
+            other.lap(IDLE)
+            picks.append(other.cpu_turns - before)
+        chosen.append(picks)
+    assert chosen[0] != chosen[1] and all(sum(picks) > 0 for picks in chosen)
+
+
+def test_the_sampled_estimate_is_near_the_cpu_time_measured_around_the_turns():
+    watch = Stages(NAMES, "sampled", random.Random(11))
+    spent = busy_turns(watch, 4000)
+    estimate = estimated_cpu_ns(watch.cpu_ns, watch.cpu_turns, watch.laps[IDLE])
+    assert watch.read_ns > 0
+    assert estimate[RECEIVE] == pytest.approx(spent * 3 / 4, rel=0.25)
+    assert estimate[OTHER] == pytest.approx(spent / 4, rel=0.25)
+    assert sum(estimate) == pytest.approx(spent, rel=0.2)
+    assert estimated_cpu_ns([5, 10, 0], 0, 10) is None
+    assert estimated_cpu_ns([5, 10, 0], 2, 10) == [25, 50, 0]
+
+
+def test_the_cpu_clock_reads_every_turn_and_takes_each_reading_s_own_cost_off():
+    watch = Stages(NAMES, "cpu")
+    spent = busy_turns(watch, 2000)
+    assert watch.cpu_turns == 2000
+    assert sum(watch.cpu_ns) < spent
+    assert sum(watch.cpu_ns) == pytest.approx(spent - 3 * 2000 * watch.read_ns, rel=0.15)
 
 
 def test_the_off_clock_counts_nothing_and_the_environment_chooses_the_clock(monkeypatch):
     watch = Stages(NAMES, "off")
     watch.lap(RECEIVE)
     assert watch.totals() == {"clock": "off", "names": list(NAMES), "wall_ns": [0, 0, 0], "cpu_ns": None,
-                              "laps": [0, 0, 0]}
+                              "cpu_turns": None, "laps": [0, 0, 0]}
     monkeypatch.setenv("EXCHANGE_STAGES", "wall")
     assert Stages(NAMES).clock == "wall"
     monkeypatch.delenv("EXCHANGE_STAGES")
-    assert Stages(NAMES).clock == "cpu"
+    assert Stages(NAMES).clock == "sampled"
 
 
 def test_an_unknown_clock_or_stages_without_idle_and_other_are_refused():
-    with pytest.raises(ConfigError, match="EXCHANGE_STAGES='tsc': the stages' clock is cpu, wall or off"):
+    with pytest.raises(ConfigError, match="EXCHANGE_STAGES='tsc': the stages' clock is sampled, cpu, wall or off"):
         Stages(NAMES, "tsc")
     with pytest.raises(ValueError, match="include 'idle' and 'other'"):
         Stages(("receive", "other"), "wall")
@@ -74,7 +131,7 @@ def test_a_server_with_an_unknown_stages_clock_refuses_to_start_in_one_line(tmp_
                           text=True, timeout=60)
     output = done.stdout + done.stderr
     assert done.returncode == 2, output
-    assert "cannot start: EXCHANGE_STAGES='bogus': the stages' clock is cpu, wall or off" in output
+    assert "cannot start: EXCHANGE_STAGES='bogus': the stages' clock is sampled, cpu, wall or off" in output
     assert "Traceback" not in output
 
 
@@ -89,7 +146,7 @@ def test_the_servers_stages_are_named_in_their_loops_order():
 
 
 def test_the_obs_status_file_has_one_lap_of_each_stage_per_turn_served(tmp_path):
-    env = exchange_env(tmp_path)
+    env = dict(exchange_env(tmp_path), EXCHANGE_STAGES="cpu")
     frames = 5
     with Role(["-s", "OBS"], env) as server:
         context = zmq.Context()
@@ -126,13 +183,17 @@ def test_the_obs_status_file_has_one_lap_of_each_stage_per_turn_served(tmp_path)
     assert all(ns >= 0 for ns in wall.values()) and wall["match"] > 0 and wall["journal"] > 0
     assert sum(wall.values()) <= document["updated"] - document["started"]
     assert all(ns >= 0 for ns in figures["cpu_ns"]) and 0 < sum(figures["cpu_ns"]) <= sum(wall.values())
+    assert figures["cpu_turns"] == laps["idle"]
 
 
 # ================================================================ per order, and the table
 
 
-def totals(clock, wall, laps, cpu=None):
-    return {"clock": clock, "names": ["idle", "receive", "other"], "wall_ns": wall, "cpu_ns": cpu, "laps": laps}
+def totals(clock, wall, laps, cpu=None, cpu_turns=None):
+    if cpu is not None and cpu_turns is None:
+        cpu_turns = laps[0]
+    return {"clock": clock, "names": ["idle", "receive", "other"], "wall_ns": wall, "cpu_ns": cpu,
+            "cpu_turns": cpu_turns, "laps": laps}
 
 
 def test_per_order_divides_the_change_by_the_orders_and_shares_out_the_busy_time():
@@ -142,12 +203,19 @@ def test_per_order_divides_the_change_by_the_orders_and_shares_out_the_busy_time
     figures = stages.per_order(before, after, orders=4)
 
     assert figures == {"obs": {
-        "clock": "cpu", "busy_us": 2.0, "busy_cpu_us": 1.25, "orders_per_turn": 2.0,
+        "clock": "cpu", "cpu_turns": 4, "busy_us": 2.0, "busy_cpu_us": 1.25, "orders_per_turn": 2.0,
         "stages": {
             "idle": {"wall_us": 2.0, "share": None, "cpu_us": 0.01, "laps": 4},
             "receive": {"wall_us": 1.5, "share": 0.75, "cpu_us": 1.0, "laps": 2},
             "other": {"wall_us": 0.5, "share": 0.25, "cpu_us": 0.25, "laps": 4},
         }}}
+    # sampled: the CPU time of 2 of the 4 turns, scaled by 2
+    sampled = stages.per_order({"obs": totals("sampled", [0, 0, 0], [0, 0, 0], [0, 0, 0], 0)},
+                               {"obs": totals("sampled", [8000, 6000, 2000], [4, 2, 4], [20, 2000, 500], 2)},
+                               orders=4)["obs"]
+    assert sampled["clock"] == "sampled" and sampled["cpu_turns"] == 2
+    assert [stage["cpu_us"] for stage in sampled["stages"].values()] == [0.01, 1.0, 0.25]
+    assert sampled["busy_cpu_us"] == 1.25
     wall_only = stages.per_order({"tes": totals("wall", [0, 0, 0], [0, 0, 0])},
                                  {"tes": totals("wall", [100, 0, 0], [1, 0, 1])}, orders=1)
     assert wall_only["tes"]["busy_us"] == 0 and wall_only["tes"]["orders_per_turn"] is None
@@ -182,8 +250,7 @@ def test_the_table_has_a_line_per_server_and_stage_in_loop_order_and_a_column_pe
 def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
     done = subprocess.run(
         [sys.executable, "main.py", "bench", "e2e", "--rates", "2000", "--duration", "0.3", "--repeats", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={k: v for k, v in os.environ.items()
-                                                                    if k != "EXCHANGE_STAGES"},
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ, EXCHANGE_STAGES="cpu"),
     )
     assert done.returncode == 0, done.stderr
     table = done.stdout
@@ -191,7 +258,7 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
 
     assert "| server: stage | 2,000/s |" in table
     for server, names in (("OBS", obs.STAGES), ("TES", tes.STAGES)):
-        for name in (*names, "busy", "orders per turn"):
+        for name in (*names, "busy", "orders per turn", "turns whose CPU was read"):
             assert f"| {server}: {name} | " in table
     (row,) = report["rates"]
     (run,) = row["runs"]
@@ -199,6 +266,7 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
     for server, names in (("obs", obs.STAGES), ("tes", tes.STAGES)):
         figures = run["stages"][server]
         assert figures["clock"] == "cpu" and list(figures["stages"]) == list(names)
+        assert figures["cpu_turns"] == figures["stages"]["idle"]["laps"] > 0
         busy = [stage for name, stage in figures["stages"].items() if name != "idle"]
         assert all(stage["wall_us"] >= 0 and stage["cpu_us"] >= 0 for stage in figures["stages"].values())
         assert sum(stage["share"] for stage in busy) == pytest.approx(1, abs=0.01)

@@ -2,10 +2,13 @@
 
 import sys
 
+import msgspec
 import pytest
 
 from benchmarks import tes
+from config.settings import ConfigError
 from servers import protocol as p
+from servers import status
 from servers.ledger import Ledger, Received
 from servers.processes import json_result
 
@@ -35,6 +38,7 @@ def test_the_load_flow_is_the_load_generators():
 
 def test_a_run_answers_every_request_and_reports_each_part(capsys, monkeypatch):
     monkeypatch.setattr(tes, "SINGLES", 500)
+    monkeypatch.setenv("EXCHANGE_STAGES", "cpu")  # every turn's CPU read: the stages add up to the turns
     report = tes.run(messages=3_000, repeats=2)
     assert report["messages"] == 3_000 and set(report["streams"]) == {"standard", "load", "load, 1 per frame"}
     assert [(stream["requests"], stream["turn"]) for stream in report["streams"].values()] == [
@@ -87,3 +91,18 @@ def test_bench_tes_from_the_command_line():
     assert report["messages"] == 3_000
     assert {name: set(stream["us_per_message"]) for name, stream in report["streams"].items()} == dict.fromkeys(
         ("standard", "load", "load, 1 per frame"), {"tes", "floor", "ledger", "obs"})
+
+
+def test_the_stages_cpu_is_sampled_by_default_and_a_clock_without_cpu_is_refused(monkeypatch):
+    monkeypatch.delenv("EXCHANGE_STAGES", raising=False)
+    frames = [msgspec.msgpack.encode(requests) for requests in tes.load_flow(2_000, 1)]
+    figures = tes.one_run(frames, 2_000)
+    assert figures["tes"] > 0 and all(cpu >= 0 for cpu in figures["stages"].values())
+    assert 0 < sum(figures["stages"].values()) < figures["tes"] * 3
+    monkeypatch.setenv("EXCHANGE_STAGES", "wall")
+    with pytest.raises(ConfigError, match="EXCHANGE_STAGES='wall' reads none"):
+        tes.one_run(frames[:10], 10)
+    monkeypatch.delenv("EXCHANGE_STAGES")
+    monkeypatch.setattr(status, "SAMPLE_TURNS", 10**9)  # no turn chosen but the first, by chance 1 in 2 x 10**9
+    figures = tes.one_run(frames[:10], 10)
+    assert figures["tes"] > 0 and set(figures["stages"].values()) == {None}
