@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from servers.status import IDLE, STATUS_FILE, estimated_cpu_ns
+from servers.status import IDLE, STATUS_FILE
 
 FRESH_TIMEOUT_S = 10.0
 """How long to wait for a server to write a status document newer than asked for."""
@@ -68,9 +68,7 @@ def per_order(before: dict[str, dict], after: dict[str, dict], orders: int) -> d
         wall = [now - then for now, then in zip(totals["wall_ns"], first["wall_ns"], strict=True)]
         cpu = None
         if totals["cpu_ns"] is not None and first["cpu_ns"] is not None:
-            cpu = estimated_cpu_ns([now - then for now, then in zip(totals["cpu_ns"], first["cpu_ns"], strict=True)],
-                                   totals["cpu_turns"] - first["cpu_turns"],
-                                   totals["laps"][names.index(IDLE)] - first["laps"][names.index(IDLE)])
+            cpu = [now - then for now, then in zip(totals["cpu_ns"], first["cpu_ns"], strict=True)]
         busy = sum(ns for name, ns in zip(names, wall, strict=True) if name != IDLE)
         stages = {}
         for stage, name in enumerate(names):

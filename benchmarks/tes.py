@@ -24,7 +24,7 @@ Measured in the same run, each as process CPU time per request:
 
 - the TES's turns, and within them its loop's stages (`servers.status.Stages` with the servers'
   clock, `EXCHANGE_STAGES`: by default each stage's CPU time read in one turn in about 16 and
-  scaled, as in `bench e2e`; ``cpu`` reads it in every turn, exact, and costs the turns more);
+  weighted, as in `bench e2e`; ``cpu`` reads it in every turn, exact, and costs the turns more);
 - the codec floor: msgspec alone decoding and encoding the very frames the TES read and sent
   (client requests in, commands out, book replies in, reports out), what any TES written in
   Python must at least do;
@@ -61,7 +61,7 @@ from servers.logons import Verdict
 from servers.obs import OrderBookServer
 from servers.processes import exchange_env
 from servers.shard import Shard
-from servers.status import SAMPLE_TURNS, STAGES_ENV, Stages, estimated_cpu_ns
+from servers.status import SAMPLE_TURNS, STAGES_ENV, Stages
 from servers.tes import IDLE, STAGES, TradingEngineServer
 
 SYMBOL = "ACME"
@@ -199,7 +199,7 @@ def one_run(frames: list[bytes], count: int) -> dict:
             tes = exchange.tes
             check(tes, frames)
             watch = tes.stages
-            cpu = estimated_cpu_ns(watch.cpu_ns, watch.cpu_turns, watch.laps[IDLE])
+            cpu = watch.cpu_ns if watch.cpu_turns else None
             stages = {name: None if cpu is None else cpu[index] / 1e3 / count
                       for index, name in enumerate(STAGES) if index != IDLE}
             floor = codec_floor(frames, exchange.commands_out, exchange.replies_in, exchange.clients.sent)
@@ -342,7 +342,7 @@ def format_report(report: dict) -> str:
             total = sum(cpu for cpu in stream["stages"].values() if cpu is not None)
             cells.append("n/a" if value is None else f"{value:.2f} ({value / total:.0%})")
         lines.append(f"| {stage} | " + " | ".join(cells) + " |")
-    lines += ["", f"(a stage's CPU is read in one turn in about {SAMPLE_TURNS}, chosen at random, and scaled, as the "
+    lines += ["", f"(a stage's CPU is read in one turn in about {SAMPLE_TURNS}, chosen at random, and weighted, as the "
               f"servers do by default; n/a: no turn was chosen; {STAGES_ENV}=cpu reads it in every turn)"]
     return "\n".join(lines)
 

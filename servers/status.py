@@ -29,9 +29,10 @@ Layout (the keys every role writes; a role adds its own figures beside them)::
     stages     {"clock": "sampled" | "cpu" | "wall" | "off", "names": [str], "wall_ns": [int],
                "cpu_ns": [int] | null, "cpu_turns": int | null, "laps": [int]}: a `Stages`' totals
                since the start (the TES and the OBS), one item per stage in the loop's order;
-               ``cpu_ns`` the CPU time of the ``cpu_turns`` turns whose CPU time was read (all of
-               them with "cpu", about one in `SAMPLE_TURNS` with "sampled": `estimated_cpu_ns`
-               scales it to all the turns, the ``idle`` laps); both null with "wall" and "off"
+               ``cpu_ns`` the CPU time, read in ``cpu_turns`` of the turns (every turn with "cpu";
+               with "sampled", about one in `SAMPLE_TURNS` and each after a long one, each weighted
+               by the inverse of its chance of being read: an unbiased estimate); both null with
+               "wall" and "off"
 
 Counting costs the hot path an increment of a plain int (a counter, a histogram bucket); the
 document is built, and the rates and percentiles worked out, only when it is written. Stage
@@ -163,6 +164,9 @@ at every lap), "wall" or "off"."""
 CLOCKS = ("sampled", "cpu", "wall", "off")
 SAMPLE_TURNS = 16
 """With the "sampled" clock, one loop turn in this many on average, chosen at random, reads the thread's CPU time."""
+LONG_TURN_NS = 250_000
+"""With the "sampled" clock, the turn after one busy this long (ns) or longer always reads the
+thread's CPU time: its readings cost it under 2%."""
 IDLE = "idle"
 OTHER = "other"
 """The stages every loop has: waiting for input (``idle``), and the busy time no named stage took (``other``)."""
@@ -180,17 +184,24 @@ class Stages:
     wait for input.
 
     The wall clock (`time.perf_counter_ns`, about 0.05 µs) is read at every lap. The thread's
-    CPU time (`time.thread_time_ns`) is a system call, about 0.45 µs here: read at every lap of
-    every turn (the "cpu" clock) it cost the TES about 8 µs of a 23 µs turn in `bench tes`. So by
-    default (the "sampled" clock) only the turns chosen at random, one in `SAMPLE_TURNS` on
-    average (the gaps between them uniform in 1 .. 2 x `SAMPLE_TURNS` - 1, so no periodic pattern
-    of the loop's turns can line up with them), read it at each of their laps: ``cpu_ns`` holds
-    the chosen turns' CPU time per stage, ``cpu_turns`` how many turns were chosen, and
-    `estimated_cpu_ns` scales the first by the turns over the chosen ones, an unbiased estimate.
-    The "cpu" clock chooses every turn. With "wall", no CPU time; with "off", `lap` does nothing.
+    CPU time (`time.thread_time_ns`) is a system call, about 0.5 µs here: read at every lap of
+    every turn (the "cpu" clock) it cost the TES about a quarter of a turn of one request in
+    `bench tes`. So by default (the "sampled" clock) a turn reads it at each of its laps only
+    when chosen, before it begins: at random, one in `SAMPLE_TURNS` on average (the gaps between
+    them uniform in 1 .. 2 x `SAMPLE_TURNS` - 1, so no periodic pattern of the loop's turns can
+    line up with them), or always after a turn busy for `LONG_TURN_NS` or longer (few, long
+    turns at high rates, where the readings cost little and sampling them would be noisy). Each
+    chosen turn's CPU time is added to ``cpu_ns`` weighted by the inverse of the chance it had
+    of being chosen (`SAMPLE_TURNS`, or 1), so ``cpu_ns`` is an unbiased estimate of every
+    turn's CPU time per stage (the Horvitz-Thompson estimator), and so is its change over any
+    stretch of turns; ``cpu_turns`` counts the turns read. The "cpu" clock chooses every turn,
+    each weighing 1: exact. With "wall", no CPU time; with "off", `lap` does nothing.
+
     The time between two readings holds one reading's own cost, so that cost (``read_ns``,
-    measured when the stopwatch is made) is taken off each lap's CPU time; the wall time of a
-    chosen turn still holds it, about 0.45 µs a lap in one turn of `SAMPLE_TURNS`.
+    measured when the stopwatch is made) is taken off each lap's CPU time. What a reading
+    disturbs after it (caches, branch predictors) stays in: in `bench tes`'s turns of one request
+    the stages' CPU adds up to a few µs more than the turn's measured around it. The wall time of
+    a chosen turn still holds its readings, about 0.5 µs a lap.
 
     Parameters
     ----------
@@ -202,8 +213,8 @@ class Stages:
         The random numbers choosing the turns ("sampled"; default: a fresh `random.Random`).
     """
 
-    __slots__ = ("names", "clock", "wall_ns", "cpu_ns", "laps", "cpu_turns", "read_ns", "lap", "_wall", "_cpu", "_idle",
-                 "_sampling", "_countdown", "_every", "_gap")
+    __slots__ = ("names", "clock", "wall_ns", "cpu_ns", "laps", "cpu_turns", "read_ns", "lap", "_wall", "_cpu",
+                 "_idle", "_began", "_weight", "_countdown", "_every", "_gap")
 
     def __init__(self, names: tuple[str, ...], clock: str | None = None, rng: random.Random | None = None) -> None:
         if IDLE not in names or OTHER not in names:
@@ -215,17 +226,19 @@ class Stages:
         self.clock = clock
         self.wall_ns = [0] * len(names)
         self.cpu_ns = [0] * len(names)
+        """Each stage's CPU time, ns, estimated from the turns read (exact with "cpu")."""
         self.laps = [0] * len(names)
         self.cpu_turns = 0
-        """The turns ended whose CPU time ``cpu_ns`` holds (it also holds the turn in hand's so far, if chosen)."""
+        """The turns ended whose CPU time was read."""
         self.read_ns = read_cost_ns() if clock in ("cpu", "sampled") else 0
         """What one reading of the thread's CPU time costs in CPU time, taken off each stage's
         time between two readings (which holds one reading's cost)."""
         self._idle = names.index(IDLE)
         self._every = SAMPLE_TURNS if clock == "sampled" else 1
         self._gap = (rng or random.Random()).randrange
-        self._wall = self._cpu = 0
-        self._sampling = False
+        self._wall = self._cpu = self._began = 0
+        self._weight = 0
+        """The turn in hand's weight: 0 if its CPU time is not read, else the inverse of its chance of being read."""
         self._countdown = 0
         self.start()
         self.lap = {"wall": self._lap_wall, "cpu": self._lap_cpu, "sampled": self._lap_cpu,
@@ -234,11 +247,11 @@ class Stages:
     def start(self) -> None:
         """Start the stopwatch again (when the loop starts: what came before it is no stage's),
         and a turn, chosen like any other (the first turns are no likelier to be chosen than the rest)."""
-        self._wall = perf_counter_ns()
-        self._sampling = False
+        self._wall = self._began = perf_counter_ns()
+        self._weight = 0
         self._countdown = self._gap(1, 2 * self._every)
         if self.clock in ("cpu", "sampled"):
-            self._choose()
+            self._choose(0)
 
     def _lap_wall(self, stage: int) -> None:
         now = perf_counter_ns()
@@ -249,28 +262,30 @@ class Stages:
     def _lap_cpu(self, stage: int) -> None:
         now = perf_counter_ns()
         self.wall_ns[stage] += now - self._wall
-        self._wall = now
         self.laps[stage] += 1
-        if self._sampling:
+        if self._weight:
             cpu = thread_time_ns()
             spent = cpu - self._cpu - self.read_ns
             if spent > 0:
-                self.cpu_ns[stage] += spent
+                self.cpu_ns[stage] += spent * self._weight
             self._cpu = cpu
         if stage == self._idle:
-            self.cpu_turns += self._sampling
-            self._choose()
+            # the turn that ends here was busy from its start to the lap before this one
+            self.cpu_turns += self._weight > 0
+            self._choose(self._wall - self._began)
+            self._began = now
+        self._wall = now
 
-    def _choose(self) -> None:
-        """A turn begins: read the CPU clock through it if it is the one chosen next."""
+    def _choose(self, busy_ns: int) -> None:
+        """A turn begins after one busy for ``busy_ns``: read the CPU clock through it if it is chosen."""
         self._countdown -= 1
-        if self._countdown:
-            self._sampling = False
-            return
-        self._countdown = self._gap(1, 2 * self._every)
-        if not self._sampling:
+        chosen = not self._countdown
+        if chosen:
+            self._countdown = self._gap(1, 2 * self._every)
+        weight = 1 if busy_ns >= LONG_TURN_NS else self._every if chosen else 0
+        if weight and not self._weight:
             self._cpu = thread_time_ns()
-            self._sampling = True
+        self._weight = weight
 
     def _lap_off(self, stage: int) -> None:
         pass
@@ -294,15 +309,6 @@ def read_cost_ns(reads: int = 100, runs: int = 5) -> int:
         per_read = (last - first) // reads
         least = per_read if least is None else min(least, per_read)
     return least
-
-
-def estimated_cpu_ns(cpu_ns: list[int], cpu_turns: int, turns: int) -> list[float] | None:
-    """Each stage's CPU time over ``turns`` turns (ns), from ``cpu_ns`` measured in ``cpu_turns``
-    of them chosen at random (`Stages`): scaled by ``turns / cpu_turns``; None if none was chosen."""
-    if cpu_turns <= 0:
-        return None
-    scale = turns / cpu_turns
-    return [ns * scale for ns in cpu_ns]
 
 
 class StatusFile:

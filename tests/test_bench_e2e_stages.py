@@ -16,9 +16,9 @@ from procs import REPO, Role, as_role, endpoint, exchange_env
 from benchmarks import stages
 from config.settings import ConfigError
 from engine.types import Side
-from servers import obs, tes
+from servers import obs, status, tes
 from servers import protocol as p
-from servers.status import SAMPLE_TURNS, STATUS_FILE, Stages, estimated_cpu_ns
+from servers.status import SAMPLE_TURNS, STATUS_FILE, Stages
 
 T1 = 1 << 48
 NAMES = ("idle", "receive", "other")
@@ -66,7 +66,8 @@ def busy_turns(watch: Stages, turns: int, spins: int = 3000) -> int:
     return time.thread_time_ns() - started
 
 
-def test_the_sampled_clock_reads_the_cpu_time_in_one_turn_in_about_sample_turns_at_random():
+def test_the_sampled_clock_reads_the_cpu_time_in_one_turn_in_about_sample_turns_at_random(monkeypatch):
+    monkeypatch.setattr(status, "LONG_TURN_NS", 10**15)  # no turn long enough to be read for it (if preempted)
     watch = Stages(NAMES, "sampled", random.Random(7))
     busy_turns(watch, 8000, spins=10)
     assert watch.laps == [8000, 8000, 8000]
@@ -89,13 +90,18 @@ def test_the_sampled_clock_reads_the_cpu_time_in_one_turn_in_about_sample_turns_
 def test_the_sampled_estimate_is_near_the_cpu_time_measured_around_the_turns():
     watch = Stages(NAMES, "sampled", random.Random(11))
     spent = busy_turns(watch, 4000)
-    estimate = estimated_cpu_ns(watch.cpu_ns, watch.cpu_turns, watch.laps[IDLE])
-    assert watch.read_ns > 0
-    assert estimate[RECEIVE] == pytest.approx(spent * 3 / 4, rel=0.25)
-    assert estimate[OTHER] == pytest.approx(spent / 4, rel=0.25)
-    assert sum(estimate) == pytest.approx(spent, rel=0.2)
-    assert estimated_cpu_ns([5, 10, 0], 0, 10) is None
-    assert estimated_cpu_ns([5, 10, 0], 2, 10) == [25, 50, 0]
+    assert watch.read_ns > 0 and 0 < watch.cpu_turns < 4000 / 4  # at random, or after a turn preempted
+    assert watch.cpu_ns[RECEIVE] == pytest.approx(spent * 3 / 4, rel=0.25)
+    assert watch.cpu_ns[OTHER] == pytest.approx(spent / 4, rel=0.25)
+    assert sum(watch.cpu_ns) == pytest.approx(spent, rel=0.2)
+
+
+def test_every_turn_after_a_long_one_is_read_and_weighs_one(monkeypatch):
+    monkeypatch.setattr(status, "LONG_TURN_NS", 0)
+    watch = Stages(NAMES, "sampled", random.Random(3))
+    spent = busy_turns(watch, 300)
+    assert watch.cpu_turns >= 299  # all but perhaps the first, chosen before any turn was long
+    assert sum(watch.cpu_ns) == pytest.approx(spent - 3 * 300 * watch.read_ns, rel=0.25)
 
 
 def test_the_cpu_clock_reads_every_turn_and_takes_each_reading_s_own_cost_off():
@@ -209,9 +215,9 @@ def test_per_order_divides_the_change_by_the_orders_and_shares_out_the_busy_time
             "receive": {"wall_us": 1.5, "share": 0.75, "cpu_us": 1.0, "laps": 2},
             "other": {"wall_us": 0.5, "share": 0.25, "cpu_us": 0.25, "laps": 4},
         }}}
-    # sampled: the CPU time of 2 of the 4 turns, scaled by 2
+    # sampled: the estimate, from 2 of the 4 turns read
     sampled = stages.per_order({"obs": totals("sampled", [0, 0, 0], [0, 0, 0], [0, 0, 0], 0)},
-                               {"obs": totals("sampled", [8000, 6000, 2000], [4, 2, 4], [20, 2000, 500], 2)},
+                               {"obs": totals("sampled", [8000, 6000, 2000], [4, 2, 4], [40, 4000, 1000], 2)},
                                orders=4)["obs"]
     assert sampled["clock"] == "sampled" and sampled["cpu_turns"] == 2
     assert [stage["cpu_us"] for stage in sampled["stages"].values()] == [0.01, 1.0, 0.25]

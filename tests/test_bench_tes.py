@@ -98,11 +98,13 @@ def test_the_stages_cpu_is_sampled_by_default_and_a_clock_without_cpu_is_refused
     frames = [msgspec.msgpack.encode(requests) for requests in tes.load_flow(2_000, 1)]
     figures = tes.one_run(frames, 2_000)
     assert figures["tes"] > 0 and all(cpu >= 0 for cpu in figures["stages"].values())
-    assert 0 < sum(figures["stages"].values()) < figures["tes"] * 3
+    # an estimate: a rare dear turn (a journal segment made) read weighs 16 turns, so no bound above
+    assert sum(figures["stages"].values()) > 0
     monkeypatch.setenv("EXCHANGE_STAGES", "wall")
     with pytest.raises(ConfigError, match="EXCHANGE_STAGES='wall' reads none"):
         tes.one_run(frames[:10], 10)
     monkeypatch.delenv("EXCHANGE_STAGES")
-    monkeypatch.setattr(status, "SAMPLE_TURNS", 10**9)  # no turn chosen but the first, by chance 1 in 2 x 10**9
+    monkeypatch.setattr(status, "SAMPLE_TURNS", 10**9)  # no turn chosen at random but by a chance of 1 in 10**8
+    monkeypatch.setattr(status, "LONG_TURN_NS", 10**15)  # nor after a long one
     figures = tes.one_run(frames[:10], 10)
     assert figures["tes"] > 0 and set(figures["stages"].values()) == {None}
