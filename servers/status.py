@@ -164,9 +164,9 @@ at every lap), "wall" or "off"."""
 CLOCKS = ("sampled", "cpu", "wall", "off")
 SAMPLE_TURNS = 16
 """With the "sampled" clock, one loop turn in this many on average, chosen at random, reads the thread's CPU time."""
-LONG_TURN_NS = 250_000
+LONG_TURN_NS = 1_000_000
 """With the "sampled" clock, the turn after one busy this long (ns) or longer always reads the
-thread's CPU time: its readings cost it under 2%."""
+thread's CPU time: a turn's readings, about 5 µs, are under 0.5% of such a turn."""
 IDLE = "idle"
 OTHER = "other"
 """The stages every loop has: waiting for input (``idle``), and the busy time no named stage took (``other``)."""
@@ -190,7 +190,9 @@ class Stages:
     when chosen, before it begins: at random, one in `SAMPLE_TURNS` on average (the gaps between
     them uniform in 1 .. 2 x `SAMPLE_TURNS` - 1, so no periodic pattern of the loop's turns can
     line up with them), or always after a turn busy for `LONG_TURN_NS` or longer (few, long
-    turns at high rates, where the readings cost little and sampling them would be noisy). Each
+    turns at high rates, where the readings cost little and sampling them would be noisy; the
+    busy time holds the journal's fsync, so at 10,000/s, where an fsync takes 0.1-0.3 ms, the
+    bound must be well above it, or nearly every turn would be read). Each
     chosen turn's CPU time is added to ``cpu_ns`` weighted by the inverse of the chance it had
     of being chosen (`SAMPLE_TURNS`, or 1), so ``cpu_ns`` is an unbiased estimate of every
     turn's CPU time per stage (the Horvitz-Thompson estimator), and so is its change over any
