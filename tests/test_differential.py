@@ -312,6 +312,62 @@ def test_native_replay_continues_from_current_state():
     assert native.expire_day_orders() == reference.expire_day_orders()
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_native_replay_growing_every_structure_between_its_checks_matches(seed):
+    """A stream resting thousands of orders on thousands of prices grows the order pool, the id
+    tables and the levels many times over within one batch replay, and the sweeps that follow
+    need many fills a command (`NativeBook._reserve` makes the room before each)."""
+    rng = np.random.default_rng(seed)
+    resting, sweeps = 6_000, 400
+    stream = np.zeros(resting + sweeps, dtype=STREAM_DTYPE)
+    stream["order_id"] = rng.permutation(np.arange(1, resting + sweeps + 1) * 97)
+    stream["side"][:resting] = rng.integers(0, 2, resting)
+    stream["price"][:resting] = np.where(stream["side"][:resting] == 0, 100_000 - rng.integers(1, 5_000, resting),
+                                         100_000 + rng.integers(1, 5_000, resting))
+    stream["qty"] = rng.integers(1, 30, resting + sweeps)
+    tail = slice(resting, None)
+    stream["kind"][tail] = rng.choice([1, 3, 4, 5], sweeps)
+    stream["side"][tail] = rng.integers(0, 2, sweeps)
+    stream["price"][tail] = 100_000 + rng.integers(-3_000, 3_000, sweeps)
+    stream["qty"][tail] = rng.integers(1, 3_000, sweeps)
+    reference, native = ReferenceBook(), native_book_class()()
+    expected, actual = reference.replay(stream), native.replay(stream)
+    assert len(expected.fills) > 10 * sweeps
+    assert actual.fills.tolist() == expected.fills.tolist()
+    assert (actual.accepted, actual.rejected) == (expected.accepted, expected.rejected)
+    native.check_invariants()
+    assert native.state_hash() == reference.state_hash()
+
+
+@pytest.mark.parametrize("state", ["held stop", "GTD order", "DAY order", "call"])
+def test_native_replay_of_a_book_holding_version_2_state_matches(state):
+    """A version-1 replay on a book holding what version 1 cannot make (a held stop, a GTD or DAY
+    order) or in a call: fills, counts and state equal the reference book's."""
+    reference, native = ReferenceBook(), native_book_class()()
+    for book in (reference, native):
+        if state == "held stop":
+            book.submit(900, Side.BUY, OrderType.STOP, TimeInForce.GTC, 0, 7, stop_price=101)
+        elif state == "GTD order":
+            book.submit(900, Side.BUY, OrderType.LIMIT, TimeInForce.GTD, 95, 7, expire_at=10**18)
+        elif state == "DAY order":
+            book.submit(900, Side.BUY, OrderType.LIMIT, TimeInForce.DAY, 95, 7)
+        else:
+            book.set_phase(1)
+    rng = np.random.default_rng(5)
+    stream = np.zeros(300, dtype=STREAM_DTYPE)
+    stream["kind"] = rng.choice([0, 0, 0, 1, 3, 4], 300)
+    stream["order_id"] = np.arange(1, 301)
+    stream["side"] = rng.integers(0, 2, 300)
+    stream["price"] = 100 + rng.integers(-3, 4, 300)
+    stream["qty"] = rng.integers(1, 10, 300)
+    stream["target_id"] = np.where(stream["kind"] == 3, rng.integers(1, 300, 300), 0)
+    expected, actual = reference.replay(stream), native.replay(stream)
+    assert actual.fills.tolist() == expected.fills.tolist()
+    assert (actual.accepted, actual.rejected) == (expected.accepted, expected.rejected)
+    native.check_invariants()
+    assert native.snapshot() == reference.snapshot()
+
+
 def drive_both(reference, native, rng, commands: int, price_of, tifs: tuple, shares: tuple[float, float, float],
                check=None) -> None:
     """Random limit orders, cancels of resting ones, replaces and end-of-day expiries (``shares``:
