@@ -79,6 +79,34 @@ def test_a_consumer_gets_the_journal_from_any_sequence_then_the_live_records(sha
     stream.close()
 
 
+def test_the_loop_nudges_the_stream_thread_only_while_a_consumer_is_connected(shard, tmp_path):
+    streamer, nudges = shard.streamer, []
+    real = streamer._nudge
+
+    class Counted:
+        def send(self, *args):
+            nudges.append(args)
+            return real.send(*args)
+
+    streamer._nudge = Counted()
+    try:
+        shard.feed(commands(100))
+        assert not streamer.connected and nudges == [], "nobody to wake"
+        stream = shard.consumer()
+        assert stream.subscribe(0) == Subscribed("recorder", 1, 100)
+        assert read(stream, 100) == journaled(tmp_path), "what was published before the subscription"
+        deadline = time.monotonic() + 5
+        while not streamer.connected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert streamer.connected
+        shard.feed(commands(30, seed=3))
+        assert len(nudges) == 3, "one per journaled turn"
+        assert [entry.sequence for entry in read(stream, 30)] == list(range(101, 131))
+        stream.close()
+    finally:
+        streamer._nudge = real
+
+
 def test_subscribed_says_what_the_journal_holds_and_refuses_what_it_cannot_give(shard):
     shard.feed(commands(50))
     stream = shard.consumer()
