@@ -14,10 +14,17 @@ class Program:
     stderr kept apart (a clean program writes nothing there)."""
 
     def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "main.py", "-c", *args], cwd=REPO, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
+        # Started as a shell starts a foreground program, Ctrl-C (SIGINT) at its default: a test
+        # run started in the background (`make test &`: SIGINT ignored, which children inherit)
+        # can still interrupt it.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "main.py", "-c", *args], cwd=REPO, env=env,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self.lines: list[str] = []
         self.errors: list[str] = []
         self._readers = [threading.Thread(target=self._read, args=(stream, into), daemon=True)
