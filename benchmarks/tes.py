@@ -139,6 +139,7 @@ class Exchange:
         tes._logged_on(Verdict(CLIENT, TRADER, False), now)
         tes._greeted(self.shard, p.HelloReply(sorted(tes.shard_of), 0, 0))
         tes._flush(now)
+        tes.stages = Stages(STAGES, clock)  # the measured turns' stages only, not the set-up's (its journal made)
         self.clients.sent.clear()
         self.obs = obs.stand_in(Shard.empty(sorted(tes.shard_of)), {tes.tes_id: TES_IDENTITY})
         self.commands = p.Codec(p.ObsRequest)
