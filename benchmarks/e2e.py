@@ -21,12 +21,11 @@ fsync policy in the run's file system; an order waits for three of them in turn.
 
 import os
 import resource
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import disk, floor, stages
+from benchmarks import disk, floor, median_present, stages
 from benchmarks.book import machine
 from engine import progress
 from servers.processes import Role, exchange_env, json_result
@@ -96,22 +95,16 @@ def median_run(runs: list[dict]) -> dict:
     ordered = sorted(runs, key=lambda r: float("inf") if r["ack_p99_us"] is None else r["ack_p99_us"])
     row = dict(ordered[(len(ordered) - 1) // 2])
     for key in MEDIAN_KEYS:
-        row[key] = _median([r[key] for r in runs])
+        row[key] = median_present([r[key] for r in runs])
     row["lost"] = max(r["lost"] for r in runs)
     if all("cpu_us_per_order" in r for r in runs):
         row["cpu_us_per_order"] = {
-            name: _median([r["cpu_us_per_order"][name] for r in runs]) for name in runs[0]["cpu_us_per_order"]
+            name: median_present([r["cpu_us_per_order"][name] for r in runs]) for name in runs[0]["cpu_us_per_order"]
         }
     measured = [r["stages"] for r in runs if r.get("stages")]
     if measured:
         row["stages"] = stages.median(measured)
     return row
-
-
-def _median(values: list):
-    """The median of the values that are not None (None if none are)."""
-    present = [value for value in values if value is not None]
-    return statistics.median(present) if present else None
 
 
 def verdicts(rows: list[dict]) -> dict[str, str]:

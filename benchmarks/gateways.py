@@ -37,7 +37,6 @@ import os
 import re
 import select
 import socket
-import statistics
 import tempfile
 import time
 from collections import Counter, deque
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from benchmarks import median_present
 from benchmarks.book import machine
 from benchmarks.e2e import SUSTAINED, cpu_seconds
 from clients import runtime
@@ -576,18 +576,13 @@ def median_run(runs: list[dict]) -> dict:
     each process's CPU figures."""
     row = {"sent": runs[0]["sent"]}
     for key in MEDIAN_KEYS:
-        row[key] = _median([run[key] for run in runs])
+        row[key] = median_present([run[key] for run in runs])
     row["lost"] = max(run["lost"] for run in runs)
     row["rejected"] = max(run["rejected"] for run in runs)
-    row["other_cores"] = _median([run["other_cores"] for run in runs])
+    row["other_cores"] = median_present([run["other_cores"] for run in runs])
     for key in ("cpu_us_per_order", "cpu_cores"):
-        row[key] = {name: _median([run[key][name] for run in runs]) for name in runs[0][key]}
+        row[key] = {name: median_present([run[key][name] for run in runs]) for name in runs[0][key]}
     return row
-
-
-def _median(values: list):
-    present = [value for value in values if value is not None]
-    return statistics.median(present) if present else None
 
 
 def ratios(rows: dict[str, dict], numerator: str, denominator: str = "zeromq") -> dict:
@@ -727,4 +722,3 @@ def _us(value) -> str:
     if value is None:
         return "n/a"
     return f"{value / 1000:,.1f} ms" if value >= 1000 else f"{value:,.0f} µs"
-

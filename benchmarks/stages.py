@@ -16,10 +16,10 @@ kernel's work of waking them, which no stage of the loop sees.
 """
 
 import json
-import statistics
 import time
 from pathlib import Path
 
+from benchmarks import median_present
 from servers.status import IDLE, STATUS_FILE
 
 FRESH_TIMEOUT_S = 10.0
@@ -95,11 +95,12 @@ def median(runs: list[dict[str, dict]]) -> dict[str, dict]:
     for server, first in middle.items():
         stages = {}
         for name, stage in first["stages"].items():
-            stages[name] = {key: _median([run[server]["stages"][name][key] for run in runs])
+            stages[name] = {key: median_present([run[server]["stages"][name][key] for run in runs])
                             for key in ("wall_us", "share", "cpu_us")}
             stages[name]["laps"] = stage["laps"]
         figures[server] = {"clock": first["clock"], "cpu_turns": first["cpu_turns"], "stages": stages, **{
-            key: _median([run[server][key] for run in runs]) for key in ("busy_us", "busy_cpu_us", "orders_per_turn")}}
+            key: median_present([run[server][key] for run in runs])
+            for key in ("busy_us", "busy_cpu_us", "orders_per_turn")}}
     return figures
 
 
@@ -150,8 +151,3 @@ def _cell(stage: dict) -> str:
 
 def _number(value) -> str:
     return "n/a" if value is None else f"{value:,.1f}"
-
-
-def _median(values: list):
-    present = [value for value in values if value is not None]
-    return statistics.median(present) if present else None

@@ -46,7 +46,7 @@ from pathlib import Path
 import msgspec
 import zmq
 
-from benchmarks import obs
+from benchmarks import median_present, obs
 from benchmarks.book import machine
 from config.settings import ConfigError, load_config
 from engine import workload
@@ -304,7 +304,7 @@ def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
         figures = {part: statistics.median(run_[part] for run_ in measured) for part in PARTS}
         streams[name] = {
             "requests": sizes[name], "turn": STREAMS[name][1], "us_per_message": figures, "runs": measured,
-            "stages": {stage: _median([run_["stages"][stage] for run_ in measured if run_["stages"][stage] is not None])
+            "stages": {stage: median_present([run_["stages"][stage] for run_ in measured])
                        for stage in measured[0]["stages"]},
             "ratio": {"tes_vs_floor": round(figures["tes"] / figures["floor"], 2),
                       "tes_vs_obs": round(figures["tes"] / figures["obs"], 2)}}
@@ -346,7 +346,3 @@ def format_report(report: dict) -> str:
     lines += ["", f"(a stage's CPU is read in one turn in about {SAMPLE_TURNS}, chosen at random, and weighted, as the "
               f"servers do by default; n/a: no turn was chosen; {STAGES_ENV}=cpu reads it in every turn)"]
     return "\n".join(lines)
-
-
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
