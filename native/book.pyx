@@ -62,7 +62,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.bool cimport PyBool_Check
 from cpython.long cimport PyLong_Check
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_Check
-from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint64_t
+from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport qsort
 from libc.string cimport memcpy, memset
 
@@ -413,13 +413,23 @@ cdef const char* COMMAND_TAGS[3]
 COMMAND_TAGS[:] = [b"BookSubmit", b"BookCancel", b"BookReplace"]
 
 
-cdef int wire_command(Writer* w, int kind, PyObject** fields, Py_ssize_t count) except -1:
+cdef enum:
+    COMMAND_VALUES = 16      # `wire_command` keeps the ints of a command's first this many fields
+    SUBMIT_INTS = 0x7E7E     # the fields `execute_encoded` reads of a BookSubmit (1 to 6, 9 to 14), as bits
+    CANCEL_INTS = 0x2        # of a BookCancel (1)
+    REPLACE_INTS = 0xE       # of a BookReplace (1 to 3)
+
+
+cdef int wire_command(Writer* w, int kind, PyObject** fields, Py_ssize_t count, int64_t* values,
+                      uint32_t* ints) except -1:
     """The msgpack of the command of ``kind`` whose ``count`` fields are ``fields``, as msgspec
     encodes its Struct (tagged, ``array_like``), and 0; or 1, nothing written, unless each field is
-    an int (not a bool) within int64 or a str."""
+    an int (not a bool) within int64 or a str. Field ``i`` < `COMMAND_VALUES` that is an int is
+    read into ``values[i]``, and bit ``i`` set in ``ints``."""
     cdef Py_ssize_t size, start = w.size, i
     cdef int64_t value
     cdef const char* text
+    ints[0] = 0
     wire_room(w, MAX_HEADER + 32 + count * MAX_HEADER)
     wire_tagged(w, COMMAND_TAGS[kind], count)
     for i in range(count):
@@ -429,6 +439,9 @@ cdef int wire_command(Writer* w, int kind, PyObject** fields, Py_ssize_t count) 
                 w.size = start
                 return 1
             wire_int(w, value)
+            if i < COMMAND_VALUES:
+                values[i] = value
+                ints[0] |= (<uint32_t>1) << i
         elif PyUnicode_Check(field):
             text = PyUnicode_AsUTF8AndSize(field, &size)
             wire_room(w, size + count * MAX_HEADER)
@@ -913,6 +926,8 @@ cdef class NativeBook:
         a str): `Shard.execute` runs the command then.
         """
         cdef NewOrder n
+        cdef int64_t v[COMMAND_VALUES]
+        cdef uint32_t ints
         cdef int64_t o, p, q, count, i, fills = 0, low = 0, high = 0, last = 0, accepted = 0, expire_at = 0
         cdef int64_t md_count = 0, md_sequence = out.md_sequence
         cdef Py_ssize_t command_end, events_end, md_end, start, reply_start, entry_start, size = len(symbol)
@@ -922,24 +937,31 @@ cdef class NativeBook:
         if self.trading != CONTINUOUS:
             return None
         _wire.size = 0
-        if wire_command(&_wire, kind, command, fields):
+        if wire_command(&_wire, kind, command, fields, v, &ints):
             return None
         command_end = _wire.size
         if kind == 0:
-            if read_new_order(&n, <object>command[1], <object>command[2], <object>command[3], <object>command[4],
-                              <object>command[5], <object>command[6], <object>command[9], <object>command[10],
-                              <object>command[11], <object>command[12], <object>command[13], <object>command[14]):
+            if (ints & SUBMIT_INTS) == SUBMIT_INTS:
+                n.order_id, n.side, n.order_type, n.tif, n.price, n.quantity = v[1], v[2], v[3], v[4], v[5], v[6]
+                n.stop_price, n.display, n.flags, n.owner, n.stp, n.expire_at = v[9], v[10], v[11], v[12], v[13], v[14]
+            elif read_new_order(&n, <object>command[1], <object>command[2], <object>command[3], <object>command[4],
+                                <object>command[5], <object>command[6], <object>command[9], <object>command[10],
+                                <object>command[11], <object>command[12], <object>command[13], <object>command[14]):
                 return None
             self._prepare(self._taking(&n), new_slices(&n), n.owner != 0 and n.stp != NONE)
             self._submit(&n)
             o = n.order_id
         elif kind == 1:
-            if as_int64(<object>command[1], &o):
+            if (ints & CANCEL_INTS) == CANCEL_INTS:
+                o = v[1]
+            elif as_int64(<object>command[1], &o):
                 return None
             self._prepare(0, 1, False)
             self._cancel(o)
         else:
-            if read_replace(&o, &p, &q, <object>command[1], <object>command[2], <object>command[3]):
+            if (ints & REPLACE_INTS) == REPLACE_INTS:
+                o, p, q = v[1], v[2], v[3]
+            elif read_replace(&o, &p, &q, <object>command[1], <object>command[2], <object>command[3]):
                 return None
             self._prepare(self._replace_taking(o, p, q), self._replace_slices(o, q, &guarded), guarded)
             self._replace(o, p, q)

@@ -15,12 +15,13 @@ once, for both.
 
 Invariant: after each command it runs, the shard is as `Shard.execute_encoded` leaves it (its
 sequence and time, the feed's market-data sequence, quote and last price, the order-id high-water
-mark, the GTD expiry heap, the symbols traded, an interruption owed, the replies kept for
-`Shard.replay`) and the turn's outputs hold what the Python loop puts there: the journal entry,
-the reply to the sender, and the same reply once to each other TES the command concerns.
+mark as `Shard.max_order_id` reads it (one TES's is kept here in C until read), the GTD expiry
+heap, the symbols traded, an interruption owed, the replies kept for `Shard.replay`) and the
+turn's outputs hold what the Python loop puts there: the journal entry, the reply to the sender,
+and the same reply once to each other TES the command concerns.
 """
 
-from cpython.long cimport PyLong_Check
+from cpython.long cimport PyLong_Check, PyLong_CheckExact
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
@@ -48,16 +49,19 @@ cdef class FeedState:
 cdef class Run:
     """`OrderPath.run`'s turn: its outputs, and what the command before looked up (a turn's
     commands come in runs of one symbol from one sender): its symbol with that symbol's feed,
-    msgpack, volatility bands and market data so far, and its sender with its replies so far."""
+    msgpack, volatility bands and market data so far, and its sender with its replies so far;
+    and the last ``concerned`` and sender that `route` sent to no other TES (the ``tes`` it
+    reads does not change during a run), whose routing is then skipped."""
 
     cdef dict outbox, market_data, tes
     cdef list entries, published, replies
-    cdef object history, symbol, guard, identity
+    cdef object remember, symbol, guard, identity, alone, alone_sender
     cdef FeedState feed
     cdef bytes packed
 
     def __cinit__(self, dict outbox, dict market_data, list entries, dict tes, history):
-        self.outbox, self.market_data, self.entries, self.tes, self.history = outbox, market_data, entries, tes, history
+        self.outbox, self.market_data, self.entries, self.tes = outbox, market_data, entries, tes
+        self.remember = history.append
 
 
 cdef list replies_to(dict outbox, identity):
@@ -68,10 +72,11 @@ cdef list replies_to(dict outbox, identity):
     return replies
 
 
-cpdef void route(dict outbox, dict tes, identity, reply, tuple concerned) except *:
+cpdef int route(dict outbox, dict tes, identity, reply, tuple concerned) except -1:
     """Queue ``reply`` once to each TES (``tes``: id -> the identity of its Hello) among the ids
     ``concerned`` other than its sender ``identity`` (whose copy the caller queues): the rest of
-    a command's routing, for the order path and the OBS's other commands alike."""
+    a command's routing, for the order path and the OBS's other commands alike. Returns how many
+    TESs it was queued to."""
     cdef list sent = None
     for tes_id in concerned:
         destination = tes.get(tes_id)
@@ -84,12 +89,25 @@ cpdef void route(dict outbox, dict tes, identity, reply, tuple concerned) except
         else:
             sent.append(destination)
         replies_to(outbox, destination).append(reply)
+    return 0 if sent is None else len(sent)
 
 
 cpdef void note_accepted(dict max_ids, order_id, int shift) except *:
     """An order was accepted: ``max_ids`` keeps, per TES id (``order_id >> shift``), the largest
     order id accepted with it (what a Hello reply names), for the order path and
     `servers.shard.Shard.execute` alike."""
+    cdef int64_t value, known
+    if PyLong_CheckExact(order_id) and not as_int64(order_id, &value):
+        tes_id = value >> shift
+        found = max_ids.get(tes_id)
+        if found is None:
+            if value > 0:
+                max_ids[tes_id] = order_id
+            return
+        if PyLong_CheckExact(found) and not as_int64(found, &known):
+            if value > known:
+                max_ids[tes_id] = order_id
+            return
     tes_id = order_id >> shift
     if order_id > max_ids.get(tes_id, 0):
         max_ids[tes_id] = order_id
@@ -104,6 +122,8 @@ cdef class OrderPath:
     (`native.structs`); an order id's top bits above ``shift`` name its TES."""
 
     cdef object shard
+    cdef object number, entry, reply, concerned  # the last command `_execute` ran: its sequence and outputs
+    cdef int64_t noted_tes, noted_max            # a TES id and the largest id accepted with it not yet noted
     cdef dict feeds, symbols, max_ids, traded, guards, kinds
     cdef set owed
     cdef int shift
@@ -122,6 +142,7 @@ cdef class OrderPath:
         self.owed = shard.owed
         self.kinds = kinds
         self.shift = shift
+        self.noted_tes = -1
         for command, kind in kinds.items():
             names = command.__struct_fields__
             if not 0 <= kind < KINDS or len(names) > MAX_FIELDS:
@@ -177,21 +198,24 @@ cdef class OrderPath:
         CONTINUOUS or a field is beyond int64 (`Shard.execute` runs it then). KeyError for a
         symbol the shard does not own."""
         symbol = command.symbol
-        done = self._execute(command, symbol, self.feeds[symbol], self.symbols[symbol], self.guards.get(symbol), kind,
-                             sequence, time, market_data, self.shard.history)
-        if done is not None:
-            shard = self.shard
-            shard.sequence = sequence
-            shard.time = time
-        return done
+        if not self._execute(command, symbol, self.feeds[symbol], self.symbols[symbol], self.guards.get(symbol), kind,
+                             sequence, time, market_data, self.shard.history.append):
+            return None
+        shard = self.shard
+        shard.sequence = sequence
+        shard.time = time
+        return (self.entry, self.reply, self.concerned)
 
-    cdef tuple _execute(self, command, symbol, FeedState feed, bytes packed, guard, int kind, int64_t sequence,
-                        int64_t time, list market_data, history):
+    cdef bint _execute(self, command, symbol, FeedState feed, bytes packed, guard, int kind, int64_t sequence,
+                       int64_t time, list market_data, remember) except -1:
         """`execute` for ``command`` on ``symbol``, whose feed, msgpack and volatility bands
-        (None: none) are ``feed``, ``packed`` and ``guard``; the shard's sequence and time are
-        the caller's to set."""
+        (None: none) are ``feed``, ``packed`` and ``guard``, its history entry given to
+        ``remember`` (the history's ``append``): True if it ran, its sequence (an int) and
+        outputs then in `number`, `entry`, `reply` and `concerned`. The shard's sequence and
+        time are the caller's to set."""
         cdef Outcome out
         cdef tuple done
+        cdef object number
         cdef PyObject* fields[MAX_FIELDS]
         cdef Py_ssize_t i, count = self.counts[kind]
         for i in range(count):
@@ -200,23 +224,45 @@ cdef class OrderPath:
         done = feed.book.execute_encoded(fields, count, kind, sequence, time, packed, feed.quote, market_data,
                                          self.shift, &out)
         if done is None:
-            return None
-        entry, reply, concerned, feed.quote = done
+            return False
+        self.entry, self.reply, self.concerned, feed.quote = done
+        self.number = number = sequence
         feed.sequence = out.md_sequence
         if out.accepted:
             order_id = field(command, self.order_id_at[kind])
-            note_accepted(self.max_ids, order_id, self.shift)
+            self._accepted(order_id)
             if out.accepted == GTD_ACCEPTED:
                 self.shard._expires(out.expire_at, symbol, order_id)
         if out.fills:
             last_price = feed.last_price
             feed.last_price = out.last
-            self.traded[symbol] = (sequence, out.last)
+            self.traded[symbol] = (number, feed.last_price)
             if (guard is not None and symbol not in self.owed
                     and guard.breached((out.low, out.high), last_price, self.shard.phases[symbol].close)):
                 self.shard._phase_state(symbol, owed=True)
-        history.append((sequence, reply, concerned))
-        return (entry, reply, concerned)
+        remember((number, self.reply, self.concerned))
+        return True
+
+    cdef void _accepted(self, order_id) except *:
+        """`note_accepted` of ``order_id``, kept in C (`noted_tes`, `noted_max`) while the orders
+        accepted come from one TES: `note` writes it into the shard's ``max_ids``."""
+        cdef int64_t value, tes_id
+        if not PyLong_CheckExact(order_id) or as_int64(order_id, &value) or value <= 0:
+            note_accepted(self.max_ids, order_id, self.shift)
+            return
+        tes_id = value >> self.shift
+        if tes_id != self.noted_tes:
+            self.note()
+            self.noted_tes, self.noted_max = tes_id, value
+        elif value > self.noted_max:
+            self.noted_max = value
+
+    def note(self):
+        """Write the largest order id accepted here and not yet noted into the shard's
+        ``max_ids`` (`note_accepted`): what `servers.shard.Shard.max_order_id` reads is then whole."""
+        if self.noted_tes >= 0:
+            note_accepted(self.max_ids, self.noted_max, self.shift)
+            self.noted_tes = -1
 
     def run(self, list work, Py_ssize_t start, dict outbox, dict market_data, list entries, dict tes):
         """Run ``work[start:]`` (items ``(identity, command, sequence, stamp)`` of a turn, in
@@ -245,7 +291,6 @@ cdef class OrderPath:
 
     cdef object _run_one(self, Run run, tuple item, int64_t sequence):
         """`run`'s step for one item: its stamp if it ran, else None (nothing changed)."""
-        cdef tuple done
         found = self.kinds.get(type(item[1]))
         if found is None or item[2] <= 0:
             return None
@@ -258,17 +303,21 @@ cdef class OrderPath:
             if run.published is None:
                 run.published = run.market_data[symbol] = []
             run.symbol = symbol
-        done = self._execute(command, symbol, run.feed, run.packed, run.guard, kind, sequence, stamp, run.published,
-                             run.history)
-        if done is None:
+        if not self._execute(command, symbol, run.feed, run.packed, run.guard, kind, sequence, stamp, run.published,
+                             run.remember):
             return None
-        run.entries.append((sequence, done[0]))
-        reply = done[1]
+        run.entries.append((self.number, self.entry))
+        reply = self.reply
         if identity is not None:
             if identity is not run.identity:
                 run.replies = replies_to(run.outbox, identity)
                 run.identity = identity
             run.replies.append(reply)
-        route(run.outbox, run.tes, identity, reply, done[2])
+        concerned = self.concerned
+        if concerned is not run.alone or identity is not run.alone_sender:
+            if route(run.outbox, run.tes, identity, reply, concerned):
+                run.alone = None
+            else:
+                run.alone, run.alone_sender = concerned, identity
         return stamp
 

@@ -338,7 +338,13 @@ class Shard:
 
     def max_order_id(self, tes_id: int) -> int:
         """The largest order id any book accepted with ``tes_id``'s prefix (0 if none)."""
+        self.order_path.note()
         return self._max_ids.get(tes_id, 0)
+
+    def max_order_ids(self) -> dict[int, int]:
+        """Per TES id (an order id's prefix), the largest order id any book accepted with it."""
+        self.order_path.note()
+        return dict(self._max_ids)
 
     def snapshot(self, journal_offset: int) -> ShardSnapshot:
         return self.capture(journal_offset).finish()

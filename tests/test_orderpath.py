@@ -6,7 +6,10 @@ import types
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from native.orderpath import note_accepted
 from servers.obs import REFUSED, UNJOURNALED, UNKNOWN_SYMBOL, OrderBookServer
 from servers.phases import Guard
 from servers.protocol import (
@@ -180,3 +183,43 @@ def test_sequencing_a_frame_in_c_follows_the_obs_rules(tes_id, since):
         if not work:
             assert (last, stamped) == (sequence, stamp)
         start, sequence, stamp = max(stop, start + 1), last, stamped
+
+
+ORDER_IDS = st.integers(-(1 << 70), 1 << 70) | st.integers(0, 4).map(lambda tes: tes << TES_SHIFT) | st.integers(
+    1, 1 << 20).map(lambda n: 1 << TES_SHIFT | n)
+
+
+def largest(order_ids) -> dict:
+    """Per TES id, the largest of ``order_ids`` with its prefix, if above 0, as Python's ints say."""
+    found = {}
+    for order_id in order_ids:
+        if order_id > found.get(order_id >> TES_SHIFT, 0):
+            found[order_id >> TES_SHIFT] = order_id
+    return found
+
+
+@given(st.lists(ORDER_IDS, max_size=40))
+def test_note_accepted_keeps_each_prefix_largest_id(order_ids):
+    """`note_accepted` (in C for an int64, Python's ints beyond) keeps, per TES id, the largest."""
+    max_ids = {}
+    for order_id in order_ids:
+        note_accepted(max_ids, order_id, TES_SHIFT)
+    assert max_ids == largest(order_ids)
+
+
+@given(st.lists(st.tuples(st.integers(1, 3), st.integers(1, 1 << 20), st.booleans()), max_size=30))
+def test_the_order_path_keeps_each_prefix_largest_id(orders):
+    """Orders accepted through the order path (which keeps one TES's largest id in C until read)
+    and ids noted by the Python path (`note_accepted`), interleaved: `max_order_id` and
+    `max_order_ids` say the largest of each prefix after each."""
+    shard, accepted, done = Shard.empty(SYMBOLS), [], set()
+    for sequence, (tes_id, number, through_path) in enumerate(orders, 1):
+        order_id = tes_id << TES_SHIFT | number
+        if through_path and order_id not in done:
+            shard.execute_encoded(sequence, sequence, BookSubmit("ACME", order_id, sequence % 2, 0, 0, 100, 5), [])
+            done.add(order_id)
+        else:
+            note_accepted(shard._max_ids, order_id, TES_SHIFT)
+        accepted.append(order_id)
+        assert shard.max_order_id(tes_id) == largest(accepted)[tes_id]
+    assert shard.max_order_ids() == largest(accepted)

@@ -68,7 +68,7 @@ def state(shard: Shard) -> tuple:
                  feed.book.state_hash())
         for symbol, feed in shard.feeds.items()
     }
-    return (shard.sequence, shard.time, dict(shard.traded), sorted(shard.expiries), dict(shard._max_ids),
+    return (shard.sequence, shard.time, dict(shard.traded), sorted(shard.expiries), shard.max_order_ids(),
             dict(shard.phases), set(shard.owed), list(shard.history), feeds)
 
 
