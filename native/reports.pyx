@@ -518,8 +518,8 @@ cdef class Reporter:
 
     cdef void _close(self, order) except *:
         """`OrderRegistry._close`: no longer open; forgotten unless a request awaits its answer."""
+        cdef dict trader_orders = self.open.get(field(order, self.o_trader))
         order_id = field(order, self.o_id)
-        trader_orders = self.open.get(field(order, self.o_trader))
         if trader_orders is not None:
             trader_orders.pop(order_id, None)
         if field(order, self.o_state) in TERMINAL and not field(order, self.o_requests):
@@ -573,11 +573,12 @@ cpdef object report_number(message):
 cpdef void keep(dict kept, list reports, deque, int most) except *:
     """`servers.ledger.Ledger.apply`'s last step: each of ``reports`` (``(trader, report)``) kept
     for its trader, in ``kept`` (trader -> a ``deque`` of the latest ``most``)."""
+    append = deque.append
     for trader, report in reports:
         reports_of = kept.get(trader)
         if reports_of is None:
             reports_of = kept[trader] = deque(maxlen=most)
-        reports_of.append(report)
+        append(reports_of, report)
 
 
 cdef class Books:
@@ -661,38 +662,50 @@ cdef class Routing:
     def route(self, list reports, bint routed):
         """Queue each of ``reports`` (``(trader, report)``) for its trader's session, counted by type;
         ``routed``: they may answer orders routed to a book."""
-        cdef int64_t client_order_id, number
+        cdef int64_t client_order_id, number, last = 0
+        cdef int64_t counted[3]
+        cdef int k
         tes = self.tes
         cdef dict by_trader = tes.sessions.by_trader, reported = tes.reported, rejects = tes.rejects
-        cdef dict awaiting_of = tes.awaiting
-        cdef list answered = tes.answered
+        cdef dict awaiting_of = tes.awaiting, awaiting = None
+        cdef list answered = tes.answered, box = None
         outbox = tes.outbox
-        trader_id = session = box = awaiting = None
-        for trader, message in reports:
-            kind = type(message)
-            if kind is RAW:
-                kind = self.written[peek(message, &client_order_id, &number)]
-            if trader is not trader_id:
-                trader_id, session = trader, by_trader.get(trader)
-                box = None if session is None else outbox[session.identity]
-                awaiting = awaiting_of.get(trader) if routed else None
-            reported[kind] += 1
-            if type(message) is RAW:
-                if kind is self.accepted and awaiting:
-                    read = awaiting.pop(client_order_id, None)
-                    if read is not None and session is not None:
-                        answered.append(read)
+        trader_id = session = numbered = None  # numbered: the session owed `last` as its last report number
+        counted[:] = [0, 0, 0]
+        try:
+            for trader, message in reports:
+                if trader is not trader_id:
+                    if numbered is not None:
+                        numbered.last_report, numbered = last, None
+                    trader_id, session = trader, by_trader.get(trader)
+                    box = None if session is None else outbox[session.identity]
+                    awaiting = awaiting_of.get(trader) if routed else None
+                if type(message) is RAW:
+                    k = peek(message, &client_order_id, &number)
+                    counted[k] += 1
+                    if awaiting and self.written[k] is self.accepted:
+                        read = awaiting.pop(client_order_id, None)
+                        if read is not None and session is not None:
+                            answered.append(read)
+                    if box is not None:
+                        box.append(message)
+                        numbered, last = session, number
+                    continue
+                kind = type(message)
+                reported[kind] += 1
+                if kind in self.answers:
+                    if kind is not self.accepted:
+                        rejects[message.reason] += 1
+                    if (kind is self.accepted or kind is self.rejected) and awaiting:
+                        read = awaiting.pop(message.client_order_id, None)
+                        if read is not None and session is not None:
+                            answered.append(read)
                 if box is not None:
                     box.append(message)
-                    session.last_report = number
-                continue
-            if kind in self.answers:
-                if kind is not self.accepted:
-                    rejects[message.reason] += 1
-                if (kind is self.accepted or kind is self.rejected) and awaiting:
-                    read = awaiting.pop(message.client_order_id, None)
-                    if read is not None and session is not None:
-                        answered.append(read)
-            if box is not None:
-                box.append(message)
-                session.last_report = message.report
+                    session.last_report, numbered = message.report, None
+        finally:
+            if numbered is not None:
+                numbered.last_report = last
+            for k in range(3):
+                if counted[k]:
+                    reported[self.written[k]] += counted[k]
