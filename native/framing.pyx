@@ -1,14 +1,16 @@
 # cython: boundscheck=False, wraparound=False
-"""Journal records framed in C (`servers.journal.Journal.append`, the servers' hot path).
+"""Framing in C, on the servers' hot path: journal records (`frame_records`, for
+`servers.journal.Journal.append`) and encoded messages joined into protocol frames
+(`join_frames`, for the OBS's replies and market data).
 
-A record is a 16-byte header, then its payload: the payload's length (uint32), the CRC-32
+A journal record is a 16-byte header, then its payload: the payload's length (uint32), the CRC-32
 (zlib's) of the sequence's 8 bytes followed by the payload (uint32), and the sequence
 (uint64), all little-endian: ``struct.Struct("<IIQ")`` with the CRC computed as
 ``zlib.crc32(payload, zlib.crc32(sequence.to_bytes(8, "little")))``.
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport uint8_t, uint64_t
 from libc.string cimport memcpy
 
@@ -18,7 +20,8 @@ cdef extern from "zlib.h" nogil:
 
 
 cdef enum:
-    HEADER_BYTES = 16
+    HEADER_BYTES = 16        # a journal record's
+    ARRAY_HEADER_BYTES = 5   # the most a msgpack array's header takes (array32), as `join_frames` counts it
 
 
 cdef inline void _put_le(uint8_t *out, uint64_t value, int count) noexcept nogil:
@@ -59,3 +62,50 @@ def frame_records(records, bytearray buffer) -> None:
     except BaseException:
         PyByteArray_Resize(buffer, start)
         raise
+
+
+def join_frames(list messages, encode, Py_ssize_t max_messages, Py_ssize_t max_bytes) -> list:
+    """`servers.protocol.join_frames` (its specification, which says what the frames are) in C:
+    ``messages`` each bytes already encoded (msgpack), or anything else, which ``encode`` (if not
+    None) encodes to bytes first; TypeError for a message that is not bytes then."""
+    cdef Py_ssize_t count = len(messages), start = 0, stop, limit, total, size, header, i, j
+    cdef uint8_t* out
+    cdef list frames = []
+    for i in range(count):
+        if type(messages[i]) is not bytes:
+            if encode is not None:
+                messages = [message if type(message) is bytes else encode(message) for message in messages]
+            for j in range(count):
+                if type(messages[j]) is not bytes:
+                    raise TypeError(f"message {j} is a {type(messages[j]).__name__}, not bytes")
+            break
+    while start < count:
+        limit = min(count, start + max_messages)
+        stop, total = start, 0
+        while stop < limit:
+            size = PyBytes_GET_SIZE(messages[stop])
+            if total + size > max_bytes - ARRAY_HEADER_BYTES:
+                break
+            total += size
+            stop += 1
+        if stop == start:
+            total, stop = PyBytes_GET_SIZE(messages[start]), start + 1
+        size = stop - start
+        header = 1 if size < 16 else 3 if size < (1 << 16) else 5
+        frame = PyBytes_FromStringAndSize(NULL, header + total)
+        out = <uint8_t*>PyBytes_AS_STRING(frame)
+        if header == 1:
+            out[0] = 0x90 | size
+        elif header == 3:
+            out[0], out[1], out[2] = 0xdc, size >> 8, size & 0xff
+        else:
+            out[0], out[1], out[2] = 0xdd, size >> 24, (size >> 16) & 0xff
+            out[3], out[4] = (size >> 8) & 0xff, size & 0xff
+        out += header
+        for i in range(start, stop):
+            size = PyBytes_GET_SIZE(messages[i])
+            memcpy(out, PyBytes_AS_STRING(messages[i]), size)
+            out += size
+        frames.append(frame)
+        start = stop
+    return frames

@@ -88,6 +88,7 @@ import zmq
 
 from config.settings import Config, ConfigError, ShardConfig
 from engine.types import RejectReason
+from native.framing import join_frames
 from native.orderpath import route
 from servers import security, service
 from servers.journal import (
@@ -100,6 +101,8 @@ from servers.journal import (
 from servers.phases import Planner, guards, schedules
 from servers.protocol import (
     MARKS_TOPIC,
+    MAX_BATCH,
+    MAX_FRAME_BYTES,
     BookExpireDay,
     BookQuery,
     BookSetClock,
@@ -114,7 +117,6 @@ from servers.protocol import (
     PhaseReason,
     QueryRejected,
     SnapshotRequest,
-    join_frames,
     symbol_topic,
 )
 from servers.security import ANYONE, NOBODY
@@ -578,8 +580,7 @@ class OrderBookServer:
         in frames within the protocol's limits."""
         encode = self.command_codec.encoder.encode
         for identity, replies in outbox.items():
-            encoded = [reply if type(reply) is bytes else encode(reply) for reply in replies]
-            for frame in join_frames(encoded):
+            for frame in join_frames(replies, encode, MAX_BATCH, MAX_FRAME_BYTES):
                 socket.send(identity, SNDMORE)
                 socket.send(frame)
 
@@ -588,7 +589,7 @@ class OrderBookServer:
         send = self.market_data.send
         for symbol, messages in market_data.items():
             name = symbol_topic(symbol)
-            for frame in join_frames(messages):
+            for frame in join_frames(messages, None, MAX_BATCH, MAX_FRAME_BYTES):
                 send(name, SNDMORE)
                 send(frame)
 

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from native.framing import join_frames as native_join
 from servers import protocol as p
 
 TEXTS = st.text(alphabet="abcdefghij", max_size=300)
@@ -95,3 +96,37 @@ def test_joined_frames_hold_the_messages_in_order_each_as_full_as_the_limits_all
         assert len(run) == max_messages or sizes[last + 1] - sizes[first] + p.ARRAY_HEADER_BYTES > max_bytes
         first = last
     assert bool(frames) == bool(texts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(sizes=st.lists(st.integers(0, 300), max_size=300), max_messages=st.integers(0, 60),
+       max_bytes=st.integers(1, 4_000), structs=st.lists(st.booleans(), max_size=300))
+def test_frames_joined_in_c_are_the_specifications(sizes, max_messages, max_bytes, structs):
+    """`native.framing.join_frames` gives `servers.protocol.join_frames`'s frames, byte for byte;
+    given ``encode``, the messages that are not yet bytes are encoded first, each once."""
+    encoded = [bytes([0xc4, size % 256]) * (size // 2 + 1) for size in sizes]
+    assert native_join(encoded, None, max_messages, max_bytes) == p.join_frames(encoded, max_messages, max_bytes)
+    codec = msgspec.msgpack.Encoder()
+    flags = (structs + [False] * len(sizes))[:len(sizes)]
+    mixed = [p.Heartbeat() if struct else message for message, struct in zip(encoded, flags, strict=True)]
+    calls = []
+
+    def encode(message):
+        calls.append(message)
+        return codec.encode(message)
+
+    expected = [message if type(message) is bytes else codec.encode(message) for message in mixed]
+    assert native_join(mixed, encode, max_messages, max_bytes) == p.join_frames(expected, max_messages, max_bytes)
+    assert len(calls) == sum(type(message) is not bytes for message in mixed)
+
+
+def test_frames_joined_in_c_take_every_header_size_and_refuse_what_is_not_bytes():
+    """Arrays of up to 15, up to 65,535 and more messages (the three msgpack array headers), as
+    the specification writes them; a message that is not bytes (and no ``encode``) is refused."""
+    for count in (15, 16, 65_535, 65_536, 70_000):
+        messages = [b"\xc0"] * count
+        assert native_join(messages, None, 100_000, 1 << 20) == p.join_frames(messages, 100_000, 1 << 20)
+    with pytest.raises(TypeError, match="message 1 is a Heartbeat"):
+        native_join([b"\xc0", p.Heartbeat()], None, 10, 100)
+    with pytest.raises(TypeError, match="message 0 is a str"):
+        native_join([p.Heartbeat()], lambda message: "not bytes", 10, 100)
