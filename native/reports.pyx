@@ -139,6 +139,8 @@ cdef class Reporter:
     cdef Py_ssize_t capacity, count
     cdef list symbols, others
     cdef Writer wire
+    cdef object numbered         # the trader whose report numbers `_wire_number` counts in C (None: none)
+    cdef int64_t number          # the last number it gave ``numbered``, which `_numbered` writes back
 
     def __init__(self, ledger, order, reply, executed, refused, accepted, filled, canceled):
         registry = ledger.orders
@@ -191,6 +193,7 @@ cdef class Reporter:
         try:
             return self._apply(record, reports)
         finally:
+            self._numbered()
             self.symbols.clear()
             self.others.clear()
 
@@ -328,6 +331,7 @@ cdef class Reporter:
                 reply = self.others[executed.index]
                 replies.append(reply)
                 if type(reply) is self.refused:
+                    self._numbered()
                     self.registry.refused(reply, reports, record.time)
                 i += 1
                 continue
@@ -343,6 +347,7 @@ cdef class Reporter:
                     marked[symbol] = (sequence, (<tuple>trades[len(trades) - 1])[1])
             i += 1 + executed.events
         self.seen[shard] = seen
+        self._numbered()
         for symbol, (sequence, price) in marked.items():
             self.ledger.mark(symbol, sequence, price)
         self.ledger.book_trades(trades)
@@ -352,6 +357,7 @@ cdef class Reporter:
         """`OrderRegistry.apply` of one event of an `Executed` on ``symbol`` at exchange time ``at``."""
         cdef int64_t* f = event.f
         if event.kind == OTHER:
+            self._numbered()
             self.fallback(symbol, [self.others[event.index]], at, reports, trades)
             return
         if event.kind == IS_FILLED:
@@ -359,12 +365,14 @@ cdef class Reporter:
             if (maker is None or type(maker) is self.order) and (taker is None or type(taker) is self.order):
                 self._filled(maker, taker, symbol, f, at, reports, trades)
             else:
+                self._numbered()
                 self.fallback(symbol, [self._event_object(event)], at, reports, trades)
             return
         order = self.orders.get(f[0])
         if order is None:
             return
         if type(order) is not self.order:
+            self._numbered()
             self.fallback(symbol, [self._event_object(event)], at, reports, trades)
         elif event.kind == IS_ACCEPTED:
             self._accepted(order, symbol, f, at, reports)
@@ -381,11 +389,28 @@ cdef class Reporter:
                             STPS[f[10]], f[11])
         return CANCELED(f[0], f[1], CANCEL_REASONS[f[2]])
 
-    cdef object _number(self, trader):
-        """The trader's next report number (`OrderRegistry.number`)."""
-        number = self.numbers.get(trader, 0) + 1
-        self.numbers[trader] = number
-        return number
+    cdef void _wire_number(self, Writer* w, trader) except *:
+        """Write the trader's next report number (`OrderRegistry.number`), counted in C while one
+        trader's reports come (`numbered`), whose count `_numbered` writes back into ``numbers``
+        before anything else reads them."""
+        cdef int64_t last
+        if trader is not self.numbered:
+            self._numbered()
+            found = self.numbers.get(trader, 0)
+            if type(found) is not int or as_int64(found, &last) or not 0 <= last < LARGE:
+                number = found + 1
+                self.numbers[trader] = number
+                wire_object(w, number)
+                return
+            self.numbered, self.number = trader, last
+        self.number += 1
+        wire_int(w, self.number)
+
+    cdef void _numbered(self) except *:
+        """Write the report number counted in C (`_wire_number`) back into ``numbers``."""
+        if self.numbered is not None:
+            self.numbers[self.numbered] = self.number
+            self.numbered = None
 
     cdef void _filled(self, maker, taker, symbol, int64_t* f, int64_t at, list reports, list trades) except *:
         """A fill (``f``: `engine.messages.OrderFilled`'s fields) of ``maker`` and ``taker``
@@ -434,7 +459,7 @@ cdef class Reporter:
         wire_int(w, f[7])
         wire_bool(w, aggressor)
         wire_int(w, at)
-        wire_object(w, self._number(field(order, self.o_trader)))
+        self._wire_number(w, field(order, self.o_trader))
         wire_status(w, status)
         wire_object(w, filled)
         wire_float(w, average_price(notional, filled))
@@ -455,7 +480,7 @@ cdef class Reporter:
         for i in range(1, 6):
             wire_int(w, f[i])
         wire_int(w, at)
-        wire_object(w, self._number(trader))
+        self._wire_number(w, trader)
         wire_status(w, status)
         wire_object(w, filled)
         wire_object(w, field(order, self.o_quantity))
@@ -487,7 +512,7 @@ cdef class Reporter:
         wire_int(w, f[1])
         wire_object(w, reason)
         wire_int(w, at)
-        wire_object(w, self._number(trader))
+        self._wire_number(w, trader)
         wire_status(w, status)
         wire_object(w, filled)
         wire_int(w, 0)
