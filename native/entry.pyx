@@ -159,7 +159,7 @@ cdef class EntryPath:
         cdef const char* symbol_text = NULL
         cdef const char* cancel_text
         cdef Py_ssize_t trader_size, symbol_size = 0, cancel_size
-        cdef dict open_orders, awaiting, orders
+        cdef dict open_orders, awaiting, orders, instruments, last_prices, shard_of
         cdef list pending, outbox
         tes, ledger = self.tes, self.ledger
         trader = session.trader_id
