@@ -93,6 +93,16 @@ cdef inline bint read_enum(Reader* r, tuple values, int64_t* out) noexcept:
 
 
 cdef int64_t SMALL = (<int64_t>1) << 31, LARGE = (<int64_t>1) << 62
+
+cdef extern from *:
+    """
+    static inline int64_t share_of(int64_t basis, int64_t closed, int64_t size) {
+        return (int64_t)(((__int128)basis * closed) / size);
+    }
+    """
+    int64_t share_of(int64_t basis, int64_t closed, int64_t size) noexcept nogil
+    # ``basis * closed // size`` for ``basis`` >= 0 and ``size`` >= ``closed`` > 0, the product in
+    # GCC's 128-bit ints (a basis within 2**62 times a quantity within 2**31)
 """A fill's price and quantity below `SMALL` and an order's filled quantity and notional below
 `LARGE` are summed and multiplied in C (every result fits an int64); others as Python ints."""
 cdef int64_t EXACT = (<int64_t>1) << 53
@@ -643,6 +653,8 @@ cdef class Books:
             holding = holdings[symbol] = self.holding()
         elif type(holding) is not self.holding:
             raise TypeError(f"the holding of {trader!r} in {symbol!r} is a {type(holding).__name__}")
+        if self._fill_int64(portfolio, holding, buy, price, quantity):
+            return
         amount = price * quantity
         set_field(portfolio, self.p_cash, field(portfolio, self.p_cash) + (-amount if buy else amount))
         position = field(holding, self.h_quantity)
@@ -668,6 +680,44 @@ cdef class Books:
             opened_position = opened if buy else -opened
             set_field(holding, self.h_quantity, opened_position)
             set_field(holding, self.h_basis, opened_position * price)
+
+
+    cdef bint _fill_int64(self, portfolio, holding, bint buy, price, quantity) except -1:
+        """`_fill`'s arithmetic in C when the price and quantity lie in 1..`SMALL` - 1 and the cash,
+        position, basis and realized P&L within `LARGE` either way, so that nothing overflows: True
+        if done; False, nothing changed, for Python's ints to do it."""
+        cdef int64_t p, q, cash, position, basis, realized, signed, size, closed, share, opened
+        if (as_int64(price, &p) or not 0 < p < SMALL or as_int64(quantity, &q) or not 0 < q < SMALL
+                or as_int64(field(portfolio, self.p_cash), &cash) or not -LARGE < cash < LARGE
+                or as_int64(field(holding, self.h_quantity), &position) or not -LARGE < position < LARGE
+                or as_int64(field(holding, self.h_basis), &basis) or not -LARGE < basis < LARGE
+                or as_int64(field(holding, self.h_realized), &realized) or not -LARGE < realized < LARGE):
+            return False
+        set_field(portfolio, self.p_cash, cash - p * q if buy else cash + p * q)
+        signed = q if buy else -q
+        if position == 0 or (position > 0) == buy:
+            set_field(holding, self.h_quantity, position + signed)
+            set_field(holding, self.h_basis, basis + signed * p)
+            return True
+        size = position if position > 0 else -position
+        closed = q if q < size else size
+        share = share_of(basis if basis > 0 else -basis, closed, size)
+        if position > 0:
+            realized += p * closed - share
+            basis -= share
+            position -= closed
+        else:
+            realized += share - p * closed
+            basis += share
+            position += closed
+        opened = q - closed
+        if opened:
+            position = opened if buy else -opened
+            basis = position * p
+        set_field(holding, self.h_realized, realized)
+        set_field(holding, self.h_basis, basis)
+        set_field(holding, self.h_quantity, position)
+        return True
 
 
 cdef class Routing:

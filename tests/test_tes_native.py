@@ -298,6 +298,26 @@ def test_the_portfolios_booked_in_c_are_the_pythons(seed):
     assert {-1, 1} <= signs
 
 
+@pytest.mark.parametrize("buy_first", [True, False])
+def test_a_share_of_a_basis_beyond_64_bits_is_booked_in_c_as_by_the_python(buy_first):
+    """A position of 2**31 - 1 at a price near 2**30 (a basis near 2**61), then closed in part and
+    flipped: the share of the basis closed takes a product near 2**91, which C computes in 128 bits."""
+    big, price = (1 << 31) - 1, (1 << 30) - 1
+    first, second = ("a", "b") if buy_first else ("b", "a")
+    trades = [("ACME", price, big, first, second), ("ACME", 5, 1 << 30, second, first),
+              ("ACME", 7, big, second, first), ("ACME", 3, 12_345, first, second)]
+    fast, spec = Ledger(TES_ID, {}), Ledger(TES_ID, {})
+    for trade in trades:
+        fast.book_trades([trade])
+        spec.book([trade])
+        for trader, portfolio in spec.portfolios.items():
+            booked = fast.portfolios[trader]
+            holding, mine = portfolio.holdings["ACME"], booked.holdings["ACME"]
+            assert (booked.cash, mine.quantity, mine.basis, mine.realized) == (
+                portfolio.cash, holding.quantity, holding.basis, holding.realized)
+    assert abs(spec.portfolios["a"].holdings["ACME"].realized) > 1 << 40
+
+
 def test_cancels_of_resting_orders_go_through_c_as_through_the_python(monkeypatch):
     """Resting orders, then cancels of them interleaved with more orders (and a cancel of an
     order already gone, which the Python refuses): the same journal, frames and ledger, and
