@@ -96,18 +96,6 @@ cpdef void note_accepted(dict max_ids, order_id, int shift) except *:
     """An order was accepted: ``max_ids`` keeps, per TES id (``order_id >> shift``), the largest
     order id accepted with it (what a Hello reply names), for the order path and
     `servers.shard.Shard.execute` alike."""
-    cdef int64_t value, known
-    if PyLong_CheckExact(order_id) and not as_int64(order_id, &value):
-        tes_id = value >> shift
-        found = max_ids.get(tes_id)
-        if found is None:
-            if value > 0:
-                max_ids[tes_id] = order_id
-            return
-        if PyLong_CheckExact(found) and not as_int64(found, &known):
-            if value > known:
-                max_ids[tes_id] = order_id
-            return
     tes_id = order_id >> shift
     if order_id > max_ids.get(tes_id, 0):
         max_ids[tes_id] = order_id

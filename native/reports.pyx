@@ -93,18 +93,20 @@ cdef inline bint read_enum(Reader* r, tuple values, int64_t* out) noexcept:
 
 
 cdef int64_t SMALL = (<int64_t>1) << 31, LARGE = (<int64_t>1) << 62
+"""A fill's price and quantity below `SMALL` and an order's filled quantity and notional below
+`LARGE` are summed and multiplied in C (every result fits an int64); others as Python ints."""
 
 cdef extern from *:
+    # ``basis * closed // size`` for ``basis`` >= 0 and ``size`` >= ``closed`` > 0, the product in
+    # GCC's 128-bit ints (a basis within 2**62 times a quantity within 2**31: `Books`)
     """
     static inline int64_t share_of(int64_t basis, int64_t closed, int64_t size) {
         return (int64_t)(((__int128)basis * closed) / size);
     }
     """
     int64_t share_of(int64_t basis, int64_t closed, int64_t size) noexcept nogil
-    # ``basis * closed // size`` for ``basis`` >= 0 and ``size`` >= ``closed`` > 0, the product in
-    # GCC's 128-bit ints (a basis within 2**62 times a quantity within 2**31)
-"""A fill's price and quantity below `SMALL` and an order's filled quantity and notional below
-`LARGE` are summed and multiplied in C (every result fits an int64); others as Python ints."""
+
+
 cdef int64_t EXACT = (<int64_t>1) << 53
 """Integers of magnitude up to this are exact as doubles."""
 
@@ -680,7 +682,6 @@ cdef class Books:
             opened_position = opened if buy else -opened
             set_field(holding, self.h_quantity, opened_position)
             set_field(holding, self.h_basis, opened_position * price)
-
 
     cdef bint _fill_int64(self, portfolio, holding, bint buy, price, quantity) except -1:
         """`_fill`'s arithmetic in C when the price and quantity lie in 1..`SMALL` - 1 and the cash,
