@@ -244,6 +244,11 @@ cdef class NativeBook:
     # ---- the encoded API (the OBS's order path: native/orderpath.pyx)
     cdef tuple execute_encoded(self, PyObject** command, Py_ssize_t fields, int kind, int64_t sequence,
                                int64_t time, bytes symbol, tuple quote, list market_data, int shift, Outcome* out)
+    cdef tuple execute_values(self, int kind, const int64_t* values, Py_ssize_t fields, const char* account,
+                              Py_ssize_t account_size, int64_t sequence, int64_t time, bytes symbol, tuple quote,
+                              list market_data, int shift, Outcome* out)
+    cdef tuple _run_encoded(self, int kind, NewOrder* n, int64_t o, int64_t p, int64_t q, int64_t sequence,
+                            int64_t time, bytes symbol, tuple quote, list market_data, int shift, Outcome* out)
 
     # ---- events
     cdef Event* _emit(self, uint8_t kind) noexcept nogil

@@ -58,7 +58,7 @@ GIL, for both stream versions.
 """
 
 from cpython.buffer cimport PyBuffer_FillInfo
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.bool cimport PyBool_Check
 from cpython.long cimport PyLong_Check
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_Check
@@ -449,6 +449,30 @@ cdef int wire_command(Writer* w, int kind, PyObject** fields, Py_ssize_t count, 
         else:
             w.size = start
             return 1
+    return 0
+
+
+cdef inline void read_submit(NewOrder* n, const int64_t* v) noexcept nogil:
+    """A BookSubmit's fields read as ints (``v[i]``: field ``i``) into ``n``."""
+    n.order_id, n.side, n.order_type, n.tif, n.price, n.quantity = v[1], v[2], v[3], v[4], v[5], v[6]
+    n.stop_price, n.display, n.flags, n.owner, n.stp, n.expire_at = v[9], v[10], v[11], v[12], v[13], v[14]
+
+
+cdef int wire_values(Writer* w, int kind, const int64_t* values, Py_ssize_t count, bytes symbol,
+                     const char* account, Py_ssize_t account_size) except -1:
+    """The msgpack of the command of ``kind`` with ``count`` fields as `wire_command` writes it,
+    from its values (`NativeBook.execute_values`): ``symbol`` (field 0) already msgpack, a
+    BookSubmit's account (field 7) ``account_size`` bytes at ``account``, every other field the
+    int ``values[i]``."""
+    cdef Py_ssize_t i, size = PyBytes_GET_SIZE(symbol)
+    wire_room(w, MAX_HEADER + 32 + size + account_size + count * MAX_HEADER)
+    wire_tagged(w, COMMAND_TAGS[kind], count)
+    wire_bytes(w, PyBytes_AS_STRING(symbol), size)
+    for i in range(1, count):
+        if kind == 0 and i == 7:
+            wire_str(w, account, account_size)
+        else:
+            wire_int(w, values[i])
     return 0
 
 
@@ -928,41 +952,68 @@ cdef class NativeBook:
         cdef NewOrder n
         cdef int64_t v[COMMAND_VALUES]
         cdef uint32_t ints
-        cdef int64_t o, p, q, count, i, fills = 0, low = 0, high = 0, last = 0, accepted = 0, expire_at = 0
-        cdef int64_t md_count = 0, md_sequence = out.md_sequence
-        cdef Py_ssize_t command_end, events_end, md_end, start, reply_start, entry_start, size = len(symbol)
-        cdef bint guarded = False
-        cdef const Event* e
-        cdef object concerned
+        cdef int64_t o = 0, p = 0, q = 0
         if self.trading != CONTINUOUS:
             return None
         _wire.size = 0
         if wire_command(&_wire, kind, command, fields, v, &ints):
             return None
-        command_end = _wire.size
         if kind == 0:
             if (ints & SUBMIT_INTS) == SUBMIT_INTS:
-                n.order_id, n.side, n.order_type, n.tif, n.price, n.quantity = v[1], v[2], v[3], v[4], v[5], v[6]
-                n.stop_price, n.display, n.flags, n.owner, n.stp, n.expire_at = v[9], v[10], v[11], v[12], v[13], v[14]
+                read_submit(&n, v)
             elif read_new_order(&n, <object>command[1], <object>command[2], <object>command[3], <object>command[4],
                                 <object>command[5], <object>command[6], <object>command[9], <object>command[10],
                                 <object>command[11], <object>command[12], <object>command[13], <object>command[14]):
                 return None
-            self._prepare(self._taking(&n), new_slices(&n), n.owner != 0 and n.stp != NONE)
-            self._submit(&n)
-            o = n.order_id
         elif kind == 1:
             if (ints & CANCEL_INTS) == CANCEL_INTS:
                 o = v[1]
             elif as_int64(<object>command[1], &o):
                 return None
+        elif (ints & REPLACE_INTS) == REPLACE_INTS:
+            o, p, q = v[1], v[2], v[3]
+        elif read_replace(&o, &p, &q, <object>command[1], <object>command[2], <object>command[3]):
+            return None
+        return self._run_encoded(kind, &n, o, p, q, sequence, time, symbol, quote, market_data, shift, out)
+
+    cdef tuple execute_values(self, int kind, const int64_t* values, Py_ssize_t fields, const char* account,
+                              Py_ssize_t account_size, int64_t sequence, int64_t time, bytes symbol, tuple quote,
+                              list market_data, int shift, Outcome* out):
+        """`execute_encoded` for a command read in C (`native.commands.OrderCommand`): field ``i``
+        of its ``fields`` is the int ``values[i]``, but for field 0, the symbol (``symbol`` is its
+        msgpack), and a BookSubmit's field 7, its account (``account_size`` ASCII bytes at
+        ``account``). The same bytes, outputs and None as `execute_encoded` for the Struct of
+        those values."""
+        cdef NewOrder n
+        if self.trading != CONTINUOUS:
+            return None
+        _wire.size = 0
+        wire_values(&_wire, kind, values, fields, symbol, account, account_size)
+        if kind == 0:
+            read_submit(&n, values)
+        return self._run_encoded(kind, &n, values[1], values[2], values[3], sequence, time, symbol, quote,
+                                 market_data, shift, out)
+
+    cdef tuple _run_encoded(self, int kind, NewOrder* n, int64_t o, int64_t p, int64_t q, int64_t sequence,
+                            int64_t time, bytes symbol, tuple quote, list market_data, int shift, Outcome* out):
+        """The rest of `execute_encoded` once the command's msgpack is in the wire buffer and its
+        values read: a BookSubmit's into ``n``, a BookCancel's order id ``o``, a BookReplace's
+        ``o``, ``p`` and ``q``."""
+        cdef int64_t count, i, fills = 0, low = 0, high = 0, last = 0, accepted = 0, expire_at = 0
+        cdef int64_t md_count = 0, md_sequence = out.md_sequence
+        cdef Py_ssize_t command_end = _wire.size, events_end, md_end, start, reply_start, entry_start
+        cdef Py_ssize_t size = len(symbol)
+        cdef bint guarded = False
+        cdef const Event* e
+        cdef object concerned
+        if kind == 0:
+            self._prepare(self._taking(n), new_slices(n), n.owner != 0 and n.stp != NONE)
+            self._submit(n)
+            o = n.order_id
+        elif kind == 1:
             self._prepare(0, 1, False)
             self._cancel(o)
         else:
-            if (ints & REPLACE_INTS) == REPLACE_INTS:
-                o, p, q = v[1], v[2], v[3]
-            elif read_replace(&o, &p, &q, <object>command[1], <object>command[2], <object>command[3]):
-                return None
             self._prepare(self._replace_taking(o, p, q), self._replace_slices(o, q, &guarded), guarded)
             self._replace(o, p, q)
         count = self._events_made()

@@ -27,6 +27,7 @@ from libc.stdint cimport int64_t
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 from native.book cimport NativeBook, Outcome
+from native.commands cimport OrderCommand
 from native.int64 cimport as_int64
 from native.structs cimport borrowed_field, field, field_offset
 
@@ -145,7 +146,8 @@ cdef class OrderPath:
                  int64_t stamp):
         """Sequence ``messages[start:]``, one frame's from ``identity``, into ``work`` as the OBS
         does (`servers.obs.OrderBookServer._serve_commands`), while each is an order command on
-        a symbol of the shard that its sender may send: ``(identity, command, sequence, stamp)``
+        a symbol of the shard (a Struct, or an `OrderCommand` of the shard's
+        `native.commands.CommandReader`) that its sender may send: ``(identity, command, sequence, stamp)``
         at the next ``sequence`` and the exchange time, the wall clock's nanoseconds never
         going back from ``stamp``. ``tes_id`` is the sender's `servers.security.Peer.tes_id`:
         None may name any order, a positive id the orders of its prefix, anything else none.
@@ -162,16 +164,20 @@ cdef class OrderPath:
                 return start, sequence, stamp
         for i in range(start, count):
             message = messages[i]
-            found = self.kinds.get(type(message))
-            if found is None:
-                return i, sequence, stamp
-            kind = found
-            if field(message, self.symbol_at[kind]) not in self.feeds:
-                return i, sequence, stamp
-            if not anyone:
-                value = field(message, self.order_id_at[kind])
-                if not PyLong_Check(value) or as_int64(value, &order_id) or order_id >> self.shift != own:
+            if type(message) is OrderCommand:
+                if not anyone and (<OrderCommand>message).values[1] >> self.shift != own:
                     return i, sequence, stamp
+            else:
+                found = self.kinds.get(type(message))
+                if found is None:
+                    return i, sequence, stamp
+                kind = found
+                if field(message, self.symbol_at[kind]) not in self.feeds:
+                    return i, sequence, stamp
+                if not anyone:
+                    value = field(message, self.order_id_at[kind])
+                    if not PyLong_Check(value) or as_int64(value, &order_id) or order_id >> self.shift != own:
+                        return i, sequence, stamp
             clock_gettime(CLOCK_REALTIME, &clock)
             now = clock.tv_sec * 1_000_000_000 + clock.tv_nsec
             if now > stamp:
@@ -206,19 +212,29 @@ cdef class OrderPath:
         cdef object number
         cdef PyObject* fields[MAX_FIELDS]
         cdef Py_ssize_t i, count = self.counts[kind]
-        for i in range(count):
-            fields[i] = borrowed_field(command, self.offsets[kind][i])
+        cdef OrderCommand read = None
         out.md_sequence = feed.sequence
-        done = feed.book.execute_encoded(fields, count, kind, sequence, time, packed, feed.quote, market_data,
-                                         self.shift, &out)
+        if type(command) is OrderCommand:
+            read = <OrderCommand>command
+            done = feed.book.execute_values(kind, read.values, count, read.account, read.account_size, sequence, time,
+                                            packed, feed.quote, market_data, self.shift, &out)
+        else:
+            for i in range(count):
+                fields[i] = borrowed_field(command, self.offsets[kind][i])
+            done = feed.book.execute_encoded(fields, count, kind, sequence, time, packed, feed.quote, market_data,
+                                             self.shift, &out)
         if done is None:
             return False
         self.entry, self.reply, self.concerned, feed.quote = done
         self.number = number = sequence
         feed.sequence = out.md_sequence
         if out.accepted:
-            order_id = field(command, self.order_id_at[kind])
-            self._accepted(order_id)
+            if read is not None:
+                self._accepted_id(read.values[1])
+                order_id = read.values[1]
+            else:
+                order_id = field(command, self.order_id_at[kind])
+                self._accepted(order_id)
             if out.accepted == GTD_ACCEPTED:
                 self.shard._expires(out.expire_at, symbol, order_id)
         if out.fills:
@@ -234,9 +250,17 @@ cdef class OrderPath:
     cdef void _accepted(self, order_id) except *:
         """`note_accepted` of ``order_id``, kept in C (`noted_tes`, `noted_max`) while the orders
         accepted come from one TES: `note` writes it into the shard's ``max_ids``."""
-        cdef int64_t value, tes_id
+        cdef int64_t value
         if not PyLong_CheckExact(order_id) or as_int64(order_id, &value) or value <= 0:
             note_accepted(self.max_ids, order_id, self.shift)
+            return
+        self._accepted_id(value)
+
+    cdef void _accepted_id(self, int64_t value) except *:
+        """`_accepted` of an order id read as an int64."""
+        cdef int64_t tes_id
+        if value <= 0:
+            note_accepted(self.max_ids, value, self.shift)
             return
         tes_id = value >> self.shift
         if tes_id != self.noted_tes:
@@ -279,12 +303,20 @@ cdef class OrderPath:
 
     cdef object _run_one(self, Run run, tuple item, int64_t sequence):
         """`run`'s step for one item: its stamp if it ran, else None (nothing changed)."""
-        found = self.kinds.get(type(item[1]))
-        if found is None or item[2] <= 0:
+        cdef int kind
+        command = item[1]
+        if type(command) is OrderCommand:
+            kind = (<OrderCommand>command).kind
+            symbol = (<OrderCommand>command).symbol
+        else:
+            found = self.kinds.get(type(command))
+            if found is None:
+                return None
+            kind = found
+            symbol = field(command, self.symbol_at[kind])
+        if item[2] <= 0:
             return None
-        cdef int kind = found
-        identity, command, stamp = item[0], item[1], item[3]
-        symbol = field(command, self.symbol_at[kind])
+        identity, stamp = item[0], item[3]
         if symbol is not run.symbol and symbol != run.symbol:
             run.feed, run.packed, run.guard = self.feeds[symbol], self.symbols[symbol], self.guards.get(symbol)
             run.published = run.market_data.get(symbol)

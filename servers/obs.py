@@ -87,7 +87,8 @@ import msgspec
 import zmq
 
 from config.settings import Config, ConfigError, ShardConfig
-from engine.types import RejectReason
+from engine.types import CancelReason, RejectReason
+from native.commands import CommandReader, OrderCommand
 from native.framing import join_frames
 from native.orderpath import route
 from servers import security, service
@@ -103,10 +104,13 @@ from servers.protocol import (
     MARKS_TOPIC,
     MAX_BATCH,
     MAX_FRAME_BYTES,
+    BookCancel,
     BookExpireDay,
     BookQuery,
+    BookReplace,
     BookSetClock,
     BookSetPhase,
+    BookSubmit,
     Codec,
     CommandRefused,
     FrameTooLarge,
@@ -192,6 +196,9 @@ class OrderBookServer:
         """tes_id -> the identity of the DEALER that said Hello with it."""
         self.command_codec = Codec(ObsRequest)
         """Decodes commands; its encoder (union-agnostic) encodes every outgoing frame."""
+        self.order_reader = CommandReader(self.symbols, (BookSubmit, BookCancel, BookReplace), CancelReason,
+                                          MAX_FRAME_BYTES, MAX_BATCH)
+        """Reads a frame of order commands in C, before the codec: a frame it does not take goes to the codec."""
         self.snapshot_codec = Codec(SnapshotRequest)
         self.running = True
         self.dropped = Occurrences(log, "dropped malformed input: %.200s (%d so far)")
@@ -381,7 +388,7 @@ class OrderBookServer:
         sequence_orders = state.order_path.sequence
         work = []
         sequence, stamp = state.sequence, state.time
-        for identity, peer, messages in self._read(self.commands, self.command_codec, self.peers):
+        for identity, peer, messages in self._read(self.commands, self.command_codec, self.peers, self.order_reader):
             position, count = 0, len(messages)
             while position < count:
                 if writable:
@@ -391,6 +398,8 @@ class OrderBookServer:
                         break
                 message = messages[position]
                 position += 1
+                if type(message) is OrderCommand:
+                    message = message.struct()
                 kind = type(message)
                 if kind in JOURNALED and message.symbol in feeds:
                     if (peer is not ANYONE or kind is BookSetPhase) and not _permits(peer, kind, message):
@@ -490,6 +499,8 @@ class OrderBookServer:
                 break
             identity, message, sequence, stamp = work[position]
             position += 1
+            if type(message) is OrderCommand:
+                message = message.struct()
             if sequence > 0:
                 execute(identity, message, stamp)
                 if type(message) is BookSetPhase:
@@ -547,11 +558,13 @@ class OrderBookServer:
                 replies.append(snapshot)
         self._send(self.snapshots, outbox)
 
-    def _read(self, socket: zmq.Socket, codec: Codec, peers: dict[str, security.Peer] | None = None):
+    def _read(self, socket: zmq.Socket, codec: Codec, peers: dict[str, security.Peer] | None = None,
+              reader: CommandReader | None = None):
         """(identity, peer, messages) of up to MAX_FRAMES_PER_TURN queued frames; bad ones are dropped.
 
         With ``peers`` (CURVE on), the peer is the one named by the frame's ZAP User-Id;
-        otherwise `ANYONE`.
+        otherwise `ANYONE`. With ``reader``, a frame it reads is its `OrderCommand`s, and only
+        the others go to ``codec``.
         """
         recv, more = socket.recv, socket.get
         for _ in range(MAX_FRAMES_PER_TURN):
@@ -568,11 +581,13 @@ class OrderBookServer:
                 self.dropped(f"{parts} payload frames instead of 1")
                 continue
             peer = peers.get(payload.get("User-Id"), NOBODY) if peers else ANYONE
-            try:
-                messages = codec.decode(payload.buffer)
-            except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
-                self.dropped(exc)
-                continue
+            messages = reader.read(payload.buffer) if reader is not None else None
+            if messages is None:
+                try:
+                    messages = codec.decode(payload.buffer)
+                except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
+                    self.dropped(exc)
+                    continue
             yield identity, peer, messages
 
     def _send(self, socket: zmq.Socket, outbox: dict[bytes, list]) -> None:

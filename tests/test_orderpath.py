@@ -9,12 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from engine.types import CancelReason
+from native.commands import CommandReader, OrderCommand
 from native.orderpath import note_accepted
 from servers.obs import REFUSED, UNJOURNALED, UNKNOWN_SYMBOL, OrderBookServer
 from servers.phases import Guard
 from servers.protocol import (
+    MAX_BATCH,
+    MAX_FRAME_BYTES,
     BookCancel,
     BookQuery,
+    BookReplace,
     BookSetClock,
     BookSetPhase,
     BookSubmit,
@@ -114,21 +119,41 @@ def turns(commands: list, size: int) -> list[list]:
     return turns_made + [work]
 
 
-@pytest.mark.parametrize(("seed", "banded"), [(4, False), (5, True)])
-def test_a_turn_through_the_order_path_equals_the_python_turn(seed, banded):
+def read_in_c(work: list) -> tuple[list, int]:
+    """``work`` with each order command the OBS's `CommandReader` takes as it reads it (an
+    `OrderCommand`, as a frame of TES commands arrives); how many it took."""
+    reader = CommandReader(SYMBOLS, (BookSubmit, BookCancel, BookReplace), CancelReason, MAX_FRAME_BYTES, MAX_BATCH)
+    made = []
+    for identity, message, sequence, stamp in work:
+        read = reader.read(_encode([message]))
+        made.append((identity, message if read is None else read[0], sequence, stamp))
+    return made, sum(type(item[1]) is OrderCommand for item in made)
+
+
+@pytest.mark.parametrize(("seed", "banded", "read"), [(4, False, False), (5, True, False), (6, False, True),
+                                                      (7, True, True)])
+def test_a_turn_through_the_order_path_equals_the_python_turn(seed, banded, read):
     """Turns of mixed work (every kind of item the order path stops at; with bands tight enough
-    that fills owe volatility interruptions) give the same bytes and the same shard."""
+    that fills owe volatility interruptions), its order commands as Structs or as read in C
+    (then also in books in a call or halted, which Python runs), give the same bytes and the
+    same shard as the Structs through the specification."""
     guards = {"ACME": Guard(0, 20, 5, 10_000), "BOLT": Guard(0, 5, 5, 10_000)} if banded else {}
     live, spec = obs(Shard.empty(SYMBOLS, guards), guards), obs(Shard.empty(SYMBOLS, guards), guards)
-    interruptions = 0
+    interruptions = taken = 0
     for work in turns(interleaved(3_000, seed), 500):
-        outbox, market_data, entries = OrderBookServer._execute(live, work)
+        if read:
+            live_work, count = read_in_c(work)
+            taken += count
+        else:
+            live_work = work
+        outbox, market_data, entries = OrderBookServer._execute(live, live_work)
         expected = spec_turn(spec, work)
         assert (encoded(outbox), market_data, entries) == (encoded(expected[0]), expected[1], expected[2])
         assert state(live.state) == state(spec.state)
         interruptions += expected[3]
     assert live.state.sequence > 5_000
     assert (interruptions > 0) == banded
+    assert (taken > 5_000) == read
 
 
 def test_the_order_path_runs_orders_and_stops_where_python_must_take_over():
@@ -159,22 +184,26 @@ def expected_sequencing(messages: list, start: int, tes_id, feeds) -> int:
     return len(messages)
 
 
+@pytest.mark.parametrize("read", [False, True])
 @pytest.mark.parametrize("tes_id", [None, 1, 2, -1, 0])
 @pytest.mark.parametrize("since", [0, 4_000_000_000_000_000_000])
-def test_sequencing_a_frame_in_c_follows_the_obs_rules(tes_id, since):
+def test_sequencing_a_frame_in_c_follows_the_obs_rules(tes_id, since, read):
     """Which messages are sequenced, in order, at consecutive sequences, stamped by the wall clock
-    and never before the stamp given (``since``: the past, or a stamp ahead of the clock)."""
+    and never before the stamp given (``since``: the past, or a stamp ahead of the clock); the
+    order commands as Structs or as read in C (`OrderCommand`)."""
     shard = Shard.empty(SYMBOLS)
     messages = [BookSubmit("ACME", 1 << TES_SHIFT | 1, 0, 0, 0, 100, 5), BookCancel("BOLT", 1 << TES_SHIFT | 2),
                 BookSubmit("ACME", 2 << TES_SHIFT | 3, 0, 0, 0, 100, 5), BookSubmit("ZZZZ", 1 << TES_SHIFT | 4, 0, 0,
                                                                                     0, 100, 5),
                 Hello(1, None), BookCancel("ACME", (1 << 64) - 1), BookCancel("ACME", 1 << TES_SHIFT | 5)]
+    given = [item[1] for item in read_in_c([(None, message, 0, 0) for message in messages])[0]] if read else messages
+    assert sum(type(message) is OrderCommand for message in given) == (4 if read else 0)
     start, sequence, stamp = 0, 40, since
     while start < len(messages):
         work = []
-        stop, last, stamped = shard.order_path.sequence(work, b"peer", messages, start, tes_id, sequence, stamp)
+        stop, last, stamped = shard.order_path.sequence(work, b"peer", given, start, tes_id, sequence, stamp)
         assert stop == expected_sequencing(messages, start, tes_id, shard.feeds)
-        assert [item[1] for item in work] == messages[start:stop]
+        assert [item[1] for item in work] == given[start:stop]
         assert [item[2] for item in work] == list(range(sequence + 1, last + 1))
         assert all(item[0] == b"peer" for item in work)
         assert [item[3] for item in work] == sorted(item[3] for item in work)
