@@ -15,6 +15,13 @@ Both start from an empty book; the benchmark checks that they wrote the same jou
 (a digest of every entry) and raises if not. Figures are this process's CPU time per command
 (the garbage collector off, as the servers make its passes rare), medians of the runs, and
 their ratio; no socket, journal write or decoding is in them (`bench e2e` has those).
+
+Then the loop's steps 1 to 3 from the bytes: the same commands as the TES's frames of `FRAME`,
+each frame read, its commands sequenced (`native.orderpath.OrderPath.sequence`) and each turn
+run as above, the frames read in C (`native.commands.CommandReader`, as the OBS reads them)
+beside msgspec decoding them (the OBS's codec, what it did before); both must write the same
+journal entries. Their commands are stamped `AHEAD` (a time past the clock, which sequencing
+keeps), so both runs' entries match.
 """
 
 import hashlib
@@ -28,10 +35,11 @@ from benchmarks.book import machine
 from engine import workload
 from engine.progress import task
 from engine.stream import CANCEL, LIMIT_FOK, LIMIT_GTC, LIMIT_IOC, MARKET, REPLACE
-from engine.types import OrderType, TimeInForce
+from engine.types import CancelReason, OrderType, TimeInForce
+from native.commands import CommandReader
 from servers import collector
 from servers.obs import MAX_MESSAGES_PER_TURN, OrderBookServer
-from servers.protocol import BookCancel, BookReplace, BookSubmit
+from servers.protocol import MAX_BATCH, MAX_FRAME_BYTES, BookCancel, BookReplace, BookSubmit, Codec, ObsRequest
 from servers.shard import TES_SHIFT, Shard
 
 SYMBOL = "ACME"
@@ -42,6 +50,10 @@ MESSAGES = 200_000
 """The standard stream's commands measured by default."""
 START = 1_800_000_000_000_000_000
 """The exchange time of the first command (ns); each next one is 1 µs later."""
+FRAME = 128
+"""Commands per TES frame: about what a TES sends the OBS in one turn at 100,000 orders/s."""
+AHEAD = 4_000_000_000_000_000_000
+"""The exchange time the frames' commands are sequenced from (2096: ahead of the clock, so kept)."""
 _encode = msgspec.msgpack.Encoder().encode
 
 
@@ -109,31 +121,81 @@ def specification(work: list[list]) -> tuple[float, str]:
     return seconds, digest.hexdigest()
 
 
+def frames(made: list) -> list[list[bytes]]:
+    """``made`` as one TES's frames of `FRAME` commands, in turns of at most the OBS's
+    `MAX_MESSAGES_PER_TURN` commands."""
+    encode = Codec(ObsRequest).encode
+    encoded = [encode(made[start:start + FRAME]) for start in range(0, len(made), FRAME)]
+    per_turn = MAX_MESSAGES_PER_TURN // FRAME
+    return [encoded[start:start + per_turn] for start in range(0, len(encoded), per_turn)]
+
+
+def from_frames(turns: list[list[bytes]], decode) -> tuple[float, str]:
+    """CPU seconds of the loop's steps 1 to 3 over ``turns`` of frames, each decoded by
+    ``decode``, and the digest of the journal entries."""
+    server = stand_in(Shard.empty([SYMBOL]), {1: IDENTITY})
+    sequence_orders = server.state.order_path.sequence
+    digest, seconds, sequence, stamp = hashlib.blake2b(), 0.0, 0, AHEAD
+    for turn in turns:
+        started = time.process_time()
+        work = []
+        for frame in turn:
+            _, sequence, stamp = sequence_orders(work, IDENTITY, decode(frame), 0, None, sequence, stamp)
+        _, _, entries = OrderBookServer._execute(server, work)
+        seconds += time.process_time() - started
+        for _, entry in entries:
+            digest.update(entry)
+    if stamp != AHEAD:
+        raise RuntimeError(f"the commands were stamped {stamp}, not {AHEAD}: the clock passed it")
+    return seconds, digest.hexdigest()
+
+
+def read_in_c(turns: list[list[bytes]]) -> tuple[float, str]:
+    """`from_frames` with the frames read in C, as the OBS reads them."""
+    reader = CommandReader([SYMBOL], (BookSubmit, BookCancel, BookReplace), CancelReason, MAX_FRAME_BYTES, MAX_BATCH)
+    return from_frames(turns, reader.read)
+
+
+def decoded_by_msgspec(turns: list[list[bytes]]) -> tuple[float, str]:
+    """`from_frames` with the frames decoded by msgspec, the OBS's codec."""
+    return from_frames(turns, Codec(ObsRequest).decode)
+
+
 def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
     """Measure both paths ``repeats`` times each, alternating; print the table; return the figures."""
-    with task("bench obs", 2 * repeats + 1, "steps") as shown:
+    with task("bench obs", 4 * repeats + 1, "steps") as shown:
         shown.note("making the commands")
-        work = turns(commands(messages))
+        made = commands(messages)
+        work, framed = turns(made), frames(made)
         count = sum(map(len, work))
         shown.advance()
-        runs: dict[str, list[float]] = {"specification": [], "order_path": []}
-        digests = set()
+        runs: dict[str, list[float]] = {name: [] for name in PATHS}
+        digests: dict[str, set[str]] = {"commands": set(), "frames": set()}
         for _ in range(repeats):
-            for name, measure in (("specification", specification), ("order_path", order_path)):
+            for name, measure in (("specification", specification), ("order_path", order_path),
+                                  ("msgspec_frames", decoded_by_msgspec), ("c_frames", read_in_c)):
                 shown.note(name.replace("_", " "))
+                given = framed if name.endswith("frames") else work
                 with collector.paused():
-                    seconds, digest = measure(work)
+                    seconds, digest = measure(given)
                 runs[name].append(seconds / count * 1e6)
-                digests.add(digest)
+                digests["frames" if given is framed else "commands"].add(digest)
                 shown.advance()
-    if len(digests) != 1:
+    if len(digests["commands"]) != 1:
         raise RuntimeError("the order path and the specification wrote different journal entries")
+    if len(digests["frames"]) != 1:
+        raise RuntimeError("the frames read in C and decoded by msgspec wrote different journal entries")
     figures = {name: statistics.median(values) for name, values in runs.items()}
-    report = {"machine": machine(), "commands": count, "turn": MAX_MESSAGES_PER_TURN, "repeats": repeats,
-              "us_per_command": figures, "runs": runs,
-              "ratio": round(figures["specification"] / figures["order_path"], 2)}
+    report = {"machine": machine(), "commands": count, "turn": MAX_MESSAGES_PER_TURN, "frame": FRAME,
+              "repeats": repeats, "us_per_command": figures, "runs": runs,
+              "ratio": round(figures["specification"] / figures["order_path"], 2),
+              "reading_ratio": round(figures["msgspec_frames"] / figures["c_frames"], 2)}
     print(format_report(report))
     return report
+
+
+PATHS = ("specification", "order_path", "msgspec_frames", "c_frames")
+"""What `run` measures, by name: the execute step both ways, then steps 1 to 3 from the frames both ways."""
 
 
 def format_report(report: dict) -> str:
@@ -149,9 +211,23 @@ def format_report(report: dict) -> str:
     ]
     for name, label in (("specification", "`Shard.execute`, command by command (the specification)"),
                         ("order_path", "the order path in C (the OBS's loop)")):
-        low, high = min(runs[name]), max(runs[name])
-        ratio = figures["specification"] / figures[name]
-        lines.append(f"| {label} | {figures[name]:.2f} ({low:.2f}-{high:.2f}) | {1e6 / figures[name]:,.0f} | "
-                     f"{ratio:.1f}x |")
+        lines.append(row(label, runs[name], figures[name], figures["specification"]))
+    lines += [
+        "",
+        f"The loop's steps 1 to 3 from the bytes: the same commands as frames of {report['frame']}, read, "
+        "sequenced and run; both wrote the same journal entries",
+        "",
+        "| from the frames | µs per command | commands/s | vs msgspec |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, label in (("msgspec_frames", "decoded by msgspec, sequenced, the order path"),
+                        ("c_frames", "read in C, sequenced, the order path (the OBS's loop)")):
+        lines.append(row(label, runs[name], figures[name], figures["msgspec_frames"]))
     return "\n".join(lines)
+
+
+def row(label: str, runs: list[float], figure: float, against: float) -> str:
+    """A table row: the median µs per command ``figure`` of ``runs``, its rate, its ratio to ``against``."""
+    return (f"| {label} | {figure:.2f} ({min(runs):.2f}-{max(runs):.2f}) | {1e6 / figure:,.0f} | "
+            f"{against / figure:.1f}x |")
 

@@ -176,6 +176,9 @@ cdef class NativeBook:
     cdef int64_t auction_time        # the auction time counter (OrderInfo.time), CALL and HALTED only
     cdef uint8_t trading             # the phase
     cdef int32_t ahead[16]           # the batch replay's look-ahead: slots of the orders targeted ahead (book.pyx)
+    cdef object made_reply           # the encoded API's last command (`execute_encoded`): its Executed reply,
+    cdef object made_concerned       # the TES ids it concerns
+    cdef object made_quote           # and the feed's quote after it
 
     # ---- capacity: called before each command, so commands never allocate
     cdef int _prepare(self, int64_t taking, int64_t slices, bint guarded) except -1
@@ -242,12 +245,12 @@ cdef class NativeBook:
     cdef void _touch_new(self, int side, int32_t lv) noexcept nogil
 
     # ---- the encoded API (the OBS's order path: native/orderpath.pyx)
-    cdef tuple execute_encoded(self, PyObject** command, Py_ssize_t fields, int kind, int64_t sequence,
+    cdef bytes execute_encoded(self, PyObject** command, Py_ssize_t fields, int kind, int64_t sequence,
                                int64_t time, bytes symbol, tuple quote, list market_data, int shift, Outcome* out)
-    cdef tuple execute_values(self, int kind, const int64_t* values, Py_ssize_t fields, const char* account,
+    cdef bytes execute_values(self, int kind, const int64_t* values, Py_ssize_t fields, const char* account,
                               Py_ssize_t account_size, int64_t sequence, int64_t time, bytes symbol, tuple quote,
                               list market_data, int shift, Outcome* out)
-    cdef tuple _run_encoded(self, int kind, NewOrder* n, int64_t o, int64_t p, int64_t q, int64_t sequence,
+    cdef bytes _run_encoded(self, int kind, NewOrder* n, int64_t o, int64_t p, int64_t q, int64_t sequence,
                             int64_t time, bytes symbol, tuple quote, list market_data, int shift, Outcome* out)
 
     # ---- events

@@ -927,7 +927,7 @@ cdef class NativeBook:
 
     # ================================================================ commands (encoded API)
 
-    cdef tuple execute_encoded(self, PyObject** command, Py_ssize_t fields, int kind, int64_t sequence,
+    cdef bytes execute_encoded(self, PyObject** command, Py_ssize_t fields, int kind, int64_t sequence,
                                int64_t time, bytes symbol, tuple quote, list market_data, int shift, Outcome* out):
         """Run one order command in CONTINUOUS and encode what the OBS makes of it in C, with no
         event object (the OBS's order path: `native.orderpath.OrderPath`, which
@@ -939,10 +939,10 @@ cdef class NativeBook:
         feed's market-data sequence and last quote (`servers.marketdata.Feed`).
         Appends each market-data message the feed emits for it (a Trade per fill, a DepthUpdate
         per level changed, a Quote if the top of book changed; none for a rejected command) to
-        ``market_data``, encoded, and returns ``(entry, reply, concerned, quote)``: the journal
-        entry's and the Executed reply's msgpack; the TES ids (order id >> ``shift``) the command
-        concerns, in `Shard.execute`'s order; the feed's new quote (``quote`` itself if
-        unchanged). ``out`` gets the feed's new market-data sequence; 1 in ``accepted`` if a
+        ``market_data``, encoded, and returns the journal entry's msgpack; then `made_reply` is
+        the Executed reply's, `made_concerned` the TES ids (order id >> ``shift``) the command
+        concerns, in `Shard.execute`'s order, and `made_quote` the feed's new quote (``quote``
+        itself if unchanged): no tuple is made per command. ``out`` gets the feed's new market-data sequence; 1 in ``accepted`` if a
         submit was accepted, 2 if as GTD (``expire_at`` its expiry), else 0; the fills' number
         and their lowest, highest and last price. Every byte equals what `Shard.execute` makes
         with msgspec (the differential tests hold it to that). Returns None, the book and
@@ -976,7 +976,7 @@ cdef class NativeBook:
             return None
         return self._run_encoded(kind, &n, o, p, q, sequence, time, symbol, quote, market_data, shift, out)
 
-    cdef tuple execute_values(self, int kind, const int64_t* values, Py_ssize_t fields, const char* account,
+    cdef bytes execute_values(self, int kind, const int64_t* values, Py_ssize_t fields, const char* account,
                               Py_ssize_t account_size, int64_t sequence, int64_t time, bytes symbol, tuple quote,
                               list market_data, int shift, Outcome* out):
         """`execute_encoded` for a command read in C (`native.commands.OrderCommand`): field ``i``
@@ -994,7 +994,7 @@ cdef class NativeBook:
         return self._run_encoded(kind, &n, values[1], values[2], values[3], sequence, time, symbol, quote,
                                  market_data, shift, out)
 
-    cdef tuple _run_encoded(self, int kind, NewOrder* n, int64_t o, int64_t p, int64_t q, int64_t sequence,
+    cdef bytes _run_encoded(self, int kind, NewOrder* n, int64_t o, int64_t p, int64_t q, int64_t sequence,
                             int64_t time, bytes symbol, tuple quote, list market_data, int shift, Outcome* out):
         """The rest of `execute_encoded` once the command's msgpack is in the wire buffer and its
         values read: a BookSubmit's into ``n``, a BookCancel's order id ``o``, a BookReplace's
@@ -1067,9 +1067,9 @@ cdef class NativeBook:
         wire_bytes(&_wire, &_wire.data[events_end], md_end - events_end)
         out.md_sequence, out.accepted, out.expire_at = md_sequence, accepted, expire_at
         out.fills, out.low, out.high, out.last = fills, low, high, last
-        return (PyBytes_FromStringAndSize(<char*>&_wire.data[entry_start], _wire.size - entry_start),
-                PyBytes_FromStringAndSize(<char*>&_wire.data[reply_start], entry_start - reply_start),
-                concerned, quote)
+        self.made_reply = PyBytes_FromStringAndSize(<char*>&_wire.data[reply_start], entry_start - reply_start)
+        self.made_concerned, self.made_quote = concerned, quote
+        return PyBytes_FromStringAndSize(<char*>&_wire.data[entry_start], _wire.size - entry_start)
 
     # ================================================================ commands (record API)
     #

@@ -148,8 +148,9 @@ cdef class OrderPath:
         does (`servers.obs.OrderBookServer._serve_commands`), while each is an order command on
         a symbol of the shard (a Struct, or an `OrderCommand` of the shard's
         `native.commands.CommandReader`) that its sender may send: ``(identity, command, sequence, stamp)``
-        at the next ``sequence`` and the exchange time, the wall clock's nanoseconds never
-        going back from ``stamp``. ``tes_id`` is the sender's `servers.security.Peer.tes_id`:
+        at the next ``sequence`` and the exchange time: the wall clock's nanoseconds, read once
+        per call (the commands of one frame arrived together), never going back from ``stamp``.
+        ``tes_id`` is the sender's `servers.security.Peer.tes_id`:
         None may name any order, a positive id the orders of its prefix, anything else none.
         Returns ``(index, sequence, stamp)``: the first message not sequenced
         (``len(messages)`` if none is left), the last sequence and stamp given."""
@@ -162,6 +163,7 @@ cdef class OrderPath:
             own = tes_id
             if own <= 0:
                 return start, sequence, stamp
+        stamped = None
         for i in range(start, count):
             message = messages[i]
             if type(message) is OrderCommand:
@@ -178,12 +180,14 @@ cdef class OrderPath:
                     value = field(message, self.order_id_at[kind])
                     if not PyLong_Check(value) or as_int64(value, &order_id) or order_id >> self.shift != own:
                         return i, sequence, stamp
-            clock_gettime(CLOCK_REALTIME, &clock)
-            now = clock.tv_sec * 1_000_000_000 + clock.tv_nsec
-            if now > stamp:
-                stamp = now
+            if stamped is None:
+                clock_gettime(CLOCK_REALTIME, &clock)
+                now = clock.tv_sec * 1_000_000_000 + clock.tv_nsec
+                if now > stamp:
+                    stamp = now
+                stamped = stamp
             sequence += 1
-            work.append((identity, message, sequence, stamp))
+            work.append((identity, message, sequence, stamped))
         return count, sequence, stamp
 
     def execute(self, command, int kind, int64_t sequence, int64_t time, list market_data):
@@ -193,7 +197,7 @@ cdef class OrderPath:
         symbol the shard does not own."""
         symbol = command.symbol
         if not self._execute(command, symbol, self.feeds[symbol], self.symbols[symbol], self.guards.get(symbol), kind,
-                             sequence, time, market_data, self.shard.history.append):
+                             sequence, None, time, market_data, self.shard.history.append):
             return None
         shard = self.shard
         shard.sequence = sequence
@@ -201,32 +205,34 @@ cdef class OrderPath:
         return (self.entry, self.reply, self.concerned)
 
     cdef bint _execute(self, command, symbol, FeedState feed, bytes packed, guard, int kind, int64_t sequence,
-                       int64_t time, list market_data, remember) except -1:
+                       number, int64_t time, list market_data, remember) except -1:
         """`execute` for ``command`` on ``symbol``, whose feed, msgpack and volatility bands
         (None: none) are ``feed``, ``packed`` and ``guard``, its history entry given to
-        ``remember`` (the history's ``append``): True if it ran, its sequence (an int) and
-        outputs then in `number`, `entry`, `reply` and `concerned`. The shard's sequence and
-        time are the caller's to set."""
+        ``remember`` (the history's ``append``): True if it ran, its sequence (an int:
+        ``number`` itself if that is the int ``sequence``) and outputs then in `number`,
+        `entry`, `reply` and `concerned`. The shard's sequence and time are the caller's to set."""
         cdef Outcome out
-        cdef tuple done
-        cdef object number
+        cdef bytes entry
+        cdef NativeBook book = feed.book
         cdef PyObject* fields[MAX_FIELDS]
         cdef Py_ssize_t i, count = self.counts[kind]
         cdef OrderCommand read = None
         out.md_sequence = feed.sequence
         if type(command) is OrderCommand:
             read = <OrderCommand>command
-            done = feed.book.execute_values(kind, read.values, count, read.account, read.account_size, sequence, time,
-                                            packed, feed.quote, market_data, self.shift, &out)
+            entry = book.execute_values(kind, read.values, count, read.account, read.account_size, sequence, time,
+                                        packed, feed.quote, market_data, self.shift, &out)
         else:
             for i in range(count):
                 fields[i] = borrowed_field(command, self.offsets[kind][i])
-            done = feed.book.execute_encoded(fields, count, kind, sequence, time, packed, feed.quote, market_data,
-                                             self.shift, &out)
-        if done is None:
+            entry = book.execute_encoded(fields, count, kind, sequence, time, packed, feed.quote, market_data,
+                                         self.shift, &out)
+        if entry is None:
             return False
-        self.entry, self.reply, self.concerned, feed.quote = done
-        self.number = number = sequence
+        self.entry, self.reply, self.concerned, feed.quote = entry, book.made_reply, book.made_concerned, book.made_quote
+        if number is None or <int64_t>number != sequence:
+            number = sequence
+        self.number = number
         feed.sequence = out.md_sequence
         if out.accepted:
             if read is not None:
@@ -323,8 +329,8 @@ cdef class OrderPath:
             if run.published is None:
                 run.published = run.market_data[symbol] = []
             run.symbol = symbol
-        if not self._execute(command, symbol, run.feed, run.packed, run.guard, kind, sequence, stamp, run.published,
-                             run.remember):
+        if not self._execute(command, symbol, run.feed, run.packed, run.guard, kind, sequence, item[2], stamp,
+                             run.published, run.remember):
             return None
         run.entries.append((self.number, self.entry))
         reply = self.reply

@@ -7,7 +7,7 @@ import pytest
 from benchmarks import obs
 from servers.obs import MAX_MESSAGES_PER_TURN
 from servers.processes import json_result
-from servers.protocol import BookCancel, BookReplace, BookSubmit
+from servers.protocol import BookCancel, BookReplace, BookSubmit, Codec, ObsRequest
 from servers.shard import TES_SHIFT
 
 
@@ -32,19 +32,33 @@ def test_both_paths_write_the_same_entries_and_the_report_says_so(capsys):
     assert all(len(values) == 2 and min(values) > 0 for values in report["runs"].values())
     figures = report["us_per_command"]
     assert report["ratio"] == round(figures["specification"] / figures["order_path"], 2)
+    assert report["reading_ratio"] == round(figures["msgspec_frames"] / figures["c_frames"], 2)
     table = capsys.readouterr().out
-    assert "both paths wrote the same journal entries" in table
+    assert "both paths wrote the same journal entries" in table and "both wrote the same journal entries" in table
     assert "| the order path in C (the OBS's loop) |" in table
+    assert "| read in C, sequenced, the order path (the OBS's loop) |" in table
 
 
-def test_paths_that_disagree_are_an_error(monkeypatch):
-    measure = obs.order_path
-    monkeypatch.setattr(obs, "order_path", lambda work: (measure(work)[0], "another digest"))
-    with pytest.raises(RuntimeError, match="different journal entries"):
+def test_the_frames_are_the_commands_as_one_tes_sends_them_in_turns():
+    made = obs.commands(10_000)
+    framed = obs.frames(made)
+    per_turn, count = MAX_MESSAGES_PER_TURN // obs.FRAME, -(-10_000 // obs.FRAME)
+    assert [len(turn) for turn in framed] == [per_turn, per_turn, count - 2 * per_turn]
+    codec = Codec(ObsRequest)
+    assert [command for turn in framed for frame in turn for command in codec.decode(frame)] == made
+    assert all(len(codec.decode(frame)) == obs.FRAME for turn in framed for frame in turn[:-1])
+
+
+@pytest.mark.parametrize(("path", "message"), [("order_path", "the order path and the specification"),
+                                                ("read_in_c", "the frames read in C and decoded by msgspec")])
+def test_paths_that_disagree_are_an_error(monkeypatch, path, message):
+    measure = getattr(obs, path)
+    monkeypatch.setattr(obs, path, lambda work: (measure(work)[0], "another digest"))
+    with pytest.raises(RuntimeError, match=message):
         obs.run(messages=1_000, repeats=1)
 
 
 def test_bench_obs_from_the_command_line():
     report = json_result([sys.executable, "main.py", "bench", "obs", "--messages", "3000", "--repeats", "1"],
                          "bench obs", timeout=120)
-    assert report["commands"] == 3_000 and set(report["us_per_command"]) == {"specification", "order_path"}
+    assert report["commands"] == 3_000 and set(report["us_per_command"]) == set(obs.PATHS)
