@@ -1,0 +1,42 @@
+"""`bench e2e`'s verdicts on its targets, from made-up rows of medians and runs."""
+
+from benchmarks import e2e
+
+SUSTAINED = "100,000 orders/s sustained"
+FLOOR = "ack p99 at 10,000/s at most 1.5x ZeroMQ alone's in the same run"
+CPU = "CPU per order at most 3 µs in the OBS and in the TES at 100,000/s"
+
+
+def row(rate, p99s=(), floor_p99s=(), obs=None, tes=None, answered=None, lost=0):
+    """A row of `bench e2e`'s report: runs with the ack p99s ``p99s``, the floor's runs beside
+    them with ``floor_p99s``, the servers' CPU per order (median) ``obs`` and ``tes``."""
+    runs = [{"ack_p99_us": p99} for p99 in p99s]
+    return {"offered_per_s": rate, "orders_per_s": answered or rate, "lost": lost,
+            "ack_p99_us": sorted(p99s)[(len(p99s) - 1) // 2] if p99s else None, "runs": runs,
+            "floor_runs": [{"ack_p99_us": p99} for p99 in floor_p99s], "floor": None, "journal": None,
+            "cpu_us_per_order": {"obs": obs, "tes": tes, "load": 3.0}}
+
+
+def test_the_p99_against_zeromq_alone_is_the_median_of_the_ratios_within_each_run():
+    verdict = e2e.verdicts([row(10_000, p99s=(4_500, 3_000, 9_900), floor_p99s=(11_900, 2_000, 3_100))])[FLOOR]
+    # ratios 0.38, 1.5 and 3.19: not the ratio of the medians (4,500 / 3,100 = 1.45)
+    assert verdict == "met (1.5x ZeroMQ alone's p99: the median of 3 runs' ratios, 0.4x-3.2x)"
+    verdict = e2e.verdicts([row(10_000, p99s=(4_000,), floor_p99s=(2_000,))])[FLOOR]
+    assert verdict == "not met (2.0x ZeroMQ alone's p99: in the one run)"
+
+
+def test_the_cpu_per_order_of_both_servers_must_be_within_3_us():
+    assert e2e.verdicts([row(100_000, obs=3.0, tes=3.0)])[CPU] == "met (OBS 3.0 µs, TES 3.0 µs)"
+    assert e2e.verdicts([row(100_000, obs=2.5, tes=3.1)])[CPU] == "not met (OBS 2.5 µs, TES 3.1 µs)"
+    assert e2e.verdicts([row(100_000, obs=4.04, tes=2.0)])[CPU] == "not met (OBS 4.0 µs, TES 2.0 µs)"
+
+
+def test_targets_of_rates_not_run_or_figures_not_read_are_not_measured():
+    verdicts = e2e.verdicts([row(1_000, p99s=(900,), floor_p99s=(800,), obs=1.0, tes=1.0)])
+    assert {verdicts[name] for name in (SUSTAINED, FLOOR, CPU)} == {"not measured"}
+    assert e2e.verdicts([row(100_000)])[CPU] == "not measured", "no /proc: no CPU times"
+    assert e2e.verdicts([row(10_000, p99s=(900,), floor_p99s=(0,))])[FLOOR] == "not measured"
+
+
+def test_the_cpu_column_shows_tenths_of_a_microsecond():
+    assert e2e._cpu(4.04) == "4.0 µs" and e2e._cpu(None) == "n/a" and e2e._cpu(61.27) == "61.3 µs"
