@@ -942,7 +942,8 @@ cdef class NativeBook:
         ``market_data``, encoded, and returns the journal entry's msgpack; then `made_reply` is
         the Executed reply's, `made_concerned` the TES ids (order id >> ``shift``) the command
         concerns, in `Shard.execute`'s order, and `made_quote` the feed's new quote (``quote``
-        itself if unchanged): no tuple is made per command. ``out`` gets the feed's new market-data sequence; 1 in ``accepted`` if a
+        itself if unchanged): no tuple is made per command. ``out`` gets the feed's new
+        market-data sequence; 1 in ``accepted`` if a
         submit was accepted, 2 if as GTD (``expire_at`` its expiry), else 0; the fills' number
         and their lowest, highest and last price. Every byte equals what `Shard.execute` makes
         with msgspec (the differential tests hold it to that). Returns None, the book and

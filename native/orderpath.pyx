@@ -2,9 +2,11 @@
 """The OBS's order path: a turn's order commands run, journaled and answered in C.
 
 `OrderPath.run` takes a run of a turn's work (`servers.obs.OrderBookServer._execute`) off the
-interpreter: each BookSubmit, BookCancel or BookReplace sequenced for a book in CONTINUOUS goes
-straight to the book's encoded core (`NativeBook.execute_encoded`: matching, then the journal
-entry, the Executed reply and the market data written as msgpack), and the shard's state and the
+interpreter: each BookSubmit, BookCancel or BookReplace sequenced for a book in CONTINUOUS, a
+Struct or as read from its frame in C (`native.commands.OrderCommand`, whose ints it reads with no
+object in between), goes straight to the book's encoded core (`NativeBook.execute_encoded` or
+`execute_values`: matching, then the journal entry, the Executed reply and the market data
+written as msgpack), and the shard's state and the
 turn's outputs change as `servers.shard.Shard.execute_encoded` and the OBS's Python loop change
 them. It stops at the first item it does not run (another command, a refusal, a Hello, a
 query, a book in another phase, a field beyond int64) and after a command whose fills owe a
@@ -229,7 +231,8 @@ cdef class OrderPath:
                                          self.shift, &out)
         if entry is None:
             return False
-        self.entry, self.reply, self.concerned, feed.quote = entry, book.made_reply, book.made_concerned, book.made_quote
+        self.entry, self.reply, self.concerned = entry, book.made_reply, book.made_concerned
+        feed.quote = book.made_quote
         if number is None or <int64_t>number != sequence:
             number = sequence
         self.number = number

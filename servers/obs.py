@@ -68,7 +68,8 @@ Conversation with a TES
   fsync is not retried: the OBS stops with exit status 1, to be restarted.
 - Malformed input (not exactly one payload frame, oversized, undecodable, unknown tags,
   wrong field types, integers outside int64, a TES id outside 1..65535: the protocol's
-  types refuse all of these while decoding) is dropped and
+  types refuse all of these while decoding; the order commands' reader in C,
+  `native.commands`, leaves every frame it does not take whole to them) is dropped and
   counted, logged at most once per second; it never reaches the journal and the loop
   keeps serving.
 - A journal found damaged at start: the OBS refuses to start (exit status 1), in one line
