@@ -23,13 +23,28 @@ ctypedef struct Reader:
     Py_ssize_t pos           # the next byte to read
 
 
-cdef inline uint64_t _big_endian(const uint8_t* data, int count) noexcept nogil:
-    """The ``count`` bytes at ``data`` as an unsigned big-endian number."""
-    cdef uint64_t value = 0
-    cdef int i
-    for i in range(count):
-        value = (value << 8) | data[i]
-    return value
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    /* The `count` (1, 2, 4 or 8) bytes at `data` as an unsigned big-endian number: one load of
+       that size, byte-swapped on a little-endian GCC or Clang build. */
+    static inline uint64_t reader_big_endian(const uint8_t* data, int count) {
+    #if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint16_t u16; uint32_t u32; uint64_t u64;
+        switch (count) {
+        case 1: return data[0];
+        case 2: memcpy(&u16, data, 2); return __builtin_bswap16(u16);
+        case 4: memcpy(&u32, data, 4); return __builtin_bswap32(u32);
+        case 8: memcpy(&u64, data, 8); return __builtin_bswap64(u64);
+        }
+    #endif
+        uint64_t value = 0;
+        for (int i = 0; i < count; i++) value = (value << 8) | data[i];
+        return value;
+    }
+    """
+    uint64_t _big_endian "reader_big_endian"(const uint8_t* data, int count) noexcept nogil
 
 
 cdef inline bint _room(Reader* r, Py_ssize_t n) noexcept nogil:
