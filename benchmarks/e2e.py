@@ -138,7 +138,8 @@ def floor_verdict(row: dict | None) -> str:
     beside it met the same spell of the machine): the median of the runs' ratios."""
     if row is None:
         return "not measured"
-    ratios = [run["ack_p99_us"] / bare["ack_p99_us"] for run, bare in zip(row["runs"], row["floor_runs"], strict=True)
+    pairs = zip(row.get("runs", ()), row.get("floor_runs", ()), strict=True)
+    ratios = [run["ack_p99_us"] / bare["ack_p99_us"] for run, bare in pairs
               if run["ack_p99_us"] is not None and bare["ack_p99_us"]]
     if not ratios:
         return "not measured"

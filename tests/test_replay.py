@@ -227,13 +227,15 @@ def test_targets_are_judged_from_the_median_rows():
     def row(offered, answered, lost, p99):
         return {"offered_per_s": offered, "orders_per_s": answered, "lost": lost, "ack_p99_us": p99}
 
+    unjudged = {"ack p99 at 10,000/s at most 1.5x ZeroMQ alone's in the same run": "not measured",
+                "CPU per order at most 3 µs in the OBS and in the TES at 100,000/s": "not measured"}
     assert e2e.verdicts([row(10_000, 9_998, 0, 999.0), row(100_000, 99_100, 0, 9e4)]) == {
         "100,000 orders/s sustained": "met (99,100 answered/s, 0 lost)",
-        "ack p99 under 1 ms at 10,000/s": "met (p99 999 µs)",
+        "ack p99 under 1 ms at 10,000/s": "met (p99 999 µs)", **unjudged,
     }
     assert e2e.verdicts([row(10_000, 9_998, 0, 1000.0), row(100_000, 98_900, 0, 9e4)]) == {
         "100,000 orders/s sustained": "not met (98,900 answered/s, 0 lost)",
-        "ack p99 under 1 ms at 10,000/s": "not met (p99 1.0 ms)",
+        "ack p99 under 1 ms at 10,000/s": "not met (p99 1.0 ms)", **unjudged,
     }
     assert e2e.verdicts([row(100_000, 99_999, 3, 9e4)])["100,000 orders/s sustained"].startswith("not met")
     with_floor = {**row(10_000, 10_000, 0, 2500.0), "floor": {"ack_p99_us": 1800.0}}
