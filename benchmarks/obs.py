@@ -199,35 +199,35 @@ PATHS = ("specification", "order_path", "msgspec_frames", "c_frames")
 
 
 def format_report(report: dict) -> str:
-    figures, runs = report["us_per_command"], report["runs"]
     machine_ = report["machine"]
     lines = [
         f"machine: {machine_['cpu']}, {machine_['cores']} cores, Python {machine_['python']}",
         f"{report['commands']:,} commands of the standard workload on one symbol, in turns of {report['turn']:,}; "
         f"CPU µs per command, median of {report['repeats']} runs (range); both paths wrote the same journal entries",
         "",
-        "| execute step | µs per command | commands/s | vs the specification |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, label in (("specification", "`Shard.execute`, command by command (the specification)"),
-                        ("order_path", "the order path in C (the OBS's loop)")):
-        lines.append(row(label, runs[name], figures[name], figures["specification"]))
-    lines += [
+        *table(report, "execute step", "the specification",
+               {"specification": "`Shard.execute`, command by command (the specification)",
+                "order_path": "the order path in C (the OBS's loop)"}),
         "",
         f"The loop's steps 1 to 3 from the bytes: the same commands as frames of {report['frame']}, read, "
         "sequenced and run; both wrote the same journal entries",
         "",
-        "| from the frames | µs per command | commands/s | vs msgspec |",
-        "|---|---:|---:|---:|",
+        *table(report, "from the frames", "msgspec",
+               {"msgspec_frames": "decoded by msgspec, sequenced, the order path",
+                "c_frames": "read in C, sequenced, the order path (the OBS's loop)"}),
     ]
-    for name, label in (("msgspec_frames", "decoded by msgspec, sequenced, the order path"),
-                        ("c_frames", "read in C, sequenced, the order path (the OBS's loop)")):
-        lines.append(row(label, runs[name], figures[name], figures["msgspec_frames"]))
     return "\n".join(lines)
 
 
-def row(label: str, runs: list[float], figure: float, against: float) -> str:
-    """A table row: the median µs per command ``figure`` of ``runs``, its rate, its ratio to ``against``."""
-    return (f"| {label} | {figure:.2f} ({min(runs):.2f}-{max(runs):.2f}) | {1e6 / figure:,.0f} | "
-            f"{against / figure:.1f}x |")
+def table(report: dict, heading: str, versus: str, labels: dict[str, str]) -> list[str]:
+    """The lines of a table of the paths ``labels`` names (the first is the one the others are
+    measured against, ``versus``): each one's median µs per command with its range, its rate, its ratio."""
+    figures, runs = report["us_per_command"], report["runs"]
+    against = figures[next(iter(labels))]
+    lines = [f"| {heading} | µs per command | commands/s | vs {versus} |", "|---|---:|---:|---:|"]
+    for name, label in labels.items():
+        figure = figures[name]
+        lines.append(f"| {label} | {figure:.2f} ({min(runs[name]):.2f}-{max(runs[name]):.2f}) | {1e6 / figure:,.0f} | "
+                     f"{against / figure:.1f}x |")
+    return lines
 
