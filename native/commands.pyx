@@ -21,9 +21,9 @@ from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII
 from libc.stdint cimport int64_t, uint8_t, uint64_t
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcpy
 
-from native.reader cimport Reader, read_array, read_int, read_str
+from native.reader cimport Reader, read_array, read_int, read_str, read_tag
 from native.structs cimport check_fields
 
 cdef const char* TAGS[3]
@@ -140,10 +140,10 @@ cdef class CommandReader:
         cdef Py_ssize_t n, size, i, kind
         cdef const char* text
         cdef int64_t reason
-        if not read_array(r, &n) or not read_str(r, &text, &size):
+        if not read_array(r, &n):
             return False
         for kind in range(3):
-            if size == TAG_SIZES[kind] and memcmp(text, TAGS[kind], <size_t>size) == 0:
+            if read_tag(r, TAGS[kind], TAG_SIZES[kind]):
                 break
         else:
             return False

@@ -260,7 +260,7 @@ cdef class OrderPath:
         """`note_accepted` of ``order_id``, kept in C (`noted_tes`, `noted_max`) while the orders
         accepted come from one TES: `note` writes it into the shard's ``max_ids``."""
         cdef int64_t value
-        if not PyLong_CheckExact(order_id) or as_int64(order_id, &value) or value <= 0:
+        if not PyLong_CheckExact(order_id) or as_int64(order_id, &value):
             note_accepted(self.max_ids, order_id, self.shift)
             return
         self._accepted_id(value)
