@@ -183,6 +183,8 @@ cdef class NativeBook:
     # ---- capacity: called before each command, so commands never allocate
     cdef int _prepare(self, int64_t taking, int64_t slices, bint guarded) except -1
     cdef int _reserve(self, bint batch, int64_t taking, int64_t slices, bint guarded) noexcept nogil
+    cdef int _reserve_buffers(self, bint batch, int64_t taking, int64_t slices, bint guarded) noexcept nogil
+    cdef int64_t _room_v1(self) noexcept nogil
     cdef int _grow(self, int64_t held) noexcept nogil
     cdef int _grow_buffers(self, int64_t events, int64_t fills) noexcept nogil
     cdef int64_t _replace_slices(self, int64_t order_id, int64_t quantity, bint* guarded) noexcept nogil

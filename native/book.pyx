@@ -1400,11 +1400,16 @@ cdef class NativeBook:
         most two events per order it removes or taker it ends. (A pathological command, a huge
         taker against a huge iceberg in one-lot slices, can need more memory than there is: it
         is refused with MemoryError before it runs, the book untouched.)"""
-        cdef int64_t held = self.stops.count, fills, events, base
+        cdef int64_t held = self.stops.count
         if (order_pool_full(&self.orders) or live_full(&self.live) or accepted_full(&self.ids)
                 or ladder_room(&self.ladder) <= held or stops_full(&self.stops) or expiry_full(&self.expiries)):
             if self._grow(held) != 0:
                 return -1
+        return self._reserve_buffers(batch, taking, slices, guarded)
+
+    cdef inline int _reserve_buffers(self, bint batch, int64_t taking, int64_t slices, bint guarded) noexcept nogil:
+        """`_reserve`'s events and fills, for a command whose structures have room."""
+        cdef int64_t held = self.stops.count, fills, events, base
         base = self.live.count + self.refreshes + 1
         fills = min(base, taking)
         events = fills + self.waiting_count
@@ -1418,6 +1423,19 @@ cdef class NativeBook:
         if self.event_capacity < events or (batch and self.fill_capacity < fills):
             return self._grow_buffers(events, fills if batch else 0)
         return 0
+
+    cdef int64_t _room_v1(self) noexcept nogil:
+        """How many version-1 commands after the next one fit in the structures as `_reserve` just
+        left them for it, with no structure check between: each takes at most one order slot, one
+        live id, one block of accepted ids and one level, and adds no stop or GTD order. 0 while
+        stops are held (a command can then rest them all). The free list's slots beyond the first
+        are not counted."""
+        if self.stops.count:
+            return 0
+        cdef int64_t room = self.orders.capacity - self.orders.top + (self.orders.free != -1)
+        room = min(room, (self.live.mask + 1) // 2 - self.live.count)
+        room = min(room, (self.ids.mask + 1) // 2 - self.ids.blocks)
+        return min(room, ladder_room(&self.ladder)) - 1
 
     cdef int _grow(self, int64_t held) noexcept nogil:
         """`_reserve`'s slow part: grow the structures short of room for one command."""
@@ -1478,7 +1496,7 @@ cdef class NativeBook:
     # ================================================================ internals: the batch replay
 
     cdef int64_t _replay_v1(self, const StreamRecord* records, int64_t n, int64_t* counts) noexcept nogil:
-        cdef int64_t i, accepted = 0, rejected = 0
+        cdef int64_t i, accepted = 0, rejected = 0, room = 0, taking
         cdef const StreamRecord* r
         cdef NewOrder order
         memset(&order, 0, sizeof(NewOrder))
@@ -1488,9 +1506,17 @@ cdef class NativeBook:
                                  records[i + AHEAD_ID].target_id, records[i + AHEAD_ORDER].kind,
                                  records[i + AHEAD_ORDER].target_id)
             r = &records[i]
-            if self._reserve(True, min(max(r.qty, 0), MAX_QUANTITY), 1, False) != 0:
+            taking = min(max(r.qty, 0), MAX_QUANTITY)
+            if room:                 # the structures' room is counted down (`_room_v1`), the buffers checked
+                room -= 1
+                if self._reserve_buffers(True, taking, 1, False) != 0:
+                    counts[0], counts[1] = accepted, rejected
+                    return i
+            elif self._reserve(True, taking, 1, False) != 0:
                 counts[0], counts[1] = accepted, rejected
                 return i
+            else:
+                room = self._room_v1()
             self.event_count = 0
             if r.kind == STREAM_CANCEL:
                 self._cancel(r.target_id)

@@ -110,6 +110,10 @@ cdef inline int check_book(NativeBook book) except -1:
     cdef Order* order
     cdef OrderInfo* info
     cdef Level* levels = book.ladder.levels
+    require(book.orders.top <= book.orders.capacity and book.ladder.top <= book.ladder.capacity,
+            "order or level slots used beyond the pool")
+    require(2 * book.live.count <= book.live.mask + 1 and 2 * book.ids.blocks <= book.ids.mask + 1,
+            "an id table more than half full")
     for side in range(2):
         for h in range(MAX_HEIGHT):
             lv = levels[side].forward[h]

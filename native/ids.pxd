@@ -3,10 +3,10 @@
 # Invariants
 # ----------
 # - `LiveIds` maps every resting order id to its order pool slot and nothing else: open
-#   addressing with linear probing from ``mix64(id)``, ``index`` -1 marking an empty slot,
-#   deletion by backward shift (no tombstones), so a lookup ends at the first empty slot and a
-#   cancel is O(1) whatever the level's length. It stays at most half full. A used slot holds
-#   the pool slot and its id's hash (``home``: the low 32 bits of ``mix64(id)``; tables stay
+#   addressing with linear probing from the id's hash (`live_home`), ``index`` -1 marking an
+#   empty slot, deletion by backward shift (no tombstones), so a lookup ends at the first empty
+#   slot and a cancel is O(1) whatever the level's length. It stays at most half full. A used slot holds
+#   the pool slot and its id's hash (``home``: 32 bits of a multiplicative hash; tables stay
 #   below 2**32 slots), 8 bytes, not the id: the pool has it (``Order.order_id``), and a lookup
 #   reads it there only where ``home`` matches, in the order it is about to use. Shifting and
 #   rehashing never hash again, and removing an order finds its slot by pool slot alone.
@@ -46,11 +46,13 @@ cdef extern from *:
     #define EXCHANGE_MAX_ID_BLOCKS (1LL << 40)
     #define EXCHANGE_MAX_LIVE_SLOTS (1LL << 32)
     #define EXCHANGE_FULL_WORD (~(uint64_t)0)
+    #define EXCHANGE_FIBONACCI 0x9E3779B97F4A7C15ULL
     """
     uint64_t mix64 "exchange_mix64"(uint64_t x) nogil   # engine.snapshot.mix, the splitmix64 finaliser
     int64_t MAX_ID_BLOCKS "EXCHANGE_MAX_ID_BLOCKS"     # far beyond memory; keeps table sizes in range
     int64_t MAX_LIVE_SLOTS "EXCHANGE_MAX_LIVE_SLOTS"   # LiveSlot.home holds 32 bits of hash
     uint64_t FULL_WORD "EXCHANGE_FULL_WORD"            # a word of the accepted-id bitmap with all 64 ids
+    uint64_t FIBONACCI "EXCHANGE_FIBONACCI"            # 2**64 / the golden ratio, odd: `live_home`'s multiplier
     int trailing_zeros "__builtin_ctzll"(unsigned long long x) nogil   # x != 0
     int popcount "__builtin_popcountll"(unsigned long long x) nogil
     void prefetch "__builtin_prefetch"(const void* address) nogil   # a hint: no effect but on the cache
@@ -61,7 +63,7 @@ cdef enum:
 
 ctypedef struct LiveSlot:    # open-addressing slot: resting order id -> pool index (the id is the pool's)
     int32_t index            # -1: empty slot
-    uint32_t home            # the low 32 bits of mix64(order_id): its first slot is home & mask
+    uint32_t home            # live_home(order_id): its first slot is home & mask
 
 
 ctypedef struct LiveIds:
@@ -138,8 +140,10 @@ cdef inline int live_reserve(LiveIds* live) noexcept nogil:
 
 
 cdef inline uint32_t live_home(int64_t order_id) noexcept nogil:
-    """``order_id``'s hash as a slot keeps it (``home``): its first slot is ``home & mask``."""
-    return <uint32_t>mix64(<uint64_t>order_id)
+    """``order_id``'s hash as a slot keeps it (``home``): its first slot is ``home & mask``. One
+    multiplication (Fibonacci hashing, the product's bits 32 to 63): consecutive ids, the usual
+    case, spread evenly over the table."""
+    return <uint32_t>((<uint64_t>order_id * FIBONACCI) >> 32)
 
 
 cdef inline int64_t live_find(const LiveIds* live, const Order* orders, int64_t order_id) noexcept nogil:

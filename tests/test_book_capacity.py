@@ -93,3 +93,39 @@ def test_a_book_grown_past_its_heap_blocks_matches_the_reference_book():
     assert np.array_equal(np.concatenate([first.fills, second.fills]), expected.fills)
     first.fills["qty"] += 1
     assert first.fills.flags.writeable and (first.fills["qty"] == 2).all()
+
+
+def growing_stream(orders: int) -> np.ndarray:
+    """``orders`` one-lot limit orders, each on a price of its own and with an id 64 past the last
+    (so each takes a block of the accepted-id table), every fourth followed by a cancel of an order
+    two before it (so the pool reuses freed slots), then a market order each way."""
+    rows, next_id = [], 64
+    for k in range(orders):
+        side = Side.BUY if k % 2 else Side.SELL
+        price = 500_000 - k if side == Side.BUY else 500_000 + 1 + k
+        rows.append((LIMIT_GTC, side, price, 1, next_id, 0))
+        if k % 4 == 3:
+            rows.append((CANCEL, 0, 0, 0, next_id + 1, next_id - 128))
+        next_id += 64
+    rows += [(MARKET, Side.SELL, 0, orders, next_id, 0), (MARKET, Side.BUY, 0, orders, next_id + 1, 0)]
+    return np.array(rows, dtype=STREAM_DTYPE)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1_000, 10_000])
+def test_the_batch_replay_grows_each_structure_before_it_is_full(chunk):
+    """The batch replay checks the structures' room only now and then (`NativeBook._room_v1`):
+    replayed in chunks from an empty book, a stream that takes the order pool, both id tables and
+    the ladder through several doublings keeps every structure within its room (the invariant
+    checks after each chunk) and ends as the reference book does."""
+    stream = growing_stream(6_000)
+    reference = ReferenceBook()
+    expected = reference.replay(stream)
+    book = native.NativeBook()
+    fills = []
+    for start in range(0, len(stream), chunk):
+        fills.append(book.replay(stream[start:start + chunk]).fills)
+        if chunk >= 1_000 or start % 997 == 0:
+            book.check_invariants()
+    book.check_invariants()
+    assert book.state_hash() == reference.state_hash() and len(book) == len(reference) == 0
+    assert np.array_equal(np.concatenate(fills), expected.fills) and len(expected.fills) == 6_000 - 1_500
