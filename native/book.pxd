@@ -198,7 +198,7 @@ cdef class NativeBook:
                                  uint8_t order_kind, int64_t order_target) noexcept nogil
 
     # ---- commands
-    cdef void _submit(self, NewOrder* n) noexcept nogil
+    cdef inline void _submit(self, NewOrder* n) noexcept nogil
     cdef inline int32_t _check_submit(self, const NewOrder* n) noexcept nogil
     cdef void _cancel(self, int64_t order_id) noexcept nogil
     cdef void _replace(self, int64_t order_id, int64_t price, int64_t quantity) noexcept nogil

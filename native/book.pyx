@@ -1624,7 +1624,7 @@ cdef class NativeBook:
 
     # ================================================================ internals: commands
 
-    cdef void _submit(self, NewOrder* n) noexcept nogil:
+    cdef inline void _submit(self, NewOrder* n) noexcept nogil:
         """Validate and enter new order ``n`` (its ignored fields set to 0 in place, as kept)."""
         cdef int32_t code = self._check_submit(n)
         if code:
