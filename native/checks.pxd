@@ -3,7 +3,7 @@
 # They restate the invariants of each header (orders.pxd, ladder.pxd, stops.pxd, expiry.pxd, ids.pxd)
 # and of book.pyx, from scratch: the level totals and FIFO links, the icebergs' slices and refresh
 # count, the held stops' index (each ``earliest`` span recomputed by brute force: O(stop prices x
-# heights)), the acceptance and waiting lists, the expiry heap, the accepted-id digest, and, in the
+# heights)), the acceptance and waiting lists, the expiry heap, the accepted-id counts, and, in the
 # CONTINUOUS phase, an uncrossed book with no waiting order and no qualifying stop. Tests run them
 # after every scenario; nothing on a command's path calls them.
 #
@@ -12,8 +12,8 @@
 from libc.stdint cimport int32_t, int64_t, uint64_t
 
 from native.book cimport NativeBook
-from native.constants cimport BUY, DAY, GTD, ID_SALT, LIMIT, MARKET, NONE, SELL, CONTINUOUS
-from native.ids cimport live_get, mix64, trailing_zeros, was_accepted
+from native.constants cimport BUY, DAY, GTD, LIMIT, MARKET, NONE, SELL, CONTINUOUS
+from native.ids cimport live_get, popcount, was_accepted
 from native.ladder cimport MAX_HEIGHT, NEAR_MASK, NEAR_SLOTS, Level, side_key
 from native.orders cimport HELD, RESTING, WAITING, Order, OrderInfo, iceberg_slices
 from native.stops cimport StopLevel, next_triggered, stop_key
@@ -200,18 +200,11 @@ cdef inline int check_book(NativeBook book) except -1:
         require(waiting == 0, "market orders wait in the continuous phase")
         require(not book.last_trade or next_triggered(&book.stops, book.last_trade) == -1,
                 "a held stop qualifies after a command")
-    cdef uint64_t digest = 0, bits, base
     cdef int64_t blocks = 0
     count = 0
     for i in range(book.ids.mask + 1):
-        bits = book.ids.slots[i].bits
-        base = book.ids.slots[i].block << 6
-        blocks += bits != 0
-        while bits:
-            digest += mix64((base | <uint64_t>trailing_zeros(bits)) ^ ID_SALT)
-            count += 1
-            bits &= bits - 1
+        blocks += book.ids.slots[i].bits != 0
+        count += popcount(book.ids.slots[i].bits)
     require(blocks == book.ids.blocks, "accepted-id block count out of date")
     require(count == book.ids.count, "accepted-id count out of date")
-    require(digest == book.ids.digest, "accepted-id digest out of date")
     return 0

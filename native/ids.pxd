@@ -16,8 +16,9 @@
 #   ``block`` (``id >> 6``, unsigned) has bit ``id & 63`` set per accepted id, so dense ids
 #   cost about a bit each. Open addressing from ``mix64(block)``; ``bits`` 0 marks an empty slot
 #   (a block is only stored with a bit set, and bits are never cleared). It stays at most half
-#   full. ``blocks`` counts the used slots, ``count`` the ids, and ``digest`` is the sum mod
-#   2**64 of ``mix64(id ^ ID_SALT)`` over them: the order-free id digest of `engine.snapshot`.
+#   full. ``blocks`` counts the used slots and ``count`` the ids; `accepted_digest` sums
+#   ``mix64(id ^ ID_SALT)`` over them mod 2**64 when asked (the order-free id digest of
+#   `engine.snapshot`), so accepting an id costs no hashing beyond its block's.
 #   ``last`` is -1 or a used slot (slots never move but in a rehash, which resets it), so ids
 #   accepted in sequence find their block without hashing.
 # - Both tables grow only in `live_reserve` / `accepted_reserve`, run before each command, so a
@@ -84,7 +85,6 @@ ctypedef struct AcceptedIds:
     int64_t last             # the slot last looked up or claimed, -1 after a rehash: consecutive ids share a block
     int64_t blocks           # slots in use
     int64_t count            # ids ever accepted
-    uint64_t digest
 
 
 ctypedef struct IdWord:      # a word of the accepted-id bitmap as a snapshot holds it: engine.snapshot.WORD_DTYPE
@@ -252,7 +252,7 @@ cdef inline void live_sweep(LiveIds* live, const uint64_t* marked) noexcept nogi
 cdef inline int accepted_init(AcceptedIds* ids) noexcept nogil:
     """No id accepted, INITIAL_TABLE slots; -1 if out of memory (free ``slots`` either way)."""
     ids.slots = <IdBlock*>block_zeroed(INITIAL_TABLE * sizeof(IdBlock))
-    ids.mask, ids.blocks, ids.count, ids.digest, ids.last = INITIAL_TABLE - 1, 0, 0, 0, -1
+    ids.mask, ids.blocks, ids.count, ids.last = INITIAL_TABLE - 1, 0, 0, -1
     return -1 if ids.slots == NULL else 0
 
 
@@ -319,7 +319,6 @@ cdef inline void add_accepted(AcceptedIds* ids, int64_t order_id) noexcept nogil
     cdef uint64_t u = <uint64_t>order_id
     id_block(ids, u >> 6).bits |= (<uint64_t>1) << (u & 63)
     ids.count += 1
-    ids.digest += mix64(u ^ ID_SALT)
 
 
 cdef inline void accept_word(AcceptedIds* ids, int64_t first, uint64_t bits) noexcept nogil:
@@ -327,20 +326,27 @@ cdef inline void accept_word(AcceptedIds* ids, int64_t first, uint64_t bits) noe
     multiple of 64 (the table has room)."""
     id_block(ids, <uint64_t>first >> 6).bits |= bits
     ids.count += popcount(bits)
-    while bits:
-        ids.digest += mix64((<uint64_t>first + <uint64_t>trailing_zeros(bits)) ^ ID_SALT)
-        bits &= bits - 1
 
 
 cdef inline void accept_full_words(AcceptedIds* ids, int64_t first, int64_t last) noexcept nogil:
-    """Record the new ids ``first`` .. ``last``, whole words (the table has room). The words
-    are claimed before the digest visits the ids, so their table slots' cache misses overlap."""
+    """Record the new ids ``first`` .. ``last``, whole words (the table has room)."""
     cdef uint64_t k, span = <uint64_t>last - <uint64_t>first
     for k in range(0, span, 64):
         id_block(ids, (<uint64_t>first + k) >> 6).bits = FULL_WORD
     ids.count += <int64_t>(span + 1)
-    for k in range(span + 1):
-        ids.digest += mix64((<uint64_t>first + k) ^ ID_SALT)
+
+
+cdef inline uint64_t accepted_digest(const AcceptedIds* ids) noexcept nogil:
+    """The sum mod 2**64 of ``mix64(id ^ ID_SALT)`` over the accepted ids: one pass over the table."""
+    cdef uint64_t digest = 0, bits, base
+    cdef int64_t i
+    for i in range(ids.mask + 1):
+        bits = ids.slots[i].bits
+        base = ids.slots[i].block << 6
+        while bits:
+            digest += mix64((base | <uint64_t>trailing_zeros(bits)) ^ ID_SALT)
+            bits &= bits - 1
+    return digest
 
 
 # ---------------------------------------------------------------- accepted ids in snapshots

@@ -22,7 +22,7 @@ from libc.string cimport memset
 from native.book cimport NativeBook, NewOrder
 from native.constants cimport CONTINUOUS, HASH_SEED, LIMIT, MARKET, NONE
 from native.expiry cimport Keyed, compare_keys
-from native.ids cimport mix64
+from native.ids cimport accepted_digest, mix64
 from native.orders cimport RESTING, Order, OrderInfo
 
 
@@ -302,7 +302,7 @@ cdef inline uint64_t state_hash_of(NativeBook book) except? 0:
         h = mix64(h ^ <uint64_t>r[i].tif)
     h = mix64(h ^ <uint64_t>book.trade_seq)
     h = mix64(h ^ <uint64_t>book.ids.count)
-    h = mix64(h ^ book.ids.digest)
+    h = mix64(h ^ accepted_digest(&book.ids))
     n = len(details) // sizeof(DetailRecord)
     h = mix64(h ^ <uint64_t>n)
     for i in range(n):
