@@ -1525,8 +1525,9 @@ cdef class NativeBook:
             elif (r.kind == STREAM_LIMIT_GTC or r.kind == STREAM_MARKET or r.kind == STREAM_LIMIT_IOC
                     or r.kind == STREAM_LIMIT_FOK):
                 order.order_id, order.side, order.price, order.quantity = r.order_id, r.side, r.price, r.qty
-                order.order_type = MARKET if r.kind == STREAM_MARKET else LIMIT
-                order.tif = GTC if r.kind == STREAM_LIMIT_GTC else (FOK if r.kind == STREAM_LIMIT_FOK else IOC)
+                order.order_type = LIMIT + (MARKET - LIMIT) * (r.kind == STREAM_MARKET)   # no branch on the kind
+                order.tif = (IOC + (GTC - IOC) * (r.kind == STREAM_LIMIT_GTC)
+                             + (FOK - IOC) * (r.kind == STREAM_LIMIT_FOK))
                 self._submit(&order)
             else:
                 rejected += 1
