@@ -5,11 +5,12 @@
 # - `LiveIds` maps every resting order id to its order pool slot and nothing else: open
 #   addressing with linear probing from the id's hash (`live_home`), ``index`` -1 marking an
 #   empty slot, deletion by backward shift (no tombstones), so a lookup ends at the first empty
-#   slot and a cancel is O(1) whatever the level's length. It stays at most half full. A used slot holds
-#   the pool slot and its id's hash (``home``: 32 bits of a multiplicative hash; tables stay
-#   below 2**32 slots), 8 bytes, not the id: the pool has it (``Order.order_id``), and a lookup
-#   reads it there only where ``home`` matches, in the order it is about to use. Shifting and
-#   rehashing never hash again, and removing an order finds its slot by pool slot alone.
+#   slot and a cancel is O(1) whatever the level's length. It stays at most half full. A used
+#   slot holds the pool slot and its id's hash (``home``: 32 bits of a multiplicative hash;
+#   tables stay below 2**32 slots), 8 bytes, not the id: the pool has it (``Order.order_id``),
+#   and a lookup reads it there only where ``home`` matches, in the order it is about to use.
+#   Shifting and rehashing never hash again, and removing an order finds its slot by pool slot
+#   alone.
 #   ``found`` is the slot `live_get` last found, which `live_remove` tries first (a cancel
 #   looks its order up, then removes it).
 # - `AcceptedIds` holds every id ever accepted, as a bitmap per 64 consecutive ids: slot
