@@ -625,6 +625,17 @@ cdef inline void wire_market_data(Writer* w, const char* tag, Py_ssize_t fields,
     wire_int(w, sequence)
 
 
+cdef inline bint same_quote(const int64_t* top, tuple quote) except -1:
+    """Whether ``quote`` (four ints) holds the four values of ``top``: read as int64s, no int
+    object made per comparison."""
+    cdef int64_t value
+    cdef Py_ssize_t i
+    for i in range(4):
+        if as_int64(quote[i], &value) or value != top[i]:
+            return False
+    return True
+
+
 cdef tuple wire_levels(NativeBook book, bytes symbol, int64_t time, int64_t* sequence, int64_t* messages,
                        tuple quote, list market_data):
     """Append to ``market_data`` a DepthUpdate per level the last command changed (as
@@ -667,7 +678,7 @@ cdef tuple wire_levels(NativeBook book, bytes symbol, int64_t time, int64_t* seq
     top[1] = 0 if bid == -1 else book.ladder.levels[bid].quantity
     top[2] = 0 if ask == -1 else book.ladder.levels[ask].price
     top[3] = 0 if ask == -1 else book.ladder.levels[ask].quantity
-    if top[0] == quote[0] and top[1] == quote[1] and top[2] == quote[2] and top[3] == quote[3]:
+    if same_quote(top, quote):
         return quote
     sequence[0] += 1
     start = _wire.size

@@ -105,6 +105,7 @@ from servers.protocol import (
     MARKS_TOPIC,
     MAX_BATCH,
     MAX_FRAME_BYTES,
+    POLLIN,
     BookCancel,
     BookExpireDay,
     BookQuery,
@@ -566,18 +567,26 @@ class OrderBookServer:
         With ``peers`` (CURVE on), the peer is the one named by the frame's ZAP User-Id;
         otherwise `ANYONE`. With ``reader``, a frame it reads is its `OrderCommand`s, and only
         the others go to ``codec``.
+
+        It asks ZMQ_EVENTS after each message (about 1.4 µs here) instead of reading until
+        `zmq.Again` (about 3.7 µs: pyzmq builds the exception), as the TES does: at low rates a
+        turn reads one or two frames.
         """
-        recv, more = socket.recv, socket.get
+        recv, get = socket.recv, socket.get
+        queued = True
         for _ in range(MAX_FRAMES_PER_TURN):
+            if not queued:
+                return
             try:
                 identity = recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
             parts = 0
             payload = None
-            while more(zmq.RCVMORE):
+            while get(zmq.RCVMORE):
                 payload = recv(0, copy=False)
                 parts += 1
+            queued = get(zmq.EVENTS) & POLLIN
             if parts != 1:
                 self.dropped(f"{parts} payload frames instead of 1")
                 continue
