@@ -240,13 +240,11 @@ cdef class OrderPath:
         if out.accepted:
             if read is not None:
                 self._accepted_id(read.values[1])
-                if out.accepted == GTD_ACCEPTED:
-                    self.shard._expires(out.expire_at, symbol, read.values[1])
             else:
-                order_id = field(command, self.order_id_at[kind])
-                self._accepted(order_id)
-                if out.accepted == GTD_ACCEPTED:
-                    self.shard._expires(out.expire_at, symbol, order_id)
+                self._accepted(field(command, self.order_id_at[kind]))
+            if out.accepted == GTD_ACCEPTED:   # the id an int only here: most orders are not GTD
+                order_id = read.values[1] if read is not None else field(command, self.order_id_at[kind])
+                self.shard._expires(out.expire_at, symbol, order_id)
         if out.fills:
             last_price = feed.last_price
             feed.last_price = out.last
