@@ -10,6 +10,7 @@ pseudo-terminal instead and types at it.
 import fcntl
 import os
 import pty
+import re
 import select
 import signal
 import struct
@@ -223,6 +224,10 @@ def test_endpoint_option_overrides_the_configured_tes_and_an_absent_one_is_not_r
 # ================================================================ at a terminal
 
 
+ESCAPE = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+"""A terminal's escape sequence (a CSI sequence, or ESC and one character)."""
+
+
 class Terminal:
     """The shell on a pseudo-terminal of 40 x 120; what it writes is kept in ``screen`` (raw)."""
 
@@ -236,14 +241,17 @@ class Terminal:
                 os._exit(127)
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
         self.screen = b""
+        self.seen = 0  # how much of the screen's text earlier waits consumed
 
     def type(self, keys: bytes) -> None:
         os.write(self.fd, keys)
 
     def wait_for(self, text: str, timeout: float = 10.0) -> None:
-        """Read until ``text`` appears after what earlier calls waited for."""
-        deadline = time.monotonic() + timeout
-        while text.encode() not in self.screen:
+        """Read until ``text`` appears after what earlier calls waited for, in the screen's text
+        without its escape sequences: the shell may draw a line in pieces (a completion after
+        the keys typed before it), with cursor moves between them."""
+        wanted, deadline = text.encode(), time.monotonic() + timeout
+        while (at := ESCAPE.sub(b"", self.screen).find(wanted, self.seen)) < 0:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.fd], [], [], left)[0]:
                 raise AssertionError(f"no {text!r} in {self.screen!r}")
@@ -251,7 +259,7 @@ class Terminal:
                 self.screen += os.read(self.fd, 65536)
             except OSError:  # the shell exited
                 raise AssertionError(f"no {text!r} in {self.screen!r}") from None
-        self.screen = self.screen[self.screen.index(text.encode()) + len(text):]
+        self.seen = at + len(wanted)
 
     def exit_status(self) -> int:
         _, status = os.waitpid(self.pid, 0)
