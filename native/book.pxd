@@ -179,8 +179,6 @@ cdef class NativeBook:
     cdef object made_reply           # the encoded API's last command (`execute_encoded`): its Executed reply,
     cdef object made_concerned       # the TES ids it concerns
     cdef object made_quote           # and the feed's quote after it
-    cdef object topped               # the last quote tuple `wire_levels` made (None before any)
-    cdef int64_t top[4]              # its four values, compared without reading the tuple
 
     # ---- capacity: called before each command, so commands never allocate
     cdef int _prepare(self, int64_t taking, int64_t slices, bint guarded) except -1

@@ -678,10 +678,7 @@ cdef tuple wire_levels(NativeBook book, bytes symbol, int64_t time, int64_t* seq
     top[1] = 0 if bid == -1 else book.ladder.levels[bid].quantity
     top[2] = 0 if ask == -1 else book.ladder.levels[ask].price
     top[3] = 0 if ask == -1 else book.ladder.levels[ask].quantity
-    if quote is book.topped:
-        if top[0] == book.top[0] and top[1] == book.top[1] and top[2] == book.top[2] and top[3] == book.top[3]:
-            return quote
-    elif same_quote(top, quote):
+    if same_quote(top, quote):
         return quote
     sequence[0] += 1
     start = _wire.size
@@ -692,9 +689,7 @@ cdef tuple wire_levels(NativeBook book, bytes symbol, int64_t time, int64_t* seq
     wire_int(&_wire, time)
     market_data.append(PyBytes_FromStringAndSize(<char*>&_wire.data[start], _wire.size - start))
     messages[0] += 1
-    book.topped = (top[0], top[1], top[2], top[3])
-    memcpy(book.top, top, sizeof(top))
-    return book.topped
+    return (top[0], top[1], top[2], top[3])
 
 
 cdef list events_of(const Event* events, int64_t count):
