@@ -16,16 +16,17 @@ Beside every run at every rate runs the transport floor (`benchmarks.floor`): th
 schedule through the same four ZeroMQ hops with no exchange behind them, so each latency
 can be read against what ZeroMQ alone does on this machine in the same minutes. After each
 rate's runs, the disk floor (`benchmarks.disk`): one journal group commit alone, with the run's
-fsync policy in the run's file system; an order waits for three of them in turn.
+fsync policy in the run's file system; an order waits for three of them in turn. The two
+floors also price each server's CPU per order (`cpu_floors`): its stand-in's CPU in ZeroMQ
+alone, plus the fsyncs its journal did per order at one group commit's CPU each.
 """
 
-import os
 import resource
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import disk, floor, median_present, stages
+from benchmarks import cpu_seconds, cpu_us_per_order, disk, floor, median_present, stages
 from benchmarks.book import machine
 from engine import progress
 from servers.processes import Role, exchange_env, json_result
@@ -51,16 +52,6 @@ def loadgen(env: dict, rate: int, duration: float) -> dict:
     )
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of a running process, all threads (None without Linux's /proc)."""
-    try:
-        with open(f"/proc/{pid}/stat") as file:
-            fields = file.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def children_cpu_seconds() -> float:
     """User + system CPU time of this process's children that ended and were waited for: a
     load-generator run's, read before and after it (the servers are still running)."""
@@ -79,11 +70,7 @@ def measured_run(env: dict, rate: int, duration: float, servers: dict[str, Role]
     result = loadgen(env, rate, duration)
     after = {name: cpu_seconds(role.process.pid) for name, role in servers.items()}
     after["load"] = children_cpu_seconds()
-    result["cpu_us_per_order"] = {
-        name: None if before[name] is None or after[name] is None or not result["sent"]
-        else round((after[name] - before[name]) / result["sent"] * 1e6, 1)
-        for name in before
-    }
+    result["cpu_us_per_order"] = {name: cpu_us_per_order(before[name], after[name], result["sent"]) for name in before}
     result["stages"] = stages.per_order(stages_before, stages.read(paths), result["sent"]) if result["sent"] else None
     return result
 
@@ -150,12 +137,40 @@ def floor_verdict(row: dict | None) -> str:
 
 
 def cpu_verdict(row: dict | None) -> str:
-    """Each server's CPU per order (the median of the runs) against the target."""
+    """Each server's CPU per order (the median of the runs) against the target, and against
+    its floor where the row has one (`cpu_floors`)."""
     cpu = (row or {}).get("cpu_us_per_order") or {}
     if cpu.get("obs") is None or cpu.get("tes") is None:
         return "not measured"
     met = max(cpu["obs"], cpu["tes"]) <= TARGETS["cpu_us_per_order"]
-    return f"{'met' if met else 'not met'} (OBS {cpu['obs']:.1f} µs, TES {cpu['tes']:.1f} µs)"
+    verdict = f"{'met' if met else 'not met'} (OBS {cpu['obs']:.1f} µs, TES {cpu['tes']:.1f} µs"
+    floors = cpu_floors(row)
+    if floors is not None:
+        verdict += (f"; their floors in the same run, ZeroMQ alone's stand-in for each and its fsyncs at one "
+                    f"group commit alone's CPU: OBS {floors['obs']:.1f} µs, TES {floors['tes']:.1f} µs, so "
+                    f"{cpu['obs'] / floors['obs']:.1f}x and {cpu['tes'] / floors['tes']:.1f}x them")
+    return verdict + ")"
+
+
+FLOOR_STAND_INS = {"obs": "echo", "tes": "relay"}
+"""Which process of ZeroMQ alone (`benchmarks.floor`) stands in for each server."""
+
+
+def cpu_floors(row: dict) -> dict[str, float] | None:
+    """Each server's CPU floor per order at the row's rate: what its stand-in in ZeroMQ alone
+    spent per order (the same frames through the same sockets, all threads, nothing else done),
+    plus the fsyncs the server's journal did per order, each at the CPU one group commit alone
+    took (`benchmarks.disk`). None unless every figure was measured."""
+    bare = (row.get("floor") or {}).get("cpu_us_per_order") or {}
+    commit = (row.get("journal") or {}).get("append_cpu_us")
+    figures = row.get("stages") or {}
+    floors = {}
+    for server, stand_in in FLOOR_STAND_INS.items():
+        fsyncs = (figures.get(server) or {}).get("fsyncs_per_order")
+        if bare.get(stand_in) is None or commit is None or fsyncs is None:
+            return None
+        floors[server] = bare[stand_in] + fsyncs * commit
+    return floors if all(floors.values()) else None
 
 
 def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int = 3) -> dict:
@@ -195,22 +210,26 @@ def format_report(report: dict) -> str:
         f"answers awaited up to {DRAIN_S:g} s after the schedule); "
         "ZeroMQ alone: the same schedule and hops with no exchange behind them (benchmarks/floor.py); "
         "one group commit alone: a one-record append to a journal with the same fsync policy, in the same file "
-        "system, which an order waits for three times (benchmarks/disk.py)",
+        "system, which an order waits for three times, and its CPU time (benchmarks/disk.py)",
         "",
         "| offered orders/s | answered orders/s | acked | rejected | fills | lost | ack p50 | ack p99 | ack p99.9 "
-        "| CPU per order: OBS / TES / load generator | ZeroMQ alone: p50 / p99 | one group commit alone: p50 / p99 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU per order: OBS / TES / load generator | ZeroMQ alone: p50 / p99 | ZeroMQ alone's CPU per order: "
+        "echo (as OBS) / relay (as TES) | one group commit alone: p50 / p99 / CPU |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rates"]:
         cpu = r.get("cpu_us_per_order") or {}
         bare = r["floor"]
+        bare_cpu = bare.get("cpu_us_per_order") or {}
         journal = r.get("journal") or {}
         lines.append(
             f"| {r['offered_per_s']:,} | {r['orders_per_s']:,.0f} | {r['acked']:,} | {r['rejected']:,} | "
             f"{r['fills']:,} | {r['lost']:,} | {_us(r['ack_p50_us'])} | {_us(r['ack_p99_us'])} | "
             f"{_us(r['ack_p999_us'])} | {_cpu(cpu.get('obs'))} / {_cpu(cpu.get('tes'))} / {_cpu(cpu.get('load'))} | "
             f"{_us(bare['ack_p50_us'])} / {_us(bare['ack_p99_us'])} | "
-            f"{_us(journal.get('append_p50_us'))} / {_us(journal.get('append_p99_us'))} |"
+            f"{_cpu(bare_cpu.get('echo'))} / {_cpu(bare_cpu.get('relay'))} | "
+            f"{_us(journal.get('append_p50_us'))} / {_us(journal.get('append_p99_us'))} / "
+            f"{_us(journal.get('append_cpu_us'))} |"
         )
     table = stages.format_table(report["rates"])
     if table:

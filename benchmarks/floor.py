@@ -14,7 +14,10 @@ with a key pair made for the run and handed to both processes in their environme
 What it measures is what ZeroMQ and the machine cost at a given rate (every hop hands each
 message between an application thread and an I/O thread, and waking a thread is what costs
 on a small VM); `benchmarks.e2e` runs it beside the exchange at every rate, so the exchange's
-latency can be read against the floor measured in the same benchmark.
+latency can be read against the floor measured in the same benchmark. It also reads the CPU
+time the relay and the echo spend per order (all their threads: ZeroMQ's I/O threads, CURVE,
+the kernel's TCP and wake-ups): what the same frames cost a process that does nothing else, the
+floor under each server's CPU per order.
 """
 
 import json
@@ -26,6 +29,7 @@ import time
 import numpy as np
 import zmq
 
+from benchmarks import cpu_seconds, cpu_us_per_order
 from clients.loadgen import Schedule
 from servers import collector
 from servers.processes import REPO, free_port, json_result
@@ -99,20 +103,26 @@ class Floor:
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         back = f"tcp://127.0.0.1:{free_port()}"
         public, secret = zmq.curve_keypair()
-        self._servers = [
-            _start({SERVER_PUBLIC: public.decode(), SERVER_SECRET: secret.decode()}, "echo", back),
-            _start({SERVER_PUBLIC: public.decode()}, "relay", self.endpoint, back),
-        ]
+        self._servers = {
+            "echo": _start({SERVER_PUBLIC: public.decode(), SERVER_SECRET: secret.decode()}, "echo", back),
+            "relay": _start({SERVER_PUBLIC: public.decode()}, "relay", self.endpoint, back),
+        }
 
     def measure(self, rate: float, duration: float, drain_s: float = 5.0) -> dict:
-        """The load generator's result keys (`clients.loadgen.RESULT_KEYS`) for one run."""
-        return json_result(
+        """The load generator's result keys (`clients.loadgen.RESULT_KEYS`) for one run, and
+        ``cpu_us_per_order``: the CPU time the echo (the OBS's stand-in) and the relay (the TES's)
+        spent during it, all threads, per order sent (None without Linux's /proc)."""
+        before = {role: cpu_seconds(process.pid) for role, process in self._servers.items()}
+        result = json_result(
             [*COMMAND, "client", self.endpoint, str(rate), str(duration), str(drain_s)],
             f"transport floor at {rate}/s", timeout=READY_TIMEOUT_S + duration + drain_s + 60,
         )
+        result["cpu_us_per_order"] = {role: cpu_us_per_order(before[role], cpu_seconds(process.pid), result["sent"])
+                                      for role, process in self._servers.items()}
+        return result
 
     def close(self) -> None:
-        for process in self._servers:
+        for process in self._servers.values():
             process.terminate()
             process.wait(10)
 

@@ -36,7 +36,8 @@ def status_paths(env: dict[str, str]) -> dict[str, Path]:
 
 def fresh_stages(path: Path, after_ns: int, timeout_s: float = FRESH_TIMEOUT_S) -> dict:
     """The ``stages`` of the first status document at ``path`` written at or after ``after_ns``
-    (ns since the epoch); RuntimeError if none comes within ``timeout_s``."""
+    (ns since the epoch), with its journal's ``fsyncs`` counter; RuntimeError if none comes
+    within ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
@@ -44,7 +45,7 @@ def fresh_stages(path: Path, after_ns: int, timeout_s: float = FRESH_TIMEOUT_S) 
         except (OSError, ValueError):
             document = None
         if document is not None and document["updated"] >= after_ns:
-            return document["stages"]
+            return {**document["stages"], "fsyncs": document["counters"].get("fsyncs")}
         time.sleep(0.05)
     raise RuntimeError(f"no status document written to {path} within {timeout_s:g} s")
 
@@ -60,7 +61,8 @@ def per_order(before: dict[str, dict], after: dict[str, dict], orders: int) -> d
     {"wall_us", "share", "cpu_us", "laps"}}}``, the change between two `read`s per order
     (``busy_us``: all stages but idle, ``busy_cpu_us`` their CPU, estimated from the ``cpu_turns``
     turns whose CPU time was read; ``share``: of ``busy_us``;
-    ``orders_per_turn``: orders per lap of ``receive``, the turns that read input; None without one)."""
+    ``orders_per_turn``: orders per lap of ``receive``, the turns that read input; None without one;
+    ``fsyncs_per_order``: the server's journal fsyncs, from its status counters)."""
     figures = {}
     for server, totals in after.items():
         first = before[server]
@@ -81,9 +83,13 @@ def per_order(before: dict[str, dict], after: dict[str, dict], orders: int) -> d
         turns = stages["receive"]["laps"]
         busy_cpu = None if cpu is None else sum(ns for name, ns in zip(names, cpu, strict=True) if name != IDLE)
         cpu_turns = None if cpu is None else totals["cpu_turns"] - first["cpu_turns"]
+        fsyncs = None
+        if totals.get("fsyncs") is not None and first.get("fsyncs") is not None:
+            fsyncs = round((totals["fsyncs"] - first["fsyncs"]) / orders, 5)
         figures[server] = {"clock": totals["clock"], "cpu_turns": cpu_turns, "busy_us": round(busy / orders / 1000, 3),
                            "busy_cpu_us": None if busy_cpu is None else round(busy_cpu / orders / 1000, 3),
-                           "orders_per_turn": round(orders / turns, 2) if turns else None, "stages": stages}
+                           "orders_per_turn": round(orders / turns, 2) if turns else None,
+                           "fsyncs_per_order": fsyncs, "stages": stages}
     return figures
 
 
@@ -100,7 +106,7 @@ def median(runs: list[dict[str, dict]]) -> dict[str, dict]:
             stages[name]["laps"] = stage["laps"]
         figures[server] = {"clock": first["clock"], "cpu_turns": first["cpu_turns"], "stages": stages, **{
             key: median_present([run[server][key] for run in runs])
-            for key in ("busy_us", "busy_cpu_us", "orders_per_turn")}}
+            for key in ("busy_us", "busy_cpu_us", "orders_per_turn", "fsyncs_per_order")}}
     return figures
 
 
@@ -133,6 +139,10 @@ def format_table(rows: list[dict]) -> list[str]:
         lines.append(f"| {LABELS[server]}: busy | " + " | ".join(cells) + " |")
         turns = [_number(row["stages"][server]["orders_per_turn"]) for row in rows]
         lines.append(f"| {LABELS[server]}: orders per turn | " + " | ".join(turns) + " |")
+        fsyncs = [row["stages"][server].get("fsyncs_per_order") for row in rows]
+        if any(count is not None for count in fsyncs):
+            cells = ["n/a" if count is None else f"{count:.3f}" for count in fsyncs]
+            lines.append(f"| {LABELS[server]}: journal fsyncs per order | " + " | ".join(cells) + " |")
         sampled = [row["stages"][server].get("cpu_turns") for row in rows]
         if any(count is not None for count in sampled):
             cells = ["n/a" if count is None else f"{count:,}" for count in sampled]

@@ -335,6 +335,8 @@ class Journal:
         self._synced_offset = 0
         """Every byte before it was fsynced by this process (possibly more: a stale lower
         value, from two threads racing to set it, only costs an extra fsync)."""
+        self.fsyncs = 0
+        """The fsyncs done since the journal was opened, by any thread (the status files count them)."""
         self._buffer = bytearray()
         self._can_punch = True
         self._written = threading.Event()
@@ -493,6 +495,7 @@ class Journal:
             raise JournalFailed(self.path, exc) from exc
         self._synced_at = time.monotonic()
         self._synced_offset = max(self._synced_offset, target)
+        self.fsyncs += 1
 
 
 def read_records(directory: Path, offset: int = 0, sequence: int | None = 0,

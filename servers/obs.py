@@ -639,7 +639,7 @@ class OrderBookServer:
         journal, streamer = self.journal, self.streamer
         counters = {"received": self.received, "executed": self.executed,
                     "trades": self._trades() - self.trades_before, "dropped": self.dropped.count,
-                    "unauthorized": self.unauthorized.count}
+                    "unauthorized": self.unauthorized.count, "fsyncs": journal.fsyncs}
         unwritable = journal.unwritable
         figures = {
             "sequence": self.state.sequence,

@@ -640,7 +640,7 @@ class TradingEngineServer:
             "replaces": self.replaces, "acks": accepted + rejected, "accepted": accepted, "rejected": rejected,
             "fills": reported[p.OrderFilled], "logons": self.accepted_logons,
             "logons_refused": self.refused_logons.count, "malformed": self.malformed,
-            "undelivered": self.undelivered, "unsent": self.refused.count,
+            "undelivered": self.undelivered, "unsent": self.refused.count, "fsyncs": self.journal.journal.fsyncs,
         }
         figures = {
             "sessions": len(self.sessions.by_identity),

@@ -13,7 +13,7 @@ import pytest
 import zmq
 from procs import REPO, Role, as_role, endpoint, exchange_env
 
-from benchmarks import stages
+from benchmarks import e2e, stages
 from config.settings import ConfigError
 from engine.types import Side
 from servers import obs, status, tes
@@ -196,21 +196,22 @@ def test_the_obs_status_file_has_one_lap_of_each_stage_per_turn_served(tmp_path)
 # ================================================================ per order, and the table
 
 
-def totals(clock, wall, laps, cpu=None, cpu_turns=None):
+def totals(clock, wall, laps, cpu=None, cpu_turns=None, fsyncs=None):
     if cpu is not None and cpu_turns is None:
         cpu_turns = laps[0]
     return {"clock": clock, "names": ["idle", "receive", "other"], "wall_ns": wall, "cpu_ns": cpu,
-            "cpu_turns": cpu_turns, "laps": laps}
+            "cpu_turns": cpu_turns, "laps": laps, "fsyncs": fsyncs}
 
 
 def test_per_order_divides_the_change_by_the_orders_and_shares_out_the_busy_time():
-    before = {"obs": totals("cpu", [1000, 500, 500], [1, 1, 1], [10, 20, 30])}
-    after = {"obs": totals("cpu", [9000, 6500, 2500], [5, 3, 5], [50, 4020, 1030])}
+    before = {"obs": totals("cpu", [1000, 500, 500], [1, 1, 1], [10, 20, 30], fsyncs=7)}
+    after = {"obs": totals("cpu", [9000, 6500, 2500], [5, 3, 5], [50, 4020, 1030], fsyncs=10)}
 
     figures = stages.per_order(before, after, orders=4)
 
     assert figures == {"obs": {
         "clock": "cpu", "cpu_turns": 4, "busy_us": 2.0, "busy_cpu_us": 1.25, "orders_per_turn": 2.0,
+        "fsyncs_per_order": 0.75,
         "stages": {
             "idle": {"wall_us": 2.0, "share": None, "cpu_us": 0.01, "laps": 4},
             "receive": {"wall_us": 1.5, "share": 0.75, "cpu_us": 1.0, "laps": 2},
@@ -226,6 +227,7 @@ def test_per_order_divides_the_change_by_the_orders_and_shares_out_the_busy_time
     wall_only = stages.per_order({"tes": totals("wall", [0, 0, 0], [0, 0, 0])},
                                  {"tes": totals("wall", [100, 0, 0], [1, 0, 1])}, orders=1)
     assert wall_only["tes"]["busy_us"] == 0 and wall_only["tes"]["orders_per_turn"] is None
+    assert wall_only["tes"]["fsyncs_per_order"] is None, "a status file without the fsyncs counter"
     assert wall_only["tes"]["stages"]["receive"] == {"wall_us": 0.0, "share": None, "cpu_us": None, "laps": 0}
 
 
@@ -286,3 +288,14 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
     assert tes_stages["receive"]["laps"] == tes_stages["validate"]["laps"]
     obs_stages = run["stages"]["obs"]["stages"]
     assert obs_stages["match"]["laps"] == obs_stages["journal"]["laps"] >= obs_stages["receive"]["laps"]
+    # the floors beside it: each server's journal fsyncs (fsync=batch: the OBS one per turn that
+    # ran commands, the TES up to two per turn), ZeroMQ alone's stand-ins' CPU, one group commit's
+    assert 0 < run["stages"]["obs"]["fsyncs_per_order"] * run["sent"] <= obs_stages["journal"]["laps"]
+    assert 0 < run["stages"]["tes"]["fsyncs_per_order"] * run["sent"] <= 2 * tes_stages["journal"]["laps"]
+    assert "| OBS: journal fsyncs per order | " in table and "| TES: journal fsyncs per order | " in table
+    bare = row["floor"]["cpu_us_per_order"]
+    assert bare["echo"] > 0 and bare["relay"] > 0 and row["journal"]["append_cpu_us"] > 0
+    floors = e2e.cpu_floors(row)
+    for server, stand_in in e2e.FLOOR_STAND_INS.items():
+        commits = run["stages"][server]["fsyncs_per_order"] * row["journal"]["append_cpu_us"]
+        assert floors[server] == pytest.approx(bare[stand_in] + commits)

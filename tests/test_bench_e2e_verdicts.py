@@ -1,5 +1,7 @@
 """`bench e2e`'s verdicts on its targets, from made-up rows of medians and runs."""
 
+import pytest
+
 from benchmarks import e2e
 
 SUSTAINED = "100,000 orders/s sustained"
@@ -29,6 +31,21 @@ def test_the_cpu_per_order_of_both_servers_must_be_within_3_us():
     assert e2e.verdicts([row(100_000, obs=3.0, tes=3.0)])[CPU] == "met (OBS 3.0 µs, TES 3.0 µs)"
     assert e2e.verdicts([row(100_000, obs=2.5, tes=3.1)])[CPU] == "not met (OBS 2.5 µs, TES 3.1 µs)"
     assert e2e.verdicts([row(100_000, obs=4.04, tes=2.0)])[CPU] == "not met (OBS 4.0 µs, TES 2.0 µs)"
+
+
+def test_the_cpu_verdict_names_each_server_s_floor_measured_in_the_same_run():
+    fast = row(100_000, obs=3.9, tes=6.2)
+    fast["floor"] = {"cpu_us_per_order": {"echo": 0.7, "relay": 1.0}}
+    fast["journal"] = {"append_cpu_us": 50.0}
+    fast["stages"] = {"obs": {"fsyncs_per_order": 0.01}, "tes": {"fsyncs_per_order": 0.016}}
+    # OBS: 0.7 + 0.01 x 50 = 1.2 µs; TES: 1.0 + 0.016 x 50 = 1.8 µs
+    assert e2e.cpu_floors(fast) == {"obs": pytest.approx(1.2), "tes": pytest.approx(1.8)}
+    assert e2e.verdicts([fast])[CPU] == (
+        "not met (OBS 3.9 µs, TES 6.2 µs; their floors in the same run, ZeroMQ alone's stand-in for each and its "
+        "fsyncs at one group commit alone's CPU: OBS 1.2 µs, TES 1.8 µs, so 3.2x and 3.4x them)")
+    fast["stages"]["tes"]["fsyncs_per_order"] = None
+    assert e2e.cpu_floors(fast) is None, "a server without its fsyncs counted has no floor"
+    assert e2e.verdicts([fast])[CPU] == "not met (OBS 3.9 µs, TES 6.2 µs)"
 
 
 def test_targets_of_rates_not_run_or_figures_not_read_are_not_measured():

@@ -137,8 +137,9 @@ def test_append_writes_a_group_in_one_write_and_fsyncs_per_policy(tmp_path, monk
     assert room >= 1 and calls == {"write": 1, "room": room, "sync": syncs_per_group}
     log.append(payloads(stream[500:], 501))
     assert calls == {"write": 2, "room": room, "sync": 2 * syncs_per_group}, "the second group fits in the room"
+    assert log.fsyncs == calls["sync"], "the status files' count of fsyncs"
     log.flush()
-    assert calls["sync"] == max(2 * syncs_per_group, 1)
+    assert calls["sync"] == max(2 * syncs_per_group, 1) == log.fsyncs
     log.close()
     assert [r.sequence for r in read_records(tmp_path)] == list(range(1, 1001))
 
