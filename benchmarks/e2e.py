@@ -146,9 +146,10 @@ def cpu_verdict(row: dict | None) -> str:
     verdict = f"{'met' if met else 'not met'} (OBS {cpu['obs']:.1f} µs, TES {cpu['tes']:.1f} µs"
     floors = cpu_floors(row)
     if floors is not None:
+        ratios = [f"{cpu[server] / floors[server]:.1f}x" if floors[server] else "n/a" for server in ("obs", "tes")]
         verdict += (f"; their floors in the same run, ZeroMQ alone's stand-in for each and its fsyncs at one "
                     f"group commit alone's CPU: OBS {floors['obs']:.1f} µs, TES {floors['tes']:.1f} µs, so "
-                    f"{cpu['obs'] / floors['obs']:.1f}x and {cpu['tes'] / floors['tes']:.1f}x them")
+                    f"{ratios[0]} and {ratios[1]} them")
     return verdict + ")"
 
 
@@ -170,7 +171,7 @@ def cpu_floors(row: dict) -> dict[str, float] | None:
         if bare.get(stand_in) is None or commit is None or fsyncs is None:
             return None
         floors[server] = bare[stand_in] + fsyncs * commit
-    return floors if all(floors.values()) else None
+    return floors
 
 
 def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int = 3) -> dict:

@@ -97,7 +97,7 @@ def order_path(work: list[list]) -> tuple[float, str]:
         started = time.process_time()
         _, _, entries = OrderBookServer._execute(server, turn)
         seconds += time.process_time() - started
-        for _, entry in entries:
+        for _, entry in entries.records():
             digest.update(entry)
     return seconds, digest.hexdigest()
 
@@ -143,7 +143,7 @@ def from_frames(turns: list[list[bytes]], decode) -> tuple[float, str]:
             _, sequence, stamp = sequence_orders(work, IDENTITY, decode(frame), 0, None, sequence, stamp)
         _, _, entries = OrderBookServer._execute(server, work)
         seconds += time.process_time() - started
-        for _, entry in entries:
+        for _, entry in entries.records():
             digest.update(entry)
     if stamp != AHEAD:
         raise RuntimeError(f"the commands were stamped {stamp}, not {AHEAD}: the clock passed it")

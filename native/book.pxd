@@ -75,6 +75,9 @@ ctypedef struct Outcome:     # what `NativeBook.execute_encoded` says of a comma
     int64_t low
     int64_t high
     int64_t last
+    bint framed              # in: leave the journal entry in the book's buffer (no bytes made)
+    const char* entry        # out, if framed: the entry's msgpack there, until the book's next encoded command
+    Py_ssize_t entry_size
 
 
 ctypedef struct NewOrder:    # a new order as submitted (SubmitOrder's fields), each an int64 until validated

@@ -401,6 +401,7 @@ ENCODED_FIELDS = (
 """The fields `NativeBook.execute_encoded` reads of each kind of command, by position (None: not
 read); `servers.shard` checks them against the protocol's Structs at import."""
 cdef Writer _wire                    # `NativeBook.execute_encoded`'s buffer (the GIL guards it), grown once
+cdef bytes FRAMED = b""              # what `execute_encoded` returns for an entry it left in `_wire`
 cdef dict REASON_TEXTS = {int(reason): reason.text.encode() for reason in RejectReason}
 cdef const char* REJECT_TAGS[3]
 REJECT_TAGS[:] = [b"OrderRejected", b"CancelRejected", b"ReplaceRejected"]
@@ -950,7 +951,10 @@ cdef class NativeBook:
         feed's market-data sequence and last quote (`servers.marketdata.Feed`).
         Appends each market-data message the feed emits for it (a Trade per fill, a DepthUpdate
         per level changed, a Quote if the top of book changed; none for a rejected command) to
-        ``market_data``, encoded, and returns the journal entry's msgpack; then `made_reply` is
+        ``market_data``, encoded, and returns the journal entry's msgpack (with ``out.framed``, an
+        empty bytes: the entry is left at ``out.entry``, ``out.entry_size`` bytes, in the book's
+        buffer until its next encoded command, for the caller to frame; no bytes are made of it);
+        then `made_reply` is
         the Executed reply's, `made_concerned` the TES ids (order id >> ``shift``) the command
         concerns, in `Shard.execute`'s order, and `made_quote` the feed's new quote (``quote``
         itself if unchanged): no tuple is made per command. ``out`` gets the feed's new
@@ -1081,6 +1085,9 @@ cdef class NativeBook:
         out.fills, out.low, out.high, out.last = fills, low, high, last
         self.made_reply = PyBytes_FromStringAndSize(<char*>&_wire.data[reply_start], entry_start - reply_start)
         self.made_concerned, self.made_quote = concerned, quote
+        if out.framed:
+            out.entry, out.entry_size = <char*>&_wire.data[entry_start], _wire.size - entry_start
+            return FRAMED
         return PyBytes_FromStringAndSize(<char*>&_wire.data[entry_start], _wire.size - entry_start)
 
     # ================================================================ commands (record API)

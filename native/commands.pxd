@@ -37,6 +37,9 @@ cdef class CommandReader:
 cdef class OrderCommand:
     cdef readonly int kind
     cdef readonly str symbol
+    cdef readonly object identity     # once sequenced (`native.orderpath.OrderPath.sequence`): its sender's,
+    cdef readonly int64_t sequence    # its shard sequence (0 before)
+    cdef readonly int64_t stamp       # and its exchange time
     cdef int64_t values[COMMAND_FIELDS]
     cdef char account[ACCOUNT_BYTES]
     cdef Py_ssize_t account_size

@@ -189,7 +189,9 @@ cdef class CommandReader:
 cdef class OrderCommand:
     """A BookSubmit, BookCancel or BookReplace read in C: its ``kind`` (`SUBMIT`, `CANCEL`,
     `REPLACE`), its ``symbol`` (the shard's str), field ``i``'s int in ``values[i]`` (but the
-    symbol, a submit's account, held as ASCII bytes, and nothing past its fields)."""
+    symbol, a submit's account, held as ASCII bytes, and nothing past its fields). Once the
+    OBS's order path sequences it, it is its own item of the turn's work, with its sender's
+    ``identity``, its ``sequence`` and its ``stamp`` (`native.orderpath.OrderPath.sequence`)."""
 
     def struct(self):
         """The Struct msgspec decodes this command to (for the OBS's paths in Python)."""

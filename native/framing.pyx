@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False
-"""Framing in C, on the servers' hot path: journal records (`frame_records`, for
-`servers.journal.Journal.append`) and encoded messages joined into protocol frames
+"""Framing in C, on the servers' hot path: journal records (`frame_records`, and `Records`
+framed as they are made, for `servers.journal.Journal.append`) and encoded messages joined into protocol frames
 (`join_frames`, for the OBS's replies and market data).
 
 A journal record is a 16-byte header, then its payload: the payload's length (uint32), the CRC-32
@@ -11,6 +11,8 @@ A journal record is a 16-byte header, then its payload: the payload's length (ui
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.buffer cimport PyBuffer_FillInfo
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from libc.stdint cimport uint8_t, uint64_t
 from libc.string cimport memcpy
 
@@ -30,6 +32,19 @@ cdef inline void _put_le(uint8_t *out, uint64_t value, int count) noexcept nogil
         out[i] = <uint8_t>(value >> (8 * i))
 
 
+cdef inline void _frame_one(uint8_t *out, uint64_t sequence, const char *payload, Py_ssize_t size) noexcept nogil:
+    """Write one record (header, then ``size`` bytes of ``payload``) at ``out``; ``size`` < 2**32."""
+    cdef uint8_t sequence_bytes[8]
+    cdef unsigned long crc
+    _put_le(sequence_bytes, sequence, 8)
+    crc = crc32(0, sequence_bytes, 8)
+    crc = crc32(crc, <const unsigned char *>payload, <unsigned int>size)
+    _put_le(out, <uint64_t>size, 4)
+    _put_le(out + 4, <uint64_t>crc, 4)
+    memcpy(out + 8, sequence_bytes, 8)
+    memcpy(out + HEADER_BYTES, payload, size)
+
+
 def frame_records(records, bytearray buffer) -> None:
     """Append each ``(sequence, payload)`` of ``records`` to ``buffer``, framed (see the module
     docstring). ``payload`` is bytes shorter than 2**32 bytes and ``sequence`` an int from 0 to
@@ -37,9 +52,7 @@ def frame_records(records, bytearray buffer) -> None:
     cdef list items = records if type(records) is list else list(records)
     cdef Py_ssize_t start = PyByteArray_GET_SIZE(buffer), total = start, size
     cdef uint64_t sequence
-    cdef uint8_t sequence_bytes[8]
     cdef uint8_t *out
-    cdef unsigned long crc
     cdef bytes payload
     for _, payload in items:
         size = PyBytes_GET_SIZE(payload)
@@ -51,17 +64,93 @@ def frame_records(records, bytearray buffer) -> None:
     try:
         for sequence, payload in items:
             size = PyBytes_GET_SIZE(payload)
-            _put_le(sequence_bytes, sequence, 8)
-            crc = crc32(0, sequence_bytes, 8)
-            crc = crc32(crc, <const unsigned char *>PyBytes_AS_STRING(payload), <unsigned int>size)
-            _put_le(out, <uint64_t>size, 4)
-            _put_le(out + 4, <uint64_t>crc, 4)
-            memcpy(out + 8, sequence_bytes, 8)
-            memcpy(out + HEADER_BYTES, PyBytes_AS_STRING(payload), size)
+            _frame_one(out, sequence, PyBytes_AS_STRING(payload), size)
             out += HEADER_BYTES + size
     except BaseException:
         PyByteArray_Resize(buffer, start)
         raise
+
+
+
+cdef class Records:
+    """A group of journal records framed as `frame_records` frames them, ready for one write
+    (`servers.journal.Journal.append`): the OBS's turn frames each command's journal entry here
+    as it is made (`native.orderpath`: straight from the book's buffer, with no bytes object),
+    so the entries are never copied again before the write.
+
+    Invariants: ``data[:size]`` is ``count`` whole records, in the order added; ``first`` and
+    ``last`` are the first and last one's sequence (None while empty). A buffer exported
+    (`memoryview`, `os.pwrite`) is read-only, and the group cannot grow while one is held
+    (BufferError)."""
+
+    def __dealloc__(self):
+        PyMem_Free(self.data)
+
+    @property
+    def first(self):
+        return self.first_sequence if self.count else None
+
+    @property
+    def last(self):
+        return self.last_sequence if self.count else None
+
+    def __len__(self):
+        return self.count
+
+    def add(self, sequence, bytes payload) -> None:
+        """Frame ``payload`` (bytes shorter than 2**32 bytes) as the record of ``sequence`` (an
+        int from 0 to 2**64 - 1); TypeError, ValueError or OverflowError otherwise, nothing added."""
+        cdef uint64_t number = sequence
+        self.frame(number, PyBytes_AS_STRING(payload), PyBytes_GET_SIZE(payload))
+
+    cdef int frame(self, uint64_t sequence, const char* payload, Py_ssize_t size) except -1:
+        """`add` from C: ``size`` bytes at ``payload``."""
+        cdef Py_ssize_t capacity = self.capacity
+        cdef char* grown
+        if size >= (<Py_ssize_t>1 << 32):
+            raise ValueError(f"a journal record of {size} bytes is too large to frame")
+        if self.size + HEADER_BYTES + size > capacity:
+            if self.exports:
+                raise BufferError("the group's buffer is exported: it cannot grow")
+            capacity = max(2 * capacity, self.size + HEADER_BYTES + size, 4096)
+            grown = <char*>PyMem_Realloc(self.data, capacity)
+            if grown == NULL:
+                raise MemoryError()
+            self.data, self.capacity = grown, capacity
+        _frame_one(<uint8_t*>self.data + self.size, sequence, payload, size)
+        self.size += HEADER_BYTES + size
+        if self.count == 0:
+            self.first_sequence = sequence
+        self.last_sequence = sequence
+        self.count += 1
+        return 0
+
+    def records(self) -> list:
+        """The records as ``(sequence, payload)``, read back from the framed bytes (for tests
+        and benchmarks: the journal writes the bytes)."""
+        cdef list found = []
+        cdef Py_ssize_t at = 0, size
+        cdef const uint8_t* data = <const uint8_t*>self.data
+        while at < self.size:
+            size = _get_le(data + at, 4)
+            found.append((_get_le(data + at + 8, 8), PyBytes_FromStringAndSize(self.data + at + HEADER_BYTES, size)))
+            at += HEADER_BYTES + size
+        return found
+
+    def __getbuffer__(self, Py_buffer* view, int flags):
+        PyBuffer_FillInfo(view, self, self.data, self.size, 1, flags)
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer* view):
+        self.exports -= 1
+
+
+cdef inline uint64_t _get_le(const uint8_t *data, int count) noexcept nogil:
+    cdef uint64_t value = 0
+    cdef int i
+    for i in range(count):
+        value |= (<uint64_t>data[i]) << (8 * i)
+    return value
 
 
 def join_frames(list messages, encode, Py_ssize_t max_messages, Py_ssize_t max_bytes) -> list:

@@ -30,6 +30,8 @@ from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 
 from native.book cimport NativeBook, Outcome
 from native.commands cimport OrderCommand
+from native.framing cimport Records
+from native.replies cimport Replies
 from native.int64 cimport as_int64
 from native.structs cimport borrowed_field, field, field_offset
 
@@ -57,14 +59,16 @@ cdef class Run:
     reads does not change during a run), whose routing is then skipped."""
 
     cdef dict outbox, market_data, tes
-    cdef list entries, published, replies
-    cdef object remember, symbol, guard, identity, alone, alone_sender
+    cdef Records entries
+    cdef list published, replies
+    cdef Replies history
+    cdef object symbol, guard, identity, alone, alone_sender
     cdef FeedState feed
     cdef bytes packed
 
-    def __cinit__(self, dict outbox, dict market_data, list entries, dict tes, history):
+    def __cinit__(self, dict outbox, dict market_data, Records entries, dict tes, Replies history):
         self.outbox, self.market_data, self.entries, self.tes = outbox, market_data, entries, tes
-        self.remember = history.append
+        self.history = history
 
 
 cdef list replies_to(dict outbox, identity):
@@ -113,7 +117,8 @@ cdef class OrderPath:
     (`native.structs`); an order id's top bits above ``shift`` name its TES."""
 
     cdef object shard
-    cdef object number, entry, reply, concerned  # the last command `_execute` ran: its sequence and outputs
+    cdef object entry, reply, concerned          # the last command `_execute` ran: its outputs
+    cdef int64_t stamp                           # and the stamp of the last item `_run_one` ran
     cdef int64_t noted_tes, noted_max            # a TES id and the largest id accepted with it not yet noted
     cdef dict feeds, symbols, max_ids, traded, guards, kinds
     cdef set owed
@@ -149,9 +154,11 @@ cdef class OrderPath:
         """Sequence ``messages[start:]``, one frame's from ``identity``, into ``work`` as the OBS
         does (`servers.obs.OrderBookServer._serve_commands`), while each is an order command on
         a symbol of the shard (a Struct, or an `OrderCommand` of the shard's
-        `native.commands.CommandReader`) that its sender may send: ``(identity, command, sequence, stamp)``
-        at the next ``sequence`` and the exchange time: the wall clock's nanoseconds, read once
-        per call (the commands of one frame arrived together), never going back from ``stamp``.
+        `native.commands.CommandReader`) that its sender may send, at the next ``sequence`` and the
+        exchange time: the wall clock's nanoseconds, read once per call (the commands of one frame
+        arrived together), never going back from ``stamp``. A Struct's item is ``(identity,
+        command, sequence, stamp)``; an `OrderCommand` is its own item, those written into it
+        (no tuple or int is made for it).
         ``tes_id`` is the sender's `servers.security.Peer.tes_id`:
         None may name any order, a positive id the orders of its prefix, anything else none.
         Returns ``(index, sequence, stamp)``: the first message not sequenced
@@ -160,7 +167,8 @@ cdef class OrderPath:
         cdef int64_t order_id, now, own = 0
         cdef int kind
         cdef timespec clock
-        cdef bint anyone = tes_id is None
+        cdef OrderCommand read
+        cdef bint anyone = tes_id is None, clocked = False
         if not anyone:
             own = tes_id
             if own <= 0:
@@ -182,14 +190,21 @@ cdef class OrderPath:
                     value = field(message, self.order_id_at[kind])
                     if not PyLong_Check(value) or as_int64(value, &order_id) or order_id >> self.shift != own:
                         return i, sequence, stamp
-            if stamped is None:
+            if not clocked:
                 clock_gettime(CLOCK_REALTIME, &clock)
                 now = clock.tv_sec * 1_000_000_000 + clock.tv_nsec
                 if now > stamp:
                     stamp = now
-                stamped = stamp
+                clocked = True
             sequence += 1
-            work.append((identity, message, sequence, stamped))
+            if type(message) is OrderCommand:
+                read = <OrderCommand>message
+                read.identity, read.sequence, read.stamp = identity, sequence, stamp
+                work.append(read)
+            else:
+                if stamped is None:
+                    stamped = stamp
+                work.append((identity, message, sequence, stamped))
         return count, sequence, stamp
 
     def execute(self, command, int kind, int64_t sequence, int64_t time, list market_data):
@@ -199,7 +214,7 @@ cdef class OrderPath:
         symbol the shard does not own."""
         symbol = command.symbol
         if not self._execute(command, symbol, self.feeds[symbol], self.symbols[symbol], self.guards.get(symbol), kind,
-                             sequence, None, time, market_data, self.shard.history.append):
+                             sequence, time, market_data, self.shard.history, None):
             return None
         shard = self.shard
         shard.sequence = sequence
@@ -207,12 +222,12 @@ cdef class OrderPath:
         return (self.entry, self.reply, self.concerned)
 
     cdef bint _execute(self, command, symbol, FeedState feed, bytes packed, guard, int kind, int64_t sequence,
-                       number, int64_t time, list market_data, remember) except -1:
+                       int64_t time, list market_data, Replies history, Records entries) except -1:
         """`execute` for ``command`` on ``symbol``, whose feed, msgpack and volatility bands
-        (None: none) are ``feed``, ``packed`` and ``guard``, its history entry given to
-        ``remember`` (the history's ``append``): True if it ran, its sequence (an int:
-        ``number`` itself if that is the int ``sequence``) and outputs then in `number`,
-        `entry`, `reply` and `concerned`. The shard's sequence and time are the caller's to set."""
+        (None: none) are ``feed``, ``packed`` and ``guard``, its reply kept in ``history`` (the
+        shard's): True if it ran, its outputs then in `entry`, `reply` and `concerned`. With ``entries``, the journal entry is framed there
+        from the book's buffer, and `entry` is an empty bytes. The shard's sequence and time
+        are the caller's to set."""
         cdef Outcome out
         cdef bytes entry
         cdef NativeBook book = feed.book
@@ -220,6 +235,7 @@ cdef class OrderPath:
         cdef Py_ssize_t i, count = self.counts[kind]
         cdef OrderCommand read = None
         out.md_sequence = feed.sequence
+        out.framed = entries is not None
         if type(command) is OrderCommand:
             read = <OrderCommand>command
             entry = book.execute_values(kind, read.values, count, read.account, read.account_size, sequence, time,
@@ -231,11 +247,10 @@ cdef class OrderPath:
                                          self.shift, &out)
         if entry is None:
             return False
+        if entries is not None:
+            entries.frame(sequence, out.entry, out.entry_size)
         self.entry, self.reply, self.concerned = entry, book.made_reply, book.made_concerned
         feed.quote = book.made_quote
-        if number is None or <int64_t>number != sequence:
-            number = sequence
-        self.number = number
         feed.sequence = out.md_sequence
         if out.accepted:
             if read is not None:
@@ -248,11 +263,11 @@ cdef class OrderPath:
         if out.fills:
             last_price = feed.last_price
             feed.last_price = out.last
-            self.traded[symbol] = (number, feed.last_price)
+            self.traded[symbol] = (sequence, feed.last_price)
             if (guard is not None and symbol not in self.owed
                     and guard.breached((out.low, out.high), last_price, self.shard.phases[symbol].close)):
                 self.shard._phase_state(symbol, owed=True)
-        remember((number, self.reply, self.concerned))
+        history.add(sequence, self.reply, self.concerned)
         return True
 
     cdef void _accepted(self, order_id) except *:
@@ -284,11 +299,11 @@ cdef class OrderPath:
             note_accepted(self.max_ids, self.noted_max, self.shift)
             self.noted_tes = -1
 
-    def run(self, list work, Py_ssize_t start, dict outbox, dict market_data, list entries, dict tes):
-        """Run ``work[start:]`` (items ``(identity, command, sequence, stamp)`` of a turn, in
-        arrival order) while each is an order command sequenced to run (``sequence`` > 0) that
+    def run(self, list work, Py_ssize_t start, dict outbox, dict market_data, Records entries, dict tes):
+        """Run ``work[start:]`` (items ``(identity, command, sequence, stamp)`` of a turn, or an
+        `OrderCommand` sequenced by `sequence`, in arrival order) while each is an order command sequenced to run (``sequence`` > 0) that
         its book takes in C: each at the shard's next sequence and its stamp, its journal entry
-        ``(sequence, payload)`` appended to ``entries``, its market data to
+        framed into ``entries`` (`native.framing.Records`), its market data to
         ``market_data[symbol]``, its reply to ``outbox[identity]`` (unless the identity is None)
         and to ``outbox[tes[id]]`` for each other TES id it concerns, each destination once.
         Returns the index of the first item not run (``len(work)`` if none is left); after a
@@ -297,7 +312,7 @@ cdef class OrderPath:
         cdef int64_t sequence = self.shard.sequence
         cdef Run run = Run(outbox, market_data, entries, tes, self.shard.history)
         while i < count:
-            if self._run_one(run, <tuple>work[i], sequence + 1) is None:
+            if not self._run_one(run, work[i], sequence + 1):
                 break
             sequence += 1
             i += 1
@@ -306,35 +321,44 @@ cdef class OrderPath:
         if i > start:
             shard = self.shard
             shard.sequence = sequence
-            shard.time = (<tuple>work[i - 1])[3]
+            shard.time = self.stamp
         return i
 
-    cdef object _run_one(self, Run run, tuple item, int64_t sequence):
-        """`run`'s step for one item: its stamp if it ran, else None (nothing changed)."""
+    cdef bint _run_one(self, Run run, item, int64_t sequence) except -1:
+        """`run`'s step for one item: whether it ran (if not, nothing changed); its stamp then in `stamp`."""
         cdef int kind
-        command = item[1]
+        cdef int64_t stamp
+        cdef OrderCommand read
+        cdef tuple sequenced
+        if type(item) is OrderCommand:
+            read = <OrderCommand>item
+            command, identity, stamp = read, read.identity, read.stamp
+            if read.sequence <= 0:
+                return False
+        else:
+            sequenced = <tuple>item
+            command = sequenced[1]
+            if sequenced[2] <= 0:
+                return False
+            identity, stamp = sequenced[0], sequenced[3]
         if type(command) is OrderCommand:
             kind = (<OrderCommand>command).kind
             symbol = (<OrderCommand>command).symbol
         else:
             found = self.kinds.get(type(command))
             if found is None:
-                return None
+                return False
             kind = found
             symbol = field(command, self.symbol_at[kind])
-        if item[2] <= 0:
-            return None
-        identity, stamp = item[0], item[3]
         if symbol is not run.symbol and symbol != run.symbol:
             run.feed, run.packed, run.guard = self.feeds[symbol], self.symbols[symbol], self.guards.get(symbol)
             run.published = run.market_data.get(symbol)
             if run.published is None:
                 run.published = run.market_data[symbol] = []
             run.symbol = symbol
-        if not self._execute(command, symbol, run.feed, run.packed, run.guard, kind, sequence, item[2], stamp,
-                             run.published, run.remember):
-            return None
-        run.entries.append((self.number, self.entry))
+        if not self._execute(command, symbol, run.feed, run.packed, run.guard, kind, sequence, stamp,
+                             run.published, run.history, run.entries):
+            return False
         reply = self.reply
         if identity is not None:
             if identity is not run.identity:
@@ -347,5 +371,6 @@ cdef class OrderPath:
                 run.alone = None
             else:
                 run.alone, run.alone_sender = concerned, identity
-        return stamp
+        self.stamp = stamp
+        return True
 

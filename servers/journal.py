@@ -127,7 +127,7 @@ import numpy as np
 
 from config.settings import JournalConfig
 from engine.snapshot import BookSnapshot, id_records, id_records_of_ranges
-from native.framing import frame_records
+from native.framing import Records, frame_records
 from servers.phases import PhaseState
 
 log = logging.getLogger(__name__)
@@ -346,8 +346,9 @@ class Journal:
             self._syncer = threading.Thread(target=self._sync_at_intervals, name="journal-fsync", daemon=True)
             self._syncer.start()
 
-    def append(self, records: Sequence[tuple[int, bytes]]) -> bool:
-        """Write a group of ``(sequence, payload)`` records with one write, then fsync per policy.
+    def append(self, records: Sequence[tuple[int, bytes]] | Records) -> bool:
+        """Write a group of ``(sequence, payload)`` records, or records already framed
+        (`native.framing.Records`), with one write, then fsync per policy.
 
         False if the group was not written: the write failed (the file is cut back to where
         the group began, ``unwritable`` says why), or an earlier one did less than
@@ -355,9 +356,12 @@ class Journal:
         """
         if self.unwritable is not None and not self._may_retry():
             return False
-        buffer = self._buffer
-        buffer.clear()
-        frame_records(records, buffer)
+        if type(records) is Records:
+            buffer = memoryview(records)
+        else:
+            buffer = self._buffer
+            buffer.clear()
+            frame_records(records, buffer)
         if self.offset + len(buffer) > self._room_end:
             self._make_room(self.offset + len(buffer))
         try:

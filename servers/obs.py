@@ -90,7 +90,7 @@ import zmq
 from config.settings import Config, ConfigError, ShardConfig
 from engine.types import CancelReason, RejectReason
 from native.commands import CommandReader, OrderCommand
-from native.framing import join_frames
+from native.framing import Records, join_frames
 from native.orderpath import route
 from servers import security, service
 from servers.journal import (
@@ -384,7 +384,8 @@ class OrderBookServer:
         #    sequence 0 (not a book command of this shard), REFUSED (its sender may not send
         #    it) or UNJOURNALED (the journal refuses writes for now: its file system is full).
         #    The shard's order path (`native.orderpath.OrderPath.sequence`) sequences each run of
-        #    order commands its sender may send, in C; the message it stops at is handled here.
+        #    order commands its sender may send, in C (a command read in C is then its own item,
+        #    see `_item`); the message it stops at is handled here.
         state, feeds = self.state, self.state.feeds
         writable = self.journal.writable()
         sequence_orders = state.order_path.sequence
@@ -423,7 +424,7 @@ class OrderBookServer:
         self._finish_turn(work)
 
     def _finish_turn(self, work: list) -> None:
-        """Steps 3 to 6 of a turn for ``work``: (identity, message, sequence, stamp) in order, the
+        """Steps 3 to 6 of a turn for ``work``: (identity, message, sequence, stamp) in order (`_item`), the
         identity None for the OBS's own commands (`_expire_due`), which nobody is answered for."""
         # 3. Execute in arrival order: commands through the shard's handler (book, then market
         #    data), each giving its journal entry; Hello and queries see the state the commands
@@ -443,9 +444,9 @@ class OrderBookServer:
                 self.executed += len(entries)
                 if unwritable is not None:
                     log.info("the journal is written again after %.1f s: intake resumed at sequence %d",
-                             time.monotonic() - self.journal.unwritable_since, entries[0][0])
+                             time.monotonic() - self.journal.unwritable_since, entries.first)
                 if self.streamer is not None:
-                    self.streamer.published(entries[0][0], start, entries[-1][0], self.journal.offset)
+                    self.streamer.published(entries.first, start, entries.last, self.journal.offset)
         lap(JOURNAL)
         # 5. Reply: each destination's replies of this turn in one frame.
         self._send(self.commands, outbox)
@@ -456,9 +457,9 @@ class OrderBookServer:
             self._publish_marks(self.state.traded)
         lap(PUBLISH)
 
-    def _execute(self, work: list) -> tuple[dict[bytes, list], dict[str, list[bytes]], list[tuple[int, bytes]]]:
+    def _execute(self, work: list) -> tuple[dict[bytes, list], dict[str, list[bytes]], Records]:
         """Step 3 for ``work``: the replies by destination, the market data (each symbol's
-        messages, encoded) and the journal entries ``(sequence, payload)`` of the commands run."""
+        messages, encoded) and the journal entries of the commands run, framed for the journal."""
         state, feeds, tes = self.state, self.state.feeds, self.tes
         outbox: dict[bytes, list] = {}
 
@@ -471,7 +472,7 @@ class OrderBookServer:
             replies.append(message)
 
         market_data: dict[str, list[bytes]] = {}
-        entries: list[tuple[int, bytes]] = []
+        entries = Records()
 
         def execute(identity: bytes | None, command, stamp: int) -> None:
             sequence = state.sequence + 1
@@ -479,7 +480,7 @@ class OrderBookServer:
             if published is None:
                 market_data[command.symbol] = published = []
             entry, executed, concerned = state.execute_encoded(sequence, stamp, command, published)
-            entries.append((sequence, entry))
+            entries.add(sequence, entry)
             reply(identity, executed)
             route(outbox, tes, identity, executed, concerned)
 
@@ -496,10 +497,10 @@ class OrderBookServer:
         while True:
             ran_from, position = position, run_orders(work, position, outbox, market_data, entries, tes)
             if position > ran_from and state.owed:
-                interrupt(work[position - 1][3])
+                interrupt(state.time)
             if position == count:
                 break
-            identity, message, sequence, stamp = work[position]
+            identity, message, sequence, stamp = _item(work[position])
             position += 1
             if type(message) is OrderCommand:
                 message = message.struct()
@@ -714,7 +715,7 @@ class OrderBookServer:
         self.state, _ = load(self.directory, self.symbols, guards=self.guards)
         self.state.keep_replies(kept)
         return self._execute([(identity, message, UNJOURNALED if sequence > 0 else sequence, 0)
-                              for identity, message, sequence, _ in work])[:2]
+                              for identity, message, sequence, _ in map(_item, work)])[:2]
 
     def _unjournaled(self, message) -> CommandRefused:
         """The answer to a book command the journal cannot take now."""
@@ -741,6 +742,14 @@ def serve(config: Config, args=None) -> int:
         {ConfigError: 2, security.KeyFileError: 2, RecoveryError: 1, zmq.ZMQError: 1, OSError: 1},
         (BookServerHalted,), lambda server: f"at sequence {server.state.sequence}", config.logging.format,
     )
+
+
+def _item(item) -> tuple:
+    """A turn's work item as ``(identity, message, sequence, stamp)``: an `OrderCommand` the
+    order path sequenced is its own item, carrying them (`native.orderpath.OrderPath.sequence`)."""
+    if type(item) is OrderCommand:
+        return item.identity, item, item.sequence, item.stamp
+    return item
 
 
 def _permits(peer: security.Peer, kind: type, command) -> bool:

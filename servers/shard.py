@@ -39,9 +39,7 @@ sequences it next (`Guard.interruption`), and the phase command clears it.
 """
 
 import logging
-from collections import deque
 from heapq import heapify, heappop, heappush
-from itertools import islice
 from pathlib import Path
 from typing import NamedTuple, get_args
 
@@ -63,6 +61,7 @@ from engine.snapshot import BookSnapshot
 from engine.types import Phase, TimeInForce
 from native.book import ENCODED_FIELDS, ENCODED_TAGS, BookCapture, NativeBook
 from native.orderpath import OrderPath, note_accepted
+from native.replies import Replies
 from servers.journal import (
     JOURNAL_FILE,
     DirectoryLock,
@@ -141,9 +140,9 @@ class Shard:
         """The sequence of the snapshot this shard was restored from (0: built empty)."""
         self.restored_offset = 0
         """The journal offset where that snapshot's successor records start (0: built empty)."""
-        self.history: deque[tuple[int, bytes, tuple[int, ...]]] = deque(maxlen=REPLAY_WINDOW)
-        """(sequence, encoded reply, concerned TES ids) of the latest commands executed, consecutive.
-        Bytes and int tuples only: the garbage collector does not track them."""
+        self.history = Replies(REPLAY_WINDOW)
+        """The encoded replies of the latest commands executed and the TES ids each concerns,
+        consecutive (`native.replies.Replies`)."""
         self.traded: dict[str, tuple[int, int]] = {}
         """Symbol -> (sequence, price) of its last trade since the server last published marks
         (`servers.protocol.MARKS_TOPIC`) and cleared this."""
@@ -251,7 +250,7 @@ class Shard:
         encoded_events = msgspec.Raw(_encode(events))
         reply = _encode(Executed(sequence, command.symbol, encoded_events, time))
         entry = _encode(JournalEntry(sequence, time, command, encoded_events, market_data[first:]))
-        self.history.append((sequence, reply, concerned))
+        self.history.append(sequence, reply, concerned)
         return entry, reply, concerned
 
     def execute_encoded(self, sequence: int, time: int, command, market_data: list[bytes]
@@ -322,15 +321,14 @@ class Shard:
         """The kept replies after sequence ``seen`` that concern ``tes_id``, oldest first, and
         True; or no replies and False if the history no longer reaches back to ``seen`` (none
         then: a TES that catches up from the journal must see the replies in sequence order)."""
-        first = self.history[0][0] if self.history else self.sequence + 1
+        first = self.history.first if len(self.history) else self.sequence + 1
         if seen + 1 < first:
             return [], False
-        return [executed for _, executed, concerned in islice(self.history, seen + 1 - first, None)
-                if tes_id in concerned], True
+        return self.history.concerning(tes_id, seen + 1), True
 
     def keep_replies(self, count: int) -> None:
         """Keep the latest ``count`` replies for `replay` from now on."""
-        self.history = deque(self.history, maxlen=count)
+        self.history = self.history.kept(count)
 
     def last_prices(self) -> dict[str, int]:
         """Each symbol's last trade price (symbols that never traded are absent)."""

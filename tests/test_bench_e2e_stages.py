@@ -294,7 +294,7 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
     assert 0 < run["stages"]["tes"]["fsyncs_per_order"] * run["sent"] <= 2 * tes_stages["journal"]["laps"]
     assert "| OBS: journal fsyncs per order | " in table and "| TES: journal fsyncs per order | " in table
     bare = row["floor"]["cpu_us_per_order"]
-    assert bare["echo"] > 0 and bare["relay"] > 0 and row["journal"]["append_cpu_us"] > 0
+    assert bare["echo"] >= 0 and bare["relay"] >= 0 and row["journal"]["append_cpu_us"] > 0  # (clock ticks)
     floors = e2e.cpu_floors(row)
     for server, stand_in in e2e.FLOOR_STAND_INS.items():
         commits = run["stages"][server]["fsyncs_per_order"] * row["journal"]["append_cpu_us"]

@@ -43,6 +43,9 @@ def test_the_cpu_verdict_names_each_server_s_floor_measured_in_the_same_run():
     assert e2e.verdicts([fast])[CPU] == (
         "not met (OBS 3.9 µs, TES 6.2 µs; their floors in the same run, ZeroMQ alone's stand-in for each and its "
         "fsyncs at one group commit alone's CPU: OBS 1.2 µs, TES 1.8 µs, so 3.2x and 3.4x them)")
+    fast["floor"]["cpu_us_per_order"]["relay"], fast["stages"]["tes"]["fsyncs_per_order"] = 0.0, 0.0
+    # a floor too small for the clock's ticks to read
+    assert e2e.verdicts([fast])[CPU].endswith("OBS 1.2 µs, TES 0.0 µs, so 3.2x and n/a them)")
     fast["stages"]["tes"]["fsyncs_per_order"] = None
     assert e2e.cpu_floors(fast) is None, "a server without its fsyncs counted has no floor"
     assert e2e.verdicts([fast])[CPU] == "not met (OBS 3.9 µs, TES 6.2 µs)"

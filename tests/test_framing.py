@@ -1,4 +1,5 @@
-"""`native.framing.frame_records` writes exactly the journal's record framing (`servers.journal.HEADER`)."""
+"""`native.framing.frame_records` and `native.framing.Records` write exactly the journal's record
+framing (`servers.journal.HEADER`)."""
 
 import zlib
 
@@ -6,8 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from native.framing import frame_records
-from servers.journal import HEADER
+from config.settings import JournalConfig
+from native.framing import Records, frame_records
+from servers.journal import HEADER, Journal, read_records
 
 
 def framed_in_python(records) -> bytes:
@@ -40,3 +42,53 @@ def test_a_bad_record_raises_and_leaves_the_buffer_as_it_was(records, error):
     with pytest.raises(error):
         frame_records(records, buffer)
     assert buffer == bytearray(b"kept")
+
+
+RECORDS = st.lists(st.tuples(st.integers(0, 2**64 - 1), st.binary(max_size=3000)), max_size=20)
+
+
+@given(RECORDS)
+def test_records_framed_as_they_are_added_are_the_bytes_frame_records_writes(records):
+    """Past the first 4,096 bytes the group's buffer grows, keeping what it held."""
+    group = Records()
+    for sequence, payload in records:
+        group.add(sequence, payload)
+    assert bytes(group) == framed_in_python(records)
+    assert group.records() == records and len(group) == len(records)
+    assert (group.first, group.last) == ((records[0][0], records[-1][0]) if records else (None, None))
+
+
+@pytest.mark.parametrize("sequence, payload, error", [
+    (-1, b"negative sequence", OverflowError), (2**64, b"sequence too large", OverflowError),
+    (2, "not bytes", TypeError), (None, b"no sequence", TypeError),
+])
+def test_a_bad_record_is_not_added_to_the_group(sequence, payload, error):
+    group = Records()
+    group.add(1, b"ok")
+    with pytest.raises(error):
+        group.add(sequence, payload)
+    assert group.records() == [(1, b"ok")] and bytes(group) == framed_in_python([(1, b"ok")])
+
+
+def test_an_exported_group_is_read_only_and_cannot_grow():
+    group = Records()
+    group.add(1, b"x" * 5000)
+    view = memoryview(group)
+    assert view.readonly and view.nbytes == HEADER.size + 5000
+    with pytest.raises(BufferError):
+        group.add(2, b"y" * 10_000)
+    assert len(group) == 1
+    view.release()
+    group.add(2, b"y" * 10_000)
+    assert group.records() == [(1, b"x" * 5000), (2, b"y" * 10_000)]
+
+
+def test_a_journal_writes_a_framed_group_as_it_writes_a_list(tmp_path):
+    records = [(sequence, bytes([sequence]) * sequence) for sequence in range(1, 200)]
+    group = Records()
+    for sequence, payload in records[100:]:
+        group.add(sequence, payload)
+    journal = Journal(tmp_path, JournalConfig(fsync="never"), 0)
+    assert journal.append(records[:100]) and journal.append(group)
+    journal.close()
+    assert [(record.sequence, record.payload) for record in read_records(tmp_path)] == records

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from engine.types import CancelReason
 from native.commands import CommandReader, OrderCommand
+from native.framing import Records
 from native.orderpath import note_accepted
-from servers.obs import REFUSED, UNJOURNALED, UNKNOWN_SYMBOL, OrderBookServer
+from servers.obs import REFUSED, UNJOURNALED, UNKNOWN_SYMBOL, OrderBookServer, _item
 from servers.phases import Guard
 from servers.protocol import (
     MAX_BATCH,
@@ -148,7 +149,7 @@ def test_a_turn_through_the_order_path_equals_the_python_turn(seed, banded, read
             live_work = work
         outbox, market_data, entries = OrderBookServer._execute(live, live_work)
         expected = spec_turn(spec, work)
-        assert (encoded(outbox), market_data, entries) == (encoded(expected[0]), expected[1], expected[2])
+        assert (encoded(outbox), market_data, entries.records()) == (encoded(expected[0]), expected[1], expected[2])
         assert state(live.state) == state(spec.state)
         interruptions += expected[3]
     assert live.state.sequence > 5_000
@@ -156,13 +157,41 @@ def test_a_turn_through_the_order_path_equals_the_python_turn(seed, banded, read
     assert (taken > 5_000) == read
 
 
+def test_commands_read_in_c_are_their_own_work_items_through_both_paths():
+    """Frames of order commands sequenced as the OBS sequences them: read in C, each `OrderCommand`
+    is its own item (no tuple), and a turn of them gives what the same commands as Structs give,
+    BOLT's run by Python (its book in a call: `_item` unpacks them) and ACME's by the order path."""
+    ahead = 4_000_000_000_000_000_000       # a stamp past the clock, which sequencing keeps
+    reader = CommandReader(SYMBOLS, (BookSubmit, BookCancel, BookReplace), CancelReason, MAX_FRAME_BYTES, MAX_BATCH)
+    live, spec = obs(Shard.empty(SYMBOLS), {}), obs(Shard.empty(SYMBOLS), {})
+    for server in (live, spec):
+        server.state.execute(1, ahead, BookSetPhase("BOLT", 1), [])
+    orders = [command for command in interleaved(1_500, 8) if type(command) in (BookSubmit, BookCancel, BookReplace)]
+    sequence = 1
+    for start in range(0, len(orders), 100):
+        frame = orders[start:start + 100]
+        outputs = []
+        for server, messages in ((live, reader.read(_encode(frame))), (spec, frame)):
+            work = []
+            stop, last, _ = server.state.order_path.sequence(work, IDENTITIES[1], messages, 0, None, sequence, ahead)
+            assert stop == len(messages) and last == sequence + len(frame)
+            assert all(type(item) is (OrderCommand if server is live else tuple) for item in work)
+            outbox, market_data, entries = OrderBookServer._execute(server, work)
+            outputs.append((encoded(outbox), market_data, entries.records()))
+        sequence += len(frame)
+        assert outputs[0] == outputs[1]
+        assert state(live.state) == state(spec.state)
+    assert live.state.sequence == len(orders) + 1 > 1_000
+    assert len(live.state.feeds["BOLT"].book) > 0, "Python ran BOLT's commands, in its call"
+
+
 def test_the_order_path_runs_orders_and_stops_where_python_must_take_over():
     shard = Shard.empty(SYMBOLS)
     submit = [(IDENTITIES[1], BookSubmit("ACME", 1 << TES_SHIFT | i, i % 2, 0, 0, 100, 5), i, i) for i in (1, 2)]
     work = [*submit, (IDENTITIES[1], Hello(1, None), 0, 0), (IDENTITIES[1], BookSetPhase("ACME", 1), 3, 3), *submit]
-    outbox, market_data, entries = {}, {}, []
+    outbox, market_data, entries = {}, {}, Records()
     assert shard.order_path.run(work, 0, outbox, market_data, entries, IDENTITIES) == 2
-    assert [sequence for sequence, _ in entries] == [1, 2] and (shard.sequence, shard.time) == (2, 2)
+    assert [sequence for sequence, _ in entries.records()] == [1, 2] and (shard.sequence, shard.time) == (2, 2)
     assert len(outbox[IDENTITIES[1]]) == 2 and len(market_data["ACME"]) > 0
     assert shard.order_path.run(work, 2, outbox, market_data, entries, IDENTITIES) == 2, "a Hello is Python's"
     assert shard.order_path.run(work, 3, outbox, market_data, entries, IDENTITIES) == 3, "so is a phase command"
@@ -202,6 +231,9 @@ def test_sequencing_a_frame_in_c_follows_the_obs_rules(tes_id, since, read):
     while start < len(messages):
         work = []
         stop, last, stamped = shard.order_path.sequence(work, b"peer", given, start, tes_id, sequence, stamp)
+        assert all(item is command for item, command in zip(work, given[start:stop], strict=True)
+                   if type(item) is OrderCommand), "a command read in C is its own item: no tuple"
+        work = [_item(item) for item in work]
         assert stop == expected_sequencing(messages, start, tes_id, shard.feeds)
         assert [item[1] for item in work] == given[start:stop]
         assert [item[2] for item in work] == list(range(sequence + 1, last + 1))

@@ -202,14 +202,19 @@ def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
         assert 0 < row["floor"]["ack_p50_us"] <= row["floor"]["ack_p99_us"]
         journal = row["journal"]
         assert journal["groups"] == 1_000 and 0 < journal["append_p50_us"] <= journal["append_p99_us"]
+        assert 0 < journal["append_cpu_us"] <= journal["append_p99_us"]
+        # (read in the kernel's clock ticks: a short run at a low rate may see none)
+        assert all(run["cpu_us_per_order"][role] >= 0 for run in row["floor_runs"] for role in ("echo", "relay"))
     assert report["targets"]["100,000 orders/s sustained"] == "not measured"
     assert "target 100,000 orders/s sustained: not measured" in table
-    assert "| one group commit alone: p50 / p99 |" in table
+    assert "| ZeroMQ alone's CPU per order: echo (as OBS) / relay (as TES) |" in table
+    assert "| one group commit alone: p50 / p99 / CPU |" in table
 
 
 def test_disk_floor_times_each_group_commit_and_removes_its_journal(tmp_path):
     figures = disk.measure(tmp_path / "journal", "batch", groups=50, gap_s=0)
     assert figures["groups"] == 50 and 0 < figures["append_p50_us"] <= figures["append_p99_us"]
+    assert 0 < figures["append_cpu_us"], "an fsync's CPU"
     assert list(tmp_path.iterdir()) == []
 
 
