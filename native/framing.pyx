@@ -97,7 +97,7 @@ cdef class Records:
     def __len__(self):
         return self.count
 
-    def add(self, sequence, bytes payload) -> None:
+    def add(self, sequence, bytes payload not None) -> None:
         """Frame ``payload`` (bytes shorter than 2**32 bytes) as the record of ``sequence`` (an
         int from 0 to 2**64 - 1); TypeError, ValueError or OverflowError otherwise, nothing added."""
         cdef uint64_t number = sequence

@@ -225,9 +225,9 @@ cdef class OrderPath:
                        int64_t time, list market_data, Replies history, Records entries) except -1:
         """`execute` for ``command`` on ``symbol``, whose feed, msgpack and volatility bands
         (None: none) are ``feed``, ``packed`` and ``guard``, its reply kept in ``history`` (the
-        shard's): True if it ran, its outputs then in `entry`, `reply` and `concerned`. With ``entries``, the journal entry is framed there
-        from the book's buffer, and `entry` is an empty bytes. The shard's sequence and time
-        are the caller's to set."""
+        shard's): True if it ran, its outputs then in `entry`, `reply` and `concerned`. With
+        ``entries``, the journal entry is framed there from the book's buffer, and `entry` is an
+        empty bytes. The shard's sequence and time are the caller's to set."""
         cdef Outcome out
         cdef bytes entry
         cdef NativeBook book = feed.book
@@ -301,11 +301,12 @@ cdef class OrderPath:
 
     def run(self, list work, Py_ssize_t start, dict outbox, dict market_data, Records entries, dict tes):
         """Run ``work[start:]`` (items ``(identity, command, sequence, stamp)`` of a turn, or an
-        `OrderCommand` sequenced by `sequence`, in arrival order) while each is an order command sequenced to run (``sequence`` > 0) that
-        its book takes in C: each at the shard's next sequence and its stamp, its journal entry
-        framed into ``entries`` (`native.framing.Records`), its market data to
-        ``market_data[symbol]``, its reply to ``outbox[identity]`` (unless the identity is None)
-        and to ``outbox[tes[id]]`` for each other TES id it concerns, each destination once.
+        `OrderCommand` sequenced by `sequence`, in arrival order) while each is an order command
+        sequenced to run (``sequence`` > 0) that its book takes in C: each at the shard's next
+        sequence and its stamp, its journal entry framed into ``entries`` (`native.framing.Records`),
+        its market data to ``market_data[symbol]``, its reply to ``outbox[identity]`` (unless the
+        identity is None) and to ``outbox[tes[id]]`` for each other TES id it concerns, each
+        destination once.
         Returns the index of the first item not run (``len(work)`` if none is left); after a
         command that leaves an interruption owed (`Shard.owed`), the index after it."""
         cdef Py_ssize_t i = start, count = len(work)
@@ -325,7 +326,8 @@ cdef class OrderPath:
         return i
 
     cdef bint _run_one(self, Run run, item, int64_t sequence) except -1:
-        """`run`'s step for one item: whether it ran (if not, nothing changed); its stamp then in `stamp`."""
+        """`run`'s step for one item: whether it ran (if not, nothing changed); its stamp then
+        in `stamp`."""
         cdef int kind
         cdef int64_t stamp
         cdef OrderCommand read

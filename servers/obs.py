@@ -424,8 +424,9 @@ class OrderBookServer:
         self._finish_turn(work)
 
     def _finish_turn(self, work: list) -> None:
-        """Steps 3 to 6 of a turn for ``work``: (identity, message, sequence, stamp) in order (`_item`), the
-        identity None for the OBS's own commands (`_expire_due`), which nobody is answered for."""
+        """Steps 3 to 6 of a turn for ``work``: (identity, message, sequence, stamp) in order (see
+        `_item`), the identity None for the OBS's own commands (`_expire_due`), which nobody is
+        answered for."""
         # 3. Execute in arrival order: commands through the shard's handler (book, then market
         #    data), each giving its journal entry; Hello and queries see the state the commands
         #    before them left. Nothing leaves the process yet.

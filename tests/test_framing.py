@@ -60,7 +60,7 @@ def test_records_framed_as_they_are_added_are_the_bytes_frame_records_writes(rec
 
 @pytest.mark.parametrize("sequence, payload, error", [
     (-1, b"negative sequence", OverflowError), (2**64, b"sequence too large", OverflowError),
-    (2, "not bytes", TypeError), (None, b"no sequence", TypeError),
+    (2, "not bytes", TypeError), (2, None, TypeError), (None, b"no sequence", TypeError),
 ])
 def test_a_bad_record_is_not_added_to_the_group(sequence, payload, error):
     group = Records()
