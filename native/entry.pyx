@@ -34,6 +34,7 @@ from cpython.unicode cimport PyUnicode_AsUTF8AndSize
 from libc.stdint cimport int64_t
 
 from native.constants cimport GTD, LIMIT, MARKET, POST_ONLY
+from native.framing cimport Records
 from native.int64 cimport as_int64
 from native.structs cimport check_fields, field, field_offset, set_field
 from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_int, wire_room, wire_str, wire_tagged
@@ -160,7 +161,8 @@ cdef class EntryPath:
         cdef const char* cancel_text
         cdef Py_ssize_t trader_size, symbol_size = 0, cancel_size
         cdef dict open_orders, awaiting, orders, instruments, last_prices, shard_of
-        cdef list pending, outbox
+        cdef list outbox
+        cdef Records pending
         tes, ledger = self.tes, self.ledger
         trader = session.trader_id
         risk = tes.risks.get(trader)
@@ -217,16 +219,18 @@ cdef class EntryPath:
                     tokens, last = refilled - 1.0, moment
                     contiguous = used_up(others, client_order_id)
                     sequence += 1
-                    pending.append((sequence, _cancel_message(b"Requested", True, trader_text, trader_size, order_id,
-                                                              client_order_id, self.requested_value)))
+                    _cancel_message(b"Requested", True, trader_text, trader_size, order_id, client_order_id,
+                                    self.requested_value)
+                    _journal(pending, sequence)
                     requests = field(order, self.o_requests)
                     if requests is None:
                         requests = self.deque()
                         set_field(order, self.o_requests, requests)
                     requests.append(self.request(True, client, self.requested))
                     cancel_text = PyUnicode_AsUTF8AndSize(order_symbol, &cancel_size)
-                    shard.outbox.append(self.raw(_cancel_message(b"BookCancel", False, cancel_text, cancel_size,
-                                                                 order_id, client_order_id, self.requested_value)))
+                    _cancel_message(b"BookCancel", False, cancel_text, cancel_size, order_id, client_order_id,
+                                    self.requested_value)
+                    shard.outbox.append(self.raw(_written()))
                     canceled += 1
                     i += 1
                     continue
@@ -289,9 +293,9 @@ cdef class EntryPath:
                 side_obj = field(message, self.e_side)
                 side, stp = side_obj, stp_obj
                 sequence += 1
-                pending.append((sequence, _entered(trader_text, trader_size, client_order_id, order_id, symbol_text,
-                                                   symbol_size, side, order_type, time_in_force, price, quantity,
-                                                   flags, stp)))
+                _entered(trader_text, trader_size, client_order_id, order_id, symbol_text, symbol_size, side,
+                         order_type, time_in_force, price, quantity, flags, stp)
+                _journal(pending, sequence)
                 order_id_obj = order_id
                 order = self.order(order_id_obj, trader, client, message_symbol, side_obj, type_obj, tif_obj, price_obj,
                                    quantity_obj, field(message, self.e_stop), field(message, self.e_display), flags_obj,
@@ -303,9 +307,9 @@ cdef class EntryPath:
                 if awaiting is None:
                     awaiting = tes.awaiting[trader] = {}
                 awaiting[client] = frame_read
-                outbox.append(self.raw(_submit(symbol_text, symbol_size, order_id, side, order_type, time_in_force,
-                                               price, quantity, trader_text, trader_size, client_order_id, flags,
-                                               owner, stp)))
+                _submit(symbol_text, symbol_size, order_id, side, order_type, time_in_force, price, quantity,
+                        trader_text, trader_size, client_order_id, flags, owner, stp)
+                outbox.append(self.raw(_written()))
                 taken += 1
                 i += 1
         finally:
@@ -318,11 +322,21 @@ cdef class EntryPath:
         return i
 
 
-cdef bytes _message(const char* tag, Py_ssize_t fields, const char* first, Py_ssize_t first_size,
-                    const int64_t* ints, int count, const char* second, Py_ssize_t second_size,
-                    const int64_t* more, int more_count):
-    """The msgpack of a tagged message whose ``fields`` fields are a string, ``count`` integers, a
-    string and ``more_count`` integers."""
+cdef bytes _written():
+    """What `_wire` holds, as bytes (a message for a book server)."""
+    return PyBytes_FromStringAndSize(<char*>_wire.data, _wire.size)
+
+
+cdef int _journal(Records pending, int64_t sequence) except -1:
+    """Frame what `_wire` holds as the ledger's journal record of ``sequence`` (no bytes made of it)."""
+    return pending.frame(sequence, <const char*>_wire.data, _wire.size)
+
+
+cdef int _message(const char* tag, Py_ssize_t fields, const char* first, Py_ssize_t first_size,
+                  const int64_t* ints, int count, const char* second, Py_ssize_t second_size,
+                  const int64_t* more, int more_count) except -1:
+    """Write into `_wire` the msgpack of a tagged message whose ``fields`` fields are a string,
+    ``count`` integers, a string and ``more_count`` integers."""
     cdef Writer* w = &_wire
     cdef int j
     w.size = 0
@@ -334,13 +348,14 @@ cdef bytes _message(const char* tag, Py_ssize_t fields, const char* first, Py_ss
     wire_str(w, second, second_size)
     for j in range(more_count):
         wire_int(w, more[j])
-    return PyBytes_FromStringAndSize(<char*>w.data, w.size)
+    return 0
 
 
-cdef bytes _entered(const char* trader, Py_ssize_t trader_size, int64_t client_order_id, int64_t order_id,
+cdef int _entered(const char* trader, Py_ssize_t trader_size, int64_t client_order_id, int64_t order_id,
                     const char* symbol, Py_ssize_t symbol_size, int64_t side, int64_t order_type,
-                    int64_t time_in_force, int64_t price, int64_t quantity, int64_t flags, int64_t stp):
-    """The msgpack of `servers.ledger.Entered` (no stop price, display quantity or expiry)."""
+                    int64_t time_in_force, int64_t price, int64_t quantity, int64_t flags, int64_t stp) except -1:
+    """Write into `_wire` the msgpack of `servers.ledger.Entered` (no stop price, display quantity
+    or expiry)."""
     cdef int64_t ids[2]
     cdef int64_t order[10]
     ids[:] = [client_order_id, order_id]
@@ -348,10 +363,12 @@ cdef bytes _entered(const char* trader, Py_ssize_t trader_size, int64_t client_o
     return _message(b"Entered", ENTERED_FIELDS, trader, trader_size, ids, 2, symbol, symbol_size, order, 10)
 
 
-cdef bytes _submit(const char* symbol, Py_ssize_t symbol_size, int64_t order_id, int64_t side, int64_t order_type,
-                   int64_t time_in_force, int64_t price, int64_t quantity, const char* account,
-                   Py_ssize_t account_size, int64_t client_order_id, int64_t flags, int64_t owner, int64_t stp):
-    """The msgpack of `servers.protocol.BookSubmit` (no stop price, display quantity or expiry)."""
+cdef int _submit(const char* symbol, Py_ssize_t symbol_size, int64_t order_id, int64_t side, int64_t order_type,
+                 int64_t time_in_force, int64_t price, int64_t quantity, const char* account,
+                 Py_ssize_t account_size, int64_t client_order_id, int64_t flags, int64_t owner,
+                 int64_t stp) except -1:
+    """Write into `_wire` the msgpack of `servers.protocol.BookSubmit` (no stop price, display
+    quantity or expiry)."""
     cdef int64_t order[6]
     cdef int64_t rest[7]
     order[:] = [order_id, side, order_type, time_in_force, price, quantity]
@@ -359,10 +376,10 @@ cdef bytes _submit(const char* symbol, Py_ssize_t symbol_size, int64_t order_id,
     return _message(b"BookSubmit", SUBMIT_FIELDS, symbol, symbol_size, order, 6, account, account_size, rest, 7)
 
 
-cdef bytes _cancel_message(const char* tag, bint request, const char* text, Py_ssize_t size, int64_t order_id,
-                           int64_t client_order_id, int64_t reason):
-    """The msgpack of a cancel: `servers.ledger.Requested` (``request``: its trader's id ``text``)
-    or `servers.protocol.BookCancel` (its symbol ``text``), tagged ``tag``."""
+cdef int _cancel_message(const char* tag, bint request, const char* text, Py_ssize_t size, int64_t order_id,
+                         int64_t client_order_id, int64_t reason) except -1:
+    """Write into `_wire` the msgpack of a cancel: `servers.ledger.Requested` (``request``: its
+    trader's id ``text``) or `servers.protocol.BookCancel` (its symbol ``text``), tagged ``tag``."""
     cdef Writer* w = &_wire
     cdef Py_ssize_t fields = REQUESTED_FIELDS if request else CANCEL_FIELDS
     w.size = 0
@@ -374,4 +391,4 @@ cdef bytes _cancel_message(const char* tag, bint request, const char* text, Py_s
         wire_bool(w, True)
     wire_int(w, client_order_id)
     wire_int(w, reason)
-    return PyBytes_FromStringAndSize(<char*>w.data, w.size)
+    return 0

@@ -125,6 +125,13 @@ cdef class Records:
         self.count += 1
         return 0
 
+    def clear(self) -> None:
+        """Hold no record (the buffer's memory is kept for the next group); BufferError while the
+        buffer is exported."""
+        if self.exports:
+            raise BufferError("the group's buffer is exported: it cannot be cleared")
+        self.size = self.count = 0
+
     def records(self) -> list:
         """The records as ``(sequence, payload)``, read back from the framed bytes (for tests
         and benchmarks: the journal writes the bytes)."""

@@ -55,6 +55,7 @@ from config.settings import JournalConfig
 from engine.lifecycle import OrderState
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
+from native.framing import Records
 from native.reports import Books, Reporter, keep, report_number
 from servers import protocol as p
 from servers.journal import (
@@ -506,9 +507,9 @@ class LedgerJournal:
         self._snapshot_offsets: deque[int] = deque([offset] if offset else [], maxlen=KEEP_SNAPSHOTS)
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-snapshot")
         self._written: Future | None = None
-        self.pending: list[tuple[int, bytes]] = []
-        """The records queued for the next `write`, ``(sequence, msgpack)``: `add` queues them, and the
-        TES's order entry in C (`native.entry`) queues its `Entered` records here, the list kept."""
+        self.pending = Records()
+        """The records queued for the next `write`, framed as they come: `add` queues them, and the
+        TES's order entry in C (`native.entry`) frames its `Entered` records here as it writes them."""
         if records or offset:
             log.info("ledger recovered at journal record %d (%d replayed after the snapshot, %s)", self.sequence,
                      records, directory)
@@ -516,7 +517,7 @@ class LedgerJournal:
     def add(self, record) -> None:
         """Queue ``record`` (already applied) for the next `write`."""
         self.sequence += 1
-        self.pending.append((self.sequence, self._encode(record)))
+        self.pending.add(self.sequence, self._encode(record))
 
     def write(self) -> bool:
         """Write the queued records with one write (fsync per policy); False if the journal

@@ -78,9 +78,15 @@ def test_an_exported_group_is_read_only_and_cannot_grow():
     with pytest.raises(BufferError):
         group.add(2, b"y" * 10_000)
     assert len(group) == 1
+    with pytest.raises(BufferError):
+        group.clear()
     view.release()
     group.add(2, b"y" * 10_000)
     assert group.records() == [(1, b"x" * 5000), (2, b"y" * 10_000)]
+    group.clear()
+    assert len(group) == 0 and bytes(group) == b"" and group.records() == [] and group.first is None
+    group.add(3, b"z")
+    assert group.records() == [(3, b"z")] and (group.first, group.last) == (3, 3)
 
 
 def test_a_journal_writes_a_framed_group_as_it_writes_a_list(tmp_path):

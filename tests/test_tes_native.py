@@ -238,11 +238,11 @@ def edge(tokens=50.0, open_orders=0, ready=True, **fields):
             tes.ledger.orders.open[TRADER] = dict.fromkeys(range(open_orders))
             exchange.shard.ready = ready
             order = p.EnterOrder(**{"client_order_id": 1, **LIMIT_ORDER, **fields})
-            before = (risk.bucket.tokens, risk.bucket.last, tes.ledger.counter, list(tes.journal.pending),
+            before = (risk.bucket.tokens, risk.bucket.last, tes.ledger.counter, tes.journal.pending.records(),
                       tes.submitted)
             taken = tes.entry.enter(session, [order], 0, now, 0)
             if not taken:
-                assert (risk.bucket.tokens, risk.bucket.last, tes.ledger.counter, list(tes.journal.pending),
+                assert (risk.bucket.tokens, risk.bucket.last, tes.ledger.counter, tes.journal.pending.records(),
                         tes.submitted) == before
                 assert tes.ledger.orders.orders == {} and exchange.shard.outbox == []
             return bool(taken)
