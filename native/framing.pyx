@@ -1,7 +1,7 @@
 # cython: boundscheck=False, wraparound=False
-"""Framing in C, on the servers' hot path: journal records (`frame_records`, and `Records`
-framed as they are made, for `servers.journal.Journal.append`) and encoded messages joined into protocol frames
-(`join_frames`, for the OBS's replies and market data).
+"""Framing in C, on the servers' hot path: journal records (`Records`, a group framed as its
+records are made, for `servers.journal.Journal.append`) and encoded messages joined into protocol
+frames (`join_frames`, for the OBS's replies and market data).
 
 A journal record is a 16-byte header, then its payload: the payload's length (uint32), the CRC-32
 (zlib's) of the sequence's 8 bytes followed by the payload (uint32), and the sequence
@@ -9,7 +9,6 @@ A journal record is a 16-byte header, then its payload: the payload's length (ui
 ``zlib.crc32(payload, zlib.crc32(sequence.to_bytes(8, "little")))``.
 """
 
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport PyBuffer_FillInfo
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
@@ -45,35 +44,8 @@ cdef inline void _frame_one(uint8_t *out, uint64_t sequence, const char *payload
     memcpy(out + HEADER_BYTES, payload, size)
 
 
-def frame_records(records, bytearray buffer) -> None:
-    """Append each ``(sequence, payload)`` of ``records`` to ``buffer``, framed (see the module
-    docstring). ``payload`` is bytes shorter than 2**32 bytes and ``sequence`` an int from 0 to
-    2**64 - 1 (TypeError, ValueError or OverflowError otherwise, ``buffer`` then unchanged)."""
-    cdef list items = records if type(records) is list else list(records)
-    cdef Py_ssize_t start = PyByteArray_GET_SIZE(buffer), total = start, size
-    cdef uint64_t sequence
-    cdef uint8_t *out
-    cdef bytes payload
-    for _, payload in items:
-        size = PyBytes_GET_SIZE(payload)
-        if size >= (<Py_ssize_t>1 << 32):
-            raise ValueError(f"a journal record of {size} bytes is too large to frame")
-        total += HEADER_BYTES + size
-    PyByteArray_Resize(buffer, total)
-    out = <uint8_t *>PyByteArray_AS_STRING(buffer) + start
-    try:
-        for sequence, payload in items:
-            size = PyBytes_GET_SIZE(payload)
-            _frame_one(out, sequence, PyBytes_AS_STRING(payload), size)
-            out += HEADER_BYTES + size
-    except BaseException:
-        PyByteArray_Resize(buffer, start)
-        raise
-
-
-
 cdef class Records:
-    """A group of journal records framed as `frame_records` frames them, ready for one write
+    """A group of journal records framed (see the module docstring), ready for one write
     (`servers.journal.Journal.append`): the OBS's turn frames each command's journal entry here
     as it is made (`native.orderpath`: straight from the book's buffer, with no bytes object),
     so the entries are never copied again before the write.

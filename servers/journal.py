@@ -118,7 +118,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -127,7 +127,7 @@ import numpy as np
 
 from config.settings import JournalConfig
 from engine.snapshot import BookSnapshot, id_records, id_records_of_ranges
-from native.framing import Records, frame_records
+from native.framing import Records
 from servers.phases import PhaseState
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ JOURNAL_FILE = "commands.log"
 DISCARDED_FILE = "discarded-before"
 HEADER = struct.Struct("<IIQ")
 """A record's header: its payload's length, the CRC-32 of the sequence's 8 bytes (the header's
-last field) and the payload, the sequence. `native.framing.frame_records` writes it."""
+last field) and the payload, the sequence. `native.framing.Records` writes it."""
 MAX_RECORD_BYTES = 1 << 30
 """A header announcing a larger payload is corrupt (a command sweeping a million resting orders
 makes an entry of about 100 MB)."""
@@ -337,7 +337,6 @@ class Journal:
         value, from two threads racing to set it, only costs an extra fsync)."""
         self.fsyncs = 0
         """The fsyncs done since the journal was opened, by any thread (the status files count them)."""
-        self._buffer = bytearray()
         self._can_punch = True
         self._written = threading.Event()
         self._closing = threading.Event()
@@ -346,7 +345,7 @@ class Journal:
             self._syncer = threading.Thread(target=self._sync_at_intervals, name="journal-fsync", daemon=True)
             self._syncer.start()
 
-    def append(self, records: Sequence[tuple[int, bytes]] | Records) -> bool:
+    def append(self, records: Iterable[tuple[int, bytes]] | Records) -> bool:
         """Write a group of ``(sequence, payload)`` records, or records already framed
         (`native.framing.Records`), with one write, then fsync per policy.
 
@@ -356,12 +355,7 @@ class Journal:
         """
         if self.unwritable is not None and not self._may_retry():
             return False
-        if type(records) is Records:
-            buffer = memoryview(records)
-        else:
-            buffer = self._buffer
-            buffer.clear()
-            frame_records(records, buffer)
+        buffer = memoryview(records if type(records) is Records else _framed(records))
         if self.offset + len(buffer) > self._room_end:
             self._make_room(self.offset + len(buffer))
         try:
@@ -500,6 +494,15 @@ class Journal:
         self._synced_at = time.monotonic()
         self._synced_offset = max(self._synced_offset, target)
         self.fsyncs += 1
+
+
+def _framed(records: Iterable[tuple[int, bytes]]) -> Records:
+    """``(sequence, payload)`` records as one framed group (TypeError, ValueError or
+    OverflowError for a record `Records.add` refuses)."""
+    group = Records()
+    for sequence, payload in records:
+        group.add(sequence, payload)
+    return group
 
 
 def read_records(directory: Path, offset: int = 0, sequence: int | None = 0,

@@ -1,5 +1,5 @@
-"""`native.framing.frame_records` and `native.framing.Records` write exactly the journal's record
-framing (`servers.journal.HEADER`)."""
+"""`native.framing.Records` writes exactly the journal's record framing (`servers.journal.HEADER`),
+and a journal writes a group as it writes a list of records."""
 
 import zlib
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.settings import JournalConfig
-from native.framing import Records, frame_records
+from native.framing import Records
 from servers.journal import HEADER, Journal, read_records
 
 
@@ -17,38 +17,11 @@ def framed_in_python(records) -> bytes:
                                 sequence) + payload for sequence, payload in records)
 
 
-@given(st.binary(max_size=8), st.lists(st.tuples(st.integers(0, 2**64 - 1), st.binary(max_size=300)), max_size=20))
-def test_records_are_framed_as_the_header_says_after_what_the_buffer_held(before, records):
-    buffer = bytearray(before)
-    frame_records(records, buffer)
-    assert bytes(buffer) == before + framed_in_python(records)
-
-
-def test_any_sequence_of_records_is_taken_a_generator_too():
-    records = [(1, b"a"), (2, b"bc")]
-    buffer = bytearray()
-    frame_records(iter(records), buffer)
-    assert bytes(buffer) == framed_in_python(records)
-
-
-@pytest.mark.parametrize("records, error", [
-    ([(1, b"ok"), (-1, b"negative sequence")], OverflowError),
-    ([(1, b"ok"), (2**64, b"sequence too large")], OverflowError),
-    ([(1, b"ok"), (2, "not bytes")], TypeError),
-    ([(1, b"ok"), (2,)], ValueError),
-])
-def test_a_bad_record_raises_and_leaves_the_buffer_as_it_was(records, error):
-    buffer = bytearray(b"kept")
-    with pytest.raises(error):
-        frame_records(records, buffer)
-    assert buffer == bytearray(b"kept")
-
-
 RECORDS = st.lists(st.tuples(st.integers(0, 2**64 - 1), st.binary(max_size=3000)), max_size=20)
 
 
 @given(RECORDS)
-def test_records_framed_as_they_are_added_are_the_bytes_frame_records_writes(records):
+def test_records_framed_as_they_are_added_are_the_bytes_the_header_says(records):
     """Past the first 4,096 bytes the group's buffer grows, keeping what it held."""
     group = Records()
     for sequence, payload in records:
@@ -89,12 +62,28 @@ def test_an_exported_group_is_read_only_and_cannot_grow():
     assert group.records() == [(3, b"z")] and (group.first, group.last) == (3, 3)
 
 
-def test_a_journal_writes_a_framed_group_as_it_writes_a_list(tmp_path):
+def test_a_journal_writes_a_framed_group_as_it_writes_a_list_or_a_generator(tmp_path):
     records = [(sequence, bytes([sequence]) * sequence) for sequence in range(1, 200)]
     group = Records()
-    for sequence, payload in records[100:]:
+    for sequence, payload in records[100:150]:
         group.add(sequence, payload)
     journal = Journal(tmp_path, JournalConfig(fsync="never"), 0)
-    assert journal.append(records[:100]) and journal.append(group)
+    assert journal.append(records[:100]) and journal.append(group) and journal.append(iter(records[150:]))
     journal.close()
     assert [(record.sequence, record.payload) for record in read_records(tmp_path)] == records
+
+
+@pytest.mark.parametrize("records, error", [
+    ([(2, b"ok"), (-1, b"negative sequence")], OverflowError),
+    ([(2, b"ok"), (2**64, b"sequence too large")], OverflowError),
+    ([(2, b"ok"), (3, "not bytes")], TypeError),
+    ([(2, b"ok"), (3,)], ValueError),
+])
+def test_a_list_with_a_bad_record_raises_and_nothing_of_it_is_written(tmp_path, records, error):
+    journal = Journal(tmp_path, JournalConfig(fsync="never"), 0)
+    assert journal.append([(1, b"kept")])
+    with pytest.raises(error):
+        journal.append(records)
+    assert journal.append([(2, b"next")])
+    journal.close()
+    assert [(record.sequence, record.payload) for record in read_records(tmp_path)] == [(1, b"kept"), (2, b"next")]
