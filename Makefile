@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # what feeds the extension: setup.py generates native/constants.pxd from the engine's constants
-EXT_SOURCES := $(wildcard native/*.pyx native/*.pxd) setup.py engine/types.py engine/stream.py engine/snapshot.py
+EXT_SOURCES := $(wildcard native/*.pyx native/*.pxd native/*.h) setup.py engine/types.py engine/stream.py engine/snapshot.py
 EXT_STAMP := native/.built
 DATA ?= data
 WORKLOAD := $(DATA)/standard-1m-seed42.npy

@@ -196,7 +196,8 @@ def write_constants() -> None:
 write_constants()
 
 LIBRARIES = {"framing": ["z"]}
-"""The C libraries an extension links: the journal's framing computes zlib's CRC-32."""
+"""The C libraries an extension links: the journal's framing computes zlib's CRC-32 (folded, with zlib for what
+is left over and on CPUs that cannot fold: native/crc32.h)."""
 
 extensions = [
     Extension(

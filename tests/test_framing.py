@@ -1,14 +1,17 @@
 """`native.framing.Records` writes exactly the journal's record framing (`servers.journal.HEADER`),
-and a journal writes a group as it writes a list of records."""
+its CRC is zlib's whether folded or not, and a journal writes a group as it writes a list of records."""
 
+import platform
+import random
 import zlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from config.settings import JournalConfig
-from native.framing import Records
+from native.framing import FOLDS, Records, crc32
 from servers.journal import HEADER, Journal, read_records
 
 
@@ -29,6 +32,37 @@ def test_records_framed_as_they_are_added_are_the_bytes_the_header_says(records)
     assert bytes(group) == framed_in_python(records)
     assert group.records() == records and len(group) == len(records)
     assert (group.first, group.last) == ((records[0][0], records[-1][0]) if records else (None, None))
+
+
+def test_the_folded_crc_is_zlibs_on_every_length_and_alignment():
+    """Folding takes 64 bytes and more, 16 at a time, and leaves the rest to zlib: every length
+    up to 700 (each remainder, the 64-byte edge and several folds), at each of 16 offsets into
+    the buffer, and lengths up to 70,000 bytes; a register of all ones and of zeros included."""
+    rng = random.Random(15)
+    data = rng.randbytes(71_000)
+    for length in range(701):
+        for offset in range(16):
+            chunk = data[offset:offset + length]
+            assert crc32(chunk) == crc32(chunk, folded=False) == zlib.crc32(chunk), (length, offset)
+    for length in [rng.randrange(701, 70_000) for _ in range(50)] + [70_000]:
+        chunk = data[:length]
+        assert crc32(chunk) == zlib.crc32(chunk) == crc32(chunk, folded=False)
+    for fill in (b"\x00", b"\xff"):
+        assert crc32(fill * 4096) == zlib.crc32(fill * 4096)
+    assert crc32(memoryview(data)[3:1003]) == zlib.crc32(data[3:1003])
+
+
+def test_a_cpu_with_carry_less_multiplication_folds():
+    """Else the tests above would hold zlib to itself."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if platform.machine() != "x86_64" or " pclmulqdq" not in flags:
+        pytest.skip("not an x86-64 CPU with PCLMULQDQ: the CRC is zlib's alone here")
+    assert FOLDS
+
+
+@given(st.binary(max_size=2000))
+def test_the_folded_crc_is_zlibs_on_any_bytes(data):
+    assert crc32(data) == crc32(data, folded=False) == zlib.crc32(data)
 
 
 @pytest.mark.parametrize("sequence, payload, error", [
