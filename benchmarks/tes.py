@@ -56,7 +56,7 @@ from engine.types import OrderType, Side, TimeInForce
 from servers import collector
 from servers import protocol as p
 from servers.journal import read_records
-from servers.ledger import ID_BITS, Ledger, LedgerRecord
+from servers.ledger import ID_BITS, Ledger, LedgerRecord, encode_state
 from servers.logons import Verdict
 from servers.obs import OrderBookServer
 from servers.processes import exchange_env
@@ -224,8 +224,7 @@ def ledger_alone(tes: TradingEngineServer) -> float:
     for record in records:
         apply(record)
     seconds = time.process_time() - started
-    encode = msgspec.msgpack.encode
-    if encode(ledger.state(0, 0)) != encode(live.state(0, 0)):
+    if encode_state(ledger.state(0, 0)) != encode_state(live.state(0, 0)):
         raise RuntimeError("the ledger replayed from the TES journal differs from the live one")
     return seconds
 

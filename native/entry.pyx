@@ -10,7 +10,8 @@ the server exactly as `servers.tes.TradingEngineServer._enter` does: the message
 client order ids, the next exchange order id, the ledger's `Order` and the trader's open orders
 (`servers.ledger.Ledger.apply` of its `Entered`), the `Entered` record queued for the journal
 (msgpack written here, byte for byte as msgspec encodes the record), the order awaiting its
-answer, and the `BookSubmit` queued for its book (written likewise, as a `msgspec.Raw`).
+answer, and the `BookSubmit` queued for its book (written likewise, as bytes: a message already
+encoded, which the TES's frames take as it is, `native.framing.join_frames`).
 
 It takes a CancelOrder likewise, as `TradingEngineServer._cancel` does, when it is within the
 message rate, its client order id is the next in order, and it names an open order of the trader
@@ -87,8 +88,8 @@ cdef int64_t used_up(others, int64_t client_order_id) except? -1:
 cdef class EntryPath:
     """The order entry of one `servers.tes.TradingEngineServer` (``tes``), whose containers it
     reads at each call (reference data replaces some of them). ``enter_order``, ``cancel_order``,
-    ``order``, ``request``, ``raw`` and ``deque`` are `servers.protocol.EnterOrder` and
-    `CancelOrder`, `servers.orders.Order` and `Request`, `msgspec.Raw` and `collections.deque`;
+    ``order``, ``request`` and ``deque`` are `servers.protocol.EnterOrder` and `CancelOrder`,
+    `servers.orders.Order` and `Request`, and `collections.deque`;
     ``requested`` is `CancelReason.REQUESTED`; an exchange order id is ``(tes_id << id_bits) | counter``.
     ``written`` holds the classes of the messages it writes: `servers.ledger.Entered` and `Requested`,
     `servers.protocol.BookSubmit` and `BookCancel`, whose fields it checks.
@@ -96,7 +97,7 @@ cdef class EntryPath:
     The last instrument seen is kept as C fields (an `InstrumentConfig` is frozen: the same
     object has the same rules)."""
 
-    cdef object tes, ledger, registry, journal, enter_order, cancel_order, order, request, raw, deque, requested
+    cdef object tes, ledger, registry, journal, enter_order, cancel_order, order, request, deque, requested
     cdef int64_t tes_id, id_bits, requested_value
     cdef Py_ssize_t c_client, c_order, o_symbol, o_requests
     cdef Py_ssize_t e_client, e_symbol, e_side, e_type, e_tif, e_price, e_quantity, e_stop, e_display, e_flags
@@ -105,7 +106,7 @@ cdef class EntryPath:
     cdef bint usable, limit_enabled, market_enabled, post_only_enabled
     cdef int64_t tick, lot, min_quantity, max_quantity, band_bps, reference_price
 
-    def __init__(self, tes, enter_order, cancel_order, order, request, raw, deque, requested, int id_bits,
+    def __init__(self, tes, enter_order, cancel_order, order, request, deque, requested, int id_bits,
                  tuple written):
         for cls in written:
             check_fields(cls, cls.__name__, WRITTEN_FIELDS.get(cls.__name__), "entry.pyx")
@@ -115,7 +116,7 @@ cdef class EntryPath:
         self.ledger = tes.ledger
         self.registry = tes.ledger.orders
         self.journal = tes.journal
-        self.enter_order, self.cancel_order, self.order, self.raw = enter_order, cancel_order, order, raw
+        self.enter_order, self.cancel_order, self.order = enter_order, cancel_order, order
         self.request, self.deque, self.requested, self.requested_value = request, deque, requested, requested
         self.c_client = field_offset(cancel_order, "client_order_id")
         self.c_order = field_offset(cancel_order, "order_id")
@@ -230,7 +231,7 @@ cdef class EntryPath:
                     cancel_text = PyUnicode_AsUTF8AndSize(order_symbol, &cancel_size)
                     _cancel_message(b"BookCancel", False, cancel_text, cancel_size, order_id, client_order_id,
                                     self.requested_value)
-                    shard.outbox.append(self.raw(_written()))
+                    shard.outbox.append(_written())
                     canceled += 1
                     i += 1
                     continue
@@ -309,7 +310,7 @@ cdef class EntryPath:
                 awaiting[client] = frame_read
                 _submit(symbol_text, symbol_size, order_id, side, order_type, time_in_force, price, quantity,
                         trader_text, trader_size, client_order_id, flags, owner, stp)
-                outbox.append(self.raw(_written()))
+                outbox.append(_written())
                 taken += 1
                 i += 1
         finally:

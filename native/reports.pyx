@@ -11,8 +11,9 @@ reason, goes whole to the Python (`Ledger._receive`), which decodes it as before
 that is malformed: nothing is changed before the frame has been read to its end. The second pass
 applies the records in order, as the Python does. An acceptance, a fill or a cancel of one of the
 registry's orders changes the order and makes its report here, written as msgpack, byte for byte
-as msgspec writes the report Struct, and kept as a `msgspec.Raw` (`report_number` and
-`Routing.route` read what they need of it); any other event goes to the registry's Python
+as msgspec writes the report Struct, and kept as bytes, a message already encoded, which the
+TES's frames take as it is (`native.framing.join_frames`; `report_number` and `Routing.route` read
+what they need of it); any other event goes to the registry's Python
 (`servers.orders.OrderRegistry.apply`), one event at a time, in its place in the stream (it keeps
 no state from one event to the next, so an event applied alone has the same effect).
 
@@ -20,7 +21,6 @@ The Python stays the specification: the tests replay the same streams through bo
 the journals, the frames sent and the ledgers, byte for byte.
 """
 
-from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Free, PyMem_RawFree, PyMem_Realloc
@@ -42,7 +42,6 @@ from native.structs cimport check_fields, field, field_offset, set_field
 from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_float, wire_int, wire_room, wire_str, wire_tagged
 
 cdef object FILLED = book.OrderFilled, ACCEPTED = book.OrderAccepted, CANCELED = book.OrderCanceled
-cdef object RAW = msgspec.Raw
 cdef object TO_ACCEPT = Transition.ACCEPT, TO_CANCEL = Transition.CANCEL
 cdef object TO_FILL_PART = Transition.FILL_PART, TO_FILL_ALL = Transition.FILL_ALL
 cdef object EVENT_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
@@ -549,9 +548,9 @@ cdef class Reporter:
         wire_str(w, symbol_text, symbol_size)
         return status
 
-    cdef object _written(self):
-        """The report in `wire`, as a `msgspec.Raw`."""
-        return RAW(PyBytes_FromStringAndSize(<char*>self.wire.data, self.wire.size))
+    cdef bytes _written(self):
+        """The report in `wire`, as bytes."""
+        return PyBytes_FromStringAndSize(<char*>self.wire.data, self.wire.size)
 
     cdef void _close(self, order) except *:
         """`OrderRegistry._close`: no longer open; forgotten unless a request awaits its answer."""
@@ -572,36 +571,31 @@ cdef Py_ssize_t NUMBER_AT[3]
 NUMBER_AT[:] = [REPORT_FIELDS[name].index("report") + 1 for name in ("OrderAccepted", "OrderFilled", "OrderCanceled")]
 
 
-cdef int peek(message, int64_t* client_order_id, int64_t* number) except -1:
+cdef int peek(bytes message, int64_t* client_order_id, int64_t* number) except -1:
     """Which report written here (0: OrderAccepted, 1: OrderFilled, 2: OrderCanceled) the
-    `msgspec.Raw` ``message`` holds, with its client order id and report number."""
-    cdef Py_buffer view
+    bytes ``message`` holds, with its client order id and report number."""
     cdef Reader r
     cdef Py_ssize_t fields, k, at
     cdef bint read
-    PyObject_GetBuffer(message, &view, PyBUF_SIMPLE)
-    try:
-        r.data, r.size, r.pos = <const uint8_t*>view.buf, view.len, 0
-        if read_array(&r, &fields):
-            for k in range(3):
-                if read_tag(&r, TAGS[k], TAG_SIZES[k]):
-                    read = read_int(&r, client_order_id)
-                    at = 2
-                    while read and at < NUMBER_AT[k]:
-                        read = skip(&r, 0)
-                        at += 1
-                    if read and read_int(&r, number):
-                        return k
-                    break
-        raise ValueError("not a report written by native.reports")
-    finally:
-        PyBuffer_Release(&view)
+    r.data, r.size, r.pos = <const uint8_t*>PyBytes_AS_STRING(message), PyBytes_GET_SIZE(message), 0
+    if read_array(&r, &fields):
+        for k in range(3):
+            if read_tag(&r, TAGS[k], TAG_SIZES[k]):
+                read = read_int(&r, client_order_id)
+                at = 2
+                while read and at < NUMBER_AT[k]:
+                    read = skip(&r, 0)
+                    at += 1
+                if read and read_int(&r, number):
+                    return k
+                break
+    raise ValueError("not a report written by native.reports")
 
 
 cpdef object report_number(message):
-    """A report's number, whether a Struct or a report written here (a `msgspec.Raw`)."""
+    """A report's number, whether a Struct or a report written here (bytes)."""
     cdef int64_t client_order_id, number
-    if type(message) is not RAW:
+    if type(message) is not bytes:
         return message.report
     peek(message, &client_order_id, &number)
     return number
@@ -756,8 +750,8 @@ cdef class Routing:
                     trader_id, session = trader, by_trader.get(trader)
                     box = None if session is None else outbox[session.identity]
                     awaiting = awaiting_of.get(trader) if routed else None
-                if type(message) is RAW:
-                    k = peek(message, &client_order_id, &number)
+                if type(message) is bytes:
+                    k = peek(<bytes>message, &client_order_id, &number)
                     counted[k] += 1
                     if awaiting and self.written[k] is self.accepted:
                         read = awaiting.pop(client_order_id, None)

@@ -214,6 +214,7 @@ class TraderRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
     number: int
     delivered: int
     kept: list[p.ClientMessage]
+    """A live ledger's reports made in C are bytes here, until `encode_state` writes them as Structs."""
 
 
 class LedgerState(msgspec.Struct, frozen=True, array_like=True):
@@ -228,6 +229,15 @@ class LedgerState(msgspec.Struct, frozen=True, array_like=True):
     orders: list[OrderRow]
     traders: list[TraderRow]
     marked: dict[str, int] = {}
+
+
+def encode_state(state: LedgerState, encode=msgspec.msgpack.encode) -> bytes:
+    """``state``'s msgpack, a snapshot's payload: a kept report made in C (bytes, already encoded)
+    is written as it is, as its Struct would be, so a snapshot reads back as Structs."""
+    traders = [msgspec.structs.replace(row, kept=[msgspec.Raw(report) if type(report) is bytes else report
+                                                  for report in row.kept])
+               for row in state.traders]
+    return encode(msgspec.structs.replace(state, traders=traders))
 
 
 SNAPSHOT_NAME = re.compile(r"^ledger-(\d+)\.msgpack$")
@@ -263,9 +273,9 @@ class Ledger:
         self.last_sequence: dict[str, int] = {}
         """Per symbol, the sequence of the last `Executed` applied (a book's replies sent again are skipped)."""
         self.client_order_ids: dict[str, ClientOrderIds] = {}
-        self.kept: dict[str, deque[p.ClientMessage | msgspec.Raw]] = {}
+        self.kept: dict[str, deque[p.ClientMessage | bytes]] = {}
         """Per trader, the latest reports: those made in C (`native.reports`) as their msgpack
-        (`msgspec.Raw`, which encodes as the Struct would), the rest as Structs."""
+        (bytes, already encoded: `encode_state` writes them as they are), the rest as Structs."""
         self.delivered: dict[str, int] = {}
         """Per trader, the last report number a session that ended was sent."""
         self.counter = 1
@@ -296,7 +306,7 @@ class Ledger:
         return (self.tes_id << ID_BITS) | self.counter
 
     def state(self, sequence: int, journal_offset: int) -> LedgerState:
-        """The ledger as it stands (after journal record ``sequence``), for a snapshot."""
+        """The ledger as it stands (after journal record ``sequence``), for a snapshot (`encode_state`)."""
         orders = [
             OrderRow(o.order_id, o.trader_id, o.client_order_id, o.symbol, o.side, o.order_type, o.time_in_force,
                      o.price, o.quantity, o.filled, o.notional, o.state,
@@ -542,7 +552,7 @@ class LedgerJournal:
         P&L beyond 64 bits, which Python's ints allow and the journal's records never hold)."""
         try:
             self.journal.sync_to(state.journal_offset)
-            payload = self._encode(state)
+            payload = encode_state(state, self._encode)
             header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, len(payload), zlib.crc32(payload))
             write_atomically(self.directory / f"ledger-{state.sequence}.msgpack", header, payload)
             for old in _snapshot_paths(self.directory)[KEEP_SNAPSHOTS:]:

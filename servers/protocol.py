@@ -41,15 +41,13 @@ from engine.types import CancelReason, OrderType, Phase, RejectReason, SelfTrade
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 1 << 20
 """A payload frame from a client larger than this is refused unread; senders split
-their lists into frames of at most this size where they can (`encode_frames`)."""
+their lists into frames of at most this size where they can (`join_frames`)."""
 MAX_SERVER_FRAME_BYTES = 1 << 28
 """The limit on frames a server sends (book replies, market data, snapshots, reports).
 One message can exceed MAX_FRAME_BYTES and cannot be split: a market order sweeping
 20,000 resting orders is one `Executed` of 20,000 fills, a deep book one snapshot."""
 MAX_BATCH = 10_000
 """At most this many messages in one frame."""
-PROBE_MESSAGES = 64
-"""`encode_frames` sizes the frames of a longer list by the encoded size of its first this many messages."""
 
 Id = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 """Any int64: what the books take (msgpack itself carries integers up to 2**64 - 1). Prices,
@@ -881,54 +879,9 @@ class Codec:
         return messages
 
 
-def encode_frames(encode, messages: list, max_messages: int = MAX_BATCH, max_bytes: int = MAX_FRAME_BYTES
-                  ) -> list[bytes]:
-    """``messages`` as frames of at most ``max_messages`` (<= MAX_BATCH) and ``max_bytes``
-    (<= MAX_FRAME_BYTES) each, in order.
-
-    A list longer than `PROBE_MESSAGES` is sized first: its first `PROBE_MESSAGES` messages are
-    encoded alone, and runs are cut to fill about 7/8 of ``max_bytes`` at that size per message
-    (its messages' sizes vary little), so each message is encoded about once. A run still over
-    the byte limit is cut into as many equal parts as its size says it needs, later runs take
-    that part's size, and only a part still too big is cut again, in halves. A single message
-    over the byte limit goes alone (a server's receiver takes up to MAX_SERVER_FRAME_BYTES).
-    No messages, no frames.
-    """
-    frames: list[bytes] = []
-    size = max_messages
-    if len(messages) > PROBE_MESSAGES:
-        probe = len(encode(messages[:PROBE_MESSAGES]))
-        size = max(1, min(max_messages, max_bytes * 7 * PROBE_MESSAGES // (8 * probe)))
-    start = 0
-    while start < len(messages):
-        run = messages[start:start + size]
-        start += len(run)
-        frame = encode(run)
-        if len(frame) <= max_bytes or len(run) == 1:
-            frames.append(frame)
-            continue
-        parts = min(len(run), -(-len(frame) * 9 // (max_bytes * 8)))
-        size = -(-len(run) // parts)
-        for first in range(0, len(run), size):
-            _encode_within(encode, run[first:first + size], max_bytes, frames)
-    return frames
-
-
-def _encode_within(encode, messages: list, max_bytes: int, frames: list[bytes]) -> None:
-    """Append ``messages`` to ``frames`` as frames of at most ``max_bytes``, halving as needed
-    (a single message goes alone, whatever its size)."""
-    frame = encode(messages)
-    if len(frame) <= max_bytes or len(messages) == 1:
-        frames.append(frame)
-        return
-    half = len(messages) // 2
-    _encode_within(encode, messages[:half], max_bytes, frames)
-    _encode_within(encode, messages[half:], max_bytes, frames)
-
-
 def join_frames(messages: list[bytes], max_messages: int = MAX_BATCH, max_bytes: int = MAX_FRAME_BYTES
                 ) -> list[bytes]:
-    """``messages``, each already encoded (msgpack), as frames that decode as `encode_frames`'
+    """``messages``, each already encoded (msgpack), as frames that decode as the Codecs' frames
     do: msgpack arrays of at most ``max_messages`` (<= MAX_BATCH) messages and ``max_bytes``
     bytes each, in order, each frame as full as the limits let it be before the next begins,
     with no message encoded again. A single message over the byte limit goes alone. No
@@ -947,6 +900,18 @@ def join_frames(messages: list[bytes], max_messages: int = MAX_BATCH, max_bytes:
 
 ARRAY_HEADER_BYTES = 5
 """The most a msgpack array's header takes (array32); `join_frames` counts it whatever its form."""
+
+
+def frame_length(frame: bytes) -> int:
+    """How many messages a frame `join_frames` made holds: its array header's count."""
+    first = frame[0]
+    if first & 0xF0 == 0x90:
+        return first & 0x0F
+    if first == 0xDC:
+        return int.from_bytes(frame[1:3], "big")
+    if first == 0xDD:
+        return int.from_bytes(frame[1:5], "big")
+    raise ValueError(f"not a frame: it starts with {first:#04x}, not an array's header")
 
 
 def _array_header(count: int) -> bytes:

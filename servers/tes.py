@@ -81,6 +81,7 @@ from engine.instrument import Instrument
 from engine.messages import OrderFilled
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
+from native.framing import join_frames
 from native.reports import Routing
 from servers import protocol as p
 from servers import security, service
@@ -238,8 +239,10 @@ class TradingEngineServer:
         self.next_housekeeping = now
 
         self.requests = p.Codec(p.ClientRequest)
-        self.messages = p.Codec(p.ClientMessage)
         self.book_requests = p.Codec(p.ObsRequest)
+        self.encode_one = msgspec.msgpack.Encoder().encode
+        """One message's msgpack: the frames to clients and to the books join the messages, each
+        encoded alone unless it already is (bytes: the reports and commands written in C)."""
         self.book_replies = p.Codec(p.ObsReply, p.MAX_SERVER_FRAME_BYTES)
         self.marks = msgspec.msgpack.Decoder(list[p.Mark])
 
@@ -286,7 +289,7 @@ class TradingEngineServer:
         ledger if not logged on), counted by type; an answer to an order routed to a book (``routed``:
         the TES's own refusals never are; accepted, or rejected by the book, its server or for want
         of one) ends its wait, and its latency if it goes to a session; rejects are counted by reason."""
-        self.entry: EntryPath | None = EntryPath(self, p.EnterOrder, p.CancelOrder, Order, Request, msgspec.Raw, deque,
+        self.entry: EntryPath | None = EntryPath(self, p.EnterOrder, p.CancelOrder, Order, Request, deque,
                                                  CancelReason.REQUESTED, ID_BITS,
                                                  (Entered, Requested, p.BookSubmit, p.BookCancel))
         """The order entry in C (`native.entry`): each logged-on session's run of orders it takes;
@@ -1003,29 +1006,30 @@ class TradingEngineServer:
         """Write the ledger's journal, then send one frame (or a few, if large) per shard and
         per client for everything queued: nothing leaves before the records it follows from."""
         lap = self.stages.lap
+        encode_one = self.encode_one
         self._write_journal()
         lap(JOURNAL)
         for shard in self.shards.values():
             if not shard.outbox:
                 continue
             commands, shard.outbox = shard.outbox, []
-            for start in range(0, len(commands), FRAME_MESSAGES):
-                chunk = commands[start:start + FRAME_MESSAGES]
+            frames = join_frames(commands, encode_one, FRAME_MESSAGES, p.MAX_FRAME_BYTES)
+            for index, frame in enumerate(frames):
                 try:
-                    shard.socket.send(self.book_requests.encode(chunk), zmq.NOBLOCK)
+                    shard.socket.send(frame, zmq.NOBLOCK)
                 except zmq.Again:
-                    self._unsent(shard, commands[start:])
+                    self._unsent(shard, commands[sum(map(p.frame_length, frames[:index])):])
                     break
         lap(SEND)
         self._write_journal()
         if not self.outbox:
             lap(REPORTS)
             return
-        sessions, socket, encode = self.sessions.by_identity, self.clients, self.messages.encode
+        sessions, socket = self.sessions.by_identity, self.clients
         slow = []
         for identity, messages in self.outbox.items():
             session = sessions.get(identity)
-            for frame in p.encode_frames(encode, messages, FRAME_MESSAGES, CLIENT_FRAME_BYTES):
+            for frame in join_frames(messages, encode_one, FRAME_MESSAGES, CLIENT_FRAME_BYTES):
                 try:
                     socket.send_multipart((identity, frame), zmq.NOBLOCK)
                 except zmq.ZMQError as exc:
@@ -1049,9 +1053,11 @@ class TradingEngineServer:
     def _unsent(self, shard: Shard, commands: list) -> None:
         """Commands the shard socket would not take (disconnected, or its queue is full
         because the book server is not keeping up): refuse each to its client. The submissions
-        of the order entry in C, queued encoded (`msgspec.Raw`), are decoded first."""
+        of the order entry in C, queued encoded (bytes), are decoded first."""
         self.refused(shard.name, count=len(commands))
-        commands = self.book_requests.decoder.decode(self.book_requests.encode(commands))
+        decode = self.book_requests.decoder.decode
+        commands = [command for frame in join_frames(commands, self.encode_one, p.MAX_BATCH, p.MAX_SERVER_FRAME_BYTES)
+                    for command in decode(frame)]
         book_commands = [command for command in commands if not isinstance(command, p.BookQuery)]
         if book_commands:
             self._record(Unsent(book_commands, clock()))

@@ -1,4 +1,5 @@
-"""`servers.protocol.encode_frames` and `join_frames`: messages cut into frames under a count and a byte limit."""
+"""`servers.protocol.join_frames` and its C twin: encoded messages joined into frames under a count and a byte
+limit; `frame_length` counts a frame's messages."""
 
 import msgspec
 import pytest
@@ -11,69 +12,8 @@ from servers import protocol as p
 TEXTS = st.text(alphabet="abcdefghij", max_size=300)
 
 
-class Counting:
-    """A Codec's encode that counts the messages it encodes."""
-
-    def __init__(self) -> None:
-        self.codec = p.Codec(p.ClientMessage, p.MAX_SERVER_FRAME_BYTES)
-        self.encoded = 0
-
-    def __call__(self, messages: list) -> bytes:
-        self.encoded += len(messages)
-        return self.codec.encode(messages)
-
-
 def notices(texts: list[str]) -> list:
     return [p.SessionRejected(p.RejectReason.MALFORMED_MESSAGE, text) for text in texts]
-
-
-@settings(max_examples=150, deadline=None)
-@given(texts=st.lists(TEXTS, max_size=400), max_messages=st.integers(1, 60), max_bytes=st.integers(1, 4_000))
-def test_frames_hold_every_message_in_order_within_the_limits(texts, max_messages, max_bytes):
-    encode = Counting()
-    messages = notices(texts)
-    frames = p.encode_frames(encode, messages, max_messages, max_bytes)
-    decoded = [encode.codec.decode(frame) for frame in frames]
-    assert [m for frame in decoded for m in frame] == messages
-    for frame, contents in zip(frames, decoded, strict=True):
-        assert 1 <= len(contents) <= max_messages
-        assert len(frame) <= max_bytes or len(contents) == 1
-
-
-def test_no_messages_make_no_frames():
-    assert p.encode_frames(Counting(), [], 10, 100) == []
-
-
-@pytest.mark.parametrize("count", [5_000, 25_000])
-def test_a_large_list_of_like_messages_is_encoded_about_once(count):
-    """The halving alone encoded 5,000 messages over 64 KB once per level (five times here); cutting
-    by the whole run's size, about twice: a turn's reports to one client were encoded twice."""
-    encode = Counting()
-    messages = notices([f"notice {i:06d} " + "x" * 80 for i in range(count)])
-    frames = p.encode_frames(encode, messages, 5_000, 64 * 1024)
-    assert len(frames) > count // 1_000
-    assert all(len(frame) <= 64 * 1024 for frame in frames)
-    assert all(len(frame) > 48 * 1024 for frame in frames[:-1])
-    assert encode.encoded <= len(messages) + p.PROBE_MESSAGES
-
-
-def test_messages_larger_than_the_probe_says_are_cut_again_and_size_the_runs_after():
-    """The first messages are short, the rest three times longer: the first run over the limit
-    is cut by its size, and the runs after it take the cut's size."""
-    encode = Counting()
-    messages = notices(["s" * 30] * p.PROBE_MESSAGES + ["l" * 100] * 6_000)
-    frames = p.encode_frames(encode, messages, 5_000, 16 * 1024)
-    decoded = [m for frame in frames for m in encode.codec.decode(frame)]
-    assert decoded == messages
-    assert all(len(frame) <= 16 * 1024 for frame in frames)
-    assert encode.encoded <= 1.2 * len(messages)
-
-
-def test_a_message_over_the_byte_limit_goes_alone():
-    encode = Counting()
-    messages = notices(["a", "b" * 500, "c"])
-    frames = p.encode_frames(encode, messages, 10, 200)
-    assert [len(msgspec.msgpack.decode(frame)) for frame in frames] == [1, 1, 1]
 
 
 @settings(max_examples=150, deadline=None)
@@ -130,3 +70,18 @@ def test_frames_joined_in_c_take_every_header_size_and_refuse_what_is_not_bytes(
         native_join([b"\xc0", p.Heartbeat()], None, 10, 100)
     with pytest.raises(TypeError, match="message 0 is a str"):
         native_join([p.Heartbeat()], lambda message: "not bytes", 10, 100)
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 65_535, 65_536, 70_000])
+def test_a_frames_length_is_its_array_headers_count(count):
+    """Each of the three msgpack array headers: the count `join_frames` (either) wrote, and what
+    msgspec decodes."""
+    (frame,) = p.join_frames([b"\xc0"] * count, 100_000, 1 << 20) if count else [msgspec.msgpack.encode([])]
+    assert p.frame_length(frame) == count == len(msgspec.msgpack.decode(frame))
+    if count:
+        assert native_join([b"\xc0"] * count, None, 100_000, 1 << 20) == [frame]
+
+
+def test_a_frame_that_is_not_an_array_has_no_length():
+    with pytest.raises(ValueError, match="not a frame: it starts with 0xc0"):
+        p.frame_length(b"\xc0")
