@@ -196,7 +196,8 @@ def run_bench(args: argparse.Namespace) -> None:
     if args.suite == "e2e":
         from benchmarks import e2e
 
-        report = e2e.run(rates=args.rates or e2e.RATES, duration=args.duration, fsync=args.fsync, repeats=args.repeats)
+        report = e2e.run(rates=args.rates or e2e.RATES, duration=args.duration, fsync=args.fsync, repeats=args.repeats,
+                         pin=args.pin)
     elif args.suite == "gateways":
         from benchmarks import gateways
 
@@ -270,6 +271,9 @@ def add_bench_command(commands) -> None:
                         help="e2e, gateways: seconds per rate (default: 5)")
     parser.add_argument("--fsync", choices=["batch", "interval", "never"], default="batch",
                         help="e2e: journal fsync policy (default: batch)")
+    parser.add_argument("--pin", action="store_true",
+                        help="e2e: run the OBS's threads on CPU 0 and the TES's on CPU 1 (their cpus settings), "
+                        "and ZeroMQ alone's stand-ins for them likewise; the load generator anywhere")
     parser.add_argument("--orders", type=positive_int, default=10_000_000,
                         help="soak: orders in all (default: 10000000)")
     parser.add_argument("--rate", type=positive_float, default=50_000.0,

@@ -21,6 +21,7 @@ floors also price each server's CPU per order (`cpu_floors`): its stand-in's CPU
 alone, plus the fsyncs its journal did per order at one group commit's CPU each.
 """
 
+import os
 import resource
 import sys
 import tempfile
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from benchmarks import cpu_seconds, cpu_us_per_order, disk, floor, median_present, stages
 from benchmarks.book import machine
+from config.settings import ConfigError
 from engine import progress
 from servers.processes import Role, exchange_env, json_result
 
@@ -174,14 +176,33 @@ def cpu_floors(row: dict) -> dict[str, float] | None:
     return floors
 
 
-def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int = 3) -> dict:
+PINNED = {"obs": [0], "tes": [1]}
+"""``--pin``: the CPUs of each server's threads, and of its stand-in in ZeroMQ alone (`FLOOR_STAND_INS`)."""
+
+
+def pinned_env(pin: bool) -> dict[str, str]:
+    """The settings that pin the servers as `PINNED` says (none unless ``pin``); ConfigError if this
+    process may not use those CPUs."""
+    if not pin:
+        return {}
+    wanted = {cpu for cpus in PINNED.values() for cpu in cpus}
+    if not wanted <= os.sched_getaffinity(0):
+        raise ConfigError(f"--pin runs the servers on CPUs {sorted(wanted)}: this process may use "
+                          f"{sorted(os.sched_getaffinity(0))} only")
+    return {"EXCHANGE__SHARDS__0__CPUS": str(PINNED["obs"]), "EXCHANGE__TES__CPUS": str(PINNED["tes"])}
+
+
+def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int = 3, pin: bool = False) -> dict:
     """Measure each offered rate ``repeats`` times against one running exchange; print the table
-    of medians; return the figures (every run included)."""
+    of medians; return the figures (every run included). ``pin``: each server's threads on its
+    own CPU (`PINNED`), and ZeroMQ alone's stand-ins on the same ones."""
     results = []
+    pins = pinned_env(pin)
+    stand_ins = {FLOOR_STAND_INS[server]: cpus for server, cpus in PINNED.items()} if pin else {}
     with (tempfile.TemporaryDirectory(prefix="exchange-e2e-") as tmp,
           progress.task("bench e2e", len(rates) * repeats, "runs") as shown):
-        env = exchange_env(Path(tmp), EXCHANGE__JOURNAL__FSYNC=fsync)
-        with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes, floor.Floor() as bare:
+        env = exchange_env(Path(tmp), EXCHANGE__JOURNAL__FSYNC=fsync, **pins)
+        with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes, floor.Floor(stand_ins) as bare:
             for rate in rates:
                 runs, floor_runs = [], []
                 for number in range(1, repeats + 1):
@@ -197,7 +218,7 @@ def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int =
             codes = {"tes": tes.stop(), "obs": obs.stop()}
     report = {
         "machine": machine(), "fsync": fsync, "duration_s": duration, "repeats": repeats, "rates": results,
-        "targets": verdicts(results), "exit_codes": codes,
+        "targets": verdicts(results), "exit_codes": codes, "pinned": PINNED if pin else None,
     }
     print(format_report(report))
     return report
@@ -205,9 +226,13 @@ def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int =
 
 def format_report(report: dict) -> str:
     m = report["machine"]
+    pinned = report.get("pinned")
+    cpus = {server: ",".join(map(str, pinned[server])) for server in pinned} if pinned else {}
     lines = [
         f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; journal fsync={report['fsync']}; "
-        f"median of {report['repeats']} runs of {report['duration_s']:g} s per rate (lost: the worst run, "
+        + (f"threads pinned: the OBS and the echo on CPU {cpus['obs']}, the TES and the relay on CPU {cpus['tes']}; "
+           if pinned else "")
+        + f"median of {report['repeats']} runs of {report['duration_s']:g} s per rate (lost: the worst run, "
         f"answers awaited up to {DRAIN_S:g} s after the schedule); "
         "ZeroMQ alone: the same schedule and hops with no exchange behind them (benchmarks/floor.py); "
         "one group commit alone: a one-record append to a journal with the same fsync policy, in the same file "

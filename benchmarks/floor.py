@@ -31,12 +31,14 @@ import zmq
 
 from benchmarks import cpu_seconds, cpu_us_per_order
 from clients.loadgen import Schedule
-from servers import collector
+from servers import collector, service
 from servers.processes import REPO, free_port, json_result
 
 READY_TIMEOUT_S = 20.0
 SERVER_PUBLIC, SERVER_SECRET = "FLOOR_CURVE_PUBLIC", "FLOOR_CURVE_SECRET"
 """The environment variables carrying the echo's key pair (the relay gets only the public key)."""
+CPUS = "FLOOR_CPUS"
+"""The environment variable naming the CPUs a stand-in's threads run on (comma-separated; unset: any)."""
 
 
 class EchoSchedule(Schedule):
@@ -99,13 +101,16 @@ class Floor:
     loopback ports; `measure` runs one client process against them. A context manager:
     leaving the block stops both."""
 
-    def __init__(self) -> None:
+    def __init__(self, pinned: dict[str, list[int]] | None = None) -> None:
+        """``pinned``: the CPUs of the echo's and the relay's threads, by role (`servers.service.pin`)."""
+        pinned = pinned or {}
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         back = f"tcp://127.0.0.1:{free_port()}"
         public, secret = zmq.curve_keypair()
         self._servers = {
-            "echo": _start({SERVER_PUBLIC: public.decode(), SERVER_SECRET: secret.decode()}, "echo", back),
-            "relay": _start({SERVER_PUBLIC: public.decode()}, "relay", self.endpoint, back),
+            "echo": _start({SERVER_PUBLIC: public.decode(), SERVER_SECRET: secret.decode()}, pinned.get("echo"),
+                           "echo", back),
+            "relay": _start({SERVER_PUBLIC: public.decode()}, pinned.get("relay"), "relay", self.endpoint, back),
         }
 
     def measure(self, rate: float, duration: float, drain_s: float = 5.0) -> dict:
@@ -137,12 +142,16 @@ COMMAND = (sys.executable, "-m", "benchmarks.floor")
 USAGE = "usage: python -m benchmarks.floor echo BIND | relay BIND CONNECT | client CONNECT RATE DURATION DRAIN"
 
 
-def _start(keys: dict[str, str], role: str, *endpoints: str) -> subprocess.Popen:
-    return subprocess.Popen([*COMMAND, role, *endpoints], cwd=REPO, env=dict(os.environ, **keys))
+def _start(keys: dict[str, str], cpus: list[int] | None, role: str, *endpoints: str) -> subprocess.Popen:
+    pinned = {CPUS: ",".join(map(str, cpus))} if cpus else {}
+    return subprocess.Popen([*COMMAND, role, *endpoints], cwd=REPO, env=dict(os.environ, **keys, **pinned))
 
 
 def main(argv: list[str]) -> None:
-    """Run one role of `USAGE` (a client prints its result as one JSON line)."""
+    """Run one role of `USAGE` (a client prints its result as one JSON line), its threads on the
+    CPUs `CPUS` names, if set, before any starts."""
+    if os.environ.get(CPUS):
+        service.pin([int(cpu) for cpu in os.environ[CPUS].split(",")])
     role, *args = argv or [""]
     if role == "echo" and len(args) == 1:
         echo(*args)

@@ -29,6 +29,8 @@ Positive = Annotated[int, msgspec.Meta(gt=0)]
 ENDPOINT = r"tcp://[^\s]+:\d+|ipc://[^\s]+|inproc://[^\s]+"
 Endpoint = Annotated[str, msgspec.Meta(pattern=rf"^({ENDPOINT})$")]
 OptionalEndpoint = Annotated[str, msgspec.Meta(pattern=rf"^({ENDPOINT})?$")]
+Cpus = Annotated[list[Annotated[int, msgspec.Meta(ge=0)]], msgspec.Meta(max_length=1024)]
+"""The CPUs a server's threads may run on (`servers.service.pin`); empty: wherever the OS schedules them."""
 LOCAL_TRANSPORTS = ("ipc://", "inproc://")
 
 
@@ -56,6 +58,8 @@ class TesConfig(Struct):
     """Logons waiting for their key check (PBKDF2) at most; more are refused LOGON_THROTTLED at once."""
     reference_poll_ms: Positive = 1000
     """How often the TES asks the database whether the reference data changed (`servers.database_link`)."""
+    cpus: Cpus = []
+    """The CPUs the TES's threads run on (its loop, ZeroMQ's I/O thread, the others); empty: any."""
 
     def __post_init__(self) -> None:
         if self.logon_backoff_max_ms < self.logon_backoff_ms:
@@ -83,6 +87,8 @@ class ShardConfig(Struct):
     journal_dir: str
     stream_endpoint: OptionalEndpoint = ""
     """Where consumers (the recorder, a restarting TES) read the journal (`servers.stream`); "": nowhere."""
+    cpus: Cpus = []
+    """The CPUs this book server's threads run on; empty: any."""
 
 
 class InstrumentConfig(Instrument, frozen=True, forbid_unknown_fields=True):

@@ -742,6 +742,7 @@ def serve(config: Config, args=None) -> int:
         log, f"OBS {name}", lambda: OrderBookServer(config, config.shard(name)),
         {ConfigError: 2, security.KeyFileError: 2, RecoveryError: 1, zmq.ZMQError: 1, OSError: 1},
         (BookServerHalted,), lambda server: f"at sequence {server.state.sequence}", config.logging.format,
+        next((shard.cpus for shard in config.shards if shard.name == name), []),
     )
 
 

@@ -29,11 +29,13 @@ anything else                         1       ``<role> failed <where>`` and the 
 """
 
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from config.settings import ConfigError
 from servers import collector, logs
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -51,14 +53,48 @@ class Server(Protocol):
     def stopped(self) -> str: ...
 
 
+def pin(cpus: list[int]) -> None:
+    """Run every thread of this process, and every thread it starts later, on ``cpus`` only
+    (nothing if empty). ConfigError, nothing changed, if this process may not run on one of them
+    (a CPU the machine lacks, or one its cgroup or ``taskset`` leaves out), or if the platform
+    cannot pin threads."""
+    if not cpus:
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise ConfigError(f"cpus {cpus}: this platform cannot pin threads to CPUs")
+    allowed = os.sched_getaffinity(0)
+    if not set(cpus) <= allowed:
+        raise ConfigError(f"cpus {cpus}: this process may run on CPUs {_ranges(sorted(allowed))} only")
+    for thread in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(thread), cpus)
+
+
+def _ranges(cpus: list[int]) -> str:
+    """Sorted CPU ids as Linux lists them (``0-3,6``)."""
+    runs: list[list[int]] = []
+    for cpu in cpus:
+        if runs and cpu == runs[-1][1] + 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return ",".join(str(first) if first == last else f"{first}-{last}" for first, last in runs)
+
+
 def serve(log: logging.Logger, role: str, start: Callable[[], Server],
           refusals: dict[type[BaseException], int], failures: tuple[type[BaseException], ...] = (),
-          where: Callable[[Server], str] | None = None, log_format: str = "text") -> int:
+          where: Callable[[Server], str] | None = None, log_format: str = "text",
+          cpus: list[int] | None = None) -> int:
     """Start a server with ``start()``, run it until SIGINT/SIGTERM, close it; the exit status (see
-    the module docstring). It logs as ``role`` in ``log_format`` (`servers.logs`). ``refusals``
-    maps what ``start`` may raise to the status to exit with; ``failures`` are what ``run`` may
-    raise to say it had to stop; ``where`` says how far the server got, for the lines of a failure."""
+    the module docstring). It logs as ``role`` in ``log_format`` (`servers.logs`); its threads run
+    on ``cpus`` (`pin`: a CPU it may not use is a refusal, status 2). ``refusals`` maps what
+    ``start`` may raise to the status to exit with; ``failures`` are what ``run`` may raise to say
+    it had to stop; ``where`` says how far the server got, for the lines of a failure."""
     logs.configure(role, log_format)
+    try:
+        pin(cpus or [])
+    except ConfigError as exc:
+        log.error("%s cannot start: %s", role, exc)
+        return 2
     try:
         server = start()
     except tuple(refusals) as exc:

@@ -1206,4 +1206,4 @@ def serve(config: Config, args=None) -> int:
     return service.serve(log, "TES", lambda: TradingEngineServer(config),
                          {ConfigError: 2, security.KeyFileError: 2, RecoveryError: 1, ReferenceUnavailable: 1,
                           zmq.ZMQError: 1, OSError: 1},
-                         (JournalUnavailable,), log_format=config.logging.format)
+                         (JournalUnavailable,), log_format=config.logging.format, cpus=config.tes.cpus)

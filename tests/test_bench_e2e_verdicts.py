@@ -3,6 +3,7 @@
 import pytest
 
 from benchmarks import e2e
+from config.settings import ConfigError, load_config
 
 SUSTAINED = "100,000 orders/s sustained"
 FLOOR = "ack p99 at 10,000/s at most 1.5x ZeroMQ alone's in the same run"
@@ -60,3 +61,23 @@ def test_targets_of_rates_not_run_or_figures_not_read_are_not_measured():
 
 def test_the_cpu_column_shows_tenths_of_a_microsecond():
     assert e2e._cpu(4.04) == "4.0 µs" and e2e._cpu(None) == "n/a" and e2e._cpu(61.27) == "61.3 µs"
+
+
+def test_pinning_sets_each_server_s_cpus_or_is_refused_where_they_are_not_this_process_s(monkeypatch):
+    assert e2e.pinned_env(False) == {}
+    monkeypatch.setattr(e2e.os, "sched_getaffinity", lambda pid: {0, 1, 2})
+    assert e2e.pinned_env(True) == {"EXCHANGE__SHARDS__0__CPUS": "[0]", "EXCHANGE__TES__CPUS": "[1]"}
+    assert load_config(environ=e2e.pinned_env(True)).tes.cpus == [1], "settings the servers read"
+    monkeypatch.setattr(e2e.os, "sched_getaffinity", lambda pid: {0})
+    refused = r"^--pin runs the servers on CPUs \[0, 1\]: this process may use \[0\] only$"
+    with pytest.raises(ConfigError, match=refused):
+        e2e.pinned_env(True)
+
+
+@pytest.mark.parametrize("pinned", [None, e2e.PINNED])
+def test_the_report_says_where_the_threads_were_pinned(pinned):
+    report = {"machine": {"cpu": "a CPU", "cores": 2, "python": "3.11"}, "fsync": "batch", "duration_s": 5.0,
+              "repeats": 1, "rates": [], "targets": {}, "pinned": pinned}
+    header = e2e.format_report(report).splitlines()[0]
+    said = "threads pinned: the OBS and the echo on CPU 0, the TES and the relay on CPU 1; "
+    assert (said in header) == (pinned is not None) and header.startswith("machine: a CPU, 2 cores")

@@ -1,6 +1,8 @@
 """The transport floor of `benchmarks.floor`: the load generator's schedule through two bare
 ZeroMQ proxies, as real processes."""
 
+import os
+
 import pytest
 
 from benchmarks import floor
@@ -28,3 +30,16 @@ def test_every_order_goes_round_the_four_hops_and_is_timed(bare):
 def test_orders_due_together_share_a_frame_and_each_is_answered(bare):
     result = bare.measure(rate=200_000, duration=0.2, drain_s=5)
     assert result["sent"] == result["acked"] == 40_000 and result["lost"] == 0
+
+
+def test_stand_ins_pinned_run_every_thread_on_their_cpus():
+    """As `bench e2e --pin` places them: each stand-in's threads (its proxy's and ZeroMQ's I/O
+    thread) on the CPU given, before any started."""
+    cpu = max(os.sched_getaffinity(0))
+    with floor.Floor({"echo": [cpu], "relay": [cpu]}) as pinned:
+        result = pinned.measure(rate=2_000, duration=0.2, drain_s=5)
+        assert result["sent"] == result["acked"] == 400
+        for process in pinned._servers.values():
+            tasks = os.listdir(f"/proc/{process.pid}/task")
+            assert len(tasks) >= 2
+            assert {tuple(os.sched_getaffinity(int(task))) for task in tasks} == {(cpu,)}

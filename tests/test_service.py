@@ -4,10 +4,15 @@ import logging
 import math
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from config.settings import ConfigError, load_config
 from servers import service
+from servers.processes import REPO, Role, exchange_env
 from servers.service import Occurrences
 
 log = logging.getLogger("test_service")
@@ -125,3 +130,65 @@ def test_occurrences_with_no_interval_log_each_time_with_the_count(caplog):
         trouble("BookSubmit", count=2)
     assert [(record.levelno, record.getMessage()) for record in caplog.records] == [
         (logging.ERROR, "refused Hello (1 so far)"), (logging.ERROR, "refused BookSubmit (3 so far)")]
+
+
+def thread_cpus(pid: int) -> dict[int, str]:
+    """Each thread of process ``pid`` and the CPUs it may run on, as Linux lists them."""
+    found = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        status = Path(f"/proc/{pid}/task/{task}/status").read_text()
+        found[int(task)] = next(line.split(":")[1].strip() for line in status.splitlines()
+                                if line.startswith("Cpus_allowed_list"))
+    return found
+
+
+def test_pin_runs_every_thread_on_its_cpus_and_so_do_the_threads_started_after():
+    """In a process of its own (pinning this one would pin the test run): a thread started
+    before and one started after are both pinned, with the main thread."""
+    cpu = max(os.sched_getaffinity(0))
+    script = (
+        "import os, threading, time\n"
+        "from servers.service import pin\n"
+        "before = threading.Thread(target=time.sleep, args=(1,)); before.start()\n"
+        f"pin([{cpu}])\n"
+        "after = threading.Thread(target=time.sleep, args=(1,)); after.start()\n"
+        "print(sorted({tuple(sorted(os.sched_getaffinity(int(t)))) for t in os.listdir('/proc/self/task')}),"
+        " threading.active_count())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [f"[({cpu},)]", "3"]
+
+
+def test_pin_refuses_a_cpu_this_process_may_not_use_and_changes_nothing(caplog):
+    allowed = os.sched_getaffinity(0)
+    missing = max(allowed) + 1
+    with pytest.raises(ConfigError, match=rf"^cpus \[{missing}\]: this process may run on CPUs [0-9,-]+ only$"):
+        service.pin([missing])
+    assert os.sched_getaffinity(0) == allowed
+    service.pin([])
+    assert os.sched_getaffinity(0) == allowed
+    with caplog.at_level(logging.INFO, logger=log.name):
+        assert service.serve(log, "test A", Server, {Refused: 2}, cpus=[missing]) == 2
+    assert [record.getMessage() for record in caplog.records] == [
+        f"test A cannot start: cpus [{missing}]: this process may run on CPUs "
+        f"{service._ranges(sorted(allowed))} only"]
+
+
+@pytest.mark.parametrize(("cpus", "ranges"), [([0], "0"), ([0, 1, 2, 3, 6, 8, 9], "0-3,6,8-9"), ([5, 7], "5,7")])
+def test_cpus_are_listed_as_linux_lists_them(cpus, ranges):
+    assert service._ranges(cpus) == ranges
+
+
+def test_a_negative_cpu_is_refused_by_the_configuration_naming_the_key():
+    with pytest.raises(ConfigError, match=r"tes\.cpus\[0\]: Expected `int` >= 0"):
+        load_config(environ={"EXCHANGE__TES__CPUS": "[-1]"})
+    assert load_config(environ={"EXCHANGE__SHARDS__0__CPUS": "[0, 1]"}).shards[0].cpus == [0, 1]
+
+
+def test_a_book_server_with_cpus_runs_all_its_threads_there(tmp_path):
+    """A real OBS: its loop, ZeroMQ's I/O thread and the rest, every one on the CPU configured."""
+    cpu = max(os.sched_getaffinity(0))
+    with Role(["-s", "OBS"], exchange_env(tmp_path, EXCHANGE__SHARDS__0__CPUS=f"[{cpu}]")) as obs:
+        threads = thread_cpus(obs.process.pid)
+        assert len(threads) >= 2 and set(threads.values()) == {str(cpu)}
+        assert obs.stop() == 0
