@@ -9,7 +9,7 @@
  * constants are those powers of x, bit-reflected, and the polynomial's quotient mu.
  *
  * Invariant: journal_crc32(buf, len) == zlib's crc32(0, buf, len) for every input, on every CPU
- * (tests/test_framing.py holds both paths to zlib on every length up to a few hundred bytes). */
+ * (tests/test_framing.py holds both paths to zlib on every length up to 700 bytes, at 16 offsets). */
 
 #ifndef EXCHANGE_CRC32_H
 #define EXCHANGE_CRC32_H
