@@ -8,8 +8,9 @@ in ``__init__`` and provides
 - ``stop(*signal)`` and ``close()`` (sockets and files; called whatever happened);
 - ``stopped() -> str``: the log line after a clean stop.
 
-`serve` runs one: SIGINT and SIGTERM stop it, the garbage collector is settled
-(`servers.collector`) before it serves, and every failure ends as one log line and an exit
+`serve` runs one: its threads run on the CPUs its configuration names (`pin`), SIGINT and
+SIGTERM stop it, the garbage collector is settled (`servers.collector`) before it serves, and
+every failure ends as one log line and an exit
 status, never a traceback, except a defect (an exception nobody foresaw), which is logged with
 its traceback so it can be fixed:
 
