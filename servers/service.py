@@ -67,7 +67,10 @@ def pin(cpus: list[int]) -> None:
     if not set(cpus) <= allowed:
         raise ConfigError(f"cpus {cpus}: this process may run on CPUs {_ranges(sorted(allowed))} only")
     for thread in os.listdir("/proc/self/task"):
-        os.sched_setaffinity(int(thread), cpus)
+        try:
+            os.sched_setaffinity(int(thread), cpus)
+        except ProcessLookupError:
+            pass   # a thread that ended since it was listed
 
 
 def _ranges(cpus: list[int]) -> str:
