@@ -192,3 +192,19 @@ def test_a_book_server_with_cpus_runs_all_its_threads_there(tmp_path):
         threads = thread_cpus(obs.process.pid)
         assert len(threads) >= 2 and set(threads.values()) == {str(cpu)}
         assert obs.stop() == 0
+
+
+def test_pin_passes_over_a_thread_that_ended_since_it_was_listed(monkeypatch):
+    """A thread listed in /proc and gone before its turn is no error (here, with no real pinning)."""
+    pinned = []
+
+    def set_affinity(thread, cpus):
+        if thread == 2:
+            raise ProcessLookupError(3, "No such process")
+        pinned.append((thread, cpus))
+
+    monkeypatch.setattr(service.os, "listdir", lambda path: ["1", "2", "3"])
+    monkeypatch.setattr(service.os, "sched_setaffinity", set_affinity)
+    monkeypatch.setattr(service.os, "sched_getaffinity", lambda pid: {0, 1})
+    service.pin([1])
+    assert pinned == [(1, [1]), (3, [1])]
