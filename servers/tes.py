@@ -1018,7 +1018,7 @@ class TradingEngineServer:
                 try:
                     shard.socket.send(frame, zmq.NOBLOCK)
                 except zmq.Again:
-                    self._unsent(shard, commands[sum(map(p.frame_length, frames[:index])):])
+                    self._unsent(shard, frames[index:])
                     break
         lap(SEND)
         self._write_journal()
@@ -1050,14 +1050,13 @@ class TradingEngineServer:
             self._end(session, p.EndReason.SLOW_CONSUMER)
         lap(REPORTS)
 
-    def _unsent(self, shard: Shard, commands: list) -> None:
-        """Commands the shard socket would not take (disconnected, or its queue is full
-        because the book server is not keeping up): refuse each to its client. The submissions
-        of the order entry in C, queued encoded (bytes), are decoded first."""
-        self.refused(shard.name, count=len(commands))
+    def _unsent(self, shard: Shard, frames: list[bytes]) -> None:
+        """The frames of commands the shard socket would not take (disconnected, or its queue is
+        full because the book server is not keeping up): refuse each command to its client, as
+        decoded from them."""
         decode = self.book_requests.decoder.decode
-        commands = [command for frame in join_frames(commands, self.encode_one, p.MAX_BATCH, p.MAX_SERVER_FRAME_BYTES)
-                    for command in decode(frame)]
+        commands = [command for frame in frames for command in decode(frame)]
+        self.refused(shard.name, count=len(commands))
         book_commands = [command for command in commands if not isinstance(command, p.BookQuery)]
         if book_commands:
             self._record(Unsent(book_commands, clock()))
