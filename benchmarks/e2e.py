@@ -185,10 +185,10 @@ def pinned_env(pin: bool) -> dict[str, str]:
     process may not use those CPUs."""
     if not pin:
         return {}
-    wanted = {cpu for cpus in PINNED.values() for cpu in cpus}
-    if not wanted <= os.sched_getaffinity(0):
+    wanted, allowed = {cpu for cpus in PINNED.values() for cpu in cpus}, os.sched_getaffinity(0)
+    if not wanted <= allowed:
         raise ConfigError(f"--pin runs the servers on CPUs {sorted(wanted)}: this process may use "
-                          f"{sorted(os.sched_getaffinity(0))} only")
+                          f"{sorted(allowed)} only")
     return {"EXCHANGE__SHARDS__0__CPUS": str(PINNED["obs"]), "EXCHANGE__TES__CPUS": str(PINNED["tes"])}
 
 

@@ -738,11 +738,16 @@ def serve(config: Config, args=None) -> int:
     """``python main.py -s OBS [--shard NAME]`` (the first shard by default): run until SIGINT/SIGTERM;
     the exit status (`servers.service.serve`)."""
     name = getattr(args, "shard", None) or config.shards[0].name
+
+    def start() -> OrderBookServer:
+        shard = config.shard(name)
+        service.pin(shard.cpus)
+        return OrderBookServer(config, shard)
+
     return service.serve(
-        log, f"OBS {name}", lambda: OrderBookServer(config, config.shard(name)),
+        log, f"OBS {name}", start,
         {ConfigError: 2, security.KeyFileError: 2, RecoveryError: 1, zmq.ZMQError: 1, OSError: 1},
         (BookServerHalted,), lambda server: f"at sequence {server.state.sequence}", config.logging.format,
-        next((shard.cpus for shard in config.shards if shard.name == name), []),
     )
 
 

@@ -8,9 +8,8 @@ in ``__init__`` and provides
 - ``stop(*signal)`` and ``close()`` (sockets and files; called whatever happened);
 - ``stopped() -> str``: the log line after a clean stop.
 
-`serve` runs one: its threads run on the CPUs its configuration names (`pin`), SIGINT and
-SIGTERM stop it, the garbage collector is settled (`servers.collector`) before it serves, and
-every failure ends as one log line and an exit
+`serve` runs one: SIGINT and SIGTERM stop it, the garbage collector is settled
+(`servers.collector`) before it serves, and every failure ends as one log line and an exit
 status, never a traceback, except a defect (an exception nobody foresaw), which is logged with
 its traceback so it can be fixed:
 
@@ -86,19 +85,13 @@ def _ranges(cpus: list[int]) -> str:
 
 def serve(log: logging.Logger, role: str, start: Callable[[], Server],
           refusals: dict[type[BaseException], int], failures: tuple[type[BaseException], ...] = (),
-          where: Callable[[Server], str] | None = None, log_format: str = "text",
-          cpus: list[int] | None = None) -> int:
+          where: Callable[[Server], str] | None = None, log_format: str = "text") -> int:
     """Start a server with ``start()``, run it until SIGINT/SIGTERM, close it; the exit status (see
-    the module docstring). It logs as ``role`` in ``log_format`` (`servers.logs`); its threads run
-    on ``cpus`` (`pin`: a CPU it may not use is a refusal, status 2). ``refusals`` maps what
-    ``start`` may raise to the status to exit with; ``failures`` are what ``run`` may raise to say
-    it had to stop; ``where`` says how far the server got, for the lines of a failure."""
+    the module docstring). It logs as ``role`` in ``log_format`` (`servers.logs`). ``refusals``
+    maps what ``start`` may raise to the status to exit with (a role that pins its threads calls
+    `pin` first in ``start``); ``failures`` are what ``run`` may raise to say it had to stop;
+    ``where`` says how far the server got, for the lines of a failure."""
     logs.configure(role, log_format)
-    try:
-        pin(cpus or [])
-    except ConfigError as exc:
-        log.error("%s cannot start: %s", role, exc)
-        return 2
     try:
         server = start()
     except tuple(refusals) as exc:

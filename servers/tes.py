@@ -1202,7 +1202,12 @@ def _waiting(socket: zmq.Socket):
 
 def serve(config: Config, args=None) -> int:
     """``python main.py -s TES``: run until SIGINT/SIGTERM; the exit status (`servers.service.serve`)."""
-    return service.serve(log, "TES", lambda: TradingEngineServer(config),
+
+    def start() -> TradingEngineServer:
+        service.pin(config.tes.cpus)
+        return TradingEngineServer(config)
+
+    return service.serve(log, "TES", start,
                          {ConfigError: 2, security.KeyFileError: 2, RecoveryError: 1, ReferenceUnavailable: 1,
                           zmq.ZMQError: 1, OSError: 1},
-                         (JournalUnavailable,), log_format=config.logging.format, cpus=config.tes.cpus)
+                         (JournalUnavailable,), log_format=config.logging.format)

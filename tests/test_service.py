@@ -159,7 +159,7 @@ def test_pin_runs_every_thread_on_its_cpus_and_so_do_the_threads_started_after()
     assert out.split() == [f"[({cpu},)]", "3"]
 
 
-def test_pin_refuses_a_cpu_this_process_may_not_use_and_changes_nothing(caplog):
+def test_pin_refuses_a_cpu_this_process_may_not_use_and_changes_nothing():
     allowed = os.sched_getaffinity(0)
     missing = max(allowed) + 1
     with pytest.raises(ConfigError, match=rf"^cpus \[{missing}\]: this process may run on CPUs [0-9,-]+ only$"):
@@ -167,11 +167,18 @@ def test_pin_refuses_a_cpu_this_process_may_not_use_and_changes_nothing(caplog):
     assert os.sched_getaffinity(0) == allowed
     service.pin([])
     assert os.sched_getaffinity(0) == allowed
-    with caplog.at_level(logging.INFO, logger=log.name):
-        assert service.serve(log, "test A", Server, {Refused: 2}, cpus=[missing]) == 2
-    assert [record.getMessage() for record in caplog.records] == [
-        f"test A cannot start: cpus [{missing}]: this process may run on CPUs "
-        f"{service._ranges(sorted(allowed))} only"]
+
+
+@pytest.mark.parametrize(("role", "setting", "named"), [
+    ("TES", "EXCHANGE__TES__CPUS", "TES"), ("OBS", "EXCHANGE__SHARDS__0__CPUS", "OBS A")])
+def test_a_server_that_may_not_use_its_cpus_cannot_start_with_status_2(tmp_path, role, setting, named):
+    """A real server process: its one line says which CPUs it may use."""
+    missing = max(os.sched_getaffinity(0)) + 1
+    done = subprocess.run([sys.executable, "main.py", "-s", role], cwd=REPO, capture_output=True, text=True,
+                          env=exchange_env(tmp_path, **{setting: f"[{missing}]"}), timeout=60)
+    assert done.returncode == 2 and "READY" not in done.stdout
+    allowed = service._ranges(sorted(os.sched_getaffinity(0)))
+    assert f"{named} cannot start: cpus [{missing}]: this process may run on CPUs {allowed} only" in done.stderr
 
 
 @pytest.mark.parametrize(("cpus", "ranges"), [([0], "0"), ([0, 1, 2, 3, 6, 8, 9], "0-3,6,8-9"), ([5, 7], "5,7")])
