@@ -34,7 +34,8 @@ Layout (the keys every role writes; a role adds its own figures beside them)::
                by the inverse of its chance of being read: an unbiased estimate); both null with
                "wall" and "off"
 
-Counting costs the hot path an increment of a plain int (a counter, a histogram bucket); the
+Counting costs the hot path an increment of a plain int (a counter; a histogram's buckets are
+counted in C, `native.histogram`, a turn's durations in one call); the
 document is built, and the rates and percentiles worked out, only when it is written. Stage
 timing costs a wall-clock reading per stage per loop turn, never per message, and the thread's
 CPU time only in the turns sampled (`Stages`).
@@ -57,6 +58,7 @@ from time import perf_counter_ns, thread_time_ns
 import numpy as np
 
 from config.settings import ConfigError
+from native.histogram import count_since
 from servers.journal import write_atomically
 
 STATUS_FILE = "status.json"
@@ -79,6 +81,7 @@ def _bounds_us() -> list[int]:
 BOUNDS_US = _bounds_us()
 """Upper bounds of a `LatencyHistogram`'s buckets, µs, ascending; a last bucket holds what is above them."""
 BOUNDS_NS = [bound * 1000 for bound in BOUNDS_US]
+_BOUNDS_NS = np.array(BOUNDS_NS, dtype=np.int64)
 
 
 class LatencyHistogram:
@@ -95,7 +98,7 @@ class LatencyHistogram:
     __slots__ = ("counts", "maximum", "_ring", "_window", "_total", "_total_max")
 
     def __init__(self) -> None:
-        self.counts = [0] * (len(BOUNDS_NS) + 1)
+        self.counts = np.zeros(len(BOUNDS_NS) + 1, dtype=np.int64)
         """The current period's count per bucket."""
         self.maximum = 0
         """The current period's longest duration, ns."""
@@ -111,24 +114,21 @@ class LatencyHistogram:
             self.maximum = nanoseconds
 
     def add_since(self, starts: list[int], now: int) -> None:
-        """Count the durations from each of ``starts`` to ``now`` (the same clock, ns)."""
-        counts = self.counts
-        for start in starts:
-            counts[bisect_left(BOUNDS_NS, now - start)] += 1
-        longest = now - min(starts) if starts else 0
+        """Count the durations from each of ``starts`` to ``now`` (the same clock, ns), in C."""
+        longest = count_since(self.counts, _BOUNDS_NS, starts, now)
         if longest > self.maximum:
             self.maximum = longest
 
     def roll(self) -> None:
         """Close the current period: into the window (dropping the period that leaves it) and the totals."""
-        counts = np.array(self.counts, dtype=np.int64)
+        counts = self.counts
         self._ring.append((counts, self.maximum))
         self._window += counts
         if len(self._ring) > WINDOW:
             self._window -= self._ring.popleft()[0]
         self._total += counts
         self._total_max = max(self._total_max, self.maximum)
-        self.counts = [0] * len(self.counts)
+        self.counts = np.zeros_like(counts)
         self.maximum = 0
 
     def window(self) -> dict | None:

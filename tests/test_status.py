@@ -4,9 +4,14 @@ documents, rates over the interval, rejects by reason, a failing write said once
 
 import json
 import logging
+from bisect import bisect_left
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.types import RejectReason
-from servers.status import BOUNDS_US, PERIOD_S, WINDOW, LatencyHistogram, StatusFile
+from servers.status import BOUNDS_NS, BOUNDS_US, PERIOD_S, WINDOW, LatencyHistogram, StatusFile
 
 log = logging.getLogger("test-status")
 US = 1000
@@ -74,6 +79,29 @@ def test_add_since_counts_each_duration_from_its_start_to_now():
 
     # 4.9 µs and 4.8 µs (bucket 4..5), 2.5 µs (bucket 2..3); the maximum 4.9 µs -> 5
     assert histogram.window() == {"count": 3, "p50": 5, "p90": 5, "p99": 5, "p999": 5, "max": 5}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-10**6, 2 * 10**11), max_size=60), st.integers(0, 10**12))
+def test_add_since_counts_in_the_bucket_bisect_finds_and_keeps_the_longest(durations, now):
+    # count_since (C) against the rule it implements: bucket = bisect_left(BOUNDS_NS, duration),
+    # durations exactly on a bound, below every bound (negative too) and beyond the last included
+    durations += [BOUNDS_NS[0], BOUNDS_NS[7], BOUNDS_NS[7] + 1, BOUNDS_NS[-1], BOUNDS_NS[-1] + 1]
+    histogram = LatencyHistogram()
+    histogram.add_since([now - duration for duration in durations], now)
+
+    expected = [0] * (len(BOUNDS_NS) + 1)
+    for duration in durations:
+        expected[bisect_left(BOUNDS_NS, duration)] += 1
+    assert histogram.counts.tolist() == expected
+    assert histogram.maximum == max(0, *durations)
+
+
+def test_add_since_refuses_a_start_beyond_int64_after_counting_those_before_it():
+    histogram = LatencyHistogram()
+    with pytest.raises(OverflowError):
+        histogram.add_since([4_000, 2**63], 5_000)
+    assert histogram.counts.sum() == 1 and histogram.counts[0] == 1   # 1 µs: the first bucket
 
 
 def test_no_samples_give_no_percentiles():
