@@ -25,18 +25,30 @@ refusal with its text, and calls it again for the next. So every refusal, and ev
 kind not listed above, goes through the Python path, which stays the specification; the tests
 hold the two paths to the same journal, frames and ledger on random streams.
 
+The messages come decoded by msgspec, or read here from the frame (`EntryPath.read`, a `Requests`):
+a frame whose every message is an EnterOrder or a CancelOrder written in full, with values msgspec
+would accept (an ASCII symbol), is read into C records without making an object of any message;
+any other frame is msgspec's, which decides what it is. The Python path takes a message of a
+`Requests` made as msgspec decodes it.
+
 Invariant: between calls, everything it changed is written back to the server's objects.
 """
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AsDouble
 from cpython.long cimport PyLong_Check
-from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from libc.stdint cimport int64_t
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeASCII
+from libc.stdint cimport int64_t, uint8_t
+from libc.string cimport memcmp
+
+from engine.types import OrderType, SelfTradePrevention, Side, TimeInForce
+from native.book import by_value
 
 from native.constants cimport GTD, LIMIT, MARKET, POST_ONLY
 from native.framing cimport Records
 from native.int64 cimport as_int64
+from native.reader cimport Reader, read_array, read_int, read_str, read_tag
 from native.structs cimport check_fields, field, field_offset, set_field
 from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_int, wire_room, wire_str, wire_tagged
 
@@ -58,6 +70,130 @@ WRITTEN_FIELDS = {
 }
 assert [len(names) for names in WRITTEN_FIELDS.values()] == [ENTERED_FIELDS, REQUESTED_FIELDS, SUBMIT_FIELDS,
                                                              CANCEL_FIELDS]
+
+# The fields of each message read here, in order: an EntryPath is not made if one changes.
+READ_FIELDS = {
+    "EnterOrder": ("client_order_id", "symbol", "side", "order_type", "time_in_force", "price", "quantity",
+                   "stop_price", "display_quantity", "flags", "stp", "expire_at"),
+    "CancelOrder": ("client_order_id", "order_id"),
+}
+
+cdef enum:
+    ENTER = 1
+    CANCEL = 2
+    ENTER_ITEMS = 13         # an EnterOrder's tag and fields, as msgspec writes it in full
+    CANCEL_ITEMS = 3         # a CancelOrder's
+    MAX_SYMBOL = 16          # `servers.protocol.Symbol`'s most characters
+    NO_STP = -1              # an EnterOrder's stp of None: its trader's default
+
+cdef tuple SIDES = by_value(Side), ORDER_TYPES = by_value(OrderType), TIFS = by_value(TimeInForce)
+cdef tuple STPS = by_value(SelfTradePrevention)
+cdef Py_ssize_t SIDE_COUNT = len(SIDES), ORDER_TYPE_COUNT = len(ORDER_TYPES), TIF_COUNT = len(TIFS)
+cdef Py_ssize_t STP_COUNT = len(STPS)
+
+
+ctypedef struct Wanted:     # a client's EnterOrder or CancelOrder, its fields as C integers
+    int kind                 # ENTER or CANCEL
+    int64_t client_order_id
+    int64_t order_id         # CANCEL: the order it names
+    const char* symbol       # ENTER: the symbol's UTF-8 (ASCII when read here), in the frame or its str
+    Py_ssize_t symbol_size
+    int64_t side, order_type, time_in_force, price, quantity, stop_price, display_quantity, flags
+    int64_t stp              # NO_STP: none given
+    int64_t expire_at
+
+
+cdef class Requests:
+    """A client frame's messages read in C (`read_requests`), each an EnterOrder or a CancelOrder:
+    a sequence of them, message ``i`` made as msgspec decodes it (for the Python path) only when
+    asked for. ``enter_order`` and ``cancel_order`` are their classes."""
+
+    cdef bytes frame
+    cdef object enter_order, cancel_order
+    cdef Wanted* items
+    cdef Py_ssize_t count
+
+    def __len__(self):
+        return self.count
+
+    def __getitem__(self, Py_ssize_t i):
+        if not 0 <= i < self.count:
+            raise IndexError(f"message {i} of a frame of {self.count}")
+        cdef Wanted* w = &self.items[i]
+        if w.kind == CANCEL:
+            return self.cancel_order(w.client_order_id, w.order_id)
+        return self.enter_order(w.client_order_id, PyUnicode_DecodeASCII(w.symbol, w.symbol_size, NULL),
+                                SIDES[w.side], ORDER_TYPES[w.order_type], TIFS[w.time_in_force], w.price,
+                                w.quantity, w.stop_price, w.display_quantity, w.flags,
+                                None if w.stp == NO_STP else STPS[w.stp], w.expire_at)
+
+    def __dealloc__(self):
+        PyMem_Free(self.items)
+
+
+cdef Requests read_requests(bytes frame, Py_ssize_t max_messages, enter_order, cancel_order):
+    """``frame``'s messages as a `Requests`, if it is a msgpack array of 1 to ``max_messages`` of them
+    and each is an EnterOrder or a CancelOrder with every field written, as msgspec writes one,
+    holding values that msgspec decodes as `servers.protocol`'s types (int64 integers, a client
+    order id of at least 1, members of the enums, a symbol of 1 to 16 ASCII characters), and
+    nothing follows; else None. What is read is what msgspec decodes from the frame (the classes
+    ``enter_order`` and ``cancel_order``'s messages)."""
+    cdef Reader r
+    cdef Py_ssize_t count, items, i
+    cdef Wanted* w
+    cdef Requests requests
+    r.data, r.size, r.pos = <const uint8_t*>PyBytes_AS_STRING(frame), PyBytes_GET_SIZE(frame), 0
+    if not read_array(&r, &count) or not 0 < count <= max_messages:
+        return None
+    requests = Requests.__new__(Requests)
+    requests.items = <Wanted*>PyMem_Malloc(count * sizeof(Wanted))
+    if requests.items == NULL:
+        raise MemoryError("out of memory reading a client frame")
+    requests.frame, requests.enter_order, requests.cancel_order = frame, enter_order, cancel_order
+    for i in range(count):
+        w = &requests.items[i]
+        if not read_array(&r, &items):
+            return None
+        if items == ENTER_ITEMS and read_tag(&r, b"EnterOrder", 10):
+            if not _read_enter(&r, w):
+                return None
+        elif items == CANCEL_ITEMS and read_tag(&r, b"CancelOrder", 11):
+            w.kind = CANCEL
+            if not (read_int(&r, &w.client_order_id) and w.client_order_id >= 1 and read_int(&r, &w.order_id)):
+                return None
+        else:
+            return None
+    if r.pos != r.size:
+        return None
+    requests.count = count
+    return requests
+
+
+cdef bint _read_enter(Reader* r, Wanted* w) noexcept:
+    """An EnterOrder's fields after its tag (see `read_requests`)."""
+    cdef const char* text
+    cdef Py_ssize_t size, k
+    w.kind = ENTER
+    if not (read_int(r, &w.client_order_id) and w.client_order_id >= 1 and read_str(r, &text, &size)
+            and 1 <= size <= MAX_SYMBOL):
+        return False
+    for k in range(size):
+        if <uint8_t>text[k] >= 0x80:
+            return False
+    w.symbol, w.symbol_size = text, size
+    if not (read_int(r, &w.side) and 0 <= w.side < SIDE_COUNT
+            and read_int(r, &w.order_type) and 0 <= w.order_type < ORDER_TYPE_COUNT
+            and read_int(r, &w.time_in_force) and 0 <= w.time_in_force < TIF_COUNT
+            and read_int(r, &w.price) and read_int(r, &w.quantity) and read_int(r, &w.stop_price)
+            and read_int(r, &w.display_quantity) and read_int(r, &w.flags)):
+        return False
+    if r.pos < r.size and r.data[r.pos] == 0xC0:
+        w.stp = NO_STP
+        r.pos += 1
+    elif not (read_int(r, &w.stp) and 0 <= w.stp < STP_COUNT):
+        return False
+    return read_int(r, &w.expire_at)
+
 
 cdef int64_t BOUND = (<int64_t>1) << 31
 """Prices, quantities and the centre of a price band the path computes with lie in 1..BOUND - 1,
@@ -110,6 +246,8 @@ cdef class EntryPath:
                  tuple written):
         for cls in written:
             check_fields(cls, cls.__name__, WRITTEN_FIELDS.get(cls.__name__), "entry.pyx")
+        for cls in (enter_order, cancel_order):
+            check_fields(cls, cls.__name__, READ_FIELDS.get(cls.__name__), "entry.pyx")
         if sorted(cls.__name__ for cls in written) != sorted(WRITTEN_FIELDS):
             raise TypeError(f"EntryPath writes {sorted(WRITTEN_FIELDS)}: give their classes")
         self.tes = tes
@@ -146,12 +284,48 @@ cdef class EntryPath:
         self.market_enabled = "market" in kinds
         self.post_only_enabled = "post-only" in kinds
 
-    def enter(self, session, list messages, Py_ssize_t start, now, frame_read):
+    def read(self, bytes frame, Py_ssize_t max_messages):
+        """The messages of a client ``frame`` read in C (a `Requests`), or None: msgspec's to
+        decode (`read_requests`)."""
+        return read_requests(frame, max_messages, self.enter_order, self.cancel_order)
+
+    cdef bint _wanted(self, message, Wanted* w) except -1:
+        """A decoded message into ``w``: False unless it is an EnterOrder or a CancelOrder."""
+        kind = type(message)
+        if kind is self.cancel_order:
+            w.kind = CANCEL
+            return (not as_int64(field(message, self.c_client), &w.client_order_id)
+                    and not as_int64(field(message, self.c_order), &w.order_id))
+        if kind is not self.enter_order:
+            return False
+        w.kind = ENTER
+        w.symbol = PyUnicode_AsUTF8AndSize(field(message, self.e_symbol), &w.symbol_size)
+        stp = field(message, self.e_stp)
+        if stp is None:
+            w.stp = NO_STP
+        elif as_int64(stp, &w.stp):
+            return False
+        return not (as_int64(field(message, self.e_client), &w.client_order_id)
+                    or as_int64(field(message, self.e_side), &w.side)
+                    or as_int64(field(message, self.e_type), &w.order_type)
+                    or as_int64(field(message, self.e_tif), &w.time_in_force)
+                    or as_int64(field(message, self.e_price), &w.price)
+                    or as_int64(field(message, self.e_quantity), &w.quantity)
+                    or as_int64(field(message, self.e_stop), &w.stop_price)
+                    or as_int64(field(message, self.e_display), &w.display_quantity)
+                    or as_int64(field(message, self.e_flags), &w.flags)
+                    or as_int64(field(message, self.e_expire), &w.expire_at))
+
+    def enter(self, session, messages, Py_ssize_t start, now, frame_read):
         """Take ``messages[start:]``, one frame's from ``session`` (logged on; the server not
-        stopping), while each is an EnterOrder or a CancelOrder the path takes (see the module
-        docstring), at the monotonic time ``now`` (s), its frame read at ``frame_read``
-        (`time.perf_counter_ns`). Returns the index of the first message not taken
-        (``len(messages)`` if none is left)."""
+        stopping), decoded by msgspec (a list) or read in C (a `Requests`), while each is an
+        EnterOrder or a CancelOrder the path takes (see the module docstring), at the monotonic
+        time ``now`` (s), its frame read at ``frame_read`` (`time.perf_counter_ns`). Returns the
+        index of the first message not taken (``len(messages)`` if none is left)."""
+        cdef Requests read = messages if type(messages) is Requests else None
+        cdef list decoded = None if read is not None else messages
+        cdef Wanted item
+        cdef Wanted* w
         cdef Py_ssize_t i = start, count = len(messages), taken = 0, canceled = 0
         cdef int64_t rate, max_order_quantity, max_notional, max_open_orders, contiguous, counter, sequence
         cdef int64_t client_order_id, order_type, price, quantity, flags, centre, valued, order_id, owner
@@ -188,10 +362,12 @@ cdef class EntryPath:
         symbol = outbox = None
         try:
             while i < count:
-                message = messages[i]
-                kind = type(message)
-                if kind is not self.enter_order and kind is not self.cancel_order:
-                    break
+                if read is not None:
+                    w = &read.items[i]
+                else:
+                    w = &item
+                    if not self._wanted(decoded[i], w):
+                        break
                 # 2. message rate (`servers.risk.TokenBucket.spend`, the same double arithmetic)
                 refilled = tokens + (moment - last) * <double>rate
                 if refilled > <double>rate:
@@ -204,18 +380,20 @@ cdef class EntryPath:
                     others = ids.others
                     if as_int64(ids.contiguous, &contiguous):
                         break
-                client = field(message, self.c_client if kind is self.cancel_order else self.e_client)
-                if as_int64(client, &client_order_id) or client_order_id != contiguous + 1:
+                client_order_id = w.client_order_id
+                if client_order_id != contiguous + 1:
                     break
-                if kind is self.cancel_order:
+                client = client_order_id
+                if w.kind == CANCEL:
                     # a cancel of one of the trader's open orders, whose book is ready
-                    target = field(message, self.c_order)
+                    order_id = w.order_id
+                    target = order_id
                     order = None if open_orders is None else open_orders.get(target)
                     if type(order) is not self.order:
                         break
                     order_symbol = field(order, self.o_symbol)
                     shard = shard_of.get(order_symbol)
-                    if shard is None or not shard.ready or as_int64(target, &order_id):
+                    if shard is None or not shard.ready:
                         break
                     tokens, last = refilled - 1.0, moment
                     contiguous = used_up(others, client_order_id)
@@ -236,8 +414,12 @@ cdef class EntryPath:
                     i += 1
                     continue
                 # 4. reference data; 6. routing (the shard of a symbol is ready all the turn or not)
-                message_symbol = field(message, self.e_symbol)
-                if symbol is None or message_symbol != symbol:
+                if (symbol is None or w.symbol_size != symbol_size
+                        or memcmp(w.symbol, symbol_text, <size_t>symbol_size) != 0):
+                    if read is not None:
+                        message_symbol = PyUnicode_DecodeASCII(w.symbol, w.symbol_size, NULL)
+                    else:
+                        message_symbol = field(decoded[i], self.e_symbol)
                     instrument = instruments.get(message_symbol)
                     if instrument is None:
                         break
@@ -248,17 +430,16 @@ cdef class EntryPath:
                         break
                     symbol, outbox = message_symbol, shard.outbox
                     symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
-                type_obj, tif_obj = field(message, self.e_type), field(message, self.e_tif)
-                order_type, time_in_force = type_obj, tif_obj
+                order_type, time_in_force = w.order_type, w.time_in_force
                 if not (order_type == LIMIT and self.limit_enabled or order_type == MARKET and self.market_enabled):
                     break
-                if time_in_force == GTD or field(message, self.e_display) != 0 or field(message, self.e_stop) != 0 \
-                        or field(message, self.e_expire) != 0:
+                if time_in_force == GTD or w.display_quantity != 0 or w.stop_price != 0 or w.expire_at != 0:
                     break
-                flags_obj, quantity_obj = field(message, self.e_flags), field(message, self.e_quantity)
-                if as_int64(flags_obj, &flags) or not (flags == 0 or flags == POST_ONLY and self.post_only_enabled):
+                flags = w.flags
+                if not (flags == 0 or flags == POST_ONLY and self.post_only_enabled):
                     break
-                if not within(quantity_obj, &quantity) or quantity % self.lot or quantity < self.min_quantity \
+                quantity = w.quantity
+                if not 0 < quantity < BOUND or quantity % self.lot or quantity < self.min_quantity \
                         or quantity > self.max_quantity:
                     break
                 last_price = last_prices.get(symbol)
@@ -266,9 +447,7 @@ cdef class EntryPath:
                     centre = self.reference_price
                 elif not within(last_price, &centre):
                     break
-                price_obj = field(message, self.e_price)
-                if as_int64(price_obj, &price):
-                    break
+                price = w.price
                 if order_type == LIMIT:
                     if not 0 < price < BOUND or price % self.tick:
                         break
@@ -288,19 +467,15 @@ cdef class EntryPath:
                 contiguous = used_up(others, client_order_id)
                 order_id = (self.tes_id << self.id_bits) | counter
                 counter += 1
-                stp_obj = field(message, self.e_stp)
-                if stp_obj is None:
-                    stp_obj = default_stp
-                side_obj = field(message, self.e_side)
-                side, stp = side_obj, stp_obj
+                stp_obj = default_stp if w.stp == NO_STP else STPS[w.stp]
+                side, stp = w.side, stp_obj
                 sequence += 1
                 _entered(trader_text, trader_size, client_order_id, order_id, symbol_text, symbol_size, side,
                          order_type, time_in_force, price, quantity, flags, stp)
                 _journal(pending, sequence)
                 order_id_obj = order_id
-                order = self.order(order_id_obj, trader, client, message_symbol, side_obj, type_obj, tif_obj, price_obj,
-                                   quantity_obj, field(message, self.e_stop), field(message, self.e_display), flags_obj,
-                                   stp_obj, field(message, self.e_expire), False)
+                order = self.order(order_id_obj, trader, client, symbol, SIDES[side], ORDER_TYPES[order_type],
+                                   TIFS[time_in_force], price, quantity, 0, 0, flags, stp_obj, 0, False)
                 orders[order_id_obj] = order
                 if open_orders is None:
                     open_orders = self.registry.open[trader] = {}

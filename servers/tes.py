@@ -45,7 +45,8 @@ A logged-on session's common orders (limit and market, no display quantity, stop
 their client order ids in order) that pass every step, and its cancels of its open orders, run
 through the order entry in C (`native.entry.EntryPath`), a frame's run of them in one call, with
 the same effect; every other message, and every refusal, goes through `_dispatch` here, which
-is the specification.
+is the specification. A frame of nothing but orders and cancels is read by the same C
+(`EntryPath.read`) rather than decoded by msgspec, no object made of a message the C path takes.
 
 On ``Executed`` the book events become client reports for the owners of both
 sides, fills are booked into portfolios (`servers.portfolio`) and the last trade
@@ -66,6 +67,7 @@ the reports they missed (`Logon.after_report`).
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter_ns
@@ -450,7 +452,7 @@ class TradingEngineServer:
         sessions = self.sessions.by_identity
         budget = CLIENT_MESSAGES_PER_TURN
         # Per frame: identity, when it was read, its messages (None if malformed), why it is malformed (or None).
-        read: list[tuple[bytes, int, list | None, tuple[RejectReason, str] | None]] = []
+        read: list[tuple[bytes, int, Sequence | None, tuple[RejectReason, str] | None]] = []
         for frames in _waiting(self.clients):
             frame_read = perf_counter_ns()
             identity = frames[0]
@@ -458,8 +460,12 @@ class TradingEngineServer:
                 text = f"expected 1 payload frame, got {len(frames) - 1}"
                 read.append((identity, 0, None, (RejectReason.MALFORMED_MESSAGE, text)))
                 continue
-            try:
-                messages = self.requests.decode(frames[1])
+            try:  # the common frames read in C (a sequence of the messages, made only if asked for)
+                messages = None
+                if self.entry is not None and len(frames[1]) <= self.requests.max_frame_bytes:
+                    messages = self.entry.read(frames[1], p.MAX_BATCH)
+                if messages is None:
+                    messages = self.requests.decode(frames[1])
             except p.FrameTooLarge as exc:
                 read.append((identity, 0, None, (RejectReason.FRAME_TOO_LARGE, str(exc))))
                 continue

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import servers.tes as tes_module
 from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange
@@ -193,10 +195,13 @@ def test_the_entry_path_takes_the_common_orders(monkeypatch):
     specs = [("enter", "next", SYMBOL, Side(n % 2), OrderType.LIMIT if n % 3 else OrderType.MARKET, TimeInForce.GTC,
               REFERENCE, 10, 0, 0, n % 2, None, 0, 0) for n in range(30)]
     frames = make_stream(specs, [10, 20])
-    entered = []
+    entered, decoded = [], []
     monkeypatch.setattr(tes_module.TradingEngineServer, "_enter", lambda self, *args: entered.append(args))
+    decode = p.Codec.decode
+    monkeypatch.setattr(p.Codec, "decode", lambda self, frame: decoded.append(frame) or decode(self, frame))
     made = run(frames, {}, True, monkeypatch, tight=False)
     assert entered == []
+    assert decoded and not set(frames) & set(decoded), "the client frames are read in C, not decoded by msgspec"
     assert made["counts"][:2] == (30, 30)
     commands = msgspec.msgpack.Decoder(list[p.ObsRequest]).decode(b"".join(made["book"][:1]))
     assert [type(command) for command in commands] == [p.BookSubmit] * 10
@@ -498,19 +503,101 @@ def test_a_frame_of_every_kind_of_reply_and_event_is_read_in_c_as_by_the_python(
     assert fast.orders.orders[ids[2]].state.value == "accepted"
 
 
+# ================================================================ client frames read in C
+
+
+@pytest.fixture(scope="module")
+def entry():
+    """A real TES's order entry in C (its reader of client frames)."""
+    with tempfile.TemporaryDirectory(prefix="entry-read-") as tmp:
+        exchange = Exchange(Path(tmp))
+        try:
+            yield exchange.tes.entry
+        finally:
+            exchange.close()
+
+
+INT64 = st.integers(-(2**63), 2**63 - 1)
+CLIENT_ORDER_ID = st.integers(1, 2**63 - 1)
+ASCII_SYMBOL = st.text(st.characters(max_codepoint=127), min_size=1, max_size=16)
+ENTER_ORDERS = st.builds(
+    p.EnterOrder, CLIENT_ORDER_ID, ASCII_SYMBOL, st.sampled_from(Side), st.sampled_from(OrderType),
+    st.sampled_from(TimeInForce), INT64, INT64, INT64, INT64, INT64, st.none() | st.sampled_from(SelfTradePrevention),
+    INT64)
+CANCEL_ORDERS = st.builds(p.CancelOrder, CLIENT_ORDER_ID, INT64)
+CODEC = p.Codec(p.ClientRequest)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ENTER_ORDERS | CANCEL_ORDERS, min_size=1, max_size=40))
+def test_a_frame_of_orders_and_cancels_is_read_in_c_as_msgspec_decodes_it(entry, messages):
+    frame = CODEC.encode(messages)
+    read = entry.read(frame, p.MAX_BATCH)
+    assert read is not None
+    assert len(read) == len(messages) and list(read) == messages == CODEC.decode(frame)
+    assert [type(message) for message in read] == [type(message) for message in messages]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ENTER_ORDERS | CANCEL_ORDERS, min_size=1, max_size=20), st.randoms(use_true_random=False))
+def test_a_damaged_frame_is_read_in_c_as_msgspec_decodes_it_or_left_to_msgspec(entry, messages, rng):
+    frame = damaged(CODEC.encode(messages), rng)
+    read = entry.read(frame, p.MAX_BATCH)
+    try:
+        decoded = CODEC.decode(frame)
+    except (msgspec.DecodeError, msgspec.ValidationError, p.FrameTooLarge):
+        assert read is None, "a frame msgspec refuses is never read in C"
+        return
+    assert read is None or list(read) == decoded
+
+
+LIMIT_ROW = ["EnterOrder", 1, SYMBOL, 0, 0, 0, REFERENCE, 10, 0, 0, 0, None, 0]
+
+
+@pytest.mark.parametrize("row", [
+    ["EnterOrder", 1, "ÄCME", 0, 0, 0, REFERENCE, 10, 0, 0, 0, None, 0],   # a symbol not ASCII
+    LIMIT_ROW[:8],                                                      # the fields left at their defaults
+    ["EnterOrder", 0, SYMBOL, 0, 0, 0, REFERENCE, 10, 0, 0, 0, None, 0],   # client order id 0
+    ["EnterOrder", 1, "", 0, 0, 0, REFERENCE, 10, 0, 0, 0, None, 0],       # an empty symbol
+    ["EnterOrder", 1, "A" * 17, 0, 0, 0, REFERENCE, 10, 0, 0, 0, None, 0],  # a symbol too long
+    ["EnterOrder", 1, SYMBOL, 2, 0, 0, REFERENCE, 10, 0, 0, 0, None, 0],   # no such side
+    ["EnterOrder", 1, SYMBOL, 0, 0, 5, REFERENCE, 10, 0, 0, 0, None, 0],   # no such time in force
+    ["EnterOrder", 1, SYMBOL, 0, 0, 0, REFERENCE, 10, 0, 0, 0, 5, 0],      # no such self-trade prevention
+    ["EnterOrder", 1, SYMBOL, 0, 0, 0, 2**63, 10, 0, 0, 0, None, 0],       # a price beyond int64
+    ["EnterOrder", 1, SYMBOL, 0, 0, 0, 1.5, 10, 0, 0, 0, None, 0],         # a float
+    ["EnterOrder", 1, SYMBOL, True, 0, 0, REFERENCE, 10, 0, 0, 0, None, 0],  # a bool for a side
+    ["CancelOrder", 1],                                                    # a field missing
+    ["Heartbeat"],                                                         # another message
+], ids=["not ascii", "defaults", "id 0", "empty symbol", "long symbol", "side", "tif", "stp", "int64", "float",
+        "bool", "short cancel", "heartbeat"])
+def test_a_frame_with_any_other_message_is_left_to_msgspec(entry, row):
+    assert entry.read(msgspec.msgpack.encode([LIMIT_ROW, row]), p.MAX_BATCH) is None
+    assert entry.read(msgspec.msgpack.encode([LIMIT_ROW, LIMIT_ROW]), p.MAX_BATCH) is not None
+
+
+def test_an_empty_frame_too_many_messages_or_bytes_after_them_are_left_to_msgspec(entry):
+    frame = msgspec.msgpack.encode([LIMIT_ROW] * 3)
+    assert len(entry.read(frame, 3)) == 3
+    assert entry.read(frame, 2) is None
+    assert entry.read(frame + b"\x00", 3) is None
+    assert entry.read(msgspec.msgpack.encode([]), 3) is None
+    with pytest.raises(IndexError):
+        entry.read(frame, 3)[3]
+
+
 def without_last_field(cls):
     """A message class named and tagged as ``cls``, its last field left out."""
     return msgspec.defstruct(cls.__name__, list(cls.__struct_fields__[:-1]), tag=True)
 
 
-@pytest.mark.parametrize("changed", range(4))
-def test_the_order_entry_in_c_refuses_a_message_it_would_write_wrongly(changed):
-    written = [Entered, Requested, p.BookSubmit, p.BookCancel]
-    name = written[changed].__name__
-    written[changed] = without_last_field(written[changed])
+@pytest.mark.parametrize("changed", range(6))
+def test_the_order_entry_in_c_refuses_a_message_it_would_read_or_write_wrongly(changed):
+    messages = [Entered, Requested, p.BookSubmit, p.BookCancel, p.EnterOrder, p.CancelOrder]
+    name = messages[changed].__name__
+    messages[changed] = without_last_field(messages[changed])
     with pytest.raises(TypeError, match=f"^{name} is not the message native/entry.pyx reads or writes: rebuild it"):
-        EntryPath(None, p.EnterOrder, p.CancelOrder, Order, Request, deque, CancelReason.REQUESTED,
-                  ID_BITS, tuple(written))
+        EntryPath(None, messages[4], messages[5], Order, Request, deque, CancelReason.REQUESTED,
+                  ID_BITS, tuple(messages[:4]))
     with pytest.raises(TypeError, match="give their classes"):
         EntryPath(None, p.EnterOrder, p.CancelOrder, Order, Request, deque, CancelReason.REQUESTED,
                   ID_BITS, (Entered, Requested, p.BookSubmit))
