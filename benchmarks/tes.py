@@ -26,8 +26,9 @@ Measured in the same run, each as process CPU time per request:
   clock, `EXCHANGE_STAGES`: by default each stage's CPU time read in one turn in about 16 and
   weighted, as in `bench e2e`; ``cpu`` reads it in every turn, exact, and costs the turns more);
 - the codec floor: msgspec alone decoding and encoding the very frames the TES read and sent
-  (client requests in, commands out, book replies in, reports out), what any TES written in
-  Python must at least do;
+  (client requests in, commands out, book replies in, reports out), what a TES that made an
+  object of every message would spend on that alone (this one reads its common client frames
+  and the books' replies in C, so it can spend less on that part);
 - the ledger alone: a fresh `servers.ledger.Ledger` applying the run's TES journal, as a restart
   replays it (it must end equal to the live ledger), which is the part of the TES's work that
   keeps its book of record (orders, reports, portfolios);
