@@ -31,7 +31,9 @@ Measured in the same run, each as process CPU time per request:
   and the books' replies in C, so it can spend less on that part);
 - the ledger alone: a fresh `servers.ledger.Ledger` applying the run's TES journal, as a restart
   replays it (it must end equal to the live ledger), which is the part of the TES's work that
-  keeps its book of record (orders, reports, portfolios);
+  keeps its book of record (orders, reports, portfolios); it applies the orders' records through
+  the ledger's Python, which the live TES's order entry in C skips, so it may cost more than the
+  TES's turns;
 - the OBS's execute step on the same commands (decoding its frames not included).
 
 The servers' collector settings apply (`servers.collector.settle`). Figures are medians of the

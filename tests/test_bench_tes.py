@@ -47,7 +47,6 @@ def test_a_run_answers_every_request_and_reports_each_part(capsys, monkeypatch):
         assert len(stream["runs"]) == 2
         figures = stream["us_per_message"]
         assert all(figures[part] > 0 for part in ("tes", "floor", "ledger", "obs"))
-        assert figures["ledger"] < figures["tes"]
         assert stream["ratio"]["tes_vs_floor"] == round(figures["tes"] / figures["floor"], 2)
         assert set(stream["stages"]) == {"replies", "receive", "validate", "journal", "send", "reports", "other"}
         assert 0 < sum(stream["stages"].values()) <= figures["tes"] * 1.5
