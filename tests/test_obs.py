@@ -470,22 +470,24 @@ def test_hello_from_before_the_replay_history_says_the_replay_is_incomplete_and_
     stream = commands(250, seed=13)
     with Role(OBS, env) as obs:
         stream_commands(Tes(context, env, tes_id=1), stream, frame=10)
-        # the snapshot near sequence 200 is written in the background: killed before it is,
-        # the OBS would recover from the one near 100, and its history would reach back to 150
+        # the second snapshot (after sequence 200 or later: a turn that took several frames ends
+        # past the interval) is written in the background: killed before it is, the OBS would
+        # recover from the first, and its history would reach back further
         deadline, snapshots = time.monotonic() + 30, tmp_path / "journal-A"
-        while not any(int(path.stem.split("-")[1]) > 151 for path in snapshots.glob("snapshot-*.msgpack")):
-            assert time.monotonic() < deadline, "no snapshot after sequence 151 was written"
+        while (newest := max((int(path.stem.split("-")[1]) for path in snapshots.glob("snapshot-*.msgpack")),
+                             default=0)) < 200:
+            assert time.monotonic() < deadline, "no snapshot after sequence 199 was written"
             time.sleep(0.05)
         obs.kill()
     with Role(OBS, env) as obs:
         tes = Tes(context, env)
-        tes.send(p.Hello(1, 150))
+        tes.send(p.Hello(1, newest - 1))
         (incomplete,) = tes.receive(1)
         assert (type(incomplete), incomplete.replay_complete) == (p.HelloReply, False), \
             "none of the replies it still holds: the TES catches up from the journal, in order"
-        tes.send(p.Hello(1, 200))
-        replies = tes.receive(len(expected_replies(stream, 200, T1)) + 1)
-        assert replies[:-1] == expected_replies(stream, 200, T1)
+        tes.send(p.Hello(1, newest))
+        replies = tes.receive(len(expected_replies(stream, newest, T1)) + 1)
+        assert replies[:-1] == expected_replies(stream, newest, T1)
         assert replies[-1].replay_complete is True
         tes.send(p.Hello(1))
         assert tes.receive(1)[0] == p.HelloReply(["ACME", "BOLT"], replies[-1].max_order_id, 250, True,
