@@ -48,7 +48,7 @@ from native.book import by_value
 from native.constants cimport GTD, LIMIT, MARKET, POST_ONLY
 from native.framing cimport Records
 from native.int64 cimport as_int64
-from native.reader cimport Reader, read_array, read_int, read_str, read_tag
+from native.reader cimport Reader, read_array, read_enum, read_int, read_str, read_tag
 from native.structs cimport check_fields, field, field_offset, set_field
 from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_int, wire_room, wire_str, wire_tagged
 
@@ -88,8 +88,6 @@ cdef enum:
 
 cdef tuple SIDES = by_value(Side), ORDER_TYPES = by_value(OrderType), TIFS = by_value(TimeInForce)
 cdef tuple STPS = by_value(SelfTradePrevention)
-cdef Py_ssize_t SIDE_COUNT = len(SIDES), ORDER_TYPE_COUNT = len(ORDER_TYPES), TIF_COUNT = len(TIFS)
-cdef Py_ssize_t STP_COUNT = len(STPS)
 
 
 ctypedef struct Wanted:     # a client's EnterOrder or CancelOrder, its fields as C integers
@@ -181,16 +179,14 @@ cdef bint _read_enter(Reader* r, Wanted* w) noexcept:
         if <uint8_t>text[k] >= 0x80:
             return False
     w.symbol, w.symbol_size = text, size
-    if not (read_int(r, &w.side) and 0 <= w.side < SIDE_COUNT
-            and read_int(r, &w.order_type) and 0 <= w.order_type < ORDER_TYPE_COUNT
-            and read_int(r, &w.time_in_force) and 0 <= w.time_in_force < TIF_COUNT
-            and read_int(r, &w.price) and read_int(r, &w.quantity) and read_int(r, &w.stop_price)
+    if not (read_enum(r, SIDES, &w.side) and read_enum(r, ORDER_TYPES, &w.order_type)
+            and read_enum(r, TIFS, &w.time_in_force) and read_int(r, &w.price) and read_int(r, &w.quantity) and read_int(r, &w.stop_price)
             and read_int(r, &w.display_quantity) and read_int(r, &w.flags)):
         return False
     if r.pos < r.size and r.data[r.pos] == 0xC0:
         w.stp = NO_STP
         r.pos += 1
-    elif not (read_int(r, &w.stp) and 0 <= w.stp < STP_COUNT):
+    elif not read_enum(r, STPS, &w.stp):
         return False
     return read_int(r, &w.expire_at)
 

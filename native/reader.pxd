@@ -88,6 +88,11 @@ cdef inline bint read_int(Reader* r, int64_t* out) noexcept nogil:
     return True
 
 
+cdef inline bint read_enum(Reader* r, tuple values, int64_t* out) noexcept:
+    """An int that is one of ``values``' (an enum's members, by value; not nogil: it takes the tuple)."""
+    return read_int(r, out) and 0 <= out[0] < len(values)
+
+
 cdef inline bint _size(Reader* r, int count, Py_ssize_t* size) noexcept nogil:
     """A header of a marker and a ``count``-byte size: the size into ``size``, the position after it."""
     if not _room(r, 1 + count):

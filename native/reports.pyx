@@ -37,7 +37,7 @@ from native.book import by_value
 
 from native.constants cimport BUY, REQUESTED
 from native.int64 cimport as_int64
-from native.reader cimport Reader, read_array, read_int, read_str, read_tag, skip
+from native.reader cimport Reader, read_array, read_enum, read_int, read_str, read_tag, skip
 from native.structs cimport check_fields, field, field_offset, set_field
 from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_float, wire_int, wire_room, wire_str, wire_tagged
 
@@ -84,11 +84,6 @@ ctypedef struct Record:
     int64_t f[FIELDS]        # an event's fields in order; an Executed's sequence and time
     Py_ssize_t index         # OTHER: its object in `others`; IS_EXECUTED: its symbol in `symbols`
     Py_ssize_t events        # IS_EXECUTED: how many event records follow
-
-
-cdef inline bint read_enum(Reader* r, tuple values, int64_t* out) noexcept:
-    """An int that is one of ``values``' (an enum's members, by value)."""
-    return read_int(r, out) and 0 <= out[0] < len(values)
 
 
 cdef int64_t SMALL = (<int64_t>1) << 31, LARGE = (<int64_t>1) << 62
