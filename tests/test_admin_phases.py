@@ -137,8 +137,8 @@ def test_only_the_operator_sets_phases_and_only_the_obs_interrupts(exchange):
 
 
 def test_the_schedule_leaves_an_operator_halt_alone_and_resume_hands_it_back(tmp_path):
-    # the call is due 10 s on: starting the exchange and halting ACME must come first, also on a busy machine
-    overrides, (call_at, _) = schedule((10, "call"), (3 * 3600, "continuous"))
+    # the call is due 15 s on: starting the exchange and halting ACME must come first, also on a busy machine
+    overrides, (call_at, _) = schedule((15, "call"), (3 * 3600, "continuous"))
     exchange = Exchange(tmp_path, EXCHANGE__TES__SESSION_TIMEOUT_MS="60000", **overrides)
     try:
         assert main(exchange.env, "phase", "ACME", "halt")[0] == 0

@@ -134,7 +134,7 @@ def test_gtd_by_iso_time_or_nanoseconds_is_accepted_with_its_expiry_and_expires(
     assert by_time.status_code == 201, by_time.text
     assert by_time.json()["expire_at"] == int(later.timestamp()) * 1_000_000_000 + 250_000_000
     assert by_time.json()["time_in_force"] == "gtd"
-    soon = time.time_ns() + 1_500_000_000
+    soon = time.time_ns() + 5_000_000_000  # time to place and list it on a slow machine
     by_ns = place(demo2, side="buy", price=9_901, quantity=1, time_in_force="gtd", expire_at=soon)
     assert by_ns.status_code == 201 and by_ns.json()["expire_at"] == soon, by_ns.text
     listed = {o["order_id"]: o for o in demo2.request("GET", "/v1/orders").json()}

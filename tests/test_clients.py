@@ -311,7 +311,7 @@ def test_an_idle_receive_sends_heartbeats_and_drops_incoming_ones(tes):
     def server():
         tes.read()
         tes.send(p.LogonAccepted("alice", 100, 500))
-        deadline = time.monotonic() + 0.45
+        deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             if tes.socket.poll(20):
                 received.extend(tes.read())
@@ -320,13 +320,15 @@ def test_an_idle_receive_sends_heartbeats_and_drops_incoming_ones(tes):
     thread = tes.answer(server)
     client.logon(5.0)
     messages = []
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + 5.0
     while not messages and time.monotonic() < deadline:
         messages = client.receive(2.0)
-    thread.join(2.0)
+    thread.join(5.0)
 
     assert messages == [order]
-    assert 3 <= received.count(p.Heartbeat()) <= 6, received
+    # ten intervals: a few heartbeats however late the client's wake-ups run (each is timed from
+    # the one before, so lateness only spaces them out), and never more than one an interval
+    assert received == [p.Heartbeat()] * len(received) and 3 <= len(received) <= 11, received
 
 
 def test_enter_cancel_replace_use_fresh_client_order_ids_and_batch_shares_one_frame(tes):
@@ -428,10 +430,12 @@ def test_the_keeper_heartbeats_a_client_left_alone_and_stops_when_its_session_en
     while client.logged_on and time.monotonic() < deadline:
         time.sleep(0.01)
     assert client.ended == replaced, "the keeper took in the LoggedOut while the caller did nothing"
+    while tes.socket.poll(0):  # what crossed the LoggedOut before the keeper took it in
+        tes.read()
     later, quiet_until = [], time.monotonic() + 0.5  # five heartbeat intervals
     while tes.socket.poll(max(0, int((quiet_until - time.monotonic()) * 1000))):
         later.extend(tes.read())
-    assert later in ([], [p.Heartbeat()]), "none after the end (one may have crossed the LoggedOut)"
+    assert later in ([], [p.Heartbeat()]), "none after the end (one may have been on its way as it ended)"
     with pytest.raises(SessionEnded, match=r"replaced by a new logon of the same trader \(3\)"):
         client.enter_order("ACME", BUY, LIMIT, GTC, 100, 5)
     assert client.receive(0.0) == [replaced], "the LoggedOut itself is kept for receive"

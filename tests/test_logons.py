@@ -301,7 +301,7 @@ def test_thirty_wrong_keys_for_one_trader_are_refused_throttled_after_five_witho
     replies, seconds = zip(*(timed(client, "flow1", f"guess-{n}") for n in range(30)), strict=True)
     assert replies[:5] == (BAD_REPLY,) * 5
     assert all(r.reason is R.LOGON_THROTTLED and THROTTLED.fullmatch(r.text) for r in replies[5:])
-    assert median(seconds[5:]) < median(seconds[:5]) / 10
+    assert median(seconds[5:]) < median(seconds[:5]) / 3, "no key derivation (tens of ms) behind a throttled answer"
     assert re.search(r"logons refused: the latest '[^']+' \(.*\); \d+ so far", tes.tes.output()), "the operator is told"
 
 
@@ -341,7 +341,7 @@ def test_a_good_logon_in_a_flood_of_bad_ones_is_answered_at_once_and_a_retry_acc
     assert len(flood_replies) - len(busy) <= 2 * QUEUE
     if isinstance(first, p.LogonRejected):
         assert first.reason is R.LOGON_THROTTLED and BUSY.fullmatch(first.text)
-        assert answered < drained / 4
+        assert answered < drained / 2, "not queued behind the flood's checks"
         retry, retried = timed(good, "bob", "bob-demo-key")
         assert isinstance(retry, p.LogonAccepted) and retried < 1.0
     else:

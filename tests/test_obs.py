@@ -20,7 +20,7 @@ from engine.messages import OrderAccepted, OrderExpired, OrderFilled
 from engine.types import RejectReason, Side
 from servers import obs
 from servers import protocol as p
-from servers.journal import read_records
+from servers.journal import read_discarded, read_records, read_snapshot
 from servers.stream import CONSUMERS_FILE
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -449,8 +449,9 @@ def test_hello_after_a_kill_9_replays_the_replies_the_tes_missed(tmp_path, conte
     stream = commands(600, seed=12)
     with Role(OBS, env) as obs:
         stream_commands(Tes(context, env, tes_id=1), stream[:400], frame=20)
-        Tes(context, env, tes_id=2).send(*stream[400:])
-        time.sleep(0.5)
+        second = Tes(context, env, tes_id=2)
+        second.send(*stream[400:])
+        second.receive(200)  # journaled before it was answered; the Hellos below say they saw less
         obs.kill()
     with Role(OBS, env) as obs:
         tes = Tes(context, env)
@@ -504,11 +505,12 @@ def test_small_snapshot_interval_recovers_from_snapshot_and_journal_tail(tmp_pat
     with Role(OBS, env) as obs:
         stream_commands(Tes(context, env, tes_id=1), stream[:300], frame=7)
         before = observed(context, env)
+        journal_dir = tmp_path / "journal-A"
+        eventually(lambda: len(list(journal_dir.glob("snapshot-*.msgpack"))) >= 2, "fewer than two snapshots")
         obs.kill()
-    journal_dir = tmp_path / "journal-A"
     snapshots = sorted(int(path.stem.split("-")[1]) for path in journal_dir.glob("snapshot-*.msgpack"))
-    # written in the background, so maybe late; and a kill between a snapshot's rename and the
-    # deletion of the oldest (servers.journal.write_snapshot) leaves one more than KEEP_SNAPSHOTS
+    # written in the background; a kill between a snapshot's rename and the deletion of the
+    # oldest (servers.journal.write_snapshot) leaves one more than KEEP_SNAPSHOTS
     assert 2 <= len(snapshots) <= 3 and 25 <= snapshots[0] and snapshots[-1] <= 300, snapshots
     with Role(OBS, env) as obs:
         assert "replayed from byte 0 " not in obs.output()
@@ -517,6 +519,14 @@ def test_small_snapshot_interval_recovers_from_snapshot_and_journal_tail(tmp_pat
         assert [x.sequence for x in stream_commands(tes, stream[300:], frame=5)] == list(range(301, 311))
         assert_books_equal(tes, books)
         assert obs.stop() == 0
+
+
+def eventually(check, what, within=30.0):
+    """Wait until ``check()`` holds (the servers' background writers are slow on a loaded machine)."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
 
 
 def first_data(path):
@@ -533,14 +543,20 @@ def test_journal_behind_the_older_snapshot_is_discarded_and_recovery_still_exact
     stream = commands(4000, seed=14)
     journal_file = tmp_path / "journal-A" / "commands.log"
     with Role(OBS, env) as obs:
-        stream_commands(Tes(context, env, tes_id=1), stream, frame=50)
+        tes = Tes(context, env, tes_id=1)
+        for start in range(0, len(stream), 500):
+            stream_commands(tes, stream[start : start + 500], frame=50)
+            # written in the background, slowly on a loaded machine: waited for, so that the next
+            # one is taken 500 commands later (one at a time: a turn during a write takes none)
+            eventually(lambda: (journal_file.parent / f"snapshot-{start + 500}.msgpack").exists(),
+                       f"no snapshot at sequence {start + 500}")
         before = observed(context, env)
-        deadline = time.monotonic() + 30  # a background snapshot, then the discard: slow on a loaded machine
-        while first_data(journal_file) == 0:
-            assert time.monotonic() < deadline, "the journal's early blocks were never freed"
-            time.sleep(0.05)
+        older = read_snapshot(journal_file.parent / "snapshot-3500.msgpack").journal_offset
+        eventually(lambda: read_discarded(journal_file.parent) == older, "the journal before the older snapshot "
+                   "was never discarded")
+        assert first_data(journal_file) > 0, "its blocks are freed"
         obs.kill()
-    discarded = int((tmp_path / "journal-A" / "discarded-before").read_text())
+    discarded = read_discarded(journal_file.parent)
     end = list(read_records(journal_file.parent, discarded, None))[-1].end
     assert discarded > end // 2
     with Role(OBS, env) as obs:

@@ -257,7 +257,7 @@ def untimed(messages):
 
 
 def test_a_schedule_calls_and_reopens_at_its_times_and_the_uncross_is_published_in_order(tmp_path, context):
-    env, (call_at, reopen_at) = schedule_env(tmp_path, (5, "call"), (8, "continuous"))
+    env, (call_at, reopen_at) = schedule_env(tmp_path, (8, "call"), (11, "continuous"))
     with Role(OBS, env) as obs:
         tes = Tes(context, env, tes_id=1)
         subscriber = Subscriber(context, env, b"ACME.")
@@ -291,7 +291,7 @@ def test_a_schedule_calls_and_reopens_at_its_times_and_the_uncross_is_published_
 
 def test_a_change_missed_while_down_is_made_first_and_a_restart_in_the_call_keeps_phase_and_sequences(
         tmp_path, context):
-    env, (call_at, _) = schedule_env(tmp_path, (6, "call"), (3 * 3600, "continuous"))
+    env, (call_at, _) = schedule_env(tmp_path, (9, "call"), (3 * 3600, "continuous"))
     with Role(OBS, env) as obs:
         first = Tes(context, env, tes_id=1)
         first.send(submit(T1 | 1, BUY, 101, 10))

@@ -144,10 +144,11 @@ def test_a_trade_outside_the_band_calls_for_the_configured_time_then_the_obs_unc
 
 @pytest.mark.parametrize("stop", ["kill", "terminate"])
 def test_a_restart_during_an_interruption_ends_it_at_its_time(tmp_path, context, stop):
-    """With a snapshot every 2 commands the interruption's end is restored from a snapshot."""
-    env = open_env(tmp_path, EXCHANGE__PHASES__INSTRUMENTS=BANDS % 3, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="2")
+    """With a snapshot every 2 commands the interruption's end is restored from a snapshot. The
+    call lasts long enough for the stop and the restart on a slow machine."""
+    env = open_env(tmp_path, EXCHANGE__PHASES__INSTRUMENTS=BANDS % 8, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="2")
     with Role(OBS, env) as obs:
-        interruption, _ = interrupted(env, Tes(context, env, tes_id=1), 3)
+        interruption, _ = interrupted(env, Tes(context, env, tes_id=1), 8)
         snapshot = Path(env["EXCHANGE__SHARDS__0__JOURNAL_DIR"]) / "snapshot-5.msgpack"
         deadline = time.monotonic() + 5
         while not snapshot.exists():
@@ -160,7 +161,7 @@ def test_a_restart_during_an_interruption_ends_it_at_its_time(tmp_path, context,
     with Role(OBS, env) as obs:
         assert "replayed from byte 0 " not in obs.output(), "restored from the snapshot"
         assert Tes(context, env).view("ACME").phase == CALL
-        ((sequence, stamp, command),) = phase_records(env, 2)[1:]
+        ((sequence, stamp, command),) = phase_records(env, 2, timeout=30)[1:]
         assert (sequence, command) == (6, p.BookSetPhase("ACME", CONTINUOUS, VOLATILITY))
         assert stamp >= interruption.until
         assert obs.stop() == 0
