@@ -75,6 +75,14 @@ on stderr with exit status 2, never a traceback. The logic lives in ``engine``;
 this module only parses arguments and wires the pieces together.
 """
 
+import os
+
+# Before NumPy loads OpenBLAS: one thread, the caller's. The exchange does no linear algebra large
+# enough to share out, and OpenBLAS's worker thread spins for about 50 ms of CPU at every start
+# (and after each call it is given), taken from the servers on a small machine. A value already in
+# the environment is kept.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import importlib
 import json

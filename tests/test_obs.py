@@ -548,8 +548,8 @@ def test_journal_behind_the_older_snapshot_is_discarded_and_recovery_still_exact
             stream_commands(tes, stream[start : start + 500], frame=50)
             # written in the background, slowly on a loaded machine: waited for, so that the next
             # one is taken 500 commands later (one at a time: a turn during a write takes none)
-            eventually(lambda: (journal_file.parent / f"snapshot-{start + 500}.msgpack").exists(),
-                       f"no snapshot at sequence {start + 500}")
+            snapshot = journal_file.parent / f"snapshot-{start + 500}.msgpack"
+            eventually(snapshot.exists, f"no snapshot at sequence {start + 500}")
         before = observed(context, env)
         older = read_snapshot(journal_file.parent / "snapshot-3500.msgpack").journal_offset
         eventually(lambda: read_discarded(journal_file.parent) == older, "the journal before the older snapshot "
