@@ -4,6 +4,7 @@ Only the reference engine is exercised here; the native engine has its own tests
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,23 @@ def test_workload_rejects_bad_arguments_cleanly(args, phrase, tmp_path):
 
 def test_no_command_is_a_clean_error():
     assert_clean_error(run(), "COMMAND")
+
+
+def openblas(given: str | None) -> tuple[str, int]:
+    """OPENBLAS_NUM_THREADS and the threads of a process that imported main, then NumPy, with
+    ``given`` in its environment (None: unset)."""
+    script = ("import os, main, numpy; "
+              "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))")
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          check=True)
+    value, threads = done.stdout.split()
+    return value, int(threads)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in Linux's /proc")
+def test_main_runs_openblas_on_one_thread_unless_the_environment_says_otherwise():
+    assert openblas(None) == ("1", 1), "no OpenBLAS worker thread beside the caller's"
+    assert openblas("3")[0] == "3"
