@@ -53,12 +53,12 @@ from bisect import bisect_left
 from collections import deque
 from enum import IntEnum
 from pathlib import Path
-from time import perf_counter_ns, thread_time_ns
 
 import numpy as np
 
 from config.settings import ConfigError
-from native.histogram import count_since
+from native.histogram import Buckets
+from native.stopwatch import Stopwatch, read_cost_ns
 from servers.journal import write_atomically
 
 STATUS_FILE = "status.json"
@@ -95,11 +95,13 @@ class LatencyHistogram:
     status writer) closes it into a ring of the last `WINDOW` periods and the totals since
     the start."""
 
-    __slots__ = ("counts", "maximum", "_ring", "_window", "_total", "_total_max")
+    __slots__ = ("counts", "maximum", "_buckets", "_ring", "_window", "_total", "_total_max")
 
     def __init__(self) -> None:
         self.counts = np.zeros(len(BOUNDS_NS) + 1, dtype=np.int64)
         """The current period's count per bucket."""
+        self._buckets = Buckets(self.counts, _BOUNDS_NS)
+        """`add_since`'s counting into ``counts``, in C."""
         self.maximum = 0
         """The current period's longest duration, ns."""
         self._ring: deque[tuple[np.ndarray, int]] = deque()
@@ -115,7 +117,7 @@ class LatencyHistogram:
 
     def add_since(self, starts: list[int], now: int) -> None:
         """Count the durations from each of ``starts`` to ``now`` (the same clock, ns), in C."""
-        longest = count_since(self.counts, _BOUNDS_NS, starts, now)
+        longest = self._buckets.count_since(starts, now)
         if longest > self.maximum:
             self.maximum = longest
 
@@ -129,6 +131,7 @@ class LatencyHistogram:
         self._total += counts
         self._total_max = max(self._total_max, self.maximum)
         self.counts = np.zeros_like(counts)
+        self._buckets = Buckets(self.counts, _BOUNDS_NS)
         self.maximum = 0
 
     def window(self) -> dict | None:
@@ -174,7 +177,7 @@ OTHER = "other"
 
 class Stages:
     """Where a server's loop spends its time, stage by stage: a stopwatch read once at each stage
-    boundary of a loop turn (never per message), its laps added to plain ints.
+    boundary of a loop turn (never per message), its laps added to C integers.
 
     ``lap(stage)`` gives the time since the previous lap to ``stage`` (an index into ``names``)
     and counts one lap of it. The loop laps at the end of every stage it runs, ``other`` before
@@ -183,27 +186,28 @@ class Stages:
     ``idle``. A *turn* here runs from one ``idle`` lap to the next: a loop turn's work, then its
     wait for input.
 
-    The wall clock (`time.perf_counter_ns`, about 0.05 µs) is read at every lap. The thread's
-    CPU time (`time.thread_time_ns`) is a system call, about 0.5 µs here: read at every lap of
-    every turn (the "cpu" clock) it cost the TES about a quarter of a turn of one request in
-    `bench tes`. So by default (the "sampled" clock) a turn reads it at each of its laps only
-    when chosen, before it begins: at random, one in `SAMPLE_TURNS` on average (the gaps between
-    them uniform in 1 .. 2 x `SAMPLE_TURNS` - 1, so no periodic pattern of the loop's turns can
-    line up with them), or always after a turn busy for `LONG_TURN_NS` or longer (few, long
-    turns at high rates, where the readings cost little and sampling them would be noisy; the
-    busy time holds the journal's fsync, so at 10,000/s, where an fsync takes 0.1-0.3 ms, the
-    bound must be well above it, or nearly every turn would be read). Each
-    chosen turn's CPU time is added to ``cpu_ns`` weighted by the inverse of the chance it had
-    of being chosen (`SAMPLE_TURNS`, or 1), so ``cpu_ns`` is an unbiased estimate of every
-    turn's CPU time per stage (the Horvitz-Thompson estimator), and so is its change over any
-    stretch of turns; ``cpu_turns`` counts the turns read. The "cpu" clock chooses every turn,
-    each weighing 1: exact. With "wall", no CPU time; with "off", `lap` does nothing.
+    A lap is one call into C (`native.stopwatch.Stopwatch`, about 0.1 µs with its clock read; 0.3 µs
+    when it was Python). The wall clock (the clock of `time.perf_counter_ns`) is read at every lap.
+    The thread's CPU time (that of `time.thread_time_ns`) is a system call, about 0.25 µs here: read
+    at every lap of every turn (the "cpu" clock) it cost the TES about a quarter of a turn of one
+    request in `bench tes`. So by default (the "sampled" clock) a turn reads it at each of its laps
+    only when chosen, before it begins: at random, one in `SAMPLE_TURNS` on average (the gaps
+    between them uniform in 1 .. 2 x `SAMPLE_TURNS` - 1, so no periodic pattern of the loop's turns
+    can line up with them), or always after a turn busy for `LONG_TURN_NS` or longer (few, long
+    turns at high rates, where the readings cost little and sampling them would be noisy; the busy
+    time holds the journal's fsync, so at 10,000/s, where an fsync takes 0.1-0.3 ms, the bound must
+    be well above it, or nearly every turn would be read). Each chosen turn's CPU time is added to
+    ``cpu_ns`` weighted by the inverse of the chance it had of being chosen (`SAMPLE_TURNS`, or 1),
+    so ``cpu_ns`` is an unbiased estimate of every turn's CPU time per stage (the Horvitz-Thompson
+    estimator), and so is its change over any stretch of turns; ``cpu_turns`` counts the turns read.
+    The "cpu" clock chooses every turn, each weighing 1: exact. With "wall", no CPU time; with
+    "off", `lap` does nothing.
 
     The time between two readings holds one reading's own cost, so that cost (``read_ns``,
     measured when the stopwatch is made) is taken off each lap's CPU time. What a reading
     disturbs after it (caches, branch predictors) stays in: in `bench tes`'s turns of one request
     the stages' CPU adds up to a few µs more than the turn's measured around it. The wall time of
-    a chosen turn still holds its readings, about 0.5 µs a lap.
+    a chosen turn still holds its readings, about 0.25 µs a lap.
 
     Parameters
     ----------
@@ -215,8 +219,7 @@ class Stages:
         The random numbers choosing the turns ("sampled"; default: a fresh `random.Random`).
     """
 
-    __slots__ = ("names", "clock", "wall_ns", "cpu_ns", "laps", "cpu_turns", "read_ns", "lap", "_wall", "_cpu",
-                 "_idle", "_began", "_weight", "_countdown", "_every", "_gap")
+    __slots__ = ("names", "clock", "read_ns", "lap", "_watch")
 
     def __init__(self, names: tuple[str, ...], clock: str | None = None, rng: random.Random | None = None) -> None:
         if IDLE not in names or OTHER not in names:
@@ -226,71 +229,40 @@ class Stages:
             raise ConfigError(f"{STAGES_ENV}={clock!r}: the stages' clock is {', '.join(CLOCKS[:-1])} or off")
         self.names = names
         self.clock = clock
-        self.wall_ns = [0] * len(names)
-        self.cpu_ns = [0] * len(names)
-        """Each stage's CPU time, ns, estimated from the turns read (exact with "cpu")."""
-        self.laps = [0] * len(names)
-        self.cpu_turns = 0
-        """The turns ended whose CPU time was read."""
         self.read_ns = read_cost_ns() if clock in ("cpu", "sampled") else 0
         """What one reading of the thread's CPU time costs in CPU time, taken off each stage's
         time between two readings (which holds one reading's cost)."""
-        self._idle = names.index(IDLE)
-        self._every = SAMPLE_TURNS if clock == "sampled" else 1
-        self._gap = (rng or random.Random()).randrange
-        self._wall = self._cpu = self._began = 0
-        self._weight = 0
-        """The turn in hand's weight: 0 if its CPU time is not read, else the inverse of its chance of being read."""
-        self._countdown = 0
+        mode = "cpu" if clock in ("cpu", "sampled") else clock
+        self._watch = Stopwatch(len(names), names.index(IDLE), mode, SAMPLE_TURNS if clock == "sampled" else 1,
+                                LONG_TURN_NS, self.read_ns, (rng or random.Random()).randrange)
+        self.lap = self._watch.lap
+        """``lap(stage)``: the stopwatch's lap, in C (`native.stopwatch`)."""
         self.start()
-        self.lap = {"wall": self._lap_wall, "cpu": self._lap_cpu, "sampled": self._lap_cpu,
-                    "off": self._lap_off}[clock]
 
     def start(self) -> None:
         """Start the stopwatch again (when the loop starts: what came before it is no stage's),
         and a turn, chosen like any other (the first turns are no likelier to be chosen than the rest)."""
-        self._wall = self._began = perf_counter_ns()
-        self._weight = 0
-        self._countdown = self._gap(1, 2 * self._every)
-        if self.clock in ("cpu", "sampled"):
-            self._choose(0)
+        self._watch.start()
 
-    def _lap_wall(self, stage: int) -> None:
-        now = perf_counter_ns()
-        self.wall_ns[stage] += now - self._wall
-        self._wall = now
-        self.laps[stage] += 1
+    @property
+    def wall_ns(self) -> list[int]:
+        """Each stage's wall time, ns."""
+        return self._watch.wall_ns
 
-    def _lap_cpu(self, stage: int) -> None:
-        now = perf_counter_ns()
-        self.wall_ns[stage] += now - self._wall
-        self.laps[stage] += 1
-        if self._weight:
-            cpu = thread_time_ns()
-            spent = cpu - self._cpu - self.read_ns
-            if spent > 0:
-                self.cpu_ns[stage] += spent * self._weight
-            self._cpu = cpu
-        if stage == self._idle:
-            # the turn that ends here was busy from its start to the lap before this one
-            self.cpu_turns += self._weight > 0
-            self._choose(self._wall - self._began)
-            self._began = now
-        self._wall = now
+    @property
+    def cpu_ns(self) -> list[int]:
+        """Each stage's CPU time, ns, estimated from the turns read (exact with "cpu")."""
+        return self._watch.cpu_ns
 
-    def _choose(self, busy_ns: int) -> None:
-        """A turn begins after one busy for ``busy_ns``: read the CPU clock through it if it is chosen."""
-        self._countdown -= 1
-        chosen = not self._countdown
-        if chosen:
-            self._countdown = self._gap(1, 2 * self._every)
-        weight = 1 if busy_ns >= LONG_TURN_NS else self._every if chosen else 0
-        if weight and not self._weight:
-            self._cpu = thread_time_ns()
-        self._weight = weight
+    @property
+    def laps(self) -> list[int]:
+        """Each stage's laps."""
+        return self._watch.laps
 
-    def _lap_off(self, stage: int) -> None:
-        pass
+    @property
+    def cpu_turns(self) -> int:
+        """The turns ended whose CPU time was read."""
+        return self._watch.cpu_turns
 
     def totals(self) -> dict:
         """The ``stages`` of the status document (see the module docstring)."""
@@ -298,19 +270,6 @@ class Stages:
         return {"clock": self.clock, "names": list(self.names), "wall_ns": list(self.wall_ns),
                 "cpu_ns": list(self.cpu_ns) if timed else None, "cpu_turns": self.cpu_turns if timed else None,
                 "laps": list(self.laps)}
-
-
-def read_cost_ns(reads: int = 100, runs: int = 5) -> int:
-    """The CPU time one `time.thread_time_ns` costs, ns: the least over ``runs`` of the CPU time
-    ``reads`` readings in a row took, per reading."""
-    least = None
-    for _ in range(runs):
-        first = last = thread_time_ns()
-        for _ in range(reads):
-            last = thread_time_ns()
-        per_read = (last - first) // reads
-        least = per_read if least is None else min(least, per_read)
-    return least
 
 
 class StatusFile:

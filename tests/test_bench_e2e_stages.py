@@ -124,6 +124,16 @@ def test_the_off_clock_counts_nothing_and_the_environment_chooses_the_clock(monk
     assert Stages(NAMES).clock == "sampled"
 
 
+@pytest.mark.parametrize("clock", ["wall", "cpu", "sampled"])
+def test_a_lap_to_a_stage_that_is_not_one_raises_and_counts_nothing(clock):
+    watch = Stages(NAMES, clock)
+    watch.lap(RECEIVE)
+    for stage in (len(NAMES), -1):
+        with pytest.raises(IndexError, match=f"stage {stage} of 3"):
+            watch.lap(stage)
+    assert watch.laps == [0, 1, 0]
+
+
 def test_an_unknown_clock_or_stages_without_idle_and_other_are_refused():
     with pytest.raises(ConfigError, match="EXCHANGE_STAGES='tsc': the stages' clock is sampled, cpu, wall or off"):
         Stages(NAMES, "tsc")

@@ -84,7 +84,7 @@ def test_add_since_counts_each_duration_from_its_start_to_now():
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.integers(-10**6, 2 * 10**11), max_size=60), st.integers(0, 10**12))
 def test_add_since_counts_in_the_bucket_bisect_finds_and_keeps_the_longest(durations, now):
-    # count_since (C) against the rule it implements: bucket = bisect_left(BOUNDS_NS, duration),
+    # Buckets.count_since (C) against the rule it implements: bucket = bisect_left(BOUNDS_NS, duration),
     # durations exactly on a bound, below every bound (negative too) and beyond the last included
     durations += [BOUNDS_NS[0], BOUNDS_NS[7], BOUNDS_NS[7] + 1, BOUNDS_NS[-1], BOUNDS_NS[-1] + 1]
     histogram = LatencyHistogram()
