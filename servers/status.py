@@ -189,8 +189,8 @@ class Stages:
     A lap is one call into C (`native.stopwatch.Stopwatch`, about 0.1 µs with its clock read; 0.3 µs
     when it was Python). The wall clock (the clock of `time.perf_counter_ns`) is read at every lap.
     The thread's CPU time (that of `time.thread_time_ns`) is a system call, about 0.25 µs here: read
-    at every lap of every turn (the "cpu" clock) it cost the TES about a quarter of a turn of one
-    request in `bench tes`. So by default (the "sampled" clock) a turn reads it at each of its laps
+    at every lap of every turn (the "cpu" clock) it costs the TES a few µs a turn, about a tenth of
+    a turn of one request in `bench tes`. So by default (the "sampled" clock) a turn reads it at each of its laps
     only when chosen, before it begins: at random, one in `SAMPLE_TURNS` on average (the gaps
     between them uniform in 1 .. 2 x `SAMPLE_TURNS` - 1, so no periodic pattern of the loop's turns
     can line up with them), or always after a turn busy for `LONG_TURN_NS` or longer (few, long
