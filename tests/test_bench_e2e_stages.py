@@ -293,7 +293,10 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
         # the loop's work fits in the run, and its CPU in its wall time
         assert 0 < figures["busy_us"] * run["sent"] / 1e6 < run["duration_s"] + stages.FRESH_TIMEOUT_S
         assert figures["busy_cpu_us"] <= figures["busy_us"] * 1.05
-        assert 0 < figures["stages"]["receive"]["laps"] <= run["sent"]
+        # a turn that read input per order at most (one order a frame at this rate), and the turns of
+        # the load generator's own session frames (its logon, its book query, its mass cancel and its
+        # logout), which fall in the run too: every order had its own turn in a fast run
+        assert 0 < figures["stages"]["receive"]["laps"] <= run["sent"] + 4
     tes_stages = run["stages"]["tes"]["stages"]
     assert tes_stages["receive"]["laps"] == tes_stages["validate"]["laps"]
     obs_stages = run["stages"]["obs"]["stages"]
