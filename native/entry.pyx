@@ -180,8 +180,8 @@ cdef bint _read_enter(Reader* r, Wanted* w) noexcept:
             return False
     w.symbol, w.symbol_size = text, size
     if not (read_enum(r, SIDES, &w.side) and read_enum(r, ORDER_TYPES, &w.order_type)
-            and read_enum(r, TIFS, &w.time_in_force) and read_int(r, &w.price) and read_int(r, &w.quantity) and read_int(r, &w.stop_price)
-            and read_int(r, &w.display_quantity) and read_int(r, &w.flags)):
+            and read_enum(r, TIFS, &w.time_in_force) and read_int(r, &w.price) and read_int(r, &w.quantity)
+            and read_int(r, &w.stop_price) and read_int(r, &w.display_quantity) and read_int(r, &w.flags)):
         return False
     if r.pos < r.size and r.data[r.pos] == 0xC0:
         w.stp = NO_STP
