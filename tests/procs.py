@@ -8,7 +8,7 @@ import zmq
 from servers.processes import REPO, Role, endpoint, exchange_env, free_port
 from servers.security import Keys, connect_curve, shard_key_name
 
-__all__ = ["REPO", "Role", "as_role", "bare", "endpoint", "exchange_env", "free_port"]
+__all__ = ["REPO", "Role", "as_role", "bare", "endpoint", "eventually", "exchange_env", "free_port"]
 
 STARTED = time.time_ns()
 """No exchange time a test sees can be earlier than this."""
@@ -44,3 +44,12 @@ def as_role(socket: zmq.Socket, env: dict[str, str], role: str = "tes", shard: s
     keys = Keys(env["EXCHANGE__SECURITY__KEYS_DIR"])
     connect_curve(socket, keys.own(role), keys.public(shard_key_name(shard)))
     return socket
+
+
+def eventually(check, what: str, within: float = 30.0) -> None:
+    """Wait until ``check()`` holds, failing with ``what`` after ``within`` seconds (a server's
+    background writers, its snapshots and discards, are slow on a loaded machine)."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)

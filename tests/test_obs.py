@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import zmq
 from obs_streams import commands
-from procs import REPO, Role, as_role, bare, endpoint, exchange_env
+from procs import REPO, Role, as_role, bare, endpoint, eventually, exchange_env
 
 from config.settings import load_config
 from engine.book import ReferenceBook
@@ -466,6 +466,11 @@ def test_hello_after_a_kill_9_replays_the_replies_the_tes_missed(tmp_path, conte
         assert obs.stop() == 0
 
 
+def newest_snapshot(directory) -> int:
+    """The sequence of the newest snapshot in ``directory`` (0: none)."""
+    return max((int(path.stem.split("-")[1]) for path in directory.glob("snapshot-*.msgpack")), default=0)
+
+
 def test_hello_from_before_the_replay_history_says_the_replay_is_incomplete_and_sends_none(tmp_path, context):
     env = open_env(tmp_path, EXCHANGE__JOURNAL__SNAPSHOT_EVERY="100")
     stream = commands(250, seed=13)
@@ -474,11 +479,9 @@ def test_hello_from_before_the_replay_history_says_the_replay_is_incomplete_and_
         # the second snapshot (after sequence 200 or later: a turn that took several frames ends
         # past the interval) is written in the background: killed before it is, the OBS would
         # recover from the first, and its history would reach back further
-        deadline, snapshots = time.monotonic() + 30, tmp_path / "journal-A"
-        while (newest := max((int(path.stem.split("-")[1]) for path in snapshots.glob("snapshot-*.msgpack")),
-                             default=0)) < 200:
-            assert time.monotonic() < deadline, "no snapshot after sequence 199 was written"
-            time.sleep(0.05)
+        snapshots = tmp_path / "journal-A"
+        eventually(lambda: newest_snapshot(snapshots) >= 200, "no snapshot after sequence 199 was written")
+        newest = newest_snapshot(snapshots)
         obs.kill()
     with Role(OBS, env) as obs:
         tes = Tes(context, env)
@@ -519,14 +522,6 @@ def test_small_snapshot_interval_recovers_from_snapshot_and_journal_tail(tmp_pat
         assert [x.sequence for x in stream_commands(tes, stream[300:], frame=5)] == list(range(301, 311))
         assert_books_equal(tes, books)
         assert obs.stop() == 0
-
-
-def eventually(check, what, within=30.0):
-    """Wait until ``check()`` holds (the servers' background writers are slow on a loaded machine)."""
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
 
 
 def first_data(path):
