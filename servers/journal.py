@@ -345,9 +345,10 @@ class Journal:
             self._syncer = threading.Thread(target=self._sync_at_intervals, name="journal-fsync", daemon=True)
             self._syncer.start()
 
-    def append(self, records: Iterable[tuple[int, bytes]] | Records) -> bool:
+    def append(self, records: Iterable[tuple[int, bytes]] | Records, sync: bool = True) -> bool:
         """Write a group of ``(sequence, payload)`` records, or records already framed
-        (`native.framing.Records`), with one write, then fsync per policy.
+        (`native.framing.Records`), with one write, then fsync per policy; with ``sync``
+        False the "batch" policy's fsync is left to the caller's `flush`.
 
         False if the group was not written: the write failed (the file is cut back to where
         the group began, ``unwritable`` says why), or an earlier one did less than
@@ -368,7 +369,8 @@ class Journal:
         self.offset += written
         self.unwritable = self.failed
         if self._policy == "batch":
-            self._fsync()
+            if sync:
+                self._fsync()
         elif self._policy == "interval":
             self._written.set()
         return True
@@ -463,9 +465,11 @@ class Journal:
         write_atomically(self.directory / DISCARDED_FILE, f"{self.discarded}\n".encode())
         log.warning("%s: the file system cannot free discarded journal blocks; the journal keeps growing", self.path)
 
-    def close(self) -> None:
+    def close(self, stopped_file: str | None = None) -> None:
         """Stop the interval thread, fsync what is not yet durable and cut off the room (not
-        after a failed fsync), close the file and release the directory's lock."""
+        after a failed fsync), close the file and release the directory's lock. With
+        ``stopped_file``, once all is durable and before the lock is released, that file in the
+        directory is written with the journal's length (a line), to say so."""
         if self._syncer is not None:
             self._closing.set()
             self._written.set()
@@ -477,6 +481,12 @@ class Journal:
                     self.flush()
                     with contextlib.suppress(OSError):  # the room left is harmless: recovery keeps it
                         os.ftruncate(self._fd, self.offset)
+                    if stopped_file is not None:
+                        try:
+                            write_atomically(self.directory / stopped_file, f"{self.offset}\n".encode())
+                        except OSError as exc:
+                            log.warning("%s: could not record a clean stop (%s): the next start takes it for "
+                                        "a crash", self.path, exc.strerror)
             finally:
                 os.close(self._fd)
                 self._fd = -1
@@ -635,7 +645,7 @@ def move_tail(path: Path, offset: int, kind: str) -> tuple[Path, int]:
                 shutil.copyfileobj(source, target, SCAN_BYTES)
                 target.flush()
                 os.fsync(target.fileno())
-            _sync_directory(path.parent)
+            sync_directory(path.parent)
         except OSError:
             side.unlink(missing_ok=True)
             raise
@@ -842,10 +852,11 @@ def write_atomically(path: Path, *chunks: bytes, durable: bool = True) -> None:
         temporary.unlink(missing_ok=True)
         raise
     if durable:
-        _sync_directory(path.parent)
+        sync_directory(path.parent)
 
 
-def _sync_directory(directory: Path) -> None:
+def sync_directory(directory: Path) -> None:
+    """fsync ``directory``, making the names created, renamed or removed in it durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

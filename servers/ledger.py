@@ -35,7 +35,9 @@ any order and several TES processes agree.
 The live server builds each record, applies it (which gives the reports to send) and
 journals it; the group of a loop turn is written to the TES journal (``tes.journal_dir``,
 the OBS's format: `servers.journal`) before anything that follows from it leaves the
-process. Recovery applies the journaled records in order through the same `apply` (no
+process, and fsynced before anything leaves but the reports of a lone book server's replies
+(`servers.tes`). Closing the journal writes `STOPPED_FILE`; a journal opened without it was
+not closed (`LedgerJournal.unclean`). Recovery applies the journaled records in order through the same `apply` (no
 clock is read: times are in the records): the same state, the same reports with the same
 numbers. Then each book server's Hello, naming the last sequence the ledger holds, brings
 the replies the TES missed while it was down, and the commands in flight are answered.
@@ -67,6 +69,7 @@ from servers.journal import (
     RecoveryError,
     read_discarded,
     read_records,
+    sync_directory,
     write_atomically,
 )
 from servers.orders import REQUESTED, STOPS, Order, OrderRegistry, Report, Request, Trade
@@ -77,6 +80,9 @@ log = logging.getLogger(__name__)
 
 ID_BITS = 48
 ID_MASK = (1 << ID_BITS) - 1
+STOPPED_FILE = "stopped"
+"""Written when the TES journal is closed, durable to its end: the journal's length. Removed when
+it is opened again."""
 REPORTS_KEPT = 10_000
 """Each trader's latest reports kept to be sent again at a logon (older ones are not)."""
 BUY, SELL = Side.BUY, Side.SELL
@@ -509,9 +515,14 @@ class LedgerJournal:
                     size = (directory / JOURNAL_FILE).stat().st_size
                     log.info("recovering the ledger: sequence %d, journal byte %d of %d (%d%% of the records to "
                              "replay)", self.sequence, end, size, percent(end - offset, size - offset))
+            stopped = _stopped_at(directory, end)
         except BaseException:
             lock.release()
             raise
+        self.unclean = bool(records or offset) and not stopped
+        """The journal holds records and the last process to use it did not close it (a crash:
+        of the process, or of the machine, which may have lost records written but not yet
+        fsynced; see `servers.tes`)."""
         self.journal = Journal(directory, config, end, lock)
         self.snapshot_sequence = self.sequence
         self._snapshot_offsets: deque[int] = deque([offset] if offset else [], maxlen=KEEP_SNAPSHOTS)
@@ -529,13 +540,14 @@ class LedgerJournal:
         self.sequence += 1
         self.pending.add(self.sequence, self._encode(record))
 
-    def write(self) -> bool:
-        """Write the queued records with one write (fsync per policy); False if the journal
-        cannot take them (raises `servers.journal.JournalFailed` after a failed fsync). Takes
-        a snapshot every ``snapshot_every`` records."""
+    def write(self, sync: bool = True) -> bool:
+        """Write the queued records with one write (fsync per policy; with ``sync`` False the
+        "batch" policy's fsync waits for `sync`); False if the journal cannot take them (raises
+        `servers.journal.JournalFailed` after a failed fsync). Takes a snapshot every
+        ``snapshot_every`` records."""
         if not self.pending:
             return True
-        if not self.journal.append(self.pending):
+        if not self.journal.append(self.pending, sync):
             return False
         self.pending.clear()
         if self.sequence - self.snapshot_sequence >= self.snapshot_every and (
@@ -544,6 +556,10 @@ class LedgerJournal:
             state = self.ledger.state(self.sequence, self.journal.offset)
             self._written = self._writer.submit(self._write_snapshot, state)
         return True
+
+    def sync(self) -> None:
+        """Make every record written durable (raises `servers.journal.JournalFailed` if the fsync fails)."""
+        self.journal.flush()
 
     def _write_snapshot(self, state: LedgerState) -> None:
         """On the writer thread: the journal durable up to the snapshot, the snapshot, then the
@@ -567,8 +583,23 @@ class LedgerJournal:
                       "journal alone rebuilds it)", state.sequence, exc)
 
     def close(self) -> None:
+        """Close the journal, everything written durable, and say so in `STOPPED_FILE` (not
+        after a failed fsync)."""
         self._writer.shutdown(wait=True)
-        self.journal.close()
+        self.journal.close(STOPPED_FILE)
+
+
+def _stopped_at(directory: Path, end: int) -> bool:
+    """Whether `STOPPED_FILE` says the journal was closed at byte ``end``, where its records end
+    now; the file is removed, durably, either way (the journal is about to be written again)."""
+    path = directory / STOPPED_FILE
+    try:
+        stopped = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    path.unlink()
+    sync_directory(directory)
+    return stopped == f"{end}\n".encode()
 
 
 def _snapshot_paths(directory: Path) -> list[Path]:

@@ -902,6 +902,18 @@ ARRAY_HEADER_BYTES = 5
 """The most a msgpack array's header takes (array32); `join_frames` counts it whatever its form."""
 
 
+def frame_length(frame: bytes) -> int:
+    """How many messages a frame `join_frames` made holds: its array header's count."""
+    first = frame[0]
+    if first & 0xF0 == 0x90:
+        return first & 0x0F
+    if first == 0xDC:
+        return int.from_bytes(frame[1:3], "big")
+    if first == 0xDD:
+        return int.from_bytes(frame[1:5], "big")
+    raise ValueError(f"not a frame: it starts with {first:#04x}, not an array's header")
+
+
 def _array_header(count: int) -> bytes:
     """The msgpack header of an array of ``count`` items, as msgspec writes it."""
     if count < 16:

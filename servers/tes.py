@@ -58,10 +58,14 @@ Durability
 ----------
 Everything that must survive the server is in its `servers.ledger.Ledger` (orders,
 portfolios, client order ids, each trader's numbered reports), changed only by
-records the server journals before anything that follows from them leaves the process.
-A restarted TES replays its journal, then each book server's Hello brings the replies
-it missed. Sessions and rate limits start afresh: traders log on again, and are sent
-the reports they missed (`Logon.after_report`).
+records the server journals before anything that follows from them leaves the process,
+and fsyncs (journal ``fsync = "batch"``) before anything leaves but one thing: with one
+book server, the reports of its replies go first (`_send_replies_first`), since they can
+be made again. A restarted TES replays its journal, then each book server's Hello brings
+the replies it missed; after a crash (the journal not closed) logons wait until every book
+server has answered, so the replies a crash of the machine took from the journal make the
+same reports again before anything else is numbered. Sessions and rate limits start afresh:
+traders log on again, and are sent the reports they missed (`Logon.after_report`).
 """
 
 import logging
@@ -285,6 +289,15 @@ class TradingEngineServer:
         self.answered: list[int] = []
         """When the frames were read of the orders answered this turn (their latency ends at `_flush`)."""
         self.stages = Stages(STAGES)
+        self.replies_first = config.journal.fsync == "batch" and len(config.shards) == 1
+        """Send the reports of a book server's replies before the turn's fsync (`_send_replies_first`):
+        with the "batch" policy (the others never wait for an fsync) and one book server."""
+        self.recovering = self.journal.unclean
+        """The last run did not close the journal: logons wait until every book server has
+        answered its Hello, and sent again the replies the journal may have lost (`_greeted`)."""
+        if self.recovering:
+            log.warning("the TES journal in %s was not closed: logons wait until every book server has sent again "
+                        "what this TES may have lost", settings.journal_dir)
         self.route = Routing(self, ANSWERS, p.OrderAccepted, p.OrderRejected,
                              (p.OrderAccepted, p.OrderFilled, p.OrderCanceled)).route
         """Queue each report ``(trader, report)`` of a list for its trader's current session (kept in the
@@ -403,7 +416,7 @@ class TradingEngineServer:
         lap(REPLIES)
         if self.clients in ready:
             self._read_clients(now)
-        if self.logons.pending:
+        if self.logons.pending and not self.recovering:
             self._finish_logons(now)
         for shard in self.shards.values():
             if not shard.ready and shard.catch_up is None and now >= shard.next_hello:
@@ -996,6 +1009,9 @@ class TradingEngineServer:
         log.info("shard %s ready (last sequence %d, order ids continue at %d)", shard.name, reply.last_sequence,
                  self.ledger.counter)
         shard.ready = True
+        if self.recovering and all(other.ready for other in self.shards.values()):
+            self.recovering = False
+            log.info("every book server has sent again what this TES missed: logons are taken")
 
     def _record(self, record) -> list:
         """Apply ``record`` to the ledger, queue it for the journal and the reports it made for
@@ -1010,10 +1026,19 @@ class TradingEngineServer:
 
     def _flush(self, now: float) -> None:
         """Write the ledger's journal, then send one frame (or a few, if large) per shard and
-        per client for everything queued: nothing leaves before the records it follows from."""
+        per client for everything queued: nothing leaves before the records it follows from are
+        durable, except, with `replies_first`, the reports of a book server's replies (see
+        `_send_replies_first`)."""
         lap = self.stages.lap
         encode_one = self.encode_one
-        self._write_journal()
+        if self.replies_first and self.outbox and self.journal.pending:
+            self._write_journal(sync=False)
+            lap(JOURNAL)
+            self._send_replies_first(now)
+            lap(REPORTS)
+            self._sync_journal()
+        else:
+            self._write_journal()
         lap(JOURNAL)
         for shard in self.shards.values():
             if not shard.outbox:
@@ -1029,32 +1054,76 @@ class TradingEngineServer:
         lap(SEND)
         self._write_journal()
         if not self.outbox:
+            self._answered()
             lap(REPORTS)
             return
-        sessions, socket = self.sessions.by_identity, self.clients
+        sessions = self.sessions.by_identity
         slow = []
         for identity, messages in self.outbox.items():
             session = sessions.get(identity)
-            for frame in join_frames(messages, encode_one, FRAME_MESSAGES, CLIENT_FRAME_BYTES):
-                try:
-                    socket.send_multipart((identity, frame), zmq.NOBLOCK)
-                except zmq.ZMQError as exc:
-                    # The rest would be refused too: the peer is gone, or its queue is full.
-                    self.undelivered += 1
-                    if exc.errno == zmq.EAGAIN and session is not None:
-                        slow.append(session)
-                    break
+            _, full = self._send_client(identity, messages)
+            if full and session is not None:
+                slow.append(session)
             if session is not None:
                 session.last_out = now
         self.outbox.clear()
-        if self.answered:
-            self.ack_latency.add_since(self.answered, perf_counter_ns())
-            self.answered.clear()
+        self._answered()
         for session in slow:
             log.warning("session of %s ended: %d frames queued to it are unread (slow consumer)",
                         session.trader_id, CLIENT_OUTBOUND_FRAMES)
             self._end(session, p.EndReason.SLOW_CONSUMER)
         lap(REPORTS)
+
+    def _send_replies_first(self, now: float) -> None:
+        """Send each session the reports at the head of its queue that were written in C from a
+        book server's replies (bytes), before the turn's records are fsynced; the rest of its
+        queue stays for after the fsync, in order.
+
+        What a crash of the machine may lose of the TES journal is then the turn's records, and
+        the client may have been sent reports of them, so those must come back the same. With
+        one book server they do: such a report follows only from that server's replies, applied
+        in its sequence order, and from records durable before it (a command is sent, and any
+        refusal or other message reported, only after the fsync, and a report behind one in a
+        queue waits with it); after a crash (`LedgerJournal.unclean`) the TES takes no logon,
+        so makes no report, until each book server has sent its replies again
+        (`_hello_reply`), which makes those reports again, with the same numbers and bytes."""
+        sessions = self.sessions.by_identity
+        for identity, messages in list(self.outbox.items()):
+            first = 0
+            while first < len(messages) and type(messages[first]) is bytes:
+                first += 1
+            if not first:
+                continue
+            sent, _ = self._send_client(identity, messages[:first])
+            if sent == len(messages):
+                del self.outbox[identity]
+            else:
+                self.outbox[identity] = messages[sent:]
+            session = sessions.get(identity)
+            if session is not None:
+                session.last_out = now
+        self._answered()
+
+    def _answered(self) -> None:
+        """The orders answered so far this turn have been: their latency ends now."""
+        if self.answered:
+            self.ack_latency.add_since(self.answered, perf_counter_ns())
+            self.answered.clear()
+
+    def _send_client(self, identity: bytes, messages: list) -> tuple[int, bool]:
+        """Send ``messages`` to the client ``identity``, joined into frames: how many were sent,
+        and whether ZeroMQ refused a frame because the client's queue is full. After a refused
+        frame the rest would be refused too (the peer is gone, or its queue is full) and are
+        not tried."""
+        sent = 0
+        for frame in join_frames(messages, self.encode_one, FRAME_MESSAGES, CLIENT_FRAME_BYTES):
+            try:
+                self.clients.send_multipart((identity, frame), zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                self.undelivered += 1
+                return sent, exc.errno == zmq.EAGAIN
+            sent += p.frame_length(frame)
+        return sent, False
 
     def _unsent(self, shard: Shard, frames: list[bytes]) -> None:
         """The frames of commands the shard socket would not take (disconnected, or its queue is
@@ -1073,18 +1142,26 @@ class TradingEngineServer:
                 if asker is not None:
                     self._reject(asker[0], p.QueryRejected(asker[1], reason, reason.text))
 
-    def _write_journal(self) -> None:
-        """Write the records queued since the last write; a journal that cannot take them stops
-        the server (`JournalUnavailable`): nothing they led to was sent, a restart replays what
-        reached the file, and the book servers' Hello answers the rest."""
+    def _write_journal(self, sync: bool = True) -> None:
+        """Write the records queued since the last write (``sync`` False: `_sync_journal`
+        fsyncs them); a journal that cannot take them stops the server (`JournalUnavailable`):
+        nothing they led to was sent (but the reports `_send_replies_first` sends), a restart
+        replays what reached the file, and the book servers' Hello answers the rest."""
         try:
-            written = self.journal.write()
+            written = self.journal.write(sync)
         except JournalFailed as exc:
             raise JournalUnavailable(str(exc)) from None
         if not written:
             error = self.journal.journal.unwritable
             raise JournalUnavailable(f"cannot write the ledger's journal in {self.journal.directory} "
                                      f"({error.strerror if error is not None else 'unknown error'})")
+
+    def _sync_journal(self) -> None:
+        """fsync what `_write_journal` wrote; a failure stops the server (`JournalUnavailable`)."""
+        try:
+            self.journal.sync()
+        except JournalFailed as exc:
+            raise JournalUnavailable(str(exc)) from None
 
 
 # ---------------------------------------------------------------- reject texts

@@ -1,5 +1,5 @@
 """`servers.protocol.join_frames` and its C twin: encoded messages joined into frames under a count and a byte
-limit."""
+limit; `frame_length` counts a frame's messages."""
 
 import msgspec
 import pytest
@@ -70,3 +70,18 @@ def test_frames_joined_in_c_take_every_header_size_and_refuse_what_is_not_bytes(
         native_join([b"\xc0", p.Heartbeat()], None, 10, 100)
     with pytest.raises(TypeError, match="message 0 is a str"):
         native_join([p.Heartbeat()], lambda message: "not bytes", 10, 100)
+
+
+@pytest.mark.parametrize("count", [0, 1, 15, 16, 65_535, 65_536, 70_000])
+def test_a_frames_length_is_its_array_headers_count(count):
+    """Each of the three msgpack array headers: the count `join_frames` (either) wrote, and what
+    msgspec decodes."""
+    (frame,) = p.join_frames([b"\xc0"] * count, 100_000, 1 << 20) if count else [msgspec.msgpack.encode([])]
+    assert p.frame_length(frame) == count == len(msgspec.msgpack.decode(frame))
+    if count:
+        assert native_join([b"\xc0"] * count, None, 100_000, 1 << 20) == [frame]
+
+
+def test_a_frame_that_is_not_an_array_has_no_length():
+    with pytest.raises(ValueError, match="not a frame: it starts with 0xc0"):
+        p.frame_length(b"\xc0")

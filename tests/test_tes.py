@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -762,10 +763,10 @@ def test_end_of_day_expires_day_orders_reports_them_and_leaves_the_rest(exchange
     alice.quiet(0.2)
 
 
-def test_two_book_servers_split_the_symbols_and_one_failing_leaves_the_other_trading(tmp_path):
-    """Shard A owns ACME, shard B owns BOLT, one OBS process each, one TES routing by symbol."""
-    env = config_env(tmp_path)
-    config = tmp_path / "exchange.toml"
+def split_shards(env, tmp_path):
+    """Make the configuration ``env`` names two book servers, A owning ACME and B owning BOLT
+    (journal in ``tmp_path``), with their keys."""
+    config = Path(env["EXCHANGE_CONFIG"])
     text = config.read_text()
     shards = text[text.index("[[shards]]"):text.index("[[instruments]]")]
     ports = [free_port() for _ in range(3)]
@@ -780,6 +781,12 @@ journal_dir = "{tmp_path / 'journal-B'}"
 """
     config.write_text(text.replace(shards, two))
     write_keys(env)
+
+
+def test_two_book_servers_split_the_symbols_and_one_failing_leaves_the_other_trading(tmp_path):
+    """Shard A owns ACME, shard B owns BOLT, one OBS process each, one TES routing by symbol."""
+    env = config_env(tmp_path)
+    split_shards(env, tmp_path)
     context = zmq.Context()
     with Role(["-s", "OBS"], env), Role(["-s", "OBS", "--shard", "B"], env) as obs_b, \
             Role(["-s", "TES"], env) as tes:

@@ -1,0 +1,241 @@
+"""The reports of a book server's replies leave the TES before its journal's fsync, and come back
+the same after a crash of the machine (`servers.tes.TradingEngineServer._send_replies_first`).
+
+A crash of the machine is played in one process: the TES journal's fsync raises at a chosen call,
+ending the turn there (nothing after it is sent), and a new TES recovers from the journal as the
+fsync before it left it (what was written after it is lost, as the page cache is). The book
+server's replay then makes again every report the client was sent, with its number and bytes.
+With real processes, a TES restarted after a crash takes no logon before its book server has
+answered, and one restarted after a clean stop takes them at once.
+"""
+
+import time
+from pathlib import Path
+
+import msgspec
+import pytest
+import zmq
+from test_tes import Exchange as LiveExchange
+from test_tes import config_env, split_shards
+
+from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange, requests
+from config.settings import load_config
+from engine.types import OrderType, RejectReason, Side, TimeInForce
+from servers import protocol as p
+from servers.journal import JOURNAL_FILE, Journal
+from servers.ledger import STOPPED_FILE, Ledger, LedgerJournal, Marked
+from servers.processes import Role, exchange_env
+from servers.tes import TradingEngineServer
+
+ENCODE = msgspec.msgpack.Encoder().encode
+CLIENT_FRAME = msgspec.msgpack.Decoder(list[p.ClientMessage])
+
+
+class Crash(Exception):
+    """The machine stops, in the middle of an fsync of the TES journal."""
+
+
+class Disk:
+    """The TES journal's fsyncs, as `Journal._fsync` is called: the bytes each made durable, the
+    client frames sent before it; the ``crash_at``-th call raises `Crash` instead."""
+
+    def __init__(self, exchange: Exchange, crash_at: int | None, monkeypatch) -> None:
+        self.synced: list[tuple[int, int]] = []
+        """(journal bytes durable, client frames sent) after each fsync done."""
+        self.calls: list[int] = []
+        """Client frames sent when each fsync was called."""
+        fsync, tes_journal = Journal._fsync, exchange.tes.journal.journal
+
+        def _fsync(journal: Journal) -> None:
+            if journal is not tes_journal:
+                return fsync(journal)
+            self.calls.append(len(exchange.clients.sent))
+            if len(self.calls) == crash_at:
+                raise Crash
+            fsync(journal)
+            self.synced.append((journal.offset, len(exchange.clients.sent)))
+
+        monkeypatch.setattr(Journal, "_fsync", _fsync)
+
+
+def played(exchange: Exchange, frames: list[bytes]) -> None:
+    """Each client frame, then the book's last replies, through the exchange's turns (`Crash` ends it)."""
+    for frame in frames:
+        exchange.turn(frame)
+    while exchange.book.queued:
+        exchange.turn(None)
+
+
+def recovered(exchange: Exchange, durable: int, directory: Path) -> TradingEngineServer:
+    """A TES started on the first ``durable`` bytes of ``exchange``'s journal (the rest lost with
+    the machine), not yet greeted (nothing is sent: no loop turn runs)."""
+    env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC="batch", EXCHANGE__TES__TES_ID=str(TES_ID))
+    journal_dir = Path(env["EXCHANGE__TES__JOURNAL_DIR"])
+    journal_dir.mkdir(parents=True)
+    with open(exchange.tes.journal.directory / JOURNAL_FILE, "rb") as source:
+        (journal_dir / JOURNAL_FILE).write_bytes(source.read(durable))
+    return TradingEngineServer(load_config(environ=env))
+
+
+def greet(tes: TradingEngineServer, exchange: Exchange) -> None:
+    """The book server's answer to the recovered TES's Hello: the replies after what its ledger
+    holds, then the HelloReply, as `servers.obs` sends them."""
+    (shard,) = tes.shards.values()
+    state = exchange.obs.state
+    replayed, complete = state.replay(TES_ID, tes.ledger.seen[shard.name])
+    reply = p.HelloReply(sorted(tes.shard_of), state.max_order_id(TES_ID), state.sequence, complete,
+                         state.last_prices())
+    for frame in p.join_frames([*replayed, ENCODE(reply)]):
+        tes._received(shard, frame)
+
+
+def holdings(tes: TradingEngineServer, trader: str) -> tuple:
+    """The trader's cash and, per symbol, position, basis and realized P&L."""
+    portfolio = tes.ledger.portfolios[trader]
+    return portfolio.cash, {symbol: (h.quantity, h.basis, h.realized) for symbol, h in portfolio.holdings.items()}
+
+
+def reports(messages) -> dict[int, p.ClientMessage]:
+    """The numbered reports among ``messages`` (Structs, or their msgpack), by number."""
+    decoded = [msgspec.msgpack.decode(m, type=p.ClientMessage) if type(m) is bytes else m for m in messages]
+    return {m.report: m for m in decoded if hasattr(m, "report")}
+
+
+@pytest.mark.parametrize("crash_at", [2, 3, 8, 14, 21])
+def test_reports_sent_before_an_fsync_the_machine_never_finished_come_back_the_same(tmp_path, crash_at, monkeypatch):
+    """The standard workload's first 400 requests (limits that trade and rest, market orders,
+    cancels) in frames of 20, a turn each and one more for the last replies, each turn with one
+    fsync (21 in all); the machine stops at the ``crash_at``-th, after the turn's reports of the
+    book's replies were sent and before its commands were."""
+    exchange = Exchange(tmp_path / "live", fsync="batch")
+    try:
+        assert exchange.tes.replies_first
+        disk = Disk(exchange, crash_at, monkeypatch)
+        with pytest.raises(Crash):
+            played(exchange, [ENCODE(frame) for frame in requests(400, 20)])
+        durable, sent_by_then = disk.synced[-1]
+        sent = exchange.clients.sent
+        assert disk.calls[-1] == len(sent) > sent_by_then, "the crashed turn sent its reports before its fsync"
+        seen = reports(message for frame in sent for message in CLIENT_FRAME.decode(frame))
+        assert sorted(seen) == list(range(1, len(seen) + 1))
+        lost = [m for frame in sent[sent_by_then:] for m in CLIENT_FRAME.decode(frame)]
+        assert lost and all(m.report in seen for m in lost), "what the crashed turn sent: reports, all numbered"
+
+        tes = recovered(exchange, durable, tmp_path / "restarted")
+        try:
+            assert tes.journal.unclean and tes.recovering
+            assert tes.ledger.numbers.get(TRADER, 0) < max(seen), "the crash took reports the client has"
+            greet(tes, exchange)
+            assert not tes.recovering
+            again = reports(tes.ledger.kept[TRADER])
+            assert {number: again.get(number) for number in seen} == seen
+            assert tes.ledger.numbers[TRADER] == max(seen), "no report numbered beyond what the book replied"
+            assert holdings(tes, TRADER) == holdings(exchange.tes, TRADER)
+        finally:
+            tes.close()
+    finally:
+        exchange.close()
+
+
+def test_a_refusal_waits_for_the_fsync_and_so_does_what_queues_behind_it(tmp_path, monkeypatch):
+    """In one turn the book's replies are reported first, then the client's frame refused: the
+    acknowledgement leaves before the fsync, the refusal (the TES's own decision) after it."""
+    exchange = Exchange(tmp_path, fsync="batch")
+    try:
+        disk = Disk(exchange, None, monkeypatch)
+        price = exchange.tes.config.instrument(SYMBOL).reference_price
+        exchange.turn(ENCODE([p.EnterOrder(1, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]))
+        assert exchange.book.queued, "the order reached the book, which answered"
+        exchange.turn(ENCODE([p.EnterOrder(2, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 0)]))
+        sent = exchange.clients.sent
+        assert [[type(m) for m in CLIENT_FRAME.decode(frame)] for frame in sent[-2:]] == [
+            [p.OrderAccepted], [p.OrderRejected]]
+        assert disk.calls[-1] == disk.synced[-1][1] == len(sent) - 1, "the acknowledgement before the fsync"
+    finally:
+        exchange.close()
+
+
+def test_every_report_waits_for_the_fsync_unless_one_book_server_and_the_batch_policy(tmp_path):
+    """With two book servers a crash could lose reports of both, which their replays could not
+    number again in the order they were sent; the other policies never wait for an fsync."""
+    for name, fsync, expected in [("one", "batch", True), ("two", "batch", False), ("interval", "interval", False),
+                                  ("never", "never", False)]:
+        (tmp_path / name).mkdir()
+        env = config_env(tmp_path / name, EXCHANGE__JOURNAL__FSYNC=fsync)
+        if name == "two":
+            split_shards(env, tmp_path / name)
+        config = load_config(environ=env)
+        assert len(config.shards) == (2 if name == "two" else 1)
+        tes = TradingEngineServer(config)
+        try:
+            assert tes.replies_first is expected, name
+        finally:
+            tes.close()
+
+
+def test_a_journal_not_closed_is_unclean_and_a_closed_one_is_not(tmp_path):
+    """`LedgerJournal.unclean`: a fresh journal is not (nothing to lose); one with records is,
+    unless `STOPPED_FILE` says it was closed at the length it has; the file is gone once opened."""
+    config = load_config(environ={}).journal
+    shards = {"A": ["ACME"]}
+
+    def opened() -> LedgerJournal:
+        return LedgerJournal(tmp_path, config, Ledger(TES_ID, shards))
+
+    journal = opened()
+    assert not journal.unclean
+    journal.add(Marked("ACME", 1, 10_000))
+    assert journal.write()
+    journal.close()
+    assert (tmp_path / STOPPED_FILE).read_text() == f"{(tmp_path / JOURNAL_FILE).stat().st_size}\n"
+    journal = opened()
+    assert not journal.unclean and not (tmp_path / STOPPED_FILE).exists()
+    journal.journal.close()  # the process ends without closing the ledger's journal: no file
+    journal = opened()
+    assert journal.unclean
+    journal.close()
+    (tmp_path / STOPPED_FILE).write_text("1\n")  # a length the journal does not have
+    journal = opened()
+    assert journal.unclean
+    journal.close()
+
+
+def answered_within(client, seconds: float) -> bool:
+    return bool(client.socket.poll(int(seconds * 1000), zmq.POLLIN))
+
+
+def test_after_a_crash_logons_wait_for_the_book_server_and_after_a_clean_stop_they_do_not(tmp_path):
+    """The OBS and the TES killed together (a crash of the machine); the TES restarted alone holds
+    a logon until the OBS is back and has answered its Hello. Then stopped cleanly and restarted
+    alone again, it takes a logon at once (its orders refused BOOK_UNAVAILABLE)."""
+    exchange = LiveExchange(tmp_path)
+    try:
+        alice = exchange.client("alice")
+        alice.order("ACME", Side.BUY, 10_000, 10)
+        assert isinstance(alice.one(), p.OrderAccepted)
+        alice.socket.close()
+        exchange.tes.kill()
+        exchange.obs.kill()
+        exchange.tes = Role(["-s", "TES"], exchange.env)
+        exchange.tes.wait_for("logons wait until every book server", 10)
+        waiting = exchange.client()
+        waiting.send(p.Logon("alice", "alice-demo-key", False, 0))
+        assert not answered_within(waiting, 1.5), "a logon answered before the book server replayed"
+        exchange.start_obs()
+        exchange.tes.wait_for("logons are taken", 15)
+        accepted = waiting.one(10.0)
+        assert isinstance(accepted, p.LogonAccepted) and accepted.last_report >= 1
+        waiting.socket.close()
+
+        assert exchange.tes.stop() == 0
+        exchange.obs.kill()
+        exchange.tes = Role(["-s", "TES"], exchange.env)
+        started = time.monotonic()
+        bob = exchange.client("bob")
+        assert time.monotonic() - started < 5
+        assert not any("logons wait" in line for line in exchange.tes.lines)
+        bob.order("ACME", Side.SELL, 10_000, 10)
+        refused = bob.one()
+        assert isinstance(refused, p.OrderRejected) and refused.reason == RejectReason.BOOK_UNAVAILABLE
+    finally:
+        exchange.close()
