@@ -3,8 +3,9 @@
 `measure` appends one record of `RECORD_BYTES` (about a journal entry's size) per group to a
 fresh `servers.journal.Journal`, `GAP_S` apart, and times each append. With the ``batch`` fsync
 policy an append is a write and an fdatasync: what each loop turn of the OBS and of the TES waits
-for before it releases anything. An order waits for three in turn (the TES's record of it, the
-OBS's journal entry, the TES's record of the reply), so at low rates three of these are in every
+for before it releases anything. An order waits for two in turn (the TES's record of it, the
+OBS's journal entry; not the TES's record of the reply, whose reports leave before its fsync:
+`servers.tes.TradingEngineServer._send_replies_first`), so at low rates two of these are in every
 acknowledgement, however fast the rest. `benchmarks.e2e` measures it beside every rate, in the
 file system of the exchange's own journals, and with the CPU time of an append it prices the
 fsyncs each server did per order.

@@ -16,7 +16,7 @@ Beside every run at every rate runs the transport floor (`benchmarks.floor`): th
 schedule through the same four ZeroMQ hops with no exchange behind them, so each latency
 can be read against what ZeroMQ alone does on this machine in the same minutes. After each
 rate's runs, the disk floor (`benchmarks.disk`): one journal group commit alone, with the run's
-fsync policy in the run's file system; an order waits for three of them in turn. The two
+fsync policy in the run's file system; an order waits for two of them in turn. The two
 floors also price each server's CPU per order (`cpu_floors`): its stand-in's CPU in ZeroMQ
 alone, plus the fsyncs its journal did per order at one group commit's CPU each.
 """
@@ -115,7 +115,7 @@ def verdicts(rows: list[dict]) -> dict[str, str]:
         if slow.get("floor") is not None:
             tail += f"; ZeroMQ alone, no exchange behind it: p99 {_us(slow['floor']['ack_p99_us'])}"
         if slow.get("journal") is not None:
-            tail += f"; one group commit alone, three per order: p99 {_us(slow['journal']['append_p99_us'])}"
+            tail += f"; one group commit alone, two per order: p99 {_us(slow['journal']['append_p99_us'])}"
         tail += ")"
     return {"100,000 orders/s sustained": sustained, "ack p99 under 1 ms at 10,000/s": tail,
             "ack p99 at 10,000/s at most 1.5x ZeroMQ alone's in the same run": floor_verdict(slow),
@@ -236,7 +236,7 @@ def format_report(report: dict) -> str:
         f"answers awaited up to {DRAIN_S:g} s after the schedule); "
         "ZeroMQ alone: the same schedule and hops with no exchange behind them (benchmarks/floor.py); "
         "one group commit alone: a one-record append to a journal with the same fsync policy, in the same file "
-        "system, which an order waits for three times, and its CPU time (benchmarks/disk.py)",
+        "system, which an order waits for twice, and its CPU time (benchmarks/disk.py)",
         "",
         "| offered orders/s | answered orders/s | acked | rejected | fills | lost | ack p50 | ack p99 | ack p99.9 "
         "| CPU per order: OBS / TES / load generator | ZeroMQ alone: p50 / p99 | ZeroMQ alone's CPU per order: "
