@@ -150,6 +150,11 @@ TEXT_LIMIT = 200
 MONITOR_EVENTS = zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED
 WAITING_WARN_S = 10.0
 """A shard not ready is logged after this long, and again every this long."""
+SYNC_DEFERRED_S = 0.05
+SYNC_DEFERRED_BYTES = 1 << 20
+"""With `TradingEngineServer.replies_first`, the journal written by turns that sent nothing but the
+reports of the book's replies is fsynced by the next turn that sends anything else, and at the
+latest this long after the first such turn or once this much is unsynced (`_flush`)."""
 CATCH_UP_WINDOW = 20_000
 """Journal records a catch-up has in flight from the book server at most."""
 CATCH_UP_STALL_S = 10.0
@@ -290,8 +295,11 @@ class TradingEngineServer:
         """When the frames were read of the orders answered this turn (their latency ends at `_flush`)."""
         self.stages = Stages(STAGES)
         self.replies_first = config.journal.fsync == "batch" and len(config.shards) == 1
-        """Send the reports of a book server's replies before the turn's fsync (`_send_replies_first`):
+        """Send the reports of a book server's replies before the turn's fsync (`_send_replies_first`),
+        and leave the fsync to a later turn if that is all a turn sends (`_sync_journal_unless_deferred`):
         with the "batch" policy (the others never wait for an fsync) and one book server."""
+        self.unsynced_since: float | None = None
+        """When the journal was first written and not fsynced, since the last fsync (`replies_first`)."""
         self.recovering = self.journal.unclean
         """The last run did not close the journal: logons wait until every book server has
         answered its Hello, and sent again the replies the journal may have lost (`_greeted`)."""
@@ -388,6 +396,8 @@ class TradingEngineServer:
         for shard in self.shards.values():
             if not shard.ready and shard.catch_up is None and shard.next_hello < wake:
                 wake = shard.next_hello
+        if self.unsynced_since is not None:
+            wake = min(wake, self.unsynced_since + SYNC_DEFERRED_S)
         return max(0, int((wake - time.monotonic()) * 1000) + 1)
 
     def _step(self, timeout_ms: int) -> bool:
@@ -1028,15 +1038,16 @@ class TradingEngineServer:
         """Write the ledger's journal, then send one frame (or a few, if large) per shard and
         per client for everything queued: nothing leaves before the records it follows from are
         durable, except, with `replies_first`, the reports of a book server's replies (see
-        `_send_replies_first`)."""
+        `_send_replies_first`), whose records are fsynced before anything else leaves."""
         lap = self.stages.lap
         encode_one = self.encode_one
-        if self.replies_first and self.outbox and self.journal.pending:
+        if self.replies_first:
             self._write_journal(sync=False)
             lap(JOURNAL)
-            self._send_replies_first(now)
-            lap(REPORTS)
-            self._sync_journal()
+            if self.outbox:
+                self._send_replies_first(now)
+                lap(REPORTS)
+            self._sync_journal_unless_deferred(now)
         else:
             self._write_journal()
         lap(JOURNAL)
@@ -1079,8 +1090,10 @@ class TradingEngineServer:
         book server's replies (bytes), before the turn's records are fsynced; the rest of its
         queue stays for after the fsync, in order.
 
-        What a crash of the machine may lose of the TES journal is then the turn's records, and
-        the client may have been sent reports of them, so those must come back the same. With
+        What a crash of the machine may lose of the TES journal is then the records written since
+        the last fsync (this turn's, and those of turns that sent nothing else and left their fsync
+        to a later turn: `_sync_journal_unless_deferred`), and the client may have been sent
+        reports of them, so those must come back the same. With
         one book server they do: such a report follows only from that server's replies, applied
         in its sequence order, and from records durable before it (a command is sent, and any
         refusal or other message reported, only after the fsync, and a report behind one in a
@@ -1143,8 +1156,8 @@ class TradingEngineServer:
                     self._reject(asker[0], p.QueryRejected(asker[1], reason, reason.text))
 
     def _write_journal(self, sync: bool = True) -> None:
-        """Write the records queued since the last write (``sync`` False: `_sync_journal`
-        fsyncs them); a journal that cannot take them stops the server (`JournalUnavailable`):
+        """Write the records queued since the last write (``sync`` False: they are fsynced by
+        `_sync_journal_unless_deferred`); a journal that cannot take them stops the server (`JournalUnavailable`):
         nothing they led to was sent (but the reports `_send_replies_first` sends), a restart
         replays what reached the file, and the book servers' Hello answers the rest."""
         try:
@@ -1156,12 +1169,25 @@ class TradingEngineServer:
             raise JournalUnavailable(f"cannot write the ledger's journal in {self.journal.directory} "
                                      f"({error.strerror if error is not None else 'unknown error'})")
 
-    def _sync_journal(self) -> None:
-        """fsync what `_write_journal` wrote; a failure stops the server (`JournalUnavailable`)."""
+    def _sync_journal_unless_deferred(self, now: float) -> None:
+        """fsync what `_write_journal` wrote, unless all the turn sends is already sent (the
+        reports of the book's replies: no command, no other message), which can wait for the
+        next turn that sends more, for at most `SYNC_DEFERRED_S` and `SYNC_DEFERRED_BYTES`. A
+        failure stops the server (`JournalUnavailable`)."""
+        unsynced = self.journal.journal.unsynced_bytes
+        if not unsynced:
+            self.unsynced_since = None
+            return
+        if self.unsynced_since is None:
+            self.unsynced_since = now
+        if (not self.outbox and not any(shard.outbox for shard in self.shards.values())
+                and now - self.unsynced_since < SYNC_DEFERRED_S and unsynced < SYNC_DEFERRED_BYTES):
+            return
         try:
             self.journal.sync()
         except JournalFailed as exc:
             raise JournalUnavailable(str(exc)) from None
+        self.unsynced_since = None
 
 
 # ---------------------------------------------------------------- reject texts

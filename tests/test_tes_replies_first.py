@@ -23,9 +23,9 @@ from config.settings import load_config
 from engine.types import OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, Journal
-from servers.ledger import STOPPED_FILE, Ledger, LedgerJournal, Marked
+from servers.ledger import STOPPED_FILE, Ledger, LedgerJournal, Marked, encode_state
 from servers.processes import Role, exchange_env
-from servers.tes import TradingEngineServer
+from servers.tes import SYNC_DEFERRED_S, TradingEngineServer
 
 ENCODE = msgspec.msgpack.Encoder().encode
 CLIENT_FRAME = msgspec.msgpack.Decoder(list[p.ClientMessage])
@@ -58,10 +58,16 @@ class Disk:
         monkeypatch.setattr(Journal, "_fsync", _fsync)
 
 
-def played(exchange: Exchange, frames: list[bytes]) -> None:
-    """Each client frame, then the book's last replies, through the exchange's turns (`Crash` ends it)."""
-    for frame in frames:
+def played(exchange: Exchange, frames: list[bytes], apart: bool, stop_after: int | None = None) -> None:
+    """Each client frame through a turn of the exchange, then (``apart``) the book's replies to it
+    through a turn of their own, else with the next frame; after frame ``stop_after`` the machine
+    stops; else the last replies through a turn. `Crash` ends it anywhere."""
+    for number, frame in enumerate(frames, 1):
         exchange.turn(frame)
+        if apart:
+            exchange.turn(None)
+        if number == stop_after:
+            return
     while exchange.book.queued:
         exchange.turn(None)
 
@@ -95,31 +101,51 @@ def holdings(tes: TradingEngineServer, trader: str) -> tuple:
     return portfolio.cash, {symbol: (h.quantity, h.basis, h.realized) for symbol, h in portfolio.holdings.items()}
 
 
+def state_but_marks(tes: TradingEngineServer) -> bytes:
+    """The TES's ledger (`encode_state`), but for the sequences its last prices are as of (the
+    Hello reply's are the book server's latest, the live ledger's its last trade's)."""
+    return encode_state(msgspec.structs.replace(tes.ledger.state(0, 0), marked={}))
+
+
 def reports(messages) -> dict[int, p.ClientMessage]:
     """The numbered reports among ``messages`` (Structs, or their msgpack), by number."""
     decoded = [msgspec.msgpack.decode(m, type=p.ClientMessage) if type(m) is bytes else m for m in messages]
     return {m.report: m for m in decoded if hasattr(m, "report")}
 
 
-@pytest.mark.parametrize("crash_at", [2, 3, 8, 14, 21])
-def test_reports_sent_before_an_fsync_the_machine_never_finished_come_back_the_same(tmp_path, crash_at, monkeypatch):
+CRASHES = [("together", 2, None), ("together", 9, None), ("together", 20, None), ("apart", 3, None),
+           ("apart", 12, None), ("apart", None, 5), ("apart", None, 14)]
+
+
+@pytest.mark.parametrize(("flow", "crash_at", "stop_after"), CRASHES)
+def test_reports_sent_before_an_fsync_the_machine_never_finished_come_back_the_same(
+        tmp_path, flow, crash_at, stop_after, monkeypatch):
     """The standard workload's first 400 requests (limits that trade and rest, market orders,
-    cancels) in frames of 20, a turn each and one more for the last replies, each turn with one
-    fsync (21 in all); the machine stops at the ``crash_at``-th, after the turn's reports of the
-    book's replies were sent and before its commands were."""
+    cancels) in frames of 20. ``together``: each frame's turn also reports the book's replies to
+    the frame before, then fsyncs and sends the frame's commands; the machine stops in the
+    ``crash_at``-th fsync, after the turn's reports were sent and before its commands were.
+    ``apart``: the replies come in a turn of their own, which sends only their reports and leaves
+    its fsync to the next turn, which sends commands; the machine stops in that fsync, or after
+    the replies to frame ``stop_after``, never fsynced."""
     exchange = Exchange(tmp_path / "live", fsync="batch")
     try:
         assert exchange.tes.replies_first
         disk = Disk(exchange, crash_at, monkeypatch)
-        with pytest.raises(Crash):
-            played(exchange, [ENCODE(frame) for frame in requests(400, 20)])
-        durable, sent_by_then = disk.synced[-1]
+        frames = [ENCODE(frame) for frame in requests(400, 20)]
         sent = exchange.clients.sent
-        assert disk.calls[-1] == len(sent) > sent_by_then, "the crashed turn sent its reports before its fsync"
+        if crash_at is None:
+            played(exchange, frames, flow == "apart", stop_after)
+            assert exchange.tes.journal.journal.unsynced_bytes, "the last turn left its fsync to a later one"
+        else:
+            with pytest.raises(Crash):
+                played(exchange, frames, flow == "apart")
+            assert disk.calls[-1] == len(sent)
+        durable, sent_by_then = disk.synced[-1]
+        assert len(sent) > sent_by_then, "reports were sent after the last fsync done"
         seen = reports(message for frame in sent for message in CLIENT_FRAME.decode(frame))
         assert sorted(seen) == list(range(1, len(seen) + 1))
         lost = [m for frame in sent[sent_by_then:] for m in CLIENT_FRAME.decode(frame)]
-        assert lost and all(m.report in seen for m in lost), "what the crashed turn sent: reports, all numbered"
+        assert all(m.report in seen for m in lost), "what was sent since the last fsync: reports, all numbered"
 
         tes = recovered(exchange, durable, tmp_path / "restarted")
         try:
@@ -131,6 +157,8 @@ def test_reports_sent_before_an_fsync_the_machine_never_finished_come_back_the_s
             assert {number: again.get(number) for number in seen} == seen
             assert tes.ledger.numbers[TRADER] == max(seen), "no report numbered beyond what the book replied"
             assert holdings(tes, TRADER) == holdings(exchange.tes, TRADER)
+            if crash_at is None:
+                assert state_but_marks(tes) == state_but_marks(exchange.tes), "nothing else was lost"
         finally:
             tes.close()
     finally:
@@ -151,6 +179,28 @@ def test_a_refusal_waits_for_the_fsync_and_so_does_what_queues_behind_it(tmp_pat
         assert [[type(m) for m in CLIENT_FRAME.decode(frame)] for frame in sent[-2:]] == [
             [p.OrderAccepted], [p.OrderRejected]]
         assert disk.calls[-1] == disk.synced[-1][1] == len(sent) - 1, "the acknowledgement before the fsync"
+    finally:
+        exchange.close()
+
+
+def test_a_turn_that_sends_only_such_reports_leaves_its_fsync_to_a_later_turn_within_a_bound(tmp_path, monkeypatch):
+    """The book's replies alone: their reports leave and the fsync waits, for the next turn that
+    sends anything else or `SYNC_DEFERRED_S`, which the loop's poll wakes for."""
+    exchange = Exchange(tmp_path, fsync="batch")
+    try:
+        disk, start = Disk(exchange, None, monkeypatch), time.monotonic()
+        price = exchange.tes.config.instrument(SYMBOL).reference_price
+        exchange.turn(ENCODE([p.EnterOrder(1, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]), start)
+        fsyncs, journal = len(disk.synced), exchange.tes.journal.journal
+        assert not journal.unsynced_bytes
+        exchange.turn(None, start + 0.001)
+        assert [type(m) for m in CLIENT_FRAME.decode(exchange.clients.sent[-1])] == [p.OrderAccepted]
+        assert len(disk.synced) == fsyncs and journal.unsynced_bytes
+        assert exchange.tes._poll_timeout() <= SYNC_DEFERRED_S * 1000 + 1
+        exchange.turn(None, start + 0.001 + SYNC_DEFERRED_S / 2)
+        assert len(disk.synced) == fsyncs
+        exchange.turn(None, start + 0.001 + SYNC_DEFERRED_S)
+        assert len(disk.synced) == fsyncs + 1 and not journal.unsynced_bytes
     finally:
         exchange.close()
 
