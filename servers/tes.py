@@ -159,6 +159,8 @@ CATCH_UP_WINDOW = 20_000
 """Journal records a catch-up has in flight from the book server at most."""
 CATCH_UP_STALL_S = 10.0
 """A catch-up that receives nothing for this long is given up (the outcome of orders in flight is unknown)."""
+RECOVERING_TEXT = "the exchange is recovering: its book servers have not yet replayed; log on again shortly"
+"""Why a logon is refused when `TradingEngineServer.held_logons` is full."""
 ANSWERS = frozenset({p.OrderAccepted, p.OrderRejected, p.CancelRejected, p.ReplaceRejected})
 """Reports that answer a request: the first two an order's first answer, the last three rejects."""
 STAGES = ("idle", "replies", "receive", "validate", "journal", "send", "reports", "other")
@@ -303,6 +305,9 @@ class TradingEngineServer:
         self.recovering = self.journal.unclean
         """The last run did not close the journal: logons wait until every book server has
         answered its Hello, and sent again the replies the journal may have lost (`_greeted`)."""
+        self.held_logons: dict[bytes, Verdict] = {}
+        """The logons accepted while `recovering`, by connection, answered when it ends; at most
+        ``tes.logon_queue`` (then refused BOOK_UNAVAILABLE)."""
         if self.recovering:
             log.warning("the TES journal in %s was not closed: logons wait until every book server has sent again "
                         "what this TES may have lost", settings.journal_dir)
@@ -426,7 +431,7 @@ class TradingEngineServer:
         lap(REPLIES)
         if self.clients in ready:
             self._read_clients(now)
-        if self.logons.pending and not self.recovering:
+        if self.logons.pending:
             self._finish_logons(now)
         for shard in self.shards.values():
             if not shard.ready and shard.catch_up is None and now >= shard.next_hello:
@@ -602,6 +607,11 @@ class TradingEngineServer:
 
     def _logged_on(self, verdict: Verdict, now: float) -> None:
         identity, trader_id = verdict.identity, verdict.trader_id
+        if self.recovering and verdict.reason is None:
+            if identity in self.held_logons or len(self.held_logons) < self.config.tes.logon_queue:
+                self.held_logons[identity] = verdict
+                return
+            verdict = verdict._replace(reason=RejectReason.BOOK_UNAVAILABLE, text=RECOVERING_TEXT)
         after = self.after_reports.pop(identity, -1)
         if verdict.reason is not None:
             self._reject(identity, p.LogonRejected(verdict.reason, verdict.text))
@@ -1022,6 +1032,9 @@ class TradingEngineServer:
         if self.recovering and all(other.ready for other in self.shards.values()):
             self.recovering = False
             log.info("every book server has sent again what this TES missed: logons are taken")
+            held, self.held_logons = self.held_logons, {}
+            for verdict in held.values():
+                self._logged_on(verdict, time.monotonic())
 
     def _record(self, record) -> list:
         """Apply ``record`` to the ledger, queue it for the journal and the reports it made for

@@ -24,8 +24,9 @@ from engine.types import OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, Journal
 from servers.ledger import STOPPED_FILE, Ledger, LedgerJournal, Marked, encode_state
+from servers.logons import Verdict
 from servers.processes import Role, exchange_env
-from servers.tes import SYNC_DEFERRED_S, TradingEngineServer
+from servers.tes import RECOVERING_TEXT, SYNC_DEFERRED_S, TradingEngineServer
 
 ENCODE = msgspec.msgpack.Encoder().encode
 CLIENT_FRAME = msgspec.msgpack.Decoder(list[p.ClientMessage])
@@ -159,6 +160,36 @@ def test_reports_sent_before_an_fsync_the_machine_never_finished_come_back_the_s
             assert holdings(tes, TRADER) == holdings(exchange.tes, TRADER)
             if crash_at is None:
                 assert state_but_marks(tes) == state_but_marks(exchange.tes), "nothing else was lost"
+        finally:
+            tes.close()
+    finally:
+        exchange.close()
+
+
+def test_logons_accepted_while_recovering_are_held_until_the_replay_and_refused_beyond_the_queue(
+        tmp_path, monkeypatch):
+    """Whether the key was checked or remembered, an accepted logon opens no session before the
+    book server has replayed; `logon_queue` of them are held, later ones refused."""
+    exchange = Exchange(tmp_path / "live", fsync="batch")
+    try:
+        Disk(exchange, None, monkeypatch)
+        played(exchange, [ENCODE(frame) for frame in requests(60, 20)], apart=True, stop_after=2)
+        tes = recovered(exchange, exchange.tes.journal.journal.offset, tmp_path / "restarted")
+        try:
+            queue, now = tes.config.tes.logon_queue, time.monotonic()
+            for number in range(queue + 1):
+                tes._logged_on(Verdict(b"client-%d" % number, TRADER, False), now)
+            tes._logged_on(Verdict(b"client-0", TRADER, False), now)  # again: still held, once
+            assert tes.recovering and not tes.sessions.by_identity and len(tes.held_logons) == queue
+            (refused,) = tes.outbox.pop(b"client-%d" % queue)
+            assert refused == p.LogonRejected(RejectReason.BOOK_UNAVAILABLE, RECOVERING_TEXT)
+            assert not tes.outbox
+            greet(tes, exchange)
+            assert not tes.recovering and not tes.held_logons
+            answers = [type(tes.outbox[b"client-%d" % number][0]) for number in range(queue)]
+            assert answers == [p.LogonAccepted] * queue
+            (session,) = tes.sessions.by_identity.values()  # each replaced the one before
+            assert session.identity == b"client-%d" % (queue - 1)
         finally:
             tes.close()
     finally:
