@@ -37,9 +37,9 @@ journals it; the group of a loop turn is written to the TES journal (``tes.journ
 the OBS's format: `servers.journal`) before anything that follows from it leaves the
 process, and fsynced before anything leaves but the reports of a lone book server's replies
 (`servers.tes`). Closing the journal writes `STOPPED_FILE`; a journal opened without it was
-not closed (`LedgerJournal.unclean`). Recovery applies the journaled records in order through the same `apply` (no
-clock is read: times are in the records): the same state, the same reports with the same
-numbers. Then each book server's Hello, naming the last sequence the ledger holds, brings
+not closed (`LedgerJournal.unclean`). Recovery applies the journaled records in order
+through the same `apply` (no clock is read: times are in the records): the same state, the
+same reports with the same numbers. Then each book server's Hello, naming the last sequence the ledger holds, brings
 the replies the TES missed while it was down, and the commands in flight are answered.
 """
 

@@ -154,7 +154,8 @@ SYNC_DEFERRED_S = 0.05
 SYNC_DEFERRED_BYTES = 1 << 20
 """With `TradingEngineServer.replies_first`, the journal written by turns that sent nothing but the
 reports of the book's replies is fsynced by the next turn that sends anything else, and at the
-latest this long after the first such turn or once this much is unsynced (`_flush`)."""
+latest this long after the first such turn or once this much is unsynced
+(`TradingEngineServer._sync_journal_unless_deferred`)."""
 CATCH_UP_WINDOW = 20_000
 """Journal records a catch-up has in flight from the book server at most."""
 CATCH_UP_STALL_S = 10.0
@@ -1106,13 +1107,13 @@ class TradingEngineServer:
         What a crash of the machine may lose of the TES journal is then the records written since
         the last fsync (this turn's, and those of turns that sent nothing else and left their fsync
         to a later turn: `_sync_journal_unless_deferred`), and the client may have been sent
-        reports of them, so those must come back the same. With
-        one book server they do: such a report follows only from that server's replies, applied
-        in its sequence order, and from records durable before it (a command is sent, and any
-        refusal or other message reported, only after the fsync, and a report behind one in a
-        queue waits with it); after a crash (`LedgerJournal.unclean`) the TES takes no logon,
-        so makes no report, until each book server has sent its replies again
-        (`_hello_reply`), which makes those reports again, with the same numbers and bytes."""
+        reports of them, so those must come back the same. With one book server they do: such a
+        report follows only from that server's replies, applied in its sequence order, and from
+        records durable before it (a command is sent, and any refusal or other message reported,
+        only after the fsync, and a report behind one in a queue waits with it); after a crash
+        (`LedgerJournal.unclean`) the TES opens no session, so makes no report, until each book
+        server has sent its replies again (`_greeted`), which makes those reports again, with the
+        same numbers and bytes."""
         sessions = self.sessions.by_identity
         for identity, messages in list(self.outbox.items()):
             first = 0
