@@ -675,7 +675,8 @@ class TradingEngineServer:
 
     def _publish_status(self, now: float, stopped: bool = False) -> None:
         """Write the status file (`servers.status`): counts since the start, rejects by reason,
-        the ack latency; the sessions, the orders awaiting their book's answer, each shard's link."""
+        the ack latency; the sessions, the orders awaiting their book's answer, whether logons wait
+        for the book servers' replay (`recovering`) and how many are held, each shard's link."""
         reported = self.reported
         accepted, rejected = reported[p.OrderAccepted], reported[p.OrderRejected]
         counters = {
@@ -688,6 +689,8 @@ class TradingEngineServer:
         figures = {
             "sessions": len(self.sessions.by_identity),
             "awaiting": sum(len(orders) for orders in self.awaiting.values()),
+            "recovering": self.recovering,
+            "logons_held": len(self.held_logons),
             "shards": {name: {"connected": shard.connected, "ready": shard.ready}
                        for name, shard in self.shards.items()},
         }

@@ -9,6 +9,7 @@ With real processes, a TES restarted after a crash takes no logon before its boo
 answered, and one restarted after a clean stop takes them at once.
 """
 
+import json
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from servers.journal import JOURNAL_FILE, Journal
 from servers.ledger import STOPPED_FILE, Ledger, LedgerJournal, Marked, encode_state
 from servers.logons import Verdict
 from servers.processes import Role, exchange_env
+from servers.status import STATUS_FILE
 from servers.tes import RECOVERING_TEXT, SYNC_DEFERRED_S, TradingEngineServer
 
 ENCODE = msgspec.msgpack.Encoder().encode
@@ -181,11 +183,17 @@ def test_logons_accepted_while_recovering_are_held_until_the_replay_and_refused_
                 tes._logged_on(Verdict(b"client-%d" % number, TRADER, False), now)
             tes._logged_on(Verdict(b"client-0", TRADER, False), now)  # again: still held, once
             assert tes.recovering and not tes.sessions.by_identity and len(tes.held_logons) == queue
+            tes._publish_status(now)
+            status = json.loads((tes.journal.directory / STATUS_FILE).read_bytes())
+            assert (status["recovering"], status["logons_held"], status["sessions"]) == (True, queue, 0)
             (refused,) = tes.outbox.pop(b"client-%d" % queue)
             assert refused == p.LogonRejected(RejectReason.BOOK_UNAVAILABLE, RECOVERING_TEXT)
             assert not tes.outbox
             greet(tes, exchange)
             assert not tes.recovering and not tes.held_logons
+            tes._publish_status(now + 1)
+            status = json.loads((tes.journal.directory / STATUS_FILE).read_bytes())
+            assert (status["recovering"], status["logons_held"], status["sessions"]) == (False, 0, 1)
             answers = [type(tes.outbox[b"client-%d" % number][0]) for number in range(queue)]
             assert answers == [p.LogonAccepted] * queue
             (session,) = tes.sessions.by_identity.values()  # each replaced the one before
