@@ -2,9 +2,10 @@
 the same after a crash of the machine (`servers.tes.TradingEngineServer._send_replies_first`).
 
 A crash of the machine is played in one process: the TES journal's fsync raises at a chosen call,
-ending the turn there (nothing after it is sent), and a new TES recovers from the journal as the
-fsync before it left it (what was written after it is lost, as the page cache is). The book
-server's replay then makes again every report the client was sent, with its number and bytes.
+ending the turn there (nothing after it is sent), or the machine stops after a turn that left its
+fsync to a later one; a new TES recovers from the journal as the last fsync done left it (what was
+written after it is lost, as the page cache is). The book server's replay then makes again every
+report the client was sent, with its number and bytes; the logons accepted before it are held.
 With real processes, a TES restarted after a crash takes no logon before its book server has
 answered, and one restarted after a clean stop takes them at once.
 """
