@@ -542,8 +542,8 @@ class LedgerJournal:
 
     def write(self, sync: bool = True) -> bool:
         """Write the queued records with one write (fsync per policy; with ``sync`` False the
-        "batch" policy's fsync waits for `sync`); False if the journal cannot take them (raises
-        `servers.journal.JournalFailed` after a failed fsync). Takes a snapshot every
+        "batch" policy's fsync waits for ``journal.flush``); False if the journal cannot take them
+        (raises `servers.journal.JournalFailed` after a failed fsync). Takes a snapshot every
         ``snapshot_every`` records."""
         if not self.pending:
             return True
@@ -556,10 +556,6 @@ class LedgerJournal:
             state = self.ledger.state(self.sequence, self.journal.offset)
             self._written = self._writer.submit(self._write_snapshot, state)
         return True
-
-    def sync(self) -> None:
-        """Make every record written durable (raises `servers.journal.JournalFailed` if the fsync fails)."""
-        self.journal.flush()
 
     def _write_snapshot(self, state: LedgerState) -> None:
         """On the writer thread: the journal durable up to the snapshot, the snapshot, then the

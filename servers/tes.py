@@ -1191,7 +1191,8 @@ class TradingEngineServer:
         reports of the book's replies: no command, no other message), which can wait for the
         next turn that sends more, for at most `SYNC_DEFERRED_S` and `SYNC_DEFERRED_BYTES`. A
         failure stops the server (`JournalUnavailable`)."""
-        unsynced = self.journal.journal.unsynced_bytes
+        journal = self.journal.journal
+        unsynced = journal.unsynced_bytes
         if not unsynced:
             self.unsynced_since = None
             return
@@ -1201,7 +1202,7 @@ class TradingEngineServer:
                 and now - self.unsynced_since < SYNC_DEFERRED_S and unsynced < SYNC_DEFERRED_BYTES):
             return
         try:
-            self.journal.sync()
+            journal.flush()
         except JournalFailed as exc:
             raise JournalUnavailable(str(exc)) from None
         self.unsynced_since = None
