@@ -10,6 +10,7 @@ With real processes, a TES restarted after a crash takes no logon before its boo
 answered, and one restarted after a clean stop takes them at once.
 """
 
+import errno
 import json
 import time
 from pathlib import Path
@@ -23,13 +24,14 @@ from test_tes import config_env, split_shards
 from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange, requests
 from config.settings import load_config
 from engine.types import OrderType, RejectReason, Side, TimeInForce
+from servers import journal as journal_module
 from servers import protocol as p
-from servers.journal import JOURNAL_FILE, Journal
+from servers.journal import JOURNAL_FILE, Journal, JournalFailed
 from servers.ledger import STOPPED_FILE, Ledger, LedgerJournal, Marked, encode_state
 from servers.logons import Verdict
 from servers.processes import Role, exchange_env
 from servers.status import STATUS_FILE
-from servers.tes import RECOVERING_TEXT, SYNC_DEFERRED_S, TradingEngineServer
+from servers.tes import RECOVERING_TEXT, SYNC_DEFERRED_S, JournalUnavailable, TradingEngineServer
 
 ENCODE = msgspec.msgpack.Encoder().encode
 CLIENT_FRAME = msgspec.msgpack.Decoder(list[p.ClientMessage])
@@ -243,6 +245,32 @@ def test_a_turn_that_sends_only_such_reports_leaves_its_fsync_to_a_later_turn_wi
         assert len(disk.synced) == fsyncs + 1 and not journal.unsynced_bytes
     finally:
         exchange.close()
+
+
+def test_a_failed_fsync_after_the_reports_left_stops_the_tes(tmp_path, monkeypatch):
+    """The reports of the book's replies are out; the fsync that follows fails (EIO): the server
+    stops (`JournalUnavailable`, never retried), sends nothing more, and closing it does not say
+    it stopped cleanly (the next start holds logons for the replay)."""
+    exchange = Exchange(tmp_path, fsync="batch")
+    try:
+        price = exchange.tes.config.instrument(SYMBOL).reference_price
+        exchange.turn(ENCODE([p.EnterOrder(1, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]))
+
+        def failing(fd: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+        monkeypatch.setattr(journal_module, "_sync", failing)
+        sent = len(exchange.clients.sent)
+        with pytest.raises(JournalUnavailable, match="Input/output error"):
+            exchange.turn(ENCODE([p.EnterOrder(2, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]))
+        assert [type(m) for m in CLIENT_FRAME.decode(exchange.clients.sent[-1])] == [p.OrderAccepted]
+        assert len(exchange.clients.sent) == sent + 1 and not exchange.book.sent, "the order 2 never left"
+        with pytest.raises(JournalFailed):
+            exchange.tes.journal.journal.writable()
+    finally:
+        monkeypatch.undo()
+        exchange.close()
+    assert not (exchange.tes.journal.directory / STOPPED_FILE).exists()
 
 
 def test_every_report_waits_for_the_fsync_unless_one_book_server_and_the_batch_policy(tmp_path):
