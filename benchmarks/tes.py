@@ -143,6 +143,7 @@ class Exchange:
         tes._logged_on(Verdict(CLIENT, TRADER, False), now)
         tes._greeted(self.shard, p.HelloReply(sorted(tes.shard_of), 0, 0))
         tes._flush(now)
+        tes._settle()
         tes.stages = Stages(STAGES, clock)  # the measured turns' stages only, not the set-up's (its journal made)
         self.clients.sent.clear()
         self.obs = obs.stand_in(Shard.empty(sorted(tes.shard_of)), {tes.tes_id: TES_IDENTITY})
@@ -152,10 +153,16 @@ class Exchange:
         self.replies_in: list[bytes] = []
         self.tes_seconds = self.obs_seconds = 0.0
 
-    def turn(self, frame: bytes | None, now: float | None = None, stamp: int | None = None) -> None:
+    def turn(self, frame: bytes | None, now: float | None = None, stamp: int | None = None,
+             synced: bool = True) -> None:
         """One TES turn on ``frame`` (if any) and the replies queued, at the monotonic time ``now``;
-        then the book server's turn, at the exchange time ``stamp`` (the clocks', unless given)."""
+        then the book server's turn, at the exchange time ``stamp`` (the clocks', unless given).
+        With ``synced``, the fsync the TES's syncer has in hand, if any, is done by then (the
+        turn waits for it), else the turn runs while it is."""
         tes, ready = self.tes, {}
+        if synced and tes.in_flight is not None:
+            tes.syncer.wait()
+            ready[tes.syncer.fileno()] = zmq.POLLIN
         if frame is not None:
             self.clients.queued.append([CLIENT, frame])
             ready[self.clients] = zmq.POLLIN

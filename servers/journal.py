@@ -128,6 +128,7 @@ import numpy as np
 from config.settings import JournalConfig
 from engine.snapshot import BookSnapshot, id_records, id_records_of_ranges
 from native.framing import Records
+from native.syncer import Syncer
 from servers.phases import PhaseState
 
 log = logging.getLogger(__name__)
@@ -492,6 +493,26 @@ class Journal:
                 self._fd = -1
                 self._lock.release()
 
+    def request_sync(self, syncer: Syncer) -> int:
+        """Ask ``syncer`` (another thread) to fsync the file: the offset before which its answer,
+        passed to `synced`, says the records are durable. Raises `JournalFailed` after a failed
+        fsync. The caller keeps the journal open until the syncer has answered (`close` does not wait
+        for it: close the syncer first)."""
+        if self.failed is not None:
+            raise JournalFailed(self.path, self.failed)
+        syncer.request(self._fd)
+        return self.offset
+
+    def synced(self, offset: int, error: int = 0) -> None:
+        """An fsync of the file that began at ``offset`` is done: with ``error`` (an errno) it
+        failed, which is recorded in ``failed`` and raised as `JournalFailed`."""
+        if error:
+            self.failed = self.unwritable = OSError(error, os.strerror(error))
+            raise JournalFailed(self.path, self.failed)
+        self._synced_at = time.monotonic()
+        self._synced_offset = max(self._synced_offset, offset)
+        self.fsyncs += 1
+
     def _fsync(self) -> None:
         """fsync the file (from the loop, the interval thread or the snapshot writer); a
         failure is recorded in ``failed`` and raised as `JournalFailed`."""
@@ -501,9 +522,7 @@ class Journal:
         except OSError as exc:
             self.failed = self.unwritable = exc
             raise JournalFailed(self.path, exc) from exc
-        self._synced_at = time.monotonic()
-        self._synced_offset = max(self._synced_offset, target)
-        self.fsyncs += 1
+        self.synced(target)
 
 
 def _framed(records: Iterable[tuple[int, bytes]]) -> Records:

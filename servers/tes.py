@@ -61,10 +61,12 @@ portfolios, client order ids, each trader's numbered reports), changed only by
 records the server journals before anything that follows from them leaves the process,
 and fsyncs (journal ``fsync = "batch"``) before anything leaves but one thing: with one
 book server, the reports of its replies go first (`_send_replies_first`), since they can
-be made again. A restarted TES replays its journal, then each book server's Hello brings
-the replies it missed; after a crash (the journal not closed) logons wait until every book
-server has answered, so the replies a crash of the machine took from the journal make the
-same reports again before anything else is numbered. Sessions and rate limits start afresh:
+be made again, and the fsync runs on a thread of its own (`native.syncer.Syncer`) while the
+loop goes on: what waits for it leaves when it is done (`_synced`). A restarted TES replays
+its journal, then each book server's Hello brings the replies it missed; after a crash (the
+journal not closed) logons wait until every book server has answered, so the replies a crash
+of the machine took from the journal make the same reports again before anything else is
+numbered. Sessions and rate limits start afresh:
 traders log on again, and are sent the reports they missed (`Logon.after_report`).
 """
 
@@ -76,7 +78,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter_ns
 from time import time_ns as clock
-from typing import get_args
+from typing import NamedTuple, get_args
 
 import msgspec
 import zmq
@@ -89,6 +91,7 @@ from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevent
 from native.entry import EntryPath
 from native.framing import join_frames
 from native.reports import Routing
+from native.syncer import Syncer
 from servers import protocol as p
 from servers import security, service
 from servers.database_link import DatabaseLink, Reference, ReferenceUnavailable
@@ -155,7 +158,7 @@ SYNC_DEFERRED_BYTES = 1 << 20
 """With `TradingEngineServer.replies_first`, the journal written by turns that sent nothing but the
 reports of the book's replies is fsynced by the next turn that sends anything else, and at the
 latest this long after the first such turn or once this much is unsynced
-(`TradingEngineServer._sync_journal_unless_deferred`)."""
+(`TradingEngineServer._sync_unless_deferred`)."""
 CATCH_UP_WINDOW = 20_000
 """Journal records a catch-up has in flight from the book server at most."""
 CATCH_UP_STALL_S = 10.0
@@ -218,6 +221,16 @@ class CatchUp:
 
 class JournalUnavailable(RuntimeError):
     """The ledger's journal cannot be written: the TES stops (nothing of the turn was sent)."""
+
+
+class Waiting(NamedTuple):
+    """What waits for an fsync: the journal's offset it makes durable up to, the commands by shard,
+    the messages by client, when the frames were read of the orders those messages answer."""
+
+    offset: int
+    commands: dict[Shard, list]
+    outbox: dict[bytes, list]
+    answered: list[int]
 
 
 class TradingEngineServer:
@@ -299,10 +312,16 @@ class TradingEngineServer:
         self.stages = Stages(STAGES)
         self.replies_first = config.journal.fsync == "batch" and len(config.shards) == 1
         """Send the reports of a book server's replies before the turn's fsync (`_send_replies_first`),
-        and leave the fsync to a later turn if that is all a turn sends (`_sync_journal_unless_deferred`):
+        and leave the fsync to a later turn if that is all a turn sends (`_sync_unless_deferred`):
         with the "batch" policy (the others never wait for an fsync) and one book server."""
         self.unsynced_since: float | None = None
         """When the journal was first written and not fsynced, since the last fsync (`replies_first`)."""
+        self.syncer = Syncer("tes-journal-fsync") if self.replies_first else None
+        """With `replies_first`, the thread that fsyncs the journal while the loop goes on."""
+        self.in_flight: Waiting | None = None
+        """What waits for the fsync the syncer has in hand (at most one)."""
+        self.answered_after_sync: list[int] = []
+        """Like `answered`, the orders whose answer is the TES's own (a refusal), which waits for the fsync."""
         self.recovering = self.journal.unclean
         """The last run did not close the journal: logons wait until every book server has
         answered its Hello, and sent again the replies the journal may have lost (`_greeted`)."""
@@ -326,6 +345,8 @@ class TradingEngineServer:
 
         self.context = zmq.Context()
         self.poller = zmq.Poller()
+        if self.syncer is not None:
+            self.poller.register(self.syncer.fileno(), zmq.POLLIN)
         self.shards: dict[str, Shard] = {}
         self.shard_of: dict[str, Shard] = {}
         keys = security.Keys(config.security.keys_dir) if config.security.keys_dir else None
@@ -419,6 +440,8 @@ class TradingEngineServer:
         send. True if a book answered."""
         lap = self.stages.lap
         answered = False
+        if self.in_flight is not None and self.syncer.fileno() in ready:
+            self._synced(now)
         for shard in self.shards.values():
             if shard.monitor in ready:
                 self._read_monitor(shard, now)
@@ -454,9 +477,12 @@ class TradingEngineServer:
         for session in list(self.sessions.by_identity.values()):
             self._end(session, p.EndReason.SHUTDOWN)
         self._flush(time.monotonic())
+        self._settle()
 
     def close(self) -> None:
         self.logons.close()
+        if self.syncer is not None:
+            self.syncer.close()
         for shard in self.shards.values():
             try:
                 shard.socket.disable_monitor()
@@ -706,7 +732,7 @@ class TradingEngineServer:
         refusal = self._check_order(session, self.risks[trader], order, now)
         if refusal is not None:
             self._record(Refused(trader, SUBMISSION, order.client_order_id, 0, *refusal, clock()))
-            self.answered.append(self.frame_read)
+            self.answered_after_sync.append(self.frame_read)
             return
         order_id = self.ledger.next_order_id()
         self.entered += 1
@@ -1055,24 +1081,47 @@ class TradingEngineServer:
         """Write the ledger's journal, then send one frame (or a few, if large) per shard and
         per client for everything queued: nothing leaves before the records it follows from are
         durable, except, with `replies_first`, the reports of a book server's replies (see
-        `_send_replies_first`), whose records are fsynced before anything else leaves."""
+        `_send_replies_first`); the rest then waits for the syncer's fsync (`_sync_unless_deferred`)."""
         lap = self.stages.lap
-        encode_one = self.encode_one
         if self.replies_first:
             self._write_journal(sync=False)
             lap(JOURNAL)
             if self.outbox:
                 self._send_replies_first(now)
                 lap(REPORTS)
-            self._sync_journal_unless_deferred(now)
-        else:
-            self._write_journal()
+            if self.in_flight is None:
+                self._sync_unless_deferred(now)
+            return
+        self._write_journal()
         lap(JOURNAL)
+        self._release(now, None, self.outbox, self.answered_after_sync)
+
+    def _queued(self) -> Waiting:
+        """Take what is queued to the book servers and the clients, to wait for the next fsync."""
+        commands = {}
         for shard in self.shards.values():
-            if not shard.outbox:
+            if shard.outbox:
+                commands[shard], shard.outbox = shard.outbox, []
+        outbox, answered = dict(self.outbox), self.answered_after_sync[:]
+        self.outbox.clear()
+        self.answered_after_sync.clear()
+        return Waiting(self.journal.journal.offset, commands, outbox, answered)
+
+    def _release(self, now: float, commands: dict[Shard, list] | None, outbox: dict[bytes, list],
+                 answered: list[int]) -> None:
+        """Send ``commands`` by shard (None: every shard's outbox, and the journal written and
+        fsynced after it: the records of commands a full queue refused), then ``outbox`` by
+        client; the orders ``answered`` in it are answered now."""
+        lap = self.stages.lap
+        encode_one = self.encode_one
+        for shard in self.shards.values():
+            if commands is None:
+                queued, shard.outbox = shard.outbox, []
+            else:
+                queued = commands.get(shard)
+            if not queued:
                 continue
-            commands, shard.outbox = shard.outbox, []
-            frames = join_frames(commands, encode_one, FRAME_MESSAGES, p.MAX_FRAME_BYTES)
+            frames = join_frames(queued, encode_one, FRAME_MESSAGES, p.MAX_FRAME_BYTES)
             for index, frame in enumerate(frames):
                 try:
                     shard.socket.send(frame, zmq.NOBLOCK)
@@ -1080,21 +1129,24 @@ class TradingEngineServer:
                     self._unsent(shard, frames[index:])
                     break
         lap(SEND)
-        self._write_journal()
-        if not self.outbox:
+        if commands is None:
+            self._write_journal()
+        self.answered += answered
+        answered.clear()
+        if not outbox:
             self._answered()
             lap(REPORTS)
             return
         sessions = self.sessions.by_identity
         slow = []
-        for identity, messages in self.outbox.items():
+        for identity, messages in outbox.items():
             session = sessions.get(identity)
             _, full = self._send_client(identity, messages)
             if full and session is not None:
                 slow.append(session)
             if session is not None:
                 session.last_out = now
-        self.outbox.clear()
+        outbox.clear()
         self._answered()
         for session in slow:
             log.warning("session of %s ended: %d frames queued to it are unread (slow consumer)",
@@ -1108,17 +1160,22 @@ class TradingEngineServer:
         queue stays for after the fsync, in order.
 
         What a crash of the machine may lose of the TES journal is then the records written since
-        the last fsync (this turn's, and those of turns that sent nothing else and left their fsync
-        to a later turn: `_sync_journal_unless_deferred`), and the client may have been sent
+        the last fsync done (this turn's, those of turns that ran while the syncer's fsync was in
+        hand, and those of turns that sent nothing else and left their fsync to a later turn:
+        `_sync_unless_deferred`), and the client may have been sent
         reports of them, so those must come back the same. With one book server they do: such a
         report follows only from that server's replies, applied in its sequence order, and from
         records durable before it (a command is sent, and any refusal or other message reported,
         only after the fsync, and a report behind one in a queue waits with it); after a crash
         (`LedgerJournal.unclean`) the TES opens no session, so makes no report, until each book
         server has sent its replies again (`_greeted`), which makes those reports again, with the
-        same numbers and bytes."""
+        same numbers and bytes. A session with messages waiting for the fsync in flight gets
+        nothing before them."""
         sessions = self.sessions.by_identity
+        waiting = self.in_flight.outbox if self.in_flight is not None else ()
         for identity, messages in list(self.outbox.items()):
+            if identity in waiting:
+                continue
             first = 0
             while first < len(messages) and type(messages[first]) is bytes:
                 first += 1
@@ -1174,7 +1231,7 @@ class TradingEngineServer:
 
     def _write_journal(self, sync: bool = True) -> None:
         """Write the records queued since the last write (``sync`` False: they are fsynced by
-        `_sync_journal_unless_deferred`); a journal that cannot take them stops the server (`JournalUnavailable`):
+        `_sync_unless_deferred`); a journal that cannot take them stops the server (`JournalUnavailable`):
         nothing they led to was sent (but the reports `_send_replies_first` sends), a restart
         replays what reached the file, and the book servers' Hello answers the rest."""
         try:
@@ -1186,15 +1243,18 @@ class TradingEngineServer:
             raise JournalUnavailable(f"cannot write the ledger's journal in {self.journal.directory} "
                                      f"({error.strerror if error is not None else 'unknown error'})")
 
-    def _sync_journal_unless_deferred(self, now: float) -> None:
-        """fsync what `_write_journal` wrote, unless all the turn sends is already sent (the
-        reports of the book's replies: no command, no other message), which can wait for the
-        next turn that sends more, for at most `SYNC_DEFERRED_S` and `SYNC_DEFERRED_BYTES`. A
-        failure stops the server (`JournalUnavailable`)."""
+    def _sync_unless_deferred(self, now: float) -> None:
+        """With nothing written since the last fsync, send what is queued; else hand the fsync to
+        the syncer, and with it everything queued (`in_flight`), which leaves when it is done
+        (`_synced`); unless all the turn sends is already sent (the reports of the book's
+        replies: no command, no other message), which leaves the fsync to the next turn that
+        sends more, or to `SYNC_DEFERRED_S` and `SYNC_DEFERRED_BYTES`. A failure stops the
+        server (`JournalUnavailable`)."""
         journal = self.journal.journal
         unsynced = journal.unsynced_bytes
         if not unsynced:
             self.unsynced_since = None
+            self._release(now, None, self.outbox, self.answered_after_sync)
             return
         if self.unsynced_since is None:
             self.unsynced_since = now
@@ -1202,10 +1262,31 @@ class TradingEngineServer:
                 and now - self.unsynced_since < SYNC_DEFERRED_S and unsynced < SYNC_DEFERRED_BYTES):
             return
         try:
-            journal.flush()
+            journal.request_sync(self.syncer)
         except JournalFailed as exc:
             raise JournalUnavailable(str(exc)) from None
+        self.in_flight = self._queued()
         self.unsynced_since = None
+
+    def _synced(self, now: float) -> None:
+        """The syncer's fsync is done: send what waited for it (`in_flight`); a failed one stops
+        the server (`JournalUnavailable`: nothing that waited leaves)."""
+        error = self.syncer.result()
+        if error is None:
+            return
+        waiting, self.in_flight = self.in_flight, None
+        try:
+            self.journal.journal.synced(waiting.offset, error)
+        except JournalFailed as exc:
+            raise JournalUnavailable(str(exc)) from None
+        self._release(now, waiting.commands, waiting.outbox, waiting.answered)
+
+    def _settle(self) -> None:
+        """Wait for the syncer's fsyncs until nothing waits for one (at shutdown)."""
+        while self.in_flight is not None:
+            self.syncer.wait()
+            self._synced(time.monotonic())
+            self._flush(time.monotonic())
 
 
 # ---------------------------------------------------------------- reject texts

@@ -1,17 +1,18 @@
 """The reports of a book server's replies leave the TES before its journal's fsync, and come back
 the same after a crash of the machine (`servers.tes.TradingEngineServer._send_replies_first`).
 
-A crash of the machine is played in one process: the TES journal's fsync raises at a chosen call,
-ending the turn there (nothing after it is sent), or the machine stops after a turn that left its
-fsync to a later one; a new TES recovers from the journal as the last fsync done left it (what was
-written after it is lost, as the page cache is). The book server's replay then makes again every
-report the client was sent, with its number and bytes; the logons accepted before it are held.
+A crash of the machine is played in one process: as the loop asks for a chosen fsync, or while
+the syncer has it in hand and the loop goes on (the turn that would have seen it done raises, and
+sends nothing), or after a turn that left its fsync to a later one; a new TES recovers from the
+journal as the last fsync done left it (what was written after that fsync began is lost, as the
+page cache is). The book server's replay then makes again every report the client was sent, with
+its number and bytes; the logons accepted before it are held.
 With real processes, a TES restarted after a crash takes no logon before its book server has
 answered, and one restarted after a clean stop takes them at once.
 """
 
-import errno
 import json
+import os
 import time
 from pathlib import Path
 
@@ -24,7 +25,6 @@ from test_tes import config_env, split_shards
 from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange, requests
 from config.settings import load_config
 from engine.types import OrderType, RejectReason, Side, TimeInForce
-from servers import journal as journal_module
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, Journal, JournalFailed
 from servers.ledger import STOPPED_FILE, Ledger, LedgerJournal, Marked, encode_state
@@ -38,41 +38,60 @@ CLIENT_FRAME = msgspec.msgpack.Decoder(list[p.ClientMessage])
 
 
 class Crash(Exception):
-    """The machine stops, in the middle of an fsync of the TES journal."""
+    """The machine stops while an fsync of the TES journal is in hand."""
 
 
 class Disk:
-    """The TES journal's fsyncs, as `Journal._fsync` is called: the bytes each made durable, the
-    client frames sent before it; the ``crash_at``-th call raises `Crash` instead."""
+    """The TES journal's fsyncs, as the syncer is asked for them and `Journal.synced` is told of
+    them: the bytes each made durable, the client frames sent when it began. The ``crash_at``-th
+    never ends: the machine stops (`Crash`) as the loop asks for it (``when`` "asked") or, with
+    the loop gone on meanwhile, when its answer would have come ("answered")."""
 
-    def __init__(self, exchange: Exchange, crash_at: int | None, monkeypatch) -> None:
+    def __init__(self, exchange: Exchange, crash_at: int | None, monkeypatch, when: str = "answered") -> None:
         self.synced: list[tuple[int, int]] = []
-        """(journal bytes durable, client frames sent) after each fsync done."""
-        self.calls: list[int] = []
-        """Client frames sent when each fsync was called."""
-        fsync, tes_journal = Journal._fsync, exchange.tes.journal.journal
+        """(journal bytes durable, client frames sent when the fsync began) of each fsync done."""
+        self.began: dict[int, int] = {}
+        """Client frames sent when the syncer was asked to fsync, by the offset it makes durable."""
+        self.asked = self.ended = 0
+        request_sync, synced, tes_journal = Journal.request_sync, Journal.synced, exchange.tes.journal.journal
 
-        def _fsync(journal: Journal) -> None:
+        def _request_sync(journal: Journal, syncer) -> int:
+            if journal is tes_journal:
+                self.asked += 1
+                if self.asked == crash_at and when == "asked":
+                    raise Crash
+            offset = request_sync(journal, syncer)
+            if journal is tes_journal:
+                self.began[offset] = len(exchange.clients.sent)
+            return offset
+
+        def _synced(journal: Journal, offset: int, error: int = 0) -> None:
             if journal is not tes_journal:
-                return fsync(journal)
-            self.calls.append(len(exchange.clients.sent))
-            if len(self.calls) == crash_at:
+                return synced(journal, offset, error)
+            self.ended += 1
+            if self.ended == crash_at and when == "answered":
                 raise Crash
-            fsync(journal)
-            self.synced.append((journal.offset, len(exchange.clients.sent)))
+            synced(journal, offset, error)
+            self.synced.append((offset, self.began.pop(offset, len(exchange.clients.sent))))
 
-        monkeypatch.setattr(Journal, "_fsync", _fsync)
+        monkeypatch.setattr(Journal, "request_sync", _request_sync)
+        monkeypatch.setattr(Journal, "synced", _synced)
 
 
 def played(exchange: Exchange, frames: list[bytes], apart: bool, stop_after: int | None = None) -> None:
-    """Each client frame through a turn of the exchange, then (``apart``) the book's replies to it
-    through a turn of their own, else with the next frame; after frame ``stop_after`` the machine
-    stops; else the last replies through a turn. `Crash` ends it anywhere."""
+    """Each client frame through a turn of the exchange (which sees the fsync of the turn before
+    done), then (``apart``) the book's replies through a turn of their own while the frame's fsync
+    is in hand, else with the next frame; after frame ``stop_after``, a turn sees that fsync done
+    and sends the frame's commands, the next reports the book's replies to them and leaves its
+    fsync to a later turn, and the machine stops; else the last replies through a turn. `Crash`
+    ends it anywhere."""
     for number, frame in enumerate(frames, 1):
         exchange.turn(frame)
         if apart:
-            exchange.turn(None)
+            exchange.turn(None, synced=False)
         if number == stop_after:
+            exchange.turn(None)
+            exchange.turn(None)
             return
     while exchange.book.queued:
         exchange.turn(None)
@@ -119,7 +138,7 @@ def reports(messages) -> dict[int, p.ClientMessage]:
     return {m.report: m for m in decoded if hasattr(m, "report")}
 
 
-CRASHES = [("together", 2, None), ("together", 9, None), ("together", 20, None), ("apart", 3, None),
+CRASHES = [("together", 3, None), ("together", 9, None), ("together", 20, None), ("apart", 3, None),
            ("apart", 12, None), ("apart", None, 5), ("apart", None, 14)]
 
 
@@ -128,24 +147,31 @@ def test_reports_sent_before_an_fsync_the_machine_never_finished_come_back_the_s
         tmp_path, flow, crash_at, stop_after, monkeypatch):
     """The standard workload's first 400 requests (limits that trade and rest, market orders,
     cancels) in frames of 20. ``together``: each frame's turn also reports the book's replies to
-    the frame before, then fsyncs and sends the frame's commands; the machine stops in the
+    the frame before and sends the commands of the frame before, which its fsync, done, held;
+    then the syncer fsyncs the frame's records; the machine stops as the loop asks for the
     ``crash_at``-th fsync, after the turn's reports were sent and before its commands were.
-    ``apart``: the replies come in a turn of their own, which sends only their reports and leaves
-    its fsync to the next turn, which sends commands; the machine stops in that fsync, or after
-    the replies to frame ``stop_after``, never fsynced."""
+    ``apart``: the replies come in a turn of their own while the syncer fsyncs the frame's turn,
+    which sends only their reports and leaves its fsync to the next turn, which sends commands; the
+    machine stops in an fsync, or after the replies to frame ``stop_after``, never fsynced."""
     exchange = Exchange(tmp_path / "live", fsync="batch")
     try:
         assert exchange.tes.replies_first
-        disk = Disk(exchange, crash_at, monkeypatch)
+        disk = Disk(exchange, crash_at, monkeypatch, "asked" if flow == "together" else "answered")
         frames = [ENCODE(frame) for frame in requests(400, 20)]
         sent = exchange.clients.sent
         if crash_at is None:
             played(exchange, frames, flow == "apart", stop_after)
             assert exchange.tes.journal.journal.unsynced_bytes, "the last turn left its fsync to a later one"
+            assert exchange.tes.in_flight is None and not exchange.book.queued
         else:
             with pytest.raises(Crash):
                 played(exchange, frames, flow == "apart")
-            assert disk.calls[-1] == len(sent)
+            if flow == "together":
+                assert exchange.shard.outbox and exchange.tes.in_flight is None, "the frame's commands never left"
+            else:
+                assert not exchange.book.sent, "the turn that would have seen the fsync done sent nothing"
+                (in_hand,) = disk.began.values()
+                assert in_hand < len(sent), "reports were sent while the fsync that never ended was in hand"
         durable, sent_by_then = disk.synced[-1]
         assert len(sent) > sent_by_then, "reports were sent after the last fsync done"
         seen = reports(message for frame in sent for message in CLIENT_FRAME.decode(frame))
@@ -161,7 +187,11 @@ def test_reports_sent_before_an_fsync_the_machine_never_finished_come_back_the_s
             assert not tes.recovering
             again = reports(tes.ledger.kept[TRADER])
             assert {number: again.get(number) for number in seen} == seen
-            assert tes.ledger.numbers[TRADER] == max(seen), "no report numbered beyond what the book replied"
+            taken = {command.client_order_id for frame in exchange.book.sent
+                     for command in exchange.commands.decode(frame)}
+            beyond = [m for number, m in again.items() if number > max(seen)]
+            assert all(m.client_order_id in taken and m.reason == RejectReason.BOOK_UNAVAILABLE for m in beyond), (
+                "no report numbered beyond what the book replied, but the refusals of commands the crash took")
             assert holdings(tes, TRADER) == holdings(exchange.tes, TRADER)
             if crash_at is None:
                 assert state_but_marks(tes) == state_but_marks(exchange.tes), "nothing else was lost"
@@ -209,18 +239,44 @@ def test_logons_accepted_while_recovering_are_held_until_the_replay_and_refused_
 
 def test_a_refusal_waits_for_the_fsync_and_so_does_what_queues_behind_it(tmp_path, monkeypatch):
     """In one turn the book's replies are reported first, then the client's frame refused: the
-    acknowledgement leaves before the fsync, the refusal (the TES's own decision) after it."""
+    acknowledgement leaves before the fsync, the refusal (the TES's own decision) once the syncer
+    has done it; the fsync does not hold the loop."""
     exchange = Exchange(tmp_path, fsync="batch")
     try:
         disk = Disk(exchange, None, monkeypatch)
         price = exchange.tes.config.instrument(SYMBOL).reference_price
         exchange.turn(ENCODE([p.EnterOrder(1, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]))
+        assert exchange.tes.in_flight is not None and not exchange.book.queued, "the order waits for the fsync"
+        exchange.turn(None)
         assert exchange.book.queued, "the order reached the book, which answered"
         exchange.turn(ENCODE([p.EnterOrder(2, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 0)]))
         sent = exchange.clients.sent
+        assert [type(m) for m in CLIENT_FRAME.decode(sent[-1])] == [p.OrderAccepted]
+        assert exchange.tes.in_flight is not None, "the refusal waits for the fsync in hand"
+        exchange.turn(None)
         assert [[type(m) for m in CLIENT_FRAME.decode(frame)] for frame in sent[-2:]] == [
             [p.OrderAccepted], [p.OrderRejected]]
-        assert disk.calls[-1] == disk.synced[-1][1] == len(sent) - 1, "the acknowledgement before the fsync"
+        assert disk.synced[-1][1] == len(sent) - 1, "the acknowledgement before the fsync began"
+    finally:
+        exchange.close()
+
+
+def test_a_report_never_overtakes_what_waits_for_the_fsync_in_hand(tmp_path, monkeypatch):
+    """The client's refusal waits for the syncer's fsync; the book's reply to its earlier order,
+    read meanwhile, is reported after the refusal, in the order they were numbered."""
+    exchange = Exchange(tmp_path, fsync="batch")
+    try:
+        price = exchange.tes.config.instrument(SYMBOL).reference_price
+        exchange.turn(ENCODE([p.EnterOrder(1, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]))
+        exchange.turn(ENCODE([p.EnterOrder(2, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 0)]))
+        assert exchange.book.queued and exchange.tes.in_flight is not None, "the refusal waits, the order answered"
+        sent = exchange.clients.sent
+        exchange.turn(None, synced=False)
+        assert not sent, "the acknowledgement waits behind the refusal"
+        exchange.turn(None)
+        answers = [m for frame in sent for m in CLIENT_FRAME.decode(frame)]
+        assert [(type(m), m.client_order_id, m.report) for m in answers] == [
+            (p.OrderRejected, 2, 1), (p.OrderAccepted, 1, 2)]
     finally:
         exchange.close()
 
@@ -233,36 +289,45 @@ def test_a_turn_that_sends_only_such_reports_leaves_its_fsync_to_a_later_turn_wi
         disk, start = Disk(exchange, None, monkeypatch), time.monotonic()
         price = exchange.tes.config.instrument(SYMBOL).reference_price
         exchange.turn(ENCODE([p.EnterOrder(1, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]), start)
+        exchange.turn(None, start)
         fsyncs, journal = len(disk.synced), exchange.tes.journal.journal
-        assert not journal.unsynced_bytes
+        assert not journal.unsynced_bytes and exchange.book.queued
         exchange.turn(None, start + 0.001)
         assert [type(m) for m in CLIENT_FRAME.decode(exchange.clients.sent[-1])] == [p.OrderAccepted]
-        assert len(disk.synced) == fsyncs and journal.unsynced_bytes
+        assert len(disk.synced) == fsyncs and journal.unsynced_bytes and exchange.tes.in_flight is None
         assert exchange.tes._poll_timeout() <= SYNC_DEFERRED_S * 1000 + 1
         exchange.turn(None, start + 0.001 + SYNC_DEFERRED_S / 2)
-        assert len(disk.synced) == fsyncs
-        exchange.turn(None, start + 0.001 + SYNC_DEFERRED_S)
+        assert exchange.tes.in_flight is None
+        exchange.turn(None, start + 0.002 + SYNC_DEFERRED_S)
+        assert exchange.tes.in_flight is not None
+        exchange.turn(None, start + 0.003 + SYNC_DEFERRED_S)
         assert len(disk.synced) == fsyncs + 1 and not journal.unsynced_bytes
     finally:
         exchange.close()
 
 
 def test_a_failed_fsync_after_the_reports_left_stops_the_tes(tmp_path, monkeypatch):
-    """The reports of the book's replies are out; the fsync that follows fails (EIO): the server
-    stops (`JournalUnavailable`, never retried), sends nothing more, and closing it does not say
-    it stopped cleanly (the next start holds logons for the replay)."""
+    """The reports of the book's replies are out; the syncer's fsync that follows fails (the file
+    it is given is a pipe: EINVAL, as a failing disk's EIO would be): the server stops
+    (`JournalUnavailable`, never retried), sends nothing more, and closing it does not say it
+    stopped cleanly (the next start holds logons for the replay)."""
     exchange = Exchange(tmp_path, fsync="batch")
+    pipe = os.pipe()
     try:
         price = exchange.tes.config.instrument(SYMBOL).reference_price
         exchange.turn(ENCODE([p.EnterOrder(1, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]))
+        exchange.turn(None)
+        assert exchange.book.queued
 
-        def failing(fd: int) -> None:
-            raise OSError(errno.EIO, "Input/output error")
+        def request_sync(journal: Journal, syncer) -> int:
+            syncer.request(pipe[0])
+            return journal.offset
 
-        monkeypatch.setattr(journal_module, "_sync", failing)
+        monkeypatch.setattr(Journal, "request_sync", request_sync)
         sent = len(exchange.clients.sent)
-        with pytest.raises(JournalUnavailable, match="Input/output error"):
-            exchange.turn(ENCODE([p.EnterOrder(2, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]))
+        exchange.turn(ENCODE([p.EnterOrder(2, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]))
+        with pytest.raises(JournalUnavailable, match="Invalid argument"):
+            exchange.turn(None)
         assert [type(m) for m in CLIENT_FRAME.decode(exchange.clients.sent[-1])] == [p.OrderAccepted]
         assert len(exchange.clients.sent) == sent + 1 and not exchange.book.sent, "the order 2 never left"
         with pytest.raises(JournalFailed):
@@ -270,6 +335,8 @@ def test_a_failed_fsync_after_the_reports_left_stops_the_tes(tmp_path, monkeypat
     finally:
         monkeypatch.undo()
         exchange.close()
+        for fd in pipe:
+            os.close(fd)
     assert not (exchange.tes.journal.directory / STOPPED_FILE).exists()
 
 
