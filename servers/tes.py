@@ -1096,8 +1096,9 @@ class TradingEngineServer:
         lap(JOURNAL)
         self._release(now, None, self.outbox, self.answered_after_sync)
 
-    def _queued(self) -> Waiting:
-        """Take what is queued to the book servers and the clients, to wait for the next fsync."""
+    def _queued(self, offset: int) -> Waiting:
+        """Take what is queued to the book servers and the clients, to wait for the fsync that
+        makes the journal durable up to ``offset``."""
         commands = {}
         for shard in self.shards.values():
             if shard.outbox:
@@ -1105,7 +1106,7 @@ class TradingEngineServer:
         outbox, answered = dict(self.outbox), self.answered_after_sync[:]
         self.outbox.clear()
         self.answered_after_sync.clear()
-        return Waiting(self.journal.journal.offset, commands, outbox, answered)
+        return Waiting(offset, commands, outbox, answered)
 
     def _release(self, now: float, commands: dict[Shard, list] | None, outbox: dict[bytes, list],
                  answered: list[int]) -> None:
@@ -1262,10 +1263,10 @@ class TradingEngineServer:
                 and now - self.unsynced_since < SYNC_DEFERRED_S and unsynced < SYNC_DEFERRED_BYTES):
             return
         try:
-            journal.request_sync(self.syncer)
+            offset = journal.request_sync(self.syncer)
         except JournalFailed as exc:
             raise JournalUnavailable(str(exc)) from None
-        self.in_flight = self._queued()
+        self.in_flight = self._queued(offset)
         self.unsynced_since = None
 
     def _synced(self, now: float) -> None:
