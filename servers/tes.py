@@ -159,6 +159,11 @@ SYNC_DEFERRED_BYTES = 1 << 20
 reports of the book's replies is fsynced by the next turn that sends anything else, and at the
 latest this long after the first such turn or once this much is unsynced
 (`TradingEngineServer._sync_unless_deferred`)."""
+SYNC_BACKLOG_BYTES = 1 << 20
+"""With `TradingEngineServer.replies_first`, the loop stops reading its clients once this much
+journal is written behind the fsync the syncer has in hand, until it is done: what a client sends
+meanwhile waits in ZeroMQ's queue, bounded by its high-water mark, as when the loop waited for its
+fsyncs itself (`TradingEngineServer._pace_intake`)."""
 CATCH_UP_WINDOW = 20_000
 """Journal records a catch-up has in flight from the book server at most."""
 CATCH_UP_STALL_S = 10.0
@@ -320,6 +325,8 @@ class TradingEngineServer:
         """With `replies_first`, the thread that fsyncs the journal while the loop goes on."""
         self.in_flight: Waiting | None = None
         """What waits for the fsync the syncer has in hand (at most one)."""
+        self.clients_paused = False
+        """Whether the clients' socket is left out of the poll (`_pace_intake`)."""
         self.answered_after_sync: list[int] = []
         """Like `answered`, the orders whose answer is the TES's own (a refusal), which waits for the fsync."""
         self.recovering = self.journal.unclean
@@ -367,6 +374,8 @@ class TradingEngineServer:
             self.clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
             self.clients.bind(settings.client_endpoint)
             self.poller.register(self.clients, zmq.POLLIN)
+            self.polled_clients = self.clients
+            """The clients' socket as the poller holds it."""
             for shard_config in config.shards:
                 socket = self.context.socket(zmq.DEALER)
                 socket.setsockopt(zmq.LINGER, 0)
@@ -453,7 +462,7 @@ class TradingEngineServer:
             if shard.catch_up is not None:
                 self._catch_up(shard, shard.catch_up.stream.socket in ready, now)
         lap(REPLIES)
-        if self.clients in ready:
+        if self.clients in ready and not self.clients_paused:
             self._read_clients(now)
         if self.logons.pending:
             self._finish_logons(now)
@@ -1091,6 +1100,7 @@ class TradingEngineServer:
                 lap(REPORTS)
             if self.in_flight is None:
                 self._sync_unless_deferred(now)
+            self._pace_intake()
             return
         self._write_journal()
         lap(JOURNAL)
@@ -1281,6 +1291,15 @@ class TradingEngineServer:
         except JournalFailed as exc:
             raise JournalUnavailable(str(exc)) from None
         self._release(now, waiting.commands, waiting.outbox, waiting.answered)
+
+    def _pace_intake(self) -> None:
+        """Leave the clients' socket out of the poll while `SYNC_BACKLOG_BYTES` of journal or more
+        are written behind the fsync in hand, and poll it again once that fsync is done."""
+        paused = (self.in_flight is not None
+                  and self.journal.journal.offset - self.in_flight.offset >= SYNC_BACKLOG_BYTES)
+        if paused is not self.clients_paused:
+            self.clients_paused = paused
+            self.poller.modify(self.polled_clients, 0 if paused else zmq.POLLIN)
 
     def _settle(self) -> None:
         """Wait for the syncer's fsyncs until nothing waits for one (at shutdown)."""

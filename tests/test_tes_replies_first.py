@@ -26,6 +26,7 @@ from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange, requests
 from config.settings import load_config
 from engine.types import OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p
+from servers import tes as tes_module
 from servers.journal import JOURNAL_FILE, Journal, JournalFailed
 from servers.ledger import STOPPED_FILE, Ledger, LedgerJournal, Marked, encode_state
 from servers.logons import Verdict
@@ -35,6 +36,7 @@ from servers.tes import RECOVERING_TEXT, SYNC_DEFERRED_S, JournalUnavailable, Tr
 
 ENCODE = msgspec.msgpack.Encoder().encode
 CLIENT_FRAME = msgspec.msgpack.Decoder(list[p.ClientMessage])
+REQUESTS = msgspec.msgpack.Decoder(list[p.ClientRequest])
 
 
 class Crash(Exception):
@@ -277,6 +279,32 @@ def test_a_report_never_overtakes_what_waits_for_the_fsync_in_hand(tmp_path, mon
         answers = [m for frame in sent for m in CLIENT_FRAME.decode(frame)]
         assert [(type(m), m.client_order_id, m.report) for m in answers] == [
             (p.OrderRejected, 2, 1), (p.OrderAccepted, 1, 2)]
+    finally:
+        exchange.close()
+
+
+def test_the_clients_wait_while_the_journal_behind_the_fsync_in_hand_reaches_a_bound(tmp_path, monkeypatch):
+    """A disk slow to fsync: the loop goes on taking orders until `SYNC_BACKLOG_BYTES` of journal
+    are written behind the fsync in hand, then leaves the clients' socket out of its poll and their
+    frames in its queue (bounded by ZeroMQ's high-water mark) until that fsync is done."""
+    monkeypatch.setattr(tes_module, "SYNC_BACKLOG_BYTES", 2000)
+    exchange = Exchange(tmp_path, fsync="batch")
+    try:
+        tes, frames = exchange.tes, [ENCODE(frame) for frame in requests(200, 10)]
+        exchange.turn(frames[0])
+        begun, taken = tes.in_flight.offset, 1
+        while not tes.clients_paused:
+            exchange.turn(frames[taken], synced=False)
+            taken += 1
+        assert tes.journal.journal.offset - begun >= 2000 and tes.in_flight.offset == begun
+        assert tes.polled_clients not in dict(tes.poller.sockets)
+        exchange.turn(frames[taken], synced=False)
+        assert exchange.clients.queued, "a frame read while the fsync is in hand would pass the bound"
+        exchange.turn(None)
+        assert not tes.clients_paused and dict(tes.poller.sockets)[tes.polled_clients] == zmq.POLLIN
+        exchange.turn(frames[taken + 1])
+        assert not exchange.clients.queued and tes.submitted == (taken + 2) * 10 - sum(
+            isinstance(m, p.CancelOrder) for frame in frames[:taken + 2] for m in REQUESTS.decode(frame))
     finally:
         exchange.close()
 
