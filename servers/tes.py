@@ -164,6 +164,8 @@ SYNC_BACKLOG_BYTES = 1 << 20
 journal is written behind the fsync the syncer has in hand, until it is done: what a client sends
 meanwhile waits in ZeroMQ's queue, bounded by its high-water mark, as when the loop waited for its
 fsyncs itself (`TradingEngineServer._pace_intake`)."""
+SYNC_WARN_S = 1.0
+"""An fsync the syncer has had in hand this long is logged (the status file shows its age)."""
 CATCH_UP_WINDOW = 20_000
 """Journal records a catch-up has in flight from the book server at most."""
 CATCH_UP_STALL_S = 10.0
@@ -229,10 +231,12 @@ class JournalUnavailable(RuntimeError):
 
 
 class Waiting(NamedTuple):
-    """What waits for an fsync: the journal's offset it makes durable up to, the commands by shard,
-    the messages by client, when the frames were read of the orders those messages answer."""
+    """What waits for an fsync: the journal's offset it makes durable up to, when it was asked
+    (monotonic), the commands by shard, the messages by client, when the frames were read of the
+    orders those messages answer."""
 
     offset: int
+    asked: float
     commands: dict[Shard, list]
     outbox: dict[bytes, list]
     answered: list[int]
@@ -327,6 +331,8 @@ class TradingEngineServer:
         """What waits for the fsync the syncer has in hand (at most one)."""
         self.clients_paused = False
         """Whether the clients' socket is left out of the poll (`_pace_intake`)."""
+        self.slow_sync_logged = 0.0
+        """When the last fsync logged as slow was asked (`_housekeeping`): each is logged once."""
         self.answered_after_sync: list[int] = []
         """Like `answered`, the orders whose answer is the TES's own (a refusal), which waits for the fsync."""
         self.recovering = self.journal.unclean
@@ -703,6 +709,12 @@ class TradingEngineServer:
                     log.warning("waiting for shard %s for %.0f s (%s): its symbols cannot trade", shard.name,
                                 now - shard.unready_since, "catching up from its journal" if shard.catch_up else
                                 "connected, no answer to Hello yet" if shard.connected else "not connected")
+        waiting = self.in_flight
+        if waiting is not None and now - waiting.asked >= SYNC_WARN_S and waiting.asked != self.slow_sync_logged:
+            self.slow_sync_logged = waiting.asked
+            log.warning("the ledger's journal fsync in %s has taken %.1f s so far: what waits for it waits (%s)",
+                        self.journal.directory, now - waiting.asked,
+                        "the clients are not read" if self.clients_paused else "the clients are still read")
         for session in self.sessions.idle(now):
             self.outbox[session.identity].append(p.Heartbeat())
         if self.status.due(now):
@@ -711,7 +723,8 @@ class TradingEngineServer:
     def _publish_status(self, now: float, stopped: bool = False) -> None:
         """Write the status file (`servers.status`): counts since the start, rejects by reason,
         the ack latency; the sessions, the orders awaiting their book's answer, whether logons wait
-        for the book servers' replay (`recovering`) and how many are held, each shard's link."""
+        for the book servers' replay (`recovering`) and how many are held, how long the syncer has
+        had its fsync in hand and whether the clients wait for it (`_pace_intake`), each shard's link."""
         reported = self.reported
         accepted, rejected = reported[p.OrderAccepted], reported[p.OrderRejected]
         counters = {
@@ -726,6 +739,8 @@ class TradingEngineServer:
             "awaiting": sum(len(orders) for orders in self.awaiting.values()),
             "recovering": self.recovering,
             "logons_held": len(self.held_logons),
+            "fsync_in_hand_s": round(now - self.in_flight.asked, 3) if self.in_flight is not None else 0.0,
+            "clients_paused": self.clients_paused,
             "shards": {name: {"connected": shard.connected, "ready": shard.ready}
                        for name, shard in self.shards.items()},
         }
@@ -1106,9 +1121,9 @@ class TradingEngineServer:
         lap(JOURNAL)
         self._release(now, None, self.outbox, self.answered_after_sync)
 
-    def _queued(self, offset: int) -> Waiting:
-        """Take what is queued to the book servers and the clients, to wait for the fsync that
-        makes the journal durable up to ``offset``."""
+    def _queued(self, offset: int, now: float) -> Waiting:
+        """Take what is queued to the book servers and the clients, to wait for the fsync asked
+        at ``now`` that makes the journal durable up to ``offset``."""
         commands = {}
         for shard in self.shards.values():
             if shard.outbox:
@@ -1116,7 +1131,7 @@ class TradingEngineServer:
         outbox, answered = dict(self.outbox), self.answered_after_sync[:]
         self.outbox.clear()
         self.answered_after_sync.clear()
-        return Waiting(offset, commands, outbox, answered)
+        return Waiting(offset, now, commands, outbox, answered)
 
     def _release(self, now: float, commands: dict[Shard, list] | None, outbox: dict[bytes, list],
                  answered: list[int]) -> None:
@@ -1276,7 +1291,7 @@ class TradingEngineServer:
             offset = journal.request_sync(self.syncer)
         except JournalFailed as exc:
             raise JournalUnavailable(str(exc)) from None
-        self.in_flight = self._queued(offset)
+        self.in_flight = self._queued(offset, now)
         self.unsynced_since = None
 
     def _synced(self, now: float) -> None:

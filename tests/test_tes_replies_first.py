@@ -12,6 +12,7 @@ answered, and one restarted after a clean stop takes them at once.
 """
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from servers.ledger import STOPPED_FILE, Ledger, LedgerJournal, Marked, encode_s
 from servers.logons import Verdict
 from servers.processes import Role, exchange_env
 from servers.status import STATUS_FILE
-from servers.tes import RECOVERING_TEXT, SYNC_DEFERRED_S, JournalUnavailable, TradingEngineServer
+from servers.tes import RECOVERING_TEXT, SYNC_DEFERRED_S, SYNC_WARN_S, JournalUnavailable, TradingEngineServer
 
 ENCODE = msgspec.msgpack.Encoder().encode
 CLIENT_FRAME = msgspec.msgpack.Decoder(list[p.ClientMessage])
@@ -283,10 +284,11 @@ def test_a_report_never_overtakes_what_waits_for_the_fsync_in_hand(tmp_path, mon
         exchange.close()
 
 
-def test_the_clients_wait_while_the_journal_behind_the_fsync_in_hand_reaches_a_bound(tmp_path, monkeypatch):
+def test_the_clients_wait_while_the_journal_behind_the_fsync_in_hand_reaches_a_bound(tmp_path, monkeypatch, caplog):
     """A disk slow to fsync: the loop goes on taking orders until `SYNC_BACKLOG_BYTES` of journal
     are written behind the fsync in hand, then leaves the clients' socket out of its poll and their
-    frames in its queue (bounded by ZeroMQ's high-water mark) until that fsync is done."""
+    frames in its queue (bounded by ZeroMQ's high-water mark) until that fsync is done; an fsync
+    in hand for `SYNC_WARN_S` is logged once, and the status file shows its age."""
     monkeypatch.setattr(tes_module, "SYNC_BACKLOG_BYTES", 2000)
     exchange = Exchange(tmp_path, fsync="batch")
     try:
@@ -300,6 +302,16 @@ def test_the_clients_wait_while_the_journal_behind_the_fsync_in_hand_reaches_a_b
         assert tes.polled_clients not in dict(tes.poller.sockets)
         exchange.turn(frames[taken], synced=False)
         assert exchange.clients.queued, "a frame read while the fsync is in hand would pass the bound"
+        later = tes.in_flight.asked + SYNC_WARN_S
+        with caplog.at_level(logging.WARNING, logger="servers.tes"):
+            tes._housekeeping(later)
+            tes._housekeeping(later + 1)
+        assert [r.message for r in caplog.records].count(
+            f"the ledger's journal fsync in {tes.journal.directory} has taken 1.0 s so far: what waits for it "
+            "waits (the clients are not read)") == 1
+        tes._publish_status(later + 1)
+        status = json.loads((tes.journal.directory / STATUS_FILE).read_bytes())
+        assert (status["fsync_in_hand_s"], status["clients_paused"]) == (SYNC_WARN_S + 1, True)
         exchange.turn(None)
         assert not tes.clients_paused and dict(tes.poller.sockets)[tes.polled_clients] == zmq.POLLIN
         exchange.turn(frames[taken + 1])
