@@ -349,7 +349,7 @@ class Journal:
     def append(self, records: Iterable[tuple[int, bytes]] | Records, sync: bool = True) -> bool:
         """Write a group of ``(sequence, payload)`` records, or records already framed
         (`native.framing.Records`), with one write, then fsync per policy; with ``sync``
-        False the "batch" policy's fsync is left to the caller's `flush`.
+        False the "batch" policy's fsync is left to the caller (`flush`, or `request_sync`).
 
         False if the group was not written: the write failed (the file is cut back to where
         the group began, ``unwritable`` says why), or an earlier one did less than
@@ -401,9 +401,13 @@ class Journal:
 
     def _may_retry(self) -> bool:
         """Whether a write may be tried again (raises `JournalFailed` if an fsync failed)."""
+        self._raise_if_failed()
+        return time.monotonic() >= self._retry_at
+
+    def _raise_if_failed(self) -> None:
+        """Raise `JournalFailed` if an fsync of the journal has failed (it is never retried)."""
         if self.failed is not None:
             raise JournalFailed(self.path, self.failed)
-        return time.monotonic() >= self._retry_at
 
     def _undo_write(self, error: OSError) -> None:
         """Cut off what a failed write left of its group; writes pause for `RETRY_WRITE_S`."""
@@ -445,8 +449,7 @@ class Journal:
 
     def sync_to(self, offset: int) -> None:
         """Make the records before byte ``offset`` durable (safe from another thread)."""
-        if self.failed is not None:
-            raise JournalFailed(self.path, self.failed)
+        self._raise_if_failed()
         if offset > self._synced_offset:
             self._fsync()
 
@@ -498,8 +501,7 @@ class Journal:
         passed to `synced`, says the records are durable. Raises `JournalFailed` after a failed
         fsync. The caller keeps the journal open until the syncer has answered (`close` does not wait
         for it: close the syncer first)."""
-        if self.failed is not None:
-            raise JournalFailed(self.path, self.failed)
+        self._raise_if_failed()
         syncer.request(self._fd)
         return self.offset
 

@@ -39,8 +39,9 @@ process, and fsynced before anything leaves but the reports of a lone book serve
 (`servers.tes`). Closing the journal writes `STOPPED_FILE`; a journal opened without it was
 not closed (`LedgerJournal.unclean`). Recovery applies the journaled records in order
 through the same `apply` (no clock is read: times are in the records): the same state, the
-same reports with the same numbers. Then each book server's Hello, naming the last sequence the ledger holds, brings
-the replies the TES missed while it was down, and the commands in flight are answered.
+same reports with the same numbers. Then each book server's Hello, naming the last sequence
+the ledger holds, brings the replies the TES missed while it was down, and the commands in
+flight are answered.
 """
 
 import logging
@@ -542,7 +543,8 @@ class LedgerJournal:
 
     def write(self, sync: bool = True) -> bool:
         """Write the queued records with one write (fsync per policy; with ``sync`` False the
-        "batch" policy's fsync waits for ``journal.flush``); False if the journal cannot take them
+        "batch" policy's fsync is the caller's: ``journal.flush`` or ``journal.request_sync``);
+        False if the journal cannot take them
         (raises `servers.journal.JournalFailed` after a failed fsync). Takes a snapshot every
         ``snapshot_every`` records."""
         if not self.pending:

@@ -66,8 +66,8 @@ loop goes on: what waits for it leaves when it is done (`_synced`). A restarted 
 its journal, then each book server's Hello brings the replies it missed; after a crash (the
 journal not closed) logons wait until every book server has answered, so the replies a crash
 of the machine took from the journal make the same reports again before anything else is
-numbered. Sessions and rate limits start afresh:
-traders log on again, and are sent the reports they missed (`Logon.after_report`).
+numbered. Sessions and rate limits start afresh: traders log on again, and are sent the reports
+they missed (`Logon.after_report`).
 """
 
 import logging
@@ -1188,15 +1188,14 @@ class TradingEngineServer:
         What a crash of the machine may lose of the TES journal is then the records written since
         the last fsync done (this turn's, those of turns that ran while the syncer's fsync was in
         hand, and those of turns that sent nothing else and left their fsync to a later turn:
-        `_sync_unless_deferred`), and the client may have been sent
-        reports of them, so those must come back the same. With one book server they do: such a
-        report follows only from that server's replies, applied in its sequence order, and from
-        records durable before it (a command is sent, and any refusal or other message reported,
-        only after the fsync, and a report behind one in a queue waits with it); after a crash
-        (`LedgerJournal.unclean`) the TES opens no session, so makes no report, until each book
-        server has sent its replies again (`_greeted`), which makes those reports again, with the
-        same numbers and bytes. A session with messages waiting for the fsync in flight gets
-        nothing before them."""
+        `_sync_unless_deferred`), and the client may have been sent reports of them, so those must
+        come back the same. With one book server they do: such a report follows only from that
+        server's replies, applied in its sequence order, and from records durable before it (a
+        command is sent, and any refusal or other message reported, only after the fsync, and a
+        report behind one in a queue waits with it); after a crash (`LedgerJournal.unclean`) the TES
+        opens no session, so makes no report, until each book server has sent its replies again
+        (`_greeted`), which makes those reports again, with the same numbers and bytes. A session
+        with messages waiting for the fsync in flight gets nothing before them."""
         sessions = self.sessions.by_identity
         waiting = self.in_flight.outbox if self.in_flight is not None else ()
         for identity, messages in list(self.outbox.items()):
