@@ -16,7 +16,7 @@ Beside every run at every rate runs the transport floor (`benchmarks.floor`): th
 schedule through the same four ZeroMQ hops with no exchange behind them, so each latency
 can be read against what ZeroMQ alone does on this machine in the same minutes. After each
 rate's runs, the disk floor (`benchmarks.disk`): one journal group commit alone, with the run's
-fsync policy in the run's file system; an order waits for two of them in turn. The two
+fsync policy in the run's file system; an order waits for one of them (the OBS's). The two
 floors also price each server's CPU per order (`cpu_floors`): its stand-in's CPU in ZeroMQ
 alone, plus the fsyncs its journal did per order at one group commit's CPU each.
 """

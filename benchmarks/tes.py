@@ -126,14 +126,15 @@ def requests(messages: int, turn: int = TURN, seed: int = 42) -> list[list]:
 class Exchange:
     """A TES in ``directory`` with its sockets replaced by `Queue`s, the trader logged on and
     the book server greeted; the OBS's state for its one shard; what each measured part cost.
-    The journal's fsync policy is ``fsync`` (the bench's "never" measures the TES, not the disk)."""
+    The journal's fsync policy is ``fsync`` (the bench's "never" measures the TES, not the disk);
+    ``overrides`` are further configuration variables."""
 
-    def __init__(self, directory: Path, fsync: str = "never") -> None:
+    def __init__(self, directory: Path, fsync: str = "never", **overrides: str) -> None:
         clock = Stages(STAGES).clock
         if clock not in ("sampled", "cpu"):
             raise ConfigError(f"bench tes times the TES's stages' CPU: {STAGES_ENV}={clock!r} reads none "
                               "(sampled, the default, or cpu)")
-        env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC=fsync, EXCHANGE__TES__TES_ID=str(TES_ID))
+        env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC=fsync, EXCHANGE__TES__TES_ID=str(TES_ID), **overrides)
         self.tes = tes = TradingEngineServer(load_config(environ=env))
         (self.shard,) = tes.shards.values()
         self.sockets = tes.clients, self.shard.socket

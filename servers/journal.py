@@ -439,6 +439,11 @@ class Journal:
                 return
 
     @property
+    def synced_offset(self) -> int:
+        """The offset before which this process has fsynced every record."""
+        return self._synced_offset
+
+    @property
     def unsynced_bytes(self) -> int:
         """Bytes written to the file that this process has not fsynced yet."""
         return max(0, self.offset - self._synced_offset)

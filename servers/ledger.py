@@ -32,16 +32,16 @@ book server names in its Hello reply (`Greeted`). Each carries the sequence it i
 a price as of an older sequence than the one held is ignored, so the sources may arrive in
 any order and several TES processes agree.
 
-The live server builds each record, applies it (which gives the reports to send) and
-journals it; the group of a loop turn is written to the TES journal (``tes.journal_dir``,
-the OBS's format: `servers.journal`) before anything that follows from it leaves the
-process, and fsynced before anything leaves but the reports of a lone book server's replies
-(`servers.tes`). Closing the journal writes `STOPPED_FILE`; a journal opened without it was
-not closed (`LedgerJournal.unclean`). Recovery applies the journaled records in order
-through the same `apply` (no clock is read: times are in the records): the same state, the
-same reports with the same numbers. Then each book server's Hello, naming the last sequence
-the ledger holds, brings the replies the TES missed while it was down, and the commands in
-flight are answered.
+The live server builds each record, applies it (which gives the reports to send) and journals
+it; the group of a loop turn is written to the TES journal (``tes.journal_dir``, the OBS's
+format: `servers.journal`) before anything that follows from it leaves the process, and fsynced
+before anything leaves but the reports of a lone book server's replies and, where it has a
+journal stream to read them back from, the commands to it (`servers.tes`). Closing the journal
+writes `STOPPED_FILE`; a journal opened without it was not closed (`LedgerJournal.unclean`).
+Recovery applies the journaled records in order through the same `apply` (no clock is read:
+times are in the records): the same state, the same reports with the same numbers. Then each
+book server's Hello, naming the last sequence the ledger holds, brings the replies the TES
+missed while it was down, and the commands in flight are answered.
 """
 
 import logging
@@ -360,6 +360,20 @@ class Ledger:
             self.orders.orders[order.order_id] = order
             if not order.closed:
                 self.orders.open.setdefault(order.trader_id, {})[order.order_id] = order
+
+    def keep_closed(self, keep: bool) -> None:
+        """While ``keep``, closed orders stay in the registry and replies are read by `_receive`, the
+        specification, which keeps them: a TES recovering from a crash of its machine may adopt a
+        request the crash took from its journal for an order a reply read since then closed
+        (`servers.tes.TradingEngineServer._catch_up`). When it ends, the closed orders no request
+        awaits are forgotten, as they would have been."""
+        registry = self.orders
+        if keep and not registry.keep_closed:
+            self._receiving, self.receive = self.receive, self._receive
+        elif not keep and registry.keep_closed:
+            self.receive = self._receiving
+            registry.forget_closed()
+        registry.keep_closed = keep
 
     def reports_after(self, trader: str, number: int) -> list:
         """The trader's kept reports numbered after ``number``, oldest first."""

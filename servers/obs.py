@@ -34,6 +34,8 @@ Conversation with a TES
   ``journal.replies_kept`` are kept, and if they do not reach back to ``seen`` none is sent)
   and then answers ``HelloReply(symbols, max_order_id, last_sequence, replay_complete,
   last_prices)``; with ``replay_complete`` False the TES catches up from the journal stream.
+  ``Hello(tes_id, seen, replay=False)`` sends nothing again and answers ``replay_complete``
+  False: a TES recovering from a crash reads the journal stream, commands and all.
   Commands before Hello are served.
 - BookSubmit, BookCancel, BookReplace, BookExpireDay and BookSetPhase on a symbol of the
   shard take the next shard sequence, are journaled, run and answered with ``Executed(sequence, symbol,
@@ -517,8 +519,8 @@ class OrderBookServer:
                 reply(identity, self._unjournaled(message))
             elif type(message) is Hello:
                 self.tes[message.tes_id] = identity
-                complete = True
-                if message.seen is not None:
+                complete = message.seen is None or message.replay
+                if message.seen is not None and message.replay:
                     replayed, complete = state.replay(message.tes_id, message.seen)
                     for executed in replayed:
                         reply(identity, executed)

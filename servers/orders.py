@@ -137,6 +137,9 @@ class OrderRegistry:
         self.orders: dict[int, Order] = {}
         self.open: dict[str, dict[int, Order]] = {}
         self.numbers = {} if numbers is None else numbers
+        self.keep_closed = False
+        """Closed orders stay in ``orders`` even with no request awaiting its answer (`forget_closed`
+        forgets them): while a recovering TES may adopt a request for one (`Ledger.keep_closed`)."""
 
     # ---------------------------------------------------------------- queries
 
@@ -386,5 +389,10 @@ class OrderRegistry:
         self._forget_if_done(order)
 
     def _forget_if_done(self, order: Order) -> None:
-        if order.closed and not order.requests:
+        if order.closed and not order.requests and not self.keep_closed:
             self.orders.pop(order.order_id, None)
+
+    def forget_closed(self) -> None:
+        """Forget every closed order no request awaits the answer to."""
+        for order_id in [order_id for order_id, order in self.orders.items() if order.closed and not order.requests]:
+            del self.orders[order_id]

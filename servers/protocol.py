@@ -568,6 +568,11 @@ class Hello(Message):
     seen: Id | None = None
     """The last shard sequence this TES received a reply for: the OBS first sends again
     every reply after it that concerns the TES. None: a TES with nothing in flight."""
+    replay: bool = True
+    """False: send nothing again and answer ``replay_complete`` False, so the TES reads what it
+    missed from the journal stream, which carries the commands as well as the replies: a TES that
+    sends commands before its own record of them is durable adopts those a crash of its machine
+    took (`servers.tes.TradingEngineServer._catch_up`)."""
 
 
 class HelloReply(Message):

@@ -56,18 +56,20 @@ everything it produced.
 
 Durability
 ----------
-Everything that must survive the server is in its `servers.ledger.Ledger` (orders,
-portfolios, client order ids, each trader's numbered reports), changed only by
-records the server journals before anything that follows from them leaves the process,
-and fsyncs (journal ``fsync = "batch"``) before anything leaves but one thing: with one
-book server, the reports of its replies go first (`_send_replies_first`), since they can
-be made again, and the fsync runs on a thread of its own (`native.syncer.Syncer`) while the
-loop goes on: what waits for it leaves when it is done (`_synced`). A restarted TES replays
-its journal, then each book server's Hello brings the replies it missed; after a crash (the
-journal not closed) logons wait until every book server has answered, so the replies a crash
-of the machine took from the journal make the same reports again before anything else is
-numbered. Sessions and rate limits start afresh: traders log on again, and are sent the reports
-they missed (`Logon.after_report`).
+Everything that must survive the server is in its `servers.ledger.Ledger` (orders, portfolios,
+client order ids, each trader's numbered reports), changed only by records the server journals
+before anything that follows from them leaves the process, and fsyncs (journal ``fsync =
+"batch"``) before anything leaves but two things: with one book server, the reports of its
+replies go first (`_send_replies_first`), since they can be made again, and so do the commands
+to it if it has a journal stream (`adopts`, `_send_early`), since they can be read back from its
+journal; the fsync runs on a thread of its own (`native.syncer.Syncer`) while the loop goes on:
+what waits for it leaves when it is done (`_synced`). A restarted TES replays its journal, then
+each book server's Hello brings the replies it missed; after a crash (the journal not closed)
+logons wait until every book server has answered, so the replies a crash of the machine took
+from the journal make the same reports again before anything else is numbered, and where
+commands left early the TES reads the book server's journal stream instead, adopting the
+commands whose records the crash took (`_missed`). Sessions and rate limits start afresh:
+traders log on again, and are sent the reports they missed (`Logon.after_report`).
 """
 
 import logging
@@ -156,9 +158,9 @@ WAITING_WARN_S = 10.0
 SYNC_DEFERRED_S = 0.05
 SYNC_DEFERRED_BYTES = 1 << 20
 """With `TradingEngineServer.replies_first`, the journal written by turns that sent nothing but the
-reports of the book's replies is fsynced by the next turn that sends anything else, and at the
-latest this long after the first such turn or once this much is unsynced
-(`TradingEngineServer._sync_unless_deferred`)."""
+reports of the book's replies (and, with `TradingEngineServer.adopts`, commands) is fsynced by the
+next turn that sends anything else, and at the latest this long after the first such turn or once
+this much is unsynced (`TradingEngineServer._sync_unless_deferred`)."""
 SYNC_BACKLOG_BYTES = 1 << 20
 """With `TradingEngineServer.replies_first`, the loop stops reading its clients once this much
 journal is written behind the fsync the syncer has in hand, until it is done: what a client sends
@@ -183,6 +185,8 @@ the clients' frames; the rest of the busy time (logons, Hello, housekeeping, the
 IDLE, REPLIES, RECEIVE, VALIDATE, JOURNAL, SEND, REPORTS, OTHER = range(len(STAGES))
 MARKET, STOP, STOP_LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.STOP_LIMIT
 GTD = TimeInForce.GTD
+ADOPTABLE = (p.BookSubmit, p.BookCancel, p.BookReplace)
+"""The commands whose records a recovering TES makes again from a book server's journal (`_adopt`)."""
 """Module constants: an enum member's lookup on its class costs more than the comparison."""
 
 
@@ -191,7 +195,7 @@ class Shard:
     market data, `servers.protocol.MARKS_TOPIC` only) and what is queued for it."""
 
     __slots__ = ("name", "socket", "monitor", "marks", "stream_endpoint", "catch_up", "connected", "ready",
-                 "next_hello", "outbox", "unready_since", "warnings")
+                 "next_hello", "outbox", "unready_since", "warnings", "greeted_at")
 
     def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket, marks: zmq.Socket,
                  stream_endpoint: str) -> None:
@@ -210,6 +214,10 @@ class Shard:
         """When the shard last stopped being ready (or the TES started)."""
         self.warnings = 0
         """How long it has been waited for, in WAITING_WARN_S, logged (`_housekeeping`)."""
+        self.greeted_at: int | None = None
+        """The journal offset its last greeting (`Greeted`) is durable at once fsynced to; -1: not
+        yet written; None: not greeted. With `TradingEngineServer.adopts`, commands leave before
+        their records are durable once that offset is (`TradingEngineServer._send_early`)."""
 
 
 class CatchUp:
@@ -217,13 +225,16 @@ class CatchUp:
     journal stream up to ``reply.last_sequence``, while the live frames it sends meanwhile are
     held, to be applied after them (the ledger applies a symbol's replies in sequence order)."""
 
-    __slots__ = ("stream", "reply", "held", "progress_at")
+    __slots__ = ("stream", "reply", "held", "progress_at", "adopting")
 
     def __init__(self, stream: JournalStream, reply: p.HelloReply, now: float) -> None:
         self.stream = stream
         self.reply = reply
         self.held: list[bytes] = []
         self.progress_at = now
+        self.adopting = False
+        """A command this TES sent was found missing from its ledger: so are all it sent after it
+        (`TradingEngineServer._lost`)."""
 
 
 class JournalUnavailable(RuntimeError):
@@ -329,6 +340,12 @@ class TradingEngineServer:
         """With `replies_first`, the thread that fsyncs the journal while the loop goes on."""
         self.in_flight: Waiting | None = None
         """What waits for the fsync the syncer has in hand (at most one)."""
+        self.adopts = self.replies_first and all(shard.stream_endpoint for shard in config.shards)
+        """With `replies_first` and a journal stream to read the book server's commands back from:
+        commands leave before the fsync of their records (`_send_early`), and after a crash the
+        TES adopts those whose records the crash took (`_catch_up`)."""
+        self.adopted = 0
+        """Records made again from a book server's commands at recovery (`_adopt`)."""
         self.clients_paused = False
         """Whether the clients' socket is left out of the poll (`_pace_intake`)."""
         self.slow_sync_logged = 0.0
@@ -733,6 +750,7 @@ class TradingEngineServer:
             "fills": reported[p.OrderFilled], "logons": self.accepted_logons,
             "logons_refused": self.refused_logons.count, "malformed": self.malformed,
             "undelivered": self.undelivered, "unsent": self.refused.count, "fsyncs": self.journal.journal.fsyncs,
+            "adopted": self.adopted,
         }
         figures = {
             "sessions": len(self.sessions.by_identity),
@@ -937,8 +955,8 @@ class TradingEngineServer:
 
     def _hello(self, shard: Shard, now: float) -> None:
         try:
-            shard.socket.send(self.book_requests.encode([p.Hello(self.tes_id, self.ledger.seen[shard.name])]),
-                              zmq.NOBLOCK)
+            hello = p.Hello(self.tes_id, self.ledger.seen[shard.name], not (self.recovering and self.adopts))
+            shard.socket.send(self.book_requests.encode([hello]), zmq.NOBLOCK)
             shard.next_hello = now + HELLO_WAIT_S
         except zmq.Again:
             shard.next_hello = now + (HELLO_RETRY_S if shard.connected else HELLO_WAIT_S)
@@ -1027,6 +1045,8 @@ class TradingEngineServer:
             stream.request(seen)
             self.poller.register(stream.socket, zmq.POLLIN)
             shard.catch_up = CatchUp(stream, reply, time.monotonic())
+            if self.recovering:
+                self.ledger.keep_closed(True)
             log.info("shard %s no longer holds the replies after sequence %d: catching up from its journal to "
                      "sequence %d", shard.name, seen, reply.last_sequence)
             return
@@ -1045,11 +1065,7 @@ class TradingEngineServer:
                 entries = stream.receive(0)
                 if entries:
                     catch_up.progress_at = now
-                    missed = [p.Executed(e.sequence, e.command.symbol, e.events, e.time)
-                              for e in entries if e.sequence <= target and _concerns(e, self.tes_id)]
-                    for start in range(0, len(missed), FRAME_MESSAGES):
-                        self._record(Received(shard.name, self.book_requests.encode(
-                            missed[start:start + FRAME_MESSAGES]), clock()))
+                    self._missed(shard, catch_up, [entry for entry in entries if entry.sequence <= target])
             complete = stream.last >= target
             if not complete and now - catch_up.progress_at > CATCH_UP_STALL_S:
                 raise StreamError(f"nothing arrived for {CATCH_UP_STALL_S:g} s")
@@ -1064,11 +1080,78 @@ class TradingEngineServer:
         self.poller.unregister(stream.socket)
         stream.close()
         shard.catch_up = None
+        self.ledger.keep_closed(False)
+        if self.adopted:
+            log.warning("shard %s: adopted %d commands this TES had sent whose records a crash took from its journal",
+                        shard.name, self.adopted)
         for frame in catch_up.held:
             self._received(shard, frame)
         self._greeted(shard, msgspec.structs.replace(catch_up.reply, replay_complete=complete))
 
+    def _missed(self, shard: Shard, catch_up: CatchUp, entries: list[p.JournalEntry]) -> None:
+        """Apply the journal ``entries`` that concern this TES as the replies it missed, in frames;
+        before the reply to a command this TES sent and lost the record of (`_lost`), that record
+        made again from the command (`_adopt`).
+
+        Adopting each at its command's sequence gives the ledger the state it had: a record the
+        crash took was written after every record it kept, so its command is sequenced after the
+        last reply the ledger holds; the TES sent it while the order it names was open, so before
+        any reply that closed it (kept in the registry for this: `Ledger.keep_closed`); and an
+        order's requests are answered in the order they were sent."""
+        missed, tes_id = [], self.tes_id
+        for entry in entries:
+            if not _concerns(entry, tes_id):
+                continue
+            command = entry.command
+            if (type(command) in ADOPTABLE and command.order_id >> ID_BITS == tes_id
+                    and self._lost(catch_up, command)):
+                self._apply_missed(shard, missed)
+                missed = []
+                self._adopt(command)
+            missed.append(p.Executed(entry.sequence, command.symbol, entry.events, entry.time))
+        self._apply_missed(shard, missed)
+
+    def _apply_missed(self, shard: Shard, missed: list[p.Executed]) -> None:
+        for start in range(0, len(missed), FRAME_MESSAGES):
+            self._record(Received(shard.name, self.book_requests.encode(missed[start:start + FRAME_MESSAGES]),
+                                  clock()))
+
+    def _lost(self, catch_up: CatchUp, command) -> bool:
+        """Whether the ledger lacks the record of ``command``, which this TES sent: a submission of an
+        order it does not hold, or a cancel or replace of an order no request of which awaits its
+        answer (they are answered in the order sent); then every later command is lost too, the
+        records a crash took being the journal's last."""
+        order = self.orders.orders.get(command.order_id)
+        if type(command) is p.BookSubmit:
+            lost = order is None
+        elif order is None:
+            log.error("the journal holds a request this TES sent for order %d of %s, which it does not hold: "
+                      "not adopted", command.order_id, command.symbol)
+            return False
+        else:
+            lost = catch_up.adopting or not order.requests
+        catch_up.adopting = lost
+        return lost
+
+    def _adopt(self, command) -> None:
+        """Make again the record of ``command`` that a crash took from the journal: an order's
+        `Entered` from its `BookSubmit` (whose account is the trader), or a request's `Requested`."""
+        if type(command) is p.BookSubmit:
+            record = Entered(command.account, command.client_order_id, command.order_id, command.symbol,
+                             Side(command.side), OrderType(command.order_type), TimeInForce(command.time_in_force),
+                             command.price, command.quantity, command.stop_price, command.display_quantity,
+                             command.flags, SelfTradePrevention(command.stp), command.expire_at)
+        else:
+            order = self.orders.orders[command.order_id]
+            reason = command.reason if type(command) is p.BookCancel else CancelReason.REQUESTED
+            client_order_id = command.client_order_id if reason == CancelReason.REQUESTED else order.client_order_id
+            record = Requested(order.trader_id, order.order_id, type(command) is p.BookCancel, client_order_id,
+                               reason)
+        self._record(record)
+        self.adopted += 1
+
     def _greeted(self, shard: Shard, reply: p.HelloReply) -> None:
+        shard.greeted_at = -1
         self._record(Greeted(shard.name, reply.symbols, reply.max_order_id, reply.last_sequence,
                              reply.replay_complete, clock(), reply.last_prices))
         if reply.replay_complete:
@@ -1110,6 +1193,9 @@ class TradingEngineServer:
         if self.replies_first:
             self._write_journal(sync=False)
             lap(JOURNAL)
+            if self.adopts:
+                self._send_early()
+                lap(SEND)
             if self.outbox:
                 self._send_replies_first(now)
                 lap(REPORTS)
@@ -1139,21 +1225,13 @@ class TradingEngineServer:
         fsynced after it: the records of commands a full queue refused), then ``outbox`` by
         client; the orders ``answered`` in it are answered now."""
         lap = self.stages.lap
-        encode_one = self.encode_one
         for shard in self.shards.values():
             if commands is None:
                 queued, shard.outbox = shard.outbox, []
             else:
                 queued = commands.get(shard)
-            if not queued:
-                continue
-            frames = join_frames(queued, encode_one, FRAME_MESSAGES, p.MAX_FRAME_BYTES)
-            for index, frame in enumerate(frames):
-                try:
-                    shard.socket.send(frame, zmq.NOBLOCK)
-                except zmq.Again:
-                    self._unsent(shard, frames[index:])
-                    break
+            if queued:
+                self._send_commands(shard, queued)
         lap(SEND)
         if commands is None:
             self._write_journal()
@@ -1179,6 +1257,36 @@ class TradingEngineServer:
                         session.trader_id, CLIENT_OUTBOUND_FRAMES)
             self._end(session, p.EndReason.SLOW_CONSUMER)
         lap(REPORTS)
+
+    def _send_commands(self, shard: Shard, commands: list) -> bool:
+        """Send ``commands`` to ``shard`` in frames; those its socket would not take are refused
+        (`_unsent`, which records them): False then."""
+        frames = join_frames(commands, self.encode_one, FRAME_MESSAGES, p.MAX_FRAME_BYTES)
+        for index, frame in enumerate(frames):
+            try:
+                shard.socket.send(frame, zmq.NOBLOCK)
+            except zmq.Again:
+                self._unsent(shard, frames[index:])
+                return False
+        return True
+
+    def _send_early(self) -> None:
+        """With `adopts`, send the commands queued for each book server whose greeting is durable
+        (`Shard.greeted_at`), their records written but not yet fsynced; the records of those its
+        socket would not take are written too. A crash of the machine may then take records of
+        commands the book server journaled and answered, and the client was sent the reports of;
+        the restarted TES reads them back from the server's journal and adopts them
+        (`_catch_up`), so the reports come back the same. The rest waits for the fsync."""
+        journal = self.journal.journal
+        refused = False
+        for shard in self.shards.values():
+            if shard.greeted_at == -1:
+                shard.greeted_at = journal.offset
+            if shard.outbox and shard.greeted_at is not None and shard.greeted_at <= journal.synced_offset:
+                queued, shard.outbox = shard.outbox, []
+                refused |= not self._send_commands(shard, queued)
+        if refused:
+            self._write_journal(sync=False)
 
     def _send_replies_first(self, now: float) -> None:
         """Send each session the reports at the head of its queue that were written in C from a
@@ -1269,12 +1377,12 @@ class TradingEngineServer:
                                      f"({error.strerror if error is not None else 'unknown error'})")
 
     def _sync_unless_deferred(self, now: float) -> None:
-        """With nothing written since the last fsync, send what is queued; else hand the fsync to
-        the syncer, and with it everything queued (`in_flight`), which leaves when it is done
-        (`_synced`); unless all the turn sends is already sent (the reports of the book's
-        replies: no command, no other message), which leaves the fsync to the next turn that
-        sends more, or to `SYNC_DEFERRED_S` and `SYNC_DEFERRED_BYTES`. A failure stops the
-        server (`JournalUnavailable`)."""
+        """With nothing written since the last fsync, send what is queued; else hand the fsync to the
+        syncer, and with it everything queued (`in_flight`), which leaves when it is done (`_synced`);
+        unless all the turn sends is already sent (the reports of the book's replies and, with `adopts`,
+        the commands: no other message), which leaves the fsync to the next turn that sends more, or to
+        `SYNC_DEFERRED_S` and `SYNC_DEFERRED_BYTES`. A failure stops the server
+        (`JournalUnavailable`)."""
         journal = self.journal.journal
         unsynced = journal.unsynced_bytes
         if not unsynced:

@@ -35,6 +35,9 @@ from servers.processes import Role, exchange_env
 from servers.status import STATUS_FILE
 from servers.tes import RECOVERING_TEXT, SYNC_DEFERRED_S, SYNC_WARN_S, JournalUnavailable, TradingEngineServer
 
+WAITING = {"EXCHANGE__SHARDS__0__STREAM_ENDPOINT": ""}
+"""No journal stream: the commands wait for the fsync of their records (`TradingEngineServer.adopts`
+is off; `tests/test_tes_adoption.py` has it on)."""
 ENCODE = msgspec.msgpack.Encoder().encode
 CLIENT_FRAME = msgspec.msgpack.Decoder(list[p.ClientMessage])
 REQUESTS = msgspec.msgpack.Decoder(list[p.ClientRequest])
@@ -103,7 +106,7 @@ def played(exchange: Exchange, frames: list[bytes], apart: bool, stop_after: int
 def recovered(exchange: Exchange, durable: int, directory: Path) -> TradingEngineServer:
     """A TES started on the first ``durable`` bytes of ``exchange``'s journal (the rest lost with
     the machine), not yet greeted (nothing is sent: no loop turn runs)."""
-    env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC="batch", EXCHANGE__TES__TES_ID=str(TES_ID))
+    env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC="batch", EXCHANGE__TES__TES_ID=str(TES_ID), **WAITING)
     journal_dir = Path(env["EXCHANGE__TES__JOURNAL_DIR"])
     journal_dir.mkdir(parents=True)
     with open(exchange.tes.journal.directory / JOURNAL_FILE, "rb") as source:
@@ -156,7 +159,7 @@ def test_reports_sent_before_an_fsync_the_machine_never_finished_come_back_the_s
     ``apart``: the replies come in a turn of their own while the syncer fsyncs the frame's turn,
     which sends only their reports and leaves its fsync to the next turn, which sends commands; the
     machine stops in an fsync, or after the replies to frame ``stop_after``, never fsynced."""
-    exchange = Exchange(tmp_path / "live", fsync="batch")
+    exchange = Exchange(tmp_path / "live", fsync="batch", **WAITING)
     try:
         assert exchange.tes.replies_first
         disk = Disk(exchange, crash_at, monkeypatch, "asked" if flow == "together" else "answered")
@@ -208,7 +211,7 @@ def test_logons_accepted_while_recovering_are_held_until_the_replay_and_refused_
         tmp_path, monkeypatch):
     """Whether the key was checked or remembered, an accepted logon opens no session before the
     book server has replayed; `logon_queue` of them are held, later ones refused."""
-    exchange = Exchange(tmp_path / "live", fsync="batch")
+    exchange = Exchange(tmp_path / "live", fsync="batch", **WAITING)
     try:
         Disk(exchange, None, monkeypatch)
         played(exchange, [ENCODE(frame) for frame in requests(60, 20)], apart=True, stop_after=2)
@@ -244,7 +247,7 @@ def test_a_refusal_waits_for_the_fsync_and_so_does_what_queues_behind_it(tmp_pat
     """In one turn the book's replies are reported first, then the client's frame refused: the
     acknowledgement leaves before the fsync, the refusal (the TES's own decision) once the syncer
     has done it; the fsync does not hold the loop."""
-    exchange = Exchange(tmp_path, fsync="batch")
+    exchange = Exchange(tmp_path, fsync="batch", **WAITING)
     try:
         disk = Disk(exchange, None, monkeypatch)
         price = exchange.tes.config.instrument(SYMBOL).reference_price
@@ -267,7 +270,7 @@ def test_a_refusal_waits_for_the_fsync_and_so_does_what_queues_behind_it(tmp_pat
 def test_a_report_never_overtakes_what_waits_for_the_fsync_in_hand(tmp_path, monkeypatch):
     """The client's refusal waits for the syncer's fsync; the book's reply to its earlier order,
     read meanwhile, is reported after the refusal, in the order they were numbered."""
-    exchange = Exchange(tmp_path, fsync="batch")
+    exchange = Exchange(tmp_path, fsync="batch", **WAITING)
     try:
         price = exchange.tes.config.instrument(SYMBOL).reference_price
         exchange.turn(ENCODE([p.EnterOrder(1, SYMBOL, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, price, 10)]))
@@ -290,7 +293,7 @@ def test_the_clients_wait_while_the_journal_behind_the_fsync_in_hand_reaches_a_b
     frames in its queue (bounded by ZeroMQ's high-water mark) until that fsync is done; an fsync
     in hand for `SYNC_WARN_S` is logged once, and the status file shows its age."""
     monkeypatch.setattr(tes_module, "SYNC_BACKLOG_BYTES", 2000)
-    exchange = Exchange(tmp_path, fsync="batch")
+    exchange = Exchange(tmp_path, fsync="batch", **WAITING)
     try:
         tes, frames = exchange.tes, [ENCODE(frame) for frame in requests(200, 10)]
         exchange.turn(frames[0])
@@ -324,7 +327,7 @@ def test_the_clients_wait_while_the_journal_behind_the_fsync_in_hand_reaches_a_b
 def test_a_turn_that_sends_only_such_reports_leaves_its_fsync_to_a_later_turn_within_a_bound(tmp_path, monkeypatch):
     """The book's replies alone: their reports leave and the fsync waits, for the next turn that
     sends anything else or `SYNC_DEFERRED_S`, which the loop's poll wakes for."""
-    exchange = Exchange(tmp_path, fsync="batch")
+    exchange = Exchange(tmp_path, fsync="batch", **WAITING)
     try:
         disk, start = Disk(exchange, None, monkeypatch), time.monotonic()
         price = exchange.tes.config.instrument(SYMBOL).reference_price
@@ -351,7 +354,7 @@ def test_a_failed_fsync_after_the_reports_left_stops_the_tes(tmp_path, monkeypat
     it is given is a pipe: EINVAL, as a failing disk's EIO would be): the server stops
     (`JournalUnavailable`, never retried), sends nothing more, and closing it does not say it
     stopped cleanly (the next start holds logons for the replay)."""
-    exchange = Exchange(tmp_path, fsync="batch")
+    exchange = Exchange(tmp_path, fsync="batch", **WAITING)
     pipe = os.pipe()
     try:
         price = exchange.tes.config.instrument(SYMBOL).reference_price
