@@ -115,7 +115,7 @@ def verdicts(rows: list[dict]) -> dict[str, str]:
         if slow.get("floor") is not None:
             tail += f"; ZeroMQ alone, no exchange behind it: p99 {_us(slow['floor']['ack_p99_us'])}"
         if slow.get("journal") is not None:
-            tail += f"; one group commit alone, two per order: p99 {_us(slow['journal']['append_p99_us'])}"
+            tail += f"; one group commit alone, one per order (the OBS's): p99 {_us(slow['journal']['append_p99_us'])}"
         tail += ")"
     return {"100,000 orders/s sustained": sustained, "ack p99 under 1 ms at 10,000/s": tail,
             "ack p99 at 10,000/s at most 1.5x ZeroMQ alone's in the same run": floor_verdict(slow),
@@ -236,7 +236,7 @@ def format_report(report: dict) -> str:
         f"answers awaited up to {DRAIN_S:g} s after the schedule); "
         "ZeroMQ alone: the same schedule and hops with no exchange behind them (benchmarks/floor.py); "
         "one group commit alone: a one-record append to a journal with the same fsync policy, in the same file "
-        "system, which an order waits for twice, and its CPU time (benchmarks/disk.py)",
+        "system, which an order waits for once (the OBS's), and its CPU time (benchmarks/disk.py)",
         "",
         "| offered orders/s | answered orders/s | acked | rejected | fills | lost | ack p50 | ack p99 | ack p99.9 "
         "| CPU per order: OBS / TES / load generator | ZeroMQ alone: p50 / p99 | ZeroMQ alone's CPU per order: "

@@ -249,4 +249,4 @@ def test_targets_are_judged_from_the_median_rows():
     with_disk = {**with_floor, "journal": {"append_p99_us": 611.0}}
     assert e2e.verdicts([with_disk])["ack p99 under 1 ms at 10,000/s"] == (
         "not met (p99 2.5 ms; ZeroMQ alone, no exchange behind it: p99 1.8 ms; "
-        "one group commit alone, two per order: p99 611 µs)")
+        "one group commit alone, one per order (the OBS's): p99 611 µs)")
