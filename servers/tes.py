@@ -185,9 +185,9 @@ the clients' frames; the rest of the busy time (logons, Hello, housekeeping, the
 IDLE, REPLIES, RECEIVE, VALIDATE, JOURNAL, SEND, REPORTS, OTHER = range(len(STAGES))
 MARKET, STOP, STOP_LIMIT = OrderType.MARKET, OrderType.STOP, OrderType.STOP_LIMIT
 GTD = TimeInForce.GTD
+"""Module constants: an enum member's lookup on its class costs more than the comparison."""
 ADOPTABLE = (p.BookSubmit, p.BookCancel, p.BookReplace)
 """The commands whose records a recovering TES makes again from a book server's journal (`_adopt`)."""
-"""Module constants: an enum member's lookup on its class costs more than the comparison."""
 
 
 class Shard:

@@ -25,11 +25,11 @@ from test_tes import Exchange as LiveExchange
 from benchmarks.tes import CLIENT, SYMBOL, TES_ID, TES_IDENTITY, TRADER, Exchange, Queue, requests
 from config.settings import JournalConfig, load_config
 from engine.messages import OrderFilled
-from engine.snapshot import ORDER_DTYPE
-from engine.types import OrderType, RejectReason, Side, TimeInForce
+from engine.snapshot import HELD_DTYPE, ORDER_DTYPE
+from engine.types import CancelReason, OrderFlags, OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, Journal, first_record, read_records
-from servers.ledger import ID_BITS, Entered, LedgerRecord, Requested
+from servers.ledger import ID_BITS, Entered, LedgerRecord, LedgerState, Requested
 from servers.obs import OrderBookServer
 from servers.processes import exchange_env
 from servers.stream import Streamer
@@ -37,6 +37,7 @@ from servers.tes import SYNC_DEFERRED_S, TradingEngineServer
 
 ENCODE = msgspec.msgpack.Encoder().encode
 CLIENT_FRAME = msgspec.msgpack.Decoder(list[p.ClientMessage])
+CLIENT_MESSAGE = msgspec.msgpack.Decoder(p.ClientMessage)
 ENTRY = msgspec.msgpack.Decoder(p.JournalEntry)
 OTHER_TES = 2
 LIMIT, GTC = OrderType.LIMIT, TimeInForce.GTC
@@ -76,13 +77,14 @@ class BookJournal:
 
 def durable_crash(exchange: Exchange, monkeypatch, crash_at: int) -> list[int]:
     """The ``crash_at``-th fsync the TES's syncer is asked for never ends: the machine stops when
-    its answer would have come. The offsets the fsyncs done made durable."""
-    done: list[int] = []
+    its answer would have come. The offsets the fsyncs done made durable, the first what was
+    durable before."""
+    done = [exchange.tes.journal.journal.synced_offset]
     synced, tes_journal, stopped = Journal.synced, exchange.tes.journal.journal, []
 
     def _synced(journal: Journal, offset: int, error: int = 0) -> None:
         if journal is tes_journal and not stopped:
-            if len(done) + 1 == crash_at:
+            if len(done) == crash_at:
                 stopped.append(offset)
                 raise Crash
             done.append(offset)
@@ -129,6 +131,15 @@ def greet(tes: TradingEngineServer, exchange: Exchange, book: BookJournal) -> No
         context.destroy(linger=0)
 
 
+def ledger_state(tes: TradingEngineServer) -> LedgerState:
+    """The TES's ledger, its kept reports decoded (those made in C are kept as their msgpack, those
+    a catch-up makes in Python as Structs), but for the sequences its last prices are as of."""
+    state = tes.ledger.state(0, 0)
+    traders = [msgspec.structs.replace(trader, kept=[CLIENT_MESSAGE.decode(m) if type(m) is bytes else m
+                                                     for m in trader.kept]) for trader in state.traders]
+    return msgspec.structs.replace(state, marked={}, traders=traders)
+
+
 def reports(messages) -> dict[int, p.ClientMessage]:
     """The numbered reports among ``messages`` (Structs, or their msgpack), by number."""
     decoded = [msgspec.msgpack.decode(m, type=p.ClientMessage) if type(m) is bytes else m for m in messages]
@@ -156,9 +167,9 @@ def the_books_truth(exchange: Exchange, book: BookJournal) -> tuple[dict[int, in
 
 def the_ledgers_view(tes: TradingEngineServer) -> tuple[dict[int, int], int, int]:
     resting = {order.order_id: order.quantity for order in tes.orders.open_orders(TRADER)}
-    portfolio = tes.ledger.portfolios[TRADER]
-    holding = portfolio.holdings.get(SYMBOL)
-    return resting, holding.quantity if holding else 0, portfolio.cash
+    portfolio = tes.ledger.portfolios.get(TRADER)
+    holding = portfolio.holdings.get(SYMBOL) if portfolio else None
+    return resting, holding.quantity if holding else 0, portfolio.cash if portfolio else 0
 
 
 CRASHES = [(2, True), (5, True), (9, True), (5, False), (None, True), (None, False)]
@@ -195,7 +206,7 @@ def test_a_crash_of_the_machine_loses_records_of_commands_the_book_ran_and_they_
         if not book_ran:
             exchange.book.sent.clear()
         exchange.serve_book(time.time_ns())
-        durable = done[-1] if done else 0
+        durable = done[-1]
         assert exchange.tes.journal.journal.offset > durable, "the crash took records"
         seen = reports(message for frame in sent for message in CLIENT_FRAME.decode(frame))
         assert sorted(seen) == list(range(1, len(seen) + 1))
@@ -218,6 +229,91 @@ def test_a_crash_of_the_machine_loses_records_of_commands_the_book_ran_and_they_
             tes.close()
     finally:
         exchange.close()
+
+
+def advanced_requests(price: int, passes: int = 2) -> list[list]:
+    """One request per frame, ``passes`` times over: a resting limit, an iceberg, a held stop-limit, a
+    GTD and a post-only order; a replace; an order that trades with the iceberg and triggers the
+    stop; a cancel; a mass cancel; a last order. Nothing is refused."""
+    later = time.time_ns() + 3_600 * 10**9
+    frames = []
+    for number in range(passes):
+        ids, first, at = 9 * number, (TES_ID << ID_BITS) | (7 * number + 1), price + 10 * number
+        frames += [[request] for request in (
+            p.EnterOrder(ids + 1, SYMBOL, Side.BUY, LIMIT, GTC, at - 5, 10),
+            p.EnterOrder(ids + 2, SYMBOL, Side.SELL, LIMIT, GTC, at + 5, 30, display_quantity=10),
+            p.EnterOrder(ids + 3, SYMBOL, Side.BUY, OrderType.STOP_LIMIT, GTC, at + 6, 5, stop_price=at + 3),
+            p.EnterOrder(ids + 4, SYMBOL, Side.SELL, LIMIT, TimeInForce.GTD, at + 7, 8, expire_at=later),
+            p.EnterOrder(ids + 5, SYMBOL, Side.BUY, LIMIT, GTC, at - 4, 4, flags=OrderFlags.POST_ONLY),
+            p.ReplaceOrder(ids + 6, first, at - 3, 12),
+            p.EnterOrder(ids + 7, SYMBOL, Side.BUY, LIMIT, GTC, at + 5, 12),
+            p.CancelOrder(ids + 8, first + 4),
+            p.MassCancel(SYMBOL),
+            p.EnterOrder(ids + 9, SYMBOL, Side.BUY, LIMIT, GTC, at, 3),
+        )]
+    return frames
+
+
+def resting_in_the_book(exchange: Exchange) -> dict[int, int]:
+    """The TES's orders the book holds (resting, icebergs whole, held stops), id -> quantity left."""
+    book = exchange.obs.state.feeds[SYMBOL].book
+    snapshot = book.snapshot()
+    ids = [*np.frombuffer(snapshot.orders, ORDER_DTYPE)["order_id"],
+           *np.frombuffer(snapshot.held_stops, HELD_DTYPE)["order_id"]]
+    return {int(order_id): book.order(int(order_id)).quantity for order_id in ids if order_id >> ID_BITS == TES_ID}
+
+
+def test_every_kind_of_order_and_request_lost_with_the_crash_is_adopted(tmp_path, monkeypatch):
+    """`advanced_requests` twice, each its own turn, every other turn late enough to fsync what
+    waited: the machine stops at each fsync in turn, the book server having run every command that
+    left. Every report the client was sent comes back the same, the recovered ledger's open orders
+    are the book's, quantity for quantity, and its position and cash its fills'; over the crashes,
+    orders of every kind, replaces, cancels and a mass cancel's cancels are adopted."""
+    adopted, adopt = [], TradingEngineServer._adopt
+
+    def _adopt(tes: TradingEngineServer, command) -> None:
+        adopted.append((type(command), getattr(command, "reason", None), getattr(command, "order_type", None)))
+        adopt(tes, command)
+
+    monkeypatch.setattr(TradingEngineServer, "_adopt", _adopt)
+    for crash_at in range(1, 13):
+        directory = tmp_path / str(crash_at)
+        exchange = Exchange(directory / "live", fsync="batch")
+        try:
+            with monkeypatch.context() as patches:
+                book = BookJournal(directory / "book", patches)
+                done = durable_crash(exchange, patches, crash_at)
+                price = exchange.tes.config.instrument(SYMBOL).reference_price
+                sent = exchange.clients.sent
+                start = time.monotonic()
+                with pytest.raises(Crash):
+                    for number, frame in enumerate(advanced_requests(price), 1):
+                        now = start + number // 2 * 2 * SYNC_DEFERRED_S
+                        exchange.turn(ENCODE(frame), now)
+                        exchange.turn(None, now, synced=False)
+                exchange.serve_book(time.time_ns())
+                assert not any(exchange.tes.rejects.values())
+                seen = reports(message for frame in sent for message in CLIENT_FRAME.decode(frame))
+                tes = recovered(exchange, done[-1], directory / "restarted")
+                whole = recovered(exchange, exchange.tes.journal.journal.offset, directory / "whole")
+                try:
+                    greet(tes, exchange, book)
+                    again = reports(tes.ledger.kept[TRADER])
+                    assert {number: again.get(number) for number in seen} == seen, crash_at
+                    assert {order.order_id: order.quantity for order in tes.orders.open_orders(TRADER)} == (
+                        resting_in_the_book(exchange)), crash_at
+                    assert the_ledgers_view(tes)[1:] == the_books_truth(exchange, book)[1:], crash_at
+                    greet(whole, exchange, book)
+                    assert ledger_state(tes) == ledger_state(whole), crash_at
+                finally:
+                    tes.close()
+                    whole.close()
+        finally:
+            exchange.close()
+    kinds = {kind for kind, _, _ in adopted}
+    assert kinds == {p.BookSubmit, p.BookCancel, p.BookReplace}
+    assert {order_type for kind, _, order_type in adopted if kind is p.BookSubmit} >= {LIMIT, OrderType.STOP_LIMIT}
+    assert CancelReason.MASS_CANCEL in {reason for kind, reason, _ in adopted if kind is p.BookCancel}
 
 
 def test_a_cancel_lost_with_the_crash_is_adopted_for_an_order_a_fill_closed_before_it(tmp_path, monkeypatch):
