@@ -346,6 +346,9 @@ class TradingEngineServer:
         TES adopts those whose records the crash took (`_catch_up`)."""
         self.adopted = 0
         """Records made again from a book server's commands at recovery (`_adopt`)."""
+        self.replayed: set[str] = set()
+        """The book servers whose journal stream failed a recovering TES: their Hello asks for the
+        replies they keep, as without `adopts` (`_catch_up`)."""
         self.clients_paused = False
         """Whether the clients' socket is left out of the poll (`_pace_intake`)."""
         self.slow_sync_logged = 0.0
@@ -955,7 +958,8 @@ class TradingEngineServer:
 
     def _hello(self, shard: Shard, now: float) -> None:
         try:
-            hello = p.Hello(self.tes_id, self.ledger.seen[shard.name], not (self.recovering and self.adopts))
+            replay = not (self.recovering and self.adopts) or shard.name in self.replayed
+            hello = p.Hello(self.tes_id, self.ledger.seen[shard.name], replay)
             shard.socket.send(self.book_requests.encode([hello]), zmq.NOBLOCK)
             shard.next_hello = now + HELLO_WAIT_S
         except zmq.Again:
@@ -1037,7 +1041,8 @@ class TradingEngineServer:
         if shard.ready or shard.catch_up is not None:
             return
         seen = self.ledger.seen[shard.name]
-        if not reply.replay_complete and shard.stream_endpoint and seen is not None:
+        if (not reply.replay_complete and shard.stream_endpoint and seen is not None
+                and shard.name not in self.replayed):
             keys, own = self.keys
             curve = None if keys is None else (own, keys.public(security.shard_key_name(shard.name)))
             stream = JournalStream(shard.stream_endpoint, f"tes-{self.tes_id}", curve, CATCH_UP_WINDOW,
@@ -1056,7 +1061,10 @@ class TradingEngineServer:
         """Apply the journal entries that concern this TES, as the replies it missed; when the
         stream reaches the Hello reply's sequence, the held frames, then the greeting. A stream
         that refuses (the journal was discarded that far back) or stalls ends the catch-up: the
-        outcome of the orders in flight is then unknown (logged by the ledger)."""
+        outcome of the orders in flight is then unknown (logged by the ledger); unless it was a
+        recovering TES's catch-up instead of a replay (`adopts`): that TES then asks the book
+        server for the replies it keeps (`replayed`), which adopts nothing but may still answer
+        the orders in flight, and drops the held frames (the replay sends them again, in order)."""
         catch_up = shard.catch_up
         target, stream = catch_up.reply.last_sequence, catch_up.stream
         complete = False
@@ -1071,22 +1079,33 @@ class TradingEngineServer:
                 raise StreamError(f"nothing arrived for {CATCH_UP_STALL_S:g} s")
         except StreamError as exc:
             log.error("shard %s: catching up from its journal failed: %s", shard.name, exc)
+            if self.recovering and self.adopts and shard.name not in self.replayed:
+                log.warning("shard %s: asking it for the replies it keeps instead: a command whose record a crash "
+                            "took cannot be adopted", shard.name)
+                self.replayed.add(shard.name)
+                self._end_catch_up(shard, False)
+                shard.next_hello = now
+                return
         else:
             if not complete:
                 return
             log.info("shard %s: caught up from its journal to sequence %d", shard.name, target)
-        if complete:
-            stream.release()
-        self.poller.unregister(stream.socket)
-        stream.close()
-        shard.catch_up = None
-        self.ledger.keep_closed(False)
+        self._end_catch_up(shard, complete)
         if self.adopted:
             log.warning("shard %s: adopted %d commands this TES had sent whose records a crash took from its journal",
                         shard.name, self.adopted)
         for frame in catch_up.held:
             self._received(shard, frame)
         self._greeted(shard, msgspec.structs.replace(catch_up.reply, replay_complete=complete))
+
+    def _end_catch_up(self, shard: Shard, complete: bool) -> None:
+        stream = shard.catch_up.stream
+        if complete:
+            stream.release()
+        self.poller.unregister(stream.socket)
+        stream.close()
+        shard.catch_up = None
+        self.ledger.keep_closed(False)
 
     def _missed(self, shard: Shard, catch_up: CatchUp, entries: list[p.JournalEntry]) -> None:
         """Apply the journal ``entries`` that concern this TES as the replies it missed, in frames;

@@ -10,6 +10,7 @@ recovered ledger holds what the book holds (open orders, position, cash). With r
 TES killed and its journal cut back adopts from the OBS's stream over CURVE.
 """
 
+import logging
 import os
 import signal
 import time
@@ -28,8 +29,9 @@ from engine.messages import OrderFilled
 from engine.snapshot import HELD_DTYPE, ORDER_DTYPE
 from engine.types import CancelReason, OrderFlags, OrderType, RejectReason, Side, TimeInForce
 from servers import protocol as p
+from servers import tes as tes_module
 from servers.journal import JOURNAL_FILE, Journal, first_record, read_records
-from servers.ledger import ID_BITS, Entered, LedgerRecord, LedgerState, Requested
+from servers.ledger import ID_BITS, Entered, LedgerRecord, LedgerState, Received, Requested
 from servers.obs import OrderBookServer
 from servers.processes import exchange_env
 from servers.stream import Streamer
@@ -106,20 +108,34 @@ def recovered(exchange: Exchange, durable: int, directory: Path) -> TradingEngin
     return TradingEngineServer(load_config(environ=env))
 
 
+def said_hello(tes: TradingEngineServer, exchange: Exchange) -> list:
+    """What the TES's Hello to its book server says (as `_hello` encodes it)."""
+    (shard,) = tes.shards.values()
+    socket, shard.socket = shard.socket, Queue()
+    try:
+        tes._hello(shard, time.monotonic())
+        return exchange.commands.decode(shard.socket.sent.pop())
+    finally:
+        shard.socket = socket
+
+
+def answer(tes: TradingEngineServer, exchange: Exchange, hello: p.Hello) -> None:
+    """The book server's answer to ``hello``, by its own code, read by the TES."""
+    (shard,) = tes.shards.values()
+    outbox, _, _ = OrderBookServer._execute(exchange.obs, [(TES_IDENTITY, hello, 0, time.time_ns())])
+    for frame in p.join_frames([m if type(m) is bytes else ENCODE(m) for m in outbox[TES_IDENTITY]]):
+        tes._received(shard, frame)
+
+
 def greet(tes: TradingEngineServer, exchange: Exchange, book: BookJournal) -> None:
     """The recovered TES's Hello (asking for no replay) answered by the book server's own code,
     then the catch-up from its journal stream, as the TES's loop runs it."""
     (shard,) = tes.shards.values()
-    socket, shard.socket = shard.socket, Queue()
-    tes._hello(shard, time.monotonic())
-    (hello,) = exchange.commands.decode(shard.socket.sent.pop())
-    shard.socket = socket
+    (hello,) = said_hello(tes, exchange)
     assert hello == p.Hello(TES_ID, tes.ledger.seen[shard.name], replay=False)
-    outbox, _, _ = OrderBookServer._execute(exchange.obs, [(TES_IDENTITY, hello, 0, time.time_ns())])
     streamer, context = book.serve(shard.stream_endpoint)
     try:
-        for frame in p.join_frames([m if type(m) is bytes else ENCODE(m) for m in outbox[TES_IDENTITY]]):
-            tes._received(shard, frame)
+        answer(tes, exchange, hello)
         assert shard.catch_up is not None, "the TES catches up from the journal stream"
         deadline = time.monotonic() + 10
         while shard.catch_up is not None and time.monotonic() < deadline:
@@ -361,6 +377,49 @@ def test_a_cancel_lost_with_the_crash_is_adopted_for_an_order_a_fill_closed_befo
             assert resting.order_id not in recovered_tes.orders.orders, "forgotten once the catch-up ended"
         finally:
             recovered_tes.close()
+    finally:
+        exchange.close()
+
+
+def test_a_recovering_tes_whose_book_server_streams_nothing_asks_for_its_kept_replies_instead(
+        tmp_path, monkeypatch, caplog):
+    """The crash took the journal's last records, the replies after the last order's record; the
+    journal stream does not answer (nothing serves it): after `CATCH_UP_STALL_S` the recovering TES
+    logs it and says Hello again, asking for the replies the book server keeps, which make those
+    reports again: every report the client was sent comes back the same."""
+    monkeypatch.setattr(tes_module, "CATCH_UP_STALL_S", 0.2)
+    exchange = Exchange(tmp_path / "live", fsync="batch")
+    try:
+        for frame in requests(100, 20):
+            exchange.turn(ENCODE(frame))
+            exchange.turn(None, synced=False)
+        while exchange.book.queued:
+            exchange.turn(None)
+        exchange.tes._settle()
+        seen = reports(message for frame in exchange.clients.sent for message in CLIENT_FRAME.decode(frame))
+        records = list(read_records(exchange.tes.journal.directory, 0, 0, msgspec.msgpack.Decoder(LedgerRecord).decode))
+        last = max(index for index, record in enumerate(records) if type(record.command) in (Entered, Requested))
+        assert any(type(record.command) is Received for record in records[last + 1:])
+        tes = recovered(exchange, records[last].end, tmp_path / "restarted")
+        try:
+            (shard,) = tes.shards.values()
+            (hello,) = said_hello(tes, exchange)
+            assert hello.replay is False
+            answer(tes, exchange, hello)
+            assert shard.catch_up is not None
+            with caplog.at_level(logging.WARNING, logger="tes"):
+                while shard.catch_up is not None:
+                    ready = dict(tes.poller.poll(50))
+                    tes._catch_up(shard, shard.catch_up.stream.socket in ready, time.monotonic())
+            assert "asking it for the replies it keeps instead" in caplog.text and tes.recovering
+            (hello,) = said_hello(tes, exchange)
+            assert hello.replay is True
+            answer(tes, exchange, hello)
+            assert shard.ready and not tes.recovering and shard.catch_up is None
+            again = reports(tes.ledger.kept[TRADER])
+            assert {number: again.get(number) for number in seen} == seen
+        finally:
+            tes.close()
     finally:
         exchange.close()
 
