@@ -22,9 +22,10 @@ import pytest
 import zmq
 from test_tes import Client, endpoint
 from test_tes import Exchange as LiveExchange
+from test_tes_replies_first import recovered as recovered_from
 
 from benchmarks.tes import CLIENT, SYMBOL, TES_ID, TES_IDENTITY, TRADER, Exchange, Queue, requests
-from config.settings import JournalConfig, load_config
+from config.settings import JournalConfig
 from engine.messages import OrderFilled
 from engine.snapshot import HELD_DTYPE, ORDER_DTYPE
 from engine.types import CancelReason, OrderFlags, OrderType, RejectReason, Side, TimeInForce
@@ -33,7 +34,6 @@ from servers import tes as tes_module
 from servers.journal import JOURNAL_FILE, Journal, first_record, read_records
 from servers.ledger import ID_BITS, Entered, LedgerRecord, LedgerState, Received, Requested
 from servers.obs import OrderBookServer
-from servers.processes import exchange_env
 from servers.stream import Streamer
 from servers.tes import SYNC_DEFERRED_S, TradingEngineServer
 
@@ -98,14 +98,8 @@ def durable_crash(exchange: Exchange, monkeypatch, crash_at: int) -> list[int]:
 
 def recovered(exchange: Exchange, durable: int, directory: Path) -> TradingEngineServer:
     """A TES started on the first ``durable`` bytes of ``exchange``'s journal (the rest lost with
-    the machine), not yet greeted."""
-    env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC="batch", EXCHANGE__TES__TES_ID=str(TES_ID),
-                       EXCHANGE__SECURITY__KEYS_DIR="")
-    journal_dir = Path(env["EXCHANGE__TES__JOURNAL_DIR"])
-    journal_dir.mkdir(parents=True)
-    with open(exchange.tes.journal.directory / JOURNAL_FILE, "rb") as source:
-        (journal_dir / JOURNAL_FILE).write_bytes(source.read(durable))
-    return TradingEngineServer(load_config(environ=env))
+    the machine), not yet greeted; CURVE off, as the journal stream served here."""
+    return recovered_from(exchange, durable, directory, {"EXCHANGE__SECURITY__KEYS_DIR": ""})
 
 
 def said_hello(tes: TradingEngineServer, exchange: Exchange) -> list:

@@ -103,10 +103,11 @@ def played(exchange: Exchange, frames: list[bytes], apart: bool, stop_after: int
         exchange.turn(None)
 
 
-def recovered(exchange: Exchange, durable: int, directory: Path) -> TradingEngineServer:
+def recovered(exchange: Exchange, durable: int, directory: Path, overrides: dict = WAITING) -> TradingEngineServer:
     """A TES started on the first ``durable`` bytes of ``exchange``'s journal (the rest lost with
-    the machine), not yet greeted (nothing is sent: no loop turn runs)."""
-    env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC="batch", EXCHANGE__TES__TES_ID=str(TES_ID), **WAITING)
+    the machine), not yet greeted (nothing is sent: no loop turn runs); ``overrides`` are further
+    configuration variables."""
+    env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC="batch", EXCHANGE__TES__TES_ID=str(TES_ID), **overrides)
     journal_dir = Path(env["EXCHANGE__TES__JOURNAL_DIR"])
     journal_dir.mkdir(parents=True)
     with open(exchange.tes.journal.directory / JOURNAL_FILE, "rb") as source:
