@@ -147,6 +147,8 @@ cdef class Reporter:
     cdef Writer wire
     cdef object numbered         # the trader whose report numbers `_wire_number` counts in C (None: none)
     cdef int64_t number          # the last number it gave ``numbered``, which `_numbered` writes back
+    cdef public bint keep_closed
+    """Closed orders stay in the registry, as `OrderRegistry.keep_closed` (`Ledger.keep_closed`)."""
 
     def __init__(self, ledger, order, reply, executed, refused, accepted, filled, canceled):
         registry = ledger.orders
@@ -548,12 +550,13 @@ cdef class Reporter:
         return PyBytes_FromStringAndSize(<char*>self.wire.data, self.wire.size)
 
     cdef void _close(self, order) except *:
-        """`OrderRegistry._close`: no longer open; forgotten unless a request awaits its answer."""
+        """`OrderRegistry._close`: no longer open; forgotten unless a request awaits its answer (or
+        `keep_closed`)."""
         cdef dict trader_orders = self.open.get(field(order, self.o_trader))
         order_id = field(order, self.o_id)
         if trader_orders is not None:
             trader_orders.pop(order_id, None)
-        if field(order, self.o_state) in TERMINAL and not field(order, self.o_requests):
+        if field(order, self.o_state) in TERMINAL and not field(order, self.o_requests) and not self.keep_closed:
             self.orders.pop(order_id, None)
 
 

@@ -289,8 +289,9 @@ class Ledger:
         """The next exchange order id's counter."""
         self.seen: dict[str, int | None] = dict.fromkeys(shards)
         """Per book server, the last sequence it answered with (None before it first answered a Hello)."""
-        self.receive = Reporter(self, Order, p.ObsReply, p.Executed, p.CommandRefused, p.OrderAccepted,
-                                p.OrderFilled, p.OrderCanceled).receive
+        self.reporter = Reporter(self, Order, p.ObsReply, p.Executed, p.CommandRefused, p.OrderAccepted,
+                                 p.OrderFilled, p.OrderCanceled)
+        self.receive = self.reporter.receive
         """`_receive` made in C (`native.reports`); the tests give some ledgers `_receive`, the
         specification, and compare."""
         self._replies = msgspec.msgpack.Decoder(list[p.ObsReply])
@@ -362,18 +363,14 @@ class Ledger:
                 self.orders.open.setdefault(order.trader_id, {})[order.order_id] = order
 
     def keep_closed(self, keep: bool) -> None:
-        """While ``keep``, closed orders stay in the registry and replies are read by `_receive`, the
-        specification, which keeps them: a TES recovering from a crash of its machine may adopt a
-        request the crash took from its journal for an order a reply read since then closed
-        (`servers.tes.TradingEngineServer._catch_up`). When it ends, the closed orders no request
-        awaits are forgotten, as they would have been."""
+        """While ``keep``, closed orders stay in the registry (and its copy in C): a TES recovering
+        from a crash of its machine may adopt a request the crash took from its journal for an
+        order a reply read since then closed (`servers.tes.TradingEngineServer._catch_up`). When it
+        ends, the closed orders no request awaits are forgotten, as they would have been."""
         registry = self.orders
-        if keep and not registry.keep_closed:
-            self._receiving, self.receive = self.receive, self._receive
-        elif not keep and registry.keep_closed:
-            self.receive = self._receiving
+        if not keep and registry.keep_closed:
             registry.forget_closed()
-        registry.keep_closed = keep
+        registry.keep_closed = self.reporter.keep_closed = keep
 
     def reports_after(self, trader: str, number: int) -> list:
         """The trader's kept reports numbered after ``number``, oldest first."""

@@ -29,17 +29,18 @@ from config.settings import JournalConfig
 from engine.messages import OrderFilled
 from engine.snapshot import HELD_DTYPE, ORDER_DTYPE
 from engine.types import CancelReason, OrderFlags, OrderType, RejectReason, Side, TimeInForce
+from native.reports import report_number
 from servers import protocol as p
 from servers import tes as tes_module
 from servers.journal import JOURNAL_FILE, Journal, first_record, read_records
-from servers.ledger import ID_BITS, Entered, LedgerRecord, LedgerState, Received, Requested
+from servers.ledger import ID_BITS, Entered, LedgerRecord, Received, Requested, encode_state
 from servers.obs import OrderBookServer
 from servers.stream import Streamer
 from servers.tes import SYNC_DEFERRED_S, TradingEngineServer
 
 ENCODE = msgspec.msgpack.Encoder().encode
 CLIENT_FRAME = msgspec.msgpack.Decoder(list[p.ClientMessage])
-CLIENT_MESSAGE = msgspec.msgpack.Decoder(p.ClientMessage)
+RAW_FRAME = msgspec.msgpack.Decoder(list[msgspec.Raw])
 ENTRY = msgspec.msgpack.Decoder(p.JournalEntry)
 OTHER_TES = 2
 LIMIT, GTC = OrderType.LIMIT, TimeInForce.GTC
@@ -141,13 +142,17 @@ def greet(tes: TradingEngineServer, exchange: Exchange, book: BookJournal) -> No
         context.destroy(linger=0)
 
 
-def ledger_state(tes: TradingEngineServer) -> LedgerState:
-    """The TES's ledger, its kept reports decoded (those made in C are kept as their msgpack, those
-    a catch-up makes in Python as Structs), but for the sequences its last prices are as of."""
-    state = tes.ledger.state(0, 0)
-    traders = [msgspec.structs.replace(trader, kept=[CLIENT_MESSAGE.decode(m) if type(m) is bytes else m
-                                                     for m in trader.kept]) for trader in state.traders]
-    return msgspec.structs.replace(state, marked={}, traders=traders)
+def ledger_state(tes: TradingEngineServer) -> bytes:
+    """The TES's ledger (`encode_state`: the kept reports as their msgpack, made in C whether read
+    live or in a catch-up), but for the sequences its last prices are as of."""
+    return encode_state(msgspec.structs.replace(tes.ledger.state(0, 0), marked={}))
+
+
+def sent_bytes(frames: list[bytes]) -> dict[int, bytes]:
+    """The numbered reports in the client ``frames``, as the msgpack they were sent as, by number."""
+    raws = [bytes(raw) for frame in frames for raw in RAW_FRAME.decode(frame)]
+    return {report: raw for raw in raws if (report := getattr(msgspec.msgpack.decode(raw, type=p.ClientMessage),
+                                                               "report", None))}
 
 
 def reports(messages) -> dict[int, p.ClientMessage]:
@@ -228,6 +233,8 @@ def test_a_crash_of_the_machine_loses_records_of_commands_the_book_ran_and_they_
             assert tes.adopted, "commands whose records the crash took were adopted"
             again = reports(tes.ledger.kept[TRADER])
             assert {number: again.get(number) for number in seen} == seen
+            kept = {report_number(report): report for report in tes.ledger.kept[TRADER]}
+            assert all(kept[number] == raw for number, raw in sent_bytes(sent).items()), "byte for byte"
             assert the_ledgers_view(tes) == the_books_truth(exchange, book)
             taken = {command.client_order_id for frame in exchange.commands_out
                      for command in exchange.commands.decode(frame)}
