@@ -97,6 +97,18 @@ def durable_crash(exchange: Exchange, monkeypatch, crash_at: int) -> list[int]:
     return done
 
 
+def played(exchange: Exchange, frames: list[bytes]) -> None:
+    """Each client frame through a turn, then the book's replies through a turn of their own while
+    the frame's fsync, if any, is in hand; the clock advances by twice `SYNC_DEFERRED_S` every other
+    frame, so the fsync a turn that sent only commands and reports left to a later one is asked at
+    the latest two frames on."""
+    start = time.monotonic()
+    for number, frame in enumerate(frames, 1):
+        now = start + number // 2 * 2 * SYNC_DEFERRED_S
+        exchange.turn(frame, now)
+        exchange.turn(None, now, synced=False)
+
+
 def recovered(exchange: Exchange, durable: int, directory: Path) -> TradingEngineServer:
     """A TES started on the first ``durable`` bytes of ``exchange``'s journal (the rest lost with
     the machine), not yet greeted; CURVE off, as the journal stream served here."""
@@ -208,12 +220,7 @@ def test_a_crash_of_the_machine_loses_records_of_commands_the_book_ran_and_they_
         frames = [ENCODE(frame) for frame in requests(400, 20)]
         sent = exchange.clients.sent
         try:
-            for number, frame in enumerate(frames, 1):
-                if number % 2 == 0:  # every other turn late enough to fsync what was deferred
-                    exchange.turn(frame, time.monotonic() + SYNC_DEFERRED_S)
-                else:
-                    exchange.turn(frame)
-                exchange.turn(None, synced=False)
+            played(exchange, frames)
         except Crash:
             assert crash_at is not None
         else:
@@ -302,12 +309,8 @@ def test_every_kind_of_order_and_request_lost_with_the_crash_is_adopted(tmp_path
                 done = durable_crash(exchange, patches, crash_at)
                 price = exchange.tes.config.instrument(SYMBOL).reference_price
                 sent = exchange.clients.sent
-                start = time.monotonic()
                 with pytest.raises(Crash):
-                    for number, frame in enumerate(advanced_requests(price), 1):
-                        now = start + number // 2 * 2 * SYNC_DEFERRED_S
-                        exchange.turn(ENCODE(frame), now)
-                        exchange.turn(None, now, synced=False)
+                    played(exchange, [ENCODE(frame) for frame in advanced_requests(price)])
                 exchange.serve_book(time.time_ns())
                 assert not any(exchange.tes.rejects.values())
                 seen = reports(message for frame in sent for message in CLIENT_FRAME.decode(frame))
