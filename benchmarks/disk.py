@@ -1,17 +1,15 @@
 """The disk floor: what the journal's group commit alone costs on this machine.
 
-`measure` appends one record of `RECORD_BYTES` (about a journal entry's size) per group to a
-fresh `servers.journal.Journal`, `GAP_S` apart, and times each append. With the ``batch`` fsync
-policy an append is a write and an fdatasync: what each loop turn of the OBS and of the TES waits
-for before it releases what follows from the group. An order waits for one of them, the OBS's
-journal entry: with one book server, the TES's commands and the reports of the book's replies leave
-before its own fsync (`servers.tes.TradingEngineServer.adopts`, `_send_replies_first`), so at low
-rates one of these is in every acknowledgement, however fast the rest (two, the TES's record of the
-order first, where the book server has no journal stream). `benchmarks.e2e` measures it beside every rate, in the
-file system of the exchange's own journals, and with the CPU time of an append it prices the
-fsyncs each server did per order.
-"""
-
+`measure` appends one record of `RECORD_BYTES` (about a journal entry's size) per group to a fresh
+`servers.journal.Journal`, `GAP_S` apart, and times each append. With the ``batch`` fsync policy an
+append is a write and an fdatasync: what each loop turn of the OBS and of the TES waits for before
+it releases what follows from the group. An order waits for one of them, the OBS's journal entry:
+with one book server, the TES's commands and the reports of the book's replies leave before its own
+fsync (`servers.tes.TradingEngineServer.adopts`, `_send_replies_first`), so at low rates one of
+these is in every acknowledgement, however fast the rest (two, the TES's record of the order first,
+where the book server has no journal stream). `benchmarks.e2e` measures it beside every rate, in the
+file system of the exchange's own journals, and with the CPU time of an append it prices the fsyncs
+each server did per order. """
 import shutil
 import time
 from pathlib import Path

@@ -225,7 +225,7 @@ class CatchUp:
     journal stream up to ``reply.last_sequence``, while the live frames it sends meanwhile are
     held, to be applied after them (the ledger applies a symbol's replies in sequence order)."""
 
-    __slots__ = ("stream", "reply", "held", "progress_at", "adopting")
+    __slots__ = ("stream", "reply", "held", "progress_at", "adopting", "adopted")
 
     def __init__(self, stream: JournalStream, reply: p.HelloReply, now: float) -> None:
         self.stream = stream
@@ -235,6 +235,8 @@ class CatchUp:
         self.adopting = False
         """A command this TES sent was found missing from its ledger: so are all it sent after it
         (`TradingEngineServer._lost`)."""
+        self.adopted = 0
+        """The records this catch-up made again (`TradingEngineServer._adopt`)."""
 
 
 class JournalUnavailable(RuntimeError):
@@ -1091,9 +1093,9 @@ class TradingEngineServer:
                 return
             log.info("shard %s: caught up from its journal to sequence %d", shard.name, target)
         self._end_catch_up(shard, complete)
-        if self.adopted:
+        if catch_up.adopted:
             log.warning("shard %s: adopted %d commands this TES had sent whose records a crash took from its journal",
-                        shard.name, self.adopted)
+                        shard.name, catch_up.adopted)
         for frame in catch_up.held:
             self._received(shard, frame)
         self._greeted(shard, msgspec.structs.replace(catch_up.reply, replay_complete=complete))
@@ -1127,6 +1129,7 @@ class TradingEngineServer:
                 self._apply_missed(shard, missed)
                 missed = []
                 self._adopt(command)
+                catch_up.adopted += 1
             missed.append(p.Executed(entry.sequence, command.symbol, entry.events, entry.time))
         self._apply_missed(shard, missed)
 
@@ -1312,17 +1315,18 @@ class TradingEngineServer:
         book server's replies (bytes), before the turn's records are fsynced; the rest of its
         queue stays for after the fsync, in order.
 
-        What a crash of the machine may lose of the TES journal is then the records written since
-        the last fsync done (this turn's, those of turns that ran while the syncer's fsync was in
-        hand, and those of turns that sent nothing else and left their fsync to a later turn:
-        `_sync_unless_deferred`), and the client may have been sent reports of them, so those must
-        come back the same. With one book server they do: such a report follows only from that
-        server's replies, applied in its sequence order, and from records durable before it (a
-        command is sent, and any refusal or other message reported, only after the fsync, and a
-        report behind one in a queue waits with it); after a crash (`LedgerJournal.unclean`) the TES
-        opens no session, so makes no report, until each book server has sent its replies again
-        (`_greeted`), which makes those reports again, with the same numbers and bytes. A session
-        with messages waiting for the fsync in flight gets nothing before them."""
+        What a crash of the machine may lose of the TES journal is then the records written since the
+        last fsync done (this turn's, those of turns that ran while the syncer's fsync was in hand, and
+        those of turns that sent nothing else and left their fsync to a later turn:
+        `_sync_unless_deferred`), and the client may have been sent reports of them, so those must come
+        back the same. With one book server they do: such a report follows only from that server's
+        replies, applied in its sequence order, and from records durable before it or made again after a
+        crash (a command is sent only after the fsync, or with `adopts` before it, its record then read
+        back from the book server's journal: `_missed`; any refusal or other message is reported only
+        after the fsync, and a report behind one in a queue waits with it); after a crash
+        (`LedgerJournal.unclean`) the TES opens no session, so makes no report, until each book server
+        has sent its replies again (`_greeted`), which makes those reports again, with the same numbers
+        and bytes. A session with messages waiting for the fsync in flight gets nothing before them."""
         sessions = self.sessions.by_identity
         waiting = self.in_flight.outbox if self.in_flight is not None else ()
         for identity, messages in list(self.outbox.items()):
