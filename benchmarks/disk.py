@@ -9,7 +9,9 @@ fsync (`servers.tes.TradingEngineServer.adopts`, `_send_replies_first`), so at l
 these is in every acknowledgement, however fast the rest (two, the TES's record of the order first,
 where the book server has no journal stream). `benchmarks.e2e` measures it beside every rate, in the
 file system of the exchange's own journals, and with the CPU time of an append it prices the fsyncs
-each server did per order. """
+each server did per order.
+"""
+
 import shutil
 import time
 from pathlib import Path
