@@ -260,9 +260,37 @@ def format_report(report: dict) -> str:
     table = stages.format_table(report["rates"])
     if table:
         lines.extend(["", *table])
+    lines.extend(["", *format_tails(report["rates"])])
     lines.append("")
     lines.extend(f"target {name}: {verdict}" for name, verdict in report["targets"].items())
     return "\n".join(lines)
+
+
+def format_tails(rows: list[dict]) -> list[str]:
+    """A line per run: its tail, and where to look for what made it (the longest ack and when its
+    order was due, the load generator's longest wait to send, each server's stalls by stage,
+    `benchmarks.stages.stalls`), beside the run of ZeroMQ alone that followed it."""
+    lines = [
+        "Each run's tail: the longest ack and when in the run its order was due, the load generator's longest "
+        "wait to send (its own delays, counted in every latency), each server's stalls (loop stages of "
+        f"{stages.STALL_NS // 1_000_000} ms or longer: count and time), and ZeroMQ alone's run after it:",
+        "",
+        "| offered orders/s | run | ack p99 | longest ack (due at) | longest send wait | OBS stalls | TES stalls "
+        "| ZeroMQ alone: p99 / longest |",
+        "|---:|---:|---:|---:|---:|---|---|---:|",
+    ]
+    for row in rows:
+        for number, (run, bare) in enumerate(zip(row["runs"], row["floor_runs"], strict=True), 1):
+            figures = run.get("stages") or {}
+            stalls = [stages.format_stalls(figures[server]["stalls"]) if server in figures else "n/a"
+                      for server in stages.SERVERS]
+            due = "" if run.get("ack_max_at_s") is None else f" ({run['ack_max_at_s']:.2f} s)"
+            lines.append(
+                f"| {row['offered_per_s']:,} | {number} | {_us(run['ack_p99_us'])} | {_us(run.get('ack_max_us'))}{due} "
+                f"| {_us(run.get('send_lag_max_us'))} | {stalls[0]} | {stalls[1]} "
+                f"| {_us(bare['ack_p99_us'])} / {_us(bare.get('ack_max_us'))} |"
+            )
+    return lines
 
 
 def _cpu(value) -> str:

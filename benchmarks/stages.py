@@ -8,7 +8,8 @@ asked for, so no second of the run is missed) and divides the difference by the 
     per server, per stage: µs of wall time per order, its share of the busy time (every stage
     but ``idle``), the loop thread's CPU µs per order (unless the servers run with
     ``EXCHANGE_STAGES=wall``: by default estimated from the turns sampled, see `Stages`) and the
-    stage's laps (its loop turns) in the run
+    stage's laps (its loop turns) in the run; and per server, the run's stalls by stage: the laps
+    of `servers.status.STALL_NS` or longer and their time (the rare long turns of a tail)
 
 The stages of a loop add up to its time, so ``busy`` is the loop thread's working time per
 order; the process's CPU per order (`benchmarks.e2e`) also holds ZeroMQ's I/O threads and the
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks import median_present
-from servers.status import IDLE, STATUS_FILE
+from servers.status import IDLE, STALL_NS, STATUS_FILE
 
 FRESH_TIMEOUT_S = 10.0
 """How long to wait for a server to write a status document newer than asked for."""
@@ -89,13 +90,35 @@ def per_order(before: dict[str, dict], after: dict[str, dict], orders: int) -> d
         figures[server] = {"clock": totals["clock"], "cpu_turns": cpu_turns, "busy_us": round(busy / orders / 1000, 3),
                            "busy_cpu_us": None if busy_cpu is None else round(busy_cpu / orders / 1000, 3),
                            "orders_per_turn": round(orders / turns, 2) if turns else None,
-                           "fsyncs_per_order": fsyncs, "stages": stages}
+                           "fsyncs_per_order": fsyncs, "stages": stages, "stalls": stalls(first, totals)}
     return figures
+
+
+def stalls(before: dict, after: dict) -> dict[str, dict]:
+    """The stalls between two status documents' stage totals, by stage (those with any):
+    ``{name: {"count": laps of the stall length or longer, "ms": their wall time}}``."""
+    found = {}
+    for stage, name in enumerate(after["names"]):
+        count = after["stalls"][stage] - before["stalls"][stage]
+        if count:
+            found[name] = {"count": count, "ms": round((after["stalled_ns"][stage] - before["stalled_ns"][stage]) / 1e6, 1)}
+    return found
+
+
+def all_stalls(runs: list[dict]) -> dict[str, dict]:
+    """The stalls of several runs' `stalls`, added up by stage."""
+    found: dict[str, dict] = {}
+    for run in runs:
+        for name, stall in run.items():
+            total = found.setdefault(name, {"count": 0, "ms": 0.0})
+            total["count"] += stall["count"]
+            total["ms"] = round(total["ms"] + stall["ms"], 1)
+    return found
 
 
 def median(runs: list[dict[str, dict]]) -> dict[str, dict]:
     """One `per_order` from several runs' (each figure's median; the laps and the turns sampled of
-    the run in the middle)."""
+    the run in the middle; the stalls of all the runs)."""
     middle = runs[(len(runs) - 1) // 2]
     figures = {}
     for server, first in middle.items():
@@ -106,7 +129,8 @@ def median(runs: list[dict[str, dict]]) -> dict[str, dict]:
             stages[name]["laps"] = stage["laps"]
         figures[server] = {"clock": first["clock"], "cpu_turns": first["cpu_turns"], "stages": stages, **{
             key: median_present([run[server][key] for run in runs])
-            for key in ("busy_us", "busy_cpu_us", "orders_per_turn", "fsyncs_per_order")}}
+            for key in ("busy_us", "busy_cpu_us", "orders_per_turn", "fsyncs_per_order")},
+            "stalls": all_stalls([run[server]["stalls"] for run in runs])}
     return figures
 
 
@@ -143,6 +167,9 @@ def format_table(rows: list[dict]) -> list[str]:
         if any(count is not None for count in fsyncs):
             cells = ["n/a" if count is None else f"{count:.3f}" for count in fsyncs]
             lines.append(f"| {LABELS[server]}: journal fsyncs per order | " + " | ".join(cells) + " |")
+        cells = [format_stalls(row["stages"][server]["stalls"]) for row in rows]
+        lines.append(f"| {LABELS[server]}: stalls in all runs (laps of {STALL_NS // 1_000_000} ms or longer) | "
+                     + " | ".join(cells) + " |")
         sampled = [row["stages"][server].get("cpu_turns") for row in rows]
         if any(count is not None for count in sampled):
             cells = ["n/a" if count is None else f"{count:,}" for count in sampled]
@@ -157,6 +184,11 @@ def _cell(stage: dict) -> str:
     if stage["cpu_us"] is not None:
         text += f", CPU {stage['cpu_us']:,.2f}"
     return text
+
+
+def format_stalls(found: dict[str, dict]) -> str:
+    """Stalls by stage (`stalls`) as "journal 2 (130 ms), ..."; "none" without any."""
+    return ", ".join(f"{name} {stall['count']:,} ({stall['ms']:,.0f} ms)" for name, stall in found.items()) or "none"
 
 
 def _number(value) -> str:

@@ -57,6 +57,13 @@ outstanding, then prints as its last stdout line one JSON object:
     answered orders per second of ``duration_s``.
 ``ack_p50_us``, ``ack_p99_us``, ``ack_p999_us``
     latency percentiles in microseconds (null if nothing was answered).
+``ack_max_us``, ``ack_max_at_s``
+    the longest latency, and when that order was scheduled, in seconds from the start: where
+    in the run to look for what made the tail (null if nothing was answered).
+``send_lag_max_us``
+    the longest any order waited in this process past its scheduled time before it was sent:
+    the load generator's own delays (descheduled on a busy machine, a send interval, a group of
+    orders that shares a frame), which count in the latencies.
 ``triggered``, ``reject_reasons`` (``--mix advanced`` only)
     `StopTriggered` reports received; the rejects by reason name (``{}``: none).
 """
@@ -188,6 +195,9 @@ RESULT_KEYS = (
     "ack_p50_us",
     "ack_p99_us",
     "ack_p999_us",
+    "ack_max_us",
+    "ack_max_at_s",
+    "send_lag_max_us",
 )
 
 
@@ -206,17 +216,22 @@ def latencies_us(answered_at: np.ndarray, start: float, rate: float) -> np.ndarr
 
 
 def summarize(
-    answered_at: np.ndarray, rejected: int, fills: int, sent: int, start: float, rate: float, end: float
+    answered_at: np.ndarray, rejected: int, fills: int, sent: int, start: float, rate: float, end: float,
+    send_lag_s: float = 0.0,
 ) -> dict:
-    """The result object (keys `RESULT_KEYS`) from the answer times of the ``sent`` orders."""
+    """The result object (keys `RESULT_KEYS`) from the answer times of the ``sent`` orders and the
+    longest wait to be sent, ``send_lag_s``."""
     latency = latencies_us(answered_at[:sent], start, rate)
     answered = len(latency)
     last_answer = float(np.nanmax(answered_at[:sent])) if answered else start
     duration = max(end, last_answer) - start
     if answered:
         p50, p99, p999 = (round(float(v), 1) for v in np.percentile(latency, [50, 99, 99.9]))
+        worst = int(np.argmax(latency))
+        longest = round(float(latency[worst]), 1)
+        longest_at = round(float(np.flatnonzero(~np.isnan(answered_at[:sent]))[worst] / rate), 3)
     else:
-        p50 = p99 = p999 = None
+        p50 = p99 = p999 = longest = longest_at = None
     return {
         "sent": sent,
         "acked": answered - rejected,
@@ -228,6 +243,9 @@ def summarize(
         "ack_p50_us": p50,
         "ack_p99_us": p99,
         "ack_p999_us": p999,
+        "ack_max_us": longest,
+        "ack_max_at_s": longest_at,
+        "send_lag_max_us": round(send_lag_s * 1e6, 1),
     }
 
 
@@ -253,6 +271,8 @@ class Schedule:
         self.fills = 0
         self.sent = 0
         self.outstanding = 0
+        self.send_lag = 0.0
+        """The longest an order has waited past its scheduled time to be sent, s."""
         self._fd = socket.getsockopt(zmq.FD)
 
     def send(self, batch: range) -> None:
@@ -283,6 +303,7 @@ class Schedule:
         start = time.perf_counter()
         while self.sent < total and not stop():
             sent_at = time.perf_counter()
+            self.send_lag = max(self.send_lag, sent_at - start - self.sent / rate)
             self._send_until(due(sent_at - start, rate, total))
             self.read_ready()
             wait = max(start + self.sent / rate, sent_at + interval) - time.perf_counter()
@@ -295,7 +316,7 @@ class Schedule:
             if self._wait_readable(min(0.1, left)):
                 self.read_ready()
             self.keep_alive()
-        return summarize(self.answered_at, self.rejected, self.fills, self.sent, start, rate, end)
+        return summarize(self.answered_at, self.rejected, self.fills, self.sent, start, rate, end, self.send_lag)
 
     def _wait_readable(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for an answer, with the sub-millisecond resolution

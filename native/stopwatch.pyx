@@ -6,7 +6,8 @@ quarter of what the same lap cost in Python.
 
 Invariants: the stages' wall times add up to the time since `start` (every nanosecond is in the
 stage whose lap ends it); a turn's CPU time is read at its laps only if the turn was chosen
-before it began (``weight`` > 0), and then added with that weight."""
+before it began (``weight`` > 0), and then added with that weight; a lap of any stage but idle
+that lasts ``stall_ns`` or longer is also counted, with its wall time, as a stall of that stage."""
 
 from cpython.mem cimport PyMem_Calloc, PyMem_Free
 from libc.stdint cimport int64_t
@@ -47,16 +48,20 @@ cdef class Stopwatch:
     cdef int64_t* wall
     cdef int64_t* cpu
     cdef int64_t* counted
+    cdef int64_t* stalled
+    cdef int64_t* stalled_wall
     cdef Py_ssize_t stages, idle
     cdef int mode
     cdef int64_t every, long_turn_ns, read_ns
+    cdef readonly int64_t stall_ns
+    """A lap of a busy stage this long or longer is a stall (counted apart, with its time)."""
     cdef int64_t last_wall, last_cpu, began, weight, countdown
     cdef readonly int64_t cpu_turns
     """The turns ended whose CPU time was read."""
     cdef object gap
 
     def __cinit__(self, Py_ssize_t stages, Py_ssize_t idle, str mode, int64_t every, int64_t long_turn_ns,
-                  int64_t read_ns, gap):
+                  int64_t read_ns, gap, int64_t stall_ns=10_000_000):
         if not 0 <= idle < stages:
             raise ValueError(f"stage {idle} of {stages}")
         if mode not in ("off", "wall", "cpu"):
@@ -64,16 +69,22 @@ cdef class Stopwatch:
         self.wall = <int64_t*>PyMem_Calloc(stages, sizeof(int64_t))
         self.cpu = <int64_t*>PyMem_Calloc(stages, sizeof(int64_t))
         self.counted = <int64_t*>PyMem_Calloc(stages, sizeof(int64_t))
-        if self.wall == NULL or self.cpu == NULL or self.counted == NULL:
+        self.stalled = <int64_t*>PyMem_Calloc(stages, sizeof(int64_t))
+        self.stalled_wall = <int64_t*>PyMem_Calloc(stages, sizeof(int64_t))
+        if (self.wall == NULL or self.cpu == NULL or self.counted == NULL or self.stalled == NULL
+                or self.stalled_wall == NULL):
             raise MemoryError("a stopwatch")
         self.stages, self.idle = stages, idle
         self.mode = OFF if mode == "off" else WALL if mode == "wall" else CPU
         self.every, self.long_turn_ns, self.read_ns, self.gap = every, long_turn_ns, read_ns, gap
+        self.stall_ns = stall_ns
 
     def __dealloc__(self):
         PyMem_Free(self.wall)
         PyMem_Free(self.cpu)
         PyMem_Free(self.counted)
+        PyMem_Free(self.stalled)
+        PyMem_Free(self.stalled_wall)
 
     def start(self):
         """Start again from now, and a turn, chosen like any other."""
@@ -85,14 +96,18 @@ cdef class Stopwatch:
 
     cpdef void lap(self, Py_ssize_t stage) except *:
         """The time since the previous lap to ``stage``, and one lap of it."""
-        cdef int64_t now, cpu, spent
+        cdef int64_t now, cpu, spent, wall
         if self.mode == OFF:
             return
         if not 0 <= stage < self.stages:
             raise IndexError(f"stage {stage} of {self.stages}")
         now = now_ns(CLOCK_MONOTONIC)
-        self.wall[stage] += now - self.last_wall
+        wall = now - self.last_wall
+        self.wall[stage] += wall
         self.counted[stage] += 1
+        if wall >= self.stall_ns and stage != self.idle:
+            self.stalled[stage] += 1
+            self.stalled_wall[stage] += wall
         if self.mode == CPU:
             if self.weight:
                 cpu = now_ns(CLOCK_THREAD_CPUTIME_ID)
@@ -133,3 +148,13 @@ cdef class Stopwatch:
     def laps(self):
         """Each stage's laps."""
         return [self.counted[i] for i in range(self.stages)]
+
+    @property
+    def stalls(self):
+        """Each stage's stalls: its laps of ``stall_ns`` or longer (none for idle)."""
+        return [self.stalled[i] for i in range(self.stages)]
+
+    @property
+    def stalled_ns(self):
+        """Each stage's wall time in its stalls, ns."""
+        return [self.stalled_wall[i] for i in range(self.stages)]

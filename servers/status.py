@@ -27,8 +27,11 @@ Layout (the keys every role writes; a role adds its own figures beside them)::
     rejects    [{"reason": name, "code": int, "count": int, "rate": float}]: rejects sent, by
                `RejectReason`, those counted at least once, by code
     stages     {"clock": "sampled" | "cpu" | "wall" | "off", "names": [str], "wall_ns": [int],
-               "cpu_ns": [int] | null, "cpu_turns": int | null, "laps": [int]}: a `Stages`' totals
+               "cpu_ns": [int] | null, "cpu_turns": int | null, "laps": [int], "stall_ns": int,
+               "stalls": [int], "stalled_ns": [int]}: a `Stages`' totals
                since the start (the TES and the OBS), one item per stage in the loop's order;
+               ``stalls`` the laps of ``stall_ns`` or longer of each stage but idle (`STALL_NS`), and
+               ``stalled_ns`` their wall time, so a rare long turn shows where it was spent;
                ``cpu_ns`` the CPU time, read in ``cpu_turns`` of the turns (every turn with "cpu";
                with "sampled", about one in `SAMPLE_TURNS` and each after a long one, each weighted
                by the inverse of its chance of being read: an unbiased estimate); both null with
@@ -170,6 +173,10 @@ SAMPLE_TURNS = 16
 LONG_TURN_NS = 1_000_000
 """With the "sampled" clock, the turn after one busy this long (ns) or longer always reads the
 thread's CPU time: a turn's readings, about 5 µs, are under 0.5% of such a turn."""
+STALL_NS = 10_000_000
+"""A lap of a busy stage this long (ns) or longer is counted as a stall of that stage: far beyond a
+turn's work at any rate (tens of µs) or an fsync's (a few hundred µs to a few ms), so each one is a
+spell the loop did not run (descheduled, a page fault on disk, a slow fsync) worth naming."""
 IDLE = "idle"
 OTHER = "other"
 """The stages every loop has: waiting for input (``idle``), and the busy time no named stage took (``other``)."""
@@ -185,6 +192,10 @@ class Stages:
     one stage: the stages sum to the time since the start, and the busy time is all but
     ``idle``. A *turn* here runs from one ``idle`` lap to the next: a loop turn's work, then its
     wait for input.
+
+    A lap of any stage but ``idle`` that lasts `STALL_NS` or longer is also counted as a stall of
+    that stage, with its wall time (``totals``' ``stalls`` and ``stalled_ns``): the rare long turns
+    that make a latency's tail, which the totals alone would average away.
 
     A lap is one call into C (`native.stopwatch.Stopwatch`, about 0.1 µs with its clock read; 0.3 µs
     when it was Python). The wall clock (the clock of `time.perf_counter_ns`) is read at every lap.
@@ -234,7 +245,7 @@ class Stages:
         time between two readings (which holds one reading's cost)."""
         mode = "cpu" if clock in ("cpu", "sampled") else clock
         self._watch = Stopwatch(len(names), names.index(IDLE), mode, SAMPLE_TURNS if clock == "sampled" else 1,
-                                LONG_TURN_NS, self.read_ns, (rng or random.Random()).randrange)
+                                LONG_TURN_NS, self.read_ns, (rng or random.Random()).randrange, STALL_NS)
         self.lap = self._watch.lap
         """``lap(stage)``: the stopwatch's lap, in C (`native.stopwatch`)."""
         self.start()
@@ -269,7 +280,8 @@ class Stages:
         timed = self.clock in ("cpu", "sampled")
         return {"clock": self.clock, "names": list(self.names), "wall_ns": list(self.wall_ns),
                 "cpu_ns": list(self.cpu_ns) if timed else None, "cpu_turns": self.cpu_turns if timed else None,
-                "laps": list(self.laps)}
+                "laps": list(self.laps), "stall_ns": self._watch.stall_ns, "stalls": self._watch.stalls,
+                "stalled_ns": self._watch.stalled_ns}
 
 
 class StatusFile:

@@ -117,11 +117,33 @@ def test_the_off_clock_counts_nothing_and_the_environment_chooses_the_clock(monk
     watch = Stages(NAMES, "off")
     watch.lap(RECEIVE)
     assert watch.totals() == {"clock": "off", "names": list(NAMES), "wall_ns": [0, 0, 0], "cpu_ns": None,
-                              "cpu_turns": None, "laps": [0, 0, 0]}
+                              "cpu_turns": None, "laps": [0, 0, 0], "stall_ns": status.STALL_NS,
+                              "stalls": [0, 0, 0], "stalled_ns": [0, 0, 0]}
     monkeypatch.setenv("EXCHANGE_STAGES", "wall")
     assert Stages(NAMES).clock == "wall"
     monkeypatch.delenv("EXCHANGE_STAGES")
     assert Stages(NAMES).clock == "sampled"
+
+
+@pytest.mark.parametrize("clock", ["wall", "cpu", "sampled"])
+def test_a_busy_lap_as_long_as_a_stall_is_counted_as_one_of_its_stage_but_a_long_wait_is_not(monkeypatch, clock):
+    monkeypatch.setattr(status, "STALL_NS", 20_000_000)
+    watch = Stages(NAMES, clock)
+    time.sleep(0.03)
+    watch.lap(IDLE)
+    watch.lap(RECEIVE)
+    begun = time.perf_counter_ns()
+    time.sleep(0.025)
+    watch.lap(RECEIVE)
+    stalled = time.perf_counter_ns() - begun
+    time.sleep(0.005)
+    watch.lap(OTHER)
+
+    totals = watch.totals()
+    assert totals["stall_ns"] == 20_000_000
+    assert totals["stalls"] == [0, 1, 0]
+    assert 25_000_000 <= totals["stalled_ns"][RECEIVE] <= stalled and totals["stalled_ns"][IDLE] == 0
+    assert totals["stalled_ns"][RECEIVE] < totals["wall_ns"][RECEIVE]
 
 
 @pytest.mark.parametrize("clock", ["wall", "cpu", "sampled"])
@@ -206,11 +228,12 @@ def test_the_obs_status_file_has_one_lap_of_each_stage_per_turn_served(tmp_path)
 # ================================================================ per order, and the table
 
 
-def totals(clock, wall, laps, cpu=None, cpu_turns=None, fsyncs=None):
+def totals(clock, wall, laps, cpu=None, cpu_turns=None, fsyncs=None, stalls=(0, 0, 0), stalled_ns=(0, 0, 0)):
     if cpu is not None and cpu_turns is None:
         cpu_turns = laps[0]
     return {"clock": clock, "names": ["idle", "receive", "other"], "wall_ns": wall, "cpu_ns": cpu,
-            "cpu_turns": cpu_turns, "laps": laps, "fsyncs": fsyncs}
+            "cpu_turns": cpu_turns, "laps": laps, "fsyncs": fsyncs, "stall_ns": 10_000_000,
+            "stalls": list(stalls), "stalled_ns": list(stalled_ns)}
 
 
 def test_per_order_divides_the_change_by_the_orders_and_shares_out_the_busy_time():
@@ -226,7 +249,14 @@ def test_per_order_divides_the_change_by_the_orders_and_shares_out_the_busy_time
             "idle": {"wall_us": 2.0, "share": None, "cpu_us": 0.01, "laps": 4},
             "receive": {"wall_us": 1.5, "share": 0.75, "cpu_us": 1.0, "laps": 2},
             "other": {"wall_us": 0.5, "share": 0.25, "cpu_us": 0.25, "laps": 4},
-        }}}
+        },
+        "stalls": {}}}
+    # the stalls in between, by stage: only those of the stretch, only the stages that had any
+    stalled = stages.per_order({"obs": totals("wall", [0, 0, 0], [0, 0, 0], stalls=(0, 1, 2),
+                                              stalled_ns=(0, 15_000_000, 30_000_000))},
+                               {"obs": totals("wall", [0, 0, 0], [0, 0, 0], stalls=(0, 3, 2),
+                                              stalled_ns=(0, 140_250_000, 30_000_000))}, orders=1)
+    assert stalled["obs"]["stalls"] == {"receive": {"count": 2, "ms": 125.2}}
     # sampled: the estimate, from 2 of the 4 turns read
     sampled = stages.per_order({"obs": totals("sampled", [0, 0, 0], [0, 0, 0], [0, 0, 0], 0)},
                                {"obs": totals("sampled", [8000, 6000, 2000], [4, 2, 4], [40, 4000, 1000], 2)},
@@ -245,8 +275,10 @@ def test_the_table_has_a_line_per_server_and_stage_in_loop_order_and_a_column_pe
     before = {"obs": totals("wall", [0, 0, 0], [0, 0, 0])}
     rows = [
         {"offered_per_s": 1000, "stages": stages.median([
-            stages.per_order(before, {"obs": totals("wall", [5000, 3000, 1000], [2, 2, 2])}, 1),
-            stages.per_order(before, {"obs": totals("wall", [7000, 1000, 1000], [2, 1, 2])}, 1),
+            stages.per_order(before, {"obs": totals("wall", [5000, 3000, 1000], [2, 2, 2], stalls=(0, 1, 0),
+                                                    stalled_ns=(0, 12_000_000, 0))}, 1),
+            stages.per_order(before, {"obs": totals("wall", [7000, 1000, 1000], [2, 1, 2], stalls=(0, 2, 1),
+                                                    stalled_ns=(0, 30_000_000, 11_000_000))}, 1),
         ])},
         {"offered_per_s": 10_000,
          "stages": stages.per_order(before, {"obs": totals("wall", [0, 750, 250], [1, 1, 1])}, 1)},
@@ -262,6 +294,7 @@ def test_the_table_has_a_line_per_server_and_stage_in_loop_order_and_a_column_pe
         "| OBS: other | 1.00 µs (38%) | 0.25 µs (25%) |",
         "| OBS: busy | 3.00 µs | 1.00 µs |",
         "| OBS: orders per turn | 0.8 | 1.0 |",
+        "| OBS: stalls in all runs (laps of 10 ms or longer) | receive 3 (42 ms), other 1 (11 ms) | none |",
     ]
     assert stages.format_table([{"offered_per_s": 1000}]) == []
 
@@ -279,6 +312,9 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
     for server, names in (("OBS", obs.STAGES), ("TES", tes.STAGES)):
         for name in (*names, "busy", "orders per turn", "turns whose CPU was read"):
             assert f"| {server}: {name} | " in table
+    assert "| offered orders/s | run | ack p99 | longest ack (due at) |" in table
+    tail = next(line for line in table.splitlines() if line.startswith("| 2,000 | 1 | "))
+    assert tail.count(" | ") == 7 and "n/a" not in tail
     (row,) = report["rates"]
     (run,) = row["runs"]
     assert row["stages"] == run["stages"]

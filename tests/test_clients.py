@@ -161,11 +161,54 @@ def test_summary_counts_lost_orders_and_uses_numpy_percentiles():
     assert result["ack_p50_us"] == pytest.approx(np.percentile(latency, 50), abs=0.1)
     assert result["ack_p99_us"] == pytest.approx(np.percentile(latency, 99), abs=0.1)
     assert result["ack_p999_us"] == pytest.approx(np.percentile(latency, 99.9), abs=0.1)
+    assert result["ack_max_us"] == pytest.approx(10_000.0, abs=0.1) and result["ack_max_at_s"] == 9.99
+    assert result["send_lag_max_us"] == 0.0
+
+
+def test_summary_names_the_worst_order_by_its_scheduled_time_skipping_the_unanswered():
+    start, rate = 50.0, 1000.0
+    answered_at = start + np.arange(6) / rate + np.array([0.001, 0.2, np.nan, 0.004, 0.003, 0.002])
+    answered_at[1] = np.nan
+
+    result = loadgen.summarize(answered_at, 0, 0, 6, start, rate, start + 0.006, send_lag_s=0.0015)
+
+    assert result["ack_max_us"] == pytest.approx(4000.0, abs=0.1) and result["ack_max_at_s"] == 0.003
+    assert result["send_lag_max_us"] == 1500.0
+
+
+class StalledSender(loadgen.Schedule):
+    """A schedule whose first send takes ``stall_s`` (as if the process were descheduled), every
+    order answered as soon as it is sent."""
+
+    def __init__(self, socket, stall_s: float) -> None:
+        super().__init__(socket, rate=1_000, duration=0.1, batch_max=1_000)
+        self.stall_s = stall_s
+
+    def send(self, batch: range) -> None:
+        if batch.start == 0:
+            time.sleep(self.stall_s)
+        self.answered_at[batch.start:batch.stop] = time.perf_counter()
+        self.outstanding -= len(batch)
+
+    def read_ready(self) -> None:
+        """Nothing to read: every order was answered as it was sent."""
+
+
+def test_a_stalled_sender_shows_as_send_lag_and_in_the_latencies():
+    context = zmq.Context.instance()
+    with context.socket(zmq.PAIR) as socket:
+        socket.bind("inproc://stalled-sender")
+        result = StalledSender(socket, stall_s=0.03).run(drain_s=1)
+    assert result["sent"] == result["acked"] == 100
+    # the orders due during the first send's 30 ms went out after it: 29 ms late, the one due at 1 ms
+    assert 25_000 <= result["send_lag_max_us"] <= result["ack_max_us"]
+    assert result["ack_max_us"] >= 30_000 and result["ack_max_at_s"] == 0.0
 
 
 def test_summary_of_a_run_with_no_answers_has_null_percentiles():
     result = loadgen.summarize(np.full(5, np.nan), 0, 0, 5, 0.0, 10.0, 0.5)
     assert result["lost"] == 5 and result["ack_p50_us"] is None and result["orders_per_s"] == 0.0
+    assert result["ack_max_us"] is None and result["ack_max_at_s"] is None
 
 
 # ================================================================ ExchangeClient vs a scripted TES
