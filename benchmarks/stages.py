@@ -101,7 +101,8 @@ def stalls(before: dict, after: dict) -> dict[str, dict]:
     for stage, name in enumerate(after["names"]):
         count = after["stalls"][stage] - before["stalls"][stage]
         if count:
-            found[name] = {"count": count, "ms": round((after["stalled_ns"][stage] - before["stalled_ns"][stage]) / 1e6, 1)}
+            stalled_ns = after["stalled_ns"][stage] - before["stalled_ns"][stage]
+            found[name] = {"count": count, "ms": round(stalled_ns / 1e6, 1)}
     return found
 
 
