@@ -14,7 +14,10 @@ stage by stage (`benchmarks.stages`: the servers' status files carry the totals)
 
 Beside every run at every rate runs the transport floor (`benchmarks.floor`): the same
 schedule through the same four ZeroMQ hops with no exchange behind them, so each latency
-can be read against what ZeroMQ alone does on this machine in the same minutes. After each
+can be read against what ZeroMQ alone does on this machine in the same minutes; and the durable
+floor, the same with a journaling echo (each turn's frames appended as one group to a real journal
+with the run's fsync policy before they are answered): ZeroMQ's hops and the one group commit an
+order waits for, what no exchange that answers only what is durable can go below here. After each
 rate's runs, the disk floor (`benchmarks.disk`): one journal group commit alone, with the run's
 fsync policy in the run's file system; an order waits for one of them (the OBS's). The two
 floors also price each server's CPU per order (`cpu_floors`): its stand-in's CPU in ZeroMQ
@@ -125,17 +128,37 @@ def verdicts(rows: list[dict]) -> dict[str, str]:
 def floor_verdict(row: dict | None) -> str:
     """The ack p99 against ZeroMQ alone's, as a ratio within each run (a run and the floor's run
     beside it met the same spell of the machine): the median of the runs' ratios."""
-    if row is None:
-        return "not measured"
-    pairs = zip(row.get("runs", ()), row.get("floor_runs", ()), strict=True)
-    ratios = [run["ack_p99_us"] / bare["ack_p99_us"] for run, bare in pairs
-              if run["ack_p99_us"] is not None and bare["ack_p99_us"]]
+    ratios = p99_ratios(row, "floor_runs")
     if not ratios:
         return "not measured"
     ratio = median_present(ratios)
-    which = (f"the median of {len(ratios)} runs' ratios, {min(ratios):.1f}x-{max(ratios):.1f}x" if len(ratios) > 1
-             else "in the one run")
-    return f"{'met' if ratio <= TARGETS['p99_over_floor'] else 'not met'} ({ratio:.1f}x ZeroMQ alone's p99: {which})"
+    return (f"{'met' if ratio <= TARGETS['p99_over_floor'] else 'not met'} ({ratio:.1f}x ZeroMQ alone's p99: "
+            f"{_which(ratios)})")
+
+
+def durable_verdict(row: dict | None) -> str:
+    """The ack p99 against the durable floor's (ZeroMQ alone with a journaling echo), as a ratio within
+    each run: what is the exchange's own above the hops and the one group commit an order waits for."""
+    ratios = p99_ratios(row, "durable_floor_runs")
+    if not ratios:
+        return "not measured"
+    return (f"{median_present(ratios):.1f}x the p99 of ZeroMQ alone with one group commit per turn "
+            f"(p99 {_us(row['durable_floor']['ack_p99_us'])}; {_which(ratios)})")
+
+
+def p99_ratios(row: dict | None, floor_runs: str) -> list[float]:
+    """Each run's ack p99 over that of the floor's run beside it (``floor_runs``: the row's key; none
+    if the row has no such runs)."""
+    if not (row or {}).get(floor_runs):
+        return []
+    return [run["ack_p99_us"] / bare["ack_p99_us"] for run, bare in zip(row["runs"], row[floor_runs], strict=True)
+            if run["ack_p99_us"] is not None and bare["ack_p99_us"]]
+
+
+def _which(ratios: list[float]) -> str:
+    if len(ratios) > 1:
+        return f"the median of {len(ratios)} runs' ratios, {min(ratios):.1f}x-{max(ratios):.1f}x"
+    return "in the one run"
 
 
 def cpu_verdict(row: dict | None) -> str:
@@ -202,23 +225,28 @@ def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int =
     with (tempfile.TemporaryDirectory(prefix="exchange-e2e-") as tmp,
           progress.task("bench e2e", len(rates) * repeats, "runs") as shown):
         env = exchange_env(Path(tmp), EXCHANGE__JOURNAL__FSYNC=fsync, **pins)
-        with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes, floor.Floor(stand_ins) as bare:
+        with (Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes, floor.Floor(stand_ins) as bare,
+              floor.Floor(stand_ins, (Path(tmp) / "journaling-echo", fsync)) as durable):
             for rate in rates:
-                runs, floor_runs = [], []
+                runs, floor_runs, durable_runs = [], [], []
                 for number in range(1, repeats + 1):
                     shown.note(f"{rate:,} orders/s, run {number} of {repeats}")
                     runs.append(measured_run(env, rate, duration, {"obs": obs, "tes": tes}))
                     floor_runs.append(bare.measure(rate, duration, DRAIN_S))
+                    durable_runs.append(durable.measure(rate, duration, DRAIN_S))
                     shown.advance()
                 results.append({
                     "offered_per_s": rate, **median_run(runs), "runs": runs,
                     "floor": median_run(floor_runs), "floor_runs": floor_runs,
+                    "durable_floor": median_run(durable_runs), "durable_floor_runs": durable_runs,
                     "journal": disk.measure(Path(tmp) / f"journal-alone-{rate}", fsync),
                 })
             codes = {"tes": tes.stop(), "obs": obs.stop()}
+    slow = next((row for row in results if row["offered_per_s"] == 10_000), None)
     report = {
         "machine": machine(), "fsync": fsync, "duration_s": duration, "repeats": repeats, "rates": results,
-        "targets": verdicts(results), "exit_codes": codes, "pinned": PINNED if pin else None,
+        "targets": verdicts(results), "durable_floor_at_10k": durable_verdict(slow), "exit_codes": codes,
+        "pinned": PINNED if pin else None,
     }
     print(format_report(report))
     return report
@@ -240,20 +268,23 @@ def format_report(report: dict) -> str:
         "",
         "| offered orders/s | answered orders/s | acked | rejected | fills | lost | ack p50 | ack p99 | ack p99.9 "
         "| CPU per order: OBS / TES / load generator | ZeroMQ alone: p50 / p99 | ZeroMQ alone's CPU per order: "
-        "echo (as OBS) / relay (as TES) | one group commit alone: p50 / p99 / CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "echo (as OBS) / relay (as TES) | ZeroMQ alone with a group commit per turn: p50 / p99 "
+        "| one group commit alone: p50 / p99 / CPU |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rates"]:
         cpu = r.get("cpu_us_per_order") or {}
         bare = r["floor"]
         bare_cpu = bare.get("cpu_us_per_order") or {}
         journal = r.get("journal") or {}
+        durable = r.get("durable_floor") or {}
         lines.append(
             f"| {r['offered_per_s']:,} | {r['orders_per_s']:,.0f} | {r['acked']:,} | {r['rejected']:,} | "
             f"{r['fills']:,} | {r['lost']:,} | {_us(r['ack_p50_us'])} | {_us(r['ack_p99_us'])} | "
             f"{_us(r['ack_p999_us'])} | {_cpu(cpu.get('obs'))} / {_cpu(cpu.get('tes'))} / {_cpu(cpu.get('load'))} | "
             f"{_us(bare['ack_p50_us'])} / {_us(bare['ack_p99_us'])} | "
             f"{_cpu(bare_cpu.get('echo'))} / {_cpu(bare_cpu.get('relay'))} | "
+            f"{_us(durable.get('ack_p50_us'))} / {_us(durable.get('ack_p99_us'))} | "
             f"{_us(journal.get('append_p50_us'))} / {_us(journal.get('append_p99_us'))} / "
             f"{_us(journal.get('append_cpu_us'))} |"
         )
@@ -263,24 +294,27 @@ def format_report(report: dict) -> str:
     lines.extend(["", *format_tails(report["rates"])])
     lines.append("")
     lines.extend(f"target {name}: {verdict}" for name, verdict in report["targets"].items())
+    lines.append(f"beside the targets, the ack p99 at 10,000/s: {report['durable_floor_at_10k']}")
     return "\n".join(lines)
 
 
 def format_tails(rows: list[dict]) -> list[str]:
     """A line per run: its tail, and where to look for what made it (the longest ack and when its
     order was due, the load generator's longest wait to send, each server's stalls by stage,
-    `benchmarks.stages.stalls`), beside the run of ZeroMQ alone that followed it."""
+    `benchmarks.stages.stalls`), beside the runs of the two floors that followed it."""
     lines = [
         "Each run's tail: the longest ack and when in the run its order was due, the load generator's longest "
         "wait to send (its own delays, counted in every latency), each server's stalls (loop stages of "
-        f"{stages.STALL_NS // 1_000_000} ms or longer: count and time), and ZeroMQ alone's run after it:",
+        f"{stages.STALL_NS // 1_000_000} ms or longer: count and time), and the floors' runs after it "
+        "(ZeroMQ alone, and with a group commit per turn):",
         "",
         "| offered orders/s | run | ack p99 | longest ack (due at) | longest send wait | OBS stalls | TES stalls "
-        "| ZeroMQ alone: p99 / longest |",
-        "|---:|---:|---:|---:|---:|---|---|---:|",
+        "| ZeroMQ alone: p99 / longest | with a group commit per turn: p99 / longest |",
+        "|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for row in rows:
-        for number, (run, bare) in enumerate(zip(row["runs"], row["floor_runs"], strict=True), 1):
+        runs = zip(row["runs"], row["floor_runs"], row["durable_floor_runs"], strict=True)
+        for number, (run, bare, durable) in enumerate(runs, 1):
             figures = run.get("stages") or {}
             stalls = [stages.format_stalls(figures[server]["stalls"]) if server in figures else "n/a"
                       for server in stages.SERVERS]
@@ -288,7 +322,8 @@ def format_tails(rows: list[dict]) -> list[str]:
             lines.append(
                 f"| {row['offered_per_s']:,} | {number} | {_us(run['ack_p99_us'])} | {_us(run.get('ack_max_us'))}{due} "
                 f"| {_us(run.get('send_lag_max_us'))} | {stalls[0]} | {stalls[1]} "
-                f"| {_us(bare['ack_p99_us'])} / {_us(bare.get('ack_max_us'))} |"
+                f"| {_us(bare['ack_p99_us'])} / {_us(bare.get('ack_max_us'))} "
+                f"| {_us(durable['ack_p99_us'])} / {_us(durable.get('ack_max_us'))} |"
             )
     return lines
 

@@ -11,6 +11,13 @@ same four hops over TCP loopback as client -> TES -> OBS -> TES -> client.
 The relay -> echo hop is encrypted with CURVE, as the TES -> OBS hop is (`servers.security`),
 with a key pair made for the run and handed to both processes in their environment.
 
+With ``journal`` (a directory and an fsync policy), the echo is a *journaling echo* instead: a loop
+that reads every frame waiting, appends them as one group to a real journal
+(`servers.journal.Journal`, the OBS's own, with the run's fsync policy) and only then answers them,
+as the OBS's group commit does. That floor is what an exchange that makes each order durable before
+it answers cannot go below on this machine: ZeroMQ's hops plus one group commit in each order's path
+(the disk's share of the tail, which ZeroMQ alone leaves out).
+
 What it measures is what ZeroMQ and the machine cost at a given rate (every hop hands each
 message between an application thread and an I/O thread, and waking a thread is what costs
 on a small VM); `benchmarks.e2e` runs it beside the exchange at every rate, so the exchange's
@@ -25,13 +32,16 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import zmq
 
 from benchmarks import cpu_seconds, cpu_us_per_order
 from clients.loadgen import Schedule
+from config.settings import JournalConfig
 from servers import collector, service
+from servers.journal import Journal, JournalFailed
 from servers.processes import REPO, free_port, json_result
 
 READY_TIMEOUT_S = 20.0
@@ -68,6 +78,33 @@ def echo(endpoint: str) -> None:
     zmq.proxy(socket, socket)
 
 
+def journal_echo(endpoint: str, directory: str, fsync: str) -> None:
+    """Answer every frame with itself once it is in a journal in ``directory`` with fsync policy
+    ``fsync``, forever: each turn waits for a frame, reads every frame waiting, appends their
+    payloads as one group, then answers each (the OBS's loop with nothing but its journal)."""
+    socket = zmq.Context().socket(zmq.ROUTER)
+    socket.curve_secretkey = os.environ[SERVER_SECRET].encode()
+    socket.curve_publickey = os.environ[SERVER_PUBLIC].encode()
+    socket.curve_server = True
+    socket.bind(endpoint)
+    journal = Journal(Path(directory), JournalConfig(fsync=fsync), 0)
+    sequence = 0
+    while True:
+        socket.poll()
+        frames = []
+        while socket.get(zmq.EVENTS) & zmq.POLLIN:
+            frames.append(socket.recv_multipart(zmq.NOBLOCK))
+        try:
+            written = journal.append([(sequence + number, frame[-1]) for number, frame in enumerate(frames, 1)])
+        except JournalFailed as exc:
+            raise SystemExit(f"journaling echo: {exc}") from exc
+        if not written:
+            raise SystemExit(f"journaling echo: cannot write {journal.path}: {journal.unwritable}")
+        sequence += len(frames)
+        for frame in frames:
+            socket.send_multipart(frame)
+
+
 def relay(front: str, back: str) -> None:
     """Forward frames from ``front`` (clients) to ``back`` and the answers back, forever."""
     context = zmq.Context()
@@ -101,15 +138,18 @@ class Floor:
     loopback ports; `measure` runs one client process against them. A context manager:
     leaving the block stops both."""
 
-    def __init__(self, pinned: dict[str, list[int]] | None = None) -> None:
-        """``pinned``: the CPUs of the echo's and the relay's threads, by role (`servers.service.pin`)."""
+    def __init__(self, pinned: dict[str, list[int]] | None = None, journal: tuple[Path, str] | None = None
+                 ) -> None:
+        """``pinned``: the CPUs of the echo's and the relay's threads, by role (`servers.service.pin`);
+        ``journal``: a directory (made if missing) and an fsync policy for a journaling echo."""
         pinned = pinned or {}
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         back = f"tcp://127.0.0.1:{free_port()}"
         public, secret = zmq.curve_keypair()
+        echo_role = ["echo", back] if journal is None else ["journal-echo", back, str(journal[0]), journal[1]]
         self._servers = {
             "echo": _start({SERVER_PUBLIC: public.decode(), SERVER_SECRET: secret.decode()}, pinned.get("echo"),
-                           "echo", back),
+                           *echo_role),
             "relay": _start({SERVER_PUBLIC: public.decode()}, pinned.get("relay"), "relay", self.endpoint, back),
         }
 
@@ -139,7 +179,8 @@ class Floor:
 
 
 COMMAND = (sys.executable, "-m", "benchmarks.floor")
-USAGE = "usage: python -m benchmarks.floor echo BIND | relay BIND CONNECT | client CONNECT RATE DURATION DRAIN"
+USAGE = ("usage: python -m benchmarks.floor echo BIND | journal-echo BIND DIRECTORY FSYNC | relay BIND CONNECT "
+         "| client CONNECT RATE DURATION DRAIN")
 
 
 def _start(keys: dict[str, str], cpus: list[int] | None, role: str, *endpoints: str) -> subprocess.Popen:
@@ -155,6 +196,8 @@ def main(argv: list[str]) -> None:
     role, *args = argv or [""]
     if role == "echo" and len(args) == 1:
         echo(*args)
+    elif role == "journal-echo" and len(args) == 3:
+        journal_echo(*args)
     elif role == "relay" and len(args) == 2:
         relay(*args)
     elif role == "client" and len(args) == 4:

@@ -28,6 +28,15 @@ def test_the_p99_against_zeromq_alone_is_the_median_of_the_ratios_within_each_ru
     assert verdict == "not met (2.0x ZeroMQ alone's p99: in the one run)"
 
 
+def test_the_p99_against_the_durable_floor_is_the_median_of_the_ratios_within_each_run():
+    slow = row(10_000, p99s=(2_000, 3_000, 2_400))
+    slow["durable_floor_runs"] = [{"ack_p99_us": p99} for p99 in (1_000, 1_500, 2_000)]
+    slow["durable_floor"] = {"ack_p99_us": 1_500}
+    assert e2e.durable_verdict(slow) == ("2.0x the p99 of ZeroMQ alone with one group commit per turn (p99 1.5 ms; "
+                                         "the median of 3 runs' ratios, 1.2x-2.0x)")
+    assert e2e.durable_verdict(None) == e2e.durable_verdict(row(10_000, p99s=(2_000,))) == "not measured"
+
+
 def test_the_cpu_per_order_of_both_servers_must_be_within_3_us():
     assert e2e.verdicts([row(100_000, obs=3.0, tes=3.0)])[CPU] == "met (OBS 3.0 µs, TES 3.0 µs)"
     assert e2e.verdicts([row(100_000, obs=2.5, tes=3.1)])[CPU] == "not met (OBS 2.5 µs, TES 3.1 µs)"
@@ -77,7 +86,7 @@ def test_pinning_sets_each_server_s_cpus_or_is_refused_where_they_are_not_this_p
 @pytest.mark.parametrize("pinned", [None, e2e.PINNED])
 def test_the_report_says_where_the_threads_were_pinned(pinned):
     report = {"machine": {"cpu": "a CPU", "cores": 2, "python": "3.11"}, "fsync": "batch", "duration_s": 5.0,
-              "repeats": 1, "rates": [], "targets": {}, "pinned": pinned}
+              "repeats": 1, "rates": [], "targets": {}, "durable_floor_at_10k": "not measured", "pinned": pinned}
     header = e2e.format_report(report).splitlines()[0]
     said = "threads pinned: the OBS and the echo on CPU 0, the TES and the relay on CPU 1; "
     assert (said in header) == (pinned is not None) and header.startswith("machine: a CPU, 2 cores")

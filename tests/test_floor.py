@@ -3,10 +3,12 @@ ZeroMQ proxies, as real processes."""
 
 import os
 
+import numpy as np
 import pytest
 
 from benchmarks import floor
 from clients.loadgen import RESULT_KEYS
+from servers.journal import read_records
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +30,21 @@ def test_every_order_goes_round_the_four_hops_and_is_timed(bare):
     # (how fast the last answers come after the schedule is the machine's: no bound on the rate)
     assert result["duration_s"] >= 0.5
     assert result["orders_per_s"] == pytest.approx(result["acked"] / result["duration_s"], rel=5e-3)
+
+
+def test_the_journaling_echo_answers_each_order_once_its_group_is_in_the_journal(tmp_path):
+    directory = tmp_path / "journal"
+    with floor.Floor(journal=(directory, "batch")) as durable:
+        result = durable.measure(rate=2_000, duration=0.5, drain_s=5)
+    assert result["sent"] == result["acked"] == 1_000 and result["lost"] == 0
+    assert 0 < result["ack_p50_us"] <= result["ack_p99_us"] <= result["ack_max_us"]
+    records = list(read_records(directory))
+    # the first frame is the client's ready check, then every batch of orders, each one record,
+    # numbered in turn; the orders in them are each sent once
+    assert [record.sequence for record in records] == list(range(1, len(records) + 1))
+    assert np.frombuffer(records[0].payload, dtype=np.int64).tolist() == [-1]
+    orders = np.concatenate([np.frombuffer(record.payload, dtype=np.int64) for record in records[1:]])
+    assert orders.tolist() == list(range(1_000))
 
 
 def test_orders_due_together_share_a_frame_and_each_is_answered(bare):

@@ -200,6 +200,9 @@ def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
         assert len(row["floor_runs"]) == 2
         assert all(run["sent"] == row["offered_per_s"] // 2 and run["lost"] == 0 for run in row["floor_runs"])
         assert 0 < row["floor"]["ack_p50_us"] <= row["floor"]["ack_p99_us"]
+        assert len(row["durable_floor_runs"]) == 2
+        assert all(run["sent"] == run["acked"] == row["offered_per_s"] // 2 for run in row["durable_floor_runs"])
+        assert 0 < row["durable_floor"]["ack_p50_us"] <= row["durable_floor"]["ack_p99_us"]
         journal = row["journal"]
         assert journal["groups"] == 1_000 and 0 < journal["append_p50_us"] <= journal["append_p99_us"]
         assert 0 < journal["append_cpu_us"] <= journal["append_p99_us"]
@@ -209,6 +212,8 @@ def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
     assert "target 100,000 orders/s sustained: not measured" in table
     assert "| ZeroMQ alone's CPU per order: echo (as OBS) / relay (as TES) |" in table
     assert "| one group commit alone: p50 / p99 / CPU |" in table
+    assert report["durable_floor_at_10k"] == "not measured"
+    assert "beside the targets, the ack p99 at 10,000/s: not measured" in table
 
 
 def test_disk_floor_times_each_group_commit_and_removes_its_journal(tmp_path):
