@@ -76,8 +76,9 @@ class Request:
         self.reason = reason
 
 
-class Order(msgspec.Struct, gc=False):
-    """An order routed to a book (a Struct: made once per order, in C, with no ``__init__`` to run).
+class Order(msgspec.Struct, gc=False, array_like=True):
+    """An order routed to a book (a Struct: made once per order, in C, with no ``__init__`` to run;
+    encoded as an array of its fields in their order, a ledger snapshot's `servers.ledger.OrderRow`).
 
     ``held`` is True for a stop not triggered yet: its maker passes ``order_type in STOPS``."""
 

@@ -10,8 +10,10 @@ icebergs, post-only, GTD orders expired by clock commands) and alice and bob sha
 so self-trade prevention cancels and decrements their orders.
 """
 
+import logging
 import random
 import shutil
+import zlib
 
 import msgspec
 import pytest
@@ -23,18 +25,26 @@ from servers import protocol as p
 from servers.journal import RecoveryError, read_discarded
 from servers.ledger import (
     CANCEL,
+    ID_BITS,
+    SNAPSHOT_HEADER,
+    SNAPSHOT_MAGIC,
     SUBMISSION,
     Delivered,
     Entered,
     Greeted,
     Ledger,
     LedgerJournal,
+    LedgerState,
     Marked,
+    OrderRow,
     Received,
     Refused,
     Requested,
+    _LedgerStateV1,
+    _OrderRowV1,
     encode_state,
 )
+from servers.orders import Order, Request
 
 TES_ID = 3
 SHARDS = {"A": ["ACME"]}
@@ -221,6 +231,60 @@ def test_recovery_continues_the_journal_and_a_second_recovery_sees_both_parts(tm
     journal.close()
     assert ledger_state(again) == ledger_state(ledger)
     assert sum(again.numbers.values()) == sum(first.numbers.values()) + 200
+
+
+def test_a_snapshot_row_has_the_fields_of_an_order_in_its_order():
+    """A snapshot encodes the live orders themselves (`encode_orders`) and reads them as rows."""
+    assert OrderRow.__struct_fields__ == Order.__struct_fields__
+    assert OrderRow.__struct_defaults__ == Order.__struct_defaults__
+
+
+def test_requests_in_flight_survive_a_snapshot(tmp_path):
+    ledger = Ledger(TES_ID, SHARDS)
+    order_id = (TES_ID << ID_BITS) | 1
+    ledger.apply(Entered("alice", 1, order_id, "ACME", Side.BUY, OrderType.LIMIT, TimeInForce.GTC, 100, 5))
+    ledger.apply(Requested("alice", order_id, False, 2, CancelReason.REQUESTED))
+    ledger.apply(Requested("alice", order_id, True, 0, CancelReason.MASS_CANCEL))
+
+    payload = encode_state(ledger.state(9, 0))
+    restored = Ledger(TES_ID, SHARDS)
+    restored.restore(msgspec.msgpack.decode(payload, type=LedgerState))
+
+    assert encode_state(restored.state(9, 0)) == payload
+    requests = restored.orders.orders[order_id].requests
+    assert [(r.cancel, r.client_order_id, r.reason) for r in requests] == [
+        (False, 2, CancelReason.REQUESTED), (True, 0, CancelReason.MASS_CANCEL)]
+    assert all(type(request) is Request for request in requests)
+
+
+def version_1_snapshot(directory, ledger: Ledger, sequence: int, offset: int) -> None:
+    """Write ``ledger`` as a snapshot of version 1 would have it (order rows in that version's order)."""
+    state = ledger.state(sequence, offset)
+    rows = [_OrderRowV1(o.order_id, o.trader_id, o.client_order_id, o.symbol, o.side, o.order_type, o.time_in_force,
+                        o.price, o.quantity, o.filled, o.notional, o.state,
+                        [(r.cancel, r.client_order_id, r.reason) for r in o.requests or ()], o.stop_price,
+                        o.display_quantity, o.flags, o.stp, o.expire_at, o.held)
+            for o in ledger.orders.orders.values()]
+    payload = encode_state(_LedgerStateV1(state.sequence, state.journal_offset, state.counter, state.seen,
+                                          state.last_prices, state.last_sequence, rows, state.traders, state.marked))
+    header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, 1, len(payload), zlib.crc32(payload))
+    (directory / f"ledger-{sequence}.msgpack").write_bytes(header + payload)
+
+
+def test_a_snapshot_of_version_1_is_read_and_upgraded(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    ledger, journal = open_journal(tmp_path, 10**9)
+    market = Market(ledger, journal, seed=5)
+    for _ in range(400):
+        market.step()
+    journal.close()
+    assert any(ledger.orders.open.values())
+    version_1_snapshot(tmp_path, ledger, journal.sequence, journal.journal.offset)
+
+    recovered, journal = open_journal(tmp_path, 10**9)
+    journal.close()
+    assert ledger_state(recovered) == ledger_state(ledger)
+    assert f"ledger recovered at journal record {journal.sequence} (0 replayed after the snapshot" in caplog.text
 
 
 def test_a_journal_discarded_past_every_snapshot_is_refused(tmp_path):
