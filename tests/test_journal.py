@@ -794,8 +794,75 @@ def test_discarded_records_free_their_blocks_and_recovery_needs_a_snapshot_after
     assert (tmp_path / JOURNAL_FILE).stat().st_size == size
 
 
+SLACK = 8 * 4096
+"""Blocks a file system may keep besides the data: the partial blocks at a hole's ends, the
+blocks of an extent tree that holes split."""
+
+
+def allocated(path) -> int:
+    return path.stat().st_blocks * 512
+
+
+def test_discarded_blocks_are_freed_in_pieces_each_from_where_data_is_left(tmp_path, monkeypatch):
+    """A piece at a time, so the loop appending is never held long; what is a hole already is skipped."""
+    run(tmp_path, commands(3000), group=50, snapshot_every=10**9)
+    size = (tmp_path / JOURNAL_FILE).stat().st_size
+    monkeypatch.setattr(journal, "DISCARD_PIECE_BYTES", 1 << 16)
+    monkeypatch.setattr(journal, "DISCARD_PAUSE_S", 0)
+    punched = []
+    punch = journal._punch_hole
+    monkeypatch.setattr(journal, "_punch_hole", lambda fd, start, length: punched.append((start, length)) or
+                        punch(fd, start, length))
+    log = Journal(tmp_path, JournalConfig(), size)
+    first, second = size // 3, 2 * size // 3
+
+    log.discard_before(first)
+    assert punched[0][0] == 0 and sum(length for _, length in punched) == first
+    assert all(length <= 1 << 16 for _, length in punched) and len(punched) == -(-first // (1 << 16))
+    assert all(start + length == after for (start, length), (after, _) in zip(punched, punched[1:]))
+    punched.clear()
+    log.discard_before(second)
+    log.close()
+    # the second discard starts where data is left: at most a block before the first one's end
+    assert first - 4096 <= punched[0][0] <= first and punched[-1][0] + punched[-1][1] == second
+    assert journal.read_discarded(tmp_path) == log.discarded == second
+    assert allocated(tmp_path / JOURNAL_FILE) <= size - second + SLACK
+    assert journal_bytes(tmp_path)[:second] == bytes(second)
+
+
+def test_a_discard_stopped_midway_is_finished_by_the_next_process(tmp_path, monkeypatch):
+    run(tmp_path, commands(3000), group=50, snapshot_every=10**9)
+    path = tmp_path / JOURNAL_FILE
+    size = path.stat().st_size
+    monkeypatch.setattr(journal, "DISCARD_PIECE_BYTES", 1 << 16)
+    monkeypatch.setattr(journal, "DISCARD_PAUSE_S", 0)
+    punch, calls = journal._punch_hole, []
+
+    def fails_third(fd, start, length):
+        calls.append(start)
+        if len(calls) == 3:
+            raise OSError(errno.EIO, "the disk failed")
+        return punch(fd, start, length)
+
+    monkeypatch.setattr(journal, "_punch_hole", fails_third)
+    log = Journal(tmp_path, JournalConfig(), size)
+    with pytest.raises(OSError, match="the disk failed"):
+        log.discard_before(size // 2)
+    log.close()
+    # recorded first: recovery never reads below it; two pieces freed
+    assert journal.read_discarded(tmp_path) == size // 2
+    assert size - 2 * (1 << 16) - SLACK <= allocated(path) <= size - 2 * (1 << 16) + SLACK
+
+    monkeypatch.setattr(journal, "_punch_hole", punch)
+    log = Journal(tmp_path, JournalConfig(), size)
+    log.discard_before(size // 2 + 1)
+    log.close()
+    assert allocated(path) <= size - size // 2 + SLACK
+    assert journal_bytes(tmp_path)[:size // 2] == bytes(size // 2)
+
+
 def test_where_holes_cannot_be_punched_nothing_is_discarded_and_full_replay_still_works(tmp_path, monkeypatch):
-    monkeypatch.setattr(journal, "_punch_hole", lambda fd, length: False)
+    monkeypatch.setattr(journal, "_punch_hole", lambda fd, start, length: False)
     live, _ = run(tmp_path, commands(600), group=50, snapshot_every=200)
     size = (tmp_path / JOURNAL_FILE).stat().st_size
     log = Journal(tmp_path, JournalConfig(), size)
