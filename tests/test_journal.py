@@ -819,7 +819,7 @@ def test_discarded_blocks_are_freed_in_pieces_each_from_where_data_is_left(tmp_p
     log.discard_before(first)
     assert punched[0][0] == 0 and sum(length for _, length in punched) == first
     assert all(length <= 1 << 16 for _, length in punched) and len(punched) == -(-first // (1 << 16))
-    assert all(start + length == after for (start, length), (after, _) in zip(punched, punched[1:]))
+    assert all(start + length == after for (start, length), (after, _) in zip(punched[:-1], punched[1:], strict=True))
     punched.clear()
     log.discard_before(second)
     log.close()
