@@ -131,8 +131,8 @@ def test_a_busy_lap_as_long_as_a_stall_is_counted_as_one_of_its_stage_but_a_long
     watch = Stages(NAMES, clock)
     time.sleep(0.03)
     watch.lap(IDLE)
+    begun = time.perf_counter_ns()  # the stall's lap begins at the next lap's reading, and ends within ``stalled``
     watch.lap(RECEIVE)
-    begun = time.perf_counter_ns()
     time.sleep(0.025)
     watch.lap(RECEIVE)
     stalled = time.perf_counter_ns() - begun
