@@ -644,7 +644,7 @@ class LedgerJournal:
             self.journal.sync_to(state.journal_offset)
             payload = encode_state(state, self._encode)
             header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, len(payload), zlib.crc32(payload))
-            write_atomically(self.directory / f"ledger-{state.sequence}.msgpack", header, payload)
+            write_atomically(self.directory / f"ledger-{state.sequence}.msgpack", header, payload, paced=True)
             for old in _snapshot_paths(self.directory)[KEEP_SNAPSHOTS:]:
                 old.unlink()
             self._snapshot_offsets.append(state.journal_offset)

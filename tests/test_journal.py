@@ -861,6 +861,22 @@ def test_a_discard_stopped_midway_is_finished_by_the_next_process(tmp_path, monk
     assert journal_bytes(tmp_path)[:size // 2] == bytes(size // 2)
 
 
+def test_a_paced_write_makes_each_piece_durable_before_the_next_and_the_whole_file_atomically(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal, "PACED_PIECE_BYTES", 1000)
+    monkeypatch.setattr(journal, "DISCARD_PAUSE_S", 0)
+    synced = []
+    fdatasync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(os.fstat(fd).st_size) or fdatasync(fd))
+    path = tmp_path / "snapshot-7.msgpack"
+    header, payload = b"H" * 300, bytes(range(256)) * 9  # 2,604 bytes: two whole pieces and a part
+
+    journal.write_atomically(path, header, payload, paced=True)
+
+    assert synced == [1000, 2000], "each whole piece on disk before the next is written"
+    assert path.read_bytes() == header + payload
+    assert not list(tmp_path.glob(f"*{journal.TEMPORARY_SUFFIX}"))
+
+
 def test_where_holes_cannot_be_punched_nothing_is_discarded_and_full_replay_still_works(tmp_path, monkeypatch):
     monkeypatch.setattr(journal, "_punch_hole", lambda fd, start, length: False)
     live, _ = run(tmp_path, commands(600), group=50, snapshot_every=200)
