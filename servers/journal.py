@@ -482,7 +482,7 @@ class Journal:
         if offset <= self.discarded or not self._can_punch:
             return
         write_atomically(self.directory / DISCARDED_FILE, f"{offset}\n".encode())
-        start = self._punched
+        start, freed = self._punched, False
         while True:
             try:
                 start = os.lseek(self._fd, start, os.SEEK_DATA)
@@ -494,12 +494,14 @@ class Journal:
                 break
             end = min(offset, start + DISCARD_PIECE_BYTES)
             if not _punch_hole(self._fd, start, end - start):
+                if freed:  # the record stays: records under it were freed
+                    raise OSError(errno.EOPNOTSUPP, f"{self.path}: a hole could be punched, and then not")
                 self._can_punch = False
                 write_atomically(self.directory / DISCARDED_FILE, f"{self.discarded}\n".encode())
                 log.warning("%s: the file system cannot free discarded journal blocks; the journal keeps growing",
                             self.path)
                 return
-            start = end
+            start, freed = end, True
             if start < offset:
                 time.sleep(DISCARD_PAUSE_S)
         self._punched = self.discarded = offset

@@ -861,6 +861,22 @@ def test_a_discard_stopped_midway_is_finished_by_the_next_process(tmp_path, monk
     assert journal_bytes(tmp_path)[:size // 2] == bytes(size // 2)
 
 
+def test_a_hole_that_cannot_be_punched_after_one_was_keeps_the_record(tmp_path, monkeypatch):
+    """Records under the offset were freed: it must stay recorded, or recovery would read zeros."""
+    run(tmp_path, commands(3000), group=50, snapshot_every=10**9)
+    size = (tmp_path / JOURNAL_FILE).stat().st_size
+    monkeypatch.setattr(journal, "DISCARD_PIECE_BYTES", 1 << 16)
+    monkeypatch.setattr(journal, "DISCARD_PAUSE_S", 0)
+    punch, calls = journal._punch_hole, []
+    monkeypatch.setattr(journal, "_punch_hole", lambda fd, start, length: calls.append(start) or (
+        len(calls) == 1 and punch(fd, start, length)))
+    log = Journal(tmp_path, JournalConfig(), size)
+    with pytest.raises(OSError, match="a hole could be punched, and then not"):
+        log.discard_before(size // 2)
+    log.close()
+    assert journal.read_discarded(tmp_path) == size // 2 and len(calls) == 2
+
+
 def test_a_paced_write_makes_each_piece_durable_before_the_next_and_the_whole_file_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(journal, "PACED_PIECE_BYTES", 1000)
     monkeypatch.setattr(journal, "DISCARD_PAUSE_S", 0)
