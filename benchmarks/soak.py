@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks import e2e
+from benchmarks import e2e, stages
 from benchmarks.book import machine
 from benchmarks.e2e import _us
 from config.settings import load_config
@@ -174,8 +174,8 @@ def recovered_state(directory: Path, symbols: list[str]) -> dict:
 
 
 HEADER = (
-    "| round | orders so far | answered orders/s | lost | ack p50 | ack p99 | newest snapshot "
-    "| accepted ids in it (ranges / words / lone ids) | CPU per order: OBS / TES |"
+    "| round | orders so far | answered orders/s | lost | ack p50 | ack p99 | longest ack | stalls: OBS; TES "
+    "| newest snapshot | accepted ids in it (ranges / words / lone ids) | CPU per order: OBS / TES |"
 )
 
 
@@ -186,10 +186,13 @@ def format_row(row: dict) -> str:
     if snapshot is not None:
         size = _bytes(snapshot["bytes"])
         ids = f"{snapshot['accepted_ids']:,} ({snapshot['ranges']:,} / {snapshot['words']:,} / {snapshot['lone']:,})"
+    figures = row.get("stages") or {}
+    stalls = "; ".join(stages.format_stalls(figures[server]["stalls"]) if server in figures else "n/a"
+                       for server in stages.SERVERS)
     return (
         f"| {row['round']} | {row['orders_so_far']:,} | {row['orders_per_s']:,.0f} | {row['lost']:,} | "
-        f"{_us(row['ack_p50_us'])} | {_us(row['ack_p99_us'])} | {size} | {ids} | "
-        f"{_us(cpu.get('obs'))} / {_us(cpu.get('tes'))} |"
+        f"{_us(row['ack_p50_us'])} | {_us(row['ack_p99_us'])} | {_us(row.get('ack_max_us'))} | {stalls} | "
+        f"{size} | {ids} | {_us(cpu.get('obs'))} / {_us(cpu.get('tes'))} |"
     )
 
 
