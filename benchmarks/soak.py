@@ -203,7 +203,7 @@ def format_report(report: dict) -> str:
         f"{report['rate']:,.0f}/s in rounds of {report['round_s']:g} s against one OBS and TES",
         "",
         HEADER,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
         *map(format_row, report["rounds"]),
         "",
         f"recovered after the run: {final['accepted_ids']:,} accepted ids in {final['ranges']:,} range(s), "

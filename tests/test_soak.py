@@ -29,6 +29,8 @@ def test_bench_soak_command_runs_rounds_in_which_the_accepted_ids_grow():
     assert soak.HEADER in done.stdout and f"ack p99: {report['verdict']['text']}" in done.stdout
     # each round's tail: its longest ack and the servers' stalls (none, or a stage and its laps)
     first = next(line for line in done.stdout.splitlines() if line.startswith("| 1 | 2,000 | "))
+    separator = done.stdout.splitlines()[done.stdout.splitlines().index(soak.HEADER) + 1]
+    assert separator.count("|") == soak.HEADER.count("|")
     cells = first.split(" | ")
     assert cells[6] != "n/a" and cells[7].count(";") == 1 and "n/a" not in cells[7]
     assert all(row["ack_max_us"] >= row["ack_p99_us"] for row in report["rounds"])
