@@ -315,9 +315,7 @@ def format_tails(rows: list[dict]) -> list[str]:
     for row in rows:
         runs = zip(row["runs"], row["floor_runs"], row["durable_floor_runs"], strict=True)
         for number, (run, bare, durable) in enumerate(runs, 1):
-            figures = run.get("stages") or {}
-            stalls = [stages.format_stalls(figures[server]["stalls"]) if server in figures else "n/a"
-                      for server in stages.SERVERS]
+            stalls = stages.servers_stalls(run.get("stages"))
             due = "" if run.get("ack_max_at_s") is None else f" ({run['ack_max_at_s']:.2f} s)"
             lines.append(
                 f"| {row['offered_per_s']:,} | {number} | {_us(run['ack_p99_us'])} | {_us(run.get('ack_max_us'))}{due} "

@@ -67,14 +67,20 @@ class EchoSchedule(Schedule):
             self.outstanding -= len(indices)
 
 
-def echo(endpoint: str) -> None:
-    """Answer every frame with itself, forever (a ROUTER proxied to itself routes each reply
-    back to its sender)."""
+def _echo_socket(endpoint: str) -> zmq.Socket:
+    """The echo's ROUTER bound to ``endpoint``, a CURVE server with the key pair in the environment."""
     socket = zmq.Context().socket(zmq.ROUTER)
     socket.curve_secretkey = os.environ[SERVER_SECRET].encode()
     socket.curve_publickey = os.environ[SERVER_PUBLIC].encode()
     socket.curve_server = True
     socket.bind(endpoint)
+    return socket
+
+
+def echo(endpoint: str) -> None:
+    """Answer every frame with itself, forever (a ROUTER proxied to itself routes each reply
+    back to its sender)."""
+    socket = _echo_socket(endpoint)
     zmq.proxy(socket, socket)
 
 
@@ -82,11 +88,7 @@ def journal_echo(endpoint: str, directory: str, fsync: str) -> None:
     """Answer every frame with itself once it is in a journal in ``directory`` with fsync policy
     ``fsync``, forever: each turn waits for a frame, reads every frame waiting, appends their
     payloads as one group, then answers each (the OBS's loop with nothing but its journal)."""
-    socket = zmq.Context().socket(zmq.ROUTER)
-    socket.curve_secretkey = os.environ[SERVER_SECRET].encode()
-    socket.curve_publickey = os.environ[SERVER_PUBLIC].encode()
-    socket.curve_server = True
-    socket.bind(endpoint)
+    socket = _echo_socket(endpoint)
     journal = Journal(Path(directory), JournalConfig(fsync=fsync), 0)
     sequence = 0
     while True:

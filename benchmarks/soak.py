@@ -186,9 +186,7 @@ def format_row(row: dict) -> str:
     if snapshot is not None:
         size = _bytes(snapshot["bytes"])
         ids = f"{snapshot['accepted_ids']:,} ({snapshot['ranges']:,} / {snapshot['words']:,} / {snapshot['lone']:,})"
-    figures = row.get("stages") or {}
-    stalls = "; ".join(stages.format_stalls(figures[server]["stalls"]) if server in figures else "n/a"
-                       for server in stages.SERVERS)
+    stalls = "; ".join(stages.servers_stalls(row.get("stages")))
     return (
         f"| {row['round']} | {row['orders_so_far']:,} | {row['orders_per_s']:,.0f} | {row['lost']:,} | "
         f"{_us(row['ack_p50_us'])} | {_us(row['ack_p99_us'])} | {_us(row.get('ack_max_us'))} | {stalls} | "

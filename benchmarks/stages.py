@@ -192,5 +192,12 @@ def format_stalls(found: dict[str, dict]) -> str:
     return ", ".join(f"{name} {stall['count']:,} ({stall['ms']:,.0f} ms)" for name, stall in found.items()) or "none"
 
 
+def servers_stalls(figures: dict[str, dict] | None) -> list[str]:
+    """Each server's stalls in a run's `per_order` ``figures``, as `format_stalls` says them ("n/a"
+    for a server not measured), in `SERVERS` order."""
+    figures = figures or {}
+    return [format_stalls(figures[server]["stalls"]) if server in figures else "n/a" for server in SERVERS]
+
+
 def _number(value) -> str:
     return "n/a" if value is None else f"{value:,.1f}"

@@ -43,7 +43,8 @@ cdef class Stopwatch:
     """The laps of ``stages`` stages (`Stages` holds the names): ``idle`` is the lap that ends a
     turn; ``mode`` "off", "wall" or "cpu"; with "cpu", a turn in about ``every`` is chosen at random
     (``gap(1, 2 * every)`` turns apart: `random.Random.randrange`), or every turn after one busy
-    ``long_turn_ns`` or longer, and its CPU time is read at each lap, less ``read_ns`` a reading."""
+    ``long_turn_ns`` or longer, and its CPU time is read at each lap, less ``read_ns`` a reading; a
+    lap of a stage but idle of ``stall_ns`` or longer is a stall (`Stages`: `servers.status.STALL_NS`)."""
 
     cdef int64_t* wall
     cdef int64_t* cpu
@@ -61,7 +62,7 @@ cdef class Stopwatch:
     cdef object gap
 
     def __cinit__(self, Py_ssize_t stages, Py_ssize_t idle, str mode, int64_t every, int64_t long_turn_ns,
-                  int64_t read_ns, gap, int64_t stall_ns=10_000_000):
+                  int64_t read_ns, gap, int64_t stall_ns):
         if not 0 <= idle < stages:
             raise ValueError(f"stage {idle} of {stages}")
         if mode not in ("off", "wall", "cpu"):

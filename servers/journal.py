@@ -156,11 +156,12 @@ _ZEROS = memoryview(bytes(ROOM_BYTES))
 SCAN_BYTES = 1 << 20
 """Bytes read at a time when looking for a valid record after a bad one (bounds its memory)."""
 DISCARD_PIECE_BYTES = 1 << 22
-DISCARD_PAUSE_S = 0.01
-"""`Journal.discard_before` frees at most `DISCARD_PIECE_BYTES` at a time and waits this long
-between two pieces (so 400 MB/s at most: several times what a journal grows by at 100,000 commands/s);
-a snapshot waits as long after each `PACED_PIECE_BYTES` it writes (`write_atomically`)."""
+"""`Journal.discard_before` frees at most this much at a time (so 400 MB/s at most: several times
+what a journal grows by at 100,000 commands/s)."""
 PACED_PIECE_BYTES = 1 << 20
+"""A paced write (`write_atomically`, a snapshot's) makes this much durable at a time."""
+PIECE_PAUSE_S = 0.01
+"""The pause between two pieces of a discard or of a paced write, which lets the loop's fsyncs in."""
 KEEP_SNAPSHOTS = 2
 SNAPSHOT_NAME = re.compile(r"^snapshot-(\d+)\.msgpack$")
 SNAPSHOT_HEADER = struct.Struct("<4sIQI")
@@ -475,7 +476,7 @@ class Journal:
         would. Where the file system cannot punch holes, nothing is discarded (logged once) and
         the record is undone.
 
-        The blocks are freed `DISCARD_PIECE_BYTES` at a time, `DISCARD_PAUSE_S` apart, skipping
+        The blocks are freed `DISCARD_PIECE_BYTES` at a time, `PIECE_PAUSE_S` apart, skipping
         what is a hole already (``SEEK_DATA``): freeing tens of MB at once held the appending
         loop's writes and fsyncs for 10-20 ms (the file's lock, and the freed blocks in the
         file system's next journal commit, which the loop's fsync then waits for)."""
@@ -503,7 +504,7 @@ class Journal:
                 return
             start, freed = end, True
             if start < offset:
-                time.sleep(DISCARD_PAUSE_S)
+                time.sleep(PIECE_PAUSE_S)
         self._punched = self.discarded = offset
 
     def close(self, stopped_file: str | None = None) -> None:
@@ -899,7 +900,7 @@ def write_atomically(path: Path, *chunks: bytes, durable: bool = True, paced: bo
     full disk) is removed.
 
     ``paced`` (a snapshot's, from a thread that may wait): written and made durable
-    `PACED_PIECE_BYTES` at a time, `DISCARD_PAUSE_S` apart, so the device is never long busy
+    `PACED_PIECE_BYTES` at a time, `PIECE_PAUSE_S` apart, so the device is never long busy
     with it: a loop's journal fsync waits behind whatever the device holds (a 20 MB file
     written whole every 2 s made a journaling echo's longest ack 13-21 ms at 10,000/s, in pieces
     6-8 ms; none written, 2-5 ms)."""
@@ -924,7 +925,7 @@ def write_atomically(path: Path, *chunks: bytes, durable: bool = True, paced: bo
 
 def _write_paced(file, chunks: tuple[bytes, ...]) -> None:
     """Write ``chunks`` to ``file`` `PACED_PIECE_BYTES` at a time, each piece made durable and
-    followed by a pause of `DISCARD_PAUSE_S` before the next."""
+    followed by a pause of `PIECE_PAUSE_S` before the next."""
     written = 0
     for chunk in chunks:
         view = memoryview(chunk)
@@ -937,7 +938,7 @@ def _write_paced(file, chunks: tuple[bytes, ...]) -> None:
                 file.flush()
                 os.fdatasync(file.fileno())
                 written = 0
-                time.sleep(DISCARD_PAUSE_S)
+                time.sleep(PIECE_PAUSE_S)
 
 
 def sync_directory(directory: Path) -> None:

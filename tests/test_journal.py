@@ -808,7 +808,7 @@ def test_discarded_blocks_are_freed_in_pieces_each_from_where_data_is_left(tmp_p
     run(tmp_path, commands(3000), group=50, snapshot_every=10**9)
     size = (tmp_path / JOURNAL_FILE).stat().st_size
     monkeypatch.setattr(journal, "DISCARD_PIECE_BYTES", 1 << 16)
-    monkeypatch.setattr(journal, "DISCARD_PAUSE_S", 0)
+    monkeypatch.setattr(journal, "PIECE_PAUSE_S", 0)
     punched = []
     punch = journal._punch_hole
     monkeypatch.setattr(journal, "_punch_hole", lambda fd, start, length: punched.append((start, length)) or
@@ -835,7 +835,7 @@ def test_a_discard_stopped_midway_is_finished_by_the_next_process(tmp_path, monk
     path = tmp_path / JOURNAL_FILE
     size = path.stat().st_size
     monkeypatch.setattr(journal, "DISCARD_PIECE_BYTES", 1 << 16)
-    monkeypatch.setattr(journal, "DISCARD_PAUSE_S", 0)
+    monkeypatch.setattr(journal, "PIECE_PAUSE_S", 0)
     punch, calls = journal._punch_hole, []
 
     def fails_third(fd, start, length):
@@ -866,7 +866,7 @@ def test_a_hole_that_cannot_be_punched_after_one_was_keeps_the_record(tmp_path, 
     run(tmp_path, commands(3000), group=50, snapshot_every=10**9)
     size = (tmp_path / JOURNAL_FILE).stat().st_size
     monkeypatch.setattr(journal, "DISCARD_PIECE_BYTES", 1 << 16)
-    monkeypatch.setattr(journal, "DISCARD_PAUSE_S", 0)
+    monkeypatch.setattr(journal, "PIECE_PAUSE_S", 0)
     punch, calls = journal._punch_hole, []
     monkeypatch.setattr(journal, "_punch_hole", lambda fd, start, length: calls.append(start) or (
         len(calls) == 1 and punch(fd, start, length)))
@@ -879,7 +879,7 @@ def test_a_hole_that_cannot_be_punched_after_one_was_keeps_the_record(tmp_path, 
 
 def test_a_paced_write_makes_each_piece_durable_before_the_next_and_the_whole_file_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(journal, "PACED_PIECE_BYTES", 1000)
-    monkeypatch.setattr(journal, "DISCARD_PAUSE_S", 0)
+    monkeypatch.setattr(journal, "PIECE_PAUSE_S", 0)
     synced = []
     fdatasync = os.fdatasync
     monkeypatch.setattr(os, "fdatasync", lambda fd: synced.append(os.fstat(fd).st_size) or fdatasync(fd))
