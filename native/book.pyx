@@ -151,6 +151,7 @@ from native.ids cimport (
     live_get,
     live_peek,
     live_prefetch,
+    LIVE_SPREAD,
     live_full,
     live_init,
     live_put,
@@ -1451,7 +1452,7 @@ cdef class NativeBook:
         if self.stops.count:
             return 0
         cdef int64_t room = self.orders.capacity - self.orders.top + (self.orders.free != -1)
-        room = min(room, (self.live.mask + 1) // 2 - self.live.count)
+        room = min(room, (self.live.mask + 1) // LIVE_SPREAD - self.live.count)
         room = min(room, (self.ids.mask + 1) // 2 - self.ids.blocks)
         return min(room, ladder_room(&self.ladder)) - 1
 

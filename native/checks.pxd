@@ -13,7 +13,7 @@ from libc.stdint cimport int32_t, int64_t, uint64_t
 
 from native.book cimport NativeBook
 from native.constants cimport BUY, DAY, GTD, LIMIT, MARKET, NONE, SELL, CONTINUOUS
-from native.ids cimport live_get, popcount, was_accepted
+from native.ids cimport LIVE_SPREAD, live_get, popcount, was_accepted
 from native.ladder cimport MAX_HEIGHT, NEAR_MASK, NEAR_SLOTS, Level, side_key
 from native.orders cimport HELD, RESTING, WAITING, Order, OrderInfo, iceberg_slices
 from native.stops cimport StopLevel, next_triggered, stop_key
@@ -112,8 +112,8 @@ cdef inline int check_book(NativeBook book) except -1:
     cdef Level* levels = book.ladder.levels
     require(book.orders.top <= book.orders.capacity and book.ladder.top <= book.ladder.capacity,
             "order or level slots used beyond the pool")
-    require(2 * book.live.count <= book.live.mask + 1 and 2 * book.ids.blocks <= book.ids.mask + 1,
-            "an id table more than half full")
+    require(LIVE_SPREAD * book.live.count <= book.live.mask + 1, "the resting ids' table too full")
+    require(2 * book.ids.blocks <= book.ids.mask + 1, "the accepted ids' table more than half full")
     for side in range(2):
         for h in range(MAX_HEIGHT):
             lv = levels[side].forward[h]
