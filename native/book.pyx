@@ -141,6 +141,7 @@ from native.expiry cimport (
 from native.ids cimport (
     IdBlock,
     IdWord,
+    LIVE_SPREAD,
     LiveSlot,
     accepted_full,
     accepted_init,
@@ -151,7 +152,6 @@ from native.ids cimport (
     live_get,
     live_peek,
     live_prefetch,
-    LIVE_SPREAD,
     live_full,
     live_init,
     live_put,
