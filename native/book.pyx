@@ -254,8 +254,8 @@ cdef enum:
     INITIAL_EVENTS = 64
     SWEEP_SLOTS = 32         # `_forget` sweeps the id table for one id freed per this many slots or more
     LOG_COPIED = 1 << 16     # records: `records_out` copies no more (an event log, a replay's fills), hands more over
-    LOOK_AHEAD_FROM = 1 << 16   # the batch replay loads ahead (`_look_ahead`) once the id table is this large
-    AHEAD_ID = 24            # (512 KB: by then misses cost more than looking ahead): a message's id-table slot
+    LOOK_AHEAD_FROM = 1 << 18   # the batch replay loads ahead (`_look_ahead`) once the id table has more slots
+    AHEAD_ID = 24            # (65,536 live orders; fewer miss too little to gain): a message's id-table slot
     AHEAD_ORDER = 12         # this many messages ahead, the order it targets this many ahead,
     AHEAD_LINKS = 6          # that order's neighbours in its queue this many ahead
     AHEAD_MASK = 15          # ``NativeBook.ahead`` holds the orders of the AHEAD_ORDER messages ahead
