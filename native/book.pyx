@@ -408,6 +408,11 @@ cdef const char* REJECT_TAGS[3]
 REJECT_TAGS[:] = [b"OrderRejected", b"CancelRejected", b"ReplaceRejected"]
 
 
+LOOK_AHEAD_ORDERS = LOOK_AHEAD_FROM // LIVE_SPREAD
+"""The live orders from which the batch replay looks ahead (`NativeBook._look_ahead`): the live-id
+table then has more than LOOK_AHEAD_FROM slots."""
+
+
 ENCODED_TAGS = ("BookSubmit", "BookCancel", "BookReplace")
 """The tag (class name) of each kind of command `NativeBook.execute_encoded` runs, which it writes
 in the journal entry; `servers.shard` checks them against the protocol's Structs at import."""

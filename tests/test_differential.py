@@ -432,7 +432,7 @@ def test_prices_sharing_a_near_touch_entry_match(seed):
                (GTC, GTC, IOC), (0.55, 0.8, 1.0), check)
 
 
-def large_book_stream(seed: int, resting: int = 40_000, messages: int = 30_000) -> np.ndarray:
+def large_book_stream(seed: int, resting: int = 70_000, messages: int = 30_000) -> np.ndarray:
     """``resting`` limit orders on 60 prices a side, then cancels (of live, dead and unknown ids),
     replaces and crossing orders of every version-1 kind: a book whose id table is large enough
     for the native batch replay to look ahead (`NativeBook._look_ahead`)."""
@@ -473,6 +473,7 @@ def test_native_replay_of_a_large_book_looking_ahead_matches(seed, version):
     counts and state equal the reference book's, the stream replayed in pieces so the look-ahead
     starts over at each call."""
     from engine.replay import replay_stream
+    from native.book import LOOK_AHEAD_ORDERS
 
     stream = large_book_stream(seed)
     if version == 2:
@@ -480,12 +481,12 @@ def test_native_replay_of_a_large_book_looking_ahead_matches(seed, version):
     reference, native = ReferenceBook(), native_book_class()()
     expected = replay_stream(reference, stream)
     fills, rejected, sizes = [], 0, []
-    for piece in np.array_split(stream, [40_005, 40_010, 52_000]):
+    for piece in np.array_split(stream, [70_005, 70_010, 82_000]):
         result = native.replay(piece)
         fills.append(result.fills)
         rejected += result.rejected
         sizes.append(len(native))
-    assert sizes[0] > 32_768, "the id table never grew to where the replay looks ahead"
+    assert sizes[0] > LOOK_AHEAD_ORDERS, "the id table never grew to where the replay looks ahead"
     assert len(expected.fills) > 1_000
     assert np.array_equal(np.concatenate(fills), expected.fills)
     assert rejected == expected.rejected
