@@ -113,6 +113,8 @@ cdef inline int check_book(NativeBook book) except -1:
     require(book.orders.top <= book.orders.capacity and book.ladder.top <= book.ladder.capacity,
             "order or level slots used beyond the pool")
     require(LIVE_SPREAD * book.live.count <= book.live.mask + 1, "the resting ids' table too full")
+    require(book.live.mask + 1 == (<int64_t>1) << (32 - book.live.shift),
+            "the resting ids' table's shift is not its size's")
     require(2 * book.ids.blocks <= book.ids.mask + 1, "the accepted ids' table more than half full")
     for side in range(2):
         for h in range(MAX_HEIGHT):

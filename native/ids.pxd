@@ -122,14 +122,15 @@ cdef inline int live_grow(LiveIds* live) noexcept nogil:
         return -1
     for i in range(size):
         table[i].index = -1
+    live.shift -= 1              # the new table's: `live_first` below places each id in it
     for i in range(old_size):
         if live.slots[i].index != -1:
-            j = live.slots[i].home >> (live.shift - 1)
+            j = live_first(live, live.slots[i].home)
             while table[j].index != -1:
                 j = (j + 1) & (size - 1)
             table[j] = live.slots[i]
     block_free(live.slots)
-    live.slots, live.mask, live.shift = table, size - 1, live.shift - 1
+    live.slots, live.mask = table, size - 1
     return 0
 
 
@@ -154,10 +155,15 @@ cdef inline uint32_t live_home(int64_t order_id) noexcept nogil:
     return <uint32_t>((<uint64_t>order_id * FIBONACCI) >> 32)
 
 
+cdef inline int64_t live_first(const LiveIds* live, uint32_t home) noexcept nogil:
+    """The first slot of an id whose hash is ``home`` (`live_home`): the hash's top log2(slots) bits."""
+    return home >> live.shift
+
+
 cdef inline int64_t live_find(const LiveIds* live, const Order* orders, int64_t order_id) noexcept nogil:
     """The table slot holding ``order_id`` (``orders``: the pool's slots, which hold the ids), or -1."""
     cdef uint32_t home = live_home(order_id)
-    cdef int64_t i = home >> live.shift
+    cdef int64_t i = live_first(live, home)
     while live.slots[i].index != -1:
         if live.slots[i].home == home and orders[live.slots[i].index].order_id == order_id:
             return i
@@ -176,14 +182,14 @@ cdef inline int32_t live_get(LiveIds* live, const Order* orders, int64_t order_i
 
 cdef inline void live_prefetch(const LiveIds* live, int64_t order_id) noexcept nogil:
     """Start loading ``order_id``'s first slot into the cache (the batch replay, messages ahead)."""
-    prefetch(&live.slots[live_home(order_id) >> live.shift])
+    prefetch(&live.slots[live_first(live, live_home(order_id))])
 
 
 cdef inline int32_t live_peek(const LiveIds* live, int64_t order_id) noexcept nogil:
     """The pool slot of the first entry with ``order_id``'s hash, or -1: usually the order's, but
     unconfirmed (it reads no pool slot). Only for loading ahead, which a wrong slot cannot harm."""
     cdef uint32_t home = live_home(order_id)
-    cdef int64_t i = home >> live.shift
+    cdef int64_t i = live_first(live, home)
     while live.slots[i].index != -1:
         if live.slots[i].home == home:
             return live.slots[i].index
@@ -194,7 +200,7 @@ cdef inline int32_t live_peek(const LiveIds* live, int64_t order_id) noexcept no
 cdef inline void live_put(LiveIds* live, int64_t order_id, int32_t index) noexcept nogil:
     """Add ``order_id`` (not present; the table has room) at pool slot ``index``."""
     cdef uint32_t home = live_home(order_id)
-    cdef int64_t i = home >> live.shift
+    cdef int64_t i = live_first(live, home)
     while live.slots[i].index != -1:
         i = (i + 1) & live.mask
     live.slots[i].index, live.slots[i].home = index, home
@@ -207,7 +213,7 @@ cdef inline void live_remove(LiveIds* live, int64_t order_id, int32_t index) noe
     cdef int64_t mask = live.mask
     cdef int64_t i = live.found, j, home
     if live.slots[i].index != index:
-        i = live_home(order_id) >> live.shift
+        i = live_first(live, live_home(order_id))
         while live.slots[i].index != index:
             i = (i + 1) & mask
     j = i
@@ -215,7 +221,7 @@ cdef inline void live_remove(LiveIds* live, int64_t order_id, int32_t index) noe
         j = (j + 1) & mask
         if live.slots[j].index == -1:
             break
-        home = live.slots[j].home >> live.shift
+        home = live_first(live, live.slots[j].home)
         if (i <= j and (i < home <= j)) or (i > j and (home > i or home <= j)):
             continue
         live.slots[i] = live.slots[j]
@@ -250,7 +256,7 @@ cdef inline void live_sweep(LiveIds* live, const uint64_t* marked) noexcept nogi
         elif emptied:
             entry = live.slots[i]
             live.slots[i].index = -1
-            j = entry.home >> live.shift
+            j = live_first(live, entry.home)
             while live.slots[j].index != -1:
                 j = (j + 1) & mask
             live.slots[j] = entry
