@@ -23,10 +23,10 @@ the journals, the frames sent and the ledgers, byte for byte.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.mem cimport PyMem_Free, PyMem_RawFree, PyMem_Realloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t
-from libc.string cimport memcmp
+from libc.string cimport memcmp, memcpy
 
 import msgspec
 
@@ -39,7 +39,8 @@ from native.constants cimport BUY, REQUESTED
 from native.int64 cimport as_int64
 from native.reader cimport Reader, read_array, read_enum, read_int, read_str, read_tag, skip
 from native.structs cimport check_fields, field, field_offset, set_field
-from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_float, wire_int, wire_room, wire_str, wire_tagged
+from native.wire cimport (MAX_HEADER, Writer, wire_array, wire_bool, wire_float, wire_int, wire_room, wire_str,
+                          wire_tagged)
 
 cdef object FILLED = book.OrderFilled, ACCEPTED = book.OrderAccepted, CANCELED = book.OrderCanceled
 cdef object TO_ACCEPT = Transition.ACCEPT, TO_CANCEL = Transition.CANCEL
@@ -591,23 +592,149 @@ cdef int peek(bytes message, int64_t* client_order_id, int64_t* number) except -
 
 
 cpdef object report_number(message):
-    """A report's number, whether a Struct or a report written here (bytes)."""
+    """A report's number, whether a Struct or its msgpack (bytes: a report written here is read
+    here, any other decoded by msgspec)."""
     cdef int64_t client_order_id, number
     if type(message) is not bytes:
         return message.report
-    peek(message, &client_order_id, &number)
+    try:
+        peek(message, &client_order_id, &number)
+    except ValueError:
+        from servers.protocol import ClientMessage
+        return msgspec.msgpack.decode(message, type=ClientMessage).report
     return number
 
 
-cpdef void keep(dict kept, list reports, deque, int most) except *:
+cpdef void keep(dict kept, list reports, Py_ssize_t most) except *:
     """`servers.ledger.Ledger.apply`'s last step: each of ``reports`` (``(trader, report)``) kept
-    for its trader, in ``kept`` (trader -> a ``deque`` of the latest ``most``)."""
-    append = deque.append
+    for its trader, in ``kept`` (trader -> its `Kept`, of the latest ``most``). A report made in
+    Python (a Struct) is kept as its msgpack, which is what the TES sends for it."""
+    cdef Kept reports_of
+    cdef int64_t client_order_id, number
     for trader, report in reports:
         reports_of = kept.get(trader)
         if reports_of is None:
-            reports_of = kept[trader] = deque(maxlen=most)
-        append(reports_of, report)
+            reports_of = kept[trader] = Kept(most)
+        if type(report) is bytes:
+            peek(<bytes>report, &client_order_id, &number)
+            reports_of._add(<bytes>report, number)
+        else:
+            reports_of.add(msgspec.msgpack.encode(report), report.report)
+
+
+cdef class Kept:
+    """A trader's latest reports, at most ``most``, kept to be sent again: each one's msgpack
+    copied into one circular buffer, beside its number, so keeping a report makes no object and
+    forgetting the oldest frees none. Iterating gives them oldest first, as bytes.
+
+    Invariants: the ``count`` reports kept, oldest first, are the records ``first``, ``first + 1``
+    ... (modulo ``most``) of ``starts``, ``sizes`` and ``numbers``; their bytes lie in ``data`` in
+    the same circular order, each in one piece, none overlapping another, ``used`` bytes in all;
+    the newest ends at ``tail`` (0 when none is kept). A report is never empty."""
+
+    cdef uint8_t* data
+    cdef Py_ssize_t capacity, used, tail
+    cdef Py_ssize_t* starts
+    cdef Py_ssize_t* sizes
+    cdef int64_t* numbers
+    cdef readonly Py_ssize_t most
+    cdef Py_ssize_t first, count
+
+    def __cinit__(self, Py_ssize_t most):
+        if most < 1:
+            raise ValueError(f"a trader's kept reports must be at least 1, not {most}")
+        self.most = most
+        self.starts = <Py_ssize_t*>PyMem_Malloc(most * sizeof(Py_ssize_t))
+        self.sizes = <Py_ssize_t*>PyMem_Malloc(most * sizeof(Py_ssize_t))
+        self.numbers = <int64_t*>PyMem_Malloc(most * sizeof(int64_t))
+        if self.starts == NULL or self.sizes == NULL or self.numbers == NULL:
+            raise MemoryError("out of memory for a trader's kept reports")
+
+    def __dealloc__(self):
+        PyMem_Free(self.data)
+        PyMem_Free(self.starts)
+        PyMem_Free(self.sizes)
+        PyMem_Free(self.numbers)
+
+    def add(self, bytes report, int64_t number):
+        """Keep ``report`` (msgpack), numbered ``number``, forgetting the oldest if ``most`` are kept."""
+        self._add(report, number)
+
+    cdef void _add(self, bytes report, int64_t number) except *:
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(report), head, at, newest
+        if size == 0:
+            raise ValueError("an empty report")
+        if self.count == self.most:
+            self.used -= self.sizes[self.first]
+            self.first = (self.first + 1) % self.most
+            self.count -= 1
+        if self.count == 0:
+            self.tail = 0
+        head = self.starts[self.first]
+        if self.count == 0:
+            at = 0 if size <= self.capacity else -1
+        elif head < self.tail:
+            at = self.tail if self.tail + size <= self.capacity else (0 if size <= head else -1)
+        else:
+            at = self.tail if self.tail + size <= head else -1
+        if at < 0:
+            self._grow(size)
+            at = self.tail
+        memcpy(self.data + at, PyBytes_AS_STRING(report), size)
+        newest = (self.first + self.count) % self.most
+        self.starts[newest], self.sizes[newest], self.numbers[newest] = at, size, number
+        self.count += 1
+        self.used += size
+        self.tail = at + size
+
+    cdef void _grow(self, Py_ssize_t size) except *:
+        """Room for ``size`` more bytes after the reports kept: a larger buffer, them at its start."""
+        cdef Py_ssize_t capacity = max(2 * self.capacity, self.used + size, 4096), i, k, at = 0
+        cdef uint8_t* data = <uint8_t*>PyMem_Malloc(capacity)
+        if data == NULL:
+            raise MemoryError("out of memory for a trader's kept reports")
+        for i in range(self.count):
+            k = (self.first + i) % self.most
+            memcpy(data + at, self.data + self.starts[k], self.sizes[k])
+            self.starts[k] = at
+            at += self.sizes[k]
+        PyMem_Free(self.data)
+        self.data, self.capacity, self.tail = data, capacity, at
+
+    cdef bytes _report(self, Py_ssize_t i):
+        cdef Py_ssize_t k = (self.first + i) % self.most
+        return PyBytes_FromStringAndSize(<char*>self.data + self.starts[k], self.sizes[k])
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        cdef Py_ssize_t i
+        for i in range(self.count):
+            yield self._report(i)
+
+    def after(self, int64_t number) -> list:
+        """The reports numbered after ``number``, oldest first."""
+        cdef Py_ssize_t i
+        return [self._report(i) for i in range(self.count)
+                if self.numbers[(self.first + i) % self.most] > number]
+
+    def msgpack(self) -> bytes:
+        """The reports as one msgpack array, oldest first (a snapshot's; `msgspec.Raw` of it
+        encodes as the list of them would)."""
+        cdef Writer w
+        cdef Py_ssize_t i, k
+        w.data, w.size, w.capacity = NULL, 0, 0
+        try:
+            wire_room(&w, MAX_HEADER + self.used)
+            wire_array(&w, self.count)
+            for i in range(self.count):
+                k = (self.first + i) % self.most
+                memcpy(w.data + w.size, self.data + self.starts[k], self.sizes[k])
+                w.size += self.sizes[k]
+            return PyBytes_FromStringAndSize(<char*>w.data, w.size)
+        finally:
+            PyMem_RawFree(w.data)
 
 
 cdef class Books:

@@ -59,7 +59,7 @@ from engine.lifecycle import OrderState
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.framing import Records
-from native.reports import Books, Reporter, keep, report_number
+from native.reports import Books, Kept, Reporter, keep
 from servers import protocol as p
 from servers.journal import (
     JOURNAL_FILE,
@@ -85,7 +85,8 @@ STOPPED_FILE = "stopped"
 """Written when the TES journal is closed, durable to its end: the journal's length. Removed when
 it is opened again."""
 REPORTS_KEPT = 10_000
-"""Each trader's latest reports kept to be sent again at a logon (older ones are not)."""
+"""Each trader's latest reports kept to be sent again at a logon (older ones are not), in a
+`native.reports.Kept`: their msgpack in one circular buffer."""
 BUY, SELL = Side.BUY, Side.SELL
 """As plain names: on Python 3.11 ``Enum.MEMBER`` costs about 0.1 µs (``EnumType.__getattr__``)."""
 SUBMISSION, CANCEL, REPLACE = 0, 1, 2
@@ -248,7 +249,8 @@ class TraderRow(msgspec.Struct, frozen=True, gc=False, array_like=True):
     number: int
     delivered: int
     kept: list[p.ClientMessage]
-    """A live ledger's reports made in C are bytes here, until `encode_state` writes them as Structs."""
+    """A live ledger's state has them as their msgpack array at once (`msgspec.Raw` of
+    `native.reports.Kept.msgpack`), which encodes as the list does."""
 
 
 class LedgerState(msgspec.Struct, frozen=True, array_like=True):
@@ -293,12 +295,9 @@ def _from_version_1(state: _LedgerStateV1) -> LedgerState:
 
 
 def encode_state(state: LedgerState, encode=msgspec.msgpack.encode) -> bytes:
-    """``state``'s msgpack, a snapshot's payload: a kept report made in C (bytes, already encoded)
-    is written as it is, as its Struct would be, so a snapshot reads back as Structs."""
-    traders = [msgspec.structs.replace(row, kept=[msgspec.Raw(report) if type(report) is bytes else report
-                                                  for report in row.kept])
-               for row in state.traders]
-    return encode(msgspec.structs.replace(state, traders=traders))
+    """``state``'s msgpack, a snapshot's payload (a live ledger's orders and kept reports are
+    already msgpack in it, `msgspec.Raw`, written as they are: a snapshot reads back as Structs)."""
+    return encode(state)
 
 
 def _requests_in_flight(value):
@@ -349,7 +348,7 @@ class Ledger:
         self.last_sequence: dict[str, int] = {}
         """Per symbol, the sequence of the last `Executed` applied (a book's replies sent again are skipped)."""
         self.client_order_ids: dict[str, ClientOrderIds] = {}
-        self.kept: dict[str, deque[p.ClientMessage | bytes]] = {}
+        self.kept: dict[str, Kept] = {}
         """Per trader, the latest reports: those made in C (`native.reports`) as their msgpack
         (bytes, already encoded: `encode_state` writes them as they are), the rest as Structs."""
         self.delivered: dict[str, int] = {}
@@ -394,7 +393,7 @@ class Ledger:
                 trader, portfolio.cash,
                 [HoldingRow(symbol, h.quantity, h.basis, h.realized) for symbol, h in portfolio.holdings.items()],
                 ids.contiguous, sorted(ids.others), self.numbers.get(trader, 0), self.delivered.get(trader, 0),
-                list(self.kept.get(trader, ())),
+                msgspec.Raw(self.kept[trader].msgpack()) if trader in self.kept else [],
             ))
         return LedgerState(sequence, journal_offset, self.counter, dict(self.seen), dict(self.last_prices),
                            dict(self.last_sequence), orders, traders, dict(self.marked))
@@ -416,7 +415,9 @@ class Ledger:
             ids.contiguous, ids.others = row.contiguous, set(row.others)
             self.numbers[row.trader] = row.number
             self.delivered[row.trader] = row.delivered
-            self.kept[row.trader] = deque(row.kept, maxlen=REPORTS_KEPT)
+            kept = self.kept[row.trader] = Kept(REPORTS_KEPT)
+            for report in row.kept:
+                kept.add(msgspec.msgpack.encode(report), report.report)
         for row in state.orders:
             order = Order(row.order_id, row.trader_id, row.client_order_id, row.symbol, row.side, row.order_type,
                           row.time_in_force, row.price, row.quantity, row.stop_price, row.display_quantity,
@@ -439,7 +440,8 @@ class Ledger:
 
     def reports_after(self, trader: str, number: int) -> list:
         """The trader's kept reports numbered after ``number``, oldest first."""
-        return [report for report in self.kept.get(trader, ()) if report_number(report) > number]
+        kept = self.kept.get(trader)
+        return [] if kept is None else kept.after(number)
 
     # ---------------------------------------------------------------- the one way to change it
 
@@ -478,7 +480,7 @@ class Ledger:
             self.mark(record.symbol, record.sequence, record.price)
         else:
             raise TypeError(f"not a ledger record: {record!r}")
-        keep(self.kept, reports, deque, REPORTS_KEPT)
+        keep(self.kept, reports, REPORTS_KEPT)
         return reports, replies
 
     def mark(self, symbol: str, sequence: int, price: int) -> None:

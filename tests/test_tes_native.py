@@ -24,7 +24,7 @@ import servers.tes as tes_module
 from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange
 from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
-from native.reports import Reporter
+from native.reports import Kept, Reporter, keep, report_number
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, read_records
 from servers.ledger import ID_BITS, Entered, Ledger, LedgerRecord, Received, Requested, encode_state
@@ -612,3 +612,39 @@ def test_the_reports_in_c_refuse_a_message_they_would_read_or_write_wrongly(chan
     with pytest.raises(TypeError, match=f"^{changed} is not the message native/reports.pyx reads or writes"):
         Reporter(ledger, Order, p.ObsReply, messages["Executed"], p.CommandRefused, messages["OrderAccepted"],
                  messages["OrderFilled"], messages["OrderCanceled"])
+
+
+@settings(max_examples=200)
+@given(st.integers(1, 12), st.lists(st.one_of(st.integers(1, 300), st.integers(4_000, 9_000)), max_size=80),
+       st.integers(-1, 90))
+def test_the_kept_reports_are_the_latest_as_a_deque_keeps_them(most, sizes, after):
+    """`Kept` against a deque of ``most``: reports of any sizes (small ones wrap around the buffer,
+    large ones make it grow), each numbered, read back whole, oldest first, as one msgpack array too."""
+    kept, model = Kept(most), deque(maxlen=most)
+    for number, size in enumerate(sizes, 1):
+        report = msgspec.msgpack.encode(bytes([number % 256]) * size)
+        kept.add(report, number)
+        model.append((number, report))
+        assert len(kept) == len(model)
+        assert list(kept) == [report for _, report in model]
+    assert kept.after(after) == [report for number, report in model if number > after]
+    assert msgspec.msgpack.decode(kept.msgpack()) == [msgspec.msgpack.decode(report) for _, report in model]
+
+
+def test_a_report_is_never_empty_and_a_trader_keeps_at_least_one():
+    with pytest.raises(ValueError, match="at least 1"):
+        Kept(0)
+    with pytest.raises(ValueError, match="empty"):
+        Kept(1).add(b"", 1)
+
+
+def test_the_reports_made_in_python_are_kept_as_their_msgpack_with_their_numbers():
+    """A report made in Python (a Struct) is kept as the bytes the TES sends for it; its number,
+    and a report's made in C, read back from them."""
+    ledger = Ledger(TES_ID, {"A": [SYMBOL]})
+    rejected = p.OrderRejected(7, p.RejectReason.UNKNOWN_SYMBOL, "unknown symbol", 0, 3)
+    keep(ledger.kept, [(TRADER, rejected)], 10)
+    (kept,) = ledger.kept[TRADER]
+    assert kept == msgspec.msgpack.Encoder().encode(rejected)
+    assert report_number(kept) == 3
+    assert ledger.reports_after(TRADER, 2) == [kept] and ledger.reports_after(TRADER, 3) == []
