@@ -628,9 +628,10 @@ cdef class Kept:
     forgetting the oldest frees none. Iterating gives them oldest first, as bytes.
 
     Invariants: the ``count`` reports kept, oldest first, are the records ``first``, ``first + 1``
-    ... (modulo ``most``) of ``starts``, ``sizes`` and ``numbers``; their bytes lie in ``data`` in
-    the same circular order, each in one piece, none overlapping another, ``used`` bytes in all;
-    the newest ends at ``tail`` (0 when none is kept). A report is never empty."""
+    ... (modulo ``slots``, the records allocated, at most ``most``: they grow with the reports) of
+    ``starts``, ``sizes`` and ``numbers``; their bytes lie in ``data`` in the same circular order,
+    each in one piece, none overlapping another, ``used`` bytes in all; the newest ends at ``tail``
+    (0 when none is kept). A report is never empty."""
 
     cdef uint8_t* data
     cdef Py_ssize_t capacity, used, tail
@@ -638,17 +639,12 @@ cdef class Kept:
     cdef Py_ssize_t* sizes
     cdef int64_t* numbers
     cdef readonly Py_ssize_t most
-    cdef Py_ssize_t first, count
+    cdef Py_ssize_t slots, first, count
 
     def __cinit__(self, Py_ssize_t most):
         if most < 1:
             raise ValueError(f"a trader's kept reports must be at least 1, not {most}")
         self.most = most
-        self.starts = <Py_ssize_t*>PyMem_Malloc(most * sizeof(Py_ssize_t))
-        self.sizes = <Py_ssize_t*>PyMem_Malloc(most * sizeof(Py_ssize_t))
-        self.numbers = <int64_t*>PyMem_Malloc(most * sizeof(int64_t))
-        if self.starts == NULL or self.sizes == NULL or self.numbers == NULL:
-            raise MemoryError("out of memory for a trader's kept reports")
 
     def __dealloc__(self):
         PyMem_Free(self.data)
@@ -666,35 +662,56 @@ cdef class Kept:
             raise ValueError("an empty report")
         if self.count == self.most:
             self.used -= self.sizes[self.first]
-            self.first = (self.first + 1) % self.most
+            self.first = (self.first + 1) % self.slots
             self.count -= 1
+        elif self.count == self.slots:
+            self._grow_slots()
         if self.count == 0:
             self.tail = 0
-        head = self.starts[self.first]
-        if self.count == 0:
             at = 0 if size <= self.capacity else -1
-        elif head < self.tail:
-            at = self.tail if self.tail + size <= self.capacity else (0 if size <= head else -1)
         else:
-            at = self.tail if self.tail + size <= head else -1
+            head = self.starts[self.first]
+            if head < self.tail:
+                at = self.tail if self.tail + size <= self.capacity else (0 if size <= head else -1)
+            else:
+                at = self.tail if self.tail + size <= head else -1
         if at < 0:
             self._grow(size)
             at = self.tail
         memcpy(self.data + at, PyBytes_AS_STRING(report), size)
-        newest = (self.first + self.count) % self.most
+        newest = (self.first + self.count) % self.slots
         self.starts[newest], self.sizes[newest], self.numbers[newest] = at, size, number
         self.count += 1
         self.used += size
         self.tail = at + size
 
+    cdef void _grow_slots(self) except *:
+        """More records (twice as many, at most ``most``), the kept ones first, oldest first."""
+        cdef Py_ssize_t slots = min(max(2 * self.slots, 16), self.most), i, k
+        cdef Py_ssize_t* starts = <Py_ssize_t*>PyMem_Malloc(slots * sizeof(Py_ssize_t))
+        cdef Py_ssize_t* sizes = <Py_ssize_t*>PyMem_Malloc(slots * sizeof(Py_ssize_t))
+        cdef int64_t* numbers = <int64_t*>PyMem_Malloc(slots * sizeof(int64_t))
+        if starts == NULL or sizes == NULL or numbers == NULL:
+            PyMem_Free(starts)
+            PyMem_Free(sizes)
+            PyMem_Free(numbers)
+            raise MemoryError("out of memory for a trader's kept reports")
+        for i in range(self.count):
+            k = (self.first + i) % self.slots
+            starts[i], sizes[i], numbers[i] = self.starts[k], self.sizes[k], self.numbers[k]
+        PyMem_Free(self.starts)
+        PyMem_Free(self.sizes)
+        PyMem_Free(self.numbers)
+        self.starts, self.sizes, self.numbers, self.slots, self.first = starts, sizes, numbers, slots, 0
+
     cdef void _grow(self, Py_ssize_t size) except *:
         """Room for ``size`` more bytes after the reports kept: a larger buffer, them at its start."""
-        cdef Py_ssize_t capacity = max(2 * self.capacity, self.used + size, 4096), i, k, at = 0
+        cdef Py_ssize_t capacity = max(2 * self.capacity, self.used + size, 512), i, k, at = 0
         cdef uint8_t* data = <uint8_t*>PyMem_Malloc(capacity)
         if data == NULL:
             raise MemoryError("out of memory for a trader's kept reports")
         for i in range(self.count):
-            k = (self.first + i) % self.most
+            k = (self.first + i) % self.slots
             memcpy(data + at, self.data + self.starts[k], self.sizes[k])
             self.starts[k] = at
             at += self.sizes[k]
@@ -702,7 +719,7 @@ cdef class Kept:
         self.data, self.capacity, self.tail = data, capacity, at
 
     cdef bytes _report(self, Py_ssize_t i):
-        cdef Py_ssize_t k = (self.first + i) % self.most
+        cdef Py_ssize_t k = (self.first + i) % self.slots
         return PyBytes_FromStringAndSize(<char*>self.data + self.starts[k], self.sizes[k])
 
     def __len__(self):
@@ -717,7 +734,7 @@ cdef class Kept:
         """The reports numbered after ``number``, oldest first."""
         cdef Py_ssize_t i
         return [self._report(i) for i in range(self.count)
-                if self.numbers[(self.first + i) % self.most] > number]
+                if self.numbers[(self.first + i) % self.slots] > number]
 
     def msgpack(self) -> bytes:
         """The reports as one msgpack array, oldest first (a snapshot's; `msgspec.Raw` of it
@@ -729,7 +746,7 @@ cdef class Kept:
             wire_room(&w, MAX_HEADER + self.used)
             wire_array(&w, self.count)
             for i in range(self.count):
-                k = (self.first + i) % self.most
+                k = (self.first + i) % self.slots
                 memcpy(w.data + w.size, self.data + self.starts[k], self.sizes[k])
                 w.size += self.sizes[k]
             return PyBytes_FromStringAndSize(<char*>w.data, w.size)

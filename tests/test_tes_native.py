@@ -12,6 +12,7 @@ for byte, and so must every frame sent to the client and to the book, the ledger
 
 import random
 import tempfile
+import tracemalloc
 from collections import deque
 from pathlib import Path
 
@@ -615,11 +616,12 @@ def test_the_reports_in_c_refuse_a_message_they_would_read_or_write_wrongly(chan
 
 
 @settings(max_examples=200)
-@given(st.integers(1, 12), st.lists(st.one_of(st.integers(1, 300), st.integers(4_000, 9_000)), max_size=80),
-       st.integers(-1, 90))
+@given(st.integers(1, 40), st.lists(st.one_of(st.integers(1, 300), st.integers(4_000, 9_000)), max_size=120),
+       st.integers(-1, 130))
 def test_the_kept_reports_are_the_latest_as_a_deque_keeps_them(most, sizes, after):
     """`Kept` against a deque of ``most``: reports of any sizes (small ones wrap around the buffer,
-    large ones make it grow), each numbered, read back whole, oldest first, as one msgpack array too."""
+    large ones make it grow; the records grow too, past 16 and 32), each numbered, read back whole,
+    oldest first, as one msgpack array too."""
     kept, model = Kept(most), deque(maxlen=most)
     for number, size in enumerate(sizes, 1):
         report = msgspec.msgpack.encode(bytes([number % 256]) * size)
@@ -629,6 +631,23 @@ def test_the_kept_reports_are_the_latest_as_a_deque_keeps_them(most, sizes, afte
         assert list(kept) == [report for _, report in model]
     assert kept.after(after) == [report for number, report in model if number > after]
     assert msgspec.msgpack.decode(kept.msgpack()) == [msgspec.msgpack.decode(report) for _, report in model]
+
+
+def test_a_trader_with_few_reports_kept_holds_little_memory():
+    """The records and the buffer grow with the reports, not with how many may be kept: a thousand
+    traders of one report each, 10,000 allowed, take under 2 KB each (records for all 10,000 would
+    take 240 KB each)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        traders = [Kept(10_000) for _ in range(1_000)]
+        for number, kept in enumerate(traders):
+            kept.add(b"\x91\x01", number)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 2_000_000, held
+    assert [list(kept) for kept in traders[:2]] == [[b"\x91\x01"], [b"\x91\x01"]]
 
 
 def test_a_report_is_never_empty_and_a_trader_keeps_at_least_one():
