@@ -610,26 +610,22 @@ cpdef void keep(dict kept, list reports, Py_ssize_t most) except *:
     for its trader, in ``kept`` (trader -> its `Kept`, of the latest ``most``). A report made in
     Python (a Struct) is kept as its msgpack, which is what the TES sends for it."""
     cdef Kept reports_of
-    cdef int64_t client_order_id, number
     for trader, report in reports:
         reports_of = kept.get(trader)
         if reports_of is None:
             reports_of = kept[trader] = Kept(most)
-        if type(report) is bytes:
-            peek(<bytes>report, &client_order_id, &number)
-            reports_of._add(<bytes>report, number)
-        else:
-            reports_of.add(msgspec.msgpack.encode(report), report.report)
+        reports_of._add(report if type(report) is bytes else msgspec.msgpack.encode(report))
 
 
 cdef class Kept:
     """A trader's latest reports, at most ``most``, kept to be sent again: each one's msgpack
-    copied into one circular buffer, beside its number, so keeping a report makes no object and
-    forgetting the oldest frees none. Iterating gives them oldest first, as bytes.
+    copied into one circular buffer, so keeping a report makes no object and forgetting the oldest
+    frees none. Iterating gives them oldest first, as bytes; their numbers are read from them only
+    when asked for (`after`, at a logon).
 
     Invariants: the ``count`` reports kept, oldest first, are the records ``first``, ``first + 1``
     ... (modulo ``slots``, the records allocated, at most ``most``: they grow with the reports) of
-    ``starts``, ``sizes`` and ``numbers``; their bytes lie in ``data`` in the same circular order,
+    ``starts`` and ``sizes``; their bytes lie in ``data`` in the same circular order,
     each in one piece, none overlapping another, ``used`` bytes in all; the newest ends at ``tail``
     (0 when none is kept). A report is never empty."""
 
@@ -637,7 +633,6 @@ cdef class Kept:
     cdef Py_ssize_t capacity, used, tail
     cdef Py_ssize_t* starts
     cdef Py_ssize_t* sizes
-    cdef int64_t* numbers
     cdef readonly Py_ssize_t most
     cdef Py_ssize_t slots, first, count
 
@@ -650,13 +645,12 @@ cdef class Kept:
         PyMem_Free(self.data)
         PyMem_Free(self.starts)
         PyMem_Free(self.sizes)
-        PyMem_Free(self.numbers)
 
-    def add(self, bytes report, int64_t number):
-        """Keep ``report`` (msgpack), numbered ``number``, forgetting the oldest if ``most`` are kept."""
-        self._add(report, number)
+    def add(self, bytes report):
+        """Keep ``report`` (a report's msgpack), forgetting the oldest if ``most`` are kept."""
+        self._add(report)
 
-    cdef void _add(self, bytes report, int64_t number) except *:
+    cdef void _add(self, bytes report) except *:
         cdef Py_ssize_t size = PyBytes_GET_SIZE(report), head, at, newest
         if size == 0:
             raise ValueError("an empty report")
@@ -680,7 +674,7 @@ cdef class Kept:
             at = self.tail
         memcpy(self.data + at, PyBytes_AS_STRING(report), size)
         newest = (self.first + self.count) % self.slots
-        self.starts[newest], self.sizes[newest], self.numbers[newest] = at, size, number
+        self.starts[newest], self.sizes[newest] = at, size
         self.count += 1
         self.used += size
         self.tail = at + size
@@ -690,19 +684,16 @@ cdef class Kept:
         cdef Py_ssize_t slots = min(max(2 * self.slots, 16), self.most), i, k
         cdef Py_ssize_t* starts = <Py_ssize_t*>PyMem_Malloc(slots * sizeof(Py_ssize_t))
         cdef Py_ssize_t* sizes = <Py_ssize_t*>PyMem_Malloc(slots * sizeof(Py_ssize_t))
-        cdef int64_t* numbers = <int64_t*>PyMem_Malloc(slots * sizeof(int64_t))
-        if starts == NULL or sizes == NULL or numbers == NULL:
+        if starts == NULL or sizes == NULL:
             PyMem_Free(starts)
             PyMem_Free(sizes)
-            PyMem_Free(numbers)
             raise MemoryError("out of memory for a trader's kept reports")
         for i in range(self.count):
             k = (self.first + i) % self.slots
-            starts[i], sizes[i], numbers[i] = self.starts[k], self.sizes[k], self.numbers[k]
+            starts[i], sizes[i] = self.starts[k], self.sizes[k]
         PyMem_Free(self.starts)
         PyMem_Free(self.sizes)
-        PyMem_Free(self.numbers)
-        self.starts, self.sizes, self.numbers, self.slots, self.first = starts, sizes, numbers, slots, 0
+        self.starts, self.sizes, self.slots, self.first = starts, sizes, slots, 0
 
     cdef void _grow(self, Py_ssize_t size) except *:
         """Room for ``size`` more bytes after the reports kept: a larger buffer, them at its start."""
@@ -730,11 +721,11 @@ cdef class Kept:
         for i in range(self.count):
             yield self._report(i)
 
-    def after(self, int64_t number) -> list:
-        """The reports numbered after ``number``, oldest first."""
+    def after(self, number) -> list:
+        """The reports numbered after ``number``, oldest first (`report_number` of each)."""
         cdef Py_ssize_t i
-        return [self._report(i) for i in range(self.count)
-                if self.numbers[(self.first + i) % self.slots] > number]
+        reports = [self._report(i) for i in range(self.count)]
+        return [report for report in reports if report_number(report) > number]
 
     def msgpack(self) -> bytes:
         """The reports as one msgpack array, oldest first (a snapshot's; `msgspec.Raw` of it

@@ -417,7 +417,7 @@ class Ledger:
             self.delivered[row.trader] = row.delivered
             kept = self.kept[row.trader] = Kept(REPORTS_KEPT)
             for report in row.kept:
-                kept.add(msgspec.msgpack.encode(report), report.report)
+                kept.add(msgspec.msgpack.encode(report))
         for row in state.orders:
             order = Order(row.order_id, row.trader_id, row.client_order_id, row.symbol, row.side, row.order_type,
                           row.time_in_force, row.price, row.quantity, row.stop_price, row.display_quantity,

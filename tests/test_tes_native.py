@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 import servers.tes as tes_module
 from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange
+from engine.lifecycle import OrderState
 from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
 from native.reports import Kept, Reporter, keep, report_number
@@ -620,12 +621,17 @@ def test_the_reports_in_c_refuse_a_message_they_would_read_or_write_wrongly(chan
        st.integers(-1, 130))
 def test_the_kept_reports_are_the_latest_as_a_deque_keeps_them(most, sizes, after):
     """`Kept` against a deque of ``most``: reports of any sizes (small ones wrap around the buffer,
-    large ones make it grow; the records grow too, past 16 and 32), each numbered, read back whole,
-    oldest first, as one msgpack array too."""
+    large ones make it grow; the records grow too, past 16 and 32), read back whole, oldest first,
+    as one msgpack array too, and those numbered after any number."""
     kept, model = Kept(most), deque(maxlen=most)
     for number, size in enumerate(sizes, 1):
-        report = msgspec.msgpack.encode(bytes([number % 256]) * size)
-        kept.add(report, number)
+        if number % 3:  # a report made in Python, its number read back by msgspec
+            message = p.OrderRejected(number, p.RejectReason.UNKNOWN_SYMBOL, "x" * size, 0, number)
+        else:  # one as the C writes it, its number read back in C
+            message = p.OrderAccepted(number, number, "S" * size, Side.BUY, OrderType.LIMIT, TimeInForce.GTC,
+                                      10_000, 5, 0, number, OrderState.ACCEPTED)
+        report = msgspec.msgpack.encode(message)
+        kept.add(report)
         model.append((number, report))
         assert len(kept) == len(model)
         assert list(kept) == [report for _, report in model]
@@ -641,8 +647,8 @@ def test_a_trader_with_few_reports_kept_holds_little_memory():
     try:
         before = tracemalloc.get_traced_memory()[0]
         traders = [Kept(10_000) for _ in range(1_000)]
-        for number, kept in enumerate(traders):
-            kept.add(b"\x91\x01", number)
+        for kept in traders:
+            kept.add(b"\x91\x01")
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
@@ -654,7 +660,7 @@ def test_a_report_is_never_empty_and_a_trader_keeps_at_least_one():
     with pytest.raises(ValueError, match="at least 1"):
         Kept(0)
     with pytest.raises(ValueError, match="empty"):
-        Kept(1).add(b"", 1)
+        Kept(1).add(b"")
 
 
 def test_the_reports_made_in_python_are_kept_as_their_msgpack_with_their_numbers():
