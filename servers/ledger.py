@@ -349,8 +349,8 @@ class Ledger:
         """Per symbol, the sequence of the last `Executed` applied (a book's replies sent again are skipped)."""
         self.client_order_ids: dict[str, ClientOrderIds] = {}
         self.kept: dict[str, Kept] = {}
-        """Per trader, the latest reports: those made in C (`native.reports`) as their msgpack
-        (bytes, already encoded: `encode_state` writes them as they are), the rest as Structs."""
+        """Per trader, the latest reports, each as its msgpack (`keep`: a report made in C is
+        already msgpack, a Struct is encoded as the TES sends it)."""
         self.delivered: dict[str, int] = {}
         """Per trader, the last report number a session that ended was sent."""
         self.counter = 1
@@ -415,9 +415,7 @@ class Ledger:
             ids.contiguous, ids.others = row.contiguous, set(row.others)
             self.numbers[row.trader] = row.number
             self.delivered[row.trader] = row.delivered
-            kept = self.kept[row.trader] = Kept(REPORTS_KEPT)
-            for report in row.kept:
-                kept.add(msgspec.msgpack.encode(report))
+            keep(self.kept, [(row.trader, report) for report in row.kept], REPORTS_KEPT)
         for row in state.orders:
             order = Order(row.order_id, row.trader_id, row.client_order_id, row.symbol, row.side, row.order_type,
                           row.time_in_force, row.price, row.quantity, row.stop_price, row.display_quantity,
