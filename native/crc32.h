@@ -1,6 +1,7 @@
 /* The journal's CRC-32, zlib's (the reflected polynomial 0xEDB88320, its register started at
  * and finished with all ones), computed 16 bytes at a time with carry-less multiplication
- * (PCLMULQDQ) where the CPU has it, and by zlib otherwise and for what is left over.
+ * (PCLMULQDQ) where the CPU has it (from 16 bytes on), and by zlib otherwise and for what is
+ * left over.
  *
  * Folding (Gopal et al., "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ
  * Instruction", Intel, 2009): four 128-bit lanes are each multiplied by x^(512+64) and x^512
@@ -22,7 +23,8 @@
 #define EXCHANGE_CRC32_FOLDS 1
 #include <immintrin.h>
 
-/* The raw register (not inverted) after ``len`` bytes at ``buf``: len >= 64, a multiple of 16. */
+/* The raw register (not inverted) after ``len`` bytes at ``buf``: len >= 16, a multiple of 16.
+ * From 64 bytes on, four lanes fold 64 bytes at a time into one; one lane folds the rest. */
 __attribute__((target("pclmul,sse2")))
 static uint32_t crc32_folded(uint32_t crc, const unsigned char *buf, size_t len)
 {
@@ -31,32 +33,36 @@ static uint32_t crc32_folded(uint32_t crc, const unsigned char *buf, size_t len)
     const __m128i by_64 = _mm_set_epi64x(0, 0x163cd6124LL);
     const __m128i barrett = _mm_set_epi64x(0x1f7011641LL, 0x1db710641LL);
     const __m128i low32 = _mm_set_epi32(0, 0, 0, -1);
-    __m128i a = _mm_loadu_si128((const __m128i *)buf);
-    __m128i b = _mm_loadu_si128((const __m128i *)(buf + 16));
-    __m128i c = _mm_loadu_si128((const __m128i *)(buf + 32));
-    __m128i d = _mm_loadu_si128((const __m128i *)(buf + 48));
-    __m128i high, t;
-    a = _mm_xor_si128(a, _mm_cvtsi32_si128((int)crc));
-    buf += 64;
-    len -= 64;
-    for (; len >= 64; buf += 64, len -= 64) {
-#define FOLD_INTO(lane, at) \
-        high = _mm_clmulepi64_si128(lane, by_512, 0x11); \
-        lane = _mm_clmulepi64_si128(lane, by_512, 0x00); \
-        lane = _mm_xor_si128(_mm_xor_si128(lane, high), _mm_loadu_si128((const __m128i *)(buf + (at))));
-        FOLD_INTO(a, 0)
-        FOLD_INTO(b, 16)
-        FOLD_INTO(c, 32)
-        FOLD_INTO(d, 48)
-#undef FOLD_INTO
-    }
+    __m128i a = _mm_xor_si128(_mm_loadu_si128((const __m128i *)buf), _mm_cvtsi32_si128((int)crc));
+    __m128i b, c, d, high, t;
 #define FOLD_ONE(next) \
     high = _mm_clmulepi64_si128(a, by_128, 0x11); \
     a = _mm_clmulepi64_si128(a, by_128, 0x00); \
     a = _mm_xor_si128(_mm_xor_si128(a, high), next);
-    FOLD_ONE(b)
-    FOLD_ONE(c)
-    FOLD_ONE(d)
+    if (len >= 64) {
+        b = _mm_loadu_si128((const __m128i *)(buf + 16));
+        c = _mm_loadu_si128((const __m128i *)(buf + 32));
+        d = _mm_loadu_si128((const __m128i *)(buf + 48));
+        buf += 64;
+        len -= 64;
+        for (; len >= 64; buf += 64, len -= 64) {
+#define FOLD_INTO(lane, at) \
+            high = _mm_clmulepi64_si128(lane, by_512, 0x11); \
+            lane = _mm_clmulepi64_si128(lane, by_512, 0x00); \
+            lane = _mm_xor_si128(_mm_xor_si128(lane, high), _mm_loadu_si128((const __m128i *)(buf + (at))));
+            FOLD_INTO(a, 0)
+            FOLD_INTO(b, 16)
+            FOLD_INTO(c, 32)
+            FOLD_INTO(d, 48)
+#undef FOLD_INTO
+        }
+        FOLD_ONE(b)
+        FOLD_ONE(c)
+        FOLD_ONE(d)
+    } else {
+        buf += 16;
+        len -= 16;
+    }
     for (; len >= 16; buf += 16, len -= 16) {
         FOLD_ONE(_mm_loadu_si128((const __m128i *)buf))
     }
@@ -92,7 +98,7 @@ static int crc32_can_fold(void) { return 0; }
 static inline uint32_t journal_crc32_with(const unsigned char *buf, size_t len, int fold)
 {
 #if EXCHANGE_CRC32_FOLDS
-    if (fold && len >= 64 && crc32_can_fold()) {
+    if (fold && len >= 16 && crc32_can_fold()) {
         size_t folded = len & ~(size_t)15;
         uint32_t raw = crc32_folded(0xffffffffu, buf, folded);
         if (folded == len)

@@ -35,8 +35,9 @@ def test_records_framed_as_they_are_added_are_the_bytes_the_header_says(records)
 
 
 def test_the_folded_crc_is_zlibs_on_every_length_and_alignment():
-    """Folding takes 64 bytes and more, 16 at a time, and leaves the rest to zlib: every length
-    up to 700 (each remainder, the 64-byte edge and several folds), at each of 16 offsets into
+    """Folding takes 16 bytes and more, 16 at a time (four lanes from 64 bytes on), and leaves the
+    rest to zlib: every length up to 700 (each remainder, the 16- and 64-byte edges and several
+    folds), at each of 16 offsets into
     the buffer, and lengths up to 70,000 bytes; a register of all ones and of zeros included."""
     rng = random.Random(15)
     data = rng.randbytes(71_000)
