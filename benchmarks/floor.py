@@ -40,6 +40,7 @@ import zmq
 from benchmarks import cpu_seconds, cpu_us_per_order
 from clients.loadgen import Schedule
 from config.settings import JournalConfig
+from native.inbox import receive
 from servers import collector, service
 from servers.journal import Journal, JournalFailed
 from servers.processes import REPO, free_port, json_result
@@ -60,11 +61,12 @@ class EchoSchedule(Schedule):
     def read_ready(self) -> None:
         socket = self.socket
         now = None
-        while socket.get(zmq.EVENTS) & zmq.POLLIN:
-            indices = np.frombuffer(socket.recv(zmq.NOBLOCK), dtype=np.int64)
+        while (parts := receive(socket)) is not None:
             now = now or time.perf_counter()
-            self.answered_at[indices] = now
-            self.outstanding -= len(indices)
+            for part in parts:
+                indices = np.frombuffer(part, dtype=np.int64)
+                self.answered_at[indices] = now
+                self.outstanding -= len(indices)
 
 
 def _echo_socket(endpoint: str) -> zmq.Socket:
@@ -94,8 +96,8 @@ def journal_echo(endpoint: str, directory: str, fsync: str) -> None:
     while True:
         socket.poll()
         frames = []
-        while socket.get(zmq.EVENTS) & zmq.POLLIN:
-            frames.append(socket.recv_multipart(zmq.NOBLOCK))
+        while (parts := receive(socket)) is not None:
+            frames.append(parts)
         try:
             written = journal.append([(sequence + number, frame[-1]) for number, frame in enumerate(frames, 1)])
         except JournalFailed as exc:

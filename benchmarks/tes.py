@@ -81,7 +81,8 @@ BUY, SELL = Side.BUY, Side.SELL
 
 
 class Queue:
-    """A socket's stand-in: frames queued here are read (`recv_multipart`), frames sent are kept."""
+    """A socket's stand-in: frames queued here are read (`recv_multipart`, as `native.inbox.receive`
+    reads an object that is not a pyzmq socket), frames sent are kept."""
 
     def __init__(self) -> None:
         self.queued: deque[list[bytes]] = deque()
@@ -91,9 +92,6 @@ class Queue:
         if not self.queued:
             raise zmq.Again()
         return self.queued.popleft()
-
-    def get(self, option: int) -> int:
-        return p.POLLIN if self.queued else 0
 
     def send(self, frame: bytes, flags: int = 0) -> None:
         self.sent.append(frame)

@@ -63,9 +63,9 @@ import zmq
 
 from engine.instrument import Instrument
 from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
+from native.inbox import receive
 from servers.protocol import (
     MAX_SERVER_FRAME_BYTES,
-    POLLIN,
     Book,
     CancelOrder,
     ClientMessage,
@@ -470,14 +470,16 @@ class ExchangeClient:
         return messages + self._drain()
 
     def _drain(self) -> list:
-        """Decode every frame already queued (none: []), asking ZMQ_EVENTS before each read
-        rather than reading until `zmq.Again` (an exception per call). The caller holds the lock."""
+        """Decode every frame already queued (none: []), each message read in C until none is
+        left (`native.inbox.receive`: no exception, and no option read through pyzmq). The caller
+        holds the lock."""
         if self._failure is not None:
             raise ClientError(str(self._failure))
         messages: list = []
         socket = self._socket
-        while socket.get(zmq.EVENTS) & POLLIN:
-            messages.extend(self._decode(socket.recv(zmq.NOBLOCK)))
+        while (parts := receive(socket)) is not None:
+            for part in parts:
+                messages.extend(self._decode(part))
         if not messages:
             return messages
         self.last_received = time.monotonic()

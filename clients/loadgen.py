@@ -82,10 +82,10 @@ from clients.client import ExchangeClient, SessionEnded
 from config.arguments import positive_float, positive_int
 from config.settings import Config
 from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
+from native.inbox import queued
 from servers import collector
 from servers.protocol import (
     MAX_BATCH,
-    POLLIN,
     EnterOrder,
     OrderAccepted,
     OrderFilled,
@@ -326,11 +326,10 @@ class Schedule:
         The ZeroMQ descriptor is edge-triggered: it only says "look at ZMQ_EVENTS", so
         that is read before waiting (which re-arms it) and after.
         """
-        socket = self.socket
-        if socket.get(zmq.EVENTS) & POLLIN:
+        if queued(self.socket):
             return True
         select.select([self._fd], [], [], timeout)
-        return bool(socket.get(zmq.EVENTS) & POLLIN)
+        return queued(self.socket)
 
     def _send_until(self, count: int) -> None:
         count = self.split_point(count)

@@ -93,6 +93,7 @@ from config.settings import Config, ConfigError, ShardConfig
 from engine.types import CancelReason, RejectReason
 from native.commands import CommandReader, OrderCommand
 from native.framing import Records, join_frames
+from native.inbox import receive
 from native.orderpath import route
 from servers import security, service
 from servers.journal import (
@@ -107,7 +108,6 @@ from servers.protocol import (
     MARKS_TOPIC,
     MAX_BATCH,
     MAX_FRAME_BYTES,
-    POLLIN,
     BookCancel,
     BookExpireDay,
     BookQuery,
@@ -572,34 +572,24 @@ class OrderBookServer:
         otherwise `ANYONE`. With ``reader``, a frame it reads is its `OrderCommand`s, and only
         the others go to ``codec``.
 
-        It asks ZMQ_EVENTS after each message (1.4-2.3 µs here) instead of reading until
-        `zmq.Again` (about 3.7 µs: pyzmq builds the exception), as the TES does: at low rates a
-        turn reads one or two frames. `POLLIN` is a plain int: with pyzmq's flag the ``&`` goes
-        through `enum.Flag` and costs more than the check.
+        Each message is read in C until none is left (`native.inbox.receive`), not through
+        pyzmq's ``recv`` and ``get``, which make an enum member of every option they read.
         """
-        recv, get = socket.recv, socket.get
-        queued = True
+        with_user = bool(peers)
         for _ in range(MAX_FRAMES_PER_TURN):
-            if not queued:
+            received = receive(socket, with_user)
+            if received is None:
                 return
-            try:
-                identity = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            parts = 0
-            payload = None
-            while get(zmq.RCVMORE):
-                payload = recv(0, copy=False)
-                parts += 1
-            queued = get(zmq.EVENTS) & POLLIN
-            if parts != 1:
-                self.dropped(f"{parts} payload frames instead of 1")
+            parts, user = received if with_user else (received, None)
+            if len(parts) != 2:
+                self.dropped(f"{len(parts) - 1} payload frames instead of 1")
                 continue
-            peer = peers.get(payload.get("User-Id"), NOBODY) if peers else ANYONE
-            messages = reader.read(payload.buffer) if reader is not None else None
+            identity, payload = parts
+            peer = peers.get(user, NOBODY) if peers else ANYONE
+            messages = reader.read(payload) if reader is not None else None
             if messages is None:
                 try:
-                    messages = codec.decode(payload.buffer)
+                    messages = codec.decode(payload)
                 except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
                     self.dropped(exc)
                     continue

@@ -31,7 +31,6 @@ from itertools import accumulate
 from typing import Annotated
 
 import msgspec
-import zmq
 
 from engine.instrument import Instrument
 from engine.lifecycle import OrderState
@@ -851,12 +850,6 @@ def topic(message: MarketData) -> bytes:
 def symbol_topic(symbol: str) -> bytes:
     """The PUB topic of ``symbol``'s market data (`topic`)."""
     return symbol.encode() + b"."
-
-
-POLLIN = int(zmq.POLLIN)
-"""``ZMQ_EVENTS``' readable bit, for the readers of these frames that ask a socket whether more
-is queued, as a plain int: ``events & zmq.POLLIN`` goes through `enum.Flag` in Python (about
-0.5 µs)."""
 
 
 class Codec:

@@ -1,5 +1,5 @@
 """The OBS's step 1 (`OrderBookServer._read`) on a real ROUTER socket: every queued frame read in
-arrival order, bad ones dropped, and no `zmq.Again` raised to find the queue empty."""
+arrival order, in C (`native.inbox`), bad ones dropped, and the queue left empty."""
 
 import types
 
@@ -16,23 +16,6 @@ from servers.security import ANYONE
 SYMBOL = "ACME"
 
 
-class Counting:
-    """A socket whose `recv` counts the `zmq.Again` it raises."""
-
-    def __init__(self, socket: zmq.Socket) -> None:
-        self.socket, self.again = socket, 0
-
-    def recv(self, *args, **kwargs):
-        try:
-            return self.socket.recv(*args, **kwargs)
-        except zmq.Again:
-            self.again += 1
-            raise
-
-    def get(self, option):
-        return self.socket.get(option)
-
-
 @pytest.fixture
 def pair():
     """A ROUTER (the OBS's command socket) and a DEALER connected to it over inproc."""
@@ -46,31 +29,29 @@ def pair():
     context.term()
 
 
-def read(router: zmq.Socket, dropped: list) -> tuple[list, int]:
-    """What `_read` yields from ``router`` once it polls readable, and the `zmq.Again` it raised."""
+def read(router: zmq.Socket, dropped: list) -> list:
+    """What `_read` yields from ``router`` once it polls readable."""
     assert router.poll(2000) == zmq.POLLIN
     server = types.SimpleNamespace(dropped=dropped.append)
     reader = CommandReader([SYMBOL], (BookSubmit, BookCancel, BookReplace), CancelReason, MAX_FRAME_BYTES, MAX_BATCH)
-    counting = Counting(router)
-    got = list(OrderBookServer._read(server, counting, Codec(ObsRequest), None, reader))
-    return got, counting.again
+    return list(OrderBookServer._read(server, router, Codec(ObsRequest), None, reader))
 
 
 def submit(order_id: int) -> BookSubmit:
     return BookSubmit(SYMBOL, order_id, Side.BUY, OrderType.LIMIT, TimeInForce.GTC, 100, 1)
 
 
-def test_a_turn_reads_every_queued_frame_in_order_without_raising_again(pair):
+def test_a_turn_reads_every_queued_frame_in_order_and_leaves_the_queue_empty(pair):
     router, dealer = pair
     encode = Codec(ObsRequest).encode
     for first in (1, 3, 5):
         dealer.send(encode([submit(first), BookCancel(SYMBOL, first + 1)]))
     dropped: list = []
-    got, again = read(router, dropped)
+    got = read(router, dropped)
     assert [peer for _, peer, _ in got] == [ANYONE] * 3
     assert [[command.struct() for command in messages] for _, _, messages in got] == [
         [submit(first), BookCancel(SYMBOL, first + 1)] for first in (1, 3, 5)]
-    assert again == 0 and dropped == []
+    assert dropped == []
     assert router.poll(0) == 0
 
 
@@ -82,16 +63,14 @@ def test_a_malformed_frame_is_dropped_and_the_frames_after_it_are_read(pair):
     dealer.send_multipart([b"two", b"payloads"])
     dealer.send(encode([submit(2)]))
     dropped: list = []
-    got, again = read(router, dropped)
+    got = read(router, dropped)
     assert [[command.struct() for command in messages] for _, _, messages in got] == [[submit(1)], [submit(2)]]
     assert len(dropped) == 2 and isinstance(dropped[0], msgspec.DecodeError)
     assert dropped[1] == "2 payload frames instead of 1"
-    assert again == 0
+    assert router.poll(0) == 0
 
 
 def test_a_turn_with_nothing_queued_reads_nothing(pair):
     router, _ = pair
     server = types.SimpleNamespace(dropped=[].append)
-    counting = Counting(router)
-    assert list(OrderBookServer._read(server, counting, Codec(ObsRequest))) == []
-    assert counting.again == 1
+    assert list(OrderBookServer._read(server, router, Codec(ObsRequest))) == []

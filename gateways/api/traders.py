@@ -11,7 +11,7 @@ socket once it is logged on: no thread hands commands or answers over.
 - The loop reads the socket when its descriptor signals (``add_reader``): every report settles
   the future waiting for it, every fill is kept (the latest ``FILLS_KEPT``) and every report goes
   to the gateway's private streams. ZeroMQ's descriptor signals only a change: the session reads
-  until ``ZMQ_EVENTS`` has no ``POLLIN`` after every read and after every send of its own.
+  until none is queued after every read and after every send of its own.
 - Blocking calls (the logon, a log-on-again, the queries with their own answers: open orders,
   positions) run on a worker thread, one at a time; the socket is *lent* to it meanwhile (the
   loop neither reads nor sends; commands arriving then wait in a queue), and when it comes back
@@ -200,7 +200,7 @@ class TraderSession:
     # ------------------------------------------------------------ reports
 
     def _readable(self) -> None:
-        """Take in everything the TES sent (until ``ZMQ_EVENTS`` has no ``POLLIN``) and dispatch it."""
+        """Take in everything the TES sent (until none is queued) and dispatch it."""
         if self._lent:
             return
         try:

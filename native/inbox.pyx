@@ -1,0 +1,168 @@
+# cython: boundscheck=False, wraparound=False
+"""Reading a ZeroMQ socket's queued messages in C, for the servers' loops and the load generator.
+
+pyzmq makes every socket option it reads into an `enum` member first (`Socket.get`): on this
+project's AMD EPYC host a ``get(zmq.EVENTS)`` or ``get(zmq.RCVMORE)`` costs 1.7-3.7 µs, most of
+it that conversion, and `Socket.recv_multipart` reads ``RCVMORE`` after every part. A loop that
+reads a two-part message and then asks whether another is queued spends 5-10 µs on that alone,
+more than the rest of reading it. Here a message is read with libzmq's own calls, without
+waiting, until libzmq says none is queued (``EAGAIN``: no exception made), so nothing is asked
+twice.
+
+The libzmq calls are those of the library pyzmq itself runs on: looked up, once, among the
+libraries pyzmq's extension module loaded (``dlopen`` of that module with ``RTLD_NOLOAD``, then
+``dlsym``, which searches the module and what it depends on), so a socket's handle
+(`zmq.Socket.underlying`) is only ever given to the library that made it. Where that lookup
+fails (another platform, another build of pyzmq), or for an object that is not a pyzmq socket
+(a benchmark's stand-in), `receive` and `queued` do what pyzmq's API does, with the same result.
+"""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.errno cimport EAGAIN, EINTR
+from libc.stddef cimport size_t
+
+import zmq
+from zmq.backend.cython import _zmq
+
+
+cdef extern from "dlfcn.h" nogil:
+    void* dlopen(const char* filename, int flags)
+    void* dlsym(void* handle, const char* symbol)
+    int RTLD_NOW
+    int RTLD_NOLOAD
+
+
+cdef extern from *:
+    """
+    /* libzmq's zmq_msg_t: 64 opaque bytes, aligned as a pointer (zmq.h). */
+    typedef struct { unsigned char opaque[64]; } __attribute__((aligned(sizeof(void *)))) inbox_msg_t;
+    """
+    ctypedef struct inbox_msg_t:
+        pass
+
+
+ctypedef int (*msg_init_t)(inbox_msg_t*) noexcept nogil
+ctypedef int (*msg_recv_t)(inbox_msg_t*, void*, int) noexcept nogil
+ctypedef void* (*msg_data_t)(inbox_msg_t*) noexcept nogil
+ctypedef size_t (*msg_size_t)(const inbox_msg_t*) noexcept nogil
+ctypedef int (*msg_more_t)(const inbox_msg_t*) noexcept nogil
+ctypedef int (*msg_close_t)(inbox_msg_t*) noexcept nogil
+ctypedef const char* (*msg_gets_t)(const inbox_msg_t*, const char*) noexcept nogil
+ctypedef int (*getsockopt_t)(void*, int, void*, size_t*) noexcept nogil
+ctypedef int (*errno_t)() noexcept nogil
+
+cdef enum:
+    ZMQ_DONTWAIT = 1       # zmq.h
+    ZMQ_EVENTS = 15
+    ZMQ_POLLIN = 1
+
+cdef msg_init_t msg_init = NULL
+cdef msg_recv_t msg_recv = NULL
+cdef msg_data_t msg_data = NULL
+cdef msg_size_t msg_size = NULL
+cdef msg_more_t msg_more = NULL
+cdef msg_close_t msg_close = NULL
+cdef msg_gets_t msg_gets = NULL
+cdef getsockopt_t getsockopt = NULL
+cdef errno_t zmq_errno = NULL
+
+
+cdef bint _bind() noexcept:
+    """Look up the libzmq calls in the library pyzmq runs on; False if any is missing."""
+    global msg_init, msg_recv, msg_data, msg_size, msg_more, msg_close, msg_gets, getsockopt, zmq_errno
+    path = _zmq.__file__.encode()
+    cdef void* module = dlopen(path, RTLD_NOW | RTLD_NOLOAD)
+    if module == NULL:
+        return False
+    msg_init = <msg_init_t>dlsym(module, b"zmq_msg_init")
+    msg_recv = <msg_recv_t>dlsym(module, b"zmq_msg_recv")
+    msg_data = <msg_data_t>dlsym(module, b"zmq_msg_data")
+    msg_size = <msg_size_t>dlsym(module, b"zmq_msg_size")
+    msg_more = <msg_more_t>dlsym(module, b"zmq_msg_more")
+    msg_close = <msg_close_t>dlsym(module, b"zmq_msg_close")
+    msg_gets = <msg_gets_t>dlsym(module, b"zmq_msg_gets")
+    getsockopt = <getsockopt_t>dlsym(module, b"zmq_getsockopt")
+    zmq_errno = <errno_t>dlsym(module, b"zmq_errno")
+    return (msg_init != NULL and msg_recv != NULL and msg_data != NULL and msg_size != NULL and msg_more != NULL
+            and msg_close != NULL and msg_gets != NULL and getsockopt != NULL and zmq_errno != NULL)
+
+
+IN_C = _bind()
+"""Whether pyzmq's sockets are read with libzmq's calls here (else through pyzmq's API)."""
+
+cdef object SOCKET = zmq.Socket
+cdef object AGAIN = zmq.Again
+
+
+cdef void* _handle(socket) except NULL:
+    """The libzmq socket of the pyzmq ``socket``; ZMQError (ENOTSOCK) once it is closed."""
+    cdef size_t address = socket.underlying
+    if address == 0 or socket.closed:
+        raise zmq.ZMQError(zmq.ENOTSOCK)
+    return <void*>address
+
+
+def receive(socket, bint user_id=False):
+    """The parts (bytes) of the next message queued on ``socket``, read without waiting; None if
+    none is queued. With ``user_id``, ``(parts, user)``: the ``User-Id`` libzmq gives the last
+    part (its peer's, as authenticated; None if it has none). Other errors raise `zmq.ZMQError`,
+    as pyzmq's ``recv`` does. A message's parts are all read, however many it has: libzmq
+    delivers a message whole or not at all."""
+    if not IN_C or not isinstance(socket, SOCKET):
+        return _receive_in_python(socket, user_id)
+    cdef void* handle = _handle(socket)
+    cdef inbox_msg_t message
+    cdef list parts = []
+    cdef int rc, error
+    cdef bint more = True
+    cdef const char* user = NULL
+    user_text = None
+    while more:
+        msg_init(&message)
+        rc = msg_recv(&message, handle, ZMQ_DONTWAIT)
+        if rc < 0:
+            error = zmq_errno()
+            msg_close(&message)
+            if error == EINTR:
+                continue
+            if error == EAGAIN and not parts:
+                return None
+            raise zmq.ZMQError(error)
+        try:
+            parts.append(PyBytes_FromStringAndSize(<const char*>msg_data(&message), msg_size(&message)))
+            more = msg_more(&message)
+            if user_id and not more:
+                user = msg_gets(&message, b"User-Id")
+                if user != NULL:
+                    user_text = user.decode()
+        finally:
+            msg_close(&message)
+    return (parts, user_text) if user_id else parts
+
+
+def queued(socket) -> bool:
+    """Whether a message is queued on ``socket`` (``ZMQ_EVENTS`` has ``POLLIN``)."""
+    cdef int events = 0
+    cdef size_t size = sizeof(int)
+    if not IN_C or not isinstance(socket, SOCKET):
+        return bool(socket.get(zmq.EVENTS) & ZMQ_POLLIN)
+    while getsockopt(_handle(socket), ZMQ_EVENTS, &events, &size) < 0:
+        error = zmq_errno()
+        if error != EINTR:
+            raise zmq.ZMQError(error)
+    return bool(events & ZMQ_POLLIN)
+
+
+def _receive_in_python(socket, bint user_id):
+    """`receive` through pyzmq's API (or a stand-in's ``recv_multipart``)."""
+    try:
+        if not user_id:
+            return socket.recv_multipart(zmq.NOBLOCK)
+        frames = socket.recv_multipart(zmq.NOBLOCK, copy=False)
+    except AGAIN:
+        return None
+    try:
+        user = frames[len(frames) - 1].get("User-Id")
+    except zmq.ZMQError:
+        user = None
+    return [frame.bytes for frame in frames], user

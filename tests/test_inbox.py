@@ -1,0 +1,131 @@
+"""`native.inbox`: a socket's queued messages read in C with the library pyzmq runs on, each
+whole, in order, None once none is left; the same through pyzmq's API for anything else."""
+
+import time
+
+import pytest
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from native import inbox
+from native.inbox import queued, receive
+
+
+@pytest.fixture
+def context():
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+def connected(context, kind=zmq.ROUTER):
+    """A ``kind`` socket and a DEALER connected to it over inproc."""
+    server, client = context.socket(kind), context.socket(zmq.DEALER)
+    server.bind("inproc://inbox")
+    client.connect("inproc://inbox")
+    return server, client
+
+
+def wait_queued(socket) -> None:
+    assert socket.poll(2000) == zmq.POLLIN
+
+
+def test_pyzmqs_sockets_are_read_in_c_here():
+    assert inbox.IN_C
+
+
+def test_each_message_is_read_whole_and_in_order_then_none(context):
+    server, client = connected(context)
+    assert receive(server) is None and not queued(server)
+    client.send_multipart([b"one", b"two", b""])
+    client.send(b"three")
+    client.send(b"")
+    wait_queued(server)
+    assert queued(server)
+    identity, *first = receive(server)
+    assert first == [b"one", b"two", b""]
+    assert receive(server) == [identity, b"three"]
+    assert receive(server) == [identity, b""]
+    assert receive(server) is None and not queued(server)
+
+
+def test_what_it_reads_is_what_recv_multipart_reads(context):
+    server, client = connected(context, zmq.DEALER)
+    messages = [[bytes([n]) * n for n in range(parts)] for parts in (1, 2, 5)] + [[b"x" * 1_000_000]]
+    for message in messages * 2:
+        client.send_multipart(message)
+    wait_queued(server)
+    read_here = [receive(server) for _ in messages]
+    deadline = time.monotonic() + 2
+    while not queued(server) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    read_by_pyzmq = [server.recv_multipart(zmq.NOBLOCK) for _ in messages]
+    assert read_here == read_by_pyzmq == messages
+    assert receive(server) is None
+
+
+def test_a_closed_socket_raises_zmq_error(context):
+    server, _ = connected(context)
+    server.close(linger=0)
+    with pytest.raises(zmq.ZMQError):
+        receive(server)
+    with pytest.raises(zmq.ZMQError):
+        queued(server)
+
+
+class StandIn:
+    """Not a pyzmq socket: read through its ``recv_multipart``, as a benchmark's queue is."""
+
+    def __init__(self, *messages) -> None:
+        self.messages = list(messages)
+
+    def recv_multipart(self, flags=0, copy=True):
+        assert flags == zmq.NOBLOCK
+        if not self.messages:
+            raise zmq.Again()
+        return self.messages.pop(0)
+
+
+def test_anything_else_is_read_through_its_recv_multipart():
+    stand_in = StandIn([b"a", b"b"], [b"c"])
+    assert receive(stand_in) == [b"a", b"b"]
+    assert receive(stand_in) == [b"c"]
+    assert receive(stand_in) is None
+
+
+def test_the_user_id_is_the_authenticated_peers_as_pyzmq_reads_it(context):
+    """With CURVE, libzmq gives each message the User-Id its ZAP handler named (here pyzmq's
+    authenticator: the client's Z85 public key), read here as pyzmq's Frame reads it."""
+    server_public, server_secret = zmq.curve_keypair()
+    client_public, client_secret = zmq.curve_keypair()
+    authenticator = ThreadAuthenticator(context)
+    authenticator.start()
+    try:
+        authenticator.configure_curve(domain="*", location=zmq.auth.CURVE_ALLOW_ANY)
+        server, client = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+        server.curve_secretkey, server.curve_publickey, server.curve_server = server_secret, server_public, True
+        port = server.bind_to_random_port("tcp://127.0.0.1")
+        client.curve_secretkey, client.curve_publickey, client.curve_serverkey = client_secret, client_public, \
+            server_public
+        client.connect(f"tcp://127.0.0.1:{port}")
+        client.send(b"first")
+        client.send(b"second")
+        wait_queued(server)
+        (_, payload), user = receive(server, True)
+        assert payload == b"first" and user == client_public.decode()
+        deadline = time.monotonic() + 2
+        while not queued(server) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        frames = server.recv_multipart(zmq.NOBLOCK, copy=False)
+        assert frames[-1].bytes == b"second" and frames[-1].get("User-Id") == user
+        assert receive(server, True) is None
+    finally:
+        authenticator.stop()
+
+
+def test_without_authentication_a_message_has_no_user_id(context):
+    server, client = connected(context)
+    client.send(b"payload")
+    wait_queued(server)
+    (_, payload), user = receive(server, True)
+    assert payload == b"payload" and user is None
