@@ -40,7 +40,7 @@ import zmq
 from benchmarks import cpu_seconds, cpu_us_per_order
 from clients.loadgen import Schedule
 from config.settings import JournalConfig
-from native.inbox import receive
+from native.sockets import receive
 from servers import collector, service
 from servers.journal import Journal, JournalFailed
 from servers.processes import REPO, free_port, json_result

@@ -81,7 +81,7 @@ BUY, SELL = Side.BUY, Side.SELL
 
 
 class Queue:
-    """A socket's stand-in: frames queued here are read (`recv_multipart`, as `native.inbox.receive`
+    """A socket's stand-in: frames queued here are read (`recv_multipart`, as `native.sockets.receive`
     reads an object that is not a pyzmq socket), frames sent are kept."""
 
     def __init__(self) -> None:

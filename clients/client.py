@@ -63,7 +63,7 @@ import zmq
 
 from engine.instrument import Instrument
 from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
-from native.inbox import receive
+from native.sockets import receive, send
 from servers.protocol import (
     MAX_SERVER_FRAME_BYTES,
     Book,
@@ -347,7 +347,7 @@ class ExchangeClient:
         self._send(messages)
 
     def _send(self, messages: list) -> None:
-        self._socket.send(self._requests.encode(messages))
+        send(self._socket, (self._requests.encode(messages),))
         self.last_sent = time.monotonic()
 
     def _ensure_session(self) -> None:
@@ -471,7 +471,7 @@ class ExchangeClient:
 
     def _drain(self) -> list:
         """Decode every frame already queued (none: []), each message read in C until none is
-        left (`native.inbox.receive`: no exception, and no option read through pyzmq). The caller
+        left (`native.sockets.receive`: no exception, and no option read through pyzmq). The caller
         holds the lock."""
         if self._failure is not None:
             raise ClientError(str(self._failure))

@@ -82,7 +82,7 @@ from clients.client import ExchangeClient, SessionEnded
 from config.arguments import positive_float, positive_int
 from config.settings import Config
 from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
-from native.inbox import queued
+from native.sockets import queued
 from servers import collector
 from servers.protocol import (
     MAX_BATCH,

@@ -93,8 +93,8 @@ from config.settings import Config, ConfigError, ShardConfig
 from engine.types import CancelReason, RejectReason
 from native.commands import CommandReader, OrderCommand
 from native.framing import Records, join_frames
-from native.inbox import receive
 from native.orderpath import route
+from native.sockets import receive, send
 from servers import security, service
 from servers.journal import (
     KEEP_SNAPSHOTS,
@@ -159,8 +159,6 @@ and sending the replies; joining the encoded market data into frames and publish
 marks; the rest of the busy time (snapshot requests and captures, the status file, GTD and phase
 checks)."""
 IDLE, RECEIVE, MATCH, JOURNAL, REPLY, PUBLISH, OTHER = range(len(STAGES))
-SNDMORE = int(zmq.SNDMORE)
-"""A plain int: combining pyzmq's flag enums costs more than the send on this path."""
 
 
 class BookServerHalted(Exception):
@@ -572,7 +570,7 @@ class OrderBookServer:
         otherwise `ANYONE`. With ``reader``, a frame it reads is its `OrderCommand`s, and only
         the others go to ``codec``.
 
-        Each message is read in C until none is left (`native.inbox.receive`), not through
+        Each message is read in C until none is left (`native.sockets.receive`), not through
         pyzmq's ``recv`` and ``get``, which make an enum member of every option they read.
         """
         with_user = bool(peers)
@@ -601,24 +599,21 @@ class OrderBookServer:
         encode = self.command_codec.encoder.encode
         for identity, replies in outbox.items():
             for frame in join_frames(replies, encode, MAX_BATCH, MAX_FRAME_BYTES):
-                socket.send(identity, SNDMORE)
-                socket.send(frame)
+                send(socket, (identity, frame))
 
     def _publish(self, market_data: dict[str, list[bytes]]) -> None:
         """One frame (or more, if large) per symbol per turn, its messages (encoded) in order."""
-        send = self.market_data.send
+        socket = self.market_data
         for symbol, messages in market_data.items():
             name = symbol_topic(symbol)
             for frame in join_frames(messages, None, MAX_BATCH, MAX_FRAME_BYTES):
-                send(name, SNDMORE)
-                send(frame)
+                send(socket, (name, frame))
 
     def _publish_marks(self, traded: dict[str, tuple[int, int]]) -> None:
         """One frame on the marks topic: the last trade of each symbol that traded this turn."""
         marks = [Mark(symbol, sequence, price) for symbol, (sequence, price) in traded.items()]
         traded.clear()
-        self.market_data.send(MARKS_TOPIC, SNDMORE)
-        self.market_data.send(self.command_codec.encode(marks))
+        send(self.market_data, (MARKS_TOPIC, self.command_codec.encode(marks)))
 
     # ---------------------------------------------------------------- housekeeping
 

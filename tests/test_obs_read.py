@@ -1,5 +1,5 @@
 """The OBS's step 1 (`OrderBookServer._read`) on a real ROUTER socket: every queued frame read in
-arrival order, in C (`native.inbox`), bad ones dropped, and the queue left empty."""
+arrival order, in C (`native.sockets`), bad ones dropped, and the queue left empty."""
 
 import types
 

@@ -1,5 +1,6 @@
-"""`native.inbox`: a socket's queued messages read in C with the library pyzmq runs on, each
-whole, in order, None once none is left; the same through pyzmq's API for anything else."""
+"""`native.sockets`: a socket's queued messages read in C with the library pyzmq runs on, each
+whole, in order, None once none is left, and messages sent whole or refused whole; the same
+through pyzmq's API for anything else."""
 
 import time
 
@@ -7,8 +8,8 @@ import pytest
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
-from native import inbox
-from native.inbox import queued, receive
+from native import sockets
+from native.sockets import queued, receive, send
 
 
 @pytest.fixture
@@ -30,8 +31,8 @@ def wait_queued(socket) -> None:
     assert socket.poll(2000) == zmq.POLLIN
 
 
-def test_pyzmqs_sockets_are_read_in_c_here():
-    assert inbox.IN_C
+def test_pyzmqs_sockets_are_read_and_sent_on_in_c_here():
+    assert sockets.IN_C
 
 
 def test_each_message_is_read_whole_and_in_order_then_none(context):
@@ -129,3 +130,53 @@ def test_without_authentication_a_message_has_no_user_id(context):
     wait_queued(server)
     (_, payload), user = receive(server, True)
     assert payload == b"payload" and user is None
+
+
+def test_a_message_sent_here_is_received_whole_by_pyzmq(context):
+    server, client = connected(context)
+    send(client, (b"one", b"", b"x" * 100_000))
+    send(client, (b"two",), zmq.NOBLOCK)
+    wait_queued(server)
+    identity, *first = server.recv_multipart()
+    assert first == [b"one", b"", b"x" * 100_000]
+    assert server.recv_multipart() == [identity, b"two"]
+    send(server, (identity, b"back"))
+    assert client.poll(2000) == zmq.POLLIN
+    assert client.recv_multipart() == [b"back"]
+
+
+def test_a_full_queue_refuses_a_message_whole_with_again(context):
+    server, client = connected(context, zmq.DEALER)
+    client.sndhwm = server.rcvhwm = 1
+    sent = 0
+    with pytest.raises(zmq.Again):
+        while sent < 100_000:
+            send(client, (b"first part", b"second part"), zmq.NOBLOCK)
+            sent += 1
+    wait_queued(server)
+    received = []
+    while (parts := receive(server)) is not None:
+        received.append(parts)
+    assert received == [[b"first part", b"second part"]] * sent
+
+
+def test_sending_needs_bytes_and_a_part_and_an_open_socket(context):
+    server, client = connected(context)
+    with pytest.raises(TypeError):
+        send(client, ("text",))
+    with pytest.raises(ValueError):
+        send(client, ())
+    client.close(linger=0)
+    with pytest.raises(zmq.ZMQError):
+        send(client, (b"late",))
+
+
+def test_a_stand_in_is_sent_on_through_its_send_multipart():
+    sent = []
+
+    class StandOut:
+        def send_multipart(self, parts, flags=0):
+            sent.append((list(parts), flags))
+
+    send(StandOut(), (b"a", b"b"), zmq.NOBLOCK)
+    assert sent == [([b"a", b"b"], zmq.NOBLOCK)]
