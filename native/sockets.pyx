@@ -105,9 +105,12 @@ cdef object AGAIN = zmq.Again
 
 
 cdef void* _handle(socket) except NULL:
-    """The libzmq socket of the pyzmq ``socket``; ZMQError (ENOTSOCK) once it is closed."""
+    """The libzmq socket of the pyzmq ``socket``; ZMQError (ENOTSOCK) once it is closed (its
+    ``_closed``, which pyzmq's own ``send`` and ``recv`` check; its ``closed`` asks libzmq)."""
+    if socket._closed:
+        raise zmq.ZMQError(zmq.ENOTSOCK)
     cdef size_t address = socket.underlying
-    if address == 0 or socket.closed:
+    if address == 0:
         raise zmq.ZMQError(zmq.ENOTSOCK)
     return <void*>address
 
