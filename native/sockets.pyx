@@ -141,16 +141,34 @@ def receive(socket, bint user_id=False):
             if error == EAGAIN and not parts:
                 return None
             raise zmq.ZMQError(error)
+        more = msg_more(&message)
         try:
             parts.append(PyBytes_FromStringAndSize(<const char*>msg_data(&message), msg_size(&message)))
-            more = msg_more(&message)
             if user_id and not more:
                 user = msg_gets(&message, b"User-Id")
                 if user != NULL:
                     user_text = user.decode()
-        finally:
+        except BaseException:
             msg_close(&message)
+            if more:
+                _discard(handle)
+            raise
+        msg_close(&message)
     return (parts, user_text) if user_id else parts
+
+
+cdef void _discard(void* handle) noexcept:
+    """Read and drop the rest of a message whose part could not be taken (out of memory), so that
+    the next read starts at a message, not inside one."""
+    cdef inbox_msg_t message
+    cdef bint more = True
+    while more:
+        msg_init(&message)
+        if msg_recv(&message, handle, ZMQ_DONTWAIT) < 0:
+            more = zmq_errno() == EINTR
+        else:
+            more = msg_more(&message)
+        msg_close(&message)
 
 
 def queued(socket) -> bool:
@@ -180,6 +198,7 @@ cdef int _send_part(inbox_msg_t* message, void* handle, int flags) noexcept:
 def send(socket, parts, int flags=0):
     """Send ``parts`` (a sequence of bytes, at least one) as one message on ``socket``, each
     copied, as pyzmq's ``send_multipart(parts, flags)`` does; ``flags`` 0 or ``zmq.NOBLOCK``.
+    TypeError, nothing sent, unless every part is bytes.
     `zmq.Again` if the socket would not take it without waiting (with ``zmq.NOBLOCK``; nothing of
     it is sent then), `zmq.ZMQError` for any other failure."""
     if not IN_C or not isinstance(socket, SOCKET):
@@ -192,6 +211,9 @@ def send(socket, parts, int flags=0):
     cdef int error
     if count == 0:
         raise ValueError("a message has at least one part")
+    for i in range(count):
+        if type(parts[i]) is not bytes:
+            raise TypeError(f"a message's parts are bytes, not {type(parts[i]).__name__}")
     for i in range(count):
         part = parts[i]
         if msg_init_size(&message, <size_t>PyBytes_GET_SIZE(part)) < 0:

@@ -162,8 +162,15 @@ def test_a_full_queue_refuses_a_message_whole_with_again(context):
 
 def test_sending_needs_bytes_and_a_part_and_an_open_socket(context):
     server, client = connected(context)
-    with pytest.raises(TypeError):
-        send(client, ("text",))
+    for part in ("text", None, bytearray(b"bytes-like")):
+        with pytest.raises(TypeError):
+            send(client, (b"first", part))
+        with pytest.raises(TypeError):
+            send(client, (part,))
+    send(client, (b"whole",))
+    wait_queued(server)
+    assert receive(server)[1:] == [b"whole"]
+    assert receive(server) is None
     with pytest.raises(ValueError):
         send(client, ())
     client.close(linger=0)
