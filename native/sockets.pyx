@@ -38,21 +38,21 @@ cdef extern from "dlfcn.h" nogil:
 cdef extern from *:
     """
     /* libzmq's zmq_msg_t: 64 opaque bytes, aligned as a pointer (zmq.h). */
-    typedef struct { unsigned char opaque[64]; } __attribute__((aligned(sizeof(void *)))) inbox_msg_t;
+    typedef struct { unsigned char opaque[64]; } __attribute__((aligned(sizeof(void *)))) zmq_message_t;
     """
-    ctypedef struct inbox_msg_t:
+    ctypedef struct zmq_message_t:
         pass
 
 
-ctypedef int (*msg_init_t)(inbox_msg_t*) noexcept nogil
-ctypedef int (*msg_init_size_t)(inbox_msg_t*, size_t) noexcept nogil
-ctypedef int (*msg_send_t)(inbox_msg_t*, void*, int) noexcept nogil
-ctypedef int (*msg_recv_t)(inbox_msg_t*, void*, int) noexcept nogil
-ctypedef void* (*msg_data_t)(inbox_msg_t*) noexcept nogil
-ctypedef size_t (*msg_size_t)(const inbox_msg_t*) noexcept nogil
-ctypedef int (*msg_more_t)(const inbox_msg_t*) noexcept nogil
-ctypedef int (*msg_close_t)(inbox_msg_t*) noexcept nogil
-ctypedef const char* (*msg_gets_t)(const inbox_msg_t*, const char*) noexcept nogil
+ctypedef int (*msg_init_t)(zmq_message_t*) noexcept nogil
+ctypedef int (*msg_init_size_t)(zmq_message_t*, size_t) noexcept nogil
+ctypedef int (*msg_send_t)(zmq_message_t*, void*, int) noexcept nogil
+ctypedef int (*msg_recv_t)(zmq_message_t*, void*, int) noexcept nogil
+ctypedef void* (*msg_data_t)(zmq_message_t*) noexcept nogil
+ctypedef size_t (*msg_size_t)(const zmq_message_t*) noexcept nogil
+ctypedef int (*msg_more_t)(const zmq_message_t*) noexcept nogil
+ctypedef int (*msg_close_t)(zmq_message_t*) noexcept nogil
+ctypedef const char* (*msg_gets_t)(const zmq_message_t*, const char*) noexcept nogil
 ctypedef int (*getsockopt_t)(void*, int, void*, size_t*) noexcept nogil
 ctypedef int (*errno_t)() noexcept nogil
 
@@ -75,26 +75,36 @@ cdef getsockopt_t getsockopt = NULL
 cdef errno_t zmq_errno = NULL
 
 
-cdef bint _bind() noexcept:
+cdef void* _lookup(void* module, const char* name, list missing) except? NULL:
+    """``name``'s address in ``module`` or what it loaded; NULL, and ``name`` added to ``missing``,
+    if neither has it."""
+    cdef void* found = dlsym(module, name)
+    if found == NULL:
+        missing.append(name)
+    return found
+
+
+cdef bint _bind() except -1:
     """Look up the libzmq calls in the library pyzmq runs on; False if any is missing."""
-    global msg_init, msg_init_size, msg_send, msg_recv, msg_data, msg_size, msg_more, msg_close, msg_gets, getsockopt, zmq_errno
+    global msg_init, msg_init_size, msg_send, msg_recv, msg_data, msg_size, msg_more, msg_close, msg_gets
+    global getsockopt, zmq_errno
     path = _zmq.__file__.encode()
     cdef void* module = dlopen(path, RTLD_NOW | RTLD_NOLOAD)
     if module == NULL:
         return False
-    msg_init = <msg_init_t>dlsym(module, b"zmq_msg_init")
-    msg_init_size = <msg_init_size_t>dlsym(module, b"zmq_msg_init_size")
-    msg_send = <msg_send_t>dlsym(module, b"zmq_msg_send")
-    msg_recv = <msg_recv_t>dlsym(module, b"zmq_msg_recv")
-    msg_data = <msg_data_t>dlsym(module, b"zmq_msg_data")
-    msg_size = <msg_size_t>dlsym(module, b"zmq_msg_size")
-    msg_more = <msg_more_t>dlsym(module, b"zmq_msg_more")
-    msg_close = <msg_close_t>dlsym(module, b"zmq_msg_close")
-    msg_gets = <msg_gets_t>dlsym(module, b"zmq_msg_gets")
-    getsockopt = <getsockopt_t>dlsym(module, b"zmq_getsockopt")
-    zmq_errno = <errno_t>dlsym(module, b"zmq_errno")
-    return (msg_init != NULL and msg_init_size != NULL and msg_send != NULL and msg_recv != NULL and msg_data != NULL and msg_size != NULL and msg_more != NULL
-            and msg_close != NULL and msg_gets != NULL and getsockopt != NULL and zmq_errno != NULL)
+    cdef list missing = []
+    msg_init = <msg_init_t>_lookup(module, b"zmq_msg_init", missing)
+    msg_init_size = <msg_init_size_t>_lookup(module, b"zmq_msg_init_size", missing)
+    msg_send = <msg_send_t>_lookup(module, b"zmq_msg_send", missing)
+    msg_recv = <msg_recv_t>_lookup(module, b"zmq_msg_recv", missing)
+    msg_data = <msg_data_t>_lookup(module, b"zmq_msg_data", missing)
+    msg_size = <msg_size_t>_lookup(module, b"zmq_msg_size", missing)
+    msg_more = <msg_more_t>_lookup(module, b"zmq_msg_more", missing)
+    msg_close = <msg_close_t>_lookup(module, b"zmq_msg_close", missing)
+    msg_gets = <msg_gets_t>_lookup(module, b"zmq_msg_gets", missing)
+    getsockopt = <getsockopt_t>_lookup(module, b"zmq_getsockopt", missing)
+    zmq_errno = <errno_t>_lookup(module, b"zmq_errno", missing)
+    return not missing
 
 
 IN_C = _bind()
@@ -124,7 +134,7 @@ def receive(socket, bint user_id=False):
     if not IN_C or not isinstance(socket, SOCKET):
         return _receive_in_python(socket, user_id)
     cdef void* handle = _handle(socket)
-    cdef inbox_msg_t message
+    cdef zmq_message_t message
     cdef list parts = []
     cdef int rc, error
     cdef bint more = True
@@ -160,7 +170,7 @@ def receive(socket, bint user_id=False):
 cdef void _discard(void* handle) noexcept:
     """Read and drop the rest of a message whose part could not be taken (out of memory), so that
     the next read starts at a message, not inside one."""
-    cdef inbox_msg_t message
+    cdef zmq_message_t message
     cdef bint more = True
     while more:
         msg_init(&message)
@@ -184,7 +194,7 @@ def queued(socket) -> bool:
     return bool(events & ZMQ_POLLIN)
 
 
-cdef int _send_part(inbox_msg_t* message, void* handle, int flags) noexcept:
+cdef int _send_part(zmq_message_t* message, void* handle, int flags) noexcept:
     """``zmq_msg_send``; one that may wait (no ``ZMQ_DONTWAIT``) lets other threads run meanwhile,
     as pyzmq does."""
     cdef int rc
@@ -206,7 +216,7 @@ def send(socket, parts, int flags=0):
         return
     cdef void* handle = _handle(socket)
     cdef Py_ssize_t count = len(parts), i
-    cdef inbox_msg_t message
+    cdef zmq_message_t message
     cdef bytes part
     cdef int error
     if count == 0:

@@ -22,8 +22,8 @@ def context():
 def connected(context, kind=zmq.ROUTER):
     """A ``kind`` socket and a DEALER connected to it over inproc."""
     server, client = context.socket(kind), context.socket(zmq.DEALER)
-    server.bind("inproc://inbox")
-    client.connect("inproc://inbox")
+    server.bind("inproc://sockets")
+    client.connect("inproc://sockets")
     return server, client
 
 
