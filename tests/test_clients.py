@@ -202,7 +202,9 @@ def test_a_stalled_sender_shows_as_send_lag_and_in_the_latencies():
     assert result["sent"] == result["acked"] == 100
     # the orders due during the first send's 30 ms went out after it: 29 ms late, the one due at 1 ms
     assert 25_000 <= result["send_lag_max_us"] <= result["ack_max_us"]
-    assert result["ack_max_us"] >= 30_000 and result["ack_max_at_s"] == 0.0
+    # the first order's ack holds the whole stall; the longest is one due during it (the first, or
+    # one sent after it, later still if the process lost the CPU between the two sends)
+    assert result["ack_max_us"] >= 30_000 and 0.0 <= result["ack_max_at_s"] < 0.03
 
 
 def test_summary_of_a_run_with_no_answers_has_null_percentiles():

@@ -92,7 +92,13 @@ def test_a_killed_tes_restarts_with_every_traders_state_and_history_as_it_was(tm
         exchange.close()
 
 
+SENT_BEFORE_STOP = 3_000
+"""Orders the in-flight test sends before it stops the TES; the rest (of 4,000) it sends to the stopped TES."""
+
+
 def test_orders_in_flight_at_a_kill_are_each_answered_once_and_positions_follow_the_book(tmp_path):
+    """Orders read but not answered at a kill are answered after the restart, each once; orders the
+    TES never read are not entered, and the logon tells the trader to send them again."""
     exchange = Exchange(tmp_path, EXCHANGE__TES__SESSION_TIMEOUT_MS="60000")
     try:
         trader, count = exchange.client("deep"), 4_000
@@ -109,19 +115,37 @@ def test_orders_in_flight_at_a_kill_are_each_answered_once_and_positions_follow_
                     assert message.client_order_id not in answers, f"answered twice: {message}"
                     answers[message.client_order_id] = message
 
-        for start in range(0, count, 500):
+        for start in range(0, SENT_BEFORE_STOP, 500):
             trader.send(*orders[start:start + 500])
         while len(answers) < 500:
             read(trader.raw_frame(5.0))
+        # stopped, the TES reads nothing more: the last orders die unread with it, as orders still
+        # in a socket's buffers do at a crash
+        exchange.tes.process.send_signal(signal.SIGSTOP)
+        for start in range(SENT_BEFORE_STOP, count, 500):
+            trader.send(*orders[start:start + 500])
         exchange.tes.process.send_signal(signal.SIGKILL)
         exchange.tes.process.wait(10)
+        trader.socket.close()
         exchange.start_tes()
         again = Client(exchange.context, exchange.env["EXCHANGE__TES__CLIENT_ENDPOINT"])
         again.send(p.Logon("deep", "deep-key", False, last_report))
+        frames, deadline = [], time.monotonic() + 10
+        while not frames or not isinstance(frames[0], p.LogonAccepted):
+            assert time.monotonic() < deadline, "no LogonAccepted"
+            frames = again.raw_frame(5.0)
+        read(frames[1:])
+        # what the TES never read is not its to answer: the logon says which client order id it
+        # expects next, and the trader sends the orders from there again
+        unread = orders[frames[0].next_client_order_id - first_id:]
+        assert len(unread) >= count - SENT_BEFORE_STOP, "orders sent to the stopped TES were entered"
+        assert not answers.keys() & {order.client_order_id for order in unread}, "an unread order was answered"
+        for start in range(0, len(unread), 500):
+            again.send(*unread[start:start + 500])
         deadline = time.monotonic() + 30
         while len(answers) < count:
             assert time.monotonic() < deadline, f"{count - len(answers)} orders never answered"
-            read(m for m in again.raw_frame(0.5) if not isinstance(m, p.LogonAccepted))
+            read(again.raw_frame(0.5))
             again.send(p.Heartbeat())
         refused = [m for m in answers.values() if isinstance(m, p.OrderRejected)]
         assert all(m.reason is RejectReason.BOOK_UNAVAILABLE for m in refused)
