@@ -20,6 +20,7 @@ same result.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy
 from libc.errno cimport EAGAIN, EINTR
 from libc.stddef cimport size_t
@@ -57,6 +58,7 @@ ctypedef int (*getsockopt_t)(void*, int, void*, size_t*) noexcept nogil
 ctypedef int (*errno_t)() noexcept nogil
 
 cdef enum:
+    SEND_ON_STACK = 4      # parts of a message `send` holds on its stack (more: on the heap)
     ZMQ_DONTWAIT = 1       # zmq.h
     ZMQ_SNDMORE = 2
     ZMQ_EVENTS = 15
@@ -208,35 +210,53 @@ cdef int _send_part(zmq_message_t* message, void* handle, int flags) noexcept:
 def send(socket, parts, int flags=0):
     """Send ``parts`` (a sequence of bytes, at least one) as one message on ``socket``, each
     copied, as pyzmq's ``send_multipart(parts, flags)`` does; ``flags`` 0 or ``zmq.NOBLOCK``.
-    TypeError, nothing sent, unless every part is bytes.
+    TypeError, nothing sent, unless every part is bytes; MemoryError, nothing sent, if a part
+    cannot be copied (every part is copied before the first is sent, so no part of a message is
+    left in the socket to join the next).
     `zmq.Again` if the socket would not take it without waiting (with ``zmq.NOBLOCK``; nothing of
-    it is sent then), `zmq.ZMQError` for any other failure."""
+    it is sent then: libzmq takes the rest of a message whose first part it took), `zmq.ZMQError`
+    for any other failure."""
     if not IN_C or not isinstance(socket, SOCKET):
         socket.send_multipart(parts, flags)
         return
     cdef void* handle = _handle(socket)
-    cdef Py_ssize_t count = len(parts), i
-    cdef zmq_message_t message
+    cdef Py_ssize_t count = len(parts), i, made = 0, sent = 0
+    cdef zmq_message_t few[SEND_ON_STACK]
+    cdef zmq_message_t* messages = few
     cdef bytes part
-    cdef int error
+    cdef int error = 0
     if count == 0:
         raise ValueError("a message has at least one part")
     for i in range(count):
         if type(parts[i]) is not bytes:
             raise TypeError(f"a message's parts are bytes, not {type(parts[i]).__name__}")
-    for i in range(count):
-        part = parts[i]
-        if msg_init_size(&message, <size_t>PyBytes_GET_SIZE(part)) < 0:
+    if count > SEND_ON_STACK:
+        messages = <zmq_message_t*>PyMem_Malloc(count * sizeof(zmq_message_t))
+        if messages == NULL:
             raise MemoryError("out of memory for a ZeroMQ message")
-        memcpy(msg_data(&message), PyBytes_AS_STRING(part), <size_t>PyBytes_GET_SIZE(part))
-        while _send_part(&message, handle, flags | (ZMQ_SNDMORE if i < count - 1 else 0)) < 0:
-            error = zmq_errno()
-            if error == EINTR:
+    try:
+        while made < count:
+            part = parts[made]
+            if msg_init_size(&messages[made], <size_t>PyBytes_GET_SIZE(part)) < 0:
+                raise MemoryError("out of memory for a ZeroMQ message")
+            memcpy(msg_data(&messages[made]), PyBytes_AS_STRING(part), <size_t>PyBytes_GET_SIZE(part))
+            made += 1
+        while sent < count:
+            if _send_part(&messages[sent], handle, flags | (ZMQ_SNDMORE if sent < count - 1 else 0)) >= 0:
+                sent += 1
                 continue
-            msg_close(&message)
-            if error == EAGAIN:
-                raise AGAIN()
+            error = zmq_errno()
+            if error != EINTR:
+                break
+        if error == EAGAIN:
+            raise AGAIN()
+        if sent < count:
             raise zmq.ZMQError(error)
+    finally:
+        for i in range(sent, made):
+            msg_close(&messages[i])
+        if messages != few:
+            PyMem_Free(messages)
 
 
 def _receive_in_python(socket, bint user_id):

@@ -143,6 +143,10 @@ def test_a_message_sent_here_is_received_whole_by_pyzmq(context):
     send(server, (identity, b"back"))
     assert client.poll(2000) == zmq.POLLIN
     assert client.recv_multipart() == [b"back"]
+    many = [bytes([n]) * n for n in range(9)]   # more parts than `send` holds on its stack
+    send(client, many, zmq.NOBLOCK)
+    wait_queued(server)
+    assert server.recv_multipart() == [identity, *many]
 
 
 def test_a_full_queue_refuses_a_message_whole_with_again(context):
