@@ -23,8 +23,9 @@ Invariants
   process under every policy; the policy decides what survives a crash of the
   machine.
 - Records are written into **room written ahead**: zeros the journal writes past its last
-  record, `ROOM_BYTES` at a time, and overwrites in place. An fdatasync then has data to
-  flush and no file size to commit, which on ext4 spares it a metadata journal commit (one
+  record, `ROOM_BYTES` at a time (in pieces of `ROOM_PIECE_BYTES`, which keep each record's
+  write cheap: see there), and overwrites in place. An fdatasync then has data to flush and
+  no file size to commit, which on ext4 spares it a metadata journal commit (one
   fdatasync alone here: 0.24-0.34 ms appending, 0.18 ms in place). A zero length is no
   record's, so the room ends the records like the end of the file; `Journal.close` cuts it
   off, and a journal opened after a crash keeps the room it finds (`Journal`). On a file
@@ -148,11 +149,17 @@ RETRY_WRITE_S = 1.0
 """After a failed write, appends are refused without touching the disk for this long."""
 ROOM_BYTES = 1 << 20
 """The journal writes this many zeros past its last record at a time (more for a larger group)."""
+ROOM_PIECE_BYTES = 1 << 16
+"""The room is written in pieces of at most this many bytes, each within one aligned block of this
+size: the page cache holds what one write makes in folios as large as the write, and each later
+small write into a folio walks all of it on ext4 (one record of 120 bytes into room written 1 MiB
+at a time cost 2.7 µs of CPU on the AMD EPYC host's kernel 6.18, 4 MiB at a time 5.3 µs, 64 KiB
+or less at a time 1.2-1.3 µs)."""
 ROOM_FREE_BYTES = 64 * ROOM_BYTES
 """No room is written on a file system with less free space than this: the last of it is left
 to the records themselves and to the snapshots."""
-_ZEROS = memoryview(bytes(ROOM_BYTES))
-"""The room's zeros, sliced without copying them."""
+_ZEROS = memoryview(bytes(ROOM_PIECE_BYTES))
+"""A piece of the room's zeros, sliced without copying them."""
 SCAN_BYTES = 1 << 20
 """Bytes read at a time when looking for a valid record after a bad one (bounds its memory)."""
 DISCARD_PIECE_BYTES = 1 << 22
@@ -387,17 +394,18 @@ class Journal:
         return True
 
     def _make_room(self, end: int) -> None:
-        """Write zeros past the file's end, `ROOM_BYTES` at a time, until it reaches ``end`` and
-        `ROOM_BYTES` beyond, unless the file system has less than `ROOM_FREE_BYTES` free. A write
-        that fails or falls short only ends the room early: the group is then written past it,
-        and fails there if it must."""
+        """Write zeros past the file's end, `ROOM_BYTES` at a time in `ROOM_PIECE_BYTES` pieces, until
+        it reaches ``end`` and `ROOM_BYTES` beyond, unless the file system has less than
+        `ROOM_FREE_BYTES` free. A write that fails or falls short only ends the room early: the
+        group is then written past it, and fails there if it must."""
         target = end + ROOM_BYTES
         try:
             free = os.fstatvfs(self._fd)
             if free.f_bavail * free.f_frsize < ROOM_FREE_BYTES:
                 return
             while self._room_end < target:
-                count = os.pwrite(self._fd, _ZEROS[:target - self._room_end], self._room_end)
+                piece = min(target, (self._room_end // ROOM_PIECE_BYTES + 1) * ROOM_PIECE_BYTES) - self._room_end
+                count = os.pwrite(self._fd, _ZEROS[:piece], self._room_end)
                 if count == 0:
                     return
                 self._room_end += count
