@@ -80,6 +80,11 @@ LIMIT, MARKET_ORDER, GTC, IOC = OrderType.LIMIT, OrderType.MARKET, TimeInForce.G
 BUY, SELL = Side.BUY, Side.SELL
 
 
+NONE_QUEUED = zmq.Again()
+"""What a `Queue` with nothing queued raises: made once, since making a `zmq.Again` (pyzmq looks up
+its message) costs about 10 µs, which the live loop, reading its sockets in C, does not pay."""
+
+
 class Queue:
     """A socket's stand-in: frames queued here are read (`recv_multipart`, as `native.sockets.receive`
     reads an object that is not a pyzmq socket), frames sent are kept."""
@@ -90,7 +95,7 @@ class Queue:
 
     def recv_multipart(self, flags: int = 0) -> list[bytes]:
         if not self.queued:
-            raise zmq.Again()
+            raise NONE_QUEUED.with_traceback(None)
         return self.queued.popleft()
 
     def send(self, frame: bytes, flags: int = 0) -> None:
