@@ -82,7 +82,8 @@ BUY, SELL = Side.BUY, Side.SELL
 
 NONE_QUEUED = zmq.Again()
 """What a `Queue` with nothing queued raises: made once, since making a `zmq.Again` (pyzmq looks up
-its message) costs about 10 µs, which the live loop, reading its sockets in C, does not pay."""
+its message) costs 2.3 µs on the AMD EPYC host, which the live loop, reading its sockets in C, does
+not pay (raising the one made costs 0.25 µs)."""
 
 
 class Queue:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import zlib
+from itertools import pairwise
 
 import msgspec
 import numpy as np
@@ -279,9 +280,10 @@ def test_no_room_is_written_on_a_file_system_short_of_space(tmp_path, monkeypatc
     assert commands_in(read_records(tmp_path)) == commands(10)
 
 
-def test_room_is_written_in_aligned_pieces_up_to_its_size_past_the_records(tmp_path, monkeypatch):
+def test_room_is_written_in_aligned_pieces_without_a_gap_to_its_size_past_the_group(tmp_path, monkeypatch):
     """Each write of zeros lies within one aligned block of `ROOM_PIECE_BYTES` (the page cache's
-    folios stay small, so each record's write is cheap), and together they leave no gap."""
+    folios stay small, so each record's write is cheap); together they leave no gap and reach
+    `ROOM_BYTES` past the group that needed room."""
     pieces = []
     real_pwrite = journal.os.pwrite
 
@@ -293,12 +295,14 @@ def test_room_is_written_in_aligned_pieces_up_to_its_size_past_the_records(tmp_p
     monkeypatch.setattr(journal.os, "pwrite", recording_pwrite)
     log = Journal(tmp_path, JournalConfig(fsync="never"), 0)
     records = [(sequence, bytes([sequence % 251 + 1]) * 7001) for sequence in range(1, 301)]
-    for first in range(0, 300, 30):
+    assert log.append(records[:30])
+    assert len(journal_bytes(tmp_path)) == log.offset + journal.ROOM_BYTES, "room to its size past the group"
+    for first in range(30, 300, 30):
         assert log.append(records[first : first + 30])
     piece = journal.ROOM_PIECE_BYTES
     assert pieces[0][0] == 0 and any(offset % piece for offset, _ in pieces), "room made again from mid-piece"
     assert all(0 < size <= piece and offset // piece == (offset + size - 1) // piece for offset, size in pieces)
-    assert all(offset + size == after for (offset, size), (after, _) in zip(pieces, pieces[1:], strict=False))
+    assert all(offset + size == after for (offset, size), (after, _) in pairwise(pieces))
     end = pieces[-1][0] + pieces[-1][1]
     assert len(journal_bytes(tmp_path)) == end > log.offset
     log.close()
