@@ -132,7 +132,7 @@ def floor_verdict(row: dict | None) -> str:
     if not ratios:
         return "not measured"
     ratio = median_present(ratios)
-    return (f"{'met' if ratio <= TARGETS['p99_over_floor'] else 'not met'} ({ratio:.1f}x ZeroMQ alone's p99: "
+    return (f"{'met' if ratio <= TARGETS['p99_over_floor'] else 'not met'} ({_times(ratio)} ZeroMQ alone's p99: "
             f"{_which(ratios)})")
 
 
@@ -142,7 +142,7 @@ def durable_verdict(row: dict | None) -> str:
     ratios = p99_ratios(row, "durable_floor_runs")
     if not ratios:
         return "not measured"
-    return (f"{median_present(ratios):.1f}x the p99 of ZeroMQ alone with one group commit per turn "
+    return (f"{_times(median_present(ratios))} the p99 of ZeroMQ alone with one group commit per turn "
             f"(p99 {_us(row['durable_floor']['ack_p99_us'])}; {_which(ratios)})")
 
 
@@ -157,8 +157,14 @@ def p99_ratios(row: dict | None, floor_runs: str) -> list[float]:
 
 def _which(ratios: list[float]) -> str:
     if len(ratios) > 1:
-        return f"the median of {len(ratios)} runs' ratios, {min(ratios):.1f}x-{max(ratios):.1f}x"
+        return f"the median of {len(ratios)} runs' ratios, {_times(min(ratios))}-{_times(max(ratios))}"
     return "in the one run"
+
+
+def _times(ratio: float) -> str:
+    """A ratio to a tenth, or to two significant digits below 0.1 (a floor's run that met a stall
+    of the disk can be 20 times the exchange's: not "0.0x")."""
+    return f"{ratio:.1f}x" if ratio >= 0.095 else f"{ratio:.2g}x"
 
 
 def cpu_verdict(row: dict | None) -> str:
@@ -171,7 +177,7 @@ def cpu_verdict(row: dict | None) -> str:
     verdict = f"{'met' if met else 'not met'} (OBS {cpu['obs']:.1f} µs, TES {cpu['tes']:.1f} µs"
     floors = cpu_floors(row)
     if floors is not None:
-        ratios = [f"{cpu[server] / floors[server]:.1f}x" if floors[server] else "n/a" for server in ("obs", "tes")]
+        ratios = [_times(cpu[server] / floors[server]) if floors[server] else "n/a" for server in ("obs", "tes")]
         verdict += (f"; their floors in the same run, ZeroMQ alone's stand-in for each and its fsyncs at one "
                     f"group commit alone's CPU: OBS {floors['obs']:.1f} µs, TES {floors['tes']:.1f} µs, so "
                     f"{ratios[0]} and {ratios[1]} them")

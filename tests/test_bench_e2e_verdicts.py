@@ -90,3 +90,13 @@ def test_the_report_says_where_the_threads_were_pinned(pinned):
     header = e2e.format_report(report).splitlines()[0]
     said = "threads pinned: the OBS and the echo on CPU 0, the TES and the relay on CPU 1; "
     assert (said in header) == (pinned is not None) and header.startswith("machine: a CPU, 2 cores")
+
+
+def test_a_ratio_under_a_tenth_is_shown_to_two_significant_digits_not_as_nothing():
+    slow = row(10_000, p99s=(3_800, 2_600))
+    slow["durable_floor_runs"] = [{"ack_p99_us": p99} for p99 in (77_800, 1_700)]
+    slow["durable_floor"] = {"ack_p99_us": 39_750}
+    # ratios 0.049 (the floor's run met a stall of the disk) and 1.53, their median 0.79
+    assert e2e.durable_verdict(slow) == ("0.8x the p99 of ZeroMQ alone with one group commit per turn (p99 39.8 ms; "
+                                         "the median of 2 runs' ratios, 0.049x-1.5x)")
+    assert [e2e._times(ratio) for ratio in (0.0949, 0.095, 1.0, 12.34)] == ["0.095x", "0.1x", "1.0x", "12.3x"]
