@@ -32,6 +32,7 @@ from pathlib import Path
 
 from benchmarks import cpu_seconds, cpu_us_per_order, disk, floor, median_present, stages
 from benchmarks.book import machine
+from clients.loadgen import TAIL_PIECE_S
 from config.settings import ConfigError
 from engine import progress
 from servers.processes import Role, exchange_env, json_result
@@ -309,23 +310,27 @@ def format_tails(rows: list[dict]) -> list[str]:
     order was due, the load generator's longest wait to send, each server's stalls by stage,
     `benchmarks.stages.stalls`), beside the runs of the two floors that followed it."""
     lines = [
-        "Each run's tail: the longest ack and when in the run its order was due, the load generator's longest "
+        "Each run's tail: the longest ack and when in the run its order was due, how many of the run's "
+        f"{TAIL_PIECE_S * 1000:.0f} ms pieces hold its slowest 1% (one or two: a stall; more: slow spells all "
+        "through the run), the load generator's longest "
         "wait to send (its own delays, counted in every latency), each server's stalls (loop stages of "
         f"{stages.STALL_NS // 1_000_000} ms or longer: count and time), and the floors' runs after it "
         "(ZeroMQ alone, and with a group commit per turn):",
         "",
-        "| offered orders/s | run | ack p99 | longest ack (due at) | longest send wait | OBS stalls | TES stalls "
-        "| ZeroMQ alone: p99 / longest | with a group commit per turn: p99 / longest |",
-        "|---:|---:|---:|---:|---:|---|---|---:|---:|",
+        "| offered orders/s | run | ack p99 | longest ack (due at) | pieces holding the slowest 1% | longest send wait "
+        "| OBS stalls | TES stalls | ZeroMQ alone: p99 / longest | with a group commit per turn: p99 / longest |",
+        "|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for row in rows:
         runs = zip(row["runs"], row["floor_runs"], row["durable_floor_runs"], strict=True)
         for number, (run, bare, durable) in enumerate(runs, 1):
             stalls = stages.servers_stalls(run.get("stages"))
             due = "" if run.get("ack_max_at_s") is None else f" ({run['ack_max_at_s']:.2f} s)"
+            pieces = run.get("ack_tail_pieces")
+            spread = "n/a" if pieces is None else f"{pieces[0]} of {pieces[1]}"
             lines.append(
                 f"| {row['offered_per_s']:,} | {number} | {_us(run['ack_p99_us'])} | {_us(run.get('ack_max_us'))}{due} "
-                f"| {_us(run.get('send_lag_max_us'))} | {stalls[0]} | {stalls[1]} "
+                f"| {spread} | {_us(run.get('send_lag_max_us'))} | {stalls[0]} | {stalls[1]} "
                 f"| {_us(bare['ack_p99_us'])} / {_us(bare.get('ack_max_us'))} "
                 f"| {_us(durable['ack_p99_us'])} / {_us(durable.get('ack_max_us'))} |"
             )

@@ -60,6 +60,12 @@ outstanding, then prints as its last stdout line one JSON object:
 ``ack_max_us``, ``ack_max_at_s``
     the longest latency, and when that order was scheduled, in seconds from the start: where
     in the run to look for what made the tail (null if nothing was answered).
+``ack_tail_pieces``
+    ``[holding, pieces]``: the run cut by scheduled time into pieces of `TAIL_PIECE_S` (50 ms),
+    ``pieces`` of them with answered orders, ``holding`` of those with an ack slower than the
+    p99. One or two: the slowest 1% came in a stall (``ack_max_at_s`` says when); more: in slow
+    spells all through the run, each a few orders' paths on a busy machine (null if nothing was
+    answered).
 ``send_lag_max_us``
     the longest any order waited in this process past its scheduled time before it was sent:
     the load generator's own delays (descheduled on a busy machine, a send interval, a group of
@@ -197,8 +203,11 @@ RESULT_KEYS = (
     "ack_p999_us",
     "ack_max_us",
     "ack_max_at_s",
+    "ack_tail_pieces",
     "send_lag_max_us",
 )
+TAIL_PIECE_S = 0.05
+"""The pieces of a run `ack_tail_pieces` counts (by scheduled time): 50 ms, a hundred in a run of 5 s."""
 
 
 def due(elapsed: float, rate: float, total: int) -> int:
@@ -213,6 +222,18 @@ def latencies_us(answered_at: np.ndarray, start: float, rate: float) -> np.ndarr
     scheduled = start + np.arange(len(answered_at)) / rate
     answered = ~np.isnan(answered_at)
     return (answered_at[answered] - scheduled[answered]) * 1e6
+
+
+def tail_pieces(answered_at: np.ndarray, start: float, rate: float) -> list[int] | None:
+    """``[holding, pieces]`` (``ack_tail_pieces``): of the `TAIL_PIECE_S` pieces of the schedule
+    with an answered order, how many hold one slower than the p99; None if none was answered."""
+    answered = np.flatnonzero(~np.isnan(answered_at))
+    if not len(answered):
+        return None
+    latency = latencies_us(answered_at, start, rate)
+    piece = answered // (rate * TAIL_PIECE_S)
+    slowest = latency > np.percentile(latency, 99)
+    return [len(np.unique(piece[slowest])), len(np.unique(piece))]
 
 
 def summarize(
@@ -245,6 +266,7 @@ def summarize(
         "ack_p999_us": p999,
         "ack_max_us": longest,
         "ack_max_at_s": longest_at,
+        "ack_tail_pieces": tail_pieces(answered_at[:sent], start, rate),
         "send_lag_max_us": round(send_lag_s * 1e6, 1),
     }
 

@@ -162,7 +162,26 @@ def test_summary_counts_lost_orders_and_uses_numpy_percentiles():
     assert result["ack_p99_us"] == pytest.approx(np.percentile(latency, 99), abs=0.1)
     assert result["ack_p999_us"] == pytest.approx(np.percentile(latency, 99.9), abs=0.1)
     assert result["ack_max_us"] == pytest.approx(10_000.0, abs=0.1) and result["ack_max_at_s"] == 9.99
+    # latency rises with the order: the slowest 1% are the last ten answered, in the last two
+    # pieces of 50 ms (five orders each at 100/s)
+    assert result["ack_tail_pieces"] == [2, 200]
     assert result["send_lag_max_us"] == 0.0
+
+
+def test_the_tail_pieces_tell_a_stall_from_a_path_slow_throughout():
+    start, rate = 10.0, 1000.0
+    due = start + np.arange(5000) / rate            # five seconds: a hundred pieces of 50 ms
+    steady = np.random.default_rng(7).uniform(0.001, 0.002, 5000)
+    # the slowest 1% (50 acks) of latencies that vary at random: in pieces all over the run
+    spread, pieces = loadgen.tail_pieces(due + steady, start, rate)
+    assert pieces == 100 and spread > 30
+    stalled = steady.copy()
+    stalled[2000:2060] += 0.050                     # the 60 orders due in 60 ms from 2 s wait 50 ms more
+    assert loadgen.tail_pieces(due + stalled, start, rate) == [2, 100]
+    answered_at = due + steady
+    answered_at[:4500] = np.nan                     # only the last 0.5 s answered: ten pieces
+    assert loadgen.tail_pieces(answered_at, start, rate)[1] == 10
+    assert loadgen.tail_pieces(np.full(3, np.nan), start, rate) is None
 
 
 def test_summary_names_the_worst_order_by_its_scheduled_time_skipping_the_unanswered():
@@ -210,7 +229,7 @@ def test_a_stalled_sender_shows_as_send_lag_and_in_the_latencies():
 def test_summary_of_a_run_with_no_answers_has_null_percentiles():
     result = loadgen.summarize(np.full(5, np.nan), 0, 0, 5, 0.0, 10.0, 0.5)
     assert result["lost"] == 5 and result["ack_p50_us"] is None and result["orders_per_s"] == 0.0
-    assert result["ack_max_us"] is None and result["ack_max_at_s"] is None
+    assert result["ack_max_us"] is None and result["ack_max_at_s"] is None and result["ack_tail_pieces"] is None
 
 
 # ================================================================ ExchangeClient vs a scripted TES
