@@ -1,6 +1,7 @@
 """The benchmarks (`main.py bench ...`); what several of them share."""
 
 import os
+import resource
 import statistics
 
 
@@ -18,6 +19,14 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU time of this process's children that ended and were waited for: a
+    client run's (the load generator's, ZeroMQ alone's client), read before and after it (the
+    servers, still running, are not in it)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def cpu_us_per_order(before: float | None, after: float | None, orders: int) -> float | None:

@@ -25,12 +25,11 @@ alone, plus the fsyncs its journal did per order at one group commit's CPU each.
 """
 
 import os
-import resource
 import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import cpu_seconds, cpu_us_per_order, disk, floor, median_present, stages
+from benchmarks import children_cpu_seconds, cpu_seconds, cpu_us_per_order, disk, floor, median_present, stages
 from benchmarks.book import machine
 from clients.loadgen import TAIL_PIECE_S
 from config.settings import ConfigError
@@ -56,13 +55,6 @@ def loadgen(env: dict, rate: int, duration: float) -> dict:
          "--drain", str(DRAIN_S)],
         f"loadgen at {rate}/s", env=env, timeout=duration + DRAIN_S + 120,
     )
-
-
-def children_cpu_seconds() -> float:
-    """User + system CPU time of this process's children that ended and were waited for: a
-    load-generator run's, read before and after it (the servers are still running)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def measured_run(env: dict, rate: int, duration: float, servers: dict[str, Role]) -> dict:
@@ -187,6 +179,19 @@ def cpu_verdict(row: dict | None) -> str:
 
 FLOOR_STAND_INS = {"obs": "echo", "tes": "relay"}
 """Which process of ZeroMQ alone (`benchmarks.floor`) stands in for each server."""
+EXCHANGE_PROCESSES = ("obs", "tes", "load")
+FLOOR_PROCESSES = ("echo", "relay", "client")
+"""The processes of a run and of ZeroMQ alone's, which share the machine's cores (`cores_busy`)."""
+
+
+def cores_busy(cpu: dict, processes: tuple[str, ...], rate: float, cores: int) -> float | None:
+    """The share of the machine's ``cores`` that ``processes`` kept busy at ``rate`` orders a
+    second, from their CPU per order (``cpu``): where it nears 1, every order queues for a core and
+    the tail grows with it. None if a process's CPU was not read."""
+    spent = [cpu.get(process) for process in processes]
+    if None in spent or not cores:
+        return None
+    return sum(spent) * rate / 1e6 / cores
 
 
 def cpu_floors(row: dict) -> dict[str, float] | None:
@@ -276,8 +281,8 @@ def format_report(report: dict) -> str:
         "| offered orders/s | answered orders/s | acked | rejected | fills | lost | ack p50 | ack p99 | ack p99.9 "
         "| CPU per order: OBS / TES / load generator | ZeroMQ alone: p50 / p99 | ZeroMQ alone's CPU per order: "
         "echo (as OBS) / relay (as TES) | ZeroMQ alone with a group commit per turn: p50 / p99 "
-        "| one group commit alone: p50 / p99 / CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| one group commit alone: p50 / p99 / CPU | the cores kept busy: the exchange / ZeroMQ alone |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["rates"]:
         cpu = r.get("cpu_us_per_order") or {}
@@ -293,7 +298,9 @@ def format_report(report: dict) -> str:
             f"{_cpu(bare_cpu.get('echo'))} / {_cpu(bare_cpu.get('relay'))} | "
             f"{_us(durable.get('ack_p50_us'))} / {_us(durable.get('ack_p99_us'))} | "
             f"{_us(journal.get('append_p50_us'))} / {_us(journal.get('append_p99_us'))} / "
-            f"{_us(journal.get('append_cpu_us'))} |"
+            f"{_us(journal.get('append_cpu_us'))} | "
+            f"{_share(cores_busy(cpu, EXCHANGE_PROCESSES, r['offered_per_s'], m['cores']))} / "
+            f"{_share(cores_busy(bare_cpu, FLOOR_PROCESSES, r['offered_per_s'], m['cores']))} |"
         )
     table = stages.format_table(report["rates"])
     if table:
@@ -335,6 +342,10 @@ def format_tails(rows: list[dict]) -> list[str]:
                 f"| {_us(durable['ack_p99_us'])} / {_us(durable.get('ack_max_us'))} |"
             )
     return lines
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _cpu(value) -> str:

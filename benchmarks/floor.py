@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from benchmarks import cpu_seconds, cpu_us_per_order
+from benchmarks import children_cpu_seconds, cpu_seconds, cpu_us_per_order
 from clients.loadgen import Schedule
 from config.settings import JournalConfig
 from native.sockets import receive
@@ -159,15 +159,19 @@ class Floor:
 
     def measure(self, rate: float, duration: float, drain_s: float = 5.0) -> dict:
         """The load generator's result keys (`clients.loadgen.RESULT_KEYS`) for one run, and
-        ``cpu_us_per_order``: the CPU time the echo (the OBS's stand-in) and the relay (the TES's)
-        spent during it, all threads, per order sent (None without Linux's /proc)."""
+        ``cpu_us_per_order``: the CPU time the echo (the OBS's stand-in), the relay (the TES's) and
+        the client spent during it, all threads, per order sent (the servers' None without Linux's
+        /proc)."""
         before = {role: cpu_seconds(process.pid) for role, process in self._servers.items()}
+        before["client"] = children_cpu_seconds()
         result = json_result(
             [*COMMAND, "client", self.endpoint, str(rate), str(duration), str(drain_s)],
             f"transport floor at {rate}/s", timeout=READY_TIMEOUT_S + duration + drain_s + 60,
         )
-        result["cpu_us_per_order"] = {role: cpu_us_per_order(before[role], cpu_seconds(process.pid), result["sent"])
-                                      for role, process in self._servers.items()}
+        after = {role: cpu_seconds(process.pid) for role, process in self._servers.items()}
+        after["client"] = children_cpu_seconds()
+        result["cpu_us_per_order"] = {role: cpu_us_per_order(before[role], after[role], result["sent"])
+                                      for role in before}
         return result
 
     def close(self) -> None:

@@ -347,6 +347,13 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
     assert "| OBS: journal fsyncs per order | " in table and "| TES: journal fsyncs per order | " in table
     bare = row["floor"]["cpu_us_per_order"]
     assert bare["echo"] >= 0 and bare["relay"] >= 0 and row["journal"]["append_cpu_us"] > 0  # (clock ticks)
+    # the cores the exchange's three processes and ZeroMQ alone's kept busy, in the table's last column
+    busy = [e2e.cores_busy(cpu, processes, 2_000, report["machine"]["cores"]) for cpu, processes in (
+        (run["cpu_us_per_order"], e2e.EXCHANGE_PROCESSES), (bare, e2e.FLOOR_PROCESSES))]
+    assert all(share > 0 for share in busy) and bare["client"] > 0
+    medians = next(line for line in table.splitlines()
+                   if line.startswith("| 2,000 | ") and not line.startswith("| 2,000 | 1 | "))
+    assert medians.endswith(f" | {busy[0]:.0%} / {busy[1]:.0%} |")
     floors = e2e.cpu_floors(row)
     for server, stand_in in e2e.FLOOR_STAND_INS.items():
         commits = run["stages"][server]["fsyncs_per_order"] * row["journal"]["append_cpu_us"]

@@ -100,3 +100,14 @@ def test_a_ratio_under_a_tenth_is_shown_to_two_significant_digits_not_as_nothing
     assert e2e.durable_verdict(slow) == ("0.8x the p99 of ZeroMQ alone with one group commit per turn (p99 39.8 ms; "
                                          "the median of 2 runs' ratios, 0.049x-1.5x)")
     assert [e2e._times(ratio) for ratio in (0.0949, 0.095, 1.0, 12.34)] == ["0.095x", "0.1x", "1.0x", "12.3x"]
+
+
+def test_the_cores_kept_busy_are_the_processes_cpu_per_order_at_the_offered_rate():
+    cpu = {"obs": 50.0, "tes": 65.0, "load": 51.0}
+    # 166 µs of CPU an order, 10,000 orders a second: 1.66 cores of 2
+    assert e2e.cores_busy(cpu, e2e.EXCHANGE_PROCESSES, 10_000, 2) == pytest.approx(0.83)
+    assert e2e.cores_busy({"echo": 32.0, "relay": 50.0, "client": 52.0}, e2e.FLOOR_PROCESSES, 10_000, 2) == (
+        pytest.approx(0.67))
+    assert e2e.cores_busy(dict(cpu, tes=None), e2e.EXCHANGE_PROCESSES, 10_000, 2) is None, "a CPU not read"
+    assert e2e.cores_busy(cpu, e2e.EXCHANGE_PROCESSES, 10_000, None) is None, "cores unknown"
+    assert e2e._share(0.834) == "83%" and e2e._share(None) == "n/a"

@@ -20,9 +20,11 @@ def bare():
 def test_every_order_goes_round_the_four_hops_and_is_timed(bare):
     result = bare.measure(rate=2_000, duration=0.5, drain_s=5)
     assert tuple(result) == (*RESULT_KEYS, "cpu_us_per_order")
-    # the stand-ins' CPU per order, from /proc (in clock ticks: a short run may see none)
-    assert set(result["cpu_us_per_order"]) == {"echo", "relay"}
+    # the stand-ins' CPU per order, from /proc (in clock ticks: a short run may see none), and the
+    # client's, from its resource usage once it ended (its start-up included: never none)
+    assert set(result["cpu_us_per_order"]) == {"echo", "relay", "client"}
     assert all(cpu is None or cpu >= 0 for cpu in result["cpu_us_per_order"].values())
+    assert result["cpu_us_per_order"]["client"] > 0
     assert result["sent"] == result["acked"] == 1_000
     assert result["lost"] == result["rejected"] == result["fills"] == 0
     assert 0 < result["ack_p50_us"] <= result["ack_p99_us"] <= result["ack_p999_us"] <= result["ack_max_us"]
