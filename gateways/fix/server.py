@@ -10,8 +10,10 @@ check takes a while) has finished. Each loop turn
 2. ticks the sessions (heartbeats, TestRequests, timeouts) every 100 ms;
 3. writes every session store that changed (`SequenceStore.flush`): nothing of the turn has
    left the gateway yet;
-4. sends each trader's requests of the turn to the TES in one frame, and writes what each
-   connection has queued (non-blocking; the rest waits for the socket to be writable).
+4. sends each trader's requests of the turn to the TES in one frame, taking in the answers that
+   have arrived by then, and writes the stores again if those made messages;
+5. writes what each connection has queued (non-blocking; the rest waits for the socket to be
+   writable): every message in it is in its session's store.
 
 Bounds: at most ``fix.max_connections`` connections (more are closed at once), a frame of at
 most ``fix.max_message_bytes`` (a peer that sends more is sent a Logout and closed), at most
@@ -262,20 +264,20 @@ class FixGateway:
         self.market_data.tick()
 
     def _flush(self) -> None:
-        """The stores, then the TES, then the peers (see the module docstring)."""
-        for store in self.stores.values():
-            if store.dirty:
-                store.flush()
+        """The stores, then the TES, then the peers (see the module docstring). A send to the TES
+        takes in what had arrived (`pump`), and the reports it makes are stored before anything
+        leaves, as are those of a send that failed (its requests refused); so are the requests
+        those reports make (waiting cancels), before they are sent in turn."""
+        self._flush_stores()
         for link in list(self.links.values()):
             if link.outbox:
                 link.flush()
                 link.pump()  # a send takes in what had arrived: it must not wait for the next event
-        if any(link.outbox for link in self.links.values()):  # reports of the pump asked for more (waiting cancels)
-            for store in self.stores.values():
-                if store.dirty:
-                    store.flush()
+        self._flush_stores()
+        if any(link.outbox for link in self.links.values()):
             for link in list(self.links.values()):
                 link.flush()
+            self._flush_stores()
         now = time.monotonic()
         for connection in list(self.connections.values()):
             if connection.out:
@@ -288,6 +290,11 @@ class FixGateway:
             elif not connection.out and connection.writable:
                 connection.writable = False
                 self.poller.modify(connection.fd, zmq.POLLIN)
+
+    def _flush_stores(self) -> None:
+        for store in self.stores.values():
+            if store.dirty:
+                store.flush()
 
     def _write(self, connection: Connection) -> None:
         try:
