@@ -224,16 +224,13 @@ def latencies_us(answered_at: np.ndarray, start: float, rate: float) -> np.ndarr
     return (answered_at[answered] - scheduled[answered]) * 1e6
 
 
-def tail_pieces(answered_at: np.ndarray, start: float, rate: float) -> list[int] | None:
-    """``[holding, pieces]`` (``ack_tail_pieces``): of the `TAIL_PIECE_S` pieces of the schedule
-    with an answered order, how many hold one slower than the p99; None if none was answered."""
-    answered = np.flatnonzero(~np.isnan(answered_at))
-    if not len(answered):
-        return None
-    latency = latencies_us(answered_at, start, rate)
+def tail_pieces(answered: np.ndarray, latency: np.ndarray, p99: float, rate: float) -> list[int]:
+    """``[holding, pieces]`` (``ack_tail_pieces``) of the orders ``answered`` (their indices in the
+    schedule, at least one) with ``latency`` (theirs, in that order) and its ``p99``: of the
+    `TAIL_PIECE_S` pieces of the schedule with an answered order, how many hold one slower than
+    the p99."""
     piece = answered // (rate * TAIL_PIECE_S)
-    slowest = latency > np.percentile(latency, 99)
-    return [len(np.unique(piece[slowest])), len(np.unique(piece))]
+    return [len(np.unique(piece[latency > p99])), len(np.unique(piece))]
 
 
 def summarize(
@@ -247,12 +244,15 @@ def summarize(
     last_answer = float(np.nanmax(answered_at[:sent])) if answered else start
     duration = max(end, last_answer) - start
     if answered:
-        p50, p99, p999 = (round(float(v), 1) for v in np.percentile(latency, [50, 99, 99.9]))
+        percentiles = np.percentile(latency, [50, 99, 99.9])
+        p50, p99, p999 = (round(float(v), 1) for v in percentiles)
         worst = int(np.argmax(latency))
         longest = round(float(latency[worst]), 1)
-        longest_at = round(float(np.flatnonzero(~np.isnan(answered_at[:sent]))[worst] / rate), 3)
+        indices = np.flatnonzero(~np.isnan(answered_at[:sent]))
+        longest_at = round(float(indices[worst] / rate), 3)
+        tail = tail_pieces(indices, latency, percentiles[1], rate)
     else:
-        p50 = p99 = p999 = longest = longest_at = None
+        p50 = p99 = p999 = longest = longest_at = tail = None
     return {
         "sent": sent,
         "acked": answered - rejected,
@@ -266,7 +266,7 @@ def summarize(
         "ack_p999_us": p999,
         "ack_max_us": longest,
         "ack_max_at_s": longest_at,
-        "ack_tail_pieces": tail_pieces(answered_at[:sent], start, rate),
+        "ack_tail_pieces": tail,
         "send_lag_max_us": round(send_lag_s * 1e6, 1),
     }
 

@@ -171,17 +171,21 @@ def test_summary_counts_lost_orders_and_uses_numpy_percentiles():
 def test_the_tail_pieces_tell_a_stall_from_a_path_slow_throughout():
     start, rate = 10.0, 1000.0
     due = start + np.arange(5000) / rate            # five seconds: a hundred pieces of 50 ms
+
+    def tail(answered_at):
+        return loadgen.summarize(answered_at, 0, 0, len(answered_at), start, rate, start + 5.0)["ack_tail_pieces"]
+
     steady = np.random.default_rng(7).uniform(0.001, 0.002, 5000)
     # the slowest 1% (50 acks) of latencies that vary at random: in pieces all over the run
-    spread, pieces = loadgen.tail_pieces(due + steady, start, rate)
+    spread, pieces = tail(due + steady)
     assert pieces == 100 and spread > 30
     stalled = steady.copy()
     stalled[2000:2060] += 0.050                     # the 60 orders due in 60 ms from 2 s wait 50 ms more
-    assert loadgen.tail_pieces(due + stalled, start, rate) == [2, 100]
+    assert tail(due + stalled) == [2, 100]
     answered_at = due + steady
     answered_at[:4500] = np.nan                     # only the last 0.5 s answered: ten pieces
-    assert loadgen.tail_pieces(answered_at, start, rate)[1] == 10
-    assert loadgen.tail_pieces(np.full(3, np.nan), start, rate) is None
+    assert tail(answered_at)[1] == 10
+    assert tail(np.full(3, np.nan)) is None
 
 
 def test_summary_names_the_worst_order_by_its_scheduled_time_skipping_the_unanswered():

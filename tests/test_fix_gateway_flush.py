@@ -11,11 +11,9 @@ class Store:
 
     def __init__(self) -> None:
         self.dirty = False
-        self.flushes = 0
 
     def flush(self) -> None:
         self.dirty = False
-        self.flushes += 1
 
 
 class Socket:
