@@ -15,10 +15,57 @@ def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a running process, all threads (None without Linux's /proc)."""
     try:
         with open(f"/proc/{pid}/stat") as file:
-            fields = file.read().rsplit(")", 1)[1].split()
+            return _stat_cpu_seconds(file.read().rsplit(")", 1)[1])
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+THREADS = ("loop", "zeromq", "other")
+"""How `threads_cpu_seconds` groups a process's threads: its first thread (a server's loop, or
+ZeroMQ alone's ``zmq.proxy``), ZeroMQ's I/O threads, and the rest."""
+ZEROMQ_IO = "ZMQbg/IO/"
+"""The start of the name libzmq gives each of its I/O threads."""
+
+
+def threads_cpu_seconds(pid: int) -> dict[str, float] | None:
+    """`cpu_seconds` of a running process by `THREADS`: its first thread's, its ZeroMQ I/O threads'
+    (by name), and the rest, which holds the threads that ended too (the process's total less the
+    other two). None without Linux's /proc or once the process has ended."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    spent = dict.fromkeys(THREADS, 0.0)
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/stat") as file:
+                name, fields = file.read().split("(", 1)[1].rsplit(")", 1)
+        except OSError:
+            continue  # it ended meanwhile: its time is in the total, so in the rest
+        seconds = _stat_cpu_seconds(fields)
+        if int(thread) == pid:
+            spent["loop"] = seconds
+        elif name.startswith(ZEROMQ_IO):
+            spent["zeromq"] += seconds
+    total = cpu_seconds(pid)  # read last: it holds at least what the threads read held
+    if total is None:
+        return None
+    spent["other"] = max(total - spent["loop"] - spent["zeromq"], 0.0)
+    return spent
+
+
+def threads_us_per_order(before: dict | None, after: dict | None, orders: int) -> dict[str, float] | None:
+    """CPU µs per order by `THREADS` from two `threads_cpu_seconds` readings (None where either is
+    None, or without orders); none below 0 (a group's reading holds a clock tick more or less)."""
+    if before is None or after is None or not orders:
+        return None
+    return {group: round(max(after[group] - before[group], 0.0) / orders * 1e6, 1) for group in THREADS}
+
+
+def _stat_cpu_seconds(fields: str) -> float:
+    """User + system CPU time from what follows the name in a /proc ``stat`` line."""
+    values = fields.split()
+    return (int(values[11]) + int(values[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds() -> float:

@@ -9,8 +9,9 @@ not as a quietly lower rate. Every order is individually acknowledged. Each rate
 runs several times and the table shows medians: the machines this runs on are
 noisy. Where ``/proc`` exists, the CPU time the OBS and the TES spent (all their
 threads) during each run is reported per order sent, beside the load generator's (the three
-share the machine's cores), and where it goes in each server's loop,
-stage by stage (`benchmarks.stages`: the servers' status files carry the totals).
+share the machine's cores), by thread beside ZeroMQ alone's stand-ins' (`benchmarks.THREADS`), and
+where it goes in each server's loop, stage by stage (`benchmarks.stages`: the servers' status files
+carry the totals).
 
 Beside every run at every rate runs the transport floor (`benchmarks.floor`): the same
 schedule through the same four ZeroMQ hops with no exchange behind them, so each latency
@@ -29,7 +30,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks import children_cpu_seconds, cpu_seconds, cpu_us_per_order, disk, floor, median_present, stages
+from benchmarks import (
+    THREADS,
+    children_cpu_seconds,
+    cpu_seconds,
+    cpu_us_per_order,
+    disk,
+    floor,
+    median_present,
+    stages,
+    threads_cpu_seconds,
+    threads_us_per_order,
+)
 from benchmarks.book import machine
 from clients.loadgen import TAIL_PIECE_S
 from config.settings import ConfigError
@@ -59,16 +71,21 @@ def loadgen(env: dict, rate: int, duration: float) -> dict:
 
 def measured_run(env: dict, rate: int, duration: float, servers: dict[str, Role]) -> dict:
     """One load-generator run, plus ``cpu_us_per_order``: each server's CPU time during it per order
-    sent, and the load generator's (``load``: the machine's cores carry all three), and ``stages``:
-    where each server's loop spent it (`benchmarks.stages.per_order`)."""
+    sent, and the load generator's (``load``: the machine's cores carry all three); ``cpu_us_by_thread``:
+    each server's by its threads (`benchmarks.THREADS`); and ``stages``: where each server's loop
+    spent it (`benchmarks.stages.per_order`)."""
     paths = stages.status_paths(env)
     stages_before = stages.read(paths)
     before = {name: cpu_seconds(role.process.pid) for name, role in servers.items()}
     before["load"] = children_cpu_seconds()
+    threads_before = {name: threads_cpu_seconds(role.process.pid) for name, role in servers.items()}
     result = loadgen(env, rate, duration)
+    threads_after = {name: threads_cpu_seconds(role.process.pid) for name, role in servers.items()}
     after = {name: cpu_seconds(role.process.pid) for name, role in servers.items()}
     after["load"] = children_cpu_seconds()
     result["cpu_us_per_order"] = {name: cpu_us_per_order(before[name], after[name], result["sent"]) for name in before}
+    result["cpu_us_by_thread"] = {name: threads_us_per_order(threads_before[name], threads_after[name], result["sent"])
+                                  for name in servers}
     result["stages"] = stages.per_order(stages_before, stages.read(paths), result["sent"]) if result["sent"] else None
     return result
 
@@ -88,10 +105,22 @@ def median_run(runs: list[dict]) -> dict:
         row["cpu_us_per_order"] = {
             name: median_present([r["cpu_us_per_order"][name] for r in runs]) for name in runs[0]["cpu_us_per_order"]
         }
+    if all("cpu_us_by_thread" in r for r in runs):
+        row["cpu_us_by_thread"] = {name: median_threads([r["cpu_us_by_thread"][name] for r in runs])
+                                   for name in runs[0]["cpu_us_by_thread"]}
     measured = [r["stages"] for r in runs if r.get("stages")]
     if measured:
         row["stages"] = stages.median(measured)
     return row
+
+
+def median_threads(runs: list[dict | None]) -> dict[str, float] | None:
+    """The median over the runs of each group of a process's CPU per order by thread (None if no
+    run read it)."""
+    read = [threads for threads in runs if threads is not None]
+    if not read:
+        return None
+    return {group: median_present([threads[group] for threads in read]) for group in THREADS}
 
 
 def verdicts(rows: list[dict]) -> dict[str, str]:
@@ -302,6 +331,7 @@ def format_report(report: dict) -> str:
             f"{_share(cores_busy(cpu, EXCHANGE_PROCESSES, r['offered_per_s'], m['cores']))} / "
             f"{_share(cores_busy(bare_cpu, FLOOR_PROCESSES, r['offered_per_s'], m['cores']))} |"
         )
+    lines.extend(["", *format_threads(report["rates"])])
     table = stages.format_table(report["rates"])
     if table:
         lines.extend(["", *table])
@@ -310,6 +340,31 @@ def format_report(report: dict) -> str:
     lines.extend(f"target {name}: {verdict}" for name, verdict in report["targets"].items())
     lines.append(f"beside the targets, the ack p99 at 10,000/s: {report['durable_floor_at_10k']}")
     return "\n".join(lines)
+
+
+def format_threads(rows: list[dict]) -> list[str]:
+    """A line per rate: each server's CPU per order by thread beside its stand-in's in ZeroMQ alone
+    (the medians of the runs)."""
+    lines = [
+        "CPU per order by thread (the loop thread / ZeroMQ's I/O threads / the rest; ZeroMQ alone's loop "
+        "is libzmq's proxy, in C):",
+        "",
+        "| offered orders/s | OBS | echo (as OBS) | TES | relay (as TES) |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        exchange = row.get("cpu_us_by_thread") or {}
+        bare = row["floor"].get("cpu_us_by_thread") or {}
+        cells = [_threads(figures.get(name)) for figures, name in ((exchange, "obs"), (bare, "echo"),
+                                                                   (exchange, "tes"), (bare, "relay"))]
+        lines.append(f"| {row['offered_per_s']:,} | {' | '.join(cells)} |")
+    return lines
+
+
+def _threads(figures: dict | None) -> str:
+    if figures is None:
+        return "n/a"
+    return " / ".join("n/a" if figures[group] is None else f"{figures[group]:,.1f}" for group in THREADS) + " µs"
 
 
 def format_tails(rows: list[dict]) -> list[str]:

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from benchmarks import children_cpu_seconds, cpu_seconds, cpu_us_per_order
+from benchmarks import children_cpu_seconds, cpu_seconds, cpu_us_per_order, threads_cpu_seconds, threads_us_per_order
 from clients.loadgen import Schedule
 from config.settings import JournalConfig
 from native.sockets import receive
@@ -161,17 +161,21 @@ class Floor:
         """The load generator's result keys (`clients.loadgen.RESULT_KEYS`) for one run, and
         ``cpu_us_per_order``: the CPU time the echo (the OBS's stand-in), the relay (the TES's) and
         the client spent during it, all threads, per order sent (the servers' None without Linux's
-        /proc)."""
+        /proc); ``cpu_us_by_thread``: the echo's and the relay's by thread (`benchmarks.THREADS`)."""
         before = {role: cpu_seconds(process.pid) for role, process in self._servers.items()}
         before["client"] = children_cpu_seconds()
+        threads_before = {role: threads_cpu_seconds(process.pid) for role, process in self._servers.items()}
         result = json_result(
             [*COMMAND, "client", self.endpoint, str(rate), str(duration), str(drain_s)],
             f"transport floor at {rate}/s", timeout=READY_TIMEOUT_S + duration + drain_s + 60,
         )
+        threads_after = {role: threads_cpu_seconds(process.pid) for role, process in self._servers.items()}
         after = {role: cpu_seconds(process.pid) for role, process in self._servers.items()}
         after["client"] = children_cpu_seconds()
         result["cpu_us_per_order"] = {role: cpu_us_per_order(before[role], after[role], result["sent"])
                                       for role in before}
+        result["cpu_us_by_thread"] = {role: threads_us_per_order(threads_before[role], threads_after[role],
+                                                                 result["sent"]) for role in self._servers}
         return result
 
     def close(self) -> None:

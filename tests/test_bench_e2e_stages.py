@@ -358,3 +358,17 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
     for server, stand_in in e2e.FLOOR_STAND_INS.items():
         commits = run["stages"][server]["fsyncs_per_order"] * row["journal"]["append_cpu_us"]
         assert floors[server] == pytest.approx(bare[stand_in] + commits)
+    # each server's CPU by thread beside its stand-in's: the servers' loops did work (the stand-ins'
+    # threads may have spent less than a clock tick, 17 µs an order here), and the groups add up to
+    # the process's CPU per order, within a few clock ticks (the two are read moments apart)
+    by_thread = {**run["cpu_us_by_thread"], **row["floor"]["cpu_us_by_thread"]}
+    everything = {**run["cpu_us_per_order"], **bare}
+    tick_us = 1e6 / os.sysconf("SC_CLK_TCK") / run["sent"]
+    assert run["cpu_us_by_thread"]["obs"]["loop"] > 0 and run["cpu_us_by_thread"]["tes"]["loop"] > 0
+    for process, threads in by_thread.items():
+        assert min(threads.values()) >= 0
+        assert sum(threads.values()) == pytest.approx(everything[process], abs=3 * tick_us + 0.2)
+    assert row["cpu_us_by_thread"] == run["cpu_us_by_thread"]
+    line = next(line for line in table.splitlines() if line.startswith("| 2,000 | ") and line.endswith(" µs |"))
+    cells = [e2e._threads(by_thread[name]) for name in ("obs", "echo", "tes", "relay")]
+    assert line == f"| 2,000 | {' | '.join(cells)} |"

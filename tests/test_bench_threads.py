@@ -1,0 +1,79 @@
+"""A process's CPU time by thread (`benchmarks.threads_cpu_seconds`): its first thread, ZeroMQ's I/O
+threads and the rest, per order (`threads_us_per_order`), the medians of runs and `bench e2e`'s table
+of them beside ZeroMQ alone's stand-ins."""
+
+import os
+import threading
+import time
+
+import pytest
+import zmq
+
+from benchmarks import THREADS, cpu_seconds, e2e, threads_cpu_seconds, threads_us_per_order
+
+
+def burn(seconds: float) -> None:
+    """Spend ``seconds`` of this thread's CPU time."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+def test_each_thread_s_time_goes_to_its_group_and_the_groups_add_up_to_the_process_s():
+    pid = os.getpid()
+    before = threads_cpu_seconds(pid)
+    helper = threading.Thread(target=burn, args=(0.3,))
+    helper.start()
+    helper.join()
+    burn(0.2)
+    context = zmq.Context()
+    try:
+        pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        push.connect(f"tcp://127.0.0.1:{port}")
+        for _ in range(5_000):   # each message crosses ZeroMQ's I/O threads, waking them: their own CPU
+            push.send(b"x" * 200)
+            pull.recv()
+        after = threads_cpu_seconds(pid)
+        total = cpu_seconds(pid)
+    finally:
+        context.destroy(linger=0)
+    spent = {group: after[group] - before[group] for group in THREADS}
+    assert spent["other"] >= 0.25, "the helper thread ended: its time is the rest's"
+    assert spent["loop"] >= 0.18
+    assert spent["zeromq"] >= 0.03  # 0.1 s and more here
+    assert sum(after.values()) == pytest.approx(total, abs=0.05)
+
+
+def test_a_process_that_is_gone_has_no_threads_to_read():
+    assert threads_cpu_seconds(2 ** 22 + 7) is None  # beyond Linux's largest process id
+
+
+def test_per_order_each_group_s_change_to_a_tenth_of_a_microsecond_and_never_below_zero():
+    before = {"loop": 1.0, "zeromq": 0.5, "other": 0.02}
+    after = {"loop": 1.5, "zeromq": 0.75, "other": 0.01}
+    assert threads_us_per_order(before, after, 100_000) == {"loop": 5.0, "zeromq": 2.5, "other": 0.0}
+    assert threads_us_per_order(None, after, 100_000) is None
+    assert threads_us_per_order(before, None, 100_000) is None
+    assert threads_us_per_order(before, after, 0) is None
+
+
+def test_a_row_holds_each_group_s_median_over_the_runs_that_read_it():
+    runs = [{"obs": {"loop": loop, "zeromq": 1.0, "other": 0.1}} for loop in (3.0, 2.0, 4.0)]
+    runs.append({"obs": None})
+    assert e2e.median_threads([run["obs"] for run in runs]) == {"loop": 3.0, "zeromq": 1.0, "other": 0.1}
+    assert e2e.median_threads([None, None]) is None
+
+
+def test_the_table_shows_each_server_beside_its_stand_in_and_what_was_not_read():
+    rows = [
+        {"offered_per_s": 100_000,
+         "cpu_us_by_thread": {"obs": {"loop": 2.6, "zeromq": 0.7, "other": 0.0},
+                              "tes": {"loop": 3.9, "zeromq": 1.2, "other": 0.1}},
+         "floor": {"cpu_us_by_thread": {"echo": {"loop": 0.7, "zeromq": 1.7, "other": 0.0}, "relay": None}}},
+        {"offered_per_s": 10_000, "floor": {}},
+    ]
+    lines = e2e.format_threads(rows)
+    assert lines[2] == "| offered orders/s | OBS | echo (as OBS) | TES | relay (as TES) |"
+    assert lines[4] == "| 100,000 | 2.6 / 0.7 / 0.0 µs | 0.7 / 1.7 / 0.0 µs | 3.9 / 1.2 / 0.1 µs | n/a |"
+    assert lines[5] == "| 10,000 | n/a | n/a | n/a | n/a |"
