@@ -343,20 +343,22 @@ def format_report(report: dict) -> str:
 
 
 def format_threads(rows: list[dict]) -> list[str]:
-    """A line per rate: each server's CPU per order by thread beside its stand-in's in ZeroMQ alone
-    (the medians of the runs)."""
+    """A line per rate: each server's CPU per order by thread beside its stand-in's in ZeroMQ alone,
+    and the OBS's beside the journaling echo's in the durable floor (the medians of the runs)."""
     lines = [
         "CPU per order by thread (the loop thread / ZeroMQ's I/O threads / the rest; ZeroMQ alone's loop "
-        "is libzmq's proxy, in C):",
+        "is libzmq's proxy, in C; the journaling echo's, a loop that appends each turn's frames to a journal "
+        "before it answers them):",
         "",
-        "| offered orders/s | OBS | echo (as OBS) | TES | relay (as TES) |",
-        "|---:|---:|---:|---:|---:|",
+        "| offered orders/s | OBS | echo (as OBS) | journaling echo (as OBS) | TES | relay (as TES) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         exchange = row.get("cpu_us_by_thread") or {}
         bare = row["floor"].get("cpu_us_by_thread") or {}
-        cells = [_threads(figures.get(name)) for figures, name in ((exchange, "obs"), (bare, "echo"),
-                                                                   (exchange, "tes"), (bare, "relay"))]
+        durable = (row.get("durable_floor") or {}).get("cpu_us_by_thread") or {}
+        cells = [_threads(figures.get(name)) for figures, name in (
+            (exchange, "obs"), (bare, "echo"), (durable, "echo"), (exchange, "tes"), (bare, "relay"))]
         lines.append(f"| {row['offered_per_s']:,} | {' | '.join(cells)} |")
     return lines
 

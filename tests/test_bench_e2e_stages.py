@@ -370,5 +370,8 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
         assert sum(threads.values()) == pytest.approx(everything[process], abs=3 * tick_us + 0.2)
     assert row["cpu_us_by_thread"] == run["cpu_us_by_thread"]
     line = next(line for line in table.splitlines() if line.startswith("| 2,000 | ") and line.endswith(" µs |"))
-    cells = [e2e._threads(by_thread[name]) for name in ("obs", "echo", "tes", "relay")]
+    durable = row["durable_floor"]["cpu_us_by_thread"]["echo"]
+    assert min(durable.values()) >= 0
+    cells = [e2e._threads(figures) for figures in (by_thread["obs"], by_thread["echo"], durable, by_thread["tes"],
+                                                   by_thread["relay"])]
     assert line == f"| 2,000 | {' | '.join(cells)} |"

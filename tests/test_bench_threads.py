@@ -70,10 +70,12 @@ def test_the_table_shows_each_server_beside_its_stand_in_and_what_was_not_read()
         {"offered_per_s": 100_000,
          "cpu_us_by_thread": {"obs": {"loop": 2.6, "zeromq": 0.7, "other": 0.0},
                               "tes": {"loop": 3.9, "zeromq": 1.2, "other": 0.1}},
-         "floor": {"cpu_us_by_thread": {"echo": {"loop": 0.7, "zeromq": 1.7, "other": 0.0}, "relay": None}}},
+         "floor": {"cpu_us_by_thread": {"echo": {"loop": 0.7, "zeromq": 1.7, "other": 0.0}, "relay": None}},
+         "durable_floor": {"cpu_us_by_thread": {"echo": {"loop": 2.0, "zeromq": 0.9, "other": 0.0}}}},
         {"offered_per_s": 10_000, "floor": {}},
     ]
     lines = e2e.format_threads(rows)
-    assert lines[2] == "| offered orders/s | OBS | echo (as OBS) | TES | relay (as TES) |"
-    assert lines[4] == "| 100,000 | 2.6 / 0.7 / 0.0 µs | 0.7 / 1.7 / 0.0 µs | 3.9 / 1.2 / 0.1 µs | n/a |"
-    assert lines[5] == "| 10,000 | n/a | n/a | n/a | n/a |"
+    assert lines[2] == "| offered orders/s | OBS | echo (as OBS) | journaling echo (as OBS) | TES | relay (as TES) |"
+    assert lines[4] == ("| 100,000 | 2.6 / 0.7 / 0.0 µs | 0.7 / 1.7 / 0.0 µs | 2.0 / 0.9 / 0.0 µs | 3.9 / 1.2 / 0.1 µs "
+                        "| n/a |")
+    assert lines[5] == "| 10,000 | n/a | n/a | n/a | n/a | n/a |"
