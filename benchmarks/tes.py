@@ -11,7 +11,11 @@ frame:
   alternating buy and sell: every other order trades), so the TES's CPU per order in `bench
   e2e` can be read against its own work;
 - ``load, 1 per frame``: the same flow one request per frame (at most `SINGLES` requests), as a
-  client sends at low rates: beside ``load`` it gives what a loop turn itself costs.
+  client sends at low rates: beside ``load`` it gives what a loop turn itself costs;
+- ``load, 1 per frame, after a wait``: the same, each turn after the process has slept `WAIT_S`
+  (at most `WAITED` requests), as the live loop waits for input at 10,000/s: beside the stream
+  before, what the wait costs the turn after it on this machine (not the wait itself, which is not
+  timed: the caches and predictors the sleep let go cold, which the turn pays to fill again).
 
 Each turn the TES reads the book server's answers to the previous turn's commands and one client
 frame, checks, journals (fsync off: this measures CPU) and sends, exactly as its loop's
@@ -203,13 +207,16 @@ class Exchange:
         self.tes.close()
 
 
-def one_run(frames: list[bytes], count: int) -> dict:
-    """Every frame (``count`` requests) through a fresh exchange; the figures of the run (µs per request)."""
+def one_run(frames: list[bytes], count: int, wait_s: float = 0.0) -> dict:
+    """Every frame (``count`` requests) through a fresh exchange, each turn after a sleep of ``wait_s``
+    (0: none); the figures of the run (µs per request)."""
     with tempfile.TemporaryDirectory(prefix="bench-tes-") as tmp:
         exchange = Exchange(Path(tmp))
         try:
             with collector.settled():
                 for frame in frames:
+                    if wait_s:
+                        time.sleep(wait_s)
                     exchange.turn(frame)
                 while exchange.book.queued:
                     exchange.turn(None)
@@ -290,42 +297,53 @@ def load_flow(messages: int, turn: int = TURN) -> list[list]:
 
 SINGLES = 20_000
 """Requests of the one-request-per-frame stream at most (its turns are many times dearer)."""
-STREAMS = {"standard": (requests, TURN), "load": (load_flow, TURN), "load, 1 per frame": (load_flow, 1)}
-"""The streams measured, by name: how each is made, and its requests per client frame."""
+WAITED = 5_000
+"""Requests of the stream whose turns each follow a wait, at most (each wait is `WAIT_S` or more)."""
+WAIT_S = 0.0001
+"""How long the process sleeps before each turn of the waited stream: about the gap between one
+turn and the next of the live TES at 10,000 orders/s (`time.sleep`: the timer's slack adds to it)."""
+STREAMS = {"standard": (requests, TURN, 0.0), "load": (load_flow, TURN, 0.0), "load, 1 per frame": (load_flow, 1, 0.0),
+           "load, 1 per frame, after a wait": (load_flow, 1, WAIT_S)}
+"""The streams measured, by name: how each is made, its requests per client frame, and how long the
+process sleeps before each turn."""
 PARTS = ("tes", "floor", "ledger", "obs")
 
 
 def run(messages: int = MESSAGES, repeats: int = 3) -> dict:
     """Run each stream ``repeats`` times, each run on a fresh exchange, the streams alternating;
     print the tables; return the figures. The one-request-per-frame stream has at most `SINGLES`
-    requests; ``turn_us`` is what a loop turn costs beyond its requests' own work: that stream's
-    TES µs per request less the load stream's."""
+    requests, the waited one `WAITED`; ``turn_us`` is what a loop turn costs beyond its requests'
+    own work: the one-request stream's TES µs per request less the load stream's; ``wait_us`` what
+    a wait costs the turn after it: the waited stream's less the one-request stream's."""
     encode = msgspec.msgpack.Encoder().encode
     with task("bench tes", len(STREAMS) * (repeats + 1), "steps") as shown:
         frames, sizes = {}, {}
-        for name, (make, turn) in STREAMS.items():
+        for name, (make, turn, wait_s) in STREAMS.items():
             shown.note(f"making the {name} stream")
-            sizes[name] = messages if turn > 1 else min(messages, SINGLES)
+            sizes[name] = messages if turn > 1 else min(messages, WAITED if wait_s else SINGLES)
             frames[name] = [encode(requests_) for requests_ in make(sizes[name], turn)]
             shown.advance()
         runs: dict[str, list[dict]] = {name: [] for name in STREAMS}
         for _ in range(repeats):
-            for name in STREAMS:
+            for name, (_, _, wait_s) in STREAMS.items():
                 shown.note(f"the {name} stream")
-                runs[name].append(one_run(frames[name], sizes[name]))
+                runs[name].append(one_run(frames[name], sizes[name], wait_s))
                 shown.advance()
     streams = {}
     for name, measured in runs.items():
         figures = {part: statistics.median(run_[part] for run_ in measured) for part in PARTS}
         streams[name] = {
-            "requests": sizes[name], "turn": STREAMS[name][1], "us_per_message": figures, "runs": measured,
+            "requests": sizes[name], "turn": STREAMS[name][1], "wait_ms": STREAMS[name][2] * 1e3,
+            "us_per_message": figures, "runs": measured,
             "stages": {stage: median_present([run_["stages"][stage] for run_ in measured])
                        for stage in measured[0]["stages"]},
             "ratio": {"tes_vs_floor": round(figures["tes"] / figures["floor"], 2),
                       "tes_vs_obs": round(figures["tes"] / figures["obs"], 2)}}
-    turn_us = streams["load, 1 per frame"]["us_per_message"]["tes"] - streams["load"]["us_per_message"]["tes"]
+    single = streams["load, 1 per frame"]["us_per_message"]["tes"]
+    turn_us = single - streams["load"]["us_per_message"]["tes"]
+    wait_us = streams["load, 1 per frame, after a wait"]["us_per_message"]["tes"] - single
     report = {"machine": machine(), "messages": messages, "repeats": repeats, "streams": streams,
-              "turn_us": round(turn_us, 2)}
+              "turn_us": round(turn_us, 2), "wait_us": round(wait_us, 2)}
     print(format_report(report))
     return report
 
@@ -337,19 +355,23 @@ def format_report(report: dict) -> str:
         "one trader on one symbol: the standard workload, and the load generator's flow (what bench e2e sends); "
         f"CPU µs per request, median of {report['repeats']} runs (range)",
         "",
-        "| stream | requests | per frame | the TES's turns | the codec floor (msgspec on the TES's frames) | "
-        "TES vs floor | the ledger alone (its journal replayed) | the OBS's execute step on the same commands |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| stream | requests | per frame | wait before each turn | the TES's turns | the codec floor (msgspec on the "
+        "TES's frames) | TES vs floor | the ledger alone (its journal replayed) | the OBS's execute step on the same "
+        "commands |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, stream in streams.items():
         figures, cells = stream["us_per_message"], []
         for part in PARTS:
             values = [run_[part] for run_ in stream["runs"]]
             cells.append(f"{figures[part]:.2f} ({min(values):.2f}-{max(values):.2f})")
-        lines.append(f"| {name} | {stream['requests']:,} | {stream['turn']} | {cells[0]} | {cells[1]} | "
+        wait = f"{stream['wait_ms']:g} ms" if stream["wait_ms"] else "none"
+        lines.append(f"| {name} | {stream['requests']:,} | {stream['turn']} | {wait} | {cells[0]} | {cells[1]} | "
                      f"{stream['ratio']['tes_vs_floor']:.1f}x | {cells[2]} | {cells[3]} |")
     lines += ["", f"a TES loop turn costs {report['turn_us']:.2f} µs beyond its requests' own work (the load flow "
-              "one request per frame, less the same flow in frames of 100)"]
+              "one request per frame, less the same flow in frames of 100)",
+              f"a wait of {WAIT_S * 1e3:g} ms before a turn of one request makes it cost {report['wait_us']:.2f} µs "
+              "more (the caches and predictors the sleep let go cold; the wait itself is not timed)"]
     lines += ["", "| TES stage | " + " | ".join(streams) + " |", "|---|" + "---:|" * len(streams)]
     for stage in next(iter(streams.values()))["stages"]:
         cells = []

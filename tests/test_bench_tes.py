@@ -38,11 +38,16 @@ def test_the_load_flow_is_the_load_generators():
 
 def test_a_run_answers_every_request_and_reports_each_part(capsys, monkeypatch):
     monkeypatch.setattr(tes, "SINGLES", 500)
+    monkeypatch.setattr(tes, "WAITED", 200)
     monkeypatch.setenv("EXCHANGE_STAGES", "cpu")  # every turn's CPU read: the stages add up to the turns
+    sleeps = []
+    monkeypatch.setattr(tes.time, "sleep", lambda seconds: sleeps.append(seconds))
     report = tes.run(messages=3_000, repeats=2)
-    assert report["messages"] == 3_000 and set(report["streams"]) == {"standard", "load", "load, 1 per frame"}
-    assert [(stream["requests"], stream["turn"]) for stream in report["streams"].values()] == [
-        (3_000, tes.TURN), (3_000, tes.TURN), (500, 1)]
+    assert report["messages"] == 3_000 and list(report["streams"]) == [
+        "standard", "load", "load, 1 per frame", "load, 1 per frame, after a wait"]
+    assert [(stream["requests"], stream["turn"], stream["wait_ms"]) for stream in report["streams"].values()] == [
+        (3_000, tes.TURN, 0), (3_000, tes.TURN, 0), (500, 1, 0), (200, 1, tes.WAIT_S * 1e3)]
+    assert sleeps == [tes.WAIT_S] * 200 * 2, "a wait before each turn of the waited stream, and no other"
     for stream in report["streams"].values():
         assert len(stream["runs"]) == 2
         figures = stream["us_per_message"]
@@ -50,11 +55,14 @@ def test_a_run_answers_every_request_and_reports_each_part(capsys, monkeypatch):
         assert stream["ratio"]["tes_vs_floor"] == round(figures["tes"] / figures["floor"], 2)
         assert set(stream["stages"]) == {"replies", "receive", "validate", "journal", "send", "reports", "other"}
         assert 0 < sum(stream["stages"].values()) <= figures["tes"] * 1.5
-    single, load = (report["streams"][name]["us_per_message"]["tes"] for name in ("load, 1 per frame", "load"))
-    assert report["turn_us"] == round(single - load, 2)
+    single, load, waited = (report["streams"][name]["us_per_message"]["tes"]
+                            for name in ("load, 1 per frame", "load", "load, 1 per frame, after a wait"))
+    assert report["turn_us"] == round(single - load, 2) and report["wait_us"] == round(waited - single, 2)
     table = capsys.readouterr().out
-    assert "| standard | 3,000 | 100 |" in table and "| load, 1 per frame | 500 | 1 |" in table
+    assert "| standard | 3,000 | 100 | none |" in table and "| load, 1 per frame | 500 | 1 | none |" in table
+    assert "| load, 1 per frame, after a wait | 200 | 1 | 0.1 ms |" in table
     assert "a TES loop turn costs" in table and "| validate |" in table
+    assert f"a wait of 0.1 ms before a turn of one request makes it cost {report['wait_us']:.2f} µs more" in table
 
 
 def test_a_ledger_replayed_unlike_the_live_one_is_an_error(monkeypatch):
@@ -79,7 +87,7 @@ def test_a_tes_that_refuses_part_of_the_stream_is_an_error(monkeypatch):
                                      first.time_in_force, first.price, first.quantity))
         return turns
 
-    monkeypatch.setitem(tes.STREAMS, "standard", (with_a_duplicate, tes.TURN))
+    monkeypatch.setitem(tes.STREAMS, "standard", (with_a_duplicate, tes.TURN, 0.0))
     with pytest.raises(RuntimeError, match="DUPLICATE_CLIENT_ORDER_ID"):
         tes.run(messages=1_000, repeats=1)
 
@@ -89,7 +97,7 @@ def test_bench_tes_from_the_command_line():
                          "bench tes", timeout=120)
     assert report["messages"] == 3_000
     assert {name: set(stream["us_per_message"]) for name, stream in report["streams"].items()} == dict.fromkeys(
-        ("standard", "load", "load, 1 per frame"), {"tes", "floor", "ledger", "obs"})
+        ("standard", "load", "load, 1 per frame", "load, 1 per frame, after a wait"), {"tes", "floor", "ledger", "obs"})
 
 
 def test_the_stages_cpu_is_sampled_by_default_and_a_clock_without_cpu_is_refused(monkeypatch):
