@@ -30,7 +30,8 @@ ZEROMQ_IO = "ZMQbg/IO/"
 def threads_cpu_seconds(pid: int) -> dict[str, float] | None:
     """`cpu_seconds` of a running process by `THREADS`: its first thread's, its ZeroMQ I/O threads'
     (by name), and the rest, which holds the threads that ended too (the process's total less the
-    other two). None without Linux's /proc or once the process has ended."""
+    other two, so the three add up to the total). None without Linux's /proc or once the process
+    has ended."""
     try:
         threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -52,6 +53,14 @@ def threads_cpu_seconds(pid: int) -> dict[str, float] | None:
         return None
     spent["other"] = max(total - spent["loop"] - spent["zeromq"], 0.0)
     return spent
+
+
+def process_cpu_us_per_order(before: dict | None, after: dict | None, orders: int) -> float | None:
+    """`cpu_us_per_order` of the whole process from two `threads_cpu_seconds` readings, whose groups
+    add up to its CPU time (None where either reading is None, or without orders)."""
+    if before is None or after is None:
+        return None
+    return cpu_us_per_order(sum(before.values()), sum(after.values()), orders)
 
 
 def threads_us_per_order(before: dict | None, after: dict | None, orders: int) -> dict[str, float] | None:

@@ -33,11 +33,11 @@ from pathlib import Path
 from benchmarks import (
     THREADS,
     children_cpu_seconds,
-    cpu_seconds,
     cpu_us_per_order,
     disk,
     floor,
     median_present,
+    process_cpu_us_per_order,
     stages,
     threads_cpu_seconds,
     threads_us_per_order,
@@ -76,16 +76,14 @@ def measured_run(env: dict, rate: int, duration: float, servers: dict[str, Role]
     spent it (`benchmarks.stages.per_order`)."""
     paths = stages.status_paths(env)
     stages_before = stages.read(paths)
-    before = {name: cpu_seconds(role.process.pid) for name, role in servers.items()}
-    before["load"] = children_cpu_seconds()
-    threads_before = {name: threads_cpu_seconds(role.process.pid) for name, role in servers.items()}
+    before = {name: threads_cpu_seconds(role.process.pid) for name, role in servers.items()}
+    load_before = children_cpu_seconds()
     result = loadgen(env, rate, duration)
-    threads_after = {name: threads_cpu_seconds(role.process.pid) for name, role in servers.items()}
-    after = {name: cpu_seconds(role.process.pid) for name, role in servers.items()}
-    after["load"] = children_cpu_seconds()
-    result["cpu_us_per_order"] = {name: cpu_us_per_order(before[name], after[name], result["sent"]) for name in before}
-    result["cpu_us_by_thread"] = {name: threads_us_per_order(threads_before[name], threads_after[name], result["sent"])
-                                  for name in servers}
+    after = {name: threads_cpu_seconds(role.process.pid) for name, role in servers.items()}
+    sent = result["sent"]
+    result["cpu_us_per_order"] = {name: process_cpu_us_per_order(before[name], after[name], sent) for name in servers}
+    result["cpu_us_per_order"]["load"] = cpu_us_per_order(load_before, children_cpu_seconds(), sent)
+    result["cpu_us_by_thread"] = {name: threads_us_per_order(before[name], after[name], sent) for name in servers}
     result["stages"] = stages.per_order(stages_before, stages.read(paths), result["sent"]) if result["sent"] else None
     return result
 

@@ -37,7 +37,13 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from benchmarks import children_cpu_seconds, cpu_seconds, cpu_us_per_order, threads_cpu_seconds, threads_us_per_order
+from benchmarks import (
+    children_cpu_seconds,
+    cpu_us_per_order,
+    process_cpu_us_per_order,
+    threads_cpu_seconds,
+    threads_us_per_order,
+)
 from clients.loadgen import Schedule
 from config.settings import JournalConfig
 from native.sockets import receive
@@ -162,20 +168,19 @@ class Floor:
         ``cpu_us_per_order``: the CPU time the echo (the OBS's stand-in), the relay (the TES's) and
         the client spent during it, all threads, per order sent (the servers' None without Linux's
         /proc); ``cpu_us_by_thread``: the echo's and the relay's by thread (`benchmarks.THREADS`)."""
-        before = {role: cpu_seconds(process.pid) for role, process in self._servers.items()}
-        before["client"] = children_cpu_seconds()
-        threads_before = {role: threads_cpu_seconds(process.pid) for role, process in self._servers.items()}
+        before = {role: threads_cpu_seconds(process.pid) for role, process in self._servers.items()}
+        client_before = children_cpu_seconds()
         result = json_result(
             [*COMMAND, "client", self.endpoint, str(rate), str(duration), str(drain_s)],
             f"transport floor at {rate}/s", timeout=READY_TIMEOUT_S + duration + drain_s + 60,
         )
-        threads_after = {role: threads_cpu_seconds(process.pid) for role, process in self._servers.items()}
-        after = {role: cpu_seconds(process.pid) for role, process in self._servers.items()}
-        after["client"] = children_cpu_seconds()
-        result["cpu_us_per_order"] = {role: cpu_us_per_order(before[role], after[role], result["sent"])
-                                      for role in before}
-        result["cpu_us_by_thread"] = {role: threads_us_per_order(threads_before[role], threads_after[role],
-                                                                 result["sent"]) for role in self._servers}
+        after = {role: threads_cpu_seconds(process.pid) for role, process in self._servers.items()}
+        sent = result["sent"]
+        result["cpu_us_per_order"] = {role: process_cpu_us_per_order(before[role], after[role], sent)
+                                      for role in self._servers}
+        result["cpu_us_per_order"]["client"] = cpu_us_per_order(client_before, children_cpu_seconds(), sent)
+        result["cpu_us_by_thread"] = {role: threads_us_per_order(before[role], after[role], sent)
+                                      for role in self._servers}
         return result
 
     def close(self) -> None:

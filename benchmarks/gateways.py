@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from benchmarks import median_present
+from benchmarks import cpu_seconds, median_present
 from benchmarks.book import machine
-from benchmarks.e2e import SUSTAINED, cpu_seconds
+from benchmarks.e2e import SUSTAINED
 from clients import runtime
 from clients.client import ExchangeClient
 from clients.loadgen import due, latencies_us, send_interval

@@ -9,7 +9,7 @@ import time
 import pytest
 import zmq
 
-from benchmarks import THREADS, cpu_seconds, e2e, threads_cpu_seconds, threads_us_per_order
+from benchmarks import THREADS, cpu_seconds, e2e, process_cpu_us_per_order, threads_cpu_seconds, threads_us_per_order
 
 
 def burn(seconds: float) -> None:
@@ -56,6 +56,15 @@ def test_per_order_each_group_s_change_to_a_tenth_of_a_microsecond_and_never_bel
     assert threads_us_per_order(None, after, 100_000) is None
     assert threads_us_per_order(before, None, 100_000) is None
     assert threads_us_per_order(before, after, 0) is None
+
+
+def test_the_process_s_cpu_per_order_is_its_groups_together():
+    before = {"loop": 1.0, "zeromq": 0.5, "other": 0.02}
+    after = {"loop": 1.5, "zeromq": 0.75, "other": 0.07}
+    assert process_cpu_us_per_order(before, after, 100_000) == 8.0
+    assert process_cpu_us_per_order(None, after, 100_000) is None
+    assert process_cpu_us_per_order(before, None, 100_000) is None
+    assert process_cpu_us_per_order(before, after, 0) is None
 
 
 def test_a_row_holds_each_group_s_median_over_the_runs_that_read_it():
