@@ -39,8 +39,9 @@ from native.constants cimport BUY, REQUESTED
 from native.int64 cimport as_int64
 from native.reader cimport Reader, read_array, read_enum, read_int, read_str, read_tag, skip
 from native.structs cimport check_fields, field, field_offset, set_field
-from native.wire cimport (MAX_HEADER, Writer, wire_array, wire_bool, wire_float, wire_int, wire_room, wire_str,
-                          wire_tagged)
+from native.framing cimport Records
+from native.wire cimport (MAX_HEADER, Writer, wire_array, wire_bin, wire_bool, wire_float, wire_int, wire_room,
+                          wire_str, wire_tagged)
 
 cdef object FILLED = book.OrderFilled, ACCEPTED = book.OrderAccepted, CANCELED = book.OrderCanceled
 cdef object TO_ACCEPT = Transition.ACCEPT, TO_CANCEL = Transition.CANCEL
@@ -200,7 +201,7 @@ cdef class Reporter:
             self.others.clear()
             return self.ledger._receive(record, reports)
         try:
-            return self._apply(record, reports)
+            return self._apply(record.shard, record.time, reports)
         finally:
             self._numbered()
             self.symbols.clear()
@@ -325,14 +326,13 @@ cdef class Reporter:
 
     # ---------------------------------------------------------------- the second pass
 
-    cdef list _apply(self, record, list reports):
+    cdef list _apply(self, shard, time, list reports):
         """The second pass: the records read, applied in order as `Ledger._receive` applies the
-        decoded frame."""
+        decoded frame of the `Received` of ``shard`` at ``time``."""
         cdef Py_ssize_t i = 0, j
         cdef Record* executed
         cdef list trades = [], replies = []
         cdef dict marked = {}, last_sequence = self.last_sequence
-        shard = record.shard
         seen = self.seen.get(shard)
         while i < self.count:
             executed = &self.records[i]
@@ -341,7 +341,7 @@ cdef class Reporter:
                 replies.append(reply)
                 if type(reply) is self.refused:
                     self._numbered()
-                    self.registry.refused(reply, reports, record.time)
+                    self.registry.refused(reply, reports, time)
                 i += 1
                 continue
             sequence, symbol = executed.f[0], self.symbols[executed.index]
@@ -912,3 +912,72 @@ cdef class Routing:
             for k in range(3):
                 if counted[k]:
                     reported[self.written[k]] += counted[k]
+
+
+RECEIVED_FIELDS = ("shard", "frame", "time")
+"""The fields of `servers.ledger.Received`, which `ReplyPath` writes, in order."""
+
+
+cdef class ReplyPath:
+    """`servers.tes.TradingEngineServer._received`'s common path in one call, for a frame of a book
+    server's replies that ``reporter`` reads in C: the frame applied to the ledger as
+    `servers.ledger.Ledger.apply` applies its `Received` (the reports made, then kept in ``kept``,
+    the latest ``most`` per trader: `keep`), the record framed for ``journal`` (a
+    `servers.ledger.LedgerJournal`: its next sequence, and its msgpack written here, byte for byte as
+    msgspec encodes the `Received`), then the reports routed (``routing``), in the order
+    `TradingEngineServer._record` does each. ``received`` is the `Received` class, whose fields it
+    checks. A frame of any other shape changes nothing here: the caller's Python takes it.
+
+    Invariant: ``kept`` and the journal's ``pending`` are the ledger's and the journal's for their
+    lives (neither is ever replaced), so holding them here is holding theirs."""
+
+    cdef Reporter reporter
+    cdef object journal
+    cdef Records pending
+    cdef dict kept
+    cdef Py_ssize_t most
+    cdef Routing routing
+    cdef Writer wire
+
+    def __init__(self, Reporter reporter, journal, dict kept, Py_ssize_t most, Routing routing, received):
+        check_fields(received, "Received", RECEIVED_FIELDS, "reports.pyx")
+        self.reporter, self.journal, self.pending = reporter, journal, journal.pending
+        self.kept, self.most, self.routing = kept, most, routing
+
+    def __dealloc__(self):
+        PyMem_RawFree(self.wire.data)
+
+    def take(self, str shard, bytes frame, time):
+        """Apply, keep, journal and route ``frame``, received from ``shard`` at ``time`` (ns; an
+        int); returns its replies other than `Executed`, decoded, or None if `Reporter` does not
+        read it in C (or ``time`` lies beyond int64): then nothing was changed, and the caller's
+        `_record` of its `Received` takes it."""
+        cdef Reporter reporter = self.reporter
+        cdef Writer* w = &self.wire
+        cdef Py_ssize_t shard_size, frame_size = PyBytes_GET_SIZE(frame)
+        cdef const char* shard_text = PyUnicode_AsUTF8AndSize(shard, &shard_size)
+        cdef int64_t stamp
+        cdef list reports = []
+        if as_int64(time, &stamp) or not reporter._read(frame):
+            reporter.symbols.clear()
+            reporter.others.clear()
+            return None
+        try:
+            replies = reporter._apply(shard, time, reports)
+        finally:
+            reporter._numbered()
+            reporter.symbols.clear()
+            reporter.others.clear()
+        keep(self.kept, reports, self.most)
+        w.size = 0
+        wire_room(w, 4 * MAX_HEADER + 32 + shard_size + frame_size)
+        wire_tagged(w, b"Received", 3)
+        wire_str(w, shard_text, shard_size)
+        wire_bin(w, PyBytes_AS_STRING(frame), frame_size)
+        wire_int(w, stamp)
+        sequence = self.journal.sequence + 1
+        self.pending.frame(sequence, <const char*>w.data, w.size)
+        self.journal.sequence = sequence
+        if reports:
+            self.routing.route(reports, True)
+        return replies

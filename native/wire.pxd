@@ -6,7 +6,8 @@
 # message (`MAX_HEADER` bytes per integer or header, plus a string's length). Integers take the
 # smallest form msgspec takes: a positive or negative fixint, else the smallest unsigned form for a
 # non-negative value and the smallest signed form for a negative one. Strings shorter than 32 bytes
-# are fixstr, then str8, str16 and str32; arrays fixarray below 16 items, then array16 and array32.
+# are fixstr, then str8, str16 and str32; bytes bin8, bin16 and bin32; arrays fixarray below 16
+# items, then array16 and array32.
 # msgspec encodes an ``array_like`` tagged Struct as an array of its tag (the class name) and its
 # fields in order, and an IntEnum as its value: `wire_tagged` writes that header. Every float is a
 # float 64.
@@ -112,6 +113,18 @@ cdef inline void wire_str(Writer* w, const char* text, Py_ssize_t size) noexcept
     else:
         _marked(w, 0xDB, <uint64_t>size, 4)
     memcpy(&w.data[w.size], text, <size_t>size)
+    w.size += size
+
+
+cdef inline void wire_bin(Writer* w, const void* data, Py_ssize_t size) noexcept nogil:
+    """A bytes value of ``size`` bytes, as bin 8, 16 or 32 (`MAX_HEADER` + ``size`` bytes of room)."""
+    if size <= 0xFF:
+        _marked(w, 0xC4, <uint64_t>size, 1)
+    elif size <= 0xFFFF:
+        _marked(w, 0xC5, <uint64_t>size, 2)
+    else:
+        _marked(w, 0xC6, <uint64_t>size, 4)
+    memcpy(&w.data[w.size], data, <size_t>size)
     w.size += size
 
 

@@ -91,8 +91,8 @@ from engine.instrument import Instrument
 from engine.messages import OrderFilled
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
-from native.framing import join_frames
-from native.reports import Routing
+from native.framing import encoded_prefix, join_frames
+from native.reports import ReplyPath, Routing
 from native.sockets import receive, send
 from native.syncer import Syncer
 from servers import protocol as p
@@ -103,6 +103,7 @@ from servers.ledger import (
     CANCEL,
     ID_BITS,
     REPLACE,
+    REPORTS_KEPT,
     SUBMISSION,
     Delivered,
     Entered,
@@ -367,8 +368,9 @@ class TradingEngineServer:
         if self.recovering:
             log.warning("the TES journal in %s was not closed: logons wait until every book server has sent again "
                         "what this TES may have lost", settings.journal_dir)
-        self.route = Routing(self, ANSWERS, p.OrderAccepted, p.OrderRejected,
-                             (p.OrderAccepted, p.OrderFilled, p.OrderCanceled)).route
+        routing = Routing(self, ANSWERS, p.OrderAccepted, p.OrderRejected,
+                          (p.OrderAccepted, p.OrderFilled, p.OrderCanceled))
+        self.route = routing.route
         """Queue each report ``(trader, report)`` of a list for its trader's current session (kept in the
         ledger if not logged on), counted by type; an answer to an order routed to a book (``routed``:
         the TES's own refusals never are; accepted, or rejected by the book, its server or for want
@@ -378,6 +380,11 @@ class TradingEngineServer:
                                                  (Entered, Requested, p.BookSubmit, p.BookCancel))
         """The order entry in C (`native.entry`): each logged-on session's run of orders it takes;
         None sends every message through `_dispatch` (the tests compare the two)."""
+        self.replies: ReplyPath | None = ReplyPath(self.ledger.reporter, self.journal, self.ledger.kept, REPORTS_KEPT,
+                                                   routing, Received)
+        """A book server's frame of replies applied, kept, journaled and routed in one call in C
+        (`native.reports.ReplyPath`), where the ledger reads it in C; None sends every frame through
+        `_record` (the tests compare the two)."""
 
         self.context = zmq.Context()
         self.poller = zmq.Poller()
@@ -998,8 +1005,13 @@ class TradingEngineServer:
             self._received(shard, frames[0])
 
     def _received(self, shard: Shard, frame: bytes) -> None:
+        """A frame of the book server's replies: its `Received` recorded (`_record`, or `replies` in
+        C for the common frames); then its replies other than `Executed` answer queries and a Hello."""
+        now = clock()
         try:
-            replies = self._record(Received(shard.name, frame, clock()))
+            replies = None if self.replies is None else self.replies.take(shard.name, frame, now)
+            if replies is None:
+                replies = self._record(Received(shard.name, frame, now))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.error("shard %s sent an undecodable frame (%s); dropped", shard.name, exc)
             return
@@ -1333,12 +1345,10 @@ class TradingEngineServer:
         for identity, messages in list(self.outbox.items()):
             if identity in waiting:
                 continue
-            first = 0
-            while first < len(messages) and type(messages[first]) is bytes:
-                first += 1
+            first = encoded_prefix(messages)
             if not first:
                 continue
-            sent, _ = self._send_client(identity, messages[:first])
+            sent, _ = self._send_client(identity, messages if first == len(messages) else messages[:first])
             if sent == len(messages):
                 del self.outbox[identity]
             else:

@@ -1,11 +1,12 @@
 """`servers.protocol.join_frames` and its C twin: encoded messages joined into frames under a count and a byte
-limit; `frame_length` counts a frame's messages."""
+limit; `frame_length` counts a frame's messages; `encoded_prefix` the encoded ones at a queue's head."""
 
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from native.framing import encoded_prefix
 from native.framing import join_frames as native_join
 from servers import protocol as p
 
@@ -85,3 +86,13 @@ def test_a_frames_length_is_its_array_headers_count(count):
 def test_a_frame_that_is_not_an_array_has_no_length():
     with pytest.raises(ValueError, match="not a frame: it starts with 0xc0"):
         p.frame_length(b"\xc0")
+
+
+@given(kinds=st.lists(st.sampled_from(["bytes", "bytearray", "struct", "str"]), max_size=50))
+def test_the_encoded_prefix_is_the_run_of_bytes_at_the_head(kinds):
+    """Only bytes count (not a bytearray, a Struct or a str), from the first message to the first
+    that is not bytes."""
+    made = {"bytes": b"\x90", "bytearray": bytearray(b"\x90"), "struct": p.Heartbeat(), "str": "x"}
+    messages = [made[kind] for kind in kinds]
+    expected = next((i for i, kind in enumerate(kinds) if kind != "bytes"), len(kinds))
+    assert encoded_prefix(messages) == expected

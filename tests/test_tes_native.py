@@ -26,7 +26,8 @@ from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange
 from engine.lifecycle import OrderState
 from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
-from native.reports import Kept, Reporter, keep, report_number
+from native.framing import Records
+from native.reports import Kept, ReplyPath, Reporter, Routing, keep, report_number
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, read_records
 from servers.ledger import ID_BITS, Entered, Ledger, LedgerRecord, Received, Requested, encode_state
@@ -142,7 +143,7 @@ def run(frames: list[bytes], instrument: dict, native: bool, monkeypatch, tight:
         try:
             tes = exchange.tes
             if not native:
-                tes.entry = None
+                tes.entry = tes.replies = None
                 tes.ledger.receive = tes.ledger._receive
                 tes.ledger.book_trades = tes.ledger.book
             tes.instruments[SYMBOL] = msgspec.structs.replace(tes.instruments[SYMBOL], **instrument)
@@ -503,6 +504,85 @@ def test_a_frame_of_every_kind_of_reply_and_event_is_read_in_c_as_by_the_python(
     assert [reply[0] for reply in returned] == ["HelloReply", "BookView", "CommandRefused"]
     assert fast.last_sequence[SYMBOL] == 9, "the replay of sequence 8 after 9 is skipped"
     assert fast.orders.orders[ids[2]].state.value == "accepted"
+
+
+class JournalStandIn:
+    """What `ReplyPath` reads and writes of a `servers.ledger.LedgerJournal`: its sequence and its
+    pending records."""
+
+    def __init__(self, sequence: int) -> None:
+        self.sequence = sequence
+        self.pending = Records()
+
+
+def reply_path(ledger: Ledger, journal: JournalStandIn) -> ReplyPath:
+    """A reply path of ``ledger`` into ``journal``, routing to no TES (nothing here makes a report)."""
+    routing = Routing(None, frozenset(), p.OrderAccepted, p.OrderRejected,
+                      (p.OrderAccepted, p.OrderFilled, p.OrderCanceled))
+    return ReplyPath(ledger.reporter, journal, ledger.kept, 10, routing, Received)
+
+
+def acceptances(count: int) -> bytes:
+    """A frame of ``count`` `Executed` replies, each accepting an order no ledger here holds."""
+    from engine import messages as book
+    return msgspec.msgpack.encode([
+        p.Executed(sequence, SYMBOL, [book.OrderAccepted((7 << ID_BITS) | sequence, Side.BUY, OrderType.LIMIT,
+                                                         TimeInForce.GTC, 100, 50)], START_NS + sequence)
+        for sequence in range(1, count + 1)])
+
+
+@pytest.mark.parametrize("shard", ["A", "s" * 31, "s" * 32, "s" * 256])
+@pytest.mark.parametrize("replies", [1, 10, 2_000])
+def test_a_frame_of_replies_is_journaled_in_c_as_msgspec_encodes_its_record(shard, replies):
+    """The record of a frame the reply path takes is the `Received` msgspec would encode, whatever
+    the sizes of its shard's name (a fixstr, str8, str16) and its frame (bin8, bin16, bin32), framed
+    as the journal's next record; the ledger is left as the Python's `apply` leaves it."""
+    frame, time = acceptances(replies), START_NS + 5
+    assert (len(frame) <= 0xFF) == (replies == 1) and (len(frame) > 0xFFFF) == (replies == 2_000)
+    ledger, spec = Ledger(TES_ID, {shard: [SYMBOL]}), Ledger(TES_ID, {shard: [SYMBOL]})
+    journal = JournalStandIn(41)
+    assert reply_path(ledger, journal).take(shard, frame, time) == []
+    expected = Records()
+    expected.add(42, msgspec.msgpack.encode(Received(shard, frame, time)))
+    assert journal.sequence == 42 and bytes(memoryview(journal.pending)) == bytes(memoryview(expected))
+    assert spec.apply(Received(shard, frame, time)) == ([], [])
+    assert encode_state(ledger.state(0, 0)) == encode_state(spec.state(0, 0))
+    assert ledger.last_sequence[SYMBOL] == replies
+
+
+@pytest.mark.parametrize("case", ["damaged", "time beyond int64"])
+def test_a_frame_the_reply_path_does_not_read_changes_nothing(case):
+    """A frame the reporter does not read in C, or a time it cannot write, is left to the Python
+    (None): no record, no sequence, the ledger untouched."""
+    frame, time = acceptances(3), START_NS
+    if case == "damaged":
+        frame = frame[:-1]
+    else:
+        time = 2**63
+    ledger = Ledger(TES_ID, {"A": [SYMBOL]})
+    before = encode_state(ledger.state(0, 0))
+    journal = JournalStandIn(9)
+    assert reply_path(ledger, journal).take("A", frame, time) is None
+    assert journal.sequence == 9 and len(journal.pending) == 0
+    assert encode_state(ledger.state(0, 0)) == before and ledger.last_sequence == {}
+
+
+def test_the_common_frames_of_replies_are_recorded_in_c(monkeypatch):
+    """The book's frames of acceptances and fills never become a `Received` in the Python, yet each
+    is in the journal, in its place."""
+    specs = [("enter", "next", SYMBOL, Side(n % 2), OrderType.LIMIT, TimeInForce.GTC, REFERENCE, 10, 0, 0, 0, None,
+              0, 0) for n in range(20)]
+    recorded = []
+    record = tes_module.TradingEngineServer._record
+    monkeypatch.setattr(tes_module.TradingEngineServer, "_record",
+                        lambda self, made: recorded.append(type(made)) or record(self, made))
+    journal = run(make_stream(specs, [5, 12]), {}, True, monkeypatch, tight=False)["journal"]
+    assert Received not in recorded
+    decode = msgspec.msgpack.Decoder(LedgerRecord).decode
+    with tempfile.TemporaryDirectory(prefix="reply-path-") as tmp:
+        (Path(tmp) / JOURNAL_FILE).write_bytes(journal)
+        kinds = [type(found.command) for found in read_records(Path(tmp), 0, 0, decode)]
+    assert kinds.count(Entered) == 20 and kinds.count(Received) == 3
 
 
 # ================================================================ client frames read in C
