@@ -116,18 +116,6 @@ cdef inline void wire_str(Writer* w, const char* text, Py_ssize_t size) noexcept
     w.size += size
 
 
-cdef inline void wire_bin(Writer* w, const void* data, Py_ssize_t size) noexcept nogil:
-    """A bytes value of ``size`` bytes, as bin 8, 16 or 32 (`MAX_HEADER` + ``size`` bytes of room)."""
-    if size <= 0xFF:
-        _marked(w, 0xC4, <uint64_t>size, 1)
-    elif size <= 0xFFFF:
-        _marked(w, 0xC5, <uint64_t>size, 2)
-    else:
-        _marked(w, 0xC6, <uint64_t>size, 4)
-    memcpy(&w.data[w.size], data, <size_t>size)
-    w.size += size
-
-
 cdef inline void wire_float(Writer* w, double value) noexcept nogil:
     """A float, as msgspec writes every float: float 64 (`MAX_HEADER` bytes of room)."""
     cdef uint64_t word
@@ -144,6 +132,17 @@ cdef inline void wire_bytes(Writer* w, const void* data, Py_ssize_t size) noexce
     """``size`` bytes already encoded (``size`` bytes of room)."""
     memcpy(&w.data[w.size], data, <size_t>size)
     w.size += size
+
+
+cdef inline void wire_bin(Writer* w, const void* data, Py_ssize_t size) noexcept nogil:
+    """A bytes value of ``size`` bytes, as bin 8, 16 or 32 (`MAX_HEADER` + ``size`` bytes of room)."""
+    if size <= 0xFF:
+        _marked(w, 0xC4, <uint64_t>size, 1)
+    elif size <= 0xFFFF:
+        _marked(w, 0xC5, <uint64_t>size, 2)
+    else:
+        _marked(w, 0xC6, <uint64_t>size, 4)
+    wire_bytes(w, data, size)
 
 
 cdef inline void wire_tagged(Writer* w, const char* tag, Py_ssize_t fields) noexcept nogil:
