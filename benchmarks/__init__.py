@@ -55,6 +55,43 @@ def threads_cpu_seconds(pid: int) -> dict[str, float] | None:
     return spent
 
 
+SWITCHED = ("loop", "zeromq")
+"""The groups of `THREADS` whose context switches `threads_switches` reads."""
+
+
+def threads_switches(pid: int) -> dict[str, tuple[int, int]] | None:
+    """The context switches of a running process's first thread and of its ZeroMQ I/O threads
+    (together), each as (waits, preemptions): the voluntary switches, the thread blocking for
+    input, and the involuntary ones, another thread taking its CPU in the middle of its work. None
+    without Linux's /proc or once the process has ended; a thread that ended meanwhile is left out."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    switched = dict.fromkeys(SWITCHED, (0, 0))
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/status") as file:
+                status = dict(line.split(":", 1) for line in file.read().splitlines() if ":" in line)
+        except OSError:
+            continue
+        group = "loop" if int(thread) == pid else "zeromq" if status["Name"].strip().startswith(ZEROMQ_IO) else None
+        if group is not None:
+            waits, preemptions = switched[group]
+            switched[group] = (waits + int(status["voluntary_ctxt_switches"]),
+                               preemptions + int(status["nonvoluntary_ctxt_switches"]))
+    return switched
+
+
+def switches_per_order(before: dict | None, after: dict | None, orders: int) -> dict[str, dict] | None:
+    """Per order, by `SWITCHED` group, the waits and preemptions between two `threads_switches`
+    readings (None where either is None, or without orders); none below 0."""
+    if before is None or after is None or not orders:
+        return None
+    return {group: {kind: round(max(after[group][k] - before[group][k], 0) / orders, 2)
+                    for k, kind in enumerate(("waits", "preemptions"))} for group in SWITCHED}
+
+
 def process_cpu_us_per_order(before: dict | None, after: dict | None, orders: int) -> float | None:
     """`cpu_us_per_order` of the whole process from two `threads_cpu_seconds` readings, whose groups
     add up to its CPU time (None where either reading is None, or without orders)."""

@@ -31,6 +31,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import (
+    SWITCHED,
     THREADS,
     children_cpu_seconds,
     cpu_us_per_order,
@@ -39,7 +40,9 @@ from benchmarks import (
     median_present,
     process_cpu_us_per_order,
     stages,
+    switches_per_order,
     threads_cpu_seconds,
+    threads_switches,
     threads_us_per_order,
 )
 from benchmarks.book import machine
@@ -72,14 +75,18 @@ def loadgen(env: dict, rate: int, duration: float) -> dict:
 def measured_run(env: dict, rate: int, duration: float, servers: dict[str, Role]) -> dict:
     """One load-generator run, plus ``cpu_us_per_order``: each server's CPU time during it per order
     sent, and the load generator's (``load``: the machine's cores carry all three); ``cpu_us_by_thread``:
-    each server's by its threads (`benchmarks.THREADS`); and ``stages``: where each server's loop
-    spent it (`benchmarks.stages.per_order`)."""
+    each server's by its threads (`benchmarks.THREADS`); ``switches_per_order``: its loop thread's and
+    its I/O threads' context switches (`benchmarks.switches_per_order`); and ``stages``: where each
+    server's loop spent it (`benchmarks.stages.per_order`)."""
     paths = stages.status_paths(env)
     stages_before = stages.read(paths)
+    switched = {name: threads_switches(role.process.pid) for name, role in servers.items()}
     before = {name: threads_cpu_seconds(role.process.pid) for name, role in servers.items()}
     load_before = children_cpu_seconds()
     result = loadgen(env, rate, duration)
     after = {name: threads_cpu_seconds(role.process.pid) for name, role in servers.items()}
+    result["switches_per_order"] = {name: switches_per_order(switched[name], threads_switches(role.process.pid),
+                                                             result["sent"]) for name, role in servers.items()}
     sent = result["sent"]
     result["cpu_us_per_order"] = {name: process_cpu_us_per_order(before[name], after[name], sent) for name in servers}
     result["cpu_us_per_order"]["load"] = cpu_us_per_order(load_before, children_cpu_seconds(), sent)
@@ -106,6 +113,9 @@ def median_run(runs: list[dict]) -> dict:
     if all("cpu_us_by_thread" in r for r in runs):
         row["cpu_us_by_thread"] = {name: median_threads([r["cpu_us_by_thread"][name] for r in runs])
                                    for name in runs[0]["cpu_us_by_thread"]}
+    if all("switches_per_order" in r for r in runs):
+        row["switches_per_order"] = {name: median_switches([r["switches_per_order"][name] for r in runs])
+                                     for name in runs[0]["switches_per_order"]}
     measured = [r["stages"] for r in runs if r.get("stages")]
     if measured:
         row["stages"] = stages.median(measured)
@@ -119,6 +129,16 @@ def median_threads(runs: list[dict | None]) -> dict[str, float] | None:
     if not read:
         return None
     return {group: median_present([threads[group] for threads in read]) for group in THREADS}
+
+
+def median_switches(runs: list[dict | None]) -> dict[str, dict] | None:
+    """The median over the runs of a process's waits and preemptions per order, by group (None if no
+    run read them)."""
+    read = [switched for switched in runs if switched is not None]
+    if not read:
+        return None
+    return {group: {kind: median_present([switched[group][kind] for switched in read])
+                    for kind in ("waits", "preemptions")} for group in SWITCHED}
 
 
 def verdicts(rows: list[dict]) -> dict[str, str]:
@@ -330,6 +350,7 @@ def format_report(report: dict) -> str:
             f"{_share(cores_busy(bare_cpu, FLOOR_PROCESSES, r['offered_per_s'], m['cores']))} |"
         )
     lines.extend(["", *format_threads(report["rates"])])
+    lines.extend(["", *format_switches(report["rates"])])
     table = stages.format_table(report["rates"])
     if table:
         lines.extend(["", *table])
@@ -343,22 +364,43 @@ def format_report(report: dict) -> str:
 def format_threads(rows: list[dict]) -> list[str]:
     """A line per rate: each server's CPU per order by thread beside its stand-in's in ZeroMQ alone,
     and the OBS's beside the journaling echo's in the durable floor (the medians of the runs)."""
-    lines = [
+    return _beside_stand_ins(rows, "cpu_us_by_thread", _threads, (
         "CPU per order by thread (the loop thread / ZeroMQ's I/O threads / the rest; ZeroMQ alone's loop "
         "is libzmq's proxy, in C; the journaling echo's, a loop that appends each turn's frames to a journal "
-        "before it answers them):",
-        "",
-        "| offered orders/s | OBS | echo (as OBS) | journaling echo (as OBS) | TES | relay (as TES) |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
+        "before it answers them):"))
+
+
+def format_switches(rows: list[dict]) -> list[str]:
+    """A line per rate: each server's context switches per order, its loop thread's and its I/O
+    threads', beside its stand-ins' as `format_threads` sets them (the medians of the runs)."""
+    return _beside_stand_ins(rows, "switches_per_order", _switches, (
+        "Context switches per order (the loop thread / ZeroMQ's I/O threads, each as waits + preemptions: a wait "
+        "is the thread blocking for input, a preemption another thread taking its CPU in the middle of its work, "
+        "which then runs on with caches another thread filled):"))
+
+
+def _beside_stand_ins(rows: list[dict], key: str, cell, caption: str) -> list[str]:
+    """``caption``, then a table line per rate: each server's figures under ``key`` beside its
+    stand-ins' (ZeroMQ alone's echo and relay, the durable floor's journaling echo), each shown by
+    ``cell`` (None: not read)."""
+    lines = [caption, "",
+             "| offered orders/s | OBS | echo (as OBS) | journaling echo (as OBS) | TES | relay (as TES) |",
+             "|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        exchange = row.get("cpu_us_by_thread") or {}
-        bare = row["floor"].get("cpu_us_by_thread") or {}
-        durable = (row.get("durable_floor") or {}).get("cpu_us_by_thread") or {}
-        cells = [_threads(figures.get(name)) for figures, name in (
+        exchange = row.get(key) or {}
+        bare = row["floor"].get(key) or {}
+        durable = (row.get("durable_floor") or {}).get(key) or {}
+        cells = [cell(figures.get(name)) for figures, name in (
             (exchange, "obs"), (bare, "echo"), (durable, "echo"), (exchange, "tes"), (bare, "relay"))]
         lines.append(f"| {row['offered_per_s']:,} | {' | '.join(cells)} |")
     return lines
+
+
+def _switches(figures: dict | None) -> str:
+    if figures is None:
+        return "n/a"
+    return " / ".join(" + ".join("n/a" if figures[group][kind] is None else f"{figures[group][kind]:.2f}"
+                                 for kind in ("waits", "preemptions")) for group in SWITCHED)
 
 
 def _threads(figures: dict | None) -> str:

@@ -41,7 +41,9 @@ from benchmarks import (
     children_cpu_seconds,
     cpu_us_per_order,
     process_cpu_us_per_order,
+    switches_per_order,
     threads_cpu_seconds,
+    threads_switches,
     threads_us_per_order,
 )
 from clients.loadgen import Schedule
@@ -167,7 +169,9 @@ class Floor:
         """The load generator's result keys (`clients.loadgen.RESULT_KEYS`) for one run, and
         ``cpu_us_per_order``: the CPU time the echo (the OBS's stand-in), the relay (the TES's) and
         the client spent during it, all threads, per order sent (the servers' None without Linux's
-        /proc); ``cpu_us_by_thread``: the echo's and the relay's by thread (`benchmarks.THREADS`)."""
+        /proc); ``cpu_us_by_thread``: the echo's and the relay's by thread (`benchmarks.THREADS`);
+        ``switches_per_order``: their context switches (`benchmarks.switches_per_order`)."""
+        switched = {role: threads_switches(process.pid) for role, process in self._servers.items()}
         before = {role: threads_cpu_seconds(process.pid) for role, process in self._servers.items()}
         client_before = children_cpu_seconds()
         result = json_result(
@@ -181,6 +185,8 @@ class Floor:
         result["cpu_us_per_order"]["client"] = cpu_us_per_order(client_before, children_cpu_seconds(), sent)
         result["cpu_us_by_thread"] = {role: threads_us_per_order(before[role], after[role], sent)
                                       for role in self._servers}
+        result["switches_per_order"] = {role: switches_per_order(switched[role], threads_switches(process.pid), sent)
+                                        for role, process in self._servers.items()}
         return result
 
     def close(self) -> None:

@@ -375,3 +375,15 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
     cells = [e2e._threads(figures) for figures in (by_thread["obs"], by_thread["echo"], durable, by_thread["tes"],
                                                    by_thread["relay"])]
     assert line == f"| 2,000 | {' | '.join(cells)} |"
+    # each server's and stand-in's context switches per order: its loop and its I/O threads waited
+    # for input (at 2,000/s, about one order per frame, a few times per order), and their table
+    switched = {**run["switches_per_order"], **row["floor"]["switches_per_order"]}
+    for process, groups in switched.items():
+        assert groups["loop"]["waits"] > 0.1 and groups["zeromq"]["waits"] > 0.1, process
+        assert min(groups["loop"]["preemptions"], groups["zeromq"]["preemptions"]) >= 0
+    assert row["switches_per_order"] == run["switches_per_order"]
+    line = next(line for line in table.splitlines() if line.startswith("| 2,000 | ") and " + " in line)
+    cells = [e2e._switches(figures) for figures in (switched["obs"], switched["echo"],
+                                                    row["durable_floor"]["switches_per_order"]["echo"],
+                                                    switched["tes"], switched["relay"])]
+    assert line == f"| 2,000 | {' | '.join(cells)} |"

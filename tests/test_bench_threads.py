@@ -1,6 +1,7 @@
 """A process's CPU time by thread (`benchmarks.threads_cpu_seconds`): its first thread, ZeroMQ's I/O
 threads and the rest, per order (`threads_us_per_order`), the medians of runs and `bench e2e`'s table
-of them beside ZeroMQ alone's stand-ins."""
+of them beside ZeroMQ alone's stand-ins; and the context switches of the first two groups
+(`threads_switches`), per order, their medians and their table."""
 
 import os
 import threading
@@ -9,7 +10,16 @@ import time
 import pytest
 import zmq
 
-from benchmarks import THREADS, cpu_seconds, e2e, process_cpu_us_per_order, threads_cpu_seconds, threads_us_per_order
+from benchmarks import (
+    THREADS,
+    cpu_seconds,
+    e2e,
+    process_cpu_us_per_order,
+    switches_per_order,
+    threads_cpu_seconds,
+    threads_switches,
+    threads_us_per_order,
+)
 
 
 def burn(seconds: float) -> None:
@@ -88,3 +98,55 @@ def test_the_table_shows_each_server_beside_its_stand_in_and_what_was_not_read()
     assert lines[4] == ("| 100,000 | 2.6 / 0.7 / 0.0 µs | 0.7 / 1.7 / 0.0 µs | 2.0 / 0.9 / 0.0 µs | 3.9 / 1.2 / 0.1 µs "
                         "| n/a |")
     assert lines[5] == "| 10,000 | n/a | n/a | n/a | n/a | n/a |"
+
+
+def test_the_first_thread_s_waits_and_the_zeromq_threads_are_counted_apart():
+    """Sleeping is waiting: the first thread's waits grow by a switch a sleep at least; messages
+    through ZeroMQ wake its I/O threads, whose waits grow too; a helper thread's are neither's."""
+    pid = os.getpid()
+    before = threads_switches(pid)
+    helper = threading.Thread(target=lambda: [time.sleep(0.001) for _ in range(200)])
+    helper.start()
+    helper.join()
+    after_helper = threads_switches(pid)
+    for _ in range(50):
+        time.sleep(0.001)
+    context = zmq.Context()
+    try:
+        pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
+        port = pull.bind_to_random_port("tcp://127.0.0.1")
+        push.connect(f"tcp://127.0.0.1:{port}")
+        for _ in range(200):
+            push.send(b"x")
+            pull.recv()
+        after = threads_switches(pid)
+    finally:
+        context.destroy(linger=0)
+    assert after_helper["loop"][0] - before["loop"][0] < 150, "the helper's 200 sleeps are not the first thread's"
+    assert after["loop"][0] - after_helper["loop"][0] >= 50
+    assert after["zeromq"][0] > 0
+    assert all(after[group][1] >= before[group][1] for group in ("loop", "zeromq"))
+    assert threads_switches(2 ** 22 + 7) is None
+
+
+def test_per_order_the_waits_and_preemptions_to_a_hundredth_and_never_below_zero():
+    before = {"loop": (1_000, 10), "zeromq": (500, 7)}
+    after = {"loop": (1_750, 30), "zeromq": (400, 8)}
+    assert switches_per_order(before, after, 1_000) == {"loop": {"waits": 0.75, "preemptions": 0.02},
+                                                        "zeromq": {"waits": 0.0, "preemptions": 0.0}}
+    assert switches_per_order(None, after, 1_000) is None
+    assert switches_per_order(before, None, 1_000) is None
+    assert switches_per_order(before, after, 0) is None
+
+
+def test_a_row_holds_the_median_waits_and_preemptions_and_the_table_shows_them():
+    runs = [{"loop": {"waits": waits, "preemptions": 0.1}, "zeromq": {"waits": 1.0, "preemptions": 0.0}}
+            for waits in (0.5, 0.3, 0.9)]
+    median = e2e.median_switches([*runs, None])
+    assert median == {"loop": {"waits": 0.5, "preemptions": 0.1}, "zeromq": {"waits": 1.0, "preemptions": 0.0}}
+    assert e2e.median_switches([None]) is None
+    rows = [{"offered_per_s": 10_000, "switches_per_order": {"obs": median, "tes": None},
+             "floor": {"switches_per_order": {"echo": median}}, "durable_floor": None}]
+    lines = e2e.format_switches(rows)
+    assert lines[2] == "| offered orders/s | OBS | echo (as OBS) | journaling echo (as OBS) | TES | relay (as TES) |"
+    assert lines[4] == "| 10,000 | 0.50 + 0.10 / 1.00 + 0.00 | 0.50 + 0.10 / 1.00 + 0.00 | n/a | n/a | n/a |"

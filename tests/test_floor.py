@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from benchmarks import THREADS, floor
+from benchmarks import SWITCHED, THREADS, floor
 from clients.loadgen import RESULT_KEYS
 from servers.journal import read_records
 
@@ -19,7 +19,7 @@ def bare():
 
 def test_every_order_goes_round_the_four_hops_and_is_timed(bare):
     result = bare.measure(rate=2_000, duration=0.5, drain_s=5)
-    assert tuple(result) == (*RESULT_KEYS, "cpu_us_per_order", "cpu_us_by_thread")
+    assert tuple(result) == (*RESULT_KEYS, "cpu_us_per_order", "cpu_us_by_thread", "switches_per_order")
     # the stand-ins' CPU per order, from /proc (in clock ticks: a short run may see none), and the
     # client's, from its resource usage once it ended (its start-up included: never none); the
     # stand-ins' by thread, each group within a few clock ticks of what the whole process spent
@@ -31,6 +31,13 @@ def test_every_order_goes_round_the_four_hops_and_is_timed(bare):
     for role, threads in result["cpu_us_by_thread"].items():
         assert tuple(threads) == THREADS and min(threads.values()) >= 0
         assert sum(threads.values()) == pytest.approx(result["cpu_us_per_order"][role], abs=3 * tick_us + 0.2)
+    # each stand-in's threads waited for its 1,000 orders' frames: the proxy loop for one at least
+    # every few orders (each order crosses it twice), its I/O thread likewise
+    assert set(result["switches_per_order"]) == {"echo", "relay"}
+    for switched in result["switches_per_order"].values():
+        assert tuple(switched) == SWITCHED
+        assert switched["loop"]["waits"] > 0.1 and switched["zeromq"]["waits"] > 0.1
+        assert min(switched[group]["preemptions"] for group in SWITCHED) >= 0
     assert result["sent"] == result["acked"] == 1_000
     assert result["lost"] == result["rejected"] == result["fills"] == 0
     assert 0 < result["ack_p50_us"] <= result["ack_p99_us"] <= result["ack_p999_us"] <= result["ack_max_us"]
