@@ -196,12 +196,16 @@ cdef class Reporter:
         ``reports``; returns the frame's replies other than `Executed` (which only the ledger
         reads), decoded. A frame not of the common shape goes whole to the Python."""
         frame = record.frame
-        if type(frame) is not bytes or not self._read(frame):
-            self.symbols.clear()
-            self.others.clear()
-            return self.ledger._receive(record, reports)
+        replies = self._take(frame, record.shard, record.time, reports) if type(frame) is bytes else None
+        return self.ledger._receive(record, reports) if replies is None else replies
+
+    cdef list _take(self, bytes frame, shard, time, list reports):
+        """Both passes over ``frame``, of the `Received` of ``shard`` at ``time``: its replies other
+        than `Executed`, or None if it is not of the common shape (then nothing was changed)."""
         try:
-            return self._apply(record.shard, record.time, reports)
+            if not self._read(frame):
+                return None
+            return self._apply(shard, time, reports)
         finally:
             self._numbered()
             self.symbols.clear()
@@ -952,22 +956,16 @@ cdef class ReplyPath:
         int); returns its replies other than `Executed`, decoded, or None if `Reporter` does not
         read it in C (or ``time`` lies beyond int64): then nothing was changed, and the caller's
         `_record` of its `Received` takes it."""
-        cdef Reporter reporter = self.reporter
         cdef Writer* w = &self.wire
         cdef Py_ssize_t shard_size, frame_size = PyBytes_GET_SIZE(frame)
         cdef const char* shard_text = PyUnicode_AsUTF8AndSize(shard, &shard_size)
         cdef int64_t stamp
         cdef list reports = []
-        if as_int64(time, &stamp) or not reporter._read(frame):
-            reporter.symbols.clear()
-            reporter.others.clear()
+        if as_int64(time, &stamp):
             return None
-        try:
-            replies = reporter._apply(shard, time, reports)
-        finally:
-            reporter._numbered()
-            reporter.symbols.clear()
-            reporter.others.clear()
+        replies = self.reporter._take(frame, shard, time, reports)
+        if replies is None:
+            return None
         keep(self.kept, reports, self.most)
         w.size = 0
         wire_room(w, 4 * MAX_HEADER + 32 + shard_size + frame_size)
