@@ -66,6 +66,17 @@ cdef inline void _marked(Writer* w, uint8_t marker, uint64_t value, int count) n
     w.size += 1 + count
 
 
+cdef inline void _sized(Writer* w, uint8_t marker8, Py_ssize_t size) noexcept nogil:
+    """The header of a string or bytes value of ``size`` bytes in its 8, 16 or 32-bit length form,
+    whose markers follow one another from ``marker8`` (str8 0xD9, bin8 0xC4)."""
+    if size <= 0xFF:
+        _marked(w, marker8, <uint64_t>size, 1)
+    elif size <= 0xFFFF:
+        _marked(w, marker8 + 1, <uint64_t>size, 2)
+    else:
+        _marked(w, marker8 + 2, <uint64_t>size, 4)
+
+
 cdef inline void wire_int(Writer* w, int64_t value) noexcept nogil:
     """An integer (`MAX_HEADER` bytes of room)."""
     if 0 <= value < 128 or -32 <= value < 0:
@@ -106,12 +117,8 @@ cdef inline void wire_str(Writer* w, const char* text, Py_ssize_t size) noexcept
     if size < 32:
         w.data[w.size] = <uint8_t>(0xA0 | size)
         w.size += 1
-    elif size <= 0xFF:
-        _marked(w, 0xD9, <uint64_t>size, 1)
-    elif size <= 0xFFFF:
-        _marked(w, 0xDA, <uint64_t>size, 2)
     else:
-        _marked(w, 0xDB, <uint64_t>size, 4)
+        _sized(w, 0xD9, size)
     memcpy(&w.data[w.size], text, <size_t>size)
     w.size += size
 
@@ -136,12 +143,7 @@ cdef inline void wire_bytes(Writer* w, const void* data, Py_ssize_t size) noexce
 
 cdef inline void wire_bin(Writer* w, const void* data, Py_ssize_t size) noexcept nogil:
     """A bytes value of ``size`` bytes, as bin 8, 16 or 32 (`MAX_HEADER` + ``size`` bytes of room)."""
-    if size <= 0xFF:
-        _marked(w, 0xC4, <uint64_t>size, 1)
-    elif size <= 0xFFFF:
-        _marked(w, 0xC5, <uint64_t>size, 2)
-    else:
-        _marked(w, 0xC6, <uint64_t>size, 4)
+    _sized(w, 0xC4, size)
     wire_bytes(w, data, size)
 
 
