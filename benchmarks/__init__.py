@@ -32,22 +32,12 @@ def threads_cpu_seconds(pid: int) -> dict[str, float] | None:
     (by name), and the rest, which holds the threads that ended too (the process's total less the
     other two, so the three add up to the total). None without Linux's /proc or once the process
     has ended."""
-    try:
-        threads = os.listdir(f"/proc/{pid}/task")
-    except OSError:
+    grouped = _grouped_threads(pid, "stat", lambda text: text.split("(", 1)[1])
+    if grouped is None:
         return None
     spent = dict.fromkeys(THREADS, 0.0)
-    for thread in threads:
-        try:
-            with open(f"/proc/{pid}/task/{thread}/stat") as file:
-                name, fields = file.read().split("(", 1)[1].rsplit(")", 1)
-        except OSError:
-            continue  # it ended meanwhile: its time is in the total, so in the rest
-        seconds = _stat_cpu_seconds(fields)
-        if int(thread) == pid:
-            spent["loop"] = seconds
-        elif name.startswith(ZEROMQ_IO):
-            spent["zeromq"] += seconds
+    for group, text in grouped:
+        spent[group] += _stat_cpu_seconds(text.rsplit(")", 1)[1])
     total = cpu_seconds(pid)  # read last: it holds at least what the threads read held
     if total is None:
         return None
@@ -56,7 +46,10 @@ def threads_cpu_seconds(pid: int) -> dict[str, float] | None:
 
 
 SWITCHED = ("loop", "zeromq")
-"""The groups of `THREADS` whose context switches `threads_switches` reads."""
+"""The groups of `THREADS` read thread by thread (`_grouped_threads`), whose context switches
+`threads_switches` reads."""
+SWITCH_KINDS = ("waits", "preemptions")
+"""A thread's context switches, the voluntary and the involuntary, as `threads_switches` counts them."""
 
 
 def threads_switches(pid: int) -> dict[str, tuple[int, int]] | None:
@@ -64,23 +57,39 @@ def threads_switches(pid: int) -> dict[str, tuple[int, int]] | None:
     (together), each as (waits, preemptions): the voluntary switches, the thread blocking for
     input, and the involuntary ones, another thread taking its CPU in the middle of its work. None
     without Linux's /proc or once the process has ended; a thread that ended meanwhile is left out."""
+    grouped = _grouped_threads(pid, "status", lambda text: text.partition("\n")[0].partition(":")[2].strip())
+    if grouped is None:
+        return None
+    switched = dict.fromkeys(SWITCHED, (0, 0))
+    for group, text in grouped:
+        status = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        waits, preemptions = switched[group]
+        switched[group] = (waits + int(status["voluntary_ctxt_switches"]),
+                           preemptions + int(status["nonvoluntary_ctxt_switches"]))
+    return switched
+
+
+def _grouped_threads(pid: int, file: str, name_of) -> list[tuple[str, str]] | None:
+    """The text of /proc's ``file`` (``stat`` or ``status``) of each thread of a running process in
+    a `SWITCHED` group, with its group: the first thread (``loop``) and those whose name, as
+    ``name_of`` reads it from that text, is a ZeroMQ I/O thread's (``zeromq``). None without Linux's
+    /proc or once the process has ended; a thread that ended meanwhile is left out."""
     try:
         threads = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return None
-    switched = dict.fromkeys(SWITCHED, (0, 0))
+    grouped = []
     for thread in threads:
         try:
-            with open(f"/proc/{pid}/task/{thread}/status") as file:
-                status = dict(line.split(":", 1) for line in file.read().splitlines() if ":" in line)
+            with open(f"/proc/{pid}/task/{thread}/{file}") as opened:
+                text = opened.read()
         except OSError:
             continue
-        group = "loop" if int(thread) == pid else "zeromq" if status["Name"].strip().startswith(ZEROMQ_IO) else None
-        if group is not None:
-            waits, preemptions = switched[group]
-            switched[group] = (waits + int(status["voluntary_ctxt_switches"]),
-                               preemptions + int(status["nonvoluntary_ctxt_switches"]))
-    return switched
+        if int(thread) == pid:
+            grouped.append(("loop", text))
+        elif name_of(text).startswith(ZEROMQ_IO):
+            grouped.append(("zeromq", text))
+    return grouped
 
 
 def switches_per_order(before: dict | None, after: dict | None, orders: int) -> dict[str, dict] | None:
@@ -89,7 +98,25 @@ def switches_per_order(before: dict | None, after: dict | None, orders: int) -> 
     if before is None or after is None or not orders:
         return None
     return {group: {kind: round(max(after[group][k] - before[group][k], 0) / orders, 2)
-                    for k, kind in enumerate(("waits", "preemptions"))} for group in SWITCHED}
+                    for k, kind in enumerate(SWITCH_KINDS)} for group in SWITCHED}
+
+
+def read_servers(pids: dict[str, int]) -> dict[str, tuple]:
+    """Each running process's CPU by thread and context switches, now (`threads_cpu_seconds`,
+    `threads_switches`), by name: what `servers_per_order` reads two of."""
+    return {name: (threads_cpu_seconds(pid), threads_switches(pid)) for name, pid in pids.items()}
+
+
+def servers_per_order(before: dict, after: dict, orders: int) -> dict[str, dict]:
+    """Between two `read_servers` readings, per order and by process: ``cpu_us_per_order`` (the whole
+    process), ``cpu_us_by_thread`` and ``switches_per_order``, what `bench e2e` reads of the servers
+    and of ZeroMQ alone's stand-ins alike."""
+    return {
+        "cpu_us_per_order": {name: process_cpu_us_per_order(before[name][0], after[name][0], orders)
+                             for name in before},
+        "cpu_us_by_thread": {name: threads_us_per_order(before[name][0], after[name][0], orders) for name in before},
+        "switches_per_order": {name: switches_per_order(before[name][1], after[name][1], orders) for name in before},
+    }
 
 
 def process_cpu_us_per_order(before: dict | None, after: dict | None, orders: int) -> float | None:

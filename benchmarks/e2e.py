@@ -31,6 +31,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import (
+    SWITCH_KINDS,
     SWITCHED,
     THREADS,
     children_cpu_seconds,
@@ -38,12 +39,9 @@ from benchmarks import (
     disk,
     floor,
     median_present,
-    process_cpu_us_per_order,
+    read_servers,
+    servers_per_order,
     stages,
-    switches_per_order,
-    threads_cpu_seconds,
-    threads_switches,
-    threads_us_per_order,
 )
 from benchmarks.book import machine
 from clients.loadgen import TAIL_PIECE_S
@@ -80,17 +78,14 @@ def measured_run(env: dict, rate: int, duration: float, servers: dict[str, Role]
     server's loop spent it (`benchmarks.stages.per_order`)."""
     paths = stages.status_paths(env)
     stages_before = stages.read(paths)
-    switched = {name: threads_switches(role.process.pid) for name, role in servers.items()}
-    before = {name: threads_cpu_seconds(role.process.pid) for name, role in servers.items()}
+    pids = {name: role.process.pid for name, role in servers.items()}
+    before = read_servers(pids)
     load_before = children_cpu_seconds()
     result = loadgen(env, rate, duration)
-    after = {name: threads_cpu_seconds(role.process.pid) for name, role in servers.items()}
-    result["switches_per_order"] = {name: switches_per_order(switched[name], threads_switches(role.process.pid),
-                                                             result["sent"]) for name, role in servers.items()}
+    after = read_servers(pids)
     sent = result["sent"]
-    result["cpu_us_per_order"] = {name: process_cpu_us_per_order(before[name], after[name], sent) for name in servers}
+    result.update(servers_per_order(before, after, sent))
     result["cpu_us_per_order"]["load"] = cpu_us_per_order(load_before, children_cpu_seconds(), sent)
-    result["cpu_us_by_thread"] = {name: threads_us_per_order(before[name], after[name], sent) for name in servers}
     result["stages"] = stages.per_order(stages_before, stages.read(paths), result["sent"]) if result["sent"] else None
     return result
 
@@ -138,7 +133,7 @@ def median_switches(runs: list[dict | None]) -> dict[str, dict] | None:
     if not read:
         return None
     return {group: {kind: median_present([switched[group][kind] for switched in read])
-                    for kind in ("waits", "preemptions")} for group in SWITCHED}
+                    for kind in SWITCH_KINDS} for group in SWITCHED}
 
 
 def verdicts(rows: list[dict]) -> dict[str, str]:
@@ -400,7 +395,7 @@ def _switches(figures: dict | None) -> str:
     if figures is None:
         return "n/a"
     return " / ".join(" + ".join("n/a" if figures[group][kind] is None else f"{figures[group][kind]:.2f}"
-                                 for kind in ("waits", "preemptions")) for group in SWITCHED)
+                                 for kind in SWITCH_KINDS) for group in SWITCHED)
 
 
 def _threads(figures: dict | None) -> str:

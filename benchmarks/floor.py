@@ -37,15 +37,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from benchmarks import (
-    children_cpu_seconds,
-    cpu_us_per_order,
-    process_cpu_us_per_order,
-    switches_per_order,
-    threads_cpu_seconds,
-    threads_switches,
-    threads_us_per_order,
-)
+from benchmarks import children_cpu_seconds, cpu_us_per_order, read_servers, servers_per_order
 from clients.loadgen import Schedule
 from config.settings import JournalConfig
 from native.sockets import receive
@@ -171,22 +163,17 @@ class Floor:
         the client spent during it, all threads, per order sent (the servers' None without Linux's
         /proc); ``cpu_us_by_thread``: the echo's and the relay's by thread (`benchmarks.THREADS`);
         ``switches_per_order``: their context switches (`benchmarks.switches_per_order`)."""
-        switched = {role: threads_switches(process.pid) for role, process in self._servers.items()}
-        before = {role: threads_cpu_seconds(process.pid) for role, process in self._servers.items()}
+        pids = {role: process.pid for role, process in self._servers.items()}
+        before = read_servers(pids)
         client_before = children_cpu_seconds()
         result = json_result(
             [*COMMAND, "client", self.endpoint, str(rate), str(duration), str(drain_s)],
             f"transport floor at {rate}/s", timeout=READY_TIMEOUT_S + duration + drain_s + 60,
         )
-        after = {role: threads_cpu_seconds(process.pid) for role, process in self._servers.items()}
+        after = read_servers(pids)
         sent = result["sent"]
-        result["cpu_us_per_order"] = {role: process_cpu_us_per_order(before[role], after[role], sent)
-                                      for role in self._servers}
+        result.update(servers_per_order(before, after, sent))
         result["cpu_us_per_order"]["client"] = cpu_us_per_order(client_before, children_cpu_seconds(), sent)
-        result["cpu_us_by_thread"] = {role: threads_us_per_order(before[role], after[role], sent)
-                                      for role in self._servers}
-        result["switches_per_order"] = {role: switches_per_order(switched[role], threads_switches(process.pid), sent)
-                                        for role, process in self._servers.items()}
         return result
 
     def close(self) -> None:
