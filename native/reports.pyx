@@ -13,7 +13,8 @@ applies the records in order, as the Python does. An acceptance, a fill or a can
 registry's orders changes the order and makes its report here, written as msgpack, byte for byte
 as msgspec writes the report Struct, and kept as bytes, a message already encoded, which the
 TES's frames take as it is (`native.framing.join_frames`; `report_number` and `Routing.route` read
-what they need of it); any other event goes to the registry's Python
+what they need of it, and `ReplyPath` hands the routing what `Reporter` noted as it wrote each one,
+so that it is not read again); any other event goes to the registry's Python
 (`servers.orders.OrderRegistry.apply`), one event at a time, in its place in the stream (it keeps
 no state from one event to the next, so an event applied alone has the same effect).
 
@@ -81,6 +82,20 @@ REPORT_FIELDS = {
 EXECUTED_FIELDS = ("sequence", "symbol", "events", "time")
 
 
+cdef enum:
+    # which report `Reporter` wrote (`peek`'s answer, the index of its tag in `TAGS`)
+    ACCEPTED_REPORT = 0
+    FILLED_REPORT = 1
+    CANCELED_REPORT = 2
+
+
+ctypedef struct Written:     # a report `Reporter` wrote, for `Routing` to read without parsing it
+    void* report             # the bytes object, compared by identity only (the reports list holds it)
+    int kind                 # ACCEPTED_REPORT, FILLED_REPORT or CANCELED_REPORT
+    int64_t client_order_id
+    int64_t number
+
+
 ctypedef struct Record:
     int kind                 # OTHER, IS_ACCEPTED, IS_FILLED, IS_CANCELED or IS_EXECUTED
     int64_t f[FIELDS]        # an event's fields in order; an Executed's sequence and time
@@ -121,12 +136,17 @@ cdef inline void wire_status(Writer* w, bytes status) noexcept:
     wire_str(w, PyBytes_AS_STRING(status), PyBytes_GET_SIZE(status))
 
 
-cdef inline void wire_object(Writer* w, value) except *:
-    """A Python int (or IntEnum) within int64 (`MAX_HEADER` bytes of room)."""
+cdef inline int64_t int64_of(value) except? -1:
+    """A Python int (or IntEnum) that a report holds: OverflowError if it lies beyond int64."""
     cdef int64_t number
     if as_int64(value, &number):
         raise OverflowError(f"{value} lies beyond int64 in a report")
-    wire_int(w, number)
+    return number
+
+
+cdef inline void wire_object(Writer* w, value) except *:
+    """A Python int (or IntEnum) within int64 (`MAX_HEADER` bytes of room)."""
+    wire_int(w, int64_of(value))
 
 
 cdef class Reporter:
@@ -145,6 +165,10 @@ cdef class Reporter:
     cdef Py_ssize_t o_notional, o_state, o_requests
     cdef Record* records
     cdef Py_ssize_t capacity, count
+    cdef Written* written        # the reports written by the last `_take`, in order (`Routing._route`)
+    cdef Py_ssize_t written_capacity, written_count
+    cdef int64_t client_order_id  # the client order id and number of the report being written
+    cdef int64_t report_number
     cdef list symbols, others
     cdef Writer wire
     cdef object numbered         # the trader whose report numbers `_wire_number` counts in C (None: none)
@@ -180,6 +204,7 @@ cdef class Reporter:
 
     def __dealloc__(self):
         PyMem_Free(self.records)
+        PyMem_Free(self.written)
         PyMem_RawFree(self.wire.data)
 
     cdef dict _after(self, transition):
@@ -202,6 +227,7 @@ cdef class Reporter:
     cdef list _take(self, bytes frame, shard, time, list reports):
         """Both passes over ``frame``, of the `Received` of ``shard`` at ``time``: its replies other
         than `Executed`, or None if it is not of the common shape (then nothing was changed)."""
+        self.written_count = 0
         try:
             if not self._read(frame):
                 return None
@@ -413,10 +439,12 @@ cdef class Reporter:
             if type(found) is not int or as_int64(found, &last) or not 0 <= last < LARGE:
                 number = found + 1
                 self.numbers[trader] = number
-                wire_object(w, number)
+                self.report_number = int64_of(number)
+                wire_int(w, self.report_number)
                 return
             self.numbered, self.number = trader, last
         self.number += 1
+        self.report_number = self.number
         wire_int(w, self.number)
 
     cdef void _numbered(self) except *:
@@ -478,7 +506,7 @@ cdef class Reporter:
         wire_float(w, average_price(notional, filled))
         if not leaves:
             self._close(order)
-        return self._written()
+        return self._written(FILLED_REPORT)
 
     cdef void _accepted(self, order, symbol, int64_t* f, int64_t at, list reports) except *:
         """An acceptance (``f``: `engine.messages.OrderAccepted`'s fields)."""
@@ -503,7 +531,7 @@ cdef class Reporter:
         wire_int(w, f[8])
         wire_int(w, f[10])
         wire_int(w, f[11])
-        reports.append((trader, self._written()))
+        reports.append((trader, self._written(ACCEPTED_REPORT)))
 
     cdef void _canceled(self, order, symbol, int64_t* f, int64_t at, list reports) except *:
         """An order canceled (``f``: `engine.messages.OrderCanceled`'s fields): at its trader's
@@ -530,14 +558,15 @@ cdef class Reporter:
         wire_object(w, filled)
         wire_int(w, 0)
         wire_float(w, average_price(field(order, self.o_notional), filled))
-        reports.append((trader, self._written()))
+        reports.append((trader, self._written(CANCELED_REPORT)))
         self._close(order)
 
     cdef bytes _begin(self, const char* tag, Py_ssize_t fields, client_order_id, order, symbol, state):
         """Begin a report in `wire`, emptied, with room made for all of it: the array and ``tag``
         of a report of ``fields`` fields, then its client order id, ``order``'s id and ``symbol``.
         Returns the msgpack text of ``state``, the status, which the caller writes in its place
-        (`wire_status`)."""
+        (`wire_status`). The client order id is kept for `_written`, as `_wire_number` keeps the
+        report's number."""
         cdef Writer* w = &self.wire
         cdef Py_ssize_t symbol_size
         cdef const char* symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
@@ -545,14 +574,29 @@ cdef class Reporter:
         w.size = 0
         wire_room(w, MAX_HEADER + 32 + fields * MAX_HEADER + symbol_size + PyBytes_GET_SIZE(status))
         wire_tagged(w, tag, fields)
-        wire_object(w, client_order_id)
+        self.client_order_id = int64_of(client_order_id)
+        wire_int(w, self.client_order_id)
         wire_object(w, field(order, self.o_id))
         wire_str(w, symbol_text, symbol_size)
         return status
 
-    cdef bytes _written(self):
-        """The report in `wire`, as bytes."""
-        return PyBytes_FromStringAndSize(<char*>self.wire.data, self.wire.size)
+    cdef bytes _written(self, int kind):
+        """The report in `wire`, of ``kind`` (ACCEPTED_REPORT, ...), as bytes, noted in `written`."""
+        cdef void* grown
+        cdef Py_ssize_t capacity
+        cdef Written* noted
+        report = PyBytes_FromStringAndSize(<char*>self.wire.data, self.wire.size)
+        if self.written_count == self.written_capacity:
+            capacity = max(256, 2 * self.written_capacity)
+            grown = PyMem_Realloc(self.written, capacity * sizeof(Written))
+            if grown == NULL:
+                raise MemoryError("out of memory noting a frame's reports")
+            self.written, self.written_capacity = <Written*>grown, capacity
+        noted = &self.written[self.written_count]
+        self.written_count += 1
+        noted.report, noted.kind = <void*>report, kind
+        noted.client_order_id, noted.number = self.client_order_id, self.report_number
+        return report
 
     cdef void _close(self, order) except *:
         """`OrderRegistry._close`: no longer open; forgotten unless a request awaits its answer (or
@@ -613,11 +657,14 @@ cpdef void keep(dict kept, list reports, Py_ssize_t most) except *:
     """`servers.ledger.Ledger.apply`'s last step: each of ``reports`` (``(trader, report)``) kept
     for its trader, in ``kept`` (trader -> its `Kept`, of the latest ``most``). A report made in
     Python (a Struct) is kept as its msgpack, which is what the TES sends for it."""
-    cdef Kept reports_of
+    cdef Kept reports_of = None
+    last = None
     for trader, report in reports:
-        reports_of = kept.get(trader)
-        if reports_of is None:
-            reports_of = kept[trader] = Kept(most)
+        if trader is not last or reports_of is None:   # a trader's reports come together: one lookup
+            reports_of = kept.get(trader)
+            if reports_of is None:
+                reports_of = kept[trader] = Kept(most)
+            last = trader
         reports_of._add(report if type(report) is bytes else msgspec.msgpack.encode(report))
 
 
@@ -869,7 +916,13 @@ cdef class Routing:
     def route(self, list reports, bint routed):
         """Queue each of ``reports`` (``(trader, report)``) for its trader's session, counted by type;
         ``routed``: they may answer orders routed to a book."""
+        self._route(reports, routed, NULL, 0)
+
+    cdef void _route(self, list reports, bint routed, const Written* written, Py_ssize_t count) except *:
+        """`route`, told by ``written`` (``count`` of them, in order: `Reporter.written`) what each
+        report it holds says, so that those are not read again (`peek` reads any other)."""
         cdef int64_t client_order_id, number, last = 0
+        cdef Py_ssize_t at = 0
         cdef int64_t counted[3]
         cdef int k
         tes = self.tes
@@ -888,7 +941,11 @@ cdef class Routing:
                     box = None if session is None else outbox[session.identity]
                     awaiting = awaiting_of.get(trader) if routed else None
                 if type(message) is bytes:
-                    k = peek(<bytes>message, &client_order_id, &number)
+                    if at < count and written[at].report == <void*>message:
+                        k, client_order_id, number = written[at].kind, written[at].client_order_id, written[at].number
+                        at += 1
+                    else:
+                        k = peek(<bytes>message, &client_order_id, &number)
                     counted[k] += 1
                     if awaiting and self.written[k] is self.accepted:
                         read = awaiting.pop(client_order_id, None)
@@ -977,5 +1034,5 @@ cdef class ReplyPath:
         self.pending.frame(sequence, <const char*>w.data, w.size)
         self.journal.sequence = sequence
         if reports:
-            self.routing.route(reports, True)
+            self.routing._route(reports, True, self.reporter.written, self.reporter.written_count)
         return replies
