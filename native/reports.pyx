@@ -149,6 +149,18 @@ cdef inline void wire_object(Writer* w, value) except *:
     wire_int(w, int64_of(value))
 
 
+cdef void* doubled(void* items, Py_ssize_t* capacity, size_t size, str what) except NULL:
+    """``items`` (``capacity[0]`` of ``size`` bytes each) reallocated to twice as many, at least
+    256, and ``capacity[0]`` set to that; if there is no room, MemoryError (out of memory ``what``)
+    and ``items`` as it was."""
+    cdef Py_ssize_t more = max(256, 2 * capacity[0])
+    cdef void* grown = PyMem_Realloc(items, more * size)
+    if grown == NULL:
+        raise MemoryError(f"out of memory {what}")
+    capacity[0] = more
+    return grown
+
+
 cdef class Reporter:
     """`servers.ledger.Ledger._receive` made in C for ``ledger`` (see the module docstring).
 
@@ -240,14 +252,8 @@ cdef class Reporter:
     # ---------------------------------------------------------------- the first pass
 
     cdef Record* _next_record(self) except NULL:
-        cdef void* grown
-        cdef Py_ssize_t capacity
         if self.count == self.capacity:
-            capacity = max(256, 2 * self.capacity)
-            grown = PyMem_Realloc(self.records, capacity * sizeof(Record))
-            if grown == NULL:
-                raise MemoryError("out of memory reading a frame of replies")
-            self.records, self.capacity = <Record*>grown, capacity
+            self.records = <Record*>doubled(self.records, &self.capacity, sizeof(Record), "reading a frame of replies")
         self.count += 1
         return &self.records[self.count - 1]
 
@@ -582,16 +588,11 @@ cdef class Reporter:
 
     cdef bytes _written(self, int kind):
         """The report in `wire`, of ``kind`` (ACCEPTED_REPORT, ...), as bytes, noted in `written`."""
-        cdef void* grown
-        cdef Py_ssize_t capacity
         cdef Written* noted
         report = PyBytes_FromStringAndSize(<char*>self.wire.data, self.wire.size)
         if self.written_count == self.written_capacity:
-            capacity = max(256, 2 * self.written_capacity)
-            grown = PyMem_Realloc(self.written, capacity * sizeof(Written))
-            if grown == NULL:
-                raise MemoryError("out of memory noting a frame's reports")
-            self.written, self.written_capacity = <Written*>grown, capacity
+            self.written = <Written*>doubled(self.written, &self.written_capacity, sizeof(Written),
+                                             "noting a frame's reports")
         noted = &self.written[self.written_count]
         self.written_count += 1
         noted.report, noted.kind = <void*>report, kind
