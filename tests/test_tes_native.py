@@ -133,9 +133,10 @@ def make_stream(specs: list, cuts: list[int]) -> list[bytes]:
     return frames
 
 
-def run(frames: list[bytes], instrument: dict, native: bool, monkeypatch, tight: bool = True) -> dict:
+def run(frames: list[bytes], instrument: dict, native: bool, monkeypatch, tight: bool = True,
+        last_number: int = 0) -> dict:
     """``frames`` through a fresh exchange (its paths in C or its Python alone) at fixed clocks, under tight
-    limits or the load trader's own: what it made."""
+    limits or the load trader's own, the trader's last report number ``last_number``: what it made."""
     ticks = iter(range(START_NS, START_NS + 10**15, 1_000))
     monkeypatch.setattr(tes_module, "clock", lambda: next(ticks))
     with tempfile.TemporaryDirectory(prefix="entry-path-") as tmp:
@@ -147,6 +148,8 @@ def run(frames: list[bytes], instrument: dict, native: bool, monkeypatch, tight:
                 tes.ledger.receive = tes.ledger._receive
                 tes.ledger.book_trades = tes.ledger.book
             tes.instruments[SYMBOL] = msgspec.structs.replace(tes.instruments[SYMBOL], **instrument)
+            if last_number:
+                tes.ledger.numbers[TRADER] = tes.sessions.by_trader[TRADER].last_report = last_number
             now, stamp = tes.risks[TRADER].bucket.last, START_NS
             risk = tes.risks[TRADER]
             risk.queries.last = now
@@ -226,6 +229,24 @@ def test_the_reports_of_common_events_are_made_in_c(monkeypatch):
     assert kinds.count(p.OrderFilled) == 20        # each IOC sell of 15 fills the buy of 10 before it...
     assert kinds.count(p.OrderCanceled) == 10      # ...and its remainder of 5 is canceled
     assert fallback == []
+
+
+@pytest.mark.parametrize("last", [2**62 - 3, 2**62 + 5], ids=["crossing the count in C", "past it"])
+def test_report_numbers_past_the_count_in_c_are_written_and_routed_as_by_the_python(last, monkeypatch):
+    """From 2**62 a trader's report numbers are Python ints again (the count in C stops short of
+    them), and the reports and their routing go on as the Python has them."""
+    specs = [("enter", "next", SYMBOL, Side(n % 2), OrderType.LIMIT, TimeInForce.GTC if n % 2 == 0 else TimeInForce.IOC,
+              REFERENCE, 10 if n % 2 == 0 else 15, 0, 0, 0, None, 0, 0) for n in range(20)]
+    frames = make_stream(specs, [5])
+    fast = run(frames, {}, True, monkeypatch, tight=False, last_number=last)
+    spec = run(frames, {}, False, monkeypatch, tight=False, last_number=last)
+    assert fast["journal"] == spec["journal"]
+    assert fast["client"] == spec["client"]
+    assert fast["counts"] == spec["counts"]
+    decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
+    numbers = [message.report for frame in fast["client"] for message in decode(frame) if hasattr(message, "report")]
+    assert numbers == list(range(last + 1, last + 51))
+    assert fast["counts"][-1] == last + 50
 
 
 LIMIT_ORDER = dict(symbol=SYMBOL, side=Side.BUY, order_type=OrderType.LIMIT, time_in_force=TimeInForce.GTC,
