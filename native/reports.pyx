@@ -89,7 +89,7 @@ cdef enum:
     CANCELED_REPORT = 2
 
 
-ctypedef struct Written:     # a report `Reporter` wrote, for `Routing` to read without parsing it
+ctypedef struct Noted:       # a report `Reporter` wrote, for `Routing` to read without parsing it
     void* report             # the bytes object, compared by identity only (the reports list holds it)
     int kind                 # ACCEPTED_REPORT, FILLED_REPORT or CANCELED_REPORT
     int64_t client_order_id
@@ -177,8 +177,8 @@ cdef class Reporter:
     cdef Py_ssize_t o_notional, o_state, o_requests
     cdef Record* records
     cdef Py_ssize_t capacity, count
-    cdef Written* written        # the reports written by the last `_take`, in order (`Routing._route`)
-    cdef Py_ssize_t written_capacity, written_count
+    cdef Noted* noted            # the reports written by the last `_take`, in order (`Routing._route`)
+    cdef Py_ssize_t noted_capacity, noted_count
     cdef int64_t client_order_id  # the client order id and number of the report being written
     cdef int64_t report_number
     cdef list symbols, others
@@ -216,7 +216,7 @@ cdef class Reporter:
 
     def __dealloc__(self):
         PyMem_Free(self.records)
-        PyMem_Free(self.written)
+        PyMem_Free(self.noted)
         PyMem_RawFree(self.wire.data)
 
     cdef dict _after(self, transition):
@@ -239,7 +239,7 @@ cdef class Reporter:
     cdef list _take(self, bytes frame, shard, time, list reports):
         """Both passes over ``frame``, of the `Received` of ``shard`` at ``time``: its replies other
         than `Executed`, or None if it is not of the common shape (then nothing was changed)."""
-        self.written_count = 0
+        self.noted_count = 0
         try:
             if not self._read(frame):
                 return None
@@ -587,16 +587,15 @@ cdef class Reporter:
         return status
 
     cdef bytes _written(self, int kind):
-        """The report in `wire`, of ``kind`` (ACCEPTED_REPORT, ...), as bytes, noted in `written`."""
-        cdef Written* noted
+        """The report in `wire`, of ``kind`` (ACCEPTED_REPORT, ...), as bytes, noted in `noted`."""
+        cdef Noted* note
         report = PyBytes_FromStringAndSize(<char*>self.wire.data, self.wire.size)
-        if self.written_count == self.written_capacity:
-            self.written = <Written*>doubled(self.written, &self.written_capacity, sizeof(Written),
-                                             "noting a frame's reports")
-        noted = &self.written[self.written_count]
-        self.written_count += 1
-        noted.report, noted.kind = <void*>report, kind
-        noted.client_order_id, noted.number = self.client_order_id, self.report_number
+        if self.noted_count == self.noted_capacity:
+            self.noted = <Noted*>doubled(self.noted, &self.noted_capacity, sizeof(Noted), "noting a frame's reports")
+        note = &self.noted[self.noted_count]
+        self.noted_count += 1
+        note.report, note.kind = <void*>report, kind
+        note.client_order_id, note.number = self.client_order_id, self.report_number
         return report
 
     cdef void _close(self, order) except *:
@@ -919,8 +918,8 @@ cdef class Routing:
         ``routed``: they may answer orders routed to a book."""
         self._route(reports, routed, NULL, 0)
 
-    cdef void _route(self, list reports, bint routed, const Written* written, Py_ssize_t count) except *:
-        """`route`, told by ``written`` (``count`` of them, in order: `Reporter.written`) what each
+    cdef void _route(self, list reports, bint routed, const Noted* noted, Py_ssize_t count) except *:
+        """`route`, told by ``noted`` (``count`` of them, in order: `Reporter.noted`) what each
         report it holds says, so that those are not read again (`peek` reads any other)."""
         cdef int64_t client_order_id, number, last = 0
         cdef Py_ssize_t at = 0
@@ -942,8 +941,8 @@ cdef class Routing:
                     box = None if session is None else outbox[session.identity]
                     awaiting = awaiting_of.get(trader) if routed else None
                 if type(message) is bytes:
-                    if at < count and written[at].report == <void*>message:
-                        k, client_order_id, number = written[at].kind, written[at].client_order_id, written[at].number
+                    if at < count and noted[at].report == <void*>message:
+                        k, client_order_id, number = noted[at].kind, noted[at].client_order_id, noted[at].number
                         at += 1
                     else:
                         k = peek(<bytes>message, &client_order_id, &number)
@@ -1035,5 +1034,5 @@ cdef class ReplyPath:
         self.pending.frame(sequence, <const char*>w.data, w.size)
         self.journal.sequence = sequence
         if reports:
-            self.routing._route(reports, True, self.reporter.written, self.reporter.written_count)
+            self.routing._route(reports, True, self.reporter.noted, self.reporter.noted_count)
         return replies
