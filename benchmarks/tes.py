@@ -92,11 +92,13 @@ not pay (raising the one made costs 0.25 µs)."""
 
 class Queue:
     """A socket's stand-in: frames queued here are read (`recv_multipart`, as `native.sockets.receive`
-    reads an object that is not a pyzmq socket), frames sent are kept."""
+    reads an object that is not a pyzmq socket), frames sent are kept (``sent``: each message's
+    last part; ``to``: the first part of each message sent in parts, a ROUTER's peer)."""
 
     def __init__(self) -> None:
         self.queued: deque[list[bytes]] = deque()
         self.sent: list[bytes] = []
+        self.to: list[bytes] = []
 
     def recv_multipart(self, flags: int = 0) -> list[bytes]:
         if not self.queued:
@@ -108,6 +110,7 @@ class Queue:
 
     def send_multipart(self, frames, flags: int = 0) -> None:
         self.sent.append(frames[-1])
+        self.to.append(frames[0])
 
 
 def requests(messages: int, turn: int = TURN, seed: int = 42) -> list[list]:
@@ -155,6 +158,7 @@ class Exchange:
         tes._settle()
         tes.stages = Stages(STAGES, clock)  # the measured turns' stages only, not the set-up's (its journal made)
         self.clients.sent.clear()
+        self.clients.to.clear()
         self.obs = obs.stand_in(Shard.empty(sorted(tes.shard_of)), {tes.tes_id: TES_IDENTITY})
         self.commands = p.Codec(p.ObsRequest)
         self.sequence = 0
@@ -163,9 +167,10 @@ class Exchange:
         self.tes_seconds = self.obs_seconds = 0.0
 
     def turn(self, frame: bytes | None, now: float | None = None, stamp: int | None = None,
-             synced: bool = True) -> None:
-        """One TES turn on ``frame`` (if any) and the replies queued, at the monotonic time ``now``;
-        then the book server's turn, at the exchange time ``stamp`` (the clocks', unless given).
+             synced: bool = True, client: bytes = CLIENT) -> None:
+        """One TES turn on ``frame`` (if any, from the session ``client``) and the replies queued, at the
+        monotonic time ``now``; then the book server's turn, at the exchange time ``stamp`` (the clocks',
+        unless given).
         With ``synced``, the fsync the TES's syncer has in hand, if any, is done by then (the
         turn waits for it), else the turn runs while it is."""
         tes, ready = self.tes, {}
@@ -173,7 +178,7 @@ class Exchange:
             tes.syncer.wait()
             ready[tes.syncer.fileno()] = zmq.POLLIN
         if frame is not None:
-            self.clients.queued.append([CLIENT, frame])
+            self.clients.queued.append([client, frame])
             ready[self.clients] = zmq.POLLIN
         if self.book.queued:
             ready[self.book] = zmq.POLLIN

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import servers.tes as tes_module
-from benchmarks.tes import SYMBOL, TES_ID, TRADER, Exchange
+from benchmarks.tes import CLIENT, SYMBOL, TES_ID, TRADER, Exchange
 from engine.lifecycle import OrderState
 from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
@@ -31,6 +31,7 @@ from native.reports import Kept, ReplyPath, Reporter, Routing, keep, report_numb
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, read_records
 from servers.ledger import ID_BITS, Entered, Ledger, LedgerRecord, Received, Requested, encode_state
+from servers.logons import Verdict
 from servers.orders import Order, OrderRegistry, Request
 
 START_NS = 1_800_000_000_000_000_000
@@ -133,12 +134,16 @@ def make_stream(specs: list, cuts: list[int]) -> list[bytes]:
     return frames
 
 
-def run(frames: list[bytes], instrument: dict, native: bool, monkeypatch, tight: bool = True,
-        last_number: int = 0) -> dict:
+def run(frames: list[bytes | tuple[bytes, bytes]], instrument: dict, native: bool, monkeypatch, tight: bool = True,
+        last_number: int = 0, traders: dict[bytes, str] | None = None) -> dict:
     """``frames`` through a fresh exchange (its paths in C or its Python alone) at fixed clocks, under tight
-    limits or the load trader's own, the trader's last report number ``last_number``: what it made."""
+    limits or each trader's own, the load trader's last report number ``last_number``: what it made.
+    A frame is the load trader's (bytes) or ``(client, frame)``: a session of ``traders`` (the load
+    trader's `CLIENT` and more, each logged on before the stream); ``routed`` pairs each client frame
+    sent with the session it went to."""
     ticks = iter(range(START_NS, START_NS + 10**15, 1_000))
     monkeypatch.setattr(tes_module, "clock", lambda: next(ticks))
+    traders = traders or {CLIENT: TRADER}
     with tempfile.TemporaryDirectory(prefix="entry-path-") as tmp:
         exchange = Exchange(Path(tmp))
         try:
@@ -151,22 +156,32 @@ def run(frames: list[bytes], instrument: dict, native: bool, monkeypatch, tight:
             if last_number:
                 tes.ledger.numbers[TRADER] = tes.sessions.by_trader[TRADER].last_report = last_number
             now, stamp = tes.risks[TRADER].bucket.last, START_NS
-            risk = tes.risks[TRADER]
-            risk.queries.last = now
-            if tight:
-                risk.max_order_quantity, risk.max_notional, risk.max_open_orders = 400, 3_000_000, 8
-                risk.bucket.rate, risk.bucket.tokens = 300, 100.0
+            for client, trader in traders.items():
+                if client != CLIENT:
+                    tes._logged_on(Verdict(client, trader, False), now)
+                risk = tes.risks[trader]
+                risk.bucket.last = risk.queries.last = now
+                if tight:
+                    risk.max_order_quantity, risk.max_notional, risk.max_open_orders = 400, 3_000_000, 8
+                    risk.bucket.rate, risk.bucket.tokens = 300, 100.0
+            if len(traders) > 1:
+                tes._flush(now)     # their logons answered, and not counted as the stream's
+                exchange.clients.sent.clear()
+                exchange.clients.to.clear()
             for frame in [*frames, None, None]:
                 now, stamp = now + TURN_S, stamp + TURN_NS
-                exchange.turn(frame, now, stamp)
+                client, frame = frame if type(frame) is tuple else (CLIENT, frame)
+                exchange.turn(frame, now, stamp, client=client)
             tes.journal.write()
             ledger = tes.ledger
             return {
                 "journal": (Path(tes.journal.directory) / JOURNAL_FILE).read_bytes()[:tes.journal.journal.offset],
                 "client": list(exchange.clients.sent), "book": list(exchange.commands_out),
+                "routed": list(zip(exchange.clients.to, exchange.clients.sent, strict=True)),
                 "ledger": ledger.state(0, 0), "awaiting": tes.awaiting,
                 "counts": (tes.submitted, tes.entered, tes.cancels, tes.replaces, dict(tes.rejects),
                            dict(tes.reported), tes.sessions.by_trader[TRADER].last_report),
+                "last_reports": {trader: tes.sessions.by_trader[trader].last_report for trader in traders.values()},
             }
         finally:
             exchange.close()
@@ -196,6 +211,45 @@ def test_the_paths_in_c_do_what_the_python_does(seed, variant, tight, monkeypatc
     assert sum(reported[kind] for kind in written) > 0
     assert last_report == max(getattr(message, "report", 0) for message in sent) > 0
 
+
+SESSIONS = {CLIENT: TRADER, b"client-2": "mm1", b"client-3": "alice"}
+"""Three traders of three accounts, one session each."""
+
+
+@pytest.mark.parametrize("tight", [True, False], ids=["tight limits", "each trader's limits"])
+@pytest.mark.parametrize("seed", range(4))
+def test_the_paths_in_c_do_what_the_python_does_for_several_traders(seed, tight, monkeypatch):
+    """Three traders' frames interleaved: their orders fill one another's, their cancels name one
+    another's orders (refused: not theirs), and each trader's reports are numbered, kept and sent
+    to its own session, in C as in the Python."""
+    specs = random_specs(seed, 600)
+    cuts = random.Random(-seed).sample(range(600), 120)
+    rng = random.Random(seed + 1_000)
+    frames = [(rng.choice(sorted(SESSIONS)), frame) for frame in make_stream(specs, cuts)]
+    fast = run(frames, {}, True, monkeypatch, tight, traders=SESSIONS)
+    spec = run(frames, {}, False, monkeypatch, tight, traders=SESSIONS)
+    assert fast["journal"] == spec["journal"]
+    assert fast["routed"] == spec["routed"]
+    assert fast["book"] == spec["book"]
+    assert encode_state(fast["ledger"]) == encode_state(spec["ledger"])
+    assert {trader: sorted(orders) for trader, orders in fast["awaiting"].items()} == {
+        trader: sorted(orders) for trader, orders in spec["awaiting"].items()}
+    assert fast["counts"] == spec["counts"]
+    assert fast["last_reports"] == spec["last_reports"]
+    decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
+    sent = {client: [message for to, frame in fast["routed"] if to == client for message in decode(frame)]
+            for client in SESSIONS}
+    for client, trader in SESSIONS.items():
+        numbers = [message.report for message in sent[client] if getattr(message, "report", 0)]
+        assert numbers == list(range(1, len(numbers) + 1)), f"{trader}'s reports are numbered 1, 2, 3..."
+        assert numbers[-1] == fast["last_reports"][trader]
+    fills = {}
+    for client in SESSIONS:
+        for message in sent[client]:
+            if type(message) is p.OrderFilled:
+                fills.setdefault(message.trade_id, set()).add(client)
+    assert any(len(sides) == 2 for sides in fills.values()), "some trades were between two of the traders"
+    assert any(type(message) is p.CancelRejected for messages in sent.values() for message in messages)
 
 def test_the_entry_path_takes_the_common_orders(monkeypatch):
     """Plain limit and market orders go through the C path: the Python path's `_enter` never runs."""
