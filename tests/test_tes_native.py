@@ -216,15 +216,37 @@ SESSIONS = {CLIENT: TRADER, b"client-2": "mm1", b"client-3": "alice"}
 """Three traders of three accounts, one session each."""
 
 
+OTHER_SYMBOL, OTHER_SHIFT = "BOLT", 15_000
+"""The shard's other instrument (tick 5, lot 10, reference price 25,000) and how far its orders'
+prices are moved from those `random_specs` makes about `REFERENCE`."""
+
+
+def on_two_symbols(specs: list[tuple], rng: random.Random) -> list[tuple]:
+    """``specs`` with about a third of the orders on `SYMBOL` moved to `OTHER_SYMBOL`, their prices
+    (and stop prices) with them."""
+    moved = []
+    for spec in specs:
+        kind, how, symbol, side, order_type, tif, price, quantity, stop, *rest = spec
+        if kind == "enter" and symbol == SYMBOL and rng.random() < 0.35:
+            spec = (kind, how, OTHER_SYMBOL, side, order_type, tif, price + OTHER_SHIFT, quantity,
+                    stop + OTHER_SHIFT if stop else 0, *rest)
+        moved.append(spec)
+    return moved
+
+
+@pytest.mark.parametrize("symbols", [1, 2], ids=["one symbol", "two symbols"])
 @pytest.mark.parametrize("tight", [True, False], ids=["tight limits", "each trader's limits"])
 @pytest.mark.parametrize("seed", range(4))
-def test_the_paths_in_c_do_what_the_python_does_for_several_traders(seed, tight, monkeypatch):
+def test_the_paths_in_c_do_what_the_python_does_for_several_traders(seed, tight, symbols, monkeypatch):
     """Three traders' frames interleaved: their orders fill one another's, their cancels name one
     another's orders (refused: not theirs), and each trader's reports are numbered, kept and sent
-    to its own session, in C as in the Python."""
+    to its own session, in C as in the Python; with ``symbols`` 2, a third of the orders on the
+    shard's other instrument, whose rules differ, so that a frame's orders switch instruments."""
     specs = random_specs(seed, 600)
     cuts = random.Random(-seed).sample(range(600), 120)
     rng = random.Random(seed + 1_000)
+    if symbols == 2:
+        specs = on_two_symbols(specs, rng)
     frames = [(rng.choice(sorted(SESSIONS)), frame) for frame in make_stream(specs, cuts)]
     fast = run(frames, {}, True, monkeypatch, tight, traders=SESSIONS)
     spec = run(frames, {}, False, monkeypatch, tight, traders=SESSIONS)
@@ -250,6 +272,8 @@ def test_the_paths_in_c_do_what_the_python_does_for_several_traders(seed, tight,
                 fills.setdefault(message.trade_id, set()).add(client)
     assert any(len(sides) == 2 for sides in fills.values()), "some trades were between two of the traders"
     assert any(type(message) is p.CancelRejected for messages in sent.values() for message in messages)
+    traded = {message.symbol for messages in sent.values() for message in messages if type(message) is p.OrderFilled}
+    assert traded == {SYMBOL, OTHER_SYMBOL} if symbols == 2 else traded == {SYMBOL}
 
 def test_the_entry_path_takes_the_common_orders(monkeypatch):
     """Plain limit and market orders go through the C path: the Python path's `_enter` never runs."""
