@@ -136,9 +136,11 @@ def requests(messages: int, turn: int = TURN, seed: int = 42) -> list[list]:
 
 class Exchange:
     """A TES in ``directory`` with its sockets replaced by `Queue`s, the trader logged on and
-    the book server greeted; the OBS's state for its one shard; what each measured part cost.
+    each book server greeted; the OBS's state for each shard; what each measured part cost.
     The journal's fsync policy is ``fsync`` (the bench's "never" measures the TES, not the disk);
-    ``overrides`` are further configuration variables."""
+    ``overrides`` are further configuration variables. ``shard``, ``book`` and ``obs`` are the
+    first shard's (the only one in the default configuration); ``books`` holds each shard's TES
+    side, socket and OBS state, in the configuration's order."""
 
     def __init__(self, directory: Path, fsync: str = "never", **overrides: str) -> None:
         clock = Stages(STAGES).clock
@@ -147,21 +149,23 @@ class Exchange:
                               "(sampled, the default, or cpu)")
         env = exchange_env(directory, EXCHANGE__JOURNAL__FSYNC=fsync, EXCHANGE__TES__TES_ID=str(TES_ID), **overrides)
         self.tes = tes = TradingEngineServer(load_config(environ=env))
-        (self.shard,) = tes.shards.values()
-        self.sockets = tes.clients, self.shard.socket
+        self.sockets = tes.clients, [shard.socket for shard in tes.shards.values()]
         tes.clients = self.clients = Queue()
-        self.shard.socket = self.book = Queue()
+        self.books = []
         now = time.monotonic()
         tes._logged_on(Verdict(CLIENT, TRADER, False), now)
-        tes._greeted(self.shard, p.HelloReply(sorted(tes.shard_of), 0, 0))
+        for shard in tes.shards.values():
+            shard.socket = Queue()
+            symbols = sorted(symbol for symbol, owner in tes.shard_of.items() if owner is shard)
+            tes._greeted(shard, p.HelloReply(symbols, 0, 0))
+            self.books.append((shard, shard.socket, obs.stand_in(Shard.empty(symbols), {tes.tes_id: TES_IDENTITY})))
+        self.shard, self.book, self.obs = self.books[0]
         tes._flush(now)
         tes._settle()
         tes.stages = Stages(STAGES, clock)  # the measured turns' stages only, not the set-up's (its journal made)
         self.clients.sent.clear()
         self.clients.to.clear()
-        self.obs = obs.stand_in(Shard.empty(sorted(tes.shard_of)), {tes.tes_id: TES_IDENTITY})
         self.commands = p.Codec(p.ObsRequest)
-        self.sequence = 0
         self.commands_out: list[bytes] = []
         self.replies_in: list[bytes] = []
         self.tes_seconds = self.obs_seconds = 0.0
@@ -180,8 +184,9 @@ class Exchange:
         if frame is not None:
             self.clients.queued.append([client, frame])
             ready[self.clients] = zmq.POLLIN
-        if self.book.queued:
-            ready[self.book] = zmq.POLLIN
+        for _, book, _ in self.books:
+            if book.queued:
+                ready[book] = zmq.POLLIN
         tes.stages.lap(IDLE)
         started = time.process_time()
         tes._turn(ready, time.monotonic() if now is None else now)
@@ -189,26 +194,32 @@ class Exchange:
         self.serve_book(time.time_ns() if stamp is None else stamp)
 
     def serve_book(self, stamp: int) -> None:
-        """The OBS's execute step on what the TES sent, at ``stamp``; its replies queued for the TES."""
-        work = []
-        self.commands_out += self.book.sent
-        for frame in self.book.sent:
-            for command in self.commands.decode(frame):
-                self.sequence += 1
-                work.append((TES_IDENTITY, command, self.sequence, stamp))
-        self.book.sent.clear()
-        if not work:
-            return
-        started = time.process_time()
-        outbox, _, _ = OrderBookServer._execute(self.obs, work)
-        self.obs_seconds += time.process_time() - started
-        for frame in p.join_frames(outbox.get(TES_IDENTITY, [])):
-            self.book.queued.append([frame])
-            self.replies_in.append(frame)
+        """Each OBS's execute step on what the TES sent it, at ``stamp``; its replies queued for the TES."""
+        for _, book, server in self.books:
+            work = []
+            self.commands_out += book.sent
+            for frame in book.sent:
+                for command in self.commands.decode(frame):
+                    work.append((TES_IDENTITY, command, server.state.sequence + len(work) + 1, stamp))
+            book.sent.clear()
+            if not work:
+                continue
+            started = time.process_time()
+            outbox, _, _ = OrderBookServer._execute(server, work)
+            self.obs_seconds += time.process_time() - started
+            for frame in p.join_frames(outbox.get(TES_IDENTITY, [])):
+                book.queued.append([frame])
+                self.replies_in.append(frame)
+
+    def queued(self) -> bool:
+        """Whether a book server's replies wait for the TES's next turn."""
+        return any(book.queued for _, book, _ in self.books)
 
     def close(self) -> None:
         """Close the TES, with its own sockets back."""
-        self.tes.clients, self.shard.socket = self.sockets
+        self.tes.clients, sockets = self.sockets
+        for (shard, _, _), socket in zip(self.books, sockets, strict=True):
+            shard.socket = socket
         self.tes.close()
 
 
@@ -223,7 +234,7 @@ def one_run(frames: list[bytes], count: int, wait_s: float = 0.0) -> dict:
                     if wait_s:
                         time.sleep(wait_s)
                     exchange.turn(frame)
-                while exchange.book.queued:
+                while exchange.queued():
                     exchange.turn(None)
             tes = exchange.tes
             check(tes, frames)

@@ -355,9 +355,9 @@ def test_a_cancel_lost_with_the_crash_is_adopted_for_an_order_a_fill_closed_befo
         assert durable == tes.journal.journal.offset, "the order and its acceptance are durable"
         (resting,) = tes.orders.open_orders(TRADER)
 
-        exchange.sequence += 1
         other = p.BookSubmit(SYMBOL, (OTHER_TES << ID_BITS) | 1, Side.SELL, LIMIT, GTC, price, 10, "other")
-        outbox, _, _ = OrderBookServer._execute(exchange.obs, [(b"tes-2", other, exchange.sequence, time.time_ns())])
+        outbox, _, _ = OrderBookServer._execute(exchange.obs, [(b"tes-2", other, exchange.obs.state.sequence + 1,
+                                                                time.time_ns())])
         fill = p.join_frames(outbox[TES_IDENTITY])
         exchange.turn(ENCODE([p.CancelOrder(2, resting.order_id)]), start + 0.001)
         assert exchange.book.queued, "the cancel left and the book answered"
@@ -397,7 +397,7 @@ def test_a_recovering_tes_whose_book_server_streams_nothing_asks_for_its_kept_re
         for frame in requests(100, 20):
             exchange.turn(ENCODE(frame))
             exchange.turn(None, synced=False)
-        while exchange.book.queued:
+        while exchange.queued():
             exchange.turn(None)
         exchange.tes._settle()
         seen = reports(message for frame in exchange.clients.sent for message in CLIENT_FRAME.decode(frame))

@@ -28,7 +28,7 @@ def send(exchange: Exchange, *requests) -> list:
     """One client frame of ``requests``, then turns until the book has answered; the reports sent."""
     sent = len(exchange.clients.sent)
     exchange.turn(ENCODE(list(requests)))
-    while exchange.book.queued:
+    while exchange.queued():
         exchange.turn(None)
     return [message for frame in exchange.clients.sent[sent:]
             for message in msgspec.msgpack.decode(frame, type=list[p.ClientMessage])]

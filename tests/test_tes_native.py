@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 import servers.tes as tes_module
 from benchmarks.tes import CLIENT, SYMBOL, TES_ID, TRADER, Exchange
 from engine.lifecycle import OrderState
-from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
+from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
 from native.framing import Records
 from native.reports import Kept, ReplyPath, Reporter, Routing, keep, report_number
@@ -135,17 +135,18 @@ def make_stream(specs: list, cuts: list[int]) -> list[bytes]:
 
 
 def run(frames: list[bytes | tuple[bytes, bytes]], instrument: dict, native: bool, monkeypatch, tight: bool = True,
-        last_number: int = 0, traders: dict[bytes, str] | None = None) -> dict:
+        last_number: int = 0, traders: dict[bytes, str] | None = None, split: bool = False) -> dict:
     """``frames`` through a fresh exchange (its paths in C or its Python alone) at fixed clocks, under tight
     limits or each trader's own, the load trader's last report number ``last_number``: what it made.
     A frame is the load trader's (bytes) or ``(client, frame)``: a session of ``traders`` (the load
     trader's `CLIENT` and more, each logged on before the stream); ``routed`` pairs each client frame
-    sent with the session it went to."""
+    sent with the session it went to. With ``split``, `SYMBOL` and `OTHER_SYMBOL` are two book
+    servers' (`two_shards`); ``sequences`` is each book server's last sequence."""
     ticks = iter(range(START_NS, START_NS + 10**15, 1_000))
     monkeypatch.setattr(tes_module, "clock", lambda: next(ticks))
     traders = traders or {CLIENT: TRADER}
     with tempfile.TemporaryDirectory(prefix="entry-path-") as tmp:
-        exchange = Exchange(Path(tmp))
+        exchange = Exchange(Path(tmp), **two_shards(Path(tmp)) if split else {})
         try:
             tes = exchange.tes
             if not native:
@@ -177,6 +178,7 @@ def run(frames: list[bytes | tuple[bytes, bytes]], instrument: dict, native: boo
             return {
                 "journal": (Path(tes.journal.directory) / JOURNAL_FILE).read_bytes()[:tes.journal.journal.offset],
                 "client": list(exchange.clients.sent), "book": list(exchange.commands_out),
+                "sequences": {shard.name: server.state.sequence for shard, _, server in exchange.books},
                 "routed": list(zip(exchange.clients.to, exchange.clients.sent, strict=True)),
                 "ledger": ledger.state(0, 0), "awaiting": tes.awaiting,
                 "counts": (tes.submitted, tes.entered, tes.cancels, tes.replaces, dict(tes.rejects),
@@ -222,34 +224,58 @@ prices are moved from those `random_specs` makes about `REFERENCE`."""
 
 
 def on_two_symbols(specs: list[tuple], rng: random.Random) -> list[tuple]:
-    """``specs`` with about a third of the orders on `SYMBOL` moved to `OTHER_SYMBOL`, their prices
-    (and stop prices) with them."""
+    """``specs`` with about a third of the orders on `SYMBOL` moved to `OTHER_SYMBOL`, most with
+    their prices (and stop prices) moved by `OTHER_SHIFT`, a fifth left where `SYMBOL`'s band
+    holds them and `OTHER_SYMBOL`'s does not."""
     moved = []
     for spec in specs:
         kind, how, symbol, side, order_type, tif, price, quantity, stop, *rest = spec
         if kind == "enter" and symbol == SYMBOL and rng.random() < 0.35:
-            spec = (kind, how, OTHER_SYMBOL, side, order_type, tif, price + OTHER_SHIFT, quantity,
-                    stop + OTHER_SHIFT if stop else 0, *rest)
+            shift = OTHER_SHIFT if rng.random() < 0.8 else 0
+            spec = (kind, how, OTHER_SYMBOL, side, order_type, tif, price + shift, quantity,
+                    stop + shift if stop else 0, *rest)
         moved.append(spec)
     return moved
 
 
-@pytest.mark.parametrize("symbols", [1, 2], ids=["one symbol", "two symbols"])
+def two_shards(directory: Path) -> dict[str, str]:
+    """Configuration variables that give `SYMBOL` and `OTHER_SYMBOL` a book server each (A and B):
+    the shipped configuration with a second shard."""
+    config = Path(__file__).parent.parent / "config" / "exchange.toml"
+    text = config.read_text()
+    assert f'symbols = ["{SYMBOL}", "{OTHER_SYMBOL}"]' in text
+    second = f"""
+[[shards]]
+name = "B"
+symbols = ["{OTHER_SYMBOL}"]
+command_endpoint = "tcp://127.0.0.1:1"
+market_data_endpoint = "tcp://127.0.0.1:2"
+snapshot_endpoint = "tcp://127.0.0.1:3"
+journal_dir = "{directory / 'journal-B'}"
+"""
+    split = directory / "exchange.toml"
+    split.write_text(text.replace(f'symbols = ["{SYMBOL}", "{OTHER_SYMBOL}"]', f'symbols = ["{SYMBOL}"]') + second)
+    return {"EXCHANGE_CONFIG": str(split)}
+
+
+@pytest.mark.parametrize("symbols", [1, 2, "2 shards"], ids=["one symbol", "two symbols", "two book servers"])
 @pytest.mark.parametrize("tight", [True, False], ids=["tight limits", "each trader's limits"])
 @pytest.mark.parametrize("seed", range(4))
 def test_the_paths_in_c_do_what_the_python_does_for_several_traders(seed, tight, symbols, monkeypatch):
     """Three traders' frames interleaved: their orders fill one another's, their cancels name one
     another's orders (refused: not theirs), and each trader's reports are numbered, kept and sent
-    to its own session, in C as in the Python; with ``symbols`` 2, a third of the orders on the
-    shard's other instrument, whose rules differ, so that a frame's orders switch instruments."""
+    to its own session, in C as in the Python; with two ``symbols``, a third of the orders on the
+    shard's other instrument, whose rules differ, so that a frame's orders switch instruments, or on
+    the instrument of a second book server's (``2 shards``), so that they switch books too."""
     specs = random_specs(seed, 600)
     cuts = random.Random(-seed).sample(range(600), 120)
     rng = random.Random(seed + 1_000)
-    if symbols == 2:
+    if symbols != 1:
         specs = on_two_symbols(specs, rng)
+    split = symbols == "2 shards"
     frames = [(rng.choice(sorted(SESSIONS)), frame) for frame in make_stream(specs, cuts)]
-    fast = run(frames, {}, True, monkeypatch, tight, traders=SESSIONS)
-    spec = run(frames, {}, False, monkeypatch, tight, traders=SESSIONS)
+    fast = run(frames, {}, True, monkeypatch, tight, traders=SESSIONS, split=split)
+    spec = run(frames, {}, False, monkeypatch, tight, traders=SESSIONS, split=split)
     assert fast["journal"] == spec["journal"]
     assert fast["routed"] == spec["routed"]
     assert fast["book"] == spec["book"]
@@ -258,6 +284,8 @@ def test_the_paths_in_c_do_what_the_python_does_for_several_traders(seed, tight,
         trader: sorted(orders) for trader, orders in spec["awaiting"].items()}
     assert fast["counts"] == spec["counts"]
     assert fast["last_reports"] == spec["last_reports"]
+    assert fast["sequences"] == spec["sequences"]
+    assert all(fast["sequences"].values()) and len(fast["sequences"]) == (2 if split else 1)
     decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
     sent = {client: [message for to, frame in fast["routed"] if to == client for message in decode(frame)]
             for client in SESSIONS}
@@ -273,7 +301,36 @@ def test_the_paths_in_c_do_what_the_python_does_for_several_traders(seed, tight,
     assert any(len(sides) == 2 for sides in fills.values()), "some trades were between two of the traders"
     assert any(type(message) is p.CancelRejected for messages in sent.values() for message in messages)
     traded = {message.symbol for messages in sent.values() for message in messages if type(message) is p.OrderFilled}
-    assert traded == {SYMBOL, OTHER_SYMBOL} if symbols == 2 else traded == {SYMBOL}
+    assert traded == ({SYMBOL} if symbols == 1 else {SYMBOL, OTHER_SYMBOL})
+
+@pytest.mark.parametrize("split", [False, True], ids=["one book server", "a book server each"])
+def test_each_order_of_a_frame_is_checked_by_its_own_instruments_rules(split, monkeypatch):
+    """A frame whose orders switch instruments: each is held to its own instrument's tick, lot and
+    band (`OTHER_SYMBOL`'s tick 5, lot 10 and reference price 25,000; `SYMBOL`'s 1, 1 and 10,000), in
+    C as in the Python: a market order's quantity too, which no band check stands before; and with
+    ``split``, each sent to its own instrument's book server."""
+    bolt = REFERENCE + OTHER_SHIFT
+    limit, market = (OrderType.LIMIT, TimeInForce.GTC), (OrderType.MARKET, TimeInForce.IOC)
+    orders = [(SYMBOL, limit, REFERENCE, 15), (OTHER_SYMBOL, market, 0, 15), (OTHER_SYMBOL, limit, bolt, 15),
+              (OTHER_SYMBOL, limit, bolt + 1, 10), (SYMBOL, limit, REFERENCE + 1, 15), (OTHER_SYMBOL, limit, bolt, 20),
+              (OTHER_SYMBOL, limit, REFERENCE, 20), (SYMBOL, market, 0, 3)]
+    specs = [("enter", "next", symbol, Side.BUY, order_type, tif, price, quantity, 0, 0, 0, None, 0, 0)
+             for symbol, (order_type, tif), price, quantity in orders]
+    frames = make_stream(specs, [])
+    fast = run(frames, {}, True, monkeypatch, tight=False, split=split)
+    spec = run(frames, {}, False, monkeypatch, tight=False, split=split)
+    assert fast["journal"] == spec["journal"]
+    assert fast["client"] == spec["client"]
+    assert fast["book"] == spec["book"]
+    assert fast["sequences"] == ({"A": 3, "B": 1} if split else {"A": 4}), "the orders accepted went to their books"
+    decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
+    answers = {message.client_order_id: message for frame in fast["client"] for message in decode(frame)
+               if type(message) in (p.OrderAccepted, p.OrderRejected)}
+    rejected = {n: answers[n].reason for n in answers if type(answers[n]) is p.OrderRejected}
+    assert rejected == {2: RejectReason.QUANTITY_OFF_LOT, 3: RejectReason.QUANTITY_OFF_LOT,
+                        4: RejectReason.PRICE_OFF_TICK, 7: RejectReason.PRICE_OUTSIDE_BAND}
+    assert sorted(answers) == list(range(1, 9))
+
 
 def test_the_entry_path_takes_the_common_orders(monkeypatch):
     """Plain limit and market orders go through the C path: the Python path's `_enter` never runs."""
