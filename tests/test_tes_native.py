@@ -189,6 +189,21 @@ def run(frames: list[bytes | tuple[bytes, bytes]], instrument: dict, native: boo
             exchange.close()
 
 
+def assert_same(fast: dict, spec: dict) -> None:
+    """What a TES with its paths in C made (`run`) is what the one with its Python alone made: the
+    journal byte for byte, each frame sent to the same session, the commands to the books, the
+    ledger, the orders awaiting an answer, the counts and each trader's and book server's last
+    numbers."""
+    assert fast["journal"] == spec["journal"]
+    assert fast["routed"] == spec["routed"]
+    assert fast["book"] == spec["book"]
+    assert encode_state(fast["ledger"]) == encode_state(spec["ledger"])
+    assert {trader: sorted(orders) for trader, orders in fast["awaiting"].items()} == {
+        trader: sorted(orders) for trader, orders in spec["awaiting"].items()}
+    assert (fast["counts"], fast["last_reports"], fast["sequences"]) == (
+        spec["counts"], spec["last_reports"], spec["sequences"])
+
+
 @pytest.mark.parametrize("tight", [True, False], ids=["tight limits", "the load trader's limits"])
 @pytest.mark.parametrize("variant", sorted(INSTRUMENTS))
 @pytest.mark.parametrize("seed", range(4))
@@ -198,13 +213,7 @@ def test_the_paths_in_c_do_what_the_python_does(seed, variant, tight, monkeypatc
     frames = make_stream(specs, cuts)
     fast = run(frames, INSTRUMENTS[variant], True, monkeypatch, tight)
     spec = run(frames, INSTRUMENTS[variant], False, monkeypatch, tight)
-    assert fast["journal"] == spec["journal"]
-    assert fast["client"] == spec["client"]
-    assert fast["book"] == spec["book"]
-    assert encode_state(fast["ledger"]) == encode_state(spec["ledger"])
-    assert {trader: sorted(orders) for trader, orders in fast["awaiting"].items()} == {
-        trader: sorted(orders) for trader, orders in spec["awaiting"].items()}
-    assert fast["counts"] == spec["counts"]
+    assert_same(fast, spec)
     decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
     sent = [message for frame in fast["client"] for message in decode(frame)]
     reported, last_report = fast["counts"][5:]
@@ -276,15 +285,7 @@ def test_the_paths_in_c_do_what_the_python_does_for_several_traders(seed, tight,
     frames = [(rng.choice(sorted(SESSIONS)), frame) for frame in make_stream(specs, cuts)]
     fast = run(frames, {}, True, monkeypatch, tight, traders=SESSIONS, split=split)
     spec = run(frames, {}, False, monkeypatch, tight, traders=SESSIONS, split=split)
-    assert fast["journal"] == spec["journal"]
-    assert fast["routed"] == spec["routed"]
-    assert fast["book"] == spec["book"]
-    assert encode_state(fast["ledger"]) == encode_state(spec["ledger"])
-    assert {trader: sorted(orders) for trader, orders in fast["awaiting"].items()} == {
-        trader: sorted(orders) for trader, orders in spec["awaiting"].items()}
-    assert fast["counts"] == spec["counts"]
-    assert fast["last_reports"] == spec["last_reports"]
-    assert fast["sequences"] == spec["sequences"]
+    assert_same(fast, spec)
     assert all(fast["sequences"].values()) and len(fast["sequences"]) == (2 if split else 1)
     decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
     sent = {client: [message for to, frame in fast["routed"] if to == client for message in decode(frame)]
@@ -319,9 +320,7 @@ def test_each_order_of_a_frame_is_checked_by_its_own_instruments_rules(split, mo
     frames = make_stream(specs, [])
     fast = run(frames, {}, True, monkeypatch, tight=False, split=split)
     spec = run(frames, {}, False, monkeypatch, tight=False, split=split)
-    assert fast["journal"] == spec["journal"]
-    assert fast["client"] == spec["client"]
-    assert fast["book"] == spec["book"]
+    assert_same(fast, spec)
     assert fast["sequences"] == ({"A": 3, "B": 1} if split else {"A": 4}), "the orders accepted went to their books"
     decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
     answers = {message.client_order_id: message for frame in fast["client"] for message in decode(frame)
@@ -375,9 +374,7 @@ def test_report_numbers_past_the_count_in_c_are_written_and_routed_as_by_the_pyt
     frames = make_stream(specs, [5])
     fast = run(frames, {}, True, monkeypatch, tight=False, last_number=last)
     spec = run(frames, {}, False, monkeypatch, tight=False, last_number=last)
-    assert fast["journal"] == spec["journal"]
-    assert fast["client"] == spec["client"]
-    assert fast["counts"] == spec["counts"]
+    assert_same(fast, spec)
     decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
     numbers = [message.report for frame in fast["client"] for message in decode(frame) if hasattr(message, "report")]
     assert numbers == list(range(last + 1, last + 51))
