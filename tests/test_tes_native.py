@@ -42,6 +42,7 @@ TURN_S = 0.0173
 of 300 messages a second a turn refills 5.19, so frames of a few dozen run the trader's bucket
 dry, and what is left in it takes fractional values."""
 REFERENCE = 10_000
+LEDGER_RECORD = msgspec.msgpack.Decoder(LedgerRecord).decode
 
 INSTRUMENTS = {
     "default": {},
@@ -181,6 +182,7 @@ def run(frames: list[bytes | tuple[bytes, bytes]], instrument: dict, native: boo
                 "sequences": {shard.name: server.state.sequence for shard, _, server in exchange.books},
                 "routed": list(zip(exchange.clients.to, exchange.clients.sent, strict=True)),
                 "ledger": ledger.state(0, 0), "awaiting": tes.awaiting,
+                "records": [record.command for record in read_records(tes.journal.directory, 0, 0, LEDGER_RECORD)],
                 "counts": (tes.submitted, tes.entered, tes.cancels, tes.replaces, dict(tes.rejects),
                            dict(tes.reported), tes.sessions.by_trader[TRADER].last_report),
                 "last_reports": {trader: tes.sessions.by_trader[trader].last_report for trader in traders.values()},
@@ -511,21 +513,17 @@ def test_cancels_of_resting_orders_go_through_c_as_through_the_python(monkeypatc
     assert kinds.count(p.OrderCanceled) == 30 and kinds.count(p.CancelRejected) == 1
 
 
-def ledger_records(seed: int) -> list:
-    """The TES journal's records after a random stream through an exchange with the paths in C."""
+def ledger_records(seed: int, monkeypatch, several: bool = False) -> list:
+    """The TES journal's records after a random stream through an exchange with the paths in C: the
+    load trader's, or (``several``) three traders' interleaved on two symbols."""
     specs = random_specs(seed, 400)
     frames = make_stream(specs, random.Random(-seed).sample(range(400), 40))
-    with tempfile.TemporaryDirectory(prefix="reports-") as tmp:
-        exchange = Exchange(Path(tmp))
-        try:
-            for frame in [*frames, None, None]:
-                exchange.turn(frame)
-            tes = exchange.tes
-            tes.journal.write()
-            decode = msgspec.msgpack.Decoder(LedgerRecord).decode
-            return [record.command for record in read_records(tes.journal.directory, 0, 0, decode)]
-        finally:
-            exchange.close()
+    if not several:
+        return run(frames, {}, True, monkeypatch, tight=False)["records"]
+    rng = random.Random(seed)
+    frames = make_stream(on_two_symbols(specs, rng), random.Random(-seed).sample(range(400), 40))
+    frames = [(rng.choice(sorted(SESSIONS)), frame) for frame in frames]
+    return run(frames, {}, True, monkeypatch, tight=False, traders=SESSIONS)["records"]
 
 
 def damaged(frame: bytes, rng: random.Random) -> bytes:
@@ -559,14 +557,16 @@ def outcome(ledger: Ledger, record) -> tuple:
     return made, encode_state(ledger.state(0, 0))
 
 
+@pytest.mark.parametrize("several", [False, True], ids=["one trader", "three traders"])
 @pytest.mark.parametrize("seed", range(3))
-def test_frames_of_replies_read_in_c_as_by_the_python_damaged_or_not(seed):
+def test_frames_of_replies_read_in_c_as_by_the_python_damaged_or_not(seed, several, monkeypatch):
     """A TES journal replayed into a ledger reading the frames in C and one with the Python alone,
     each frame of replies first applied damaged, five ways at random, then as it came: each record
-    must make the same reports and replies, or raise the same error, and leave the same state."""
-    records = ledger_records(seed)
+    must make the same reports and replies, or raise the same error, and leave the same state. The
+    journal is one trader's, or (``several``) three traders' on two symbols."""
+    records = ledger_records(seed, monkeypatch, several)
     rng = random.Random(seed)
-    fast, spec = (Ledger(TES_ID, {"A": [SYMBOL]}) for _ in range(2))
+    fast, spec = (Ledger(TES_ID, {"A": [SYMBOL, OTHER_SYMBOL]}) for _ in range(2))
     spec.receive, spec.book_trades = spec._receive, spec.book
     handed_over = []
     fast._receive = lambda record, reports: handed_over.append(record) or Ledger._receive(fast, record, reports)
@@ -730,12 +730,9 @@ def test_the_common_frames_of_replies_are_recorded_in_c(monkeypatch):
     record = tes_module.TradingEngineServer._record
     monkeypatch.setattr(tes_module.TradingEngineServer, "_record",
                         lambda self, made: recorded.append(type(made)) or record(self, made))
-    journal = run(make_stream(specs, [5, 12]), {}, True, monkeypatch, tight=False)["journal"]
+    records = run(make_stream(specs, [5, 12]), {}, True, monkeypatch, tight=False)["records"]
     assert Received not in recorded
-    decode = msgspec.msgpack.Decoder(LedgerRecord).decode
-    with tempfile.TemporaryDirectory(prefix="reply-path-") as tmp:
-        (Path(tmp) / JOURNAL_FILE).write_bytes(journal)
-        kinds = [type(found.command) for found in read_records(Path(tmp), 0, 0, decode)]
+    kinds = [type(record) for record in records]
     assert kinds.count(Entered) == 20 and kinds.count(Received) == 3
 
 
