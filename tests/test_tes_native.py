@@ -135,14 +135,16 @@ def make_stream(specs: list, cuts: list[int]) -> list[bytes]:
     return frames
 
 
-def run(frames: list[bytes | tuple[bytes, bytes]], instrument: dict, native: bool, monkeypatch, tight: bool = True,
-        last_number: int = 0, traders: dict[bytes, str] | None = None, split: bool = False) -> dict:
+def run(frames: list[bytes | tuple[bytes, bytes | str]], instrument: dict, native: bool, monkeypatch,
+        tight: bool = True, last_number: int = 0, traders: dict[bytes, str] | None = None, split: bool = False) -> dict:
     """``frames`` through a fresh exchange (its paths in C or its Python alone) at fixed clocks, under tight
     limits or each trader's own, the load trader's last report number ``last_number``: what it made.
     A frame is the load trader's (bytes) or ``(client, frame)``: a session of ``traders`` (the load
-    trader's `CLIENT` and more, each logged on before the stream); ``routed`` pairs each client frame
-    sent with the session it went to. With ``split``, `SYMBOL` and `OTHER_SYMBOL` are two book
-    servers' (`two_shards`); ``sequences`` is each book server's last sequence."""
+    trader's `CLIENT` and more, each logged on before the stream, the others with cancel on
+    disconnect), or ``(client, LOG_ON)``: that client logs on again (cancel on disconnect) before
+    the turn. ``routed`` pairs each client frame sent with the session it went to. With ``split``,
+    `SYMBOL` and `OTHER_SYMBOL` are two book servers' (`two_shards`); ``sequences`` is each book
+    server's last sequence."""
     ticks = iter(range(START_NS, START_NS + 10**15, 1_000))
     monkeypatch.setattr(tes_module, "clock", lambda: next(ticks))
     traders = traders or {CLIENT: TRADER}
@@ -160,7 +162,7 @@ def run(frames: list[bytes | tuple[bytes, bytes]], instrument: dict, native: boo
             now, stamp = tes.risks[TRADER].bucket.last, START_NS
             for client, trader in traders.items():
                 if client != CLIENT:
-                    tes._logged_on(Verdict(client, trader, False), now)
+                    tes._logged_on(Verdict(client, trader, True), now)
                 risk = tes.risks[trader]
                 risk.bucket.last = risk.queries.last = now
                 if tight:
@@ -173,6 +175,9 @@ def run(frames: list[bytes | tuple[bytes, bytes]], instrument: dict, native: boo
             for frame in [*frames, None, None]:
                 now, stamp = now + TURN_S, stamp + TURN_NS
                 client, frame = frame if type(frame) is tuple else (CLIENT, frame)
+                if frame is LOG_ON:
+                    tes._logged_on(Verdict(client, traders[client], True), now)
+                    frame = None
                 exchange.turn(frame, now, stamp, client=client)
             tes.journal.write()
             ledger = tes.ledger
@@ -227,6 +232,25 @@ def test_the_paths_in_c_do_what_the_python_does(seed, variant, tight, monkeypatc
 
 SESSIONS = {CLIENT: TRADER, b"client-2": "mm1", b"client-3": "alice"}
 """Three traders of three accounts, one session each."""
+LOG_ON = "log on"
+"""In `run`'s frames, ``(client, LOG_ON)``: the client's trader logs on again."""
+LOG_OUT = msgspec.msgpack.encode([p.Logout()])
+
+
+def coming_and_going(frames: list[tuple[bytes, bytes]], rng: random.Random) -> list[tuple[bytes, object]]:
+    """``frames`` with each session, now and then, logging out (a `Logout` frame) and on again a few
+    frames later, cancel on disconnect from then on: its frames in between find no session, and
+    reports made meanwhile wait in the ledger for the logon."""
+    made, away = [], {}
+    for client, frame in frames:
+        for gone in [gone for gone, back in away.items() if back <= len(made)]:
+            made.append((gone, LOG_ON))
+            del away[gone]
+        if client not in away and rng.random() < 0.05:
+            made.append((client, LOG_OUT))
+            away[client] = len(made) + rng.randint(1, 12)
+        made.append((client, frame))
+    return made + [(client, LOG_ON) for client in away]
 
 
 OTHER_SYMBOL, OTHER_SHIFT = "BOLT", 15_000
@@ -284,7 +308,7 @@ def test_the_paths_in_c_do_what_the_python_does_for_several_traders(seed, tight,
     if symbols != 1:
         specs = on_two_symbols(specs, rng)
     split = symbols == "2 shards"
-    frames = [(rng.choice(sorted(SESSIONS)), frame) for frame in make_stream(specs, cuts)]
+    frames = coming_and_going([(rng.choice(sorted(SESSIONS)), frame) for frame in make_stream(specs, cuts)], rng)
     fast = run(frames, {}, True, monkeypatch, tight, traders=SESSIONS, split=split)
     spec = run(frames, {}, False, monkeypatch, tight, traders=SESSIONS, split=split)
     assert_same(fast, spec)
@@ -303,6 +327,11 @@ def test_the_paths_in_c_do_what_the_python_does_for_several_traders(seed, tight,
                 fills.setdefault(message.trade_id, set()).add(client)
     assert any(len(sides) == 2 for sides in fills.values()), "some trades were between two of the traders"
     assert any(type(message) is p.CancelRejected for messages in sent.values() for message in messages)
+    everything = [message for messages in sent.values() for message in messages]
+    kinds = [type(message) for message in everything]
+    assert kinds.count(p.LoggedOut) >= 2 and kinds.count(p.LogonAccepted) >= 2
+    assert any(type(message) is p.OrderCanceled and message.reason is CancelReason.DISCONNECTED
+               for message in everything), "a session logged on again with cancel on disconnect left"
     traded = {message.symbol for messages in sent.values() for message in messages if type(message) is p.OrderFilled}
     assert traded == ({SYMBOL} if symbols == 1 else {SYMBOL, OTHER_SYMBOL})
 
