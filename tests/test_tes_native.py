@@ -235,6 +235,7 @@ SESSIONS = {CLIENT: TRADER, b"client-2": "mm1", b"client-3": "alice"}
 LOG_ON = "log on"
 """In `run`'s frames, ``(client, LOG_ON)``: the client's trader logs on again."""
 LOG_OUT = msgspec.msgpack.encode([p.Logout()])
+"""A client frame of one `Logout`."""
 
 
 def coming_and_going(frames: list[tuple[bytes, bytes]], rng: random.Random) -> list[tuple[bytes, object]]:
