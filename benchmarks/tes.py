@@ -112,6 +112,11 @@ class Queue:
         self.sent.append(frames[-1])
         self.to.append(frames[0])
 
+    def forget_sent(self) -> None:
+        """Forget the messages sent so far (``sent`` and ``to`` stay in step)."""
+        self.sent.clear()
+        self.to.clear()
+
 
 def requests(messages: int, turn: int = TURN, seed: int = 42) -> list[list]:
     """The standard workload's first ``messages`` rows as the trader's requests, in frames of
@@ -163,8 +168,7 @@ class Exchange:
         tes._flush(now)
         tes._settle()
         tes.stages = Stages(STAGES, clock)  # the measured turns' stages only, not the set-up's (its journal made)
-        self.clients.sent.clear()
-        self.clients.to.clear()
+        self.clients.forget_sent()
         self.commands = p.Codec(p.ObsRequest)
         self.commands_out: list[bytes] = []
         self.replies_in: list[bytes] = []
