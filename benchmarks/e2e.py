@@ -162,13 +162,32 @@ def verdicts(rows: list[dict]) -> dict[str, str]:
 
 def floor_verdict(row: dict | None) -> str:
     """The ack p99 against ZeroMQ alone's, as a ratio within each run (a run and the floor's run
-    beside it met the same spell of the machine): the median of the runs' ratios."""
+    beside it met the same spell of the machine): the median of the runs' ratios. Where the durable
+    floor was measured too, the same ratio of its own runs (`durable_over_bare`) follows: an exchange
+    that answers only what is durable cannot go below it, so where it exceeds the target, the
+    verdict says that the target lies below the durable floor in this run."""
     ratios = p99_ratios(row, "floor_runs")
     if not ratios:
         return "not measured"
-    ratio = median_present(ratios)
-    return (f"{'met' if ratio <= TARGETS['p99_over_floor'] else 'not met'} ({_times(ratio)} ZeroMQ alone's p99: "
-            f"{_which(ratios)})")
+    ratio, target = median_present(ratios), TARGETS["p99_over_floor"]
+    verdict = f"{'met' if ratio <= target else 'not met'} ({_times(ratio)} ZeroMQ alone's p99: {_which(ratios)}"
+    durable = durable_over_bare(row)
+    if durable:
+        verdict += (f"; ZeroMQ alone with one group commit per turn is itself {_times(median_present(durable))} "
+                    f"ZeroMQ alone's ({_which(durable)})")
+        if median_present(durable) > target:
+            verdict += f", so {_times(target)} lies below what an answer made durable first costs here"
+    return verdict + ")"
+
+
+def durable_over_bare(row: dict) -> list[float]:
+    """Each durable floor's run's ack p99 over that of ZeroMQ alone's run of the same round (none
+    unless both were run)."""
+    bare, durable = row.get("floor_runs") or [], row.get("durable_floor_runs") or []
+    if len(bare) != len(durable):
+        return []
+    return [slow["ack_p99_us"] / fast["ack_p99_us"] for slow, fast in zip(durable, bare, strict=True)
+            if slow["ack_p99_us"] is not None and fast["ack_p99_us"]]
 
 
 def durable_verdict(row: dict | None) -> str:
@@ -216,6 +235,11 @@ def cpu_verdict(row: dict | None) -> str:
         verdict += (f"; their floors in the same run, ZeroMQ alone's stand-in for each and its fsyncs at one "
                     f"group commit alone's CPU: OBS {floors['obs']:.1f} µs, TES {floors['tes']:.1f} µs, so "
                     f"{ratios[0]} and {ratios[1]} them")
+        above = [name for server, name in (("obs", "the OBS's"), ("tes", "the TES's"))
+                 if floors[server] > TARGETS["cpu_us_per_order"]]
+        if above:
+            verdict += (f"; {' and '.join(above)} floor alone {'is' if len(above) == 1 else 'are'} above "
+                        f"{TARGETS['cpu_us_per_order']:.0f} µs here")
     return verdict + ")"
 
 

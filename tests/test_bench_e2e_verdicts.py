@@ -28,6 +28,23 @@ def test_the_p99_against_zeromq_alone_is_the_median_of_the_ratios_within_each_ru
     assert verdict == "not met (2.0x ZeroMQ alone's p99: in the one run)"
 
 
+def test_the_p99_verdict_says_where_the_durable_floor_itself_lies_beyond_the_target():
+    slow = row(10_000, p99s=(4_000, 3_000, 7_000), floor_p99s=(2_000, 2_000, 2_500))
+    slow["durable_floor_runs"] = [{"ack_p99_us": p99} for p99 in (3_600, 3_700, 3_600)]
+    # the exchange's ratios 2.0, 1.5 and 2.8; the durable floor's own 1.8, 1.85 and 1.44
+    assert e2e.verdicts([slow])[FLOOR] == (
+        "not met (2.0x ZeroMQ alone's p99: the median of 3 runs' ratios, 1.5x-2.8x; ZeroMQ alone with one group "
+        "commit per turn is itself 1.8x ZeroMQ alone's (the median of 3 runs' ratios, 1.4x-1.9x), so 1.5x lies "
+        "below what an answer made durable first costs here)")
+    slow["durable_floor_runs"] = [{"ack_p99_us": p99} for p99 in (2_400, 2_600, 3_000)]
+    # the durable floor's ratios 1.2, 1.3 and 1.2: the target lies above it, nothing more is said
+    assert e2e.verdicts([slow])[FLOOR] == (
+        "not met (2.0x ZeroMQ alone's p99: the median of 3 runs' ratios, 1.5x-2.8x; ZeroMQ alone with one group "
+        "commit per turn is itself 1.2x ZeroMQ alone's (the median of 3 runs' ratios, 1.2x-1.3x))")
+    slow["durable_floor_runs"] = slow["durable_floor_runs"][:2]
+    assert e2e.durable_over_bare(slow) == [], "runs not paired round by round are not compared"
+
+
 def test_the_p99_against_the_durable_floor_is_the_median_of_the_ratios_within_each_run():
     slow = row(10_000, p99s=(2_000, 3_000, 2_400))
     slow["durable_floor_runs"] = [{"ack_p99_us": p99} for p99 in (1_000, 1_500, 2_000)]
@@ -53,6 +70,12 @@ def test_the_cpu_verdict_names_each_server_s_floor_measured_in_the_same_run():
     assert e2e.verdicts([fast])[CPU] == (
         "not met (OBS 3.9 µs, TES 6.2 µs; their floors in the same run, ZeroMQ alone's stand-in for each and its "
         "fsyncs at one group commit alone's CPU: OBS 1.2 µs, TES 1.8 µs, so 3.2x and 3.4x them)")
+    fast["floor"]["cpu_us_per_order"]["relay"] = 3.2
+    # TES: 3.2 + 0.016 x 50 = 4.0 µs, a floor above the target
+    assert e2e.verdicts([fast])[CPU].endswith("so 3.2x and 1.6x them; the TES's floor alone is above 3 µs here)")
+    fast["floor"]["cpu_us_per_order"]["echo"] = 2.6
+    assert e2e.verdicts([fast])[CPU].endswith("the OBS's and the TES's floor alone are above 3 µs here)")
+    fast["floor"]["cpu_us_per_order"]["echo"] = 0.7
     fast["floor"]["cpu_us_per_order"]["relay"], fast["stages"]["tes"]["fsyncs_per_order"] = 0.0, 0.0
     # a floor too small for the clock's ticks to read
     assert e2e.verdicts([fast])[CPU].endswith("OBS 1.2 µs, TES 0.0 µs, so 3.2x and n/a them)")
