@@ -47,6 +47,7 @@ from native.book import by_value
 
 from native.constants cimport GTD, LIMIT, MARKET, POST_ONLY
 from native.framing cimport Records
+from native.idtable cimport IdTable
 from native.int64 cimport as_int64
 from native.reader cimport Reader, read_array, read_enum, read_int, read_str, read_tag
 from native.structs cimport check_fields, field, field_offset, set_field
@@ -331,7 +332,8 @@ cdef class EntryPath:
         cdef const char* symbol_text = NULL
         cdef const char* cancel_text
         cdef Py_ssize_t trader_size, symbol_size = 0, cancel_size
-        cdef dict open_orders, awaiting, orders, instruments, last_prices, shard_of
+        cdef IdTable orders, open_orders, awaiting
+        cdef dict instruments, last_prices, shard_of
         cdef list outbox
         cdef Records pending
         tes, ledger = self.tes, self.ledger
@@ -383,8 +385,7 @@ cdef class EntryPath:
                 if w.kind == CANCEL:
                     # a cancel of one of the trader's open orders, whose book is ready
                     order_id = w.order_id
-                    target = order_id
-                    order = None if open_orders is None else open_orders.get(target)
+                    order = None if open_orders is None else open_orders.get_id(order_id)
                     if type(order) is not self.order:
                         break
                     order_symbol = field(order, self.o_symbol)
@@ -469,16 +470,15 @@ cdef class EntryPath:
                 _entered(trader_text, trader_size, client_order_id, order_id, symbol_text, symbol_size, side,
                          order_type, time_in_force, price, quantity, flags, stp)
                 _journal(pending, sequence)
-                order_id_obj = order_id
-                order = self.order(order_id_obj, trader, client, symbol, SIDES[side], ORDER_TYPES[order_type],
+                order = self.order(order_id, trader, client, symbol, SIDES[side], ORDER_TYPES[order_type],
                                    TIFS[time_in_force], price, quantity, 0, 0, flags, stp_obj, 0, False)
-                orders[order_id_obj] = order
+                orders.set_id(order_id, order)
                 if open_orders is None:
-                    open_orders = self.registry.open[trader] = {}
-                open_orders[order_id_obj] = order
+                    open_orders = self.registry.open[trader] = IdTable()
+                open_orders.set_id(order_id, order)
                 if awaiting is None:
-                    awaiting = tes.awaiting[trader] = {}
-                awaiting[client] = frame_read
+                    awaiting = tes.awaiting[trader] = IdTable()
+                awaiting.set_id(client_order_id, frame_read)
                 _submit(symbol_text, symbol_size, order_id, side, order_type, time_in_force, price, quantity,
                         trader_text, trader_size, client_order_id, flags, owner, stp)
                 outbox.append(_written())

@@ -41,6 +41,7 @@ from native.int64 cimport as_int64
 from native.reader cimport Reader, read_array, read_enum, read_int, read_str, read_tag, skip
 from native.structs cimport check_fields, field, field_offset, set_field
 from native.framing cimport Records
+from native.idtable cimport IdTable
 from native.wire cimport (MAX_HEADER, Writer, wire_array, wire_bin, wire_bool, wire_float, wire_int, wire_room,
                           wire_str, wire_tagged)
 
@@ -172,7 +173,8 @@ cdef class Reporter:
     offsets."""
 
     cdef object ledger, registry, order, executed, refused, decode_event, decode_reply, fallback
-    cdef dict orders, open, numbers, last_sequence, seen, states, accept, cancel, fill_part, fill_all
+    cdef IdTable orders
+    cdef dict open, numbers, last_sequence, seen, states, accept, cancel, fill_part, fill_all
     cdef Py_ssize_t o_id, o_trader, o_client, o_symbol, o_side, o_tif, o_quantity, o_stp, o_expire, o_filled
     cdef Py_ssize_t o_notional, o_state, o_requests
     cdef Record* records
@@ -406,14 +408,14 @@ cdef class Reporter:
             self.fallback(symbol, [self.others[event.index]], at, reports, trades)
             return
         if event.kind == IS_FILLED:
-            maker, taker = self.orders.get(f[0]), self.orders.get(f[1])
+            maker, taker = self.orders.get_id(f[0]), self.orders.get_id(f[1])
             if (maker is None or type(maker) is self.order) and (taker is None or type(taker) is self.order):
                 self._filled(maker, taker, symbol, f, at, reports, trades)
             else:
                 self._numbered()
                 self.fallback(symbol, [self._event_object(event)], at, reports, trades)
             return
-        order = self.orders.get(f[0])
+        order = self.orders.get_id(f[0])
         if order is None:
             return
         if type(order) is not self.order:
@@ -511,7 +513,7 @@ cdef class Reporter:
         wire_object(w, filled)
         wire_float(w, average_price(notional, filled))
         if not leaves:
-            self._close(order)
+            self._close(order, f[1] if aggressor else f[0])
         return self._written(FILLED_REPORT)
 
     cdef void _accepted(self, order, symbol, int64_t* f, int64_t at, list reports) except *:
@@ -565,7 +567,7 @@ cdef class Reporter:
         wire_int(w, 0)
         wire_float(w, average_price(field(order, self.o_notional), filled))
         reports.append((trader, self._written(CANCELED_REPORT)))
-        self._close(order)
+        self._close(order, f[0])
 
     cdef bytes _begin(self, const char* tag, Py_ssize_t fields, client_order_id, order, symbol, state):
         """Begin a report in `wire`, emptied, with room made for all of it: the array and ``tag``
@@ -598,15 +600,14 @@ cdef class Reporter:
         note.client_order_id, note.number = self.client_order_id, self.report_number
         return report
 
-    cdef void _close(self, order) except *:
-        """`OrderRegistry._close`: no longer open; forgotten unless a request awaits its answer (or
-        `keep_closed`)."""
-        cdef dict trader_orders = self.open.get(field(order, self.o_trader))
-        order_id = field(order, self.o_id)
+    cdef void _close(self, order, int64_t order_id) except *:
+        """`OrderRegistry._close` of ``order``, whose id is ``order_id``: no longer open; forgotten
+        unless a request awaits its answer (or `keep_closed`)."""
+        cdef IdTable trader_orders = self.open.get(field(order, self.o_trader))
         if trader_orders is not None:
-            trader_orders.pop(order_id, None)
+            trader_orders.pop_id(order_id)
         if field(order, self.o_state) in TERMINAL and not field(order, self.o_requests) and not self.keep_closed:
-            self.orders.pop(order_id, None)
+            self.orders.pop_id(order_id)
 
 
 cdef const char* TAGS[3]
@@ -927,7 +928,8 @@ cdef class Routing:
         cdef int k
         tes = self.tes
         cdef dict by_trader = tes.sessions.by_trader, reported = tes.reported, rejects = tes.rejects
-        cdef dict awaiting_of = tes.awaiting, awaiting = None
+        cdef dict awaiting_of = tes.awaiting
+        cdef IdTable awaiting = None
         cdef list answered = tes.answered, box = None
         outbox = tes.outbox
         trader_id = session = numbered = None  # numbered: the session owed `last` as its last report number
@@ -947,8 +949,8 @@ cdef class Routing:
                     else:
                         k = peek(<bytes>message, &client_order_id, &number)
                     counted[k] += 1
-                    if awaiting and self.written[k] is self.accepted:
-                        read = awaiting.pop(client_order_id, None)
+                    if awaiting is not None and awaiting.count and self.written[k] is self.accepted:
+                        read = awaiting.pop_id(client_order_id)
                         if read is not None and session is not None:
                             answered.append(read)
                     if box is not None:
@@ -960,7 +962,7 @@ cdef class Routing:
                 if kind in self.answers:
                     if kind is not self.accepted:
                         rejects[message.reason] += 1
-                    if (kind is self.accepted or kind is self.rejected) and awaiting:
+                    if (kind is self.accepted or kind is self.rejected) and awaiting is not None and awaiting.count:
                         read = awaiting.pop(message.client_order_id, None)
                         if read is not None and session is not None:
                             answered.append(read)

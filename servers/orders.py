@@ -45,6 +45,7 @@ import msgspec
 from engine import messages as book
 from engine.lifecycle import TERMINAL, OrderState, Transition, next_state
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
+from native.idtable import IdTable
 from servers import protocol as p
 
 Report = tuple[str, object]
@@ -129,14 +130,15 @@ class Order(msgspec.Struct, gc=False, array_like=True):
 
 
 class OrderRegistry:
-    """Orders by exchange id, and each trader's open ones (in the order they were entered).
+    """Orders by exchange id, and each trader's open ones (in the order they were entered): each an
+    `IdTable`, a mapping that the TES's paths in C read and change by the id as a C integer.
 
     ``numbers`` holds each trader's last report number; every report made here takes the next.
     """
 
     def __init__(self, numbers: dict[str, int] | None = None) -> None:
-        self.orders: dict[int, Order] = {}
-        self.open: dict[str, dict[int, Order]] = {}
+        self.orders: IdTable = IdTable()
+        self.open: dict[str, IdTable] = {}
         self.numbers = {} if numbers is None else numbers
         self.keep_closed = False
         """Closed orders stay in ``orders`` even with no request awaiting its answer (`forget_closed`
@@ -192,7 +194,7 @@ class OrderRegistry:
         self.orders[order.order_id] = order
         orders = self.open.get(order.trader_id)
         if orders is None:
-            orders = self.open[order.trader_id] = {}
+            orders = self.open[order.trader_id] = IdTable()
         orders[order.order_id] = order
 
     def request(self, order: Order, cancel: bool, client_order_id: int,

@@ -92,6 +92,7 @@ from engine.messages import OrderFilled
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
 from native.framing import encoded_prefix, join_frames
+from native.idtable import IdTable
 from native.reports import ReplyPath, Routing
 from native.sockets import receive, send
 from native.syncer import Syncer
@@ -328,9 +329,10 @@ class TradingEngineServer:
         """From reading the client frame carrying an order to sending its first answer."""
         self.frame_read = 0
         """When the client frame being handled was read (`perf_counter_ns`)."""
-        self.awaiting: dict[str, dict[int, int]] = {}
+        self.awaiting: dict[str, IdTable] = {}
         """Trader -> client order id -> when its frame was read, of the orders routed to a book and
-        not yet answered (the ledger's own client order id check keeps the ids unique)."""
+        not yet answered (the ledger's own client order id check keeps the ids unique): an `IdTable`
+        each, which the paths in C read and change by the id as a C integer."""
         self.answered: list[int] = []
         """When the frames were read of the orders answered this turn (their latency ends at `_flush`)."""
         self.stages = Stages(STAGES)
@@ -799,7 +801,7 @@ class TradingEngineServer:
                              order.display_quantity, order.flags, stp, order.expire_at))
         awaiting = self.awaiting.get(trader)
         if awaiting is None:
-            awaiting = self.awaiting[trader] = {}
+            awaiting = self.awaiting[trader] = IdTable()
         awaiting[order.client_order_id] = self.frame_read
         self.shard_of[order.symbol].outbox.append(p.BookSubmit(
             order.symbol, order_id, order.side, order.order_type, order.time_in_force, order.price, order.quantity,

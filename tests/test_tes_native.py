@@ -27,6 +27,7 @@ from engine.lifecycle import OrderState
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
 from native.framing import Records
+from native.idtable import IdTable
 from native.reports import Kept, ReplyPath, Reporter, Routing, keep, report_number
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, read_records
@@ -429,7 +430,7 @@ def edge(tokens=50.0, open_orders=0, ready=True, **fields):
             risk = tes.risks[TRADER]
             risk.max_order_quantity, risk.max_notional, risk.max_open_orders = 50, 400_000, 3
             risk.bucket.tokens, now = tokens, risk.bucket.last
-            tes.ledger.orders.open[TRADER] = dict.fromkeys(range(open_orders))
+            tes.ledger.orders.open[TRADER] = IdTable(dict.fromkeys(range(open_orders)))
             exchange.shard.ready = ready
             order = p.EnterOrder(**{"client_order_id": 1, **LIMIT_ORDER, **fields})
             before = (risk.bucket.tokens, risk.bucket.last, tes.ledger.counter, tes.journal.pending.records(),
