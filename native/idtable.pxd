@@ -15,6 +15,5 @@ cdef class IdTable:
     cdef object get_id(self, int64_t id)
     cdef int set_id(self, int64_t id, object item) except -1
     cdef object pop_id(self, int64_t id)
-    cdef Py_ssize_t _home(self, int64_t id) noexcept
     cdef Py_ssize_t _find(self, int64_t id) noexcept
     cdef int _rebuild(self, Py_ssize_t wanted) except -1

@@ -38,8 +38,13 @@ from libc.string cimport memset
 from native.int64 cimport as_int64
 
 cdef uint64_t FIBONACCI = 0x9E3779B97F4A7C15ULL   # 2**64 / the golden ratio, odd
-cdef Py_ssize_t SMALLEST = 8                      # the fewest entries allocated
+cdef Py_ssize_t SMALLEST = 32                     # the fewest entries allocated
 cdef object MISSING = object()
+
+
+cdef inline Py_ssize_t _home(int64_t id, int shift) noexcept:
+    """The first slot to probe for ``id``: the top bits of its Fibonacci hash."""
+    return <Py_ssize_t>((<uint64_t>id * FIBONACCI) >> shift)
 
 
 cdef inline bint _id(object key, int64_t* id) except -1:
@@ -70,15 +75,12 @@ cdef class IdTable:
 
     # ---------------------------------------------------------------- in C
 
-    cdef Py_ssize_t _home(self, int64_t id) noexcept:
-        return <Py_ssize_t>((<uint64_t>id * FIBONACCI) >> self.shift)
-
     cdef Py_ssize_t _find(self, int64_t id) noexcept:
         """The slot of ``id``'s entry, or -1 if it is not in the table."""
         cdef Py_ssize_t i, s
         if self.count == 0:
             return -1
-        i = self._home(id)
+        i = _home(id, self.shift)
         while True:
             s = self.slots[i]
             if s == 0:
@@ -107,7 +109,7 @@ cdef class IdTable:
             return 0
         if self.used == self.capacity:
             self._rebuild(2 * (self.count + 1))
-        i = self._home(id)
+        i = _home(id, self.shift)
         while self.slots[i] != 0:
             i = (i + 1) & self.mask
         e = self.used
@@ -166,7 +168,7 @@ cdef class IdTable:
         self.capacity, self.used, self.mask, self.shift = capacity, at, slots - 1, shift
         memset(index, 0, slots * sizeof(Py_ssize_t))
         for e in range(at):
-            i = self._home(ids[e])
+            i = _home(ids[e], shift)
             while index[i] != 0:
                 i = (i + 1) & self.mask
             index[i] = e + 1

@@ -25,6 +25,7 @@ the journals, the frames sent and the ledgers, byte for byte.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_Realloc
+from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memcmp, memcpy
@@ -81,6 +82,14 @@ REPORT_FIELDS = {
                       "filled", "leaves", "average_price"),
 }
 EXECUTED_FIELDS = ("sequence", "symbol", "events", "time")
+
+
+cdef enum:
+    # the transitions `Reporter._next` keeps its last answer for, each its own
+    ACCEPTING = 0
+    CANCELING = 1
+    FILLING_PART = 2
+    FILLING_ALL = 3
 
 
 cdef enum:
@@ -178,6 +187,8 @@ cdef class Reporter:
     cdef Py_ssize_t o_id, o_trader, o_client, o_symbol, o_side, o_tif, o_quantity, o_stp, o_expire, o_filled
     cdef Py_ssize_t o_notional, o_state, o_requests
     cdef Record* records
+    cdef PyObject* came_from[4]  # per transition (ACCEPTING...), the state `_next` last moved from
+    cdef PyObject* went_to[4]    # and the state it moved to: both held by that transition's table
     cdef Py_ssize_t capacity, count
     cdef Noted* noted            # the reports written by the last `_take`, in order (`Routing._route`)
     cdef Py_ssize_t noted_capacity, noted_count
@@ -225,10 +236,18 @@ cdef class Reporter:
         """Each state's next state after ``transition``, where the lifecycle allows it."""
         return {state: after for (state, moved), after in TRANSITIONS.items() if moved is transition}
 
-    cdef object _next(self, dict after, state, transition):
-        """`engine.lifecycle.next_state`, from ``after`` (`_after`'s table for ``transition``)."""
+    cdef object _next(self, int which, dict after, state, transition):
+        """`engine.lifecycle.next_state`, from ``after`` (`_after`'s table for ``transition``, which
+        is ``which``: ACCEPTING...); the last state found there for it and its next state are kept
+        (`came_from`, `went_to`: borrowed from the table, which holds them for the Reporter's life),
+        since most orders move the same way."""
+        if <PyObject*>state == self.came_from[which]:
+            return <object>self.went_to[which]
         found = after.get(state)
-        return next_state(state, transition) if found is None else found
+        if found is None:
+            return next_state(state, transition)
+        self.came_from[which], self.went_to[which] = <PyObject*>state, <PyObject*>found
+        return found
 
     def receive(self, record, list reports):
         """`Ledger._receive` of ``record`` (a `servers.ledger.Received`): the reports appended to
@@ -496,9 +515,9 @@ cdef class Reporter:
             notional = before + price * quantity
         set_field(order, self.o_notional, notional)
         if leaves:
-            state = self._next(self.fill_part, field(order, self.o_state), TO_FILL_PART)
+            state = self._next(FILLING_PART, self.fill_part, field(order, self.o_state), TO_FILL_PART)
         else:
-            state = self._next(self.fill_all, field(order, self.o_state), TO_FILL_ALL)
+            state = self._next(FILLING_ALL, self.fill_all, field(order, self.o_state), TO_FILL_ALL)
         set_field(order, self.o_state, state)
         status = self._begin(b"OrderFilled", 14, field(order, self.o_client), order, field(order, self.o_symbol), state)
         wire_object(w, field(order, self.o_side))
@@ -519,7 +538,7 @@ cdef class Reporter:
     cdef void _accepted(self, order, symbol, int64_t* f, int64_t at, list reports) except *:
         """An acceptance (``f``: `engine.messages.OrderAccepted`'s fields)."""
         cdef Writer* w = &self.wire
-        state = self._next(self.accept, field(order, self.o_state), TO_ACCEPT)
+        state = self._next(ACCEPTING, self.accept, field(order, self.o_state), TO_ACCEPT)
         set_field(order, self.o_state, state)
         set_field(order, self.o_tif, TIFS[f[3]])
         set_field(order, self.o_expire, f[11])
@@ -553,7 +572,7 @@ cdef class Reporter:
             reason = request.reason
             if reason is CANCEL_REASONS[REQUESTED]:
                 client_order_id = request.client_order_id
-        state = self._next(self.cancel, field(order, self.o_state), TO_CANCEL)
+        state = self._next(CANCELING, self.cancel, field(order, self.o_state), TO_CANCEL)
         set_field(order, self.o_state, state)
         set_field(order, self.o_quantity, 0)
         trader, filled = field(order, self.o_trader), field(order, self.o_filled)
