@@ -48,9 +48,10 @@ from native.book import by_value
 from native.constants cimport GTD, LIMIT, MARKET, POST_ONLY
 from native.framing cimport Records
 from native.idtable cimport IdTable
+from native.routed cimport Order
 from native.int64 cimport as_int64
 from native.reader cimport Reader, read_array, read_enum, read_int, read_str, read_tag
-from native.structs cimport check_fields, field, field_offset, set_field
+from native.structs cimport check_fields, field, field_offset
 from native.wire cimport MAX_HEADER, Writer, wire_bool, wire_int, wire_room, wire_str, wire_tagged
 
 cdef enum:
@@ -221,8 +222,9 @@ cdef int64_t used_up(others, int64_t client_order_id) except? -1:
 cdef class EntryPath:
     """The order entry of one `servers.tes.TradingEngineServer` (``tes``), whose containers it
     reads at each call (reference data replaces some of them). ``enter_order``, ``cancel_order``,
-    ``order``, ``request`` and ``deque`` are `servers.protocol.EnterOrder` and `CancelOrder`,
-    `servers.orders.Order` and `Request`, and `collections.deque`;
+    ``request`` and ``deque`` are `servers.protocol.EnterOrder` and `CancelOrder`,
+    `servers.orders.Request`, and `collections.deque`; the orders it makes are
+    `native.routed.Order`s, the registry's (`servers.orders.Order`);
     ``requested`` is `CancelReason.REQUESTED`; an exchange order id is ``(tes_id << id_bits) | counter``.
     ``written`` holds the classes of the messages it writes: `servers.ledger.Entered` and `Requested`,
     `servers.protocol.BookSubmit` and `BookCancel`, whose fields it checks.
@@ -230,16 +232,16 @@ cdef class EntryPath:
     The last instrument seen is kept as C fields (an `InstrumentConfig` is frozen: the same
     object has the same rules)."""
 
-    cdef object tes, ledger, registry, journal, enter_order, cancel_order, order, request, deque, requested
+    cdef object tes, ledger, registry, journal, enter_order, cancel_order, request, deque, requested
     cdef int64_t tes_id, id_bits, requested_value
-    cdef Py_ssize_t c_client, c_order, o_symbol, o_requests
+    cdef Py_ssize_t c_client, c_order
     cdef Py_ssize_t e_client, e_symbol, e_side, e_type, e_tif, e_price, e_quantity, e_stop, e_display, e_flags
     cdef Py_ssize_t e_stp, e_expire                   # an EnterOrder's fields, read at their offsets
     cdef object instrument
     cdef bint usable, limit_enabled, market_enabled, post_only_enabled
     cdef int64_t tick, lot, min_quantity, max_quantity, band_bps, reference_price
 
-    def __init__(self, tes, enter_order, cancel_order, order, request, deque, requested, int id_bits,
+    def __init__(self, tes, enter_order, cancel_order, request, deque, requested, int id_bits,
                  tuple written):
         for cls in written:
             check_fields(cls, cls.__name__, WRITTEN_FIELDS.get(cls.__name__), "entry.pyx")
@@ -251,11 +253,10 @@ cdef class EntryPath:
         self.ledger = tes.ledger
         self.registry = tes.ledger.orders
         self.journal = tes.journal
-        self.enter_order, self.cancel_order, self.order = enter_order, cancel_order, order
+        self.enter_order, self.cancel_order = enter_order, cancel_order
         self.request, self.deque, self.requested, self.requested_value = request, deque, requested, requested
         self.c_client = field_offset(cancel_order, "client_order_id")
         self.c_order = field_offset(cancel_order, "order_id")
-        self.o_symbol, self.o_requests = field_offset(order, "symbol"), field_offset(order, "requests")
         self.tes_id = tes.tes_id
         self.id_bits = id_bits
         self.e_client, self.e_symbol = field_offset(enter_order, "client_order_id"), field_offset(enter_order, "symbol")
@@ -333,6 +334,7 @@ cdef class EntryPath:
         cdef const char* cancel_text
         cdef Py_ssize_t trader_size, symbol_size = 0, cancel_size
         cdef IdTable orders, open_orders, awaiting
+        cdef Order order
         cdef dict instruments, last_prices, shard_of
         cdef list outbox
         cdef Records pending
@@ -381,14 +383,14 @@ cdef class EntryPath:
                 client_order_id = w.client_order_id
                 if client_order_id != contiguous + 1:
                     break
-                client = client_order_id
                 if w.kind == CANCEL:
                     # a cancel of one of the trader's open orders, whose book is ready
                     order_id = w.order_id
-                    order = None if open_orders is None else open_orders.get_id(order_id)
-                    if type(order) is not self.order:
+                    found = None if open_orders is None else open_orders.get_id(order_id)
+                    if type(found) is not Order:
                         break
-                    order_symbol = field(order, self.o_symbol)
+                    order = <Order>found
+                    order_symbol = order.symbol
                     shard = shard_of.get(order_symbol)
                     if shard is None or not shard.ready:
                         break
@@ -398,11 +400,10 @@ cdef class EntryPath:
                     _cancel_message(b"Requested", True, trader_text, trader_size, order_id, client_order_id,
                                     self.requested_value)
                     _journal(pending, sequence)
-                    requests = field(order, self.o_requests)
+                    requests = order.requests
                     if requests is None:
-                        requests = self.deque()
-                        set_field(order, self.o_requests, requests)
-                    requests.append(self.request(True, client, self.requested))
+                        requests = order.requests = self.deque()
+                    requests.append(self.request(True, client_order_id, self.requested))
                     cancel_text = PyUnicode_AsUTF8AndSize(order_symbol, &cancel_size)
                     _cancel_message(b"BookCancel", False, cancel_text, cancel_size, order_id, client_order_id,
                                     self.requested_value)
@@ -470,8 +471,11 @@ cdef class EntryPath:
                 _entered(trader_text, trader_size, client_order_id, order_id, symbol_text, symbol_size, side,
                          order_type, time_in_force, price, quantity, flags, stp)
                 _journal(pending, sequence)
-                order = self.order(order_id, trader, client, symbol, SIDES[side], ORDER_TYPES[order_type],
-                                   TIFS[time_in_force], price, quantity, 0, 0, flags, stp_obj, 0, False)
+                order = Order.__new__(Order)
+                order.order_id, order.trader_id, order.client_order_id, order.symbol = order_id, trader, client_order_id, symbol
+                order.side, order.order_type = SIDES[side], ORDER_TYPES[order_type]
+                order.time_in_force, order.price, order.quantity = TIFS[time_in_force], price, quantity
+                order.flags, order.stp = flags, stp_obj
                 orders.set_id(order_id, order)
                 if open_orders is None:
                     open_orders = self.registry.open[trader] = IdTable()

@@ -43,6 +43,7 @@ from native.reader cimport Reader, read_array, read_enum, read_int, read_str, re
 from native.structs cimport check_fields, field, field_offset, set_field
 from native.framing cimport Records
 from native.idtable cimport IdTable
+from native.routed cimport Order
 from native.wire cimport (MAX_HEADER, Writer, wire_array, wire_bin, wire_bool, wire_float, wire_int, wire_room,
                           wire_str, wire_tagged)
 
@@ -132,12 +133,12 @@ cdef int64_t EXACT = (<int64_t>1) << 53
 """Integers of magnitude up to this are exact as doubles."""
 
 
-cdef inline double average_price(notional, filled) except? -1.0:
+cdef inline double average_price(notional, int64_t filled) except? -1.0:
     """`servers.orders.Order.average_price` of an order's ``notional`` and ``filled``: where both are
     exact as doubles, their quotient in C, as Python's int division computes it then."""
-    cdef int64_t n, f
-    if not as_int64(notional, &n) and not as_int64(filled, &f) and -EXACT <= n <= EXACT and 0 < f <= EXACT:
-        return <double>n / <double>f
+    cdef int64_t n
+    if not as_int64(notional, &n) and -EXACT <= n <= EXACT and 0 < filled <= EXACT:
+        return <double>n / <double>filled
     return PyFloat_AS_DOUBLE(notional / filled if filled else 0.0)
 
 
@@ -174,18 +175,15 @@ cdef void* doubled(void* items, Py_ssize_t* capacity, size_t size, str what) exc
 cdef class Reporter:
     """`servers.ledger.Ledger._receive` made in C for ``ledger`` (see the module docstring).
 
-    ``order`` is the registry's order class (`servers.orders.Order`), ``reply`` the type of one of
-    a book server's replies (`servers.protocol.ObsReply`), ``executed`` the `Executed` reply's
-    class, ``refused`` `CommandRefused`'s, and ``accepted``, ``filled`` and ``canceled`` the
-    classes of the reports written here (`servers.protocol.OrderAccepted`, `OrderFilled` and
-    `OrderCanceled`), whose fields it checks. An order's fields are read and written at their
-    offsets."""
+    ``reply`` is the type of one of a book server's replies (`servers.protocol.ObsReply`),
+    ``executed`` the `Executed` reply's class, ``refused`` `CommandRefused`'s, and ``accepted``,
+    ``filled`` and ``canceled`` the classes of the reports written here
+    (`servers.protocol.OrderAccepted`, `OrderFilled` and `OrderCanceled`), whose fields it checks.
+    The registry's orders are `native.routed.Order`s, their fields read and written as C fields."""
 
-    cdef object ledger, registry, order, executed, refused, decode_event, decode_reply, fallback
+    cdef object ledger, registry, executed, refused, decode_event, decode_reply, fallback
     cdef IdTable orders
     cdef dict open, numbers, last_sequence, seen, states, accept, cancel, fill_part, fill_all
-    cdef Py_ssize_t o_id, o_trader, o_client, o_symbol, o_side, o_tif, o_quantity, o_stp, o_expire, o_filled
-    cdef Py_ssize_t o_notional, o_state, o_requests
     cdef Record* records
     cdef PyObject* came_from[4]  # per transition (ACCEPTING...), the state `_next` last moved from
     cdef PyObject* went_to[4]    # and the state it moved to: both held by that transition's table
@@ -201,12 +199,12 @@ cdef class Reporter:
     cdef public bint keep_closed
     """Closed orders stay in the registry, as `OrderRegistry.keep_closed` (`Ledger.keep_closed`)."""
 
-    def __init__(self, ledger, order, reply, executed, refused, accepted, filled, canceled):
+    def __init__(self, ledger, reply, executed, refused, accepted, filled, canceled):
         registry = ledger.orders
         self.ledger, self.registry = ledger, registry
         self.orders, self.open, self.numbers = registry.orders, registry.open, registry.numbers
         self.last_sequence, self.seen = ledger.last_sequence, ledger.seen
-        self.order, self.executed, self.refused = order, executed, refused
+        self.executed, self.refused = executed, refused
         self.fallback = registry.apply
         self.decode_event = msgspec.msgpack.Decoder(book.Event).decode
         self.decode_reply = msgspec.msgpack.Decoder(reply).decode
@@ -218,13 +216,6 @@ cdef class Reporter:
         self.states = {state: state.value.encode() for state in OrderState}
         self.accept, self.cancel = self._after(TO_ACCEPT), self._after(TO_CANCEL)
         self.fill_part, self.fill_all = self._after(TO_FILL_PART), self._after(TO_FILL_ALL)
-        self.o_id, self.o_trader = field_offset(order, "order_id"), field_offset(order, "trader_id")
-        self.o_client, self.o_symbol = field_offset(order, "client_order_id"), field_offset(order, "symbol")
-        self.o_side, self.o_tif = field_offset(order, "side"), field_offset(order, "time_in_force")
-        self.o_quantity, self.o_stp = field_offset(order, "quantity"), field_offset(order, "stp")
-        self.o_expire, self.o_filled = field_offset(order, "expire_at"), field_offset(order, "filled")
-        self.o_notional, self.o_state = field_offset(order, "notional"), field_offset(order, "state")
-        self.o_requests = field_offset(order, "requests")
         self.symbols, self.others = [], []
 
     def __dealloc__(self):
@@ -428,7 +419,7 @@ cdef class Reporter:
             return
         if event.kind == IS_FILLED:
             maker, taker = self.orders.get_id(f[0]), self.orders.get_id(f[1])
-            if (maker is None or type(maker) is self.order) and (taker is None or type(taker) is self.order):
+            if (maker is None or type(maker) is Order) and (taker is None or type(taker) is Order):
                 self._filled(maker, taker, symbol, f, at, reports, trades)
             else:
                 self._numbered()
@@ -437,13 +428,13 @@ cdef class Reporter:
         order = self.orders.get_id(f[0])
         if order is None:
             return
-        if type(order) is not self.order:
+        if type(order) is not Order:
             self._numbered()
             self.fallback(symbol, [self._event_object(event)], at, reports, trades)
         elif event.kind == IS_ACCEPTED:
-            self._accepted(order, symbol, f, at, reports)
+            self._accepted(<Order>order, symbol, f, at, reports)
         else:
-            self._canceled(order, symbol, f, at, reports)
+            self._canceled(<Order>order, symbol, f, at, reports)
 
     cdef object _event_object(self, Record* event):
         """The event Struct of a record read in C, for the registry's Python."""
@@ -486,73 +477,73 @@ cdef class Reporter:
         maker_trader = taker_trader = None
         price, quantity = f[2], f[3]
         if maker is not None:
-            maker_trader = field(maker, self.o_trader)
-            reports.append((maker_trader, self._fill(maker, f, f[4], False, at, price, quantity)))
+            maker_trader = (<Order>maker).trader_id
+            reports.append((maker_trader, self._fill(<Order>maker, f, f[4], False, at, price, quantity)))
         if taker is not None:
-            taker_trader = field(taker, self.o_trader)
-            reports.append((taker_trader, self._fill(taker, f, f[5], True, at, price, quantity)))
+            taker_trader = (<Order>taker).trader_id
+            reports.append((taker_trader, self._fill(<Order>taker, f, f[5], True, at, price, quantity)))
         if f[6] == BUY:
             trades.append((symbol, price, quantity, taker_trader, maker_trader))
         else:
             trades.append((symbol, price, quantity, maker_trader, taker_trader))
 
-    cdef object _fill(self, order, int64_t* f, int64_t leaves, bint aggressor, int64_t at, price, quantity):
-        """`OrderRegistry._fill`: the order changed, its report."""
+    cdef object _fill(self, Order order, int64_t* f, int64_t leaves, bint aggressor, int64_t at, price, quantity):
+        """`OrderRegistry._fill`: the order changed, its report. Its filled quantity is summed in C
+        while both lie in 0..`LARGE` and 0..`SMALL`, else as Python ints (OverflowError beyond int64:
+        no book's fills come to that), and its notional likewise."""
         cdef Writer* w = &self.wire
-        cdef int64_t before_filled, before_notional
-        set_field(order, self.o_quantity, leaves)
-        before = field(order, self.o_filled)
-        if not as_int64(before, &before_filled) and 0 <= before_filled < LARGE and 0 <= f[3] < SMALL:
-            filled = before_filled + f[3]
+        cdef int64_t before_notional
+        order.quantity = leaves
+        if 0 <= order.filled < LARGE and 0 <= f[3] < SMALL:
+            order.filled += f[3]
         else:
-            filled = before + quantity
-        set_field(order, self.o_filled, filled)
-        before = field(order, self.o_notional)
+            order.filled = order.filled + quantity
+        before = order.notional
         if (not as_int64(before, &before_notional) and -LARGE < before_notional < LARGE
                 and -SMALL < f[2] < SMALL and 0 <= f[3] < SMALL):
             notional = before_notional + f[2] * f[3]
         else:
             notional = before + price * quantity
-        set_field(order, self.o_notional, notional)
+        order.notional = notional
         if leaves:
-            state = self._next(FILLING_PART, self.fill_part, field(order, self.o_state), TO_FILL_PART)
+            state = self._next(FILLING_PART, self.fill_part, order.state, TO_FILL_PART)
         else:
-            state = self._next(FILLING_ALL, self.fill_all, field(order, self.o_state), TO_FILL_ALL)
-        set_field(order, self.o_state, state)
-        status = self._begin(b"OrderFilled", 14, field(order, self.o_client), order, field(order, self.o_symbol), state)
-        wire_object(w, field(order, self.o_side))
+            state = self._next(FILLING_ALL, self.fill_all, order.state, TO_FILL_ALL)
+        order.state = state
+        status = self._begin(b"OrderFilled", 14, order.client_order_id, order, order.symbol, state)
+        wire_object(w, order.side)
         wire_int(w, f[2])
         wire_int(w, f[3])
         wire_int(w, leaves)
         wire_int(w, f[7])
         wire_bool(w, aggressor)
         wire_int(w, at)
-        self._wire_number(w, field(order, self.o_trader))
+        self._wire_number(w, order.trader_id)
         wire_status(w, status)
-        wire_object(w, filled)
-        wire_float(w, average_price(notional, filled))
+        wire_int(w, order.filled)
+        wire_float(w, average_price(notional, order.filled))
         if not leaves:
             self._close(order, f[1] if aggressor else f[0])
         return self._written(FILLED_REPORT)
 
-    cdef void _accepted(self, order, symbol, int64_t* f, int64_t at, list reports) except *:
+    cdef void _accepted(self, Order order, symbol, int64_t* f, int64_t at, list reports) except *:
         """An acceptance (``f``: `engine.messages.OrderAccepted`'s fields)."""
         cdef Writer* w = &self.wire
-        state = self._next(ACCEPTING, self.accept, field(order, self.o_state), TO_ACCEPT)
-        set_field(order, self.o_state, state)
-        set_field(order, self.o_tif, TIFS[f[3]])
-        set_field(order, self.o_expire, f[11])
-        set_field(order, self.o_stp, STPS[f[10]])
-        trader, filled = field(order, self.o_trader), field(order, self.o_filled)
-        status = self._begin(b"OrderAccepted", 19, field(order, self.o_client), order, symbol, state)
+        state = self._next(ACCEPTING, self.accept, order.state, TO_ACCEPT)
+        order.state = state
+        order.time_in_force = TIFS[f[3]]
+        order.expire_at = f[11]
+        order.stp = STPS[f[10]]
+        trader = order.trader_id
+        status = self._begin(b"OrderAccepted", 19, order.client_order_id, order, symbol, state)
         for i in range(1, 6):
             wire_int(w, f[i])
         wire_int(w, at)
         self._wire_number(w, trader)
         wire_status(w, status)
-        wire_object(w, filled)
-        wire_object(w, field(order, self.o_quantity))
-        wire_float(w, average_price(field(order, self.o_notional), filled))
+        wire_int(w, order.filled)
+        wire_int(w, order.quantity)
+        wire_float(w, average_price(order.notional, order.filled))
         wire_int(w, f[6])
         wire_int(w, f[7])
         wire_int(w, f[8])
@@ -560,35 +551,36 @@ cdef class Reporter:
         wire_int(w, f[11])
         reports.append((trader, self._written(ACCEPTED_REPORT)))
 
-    cdef void _canceled(self, order, symbol, int64_t* f, int64_t at, list reports) except *:
+    cdef void _canceled(self, Order order, symbol, int64_t* f, int64_t at, list reports) except *:
         """An order canceled (``f``: `engine.messages.OrderCanceled`'s fields): at its trader's
         request, the oldest request in flight answered (its reason, and the request's client
         order id if the trader's own); else its own."""
         cdef Writer* w = &self.wire
-        client_order_id, reason = field(order, self.o_client), CANCEL_REASONS[f[2]]
-        requests = field(order, self.o_requests)
+        cdef int64_t client_order_id = order.client_order_id
+        reason = CANCEL_REASONS[f[2]]
+        requests = order.requests
         if f[2] == REQUESTED and requests:
             request = requests.popleft()
             reason = request.reason
             if reason is CANCEL_REASONS[REQUESTED]:
-                client_order_id = request.client_order_id
-        state = self._next(CANCELING, self.cancel, field(order, self.o_state), TO_CANCEL)
-        set_field(order, self.o_state, state)
-        set_field(order, self.o_quantity, 0)
-        trader, filled = field(order, self.o_trader), field(order, self.o_filled)
+                client_order_id = int64_of(request.client_order_id)
+        state = self._next(CANCELING, self.cancel, order.state, TO_CANCEL)
+        order.state = state
+        order.quantity = 0
+        trader = order.trader_id
         status = self._begin(b"OrderCanceled", 11, client_order_id, order, symbol, state)
         wire_int(w, f[1])
         wire_object(w, reason)
         wire_int(w, at)
         self._wire_number(w, trader)
         wire_status(w, status)
-        wire_object(w, filled)
+        wire_int(w, order.filled)
         wire_int(w, 0)
-        wire_float(w, average_price(field(order, self.o_notional), filled))
+        wire_float(w, average_price(order.notional, order.filled))
         reports.append((trader, self._written(CANCELED_REPORT)))
         self._close(order, f[0])
 
-    cdef bytes _begin(self, const char* tag, Py_ssize_t fields, client_order_id, order, symbol, state):
+    cdef bytes _begin(self, const char* tag, Py_ssize_t fields, int64_t client_order_id, Order order, symbol, state):
         """Begin a report in `wire`, emptied, with room made for all of it: the array and ``tag``
         of a report of ``fields`` fields, then its client order id, ``order``'s id and ``symbol``.
         Returns the msgpack text of ``state``, the status, which the caller writes in its place
@@ -601,9 +593,9 @@ cdef class Reporter:
         w.size = 0
         wire_room(w, MAX_HEADER + 32 + fields * MAX_HEADER + symbol_size + PyBytes_GET_SIZE(status))
         wire_tagged(w, tag, fields)
-        self.client_order_id = int64_of(client_order_id)
-        wire_int(w, self.client_order_id)
-        wire_object(w, field(order, self.o_id))
+        self.client_order_id = client_order_id
+        wire_int(w, client_order_id)
+        wire_int(w, order.order_id)
         wire_str(w, symbol_text, symbol_size)
         return status
 
@@ -619,13 +611,13 @@ cdef class Reporter:
         note.client_order_id, note.number = self.client_order_id, self.report_number
         return report
 
-    cdef void _close(self, order, int64_t order_id) except *:
+    cdef void _close(self, Order order, int64_t order_id) except *:
         """`OrderRegistry._close` of ``order``, whose id is ``order_id``: no longer open; forgotten
         unless a request awaits its answer (or `keep_closed`)."""
-        cdef IdTable trader_orders = self.open.get(field(order, self.o_trader))
+        cdef IdTable trader_orders = self.open.get(order.trader_id)
         if trader_orders is not None:
             trader_orders.pop_id(order_id)
-        if field(order, self.o_state) in TERMINAL and not field(order, self.o_requests) and not self.keep_closed:
+        if order.state in TERMINAL and not order.requests and not self.keep_closed:
             self.orders.pop_id(order_id)
 
 

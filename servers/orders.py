@@ -40,12 +40,11 @@ order (the clock, phases, an uncross's summary) make no report.
 
 from collections import deque
 
-import msgspec
-
 from engine import messages as book
-from engine.lifecycle import TERMINAL, OrderState, Transition, next_state
-from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
+from engine.lifecycle import OrderState, Transition, next_state
+from engine.types import CancelReason, OrderType, RejectReason, Side
 from native.idtable import IdTable
+from native.routed import Order
 from servers import protocol as p
 
 Report = tuple[str, object]
@@ -75,58 +74,6 @@ class Request:
         self.cancel = cancel
         self.client_order_id = client_order_id
         self.reason = reason
-
-
-class Order(msgspec.Struct, gc=False, array_like=True):
-    """An order routed to a book (a Struct: made once per order, in C, with no ``__init__`` to run;
-    encoded as an array of its fields in their order, a ledger snapshot's `servers.ledger.OrderRow`).
-
-    ``held`` is True for a stop not triggered yet: its maker passes ``order_type in STOPS``."""
-
-    order_id: int
-    trader_id: str
-    client_order_id: int
-    symbol: str
-    side: Side
-    order_type: OrderType
-    time_in_force: TimeInForce
-    price: int
-    quantity: int
-    """Open quantity."""
-    stop_price: int = 0
-    display_quantity: int = 0
-    flags: int = 0
-    stp: SelfTradePrevention = SelfTradePrevention.NONE
-    expire_at: int = 0
-    held: bool = False
-    """A stop not triggered yet (until its StopTriggered, or its end)."""
-    filled: int = 0
-    notional: int = 0
-    """Price x quantity of its fills (ticks x lots): average price = notional / filled."""
-    state: OrderState = OrderState.PENDING
-    requests: deque | None = None
-    """Cancels and replaces in flight, oldest first (`Request`s; None until the first: most orders get none)."""
-
-    @property
-    def accepted(self) -> bool:
-        """The book has accepted it (until then, a refusal answers the submission)."""
-        return self.state is not PENDING and self.state is not REJECTED
-
-    @property
-    def closed(self) -> bool:
-        """The book holds none of it any more; kept only to answer requests in flight."""
-        return self.state in TERMINAL
-
-    def canceling(self) -> bool:
-        return bool(self.requests) and any(request.cancel for request in self.requests)
-
-    def average_price(self) -> float:
-        return self.notional / self.filled if self.filled else 0.0
-
-    def open_order(self) -> p.OpenOrder:
-        return p.OpenOrder(self.client_order_id, self.order_id, self.symbol, self.side, self.time_in_force,
-                           self.price, self.quantity, self.filled, self.order_type, self.stop_price,
-                           self.display_quantity, self.flags, self.stp, self.expire_at, self.held)
 
 
 class OrderRegistry:

@@ -118,7 +118,7 @@ from servers.ledger import (
     Unsent,
 )
 from servers.logons import Authenticator, Logons, Verdict
-from servers.orders import Order, Request
+from servers.orders import Request
 from servers.risk import TraderRisk, valuation_price
 from servers.service import Occurrences
 from servers.sessions import Session, Sessions, cancels_orders
@@ -377,7 +377,7 @@ class TradingEngineServer:
         ledger if not logged on), counted by type; an answer to an order routed to a book (``routed``:
         the TES's own refusals never are; accepted, or rejected by the book, its server or for want
         of one) ends its wait, and its latency if it goes to a session; rejects are counted by reason."""
-        self.entry: EntryPath | None = EntryPath(self, p.EnterOrder, p.CancelOrder, Order, Request, deque,
+        self.entry: EntryPath | None = EntryPath(self, p.EnterOrder, p.CancelOrder, Request, deque,
                                                  CancelReason.REQUESTED, ID_BITS,
                                                  (Entered, Requested, p.BookSubmit, p.BookCancel))
         """The order entry in C (`native.entry`): each logged-on session's run of orders it takes;

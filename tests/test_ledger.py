@@ -14,6 +14,7 @@ import logging
 import random
 import shutil
 import zlib
+from collections import deque
 
 import msgspec
 import pytest
@@ -21,6 +22,7 @@ import pytest
 from config.settings import JournalConfig
 from engine.book import ReferenceBook
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
+from native.routed import DEFAULTS, FIELDS
 from servers import protocol as p
 from servers.journal import RecoveryError, read_discarded
 from servers.ledger import (
@@ -42,6 +44,7 @@ from servers.ledger import (
     Requested,
     _LedgerStateV1,
     _OrderRowV1,
+    encode_orders,
     encode_state,
 )
 from servers.orders import Order, Request
@@ -234,9 +237,15 @@ def test_recovery_continues_the_journal_and_a_second_recovery_sees_both_parts(tm
 
 
 def test_a_snapshot_row_has_the_fields_of_an_order_in_its_order():
-    """A snapshot encodes the live orders themselves (`encode_orders`) and reads them as rows."""
-    assert OrderRow.__struct_fields__ == Order.__struct_fields__
-    assert OrderRow.__struct_defaults__ == Order.__struct_defaults__
+    """A snapshot writes each live order as its row (`encode_orders`, `Order.row`) and reads them
+    as `OrderRow`s: the same fields in the same order, with the same defaults."""
+    assert OrderRow.__struct_fields__ == FIELDS
+    assert OrderRow.__struct_defaults__ == DEFAULTS
+    order = Order(7, "alice", 3, "ACME", Side.BUY, OrderType.LIMIT, TimeInForce.GTC, 100, 5, filled=2, notional=200)
+    order.requests = deque([Request(True, 4, CancelReason.REQUESTED)])
+    row = msgspec.msgpack.decode(encode_orders([order]), type=list[OrderRow])[0]
+    assert row == OrderRow(*order.row()) and row.requests == [(True, 4, CancelReason.REQUESTED)]
+    assert Order(*msgspec.structs.astuple(row)[:-1]) == Order(*order.row()[:-1]), "read back, the same order"
 
 
 def test_requests_in_flight_survive_a_snapshot(tmp_path):

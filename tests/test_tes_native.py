@@ -29,11 +29,12 @@ from native.entry import EntryPath
 from native.framing import Records
 from native.idtable import IdTable
 from native.reports import Kept, ReplyPath, Reporter, Routing, keep, report_number
+from native.routed import FIELDS
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, read_records
 from servers.ledger import ID_BITS, Entered, Ledger, LedgerRecord, Received, Requested, encode_state
 from servers.logons import Verdict
-from servers.orders import Order, OrderRegistry, Request
+from servers.orders import OrderRegistry, Request
 
 START_NS = 1_800_000_000_000_000_000
 """The exchange clock at the start of a stream (each turn moves it on by `TURN_NS`)."""
@@ -639,8 +640,8 @@ def test_fills_beyond_the_c_arithmetic_are_reported_as_by_the_python(price, quan
         assert encoded[0] == encoded[1]
         held = [ledger.orders.orders.get(order_id) for ledger in (fast, spec)]
         if held[0] is not None:
-            orders.append(msgspec.structs.asdict(held[0]))
-            assert orders[-1] == msgspec.structs.asdict(held[1])
+            orders.append(dict(zip(FIELDS, held[0].row(), strict=True)))
+            assert held[0] == held[1]
     assert len(orders) == 4 and spec.orders.orders.get(order_id) is None
     assert orders[-1]["filled"] == 2 * quantity and orders[-1]["notional"] == 2 * quantity * price
     holdings = [ledger.portfolio(TRADER).holdings[SYMBOL] for ledger in (fast, spec)]
@@ -859,10 +860,10 @@ def test_the_order_entry_in_c_refuses_a_message_it_would_read_or_write_wrongly(c
     name = messages[changed].__name__
     messages[changed] = without_last_field(messages[changed])
     with pytest.raises(TypeError, match=f"^{name} is not the message native/entry.pyx reads or writes: rebuild it"):
-        EntryPath(None, messages[4], messages[5], Order, Request, deque, CancelReason.REQUESTED,
+        EntryPath(None, messages[4], messages[5], Request, deque, CancelReason.REQUESTED,
                   ID_BITS, tuple(messages[:4]))
     with pytest.raises(TypeError, match="give their classes"):
-        EntryPath(None, p.EnterOrder, p.CancelOrder, Order, Request, deque, CancelReason.REQUESTED,
+        EntryPath(None, p.EnterOrder, p.CancelOrder, Request, deque, CancelReason.REQUESTED,
                   ID_BITS, (Entered, Requested, p.BookSubmit))
 
 
@@ -873,7 +874,7 @@ def test_the_reports_in_c_refuse_a_message_they_would_read_or_write_wrongly(chan
     messages[changed] = without_last_field(messages[changed])
     ledger = Ledger(TES_ID, {"A": [SYMBOL]})
     with pytest.raises(TypeError, match=f"^{changed} is not the message native/reports.pyx reads or writes"):
-        Reporter(ledger, Order, p.ObsReply, messages["Executed"], p.CommandRefused, messages["OrderAccepted"],
+        Reporter(ledger, p.ObsReply, messages["Executed"], p.CommandRefused, messages["OrderAccepted"],
                  messages["OrderFilled"], messages["OrderCanceled"])
 
 
