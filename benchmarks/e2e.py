@@ -163,9 +163,10 @@ def verdicts(rows: list[dict]) -> dict[str, str]:
 def floor_verdict(row: dict | None) -> str:
     """The ack p99 against ZeroMQ alone's, as a ratio within each run (a run and the floor's run
     beside it met the same spell of the machine): the median of the runs' ratios. Where the durable
-    floor was measured too, the same ratio of its own runs (`durable_over_bare`) follows: an exchange
-    that answers only what is durable cannot go below it, so where it exceeds the target, the
-    verdict says that the target lies below the durable floor in this run."""
+    floor was measured too, the same ratio of its own runs (`durable_over_bare`, its median to a
+    hundredth, as it is set against the target) follows: an exchange that answers only what is
+    durable cannot go below it, so where it exceeds the target, the verdict says that the target
+    lies below the durable floor in this run."""
     ratios = p99_ratios(row, "floor_runs")
     if not ratios:
         return "not measured"
@@ -173,7 +174,7 @@ def floor_verdict(row: dict | None) -> str:
     verdict = f"{'met' if ratio <= target else 'not met'} ({_times(ratio)} ZeroMQ alone's p99: {_which(ratios)}"
     durable = durable_over_bare(row)
     if durable:
-        verdict += (f"; ZeroMQ alone with one group commit per turn is itself {_times(median_present(durable))} "
+        verdict += (f"; ZeroMQ alone with one group commit per turn is itself {median_present(durable):.2f}x "
                     f"ZeroMQ alone's ({_which(durable)})")
         if median_present(durable) > target:
             verdict += f", so {_times(target)} lies below what an answer made durable first costs here"

@@ -34,13 +34,13 @@ def test_the_p99_verdict_says_where_the_durable_floor_itself_lies_beyond_the_tar
     # the exchange's ratios 2.0, 1.5 and 2.8; the durable floor's own 1.8, 1.85 and 1.44
     assert e2e.verdicts([slow])[FLOOR] == (
         "not met (2.0x ZeroMQ alone's p99: the median of 3 runs' ratios, 1.5x-2.8x; ZeroMQ alone with one group "
-        "commit per turn is itself 1.8x ZeroMQ alone's (the median of 3 runs' ratios, 1.4x-1.9x), so 1.5x lies "
+        "commit per turn is itself 1.80x ZeroMQ alone's (the median of 3 runs' ratios, 1.4x-1.9x), so 1.5x lies "
         "below what an answer made durable first costs here)")
     slow["durable_floor_runs"] = [{"ack_p99_us": p99} for p99 in (2_400, 2_600, 3_000)]
     # the durable floor's ratios 1.2, 1.3 and 1.2: the target lies above it, nothing more is said
     assert e2e.verdicts([slow])[FLOOR] == (
         "not met (2.0x ZeroMQ alone's p99: the median of 3 runs' ratios, 1.5x-2.8x; ZeroMQ alone with one group "
-        "commit per turn is itself 1.2x ZeroMQ alone's (the median of 3 runs' ratios, 1.2x-1.3x))")
+        "commit per turn is itself 1.20x ZeroMQ alone's (the median of 3 runs' ratios, 1.2x-1.3x))")
     slow["durable_floor_runs"] = slow["durable_floor_runs"][:2]
     assert e2e.durable_over_bare(slow) == [], "runs not paired round by round are not compared"
 
