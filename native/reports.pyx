@@ -376,39 +376,70 @@ cdef class Reporter:
 
     cdef list _apply(self, shard, time, list reports):
         """The second pass: the records read, applied in order as `Ledger._receive` applies the
-        decoded frame of the `Received` of ``shard`` at ``time``."""
-        cdef Py_ssize_t i = 0, j
+        decoded frame of the `Received` of ``shard`` at ``time``. The shard's last sequence seen and
+        each symbol's last sequence applied are followed as C integers while a run of one symbol's
+        replies lasts (`_symbol_done` writes them back, and the symbol's last trade to mark, when
+        the run ends): nothing else reads them meanwhile."""
+        cdef Py_ssize_t i = 0, j, traded, current = -1
         cdef Record* executed
         cdef list trades = [], replies = []
-        cdef dict marked = {}, last_sequence = self.last_sequence
+        cdef dict marked = {}
+        cdef int64_t sequence, seen_value = 0, last = -1, marked_sequence = 0
+        cdef bint seeing, moved = False
+        marked_price = None
         seen = self.seen.get(shard)
-        while i < self.count:
-            executed = &self.records[i]
-            if executed.kind == OTHER:
-                reply = self.others[executed.index]
-                replies.append(reply)
-                if type(reply) is self.refused:
-                    self._numbered()
-                    self.registry.refused(reply, reports, time)
-                i += 1
-                continue
-            sequence, symbol = executed.f[0], self.symbols[executed.index]
-            if seen is not None and sequence > seen:
-                seen = sequence
-            if sequence > last_sequence.get(symbol, -1):
-                last_sequence[symbol] = sequence
-                traded = len(trades)
-                for j in range(i + 1, i + 1 + executed.events):
-                    self._event(&self.records[j], symbol, executed.f[1], reports, trades)
-                if len(trades) > traded:
-                    marked[symbol] = (sequence, (<tuple>trades[len(trades) - 1])[1])
-            i += 1 + executed.events
-        self.seen[shard] = seen
+        seeing = seen is not None
+        if seeing:
+            seen_value = int64_of(seen)
+        try:
+            while i < self.count:
+                executed = &self.records[i]
+                if executed.kind == OTHER:
+                    reply = self.others[executed.index]
+                    replies.append(reply)
+                    if type(reply) is self.refused:
+                        self._numbered()
+                        self.registry.refused(reply, reports, time)
+                    i += 1
+                    continue
+                if executed.index != current:
+                    self._symbol_done(current, last, moved, marked, marked_sequence, marked_price)
+                    current, moved, marked_price = executed.index, False, None
+                    found = self.last_sequence.get(self.symbols[current])
+                    last = -1 if found is None else int64_of(found)
+                sequence = executed.f[0]
+                if seeing and sequence > seen_value:
+                    seen_value = sequence
+                if sequence > last:
+                    last, moved = sequence, True
+                    symbol = self.symbols[current]
+                    traded = len(trades)
+                    for j in range(i + 1, i + 1 + executed.events):
+                        self._event(&self.records[j], symbol, executed.f[1], reports, trades)
+                    if len(trades) > traded:
+                        marked_sequence, marked_price = sequence, (<tuple>trades[len(trades) - 1])[1]
+                i += 1 + executed.events
+        finally:  # a symbol's last sequence is written as the Python writes it, before its events
+            self._symbol_done(current, last, moved, marked, marked_sequence, marked_price)
+        self.seen[shard] = seen_value if seeing else None
         self._numbered()
-        for symbol, (sequence, price) in marked.items():
-            self.ledger.mark(symbol, sequence, price)
+        for symbol, (sequence_of, price) in marked.items():
+            self.ledger.mark(symbol, sequence_of, price)
         self.ledger.book_trades(trades)
         return replies
+
+    cdef void _symbol_done(self, Py_ssize_t current, int64_t last, bint moved, dict marked, int64_t marked_sequence,
+                           marked_price) except *:
+        """The end of a run of replies on the symbol ``current`` (its index in `symbols`; -1: none):
+        its last sequence applied, ``last``, written back if the run ``moved`` it, and its last
+        trade in the run (``marked_price`` at ``marked_sequence``; None: none) noted to mark."""
+        if current < 0:
+            return
+        symbol = self.symbols[current]
+        if moved:
+            self.last_sequence[symbol] = last
+        if marked_price is not None:
+            marked[symbol] = (marked_sequence, marked_price)
 
     cdef void _event(self, Record* event, symbol, int64_t at, list reports, list trades) except *:
         """`OrderRegistry.apply` of one event of an `Executed` on ``symbol`` at exchange time ``at``."""
