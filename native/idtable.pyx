@@ -23,8 +23,9 @@ Invariants
   first empty slot; no two slots name the same entry.
 - When ``used`` reaches ``capacity``, the next addition first rebuilds the table for twice the
   live entries (`_rebuild`): the live entries moved to the front in their order, the slots made
-  again without removed ones; in place if the size is unchanged. So an order added and removed
-  again and again costs no allocation in the steady state.
+  again without removed ones; in place unless that is more than the table holds (it grows) or at
+  most a quarter of it (it shrinks). So orders added and removed again and again, about as many
+  live at a time, cost no allocation in the steady state.
 - The table holds one reference to each live item. It does not take part in the cyclic
   collector: an item must not refer back to the table (an order does not).
 """
@@ -137,13 +138,17 @@ cdef class IdTable:
         return item
 
     cdef int _rebuild(self, Py_ssize_t wanted) except -1:
-        """Room for ``wanted`` entries at least (`SMALLEST`), the live ones first in their order,
-        the slots made again (see the invariants)."""
-        cdef Py_ssize_t capacity = max(wanted, SMALLEST), slots = 1, e, at = 0, i
+        """Room for ``wanted`` entries, the live ones first in their order, the slots made again
+        (see the invariants): in the same arrays unless ``wanted`` is more than they hold or at most
+        a quarter of it, so that a table whose count goes up and down keeps its size; else in new
+        ones of ``wanted`` entries (at least `SMALLEST`)."""
+        cdef Py_ssize_t capacity = self.capacity, slots = 1, e, at = 0, i
         cdef int shift = 64
         cdef int64_t* ids = self.ids
         cdef PyObject** objects = self.objects
         cdef Py_ssize_t* index = self.slots
+        if wanted > capacity or 4 * wanted <= capacity:
+            capacity = max(wanted, SMALLEST)
         while slots < 2 * capacity:
             slots *= 2
             shift -= 1

@@ -77,6 +77,13 @@ def test_many_ids_added_and_removed_again_and_again(count):
         assert len(table) == count // 2 and all(table[id_] == id_ for id_ in ids[1::2])
         assert all(id_ not in table for id_ in ids[::2]), f"round {round_}"
     assert table.keys() == ids[1::2], "the ids left, in the order they were first added"
+    left = ids[1::2][-2:]
+    for id_ in ids[1::2][:-2]:
+        del table[id_]
+    for n in range(count + 40):  # past the entries allocated: rebuilt, smaller once most are gone
+        table[-n - 1] = n
+        del table[-n - 1]
+    assert table.keys() == left and all(table[id_] == id_ for id_ in left)
 
 
 def test_an_order_added_and_removed_again_and_again_keeps_the_table_small():
