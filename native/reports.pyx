@@ -187,6 +187,8 @@ cdef class Reporter:
     cdef Record* records
     cdef PyObject* came_from[4]  # per transition (ACCEPTING...), the state `_next` last moved from
     cdef PyObject* went_to[4]    # and the state it moved to: both held by that transition's table
+    cdef PyObject* stated[3]     # per kind of report (ACCEPTED_REPORT...), the state `_begin` last wrote
+    cdef PyObject* status_text[3]  # and its msgpack text: both held by `states`
     cdef Py_ssize_t capacity, count
     cdef Noted* noted            # the reports written by the last `_take`, in order (`Routing._route`)
     cdef Py_ssize_t noted_capacity, noted_count
@@ -541,7 +543,7 @@ cdef class Reporter:
         else:
             state = self._next(FILLING_ALL, self.fill_all, order.state, TO_FILL_ALL)
         order.state = state
-        status = self._begin(b"OrderFilled", 14, order.client_order_id, order, order.symbol, state)
+        status = self._begin(FILLED_REPORT, b"OrderFilled", 14, order.client_order_id, order, order.symbol, state)
         wire_object(w, order.side)
         wire_int(w, f[2])
         wire_int(w, f[3])
@@ -566,7 +568,7 @@ cdef class Reporter:
         order.expire_at = f[11]
         order.stp = STPS[f[10]]
         trader = order.trader_id
-        status = self._begin(b"OrderAccepted", 19, order.client_order_id, order, symbol, state)
+        status = self._begin(ACCEPTED_REPORT, b"OrderAccepted", 19, order.client_order_id, order, symbol, state)
         for i in range(1, 6):
             wire_int(w, f[i])
         wire_int(w, at)
@@ -599,7 +601,7 @@ cdef class Reporter:
         order.state = state
         order.quantity = 0
         trader = order.trader_id
-        status = self._begin(b"OrderCanceled", 11, client_order_id, order, symbol, state)
+        status = self._begin(CANCELED_REPORT, b"OrderCanceled", 11, client_order_id, order, symbol, state)
         wire_int(w, f[1])
         wire_object(w, reason)
         wire_int(w, at)
@@ -611,16 +613,23 @@ cdef class Reporter:
         reports.append((trader, self._written(CANCELED_REPORT)))
         self._close(order, f[0])
 
-    cdef bytes _begin(self, const char* tag, Py_ssize_t fields, int64_t client_order_id, Order order, symbol, state):
-        """Begin a report in `wire`, emptied, with room made for all of it: the array and ``tag``
-        of a report of ``fields`` fields, then its client order id, ``order``'s id and ``symbol``.
-        Returns the msgpack text of ``state``, the status, which the caller writes in its place
-        (`wire_status`). The client order id is kept for `_written`, as `_wire_number` keeps the
-        report's number."""
+    cdef bytes _begin(self, int kind, const char* tag, Py_ssize_t fields, int64_t client_order_id, Order order,
+                      symbol, state):
+        """Begin a report of ``kind`` (ACCEPTED_REPORT...) in `wire`, emptied, with room made for all
+        of it: the array and ``tag`` of a report of ``fields`` fields, then its client order id,
+        ``order``'s id and ``symbol``. Returns the msgpack text of ``state``, the status, which the
+        caller writes in its place (`wire_status`): the last one of each kind of report is kept
+        (`stated`, `status_text`: borrowed from `states`, which holds them for the Reporter's life).
+        The client order id is kept for `_written`, as `_wire_number` keeps the report's number."""
         cdef Writer* w = &self.wire
         cdef Py_ssize_t symbol_size
         cdef const char* symbol_text = PyUnicode_AsUTF8AndSize(symbol, &symbol_size)
-        cdef bytes status = self.states[state]
+        cdef bytes status
+        if <PyObject*>state == self.stated[kind]:
+            status = <bytes>self.status_text[kind]
+        else:
+            status = self.states[state]
+            self.stated[kind], self.status_text[kind] = <PyObject*>state, <PyObject*>status
         w.size = 0
         wire_room(w, MAX_HEADER + 32 + fields * MAX_HEADER + symbol_size + PyBytes_GET_SIZE(status))
         wire_tagged(w, tag, fields)
