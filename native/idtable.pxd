@@ -16,4 +16,6 @@ cdef class IdTable:
     cdef int set_id(self, int64_t id, object item) except -1
     cdef object pop_id(self, int64_t id)
     cdef Py_ssize_t _find(self, int64_t id) noexcept
+    cdef Py_ssize_t _slot(self, key) except -2
+    cdef object _take(self, Py_ssize_t i)
     cdef int _rebuild(self, Py_ssize_t wanted) except -1

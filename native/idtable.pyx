@@ -93,9 +93,7 @@ cdef class IdTable:
     cdef object get_id(self, int64_t id):
         """The object of ``id``, or None."""
         cdef Py_ssize_t i = self._find(id)
-        if i < 0:
-            return None
-        return <object>self.objects[self.slots[i] - 1]
+        return None if i < 0 else <object>self.objects[self.slots[i] - 1]
 
     cdef int set_id(self, int64_t id, object item) except -1:
         """``item`` for ``id``: in its entry if it has one, else in a new one, last."""
@@ -124,12 +122,13 @@ cdef class IdTable:
 
     cdef object pop_id(self, int64_t id):
         """Remove ``id``'s entry: its object, or None if it had none."""
-        cdef Py_ssize_t i = self._find(id), e
-        cdef PyObject* held
-        if i < 0:
-            return None
-        e = self.slots[i] - 1
-        held = self.objects[e]
+        cdef Py_ssize_t i = self._find(id)
+        return None if i < 0 else self._take(i)
+
+    cdef object _take(self, Py_ssize_t i):
+        """Remove the entry of slot ``i`` (`_find`'s): its object."""
+        cdef Py_ssize_t e = self.slots[i] - 1
+        cdef PyObject* held = self.objects[e]
         self.objects[e] = NULL
         self.slots[i] = -1
         self.count -= 1
@@ -184,15 +183,19 @@ cdef class IdTable:
     def __len__(self):
         return self.count
 
-    def __contains__(self, key):
+    cdef Py_ssize_t _slot(self, key) except -2:
+        """The slot of ``key``'s entry, or -1 if ``key`` is not an id in the table."""
         cdef int64_t id
-        return _id(key, &id) and self._find(id) >= 0
+        return self._find(id) if _id(key, &id) else -1
+
+    def __contains__(self, key):
+        return self._slot(key) >= 0
 
     def __getitem__(self, key):
-        cdef int64_t id
-        if not _id(key, &id) or self._find(id) < 0:
+        cdef Py_ssize_t i = self._slot(key)
+        if i < 0:
             raise KeyError(key)
-        return self.get_id(id)
+        return <object>self.objects[self.slots[i] - 1]
 
     def __setitem__(self, key, item):
         cdef int64_t id
@@ -203,24 +206,22 @@ cdef class IdTable:
         self.set_id(id, item)
 
     def __delitem__(self, key):
-        cdef int64_t id
-        if not _id(key, &id) or self._find(id) < 0:
+        cdef Py_ssize_t i = self._slot(key)
+        if i < 0:
             raise KeyError(key)
-        self.pop_id(id)
+        self._take(i)
 
     def get(self, key, default=None):
-        cdef int64_t id
-        if not _id(key, &id) or self._find(id) < 0:
-            return default
-        return self.get_id(id)
+        cdef Py_ssize_t i = self._slot(key)
+        return default if i < 0 else <object>self.objects[self.slots[i] - 1]
 
     def pop(self, key, default=MISSING):
-        cdef int64_t id
-        if not _id(key, &id) or self._find(id) < 0:
-            if default is MISSING:
-                raise KeyError(key)
-            return default
-        return self.pop_id(id)
+        cdef Py_ssize_t i = self._slot(key)
+        if i >= 0:
+            return self._take(i)
+        if default is MISSING:
+            raise KeyError(key)
+        return default
 
     def keys(self) -> list:
         cdef Py_ssize_t e

@@ -556,7 +556,7 @@ cdef class Reporter:
         wire_int(w, order.filled)
         wire_float(w, average_price(notional, order.filled))
         if not leaves:
-            self._close(order, f[1] if aggressor else f[0])
+            self._close(order)
         return self._written(FILLED_REPORT)
 
     cdef void _accepted(self, Order order, symbol, int64_t* f, int64_t at, list reports) except *:
@@ -611,7 +611,7 @@ cdef class Reporter:
         wire_int(w, 0)
         wire_float(w, average_price(order.notional, order.filled))
         reports.append((trader, self._written(CANCELED_REPORT)))
-        self._close(order, f[0])
+        self._close(order)
 
     cdef bytes _begin(self, int kind, const char* tag, Py_ssize_t fields, int64_t client_order_id, Order order,
                       symbol, state):
@@ -651,14 +651,14 @@ cdef class Reporter:
         note.client_order_id, note.number = self.client_order_id, self.report_number
         return report
 
-    cdef void _close(self, Order order, int64_t order_id) except *:
-        """`OrderRegistry._close` of ``order``, whose id is ``order_id``: no longer open; forgotten
-        unless a request awaits its answer (or `keep_closed`)."""
+    cdef void _close(self, Order order) except *:
+        """`OrderRegistry._close`: no longer open; forgotten unless a request awaits its answer (or
+        `keep_closed`)."""
         cdef IdTable trader_orders = self.open.get(order.trader_id)
         if trader_orders is not None:
-            trader_orders.pop_id(order_id)
+            trader_orders.pop_id(order.order_id)
         if order.state in TERMINAL and not order.requests and not self.keep_closed:
-            self.orders.pop_id(order_id)
+            self.orders.pop_id(order.order_id)
 
 
 cdef const char* TAGS[3]

@@ -74,12 +74,10 @@ cdef class Order:
         """Its fields in their order (`FIELDS`), its requests in flight as ``(cancel, client order
         id, reason)`` tuples: a snapshot's `servers.ledger.OrderRow`, which msgspec writes as it wrote
         the Struct."""
-        requests = self.requests
-        if requests is not None:
-            requests = [(request.cancel, request.client_order_id, request.reason) for request in requests]
-        return (self.order_id, self.trader_id, self.client_order_id, self.symbol, self.side, self.order_type,
-                self.time_in_force, self.price, self.quantity, self.stop_price, self.display_quantity, self.flags,
-                self.stp, self.expire_at, self.held, self.filled, self.notional, self.state, requests)
+        if self.requests is None:
+            return self._fields()
+        requests = [(request.cancel, request.client_order_id, request.reason) for request in self.requests]
+        return self._fields()[:-1] + (requests,)
 
     def _fields(self) -> tuple:
         return (self.order_id, self.trader_id, self.client_order_id, self.symbol, self.side, self.order_type,

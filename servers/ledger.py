@@ -59,7 +59,6 @@ from engine.lifecycle import OrderState
 from engine.progress import INTERVAL_S, RECORDS_PER_CHECK, Throttle, percent
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.framing import Records
-from native.idtable import IdTable
 from native.reports import Books, Kept, Reporter, keep
 from servers import protocol as p
 from servers.journal import (
@@ -423,12 +422,7 @@ class Ledger:
                           row.flags, row.stp, row.expire_at, row.held, row.filled, row.notional, row.state)
             if row.requests:
                 order.requests = deque(Request(*request) for request in row.requests)
-            self.orders.orders[order.order_id] = order
-            if not order.closed:
-                open_orders = self.orders.open.get(order.trader_id)
-                if open_orders is None:
-                    open_orders = self.orders.open[order.trader_id] = IdTable()
-                open_orders[order.order_id] = order
+            self.orders.add(order)
 
     def keep_closed(self, keep: bool) -> None:
         """While ``keep``, closed orders stay in the registry (and its copy in C): a TES recovering

@@ -138,7 +138,11 @@ class OrderRegistry:
     # ---------------------------------------------------------------- commands sent
 
     def add(self, order: Order) -> None:
+        """``order`` registered, and among its trader's open orders unless it is closed (one a
+        snapshot holds while a request awaits its answer)."""
         self.orders[order.order_id] = order
+        if order.closed:
+            return
         orders = self.open.get(order.trader_id)
         if orders is None:
             orders = self.open[order.trader_id] = IdTable()
