@@ -25,7 +25,7 @@ the journals, the frames sent and the ledgers, byte for byte.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AS_DOUBLE
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_Realloc
-from cpython.ref cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF, Py_XINCREF, PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memcmp, memcpy
@@ -40,9 +40,10 @@ from native.book import by_value
 from native.constants cimport BUY, REQUESTED
 from native.int64 cimport as_int64
 from native.reader cimport Reader, read_array, read_enum, read_int, read_str, read_tag, skip
-from native.structs cimport check_fields, field, field_offset, set_field
+from native.structs cimport check_fields
 from native.framing cimport Records
 from native.idtable cimport IdTable
+from native.portfolios cimport Holding, Portfolio, fill
 from native.routed cimport Order
 from native.wire cimport (MAX_HEADER, Writer, wire_array, wire_bin, wire_bool, wire_float, wire_int, wire_room,
                           wire_str, wire_tagged)
@@ -107,6 +108,13 @@ ctypedef struct Noted:       # a report `Reporter` wrote, for `Routing` to read 
     int64_t number
 
 
+ctypedef struct Trade:       # a fill to book into portfolios (`Books`); it holds a reference to each object
+    PyObject* symbol
+    int64_t price, quantity
+    PyObject* buyer          # NULL: not a trader of this TES
+    PyObject* seller
+
+
 ctypedef struct Record:
     int kind                 # OTHER, IS_ACCEPTED, IS_FILLED, IS_CANCELED or IS_EXECUTED
     int64_t f[FIELDS]        # an event's fields in order; an Executed's sequence and time
@@ -117,17 +125,6 @@ ctypedef struct Record:
 cdef int64_t SMALL = (<int64_t>1) << 31, LARGE = (<int64_t>1) << 62
 """A fill's price and quantity below `SMALL` and an order's filled quantity and notional below
 `LARGE` are summed and multiplied in C (every result fits an int64); others as Python ints."""
-
-cdef extern from *:
-    # ``basis * closed // size`` for ``basis`` >= 0 and ``size`` >= ``closed`` > 0, the product in
-    # GCC's 128-bit ints (a basis within 2**62 times a quantity within 2**31: `Books`)
-    """
-    static inline int64_t share_of(int64_t basis, int64_t closed, int64_t size) {
-        return (int64_t)(((__int128)basis * closed) / size);
-    }
-    """
-    int64_t share_of(int64_t basis, int64_t closed, int64_t size) noexcept nogil
-
 
 cdef int64_t EXACT = (<int64_t>1) << 53
 """Integers of magnitude up to this are exact as doubles."""
@@ -181,7 +178,11 @@ cdef class Reporter:
     (`servers.protocol.OrderAccepted`, `OrderFilled` and `OrderCanceled`), whose fields it checks.
     The registry's orders are `native.routed.Order`s, their fields read and written as C fields."""
 
-    cdef object ledger, registry, executed, refused, decode_event, decode_reply, fallback
+    cdef object ledger, registry, executed, refused, decode_event, decode_reply, fallback, book_bound
+    cdef Books books             # the ledger's `Books`, while its ``book_trades`` is `book_bound` (its `book`)
+    cdef Trade* trades           # the fills of the frame being applied, in order, booked when it is done
+    cdef Py_ssize_t trades_capacity, trade_count
+    cdef list spilled            # the trades the registry's Python (`fallback`) appended, to move into `trades`
     cdef IdTable orders
     cdef dict open, numbers, last_sequence, seen, states, accept, cancel, fill_part, fill_all
     cdef Record* records
@@ -218,9 +219,14 @@ cdef class Reporter:
         self.states = {state: state.value.encode() for state in OrderState}
         self.accept, self.cancel = self._after(TO_ACCEPT), self._after(TO_CANCEL)
         self.fill_part, self.fill_all = self._after(TO_FILL_PART), self._after(TO_FILL_ALL)
-        self.symbols, self.others = [], []
+        self.symbols, self.others, self.spilled = [], [], []
+        self.book_bound = ledger.book_trades
+        found = getattr(self.book_bound, "__self__", None)
+        self.books = found if type(found) is Books else None
 
     def __dealloc__(self):
+        self._drop_trades()
+        PyMem_Free(self.trades)
         PyMem_Free(self.records)
         PyMem_Free(self.noted)
         PyMem_RawFree(self.wire.data)
@@ -262,6 +268,7 @@ cdef class Reporter:
             self._numbered()
             self.symbols.clear()
             self.others.clear()
+            self._drop_trades()
 
     # ---------------------------------------------------------------- the first pass
 
@@ -381,10 +388,12 @@ cdef class Reporter:
         decoded frame of the `Received` of ``shard`` at ``time``. The shard's last sequence seen and
         each symbol's last sequence applied are followed as C integers while a run of one symbol's
         replies lasts (`_symbol_done` writes them back, and the symbol's last trade to mark, when
-        the run ends): nothing else reads them meanwhile."""
+        the run ends): nothing else reads them meanwhile. The fills are noted in C (`_trade`) and
+        booked into the portfolios once every event is applied (`Books._book`, or the ledger's own
+        ``book_trades`` if it has been given another), as the Python books its list of trades."""
         cdef Py_ssize_t i = 0, j, traded, current = -1
         cdef Record* executed
-        cdef list trades = [], replies = []
+        cdef list replies = []
         cdef dict marked = {}
         cdef int64_t sequence, seen_value = 0, last = -1, marked_sequence = 0
         cdef bint seeing, moved = False
@@ -415,11 +424,11 @@ cdef class Reporter:
                 if sequence > last:
                     last, moved = sequence, True
                     symbol = self.symbols[current]
-                    traded = len(trades)
+                    traded = self.trade_count
                     for j in range(i + 1, i + 1 + executed.events):
-                        self._event(&self.records[j], symbol, executed.f[1], reports, trades)
-                    if len(trades) > traded:
-                        marked_sequence, marked_price = sequence, (<tuple>trades[len(trades) - 1])[1]
+                        self._event(&self.records[j], symbol, executed.f[1], reports)
+                    if self.trade_count > traded:
+                        marked_sequence, marked_price = sequence, self.trades[self.trade_count - 1].price
                 i += 1 + executed.events
         finally:  # a symbol's last sequence is written as the Python writes it, before its events
             self._symbol_done(current, last, moved, marked, marked_sequence, marked_price)
@@ -427,8 +436,51 @@ cdef class Reporter:
         self._numbered()
         for symbol, (sequence_of, price) in marked.items():
             self.ledger.mark(symbol, sequence_of, price)
-        self.ledger.book_trades(trades)
+        if self.books is not None and self.ledger.book_trades is self.book_bound:
+            self.books._book(self.trades, self.trade_count)
+        else:
+            self.ledger.book_trades([(<object>t.symbol, t.price, t.quantity,
+                                      None if t.buyer == NULL else <object>t.buyer,
+                                      None if t.seller == NULL else <object>t.seller)
+                                     for t in self.trades[:self.trade_count]])
         return replies
+
+    cdef void _trade(self, symbol, int64_t price, int64_t quantity, buyer, seller) except *:
+        """Note a fill to book when the frame is done (None: a side not of this TES)."""
+        cdef Trade* t
+        if self.trade_count == self.trades_capacity:
+            self.trades = <Trade*>doubled(self.trades, &self.trades_capacity, sizeof(Trade), "noting a frame's trades")
+        t = &self.trades[self.trade_count]
+        t.symbol, t.price, t.quantity = <PyObject*>symbol, price, quantity
+        t.buyer = NULL if buyer is None else <PyObject*>buyer
+        t.seller = NULL if seller is None else <PyObject*>seller
+        Py_INCREF(symbol)
+        Py_XINCREF(t.buyer)
+        Py_XINCREF(t.seller)
+        self.trade_count += 1
+
+    cdef void _spill(self, symbol, list events, int64_t at, list reports) except *:
+        """The registry's Python applies ``events`` (`OrderRegistry.apply`); the trades it appends
+        are noted in order."""
+        cdef Py_ssize_t k
+        self._numbered()
+        try:
+            self.fallback(symbol, events, at, reports, self.spilled)
+        finally:
+            for k in range(len(self.spilled)):
+                traded, price, quantity, buyer, seller = self.spilled[k]
+                self._trade(traded, int64_of(price), int64_of(quantity), buyer, seller)
+            self.spilled.clear()
+
+    cdef void _drop_trades(self) noexcept:
+        """Forget the trades noted, releasing what they hold."""
+        cdef Trade* t
+        while self.trade_count:
+            self.trade_count -= 1
+            t = &self.trades[self.trade_count]
+            Py_XDECREF(t.symbol)
+            Py_XDECREF(t.buyer)
+            Py_XDECREF(t.seller)
 
     cdef void _symbol_done(self, Py_ssize_t current, int64_t last, bint moved, dict marked, int64_t marked_sequence,
                            marked_price) except *:
@@ -443,27 +495,24 @@ cdef class Reporter:
         if marked_price is not None:
             marked[symbol] = (marked_sequence, marked_price)
 
-    cdef void _event(self, Record* event, symbol, int64_t at, list reports, list trades) except *:
+    cdef void _event(self, Record* event, symbol, int64_t at, list reports) except *:
         """`OrderRegistry.apply` of one event of an `Executed` on ``symbol`` at exchange time ``at``."""
         cdef int64_t* f = event.f
         if event.kind == OTHER:
-            self._numbered()
-            self.fallback(symbol, [self.others[event.index]], at, reports, trades)
+            self._spill(symbol, [self.others[event.index]], at, reports)
             return
         if event.kind == IS_FILLED:
             maker, taker = self.orders.get_id(f[0]), self.orders.get_id(f[1])
             if (maker is None or type(maker) is Order) and (taker is None or type(taker) is Order):
-                self._filled(maker, taker, symbol, f, at, reports, trades)
+                self._filled(maker, taker, symbol, f, at, reports)
             else:
-                self._numbered()
-                self.fallback(symbol, [self._event_object(event)], at, reports, trades)
+                self._spill(symbol, [self._event_object(event)], at, reports)
             return
         order = self.orders.get_id(f[0])
         if order is None:
             return
         if type(order) is not Order:
-            self._numbered()
-            self.fallback(symbol, [self._event_object(event)], at, reports, trades)
+            self._spill(symbol, [self._event_object(event)], at, reports)
         elif event.kind == IS_ACCEPTED:
             self._accepted(<Order>order, symbol, f, at, reports)
         else:
@@ -504,23 +553,22 @@ cdef class Reporter:
             self.numbers[self.numbered] = self.number
             self.numbered = None
 
-    cdef void _filled(self, maker, taker, symbol, int64_t* f, int64_t at, list reports, list trades) except *:
+    cdef void _filled(self, maker, taker, symbol, int64_t* f, int64_t at, list reports) except *:
         """A fill (``f``: `engine.messages.OrderFilled`'s fields) of ``maker`` and ``taker``
         (None: not an order of this TES)."""
         maker_trader = taker_trader = None
-        price, quantity = f[2], f[3]
         if maker is not None:
             maker_trader = (<Order>maker).trader_id
-            reports.append((maker_trader, self._fill(<Order>maker, f, f[4], False, at, price, quantity)))
+            reports.append((maker_trader, self._fill(<Order>maker, f, f[4], False, at)))
         if taker is not None:
             taker_trader = (<Order>taker).trader_id
-            reports.append((taker_trader, self._fill(<Order>taker, f, f[5], True, at, price, quantity)))
+            reports.append((taker_trader, self._fill(<Order>taker, f, f[5], True, at)))
         if f[6] == BUY:
-            trades.append((symbol, price, quantity, taker_trader, maker_trader))
+            self._trade(symbol, f[2], f[3], taker_trader, maker_trader)
         else:
-            trades.append((symbol, price, quantity, maker_trader, taker_trader))
+            self._trade(symbol, f[2], f[3], maker_trader, taker_trader)
 
-    cdef object _fill(self, Order order, int64_t* f, int64_t leaves, bint aggressor, int64_t at, price, quantity):
+    cdef object _fill(self, Order order, int64_t* f, int64_t leaves, bint aggressor, int64_t at):
         """`OrderRegistry._fill`: the order changed, its report. Its filled quantity is summed in C
         while both lie in 0..`LARGE` and 0..`SMALL`, else as Python ints (OverflowError beyond int64:
         no book's fills come to that), and its notional likewise."""
@@ -530,13 +578,13 @@ cdef class Reporter:
         if 0 <= order.filled < LARGE and 0 <= f[3] < SMALL:
             order.filled += f[3]
         else:
-            order.filled = order.filled + quantity
+            order.filled = (<object>order.filled) + (<object>f[3])
         before = order.notional
         if (not as_int64(before, &before_notional) and -LARGE < before_notional < LARGE
                 and -SMALL < f[2] < SMALL and 0 <= f[3] < SMALL):
             notional = before_notional + f[2] * f[3]
         else:
-            notional = before + price * quantity
+            notional = before + (<object>f[2]) * (<object>f[3])
         order.notional = notional
         if leaves:
             state = self._next(FILLING_PART, self.fill_part, order.state, TO_FILL_PART)
@@ -850,105 +898,84 @@ cdef class Kept:
 
 cdef class Books:
     """`servers.ledger.Ledger`'s portfolios fed the trades of a frame (`book`), as
-    `servers.portfolio.Portfolio.fill` and `Holding.fill` do, those objects' fields read and
-    written at their offsets. ``portfolio`` and ``holding`` are the two classes."""
+    `servers.portfolio.Portfolio.fill` books each: in C where `native.portfolios.fill` can, else
+    with Python's ints. ``portfolio`` and ``holding`` are the classes made for a new trader and a
+    new symbol (`native.portfolios`' records or subclasses of them); ``portfolios`` holds only
+    instances of ``portfolio`` (TypeError for any other, nothing booked of that fill)."""
 
     cdef dict portfolios
     cdef object portfolio, holding
-    cdef Py_ssize_t p_cash, p_holdings, h_quantity, h_basis, h_realized
 
     def __init__(self, dict portfolios, portfolio, holding):
+        if not issubclass(portfolio, Portfolio) or not issubclass(holding, Holding):
+            raise TypeError("Books books into native.portfolios' Portfolio and Holding (or subclasses)")
         self.portfolios, self.portfolio, self.holding = portfolios, portfolio, holding
-        self.p_cash, self.p_holdings = field_offset(portfolio, "cash"), field_offset(portfolio, "holdings")
-        self.h_quantity, self.h_basis = field_offset(holding, "quantity"), field_offset(holding, "basis")
-        self.h_realized = field_offset(holding, "realized")
 
     def book(self, list trades):
-        """Each trade ``(symbol, price, quantity, buyer, seller)`` into the portfolios of its buyer
-        and its seller (None: a side not this TES's), in order."""
+        """Each trade ``(symbol, price, quantity, buyer, seller)`` (ints of any size) into the
+        portfolios of its buyer and its seller (None: a side not this TES's), in order."""
+        cdef int64_t p, q
         for symbol, price, quantity, buyer, seller in trades:
+            if as_int64(price, &p) or as_int64(quantity, &q):
+                p = q = 0
             if buyer is not None:
-                self._fill(buyer, symbol, True, price, quantity)
+                self._fill(buyer, symbol, True, p, q, price, quantity)
             if seller is not None:
-                self._fill(seller, symbol, False, price, quantity)
+                self._fill(seller, symbol, False, p, q, price, quantity)
 
-    cdef void _fill(self, trader, symbol, bint buy, price, quantity) except *:
-        """`Portfolio.fill` of the trader's portfolio (made if new), then `Holding.fill`."""
+    cdef int _book(self, const Trade* trades, Py_ssize_t count) except -1:
+        """`book` of the trades noted in C (`Reporter._trade`)."""
+        cdef Py_ssize_t k
+        cdef const Trade* t
+        for k in range(count):
+            t = &trades[k]
+            if t.buyer != NULL:
+                self._fill(<object>t.buyer, <object>t.symbol, True, t.price, t.quantity, None, None)
+            if t.seller != NULL:
+                self._fill(<object>t.seller, <object>t.symbol, False, t.price, t.quantity, None, None)
+        return 0
+
+    cdef int _fill(self, trader, symbol, bint buy, int64_t p, int64_t q, price, quantity) except -1:
+        """`Portfolio.fill` of the trader's portfolio (made if new), and of its holding in ``symbol``
+        (made if new), at ``p`` x ``q``; ``price`` and ``quantity`` are the Python ints given to
+        `book` (None: the C ints), which a fill C does not book takes."""
         portfolio = self.portfolios.get(trader)
         if portfolio is None:
             portfolio = self.portfolios[trader] = self.portfolio()
         elif type(portfolio) is not self.portfolio:
             raise TypeError(f"the portfolio of {trader!r} is a {type(portfolio).__name__}")
-        holdings = field(portfolio, self.p_holdings)
+        holdings = (<Portfolio>portfolio).holdings
         holding = holdings.get(symbol)
         if holding is None:
             holding = holdings[symbol] = self.holding()
         elif type(holding) is not self.holding:
             raise TypeError(f"the holding of {trader!r} in {symbol!r} is a {type(holding).__name__}")
-        if self._fill_int64(portfolio, holding, buy, price, quantity):
-            return
+        if fill(<Portfolio>portfolio, <Holding>holding, buy, p, q):
+            return 0
+        if price is None:
+            price, quantity = p, q
         amount = price * quantity
-        set_field(portfolio, self.p_cash, field(portfolio, self.p_cash) + (-amount if buy else amount))
-        position = field(holding, self.h_quantity)
+        portfolio.cash = portfolio.cash + (-amount if buy else amount)
+        position = holding.quantity
         signed = quantity if buy else -quantity
         if position == 0 or (position > 0) == buy:
-            set_field(holding, self.h_quantity, position + signed)
-            set_field(holding, self.h_basis, field(holding, self.h_basis) + signed * price)
-            return
+            holding.quantity, holding.basis = position + signed, holding.basis + signed * price
+            return 0
         size = abs(position)
         closed = quantity if quantity < size else size
-        basis = field(holding, self.h_basis)
+        basis = holding.basis
         share = abs(basis) * closed // size
+        realized = holding.realized
         if position > 0:
-            set_field(holding, self.h_realized, field(holding, self.h_realized) + (price * closed - share))
-            set_field(holding, self.h_basis, basis - share)
-            set_field(holding, self.h_quantity, position - closed)
+            realized, basis, position = realized + (price * closed - share), basis - share, position - closed
         else:
-            set_field(holding, self.h_realized, field(holding, self.h_realized) + (share - price * closed))
-            set_field(holding, self.h_basis, basis + share)
-            set_field(holding, self.h_quantity, position + closed)
+            realized, basis, position = realized + (share - price * closed), basis + share, position + closed
         opened = quantity - closed
         if opened:
-            opened_position = opened if buy else -opened
-            set_field(holding, self.h_quantity, opened_position)
-            set_field(holding, self.h_basis, opened_position * price)
-
-    cdef bint _fill_int64(self, portfolio, holding, bint buy, price, quantity) except -1:
-        """`_fill`'s arithmetic in C when the price and quantity lie in 1..`SMALL` - 1 and the cash,
-        position, basis and realized P&L within `LARGE` either way, so that nothing overflows: True
-        if done; False, nothing changed, for Python's ints to do it."""
-        cdef int64_t p, q, cash, position, basis, realized, signed, size, closed, share, opened
-        if (as_int64(price, &p) or not 0 < p < SMALL or as_int64(quantity, &q) or not 0 < q < SMALL
-                or as_int64(field(portfolio, self.p_cash), &cash) or not -LARGE < cash < LARGE
-                or as_int64(field(holding, self.h_quantity), &position) or not -LARGE < position < LARGE
-                or as_int64(field(holding, self.h_basis), &basis) or not -LARGE < basis < LARGE
-                or as_int64(field(holding, self.h_realized), &realized) or not -LARGE < realized < LARGE):
-            return False
-        set_field(portfolio, self.p_cash, cash - p * q if buy else cash + p * q)
-        signed = q if buy else -q
-        if position == 0 or (position > 0) == buy:
-            set_field(holding, self.h_quantity, position + signed)
-            set_field(holding, self.h_basis, basis + signed * p)
-            return True
-        size = position if position > 0 else -position
-        closed = q if q < size else size
-        share = share_of(basis if basis > 0 else -basis, closed, size)
-        if position > 0:
-            realized += p * closed - share
-            basis -= share
-            position -= closed
-        else:
-            realized += share - p * closed
-            basis += share
-            position += closed
-        opened = q - closed
-        if opened:
             position = opened if buy else -opened
-            basis = position * p
-        set_field(holding, self.h_realized, realized)
-        set_field(holding, self.h_basis, basis)
-        set_field(holding, self.h_quantity, position)
-        return True
+            basis = position * price
+        (<Holding>holding)._store([position, basis, realized])
+        return 0
 
 
 cdef class Routing:

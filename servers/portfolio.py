@@ -22,24 +22,24 @@ hold exactly, in integers, for every sequence of fills:
 - across the traders of a set of trades, positions per symbol and cash sum to zero.
 
 `average_price` (|basis| / |position|) is the only float, for display.
+
+The fields live in C records (`native.portfolios`, these classes' bases) as int64s while they fit
+and as Python ints beyond, so that the TES books its fills in C (`native.reports.Books`); this
+module's arithmetic is the specification that booking is held to.
 """
 
 from engine.types import Side
+from native import portfolios
 from servers.protocol import Position
 
 BUY = Side.BUY
 """As a plain name: on Python 3.11 ``Side.BUY`` costs about 0.1 µs (``EnumType.__getattr__``)."""
 
 
-class Holding:
-    """One symbol's open position, its cost basis and the P&L realized on it."""
+class Holding(portfolios.Holding):
+    """One symbol's open position, its cost basis and the P&L realized on it (each 0 when made)."""
 
-    __slots__ = ("quantity", "basis", "realized")
-
-    def __init__(self) -> None:
-        self.quantity = 0
-        self.basis = 0
-        self.realized = 0
+    __slots__ = ()
 
     def fill(self, buy: bool, price: int, quantity: int) -> None:
         position = self.quantity
@@ -73,14 +73,11 @@ class Holding:
         return abs(self.basis) / abs(self.quantity) if self.quantity else 0.0
 
 
-class Portfolio:
-    """A trader's cash and holdings; fed one fill at a time."""
+class Portfolio(portfolios.Portfolio):
+    """A trader's cash and holdings (``holdings``: symbol -> `Holding`; none when made); fed one
+    fill at a time."""
 
-    __slots__ = ("cash", "holdings")
-
-    def __init__(self) -> None:
-        self.cash = 0
-        self.holdings: dict[str, Holding] = {}
+    __slots__ = ()
 
     def fill(self, symbol: str, side: Side, price: int, quantity: int) -> None:
         holding = self.holdings.get(symbol)

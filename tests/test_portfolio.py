@@ -2,11 +2,13 @@
 
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.types import Side
-from servers.portfolio import Portfolio
+from servers.ledger import Ledger
+from servers.portfolio import Holding, Portfolio
 
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -175,3 +177,78 @@ def test_integer_average_cost_stays_within_a_tick_lot_per_close_of_the_exact_one
             assert abs(holding.basis - model.cost) < max(model.closes, 1)
             if holding.quantity == 0:
                 assert holding.basis == 0 and holding.realized == model.realized
+
+
+LARGE = 1 << 62
+"""Where `native.portfolios` stops holding a field in C and holds it as a Python int."""
+
+
+@given(st.lists(st.tuples(st.sampled_from(["quantity", "basis", "realized"]),
+                          st.one_of(st.integers(-LARGE - 3, -LARGE + 3), st.integers(LARGE - 3, LARGE + 3),
+                                    st.integers(-10**30, 10**30), st.integers(-5, 5))), max_size=20))
+def test_a_holdings_fields_read_back_what_was_set_on_either_side_of_int64(sets):
+    """The record holds its fields in C or as Python ints (all three one way): whichever, each
+    field reads back the int last set, and the others are untouched."""
+    holding, expected = Holding(), {"quantity": 0, "basis": 0, "realized": 0}
+    for name, value in sets:
+        setattr(holding, name, value)
+        expected[name] = value
+        assert {name: getattr(holding, name) for name in expected} == expected
+        assert all(type(getattr(holding, name)) is int for name in expected)
+    assert repr(holding) == (f"Holding(quantity={expected['quantity']}, basis={expected['basis']}, "
+                             f"realized={expected['realized']})")
+
+
+@given(st.one_of(st.integers(-LARGE - 3, -LARGE + 3), st.integers(LARGE - 3, LARGE + 3), st.integers(-10**30, 10**30)))
+def test_a_portfolios_cash_reads_back_what_was_set_on_either_side_of_int64(value):
+    portfolio = Portfolio()
+    portfolio.cash = value
+    assert portfolio.cash == value and type(portfolio.cash) is int
+    portfolio.cash = 7
+    assert portfolio.cash == 7
+
+
+def test_the_records_take_only_ints():
+    """A float or a string set on a field is refused, and the field keeps its value."""
+    holding, portfolio = Holding(), Portfolio()
+    holding.basis = 5
+    for bad in (1.5, "3", None):
+        with pytest.raises(TypeError):
+            holding.quantity = bad
+        with pytest.raises(TypeError):
+            portfolio.cash = bad
+    assert (holding.quantity, holding.basis, holding.realized, portfolio.cash) == (0, 5, 0, 0)
+    assert portfolio.holdings == {}
+
+
+@pytest.mark.parametrize("side", [BUY, SELL])
+def test_fills_that_carry_the_cash_and_basis_across_int64_book_as_the_python(side):
+    """Fills at the largest price and quantity C books (2**31 - 1), again and again, carry the cash
+    and the basis across 2**62 and on beyond int64, then back: booked in C where both fit, and with
+    Python's ints past them, the same as the arithmetic of `Holding.fill` and `Portfolio.fill` on
+    plain ints (`Exact`)."""
+    edge = (1 << 31) - 1
+    fills = [(side, edge, edge)] * 3 + [(SELL if side is BUY else BUY, edge, edge)] * 7 + [(side, 3, 2)]
+    ledger = Ledger(1, {})
+    exact_cash, exact = 0, ExactInts()
+    crossed = set()
+    for fill_side, price, quantity in fills:
+        trade = ("ACME", price, quantity, "a", None) if fill_side is BUY else ("ACME", price, quantity, None, "a")
+        ledger.book_trades([trade])
+        exact_cash += -price * quantity if fill_side is BUY else price * quantity
+        exact.fill(fill_side is BUY, price, quantity)
+        portfolio = ledger.portfolios["a"]
+        holding = portfolio.holdings["ACME"]
+        assert portfolio.cash == exact_cash
+        assert (holding.quantity, holding.basis, holding.realized) == (exact.quantity, exact.basis, exact.realized)
+        crossed.add(abs(exact_cash) >= LARGE)
+    assert crossed == {True, False}
+
+
+class ExactInts:
+    """`Holding.fill`'s arithmetic on plain Python ints, the specification the records are held to."""
+
+    def __init__(self):
+        self.quantity = self.basis = self.realized = 0
+
+    fill = Holding.fill
