@@ -37,6 +37,7 @@ from engine.progress import task
 from engine.stream import CANCEL, LIMIT_FOK, LIMIT_GTC, LIMIT_IOC, MARKET, REPLACE
 from engine.types import CancelReason, OrderType, TimeInForce
 from native.commands import CommandReader
+from native.framing import Records
 from servers import collector
 from servers.obs import MAX_MESSAGES_PER_TURN, OrderBookServer
 from servers.protocol import MAX_BATCH, MAX_FRAME_BYTES, BookCancel, BookReplace, BookSubmit, Codec, ObsRequest
@@ -86,7 +87,8 @@ def stand_in(shard: Shard, tes: dict[int, bytes]) -> SimpleNamespace:
     """What `OrderBookServer._execute` reads of its server, for ``shard`` answering the TESs
     ``tes`` (id -> identity), with no socket or journal behind it: no volatility bands, no
     phase change due."""
-    return SimpleNamespace(state=shard, tes=tes, guards={}, symbols=sorted(shard.feeds), phases_at=0)
+    return SimpleNamespace(state=shard, tes=tes, guards={}, symbols=sorted(shard.feeds), phases_at=0,
+                           entries=Records())
 
 
 def order_path(work: list[list]) -> tuple[float, str]:

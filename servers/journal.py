@@ -374,16 +374,18 @@ class Journal:
         """
         if self.unwritable is not None and not self._may_retry():
             return False
-        buffer = memoryview(records if type(records) is Records else _framed(records))
-        if self.offset + len(buffer) > self._room_end:
-            self._make_room(self.offset + len(buffer))
-        try:
-            written = os.pwrite(self._fd, buffer, self.offset)
-            while written < len(buffer):
-                written += os.pwrite(self._fd, buffer[written:], self.offset + written)
-        except OSError as exc:
-            self._undo_write(exc)
-            return False
+        with memoryview(records if type(records) is Records else _framed(records)) as buffer:
+            # released on the way out, even as the error kept in ``unwritable`` holds this frame:
+            # a `Records` kept from turn to turn can then be cleared and grown again
+            if self.offset + len(buffer) > self._room_end:
+                self._make_room(self.offset + len(buffer))
+            try:
+                written = os.pwrite(self._fd, buffer, self.offset)
+                while written < len(buffer):
+                    written += os.pwrite(self._fd, buffer[written:], self.offset + written)
+            except OSError as exc:
+                self._undo_write(exc)
+                return False
         self.offset += written
         self.unwritable = self.failed
         if self._policy == "batch":

@@ -182,6 +182,9 @@ class OrderBookServer:
         self.planner = Planner(self.symbols, schedules(config, self.symbols), self.guards)
         self.phases_at = 0
         """The wall time (ns) at or after which a phase command of the OBS's own may be due (0: at once)."""
+        self.entries = Records()
+        """A turn's journal entries (`_execute`), cleared for the next turn: its buffer kept, so a turn
+        frames its entries with no allocation or copy of the buffer as it grows."""
         try:
             self.state, self.journal = recover(self.directory, self.symbols, config.journal, self.guards)
             self.state.keep_replies(config.journal.replies_kept)
@@ -473,7 +476,8 @@ class OrderBookServer:
             replies.append(message)
 
         market_data: dict[str, list[bytes]] = {}
-        entries = Records()
+        entries = self.entries
+        entries.clear()
 
         def execute(identity: bytes | None, command, stamp: int) -> None:
             sequence = state.sequence + 1

@@ -43,7 +43,7 @@ def refused(message) -> CommandRefused:
 def obs(shard: Shard, guards: dict) -> types.SimpleNamespace:
     """What `OrderBookServer._execute` reads of its server."""
     return types.SimpleNamespace(state=shard, tes=dict(IDENTITIES), guards=guards, symbols=SYMBOLS, phases_at=1,
-                                 _refuse=refused, _unjournaled=refused)
+                                 entries=Records(), _refuse=refused, _unjournaled=refused)
 
 
 def spec_turn(server, work: list) -> tuple[dict, dict, list, int]:
