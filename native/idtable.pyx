@@ -183,6 +183,11 @@ cdef class IdTable:
     def __len__(self):
         return self.count
 
+    def __sizeof__(self):
+        """Its bytes, the arrays of its entries and slots included (`sys.getsizeof`)."""
+        return (type(self).__basicsize__ + self.capacity * (sizeof(int64_t) + sizeof(PyObject*))
+                + (self.mask + 1) * sizeof(Py_ssize_t))
+
     cdef Py_ssize_t _slot(self, key) except -2:
         """The slot of ``key``'s entry, or -1 if ``key`` is not an id in the table."""
         cdef int64_t id

@@ -2,6 +2,7 @@
 references counted, its refusals."""
 
 import gc
+import sys
 import tracemalloc
 import weakref
 
@@ -149,3 +150,37 @@ def test_a_loop_over_its_items_may_change_it():
     for id_ in table:
         table[id_ + 100] = id_
     assert table.keys() == [0, 2, 4, 6, 8, 100, 102, 104, 106, 108]
+
+
+
+
+def test_a_frame_of_orders_rising_and_falling_again_and_again_keeps_its_arrays():
+    """As the registry's orders on the load flow: a frame's hundred orders in, then all out, turn
+    after turn. Once grown, the table keeps its arrays through every rebuild, whatever its count
+    when one comes (one early in a frame must not shrink what the frame's end needs again): its
+    size, read after every change, never moves."""
+    table, order = IdTable(), object()
+    frames = [range(start, start + 100) for start in range(0, 52_000, 100)]
+    sizes = []
+    for ids in frames:
+        for id_ in ids:
+            table[id_] = order
+            sizes.append(sys.getsizeof(table))
+        for id_ in ids:
+            del table[id_]
+            sizes.append(sys.getsizeof(table))
+    assert len(table) == 0 and len(set(sizes[20 * 200:])) == 1
+    assert sizes[-1] < 16_000
+
+
+def test_a_large_table_emptied_gives_its_memory_back():
+    """A table that held 100,000 orders and then none: rebuilt small once its entries run out."""
+    order = object()
+    table = IdTable((id_, order) for id_ in range(100_000))
+    large = sys.getsizeof(table)
+    for id_ in range(100_000):
+        del table[id_]
+    for id_ in range(100_000, 200_000):
+        table[id_] = order
+        del table[id_]
+    assert len(table) == 0 and large > 3_000_000 and sys.getsizeof(table) < 2_000
