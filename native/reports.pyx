@@ -28,7 +28,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_Realloc
 from cpython.ref cimport Py_INCREF, Py_XDECREF, Py_XINCREF, PyObject
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport int64_t, uint8_t
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, memset
 
 import msgspec
 
@@ -113,6 +113,13 @@ ctypedef struct Trade:       # a fill to book into portfolios (`Books`); it hold
     int64_t price, quantity
     PyObject* buyer          # NULL: not a trader of this TES
     PyObject* seller
+
+
+ctypedef struct Booked:      # a side's last trader and symbol booked, and their portfolio and holding
+    PyObject* trader         # (all borrowed: the portfolios hold them while `Books._book` runs)
+    PyObject* symbol
+    PyObject* portfolio
+    PyObject* holding
 
 
 ctypedef struct Record:
@@ -913,43 +920,69 @@ cdef class Books:
 
     def book(self, list trades):
         """Each trade ``(symbol, price, quantity, buyer, seller)`` (ints of any size) into the
-        portfolios of its buyer and its seller (None: a side not this TES's), in order."""
+        portfolios of its buyer and its seller (None: a side not this TES's), in order, as `_book`
+        books them (the list holds what its sides remember)."""
         cdef int64_t p, q
+        cdef Booked sides[2]
+        memset(sides, 0, sizeof(sides))
         for symbol, price, quantity, buyer, seller in trades:
             if as_int64(price, &p) or as_int64(quantity, &q):
                 p = q = 0
             if buyer is not None:
-                self._fill(buyer, symbol, True, p, q, price, quantity)
+                self._side(&sides[0], <PyObject*>buyer, <PyObject*>symbol, True, p, q, price, quantity)
             if seller is not None:
-                self._fill(seller, symbol, False, p, q, price, quantity)
+                self._side(&sides[1], <PyObject*>seller, <PyObject*>symbol, False, p, q, price, quantity)
 
     cdef int _book(self, const Trade* trades, Py_ssize_t count) except -1:
-        """`book` of the trades noted in C (`Reporter._trade`)."""
+        """`book` of the trades noted in C (`Reporter._trade`). Each side remembers the trader and
+        symbol it last booked and their portfolio and holding (`Booked`), found again only when
+        they change: nothing but this call changes the portfolios while it runs."""
         cdef Py_ssize_t k
         cdef const Trade* t
+        cdef Booked sides[2]
+        memset(sides, 0, sizeof(sides))
         for k in range(count):
             t = &trades[k]
             if t.buyer != NULL:
-                self._fill(<object>t.buyer, <object>t.symbol, True, t.price, t.quantity, None, None)
+                self._side(&sides[0], t.buyer, t.symbol, True, t.price, t.quantity, None, None)
             if t.seller != NULL:
-                self._fill(<object>t.seller, <object>t.symbol, False, t.price, t.quantity, None, None)
+                self._side(&sides[1], t.seller, t.symbol, False, t.price, t.quantity, None, None)
         return 0
 
-    cdef int _fill(self, trader, symbol, bint buy, int64_t p, int64_t q, price, quantity) except -1:
-        """`Portfolio.fill` of the trader's portfolio (made if new), and of its holding in ``symbol``
-        (made if new), at ``p`` x ``q``; ``price`` and ``quantity`` are the Python ints given to
-        `book` (None: the C ints), which a fill C does not book takes."""
+    cdef int _side(self, Booked* side, PyObject* trader, PyObject* symbol, bint buy, int64_t p,
+                   int64_t q, price, quantity) except -1:
+        """One side of a trade booked (`_into`), its portfolio and holding found unless ``side``
+        holds them."""
+        if trader != side.trader or symbol != side.symbol:
+            portfolio = self._portfolio(<object>trader)
+            holding = self._holding(portfolio, <object>trader, <object>symbol)
+            side.trader, side.symbol = trader, symbol
+            side.portfolio, side.holding = <PyObject*>portfolio, <PyObject*>holding
+        return self._into(<object>side.portfolio, <object>side.holding, buy, p, q, price, quantity)
+
+    cdef object _portfolio(self, trader):
+        """The trader's portfolio, made if new."""
         portfolio = self.portfolios.get(trader)
         if portfolio is None:
             portfolio = self.portfolios[trader] = self.portfolio()
         elif type(portfolio) is not self.portfolio:
             raise TypeError(f"the portfolio of {trader!r} is a {type(portfolio).__name__}")
+        return portfolio
+
+    cdef object _holding(self, portfolio, trader, symbol):
+        """The portfolio's holding in ``symbol``, made if new."""
         holdings = (<Portfolio>portfolio).holdings
         holding = holdings.get(symbol)
         if holding is None:
             holding = holdings[symbol] = self.holding()
         elif type(holding) is not self.holding:
             raise TypeError(f"the holding of {trader!r} in {symbol!r} is a {type(holding).__name__}")
+        return holding
+
+    cdef int _into(self, portfolio, holding, bint buy, int64_t p, int64_t q, price, quantity) except -1:
+        """`Portfolio.fill` into ``portfolio`` and its ``holding`` at ``p`` x ``q``: in C if `fill`
+        can, else with Python's ints, ``price`` and ``quantity`` (the ints given to `book`; None:
+        ``p`` and ``q``)."""
         if fill(<Portfolio>portfolio, <Holding>holding, buy, p, q):
             return 0
         if price is None:
