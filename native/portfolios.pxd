@@ -9,6 +9,7 @@ cdef class Holding:
     cdef list wide
 
     cdef list _values(self)
+    cdef int _set(self, int k, value) except -1
     cdef int _store(self, list values) except -1
     cdef void _keep(self, int64_t quantity, int64_t basis, int64_t realized) noexcept
 

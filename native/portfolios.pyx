@@ -56,6 +56,12 @@ cdef class Holding:
             return list(self.wide)
         return [self.c_quantity, self.c_basis, self.c_realized]
 
+    cdef int _set(self, int k, value) except -1:
+        """Field ``k`` (0: the quantity, 1: the basis, 2: the realized P&L) set to ``value``."""
+        values = self._values()
+        values[k] = value
+        return self._store(values)
+
     cdef int _store(self, list values) except -1:
         """Hold ``values`` (three ints; TypeError for anything else, nothing changed): in C if each
         fits, else as they are."""
@@ -84,9 +90,7 @@ cdef class Holding:
 
     @quantity.setter
     def quantity(self, value):
-        values = self._values()
-        values[0] = value
-        self._store(values)
+        self._set(0, value)
 
     @property
     def basis(self):
@@ -94,9 +98,7 @@ cdef class Holding:
 
     @basis.setter
     def basis(self, value):
-        values = self._values()
-        values[1] = value
-        self._store(values)
+        self._set(1, value)
 
     @property
     def realized(self):
@@ -104,9 +106,7 @@ cdef class Holding:
 
     @realized.setter
     def realized(self, value):
-        values = self._values()
-        values[2] = value
-        self._store(values)
+        self._set(2, value)
 
     def __repr__(self):
         return f"{type(self).__name__}(quantity={self.quantity}, basis={self.basis}, realized={self.realized})"
