@@ -21,9 +21,7 @@ Invariants
 cimport cython
 from libc.stdint cimport int64_t
 
-from native.int64 cimport as_int64
-
-cdef int64_t SMALL = (<int64_t>1) << 31, LARGE = (<int64_t>1) << 62
+from native.int64 cimport LARGE, SMALL, as_int64
 
 cdef extern from *:
     # ``basis * closed // size`` for ``basis`` >= 0 and ``size`` >= ``closed`` > 0, the product in

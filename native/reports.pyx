@@ -38,7 +38,7 @@ from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, Tim
 from native.book import by_value
 
 from native.constants cimport BUY, REQUESTED
-from native.int64 cimport as_int64
+from native.int64 cimport LARGE, SMALL, as_int64
 from native.reader cimport Reader, read_array, read_enum, read_int, read_str, read_tag, skip
 from native.structs cimport check_fields
 from native.framing cimport Records
@@ -129,9 +129,9 @@ ctypedef struct Record:
     Py_ssize_t events        # IS_EXECUTED: how many event records follow
 
 
-cdef int64_t SMALL = (<int64_t>1) << 31, LARGE = (<int64_t>1) << 62
-"""A fill's price and quantity below `SMALL` and an order's filled quantity and notional below
-`LARGE` are summed and multiplied in C (every result fits an int64); others as Python ints."""
+# A fill's price and quantity below `SMALL` and an order's filled quantity and notional below
+# `LARGE` (native/int64.pxd) are summed and multiplied in C (every result fits an int64); others as
+# Python ints.
 
 cdef int64_t EXACT = (<int64_t>1) << 53
 """Integers of magnitude up to this are exact as doubles."""
@@ -906,16 +906,20 @@ cdef class Kept:
 cdef class Books:
     """`servers.ledger.Ledger`'s portfolios fed the trades of a frame (`book`), as
     `servers.portfolio.Portfolio.fill` books each: in C where `native.portfolios.fill` can, else
-    with Python's ints. ``portfolio`` and ``holding`` are the classes made for a new trader and a
-    new symbol (`native.portfolios`' records or subclasses of them); ``portfolios`` holds only
-    instances of ``portfolio`` (TypeError for any other, nothing booked of that fill)."""
+    with Python's ints, by the specification's own arithmetic (the holding's ``fill``).
+    ``portfolio`` and ``holding`` are the classes made for a new trader and a new symbol
+    (subclasses of `native.portfolios`' records, the holding's with that ``fill``: `servers.portfolio`'s);
+    ``portfolios`` holds only instances of ``portfolio`` (TypeError for any other, nothing booked
+    of that fill)."""
 
     cdef dict portfolios
     cdef object portfolio, holding
 
     def __init__(self, dict portfolios, portfolio, holding):
-        if not issubclass(portfolio, Portfolio) or not issubclass(holding, Holding):
-            raise TypeError("Books books into native.portfolios' Portfolio and Holding (or subclasses)")
+        if not issubclass(portfolio, Portfolio) or not issubclass(holding, Holding) or not callable(
+                getattr(holding, "fill", None)):
+            raise TypeError("Books books into subclasses of native.portfolios' Portfolio and Holding, the "
+                            "holding's with a fill (servers.portfolio's)")
         self.portfolios, self.portfolio, self.holding = portfolios, portfolio, holding
 
     def book(self, list trades):
@@ -982,32 +986,14 @@ cdef class Books:
     cdef int _into(self, portfolio, holding, bint buy, int64_t p, int64_t q, price, quantity) except -1:
         """`Portfolio.fill` into ``portfolio`` and its ``holding`` at ``p`` x ``q``: in C if `fill`
         can, else with Python's ints, ``price`` and ``quantity`` (the ints given to `book`; None:
-        ``p`` and ``q``)."""
+        ``p`` and ``q``), by the holding's own `fill` (`servers.portfolio.Holding.fill`)."""
         if fill(<Portfolio>portfolio, <Holding>holding, buy, p, q):
             return 0
         if price is None:
             price, quantity = p, q
         amount = price * quantity
         portfolio.cash = portfolio.cash + (-amount if buy else amount)
-        position = holding.quantity
-        signed = quantity if buy else -quantity
-        if position == 0 or (position > 0) == buy:
-            holding.quantity, holding.basis = position + signed, holding.basis + signed * price
-            return 0
-        size = abs(position)
-        closed = quantity if quantity < size else size
-        basis = holding.basis
-        share = abs(basis) * closed // size
-        realized = holding.realized
-        if position > 0:
-            realized, basis, position = realized + (price * closed - share), basis - share, position - closed
-        else:
-            realized, basis, position = realized + (share - price * closed), basis + share, position + closed
-        opened = quantity - closed
-        if opened:
-            position = opened if buy else -opened
-            basis = position * price
-        (<Holding>holding)._store([position, basis, realized])
+        holding.fill(buy, price, quantity)
         return 0
 
 
