@@ -263,7 +263,7 @@ cdef class OrderPath:
         if out.fills:
             last_price = feed.last_price
             feed.last_price = out.last
-            self.traded[symbol] = (sequence, feed.last_price)
+            self.traded[symbol] = (sequence, feed.last_price, self.concerned)
             if (guard is not None and symbol not in self.owed
                     and guard.breached((out.low, out.high), last_price, self.shard.phases[symbol].close)):
                 self.shard._phase_state(symbol, owed=True)

@@ -613,11 +613,17 @@ class OrderBookServer:
             for frame in join_frames(messages, None, MAX_BATCH, MAX_FRAME_BYTES):
                 send(socket, (name, frame))
 
-    def _publish_marks(self, traded: dict[str, tuple[int, int]]) -> None:
-        """One frame on the marks topic: the last trade of each symbol that traded this turn."""
-        marks = [Mark(symbol, sequence, price) for symbol, (sequence, price) in traded.items()]
+    def _publish_marks(self, traded: dict[str, tuple[int, int, tuple[int, ...]]]) -> None:
+        """One frame on the marks topic: the last trade of each symbol that traded this turn, but
+        for the trades every TES that greeted this server was sent in the replies (each marks its
+        price from them); none if that leaves none. A TES that greets later has them in its
+        `HelloReply`'s last prices."""
+        greeted = self.tes
+        marks = [Mark(symbol, sequence, price) for symbol, (sequence, price, concerned) in traded.items()
+                 if any(tes_id not in concerned for tes_id in greeted)]
         traded.clear()
-        send(self.market_data, (MARKS_TOPIC, self.command_codec.encode(marks)))
+        if marks:
+            send(self.market_data, (MARKS_TOPIC, self.command_codec.encode(marks)))
 
     # ---------------------------------------------------------------- housekeeping
 

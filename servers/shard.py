@@ -143,9 +143,10 @@ class Shard:
         self.history = Replies(REPLAY_WINDOW)
         """The encoded replies of the latest commands executed and the TES ids each concerns,
         consecutive (`native.replies.Replies`)."""
-        self.traded: dict[str, tuple[int, int]] = {}
-        """Symbol -> (sequence, price) of its last trade since the server last published marks
-        (`servers.protocol.MARKS_TOPIC`) and cleared this."""
+        self.traded: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        """Symbol -> (sequence, price, concerned) of its last trade since the server last published
+        marks (`servers.protocol.MARKS_TOPIC`) and cleared this: ``concerned``, the TES ids the
+        reply of the command that made it went to, each of which marks the price from that reply."""
         self.expiries: list[tuple[int, str, int]] = []
         """A heap of (expire_at, symbol, order_id) of the GTD orders accepted, earliest first; some
         may be gone (`due` and `_compact` drop them)."""
@@ -232,12 +233,13 @@ class Shard:
                 self._guard(command.symbol, guard, events, last_price)
         unordered = kind in UNORDERED
         concerned = () if unordered else (command.order_id >> TES_SHIFT,)
+        last_trade = None
         if len(events) > 1 or unordered:
             for event in events:
                 event_kind = type(event)
                 if event_kind is OrderFilled:
                     owner = event.maker_id >> TES_SHIFT
-                    self.traded[command.symbol] = (sequence, event.price)
+                    last_trade = event.price
                     taker = event.taker_id >> TES_SHIFT
                     if taker not in concerned:
                         concerned += (taker,)
@@ -247,6 +249,8 @@ class Shard:
                     continue
                 if owner not in concerned:
                     concerned += (owner,)
+        if last_trade is not None:
+            self.traded[command.symbol] = (sequence, last_trade, concerned)
         encoded_events = msgspec.Raw(_encode(events))
         reply = _encode(Executed(sequence, command.symbol, encoded_events, time))
         entry = _encode(JournalEntry(sequence, time, command, encoded_events, market_data[first:]))

@@ -284,7 +284,7 @@ def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_pat
         first, second, third = (answer.time for answer in executed)
         assert first <= second <= third, "stamps never go back"
         received = subscriber.read()
-        assert subscriber.marks == [[p.Mark("ACME", executed[2].sequence, 101)]], "the last trade, as of its command"
+        assert subscriber.marks == [], "the one TES that greeted the server had the trade in its replies"
         assert [m for m in received if m.symbol == "ACME"] == [
             p.DepthUpdate("ACME", 1, SELL, 101, 10, 1, first),
             p.Quote("ACME", 2, 0, 0, 101, 10, first),
@@ -302,6 +302,35 @@ def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_pat
             assert message.sequence == sequences[message.symbol] + 1
             sequences[message.symbol] = message.sequence
         assert sequences["ACME"] > 100 and sequences["BOLT"] > 100
+        assert obs.stop() == 0
+
+
+def test_marks_carry_the_trades_a_greeted_tes_was_not_sent(tmp_path, context):
+    """A trade goes out on the marks topic, as of its command, only if some TES that greeted the
+    server was not sent the command's Executed (which it marks the price from)."""
+    env = open_env(tmp_path)
+    with Role(OBS, env) as obs:
+        first = Tes(context, env, tes_id=1)
+        subscriber = Subscriber(context, env)
+        probes = subscriber.wait_connected(first, "BOLT", T1 | 1000)
+        stream_commands(first, [p.BookCancel("BOLT", order_id) for order_id in probes])
+        subscriber.read()
+        first.send(p.BookSubmit("ACME", T1 | 1, SELL, 0, 0, 101, 10), p.BookSubmit("ACME", T1 | 2, BUY, 0, 0, 101, 4))
+        first.receive(2)
+        subscriber.read()
+        assert subscriber.marks == [], "the one TES greeted was sent the trade"
+        second = Tes(context, env, tes_id=2)
+        first.send(p.BookSubmit("ACME", T1 | 3, BUY, 0, 0, 101, 2))
+        (executed,) = first.receive(1)
+        subscriber.read()
+        assert subscriber.marks == [[p.Mark("ACME", executed.sequence, 101)]], "TES 2 was not sent it"
+        second.send(p.BookSubmit("ACME", T2 | 1, BUY, 0, 0, 101, 1))
+        (executed,) = second.receive(1)
+        assert first.receive(1) == [executed], "the maker's TES is sent the Executed too"
+        subscriber.read()
+        assert len(subscriber.marks) == 1, "both TESs greeted were sent the trade"
+        first.quiet()
+        second.quiet()
         assert obs.stop() == 0
 
 

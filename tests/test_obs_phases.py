@@ -83,7 +83,8 @@ def test_a_call_rests_orders_publishes_indicatives_and_an_uncross_summary_before
     ], "an unchanged indicative (entering the call, an order that moves nothing) is not published again"
     events, concerned, _ = results[-1]
     assert events[:2] == [PhaseChanged(CONTINUOUS, CALL), AuctionUncrossed(101, 6)] and concerned == (2, 1)
-    assert shard.traded == {"ACME": (6, 101)}, "the uncross's trades mark the symbol like any"
+    assert shard.traded == {"ACME": (6, 101, (2, 1))}, \
+        "the uncross's trades mark the symbol like any, with the TESs its Executed went to"
     assert shard.feeds["ACME"].snapshot() == p.DepthSnapshot("ACME", 16, [(101, 4, 1)], [], 101, CONTINUOUS, 0, 0,
                                                                            p.PhaseReason.OPERATOR, 0)
 
