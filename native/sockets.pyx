@@ -196,6 +196,24 @@ def queued(socket) -> bool:
     return bool(events & ZMQ_POLLIN)
 
 
+def signals(socket) -> int:
+    """The descriptor that signals ``socket``'s ZeroMQ commands (``ZMQ_FD``), polled in its place
+    for a socket that is seldom readable: a ZeroMQ socket in a poll costs a check of its command
+    queue (a system call) before the wait and another after it, where a descriptor costs only its
+    place in ``poll``. With its monitor and marks polled so, the TES's idle CPU at 10,000 orders/s
+    fell by 1.3 µs per order on this project's AMD EPYC host (`bench e2e`, the medians of four
+    alternating pairs).
+
+    The descriptor is edge-triggered: it becomes readable when a command reaches the socket
+    while its reader has found its queues empty (a message on an empty pipe, a new connection),
+    and any call on the socket that reads its commands (a receive, a send, `queued`) clears it.
+    So each time it signals, and once before the first poll (a pipe's first messages signal
+    nothing until it has been found empty once), the socket must be read until nothing is
+    queued; or, where a turn reads only so many or also sends on it, `queued` asked last, and
+    the socket read again without waiting while that says a message is queued."""
+    return socket.getsockopt(zmq.FD)
+
+
 cdef int _send_part(zmq_message_t* message, void* handle, int flags) noexcept:
     """``zmq_msg_send``; one that may wait (no ``ZMQ_DONTWAIT``) lets other threads run meanwhile,
     as pyzmq does."""

@@ -94,7 +94,7 @@ from native.entry import EntryPath
 from native.framing import encoded_prefix, join_frames
 from native.idtable import IdTable
 from native.reports import ReplyPath, Routing
-from native.sockets import receive, send
+from native.sockets import receive, send, signals
 from native.syncer import Syncer
 from servers import protocol as p
 from servers import security, service
@@ -198,7 +198,7 @@ class Shard:
     market data, `servers.protocol.MARKS_TOPIC` only) and what is queued for it.
 
     The monitor and the marks are polled by their ZeroMQ descriptors (``monitor_fd``,
-    ``marks_fd``: `signals`), not as sockets."""
+    ``marks_fd``: `native.sockets.signals`), not as sockets."""
 
     __slots__ = ("name", "socket", "monitor", "marks", "monitor_fd", "marks_fd", "stream_endpoint", "catch_up",
                  "connected", "ready", "next_hello", "outbox", "unready_since", "warnings", "greeted_at")
@@ -987,7 +987,7 @@ class TradingEngineServer:
             shard.next_hello = now + (HELLO_RETRY_S if shard.connected else HELLO_WAIT_S)
 
     def _read_monitor(self, shard: Shard, now: float) -> None:
-        """The command socket's connection events, every one queued (`signals`)."""
+        """The command socket's connection events, every one queued (`native.sockets.signals`)."""
         while True:
             try:
                 event = recv_monitor_message(shard.monitor, zmq.NOBLOCK)
@@ -1045,7 +1045,7 @@ class TradingEngineServer:
 
     def _read_marks(self, shard: Shard) -> None:
         """The book server's latest trade prices, whoever traded: each newer one is a ledger record.
-        Every frame queued is read (`signals`; the SUB's receive queue holds at most ZeroMQ's
+        Every frame queued is read (`native.sockets.signals`; the SUB's receive queue holds at most ZeroMQ's
         default of 1,000, and the book server sends one a turn at most)."""
         marked = self.ledger.marked
         while (frames := receive(shard.marks)) is not None:
@@ -1579,22 +1579,6 @@ def _concerns(entry: p.JournalEntry, tes_id: int) -> bool:
         elif getattr(event, "order_id", 0) >> ID_BITS == tes_id:
             return True
     return False
-
-
-def signals(socket: zmq.Socket) -> int:
-    """The descriptor that signals ``socket``'s ZeroMQ commands (``ZMQ_FD``), polled in its place
-    for a socket that is seldom readable: a ZeroMQ socket in a poll costs a check of its
-    command queue (a system call) before the wait and another after it, where a descriptor
-    costs only its place in ``poll``. With the monitor and the marks polled so, the TES's idle
-    CPU at 10,000 orders/s fell by 1.3 µs per order on this project's AMD EPYC host (`bench e2e`,
-    the medians of four alternating pairs).
-
-    The descriptor is edge-triggered: it becomes readable when a command reaches the socket
-    while its reader has found its queues empty (a message on an empty pipe, a new connection),
-    and reading the socket clears it. So the socket must be read until nothing is queued each
-    time it signals, and once before the first poll (a pipe's first messages signal nothing
-    until it has been found empty once); and nothing else may read or query the socket."""
-    return socket.getsockopt(zmq.FD)
 
 
 def _waiting(socket: zmq.Socket):

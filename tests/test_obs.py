@@ -345,6 +345,27 @@ def snapshot_of(context, env, symbol):
     return reply
 
 
+def test_snapshot_requests_beyond_what_a_turn_reads_are_all_answered(tmp_path, context):
+    """More request frames than a turn reads (`obs.MAX_FRAMES_PER_TURN`), sent at once to an
+    otherwise idle OBS, are all answered: the loop comes back for those left queued without
+    waiting for the socket's descriptor, which does not signal them again."""
+    env = exchange_env(tmp_path)
+    with Role(OBS, env) as server:
+        socket = context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.connect(endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"))
+        frames = 3 * obs.MAX_FRAMES_PER_TURN + 5
+        for _ in range(frames):
+            socket.send(SNAPSHOTS.encode([p.SnapshotRequest("ACME")]))
+        answers = []
+        while len(answers) < frames:
+            assert socket.poll(10_000), f"{len(answers)} of {frames} requests answered"
+            answers += SNAPSHOTS.decode(socket.recv())
+        assert len(answers) == frames and all(type(answer) is p.DepthSnapshot for answer in answers)
+        socket.close()
+        assert server.stop() == 0
+
+
 def test_late_subscriber_rebuilds_the_book_from_snapshot_and_updates(tmp_path, context):
     env = exchange_env(tmp_path)
     stream = [c for c in commands(800, seed=5) if c.symbol == "ACME"]
