@@ -94,7 +94,7 @@ from engine.types import CancelReason, RejectReason
 from native.commands import CommandReader, OrderCommand
 from native.framing import Records, join_frames
 from native.orderpath import route
-from native.sockets import queued, receive, send, signals
+from native.sockets import receive, send
 from servers import security, service
 from servers.journal import (
     KEEP_SNAPSHOTS,
@@ -228,8 +228,6 @@ class OrderBookServer:
             self.market_data = self._bind(zmq.PUB, shard.market_data_endpoint)
             self.snapshots = self._bind(zmq.ROUTER, shard.snapshot_endpoint)
             self.snapshots.setsockopt(zmq.SNDHWM, SNAPSHOT_HWM)
-            self.snapshots_queued = False
-            """Snapshot requests were left queued by the last turn that served them (`_serve_snapshots`)."""
             if shard.stream_endpoint:
                 self.streamer = Streamer(
                     self.directory, shard.stream_endpoint, self.context, own,
@@ -276,24 +274,22 @@ class OrderBookServer:
         """
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
-        snapshot_requests = signals(self.snapshots)  # seldom readable: its descriptor polled
-        poller.register(snapshot_requests, zmq.POLLIN)
+        poller.register(self.snapshots, zmq.POLLIN)
         lap = self.stages.lap
         self.stages.start()
-        self._serve_snapshots()
         try:
             while self.running and self.journal.failed is None:
                 # GTD expiries and phase changes due first: their commands are turns of their own
                 # (`_expire_due`, `_phases_due`), and the wait for input ends in time for the next.
                 self._expire_due()
                 self._phases_due()
-                wait_ms = 0 if self.snapshots_queued else self._wait_ms()
+                wait_ms = self._wait_ms()
                 lap(OTHER)
                 ready = dict(poller.poll(wait_ms))
                 lap(IDLE)
                 if self.commands in ready:
                     self._serve_commands()
-                if self.snapshots_queued or snapshot_requests in ready:
+                if self.snapshots in ready:
                     self._serve_snapshots()
                 if self.state.sequence - self.snapshot_sequence >= self.snapshot_every:
                     self._snapshot()
@@ -548,9 +544,7 @@ class OrderBookServer:
 
     def _serve_snapshots(self) -> None:
         """Answer each requester once per symbol per turn, each symbol's snapshot built once
-        per turn: a frame of 10,000 requests costs one snapshot, not 10,000. Then note whether
-        requests are still queued (``snapshots_queued``: the loop comes back without waiting),
-        which also makes the socket's descriptor signal the next (`native.sockets.signals`)."""
+        per turn: a frame of 10,000 requests costs one snapshot, not 10,000."""
         feeds = self.state.feeds
         built: dict[str, bytes] = {}
         outbox: dict[bytes, list] = {}
@@ -571,7 +565,6 @@ class OrderBookServer:
                     built[symbol] = snapshot = self.command_codec.encode(feed.snapshot())
                 replies.append(snapshot)
         self._send(self.snapshots, outbox)
-        self.snapshots_queued = queued(self.snapshots)
 
     def _read(self, socket: zmq.Socket, codec: Codec, peers: dict[str, security.Peer] | None = None,
               reader: CommandReader | None = None):
