@@ -487,16 +487,18 @@ def run_schedule(transport: Transport, rate: float, duration: float, drain_s: fl
 
     interval = send_interval(rate)
     sent = 0
-    start = time.perf_counter()
+    start = next_send = time.perf_counter()
     while sent < total:
         sent_at = time.perf_counter()
-        count = due(sent_at - start, rate, total)
-        if count > sent:
-            transport.send(range(sent, count))
-            state["outstanding"] += count - sent
-            sent = count
+        if sent_at >= next_send:
+            count = due(sent_at - start, rate, total)
+            if count > sent:
+                transport.send(range(sent, count))
+                state["outstanding"] += count - sent
+                sent = count
+            next_send = max(start + sent / rate, sent_at + interval)
         record()
-        wait = max(start + sent / rate, sent_at + interval) - time.perf_counter()
+        wait = next_send - time.perf_counter()
         if wait > 0:
             transport.wait(wait)
             record()

@@ -316,19 +316,24 @@ class Schedule:
     def run(self, drain_s: float, stop=lambda: False) -> dict:
         """Send on schedule, read answers as they come; then wait up to ``drain_s`` for the rest.
 
-        One iteration per wake-up: send what is due, read what is queued, wait on the
-        socket's descriptor until the next send or an answer. (This loop is as cheap as it
-        can be because it shares the machine with the exchange it measures.)
+        One iteration per wake-up: send what is due once the next send's time has come (the
+        next order's scheduled time, and `send_interval` after the last send), read what is
+        queued, wait on the socket's descriptor until the next send or an answer; an answer
+        that wakes it sends nothing early, so a frame holds what fell due in a whole interval.
+        (This loop is as cheap as it can be because it shares the machine with the exchange it
+        measures.)
         """
         rate, total = self.rate, self.total
         interval = send_interval(rate)
-        start = time.perf_counter()
+        start = next_send = time.perf_counter()
         while self.sent < total and not stop():
             sent_at = time.perf_counter()
-            self.send_lag = max(self.send_lag, sent_at - start - self.sent / rate)
-            self._send_until(due(sent_at - start, rate, total))
+            if sent_at >= next_send:
+                self.send_lag = max(self.send_lag, sent_at - start - self.sent / rate)
+                self._send_until(due(sent_at - start, rate, total))
+                next_send = max(start + self.sent / rate, sent_at + interval)
             self.read_ready()
-            wait = max(start + self.sent / rate, sent_at + interval) - time.perf_counter()
+            wait = next_send - time.perf_counter()
             if wait > 0 and self._wait_readable(wait):
                 self.read_ready()
             self.keep_alive()

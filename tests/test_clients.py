@@ -7,6 +7,7 @@ and TES on free ports.
 """
 
 import gc
+import itertools
 import json
 import subprocess
 import sys
@@ -215,6 +216,41 @@ class StalledSender(loadgen.Schedule):
 
     def read_ready(self) -> None:
         """Nothing to read: every order was answered as it was sent."""
+
+
+class AnsweredOften(loadgen.Schedule):
+    """A schedule at 100,000 orders/s (sends 1 ms apart) woken by an answer every 100 µs; each
+    send's time and size noted."""
+
+    def __init__(self, socket) -> None:
+        super().__init__(socket, rate=100_000, duration=0.02, batch_max=1_000)
+        self.sends: list[tuple[float, int]] = []
+
+    def send(self, batch: range) -> None:
+        self.sends.append((time.perf_counter(), len(batch)))
+        self.answered_at[batch.start:batch.stop] = time.perf_counter()
+        self.outstanding -= len(batch)
+
+    def read_ready(self) -> None:
+        """Nothing to read: every order was answered as it was sent."""
+
+    def _wait_readable(self, timeout: float) -> bool:
+        time.sleep(min(timeout, 100e-6))
+        return True
+
+
+def test_answers_between_sends_do_not_make_the_frames_smaller():
+    """Sends stay `send_interval` apart however often answers wake the loop: at 100,000/s a frame
+    holds what fell due in 1 ms (about 100 orders), not what fell due since the last answer."""
+    context = zmq.Context.instance()
+    with context.socket(zmq.PAIR) as socket:
+        socket.bind("inproc://answered-often")
+        schedule = AnsweredOften(socket)
+        result = schedule.run(drain_s=1)
+    assert result["sent"] == result["acked"] == 2_000
+    gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(schedule.sends)]
+    assert min(gaps) >= 0.95e-3, gaps  # each time noted just after its send began
+    assert len(schedule.sends) <= 22 and max(size for _, size in schedule.sends) >= 100
 
 
 def test_a_stalled_sender_shows_as_send_lag_and_in_the_latencies():
