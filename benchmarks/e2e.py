@@ -431,19 +431,22 @@ def _threads(figures: dict | None) -> str:
 
 def format_tails(rows: list[dict]) -> list[str]:
     """A line per run: its tail, and where to look for what made it (the longest ack and when its
-    order was due, the load generator's longest wait to send, each server's stalls by stage,
-    `benchmarks.stages.stalls`), beside the runs of the two floors that followed it."""
+    order was due, the load generator's longest wait to send and its orders per frame, each
+    server's stalls by stage, `benchmarks.stages.stalls`), beside the runs of the two floors that
+    followed it."""
     lines = [
         "Each run's tail: the longest ack and when in the run its order was due, how many of the run's "
         f"{TAIL_PIECE_S * 1000:.0f} ms pieces hold its slowest 1% (one or two: a stall; more: slow spells all "
         "through the run), the load generator's longest "
-        "wait to send (its own delays, counted in every latency), each server's stalls (loop stages of "
+        "wait to send (its own delays, counted in every latency) and the orders it sent per frame, "
+        "each server's stalls (loop stages of "
         f"{stages.STALL_NS // 1_000_000} ms or longer: count and time), and the floors' runs after it "
         "(ZeroMQ alone, and with a group commit per turn):",
         "",
         "| offered orders/s | run | ack p99 | longest ack (due at) | pieces holding the slowest 1% | longest send wait "
-        "| OBS stalls | TES stalls | ZeroMQ alone: p99 / longest | with a group commit per turn: p99 / longest |",
-        "|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
+        "| orders per frame | OBS stalls | TES stalls | ZeroMQ alone: p99 / longest "
+        "| with a group commit per turn: p99 / longest |",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for row in rows:
         runs = zip(row["runs"], row["floor_runs"], row["durable_floor_runs"], strict=True)
@@ -454,11 +457,16 @@ def format_tails(rows: list[dict]) -> list[str]:
             spread = "n/a" if pieces is None else f"{pieces[0]} of {pieces[1]}"
             lines.append(
                 f"| {row['offered_per_s']:,} | {number} | {_us(run['ack_p99_us'])} | {_us(run.get('ack_max_us'))}{due} "
-                f"| {spread} | {_us(run.get('send_lag_max_us'))} | {stalls[0]} | {stalls[1]} "
+                f"| {spread} | {_us(run.get('send_lag_max_us'))} | {_per_frame(run.get('orders_per_frame'))} "
+                f"| {stalls[0]} | {stalls[1]} "
                 f"| {_us(bare['ack_p99_us'])} / {_us(bare.get('ack_max_us'))} "
                 f"| {_us(durable['ack_p99_us'])} / {_us(durable.get('ack_max_us'))} |"
             )
     return lines
+
+
+def _per_frame(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
 
 
 def _share(value: float | None) -> str:

@@ -314,7 +314,7 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
             assert f"| {server}: {name} | " in table
     assert "| offered orders/s | run | ack p99 | longest ack (due at) |" in table
     tail = next(line for line in table.splitlines() if line.startswith("| 2,000 | 1 | "))
-    assert tail.count(" | ") == 9 and "n/a" not in tail
+    assert tail.count(" | ") == 10 and "n/a" not in tail
     (row,) = report["rates"]
     (run,) = row["runs"]
     # 600 orders due over 0.3 s: six pieces of 50 ms, the slowest 1% (6 acks) in one to six of them

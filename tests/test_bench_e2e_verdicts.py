@@ -134,3 +134,15 @@ def test_the_cores_kept_busy_are_the_processes_cpu_per_order_at_the_offered_rate
     assert e2e.cores_busy(dict(cpu, tes=None), e2e.EXCHANGE_PROCESSES, 10_000, 2) is None, "a CPU not read"
     assert e2e.cores_busy(cpu, e2e.EXCHANGE_PROCESSES, 10_000, None) is None, "cores unknown"
     assert e2e._share(0.834) == "83%" and e2e._share(None) == "n/a"
+
+
+def test_each_run_s_tail_line_says_how_many_orders_the_load_generator_sent_per_frame():
+    made = row(100_000, p99s=(2_000.0, 3_000.0), floor_p99s=(1_000.0, 1_100.0))
+    made["runs"][0]["orders_per_frame"] = 100.0
+    made["durable_floor_runs"] = [{"ack_p99_us": 1_500.0}, {"ack_p99_us": 1_600.0}]
+    header, rule, first, second = e2e.format_tails([made])[2:]
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    at = columns.index("orders per frame")
+    assert len(rule.strip("|").split("|")) == len(columns)
+    assert [cell.strip() for cell in first.strip("|").split("|")][at] == "100.0"
+    assert [cell.strip() for cell in second.strip("|").split("|")][at] == "n/a", "a run that did not say"

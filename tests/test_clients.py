@@ -251,6 +251,7 @@ def test_answers_between_sends_do_not_make_the_frames_smaller():
     gaps = [later - earlier for (earlier, _), (later, _) in itertools.pairwise(schedule.sends)]
     assert min(gaps) >= 0.95e-3, gaps  # each time noted just after its send began
     assert len(schedule.sends) <= 22 and max(size for _, size in schedule.sends) >= 100
+    assert result["orders_per_frame"] == round(2_000 / len(schedule.sends), 1)
 
 
 def test_a_stalled_sender_shows_as_send_lag_and_in_the_latencies():
