@@ -37,7 +37,7 @@ from engine.lifecycle import TERMINAL, TRANSITIONS, OrderState, Transition, next
 from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
 from native.book import by_value
 
-from native.constants cimport BUY, REQUESTED
+from native.constants cimport BUY, REQUESTED, SELL
 from native.int64 cimport LARGE, SMALL, as_int64
 from native.reader cimport Reader, read_array, read_enum, read_int, read_str, read_tag, skip
 from native.structs cimport check_fields
@@ -906,9 +906,9 @@ cdef class Kept:
 cdef class Books:
     """`servers.ledger.Ledger`'s portfolios fed the trades of a frame (`book`), as
     `servers.portfolio.Portfolio.fill` books each: in C where `native.portfolios.fill` can, else
-    with Python's ints, by the specification's own arithmetic (the holding's ``fill``).
+    with Python's ints, by that ``fill`` itself (the specification).
     ``portfolio`` and ``holding`` are the classes made for a new trader and a new symbol
-    (subclasses of `native.portfolios`' records, the holding's with that ``fill``: `servers.portfolio`'s);
+    (subclasses of `native.portfolios`' records, the portfolio's with that ``fill``: `servers.portfolio`'s);
     ``portfolios`` holds only instances of ``portfolio`` (TypeError for any other, nothing booked
     of that fill)."""
 
@@ -917,9 +917,9 @@ cdef class Books:
 
     def __init__(self, dict portfolios, portfolio, holding):
         if not issubclass(portfolio, Portfolio) or not issubclass(holding, Holding) or not callable(
-                getattr(holding, "fill", None)):
+                getattr(portfolio, "fill", None)):
             raise TypeError("Books books into subclasses of native.portfolios' Portfolio and Holding, the "
-                            "holding's with a fill (servers.portfolio's)")
+                            "portfolio's with a fill (servers.portfolio's)")
         self.portfolios, self.portfolio, self.holding = portfolios, portfolio, holding
 
     def book(self, list trades):
@@ -962,7 +962,7 @@ cdef class Books:
             holding = self._holding(portfolio, <object>trader, <object>symbol)
             side.trader, side.symbol = trader, symbol
             side.portfolio, side.holding = <PyObject*>portfolio, <PyObject*>holding
-        return self._into(<object>side.portfolio, <object>side.holding, buy, p, q, price, quantity)
+        return self._into(<object>side.portfolio, <object>side.holding, <object>symbol, buy, p, q, price, quantity)
 
     cdef object _portfolio(self, trader):
         """The trader's portfolio, made if new."""
@@ -983,17 +983,16 @@ cdef class Books:
             raise TypeError(f"the holding of {trader!r} in {symbol!r} is a {type(holding).__name__}")
         return holding
 
-    cdef int _into(self, portfolio, holding, bint buy, int64_t p, int64_t q, price, quantity) except -1:
-        """`Portfolio.fill` into ``portfolio`` and its ``holding`` at ``p`` x ``q``: in C if `fill`
-        can, else with Python's ints, ``price`` and ``quantity`` (the ints given to `book`; None:
-        ``p`` and ``q``), by the holding's own `fill` (`servers.portfolio.Holding.fill`)."""
+    cdef int _into(self, portfolio, holding, symbol, bint buy, int64_t p, int64_t q, price, quantity) except -1:
+        """`Portfolio.fill` into ``portfolio`` and its ``holding`` in ``symbol`` at ``p`` x ``q``: in
+        C if `fill` can, else with Python's ints, ``price`` and ``quantity`` (the ints given to
+        `book`; None: ``p`` and ``q``), by the portfolio's own ``fill``
+        (`servers.portfolio.Portfolio.fill`, which finds that holding)."""
         if fill(<Portfolio>portfolio, <Holding>holding, buy, p, q):
             return 0
         if price is None:
             price, quantity = p, q
-        amount = price * quantity
-        portfolio.cash = portfolio.cash + (-amount if buy else amount)
-        holding.fill(buy, price, quantity)
+        portfolio.fill(symbol, BUY if buy else SELL, price, quantity)
         return 0
 
 
