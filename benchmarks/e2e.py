@@ -457,16 +457,12 @@ def format_tails(rows: list[dict]) -> list[str]:
             spread = "n/a" if pieces is None else f"{pieces[0]} of {pieces[1]}"
             lines.append(
                 f"| {row['offered_per_s']:,} | {number} | {_us(run['ack_p99_us'])} | {_us(run.get('ack_max_us'))}{due} "
-                f"| {spread} | {_us(run.get('send_lag_max_us'))} | {_per_frame(run.get('orders_per_frame'))} "
+                f"| {spread} | {_us(run.get('send_lag_max_us'))} | {stages.number(run.get('orders_per_frame'))} "
                 f"| {stalls[0]} | {stalls[1]} "
                 f"| {_us(bare['ack_p99_us'])} / {_us(bare.get('ack_max_us'))} "
                 f"| {_us(durable['ack_p99_us'])} / {_us(durable.get('ack_max_us'))} |"
             )
     return lines
-
-
-def _per_frame(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.1f}"
 
 
 def _share(value: float | None) -> str:

@@ -50,7 +50,7 @@ from benchmarks.book import machine
 from benchmarks.e2e import SUSTAINED
 from clients import runtime
 from clients.client import ExchangeClient
-from clients.loadgen import due, latencies_us, send_interval
+from clients.loadgen import due, latencies_us, next_send, send_interval
 from config.settings import load_config
 from engine import progress
 from engine.types import OrderType, Side, TimeInForce
@@ -487,18 +487,18 @@ def run_schedule(transport: Transport, rate: float, duration: float, drain_s: fl
 
     interval = send_interval(rate)
     sent = 0
-    start = next_send = time.perf_counter()
+    start = send_at = time.perf_counter()
     while sent < total:
         sent_at = time.perf_counter()
-        if sent_at >= next_send:
+        if sent_at >= send_at:
             count = due(sent_at - start, rate, total)
             if count > sent:
                 transport.send(range(sent, count))
                 state["outstanding"] += count - sent
                 sent = count
-            next_send = max(start + sent / rate, sent_at + interval)
+            send_at = next_send(start, sent, rate, sent_at, interval)
         record()
-        wait = next_send - time.perf_counter()
+        wait = send_at - time.perf_counter()
         if wait > 0:
             transport.wait(wait)
             record()

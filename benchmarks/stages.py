@@ -162,7 +162,7 @@ def format_table(rows: list[dict]) -> list[str]:
         cells = [_cell({"wall_us": row["stages"][server]["busy_us"], "share": None,
                         "cpu_us": row["stages"][server]["busy_cpu_us"]}) for row in rows]
         lines.append(f"| {LABELS[server]}: busy | " + " | ".join(cells) + " |")
-        turns = [_number(row["stages"][server]["orders_per_turn"]) for row in rows]
+        turns = [number(row["stages"][server]["orders_per_turn"]) for row in rows]
         lines.append(f"| {LABELS[server]}: orders per turn | " + " | ".join(turns) + " |")
         fsyncs = [row["stages"][server].get("fsyncs_per_order") for row in rows]
         if any(count is not None for count in fsyncs):
@@ -199,5 +199,6 @@ def servers_stalls(figures: dict[str, dict] | None) -> list[str]:
     return [format_stalls(figures[server]["stalls"]) if server in figures else "n/a" for server in SERVERS]
 
 
-def _number(value) -> str:
+def number(value) -> str:
+    """A figure to a tenth ("n/a": none)."""
     return "n/a" if value is None else f"{value:,.1f}"

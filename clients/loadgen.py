@@ -214,6 +214,13 @@ TAIL_PIECE_S = 0.05
 """The pieces of a run `ack_tail_pieces` counts (by scheduled time): 50 ms, a hundred in a run of 5 s."""
 
 
+def next_send(start: float, sent: int, rate: float, sent_at: float, interval: float) -> float:
+    """When the next frame may go, after ``sent`` orders were sent by a send at ``sent_at``: at the
+    next order's scheduled time, and ``interval`` (`send_interval`) after that send. An answer that
+    wakes the loop before then sends nothing."""
+    return max(start + sent / rate, sent_at + interval)
+
+
 def due(elapsed: float, rate: float, total: int) -> int:
     """How many orders are due ``elapsed`` seconds after the start: order i is due at i / rate."""
     if elapsed < 0:
@@ -323,24 +330,23 @@ class Schedule:
     def run(self, drain_s: float, stop=lambda: False) -> dict:
         """Send on schedule, read answers as they come; then wait up to ``drain_s`` for the rest.
 
-        One iteration per wake-up: send what is due once the next send's time has come (the
-        next order's scheduled time, and `send_interval` after the last send), read what is
-        queued, wait on the socket's descriptor until the next send or an answer; an answer
-        that wakes it sends nothing early, so a frame holds what fell due in a whole interval.
+        One iteration per wake-up: send what is due once the next send's time has come
+        (`next_send`), read what is queued, wait on the socket's descriptor until the next send
+        or an answer; so a frame holds what fell due in a whole interval.
         (This loop is as cheap as it can be because it shares the machine with the exchange it
         measures.)
         """
         rate, total = self.rate, self.total
         interval = send_interval(rate)
-        start = next_send = time.perf_counter()
+        start = send_at = time.perf_counter()
         while self.sent < total and not stop():
             sent_at = time.perf_counter()
-            if sent_at >= next_send:
+            if sent_at >= send_at:
                 self.send_lag = max(self.send_lag, sent_at - start - self.sent / rate)
                 self._send_until(due(sent_at - start, rate, total))
-                next_send = max(start + self.sent / rate, sent_at + interval)
+                send_at = next_send(start, self.sent, rate, sent_at, interval)
             self.read_ready()
-            wait = next_send - time.perf_counter()
+            wait = send_at - time.perf_counter()
             if wait > 0 and self._wait_readable(wait):
                 self.read_ready()
             self.keep_alive()
