@@ -101,6 +101,20 @@ def switches_per_order(before: dict | None, after: dict | None, orders: int) -> 
                     for k, kind in enumerate(SWITCH_KINDS)} for group in SWITCHED}
 
 
+def loop_cpu_us_per_wait(before: tuple, after: tuple) -> float | None:
+    """A process's loop thread's CPU time per wait, in µs to a tenth, between two of its
+    `read_servers` readings: what one turn costs, whatever the turn carries, for a loop that waits
+    once a turn (a proxy's; a server's waits too in each fsync it makes). None where a reading is
+    missing or the thread did not wait."""
+    (cpu_before, switched_before), (cpu_after, switched_after) = before, after
+    if cpu_before is None or cpu_after is None or switched_before is None or switched_after is None:
+        return None
+    waits = switched_after["loop"][0] - switched_before["loop"][0]
+    if waits <= 0:
+        return None
+    return round(max(cpu_after["loop"] - cpu_before["loop"], 0.0) / waits * 1e6, 1)
+
+
 def read_servers(pids: dict[str, int]) -> dict[str, tuple]:
     """Each running process's CPU by thread and context switches, now (`threads_cpu_seconds`,
     `threads_switches`), by name: what `servers_per_order` reads two of."""
@@ -109,13 +123,15 @@ def read_servers(pids: dict[str, int]) -> dict[str, tuple]:
 
 def servers_per_order(before: dict, after: dict, orders: int) -> dict[str, dict]:
     """Between two `read_servers` readings, per order and by process: ``cpu_us_per_order`` (the whole
-    process), ``cpu_us_by_thread`` and ``switches_per_order``, what `bench e2e` reads of the servers
-    and of ZeroMQ alone's stand-ins alike."""
+    process), ``cpu_us_by_thread`` and ``switches_per_order``; and per wait, ``loop_cpu_us_per_wait``
+    (`loop_cpu_us_per_wait`): what `bench e2e` reads of the servers and of ZeroMQ alone's stand-ins
+    alike."""
     return {
         "cpu_us_per_order": {name: process_cpu_us_per_order(before[name][0], after[name][0], orders)
                              for name in before},
         "cpu_us_by_thread": {name: threads_us_per_order(before[name][0], after[name][0], orders) for name in before},
         "switches_per_order": {name: switches_per_order(before[name][1], after[name][1], orders) for name in before},
+        "loop_cpu_us_per_wait": {name: loop_cpu_us_per_wait(before[name], after[name]) for name in before},
     }
 
 

@@ -74,7 +74,8 @@ def measured_run(env: dict, rate: int, duration: float, servers: dict[str, Role]
     """One load-generator run, plus ``cpu_us_per_order``: each server's CPU time during it per order
     sent, and the load generator's (``load``: the machine's cores carry all three); ``cpu_us_by_thread``:
     each server's by its threads (`benchmarks.THREADS`); ``switches_per_order``: its loop thread's and
-    its I/O threads' context switches (`benchmarks.switches_per_order`); and ``stages``: where each
+    its I/O threads' context switches (`benchmarks.switches_per_order`); ``loop_cpu_us_per_wait``: its
+    loop thread's CPU per wait (`benchmarks.loop_cpu_us_per_wait`); and ``stages``: where each
     server's loop spent it (`benchmarks.stages.per_order`)."""
     paths = stages.status_paths(env)
     stages_before = stages.read(paths)
@@ -101,10 +102,9 @@ def median_run(runs: list[dict]) -> dict:
     for key in MEDIAN_KEYS:
         row[key] = median_present([r[key] for r in runs])
     row["lost"] = max(r["lost"] for r in runs)
-    if all("cpu_us_per_order" in r for r in runs):
-        row["cpu_us_per_order"] = {
-            name: median_present([r["cpu_us_per_order"][name] for r in runs]) for name in runs[0]["cpu_us_per_order"]
-        }
+    for key in ("cpu_us_per_order", "loop_cpu_us_per_wait"):
+        if all(key in r for r in runs):
+            row[key] = {name: median_present([r[key][name] for r in runs]) for name in runs[0][key]}
     if all("cpu_us_by_thread" in r for r in runs):
         row["cpu_us_by_thread"] = {name: median_threads([r["cpu_us_by_thread"][name] for r in runs])
                                    for name in runs[0]["cpu_us_by_thread"]}
@@ -371,6 +371,7 @@ def format_report(report: dict) -> str:
         )
     lines.extend(["", *format_threads(report["rates"])])
     lines.extend(["", *format_switches(report["rates"])])
+    lines.extend(["", *format_waits(report["rates"])])
     table = stages.format_table(report["rates"])
     if table:
         lines.extend(["", *table])
@@ -397,6 +398,15 @@ def format_switches(rows: list[dict]) -> list[str]:
         "Context switches per order (the loop thread / ZeroMQ's I/O threads, each as waits + preemptions: a wait "
         "is the thread blocking for input, a preemption another thread taking its CPU in the middle of its work, "
         "which then runs on with caches another thread filled):"))
+
+
+def format_waits(rows: list[dict]) -> list[str]:
+    """A line per rate: each server's loop CPU per wait beside its stand-ins' as `format_threads` sets
+    them (the medians of the runs): a loop turn's cost, which at low rates is the whole of it."""
+    return _beside_stand_ins(rows, "loop_cpu_us_per_wait", _cpu, (
+        "The loop thread's CPU per wait (its CPU over its waits: what a turn costs, whatever it carries, where "
+        "the loop waits once a turn, as ZeroMQ alone's proxies do; the OBS with fsync=batch and the journaling "
+        "echo wait in each fsync too):"))
 
 
 def _beside_stand_ins(rows: list[dict], key: str, cell, caption: str) -> list[str]:

@@ -162,7 +162,8 @@ class Floor:
         ``cpu_us_per_order``: the CPU time the echo (the OBS's stand-in), the relay (the TES's) and
         the client spent during it, all threads, per order sent (the servers' None without Linux's
         /proc); ``cpu_us_by_thread``: the echo's and the relay's by thread (`benchmarks.THREADS`);
-        ``switches_per_order``: their context switches (`benchmarks.switches_per_order`)."""
+        ``switches_per_order``: their context switches (`benchmarks.switches_per_order`);
+        ``loop_cpu_us_per_wait``: their loop threads' CPU per wait (`benchmarks.loop_cpu_us_per_wait`)."""
         pids = {role: process.pid for role, process in self._servers.items()}
         before = read_servers(pids)
         client_before = children_cpu_seconds()

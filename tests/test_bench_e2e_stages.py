@@ -387,3 +387,13 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
                                                     row["durable_floor"]["switches_per_order"]["echo"],
                                                     switched["tes"], switched["relay"])]
     assert line == f"| 2,000 | {' | '.join(cells)} |"
+    # and each loop thread's CPU per wait: the servers' waited and worked; the table shows them
+    per_wait = {**run["loop_cpu_us_per_wait"], **row["floor"]["loop_cpu_us_per_wait"]}
+    assert per_wait["obs"] > 0 and per_wait["tes"] > 0 and min(per_wait.values()) >= 0
+    assert row["loop_cpu_us_per_wait"] == run["loop_cpu_us_per_wait"]
+    waits = table.split("The loop thread's CPU per wait", 1)[1].splitlines()
+    line = next(line for line in waits if line.startswith("| 2,000 | "))
+    cells = [e2e._cpu(figure) for figure in (per_wait["obs"], per_wait["echo"],
+                                             row["durable_floor"]["loop_cpu_us_per_wait"]["echo"],
+                                             per_wait["tes"], per_wait["relay"])]
+    assert line == f"| 2,000 | {' | '.join(cells)} |"

@@ -14,6 +14,7 @@ from benchmarks import (
     THREADS,
     cpu_seconds,
     e2e,
+    loop_cpu_us_per_wait,
     process_cpu_us_per_order,
     switches_per_order,
     threads_cpu_seconds,
@@ -150,3 +151,28 @@ def test_a_row_holds_the_median_waits_and_preemptions_and_the_table_shows_them()
     lines = e2e.format_switches(rows)
     assert lines[2] == "| offered orders/s | OBS | echo (as OBS) | journaling echo (as OBS) | TES | relay (as TES) |"
     assert lines[4] == "| 10,000 | 0.50 + 0.10 / 1.00 + 0.00 | 0.50 + 0.10 / 1.00 + 0.00 | n/a | n/a | n/a |"
+
+
+def test_the_loop_s_cpu_per_wait_is_its_cpu_over_its_waits_and_none_without_a_wait():
+    before = ({"loop": 1.0, "zeromq": 0.5, "other": 0.0}, {"loop": (1_000, 10), "zeromq": (500, 7)})
+    after = ({"loop": 1.3, "zeromq": 0.9, "other": 0.0}, {"loop": (4_000, 30), "zeromq": (900, 8)})
+    assert loop_cpu_us_per_wait(before, after) == 100.0  # 0.3 s over 3,000 waits
+    assert loop_cpu_us_per_wait((None, before[1]), after) is None
+    assert loop_cpu_us_per_wait(before, (after[0], None)) is None
+    assert loop_cpu_us_per_wait(before, (after[0], before[1])) is None  # it never waited
+    back = ({"loop": 0.9, "zeromq": 0.9, "other": 0.0}, after[1])       # a clock tick less, never below 0
+    assert loop_cpu_us_per_wait(before, back) == 0.0
+
+
+def test_a_row_holds_the_median_cpu_per_wait_and_the_table_shows_it_beside_the_stand_ins():
+    runs = [{"sent": 1, "acked": 1, "lost": 0, "orders_per_s": 1.0, "ack_p50_us": p99, "ack_p99_us": p99,
+             "ack_p999_us": p99, "loop_cpu_us_per_wait": {"obs": per_wait, "tes": None}}
+            for p99, per_wait in ((3.0, 104.0), (1.0, 94.0), (2.0, 120.0))]
+    row = e2e.median_run(runs)
+    assert row["loop_cpu_us_per_wait"] == {"obs": 104.0, "tes": None}
+    rows = [{"offered_per_s": 10_000, **row,
+             "floor": {"loop_cpu_us_per_wait": {"echo": 19.2, "relay": 21.5}}, "durable_floor": None}]
+    lines = e2e.format_waits(rows)
+    assert lines[0].startswith("The loop thread's CPU per wait")
+    assert lines[2] == "| offered orders/s | OBS | echo (as OBS) | journaling echo (as OBS) | TES | relay (as TES) |"
+    assert lines[4] == "| 10,000 | 104.0 µs | 19.2 µs | n/a | n/a | 21.5 µs |"

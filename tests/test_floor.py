@@ -19,7 +19,8 @@ def bare():
 
 def test_every_order_goes_round_the_four_hops_and_is_timed(bare):
     result = bare.measure(rate=2_000, duration=0.5, drain_s=5)
-    assert tuple(result) == (*RESULT_KEYS, "cpu_us_per_order", "cpu_us_by_thread", "switches_per_order")
+    assert tuple(result) == (*RESULT_KEYS, "cpu_us_per_order", "cpu_us_by_thread", "switches_per_order",
+                             "loop_cpu_us_per_wait")
     # the stand-ins' CPU per order, from /proc (in clock ticks: a short run may see none), and the
     # client's, from its resource usage once it ended (its start-up included: never none); the
     # stand-ins' by thread, each group within a few clock ticks of what the whole process spent
@@ -38,6 +39,9 @@ def test_every_order_goes_round_the_four_hops_and_is_timed(bare):
         assert tuple(switched) == SWITCHED
         assert switched["loop"]["waits"] > 0.1 and switched["zeromq"]["waits"] > 0.1
         assert min(switched[group]["preemptions"] for group in SWITCHED) >= 0
+    # so each proxy's loop CPU per wait is read (whole clock ticks over its waits: none, in a short run)
+    assert set(result["loop_cpu_us_per_wait"]) == {"echo", "relay"}
+    assert all(per_wait >= 0 for per_wait in result["loop_cpu_us_per_wait"].values())
     assert result["sent"] == result["acked"] == 1_000
     assert result["lost"] == result["rejected"] == result["fills"] == 0
     assert 0 < result["ack_p50_us"] <= result["ack_p99_us"] <= result["ack_p999_us"] <= result["ack_max_us"]
