@@ -306,9 +306,9 @@ class Schedule:
         self.sent = 0
         self.outstanding = 0
         self.send_lag = 0.0
+        """The longest an order has waited past its scheduled time to be sent, s."""
         self.frames_sent = 0
         """Frames sent (`send` calls)."""
-        """The longest an order has waited past its scheduled time to be sent, s."""
         self._fd = socket.getsockopt(zmq.FD)
 
     def send(self, batch: range) -> None:
