@@ -319,13 +319,14 @@ cdef class Poller:
     only the sockets whose descriptor signalled are read: a socket whose commands did not change
     holds no new message. What ``poll`` returns is what ``zmq.Poller.poll`` would, but for its order:
     ``(target, zmq.POLLIN)`` for each socket with a message queued and each readable descriptor, the
-    wait ending at the first, or after ``timeout`` ms (None or negative: none). A signal during the wait runs its Python handler and ends the wait with nothing, so that
-    the loop sees what the handler did. Where the libzmq calls were not found (`IN_C`) it is
-    ``zmq.Poller`` itself.
+    wait ending at the first, or after ``timeout`` ms (None or negative: none). A signal during the
+    wait runs its Python handler and ends the wait with nothing, so that the loop sees what the
+    handler did. Where the libzmq calls were not found (`IN_C`) it is ``zmq.Poller`` itself.
 
     Invariant: ``targets``, ``polled`` and ``fds[:count]`` hold the targets registered, in
     registration order: the target, the pyzmq socket or None (a descriptor), and the descriptor
-    polled for it (a socket's ``ZMQ_FD``); ``plain[:plain_count]`` the descriptors alone."""
+    polled for it (a socket's ``ZMQ_FD``); ``plain[:plain_count]`` the descriptors alone. A change
+    that fails (a socket closed, no memory) raises and leaves them as they were."""
 
     cdef list targets, polled
     cdef pollfd* fds
@@ -353,10 +354,9 @@ cdef class Poller:
             raise ValueError(f"flags are zmq.POLLIN or 0, not {flags}")
         if not isinstance(target, (SOCKET, int)):
             raise TypeError(f"a pyzmq socket or a descriptor, not {type(target).__name__}")
-        if self._remove(target) or flags:
-            if flags:
-                self.targets.append(target)
-            self._build()
+        targets = self._without(target)
+        if len(targets) < len(self.targets) or flags:
+            self._build(targets + [target] if flags else targets)
 
     modify = register
 
@@ -365,9 +365,10 @@ cdef class Poller:
         if self.fallback is not None:
             self.fallback.unregister(target)
             return
-        if not self._remove(target):
+        targets = self._without(target)
+        if len(targets) == len(self.targets):
             raise KeyError(target)
-        self._build()
+        self._build(targets)
 
     @property
     def sockets(self):
@@ -376,43 +377,38 @@ cdef class Poller:
             return self.fallback.sockets
         return [(target, ZMQ_POLLIN) for target in self.targets]
 
-    cdef bint _remove(self, target) except -1:
-        """Forget ``target`` (a socket by identity, a descriptor by value); whether it was registered."""
-        for i in range(len(self.targets)):
-            known = self.targets[i]
-            if known is target or (type(target) is int and type(known) is int and known == target):
-                del self.targets[i]
-                return True
-        return False
+    cdef list _without(self, target):
+        """The targets registered but ``target`` (a socket by identity, a descriptor by value)."""
+        return [known for known in self.targets
+                if not (known is target or (type(target) is int and type(known) is int and known == target))]
 
-    cdef int _build(self) except -1:
-        """``polled`` and the pollfd arrays from ``targets``: every target's descriptor in ``fds``,
-        the plain descriptors alone in ``plain``."""
-        cdef Py_ssize_t count = len(self.targets), i, plain = 0
+    cdef int _build(self, list targets) except -1:
+        """``targets`` registered: they, ``polled`` and the pollfd arrays, every target's descriptor in
+        ``fds`` and the plain descriptors alone in ``plain``; what can fail done before anything changes."""
+        cdef Py_ssize_t count = len(targets), i, plain = 0
+        cdef list polled = [target if isinstance(target, SOCKET) else None for target in targets]
+        cdef list descriptors = [target if socket is None else socket.getsockopt(zmq.FD)
+                                 for target, socket in zip(targets, polled)]
+        cdef pollfd* fds
+        cdef pollfd* plain_fds
         if count > self.capacity:
+            fds = <pollfd*>PyMem_Malloc(count * sizeof(pollfd))
+            plain_fds = <pollfd*>PyMem_Malloc(count * sizeof(pollfd))
+            if fds == NULL or plain_fds == NULL:
+                PyMem_Free(fds)
+                PyMem_Free(plain_fds)
+                raise MemoryError("out of memory for a poller")
             PyMem_Free(self.fds)
             PyMem_Free(self.plain)
-            self.fds = self.plain = NULL
-            self.capacity = 0
-            self.fds = <pollfd*>PyMem_Malloc(count * sizeof(pollfd))
-            self.plain = <pollfd*>PyMem_Malloc(count * sizeof(pollfd))
-            if self.fds == NULL or self.plain == NULL:
-                raise MemoryError("out of memory for a poller")
-            self.capacity = count
-        self.polled = []
+            self.fds, self.plain, self.capacity = fds, plain_fds, count
         for i in range(count):
-            target = self.targets[i]
-            if isinstance(target, SOCKET):
-                self.polled.append(target)
-                self.fds[i].fd = target.getsockopt(zmq.FD)
-            else:
-                self.polled.append(None)
-                self.fds[i].fd = target
-                self.plain[plain].fd = target
+            self.fds[i].fd = descriptors[i]
+            self.fds[i].events = POLL_IN
+            if polled[i] is None:
+                self.plain[plain].fd = descriptors[i]
                 self.plain[plain].events = POLL_IN
                 plain += 1
-            self.fds[i].events = POLL_IN
-        self.count, self.plain_count = count, plain
+        self.targets, self.polled, self.count, self.plain_count = targets, polled, count, plain
         return 0
 
     def poll(self, timeout=None):
@@ -421,8 +417,8 @@ cdef class Poller:
         if self.fallback is not None:
             return self.fallback.poll(timeout)
         cdef list ready = []
-        cdef Py_ssize_t i, k
-        cdef int rc, wait = -1 if timeout is None or timeout < 0 else int(timeout), error
+        cdef Py_ssize_t i
+        cdef int rc, wait = -1 if timeout is None or timeout < 0 else int(timeout), error = 0
         cdef int64_t end = _now_ms() + wait if wait > 0 else 0
         for i in range(self.count):
             socket = self.polled[i]
@@ -438,8 +434,9 @@ cdef class Poller:
         while True:
             with nogil:
                 rc = c_poll(self.fds, <unsigned long>self.count, wait)
+                if rc < 0:
+                    error = errno       # read before the GIL is taken back, which may set it
             if rc < 0:
-                error = errno
                 if error != EINTR:
                     raise OSError(error, "poll failed")
                 PyErr_CheckSignals()

@@ -167,3 +167,20 @@ def test_a_signal_ends_the_wait_once_its_handler_ran(pair):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_target_that_cannot_be_polled_leaves_the_poll_as_it_was(pair):
+    router, dealer, _ = pair
+    context = zmq.Context()
+    try:
+        closed = context.socket(zmq.PULL)
+        closed.close(linger=0)
+        poller = Poller()
+        poller.register(router)
+        with pytest.raises(zmq.ZMQError):
+            poller.register(closed)      # its descriptor cannot be read: nothing changes
+        assert poller.sockets == [(router, zmq.POLLIN)]
+        dealer.send(b"order")
+        assert poller.poll(2_000) == [(router, zmq.POLLIN)]
+    finally:
+        context.destroy(linger=0)
