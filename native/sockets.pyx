@@ -8,8 +8,7 @@ reads a two-part message and then asks whether another is queued spends 5-10 µs
 more than the rest of reading it. `receive` reads a message with libzmq's own calls, without
 waiting, until libzmq says none is queued (``EAGAIN``: no exception made), so nothing is asked
 twice. `send` likewise: pyzmq's ``send_multipart`` checks each part in Python first (4.4 µs for
-two parts here, against 0.5 µs for one part through its extension's ``send``). `Poller` waits
-for input as ``zmq.Poller`` does, with fewer reads of the sockets' command queues.
+two parts here, against 0.5 µs for one part through its extension's ``send``).
 
 The libzmq calls are those of the library pyzmq itself runs on: looked up, once, among the
 libraries pyzmq's extension module loaded (``dlopen`` of that module with ``RTLD_NOLOAD``, then
@@ -21,13 +20,10 @@ same result.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
-from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy
-from libc.errno cimport EAGAIN, EINTR, errno
+from libc.errno cimport EAGAIN, EINTR
 from libc.stddef cimport size_t
-from libc.stdint cimport int64_t
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import zmq
 from zmq.backend.cython import _zmq
@@ -67,15 +63,6 @@ cdef enum:
     ZMQ_SNDMORE = 2
     ZMQ_EVENTS = 15
     ZMQ_POLLIN = 1
-
-cdef extern from "poll.h" nogil:
-    struct pollfd:
-        int fd
-        short events
-        short revents
-    int c_poll "poll"(pollfd* fds, unsigned long count, int timeout)
-    short POLL_IN "POLLIN"
-
 
 cdef msg_init_t msg_init = NULL
 cdef msg_init_size_t msg_init_size = NULL
@@ -303,185 +290,3 @@ def _receive_in_python(socket, bint user_id):
     except zmq.ZMQError:
         user = None
     return [frame.bytes for frame in frames], user
-
-
-cdef class Poller:
-    """`zmq.Poller`'s ``register``, ``modify``, ``unregister``, ``poll`` and ``sockets`` for readable
-    input, for the servers' loops: pyzmq sockets and descriptors, each registered with ``zmq.POLLIN``
-    (registered with 0, as in ``zmq.Poller``, a target is forgotten).
-
-    ``zmq_poll`` first polls every descriptor without waiting and reads every socket's ``ZMQ_EVENTS``,
-    then waits, then reads every socket's ``ZMQ_EVENTS`` again, and each read of an idle socket's
-    command queue is a system call (two: libzmq also checks its process id). Here each socket's
-    ``ZMQ_EVENTS`` is read once before the wait (a send may have taken the command that said a message
-    came, so the descriptor may not signal it: see `signals`), the descriptors are polled only if no
-    socket has a message (with no wait, then, for the plain descriptors' sake), and after the wait
-    only the sockets whose descriptor signalled are read: a socket whose commands did not change
-    holds no new message. What ``poll`` returns is what ``zmq.Poller.poll`` would, but for its order:
-    ``(target, zmq.POLLIN)`` for each socket with a message queued and each readable descriptor, the
-    wait ending at the first, or after ``timeout`` ms (None or negative: none). A signal during the
-    wait runs its Python handler and ends the wait with nothing, so that the loop sees what the
-    handler did. Where the libzmq calls were not found (`IN_C`) it is ``zmq.Poller`` itself.
-
-    Invariant: ``targets``, ``polled`` and ``fds[:count]`` hold the targets registered, in
-    registration order: the target, the pyzmq socket or None (a descriptor), and the descriptor
-    polled for it (a socket's ``ZMQ_FD``); ``plain[:plain_count]`` the descriptors alone. A change
-    that fails (a socket closed, no memory) raises and leaves them as they were."""
-
-    cdef list targets, polled
-    cdef pollfd* fds
-    cdef pollfd* plain
-    cdef Py_ssize_t count, capacity, plain_count
-    cdef object fallback
-
-    def __cinit__(self):
-        self.targets, self.polled = [], []
-        self.fds = self.plain = NULL
-        self.count = self.capacity = self.plain_count = 0
-        self.fallback = None if IN_C else zmq.Poller()
-
-    def __dealloc__(self):
-        PyMem_Free(self.fds)
-        PyMem_Free(self.plain)
-
-    def register(self, target, int flags=zmq.POLLIN):
-        """Poll ``target`` (a pyzmq socket or a descriptor) for input (``zmq.POLLIN``); with 0, forget
-        it if it is registered, as ``zmq.Poller`` does."""
-        if self.fallback is not None:
-            self.fallback.register(target, flags)
-            return
-        if flags not in (0, ZMQ_POLLIN):
-            raise ValueError(f"flags are zmq.POLLIN or 0, not {flags}")
-        if not isinstance(target, (SOCKET, int)):
-            raise TypeError(f"a pyzmq socket or a descriptor, not {type(target).__name__}")
-        targets = self._without(target)
-        if len(targets) < len(self.targets) or flags:
-            self._build(targets + [target] if flags else targets)
-
-    modify = register
-
-    def unregister(self, target):
-        """Forget ``target``; KeyError if it is not registered."""
-        if self.fallback is not None:
-            self.fallback.unregister(target)
-            return
-        targets = self._without(target)
-        if len(targets) == len(self.targets):
-            raise KeyError(target)
-        self._build(targets)
-
-    @property
-    def sockets(self):
-        """``[(target, zmq.POLLIN), ...]``, the targets registered, as ``zmq.Poller.sockets``."""
-        if self.fallback is not None:
-            return self.fallback.sockets
-        return [(target, ZMQ_POLLIN) for target in self.targets]
-
-    cdef list _without(self, target):
-        """The targets registered but ``target`` (a socket by identity, a descriptor by value)."""
-        return [known for known in self.targets
-                if not (known is target or (type(target) is int and type(known) is int and known == target))]
-
-    cdef int _build(self, list targets) except -1:
-        """``targets`` registered: they, ``polled`` and the pollfd arrays, every target's descriptor in
-        ``fds`` and the plain descriptors alone in ``plain``; what can fail done before anything changes."""
-        cdef Py_ssize_t count = len(targets), i, plain = 0
-        cdef list polled = [target if isinstance(target, SOCKET) else None for target in targets]
-        cdef list descriptors = [target if socket is None else socket.getsockopt(zmq.FD)
-                                 for target, socket in zip(targets, polled)]
-        cdef pollfd* fds
-        cdef pollfd* plain_fds
-        if count > self.capacity:
-            fds = <pollfd*>PyMem_Malloc(count * sizeof(pollfd))
-            plain_fds = <pollfd*>PyMem_Malloc(count * sizeof(pollfd))
-            if fds == NULL or plain_fds == NULL:
-                PyMem_Free(fds)
-                PyMem_Free(plain_fds)
-                raise MemoryError("out of memory for a poller")
-            PyMem_Free(self.fds)
-            PyMem_Free(self.plain)
-            self.fds, self.plain, self.capacity = fds, plain_fds, count
-        for i in range(count):
-            self.fds[i].fd = descriptors[i]
-            self.fds[i].events = POLL_IN
-            if polled[i] is None:
-                self.plain[plain].fd = descriptors[i]
-                self.plain[plain].events = POLL_IN
-                plain += 1
-        self.targets, self.polled, self.count, self.plain_count = targets, polled, count, plain
-        return 0
-
-    def poll(self, timeout=None):
-        """``[(target, zmq.POLLIN), ...]`` for the targets with input, waiting up to ``timeout`` ms
-        for one (see the class)."""
-        if self.fallback is not None:
-            return self.fallback.poll(timeout)
-        cdef list ready = []
-        cdef Py_ssize_t i
-        cdef int rc, wait = -1 if timeout is None or timeout < 0 else int(timeout), error = 0
-        cdef int64_t end = _now_ms() + wait if wait > 0 else 0
-        for i in range(self.count):
-            socket = self.polled[i]
-            if socket is not None and _queued(socket):
-                ready.append((socket, ZMQ_POLLIN))
-        if ready:
-            if self.plain_count:
-                with nogil:
-                    rc = c_poll(self.plain, <unsigned long>self.plain_count, 0)
-                if rc > 0:
-                    self._readable(ready, self.plain, self.plain_count, False)
-            return ready
-        while True:
-            with nogil:
-                rc = c_poll(self.fds, <unsigned long>self.count, wait)
-                if rc < 0:
-                    error = errno       # read before the GIL is taken back, which may set it
-            if rc < 0:
-                if error != EINTR:
-                    raise OSError(error, "poll failed")
-                PyErr_CheckSignals()
-                return ready
-            if rc > 0:
-                self._readable(ready, self.fds, self.count, True)
-                if ready:
-                    return ready
-            if wait == 0:
-                return ready
-            if wait > 0:
-                wait = <int>(end - _now_ms())
-                if wait <= 0:
-                    return ready
-
-    cdef int _readable(self, list ready, pollfd* fds, Py_ssize_t count, bint all_targets) except -1:
-        """Append to ``ready`` each of ``fds[:count]`` that signalled: a socket if a message is queued
-        on it (``all_targets``: ``fds`` is ``self.fds``), a plain descriptor as it is."""
-        cdef Py_ssize_t i
-        for i in range(count):
-            if not fds[i].revents:
-                continue
-            if not all_targets:
-                ready.append((fds[i].fd, ZMQ_POLLIN))
-                continue
-            socket = self.polled[i]
-            if socket is None:
-                ready.append((self.targets[i], ZMQ_POLLIN))
-            elif _queued(socket):
-                ready.append((socket, ZMQ_POLLIN))
-        return 0
-
-
-cdef inline int64_t _now_ms() noexcept nogil:
-    cdef timespec t
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return <int64_t>t.tv_sec * 1000 + t.tv_nsec // 1_000_000
-
-
-cdef bint _queued(socket) except -1:
-    """`queued` of a pyzmq socket, with the libzmq calls (`IN_C`)."""
-    cdef int events = 0
-    cdef size_t size = sizeof(int)
-    while getsockopt(_handle(socket), ZMQ_EVENTS, &events, &size) < 0:
-        error = zmq_errno()
-        if error != EINTR:
-            raise zmq.ZMQError(error)
-    return events & ZMQ_POLLIN

@@ -94,7 +94,7 @@ from engine.types import CancelReason, RejectReason
 from native.commands import CommandReader, OrderCommand
 from native.framing import Records, join_frames
 from native.orderpath import route
-from native.sockets import Poller, receive, send
+from native.sockets import receive, send
 from servers import security, service
 from servers.journal import (
     KEEP_SNAPSHOTS,
@@ -272,7 +272,7 @@ class OrderBookServer:
         Raises `BookServerHalted` once an fsync of the journal failed (here, on the interval
         thread or the snapshot writer): nothing more may be acknowledged.
         """
-        poller = Poller()
+        poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
         poller.register(self.snapshots, zmq.POLLIN)
         lap = self.stages.lap

@@ -94,7 +94,7 @@ from native.entry import EntryPath
 from native.framing import encoded_prefix, join_frames
 from native.idtable import IdTable
 from native.reports import ReplyPath, Routing
-from native.sockets import Poller, receive, send, signals
+from native.sockets import receive, send, signals
 from native.syncer import Syncer
 from servers import protocol as p
 from servers import security, service
@@ -394,7 +394,7 @@ class TradingEngineServer:
         `_record` (the tests compare the two)."""
 
         self.context = zmq.Context()
-        self.poller = Poller()
+        self.poller = zmq.Poller()
         if self.syncer is not None:
             self.poller.register(self.syncer.fileno(), zmq.POLLIN)
         self.shards: dict[str, Shard] = {}
