@@ -13,7 +13,10 @@ query, a book in another phase, a field beyond int64) and after a command whose 
 volatility interruption, and says where: the Python loop handles that item and calls it again.
 `OrderPath.execute` is one command of the path, for `Shard.execute_encoded` (the live loop's
 other commands and recovery go through it too), so the state each command leaves is made here
-once, for both.
+once, for both. Before it, `OrderPath.take` reads a turn's frames off the command socket and
+sequences them (`OrderPath.sequence`) for as long as each is wholly order commands its sender may
+send, the common turn, with no Python loop around each frame; the frame it stops at is handed to
+the Python loop, which goes on from there.
 
 Invariant: after each command it runs, the shard is as `Shard.execute_encoded` leaves it (its
 sequence and time, the feed's market-data sequence, quote and last price, the order-id high-water
@@ -34,6 +37,8 @@ from native.framing cimport Records
 from native.replies cimport Replies
 from native.int64 cimport as_int64
 from native.structs cimport borrowed_field, field, field_offset
+
+from native.sockets import receive
 
 cdef int64_t GTD_ACCEPTED = 2          # `Outcome.accepted` of an order accepted as GTD
 
@@ -163,8 +168,51 @@ cdef class OrderPath:
         None may name any order, a positive id the orders of its prefix, anything else none.
         Returns ``(index, sequence, stamp)``: the first message not sequenced
         (``len(messages)`` if none is left), the last sequence and stamp given."""
+        index = self._sequence(work, identity, messages, start, tes_id, &sequence, &stamp)
+        return index, sequence, stamp
+
+    def take(self, socket, bint with_user, dict peers, anyone, nobody, reader, list work, int64_t sequence,
+             int64_t stamp, Py_ssize_t max_frames, Py_ssize_t max_messages):
+        """Steps 1 and 2 of the OBS's turn (`servers.obs.OrderBookServer._serve_commands`) for the
+        frames that are wholly order commands its sender may send: read each frame queued on the
+        command ``socket`` (`native.sockets.receive`; ``with_user``: CURVE is on, the sender is
+        ``peers`` of the frame's User-Id, else ``nobody``; off, ``anyone``), read its commands with
+        ``reader`` (`native.commands.CommandReader`) and `sequence` them all into ``work``, until
+        none is queued, ``max_frames`` frames are read, or ``work`` holds ``max_messages`` items.
+        It stops at the first frame it cannot take whole, already read: the rest of that frame
+        and of the turn are the Python loop's.
+        Returns ``(frames, sequence, stamp, rest)``: the frames read, the last sequence and stamp
+        given, and None, or the frame it stopped at: ``(parts, user)`` as received (not two
+        parts, or not read by ``reader``), or ``(identity, peer, messages, index)`` with its first
+        message not sequenced."""
+        cdef Py_ssize_t frames = 0, index, count
+        while frames < max_frames and len(work) < max_messages:
+            received = receive(socket, with_user)
+            if received is None:
+                break
+            frames += 1
+            if with_user:
+                parts, user = received
+                peer = peers.get(user, nobody) if peers else anyone
+            else:
+                parts, user, peer = received, None, anyone
+            if len(parts) != 2:
+                return frames, sequence, stamp, (parts, user)
+            messages = reader.read(parts[1])
+            if messages is None:
+                return frames, sequence, stamp, (parts, user)
+            count = len(messages)
+            index = self._sequence(work, parts[0], messages, 0, peer.tes_id, &sequence, &stamp)
+            if index < count:
+                return frames, sequence, stamp, (parts[0], peer, messages, index)
+        return frames, sequence, stamp, None
+
+    cdef Py_ssize_t _sequence(self, list work, identity, list messages, Py_ssize_t start, tes_id,
+                              int64_t* sequence_at, int64_t* stamp_at) except -1:
+        """`sequence`, the last sequence and stamp given written to ``sequence_at`` and
+        ``stamp_at``: the first message not sequenced."""
         cdef Py_ssize_t i, count = len(messages)
-        cdef int64_t order_id, now, own = 0
+        cdef int64_t order_id, now, own = 0, sequence = sequence_at[0], stamp = stamp_at[0]
         cdef int kind
         cdef timespec clock
         cdef OrderCommand read
@@ -172,24 +220,24 @@ cdef class OrderPath:
         if not anyone:
             own = tes_id
             if own <= 0:
-                return start, sequence, stamp
+                return start
         stamped = None
         for i in range(start, count):
             message = messages[i]
             if type(message) is OrderCommand:
                 if not anyone and (<OrderCommand>message).values[1] >> self.shift != own:
-                    return i, sequence, stamp
+                    break
             else:
                 found = self.kinds.get(type(message))
                 if found is None:
-                    return i, sequence, stamp
+                    break
                 kind = found
                 if field(message, self.symbol_at[kind]) not in self.feeds:
-                    return i, sequence, stamp
+                    break
                 if not anyone:
                     value = field(message, self.order_id_at[kind])
                     if not PyLong_Check(value) or as_int64(value, &order_id) or order_id >> self.shift != own:
-                        return i, sequence, stamp
+                        break
             if not clocked:
                 clock_gettime(CLOCK_REALTIME, &clock)
                 now = clock.tv_sec * 1_000_000_000 + clock.tv_nsec
@@ -205,7 +253,10 @@ cdef class OrderPath:
                 if stamped is None:
                     stamped = stamp
                 work.append((identity, message, sequence, stamped))
-        return count, sequence, stamp
+        else:
+            i = count
+        sequence_at[0], stamp_at[0] = sequence, stamp
+        return i
 
     def execute(self, command, int kind, int64_t sequence, int64_t time, list market_data):
         """Run ``command`` (of ``kinds[type(command)]``) as `Shard.execute_encoded` does:

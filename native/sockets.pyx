@@ -28,6 +28,8 @@ from libc.stddef cimport size_t
 import zmq
 from zmq.backend.cython import _zmq
 
+from native.framing import join_frames
+
 
 cdef extern from "dlfcn.h" nogil:
     void* dlopen(const char* filename, int flags)
@@ -275,6 +277,18 @@ def send(socket, parts, int flags=0):
             msg_close(&messages[i])
         if messages != few:
             PyMem_Free(messages)
+
+
+def send_joined(socket, dict outbox, encode, Py_ssize_t max_messages, Py_ssize_t max_bytes, dict topics=None):
+    """Send each destination's messages in ``outbox`` (destination -> list) joined into frames
+    (`native.framing.join_frames` with ``encode``, ``max_messages`` and ``max_bytes``), each frame
+    as the message ``(destination, frame)``, with `send` (waiting if the socket would: a ROUTER
+    or PUB drops rather than waits); with ``topics``, the first part is ``topics[destination]``
+    instead (a PUB's topic of a symbol)."""
+    for destination, messages in outbox.items():
+        first = destination if topics is None else topics[destination]
+        for frame in join_frames(messages, encode, max_messages, max_bytes):
+            send(socket, (first, frame))
 
 
 def _receive_in_python(socket, bint user_id):

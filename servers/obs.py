@@ -79,6 +79,7 @@ Conversation with a TES
   of every role (`servers.service`).
 """
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -92,9 +93,9 @@ import zmq
 from config.settings import Config, ConfigError, ShardConfig
 from engine.types import CancelReason, RejectReason
 from native.commands import CommandReader, OrderCommand
-from native.framing import Records, join_frames
+from native.framing import Records
 from native.orderpath import route
-from native.sockets import receive, send
+from native.sockets import receive, send, send_joined
 from servers import security, service
 from servers.journal import (
     KEEP_SNAPSHOTS,
@@ -139,7 +140,7 @@ MAX_FRAMES_PER_TURN = 256
 MAX_MESSAGES_PER_TURN = 4096
 """Reading stops after a frame that brings a turn to this many messages (or after
 MAX_FRAMES_PER_TURN frames): bounds a turn's latency and its journal group."""
-IDLE_WAIT_S = 0.1
+IDLE_WAIT_MS = 100
 """Longest poll wait: how soon a stop request is noticed when nothing arrives."""
 UNKNOWN_SYMBOL = RejectReason.UNKNOWN_SYMBOL
 NOT_AUTHORIZED = RejectReason.NOT_AUTHORIZED
@@ -176,6 +177,8 @@ class OrderBookServer:
     def __init__(self, config: Config, shard: ShardConfig) -> None:
         self.shard = shard
         self.symbols = list(shard.symbols)
+        self.topics = {symbol: symbol_topic(symbol) for symbol in self.symbols}
+        """Each symbol's market data topic (`_publish`)."""
         self.directory = Path(shard.journal_dir)
         self.snapshot_every = config.journal.snapshot_every
         self.guards = guards(config, self.symbols)
@@ -281,9 +284,7 @@ class OrderBookServer:
             while self.running and self.journal.failed is None:
                 # GTD expiries and phase changes due first: their commands are turns of their own
                 # (`_expire_due`, `_phases_due`), and the wait for input ends in time for the next.
-                self._expire_due()
-                self._phases_due()
-                wait_ms = self._wait_ms()
+                wait_ms = self._run_due()
                 lap(OTHER)
                 ready = dict(poller.poll(wait_ms))
                 lap(IDLE)
@@ -329,17 +330,21 @@ class OrderBookServer:
 
     # ---------------------------------------------------------------- the pipeline
 
-    def _wait_ms(self) -> int:
-        """How long the loop may wait for input: `IDLE_WAIT_S`, or less when a GTD order expires
-        or a phase command may be due sooner (while the journal takes writes: else they wait for it
-        like any command)."""
-        wait = IDLE_WAIT_S * 1000
+    def _run_due(self) -> int:
+        """Run the GTD expiries and the phase commands due (`_expire_due`, `_phases_due`), then how
+        long the loop may wait for input: `IDLE_WAIT_MS`, or less when a GTD order expires or a phase
+        command may be due sooner (while the journal takes writes: else they wait for it like any
+        command)."""
+        now, expiry = clock(), self.state.next_expiry()
+        if now >= self.phases_at or expiry is not None and expiry <= now:
+            self._expire_due()
+            self._phases_due()
+            now, expiry = clock(), self.state.next_expiry()
+        wait = IDLE_WAIT_MS
         if self.journal.unwritable is None:
-            due, expiry = self.phases_at, self.state.next_expiry()
-            if expiry is not None:
-                due = min(due, expiry)
-            wait = min(wait, max(0, (due - clock()) // 1_000_000 + 1))
-        return int(wait)
+            due = self.phases_at if expiry is None else min(self.phases_at, expiry)
+            wait = min(wait, max(0, (due - now) // 1_000_000 + 1))
+        return wait
 
     def _expire_due(self) -> None:
         """Sequence a `BookSetClock` to the exchange time for each book with a GTD order due by
@@ -386,16 +391,39 @@ class OrderBookServer:
         #    Everything keeps its arrival order in `work`; a command that is not to run gets
         #    sequence 0 (not a book command of this shard), REFUSED (its sender may not send
         #    it) or UNJOURNALED (the journal refuses writes for now: its file system is full).
-        #    The shard's order path (`native.orderpath.OrderPath.sequence`) sequences each run of
-        #    order commands its sender may send, in C (a command read in C is then its own item,
-        #    see `_item`); the message it stops at is handled here.
-        state, feeds = self.state, self.state.feeds
+        #    The shard's order path in C reads and sequences the frames that are wholly order
+        #    commands their sender may send (`native.orderpath.OrderPath.take`, the common turn);
+        #    from the first frame it does not take whole, the loop below goes on (where each run
+        #    of order commands is still sequenced in C: `OrderPath.sequence`; a command read in C
+        #    is then its own item, see `_item`).
+        state = self.state
         writable = self.journal.writable()
-        sequence_orders = state.order_path.sequence
         work = []
         sequence, stamp = state.sequence, state.time
-        for identity, peer, messages in self._read(self.commands, self.command_codec, self.peers, self.order_reader):
-            position, count = 0, len(messages)
+        frames, rest = 0, None
+        if writable:
+            frames, sequence, stamp, rest = state.order_path.take(
+                self.commands, bool(self.peers), self.peers, ANYONE, NOBODY, self.order_reader, work, sequence, stamp,
+                MAX_FRAMES_PER_TURN, MAX_MESSAGES_PER_TURN)
+        if not writable or rest is not None:
+            sequence, stamp = self._sequence_rest(work, rest, MAX_FRAMES_PER_TURN - frames, writable, sequence, stamp)
+        self.received += len(work)
+        self.stages.lap(RECEIVE)
+        self._finish_turn(work)
+
+    def _sequence_rest(self, work: list, rest: tuple | None, frames: int, writable: bool, sequence: int,
+                       stamp: int) -> tuple[int, int]:
+        """Steps 1 and 2 from ``rest`` (`OrderPath.take`'s: a frame as received, or one read and
+        sequenced up to an index), then for up to ``frames`` more frames: the last sequence and stamp given."""
+        state, feeds = self.state, self.state.feeds
+        sequence_orders = state.order_path.sequence
+        read = self._read(self.commands, self.command_codec, self.peers, self.order_reader, frames)
+        if rest is not None and len(rest) == 4:
+            read = itertools.chain((rest,), read)
+        elif rest is not None:
+            read = itertools.chain(self._frames((rest,), self.command_codec, self.peers, self.order_reader), read)
+        for identity, peer, messages, *start in read:
+            position, count = start[0] if start else 0, len(messages)
             while position < count:
                 if writable:
                     position, sequence, stamp = sequence_orders(work, identity, messages, position, peer.tes_id,
@@ -422,9 +450,7 @@ class OrderBookServer:
                     work.append((identity, message, 0, 0))
             if len(work) >= MAX_MESSAGES_PER_TURN:
                 break
-        self.received += len(work)
-        self.stages.lap(RECEIVE)
-        self._finish_turn(work)
+        return sequence, stamp
 
     def _finish_turn(self, work: list) -> None:
         """Steps 3 to 6 of a turn for ``work``: (identity, message, sequence, stamp) in order (see
@@ -463,9 +489,25 @@ class OrderBookServer:
 
     def _execute(self, work: list) -> tuple[dict[bytes, list], dict[str, list[bytes]], Records]:
         """Step 3 for ``work``: the replies by destination, the market data (each symbol's
-        messages, encoded) and the journal entries of the commands run, framed for the journal."""
-        state, feeds, tes = self.state, self.state.feeds, self.tes
+        messages, encoded) and the journal entries of the commands run, framed for the journal.
+        The shard's order path runs the order commands in C (as `Shard.execute_encoded` would run
+        them: `native.orderpath.OrderPath.run`); a turn of nothing else ends there, and the rest
+        of any other is `_execute_rest`'s."""
+        state = self.state
         outbox: dict[bytes, list] = {}
+        market_data: dict[str, list[bytes]] = {}
+        entries = self.entries
+        entries.clear()
+        position = state.order_path.run(work, 0, outbox, market_data, entries, self.tes)
+        if position < len(work) or state.owed:  # through the class: the stand-ins of a server are namespaces
+            OrderBookServer._execute_rest(self, work, position, outbox, market_data, entries)
+        return outbox, market_data, entries
+
+    def _execute_rest(self, work: list, position: int, outbox: dict[bytes, list], market_data: dict[str, list[bytes]],
+                      entries: Records) -> None:
+        """`_execute` from ``work[position]``, the first item the order path did not run (or the
+        interruption owed after the one before it), into the turn's outputs so far."""
+        state, feeds, tes = self.state, self.state.feeds, self.tes
 
         def reply(destination: bytes | None, message) -> None:
             if destination is None:
@@ -474,10 +516,6 @@ class OrderBookServer:
             if replies is None:
                 outbox[destination] = replies = []
             replies.append(message)
-
-        market_data: dict[str, list[bytes]] = {}
-        entries = self.entries
-        entries.clear()
 
         def execute(identity: bytes | None, command, stamp: int) -> None:
             sequence = state.sequence + 1
@@ -498,10 +536,9 @@ class OrderBookServer:
         # run them); the item it stops at is handled here. Sequenced in `work` in arrival order; a
         # volatility interruption inserted after a command takes the next sequence, and those
         # after it move up by one.
-        run_orders, position, count = state.order_path.run, 0, len(work)
+        run_orders, count, ran = state.order_path.run, len(work), position > 0
         while True:
-            ran_from, position = position, run_orders(work, position, outbox, market_data, entries, tes)
-            if position > ran_from and state.owed:
+            if ran and state.owed:
                 interrupt(state.time)
             if position == count:
                 break
@@ -540,7 +577,8 @@ class OrderBookServer:
             else:
                 order_id = getattr(message, "order_id", 0)
                 reply(identity, CommandRefused(message.symbol, order_id, UNKNOWN_SYMBOL, UNKNOWN_SYMBOL.text))
-        return outbox, market_data, entries
+            ran_from, position = position, run_orders(work, position, outbox, market_data, entries, tes)
+            ran = position > ran_from
 
     def _serve_snapshots(self) -> None:
         """Answer each requester once per symbol per turn, each symbol's snapshot built once
@@ -567,22 +605,23 @@ class OrderBookServer:
         self._send(self.snapshots, outbox)
 
     def _read(self, socket: zmq.Socket, codec: Codec, peers: dict[str, security.Peer] | None = None,
-              reader: CommandReader | None = None):
-        """(identity, peer, messages) of up to MAX_FRAMES_PER_TURN queued frames; bad ones are dropped.
-
-        With ``peers`` (CURVE on), the peer is the one named by the frame's ZAP User-Id;
-        otherwise `ANYONE`. With ``reader``, a frame it reads is its `OrderCommand`s, and only
-        the others go to ``codec``.
+              reader: CommandReader | None = None, frames: int = MAX_FRAMES_PER_TURN):
+        """(identity, peer, messages) of up to ``frames`` queued frames (`_frames`).
 
         Each message is read in C until none is left (`native.sockets.receive`), not through
         pyzmq's ``recv`` and ``get``, which make an enum member of every option they read.
         """
-        with_user = bool(peers)
-        for _ in range(MAX_FRAMES_PER_TURN):
-            received = receive(socket, with_user)
-            if received is None:
-                return
-            parts, user = received if with_user else (received, None)
+        return self._frames(_received(socket, bool(peers), frames), codec, peers, reader)
+
+    def _frames(self, received, codec: Codec, peers: dict[str, security.Peer] | None, reader: CommandReader | None):
+        """(identity, peer, messages) of each of ``received`` (a message's parts and its ZAP
+        User-Id); bad ones are dropped.
+
+        With ``peers`` (CURVE on), the peer is the one named by the frame's User-Id;
+        otherwise `ANYONE`. With ``reader``, a frame it reads is its `OrderCommand`s, and only
+        the others go to ``codec``.
+        """
+        for parts, user in received:
             if len(parts) != 2:
                 self.dropped(f"{len(parts) - 1} payload frames instead of 1")
                 continue
@@ -600,18 +639,11 @@ class OrderBookServer:
     def _send(self, socket: zmq.Socket, outbox: dict[bytes, list]) -> None:
         """Each destination's replies (Structs, or bytes already encoded: the books' `Executed`)
         in frames within the protocol's limits."""
-        encode = self.command_codec.encoder.encode
-        for identity, replies in outbox.items():
-            for frame in join_frames(replies, encode, MAX_BATCH, MAX_FRAME_BYTES):
-                send(socket, (identity, frame))
+        send_joined(socket, outbox, self.command_codec.encoder.encode, MAX_BATCH, MAX_FRAME_BYTES)
 
     def _publish(self, market_data: dict[str, list[bytes]]) -> None:
         """One frame (or more, if large) per symbol per turn, its messages (encoded) in order."""
-        socket = self.market_data
-        for symbol, messages in market_data.items():
-            name = symbol_topic(symbol)
-            for frame in join_frames(messages, None, MAX_BATCH, MAX_FRAME_BYTES):
-                send(socket, (name, frame))
+        send_joined(self.market_data, market_data, None, MAX_BATCH, MAX_FRAME_BYTES, self.topics)
 
     def _publish_marks(self, traded: dict[str, tuple[int, int, tuple[int, ...]]]) -> None:
         """One frame on the marks topic: the last trade of each symbol that traded this turn, but
@@ -746,6 +778,16 @@ def serve(config: Config, args=None) -> int:
         {ConfigError: 2, security.KeyFileError: 2, RecoveryError: 1, zmq.ZMQError: 1, OSError: 1},
         (BookServerHalted,), lambda server: f"at sequence {server.state.sequence}", config.logging.format,
     )
+
+
+def _received(socket: zmq.Socket, with_user: bool, frames: int):
+    """(parts, User-Id) of each of up to ``frames`` messages queued on ``socket``, read without
+    waiting (the User-Id None unless ``with_user``)."""
+    for _ in range(frames):
+        received = receive(socket, with_user)
+        if received is None:
+            return
+        yield received if with_user else (received, None)
 
 
 def _item(item) -> tuple:

@@ -6,6 +6,7 @@ import types
 
 import msgspec
 import pytest
+import zmq
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +14,7 @@ from engine.types import CancelReason
 from native.commands import CommandReader, OrderCommand
 from native.framing import Records
 from native.orderpath import note_accepted
+from native.sockets import queued
 from servers.obs import REFUSED, UNJOURNALED, UNKNOWN_SYMBOL, OrderBookServer, _item
 from servers.phases import Guard
 from servers.protocol import (
@@ -28,7 +30,9 @@ from servers.protocol import (
     Hello,
     HelloReply,
 )
+from servers.security import NOBODY, Peer
 from servers.shard import TES_SHIFT, Shard
+from tests.procs import eventually
 from tests.test_shard_encoded import SYMBOLS, interleaved, state
 
 _encode = msgspec.msgpack.encode
@@ -284,3 +288,67 @@ def test_the_order_path_keeps_each_prefix_largest_id(orders):
         accepted.append(order_id)
         assert shard.max_order_id(tes_id) == largest(accepted)[tes_id]
     assert shard.max_order_ids() == largest(accepted)
+
+
+def test_taking_a_turns_frames_in_c_sequences_whole_frames_of_orders_and_hands_over_the_rest():
+    """`OrderPath.take` reads the frames queued on a real socket, each wholly order commands its
+    sender may send sequenced into the work (the frames' order, consecutive sequences); it stops
+    at a frame it cannot take whole, already read (as received, or read and sequenced up to the
+    message the Python loop must handle), and within the turn's bounds."""
+    reader = CommandReader(SYMBOLS, (BookSubmit, BookCancel, BookReplace), CancelReason, MAX_FRAME_BYTES, MAX_BATCH)
+    shard = Shard.empty(SYMBOLS)
+    path = shard.order_path
+    own, other = Peer(1, False), Peer(2, False)
+    context = zmq.Context()
+    router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+    try:
+        for socket in (router, dealer):
+            socket.setsockopt(zmq.LINGER, 0)
+        router.bind("inproc://take")
+        dealer.setsockopt(zmq.IDENTITY, b"tes-1")
+        dealer.connect("inproc://take")
+
+        def submit(tes_id: int, number: int) -> BookSubmit:
+            return BookSubmit("ACME", tes_id << TES_SHIFT | number, number % 2, 0, 0, 100, 5)
+
+        def take(anyone: Peer, sequence: int, max_frames: int = 256, max_messages: int = 4096):
+            work = []
+            taken = path.take(router, False, {}, anyone, NOBODY, reader, work, sequence, 0, max_frames, max_messages)
+            return work, taken
+
+        frames = [[submit(1, 1), submit(1, 2)], [submit(1, 3)], [submit(1, 4), Hello(1, None)], [submit(1, 5)]]
+        for frame in frames:
+            dealer.send(_encode(frame))
+        eventually(lambda: queued(router), "nothing reached the router")
+        work, (count, sequence, stamp, rest) = take(own, 40)
+        assert count == 3 and sequence == 43 and stamp > 1.7e18
+        assert [(item.identity, item.sequence, item.struct().order_id) for item in work] == [
+            (b"tes-1", 41 + i, 1 << TES_SHIFT | 1 + i) for i in range(3)]
+        assert rest == ([b"tes-1", _encode(frames[2])], None), "a frame the reader does not take, as received"
+
+        dealer.send(_encode([submit(1, 6), submit(2, 7), submit(1, 8)]))
+        eventually(lambda: queued(router), "nothing reached the router")
+        work, (count, sequence, _, rest) = take(own, 43)
+        assert count == 2 and sequence == 45 and [item.struct().order_id & 0xFF for item in work] == [5, 6]
+        identity, peer, messages, index = rest
+        assert (identity, peer, index) == (b"tes-1", own, 1), "stopped at an order of another TES"
+        assert [type(message) for message in messages] == [OrderCommand] * 3
+
+        for number in range(9, 14):
+            dealer.send(_encode([submit(2, number), submit(2, number)]))
+        eventually(lambda: queued(router), "nothing reached the router")
+        work, (count, _, _, rest) = take(other, 45, max_frames=2)
+        assert count == 2 and len(work) == 4 and rest is None, "at most max_frames frames"
+        work, (count, _, _, rest) = take(other, 49, max_messages=3)
+        assert count == 2 and len(work) == 4 and rest is None, "no frame after the work holds max_messages"
+        work, (count, _, _, rest) = take(other, 53)
+        assert count == 1 and len(work) == 2 and rest is None, "until none is queued"
+        assert take(other, 55) == ([], (0, 55, 0, None))
+
+        dealer.send_multipart([b"", _encode([submit(1, 20)])])
+        eventually(lambda: queued(router), "nothing reached the router")
+        assert take(own, 55)[1] == (1, 55, 0, ([b"tes-1", b"", _encode([submit(1, 20)])], None))
+    finally:
+        router.close(0)
+        dealer.close(0)
+        context.term()
