@@ -36,6 +36,7 @@ from engine import messages as book
 from engine.lifecycle import TERMINAL, TRANSITIONS, OrderState, Transition, next_state
 from engine.types import CancelReason, OrderType, SelfTradePrevention, Side, TimeInForce
 from native.book import by_value
+from native.sockets import receive
 
 from native.constants cimport BUY, REQUESTED, SELL
 from native.int64 cimport LARGE, SMALL, as_int64
@@ -1134,3 +1135,30 @@ cdef class ReplyPath:
         if reports:
             self.routing._route(reports, True, self.reporter.noted, self.reporter.noted_count)
         return replies
+
+    def take_all(self, socket, str shard, Py_ssize_t max_frames, Py_ssize_t max_bytes, clock):
+        """`take` of each frame queued on ``socket``, a book server's (read in C:
+        `native.sockets.receive`), from ``shard`` at the time ``clock()`` gives as it is read, until
+        none is queued or ``max_frames`` are read: the TES's `_read_shard`, with no Python loop around
+        each frame. It stops at a frame its caller's Python must handle, already read: not one part of
+        at most ``max_bytes`` bytes, one `take` does not read in C, one with replies other than
+        `Executed` (a query's answer, a Hello reply), one msgspec refuses.
+        Returns ``(frames, rest)``: the frames read, and None or ``(parts, time, taken)``: that frame's
+        parts, the time it was read (0 if not taken: not of one part within ``max_bytes``), and what `take` made of it (None, its non-empty
+        replies, or msgspec's exception)."""
+        cdef Py_ssize_t frames = 0
+        while frames < max_frames:
+            parts = receive(socket)
+            if parts is None:
+                break
+            frames += 1
+            if len(parts) != 1 or PyBytes_GET_SIZE(parts[0]) > max_bytes:
+                return frames, (parts, 0, None)
+            time = clock()
+            try:
+                taken = self.take(shard, parts[0], time)
+            except EVENT_ERRORS as exc:
+                return frames, (parts, time, exc)
+            if taken is None or taken:
+                return frames, (parts, time, taken)
+        return frames, None

@@ -12,6 +12,7 @@ for byte, and so must every frame sent to the client and to the book, the ledger
 
 import random
 import tempfile
+import time
 import tracemalloc
 from collections import deque
 from pathlib import Path
@@ -22,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import servers.tes as tes_module
-from benchmarks.tes import CLIENT, SYMBOL, TES_ID, TRADER, Exchange
+from benchmarks.tes import CLIENT, SYMBOL, TES_ID, TRADER, Exchange, load_flow
 from engine.lifecycle import OrderState
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.entry import EntryPath
@@ -935,3 +936,30 @@ def test_the_reports_made_in_python_are_kept_as_their_msgpack_with_their_numbers
     assert kept == msgspec.msgpack.Encoder().encode(rejected)
     assert report_number(kept) == 3
     assert ledger.reports_after(TRADER, 2) == [kept] and ledger.reports_after(TRADER, 3) == []
+
+
+def test_a_book_servers_frames_are_taken_in_c_up_to_one_the_python_must_handle(tmp_path, caplog):
+    """`_read_shard` takes the frames of replies queued in C (`ReplyPath.take_all`) until one needs
+    its Python (here a message of two parts: logged and dropped), which then reads the rest; every
+    order of the frames around it is answered, in order."""
+    exchange = Exchange(tmp_path)
+    try:
+        tes, book = exchange.tes, exchange.book
+        for orders in load_flow(6, 1):
+            exchange.clients.queued.append([CLIENT, msgspec.msgpack.encode(orders)])
+            tes._turn({exchange.clients: 1}, time.monotonic())
+            exchange.serve_book(time.time_ns())
+        assert len(book.queued) == 6
+        book.queued.insert(3, [b"not", b"one part"])
+        exchange.clients.forget_sent()
+        with caplog.at_level("ERROR", logger="servers.tes"):
+            tes._read_shard(exchange.shard)
+            tes._flush(time.monotonic())
+        assert not book.queued
+        assert "sent a malformed frame (2 parts); dropped" in caplog.text
+        decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
+        sent = [message for frame in exchange.clients.sent for message in decode(frame)]
+        assert [message.client_order_id for message in sent if type(message) is p.OrderAccepted] == list(range(1, 7))
+        assert sum(type(message) is p.OrderFilled for message in sent) == 6
+    finally:
+        exchange.close()
