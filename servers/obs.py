@@ -421,7 +421,8 @@ class OrderBookServer:
         if rest is not None and len(rest) == 4:
             read = itertools.chain((rest,), read)
         elif rest is not None:
-            read = itertools.chain(self._frames((rest,), self.command_codec, self.peers, self.order_reader), read)
+            read = itertools.chain(_frames((rest,), self.command_codec, self.peers, self.order_reader, self.dropped),
+                                   read)
         for identity, peer, messages, *start in read:
             position, count = start[0] if start else 0, len(messages)
             while position < count:
@@ -611,30 +612,7 @@ class OrderBookServer:
         Each message is read in C until none is left (`native.sockets.receive`), not through
         pyzmq's ``recv`` and ``get``, which make an enum member of every option they read.
         """
-        return self._frames(_received(socket, bool(peers), frames), codec, peers, reader)
-
-    def _frames(self, received, codec: Codec, peers: dict[str, security.Peer] | None, reader: CommandReader | None):
-        """(identity, peer, messages) of each of ``received`` (a message's parts and its ZAP
-        User-Id); bad ones are dropped.
-
-        With ``peers`` (CURVE on), the peer is the one named by the frame's User-Id;
-        otherwise `ANYONE`. With ``reader``, a frame it reads is its `OrderCommand`s, and only
-        the others go to ``codec``.
-        """
-        for parts, user in received:
-            if len(parts) != 2:
-                self.dropped(f"{len(parts) - 1} payload frames instead of 1")
-                continue
-            identity, payload = parts
-            peer = peers.get(user, NOBODY) if peers else ANYONE
-            messages = reader.read(payload) if reader is not None else None
-            if messages is None:
-                try:
-                    messages = codec.decode(payload)
-                except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
-                    self.dropped(exc)
-                    continue
-            yield identity, peer, messages
+        return _frames(_received(socket, bool(peers), frames), codec, peers, reader, self.dropped)
 
     def _send(self, socket: zmq.Socket, outbox: dict[bytes, list]) -> None:
         """Each destination's replies (Structs, or bytes already encoded: the books' `Executed`)
@@ -788,6 +766,30 @@ def _received(socket: zmq.Socket, with_user: bool, frames: int):
         if received is None:
             return
         yield received if with_user else (received, None)
+
+
+def _frames(received, codec: Codec, peers: dict[str, security.Peer] | None, reader: CommandReader | None, dropped):
+    """(identity, peer, messages) of each of ``received`` (a message's parts and its ZAP User-Id);
+    bad ones are dropped (told to ``dropped``).
+
+    With ``peers`` (CURVE on), the peer is the one named by the frame's User-Id; otherwise
+    `ANYONE`. With ``reader``, a frame it reads is its `OrderCommand`s, and only the others go to
+    ``codec``.
+    """
+    for parts, user in received:
+        if len(parts) != 2:
+            dropped(f"{len(parts) - 1} payload frames instead of 1")
+            continue
+        identity, payload = parts
+        peer = peers.get(user, NOBODY) if peers else ANYONE
+        messages = reader.read(payload) if reader is not None else None
+        if messages is None:
+            try:
+                messages = codec.decode(payload)
+            except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
+                dropped(exc)
+                continue
+        yield identity, peer, messages
 
 
 def _item(item) -> tuple:
