@@ -1141,11 +1141,11 @@ cdef class ReplyPath:
         `native.sockets.receive`), from ``shard`` at the time ``clock()`` gives as it is read, until
         none is queued or ``max_frames`` are read: the TES's `_read_shard`, with no Python loop around
         each frame. It stops at a frame its caller's Python must handle, already read: not one part of
-        at most ``max_bytes`` bytes, one `take` does not read in C, one with replies other than
-        `Executed` (a query's answer, a Hello reply), one msgspec refuses.
+        at most ``max_bytes`` bytes, one `take` does not read in C (one msgspec would refuse among
+        them), one with replies other than `Executed` (a query's answer, a Hello reply).
         Returns ``(frames, rest)``: the frames read, and None or ``(parts, time, taken)``: that frame's
-        parts, the time it was read (0 if not taken: not of one part within ``max_bytes``), and what `take` made of it (None, its non-empty
-        replies, or msgspec's exception)."""
+        parts, the time it was read (None if `take` did not see it: not of one part within
+        ``max_bytes``), and what `take` made of it (None, or its non-empty replies)."""
         cdef Py_ssize_t frames = 0
         while frames < max_frames:
             parts = receive(socket)
@@ -1153,12 +1153,9 @@ cdef class ReplyPath:
                 break
             frames += 1
             if len(parts) != 1 or PyBytes_GET_SIZE(parts[0]) > max_bytes:
-                return frames, (parts, 0, None)
+                return frames, (parts, None, None)
             time = clock()
-            try:
-                taken = self.take(shard, parts[0], time)
-            except EVENT_ERRORS as exc:
-                return frames, (parts, time, exc)
+            taken = self.take(shard, parts[0], time)
             if taken is None or taken:
                 return frames, (parts, time, taken)
         return frames, None

@@ -1014,30 +1014,27 @@ class TradingEngineServer:
             if rest is None:
                 return
             budget -= frames
-            parts, now, taken = rest
-            if len(parts) != 1 or now == 0:
-                log.error("shard %s sent a malformed frame (%d parts); dropped", shard.name, len(parts))
-            elif taken is None:
-                self._received(shard, parts[0], now)
-            elif isinstance(taken, Exception):
-                log.error("shard %s sent an undecodable frame (%s); dropped", shard.name, taken)
-            else:
-                self._replied(shard, taken)
-        for frames in _waiting(shard.socket, budget):
-            if len(frames) != 1 or len(frames[0]) > p.MAX_SERVER_FRAME_BYTES:
-                log.error("shard %s sent a malformed frame (%d parts); dropped", shard.name, len(frames))
-                continue
-            if shard.catch_up is not None:
-                shard.catch_up.held.append(frames[0])
-                continue
-            self._received(shard, frames[0])
+            self._frame(shard, *rest)
+        for parts in _waiting(shard.socket, budget):
+            self._frame(shard, parts)
 
-    def _received(self, shard: Shard, frame: bytes, now: int | None = None) -> None:
+    def _frame(self, shard: Shard, parts: list[bytes], now: int | None = None, taken: list | None = None) -> None:
+        """One frame read from a book server: dropped if malformed (not one part within
+        `p.MAX_SERVER_FRAME_BYTES`), held while the shard catches up, else `_received`."""
+        if len(parts) != 1 or len(parts[0]) > p.MAX_SERVER_FRAME_BYTES:
+            log.error("shard %s sent a malformed frame (%d parts); dropped", shard.name, len(parts))
+        elif shard.catch_up is not None:
+            shard.catch_up.held.append(parts[0])
+        else:
+            self._received(shard, parts[0], now, taken)
+
+    def _received(self, shard: Shard, frame: bytes, now: int | None = None, taken: list | None = None) -> None:
         """A frame of the book server's replies: its `Received` recorded (`_record`, or `replies` in
-        C for the common frames), then `_replied`; ``now`` given, `replies` read it at that time and
-        left it to `_record`."""
+        C for the common frames), then its replies other than `Executed` handled (answers to
+        queries, a Hello reply). ``now`` given, `replies` already read the frame at that time, and
+        ``taken`` is what it made of it: None (left to `_record`) or its replies."""
         try:
-            replies = None
+            replies = taken
             if now is None:
                 now = clock()
                 if self.replies is not None:
@@ -1047,10 +1044,6 @@ class TradingEngineServer:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.error("shard %s sent an undecodable frame (%s); dropped", shard.name, exc)
             return
-        self._replied(shard, replies)
-
-    def _replied(self, shard: Shard, replies: list) -> None:
-        """A frame's replies other than `Executed`: answers to queries, and a Hello reply."""
         for reply in replies:
             kind = type(reply)
             if kind is p.CommandRefused:

@@ -938,10 +938,15 @@ def test_the_reports_made_in_python_are_kept_as_their_msgpack_with_their_numbers
     assert ledger.reports_after(TRADER, 2) == [kept] and ledger.reports_after(TRADER, 3) == []
 
 
-def test_a_book_servers_frames_are_taken_in_c_up_to_one_the_python_must_handle(tmp_path, caplog):
+@pytest.mark.parametrize("bad, logged", [
+    ([b"not", b"one part"], "sent a malformed frame (2 parts); dropped"),
+    ([b"\xc1"], "sent an undecodable frame"),
+    ([b"\x90" * (p.MAX_SERVER_FRAME_BYTES + 1)], "sent a malformed frame (1 parts); dropped"),
+], ids=["two parts", "undecodable", "oversized"])
+def test_a_book_servers_frames_are_taken_in_c_up_to_one_the_python_must_handle(tmp_path, caplog, bad, logged):
     """`_read_shard` takes the frames of replies queued in C (`ReplyPath.take_all`) until one needs
-    its Python (here a message of two parts: logged and dropped), which then reads the rest; every
-    order of the frames around it is answered, in order."""
+    its Python (here a bad one: logged and dropped), which then reads the rest; every order of the
+    frames around it is answered, in order."""
     exchange = Exchange(tmp_path)
     try:
         tes, book = exchange.tes, exchange.book
@@ -950,13 +955,13 @@ def test_a_book_servers_frames_are_taken_in_c_up_to_one_the_python_must_handle(t
             tes._turn({exchange.clients: 1}, time.monotonic())
             exchange.serve_book(time.time_ns())
         assert len(book.queued) == 6
-        book.queued.insert(3, [b"not", b"one part"])
+        book.queued.insert(3, bad)
         exchange.clients.forget_sent()
         with caplog.at_level("ERROR", logger="servers.tes"):
             tes._read_shard(exchange.shard)
             tes._flush(time.monotonic())
         assert not book.queued
-        assert "sent a malformed frame (2 parts); dropped" in caplog.text
+        assert logged in caplog.text
         decode = msgspec.msgpack.Decoder(list[p.ClientMessage]).decode
         sent = [message for frame in exchange.clients.sent for message in decode(frame)]
         assert [message.client_order_id for message in sent if type(message) is p.OrderAccepted] == list(range(1, 7))
