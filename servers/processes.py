@@ -6,9 +6,13 @@ under ``tmp_path``.
 `Role` starts ``python main.py ARGS`` with it and waits for the process to print
 its ``READY`` line (every server prints ``READY <role> ...`` once its sockets are
 bound); `Role.stop()` sends SIGTERM and returns the exit code; `Role.kill()` is
-``kill -9``.
+``kill -9``. A role whose process never printed ``READY`` is killed before the error is raised,
+and any process a role started that is still running when the starter exits is killed then
+(`_kill_left`): a test or benchmark that fails between starting a server and stopping it leaves
+no server behind.
 """
 
+import atexit
 import json
 import os
 import signal
@@ -86,8 +90,25 @@ def endpoint(env: dict[str, str], key: str) -> str:
     return env[f"EXCHANGE__{key}"]
 
 
+_running: set[subprocess.Popen] = set()
+"""The processes roles started and have not yet seen end (`Role.stop`, `Role.kill`)."""
+
+
+@atexit.register
+def _kill_left() -> None:
+    """``kill -9`` every process a role started that is still running as this process exits."""
+    for process in list(_running):
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    _running.clear()
+
+
 class Role:
-    """One ``python main.py ...`` process; its output is collected in ``lines``."""
+    """One ``python main.py ...`` process; its output is collected in ``lines``.
+
+    Invariant: the process is in `_running` from its start until a `stop` or `kill` saw it end,
+    so it never outlives the process that started it."""
 
     def __init__(self, args: list[str], env: dict[str, str], ready_timeout: float = 20.0) -> None:
         self.args = args
@@ -100,9 +121,14 @@ class Role:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        _running.add(self.process)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.wait_for("READY", ready_timeout)
+        try:
+            self.wait_for("READY", ready_timeout)
+        except BaseException:
+            self.kill()
+            raise
 
     def _read(self) -> None:
         for line in self.process.stdout:
@@ -129,7 +155,9 @@ class Role:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout)
+            code = self.process.wait(timeout)
+            _running.discard(self.process)
+            return code
         finally:
             self._reader.join(5)
 
@@ -137,6 +165,7 @@ class Role:
         """kill -9: no chance to flush or clean up."""
         self.process.kill()
         self.process.wait(10)
+        _running.discard(self.process)
         self._reader.join(5)
 
     def __enter__(self) -> "Role":

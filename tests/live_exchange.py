@@ -25,11 +25,16 @@ class LiveExchange:
         self.root = root
         self.env = exchange_env(root, **overrides)
         self.config: Config = load_config(environ=self.env)
-        self.obs = Role(["-s", "OBS"], self.env)
-        self.recorder = Role(["-s", "recorder"], self.env)
-        self.tes = Role(["-s", "TES"], self.env)
-        self.tes.wait_for("shard A ready", 10)
         self._clients: list[ExchangeClient] = []
+        self.obs = self.recorder = self.tes = None
+        try:
+            self.obs = Role(["-s", "OBS"], self.env)
+            self.recorder = Role(["-s", "recorder"], self.env)
+            self.tes = Role(["-s", "TES"], self.env)
+            self.tes.wait_for("shard A ready", 10)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def environ(self) -> dict[str, str]:
@@ -63,7 +68,7 @@ class LiveExchange:
         for client in self._clients:
             client.close()
         for role in (self.tes, self.recorder, self.obs):
-            if role.process.poll() is None:
+            if role is not None and role.process.poll() is None:
                 role.stop()
 
 

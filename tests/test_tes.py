@@ -105,8 +105,13 @@ class Exchange:
     def __init__(self, tmp_path, obs=True, **overrides):
         self.env = config_env(tmp_path, **overrides)
         self.context = zmq.Context()
-        self.obs = Role(["-s", "OBS"], self.env) if obs else None
-        self.start_tes()
+        self.obs = self.tes = None
+        try:
+            self.obs = Role(["-s", "OBS"], self.env) if obs else None
+            self.start_tes()
+        except BaseException:
+            self.close()
+            raise
 
     def start_tes(self):
         """Start the TES; with an OBS, wait until the TES has its HelloReply (READY only means bound)."""

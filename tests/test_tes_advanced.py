@@ -71,8 +71,13 @@ class AdvancedExchange(Exchange):
     def __init__(self, tmp_path, **overrides):
         self.env = advanced_env(tmp_path, **overrides)
         self.context = zmq.Context()
-        self.obs = Role(["-s", "OBS"], self.env)
-        self.start_tes()
+        self.obs = self.tes = None
+        try:
+            self.obs = Role(["-s", "OBS"], self.env)
+            self.start_tes()
+        except BaseException:
+            self.close()
+            raise
 
 
 def enter(client, symbol, side, order_type, tif, price, quantity, **fields):
