@@ -34,12 +34,18 @@ def _native_class():
 BOOK_CLASSES = {"reference": _reference_class, "native": _native_class}
 
 
+MAX_WORKERS = 16
+"""At most this many workers, however many cores: each holds a few PostgreSQL connections (its
+own database's) and its servers' loopback ports, and PostgreSQL admits 100 connections by default."""
+
+
 def pytest_xdist_auto_num_workers(config):
-    """`-n auto` (the default, in pyproject.toml) runs two workers per core: many tests wait on
-    servers in other processes more than they compute, so one worker per core leaves a third of
-    the cores idle. The whole suite took 4 min 39 s with four workers on two cores against 5 min 55 s
-    with two, and 6 min 39 s against 9 min 47 s with two busy loops competing for the cores."""
-    return 2 * (os.cpu_count() or 1)
+    """`-n auto` (the default, in pyproject.toml) runs two workers per core, up to `MAX_WORKERS`:
+    many tests wait on servers in other processes more than they compute, so one worker per core
+    leaves a third of the cores idle. The whole suite took 4 min 39 s with four workers on two
+    cores against 5 min 55 s with two, and 6 min 39 s against 9 min 47 s with two busy loops
+    competing for the cores."""
+    return min(2 * (os.cpu_count() or 1), MAX_WORKERS)
 
 
 class Harness:
