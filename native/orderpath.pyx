@@ -181,10 +181,11 @@ cdef class OrderPath:
         none is queued, ``max_frames`` frames are read, or ``work`` holds ``max_messages`` items.
         It stops at the first frame it cannot take whole, already read: the rest of that frame
         and of the turn are the Python loop's.
-        Returns ``(frames, sequence, stamp, rest)``: the frames read, the last sequence and stamp
-        given, and None, or the frame it stopped at: ``(parts, user)`` as received (not two
-        parts, or not read by ``reader``), or ``(identity, peer, messages, index)`` with its first
-        message not sequenced."""
+        Returns ``(frames, sequence, stamp, unread, started)``: the frames read, the last sequence
+        and stamp given, and the frame it stopped at, if it stopped at one, as one of the last two
+        (the other None): ``unread``, ``(parts, user)`` as received (not two parts, or not read by
+        ``reader``), or ``started``, ``(identity, peer, messages, index)`` with its message
+        ``index`` the first not sequenced."""
         cdef Py_ssize_t frames = 0, index, count
         while frames < max_frames and len(work) < max_messages:
             received = receive(socket, with_user)
@@ -197,15 +198,15 @@ cdef class OrderPath:
             else:
                 parts, user, peer = received, None, anyone
             if len(parts) != 2:
-                return frames, sequence, stamp, (parts, user)
+                return frames, sequence, stamp, (parts, user), None
             messages = reader.read(parts[1])
             if messages is None:
-                return frames, sequence, stamp, (parts, user)
+                return frames, sequence, stamp, (parts, user), None
             count = len(messages)
             index = self._sequence(work, parts[0], messages, 0, peer.tes_id, &sequence, &stamp)
             if index < count:
-                return frames, sequence, stamp, (parts[0], peer, messages, index)
-        return frames, sequence, stamp, None
+                return frames, sequence, stamp, None, (parts[0], peer, messages, index)
+        return frames, sequence, stamp, None, None
 
     cdef Py_ssize_t _sequence(self, list work, identity, list messages, Py_ssize_t start, tes_id,
                               int64_t* sequence_at, int64_t* stamp_at) except -1:

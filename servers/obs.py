@@ -400,57 +400,63 @@ class OrderBookServer:
         writable = self.journal.writable()
         work = []
         sequence, stamp = state.sequence, state.time
-        frames, rest = 0, None
+        frames, unread, started = 0, None, None
         if writable:
-            frames, sequence, stamp, rest = state.order_path.take(
+            frames, sequence, stamp, unread, started = state.order_path.take(
                 self.commands, bool(self.peers), self.peers, ANYONE, NOBODY, self.order_reader, work, sequence, stamp,
                 MAX_FRAMES_PER_TURN, MAX_MESSAGES_PER_TURN)
-        if not writable or rest is not None:
-            sequence, stamp = self._sequence_rest(work, rest, MAX_FRAMES_PER_TURN - frames, writable, sequence, stamp)
+        if not writable or unread is not None or started is not None:
+            sequence, stamp = self._sequence_rest(work, unread, started, MAX_FRAMES_PER_TURN - frames, writable,
+                                                  sequence, stamp)
         self.received += len(work)
         self.stages.lap(RECEIVE)
         self._finish_turn(work)
 
-    def _sequence_rest(self, work: list, rest: tuple | None, frames: int, writable: bool, sequence: int,
-                       stamp: int) -> tuple[int, int]:
-        """Steps 1 and 2 from ``rest`` (`OrderPath.take`'s: a frame as received, or one read and
-        sequenced up to an index), then for up to ``frames`` more frames: the last sequence and stamp given."""
-        state, feeds = self.state, self.state.feeds
-        sequence_orders = state.order_path.sequence
+    def _sequence_rest(self, work: list, unread: tuple | None, started: tuple | None, frames: int, writable: bool,
+                       sequence: int, stamp: int) -> tuple[int, int]:
+        """Steps 1 and 2 from where `OrderPath.take` stopped (``started``: a frame it read and
+        sequenced up to an index; ``unread``: one as received), then for up to ``frames`` more
+        frames, until ``work`` holds `MAX_MESSAGES_PER_TURN` items: the last sequence and stamp given."""
+        if started is not None:
+            sequence, stamp = self._sequence_frame(work, *started, writable, sequence, stamp)
         read = self._read(self.commands, self.command_codec, self.peers, self.order_reader, frames)
-        if rest is not None and len(rest) == 4:
-            read = itertools.chain((rest,), read)
-        elif rest is not None:
-            read = itertools.chain(_frames((rest,), self.command_codec, self.peers, self.order_reader, self.dropped),
+        if unread is not None:
+            read = itertools.chain(_frames((unread,), self.command_codec, self.peers, self.order_reader, self.dropped),
                                    read)
-        for identity, peer, messages, *start in read:
-            position, count = start[0] if start else 0, len(messages)
-            while position < count:
-                if writable:
-                    position, sequence, stamp = sequence_orders(work, identity, messages, position, peer.tes_id,
-                                                                sequence, stamp)
-                    if position == count:
-                        break
-                message = messages[position]
-                position += 1
-                if type(message) is OrderCommand:
-                    message = message.struct()
-                kind = type(message)
-                if kind in JOURNALED and message.symbol in feeds:
-                    if (peer is not ANYONE or kind is BookSetPhase) and not _permits(peer, kind, message):
-                        work.append((identity, message, REFUSED, 0))
-                    elif not writable:
-                        work.append((identity, message, UNJOURNALED, 0))
-                    else:
-                        sequence += 1
-                        stamp = max(stamp, clock())
-                        work.append((identity, message, sequence, stamp))
-                elif kind is Hello and peer is not ANYONE and peer.tes_id != message.tes_id:
+        while len(work) < MAX_MESSAGES_PER_TURN and (frame := next(read, None)) is not None:
+            sequence, stamp = self._sequence_frame(work, *frame, 0, writable, sequence, stamp)
+        return sequence, stamp
+
+    def _sequence_frame(self, work: list, identity: bytes, peer: security.Peer, messages: list, position: int,
+                        writable: bool, sequence: int, stamp: int) -> tuple[int, int]:
+        """Step 2 for one frame's ``messages`` from ``position`` on (its sender ``identity``, ``peer``),
+        into ``work``: the last sequence and stamp given."""
+        state = self.state
+        feeds, sequence_orders, count = state.feeds, state.order_path.sequence, len(messages)
+        while position < count:
+            if writable:
+                position, sequence, stamp = sequence_orders(work, identity, messages, position, peer.tes_id, sequence,
+                                                            stamp)
+                if position == count:
+                    break
+            message = messages[position]
+            position += 1
+            if type(message) is OrderCommand:
+                message = message.struct()
+            kind = type(message)
+            if kind in JOURNALED and message.symbol in feeds:
+                if (peer is not ANYONE or kind is BookSetPhase) and not _permits(peer, kind, message):
                     work.append((identity, message, REFUSED, 0))
+                elif not writable:
+                    work.append((identity, message, UNJOURNALED, 0))
                 else:
-                    work.append((identity, message, 0, 0))
-            if len(work) >= MAX_MESSAGES_PER_TURN:
-                break
+                    sequence += 1
+                    stamp = max(stamp, clock())
+                    work.append((identity, message, sequence, stamp))
+            elif kind is Hello and peer is not ANYONE and peer.tes_id != message.tes_id:
+                work.append((identity, message, REFUSED, 0))
+            else:
+                work.append((identity, message, 0, 0))
         return sequence, stamp
 
     def _finish_turn(self, work: list) -> None:

@@ -320,34 +320,36 @@ def test_taking_a_turns_frames_in_c_sequences_whole_frames_of_orders_and_hands_o
         for frame in frames:
             dealer.send(_encode(frame))
         eventually(lambda: queued(router), "nothing reached the router")
-        work, (count, sequence, stamp, rest) = take(own, 40)
+        work, (count, sequence, stamp, unread, started) = take(own, 40)
         assert count == 3 and sequence == 43 and stamp > 1.7e18
         assert [(item.identity, item.sequence, item.struct().order_id) for item in work] == [
             (b"tes-1", 41 + i, 1 << TES_SHIFT | 1 + i) for i in range(3)]
-        assert rest == ([b"tes-1", _encode(frames[2])], None), "a frame the reader does not take, as received"
+        assert unread == ([b"tes-1", _encode(frames[2])], None), "a frame the reader does not take, as received"
+        assert started is None
 
         dealer.send(_encode([submit(1, 6), submit(2, 7), submit(1, 8)]))
         eventually(lambda: queued(router), "nothing reached the router")
-        work, (count, sequence, _, rest) = take(own, 43)
+        work, (count, sequence, _, unread, started) = take(own, 43)
         assert count == 2 and sequence == 45 and [item.struct().order_id & 0xFF for item in work] == [5, 6]
-        identity, peer, messages, index = rest
+        assert unread is None
+        identity, peer, messages, index = started
         assert (identity, peer, index) == (b"tes-1", own, 1), "stopped at an order of another TES"
         assert [type(message) for message in messages] == [OrderCommand] * 3
 
         for number in range(9, 14):
             dealer.send(_encode([submit(2, number), submit(2, number)]))
         eventually(lambda: queued(router), "nothing reached the router")
-        work, (count, _, _, rest) = take(other, 45, max_frames=2)
-        assert count == 2 and len(work) == 4 and rest is None, "at most max_frames frames"
-        work, (count, _, _, rest) = take(other, 49, max_messages=3)
-        assert count == 2 and len(work) == 4 and rest is None, "no frame after the work holds max_messages"
-        work, (count, _, _, rest) = take(other, 53)
-        assert count == 1 and len(work) == 2 and rest is None, "until none is queued"
-        assert take(other, 55) == ([], (0, 55, 0, None))
+        work, (count, _, _, *stopped) = take(other, 45, max_frames=2)
+        assert count == 2 and len(work) == 4 and stopped == [None, None], "at most max_frames frames"
+        work, (count, _, _, *stopped) = take(other, 49, max_messages=3)
+        assert count == 2 and len(work) == 4 and stopped == [None, None], "no frame after the work holds max_messages"
+        work, (count, _, _, *stopped) = take(other, 53)
+        assert count == 1 and len(work) == 2 and stopped == [None, None], "until none is queued"
+        assert take(other, 55) == ([], (0, 55, 0, None, None))
 
         dealer.send_multipart([b"", _encode([submit(1, 20)])])
         eventually(lambda: queued(router), "nothing reached the router")
-        assert take(own, 55)[1] == (1, 55, 0, ([b"tes-1", b"", _encode([submit(1, 20)])], None))
+        assert take(own, 55)[1] == (1, 55, 0, ([b"tes-1", b"", _encode([submit(1, 20)])], None), None)
     finally:
         router.close(0)
         dealer.close(0)
