@@ -24,9 +24,10 @@ bench tes [--messages M] [--repeats R]
     TES, its sockets replaced by queues and its book server by the OBS's execute step; CPU
     per request, stage by stage, beside msgspec alone on the same frames (the codec floor)
     and the OBS, in the same run, and what a loop turn itself costs.
-bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never]
+bench e2e [--rates R1,R2,...] [--duration S] [--repeats R] [--fsync batch|interval|never] [--pin] [--replica]
     Throughput and ack latency through client -> TES -> OBS -> TES -> client,
-    median of R runs (default 3) per offered rate.
+    median of R runs (default 3) per offered rate; --replica also measures
+    answering from a standby's copy instead of an fsync, with ZeroMQ alone.
 bench gateways [--rates R1,R2,...] [--duration S] [--repeats R]
     Orders/s and ack latency p50/p90/p99 through the FIX gateway beside the project's
     ZeroMQ client in the same run, and their ratios, median of R runs per rate.
@@ -205,7 +206,7 @@ def run_bench(args: argparse.Namespace) -> None:
         from benchmarks import e2e
 
         report = e2e.run(rates=args.rates or e2e.RATES, duration=args.duration, fsync=args.fsync, repeats=args.repeats,
-                         pin=args.pin)
+                         pin=args.pin, replica=args.replica)
     elif args.suite == "gateways":
         from benchmarks import gateways
 
@@ -282,6 +283,9 @@ def add_bench_command(commands) -> None:
     parser.add_argument("--pin", action="store_true",
                         help="e2e: run the OBS's threads on CPU 0 and the TES's on CPU 1 (their cpus settings), "
                         "and ZeroMQ alone's stand-ins for them likewise; the load generator anywhere")
+    parser.add_argument("--replica", action="store_true",
+                        help="e2e: also measure ZeroMQ alone whose echo answers each turn once a standby process "
+                        "holds it, with no fsync (answering from a second copy instead of the disk)")
     parser.add_argument("--orders", type=positive_int, default=10_000_000,
                         help="soak: orders in all (default: 10000000)")
     parser.add_argument("--rate", type=positive_float, default=50_000.0,

@@ -25,6 +25,7 @@ floors also price each server's CPU per order (`cpu_floors`): its stand-in's CPU
 alone, plus the fsyncs its journal did per order at one group commit's CPU each.
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -163,7 +164,7 @@ def verdicts(rows: list[dict]) -> dict[str, str]:
 def floor_verdict(row: dict | None) -> str:
     """The ack p99 against ZeroMQ alone's, as a ratio within each run (a run and the floor's run
     beside it met the same spell of the machine): the median of the runs' ratios. Where the durable
-    floor was measured too, the same ratio of its own runs (`durable_over_bare`, its median to a
+    floor was measured too, the same ratio of its own runs (`over_bare`, its median to a
     hundredth, as it is set against the target) follows: an exchange that answers only what is
     durable cannot go below it, so where it exceeds the target, the verdict says that the target
     lies below the durable floor in this run."""
@@ -172,7 +173,7 @@ def floor_verdict(row: dict | None) -> str:
         return "not measured"
     ratio, target = median_present(ratios), TARGETS["p99_over_floor"]
     verdict = f"{'met' if ratio <= target else 'not met'} ({_times(ratio)} ZeroMQ alone's p99: {_which(ratios)}"
-    durable = durable_over_bare(row)
+    durable = over_bare(row, "durable_floor_runs")
     if durable:
         verdict += (f"; ZeroMQ alone with one group commit per turn is itself {median_present(durable):.2f}x "
                     f"ZeroMQ alone's ({_which(durable)})")
@@ -181,14 +182,26 @@ def floor_verdict(row: dict | None) -> str:
     return verdict + ")"
 
 
-def durable_over_bare(row: dict) -> list[float]:
-    """Each durable floor's run's ack p99 over that of ZeroMQ alone's run of the same round (none
-    unless both were run)."""
-    bare, durable = row.get("floor_runs") or [], row.get("durable_floor_runs") or []
-    if len(bare) != len(durable):
+def over_bare(row: dict, floor_runs: str) -> list[float]:
+    """Each run's ack p99 of the floor whose runs are the row's ``floor_runs`` (the durable or the
+    replicated floor's) over that of ZeroMQ alone's run of the same round (none unless both were run)."""
+    bare, other = row.get("floor_runs") or [], row.get(floor_runs) or []
+    if len(bare) != len(other):
         return []
-    return [slow["ack_p99_us"] / fast["ack_p99_us"] for slow, fast in zip(durable, bare, strict=True)
+    return [slow["ack_p99_us"] / fast["ack_p99_us"] for slow, fast in zip(other, bare, strict=True)
             if slow["ack_p99_us"] is not None and fast["ack_p99_us"]]
+
+
+def replicated_verdict(row: dict | None) -> str:
+    """ZeroMQ alone with a replicating echo (`benchmarks.floor`: each turn answered once a standby
+    holds it, with no fsync) against ZeroMQ alone, as a ratio within each round: what answering from
+    a second copy in place of the disk costs on this machine, before any of an exchange's own work."""
+    ratios = over_bare(row or {}, "replicated_floor_runs")
+    if not ratios:
+        return "not measured"
+    return (f"ZeroMQ alone with a standby holding each turn's orders before they are answered (no fsync) is "
+            f"{median_present(ratios):.2f}x ZeroMQ alone's p99 (p99 {_us(row['replicated_floor']['ack_p99_us'])}; "
+            f"{_which(ratios)})")
 
 
 def durable_verdict(row: dict | None) -> str:
@@ -294,10 +307,12 @@ def pinned_env(pin: bool) -> dict[str, str]:
     return {"EXCHANGE__SHARDS__0__CPUS": str(PINNED["obs"]), "EXCHANGE__TES__CPUS": str(PINNED["tes"])}
 
 
-def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int = 3, pin: bool = False) -> dict:
+def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int = 3, pin: bool = False,
+        replica: bool = False) -> dict:
     """Measure each offered rate ``repeats`` times against one running exchange; print the table
     of medians; return the figures (every run included). ``pin``: each server's threads on its
-    own CPU (`PINNED`), and ZeroMQ alone's stand-ins on the same ones."""
+    own CPU (`PINNED`), and ZeroMQ alone's stand-ins on the same ones; ``replica``: the replicated
+    floor (`benchmarks.floor`, a replicating echo) measured beside the others too."""
     results = []
     pins = pinned_env(pin)
     stand_ins = {FLOOR_STAND_INS[server]: cpus for server, cpus in PINNED.items()} if pin else {}
@@ -305,20 +320,26 @@ def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int =
           progress.task("bench e2e", len(rates) * repeats, "runs") as shown):
         env = exchange_env(Path(tmp), EXCHANGE__JOURNAL__FSYNC=fsync, **pins)
         with (Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes, floor.Floor(stand_ins) as bare,
-              floor.Floor(stand_ins, (Path(tmp) / "journaling-echo", fsync)) as durable):
+              floor.Floor(stand_ins, (Path(tmp) / "journaling-echo", fsync)) as durable,
+              (floor.Floor(stand_ins, standby=Path(tmp) / "replicating-echo") if replica
+               else contextlib.nullcontext()) as replicated):
             for rate in rates:
-                runs, floor_runs, durable_runs = [], [], []
+                runs, floor_runs, durable_runs, replicated_runs = [], [], [], []
                 for number in range(1, repeats + 1):
                     shown.note(f"{rate:,} orders/s, run {number} of {repeats}")
                     runs.append(measured_run(env, rate, duration, {"obs": obs, "tes": tes}))
                     floor_runs.append(bare.measure(rate, duration, DRAIN_S))
                     durable_runs.append(durable.measure(rate, duration, DRAIN_S))
+                    if replicated is not None:
+                        replicated_runs.append(replicated.measure(rate, duration, DRAIN_S))
                     shown.advance()
                 results.append({
                     "offered_per_s": rate, **median_run(runs), "runs": runs,
                     "floor": median_run(floor_runs), "floor_runs": floor_runs,
                     "durable_floor": median_run(durable_runs), "durable_floor_runs": durable_runs,
                     "journal": disk.measure(Path(tmp) / f"journal-alone-{rate}", fsync),
+                    **({"replicated_floor": median_run(replicated_runs), "replicated_floor_runs": replicated_runs}
+                       if replicated_runs else {}),
                 })
             codes = {"tes": tes.stop(), "obs": obs.stop()}
     slow = next((row for row in results if row["offered_per_s"] == 10_000), None)
@@ -326,6 +347,7 @@ def run(rates=RATES, duration: float = 5.0, fsync: str = "batch", repeats: int =
         "machine": machine(), "fsync": fsync, "duration_s": duration, "repeats": repeats, "rates": results,
         "targets": verdicts(results), "durable_floor_at_10k": durable_verdict(slow), "exit_codes": codes,
         "pinned": PINNED if pin else None,
+        **({"replicated_floor_at_10k": replicated_verdict(slow)} if replica else {}),
     }
     print(format_report(report))
     return report
@@ -379,6 +401,9 @@ def format_report(report: dict) -> str:
     lines.append("")
     lines.extend(f"target {name}: {verdict}" for name, verdict in report["targets"].items())
     lines.append(f"beside the targets, the ack p99 at 10,000/s: {report['durable_floor_at_10k']}")
+    if "replicated_floor_at_10k" in report:
+        lines.append(f"beside the targets, answering from a second copy at 10,000/s: "
+                     f"{report['replicated_floor_at_10k']}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,12 @@ as the OBS's group commit does. That floor is what an exchange that makes each o
 it answers cannot go below on this machine: ZeroMQ's hops plus one group commit in each order's path
 (the disk's share of the tail, which ZeroMQ alone leaves out).
 
+With ``standby`` (a directory), the echo is a *replicating echo* instead: the same loop with no fsync
+(its journal reaches the page cache, which outlives the process, not the machine), which sends
+each turn's group to a standby (a third process, an echo of its own, over CURVE) and answers the
+frames only once the standby has answered it. That floor prices acknowledging from a second copy
+in place of the disk: two more hops in each order's path.
+
 What it measures is what ZeroMQ and the machine cost at a given rate (every hop hands each
 message between an application thread and an I/O thread, and waking a thread is what costs
 on a small VM); `benchmarks.e2e` runs it beside the exchange at every rate, so the exchange's
@@ -48,6 +54,8 @@ from servers.processes import REPO, free_port, json_result
 READY_TIMEOUT_S = 20.0
 SERVER_PUBLIC, SERVER_SECRET = "FLOOR_CURVE_PUBLIC", "FLOOR_CURVE_SECRET"
 """The environment variables carrying the echo's key pair (the relay gets only the public key)."""
+STANDBY_PUBLIC = "FLOOR_CURVE_STANDBY_PUBLIC"
+"""The environment variable carrying the standby's public key, to a replicating echo."""
 CPUS = "FLOOR_CPUS"
 """The environment variable naming the CPUs a stand-in's threads run on (comma-separated; unset: any)."""
 
@@ -90,8 +98,31 @@ def journal_echo(endpoint: str, directory: str, fsync: str) -> None:
     """Answer every frame with itself once it is in a journal in ``directory`` with fsync policy
     ``fsync``, forever: each turn waits for a frame, reads every frame waiting, appends their
     payloads as one group, then answers each (the OBS's loop with nothing but its journal)."""
+    _journaling(endpoint, Journal(Path(directory), JournalConfig(fsync=fsync), 0), "journaling echo")
+
+
+def replicating_echo(endpoint: str, standby: str, directory: str) -> None:
+    """Answer every frame with itself once a standby holds it, forever: each turn as the journaling
+    echo's with no fsync, then the group sent to the echo at ``standby`` (over CURVE, its public key
+    in `STANDBY_PUBLIC`) and its answer awaited before the frames are answered."""
+    copy = zmq.Context().socket(zmq.DEALER)
+    copy.curve_publickey, copy.curve_secretkey = zmq.curve_keypair()
+    copy.curve_serverkey = os.environ[STANDBY_PUBLIC].encode()
+    copy.connect(standby)
+
+    def held(frames: list[list[bytes]]) -> None:
+        copy.send_multipart([frame[-1] for frame in frames])
+        copy.recv_multipart()
+
+    _journaling(endpoint, Journal(Path(directory), JournalConfig(fsync="never"), 0), "replicating echo", held)
+
+
+def _journaling(endpoint: str, journal: Journal, name: str, held=None) -> None:
+    """The journaling loop of `journal_echo` and `replicating_echo` (``name``), forever: each turn
+    waits for a frame, reads every frame waiting, appends their payloads to ``journal`` as one group,
+    hands the frames to ``held`` (if any), which returns once they are held elsewhere too, then
+    answers each. Exits with a message if the journal cannot take a group."""
     socket = _echo_socket(endpoint)
-    journal = Journal(Path(directory), JournalConfig(fsync=fsync), 0)
     sequence = 0
     while True:
         socket.poll()
@@ -101,10 +132,12 @@ def journal_echo(endpoint: str, directory: str, fsync: str) -> None:
         try:
             written = journal.append([(sequence + number, frame[-1]) for number, frame in enumerate(frames, 1)])
         except JournalFailed as exc:
-            raise SystemExit(f"journaling echo: {exc}") from exc
+            raise SystemExit(f"{name}: {exc}") from exc
         if not written:
-            raise SystemExit(f"journaling echo: cannot write {journal.path}: {journal.unwritable}")
+            raise SystemExit(f"{name}: cannot write {journal.path}: {journal.unwritable}")
         sequence += len(frames)
+        if held is not None:
+            held(frames)
         for frame in frames:
             socket.send_multipart(frame)
 
@@ -142,28 +175,44 @@ class Floor:
     loopback ports; `measure` runs one client process against them. A context manager:
     leaving the block stops both."""
 
-    def __init__(self, pinned: dict[str, list[int]] | None = None, journal: tuple[Path, str] | None = None
-                 ) -> None:
-        """``pinned``: the CPUs of the echo's and the relay's threads, by role (`servers.service.pin`);
-        ``journal``: a directory (made if missing) and an fsync policy for a journaling echo."""
+    def __init__(self, pinned: dict[str, list[int]] | None = None, journal: tuple[Path, str] | None = None,
+                 standby: Path | None = None) -> None:
+        """``pinned``: the CPUs of the echo's and the relay's threads, by role (`servers.service.pin`;
+        a standby's, the echo's); ``journal``: a directory (made if missing) and an fsync policy for a
+        journaling echo; or ``standby``: a directory for a replicating echo's journal, whose standby
+        (role ``standby``) is started too."""
+        if journal is not None and standby is not None:
+            raise ValueError("an echo journals with fsyncs or is replicated, not both")
         pinned = pinned or {}
         self.endpoint = f"tcp://127.0.0.1:{free_port()}"
         back = f"tcp://127.0.0.1:{free_port()}"
         public, secret = zmq.curve_keypair()
-        echo_role = ["echo", back] if journal is None else ["journal-echo", back, str(journal[0]), journal[1]]
-        self._servers = {
-            "echo": _start({SERVER_PUBLIC: public.decode(), SERVER_SECRET: secret.decode()}, pinned.get("echo"),
-                           *echo_role),
-            "relay": _start({SERVER_PUBLIC: public.decode()}, pinned.get("relay"), "relay", self.endpoint, back),
-        }
+        keys = {SERVER_PUBLIC: public.decode(), SERVER_SECRET: secret.decode()}
+        self._servers = {}
+        if standby is not None:
+            standby_public, standby_secret = zmq.curve_keypair()
+            standby_endpoint = f"tcp://127.0.0.1:{free_port()}"
+            self._servers["standby"] = _start(
+                {SERVER_PUBLIC: standby_public.decode(), SERVER_SECRET: standby_secret.decode()}, pinned.get("echo"),
+                "echo", standby_endpoint)
+            keys[STANDBY_PUBLIC] = standby_public.decode()
+            echo_role = ["replicating-echo", back, standby_endpoint, str(standby)]
+        elif journal is not None:
+            echo_role = ["journal-echo", back, str(journal[0]), journal[1]]
+        else:
+            echo_role = ["echo", back]
+        self._servers["echo"] = _start(keys, pinned.get("echo"), *echo_role)
+        self._servers["relay"] = _start({SERVER_PUBLIC: public.decode()}, pinned.get("relay"), "relay", self.endpoint,
+                                        back)
 
     def measure(self, rate: float, duration: float, drain_s: float = 5.0) -> dict:
         """The load generator's result keys (`clients.loadgen.RESULT_KEYS`) for one run, and
-        ``cpu_us_per_order``: the CPU time the echo (the OBS's stand-in), the relay (the TES's) and
-        the client spent during it, all threads, per order sent (the servers' None without Linux's
-        /proc); ``cpu_us_by_thread``: the echo's and the relay's by thread (`benchmarks.THREADS`);
-        ``switches_per_order``: their context switches (`benchmarks.switches_per_order`);
-        ``loop_cpu_us_per_wait``: their loop threads' CPU per wait (`benchmarks.loop_cpu_us_per_wait`)."""
+        ``cpu_us_per_order``: the CPU time the echo (the OBS's stand-in), the relay (the TES's), the
+        standby if there is one, and the client spent during it, all threads, per order sent (the
+        servers' None without Linux's /proc); ``cpu_us_by_thread``: the stand-ins' by thread
+        (`benchmarks.THREADS`); ``switches_per_order``: their context switches
+        (`benchmarks.switches_per_order`); ``loop_cpu_us_per_wait``: their loop threads' CPU per
+        wait (`benchmarks.loop_cpu_us_per_wait`)."""
         pids = {role: process.pid for role, process in self._servers.items()}
         before = read_servers(pids)
         client_before = children_cpu_seconds()
@@ -190,8 +239,8 @@ class Floor:
 
 
 COMMAND = (sys.executable, "-m", "benchmarks.floor")
-USAGE = ("usage: python -m benchmarks.floor echo BIND | journal-echo BIND DIRECTORY FSYNC | relay BIND CONNECT "
-         "| client CONNECT RATE DURATION DRAIN")
+USAGE = ("usage: python -m benchmarks.floor echo BIND | journal-echo BIND DIRECTORY FSYNC "
+         "| replicating-echo BIND STANDBY DIRECTORY | relay BIND CONNECT | client CONNECT RATE DURATION DRAIN")
 
 
 def _start(keys: dict[str, str], cpus: list[int] | None, role: str, *endpoints: str) -> subprocess.Popen:
@@ -209,6 +258,8 @@ def main(argv: list[str]) -> None:
         echo(*args)
     elif role == "journal-echo" and len(args) == 3:
         journal_echo(*args)
+    elif role == "replicating-echo" and len(args) == 3:
+        replicating_echo(*args)
     elif role == "relay" and len(args) == 2:
         relay(*args)
     elif role == "client" and len(args) == 4:

@@ -42,7 +42,7 @@ def test_the_p99_verdict_says_where_the_durable_floor_itself_lies_beyond_the_tar
         "not met (2.0x ZeroMQ alone's p99: the median of 3 runs' ratios, 1.5x-2.8x; ZeroMQ alone with one group "
         "commit per turn is itself 1.20x ZeroMQ alone's (the median of 3 runs' ratios, 1.2x-1.3x))")
     slow["durable_floor_runs"] = slow["durable_floor_runs"][:2]
-    assert e2e.durable_over_bare(slow) == [], "runs not paired round by round are not compared"
+    assert e2e.over_bare(slow, "durable_floor_runs") == [], "runs not paired round by round are not compared"
 
 
 def test_the_p99_against_the_durable_floor_is_the_median_of_the_ratios_within_each_run():
@@ -52,6 +52,18 @@ def test_the_p99_against_the_durable_floor_is_the_median_of_the_ratios_within_ea
     assert e2e.durable_verdict(slow) == ("2.0x the p99 of ZeroMQ alone with one group commit per turn (p99 1.5 ms; "
                                          "the median of 3 runs' ratios, 1.2x-2.0x)")
     assert e2e.durable_verdict(None) == e2e.durable_verdict(row(10_000, p99s=(2_000,))) == "not measured"
+
+
+def test_the_replicated_floor_is_set_against_zeromq_alone_round_by_round():
+    """`bench e2e --replica`: ZeroMQ alone answering from a standby's copy, over ZeroMQ alone's run
+    of the same round (not the exchange's runs, which it does not bound)."""
+    slow = row(10_000, p99s=(9_000, 9_000, 9_000), floor_p99s=(1_000, 2_000, 1_000))
+    slow["replicated_floor_runs"] = [{"ack_p99_us": p99} for p99 in (1_900, 2_600, 3_000)]
+    slow["replicated_floor"] = {"ack_p99_us": 2_600}
+    assert e2e.replicated_verdict(slow) == (
+        "ZeroMQ alone with a standby holding each turn's orders before they are answered (no fsync) is 1.90x ZeroMQ "
+        "alone's p99 (p99 2.6 ms; the median of 3 runs' ratios, 1.3x-3.0x)")
+    assert e2e.replicated_verdict(None) == e2e.replicated_verdict(row(10_000, p99s=(2_000,))) == "not measured"
 
 
 def test_the_cpu_per_order_of_both_servers_must_be_within_3_us():

@@ -2,9 +2,11 @@
 ZeroMQ proxies, as real processes."""
 
 import os
+import signal
 
 import numpy as np
 import pytest
+import zmq
 
 from benchmarks import SWITCHED, THREADS, floor
 from clients.loadgen import RESULT_KEYS
@@ -64,6 +66,38 @@ def test_the_journaling_echo_answers_each_order_once_its_group_is_in_the_journal
     assert np.frombuffer(records[0].payload, dtype=np.int64).tolist() == [-1]
     orders = np.concatenate([np.frombuffer(record.payload, dtype=np.int64) for record in records[1:]])
     assert orders.tolist() == list(range(1_000))
+
+
+def test_the_replicating_echo_answers_only_once_its_standby_has_each_turn(tmp_path):
+    """The replicating echo journals each turn (no fsync) and answers it only once its standby has
+    answered the group: with the standby stopped (SIGSTOP) a frame is not answered; let go, it is."""
+    directory = tmp_path / "journal"
+    with floor.Floor(standby=directory) as replicated:
+        result = replicated.measure(rate=2_000, duration=0.5, drain_s=5)
+        assert result["sent"] == result["acked"] == 1_000 and result["lost"] == 0
+        assert set(result["cpu_us_per_order"]) == {"standby", "echo", "relay", "client"}
+        standby = replicated._servers["standby"]
+        context = zmq.Context()
+        client = context.socket(zmq.DEALER)
+        client.setsockopt(zmq.LINGER, 0)
+        client.connect(replicated.endpoint)
+        os.kill(standby.pid, signal.SIGSTOP)
+        try:
+            client.send(np.int64(7).tobytes())
+            assert client.poll(500) == 0, "answered before the standby held it"
+        finally:
+            os.kill(standby.pid, signal.SIGCONT)
+        assert client.poll(10_000) == zmq.POLLIN
+        assert np.frombuffer(client.recv(), dtype=np.int64).tolist() == [7]
+        client.close()
+        context.term()
+    orders = np.concatenate([np.frombuffer(record.payload, dtype=np.int64) for record in read_records(directory)])
+    assert orders.tolist() == [-1, *range(1_000), 7], "every frame journaled, in order, before it was answered"
+
+
+def test_an_echo_is_replicated_or_journals_with_fsyncs_not_both(tmp_path):
+    with pytest.raises(ValueError, match="not both"):
+        floor.Floor(journal=(tmp_path, "batch"), standby=tmp_path)
 
 
 def test_orders_due_together_share_a_frame_and_each_is_answered(bare):
