@@ -188,7 +188,7 @@ def test_bench_book_command_runs_and_checks_the_engines_agree():
 
 
 def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
-    table, report = bench("e2e", "--rates", "1000,3000", "--duration", "0.5", "--repeats", "2")
+    table, report = bench("e2e", "--rates", "1000,3000", "--duration", "0.5", "--repeats", "2", "--replica")
     assert "median of 2 runs of 0.5 s per rate" in table
     assert report["exit_codes"] == {"tes": 0, "obs": 0}
     assert [row["offered_per_s"] for row in report["rates"]] == [1000, 3000]
@@ -203,6 +203,9 @@ def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
         assert len(row["durable_floor_runs"]) == 2
         assert all(run["sent"] == run["acked"] == row["offered_per_s"] // 2 for run in row["durable_floor_runs"])
         assert 0 < row["durable_floor"]["ack_p50_us"] <= row["durable_floor"]["ack_p99_us"]
+        assert len(row["replicated_floor_runs"]) == 2
+        assert all(run["sent"] == run["acked"] == row["offered_per_s"] // 2 for run in row["replicated_floor_runs"])
+        assert 0 < row["replicated_floor"]["ack_p50_us"] <= row["replicated_floor"]["ack_p99_us"]
         journal = row["journal"]
         assert journal["groups"] == 1_000 and 0 < journal["append_p50_us"] <= journal["append_p99_us"]
         assert 0 < journal["append_cpu_us"] <= journal["append_p99_us"]
@@ -212,7 +215,8 @@ def test_bench_e2e_command_runs_every_rate_repeatedly_and_reports_medians():
     assert "target 100,000 orders/s sustained: not measured" in table
     assert "| ZeroMQ alone's CPU per order: echo (as OBS) / relay (as TES) |" in table
     assert "| one group commit alone: p50 / p99 / CPU |" in table
-    assert report["durable_floor_at_10k"] == "not measured"
+    assert report["durable_floor_at_10k"] == report["replicated_floor_at_10k"] == "not measured"
+    assert "beside the targets, answering from a second copy at 10,000/s: not measured" in table
     assert "beside the targets, the ack p99 at 10,000/s: not measured" in table
 
 
