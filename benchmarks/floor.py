@@ -171,9 +171,9 @@ def client(endpoint: str, rate: float, duration: float, drain_s: float) -> dict:
 
 
 class Floor:
-    """A running relay and echo (each its own ``python -m benchmarks.floor`` process) on free
-    loopback ports; `measure` runs one client process against them. A context manager:
-    leaving the block stops both."""
+    """A running relay and echo, and a replicating echo's standby (each its own ``python -m
+    benchmarks.floor`` process), on free loopback ports; `measure` runs one client process against
+    them. A context manager: leaving the block stops them all."""
 
     def __init__(self, pinned: dict[str, list[int]] | None = None, journal: tuple[Path, str] | None = None,
                  standby: Path | None = None) -> None:
