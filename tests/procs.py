@@ -53,3 +53,13 @@ def eventually(check, what: str, within: float = 30.0) -> None:
     while not check():
         assert time.monotonic() < deadline, what
         time.sleep(0.05)
+
+
+def ended(pid: int) -> bool:
+    """Whether process ``pid`` has ended: gone from /proc, or a zombie its parent has yet to wait
+    for (it may be reaped between the opening of its stat file and the reading of it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True

@@ -17,7 +17,7 @@ from clients.market_data import MarketDataClient
 from config.settings import BotConfig
 from servers import protocol as p
 from servers.launcher import RestartPolicy, bot_process
-from tests.procs import REPO, Role, endpoint, exchange_env
+from tests.procs import REPO, Role, ended, endpoint, exchange_env
 
 BOT_NAMES = ["marketmaker-mm1", "marketmaker-mm2", "random-flow1", "random-flow2"]
 NO_APPS = {"EXCHANGE__UP__FRONTENDS": "[]"}
@@ -29,20 +29,11 @@ def children_of(pid: int) -> list[int]:
     return [int(word) for word in done.stdout.split()]
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
     deadline = time.monotonic() + timeout
-    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+    while not all(ended(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return [pid for pid in pids if alive(pid)]
+    return [pid for pid in pids if not ended(pid)]
 
 
 def started(up: Role, apps: int = 0) -> list[int]:
@@ -171,7 +162,7 @@ def test_up_starts_a_bot_again_whose_session_was_taken_over_and_the_exchange_sta
         while sum("READY marketmaker mm1 ACME" in line for line in up.lines) < 2:
             assert time.monotonic() < deadline, up.output()
             time.sleep(0.05)
-        assert all(alive(pid) for pid in servers), "no server was stopped"
+        assert not any(ended(pid) for pid in servers), "no server was stopped"
         assert not any("stopping" in line for line in up.lines), up.output()
 
         up.process.send_signal(signal.SIGTERM)

@@ -10,17 +10,14 @@ import pytest
 
 from servers import processes
 from servers.processes import REPO, Role, exchange_env
+from tests.procs import ended
 
 
 def _gone(pid: int, within: float = 10.0) -> bool:
     """Whether process ``pid`` has ended (or is a zombie nobody waits for) within ``within`` s."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return True
-        except FileNotFoundError:
+        if ended(pid):
             return True
         time.sleep(0.05)
     return False
