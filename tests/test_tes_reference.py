@@ -39,7 +39,10 @@ def eventually(check, timeout=5.0):
 
 @pytest.fixture
 def exchange(tmp_path):
-    exchange = Exchange(tmp_path, EXCHANGE__TES__REFERENCE_POLL_MS=POLL_MS)
+    """An exchange polling its reference data every `POLL_MS`; sessions last a minute without a
+    message, since its clients do not heartbeat while an `admin` process starts and runs (seconds,
+    on a busy machine)."""
+    exchange = Exchange(tmp_path, EXCHANGE__TES__REFERENCE_POLL_MS=POLL_MS, EXCHANGE__TES__SESSION_TIMEOUT_MS="60000")
     yield exchange
     exchange.close()
 
