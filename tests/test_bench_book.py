@@ -31,7 +31,9 @@ def smallest():
         [sys.executable, "main.py", "bench", "book", "--messages", "4", "--repeats", "1", "--resting", "1234"],
         cwd=REPO, capture_output=True, text=True, timeout=120, env=env,
     )
-    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    # nothing on stderr but its progress lines (one every few seconds, where a slow machine takes that long)
+    assert done.returncode == 0 and all(line.startswith("bench book: ") for line in done.stderr.splitlines()), \
+        done.stderr
     lines = done.stdout.splitlines()
     return lines, json.loads(lines[-1])
 
