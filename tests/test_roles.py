@@ -4,23 +4,12 @@ before its error is raised, and whatever a starter left running is killed as it 
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from servers import processes
 from servers.processes import REPO, Role, exchange_env
-from tests.procs import ended
-
-
-def _gone(pid: int, within: float = 10.0) -> bool:
-    """Whether process ``pid`` has ended (or is a zombie nobody waits for) within ``within`` s."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if ended(pid):
-            return True
-        time.sleep(0.05)
-    return False
+from tests.procs import ended, eventually
 
 
 def test_a_role_that_is_not_ready_in_time_is_killed_before_the_error(tmp_path, monkeypatch):
@@ -50,7 +39,7 @@ def test_a_server_left_running_by_its_starter_is_killed_as_the_starter_exits(tmp
                           timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
     pid = int(done.stdout.split()[-1])
-    assert _gone(pid), f"the OBS {pid} outlived the process that started it"
+    eventually(lambda: ended(pid), f"the OBS {pid} outlived the process that started it", within=10.0)
 
 
 def test_a_stopped_role_is_no_longer_kept_to_kill(tmp_path):
