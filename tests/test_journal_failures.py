@@ -1,6 +1,6 @@
-"""A journal the OBS cannot write: a full file system (a real, small tmpfs) and a failing fsync.
+"""A journal the OBS or the TES cannot write: a full file system (a real, small tmpfs) and a failing fsync.
 
-The full file system is real: the shard's journal directory is a 1 MiB tmpfs filled
+The full file system is real: the shard's (or the TES's) journal directory is a 1 MiB tmpfs filled
 up by a filler file, under real OBS and TES processes and a real client. That needs
 root (``mount``); without it the test is skipped, saying so. A failing fsync cannot be
 made on demand, so that test runs the OBS in this process with ``fsync`` replaced.
@@ -34,7 +34,17 @@ FULL_TEXT = f"{JOURNAL_UNAVAILABLE.text}: {os.strerror(errno.ENOSPC)}"
 @pytest.fixture
 def small_journal_fs(tmp_path):
     """The shard's journal directory (``exchange_env``'s) as a 1 MiB tmpfs, unmounted afterwards."""
-    directory = tmp_path / "journal-A"
+    yield from small_tmpfs(tmp_path / "journal-A")
+
+
+@pytest.fixture
+def small_ledger_fs(tmp_path):
+    """The TES's journal directory (``exchange_env``'s) as a 1 MiB tmpfs, unmounted afterwards."""
+    yield from small_tmpfs(tmp_path / "tes")
+
+
+def small_tmpfs(directory):
+    """``directory``, made, as a 1 MiB tmpfs until the generator is closed (skipped without root)."""
     directory.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs as the journal directory needs root")
@@ -134,6 +144,62 @@ def test_full_journal_file_system_refuses_commands_with_6003_until_space_returns
             assert restarted.stop() == 0
         client.close()
     assert "Traceback" not in book_server.output()
+
+
+def test_a_full_ledger_file_system_stops_the_tes_cleanly_and_its_restart_loses_nothing(small_ledger_fs, tmp_path):
+    """The TES stops at the first turn whose records it cannot write, having sent nothing of it;
+    the book server serves on, and a TES restarted once there is space again holds every order
+    the book does: the order in hand at the stop is in both or in neither."""
+    env = exchange_env(tmp_path)
+    prices = cycle(range(9_900, 9_000, -1))
+    with Role(["-s", "OBS"], env) as book_server:
+        trading = Role(["-s", "TES"], env)
+        with trading:
+            trading.wait_for("shard A ready", 10)
+            client = ExchangeClient(endpoint(env, "TES__CLIENT_ENDPOINT"), "load", "load-demo-key",
+                                    context=zmq.Context.instance())
+            client.logon(10.0)
+            accepted = [buy(client, next(prices)) for _ in range(5)]
+            filler = fill(small_ledger_fs)
+            # The journal's last page still has room: orders are answered until one is not.
+            for _ in range(os.sysconf("SC_PAGE_SIZE") // 16):  # each order's records take more than that
+                last = client.enter_order("ACME", Side.BUY, OrderType.LIMIT, TimeInForce.GTC, next(prices), 1)
+                deadline = time.monotonic() + 10
+                report = None
+                while report is None and trading.process.poll() is None and time.monotonic() < deadline:
+                    report = next((bare(m) for m in client.receive(0.05)
+                                   if getattr(m, "client_order_id", None) == last), None)
+                if report is None:
+                    break
+                assert isinstance(report, p.OrderAccepted), report
+                accepted.append(report)
+            else:
+                pytest.fail("the TES went on answering with its journal's file system full")
+            assert trading.process.wait(10) == 1
+        output = trading.output()
+        assert "TES stopped" in output and "cannot write the ledger's journal in" in output, output
+        assert os.strerror(errno.ENOSPC) in output and "Traceback" not in output, output
+        assert book_server.process.poll() is None
+
+        filler.unlink()
+        with Role(["-s", "TES"], env) as restarted:
+            restarted.wait_for("shard A ready", 10)
+            logon = client.logon(10.0)
+            resent = [bare(m) for m in client.receive(1.0) if getattr(m, "client_order_id", None) == last]
+            open_ids = sorted(order.order_id for order in client.open_orders())
+            book = client.book("ACME", 1000)
+            if logon.next_client_order_id == last:
+                assert resent == [] and open_ids == sorted(report.order_id for report in accepted), \
+                    "the order in hand was never entered, and the logon says to send it again"
+            else:
+                assert logon.next_client_order_id > last and [type(m) for m in resent] == [p.OrderAccepted], \
+                    "the order in hand reached the book: its report comes with the logon"
+                accepted.append(resent[0])
+                assert open_ids == sorted(report.order_id for report in accepted)
+            assert book.bids == bids(accepted), "the book and the TES agree on every order"
+            client.close()
+            assert restarted.stop() == 0
+        assert book_server.stop() == 0
 
 
 def test_snapshot_that_does_not_fit_leaves_no_temporary_file(small_journal_fs):
