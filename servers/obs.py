@@ -258,6 +258,7 @@ class OrderBookServer:
         """A socket bound to ``endpoint``; with a key pair, a CURVE server whose peers the ZAP handler checks."""
         socket = self.context.socket(kind)
         socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.HANDSHAKE_IVL, security.HANDSHAKE_MS)
         self._sockets.append(socket)
         if own is not None:
             security.serve_curve(socket, own, security.BOOK_DOMAIN)

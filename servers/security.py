@@ -59,6 +59,11 @@ BOOK_DOMAIN = "obs"
 """The ZAP domain of every OBS command port: the TES's and the operator's keys."""
 STREAM_DOMAIN = "stream"
 """The ZAP domain of every OBS journal stream port: the TES's, the recorder's and the operator's keys."""
+HANDSHAKE_MS = 5_000
+"""A connection to a server's bound socket that has not finished ZeroMQ's handshake (CURVE's
+with it) this long after it was accepted is closed (``ZMQ_HANDSHAKE_IVL``; libzmq's default is
+30 s): a connection that never speaks, or speaks no ZeroMQ, holds a descriptor this long at most.
+A handshake takes a few round trips, milliseconds even across a continent."""
 SECRET_SUFFIX = ".key_secret"
 PUBLIC_SUFFIX = ".key"
 

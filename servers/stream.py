@@ -261,6 +261,7 @@ class Streamer:
             socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
             socket.setsockopt(zmq.SNDHWM, SEND_HWM)
             socket.setsockopt(zmq.MAXMSGSIZE, 1 << 16)
+            socket.setsockopt(zmq.HANDSHAKE_IVL, security.HANDSHAKE_MS)
             if self.own is not None:
                 security.serve_curve(socket, self.own, security.STREAM_DOMAIN)
             socket.bind(self.endpoint)

@@ -409,6 +409,7 @@ class TradingEngineServer:
             if config.security.clients == "curve":
                 security.serve_curve(self.clients, own)
             self.clients.setsockopt(zmq.LINGER, 0)
+            self.clients.setsockopt(zmq.HANDSHAKE_IVL, security.HANDSHAKE_MS)
             self.clients.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
             self.clients.setsockopt(zmq.RCVHWM, CLIENT_INBOUND_FRAMES)
             self.clients.setsockopt(zmq.SNDHWM, CLIENT_OUTBOUND_FRAMES)
