@@ -54,11 +54,14 @@ halt --all                halt every symbol (the kill switch): new orders refuse
 resume --all              every symbol back to the phase its schedule says now (continuous if none)
 hash-key KEY              print the stored form of an API key for the config
 keys [--replace]          write the CURVE key pairs the configuration needs (security.keys_dir)
-journal check [--shard S] read a shard's journal, snapshots and discarded-before (never changing
-                          them): a report, a JSON last line; exit 0 healthy or a warning, 1 damaged
-journal cut --shard S --at OFFSET
-                          with that OBS stopped: move the journal's bytes from OFFSET (where a
-                          good record ends) into commands.log.cut-OFFSET and cut it there
+journal check [--shard S | --tes]
+                          read a shard's (or the TES's) journal, snapshots and discarded-before
+                          (never changing them): a report, a JSON last line; exit 0 healthy or a
+                          warning, 1 damaged
+journal cut (--shard S | --tes) --at OFFSET
+                          with its server stopped (that OBS, or the TES): move the journal's bytes
+                          from OFFSET (where a good record ends) into commands.log.cut-OFFSET and
+                          cut it there
 history ACTION ...        query the tick store (ticks, bars, vwap, aj, daily) as a table or
                           --csv, or compact a finished day: see database/ticks/cli.py
 history trader KIND TRADER
@@ -423,17 +426,23 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def add_journal_command(commands) -> None:
-    parser = commands.add_parser("journal", help="check a shard's journal, or cut a damaged one (OBS stopped)")
+    parser = commands.add_parser(
+        "journal", help="check a shard's or the TES's journal, or cut a damaged one (its server stopped)")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     check = actions.add_parser("check", help="report on the journal directory, changing nothing (exit 1: damaged)")
-    check.add_argument("--shard", help="the shard (default: the first configured)")
+    which = check.add_mutually_exclusive_group()
+    which.add_argument("--shard", help="the shard's journal (default: the first configured shard's)")
+    which.add_argument("--tes", action="store_true", help="the TES's journal (its ledger's)")
     check.set_defaults(run=run_journal_check)
     cut = actions.add_parser(
-        "cut", help="stop the shard's OBS first: move the journal's bytes from OFFSET on aside and cut it there"
+        "cut", help="stop its server first (the shard's OBS, or the TES): move the journal's bytes from OFFSET on "
+                    "aside and cut it there"
     )
-    cut.add_argument("--shard", required=True, help="the shard")
+    which = cut.add_mutually_exclusive_group(required=True)
+    which.add_argument("--shard", help="the shard's journal")
+    which.add_argument("--tes", action="store_true", help="the TES's journal (its ledger's)")
     cut.add_argument("--at", required=True, type=non_negative_int, metavar="OFFSET",
-                     help="where to cut: the end of a good record, as journal check or the OBS reported")
+                     help="where to cut: the end of a good record, as journal check or the server reported")
     cut.set_defaults(run=run_journal_cut)
 
 
@@ -560,11 +569,18 @@ def shard_config(name: str | None):
         raise CliError(str(exc)) from None
 
 
+def journal_directory(args: argparse.Namespace):
+    """The journal directory ``journal check|cut`` works on: the TES's (``--tes``) or a shard's."""
+    from servers.journal_admin import shard_journal, tes_journal
+
+    return tes_journal(load_settings().tes) if args.tes else shard_journal(shard_config(args.shard))
+
+
 def run_journal_check(args: argparse.Namespace) -> int:
     from servers.journal_admin import check
 
     try:
-        lines, summary = check(shard_config(args.shard))
+        lines, summary = check(journal_directory(args))
     except OSError as exc:
         raise CliError(f"cannot read the journal directory: {exc}") from None
     print("\n".join(lines))
@@ -576,7 +592,7 @@ def run_journal_cut(args: argparse.Namespace) -> None:
     from servers.journal_admin import CutRefused, cut
 
     try:
-        lines, summary = cut(shard_config(args.shard), args.at)
+        lines, summary = cut(journal_directory(args), args.at)
     except CutRefused as exc:
         raise CliError(str(exc)) from None
     except OSError as exc:

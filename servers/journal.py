@@ -242,7 +242,7 @@ def _lock_holder(stat: os.stat_result) -> int | None:
 
 
 class RecoveryError(RuntimeError):
-    """The journal directory cannot be used as it is: the OBS refuses to start, changing nothing."""
+    """The journal directory cannot be used as it is: its server refuses to start, changing nothing."""
 
 
 class JournalDamaged(RecoveryError):
@@ -259,8 +259,9 @@ class JournalDamaged(RecoveryError):
         self.good, self.start, self.following, self.size = good, start, following, size
         super().__init__(self.message())
 
-    def message(self, shard: str = "SHARD") -> str:
-        """The diagnosis and the two ways on, naming the cut command for ``shard``."""
+    def message(self, server: str = "OBS", option: str = "--shard SHARD") -> str:
+        """The diagnosis and the two ways on, naming the ``server`` to stop and the cut command
+        for its journal (``option``: ``--shard A``, ``--tes``)."""
         expected = "the first record after the discarded ones" if self.expected is None else (
             f"sequence {self.expected}")
         if self.following is None:
@@ -272,8 +273,8 @@ class JournalDamaged(RecoveryError):
             f"{self.good} good records precede it (read from byte {self.start}); {following}; "
             f"{self.size - self.offset} bytes follow from byte {self.offset} to the end of the file. Nothing was "
             f"changed. Either restore the journal directory {self.path.parent} from a backup, or, accepting the "
-            f"loss of the acknowledged records from byte {self.offset} on, stop the OBS and run: "
-            f"python main.py journal cut --shard {shard} --at {self.offset}"
+            f"loss of the acknowledged records from byte {self.offset} on, stop the {server} and run: "
+            f"python main.py journal cut {option} --at {self.offset}"
         )
 
 

@@ -1,7 +1,10 @@
-"""Operator commands on a shard's journal directory: ``python main.py journal check|cut``.
+"""Operator commands on a journal directory, a shard's or the TES's: ``python main.py journal
+check|cut [--shard S | --tes]``.
 
-Both work on the files alone: stop the shard's OBS first (a running OBS keeps appending
-at the offset it knows, so a cut under it would tear the journal apart).
+Both work on the files alone: stop the server first, the shard's OBS or the TES (a running one
+keeps appending at the offset it knows, so a cut under it would tear the journal apart). A
+`JournalDirectory` says which: where it is, how its records and snapshots are read, and how the
+messages name it.
 
 ``check`` reads, and never changes, ``discarded-before``, every snapshot and the journal
 from its oldest readable byte (where the discarded records end), and says what recovery
@@ -12,15 +15,16 @@ skip: nothing is lost) or ``damaged`` (the OBS refuses to start).
 ``cut`` is the way on from damage once the records after it are given up: it moves the
 journal's bytes from a good record's end on into ``commands.log.cut-<offset>`` (`move_tail`,
 fsynced) and cuts the journal there. Snapshots taken after that point hold the books of
-records given up: they are renamed ``snapshot-<n>.msgpack.cut-<offset>`` so that recovery,
+records given up: they are renamed ``<snapshot>.cut-<offset>`` so that recovery,
 which would skip them only until new records fill the journal past their offset, never
 uses them.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from config.settings import ShardConfig
+from config.settings import ShardConfig, TesConfig
 from servers.journal import (
     JOURNAL_FILE,
     DirectoryInUse,
@@ -34,6 +38,7 @@ from servers.journal import (
     snapshot_paths,
     zeros_after,
 )
+from servers.ledger import LEDGER_RECORD, ledger_snapshot_paths, read_ledger_snapshot
 from servers.shard import Shard, decode_entry
 
 
@@ -52,12 +57,44 @@ class SnapshotFile(NamedTuple):
     """Recovery, reaching it, refuses to start (it holds books of symbols not in the shard)."""
 
 
-def check(shard: ShardConfig) -> tuple[list[str], dict]:
-    """Read ``shard``'s journal directory: the report's lines and its summary (JSON-ready)."""
-    directory = Path(shard.journal_dir)
+class JournalDirectory(NamedTuple):
+    """A journal directory and its server: `shard_journal` or `tes_journal`."""
+
+    label: str
+    """How the report names it: ``shard A``, ``TES 1``."""
+    server: str
+    """The server that writes it, to stop first: ``OBS`` or ``TES``."""
+    option: str
+    """How ``journal cut`` names it: ``--shard A`` or ``--tes``."""
+    directory: Path
+    decode: Callable[[bytes], object]
+    """A record's payload decoded (raising on one that is not a record's)."""
+    snapshots: Callable[[Path, int], list[SnapshotFile]]
+    """Every snapshot file in the directory, newest first, with whether recovery would use it,
+    given the journal's size."""
+    keys: dict
+    """What the summary says it is: ``{"shard": "A"}`` or ``{"tes": 1}``."""
+
+
+def shard_journal(shard: ShardConfig) -> JournalDirectory:
+    """The journal directory of ``shard``'s OBS."""
+    return JournalDirectory(f"shard {shard.name}", "OBS", f"--shard {shard.name}", Path(shard.journal_dir),
+                            decode_entry, lambda directory, size: _snapshots(directory, shard.symbols, size),
+                            {"shard": shard.name})
+
+
+def tes_journal(tes: TesConfig) -> JournalDirectory:
+    """The TES's journal directory (its ledger's journal and snapshots)."""
+    return JournalDirectory(f"TES {tes.tes_id}", "TES", "--tes", Path(tes.journal_dir), LEDGER_RECORD,
+                            _ledger_snapshots, {"tes": tes.tes_id})
+
+
+def check(journal: JournalDirectory) -> tuple[list[str], dict]:
+    """Read ``journal``'s directory: the report's lines and its summary (JSON-ready)."""
+    directory = journal.directory
     path = directory / JOURNAL_FILE
     size = path.stat().st_size if path.exists() else 0
-    lines = [f"shard {shard.name}: journal directory {directory}"]
+    lines = [f"{journal.label}: journal directory {directory}"]
     try:
         discarded, discarded_problem = read_discarded(directory), None
     except RecoveryError as exc:
@@ -66,7 +103,7 @@ def check(shard: ShardConfig) -> tuple[list[str], dict]:
         lines.append(f"discarded-before: DAMAGED: {discarded_problem}")
     elif discarded:
         lines.append(f"discarded-before: byte {discarded} (the records before it were freed after a snapshot)")
-    snapshots = _snapshots(directory, shard.symbols, size)
+    snapshots = journal.snapshots(directory, size)
     for snapshot in snapshots:
         if snapshot.problem:
             verdict = "recovery refuses to start on it" if snapshot.refused else "recovery skips it"
@@ -76,26 +113,26 @@ def check(shard: ShardConfig) -> tuple[list[str], dict]:
     readable = [snapshot for snapshot in snapshots if snapshot.problem is None]
     if discarded is None and not readable:
         lines.append(f"{JOURNAL_FILE}: not read: where its kept records begin is unknown")
-        journal = _Journal(None, 0, None, None, None, None)
+        read = _Journal(None, 0, None, None, None, None)
     else:
         start = discarded if discarded is not None else min(s.offset for s in readable)
         sequence = 0 if start == 0 else next((s.sequence for s in readable if s.offset == start), None)
-        journal = _read_journal(directory, start, sequence)
-        span = f" (sequences {journal.first}..{journal.last})" if journal.records else ""
-        lines.append(f"{JOURNAL_FILE}: {size} bytes; {journal.records} good records from byte {start}{span}, "
-                     f"ending at byte {journal.end}")
-    damage = journal.damage
-    torn = size - journal.end if damage is None and journal.end is not None else 0
-    if torn and zeros_after(path, journal.end):
-        lines.append(f"room written ahead: {torn} zero bytes after byte {journal.end} (an OBS that did not stop "
-                     "cleanly left them; the next one writes its records there)")
+        read = _read_journal(directory, start, sequence, journal.decode)
+        span = f" (sequences {read.first}..{read.last})" if read.records else ""
+        lines.append(f"{JOURNAL_FILE}: {size} bytes; {read.records} good records from byte {start}{span}, "
+                     f"ending at byte {read.end}")
+    damage = read.damage
+    torn = size - read.end if damage is None and read.end is not None else 0
+    if torn and zeros_after(path, read.end):
+        lines.append(f"room written ahead: {torn} zero bytes after byte {read.end} (a {journal.server} that did not "
+                     "stop cleanly left them; the next one writes its records there)")
         torn = 0
     if torn:
-        lines.append(f"torn tail: {torn} bytes after byte {journal.end} in which no valid record starts (what a "
-                     f"crash during a write leaves); the OBS moves them to {JOURNAL_FILE}.torn-{journal.end} and "
-                     "cuts them off when it starts")
+        lines.append(f"torn tail: {torn} bytes after byte {read.end} in which no valid record starts (what a "
+                     f"crash during a write leaves); the {journal.server} moves them to {JOURNAL_FILE}.torn-{read.end} "
+                     "and cuts them off when it starts")
     if damage is not None:
-        lines.append(f"DAMAGED: {damage.message(shard.name)}")
+        lines.append(f"DAMAGED: {damage.message(journal.server, journal.option)}")
     chosen = next((s for s in snapshots if s.problem is None or s.refused), None)
     refusal = _refusal(chosen, discarded, damage)
     origin = f"snapshot {chosen.sequence} (journal byte {chosen.offset})" if chosen else "empty books"
@@ -108,16 +145,16 @@ def check(shard: ShardConfig) -> tuple[list[str], dict]:
         status = "healthy"
     lines.append(f"status: {status}")
     summary = {
-        "shard": shard.name,
+        **journal.keys,
         "directory": str(directory),
         "status": status,
         "size": size,
         "discarded_before": discarded,
-        "start": journal.start,
-        "end": journal.end,
-        "records": journal.records,
-        "first_sequence": journal.first,
-        "last_sequence": journal.last,
+        "start": read.start,
+        "end": read.end,
+        "records": read.records,
+        "first_sequence": read.first,
+        "last_sequence": read.last,
         "torn_bytes": torn,
         "damage": None if damage is None else {
             "offset": damage.offset,
@@ -151,10 +188,10 @@ class _Journal(NamedTuple):
     damage: JournalDamaged | None
 
 
-def _read_journal(directory: Path, start: int, sequence: int | None) -> _Journal:
+def _read_journal(directory: Path, start: int, sequence: int | None, decode: Callable[[bytes], object]) -> _Journal:
     records, first, last, end = 0, None, None, start
     try:
-        for record in read_records(directory, start, sequence, decode_entry):
+        for record in read_records(directory, start, sequence, decode):
             records, last, end = records + 1, record.sequence, record.end
             first = first or last
     except JournalDamaged as exc:
@@ -176,26 +213,26 @@ def _refusal(chosen: "SnapshotFile | None", discarded: int | None, damage: Journ
     return None
 
 
-def cut(shard: ShardConfig, offset: int) -> tuple[list[str], dict]:
-    """Move ``shard``'s journal bytes from ``offset`` on to ``commands.log.cut-<offset>`` and cut
-    the journal there; the report's lines and summary. `CutRefused` unless ``offset`` is where a
-    good record ends (or where the readable records start) and the cut journal can be recovered,
-    and unless no process (an OBS) holds the journal directory."""
-    directory = Path(shard.journal_dir)
+def cut(journal: JournalDirectory, offset: int) -> tuple[list[str], dict]:
+    """Move ``journal``'s bytes from ``offset`` on to ``commands.log.cut-<offset>`` and cut it
+    there; the report's lines and summary. `CutRefused` unless ``offset`` is where a good record
+    ends (or where the readable records start) and the cut journal can be recovered, and unless
+    no process (its server) holds the journal directory."""
+    directory = journal.directory
     path = directory / JOURNAL_FILE
     if not path.exists():
         raise CutRefused(f"no journal {path}")
     try:
         lock = DirectoryLock(directory, "the journal directory")
     except DirectoryInUse as exc:
-        raise CutRefused(f"{exc}: stop the OBS first") from None
+        raise CutRefused(f"{exc}: stop the {journal.server} first") from None
     try:
-        return _cut(shard, directory, path, offset)
+        return _cut(journal, directory, path, offset)
     finally:
         lock.release()
 
 
-def _cut(shard: ShardConfig, directory: Path, path: Path, offset: int) -> tuple[list[str], dict]:
+def _cut(journal: JournalDirectory, directory: Path, path: Path, offset: int) -> tuple[list[str], dict]:
     size = path.stat().st_size
     if offset >= size:
         raise CutRefused(f"byte {offset} is not before the end of {path} ({size} bytes): nothing to cut")
@@ -209,7 +246,7 @@ def _cut(shard: ShardConfig, directory: Path, path: Path, offset: int) -> tuple[
         raise CutRefused(f"byte {offset} is before byte {discarded}, where the records kept after a snapshot begin")
     kept, before, after = None, discarded, None
     try:
-        for record in read_records(directory, discarded, None if discarded else 0, decode_entry):
+        for record in read_records(directory, discarded, None if discarded else 0, journal.decode):
             if record.end > offset:
                 after = record.end
                 break
@@ -219,11 +256,11 @@ def _cut(shard: ShardConfig, directory: Path, path: Path, offset: int) -> tuple[
     if before != offset:
         nearest = f"byte {before}" + (f" or byte {after}" if after else "")
         raise CutRefused(f"byte {offset} of {path} is not the end of a good record (the nearest: {nearest})")
-    snapshots = _snapshots(directory, shard.symbols, size)
+    snapshots = journal.snapshots(directory, size)
     stale = [s for s in snapshots if s.offset is not None and s.offset > offset]
     if discarded and not any(s.problem is None and discarded <= s.offset <= offset for s in snapshots):
         raise CutRefused(f"the records before byte {discarded} were discarded and no readable snapshot between "
-                         f"it and byte {offset} would remain: the OBS could not recover the cut journal")
+                         f"it and byte {offset} would remain: the {journal.server} could not recover the cut journal")
     side, count = move_tail(path, offset, "cut")
     for snapshot in stale:
         snapshot.path.rename(snapshot.path.with_name(f"{snapshot.path.name}.cut-{offset}"))
@@ -232,7 +269,7 @@ def _cut(shard: ShardConfig, directory: Path, path: Path, offset: int) -> tuple[
     lines += [f"set aside {s.path.name} (sequence {s.sequence}, past the cut) as {s.path.name}.cut-{offset}"
               for s in stale]
     summary = {
-        "shard": shard.name,
+        **journal.keys,
         "journal": str(path),
         "cut_at": offset,
         "bytes": count,
@@ -264,4 +301,20 @@ def _snapshots(directory: Path, symbols: list[str], size: int) -> list[SnapshotF
         if snapshot.journal_offset > size:
             problem = f"its journal offset {snapshot.journal_offset} is past the end of the journal ({size} bytes)"
         found.append(SnapshotFile(path, snapshot.sequence, snapshot.journal_offset, problem))
+    return found
+
+
+def _ledger_snapshots(directory: Path, size: int) -> list[SnapshotFile]:
+    """Every ledger snapshot file, newest first, and whether the TES's recovery would restore it."""
+    found = []
+    for path in ledger_snapshot_paths(directory):
+        try:
+            state = read_ledger_snapshot(path)
+        except (OSError, ValueError) as exc:
+            found.append(SnapshotFile(path, None, None, str(exc)))
+            continue
+        problem = None
+        if state.journal_offset > size:
+            problem = f"its journal offset {state.journal_offset} is past the end of the journal ({size} bytes)"
+        found.append(SnapshotFile(path, state.sequence, state.journal_offset, problem))
     return found

@@ -66,6 +66,7 @@ from servers.journal import (
     KEEP_SNAPSHOTS,
     DirectoryLock,
     Journal,
+    JournalDamaged,
     JournalFailed,
     RecoveryError,
     read_discarded,
@@ -178,6 +179,8 @@ class Marked(Record):
 
 
 LedgerRecord = Entered | Requested | Refused | Received | Greeted | Unsent | Delivered | Marked
+LEDGER_RECORD = msgspec.msgpack.Decoder(LedgerRecord).decode
+"""A ledger journal record's payload decoded."""
 
 
 # ================================================================ the ledger as it stands (snapshots)
@@ -574,7 +577,6 @@ class LedgerJournal:
         self.ledger = ledger
         self.snapshot_every = config.snapshot_every
         self._encode = msgspec.msgpack.Encoder().encode
-        decoder = msgspec.msgpack.Decoder(LedgerRecord)
         lock = DirectoryLock(directory, "the TES journal directory")
         try:
             self.sequence, offset = _restore_newest(directory, ledger)
@@ -583,7 +585,7 @@ class LedgerJournal:
                 raise RecoveryError(f"the ledger's journal before byte {discarded} was discarded and no readable "
                                     f"snapshot at or after it remains in {directory}")
             end, records, throttle = offset, 0, Throttle(progress_s)
-            for record in read_records(directory, offset, self.sequence, decoder.decode):
+            for record in read_records(directory, offset, self.sequence, LEDGER_RECORD):
                 ledger.apply(record.command)
                 self.sequence, end, records = record.sequence, record.end, records + 1
                 if not records % RECORDS_PER_CHECK and throttle.due():
@@ -591,6 +593,9 @@ class LedgerJournal:
                     log.info("recovering the ledger: sequence %d, journal byte %d of %d (%d%% of the records to "
                              "replay)", self.sequence, end, size, percent(end - offset, size - offset))
             stopped = _stopped_at(directory, end)
+        except JournalDamaged as exc:
+            lock.release()
+            raise RecoveryError(exc.message("TES", "--tes")) from None
         except BaseException:
             lock.release()
             raise
@@ -643,7 +648,7 @@ class LedgerJournal:
             payload = encode_state(state, self._encode)
             header = SNAPSHOT_HEADER.pack(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, len(payload), zlib.crc32(payload))
             write_atomically(self.directory / f"ledger-{state.sequence}.msgpack", header, payload, paced=True)
-            for old in _snapshot_paths(self.directory)[KEEP_SNAPSHOTS:]:
+            for old in ledger_snapshot_paths(self.directory)[KEEP_SNAPSHOTS:]:
                 old.unlink()
             self._snapshot_offsets.append(state.journal_offset)
             if len(self._snapshot_offsets) == KEEP_SNAPSHOTS:
@@ -674,7 +679,7 @@ def _stopped_at(directory: Path, end: int) -> bool:
     return stopped == f"{end}\n".encode()
 
 
-def _snapshot_paths(directory: Path) -> list[Path]:
+def ledger_snapshot_paths(directory: Path) -> list[Path]:
     """The ledger snapshots, newest first."""
     found = []
     for path in directory.glob("ledger-*.msgpack") if directory.is_dir() else ():
@@ -684,30 +689,37 @@ def _snapshot_paths(directory: Path) -> list[Path]:
     return [path for _, path in sorted(found, reverse=True)]
 
 
+_SNAPSHOT_DECODERS = {SNAPSHOT_VERSION: msgspec.msgpack.Decoder(LedgerState).decode,
+                      1: lambda payload: _from_version_1(msgspec.msgpack.decode(payload, type=_LedgerStateV1))}
+"""A ledger snapshot's payload decoded, by format version."""
+
+
+def read_ledger_snapshot(path: Path) -> LedgerState:
+    """The ledger state the snapshot file ``path`` holds; ValueError, saying why, if it is
+    damaged or not a ledger snapshot (OSError if it cannot be read)."""
+    data = path.read_bytes()
+    if len(data) < SNAPSHOT_HEADER.size:
+        raise ValueError("shorter than its header")
+    magic, version, length, crc = SNAPSHOT_HEADER.unpack_from(data)
+    payload = memoryview(data)[SNAPSHOT_HEADER.size:]
+    if magic != SNAPSHOT_MAGIC or version not in _SNAPSHOT_DECODERS:
+        raise ValueError(f"not a ledger snapshot of version {' or '.join(map(str, sorted(_SNAPSHOT_DECODERS)))}")
+    if len(payload) != length or zlib.crc32(payload) != crc:
+        raise ValueError("its length or CRC does not match")
+    try:
+        return _SNAPSHOT_DECODERS[version](payload)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"it does not decode ({exc})") from None
+
+
 def _restore_newest(directory: Path, ledger: Ledger) -> tuple[int, int]:
     """Restore ``ledger`` from the newest readable snapshot (damaged ones are logged and
     skipped); (its journal sequence, where the journal continues), (0, 0) without one."""
-    decoders = {SNAPSHOT_VERSION: msgspec.msgpack.Decoder(LedgerState).decode,
-                1: lambda payload: _from_version_1(msgspec.msgpack.decode(payload, type=_LedgerStateV1))}
-    for path in _snapshot_paths(directory):
-        data = path.read_bytes()
-        problem = None
-        if len(data) < SNAPSHOT_HEADER.size:
-            problem = "shorter than its header"
-        else:
-            magic, version, length, crc = SNAPSHOT_HEADER.unpack_from(data)
-            payload = memoryview(data)[SNAPSHOT_HEADER.size:]
-            if magic != SNAPSHOT_MAGIC or version not in decoders:
-                problem = f"not a ledger snapshot of version {' or '.join(map(str, sorted(decoders)))}"
-            elif len(payload) != length or zlib.crc32(payload) != crc:
-                problem = "its length or CRC does not match"
-        if problem is None:
-            try:
-                state = decoders[version](payload)
-            except msgspec.DecodeError as exc:
-                problem = f"it does not decode ({exc})"
-        if problem is not None:
-            log.warning("skipping ledger snapshot %s: %s", path, problem)
+    for path in ledger_snapshot_paths(directory):
+        try:
+            state = read_ledger_snapshot(path)
+        except ValueError as exc:
+            log.warning("skipping ledger snapshot %s: %s", path, exc)
             continue
         ledger.restore(state)
         return state.sequence, state.journal_offset

@@ -192,7 +192,7 @@ class OrderBookServer:
             self.state, self.journal = recover(self.directory, self.symbols, config.journal, self.guards)
             self.state.keep_replies(config.journal.replies_kept)
         except JournalDamaged as exc:
-            raise RecoveryError(exc.message(shard.name)) from None
+            raise RecoveryError(exc.message("OBS", f"--shard {shard.name}")) from None
         self.snapshot_sequence = self.state.restored_sequence
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot")
         self._snapshot_written: Future | None = None

@@ -34,7 +34,7 @@ from servers.journal import (
     read_snapshots,
     write_snapshot,
 )
-from servers.journal_admin import CutRefused, check, cut
+from servers.journal_admin import CutRefused, check, cut, shard_journal
 from servers.phases import PhaseState
 from servers.protocol import Executed, JournalEntry
 from servers.shard import RecoveryError, Shard, decode_entry, recover
@@ -943,7 +943,8 @@ def test_where_holes_cannot_be_punched_nothing_is_discarded_and_full_replay_stil
 
 
 def shard_in(directory):
-    return ShardConfig("A", SYMBOLS, "tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "tcp://127.0.0.1:3", str(directory))
+    return shard_journal(
+        ShardConfig("A", SYMBOLS, "tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "tcp://127.0.0.1:3", str(directory)))
 
 
 def main_py(directory, *args):

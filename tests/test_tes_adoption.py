@@ -10,9 +10,12 @@ recovered ledger holds what the book holds (open orders, position, cash). With r
 TES killed and its journal cut back adopts from the OBS's stream over CURVE.
 """
 
+import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import msgspec
 import numpy as np
 import pytest
 import zmq
+from procs import REPO
 from test_tes import Client, endpoint
 from test_tes import Exchange as LiveExchange
 from test_tes_replies_first import recovered as recovered_from
@@ -445,6 +449,68 @@ def test_commands_wait_for_the_fsync_until_the_greeting_is_durable(tmp_path):
         exchange.turn(ENCODE([p.EnterOrder(2, SYMBOL, Side.BUY, LIMIT, GTC, price, 10)]), synced=False)
         assert exchange.book.queued and tes.in_flight is None and tes.journal.journal.unsynced_bytes, (
             "it left, and the book answered, before its fsync")
+    finally:
+        exchange.close()
+
+
+def main_py(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_a_flipped_byte_mid_ledger_journal_stops_the_tes_until_the_journal_is_cut_there(tmp_path):
+    """Real processes: a byte flipped in the record of alice's second order, with records after
+    it. The TES refuses to start, in one line naming the cut; ``journal check --tes`` reports the
+    damage; ``journal cut --tes`` cuts there, and the TES restarted adopts what the cut gave up
+    from the book server's journal stream: alice is sent every report she had, the same."""
+    exchange = LiveExchange(tmp_path)
+    try:
+        alice, had = exchange.client("alice"), []
+        for side, price, quantity in ((Side.BUY, 10_000, 10), (Side.BUY, 9_990, 5), (Side.SELL, 10_010, 7)):
+            alice.order("ACME", side, price, quantity)
+            had += alice.raw_frame(5.0)
+        alice.send(p.CancelOrder(alice.next_id, had[1].order_id))
+        had += alice.raw_frame(5.0)
+        alice.socket.close()
+        assert exchange.tes.stop() == 0
+
+        directory = Path(exchange.env["EXCHANGE__TES__JOURNAL_DIR"])
+        records = list(read_records(directory, 0, 0, msgspec.msgpack.Decoder(LedgerRecord).decode))
+        damaged = next(index for index, record in enumerate(records)
+                       if type(record.command) is Entered and record.command.client_order_id == had[1].client_order_id)
+        offset = records[damaged - 1].end
+        data = bytearray((directory / JOURNAL_FILE).read_bytes())
+        data[offset + 20] ^= 0x10
+        (directory / JOURNAL_FILE).write_bytes(data)
+
+        refused = main_py(exchange.env, "-s", "TES")
+        output = refused.stdout + refused.stderr
+        assert refused.returncode == 1 and "Traceback" not in output and "READY" not in output, output
+        assert f"TES cannot start: journal {directory / JOURNAL_FILE} is damaged at byte {offset}" in output
+        assert f"stop the TES and run: python main.py journal cut --tes --at {offset}\n" in output
+        checked = main_py(exchange.env, "journal", "check", "--tes")
+        assert checked.returncode == 1 and checked.stdout.splitlines()[-2] == "status: damaged", checked.stdout
+        report = json.loads(checked.stdout.splitlines()[-1])
+        assert (report["tes"], report["damage"]["offset"], report["last_sequence"]) == (1, offset, damaged)
+        assert (directory / JOURNAL_FILE).read_bytes() == data, "nothing was changed"
+
+        done = main_py(exchange.env, "journal", "cut", "--tes", "--at", str(offset))
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout.splitlines()[-1])
+        assert (summary["tes"], summary["last_sequence"], summary["bytes"]) == (1, damaged, len(data) - offset)
+        assert (directory / f"{JOURNAL_FILE}.cut-{offset}").read_bytes() == data[offset:]
+
+        exchange.start_tes()
+        exchange.tes.wait_for("adopted 3 commands", 10)
+        exchange.tes.wait_for("logons are taken", 10)
+        again = Client(exchange.context, endpoint(exchange.env, "TES__CLIENT_ENDPOINT"))
+        again.send(p.Logon("alice", "alice-demo-key", False, 0))
+        got = []
+        while len(got) < 1 + len(had):
+            frame = again.raw_frame(10.0)
+            assert frame, f"got {got}"
+            got += frame
+        assert isinstance(got[0], p.LogonAccepted) and got[1:] == had
     finally:
         exchange.close()
 
