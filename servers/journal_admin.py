@@ -297,10 +297,7 @@ def _snapshots(directory: Path, symbols: list[str], size: int) -> list[SnapshotF
         except RecoveryError as exc:
             found.append(SnapshotFile(path, snapshot.sequence, snapshot.journal_offset, str(exc), refused=True))
             continue
-        problem = None
-        if snapshot.journal_offset > size:
-            problem = f"its journal offset {snapshot.journal_offset} is past the end of the journal ({size} bytes)"
-        found.append(SnapshotFile(path, snapshot.sequence, snapshot.journal_offset, problem))
+        found.append(_usable(path, snapshot.sequence, snapshot.journal_offset, size))
     return found
 
 
@@ -313,8 +310,12 @@ def _ledger_snapshots(directory: Path, size: int) -> list[SnapshotFile]:
         except (OSError, ValueError) as exc:
             found.append(SnapshotFile(path, None, None, str(exc)))
             continue
-        problem = None
-        if state.journal_offset > size:
-            problem = f"its journal offset {state.journal_offset} is past the end of the journal ({size} bytes)"
-        found.append(SnapshotFile(path, state.sequence, state.journal_offset, problem))
+        found.append(_usable(path, state.sequence, state.journal_offset, size))
     return found
+
+
+def _usable(path: Path, sequence: int, offset: int, size: int) -> SnapshotFile:
+    """A snapshot that reads well: recovery skips it only if its journal offset is past the
+    journal's end (``size``)."""
+    problem = f"its journal offset {offset} is past the end of the journal ({size} bytes)" if offset > size else None
+    return SnapshotFile(path, sequence, offset, problem)

@@ -453,6 +453,35 @@ def test_commands_wait_for_the_fsync_until_the_greeting_is_durable(tmp_path):
         exchange.close()
 
 
+def alice_trades(exchange) -> list:
+    """Alice rests two buys and a sell, then cancels the second buy: the four reports she was sent."""
+    alice, had = exchange.client("alice"), []
+    for side, price, quantity in ((Side.BUY, 10_000, 10), (Side.BUY, 9_990, 5), (Side.SELL, 10_010, 7)):
+        alice.order("ACME", side, price, quantity)
+        had += alice.raw_frame(5.0)
+    alice.send(p.CancelOrder(alice.next_id, had[1].order_id))
+    had += alice.raw_frame(5.0)
+    assert [(type(m), m.report) for m in had] == [
+        (p.OrderAccepted, 1), (p.OrderAccepted, 2), (p.OrderAccepted, 3), (p.OrderCanceled, 4)]
+    alice.socket.close()
+    return had
+
+
+def sent_again_after_adopting(exchange, had: list) -> None:
+    """The restarted TES adopts the three commands of ``had`` after the first (its journal lost their
+    records) from the book server's stream, and alice, logging on again, is sent ``had``, the same."""
+    exchange.tes.wait_for("adopted 3 commands", 10)
+    exchange.tes.wait_for("logons are taken", 10)
+    again = Client(exchange.context, endpoint(exchange.env, "TES__CLIENT_ENDPOINT"))
+    again.send(p.Logon("alice", "alice-demo-key", False, 0))
+    got = []
+    while len(got) < 1 + len(had):
+        frame = again.raw_frame(10.0)
+        assert frame, f"got {got}"
+        got += frame
+    assert isinstance(got[0], p.LogonAccepted) and got[1:] == had
+
+
 def main_py(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=60)
@@ -465,13 +494,7 @@ def test_a_flipped_byte_mid_ledger_journal_stops_the_tes_until_the_journal_is_cu
     from the book server's journal stream: alice is sent every report she had, the same."""
     exchange = LiveExchange(tmp_path)
     try:
-        alice, had = exchange.client("alice"), []
-        for side, price, quantity in ((Side.BUY, 10_000, 10), (Side.BUY, 9_990, 5), (Side.SELL, 10_010, 7)):
-            alice.order("ACME", side, price, quantity)
-            had += alice.raw_frame(5.0)
-        alice.send(p.CancelOrder(alice.next_id, had[1].order_id))
-        had += alice.raw_frame(5.0)
-        alice.socket.close()
+        had = alice_trades(exchange)
         assert exchange.tes.stop() == 0
 
         directory = Path(exchange.env["EXCHANGE__TES__JOURNAL_DIR"])
@@ -501,16 +524,7 @@ def test_a_flipped_byte_mid_ledger_journal_stops_the_tes_until_the_journal_is_cu
         assert (directory / f"{JOURNAL_FILE}.cut-{offset}").read_bytes() == data[offset:]
 
         exchange.start_tes()
-        exchange.tes.wait_for("adopted 3 commands", 10)
-        exchange.tes.wait_for("logons are taken", 10)
-        again = Client(exchange.context, endpoint(exchange.env, "TES__CLIENT_ENDPOINT"))
-        again.send(p.Logon("alice", "alice-demo-key", False, 0))
-        got = []
-        while len(got) < 1 + len(had):
-            frame = again.raw_frame(10.0)
-            assert frame, f"got {got}"
-            got += frame
-        assert isinstance(got[0], p.LogonAccepted) and got[1:] == had
+        sent_again_after_adopting(exchange, had)
     finally:
         exchange.close()
 
@@ -522,16 +536,8 @@ def test_a_tes_killed_and_its_journal_cut_back_adopts_from_the_book_servers_stre
     alice, logging on again, is sent every report she had, the same."""
     exchange = LiveExchange(tmp_path)
     try:
-        alice, had = exchange.client("alice"), []
-        for side, price, quantity in ((Side.BUY, 10_000, 10), (Side.BUY, 9_990, 5), (Side.SELL, 10_010, 7)):
-            alice.order("ACME", side, price, quantity)
-            had += alice.raw_frame(5.0)
+        had = alice_trades(exchange)
         second = had[1]
-        alice.send(p.CancelOrder(alice.next_id, second.order_id))
-        had += alice.raw_frame(5.0)
-        assert [(type(m), m.report) for m in had] == [
-            (p.OrderAccepted, 1), (p.OrderAccepted, 2), (p.OrderAccepted, 3), (p.OrderCanceled, 4)]
-        alice.socket.close()
         exchange.tes.process.send_signal(signal.SIGKILL)
         exchange.tes.process.wait(10)
 
@@ -543,15 +549,6 @@ def test_a_tes_killed_and_its_journal_cut_back_adopts_from_the_book_servers_stre
         os.truncate(directory / JOURNAL_FILE, records[cut - 1].end)
 
         exchange.start_tes()
-        exchange.tes.wait_for("adopted 3 commands", 10)
-        exchange.tes.wait_for("logons are taken", 10)
-        again = Client(exchange.context, endpoint(exchange.env, "TES__CLIENT_ENDPOINT"))
-        again.send(p.Logon("alice", "alice-demo-key", False, 0))
-        got = []
-        while len(got) < 1 + len(had):
-            frame = again.raw_frame(10.0)
-            assert frame, f"got {got}"
-            got += frame
-        assert isinstance(got[0], p.LogonAccepted) and got[1:] == had
+        sent_again_after_adopting(exchange, had)
     finally:
         exchange.close()
