@@ -887,7 +887,7 @@ def read_discarded(directory: Path) -> int:
             f"{path} is damaged: {data[:40]!r} is not a byte offset. It records where the journal's "
             "discarded (freed) records end, so that recovery never replays them. Restore the journal "
             f"directory {directory} from a backup, or write into it the journal offset of the oldest "
-            "readable snapshot (python main.py journal check lists them)"
+            "readable snapshot (python main.py journal check --shard NAME, or --tes for the TES's, lists them)"
         )
     return int(match.group(1))
 
