@@ -4,6 +4,7 @@ sides with their execution reports, cancel, replace, mass cancel, the TES's reje
 the instruments; bad input of every kind with the gateway serving everyone else; a restart with the
 sequence numbers and the missed reports; the bounds; positions that agree with the TES; a fuzz."""
 
+import errno
 import os
 import random
 import socket
@@ -15,6 +16,8 @@ import pytest
 from fix_peer import FixPeer, fix_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from procs import free_port
+from test_journal_failures import fill, small_tmpfs
 
 from clients.client import ExchangeClient
 from gateways.fix import messages as m
@@ -439,6 +442,61 @@ def test_up_starts_the_gateway_when_enabled_and_stops_it_in_order(tmp_path):
     assert peer.closed(5)
     lines = up.output()
     assert lines.index("FIX gateway stopped") < lines.index("tes: stopped") and "Traceback" not in lines
+
+
+def test_a_full_store_file_system_stops_the_gateway_cleanly_and_its_restart_resumes(live_exchange, tmp_path):
+    """The sessions' store on a real 1 MiB tmpfs, filled: the gateway stops at the first turn whose
+    records it cannot write, in one line, before anything of that turn leaves; restarted once there
+    is space, it resumes the session where its store says (the sequence numbers go on)."""
+    store = tmp_path / "fix-store"
+    mounted = small_tmpfs(store)
+    next(mounted)
+    try:
+        port = free_port()
+        env = dict(live_exchange.env, **FIX_OVERRIDES, EXCHANGE__FIX__PORT=str(port),
+                   EXCHANGE__FIX__DATA_DIR=str(store))
+        stopped = Role(["-s", "FIX"], env)
+        with stopped:
+            peer = FixPeer(port, sender="DEMO2")
+            reply = peer.logon("demo2-demo-key", username="demo2", reset=True)
+            assert reply.msg_type == "A", reply
+            filler = fill(store)
+            for number in range(os.sysconf("SC_PAGE_SIZE") // 16):  # each order's records take more than that
+                clordid = f"full-{number}"
+                peer.order(clordid, "ACME", "1", 1, "90", tif="0")
+                try:
+                    # taken (new, or rejected: other tests move the price band) or never answered
+                    assert report(peer, clordid, timeout=5).get(150) in ("0", "8")
+                except AssertionError:
+                    break
+            else:
+                pytest.fail("the gateway went on answering with its store's file system full")
+            assert stopped.process.wait(10) == 1
+            in_hand = peer.seq - 1
+        output = stopped.output()
+        assert f"FIX stopped: cannot write the session store {store / 'EXCHANGE-DEMO2'}" in output, output
+        assert os.strerror(errno.ENOSPC) in output and "Traceback" not in output, output
+        peer.close()
+
+        filler.unlink()
+        with Role(["-s", "FIX"], env) as restarted:
+            again = FixPeer(port, sender="DEMO2", seq=peer.seq)
+            assert again.logon("demo2-demo-key", username="demo2").msg_type == "A"
+            # The order in hand at the stop was never taken: the gateway asks for it again, and the
+            # peer sends it again as a possible duplicate, which is then answered, and the Logon's
+            # number after it as a gap fill.
+            expect(again.wait_for(m.RESEND_REQUEST), t7=str(in_hand), t16="0")
+            again.send(m.NEW_ORDER_SINGLE, [(11, clordid), (55, "ACME"), (54, "1"), (60, fix_time()), (38, 1),
+                                            (40, "2"), (44, "90"), (59, "0")], seq=in_hand, poss_dup=True)
+            assert report(again, clordid).get(150) in ("0", "8")
+            again.send(m.SEQUENCE_RESET, [(123, "Y"), (36, again.seq)], seq=in_hand + 1, poss_dup=True)
+            again.order("after-full", "ACME", "1", 1, "90", tif="0")
+            assert report(again, "after-full").get(150) in ("0", "8")
+            again.close()
+            assert restarted.stop() == 0
+            assert "Traceback" not in restarted.output()
+    finally:
+        next(mounted, None)
 
 
 def test_a_second_gateway_on_the_same_data_directory_is_refused_in_one_line(gateway):

@@ -1,6 +1,7 @@
 """The FIX session layer (`gateways.fix.session`) and its store (`gateways.fix.store`), without sockets:
 logon rules, sequence numbers and recovery, heartbeats, rejects, and numbers surviving a restart."""
 
+import errno
 import os
 import time
 
@@ -10,7 +11,7 @@ import pytest
 from config.settings import FixConfig, FixSessionConfig
 from gateways.fix import messages as m
 from gateways.fix.session import FixSession, Sessions, State
-from gateways.fix.store import SLOT, SequenceStore, StoreDamaged
+from gateways.fix.store import SLOT, SequenceStore, StoreDamaged, StoreUnwritable
 
 CONFIG = FixConfig(sessions=[FixSessionConfig("EXCHANGE", "ALICE", "alice")], logon_timeout_ms=1000)
 PAIR = ("EXCHANGE", "ALICE")
@@ -290,6 +291,40 @@ def test_numbers_and_sent_messages_survive_a_restart(tmp_path):
     again.sent(4, frame("0", [], seq=4))
     again.reset()
     assert (again.next_out, again.next_in, again.stored(1, 10)) == (1, 1, [])
+    again.close()
+
+
+def test_a_write_that_fails_midway_is_cut_back_and_the_store_writes_nothing_more(tmp_path, monkeypatch):
+    """A full disk: the messages' write stops after part of the turn's frames. What it wrote is cut
+    back off, `StoreUnwritable` says why, every later flush (the gateway's close) is refused without
+    touching the files, and the store loads as it was before that turn."""
+    directory = tmp_path / "s"
+    store = SequenceStore(directory)
+    store.sent(1, frame("0", [], seq=1))
+    store.flush()
+    before = {name: (directory / name).read_bytes() for name in ("state", "messages", "orders")}
+    store.sent(2, frame("0", [], seq=2))
+    store.sent(3, frame("0", [], seq=3))
+    store.add_order_record(["A", 1, 77])
+    real_write, calls = os.write, []
+
+    def full_after_ten_bytes(fd, data):
+        calls.append(fd)
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:10]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full_after_ten_bytes)
+    with pytest.raises(StoreUnwritable, match=f"cannot write the session store {directory}: No space left on device"):
+        store.flush()
+    with pytest.raises(StoreUnwritable):
+        store.flush()
+    assert len(calls) == 2, "the second flush wrote nothing"
+    monkeypatch.undo()
+    store.close()
+    assert {name: (directory / name).read_bytes() for name in before} == before
+    again = SequenceStore(directory)
+    assert (again.next_out, [seq for seq, _ in again.stored(1, 10)]) == (2, [1])
     again.close()
 
 

@@ -236,7 +236,9 @@ def test_book_prints_the_ladder_after_each_change_and_stops_on_ctrl_c(exchange):
     alice, bob = Trader(exchange, "alice"), Trader(exchange, "bob")
     try:
         book.wait_for("(empty book)")
-        assert ladders(book.lines)[0][0] == ["BOLT", "continuous", "last", "--", "sequence", "0"]
+        # a ladder is whole once the empty line after it is read, which may come a moment later
+        first = book.wait_until(lambda lines: next(iter(ladders(lines)), None), "the first ladder, whole")
+        assert first[0] == ["BOLT", "continuous", "last", "--", "sequence", "0"]
         alice.order("BOLT", BUY, 24_900, 20)
         alice.order("BOLT", BUY, 24_950, 10)
         alice.order("BOLT", BUY, 24_800, 10)

@@ -43,7 +43,7 @@ from gateways.fix import messages as m
 from gateways.fix.application import SessionOrders, TraderLink
 from gateways.fix.market_data import MarketData
 from gateways.fix.session import FixSession, Sessions, State
-from gateways.fix.store import SequenceStore, StoreDamaged
+from gateways.fix.store import SequenceStore, StoreDamaged, StoreUnwritable
 from servers import security, service
 from servers.journal import DirectoryLock
 
@@ -456,7 +456,7 @@ class FixGateway:
         for store in self.stores.values():
             try:
                 store.flush()
-            except OSError:
+            except StoreUnwritable:
                 pass
         self.listener.close()
         os.close(self._wake_read)
@@ -467,5 +467,5 @@ class FixGateway:
 def serve(config: Config, args=None) -> int:
     """``python main.py -s FIX``: run until SIGINT/SIGTERM; the exit status (`servers.service.serve`)."""
     return service.serve(log, "FIX", lambda: FixGateway(config),
-                         {security.KeyFileError: 2, UsageError: 2, StoreDamaged: 1, OSError: 1},
-                         log_format=config.logging.format)
+                         {security.KeyFileError: 2, UsageError: 2, StoreDamaged: 1, StoreUnwritable: 1, OSError: 1},
+                         (StoreUnwritable,), log_format=config.logging.format)

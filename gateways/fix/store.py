@@ -45,6 +45,13 @@ class StoreDamaged(OSError):
     """A store the gateway cannot read (both state slots damaged): it refuses to start."""
 
 
+class StoreUnwritable(RuntimeError):
+    """A store write or fsync failed (a full disk, an I/O error): the gateway stops, nothing of the
+    turn having left it. What the failed write appended is cut back off, and the store writes
+    nothing more (its state slots still count what was written before): a restart loads it as
+    after a crash."""
+
+
 class SequenceStore:
     """The sequence numbers, sent messages and order records of one FIX session."""
 
@@ -70,6 +77,8 @@ class SequenceStore:
         self._pending_bytes = 0
         self._pending_orders: list[list] = []
         self._dirty = False
+        self.unwritable: StoreUnwritable | None = None
+        """Why a write failed (None: none has); `flush` then writes nothing."""
         self.order_records: list[list] = []
         """The order records read at load (`gateways.fix.application` replays them)."""
         self._load()
@@ -194,15 +203,25 @@ class SequenceStore:
         return self._dirty or bool(self._pending_orders)
 
     def flush(self) -> None:
-        """Write what changed: the sent messages and order records, then the state."""
+        """Write what changed: the sent messages and order records, then the state. `StoreUnwritable`
+        if a write or an fsync fails, and every call after it (nothing more is written)."""
+        if self.unwritable is not None:
+            raise self.unwritable
+        try:
+            self._flush()
+        except OSError as exc:
+            self.unwritable = StoreUnwritable(f"cannot write the session store {self.directory}: {exc.strerror or exc}")
+            raise self.unwritable from None
+
+    def _flush(self) -> None:
         if self._pending_messages:
             data = b"".join(self._pending_messages)
-            _write_all(self._messages_fd, data)
+            _append(self._messages_fd, data, self._size)
             self._size += len(data)
             self._pending_messages.clear()
             self._pending_bytes = 0
         if self._pending_orders:
-            _write_all(self._orders_fd, _order_frame(self._pending_orders))
+            _append(self._orders_fd, _order_frame(self._pending_orders), os.fstat(self._orders_fd).st_size)
             self._pending_orders.clear()
             if self.fsync:
                 os.fsync(self._orders_fd)
@@ -257,8 +276,17 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _append(fd: int, data: bytes, size: int) -> None:
+    """Append ``data`` to the file ``fd`` (opened to append), ``size`` bytes long, whole or not at
+    all: a write that fails is cut back off (OSError raised)."""
     view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    try:
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+    except OSError:
+        try:
+            os.ftruncate(fd, size)
+        except OSError:
+            pass
+        raise
