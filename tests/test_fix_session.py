@@ -328,6 +328,28 @@ def test_a_write_that_fails_midway_is_cut_back_and_the_store_writes_nothing_more
     again.close()
 
 
+def test_a_compaction_that_cannot_be_written_leaves_the_records_and_the_store_writes_nothing_more(tmp_path,
+                                                                                                  monkeypatch):
+    directory = tmp_path / "s"
+    store = SequenceStore(directory)
+    store.add_order_record(["N", 1, "o1", "ACME", 1, 2, 3, 10, 100])
+    store.flush()
+    before = (directory / "orders").read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StoreUnwritable, match="No space left on device"):
+        store.rewrite_orders([])
+    monkeypatch.undo()
+    assert sorted(path.name for path in directory.iterdir()) == ["messages", "orders", "state"]
+    assert (directory / "orders").read_bytes() == before
+    with pytest.raises(StoreUnwritable):
+        store.flush()
+    store.close()
+
+
 def test_order_records_are_written_as_one_array_per_flush_and_a_torn_last_array_is_cut(tmp_path):
     directory = tmp_path / "s"
     store = SequenceStore(directory)

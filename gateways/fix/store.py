@@ -144,14 +144,23 @@ class SequenceStore:
             os.ftruncate(self._orders_fd, offset)
 
     def rewrite_orders(self, records: list[list]) -> None:
-        """Replace the order records with ``records`` (a compaction), atomically."""
+        """Replace the order records with ``records`` (a compaction), atomically; `StoreUnwritable`,
+        the records left as they were, if the new file cannot be written."""
         path = self.directory / "orders"
         temporary = self.directory / "orders.new"
-        with open(temporary, "wb") as file:
-            file.write(_order_frame(records))
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "wb") as file:
+                file.write(_order_frame(records))
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except OSError as exc:
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass
+            self.unwritable = StoreUnwritable(f"cannot write the session store {self.directory}: {exc.strerror or exc}")
+            raise self.unwritable from None
         os.close(self._orders_fd)
         self._orders_fd = os.open(path, os.O_RDWR | os.O_APPEND)
 
