@@ -109,7 +109,9 @@ def tes_positions(env):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request, tmp_path):
-    overrides = {}
+    # Sessions last a minute without a message: these tests are about the recorder, and a fresh-clone
+    # CI run's loaded moment once left three bots unheard for the default 5 s.
+    overrides = {"EXCHANGE__TES__SESSION_TIMEOUT_MS": "60000"}
     if request.param == "postgresql":
         overrides["EXCHANGE__DATABASE__URL"] = request.getfixturevalue("postgres_url").render_as_string(
             hide_password=False)
