@@ -2,6 +2,7 @@
 (`live_exchange`), the gateway as its own process, signed HTTP requests from here."""
 
 import base64
+import errno
 import json
 import os
 import socket
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_journal_failures import fill, small_tmpfs
 
+from config.settings import load_config
 from engine.types import OrderType, Side, TimeInForce
-from gateways.api.auth import RateLimiter, signature
-from servers.processes import Role
+from gateways.api.auth import RateLimiter, load_secrets, signature
+from servers.processes import Role, exchange_env
 from servers.protocol import EnterOrder
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -62,6 +65,30 @@ def test_secrets_are_made_private_and_kept_out_of_the_log(gateway):
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
     assert path.read_text().strip() not in role.output()
     assert "alice-demo-key" not in role.output()
+
+
+def test_a_secret_that_cannot_be_written_leaves_no_file_and_is_made_at_the_next_start(tmp_path):
+    """The secrets' directory a real, full 1 MiB tmpfs: nothing is left of the secret that did not
+    fit (an empty file would be refused at every start after), and it is made once there is space."""
+    api = load_config(environ=exchange_env(tmp_path)).api
+    directory = Path(api.secrets_dir)
+    mounted = small_tmpfs(directory)
+    next(mounted)
+    try:
+        filler = fill(directory)
+        with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)):
+            load_secrets(api)
+        assert [path.name for path in directory.iterdir()] == ["filler"], "no empty secret, nor its temporary file"
+        filler.unlink()
+        made = load_secrets(api)
+        assert sorted(made) == sorted(key.key_id for key in api.keys)
+        for key_id, secret in made.items():
+            path = directory / f"{key_id}.secret"
+            assert len(secret) == 64 and oct(os.stat(path).st_mode & 0o777) == "0o600"
+        assert sorted(p.name for p in directory.iterdir()) == sorted(f"{key.key_id}.secret" for key in api.keys)
+        assert load_secrets(api) == made, "kept, not made again"
+    finally:
+        next(mounted, None)
 
 
 def test_openapi_and_docs_are_served(gateway):

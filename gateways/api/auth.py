@@ -38,21 +38,37 @@ def signature(secret: str, timestamp: str, method: str, path: str, body: bytes) 
 
 def load_secrets(api: ApiConfig) -> dict[str, str]:
     """key_id -> secret, from ``<secrets_dir>/<key_id>.secret``; a missing file is made (0600)
-    with a fresh random secret (hex), for the key's owner to copy to the client."""
+    with a fresh random secret (hex), for the key's owner to copy to the client (`_make_secret`:
+    whole or not at all)."""
     directory = Path(api.secrets_dir)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     found: dict[str, str] = {}
     for key in api.keys:
         path = directory / f"{key.key_id}.secret"
         if not path.exists():
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as file:
-                file.write(secrets.token_hex(SECRET_BYTES) + "\n")
+            _make_secret(path)
         secret = path.read_text().strip()
         if len(secret) < 16:
             raise ValueError(f"{path}: the secret is shorter than 16 characters")
         found[key.key_id] = secret
     return found
+
+
+def _make_secret(path: Path) -> None:
+    """Write a fresh secret to ``path``, readable by this user only, whole or not at all: into a
+    file of its own, made durable, then linked at ``path`` (refused if ``path`` exists meanwhile).
+    A write that fails (a full disk) leaves nothing at ``path``, so the next start makes it again;
+    OSError says why."""
+    temporary = path.with_name(f".{path.name}.new")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(SECRET_BYTES) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 class AuthError(Exception):
