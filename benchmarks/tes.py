@@ -63,7 +63,7 @@ from engine.types import OrderType, Side, TimeInForce
 from servers import collector
 from servers import protocol as p
 from servers.journal import read_records
-from servers.ledger import ID_BITS, Ledger, LedgerRecord, encode_state
+from servers.ledger import ID_BITS, LEDGER_RECORD, Ledger, encode_state
 from servers.logons import Verdict
 from servers.obs import OrderBookServer
 from servers.processes import exchange_env
@@ -258,8 +258,7 @@ def ledger_alone(tes: TradingEngineServer) -> float:
     """CPU seconds a fresh ledger takes to apply the run's TES journal (its records decoded
     beforehand), as a restart replays it; raises unless it ends equal to the live ledger."""
     tes.journal.write()
-    decode = msgspec.msgpack.Decoder(LedgerRecord).decode
-    records = [record.command for record in read_records(tes.journal.directory, 0, 0, decode)]
+    records = [record.command for record in read_records(tes.journal.directory, 0, 0, LEDGER_RECORD)]
     live = tes.ledger
     ledger = Ledger(live.tes_id, {name: sorted(symbols) for name, symbols in live.shard_symbols.items()})
     apply = ledger.apply

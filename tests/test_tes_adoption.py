@@ -37,7 +37,7 @@ from native.reports import report_number
 from servers import protocol as p
 from servers import tes as tes_module
 from servers.journal import JOURNAL_FILE, Journal, first_record, read_records
-from servers.ledger import ID_BITS, Entered, LedgerRecord, Received, Requested, encode_state
+from servers.ledger import ID_BITS, LEDGER_RECORD, Entered, Received, Requested, encode_state
 from servers.obs import OrderBookServer
 from servers.stream import Streamer
 from servers.tes import SYNC_DEFERRED_S, TradingEngineServer
@@ -405,7 +405,7 @@ def test_a_recovering_tes_whose_book_server_streams_nothing_asks_for_its_kept_re
             exchange.turn(None)
         exchange.tes._settle()
         seen = reports(message for frame in exchange.clients.sent for message in CLIENT_FRAME.decode(frame))
-        records = list(read_records(exchange.tes.journal.directory, 0, 0, msgspec.msgpack.Decoder(LedgerRecord).decode))
+        records = list(read_records(exchange.tes.journal.directory, 0, 0, LEDGER_RECORD))
         last = max(index for index, record in enumerate(records) if type(record.command) in (Entered, Requested))
         assert any(type(record.command) is Received for record in records[last + 1:])
         tes = recovered(exchange, records[last].end, tmp_path / "restarted")
@@ -498,7 +498,7 @@ def test_a_flipped_byte_mid_ledger_journal_stops_the_tes_until_the_journal_is_cu
         assert exchange.tes.stop() == 0
 
         directory = Path(exchange.env["EXCHANGE__TES__JOURNAL_DIR"])
-        records = list(read_records(directory, 0, 0, msgspec.msgpack.Decoder(LedgerRecord).decode))
+        records = list(read_records(directory, 0, 0, LEDGER_RECORD))
         damaged = next(index for index, record in enumerate(records)
                        if type(record.command) is Entered and record.command.client_order_id == had[1].client_order_id)
         offset = records[damaged - 1].end
@@ -542,7 +542,7 @@ def test_a_tes_killed_and_its_journal_cut_back_adopts_from_the_book_servers_stre
         exchange.tes.process.wait(10)
 
         directory = Path(exchange.env["EXCHANGE__TES__JOURNAL_DIR"])
-        records = list(read_records(directory, 0, 0, msgspec.msgpack.Decoder(LedgerRecord).decode))
+        records = list(read_records(directory, 0, 0, LEDGER_RECORD))
         cut = next(index for index, record in enumerate(records)
                    if type(record.command) is Entered and record.command.client_order_id == second.client_order_id)
         assert any(type(record.command) is Requested for record in records[cut:])

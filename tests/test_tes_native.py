@@ -33,7 +33,7 @@ from native.reports import Kept, ReplyPath, Reporter, Routing, keep, report_numb
 from native.routed import FIELDS
 from servers import protocol as p
 from servers.journal import JOURNAL_FILE, read_records
-from servers.ledger import ID_BITS, Entered, Ledger, LedgerRecord, Received, Requested, encode_state
+from servers.ledger import ID_BITS, LEDGER_RECORD, Entered, Ledger, Received, Requested, encode_state
 from servers.logons import Verdict
 from servers.orders import OrderRegistry, Request
 
@@ -45,7 +45,6 @@ TURN_S = 0.0173
 of 300 messages a second a turn refills 5.19, so frames of a few dozen run the trader's bucket
 dry, and what is left in it takes fractional values."""
 REFERENCE = 10_000
-LEDGER_RECORD = msgspec.msgpack.Decoder(LedgerRecord).decode
 
 INSTRUMENTS = {
     "default": {},
