@@ -72,9 +72,7 @@ def test_a_secret_that_cannot_be_written_leaves_no_file_and_is_made_at_the_next_
     fit (an empty file would be refused at every start after), and it is made once there is space."""
     api = load_config(environ=exchange_env(tmp_path)).api
     directory = Path(api.secrets_dir)
-    mounted = small_tmpfs(directory)
-    next(mounted)
-    try:
+    with small_tmpfs(directory):
         filler = fill(directory)
         with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)):
             load_secrets(api)
@@ -87,8 +85,6 @@ def test_a_secret_that_cannot_be_written_leaves_no_file_and_is_made_at_the_next_
             assert len(secret) == 64 and oct(os.stat(path).st_mode & 0o777) == "0o600"
         assert sorted(p.name for p in directory.iterdir()) == sorted(f"{key.key_id}.secret" for key in api.keys)
         assert load_secrets(api) == made, "kept, not made again"
-    finally:
-        next(mounted, None)
 
 
 def test_openapi_and_docs_are_served(gateway):

@@ -449,9 +449,7 @@ def test_a_full_store_file_system_stops_the_gateway_cleanly_and_its_restart_resu
     records it cannot write, in one line, before anything of that turn leaves; restarted once there
     is space, it resumes the session where its store says (the sequence numbers go on)."""
     store = tmp_path / "fix-store"
-    mounted = small_tmpfs(store)
-    next(mounted)
-    try:
+    with small_tmpfs(store):
         port = free_port()
         env = dict(live_exchange.env, **FIX_OVERRIDES, EXCHANGE__FIX__PORT=str(port),
                    EXCHANGE__FIX__DATA_DIR=str(store))
@@ -495,8 +493,6 @@ def test_a_full_store_file_system_stops_the_gateway_cleanly_and_its_restart_resu
             again.close()
             assert restarted.stop() == 0
             assert "Traceback" not in restarted.output()
-    finally:
-        next(mounted, None)
 
 
 def test_a_second_gateway_on_the_same_data_directory_is_refused_in_one_line(gateway):

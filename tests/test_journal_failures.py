@@ -7,6 +7,7 @@ made on demand, so that test runs the OBS in this process with ``fsync`` replace
 """
 
 import argparse
+import contextlib
 import errno
 import os
 import subprocess
@@ -34,20 +35,23 @@ FULL_TEXT = f"{JOURNAL_UNAVAILABLE.text}: {os.strerror(errno.ENOSPC)}"
 @pytest.fixture
 def small_journal_fs(tmp_path):
     """The shard's journal directory (``exchange_env``'s) as a 1 MiB tmpfs, unmounted afterwards."""
-    yield from small_tmpfs(tmp_path / "journal-A")
+    with small_tmpfs(tmp_path / "journal-A") as directory:
+        yield directory
 
 
 @pytest.fixture
 def small_ledger_fs(tmp_path):
     """The TES's journal directory (``exchange_env``'s) as a 1 MiB tmpfs, unmounted afterwards."""
-    yield from small_tmpfs(tmp_path / "tes")
+    with small_tmpfs(tmp_path / "tes") as directory:
+        yield directory
 
 
+@contextlib.contextmanager
 def small_tmpfs(directory):
-    """``directory``, made, as a 1 MiB tmpfs until the generator is closed (skipped without root)."""
+    """``directory``, made, as a 1 MiB tmpfs while the context lasts (the test skipped without root)."""
     directory.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs as the journal directory needs root")
+        pytest.skip("mounting a small tmpfs needs root")
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(directory)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
