@@ -33,6 +33,8 @@ from pathlib import Path
 
 import msgspec
 
+from servers.journal import write_atomically
+
 MAGIC = b"FIXSTAT1"
 SLOT = struct.Struct("<8sQQQQI")
 """magic, generation, next sender seq, next target seq, last report, crc32 of what precedes it."""
@@ -147,20 +149,10 @@ class SequenceStore:
         """Replace the order records with ``records`` (a compaction), atomically; `StoreUnwritable`,
         the records left as they were, if the new file cannot be written."""
         path = self.directory / "orders"
-        temporary = self.directory / "orders.new"
         try:
-            with open(temporary, "wb") as file:
-                file.write(_order_frame(records))
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, path)
+            write_atomically(path, _order_frame(records))
         except OSError as exc:
-            try:
-                temporary.unlink(missing_ok=True)
-            except OSError:
-                pass
-            self.unwritable = StoreUnwritable(f"cannot write the session store {self.directory}: {exc.strerror or exc}")
-            raise self.unwritable from None
+            raise self._unwritable(exc) from None
         os.close(self._orders_fd)
         self._orders_fd = os.open(path, os.O_RDWR | os.O_APPEND)
 
@@ -219,8 +211,12 @@ class SequenceStore:
         try:
             self._flush()
         except OSError as exc:
-            self.unwritable = StoreUnwritable(f"cannot write the session store {self.directory}: {exc.strerror or exc}")
-            raise self.unwritable from None
+            raise self._unwritable(exc) from None
+
+    def _unwritable(self, error: OSError) -> StoreUnwritable:
+        """Note that a write failed with ``error``: the store writes nothing more. What to raise."""
+        self.unwritable = StoreUnwritable(f"cannot write the session store {self.directory}: {error.strerror or error}")
+        return self.unwritable
 
     def _flush(self) -> None:
         if self._pending_messages:
