@@ -54,22 +54,23 @@ class Server(Protocol):
     def stopped(self) -> str: ...
 
 
-def raise_open_files_limit() -> int:
+def raise_open_files_limit(log: logging.Logger) -> None:
     """Raise this process's soft limit on open descriptors to its hard limit (the most it may
-    have without privilege); the soft limit now. Each client connection holds a descriptor, and
-    many systems start a process at a soft limit of 1,024 under a hard one hundreds of times
-    larger: the difference is connections a server would refuse for nothing (the accept failing
-    at the limit, which ZeroMQ's I/O thread retries in a loop, a core's worth of CPU, until a
-    descriptor is free). The one role that uses ``select``, which cannot watch a descriptor past
-1,023 (the recorder, on its kdb+ connection), holds a few, so its own stay below that."""
+    have without privilege), where it is lower and finite; where that is refused, say so in
+    ``log`` and go on with the soft limit.
+    Each client connection holds a descriptor, and many systems start a process at a soft limit
+    of 1,024 under a hard one hundreds of times larger: the difference is connections a server
+    would refuse for nothing (the accept failing at the limit, which ZeroMQ's I/O thread retries
+    in a loop, a core's worth of CPU, until a descriptor is free). The one role that uses
+    ``select``, which cannot watch a descriptor past 1,023 (the recorder, on its kdb+
+    connection), holds a few, so its own stay below that."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft == resource.RLIM_INFINITY or soft >= hard:
-        return soft
+        return
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ValueError, OSError):
-        return soft
-    return hard
+    except (ValueError, OSError) as exc:
+        log.warning("open descriptors stay limited to %d (raising the limit to %d was refused: %s)", soft, hard, exc)
 
 
 def pin(cpus: list[int]) -> None:
@@ -111,7 +112,7 @@ def serve(log: logging.Logger, role: str, start: Callable[[], Server],
     `pin` first in ``start``); ``failures`` are what ``run`` may raise to say it had to stop;
     ``where`` says how far the server got, for the lines of a failure."""
     logs.configure(role, log_format)
-    raise_open_files_limit()
+    raise_open_files_limit(log)
     try:
         server = start()
     except tuple(refusals) as exc:

@@ -7,6 +7,7 @@ long as it lasted. Each is now closed `servers.security.HANDSHAKE_MS` after it w
 server raises its soft descriptor limit to the hard one at start (`servers.service.serve`).
 """
 
+import logging
 import os
 import resource
 import socket
@@ -16,6 +17,7 @@ from procs import Role, eventually
 from test_tes import BUY, SELL, Exchange
 
 from servers import protocol as p
+from servers import service
 from servers.processes import exchange_env
 from servers.security import HANDSHAKE_MS
 
@@ -68,6 +70,16 @@ def test_a_server_raises_its_soft_descriptor_limit_to_the_hard_one(tmp_path):
     with tes:
         assert soft_limit(tes.process.pid) == hard
         assert tes.stop() == 0
+
+
+def test_a_refused_raise_of_the_limit_is_said_and_the_server_goes_on(monkeypatch, caplog):
+    def refuse(kind, limits):
+        raise ValueError("not allowed")
+
+    monkeypatch.setattr(resource, "getrlimit", lambda kind: (1024, 4096))
+    monkeypatch.setattr(resource, "setrlimit", refuse)
+    service.raise_open_files_limit(logging.getLogger("test"))
+    assert "open descriptors stay limited to 1024 (raising the limit to 4096 was refused: not allowed)" in caplog.text
 
 
 def test_connections_that_never_finish_the_handshake_are_closed_and_sessions_trade_on(tmp_path):
