@@ -1,9 +1,10 @@
 """The client library's market-data view of one book.
 
 `MarketDataClient` keeps a local copy of one symbol's book from an OBS's market
-data (PUB ``[topic, payload]``, topic ``SYMBOL.``) and snapshot service, following
-the clone pattern (zguide ``clonesrv5``); the socket-free `BookSync` holds the
-logic (see its docstring for the guarantees). A `MarketDataClient` is not thread-safe.
+data (a DEALER that subscribes to the symbol and receives ``[topic, payload]``, topic
+``SYMBOL.``: `servers.subscribers`) and snapshot service, following the clone pattern
+(zguide ``clonesrv5``); the socket-free `BookSync` holds the logic (see its docstring
+for the guarantees). A `MarketDataClient` is not thread-safe.
 """
 
 import itertools
@@ -12,10 +13,12 @@ import time
 import msgspec
 import zmq
 from sortedcontainers import SortedDict
+from zmq.utils.monitor import recv_monitor_message
 
 from clients.client import ClientError, RequestRejected, RequestTimeout
 from engine.types import Phase, Side
 from servers.protocol import (
+    CONTROL_TOPIC,
     AuctionSummary,
     Codec,
     DepthSnapshot,
@@ -27,8 +30,12 @@ from servers.protocol import (
     QueryRejected,
     SnapshotReply,
     SnapshotRequest,
+    Subscribe,
+    Subscribed,
+    SubscriptionRejected,
+    SubscriptionReply,
+    SubscriptionRequest,
     Trade,
-    symbol_topic,
 )
 
 
@@ -177,13 +184,15 @@ class BookSync:
 
 
 class MarketDataClient:
-    """A live local book of ``symbol`` from an OBS's PUB and snapshot endpoints.
+    """A live local book of ``symbol`` from an OBS's market data and snapshot endpoints.
 
-    `connect` subscribes first (topic ``SYMBOL.``), then asks for a snapshot on a
-    DEALER, so no update between the snapshot and the subscription is missed; the
-    sequencing rules are `BookSync`'s. `poll` reads waiting updates and, whenever
-    the stream broke, asks for a new snapshot (again after ``snapshot_retry_s``
-    if unanswered). Views (`best_bid`, `best_ask`, `depth`, `last_trade`, `phase`,
+    Each time its market data connection is made (the first time, and again after the book
+    server restarted or the connection broke) it sends `Subscribe`; once `Subscribed` comes back,
+    every update after it is on its way, and only then does it ask for a snapshot on a second
+    DEALER, so no update between the snapshot and the subscription is missed; the sequencing
+    rules are `BookSync`'s. `poll` reads waiting updates and, whenever the stream broke, asks for
+    a new snapshot (again after ``snapshot_retry_s`` if unanswered); a `SubscriptionRejected`
+    raises `RequestRejected`. Views (`best_bid`, `best_ask`, `depth`, `last_trade`, `phase`,
     `indicative_price`, `last_auction`...) are of the last consistent book.
     """
 
@@ -199,19 +208,24 @@ class MarketDataClient:
         self.sync = BookSync(symbol)
         self.snapshot_retry_s = snapshot_retry_s
         self._updates = msgspec.msgpack.Decoder(list[MarketData])
+        self._controls = msgspec.msgpack.Decoder(list[SubscriptionReply])
         self._snapshots = msgspec.msgpack.Decoder(list[SnapshotReply])
+        self._subscribe = Codec(SubscriptionRequest).encode([Subscribe(symbol)])
         self._request = Codec(SnapshotRequest).encode([SnapshotRequest(symbol)])
         self._requested_at: float | None = None
+        self.subscribed = False
+        """`Subscribed` came back on the current connection."""
         context = context or zmq.Context.instance()
-        self.subscriber = context.socket(zmq.SUB)
+        self.subscriber = context.socket(zmq.DEALER)
         self.subscriber.setsockopt(zmq.LINGER, 0)
         self.subscriber.setsockopt(zmq.RCVHWM, 0)
-        self.subscriber.setsockopt(zmq.SUBSCRIBE, symbol_topic(symbol))
+        self._connections = self.subscriber.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         self.subscriber.connect(md_endpoint)
         self.snapshotter = context.socket(zmq.DEALER)
         self.snapshotter.setsockopt(zmq.LINGER, 0)
         self.snapshotter.connect(snapshot_endpoint)
         self._poller = zmq.Poller()
+        self._poller.register(self._connections, zmq.POLLIN)
         self._poller.register(self.subscriber, zmq.POLLIN)
         self._poller.register(self.snapshotter, zmq.POLLIN)
 
@@ -229,12 +243,20 @@ class MarketDataClient:
         self._request_snapshot_if_needed()
         applied: list = []
         events = dict(self._poller.poll(max(0, int(timeout * 1000))))
+        if self._connections in events:
+            self._read_connections()
         if self.subscriber in events:
             while True:
                 try:
-                    _topic, payload = self.subscriber.recv_multipart(zmq.NOBLOCK)
+                    parts = self.subscriber.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
                     break
+                if len(parts) != 2:
+                    raise ClientError(f"a market-data message of {len(parts)} parts instead of 2")
+                topic, payload = parts
+                if topic == CONTROL_TOPIC:
+                    self._control(payload)
+                    continue
                 for message in self._decode(self._updates, payload):
                     applied.extend(self.sync.on_update(message))
         if self.snapshotter in events:
@@ -252,6 +274,24 @@ class MarketDataClient:
         self._request_snapshot_if_needed()
         return applied
 
+    def _read_connections(self) -> None:
+        """Subscribe on each connection made (every event queued)."""
+        while True:
+            try:
+                recv_monitor_message(self._connections, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.subscribed = False
+            self.subscriber.send(self._subscribe)
+
+    def _control(self, payload: bytes) -> None:
+        """The book server's answers to this client's subscription (and its heartbeats, ignored)."""
+        for reply in self._decode(self._controls, payload):
+            if type(reply) is SubscriptionRejected:
+                raise RequestRejected(reply.reason, reply.text)
+            if type(reply) is Subscribed and reply.symbol == self.symbol:
+                self.subscribed = True
+
     @staticmethod
     def _decode(decoder: msgspec.msgpack.Decoder, frame: bytes) -> list:
         try:
@@ -260,7 +300,7 @@ class MarketDataClient:
             raise ClientError(f"undecodable market-data frame ({len(frame)} bytes): {exc}") from None
 
     def _request_snapshot_if_needed(self) -> None:
-        if not self.sync.needs_snapshot:
+        if not self.sync.needs_snapshot or not self.subscribed:
             return
         now = time.monotonic()
         if self._requested_at is None or now - self._requested_at >= self.snapshot_retry_s:
@@ -268,6 +308,8 @@ class MarketDataClient:
             self._requested_at = now
 
     def close(self) -> None:
+        self.subscriber.disable_monitor()
+        self._connections.close()
         self.subscriber.close()
         self.snapshotter.close()
 

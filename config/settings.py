@@ -87,6 +87,9 @@ class ShardConfig(Struct):
     journal_dir: str
     stream_endpoint: OptionalEndpoint = ""
     """Where consumers (the recorder, a restarting TES) read the journal (`servers.stream`); "": nowhere."""
+    max_subscribers: Positive = 1024
+    """Connections the book server sends market data to at most; a `Subscribe` from one more is
+    refused TOO_MANY_SUBSCRIBERS (`servers.subscribers`)."""
     cpus: Cpus = []
     """The CPUs this book server's threads run on; empty: any."""
 

@@ -147,6 +147,7 @@ class RejectReason(IntEnum):
     BOOK_UNAVAILABLE = 6001
     EXCHANGE_CLOSING = 6002
     JOURNAL_UNAVAILABLE = 6003
+    TOO_MANY_SUBSCRIBERS = 6004
 
     @property
     def text(self) -> str:
@@ -206,6 +207,7 @@ REJECT_TEXT = {
     RejectReason.BOOK_UNAVAILABLE: "the order book server for this symbol is not available",
     RejectReason.EXCHANGE_CLOSING: "the exchange is shutting down",
     RejectReason.JOURNAL_UNAVAILABLE: "the order book server cannot write its journal",
+    RejectReason.TOO_MANY_SUBSCRIBERS: "the order book server sends market data to as many connections as it may",
 }
 
 

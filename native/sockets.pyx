@@ -279,16 +279,14 @@ def send(socket, parts, int flags=0):
             PyMem_Free(messages)
 
 
-def send_joined(socket, dict outbox, encode, Py_ssize_t max_messages, Py_ssize_t max_bytes, dict topics=None):
+def send_joined(socket, dict outbox, encode, Py_ssize_t max_messages, Py_ssize_t max_bytes):
     """Send each destination's messages in ``outbox`` (destination -> list) joined into frames
     (`native.framing.join_frames` with ``encode``, ``max_messages`` and ``max_bytes``), each frame
     as the message ``(destination, frame)``, with `send` (waiting if the socket would: a ROUTER
-    or PUB drops rather than waits); with ``topics``, the first part is ``topics[destination]``
-    instead (a PUB's topic of a symbol)."""
+    drops rather than waits)."""
     for destination, messages in outbox.items():
-        first = destination if topics is None else topics[destination]
         for frame in join_frames(messages, encode, max_messages, max_bytes):
-            send(socket, (first, frame))
+            send(socket, (destination, frame))
 
 
 def _receive_in_python(socket, bint user_id):

@@ -5,8 +5,12 @@ Sockets and frames (every payload is a msgpack list of messages of `servers.prot
 command ROUTER   ``shard.command_endpoint``
     in   [identity, list[ObsRequest]]     from TES DEALERs
     out  [identity, list[ObsReply]]       one frame per destination per loop turn
-market-data PUB  ``shard.market_data_endpoint``
-    out  [topic, list[MarketData]]        a turn's messages of one symbol, in sequence order
+    out  [identity, MARKS_TOPIC, list[Mark]]  to each TES greeted, after a turn that traded
+market-data ROUTER  ``shard.market_data_endpoint`` (`servers.subscribers`)
+    in   [identity, list[Subscribe | Unsubscribe]]
+    out  [identity, b"", list[Subscribed | Unsubscribed | SubscriptionRejected | Heartbeat]]
+    out  [identity, topic, list[MarketData]]  a turn's messages of one symbol, in sequence order,
+                                              to each connection that subscribed to it
 snapshot ROUTER  ``shard.snapshot_endpoint``
     in   [identity, list[SnapshotRequest]]
     out  [identity, list[DepthSnapshot | QueryRejected]]
@@ -126,13 +130,14 @@ from servers.protocol import (
     PhaseReason,
     QueryRejected,
     SnapshotRequest,
-    symbol_topic,
+    SubscriptionRequest,
 )
 from servers.security import ANYONE, NOBODY
 from servers.service import Occurrences
 from servers.shard import JOURNALED, Capture, RecoveryError, load, recover
 from servers.status import STATUS_FILE, Stages, StatusFile
 from servers.stream import Streamer
+from servers.subscribers import Subscribers
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +156,15 @@ UNJOURNALED = -2
 SNAPSHOT_HWM = 16
 """Snapshot answers queued per requester; a requester that does not read loses the rest
 (it asks again), so a large book's snapshots cannot pile up in memory."""
+MARKET_DATA_HWM = 1000
+"""Market data frames queued per subscriber (one a symbol a turn at most); more are dropped
+(`servers.subscribers`)."""
+SUBSCRIPTION_FRAME_BYTES = 4 << 10
+"""A frame on the market data port over this ends its sender's connection unread (ZeroMQ's
+MAXMSGSIZE): a subscription takes a few bytes, so this is room for a hundred and more."""
+SUBSCRIPTION_FRAMES_PER_TURN = 8
+"""Frames read from the market data port in one turn at most: a flood of subscriptions delays the
+order path by a few thousand requests' work a turn at most."""
 JOURNAL_UNAVAILABLE = RejectReason.JOURNAL_UNAVAILABLE
 STAGES = ("idle", "receive", "match", "journal", "reply", "publish", "other")
 """The loop's stages (`servers.status.Stages`), in its order: waiting for input; reading, decoding
@@ -177,8 +191,6 @@ class OrderBookServer:
     def __init__(self, config: Config, shard: ShardConfig) -> None:
         self.shard = shard
         self.symbols = list(shard.symbols)
-        self.topics = {symbol: symbol_topic(symbol) for symbol in self.symbols}
-        """Each symbol's market data topic (`_publish`)."""
         self.directory = Path(shard.journal_dir)
         self.snapshot_every = config.journal.snapshot_every
         self.guards = guards(config, self.symbols)
@@ -208,6 +220,7 @@ class OrderBookServer:
                                           MAX_FRAME_BYTES, MAX_BATCH)
         """Reads a frame of order commands in C, before the codec: a frame it does not take goes to the codec."""
         self.snapshot_codec = Codec(SnapshotRequest)
+        self.subscription_codec = Codec(SubscriptionRequest, SUBSCRIPTION_FRAME_BYTES)
         self.running = True
         self.dropped = Occurrences(log, "dropped malformed input: %.200s (%d so far)")
         self.unauthorized = Occurrences(log, "refused %s from a peer not authorized to send it (%d so far)")
@@ -228,9 +241,10 @@ class OrderBookServer:
         try:
             own = self._authenticate(config, shard)
             self.commands = self._bind(zmq.ROUTER, shard.command_endpoint, own)
-            self.market_data = self._bind(zmq.PUB, shard.market_data_endpoint)
-            self.snapshots = self._bind(zmq.ROUTER, shard.snapshot_endpoint)
-            self.snapshots.setsockopt(zmq.SNDHWM, SNAPSHOT_HWM)
+            self.market_data = self._bind(zmq.ROUTER, shard.market_data_endpoint, options=(
+                (zmq.ROUTER_MANDATORY, 1), (zmq.SNDHWM, MARKET_DATA_HWM), (zmq.MAXMSGSIZE, SUBSCRIPTION_FRAME_BYTES)))
+            self.subscribers = Subscribers(self.market_data, self.symbols, shard.max_subscribers)
+            self.snapshots = self._bind(zmq.ROUTER, shard.snapshot_endpoint, options=((zmq.SNDHWM, SNAPSHOT_HWM),))
             if shard.stream_endpoint:
                 self.streamer = Streamer(
                     self.directory, shard.stream_endpoint, self.context, own,
@@ -254,11 +268,14 @@ class OrderBookServer:
         self.authenticator.start()
         return own
 
-    def _bind(self, kind: int, endpoint: str, own: security.KeyPair | None = None) -> zmq.Socket:
-        """A socket bound to ``endpoint``; with a key pair, a CURVE server whose peers the ZAP handler checks."""
+    def _bind(self, kind: int, endpoint: str, own: security.KeyPair | None = None, options: tuple = ()) -> zmq.Socket:
+        """A socket bound to ``endpoint``, with ``options`` (pairs of a socket option and its value)
+        set before; with a key pair, a CURVE server whose peers the ZAP handler checks."""
         socket = self.context.socket(kind)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.HANDSHAKE_IVL, security.HANDSHAKE_MS)
+        for option, value in options:
+            socket.setsockopt(option, value)
         self._sockets.append(socket)
         if own is not None:
             security.serve_curve(socket, own, security.BOOK_DOMAIN)
@@ -279,6 +296,7 @@ class OrderBookServer:
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
         poller.register(self.snapshots, zmq.POLLIN)
+        poller.register(self.market_data, zmq.POLLIN)
         lap = self.stages.lap
         self.stages.start()
         try:
@@ -293,6 +311,8 @@ class OrderBookServer:
                     self._serve_commands()
                 if self.snapshots in ready:
                     self._serve_snapshots()
+                if self.market_data in ready:
+                    self._serve_subscriptions()
                 if self.state.sequence - self.snapshot_sequence >= self.snapshot_every:
                     self._snapshot()
                 now = time.monotonic()
@@ -588,6 +608,12 @@ class OrderBookServer:
             ran_from, position = position, run_orders(work, position, outbox, market_data, entries, tes)
             ran = position > ran_from
 
+    def _serve_subscriptions(self) -> None:
+        """Each queued frame of subscription requests applied and answered (`Subscribers.serve`)."""
+        for identity, _, requests in self._read(self.market_data, self.subscription_codec,
+                                                frames=SUBSCRIPTION_FRAMES_PER_TURN):
+            self.subscribers.serve(identity, requests)
+
     def _serve_snapshots(self) -> None:
         """Answer each requester once per symbol per turn, each symbol's snapshot built once
         per turn: a frame of 10,000 requests costs one snapshot, not 10,000."""
@@ -627,20 +653,21 @@ class OrderBookServer:
         send_joined(socket, outbox, self.command_codec.encoder.encode, MAX_BATCH, MAX_FRAME_BYTES)
 
     def _publish(self, market_data: dict[str, list[bytes]]) -> None:
-        """One frame (or more, if large) per symbol per turn, its messages (encoded) in order."""
-        send_joined(self.market_data, market_data, None, MAX_BATCH, MAX_FRAME_BYTES, self.topics)
+        """One frame (or more, if large) per symbol per turn to each of its subscribers, its messages
+        (encoded) in order."""
+        self.subscribers.publish(market_data)
 
     def _publish_marks(self, traded: dict[str, tuple[int, int, tuple[int, ...]]]) -> None:
-        """One frame on the marks topic: the last trade of each symbol that traded this turn, but
-        for the trades every TES that greeted this server was sent in the replies (each marks its
-        price from them); none if that leaves none. A TES that greets later has them in its
-        `HelloReply`'s last prices."""
-        greeted = self.tes
-        marks = [Mark(symbol, sequence, price) for symbol, (sequence, price, concerned) in traded.items()
-                 if any(tes_id not in concerned for tes_id in greeted)]
+        """To each TES that greeted this server, on the command socket, one marks frame
+        ``[MARKS_TOPIC, payload]``: the last trade of each symbol that traded this turn, but for the
+        trades that TES was sent in its replies (it marks its price from them); none if that leaves
+        none. A TES that greets later has them in its `HelloReply`'s last prices."""
+        for tes_id, identity in self.tes.items():
+            marks = [Mark(symbol, sequence, price) for symbol, (sequence, price, concerned) in traded.items()
+                     if tes_id not in concerned]
+            if marks:
+                send(self.commands, (identity, MARKS_TOPIC, self.command_codec.encode(marks)))
         traded.clear()
-        if marks:
-            send(self.market_data, (MARKS_TOPIC, self.command_codec.encode(marks)))
 
     # ---------------------------------------------------------------- housekeeping
 
@@ -666,6 +693,8 @@ class OrderBookServer:
                 "unwritable": None if unwritable is None else str(unwritable.strerror or unwritable),
             },
             "tes": sorted(self.tes),
+            "market_data": {"subscribers": len(self.subscribers), "dropped": self.subscribers.dropped,
+                            "refused": self.subscribers.refused},
             "consumers": [],
         }
         if streamer is not None:

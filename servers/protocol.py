@@ -5,7 +5,9 @@ Frames
 Every socket carries msgpack. One payload frame holds a *list* of messages of its
 direction's union, so a sender may batch many messages in one frame; a single
 message travels as a list of one. ROUTER sockets see ``[identity, payload]``,
-DEALER sockets ``[payload]``. Market data is ``[topic, payload]`` on PUB/SUB.
+DEALER sockets ``[payload]``. A market-data subscriber's DEALER receives ``[topic, payload]``:
+a symbol's market data under its topic ``SYMBOL.``, the answers to its subscriptions under
+`CONTROL_TOPIC`; a TES's DEALER receives its marks as ``[MARKS_TOPIC, payload]``.
 
 =====================  ==================  =====================================
 socket pair            direction           union
@@ -13,8 +15,10 @@ socket pair            direction           union
 client DEALER -> TES   client requests     `ClientRequest`
 TES ROUTER -> client   replies, reports    `ClientMessage`
 TES DEALER -> OBS      book commands       `ObsRequest`
-OBS ROUTER -> TES      execution results   `ObsReply`
-OBS PUB -> subscriber  market data         `MarketData` (topic ``SYMBOL.``)
+OBS ROUTER -> TES      execution results   `ObsReply`; `Mark` (topic `MARKS_TOPIC`)
+subscriber -> OBS      subscriptions       `SubscriptionRequest`
+OBS ROUTER -> subscr.  market data         `MarketData` (topic ``SYMBOL.``);
+                                           `SubscriptionReply` (topic `CONTROL_TOPIC`)
 subscriber -> OBS      snapshot request    `SnapshotRequest` / `DepthSnapshot`
 =====================  ==================  =====================================
 
@@ -799,9 +803,10 @@ class Mark(Message):
 
 
 MARKS_TOPIC = b"\x00marks"
-"""The PUB topic of the marks feed: after each loop turn in which something traded, one frame
-of `Mark`s, the last trade of each symbol that traded (whoever's orders they were), for
-the trading engine servers' price bands and marks. No symbol's topic starts with it."""
+"""The first part of a marks frame ``[MARKS_TOPIC, payload]`` from a book server to a TES that
+greeted it, on the command socket beside the one-part reply frames: after a loop turn in which
+something traded, the `Mark`s of the last trade of each symbol that traded, for the TES's price
+bands and marks (only those of trades the TES's own replies did not carry)."""
 
 
 class JournalEntry(Message):
@@ -837,6 +842,51 @@ class DepthSnapshot(Message):
 
 
 SnapshotReply = DepthSnapshot | QueryRejected
+
+
+class Subscribe(Message):
+    """Send ``symbol``'s market data to this connection, from the next turn on, until `Unsubscribe`
+    or the connection ends. Answered `Subscribed` (again if already), or `SubscriptionRejected`."""
+
+    symbol: Symbol
+
+
+class Unsubscribe(Message):
+    """Stop sending ``symbol``'s market data to this connection. Answered `Unsubscribed`, even if it
+    was not subscribed."""
+
+    symbol: Symbol
+
+
+SubscriptionRequest = Subscribe | Unsubscribe
+
+
+class Subscribed(Message):
+    """Every message of ``symbol`` published after this one is sent to the connection (but for
+    those its full queue drops: a gap in the symbol's sequence tells)."""
+
+    symbol: str
+
+
+class Unsubscribed(Message):
+    symbol: str
+
+
+class SubscriptionRejected(Message):
+    """``symbol`` is not subscribed: UNKNOWN_SYMBOL (the book server does not hold it) or
+    TOO_MANY_SUBSCRIBERS (the book server already sends market data to as many connections as it may)."""
+
+    symbol: str
+    reason: RejectReason
+    text: str
+
+
+SubscriptionReply = Subscribed | Unsubscribed | SubscriptionRejected | Heartbeat
+
+CONTROL_TOPIC = b""
+"""The first part of a frame of `SubscriptionReply` messages to a market-data subscriber (no
+symbol's topic is empty)."""
+
 
 def topic(message: MarketData) -> bytes:
     """The PUB topic of a market-data message: ``SYMBOL.``, one sequenced stream per symbol.

@@ -194,23 +194,20 @@ ADOPTABLE = (p.BookSubmit, p.BookCancel, p.BookReplace)
 
 
 class Shard:
-    """One order book server: its command socket, its monitor, its marks feed (a SUB on its
-    market data, `servers.protocol.MARKS_TOPIC` only) and what is queued for it.
+    """One order book server: its command socket (which also brings its marks,
+    `servers.protocol.MARKS_TOPIC`), its monitor and what is queued for it.
 
-    The monitor and the marks are polled by their ZeroMQ descriptors (``monitor_fd``,
-    ``marks_fd``: `native.sockets.signals`), not as sockets."""
+    The monitor is polled by its ZeroMQ descriptor (``monitor_fd``: `native.sockets.signals`), not
+    as a socket."""
 
-    __slots__ = ("name", "socket", "monitor", "marks", "monitor_fd", "marks_fd", "stream_endpoint", "catch_up",
+    __slots__ = ("name", "socket", "monitor", "monitor_fd", "stream_endpoint", "catch_up",
                  "connected", "ready", "next_hello", "outbox", "unready_since", "warnings", "greeted_at")
 
-    def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket, marks: zmq.Socket,
-                 stream_endpoint: str) -> None:
+    def __init__(self, name: str, socket: zmq.Socket, monitor: zmq.Socket, stream_endpoint: str) -> None:
         self.name = name
         self.socket = socket
         self.monitor = monitor
-        self.marks = marks
         self.monitor_fd = signals(monitor)
-        self.marks_fd = signals(marks)
         self.stream_endpoint = stream_endpoint
         self.catch_up: CatchUp | None = None
         self.connected = False
@@ -431,18 +428,12 @@ class TradingEngineServer:
                     security.connect_curve(socket, own, keys.public(security.shard_key_name(shard_config.name)))
                 monitor = socket.get_monitor_socket(MONITOR_EVENTS)
                 socket.connect(shard_config.command_endpoint)
-                marks = self.context.socket(zmq.SUB)
-                marks.setsockopt(zmq.LINGER, 0)
-                marks.setsockopt(zmq.MAXMSGSIZE, p.MAX_SERVER_FRAME_BYTES)
-                marks.setsockopt(zmq.SUBSCRIBE, p.MARKS_TOPIC)
-                marks.connect(shard_config.market_data_endpoint)
-                shard = Shard(shard_config.name, socket, monitor, marks, shard_config.stream_endpoint)
+                shard = Shard(shard_config.name, socket, monitor, shard_config.stream_endpoint)
                 self.shards[shard.name] = shard
                 for symbol in shard_config.symbols:
                     self.shard_of[symbol] = shard
                 self.poller.register(socket, zmq.POLLIN)
                 self.poller.register(shard.monitor_fd, zmq.POLLIN)
-                self.poller.register(shard.marks_fd, zmq.POLLIN)
         except BaseException:
             self.close()
             raise
@@ -460,7 +451,6 @@ class TradingEngineServer:
         now = time.monotonic()
         for shard in self.shards.values():  # what is queued read, so that what comes next signals
             self._read_monitor(shard, now)
-            self._read_marks(shard)
         while not self.stopping:
             self._step(self._poll_timeout())
         self._drain()
@@ -505,8 +495,6 @@ class TradingEngineServer:
             if shard.socket in ready:
                 self._read_shard(shard)
                 answered = True
-            if shard.marks_fd in ready:
-                self._read_marks(shard)
             if shard.catch_up is not None:
                 self._catch_up(shard, shard.catch_up.stream.socket in ready, now)
         lap(REPLIES)
@@ -547,7 +535,6 @@ class TradingEngineServer:
                 pass
             shard.monitor.close(linger=0)
             shard.socket.close(linger=0)
-            shard.marks.close(linger=0)
             if shard.catch_up is not None:
                 shard.catch_up.stream.close()
         if hasattr(self, "clients"):
@@ -1006,12 +993,13 @@ class TradingEngineServer:
                 shard.next_hello = now + HELLO_WAIT_S
 
     def _read_shard(self, shard: Shard) -> None:
-        """Each frame from a book server is a ledger record; then its query answers and Hello
-        reply are the server's own business. The common frames are taken in C, in one call
-        (`native.reports.ReplyPath.take_all`), up to the first that needs this loop."""
+        """Each frame of replies from a book server is a ledger record; then its query answers and
+        Hello reply are the server's own business. The common frames are taken in C
+        (`native.reports.ReplyPath.take_all`), each call up to the first that needs this loop (a
+        marks frame among them), until ``READ_BUDGET`` frames are read."""
         budget = READ_BUDGET
-        if self.replies is not None and shard.catch_up is None:
-            frames, rest = self.replies.take_all(shard.socket, shard.name, READ_BUDGET, p.MAX_SERVER_FRAME_BYTES, clock)
+        while budget > 0 and self.replies is not None and shard.catch_up is None:
+            frames, rest = self.replies.take_all(shard.socket, shard.name, budget, p.MAX_SERVER_FRAME_BYTES, clock)
             if rest is None:
                 return
             budget -= frames
@@ -1020,9 +1008,12 @@ class TradingEngineServer:
             self._frame(shard, parts)
 
     def _frame(self, shard: Shard, parts: list[bytes], now: int | None = None, taken: list | None = None) -> None:
-        """One frame read from a book server: dropped if malformed (not one part within
-        `p.MAX_SERVER_FRAME_BYTES`), held while the shard catches up, else `_received`."""
-        if len(parts) != 1 or len(parts[0]) > p.MAX_SERVER_FRAME_BYTES:
+        """One frame read from a book server: its marks (`_marks`, even while it catches up), or
+        replies: dropped if malformed (not one part within `p.MAX_SERVER_FRAME_BYTES`), held while
+        the shard catches up, else `_received`."""
+        if len(parts) == 2 and parts[0] == p.MARKS_TOPIC:
+            self._marks(shard, parts[1])
+        elif len(parts) != 1 or len(parts[0]) > p.MAX_SERVER_FRAME_BYTES:
             log.error("shard %s sent a malformed frame (%d parts); dropped", shard.name, len(parts))
         elif shard.catch_up is not None:
             shard.catch_up.held.append(parts[0])
@@ -1061,22 +1052,21 @@ class TradingEngineServer:
             elif kind is p.HelloReply:
                 self._hello_reply(shard, reply)
 
-    def _read_marks(self, shard: Shard) -> None:
-        """The book server's latest trade prices, whoever traded: each newer one is a ledger record.
-        Every frame queued is read (`native.sockets.signals`; the SUB's receive queue holds at most ZeroMQ's
-        default of 1,000, and the book server sends one a turn at most)."""
+    def _marks(self, shard: Shard, frame: bytes) -> None:
+        """The book server's latest trade prices, whoever traded (a frame of `p.Mark`s): each newer
+        one is a ledger record. They are not the ledger's replies: they are taken at once, also
+        while the shard catches up (a mark older than the ledger's is ignored, whenever it comes)."""
+        try:
+            marks = self.marks.decode(frame) if len(frame) <= p.MAX_SERVER_FRAME_BYTES else None
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            marks = None
+        if marks is None:
+            log.error("shard %s sent a malformed marks frame; dropped", shard.name)
+            return
         marked = self.ledger.marked
-        while (frames := receive(shard.marks)) is not None:
-            try:
-                marks = self.marks.decode(frames[-1]) if len(frames) == 2 else None
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                marks = None
-            if marks is None:
-                log.error("shard %s sent a malformed marks frame; dropped", shard.name)
-                continue
-            for mark in marks:
-                if mark.sequence > marked.get(mark.symbol, -1) and self.shard_of.get(mark.symbol) is shard:
-                    self._record(Marked(mark.symbol, mark.sequence, mark.price))
+        for mark in marks:
+            if mark.sequence > marked.get(mark.symbol, -1) and self.shard_of.get(mark.symbol) is shard:
+                self._record(Marked(mark.symbol, mark.sequence, mark.price))
 
     def _hello_reply(self, shard: Shard, reply: p.HelloReply) -> None:
         """The shard is ready. The replies it sent again came before this, so a command sent

@@ -1,12 +1,11 @@
 """A symbol's market data published by the test, in the OBS's place, for the gateways' phase tests.
 
-`PhaseFeed` binds a publisher (XPUB) and a snapshot ROUTER on free loopback ports, as a shard's
+`PhaseFeed` binds a market data ROUTER and a snapshot ROUTER on free loopback ports, as a shard's
 ``market_data_endpoint`` and ``snapshot_endpoint``: a gateway started with `endpoints` in its
 environment reads its market data from here (its orders still go to the real TES). The test sets the
-book's snapshot (with its phase and indicative uncross), answers the gateway's snapshot requests
-(`serve`) and publishes the phase messages (`publish`), each with the next sequence number, exactly
-as the OBS frames them (``[topic, msgpack list]``). A snapshot request is answered only once the
-gateway's subscription has reached the publisher (XPUB tells), so nothing published after it is lost.
+book's snapshot (with its phase and indicative uncross), answers the gateway's subscription and
+snapshot requests (`serve`) and publishes the phase messages (`publish`) to the subscriber, each with
+the next sequence number, exactly as the OBS frames them (``[topic, msgpack list]`` at the DEALER).
 """
 
 import time
@@ -15,7 +14,19 @@ import zmq
 
 from engine.types import Phase
 from servers.processes import free_port
-from servers.protocol import Codec, DepthSnapshot, MarketData, SnapshotReply, SnapshotRequest, topic
+from servers.protocol import (
+    CONTROL_TOPIC,
+    Codec,
+    DepthSnapshot,
+    MarketData,
+    SnapshotReply,
+    SnapshotRequest,
+    Subscribe,
+    Subscribed,
+    SubscriptionReply,
+    SubscriptionRequest,
+    topic,
+)
 
 
 class PhaseFeed:
@@ -24,7 +35,7 @@ class PhaseFeed:
         self.sequence = 0
         self.snapshot = DepthSnapshot(symbol, 0, [], [], None)
         context = zmq.Context.instance()
-        self.publisher = context.socket(zmq.XPUB)
+        self.publisher = context.socket(zmq.ROUTER)
         self.publisher.setsockopt(zmq.LINGER, 0)
         self.market_data = f"tcp://127.0.0.1:{free_port()}"
         self.publisher.bind(self.market_data)
@@ -35,7 +46,10 @@ class PhaseFeed:
         self._updates = Codec(MarketData)
         self._replies = Codec(SnapshotReply)
         self._requests = Codec(SnapshotRequest)
-        self.subscribed = False
+        self._subscriptions = Codec(SubscriptionRequest)
+        self._controls = Codec(SubscriptionReply)
+        self.subscriber: bytes | None = None
+        """The identity of the connection that subscribed to the symbol."""
 
     def endpoints(self) -> dict[str, str]:
         """The environment that points a gateway's market data (shard A) here."""
@@ -47,14 +61,18 @@ class PhaseFeed:
         self.snapshot = DepthSnapshot(self.symbol, self.sequence, bids, asks, None, phase, *indicative)
 
     def serve(self, timeout: float = 10.0) -> None:
-        """Answer the next snapshot request (within ``timeout``) once the subscription to the symbol
-        has arrived."""
+        """Answer the subscription to the symbol, then the next snapshot request (each within
+        ``timeout``)."""
         deadline = time.monotonic() + timeout
-        while not self.subscribed:
+        while self.subscriber is None:
             left = deadline - time.monotonic()
             if left <= 0 or not self.publisher.poll(int(left * 1000)):
                 raise AssertionError(f"no subscription to {self.symbol} within {timeout}s")
-            self.subscribed = self.publisher.recv() == b"\x01" + self.symbol.encode() + b"."
+            identity, frame = self.publisher.recv_multipart()
+            if self._subscriptions.decode(frame) == [Subscribe(self.symbol)]:
+                self.subscriber = identity
+                answer = self._controls.encode([Subscribed(self.symbol)])
+                self.publisher.send_multipart([identity, CONTROL_TOPIC, answer])
         left = deadline - time.monotonic()
         if left <= 0 or not self.router.poll(int(left * 1000)):
             raise AssertionError(f"no snapshot request for {self.symbol} within {timeout}s")
@@ -67,7 +85,7 @@ class PhaseFeed:
         """Publish ``make(sequence)`` (a `MarketData` message) with the next sequence number; the message."""
         self.sequence += 1
         message = make(self.sequence)
-        self.publisher.send_multipart([topic(message), self._updates.encode([message])])
+        self.publisher.send_multipart([self.subscriber, topic(message), self._updates.encode([message])])
         return message
 
     def close(self) -> None:

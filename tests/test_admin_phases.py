@@ -35,23 +35,6 @@ def phases(*rows):
                        for symbol, phase, previous, sequence, uncross in rows}}
 
 
-def joined(exchange, client):
-    """A subscriber of every symbol's market data that has surely joined: ``client`` rests tiny
-    BOLT buys until one is seen (a SUB joins asynchronously); the buys are canceled, and what it
-    read so far dropped."""
-    subscriber = Subscriber(exchange.context, exchange.env)
-    probes = []
-    while not probes or not subscriber.socket.poll(100):
-        assert len(probes) < 50, "the subscriber never received anything"
-        probes.append(client.accepted("BOLT", BUY, 22_500 + 5 * len(probes), 10).order_id)
-    for order_id in probes:
-        client.send(p.CancelOrder(client.next_id, order_id))
-        client.next_id += 1
-        assert type(client.one()) is p.OrderCanceled
-    subscriber.read()
-    return subscriber
-
-
 @pytest.fixture
 def exchange(tmp_path):
     exchange = Exchange(tmp_path, EXCHANGE__TES__SESSION_TIMEOUT_MS="60000")
@@ -61,7 +44,7 @@ def exchange(tmp_path):
 
 def test_a_call_rests_orders_publishes_indicatives_and_continuous_uncrosses_with_its_summary_first(exchange):
     alice, bob = exchange.client("alice"), exchange.client("bob")
-    subscriber = joined(exchange, alice)
+    subscriber = Subscriber(exchange.context, exchange.env)
     status, printed, _ = main(exchange.env, "phase", "ACME", "call")
     call = printed["phases"]["ACME"]["sequence"]
     assert (status, printed) == (0, phases(("ACME", "call", "continuous", call, None))), "after the probes"

@@ -28,6 +28,8 @@ OBS = ["-s", "OBS"]
 REQUESTS = p.Codec(p.ObsRequest)
 REPLIES = p.Codec(p.ObsReply)
 MARKET_DATA = p.Codec(p.MarketData)
+SUBSCRIPTIONS = p.Codec(p.SubscriptionRequest)
+CONTROL = p.Codec(p.SubscriptionReply)
 MARKS = msgspec.msgpack.Decoder(list[p.Mark])
 SNAPSHOTS = p.Codec(p.SnapshotReply)
 T1, T2 = 1 << 48, 2 << 48
@@ -41,9 +43,11 @@ def context():
 
 
 class Tes:
-    """A DEALER on the command endpoint speaking the TES side of the protocol."""
+    """A DEALER on the command endpoint speaking the TES side of the protocol; the marks frames
+    it reads are set aside in ``marks``."""
 
     def __init__(self, context, env, tes_id=None, role="tes"):
+        self.marks = []
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
         as_role(self.socket, env, role)
@@ -62,14 +66,32 @@ class Tes:
         while len(received) < count:
             left = deadline - time.monotonic()
             assert left > 0 and self.socket.poll(int(left * 1000)), f"got {len(received)} of {count}: {received}"
-            received.extend(REPLIES.decode(self.socket.recv()))
+            received.extend(self._replies())
         assert len(received) == count, received
         checked = [bare(message) for message in received]
         return received if keep_time else checked
 
     def quiet(self, seconds=0.3):
         """Assert nothing more arrives within ``seconds``."""
-        assert not self.socket.poll(int(seconds * 1000)), REPLIES.decode(self.socket.recv())
+        assert not self.socket.poll(int(seconds * 1000)), self.socket.recv_multipart()
+
+    def take_marks(self, seconds=0.3):
+        """The marks frames read (each a list of `p.Mark`), once nothing more arrives within ``seconds``
+        (anything else fails)."""
+        while self.socket.poll(int(seconds * 1000)):
+            assert self._replies() == [], "only marks were expected"
+        marks, self.marks = self.marks, []
+        return marks
+
+    def _replies(self):
+        """The replies of the next frame (none if it is a marks frame, set aside)."""
+        parts = self.socket.recv_multipart()
+        if parts[0] == p.MARKS_TOPIC:
+            (payload,) = parts[1:]
+            self.marks.append(MARKS.decode(payload))
+            return []
+        (frame,) = parts
+        return REPLIES.decode(frame)
 
     def hello(self, tes_id):
         self.send(p.Hello(tes_id))
@@ -222,48 +244,35 @@ def test_maker_fills_and_expiries_reach_the_owning_tes_once(tmp_path, context):
 
 
 class Subscriber:
-    """A SUB on the market-data endpoint checking the frame layout of everything it reads;
-    frames of the marks feed are set aside in ``marks``."""
+    """A DEALER on the market-data endpoint, subscribed to ``symbols``: back once every `Subscribed`
+    came, so it reads everything published after. It checks the frame layout of what it reads."""
 
-    def __init__(self, context, env, prefix=b"", joined=False):
-        """``joined``: return once the connection's handshake with the OBS is done (its
-        subscription goes out right after), without sending the book anything, for a test whose
-        sequences must stay as they are (`wait_connected` rests orders): a SUB joins
-        asynchronously and misses what is published before."""
-        self.marks = []
-        self.socket = context.socket(zmq.SUB)
+    def __init__(self, context, env, symbols=("ACME", "BOLT")):
+        self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.LINGER, 0)
-        self.socket.setsockopt(zmq.SUBSCRIBE, prefix)
-        monitor = self.socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED) if joined else None
         self.socket.connect(endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"))
-        if monitor is not None:
-            try:
-                assert monitor.poll(10_000), "the subscriber never connected to the OBS"
-            finally:
-                self.socket.disable_monitor()
-                monitor.close(linger=0)
+        self.socket.send(SUBSCRIPTIONS.encode([p.Subscribe(symbol) for symbol in symbols]))
+        assert self.control() == [p.Subscribed(symbol) for symbol in symbols]
+
+    def control(self, timeout=10.0):
+        """The next frame's answers to this subscriber's requests (none other may come first)."""
+        assert self.socket.poll(int(timeout * 1000)), "no answer from the market data port"
+        frame_topic, payload = self.socket.recv_multipart()
+        assert frame_topic == p.CONTROL_TOPIC, frame_topic
+        return CONTROL.decode(payload)
 
     def read(self, timeout=0.5):
         """Every message arriving until ``timeout`` passes without one."""
         messages = []
         while self.socket.poll(int(timeout * 1000)):
             frame_topic, payload = self.socket.recv_multipart()
-            if frame_topic == p.MARKS_TOPIC:
-                self.marks.append(MARKS.decode(payload))
+            if frame_topic == p.CONTROL_TOPIC:
+                assert CONTROL.decode(payload) == [p.Heartbeat()], "only heartbeats come unasked"
                 continue
             batch = MARKET_DATA.decode(payload)
             assert batch and all(p.topic(m) == frame_topic for m in batch)
             messages += batch
         return messages
-
-    def wait_connected(self, tes, symbol, first_id):
-        """Rest tiny far-away orders until one is seen (a SUB joins asynchronously); their ids."""
-        for n in range(100):
-            tes.send(p.BookSubmit(symbol, first_id + n, BUY, 0, 0, 1 + n, 1))
-            tes.receive(1)
-            if self.socket.poll(100):
-                return list(range(first_id, first_id + n + 1))
-        raise AssertionError("the subscriber never received anything")
 
 
 def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_path, context):
@@ -271,10 +280,6 @@ def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_pat
     with Role(OBS, env) as obs:
         tes = Tes(context, env, tes_id=1)
         subscriber = Subscriber(context, env)
-        probes = subscriber.wait_connected(tes, "BOLT", T1 | 1000)
-        subscriber.read()
-        stream_commands(tes, [p.BookCancel("BOLT", order_id) for order_id in probes])
-        bolt = subscriber.read()[-1].sequence
         tes.send(
             p.BookSubmit("ACME", T1 | 1, SELL, 0, 0, 101, 10),
             p.BookSubmit("BOLT", T1 | 2, SELL, 0, 0, 255, 10),
@@ -284,7 +289,7 @@ def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_pat
         first, second, third = (answer.time for answer in executed)
         assert first <= second <= third, "stamps never go back"
         received = subscriber.read()
-        assert subscriber.marks == [], "the one TES that greeted the server had the trade in its replies"
+        assert tes.take_marks() == [], "the one TES that greeted the server had the trade in its replies"
         assert [m for m in received if m.symbol == "ACME"] == [
             p.DepthUpdate("ACME", 1, SELL, 101, 10, 1, first),
             p.Quote("ACME", 2, 0, 0, 101, 10, first),
@@ -293,11 +298,11 @@ def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_pat
             p.Quote("ACME", 5, 0, 0, 101, 6, third),
         ]
         assert [m for m in received if m.symbol == "BOLT"] == [
-            p.DepthUpdate("BOLT", bolt + 1, SELL, 255, 10, 1, second),
-            p.Quote("BOLT", bolt + 2, 0, 0, 255, 10, second),
+            p.DepthUpdate("BOLT", 1, SELL, 255, 10, 1, second),
+            p.Quote("BOLT", 2, 0, 0, 255, 10, second),
         ]
         stream_commands(tes, commands(300, seed=11), frame=13)
-        sequences = {"ACME": 5, "BOLT": bolt + 2}
+        sequences = {"ACME": 5, "BOLT": 2}
         for message in subscriber.read():
             assert message.sequence == sequences[message.symbol] + 1
             sequences[message.symbol] = message.sequence
@@ -305,30 +310,24 @@ def test_market_data_has_trades_depth_and_quotes_on_per_symbol_sequences(tmp_pat
         assert obs.stop() == 0
 
 
-def test_marks_carry_the_trades_a_greeted_tes_was_not_sent(tmp_path, context):
-    """A trade goes out on the marks topic, as of its command, only if some TES that greeted the
-    server was not sent the command's Executed (which it marks the price from)."""
+def test_marks_carry_to_each_greeted_tes_the_trades_it_was_not_sent(tmp_path, context):
+    """After a turn that traded, each TES that greeted the server is sent, on its command socket, the
+    marks of the trades whose Executed it was not sent (it marks the price from those it was)."""
     env = open_env(tmp_path)
     with Role(OBS, env) as obs:
         first = Tes(context, env, tes_id=1)
-        subscriber = Subscriber(context, env)
-        probes = subscriber.wait_connected(first, "BOLT", T1 | 1000)
-        stream_commands(first, [p.BookCancel("BOLT", order_id) for order_id in probes])
-        subscriber.read()
         first.send(p.BookSubmit("ACME", T1 | 1, SELL, 0, 0, 101, 10), p.BookSubmit("ACME", T1 | 2, BUY, 0, 0, 101, 4))
         first.receive(2)
-        subscriber.read()
-        assert subscriber.marks == [], "the one TES greeted was sent the trade"
+        assert first.take_marks() == [], "the one TES greeted was sent the trade"
         second = Tes(context, env, tes_id=2)
         first.send(p.BookSubmit("ACME", T1 | 3, BUY, 0, 0, 101, 2))
         (executed,) = first.receive(1)
-        subscriber.read()
-        assert subscriber.marks == [[p.Mark("ACME", executed.sequence, 101)]], "TES 2 was not sent it"
+        assert second.take_marks() == [[p.Mark("ACME", executed.sequence, 101)]], "TES 2 was not sent it"
+        assert first.take_marks() == [], "TES 1 was"
         second.send(p.BookSubmit("ACME", T2 | 1, BUY, 0, 0, 101, 1))
         (executed,) = second.receive(1)
         assert first.receive(1) == [executed], "the maker's TES is sent the Executed too"
-        subscriber.read()
-        assert len(subscriber.marks) == 1, "both TESs greeted were sent the trade"
+        assert (first.take_marks(), second.take_marks()) == ([], []), "both TESs greeted were sent the trade"
         first.quiet()
         second.quiet()
         assert obs.stop() == 0
@@ -372,8 +371,7 @@ def test_late_subscriber_rebuilds_the_book_from_snapshot_and_updates(tmp_path, c
     with Role(OBS, env) as obs:
         tes = Tes(context, env, tes_id=1)
         stream_commands(tes, stream[:300], frame=20)
-        subscriber = Subscriber(context, env, b"ACME.")
-        subscriber.wait_connected(tes, "ACME", T1 | 10_000)
+        subscriber = Subscriber(context, env, ("ACME",))
         tes.send(*stream[300:350])
         snapshot = snapshot_of(context, env, "ACME")
         tes.receive(50)
@@ -456,7 +454,7 @@ def test_kill_9_mid_stream_loses_no_acknowledged_command(tmp_path, context, fsyn
                 tes.send(*stream[sent : sent + 20])
                 sent += 20
             if tes.socket.poll(1):
-                acknowledged += REPLIES.decode(tes.socket.recv())
+                acknowledged += tes._replies()
         tes.send(*stream[sent : sent + 100])
         sent += 100
         obs.kill()

@@ -251,9 +251,12 @@ def test_every_block_is_run_or_skipped_with_a_reason():
 @pytest.mark.parametrize("block", blocks_of("python"))
 def test_python_block_runs(block, request):
     code, env = block.text, None
-    if DEFAULTS.tes.client_endpoint in code:
-        env = request.getfixturevalue("exchange")
-        code = code.replace(DEFAULTS.tes.client_endpoint, endpoint(env, "TES__CLIENT_ENDPOINT"))
+    defaults = {DEFAULTS.tes.client_endpoint: "TES__CLIENT_ENDPOINT",
+                DEFAULTS.shards[0].market_data_endpoint: "SHARDS__0__MARKET_DATA_ENDPOINT"}
+    for default, name in defaults.items():
+        if default in code:
+            env = env or request.getfixturevalue("exchange")
+            code = code.replace(default, endpoint(env, name))
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (0, ""), f"README.md:{block.line}:\n{done.stderr}"
 

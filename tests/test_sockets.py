@@ -197,7 +197,7 @@ def test_a_stand_in_is_sent_on_through_its_send_multipart():
 
 def test_each_destinations_messages_are_sent_joined_into_frames(context):
     """`send_joined`: each destination's messages in the frames `join_frames` makes of them (those
-    not bytes encoded), each frame a message led by its destination, or by its topic."""
+    not bytes encoded), each frame a message led by its destination."""
     server, client = connected(context)
     client.send(b"hello")
     wait_queued(server)
@@ -208,14 +208,3 @@ def test_each_destinations_messages_are_sent_joined_into_frames(context):
     frames = [client.recv() for _ in range(2)]
     assert frames == join_frames(messages, encode, 4, 1 << 20) and len(frames) == 2
     assert [msgspec.msgpack.decode(frame) for frame in frames] == [[0, 1, 2, 3], [4, {"six": 6}]]
-    publisher, subscriber = context.socket(zmq.PUB), context.socket(zmq.SUB)
-    publisher.bind("inproc://topics")
-    subscriber.connect("inproc://topics")
-    subscriber.setsockopt(zmq.SUBSCRIBE, b"ACME.")
-    for _ in range(500):  # a subscription reaches the publisher a moment after the connection
-        send_joined(publisher, {"ACME": [encode(0)]}, None, 4, 1 << 20, {"ACME": b"ACME."})
-        if subscriber.poll(10):
-            break
-    assert subscriber.recv_multipart() == [b"ACME.", join_frames([encode(0)], None, 4, 1 << 20)[0]]
-    with pytest.raises(KeyError):
-        send_joined(publisher, {"BOLT": [encode(0)]}, None, 4, 1 << 20, {"ACME": b"ACME."})

@@ -117,7 +117,7 @@ def test_a_trade_outside_the_band_calls_for_the_configured_time_then_the_obs_unc
     env = open_env(tmp_path, EXCHANGE__PHASES__INSTRUMENTS=BANDS % 2)
     with Role(OBS, env) as obs:
         tes = Tes(context, env, tes_id=1)
-        subscriber = Subscriber(context, env, b"ACME.", joined=True)
+        subscriber = Subscriber(context, env, ("ACME",))
         interruption, trade = interrupted(env, tes, 2)
         tes.send(p.BookCancel("ACME", T1 | 2), submit(T1 | 3, SELL, 10_500, 2), submit(T2 | 3, BUY, 10_600, 2))
         assert [len(executed.events) for executed in tes.receive(3)] == [1, 1, 1], "nothing trades in the call"
