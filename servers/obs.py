@@ -157,8 +157,8 @@ SNAPSHOT_HWM = 16
 """Snapshot answers queued per requester; a requester that does not read loses the rest
 (it asks again), so a large book's snapshots cannot pile up in memory."""
 MARKET_DATA_HWM = 1000
-"""Market data frames queued per subscriber (one a symbol a turn at most); more are dropped
-(`servers.subscribers`)."""
+"""Market data frames queued per subscriber (one a symbol a turn, but for turns of over MAX_BATCH
+messages); more are dropped (`servers.subscribers`)."""
 SUBSCRIPTION_FRAME_BYTES = 4 << 10
 """A frame on the market data port over this ends its sender's connection unread (ZeroMQ's
 MAXMSGSIZE): a subscription takes a few bytes, so this is room for a hundred and more."""
