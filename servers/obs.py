@@ -159,11 +159,11 @@ SNAPSHOT_HWM = 16
 MARKET_DATA_HWM = 1000
 """Market data frames queued per subscriber (one a symbol a turn, but for turns of over MAX_BATCH
 messages); more are dropped (`servers.subscribers`)."""
-SUBSCRIPTION_FRAME_BYTES = 4 << 10
-"""A frame on the market data port over this ends its sender's connection unread (ZeroMQ's
-MAXMSGSIZE): a subscription takes a few bytes, so this is room for a hundred and more."""
-SUBSCRIPTION_FRAMES_PER_TURN = 8
-"""Frames read from the market data port in one turn at most: a flood of subscriptions delays the
+PUBLIC_FRAME_BYTES = 4 << 10
+"""A frame on a public port (market data, snapshots) over this ends its sender's connection unread
+(ZeroMQ's MAXMSGSIZE): a request takes a few dozen bytes, so this is room for a hundred and more."""
+PUBLIC_FRAMES_PER_TURN = 8
+"""Frames read from each public port in one turn at most: a flood of requests there delays the
 order path by a few thousand requests' work a turn at most."""
 JOURNAL_UNAVAILABLE = RejectReason.JOURNAL_UNAVAILABLE
 STAGES = ("idle", "receive", "match", "journal", "reply", "publish", "other")
@@ -219,8 +219,8 @@ class OrderBookServer:
         self.order_reader = CommandReader(self.symbols, (BookSubmit, BookCancel, BookReplace), CancelReason,
                                           MAX_FRAME_BYTES, MAX_BATCH)
         """Reads a frame of order commands in C, before the codec: a frame it does not take goes to the codec."""
-        self.snapshot_codec = Codec(SnapshotRequest)
-        self.subscription_codec = Codec(SubscriptionRequest, SUBSCRIPTION_FRAME_BYTES)
+        self.snapshot_codec = Codec(SnapshotRequest, PUBLIC_FRAME_BYTES)
+        self.subscription_codec = Codec(SubscriptionRequest, PUBLIC_FRAME_BYTES)
         self.running = True
         self.dropped = Occurrences(log, "dropped malformed input: %.200s (%d so far)")
         self.unauthorized = Occurrences(log, "refused %s from a peer not authorized to send it (%d so far)")
@@ -242,9 +242,10 @@ class OrderBookServer:
             own = self._authenticate(config, shard)
             self.commands = self._bind(zmq.ROUTER, shard.command_endpoint, own)
             self.market_data = self._bind(zmq.ROUTER, shard.market_data_endpoint, options=(
-                (zmq.ROUTER_MANDATORY, 1), (zmq.SNDHWM, MARKET_DATA_HWM), (zmq.MAXMSGSIZE, SUBSCRIPTION_FRAME_BYTES)))
+                (zmq.ROUTER_MANDATORY, 1), (zmq.SNDHWM, MARKET_DATA_HWM), (zmq.MAXMSGSIZE, PUBLIC_FRAME_BYTES)))
             self.subscribers = Subscribers(self.market_data, self.symbols, shard.max_subscribers)
-            self.snapshots = self._bind(zmq.ROUTER, shard.snapshot_endpoint, options=((zmq.SNDHWM, SNAPSHOT_HWM),))
+            self.snapshots = self._bind(zmq.ROUTER, shard.snapshot_endpoint, options=(
+                (zmq.SNDHWM, SNAPSHOT_HWM), (zmq.MAXMSGSIZE, PUBLIC_FRAME_BYTES)))
             if shard.stream_endpoint:
                 self.streamer = Streamer(
                     self.directory, shard.stream_endpoint, self.context, own,
@@ -611,16 +612,16 @@ class OrderBookServer:
     def _serve_subscriptions(self) -> None:
         """Each queued frame of subscription requests applied and answered (`Subscribers.serve`)."""
         for identity, _, requests in self._read(self.market_data, self.subscription_codec,
-                                                frames=SUBSCRIPTION_FRAMES_PER_TURN):
+                                                frames=PUBLIC_FRAMES_PER_TURN):
             self.subscribers.serve(identity, requests)
 
     def _serve_snapshots(self) -> None:
         """Answer each requester once per symbol per turn, each symbol's snapshot built once
-        per turn: a frame of 10,000 requests costs one snapshot, not 10,000."""
+        per turn: a frame of a hundred requests costs one snapshot, not a hundred."""
         feeds = self.state.feeds
         built: dict[str, bytes] = {}
         outbox: dict[bytes, list] = {}
-        for identity, _, requests in self._read(self.snapshots, self.snapshot_codec):
+        for identity, _, requests in self._read(self.snapshots, self.snapshot_codec, frames=PUBLIC_FRAMES_PER_TURN):
             replies = outbox.setdefault(identity, [])
             answered = set()
             for request in requests:

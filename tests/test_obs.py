@@ -21,6 +21,7 @@ from engine.types import RejectReason, Side
 from servers import obs
 from servers import protocol as p
 from servers.journal import read_discarded, read_records, read_snapshot
+from servers.obs import PUBLIC_FRAME_BYTES
 from servers.stream import CONSUMERS_FILE
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -345,7 +346,7 @@ def snapshot_of(context, env, symbol):
 
 
 def test_snapshot_requests_beyond_what_a_turn_reads_are_all_answered(tmp_path, context):
-    """More request frames than a turn reads (`obs.MAX_FRAMES_PER_TURN`), sent at once to an
+    """More request frames than a turn reads (`obs.PUBLIC_FRAMES_PER_TURN`), sent at once to an
     otherwise idle OBS, are all answered: the loop comes back for those left queued without
     waiting for the socket's descriptor, which does not signal them again."""
     env = exchange_env(tmp_path)
@@ -353,7 +354,7 @@ def test_snapshot_requests_beyond_what_a_turn_reads_are_all_answered(tmp_path, c
         socket = context.socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.connect(endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"))
-        frames = 3 * obs.MAX_FRAMES_PER_TURN + 5
+        frames = 3 * obs.PUBLIC_FRAMES_PER_TURN + 5
         for _ in range(frames):
             socket.send(SNAPSHOTS.encode([p.SnapshotRequest("ACME")]))
         answers = []
@@ -705,7 +706,9 @@ def test_malformed_input_is_dropped_and_serving_goes_on(tmp_path, context):
         snapshotter = context.socket(zmq.DEALER)
         snapshotter.setsockopt(zmq.LINGER, 0)
         snapshotter.connect(endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"))
-        for frames in ([os.urandom(10)], [b"a", b"b"], [msgspec.msgpack.encode([["SnapshotRequest", 5]])]):
+        oversized = SNAPSHOTS.encode([p.SnapshotRequest("ACME")] * 300)  # ends the connection unread
+        assert len(oversized) > PUBLIC_FRAME_BYTES
+        for frames in ([os.urandom(10)], [b"a", b"b"], [msgspec.msgpack.encode([["SnapshotRequest", 5]])], [oversized]):
             snapshotter.send_multipart(frames)
         tes = Tes(context, env)
         assert tes.hello(1) == p.HelloReply(["ACME", "BOLT"], 0, 0), "nothing malformed was journaled"
