@@ -713,13 +713,20 @@ def read_ledger_snapshot(path: Path) -> LedgerState:
 
 
 def _restore_newest(directory: Path, ledger: Ledger) -> tuple[int, int]:
-    """Restore ``ledger`` from the newest readable snapshot (damaged ones are logged and
-    skipped); (its journal sequence, where the journal continues), (0, 0) without one."""
+    """Restore ``ledger`` from the newest readable snapshot whose journal offset the journal
+    reaches (others are logged and skipped, as a book server skips its own); (its journal
+    sequence, where the journal continues), (0, 0) without one."""
+    journal = directory / JOURNAL_FILE
+    size = journal.stat().st_size if journal.exists() else 0
     for path in ledger_snapshot_paths(directory):
         try:
             state = read_ledger_snapshot(path)
         except ValueError as exc:
             log.warning("skipping ledger snapshot %s: %s", path, exc)
+            continue
+        if state.journal_offset > size:
+            log.warning("skipping ledger snapshot %s: the journal ends (byte %d) before its offset %d", path, size,
+                        state.journal_offset)
             continue
         ledger.restore(state)
         return state.sequence, state.journal_offset

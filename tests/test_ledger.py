@@ -19,12 +19,13 @@ from collections import deque
 import msgspec
 import pytest
 
-from config.settings import JournalConfig
+from config.settings import JournalConfig, TesConfig
 from engine.book import ReferenceBook
 from engine.types import CancelReason, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.routed import DEFAULTS, FIELDS
 from servers import protocol as p
-from servers.journal import RecoveryError, read_discarded
+from servers.journal import JOURNAL_FILE, RecoveryError, read_discarded
+from servers.journal_admin import check, tes_journal
 from servers.ledger import (
     CANCEL,
     ID_BITS,
@@ -46,6 +47,7 @@ from servers.ledger import (
     _OrderRowV1,
     encode_orders,
     encode_state,
+    read_ledger_snapshot,
 )
 from servers.orders import Order, Request
 
@@ -216,6 +218,30 @@ def test_a_damaged_newest_snapshot_is_skipped_for_the_older_one(tmp_path, caplog
     journal.close()
     assert ledger_state(recovered) == ledger_state(live)
     assert f"skipping ledger snapshot {newest}: its length or CRC does not match" in caplog.text
+
+
+def test_a_snapshot_past_the_journals_end_is_skipped_as_journal_check_says(tmp_path, caplog):
+    """A journal that lost its tail (cut short under the TES) ends before the newest snapshot's
+    offset: recovery skips that snapshot for the older one and the records the journal still
+    holds, as a book server does, and as `journal check --tes` reports."""
+    trade(tmp_path, 900, 200)
+    older, newest = sorted(tmp_path.glob("ledger-*.msgpack"), key=lambda path: int(path.stem.split("-")[1]))
+    older_state, newest_state = read_ledger_snapshot(older), read_ledger_snapshot(newest)
+    with open(tmp_path / JOURNAL_FILE, "r+b") as file:
+        file.truncate(newest_state.journal_offset - 1)
+    expected = tmp_path / "expected"
+    shutil.copytree(tmp_path, expected, ignore=shutil.ignore_patterns(newest.name, "expected"))
+    _, summary = check(tes_journal(TesConfig("tcp://127.0.0.1:1", journal_dir=str(tmp_path))))
+    assert summary["recovery"] == {"snapshot": older_state.sequence, "refuses": None}
+
+    recovered, journal = open_journal(tmp_path, 10**9)
+    journal.close()
+    assert f"skipping ledger snapshot {newest}: the journal ends (byte {newest_state.journal_offset - 1}) before " \
+        f"its offset {newest_state.journal_offset}" in caplog.text
+    replayed, journal = open_journal(expected, 10**9)
+    journal.close()
+    assert ledger_state(recovered) == ledger_state(replayed)
+    assert older_state.sequence < journal.sequence < newest_state.sequence, "the older snapshot and records after it"
 
 
 def test_recovery_continues_the_journal_and_a_second_recovery_sees_both_parts(tmp_path):
