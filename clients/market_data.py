@@ -224,10 +224,12 @@ class MarketDataClient:
         self.snapshotter = context.socket(zmq.DEALER)
         self.snapshotter.setsockopt(zmq.LINGER, 0)
         self.snapshotter.connect(snapshot_endpoint)
+        self.sockets = (self._connections, self.subscriber, self.snapshotter)
+        """What brings this client input (its connection events, its market data, its snapshots): a
+        caller with a poller of its own watches these and calls `poll` when one is ready."""
         self._poller = zmq.Poller()
-        self._poller.register(self._connections, zmq.POLLIN)
-        self._poller.register(self.subscriber, zmq.POLLIN)
-        self._poller.register(self.snapshotter, zmq.POLLIN)
+        for socket in self.sockets:
+            self._poller.register(socket, zmq.POLLIN)
 
     def connect(self, timeout: float = 5.0) -> None:
         """Wait until the book is synced; raise `RequestTimeout` if no snapshot arrives."""

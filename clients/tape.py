@@ -112,8 +112,8 @@ def _follow(config: Config, instruments: list[Instrument], timeout: float) -> No
         tapes = [SymbolTape(feed, instrument, width) for feed, instrument in zip(feeds, instruments, strict=True)]
         poller = zmq.Poller()
         for feed in feeds:
-            poller.register(feed.subscriber, zmq.POLLIN)
-            poller.register(feed.snapshotter, zmq.POLLIN)
+            for socket in feed.sockets:
+                poller.register(socket, zmq.POLLIN)
         print(f"tape of {', '.join(i.symbol for i in instruments)}: trades and quotes as they happen, "
               "times UTC (Ctrl-C to stop)", flush=True)
         while True:

@@ -201,8 +201,8 @@ class Feed:
             return
         resyncs = feed.resyncs
         poller = zmq.Poller()
-        poller.register(feed.subscriber, zmq.POLLIN)
-        poller.register(feed.snapshotter, zmq.POLLIN)
+        for socket in feed.sockets:
+            poller.register(socket, zmq.POLLIN)
         self.market_data = feed
         try:
             while not self.stop.is_set():

@@ -266,7 +266,7 @@ class MarketData:
             return None
         md = MarketDataClient(shard.market_data_endpoint, shard.snapshot_endpoint, symbol)
         feed = self.feeds[symbol] = Feed(self, symbol, instrument, md)
-        for socket in (md.subscriber, md.snapshotter):
+        for socket in md.sockets:
             self.by_socket[socket] = feed
             self.register(socket)
         return feed
@@ -327,7 +327,7 @@ class MarketData:
 
     def close(self) -> None:
         for feed in self.feeds.values():
-            for socket in (feed.md.subscriber, feed.md.snapshotter):
+            for socket in feed.md.sockets:
                 self.unregister(socket)
             feed.md.close()
         self.feeds.clear()
