@@ -22,14 +22,13 @@ is why the port is not one of them.
 """
 
 import time
-from errno import EHOSTUNREACH
 
 import msgspec
 import zmq
 
 from engine.types import RejectReason
 from native.framing import join_frames
-from native.sockets import send
+from native.sockets import send_each
 from servers.protocol import (
     CONTROL_TOPIC,
     MAX_BATCH,
@@ -47,7 +46,6 @@ PROBE_INTERVAL_S = 1.0
 asking cannot make every one of its requests cost a send to every subscriber."""
 UNKNOWN_SYMBOL = RejectReason.UNKNOWN_SYMBOL
 TOO_MANY_SUBSCRIBERS = RejectReason.TOO_MANY_SUBSCRIBERS
-NOBLOCK = zmq.NOBLOCK
 
 
 class Subscribers:
@@ -92,19 +90,18 @@ class Subscribers:
                 self.following.setdefault(identity, set()).add(symbol)
                 self.followers[symbol][identity] = None
                 replies.append(Subscribed(symbol))
-        self._send(identity, CONTROL_TOPIC, self.encode(replies))
+        self._send((identity,), CONTROL_TOPIC, self.encode(replies))
 
     def publish(self, market_data: dict[str, list[bytes]]) -> None:
         """Send each symbol's messages (encoded, in sequence order) to its followers, joined into
-        frames within the protocol's limits; a symbol nobody follows costs nothing."""
+        frames within the protocol's limits, each frame copied once whatever the number of followers
+        (`native.sockets.send_each`); a symbol nobody follows costs nothing."""
         for symbol, messages in market_data.items():
             followers = self.followers[symbol]
-            if not followers:
-                continue
-            topic = self.topics[symbol]
-            for frame in join_frames(messages, None, MAX_BATCH, MAX_FRAME_BYTES):
-                for identity in list(followers):
-                    self._send(identity, topic, frame)
+            if followers:
+                topic = self.topics[symbol]
+                for frame in join_frames(messages, None, MAX_BATCH, MAX_FRAME_BYTES):
+                    self._send(followers, topic, frame)
 
     def __len__(self) -> int:
         return len(self.following)
@@ -117,21 +114,16 @@ class Subscribers:
         now = self.clock()
         if now - self.probed_at >= PROBE_INTERVAL_S:
             self.probed_at = now
-            heartbeat = self.encode([Heartbeat()])
-            for identity in list(self.following):
-                self._send(identity, CONTROL_TOPIC, heartbeat)
+            self._send(list(self.following), CONTROL_TOPIC, self.encode([Heartbeat()]))
         return len(self.following) < self.capacity
 
-    def _send(self, identity: bytes, topic: bytes, frame: bytes) -> None:
-        """``[topic, frame]`` to one connection, now or never: a full queue counts in ``dropped``,
-        a connection that has gone is forgotten."""
-        try:
-            send(self.socket, (identity, topic, frame), NOBLOCK)
-        except zmq.Again:
-            self.dropped += 1
-        except zmq.ZMQError as exc:
-            if exc.errno != EHOSTUNREACH:
-                raise
+    def _send(self, identities, topic: bytes, frame: bytes) -> None:
+        """``[topic, frame]`` to each of ``identities``, now or never: a full queue counts in
+        ``dropped``, a connection that has gone is forgotten (after the sends: ``identities`` may be
+        one of the registry's own)."""
+        full, gone = send_each(self.socket, identities, topic, frame)
+        self.dropped += full
+        for identity in gone:
             self._forget(identity)
 
     def _unfollow(self, identity: bytes, symbol: str) -> None:

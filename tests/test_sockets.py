@@ -11,7 +11,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from native import sockets
 from native.framing import join_frames
-from native.sockets import queued, receive, send, send_joined
+from native.sockets import queued, receive, send, send_each, send_joined
 
 
 @pytest.fixture
@@ -193,6 +193,63 @@ def test_a_stand_in_is_sent_on_through_its_send_multipart():
 
     send(StandOut(), (b"a", b"b"), zmq.NOBLOCK)
     assert sent == [([b"a", b"b"], zmq.NOBLOCK)]
+
+
+def routed(context, count, hwm=1000):
+    """A ROUTER with ROUTER_MANDATORY and ``count`` DEALERs connected to it, with the identity of each."""
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    router.setsockopt(zmq.SNDHWM, hwm)
+    router.bind("inproc://each")
+    dealers, identities = [], []
+    for _ in range(count):
+        dealer = context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.RCVHWM, hwm)
+        dealer.connect("inproc://each")
+        dealer.send(b"hello")
+        wait_queued(router)
+        identities.append(receive(router)[0])
+        dealers.append(dealer)
+    return router, dealers, identities
+
+
+def test_one_frame_is_sent_to_each_identity_and_what_cannot_take_it_is_told(context):
+    """`send_each`: ``(identity, topic, frame)`` to each; a full queue is counted, an identity of no
+    connection returned, and neither stops the sends to the others."""
+    router, dealers, identities = routed(context, 3, hwm=2)
+    frame = b"frame" * 1000
+    assert send_each(router, identities, b"ACME.", frame) == (0, [])
+    for dealer in dealers:
+        wait_queued(dealer)
+        assert receive(dealer) == [b"ACME.", frame]
+    for _ in range(5):  # the third does not read: its queue (2 here, 2 there) fills
+        send_each(router, identities[2:], b"ACME.", frame)
+    unknown = b"\x00nobody"
+    full, gone = send_each(router, [identities[0], unknown, identities[2], identities[1]], b"BOLT.", b"x")
+    assert (full, gone) == (1, [unknown])
+    for dealer in dealers[:2]:
+        wait_queued(dealer)
+        assert receive(dealer) == [b"BOLT.", b"x"] and receive(dealer) is None
+    assert send_each(router, [], b"ACME.", frame) == (0, [])
+    with pytest.raises(TypeError):
+        send_each(router, [identities[0], "text"], b"ACME.", b"y")
+    wait_queued(dealers[0])
+    assert receive(dealers[0]) == [b"ACME.", b"y"], "sent to the identities before it"
+
+
+def test_a_stand_in_is_sent_each_message_through_its_send_multipart():
+    sent = []
+
+    class StandOut:
+        def send_multipart(self, parts, flags=0):
+            if parts[0] == b"full":
+                raise zmq.Again()
+            if parts[0] == b"gone":
+                raise zmq.ZMQError(zmq.EHOSTUNREACH)
+            sent.append((list(parts), flags))
+
+    assert send_each(StandOut(), [b"a", b"full", b"gone", b"b"], b"T.", b"f") == (1, [b"gone"])
+    assert sent == [([b"a", b"T.", b"f"], zmq.NOBLOCK), ([b"b", b"T.", b"f"], zmq.NOBLOCK)]
 
 
 def test_each_destinations_messages_are_sent_joined_into_frames(context):
