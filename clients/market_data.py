@@ -16,7 +16,7 @@ from sortedcontainers import SortedDict
 from zmq.utils.monitor import recv_monitor_message
 
 from clients.client import ClientError, RequestRejected, RequestTimeout
-from engine.types import Phase, Side
+from engine.types import Phase, RejectReason, Side
 from servers.protocol import (
     CONTROL_TOPIC,
     AuctionSummary,
@@ -191,9 +191,11 @@ class MarketDataClient:
     every update after it is on its way, and only then does it ask for a snapshot on a second
     DEALER, so no update between the snapshot and the subscription is missed; the sequencing
     rules are `BookSync`'s. `poll` reads waiting updates and, whenever the stream broke, asks for
-    a new snapshot (again after ``snapshot_retry_s`` if unanswered); a `SubscriptionRejected`
-    raises `RequestRejected`. Views (`best_bid`, `best_ask`, `depth`, `last_trade`, `phase`,
-    `indicative_price`, `last_auction`...) are of the last consistent book.
+    a new snapshot (again after ``snapshot_retry_s`` if unanswered). A `SubscriptionRejected`
+    raises `RequestRejected`; one for TOO_MANY_SUBSCRIBERS (the server is full) is asked again
+    ``snapshot_retry_s`` later, by the first `poll` after that, until a place is free. Views
+    (`best_bid`, `best_ask`, `depth`, `last_trade`, `phase`, `indicative_price`,
+    `last_auction`...) are of the last consistent book.
     """
 
     def __init__(
@@ -215,6 +217,8 @@ class MarketDataClient:
         self._requested_at: float | None = None
         self.subscribed = False
         """`Subscribed` came back on the current connection."""
+        self._refused_at: float | None = None
+        """When the server refused the subscription TOO_MANY_SUBSCRIBERS (None: it did not)."""
         context = context or zmq.Context.instance()
         self.subscriber = context.socket(zmq.DEALER)
         self.subscriber.setsockopt(zmq.LINGER, 0)
@@ -242,6 +246,7 @@ class MarketDataClient:
 
     def poll(self, timeout: float = 0.0) -> list:
         """Apply every waiting message (waiting up to ``timeout`` for one); the updates applied."""
+        self._subscribe_again_if_refused()
         self._request_snapshot_if_needed()
         applied: list = []
         events = dict(self._poller.poll(max(0, int(timeout * 1000))))
@@ -283,13 +288,20 @@ class MarketDataClient:
                 recv_monitor_message(self._connections, zmq.NOBLOCK)
             except zmq.Again:
                 return
-            self.subscribed = False
+            self.subscribed, self._refused_at = False, None
+            self.subscriber.send(self._subscribe)
+
+    def _subscribe_again_if_refused(self) -> None:
+        if self._refused_at is not None and time.monotonic() - self._refused_at >= self.snapshot_retry_s:
+            self._refused_at = None
             self.subscriber.send(self._subscribe)
 
     def _control(self, payload: bytes) -> None:
         """The book server's answers to this client's subscription (and its heartbeats, ignored)."""
         for reply in self._decode(self._controls, payload):
             if type(reply) is SubscriptionRejected:
+                if reply.reason == RejectReason.TOO_MANY_SUBSCRIBERS:
+                    self._refused_at = time.monotonic()
                 raise RequestRejected(reply.reason, reply.text)
             if type(reply) is Subscribed and reply.symbol == self.symbol:
                 self.subscribed = True

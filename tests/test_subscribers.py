@@ -281,8 +281,24 @@ def test_max_subscribers_bounds_the_connections_followed_and_the_status_file_cou
         tes.send(p.BookSubmit("ACME", T1 | 1, Side.SELL, 0, 0, 101, 5))
         tes.receive(1)
         assert [type(m) for m in first.read()] == [p.DepthUpdate, p.Quote]
-        eventually(lambda: status_of(env)["market_data"].get("refused", 0) >= 1, "the refusals counted")
-        assert status_of(env)["market_data"]["subscribers"] == 2
+        md, snapshots = endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"), endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT")
+        with MarketDataClient(md, snapshots, "ACME", context, snapshot_retry_s=0.2) as waiting:
+            with pytest.raises(RequestRejected) as caught:
+                waiting.connect(10.0)
+            assert caught.value.reason == TOO_MANY_SUBSCRIBERS
+            first.socket.close()
+
+            def synced():
+                try:
+                    waiting.poll(0.1)
+                except RequestRejected as exc:  # again, until the server finds the closed connection gone
+                    assert exc.reason == TOO_MANY_SUBSCRIBERS
+                return waiting.synced
+
+            eventually(synced, "the client library asked again and got the place freed")
+            assert waiting.best_ask() == (101, 5)
+            eventually(lambda: status_of(env)["market_data"].get("refused", 0) >= 2, "the refusals counted")
+            assert status_of(env)["market_data"]["subscribers"] == 2
         assert obs.stop() == 0
 
 
