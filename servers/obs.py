@@ -156,12 +156,17 @@ UNJOURNALED = -2
 SNAPSHOT_HWM = 16
 """Snapshot answers queued per requester; a requester that does not read loses the rest
 (it asks again), so a large book's snapshots cannot pile up in memory."""
-MARKET_DATA_HWM = 1000
-"""Market data frames queued per subscriber (one a symbol a turn, but for turns of over MAX_BATCH
-messages); more are dropped (`servers.subscribers`)."""
+MARKET_DATA_HWM = 256
+"""Frames queued per market data connection (a symbol's market data one a turn, but for turns of
+over MAX_BATCH messages, and the answers to its requests, one a frame of them); more are dropped
+(`servers.subscribers`). A subscriber's own ZeroMQ I/O thread reads them off as they come: only one
+that stops reading fills this."""
 PUBLIC_FRAME_BYTES = 4 << 10
 """A frame on a public port (market data, snapshots) over this ends its sender's connection unread
 (ZeroMQ's MAXMSGSIZE): a request takes a few dozen bytes, so this is room for a hundred and more."""
+PUBLIC_INBOUND_FRAMES = 16
+"""Frames ZeroMQ queues from one connection to a public port before it stops reading it (TCP then
+pushes back): at most 16 x PUBLIC_FRAME_BYTES held per connection, however fast it sends."""
 PUBLIC_FRAMES_PER_TURN = 8
 """Frames read from each public port in one turn at most: a flood of requests there delays the
 order path by a few thousand requests' work a turn at most."""
@@ -242,10 +247,11 @@ class OrderBookServer:
             own = self._authenticate(config, shard)
             self.commands = self._bind(zmq.ROUTER, shard.command_endpoint, own)
             self.market_data = self._bind(zmq.ROUTER, shard.market_data_endpoint, options=(
-                (zmq.ROUTER_MANDATORY, 1), (zmq.SNDHWM, MARKET_DATA_HWM), (zmq.MAXMSGSIZE, PUBLIC_FRAME_BYTES)))
+                (zmq.ROUTER_MANDATORY, 1), (zmq.SNDHWM, MARKET_DATA_HWM), (zmq.RCVHWM, PUBLIC_INBOUND_FRAMES),
+                (zmq.MAXMSGSIZE, PUBLIC_FRAME_BYTES)))
             self.subscribers = Subscribers(self.market_data, self.symbols, shard.max_subscribers)
             self.snapshots = self._bind(zmq.ROUTER, shard.snapshot_endpoint, options=(
-                (zmq.SNDHWM, SNAPSHOT_HWM), (zmq.MAXMSGSIZE, PUBLIC_FRAME_BYTES)))
+                (zmq.SNDHWM, SNAPSHOT_HWM), (zmq.RCVHWM, PUBLIC_INBOUND_FRAMES), (zmq.MAXMSGSIZE, PUBLIC_FRAME_BYTES)))
             if shard.stream_endpoint:
                 self.streamer = Streamer(
                     self.directory, shard.stream_endpoint, self.context, own,
