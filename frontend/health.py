@@ -131,6 +131,17 @@ class Consumer(Struct):
     """It fell so far behind that the journal no longer waits for it."""
 
 
+class MarketDataFigures(Struct):
+    """An OBS's market data port (`servers.subscribers`)."""
+
+    subscribers: Count
+    """Connections following at least one symbol."""
+    dropped: Count
+    """Frames not sent because the connection's queue was full (since the start)."""
+    refused: Count
+    """Subscriptions refused TOO_MANY_SUBSCRIBERS (since the start)."""
+
+
 class ObsDocument(Document):
     """An OBS's status file."""
 
@@ -138,6 +149,7 @@ class ObsDocument(Document):
     """The last sequence journaled and executed."""
     journal: JournalFigures | None = None
     consumers: list[Consumer] = []
+    market_data: MarketDataFigures | None = None
     tes: list[int] = []
     """The TES ids that said Hello."""
 
@@ -228,6 +240,8 @@ class ShardLag(Struct):
     """s: 0 when nothing is behind, else the age of the newest recorded entry (now, from the
     recorder's last figure): what the stores are missing is at most this old."""
     consumers: list[Consumer] = []
+    market_data: MarketDataFigures | None = None
+    """The OBS's market data port (None: not known)."""
 
 
 class Health(Struct):
@@ -352,7 +366,7 @@ def _shard_lag(name: str, obs: ObsDocument | None, recorder: Document | None, re
     journal_last = obs.sequence if obs is not None else progress.journal_last if progress is not None else None
     lag = ShardLag(name, journal_last)
     if obs is not None:
-        lag = msgspec.structs.replace(lag, consumers=obs.consumers)
+        lag = msgspec.structs.replace(lag, consumers=obs.consumers, market_data=obs.market_data)
         if obs.journal is not None:
             lag = msgspec.structs.replace(lag, journal_bytes=obs.journal.bytes,
                                           unsynced_bytes=obs.journal.unsynced_bytes,

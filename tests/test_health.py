@@ -21,7 +21,7 @@ from clients.client import ExchangeClient
 from config.settings import load_config
 from engine.types import OrderType, Side, TimeInForce
 from frontend.dashboard import health as health_page
-from frontend.health import STALE_PERIODS, Health, Latency, Percentiles, RejectCount, gather
+from frontend.health import STALE_PERIODS, Health, Latency, MarketDataFigures, Percentiles, RejectCount, gather
 
 NS = 10**9
 IMPORTED = time.time_ns()
@@ -77,7 +77,8 @@ def healthy(tmp_path, obs_sequence=120, committed=100, seconds=0.5) -> None:
         obs=document("OBS", "A", sequence=obs_sequence, counters={"executed": obs_sequence}, rates={"executed": 2.0},
                      journal={"bytes": 4096, "unsynced_bytes": 17, "discarded_bytes": 0, "unwritable": None},
                      consumers=[{"name": "recorder", "acked": committed, "behind": obs_sequence - committed,
-                                 "connected": True, "left_behind": False}], tes=[1]),
+                                 "connected": True, "left_behind": False}], tes=[1],
+                     market_data={"subscribers": 3, "dropped": 5, "refused": 1}),
         tes=document("TES", "TES", counters={"orders": 9, "acks": 9}, rates={"orders": 4.0, "acks": 4.0},
                      latency={"ack": ACK}, rejects=REJECTS, sessions=2, awaiting=0,
                      shards={"A": {"connected": True, "ready": True}}),
@@ -107,6 +108,7 @@ def test_fresh_documents_of_a_live_process_are_up_with_their_figures(tmp_path):
             shard.recorder_committed, shard.behind) == ("A", 120, 4096, 17, None, 100, 20)
     assert 0.5 <= shard.seconds_behind < 1.5, "the newest recorded entry's age, as of now"
     assert [(c.name, c.acked, c.behind, c.connected) for c in shard.consumers] == [("recorder", 100, 20, True)]
+    assert shard.market_data == MarketDataFigures(3, 5, 1)
 
 
 def test_nothing_behind_is_zero_seconds_behind(tmp_path):
@@ -274,6 +276,7 @@ def test_a_live_exchange_is_up_counts_its_orders_and_rejects_and_a_killed_tes_is
         assert window.count == 4 and 0 < window.p50 <= window.p90 <= window.p99 <= window.p999 <= window.max
         [shard] = found.shards
         assert (shard.journal_last, shard.recorder_committed, shard.behind, shard.seconds_behind) == (3, 3, 0, 0.0)
+        assert shard.market_data == MarketDataFigures(0, 0, 0), "nobody subscribed"
 
         page = draw_page(monkeypatch, env)
         assert not page.exception and not page.error
@@ -312,6 +315,8 @@ def test_the_page_draws_badges_tables_and_rejects_without_an_exception(tmp_path,
                                      ["TES", "acks", 9, 4.0]]
     rejects = tables[("reason", "code", "count", "per second")]
     assert rejects.values.tolist() == [["FOK_NOT_FILLABLE", 2002, 1, 0.0], ["PRICE_OFF_TICK", 3002, 3, 1.0]]
+    market_data = tables[("shard", "subscribers", "frames dropped", "subscriptions refused")]
+    assert market_data.values.tolist() == [["A", 3, 5, 1]]
 
 
 def test_the_page_of_an_exchange_never_started_says_so(tmp_path, monkeypatch):

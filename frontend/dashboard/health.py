@@ -85,6 +85,11 @@ def _draw(health: Health) -> None:
         if shard.unwritable:
             st.error(f"Shard {shard.name}: the journal refuses writes ({shard.unwritable}): intake is stopped.")
 
+    st.subheader("Market data")
+    st.caption("Connections following each book server's market data; frames dropped because a subscriber "
+               "stopped reading (it resyncs from a snapshot); subscriptions refused because the server was full.")
+    st.dataframe(market_data_table(health.shards), hide_index=True)
+
     st.subheader("Rejects by reason")
     rejects = rejects_table(health.rejects)
     if rejects.empty:
@@ -151,6 +156,15 @@ def consumers_table(shards: list[ShardLag]) -> pd.DataFrame:
         [(s.name, c.name, c.acked, c.behind, c.connected, c.left_behind) for s in shards for c in s.consumers],
         columns=["shard", "consumer", "acknowledged", "entries behind", "connected", "left behind"],
     )
+
+
+def market_data_table(shards: list[ShardLag]) -> pd.DataFrame:
+    """Each shard's market data port, as its OBS last said (empty cells: not known)."""
+    return pd.DataFrame(
+        [(s.name, *((s.market_data.subscribers, s.market_data.dropped, s.market_data.refused) if s.market_data
+                    else (None, None, None))) for s in shards],
+        columns=["shard", "subscribers", "frames dropped", "subscriptions refused"],
+    ).astype({"subscribers": "Int64", "frames dropped": "Int64", "subscriptions refused": "Int64"})
 
 
 def rejects_table(rejects: list[RejectCount]) -> pd.DataFrame:
