@@ -99,7 +99,7 @@ from engine.types import CancelReason, RejectReason
 from native.commands import CommandReader, OrderCommand
 from native.framing import Records
 from native.orderpath import route
-from native.sockets import receive, send, send_joined
+from native.sockets import queued, receive, send, send_joined, signals
 from servers import security, service
 from servers.journal import (
     KEEP_SNAPSHOTS,
@@ -300,10 +300,16 @@ class OrderBookServer:
         Raises `BookServerHalted` once an fsync of the journal failed (here, on the interval
         thread or the snapshot writer): nothing more may be acknowledged.
         """
+        # The public ports are seldom readable: they are polled by their descriptors
+        # (`native.sockets.signals`), which signal only once a socket has been found with nothing
+        # queued. So each is read before the first poll, and after a turn that read it or sent on it
+        # (which reads its commands too) `queued` says whether to read it again without waiting.
+        snapshots, market_data = signals(self.snapshots), signals(self.market_data)
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
-        poller.register(self.snapshots, zmq.POLLIN)
-        poller.register(self.market_data, zmq.POLLIN)
+        poller.register(snapshots, zmq.POLLIN)
+        poller.register(market_data, zmq.POLLIN)
+        snapshots_due = market_data_due = True
         lap = self.stages.lap
         self.stages.start()
         try:
@@ -311,15 +317,21 @@ class OrderBookServer:
                 # GTD expiries and phase changes due first: their commands are turns of their own
                 # (`_expire_due`, `_phases_due`), and the wait for input ends in time for the next.
                 wait_ms = self._run_due()
+                if self.subscribers:  # their turns sent on the market data port
+                    market_data_due = market_data_due or queued(self.market_data)
                 lap(OTHER)
-                ready = dict(poller.poll(wait_ms))
+                ready = dict(poller.poll(0 if snapshots_due or market_data_due else wait_ms))
                 lap(IDLE)
                 if self.commands in ready:
                     self._serve_commands()
-                if self.snapshots in ready:
+                if snapshots_due or snapshots in ready:
                     self._serve_snapshots()
-                if self.market_data in ready:
+                    snapshots_due = queued(self.snapshots)
+                if market_data_due or market_data in ready:
                     self._serve_subscriptions()
+                    market_data_due = queued(self.market_data)
+                elif self.subscribers:  # this turn published to them
+                    market_data_due = queued(self.market_data)
                 if self.state.sequence - self.snapshot_sequence >= self.snapshot_every:
                     self._snapshot()
                 now = time.monotonic()
