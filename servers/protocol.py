@@ -889,7 +889,7 @@ symbol's topic is empty)."""
 
 
 def topic(message: MarketData) -> bytes:
-    """The PUB topic of a market-data message: ``SYMBOL.``, one sequenced stream per symbol.
+    """The topic of a market-data message: ``SYMBOL.``, one sequenced stream per symbol.
 
     Quotes, depth updates and trades share the topic because they share the symbol's
     sequence numbers: a subscriber sees them all, in order, and can detect gaps.
@@ -898,7 +898,7 @@ def topic(message: MarketData) -> bytes:
 
 
 def symbol_topic(symbol: str) -> bytes:
-    """The PUB topic of ``symbol``'s market data (`topic`)."""
+    """The topic of ``symbol``'s market data (`topic`)."""
     return symbol.encode() + b"."
 
 

@@ -1,6 +1,6 @@
 """The operator's phase commands end to end: ``python main.py phase``, ``halt --all`` and
 ``resume --all`` against a real OBS and TES (CURVE on: the operator's key), orders from TES
-clients, market data from the OBS's PUB socket.
+clients, market data from the OBS's market data port.
 """
 
 import json
