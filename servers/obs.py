@@ -149,6 +149,7 @@ IDLE_WAIT_MS = 100
 """Longest poll wait: how soon a stop request is noticed when nothing arrives."""
 UNKNOWN_SYMBOL = RejectReason.UNKNOWN_SYMBOL
 NOT_AUTHORIZED = RejectReason.NOT_AUTHORIZED
+MALFORMED_MESSAGE = RejectReason.MALFORMED_MESSAGE
 REFUSED = -1
 """The sequence a command gets in a turn's work when its sender may not send it."""
 UNJOURNALED = -2
@@ -156,6 +157,8 @@ UNJOURNALED = -2
 SNAPSHOT_HWM = 16
 """Snapshot answers queued per requester; a requester that does not read loses the rest
 (it asks again), so a large book's snapshots cannot pile up in memory."""
+MAX_TEXT = 256
+"""The longest text of a reject (`servers.protocol.Text`)."""
 MARKET_DATA_HWM = 256
 """Frames queued per market data connection (a symbol's market data one a turn, but for turns of
 over MAX_BATCH messages, and the answers to its requests, one a frame of them); more are dropped
@@ -628,10 +631,13 @@ class OrderBookServer:
             ran = position > ran_from
 
     def _serve_subscriptions(self) -> None:
-        """Each queued frame of subscription requests applied and answered (`Subscribers.serve`)."""
-        for identity, _, requests in self._read(self.market_data, self.subscription_codec,
-                                                frames=PUBLIC_FRAMES_PER_TURN):
-            self.subscribers.serve(identity, requests)
+        """Each queued frame of subscription requests applied and answered (`Subscribers.serve`); a
+        malformed one answered MALFORMED_MESSAGE."""
+        for identity, requests, malformed in self._read_public(self.market_data, self.subscription_codec):
+            if malformed is None:
+                self.subscribers.serve(identity, requests)
+            else:
+                self.subscribers.refuse(identity, MALFORMED_MESSAGE, malformed)
 
     def _serve_snapshots(self) -> None:
         """Answer each requester once per symbol per turn, each symbol's snapshot built once
@@ -639,8 +645,10 @@ class OrderBookServer:
         feeds = self.state.feeds
         built: dict[str, bytes] = {}
         outbox: dict[bytes, list] = {}
-        for identity, _, requests in self._read(self.snapshots, self.snapshot_codec, frames=PUBLIC_FRAMES_PER_TURN):
+        for identity, requests, malformed in self._read_public(self.snapshots, self.snapshot_codec):
             replies = outbox.setdefault(identity, [])
+            if malformed is not None:
+                replies.append(QueryRejected(0, MALFORMED_MESSAGE, malformed))
             answered = set()
             for request in requests:
                 symbol = request.symbol
@@ -656,6 +664,23 @@ class OrderBookServer:
                     built[symbol] = snapshot = self.command_codec.encode(feed.snapshot())
                 replies.append(snapshot)
         self._send(self.snapshots, outbox)
+
+    def _read_public(self, socket: zmq.Socket, codec: Codec):
+        """(identity, requests, malformed) of each of up to PUBLIC_FRAMES_PER_TURN frames queued on a
+        public port: a malformed frame (not one payload, or one ``codec`` refuses) has no requests and
+        ``malformed`` says why, to answer it with (it is counted as dropped, too); else None."""
+        for parts, _ in _received(socket, False, PUBLIC_FRAMES_PER_TURN):
+            if len(parts) == 2:
+                try:
+                    requests, problem = codec.decode(parts[1]), None
+                except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
+                    requests, problem = [], str(exc)
+            else:
+                requests, problem = [], f"{len(parts) - 1} payload frames instead of 1"
+            if problem is not None:
+                self.dropped(problem)
+                problem = f"{MALFORMED_MESSAGE.text}: {problem}"[:MAX_TEXT]
+            yield parts[0], requests, problem
 
     def _read(self, socket: zmq.Socket, codec: Codec, peers: dict[str, security.Peer] | None = None,
               reader: CommandReader | None = None, frames: int = MAX_FRAMES_PER_TURN):

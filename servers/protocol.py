@@ -874,7 +874,8 @@ class Unsubscribed(Message):
 
 class SubscriptionRejected(Message):
     """``symbol`` is not subscribed: UNKNOWN_SYMBOL (the book server does not hold it) or
-    TOO_MANY_SUBSCRIBERS (the book server already sends market data to as many connections as it may)."""
+    TOO_MANY_SUBSCRIBERS (the book server already sends market data to as many connections as it may);
+    or MALFORMED_MESSAGE, with no symbol, for a frame that was not requests (the text says why)."""
 
     symbol: str
     reason: RejectReason

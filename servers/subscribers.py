@@ -92,6 +92,10 @@ class Subscribers:
                 replies.append(Subscribed(symbol))
         self._send((identity,), CONTROL_TOPIC, self.encode(replies))
 
+    def refuse(self, identity: bytes, reason: RejectReason, text: str) -> None:
+        """Answer a frame that was not requests (malformed): a `SubscriptionRejected` of no symbol."""
+        self._send((identity,), CONTROL_TOPIC, self.encode([SubscriptionRejected("", reason, text)]))
+
     def publish(self, market_data: dict[str, list[bytes]]) -> None:
         """Send each symbol's messages (encoded, in sequence order) to its followers, joined into
         frames within the protocol's limits, each frame copied once whatever the number of followers

@@ -2,7 +2,7 @@
 
 Random bytes, empty and multi-part frames, oversized frames, valid msgpack of the
 wrong shape and hypothesis-mutated versions of real messages are thrown at the
-TES client endpoint, the OBS command endpoint and the OBS snapshot endpoint. The
+TES client endpoint, the OBS command endpoint and the OBS's public ones (market data, snapshots). The
 OBS command port admits only the TES's and the operator's CURVE keys, so the
 fuzzer speaks to it with the TES's key (what a process without one can do is
 tested in test_security.py: nothing reaches the OBS). The servers must stay up,
@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from procs import Role, as_role, endpoint, exchange_env
 
+from clients.market_data import MarketDataClient
 from engine.types import OrderType, Side, TimeInForce
 from servers import protocol as p
 
@@ -43,6 +44,7 @@ VALID_OBS_MESSAGES = [
     p.BookQuery(1, "ACME", 5),
 ]
 VALID_SNAPSHOT_MESSAGES = [p.SnapshotRequest("ACME")]
+VALID_SUBSCRIPTION_MESSAGES = [p.Subscribe("ACME"), p.Unsubscribe("BOLT")]
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.floats(allow_nan=True),
@@ -116,7 +118,8 @@ def garbage_frames():
 
 def test_garbage_on_every_socket_leaves_both_servers_running(exchange):
     env, context, obs, tes = exchange
-    targets = ["TES__CLIENT_ENDPOINT", "SHARDS__0__COMMAND_ENDPOINT", "SHARDS__0__SNAPSHOT_ENDPOINT"]
+    targets = ["TES__CLIENT_ENDPOINT", "SHARDS__0__COMMAND_ENDPOINT", "SHARDS__0__SNAPSHOT_ENDPOINT",
+               "SHARDS__0__MARKET_DATA_ENDPOINT"]
     for target in targets:
         socket = dealer(context, endpoint(env, target), env if target == "SHARDS__0__COMMAND_ENDPOINT" else None)
         throw(socket, garbage_frames())
@@ -134,8 +137,9 @@ def test_garbage_on_every_socket_leaves_both_servers_running(exchange):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(client=st.lists(mutated(VALID_CLIENT_MESSAGES), min_size=1, max_size=4),
        book=st.lists(mutated(VALID_OBS_MESSAGES), min_size=1, max_size=4),
-       snapshot=st.lists(mutated(VALID_SNAPSHOT_MESSAGES), min_size=1, max_size=2), raw=st.binary(max_size=200))
-def test_mutated_messages_are_rejected_not_fatal(exchange, client, book, snapshot, raw):
+       snapshot=st.lists(mutated(VALID_SNAPSHOT_MESSAGES), min_size=1, max_size=2),
+       subscription=st.lists(mutated(VALID_SUBSCRIPTION_MESSAGES), min_size=1, max_size=2), raw=st.binary(max_size=200))
+def test_mutated_messages_are_rejected_not_fatal(exchange, client, book, snapshot, subscription, raw):
     env, context, obs, tes = exchange
     frames = []
     for fields in client:
@@ -147,7 +151,8 @@ def test_mutated_messages_are_rejected_not_fatal(exchange, client, book, snapsho
     throw(socket, [[frame] for frame in frames] + [[raw]])
     obs_socket = dealer(context, endpoint(env, "SHARDS__0__COMMAND_ENDPOINT"), env)
     snapshot_socket = dealer(context, endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"))
-    for target, messages in ((obs_socket, book), (snapshot_socket, snapshot)):
+    subscription_socket = dealer(context, endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"))
+    for target, messages in ((obs_socket, book), (snapshot_socket, snapshot), (subscription_socket, subscription)):
         for fields in messages:
             try:
                 target.send(msgspec.msgpack.encode([fields]))
@@ -156,6 +161,7 @@ def test_mutated_messages_are_rejected_not_fatal(exchange, client, book, snapsho
     socket.close()
     obs_socket.close()
     snapshot_socket.close()
+    subscription_socket.close()
     assert obs.process.poll() is None and tes.process.poll() is None
 
 
@@ -178,8 +184,12 @@ def wait_for(socket, kind, timeout=10.0):
 
 
 def test_after_the_fuzzing_a_normal_trade_still_works(exchange):
-    """Traders and a symbol the fuzzing never used (it only knows alice's key and ACME)."""
+    """Traders and a symbol the fuzzing never used (it only knows alice's key and ACME), the trade
+    seen on the market data too."""
     env, context, obs, tes = exchange
+    feed = MarketDataClient(endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"),
+                            endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"), "BOLT", context)
+    feed.connect(10.0)
     seller, buyer = session(context, env, "flow1"), session(context, env, "flow2")
     seller.send(CLIENT.encode([p.EnterOrder(1, "BOLT", Side.SELL, OrderType.LIMIT, TimeInForce.GTC, 25_050, 70)]))
     accepted = wait_for(seller, p.OrderAccepted)
@@ -193,5 +203,10 @@ def test_after_the_fuzzing_a_normal_trade_still_works(exchange):
     positions = wait_for(buyer, p.Positions)
     assert [(pos.symbol, pos.quantity) for pos in positions.positions if pos.quantity] == [("BOLT", 70)]
     assert positions.cash == -25_050 * 70
+    deadline = time.monotonic() + 10
+    while feed.last_trade is None and time.monotonic() < deadline:
+        feed.poll(0.1)
+    assert (feed.last_trade.price, feed.last_trade.quantity, feed.resyncs) == (25_050, 70, 0)
+    feed.close()
     seller.close()
     buyer.close()

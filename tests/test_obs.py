@@ -706,9 +706,7 @@ def test_malformed_input_is_dropped_and_serving_goes_on(tmp_path, context):
         snapshotter = context.socket(zmq.DEALER)
         snapshotter.setsockopt(zmq.LINGER, 0)
         snapshotter.connect(endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"))
-        oversized = SNAPSHOTS.encode([p.SnapshotRequest("ACME")] * 300)  # ends the connection unread
-        assert len(oversized) > PUBLIC_FRAME_BYTES
-        for frames in ([os.urandom(10)], [b"a", b"b"], [msgspec.msgpack.encode([["SnapshotRequest", 5]])], [oversized]):
+        for frames in ([b"\xc1"], [b"a", b"b"], [msgspec.msgpack.encode([["SnapshotRequest", 5]])]):
             snapshotter.send_multipart(frames)
         tes = Tes(context, env)
         assert tes.hello(1) == p.HelloReply(["ACME", "BOLT"], 0, 0), "nothing malformed was journaled"
@@ -717,7 +715,18 @@ def test_malformed_input_is_dropped_and_serving_goes_on(tmp_path, context):
         (executed,) = REPLIES.decode(raw.recv())
         assert executed.sequence == 1 and isinstance(executed.events[0], OrderAccepted)
         assert snapshot_of(context, env, "ACME").bids == [(100, 5, 1)]
-        assert not snapshotter.poll(200), "bad snapshot requests get no answer"
+        answers = []
+        while len(answers) < 3:
+            assert snapshotter.poll(5000), answers
+            answers += SNAPSHOTS.decode(snapshotter.recv())
+        assert [(a.request_id, a.reason) for a in answers] == [(0, RejectReason.MALFORMED_MESSAGE)] * 3
+        assert [a.text.split(": ", 1)[1] for a in answers] == [
+            "MessagePack data is malformed: invalid opcode '\\xc1' (byte 0)", "2 payload frames instead of 1",
+            "Expected `str`, got `int` - at `$[0][1]`"], "each malformed frame answered, saying why"
+        oversized = SNAPSHOTS.encode([p.SnapshotRequest("ACME")] * 300)  # ends the connection unread
+        assert len(oversized) > PUBLIC_FRAME_BYTES
+        snapshotter.send(oversized)
+        assert not snapshotter.poll(500), "no answer to it"
         obs.wait_for("dropped malformed input", 5)
         assert obs.stop() == 0
     assert "OBS A stopped at sequence 1 (15 malformed inputs dropped)" in obs.output()

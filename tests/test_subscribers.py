@@ -213,8 +213,8 @@ def status_of(env):
 def test_a_flood_of_subscriptions_on_a_trading_book_server_grows_nothing(tmp_path, context):
     """One connection asks for 200,000 distinct symbols while the market trades (a libzmq PUB kept
     each topic, about 1.3 KB each, for as long as the server ran). Every request is refused
-    UNKNOWN_SYMBOL; the book server's memory stays as it was; garbage and an oversized frame change
-    nothing; the subscribers that were there are served throughout."""
+    UNKNOWN_SYMBOL; the book server's memory stays as it was; garbage is answered MALFORMED_MESSAGE and
+    an oversized frame ends its connection; the subscribers that were there are served throughout."""
     env = open_env(tmp_path)
     with Role(OBS, env) as obs:
         tes = Tes(context, env, tes_id=1)
@@ -226,9 +226,16 @@ def test_a_flood_of_subscriptions_on_a_trading_book_server_grows_nothing(tmp_pat
         garbage = context.socket(zmq.DEALER)
         garbage.setsockopt(zmq.LINGER, 0)
         garbage.connect(endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"))
-        for frames in ([os.urandom(40)], [b"a", b"b"], [msgspec.msgpack.encode([["Subscribe", 7]])],
-                       [os.urandom(5000)]):
+        for frames in ([b"\xc1"], [b"a", b"b"], [msgspec.msgpack.encode([["Subscribe", 7]])]):
             garbage.send_multipart(frames)
+        malformed = [control(garbage) for _ in range(3)]
+        assert [(r.symbol, r.reason) for (r,) in malformed] == [("", RejectReason.MALFORMED_MESSAGE)] * 3
+        assert [r.text for (r,) in malformed] == [
+            "malformed message: MessagePack data is malformed: invalid opcode '\\xc1' (byte 0)",
+            "malformed message: 2 payload frames instead of 1",
+            "malformed message: Expected `str`, got `int` - at `$[0][1]`"], "each answered, saying why"
+        garbage.send(os.urandom(5000))  # over PUBLIC_FRAME_BYTES: the connection ends, unanswered
+        assert not garbage.poll(500)
         tes.send(p.BookSubmit("ACME", T1 | 1, Side.SELL, 0, 0, 101, 1_000_000))
         tes.receive(1)
         before = rss_kb(obs.process.pid)
