@@ -333,35 +333,34 @@ def send_each(socket, identities, bytes topic, bytes frame):
 cdef int _send_bytes(void* handle, bytes data, int flags) except -1:
     """Send ``data`` as one part; 0, or the error's number (nothing of it sent)."""
     cdef zmq_message_t part
-    cdef int error
-    while True:
-        if msg_init_size(&part, <size_t>PyBytes_GET_SIZE(data)) < 0:
-            raise MemoryError("out of memory for a ZeroMQ message")
-        memcpy(msg_data(&part), PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
-        if msg_send(&part, handle, flags) >= 0:
-            return 0
-        error = zmq_errno()
-        msg_close(&part)
-        if error != EINTR:
-            return error
+    if msg_init_size(&part, <size_t>PyBytes_GET_SIZE(data)) < 0:
+        raise MemoryError("out of memory for a ZeroMQ message")
+    memcpy(msg_data(&part), PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
+    return _send_now(handle, &part, flags)
 
 
 cdef int _send_copy(void* handle, zmq_message_t* body) noexcept:
     """Send a copy of ``body`` (its buffer shared) as the last part; 0, or the error's number."""
     cdef zmq_message_t part
     cdef int error
-    while True:
-        msg_init(&part)
-        if msg_copy(&part, body) < 0:
-            error = zmq_errno()
-            msg_close(&part)
-            return error
-        if msg_send(&part, handle, ZMQ_DONTWAIT) >= 0:
-            return 0
+    msg_init(&part)
+    if msg_copy(&part, body) < 0:
         error = zmq_errno()
         msg_close(&part)
+        return error
+    return _send_now(handle, &part, ZMQ_DONTWAIT)
+
+
+cdef int _send_now(void* handle, zmq_message_t* part, int flags) noexcept:
+    """``zmq_msg_send`` of ``part``, again while a signal interrupts it (a message it did not take
+    is still the caller's, whole); 0, ``part`` taken, or the error's number, ``part`` closed."""
+    cdef int error
+    while msg_send(part, handle, flags) < 0:
+        error = zmq_errno()
         if error != EINTR:
+            msg_close(part)
             return error
+    return 0
 
 
 def send_joined(socket, dict outbox, encode, Py_ssize_t max_messages, Py_ssize_t max_bytes):
