@@ -670,13 +670,7 @@ class OrderBookServer:
         public port: a malformed frame (not one payload, or one ``codec`` refuses) has no requests and
         ``malformed`` says why, to answer it with (it is counted as dropped, too); else None."""
         for parts, _ in _received(socket, False, PUBLIC_FRAMES_PER_TURN):
-            if len(parts) == 2:
-                try:
-                    requests, problem = codec.decode(parts[1]), None
-                except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
-                    requests, problem = [], str(exc)
-            else:
-                requests, problem = [], f"{len(parts) - 1} payload frames instead of 1"
+            requests, problem = _decoded(parts, codec)
             if problem is not None:
                 self.dropped(problem)
                 problem = f"{MALFORMED_MESSAGE.text}: {problem}"[:MAX_TEXT]
@@ -857,19 +851,25 @@ def _frames(received, codec: Codec, peers: dict[str, security.Peer] | None, read
     ``codec``.
     """
     for parts, user in received:
-        if len(parts) != 2:
-            dropped(f"{len(parts) - 1} payload frames instead of 1")
+        messages, problem = _decoded(parts, codec, reader)
+        if problem is not None:
+            dropped(problem)
             continue
-        identity, payload = parts
-        peer = peers.get(user, NOBODY) if peers else ANYONE
-        messages = reader.read(payload) if reader is not None else None
-        if messages is None:
-            try:
-                messages = codec.decode(payload)
-            except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
-                dropped(exc)
-                continue
-        yield identity, peer, messages
+        yield parts[0], peers.get(user, NOBODY) if peers else ANYONE, messages
+
+
+def _decoded(parts: list[bytes], codec: Codec, reader: CommandReader | None = None) -> tuple[list, str | None]:
+    """The messages of a frame read from a ROUTER (``[identity, payload]``): ``reader``'s, if it
+    reads the payload, else ``codec``'s; ``([], why)`` for a malformed frame."""
+    if len(parts) != 2:
+        return [], f"{len(parts) - 1} payload frames instead of 1"
+    messages = reader.read(parts[1]) if reader is not None else None
+    if messages is None:
+        try:
+            messages = codec.decode(parts[1])
+        except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
+            return [], str(exc)
+    return messages, None
 
 
 def _item(item) -> tuple:
