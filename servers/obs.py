@@ -306,7 +306,10 @@ class OrderBookServer:
         # The public ports are seldom readable: they are polled by their descriptors
         # (`native.sockets.signals`), which signal only once a socket has been found with nothing
         # queued. So each is read before the first poll, and after a turn that read it or sent on it
-        # (which reads its commands too) `queued` says whether to read it again without waiting.
+        # (which reads its commands too) `queued` says whether to read it again without waiting: the
+        # snapshot port right after it is read (and answered), the market data port after it is read
+        # and before a poll that follows sends to its subscribers (`Subscribers.sent`: a turn's
+        # publishing, `_run_due`'s, a send that found the last subscriber gone).
         snapshots, market_data = signals(self.snapshots), signals(self.market_data)
         poller = zmq.Poller()
         poller.register(self.commands, zmq.POLLIN)
@@ -320,7 +323,8 @@ class OrderBookServer:
                 # GTD expiries and phase changes due first: their commands are turns of their own
                 # (`_expire_due`, `_phases_due`), and the wait for input ends in time for the next.
                 wait_ms = self._run_due()
-                if self.subscribers:  # their turns sent on the market data port
+                if self.subscribers.sent:
+                    self.subscribers.sent = False
                     market_data_due = market_data_due or queued(self.market_data)
                 lap(OTHER)
                 ready = dict(poller.poll(0 if snapshots_due or market_data_due else wait_ms))
@@ -332,8 +336,7 @@ class OrderBookServer:
                     snapshots_due = queued(self.snapshots)
                 if market_data_due or market_data in ready:
                     self._serve_subscriptions()
-                    market_data_due = queued(self.market_data)
-                elif self.subscribers:  # this turn published to them
+                    self.subscribers.sent = False
                     market_data_due = queued(self.market_data)
                 if self.state.sequence - self.snapshot_sequence >= self.snapshot_every:
                     self._snapshot()

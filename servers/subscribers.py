@@ -69,6 +69,9 @@ class Subscribers:
         """Frames not sent because the connection's queue was full."""
         self.refused = 0
         """Subscriptions refused TOO_MANY_SUBSCRIBERS."""
+        self.sent = False
+        """Something was sent on ``socket`` (set here, cleared by its reader): a send reads the
+        socket's commands too, so input that came meanwhile may no longer signal its descriptor."""
         self.probed_at = -PROBE_INTERVAL_S
         self.encode = msgspec.msgpack.Encoder().encode
 
@@ -125,6 +128,7 @@ class Subscribers:
         """``[topic, frame]`` to each of ``identities``, now or never: a full queue counts in
         ``dropped``, a connection that has gone is forgotten (after the sends: ``identities`` may be
         one of the registry's own)."""
+        self.sent = True
         full, gone = send_each(self.socket, identities, topic, frame)
         self.dropped += full
         for identity in gone:
