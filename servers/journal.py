@@ -873,6 +873,22 @@ def snapshot_paths(directory: Path) -> list[Path]:
 # ================================================================ files
 
 
+def journal_size(directory: Path) -> int:
+    """The size of ``directory``'s journal file in bytes (0: it has none)."""
+    try:
+        return (directory / JOURNAL_FILE).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def beyond_the_journal(offset: int, size: int) -> str | None:
+    """Why recovery skips a snapshot whose records continue at journal byte ``offset``, the journal
+    being ``size`` bytes long: it ends before that (records the snapshot holds were lost or cut off
+    since); None if the journal reaches it. The OBS's and the TES's recoveries and ``journal check``
+    all ask this."""
+    return f"the journal ends (byte {size}) before its offset {offset}" if offset > size else None
+
+
 def read_discarded(directory: Path) -> int:
     """The offset `Journal.discard_before` recorded (0 if it never ran); `RecoveryError` if
     the file does not hold one."""

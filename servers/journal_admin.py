@@ -31,6 +31,8 @@ from servers.journal import (
     DirectoryLock,
     JournalDamaged,
     RecoveryError,
+    beyond_the_journal,
+    journal_size,
     move_tail,
     read_discarded,
     read_records,
@@ -93,7 +95,7 @@ def check(journal: JournalDirectory) -> tuple[list[str], dict]:
     """Read ``journal``'s directory: the report's lines and its summary (JSON-ready)."""
     directory = journal.directory
     path = directory / JOURNAL_FILE
-    size = path.stat().st_size if path.exists() else 0
+    size = journal_size(directory)
     lines = [f"{journal.label}: journal directory {directory}"]
     try:
         discarded, discarded_problem = read_discarded(directory), None
@@ -315,7 +317,6 @@ def _ledger_snapshots(directory: Path, size: int) -> list[SnapshotFile]:
 
 
 def _usable(path: Path, sequence: int, offset: int, size: int) -> SnapshotFile:
-    """A snapshot that reads well: recovery skips it only if its journal offset is past the
-    journal's end (``size``)."""
-    problem = f"its journal offset {offset} is past the end of the journal ({size} bytes)" if offset > size else None
-    return SnapshotFile(path, sequence, offset, problem)
+    """A snapshot that reads well: recovery skips it only if the journal (``size`` bytes) ends
+    before its offset (`beyond_the_journal`)."""
+    return SnapshotFile(path, sequence, offset, beyond_the_journal(offset, size))

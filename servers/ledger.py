@@ -69,6 +69,8 @@ from servers.journal import (
     JournalDamaged,
     JournalFailed,
     RecoveryError,
+    beyond_the_journal,
+    journal_size,
     read_discarded,
     read_records,
     sync_directory,
@@ -716,17 +718,16 @@ def _restore_newest(directory: Path, ledger: Ledger) -> tuple[int, int]:
     """Restore ``ledger`` from the newest readable snapshot whose journal offset the journal
     reaches (others are logged and skipped, as a book server skips its own); (its journal
     sequence, where the journal continues), (0, 0) without one."""
-    journal = directory / JOURNAL_FILE
-    size = journal.stat().st_size if journal.exists() else 0
+    size = journal_size(directory)
     for path in ledger_snapshot_paths(directory):
         try:
             state = read_ledger_snapshot(path)
         except ValueError as exc:
             log.warning("skipping ledger snapshot %s: %s", path, exc)
             continue
-        if state.journal_offset > size:
-            log.warning("skipping ledger snapshot %s: the journal ends (byte %d) before its offset %d", path, size,
-                        state.journal_offset)
+        beyond = beyond_the_journal(state.journal_offset, size)
+        if beyond is not None:
+            log.warning("skipping ledger snapshot %s: %s", path, beyond)
             continue
         ledger.restore(state)
         return state.sequence, state.journal_offset

@@ -63,12 +63,13 @@ from native.book import ENCODED_FIELDS, ENCODED_TAGS, BookCapture, NativeBook
 from native.orderpath import OrderPath, note_accepted
 from native.replies import Replies
 from servers.journal import (
-    JOURNAL_FILE,
     DirectoryLock,
     Journal,
     RecoveryError,
     ShardSnapshot,
     SymbolSnapshot,
+    beyond_the_journal,
+    journal_size,
     read_discarded,
     read_records,
     read_snapshots,
@@ -451,7 +452,7 @@ def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S, gu
     would need were discarded, ``discarded-before`` is damaged or a record names a symbol
     not in ``symbols``.
     """
-    shard, offset = None, 0
+    shard, offset, size = None, 0, journal_size(directory)
     if directory.is_dir():
         for snapshot in read_snapshots(directory):
             try:
@@ -459,8 +460,9 @@ def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S, gu
             except ValueError as exc:
                 log.warning("skipping snapshot %d: %s", snapshot.sequence, exc)
                 continue
-            if _journal_size(directory) < snapshot.journal_offset:
-                log.warning("skipping snapshot %d: the journal ends before its offset", snapshot.sequence)
+            beyond = beyond_the_journal(snapshot.journal_offset, size)
+            if beyond is not None:
+                log.warning("skipping snapshot %d: %s", snapshot.sequence, beyond)
                 shard = None
                 continue
             offset = snapshot.journal_offset
@@ -474,7 +476,7 @@ def load(directory: Path, symbols: list[str], progress_s: float = INTERVAL_S, gu
     shard = shard or Shard.empty(symbols, guards)
     shard.restored_offset = offset
     market_data: list = []
-    end, size, throttle = offset, _journal_size(directory), Throttle(progress_s)
+    end, throttle = offset, Throttle(progress_s)
     for record in read_records(directory, offset, shard.sequence, decode_entry):
         entry = record.command
         legacy = type(entry) is not JournalEntry
@@ -519,8 +521,3 @@ def decode_entry(payload: bytes) -> JournalEntry | BookCommand:
         return _legacy.decode(payload)
 
 
-def _journal_size(directory: Path) -> int:
-    try:
-        return (directory / JOURNAL_FILE).stat().st_size
-    except FileNotFoundError:
-        return 0

@@ -4,6 +4,7 @@ operator's ``journal check`` and ``journal cut`` (`servers.journal_admin`; run a
 import errno
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -626,6 +627,31 @@ def test_damaged_newest_snapshot_is_skipped_with_a_warning_and_the_older_one_use
     assert not list(tmp_path.glob("*.tmp"))
     assert f"skipping snapshot {newest}: " in caplog.text and problem in caplog.text
     assert "falls back to an older snapshot or the journal" in caplog.text
+
+
+def test_a_snapshot_past_the_journals_end_is_skipped_as_journal_check_says(tmp_path, caplog):
+    """A journal that lost its tail ends before the newest snapshot's offset: recovery skips that
+    snapshot for the older one and the records the journal still holds, and `journal check` says
+    so in the same words (`servers.journal.beyond_the_journal`, which the TES's recovery asks too)."""
+    run(tmp_path, commands(200), snapshot_every=60)
+    newest = tmp_path / "snapshot-180.msgpack"
+    offset = read_snapshot(newest).journal_offset
+    with open(tmp_path / JOURNAL_FILE, "r+b") as file:
+        file.truncate(offset - 1)
+    expected = tmp_path / "expected"
+    shutil.copytree(tmp_path, expected, ignore=shutil.ignore_patterns(newest.name, "expected"))
+    beyond = f"the journal ends (byte {offset - 1}) before its offset {offset}"
+    lines, summary = check(shard_in(tmp_path))
+    assert f"snapshot-180.msgpack: recovery skips it: {beyond}" in lines
+    assert summary["recovery"] == {"snapshot": 120, "refuses": None}
+
+    recovered, log = recover(tmp_path, SYMBOLS, JournalConfig())
+    log.close()
+    assert f"skipping snapshot 180: {beyond}" in caplog.text
+    replayed, log = recover(expected, SYMBOLS, JournalConfig())
+    log.close()
+    assert recovered.restored_sequence == replayed.restored_sequence == 120
+    assert state(recovered) == state(replayed) and 120 < recovered.sequence < 180
 
 
 def test_flipped_price_bit_that_would_decode_into_a_wrong_book_is_caught_by_the_crc(tmp_path):
