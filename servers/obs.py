@@ -861,9 +861,11 @@ def _frames(received, codec: Codec, peers: dict[str, security.Peer] | None, read
         yield parts[0], peers.get(user, NOBODY) if peers else ANYONE, messages
 
 
-def _decoded(parts: list[bytes], codec: Codec, reader: CommandReader | None = None) -> tuple[list, str | None]:
+def _decoded(parts: list[bytes], codec: Codec, reader: CommandReader | None = None
+             ) -> tuple[list, Exception | str | None]:
     """The messages of a frame read from a ROUTER (``[identity, payload]``): ``reader``'s, if it
-    reads the payload, else ``codec``'s; ``([], why)`` for a malformed frame."""
+    reads the payload, else ``codec``'s; ``([], why)`` for a malformed frame (the codec's error,
+    or what is wrong with its parts)."""
     if len(parts) != 2:
         return [], f"{len(parts) - 1} payload frames instead of 1"
     messages = reader.read(parts[1]) if reader is not None else None
@@ -871,7 +873,7 @@ def _decoded(parts: list[bytes], codec: Codec, reader: CommandReader | None = No
         try:
             messages = codec.decode(parts[1])
         except (msgspec.DecodeError, msgspec.ValidationError, FrameTooLarge) as exc:
-            return [], str(exc)
+            return [], exc
     return messages, None
 
 
