@@ -63,6 +63,8 @@ def per_order(before: dict[str, dict], after: dict[str, dict], orders: int) -> d
     (``busy_us``: all stages but idle, ``busy_cpu_us`` their CPU, estimated from the ``cpu_turns``
     turns whose CPU time was read; ``share``: of ``busy_us``;
     ``orders_per_turn``: orders per lap of ``receive``, the turns that read input; None without one;
+    ``turns_per_input``: the loop's turns (laps of ``idle``) per such turn, None without one: the TES
+    turns again for the book's replies to a frame;
     ``fsyncs_per_order``: the server's journal fsyncs, from its status counters)."""
     figures = {}
     for server, totals in after.items():
@@ -90,6 +92,7 @@ def per_order(before: dict[str, dict], after: dict[str, dict], orders: int) -> d
         figures[server] = {"clock": totals["clock"], "cpu_turns": cpu_turns, "busy_us": round(busy / orders / 1000, 3),
                            "busy_cpu_us": None if busy_cpu is None else round(busy_cpu / orders / 1000, 3),
                            "orders_per_turn": round(orders / turns, 2) if turns else None,
+                           "turns_per_input": round(stages[IDLE]["laps"] / turns, 2) if turns else None,
                            "fsyncs_per_order": fsyncs, "stages": stages, "stalls": stalls(first, totals)}
     return figures
 
@@ -130,7 +133,7 @@ def median(runs: list[dict[str, dict]]) -> dict[str, dict]:
             stages[name]["laps"] = stage["laps"]
         figures[server] = {"clock": first["clock"], "cpu_turns": first["cpu_turns"], "stages": stages, **{
             key: median_present([run[server][key] for run in runs])
-            for key in ("busy_us", "busy_cpu_us", "orders_per_turn", "fsyncs_per_order")},
+            for key in ("busy_us", "busy_cpu_us", "orders_per_turn", "turns_per_input", "fsyncs_per_order")},
             "stalls": all_stalls([run[server]["stalls"] for run in runs])}
     return figures
 
@@ -146,7 +149,8 @@ def format_table(rows: list[dict]) -> list[str]:
     lines = [
         "Where each order's time goes, per server and stage (µs of the loop's wall time per order sent, and its "
         "share of the loop's busy time, then the loop thread's CPU µs per order, estimated from the turns whose "
-        "CPU time was read; `idle`: waiting for input; `orders per turn`: per loop turn that read input; "
+        "CPU time was read; `idle`: waiting for input; `orders per turn`: per loop turn that read input (the "
+        "clients' or the TES's frames); `loop turns per turn that read input`: all the loop's turns, per such turn; "
         "benchmarks/stages.py):",
         "",
         "| server: stage | " + " | ".join(f"{row['offered_per_s']:,}/s" for row in rows) + " |",
@@ -164,6 +168,8 @@ def format_table(rows: list[dict]) -> list[str]:
         lines.append(f"| {LABELS[server]}: busy | " + " | ".join(cells) + " |")
         turns = [number(row["stages"][server]["orders_per_turn"]) for row in rows]
         lines.append(f"| {LABELS[server]}: orders per turn | " + " | ".join(turns) + " |")
+        turns = [number(row["stages"][server].get("turns_per_input")) for row in rows]
+        lines.append(f"| {LABELS[server]}: loop turns per turn that read input | " + " | ".join(turns) + " |")
         fsyncs = [row["stages"][server].get("fsyncs_per_order") for row in rows]
         if any(count is not None for count in fsyncs):
             cells = ["n/a" if count is None else f"{count:.3f}" for count in fsyncs]

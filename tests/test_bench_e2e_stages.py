@@ -246,7 +246,7 @@ def test_per_order_divides_the_change_by_the_orders_and_shares_out_the_busy_time
 
     assert figures == {"obs": {
         "clock": "cpu", "cpu_turns": 4, "busy_us": 2.0, "busy_cpu_us": 1.25, "orders_per_turn": 2.0,
-        "fsyncs_per_order": 0.75,
+        "turns_per_input": 2.0, "fsyncs_per_order": 0.75,
         "stages": {
             "idle": {"wall_us": 2.0, "share": None, "cpu_us": 0.01, "laps": 4},
             "receive": {"wall_us": 1.5, "share": 0.75, "cpu_us": 1.0, "laps": 2},
@@ -269,6 +269,7 @@ def test_per_order_divides_the_change_by_the_orders_and_shares_out_the_busy_time
     wall_only = stages.per_order({"tes": totals("wall", [0, 0, 0], [0, 0, 0])},
                                  {"tes": totals("wall", [100, 0, 0], [1, 0, 1])}, orders=1)
     assert wall_only["tes"]["busy_us"] == 0 and wall_only["tes"]["orders_per_turn"] is None
+    assert wall_only["tes"]["turns_per_input"] is None, "no turn read input"
     assert wall_only["tes"]["fsyncs_per_order"] is None, "a status file without the fsyncs counter"
     assert wall_only["tes"]["stages"]["receive"] == {"wall_us": 0.0, "share": None, "cpu_us": None, "laps": 0}
 
@@ -296,6 +297,7 @@ def test_the_table_has_a_line_per_server_and_stage_in_loop_order_and_a_column_pe
         "| OBS: other | 1.00 µs (38%) | 0.25 µs (25%) |",
         "| OBS: busy | 3.00 µs | 1.00 µs |",
         "| OBS: orders per turn | 0.8 | 1.0 |",
+        "| OBS: loop turns per turn that read input | 1.5 | 1.0 |",
         "| OBS: stalls in all runs (laps of 10 ms or longer) | receive 3 (42 ms), other 1 (11 ms) | none |",
     ]
     assert stages.format_table([{"offered_per_s": 1000}]) == []
@@ -312,7 +314,8 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
 
     assert "| server: stage | 2,000/s |" in table
     for server, names in (("OBS", obs.STAGES), ("TES", tes.STAGES)):
-        for name in (*names, "busy", "orders per turn", "turns whose CPU was read"):
+        for name in (*names, "busy", "orders per turn", "loop turns per turn that read input",
+                     "turns whose CPU was read"):
             assert f"| {server}: {name} | " in table
     assert "| offered orders/s | run | ack p99 | longest ack (due at) |" in table
     tail = next(line for line in table.splitlines() if line.startswith("| 2,000 | 1 | "))
@@ -338,6 +341,8 @@ def test_bench_e2e_reports_each_server_s_stages_per_order_with_their_cpu():
         # the load generator's own session frames (its logon, its book query, its mass cancel and its
         # logout), which fall in the run too: every order had its own turn in a fast run
         assert 0 < figures["stages"]["receive"]["laps"] <= run["sent"] + 4
+        assert figures["turns_per_input"] == round(figures["stages"]["idle"]["laps"]
+                                                   / figures["stages"]["receive"]["laps"], 2) >= 1
     tes_stages = run["stages"]["tes"]["stages"]
     assert tes_stages["receive"]["laps"] == tes_stages["validate"]["laps"]
     obs_stages = run["stages"]["obs"]["stages"]
