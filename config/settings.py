@@ -56,6 +56,9 @@ class TesConfig(Struct):
     logon_backoff_max_ms: Positive = 60_000
     logon_queue: Positive = 16
     """Logons waiting for their key check (PBKDF2) at most; more are refused LOGON_THROTTLED at once."""
+    max_connections: Positive = 4096
+    """Connections the client port holds at most, logged on or not; one more is refused at ZeroMQ's
+    handshake (`servers.gate`)."""
     reference_poll_ms: Positive = 1000
     """How often the TES asks the database whether the reference data changed (`servers.database_link`)."""
     cpus: Cpus = []
@@ -90,6 +93,9 @@ class ShardConfig(Struct):
     max_subscribers: Positive = 1024
     """Connections the book server sends market data to at most; a `Subscribe` from one more is
     refused TOO_MANY_SUBSCRIBERS (`servers.subscribers`)."""
+    max_connections: Positive = 4096
+    """Connections each of the public ports (market data, snapshots) holds at most, subscribed or
+    not; one more is refused at ZeroMQ's handshake (`servers.gate`)."""
     cpus: Cpus = []
     """The CPUs this book server's threads run on; empty: any."""
 

@@ -101,6 +101,7 @@ from native.framing import Records
 from native.orderpath import route
 from native.sockets import queued, receive, send, send_joined, signals
 from servers import security, service
+from servers.gate import Gate
 from servers.journal import (
     KEEP_SNAPSHOTS,
     JournalDamaged,
@@ -242,19 +243,30 @@ class OrderBookServer:
         """The books' trades before this process started (restored from the journal)."""
         self._sockets: list[zmq.Socket] = []
         self.context = zmq.Context()
+        self.public = zmq.Context()
+        """The public ports' context (market data, snapshots): its ZAP handler is their gate, the
+        command port's the CURVE authenticator."""
+        self.gate = Gate(self.public, f"OBS {shard.name}")
+        """The public ports' connections at most (`servers.gate`)."""
         self.authenticator: security.BookServerAuthenticator | None = None
         self.peers: dict[str, security.Peer] = {}
         """Role name (a message's ZAP User-Id) -> what that peer may do; empty with CURVE off."""
         self.streamer: Streamer | None = None
         try:
             own = self._authenticate(config, shard)
-            self.commands = self._bind(zmq.ROUTER, shard.command_endpoint, own)
-            self.market_data = self._bind(zmq.ROUTER, shard.market_data_endpoint, options=(
+            self.commands = self._socket(self.context, own)
+            self.commands.bind(shard.command_endpoint)
+            self.market_data = self._socket(self.public, options=(
                 (zmq.ROUTER_MANDATORY, 1), (zmq.SNDHWM, MARKET_DATA_HWM), (zmq.RCVHWM, PUBLIC_INBOUND_FRAMES),
                 (zmq.MAXMSGSIZE, PUBLIC_FRAME_BYTES)))
-            self.subscribers = Subscribers(self.market_data, self.symbols, shard.max_subscribers)
-            self.snapshots = self._bind(zmq.ROUTER, shard.snapshot_endpoint, options=(
+            self.snapshots = self._socket(self.public, options=(
                 (zmq.SNDHWM, SNAPSHOT_HWM), (zmq.RCVHWM, PUBLIC_INBOUND_FRAMES), (zmq.MAXMSGSIZE, PUBLIC_FRAME_BYTES)))
+            self.gate.add(self.market_data, "market data", shard.max_connections)
+            self.gate.add(self.snapshots, "snapshot", shard.max_connections)
+            self.gate.start()
+            self.market_data.bind(shard.market_data_endpoint)
+            self.snapshots.bind(shard.snapshot_endpoint)
+            self.subscribers = Subscribers(self.market_data, self.symbols, shard.max_subscribers)
             if shard.stream_endpoint:
                 self.streamer = Streamer(
                     self.directory, shard.stream_endpoint, self.context, own,
@@ -278,10 +290,10 @@ class OrderBookServer:
         self.authenticator.start()
         return own
 
-    def _bind(self, kind: int, endpoint: str, own: security.KeyPair | None = None, options: tuple = ()) -> zmq.Socket:
-        """A socket bound to ``endpoint``, with ``options`` (pairs of a socket option and its value)
-        set before; with a key pair, a CURVE server whose peers the ZAP handler checks."""
-        socket = self.context.socket(kind)
+    def _socket(self, context: zmq.Context, own: security.KeyPair | None = None, options: tuple = ()) -> zmq.Socket:
+        """A ROUTER of ``context`` to bind, with ``options`` (pairs of a socket option and its value)
+        set; with a key pair, a CURVE server whose peers the ZAP handler checks."""
+        socket = context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.HANDSHAKE_IVL, security.HANDSHAKE_MS)
         for option, value in options:
@@ -289,7 +301,6 @@ class OrderBookServer:
         self._sockets.append(socket)
         if own is not None:
             security.serve_curve(socket, own, security.BOOK_DOMAIN)
-        socket.bind(endpoint)
         return socket
 
     def ready(self) -> str:
@@ -370,8 +381,10 @@ class OrderBookServer:
                 self.streamer.close()
             for socket in self._sockets:
                 socket.close(linger=0)
+            self.gate.stop()
             if self.authenticator is not None:
                 self.authenticator.stop()
+            self.public.term()
             self.context.term()
 
     # ---------------------------------------------------------------- the pipeline
@@ -718,7 +731,8 @@ class OrderBookServer:
 
     def _publish_status(self, now: float, stopped: bool = False) -> None:
         """Write the status file (`servers.status`): counts since the start; the journal (its last
-        sequence, bytes written, bytes not yet fsynced, whether it takes writes) and how far
+        sequence, bytes written, bytes not yet fsynced, whether it takes writes); the market data's
+        subscribers; each public port's connections and those refused (`servers.gate`); how far
         behind it each stream consumer is, in entries not yet acknowledged."""
         journal, streamer = self.journal, self.streamer
         counters = {"received": self.received, "executed": self.executed,
@@ -736,6 +750,7 @@ class OrderBookServer:
             "tes": sorted(self.tes),
             "market_data": {"subscribers": len(self.subscribers), "dropped": self.subscribers.dropped,
                             "refused": self.subscribers.refused},
+            "connections": self.gate.figures(),
             "consumers": [],
         }
         if streamer is not None:

@@ -99,6 +99,7 @@ from native.syncer import Syncer
 from servers import protocol as p
 from servers import security, service
 from servers.database_link import DatabaseLink, Reference, ReferenceUnavailable
+from servers.gate import Gate
 from servers.journal import JournalFailed, RecoveryError
 from servers.ledger import (
     CANCEL,
@@ -391,6 +392,8 @@ class TradingEngineServer:
         `_record` (the tests compare the two)."""
 
         self.context = zmq.Context()
+        self.gate = Gate(self.context, "the TES")
+        """The client port's connections at most (`servers.gate`)."""
         self.poller = zmq.Poller()
         if self.syncer is not None:
             self.poller.register(self.syncer.fileno(), zmq.POLLIN)
@@ -413,6 +416,8 @@ class TradingEngineServer:
             # Report a frame ZeroMQ cannot deliver (client gone, or its queue full) instead
             # of dropping it silently, so it is counted.
             self.clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            self.gate.add(self.clients, "client", settings.max_connections)
+            self.gate.start()
             self.clients.bind(settings.client_endpoint)
             self.poller.register(self.clients, zmq.POLLIN)
             self.polled_clients = self.clients
@@ -539,6 +544,7 @@ class TradingEngineServer:
                 shard.catch_up.stream.close()
         if hasattr(self, "clients"):
             self.clients.close(linger=0)
+        self.gate.stop()
         self.context.destroy(linger=0)
         self.journal.close()
         self.database.close()
@@ -753,7 +759,8 @@ class TradingEngineServer:
         """Write the status file (`servers.status`): counts since the start, rejects by reason,
         the ack latency; the sessions, the orders awaiting their book's answer, whether logons wait
         for the book servers' replay (`recovering`) and how many are held, how long the syncer has
-        had its fsync in hand and whether the clients wait for it (`_pace_intake`), each shard's link."""
+        had its fsync in hand and whether the clients wait for it (`_pace_intake`), the client port's
+        connections and those refused (`servers.gate`), each shard's link."""
         reported = self.reported
         accepted, rejected = reported[p.OrderAccepted], reported[p.OrderRejected]
         counters = {
@@ -771,6 +778,7 @@ class TradingEngineServer:
             "logons_held": len(self.held_logons),
             "fsync_in_hand_s": round(now - self.in_flight.asked, 3) if self.in_flight is not None else 0.0,
             "clients_paused": self.clients_paused,
+            "connections": self.gate.figures(),
             "shards": {name: {"connected": shard.connected, "ready": shard.ready}
                        for name, shard in self.shards.items()},
         }
