@@ -45,8 +45,6 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DOMAIN = b"gate"
 """The gated sockets' ZAP domain: with one, ZeroMQ asks the ZAP handler even for a connection
 without credentials (its NULL mechanism), so every handshake waits for the gate."""
-POLL_MS = 100
-"""How often the gate's thread looks whether it is asked to stop."""
 
 
 class Gate:
@@ -67,9 +65,10 @@ class Gate:
         self.refused: dict[str, int] = {}
         self._monitors: list[tuple[str, zmq.Socket]] = []
         self._said: dict[str, Occurrences] = {}
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._zap: zmq.Socket | None = None
+        self._stopper: zmq.Socket | None = None
+        """The caller's end of the pair that tells the thread to stop (it waits for nothing else)."""
 
     def add(self, socket: zmq.Socket, port: str, capacity: int) -> None:
         """Hold ``socket``, a server socket not yet bound, to ``capacity`` connections, as ``port``."""
@@ -95,7 +94,14 @@ class Gate:
         self._zap = self.context.socket(zmq.REP)
         self._zap.setsockopt(zmq.LINGER, 0)
         self._zap.bind(ZAP_ENDPOINT)
-        self._thread = threading.Thread(target=self._serve, name=f"gate {self.name}", daemon=True)
+        endpoint = f"inproc://gate-{id(self)}-stop"
+        stop = self.context.socket(zmq.PAIR)
+        stop.setsockopt(zmq.LINGER, 0)
+        stop.bind(endpoint)
+        self._stopper = self.context.socket(zmq.PAIR)
+        self._stopper.setsockopt(zmq.LINGER, 0)
+        self._stopper.connect(endpoint)
+        self._thread = threading.Thread(target=self._serve, args=(stop,), name=f"gate {self.name}", daemon=True)
         self._thread.start()
 
     def figures(self) -> dict[str, dict[str, int]]:
@@ -106,22 +112,24 @@ class Gate:
     def stop(self) -> None:
         """Stop following and close the monitors (before the context is terminated)."""
         if self._thread is not None:
-            self._stop.set()
+            self._stopper.send(b"")
             self._thread.join(5)
             self._thread = None
         for _, monitor in self._monitors:
             monitor.close(linger=0)
-        if self._zap is not None:
-            self._zap.close(linger=0)
+        for socket in (self._zap, self._stopper):
+            if socket is not None:
+                socket.close(linger=0)
 
-    def _serve(self) -> None:
+    def _serve(self, stop: zmq.Socket) -> None:
+        """Wait for events, ZAP requests or the word to stop, and nothing else (no timeout: an idle
+        gate costs no CPU)."""
         poller = zmq.Poller()
+        poller.register(stop, zmq.POLLIN)
         poller.register(self._zap, zmq.POLLIN)
         for _, monitor in self._monitors:
             poller.register(monitor, zmq.POLLIN)
-        while not self._stop.is_set():
-            if not poller.poll(POLL_MS):
-                continue
+        while stop not in dict(poller.poll()):
             for port, monitor in self._monitors:
                 self._read_events(port, monitor)
             while True:
@@ -133,6 +141,7 @@ class Gate:
                     self._read_events(port, monitor)
                 # RFC 27: version, request id, domain, address, identity, mechanism, credentials
                 self._zap.send_multipart([request[0], request[1] if len(request) > 1 else b"", b"200", b"OK", b"", b""])
+        stop.close(linger=0)
 
     def _read_events(self, port: str, monitor: zmq.Socket) -> None:
         while True:
