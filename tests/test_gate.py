@@ -95,10 +95,6 @@ def test_a_port_admits_its_capacity_and_one_more_once_a_place_is_free(context):
         clients[0].close(linger=0)
         assert heard(port.router, 3000) == {b"c"}, "the message it held arrives once it is admitted"
         eventually(lambda: port.gate.figures()["public"]["connections"] == 2, "the count follows", 5)
-        for other in others:
-            other.close(linger=0)
-        for socket in clients:
-            socket.close(linger=0)
         client.destroy(linger=0)
     finally:
         port.close()
@@ -120,8 +116,6 @@ def test_connections_that_go_or_are_refused_leave_the_count_as_it_was(context):
         for socket in kept:
             socket.send(b"hello")
         assert heard(port.router, 3000) == {b"a", b"b", b"c"}, "the places are all free again"
-        for socket in kept:
-            socket.close(linger=0)
         client.destroy(linger=0)
     finally:
         port.close()
