@@ -142,6 +142,15 @@ class MarketDataFigures(Struct):
     """Subscriptions refused TOO_MANY_SUBSCRIBERS (since the start)."""
 
 
+class PortFigures(Struct):
+    """A public port's connections (`servers.gate`)."""
+
+    connections: Count
+    """Connections it holds (one being shut down for the limit among them, for a moment)."""
+    refused: Count
+    """Connections shut down because it held its most (since the start)."""
+
+
 class ObsDocument(Document):
     """An OBS's status file."""
 
@@ -150,6 +159,8 @@ class ObsDocument(Document):
     journal: JournalFigures | None = None
     consumers: list[Consumer] = []
     market_data: MarketDataFigures | None = None
+    connections: dict[str, PortFigures] = {}
+    """Each public port's (market data, snapshot)."""
     tes: list[int] = []
     """The TES ids that said Hello."""
 
@@ -170,6 +181,8 @@ class TesDocument(Document):
     awaiting: Count = 0
     """Orders routed to a book and not yet answered."""
     shards: dict[str, ShardLink] = {}
+    connections: dict[str, PortFigures] = {}
+    """The client port's."""
 
 
 class Progress(Struct):
@@ -220,6 +233,16 @@ class Process(Struct):
         return self.state == "up"
 
 
+class PortConnections(Struct):
+    """One public port of a server, as its status file said."""
+
+    server: str
+    """``OBS <shard>`` or ``TES``."""
+    port: str
+    connections: int
+    refused: int
+
+
 class ShardLag(Struct):
     """How far the journal of one shard is written, made durable and recorded."""
 
@@ -256,6 +279,8 @@ class Health(Struct):
     """The TES's, µs: from reading a client frame carrying an order to sending its first answer."""
     rejects: list[RejectCount] = []
     """The TES's rejects by reason, by code."""
+    ports: list[PortConnections] = []
+    """The public ports of the servers with a readable status file: each OBS's, then the TES's."""
 
 
 # ================================================================ reading them
@@ -283,8 +308,11 @@ def gather(config: Config) -> Health:
     recorder, recorder_data = documents[("recorder", "recorder")], raw[("recorder", "recorder")]
     shards = [_shard_lag(shard.name, documents[("OBS", shard.name)], recorder, recorder_data, now)
               for shard in config.shards]
+    ports = [PortConnections(f"{role} {name}" if role == "OBS" else role, port, figures.connections, figures.refused)
+             for (role, name), document in documents.items() if role != "recorder" and document is not None
+             for port, figures in document.connections.items()]
     return Health(now, processes, shards, tes.latency.get("ack") if tes is not None else None,
-                  tes.rejects if tes is not None else [])
+                  tes.rejects if tes is not None else [], ports)
 
 
 def _read(role: str, name: str, path: Path, kind: type[Document], now: int

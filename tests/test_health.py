@@ -21,7 +21,16 @@ from clients.client import ExchangeClient
 from config.settings import load_config
 from engine.types import OrderType, Side, TimeInForce
 from frontend.dashboard import health as health_page
-from frontend.health import STALE_PERIODS, Health, Latency, MarketDataFigures, Percentiles, RejectCount, gather
+from frontend.health import (
+    STALE_PERIODS,
+    Health,
+    Latency,
+    MarketDataFigures,
+    Percentiles,
+    PortConnections,
+    RejectCount,
+    gather,
+)
 
 NS = 10**9
 IMPORTED = time.time_ns()
@@ -78,10 +87,13 @@ def healthy(tmp_path, obs_sequence=120, committed=100, seconds=0.5) -> None:
                      journal={"bytes": 4096, "unsynced_bytes": 17, "discarded_bytes": 0, "unwritable": None},
                      consumers=[{"name": "recorder", "acked": committed, "behind": obs_sequence - committed,
                                  "connected": True, "left_behind": False}], tes=[1],
-                     market_data={"subscribers": 3, "dropped": 5, "refused": 1}),
+                     market_data={"subscribers": 3, "dropped": 5, "refused": 1},
+                     connections={"market data": {"connections": 4, "refused": 0},
+                                  "snapshot": {"connections": 1, "refused": 2}}),
         tes=document("TES", "TES", counters={"orders": 9, "acks": 9}, rates={"orders": 4.0, "acks": 4.0},
                      latency={"ack": ACK}, rejects=REJECTS, sessions=2, awaiting=0,
-                     shards={"A": {"connected": True, "ready": True}}),
+                     shards={"A": {"connected": True, "ready": True}},
+                     connections={"client": {"connections": 2, "refused": 7}}),
         recorder=document("recorder", "recorder", counters={"recorded": committed},
                           A={"committed": committed, "journal_last": committed, "behind": 0, "seconds": seconds,
                              "pending": 0}),
@@ -109,6 +121,8 @@ def test_fresh_documents_of_a_live_process_are_up_with_their_figures(tmp_path):
     assert 0.5 <= shard.seconds_behind < 1.5, "the newest recorded entry's age, as of now"
     assert [(c.name, c.acked, c.behind, c.connected) for c in shard.consumers] == [("recorder", 100, 20, True)]
     assert shard.market_data == MarketDataFigures(3, 5, 1)
+    assert found.ports == [PortConnections("OBS A", "market data", 4, 0), PortConnections("OBS A", "snapshot", 1, 2),
+                           PortConnections("TES", "client", 2, 7)]
 
 
 def test_nothing_behind_is_zero_seconds_behind(tmp_path):
@@ -277,6 +291,9 @@ def test_a_live_exchange_is_up_counts_its_orders_and_rejects_and_a_killed_tes_is
         [shard] = found.shards
         assert (shard.journal_last, shard.recorder_committed, shard.behind, shard.seconds_behind) == (3, 3, 0, 0.0)
         assert shard.market_data == MarketDataFigures(0, 0, 0), "nobody subscribed"
+        assert [(p.server, p.port, p.refused) for p in found.ports] == [
+            ("OBS A", "market data", 0), ("OBS A", "snapshot", 0), ("TES", "client", 0)]
+        assert next(p for p in found.ports if p.port == "client").connections >= 1, "the test's own client"
 
         page = draw_page(monkeypatch, env)
         assert not page.exception and not page.error
@@ -317,6 +334,9 @@ def test_the_page_draws_badges_tables_and_rejects_without_an_exception(tmp_path,
     assert rejects.values.tolist() == [["FOK_NOT_FILLABLE", 2002, 1, 0.0], ["PRICE_OFF_TICK", 3002, 3, 1.0]]
     market_data = tables[("shard", "subscribers", "frames dropped", "subscriptions refused")]
     assert market_data.values.tolist() == [["A", 3, 5, 1]]
+    connections = tables[("server", "port", "connections", "refused")]
+    assert connections.values.tolist() == [["OBS A", "market data", 4, 0], ["OBS A", "snapshot", 1, 2],
+                                           ["TES", "client", 2, 7]]
 
 
 def test_the_page_of_an_exchange_never_started_says_so(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from config.settings import Config
-from frontend.health import Health, Latency, Process, RejectCount, ShardLag, gather
+from frontend.health import Health, Latency, PortConnections, Process, RejectCount, ShardLag, gather
 
 REFRESH_S = 2
 COLORS = {"up": "green", "stopped": "gray", "never started": "gray", "not running": "red", "not responding": "red",
@@ -89,6 +89,10 @@ def _draw(health: Health) -> None:
     st.caption("Connections following each book server's market data; frames dropped because a subscriber "
                "stopped reading (it resyncs from a snapshot); subscriptions refused because the server was full.")
     st.dataframe(market_data_table(health.shards), hide_index=True)
+
+    st.subheader("Connections")
+    st.caption("Each public port's connections, and those shut down because it held its most (max_connections).")
+    st.dataframe(connections_table(health.ports), hide_index=True)
 
     st.subheader("Rejects by reason")
     rejects = rejects_table(health.rejects)
@@ -165,6 +169,12 @@ def market_data_table(shards: list[ShardLag]) -> pd.DataFrame:
                     else (None, None, None))) for s in shards],
         columns=["shard", "subscribers", "frames dropped", "subscriptions refused"],
     ).astype({"subscribers": "Int64", "frames dropped": "Int64", "subscriptions refused": "Int64"})
+
+
+def connections_table(ports: list[PortConnections]) -> pd.DataFrame:
+    """Each public port of each server that published its figures."""
+    return pd.DataFrame([(p.server, p.port, p.connections, p.refused) for p in ports],
+                        columns=["server", "port", "connections", "refused"])
 
 
 def rejects_table(rejects: list[RejectCount]) -> pd.DataFrame:
