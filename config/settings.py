@@ -57,8 +57,8 @@ class TesConfig(Struct):
     logon_queue: Positive = 16
     """Logons waiting for their key check (PBKDF2) at most; more are refused LOGON_THROTTLED at once."""
     max_connections: Positive = 4096
-    """Connections the client port holds at most, logged on or not; one more is refused at ZeroMQ's
-    handshake (`servers.gate`)."""
+    """Connections the client port holds at most, logged on or not; one more is shut down before its
+    ZeroMQ handshake is done, and its client connects again until a place is free (`servers.gate`)."""
     reference_poll_ms: Positive = 1000
     """How often the TES asks the database whether the reference data changed (`servers.database_link`)."""
     cpus: Cpus = []
@@ -95,7 +95,7 @@ class ShardConfig(Struct):
     refused TOO_MANY_SUBSCRIBERS (`servers.subscribers`)."""
     max_connections: Positive = 4096
     """Connections each of the public ports (market data, snapshots) holds at most, subscribed or
-    not; one more is refused at ZeroMQ's handshake (`servers.gate`)."""
+    not; one more is shut down before its ZeroMQ handshake is done (`servers.gate`)."""
     cpus: Cpus = []
     """The CPUs this book server's threads run on; empty: any."""
 

@@ -62,7 +62,6 @@ from native.framing import Records
 from native.reports import Books, Kept, Reporter, keep
 from servers import protocol as p
 from servers.journal import (
-    JOURNAL_FILE,
     KEEP_SNAPSHOTS,
     DirectoryLock,
     Journal,
@@ -591,7 +590,7 @@ class LedgerJournal:
                 ledger.apply(record.command)
                 self.sequence, end, records = record.sequence, record.end, records + 1
                 if not records % RECORDS_PER_CHECK and throttle.due():
-                    size = (directory / JOURNAL_FILE).stat().st_size
+                    size = journal_size(directory)
                     log.info("recovering the ledger: sequence %d, journal byte %d of %d (%d%% of the records to "
                              "replay)", self.sequence, end, size, percent(end - offset, size - offset))
             stopped = _stopped_at(directory, end)
