@@ -61,6 +61,7 @@ from collections.abc import Callable
 import msgspec
 import zmq
 
+from clients.watch import ConnectionWatch, Link
 from engine.instrument import Instrument
 from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from native.sockets import receive, send
@@ -104,11 +105,15 @@ class ClientError(Exception):
 
 
 class LogonError(ClientError):
-    """The TES refused the logon (``reason`` is its code) or did not answer (``reason`` None)."""
+    """The TES refused the logon (``reason`` is its code) or did not answer (``reason`` None);
+    ``link``: unanswered, what the socket's connections showed meanwhile, if anything
+    (`clients.watch.Link`: nothing listening, each connection closed before its handshake, the
+    handshake failed), which the message says too."""
 
-    def __init__(self, message: str, reason: RejectReason | None = None) -> None:
+    def __init__(self, message: str, reason: RejectReason | None = None, link: Link | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.link = link
 
 
 class RequestTimeout(ClientError):
@@ -226,7 +231,16 @@ class ExchangeClient:
             socket.curve_secretkey = secret
             socket.curve_publickey = public
             socket.curve_serverkey = server_key
-        socket.connect(endpoint)
+        self._watch = ConnectionWatch(socket, server_key is not None)
+        """The socket's connection events while a logon waits (the first from before the socket
+        connects): why it got no answer."""
+        self._watch.start()
+        try:
+            socket.connect(endpoint)
+        except zmq.ZMQError:
+            self._watch.stop()
+            socket.close(linger=0)
+            raise
 
     @property
     def socket(self) -> zmq.Socket:
@@ -247,13 +261,20 @@ class ExchangeClient:
 
     @_locked
     def logon(self, timeout: float = 5.0) -> LogonAccepted:
-        """Log on and wait for the answer; raise `LogonError` if refused or unanswered."""
-        self._send([Logon(self.trader_id, self._api_key, self.cancel_on_disconnect,
-                          self.last_report if self.last_report else -1)])
+        """Log on and wait for the answer; raise `LogonError` if refused or unanswered (saying why no
+        answer came when the socket's connections showed it: `clients.watch`)."""
+        self._watch.start()
         try:
+            self._send([Logon(self.trader_id, self._api_key, self.cancel_on_disconnect,
+                              self.last_report if self.last_report else -1)])
             reply = self._wait_for(_answers_logon, timeout, in_session=False)
         except RequestTimeout:
-            raise LogonError(f"no answer to the logon from {self.endpoint} within {timeout}s") from None
+            tally = self._watch.stop()
+            link = tally.link()
+            why = "" if link is None else f": {tally.why(link)}"
+            raise LogonError(f"no answer to the logon from {self.endpoint} within {timeout}s{why}", link=link) from None
+        finally:
+            self._watch.stop()
         if not isinstance(reply, LogonAccepted):
             raise LogonError(f"logon of {self.trader_id!r} refused: {reply.text} ({int(reply.reason)})", reply.reason)
         return reply
@@ -286,6 +307,7 @@ class ExchangeClient:
         except ClientError as exc:
             log.warning("%s: closed without a confirmed logout: %s", self.trader_id, exc)
         finally:
+            self._watch.stop()
             self._socket.close()
 
     def __enter__(self) -> "ExchangeClient":

@@ -18,6 +18,8 @@ from test_connection_flood import descriptors
 from test_obs import OBS, SUBSCRIPTIONS, T1, T2, Subscriber, Tes, open_env
 from test_tes import BUY, SELL, Exchange
 
+from clients.client import ExchangeClient, LogonError
+from clients.watch import Link
 from engine.types import Side
 from servers import protocol as p
 from servers.gate import Gate
@@ -118,6 +120,28 @@ def test_connections_that_go_or_are_refused_leave_the_count_as_it_was(context):
             socket.send(b"hello")
         assert heard(port.router, 3000) == {b"a", b"b", b"c"}, "the places are all free again"
         client.destroy(linger=0)
+    finally:
+        port.close()
+
+
+def test_a_logon_kept_out_by_a_full_port_says_why(context):
+    """The client library's logon, unanswered because the port is full, names the cause it can see:
+    each connection closed before its handshake (`clients.watch`)."""
+    port = Port(context, capacity=1)
+    try:
+        holder = dealer(context, port.address, b"holder")
+        holder.send(b"hello")
+        assert heard(port.router) == {b"holder"}
+        client = ExchangeClient(port.address, "alice", "key", context=context)
+        with pytest.raises(LogonError) as refused:
+            client.logon(timeout=1.0)
+        assert refused.value.link is Link.CLOSED and refused.value.reason is None
+        text = str(refused.value)
+        assert text.startswith(f"no answer to the logon from {port.address} within 1.0s: it closed each of the ")
+        assert text.endswith(" connections made before the handshake: it holds its most connections "
+                             "(max_connections); the client goes on trying")
+        assert port.gate.figures()["public"]["refused"] >= 2
+        client.close(logout_timeout=0.1)
     finally:
         port.close()
 
