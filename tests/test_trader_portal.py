@@ -5,12 +5,15 @@ sessions, bad input, and the exchange going away and coming back while the page 
 import time
 
 import pytest
+import zmq
 from live_exchange import use_environment
 from streamlit.testing.v1 import AppTest
+from test_gate import Port, dealer
 
+import frontend.portal
 from engine.types import OrderType, Side, TimeInForce
 from frontend.portal_page import portal_sessions
-from servers.processes import REPO, Role
+from servers.processes import REPO, Role, free_port
 
 APP = str(REPO / "frontend" / "trader_app.py")
 
@@ -73,6 +76,34 @@ def settled(at: AppTest, check, timeout: float = 10.0) -> AppTest:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
+
+
+def test_a_logon_with_no_answer_says_whether_the_exchange_runs_or_turned_it_away(portal, monkeypatch):
+    """Nothing at the endpoint: "not answering ... is it running?"; a full client port (a gate
+    holding one connection, taken): "did not admit the connection", with the cause."""
+    monkeypatch.setattr(frontend.portal, "LOGON_TIMEOUT_S", 0.5)
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("EXCHANGE__TES__CLIENT_ENDPOINT", nowhere)
+    at = portal("alice")
+    assert not at.exception
+    assert texts(at.error) == [f"The exchange is not answering ({nowhere}): is it running? Try again in a moment."]
+
+    context = zmq.Context()
+    port = Port(context, capacity=1)
+    try:
+        holder = dealer(context, port.address)
+        holder.send(b"hello")
+        assert port.router.poll(5000)
+        monkeypatch.setenv("EXCHANGE__TES__CLIENT_ENDPOINT", port.address)
+        at = portal("alice")
+        assert not at.exception
+        [error] = texts(at.error)
+        assert error.startswith(f"The exchange did not admit the connection ({port.address}): it closed ")
+        assert error.endswith(" before the handshake: it holds its most connections (max_connections); the client "
+                              "goes on trying. Try again in a moment."), error
+    finally:
+        port.close()
+        context.destroy(linger=0)
 
 
 def test_a_wrong_key_is_refused_with_the_reason_and_the_key_is_not_shown(portal):
