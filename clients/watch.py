@@ -22,6 +22,7 @@ that waits much longer before its first logon is told what its first connections
 """
 
 import enum
+import itertools
 from dataclasses import dataclass
 
 import zmq
@@ -31,6 +32,11 @@ EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECT
           | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
           | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 """The events followed."""
+
+_monitors = itertools.count(1)
+"""Numbers each monitor's inproc address: libzmq unbinds a stopped monitor's in the background,
+so a socket's next monitor at the same address (pyzmq's default, from the socket's descriptor)
+could find it still bound."""
 
 
 class Link(enum.Enum):
@@ -116,7 +122,7 @@ class ConnectionWatch:
         events are kept), so a client can start before it connects and its first wait see the
         first connection's events."""
         if self.monitor is None:
-            self.monitor = self.socket.get_monitor_socket(EVENTS)
+            self.monitor = self.socket.get_monitor_socket(EVENTS, f"inproc://clients.watch.{next(_monitors)}")
 
     def stop(self) -> Tally:
         """The events since `start` (none if not started), and the monitor closed."""
