@@ -16,6 +16,7 @@ from sortedcontainers import SortedDict
 from zmq.utils.monitor import recv_monitor_message
 
 from clients.client import ClientError, RequestRejected, RequestTimeout
+from clients.watch import EVENTS, ConnectionWatch, Tally
 from engine.types import Phase, RejectReason, Side
 from servers.protocol import (
     CONTROL_TOPIC,
@@ -223,11 +224,17 @@ class MarketDataClient:
         self.subscriber = context.socket(zmq.DEALER)
         self.subscriber.setsockopt(zmq.LINGER, 0)
         self.subscriber.setsockopt(zmq.RCVHWM, 0)
-        self._connections = self.subscriber.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
+        self._connections = self.subscriber.get_monitor_socket(EVENTS)
+        self._market_data = Tally()
+        """The market data connection's events since `connect` began: why no snapshot came."""
         self.subscriber.connect(md_endpoint)
         self.snapshotter = context.socket(zmq.DEALER)
         self.snapshotter.setsockopt(zmq.LINGER, 0)
+        self._snapshots_watch = ConnectionWatch(self.snapshotter, False)
+        """The snapshot connection's events until the first `connect` ends."""
+        self._snapshots_watch.start()
         self.snapshotter.connect(snapshot_endpoint)
+        self.endpoints = (md_endpoint, snapshot_endpoint)
         self.sockets = (self._connections, self.subscriber, self.snapshotter)
         """What brings this client input (its connection events, its market data, its snapshots): a
         caller with a poller of its own watches these and calls `poll` when one is ready."""
@@ -236,13 +243,31 @@ class MarketDataClient:
             self._poller.register(socket, zmq.POLLIN)
 
     def connect(self, timeout: float = 5.0) -> None:
-        """Wait until the book is synced; raise `RequestTimeout` if no snapshot arrives."""
+        """Wait until the book is synced; raise `RequestTimeout` if no snapshot arrives, saying why
+        when the two connections' events show it (`clients.watch`: nothing listening, each
+        connection closed before its handshake as at a full port)."""
         deadline = time.monotonic() + timeout
-        while not self.sync.synced:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RequestTimeout(f"no {self.symbol} snapshot within {timeout}s")
-            self.poll(min(remaining, 0.1))
+        self._market_data = Tally()
+        self._snapshots_watch.start()
+        try:
+            while not self.sync.synced:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RequestTimeout(f"no {self.symbol} snapshot within {timeout}s{self._why()}")
+                self.poll(min(remaining, 0.1))
+        finally:
+            self._snapshots_watch.stop()
+
+    def _why(self) -> str:
+        """What the market data and snapshot connections showed since `connect` began, as the end of
+        its message ("" if nothing)."""
+        causes = []
+        for port, endpoint, tally in (("market data", self.endpoints[0], self._market_data),
+                                      ("snapshot", self.endpoints[1], self._snapshots_watch.stop())):
+            link = tally.link()
+            if link is not None:
+                causes.append(f"the {port} port ({endpoint}): {tally.why(link)}")
+        return ": " + "; ".join(causes) if causes else ""
 
     def poll(self, timeout: float = 0.0) -> list:
         """Apply every waiting message (waiting up to ``timeout`` for one); the updates applied."""
@@ -282,14 +307,17 @@ class MarketDataClient:
         return applied
 
     def _read_connections(self) -> None:
-        """Subscribe on each connection made (every event queued)."""
+        """Subscribe on each connection made (every event queued: each handshake done), and count
+        the events for `connect`'s message."""
         while True:
             try:
-                recv_monitor_message(self._connections, zmq.NOBLOCK)
+                event = recv_monitor_message(self._connections, zmq.NOBLOCK)["event"]
             except zmq.Again:
                 return
-            self.subscribed, self._refused_at = False, None
-            self.subscriber.send(self._subscribe)
+            self._market_data.add(event)
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.subscribed, self._refused_at = False, None
+                self.subscriber.send(self._subscribe)
 
     def _subscribe_again_if_refused(self) -> None:
         if self._refused_at is not None and time.monotonic() - self._refused_at >= self.snapshot_retry_s:
@@ -322,6 +350,7 @@ class MarketDataClient:
             self._requested_at = now
 
     def close(self) -> None:
+        self._snapshots_watch.stop()
         self.subscriber.disable_monitor()
         self._connections.close()
         self.subscriber.close()

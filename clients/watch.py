@@ -1,5 +1,6 @@
 """What a client socket's connections did while it waited for an answer, read from its ZeroMQ
-monitor: why a server never answered.
+monitor: why a server never answered (a logon, `clients.client`; a snapshot,
+`clients.market_data`).
 
 ZeroMQ connects, and connects again, by itself, and a message sent meanwhile waits in the
 socket's queue; so a client that hears nothing cannot tell a server that does not answer from one

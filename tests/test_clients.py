@@ -633,6 +633,7 @@ def feed_of(env, symbol: str = "ACME") -> MarketDataClient:
         endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"), endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"), symbol
     )
     feed.connect(10.0)
+    assert feed._snapshots_watch.monitor is None, "the snapshot connection is watched only until connect ends"
     return feed
 
 

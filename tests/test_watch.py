@@ -1,10 +1,15 @@
-"""Why a logon got no answer, as the client library tells it from its socket's connection events
-(`clients.watch`): each case made for real on loopback, a full port's in `test_gate`."""
+"""Why a logon got no answer, or a market data client no snapshot, as the client library tells it
+from its sockets' connection events (`clients.watch`): each case made for real on loopback, a full
+client port's in `test_gate`."""
+
+import re
 
 import pytest
 import zmq
+from test_gate import Port, dealer
 
-from clients.client import ExchangeClient, LogonError
+from clients.client import ExchangeClient, LogonError, RequestTimeout
+from clients.market_data import MarketDataClient
 from clients.watch import Link, Tally
 from servers.processes import free_port
 
@@ -125,3 +130,48 @@ def test_the_sentences_count():
     assert "server key" in Tally(curve=True, closed=3).why(Link.CLOSED)
     assert Tally(retried=1).why(Link.UNREACHABLE) == "nothing accepted a connection there (tried once)"
     assert Tally(failed=2).why(Link.REFUSED).startswith("the handshake failed 2 times: ")
+
+
+def no_snapshot(context, market_data, snapshots):
+    """The `RequestTimeout` text of a market data client's `connect` that gets no snapshot."""
+    feed = MarketDataClient(market_data, snapshots, "ACME", context=context)
+    try:
+        with pytest.raises(RequestTimeout) as raised:
+            feed.connect(0.5)
+        assert feed._snapshots_watch.monitor is None
+        return str(raised.value)
+    finally:
+        feed.close()
+
+
+def test_a_market_data_client_with_nothing_at_either_port(context):
+    market_data, snapshots = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    text = no_snapshot(context, market_data, snapshots)
+    assert re.fullmatch(f"no ACME snapshot within 0.5s: the market data port \\({re.escape(market_data)}\\): "
+                        r"nothing accepted a connection there \(tried \d+ times\); "
+                        f"the snapshot port \\({re.escape(snapshots)}\\): "
+                        r"nothing accepted a connection there \(tried \d+ times\)", text), text
+
+
+def test_a_market_data_client_kept_out_of_a_full_market_data_port(context):
+    """It never subscribes, so it never asks for a snapshot: the snapshot port has nothing to say."""
+    port = Port(context, capacity=1)
+    server, snapshots = router(context)
+    try:
+        holder = dealer(context, port.address)
+        holder.send(b"hello")
+        assert port.router.poll(5000)
+        text = no_snapshot(context, port.address, snapshots)
+        assert text.startswith(f"no ACME snapshot within 0.5s: the market data port ({port.address}): it closed ")
+        assert text.endswith(" before the handshake: it holds its most connections (max_connections); the client "
+                             "goes on trying"), text
+        assert not server.poll(0)
+    finally:
+        port.close()
+
+
+def test_a_market_data_client_whose_servers_do_not_answer_is_not_given_a_cause(context):
+    market_server, market_data = router(context)
+    snapshot_server, snapshots = router(context)
+    assert no_snapshot(context, market_data, snapshots) == "no ACME snapshot within 0.5s"
+    assert market_server.poll(1000), "its subscription reached the market data port"
