@@ -89,8 +89,9 @@ def test_a_logon_with_no_answer_says_whether_the_exchange_runs_or_turned_it_away
     assert texts(at.error) == [f"The exchange is not answering ({nowhere}): is it running? Try again in a moment."]
 
     context = zmq.Context()
-    port = Port(context, capacity=1)
+    port = None
     try:
+        port = Port(context, capacity=1)
         holder = dealer(context, port.address)
         holder.send(b"hello")
         assert port.router.poll(5000)
@@ -102,7 +103,8 @@ def test_a_logon_with_no_answer_says_whether_the_exchange_runs_or_turned_it_away
         assert error.endswith(" before the handshake: it holds its most connections (max_connections); the client "
                               "goes on trying. Try again in a moment."), error
     finally:
-        port.close()
+        if port is not None:
+            port.close()
         context.destroy(linger=0)
 
 
