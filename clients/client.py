@@ -115,6 +115,12 @@ class LogonError(ClientError):
         self.reason = reason
         self.link = link
 
+    @property
+    def unreachable(self) -> bool:
+        """Unanswered, and nothing showed the TES turning the connection away (`link` None or
+        UNREACHABLE): it is not running, not at that endpoint, or did not answer in time."""
+        return self.reason is None and self.link in (None, Link.UNREACHABLE)
+
 
 class RequestTimeout(ClientError):
     """No answer to a request within its timeout."""

@@ -68,7 +68,6 @@ from clients import runtime
 from clients.client import ClientError, ExchangeClient, LogonError, RequestRejected, RequestTimeout, SessionEnded
 from clients.reports import ReportWords
 from clients.terminal import PriceError, TimeError, local_time, parse_price, parse_time, phase_text, uncross_text
-from clients.watch import Link
 from config.settings import STP_MODES, Config, stp_mode
 from engine.instrument import Instrument
 from engine.types import OrderType, Phase, RejectReason, Side, TimeInForce
@@ -692,7 +691,7 @@ def _logged_on(config: Config, endpoint: str, args: argparse.Namespace) -> Excha
         client.logon(args.timeout)
     except LogonError as exc:
         client.close()
-        if exc.reason is None and exc.link in (None, Link.UNREACHABLE):
+        if exc.unreachable:
             raise runtime.UsageError(f"the exchange is not reachable: {exc}; is it running?") from None
         if exc.reason is None:
             raise runtime.UsageError(f"the exchange did not admit the connection: {exc}") from None

@@ -22,7 +22,6 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from clients.client import LogonError
 from clients.terminal import phase_text, uncross_text
-from clients.watch import Link
 from config.settings import Config, ConfigError, load_config
 from database import queries
 from database.store import StoreUnavailable, database_url, make_engine, transaction
@@ -104,7 +103,7 @@ def logon_form(config: Config, sessions: PortalSessions, browser_id: str, connec
         session.logon()
     except LogonError as exc:
         session.close()
-        if exc.reason is None and exc.link in (None, Link.UNREACHABLE):
+        if exc.unreachable:
             st.error(f"The exchange is not answering ({config.tes.client_endpoint}): is it running? Try again "
                      "in a moment.")
         elif exc.reason is None:

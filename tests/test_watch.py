@@ -49,7 +49,7 @@ def unanswered(context, address, server_key=None, timeout=0.5):
 def test_nothing_listening(context):
     address = f"tcp://127.0.0.1:{free_port()}"
     error = unanswered(context, address)
-    assert error.link is Link.UNREACHABLE
+    assert error.link is Link.UNREACHABLE and error.unreachable
     text = str(error)
     assert text.startswith(f"no answer to the logon from {address} within 0.5s: nothing accepted a connection "
                            "there (tried ")
@@ -60,7 +60,7 @@ def test_a_server_that_does_not_answer_is_not_given_a_cause(context):
     server, address = router(context)
     error = unanswered(context, address)
     assert server.poll(1000), "the logon reached it"
-    assert error.link is None
+    assert error.link is None and error.unreachable
     assert str(error) == f"no answer to the logon from {address} within 0.5s"
 
 
@@ -69,7 +69,7 @@ def test_a_curve_server_closes_a_connection_made_with_another_key(context):
     other_public, _ = zmq.curve_keypair()
     error = unanswered(context, address, server_key=other_public)
     assert not server.poll(0)
-    assert error.link is Link.CLOSED
+    assert error.link is Link.CLOSED and not error.unreachable
     assert str(error).endswith(" before the handshake: it holds its most connections (max_connections), or the "
                                "server key the client was given is not its own; the client goes on trying")
 
@@ -80,7 +80,7 @@ def test_one_end_with_curve_and_the_other_without(context, server_curve):
     server, address = router(context, keys if server_curve else None)
     error = unanswered(context, address, server_key=None if server_curve else keys[0])
     assert not server.poll(0)
-    assert error.link is Link.REFUSED
+    assert error.link is Link.REFUSED and not error.unreachable
     assert str(error).endswith(": the handshake failed once: the two ends do not use the same security "
                                "(CURVE on one, not on the other)"), "ZeroMQ does not try again after that"
 
