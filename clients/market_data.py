@@ -253,17 +253,18 @@ class MarketDataClient:
             while not self.sync.synced:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise RequestTimeout(f"no {self.symbol} snapshot within {timeout}s{self._why()}")
+                    why = self._why(self._snapshots_watch.stop())
+                    raise RequestTimeout(f"no {self.symbol} snapshot within {timeout}s{why}")
                 self.poll(min(remaining, 0.1))
         finally:
             self._snapshots_watch.stop()
 
-    def _why(self) -> str:
-        """What the market data and snapshot connections showed since `connect` began, as the end of
-        its message ("" if nothing)."""
+    def _why(self, snapshots: Tally) -> str:
+        """What the market data connection and (``snapshots``) the snapshot connection showed since
+        `connect` began, as the end of its message ("" if nothing)."""
         causes = []
         for port, endpoint, tally in (("market data", self.endpoints[0], self._market_data),
-                                      ("snapshot", self.endpoints[1], self._snapshots_watch.stop())):
+                                      ("snapshot", self.endpoints[1], snapshots)):
             link = tally.link()
             if link is not None:
                 causes.append(f"the {port} port ({endpoint}): {tally.why(link)}")
