@@ -5,6 +5,9 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from config.ports import below_ephemeral
 from servers.processes import REPO
 
 HAND_OUT = "import json; from config.ports import free_port; print(json.dumps([free_port() for _ in range(300)]))"
@@ -33,3 +36,11 @@ def test_each_worker_hands_out_distinct_ports_of_its_own_stripe_only():
 def test_without_workers_any_free_port_is_handed_out():
     ports = handed_out()
     assert len(set(ports)) == 300 and {port // 2 % 2 for port in ports} == {0, 1}
+
+
+def test_ports_are_handed_out_below_the_ephemeral_range():
+    """No connection the machine makes meanwhile can take a port handed out before its server binds it."""
+    ports = below_ephemeral()
+    if ports is None:
+        pytest.skip("the kernel's ephemeral range is unknown here or leaves too few ports below it")
+    assert all(port in ports for port in handed_out())
