@@ -73,7 +73,10 @@ def ladder(instrument: Instrument, book: BookSync | MarketDataClient, levels: in
     if auction is not None:
         lines.append(Text(f"last auction {uncross_text(instrument, auction.price, auction.volume)} "
                           f"at {clock(auction.time)}"))
-    if not book.synced:
+    if book.lost_at is not None:
+        lines.append(Text(f"market data connection lost at {clock(book.lost_at)}: resyncing once it is back",
+                          style="yellow"))
+    elif not book.synced:
         lines.append(Text(f"market data gap after sequence {book.sequence}: resyncing from a snapshot",
                           style="yellow"))
     elif not bids and not asks:

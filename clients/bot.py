@@ -27,6 +27,13 @@ the last trade, else the reference price. A refusal for the phase (NOT_ALLOWED_I
 2004: the book changed phase before the market data said so) pauses new orders for
 `PHASE_PAUSE_S`, or until the feed shows the phase changing, so a bot never retries
 into a refusing book.
+
+Market data
+-----------
+A bot prices from its feed's book. While that book is not synced (a break in its sequence, or the
+connection to the book server lost: `MarketDataClient`) it is stale, so the bot holds back new
+orders and replaces that move an order (its cancels still go), logging when the feed is lost and
+when it is back.
 """
 
 import logging
@@ -130,7 +137,10 @@ class Bot:
         self.paused_until = 0.0
         """No new orders before this `time.monotonic` (after a refusal for the phase)."""
         self.held_back = 0
-        """Orders and replaces not sent because the phase (or a pause) would refuse them."""
+        """Orders and replaces not sent because the phase (or a pause) would refuse them, or the
+        book is stale."""
+        self.synced = True
+        """The feed's book was synced as of the last step (`follow_feed`)."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -151,6 +161,7 @@ class Bot:
                 if now >= next_step:
                     self.on_market_data(self.feed.poll(0.0))
                     self.follow_phase()
+                    self.follow_feed()
                     self.step()
                     next_step = max(next_step + self.interval, now)
                 if now >= next_status:
@@ -198,9 +209,24 @@ class Bot:
             log.info("%s %s %s: phase %s: %s", self.kind, self.client.trader_id, self.symbol,
                      phase_text(phase, self.feed.phase_reason, self.feed.phase_until), CONDUCT[phase])
 
+    def follow_feed(self) -> None:
+        """Take whether the feed's book is synced; on a change, log it."""
+        synced = self.feed.synced
+        if synced != self.synced:
+            self.synced = synced
+            if synced:
+                log.info("%s %s %s: market data back at sequence %d", self.kind, self.client.trader_id,
+                         self.symbol, self.feed.sequence)
+            else:
+                lost = "connection lost" if self.feed.lost_at is not None else "gap"
+                log.info("%s %s %s: market data %s after sequence %d: holding back new orders until the "
+                         "book is rebuilt", self.kind, self.client.trader_id, self.symbol, lost, self.feed.sequence)
+
     def may_enter(self, order_type: OrderType, tif: TimeInForce) -> bool:
-        """Whether a new order of this kind is to be sent now: the phase takes it and no pause holds."""
-        return phase_takes(self.phase, order_type, tif) and time.monotonic() >= self.paused_until
+        """Whether a new order of this kind is to be sent now: the phase takes it, no pause holds and
+        the book it is priced from is synced."""
+        return (phase_takes(self.phase, order_type, tif) and time.monotonic() >= self.paused_until
+                and self.synced)
 
     # ------------------------------------------------------------ orders
 
@@ -222,11 +248,12 @@ class Bot:
             self.client.cancel(order.order_id)
 
     def replace(self, order: BotOrder, price: int, quantity: int) -> None:
-        """Ask to move or resize ``order``; in a halt (or a pause) only a reduction in place is sent."""
+        """Ask to move or resize ``order``; in a halt (or a pause, or with the book stale) only a
+        reduction in place is sent."""
         if order.order_id is None or order.busy or order.done:
             return
         in_place = price == order.price and quantity <= order.quantity
-        if not in_place and (self.phase == Phase.HALTED or time.monotonic() < self.paused_until):
+        if not in_place and (self.phase == Phase.HALTED or time.monotonic() < self.paused_until or not self.synced):
             self.held_back += 1
             return
         order.busy = True

@@ -39,6 +39,9 @@ from servers.protocol import (
     Trade,
 )
 
+HEARTBEAT_MISSES = 3
+"""A market data connection over which nothing came for this many heartbeat intervals is lost."""
+
 
 class BookSync:
     """One symbol's book rebuilt from a snapshot plus sequenced deltas (no sockets).
@@ -55,6 +58,8 @@ class BookSync:
       or a snapshot older than the first buffered update) sets ``needs_snapshot``
       and ``synced`` False; updates are buffered again and the book keeps its last
       consistent state until the next snapshot. ``resyncs`` counts such recoveries.
+    - A lost connection (`lost`) may have lost updates: the book waits for a snapshot as after a
+      jump, and ``lost_at`` says when, until the snapshot has rebuilt the book.
     - Quotes and trades advance the sequence too; trades set ``last_trade``.
     - The trading phase follows the same sequence: a snapshot sets ``phase`` and the
       indicative uncross (a snapshot from before phases existed decodes as CONTINUOUS,
@@ -87,6 +92,9 @@ class BookSync:
         self.indicative_volume = 0
         """The price and volume a call (or a halt) would uncross at now; 0 and 0: none."""
         self.last_auction: AuctionSummary | None = None
+        self.lost_at: int | None = None
+        """When (`time.time_ns`) the connection the updates come on was lost, if no snapshot has
+        rebuilt the book since."""
         self._buffer: list = []
 
     def on_update(self, message) -> list:
@@ -95,6 +103,16 @@ class BookSync:
             self._buffer.append(message)
             return []
         return self._apply_in_order([message])
+
+    def lost(self, at: int) -> None:
+        """The connection the updates come on was lost at ``at`` (`time.time_ns`): whatever was
+        published until it is made again never arrives, so the book waits for a snapshot (its views
+        stay those of the last consistent book)."""
+        if self.lost_at is None:
+            self.lost_at = at
+        if self.synced:
+            self.synced, self.needs_snapshot = False, True
+            self.resyncs += 1
 
     def on_snapshot(self, snapshot: DepthSnapshot) -> list:
         """Rebuild the book from ``snapshot``, then apply the buffered updates it does not contain.
@@ -110,7 +128,7 @@ class BookSync:
         self.last_price = snapshot.last_price
         self.phase, self.phase_reason, self.phase_until = snapshot.phase, snapshot.phase_reason, snapshot.phase_until
         self.indicative_price, self.indicative_volume = snapshot.indicative_price, snapshot.indicative_volume
-        self.synced, self.needs_snapshot = True, False
+        self.synced, self.needs_snapshot, self.lost_at = True, False, None
         buffered, self._buffer = self._buffer, []
         return self._apply_in_order(buffered)
 
@@ -197,6 +215,14 @@ class MarketDataClient:
     ``snapshot_retry_s`` later, by the first `poll` after that, until a place is free. Views
     (`best_bid`, `best_ask`, `depth`, `last_trade`, `phase`, `indicative_price`,
     `last_auction`...) are of the last consistent book.
+
+    A lost market data connection (the book server stopped, or said nothing, not even to ZeroMQ's
+    heartbeat, for ``heartbeat_s`` times HEARTBEAT_MISSES; a ``heartbeat_s`` of 0 turns the heartbeat
+    off, and a silent server is then never seen lost) is seen by the first `poll` after it:
+    ``connected`` turns False, ``lost_at`` says when, and the book waits for a snapshot
+    (`BookSync.lost`), since what was published meanwhile never arrives. ZeroMQ connects again by
+    itself; once it has, the client subscribes again and rebuilds the book from a snapshot, even if
+    nothing traded meanwhile.
     """
 
     def __init__(
@@ -206,6 +232,7 @@ class MarketDataClient:
         symbol: str,
         context: zmq.Context | None = None,
         snapshot_retry_s: float = 2.0,
+        heartbeat_s: float = 1.0,
     ) -> None:
         self.symbol = symbol
         self.sync = BookSync(symbol)
@@ -218,12 +245,16 @@ class MarketDataClient:
         self._requested_at: float | None = None
         self.subscribed = False
         """`Subscribed` came back on the current connection."""
+        self.connected = False
+        """The market data connection's handshake is done and it has not been lost since."""
         self._refused_at: float | None = None
         """When the server refused the subscription TOO_MANY_SUBSCRIBERS (None: it did not)."""
         context = context or zmq.Context.instance()
         self.subscriber = context.socket(zmq.DEALER)
         self.subscriber.setsockopt(zmq.LINGER, 0)
         self.subscriber.setsockopt(zmq.RCVHWM, 0)
+        self.subscriber.setsockopt(zmq.HEARTBEAT_IVL, round(heartbeat_s * 1000))
+        self.subscriber.setsockopt(zmq.HEARTBEAT_TIMEOUT, round(heartbeat_s * HEARTBEAT_MISSES * 1000))
         self._connections = self.subscriber.get_monitor_socket(EVENTS)
         self._market_data = Tally()
         """The market data connection's events since `connect` began: why no snapshot came."""
@@ -308,8 +339,8 @@ class MarketDataClient:
         return applied
 
     def _read_connections(self) -> None:
-        """Subscribe on each connection made (every event queued: each handshake done), and count
-        the events for `connect`'s message."""
+        """Subscribe on each connection made (every event queued: each handshake done), take a
+        connection lost (`BookSync.lost`), and count the events for `connect`'s message."""
         while True:
             try:
                 event = recv_monitor_message(self._connections, zmq.NOBLOCK)["event"]
@@ -317,8 +348,11 @@ class MarketDataClient:
                 return
             self._market_data.add(event)
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self.subscribed, self._refused_at = False, None
+                self.subscribed, self._refused_at, self.connected = False, None, True
                 self.subscriber.send(self._subscribe)
+            elif event == zmq.EVENT_DISCONNECTED and self.connected:
+                self.subscribed = self.connected = False
+                self.sync.lost(time.time_ns())
 
     def _subscribe_again_if_refused(self) -> None:
         if self._refused_at is not None and time.monotonic() - self._refused_at >= self.snapshot_retry_s:
@@ -372,6 +406,10 @@ class MarketDataClient:
     @property
     def sequence(self) -> int:
         return self.sync.sequence
+
+    @property
+    def lost_at(self) -> int | None:
+        return self.sync.lost_at
 
     @property
     def resyncs(self) -> int:

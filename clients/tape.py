@@ -15,10 +15,11 @@ comes before its trades, have lines too. The time is the exchange's (UTC), price
 decimals (the instrument's ``price_scale`` in the configuration), quantities lots; ``--``
 is an empty side.
 Each symbol is followed by a `MarketDataClient` (a snapshot, then the sequenced
-updates): a break in the sequence prints a ``gap`` line, and once the book is
-rebuilt from a new snapshot a ``resync`` line gives its top of book (the trades
-and quotes of the gap are not on the tape). Gap and resync lines carry the time
-the tape noticed. Ctrl-C or SIGTERM stops it, exit status 0.
+updates): a break in the sequence prints a ``gap`` line, a lost connection to the
+book server (it stopped, or went silent: `MarketDataClient`) a ``lost`` line, and
+once the book is rebuilt from a new snapshot a ``resync`` line gives its top of book
+(the trades and quotes of the gap are not on the tape). Gap, lost and resync lines
+carry the time the tape noticed. Ctrl-C or SIGTERM stops it, exit status 0.
 """
 
 import time
@@ -52,7 +53,10 @@ class SymbolTape:
         if feed.synced and not was_synced:
             lines.append(self._line(time.time_ns(), "resync", f"book rebuilt at sequence {feed.sequence}: "
                                                               f"{self.top()}"))
-        if feed.resyncs > resyncs:
+        if feed.resyncs > resyncs and feed.lost_at is not None:
+            lines.append(self._line(feed.lost_at, "lost", f"market data connection lost after sequence "
+                                                          f"{feed.sequence}; resyncing once it is back"))
+        elif feed.resyncs > resyncs:
             lines.append(self._line(time.time_ns(), "gap", f"market data lost after sequence {feed.sequence}; "
                                                            "resyncing from a snapshot"))
         return lines

@@ -21,7 +21,7 @@ from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from clients.client import LogonError
-from clients.terminal import phase_text, uncross_text
+from clients.terminal import clock, phase_text, uncross_text
 from config.settings import Config, ConfigError, load_config
 from database import queries
 from database.store import StoreUnavailable, database_url, make_engine, transaction
@@ -140,6 +140,11 @@ def market(session: PortalSession, symbol: str) -> None:
     instrument = session.instrument(symbol)
     with shown_errors("Market data"):
         feed = session.book(symbol)
+        if feed.lost_at is not None:
+            st.warning(f"The connection to the order book server of {symbol} was lost at {clock(feed.lost_at)} "
+                       "UTC: its book shows again once the connection is back and the book rebuilt.",
+                       icon=":material/link_off:")
+            return
         if not feed.synced:
             st.info(f"Waiting for the book of {symbol} from its order book server...")
             return

@@ -4,7 +4,8 @@
 ``market_data_endpoint`` and ``snapshot_endpoint``: a gateway started with `endpoints` in its
 environment reads its market data from here (its orders still go to the real TES). The test sets the
 book's snapshot (with its phase and indicative uncross), answers the gateway's subscription and
-snapshot requests (`serve`) and publishes the phase messages (`publish`) to the subscriber, each with
+snapshot requests (`serve`; ``endpoints`` of a `PhaseFeed` closed, for one in its place: it binds
+them again) and publishes the phase messages (`publish`) to the subscriber, each with
 the next sequence number, exactly as the OBS frames them (``[topic, msgpack list]`` at the DEALER).
 """
 
@@ -30,19 +31,14 @@ from servers.protocol import (
 
 
 class PhaseFeed:
-    def __init__(self, symbol: str) -> None:
+    def __init__(self, symbol: str, endpoints: tuple[str, str] | None = None) -> None:
         self.symbol = symbol
         self.sequence = 0
         self.snapshot = DepthSnapshot(symbol, 0, [], [], None)
-        context = zmq.Context.instance()
-        self.publisher = context.socket(zmq.ROUTER)
-        self.publisher.setsockopt(zmq.LINGER, 0)
-        self.market_data = f"tcp://127.0.0.1:{free_port()}"
-        self.publisher.bind(self.market_data)
-        self.router = context.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.snapshots = f"tcp://127.0.0.1:{free_port()}"
-        self.router.bind(self.snapshots)
+        self.market_data, self.snapshots = endpoints or (f"tcp://127.0.0.1:{free_port()}",
+                                                         f"tcp://127.0.0.1:{free_port()}")
+        self.publisher = _bound(self.market_data)
+        self.router = _bound(self.snapshots)
         self._updates = Codec(MarketData)
         self._replies = Codec(SnapshotReply)
         self._requests = Codec(SnapshotRequest)
@@ -91,3 +87,19 @@ class PhaseFeed:
     def close(self) -> None:
         self.publisher.close()
         self.router.close()
+
+
+def _bound(address: str, timeout: float = 5.0) -> zmq.Socket:
+    """A ROUTER bound at ``address``, which a socket closed a moment ago may still hold."""
+    socket = zmq.Context.instance().socket(zmq.ROUTER)
+    socket.setsockopt(zmq.LINGER, 0)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.bind(address)
+            return socket
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                socket.close()
+                raise
+            time.sleep(0.05)

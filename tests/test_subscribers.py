@@ -311,8 +311,9 @@ def test_max_subscribers_bounds_the_connections_followed_and_the_status_file_cou
 
 def test_the_client_library_subscribes_again_after_the_book_server_restarts(tmp_path, context):
     """`MarketDataClient` subscribes on each connection made: after a restart of the book server
-    (which forgets every subscription) it is sent the market data again, with no gap (the
-    sequence goes on from the journal); a symbol the server does not hold raises."""
+    (which forgets every subscription) it is sent the market data again, once it has rebuilt its
+    book from a snapshot (the connection was lost: what was published meanwhile would never come;
+    the sequence goes on from the journal); a symbol the server does not hold raises."""
     env = open_env(tmp_path)
     md, snapshots = endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"), endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT")
     with MarketDataClient(md, snapshots, "ACME", context) as feed:
@@ -335,7 +336,7 @@ def test_the_client_library_subscribes_again_after_the_book_server_restarts(tmp_
             tes.send(p.BookSubmit("ACME", T1 | 2, Side.BUY, 0, 0, 99, 3))
             tes.receive(1)
             eventually(lambda: feed.poll(0.1) or feed.best_bid() == (99, 3), "the order after the restart seen")
-            assert feed.subscribed and feed.resyncs == 0 and feed.best_ask() == (101, 5)
+            assert feed.subscribed and feed.resyncs == 1 and feed.lost_at is None and feed.best_ask() == (101, 5)
             assert obs.stop() == 0
     with Role(OBS, env) as obs:
         with MarketDataClient(md, snapshots, "NOPE", context) as unknown, pytest.raises(RequestRejected) as caught:

@@ -8,6 +8,7 @@ through the client library and reading what they print.
 
 import io
 import re
+from typing import NamedTuple
 
 import pytest
 from procs import Role, endpoint, exchange_env, free_port
@@ -67,8 +68,14 @@ def test_typed_prices_become_ticks_and_finer_ones_name_the_tick():
 # ================================================================ the tape's and the ladder's logic
 
 
+class Lost(NamedTuple):
+    """Queued on a `ScriptedFeed`: its connection is lost at ``at`` (`BookSync.lost`)."""
+
+    at: int
+
+
 class ScriptedFeed:
-    """A `MarketDataClient` stand-in: ``poll`` applies the messages queued by the test."""
+    """A `MarketDataClient` stand-in: ``poll`` applies the messages queued by the test (and `Lost`)."""
 
     def __init__(self) -> None:
         self.sync = BookSync("ACME")
@@ -79,6 +86,8 @@ class ScriptedFeed:
         for message in self.queued:
             if type(message) is p.DepthSnapshot:
                 applied.extend(self.sync.on_snapshot(message))
+            elif type(message) is Lost:
+                self.sync.lost(message.at)
             else:
                 applied.extend(self.sync.on_update(message))
         self.queued.clear()

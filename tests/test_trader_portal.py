@@ -2,6 +2,7 @@
 logon, orders of every kind the form offers, cancel and replace, a cross between two browser
 sessions, bad input, and the exchange going away and coming back while the page is open."""
 
+import signal
 import time
 
 import pytest
@@ -64,18 +65,20 @@ def accepted_order(at: AppTest) -> int:
 
 
 def settled(at: AppTest, check, timeout: float = 10.0) -> AppTest:
-    """Rerun the page until ``check(at)`` holds (the live parts refresh on their own in a browser)."""
+    """Rerun the page until ``check(at)`` holds: it neither fails an assertion nor returns False
+    (the live parts refresh on their own in a browser)."""
     deadline = time.monotonic() + timeout
     while True:
         at.run()
         assert not at.exception, at.exception
         try:
-            check(at)
-            return at
+            if check(at) is not False:
+                return at
         except AssertionError:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+        assert time.monotonic() <= deadline, f"the page did not settle within {timeout}s"
+        time.sleep(0.2)
 
 
 def test_a_logon_with_no_answer_says_whether_the_exchange_runs_or_turned_it_away(portal, monkeypatch):
@@ -207,6 +210,28 @@ def test_logging_out_ends_the_exchange_session(portal, live_exchange):
     assert at.text_input(key="trader_id").label == "Trader id", "back at the logon form"
     assert len(sessions) == before - 1
     live_exchange.tes.wait_for("session of demo1 ended: logged out", 5)
+
+
+def book_shown(at: AppTest) -> None:
+    assert [metric.label for metric in at.metric][:1] == ["Best bid"], texts(at.warning) + texts(at.info)
+
+
+def test_the_page_says_the_market_data_connection_was_lost_and_shows_the_book_once_it_is_back(portal, live_exchange):
+    """The order book server stopped (SIGSTOP) answers nothing, not even ZeroMQ's heartbeat."""
+    at = portal("flow2")
+    settled(at, book_shown)
+    live_exchange.obs.process.send_signal(signal.SIGSTOP)
+    try:
+        def lost(at):
+            warnings = " ".join(texts(at.warning))
+            assert "The connection to the order book server of ACME was lost at " in warnings, warnings
+            assert "its book shows again once the connection is back" in warnings, warnings
+            assert not at.metric, "no stale book"
+
+        at = settled(at, lost, timeout=15)
+    finally:
+        live_exchange.obs.process.send_signal(signal.SIGCONT)
+    settled(at, book_shown, timeout=15)
 
 
 def test_the_page_says_the_exchange_is_down_and_recovers_when_it_is_back(portal, live_exchange):

@@ -1,0 +1,180 @@
+"""A market data client that loses its connection to the book server after it synced: it says so,
+keeps the last consistent book, and rebuilds it from a snapshot once the connection is back, even
+if nothing is published after it; the ladder, the tape and the bots say so or hold back.
+
+Socket-free first (`BookSync.lost`, the views, a bot), then on loopback with a server the test
+plays (gone and back with a book that changed meanwhile), then against a real book server stopped
+(SIGSTOP), which only ZeroMQ's heartbeat can tell from a quiet one."""
+
+import logging
+import signal
+import threading
+import time
+
+from phase_feed import PhaseFeed
+from procs import Role, endpoint, exchange_env
+from test_terminal import ACME, Lost, ScriptedFeed, bodies, render
+
+from clients.book_view import ladder
+from clients.bot import Bot
+from clients.client import ExchangeClient
+from clients.market_data import HEARTBEAT_MISSES, BookSync, MarketDataClient
+from clients.tape import SymbolTape
+from config.settings import load_config
+from engine.types import OrderType, Side, TimeInForce
+from servers import protocol as p
+
+BUY, SELL = Side.BUY, Side.SELL
+LOST_AT = 1_700_000_000_123_456_789
+
+
+def synced_book() -> BookSync:
+    sync = BookSync("ACME")
+    sync.on_snapshot(p.DepthSnapshot("ACME", 10, [(9_950, 10, 2)], [(10_050, 5, 1)], 10_000))
+    return sync
+
+
+def test_a_lost_connection_keeps_the_book_but_waits_for_a_snapshot():
+    sync = synced_book()
+    sync.lost(LOST_AT)
+    assert not sync.synced and sync.needs_snapshot and sync.resyncs == 1
+    assert sync.lost_at == LOST_AT
+    assert (sync.best_bid(), sync.best_ask()) == ((9_950, 10), (10_050, 5)), "the last consistent book"
+    assert sync.on_update(p.DepthUpdate("ACME", 11, BUY, 9_950, 0, 0)) == [], "buffered, not applied"
+    sync.lost(LOST_AT + 1)
+    assert sync.lost_at == LOST_AT and sync.resyncs == 1, "lost once until rebuilt"
+
+    applied = sync.on_snapshot(p.DepthSnapshot("ACME", 12, [(9_900, 3, 1)], [(10_050, 5, 1)], 10_000))
+    assert applied == [], "the buffered update is older than the snapshot"
+    assert sync.synced and not sync.needs_snapshot and sync.lost_at is None
+    assert (sync.best_bid(), sync.sequence) == ((9_900, 3), 12)
+
+
+def test_a_connection_lost_before_the_first_snapshot_is_no_resync():
+    sync = BookSync("ACME")
+    sync.lost(LOST_AT)
+    assert sync.lost_at == LOST_AT and sync.resyncs == 0 and sync.needs_snapshot
+    sync.on_snapshot(p.DepthSnapshot("ACME", 3, [], [], None))
+    assert sync.synced and sync.lost_at is None
+
+
+def test_the_ladder_and_the_tape_say_the_connection_was_lost():
+    feed = ScriptedFeed()
+    feed.sync = synced_book()
+    tape = SymbolTape(feed, ACME, 4)
+    feed.queued.append(Lost(LOST_AT))
+    assert tape.read() == ["22:13:20.123456  ACME  lost    market data connection lost after sequence 10; "
+                           "resyncing once it is back"]
+    shown = render(ladder(ACME, feed.sync, 2))
+    assert [line.split() for line in shown[2:-1]] == [["100.50", "5", "1"], ["2", "10", "99.50"]], "the last book"
+    assert shown[-1] == "market data connection lost at 22:13:20.123456: resyncing once it is back"
+    feed.queued.append(p.DepthSnapshot("ACME", 14, [(9_950, 10, 2)], [], 10_000))
+    assert bodies(tape.read()) == ["ACME  resync  book rebuilt at sequence 14: bid 99.50 x 10  ask --"]
+    assert "lost" not in render(ladder(ACME, feed.sync, 2))[-1]
+
+
+def test_a_bot_holds_back_new_orders_and_moves_while_its_book_is_stale(caplog):
+    feed = ScriptedFeed()
+    feed.sync = synced_book()
+    client = ExchangeClient("tcp://127.0.0.1:9", "flow1", "flow1-demo-key")  # never logs on: nothing is sent
+    try:
+        bot = Bot(client, feed, load_config(environ={}).instrument("ACME"), None, 1.0)
+        bot.follow_feed()
+        assert bot.may_enter(OrderType.LIMIT, TimeInForce.GTC)
+        feed.sync.lost(LOST_AT)
+        with caplog.at_level(logging.INFO, logger="bot"):
+            bot.follow_feed()
+        assert "bot flow1 ACME: market data connection lost after sequence 10: holding back new orders until " \
+               "the book is rebuilt" in caplog.text
+        assert not bot.may_enter(OrderType.LIMIT, TimeInForce.GTC)
+        assert bot.enter(BUY, OrderType.LIMIT, TimeInForce.GTC, 9_950, 1) is None and bot.held_back == 1
+
+        feed.queued.append(p.DepthSnapshot("ACME", 14, [(9_950, 10, 2)], [], 10_000))
+        feed.poll()
+        with caplog.at_level(logging.INFO, logger="bot"):
+            bot.follow_feed()
+        assert "bot flow1 ACME: market data back at sequence 14" in caplog.text
+        assert bot.may_enter(OrderType.LIMIT, TimeInForce.GTC)
+    finally:
+        client.close()
+
+
+# ================================================================ on loopback
+
+
+def poll_until(feed: MarketDataClient, done, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "not within the time"
+        feed.poll(0.05)
+
+
+def serving(server: PhaseFeed) -> threading.Thread:
+    """``server`` answering the client's subscription and snapshot request, in a thread of its own
+    (the client's `poll` sends them)."""
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_server_gone_and_back_with_a_changed_book_is_rebuilt_without_any_update():
+    server = PhaseFeed("ACME")
+    server.set_book([(9_950, 10, 2)], [(10_050, 5, 1)])
+    feed = MarketDataClient(server.market_data, server.snapshots, "ACME")
+    back = None
+    try:
+        serving(server)
+        feed.connect(10.0)
+        assert feed.connected and feed.lost_at is None
+        server.publish(lambda sequence: p.DepthUpdate("ACME", sequence, BUY, 9_950, 12, 3))
+        poll_until(feed, lambda: feed.sequence == 1)
+        assert feed.best_bid() == (9_950, 12)
+
+        server.close()
+        before = time.time_ns()
+        poll_until(feed, lambda: not feed.connected)
+        assert before <= feed.lost_at <= time.time_ns()
+        assert not feed.synced and feed.resyncs == 1
+        assert feed.best_bid() == (9_950, 12), "the last consistent book is kept"
+
+        # Back, with what was published while the client was away only in its snapshot.
+        back = PhaseFeed("ACME", (server.market_data, server.snapshots))
+        back.sequence = 4
+        back.set_book([(9_900, 1, 1)], [(10_050, 5, 1)])
+        thread = serving(back)
+        poll_until(feed, lambda: feed.synced)
+        thread.join(5.0)
+        assert feed.connected and feed.lost_at is None and feed.resyncs == 1
+        assert (feed.best_bid(), feed.sequence) == ((9_900, 1), 4)
+    finally:
+        feed.close()
+        server.close()
+        if back is not None:
+            back.close()
+
+
+# ================================================================ against a real book server
+
+
+def test_a_stopped_book_server_is_seen_lost_by_the_heartbeat_and_the_book_rebuilt_when_it_resumes(tmp_path):
+    env = exchange_env(tmp_path)
+    with Role(["-s", "OBS"], env) as obs:
+        feed = MarketDataClient(endpoint(env, "SHARDS__0__MARKET_DATA_ENDPOINT"),
+                                endpoint(env, "SHARDS__0__SNAPSHOT_ENDPOINT"), "ACME", heartbeat_s=0.2)
+        try:
+            feed.connect(10.0)
+            assert feed.connected
+            obs.process.send_signal(signal.SIGSTOP)
+            try:
+                stopped = time.monotonic()
+                poll_until(feed, lambda: not feed.connected, timeout=10.0)
+                waited = time.monotonic() - stopped
+                assert waited >= 0.2 * HEARTBEAT_MISSES * 0.9, "lost only once the heartbeats went unanswered"
+                assert not feed.synced and feed.lost_at is not None
+            finally:
+                obs.process.send_signal(signal.SIGCONT)
+            poll_until(feed, lambda: feed.synced, timeout=15.0)
+            assert feed.connected and feed.lost_at is None and feed.resyncs == 1
+        finally:
+            feed.close()
+        assert obs.stop() == 0, obs.output()
