@@ -4,9 +4,9 @@
 ``market_data_endpoint`` and ``snapshot_endpoint``: a gateway started with `endpoints` in its
 environment reads its market data from here (its orders still go to the real TES). The test sets the
 book's snapshot (with its phase and indicative uncross), answers the gateway's subscription and
-snapshot requests (`serve`; ``endpoints`` of a `PhaseFeed` closed, for one in its place: it binds
-them again) and publishes the phase messages (`publish`) to the subscriber, each with
-the next sequence number, exactly as the OBS frames them (``[topic, msgpack list]`` at the DEALER).
+snapshot requests (`serve`) and publishes the phase messages (`publish`) to the subscriber, each with
+the next sequence number, exactly as the OBS frames them (``[topic, msgpack list]`` at the DEALER);
+`restart` goes away and comes back, as a book server restarting does.
 """
 
 import time
@@ -31,12 +31,11 @@ from servers.protocol import (
 
 
 class PhaseFeed:
-    def __init__(self, symbol: str, endpoints: tuple[str, str] | None = None) -> None:
+    def __init__(self, symbol: str) -> None:
         self.symbol = symbol
         self.sequence = 0
         self.snapshot = DepthSnapshot(symbol, 0, [], [], None)
-        self.market_data, self.snapshots = endpoints or (f"tcp://127.0.0.1:{free_port()}",
-                                                         f"tcp://127.0.0.1:{free_port()}")
+        self.market_data, self.snapshots = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
         self.publisher = _bound(self.market_data)
         self.router = _bound(self.snapshots)
         self._updates = Codec(MarketData)
@@ -83,6 +82,15 @@ class PhaseFeed:
         message = make(self.sequence)
         self.publisher.send_multipart([self.subscriber, topic(message), self._updates.encode([message])])
         return message
+
+    def restart(self) -> None:
+        """Go away and come back, as a book server restarting does: both sockets closed (every
+        connection to them closes), then bound again at the same endpoints; the subscription is
+        forgotten."""
+        self.close()
+        self.publisher = _bound(self.market_data)
+        self.router = _bound(self.snapshots)
+        self.subscriber = None
 
     def close(self) -> None:
         self.publisher.close()

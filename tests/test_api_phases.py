@@ -76,3 +76,35 @@ def test_the_phase_stream_and_the_snapshots_carry_the_phase_and_the_uncross(base
         assert (book["phase"], book["indicative_volume"], book["asks"], book["sequence"]) == ("continuous", 0, [], 6)
         ws.send(json.dumps({"op": "subscribe", "channel": "phase", "symbol": "NOPE"}))
         assert _until(ws, lambda e: e["type"] == "error")["code"] == 3001
+
+
+def test_subscribers_are_told_when_the_market_data_is_lost_and_when_it_is_back(base, feed):
+    """The book server goes away and comes back (`PhaseFeed.restart`) with a book that changed
+    meanwhile: every subscriber hears of both, then gets the rebuilt book; the book endpoint says
+    why it has no book meanwhile."""
+    from websockets.sync.client import connect
+
+    with connect(base.replace("http", "ws") + "/v1/ws", open_timeout=5) as ws:
+        for channel in ("trades", "depth"):
+            ws.send(json.dumps({"op": "subscribe", "channel": channel, "symbol": "ACME"}))
+        synced = _until(ws, lambda e: e["type"] == "snapshot")
+        before = time.time_ns()
+        feed.restart()
+        lost = _until(ws, lambda e: e["type"] == "market_data_lost")
+        assert lost == {"type": "market_data_lost", "symbol": "ACME", "sequence": synced["sequence"],
+                        "lost_at": lost["lost_at"]}
+        assert before <= lost["lost_at"] <= time.time_ns()
+        answer = httpx.get(f"{base}/v1/book/ACME")
+        assert answer.status_code == 503, answer.text
+        problem = answer.json()
+        assert (problem["title"], problem["code"]) == ("Market data lost", 6001)
+        assert problem["detail"].startswith("the connection to the book server of ACME was lost at "), problem
+
+        feed.sequence += 3  # published while the gateway was away: only the snapshot has it
+        feed.set_book([(9_700, 2, 1)], [])
+        feed.serve()
+        events = [_until(ws, lambda e: e["type"] in ("market_data_back", "snapshot")) for _ in range(2)]
+        assert events[0] == {"type": "market_data_back", "symbol": "ACME", "sequence": feed.sequence}
+        assert (events[1]["sequence"], events[1]["bids"], events[1]["asks"]) == (feed.sequence, [[9_700, 2, 1]], [])
+        book = httpx.get(f"{base}/v1/book/ACME").json()
+        assert (book["sequence"], book["bids"]) == (feed.sequence, [[9_700, 2, 1]])

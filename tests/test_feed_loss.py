@@ -121,27 +121,26 @@ def test_a_server_gone_and_back_with_a_changed_book_is_rebuilt_without_any_updat
     server = PhaseFeed("ACME")
     server.set_book([(9_950, 10, 2)], [(10_050, 5, 1)])
     feed = MarketDataClient(server.market_data, server.snapshots, "ACME")
-    back = None
     try:
-        serving(server)
+        first = serving(server)
         feed.connect(10.0)
+        first.join(5.0)
         assert feed.connected and feed.lost_at is None
         server.publish(lambda sequence: p.DepthUpdate("ACME", sequence, BUY, 9_950, 12, 3))
         poll_until(feed, lambda: feed.sequence == 1)
         assert feed.best_bid() == (9_950, 12)
 
-        server.close()
         before = time.time_ns()
+        server.restart()
         poll_until(feed, lambda: not feed.connected)
         assert before <= feed.lost_at <= time.time_ns()
         assert not feed.synced and feed.resyncs == 1
         assert feed.best_bid() == (9_950, 12), "the last consistent book is kept"
 
         # Back, with what was published while the client was away only in its snapshot.
-        back = PhaseFeed("ACME", (server.market_data, server.snapshots))
-        back.sequence = 4
-        back.set_book([(9_900, 1, 1)], [(10_050, 5, 1)])
-        thread = serving(back)
+        server.sequence = 4
+        server.set_book([(9_900, 1, 1)], [(10_050, 5, 1)])
+        thread = serving(server)
         poll_until(feed, lambda: feed.synced)
         thread.join(5.0)
         assert feed.connected and feed.lost_at is None and feed.resyncs == 1
@@ -149,8 +148,6 @@ def test_a_server_gone_and_back_with_a_changed_book_is_rebuilt_without_any_updat
     finally:
         feed.close()
         server.close()
-        if back is not None:
-            back.close()
 
 
 # ================================================================ against a real book server

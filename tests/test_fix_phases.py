@@ -97,3 +97,27 @@ def test_phases_reach_subscribers_as_security_status_and_the_uncross_as_entry_q(
     assert gateway.process.poll() is None
     for peer in (demo1, demo2):
         peer.close()
+
+
+def test_subscribers_are_told_when_the_market_data_is_lost_and_get_the_rebuilt_book(gateway, feed):
+    """The book server goes away and comes back (`PhaseFeed.restart`) with a book that changed meanwhile."""
+    demo1 = logged_on(gateway, "demo1")
+    demo1.send("V", [(262, "lost-1"), (263, "1"), (264, 0), (265, 1), (267, 2), (269, "0"), (269, "1"),
+                     (146, 1), (55, "ACME")])
+    demo1.wait_for("W")
+    demo1.wait_for("f")
+    before = time.time_ns()
+    feed.restart()
+    status = demo1.wait_for("f")
+    expect(status, t55="ACME", t325="Y", t326="20", t58="market data lost: the connection to the book server was "
+                                                        "lost; a snapshot follows once it is back")
+    assert m.nanos_timestamp(before) <= status.get(60) <= m.timestamp()
+
+    feed.sequence += 3  # published while the gateway was away: only the snapshot has it
+    feed.set_book([(9_700, 2, 1)], [], Phase.CONTINUOUS)
+    feed.serve()
+    snapshot = demo1.wait_for("W")
+    assert [(e[269], e.get(270), e.get(271)) for e in entries(snapshot)] == [("0", "97", "2")]
+    expect(demo1.wait_for("f"), t326="17")
+    assert gateway.process.poll() is None
+    demo1.close()

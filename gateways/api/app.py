@@ -26,6 +26,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clients.client import ClientError, RequestRejected, RequestTimeout, SessionEnded
+from clients.terminal import clock
 from config.settings import ApiKeyConfig, Config, InstrumentConfig, StpMode, stp_mode
 from engine.types import OrderFlags, OrderType, RejectReason, SelfTradePrevention, Side, TimeInForce
 from gateways.api.auth import Authenticator, AuthError, RateLimiter, retry_after
@@ -645,11 +646,16 @@ def build_app(gateway: Gateway, books) -> FastAPI:
         return [InstrumentModel(**{name: getattr(i, name) for name in InstrumentModel.model_fields})
                 for i in gateway.instruments()]
 
-    @app.get("/v1/book/{symbol}", tags=["market data"], responses=public_errors | {504: problem},
+    @app.get("/v1/book/{symbol}", tags=["market data"], responses=public_errors | {503: problem, 504: problem},
              dependencies=[Public], summary="The book's depth (public), from the book server's market data")
     async def book(symbol: SymbolPath, levels: Annotated[int, Query(ge=1, le=1000)] = 10) -> BookModel:
         _known(symbol)
         found = await books.book(symbol, levels, api.request_timeout_s)
+        lost_at = books.feed(symbol).lost_at()
+        if found is None and lost_at is not None:
+            raise ApiProblem(503, "Market data lost", f"the connection to the book server of {symbol} was lost at "
+                             f"{clock(lost_at)} UTC: its book is served again once the connection is back and the "
+                             "book rebuilt", int(RejectReason.BOOK_UNAVAILABLE))
         if found is None:
             raise ApiProblem(504, "No market data", f"the book server's market data for {symbol} did not answer "
                              f"within {api.request_timeout_s:g}s", int(RejectReason.BOOK_UNAVAILABLE))

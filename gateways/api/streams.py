@@ -19,6 +19,12 @@ A client sends JSON commands and receives JSON events::
   volatility, ``until`` a volatility call's end in ns), ``indicative`` (in a call or a halt, the
   uncross ``price`` and ``volume`` as they change) and ``auction_summary`` (an uncross: its price
   and volume, before its trades), each with its ``sequence``.
+- Every subscriber of a symbol's channels is told when the gateway's connection to the symbol's
+  book server is lost (it stopped, or went silent: `clients.market_data.MarketDataClient`):
+  ``{"type": "market_data_lost", "symbol", "sequence": the last applied, "lost_at": ns}``; nothing
+  more comes for the symbol until ``{"type": "market_data_back", "symbol", "sequence"}``, once the
+  book is rebuilt from a snapshot, followed by the ``snapshot`` and ``phase`` events of the depth
+  and phase channels. What was published meanwhile is not sent.
 - ``orders``: every report of the trader's TES session (accepted, filled, canceled, replaced,
   rejected, expired, stop triggered, decremented by self-trade prevention, mass cancel done), as
   ``{"channel": "orders", "type": ..., ...}`` (``order_accepted`` with the order's stop price,
@@ -38,6 +44,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 
 import zmq
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -172,6 +179,12 @@ class Feed:
             return {"symbol": self.symbol, "bids": bids, "asks": asks, "last_price": feed.last_price,
                     "sequence": feed.sequence, **_phase_fields(feed)}
 
+    def lost_at(self) -> int | None:
+        """When (ns) the feed's connection to the book server was lost, if the book is not rebuilt since."""
+        with self.lock:
+            feed = self.market_data
+            return None if feed is None else feed.lost_at
+
     def _snapshot(self, feed: MarketDataClient) -> dict:
         bids, asks = feed.depth(1000)
         return {"channel": "depth", "type": "snapshot", "symbol": self.symbol, "sequence": feed.sequence,
@@ -193,13 +206,18 @@ class Feed:
         elif channel == "phase":
             subscriber.push(self._phase(feed))
 
+    def _tell_all(self, event: dict) -> None:
+        """``event`` to each subscriber of any of the symbol's channels, once."""
+        for subscriber in {member for members in self.subscribers.values() for member in members}:
+            subscriber.push(event)
+
     def _run(self) -> None:
         try:
             feed = MarketDataClient(*self.endpoints, self.symbol)
         except Exception as exc:  # noqa: BLE001 - one line, the feed is simply not there
             log.warning("%s: market data unavailable: %s", self.symbol, exc)
             return
-        resyncs = feed.resyncs
+        resyncs, lost_at = feed.resyncs, None
         poller = zmq.Poller()
         for socket in feed.sockets:
             poller.register(socket, zmq.POLLIN)
@@ -219,8 +237,16 @@ class Feed:
                             self._joined(channel, subscriber, feed)
                             self.subscribers[channel].add(subscriber)
                         self.joining.clear()
+                    if feed.lost_at is not None and lost_at is None:
+                        lost_at = feed.lost_at
+                        self._tell_all({"type": "market_data_lost", "symbol": self.symbol,
+                                        "sequence": feed.sequence, "lost_at": lost_at})
                     if feed.resyncs != resyncs and feed.synced:
                         resyncs = feed.resyncs
+                        if lost_at is not None:
+                            lost_at = None
+                            self._tell_all({"type": "market_data_back", "symbol": self.symbol,
+                                            "sequence": feed.sequence})
                         for channel in ("depth", "phase"):
                             for subscriber in self.subscribers[channel]:
                                 self._joined(channel, subscriber, feed)
@@ -274,12 +300,15 @@ class Streams:
             return feed
 
     async def book(self, symbol: str, levels: int, timeout: float) -> dict | None:
-        """``symbol``'s book from its feed (started by the first request), or None if the feed does
-        not sync within ``timeout`` seconds."""
+        """``symbol``'s book from its feed (started by the first request), or None if it is not
+        synced within ``timeout`` seconds (at once if the feed's connection is lost: `Feed.lost_at`)."""
+        deadline = time.monotonic() + timeout
         feed = self.feed(symbol)
         if not feed.synced.is_set():
             await asyncio.to_thread(feed.synced.wait, timeout)
-        return feed.book(levels)
+        while (book := feed.book(levels)) is None and feed.lost_at() is None and time.monotonic() < deadline:
+            await asyncio.sleep(POLL_S)
+        return book
 
     def close(self) -> None:
         for feed in self.feeds.values():

@@ -22,9 +22,13 @@ AuctionSummary                         nothing of its own: the uncross's trades 
 A subscription (SubscriptionRequestType 1) gets a snapshot (W: the book to MarketDepth levels, the
 last trade, and the indicative uncross in a call if it asked for entry type Q), then a SecurityStatus
 with the book's phase, then the changes; again a snapshot and a status after any gap the feed had to
-repair. Entry type Q is this gateway's use of a FIX 5.0 value (auction clearing price): FIX 4.4 ends
-at C, so a QuickFIX peer declares it in its dictionary (tests/quickfix/FIX44-gateway.xml), as it does
-SecurityStatus. Any other market-data message is ignored.
+repair. When the gateway's connection to the book server is lost (it stopped, or went silent:
+`MarketDataClient`), each subscribed session gets a SecurityStatus with SecurityTradingStatus 20
+(unknown) and a Text saying so, and nothing more for the symbol until the book is rebuilt: then the
+snapshot and the status of its phase, as after a gap. Entry type Q is this gateway's use of a FIX
+5.0 value (auction clearing price): FIX 4.4 ends at C, so a QuickFIX peer declares it in its
+dictionary (tests/quickfix/FIX44-gateway.xml), as it does SecurityStatus. Any other market-data
+message is ignored.
 """
 
 import logging
@@ -47,6 +51,8 @@ MD_ENTRY_TYPES = frozenset({"0", "1", "2", "Q"})
 INDICATIVE = "Q"
 TRADING_STATUS = {Phase.CONTINUOUS: 17, Phase.CALL: 21, Phase.HALTED: 2}
 """Phase -> SecurityTradingStatus (326): ready to trade, pre-open, trading halt."""
+UNKNOWN_STATUS = 20
+"""SecurityTradingStatus (326) while the connection to the book server is lost: unknown or invalid."""
 PHASE_TEXT = {Phase.CONTINUOUS: "continuous trading", Phase.CALL: "call auction", Phase.HALTED: "halted"}
 REASON_TEXT = {p.PhaseReason.OPERATOR: "by the operator", p.PhaseReason.SCHEDULE: "by the trading schedule",
                p.PhaseReason.VOLATILITY: "volatility interruption"}
@@ -92,6 +98,8 @@ class Feed:
         """The exchange time of the last phase change seen (0: known from a snapshot only)."""
         self.indicative = (0, 0)
         """The indicative uncross (price, volume); volume 0: none."""
+        self.lost = False
+        """The subscribers were told the connection to the book server was lost, and the book is not rebuilt since."""
 
     def add(self, subscription: Subscription, updates: bool) -> None:
         if self.md.synced and not self.waiting:
@@ -110,9 +118,13 @@ class Feed:
         except ClientError as exc:
             self.market_data.trouble(self.symbol, str(exc))
             return
+        if md.lost_at is not None and not self.lost:
+            self.lost = True
+            self._tell_lost(md.lost_at)
         if not md.synced:
             return
         if not was_synced or md.resyncs != resyncs:
+            self.lost = False
             bids, asks = md.depth(1_000_000)
             self.levels = {(Side.BUY, price) for price, _, _ in bids} | {(Side.SELL, price) for price, _, _ in asks}
             self._phase_from_book()
@@ -207,6 +219,19 @@ class Feed:
             (55, self.symbol), (325, "Y"), (326, TRADING_STATUS[self.phase]),
             (60, m.nanos_timestamp(self.status_time) if self.status_time else m.timestamp()),
             (58, m.clean_text(self.status_text))])
+
+    def _tell_lost(self, lost_at: int) -> None:
+        """A SecurityStatus (f) of unknown status to each subscribed session, once: the connection
+        to the book server was lost at ``lost_at``."""
+        told: set[int] = set()
+        for subscription in self.subscribers:
+            session = subscription.session
+            if session.state.name == "ACTIVE" and id(session) not in told:
+                told.add(id(session))
+                session.send(m.SECURITY_STATUS, [
+                    (55, self.symbol), (325, "Y"), (326, UNKNOWN_STATUS), (60, m.nanos_timestamp(lost_at)),
+                    (58, "market data lost: the connection to the book server was lost; a snapshot follows once "
+                         "it is back")])
 
     def snapshot(self, subscription: Subscription, status: bool = True) -> None:
         """A snapshot (W) for ``subscription``, and (``status``) a SecurityStatus after it."""
