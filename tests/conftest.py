@@ -8,8 +8,10 @@ snapshot and state hash.
 """
 
 import os
+import warnings
 
 import pytest
+import zmq
 
 from engine.book import ReferenceBook
 from engine.lifecycle import OrderState, OrderTracker
@@ -32,6 +34,20 @@ def _native_class():
 
 
 BOOK_CLASSES = {"reference": _reference_class, "native": _native_class}
+
+
+def _leave_unclosed(context: zmq.Context) -> None:
+    """A ZeroMQ context the garbage collector finds unclosed is left open, with a ResourceWarning,
+    instead of pyzmq's ``destroy``: a test that fails before it closes its context leaves the context
+    and its sockets in one garbage cycle (its frames, held by the failure's traceback), whose weak
+    references the collector clears first, so ``destroy`` would find no socket to close and ``term``
+    would wait for them forever. One failed test hung its worker so, stopping the run. The
+    worker's exit closes what is left."""
+    if not context._shadow and not context.closed:
+        warnings.warn(f"unclosed ZeroMQ context {context!r}, left open", ResourceWarning, stacklevel=1)
+
+
+zmq.Context.__del__ = _leave_unclosed
 
 
 MAX_WORKERS = 16
