@@ -9,6 +9,7 @@ for the guarantees). A `MarketDataClient` is not thread-safe.
 
 import itertools
 import time
+from collections import deque
 
 import msgspec
 import zmq
@@ -39,6 +40,9 @@ from servers.protocol import (
     Trade,
 )
 
+MAX_BUFFERED = 100_000
+"""Updates held at most while a book waits for its snapshot (the newest are kept): a snapshot port
+that does not answer cannot make a client hold a busy symbol's every update."""
 HEARTBEAT_MISSES = 3
 """A market data connection over which nothing came for this many heartbeat intervals is lost."""
 
@@ -52,7 +56,8 @@ class BookSync:
     Guarantees
     ----------
     - Until a snapshot is applied, updates are buffered, never applied (``synced``
-      is False). After it, buffered and new updates with ``sequence <=`` the
+      is False); the newest MAX_BUFFERED of them are kept (a snapshot older than the oldest kept is
+      a jump, as below). After it, buffered and new updates with ``sequence <=`` the
       book's are dropped as already contained in it.
     - Updates are applied only in unbroken sequence order. A jump (a lost message,
       or a snapshot older than the first buffered update) sets ``needs_snapshot``
@@ -95,7 +100,7 @@ class BookSync:
         self.lost_at: int | None = None
         """When (`time.time_ns`) the connection the updates come on was lost, if no snapshot has
         rebuilt the book since."""
-        self._buffer: list = []
+        self._buffer: deque = deque(maxlen=MAX_BUFFERED)
 
     def on_update(self, message) -> list:
         """Take one market-data message; the messages applied because of it (in order)."""
@@ -129,7 +134,7 @@ class BookSync:
         self.phase, self.phase_reason, self.phase_until = snapshot.phase, snapshot.phase_reason, snapshot.phase_until
         self.indicative_price, self.indicative_volume = snapshot.indicative_price, snapshot.indicative_volume
         self.synced, self.needs_snapshot, self.lost_at = True, False, None
-        buffered, self._buffer = self._buffer, []
+        buffered, self._buffer = self._buffer, deque(maxlen=MAX_BUFFERED)
         return self._apply_in_order(buffered)
 
     def _apply_in_order(self, messages: list) -> list:

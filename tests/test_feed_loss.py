@@ -18,6 +18,7 @@ from test_terminal import ACME, Lost, ScriptedFeed, bodies, render
 from clients.book_view import ladder
 from clients.bot import Bot
 from clients.client import ExchangeClient
+from clients import market_data
 from clients.market_data import HEARTBEAT_MISSES, BookSync, MarketDataClient
 from clients.tape import SymbolTape
 from config.settings import load_config
@@ -56,6 +57,21 @@ def test_a_connection_lost_before_the_first_snapshot_is_no_resync():
     assert sync.lost_at == LOST_AT and sync.resyncs == 0 and sync.needs_snapshot
     sync.on_snapshot(p.DepthSnapshot("ACME", 3, [], [], None))
     assert sync.synced and sync.lost_at is None
+
+
+def test_a_book_waiting_for_its_snapshot_keeps_only_the_newest_updates(monkeypatch):
+    """A snapshot port that does not answer cannot make the client hold every update meanwhile; a
+    snapshot older than the oldest kept is a jump, and the book waits for a newer one."""
+    monkeypatch.setattr(market_data, "MAX_BUFFERED", 3)
+    sync = BookSync("ACME")
+    for sequence in range(1, 8):
+        sync.on_update(p.DepthUpdate("ACME", sequence, BUY, 9_900 + sequence, sequence, 1))
+    assert [message.sequence for message in sync._buffer] == [5, 6, 7]
+    assert sync.on_snapshot(p.DepthSnapshot("ACME", 2, [], [], None)) == []
+    assert not sync.synced and sync.needs_snapshot and sync.resyncs == 1, "3 and 4 are gone"
+    applied = sync.on_snapshot(p.DepthSnapshot("ACME", 5, [(9_905, 5, 1)], [], None))
+    assert [message.sequence for message in applied] == [6, 7] and sync.synced
+    assert sync.best_bid() == (9_907, 7)
 
 
 def test_the_ladder_and_the_tape_say_the_connection_was_lost():
