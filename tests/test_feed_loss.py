@@ -15,10 +15,10 @@ from phase_feed import PhaseFeed
 from procs import Role, endpoint, exchange_env
 from test_terminal import ACME, Lost, ScriptedFeed, bodies, render
 
+from clients import market_data
 from clients.book_view import ladder
 from clients.bot import Bot
 from clients.client import ExchangeClient
-from clients import market_data
 from clients.market_data import HEARTBEAT_MISSES, BookSync, MarketDataClient
 from clients.tape import SymbolTape
 from config.settings import load_config
