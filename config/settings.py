@@ -59,6 +59,9 @@ class TesConfig(Struct):
     max_connections: Positive = 4096
     """Connections the client port holds at most, logged on or not; one more is shut down before its
     ZeroMQ handshake is done, and its client connects again until a place is free (`servers.gate`)."""
+    peer_heartbeat_ms: Positive = 10_000
+    """ZeroMQ's heartbeat on the client port: a connection that answers none of three in a row (its
+    client's machine gone, or its process stopped) is closed and frees its place (`servers.gate`)."""
     reference_poll_ms: Positive = 1000
     """How often the TES asks the database whether the reference data changed (`servers.database_link`)."""
     cpus: Cpus = []
@@ -96,6 +99,9 @@ class ShardConfig(Struct):
     max_connections: Positive = 4096
     """Connections each of the public ports (market data, snapshots) holds at most, subscribed or
     not; one more is shut down before its ZeroMQ handshake is done (`servers.gate`)."""
+    peer_heartbeat_ms: Positive = 10_000
+    """ZeroMQ's heartbeat on the public ports: a connection that answers none of three in a row is
+    closed and frees its place (`servers.gate`)."""
     cpus: Cpus = []
     """The CPUs this book server's threads run on; empty: any."""
 

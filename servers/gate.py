@@ -19,6 +19,12 @@ closed `servers.security.HANDSHAKE_MS` after its accept (or at once if it is bey
 capacity), so the descriptors a port holds are bounded by its capacity and by how many
 connections can be opened in that time.
 
+A connection whose peer has gone without closing it (its machine lost, or its process stopped) would
+otherwise hold its place for good: TCP says nothing of a peer that sends nothing. Each gated socket
+therefore pings its peers (ZeroMQ's own heartbeat, ``heartbeat_ms``; a client's ZeroMQ answers from
+its I/O thread, whatever its program is doing) and closes a connection that answers none of
+PEER_MISSES pings in a row, which frees its place.
+
 The gate counts a port's connections from the monitor's events: accepted ones less disconnected
 ones (a connection shut down, closed for its handshake or gone counts as disconnected). An event
 names the descriptor; before shutting a connection down, the gate checks that the descriptor is
@@ -45,6 +51,8 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DOMAIN = b"gate"
 """The gated sockets' ZAP domain: with one, ZeroMQ asks the ZAP handler even for a connection
 without credentials (its NULL mechanism), so every handshake waits for the gate."""
+PEER_MISSES = 3
+"""A connection that answers none of this many heartbeats in a row is closed."""
 
 
 class Gate:
@@ -70,11 +78,14 @@ class Gate:
         self._stopper: zmq.Socket | None = None
         """The caller's end of the pair that tells the thread to stop (it waits for nothing else)."""
 
-    def add(self, socket: zmq.Socket, port: str, capacity: int) -> None:
-        """Hold ``socket``, a server socket not yet bound, to ``capacity`` connections, as ``port``."""
+    def add(self, socket: zmq.Socket, port: str, capacity: int, heartbeat_ms: int) -> None:
+        """Hold ``socket``, a server socket not yet bound, to ``capacity`` connections, as ``port``,
+        closing a connection whose peer answers none of PEER_MISSES heartbeats ``heartbeat_ms`` apart."""
         if self._thread is not None or port in self.capacity:
             raise ValueError(f"gate of {self.name}: {port!r} added after the start, or twice")
         socket.zap_domain = DOMAIN
+        socket.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, PEER_MISSES * heartbeat_ms)
         endpoint = f"inproc://gate-{id(self)}-{len(self._monitors)}"
         socket.monitor(endpoint, EVENTS)
         monitor = self.context.socket(zmq.PAIR)

@@ -261,8 +261,8 @@ class OrderBookServer:
                 (zmq.MAXMSGSIZE, PUBLIC_FRAME_BYTES)))
             self.snapshots = self._socket(self.public, options=(
                 (zmq.SNDHWM, SNAPSHOT_HWM), (zmq.RCVHWM, PUBLIC_INBOUND_FRAMES), (zmq.MAXMSGSIZE, PUBLIC_FRAME_BYTES)))
-            self.gate.add(self.market_data, "market data", shard.max_connections)
-            self.gate.add(self.snapshots, "snapshot", shard.max_connections)
+            self.gate.add(self.market_data, "market data", shard.max_connections, shard.peer_heartbeat_ms)
+            self.gate.add(self.snapshots, "snapshot", shard.max_connections, shard.peer_heartbeat_ms)
             self.gate.start()
             self.market_data.bind(shard.market_data_endpoint)
             self.snapshots.bind(shard.snapshot_endpoint)

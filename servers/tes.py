@@ -416,7 +416,7 @@ class TradingEngineServer:
             # Report a frame ZeroMQ cannot deliver (client gone, or its queue full) instead
             # of dropping it silently, so it is counted.
             self.clients.setsockopt(zmq.ROUTER_MANDATORY, 1)
-            self.gate.add(self.clients, "client", settings.max_connections)
+            self.gate.add(self.clients, "client", settings.max_connections, settings.peer_heartbeat_ms)
             self.gate.start()
             self.clients.bind(settings.client_endpoint)
             self.poller.register(self.clients, zmq.POLLIN)

@@ -9,11 +9,14 @@ connect, and no snapshot or status file could be written)."""
 import json
 import os
 import resource
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
 import zmq
-from procs import Role, endpoint, eventually
+from procs import REPO, Role, endpoint, eventually
 from test_connection_flood import descriptors
 from test_obs import OBS, SUBSCRIPTIONS, T1, T2, Subscriber, Tes, open_env
 from test_tes import BUY, SELL, Exchange
@@ -62,16 +65,16 @@ def heard(router, timeout_ms=1000):
 
 
 class Port:
-    """A ROUTER bound on loopback behind a gate of ``capacity``, and a second ROUTER in the same
-    context that is not gated."""
+    """A ROUTER bound on loopback behind a gate of ``capacity`` (pinging its peers every
+    ``heartbeat_ms``), and a second ROUTER in the same context that is not gated."""
 
-    def __init__(self, context, capacity):
+    def __init__(self, context, capacity, heartbeat_ms=10_000):
         self.gate = Gate(context, "test")
         self.router = context.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
         self.free = context.socket(zmq.ROUTER)
         self.free.setsockopt(zmq.LINGER, 0)
-        self.gate.add(self.router, "public", capacity)
+        self.gate.add(self.router, "public", capacity, heartbeat_ms)
         self.gate.start()
         self.router.bind("tcp://127.0.0.1:*")
         self.free.bind("tcp://127.0.0.1:*")
@@ -151,16 +154,50 @@ def test_a_logon_kept_out_by_a_full_port_says_why(context):
         port.close()
 
 
+HOLD = """
+import sys, time, zmq
+socket = zmq.Context.instance().socket(zmq.DEALER)
+socket.setsockopt(zmq.IDENTITY, b"stopped")
+socket.connect(sys.argv[1])
+socket.send(b"hello")
+print("sent", flush=True)
+time.sleep(600)
+"""
+"""A client in a process of its own that holds a connection to the address it is given."""
+
+
+def test_a_connection_whose_peer_stopped_answering_is_closed_and_frees_its_place(context, client_context):
+    """Its process stopped (SIGSTOP), a peer answers no heartbeat, as one whose machine is gone: the
+    port closes its connection after PEER_MISSES of them, and the client kept out gets in."""
+    port = Port(context, capacity=1, heartbeat_ms=200)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, port.address], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"sent\n"
+        assert heard(port.router) == {b"stopped"}
+        waiting = dealer(client_context, port.address, b"waiting")
+        waiting.send(b"hello")
+        assert heard(port.router, 1000) == set(), "the port is full while its one peer answers"
+        holder.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        assert heard(port.router, 10_000) == {b"waiting"}, "its place freed once the stopped peer's is closed"
+        assert time.monotonic() - stopped >= 0.2, "not before a heartbeat went unanswered"
+        eventually(lambda: port.gate.figures()["public"]["connections"] == 1, "the count follows", 5)
+    finally:
+        holder.kill()
+        holder.wait()
+        port.close()
+
+
 def test_a_socket_is_gated_only_before_the_gate_starts(context):
     gate = Gate(context, "test")
     socket = context.socket(zmq.ROUTER)
     try:
-        gate.add(socket, "public", 1)
+        gate.add(socket, "public", 1, 10_000)
         with pytest.raises(ValueError, match="twice"):
-            gate.add(socket, "public", 1)
+            gate.add(socket, "public", 1, 10_000)
         gate.start()
         with pytest.raises(ValueError, match="after the start"):
-            gate.add(context.socket(zmq.ROUTER), "other", 1)
+            gate.add(context.socket(zmq.ROUTER), "other", 1, 10_000)
     finally:
         socket.close(linger=0)
         gate.stop()
@@ -230,6 +267,36 @@ def test_a_full_client_port_refuses_a_client_until_a_session_ends(tmp_path):
         assert "refused a connection to the client port of the TES: it holds 2, its most" in exchange.tes.output()
         assert exchange.tes.stop() == 0
     finally:
+        exchange.close()
+
+
+LOGGED_ON = """
+import sys, time
+from clients.client import ExchangeClient
+client = ExchangeClient(sys.argv[1], "alice", "alice-demo-key")
+client.logon(10.0)
+print("logged on", flush=True)
+time.sleep(600)
+"""
+"""A trader's program that logs on to the TES at the address it is given and stays."""
+
+
+def test_the_client_port_frees_the_place_of_a_client_whose_process_stopped(tmp_path):
+    exchange = Exchange(tmp_path, EXCHANGE__TES__MAX_CONNECTIONS="1", EXCHANGE__TES__PEER_HEARTBEAT_MS="200")
+    holder = subprocess.Popen([sys.executable, "-c", LOGGED_ON, endpoint(exchange.env, "TES__CLIENT_ENDPOINT")],
+                              cwd=REPO, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"logged on\n"
+        waiting = exchange.client()
+        waiting.socket.setsockopt(zmq.RECONNECT_IVL, 50)
+        waiting.send(p.Logon("bob", "bob-demo-key", False))
+        assert waiting.frame(1.0) == [], "kept out while the port's one client answers"
+        holder.send_signal(signal.SIGSTOP)
+        assert type(waiting.one(10.0)) is p.LogonAccepted, "admitted once the stopped client's connection is closed"
+        assert exchange.tes.stop() == 0
+    finally:
+        holder.kill()
+        holder.wait()
         exchange.close()
 
 
