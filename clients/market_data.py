@@ -43,6 +43,11 @@ from servers.protocol import (
 MAX_BUFFERED = 100_000
 """Updates held at most while a book waits for its snapshot (the newest are kept): a snapshot port
 that does not answer cannot make a client hold a busy symbol's every update."""
+RECEIVE_FRAMES = 10_000
+"""Frames of market data a client's ZeroMQ queues for it at most until it polls (the book server's
+turns: seconds of a busy symbol). Beyond them the client's ZeroMQ stops reading, the book server
+drops what it cannot queue for it, and the client finds the gap when it polls and resyncs: a
+client that stops polling holds a bounded amount, not the whole feed."""
 HEARTBEAT_MISSES = 3
 """A market data connection over which nothing came for this many heartbeat intervals is lost."""
 
@@ -257,7 +262,7 @@ class MarketDataClient:
         context = context or zmq.Context.instance()
         self.subscriber = context.socket(zmq.DEALER)
         self.subscriber.setsockopt(zmq.LINGER, 0)
-        self.subscriber.setsockopt(zmq.RCVHWM, 0)
+        self.subscriber.setsockopt(zmq.RCVHWM, RECEIVE_FRAMES)
         self.subscriber.setsockopt(zmq.HEARTBEAT_IVL, round(heartbeat_s * 1000))
         self.subscriber.setsockopt(zmq.HEARTBEAT_TIMEOUT, round(heartbeat_s * HEARTBEAT_MISSES * 1000))
         self._connections = self.subscriber.get_monitor_socket(EVENTS)

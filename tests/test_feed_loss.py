@@ -8,11 +8,13 @@ plays (gone and back with a book that changed meanwhile), then against a real bo
 
 import logging
 import signal
+import subprocess
+import sys
 import threading
 import time
 
 from phase_feed import PhaseFeed
-from procs import Role, endpoint, exchange_env
+from procs import REPO, Role, endpoint, exchange_env
 from test_terminal import ACME, Lost, ScriptedFeed, bodies, render
 
 from clients import market_data
@@ -163,6 +165,48 @@ def test_a_server_gone_and_back_with_a_changed_book_is_rebuilt_without_any_updat
         assert (feed.best_bid(), feed.sequence) == ((9_900, 1), 4)
     finally:
         feed.close()
+        server.close()
+
+
+IDLE = """
+import sys
+from clients.market_data import MarketDataClient
+feed = MarketDataClient(sys.argv[1], sys.argv[2], "ACME")
+feed.connect(10.0)
+print("synced", flush=True)
+sys.stdin.readline()
+"""
+"""A market data client in a process of its own that syncs, then stops polling."""
+
+
+def resident_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+
+def test_a_client_that_stops_polling_holds_a_bounded_part_of_the_feed():
+    """400 MB published to a client that no longer polls grows it by what its ZeroMQ queues
+    (RECEIVE_FRAMES frames of 5 KB, and the kernel's socket buffers: 79 MB in one run), not by what
+    it is sent (with no bound, 282 MB in one run)."""
+    server = PhaseFeed("ACME")
+    client = subprocess.Popen([sys.executable, "-c", IDLE, server.market_data, server.snapshots], cwd=REPO,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        serving(server).join(10.0)
+        assert client.stdout.readline() == b"synced\n"
+        before = resident_bytes(client.pid)
+        updates = [p.DepthUpdate("ACME", sequence, BUY, 9_000 + sequence, sequence, 1) for sequence in range(1, 201)]
+        frame = server._updates.encode(updates)
+        assert 4_000 < len(frame) < 6_000, len(frame)
+        for _ in range(400_000_000 // len(frame)):
+            server.publisher.send_multipart([server.subscriber, b"ACME.", frame])
+        time.sleep(2.0)
+        grown = resident_bytes(client.pid) - before
+        assert grown < 120_000_000, f"grew by {grown / 1e6:.0f} MB"
+        assert grown > market_data.RECEIVE_FRAMES * len(frame) / 2, "what it queued is in the figure"
+    finally:
+        client.kill()
+        client.wait()
         server.close()
 
 
