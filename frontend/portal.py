@@ -63,6 +63,9 @@ SETTLE_S = 0.05
 ACTIVITY_KEPT = 200
 FILLS_KEPT = 1000
 TRADES_KEPT = 100
+FEED_IDLE_S = 30.0
+"""A symbol's book not read for this long (the page shows another) is closed: its feed holds a
+subscription of the book server and what is queued for it. Shown again, the symbol gets a new one."""
 
 
 class InputError(ValueError):
@@ -113,6 +116,8 @@ class PortalSession:
         self.feeds: dict[str, MarketDataClient] = {}
         self.trades: dict[str, deque[Trade]] = {}
         """Per symbol shown: its trades since the page opened it, newest first."""
+        self.read_at: dict[str, float] = {}
+        """Per symbol shown: when (`time.monotonic`) the page last read its book."""
         self.closed = False
         self._retry_at = 0.0
         self._outage = ""
@@ -283,7 +288,8 @@ class PortalSession:
 
     def book(self, symbol: str) -> MarketDataClient:
         """The live book of ``symbol``, brought up to date (``synced`` False until the order book
-        server has sent its snapshot: the page says it is waiting)."""
+        server has sent its snapshot: the page says it is waiting); the books of symbols not read for
+        FEED_IDLE_S are closed."""
         with self.lock:
             feed = self.feeds.get(symbol)
             if feed is None:
@@ -298,6 +304,10 @@ class PortalSession:
             except ClientError as exc:
                 raise ExchangeUnavailable(f"market data of {symbol}: {exc}") from None
             self.trades[symbol].extendleft(m for m in applied if type(m) is Trade)
+            now = self.read_at[symbol] = time.monotonic()
+            for idle in [other for other, read_at in self.read_at.items() if now - read_at > FEED_IDLE_S]:
+                self.feeds.pop(idle).close()
+                del self.trades[idle], self.read_at[idle]
             return feed
 
 

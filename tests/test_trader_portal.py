@@ -13,6 +13,7 @@ from test_gate import Port, dealer
 
 import frontend.portal
 from engine.types import OrderType, Side, TimeInForce
+from frontend.portal import PortalSession
 from frontend.portal_page import portal_sessions
 from servers.processes import REPO, Role, free_port
 
@@ -210,6 +211,25 @@ def test_logging_out_ends_the_exchange_session(portal, live_exchange):
     assert at.text_input(key="trader_id").label == "Trader id", "back at the logon form"
     assert len(sessions) == before - 1
     live_exchange.tes.wait_for("session of demo1 ended: logged out", 5)
+
+
+def test_the_book_of_a_symbol_no_longer_shown_is_closed(live_exchange, monkeypatch):
+    """Its feed would hold a subscription of the book server, and what is queued for it, for nothing."""
+    session = PortalSession(live_exchange.config, "alice", "alice-demo-key")
+    try:
+        acme = session.book("ACME")
+        session.book("BOLT")
+        assert sorted(session.feeds) == ["ACME", "BOLT"], f"both read within {frontend.portal.FEED_IDLE_S:g} s"
+        monkeypatch.setattr(frontend.portal, "FEED_IDLE_S", 0.0)
+        time.sleep(0.01)
+        bolt = session.book("BOLT")
+        assert list(session.feeds) == ["BOLT"] and sorted(session.trades) == sorted(session.read_at) == ["BOLT"]
+        assert acme.subscriber.closed and acme.snapshotter.closed
+        time.sleep(0.01)
+        again = session.book("ACME")
+        assert again is not acme and list(session.feeds) == ["ACME"] and bolt.subscriber.closed
+    finally:
+        session.close()
 
 
 def book_shown(at: AppTest) -> None:
