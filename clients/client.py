@@ -29,8 +29,12 @@ socket (frames ``[payload]``, each payload a msgpack list of `ClientRequest` /
 - **Session loss.** The client notices when the TES no longer has its session:
   a `LoggedOut` (timeout, takeover, shutdown, slow consumer), or a
   `SessionRejected(NOT_LOGGED_ON)` answering a request of a logged-on client (the
-  TES restarted and forgot it). ``logged_on`` turns False and ``ended`` says why;
-  a query waiting for its answer raises `SessionEnded` at once, and so does
+  TES restarted and forgot it); and when the TES is silent: it sends a `Heartbeat`
+  to a session it sent nothing else for ``heartbeat_ms``, so a session that hears
+  nothing for ``session_timeout_ms`` (the TES stopped, stuck, or its machine gone)
+  is taken as ended, with a `LoggedOut` of reason TIMEOUT the client makes itself.
+  ``logged_on`` turns False and ``ended`` says why; a query waiting for its answer
+  raises `SessionEnded` at once, and so does
   every later call that needs a session, without sending anything: it first takes
   in what already arrived, so an end nobody has read yet counts. A client made with ``relogon=True``
   logs on again instead, at the next call that needs a session, and asks a query
@@ -214,6 +218,9 @@ class ExchangeClient:
         self.logged_on = False
         self.relogon = relogon
         self.ended: LoggedOut | SessionRejected | None = None
+        self._given_up = False
+        """A `Logout` went to a TES taken as gone (`keep_alive`) and its answer has not come: the
+        answer, when the TES turns out to be there after all, is the client's own business."""
         """Why the last session ended (None: never logged on, or logged on now)."""
         self.last_report = 0
         """The number of the latest of the trader's reports received: a new logon asks for the ones after it."""
@@ -469,24 +476,48 @@ class ExchangeClient:
 
     @_locked
     def keep_alive(self) -> None:
-        """Send a heartbeat if the session is logged on and nothing was sent for heartbeat_ms."""
-        if self.logged_on and time.monotonic() - self.last_sent >= self.heartbeat_s:
+        """Send a heartbeat if the session is logged on and nothing was sent for heartbeat_ms; take
+        the session as lost if nothing came from the TES for session_timeout_ms (`silent`)."""
+        if not self.logged_on:
+            return
+        now = time.monotonic()
+        if now - self.last_received > self.session_timeout_s:
+            self._pending.extend(self._drain())
+            if self.logged_on and now - self.last_received > self.session_timeout_s:
+                self._give_up()
+                return
+        if now - self.last_sent >= self.heartbeat_s:
             self._send([Heartbeat()])
+
+    def _give_up(self) -> None:
+        """End a session whose TES said nothing for the session timeout, and tell the TES (if it is
+        only stuck, it takes the `Logout` first when it resumes, before any new logon on this
+        connection, which it would otherwise refuse as already logged on)."""
+        self.logged_on = False
+        self.ended = LoggedOut(EndReason.TIMEOUT, f"nothing came from the TES for {self.session_timeout_s:g} s: "
+                                                  "it is gone or stuck")
+        try:
+            send(self._socket, (self._requests.encode([Logout()]),), zmq.NOBLOCK)
+            self._given_up = True
+        except zmq.Again:
+            pass  # its queue to the TES is full: the TES ends the session at its own timeout
 
     def _read(self, timeout: float) -> list:
         """The first frame to arrive within ``timeout`` and every one queued behind it, sending
-        heartbeats meanwhile (the caller holds the lock, as for `_drain`)."""
+        heartbeats meanwhile (the caller holds the lock, as for `_drain`); [] at once if the session
+        is taken as lost meanwhile (`keep_alive`)."""
         deadline = time.monotonic() + timeout
         while True:
             wait = deadline - time.monotonic()
-            if self.logged_on:
+            logged_on = self.logged_on
+            if logged_on:
                 wait = min(wait, self.last_sent + self.heartbeat_s - time.monotonic())
             if self._socket.poll(max(0, int(wait * 1000 + 0.999))):
                 messages = self._drain()
                 if messages:
                     return messages
             self.keep_alive()
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (logged_on and not self.logged_on):
                 return []
 
     @_locked
@@ -519,18 +550,27 @@ class ExchangeClient:
                 break
         kinds = set(map(type, messages))
         if LogonAccepted in kinds or LoggedOut in kinds or SessionRejected in kinds:
-            self._follow_session(messages)
+            messages = self._follow_session(messages)
         if Heartbeat in kinds:
             messages = [m for m in messages if type(m) is not Heartbeat]
         return messages
 
-    def _follow_session(self, messages: list) -> None:
+    def _follow_session(self, messages: list) -> list:
         """Follow the session's state in arrival order: it begins with `LogonAccepted` and is
         over when the TES says so (`LoggedOut`) or refuses a request because it does not know
-        it (`SessionRejected` NOT_LOGGED_ON while this client was logged on)."""
+        it (`SessionRejected` NOT_LOGGED_ON while this client was logged on). The messages, less
+        the answer to a `Logout` sent on giving up (`_give_up`): the first `LoggedOut` or
+        NOT_LOGGED_ON after it, which comes before the answer to any later logon."""
+        kept = []
         for message in messages:
             kind = type(message)
+            if self._given_up and (kind is LoggedOut or (
+                    kind is SessionRejected and message.reason == RejectReason.NOT_LOGGED_ON)):
+                self._given_up = False
+                continue
+            kept.append(message)
             if kind is LogonAccepted:
+                self._given_up = False
                 self.logged_on = True
                 self.ended = None
                 self._next_order_id = max(self._next_order_id, message.next_client_order_id)
@@ -542,6 +582,7 @@ class ExchangeClient:
             ):
                 self.logged_on = False
                 self.ended = message
+        return kept
 
     def _start_keeper(self) -> None:
         """Start the keeper thread, unless it runs or it was stopped for good."""

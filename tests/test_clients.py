@@ -9,6 +9,7 @@ and TES on free ports.
 import gc
 import itertools
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -336,12 +337,12 @@ def tes():
 
 
 def logged_on_fake(tes) -> ExchangeClient:
-    """alice's client, logged on to the fake TES (heartbeats every 100 ms, timeout 500 ms)."""
+    """alice's client, logged on to the fake TES (heartbeats every 100 ms, timeout 5 s)."""
     client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
 
     def server():
         tes.read()
-        tes.send(p.LogonAccepted("alice", 100, 500))
+        tes.send(p.LogonAccepted("alice", 100, 5000))
 
     tes.answer(server)
     client.logon(5.0)
@@ -415,7 +416,7 @@ def test_an_idle_receive_sends_heartbeats_and_drops_incoming_ones(tes):
 
     def server():
         tes.read()
-        tes.send(p.LogonAccepted("alice", 100, 500))
+        tes.send(p.LogonAccepted("alice", 100, 5000))
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             if tes.socket.poll(20):
@@ -545,6 +546,61 @@ def test_the_keeper_heartbeats_a_client_left_alone_and_stops_when_its_session_en
         client.enter_order("ACME", BUY, LIMIT, GTC, 100, 5)
     assert client.receive(0.0) == [replaced], "the LoggedOut itself is kept for receive"
     client.close()
+
+
+def test_a_tes_silent_for_its_session_timeout_ends_the_session(tes):
+    """The TES heartbeats a session it has sent nothing else: one that hears nothing at all for the
+    session timeout takes its TES as gone (stopped, stuck, or its machine lost)."""
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+    sent, last = [], []
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 100, 500))
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:  # heartbeats kept coming for 1.5 s: three timeouts
+            tes.send(p.Heartbeat())
+            last[:] = [time.monotonic()]
+            while tes.socket.poll(100):
+                sent.extend(tes.read())
+        # then nothing more
+
+    thread = tes.answer(server)
+    client.logon(5.0)
+    thread.join(5.0)
+    assert client.logged_on, "heard from its TES within every timeout"
+    assert p.Heartbeat() in sent, "and heartbeated it meanwhile"
+    while client.logged_on and time.monotonic() < last[0] + 5.0:
+        time.sleep(0.01)
+    assert not client.logged_on, "the keeper took the silence in while the caller did nothing"
+    assert time.monotonic() - last[0] >= 0.5, "not before the timeout"
+    assert client.ended == p.LoggedOut(p.EndReason.TIMEOUT, "nothing came from the TES for 0.5 s: it is gone or stuck")
+    told = []
+    while p.Logout() not in told:
+        told.extend(tes.read())  # heartbeats until it gave up, then its Logout
+    assert told[-1] == p.Logout(), "and told the TES, in case it is only stuck"
+    tes.send(p.LoggedOut(p.EndReason.LOGOUT, p.EndReason.LOGOUT.text))  # as a TES that resumes answers it
+    with pytest.raises(SessionEnded, match=r"nothing came from the TES for 0.5 s: it is gone or stuck \(2\)"):
+        client.positions()
+    assert client.receive(0.5) == [], "the answer to its own Logout is not the caller's"
+    client.close(logout_timeout=0.1)
+
+
+def test_a_query_waiting_when_the_tes_goes_silent_raises_at_the_session_timeout(tes):
+    client = ExchangeClient(tes.endpoint, "alice", "alice-demo-key")
+
+    def server():
+        tes.read()
+        tes.send(p.LogonAccepted("alice", 100, 500))
+        tes.read()  # the query, never answered
+
+    tes.answer(server)
+    client.logon(5.0)
+    asked = time.monotonic()
+    with pytest.raises(SessionEnded, match="nothing came from the TES for 0.5 s"):
+        client.positions(timeout=30.0)
+    assert time.monotonic() - asked < 5.0, "at the session timeout, not the query's"
+    client.close(logout_timeout=0.1)
 
 
 def test_a_session_end_already_queued_makes_the_next_call_raise_without_sending(tes):
@@ -932,6 +988,32 @@ def test_a_client_left_alone_past_the_session_timeout_stays_logged_on_and_trades
         shell.send("orders")  # the shell, which waits on the socket itself, kept alice's session alive
         shell.wait_for("no open orders", after=mark)
         assert shell.finish() == 0 and shell.lines[-1] == "logged out"
+        assert tes.stop() == 0 and obs.stop() == 0
+
+
+def test_a_stopped_tes_is_taken_as_gone_and_a_relogon_client_logs_on_again_once_it_resumes(tmp_path):
+    env = exchange_env(tmp_path, EXCHANGE__TES__HEARTBEAT_MS="200", EXCHANGE__TES__SESSION_TIMEOUT_MS="700")
+    with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes:
+        client = ExchangeClient(endpoint(env, "TES__CLIENT_ENDPOINT"), "bob", "bob-demo-key", relogon=True)
+        try:
+            client.logon(10.0)
+            time.sleep(1.5)  # heard the TES's heartbeats the whole time
+            assert client.logged_on
+            tes.process.send_signal(signal.SIGSTOP)
+            try:
+                deadline = time.monotonic() + 10.0
+                while client.logged_on and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                assert client.ended == p.LoggedOut(p.EndReason.TIMEOUT,
+                                                   "nothing came from the TES for 0.7 s: it is gone or stuck")
+            finally:
+                tes.process.send_signal(signal.SIGCONT)
+            assert client.positions(timeout=10.0).positions == [], "logged on again, and answered"
+            assert client.logged_on
+            assert not [m for m in client.receive(0.5) if type(m) in (p.LoggedOut, p.SessionRejected)], \
+                "the resumed TES's answer to the Logout sent on giving up is not the caller's"
+        finally:
+            client.close()
         assert tes.stop() == 0 and obs.stop() == 0
 
 
