@@ -12,6 +12,7 @@ refuses, pause after a refusal for the phase and trade again in continuous tradi
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import msgspec
 import pytest
@@ -389,17 +390,23 @@ def test_a_bot_follows_a_halt_and_a_resumption_while_it_runs(exchange, alice):
         bot.close()
 
 
+@contextmanager
+def offline_bot(feed):
+    """A `Bot` of flow1 trading ACME from ``feed``, whose client never logs on: nothing is sent."""
+    client = ExchangeClient("tcp://127.0.0.1:9", "flow1", "flow1-demo-key")
+    try:
+        yield Bot(client, feed, load_config(environ={}).instrument("ACME"), None, 1.0)
+    finally:
+        client.close()
+
+
 def test_a_bots_fair_value_ignores_a_crossed_book():
     feed = ScriptedFeed()
     feed.sync = called_book()
-    client = ExchangeClient("tcp://127.0.0.1:9", "flow1", "flow1-demo-key")  # never logs on: nothing is sent
-    try:
-        bot = Bot(client, feed, load_config(environ={}).instrument("ACME"), None, 1.0)
+    with offline_bot(feed) as bot:
         bot.follow_phase()
         assert bot.phase == CALL and feed.crossed() and feed.mid() == 10_000.0
         assert bot.fair_value() == 9_990.0, "the last trade, not the crossed book's mid"
-    finally:
-        client.close()
 
 
 def test_the_market_maker_counts_an_uncross_as_one_print_and_ignores_the_indicative():

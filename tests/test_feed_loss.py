@@ -15,15 +15,14 @@ import time
 
 from phase_feed import PhaseFeed
 from procs import REPO, Role, endpoint, exchange_env
+from test_client_phases import offline_bot
 from test_terminal import ACME, Lost, ScriptedFeed, bodies, render
 
 from clients import market_data
 from clients.book_view import ladder
-from clients.bot import Bot
-from clients.client import ExchangeClient
+from clients.bot import BotOrder
 from clients.market_data import HEARTBEAT_MISSES, BookSync, MarketDataClient
 from clients.tape import SymbolTape
-from config.settings import load_config
 from engine.types import OrderType, Side, TimeInForce
 from servers import protocol as p
 
@@ -94,9 +93,7 @@ def test_the_ladder_and_the_tape_say_the_connection_was_lost():
 def test_a_bot_holds_back_new_orders_and_moves_while_its_book_is_stale(caplog):
     feed = ScriptedFeed()
     feed.sync = synced_book()
-    client = ExchangeClient("tcp://127.0.0.1:9", "flow1", "flow1-demo-key")  # never logs on: nothing is sent
-    try:
-        bot = Bot(client, feed, load_config(environ={}).instrument("ACME"), None, 1.0)
+    with offline_bot(feed) as bot:
         bot.follow_feed()
         assert bot.may_enter(OrderType.LIMIT, TimeInForce.GTC)
         feed.sync.lost(LOST_AT)
@@ -106,6 +103,12 @@ def test_a_bot_holds_back_new_orders_and_moves_while_its_book_is_stale(caplog):
                "the book is rebuilt" in caplog.text
         assert not bot.may_enter(OrderType.LIMIT, TimeInForce.GTC)
         assert bot.enter(BUY, OrderType.LIMIT, TimeInForce.GTC, 9_950, 1) is None and bot.held_back == 1
+        resting = BotOrder(1, BUY, OrderType.LIMIT, 9_950, 5)
+        resting.order_id, resting.busy = 7, False
+        bot.replace(resting, 9_960, 5)
+        assert bot.held_back == 2 and not resting.busy, "a move is held back"
+        bot.replace(resting, 9_950, 3)
+        assert bot.held_back == 2 and resting.busy, "a reduction in place goes"
 
         feed.queued.append(p.DepthSnapshot("ACME", 14, [(9_950, 10, 2)], [], 10_000))
         feed.poll()
@@ -113,8 +116,6 @@ def test_a_bot_holds_back_new_orders_and_moves_while_its_book_is_stale(caplog):
             bot.follow_feed()
         assert "bot flow1 ACME: market data back at sequence 14" in caplog.text
         assert bot.may_enter(OrderType.LIMIT, TimeInForce.GTC)
-    finally:
-        client.close()
 
 
 # ================================================================ on loopback
