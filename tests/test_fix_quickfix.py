@@ -19,6 +19,7 @@ a Reject, and the test fails on any.
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -256,6 +257,19 @@ def test_quickfix_trades_through_the_gateway_across_a_restart(initiator_binary, 
         quickfix.command("masscancel mc1")
         report = quickfix.app("r", t11="mc1")
         assert report[531] == "7" and int(report[533]) >= 2
+
+        # the book server stops: QuickFIX is told its market data is lost, then gets the book again
+        quickfix.command("md md2 ACME")
+        quickfix.app("W", t262="md2")
+        quickfix.app("f", t326="17")
+        live_exchange.obs.process.send_signal(signal.SIGSTOP)
+        try:
+            lost = quickfix.app("f", 15, t326="20")
+            assert (lost[55], lost[325]) == ("ACME", "Y") and lost[58].startswith("market data lost: "), lost
+        finally:
+            live_exchange.obs.process.send_signal(signal.SIGCONT)
+        quickfix.app("W", 15, t262="md2")
+        quickfix.app("f", t326="17")
         quickfix.command("logout")
         quickfix.wait_for(lambda line: line == "LOGOUT")
         assert "ERROR" not in "\n".join(quickfix.lines)
