@@ -62,6 +62,10 @@ class TesConfig(Struct):
     peer_heartbeat_ms: Positive = 10_000
     """ZeroMQ's heartbeat on the client port: a connection that answers none of three in a row (its
     client's machine gone, or its process stopped) is closed and frees its place (`servers.gate`)."""
+    shard_heartbeat_ms: Positive = 2000
+    """ZeroMQ's heartbeat on the TES's connection to each book server: one that answers none of three
+    in a row (stopped, or its host lost) is taken as disconnected, its symbols refused
+    BOOK_UNAVAILABLE until it answers a Hello again (`servers.tes`)."""
     reference_poll_ms: Positive = 1000
     """How often the TES asks the database whether the reference data changed (`servers.database_link`)."""
     cpus: Cpus = []

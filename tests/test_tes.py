@@ -676,6 +676,32 @@ def test_orders_wait_for_the_book_server_then_trade(tmp_path):
         exchange.close()
 
 
+def test_a_stopped_book_server_is_taken_as_disconnected_and_its_orders_refused_until_it_resumes(tmp_path):
+    """Stopped (SIGSTOP), a book server answers nothing, not even ZeroMQ's heartbeat, as one whose
+    host is lost: the TES closes the connection and refuses its symbols at once, instead of holding
+    orders it cannot answer; resumed, it answers a Hello again and trades."""
+    exchange = Exchange(tmp_path, EXCHANGE__TES__SHARD_HEARTBEAT_MS="200", EXCHANGE__TES__SESSION_TIMEOUT_MS="60000")
+    try:
+        alice = exchange.client("alice")
+        alice.order("ACME", BUY, 9_990, 1)
+        assert type(alice.one()) is p.OrderAccepted
+        exchange.obs.process.send_signal(signal.SIGSTOP)
+        try:
+            exchange.tes.wait_for("shard A disconnected; its symbols are unavailable", 10)
+            assert alice.rejected("ACME", BUY, 9_980, 1) is R.BOOK_UNAVAILABLE
+        finally:
+            exchange.obs.process.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 15
+        while sum("shard A ready" in line for line in exchange.tes.lines) < 2:
+            assert time.monotonic() < deadline, "the book server did not answer a Hello again"
+            time.sleep(0.05)
+        alice.order("ACME", BUY, 9_970, 1)
+        assert type(alice.one()) is p.OrderAccepted
+        assert len(alice.open_orders()) == 2, "the order before the stop rests on"
+    finally:
+        exchange.close()
+
+
 def test_book_server_killed_mid_flow_every_order_is_answered_once_and_the_tes_agrees_with_the_book(exchange):
     """kill -9 with thousands of orders in flight: after the restart the OBS replays the replies
     the TES missed and the TES refuses what never reached the journal (the second half, sent
