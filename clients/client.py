@@ -218,10 +218,10 @@ class ExchangeClient:
         self.logged_on = False
         self.relogon = relogon
         self.ended: LoggedOut | SessionRejected | None = None
+        """Why the last session ended (None: never logged on, or logged on now)."""
         self._given_up = False
         """A `Logout` went to a TES taken as gone (`keep_alive`) and its answer has not come: the
         answer, when the TES turns out to be there after all, is the client's own business."""
-        """Why the last session ended (None: never logged on, or logged on now)."""
         self.last_report = 0
         """The number of the latest of the trader's reports received: a new logon asks for the ones after it."""
         self.heartbeat_s: float | None = None
@@ -477,7 +477,7 @@ class ExchangeClient:
     @_locked
     def keep_alive(self) -> None:
         """Send a heartbeat if the session is logged on and nothing was sent for heartbeat_ms; take
-        the session as lost if nothing came from the TES for session_timeout_ms (`silent`)."""
+        the session as lost if nothing came from the TES for session_timeout_ms (`_give_up`)."""
         if not self.logged_on:
             return
         now = time.monotonic()
