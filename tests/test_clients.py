@@ -973,13 +973,13 @@ def test_a_client_notices_a_tes_restart_and_can_log_on_again(tmp_path):
 
 
 def test_a_client_left_alone_past_the_session_timeout_stays_logged_on_and_trades(tmp_path):
-    env = exchange_env(tmp_path, EXCHANGE__TES__HEARTBEAT_MS="200", EXCHANGE__TES__SESSION_TIMEOUT_MS="700")
+    env = exchange_env(tmp_path, EXCHANGE__TES__HEARTBEAT_MS="200", EXCHANGE__TES__SESSION_TIMEOUT_MS="1000")
     with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes:
         shell = Shell(env, "--trader", "alice")
         shell.wait_for("logged on")
         with logged_on(env, "bob") as bob:
             tradable(bob)
-            time.sleep(1.5)  # the scenario: no call for twice the session timeout
+            time.sleep(2.0)  # the scenario: no call for twice the session timeout
             assert bob.logged_on
             order = bob.enter_order("ACME", BUY, LIMIT, GTC, 9_000, 1)
             messages = collect(bob, lambda m: of_type(m, p.OrderAccepted))
@@ -993,12 +993,12 @@ def test_a_client_left_alone_past_the_session_timeout_stays_logged_on_and_trades
 
 
 def test_a_stopped_tes_is_taken_as_gone_and_a_relogon_client_logs_on_again_once_it_resumes(tmp_path):
-    env = exchange_env(tmp_path, EXCHANGE__TES__HEARTBEAT_MS="200", EXCHANGE__TES__SESSION_TIMEOUT_MS="700")
+    env = exchange_env(tmp_path, EXCHANGE__TES__HEARTBEAT_MS="200", EXCHANGE__TES__SESSION_TIMEOUT_MS="1000")
     with Role(["-s", "OBS"], env) as obs, Role(["-s", "TES"], env) as tes:
         client = ExchangeClient(endpoint(env, "TES__CLIENT_ENDPOINT"), "bob", "bob-demo-key", relogon=True)
         try:
             client.logon(10.0)
-            time.sleep(1.5)  # heard the TES's heartbeats the whole time
+            time.sleep(2.0)  # heard the TES's heartbeats the whole time
             assert client.logged_on
             tes.process.send_signal(signal.SIGSTOP)
             try:
@@ -1006,7 +1006,7 @@ def test_a_stopped_tes_is_taken_as_gone_and_a_relogon_client_logs_on_again_once_
                 while client.logged_on and time.monotonic() < deadline:
                     time.sleep(0.01)
                 assert client.ended == p.LoggedOut(p.EndReason.TIMEOUT,
-                                                   "nothing came from the TES for 0.7 s: it is gone or stuck")
+                                                   "nothing came from the TES for 1 s: it is gone or stuck")
             finally:
                 tes.process.send_signal(signal.SIGCONT)
             assert client.positions(timeout=10.0).positions == [], "logged on again, and answered"
