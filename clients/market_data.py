@@ -387,11 +387,17 @@ class MarketDataClient:
             raise ClientError(f"undecodable market-data frame ({len(frame)} bytes): {exc}") from None
 
     def _request_snapshot_if_needed(self) -> None:
+        """Ask for a snapshot if the book needs one (again every ``snapshot_retry_s``), never
+        waiting: a snapshot port that takes nothing (full, or not there) leaves the requests already
+        queued, at most the socket's high-water mark, and `poll` goes on."""
         if not self.sync.needs_snapshot or not self.subscribed:
             return
         now = time.monotonic()
         if self._requested_at is None or now - self._requested_at >= self.snapshot_retry_s:
-            self.snapshotter.send(self._request)
+            try:
+                self.snapshotter.send(self._request, zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # the requests already queued go once the snapshot port takes them
             self._requested_at = now
 
     def close(self) -> None:

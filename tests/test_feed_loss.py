@@ -15,7 +15,7 @@ import time
 
 import zmq
 from phase_feed import PhaseFeed
-from procs import REPO, Role, endpoint, exchange_env
+from procs import REPO, Role, endpoint, exchange_env, free_port
 from test_client_phases import offline_bot
 from test_terminal import ACME, Lost, ScriptedFeed, bodies, render
 
@@ -26,6 +26,7 @@ from clients.market_data import HEARTBEAT_MISSES, BookSync, MarketDataClient
 from clients.tape import SymbolTape
 from engine.types import OrderType, Side, TimeInForce
 from servers import protocol as p
+from servers.protocol import CONTROL_TOPIC
 
 BUY, SELL = Side.BUY, Side.SELL
 LOST_AT = 1_700_000_000_123_456_789
@@ -225,6 +226,26 @@ def test_a_client_that_stops_polling_holds_a_bounded_part_of_the_feed():
     finally:
         client.kill()
         client.wait()
+        server.close()
+
+
+def test_a_snapshot_port_that_takes_nothing_never_blocks_poll():
+    """Subscribed, but its snapshot port has nothing listening: its requests queue up to the
+    socket's high-water mark (1,000), and then each one is skipped instead of blocking `poll`."""
+    server = PhaseFeed("ACME")
+    feed = MarketDataClient(server.market_data, f"tcp://127.0.0.1:{free_port()}", "ACME", snapshot_retry_s=0.0)
+    try:
+        poll_until(feed, lambda: server.publisher.poll(0))
+        identity, _ = server.publisher.recv_multipart()
+        server.publisher.send_multipart([identity, CONTROL_TOPIC, server._controls.encode([p.Subscribed("ACME")])])
+        poll_until(feed, lambda: feed.subscribed)
+        polls = threading.Thread(target=lambda: [feed.poll(0.0) for _ in range(3_000)], daemon=True)
+        polls.start()
+        polls.join(30.0)
+        assert not polls.is_alive(), "a poll blocked on a snapshot request"
+        assert not feed.synced
+    finally:
+        feed.close()
         server.close()
 
 
