@@ -39,6 +39,7 @@ from servers.protocol import (
     SubscriptionRequest,
     Trade,
 )
+from servers.security import heartbeat
 
 MAX_BUFFERED = 100_000
 """Updates held at most while a book waits for its snapshot (the newest are kept): a snapshot port
@@ -48,8 +49,6 @@ RECEIVE_FRAMES = 10_000
 turns: seconds of a busy symbol). Beyond them the client's ZeroMQ stops reading, the book server
 drops what it cannot queue for it, and the client finds the gap when it polls and resyncs: a
 client that stops polling holds a bounded amount, not the whole feed."""
-HEARTBEAT_MISSES = 3
-"""A market data connection over which nothing came for this many heartbeat intervals is lost."""
 
 
 class BookSync:
@@ -227,7 +226,7 @@ class MarketDataClient:
     `last_auction`...) are of the last consistent book.
 
     A lost market data connection (the book server stopped, or said nothing, not even to ZeroMQ's
-    heartbeat, for ``heartbeat_s`` times HEARTBEAT_MISSES; a ``heartbeat_s`` of 0 turns the heartbeat
+    heartbeat, for ``heartbeat_s`` times `servers.security.PEER_MISSES`; a ``heartbeat_s`` of 0 turns the heartbeat
     off, and a silent server is then never seen lost) is seen by the first `poll` after it:
     ``connected`` turns False, ``lost_at`` says when, and the book waits for a snapshot
     (`BookSync.lost`), since what was published meanwhile never arrives. ZeroMQ connects again by
@@ -263,8 +262,7 @@ class MarketDataClient:
         self.subscriber = context.socket(zmq.DEALER)
         self.subscriber.setsockopt(zmq.LINGER, 0)
         self.subscriber.setsockopt(zmq.RCVHWM, RECEIVE_FRAMES)
-        self.subscriber.setsockopt(zmq.HEARTBEAT_IVL, round(heartbeat_s * 1000))
-        self.subscriber.setsockopt(zmq.HEARTBEAT_TIMEOUT, round(heartbeat_s * HEARTBEAT_MISSES * 1000))
+        heartbeat(self.subscriber, round(heartbeat_s * 1000))
         self._connections = self.subscriber.get_monitor_socket(EVENTS)
         self._market_data = Tally()
         """The market data connection's events since `connect` began: why no snapshot came."""

@@ -21,9 +21,8 @@ connections can be opened in that time.
 
 A connection whose peer has gone without closing it (its machine lost, or its process stopped) would
 otherwise hold its place for good: TCP says nothing of a peer that sends nothing. Each gated socket
-therefore pings its peers (ZeroMQ's own heartbeat, ``heartbeat_ms``; a client's ZeroMQ answers from
-its I/O thread, whatever its program is doing) and closes a connection that answers none of
-PEER_MISSES pings in a row, which frees its place.
+therefore pings its peers every ``heartbeat_ms`` (`servers.security.heartbeat`) and closes a
+connection that answers none of `servers.security.PEER_MISSES` pings in a row, which frees its place.
 
 The gate counts a port's connections from the monitor's events: accepted ones less disconnected
 ones (a connection shut down, closed for its handshake or gone counts as disconnected). An event
@@ -41,6 +40,7 @@ import threading
 
 import zmq
 
+from servers.security import heartbeat
 from servers.service import Occurrences
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,6 @@ ZAP_ENDPOINT = "inproc://zeromq.zap.01"
 DOMAIN = b"gate"
 """The gated sockets' ZAP domain: with one, ZeroMQ asks the ZAP handler even for a connection
 without credentials (its NULL mechanism), so every handshake waits for the gate."""
-PEER_MISSES = 3
-"""A connection that answers none of this many heartbeats in a row is closed."""
 
 
 class Gate:
@@ -80,12 +78,12 @@ class Gate:
 
     def add(self, socket: zmq.Socket, port: str, capacity: int, heartbeat_ms: int) -> None:
         """Hold ``socket``, a server socket not yet bound, to ``capacity`` connections, as ``port``,
-        closing a connection whose peer answers none of PEER_MISSES heartbeats ``heartbeat_ms`` apart."""
+        closing a connection whose peer answers none of its heartbeats ``heartbeat_ms`` apart
+        (`servers.security.heartbeat`)."""
         if self._thread is not None or port in self.capacity:
             raise ValueError(f"gate of {self.name}: {port!r} added after the start, or twice")
         socket.zap_domain = DOMAIN
-        socket.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
-        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, PEER_MISSES * heartbeat_ms)
+        heartbeat(socket, heartbeat_ms)
         endpoint = f"inproc://gate-{id(self)}-{len(self._monitors)}"
         socket.monitor(endpoint, EVENTS)
         monitor = self.context.socket(zmq.PAIR)

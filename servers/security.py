@@ -64,8 +64,20 @@ HANDSHAKE_MS = 5_000
 with it) this long after it was accepted is closed (``ZMQ_HANDSHAKE_IVL``; libzmq's default is
 30 s): a connection that never speaks, or speaks no ZeroMQ, holds a descriptor this long at most.
 A handshake takes a few round trips, milliseconds even across a continent."""
+PEER_MISSES = 3
+"""A connection that answers none of this many of ZeroMQ's heartbeats in a row is closed (`heartbeat`)."""
 SECRET_SUFFIX = ".key_secret"
 PUBLIC_SUFFIX = ".key"
+
+
+def heartbeat(socket: zmq.Socket, interval_ms: int) -> None:
+    """Ping ``socket``'s peers every ``interval_ms`` with ZeroMQ's own heartbeat (a peer's ZeroMQ
+    answers from its I/O thread, whatever its program is doing) and close a connection over which
+    nothing came for PEER_MISSES of them: a peer gone without closing its connection (stopped, or
+    its host lost: TCP says nothing of a peer that sends nothing) is then a disconnection like any
+    other. An ``interval_ms`` of 0 turns the heartbeat off. Set before the socket connects or binds."""
+    socket.setsockopt(zmq.HEARTBEAT_IVL, interval_ms)
+    socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, PEER_MISSES * interval_ms)
 
 
 class KeyFileError(Exception):

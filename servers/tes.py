@@ -11,10 +11,10 @@ each shard's               DEALER  out ``[ObsRequest list]``, in ``[ObsReply lis
 ``command_endpoint``               (connect; ``Hello(tes_id)`` first)
 =========================  ======  ===================================================
 
-Each shard DEALER is monitored: a connection that answers none of PEER_MISSES of
-ZeroMQ's heartbeats ``tes.shard_heartbeat_ms`` apart (the book server stopped, or its
-host lost: TCP alone says nothing of a peer that sends nothing) is closed, which is a
-disconnection like any other; on every (re)connection the server introduces
+Each shard DEALER is monitored. A connection that answers none of three of ZeroMQ's
+heartbeats ``tes.shard_heartbeat_ms`` apart (the book server stopped, or its host lost:
+`servers.security.heartbeat`) is closed, which is a disconnection like any other. On
+every (re)connection the server introduces
 itself with ``Hello`` (naming the last sequence its ledger holds) and re-sends it
 until the ``HelloReply`` comes. Orders for a shard that has not answered are
 refused with BOOK_UNAVAILABLE. Exchange order ids are ``(tes_id << 48) | counter``;
@@ -102,7 +102,7 @@ from native.syncer import Syncer
 from servers import protocol as p
 from servers import security, service
 from servers.database_link import DatabaseLink, Reference, ReferenceUnavailable
-from servers.gate import PEER_MISSES, Gate
+from servers.gate import Gate
 from servers.journal import JournalFailed, RecoveryError
 from servers.ledger import (
     CANCEL,
@@ -429,8 +429,7 @@ class TradingEngineServer:
                 socket = self.context.socket(zmq.DEALER)
                 socket.setsockopt(zmq.LINGER, 0)
                 socket.setsockopt(zmq.IMMEDIATE, 1)
-                socket.setsockopt(zmq.HEARTBEAT_IVL, settings.shard_heartbeat_ms)
-                socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, PEER_MISSES * settings.shard_heartbeat_ms)
+                security.heartbeat(socket, settings.shard_heartbeat_ms)
                 # Unbounded on our side: the shard's ROUTER would silently drop execution
                 # reports to a TES whose queue is full, and those must never be lost.
                 socket.setsockopt(zmq.RCVHWM, 0)

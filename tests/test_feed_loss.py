@@ -22,11 +22,12 @@ from test_terminal import ACME, Lost, ScriptedFeed, bodies, render
 from clients import market_data
 from clients.book_view import ladder
 from clients.bot import BotOrder
-from clients.market_data import HEARTBEAT_MISSES, BookSync, MarketDataClient
+from clients.market_data import BookSync, MarketDataClient
 from clients.tape import SymbolTape
 from engine.types import OrderType, Side, TimeInForce
 from servers import protocol as p
 from servers.protocol import CONTROL_TOPIC
+from servers.security import PEER_MISSES
 
 BUY, SELL = Side.BUY, Side.SELL
 LOST_AT = 1_700_000_000_123_456_789
@@ -265,7 +266,7 @@ def test_a_stopped_book_server_is_seen_lost_by_the_heartbeat_and_the_book_rebuil
                 stopped = time.monotonic()
                 poll_until(feed, lambda: not feed.connected, timeout=10.0)
                 waited = time.monotonic() - stopped
-                assert waited >= 0.2 * HEARTBEAT_MISSES * 0.9, "lost only once the heartbeats went unanswered"
+                assert waited >= 0.2 * PEER_MISSES * 0.9, "lost only once the heartbeats went unanswered"
                 assert not feed.synced and feed.lost_at is not None
             finally:
                 obs.process.send_signal(signal.SIGCONT)

@@ -168,7 +168,7 @@ time.sleep(600)
 
 def test_a_connection_whose_peer_stopped_answering_is_closed_and_frees_its_place(context, client_context):
     """Its process stopped (SIGSTOP), a peer answers no heartbeat, as one whose machine is gone: the
-    port closes its connection after PEER_MISSES of them, and the client kept out gets in."""
+    port closes its connection after `servers.security.PEER_MISSES` of them, and the client kept out gets in."""
     port = Port(context, capacity=1, heartbeat_ms=200)
     holder = subprocess.Popen([sys.executable, "-c", HOLD, port.address], stdout=subprocess.PIPE)
     try:
