@@ -282,12 +282,13 @@ class ExchangeClient:
                               self.last_report if self.last_report else -1)])
             reply = self._wait_for(_answers_logon, timeout, in_session=False)
         except RequestTimeout:
+            reply = None
+        finally:
             tally = self._watch.stop()
+        if reply is None:
             link = tally.link()
             why = "" if link is None else f": {tally.why(link)}"
-            raise LogonError(f"no answer to the logon from {self.endpoint} within {timeout}s{why}", link=link) from None
-        finally:
-            self._watch.stop()
+            raise LogonError(f"no answer to the logon from {self.endpoint} within {timeout}s{why}", link=link)
         if not isinstance(reply, LogonAccepted):
             raise LogonError(f"logon of {self.trader_id!r} refused: {reply.text} ({int(reply.reason)})", reply.reason)
         return reply

@@ -120,8 +120,7 @@ class BookSync:
         if self.lost_at is None:
             self.lost_at = at
         if self.synced:
-            self.synced, self.needs_snapshot = False, True
-            self.resyncs += 1
+            self._unsync()
 
     def on_snapshot(self, snapshot: DepthSnapshot) -> list:
         """Rebuild the book from ``snapshot``, then apply the buffered updates it does not contain.
@@ -149,13 +148,17 @@ class BookSync:
             elif message.sequence <= self.sequence:
                 continue
             elif message.sequence != self.sequence + 1:
-                self.synced, self.needs_snapshot = False, True
-                self.resyncs += 1
+                self._unsync()
                 self._buffer.append(message)
             else:
                 self._apply(message)
                 applied.append(message)
         return applied
+
+    def _unsync(self) -> None:
+        """The book is no longer consistent with the stream: it waits for a snapshot (a recovery more)."""
+        self.synced, self.needs_snapshot = False, True
+        self.resyncs += 1
 
     def _apply(self, message) -> None:
         self.sequence = message.sequence
@@ -289,14 +292,12 @@ class MarketDataClient:
         self._market_data = Tally()
         self._snapshots_watch.start()
         try:
-            while not self.sync.synced:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    why = self._why(self._snapshots_watch.stop())
-                    raise RequestTimeout(f"no {self.symbol} snapshot within {timeout}s{why}")
+            while not self.sync.synced and (remaining := deadline - time.monotonic()) > 0:
                 self.poll(min(remaining, 0.1))
         finally:
-            self._snapshots_watch.stop()
+            snapshots = self._snapshots_watch.stop()
+        if not self.sync.synced:
+            raise RequestTimeout(f"no {self.symbol} snapshot within {timeout}s{self._why(snapshots)}")
 
     def _why(self, snapshots: Tally) -> str:
         """What the market data connection and (``snapshots``) the snapshot connection showed since
