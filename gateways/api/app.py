@@ -651,8 +651,7 @@ def build_app(gateway: Gateway, books) -> FastAPI:
     async def book(symbol: SymbolPath, levels: Annotated[int, Query(ge=1, le=1000)] = 10) -> BookModel:
         _known(symbol)
         found = await books.book(symbol, levels, api.request_timeout_s)
-        lost_at = books.feed(symbol).lost_at()
-        if found is None and lost_at is not None:
+        if found is None and (lost_at := books.feed(symbol).lost_at()) is not None:
             raise ApiProblem(503, "Market data lost", f"the connection to the book server of {symbol} was lost at "
                              f"{clock(lost_at)} UTC: its book is served again once the connection is back and the "
                              "book rebuilt", int(RejectReason.BOOK_UNAVAILABLE))
