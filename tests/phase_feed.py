@@ -12,9 +12,9 @@ the next sequence number, exactly as the OBS frames them (``[topic, msgpack list
 import time
 
 import zmq
+from procs import free_port, rebound
 
 from engine.types import Phase
-from servers.processes import free_port
 from servers.protocol import (
     CONTROL_TOPIC,
     Codec,
@@ -97,17 +97,13 @@ class PhaseFeed:
         self.router.close()
 
 
-def _bound(address: str, timeout: float = 5.0) -> zmq.Socket:
-    """A ROUTER bound at ``address``, which a socket closed a moment ago may still hold."""
+def _bound(address: str) -> zmq.Socket:
+    """A ROUTER bound at ``address``, which a socket closed a moment ago may still hold (`rebound`)."""
     socket = zmq.Context.instance().socket(zmq.ROUTER)
     socket.setsockopt(zmq.LINGER, 0)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.bind(address)
-            return socket
-        except zmq.ZMQError as exc:
-            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
-                socket.close()
-                raise
-            time.sleep(0.05)
+    try:
+        rebound(lambda: socket.bind(address))
+    except BaseException:
+        socket.close()
+        raise
+    return socket

@@ -8,7 +8,7 @@ import zmq
 from servers.processes import REPO, Role, endpoint, exchange_env, free_port
 from servers.security import Keys, connect_curve, shard_key_name
 
-__all__ = ["REPO", "Role", "as_role", "bare", "endpoint", "eventually", "exchange_env", "free_port"]
+__all__ = ["REPO", "Role", "as_role", "bare", "endpoint", "eventually", "exchange_env", "free_port", "rebound"]
 
 STARTED = time.time_ns()
 """No exchange time a test sees can be earlier than this."""
@@ -44,6 +44,20 @@ def as_role(socket: zmq.Socket, env: dict[str, str], role: str = "tes", shard: s
     keys = Keys(env["EXCHANGE__SECURITY__KEYS_DIR"])
     connect_curve(socket, keys.own(role), keys.public(shard_key_name(shard)))
     return socket
+
+
+def rebound(start, within_s: float = 5.0):
+    """``start()`` again until its port is free: libzmq releases a closed socket's listening port
+    on its own I/O thread, a moment after ``close`` returns, so an in-process restart on the same
+    port can find it still taken (a restarted OBS is another process, which this never meets)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return start()
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def eventually(check, what: str, within: float = 30.0) -> None:

@@ -17,6 +17,7 @@ import zmq
 from phase_feed import PhaseFeed
 from procs import REPO, Role, endpoint, exchange_env, free_port
 from test_client_phases import offline_bot
+from test_subscribers import rss_kb
 from test_terminal import ACME, Lost, ScriptedFeed, bodies, render
 
 from clients import market_data
@@ -183,11 +184,6 @@ sys.stdin.readline()
 """A market data client in a process of its own that syncs, then stops polling."""
 
 
-def resident_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
-
-
 def offer(server: PhaseFeed, frame: bytes, most: int) -> int:
     """Send ``frame`` to the subscriber until ``most`` bytes are sent or it has taken nothing for a
     second (its queues full: the client's, the kernel's and the server's own); the bytes sent."""
@@ -216,12 +212,12 @@ def test_a_client_that_stops_polling_holds_a_bounded_part_of_the_feed():
     try:
         serving(server).join(10.0)
         assert client.stdout.readline() == b"synced\n"
-        before = resident_bytes(client.pid)
+        before = rss_kb(client.pid)
         updates = [p.DepthUpdate("ACME", sequence, BUY, 9_000 + sequence, sequence, 1) for sequence in range(1, 201)]
         frame = server._updates.encode(updates)
         assert 4_000 < len(frame) < 6_000, len(frame)
         sent = offer(server, frame, 400_000_000)
-        grown = resident_bytes(client.pid) - before
+        grown = (rss_kb(client.pid) - before) * 1024
         assert sent < 200_000_000, f"it took {sent / 1e6:.0f} MB: no bound"
         assert market_data.RECEIVE_FRAMES * len(frame) < grown < 120_000_000, f"grew by {grown / 1e6:.0f} MB"
     finally:

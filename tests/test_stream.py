@@ -6,7 +6,7 @@ import time
 import pytest
 import zmq
 from obs_streams import SYMBOLS, commands
-from procs import Role, as_role, endpoint, exchange_env, free_port
+from procs import Role, as_role, endpoint, exchange_env, free_port, rebound
 
 from config.settings import JournalConfig
 from servers import protocol as p
@@ -152,20 +152,6 @@ def test_acks_are_kept_in_the_consumers_file_and_set_the_retention_floor(shard, 
                                          (shard.state.sequence, shard.journal.offset), 1 << 30))
     assert restarted.floor() == shard.streamer.floor(), "retention survives a restart"
     shard.streamer = restarted
-
-
-def rebound(start, within_s: float = 5.0):
-    """``start()`` again until its port is free: libzmq releases a closed socket's listening port
-    on its own I/O thread, a moment after ``close`` returns, so an in-process restart on the same
-    port can find it still taken (a restarted OBS is another process, which this never meets)."""
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            return start()
-        except zmq.ZMQError as exc:
-            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def test_a_consumer_too_far_behind_is_left_behind_and_told_where_the_journal_starts(tmp_path):
